@@ -1,0 +1,84 @@
+//! `wvflow check PATH... [--format human|short|json] [--color ...] [--deny-warnings]`
+
+use super::exit;
+use crate::diagnostics::{
+    ColorChoice, Diagnostic, Severity, render_human, render_json, render_short,
+};
+use crate::workspace::Workspace;
+use clap::{Args, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Short,
+    Json,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Files or folders to check (a folder means every .wv file below it).
+    #[arg(default_value = ".")]
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Colour in human output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+    /// Fail (exit 1) on warnings too.
+    #[arg(long)]
+    deny_warnings: bool,
+}
+
+pub fn run(args: CheckArgs) -> u8 {
+    let (workspace, load_errors) = Workspace::load(&args.paths);
+    for e in &load_errors {
+        eprintln!("error: {e}");
+    }
+    let diagnostics: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
+    let color = match args.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    };
+    let output = match args.format {
+        Format::Human => render_human(&diagnostics, &workspace.sources, color),
+        Format::Short => render_short(&diagnostics, &workspace.sources),
+        Format::Json => render_json(&diagnostics, &workspace.sources),
+    };
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`wvflow check | head`) is not an error worth a panic.
+    let _ = stdout.write_all(output.as_bytes());
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = diagnostics.len() - errors;
+    if args.format == Format::Human {
+        let files = workspace.sources.len();
+        let summary = match (errors, warnings) {
+            (0, 0) => format!("checked {files} file{}: no problems", plural(files)),
+            _ => format!(
+                "checked {files} file{}: {errors} error{}, {warnings} warning{}",
+                plural(files),
+                plural(errors),
+                plural(warnings)
+            ),
+        };
+        let _ = writeln!(stdout, "{summary}");
+    }
+    if !load_errors.is_empty() {
+        exit::USAGE
+    } else if errors > 0 || args.deny_warnings && warnings > 0 {
+        exit::PROBLEMS
+    } else {
+        exit::OK
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

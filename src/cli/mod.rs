@@ -1,0 +1,49 @@
+//! The command line: argument parsing and dispatch to one module per command.
+
+mod check;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit statuses of SPEC section 5 and 7.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const PROBLEMS: u8 = 1;
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "wvflow",
+    version,
+    about = "Compile, check and run wvlet-style flows"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check .wv files (or every .wv file below a folder) and report problems.
+    Check(check::CheckArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap's --help and --version are successes; everything else is a usage error.
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let status = match cli.command {
+        Command::Check(args) => check::run(args),
+    };
+    ExitCode::from(status)
+}

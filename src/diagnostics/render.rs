@@ -1,0 +1,145 @@
+//! Renders diagnostics: ariadne reports for people, one-liners for grep, JSON for tools.
+
+use super::{Diagnostic, Severity};
+use crate::source::{FileId, SourceMap};
+use ariadne::{Color, Config, IndexType, Label, Report, ReportKind};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// ariadne reports, one after the other, into a string.
+pub fn render_human(diagnostics: &[Diagnostic], sources: &SourceMap, color: bool) -> String {
+    let used: BTreeSet<FileId> = diagnostics
+        .iter()
+        .flat_map(|d| std::iter::once(&d.primary).chain(&d.secondary))
+        .map(|l| l.file)
+        .collect();
+    let mut cache = ariadne::sources(
+        used.into_iter()
+            .map(|id| (sources.get(id).name.clone(), sources.get(id).text.as_str())),
+    );
+    let config = Config::default()
+        .with_index_type(IndexType::Byte)
+        .with_color(color);
+    let mut out = Vec::new();
+    for d in diagnostics {
+        let span_of = |l: &super::Label| {
+            let file = sources.get(l.file);
+            (file.name.clone(), clamp(l.span.range(), file.text.len()))
+        };
+        let (kind, accent) = match d.severity {
+            Severity::Error => (ReportKind::Error, Color::Red),
+            Severity::Warning => (ReportKind::Warning, Color::Yellow),
+        };
+        let mut primary = Label::new(span_of(&d.primary))
+            .with_color(accent)
+            .with_order(0);
+        if !d.primary.message.is_empty() {
+            primary = primary.with_message(&d.primary.message);
+        }
+        let mut report = Report::build(kind, span_of(&d.primary))
+            .with_config(config)
+            .with_code(d.code)
+            .with_message(&d.message)
+            .with_label(primary);
+        for (i, l) in d.secondary.iter().enumerate() {
+            report = report.with_label(
+                Label::new(span_of(l))
+                    .with_message(&l.message)
+                    .with_color(Color::Blue)
+                    .with_order(i as i32 + 1),
+            );
+        }
+        if let Some(help) = &d.help {
+            report = report.with_help(help);
+        }
+        // Writing into a Vec cannot fail; a broken source lookup would only lose one report.
+        let _ = report.finish().write(&mut cache, &mut out);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn clamp(range: std::ops::Range<usize>, len: usize) -> std::ops::Range<usize> {
+    range.start.min(len)..range.end.min(len)
+}
+
+/// `file:line:col: severity[CODE]: message`, one line each.
+pub fn render_short(diagnostics: &[Diagnostic], sources: &SourceMap) -> String {
+    let mut out = String::new();
+    for d in diagnostics {
+        let file = sources.get(d.primary.file);
+        let (line, col) = file.line_col(d.primary.span.start as usize);
+        let severity = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        out.push_str(&format!(
+            "{}:{line}:{col}: {severity}[{}]: {}\n",
+            file.name, d.code, d.message
+        ));
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct JsonRange {
+    start: crate::source::LspPosition,
+    end: crate::source::LspPosition,
+}
+
+#[derive(Serialize)]
+struct JsonLabel<'a> {
+    file: &'a str,
+    range: JsonRange,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonDiagnostic<'a> {
+    file: &'a str,
+    code: &'a str,
+    severity: Severity,
+    message: &'a str,
+    range: JsonRange,
+    labels: Vec<JsonLabel<'a>>,
+    help: Option<&'a str>,
+}
+
+/// One JSON array, as SPEC section 5 describes: 0-based lines, UTF-16 characters.
+/// `labels` holds the primary label first, then the secondary ones.
+pub fn render_json(diagnostics: &[Diagnostic], sources: &SourceMap) -> String {
+    let range = |l: &super::Label| {
+        let file = sources.get(l.file);
+        JsonRange {
+            start: file.lsp_position(l.span.start as usize),
+            end: file.lsp_position(l.span.end as usize),
+        }
+    };
+    let items: Vec<JsonDiagnostic> = diagnostics
+        .iter()
+        .map(|d| JsonDiagnostic {
+            file: &sources.get(d.primary.file).name,
+            code: d.code,
+            severity: d.severity,
+            message: &d.message,
+            range: range(&d.primary),
+            labels: std::iter::once(&d.primary)
+                .chain(&d.secondary)
+                .map(|l| JsonLabel {
+                    file: &sources.get(l.file).name,
+                    range: range(l),
+                    message: &l.message,
+                })
+                .collect(),
+            help: d.help.as_deref(),
+        })
+        .collect();
+    // Serializing plain structs of strings and numbers cannot fail.
+    serde_json::to_string_pretty(&items).unwrap_or_default() + "\n"
+}

@@ -1,0 +1,11 @@
+//! wvflow: a compiler and local runtime for a wvlet-style flow language.
+//!
+//! The pipeline, one module per step: [`syntax`] (tokens, parser, AST) ->
+//! [`diagnostics`] (the problems found, rendered) -> [`workspace`] (files of a folder).
+//! The command line in [`cli`] is a thin layer over this library.
+
+pub mod cli;
+pub mod diagnostics;
+pub mod source;
+pub mod syntax;
+pub mod workspace;

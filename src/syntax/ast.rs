@@ -1,0 +1,447 @@
+//! The syntax tree of one `.wv` file. Every node keeps the span it was written at, so that
+//! later passes (checker, plan, runtime) can point back at the source.
+
+use super::span::{Span, Spanned};
+use serde::Serialize;
+
+/// A name as written: plain, a soft keyword, or back-quoted (`name` holds the unquoted text).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Item {
+    Flow(Flow),
+    Activity(Activity),
+    Run(RunFlow),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Flow {
+    pub name: Ident,
+    pub version: Option<Spanned<u32>>,
+    pub params: Vec<Param>,
+    pub depends_on: Vec<Ident>,
+    /// `flow f if other.failed = { ... }`: start condition over other flows' runs.
+    pub condition: Option<Condition>,
+    pub config: Option<Config>,
+    pub members: Vec<Member>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Param {
+    pub name: Ident,
+    pub ty: Spanned<Type>,
+    pub default: Option<Expr>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Type {
+    String,
+    Int,
+    Float,
+    Boolean,
+    Duration,
+    Date,
+    Timestamp,
+}
+
+impl Type {
+    pub const ALL: [(&'static str, Type); 7] = [
+        ("string", Type::String),
+        ("int", Type::Int),
+        ("float", Type::Float),
+        ("boolean", Type::Boolean),
+        ("duration", Type::Duration),
+        ("date", Type::Date),
+        ("timestamp", Type::Timestamp),
+    ];
+
+    pub fn from_name(name: &str) -> Option<Type> {
+        Type::ALL.iter().find(|(n, _)| *n == name).map(|&(_, t)| t)
+    }
+
+    pub fn name(self) -> &'static str {
+        Type::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("", |(n, _)| n)
+    }
+}
+
+/// A boolean formula over `name.state` atoms: stage triggers and flow start conditions.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Condition {
+    /// `target.state`; the state word is checked later, so a typo gets a did-you-mean.
+    State {
+        target: Ident,
+        state: Ident,
+    },
+    Not(Box<Condition>, Span),
+    And(Box<Condition>, Box<Condition>),
+    Or(Box<Condition>, Box<Condition>),
+}
+
+impl Condition {
+    pub fn span(&self) -> Span {
+        match self {
+            Condition::State { target, state } => target.span.join(state.span),
+            Condition::Not(_, span) => *span,
+            Condition::And(a, b) | Condition::Or(a, b) => a.span().join(b.span()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigStyle {
+    /// `with { key: value ... }`
+    Block,
+    /// `[key: value, ...]`
+    Inline,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    pub style: ConfigStyle,
+    pub entries: Vec<ConfigEntry>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConfigEntry {
+    pub key: Ident,
+    pub value: Expr,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Member {
+    Stage(Stage),
+    Signal(NamedExpr),
+    Query(NamedExpr),
+}
+
+/// `signal NAME = expr` and `query NAME = expr`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NamedExpr {
+    pub name: Ident,
+    pub value: Expr,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stage {
+    pub name: Ident,
+    pub trigger: Option<Condition>,
+    pub config: Option<Config>,
+    /// `stage s on duckdb = ...`: the connector that evaluates the stage.
+    pub connector: Option<Ident>,
+    pub body: Body,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Body {
+    pub source: Source,
+    pub ops: Vec<Op>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum SourceKind {
+    From(Vec<SourceRef>),
+    /// Fan-in: union-all of the named stages.
+    Merge(Vec<Ident>),
+    /// A stage with no input that calls an activity.
+    Activity(Call),
+    /// A child flow run; the stage waits for it.
+    CallFlow(FlowCall),
+    /// Continue in another flow.
+    Jump(FlowCall),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum SourceRef {
+    /// A stage of the flow or a table of the workspace.
+    Name(Ident),
+    /// A file path.
+    File(StrLit),
+    /// Inline rows `[[1, 'a'], [2, 'b']] as t(id, name)`.
+    Values {
+        rows: Vec<Vec<Expr>>,
+        alias: Option<ValuesAlias>,
+        span: Span,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValuesAlias {
+    pub table: Ident,
+    pub columns: Vec<Ident>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StrLit {
+    pub value: String,
+    pub span: Span,
+}
+
+/// An activity (or function) call: `name(args)`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Call {
+    pub name: Ident,
+    pub args: Vec<Arg>,
+    pub span: Span,
+}
+
+/// A reference to a flow: `name @version(2)? (args)?`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlowCall {
+    pub name: Ident,
+    pub version: Option<Spanned<u32>>,
+    /// `None` when written without parentheses.
+    pub args: Option<Vec<Arg>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Arg {
+    /// Set for named arguments (`name: value` or `name = value`).
+    pub name: Option<Ident>,
+    pub value: Expr,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Op {
+    pub kind: OpKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum OpKind {
+    Where(Expr),
+    Select(Vec<SelectItem>),
+    Join {
+        source: SourceRef,
+        on: Expr,
+    },
+    GroupBy(Vec<Expr>),
+    OrderBy(Vec<OrderKey>),
+    Limit(Spanned<u64>),
+    /// `save to a.b`: the dotted table name, part by part.
+    SaveTo(Vec<Ident>),
+    Route(Route),
+    /// Parallel branches, each a stage of its own.
+    Fork(Vec<Stage>),
+    /// Dynamic fan-out: one call per input row.
+    Each(Call),
+    Wait(Expr),
+    WaitUntil(Expr),
+    Activate(Activate),
+    Jump(FlowCall),
+    End,
+    Activity(Call),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SelectItem {
+    pub expr: Expr,
+    pub alias: Option<Ident>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OrderKey {
+    pub expr: Expr,
+    pub descending: bool,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Route {
+    /// `route by hash(expr)`: percentage split instead of conditions.
+    pub by: Option<Expr>,
+    pub cases: Vec<RouteCase>,
+    pub otherwise: Option<Ident>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteCase {
+    pub when: Expr,
+    pub target: Ident,
+    pub span: Span,
+}
+
+/// `activate('file', path: 'out.csv')`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Activate {
+    pub target: StrLit,
+    pub options: Vec<Arg>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Activity {
+    pub name: Ident,
+    pub params: Vec<Param>,
+    pub config: Option<Config>,
+    pub command: Command,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Command {
+    /// `exec('prog', arg, ...)`: an argument vector, no shell.
+    Exec(Vec<Expr>),
+    /// `sh('...')`: shell text; parameters arrive as `WV_<NAME>` variables.
+    Sh(StrLit),
+}
+
+/// `run flow F(args)`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunFlow {
+    pub call: FlowCall,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurationUnit {
+    Ms,
+    S,
+    M,
+    H,
+    D,
+}
+
+impl DurationUnit {
+    pub fn millis(self) -> u64 {
+        match self {
+            DurationUnit::Ms => 1,
+            DurationUnit::S => 1_000,
+            DurationUnit::M => 60_000,
+            DurationUnit::H => 3_600_000,
+            DurationUnit::D => 86_400_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ExprKind {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    /// A duration literal such as `30s`; `millis` is its value.
+    Duration {
+        amount: u64,
+        unit: DurationUnit,
+        millis: u64,
+    },
+    Bool(bool),
+    Null,
+    Name(Ident),
+    /// `base.field`, including `_.column` for the current row.
+    Field {
+        base: Ident,
+        field: Ident,
+    },
+    /// `*`, as in `count(*)` or `select *`.
+    Star,
+    Call(Call),
+    List(Vec<Expr>),
+    Unary {
+        op: UnaryOp,
+        operand: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    IsNull {
+        operand: Box<Expr>,
+        negated: bool,
+    },
+    InList {
+        operand: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+    },
+    Like {
+        operand: Box<Expr>,
+        pattern: Box<Expr>,
+        negated: bool,
+    },
+    /// Stands where an expression could not be parsed; its error is already reported.
+    Error,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnaryOp {
+    Neg,
+    Not,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BinaryOp {
+    Or,
+    And,
+    Eq,
+    NotEq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Add,
+    Sub,
+    Concat,
+    Mul,
+    Div,
+    Rem,
+}
+
+impl BinaryOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Or => "or",
+            BinaryOp::And => "and",
+            BinaryOp::Eq => "=",
+            BinaryOp::NotEq => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::Le => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::Ge => ">=",
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Concat => "||",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Rem => "%",
+        }
+    }
+}

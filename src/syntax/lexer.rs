@@ -1,0 +1,142 @@
+//! Runs the `logos` lexer over a file and reports malformed input as diagnostics.
+//! The lexer never stops early: a bad character becomes one diagnostic and lexing goes on.
+
+use super::span::Span;
+use super::token::Token;
+use crate::diagnostics::Diagnostic;
+use crate::source::FileId;
+use logos::Logos;
+
+pub fn lex(src: &str, file: FileId) -> (Vec<(Token, Span)>, Vec<Diagnostic>) {
+    let mut tokens: Vec<(Token, Span)> = Vec::with_capacity(src.len() / 5);
+    let mut diagnostics = Vec::new();
+    let mut unknown_run: Option<Span> = None;
+    for (result, range) in Token::lexer(src).spanned() {
+        let span = Span::from(range);
+        let token = result.unwrap_or(Token::Unknown);
+        if token == Token::Unknown {
+            // A run of stray characters (a binary blob, say) is one diagnostic, not thousands.
+            match unknown_run {
+                Some(run) if run.end == span.start => {
+                    unknown_run = Some(run.join(span));
+                    if let Some(last) = tokens.last_mut() {
+                        last.1 = run.join(span);
+                    }
+                }
+                _ => {
+                    if let Some(run) = unknown_run.replace(span) {
+                        diagnostics.push(unknown_characters(src, file, run));
+                    }
+                    // Kept as one token, so the parser stops here rather than misreading around it.
+                    tokens.push((token, span));
+                }
+            }
+            continue;
+        }
+        if let Some(run) = unknown_run.take() {
+            diagnostics.push(unknown_characters(src, file, run));
+        }
+        if let Some(d) = malformed(token, src, file, span) {
+            diagnostics.push(d);
+        }
+        // An unterminated comment hides the rest of the file; the parser never sees it.
+        if token != Token::UnterminatedComment {
+            tokens.push((token, span));
+        }
+    }
+    if let Some(run) = unknown_run {
+        diagnostics.push(unknown_characters(src, file, run));
+    }
+    (tokens, diagnostics)
+}
+
+fn unknown_characters(src: &str, file: FileId, span: Span) -> Diagnostic {
+    let text = &src[span.range()];
+    let shown: String = text.chars().take(12).collect();
+    let message = if text.chars().count() == 1 {
+        format!("unexpected character `{}`", shown.escape_debug())
+    } else {
+        format!("unexpected characters `{}`", shown.escape_debug())
+    };
+    Diagnostic::error("E0001", file, span, message)
+        .with_label("not part of any token")
+        .with_help("names are ASCII letters, digits and `_`; other text belongs in quotes")
+}
+
+fn malformed(token: Token, src: &str, file: FileId, span: Span) -> Option<Diagnostic> {
+    let start = Span::at(span.start as usize);
+    let text = &src[span.range()];
+    Some(match token {
+        Token::UnterminatedSingle | Token::UnterminatedDouble => {
+            let quote = &text[..1];
+            Diagnostic::error("E0002", file, span, "unterminated string")
+                .with_label("this string has no closing quote on its line")
+                .with_help(format!(
+                    "close it with `{quote}`; for text over several lines use a \"\"\"triple-quoted\"\"\" string"
+                ))
+        }
+        Token::UnterminatedTriple => Diagnostic::error(
+            "E0002",
+            file,
+            start.join(Span::at(start.start as usize + 3)),
+            "unterminated triple-quoted string",
+        )
+        .with_label("this string is never closed")
+        .with_help("close it with `\"\"\"`"),
+        Token::UnterminatedQuotedIdent => {
+            Diagnostic::error("E0003", file, span, "unterminated quoted name")
+                .with_label("no closing back-quote on this line")
+                .with_help("close the name with `` ` ``")
+        }
+        Token::UnterminatedComment => Diagnostic::error(
+            "E0004",
+            file,
+            Span::new(span.start as usize, span.start as usize + 2),
+            "unterminated block comment",
+        )
+        .with_label("this comment runs to the end of the file")
+        .with_help("close it with `*/`"),
+        Token::BadNumber => {
+            let digits = text
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .unwrap_or(text.len());
+            Diagnostic::error("E0005", file, span, format!("`{text}` is not a number or a duration"))
+                .with_label(format!("unknown unit `{}`", &text[digits..]))
+                .with_help("duration units are `ms`, `s`, `m`, `h` and `d` (`90s`, `5m`); write longer ones as a string such as '7 days'")
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(src: &str) -> Vec<Token> {
+        lex(src, FileId(0)).0.into_iter().map(|(t, _)| t).collect()
+    }
+
+    #[test]
+    fn durations_win_over_integers_and_comments_are_skipped() {
+        use Token::*;
+        assert_eq!(
+            kinds("30s 100ms 5 -- note\n2.5 /* x */ a->b"),
+            vec![Duration, Duration, Int, Float, Ident, Arrow, Ident]
+        );
+        assert_eq!(
+            kinds("'it''s' \"q\" \"\"\"raw\"\"\""),
+            vec![SingleQuoted, DoubleQuoted, TripleQuoted]
+        );
+        assert_eq!(
+            kinds("stage `from` version"),
+            vec![Stage, QuotedIdent, Version]
+        );
+    }
+
+    #[test]
+    fn malformed_input_is_reported_once_per_run() {
+        let (_, diagnostics) = lex("a \u{1}\u{2}\u{3} b 'open\n5min /* never", FileId(0));
+        let codes: Vec<_> = diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(codes, vec!["E0001", "E0002", "E0005", "E0004"]);
+    }
+}

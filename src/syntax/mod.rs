@@ -1,0 +1,68 @@
+//! The front end: tokens, parser, syntax tree and spans.
+//!
+//! [`parse`] is the entry point: source text in, a syntax tree and syntax diagnostics out.
+//! It never panics and never recurses without bound, whatever the input.
+
+pub mod ast;
+mod depth;
+pub mod lexer;
+pub mod literal;
+mod parser;
+pub mod sexpr;
+pub mod span;
+pub mod token;
+
+pub use span::{Span, Spanned};
+
+use crate::diagnostics::{self, Diagnostic};
+use crate::source::FileId;
+use std::collections::HashSet;
+
+/// Spans are `u32` offsets, so a file may hold at most this many bytes.
+pub const MAX_SOURCE_LEN: usize = u32::MAX as usize;
+
+/// How deep brackets and operator chains may nest before the parser refuses the file.
+pub const MAX_NESTING: usize = 1000;
+
+/// What parsing one file produced: the tree of everything that parsed, and every syntax error.
+#[derive(Debug)]
+pub struct Parsed {
+    pub ast: ast::File,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+pub fn parse(src: &str, file: FileId) -> Parsed {
+    if src.len() > MAX_SOURCE_LEN {
+        let d = Diagnostic::error("E0013", file, Span::at(0), "file too large")
+            .with_label(format!(
+                "wvflow reads files of up to {MAX_SOURCE_LEN} bytes"
+            ))
+            .with_help("split the workspace into several files");
+        return Parsed {
+            ast: ast::File::default(),
+            diagnostics: vec![d],
+        };
+    }
+    let (tokens, mut diagnostics) = lexer::lex(src, file);
+    let ast = match depth::check(&tokens, file) {
+        Ok(()) => {
+            let (ast, parse_errors) = parser::parse(src, &tokens, file);
+            // One report per place: a parse error where the lexer already reported one (at a
+            // stray character, say), or a second one at the same token, is a consequence.
+            let mut reported: HashSet<u32> =
+                diagnostics.iter().map(|d| d.primary.span.start).collect();
+            diagnostics.extend(
+                parse_errors
+                    .into_iter()
+                    .filter(|d| reported.insert(d.primary.span.start)),
+            );
+            ast
+        }
+        Err(too_deep) => {
+            diagnostics.push(too_deep);
+            ast::File::default()
+        }
+    };
+    diagnostics::normalize(&mut diagnostics);
+    Parsed { ast, diagnostics }
+}

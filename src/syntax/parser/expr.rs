@@ -1,0 +1,257 @@
+//! Expressions, with the precedence of SPEC section 3:
+//! or < and < not < comparison < additive < multiplicative < unary.
+
+use super::errors;
+use super::{Parse, Span, name, parenthesized, string};
+use crate::syntax::ast::{Arg, BinaryOp, Call, Expr, ExprKind, Ident, UnaryOp};
+use crate::syntax::literal::duration_parts;
+use crate::syntax::token::Token;
+use chumsky::pratt::{infix, left, none, postfix, prefix};
+use chumsky::prelude::*;
+
+pub fn expr<'t>(src: &'t str) -> impl Parse<'t, Expr> {
+    recursive(move |expr| {
+        let call = call_with(src, expr.clone().boxed());
+        let literal = literal(src);
+        let field = name(src)
+            .then_ignore(just(Token::Dot))
+            .then(name(src))
+            .map(|(base, field)| ExprKind::Field { base, field });
+        // `activate(...)` may stand as a value: a flow hook such as `on_failure: activate('log')`.
+        let activate = just(Token::Activate)
+            .map_with(|_, e| Ident {
+                name: "activate".into(),
+                span: e.span(),
+            })
+            .then(parenthesized(arg(src, expr.clone().boxed())))
+            .map_with(|(name, args), e| {
+                ExprKind::Call(Call {
+                    name,
+                    args,
+                    span: e.span(),
+                })
+            });
+        let list = expr
+            .clone()
+            .separated_by(just(Token::Comma))
+            .allow_trailing()
+            .collect::<Vec<_>>()
+            .delimited_by(just(Token::LBracket), just(Token::RBracket))
+            .map(ExprKind::List);
+        let atom = choice((
+            literal,
+            call.map(ExprKind::Call),
+            field,
+            name(src).map(ExprKind::Name),
+            just(Token::Star).to(ExprKind::Star),
+            activate,
+            list,
+        ))
+        .map_with(|kind, e| Expr {
+            kind,
+            span: e.span(),
+        })
+        .or(expr
+            .clone()
+            .delimited_by(just(Token::LParen), just(Token::RParen))
+            .map_with(|inner: Expr, e| Expr {
+                kind: inner.kind,
+                span: e.span(),
+            }))
+        .labelled("an expression")
+        .boxed();
+
+        let comparison = choice((
+            just(Token::Eq).to(BinaryOp::Eq),
+            just(Token::EqEq).to(BinaryOp::Eq),
+            just(Token::NotEq).to(BinaryOp::NotEq),
+            just(Token::LtGt).to(BinaryOp::NotEq),
+            just(Token::Le).to(BinaryOp::Le),
+            just(Token::Lt).to(BinaryOp::Lt),
+            just(Token::Ge).to(BinaryOp::Ge),
+            just(Token::Gt).to(BinaryOp::Gt),
+        ));
+        let additive = choice((
+            just(Token::Plus).to(BinaryOp::Add),
+            just(Token::Minus).to(BinaryOp::Sub),
+            just(Token::Concat).to(BinaryOp::Concat),
+        ));
+        let multiplicative = choice((
+            just(Token::Star).to(BinaryOp::Mul),
+            just(Token::Slash).to(BinaryOp::Div),
+            just(Token::Percent).to(BinaryOp::Rem),
+        ));
+        let negated = just(Token::Not).or_not().map(|n| n.is_some());
+        let is_null = just(Token::Is)
+            .ignore_then(negated.clone())
+            .then_ignore(just(Token::Null))
+            .map_with(|negated, e| (negated, e.span()));
+        let in_list = negated
+            .clone()
+            .then_ignore(just(Token::In))
+            .then(parenthesized(expr.clone()))
+            .map_with(|(negated, list), e| (negated, list, e.span()));
+        let like = negated.then_ignore(just(Token::Like));
+
+        atom.pratt((
+            infix(left(1), just(Token::Or).to(BinaryOp::Or), |l, op, r, _| {
+                binary(op, l, r)
+            }),
+            infix(
+                left(2),
+                just(Token::And).to(BinaryOp::And),
+                |l, op, r, _| binary(op, l, r),
+            ),
+            prefix(3, just(Token::Not), |_, operand, e| {
+                unary(UnaryOp::Not, e.span(), operand)
+            }),
+            infix(none(4), comparison, |lhs, op, rhs, _| binary(op, lhs, rhs)),
+            infix(none(4), like, |lhs: Expr, negated, rhs: Expr, _| {
+                let span = lhs.span.join(rhs.span);
+                let (operand, pattern) = (Box::new(lhs), Box::new(rhs));
+                Expr {
+                    kind: ExprKind::Like {
+                        operand,
+                        pattern,
+                        negated,
+                    },
+                    span,
+                }
+            }),
+            postfix(
+                4,
+                is_null,
+                |operand: Expr, (negated, end): (bool, Span), _| {
+                    let span = operand.span.join(end);
+                    Expr {
+                        kind: ExprKind::IsNull {
+                            operand: Box::new(operand),
+                            negated,
+                        },
+                        span,
+                    }
+                },
+            ),
+            postfix(
+                4,
+                in_list,
+                |operand: Expr, (negated, list, end): (bool, Vec<Expr>, Span), _| {
+                    let span = operand.span.join(end);
+                    Expr {
+                        kind: ExprKind::InList {
+                            operand: Box::new(operand),
+                            list,
+                            negated,
+                        },
+                        span,
+                    }
+                },
+            ),
+            infix(left(5), additive, |lhs, op, rhs, _| binary(op, lhs, rhs)),
+            infix(left(6), multiplicative, |lhs, op, rhs, _| {
+                binary(op, lhs, rhs)
+            }),
+            prefix(7, just(Token::Minus), |_, operand, e| {
+                unary(UnaryOp::Neg, e.span(), operand)
+            }),
+        ))
+        .boxed()
+    })
+}
+
+fn binary(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
+    let span = lhs.span.join(rhs.span);
+    Expr {
+        kind: ExprKind::Binary {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+        },
+        span,
+    }
+}
+
+/// `-` before a number literal folds into the literal, so `-1` is the integer -1.
+fn unary(op: UnaryOp, span: Span, operand: Expr) -> Expr {
+    let kind = match (op, operand.kind) {
+        (UnaryOp::Neg, ExprKind::Int(n)) => ExprKind::Int(-n),
+        (UnaryOp::Neg, ExprKind::Float(x)) => ExprKind::Float(-x),
+        (op, kind) => ExprKind::Unary {
+            op,
+            operand: Box::new(Expr {
+                kind,
+                span: operand.span,
+            }),
+        },
+    };
+    Expr { kind, span }
+}
+
+fn literal<'t>(src: &'t str) -> impl Parse<'t, ExprKind> {
+    let number = any()
+        .filter(|t: &Token| {
+            matches!(
+                t,
+                Token::Int | Token::Float | Token::Duration | Token::BadNumber
+            )
+        })
+        .validate(move |t, e, emitter| {
+            let span: Span = e.span();
+            let text = &src[span.range()];
+            match t {
+                Token::Int => text.parse().map(ExprKind::Int).unwrap_or_else(|_| {
+                    emitter.emit(errors::out_of_range(span, "integer", i64::MAX as u64));
+                    ExprKind::Error
+                }),
+                Token::Float => text.parse().map(ExprKind::Float).unwrap_or(ExprKind::Error),
+                Token::Duration => match duration_parts(text) {
+                    Some((amount, unit, millis)) => ExprKind::Duration {
+                        amount,
+                        unit,
+                        millis,
+                    },
+                    None => {
+                        emitter.emit(errors::out_of_range(span, "duration", u64::MAX));
+                        ExprKind::Error
+                    }
+                },
+                // Already reported by the lexer.
+                _ => ExprKind::Error,
+            }
+        });
+    choice((
+        number,
+        string(src).map(|s| ExprKind::Str(s.value)),
+        just(Token::True).to(ExprKind::Bool(true)),
+        just(Token::False).to(ExprKind::Bool(false)),
+        just(Token::Null).to(ExprKind::Null),
+    ))
+}
+
+/// One argument: `name: value`, `name = value`, or a positional value.
+pub fn arg<'t>(src: &'t str, expr: impl Parse<'t, Expr>) -> impl Parse<'t, Arg> {
+    let named = name(src)
+        .then_ignore(just(Token::Colon).or(just(Token::Eq)))
+        .then(expr.clone())
+        .map_with(|(name, value), e| Arg {
+            name: Some(name),
+            value,
+            span: e.span(),
+        });
+    named.or(expr.map_with(|value, e| Arg {
+        name: None,
+        value,
+        span: e.span(),
+    }))
+}
+
+/// `name(args)`: an activity or function call.
+pub fn call_with<'t>(src: &'t str, expr: impl Parse<'t, Expr>) -> impl Parse<'t, Call> {
+    name(src)
+        .then(parenthesized(arg(src, expr)))
+        .map_with(|(name, args), e| Call {
+            name,
+            args,
+            span: e.span(),
+        })
+}

@@ -1,0 +1,122 @@
+//! The `chumsky` parser: tokens to [`ast::File`], with recovery at item, member, operator and
+//! config-entry boundaries so one run reports every independent syntax error.
+
+mod errors;
+mod expr;
+mod items;
+mod recovery;
+mod stage;
+
+use super::ast::{self, Ident, StrLit};
+use super::span::{Span, Spanned};
+use super::token::Token;
+use crate::diagnostics::Diagnostic;
+use crate::source::FileId;
+use chumsky::input::MappedInput;
+use chumsky::prelude::*;
+
+pub(super) type In<'t> = MappedInput<'t, Token, Span, &'t [(Token, Span)]>;
+pub(super) type Extra<'t> = extra::Err<Rich<'t, Token, Span>>;
+
+/// Every parser of this module: over our token input, with rich errors.
+pub(super) trait Parse<'t, O>: Parser<'t, In<'t>, O, Extra<'t>> + Clone + 't {}
+impl<'t, O, P: Parser<'t, In<'t>, O, Extra<'t>> + Clone + 't> Parse<'t, O> for P {}
+
+pub fn parse(src: &str, tokens: &[(Token, Span)], file: FileId) -> (ast::File, Vec<Diagnostic>) {
+    let input = tokens.split_token_span(Span::at(src.len()));
+    let (output, errors) = items::file(src).parse(input).into_output_errors();
+    let diagnostics = errors
+        .into_iter()
+        .map(|e| errors::to_diagnostic(e, src, file))
+        .collect();
+    (output.unwrap_or_default(), diagnostics)
+}
+
+/// A name: a plain identifier, a back-quoted one, or a soft keyword.
+pub(super) fn name<'t>(src: &'t str) -> impl Parse<'t, Ident> {
+    any()
+        .filter(|t: &Token| {
+            matches!(
+                t,
+                Token::Ident | Token::QuotedIdent | Token::UnterminatedQuotedIdent
+            ) || t.is_soft_keyword()
+        })
+        .map_with(move |t, e| {
+            let span: Span = e.span();
+            let text = &src[span.range()];
+            let name = match t {
+                Token::QuotedIdent => &text[1..text.len() - 1],
+                Token::UnterminatedQuotedIdent => &text[1..],
+                _ => text,
+            };
+            Ident {
+                name: name.to_string(),
+                span,
+            }
+        })
+        .labelled("a name")
+}
+
+pub(super) fn is_string(t: Token) -> bool {
+    matches!(
+        t,
+        Token::SingleQuoted
+            | Token::DoubleQuoted
+            | Token::TripleQuoted
+            | Token::UnterminatedSingle
+            | Token::UnterminatedDouble
+            | Token::UnterminatedTriple
+    )
+}
+
+/// A string literal with its escapes resolved; a bad escape is reported and the text kept.
+pub(super) fn string<'t>(src: &'t str) -> impl Parse<'t, StrLit> {
+    any()
+        .filter(|t: &Token| is_string(*t))
+        .validate(move |t, e, emitter| {
+            let span: Span = e.span();
+            let text = &src[span.range()];
+            let value = super::literal::string_value(t, text).unwrap_or_else(|(at, len)| {
+                let at = span.start as usize + at;
+                emitter.emit(errors::custom(
+                    "E0006",
+                    Span::new(at, at + len),
+                    format!("unknown escape `{}` in a string", &src[at..at + len]),
+                    "unknown escape",
+                    "known escapes are \\\\, \\', \\\", \\n and \\t; in a \"\"\"triple-quoted\"\"\" string backslashes are plain text",
+                ));
+                text.to_string()
+            });
+            StrLit { value, span }
+        })
+        .labelled("a string")
+}
+
+/// A non-negative integer literal that fits in `u64`.
+pub(super) fn unsigned<'t>(src: &'t str) -> impl Parse<'t, Spanned<u64>> {
+    just(Token::Int)
+        .validate(move |_, e, emitter| {
+            let span: Span = e.span();
+            let value = src[span.range()].parse().unwrap_or_else(|_| {
+                emitter.emit(errors::out_of_range(span, "integer", u64::MAX));
+                0
+            });
+            Spanned::new(value, span)
+        })
+        .labelled("an integer")
+}
+
+/// `( item, item, ... )` with an optional trailing comma.
+pub(super) fn parenthesized<'t, O: 't>(item: impl Parse<'t, O>) -> impl Parse<'t, Vec<O>> {
+    item.separated_by(just(Token::Comma))
+        .allow_trailing()
+        .collect::<Vec<_>>()
+        .delimited_by(just(Token::LParen), just(Token::RParen))
+}
+
+/// `item, item, ...`: at least one.
+pub(super) fn comma_list<'t, O: 't>(item: impl Parse<'t, O>) -> impl Parse<'t, Vec<O>> {
+    item.separated_by(just(Token::Comma))
+        .at_least(1)
+        .collect::<Vec<_>>()
+}

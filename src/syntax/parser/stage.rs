@@ -1,0 +1,264 @@
+//! Flow members: stages with their sources and operators, signals and queries.
+
+use super::expr::{call_with, expr};
+use super::items::{condition, config_block, flow_call, inline_config};
+use super::recovery::{Resume, skip_to};
+use super::{Parse, comma_list, name, parenthesized, string, unsigned};
+use crate::syntax::ast::*;
+use crate::syntax::token::Token;
+use chumsky::prelude::*;
+
+pub fn member<'t>(src: &'t str) -> impl Parse<'t, Member> {
+    let named_expr = |keyword| {
+        just(keyword)
+            .ignore_then(name(src))
+            .then_ignore(just(Token::Eq))
+            .then(expr(src))
+            .map_with(|(name, value), e| NamedExpr {
+                name,
+                value,
+                span: e.span(),
+            })
+    };
+    choice((
+        stage(src).map(Member::Stage),
+        named_expr(Token::Signal).map(Member::Signal),
+        named_expr(Token::Query).map(Member::Query),
+    ))
+    .labelled("a `stage`, `signal` or `query`")
+}
+
+fn stage<'t>(src: &'t str) -> impl Parse<'t, Stage> {
+    recursive(move |stage| {
+        let header = just(Token::Stage)
+            .ignore_then(name(src))
+            .then(just(Token::If).ignore_then(condition(src)).or_not())
+            .then(config_block(src).or(inline_config(src)).or_not())
+            .then(just(Token::On).ignore_then(name(src)).or_not())
+            .then_ignore(just(Token::Eq));
+        let fork = just(Token::Fork)
+            .ignore_then(
+                stage
+                    .repeated()
+                    .at_least(1)
+                    .collect::<Vec<_>>()
+                    .delimited_by(just(Token::LBrace), just(Token::RBrace)),
+            )
+            .map(OpKind::Fork);
+        let op = op(src)
+            .or(fork)
+            .labelled("an operator")
+            .map_with(|kind, e| {
+                Some(Op {
+                    kind,
+                    span: e.span(),
+                })
+            })
+            .recover_with(via_parser(skip_to(Resume::Op).to(None)));
+        let body = source(src)
+            .then(
+                just(Token::Pipe)
+                    .ignore_then(op)
+                    .repeated()
+                    .collect::<Vec<_>>(),
+            )
+            .map_with(|(source, ops), e| Body {
+                source,
+                ops: ops.into_iter().flatten().collect(),
+                span: e.span(),
+            });
+        header
+            .then(body)
+            .map_with(|((((name, trigger), config), connector), body), e| Stage {
+                name,
+                trigger,
+                config,
+                connector,
+                body,
+                span: e.span(),
+            })
+            .boxed()
+    })
+}
+
+fn source<'t>(src: &'t str) -> impl Parse<'t, Source> {
+    choice((
+        just(Token::From)
+            .ignore_then(comma_list(source_ref(src)))
+            .map(SourceKind::From),
+        just(Token::Merge)
+            .ignore_then(comma_list(name(src)))
+            .map(SourceKind::Merge),
+        just(Token::Call)
+            .ignore_then(flow_call(src))
+            .map(SourceKind::CallFlow),
+        just(Token::Arrow)
+            .ignore_then(flow_call(src))
+            .map(SourceKind::Jump),
+        call_with(src, expr(src)).map(SourceKind::Activity),
+    ))
+    .labelled("a source (`from`, `merge`, `call`, `->` or an activity call)")
+    .map_with(|kind, e| Source {
+        kind,
+        span: e.span(),
+    })
+}
+
+/// A stage or table name, a file path, or inline rows `[[...], ...] as t(a, b)`.
+fn source_ref<'t>(src: &'t str) -> impl Parse<'t, SourceRef> {
+    let row = expr(src)
+        .separated_by(just(Token::Comma))
+        .allow_trailing()
+        .collect::<Vec<_>>()
+        .delimited_by(just(Token::LBracket), just(Token::RBracket));
+    let alias = just(Token::As)
+        .ignore_then(name(src))
+        .then(parenthesized(name(src)))
+        .map(|(table, columns)| ValuesAlias { table, columns });
+    let values = row
+        .separated_by(just(Token::Comma))
+        .allow_trailing()
+        .at_least(1)
+        .collect::<Vec<_>>()
+        .delimited_by(just(Token::LBracket), just(Token::RBracket))
+        .then(alias.or_not())
+        .map_with(|(rows, alias), e| SourceRef::Values {
+            rows,
+            alias,
+            span: e.span(),
+        });
+    choice((
+        name(src).map(SourceRef::Name),
+        string(src).map(SourceRef::File),
+        values,
+    ))
+    .labelled("a stage, table, file or inline rows")
+}
+
+fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
+    let select_item = expr(src)
+        .then(just(Token::As).ignore_then(name(src)).or_not())
+        .map_with(|(expr, alias), e| SelectItem {
+            expr,
+            alias,
+            span: e.span(),
+        });
+    let order_key = expr(src)
+        .then(choice((just(Token::Asc).to(false), just(Token::Desc).to(true))).or_not())
+        .map_with(|(expr, desc), e| OrderKey {
+            expr,
+            descending: desc.unwrap_or(false),
+            span: e.span(),
+        });
+    let case = just(Token::Case)
+        .ignore_then(expr(src))
+        .then_ignore(just(Token::Arrow))
+        .then(name(src))
+        .map_with(|(when, target), e| RouteCase {
+            when,
+            target,
+            span: e.span(),
+        });
+    let otherwise = just(Token::Else)
+        .ignore_then(just(Token::Arrow))
+        .ignore_then(name(src));
+    let route = just(Token::Route)
+        .ignore_then(just(Token::By).ignore_then(expr(src)).or_not())
+        .then(
+            case.then_ignore(just(Token::Comma).or_not())
+                .repeated()
+                .at_least(1)
+                .collect::<Vec<_>>()
+                .then(otherwise.then_ignore(just(Token::Comma).or_not()).or_not())
+                .delimited_by(just(Token::LBrace), just(Token::RBrace)),
+        )
+        .map(|(by, (cases, otherwise))| {
+            OpKind::Route(Route {
+                by,
+                cases,
+                otherwise,
+            })
+        });
+    let wait = just(Token::Wait).ignore_then(choice((
+        just(Token::Until)
+            .ignore_then(expr(src))
+            .map(OpKind::WaitUntil),
+        expr(src)
+            .delimited_by(just(Token::LParen), just(Token::RParen))
+            .map(OpKind::Wait),
+    )));
+    let activate_options = just(Token::Comma)
+        .ignore_then(
+            name(src)
+                .then_ignore(just(Token::Colon))
+                .then(expr(src))
+                .map_with(|(name, value), e| Arg {
+                    name: Some(name),
+                    value,
+                    span: e.span(),
+                })
+                .separated_by(just(Token::Comma))
+                .allow_trailing()
+                .collect::<Vec<_>>(),
+        )
+        .or_not();
+    let activate = just(Token::Activate)
+        .ignore_then(
+            string(src)
+                .then(activate_options)
+                .delimited_by(just(Token::LParen), just(Token::RParen)),
+        )
+        .map(|(target, options)| {
+            OpKind::Activate(Activate {
+                target,
+                options: options.unwrap_or_default(),
+            })
+        });
+    let end_flow = just(Token::End)
+        .then(just(Token::LParen))
+        .then(just(Token::RParen))
+        .to(OpKind::End);
+    choice((
+        just(Token::Where).ignore_then(expr(src)).map(OpKind::Where),
+        just(Token::Select)
+            .ignore_then(comma_list(select_item))
+            .map(OpKind::Select),
+        just(Token::Join)
+            .ignore_then(source_ref(src))
+            .then_ignore(just(Token::On))
+            .then(expr(src))
+            .map(|(source, on)| OpKind::Join { source, on }),
+        just(Token::Group)
+            .ignore_then(just(Token::By))
+            .ignore_then(comma_list(expr(src)))
+            .map(OpKind::GroupBy),
+        just(Token::Order)
+            .ignore_then(just(Token::By))
+            .ignore_then(comma_list(order_key))
+            .map(OpKind::OrderBy),
+        just(Token::Limit)
+            .ignore_then(unsigned(src))
+            .map(OpKind::Limit),
+        just(Token::Save)
+            .ignore_then(just(Token::To))
+            .ignore_then(
+                name(src)
+                    .separated_by(just(Token::Dot))
+                    .at_least(1)
+                    .collect::<Vec<_>>(),
+            )
+            .map(OpKind::SaveTo),
+        route,
+        just(Token::Each)
+            .ignore_then(call_with(src, expr(src)))
+            .map(OpKind::Each),
+        wait,
+        activate,
+        just(Token::Arrow)
+            .ignore_then(flow_call(src))
+            .map(OpKind::Jump),
+        end_flow,
+        call_with(src, expr(src)).map(OpKind::Activity),
+    ))
+    .boxed()
+}

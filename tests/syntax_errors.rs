@@ -1,0 +1,150 @@
+//! One snapshot per kind of syntax error: the rendered report a user sees, with its code,
+//! span, message and help. The source is kept as the snapshot's description.
+
+use wvflow::diagnostics::render_human;
+use wvflow::workspace::Workspace;
+
+fn report(name: &str, src: &str) -> Vec<&'static str> {
+    let mut workspace = Workspace::default();
+    workspace.add(format!("{name}.wv").into(), src.to_string());
+    let diagnostics: Vec<_> = workspace.diagnostics().cloned().collect();
+    let rendered = render_human(&diagnostics, &workspace.sources, false);
+    insta::with_settings!({ description => src, omit_expression => true }, {
+        insta::assert_snapshot!(name, rendered);
+    });
+    diagnostics.iter().map(|d| d.code).collect()
+}
+
+#[test]
+fn unexpected_character() {
+    assert_eq!(
+        report(
+            "unexpected_character",
+            "flow f = { stage s = from t | where a ? b }"
+        ),
+        ["E0001"]
+    );
+}
+
+#[test]
+fn unterminated_strings() {
+    let codes = report(
+        "unterminated_strings",
+        "flow f = {\n  stage a = from 'data/x.csv\n  stage b = notify(\"oops)\n}\nactivity x = sh(\"\"\"echo\n",
+    );
+    // The `)` swallowed by the second string is missed at the `}`; the flow itself is not lost.
+    assert_eq!(codes, ["E0002", "E0002", "E0010", "E0002", "E0011"]);
+}
+
+#[test]
+fn unterminated_quoted_name_and_comment() {
+    let codes = report(
+        "unterminated_name_and_comment",
+        "flow f = { stage s = from `odd name }\n/* never closed\n",
+    );
+    assert_eq!(codes, ["E0003", "E0004", "E0011"]);
+}
+
+#[test]
+fn malformed_number() {
+    assert_eq!(
+        report(
+            "malformed_number",
+            "flow f = { stage s [timeout: 5min] = from t }"
+        ),
+        ["E0005"]
+    );
+}
+
+#[test]
+fn unknown_escape() {
+    assert_eq!(
+        report(
+            "unknown_escape",
+            r"flow f = { stage s = from 'C:\data\x.csv' }"
+        ),
+        ["E0006"]
+    );
+}
+
+#[test]
+fn numbers_out_of_range() {
+    let codes = report(
+        "numbers_out_of_range",
+        "flow f @version(4294967296) = {\n  stage s = from t | limit 99999999999999999999 | where x = 9223372036854775808 | wait(99999999999999999d)\n}",
+    );
+    assert_eq!(codes, ["E0007"; 4]);
+}
+
+#[test]
+fn unknown_parameter_type() {
+    assert_eq!(
+        report(
+            "unknown_type",
+            "flow f(day: dat, n: integer) = { stage s = from t }"
+        ),
+        ["E0008", "E0008"]
+    );
+}
+
+#[test]
+fn config_entries_on_one_line_need_a_comma() {
+    assert_eq!(
+        report(
+            "entries_need_separator",
+            "flow f = {\n  stage s with { retries: 3 timeout: 5s } = from t\n}"
+        ),
+        ["E0009"]
+    );
+}
+
+#[test]
+fn missing_equals_arrow_colon_and_brace() {
+    let codes = report(
+        "missing_punctuation",
+        "flow f = {\n  stage a from t\n  stage b = from a | route { case x > 1 big }\n  stage c with { retries 3 } = from a\n  stage d = from a | where (x > 1\n}\nflow g = {\n  stage e = from t\n",
+    );
+    assert_eq!(codes, ["E0010", "E0010", "E0010", "E0010", "E0011"]);
+}
+
+#[test]
+fn keyword_used_as_a_name() {
+    assert_eq!(
+        report("keyword_as_name", "flow f = { stage limit = from t }"),
+        ["E0010"]
+    );
+}
+
+#[test]
+fn unexpected_end_of_file() {
+    assert_eq!(
+        report("unexpected_end", "flow f = { stage s = from"),
+        ["E0011"]
+    );
+}
+
+#[test]
+fn nesting_too_deep() {
+    let src = format!(
+        "flow f = {{ stage s = from t | where {}1{} }}",
+        "(".repeat(10_000),
+        ")".repeat(10_000)
+    );
+    let mut workspace = Workspace::default();
+    workspace.add("deep.wv".into(), src);
+    let codes: Vec<_> = workspace.diagnostics().map(|d| d.code).collect();
+    assert_eq!(codes, ["E0012"]);
+    let d = workspace.diagnostics().next().unwrap();
+    assert_eq!(d.message, "nesting deeper than 1000 levels");
+}
+
+#[test]
+fn stray_tokens_between_items() {
+    assert_eq!(
+        report(
+            "stray_tokens",
+            "stage s = from t\nflow f = { stage s = from t }\n} 42\n"
+        ),
+        ["E0010", "E0010"]
+    );
+}
