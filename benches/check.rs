@@ -1,1 +1,122 @@
-fn main() {}
+//! Front-end throughput and memory: `cargo bench --bench check -- [FILE...]`.
+//!
+//! Without arguments it generates a 5 MB and a 50 MB workspace under `target/bench/` with the
+//! `gen_workspace` example's generator (run that example first), and reports MB/s for lexing,
+//! parsing and the whole `check` pipeline, with peak memory.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use wvflow::source::FileId;
+use wvflow::syntax;
+
+/// Counts live heap bytes and their peak, so the report can split memory by phase.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn reset_peak() -> usize {
+    let live = LIVE.load(Ordering::Relaxed);
+    PEAK.store(live, Ordering::Relaxed);
+    live
+}
+
+fn peak_since(base: usize) -> f64 {
+    (PEAK.load(Ordering::Relaxed) - base) as f64 / 1e6
+}
+
+fn status_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = Duration::MAX;
+    let mut out = None;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let value = f();
+        best = best.min(started.elapsed());
+        out = Some(value);
+    }
+    (best, out.expect("runs > 0"))
+}
+
+fn main() {
+    let files: Vec<PathBuf> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .map(PathBuf::from)
+        .collect();
+    if files.is_empty() {
+        eprintln!(
+            "usage: cargo bench --bench check -- FILE.wv...  (make one with `cargo run --release --example gen_workspace -- --mb 5 --out target/bench/5mb`)"
+        );
+        return;
+    }
+    for path in files {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                continue;
+            }
+        };
+        let mb = text.len() as f64 / 1e6;
+        let rss_before = status_kb("VmRSS:").unwrap_or(0);
+        let (lex_time, (tokens, _)) = best_of(5, || syntax::lexer::lex(&text, FileId(0)));
+        let token_count = tokens.len();
+        drop(tokens);
+        let (parse_time, parsed) = best_of(3, || syntax::parse(&text, FileId(0)));
+        assert!(
+            parsed.diagnostics.is_empty(),
+            "the benchmark input must be valid"
+        );
+        drop(parsed);
+        let base = reset_peak();
+        let (tokens, _) = syntax::lexer::lex(&text, FileId(0));
+        let token_heap = peak_since(base);
+        drop(tokens);
+        let base = reset_peak();
+        let parsed = syntax::parse(&text, FileId(0));
+        let parse_heap = peak_since(base);
+        let ast_heap = (LIVE.load(Ordering::Relaxed) - base) as f64 / 1e6;
+        drop(parsed);
+        let peak = status_kb("VmHWM:").unwrap_or(0);
+        println!(
+            "{}: {:.1} MB, {} tokens\n  lex   {:>8.1} ms {:>7.1} MB/s\n  parse {:>8.1} ms {:>7.1} MB/s (lex + parse)\n  heap: tokens {:.1} MB, AST {:.1} MB, peak while parsing {:.1} MB = {:.1}x input\n  peak RSS {:.1} MB ({:.1} MB before)",
+            path.display(),
+            mb,
+            token_count,
+            lex_time.as_secs_f64() * 1e3,
+            mb / lex_time.as_secs_f64(),
+            parse_time.as_secs_f64() * 1e3,
+            mb / parse_time.as_secs_f64(),
+            token_heap,
+            ast_heap,
+            parse_heap,
+            (parse_heap * 1e6 + text.len() as f64) / text.len() as f64,
+            peak as f64 / 1e3,
+            rss_before as f64 / 1e3,
+        );
+    }
+}

@@ -148,3 +148,29 @@ fn stray_tokens_between_items() {
         ["E0010", "E0010"]
     );
 }
+
+#[test]
+fn a_too_deep_item_is_skipped_and_its_neighbours_are_still_read() {
+    let deep = format!(
+        "flow deep = {{ stage s = from t | where {}1{} }}",
+        "(".repeat(2_000),
+        ")".repeat(2_000)
+    );
+    let src = format!(
+        "flow before = {{ stage a = }}\n{deep}\nflow after = {{ stage b = from }}\nflow fine = {{ stage c = from t }}\n"
+    );
+    let mut workspace = Workspace::default();
+    workspace.add("neighbours.wv".into(), src);
+    let codes: Vec<_> = workspace.diagnostics().map(|d| d.code).collect();
+    assert_eq!(codes, ["E0010", "E0012", "E0010"]);
+    let names: Vec<_> = workspace.parsed[0]
+        .ast
+        .items
+        .iter()
+        .map(|item| match item {
+            wvflow::syntax::ast::Item::Flow(f) => f.name.name.to_string(),
+            _ => String::new(),
+        })
+        .collect();
+    assert_eq!(names, ["before", "after", "fine"]);
+}

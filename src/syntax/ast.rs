@@ -3,11 +3,13 @@
 
 use super::span::{Span, Spanned};
 use serde::Serialize;
+pub use smol_str::SmolStr;
 
 /// A name as written: plain, a soft keyword, or back-quoted (`name` holds the unquoted text).
+/// Names are small strings stored inline, so most of them cost no allocation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Ident {
-    pub name: String,
+    pub name: SmolStr,
     pub span: Span,
 }
 
@@ -143,10 +145,10 @@ pub struct NamedExpr {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Stage {
     pub name: Ident,
-    pub trigger: Option<Condition>,
-    pub config: Option<Config>,
+    pub trigger: Option<Box<Condition>>,
+    pub config: Option<Box<Config>>,
     /// `stage s on duckdb = ...`: the connector that evaluates the stage.
-    pub connector: Option<Ident>,
+    pub connector: Option<Box<Ident>>,
     pub body: Body,
     pub span: Span,
 }
@@ -170,11 +172,11 @@ pub enum SourceKind {
     /// Fan-in: union-all of the named stages.
     Merge(Vec<Ident>),
     /// A stage with no input that calls an activity.
-    Activity(Call),
+    Activity(Box<Call>),
     /// A child flow run; the stage waits for it.
-    CallFlow(FlowCall),
+    CallFlow(Box<FlowCall>),
     /// Continue in another flow.
-    Jump(FlowCall),
+    Jump(Box<FlowCall>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -199,7 +201,7 @@ pub struct ValuesAlias {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StrLit {
-    pub value: String,
+    pub value: SmolStr,
     pub span: Span,
 }
 
@@ -239,26 +241,29 @@ pub struct Op {
 pub enum OpKind {
     Where(Expr),
     Select(Vec<SelectItem>),
-    Join {
-        source: SourceRef,
-        on: Expr,
-    },
+    Join(Box<Join>),
     GroupBy(Vec<Expr>),
     OrderBy(Vec<OrderKey>),
     Limit(Spanned<u64>),
     /// `save to a.b`: the dotted table name, part by part.
     SaveTo(Vec<Ident>),
-    Route(Route),
+    Route(Box<Route>),
     /// Parallel branches, each a stage of its own.
     Fork(Vec<Stage>),
     /// Dynamic fan-out: one call per input row.
     Each(Call),
     Wait(Expr),
     WaitUntil(Expr),
-    Activate(Activate),
-    Jump(FlowCall),
+    Activate(Box<Activate>),
+    Jump(Box<FlowCall>),
     End,
     Activity(Call),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Join {
+    pub source: SourceRef,
+    pub on: Expr,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -353,7 +358,7 @@ impl DurationUnit {
 pub enum ExprKind {
     Int(i64),
     Float(f64),
-    Str(String),
+    Str(SmolStr),
     /// A duration literal such as `30s`; `millis` is its value.
     Duration {
         amount: u64,
@@ -370,7 +375,7 @@ pub enum ExprKind {
     },
     /// `*`, as in `count(*)` or `select *`.
     Star,
-    Call(Call),
+    Call(Box<Call>),
     List(Vec<Expr>),
     Unary {
         op: UnaryOp,

@@ -1,19 +1,24 @@
 //! A guard run before parsing: refuses input that nests deeper than [`MAX_NESTING`], so that
 //! neither the recursive parser nor any later pass over the tree can exhaust the stack.
 
-use super::MAX_NESTING;
 use super::span::Span;
 use super::token::Token;
+use super::{MAX_NESTING, starts_item};
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 
 /// Nesting counts open brackets plus operators chained at each bracket level (each operator
-/// adds a level to the tree); a token that ends an expression resets its level's chain.
-pub fn check(tokens: &[(Token, Span)], file: FileId) -> Result<(), Diagnostic> {
+/// adds a level to the tree); a token that ends an expression resets its level's chain, and
+/// each item starts afresh. On failure, returns the index of the token where it is exceeded.
+pub fn check(tokens: &[(Token, Span)], file: FileId) -> Result<(), (usize, Box<Diagnostic>)> {
     let mut chains: Vec<usize> = vec![0];
     let mut depth = 0usize;
-    for &(token, span) in tokens {
+    for (index, &(token, span)) in tokens.iter().enumerate() {
         use Token::*;
+        if starts_item(tokens, index) {
+            chains = vec![0];
+            depth = 0;
+        }
         match token {
             LParen | LBracket | LBrace => {
                 chains.push(0);
@@ -42,14 +47,14 @@ pub fn check(tokens: &[(Token, Span)], file: FileId) -> Result<(), Diagnostic> {
             }
         }
         if depth > MAX_NESTING {
-            return Err(Diagnostic::error(
+            return Err((index, Box::new(Diagnostic::error(
                 "E0012",
                 file,
                 span,
                 format!("nesting deeper than {MAX_NESTING} levels"),
             )
             .with_label("too deep from here on")
-            .with_help("split the expression into smaller parts or stages; wvflow stops reading this file here"));
+            .with_help("split the expression into smaller parts or stages; wvflow skips the rest of this item"))));
         }
     }
     Ok(())

@@ -7,47 +7,78 @@ use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use logos::Logos;
 
-pub fn lex(src: &str, file: FileId) -> (Vec<(Token, Span)>, Vec<Diagnostic>) {
-    let mut tokens: Vec<(Token, Span)> = Vec::with_capacity(src.len() / 5);
-    let mut diagnostics = Vec::new();
-    let mut unknown_run: Option<Span> = None;
-    for (result, range) in Token::lexer(src).spanned() {
-        let span = Span::from(range);
-        let token = result.unwrap_or(Token::Unknown);
-        if token == Token::Unknown {
-            // A run of stray characters (a binary blob, say) is one diagnostic, not thousands.
-            match unknown_run {
-                Some(run) if run.end == span.start => {
-                    unknown_run = Some(run.join(span));
-                    if let Some(last) = tokens.last_mut() {
-                        last.1 = run.join(span);
+/// The tokens of a file, one at a time; problems collect in `diagnostics` as they are met.
+pub struct Lexer<'s> {
+    src: &'s str,
+    file: FileId,
+    inner: logos::SpannedIter<'s, Token>,
+    lookahead: Option<(Token, Span)>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl<'s> Lexer<'s> {
+    pub fn new(src: &'s str, file: FileId) -> Self {
+        Lexer {
+            src,
+            file,
+            inner: Token::lexer(src).spanned(),
+            lookahead: None,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    fn raw_next(&mut self) -> Option<(Token, Span)> {
+        self.inner
+            .next()
+            .map(|(result, range)| (result.unwrap_or(Token::Unknown), Span::from(range)))
+    }
+}
+
+impl Iterator for Lexer<'_> {
+    type Item = (Token, Span);
+
+    fn next(&mut self) -> Option<(Token, Span)> {
+        loop {
+            let (token, span) = match self.lookahead.take() {
+                Some(next) => next,
+                None => self.raw_next()?,
+            };
+            if token == Token::Unknown {
+                // A run of stray characters (a binary blob, say) is one token and one
+                // diagnostic, not thousands. It is kept, so the parser stops there rather than
+                // misreading around it.
+                let mut run = span;
+                loop {
+                    match self.raw_next() {
+                        Some((Token::Unknown, next)) if next.start == run.end => {
+                            run = run.join(next)
+                        }
+                        other => {
+                            self.lookahead = other;
+                            break;
+                        }
                     }
                 }
-                _ => {
-                    if let Some(run) = unknown_run.replace(span) {
-                        diagnostics.push(unknown_characters(src, file, run));
-                    }
-                    // Kept as one token, so the parser stops here rather than misreading around it.
-                    tokens.push((token, span));
-                }
+                self.diagnostics
+                    .push(unknown_characters(self.src, self.file, run));
+                return Some((Token::Unknown, run));
             }
-            continue;
-        }
-        if let Some(run) = unknown_run.take() {
-            diagnostics.push(unknown_characters(src, file, run));
-        }
-        if let Some(d) = malformed(token, src, file, span) {
-            diagnostics.push(d);
-        }
-        // An unterminated comment hides the rest of the file; the parser never sees it.
-        if token != Token::UnterminatedComment {
-            tokens.push((token, span));
+            if let Some(d) = malformed(token, self.src, self.file, span) {
+                self.diagnostics.push(d);
+            }
+            // An unterminated comment hides the rest of the file; the parser never sees it.
+            if token != Token::UnterminatedComment {
+                return Some((token, span));
+            }
         }
     }
-    if let Some(run) = unknown_run {
-        diagnostics.push(unknown_characters(src, file, run));
-    }
-    (tokens, diagnostics)
+}
+
+/// Every token of a file at once, with the lexer's diagnostics.
+pub fn lex(src: &str, file: FileId) -> (Vec<(Token, Span)>, Vec<Diagnostic>) {
+    let mut lexer = Lexer::new(src, file);
+    let tokens = lexer.by_ref().collect();
+    (tokens, lexer.diagnostics)
 }
 
 fn unknown_characters(src: &str, file: FileId, span: Span) -> Diagnostic {

@@ -151,7 +151,11 @@ fn op_kind(k: &OpKind) -> String {
                 .collect();
             format!("(select {})", items.join(" "))
         }
-        OpKind::Join { source, on } => format!("(join {} (on {}))", source_ref(source), expr(on)),
+        OpKind::Join(join) => format!(
+            "(join {} (on {}))",
+            source_ref(&join.source),
+            expr(&join.on)
+        ),
         OpKind::GroupBy(e) => format!("(group-by {})", exprs(e)),
         OpKind::OrderBy(keys) => {
             let keys: Vec<String> = keys
@@ -229,7 +233,7 @@ fn condition(c: &Condition) -> String {
 }
 
 fn flow_call(f: &FlowCall) -> String {
-    let mut s = f.name.name.clone();
+    let mut s = f.name.name.to_string();
     if let Some(v) = &f.version {
         let _ = write!(s, "@{}", v.value);
     }
@@ -277,7 +281,7 @@ fn name(n: &Ident) -> String {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_');
     if plain {
-        n.name.clone()
+        n.name.to_string()
     } else {
         format!("`{}`", n.name)
     }

@@ -1,64 +1,337 @@
-//! Turns chumsky's errors into diagnostics with codes, messages that say what was expected and
-//! found, and help where a fix is likely.
+//! The parser's error type and its conversion to diagnostics.
+//!
+//! chumsky records an error for every alternative that fails, so the error type is on the hot
+//! path of every parse, valid or not. [`SyntaxError`] keeps what was expected as bit sets
+//! (tokens and [`Expected`] labels) that merge with an OR and never allocate.
 
 use super::Span;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::syntax::token::Token;
-use chumsky::error::{Rich, RichPattern, RichReason};
+use chumsky::DefaultExpected;
+use chumsky::error::{Error, LabelError};
+use chumsky::util::MaybeRef;
 
-/// Separates the parts of a coded custom error inside chumsky's `String` reason.
-const SEP: char = '\u{1f}';
-
-/// A custom parse error with our own code, message, label and help.
-pub fn custom<'t>(
-    code: &str,
-    span: Span,
-    message: String,
-    label: &str,
-    help: &str,
-) -> Rich<'t, Token, Span> {
-    Rich::custom(span, format!("{code}{SEP}{message}{SEP}{label}{SEP}{help}"))
+/// Names for groups of tokens, used with `.labelled(...)` so messages say "a name" rather
+/// than listing every token a name may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    Name,
+    String,
+    Integer,
+    Expression,
+    Operator,
+    Item,
+    Member,
+    Source,
+    SourceRef,
+    StageState,
+    ConfigEntry,
+    Command,
+    PipelineOp,
 }
 
-pub fn out_of_range<'t>(span: Span, what: &str, max: u64) -> Rich<'t, Token, Span> {
-    custom(
-        "E0007",
-        span,
-        format!("{what} out of range"),
-        &format!("larger than {max}"),
-        "use a smaller value",
-    )
-}
+impl Expected {
+    const ALL: [Expected; 13] = [
+        Expected::Name,
+        Expected::String,
+        Expected::Integer,
+        Expected::Expression,
+        Expected::Operator,
+        Expected::Item,
+        Expected::Member,
+        Expected::Source,
+        Expected::SourceRef,
+        Expected::StageState,
+        Expected::ConfigEntry,
+        Expected::Command,
+        Expected::PipelineOp,
+    ];
 
-pub fn to_diagnostic(error: Rich<'_, Token, Span>, src: &str, file: FileId) -> Diagnostic {
-    let span = *error.span();
-    match error.reason() {
-        RichReason::Custom(text) => {
-            let mut parts = text.splitn(4, SEP);
-            let code = parts.next().unwrap_or_default();
-            let message = parts.next().unwrap_or_default();
-            let label = parts.next().unwrap_or_default();
-            let help = parts.next().unwrap_or_default();
-            let mut d = Diagnostic::error(static_code(code), file, span, message).with_label(label);
-            if !help.is_empty() {
-                d = d.with_help(help);
+    fn describe(self) -> &'static str {
+        match self {
+            Expected::Name => "a name",
+            Expected::String => "a string",
+            Expected::Integer => "an integer",
+            Expected::Expression => "an expression",
+            Expected::Operator => "an operator",
+            Expected::Item => "`flow`, `activity` or `run`",
+            Expected::Member => "a `stage`, `signal` or `query`",
+            Expected::Source => "a source (`from`, `merge`, `call`, `->` or an activity call)",
+            Expected::SourceRef => "a stage, table, file or inline rows",
+            Expected::StageState => "`stage.state`",
+            Expected::ConfigEntry => "a config entry `key: value`",
+            Expected::Command => "`exec(...)` or `sh(...)`",
+            Expected::PipelineOp => {
+                "an operator such as `where`, `select`, `each` or an activity call"
             }
-            d
-        }
-        RichReason::ExpectedFound { expected, found } => {
-            let found = found.as_deref().copied();
-            expected_found(expected, found, span, src, file)
         }
     }
 }
 
-/// Codes are `&'static str` in diagnostics; custom errors only ever carry codes from this list.
-fn static_code(code: &str) -> &'static str {
-    ["E0006", "E0007", "E0008", "E0009", "E0012", "E0013"]
-        .into_iter()
-        .find(|c| *c == code)
-        .unwrap_or("E0010")
+/// A problem the parser found, carrying our own code where the parser raises it on purpose.
+#[derive(Clone, Debug)]
+pub struct SyntaxError {
+    span: Span,
+    found: Option<Token>,
+    tokens: u128,
+    labels: u16,
+    end_of_input: bool,
+    custom: Option<Box<Custom>>,
+}
+
+#[derive(Clone, Debug)]
+struct Custom {
+    code: &'static str,
+    message: String,
+    label: String,
+    help: String,
+}
+
+impl SyntaxError {
+    /// An error with its own code, message, label and help.
+    pub fn custom(
+        code: &'static str,
+        span: Span,
+        message: String,
+        label: &str,
+        help: &str,
+    ) -> Self {
+        SyntaxError {
+            span,
+            found: None,
+            tokens: 0,
+            labels: 0,
+            end_of_input: false,
+            custom: Some(Box::new(Custom {
+                code,
+                message,
+                label: label.to_string(),
+                help: help.to_string(),
+            })),
+        }
+    }
+
+    pub fn out_of_range(span: Span, what: &str, max: u64) -> Self {
+        SyntaxError::custom(
+            "E0007",
+            span,
+            format!("{what} out of range"),
+            &format!("larger than {max}"),
+            "use a smaller value",
+        )
+    }
+
+    fn empty(span: Span, found: Option<Token>) -> Self {
+        SyntaxError {
+            span,
+            found,
+            tokens: 0,
+            labels: 0,
+            end_of_input: false,
+            custom: None,
+        }
+    }
+
+    fn expect(&mut self, expected: DefaultExpected<'_, Token>) {
+        match expected {
+            DefaultExpected::Token(t) => self.tokens |= 1 << (*t as u8),
+            DefaultExpected::EndOfInput => self.end_of_input = true,
+            _ => {}
+        }
+    }
+}
+
+impl<'t> Error<'t, super::In<'t>> for SyntaxError {
+    fn merge(mut self, other: Self) -> Self {
+        if self.custom.is_none() {
+            if other.custom.is_some() {
+                return other;
+            }
+            self.tokens |= other.tokens;
+            self.labels |= other.labels;
+            self.end_of_input |= other.end_of_input;
+            self.found = self.found.or(other.found);
+        }
+        self
+    }
+}
+
+impl<'t> LabelError<'t, super::In<'t>, DefaultExpected<'t, Token>> for SyntaxError {
+    fn expected_found<E: IntoIterator<Item = DefaultExpected<'t, Token>>>(
+        expected: E,
+        found: Option<MaybeRef<'t, Token>>,
+        span: Span,
+    ) -> Self {
+        let mut error = SyntaxError::empty(span, found.map(|t| *t));
+        expected.into_iter().for_each(|e| error.expect(e));
+        error
+    }
+
+    fn merge_expected_found<E: IntoIterator<Item = DefaultExpected<'t, Token>>>(
+        mut self,
+        expected: E,
+        found: Option<MaybeRef<'t, Token>>,
+        _span: Span,
+    ) -> Self {
+        if self.custom.is_none() {
+            expected.into_iter().for_each(|e| self.expect(e));
+            self.found = self.found.or(found.map(|t| *t));
+        }
+        self
+    }
+}
+
+impl<'t> LabelError<'t, super::In<'t>, Expected> for SyntaxError {
+    fn expected_found<E: IntoIterator<Item = Expected>>(
+        expected: E,
+        found: Option<MaybeRef<'t, Token>>,
+        span: Span,
+    ) -> Self {
+        let mut error = SyntaxError::empty(span, found.map(|t| *t));
+        for label in expected {
+            error.labels |= 1 << label as u16;
+        }
+        error
+    }
+
+    fn label_with(&mut self, label: Expected) {
+        if self.custom.is_none() {
+            self.tokens = 0;
+            self.end_of_input = false;
+            self.labels = 1 << label as u16;
+        }
+    }
+}
+
+const ALL_TOKENS: [Token; 88] = {
+    use Token::*;
+    [
+        Flow,
+        Stage,
+        Activity,
+        Run,
+        From,
+        Merge,
+        With,
+        If,
+        And,
+        Or,
+        Not,
+        Is,
+        Null,
+        In,
+        Like,
+        True,
+        False,
+        As,
+        On,
+        By,
+        Case,
+        Else,
+        Where,
+        Select,
+        Join,
+        Group,
+        Order,
+        Limit,
+        Save,
+        Route,
+        Fork,
+        Each,
+        Wait,
+        Activate,
+        Call,
+        Depends,
+        Version,
+        To,
+        Until,
+        End,
+        Asc,
+        Desc,
+        Exec,
+        Sh,
+        Signal,
+        Query,
+        Ident,
+        QuotedIdent,
+        Int,
+        Float,
+        Duration,
+        SingleQuoted,
+        DoubleQuoted,
+        TripleQuoted,
+        LParen,
+        RParen,
+        LBracket,
+        RBracket,
+        LBrace,
+        RBrace,
+        Comma,
+        Colon,
+        Semi,
+        Dot,
+        At,
+        Pipe,
+        Arrow,
+        Eq,
+        EqEq,
+        NotEq,
+        LtGt,
+        Lt,
+        Le,
+        Gt,
+        Ge,
+        Plus,
+        Minus,
+        Star,
+        Slash,
+        Percent,
+        Concat,
+        UnterminatedSingle,
+        UnterminatedDouble,
+        UnterminatedTriple,
+        UnterminatedQuotedIdent,
+        UnterminatedComment,
+        BadNumber,
+        Unknown,
+    ]
+};
+
+pub fn to_diagnostic(
+    error: SyntaxError,
+    src: &str,
+    file: FileId,
+    next: Option<(Token, Span)>,
+) -> Diagnostic {
+    if let Some(custom) = error.custom {
+        let mut d = Diagnostic::error(custom.code, file, error.span, custom.message)
+            .with_label(custom.label);
+        if !custom.help.is_empty() {
+            d = d.with_help(custom.help);
+        }
+        return d;
+    }
+    let mut wanted: Vec<String> = ALL_TOKENS
+        .iter()
+        .filter(|&&t| error.tokens & (1 << t as u8) != 0)
+        .map(|t| t.describe().to_string())
+        .chain(
+            Expected::ALL
+                .iter()
+                .filter(|&&l| error.labels & (1 << l as u16) != 0)
+                .map(|l| l.describe().to_string()),
+        )
+        .collect();
+    if error.end_of_input {
+        wanted.push("end of file".to_string());
+    }
+    // The end of a run of items is not the end of the file: what follows is the next item.
+    let (found, span) = match (error.found, next) {
+        (None, Some((token, span))) if error.span.start == span.start => (Some(token), span),
+        _ => (error.found, error.span),
+    };
+    expected_found(wanted, found, span, src, file)
 }
 
 fn describe_found(found: Option<Token>, span: Span, src: &str) -> String {
@@ -74,23 +347,12 @@ fn describe_found(found: Option<Token>, span: Span, src: &str) -> String {
 }
 
 fn expected_found(
-    expected: &[RichPattern<'_, Token>],
+    mut wanted: Vec<String>,
     found: Option<Token>,
     span: Span,
     src: &str,
     file: FileId,
 ) -> Diagnostic {
-    let mut wanted: Vec<String> = expected
-        .iter()
-        .filter_map(|p| match p {
-            RichPattern::Token(t) => Some(t.describe().to_string()),
-            RichPattern::Label(l) => Some(l.to_string()),
-            RichPattern::EndOfInput => Some("end of file".to_string()),
-            RichPattern::Identifier(i) => Some(format!("`{i}`")),
-            RichPattern::Any => Some("more input".to_string()),
-            _ => None,
-        })
-        .collect();
     group_operators(&mut wanted);
     // `;` may end anything; listing it only adds noise.
     if wanted.len() > 1 {
@@ -137,7 +399,7 @@ fn group_operators(wanted: &mut Vec<String>) {
         Slash, Percent, Concat,
     ]
     .map(Token::describe);
-    let prefix_only = wanted.iter().any(|w| w == "an expression");
+    let prefix_only = wanted.iter().any(|w| w == Expected::Expression.describe());
     let count = wanted
         .iter()
         .filter(|w| operators.contains(&w.as_str()))
@@ -145,7 +407,7 @@ fn group_operators(wanted: &mut Vec<String>) {
     if count >= 3 || prefix_only && count > 0 {
         wanted.retain(|w| !operators.contains(&w.as_str()));
         if !prefix_only {
-            wanted.push("an operator".to_string());
+            wanted.push(Expected::Operator.describe().to_string());
         }
     }
 }
@@ -177,4 +439,17 @@ fn likely_fix(wanted: &[String], found: Option<Token>) -> Option<&'static str> {
         .into_iter()
         .find(|(t, _)| wants(*t))
         .map(|(_, help)| help)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ALL_TOKENS;
+
+    #[test]
+    fn every_token_fits_the_bit_set_and_is_listed_once() {
+        for (i, t) in ALL_TOKENS.iter().enumerate() {
+            assert_eq!(*t as usize, i, "{t:?} out of order");
+        }
+        assert!(ALL_TOKENS.len() <= 128);
+    }
 }

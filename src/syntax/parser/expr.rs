@@ -1,8 +1,8 @@
 //! Expressions, with the precedence of SPEC section 3:
 //! or < and < not < comparison < additive < multiplicative < unary.
 
-use super::errors;
-use super::{Parse, Span, name, parenthesized, string};
+use super::errors::{Expected, SyntaxError};
+use super::{Parse, Span, exact, name, parenthesized, string};
 use crate::syntax::ast::{Arg, BinaryOp, Call, Expr, ExprKind, Ident, UnaryOp};
 use crate::syntax::literal::duration_parts;
 use crate::syntax::token::Token;
@@ -11,12 +11,25 @@ use chumsky::prelude::*;
 
 pub fn expr<'t>(src: &'t str) -> impl Parse<'t, Expr> {
     recursive(move |expr| {
-        let call = call_with(src, expr.clone().boxed());
+        // A name, then maybe `(args)` (a call) or `.name` (a field): the name is read once.
+        let named = name(src)
+            .then(
+                choice((
+                    parenthesized(arg(src, expr.clone().boxed())).map(Ok),
+                    just(Token::Dot).ignore_then(name(src)).map(Err),
+                ))
+                .or_not(),
+            )
+            .map_with(|(name, suffix), e| match suffix {
+                None => ExprKind::Name(name),
+                Some(Ok(args)) => ExprKind::Call(Box::new(Call {
+                    name,
+                    args,
+                    span: e.span(),
+                })),
+                Some(Err(field)) => ExprKind::Field { base: name, field },
+            });
         let literal = literal(src);
-        let field = name(src)
-            .then_ignore(just(Token::Dot))
-            .then(name(src))
-            .map(|(base, field)| ExprKind::Field { base, field });
         // `activate(...)` may stand as a value: a flow hook such as `on_failure: activate('log')`.
         let activate = just(Token::Activate)
             .map_with(|_, e| Ident {
@@ -25,24 +38,23 @@ pub fn expr<'t>(src: &'t str) -> impl Parse<'t, Expr> {
             })
             .then(parenthesized(arg(src, expr.clone().boxed())))
             .map_with(|(name, args), e| {
-                ExprKind::Call(Call {
+                ExprKind::Call(Box::new(Call {
                     name,
                     args,
                     span: e.span(),
-                })
+                }))
             });
         let list = expr
             .clone()
             .separated_by(just(Token::Comma))
             .allow_trailing()
             .collect::<Vec<_>>()
+            .map(exact)
             .delimited_by(just(Token::LBracket), just(Token::RBracket))
             .map(ExprKind::List);
         let atom = choice((
             literal,
-            call.map(ExprKind::Call),
-            field,
-            name(src).map(ExprKind::Name),
+            named,
             just(Token::Star).to(ExprKind::Star),
             activate,
             list,
@@ -58,36 +70,36 @@ pub fn expr<'t>(src: &'t str) -> impl Parse<'t, Expr> {
                 kind: inner.kind,
                 span: e.span(),
             }))
-        .labelled("an expression")
+        .labelled(Expected::Expression)
         .boxed();
 
-        let comparison = choice((
-            just(Token::Eq).to(BinaryOp::Eq),
-            just(Token::EqEq).to(BinaryOp::Eq),
-            just(Token::NotEq).to(BinaryOp::NotEq),
-            just(Token::LtGt).to(BinaryOp::NotEq),
-            just(Token::Le).to(BinaryOp::Le),
-            just(Token::Lt).to(BinaryOp::Lt),
-            just(Token::Ge).to(BinaryOp::Ge),
-            just(Token::Gt).to(BinaryOp::Gt),
-        ));
-        let additive = choice((
-            just(Token::Plus).to(BinaryOp::Add),
-            just(Token::Minus).to(BinaryOp::Sub),
-            just(Token::Concat).to(BinaryOp::Concat),
-        ));
-        let multiplicative = choice((
-            just(Token::Star).to(BinaryOp::Mul),
-            just(Token::Slash).to(BinaryOp::Div),
-            just(Token::Percent).to(BinaryOp::Rem),
-        ));
+        // One `select!` per precedence level: a failed operator costs one token test.
+        let comparison = select! {
+            Token::Eq => BinaryOp::Eq,
+            Token::EqEq => BinaryOp::Eq,
+            Token::NotEq => BinaryOp::NotEq,
+            Token::LtGt => BinaryOp::NotEq,
+            Token::Le => BinaryOp::Le,
+            Token::Lt => BinaryOp::Lt,
+            Token::Ge => BinaryOp::Ge,
+            Token::Gt => BinaryOp::Gt,
+        };
+        let additive = select! {
+            Token::Plus => BinaryOp::Add,
+            Token::Minus => BinaryOp::Sub,
+            Token::Concat => BinaryOp::Concat,
+        };
+        let multiplicative = select! {
+            Token::Star => BinaryOp::Mul,
+            Token::Slash => BinaryOp::Div,
+            Token::Percent => BinaryOp::Rem,
+        };
         let negated = just(Token::Not).or_not().map(|n| n.is_some());
         let is_null = just(Token::Is)
-            .ignore_then(negated.clone())
+            .ignore_then(negated)
             .then_ignore(just(Token::Null))
             .map_with(|negated, e| (negated, e.span()));
         let in_list = negated
-            .clone()
             .then_ignore(just(Token::In))
             .then(parenthesized(expr.clone()))
             .map_with(|(negated, list), e| (negated, list, e.span()));
@@ -200,7 +212,7 @@ fn literal<'t>(src: &'t str) -> impl Parse<'t, ExprKind> {
             let text = &src[span.range()];
             match t {
                 Token::Int => text.parse().map(ExprKind::Int).unwrap_or_else(|_| {
-                    emitter.emit(errors::out_of_range(span, "integer", i64::MAX as u64));
+                    emitter.emit(SyntaxError::out_of_range(span, "integer", i64::MAX as u64));
                     ExprKind::Error
                 }),
                 Token::Float => text.parse().map(ExprKind::Float).unwrap_or(ExprKind::Error),
@@ -211,7 +223,7 @@ fn literal<'t>(src: &'t str) -> impl Parse<'t, ExprKind> {
                         millis,
                     },
                     None => {
-                        emitter.emit(errors::out_of_range(span, "duration", u64::MAX));
+                        emitter.emit(SyntaxError::out_of_range(span, "duration", u64::MAX));
                         ExprKind::Error
                     }
                 },
@@ -230,8 +242,14 @@ fn literal<'t>(src: &'t str) -> impl Parse<'t, ExprKind> {
 
 /// One argument: `name: value`, `name = value`, or a positional value.
 pub fn arg<'t>(src: &'t str, expr: impl Parse<'t, Expr>) -> impl Parse<'t, Arg> {
-    let named = name(src)
-        .then_ignore(just(Token::Colon).or(just(Token::Eq)))
+    // Look ahead for `name:` / `name =` before building anything.
+    let name_then_binder = any()
+        .filter(|t: &Token| super::is_name_token(*t))
+        .then(one_of([Token::Colon, Token::Eq]))
+        .rewind();
+    let named = name_then_binder
+        .ignore_then(name(src))
+        .then_ignore(one_of([Token::Colon, Token::Eq]))
         .then(expr.clone())
         .map_with(|(name, value), e| Arg {
             name: Some(name),

@@ -1,11 +1,11 @@
 //! Top-level items (flows, activities, `run flow`) and the pieces they share with stages:
 //! parameters, config blocks, conditions over states, and flow calls.
 
-use super::errors;
+use super::errors::{Expected, SyntaxError};
 use super::expr::{arg, expr};
 use super::recovery::{Resume, skip_to};
 use super::stage::member;
-use super::{Parse, Span, comma_list, name, parenthesized, string, unsigned};
+use super::{Parse, Span, comma_list, exact, name, parenthesized, string, unsigned};
 use crate::syntax::ast::*;
 use crate::syntax::span::Spanned;
 use crate::syntax::token::Token;
@@ -18,16 +18,16 @@ pub fn file<'t>(src: &'t str) -> impl Parse<'t, File> {
         activity(src).map(Item::Activity),
         run_flow(src).map(Item::Run),
     ))
-    .labelled("`flow`, `activity` or `run`")
+    .labelled(Expected::Item)
     .map(Some)
     .recover_with(via_parser(skip_to(Resume::Item).to(None)))
     .then_ignore(just(Token::Semi).repeated());
     just(Token::Semi)
         .repeated()
-        .ignore_then(item.repeated().collect::<Vec<_>>())
+        .ignore_then(item.repeated().collect::<Vec<_>>().map(exact))
         .then_ignore(end())
         .map(|items| File {
-            items: items.into_iter().flatten().collect(),
+            items: exact(items.into_iter().flatten().collect()),
         })
 }
 
@@ -41,7 +41,8 @@ fn flow<'t>(src: &'t str) -> impl Parse<'t, Flow> {
         .then_ignore(just(Token::Semi).repeated())
         .repeated()
         .collect::<Vec<_>>()
-        .map(|members| members.into_iter().flatten().collect::<Vec<_>>());
+        .map(exact)
+        .map(|members| exact(members.into_iter().flatten().collect::<Vec<_>>()));
     // A missing `}` right before the next item is reported without losing the flow.
     let close = just(Token::RBrace).ignored().recover_with(via_parser(
         choice((
@@ -86,7 +87,7 @@ fn activity<'t>(src: &'t str) -> impl Parse<'t, Activity> {
         .then(params(src).or_not())
         .then(config_block(src).or_not())
         .then_ignore(just(Token::Eq))
-        .then(exec.or(sh).labelled("`exec(...)` or `sh(...)`"))
+        .then(exec.or(sh).labelled(Expected::Command))
         .map_with(|(((name, params), config), command), e| Activity {
             name,
             params: params.unwrap_or_default(),
@@ -114,7 +115,11 @@ fn version<'t>(src: &'t str) -> impl Parse<'t, Spanned<u32>> {
         .ignore_then(unsigned(src).delimited_by(just(Token::LParen), just(Token::RParen)))
         .validate(|n, _, emitter| {
             let value = u32::try_from(n.value).unwrap_or_else(|_| {
-                emitter.emit(errors::out_of_range(n.span, "version", u32::MAX as u64));
+                emitter.emit(SyntaxError::out_of_range(
+                    n.span,
+                    "version",
+                    u32::MAX as u64,
+                ));
                 0
             });
             Spanned::new(value, n.span)
@@ -143,7 +148,7 @@ fn params<'t>(src: &'t str) -> impl Parse<'t, Vec<Param>> {
                 Some(best) => format!("did you mean `{best}`? the types are {}", names.join(", ")),
                 None => format!("the types are {}", names.join(", ")),
             };
-            emitter.emit(errors::custom(
+            emitter.emit(SyntaxError::custom(
                 "E0008",
                 ty.span,
                 format!("unknown type `{}`", ty.name),
@@ -174,7 +179,7 @@ pub fn condition<'t>(src: &'t str) -> impl Parse<'t, Condition> {
             .then_ignore(just(Token::Dot))
             .then(name(src))
             .map(|(target, state)| Condition::State { target, state })
-            .labelled("`stage.state`");
+            .labelled(Expected::StageState);
         let atom = state.or(condition.delimited_by(just(Token::LParen), just(Token::RParen)));
         atom.pratt((
             infix(left(1), just(Token::Or), |a, _, b, _| {
@@ -200,7 +205,7 @@ fn entry<'t>(src: &'t str) -> impl Parse<'t, ConfigEntry> {
             value,
             span: e.span(),
         })
-        .labelled("a config entry `key: value`")
+        .labelled(Expected::ConfigEntry)
 }
 
 /// `with { key: value ... }`: entries on their own lines or separated by commas.
@@ -211,12 +216,13 @@ pub fn config_block<'t>(src: &'t str) -> impl Parse<'t, Config> {
         .then_ignore(just(Token::Comma).or_not())
         .repeated()
         .collect::<Vec<_>>()
-        .map(|entries| entries.into_iter().flatten().collect::<Vec<_>>())
+        .map(exact)
+        .map(|entries| exact(entries.into_iter().flatten().collect::<Vec<_>>()))
         .validate(move |entries: Vec<ConfigEntry>, _, emitter| {
             for pair in entries.windows(2) {
                 let between = &src[pair[0].span.end as usize..pair[1].span.start as usize];
                 if !between.contains([',', '\n']) {
-                    emitter.emit(errors::custom(
+                    emitter.emit(SyntaxError::custom(
                         "E0009",
                         Span::at(pair[1].span.start as usize),
                         format!(
@@ -247,6 +253,7 @@ pub fn inline_config<'t>(src: &'t str) -> impl Parse<'t, Config> {
         .allow_trailing()
         .at_least(1)
         .collect::<Vec<_>>()
+        .map(exact)
         .delimited_by(just(Token::LBracket), just(Token::RBracket))
         .map_with(|entries, e| Config {
             style: ConfigStyle::Inline,

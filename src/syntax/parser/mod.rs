@@ -14,20 +14,31 @@ use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use chumsky::input::MappedInput;
 use chumsky::prelude::*;
+use errors::{Expected, SyntaxError};
 
 pub(super) type In<'t> = MappedInput<'t, Token, Span, &'t [(Token, Span)]>;
-pub(super) type Extra<'t> = extra::Err<Rich<'t, Token, Span>>;
+pub(super) type Extra<'t> = extra::Err<errors::SyntaxError>;
 
 /// Every parser of this module: over our token input, with rich errors.
 pub(super) trait Parse<'t, O>: Parser<'t, In<'t>, O, Extra<'t>> + Clone + 't {}
 impl<'t, O, P: Parser<'t, In<'t>, O, Extra<'t>> + Clone + 't> Parse<'t, O> for P {}
 
-pub fn parse(src: &str, tokens: &[(Token, Span)], file: FileId) -> (ast::File, Vec<Diagnostic>) {
-    let input = tokens.split_token_span(Span::at(src.len()));
+/// Parses one run of whole items. `next` is the token that follows the run (the first of the
+/// next run), or `None` at the end of the file; errors at the end of the run name it.
+pub fn parse(
+    src: &str,
+    tokens: &[(Token, Span)],
+    next: Option<(Token, Span)>,
+    file: FileId,
+) -> (ast::File, Vec<Diagnostic>) {
+    let end = next.map_or(Span::at(src.len()), |(_, span)| {
+        Span::at(span.start as usize)
+    });
+    let input = tokens.split_token_span(end);
     let (output, errors) = items::file(src).parse(input).into_output_errors();
     let diagnostics = errors
         .into_iter()
-        .map(|e| errors::to_diagnostic(e, src, file))
+        .map(|e| errors::to_diagnostic(e, src, file, next))
         .collect();
     (output.unwrap_or_default(), diagnostics)
 }
@@ -50,11 +61,18 @@ pub(super) fn name<'t>(src: &'t str) -> impl Parse<'t, Ident> {
                 _ => text,
             };
             Ident {
-                name: name.to_string(),
+                name: name.into(),
                 span,
             }
         })
-        .labelled("a name")
+        .labelled(Expected::Name)
+}
+
+pub(super) fn is_name_token(t: Token) -> bool {
+    matches!(
+        t,
+        Token::Ident | Token::QuotedIdent | Token::UnterminatedQuotedIdent
+    ) || t.is_soft_keyword()
 }
 
 pub(super) fn is_string(t: Token) -> bool {
@@ -78,7 +96,7 @@ pub(super) fn string<'t>(src: &'t str) -> impl Parse<'t, StrLit> {
             let text = &src[span.range()];
             let value = super::literal::string_value(t, text).unwrap_or_else(|(at, len)| {
                 let at = span.start as usize + at;
-                emitter.emit(errors::custom(
+                emitter.emit(SyntaxError::custom(
                     "E0006",
                     Span::new(at, at + len),
                     format!("unknown escape `{}` in a string", &src[at..at + len]),
@@ -87,9 +105,12 @@ pub(super) fn string<'t>(src: &'t str) -> impl Parse<'t, StrLit> {
                 ));
                 text.to_string()
             });
-            StrLit { value, span }
+            StrLit {
+                value: value.into(),
+                span,
+            }
         })
-        .labelled("a string")
+        .labelled(Expected::String)
 }
 
 /// A non-negative integer literal that fits in `u64`.
@@ -98,12 +119,12 @@ pub(super) fn unsigned<'t>(src: &'t str) -> impl Parse<'t, Spanned<u64>> {
         .validate(move |_, e, emitter| {
             let span: Span = e.span();
             let value = src[span.range()].parse().unwrap_or_else(|_| {
-                emitter.emit(errors::out_of_range(span, "integer", u64::MAX));
+                emitter.emit(SyntaxError::out_of_range(span, "integer", u64::MAX));
                 0
             });
             Spanned::new(value, span)
         })
-        .labelled("an integer")
+        .labelled(Expected::Integer)
 }
 
 /// `( item, item, ... )` with an optional trailing comma.
@@ -111,6 +132,7 @@ pub(super) fn parenthesized<'t, O: 't>(item: impl Parse<'t, O>) -> impl Parse<'t
     item.separated_by(just(Token::Comma))
         .allow_trailing()
         .collect::<Vec<_>>()
+        .map(exact)
         .delimited_by(just(Token::LParen), just(Token::RParen))
 }
 
@@ -119,4 +141,12 @@ pub(super) fn comma_list<'t, O: 't>(item: impl Parse<'t, O>) -> impl Parse<'t, V
     item.separated_by(just(Token::Comma))
         .at_least(1)
         .collect::<Vec<_>>()
+        .map(exact)
+}
+
+/// Lists are collected one element at a time, so their capacity overshoots; syntax trees are
+/// kept for the whole run, so trim them.
+pub(super) fn exact<T>(mut items: Vec<T>) -> Vec<T> {
+    items.shrink_to_fit();
+    items
 }

@@ -1,9 +1,9 @@
 //! Recovery: after a syntax error, skip to the next place where parsing can sensibly resume,
 //! keeping brackets balanced, so that later stages and flows are still read and checked.
 
+use super::errors::SyntaxError;
 use super::{Parse, Span};
 use crate::syntax::token::Token;
-use chumsky::error::Rich;
 use chumsky::prelude::*;
 
 /// Where parsing resumes after an error.
@@ -76,7 +76,7 @@ pub fn skip_to<'t>(resume: Resume) -> impl Parse<'t, ()> {
         }
         if consumed == 0 {
             let span: Span = inp.span_since(&start);
-            return Err(Rich::custom(span, "nothing to skip"));
+            return Err(SyntaxError::custom("E0010", span, String::new(), "", ""));
         }
         Ok(())
     })

@@ -1,9 +1,10 @@
 //! Flow members: stages with their sources and operators, signals and queries.
 
+use super::errors::Expected;
 use super::expr::{call_with, expr};
 use super::items::{condition, config_block, flow_call, inline_config};
 use super::recovery::{Resume, skip_to};
-use super::{Parse, comma_list, name, parenthesized, string, unsigned};
+use super::{Parse, comma_list, exact, name, parenthesized, string, unsigned};
 use crate::syntax::ast::*;
 use crate::syntax::token::Token;
 use chumsky::prelude::*;
@@ -25,7 +26,7 @@ pub fn member<'t>(src: &'t str) -> impl Parse<'t, Member> {
         named_expr(Token::Signal).map(Member::Signal),
         named_expr(Token::Query).map(Member::Query),
     ))
-    .labelled("a `stage`, `signal` or `query`")
+    .labelled(Expected::Member)
 }
 
 fn stage<'t>(src: &'t str) -> impl Parse<'t, Stage> {
@@ -42,12 +43,13 @@ fn stage<'t>(src: &'t str) -> impl Parse<'t, Stage> {
                     .repeated()
                     .at_least(1)
                     .collect::<Vec<_>>()
+                    .map(exact)
                     .delimited_by(just(Token::LBrace), just(Token::RBrace)),
             )
             .map(OpKind::Fork);
         let op = op(src)
             .or(fork)
-            .labelled("an operator")
+            .labelled(Expected::PipelineOp)
             .map_with(|kind, e| {
                 Some(Op {
                     kind,
@@ -60,20 +62,21 @@ fn stage<'t>(src: &'t str) -> impl Parse<'t, Stage> {
                 just(Token::Pipe)
                     .ignore_then(op)
                     .repeated()
-                    .collect::<Vec<_>>(),
+                    .collect::<Vec<_>>()
+                    .map(exact),
             )
             .map_with(|(source, ops), e| Body {
                 source,
-                ops: ops.into_iter().flatten().collect(),
+                ops: exact(ops.into_iter().flatten().collect()),
                 span: e.span(),
             });
         header
             .then(body)
             .map_with(|((((name, trigger), config), connector), body), e| Stage {
                 name,
-                trigger,
-                config,
-                connector,
+                trigger: trigger.map(Box::new),
+                config: config.map(Box::new),
+                connector: connector.map(Box::new),
                 body,
                 span: e.span(),
             })
@@ -91,13 +94,13 @@ fn source<'t>(src: &'t str) -> impl Parse<'t, Source> {
             .map(SourceKind::Merge),
         just(Token::Call)
             .ignore_then(flow_call(src))
-            .map(SourceKind::CallFlow),
+            .map(|f| SourceKind::CallFlow(Box::new(f))),
         just(Token::Arrow)
             .ignore_then(flow_call(src))
-            .map(SourceKind::Jump),
-        call_with(src, expr(src)).map(SourceKind::Activity),
+            .map(|f| SourceKind::Jump(Box::new(f))),
+        call_with(src, expr(src)).map(|c| SourceKind::Activity(Box::new(c))),
     ))
-    .labelled("a source (`from`, `merge`, `call`, `->` or an activity call)")
+    .labelled(Expected::Source)
     .map_with(|kind, e| Source {
         kind,
         span: e.span(),
@@ -110,6 +113,7 @@ fn source_ref<'t>(src: &'t str) -> impl Parse<'t, SourceRef> {
         .separated_by(just(Token::Comma))
         .allow_trailing()
         .collect::<Vec<_>>()
+        .map(exact)
         .delimited_by(just(Token::LBracket), just(Token::RBracket));
     let alias = just(Token::As)
         .ignore_then(name(src))
@@ -120,6 +124,7 @@ fn source_ref<'t>(src: &'t str) -> impl Parse<'t, SourceRef> {
         .allow_trailing()
         .at_least(1)
         .collect::<Vec<_>>()
+        .map(exact)
         .delimited_by(just(Token::LBracket), just(Token::RBracket))
         .then(alias.or_not())
         .map_with(|(rows, alias), e| SourceRef::Values {
@@ -132,7 +137,7 @@ fn source_ref<'t>(src: &'t str) -> impl Parse<'t, SourceRef> {
         string(src).map(SourceRef::File),
         values,
     ))
-    .labelled("a stage, table, file or inline rows")
+    .labelled(Expected::SourceRef)
 }
 
 fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
@@ -169,15 +174,16 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
                 .repeated()
                 .at_least(1)
                 .collect::<Vec<_>>()
+                .map(exact)
                 .then(otherwise.then_ignore(just(Token::Comma).or_not()).or_not())
                 .delimited_by(just(Token::LBrace), just(Token::RBrace)),
         )
         .map(|(by, (cases, otherwise))| {
-            OpKind::Route(Route {
+            OpKind::Route(Box::new(Route {
                 by,
                 cases,
                 otherwise,
-            })
+            }))
         });
     let wait = just(Token::Wait).ignore_then(choice((
         just(Token::Until)
@@ -199,7 +205,8 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
                 })
                 .separated_by(just(Token::Comma))
                 .allow_trailing()
-                .collect::<Vec<_>>(),
+                .collect::<Vec<_>>()
+                .map(exact),
         )
         .or_not();
     let activate = just(Token::Activate)
@@ -209,10 +216,10 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
                 .delimited_by(just(Token::LParen), just(Token::RParen)),
         )
         .map(|(target, options)| {
-            OpKind::Activate(Activate {
+            OpKind::Activate(Box::new(Activate {
                 target,
                 options: options.unwrap_or_default(),
-            })
+            }))
         });
     let end_flow = just(Token::End)
         .then(just(Token::LParen))
@@ -227,7 +234,7 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
             .ignore_then(source_ref(src))
             .then_ignore(just(Token::On))
             .then(expr(src))
-            .map(|(source, on)| OpKind::Join { source, on }),
+            .map(|(source, on)| OpKind::Join(Box::new(Join { source, on }))),
         just(Token::Group)
             .ignore_then(just(Token::By))
             .ignore_then(comma_list(expr(src)))
@@ -245,7 +252,8 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
                 name(src)
                     .separated_by(just(Token::Dot))
                     .at_least(1)
-                    .collect::<Vec<_>>(),
+                    .collect::<Vec<_>>()
+                    .map(exact),
             )
             .map(OpKind::SaveTo),
         route,
@@ -256,7 +264,7 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
         activate,
         just(Token::Arrow)
             .ignore_then(flow_call(src))
-            .map(OpKind::Jump),
+            .map(|f| OpKind::Jump(Box::new(f))),
         end_flow,
         call_with(src, expr(src)).map(OpKind::Activity),
     ))

@@ -1,0 +1,198 @@
+//! `wvflow check` as a user runs it: exit codes, the three output formats, folders, colour,
+//! unreadable input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn wvflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(args)
+        .output()
+        .expect("wvflow runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh folder under the target directory for one test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write test file");
+    path.to_string_lossy().into_owned()
+}
+
+const BROKEN: &str = "flow f = {\n  stage a from t\n  stage b = from a | where x >\n}\n";
+
+#[test]
+fn clean_files_and_folders_exit_zero() {
+    let o = wvflow(&["check", "examples/booking_saga.wv"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(stdout(&o), "checked 1 file: no problems\n");
+
+    let o = wvflow(&["check", "examples"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).starts_with("checked 14 files: no problems"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn errors_exit_one_in_every_format() {
+    let dir = scratch("errors_exit_one");
+    let file = write(&dir, "broken.wv", BROKEN);
+
+    let human = wvflow(&["check", &file, "--color", "never"]);
+    assert_eq!(human.status.code(), Some(1));
+    let text = stdout(&human);
+    assert!(
+        text.contains("[E0010] Error: expected `=`, `[`, `if`, `on` or `with`, found `from`"),
+        "{text}"
+    );
+    assert!(text.contains("broken.wv:2:11"), "{text}");
+    assert!(
+        text.ends_with("checked 1 file: 2 errors, 0 warnings\n"),
+        "{text}"
+    );
+
+    let short = wvflow(&["check", &file, "--format", "short"]);
+    assert_eq!(short.status.code(), Some(1));
+    assert_eq!(
+        stdout(&short),
+        format!(
+            "{file}:2:11: error[E0010]: expected `=`, `[`, `if`, `on` or `with`, found `from`\n\
+             {file}:4:1: error[E0010]: expected an expression, found `}}`\n"
+        )
+    );
+
+    let json = wvflow(&["check", &file, "--format", "json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
+    let first = &value[0];
+    assert_eq!(first["file"], file.as_str());
+    assert_eq!(first["code"], "E0010");
+    assert_eq!(first["severity"], "error");
+    assert_eq!(first["range"]["start"]["line"], 1);
+    assert_eq!(first["range"]["start"]["character"], 10);
+    assert_eq!(first["range"]["end"]["character"], 14);
+    assert_eq!(first["labels"][0]["message"], "not expected here");
+    assert_eq!(
+        first["help"],
+        "a definition needs `=` before its body: `stage name = from source`"
+    );
+    assert_eq!(value.as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn json_positions_count_utf16_code_units() {
+    let dir = scratch("json_utf16");
+    // `é` is one UTF-16 unit (two UTF-8 bytes); `𝄞` is two UTF-16 units (four bytes).
+    let src = "flow f = { stage s = from t | where n = 'é𝄞' ? }\n";
+    let file = write(&dir, "unicode.wv", src);
+    let o = wvflow(&["check", &file, "--format", "json"]);
+    let value: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(value[0]["code"], "E0001");
+    let before = &src[..src.find('?').unwrap()];
+    assert_eq!(
+        before.encode_utf16().count(),
+        before.chars().count() + 1,
+        "`𝄞` counts twice"
+    );
+    assert_eq!(
+        value[0]["range"]["start"]["character"],
+        before.encode_utf16().count()
+    );
+}
+
+#[test]
+fn colour_follows_the_flag() {
+    let dir = scratch("colour");
+    let file = write(&dir, "broken.wv", BROKEN);
+    assert!(stdout(&wvflow(&["check", &file, "--color", "always"])).contains("\u{1b}["));
+    assert!(!stdout(&wvflow(&["check", &file, "--color", "never"])).contains("\u{1b}["));
+    // Not a terminal: auto means no colour.
+    assert!(!stdout(&wvflow(&["check", &file])).contains("\u{1b}["));
+}
+
+#[test]
+fn a_folder_is_searched_recursively_and_reports_every_file() {
+    let dir = scratch("folder");
+    std::fs::create_dir_all(dir.join("nested/deeper")).unwrap();
+    write(&dir, "ok.wv", "flow a = { stage s = from t }");
+    write(
+        &dir.join("nested/deeper"),
+        "bad.wv",
+        "flow b = { stage s = }",
+    );
+    write(&dir, "notes.txt", "not a flow");
+    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains("nested/deeper/bad.wv:1:22: error[E0010]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn missing_and_unreadable_input_exit_two() {
+    let o = wvflow(&["check", "no/such/file.wv"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: no/such/file.wv: no such file or folder\n"
+    );
+
+    let dir = scratch("binary");
+    let file = write(&dir, "blob.wv", [0x66u8, 0x6c, 0xff, 0xfe, 0x00, 0x10]);
+    let o = wvflow(&["check", &file]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("not UTF-8 text (invalid byte at line 1, byte offset 2)"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = wvflow(&["check", "--format", "yaml", "examples"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn empty_file_is_clean_and_deny_warnings_keeps_clean_files_passing() {
+    let dir = scratch("empty");
+    let file = write(&dir, "empty.wv", "");
+    let o = wvflow(&["check", &file, "--deny-warnings"]);
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn a_large_file_is_checked_without_trouble() {
+    // 50 MB of valid flows, built by repeating an example.
+    let dir = scratch("large");
+    let example = std::fs::read_to_string("examples/booking_saga.wv").unwrap();
+    let mut text = String::with_capacity(51_000_000);
+    let mut n = 0;
+    while text.len() < 50_000_000 {
+        // Rename the flow and activities so the copies stay distinct.
+        text.push_str(&example.replace("BookTrip", &format!("BookTrip{n}")));
+        n += 1;
+    }
+    let file = write(&dir, "large.wv", &text);
+    let o = wvflow(&["check", &file, "--format", "short"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(stdout(&o), "");
+}
