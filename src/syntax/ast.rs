@@ -20,9 +20,9 @@ pub struct File {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum Item {
-    Flow(Flow),
-    Activity(Activity),
-    Run(RunFlow),
+    Flow(Box<Flow>),
+    Activity(Box<Activity>),
+    Run(Box<RunFlow>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -188,7 +188,7 @@ pub enum SourceRef {
     /// Inline rows `[[1, 'a'], [2, 'b']] as t(id, name)`.
     Values {
         rows: Vec<Vec<Expr>>,
-        alias: Option<ValuesAlias>,
+        alias: Option<Box<ValuesAlias>>,
         span: Span,
     },
 }
@@ -369,10 +369,7 @@ pub enum ExprKind {
     Null,
     Name(Ident),
     /// `base.field`, including `_.column` for the current row.
-    Field {
-        base: Ident,
-        field: Ident,
-    },
+    Field(Box<Field>),
     /// `*`, as in `count(*)` or `select *`.
     Star,
     Call(Box<Call>),
@@ -402,6 +399,13 @@ pub enum ExprKind {
     },
     /// Stands where an expression could not be parsed; its error is already reported.
     Error,
+}
+
+/// `base.field`; boxed, which keeps every other expression small.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Field {
+    pub base: Ident,
+    pub field: Ident,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

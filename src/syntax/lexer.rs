@@ -12,25 +12,34 @@ pub struct Lexer<'s> {
     src: &'s str,
     file: FileId,
     inner: logos::SpannedIter<'s, Token>,
+    /// Where `inner` started in `src`: its spans are relative to this.
+    offset: usize,
     lookahead: Option<(Token, Span)>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl<'s> Lexer<'s> {
     pub fn new(src: &'s str, file: FileId) -> Self {
+        Lexer::for_range(src, 0..src.len(), file)
+    }
+
+    /// Lexes `src[range]` only; `range` must start at a token boundary. Spans stay absolute.
+    pub fn for_range(src: &'s str, range: std::ops::Range<usize>, file: FileId) -> Self {
         Lexer {
             src,
             file,
-            inner: Token::lexer(src).spanned(),
+            offset: range.start,
+            inner: Token::lexer(&src[range]).spanned(),
             lookahead: None,
             diagnostics: Vec::new(),
         }
     }
 
     fn raw_next(&mut self) -> Option<(Token, Span)> {
-        self.inner
-            .next()
-            .map(|(result, range)| (result.unwrap_or(Token::Unknown), Span::from(range)))
+        self.inner.next().map(|(result, range)| {
+            let span = Span::new(range.start + self.offset, range.end + self.offset);
+            (result.unwrap_or(Token::Unknown), span)
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 //! It never panics and never recurses without bound, whatever the input.
 
 pub mod ast;
+mod chunks;
 mod depth;
 pub mod lexer;
 pub mod literal;
@@ -21,9 +22,6 @@ use token::Token;
 
 /// Spans are `u32` offsets, so a file may hold at most this many bytes.
 pub const MAX_SOURCE_LEN: usize = u32::MAX as usize;
-
-/// Files are lexed and parsed in runs of whole items of about this many bytes.
-const CHUNK_BYTES: usize = 64 * 1024;
 
 /// How deep brackets and operator chains may nest before the parser refuses the item.
 pub const MAX_NESTING: usize = 1000;
@@ -54,50 +52,14 @@ pub fn parse(src: &str, file: FileId) -> Parsed {
             diagnostics: vec![d],
         };
     }
-    let mut lexer = lexer::Lexer::new(src, file);
     let mut items = Vec::new();
+    let mut diagnostics = Vec::new();
     let mut parse_errors = Vec::new();
-    let mut chunk: Vec<(Token, Span)> = Vec::new();
-    let mut next = lexer.next();
-    while let Some(first) = next {
-        // Lex up to the next item that starts at least CHUNK_BYTES further on, parse that run,
-        // and let its tokens go: memory for tokens stays small whatever the file's size.
-        chunk.clear();
-        chunk.push(first);
-        next = None;
-        for (token, span) in lexer.by_ref() {
-            chunk.push((token, span));
-            let at = chunk.len() - 1;
-            if starts_item(&chunk, at) && (span.start - first.1.start) as usize >= CHUNK_BYTES {
-                next = chunk.pop();
-                break;
-            }
-        }
-        // An item nested too deeply is reported and skipped; the items around it are parsed.
-        let mut rest = &chunk[..];
-        while !rest.is_empty() {
-            let (parse_to, resume) = match depth::check(rest, file) {
-                Ok(()) => (rest.len(), None),
-                Err((at, too_deep)) => {
-                    parse_errors.push(*too_deep);
-                    let item = (0..=at).rev().find(|&i| starts_item(rest, i)).unwrap_or(0);
-                    let after = (at + 1..rest.len()).find(|&i| starts_item(rest, i));
-                    (item, Some(after.unwrap_or(rest.len())))
-                }
-            };
-            if parse_to > 0 {
-                let follows = rest.get(parse_to).copied().or(next);
-                let (ast, errors) = parser::parse(src, &rest[..parse_to], follows, file);
-                items.extend(ast.items);
-                parse_errors.extend(errors);
-            }
-            match resume {
-                Some(at) => rest = &rest[at..],
-                None => break,
-            }
-        }
+    for chunk in chunks::parse_chunks(src, file) {
+        items.extend(chunk.items);
+        diagnostics.extend(chunk.lex_errors);
+        parse_errors.extend(chunk.parse_errors);
     }
-    let mut diagnostics = lexer.diagnostics;
     // One report per place: a parse error where the lexer already reported one (at a stray
     // character, say), or a second one at the same token, is a consequence.
     let mut reported: HashSet<u32> = diagnostics.iter().map(|d| d.primary.span.start).collect();
@@ -106,7 +68,9 @@ pub fn parse(src: &str, file: FileId) -> Parsed {
             .into_iter()
             .filter(|d| reported.insert(d.primary.span.start)),
     );
-    let ast = ast::File { items };
     diagnostics::normalize(&mut diagnostics);
-    Parsed { ast, diagnostics }
+    Parsed {
+        ast: ast::File { items },
+        diagnostics,
+    }
 }

@@ -300,7 +300,7 @@ pub fn expr(e: &Expr) -> String {
         ExprKind::Bool(b) => b.to_string(),
         ExprKind::Null => "null".to_string(),
         ExprKind::Name(n) => name(n),
-        ExprKind::Field { base, field } => format!("{}.{}", base.name, field.name),
+        ExprKind::Field(f) => format!("{}.{}", f.base.name, f.field.name),
         ExprKind::Star => "*".to_string(),
         ExprKind::Call(c) => call(c),
         ExprKind::List(items) => format!("[{}]", exprs(items)),

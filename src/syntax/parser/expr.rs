@@ -3,7 +3,7 @@
 
 use super::errors::{Expected, SyntaxError};
 use super::{Parse, Span, exact, name, parenthesized, string};
-use crate::syntax::ast::{Arg, BinaryOp, Call, Expr, ExprKind, Ident, UnaryOp};
+use crate::syntax::ast::{Arg, BinaryOp, Call, Expr, ExprKind, Field, Ident, UnaryOp};
 use crate::syntax::literal::duration_parts;
 use crate::syntax::token::Token;
 use chumsky::pratt::{infix, left, none, postfix, prefix};
@@ -27,7 +27,7 @@ pub fn expr<'t>(src: &'t str) -> impl Parse<'t, Expr> {
                     args,
                     span: e.span(),
                 })),
-                Some(Err(field)) => ExprKind::Field { base: name, field },
+                Some(Err(field)) => ExprKind::Field(Box::new(Field { base: name, field })),
             });
         let literal = literal(src);
         // `activate(...)` may stand as a value: a flow hook such as `on_failure: activate('log')`.

@@ -14,9 +14,9 @@ use chumsky::prelude::*;
 
 pub fn file<'t>(src: &'t str) -> impl Parse<'t, File> {
     let item = choice((
-        flow(src).map(Item::Flow),
-        activity(src).map(Item::Activity),
-        run_flow(src).map(Item::Run),
+        flow(src).map(|f| Item::Flow(Box::new(f))),
+        activity(src).map(|a| Item::Activity(Box::new(a))),
+        run_flow(src).map(|r| Item::Run(Box::new(r))),
     ))
     .labelled(Expected::Item)
     .map(Some)

@@ -129,7 +129,7 @@ fn source_ref<'t>(src: &'t str) -> impl Parse<'t, SourceRef> {
         .then(alias.or_not())
         .map_with(|(rows, alias), e| SourceRef::Values {
             rows,
-            alias,
+            alias: alias.map(Box::new),
             span: e.span(),
         });
     choice((

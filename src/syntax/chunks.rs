@@ -1,0 +1,136 @@
+//! Large files are cut into runs of whole items ("chunks") at `flow`, `activity` and `run`
+//! keywords, which never occur inside an item. Each chunk is lexed and parsed on its own, on
+//! as many threads as there are cores, and only one chunk's tokens live at a time per thread.
+
+use super::ast::Item;
+use super::lexer::Lexer;
+use super::span::Span;
+use super::token::Token;
+use super::{depth, parser, starts_item};
+use crate::diagnostics::Diagnostic;
+use crate::source::FileId;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A chunk holds whole items and at least this many bytes (but the last).
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// What one chunk produced.
+#[derive(Default)]
+pub struct Chunk {
+    pub items: Vec<Item>,
+    pub lex_errors: Vec<Diagnostic>,
+    pub parse_errors: Vec<Diagnostic>,
+}
+
+/// Parses every chunk of `src`, in parallel when there are several; results come in file order.
+pub fn parse_chunks(src: &str, file: FileId) -> Vec<Chunk> {
+    let bounds = boundaries(src, file);
+    let count = bounds.len();
+    let range_of = |i: usize| {
+        let start = bounds[i].1.start as usize;
+        let end = bounds
+            .get(i + 1)
+            .map_or(src.len(), |(_, span)| span.start as usize);
+        let follows = bounds.get(i + 1).copied();
+        (start..end, follows)
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(count);
+    if workers <= 1 {
+        return (0..count)
+            .map(|i| {
+                let (range, follows) = range_of(i);
+                parse_chunk(src, range, follows, file)
+            })
+            .collect();
+    }
+    let results: Vec<Mutex<Chunk>> = (0..count).map(|_| Mutex::default()).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    let (range, follows) = range_of(i);
+                    let chunk = parse_chunk(src, range, follows, file);
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = chunk;
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| slot.into_inner().unwrap_or_default())
+        .collect()
+}
+
+/// The first token of each chunk. A quick lexing pass that keeps nothing else.
+fn boundaries(src: &str, file: FileId) -> Vec<(Token, Span)> {
+    let mut bounds = Vec::new();
+    let mut previous = Token::Semi;
+    let mut chunk_start: Option<u32> = None;
+    for (token, span) in Lexer::new(src, file) {
+        let item =
+            matches!(token, Token::Flow | Token::Activity | Token::Run) && previous != Token::Run;
+        match chunk_start {
+            None => {
+                bounds.push((token, span));
+                chunk_start = Some(span.start);
+            }
+            Some(start) if item && (span.start - start) as usize >= CHUNK_BYTES => {
+                bounds.push((token, span));
+                chunk_start = Some(span.start);
+            }
+            _ => {}
+        }
+        previous = token;
+    }
+    bounds
+}
+
+/// Lexes and parses one chunk. `follows` is the first token of the next chunk, if any.
+fn parse_chunk(
+    src: &str,
+    range: Range<usize>,
+    follows: Option<(Token, Span)>,
+    file: FileId,
+) -> Chunk {
+    let mut lexer = Lexer::for_range(src, range, file);
+    let tokens: Vec<(Token, Span)> = lexer.by_ref().collect();
+    let mut chunk = Chunk {
+        lex_errors: lexer.diagnostics,
+        ..Chunk::default()
+    };
+    // An item nested too deeply is reported and skipped; the items around it are parsed.
+    let mut rest = &tokens[..];
+    while !rest.is_empty() {
+        let (parse_to, resume) = match depth::check(rest, file) {
+            Ok(()) => (rest.len(), None),
+            Err((at, too_deep)) => {
+                chunk.parse_errors.push(*too_deep);
+                let item = (0..=at).rev().find(|&i| starts_item(rest, i)).unwrap_or(0);
+                let after = (at + 1..rest.len()).find(|&i| starts_item(rest, i));
+                (item, Some(after.unwrap_or(rest.len())))
+            }
+        };
+        if parse_to > 0 {
+            let next = rest.get(parse_to).copied().or(follows);
+            let (ast, errors) = parser::parse(src, &rest[..parse_to], next, file);
+            chunk.items.extend(ast.items);
+            chunk.parse_errors.extend(errors);
+        }
+        match resume {
+            Some(at) => rest = &rest[at..],
+            None => break,
+        }
+    }
+    chunk
+}
