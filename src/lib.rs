@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod diagnostics;
+mod parallel;
 pub mod source;
 pub mod syntax;
 pub mod workspace;

@@ -92,19 +92,35 @@ pub fn read_source(path: &Path) -> Result<String, LoadError> {
 impl Workspace {
     /// Adds and parses one file's text.
     pub fn add(&mut self, path: PathBuf, text: String) -> FileId {
-        let name = display_name(&path);
-        let id = self.sources.add(SourceFile::new(path, name, text));
-        let started = Instant::now();
-        let parsed = syntax::parse(&self.sources.get(id).text, id);
-        self.parse_times.push(started.elapsed());
-        self.parsed.push(parsed);
-        id
+        self.add_all(vec![(path, text)]);
+        FileId(self.sources.len() as u32 - 1)
+    }
+
+    /// Adds files and parses them, in parallel across the machine's cores.
+    pub fn add_all(&mut self, files: Vec<(PathBuf, String)>) {
+        let first = self.sources.len();
+        for (path, text) in files {
+            let name = display_name(&path);
+            self.sources.add(SourceFile::new(path, name, text));
+        }
+        let sources = &self.sources;
+        let results = crate::parallel::map_indexed(sources.len() - first, |i| {
+            let id = FileId((first + i) as u32);
+            let started = Instant::now();
+            let parsed = syntax::parse(&sources.get(id).text, id);
+            (parsed, started.elapsed())
+        });
+        for (parsed, time) in results {
+            self.parsed.push(parsed);
+            self.parse_times.push(time);
+        }
     }
 
     /// Loads every file the paths name. Unreadable paths are returned beside the workspace;
     /// the readable files are still parsed.
     pub fn load(paths: &[PathBuf]) -> (Workspace, Vec<LoadError>) {
         let mut workspace = Workspace::default();
+        let mut texts = Vec::new();
         let mut errors = Vec::new();
         for path in paths {
             let files = match discover(path) {
@@ -116,13 +132,12 @@ impl Workspace {
             };
             for file in files {
                 match read_source(&file) {
-                    Ok(text) => {
-                        workspace.add(file, text);
-                    }
+                    Ok(text) => texts.push((file, text)),
                     Err(e) => errors.push(e),
                 }
             }
         }
+        workspace.add_all(texts);
         (workspace, errors)
     }
 

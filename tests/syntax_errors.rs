@@ -174,3 +174,14 @@ fn a_too_deep_item_is_skipped_and_its_neighbours_are_still_read() {
         .collect();
     assert_eq!(names, ["before", "after", "fine"]);
 }
+
+#[test]
+fn comparisons_do_not_chain() {
+    assert_eq!(
+        report(
+            "chained_comparison",
+            "flow f = { stage s = from t | where a < b < c }"
+        ),
+        ["E0010"]
+    );
+}

@@ -10,8 +10,6 @@ use super::{depth, parser, starts_item};
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use std::ops::Range;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A chunk holds whole items and at least this many bytes (but the last).
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -27,49 +25,25 @@ pub struct Chunk {
 /// Parses every chunk of `src`, in parallel when there are several; results come in file order.
 pub fn parse_chunks(src: &str, file: FileId) -> Vec<Chunk> {
     let bounds = boundaries(src, file);
-    let count = bounds.len();
+    // The first chunk starts at the top of the file, so comments and malformed text before
+    // the first token are lexed (and reported) too; a file with no token is one chunk.
+    let count = bounds.len().max(1);
     let range_of = |i: usize| {
-        let start = bounds[i].1.start as usize;
+        let start = if i == 0 {
+            0
+        } else {
+            bounds[i].1.start as usize
+        };
         let end = bounds
             .get(i + 1)
             .map_or(src.len(), |(_, span)| span.start as usize);
         let follows = bounds.get(i + 1).copied();
         (start..end, follows)
     };
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(count);
-    if workers <= 1 {
-        return (0..count)
-            .map(|i| {
-                let (range, follows) = range_of(i);
-                parse_chunk(src, range, follows, file)
-            })
-            .collect();
-    }
-    let results: Vec<Mutex<Chunk>> = (0..count).map(|_| Mutex::default()).collect();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= count {
-                        break;
-                    }
-                    let (range, follows) = range_of(i);
-                    let chunk = parse_chunk(src, range, follows, file);
-                    if let Ok(mut slot) = results[i].lock() {
-                        *slot = chunk;
-                    }
-                }
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|slot| slot.into_inner().unwrap_or_default())
-        .collect()
+    crate::parallel::map_indexed(count, |i| {
+        let (range, follows) = range_of(i);
+        parse_chunk(src, range, follows, file)
+    })
 }
 
 /// The first token of each chunk. A quick lexing pass that keeps nothing else.

@@ -371,6 +371,11 @@ fn expected_found(
         _ => "not expected here".to_string(),
     };
     let code = if found.is_none() { "E0011" } else { "E0010" };
+    if chained_comparison(&wanted, found) {
+        return Diagnostic::error(code, file, span, "comparisons do not chain")
+            .with_label("a second comparison")
+            .with_help("write `a < b and b < c`, or add parentheses");
+    }
     let mut d = Diagnostic::error(code, file, span, message).with_label(label);
     match found {
         Some(Token::Stage) if wanted.iter().any(|w| w.contains("`flow`")) => {
@@ -412,12 +417,22 @@ fn group_operators(wanted: &mut Vec<String>) {
     }
 }
 
+/// A comparison is refused after an operand only when one comparison already precedes it.
+fn chained_comparison(wanted: &[String], found: Option<Token>) -> bool {
+    use Token::*;
+    matches!(
+        found,
+        Some(Eq | EqEq | NotEq | LtGt | Lt | Le | Gt | Ge | Like | Is | In)
+    ) && wanted.iter().any(|w| w == Expected::Operator.describe())
+}
+
 /// Help for the common slips: a missing `=`, `->`, `}`, `)` or `:`.
 fn likely_fix(wanted: &[String], found: Option<Token>) -> Option<&'static str> {
     let wants = |t: Token| wanted.iter().any(|w| w == t.describe());
     if found == Some(Token::Eq) && wants(Token::Colon) {
         return Some("config entries and named arguments are written `key: value`");
     }
+
     let fixes = [
         (
             Token::Eq,

@@ -40,6 +40,7 @@ fn stage<'t>(src: &'t str) -> impl Parse<'t, Stage> {
         let fork = just(Token::Fork)
             .ignore_then(
                 stage
+                    .then_ignore(just(Token::Semi).repeated())
                     .repeated()
                     .at_least(1)
                     .collect::<Vec<_>>()
@@ -196,7 +197,7 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
     let activate_options = just(Token::Comma)
         .ignore_then(
             name(src)
-                .then_ignore(just(Token::Colon))
+                .then_ignore(one_of([Token::Colon, Token::Eq]))
                 .then(expr(src))
                 .map_with(|(name, value), e| Arg {
                     name: Some(name),
