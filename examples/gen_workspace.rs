@@ -52,7 +52,7 @@ fn flow(out: &mut String, i: usize, stages: usize) {
     );
     let _ = writeln!(
         out,
-        "flow flow_{i} @version(1) (day: date = '2024-01-01', min_amount: float = 10.5) with {{\n  schedule: cron('{} 2 * * *')\n  timezone: 'Europe/Berlin'\n  concurrency: 1\n  timeout: 2h\n}} = {{",
+        "flow flow_{i} @version(1) (day: date = '2024-01-01', min_amount: float = 10.5) with {{\n  schedule: cron('{} 12 * * *')\n  timezone: 'Europe/Berlin'\n  concurrency: 1\n  timeout: 2h\n}} = {{",
         i % 60
     );
     let _ = writeln!(
@@ -77,7 +77,7 @@ fn flow(out: &mut String, i: usize, stages: usize) {
             2 => {
                 let _ = writeln!(
                     out,
-                    "  stage s{s} if s{prev}.success or s{prev}.skipped with {{ trigger: none_failed }} = from s{prev}\n    | group by customer_id\n    | select customer_id, count(*) as orders, sum(amount) as revenue\n    | order by revenue desc, customer_id\n    | limit 100"
+                    "  stage s{s} if s{prev}.success with {{ priority: 1 }} = from s{prev}\n    | group by customer_id\n    | select customer_id, count(*) as orders, sum(amount) as revenue\n    | order by revenue desc, customer_id\n    | limit 100"
                 );
             }
             3 => {
@@ -104,8 +104,13 @@ fn flow(out: &mut String, i: usize, stages: usize) {
     let last = stages - 4;
     let _ = writeln!(
         out,
-        "  stage routed = from s{last} | route {{ case _.amount >= 1000 -> big case _.amount >= 100 -> medium else -> small }}\n  stage big = from routed | fork {{\n    stage big_a = from big | act_{i}(_.order_id)\n    stage big_b = from big | activate('log')\n  }}\n  stage medium = from routed | select order_id, amount\n  stage small = from routed | -> flow_{}(day = run_date)\n}}\n",
-        (i + 1) % 1_000_000
+        "  stage routed = from s{last} | route {{ case _.amount >= 1000 -> big case _.amount >= 100 -> medium else -> small }}\n  stage big = from routed | fork {{\n    stage big_a = from big | act_{i}(_.order_id)\n    stage big_b = from big | activate('log')\n  }}\n  stage medium = from routed | select order_id, amount\n  stage small = from routed | {}\n}}\n",
+        // Each flow hands over to the one before it; the first ends the chain.
+        if i == 0 {
+            "end()".to_string()
+        } else {
+            format!("-> flow_{}(day = run_date)", i - 1)
+        }
     );
 }
 

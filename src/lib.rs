@@ -4,6 +4,7 @@
 //! [`diagnostics`] (the problems found, rendered) -> [`workspace`] (files of a folder).
 //! The command line in [`cli`] is a thin layer over this library.
 
+pub mod check;
 pub mod cli;
 pub mod diagnostics;
 mod parallel;

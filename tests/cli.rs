@@ -181,14 +181,20 @@ fn empty_file_is_clean_and_deny_warnings_keeps_clean_files_passing() {
 
 #[test]
 fn a_large_file_is_checked_without_trouble() {
-    // 50 MB of valid flows, built by repeating an example.
+    // 50 MB of valid, distinct flows.
     let dir = scratch("large");
-    let example = std::fs::read_to_string("examples/booking_saga.wv").unwrap();
+    let template = "activity fetch_N(id: string) with { retries: 3, timeout: 30s } = exec('bin/fetch', id)\n\
+        activity undo_N(id: string) with { retries: 5 } = sh(\"\"\"printf '{}' \"\"\")\n\
+        flow Load_N(day: date = '2024-01-01') with { schedule: cron('0 2 * * *'), timezone: 'UTC' } = {\n\
+          stage orders [retries: 2, timeout: 5m] = from 'data/orders.csv' | where _.amount > 10 and status in ('paid', 'open')\n\
+          stage totals = from orders | group by customer | select customer, count(*) as n, sum(amount) as total | order by total desc | limit 10\n\
+          stage pay with { compensate: undo_N(id: _.id), concurrency: 4 } = from orders | each fetch_N(_.id)\n\
+          stage report if pay.failed or totals.failed = from 'data/empty.csv'\n\
+        }\n";
     let mut text = String::with_capacity(51_000_000);
     let mut n = 0;
     while text.len() < 50_000_000 {
-        // Rename the flow and activities so the copies stay distinct.
-        text.push_str(&example.replace("BookTrip", &format!("BookTrip{n}")));
+        text.push_str(&template.replace('N', &n.to_string()));
         n += 1;
     }
     let file = write(&dir, "large.wv", &text);

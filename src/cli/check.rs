@@ -29,6 +29,33 @@ pub struct CheckArgs {
     /// Fail (exit 1) on warnings too.
     #[arg(long)]
     deny_warnings: bool,
+    /// Print per-file parse and check times (to stderr).
+    #[arg(long)]
+    timings: bool,
+}
+
+fn print_timings(workspace: &Workspace, report: &crate::check::Report) {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    eprintln!(
+        "{:>10} {:>10} {:>10}  file",
+        "bytes", "parse ms", "check ms"
+    );
+    for (id, file) in workspace.sources.iter() {
+        let i = id.0 as usize;
+        eprintln!(
+            "{:>10} {:>10.3} {:>10.3}  {}",
+            file.text.len(),
+            ms(workspace.parse_times[i]),
+            ms(report.file_times[i]),
+            file.name
+        );
+    }
+    eprintln!(
+        "{:>10} {:>10} {:>10.3}  (workspace-wide checks)",
+        "",
+        "",
+        ms(report.workspace_time)
+    );
 }
 
 pub fn run(args: CheckArgs) -> u8 {
@@ -36,7 +63,13 @@ pub fn run(args: CheckArgs) -> u8 {
     for e in &load_errors {
         eprintln!("error: {e}");
     }
-    let diagnostics: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
+    let report = crate::check::check(&workspace);
+    let mut diagnostics: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
+    diagnostics.extend(report.diagnostics.iter().cloned());
+    crate::diagnostics::normalize(&mut diagnostics);
+    if args.timings {
+        print_timings(&workspace, &report);
+    }
     let color = match args.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,

@@ -48,12 +48,14 @@ pub fn render_human(diagnostics: &[Diagnostic], sources: &SourceMap, color: bool
             .with_code(d.code)
             .with_message(&d.message)
             .with_label(primary);
-        for (i, l) in d.secondary.iter().enumerate() {
+        // ariadne draws labels in the order given; in source order they share one snippet.
+        let mut secondary: Vec<&super::Label> = d.secondary.iter().collect();
+        secondary.sort_by_key(|l| (l.file, l.span.start));
+        for l in secondary {
             report = report.with_label(
                 Label::new(span_of(l))
                     .with_message(&l.message)
-                    .with_color(Color::Blue)
-                    .with_order(i as i32 + 1),
+                    .with_color(Color::Blue),
             );
         }
         if let Some(help) = &d.help {

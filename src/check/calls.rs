@@ -1,0 +1,691 @@
+//! E06: flows, parameters, activities and calls. References to flows and activities, `depends
+//! on` cycles, looping jumps, argument binding and literal types, parameter declarations.
+
+use super::graph::FlowGraph;
+use super::{Ctx, Def, values, with_suggestion};
+use crate::diagnostics::Diagnostic;
+use crate::source::FileId;
+use crate::syntax::Span;
+use crate::syntax::ast::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub fn check_workspace(ctx: &mut Ctx) {
+    for def in ctx.index.runs.clone() {
+        flow_call(ctx, def.file, &def.node.call, "run flow");
+    }
+    depends_on_cycles(ctx);
+    jump_loops(ctx);
+}
+
+pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
+    let file = graph.file;
+    let flow = graph.flow;
+    params(ctx, file, &flow.params);
+    for name in &flow.depends_on {
+        if ctx.index.flow(&name.name, None).is_none() {
+            undefined_flow(ctx, file, name, "depends on");
+        }
+    }
+    if let Some(condition) = &flow.condition {
+        flow_condition(ctx, file, flow, condition);
+    }
+    if let Some(config) = &flow.config {
+        for e in config.entries.iter().filter(|e| {
+            matches!(
+                e.key.name.as_str(),
+                "on_failure" | "on_success" | "on_finish"
+            )
+        }) {
+            if let ExprKind::Call(call) = &e.value.kind {
+                activity_call(ctx, file, call);
+            }
+        }
+    }
+    for node in &graph.stages {
+        let stage = node.stage;
+        match &stage.body.source.kind {
+            SourceKind::Activity(call) => activity_call(ctx, file, call),
+            SourceKind::CallFlow(call) => flow_call(ctx, file, call, "call"),
+            SourceKind::Jump(call) => flow_call(ctx, file, call, "->"),
+            _ => {}
+        }
+        for op in &stage.body.ops {
+            match &op.kind {
+                OpKind::Activity(call) | OpKind::Each(call) => activity_call(ctx, file, call),
+                OpKind::Jump(call) => flow_call(ctx, file, call, "->"),
+                OpKind::Activate(activate) => activation(ctx, file, activate),
+                _ => {}
+            }
+        }
+    }
+}
+
+pub fn check_activity(ctx: &mut Ctx, def: Def<'_, Activity>) {
+    params(ctx, def.file, &def.node.params);
+}
+
+fn undefined_flow(ctx: &mut Ctx, file: FileId, name: &Ident, context: &str) {
+    let d = Diagnostic::error(
+        "E0601",
+        file,
+        name.span,
+        format!(
+            "`{context}` names `{}`, which is not a flow of this workspace",
+            name.name
+        ),
+    )
+    .with_label("no such flow");
+    let names: Vec<&str> = ctx.index.flow_names().collect();
+    ctx.emit(with_suggestion(
+        d,
+        &name.name,
+        names,
+        Some("flows resolve across every .wv file of the folder being checked".into()),
+    ));
+}
+
+fn flow_call(ctx: &mut Ctx, file: FileId, call: &FlowCall, context: &str) {
+    let Some(versions) = ctx
+        .index
+        .flows_by_name
+        .get(call.name.name.as_str())
+        .cloned()
+    else {
+        undefined_flow(ctx, file, &call.name, context);
+        return;
+    };
+    let target = match &call.version {
+        Some(v) => match ctx.index.flow(&call.name.name, Some(v.value)) {
+            Some(t) => t,
+            None => {
+                let known: Vec<String> = versions
+                    .iter()
+                    .filter_map(|d| d.node.version.as_ref().map(|x| x.value.to_string()))
+                    .collect();
+                let help = if known.is_empty() {
+                    "the flow declares no `@version`".to_string()
+                } else {
+                    format!("defined versions: {}", known.join(", "))
+                };
+                ctx.emit(
+                    Diagnostic::error(
+                        "E0611",
+                        file,
+                        v.span,
+                        format!("flow `{}` has no version {}", call.name.name, v.value),
+                    )
+                    .with_label("no such version")
+                    .with_help(help),
+                );
+                return;
+            }
+        },
+        None => match ctx.index.flow(&call.name.name, None) {
+            Some(t) => t,
+            None => return,
+        },
+    };
+    let args = call.args.as_deref().unwrap_or_default();
+    let problems = bind(&target.node.params, args, call.span);
+    report_binding(
+        ctx,
+        file,
+        problems,
+        None,
+        "flow",
+        &call.name.name,
+        Some((target.file, target.node.name.span)),
+    );
+}
+
+fn activity_call(ctx: &mut Ctx, file: FileId, call: &Call) {
+    if call.name.name == "activate" {
+        return;
+    }
+    let Some(def) = ctx
+        .index
+        .activity_by_name
+        .get(call.name.name.as_str())
+        .copied()
+    else {
+        let d = Diagnostic::error(
+            "E0610",
+            file,
+            call.name.span,
+            format!("unknown activity `{}`", call.name.name),
+        )
+        .with_label("not an activity of this workspace");
+        let names: Vec<&str> = ctx.index.activity_names().collect();
+        let help = Some(format!(
+            "define it: `activity {}(...) = exec('program', ...)`",
+            call.name.name
+        ));
+        ctx.emit(with_suggestion(d, &call.name.name, names, help));
+        return;
+    };
+    let problems = bind(&def.node.params, &call.args, call.span);
+    report_binding(
+        ctx,
+        file,
+        problems,
+        None,
+        "activity",
+        &call.name.name,
+        Some((def.file, def.node.name.span)),
+    );
+}
+
+fn activation(ctx: &mut Ctx, file: FileId, activate: &Activate) {
+    const TARGETS: [&str; 3] = ["file", "webhook", "log"];
+    let target = activate.target.value.as_str();
+    if !TARGETS.contains(&target) {
+        let d = Diagnostic::error(
+            "E0614",
+            file,
+            activate.target.span,
+            format!("unknown `activate` target '{target}'"),
+        )
+        .with_label("not a target");
+        ctx.emit(with_suggestion(
+            d,
+            target,
+            TARGETS,
+            Some("`activate` takes 'file', 'webhook' or 'log'".into()),
+        ));
+        return;
+    }
+    let required = match target {
+        "file" => Some("path"),
+        "webhook" => Some("url"),
+        _ => None,
+    };
+    if let Some(option) = required
+        && !activate
+            .options
+            .iter()
+            .any(|o| o.name.as_ref().is_some_and(|n| n.name == option))
+    {
+        ctx.emit(
+            Diagnostic::error(
+                "E0614",
+                file,
+                activate.target.span,
+                format!("`activate('{target}')` needs `{option}:`"),
+            )
+            .with_label(format!("no `{option}`"))
+            .with_help(format!("write `activate('{target}', {option}: '...')`")),
+        );
+    }
+}
+
+/// What is wrong with a list of arguments against a list of parameters.
+pub struct Problem {
+    pub code: &'static str,
+    pub span: Span,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// Binds arguments to parameters: positional first, then named; reports every mismatch.
+pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut bound: BTreeSet<&str> = BTreeSet::new();
+    let mut seen_named = false;
+    let mut position = 0;
+    for arg in args {
+        let param = match &arg.name {
+            None => {
+                if seen_named {
+                    problems.push(Problem {
+                        code: "E0606",
+                        span: arg.span,
+                        message: "positional argument after a named one".into(),
+                        help: Some("put positional arguments first, or name this one".into()),
+                    });
+                    continue;
+                }
+                let Some(param) = params.get(position) else {
+                    problems.push(Problem {
+                        code: "E0603",
+                        span: arg.span,
+                        message: format!(
+                            "too many arguments: {} expected, {} given",
+                            params.len(),
+                            args.len()
+                        ),
+                        help: Some(format!("the parameters are ({})", signature(params))),
+                    });
+                    break;
+                };
+                position += 1;
+                param
+            }
+            Some(name) => {
+                seen_named = true;
+                let Some(param) = params.iter().find(|p| p.name.name == name.name) else {
+                    let names = params.iter().map(|p| p.name.name.as_str());
+                    let help = super::did_you_mean(&name.name, names)
+                        .or_else(|| Some(format!("the parameters are ({})", signature(params))));
+                    problems.push(Problem {
+                        code: "E0604",
+                        span: name.span,
+                        message: format!("unknown argument `{}`", name.name),
+                        help,
+                    });
+                    continue;
+                };
+                param
+            }
+        };
+        if bound.contains(param.name.name.as_str()) {
+            problems.push(Problem {
+                code: "E0605",
+                span: arg.span,
+                message: format!("argument `{}` is given twice", param.name.name),
+                help: Some("give each parameter one value".into()),
+            });
+            continue;
+        }
+        bound.insert(&param.name.name);
+        if let Some(found) = literal_mismatch(param.ty.value, &arg.value) {
+            problems.push(Problem {
+                code: "E0608",
+                span: arg.value.span,
+                message: format!(
+                    "`{}` is {}, found {found}",
+                    param.name.name,
+                    article(param.ty.value)
+                ),
+                help: Some(example(param.ty.value)),
+            });
+        }
+    }
+    let missing: Vec<&str> = params
+        .iter()
+        .filter(|p| p.default.is_none() && !bound.contains(p.name.name.as_str()))
+        .map(|p| p.name.name.as_str())
+        .collect();
+    if !missing.is_empty() && problems.iter().all(|p| p.code != "E0603") {
+        let list = missing
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        problems.push(Problem {
+            code: "E0607",
+            span: call_span,
+            message: format!(
+                "missing argument{} {list}",
+                if missing.len() > 1 { "s" } else { "" }
+            ),
+            help: Some(format!("the parameters are ({})", signature(params))),
+        });
+    }
+    problems
+}
+
+/// Reports binding problems. `code` replaces their own codes (compensation uses E0403).
+pub fn report_binding(
+    ctx: &mut Ctx,
+    file: FileId,
+    problems: Vec<Problem>,
+    code: Option<&'static str>,
+    kind: &str,
+    name: &str,
+    definition: Option<(FileId, Span)>,
+) {
+    for p in problems {
+        let mut d = Diagnostic::error(
+            code.unwrap_or(p.code),
+            file,
+            p.span,
+            format!("{} (calling {kind} `{name}`)", p.message),
+        )
+        .with_label("here");
+        if let Some((def_file, span)) = definition {
+            d = d.with_secondary(def_file, span, format!("{kind} `{name}` is defined here"));
+        }
+        if let Some(help) = p.help {
+            d = d.with_help(help);
+        }
+        ctx.emit(d);
+    }
+}
+
+fn signature(params: &[Param]) -> String {
+    params
+        .iter()
+        .map(|p| {
+            let default = if p.default.is_some() { " = ..." } else { "" };
+            format!("{}: {}{default}", p.name.name, p.ty.value.name())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn article(ty: Type) -> String {
+    match ty {
+        Type::Int => "an int".into(),
+        other => format!("a {}", other.name()),
+    }
+}
+
+fn example(ty: Type) -> String {
+    match ty {
+        Type::String => "write text in quotes: 'value'".into(),
+        Type::Int => "write a whole number such as `42`".into(),
+        Type::Float => "write a number such as `2.5`".into(),
+        Type::Boolean => "write `true` or `false`".into(),
+        Type::Duration => "write a duration such as `30s` or '1h 30m'".into(),
+        Type::Date => "write a date as 'YYYY-MM-DD'".into(),
+        Type::Timestamp => "write a timestamp as 'YYYY-MM-DD HH:MM:SS' or RFC 3339".into(),
+    }
+}
+
+/// For a literal that cannot have the type, what it is; `None` when it fits or is not a literal.
+pub fn literal_mismatch(ty: Type, value: &Expr) -> Option<String> {
+    let found = values::describe(value);
+    let fits = match (&value.kind, ty) {
+        (ExprKind::Null, _) => true,
+        (ExprKind::Int(_), Type::Int | Type::Float) => true,
+        (ExprKind::Float(_), Type::Float) => true,
+        (ExprKind::Bool(_), Type::Boolean) => true,
+        (ExprKind::Duration { .. }, Type::Duration) => true,
+        (ExprKind::Str(_), Type::String) => true,
+        (ExprKind::Str(s), Type::Duration) => {
+            return humantime::parse_duration(s)
+                .err()
+                .map(|_| format!("'{s}', which is not a duration"));
+        }
+        (ExprKind::Str(s), Type::Date) => {
+            return chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .err()
+                .map(|_| format!("'{s}', which is not a date (YYYY-MM-DD)"));
+        }
+        (ExprKind::Str(s), Type::Timestamp) => {
+            let ok = chrono::DateTime::parse_from_rfc3339(s).is_ok()
+                || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok()
+                || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").is_ok()
+                || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok();
+            return (!ok).then(|| format!("'{s}', which is not a timestamp"));
+        }
+        (
+            ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Bool(_)
+            | ExprKind::Duration { .. }
+            | ExprKind::Str(_)
+            | ExprKind::List(_),
+            _,
+        ) => false,
+        // Names, columns, calls and operators are known only at run time.
+        _ => true,
+    };
+    (!fits).then(|| found.to_string())
+}
+
+fn params(ctx: &mut Ctx, file: FileId, params: &[Param]) {
+    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+    for p in params {
+        if let Some(&first) = seen.get(p.name.name.as_str()) {
+            ctx.emit(
+                Diagnostic::error(
+                    "E0613",
+                    file,
+                    p.name.span,
+                    format!("parameter `{}` is declared twice", p.name.name),
+                )
+                .with_label("second declaration")
+                .with_secondary(file, first, "first declared here")
+                .with_help("rename or remove one of them"),
+            );
+        }
+        seen.entry(&p.name.name).or_insert(p.name.span);
+        if let Some(default) = &p.default
+            && let Some(found) = literal_mismatch(p.ty.value, default)
+        {
+            ctx.emit(
+                Diagnostic::error(
+                    "E0609",
+                    file,
+                    default.span,
+                    format!(
+                        "default of `{}` is {found}, but the parameter is {}",
+                        p.name.name,
+                        article(p.ty.value)
+                    ),
+                )
+                .with_label("wrong type")
+                .with_secondary(file, p.ty.span, "declared type")
+                .with_help(example(p.ty.value)),
+            );
+        }
+        if matches!(p.name.name.as_str(), "run_time" | "run_date") {
+            ctx.emit(
+                Diagnostic::warning(
+                    "W0602",
+                    file,
+                    p.name.span,
+                    format!(
+                        "parameter `{}` shadows the implicit value of the same name",
+                        p.name.name
+                    ),
+                )
+                .with_label("hides the run's own value")
+                .with_help("the run binds `run_time` and `run_date` itself; rename the parameter"),
+            );
+        }
+    }
+}
+
+/// `flow f if other.failed`: flows, with the states a flow run ends in, and no `not`.
+fn flow_condition(ctx: &mut Ctx, file: FileId, flow: &Flow, condition: &Condition) {
+    const FLOW_STATES: [&str; 3] = ["success", "failed", "done"];
+    let mut stack = vec![condition];
+    while let Some(c) = stack.pop() {
+        match c {
+            Condition::Not(_, span) => ctx.emit(
+                Diagnostic::error("E0612", file, *span, "a flow condition cannot use `not`")
+                    .with_label("not allowed here")
+                    .with_help(
+                        "name the states that should start the flow: `if a.failed or a.success`",
+                    ),
+            ),
+            Condition::And(a, b) | Condition::Or(a, b) => {
+                stack.push(b);
+                stack.push(a);
+            }
+            Condition::State { target, state } => {
+                if target.name == flow.name.name {
+                    ctx.emit(
+                        Diagnostic::error(
+                            "E0612",
+                            file,
+                            target.span,
+                            format!("flow `{}` cannot start on its own state", flow.name.name),
+                        )
+                        .with_label("the flow itself")
+                        .with_help("name another flow whose runs should start this one"),
+                    );
+                } else if ctx.index.flow(&target.name, None).is_none() {
+                    undefined_flow(ctx, file, target, "if");
+                }
+                if !FLOW_STATES.contains(&state.name.as_str()) {
+                    let d = Diagnostic::error(
+                        "E0612",
+                        file,
+                        state.span,
+                        format!("`{}` is not a state a flow run ends in", state.name),
+                    )
+                    .with_label("not a flow state");
+                    ctx.emit(with_suggestion(
+                        d,
+                        &state.name,
+                        FLOW_STATES,
+                        Some("flow conditions use `success`, `failed` or `done`".into()),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// `depends on` must not loop: a -> b -> a would wait forever.
+fn depends_on_cycles(ctx: &mut Ctx) {
+    let flows = ctx.index.flows.clone();
+    let edges = |f: &Flow| -> Vec<(String, Span)> {
+        f.depends_on
+            .iter()
+            .map(|d| (d.name.to_string(), d.span))
+            .collect()
+    };
+    report_flow_cycles(
+        ctx,
+        &flows,
+        edges,
+        |ctx, cycle: &[(Def<'_, Flow>, Span)]| {
+            let path = cycle
+                .iter()
+                .map(|(d, _)| d.node.name.name.as_str())
+                .chain(std::iter::once(cycle[0].0.node.name.name.as_str()))
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            let (head, span) = cycle[0];
+            let mut d = Diagnostic::error(
+                "E0602",
+                head.file,
+                span,
+                format!("`depends on` cycle: {path}"),
+            )
+            .with_label("waits for itself through the cycle");
+            for (def, span) in &cycle[1..] {
+                d = d.with_secondary(
+                    def.file,
+                    *span,
+                    format!("`{}` depends on the next flow here", def.node.name.name),
+                );
+            }
+            ctx.emit(d.with_help(
+                "remove one of these dependencies: none of these flows could ever start",
+            ));
+        },
+    );
+}
+
+/// Jumps (`-> F`) that come back to where they started: each run starts the next for ever,
+/// until the depth limit.
+fn jump_loops(ctx: &mut Ctx) {
+    let flows = ctx.index.flows.clone();
+    let edges = |f: &Flow| -> Vec<(String, Span)> {
+        let mut out = Vec::new();
+        for m in &f.members {
+            let Member::Stage(stage) = m else { continue };
+            let mut stack = vec![stage];
+            while let Some(s) = stack.pop() {
+                if let SourceKind::Jump(call) = &s.body.source.kind {
+                    out.push((call.name.name.to_string(), call.name.span));
+                }
+                for op in &s.body.ops {
+                    match &op.kind {
+                        OpKind::Jump(call) => {
+                            out.push((call.name.name.to_string(), call.name.span))
+                        }
+                        OpKind::Fork(children) => stack.extend(children.iter()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        out
+    };
+    report_flow_cycles(
+        ctx,
+        &flows,
+        edges,
+        |ctx, cycle: &[(Def<'_, Flow>, Span)]| {
+            let path = cycle
+                .iter()
+                .map(|(d, _)| d.node.name.name.as_str())
+                .chain(std::iter::once(cycle[0].0.node.name.name.as_str()))
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            let (head, span) = cycle[0];
+            let mut d =
+                Diagnostic::warning("W0601", head.file, span, format!("jumps loop: {path}"))
+                    .with_label("starts the loop again");
+            for (def, span) in &cycle[1..] {
+                d = d.with_secondary(
+                    def.file,
+                    *span,
+                    format!("`{}` jumps on here", def.node.name.name),
+                );
+            }
+            ctx.emit(d.with_help("each run starts the next until the chain depth limit stops it; end the chain in one of the flows"));
+        },
+    );
+}
+
+/// Finds cycles in a graph of flows (by name, every version together) and reports each once.
+/// The callback gets the flows of the cycle, each with the span of its edge to the next.
+fn report_flow_cycles<'w>(
+    ctx: &mut Ctx<'w>,
+    flows: &[Def<'w, Flow>],
+    edges: impl Fn(&Flow) -> Vec<(String, Span)>,
+    report: impl Fn(&mut Ctx<'w>, &[(Def<'w, Flow>, Span)]),
+) {
+    let by_name: BTreeMap<&str, usize> = flows
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, d)| (d.node.name.name.as_str(), i))
+        .collect();
+    let adjacency: Vec<Vec<(usize, Span)>> = flows
+        .iter()
+        .map(|d| {
+            edges(d.node)
+                .into_iter()
+                .filter_map(|(n, s)| by_name.get(n.as_str()).map(|&j| (j, s)))
+                .collect()
+        })
+        .collect();
+    let mut state = vec![0u8; flows.len()];
+    let mut in_reported: BTreeSet<usize> = BTreeSet::new();
+    for start in 0..flows.len() {
+        if state[start] != 0 {
+            continue;
+        }
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = 1;
+        while let Some(top) = path.len().checked_sub(1) {
+            let (node, next) = path[top];
+            match adjacency[node].get(next) {
+                Some(&(to, _)) => {
+                    path[top].1 += 1;
+                    match state[to] {
+                        0 => {
+                            state[to] = 1;
+                            path.push((to, 0));
+                        }
+                        1 => {
+                            let at = path.iter().position(|&(s, _)| s == to).unwrap_or(0);
+                            let members: Vec<usize> = path[at..].iter().map(|&(s, _)| s).collect();
+                            if members.iter().all(|m| !in_reported.contains(m)) {
+                                in_reported.extend(members.iter().copied());
+                                let cycle: Vec<(Def<'w, Flow>, Span)> = path[at..]
+                                    .iter()
+                                    .map(|&(s, next)| (flows[s], adjacency[s][next - 1].1))
+                                    .collect();
+                                report(ctx, &cycle);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                None => {
+                    state[node] = 2;
+                    path.pop();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,654 @@
+//! E02: configuration values. Unknown, misplaced and duplicate keys; types and ranges;
+//! relations between retry and timeout keys; the retry budget; keys with no effect.
+
+use super::graph::{FlowGraph, activity_calls, has_op};
+use super::keys::{self, Kind, Place, RETRY_KEYS};
+use super::{Ctx, Def, values, with_suggestion};
+use crate::diagnostics::Diagnostic;
+use crate::source::FileId;
+use crate::syntax::ast::{Activity, Config, ConfigEntry, ExprKind, OpKind, SourceKind, Stage};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
+    if let Some(config) = &graph.flow.config {
+        check_block(ctx, graph.file, config, Place::Flow, Some(graph), None);
+    }
+    let flow_timeout = graph
+        .flow
+        .config
+        .as_ref()
+        .and_then(|c| entry(c, "timeout"))
+        .and_then(|e| values::duration(&e.value).ok());
+    for node in &graph.stages {
+        let stage = node.stage;
+        if let Some(config) = &stage.config {
+            check_block(
+                ctx,
+                graph.file,
+                config,
+                Place::Stage,
+                Some(graph),
+                Some(stage),
+            );
+        }
+        let policy = Policy::of_stage(ctx, graph.file, stage);
+        relations(ctx, &policy);
+        no_effect(ctx, graph.file, stage, &policy);
+        if let (Some(flow_timeout), Some((file, e))) = (flow_timeout, policy.get("timeout"))
+            && let Ok(t) = values::duration(&e.value)
+            && t > flow_timeout
+        {
+            ctx.emit(
+                Diagnostic::warning("W0201", file, e.value.span, format!("stage timeout {} is longer than the flow's timeout {}", values::show(t), values::show(flow_timeout)))
+                    .with_label("the run ends first")
+                    .with_help("the engine cuts the stage at the flow's timeout; lower this one or raise the flow's"),
+            );
+        }
+    }
+}
+
+pub fn check_activity(ctx: &mut Ctx, def: Def<'_, Activity>) {
+    if let Some(config) = &def.node.config {
+        check_block(ctx, def.file, config, Place::Activity, None, None);
+        let mut policy = Policy::default();
+        policy.add(def.file, config);
+        relations(ctx, &policy);
+    }
+}
+
+fn entry<'a>(config: &'a Config, key: &str) -> Option<&'a ConfigEntry> {
+    config.entries.iter().find(|e| e.key.name == key)
+}
+
+/// Keys, duplicates, types and ranges of one block.
+fn check_block(
+    ctx: &mut Ctx,
+    file: FileId,
+    config: &Config,
+    place: Place,
+    graph: Option<&FlowGraph>,
+    stage: Option<&Stage>,
+) {
+    let mut seen: BTreeMap<&str, &ConfigEntry> = BTreeMap::new();
+    for e in &config.entries {
+        let name = e.key.name.as_str();
+        if let Some(first) = seen.get(name) {
+            ctx.emit(
+                Diagnostic::error("E0203", file, e.key.span, format!("`{name}` is set twice"))
+                    .with_label("second value")
+                    .with_secondary(file, first.key.span, "first set here")
+                    .with_help("keep one of them"),
+            );
+            continue;
+        }
+        seen.insert(name, e);
+        let Some(key) = keys::key(name, place) else {
+            misplaced_or_unknown(ctx, file, e, place);
+            continue;
+        };
+        value(ctx, file, e, key.kind, place, graph, stage);
+    }
+}
+
+fn misplaced_or_unknown(ctx: &mut Ctx, file: FileId, e: &ConfigEntry, place: Place) {
+    let name = e.key.name.as_str();
+    let elsewhere = keys::places_of(name);
+    if let Some(other) = elsewhere.first() {
+        ctx.emit(
+            Diagnostic::error(
+                "E0202",
+                file,
+                e.key.span,
+                format!(
+                    "`{name}` is a key of {}, not of {}",
+                    other.describe(),
+                    place.describe()
+                ),
+            )
+            .with_label("misplaced")
+            .with_help(format!(
+                "move it into the `with {{ }}` of {}",
+                other.describe()
+            )),
+        );
+    } else {
+        let d = Diagnostic::error(
+            "E0201",
+            file,
+            e.key.span,
+            format!("unknown key `{name}` in {}", place.describe()),
+        )
+        .with_label("unknown key");
+        let known: Vec<&str> = keys::names_in(place).collect();
+        ctx.emit(with_suggestion(
+            d,
+            name,
+            known.iter().copied(),
+            Some(format!(
+                "the keys of {} are {}",
+                place.describe(),
+                known.join(", ")
+            )),
+        ));
+    }
+}
+
+fn value(
+    ctx: &mut Ctx,
+    file: FileId,
+    e: &ConfigEntry,
+    kind: Kind,
+    place: Place,
+    graph: Option<&FlowGraph>,
+    stage: Option<&Stage>,
+) {
+    let name = e.key.name.as_str();
+    let v = &e.value;
+    let wrong_type = |expected: &str| {
+        Diagnostic::error(
+            "E0204",
+            file,
+            v.span,
+            format!("`{name}` takes {expected}, found {}", values::describe(v)),
+        )
+        .with_label(format!("expected {expected}"))
+    };
+    let out_of_range = |message: String, help: &str| {
+        Diagnostic::error("E0205", file, v.span, message)
+            .with_label("out of range")
+            .with_help(help.to_string())
+    };
+    match kind {
+        Kind::Int { min, max } => match values::int(v) {
+            None => ctx.emit(wrong_type("a whole number")),
+            Some(n) if n < min || n > max => {
+                // Flow concurrency belongs to the schedule family (SPEC section 5).
+                let code = if place == Place::Flow && name == "concurrency" {
+                    "E0507"
+                } else {
+                    "E0205"
+                };
+                let range = if max == i64::MAX {
+                    format!("at least {min}")
+                } else {
+                    format!("{min} to {max}")
+                };
+                ctx.emit(
+                    Diagnostic::error(
+                        code,
+                        file,
+                        v.span,
+                        format!("`{name}` must be {range}, found {n}"),
+                    )
+                    .with_label("out of range")
+                    .with_help(format!("use a value {range}")),
+                );
+            }
+            Some(_) => {}
+        },
+        Kind::Float { min } => match values::number(v) {
+            None => ctx.emit(wrong_type("a number")),
+            Some(x) if x < min => ctx.emit(out_of_range(
+                format!("`{name}` must be at least {min:?}, found {x}"),
+                "a coefficient below 1 would shrink the delay at each retry",
+            )),
+            Some(_) => {}
+        },
+        Kind::Duration => match values::duration(v) {
+            Err(reason) => ctx.emit(
+                Diagnostic::error(
+                    "E0204",
+                    file,
+                    v.span,
+                    format!("`{name}` takes a duration: {reason}"),
+                )
+                .with_label("not a duration")
+                .with_help("durations read `100ms`, `30s`, `5m`, `2h`, `1d` or '1h 30m'"),
+            ),
+            Ok(d) if d.is_zero() => ctx.emit(out_of_range(
+                format!("`{name}` must be longer than zero"),
+                "give a positive duration, or remove the key",
+            )),
+            Ok(_) => {}
+        },
+        Kind::Bool => {
+            if values::boolean(v).is_none() {
+                ctx.emit(wrong_type("`true` or `false`"));
+            }
+        }
+        Kind::Word(words) => match values::word(v) {
+            None => ctx.emit(wrong_type(&format!("one of {}", words.join(", ")))),
+            Some(w) if !words.contains(&w) => {
+                let d = Diagnostic::error(
+                    "E0206",
+                    file,
+                    v.span,
+                    format!("unknown `{name}` value `{w}`"),
+                )
+                .with_label("not a known value");
+                ctx.emit(with_suggestion(
+                    d,
+                    w,
+                    words.iter().copied(),
+                    Some(format!("`{name}` takes {}", words.join(", "))),
+                ));
+            }
+            Some(_) => {}
+        },
+        Kind::IntList => {
+            let ok = matches!(&v.kind, ExprKind::List(items) if items.iter().all(|i| values::int(i).is_some()));
+            if !ok {
+                ctx.emit(wrong_type("a list of exit codes such as `[2, 64]`"));
+            }
+        }
+        Kind::FailureAction => failure_action(ctx, file, e, graph, stage),
+        Kind::CountOrPercent => count_or_percent(ctx, file, e),
+        Kind::Hook => {
+            if !matches!(v.kind, ExprKind::Call(_)) {
+                ctx.emit(wrong_type("an activity call or `activate(...)`"));
+            }
+        }
+        // Checked by their own families: triggers, saga, schedules.
+        Kind::TriggerRule | Kind::ActivityCall | Kind::Expression | Kind::Cron | Kind::TimeZone => {
+        }
+    }
+}
+
+fn failure_action(
+    ctx: &mut Ctx,
+    file: FileId,
+    e: &ConfigEntry,
+    graph: Option<&FlowGraph>,
+    stage: Option<&Stage>,
+) {
+    let v = &e.value;
+    let Some(word) = values::word(v) else {
+        ctx.emit(
+            Diagnostic::error(
+                "E0204",
+                file,
+                v.span,
+                format!(
+                    "`on_failure` takes `fail`, `ignore` or a stage name, found {}",
+                    values::describe(v)
+                ),
+            )
+            .with_label("expected a word"),
+        );
+        return;
+    };
+    if matches!(word, "fail" | "ignore") {
+        return;
+    }
+    let (Some(graph), Some(stage)) = (graph, stage) else {
+        ctx.emit(
+            Diagnostic::error(
+                "E0206",
+                file,
+                v.span,
+                format!("`on_failure` of an activity takes `fail` or `ignore`, found `{word}`"),
+            )
+            .with_label("not `fail` or `ignore`")
+            .with_help("name a fallback stage in the stage that calls the activity"),
+        );
+        return;
+    };
+    if word == stage.name.name {
+        ctx.emit(
+            Diagnostic::error(
+                "E0104",
+                file,
+                v.span,
+                format!("stage `{word}` cannot be its own `on_failure` stage"),
+            )
+            .with_label("the failing stage itself")
+            .with_help("name another stage, or `ignore`"),
+        );
+    } else if graph.index_of(word).is_none() {
+        let d = Diagnostic::error(
+            "E0104",
+            file,
+            v.span,
+            format!(
+                "`on_failure` names `{word}`, which is not a stage of flow `{}`",
+                graph.flow.name.name
+            ),
+        )
+        .with_label("no such stage");
+        let names: Vec<&str> = graph.stage_names().chain(["fail", "ignore"]).collect();
+        ctx.emit(with_suggestion(
+            d,
+            word,
+            names,
+            Some("`on_failure` takes `fail`, `ignore` or a stage of this flow".into()),
+        ));
+    }
+}
+
+fn count_or_percent(ctx: &mut Ctx, file: FileId, e: &ConfigEntry) {
+    let v = &e.value;
+    match &v.kind {
+        ExprKind::Int(n) if *n < 0 => ctx.emit(Diagnostic::error("E0205", file, v.span, format!("`tolerated_failures` must be at least 0, found {n}")).with_label("out of range").with_help("use a count such as `3` or a percentage such as '10%'")),
+        ExprKind::Int(_) => {}
+        ExprKind::Str(s) => match s.strip_suffix('%').map(|p| p.trim().parse::<f64>()) {
+            Some(Ok(p)) if (0.0..=100.0).contains(&p) => {}
+            Some(Ok(p)) => ctx.emit(Diagnostic::error("E0205", file, v.span, format!("`tolerated_failures` must be 0% to 100%, found {p}%")).with_label("out of range").with_help("a percentage of the items, from '0%' to '100%'")),
+            _ => ctx.emit(Diagnostic::error("E0204", file, v.span, format!("`tolerated_failures` takes a count or a percentage such as '10%', found '{s}'")).with_label("not a percentage")),
+        },
+        _ => ctx.emit(Diagnostic::error("E0204", file, v.span, format!("`tolerated_failures` takes a count or a percentage such as '10%', found {}", values::describe(v))).with_label("expected a count or percentage")),
+    }
+}
+
+/// The keys in force for a stage: its activity's defaults, overridden by its own block.
+#[derive(Default)]
+struct Policy<'a> {
+    entries: BTreeMap<&'a str, (FileId, &'a ConfigEntry)>,
+}
+
+impl<'a> Policy<'a> {
+    fn of_stage(ctx: &Ctx<'a>, file: FileId, stage: &'a Stage) -> Policy<'a> {
+        let mut policy = Policy::default();
+        let mut names: Vec<&str> = activity_calls(stage)
+            .iter()
+            .map(|c| c.name.name.as_str())
+            .collect();
+        names.dedup();
+        if let [only] = names.as_slice()
+            && let Some(def) = ctx.index.activity_by_name.get(only)
+            && let Some(config) = &def.node.config
+        {
+            policy.add(def.file, config);
+        }
+        if let Some(config) = &stage.config {
+            policy.add(file, config);
+        }
+        policy
+    }
+
+    fn add(&mut self, file: FileId, config: &'a Config) {
+        for e in &config.entries {
+            self.entries.insert(&e.key.name, (file, e));
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<(FileId, &'a ConfigEntry)> {
+        self.entries.get(key).copied()
+    }
+
+    fn duration(&self, key: &str) -> Option<Duration> {
+        self.get(key)
+            .and_then(|(_, e)| values::duration(&e.value).ok())
+    }
+
+    fn retries(&self) -> i64 {
+        self.get("retries")
+            .and_then(|(_, e)| values::int(&e.value))
+            .unwrap_or(0)
+    }
+}
+
+fn relations(ctx: &mut Ctx, p: &Policy) {
+    let retry_delay = p.duration("retry_delay").unwrap_or(Duration::from_secs(1));
+    if let (Some(max), Some((file, e))) = (p.duration("max_retry_delay"), p.get("max_retry_delay"))
+        && max < retry_delay
+    {
+        ctx.emit(
+            Diagnostic::error(
+                "E0207",
+                file,
+                e.value.span,
+                format!(
+                    "`max_retry_delay` {} is shorter than `retry_delay` {}",
+                    values::show(max),
+                    values::show(retry_delay)
+                ),
+            )
+            .with_label("cap below the first delay")
+            .with_help("the cap must be at least the first delay; raise it or lower `retry_delay`"),
+        );
+    }
+    let timeout = p.duration("timeout");
+    if let (Some(beat), Some((file, e))) = (p.duration("heartbeat"), p.get("heartbeat")) {
+        match timeout {
+            Some(t) if beat >= t => ctx.emit(
+                Diagnostic::error(
+                    "E0208",
+                    file,
+                    e.value.span,
+                    format!(
+                        "`heartbeat` {} is not shorter than `timeout` {}",
+                        values::show(beat),
+                        values::show(t)
+                    ),
+                )
+                .with_label("never fires before the timeout")
+                .with_help("a heartbeat must be shorter than the attempt's timeout"),
+            ),
+            _ => {}
+        }
+    }
+    let schedule_timeout = p.duration("schedule_timeout");
+    if let (Some(t), Some(s), Some((file, e))) =
+        (timeout, schedule_timeout, p.get("schedule_timeout"))
+        && t > s
+    {
+        ctx.emit(
+            Diagnostic::error(
+                "E0209",
+                file,
+                e.value.span,
+                format!(
+                    "`schedule_timeout` {} is shorter than `timeout` {}",
+                    values::show(s),
+                    values::show(t)
+                ),
+            )
+            .with_label("bounds the whole stage, so it must hold one attempt")
+            .with_help("make `schedule_timeout` at least `timeout`"),
+        );
+    } else if let (Some(s), Some((file, e))) = (schedule_timeout, p.get("schedule_timeout")) {
+        budget(ctx, p, file, e, s, timeout, retry_delay);
+    }
+}
+
+/// Simulates the retry schedule against `schedule_timeout`.
+fn budget(
+    ctx: &mut Ctx,
+    p: &Policy,
+    file: FileId,
+    e: &ConfigEntry,
+    limit: Duration,
+    timeout: Option<Duration>,
+    first_delay: Duration,
+) {
+    let retries = p.retries();
+    if retries <= 0 {
+        return;
+    }
+    let attempts = retries.min(1000) as u32 + 1;
+    let delays = retry_delays(p, attempts - 1, first_delay);
+    let jitter = p
+        .get("jitter")
+        .and_then(|(_, e)| values::boolean(&e.value))
+        .unwrap_or(false);
+    // Attempt k (1-based) starts after the delays before it, at the earliest.
+    let mut waited = Duration::ZERO;
+    let mut never = None;
+    for (k, delay) in delays.iter().enumerate() {
+        waited += *delay;
+        if !jitter && waited >= limit {
+            never = Some(k as u32 + 2);
+            break;
+        }
+    }
+    let total_delay: Duration = delays.iter().sum();
+    let worst = timeout.map(|t| t * attempts + total_delay);
+    if never.is_none() && worst.is_none_or(|w| w <= limit) {
+        return;
+    }
+    let mut message = match (worst, timeout) {
+        (Some(w), Some(t)) if w > limit => format!(
+            "{attempts} attempts of up to {} plus {} of retry delays can take {}, more than `schedule_timeout` {}",
+            values::show(t),
+            values::show(total_delay),
+            values::show(w),
+            values::show(limit)
+        ),
+        _ => format!(
+            "the retry delays alone exceed `schedule_timeout` {}",
+            values::show(limit)
+        ),
+    };
+    if let Some(k) = never {
+        let which = if k == attempts {
+            format!("attempt {k}")
+        } else {
+            format!("attempts {k} to {attempts}")
+        };
+        message.push_str(&format!("; {which} can never start"));
+    }
+    ctx.emit(
+        Diagnostic::warning("W0202", file, e.value.span, message)
+            .with_label("budget for all attempts")
+            .with_help("raise `schedule_timeout`, or lower `retries`, `timeout` or the delays"),
+    );
+}
+
+/// Delay before retry n (n = 1..retries), after the cap: SPEC section 4.
+pub fn retry_delays_of(
+    backoff: &str,
+    first: Duration,
+    coefficient: f64,
+    cap: Option<Duration>,
+    retries: u32,
+) -> Vec<Duration> {
+    (1..=retries)
+        .map(|n| {
+            let factor = match backoff {
+                "constant" => 1.0,
+                "linear" => n as f64,
+                _ => coefficient.powi(n as i32 - 1),
+            };
+            let raw = first.as_secs_f64() * factor;
+            let delay = Duration::try_from_secs_f64(raw).unwrap_or(Duration::MAX);
+            cap.map_or(delay, |c| delay.min(c))
+        })
+        .collect()
+}
+
+fn retry_delays(p: &Policy, retries: u32, first: Duration) -> Vec<Duration> {
+    let backoff = p
+        .get("backoff")
+        .and_then(|(_, e)| values::word(&e.value))
+        .unwrap_or("exponential");
+    let coefficient = p
+        .get("backoff_coefficient")
+        .and_then(|(_, e)| values::number(&e.value))
+        .unwrap_or(2.0);
+    retry_delays_of(
+        backoff,
+        first,
+        coefficient,
+        p.duration("max_retry_delay"),
+        retries,
+    )
+}
+
+/// Keys that do nothing where they stand.
+fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &Policy) {
+    let Some(config) = &stage.config else { return };
+    let own = |key: &str| entry(config, key);
+    let warn = |e: &ConfigEntry, why: String, help: &str| {
+        Diagnostic::warning(
+            "W0203",
+            file,
+            e.key.span,
+            format!("`{}` has no effect here: {why}", e.key.name),
+        )
+        .with_label("no effect")
+        .with_help(help.to_string())
+    };
+    let mut found = Vec::new();
+    if p.retries() <= 0 {
+        for key in RETRY_KEYS {
+            if let Some(e) = own(key) {
+                found.push(warn(
+                    e,
+                    format!("stage `{}` has no `retries`", stage.name.name),
+                    "add `retries: n`, or remove the key",
+                ));
+            }
+        }
+    }
+    if let Some(e) = own("backoff_coefficient")
+        && p.get("backoff")
+            .and_then(|(_, b)| values::word(&b.value))
+            .is_some_and(|b| b != "exponential")
+    {
+        found.push(warn(
+            e,
+            "the coefficient applies to exponential backoff only".into(),
+            "remove it, or use `backoff: exponential`",
+        ));
+    }
+    if let Some(e) = own("poll_interval")
+        && !has_op(stage, |k| matches!(k, OpKind::WaitUntil(_)))
+    {
+        found.push(warn(
+            e,
+            "the stage has no `wait until`".into(),
+            "remove it, or add `| wait until <condition>`",
+        ));
+    }
+    for key in ["concurrency", "tolerated_failures"] {
+        if let Some(e) = own(key)
+            && !has_op(stage, |k| matches!(k, OpKind::Each(_)))
+        {
+            found.push(warn(
+                e,
+                "the stage has no `each` fan-out".into(),
+                "remove it, or fan out with `| each activity(...)`",
+            ));
+        }
+    }
+    if let Some(e) = own("parent_close")
+        && !matches!(stage.body.source.kind, SourceKind::CallFlow(_))
+    {
+        found.push(warn(
+            e,
+            "the stage calls no child flow".into(),
+            "remove it, or start a child run with `call flow_name(...)`",
+        ));
+    }
+    for d in found {
+        ctx.emit(d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_delays_of;
+    use std::time::Duration;
+
+    #[test]
+    fn delays_follow_spec_section_4() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            retry_delays_of("constant", s(2), 2.0, None, 3),
+            [s(2), s(2), s(2)]
+        );
+        assert_eq!(
+            retry_delays_of("linear", s(2), 2.0, None, 3),
+            [s(2), s(4), s(6)]
+        );
+        assert_eq!(
+            retry_delays_of("exponential", s(1), 3.0, None, 4),
+            [s(1), s(3), s(9), s(27)]
+        );
+        assert_eq!(
+            retry_delays_of("exponential", s(1), 2.0, Some(s(5)), 5),
+            [s(1), s(2), s(4), s(5), s(5)]
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! One flow's stages, fork children included, and the stages each one reads or waits for.
+
+use crate::source::FileId;
+use crate::syntax::Span;
+use crate::syntax::ast::{Condition, Flow, Member, OpKind, SourceKind, SourceRef, Stage};
+use std::collections::BTreeMap;
+
+pub struct StageNode<'w> {
+    pub stage: &'w Stage,
+    /// The stage whose `fork { }` holds this one.
+    pub fork_parent: Option<usize>,
+}
+
+/// A reference from one stage to another, with where it is written.
+#[derive(Clone, Copy, Debug)]
+pub struct Edge {
+    pub to: usize,
+    pub span: Span,
+}
+
+pub struct FlowGraph<'w> {
+    pub file: FileId,
+    pub flow: &'w Flow,
+    pub stages: Vec<StageNode<'w>>,
+    /// The first stage of each name.
+    pub by_name: BTreeMap<&'w str, usize>,
+    /// Stages each stage reads rows from (`from`, `merge`, `join`).
+    pub reads: Vec<Vec<Edge>>,
+    /// Stages each stage's `if` trigger names.
+    pub waits: Vec<Vec<Edge>>,
+}
+
+impl<'w> FlowGraph<'w> {
+    pub fn new(file: FileId, flow: &'w Flow) -> Self {
+        let mut stages = Vec::new();
+        for member in &flow.members {
+            if let Member::Stage(stage) = member {
+                collect(stage, None, &mut stages);
+            }
+        }
+        let mut by_name = BTreeMap::new();
+        for (i, node) in stages.iter().enumerate() {
+            by_name.entry(node.stage.name.name.as_str()).or_insert(i);
+        }
+        let mut graph = FlowGraph {
+            file,
+            flow,
+            reads: vec![Vec::new(); stages.len()],
+            waits: vec![Vec::new(); stages.len()],
+            stages,
+            by_name,
+        };
+        for i in 0..graph.stages.len() {
+            let stage = graph.stages[i].stage;
+            let mut reads = Vec::new();
+            for (name, span) in read_names(stage) {
+                if let Some(&to) = graph.by_name.get(name) {
+                    reads.push(Edge { to, span });
+                }
+            }
+            let mut waits = Vec::new();
+            if let Some(trigger) = &stage.trigger {
+                for (target, _) in condition_atoms(trigger) {
+                    if let Some(&to) = graph.by_name.get(target.name.as_str()) {
+                        waits.push(Edge {
+                            to,
+                            span: target.span,
+                        });
+                    }
+                }
+            }
+            graph.reads[i] = reads;
+            graph.waits[i] = waits;
+        }
+        graph
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn name(&self, i: usize) -> &'w str {
+        &self.stages[i].stage.name.name
+    }
+
+    /// Every stage this one depends on: what it reads and what its trigger names.
+    pub fn upstream(&self, i: usize) -> impl Iterator<Item = Edge> + '_ {
+        self.reads[i].iter().chain(&self.waits[i]).copied()
+    }
+
+    pub fn stage_names(&self) -> impl Iterator<Item = &'w str> + '_ {
+        self.by_name.keys().copied()
+    }
+}
+
+fn collect<'w>(stage: &'w Stage, fork_parent: Option<usize>, out: &mut Vec<StageNode<'w>>) {
+    let me = out.len();
+    out.push(StageNode { stage, fork_parent });
+    for op in &stage.body.ops {
+        if let OpKind::Fork(children) = &op.kind {
+            for child in children {
+                collect(child, Some(me), out);
+            }
+        }
+    }
+}
+
+/// Names a stage reads rows from: `from` and `join` names and `merge` inputs. Names that are
+/// not stages are tables of the workspace.
+pub fn read_names(stage: &Stage) -> Vec<(&str, Span)> {
+    let mut names = Vec::new();
+    match &stage.body.source.kind {
+        SourceKind::From(refs) => {
+            for r in refs {
+                if let SourceRef::Name(n) = r {
+                    names.push((n.name.as_str(), n.span));
+                }
+            }
+        }
+        SourceKind::Merge(inputs) => names.extend(inputs.iter().map(|n| (n.name.as_str(), n.span))),
+        _ => {}
+    }
+    for op in &stage.body.ops {
+        if let OpKind::Join(join) = &op.kind
+            && let SourceRef::Name(n) = &join.source
+        {
+            names.push((n.name.as_str(), n.span));
+        }
+    }
+    names
+}
+
+/// The `name.state` atoms of a condition, in order.
+pub fn condition_atoms(
+    condition: &Condition,
+) -> Vec<(&crate::syntax::ast::Ident, &crate::syntax::ast::Ident)> {
+    let mut atoms = Vec::new();
+    let mut stack = vec![condition];
+    while let Some(c) = stack.pop() {
+        match c {
+            Condition::State { target, state } => atoms.push((target, state)),
+            Condition::Not(inner, _) => stack.push(inner),
+            Condition::And(a, b) | Condition::Or(a, b) => {
+                stack.push(b);
+                stack.push(a);
+            }
+        }
+    }
+    atoms
+}
+
+/// The activity calls a stage makes: its source, `each`, and operators.
+pub fn activity_calls(stage: &Stage) -> Vec<&crate::syntax::ast::Call> {
+    let mut calls = Vec::new();
+    if let SourceKind::Activity(call) = &stage.body.source.kind {
+        calls.push(&**call);
+    }
+    for op in &stage.body.ops {
+        match &op.kind {
+            OpKind::Activity(call) | OpKind::Each(call) => calls.push(call),
+            _ => {}
+        }
+    }
+    calls
+}
+
+pub fn has_op(stage: &Stage, pred: impl Fn(&OpKind) -> bool) -> bool {
+    stage.body.ops.iter().any(|op| pred(&op.kind))
+}

@@ -1,0 +1,364 @@
+//! The configuration keys of SPEC section 4: where each may stand, what it takes, what it
+//! means. One table serves the checker, `explain` and (later) editor hovers.
+
+/// Where a config block stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Flow,
+    Stage,
+    Activity,
+}
+
+impl Place {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Place::Flow => "a flow",
+            Place::Stage => "a stage",
+            Place::Activity => "an activity",
+        }
+    }
+}
+
+/// What a key's value must be.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    /// A whole number at least `min`, at most `max`.
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// A number at least `min`.
+    Float {
+        min: f64,
+    },
+    /// A duration literal (`30s`) or a humantime string (`'1h 30m'`), greater than zero.
+    Duration,
+    Bool,
+    /// One of the listed words, as a name or a string.
+    Word(&'static [&'static str]),
+    /// A list of whole numbers (exit codes).
+    IntList,
+    /// `fail`, `ignore` or the name of a stage.
+    FailureAction,
+    /// One of Airflow's trigger rules.
+    TriggerRule,
+    /// An activity call.
+    ActivityCall,
+    /// An activity call or `activate(...)`.
+    Hook,
+    /// An expression over the input row and parameters.
+    Expression,
+    /// A whole number at least 0, or a percentage string `'10%'`.
+    CountOrPercent,
+    /// `cron('m h dom mon dow')`.
+    Cron,
+    /// An IANA time zone name.
+    TimeZone,
+}
+
+pub struct Key {
+    pub name: &'static str,
+    pub places: &'static [Place],
+    pub kind: Kind,
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+pub const BACKOFF_KINDS: &[&str] = &["constant", "linear", "exponential"];
+pub const PARENT_CLOSE: &[&str] = &["terminate", "request_cancel", "abandon"];
+pub const TRIGGER_RULES: &[&str] = &[
+    "all_success",
+    "all_failed",
+    "all_done",
+    "one_success",
+    "one_failed",
+    "one_done",
+    "none_failed",
+    "none_failed_min_one_success",
+    "none_skipped",
+    "always",
+];
+
+const STAGE_LIKE: &[Place] = &[Place::Stage, Place::Activity];
+const STAGE: &[Place] = &[Place::Stage];
+const FLOW: &[Place] = &[Place::Flow];
+
+/// Stage keys (also valid in activities, which give defaults), then flow keys. `timeout`,
+/// `concurrency` and `on_failure` mean different things in a flow: see [`key`].
+pub const STAGE_KEYS: &[Key] = &[
+    Key {
+        name: "retries",
+        places: STAGE_LIKE,
+        kind: Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        default: "0",
+        meaning: "retry attempts after the first (attempts = retries + 1)",
+    },
+    Key {
+        name: "retry_delay",
+        places: STAGE_LIKE,
+        kind: Kind::Duration,
+        default: "1s",
+        meaning: "delay before the first retry",
+    },
+    Key {
+        name: "backoff",
+        places: STAGE_LIKE,
+        kind: Kind::Word(BACKOFF_KINDS),
+        default: "exponential",
+        meaning: "growth of the delay: constant d, linear d*n, exponential d*coefficient^(n-1)",
+    },
+    Key {
+        name: "backoff_coefficient",
+        places: STAGE_LIKE,
+        kind: Kind::Float { min: 1.0 },
+        default: "2.0",
+        meaning: "factor for exponential backoff",
+    },
+    Key {
+        name: "max_retry_delay",
+        places: STAGE_LIKE,
+        kind: Kind::Duration,
+        default: "none",
+        meaning: "cap on any single delay; at least retry_delay",
+    },
+    Key {
+        name: "jitter",
+        places: STAGE_LIKE,
+        kind: Kind::Bool,
+        default: "false",
+        meaning: "full jitter: each delay is drawn uniformly from [0, computed delay]",
+    },
+    Key {
+        name: "timeout",
+        places: STAGE_LIKE,
+        kind: Kind::Duration,
+        default: "none",
+        meaning: "start-to-close timeout of one attempt",
+    },
+    Key {
+        name: "schedule_timeout",
+        places: STAGE_LIKE,
+        kind: Kind::Duration,
+        default: "none",
+        meaning: "bound on the stage as a whole, retries and delays included; at least timeout",
+    },
+    Key {
+        name: "heartbeat",
+        places: STAGE_LIKE,
+        kind: Kind::Duration,
+        default: "none",
+        meaning: "an attempt that reports no progress for this long fails; less than timeout",
+    },
+    Key {
+        name: "non_retryable",
+        places: STAGE_LIKE,
+        kind: Kind::IntList,
+        default: "[]",
+        meaning: "activity exit codes that fail the stage at once, with no retry",
+    },
+    Key {
+        name: "on_failure",
+        places: STAGE_LIKE,
+        kind: Kind::FailureAction,
+        default: "fail",
+        meaning: "`ignore`: the stage ends failed but does not fail the flow; a stage name: that stage runs when this one fails",
+    },
+    Key {
+        name: "trigger",
+        places: STAGE,
+        kind: Kind::TriggerRule,
+        default: "all_success",
+        meaning: "Airflow trigger rule over the stage's upstream stages",
+    },
+    Key {
+        name: "compensate",
+        places: STAGE_LIKE,
+        kind: Kind::ActivityCall,
+        default: "none",
+        meaning: "saga: activity called when a later part of the flow fails",
+    },
+    Key {
+        name: "idempotency_key",
+        places: STAGE_LIKE,
+        kind: Kind::Expression,
+        default: "none",
+        meaning: "key under which a successful result is recorded and reused",
+    },
+    Key {
+        name: "poll_interval",
+        places: STAGE_LIKE,
+        kind: Kind::Duration,
+        default: "10s",
+        meaning: "how often `wait until` re-checks",
+    },
+    Key {
+        name: "priority",
+        places: STAGE_LIKE,
+        kind: Kind::Int { min: 0, max: 3 },
+        default: "2",
+        meaning: "0 runs first when stages compete for a slot",
+    },
+    Key {
+        name: "concurrency",
+        places: STAGE_LIKE,
+        kind: Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        default: "8",
+        meaning: "parallel calls of an `each` fan-out",
+    },
+    Key {
+        name: "tolerated_failures",
+        places: STAGE_LIKE,
+        kind: Kind::CountOrPercent,
+        default: "0",
+        meaning: "failed items an `each` fan-out may have and still succeed",
+    },
+    Key {
+        name: "parent_close",
+        places: STAGE_LIKE,
+        kind: Kind::Word(PARENT_CLOSE),
+        default: "terminate",
+        meaning: "what happens to a `call`ed child run when this stage is cancelled or times out",
+    },
+];
+
+pub const FLOW_KEYS: &[Key] = &[
+    Key {
+        name: "schedule",
+        places: FLOW,
+        kind: Kind::Cron,
+        default: "none",
+        meaning: "when the scheduler starts the flow: cron('m h dom mon dow')",
+    },
+    Key {
+        name: "interval",
+        places: FLOW,
+        kind: Kind::Duration,
+        default: "none",
+        meaning: "alternative to schedule: start the flow this often",
+    },
+    Key {
+        name: "timezone",
+        places: FLOW,
+        kind: Kind::TimeZone,
+        default: "'UTC'",
+        meaning: "IANA zone for the cron expression",
+    },
+    Key {
+        name: "concurrency",
+        places: FLOW,
+        kind: Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        default: "unbounded",
+        meaning: "max runs of this flow at once",
+    },
+    Key {
+        name: "max_parallel",
+        places: FLOW,
+        kind: Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        default: "number of cores",
+        meaning: "max stages of one run executing at once",
+    },
+    Key {
+        name: "timeout",
+        places: FLOW,
+        kind: Kind::Duration,
+        default: "none",
+        meaning: "bound on the whole run",
+    },
+    Key {
+        name: "on_failure",
+        places: FLOW,
+        kind: Kind::Hook,
+        default: "none",
+        meaning: "hook fired with the run summary when the run fails",
+    },
+    Key {
+        name: "on_success",
+        places: FLOW,
+        kind: Kind::Hook,
+        default: "none",
+        meaning: "hook fired with the run summary when the run succeeds",
+    },
+    Key {
+        name: "on_finish",
+        places: FLOW,
+        kind: Kind::Hook,
+        default: "none",
+        meaning: "hook fired with the run summary when the run ends",
+    },
+    Key {
+        name: "keep_runs",
+        places: FLOW,
+        kind: Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        default: "all",
+        meaning: "retention of finished runs",
+    },
+    Key {
+        name: "catchup",
+        places: FLOW,
+        kind: Kind::Bool,
+        default: "false",
+        meaning: "run missed schedule windows",
+    },
+];
+
+/// The key `name` as it applies in `place`.
+pub fn key(name: &str, place: Place) -> Option<&'static Key> {
+    let table = if place == Place::Flow {
+        FLOW_KEYS
+    } else {
+        STAGE_KEYS
+    };
+    table
+        .iter()
+        .find(|k| k.name == name && k.places.contains(&place))
+}
+
+/// Every key name valid in `place`, for did-you-mean.
+pub fn names_in(place: Place) -> impl Iterator<Item = &'static str> {
+    let table = if place == Place::Flow {
+        FLOW_KEYS
+    } else {
+        STAGE_KEYS
+    };
+    table
+        .iter()
+        .filter(move |k| k.places.contains(&place))
+        .map(|k| k.name)
+}
+
+/// Where else a key that is not valid in `place` would be valid.
+pub fn places_of(name: &str) -> Vec<Place> {
+    let mut places: Vec<Place> = STAGE_KEYS
+        .iter()
+        .chain(FLOW_KEYS)
+        .filter(|k| k.name == name)
+        .flat_map(|k| k.places.iter().copied())
+        .collect();
+    places.dedup();
+    places
+}
+
+/// Keys that shape retries and mean nothing without `retries`.
+pub const RETRY_KEYS: &[&str] = &[
+    "retry_delay",
+    "backoff",
+    "backoff_coefficient",
+    "max_retry_delay",
+    "jitter",
+    "non_retryable",
+];

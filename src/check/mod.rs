@@ -1,0 +1,176 @@
+//! The semantic checker: every rule of the catalogue (`shared/CHECKS.md`), one file per rule
+//! family, over a whole workspace. It never runs user code.
+//!
+//! | family | file |
+//! |---|---|
+//! | E01 names and structure | [`names`] |
+//! | E02 configuration values | [`config`] |
+//! | E03 triggers | [`triggers`] |
+//! | E04 saga and idempotency | [`saga`] |
+//! | E05 schedules | [`schedules`] (cron in [`cron`]) |
+//! | E06 flows, parameters, activities, calls | [`calls`] |
+
+mod calls;
+mod config;
+pub mod cron;
+mod graph;
+mod index;
+pub mod keys;
+mod names;
+mod saga;
+mod schedules;
+mod triggers;
+pub mod values;
+
+pub use graph::FlowGraph;
+pub use index::{Def, Index};
+
+use crate::diagnostics::{self, Diagnostic};
+use crate::workspace::Workspace;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Shared state of one check: the workspace, its index, and the diagnostics found so far.
+pub struct Ctx<'w> {
+    pub workspace: &'w Workspace,
+    pub index: &'w Index<'w>,
+    pub out: Vec<Diagnostic>,
+    schedules: &'w Mutex<schedules::Cache>,
+}
+
+impl<'w> Ctx<'w> {
+    fn new(
+        workspace: &'w Workspace,
+        index: &'w Index<'w>,
+        schedules: &'w Mutex<schedules::Cache>,
+    ) -> Self {
+        Ctx {
+            workspace,
+            index,
+            out: Vec::new(),
+            schedules,
+        }
+    }
+
+    /// The shared schedule cache. Held only for a lookup or an insert, never while computing.
+    fn schedules(&self) -> std::sync::MutexGuard<'_, schedules::Cache> {
+        self.schedules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn emit(&mut self, diagnostic: Diagnostic) {
+        self.out.push(diagnostic);
+    }
+}
+
+/// Problems an item that failed to parse can cause elsewhere (a name that no longer resolves,
+/// a flow left without stages); not reported while the workspace has syntax errors.
+const UNRESOLVED: [&str; 8] = [
+    "E0104", "E0106", "E0301", "E0402", "E0601", "E0610", "E0611", "W0103",
+];
+
+/// What checking found, with the time spent on each file.
+pub struct Report {
+    pub diagnostics: Vec<Diagnostic>,
+    pub file_times: Vec<Duration>,
+    pub workspace_time: Duration,
+}
+
+/// Checks every flow, activity and `run flow` of the workspace. Syntax diagnostics are not
+/// repeated here; items that did not parse are simply absent.
+pub fn check(workspace: &Workspace) -> Report {
+    let started = Instant::now();
+    let index = Index::new(workspace);
+    let cache = Mutex::new(schedules::Cache::default());
+    let mut ctx = Ctx::new(workspace, &index, &cache);
+    names::check_workspace(&mut ctx);
+    calls::check_workspace(&mut ctx);
+    let mut diagnostics = ctx.out;
+    let workspace_time = started.elapsed();
+
+    // Flows and activities are checked independently: in batches, on every core.
+    let items: Vec<Item> = index
+        .flows
+        .iter()
+        .map(|&d| Item::Flow(d))
+        .chain(index.activities.iter().map(|&d| Item::Activity(d)))
+        .collect();
+    let batch = items.len().div_ceil(64).max(1);
+    let batches = crate::parallel::map_indexed(items.len().div_ceil(batch), |b| {
+        let mut ctx = Ctx::new(workspace, &index, &cache);
+        let mut times = Vec::new();
+        for item in &items[b * batch..((b + 1) * batch).min(items.len())] {
+            let started = Instant::now();
+            let file = item.check(&mut ctx);
+            times.push((file, started.elapsed()));
+        }
+        (ctx.out, times)
+    });
+    let mut file_times = vec![Duration::ZERO; workspace.sources.len()];
+    for (found, times) in batches {
+        diagnostics.extend(found);
+        for (file, time) in times {
+            file_times[file.0 as usize] += time;
+        }
+    }
+    // Where some item did not parse, a reference may name exactly what is missing: report
+    // only problems that cannot come from that.
+    if workspace.diagnostics().any(Diagnostic::is_error) {
+        diagnostics.retain(|d| !UNRESOLVED.contains(&d.code));
+    }
+    diagnostics::normalize(&mut diagnostics);
+    Report {
+        diagnostics,
+        file_times,
+        workspace_time,
+    }
+}
+
+/// A unit of checking.
+enum Item<'w> {
+    Flow(Def<'w, crate::syntax::ast::Flow>),
+    Activity(Def<'w, crate::syntax::ast::Activity>),
+}
+
+impl<'w> Item<'w> {
+    /// Runs every family on the item; returns its file.
+    fn check(&self, ctx: &mut Ctx<'w>) -> crate::source::FileId {
+        match *self {
+            Item::Flow(def) => {
+                let graph = FlowGraph::new(def.file, def.node);
+                names::check_flow(ctx, &graph);
+                config::check_flow(ctx, &graph);
+                triggers::check_flow(ctx, &graph);
+                saga::check_flow(ctx, &graph);
+                schedules::check_flow(ctx, def);
+                calls::check_flow(ctx, &graph);
+                def.file
+            }
+            Item::Activity(def) => {
+                config::check_activity(ctx, def);
+                saga::check_activity(ctx, def);
+                calls::check_activity(ctx, def);
+                def.file
+            }
+        }
+    }
+}
+
+/// "did you mean `x`?" when a known word is close to `word`.
+pub fn did_you_mean<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    diagnostics::suggest::closest(word, known).map(|best| format!("did you mean `{best}`?"))
+}
+
+/// Adds a did-you-mean help, or `otherwise` when nothing is close.
+pub fn with_suggestion<'a>(
+    d: Diagnostic,
+    word: &str,
+    known: impl IntoIterator<Item = &'a str>,
+    otherwise: Option<String>,
+) -> Diagnostic {
+    match did_you_mean(word, known).or(otherwise) {
+        Some(help) => d.with_help(help),
+        None => d,
+    }
+}

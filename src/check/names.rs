@@ -1,0 +1,522 @@
+//! E01: names and structure. Duplicates, references that must resolve, dependency cycles,
+//! reachability, reads that may find no input, and route rules.
+
+use super::graph::{FlowGraph, read_names};
+use super::{Ctx, with_suggestion};
+use crate::diagnostics::Diagnostic;
+use crate::syntax::ast::{ExprKind, Flow, OpKind, Route, SourceKind};
+use std::collections::{BTreeMap, HashMap};
+
+pub fn check_workspace(ctx: &mut Ctx) {
+    // Flows may repeat only with distinct versions.
+    let mut seen: HashMap<(&str, Option<u32>), (crate::source::FileId, &Flow)> = HashMap::new();
+    for def in ctx.index.flows.clone() {
+        let flow = def.node;
+        let key = (
+            flow.name.name.as_str(),
+            flow.version.as_ref().map(|v| v.value),
+        );
+        match seen.get(&key) {
+            Some(&(first_file, first)) => {
+                let version = key.1.map(|v| format!(" @version({v})")).unwrap_or_default();
+                ctx.emit(
+                    Diagnostic::error(
+                        "E0102",
+                        def.file,
+                        flow.name.span,
+                        format!("flow `{}`{version} is defined twice", flow.name.name),
+                    )
+                    .with_label("second definition")
+                    .with_secondary(first_file, first.name.span, "first defined here")
+                    .with_help("rename one of them, or give each a distinct `@version(n)`"),
+                );
+            }
+            None => {
+                seen.insert(key, (def.file, flow));
+            }
+        }
+    }
+    let mut first_activity = HashMap::new();
+    for def in ctx.index.activities.clone() {
+        let name = def.node.name.name.as_str();
+        match first_activity.get(name) {
+            Some(&(file, span)) => ctx.emit(
+                Diagnostic::error(
+                    "E0103",
+                    def.file,
+                    def.node.name.span,
+                    format!("activity `{name}` is defined twice"),
+                )
+                .with_label("second definition")
+                .with_secondary(file, span, "first defined here")
+                .with_help("activity names are unique in a workspace; rename one of them"),
+            ),
+            None => {
+                first_activity.insert(name, (def.file, def.node.name.span));
+            }
+        }
+    }
+}
+
+pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
+    let file = graph.file;
+    if graph.stages.is_empty() {
+        ctx.emit(
+            Diagnostic::error(
+                "E0106",
+                file,
+                graph.flow.name.span,
+                format!("flow `{}` has no stages", graph.flow.name.name),
+            )
+            .with_label("nothing to run")
+            .with_help("add a stage: `stage first = from some_table`"),
+        );
+        return;
+    }
+    duplicate_stages(ctx, graph);
+    merge_inputs_resolve(ctx, graph);
+    misspelled_tables(ctx, graph);
+    cycles(ctx, graph);
+    ends_and_jumps(ctx, graph);
+    inputs_not_guaranteed(ctx, graph);
+    routes(ctx, graph);
+}
+
+fn duplicate_stages(ctx: &mut Ctx, graph: &FlowGraph) {
+    for (i, node) in graph.stages.iter().enumerate() {
+        let first = graph.by_name[node.stage.name.name.as_str()];
+        if first != i {
+            let name = &node.stage.name;
+            ctx.emit(
+                Diagnostic::error(
+                    "E0101",
+                    graph.file,
+                    name.span,
+                    format!(
+                        "stage `{}` is defined twice in flow `{}`",
+                        name.name, graph.flow.name.name
+                    ),
+                )
+                .with_label("second definition")
+                .with_secondary(
+                    graph.file,
+                    graph.stages[first].stage.name.span,
+                    "first defined here",
+                )
+                .with_help("stage names are unique in a flow, fork branches included; rename one"),
+            );
+        }
+    }
+}
+
+/// `merge` takes stages only; a route target, `on_failure` stage and fork child must exist.
+fn merge_inputs_resolve(ctx: &mut Ctx, graph: &FlowGraph) {
+    for node in &graph.stages {
+        if let SourceKind::Merge(inputs) = &node.stage.body.source.kind {
+            for input in inputs {
+                if graph.index_of(&input.name).is_none() {
+                    let d = Diagnostic::error(
+                        "E0104",
+                        graph.file,
+                        input.span,
+                        format!(
+                            "`merge` input `{}` is not a stage of flow `{}`",
+                            input.name, graph.flow.name.name
+                        ),
+                    )
+                    .with_label("no such stage");
+                    ctx.emit(with_suggestion(d, &input.name, graph.stage_names(), Some("`merge` combines stages of this flow; read tables and files with `from`".into())));
+                }
+            }
+        }
+        for op in &node.stage.body.ops {
+            if let OpKind::Route(route) = &op.kind {
+                for target in route
+                    .cases
+                    .iter()
+                    .map(|c| &c.target)
+                    .chain(&route.otherwise)
+                {
+                    if graph.index_of(&target.name).is_none() {
+                        let d = Diagnostic::error(
+                            "E0104",
+                            graph.file,
+                            target.span,
+                            format!(
+                                "route target `{}` is not a stage of flow `{}`",
+                                target.name, graph.flow.name.name
+                            ),
+                        )
+                        .with_label("no such stage");
+                        ctx.emit(with_suggestion(
+                            d,
+                            &target.name,
+                            graph.stage_names(),
+                            Some(format!(
+                                "define it: `stage {} = from {}`",
+                                target.name, node.stage.name.name
+                            )),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `from ordrs` when `orders` is a stage: a table of that name may exist, so only a warning,
+/// and only for names one or two edits away.
+fn misspelled_tables(ctx: &mut Ctx, graph: &FlowGraph) {
+    for node in &graph.stages {
+        for (name, span) in read_names(node.stage) {
+            let limit = if name.chars().count() < 5 { 1 } else { 2 };
+            if graph.index_of(name).is_none()
+                && let Some(stage) =
+                    crate::diagnostics::suggest::closest_within(name, graph.stage_names(), limit)
+            {
+                let help = format!("did you mean `{stage}`?");
+                ctx.emit(
+                    Diagnostic::warning("W0103", graph.file, span, format!("`{name}` is not a stage of this flow; it will be read as a table or file"))
+                        .with_label("not a stage")
+                        .with_help(help),
+                );
+            }
+        }
+    }
+}
+
+/// Dependency cycles, each reported once with its whole path.
+fn cycles(ctx: &mut Ctx, graph: &FlowGraph) {
+    let n = graph.stages.len();
+    let mut state = vec![0u8; n]; // 0 new, 1 on the path, 2 done
+    let mut reported = vec![false; n];
+    for start in 0..n {
+        if state[start] != 0 {
+            continue;
+        }
+        // Iterative DFS over (stage, index of its next upstream edge).
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = 1;
+        while let Some(top) = path.len().checked_sub(1) {
+            let (node, next) = path[top];
+            match graph.upstream(node).nth(next) {
+                Some(edge) => {
+                    path[top].1 += 1;
+                    match state[edge.to] {
+                        0 => {
+                            state[edge.to] = 1;
+                            path.push((edge.to, 0));
+                        }
+                        1 => {
+                            let at = path.iter().position(|&(s, _)| s == edge.to).unwrap_or(0);
+                            let cycle: Vec<usize> = path[at..].iter().map(|&(s, _)| s).collect();
+                            if !cycle.iter().any(|&s| reported[s]) {
+                                cycle.iter().for_each(|&s| reported[s] = true);
+                                report_cycle(ctx, graph, &cycle);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                None => {
+                    state[node] = 2;
+                    path.pop();
+                }
+            }
+        }
+    }
+    if reported.iter().all(|&r| r) {
+        ctx.emit(
+            Diagnostic::error(
+                "E0109",
+                graph.file,
+                graph.flow.name.span,
+                format!("flow `{}` has no terminal stage", graph.flow.name.name),
+            )
+            .with_label("every stage feeds another")
+            .with_help("break the cycle so that some stage is read by no other"),
+        );
+    }
+}
+
+/// `cycle` lists stages each of which depends on the next (and the last on the first).
+fn report_cycle(ctx: &mut Ctx, graph: &FlowGraph, cycle: &[usize]) {
+    // Print in execution order (a -> b: b reads a), from the stage defined first.
+    let mut order: Vec<usize> = cycle.iter().rev().copied().collect();
+    let earliest = order
+        .iter()
+        .enumerate()
+        .min_by_key(|&(_, &s)| s)
+        .map_or(0, |(i, _)| i);
+    order.rotate_left(earliest);
+    let first = order[0];
+    order.push(first);
+    let path = order
+        .iter()
+        .map(|&s| graph.name(s))
+        .collect::<Vec<_>>()
+        .join(" -> ");
+    let head = graph.stages[first].stage;
+    let mut d = Diagnostic::error(
+        "E0105",
+        graph.file,
+        head.name.span,
+        format!("dependency cycle: {path}"),
+    )
+    .with_label("this stage waits for itself through the cycle");
+    for pair in cycle.windows(2).chain(std::iter::once(
+        [cycle[cycle.len() - 1], cycle[0]].as_slice(),
+    )) {
+        let (from, to) = (pair[0], pair[1]);
+        if let Some(edge) = graph.upstream(from).find(|e| e.to == to) {
+            d = d.with_secondary(
+                graph.file,
+                edge.span,
+                format!(
+                    "`{}` depends on `{}` here",
+                    graph.name(from),
+                    graph.name(to)
+                ),
+            );
+        }
+    }
+    ctx.emit(d.with_help("a flow is a DAG: remove one of these dependencies"));
+}
+
+/// `end()` and `->` end a pipeline: nothing may follow them, and no stage may read their stage.
+fn ends_and_jumps(ctx: &mut Ctx, graph: &FlowGraph) {
+    let mut ending: BTreeMap<usize, &'static str> = BTreeMap::new();
+    for (i, node) in graph.stages.iter().enumerate() {
+        let ops = &node.stage.body.ops;
+        for (at, op) in ops.iter().enumerate() {
+            let what = match op.kind {
+                OpKind::End => "end()",
+                OpKind::Jump(_) => "->",
+                _ => continue,
+            };
+            ending.insert(i, what);
+            if at + 1 < ops.len() {
+                ctx.emit(
+                    Diagnostic::error(
+                        "E0108",
+                        graph.file,
+                        ops[at + 1].span,
+                        format!("nothing may follow `{what}` in a pipeline"),
+                    )
+                    .with_label("never reached")
+                    .with_secondary(graph.file, op.span, "the pipeline ends here")
+                    .with_help(format!(
+                        "move `{what}` to the end, or this operator into its own stage"
+                    )),
+                );
+            }
+        }
+    }
+    for (i, _) in graph.stages.iter().enumerate() {
+        for edge in &graph.reads[i] {
+            if let Some(what) = ending.get(&edge.to) {
+                ctx.emit(
+                    Diagnostic::error(
+                        "E0107",
+                        graph.file,
+                        edge.span,
+                        format!(
+                            "stage `{}` can never run: `{}` ends with `{what}`",
+                            graph.name(i),
+                            graph.name(edge.to)
+                        ),
+                    )
+                    .with_label("reads a stage that ends the flow")
+                    .with_help(format!(
+                        "read the stage before `{}`, or drop `{what}`",
+                        graph.name(edge.to)
+                    )),
+                );
+            }
+        }
+    }
+}
+
+/// `stage x if p.done = from p`: the trigger lets x run when p failed, but then p has no rows.
+fn inputs_not_guaranteed(ctx: &mut Ctx, graph: &FlowGraph) {
+    for (i, node) in graph.stages.iter().enumerate() {
+        let Some(trigger) = &node.stage.trigger else {
+            continue;
+        };
+        // A trigger with an unknown operand is reported by itself.
+        if super::graph::condition_atoms(trigger)
+            .iter()
+            .any(|(t, _)| graph.index_of(&t.name).is_none())
+        {
+            continue;
+        }
+        for edge in &graph.reads[i] {
+            let upstream = graph.name(edge.to);
+            if !super::triggers::requires_success(trigger, upstream) {
+                ctx.emit(
+                    Diagnostic::warning("W0101", graph.file, edge.span, format!("stage `{}` reads `{upstream}`, but its trigger lets it run when `{upstream}` did not succeed", graph.name(i)))
+                        .with_label("this input may not exist")
+                        .with_secondary(graph.file, trigger.span(), "the trigger")
+                        .with_help(format!("require `{upstream}.success` in the trigger, or read another stage")),
+                );
+            }
+        }
+    }
+}
+
+fn routes(ctx: &mut Ctx, graph: &FlowGraph) {
+    // A target named by two cases or two routes.
+    let mut named: HashMap<&str, crate::syntax::Span> = HashMap::new();
+    for (i, node) in graph.stages.iter().enumerate() {
+        for op in &node.stage.body.ops {
+            let OpKind::Route(route) = &op.kind else {
+                continue;
+            };
+            for target in route
+                .cases
+                .iter()
+                .map(|c| &c.target)
+                .chain(&route.otherwise)
+            {
+                if let Some(&first) = named.get(target.name.as_str()) {
+                    ctx.emit(
+                        Diagnostic::error("E0111", graph.file, target.span, format!("stage `{}` is already a route target", target.name))
+                            .with_label("named again")
+                            .with_secondary(graph.file, first, "first named here")
+                            .with_help("each route target receives one share of the rows; give each case its own stage and `merge` them if needed"),
+                    );
+                } else {
+                    named.insert(&target.name, target.span);
+                }
+                // The target must read from the route stage.
+                if let Some(t) = graph.index_of(&target.name)
+                    && !graph.reads[t].iter().any(|e| e.to == i)
+                {
+                    ctx.emit(
+                        Diagnostic::error(
+                            "E0110",
+                            graph.file,
+                            target.span,
+                            format!(
+                                "route target `{}` does not read from `{}`",
+                                target.name,
+                                graph.name(i)
+                            ),
+                        )
+                        .with_label("receives no routed rows")
+                        .with_secondary(graph.file, graph.stages[t].stage.name.span, "defined here")
+                        .with_help(format!(
+                            "define it as `stage {} = from {} | ...`",
+                            target.name,
+                            graph.name(i)
+                        )),
+                    );
+                }
+            }
+            route_cases(ctx, graph, route, op.span);
+        }
+    }
+}
+
+fn route_cases(ctx: &mut Ctx, graph: &FlowGraph, route: &Route, span: crate::syntax::Span) {
+    let percentages = route
+        .cases
+        .iter()
+        .filter(|c| matches!(c.when.kind, ExprKind::Int(_)))
+        .count();
+    if route.by.is_some() {
+        if percentages < route.cases.len() {
+            for case in route
+                .cases
+                .iter()
+                .filter(|c| !matches!(c.when.kind, ExprKind::Int(_)))
+            {
+                ctx.emit(
+                    Diagnostic::error("E0113", graph.file, case.when.span, "`route by` cases are percentages, not conditions")
+                        .with_label("a condition")
+                        .with_help("write `case 50 -> a` under `route by hash(...)`, or drop `by` to route by conditions"),
+                );
+            }
+            return;
+        }
+        let mut total: i64 = 0;
+        for case in &route.cases {
+            let ExprKind::Int(p) = case.when.kind else {
+                continue;
+            };
+            if p <= 0 {
+                ctx.emit(
+                    Diagnostic::error(
+                        "E0112",
+                        graph.file,
+                        case.when.span,
+                        format!("route percentage {p} is not positive"),
+                    )
+                    .with_label("must be 1 to 100")
+                    .with_help("drop the case, or give it a share of at least 1"),
+                );
+            }
+            total = total.saturating_add(p);
+        }
+        if total != 100 {
+            ctx.emit(
+                Diagnostic::error(
+                    "E0112",
+                    graph.file,
+                    span,
+                    format!("route percentages sum to {total}, not 100"),
+                )
+                .with_label("shares of the rows")
+                .with_help("adjust the cases so that they add up to 100"),
+            );
+        }
+        if let Some(otherwise) = &route.otherwise {
+            ctx.emit(
+                Diagnostic::error(
+                    "E0113",
+                    graph.file,
+                    otherwise.span,
+                    "`else` has no meaning in `route by`: the percentages cover every row",
+                )
+                .with_label("never taken")
+                .with_help("remove the `else` case"),
+            );
+        }
+    } else {
+        if percentages > 0 {
+            for case in route
+                .cases
+                .iter()
+                .filter(|c| matches!(c.when.kind, ExprKind::Int(_)))
+            {
+                ctx.emit(
+                    Diagnostic::error(
+                        "E0113",
+                        graph.file,
+                        case.when.span,
+                        "a percentage case needs `route by hash(...)`",
+                    )
+                    .with_label("a number, not a condition")
+                    .with_help("write `route by hash(_.key) { case 50 -> a case 50 -> b }`"),
+                );
+            }
+            return;
+        }
+        let total = route
+            .cases
+            .iter()
+            .any(|c| matches!(c.when.kind, ExprKind::Bool(true)));
+        if route.otherwise.is_none() && !total {
+            ctx.emit(
+                Diagnostic::warning(
+                    "W0102",
+                    graph.file,
+                    span,
+                    "route has no `else`: rows that match no case are dropped",
+                )
+                .with_label("cases may not cover every row")
+                .with_help("add `else -> some_stage` to keep the other rows"),
+            );
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Reading typed values out of config expressions: durations, numbers, words.
+
+use crate::syntax::ast::{Expr, ExprKind};
+use std::time::Duration;
+
+/// A duration from a literal (`30s`) or a humantime string (`'1h 30m'`, `'7 days'`).
+pub fn duration(expr: &Expr) -> Result<Duration, String> {
+    match &expr.kind {
+        ExprKind::Duration { millis, .. } => Ok(Duration::from_millis(*millis)),
+        ExprKind::Str(text) => humantime::parse_duration(text)
+            .map_err(|e| format!("`'{text}'` is not a duration: {e}")),
+        ExprKind::Int(_) | ExprKind::Float(_) => Err(
+            "a bare number is not a duration: add a unit, as in `30s`, `5m` or `100ms`".to_string(),
+        ),
+        _ => Err("expected a duration such as `30s`, `5m` or '1h 30m'".to_string()),
+    }
+}
+
+pub fn int(expr: &Expr) -> Option<i64> {
+    match expr.kind {
+        ExprKind::Int(n) => Some(n),
+        _ => None,
+    }
+}
+
+pub fn number(expr: &Expr) -> Option<f64> {
+    match expr.kind {
+        ExprKind::Int(n) => Some(n as f64),
+        ExprKind::Float(x) => Some(x),
+        _ => None,
+    }
+}
+
+pub fn boolean(expr: &Expr) -> Option<bool> {
+    match expr.kind {
+        ExprKind::Bool(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// A word written as a name (`exponential`) or a string (`'exponential'`).
+pub fn word(expr: &Expr) -> Option<&str> {
+    match &expr.kind {
+        ExprKind::Name(n) => Some(&n.name),
+        ExprKind::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// `5m`, `1h 30m`, `250ms`: the way durations read in messages.
+pub fn show(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".to_string();
+    }
+    humantime::format_duration(d).to_string()
+}
+
+/// What an expression is, for "expected X, found Y" messages.
+pub fn describe(expr: &Expr) -> &'static str {
+    match expr.kind {
+        ExprKind::Int(_) => "an integer",
+        ExprKind::Float(_) => "a number",
+        ExprKind::Str(_) => "a string",
+        ExprKind::Duration { .. } => "a duration",
+        ExprKind::Bool(_) => "a boolean",
+        ExprKind::Null => "null",
+        ExprKind::Name(_) => "a name",
+        ExprKind::Field(_) => "a column reference",
+        ExprKind::Call(_) => "a call",
+        ExprKind::List(_) => "a list",
+        _ => "an expression",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::FileId;
+
+    fn value(src: &str) -> Expr {
+        let parsed = crate::syntax::parse(
+            &format!("flow f with {{ x: {src} }} = {{ stage s = from t }}"),
+            FileId(0),
+        );
+        let crate::syntax::ast::Item::Flow(flow) = &parsed.ast.items[0] else {
+            panic!()
+        };
+        flow.config.as_ref().unwrap().entries[0].value.clone()
+    }
+
+    #[test]
+    fn durations_come_from_literals_and_humantime_strings() {
+        assert_eq!(duration(&value("90s")), Ok(Duration::from_secs(90)));
+        assert_eq!(duration(&value("'1h 30m'")), Ok(Duration::from_secs(5400)));
+        assert_eq!(
+            duration(&value("'7 days'")),
+            Ok(Duration::from_secs(7 * 86400))
+        );
+        assert!(duration(&value("'soon'")).is_err());
+        assert!(duration(&value("30")).unwrap_err().contains("add a unit"));
+        assert_eq!(show(Duration::from_secs(5400)), "1h 30m");
+    }
+}
