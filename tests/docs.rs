@@ -100,58 +100,6 @@ fn the_grammar_names_every_keyword_of_the_lexer() {
     assert_eq!(lexer_keywords, all);
 }
 
-/// `## CODE: title` sections of docs/errors.md with their `wv` blocks.
-fn error_entries() -> Vec<(String, Vec<String>)> {
-    let doc = std::fs::read_to_string("docs/errors.md").unwrap();
-    doc.split("\n## ")
-        .skip(1)
-        .map(|section| {
-            let code = section
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            (code, code_blocks(section, "wv"))
-        })
-        .collect()
-}
-
-#[test]
-fn every_syntax_error_example_produces_its_code_and_every_fix_is_clean() {
-    let entries = error_entries();
-    assert!(entries.len() >= 13);
-    for (code, blocks) in entries.iter().filter(|(code, _)| code.starts_with("E00")) {
-        let [broken, fixed] = blocks.as_slice() else {
-            // E0012 and E0013 need inputs too large to show; the test suite covers them.
-            assert!(
-                matches!(code.as_str(), "E0012" | "E0013"),
-                "{code}: expected an example and a fix"
-            );
-            continue;
-        };
-        let codes: Vec<_> = parse(broken, FileId(0))
-            .diagnostics
-            .iter()
-            .map(|d| d.code)
-            .collect();
-        assert_eq!(
-            codes.first().copied(),
-            Some(code.as_str()),
-            "{code}: the example gives {codes:?}"
-        );
-        let fixed_codes: Vec<_> = parse(fixed, FileId(0))
-            .diagnostics
-            .iter()
-            .map(|d| d.code)
-            .collect();
-        assert!(
-            fixed_codes.is_empty(),
-            "{code}: the fix still gives {fixed_codes:?}"
-        );
-    }
-}
-
 #[test]
 fn the_readme_example_parses() {
     let readme = std::fs::read_to_string("README.md").unwrap();

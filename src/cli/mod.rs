@@ -1,6 +1,7 @@
 //! The command line: argument parsing and dispatch to one module per command.
 
 mod check;
+mod explain;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Check .wv files (or every .wv file below a folder) and report problems.
     Check(check::CheckArgs),
+    /// Explain a diagnostic code, with an example and its fix.
+    Explain(explain::ExplainArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
     };
     let status = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Explain(args) => explain::run(args),
     };
     ExitCode::from(status)
 }

@@ -1,5 +1,6 @@
 //! The diagnostic model shared by every pass, and its renderings (human, short, JSON).
 
+pub mod docs;
 mod render;
 pub mod suggest;
 
