@@ -92,6 +92,25 @@ fn main() {
             "the benchmark input must be valid"
         );
         drop(parsed);
+        let (check_time, found) = best_of(3, || {
+            let (workspace, _) = wvflow::workspace::Workspace::load(std::slice::from_ref(&path));
+            let report = wvflow::check::check(&workspace);
+            let found = report.diagnostics.len();
+            std::mem::forget(workspace);
+            found
+        });
+        let base = reset_peak();
+        let (workspace, _) = wvflow::workspace::Workspace::load(std::slice::from_ref(&path));
+        let load_peak = peak_since(base);
+        let loaded = (LIVE.load(Ordering::Relaxed) - base) as f64 / 1e6;
+        let check_base = reset_peak();
+        let report = wvflow::check::check(&workspace);
+        let check_peak = peak_since(check_base);
+        drop(report);
+        drop(workspace);
+        println!(
+            "  heap: workspace loaded {loaded:.1} MB (peak {load_peak:.1} MB while loading), checking adds a peak of {check_peak:.1} MB"
+        );
         let base = reset_peak();
         let (tokens, _) = syntax::lexer::lex(&text, FileId(0));
         let token_heap = peak_since(base);
@@ -103,7 +122,7 @@ fn main() {
         drop(parsed);
         let peak = status_kb("VmHWM:").unwrap_or(0);
         println!(
-            "{}: {:.1} MB, {} tokens\n  lex   {:>8.1} ms {:>7.1} MB/s\n  parse {:>8.1} ms {:>7.1} MB/s (lex + parse)\n  heap: tokens {:.1} MB, AST {:.1} MB, peak while parsing {:.1} MB = {:.1}x input\n  peak RSS {:.1} MB ({:.1} MB before)",
+            "{}: {:.1} MB, {} tokens\n  lex   {:>8.1} ms {:>7.1} MB/s\n  parse {:>8.1} ms {:>7.1} MB/s (lex + parse)\n  check {:>8.1} ms {:>7.1} MB/s (read + parse + check, {} diagnostics)\n  heap: tokens {:.1} MB, AST {:.1} MB, peak while parsing {:.1} MB = {:.1}x input\n  peak RSS {:.1} MB ({:.1} MB before)",
             path.display(),
             mb,
             token_count,
@@ -111,6 +130,9 @@ fn main() {
             mb / lex_time.as_secs_f64(),
             parse_time.as_secs_f64() * 1e3,
             mb / parse_time.as_secs_f64(),
+            check_time.as_secs_f64() * 1e3,
+            mb / check_time.as_secs_f64(),
+            found,
             token_heap,
             ast_heap,
             parse_heap,

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn wvflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wvflow")).args(args).output().expect("wvflow runs")
+    Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(args)
+        .output()
+        .expect("wvflow runs")
 }
 
 fn scratch(name: &str, files: &[(&str, &str)]) -> PathBuf {
@@ -25,20 +28,37 @@ const REPORT: &str = "flow Report depends on Ingest = {\n  stage rows = from raw
 
 #[test]
 fn flows_and_activities_resolve_across_the_files_of_a_folder() {
-    let dir = scratch("cross_file_ok", &[("ingest.wv", INGEST), ("reports/report.wv", REPORT)]);
+    let dir = scratch(
+        "cross_file_ok",
+        &[("ingest.wv", INGEST), ("reports/report.wv", REPORT)],
+    );
     let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "");
     assert_eq!(o.status.code(), Some(0));
     // Checked alone, the report cannot see Ingest.
-    let o = wvflow(&["check", dir.join("reports/report.wv").to_str().unwrap(), "--format", "short"]);
+    let o = wvflow(&[
+        "check",
+        dir.join("reports/report.wv").to_str().unwrap(),
+        "--format",
+        "short",
+    ]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("report.wv:1:24: error[E0601]: `depends on` names `Ingest`"), "{out}");
+    assert!(
+        out.contains("report.wv:1:24: error[E0601]: `depends on` names `Ingest`"),
+        "{out}"
+    );
     assert_eq!(o.status.code(), Some(1));
 }
 
 #[test]
 fn a_duplicate_in_another_file_points_at_both_files() {
-    let dir = scratch("cross_file_duplicate", &[("a.wv", INGEST), ("b.wv", "flow Ingest = { stage s = from t }\n")]);
+    let dir = scratch(
+        "cross_file_duplicate",
+        &[
+            ("a.wv", INGEST),
+            ("b.wv", "flow Ingest = { stage s = from t }\n"),
+        ],
+    );
     let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "json"]);
     let value: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let d = &value[0];
@@ -51,7 +71,10 @@ fn a_duplicate_in_another_file_points_at_both_files() {
 
 #[test]
 fn warnings_pass_unless_denied() {
-    let dir = scratch("warnings", &[("w.wv", "flow f = { stage s [backoff: linear] = from t }\n")]);
+    let dir = scratch(
+        "warnings",
+        &[("w.wv", "flow f = { stage s [backoff: linear] = from t }\n")],
+    );
     let file = dir.join("w.wv");
     let o = wvflow(&["check", file.to_str().unwrap(), "--format", "short"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("warning[W0203]"));
@@ -67,15 +90,24 @@ fn syntax_errors_silence_only_the_references_they_may_explain() {
     let dir = scratch("syntax_and_semantics", &[("s.wv", src)]);
     let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    let codes: Vec<&str> = out.lines().filter_map(|l| l.split('[').nth(1)?.split(']').next()).collect();
+    let codes: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
     assert_eq!(codes, ["E0010", "E0201"], "{out}");
 }
 
 #[test]
 fn timings_list_every_file() {
-    let dir = scratch("timings", &[("ingest.wv", INGEST), ("reports/report.wv", REPORT)]);
+    let dir = scratch(
+        "timings",
+        &[("ingest.wv", INGEST), ("reports/report.wv", REPORT)],
+    );
     let o = wvflow(&["check", dir.to_str().unwrap(), "--timings"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.lines().next().unwrap().contains("parse ms"), "{err}");
-    assert!(err.contains("ingest.wv") && err.contains("report.wv") && err.contains("workspace-wide"), "{err}");
+    assert!(
+        err.contains("ingest.wv") && err.contains("report.wv") && err.contains("workspace-wide"),
+        "{err}"
+    );
 }

@@ -1,5 +1,5 @@
-//! Every example under `examples/` parses with no diagnostic, and every one is documented by
-//! a comment header.
+//! Every example under `examples/` checks clean (no syntax or semantic diagnostic, not even a
+//! warning), and every one is documented by a comment header.
 
 use std::path::Path;
 use wvflow::workspace::{Workspace, discover};
@@ -16,6 +16,8 @@ fn every_example_checks_clean_and_has_a_header() {
     assert!(errors.is_empty(), "{errors:?}");
     let diagnostics: Vec<_> = workspace.diagnostics().collect();
     assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    let semantic = wvflow::check::check(&workspace).diagnostics;
+    assert!(semantic.is_empty(), "{semantic:#?}");
     for (_, file) in workspace.sources.iter() {
         assert!(
             file.text.starts_with("--"),

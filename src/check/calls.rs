@@ -238,7 +238,7 @@ pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
                 if seen_named {
                     problems.push(Problem {
                         code: "E0606",
-                        span: arg.span,
+                        span: arg.span(),
                         message: "positional argument after a named one".into(),
                         help: Some("put positional arguments first, or name this one".into()),
                     });
@@ -247,7 +247,7 @@ pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
                 let Some(param) = params.get(position) else {
                     problems.push(Problem {
                         code: "E0603",
-                        span: arg.span,
+                        span: arg.span(),
                         message: format!(
                             "too many arguments: {} expected, {} given",
                             params.len(),
@@ -280,7 +280,7 @@ pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
         if bound.contains(param.name.name.as_str()) {
             problems.push(Problem {
                 code: "E0605",
-                span: arg.span,
+                span: arg.span(),
                 message: format!("argument `{}` is given twice", param.name.name),
                 help: Some("give each parameter one value".into()),
             });

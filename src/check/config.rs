@@ -145,6 +145,10 @@ fn value(
 ) {
     let name = e.key.name.as_str();
     let v = &e.value;
+    // A value that did not parse is already reported.
+    if matches!(v.kind, ExprKind::Error) {
+        return;
+    }
     let wrong_type = |expected: &str| {
         Diagnostic::error(
             "E0204",

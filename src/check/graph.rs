@@ -61,7 +61,11 @@ impl<'w> FlowGraph<'w> {
             let mut waits = Vec::new();
             if let Some(trigger) = &stage.trigger {
                 for (target, _) in condition_atoms(trigger) {
-                    if let Some(&to) = graph.by_name.get(target.name.as_str()) {
+                    // A stage naming itself is reported by the trigger rules (E0302), not as
+                    // a cycle.
+                    if let Some(&to) = graph.by_name.get(target.name.as_str())
+                        && to != i
+                    {
                         waits.push(Edge {
                             to,
                             span: target.span,

@@ -169,8 +169,11 @@ fn merge_inputs_resolve(ctx: &mut Ctx, graph: &FlowGraph) {
 fn misspelled_tables(ctx: &mut Ctx, graph: &FlowGraph) {
     for node in &graph.stages {
         for (name, span) in read_names(node.stage) {
-            let limit = if name.chars().count() < 5 { 1 } else { 2 };
-            if graph.index_of(name).is_none()
+            // Short names are too close to each other to suggest anything.
+            let length = name.chars().count();
+            let limit = if length < 6 { 1 } else { 2 };
+            if length >= 4
+                && graph.index_of(name).is_none()
                 && let Some(stage) =
                     crate::diagnostics::suggest::closest_within(name, graph.stage_names(), limit)
             {

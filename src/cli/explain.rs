@@ -21,7 +21,10 @@ pub fn run(args: ExplainArgs) -> u8 {
             let hint = suggest::closest(&args.code.to_ascii_uppercase(), codes.iter().copied())
                 .map(|c| format!(" (did you mean {c}?)"))
                 .unwrap_or_default();
-            eprintln!("error: no diagnostic code `{}`{hint}; codes look like E0201 or W0202", args.code);
+            eprintln!(
+                "error: no diagnostic code `{}`{hint}; codes look like E0201 or W0202",
+                args.code
+            );
             exit::USAGE
         }
     }

@@ -124,7 +124,12 @@ pub struct Config {
 pub struct ConfigEntry {
     pub key: Ident,
     pub value: Expr,
-    pub span: Span,
+}
+
+impl ConfigEntry {
+    pub fn span(&self) -> Span {
+        self.key.span.join(self.value.span)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -228,7 +233,14 @@ pub struct Arg {
     /// Set for named arguments (`name: value` or `name = value`).
     pub name: Option<Ident>,
     pub value: Expr,
-    pub span: Span,
+}
+
+impl Arg {
+    pub fn span(&self) -> Span {
+        self.name
+            .as_ref()
+            .map_or(self.value.span, |n| n.span.join(self.value.span))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -270,7 +282,14 @@ pub struct Join {
 pub struct SelectItem {
     pub expr: Expr,
     pub alias: Option<Ident>,
-    pub span: Span,
+}
+
+impl SelectItem {
+    pub fn span(&self) -> Span {
+        self.alias
+            .as_ref()
+            .map_or(self.expr.span, |a| self.expr.span.join(a.span))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

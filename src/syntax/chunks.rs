@@ -77,8 +77,29 @@ fn parse_chunk(
     follows: Option<(Token, Span)>,
     file: FileId,
 ) -> Chunk {
+    // Each thread keeps one token buffer for all its chunks: allocating and freeing one per
+    // chunk fragments the heap that the syntax tree grows in.
+    thread_local! {
+        static TOKENS: std::cell::RefCell<Vec<(Token, Span)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    TOKENS.with(|buffer| {
+        let mut tokens = buffer.take();
+        tokens.clear();
+        let chunk = parse_tokens(src, range, follows, file, &mut tokens);
+        buffer.replace(tokens);
+        chunk
+    })
+}
+
+fn parse_tokens(
+    src: &str,
+    range: Range<usize>,
+    follows: Option<(Token, Span)>,
+    file: FileId,
+    tokens: &mut Vec<(Token, Span)>,
+) -> Chunk {
     let mut lexer = Lexer::for_range(src, range, file);
-    let tokens: Vec<(Token, Span)> = lexer.by_ref().collect();
+    tokens.extend(lexer.by_ref());
     let mut chunk = Chunk {
         lex_errors: lexer.diagnostics,
         ..Chunk::default()

@@ -251,16 +251,11 @@ pub fn arg<'t>(src: &'t str, expr: impl Parse<'t, Expr>) -> impl Parse<'t, Arg> 
         .ignore_then(name(src))
         .then_ignore(one_of([Token::Colon, Token::Eq]))
         .then(expr.clone())
-        .map_with(|(name, value), e| Arg {
+        .map(|(name, value)| Arg {
             name: Some(name),
             value,
-            span: e.span(),
         });
-    named.or(expr.map_with(|value, e| Arg {
-        name: None,
-        value,
-        span: e.span(),
-    }))
+    named.or(expr.map(|value| Arg { name: None, value }))
 }
 
 /// `name(args)`: an activity or function call.

@@ -200,11 +200,7 @@ fn entry<'t>(src: &'t str) -> impl Parse<'t, ConfigEntry> {
     name(src)
         .then_ignore(just(Token::Colon))
         .then(expr(src))
-        .map_with(|(key, value), e| ConfigEntry {
-            key,
-            value,
-            span: e.span(),
-        })
+        .map(|(key, value)| ConfigEntry { key, value })
         .labelled(Expected::ConfigEntry)
 }
 
@@ -220,11 +216,11 @@ pub fn config_block<'t>(src: &'t str) -> impl Parse<'t, Config> {
         .map(|entries| exact(entries.into_iter().flatten().collect::<Vec<_>>()))
         .validate(move |entries: Vec<ConfigEntry>, _, emitter| {
             for pair in entries.windows(2) {
-                let between = &src[pair[0].span.end as usize..pair[1].span.start as usize];
+                let between = &src[pair[0].span().end as usize..pair[1].span().start as usize];
                 if !between.contains([',', '\n']) {
                     emitter.emit(SyntaxError::custom(
                         "E0009",
-                        Span::at(pair[1].span.start as usize),
+                        Span::at(pair[1].span().start as usize),
                         format!(
                             "config entry `{}` must start on a new line or after a comma",
                             pair[1].key.name

@@ -144,11 +144,7 @@ fn source_ref<'t>(src: &'t str) -> impl Parse<'t, SourceRef> {
 fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
     let select_item = expr(src)
         .then(just(Token::As).ignore_then(name(src)).or_not())
-        .map_with(|(expr, alias), e| SelectItem {
-            expr,
-            alias,
-            span: e.span(),
-        });
+        .map(|(expr, alias)| SelectItem { expr, alias });
     let order_key = expr(src)
         .then(choice((just(Token::Asc).to(false), just(Token::Desc).to(true))).or_not())
         .map_with(|(expr, desc), e| OrderKey {
@@ -199,10 +195,9 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
             name(src)
                 .then_ignore(one_of([Token::Colon, Token::Eq]))
                 .then(expr(src))
-                .map_with(|(name, value), e| Arg {
+                .map(|(name, value)| Arg {
                     name: Some(name),
                     value,
-                    span: e.span(),
                 })
                 .separated_by(just(Token::Comma))
                 .allow_trailing()
