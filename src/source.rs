@@ -14,7 +14,8 @@ pub struct SourceFile {
     /// The path as the user should read it in messages.
     pub name: String,
     pub text: String,
-    line_starts: Vec<u32>,
+    /// Built on first use: a clean check never needs it.
+    line_starts: std::sync::OnceLock<Vec<u32>>,
 }
 
 /// A 0-based line and column; `character` counts UTF-16 code units as the LSP does.
@@ -26,26 +27,34 @@ pub struct LspPosition {
 
 impl SourceFile {
     pub fn new(path: PathBuf, name: String, text: String) -> Self {
-        let mut line_starts = vec![0u32];
-        line_starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|&(_, b)| b == b'\n')
-                .map(|(i, _)| i as u32 + 1),
-        );
         SourceFile {
             path,
             name,
             text,
-            line_starts,
+            line_starts: std::sync::OnceLock::new(),
         }
+    }
+
+    fn line_starts(&self) -> &[u32] {
+        self.line_starts.get_or_init(|| {
+            let mut starts = vec![0u32];
+            starts.extend(
+                self.text
+                    .bytes()
+                    .enumerate()
+                    .filter(|&(_, b)| b == b'\n')
+                    .map(|(i, _)| i as u32 + 1),
+            );
+            starts
+        })
     }
 
     /// 0-based line of a byte offset, and the byte offset at which that line starts.
     fn line_of(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&s| s as usize <= offset) - 1;
-        (line, self.line_starts[line] as usize)
+        let starts = self.line_starts();
+        let line = starts.partition_point(|&s| s as usize <= offset) - 1;
+        (line, starts[line] as usize)
     }
 
     /// The text of the line holding `offset`, up to `offset`, cut at a character boundary.

@@ -162,7 +162,14 @@ pub struct Stage {
 pub struct Body {
     pub source: Source,
     pub ops: Vec<Op>,
-    pub span: Span,
+}
+
+impl Body {
+    pub fn span(&self) -> Span {
+        self.ops
+            .last()
+            .map_or(self.source.span, |op| self.source.span.join(op.span))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -263,13 +270,13 @@ pub enum OpKind {
     /// Parallel branches, each a stage of its own.
     Fork(Vec<Stage>),
     /// Dynamic fan-out: one call per input row.
-    Each(Call),
+    Each(Box<Call>),
     Wait(Expr),
     WaitUntil(Expr),
     Activate(Box<Activate>),
     Jump(Box<FlowCall>),
     End,
-    Activity(Call),
+    Activity(Box<Call>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -66,10 +66,9 @@ fn stage<'t>(src: &'t str) -> impl Parse<'t, Stage> {
                     .collect::<Vec<_>>()
                     .map(exact),
             )
-            .map_with(|(source, ops), e| Body {
+            .map(|(source, ops)| Body {
                 source,
                 ops: exact(ops.into_iter().flatten().collect()),
-                span: e.span(),
             });
         header
             .then(body)
@@ -255,14 +254,14 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
         route,
         just(Token::Each)
             .ignore_then(call_with(src, expr(src)))
-            .map(OpKind::Each),
+            .map(|c| OpKind::Each(Box::new(c))),
         wait,
         activate,
         just(Token::Arrow)
             .ignore_then(flow_call(src))
             .map(|f| OpKind::Jump(Box::new(f))),
         end_flow,
-        call_with(src, expr(src)).map(OpKind::Activity),
+        call_with(src, expr(src)).map(|c| OpKind::Activity(Box::new(c))),
     ))
     .boxed()
 }
