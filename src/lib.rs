@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod diagnostics;
 mod parallel;
+pub mod plan;
 pub mod source;
 pub mod syntax;
 pub mod workspace;

@@ -22,7 +22,7 @@ mod schedules;
 mod triggers;
 pub mod values;
 
-pub use graph::FlowGraph;
+pub use graph::{FlowGraph, activity_calls};
 pub use index::{Def, Index};
 
 use crate::diagnostics::{self, Diagnostic};

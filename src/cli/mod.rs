@@ -2,6 +2,7 @@
 
 mod check;
 mod explain;
+mod plan;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Check .wv files (or every .wv file below a folder) and report problems.
     Check(check::CheckArgs),
+    /// Show the execution plan of a flow: stages, dependencies, triggers, retries, SQL.
+    Plan(plan::PlanArgs),
     /// Explain a diagnostic code, with an example and its fix.
     Explain(explain::ExplainArgs),
 }
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
     };
     let status = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Explain(args) => explain::run(args),
     };
     ExitCode::from(status)

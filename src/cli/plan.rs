@@ -1,0 +1,122 @@
+//! `wvflow plan PATH [FLOW] [--format text|json|dot|mermaid]`
+
+use super::exit;
+use crate::check::Index;
+use crate::diagnostics::{self, Diagnostic, render_human};
+use crate::plan::{lower, render};
+use crate::workspace::Workspace;
+use clap::{Args, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// A .wv file or a folder (one workspace).
+    path: PathBuf,
+    /// The flow to plan (`Name`, or `Name@2` for a version); optional when the workspace has one flow.
+    flow: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+pub fn run(args: PlanArgs) -> u8 {
+    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&args.path));
+    for e in &load_errors {
+        eprintln!("error: {e}");
+    }
+    if !load_errors.is_empty() {
+        return exit::USAGE;
+    }
+    if compile(&workspace).is_none() {
+        return exit::USAGE;
+    }
+    let index = Index::new(&workspace);
+    let def = match choose_flow(&index, args.flow.as_deref()) {
+        Ok(def) => def,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    };
+    let plan = lower(&workspace, &index, def);
+    let output = match args.format {
+        Format::Text => render::text(&plan),
+        Format::Json => render::json(&plan),
+        Format::Dot => render::dot(&plan),
+        Format::Mermaid => render::mermaid(&plan),
+    };
+    let _ = std::io::stdout().lock().write_all(output.as_bytes());
+    std::mem::forget(workspace);
+    exit::OK
+}
+
+/// Checks the workspace; prints its diagnostics to stderr. `None` when there are errors:
+/// nothing is planned or run from a workspace that does not check.
+pub fn compile(workspace: &Workspace) -> Option<Vec<Diagnostic>> {
+    let mut found: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
+    found.extend(crate::check::check(workspace).diagnostics);
+    diagnostics::normalize(&mut found);
+    if !found.is_empty() {
+        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        eprint!("{}", render_human(&found, &workspace.sources, color));
+    }
+    if found.iter().any(Diagnostic::is_error) {
+        None
+    } else {
+        Some(found)
+    }
+}
+
+/// The flow a command names, or the only one.
+pub fn choose_flow<'w>(
+    index: &Index<'w>,
+    name: Option<&str>,
+) -> Result<crate::check::Def<'w, crate::syntax::ast::Flow>, String> {
+    let names: Vec<&str> = index.flow_names().collect();
+    match name {
+        Some(name) => {
+            let (name, version) = match name.split_once('@') {
+                Some((n, v)) => (
+                    n,
+                    Some(
+                        v.trim_start_matches("version(")
+                            .trim_end_matches(')')
+                            .parse::<u32>()
+                            .map_err(|_| format!("`{v}` is not a version number"))?,
+                    ),
+                ),
+                None => (name, None),
+            };
+            index.flow(name, version).ok_or_else(|| {
+                let hint = crate::check::did_you_mean(name, names.iter().copied())
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
+                format!(
+                    "no flow `{name}`{} in this workspace{hint}",
+                    version
+                        .map(|v| format!(" @version({v})"))
+                        .unwrap_or_default()
+                )
+            })
+        }
+        None => match names.as_slice() {
+            [one] => index
+                .flow(one, None)
+                .ok_or_else(|| "no flow found".to_string()),
+            [] => Err("the workspace has no flow".into()),
+            many => Err(format!(
+                "the workspace has {} flows; name one: {}",
+                many.len(),
+                many.join(", ")
+            )),
+        },
+    }
+}

@@ -1,0 +1,317 @@
+//! The execution plan: what the interpreter runs and what exporters translate. Nothing after
+//! lowering reads the syntax tree. Serialized as JSON (`wvflow plan --format json`); the
+//! schema is documented in `docs/plan.md` and versioned by [`PLAN_VERSION`].
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever the JSON shape changes incompatibly.
+pub const PLAN_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub plan_version: u32,
+    pub flow: FlowPlan,
+}
+
+/// Where something was written: file, 1-based line and column, and byte range.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub start: u32,
+    pub end: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowPlan {
+    pub name: String,
+    pub version: Option<u32>,
+    pub params: Vec<ParamPlan>,
+    pub schedule: Option<Schedule>,
+    pub concurrency: Option<u64>,
+    pub max_parallel: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub keep_runs: Option<u64>,
+    pub hooks: Vec<Hook>,
+    pub depends_on: Vec<String>,
+    /// `flow f if other.failed`: when a run of another flow should start this one.
+    pub start_condition: Option<Cond>,
+    /// Every stage, fork branches included, in a topological order (upstream first).
+    pub stages: Vec<StagePlan>,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParamPlan {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// The default as a JSON value (durations in milliseconds).
+    pub default: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub cron: Option<String>,
+    pub interval_ms: Option<u64>,
+    pub timezone: String,
+    pub catchup: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hook {
+    /// `on_failure`, `on_success` or `on_finish`.
+    pub event: String,
+    pub action: Action,
+}
+
+/// What a hook or a compensation does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    Invoke(Invocation),
+    Activate(Activation),
+}
+
+/// A boolean formula over the terminal states of stages (or, for start conditions, of flow
+/// runs). Airflow-style rules and `if` triggers both lower to this one form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Cond {
+    True,
+    /// `stage` ended in `state` (`done` holds for every terminal state).
+    State {
+        stage: String,
+        state: String,
+    },
+    Not {
+        arg: Box<Cond>,
+    },
+    And {
+        args: Vec<Cond>,
+    },
+    Or {
+        args: Vec<Cond>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    Query,
+    Activity,
+    Each,
+    Route,
+    Fork,
+    Merge,
+    Wait,
+    WaitUntil,
+    Activate,
+    Jump,
+    Call,
+    End,
+}
+
+impl NodeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeKind::Query => "query",
+            NodeKind::Activity => "activity",
+            NodeKind::Each => "each",
+            NodeKind::Route => "route",
+            NodeKind::Fork => "fork",
+            NodeKind::Merge => "merge",
+            NodeKind::Wait => "wait",
+            NodeKind::WaitUntil => "wait_until",
+            NodeKind::Activate => "activate",
+            NodeKind::Jump => "jump",
+            NodeKind::Call => "call",
+            NodeKind::End => "end",
+        }
+    }
+}
+
+/// An upstream stage and the state this stage waits for it to reach.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Edge {
+    pub stage: String,
+    /// `success`, `failed`, `done`, ... or several joined by `|`.
+    pub requires: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// retries + 1.
+    pub attempts: u32,
+    pub initial_delay_ms: u64,
+    /// `constant`, `linear` or `exponential`.
+    pub backoff: String,
+    pub coefficient: f64,
+    pub max_delay_ms: Option<u64>,
+    pub jitter: bool,
+    pub non_retryable: Vec<i64>,
+}
+
+impl RetryPolicy {
+    /// Delay before each retry (attempts 2..=attempts), before jitter: SPEC section 4.
+    pub fn delays_ms(&self) -> Vec<u64> {
+        (1..self.attempts)
+            .map(|n| {
+                let factor = match self.backoff.as_str() {
+                    "constant" => 1.0,
+                    "linear" => n as f64,
+                    _ => self.coefficient.powi(n as i32 - 1),
+                };
+                let delay = (self.initial_delay_ms as f64 * factor).min(u64::MAX as f64) as u64;
+                self.max_delay_ms.map_or(delay, |cap| delay.min(cap))
+            })
+            .collect()
+    }
+}
+
+/// A SQL statement for the embedded engine (SQLite dialect). Flow parameters and the run's
+/// values appear as named parameters (`:day`, `:run_time`), never spliced into the text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sql {
+    pub text: String,
+    pub params: Vec<String>,
+}
+
+/// A call of an activity with its arguments bound to its parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Invocation {
+    pub activity: String,
+    pub command: Command,
+    /// One per activity parameter, in declaration order: a SQL expression evaluated against
+    /// the input row (for `each`) or the run's parameters.
+    pub bindings: Vec<Binding>,
+    pub retry: RetryPolicy,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// A program and its arguments, no shell.
+    Exec { argv: Vec<ArgvItem> },
+    /// Shell text run with `sh -c`; parameters arrive as `WV_<NAME>` environment variables.
+    Shell { text: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum ArgvItem {
+    Literal(String),
+    /// The value of an activity parameter.
+    Param(String),
+    /// Any other expression over the parameters, as SQL.
+    Expr(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Binding {
+    pub param: String,
+    pub sql: String,
+    /// Flow parameters and run values the expression uses.
+    pub params: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Activation {
+    /// `file`, `webhook` or `log`.
+    pub target: String,
+    pub options: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowRef {
+    pub flow: String,
+    pub version: Option<u32>,
+    /// Argument bindings to the target flow's parameters (SQL expressions).
+    pub args: Vec<Binding>,
+}
+
+/// One step of a stage's pipeline, run in order; each consumes the rows of the step before.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Rows from SQL; the previous step's rows are the table `_input`.
+    Query {
+        sql: Sql,
+    },
+    Invoke {
+        invocation: Invocation,
+    },
+    Each {
+        invocation: Invocation,
+        concurrency: u64,
+        tolerated_failures: Tolerance,
+    },
+    /// Rows pass through; each target stage reads the rows its filter selects.
+    Route {
+        targets: Vec<RouteTarget>,
+    },
+    /// Rows pass through; the branches are stages of their own.
+    Fork {
+        branches: Vec<String>,
+    },
+    Wait {
+        ms: u64,
+    },
+    WaitUntil {
+        condition: Sql,
+        poll_interval_ms: u64,
+    },
+    Activate {
+        activation: Activation,
+    },
+    SaveTo {
+        table: String,
+    },
+    Jump {
+        target: FlowRef,
+    },
+    Call {
+        target: FlowRef,
+        parent_close: String,
+    },
+    End,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum Tolerance {
+    Count(u64),
+    Percent(f64),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteTarget {
+    pub stage: String,
+    /// A SQL condition over the route's rows: first match wins, so it excludes earlier cases.
+    pub filter: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StagePlan {
+    pub id: String,
+    pub kind: NodeKind,
+    pub upstream: Vec<Edge>,
+    pub trigger: Cond,
+    pub steps: Vec<Step>,
+    /// Applies to the stage's activity calls.
+    pub retry: RetryPolicy,
+    pub timeout_ms: Option<u64>,
+    pub schedule_timeout_ms: Option<u64>,
+    pub heartbeat_ms: Option<u64>,
+    pub priority: u8,
+    /// `fail`, `ignore`, or a stage that runs when this one fails.
+    pub on_failure: String,
+    pub compensation: Option<Invocation>,
+    pub idempotency_key: Option<Sql>,
+    /// The stage whose `fork { }` holds this one.
+    pub fork_parent: Option<String>,
+    pub connector: Option<String>,
+    pub origin: Origin,
+}

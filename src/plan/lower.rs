@@ -1,0 +1,857 @@
+//! Lowering: a checked flow to its [`Plan`]. Every later step (interpreter, exporters) reads
+//! the plan, never the syntax tree.
+
+use super::ir::*;
+use super::sql::{self, Select, Writer, quote_ident};
+use crate::check::keys::TRIGGER_RULES;
+use crate::check::{Def, FlowGraph, Index, values};
+use crate::source::FileId;
+use crate::syntax::Span;
+use crate::syntax::ast::{self, Arg, Condition, Config, ExprKind, OpKind, SourceKind, SourceRef};
+use crate::workspace::Workspace;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> Plan {
+    let flow = def.node;
+    let graph = FlowGraph::new(def.file, flow);
+    let flow_params: BTreeSet<String> = flow
+        .params
+        .iter()
+        .map(|p| p.name.name.to_string())
+        .collect();
+    let lowering = Lowering {
+        workspace,
+        index,
+        graph: &graph,
+        flow_params: &flow_params,
+        route_filters: route_filters(&graph, &flow_params),
+    };
+    let stages: Vec<StagePlan> = topological_order(&graph)
+        .into_iter()
+        .map(|i| lowering.stage(i))
+        .collect();
+    let config = flow.config.as_ref();
+    let number = |key: &str| {
+        entry(config, key)
+            .and_then(values::int)
+            .and_then(|n| u64::try_from(n).ok())
+    };
+    let millis = |key: &str| {
+        entry(config, key)
+            .and_then(|e| values::duration(e).ok())
+            .map(|d| d.as_millis() as u64)
+    };
+    let cron = entry(config, "schedule").and_then(|e| match &e.kind {
+        ExprKind::Call(call) => call.args.first().and_then(|a| match &a.value.kind {
+            ExprKind::Str(s) => Some(s.to_string()),
+            _ => None,
+        }),
+        _ => None,
+    });
+    let interval_ms = millis("interval");
+    let schedule = (cron.is_some() || interval_ms.is_some()).then(|| Schedule {
+        cron,
+        interval_ms,
+        timezone: entry(config, "timezone")
+            .and_then(values::word)
+            .unwrap_or("UTC")
+            .to_string(),
+        catchup: entry(config, "catchup")
+            .and_then(values::boolean)
+            .unwrap_or(false),
+    });
+    let hooks = ["on_failure", "on_success", "on_finish"]
+        .into_iter()
+        .filter_map(|event| {
+            let ExprKind::Call(call) = &entry(config, event)?.kind else {
+                return None;
+            };
+            Some(Hook {
+                event: event.to_string(),
+                action: lowering.action(call),
+            })
+        })
+        .collect();
+    Plan {
+        plan_version: PLAN_VERSION,
+        flow: FlowPlan {
+            name: flow.name.name.to_string(),
+            version: flow.version.as_ref().map(|v| v.value),
+            params: flow
+                .params
+                .iter()
+                .map(|p| ParamPlan {
+                    name: p.name.name.to_string(),
+                    ty: p.ty.value.name().to_string(),
+                    default: p.default.as_ref().map(json_value),
+                })
+                .collect(),
+            schedule,
+            concurrency: number("concurrency"),
+            max_parallel: number("max_parallel"),
+            timeout_ms: millis("timeout"),
+            keep_runs: number("keep_runs"),
+            hooks,
+            depends_on: flow.depends_on.iter().map(|d| d.name.to_string()).collect(),
+            start_condition: flow.condition.as_ref().map(cond_of),
+            stages,
+            origin: origin(workspace, def.file, flow.name.span),
+        },
+    }
+}
+
+fn entry<'a>(config: Option<&'a Config>, key: &str) -> Option<&'a ast::Expr> {
+    config?
+        .entries
+        .iter()
+        .find(|e| e.key.name == key)
+        .map(|e| &e.value)
+}
+
+fn origin(workspace: &Workspace, file: FileId, span: Span) -> Origin {
+    let source = workspace.sources.get(file);
+    let (line, column) = source.line_col(span.start as usize);
+    Origin {
+        file: source.name.clone(),
+        line: line as u32,
+        column: column as u32,
+        start: span.start,
+        end: span.end,
+    }
+}
+
+/// A literal as JSON; anything else as its SQL text.
+fn json_value(e: &ast::Expr) -> serde_json::Value {
+    use serde_json::Value;
+    match &e.kind {
+        ExprKind::Int(n) => Value::from(*n),
+        ExprKind::Float(x) => Value::from(*x),
+        ExprKind::Str(s) => Value::from(s.as_str()),
+        ExprKind::Bool(b) => Value::from(*b),
+        ExprKind::Duration { millis, .. } => Value::from(*millis),
+        ExprKind::Null => Value::Null,
+        _ => Value::from(Writer::new(&BTreeSet::new()).expr(e)),
+    }
+}
+
+pub fn cond_of(c: &Condition) -> Cond {
+    match c {
+        Condition::State { target, state } => Cond::State {
+            stage: target.name.to_string(),
+            state: state.name.to_string(),
+        },
+        Condition::Not(inner, _) => Cond::Not {
+            arg: Box::new(cond_of(inner)),
+        },
+        Condition::And(a, b) => Cond::And {
+            args: vec![cond_of(a), cond_of(b)],
+        },
+        Condition::Or(a, b) => Cond::Or {
+            args: vec![cond_of(a), cond_of(b)],
+        },
+    }
+}
+
+/// Stages in dependency order; among ready stages, the one defined first.
+fn topological_order(graph: &FlowGraph) -> Vec<usize> {
+    let n = graph.stages.len();
+    let upstream: Vec<BTreeSet<usize>> = (0..n)
+        .map(|i| {
+            graph
+                .upstream(i)
+                .map(|e| e.to)
+                .filter(|&u| u != i)
+                .collect()
+        })
+        .collect();
+    let mut done = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        // A cycle cannot reach here (the checker refuses it); take the rest in order if it does.
+        let next = (0..n)
+            .find(|&i| !done[i] && upstream[i].iter().all(|&u| done[u]))
+            .or_else(|| (0..n).find(|&i| !done[i]));
+        let Some(i) = next else { break };
+        done[i] = true;
+        order.push(i);
+    }
+    order
+}
+
+/// For each route stage and target: the filter selecting the target's rows (first match wins).
+fn route_filters(
+    graph: &FlowGraph,
+    flow_params: &BTreeSet<String>,
+) -> BTreeMap<(String, String), String> {
+    let mut filters = BTreeMap::new();
+    for node in &graph.stages {
+        for op in &node.stage.body.ops {
+            let OpKind::Route(route) = &op.kind else {
+                continue;
+            };
+            let mut w = Writer::new(flow_params);
+            let route_name = node.stage.name.name.to_string();
+            if let Some(by) = &route.by {
+                let bucket = format!("((({}) % 100) + 100) % 100", w.expr(by));
+                let mut low = 0i64;
+                for case in &route.cases {
+                    let share = match case.when.kind {
+                        ExprKind::Int(p) => p,
+                        _ => 0,
+                    };
+                    let filter = format!("{bucket} >= {low} AND {bucket} < {}", low + share);
+                    low += share;
+                    filters.insert((route_name.clone(), case.target.name.to_string()), filter);
+                }
+            } else {
+                let mut earlier: Vec<String> = Vec::new();
+                for case in &route.cases {
+                    let this = format!("COALESCE(({}), FALSE)", w.expr(&case.when));
+                    let filter = earlier
+                        .iter()
+                        .map(|e| format!("NOT {e}"))
+                        .chain(std::iter::once(this.clone()))
+                        .collect::<Vec<_>>()
+                        .join(" AND ");
+                    filters.insert((route_name.clone(), case.target.name.to_string()), filter);
+                    earlier.push(this);
+                }
+                if let Some(otherwise) = &route.otherwise {
+                    let filter = if earlier.is_empty() {
+                        "TRUE".to_string()
+                    } else {
+                        format!("NOT ({})", earlier.join(" OR "))
+                    };
+                    filters.insert((route_name.clone(), otherwise.name.to_string()), filter);
+                }
+            }
+        }
+    }
+    filters
+}
+
+struct Lowering<'a, 'w> {
+    workspace: &'a Workspace,
+    index: &'a Index<'w>,
+    graph: &'a FlowGraph<'w>,
+    flow_params: &'a BTreeSet<String>,
+    route_filters: BTreeMap<(String, String), String>,
+}
+
+impl Lowering<'_, '_> {
+    fn stage(&self, i: usize) -> StagePlan {
+        let node = &self.graph.stages[i];
+        let stage = node.stage;
+        let policy = self.policy(stage);
+        let get = |key: &str| policy.get(key).copied();
+        let millis = |key: &str| {
+            get(key)
+                .and_then(|e| values::duration(e).ok())
+                .map(|d| d.as_millis() as u64)
+        };
+        let retry = retry_policy(&policy);
+        let steps = self.steps(stage, &retry, millis("timeout"));
+        let (trigger, upstream) = self.trigger(i);
+        let kind = kind_of(stage, &steps);
+        let mut w = Writer::new(self.flow_params);
+        let idempotency_key = get("idempotency_key").map(|e| Sql {
+            text: w.expr(e),
+            params: w.take_params(),
+        });
+        let compensation = get("compensate").and_then(|e| match &e.kind {
+            ExprKind::Call(call) => self.invocation(call),
+            _ => None,
+        });
+        StagePlan {
+            id: stage.name.name.to_string(),
+            kind,
+            upstream,
+            trigger,
+            steps,
+            timeout_ms: millis("timeout"),
+            schedule_timeout_ms: millis("schedule_timeout"),
+            heartbeat_ms: millis("heartbeat"),
+            priority: get("priority")
+                .and_then(values::int)
+                .and_then(|p| u8::try_from(p).ok())
+                .unwrap_or(2),
+            on_failure: get("on_failure")
+                .and_then(values::word)
+                .unwrap_or("fail")
+                .to_string(),
+            compensation,
+            idempotency_key,
+            fork_parent: node.fork_parent.map(|p| self.graph.name(p).to_string()),
+            connector: stage.connector.as_ref().map(|c| c.name.to_string()),
+            retry,
+            origin: origin(self.workspace, self.graph.file, stage.name.span),
+        }
+    }
+
+    /// The keys in force: the defaults of the stage's activity, then the stage's own.
+    fn policy<'s>(&'s self, stage: &'s ast::Stage) -> BTreeMap<&'s str, &'s ast::Expr> {
+        let mut policy = BTreeMap::new();
+        let calls = crate::check::activity_calls(stage);
+        let mut names: Vec<&str> = calls.iter().map(|c| c.name.name.as_str()).collect();
+        names.dedup();
+        if let [only] = names.as_slice()
+            && let Some(def) = self.index.activity_by_name.get(only)
+            && let Some(config) = &def.node.config
+        {
+            for e in &config.entries {
+                policy.insert(e.key.name.as_str(), &e.value);
+            }
+        }
+        if let Some(config) = &stage.config {
+            for e in &config.entries {
+                policy.insert(e.key.name.as_str(), &e.value);
+            }
+        }
+        policy
+    }
+
+    /// The compiled trigger and the upstream edges with the states they wait for.
+    fn trigger(&self, i: usize) -> (Cond, Vec<Edge>) {
+        let stage = self.graph.stages[i].stage;
+        let mut upstream: Vec<String> = Vec::new();
+        for edge in self.graph.upstream(i) {
+            let name = self.graph.name(edge.to).to_string();
+            if edge.to != i && !upstream.contains(&name) {
+                upstream.push(name);
+            }
+        }
+        let (cond, labels): (Cond, BTreeMap<String, Vec<String>>) = match &stage.trigger {
+            Some(t) => {
+                let mut labels = BTreeMap::new();
+                collect_states(t, false, &mut labels);
+                (cond_of(t), labels)
+            }
+            None => {
+                let rule = stage
+                    .config
+                    .as_deref()
+                    .and_then(|c| c.entries.iter().find(|e| e.key.name == "trigger"))
+                    .and_then(|e| values::word(&e.value))
+                    .filter(|r| TRIGGER_RULES.contains(r))
+                    .unwrap_or("all_success");
+                let (cond, label) = rule_cond(rule, &upstream);
+                let labels = upstream
+                    .iter()
+                    .map(|u| (u.clone(), vec![label.to_string()]))
+                    .collect();
+                (cond, labels)
+            }
+        };
+        let edges = upstream
+            .into_iter()
+            .map(|u| {
+                let requires = labels.get(&u).map_or("done".to_string(), |l| l.join("|"));
+                Edge { stage: u, requires }
+            })
+            .collect();
+        (cond, edges)
+    }
+
+    fn steps(&self, stage: &ast::Stage, retry: &RetryPolicy, timeout_ms: Option<u64>) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let mut w = Writer::new(self.flow_params);
+        let mut query: Option<Select> = match &stage.body.source.kind {
+            SourceKind::From(refs) => Some(self.from_refs(stage, refs, &mut w)),
+            SourceKind::Merge(names) => {
+                let parts: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("SELECT * FROM {}", self.read_stage(stage, &n.name)))
+                    .collect();
+                Some(Select::from(
+                    format!("({})", parts.join(" UNION ALL ")),
+                    "merged",
+                ))
+            }
+            SourceKind::Activity(call) => {
+                if let Some(invocation) = self.stage_invocation(call, retry, timeout_ms) {
+                    steps.push(Step::Invoke { invocation });
+                }
+                None
+            }
+            SourceKind::CallFlow(call) => {
+                let parent_close = self
+                    .policy(stage)
+                    .get("parent_close")
+                    .and_then(|e| values::word(e))
+                    .unwrap_or("terminate")
+                    .to_string();
+                steps.push(Step::Call {
+                    target: self.flow_ref(call),
+                    parent_close,
+                });
+                None
+            }
+            SourceKind::Jump(call) => {
+                steps.push(Step::Jump {
+                    target: self.flow_ref(call),
+                });
+                None
+            }
+        };
+        for op in &stage.body.ops {
+            let relational = matches!(
+                op.kind,
+                OpKind::Where(_)
+                    | OpKind::Select(_)
+                    | OpKind::Join(_)
+                    | OpKind::GroupBy(_)
+                    | OpKind::OrderBy(_)
+                    | OpKind::Limit(_)
+            );
+            if relational {
+                let q = query.get_or_insert_with(|| Select::from("_input".to_string(), "_input"));
+                match &op.kind {
+                    OpKind::Where(e) => q.filter(w.expr(e)),
+                    OpKind::Select(items) => {
+                        let items: Vec<String> = items
+                            .iter()
+                            .map(|i| match &i.alias {
+                                Some(a) => {
+                                    format!("{} AS {}", w.expr(&i.expr), quote_ident(&a.name))
+                                }
+                                None => w.expr(&i.expr),
+                            })
+                            .collect();
+                        q.select(items.join(", "));
+                    }
+                    OpKind::Join(join) => {
+                        let (table, alias) = self.source_table(stage, &join.source, &mut w);
+                        q.join(table, &alias, w.expr(&join.on));
+                    }
+                    OpKind::GroupBy(keys) => q.group_by(keys.iter().map(|k| w.expr(k)).collect()),
+                    OpKind::OrderBy(keys) => q.order_by(
+                        keys.iter()
+                            .map(|k| {
+                                format!(
+                                    "{}{}",
+                                    w.expr(&k.expr),
+                                    if k.descending { " DESC" } else { "" }
+                                )
+                            })
+                            .collect(),
+                    ),
+                    OpKind::Limit(n) => q.limit(n.value),
+                    _ => {}
+                }
+                continue;
+            }
+            if let Some(q) = query.take() {
+                steps.push(Step::Query {
+                    sql: Sql {
+                        text: q.render(),
+                        params: w.take_params(),
+                    },
+                });
+            }
+            steps.push(match &op.kind {
+                OpKind::Activity(call) => match self.stage_invocation(call, retry, timeout_ms) {
+                    Some(invocation) => Step::Invoke { invocation },
+                    None => continue,
+                },
+                OpKind::Each(call) => {
+                    let Some(invocation) = self.stage_invocation(call, retry, timeout_ms) else {
+                        continue;
+                    };
+                    let policy = self.policy(stage);
+                    let concurrency = policy
+                        .get("concurrency")
+                        .and_then(|e| values::int(e))
+                        .and_then(|n| u64::try_from(n).ok())
+                        .unwrap_or(8);
+                    let tolerated_failures = match policy.get("tolerated_failures").map(|e| &e.kind)
+                    {
+                        Some(ExprKind::Int(n)) => Tolerance::Count(u64::try_from(*n).unwrap_or(0)),
+                        Some(ExprKind::Str(s)) => Tolerance::Percent(
+                            s.trim_end_matches('%').trim().parse().unwrap_or(0.0),
+                        ),
+                        _ => Tolerance::Count(0),
+                    };
+                    Step::Each {
+                        invocation,
+                        concurrency,
+                        tolerated_failures,
+                    }
+                }
+                OpKind::Route(route) => Step::Route {
+                    targets: route
+                        .cases
+                        .iter()
+                        .map(|c| &c.target)
+                        .chain(&route.otherwise)
+                        .map(|t| RouteTarget {
+                            stage: t.name.to_string(),
+                            filter: self
+                                .route_filters
+                                .get(&(stage.name.name.to_string(), t.name.to_string()))
+                                .cloned()
+                                .unwrap_or_default(),
+                        })
+                        .collect(),
+                },
+                OpKind::Fork(children) => Step::Fork {
+                    branches: children.iter().map(|c| c.name.name.to_string()).collect(),
+                },
+                OpKind::Wait(e) => Step::Wait {
+                    ms: values::duration(e).map_or(0, |d| d.as_millis() as u64),
+                },
+                OpKind::WaitUntil(e) => {
+                    let poll = self
+                        .policy(stage)
+                        .get("poll_interval")
+                        .and_then(|e| values::duration(e).ok())
+                        .map_or(10_000, |d| d.as_millis() as u64);
+                    let text = format!("SELECT EXISTS (SELECT 1 FROM _input WHERE {})", w.expr(e));
+                    Step::WaitUntil {
+                        condition: Sql {
+                            text,
+                            params: w.take_params(),
+                        },
+                        poll_interval_ms: poll,
+                    }
+                }
+                OpKind::Activate(a) => Step::Activate {
+                    activation: activation(&a.target.value, &a.options),
+                },
+                OpKind::SaveTo(parts) => Step::SaveTo {
+                    table: parts
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join("."),
+                },
+                OpKind::Jump(call) => Step::Jump {
+                    target: self.flow_ref(call),
+                },
+                OpKind::End => Step::End,
+                _ => continue,
+            });
+        }
+        if let Some(q) = query.take() {
+            steps.push(Step::Query {
+                sql: Sql {
+                    text: q.render(),
+                    params: w.take_params(),
+                },
+            });
+        }
+        steps
+    }
+
+    /// `from a, 'file.csv', [[...]] as t(x)`: one source, or their union.
+    fn from_refs(&self, stage: &ast::Stage, refs: &[SourceRef], w: &mut Writer) -> Select {
+        if let [single] = refs {
+            let (table, alias) = self.source_table(stage, single, w);
+            return Select::from(table, &alias);
+        }
+        let parts: Vec<String> = refs
+            .iter()
+            .map(|r| format!("SELECT * FROM {}", self.source_table(stage, r, w).0))
+            .collect();
+        Select::from(format!("({})", parts.join(" UNION ALL ")), "sources")
+    }
+
+    /// The table (or subquery) for a source, and the alias it goes by.
+    fn source_table(&self, stage: &ast::Stage, r: &SourceRef, w: &mut Writer) -> (String, String) {
+        match r {
+            SourceRef::Name(n) if self.graph.index_of(&n.name).is_some() => {
+                (self.read_stage(stage, &n.name), n.name.to_string())
+            }
+            SourceRef::Name(n) => (quote_ident(&n.name), n.name.to_string()),
+            SourceRef::File(path) => {
+                let base = std::path::Path::new(path.value.as_str())
+                    .file_stem()
+                    .map_or("file".to_string(), |s| s.to_string_lossy().into_owned());
+                (sql::file_table(&path.value), base)
+            }
+            SourceRef::Values { rows, alias, .. } => {
+                let rows: Vec<String> = rows
+                    .iter()
+                    .map(|row| {
+                        format!(
+                            "({})",
+                            row.iter().map(|e| w.expr(e)).collect::<Vec<_>>().join(", ")
+                        )
+                    })
+                    .collect();
+                let values = format!("VALUES {}", rows.join(", "));
+                match alias {
+                    Some(a) => {
+                        let columns: Vec<String> = a
+                            .columns
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| format!("column{} AS {}", i + 1, quote_ident(&c.name)))
+                            .collect();
+                        (
+                            format!("(SELECT {} FROM ({values}))", columns.join(", ")),
+                            a.table.name.to_string(),
+                        )
+                    }
+                    None => (format!("({values})"), "values".to_string()),
+                }
+            }
+        }
+    }
+
+    /// Reading another stage: its table, filtered when this stage is one of its route targets.
+    fn read_stage(&self, reader: &ast::Stage, stage: &str) -> String {
+        match self
+            .route_filters
+            .get(&(stage.to_string(), reader.name.name.to_string()))
+        {
+            Some(filter) => format!("(SELECT * FROM {} WHERE {filter})", sql::stage_table(stage)),
+            None => sql::stage_table(stage),
+        }
+    }
+
+    fn stage_invocation(
+        &self,
+        call: &ast::Call,
+        retry: &RetryPolicy,
+        timeout_ms: Option<u64>,
+    ) -> Option<Invocation> {
+        let mut invocation = self.invocation(call)?;
+        invocation.retry = retry.clone();
+        invocation.timeout_ms = timeout_ms;
+        Some(invocation)
+    }
+
+    /// An activity call with its arguments bound; `None` for an unknown activity.
+    fn invocation(&self, call: &ast::Call) -> Option<Invocation> {
+        let def = self.index.activity_by_name.get(call.name.name.as_str())?;
+        let activity = def.node;
+        let activity_params: BTreeSet<String> = activity
+            .params
+            .iter()
+            .map(|p| p.name.name.to_string())
+            .collect();
+        let command = match &activity.command {
+            ast::Command::Sh(text) => Command::Shell {
+                text: text.value.to_string(),
+            },
+            ast::Command::Exec(args) => Command::Exec {
+                argv: args
+                    .iter()
+                    .map(|a| match &a.kind {
+                        ExprKind::Str(s) => ArgvItem::Literal(s.to_string()),
+                        ExprKind::Name(n) if activity_params.contains(n.name.as_str()) => {
+                            ArgvItem::Param(n.name.to_string())
+                        }
+                        _ => ArgvItem::Expr(Writer::new(&activity_params).expr(a)),
+                    })
+                    .collect(),
+            },
+        };
+        let mut policy = BTreeMap::new();
+        if let Some(config) = &activity.config {
+            for e in &config.entries {
+                policy.insert(e.key.name.as_str(), &e.value);
+            }
+        }
+        let timeout_ms = policy
+            .get("timeout")
+            .and_then(|e| values::duration(e).ok())
+            .map(|d| d.as_millis() as u64);
+        Some(Invocation {
+            activity: activity.name.name.to_string(),
+            command,
+            bindings: self.bind(&activity.params, &call.args),
+            retry: retry_policy(&policy),
+            timeout_ms,
+        })
+    }
+
+    /// Arguments bound to parameters in declaration order, defaults filling the rest.
+    fn bind(&self, params: &[ast::Param], args: &[Arg]) -> Vec<Binding> {
+        let mut w = Writer::new(self.flow_params);
+        params
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let named = args
+                    .iter()
+                    .find(|a| a.name.as_ref().is_some_and(|n| n.name == p.name.name));
+                let positional = args.iter().filter(|a| a.name.is_none()).nth(i);
+                let value = named
+                    .or(positional)
+                    .map(|a| &a.value)
+                    .or(p.default.as_ref())?;
+                let sql = w.expr(value);
+                Some(Binding {
+                    param: p.name.name.to_string(),
+                    sql,
+                    params: w.take_params(),
+                })
+            })
+            .collect()
+    }
+
+    fn flow_ref(&self, call: &ast::FlowCall) -> FlowRef {
+        let version = call.version.as_ref().map(|v| v.value);
+        let args = match self.index.flow(&call.name.name, version) {
+            Some(target) => self.bind(
+                &target.node.params,
+                call.args.as_deref().unwrap_or_default(),
+            ),
+            None => Vec::new(),
+        };
+        FlowRef {
+            flow: call.name.name.to_string(),
+            version,
+            args,
+        }
+    }
+
+    fn action(&self, call: &ast::Call) -> Action {
+        if call.name.name == "activate" {
+            let target = call.args.first().and_then(|a| match &a.value.kind {
+                ExprKind::Str(s) => Some(s.to_string()),
+                _ => None,
+            });
+            let options: Vec<Arg> = call
+                .args
+                .iter()
+                .filter(|a| a.name.is_some())
+                .cloned()
+                .collect();
+            return Action::Activate(activation(target.as_deref().unwrap_or("log"), &options));
+        }
+        match self.invocation(call) {
+            Some(invocation) => Action::Invoke(invocation),
+            None => Action::Activate(activation("log", &[])),
+        }
+    }
+}
+
+fn activation(target: &str, options: &[Arg]) -> Activation {
+    Activation {
+        target: target.to_string(),
+        options: options
+            .iter()
+            .filter_map(|o| Some((o.name.as_ref()?.name.to_string(), json_value(&o.value))))
+            .collect(),
+    }
+}
+
+fn retry_policy(policy: &BTreeMap<&str, &ast::Expr>) -> RetryPolicy {
+    let get = |key: &str| policy.get(key).copied();
+    let millis = |key: &str| {
+        get(key)
+            .and_then(|e| values::duration(e).ok())
+            .map(|d| d.as_millis() as u64)
+    };
+    let retries = get("retries")
+        .and_then(values::int)
+        .unwrap_or(0)
+        .clamp(0, u32::MAX as i64 - 1) as u32;
+    RetryPolicy {
+        attempts: retries + 1,
+        initial_delay_ms: millis("retry_delay").unwrap_or(1000),
+        backoff: get("backoff")
+            .and_then(values::word)
+            .unwrap_or("exponential")
+            .to_string(),
+        coefficient: get("backoff_coefficient")
+            .and_then(values::number)
+            .unwrap_or(2.0),
+        max_delay_ms: millis("max_retry_delay"),
+        jitter: get("jitter").and_then(values::boolean).unwrap_or(false),
+        non_retryable: match get("non_retryable").map(|e| &e.kind) {
+            Some(ExprKind::List(items)) => items.iter().filter_map(values::int).collect(),
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// An Airflow trigger rule as a formula over the upstream stages, and the edge label.
+fn rule_cond(rule: &str, upstream: &[String]) -> (Cond, &'static str) {
+    let each = |state: &str| -> Vec<Cond> {
+        upstream
+            .iter()
+            .map(|u| Cond::State {
+                stage: u.clone(),
+                state: state.to_string(),
+            })
+            .collect()
+    };
+    let not_each = |state: &str| -> Vec<Cond> {
+        each(state)
+            .into_iter()
+            .map(|c| Cond::Not { arg: Box::new(c) })
+            .collect()
+    };
+    let all = |mut args: Vec<Cond>| match args.len() {
+        0 => Cond::True,
+        1 => args.remove(0),
+        _ => Cond::And { args },
+    };
+    let any = |mut args: Vec<Cond>| match args.len() {
+        1 => args.remove(0),
+        _ => Cond::Or { args },
+    };
+    match rule {
+        "all_failed" => (all(each("failed")), "failed"),
+        "all_done" => (all(each("done")), "done"),
+        "one_success" => (any(each("success")), "success"),
+        "one_failed" => (any(each("failed")), "failed"),
+        "one_done" => (any(each("done")), "done"),
+        "none_failed" => (all(not_each("failed")), "not failed"),
+        "none_failed_min_one_success" => (
+            all(vec![all(not_each("failed")), any(each("success"))]),
+            "not failed",
+        ),
+        "none_skipped" => (all(not_each("skipped")), "not skipped"),
+        "always" => (Cond::True, "done"),
+        _ => (all(each("success")), "success"),
+    }
+}
+
+/// The states an `if` trigger names for each stage (`not ` before negated ones).
+fn collect_states(c: &Condition, negated: bool, out: &mut BTreeMap<String, Vec<String>>) {
+    match c {
+        Condition::State { target, state } => {
+            let label = if negated {
+                format!("not {}", state.name)
+            } else {
+                state.name.to_string()
+            };
+            let states = out.entry(target.name.to_string()).or_default();
+            if !states.contains(&label) {
+                states.push(label);
+            }
+        }
+        Condition::Not(inner, _) => collect_states(inner, !negated, out),
+        Condition::And(a, b) | Condition::Or(a, b) => {
+            collect_states(a, negated, out);
+            collect_states(b, negated, out);
+        }
+    }
+}
+
+/// The kind of the stage's principal step: the first that is not a query.
+fn kind_of(stage: &ast::Stage, steps: &[Step]) -> NodeKind {
+    for step in steps {
+        return match step {
+            Step::Query { .. } | Step::SaveTo { .. } => continue,
+            Step::Invoke { .. } => NodeKind::Activity,
+            Step::Each { .. } => NodeKind::Each,
+            Step::Route { .. } => NodeKind::Route,
+            Step::Fork { .. } => NodeKind::Fork,
+            Step::Wait { .. } => NodeKind::Wait,
+            Step::WaitUntil { .. } => NodeKind::WaitUntil,
+            Step::Activate { .. } => NodeKind::Activate,
+            Step::Jump { .. } => NodeKind::Jump,
+            Step::Call { .. } => NodeKind::Call,
+            Step::End => NodeKind::End,
+        };
+    }
+    match stage.body.source.kind {
+        SourceKind::Merge(_) => NodeKind::Merge,
+        _ => NodeKind::Query,
+    }
+}

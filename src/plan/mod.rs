@@ -1,0 +1,9 @@
+//! Lowering checked flows to execution plans ([`ir`]), and their renderings.
+
+pub mod ir;
+mod lower;
+pub mod render;
+pub mod sql;
+
+pub use ir::Plan;
+pub use lower::lower;

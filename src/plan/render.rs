@@ -1,0 +1,372 @@
+//! Plans for people and tools: a text listing, Graphviz DOT and Mermaid flowcharts.
+
+use super::ir::*;
+use std::fmt::Write;
+
+pub fn json(plan: &Plan) -> String {
+    // Plain data: serialization cannot fail.
+    serde_json::to_string_pretty(plan).unwrap_or_default() + "\n"
+}
+
+/// A readable listing in topological order.
+pub fn text(plan: &Plan) -> String {
+    let f = &plan.flow;
+    let mut out = String::new();
+    let version = f
+        .version
+        .map(|v| format!(" @version({v})"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "flow {}{version}  ({}:{})",
+        f.name, f.origin.file, f.origin.line
+    );
+    if !f.params.is_empty() {
+        let params: Vec<String> = f
+            .params
+            .iter()
+            .map(|p| match &p.default {
+                Some(d) => format!("{}: {} = {d}", p.name, p.ty),
+                None => format!("{}: {}", p.name, p.ty),
+            })
+            .collect();
+        let _ = writeln!(out, "  params: {}", params.join(", "));
+    }
+    if let Some(s) = &f.schedule {
+        let when = match (&s.cron, s.interval_ms) {
+            (Some(c), _) => format!("cron('{c}') in {}", s.timezone),
+            (None, Some(ms)) => format!("every {}", duration(ms)),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  schedule: {when}{}",
+            if s.catchup { ", catch up" } else { "" }
+        );
+    }
+    let limits: Vec<String> = [
+        f.concurrency.map(|n| format!("concurrency {n}")),
+        f.max_parallel.map(|n| format!("max_parallel {n}")),
+        f.timeout_ms.map(|ms| format!("timeout {}", duration(ms))),
+        f.keep_runs.map(|n| format!("keep_runs {n}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !limits.is_empty() {
+        let _ = writeln!(out, "  limits: {}", limits.join(", "));
+    }
+    if !f.depends_on.is_empty() {
+        let _ = writeln!(out, "  depends on: {}", f.depends_on.join(", "));
+    }
+    if let Some(c) = &f.start_condition {
+        let _ = writeln!(out, "  starts if: {}", cond(c));
+    }
+    for h in &f.hooks {
+        let _ = writeln!(out, "  {}: {}", h.event, action(&h.action));
+    }
+    for s in &f.stages {
+        let _ = writeln!(
+            out,
+            "\nstage {}  [{}]  ({}:{})",
+            s.id,
+            s.kind.name(),
+            s.origin.file,
+            s.origin.line
+        );
+        if let Some(parent) = &s.fork_parent {
+            let _ = writeln!(out, "  branch of: {parent}");
+        }
+        if !s.upstream.is_empty() {
+            let waits: Vec<String> = s
+                .upstream
+                .iter()
+                .map(|e| format!("{} ({})", e.stage, e.requires))
+                .collect();
+            let _ = writeln!(out, "  waits for: {}", waits.join(", "));
+        }
+        let _ = writeln!(out, "  trigger: {}", cond(&s.trigger));
+        let _ = writeln!(out, "  retry: {}", retry(&s.retry));
+        let limits: Vec<String> = [
+            s.timeout_ms.map(|ms| format!("timeout {}", duration(ms))),
+            s.schedule_timeout_ms
+                .map(|ms| format!("schedule_timeout {}", duration(ms))),
+            s.heartbeat_ms
+                .map(|ms| format!("heartbeat {}", duration(ms))),
+            (s.priority != 2).then(|| format!("priority {}", s.priority)),
+            (s.on_failure != "fail").then(|| format!("on_failure {}", s.on_failure)),
+            s.connector.as_ref().map(|c| format!("on {c}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !limits.is_empty() {
+            let _ = writeln!(out, "  limits: {}", limits.join(", "));
+        }
+        if let Some(c) = &s.compensation {
+            let _ = writeln!(out, "  compensate: {}", invocation(c));
+        }
+        if let Some(k) = &s.idempotency_key {
+            let _ = writeln!(out, "  idempotency key: {}", sql(k));
+        }
+        for step in &s.steps {
+            let _ = writeln!(out, "  {}", self::step(step));
+        }
+    }
+    out
+}
+
+fn duration(ms: u64) -> String {
+    crate::check::values::show(std::time::Duration::from_millis(ms))
+}
+
+fn sql(s: &Sql) -> String {
+    if s.params.is_empty() {
+        s.text.clone()
+    } else {
+        format!("{}  -- params: {}", s.text, s.params.join(", "))
+    }
+}
+
+pub fn cond(c: &Cond) -> String {
+    match c {
+        Cond::True => "true".into(),
+        Cond::State { stage, state } => format!("{stage}.{state}"),
+        Cond::Not { arg } => format!("not {}", cond(arg)),
+        Cond::And { args } => format!(
+            "({})",
+            args.iter().map(cond).collect::<Vec<_>>().join(" and ")
+        ),
+        Cond::Or { args } => format!(
+            "({})",
+            args.iter().map(cond).collect::<Vec<_>>().join(" or ")
+        ),
+    }
+}
+
+fn retry(r: &RetryPolicy) -> String {
+    if r.attempts <= 1 {
+        return "1 attempt".into();
+    }
+    let delays: Vec<String> = r.delays_ms().into_iter().map(duration).collect();
+    let mut text = format!(
+        "{} attempts, {} backoff, delays {}",
+        r.attempts,
+        r.backoff,
+        delays.join(", ")
+    );
+    if r.jitter {
+        text.push_str(", full jitter");
+    }
+    if !r.non_retryable.is_empty() {
+        text.push_str(&format!(", non-retryable {:?}", r.non_retryable));
+    }
+    text
+}
+
+fn invocation(i: &Invocation) -> String {
+    let args: Vec<String> = i
+        .bindings
+        .iter()
+        .map(|b| format!("{} = {}", b.param, b.sql))
+        .collect();
+    format!("{}({})", i.activity, args.join(", "))
+}
+
+fn action(a: &Action) -> String {
+    match a {
+        Action::Invoke(i) => invocation(i),
+        Action::Activate(a) => activation(a),
+    }
+}
+
+fn activation(a: &Activation) -> String {
+    let options: Vec<String> = a.options.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    if options.is_empty() {
+        format!("activate('{}')", a.target)
+    } else {
+        format!("activate('{}', {})", a.target, options.join(", "))
+    }
+}
+
+fn flow_ref(f: &FlowRef) -> String {
+    let version = f
+        .version
+        .map(|v| format!("@version({v})"))
+        .unwrap_or_default();
+    let args: Vec<String> = f
+        .args
+        .iter()
+        .map(|b| format!("{} = {}", b.param, b.sql))
+        .collect();
+    format!("{}{version}({})", f.flow, args.join(", "))
+}
+
+fn step(s: &Step) -> String {
+    match s {
+        Step::Query { sql: q } => format!("query: {}", sql(q)),
+        Step::Invoke { invocation: i } => format!("invoke: {}", invocation(i)),
+        Step::Each {
+            invocation: i,
+            concurrency,
+            tolerated_failures,
+        } => {
+            let tolerated = match tolerated_failures {
+                Tolerance::Count(n) => n.to_string(),
+                Tolerance::Percent(p) => format!("{p}%"),
+            };
+            format!(
+                "each: {} (concurrency {concurrency}, tolerated failures {tolerated})",
+                invocation(i)
+            )
+        }
+        Step::Route { targets } => {
+            let targets: Vec<String> = targets
+                .iter()
+                .map(|t| format!("{} where {}", t.stage, t.filter))
+                .collect();
+            format!("route: {}", targets.join("; "))
+        }
+        Step::Fork { branches } => format!("fork: {}", branches.join(", ")),
+        Step::Wait { ms } => format!("wait: {}", duration(*ms)),
+        Step::WaitUntil {
+            condition,
+            poll_interval_ms,
+        } => format!(
+            "wait until: {} (every {})",
+            sql(condition),
+            duration(*poll_interval_ms)
+        ),
+        Step::Activate { activation: a } => activation(a),
+        Step::SaveTo { table } => format!("save to: {table}"),
+        Step::Jump { target } => format!("jump: {}", flow_ref(target)),
+        Step::Call {
+            target,
+            parent_close,
+        } => format!("call: {} (parent_close {parent_close})", flow_ref(target)),
+        Step::End => "end".into(),
+    }
+}
+
+/// Node names for graphs: stage names may hold any character, so nodes are numbered.
+fn node_ids(plan: &Plan) -> impl Fn(&str) -> String + '_ {
+    move |stage: &str| {
+        let i = plan
+            .flow
+            .stages
+            .iter()
+            .position(|s| s.id == stage)
+            .unwrap_or(usize::MAX);
+        format!("s{i}")
+    }
+}
+
+fn escape_dot(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Graphviz: stages as boxes, edges labelled with the state they wait for, compensations
+/// dashed.
+pub fn dot(plan: &Plan) -> String {
+    let id = node_ids(plan);
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n",
+        escape_dot(&plan.flow.name)
+    );
+    for s in &plan.flow.stages {
+        let _ = writeln!(
+            out,
+            "  {} [label=\"{}\\n{}\"];",
+            id(&s.id),
+            escape_dot(&s.id),
+            s.kind.name()
+        );
+    }
+    for s in &plan.flow.stages {
+        for e in &s.upstream {
+            let _ = writeln!(
+                out,
+                "  {} -> {} [label=\"{}\"];",
+                id(&e.stage),
+                id(&s.id),
+                escape_dot(&e.requires)
+            );
+        }
+        if let Step::Fork { branches } = s
+            .steps
+            .iter()
+            .find(|st| matches!(st, Step::Fork { .. }))
+            .unwrap_or(&Step::End)
+        {
+            for b in branches {
+                let _ = writeln!(
+                    out,
+                    "  {} -> {} [label=\"branch\", style=dotted];",
+                    id(&s.id),
+                    id(b)
+                );
+            }
+        }
+        if let Some(c) = &s.compensation {
+            let comp = format!("{}_compensate", id(&s.id));
+            let _ = writeln!(
+                out,
+                "  {comp} [label=\"{}\", shape=note];",
+                escape_dot(&c.activity)
+            );
+            let _ = writeln!(
+                out,
+                "  {} -> {comp} [label=\"compensate\", style=dashed];",
+                id(&s.id)
+            );
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn escape_mermaid(text: &str) -> String {
+    text.replace('"', "#quot;")
+}
+
+/// Mermaid `flowchart`: the same graph as [`dot`].
+pub fn mermaid(plan: &Plan) -> String {
+    let id = node_ids(plan);
+    let mut out = String::from("flowchart LR\n");
+    for s in &plan.flow.stages {
+        let _ = writeln!(
+            out,
+            "  {}[\"{}<br/>{}\"]",
+            id(&s.id),
+            escape_mermaid(&s.id),
+            s.kind.name()
+        );
+    }
+    for s in &plan.flow.stages {
+        for e in &s.upstream {
+            let _ = writeln!(
+                out,
+                "  {} -->|\"{}\"| {}",
+                id(&e.stage),
+                escape_mermaid(&e.requires),
+                id(&s.id)
+            );
+        }
+        if let Step::Fork { branches } = s
+            .steps
+            .iter()
+            .find(|st| matches!(st, Step::Fork { .. }))
+            .unwrap_or(&Step::End)
+        {
+            for b in branches {
+                let _ = writeln!(out, "  {} -.->|branch| {}", id(&s.id), id(b));
+            }
+        }
+        if let Some(c) = &s.compensation {
+            let comp = format!("{}_compensate", id(&s.id));
+            let _ = writeln!(out, "  {comp}>\"{}\"]", escape_mermaid(&c.activity));
+            let _ = writeln!(out, "  {} -.->|compensate| {comp}", id(&s.id));
+        }
+    }
+    out
+}

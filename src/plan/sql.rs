@@ -1,0 +1,251 @@
+//! Expressions and relational operators to SQL for the embedded engine (SQLite dialect).
+//!
+//! Tables: workspace tables by name (`"orders"`); each stage's rows as `run."stage"`; each file
+//! source as `run."file:path"`, loaded by the runtime. Flow parameters and the run's values
+//! are named parameters (`:day`, `:run_time`), never text.
+
+use crate::syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
+use std::collections::BTreeSet;
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub fn quote_str(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+pub fn stage_table(stage: &str) -> String {
+    format!("run.{}", quote_ident(stage))
+}
+
+pub fn file_table(path: &str) -> String {
+    format!("run.{}", quote_ident(&format!("file:{path}")))
+}
+
+/// Writes expressions, remembering which parameters they use.
+pub struct Writer<'a> {
+    flow_params: &'a BTreeSet<String>,
+    pub used: BTreeSet<String>,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(flow_params: &'a BTreeSet<String>) -> Self {
+        Writer {
+            flow_params,
+            used: BTreeSet::new(),
+        }
+    }
+
+    /// The parameters used so far, taken.
+    pub fn take_params(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.used).into_iter().collect()
+    }
+
+    pub fn expr(&mut self, e: &Expr) -> String {
+        match &e.kind {
+            ExprKind::Int(n) => n.to_string(),
+            ExprKind::Float(x) => format!("{x:?}"),
+            ExprKind::Str(s) => quote_str(s),
+            ExprKind::Duration { millis, .. } => millis.to_string(),
+            ExprKind::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
+            ExprKind::Null => "NULL".to_string(),
+            ExprKind::Name(n) => self.name(&n.name),
+            ExprKind::Field(f) if f.base.name == "_" => quote_ident(&f.field.name),
+            ExprKind::Field(f) => format!(
+                "{}.{}",
+                quote_ident(&f.base.name),
+                quote_ident(&f.field.name)
+            ),
+            ExprKind::Star => "*".to_string(),
+            ExprKind::Call(call) => {
+                let name = match call.name.name.to_ascii_lowercase().as_str() {
+                    // SQLite has no stable hash: the runtime registers one.
+                    "hash" => "wv_hash".to_string(),
+                    other => other.to_string(),
+                };
+                let args: Vec<String> = call.args.iter().map(|a| self.expr(&a.value)).collect();
+                format!("{name}({})", args.join(", "))
+            }
+            ExprKind::List(items) => {
+                let items: Vec<String> = items.iter().map(|i| self.expr(i)).collect();
+                format!("({})", items.join(", "))
+            }
+            ExprKind::Unary { op, operand } => match op {
+                UnaryOp::Neg => format!("-{}", self.operand(operand)),
+                UnaryOp::Not => format!("NOT {}", self.operand(operand)),
+            },
+            ExprKind::Binary { op, lhs, rhs } => {
+                let symbol = match op {
+                    BinaryOp::Or => "OR",
+                    BinaryOp::And => "AND",
+                    BinaryOp::NotEq => "<>",
+                    other => other.symbol(),
+                };
+                format!("{} {symbol} {}", self.operand(lhs), self.operand(rhs))
+            }
+            ExprKind::IsNull { operand, negated } => {
+                format!(
+                    "{} IS {}NULL",
+                    self.operand(operand),
+                    if *negated { "NOT " } else { "" }
+                )
+            }
+            ExprKind::InList {
+                operand,
+                list,
+                negated,
+            } => {
+                let items: Vec<String> = list.iter().map(|i| self.expr(i)).collect();
+                format!(
+                    "{} {}IN ({})",
+                    self.operand(operand),
+                    if *negated { "NOT " } else { "" },
+                    items.join(", ")
+                )
+            }
+            ExprKind::Like {
+                operand,
+                pattern,
+                negated,
+            } => {
+                format!(
+                    "{} {}LIKE {}",
+                    self.operand(operand),
+                    if *negated { "NOT " } else { "" },
+                    self.operand(pattern)
+                )
+            }
+            ExprKind::Error => "NULL".to_string(),
+        }
+    }
+
+    /// An operand, parenthesized when it is itself an operation, so precedence is explicit.
+    fn operand(&mut self, e: &Expr) -> String {
+        let text = self.expr(e);
+        match e.kind {
+            ExprKind::Binary { .. }
+            | ExprKind::Unary { .. }
+            | ExprKind::IsNull { .. }
+            | ExprKind::InList { .. }
+            | ExprKind::Like { .. } => {
+                format!("({text})")
+            }
+            _ => text,
+        }
+    }
+
+    fn name(&mut self, name: &str) -> String {
+        if self.flow_params.contains(name) || matches!(name, "run_time" | "run_date") {
+            self.used.insert(name.to_string());
+            format!(":{name}")
+        } else {
+            quote_ident(name)
+        }
+    }
+}
+
+/// One SELECT being built from relational operators; a clause that must come before one
+/// already set wraps what is there as a subquery.
+pub struct Select {
+    from: String,
+    alias: String,
+    joins: Vec<String>,
+    wheres: Vec<String>,
+    group: Vec<String>,
+    items: Option<String>,
+    order: Vec<String>,
+    limit: Option<u64>,
+    /// The latest clause set: 0 join, 1 where, 2 group, 3 select, 4 order, 5 limit.
+    stage: u8,
+}
+
+impl Select {
+    /// `FROM table AS alias`.
+    pub fn from(table: String, alias: &str) -> Self {
+        Select {
+            from: table,
+            alias: alias.to_string(),
+            joins: Vec::new(),
+            wheres: Vec::new(),
+            group: Vec::new(),
+            items: None,
+            order: Vec::new(),
+            limit: None,
+            stage: 0,
+        }
+    }
+
+    /// Makes room for a clause of the given rank.
+    fn at(&mut self, rank: u8) {
+        let repeatable = rank == 1; // several `where`s join with AND
+        if rank < self.stage || (rank == self.stage && !repeatable && self.stage != 0) {
+            let inner = self.render();
+            *self = Select::from(format!("({inner})"), &self.alias.clone());
+        }
+        self.stage = rank;
+    }
+
+    pub fn join(&mut self, table: String, alias: &str, on: String) {
+        self.at(0);
+        self.joins
+            .push(format!("JOIN {table} AS {} ON {on}", quote_ident(alias)));
+    }
+
+    pub fn filter(&mut self, condition: String) {
+        self.at(1);
+        self.wheres.push(condition);
+    }
+
+    pub fn group_by(&mut self, keys: Vec<String>) {
+        self.at(2);
+        self.group = keys;
+    }
+
+    pub fn select(&mut self, items: String) {
+        self.at(3);
+        self.items = Some(items);
+    }
+
+    pub fn order_by(&mut self, keys: Vec<String>) {
+        self.at(4);
+        self.order = keys;
+    }
+
+    pub fn limit(&mut self, n: u64) {
+        self.at(5);
+        self.limit = Some(n);
+    }
+
+    pub fn render(&self) -> String {
+        let items = match (&self.items, self.group.is_empty()) {
+            (Some(items), _) => items.clone(),
+            // `group by` alone keeps the distinct keys.
+            (None, false) => self.group.join(", "),
+            (None, true) => "*".to_string(),
+        };
+        let mut sql = format!(
+            "SELECT {items} FROM {} AS {}",
+            self.from,
+            quote_ident(&self.alias)
+        );
+        for j in &self.joins {
+            sql.push(' ');
+            sql.push_str(j);
+        }
+        if !self.wheres.is_empty() {
+            let conditions: Vec<String> = self.wheres.iter().map(|w| format!("({w})")).collect();
+            sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+        }
+        if !self.group.is_empty() {
+            sql.push_str(&format!(" GROUP BY {}", self.group.join(", ")));
+        }
+        if !self.order.is_empty() {
+            sql.push_str(&format!(" ORDER BY {}", self.order.join(", ")));
+        }
+        if let Some(n) = self.limit {
+            sql.push_str(&format!(" LIMIT {n}"));
+        }
+        sql
+    }
+}
