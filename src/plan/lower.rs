@@ -356,7 +356,7 @@ impl Lowering<'_, '_> {
         let mut steps = Vec::new();
         let mut w = Writer::new(self.flow_params);
         let mut query: Option<Select> = match &stage.body.source.kind {
-            SourceKind::From(refs) => Some(self.from_refs(stage, refs, &mut w)),
+            SourceKind::From(refs) => Some(self.read_sources(stage, refs, &mut w)),
             SourceKind::Merge(names) => {
                 let parts: Vec<String> = names
                     .iter()
@@ -543,7 +543,7 @@ impl Lowering<'_, '_> {
     }
 
     /// `from a, 'file.csv', [[...]] as t(x)`: one source, or their union.
-    fn from_refs(&self, stage: &ast::Stage, refs: &[SourceRef], w: &mut Writer) -> Select {
+    fn read_sources(&self, stage: &ast::Stage, refs: &[SourceRef], w: &mut Writer) -> Select {
         if let [single] = refs {
             let (table, alias) = self.source_table(stage, single, w);
             return Select::from(table, &alias);
