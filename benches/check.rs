@@ -99,6 +99,28 @@ fn main() {
             std::mem::forget(workspace);
             found
         });
+        let (plan_time, plan_bytes) = {
+            let (workspace, _) = wvflow::workspace::Workspace::load(std::slice::from_ref(&path));
+            let index = wvflow::check::Index::new(&workspace);
+            let started = Instant::now();
+            let plans: Vec<_> = index
+                .flows
+                .iter()
+                .map(|&def| wvflow::plan::lower(&workspace, &index, def))
+                .collect();
+            let lowered = started.elapsed();
+            let bytes: usize = plans
+                .iter()
+                .map(|p| wvflow::plan::render::json(p).len())
+                .sum();
+            (lowered, (started.elapsed() - lowered, bytes))
+        };
+        println!(
+            "  plan  {:>8.1} ms to lower every flow, {:.1} ms more to write their JSON ({:.1} MB)",
+            plan_time.as_secs_f64() * 1e3,
+            plan_bytes.0.as_secs_f64() * 1e3,
+            plan_bytes.1 as f64 / 1e6
+        );
         let base = reset_peak();
         let (workspace, _) = wvflow::workspace::Workspace::load(std::slice::from_ref(&path));
         let load_peak = peak_since(base);

@@ -317,3 +317,20 @@ fn plan_command_picks_the_flow_and_refuses_what_does_not_check() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("E0201"));
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn the_published_json_schema_matches_the_plan_types() {
+    let generated = wvflow::plan::ir::json_schema();
+    let path = Path::new("docs/plan.schema.json");
+    if std::env::var_os("WVFLOW_UPDATE_SCHEMA").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let published = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        published == generated,
+        "docs/plan.schema.json is out of date: run `WVFLOW_UPDATE_SCHEMA=1 cargo test --test plan`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&published).unwrap();
+    assert_eq!(schema["title"], "Plan");
+    assert!(schema["properties"]["plan_version"].is_object());
+}

@@ -2,19 +2,20 @@
 //! lowering reads the syntax tree. Serialized as JSON (`wvflow plan --format json`); the
 //! schema is documented in `docs/plan.md` and versioned by [`PLAN_VERSION`].
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the JSON shape changes incompatibly.
 pub const PLAN_VERSION: u32 = 1;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
     pub plan_version: u32,
     pub flow: FlowPlan,
 }
 
 /// Where something was written: file, 1-based line and column, and byte range.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Origin {
     pub file: String,
     pub line: u32,
@@ -23,7 +24,7 @@ pub struct Origin {
     pub end: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FlowPlan {
     pub name: String,
     pub version: Option<u32>,
@@ -42,7 +43,7 @@ pub struct FlowPlan {
     pub origin: Origin,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ParamPlan {
     pub name: String,
     #[serde(rename = "type")]
@@ -51,7 +52,7 @@ pub struct ParamPlan {
     pub default: Option<serde_json::Value>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Schedule {
     pub cron: Option<String>,
     pub interval_ms: Option<u64>,
@@ -59,7 +60,7 @@ pub struct Schedule {
     pub catchup: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Hook {
     /// `on_failure`, `on_success` or `on_finish`.
     pub event: String,
@@ -67,7 +68,7 @@ pub struct Hook {
 }
 
 /// What a hook or a compensation does.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
     Invoke(Invocation),
@@ -76,7 +77,7 @@ pub enum Action {
 
 /// A boolean formula over the terminal states of stages (or, for start conditions, of flow
 /// runs). Airflow-style rules and `if` triggers both lower to this one form.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Cond {
     True,
@@ -96,7 +97,7 @@ pub enum Cond {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     Query,
@@ -133,14 +134,14 @@ impl NodeKind {
 }
 
 /// An upstream stage and the state this stage waits for it to reach.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Edge {
     pub stage: String,
     /// `success`, `failed`, `done`, ... or several joined by `|`.
     pub requires: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RetryPolicy {
     /// retries + 1.
     pub attempts: u32,
@@ -172,14 +173,14 @@ impl RetryPolicy {
 
 /// A SQL statement for the embedded engine (SQLite dialect). Flow parameters and the run's
 /// values appear as named parameters (`:day`, `:run_time`), never spliced into the text.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Sql {
     pub text: String,
     pub params: Vec<String>,
 }
 
 /// A call of an activity with its arguments bound to its parameters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Invocation {
     pub activity: String,
     pub command: Command,
@@ -190,7 +191,7 @@ pub struct Invocation {
     pub timeout_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     /// A program and its arguments, no shell.
@@ -199,7 +200,7 @@ pub enum Command {
     Shell { text: String },
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum ArgvItem {
     Literal(String),
@@ -209,7 +210,7 @@ pub enum ArgvItem {
     Expr(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Binding {
     pub param: String,
     pub sql: String,
@@ -217,14 +218,14 @@ pub struct Binding {
     pub params: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Activation {
     /// `file`, `webhook` or `log`.
     pub target: String,
     pub options: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FlowRef {
     pub flow: String,
     pub version: Option<u32>,
@@ -233,7 +234,7 @@ pub struct FlowRef {
 }
 
 /// One step of a stage's pipeline, run in order; each consumes the rows of the step before.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     /// Rows from SQL; the previous step's rows are the table `_input`.
@@ -279,21 +280,21 @@ pub enum Step {
     End,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum Tolerance {
     Count(u64),
     Percent(f64),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RouteTarget {
     pub stage: String,
     /// A SQL condition over the route's rows: first match wins, so it excludes earlier cases.
     pub filter: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StagePlan {
     pub id: String,
     pub kind: NodeKind,
@@ -314,4 +315,10 @@ pub struct StagePlan {
     pub fork_parent: Option<String>,
     pub connector: Option<String>,
     pub origin: Origin,
+}
+
+/// The JSON Schema of [`Plan`], as published in `docs/plan.schema.json`.
+pub fn json_schema() -> String {
+    // Plain data: serialization cannot fail.
+    serde_json::to_string_pretty(&schemars::schema_for!(Plan)).unwrap_or_default() + "\n"
 }
