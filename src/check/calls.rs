@@ -142,25 +142,14 @@ fn activity_call(ctx: &mut Ctx, file: FileId, call: &Call) {
     if call.name.name == "activate" {
         return;
     }
-    let Some(def) = ctx
-        .index
-        .activity_by_name
-        .get(call.name.name.as_str())
-        .copied()
-    else {
-        let d = Diagnostic::error(
-            "E0610",
-            file,
-            call.name.span,
-            format!("unknown activity `{}`", call.name.name),
-        )
-        .with_label("not an activity of this workspace");
-        let names: Vec<&str> = ctx.index.activity_names().collect();
-        let help = Some(format!(
-            "define it: `activity {}(...) = exec('program', ...)`",
-            call.name.name
-        ));
-        ctx.emit(with_suggestion(d, &call.name.name, names, help));
+    let unknown = Diagnostic::error(
+        "E0610",
+        file,
+        call.name.span,
+        format!("unknown activity `{}`", call.name.name),
+    )
+    .with_label("not an activity of this workspace");
+    let Some(def) = find_activity(ctx, call, unknown, "= exec('program', ...)") else {
         return;
     };
     let problems = bind(&def.node.params, &call.args, call.span);
@@ -173,6 +162,26 @@ fn activity_call(ctx: &mut Ctx, file: FileId, call: &Call) {
         &call.name.name,
         Some((def.file, def.node.name.span)),
     );
+}
+
+/// The activity a call names; when there is none, reports `unknown` with a did-you-mean, or
+/// else how to define it (`rest` follows the name and parameters in the example).
+pub fn find_activity<'w>(
+    ctx: &mut Ctx<'w>,
+    call: &Call,
+    unknown: Diagnostic,
+    rest: &str,
+) -> Option<Def<'w, Activity>> {
+    if let Some(def) = ctx.index.activity_by_name.get(call.name.name.as_str()) {
+        return Some(*def);
+    }
+    let names: Vec<&str> = ctx.index.activity_names().collect();
+    let help = Some(format!(
+        "define it: `activity {}(...) {rest}`",
+        call.name.name
+    ));
+    ctx.emit(with_suggestion(unknown, &call.name.name, names, help));
+    None
 }
 
 fn activation(ctx: &mut Ctx, file: FileId, activate: &Activate) {
@@ -543,31 +552,11 @@ fn depends_on_cycles(ctx: &mut Ctx) {
         ctx,
         &flows,
         edges,
-        |ctx, cycle: &[(Def<'_, Flow>, Span)]| {
-            let path = cycle
-                .iter()
-                .map(|(d, _)| d.node.name.name.as_str())
-                .chain(std::iter::once(cycle[0].0.node.name.name.as_str()))
-                .collect::<Vec<_>>()
-                .join(" -> ");
-            let (head, span) = cycle[0];
-            let mut d = Diagnostic::error(
-                "E0602",
-                head.file,
-                span,
-                format!("`depends on` cycle: {path}"),
-            )
-            .with_label("waits for itself through the cycle");
-            for (def, span) in &cycle[1..] {
-                d = d.with_secondary(
-                    def.file,
-                    *span,
-                    format!("`{}` depends on the next flow here", def.node.name.name),
-                );
-            }
-            ctx.emit(d.with_help(
-                "remove one of these dependencies: none of these flows could ever start",
-            ));
+        "depends on the next flow here",
+        |file, span, path| {
+            Diagnostic::error("E0602", file, span, format!("`depends on` cycle: {path}"))
+                .with_label("waits for itself through the cycle")
+                .with_help("remove one of these dependencies: none of these flows could ever start")
         },
     );
 }
@@ -598,40 +587,22 @@ fn jump_loops(ctx: &mut Ctx) {
         }
         out
     };
-    report_flow_cycles(
-        ctx,
-        &flows,
-        edges,
-        |ctx, cycle: &[(Def<'_, Flow>, Span)]| {
-            let path = cycle
-                .iter()
-                .map(|(d, _)| d.node.name.name.as_str())
-                .chain(std::iter::once(cycle[0].0.node.name.name.as_str()))
-                .collect::<Vec<_>>()
-                .join(" -> ");
-            let (head, span) = cycle[0];
-            let mut d =
-                Diagnostic::warning("W0601", head.file, span, format!("jumps loop: {path}"))
-                    .with_label("starts the loop again");
-            for (def, span) in &cycle[1..] {
-                d = d.with_secondary(
-                    def.file,
-                    *span,
-                    format!("`{}` jumps on here", def.node.name.name),
-                );
-            }
-            ctx.emit(d.with_help("each run starts the next until the chain depth limit stops it; end the chain in one of the flows"));
-        },
-    );
+    report_flow_cycles(ctx, &flows, edges, "jumps on here", |file, span, path| {
+        Diagnostic::warning("W0601", file, span, format!("jumps loop: {path}"))
+            .with_label("starts the loop again")
+            .with_help("each run starts the next until the chain depth limit stops it; end the chain in one of the flows")
+    });
 }
 
-/// Finds cycles in a graph of flows (by name, every version together) and reports each once.
-/// The callback gets the flows of the cycle, each with the span of its edge to the next.
+/// Finds cycles in a graph of flows (by name, every version together) and reports each once:
+/// `report` makes the diagnostic at the first edge from the path `a -> b -> a`, and each
+/// other edge gets a label "`flow` {edge_label}".
 fn report_flow_cycles<'w>(
     ctx: &mut Ctx<'w>,
     flows: &[Def<'w, Flow>],
     edges: impl Fn(&Flow) -> Vec<(String, Span)>,
-    report: impl Fn(&mut Ctx<'w>, &[(Def<'w, Flow>, Span)]),
+    edge_label: &str,
+    report: impl Fn(FileId, Span, &str) -> Diagnostic,
 ) {
     let by_name: BTreeMap<&str, usize> = flows
         .iter()
@@ -675,7 +646,22 @@ fn report_flow_cycles<'w>(
                                     .iter()
                                     .map(|&(s, next)| (flows[s], adjacency[s][next - 1].1))
                                     .collect();
-                                report(ctx, &cycle);
+                                let path = cycle
+                                    .iter()
+                                    .map(|(d, _)| d.node.name.name.as_str())
+                                    .chain(std::iter::once(cycle[0].0.node.name.name.as_str()))
+                                    .collect::<Vec<_>>()
+                                    .join(" -> ");
+                                let (head, span) = cycle[0];
+                                let mut d = report(head.file, span, &path);
+                                for (def, span) in &cycle[1..] {
+                                    d = d.with_secondary(
+                                        def.file,
+                                        *span,
+                                        format!("`{}` {edge_label}", def.node.name.name),
+                                    );
+                                }
+                                ctx.emit(d);
                             }
                         }
                         _ => {}

@@ -2,9 +2,9 @@
 //! the stage's own activity, retried, on a stage with side effects) and idempotency keys that
 //! stay the same from one run to the next.
 
-use super::calls::{bind, report_binding};
+use super::calls::{bind, find_activity, report_binding};
 use super::graph::{FlowGraph, activity_calls, has_op};
-use super::{Ctx, values, with_suggestion};
+use super::{Ctx, values};
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::syntax::ast::{Config, ConfigEntry, Expr, ExprKind, OpKind, SourceKind, Stage};
@@ -114,28 +114,17 @@ fn compensation_call(
         );
         return;
     };
-    let Some(def) = ctx
-        .index
-        .activity_by_name
-        .get(call.name.name.as_str())
-        .copied()
-    else {
-        let d = Diagnostic::error(
-            "E0402",
-            file,
-            call.name.span,
-            format!(
-                "`compensate` calls `{}`, which is not an activity of this workspace",
-                call.name.name
-            ),
-        )
-        .with_label("no such activity");
-        let names: Vec<&str> = ctx.index.activity_names().collect();
-        let help = Some(format!(
-            "define it: `activity {}(...) with {{ retries: 3 }} = exec(...)`",
+    let unknown = Diagnostic::error(
+        "E0402",
+        file,
+        call.name.span,
+        format!(
+            "`compensate` calls `{}`, which is not an activity of this workspace",
             call.name.name
-        ));
-        ctx.emit(with_suggestion(d, &call.name.name, names, help));
+        ),
+    )
+    .with_label("no such activity");
+    let Some(def) = find_activity(ctx, call, unknown, "with { retries: 3 } = exec(...)") else {
         return;
     };
     if own.contains(&call.name.name.as_str()) {

@@ -248,17 +248,66 @@ fn step(s: &Step) -> String {
     }
 }
 
-/// Node names for graphs: stage names may hold any character, so nodes are numbered.
-fn node_ids(plan: &Plan) -> impl Fn(&str) -> String + '_ {
-    move |stage: &str| {
-        let i = plan
-            .flow
-            .stages
-            .iter()
-            .position(|s| s.id == stage)
-            .unwrap_or(usize::MAX);
-        format!("s{i}")
+#[derive(Clone, Copy, PartialEq)]
+enum Line {
+    /// Waits for an upstream state.
+    Solid,
+    /// A fork to its branches.
+    Dotted,
+    /// A stage to its compensation.
+    Dashed,
+}
+
+/// What both graph formats draw: boxes for stages, notes for compensations, labelled lines.
+struct Graph {
+    /// (node, label, kind); stage names may hold any character, so nodes are numbered.
+    stages: Vec<(String, String, &'static str)>,
+    /// (node, activity)
+    compensations: Vec<(String, String)>,
+    /// (from, to, label, line)
+    edges: Vec<(String, String, String, Line)>,
+}
+
+fn graph(plan: &Plan) -> Graph {
+    let node = |stage: &str| {
+        format!(
+            "s{}",
+            plan.flow
+                .stages
+                .iter()
+                .position(|s| s.id == stage)
+                .unwrap_or(usize::MAX)
+        )
+    };
+    let mut g = Graph {
+        stages: Vec::new(),
+        compensations: Vec::new(),
+        edges: Vec::new(),
+    };
+    for s in &plan.flow.stages {
+        g.stages.push((node(&s.id), s.id.clone(), s.kind.name()));
     }
+    for s in &plan.flow.stages {
+        for e in &s.upstream {
+            g.edges
+                .push((node(&e.stage), node(&s.id), e.requires.clone(), Line::Solid));
+        }
+        for step in &s.steps {
+            if let Step::Fork { branches } = step {
+                for b in branches {
+                    g.edges
+                        .push((node(&s.id), node(b), "branch".into(), Line::Dotted));
+                }
+            }
+        }
+        if let Some(c) = &s.compensation {
+            let comp = format!("{}_compensate", node(&s.id));
+            g.compensations.push((comp.clone(), c.activity.clone()));
+            g.edges
+                .push((node(&s.id), comp, "compensate".into(), Line::Dashed));
+        }
+    }
+    g
 }
 
 fn escape_dot(text: &str) -> String {
@@ -268,58 +317,32 @@ fn escape_dot(text: &str) -> String {
 /// Graphviz: stages as boxes, edges labelled with the state they wait for, compensations
 /// dashed.
 pub fn dot(plan: &Plan) -> String {
-    let id = node_ids(plan);
+    let g = graph(plan);
     let mut out = format!(
         "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n",
         escape_dot(&plan.flow.name)
     );
-    for s in &plan.flow.stages {
+    for (id, label, kind) in &g.stages {
+        let _ = writeln!(out, "  {id} [label=\"{}\\n{kind}\"];", escape_dot(label));
+    }
+    for (id, activity) in &g.compensations {
         let _ = writeln!(
             out,
-            "  {} [label=\"{}\\n{}\"];",
-            id(&s.id),
-            escape_dot(&s.id),
-            s.kind.name()
+            "  {id} [label=\"{}\", shape=note];",
+            escape_dot(activity)
         );
     }
-    for s in &plan.flow.stages {
-        for e in &s.upstream {
-            let _ = writeln!(
-                out,
-                "  {} -> {} [label=\"{}\"];",
-                id(&e.stage),
-                id(&s.id),
-                escape_dot(&e.requires)
-            );
-        }
-        if let Step::Fork { branches } = s
-            .steps
-            .iter()
-            .find(|st| matches!(st, Step::Fork { .. }))
-            .unwrap_or(&Step::End)
-        {
-            for b in branches {
-                let _ = writeln!(
-                    out,
-                    "  {} -> {} [label=\"branch\", style=dotted];",
-                    id(&s.id),
-                    id(b)
-                );
-            }
-        }
-        if let Some(c) = &s.compensation {
-            let comp = format!("{}_compensate", id(&s.id));
-            let _ = writeln!(
-                out,
-                "  {comp} [label=\"{}\", shape=note];",
-                escape_dot(&c.activity)
-            );
-            let _ = writeln!(
-                out,
-                "  {} -> {comp} [label=\"compensate\", style=dashed];",
-                id(&s.id)
-            );
-        }
+    for (from, to, label, line) in &g.edges {
+        let style = match line {
+            Line::Solid => "",
+            Line::Dotted => ", style=dotted",
+            Line::Dashed => ", style=dashed",
+        };
+        let _ = writeln!(
+            out,
+            "  {from} -> {to} [label=\"{}\"{style}];",
+            escape_dot(label)
+        );
     }
     out.push_str("}\n");
     out
@@ -331,42 +354,17 @@ fn escape_mermaid(text: &str) -> String {
 
 /// Mermaid `flowchart`: the same graph as [`dot`].
 pub fn mermaid(plan: &Plan) -> String {
-    let id = node_ids(plan);
+    let g = graph(plan);
     let mut out = String::from("flowchart LR\n");
-    for s in &plan.flow.stages {
-        let _ = writeln!(
-            out,
-            "  {}[\"{}<br/>{}\"]",
-            id(&s.id),
-            escape_mermaid(&s.id),
-            s.kind.name()
-        );
+    for (id, label, kind) in &g.stages {
+        let _ = writeln!(out, "  {id}[\"{}<br/>{kind}\"]", escape_mermaid(label));
     }
-    for s in &plan.flow.stages {
-        for e in &s.upstream {
-            let _ = writeln!(
-                out,
-                "  {} -->|\"{}\"| {}",
-                id(&e.stage),
-                escape_mermaid(&e.requires),
-                id(&s.id)
-            );
-        }
-        if let Step::Fork { branches } = s
-            .steps
-            .iter()
-            .find(|st| matches!(st, Step::Fork { .. }))
-            .unwrap_or(&Step::End)
-        {
-            for b in branches {
-                let _ = writeln!(out, "  {} -.->|branch| {}", id(&s.id), id(b));
-            }
-        }
-        if let Some(c) = &s.compensation {
-            let comp = format!("{}_compensate", id(&s.id));
-            let _ = writeln!(out, "  {comp}>\"{}\"]", escape_mermaid(&c.activity));
-            let _ = writeln!(out, "  {} -.->|compensate| {comp}", id(&s.id));
-        }
+    for (id, activity) in &g.compensations {
+        let _ = writeln!(out, "  {id}>\"{}\"]", escape_mermaid(activity));
+    }
+    for (from, to, label, line) in &g.edges {
+        let arrow = if *line == Line::Solid { "-->" } else { "-.->" };
+        let _ = writeln!(out, "  {from} {arrow}|\"{}\"| {to}", escape_mermaid(label));
     }
     out
 }
