@@ -1,7 +1,7 @@
 //! E06: flows, parameters, activities and calls. References to flows and activities, `depends
 //! on` cycles, looping jumps, argument binding and literal types, parameter declarations.
 
-use super::graph::FlowGraph;
+use super::graph::{FlowGraph, find_cycles};
 use super::{Ctx, Def, values, with_suggestion};
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
@@ -619,59 +619,22 @@ fn report_flow_cycles<'w>(
                 .collect()
         })
         .collect();
-    let mut state = vec![0u8; flows.len()];
-    let mut in_reported: BTreeSet<usize> = BTreeSet::new();
-    for start in 0..flows.len() {
-        if state[start] != 0 {
-            continue;
+    for cycle in find_cycles(flows.len(), |i| adjacency[i].clone()) {
+        let names: Vec<&str> = cycle
+            .iter()
+            .map(|&(f, _)| flows[f].node.name.name.as_str())
+            .collect();
+        let path = names
+            .iter()
+            .chain(std::iter::once(&names[0]))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" -> ");
+        let (head, span) = cycle[0];
+        let mut d = report(flows[head].file, span, &path);
+        for (&(f, span), name) in cycle.iter().zip(&names).skip(1) {
+            d = d.with_secondary(flows[f].file, span, format!("`{name}` {edge_label}"));
         }
-        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
-        state[start] = 1;
-        while let Some(top) = path.len().checked_sub(1) {
-            let (node, next) = path[top];
-            match adjacency[node].get(next) {
-                Some(&(to, _)) => {
-                    path[top].1 += 1;
-                    match state[to] {
-                        0 => {
-                            state[to] = 1;
-                            path.push((to, 0));
-                        }
-                        1 => {
-                            let at = path.iter().position(|&(s, _)| s == to).unwrap_or(0);
-                            let members: Vec<usize> = path[at..].iter().map(|&(s, _)| s).collect();
-                            if members.iter().all(|m| !in_reported.contains(m)) {
-                                in_reported.extend(members.iter().copied());
-                                let cycle: Vec<(Def<'w, Flow>, Span)> = path[at..]
-                                    .iter()
-                                    .map(|&(s, next)| (flows[s], adjacency[s][next - 1].1))
-                                    .collect();
-                                let path = cycle
-                                    .iter()
-                                    .map(|(d, _)| d.node.name.name.as_str())
-                                    .chain(std::iter::once(cycle[0].0.node.name.name.as_str()))
-                                    .collect::<Vec<_>>()
-                                    .join(" -> ");
-                                let (head, span) = cycle[0];
-                                let mut d = report(head.file, span, &path);
-                                for (def, span) in &cycle[1..] {
-                                    d = d.with_secondary(
-                                        def.file,
-                                        *span,
-                                        format!("`{}` {edge_label}", def.node.name.name),
-                                    );
-                                }
-                                ctx.emit(d);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                None => {
-                    state[node] = 2;
-                    path.pop();
-                }
-            }
-        }
+        ctx.emit(d);
     }
 }

@@ -171,3 +171,50 @@ pub fn activity_calls(stage: &Stage) -> Vec<&crate::syntax::ast::Call> {
 pub fn has_op(stage: &Stage, pred: impl Fn(&OpKind) -> bool) -> bool {
     stage.body.ops.iter().any(|op| pred(&op.kind))
 }
+
+/// Cycles of a directed graph of `n` nodes, found by depth-first search; `edges(i)` lists the
+/// edges of node `i` as (target, label). Each cycle lists its nodes in search order, each with
+/// the edge it leaves by; a node belongs to at most one reported cycle.
+pub fn find_cycles<L: Copy>(
+    n: usize,
+    edges: impl Fn(usize) -> Vec<(usize, L)>,
+) -> Vec<Vec<(usize, L)>> {
+    let mut state = vec![0u8; n]; // 0 new, 1 on the path, 2 done
+    let mut in_cycle = vec![false; n];
+    let mut cycles = Vec::new();
+    for start in 0..n {
+        if state[start] != 0 {
+            continue;
+        }
+        // (node, its edges, index of the next edge to follow)
+        let mut path: Vec<(usize, Vec<(usize, L)>, usize)> = vec![(start, edges(start), 0)];
+        state[start] = 1;
+        while let Some(top) = path.last_mut() {
+            let Some(&(to, _)) = top.1.get(top.2) else {
+                state[top.0] = 2;
+                path.pop();
+                continue;
+            };
+            top.2 += 1;
+            match state[to] {
+                0 => {
+                    state[to] = 1;
+                    path.push((to, edges(to), 0));
+                }
+                1 => {
+                    let at = path.iter().position(|(s, _, _)| *s == to).unwrap_or(0);
+                    let cycle: Vec<(usize, L)> = path[at..]
+                        .iter()
+                        .map(|(s, out, next)| (*s, out[next - 1].1))
+                        .collect();
+                    if cycle.iter().all(|(s, _)| !in_cycle[*s]) {
+                        cycle.iter().for_each(|(s, _)| in_cycle[*s] = true);
+                        cycles.push(cycle);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    cycles
+}

@@ -316,26 +316,24 @@ pub const FLOW_KEYS: &[Key] = &[
     },
 ];
 
-/// The key `name` as it applies in `place`.
-pub fn key(name: &str, place: Place) -> Option<&'static Key> {
-    let table = if place == Place::Flow {
+fn table(place: Place) -> &'static [Key] {
+    if place == Place::Flow {
         FLOW_KEYS
     } else {
         STAGE_KEYS
-    };
-    table
+    }
+}
+
+/// The key `name` as it applies in `place`.
+pub fn key(name: &str, place: Place) -> Option<&'static Key> {
+    table(place)
         .iter()
         .find(|k| k.name == name && k.places.contains(&place))
 }
 
 /// Every key name valid in `place`, for did-you-mean.
 pub fn names_in(place: Place) -> impl Iterator<Item = &'static str> {
-    let table = if place == Place::Flow {
-        FLOW_KEYS
-    } else {
-        STAGE_KEYS
-    };
-    table
+    table(place)
         .iter()
         .filter(move |k| k.places.contains(&place))
         .map(|k| k.name)

@@ -1,7 +1,7 @@
 //! E01: names and structure. Duplicates, references that must resolve, dependency cycles,
 //! reachability, reads that may find no input, and route rules.
 
-use super::graph::{FlowGraph, read_names};
+use super::graph::{FlowGraph, find_cycles, read_names};
 use super::{Ctx, with_suggestion};
 use crate::diagnostics::Diagnostic;
 use crate::syntax::ast::{ExprKind, Flow, OpKind, Route, SourceKind};
@@ -190,45 +190,16 @@ fn misspelled_tables(ctx: &mut Ctx, graph: &FlowGraph) {
 
 /// Dependency cycles, each reported once with its whole path.
 fn cycles(ctx: &mut Ctx, graph: &FlowGraph) {
-    let n = graph.stages.len();
-    let mut state = vec![0u8; n]; // 0 new, 1 on the path, 2 done
-    let mut reported = vec![false; n];
-    for start in 0..n {
-        if state[start] != 0 {
-            continue;
-        }
-        // Iterative DFS over (stage, index of its next upstream edge).
-        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
-        state[start] = 1;
-        while let Some(top) = path.len().checked_sub(1) {
-            let (node, next) = path[top];
-            match graph.upstream(node).nth(next) {
-                Some(edge) => {
-                    path[top].1 += 1;
-                    match state[edge.to] {
-                        0 => {
-                            state[edge.to] = 1;
-                            path.push((edge.to, 0));
-                        }
-                        1 => {
-                            let at = path.iter().position(|&(s, _)| s == edge.to).unwrap_or(0);
-                            let cycle: Vec<usize> = path[at..].iter().map(|&(s, _)| s).collect();
-                            if !cycle.iter().any(|&s| reported[s]) {
-                                cycle.iter().for_each(|&s| reported[s] = true);
-                                report_cycle(ctx, graph, &cycle);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                None => {
-                    state[node] = 2;
-                    path.pop();
-                }
-            }
-        }
+    let found = find_cycles(graph.stages.len(), |i| {
+        graph.upstream(i).map(|e| (e.to, ())).collect()
+    });
+    let mut in_cycle = vec![false; graph.stages.len()];
+    for cycle in &found {
+        let stages: Vec<usize> = cycle.iter().map(|&(s, _)| s).collect();
+        stages.iter().for_each(|&s| in_cycle[s] = true);
+        report_cycle(ctx, graph, &stages);
     }
-    if reported.iter().all(|&r| r) {
+    if in_cycle.iter().all(|&c| c) {
         ctx.emit(
             Diagnostic::error(
                 "E0109",
