@@ -172,6 +172,9 @@ pub fn has_op(stage: &Stage, pred: impl Fn(&OpKind) -> bool) -> bool {
     stage.body.ops.iter().any(|op| pred(&op.kind))
 }
 
+/// A node on the search path: the node, its edges, and the index of the next edge to follow.
+type Visit<L> = (usize, Vec<(usize, L)>, usize);
+
 /// Cycles of a directed graph of `n` nodes, found by depth-first search; `edges(i)` lists the
 /// edges of node `i` as (target, label). Each cycle lists its nodes in search order, each with
 /// the edge it leaves by; a node belongs to at most one reported cycle.
@@ -186,8 +189,7 @@ pub fn find_cycles<L: Copy>(
         if state[start] != 0 {
             continue;
         }
-        // (node, its edges, index of the next edge to follow)
-        let mut path: Vec<(usize, Vec<(usize, L)>, usize)> = vec![(start, edges(start), 0)];
+        let mut path: Vec<Visit<L>> = vec![(start, edges(start), 0)];
         state[start] = 1;
         while let Some(top) = path.last_mut() {
             let Some(&(to, _)) = top.1.get(top.2) else {
