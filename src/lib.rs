@@ -9,6 +9,7 @@ pub mod cli;
 pub mod diagnostics;
 mod parallel;
 pub mod plan;
+pub mod runtime;
 pub mod source;
 pub mod syntax;
 pub mod workspace;

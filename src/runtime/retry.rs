@@ -1,0 +1,231 @@
+//! Running an attempt again: the retry policy of the plan applied to attempt outcomes, with
+//! the delays of SPEC section 4, full jitter, non-retryable exit codes and `schedule_timeout`.
+
+use super::clock::Clock;
+use crate::plan::ir::RetryPolicy;
+use std::time::Duration;
+
+/// How one attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome<T> {
+    Success(T),
+    /// The attempt failed; `exit_code` when a process exited with one.
+    Failure {
+        error: String,
+        exit_code: Option<i32>,
+    },
+}
+
+/// How the whole retried call ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished<T> {
+    pub result: Result<T, String>,
+    pub attempts: u32,
+}
+
+/// A source of uniform random numbers in [0, 1), injected for jitter.
+pub trait Random: Send + Sync {
+    fn unit(&self) -> f64;
+}
+
+/// xorshift: enough randomness for spreading retries, and reproducible with a seed.
+pub struct SeededRandom(std::sync::Mutex<u64>);
+
+impl SeededRandom {
+    pub fn new(seed: u64) -> Self {
+        SeededRandom(std::sync::Mutex::new(seed.max(1)))
+    }
+
+    /// Seeded from the time of day.
+    pub fn from_time() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        SeededRandom::new(nanos)
+    }
+}
+
+impl Random for SeededRandom {
+    fn unit(&self) -> f64 {
+        let Ok(mut x) = self.0.lock() else { return 0.5 };
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Runs `attempt` (given the attempt number, from 1) until it succeeds, fails with a
+/// non-retryable exit code, runs out of attempts, or would start after `schedule_timeout`.
+pub fn run<T>(
+    policy: &RetryPolicy,
+    schedule_timeout: Option<Duration>,
+    clock: &dyn Clock,
+    random: &dyn Random,
+    mut attempt: impl FnMut(u32) -> Outcome<T>,
+) -> Finished<T> {
+    let started = clock.now();
+    let delays = policy.delays_ms();
+    let mut n = 1;
+    loop {
+        match attempt(n) {
+            Outcome::Success(value) => {
+                return Finished {
+                    result: Ok(value),
+                    attempts: n,
+                };
+            }
+            Outcome::Failure { error, exit_code } => {
+                let last = n >= policy.attempts;
+                let fatal = exit_code.is_some_and(|c| policy.non_retryable.contains(&(c as i64)));
+                if last || fatal {
+                    let why = if fatal && !last {
+                        format!(
+                            "{error} (exit code {} is non-retryable)",
+                            exit_code.unwrap_or_default()
+                        )
+                    } else {
+                        error
+                    };
+                    return Finished {
+                        result: Err(why),
+                        attempts: n,
+                    };
+                }
+                let computed = Duration::from_millis(delays[(n - 1) as usize]);
+                let delay = if policy.jitter {
+                    computed.mul_f64(random.unit())
+                } else {
+                    computed
+                };
+                if let Some(limit) = schedule_timeout
+                    && clock.now() - started + delay >= limit
+                {
+                    return Finished {
+                        result: Err(format!(
+                            "{error} (schedule_timeout of {} reached after {n} attempts)",
+                            crate::check::values::show(limit)
+                        )),
+                        attempts: n,
+                    };
+                }
+                clock.sleep(delay);
+                n += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::clock::ManualClock;
+
+    fn policy(attempts: u32, backoff: &str, cap: Option<u64>, jitter: bool) -> RetryPolicy {
+        RetryPolicy {
+            attempts,
+            initial_delay_ms: 1000,
+            backoff: backoff.into(),
+            coefficient: 2.0,
+            max_delay_ms: cap,
+            jitter,
+            non_retryable: vec![64],
+        }
+    }
+
+    fn fail<T>(code: i32) -> Outcome<T> {
+        Outcome::Failure {
+            error: "boom".into(),
+            exit_code: Some(code),
+        }
+    }
+
+    #[test]
+    fn retries_wait_the_policy_delays_then_give_up() {
+        let clock = ManualClock::default();
+        let done = run(
+            &policy(4, "exponential", Some(3000), false),
+            None,
+            &clock,
+            &SeededRandom::new(1),
+            |_| fail::<()>(1),
+        );
+        assert_eq!(done.attempts, 4);
+        assert_eq!(done.result, Err("boom".into()));
+        assert_eq!(clock.sleeps(), [1, 2, 3].map(Duration::from_secs));
+    }
+
+    #[test]
+    fn success_on_a_later_attempt_stops_retrying() {
+        let clock = ManualClock::default();
+        let done = run(
+            &policy(5, "linear", None, false),
+            None,
+            &clock,
+            &SeededRandom::new(1),
+            |n| if n == 3 { Outcome::Success(n) } else { fail(1) },
+        );
+        assert_eq!(
+            done,
+            Finished {
+                result: Ok(3),
+                attempts: 3
+            }
+        );
+        assert_eq!(clock.sleeps(), [1, 2].map(Duration::from_secs));
+    }
+
+    #[test]
+    fn non_retryable_exit_codes_fail_at_once() {
+        let clock = ManualClock::default();
+        let done = run(
+            &policy(5, "constant", None, false),
+            None,
+            &clock,
+            &SeededRandom::new(1),
+            |_| fail::<()>(64),
+        );
+        assert_eq!(done.attempts, 1);
+        assert!(done.result.unwrap_err().contains("non-retryable"));
+        assert!(clock.sleeps().is_empty());
+    }
+
+    #[test]
+    fn full_jitter_draws_each_delay_below_the_computed_one() {
+        let clock = ManualClock::default();
+        run(
+            &policy(6, "exponential", None, true),
+            None,
+            &clock,
+            &SeededRandom::new(42),
+            |_| fail::<()>(1),
+        );
+        let sleeps = clock.sleeps();
+        assert_eq!(sleeps.len(), 5);
+        for (sleep, max) in sleeps.iter().zip([1, 2, 4, 8, 16]) {
+            assert!(*sleep <= Duration::from_secs(max), "{sleep:?} > {max}s");
+        }
+        assert!(
+            sleeps.iter().any(|s| s.subsec_millis() != 0),
+            "jitter must not keep the computed delays: {sleeps:?}"
+        );
+    }
+
+    #[test]
+    fn schedule_timeout_stops_before_an_attempt_that_would_start_too_late() {
+        let clock = ManualClock::default();
+        // Each attempt takes 10s; delays 1s, 2s, 4s: attempt 3 would start at 10+1+10+2 = 23s.
+        let done = run(
+            &policy(5, "exponential", None, false),
+            Some(Duration::from_secs(22)),
+            &clock,
+            &SeededRandom::new(1),
+            |_| {
+                clock.advance(Duration::from_secs(10));
+                fail::<()>(1)
+            },
+        );
+        assert_eq!(done.attempts, 2);
+        assert!(done.result.unwrap_err().contains("schedule_timeout"));
+    }
+}

@@ -1,0 +1,434 @@
+//! The embedded engine: SQLite. The workspace database (`.wvflow/workspace.db`) holds tables
+//! that outlive runs (`save to`); each run attaches its own schema `run`, where every stage's
+//! rows and every file source are materialized as tables.
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::Value;
+use rusqlite::{Connection, params_from_iter};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub type Error = String;
+
+/// Rows as they cross process boundaries: column names and values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub values: Vec<Vec<Value>>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Each row as a JSON object, in column order.
+    pub fn to_json_objects(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.values
+            .iter()
+            .map(|row| {
+                self.columns
+                    .iter()
+                    .cloned()
+                    .zip(row.iter().map(to_json))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Rows from JSON objects; columns in order of first appearance.
+    pub fn from_json_objects(objects: &[serde_json::Map<String, serde_json::Value>]) -> Rows {
+        let mut columns: Vec<String> = Vec::new();
+        for o in objects {
+            for k in o.keys() {
+                if !columns.contains(k) {
+                    columns.push(k.clone());
+                }
+            }
+        }
+        let values = objects
+            .iter()
+            .map(|o| {
+                columns
+                    .iter()
+                    .map(|c| o.get(c).map_or(Value::Null, from_json))
+                    .collect()
+            })
+            .collect();
+        Rows { columns, values }
+    }
+}
+
+pub fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(n) => (*n).into(),
+        Value::Real(x) => (*x).into(),
+        Value::Text(s) => s.clone().into(),
+        Value::Blob(b) => String::from_utf8_lossy(b).into_owned().into(),
+    }
+}
+
+pub fn from_json(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Integer(*b as i64),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Value::Real(n.as_f64().unwrap_or(0.0)), Value::Integer),
+        serde_json::Value::String(s) => Value::Text(s.clone()),
+        other => Value::Text(other.to_string()),
+    }
+}
+
+/// A CSV field as the most specific value: integer, real, or text.
+fn from_csv(field: &str) -> Value {
+    if field.is_empty() {
+        return Value::Null;
+    }
+    if let Ok(n) = field.parse::<i64>() {
+        return Value::Integer(n);
+    }
+    match field.parse::<f64>() {
+        Ok(x) if x.is_finite() => Value::Real(x),
+        _ => Value::Text(field.to_string()),
+    }
+}
+
+pub struct Store {
+    conn: Connection,
+    /// Relative file paths resolve against this folder (the `.wv` file's folder).
+    base: PathBuf,
+    next_temp: usize,
+}
+
+fn quote(name: &str) -> String {
+    crate::plan::sql::quote_ident(name)
+}
+
+impl Store {
+    /// Opens the workspace database (created if missing) with a fresh in-memory `run` schema.
+    pub fn open(workspace_db: &Path, base: &Path) -> Result<Store, Error> {
+        if let Some(parent) = workspace_db.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let conn = Connection::open(workspace_db)
+            .map_err(|e| format!("cannot open {}: {e}", workspace_db.display()))?;
+        Store::with_connection(conn, base)
+    }
+
+    /// A store entirely in memory (tests).
+    pub fn in_memory(base: &Path) -> Result<Store, Error> {
+        Store::with_connection(
+            Connection::open_in_memory().map_err(|e| e.to_string())?,
+            base,
+        )
+    }
+
+    fn with_connection(conn: Connection, base: &Path) -> Result<Store, Error> {
+        conn.execute_batch("ATTACH DATABASE ':memory:' AS run")
+            .map_err(|e| e.to_string())?;
+        // A stable hash for `route by hash(...)`: FNV-1a over the value's text.
+        conn.create_scalar_function(
+            "wv_hash",
+            1,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| {
+                let text = match ctx.get::<Value>(0)? {
+                    Value::Null => String::new(),
+                    Value::Integer(n) => n.to_string(),
+                    Value::Real(x) => x.to_string(),
+                    Value::Text(s) => s,
+                    Value::Blob(b) => String::from_utf8_lossy(&b).into_owned(),
+                };
+                let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+                for byte in text.bytes() {
+                    hash ^= byte as u64;
+                    hash = hash.wrapping_mul(0x0100_0000_01b3);
+                }
+                Ok((hash >> 1) as i64)
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Store {
+            conn,
+            base: base.to_path_buf(),
+            next_temp: 0,
+        })
+    }
+
+    /// Makes `run."file:path"` from a CSV (header row), JSON (array of objects) or NDJSON file.
+    pub fn load_file(&mut self, path: &str) -> Result<(), Error> {
+        let table = format!("file:{path}");
+        if self.exists("run", &table)? {
+            return Ok(());
+        }
+        let full = self.base.join(path);
+        let rows = read_rows(&full)?;
+        self.write_table("run", &table, &rows)
+    }
+
+    /// Whether a table exists in a schema.
+    pub fn exists(&self, schema: &str, table: &str) -> Result<bool, Error> {
+        let sql = format!(
+            "SELECT count(*) FROM {schema}.sqlite_master WHERE type IN ('table', 'view') AND name = ?1"
+        );
+        self.conn
+            .query_row(&sql, [table], |r| r.get::<_, i64>(0))
+            .map(|n| n > 0)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Replaces `schema.table` with the rows.
+    pub fn write_table(&mut self, schema: &str, table: &str, rows: &Rows) -> Result<(), Error> {
+        let name = format!("{schema}.{}", quote(table));
+        let tx = self.conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {name}"))
+            .map_err(|e| e.to_string())?;
+        let columns = if rows.columns.is_empty() {
+            vec!["_".to_string()]
+        } else {
+            rows.columns.clone()
+        };
+        let defs: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+        tx.execute_batch(&format!("CREATE TABLE {name} ({})", defs.join(", ")))
+            .map_err(|e| e.to_string())?;
+        if !rows.columns.is_empty() {
+            let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+            let mut insert = tx
+                .prepare(&format!("INSERT INTO {name} VALUES ({})", marks.join(", ")))
+                .map_err(|e| e.to_string())?;
+            for row in &rows.values {
+                insert
+                    .execute(params_from_iter(row.iter()))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        tx.commit().map_err(|e| e.to_string())
+    }
+
+    /// Runs a query of the plan. `input` (the rows of the step before) is the table `_input`;
+    /// `params` binds `:name` parameters.
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: &BTreeMap<String, Value>,
+        input: Option<&Rows>,
+    ) -> Result<Rows, Error> {
+        if let Some(rows) = input {
+            self.write_table("temp", "_input", rows)?;
+        }
+        let mut statement = self
+            .conn
+            .prepare(sql)
+            .map_err(|e| missing_table_message(&e.to_string()))?;
+        for i in 1..=statement.parameter_count() {
+            let Some(name) = statement
+                .parameter_name(i)
+                .map(|n| n.trim_start_matches(':').to_string())
+            else {
+                continue;
+            };
+            let value = params
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| format!("no value for parameter `{name}`"))?;
+            statement
+                .raw_bind_parameter(i, value)
+                .map_err(|e| e.to_string())?;
+        }
+        let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
+        let mut rows = statement.raw_query();
+        let mut values = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+            values.push(
+                (0..columns.len())
+                    .map(|i| row.get::<_, Value>(i).unwrap_or(Value::Null))
+                    .collect(),
+            );
+        }
+        Ok(Rows { columns, values })
+    }
+
+    /// All rows of a stage's table.
+    pub fn stage_rows(&mut self, stage: &str) -> Result<Rows, Error> {
+        self.query(
+            &format!("SELECT * FROM run.{}", quote(stage)),
+            &BTreeMap::new(),
+            None,
+        )
+    }
+
+    /// A name no table uses yet, for intermediate results.
+    pub fn temp_name(&mut self) -> String {
+        self.next_temp += 1;
+        format!("_step_{}", self.next_temp)
+    }
+}
+
+/// SQLite says "no such table: run.file:x"; say what the user can do about it.
+fn missing_table_message(error: &str) -> String {
+    match error.split_once("no such table: ") {
+        Some((_, table)) => format!(
+            "no table `{table}`: save it with `save to {table}` in an earlier run, or put `{table}.csv`, `.json` or `.ndjson` beside the flow"
+        ),
+        None => error.to_string(),
+    }
+}
+
+/// Rows of a data file, by extension: CSV with a header row, a JSON array of objects, NDJSON.
+pub fn read_rows(path: &Path) -> Result<Rows, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match extension.as_str() {
+        "json" => {
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+            let objects: Vec<serde_json::Map<String, serde_json::Value>> = match value {
+                serde_json::Value::Array(items) => items
+                    .into_iter()
+                    .filter_map(|i| i.as_object().cloned())
+                    .collect(),
+                serde_json::Value::Object(o) => vec![o],
+                _ => {
+                    return Err(format!(
+                        "{}: expected a JSON array of objects",
+                        path.display()
+                    ));
+                }
+            };
+            Ok(Rows::from_json_objects(&objects))
+        }
+        "ndjson" | "jsonl" => {
+            let mut objects = Vec::new();
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let value: serde_json::Value = serde_json::from_str(line)
+                    .map_err(|e| format!("{}:{}: not JSON: {e}", path.display(), i + 1))?;
+                objects.push(value.as_object().cloned().ok_or_else(|| {
+                    format!("{}:{}: expected a JSON object", path.display(), i + 1)
+                })?);
+            }
+            Ok(Rows::from_json_objects(&objects))
+        }
+        _ => {
+            let mut reader = csv::Reader::from_reader(text.as_bytes());
+            let columns: Vec<String> = reader
+                .headers()
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .iter()
+                .map(str::to_string)
+                .collect();
+            let mut values = Vec::new();
+            for record in reader.records() {
+                let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
+                values.push(record.iter().map(from_csv).collect());
+            }
+            Ok(Rows { columns, values })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn files_load_as_typed_tables_and_queries_bind_parameters() {
+        let dir = std::env::temp_dir().join(format!("wvflow-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("orders.csv"),
+            "id,amount,status\n1,120.5,paid\n2,42,open\n3,,paid\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("people.ndjson"),
+            "{\"id\": 1, \"name\": \"Ada\"}\n\n{\"id\": 2, \"name\": \"Bo\", \"vip\": true}\n",
+        )
+        .unwrap();
+        let mut store = Store::in_memory(&dir).unwrap();
+        store.load_file("orders.csv").unwrap();
+        store.load_file("people.ndjson").unwrap();
+        let rows = store
+            .query(
+                r#"SELECT "id", "amount" FROM run."file:orders.csv" AS o WHERE "status" = :status ORDER BY "id""#,
+                &params(&[("status", Value::Text("paid".into()))]),
+                None,
+            )
+            .unwrap();
+        assert_eq!(rows.columns, ["id", "amount"]);
+        assert_eq!(
+            rows.values,
+            [
+                vec![Value::Integer(1), Value::Real(120.5)],
+                vec![Value::Integer(3), Value::Null]
+            ]
+        );
+        let people = store
+            .query(
+                r#"SELECT "name", "vip" FROM run."file:people.ndjson" ORDER BY "id""#,
+                &BTreeMap::new(),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            people.values[1],
+            [Value::Text("Bo".into()), Value::Integer(1)]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn input_rows_and_stage_tables_and_a_stable_hash() {
+        let mut store = Store::in_memory(Path::new(".")).unwrap();
+        let rows = Rows {
+            columns: vec!["user".into()],
+            values: (0..100)
+                .map(|i| vec![Value::Text(format!("u{i}"))])
+                .collect(),
+        };
+        store.write_table("run", "users", &rows).unwrap();
+        let split = store
+            .query(
+                "SELECT count(*) FROM _input WHERE ((wv_hash(\"user\") % 100) + 100) % 100 < 50",
+                &BTreeMap::new(),
+                Some(&rows),
+            )
+            .unwrap();
+        let Value::Integer(half) = split.values[0][0] else {
+            panic!()
+        };
+        assert!((30..=70).contains(&half), "{half}");
+        let again = store.query("SELECT count(*) FROM run.\"users\" WHERE ((wv_hash(\"user\") % 100) + 100) % 100 < 50", &BTreeMap::new(), None).unwrap();
+        assert_eq!(
+            again.values[0][0],
+            Value::Integer(half),
+            "the hash is deterministic"
+        );
+        let missing = store
+            .query("SELECT * FROM \"nowhere\"", &BTreeMap::new(), None)
+            .unwrap_err();
+        assert!(missing.starts_with("no table `nowhere`"), "{missing}");
+    }
+}
