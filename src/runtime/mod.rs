@@ -1,6 +1,7 @@
 //! The local runtime (issue 5, in progress): the embedded SQLite engine, retries with an
 //! injected clock, and (next) activities and the DAG executor behind `wvflow run`.
 
+pub mod activity;
 pub mod clock;
 pub mod retry;
 pub mod store;

@@ -1,0 +1,345 @@
+//! Running an activity: a program with an argument vector (no shell), or `sh -c` with the
+//! parameters as `WV_<NAME>` environment variables (never spliced into the text). Input rows go
+//! to stdin as NDJSON; each stdout line that is a JSON object becomes a row. The attempt runs
+//! in its own process group, so a timeout kills everything it started.
+
+use super::retry::Outcome;
+use super::store::{Rows, to_json};
+use crate::plan::ir::{ArgvItem, Command};
+use rusqlite::types::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// One attempt of one activity call.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub activity: String,
+    pub command: Command,
+    /// Parameter values, by activity parameter name.
+    pub args: BTreeMap<String, Value>,
+    /// `WVFLOW_RUN_ID`, `WVFLOW_FLOW`, `WVFLOW_STAGE`, `WVFLOW_ATTEMPT`, ...
+    pub env: Vec<(String, String)>,
+    pub input: Rows,
+    pub cwd: PathBuf,
+    pub timeout: Option<Duration>,
+    /// Fail when the activity writes nothing to stderr for this long.
+    pub heartbeat: Option<Duration>,
+}
+
+/// Starts activities; tests replace it with a scripted one.
+pub trait Launcher: Send + Sync {
+    fn launch(&self, request: &Request) -> Outcome<Rows>;
+}
+
+/// Runs real processes.
+pub struct ProcessLauncher;
+
+/// How much of stderr is kept for the stage's error.
+const STDERR_TAIL: usize = 2000;
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::Integer(n) => n.to_string(),
+        Value::Real(x) => x.to_string(),
+        Value::Text(s) => s.clone(),
+        Value::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+impl Launcher for ProcessLauncher {
+    fn launch(&self, request: &Request) -> Outcome<Rows> {
+        let mut command = match &request.command {
+            Command::Exec { argv } => {
+                let words: Vec<String> = argv
+                    .iter()
+                    .map(|item| match item {
+                        ArgvItem::Literal(s) => s.clone(),
+                        ArgvItem::Param(p) => request.args.get(p).map(text_of).unwrap_or_default(),
+                        ArgvItem::Expr(e) => e.clone(),
+                    })
+                    .collect();
+                let Some((program, rest)) = words.split_first() else {
+                    return Outcome::Failure {
+                        error: "exec() names no program".into(),
+                        exit_code: None,
+                    };
+                };
+                let mut c = std::process::Command::new(program);
+                c.args(rest);
+                c
+            }
+            Command::Shell { text } => {
+                let mut c = std::process::Command::new("sh");
+                c.arg("-c").arg(text);
+                c
+            }
+        };
+        for (name, value) in &request.args {
+            command.env(format!("WV_{}", name.to_ascii_uppercase()), text_of(value));
+        }
+        command.envs(request.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+            .current_dir(&request.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                return Outcome::Failure {
+                    error: format!("cannot start `{}`: {e}", request.activity),
+                    exit_code: None,
+                };
+            }
+        };
+        supervise(&mut child, request)
+    }
+}
+
+fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
+    let started = Instant::now();
+    let last_sign = Arc::new(AtomicU64::new(0));
+    let stdin = child.stdin.take();
+    let input: Vec<String> = request
+        .input
+        .to_json_objects()
+        .into_iter()
+        .map(|o| serde_json::Value::Object(o).to_string())
+        .collect();
+    let writer = std::thread::spawn(move || {
+        if let Some(mut stdin) = stdin {
+            for line in input {
+                // A program that does not read its input closes the pipe: not an error.
+                if writeln!(stdin, "{line}").is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut out) = stdout {
+            let _ = out.read_to_string(&mut text);
+        }
+        text
+    });
+    let stderr = child.stderr.take();
+    let sign = last_sign.clone();
+    let errors = std::thread::spawn(move || {
+        let mut tail = String::new();
+        if let Some(err) = stderr {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                sign.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                tail.push_str(&line);
+                tail.push('\n');
+                if tail.len() > 2 * STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+        }
+        tail
+    });
+    let mut killed = None;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        let elapsed = started.elapsed();
+        if let Some(limit) = request.timeout
+            && elapsed >= limit
+        {
+            killed = Some(format!(
+                "timed out after {}",
+                crate::check::values::show(limit)
+            ));
+        } else if let Some(beat) = request.heartbeat {
+            let last = Duration::from_millis(last_sign.load(Ordering::Relaxed));
+            if elapsed - last >= beat {
+                killed = Some(format!(
+                    "no heartbeat for {}",
+                    crate::check::values::show(beat)
+                ));
+            }
+        }
+        if killed.is_some() {
+            // The whole process group: nothing the attempt started is left running.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            break child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = writer.join();
+    let stdout = reader.join().unwrap_or_default();
+    let tail = errors.join().unwrap_or_default();
+    let tail = tail.trim_end();
+    let tail = &tail[tail.len().saturating_sub(STDERR_TAIL)..];
+    if let Some(why) = killed {
+        let error = if tail.is_empty() {
+            why
+        } else {
+            format!("{why}: {tail}")
+        };
+        return Outcome::Failure {
+            error,
+            exit_code: None,
+        };
+    }
+    match status {
+        Some(s) if s.success() => {
+            let objects: Vec<_> = stdout
+                .lines()
+                .filter_map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l.trim())
+                        .ok()?
+                        .as_object()
+                        .cloned()
+                })
+                .collect();
+            Outcome::Success(Rows::from_json_objects(&objects))
+        }
+        Some(s) => {
+            let code = s.code();
+            let error = if tail.is_empty() {
+                format!(
+                    "`{}` exited with {}",
+                    request.activity,
+                    code.map_or("a signal".into(), |c| format!("code {c}"))
+                )
+            } else {
+                tail.to_string()
+            };
+            Outcome::Failure {
+                error,
+                exit_code: code,
+            }
+        }
+        None => Outcome::Failure {
+            error: format!("lost track of `{}`", request.activity),
+            exit_code: None,
+        },
+    }
+}
+
+/// Rows as NDJSON text (for logs and files).
+pub fn ndjson(rows: &Rows) -> String {
+    rows.values
+        .iter()
+        .map(|row| {
+            serde_json::Value::Object(
+                rows.columns
+                    .iter()
+                    .cloned()
+                    .zip(row.iter().map(to_json))
+                    .collect(),
+            )
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(command: Command, timeout_ms: Option<u64>) -> Request {
+        Request {
+            activity: "test".into(),
+            command,
+            args: [(
+                "name".to_string(),
+                Value::Text("it's; $(rm -rf /) `x`".into()),
+            )]
+            .into_iter()
+            .collect(),
+            env: vec![("WVFLOW_STAGE".into(), "s".into())],
+            input: Rows {
+                columns: vec!["n".into()],
+                values: vec![vec![Value::Integer(1)], vec![Value::Integer(2)]],
+            },
+            cwd: std::env::temp_dir(),
+            timeout: timeout_ms.map(Duration::from_millis),
+            heartbeat: None,
+        }
+    }
+
+    #[test]
+    fn shell_parameters_arrive_as_environment_and_stdout_objects_become_rows() {
+        let cmd = Command::Shell {
+            text: r#"while read -r line; do printf '%s\n' "$line"; done; printf '{"name": "%s", "stage": "%s"}\nnot json\n' "$WV_NAME" "$WVFLOW_STAGE""#.into(),
+        };
+        let Outcome::Success(rows) = ProcessLauncher.launch(&request(cmd, None)) else {
+            panic!()
+        };
+        assert_eq!(rows.columns, ["n", "name", "stage"]);
+        assert_eq!(rows.values.len(), 3);
+        assert_eq!(
+            rows.values[2][1],
+            Value::Text("it's; $(rm -rf /) `x`".into())
+        );
+    }
+
+    #[test]
+    fn exec_passes_arguments_literally() {
+        let cmd = Command::Exec {
+            argv: vec![
+                ArgvItem::Literal("printf".into()),
+                ArgvItem::Literal("{\"arg\": \"%s\"}\\n".into()),
+                ArgvItem::Param("name".into()),
+            ],
+        };
+        let Outcome::Success(rows) = ProcessLauncher.launch(&request(cmd, None)) else {
+            panic!()
+        };
+        assert_eq!(
+            rows.values,
+            [vec![Value::Text("it's; $(rm -rf /) `x`".into())]]
+        );
+    }
+
+    #[test]
+    fn failures_keep_the_exit_code_and_the_stderr_tail() {
+        let cmd = Command::Shell {
+            text: "echo first >&2; echo 'disk full' >&2; exit 3".into(),
+        };
+        assert_eq!(
+            ProcessLauncher.launch(&request(cmd, None)),
+            Outcome::Failure {
+                error: "first\ndisk full".into(),
+                exit_code: Some(3)
+            }
+        );
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_process_group() {
+        let marker = std::env::temp_dir().join(format!("wvflow-orphan-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        // The child starts a grandchild that would write the marker after a second.
+        let cmd = Command::Shell {
+            text: format!("(sleep 1; touch {}) & sleep 30", marker.display()),
+        };
+        let started = Instant::now();
+        let outcome = ProcessLauncher.launch(&request(cmd, Some(200)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            matches!(&outcome, Outcome::Failure { error, exit_code: None } if error.starts_with("timed out after 200ms")),
+            "{outcome:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(!marker.exists(), "the grandchild survived the timeout");
+    }
+}
