@@ -3,6 +3,7 @@
 mod check;
 mod explain;
 mod plan;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Show the execution plan of a flow: stages, dependencies, triggers, retries, SQL.
     Plan(plan::PlanArgs),
+    /// Run a flow locally (in progress: no parallel stages, jumps, child runs or webhooks yet).
+    Run(run::RunArgs),
     /// Explain a diagnostic code, with an example and its fix.
     Explain(explain::ExplainArgs),
 }
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
     let status = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Run(args) => run::run(args),
         Command::Explain(args) => explain::run(args),
     };
     ExitCode::from(status)

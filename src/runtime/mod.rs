@@ -3,5 +3,6 @@
 
 pub mod activity;
 pub mod clock;
+pub mod engine;
 pub mod retry;
 pub mod store;

@@ -1,0 +1,279 @@
+//! `wvflow run PATH [FLOW_CALL] [--format text|json] [--db FILE]`
+//!
+//! In progress (issue 5): see `runtime::engine` for what runs today.
+
+use super::exit;
+use super::plan::{choose_flow, compile};
+use crate::check::Index;
+use crate::plan::lower;
+use crate::runtime::activity::ProcessLauncher;
+use crate::runtime::clock::SystemClock;
+use crate::runtime::engine::{Context, Summary, execute};
+use crate::runtime::retry::SeededRandom;
+use crate::runtime::store::{Store, from_json};
+use crate::syntax::ast::{ExprKind, Item};
+use crate::workspace::Workspace;
+use clap::{Args, ValueEnum};
+use rusqlite::types::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// A .wv file or a folder (one workspace).
+    path: PathBuf,
+    /// `Name` or `Name(arg = value, ...)`; optional when the workspace has one flow.
+    flow_call: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// The workspace database (default: `.wvflow/workspace.db` beside the workspace).
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
+
+pub fn run(args: RunArgs) -> u8 {
+    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&args.path));
+    for e in &load_errors {
+        eprintln!("error: {e}");
+    }
+    if !load_errors.is_empty() || compile(&workspace).is_none() {
+        return exit::USAGE;
+    }
+    let index = Index::new(&workspace);
+    let (name, call_args) = match parse_call(args.flow_call.as_deref()) {
+        Ok(call) => call,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let def = match choose_flow(&index, name.as_deref()) {
+        Ok(def) => def,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let plan = lower(&workspace, &index, def);
+    let mut params = match bind_params(&plan, &call_args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+    params.insert(
+        "run_time".into(),
+        Value::Text(now.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    );
+    params.insert(
+        "run_date".into(),
+        Value::Text(now.format("%Y-%m-%d").to_string()),
+    );
+    let folder = workspace
+        .sources
+        .get(def.file)
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let folder = if folder.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        folder
+    };
+    let root = if args.path.is_dir() {
+        args.path.clone()
+    } else {
+        folder.clone()
+    };
+    let db = args
+        .db
+        .unwrap_or_else(|| root.join(".wvflow").join("workspace.db"));
+    let mut store = match Store::open(&db, &folder) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    if let Err(e) = load_files(&mut store, &plan) {
+        eprintln!("error: {e}");
+        return exit::PROBLEMS;
+    }
+    let random = SeededRandom::from_time();
+    let ctx = Context {
+        clock: &SystemClock::default(),
+        random: &random,
+        launcher: &ProcessLauncher,
+        cwd: folder,
+        run_id: format!("{}-{}", now.format("%Y%m%dT%H%M%S"), std::process::id()),
+        flow: plan.flow.name.clone(),
+        params,
+        idempotency_key: None,
+    };
+    let summary = execute(&plan, &mut store, &ctx);
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        ),
+        Format::Text => print!("{}", table(&summary)),
+    }
+    if summary.state == "success" {
+        exit::OK
+    } else {
+        exit::PROBLEMS
+    }
+}
+
+/// Arguments of a flow call: positional (no name) or named, as values.
+type CallArgs = Vec<(Option<String>, Value)>;
+
+/// `Name` or `Name(arg = value, ...)`, read with the language's own parser.
+fn parse_call(text: Option<&str>) -> Result<(Option<String>, CallArgs), String> {
+    let Some(text) = text else {
+        return Ok((None, Vec::new()));
+    };
+    let parsed = crate::syntax::parse(&format!("run flow {text}"), crate::source::FileId(0));
+    let call = match (parsed.diagnostics.first(), parsed.ast.items.as_slice()) {
+        (None, [Item::Run(run)]) => &run.call,
+        (Some(d), _) => return Err(format!("cannot read the flow call `{text}`: {}", d.message)),
+        _ => return Err(format!("cannot read the flow call `{text}`")),
+    };
+    let mut name = call.name.name.to_string();
+    if let Some(v) = &call.version {
+        name.push_str(&format!("@{}", v.value));
+    }
+    let mut args = Vec::new();
+    for arg in call.args.as_deref().unwrap_or_default() {
+        let value = match &arg.value.kind {
+            ExprKind::Int(n) => Value::Integer(*n),
+            ExprKind::Float(x) => Value::Real(*x),
+            ExprKind::Str(s) => Value::Text(s.to_string()),
+            ExprKind::Bool(b) => Value::Integer(*b as i64),
+            ExprKind::Duration { millis, .. } => Value::Integer(*millis as i64),
+            ExprKind::Null => Value::Null,
+            _ => {
+                return Err(format!(
+                    "argument values must be literals, such as 42, 'text' or 30s: `{text}`"
+                ));
+            }
+        };
+        args.push((arg.name.as_ref().map(|n| n.name.to_string()), value));
+    }
+    Ok((Some(name), args))
+}
+
+/// Binds call arguments to the flow's parameters: positional, then named, then defaults.
+fn bind_params(
+    plan: &crate::plan::Plan,
+    args: &[(Option<String>, Value)],
+) -> Result<BTreeMap<String, Value>, String> {
+    let params = &plan.flow.params;
+    let mut bound = BTreeMap::new();
+    for (i, (name, value)) in args.iter().enumerate() {
+        let param = match name {
+            Some(n) => params
+                .iter()
+                .find(|p| &p.name == n)
+                .ok_or_else(|| format!("flow `{}` has no parameter `{n}`", plan.flow.name))?,
+            None => params.get(i).ok_or_else(|| {
+                format!(
+                    "flow `{}` takes {} arguments, {} given",
+                    plan.flow.name,
+                    params.len(),
+                    args.len()
+                )
+            })?,
+        };
+        if bound.insert(param.name.clone(), value.clone()).is_some() {
+            return Err(format!("argument `{}` is given twice", param.name));
+        }
+    }
+    for p in params {
+        if !bound.contains_key(&p.name) {
+            let default = p.default.as_ref().ok_or_else(|| {
+                format!(
+                    "flow `{}` needs an argument for `{}`",
+                    plan.flow.name, p.name
+                )
+            })?;
+            bound.insert(p.name.clone(), from_json(default));
+        }
+    }
+    Ok(bound)
+}
+
+/// Loads every file source the plan's queries read.
+fn load_files(store: &mut Store, plan: &crate::plan::Plan) -> Result<(), String> {
+    for stage in &plan.flow.stages {
+        for step in &stage.steps {
+            let crate::plan::ir::Step::Query { sql } = step else {
+                continue;
+            };
+            for piece in sql.text.split("run.\"file:").skip(1) {
+                if let Some(end) = piece.find('"') {
+                    store.load_file(&piece[..end].replace("\"\"", "\""))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The per-stage table printed after a run.
+fn table(summary: &Summary) -> String {
+    let mut out = format!(
+        "run {} of flow {}: {}\n\n",
+        summary.run_id, summary.flow, summary.state
+    );
+    let width = summary
+        .stages
+        .iter()
+        .map(|s| s.stage.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    out.push_str(&format!(
+        "{:width$}  {:9} {:>8} {:>6} {:>9}  error\n",
+        "stage", "state", "attempts", "rows", "duration"
+    ));
+    for s in &summary.stages {
+        let error = s
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .last()
+            .unwrap_or("");
+        out.push_str(&format!(
+            "{:width$}  {:9} {:>8} {:>6} {:>7}ms  {error}\n",
+            s.stage, s.state, s.attempts, s.rows, s.duration_ms
+        ));
+    }
+    if !summary.compensations.is_empty() {
+        out.push_str("\ncompensations:\n");
+        for c in &summary.compensations {
+            out.push_str(&format!(
+                "  {} ({}): {} after {} attempt(s){}\n",
+                c.stage,
+                c.activity,
+                c.state,
+                c.attempts,
+                c.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    out
+}

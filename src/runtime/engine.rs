@@ -1,0 +1,616 @@
+//! The executor: runs a flow's plan stage by stage, in dependency order, with the semantics
+//! of SPEC section 6: triggers over upstream states, retries, saga compensation on failure.
+//!
+//! In progress (issue 5): stages run one at a time; parallel stages, idempotency keys,
+//! webhooks, jumps and child runs are still to come and fail with a clear error.
+
+use super::activity::{Launcher, Request, ndjson};
+use super::clock::Clock;
+use super::retry::{self, Outcome, Random};
+use super::store::{Rows, Store};
+use crate::plan::ir::*;
+use rusqlite::types::Value;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a run needs from outside: time, randomness, processes, and its values.
+pub struct Context<'a> {
+    pub clock: &'a dyn Clock,
+    pub random: &'a dyn Random,
+    pub launcher: &'a dyn Launcher,
+    /// Activities run here, and relative file paths resolve here: the `.wv` file's folder.
+    pub cwd: PathBuf,
+    pub run_id: String,
+    pub flow: String,
+    /// Flow parameters, `run_time` and `run_date`.
+    pub params: BTreeMap<String, Value>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StageSummary {
+    pub stage: String,
+    pub state: String,
+    pub attempts: u32,
+    pub rows: usize,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CompensationSummary {
+    pub stage: String,
+    pub activity: String,
+    pub state: String,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// The object `wvflow run --format json` prints (SPEC section 6).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Summary {
+    pub run_id: String,
+    pub flow: String,
+    pub state: String,
+    pub stages: Vec<StageSummary>,
+    pub compensations: Vec<CompensationSummary>,
+}
+
+pub fn execute(plan: &Plan, store: &mut Store, ctx: &Context) -> Summary {
+    let flow = &plan.flow;
+    let mut states: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut results: Vec<StageSummary> = Vec::new();
+    let mut completed: Vec<&StagePlan> = Vec::new();
+    let mut ended = false;
+    for stage in &flow.stages {
+        let started = ctx.clock.now();
+        let mut summary = StageSummary {
+            stage: stage.id.clone(),
+            state: String::new(),
+            attempts: 0,
+            rows: 0,
+            duration_ms: 0,
+            error: None,
+        };
+        let runs = !ended && holds(&stage.trigger, &states);
+        if !runs {
+            summary.state = "skipped".into();
+        } else {
+            fill_missing_upstreams(store, stage, &states);
+            let mut run = StageRun {
+                store: &mut *store,
+                ctx,
+                stage,
+                attempts: 0,
+            };
+            let result = run.steps();
+            let attempts = run.attempts;
+            match result {
+                Ok(rows) => {
+                    summary.state = "success".into();
+                    summary.rows = rows.len();
+                    if let Err(e) = store.write_table("run", &stage.id, &rows) {
+                        summary.state = "failed".into();
+                        summary.error = Some(e);
+                    } else {
+                        completed.push(stage);
+                    }
+                }
+                Err((e, attempts)) => {
+                    summary.state = "failed".into();
+                    summary.error = Some(e);
+                    summary.attempts = attempts;
+                }
+            }
+            summary.attempts = summary.attempts.max(attempts);
+            if summary.attempts == 0 {
+                summary.attempts = run_attempts(&summary);
+            }
+            ended |=
+                summary.state == "success" && stage.steps.iter().any(|s| matches!(s, Step::End));
+        }
+        summary.duration_ms = (ctx.clock.now() - started).as_millis() as u64;
+        states.insert(
+            stage.id.clone(),
+            if summary.state == "success" {
+                "success"
+            } else if summary.state == "failed" {
+                "failed"
+            } else {
+                "skipped"
+            },
+        );
+        results.push(summary);
+    }
+    let failed = flow
+        .stages
+        .iter()
+        .zip(&results)
+        .any(|(s, r)| r.state == "failed" && s.on_failure == "fail");
+    let compensations = if failed {
+        compensate(store, ctx, &completed)
+    } else {
+        Vec::new()
+    };
+    Summary {
+        run_id: ctx.run_id.clone(),
+        flow: flow.name.clone(),
+        state: if failed { "failed" } else { "success" }.into(),
+        stages: results,
+        compensations,
+    }
+}
+
+/// A stage that ran without activities made one attempt.
+fn run_attempts(summary: &StageSummary) -> u32 {
+    u32::from(summary.state != "skipped")
+}
+
+/// Evaluates a compiled trigger over the states reached so far.
+pub fn holds(cond: &Cond, states: &BTreeMap<String, &'static str>) -> bool {
+    match cond {
+        Cond::True => true,
+        Cond::State { stage, state } => match states.get(stage) {
+            Some(reached) => state == "done" || reached == state,
+            None => false,
+        },
+        Cond::Not { arg } => !holds(arg, states),
+        Cond::And { args } => args.iter().all(|a| holds(a, states)),
+        Cond::Or { args } => args.iter().any(|a| holds(a, states)),
+    }
+}
+
+/// An upstream that did not succeed has no table; give it an empty one shaped like a sibling
+/// that did, so that `merge` and `from` read no rows from it rather than failing.
+fn fill_missing_upstreams(
+    store: &mut Store,
+    stage: &StagePlan,
+    states: &BTreeMap<String, &'static str>,
+) {
+    let succeeded = stage
+        .upstream
+        .iter()
+        .find(|e| states.get(&e.stage) == Some(&"success"))
+        .map(|e| e.stage.clone());
+    for edge in &stage.upstream {
+        if states.get(&edge.stage) != Some(&"success")
+            && !store.exists("run", &edge.stage).unwrap_or(true)
+        {
+            let shape = match &succeeded {
+                Some(sibling) => store
+                    .stage_rows(sibling)
+                    .map(|r| r.columns)
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let _ = store.write_table(
+                "run",
+                &edge.stage,
+                &Rows {
+                    columns: shape,
+                    values: Vec::new(),
+                },
+            );
+        }
+    }
+}
+
+struct StageRun<'a, 'c> {
+    store: &'a mut Store,
+    ctx: &'a Context<'c>,
+    stage: &'a StagePlan,
+    attempts: u32,
+}
+
+type StepError = (String, u32);
+
+impl StageRun<'_, '_> {
+    fn steps(&mut self) -> Result<Rows, StepError> {
+        let mut rows: Option<Rows> = None;
+        let mut last_query: Option<&Sql> = None;
+        for step in &self.stage.steps {
+            let input = rows.take().unwrap_or_default();
+            let output = match step {
+                Step::Query { sql } => {
+                    last_query = Some(sql);
+                    let input = (!input.columns.is_empty()).then_some(&input);
+                    self.query(&sql.text, input).map_err(|e| (e, 1))?
+                }
+                Step::Invoke { invocation } => {
+                    let args = self.bind(invocation, None).map_err(|e| (e, 1))?;
+                    self.call(invocation, args, input)?
+                }
+                Step::Each {
+                    invocation,
+                    concurrency,
+                    tolerated_failures,
+                } => self.each(invocation, *concurrency, tolerated_failures, input)?,
+                Step::Route { .. } | Step::Fork { .. } => input,
+                Step::Wait { ms } => {
+                    self.ctx.clock.sleep(Duration::from_millis(*ms));
+                    input
+                }
+                Step::WaitUntil {
+                    condition,
+                    poll_interval_ms,
+                } => self.wait_until(condition, *poll_interval_ms, last_query, input)?,
+                Step::Activate { activation } => {
+                    self.activate(activation, &input).map_err(|e| (e, 1))?;
+                    input
+                }
+                Step::SaveTo { table } => {
+                    self.store
+                        .write_table("main", table, &input)
+                        .map_err(|e| (e, 1))?;
+                    input
+                }
+                // The executor stops the flow after this stage.
+                Step::End => input,
+                Step::Jump { .. } | Step::Call { .. } => {
+                    return Err(("jumps and child flows (`->`, `call`) are not supported by this version of `wvflow run` yet".into(), 1));
+                }
+            };
+            rows = Some(output);
+        }
+        Ok(rows.unwrap_or_default())
+    }
+
+    fn query(&mut self, sql: &str, input: Option<&Rows>) -> Result<Rows, String> {
+        self.store.query(sql, &self.ctx.params, input)
+    }
+
+    /// Argument values: one set, or (with `per_row`) one per input row.
+    fn bind(
+        &mut self,
+        invocation: &Invocation,
+        per_row: Option<&Rows>,
+    ) -> Result<BTreeMap<String, Value>, String> {
+        Ok(self
+            .bind_rows(invocation, per_row)?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
+    }
+
+    fn bind_rows(
+        &mut self,
+        invocation: &Invocation,
+        per_row: Option<&Rows>,
+    ) -> Result<Vec<BTreeMap<String, Value>>, String> {
+        if invocation.bindings.is_empty() {
+            return Ok(vec![BTreeMap::new(); per_row.map_or(1, Rows::len)]);
+        }
+        let exprs: Vec<String> = invocation.bindings.iter().map(|b| b.sql.clone()).collect();
+        let sql = match per_row {
+            Some(_) => format!("SELECT {} FROM _input", exprs.join(", ")),
+            None => format!("SELECT {}", exprs.join(", ")),
+        };
+        let values = self.query(&sql, per_row)?;
+        Ok(values
+            .values
+            .into_iter()
+            .map(|row| {
+                invocation
+                    .bindings
+                    .iter()
+                    .map(|b| b.param.clone())
+                    .zip(row)
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// One activity call with the stage's retry policy.
+    fn call(
+        &mut self,
+        invocation: &Invocation,
+        args: BTreeMap<String, Value>,
+        input: Rows,
+    ) -> Result<Rows, StepError> {
+        let schedule_timeout = self.stage.schedule_timeout_ms.map(Duration::from_millis);
+        let done = retry::run(
+            &invocation.retry,
+            schedule_timeout,
+            self.ctx.clock,
+            self.ctx.random,
+            |attempt| {
+                self.ctx.launcher.launch(&request(
+                    self.ctx,
+                    self.stage,
+                    invocation,
+                    args.clone(),
+                    input.clone(),
+                    attempt,
+                ))
+            },
+        );
+        self.attempts = self.attempts.max(done.attempts);
+        done.result.map_err(|e| (e, done.attempts))
+    }
+
+    /// One call per input row, at most `concurrency` at once; fails past the tolerance.
+    fn each(
+        &mut self,
+        invocation: &Invocation,
+        concurrency: u64,
+        tolerated: &Tolerance,
+        input: Rows,
+    ) -> Result<Rows, StepError> {
+        let per_row = self
+            .bind_rows(invocation, Some(&input))
+            .map_err(|e| (e, 1))?;
+        let items: Vec<(BTreeMap<String, Value>, Rows)> = per_row
+            .into_iter()
+            .zip(&input.values)
+            .map(|(args, row)| {
+                (
+                    args,
+                    Rows {
+                        columns: input.columns.clone(),
+                        values: vec![row.clone()],
+                    },
+                )
+            })
+            .collect();
+        let schedule_timeout = self.stage.schedule_timeout_ms.map(Duration::from_millis);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<std::sync::Mutex<Option<retry::Finished<Rows>>>> =
+            items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let (ctx, stage) = (self.ctx, self.stage);
+        std::thread::scope(|scope| {
+            for _ in 0..concurrency.max(1).min(items.len() as u64) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((args, row)) = items.get(i) else {
+                            break;
+                        };
+                        let done = retry::run(
+                            &invocation.retry,
+                            schedule_timeout,
+                            ctx.clock,
+                            ctx.random,
+                            |attempt| {
+                                ctx.launcher.launch(&request(
+                                    ctx,
+                                    stage,
+                                    invocation,
+                                    args.clone(),
+                                    row.clone(),
+                                    attempt,
+                                ))
+                            },
+                        );
+                        if let Ok(mut slot) = results[i].lock() {
+                            *slot = Some(done);
+                        }
+                    }
+                });
+            }
+        });
+        let mut outputs = Vec::new();
+        let mut failures = Vec::new();
+        let mut attempts = 0;
+        for slot in results {
+            let Some(done) = slot.into_inner().ok().flatten() else {
+                continue;
+            };
+            attempts = attempts.max(done.attempts);
+            match done.result {
+                Ok(rows) => outputs.extend(rows.to_json_objects()),
+                Err(e) => failures.push(e),
+            }
+        }
+        self.attempts = self.attempts.max(attempts);
+        let allowed = match tolerated {
+            Tolerance::Count(n) => *n as f64,
+            Tolerance::Percent(p) => items.len() as f64 * p / 100.0,
+        };
+        if failures.len() as f64 > allowed {
+            let first = failures.first().cloned().unwrap_or_default();
+            return Err((
+                format!(
+                    "{} of {} items failed (tolerated: {}); first error: {first}",
+                    failures.len(),
+                    items.len(),
+                    allowed.floor()
+                ),
+                attempts,
+            ));
+        }
+        Ok(Rows::from_json_objects(&outputs))
+    }
+
+    /// Re-reads the stage's query every `poll_interval_ms` until a row satisfies the
+    /// condition, bounded by the stage's timeout.
+    fn wait_until(
+        &mut self,
+        condition: &Sql,
+        poll_ms: u64,
+        source: Option<&Sql>,
+        mut input: Rows,
+    ) -> Result<Rows, StepError> {
+        let started = self.ctx.clock.now();
+        let limit = self.stage.timeout_ms.map(Duration::from_millis);
+        loop {
+            let met = self
+                .query(&condition.text, Some(&input))
+                .map_err(|e| (e, 1))?;
+            if matches!(
+                met.values.first().and_then(|r| r.first()),
+                Some(Value::Integer(1))
+            ) {
+                return Ok(input);
+            }
+            if limit.is_some_and(|l| {
+                self.ctx.clock.now() - started + Duration::from_millis(poll_ms) > l
+            }) {
+                return Err((
+                    format!(
+                        "`wait until` not met within {}",
+                        crate::check::values::show(limit.unwrap_or_default())
+                    ),
+                    1,
+                ));
+            }
+            self.ctx.clock.sleep(Duration::from_millis(poll_ms));
+            if let Some(sql) = source {
+                input = self.query(&sql.text, None).map_err(|e| (e, 1))?;
+            }
+        }
+    }
+
+    fn activate(&mut self, activation: &Activation, rows: &Rows) -> Result<(), String> {
+        match activation.target.as_str() {
+            "log" => {
+                for line in ndjson(rows).lines() {
+                    eprintln!("[{}] {line}", self.stage.id);
+                }
+                Ok(())
+            }
+            "file" => {
+                let path = activation
+                    .options
+                    .get("path")
+                    .and_then(|p| p.as_str())
+                    .ok_or("`activate('file')` needs `path:`")?;
+                let format = activation
+                    .options
+                    .get("format")
+                    .and_then(|f| f.as_str())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        std::path::Path::new(path)
+                            .extension()
+                            .and_then(|e| e.to_str())
+                            .unwrap_or("csv")
+                            .to_ascii_lowercase()
+                    });
+                let full = self.ctx.cwd.join(path);
+                if let Some(parent) = full.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                }
+                let text = match format.as_str() {
+                    "json" => {
+                        serde_json::to_string_pretty(&rows.to_json_objects()).unwrap_or_default()
+                            + "\n"
+                    }
+                    "ndjson" | "jsonl" => ndjson(rows),
+                    _ => csv_text(rows)?,
+                };
+                std::fs::write(&full, text)
+                    .map_err(|e| format!("cannot write {}: {e}", full.display()))
+            }
+            other => Err(format!(
+                "`activate('{other}')` is not supported by this version of `wvflow run` yet"
+            )),
+        }
+    }
+}
+
+/// One attempt's request: the call, its arguments and input, and the run's environment.
+fn request(
+    ctx: &Context,
+    stage: &StagePlan,
+    invocation: &Invocation,
+    args: BTreeMap<String, Value>,
+    input: Rows,
+    attempt: u32,
+) -> Request {
+    let mut env = vec![
+        ("WVFLOW_RUN_ID".to_string(), ctx.run_id.clone()),
+        ("WVFLOW_FLOW".to_string(), ctx.flow.clone()),
+        ("WVFLOW_STAGE".to_string(), stage.id.clone()),
+        ("WVFLOW_ATTEMPT".to_string(), attempt.to_string()),
+    ];
+    if let Some(key) = &ctx.idempotency_key {
+        env.push(("WVFLOW_IDEMPOTENCY_KEY".to_string(), key.clone()));
+    }
+    Request {
+        activity: invocation.activity.clone(),
+        command: invocation.command.clone(),
+        args,
+        env,
+        input,
+        cwd: ctx.cwd.clone(),
+        timeout: invocation
+            .timeout_ms
+            .or(stage.timeout_ms)
+            .map(Duration::from_millis),
+        heartbeat: stage.heartbeat_ms.map(Duration::from_millis),
+    }
+}
+
+fn csv_text(rows: &Rows) -> Result<String, String> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer
+        .write_record(&rows.columns)
+        .map_err(|e| e.to_string())?;
+    for row in &rows.values {
+        let fields: Vec<String> = row
+            .iter()
+            .map(|v| match super::store::to_json(v) {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            })
+            .collect();
+        writer.write_record(&fields).map_err(|e| e.to_string())?;
+    }
+    String::from_utf8(writer.into_inner().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+/// Saga: compensations of the stages that succeeded, latest first, each with its stage's rows.
+fn compensate(
+    store: &mut Store,
+    ctx: &Context,
+    completed: &[&StagePlan],
+) -> Vec<CompensationSummary> {
+    let mut done = Vec::new();
+    for stage in completed.iter().rev() {
+        let Some(invocation) = &stage.compensation else {
+            continue;
+        };
+        let rows = store.stage_rows(&stage.id).unwrap_or_default();
+        let mut run = StageRun {
+            store: &mut *store,
+            ctx,
+            stage,
+            attempts: 0,
+        };
+        // Arguments that name columns take them from the stage's first row.
+        let first = Rows {
+            columns: rows.columns.clone(),
+            values: rows.values.iter().take(1).cloned().collect(),
+        };
+        let args = if first.is_empty() {
+            run.bind(invocation, None)
+        } else {
+            run.bind(invocation, Some(&first))
+        };
+        let result = match args {
+            Ok(args) => run.call(invocation, args, rows),
+            Err(e) => Err((e, 0)),
+        };
+        done.push(CompensationSummary {
+            stage: stage.id.clone(),
+            activity: invocation.activity.clone(),
+            state: if result.is_ok() { "success" } else { "failed" }.into(),
+            attempts: result.as_ref().map_or_else(|(_, n)| *n, |_| run.attempts),
+            error: result.err().map(|(e, _)| e),
+        });
+    }
+    done
+}
+
+/// An activity launcher that only answers from a script, for tests.
+pub struct ScriptedLauncher<F: Fn(&Request) -> Outcome<Rows> + Send + Sync>(pub F);
+
+impl<F: Fn(&Request) -> Outcome<Rows> + Send + Sync> Launcher for ScriptedLauncher<F> {
+    fn launch(&self, request: &Request) -> Outcome<Rows> {
+        (self.0)(request)
+    }
+}
