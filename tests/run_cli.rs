@@ -1,0 +1,206 @@
+//! `wvflow run` end to end: real `sh` activities, real files, real time with generous bounds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn workspace(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("run_{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn wvflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn run_json(dir: &Path, flow_call: Option<&str>) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec!["run", dir.to_str().unwrap(), "--format", "json"];
+    args.extend(flow_call);
+    let o = wvflow(&args);
+    let summary = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code(), summary)
+}
+
+fn stage<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap()
+}
+
+#[test]
+fn retry_then_success_fallback_and_exit_codes() {
+    let dir = workspace(
+        "retry",
+        &[(
+            "flow.wv",
+            r#"activity flaky with { retries: 3, retry_delay: 100ms, backoff: constant } = sh("""
+  if [ "$WVFLOW_ATTEMPT" -lt 3 ]; then echo "busy $WVFLOW_ATTEMPT" >&2; exit 75; fi
+  echo '{"ok": 1}'
+""")
+activity broken with { retries: 1, retry_delay: 100ms } = sh("""echo 'disk full' >&2; exit 3""")
+activity fallback = sh("""echo '{"fallback": true}'""")
+flow f = {
+  stage first = flaky()
+  stage second [on_failure: rescue] = from first | broken()
+  stage rescue if second.failed = fallback()
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "first")["attempts"], 3);
+    assert_eq!(stage(&summary, "second")["state"], "failed");
+    assert_eq!(stage(&summary, "second")["attempts"], 2);
+    assert_eq!(stage(&summary, "second")["error"], "disk full");
+    assert_eq!(stage(&summary, "rescue")["state"], "success");
+    assert_eq!(summary["state"], "success");
+}
+
+#[test]
+fn a_timeout_kills_the_attempt_and_its_children() {
+    let marker = std::env::temp_dir().join(format!("wvflow-run-orphan-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let src = format!(
+        "activity slow with {{ timeout: 300ms }} = sh(\"\"\"(sleep 1; touch {}) & sleep 30\"\"\")\nflow f = {{ stage s = slow() }}\n",
+        marker.display()
+    );
+    let dir = workspace("timeout", &[("flow.wv", &src)]);
+    let started = Instant::now();
+    let (code, summary) = run_json(&dir, None);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(code, Some(1));
+    assert!(
+        stage(&summary, "s")["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after 300ms"),
+        "{summary}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !marker.exists(),
+        "a child of the timed-out attempt kept running"
+    );
+}
+
+#[test]
+fn saga_compensation_runs_in_reverse_order() {
+    let dir = workspace(
+        "saga",
+        &[(
+            "flow.wv",
+            r#"activity reserve(what: string) = sh("""printf '{"what": "%s"}\n' "$WV_WHAT" """)
+activity release(what: string) with { retries: 2 } = sh("""printf '%s\n' "$WV_WHAT" >> released.txt""")
+activity charge = sh("""echo 'card declined' >&2; exit 2""")
+flow trip = {
+  stage flight [compensate: release(_.what)] = reserve('flight')
+  stage hotel [compensate: release(_.what)] = from flight | reserve('hotel')
+  stage pay = from hotel | charge()
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(1));
+    let order: Vec<&str> = summary["compensations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["hotel", "flight"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("released.txt")).unwrap(),
+        "hotel\nflight\n"
+    );
+}
+
+#[test]
+fn routes_merges_joins_files_parameters_and_save_to() {
+    let dir = workspace(
+        "data",
+        &[
+            (
+                "data/orders.csv",
+                "id,customer,amount\n1,7,120.5\n2,3,42\n3,7,15\n4,9,310\n",
+            ),
+            (
+                "data/customers.json",
+                r#"[{"id": 7, "name": "Ada"}, {"id": 3, "name": "Bo"}, {"id": 9, "name": "Cy"}]"#,
+            ),
+            (
+                "flow.wv",
+                r#"flow load(min: int = 20) = {
+  stage orders = from 'data/orders.csv' | where amount >= min
+  stage split = from orders | route { case _.amount > 100 -> big else -> small }
+  stage big = from split | select id, amount
+  stage small = from split | select id, amount
+  stage joined = from orders | join 'data/customers.json' on orders.customer = customers.id | group by name | select name, sum(amount) as total | order by total desc
+  stage kept = from big | save to big_orders
+}
+flow report = { stage again = from big_orders | select count(*) as n }
+"#,
+            ),
+        ],
+    );
+    let (code, summary) = run_json(&dir, Some("load(min = 40)"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "orders")["rows"], 3);
+    assert_eq!(stage(&summary, "big")["rows"], 2);
+    assert_eq!(stage(&summary, "small")["rows"], 1);
+    assert_eq!(stage(&summary, "joined")["rows"], 3);
+    let (code, summary) = run_json(&dir, Some("report"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "again")["rows"], 1);
+}
+
+#[test]
+fn argument_vectors_pass_shell_metacharacters_literally() {
+    let dir = workspace(
+        "argv",
+        &[(
+            "flow.wv",
+            r#"activity echo_arg(text: string) = exec('printf', '{"text": "%s"}\n', text)
+flow f(text: string = 'a; rm -rf / && $(whoami) `id` > out') = { stage s = echo_arg(text) | activate('file', path: 'out.ndjson') }
+"#,
+        )],
+    );
+    let (code, _) = run_json(&dir, None);
+    assert_eq!(code, Some(0));
+    let written = std::fs::read_to_string(dir.join("out.ndjson")).unwrap();
+    assert_eq!(
+        written,
+        "{\"text\":\"a; rm -rf / && $(whoami) `id` > out\"}\n"
+    );
+    assert!(!dir.join("out").exists());
+}
+
+#[test]
+fn a_workspace_that_does_not_check_does_not_run() {
+    let dir = workspace(
+        "broken",
+        &[("flow.wv", "flow f = { stage s [retires: 1] = from t }\n")],
+    );
+    let o = wvflow(&["run", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("E0201"));
+}

@@ -1,0 +1,273 @@
+//! The executor with an injected clock and a scripted launcher: retries and backoff, trigger
+//! rules and skipping, saga order, `each` limits, without starting a process or waiting.
+
+use rusqlite::types::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+use wvflow::check::Index;
+use wvflow::plan::lower;
+use wvflow::runtime::activity::Request;
+use wvflow::runtime::clock::ManualClock;
+use wvflow::runtime::engine::{Context, ScriptedLauncher, Summary, execute};
+use wvflow::runtime::retry::{Outcome, SeededRandom};
+use wvflow::runtime::store::{Rows, Store};
+use wvflow::workspace::Workspace;
+
+/// Runs the only flow of `src`; `script` answers each activity attempt.
+fn run(
+    src: &str,
+    clock: &ManualClock,
+    script: impl Fn(&Request) -> Outcome<Rows> + Send + Sync,
+) -> (Summary, Vec<String>) {
+    let mut workspace = Workspace::default();
+    workspace.add("flow.wv".into(), src.to_string());
+    assert!(
+        workspace.diagnostics().next().is_none(),
+        "{:?}",
+        workspace.diagnostics().collect::<Vec<_>>()
+    );
+    let found = wvflow::check::check(&workspace).diagnostics;
+    assert!(found.iter().all(|d| !d.is_error()), "{found:?}");
+    let index = Index::new(&workspace);
+    let plan = lower(&workspace, &index, index.flows[0]);
+    let mut store = Store::in_memory(Path::new(".")).unwrap();
+    let calls = Mutex::new(Vec::new());
+    let launcher = ScriptedLauncher(|r: &Request| {
+        let attempt = r
+            .env
+            .iter()
+            .find(|(k, _)| k == "WVFLOW_ATTEMPT")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        calls
+            .lock()
+            .unwrap()
+            .push(format!("{}#{attempt}", r.activity));
+        script(r)
+    });
+    let random = SeededRandom::new(7);
+    let ctx = Context {
+        clock,
+        random: &random,
+        launcher: &launcher,
+        cwd: ".".into(),
+        run_id: "test".into(),
+        flow: plan.flow.name.clone(),
+        params: [
+            (
+                "run_time".to_string(),
+                Value::Text("2026-01-01T00:00:00Z".into()),
+            ),
+            ("run_date".to_string(), Value::Text("2026-01-01".into())),
+        ]
+        .into_iter()
+        .collect(),
+        idempotency_key: None,
+    };
+    let summary = execute(&plan, &mut store, &ctx);
+    (summary, calls.into_inner().unwrap())
+}
+
+fn ok(json: &str) -> Outcome<Rows> {
+    let objects: Vec<serde_json::Map<String, serde_json::Value>> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    Outcome::Success(Rows::from_json_objects(&objects))
+}
+
+fn fail(code: i32) -> Outcome<Rows> {
+    Outcome::Failure {
+        error: format!("exit {code}"),
+        exit_code: Some(code),
+    }
+}
+
+fn states(summary: &Summary) -> BTreeMap<&str, &str> {
+    summary
+        .stages
+        .iter()
+        .map(|s| (s.stage.as_str(), s.state.as_str()))
+        .collect()
+}
+
+#[test]
+fn retries_follow_the_backoff_and_succeed_on_a_later_attempt() {
+    let clock = ManualClock::default();
+    let src = "activity flaky = exec('flaky')\nflow f = { stage s with { retries: 4, retry_delay: 2s, backoff: linear } = flaky() }\n";
+    let (summary, calls) = run(src, &clock, |r| {
+        if r.env.iter().any(|(k, v)| k == "WVFLOW_ATTEMPT" && v == "3") {
+            ok(r#"{"n": 1}"#)
+        } else {
+            fail(1)
+        }
+    });
+    assert_eq!(summary.state, "success");
+    assert_eq!(summary.stages[0].attempts, 3);
+    assert_eq!(summary.stages[0].rows, 1);
+    assert_eq!(calls, ["flaky#1", "flaky#2", "flaky#3"]);
+    assert_eq!(
+        clock.sleeps(),
+        [Duration::from_secs(2), Duration::from_secs(4)]
+    );
+}
+
+#[test]
+fn retries_exhausted_fail_the_flow_and_skip_what_depends_on_it() {
+    let clock = ManualClock::default();
+    let src = "activity a = exec('a')\nactivity b = exec('b')\nflow f = {\n  stage first [retries: 2, backoff: constant] = a()\n  stage second = from first | b()\n  stage fallback if first.failed = b()\n}\n";
+    let (summary, calls) = run(src, &clock, |r| {
+        if r.activity == "a" {
+            fail(2)
+        } else {
+            ok(r#"{"ok": true}"#)
+        }
+    });
+    assert_eq!(summary.state, "failed");
+    assert_eq!(
+        states(&summary),
+        BTreeMap::from([
+            ("first", "failed"),
+            ("second", "skipped"),
+            ("fallback", "success")
+        ])
+    );
+    assert_eq!(summary.stages[0].attempts, 3);
+    assert_eq!(summary.stages[0].error.as_deref(), Some("exit 2"));
+    assert_eq!(calls, ["a#1", "a#2", "a#3", "b#1"]);
+    assert_eq!(clock.sleeps(), [Duration::from_secs(1); 2]);
+}
+
+#[test]
+fn non_retryable_exit_codes_and_on_failure_ignore() {
+    let clock = ManualClock::default();
+    let src = "activity a = exec('a')\nflow f = { stage s with { retries: 5, non_retryable: [64], on_failure: ignore } = a() }\n";
+    let (summary, calls) = run(src, &clock, |_| fail(64));
+    assert_eq!(calls, ["a#1"]);
+    assert_eq!(summary.stages[0].state, "failed");
+    assert_eq!(
+        summary.state, "success",
+        "an ignored failure does not fail the flow"
+    );
+}
+
+#[test]
+fn trigger_rules_choose_what_runs() {
+    let clock = ManualClock::default();
+    let src = "activity ok_ = exec('ok')\nactivity bad = exec('bad')\nflow f = {\n  stage a = ok_()\n  stage b [on_failure: ignore] = bad()\n  stage any_failed [trigger: one_failed] = merge a, b\n  stage all_good = merge a, b\n  stage tolerant [trigger: none_failed_min_one_success] = merge a, all_good\n  stage always_ [trigger: always] = merge b, all_good\n}\n";
+    let (summary, _) = run(src, &clock, |r| {
+        if r.activity == "bad" {
+            fail(1)
+        } else {
+            ok(r#"{"v": 1}"#)
+        }
+    });
+    assert_eq!(
+        states(&summary),
+        BTreeMap::from([
+            ("a", "success"),
+            ("b", "failed"),
+            ("any_failed", "success"),
+            ("all_good", "skipped"),
+            ("tolerant", "success"),
+            ("always_", "success")
+        ])
+    );
+    // The skipped stage contributes no rows: `tolerant` reads only `a`'s row.
+    assert_eq!(
+        summary
+            .stages
+            .iter()
+            .find(|s| s.stage == "tolerant")
+            .unwrap()
+            .rows,
+        1
+    );
+}
+
+#[test]
+fn saga_compensates_succeeded_stages_in_reverse_order_with_their_rows() {
+    let clock = ManualClock::default();
+    let src = "activity book(what: string) = exec('book', what)\n\
+        activity undo(what: string) with { retries: 1 } = exec('undo', what)\n\
+        activity pay = exec('pay')\n\
+        flow trip = {\n  stage flight [compensate: undo(_.what)] = book('flight')\n  stage hotel [compensate: undo(_.what)] = from flight | book('hotel')\n  stage payment = from hotel | pay()\n}\n";
+    let seen = Mutex::new(Vec::new());
+    let (summary, calls) = run(src, &clock, |r| match r.activity.as_str() {
+        "book" => ok(&format!(r#"{{"what": "{}"}}"#, r.args["what"].as_text())),
+        "undo" => {
+            seen.lock()
+                .unwrap()
+                .push((r.args["what"].as_text(), r.input.len()));
+            ok("")
+        }
+        _ => fail(1),
+    });
+    assert_eq!(summary.state, "failed");
+    assert_eq!(calls, ["book#1", "book#1", "pay#1", "undo#1", "undo#1"]);
+    let order: Vec<_> = summary
+        .compensations
+        .iter()
+        .map(|c| (c.stage.as_str(), c.state.as_str()))
+        .collect();
+    assert_eq!(order, [("hotel", "success"), ("flight", "success")]);
+    assert_eq!(
+        seen.into_inner().unwrap(),
+        [("hotel".to_string(), 1), ("flight".to_string(), 1)]
+    );
+}
+
+#[test]
+fn each_calls_once_per_row_and_tolerates_failures_up_to_the_limit() {
+    let clock = ManualClock::default();
+    let src = |tolerated: &str| {
+        format!(
+            "activity probe(n: int) = exec('probe', n)\nflow f = {{ stage s with {{ concurrency: 3, tolerated_failures: {tolerated} }} = from [[1], [2], [3], [4], [5]] as t(n) | each probe(_.n) }}\n"
+        )
+    };
+    let script = |r: &Request| {
+        if r.args["n"] == Value::Integer(4) {
+            fail(1)
+        } else {
+            ok(&format!(r#"{{"n": {}}}"#, r.args["n"].as_i64()))
+        }
+    };
+    let (summary, calls) = run(&src("1"), &clock, script);
+    assert_eq!(summary.state, "success");
+    assert_eq!(summary.stages[0].rows, 4);
+    assert_eq!(calls.len(), 5);
+    let (summary, _) = run(&src("'10%'"), &clock, script);
+    assert_eq!(summary.state, "failed");
+    assert!(
+        summary.stages[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("1 of 5 items failed"),
+        "{:?}",
+        summary.stages[0].error
+    );
+}
+
+trait Show {
+    fn as_text(&self) -> String;
+    fn as_i64(&self) -> i64;
+}
+
+impl Show for Value {
+    fn as_text(&self) -> String {
+        match self {
+            Value::Text(s) => s.clone(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn as_i64(&self) -> i64 {
+        match self {
+            Value::Integer(n) => *n,
+            _ => 0,
+        }
+    }
+}
