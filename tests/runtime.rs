@@ -12,13 +12,22 @@ use wvflow::runtime::activity::Request;
 use wvflow::runtime::clock::ManualClock;
 use wvflow::runtime::engine::{Context, ScriptedLauncher, Summary, execute};
 use wvflow::runtime::retry::{Outcome, SeededRandom};
-use wvflow::runtime::store::{Rows, Store};
+use wvflow::runtime::store::{Rows, StoreConfig};
 use wvflow::workspace::Workspace;
 
 /// Runs the only flow of `src`; `script` answers each activity attempt.
 fn run(
     src: &str,
     clock: &ManualClock,
+    script: impl Fn(&Request) -> Outcome<Rows> + Send + Sync,
+) -> (Summary, Vec<String>) {
+    run_with(src, clock, 1, script)
+}
+
+fn run_with(
+    src: &str,
+    clock: &ManualClock,
+    max_parallel: usize,
     script: impl Fn(&Request) -> Outcome<Rows> + Send + Sync,
 ) -> (Summary, Vec<String>) {
     let mut workspace = Workspace::default();
@@ -32,7 +41,17 @@ fn run(
     assert!(found.iter().all(|d| !d.is_error()), "{found:?}");
     let index = Index::new(&workspace);
     let plan = lower(&workspace, &index, index.flows[0]);
-    let mut store = Store::in_memory(Path::new(".")).unwrap();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "runtime-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stores = StoreConfig {
+        workspace_db: dir.join("workspace.db"),
+        run_db: dir.join("run.db"),
+        base: dir.clone(),
+    };
     let calls = Mutex::new(Vec::new());
     let launcher = ScriptedLauncher(|r: &Request| {
         let attempt = r
@@ -66,7 +85,7 @@ fn run(
         .collect(),
         idempotency_key: None,
     };
-    let summary = execute(&plan, &mut store, &ctx);
+    let summary = execute(&plan, &stores, &ctx, max_parallel);
     (summary, calls.into_inner().unwrap())
 }
 
@@ -270,4 +289,30 @@ impl Show for Value {
             _ => 0,
         }
     }
+}
+
+#[test]
+fn independent_stages_run_in_parallel_up_to_max_parallel_in_priority_order() {
+    let clock = ManualClock::default();
+    let src = "activity work(name: string) = exec('work', name)\nflow f with { max_parallel: 2 } = {\n  stage a [priority: 3] = work('a')\n  stage b [priority: 0] = work('b')\n  stage c [priority: 1] = work('c')\n  stage d [priority: 2] = work('d')\n  stage e [priority: 0] = work('e')\n}\n";
+    let active = std::sync::atomic::AtomicUsize::new(0);
+    let peak = std::sync::atomic::AtomicUsize::new(0);
+    let order = Mutex::new(Vec::new());
+    let (summary, _) = run_with(src, &clock, 2, |r| {
+        let now = active.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        order.lock().unwrap().push(r.args["name"].as_text());
+        std::thread::sleep(Duration::from_millis(50));
+        active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        ok(r#"{"done": 1}"#)
+    });
+    assert_eq!(summary.state, "success");
+    assert_eq!(peak.into_inner(), 2, "two stages at once, never more");
+    let order = order.into_inner().unwrap();
+    assert_eq!(
+        order[..2],
+        ["b".to_string(), "e".to_string()],
+        "priority 0 first: {order:?}"
+    );
+    assert_eq!(order.last().map(String::as_str), Some("a"));
 }

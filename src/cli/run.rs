@@ -10,7 +10,7 @@ use crate::runtime::activity::ProcessLauncher;
 use crate::runtime::clock::SystemClock;
 use crate::runtime::engine::{Context, Summary, execute};
 use crate::runtime::retry::SeededRandom;
-use crate::runtime::store::{Store, from_json};
+use crate::runtime::store::{Store, StoreConfig, from_json};
 use crate::syntax::ast::{ExprKind, Item};
 use crate::workspace::Workspace;
 use clap::{Args, ValueEnum};
@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// The workspace database (default: `.wvflow/workspace.db` beside the workspace).
     #[arg(long)]
     db: Option<PathBuf>,
+    /// Stages of the run executing at once (default: the flow's `max_parallel`, else the
+    /// number of cores).
+    #[arg(long)]
+    max_parallel: Option<usize>,
 }
 
 pub fn run(args: RunArgs) -> u8 {
@@ -97,14 +101,20 @@ pub fn run(args: RunArgs) -> u8 {
     let db = args
         .db
         .unwrap_or_else(|| root.join(".wvflow").join("workspace.db"));
-    let mut store = match Store::open(&db, &folder) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
+    let run_id = format!("{}-{}", now.format("%Y%m%dT%H%M%S"), std::process::id());
+    let stores = StoreConfig {
+        run_db: db
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("runs")
+            .join(format!("{run_id}.db")),
+        workspace_db: db,
+        base: folder.clone(),
     };
-    if let Err(e) = load_files(&mut store, &plan) {
+    if let Err(e) = stores
+        .connect()
+        .and_then(|mut store| load_files(&mut store, &plan))
+    {
         eprintln!("error: {e}");
         return exit::PROBLEMS;
     }
@@ -114,12 +124,17 @@ pub fn run(args: RunArgs) -> u8 {
         random: &random,
         launcher: &ProcessLauncher,
         cwd: folder,
-        run_id: format!("{}-{}", now.format("%Y%m%dT%H%M%S"), std::process::id()),
+        run_id,
         flow: plan.flow.name.clone(),
         params,
         idempotency_key: None,
     };
-    let summary = execute(&plan, &mut store, &ctx);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let max_parallel = args
+        .max_parallel
+        .or(plan.flow.max_parallel.map(|n| n as usize))
+        .unwrap_or(cores);
+    let summary = execute(&plan, &stores, &ctx, max_parallel);
     match args.format {
         Format::Json => println!(
             "{}",

@@ -7,7 +7,7 @@
 use super::activity::{Launcher, Request, ndjson};
 use super::clock::Clock;
 use super::retry::{self, Outcome, Random};
-use super::store::{Rows, Store};
+use super::store::{Rows, Store, StoreConfig};
 use crate::plan::ir::*;
 use rusqlite::types::Value;
 use serde::Serialize;
@@ -58,79 +58,101 @@ pub struct Summary {
     pub compensations: Vec<CompensationSummary>,
 }
 
-pub fn execute(plan: &Plan, store: &mut Store, ctx: &Context) -> Summary {
+/// Runs the plan: ready stages in parallel (at most `max_parallel`, lower `priority` first),
+/// each trigger evaluated once its upstreams are terminal.
+pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: usize) -> Summary {
     let flow = &plan.flow;
+    let n = flow.stages.len();
+    let index: BTreeMap<&str, usize> = flow
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let upstream: Vec<Vec<usize>> = flow
+        .stages
+        .iter()
+        .map(|s| {
+            s.upstream
+                .iter()
+                .filter_map(|e| index.get(e.stage.as_str()).copied())
+                .collect()
+        })
+        .collect();
     let mut states: BTreeMap<String, &'static str> = BTreeMap::new();
-    let mut results: Vec<StageSummary> = Vec::new();
-    let mut completed: Vec<&StagePlan> = Vec::new();
+    let mut results: Vec<Option<StageSummary>> = vec![None; n];
+    let mut started = vec![false; n];
+    let mut completed: Vec<usize> = Vec::new();
     let mut ended = false;
-    for stage in &flow.stages {
-        let started = ctx.clock.now();
-        let mut summary = StageSummary {
-            stage: stage.id.clone(),
-            state: String::new(),
-            attempts: 0,
-            rows: 0,
-            duration_ms: 0,
-            error: None,
-        };
-        let runs = !ended && holds(&stage.trigger, &states);
-        if !runs {
-            summary.state = "skipped".into();
-        } else {
-            fill_missing_upstreams(store, stage, &states);
-            let mut run = StageRun {
-                store: &mut *store,
-                ctx,
-                stage,
-                attempts: 0,
+    let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
+    std::thread::scope(|scope| {
+        let mut running = 0usize;
+        loop {
+            // Start what is ready, lowest priority number first, then in plan order.
+            loop {
+                let ready = (0..n)
+                    .filter(|&i| !started[i] && upstream[i].iter().all(|&u| results[u].is_some()))
+                    .min_by_key(|&i| (flow.stages[i].priority, i));
+                let Some(i) = ready else { break };
+                let stage = &flow.stages[i];
+                if ended || !holds(&stage.trigger, &states) {
+                    started[i] = true;
+                    states.insert(stage.id.clone(), "skipped");
+                    results[i] = Some(StageSummary {
+                        stage: stage.id.clone(),
+                        state: "skipped".into(),
+                        attempts: 0,
+                        rows: 0,
+                        duration_ms: 0,
+                        error: None,
+                    });
+                    continue;
+                }
+                if running >= max_parallel.max(1) {
+                    break;
+                }
+                started[i] = true;
+                running += 1;
+                let sender = sender.clone();
+                let done_states = states.clone();
+                scope.spawn(move || {
+                    let summary = run_stage(stage, stores, ctx, &done_states);
+                    let _ = sender.send((i, summary));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((i, summary)) = receiver.recv() else {
+                break;
             };
-            let result = run.steps();
-            let attempts = run.attempts;
-            match result {
-                Ok(rows) => {
-                    summary.state = "success".into();
-                    summary.rows = rows.len();
-                    if let Err(e) = store.write_table("run", &stage.id, &rows) {
-                        summary.state = "failed".into();
-                        summary.error = Some(e);
-                    } else {
-                        completed.push(stage);
-                    }
-                }
-                Err((e, attempts)) => {
-                    summary.state = "failed".into();
-                    summary.error = Some(e);
-                    summary.attempts = attempts;
-                }
+            running -= 1;
+            let stage = &flow.stages[i];
+            let state = match summary.state.as_str() {
+                "success" => "success",
+                "failed" => "failed",
+                _ => "skipped",
+            };
+            if state == "success" {
+                completed.push(i);
+                ended |= stage.steps.iter().any(|s| matches!(s, Step::End));
             }
-            summary.attempts = summary.attempts.max(attempts);
-            if summary.attempts == 0 {
-                summary.attempts = run_attempts(&summary);
-            }
-            ended |=
-                summary.state == "success" && stage.steps.iter().any(|s| matches!(s, Step::End));
+            states.insert(stage.id.clone(), state);
+            results[i] = Some(summary);
         }
-        summary.duration_ms = (ctx.clock.now() - started).as_millis() as u64;
-        states.insert(
-            stage.id.clone(),
-            if summary.state == "success" {
-                "success"
-            } else if summary.state == "failed" {
-                "failed"
-            } else {
-                "skipped"
-            },
-        );
-        results.push(summary);
-    }
+    });
+    let results: Vec<StageSummary> = results.into_iter().flatten().collect();
     let failed = flow
         .stages
         .iter()
         .zip(&results)
         .any(|(s, r)| r.state == "failed" && s.on_failure == "fail");
     let compensations = if failed {
-        compensate(store, ctx, &completed)
+        let stages: Vec<&StagePlan> = completed.iter().map(|&i| &flow.stages[i]).collect();
+        match stores.connect() {
+            Ok(mut store) => compensate(&mut store, ctx, &stages),
+            Err(_) => Vec::new(),
+        }
     } else {
         Vec::new()
     };
@@ -143,9 +165,56 @@ pub fn execute(plan: &Plan, store: &mut Store, ctx: &Context) -> Summary {
     }
 }
 
-/// A stage that ran without activities made one attempt.
-fn run_attempts(summary: &StageSummary) -> u32 {
-    u32::from(summary.state != "skipped")
+/// Runs one stage on its own connection and materializes its rows.
+fn run_stage(
+    stage: &StagePlan,
+    stores: &StoreConfig,
+    ctx: &Context,
+    states: &BTreeMap<String, &'static str>,
+) -> StageSummary {
+    let started = ctx.clock.now();
+    let mut summary = StageSummary {
+        stage: stage.id.clone(),
+        state: "failed".into(),
+        attempts: 1,
+        rows: 0,
+        duration_ms: 0,
+        error: None,
+    };
+    let mut store = match stores.connect() {
+        Ok(store) => store,
+        Err(e) => {
+            summary.error = Some(e);
+            return summary;
+        }
+    };
+    fill_missing_upstreams(&mut store, stage, states);
+    let mut run = StageRun {
+        store: &mut store,
+        ctx,
+        stage,
+        attempts: 0,
+    };
+    let result = run.steps();
+    let attempts = run.attempts;
+    match result.and_then(|rows| {
+        store
+            .write_table("run", &stage.id, &rows)
+            .map(|()| rows.len())
+            .map_err(|e| (e, attempts))
+    }) {
+        Ok(rows) => {
+            summary.state = "success".into();
+            summary.rows = rows;
+        }
+        Err((e, n)) => {
+            summary.error = Some(e);
+            summary.attempts = n;
+        }
+    }
+    summary.attempts = summary.attempts.max(attempts).max(1);
+    summary.duration_ms = (ctx.clock.now() - started).as_millis() as u64;
+    summary
 }
 
 /// Evaluates a compiled trigger over the states reached so far.

@@ -99,6 +99,47 @@ fn from_csv(field: &str) -> Value {
     }
 }
 
+/// Where a run's data lives: the workspace database and the run's own database file. Each
+/// stage that runs at the same time opens its own connection; both files are in WAL mode.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub workspace_db: PathBuf,
+    pub run_db: PathBuf,
+    /// Relative file paths resolve against this folder (the `.wv` file's folder).
+    pub base: PathBuf,
+}
+
+impl StoreConfig {
+    pub fn connect(&self) -> Result<Store, Error> {
+        for db in [&self.workspace_db, &self.run_db] {
+            if let Some(parent) = db.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+        }
+        let conn = Connection::open(&self.workspace_db)
+            .map_err(|e| format!("cannot open {}: {e}", self.workspace_db.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(|e| e.to_string())?;
+        let store = Store::with_connection(conn, &self.run_db.to_string_lossy(), &self.base)?;
+        // WAL lets stages read while another writes; the mode is kept in the file, so it is
+        // switched once, when a file is new.
+        for schema in ["main", "run"] {
+            let mode: String = store
+                .conn
+                .query_row(&format!("PRAGMA {schema}.journal_mode"), [], |r| r.get(0))
+                .map_err(|e| e.to_string())?;
+            if mode != "wal" {
+                store
+                    .conn
+                    .execute_batch(&format!("PRAGMA {schema}.journal_mode = WAL"))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(store)
+    }
+}
+
 pub struct Store {
     conn: Connection,
     /// Relative file paths resolve against this folder (the `.wv` file's folder).
@@ -111,27 +152,17 @@ fn quote(name: &str) -> String {
 }
 
 impl Store {
-    /// Opens the workspace database (created if missing) with a fresh in-memory `run` schema.
-    pub fn open(workspace_db: &Path, base: &Path) -> Result<Store, Error> {
-        if let Some(parent) = workspace_db.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        }
-        let conn = Connection::open(workspace_db)
-            .map_err(|e| format!("cannot open {}: {e}", workspace_db.display()))?;
-        Store::with_connection(conn, base)
-    }
-
-    /// A store entirely in memory (tests).
+    /// A store entirely in memory, on one connection (tests).
     pub fn in_memory(base: &Path) -> Result<Store, Error> {
         Store::with_connection(
             Connection::open_in_memory().map_err(|e| e.to_string())?,
+            ":memory:",
             base,
         )
     }
 
-    fn with_connection(conn: Connection, base: &Path) -> Result<Store, Error> {
-        conn.execute_batch("ATTACH DATABASE ':memory:' AS run")
+    fn with_connection(conn: Connection, run_db: &str, base: &Path) -> Result<Store, Error> {
+        conn.execute("ATTACH DATABASE ?1 AS run", [run_db])
             .map_err(|e| e.to_string())?;
         // A stable hash for `route by hash(...)`: FNV-1a over the value's text.
         conn.create_scalar_function(
@@ -187,7 +218,12 @@ impl Store {
     /// Replaces `schema.table` with the rows.
     pub fn write_table(&mut self, schema: &str, table: &str, rows: &Rows) -> Result<(), Error> {
         let name = format!("{schema}.{}", quote(table));
-        let tx = self.conn.transaction().map_err(|e| e.to_string())?;
+        // Take the write lock at once: a deferred transaction that upgrades could deadlock
+        // with another stage and fail without waiting.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| e.to_string())?;
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {name}"))
             .map_err(|e| e.to_string())?;
         let columns = if rows.columns.is_empty() {
