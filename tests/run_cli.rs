@@ -204,3 +204,36 @@ fn a_workspace_that_does_not_check_does_not_run() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("E0201"));
 }
+
+#[test]
+fn ctrl_c_cancels_the_run_kills_its_activities_and_prints_the_summary() {
+    let dir = workspace(
+        "cancel",
+        &[(
+            "flow.wv",
+            "activity slow = sh(\"\"\"sleep 30\"\"\")\nactivity after = sh(\"\"\"echo '{}'\"\"\")\nflow f = {\n  stage s = slow()\n  stage t = from s | after()\n}\n",
+        )],
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", dir.to_str().unwrap(), "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    // SAFETY: sending SIGINT to the child we started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the run did not stop promptly"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["state"], "cancelled");
+    assert_eq!(stage(&summary, "s")["state"], "cancelled");
+    assert_eq!(stage(&summary, "t")["state"], "cancelled");
+}

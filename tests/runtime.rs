@@ -30,6 +30,25 @@ fn run_with(
     max_parallel: usize,
     script: impl Fn(&Request) -> Outcome<Rows> + Send + Sync,
 ) -> (Summary, Vec<String>) {
+    run_in(
+        src,
+        clock,
+        max_parallel,
+        None,
+        &std::sync::Arc::default(),
+        script,
+    )
+}
+
+/// `dir` keeps the workspace database between runs; `cancel` is the run's cancel flag.
+fn run_in(
+    src: &str,
+    clock: &ManualClock,
+    max_parallel: usize,
+    dir: Option<&Path>,
+    cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    script: impl Fn(&Request) -> Outcome<Rows> + Send + Sync,
+) -> (Summary, Vec<String>) {
     let mut workspace = Workspace::default();
     workspace.add("flow.wv".into(), src.to_string());
     assert!(
@@ -42,14 +61,23 @@ fn run_with(
     let index = Index::new(&workspace);
     let plan = lower(&workspace, &index, index.flows[0]);
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "runtime-{}",
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+                "runtime-{}",
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&d);
+            d
+        }
+    };
     let stores = StoreConfig {
         workspace_db: dir.join("workspace.db"),
-        run_db: dir.join("run.db"),
+        run_db: dir.join(format!(
+            "run-{}.db",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )),
         base: dir.clone(),
     };
     let calls = Mutex::new(Vec::new());
@@ -74,16 +102,26 @@ fn run_with(
         cwd: ".".into(),
         run_id: "test".into(),
         flow: plan.flow.name.clone(),
-        params: [
-            (
-                "run_time".to_string(),
+        params: {
+            let mut params: BTreeMap<String, Value> = plan
+                .flow
+                .params
+                .iter()
+                .filter_map(|p| {
+                    Some((
+                        p.name.clone(),
+                        wvflow::runtime::store::from_json(p.default.as_ref()?),
+                    ))
+                })
+                .collect();
+            params.insert(
+                "run_time".into(),
                 Value::Text("2026-01-01T00:00:00Z".into()),
-            ),
-            ("run_date".to_string(), Value::Text("2026-01-01".into())),
-        ]
-        .into_iter()
-        .collect(),
-        idempotency_key: None,
+            );
+            params.insert("run_date".into(), Value::Text("2026-01-01".into()));
+            params
+        },
+        cancel: cancel.clone(),
     };
     let summary = execute(&plan, &stores, &ctx, max_parallel);
     (summary, calls.into_inner().unwrap())
@@ -313,4 +351,67 @@ fn independent_stages_run_in_parallel_up_to_max_parallel_in_priority_order() {
     first_two.sort();
     assert_eq!(first_two, ["b", "e"], "priority 0 first: {order:?}");
     assert_eq!(order.last().map(String::as_str), Some("a"));
+}
+
+#[test]
+fn a_key_that_succeeded_is_not_run_again_and_its_rows_are_reused() {
+    let clock = ManualClock::default();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime-idempotent");
+    let _ = std::fs::remove_dir_all(&dir);
+    let src = "activity pay(id: string) = exec('pay', id)\nflow f(id: string = 'P-1') = { stage paid [idempotency_key: 'pay-' || id] = pay(id) }\n";
+    let keys = Mutex::new(Vec::new());
+    let script = |r: &Request| {
+        keys.lock().unwrap().push(
+            r.env
+                .iter()
+                .find(|(k, _)| k == "WVFLOW_IDEMPOTENCY_KEY")
+                .map(|(_, v)| v.clone()),
+        );
+        ok(r#"{"paid": "P-1"}"#)
+    };
+    let cancel = std::sync::Arc::default();
+    let (first, calls) = run_in(src, &clock, 1, Some(&dir), &cancel, script);
+    assert_eq!(
+        (first.state.as_str(), calls.len(), first.stages[0].rows),
+        ("success", 1, 1)
+    );
+    let (second, calls) = run_in(src, &clock, 1, Some(&dir), &cancel, script);
+    assert_eq!(second.state, "success");
+    assert!(calls.is_empty(), "the second run called {calls:?}");
+    assert_eq!((second.stages[0].attempts, second.stages[0].rows), (0, 1));
+    assert_eq!(
+        keys.into_inner().unwrap(),
+        [Some("\"pay-P-1\"".to_string())]
+    );
+}
+
+#[test]
+fn cancelling_stops_the_run_and_cancels_what_has_not_started() {
+    let clock = ManualClock::default();
+    let src = "activity a = exec('a')\nactivity undo = exec('undo')\nflow f = {\n  stage first [compensate: undo()] = a()\n  stage second = from first | a()\n  stage third = from second | a()\n}\n";
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (summary, calls) = run_in(src, &clock, 1, None, &cancel, |r| {
+        let n = r
+            .env
+            .iter()
+            .find(|(k, _)| k == "WVFLOW_STAGE")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        if n == "second" {
+            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Outcome::Cancelled;
+        }
+        ok(r#"{"ok": 1}"#)
+    });
+    assert_eq!(summary.state, "cancelled");
+    assert_eq!(
+        states(&summary),
+        BTreeMap::from([
+            ("first", "success"),
+            ("second", "cancelled"),
+            ("third", "cancelled")
+        ])
+    );
+    assert_eq!(calls, ["a#1", "a#1", "undo#1"]);
+    assert_eq!(summary.compensations.len(), 1);
 }

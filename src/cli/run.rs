@@ -127,7 +127,7 @@ pub fn run(args: RunArgs) -> u8 {
         run_id,
         flow: plan.flow.name.clone(),
         params,
-        idempotency_key: None,
+        cancel: crate::runtime::cancel::on_ctrl_c(),
     };
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let max_parallel = args

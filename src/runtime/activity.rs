@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One attempt of one activity call.
@@ -30,6 +30,8 @@ pub struct Request {
     pub timeout: Option<Duration>,
     /// Fail when the activity writes nothing to stderr for this long.
     pub heartbeat: Option<Duration>,
+    /// Set when the run is cancelled: the attempt's process group is killed.
+    pub cancel: Arc<AtomicBool>,
 }
 
 /// Starts activities; tests replace it with a scripted one.
@@ -156,7 +158,9 @@ fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
             Err(_) => break None,
         }
         let elapsed = started.elapsed();
-        if let Some(limit) = request.timeout
+        if request.cancel.load(Ordering::Relaxed) {
+            killed = Some(super::retry::CANCELLED.to_string());
+        } else if let Some(limit) = request.timeout
             && elapsed >= limit
         {
             killed = Some(format!(
@@ -186,6 +190,9 @@ fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
     let tail = errors.join().unwrap_or_default();
     let tail = tail.trim_end();
     let tail = &tail[tail.len().saturating_sub(STDERR_TAIL)..];
+    if killed.as_deref() == Some(super::retry::CANCELLED) {
+        return Outcome::Cancelled;
+    }
     if let Some(why) = killed {
         let error = if tail.is_empty() {
             why
@@ -273,6 +280,7 @@ mod tests {
             cwd: std::env::temp_dir(),
             timeout: timeout_ms.map(Duration::from_millis),
             heartbeat: None,
+            cancel: Arc::default(),
         }
     }
 

@@ -13,6 +13,8 @@ use rusqlite::types::Value;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// What a run needs from outside: time, randomness, processes, and its values.
@@ -26,7 +28,8 @@ pub struct Context<'a> {
     pub flow: String,
     /// Flow parameters, `run_time` and `run_date`.
     pub params: BTreeMap<String, Value>,
-    pub idempotency_key: Option<String>,
+    /// Set to cancel the run: running attempts are killed, pending stages cancelled.
+    pub cancel: Arc<AtomicBool>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -95,6 +98,19 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     .min_by_key(|&i| (flow.stages[i].priority, i));
                 let Some(i) = ready else { break };
                 let stage = &flow.stages[i];
+                if ctx.cancel.load(Ordering::Relaxed) {
+                    started[i] = true;
+                    states.insert(stage.id.clone(), "cancelled");
+                    results[i] = Some(StageSummary {
+                        stage: stage.id.clone(),
+                        state: "cancelled".into(),
+                        attempts: 0,
+                        rows: 0,
+                        duration_ms: 0,
+                        error: None,
+                    });
+                    continue;
+                }
                 if ended || !holds(&stage.trigger, &states) {
                     started[i] = true;
                     states.insert(stage.id.clone(), "skipped");
@@ -131,6 +147,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             let state = match summary.state.as_str() {
                 "success" => "success",
                 "failed" => "failed",
+                "cancelled" => "cancelled",
                 _ => "skipped",
             };
             if state == "success" {
@@ -142,11 +159,13 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         }
     });
     let results: Vec<StageSummary> = results.into_iter().flatten().collect();
-    let failed = flow
-        .stages
-        .iter()
-        .zip(&results)
-        .any(|(s, r)| r.state == "failed" && s.on_failure == "fail");
+    let cancelled = ctx.cancel.load(Ordering::Relaxed);
+    let failed = cancelled
+        || flow
+            .stages
+            .iter()
+            .zip(&results)
+            .any(|(s, r)| r.state == "failed" && s.on_failure == "fail");
     let compensations = if failed {
         let stages: Vec<&StagePlan> = completed.iter().map(|&i| &flow.stages[i]).collect();
         match stores.connect() {
@@ -159,7 +178,14 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
     Summary {
         run_id: ctx.run_id.clone(),
         flow: flow.name.clone(),
-        state: if failed { "failed" } else { "success" }.into(),
+        state: if cancelled {
+            "cancelled"
+        } else if failed {
+            "failed"
+        } else {
+            "success"
+        }
+        .into(),
         stages: results,
         compensations,
     }
@@ -189,14 +215,45 @@ fn run_stage(
         }
     };
     fill_missing_upstreams(&mut store, stage, states);
+    let key = match &stage.idempotency_key {
+        Some(sql) => match store.query(&format!("SELECT {}", sql.text), &ctx.params, None) {
+            Ok(rows) => rows
+                .values
+                .first()
+                .and_then(|r| r.first())
+                .map(|v| super::store::to_json(v).to_string()),
+            Err(e) => {
+                summary.error = Some(format!("cannot evaluate the idempotency key: {e}"));
+                return summary;
+            }
+        },
+        None => None,
+    };
+    if let Some(k) = &key
+        && let Ok(Some(rows)) = store.recorded(&ctx.flow, &stage.id, k)
+    {
+        // The key already succeeded: reuse the recorded rows, run nothing.
+        summary.rows = rows.len();
+        summary.state = if store.write_table("run", &stage.id, &rows).is_ok() {
+            "success".into()
+        } else {
+            "failed".into()
+        };
+        summary.attempts = 0;
+        return summary;
+    }
     let mut run = StageRun {
         store: &mut store,
         ctx,
         stage,
         attempts: 0,
+        key: key.clone(),
     };
     let result = run.steps();
     let attempts = run.attempts;
+    if let (Some(k), Ok(rows)) = (&key, &result) {
+        let _ = store.record(&ctx.flow, &stage.id, k, rows);
+    }
     match result.and_then(|rows| {
         store
             .write_table("run", &stage.id, &rows)
@@ -208,7 +265,11 @@ fn run_stage(
             summary.rows = rows;
         }
         Err((e, n)) => {
-            summary.error = Some(e);
+            if e == retry::CANCELLED {
+                summary.state = "cancelled".into();
+            } else {
+                summary.error = Some(e);
+            }
             summary.attempts = n;
         }
     }
@@ -271,6 +332,8 @@ struct StageRun<'a, 'c> {
     ctx: &'a Context<'c>,
     stage: &'a StagePlan,
     attempts: u32,
+    /// The stage's idempotency key, passed to its activities.
+    key: Option<String>,
 }
 
 type StepError = (String, u32);
@@ -388,6 +451,7 @@ impl StageRun<'_, '_> {
                 self.ctx.launcher.launch(&request(
                     self.ctx,
                     self.stage,
+                    self.key.as_deref(),
                     invocation,
                     args.clone(),
                     input.clone(),
@@ -427,7 +491,7 @@ impl StageRun<'_, '_> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<std::sync::Mutex<Option<retry::Finished<Rows>>>> =
             items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        let (ctx, stage) = (self.ctx, self.stage);
+        let (ctx, stage, key) = (self.ctx, self.stage, self.key.as_deref());
         std::thread::scope(|scope| {
             for _ in 0..concurrency.max(1).min(items.len() as u64) {
                 scope.spawn(|| {
@@ -445,6 +509,7 @@ impl StageRun<'_, '_> {
                                 ctx.launcher.launch(&request(
                                     ctx,
                                     stage,
+                                    key,
                                     invocation,
                                     args.clone(),
                                     row.clone(),
@@ -584,6 +649,7 @@ impl StageRun<'_, '_> {
 fn request(
     ctx: &Context,
     stage: &StagePlan,
+    key: Option<&str>,
     invocation: &Invocation,
     args: BTreeMap<String, Value>,
     input: Rows,
@@ -595,8 +661,8 @@ fn request(
         ("WVFLOW_STAGE".to_string(), stage.id.clone()),
         ("WVFLOW_ATTEMPT".to_string(), attempt.to_string()),
     ];
-    if let Some(key) = &ctx.idempotency_key {
-        env.push(("WVFLOW_IDEMPOTENCY_KEY".to_string(), key.clone()));
+    if let Some(key) = key {
+        env.push(("WVFLOW_IDEMPOTENCY_KEY".to_string(), key.to_string()));
     }
     Request {
         activity: invocation.activity.clone(),
@@ -610,6 +676,7 @@ fn request(
             .or(stage.timeout_ms)
             .map(Duration::from_millis),
         heartbeat: stage.heartbeat_ms.map(Duration::from_millis),
+        cancel: ctx.cancel.clone(),
     }
 }
 
@@ -649,6 +716,7 @@ fn compensate(
             ctx,
             stage,
             attempts: 0,
+            key: None,
         };
         // Arguments that name columns take them from the stage's first row.
         let first = Rows {

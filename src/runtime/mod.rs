@@ -2,6 +2,7 @@
 //! injected clock, and (next) activities and the DAG executor behind `wvflow run`.
 
 pub mod activity;
+pub mod cancel;
 pub mod clock;
 pub mod engine;
 pub mod retry;

@@ -14,7 +14,12 @@ pub enum Outcome<T> {
         error: String,
         exit_code: Option<i32>,
     },
+    /// The run was cancelled while the attempt ran: no retry.
+    Cancelled,
 }
+
+/// The error of a call stopped by cancellation.
+pub const CANCELLED: &str = "cancelled";
 
 /// How the whole retried call ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,6 +74,12 @@ pub fn run<T>(
     let mut n = 1;
     loop {
         match attempt(n) {
+            Outcome::Cancelled => {
+                return Finished {
+                    result: Err(CANCELLED.to_string()),
+                    attempts: n,
+                };
+            }
             Outcome::Success(value) => {
                 return Finished {
                     result: Ok(value),

@@ -300,6 +300,40 @@ impl Store {
         )
     }
 
+    /// The rows recorded for an idempotency key that succeeded before, if any.
+    pub fn recorded(&mut self, flow: &str, stage: &str, key: &str) -> Result<Option<Rows>, Error> {
+        self.idempotency_table()?;
+        let found: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT rows FROM wvflow_idempotency WHERE flow = ?1 AND stage = ?2 AND key = ?3",
+                [flow, stage, key],
+                |r| r.get(0),
+            )
+            .ok();
+        Ok(found.map(|text| {
+            let objects: Vec<serde_json::Map<String, serde_json::Value>> =
+                serde_json::from_str(&text).unwrap_or_default();
+            Rows::from_json_objects(&objects)
+        }))
+    }
+
+    /// Records a key's successful rows.
+    pub fn record(&mut self, flow: &str, stage: &str, key: &str, rows: &Rows) -> Result<(), Error> {
+        self.idempotency_table()?;
+        let text = serde_json::to_string(&rows.to_json_objects()).map_err(|e| e.to_string())?;
+        self.conn
+            .execute("INSERT OR REPLACE INTO wvflow_idempotency (flow, stage, key, rows) VALUES (?1, ?2, ?3, ?4)", [flow, stage, key, &text])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn idempotency_table(&self) -> Result<(), Error> {
+        self.conn
+            .execute_batch("CREATE TABLE IF NOT EXISTS wvflow_idempotency (flow TEXT, stage TEXT, key TEXT, rows TEXT, PRIMARY KEY (flow, stage, key))")
+            .map_err(|e| e.to_string())
+    }
+
     /// A name no table uses yet, for intermediate results.
     pub fn temp_name(&mut self) -> String {
         self.next_temp += 1;
