@@ -237,3 +237,70 @@ fn ctrl_c_cancels_the_run_kills_its_activities_and_prints_the_summary() {
     assert_eq!(stage(&summary, "s")["state"], "cancelled");
     assert_eq!(stage(&summary, "t")["state"], "cancelled");
 }
+
+#[test]
+fn every_example_runs_to_success() {
+    // Flows a file runs by name: the rest run their only flow or their `run flow` statements.
+    let named = [
+        ("child_flows.wv", "RefreshProfiles"),
+        ("scheduled_flows.wv", "IngestClicks"),
+    ];
+    let examples: Vec<PathBuf> = std::fs::read_dir("examples")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wv"))
+        .collect();
+    assert!(examples.len() >= 14);
+    for path in examples {
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut args = vec![
+            "run".to_string(),
+            path.to_string_lossy().into_owned(),
+            "--format".into(),
+            "json".into(),
+        ];
+        if let Some((_, flow)) = named.iter().find(|(f, _)| *f == file) {
+            args.push(flow.to_string());
+        }
+        let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{file}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+#[test]
+fn child_runs_and_jumps_start_the_flows_they_name() {
+    let o = wvflow(&[
+        "run",
+        "examples/child_flows.wv",
+        "RefreshProfiles",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let runs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let flows: Vec<&str> = runs.iter().map(|r| r["flow"].as_str().unwrap()).collect();
+    assert_eq!(
+        flows,
+        ["RefreshProfiles", "PublishProfiles"],
+        "the jump starts PublishProfiles after the run"
+    );
+    assert_eq!(
+        stage(&runs[0], "vip")["state"],
+        "success",
+        "a `call` stage ends in its child's state"
+    );
+}

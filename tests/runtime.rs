@@ -122,6 +122,8 @@ fn run_in(
             params
         },
         cancel: cancel.clone(),
+        flows: None,
+        jumps: Default::default(),
     };
     let summary = execute(&plan, &stores, &ctx, max_parallel);
     (summary, calls.into_inner().unwrap())

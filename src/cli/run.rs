@@ -8,7 +8,7 @@ use crate::check::Index;
 use crate::plan::lower;
 use crate::runtime::activity::ProcessLauncher;
 use crate::runtime::clock::SystemClock;
-use crate::runtime::engine::{Context, Summary, execute};
+use crate::runtime::engine::{Context, FlowRunner, Jump, Summary, execute};
 use crate::runtime::retry::SeededRandom;
 use crate::runtime::store::{Store, StoreConfig, from_json};
 use crate::syntax::ast::{ExprKind, Item};
@@ -17,6 +17,8 @@ use clap::{Args, ValueEnum};
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -50,102 +52,235 @@ pub fn run(args: RunArgs) -> u8 {
         return exit::USAGE;
     }
     let index = Index::new(&workspace);
-    let (name, call_args) = match parse_call(args.flow_call.as_deref()) {
+    let (name, given) = match parse_call(args.flow_call.as_deref()) {
         Ok(call) => call,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
         }
     };
-    let def = match choose_flow(&index, name.as_deref()) {
-        Ok(def) => def,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
+    let mut queue = Vec::new();
+    if name.is_none() && !index.runs.is_empty() {
+        // `run flow` statements run in file order.
+        for run in &index.runs {
+            let call = &run.node.call;
+            let prepared = call_args(call).and_then(|args| {
+                let def = index
+                    .flow(&call.name.name, call.version.as_ref().map(|v| v.value))
+                    .ok_or_else(|| format!("no flow `{}`", call.name.name))?;
+                let plan = lower(&workspace, &index, def);
+                let params = bind_params(&plan, &args)?;
+                Ok((plan, params))
+            });
+            match prepared {
+                Ok(p) => queue.push(p),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::USAGE;
+                }
+            }
         }
-    };
-    let plan = lower(&workspace, &index, def);
-    let mut params = match bind_params(&plan, &call_args) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
-    params.insert(
-        "run_time".into(),
-        Value::Text(now.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-    );
-    params.insert(
-        "run_date".into(),
-        Value::Text(now.format("%Y-%m-%d").to_string()),
-    );
-    let folder = workspace
-        .sources
-        .get(def.file)
-        .path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let folder = if folder.as_os_str().is_empty() {
-        PathBuf::from(".")
     } else {
-        folder
-    };
+        let def = match choose_flow(&index, name.as_deref()) {
+            Ok(def) => def,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
+        let plan = lower(&workspace, &index, def);
+        match bind_params(&plan, &given) {
+            Ok(params) => queue.push((plan, params)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
     let root = if args.path.is_dir() {
         args.path.clone()
     } else {
-        folder.clone()
-    };
-    let db = args
-        .db
-        .unwrap_or_else(|| root.join(".wvflow").join("workspace.db"));
-    let run_id = format!("{}-{}", now.format("%Y%m%dT%H%M%S"), std::process::id());
-    let stores = StoreConfig {
-        run_db: db
+        args.path
             .parent()
-            .unwrap_or(Path::new("."))
-            .join("runs")
-            .join(format!("{run_id}.db")),
-        workspace_db: db,
-        base: folder.clone(),
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     };
-    if let Err(e) = stores
-        .connect()
-        .and_then(|mut store| load_files(&mut store, &plan))
-    {
-        eprintln!("error: {e}");
-        return exit::PROBLEMS;
-    }
-    let random = SeededRandom::from_time();
-    let ctx = Context {
-        clock: &SystemClock::default(),
-        random: &random,
-        launcher: &ProcessLauncher,
-        cwd: folder,
-        run_id,
-        flow: plan.flow.name.clone(),
-        params,
+    let root = if root.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        root
+    };
+    let runner = Runner {
+        workspace: &workspace,
+        index: &index,
+        db: args
+            .db
+            .clone()
+            .unwrap_or_else(|| root.join(".wvflow").join("workspace.db")),
+        max_parallel: args.max_parallel,
+        random: SeededRandom::from_time(),
         cancel: crate::runtime::cancel::on_ctrl_c(),
     };
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let max_parallel = args
-        .max_parallel
-        .or(plan.flow.max_parallel.map(|n| n as usize))
-        .unwrap_or(cores);
-    let summary = execute(&plan, &stores, &ctx, max_parallel);
-    match args.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).unwrap_or_default()
-        ),
-        Format::Text => print!("{}", table(&summary)),
+    // Each run, then the runs its jumps start, up to a depth limit; a failed run stops the rest.
+    let mut status = exit::OK;
+    for first in queue {
+        status = runner.chain(first, args.format);
+        if status != exit::OK {
+            break;
+        }
     }
-    if summary.state == "success" {
-        exit::OK
-    } else {
-        exit::PROBLEMS
+    status
+}
+
+impl Runner<'_> {
+    fn chain(&self, first: (crate::plan::Plan, BTreeMap<String, Value>), format: Format) -> u8 {
+        let runner = self;
+        let mut next = Some(first);
+        let mut depth = 0;
+        let mut status = exit::OK;
+        while let Some((plan, params)) = next.take() {
+            let summary = match runner.execute(&plan, params, runner.cancel.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::PROBLEMS;
+                }
+            };
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).unwrap_or_default()
+                ),
+                Format::Text => print!("{}", table(&summary)),
+            }
+            status = if summary.state == "success" {
+                exit::OK
+            } else {
+                exit::PROBLEMS
+            };
+            if let Some(jump) = summary.next.first() {
+                depth += 1;
+                if depth > JUMP_DEPTH {
+                    eprintln!(
+                        "error: jump chain stopped after {JUMP_DEPTH} runs (the depth limit)"
+                    );
+                    return exit::PROBLEMS;
+                }
+                match runner.prepare(jump) {
+                    Ok(prepared) => next = Some(prepared),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::PROBLEMS;
+                    }
+                }
+            }
+        }
+        status
+    }
+}
+
+/// How many runs a chain of jumps (`-> F`) may start before wvflow stops it.
+const JUMP_DEPTH: usize = 16;
+
+/// Runs flows of one workspace: the run asked for, its jumps, and its child runs.
+struct Runner<'w> {
+    workspace: &'w Workspace,
+    index: &'w Index<'w>,
+    db: PathBuf,
+    max_parallel: Option<usize>,
+    random: SeededRandom,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Runner<'_> {
+    /// The plan of a jump's or child's flow with its parameters bound.
+    fn prepare(
+        &self,
+        target: &Jump,
+    ) -> Result<(crate::plan::Plan, BTreeMap<String, Value>), String> {
+        let def = self
+            .index
+            .flow(&target.flow, target.version)
+            .ok_or_else(|| format!("no flow `{}`", target.flow))?;
+        let plan = lower(self.workspace, self.index, def);
+        let args: CallArgs = target
+            .args
+            .iter()
+            .map(|(k, v)| (Some(k.clone()), v.clone()))
+            .collect();
+        let params = bind_params(&plan, &args)?;
+        Ok((plan, params))
+    }
+
+    fn execute(
+        &self,
+        plan: &crate::plan::Plan,
+        mut params: BTreeMap<String, Value>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Summary, String> {
+        let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+        params.insert(
+            "run_time".into(),
+            Value::Text(now.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        );
+        params.insert(
+            "run_date".into(),
+            Value::Text(now.format("%Y-%m-%d").to_string()),
+        );
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run_id = format!(
+            "{}-{}-{}",
+            now.format("%Y%m%dT%H%M%S"),
+            std::process::id(),
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let folder = Path::new(&plan.flow.origin.file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let folder = if folder.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            folder
+        };
+        let stores = StoreConfig {
+            run_db: self
+                .db
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("runs")
+                .join(format!("{run_id}.db")),
+            workspace_db: self.db.clone(),
+            base: folder.clone(),
+        };
+        stores
+            .connect()
+            .and_then(|mut store| load_files(&mut store, plan))?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let max_parallel = self
+            .max_parallel
+            .or(plan.flow.max_parallel.map(|n| n as usize))
+            .unwrap_or(cores);
+        let ctx = Context {
+            clock: &SystemClock::default(),
+            random: &self.random,
+            launcher: &ProcessLauncher,
+            cwd: folder,
+            run_id,
+            flow: plan.flow.name.clone(),
+            params,
+            cancel,
+            flows: Some(self),
+            jumps: Default::default(),
+        };
+        Ok(execute(plan, &stores, &ctx, max_parallel))
+    }
+}
+
+impl FlowRunner for Runner<'_> {
+    fn run_child(&self, target: &Jump, cancel: Arc<AtomicBool>) -> Result<Summary, String> {
+        let (plan, params) = self.prepare(target)?;
+        self.execute(&plan, params, cancel)
     }
 }
 
@@ -167,6 +302,11 @@ fn parse_call(text: Option<&str>) -> Result<(Option<String>, CallArgs), String> 
     if let Some(v) = &call.version {
         name.push_str(&format!("@{}", v.value));
     }
+    Ok((Some(name), call_args(call)?))
+}
+
+/// The literal arguments of a flow call.
+fn call_args(call: &crate::syntax::ast::FlowCall) -> Result<CallArgs, String> {
     let mut args = Vec::new();
     for arg in call.args.as_deref().unwrap_or_default() {
         let value = match &arg.value.kind {
@@ -178,13 +318,14 @@ fn parse_call(text: Option<&str>) -> Result<(Option<String>, CallArgs), String> 
             ExprKind::Null => Value::Null,
             _ => {
                 return Err(format!(
-                    "argument values must be literals, such as 42, 'text' or 30s: `{text}`"
+                    "arguments of `{}` must be literals, such as 42, 'text' or 30s",
+                    call.name.name
                 ));
             }
         };
         args.push((arg.name.as_ref().map(|n| n.name.to_string()), value));
     }
-    Ok((Some(name), args))
+    Ok(args)
 }
 
 /// Binds call arguments to the flow's parameters: positional, then named, then defaults.

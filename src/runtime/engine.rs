@@ -30,6 +30,10 @@ pub struct Context<'a> {
     pub params: BTreeMap<String, Value>,
     /// Set to cancel the run: running attempts are killed, pending stages cancelled.
     pub cancel: Arc<AtomicBool>,
+    /// Runs child flows; without it `call` fails.
+    pub flows: Option<&'a dyn FlowRunner>,
+    /// Jumps reached by stages of this run.
+    pub jumps: std::sync::Mutex<Vec<Jump>>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -59,6 +63,22 @@ pub struct Summary {
     pub state: String,
     pub stages: Vec<StageSummary>,
     pub compensations: Vec<CompensationSummary>,
+    /// Runs to start after this one succeeded (`-> F(args)`), in the order reached.
+    #[serde(skip)]
+    pub next: Vec<Jump>,
+}
+
+/// A run to start: a flow, its version, and argument values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Jump {
+    pub flow: String,
+    pub version: Option<u32>,
+    pub args: BTreeMap<String, Value>,
+}
+
+/// Runs other flows of the workspace for `call F(...)` (a child run the stage waits for).
+pub trait FlowRunner: Sync {
+    fn run_child(&self, target: &Jump, cancel: Arc<AtomicBool>) -> Result<Summary, String>;
 }
 
 /// Runs the plan: ready stages in parallel (at most `max_parallel`, lower `priority` first),
@@ -188,6 +208,11 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         .into(),
         stages: results,
         compensations,
+        next: if failed {
+            Vec::new()
+        } else {
+            ctx.jumps.lock().map(|j| j.clone()).unwrap_or_default()
+        },
     }
 }
 
@@ -380,13 +405,90 @@ impl StageRun<'_, '_> {
                 }
                 // The executor stops the flow after this stage.
                 Step::End => input,
-                Step::Jump { .. } | Step::Call { .. } => {
-                    return Err(("jumps and child flows (`->`, `call`) are not supported by this version of `wvflow run` yet".into(), 1));
+                Step::Jump { target } => {
+                    let jump = self.target(target, &input).map_err(|e| (e, 1))?;
+                    if let Ok(mut jumps) = self.ctx.jumps.lock() {
+                        jumps.push(jump);
+                    }
+                    input
+                }
+                Step::Call { target, .. } => {
+                    let child = self.target(target, &input).map_err(|e| (e, 1))?;
+                    let runner = self
+                        .ctx
+                        .flows
+                        .ok_or_else(|| ("child runs are not available here".to_string(), 1))?;
+                    // The child shares the parent's cancellation: `parent_close: terminate`.
+                    let summary = runner
+                        .run_child(&child, self.ctx.cancel.clone())
+                        .map_err(|e| (e, 1))?;
+                    if summary.state != "success" {
+                        return Err((
+                            format!(
+                                "child run {} of `{}` ended {}",
+                                summary.run_id, child.flow, summary.state
+                            ),
+                            1,
+                        ));
+                    }
+                    let last = summary
+                        .stages
+                        .iter()
+                        .rev()
+                        .find(|s| s.state == "success")
+                        .map(|s| s.stage.clone());
+                    Rows {
+                        columns: vec![
+                            "child_run".into(),
+                            "flow".into(),
+                            "state".into(),
+                            "last_stage".into(),
+                        ],
+                        values: vec![vec![
+                            Value::Text(summary.run_id),
+                            Value::Text(child.flow),
+                            Value::Text(summary.state),
+                            last.map_or(Value::Null, Value::Text),
+                        ]],
+                    }
                 }
             };
             rows = Some(output);
         }
         Ok(rows.unwrap_or_default())
+    }
+
+    /// A flow reference with its arguments evaluated (columns from the first input row).
+    fn target(&mut self, target: &FlowRef, input: &Rows) -> Result<Jump, String> {
+        let mut args = BTreeMap::new();
+        if !target.args.is_empty() {
+            let exprs: Vec<String> = target.args.iter().map(|b| b.sql.clone()).collect();
+            let first = Rows {
+                columns: input.columns.clone(),
+                values: input.values.iter().take(1).cloned().collect(),
+            };
+            let rows = if first.is_empty() {
+                self.query(&format!("SELECT {}", exprs.join(", ")), None)?
+            } else {
+                self.query(
+                    &format!("SELECT {} FROM _input", exprs.join(", ")),
+                    Some(&first),
+                )?
+            };
+            if let Some(row) = rows.values.into_iter().next() {
+                args = target
+                    .args
+                    .iter()
+                    .map(|b| b.param.clone())
+                    .zip(row)
+                    .collect();
+            }
+        }
+        Ok(Jump {
+            flow: target.flow.clone(),
+            version: target.version,
+            args,
+        })
     }
 
     fn query(&mut self, sql: &str, input: Option<&Rows>) -> Result<Rows, String> {
