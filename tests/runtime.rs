@@ -417,3 +417,52 @@ fn cancelling_stops_the_run_and_cancels_what_has_not_started() {
     assert_eq!(calls, ["a#1", "a#1", "undo#1"]);
     assert_eq!(summary.compensations.len(), 1);
 }
+
+#[test]
+fn a_fork_ends_when_its_branches_do_and_fails_with_them() {
+    let clock = ManualClock::default();
+    let src = |bad: &str| {
+        format!(
+            "activity work(name: string) = exec('work', name)\nflow f = {{\n  stage split = from [[1]] as t(n) | fork {{\n    stage left = from split | work('left')\n    stage right = from split | work('{bad}')\n  }}\n  stage after = from split | work('after')\n}}\n"
+        )
+    };
+    let order = Mutex::new(Vec::new());
+    let script = |r: &Request| {
+        let name = r.args["name"].as_text();
+        order.lock().unwrap().push(name.clone());
+        if name == "bad" {
+            fail(1)
+        } else {
+            ok(r#"{"ok": 1}"#)
+        }
+    };
+    let (summary, _) = run(&src("right"), &clock, script);
+    assert_eq!(summary.state, "success");
+    let seen = order.lock().unwrap().clone();
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("after"),
+        "stages after a fork wait for its branches: {seen:?}"
+    );
+    order.lock().unwrap().clear();
+    let (summary, _) = run(&src("bad"), &clock, script);
+    assert_eq!(
+        states(&summary),
+        BTreeMap::from([
+            ("split", "failed"),
+            ("left", "success"),
+            ("right", "failed"),
+            ("after", "skipped")
+        ])
+    );
+    assert_eq!(
+        summary
+            .stages
+            .iter()
+            .find(|s| s.stage == "split")
+            .unwrap()
+            .error
+            .as_deref(),
+        Some("branch `right` failed")
+    );
+}

@@ -350,6 +350,12 @@ fn bind_params(
                 )
             })?,
         };
+        if let Some(expected) = type_mismatch(&param.ty, value) {
+            return Err(format!(
+                "argument `{}` of flow `{}` must be {expected}",
+                param.name, plan.flow.name
+            ));
+        }
         if bound.insert(param.name.clone(), value.clone()).is_some() {
             return Err(format!("argument `{}` is given twice", param.name));
         }
@@ -366,6 +372,41 @@ fn bind_params(
         }
     }
     Ok(bound)
+}
+
+/// What a value should have been for a parameter of type `ty`, if it is not.
+fn type_mismatch(ty: &str, value: &Value) -> Option<&'static str> {
+    let text = match value {
+        Value::Text(t) => Some(t.as_str()),
+        _ => None,
+    };
+    let ok = match ty {
+        _ if *value == Value::Null => true,
+        "int" => matches!(value, Value::Integer(_)),
+        "float" => matches!(value, Value::Integer(_) | Value::Real(_)),
+        "boolean" => matches!(value, Value::Integer(0 | 1)),
+        "string" => text.is_some(),
+        "duration" => {
+            matches!(value, Value::Integer(_))
+                || text.is_some_and(|t| humantime::parse_duration(t).is_ok())
+        }
+        "date" => text.is_some_and(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok()),
+        "timestamp" => text.is_some_and(|t| {
+            chrono::DateTime::parse_from_rfc3339(t).is_ok()
+                || chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").is_ok()
+                || chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok()
+        }),
+        _ => true,
+    };
+    (!ok).then_some(match ty {
+        "int" => "a whole number",
+        "float" => "a number",
+        "boolean" => "true or false",
+        "string" => "a string",
+        "duration" => "a duration such as 30s",
+        "date" => "a date 'YYYY-MM-DD'",
+        _ => "a timestamp 'YYYY-MM-DD HH:MM:SS'",
+    })
 }
 
 /// Loads every file source the plan's queries read.

@@ -102,6 +102,28 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 .collect()
         })
         .collect();
+    // A fork stage's branches; a fork is settled (its final state known) once they are all
+    // terminal, and only then do stages after the fork see it.
+    let branches: Vec<Vec<usize>> = flow
+        .stages
+        .iter()
+        .map(|s| {
+            s.steps
+                .iter()
+                .filter_map(|step| match step {
+                    Step::Fork { branches } => Some(
+                        branches
+                            .iter()
+                            .filter_map(|b| index.get(b.as_str()).copied())
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        })
+        .collect();
+    let mut settled = vec![false; n];
     let mut states: BTreeMap<String, &'static str> = BTreeMap::new();
     let mut results: Vec<Option<StageSummary>> = vec![None; n];
     let mut started = vec![false; n];
@@ -111,10 +133,22 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
     std::thread::scope(|scope| {
         let mut running = 0usize;
         loop {
+            settle_forks(
+                &flow.stages,
+                &branches,
+                &mut settled,
+                &mut results,
+                &mut states,
+            );
             // Start what is ready, lowest priority number first, then in plan order.
             loop {
                 let ready = (0..n)
-                    .filter(|&i| !started[i] && upstream[i].iter().all(|&u| results[u].is_some()))
+                    .filter(|&i| {
+                        !started[i]
+                            && upstream[i].iter().all(|&u| {
+                                results[u].is_some() && (settled[u] || branches[u].contains(&i))
+                            })
+                    })
                     .min_by_key(|&i| (flow.stages[i].priority, i));
                 let Some(i) = ready else { break };
                 let stage = &flow.stages[i];
@@ -213,6 +247,39 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         } else {
             ctx.jumps.lock().map(|j| j.clone()).unwrap_or_default()
         },
+    }
+}
+
+/// Settles every fork whose stage and branches have all ended: it fails when a branch failed
+/// (and does not ignore its failure). Stages that are not forks are settled when they end.
+fn settle_forks(
+    stages: &[StagePlan],
+    branches: &[Vec<usize>],
+    settled: &mut [bool],
+    results: &mut [Option<StageSummary>],
+    states: &mut BTreeMap<String, &'static str>,
+) {
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for u in 0..stages.len() {
+            if settled[u] || results[u].is_none() || !branches[u].iter().all(|&b| settled[b]) {
+                continue;
+            }
+            settled[u] = true;
+            changed = true;
+            let failed = branches[u].iter().find(|&&b| {
+                results[b].as_ref().is_some_and(|r| r.state == "failed")
+                    && stages[b].on_failure == "fail"
+            });
+            if let (Some(&b), Some(result)) = (failed, results[u].as_mut())
+                && result.state == "success"
+            {
+                result.state = "failed".into();
+                result.error = Some(format!("branch `{}` failed", stages[b].id));
+                states.insert(stages[u].id.clone(), "failed");
+            }
+        }
     }
 }
 
