@@ -362,10 +362,7 @@ impl Lowering<'_, '_> {
                     .iter()
                     .map(|n| format!("SELECT * FROM {}", self.read_stage(stage, &n.name)))
                     .collect();
-                Some(Select::from(
-                    format!("({})", parts.join(" UNION ALL ")),
-                    "merged",
-                ))
+                Some(Select::from(format!("({})", union_all(parts)), "merged"))
             }
             SourceKind::Activity(call) => {
                 if let Some(invocation) = self.stage_invocation(call, retry, timeout_ms) {
@@ -552,7 +549,7 @@ impl Lowering<'_, '_> {
             .iter()
             .map(|r| format!("SELECT * FROM {}", self.source_table(stage, r, w).0))
             .collect();
-        Select::from(format!("({})", parts.join(" UNION ALL ")), "sources")
+        Select::from(format!("({})", union_all(parts)), "sources")
     }
 
     /// The table (or subquery) for a source, and the alias it goes by.
@@ -726,6 +723,20 @@ impl Lowering<'_, '_> {
             None => Action::Activate(activation("log", &[])),
         }
     }
+}
+
+/// `a UNION ALL b UNION ALL ...` for any number of SELECTs: SQLite allows 500 terms in one
+/// compound statement, so larger unions nest groups of 250 as subqueries.
+fn union_all(parts: Vec<String>) -> String {
+    const GROUP: usize = 250;
+    if parts.len() <= GROUP {
+        return parts.join(" UNION ALL ");
+    }
+    let groups: Vec<String> = parts
+        .chunks(GROUP)
+        .map(|g| format!("SELECT * FROM ({})", g.join(" UNION ALL ")))
+        .collect();
+    union_all(groups)
 }
 
 fn activation(target: &str, options: &[Arg]) -> Activation {

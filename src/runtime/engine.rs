@@ -7,7 +7,7 @@
 use super::activity::{Launcher, Request, ndjson};
 use super::clock::Clock;
 use super::retry::{self, Outcome, Random};
-use super::store::{Rows, Store, StoreConfig};
+use super::store::{Pool, Rows, Store, StoreConfig};
 use crate::plan::ir::*;
 use rusqlite::types::Value;
 use serde::Serialize;
@@ -130,6 +130,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
     let mut completed: Vec<usize> = Vec::new();
     let mut ended = false;
     let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
+    let pool = &Pool::default();
     std::thread::scope(|scope| {
         let mut running = 0usize;
         loop {
@@ -186,7 +187,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 let sender = sender.clone();
                 let done_states = states.clone();
                 scope.spawn(move || {
-                    let summary = run_stage(stage, stores, ctx, &done_states);
+                    let summary = run_stage(stage, stores, pool, ctx, &done_states);
                     let _ = sender.send((i, summary));
                 });
             }
@@ -287,6 +288,30 @@ fn settle_forks(
 fn run_stage(
     stage: &StagePlan,
     stores: &StoreConfig,
+    pool: &Pool,
+    ctx: &Context,
+    states: &BTreeMap<String, &'static str>,
+) -> StageSummary {
+    match pool.take(stores) {
+        Ok(mut store) => {
+            let summary = run_stage_on(stage, &mut store, ctx, states);
+            pool.give_back(store);
+            summary
+        }
+        Err(e) => StageSummary {
+            stage: stage.id.clone(),
+            state: "failed".into(),
+            attempts: 1,
+            rows: 0,
+            duration_ms: 0,
+            error: Some(e),
+        },
+    }
+}
+
+fn run_stage_on(
+    stage: &StagePlan,
+    store: &mut Store,
     ctx: &Context,
     states: &BTreeMap<String, &'static str>,
 ) -> StageSummary {
@@ -299,14 +324,7 @@ fn run_stage(
         duration_ms: 0,
         error: None,
     };
-    let mut store = match stores.connect() {
-        Ok(store) => store,
-        Err(e) => {
-            summary.error = Some(e);
-            return summary;
-        }
-    };
-    fill_missing_upstreams(&mut store, stage, states);
+    fill_missing_upstreams(store, stage, states);
     let key = match &stage.idempotency_key {
         Some(sql) => match store.query(&format!("SELECT {}", sql.text), &ctx.params, None) {
             Ok(rows) => rows
@@ -335,7 +353,7 @@ fn run_stage(
         return summary;
     }
     let mut run = StageRun {
-        store: &mut store,
+        store: &mut *store,
         ctx,
         stage,
         attempts: 0,

@@ -109,6 +109,29 @@ pub struct StoreConfig {
     pub base: PathBuf,
 }
 
+/// Connections of one run, kept for reuse: opening one costs more than a small stage.
+#[derive(Default)]
+pub struct Pool {
+    idle: std::sync::Mutex<Vec<Store>>,
+}
+
+impl Pool {
+    /// An idle connection, or a new one.
+    pub fn take(&self, config: &StoreConfig) -> Result<Store, Error> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        match idle {
+            Some(store) => Ok(store),
+            None => config.connect(),
+        }
+    }
+
+    pub fn give_back(&self, store: Store) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(store);
+        }
+    }
+}
+
 impl StoreConfig {
     pub fn connect(&self) -> Result<Store, Error> {
         for db in [&self.workspace_db, &self.run_db] {

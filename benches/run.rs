@@ -1,0 +1,111 @@
+//! Executor overhead: `cargo bench --bench run`.
+//!
+//! - a chain of 1,000 query stages (each reads the one before);
+//! - a fan-out of 1,000 query stages from one source, merged by one stage;
+//! - `each` over 10,000 rows with a trivial activity (`cat`), at `concurrency: 8`.
+//!
+//! Per-stage figures include planning, SQLite materialization of every stage's rows and state
+//! keeping; peak RSS is read from /proc.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use wvflow::check::Index;
+use wvflow::plan::lower;
+use wvflow::runtime::activity::ProcessLauncher;
+use wvflow::runtime::clock::SystemClock;
+use wvflow::runtime::engine::{Context, execute};
+use wvflow::runtime::retry::SeededRandom;
+use wvflow::runtime::store::StoreConfig;
+use wvflow::workspace::Workspace;
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn run(name: &str, src: &str) -> (f64, usize, String) {
+    let dir = PathBuf::from("target/bench-run").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut workspace = Workspace::default();
+    workspace.add(dir.join("flow.wv"), src.to_string());
+    assert!(workspace.diagnostics().next().is_none());
+    let started = Instant::now();
+    let index = Index::new(&workspace);
+    let plan = lower(&workspace, &index, index.flows[0]);
+    let stores = StoreConfig {
+        workspace_db: dir.join("workspace.db"),
+        run_db: dir.join("run.db"),
+        base: dir.clone(),
+    };
+    let random = SeededRandom::new(1);
+    let ctx = Context {
+        clock: &SystemClock::default(),
+        random: &random,
+        launcher: &ProcessLauncher,
+        cwd: dir.clone(),
+        run_id: name.into(),
+        flow: plan.flow.name.clone(),
+        params: Default::default(),
+        cancel: Default::default(),
+        flows: None,
+        jumps: Default::default(),
+    };
+    let summary = execute(&plan, &stores, &ctx, 2);
+    let seconds = started.elapsed().as_secs_f64();
+    (seconds, summary.stages.len(), summary.state)
+}
+
+fn main() {
+    if !Path::new("Cargo.toml").exists() {
+        eprintln!("run from the repository root");
+        return;
+    }
+    let mut chain = String::from(
+        "flow chain = {\n  stage s0 = from [[1, 'a'], [2, 'b'], [3, 'c']] as t(id, name)\n",
+    );
+    for i in 1..1000 {
+        let _ = writeln!(chain, "  stage s{i} = from s{} | where id > 0", i - 1);
+    }
+    chain.push_str("}\n");
+    let (t, n, state) = run("chain", &chain);
+    println!(
+        "chain of {n} query stages: {:.0} ms, {:.3} ms a stage ({state})",
+        t * 1e3,
+        t * 1e3 / n as f64
+    );
+
+    let mut fan = String::from(
+        "flow fan = {\n  stage source = from [[1, 'a'], [2, 'b'], [3, 'c']] as t(id, name)\n",
+    );
+    for i in 0..1000 {
+        let _ = writeln!(fan, "  stage b{i} = from source | where id <> {}", i % 3);
+    }
+    let inputs: Vec<String> = (0..1000).map(|i| format!("b{i}")).collect();
+    let _ = writeln!(fan, "  stage all = merge {}\n}}", inputs.join(", "));
+    let (t, n, state) = run("fan", &fan);
+    println!(
+        "fan-out of 1,000 stages + merge ({n} stages): {:.0} ms, {:.3} ms a stage ({state})",
+        t * 1e3,
+        t * 1e3 / n as f64
+    );
+
+    let rows: Vec<String> = (0..10_000).map(|i| format!("[{i}]")).collect();
+    let each = format!(
+        "activity echo_row(n: int) = exec('printf', '{{\"n\": %s}}\\n', n)\nflow each_rows = {{ stage items [concurrency: 8] = from [{}] as t(n) | each echo_row(_.n) }}\n",
+        rows.join(", ")
+    );
+    let (t, _, state) = run("each", &each);
+    println!(
+        "each over 10,000 rows (printf, concurrency 8): {:.1} s, {:.0} calls/s ({state})",
+        t,
+        10_000.0 / t
+    );
+    println!("peak RSS {:.1} MB", peak_rss_mb());
+}
