@@ -304,3 +304,28 @@ fn child_runs_and_jumps_start_the_flows_they_name() {
         "a `call` stage ends in its child's state"
     );
 }
+
+#[test]
+fn a_bare_table_name_reads_a_file_of_that_name_and_a_missing_one_fails_clearly() {
+    let dir = workspace(
+        "tables",
+        &[
+            ("customers.ndjson", "{\"id\": 1}\n{\"id\": 2}\n"),
+            (
+                "flow.wv",
+                "flow f = {\n  stage known = from customers | select count(*) as n\n  stage unknown [on_failure: ignore] = from suppliers\n}\n",
+            ),
+        ],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "known")["rows"], 1);
+    assert_eq!(stage(&summary, "unknown")["state"], "failed");
+    assert!(
+        stage(&summary, "unknown")["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no table `suppliers`"),
+        "{summary}"
+    );
+}

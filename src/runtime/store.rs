@@ -227,6 +227,21 @@ impl Store {
         self.write_table("run", &table, &rows)
     }
 
+    /// Loads `NAME.csv`, `NAME.json` or `NAME.ndjson` from the flow's folder as the table
+    /// `run."NAME"`, which unqualified names find when the workspace database has no such
+    /// table. `false` when there is no such file.
+    fn load_table_file(&mut self, table: &str) -> Result<bool, Error> {
+        for extension in ["csv", "json", "ndjson"] {
+            let path = self.base.join(format!("{table}.{extension}"));
+            if path.is_file() {
+                let rows = read_rows(&path)?;
+                self.write_table("run", table, &rows)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Whether a table exists in a schema.
     pub fn exists(&self, schema: &str, table: &str) -> Result<bool, Error> {
         let sql = format!(
@@ -282,9 +297,24 @@ impl Store {
         if let Some(rows) = input {
             self.write_table("temp", "_input", rows)?;
         }
+        // A table the workspace database does not have may be a file beside the flow:
+        // `orders` reads `orders.csv`, `orders.json` or `orders.ndjson`.
+        let mut tried = Vec::new();
+        loop {
+            let error = match self.conn.prepare_cached(sql) {
+                Ok(_) => break,
+                Err(e) => e.to_string(),
+            };
+            match error.strip_prefix("no such table: ").map(str::to_string) {
+                Some(table) if !tried.contains(&table) && self.load_table_file(&table)? => {
+                    tried.push(table)
+                }
+                _ => return Err(missing_table_message(&error)),
+            }
+        }
         let mut statement = self
             .conn
-            .prepare(sql)
+            .prepare_cached(sql)
             .map_err(|e| missing_table_message(&e.to_string()))?;
         for i in 1..=statement.parameter_count() {
             let Some(name) = statement
