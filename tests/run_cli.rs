@@ -329,3 +329,78 @@ fn a_bare_table_name_reads_a_file_of_that_name_and_a_missing_one_fails_clearly()
         "{summary}"
     );
 }
+
+/// A one-request HTTP server on loopback: answers `status` and returns what it received.
+fn one_request_server(status: u16) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // Read the head, then as many body bytes as Content-Length says.
+        loop {
+            let n = socket.read(&mut buffer).unwrap_or(0);
+            received.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&received).to_string();
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let length = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if received.len() >= head_end + 4 + length {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let reply =
+            format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno");
+        socket.write_all(reply.as_bytes()).unwrap();
+        String::from_utf8_lossy(&received).into_owned()
+    });
+    (url, handle)
+}
+
+#[test]
+fn webhooks_receive_the_rows_as_json_and_an_error_status_fails_the_stage() {
+    let (url, server) = one_request_server(200);
+    let src = format!(
+        "flow f = {{ stage s = from [[1, 'a'], [2, 'b']] as t(id, name) | activate('webhook', url: '{url}') }}\n"
+    );
+    let dir = workspace("webhook_ok", &[("flow.wv", &src)]);
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    let request = server.join().unwrap();
+    assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
+    assert!(
+        request.ends_with(r#"[{"id":1,"name":"a"},{"id":2,"name":"b"}]"#),
+        "{request}"
+    );
+
+    let (url, server) = one_request_server(503);
+    let src = format!(
+        "flow f = {{ stage s = from [[1]] as t(id) | activate('webhook', url: '{url}') }}\n"
+    );
+    let dir = workspace("webhook_down", &[("flow.wv", &src)]);
+    let (code, summary) = run_json(&dir, None);
+    server.join().unwrap();
+    assert_eq!(code, Some(1));
+    assert!(
+        stage(&summary, "s")["error"]
+            .as_str()
+            .unwrap()
+            .contains("answered 503"),
+        "{summary}"
+    );
+}

@@ -825,9 +825,23 @@ impl StageRun<'_, '_> {
                 std::fs::write(&full, text)
                     .map_err(|e| format!("cannot write {}: {e}", full.display()))
             }
-            other => Err(format!(
-                "`activate('{other}')` is not supported by this version of `wvflow run` yet"
-            )),
+            "webhook" => {
+                let url = activation
+                    .options
+                    .get("url")
+                    .and_then(|u| u.as_str())
+                    .ok_or("`activate('webhook')` needs `url:`")?;
+                post_json(
+                    url,
+                    &serde_json::Value::Array(
+                        rows.to_json_objects()
+                            .into_iter()
+                            .map(serde_json::Value::Object)
+                            .collect(),
+                    ),
+                )
+            }
+            other => Err(format!("unknown activation target '{other}'")),
         }
     }
 }
@@ -865,6 +879,27 @@ fn request(
         heartbeat: stage.heartbeat_ms.map(Duration::from_millis),
         cancel: ctx.cancel.clone(),
     }
+}
+
+/// POSTs the rows as one JSON array; anything but a 2xx answer fails the stage.
+fn post_json(url: &str, body: &serde_json::Value) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.to_string().as_bytes())
+        .map_err(|e| format!("webhook {url}: {e}"))?;
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let tail: String = text.chars().take(500).collect();
+    Err(format!("webhook {url} answered {status}: {tail}"))
 }
 
 fn csv_text(rows: &Rows) -> Result<String, String> {
