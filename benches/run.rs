@@ -56,6 +56,7 @@ fn run(name: &str, src: &str) -> (f64, usize, String) {
         cancel: Default::default(),
         flows: None,
         jumps: Default::default(),
+        progress: None,
     };
     let summary = execute(&plan, &stores, &ctx, 2);
     let seconds = started.elapsed().as_secs_f64();

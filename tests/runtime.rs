@@ -124,6 +124,7 @@ fn run_in(
         cancel: cancel.clone(),
         flows: None,
         jumps: Default::default(),
+        progress: None,
     };
     let summary = execute(&plan, &stores, &ctx, max_parallel);
     (summary, calls.into_inner().unwrap())

@@ -3,6 +3,7 @@
 mod check;
 mod explain;
 mod plan;
+mod progress;
 mod run;
 
 use clap::{Parser, Subcommand};

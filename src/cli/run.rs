@@ -120,6 +120,7 @@ pub fn run(args: RunArgs) -> u8 {
         max_parallel: args.max_parallel,
         random: SeededRandom::from_time(),
         cancel: crate::runtime::cancel::on_ctrl_c(),
+        live: super::progress::Live::on_terminal(),
     };
     // Each run, then the runs its jumps start, up to a depth limit; a failed run stops the rest.
     let mut status = exit::OK;
@@ -190,6 +191,7 @@ struct Runner<'w> {
     max_parallel: Option<usize>,
     random: SeededRandom,
     cancel: Arc<AtomicBool>,
+    live: Option<super::progress::Live>,
 }
 
 impl Runner<'_> {
@@ -272,6 +274,10 @@ impl Runner<'_> {
             cancel,
             flows: Some(self),
             jumps: Default::default(),
+            progress: self
+                .live
+                .as_ref()
+                .map(|l| l as &dyn crate::runtime::engine::Progress),
         };
         Ok(execute(plan, &stores, &ctx, max_parallel))
     }

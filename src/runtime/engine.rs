@@ -34,6 +34,7 @@ pub struct Context<'a> {
     pub flows: Option<&'a dyn FlowRunner>,
     /// Jumps reached by stages of this run.
     pub jumps: std::sync::Mutex<Vec<Jump>>,
+    pub progress: Option<&'a dyn Progress>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -74,6 +75,13 @@ pub struct Jump {
     pub flow: String,
     pub version: Option<u32>,
     pub args: BTreeMap<String, Value>,
+}
+
+/// What a run reports while it goes: live progress on a terminal.
+pub trait Progress: Sync {
+    fn stage_started(&self, stage: &str);
+    fn attempt(&self, stage: &str, attempt: u32);
+    fn stage_finished(&self, stage: &str, state: &str);
 }
 
 /// Runs other flows of the workspace for `call F(...)` (a child run the stage waits for).
@@ -184,6 +192,9 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 }
                 started[i] = true;
                 running += 1;
+                if let Some(p) = ctx.progress {
+                    p.stage_started(&stage.id);
+                }
                 let sender = sender.clone();
                 let done_states = states.clone();
                 scope.spawn(move || {
@@ -197,6 +208,9 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             let Ok((i, summary)) = receiver.recv() else {
                 break;
             };
+            if let Some(p) = ctx.progress {
+                p.stage_finished(&summary.stage, &summary.state);
+            }
             running -= 1;
             let stage = &flow.stages[i];
             let state = match summary.state.as_str() {
@@ -856,6 +870,9 @@ fn request(
     input: Rows,
     attempt: u32,
 ) -> Request {
+    if let Some(p) = ctx.progress {
+        p.attempt(&stage.id, attempt);
+    }
     let mut env = vec![
         ("WVFLOW_RUN_ID".to_string(), ctx.run_id.clone()),
         ("WVFLOW_FLOW".to_string(), ctx.flow.clone()),

@@ -1,0 +1,57 @@
+//! Live progress of a run on a terminal (stderr): one line per running stage with its
+//! attempt and elapsed time.
+
+use crate::runtime::engine::Progress;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct Live {
+    bars: MultiProgress,
+    running: Mutex<BTreeMap<String, ProgressBar>>,
+}
+
+impl Live {
+    /// Progress lines when stderr is a terminal; `None` otherwise (CI logs, pipes).
+    pub fn on_terminal() -> Option<Live> {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal().then(|| Live {
+            bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            running: Mutex::default(),
+        })
+    }
+}
+
+impl Progress for Live {
+    fn stage_started(&self, stage: &str) {
+        let bar = self.bars.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix:20} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(stage.to_string());
+        bar.set_message("running");
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(stage.to_string(), bar);
+        }
+    }
+
+    fn attempt(&self, stage: &str, attempt: u32) {
+        if let Ok(running) = self.running.lock()
+            && let Some(bar) = running.get(stage)
+        {
+            bar.set_message(format!("attempt {attempt}"));
+        }
+    }
+
+    fn stage_finished(&self, stage: &str, state: &str) {
+        if let Ok(mut running) = self.running.lock()
+            && let Some(bar) = running.remove(stage)
+        {
+            bar.finish_with_message(state.to_string());
+            self.bars.remove(&bar);
+        }
+    }
+}
