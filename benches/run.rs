@@ -57,6 +57,7 @@ fn run(name: &str, src: &str) -> (f64, usize, String) {
         flows: None,
         jumps: Default::default(),
         progress: None,
+        compensate_on_cancel: true,
     };
     let summary = execute(&plan, &stores, &ctx, 2);
     let seconds = started.elapsed().as_secs_f64();

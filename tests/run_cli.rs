@@ -404,3 +404,33 @@ fn webhooks_receive_the_rows_as_json_and_an_error_status_fails_the_stage() {
         "{summary}"
     );
 }
+
+#[test]
+fn parent_close_decides_the_fate_of_a_child_when_its_parent_stage_times_out() {
+    for (close, survives) in [("terminate", false), ("abandon", true)] {
+        let marker =
+            std::env::temp_dir().join(format!("wvflow-child-{close}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let src = format!(
+            "activity slow = sh(\"\"\"sleep 1; touch {}\"\"\")\n\
+             flow child = {{ stage s = slow() }}\n\
+             flow parent = {{ stage c [timeout: 300ms, parent_close: {close}] = call child }}\n",
+            marker.display()
+        );
+        let dir = workspace(&format!("parent_close_{close}"), &[("flow.wv", &src)]);
+        let started = Instant::now();
+        let (code, summary) = run_json(&dir, Some("parent"));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{close}: the parent waited for the child"
+        );
+        assert_eq!(code, Some(1), "{summary}");
+        let error = stage(&summary, "c")["error"].as_str().unwrap().to_string();
+        assert!(
+            error.starts_with("the parent stage timed out"),
+            "{close}: {error}"
+        );
+        std::thread::sleep(Duration::from_millis(2500));
+        assert_eq!(marker.exists(), survives, "{close}: {error}");
+    }
+}

@@ -125,6 +125,7 @@ fn run_in(
         flows: None,
         jumps: Default::default(),
         progress: None,
+        compensate_on_cancel: true,
     };
     let summary = execute(&plan, &stores, &ctx, max_parallel);
     (summary, calls.into_inner().unwrap())

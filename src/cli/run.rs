@@ -18,7 +18,8 @@ use rusqlite::types::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -111,6 +112,7 @@ pub fn run(args: RunArgs) -> u8 {
         root
     };
     let runner = Runner {
+        path: args.path.clone(),
         workspace: &workspace,
         index: &index,
         db: args
@@ -185,6 +187,8 @@ const JUMP_DEPTH: usize = 16;
 
 /// Runs flows of one workspace: the run asked for, its jumps, and its child runs.
 struct Runner<'w> {
+    /// The workspace as given on the command line (for child runs in a process of their own).
+    path: PathBuf,
     workspace: &'w Workspace,
     index: &'w Index<'w>,
     db: PathBuf,
@@ -217,8 +221,18 @@ impl Runner<'_> {
     fn execute(
         &self,
         plan: &crate::plan::Plan,
+        params: BTreeMap<String, Value>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Summary, String> {
+        self.execute_with(plan, params, cancel, true)
+    }
+
+    fn execute_with(
+        &self,
+        plan: &crate::plan::Plan,
         mut params: BTreeMap<String, Value>,
         cancel: Arc<AtomicBool>,
+        compensate_on_cancel: bool,
     ) -> Result<Summary, String> {
         let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
         params.insert(
@@ -278,16 +292,147 @@ impl Runner<'_> {
                 .live
                 .as_ref()
                 .map(|l| l as &dyn crate::runtime::engine::Progress),
+            compensate_on_cancel,
         };
         Ok(execute(plan, &stores, &ctx, max_parallel))
     }
 }
 
 impl FlowRunner for Runner<'_> {
-    fn run_child(&self, target: &Jump, cancel: Arc<AtomicBool>) -> Result<Summary, String> {
+    fn run_child(
+        &self,
+        target: &Jump,
+        cancel: Arc<AtomicBool>,
+        parent_close: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Summary, String> {
+        let started = Instant::now();
+        let stop =
+            || cancel.load(Ordering::Relaxed) || timeout.is_some_and(|t| started.elapsed() >= t);
+        let why = || {
+            if cancel.load(Ordering::Relaxed) {
+                "the parent stage was cancelled".to_string()
+            } else {
+                "the parent stage timed out".to_string()
+            }
+        };
+        if parent_close == "abandon" {
+            return self.run_abandonable(target, stop, why);
+        }
         let (plan, params) = self.prepare(target)?;
-        self.execute(&plan, params, cancel)
+        let child_cancel = Arc::new(AtomicBool::new(false));
+        let compensate = parent_close == "request_cancel";
+        std::thread::scope(|scope| {
+            let child =
+                scope.spawn(|| self.execute_with(&plan, params, child_cancel.clone(), compensate));
+            while !child.is_finished() {
+                if stop() {
+                    child_cancel.store(true, Ordering::SeqCst);
+                    let summary = child
+                        .join()
+                        .map_err(|_| "the child run panicked".to_string())??;
+                    return Err(format!(
+                        "{}: child run {} {}",
+                        why(),
+                        summary.run_id,
+                        if compensate {
+                            "cancelled"
+                        } else {
+                            "terminated"
+                        }
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            child
+                .join()
+                .map_err(|_| "the child run panicked".to_string())?
+        })
     }
+}
+
+impl Runner<'_> {
+    /// `parent_close: abandon`: the child runs as a process of its own (its own process group,
+    /// so Ctrl-C in the terminal does not reach it), which outlives the parent stage.
+    fn run_abandonable(
+        &self,
+        target: &Jump,
+        stop: impl Fn() -> bool,
+        why: impl Fn() -> String,
+    ) -> Result<Summary, String> {
+        let call = flow_call_text(target);
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot start the child run: {e}"))?;
+        let mut command = std::process::Command::new(exe);
+        command
+            .arg("run")
+            .arg(&self.path)
+            .arg(&call)
+            .arg("--format")
+            .arg("json")
+            .arg("--db")
+            .arg(&self.db);
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start the child run: {e}"))?;
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                let mut out = String::new();
+                if let Some(mut stdout) = child.stdout.take() {
+                    let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+                }
+                let summary: serde_json::Value = serde_json::Deserializer::from_str(&out)
+                    .into_iter()
+                    .next()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                return Ok(Summary {
+                    run_id: summary["run_id"].as_str().unwrap_or_default().to_string(),
+                    flow: target.flow.clone(),
+                    state: summary["state"].as_str().unwrap_or("failed").to_string(),
+                    stages: Vec::new(),
+                    compensations: Vec::new(),
+                    next: Vec::new(),
+                });
+            }
+            if stop() {
+                return Err(format!(
+                    "{}: child run of `{}` (process {}) left running (parent_close: abandon)",
+                    why(),
+                    target.flow,
+                    child.id()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// `Name@v(arg = literal, ...)` for a command line.
+fn flow_call_text(target: &Jump) -> String {
+    let version = target
+        .version
+        .map(|v| format!("@version({v})"))
+        .unwrap_or_default();
+    let args: Vec<String> = target
+        .args
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                Value::Null => "null".to_string(),
+                Value::Integer(n) => n.to_string(),
+                Value::Real(x) => format!("{x:?}"),
+                Value::Text(t) => format!("'{}'", t.replace('\\', "\\\\").replace('\'', "\\'")),
+                Value::Blob(b) => format!("'{}'", String::from_utf8_lossy(b)),
+            };
+            format!("{k} = {value}")
+        })
+        .collect();
+    format!("{}{version}({})", target.flow, args.join(", "))
 }
 
 /// Arguments of a flow call: positional (no name) or named, as values.

@@ -35,6 +35,8 @@ pub struct Context<'a> {
     /// Jumps reached by stages of this run.
     pub jumps: std::sync::Mutex<Vec<Jump>>,
     pub progress: Option<&'a dyn Progress>,
+    /// Whether a cancelled run compensates (false for a child terminated by its parent).
+    pub compensate_on_cancel: bool,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -86,7 +88,17 @@ pub trait Progress: Sync {
 
 /// Runs other flows of the workspace for `call F(...)` (a child run the stage waits for).
 pub trait FlowRunner: Sync {
-    fn run_child(&self, target: &Jump, cancel: Arc<AtomicBool>) -> Result<Summary, String>;
+    /// Runs `target` to its end. `parent_close` says what happens to the child when `cancel`
+    /// (the parent's) is set or `timeout` passes first: `terminate` cancels it without its
+    /// compensations, `request_cancel` cancels it and lets its compensations run, `abandon`
+    /// leaves it running.
+    fn run_child(
+        &self,
+        target: &Jump,
+        cancel: Arc<AtomicBool>,
+        parent_close: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Summary, String>;
 }
 
 /// Runs the plan: ready stages in parallel (at most `max_parallel`, lower `priority` first),
@@ -235,7 +247,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             .iter()
             .zip(&results)
             .any(|(s, r)| r.state == "failed" && s.on_failure == "fail");
-    let compensations = if failed {
+    let compensations = if failed && (!cancelled || ctx.compensate_on_cancel) {
         let stages: Vec<&StagePlan> = completed.iter().map(|&i| &flow.stages[i]).collect();
         match stores.connect() {
             Ok(mut store) => compensate(&mut store, ctx, &stages),
@@ -511,15 +523,18 @@ impl StageRun<'_, '_> {
                     }
                     input
                 }
-                Step::Call { target, .. } => {
+                Step::Call {
+                    target,
+                    parent_close,
+                } => {
                     let child = self.target(target, &input).map_err(|e| (e, 1))?;
                     let runner = self
                         .ctx
                         .flows
                         .ok_or_else(|| ("child runs are not available here".to_string(), 1))?;
-                    // The child shares the parent's cancellation: `parent_close: terminate`.
+                    let timeout = self.stage.timeout_ms.map(Duration::from_millis);
                     let summary = runner
-                        .run_child(&child, self.ctx.cancel.clone())
+                        .run_child(&child, self.ctx.cancel.clone(), parent_close, timeout)
                         .map_err(|e| (e, 1))?;
                     if summary.state != "success" {
                         return Err((
