@@ -468,3 +468,35 @@ fn a_fork_ends_when_its_branches_do_and_fails_with_them() {
         Some("branch `right` failed")
     );
 }
+
+#[test]
+fn an_on_failure_stage_runs_only_when_the_stage_fails() {
+    let clock = ManualClock::default();
+    let src = |action: &str| {
+        format!(
+            "activity main_ = exec('{action}')\nactivity rescue_ = exec('rescue')\nflow f = {{\n  stage work [on_failure: rescue] = main_()\n  stage rescue = rescue_()\n}}\n"
+        )
+    };
+    let (summary, calls) = run(&src("good"), &clock, |_| ok(r#"{"ok": 1}"#));
+    assert_eq!(
+        states(&summary),
+        BTreeMap::from([("work", "success"), ("rescue", "skipped")])
+    );
+    assert_eq!(calls, ["good#1"]);
+    let (summary, calls) = run(&src("bad"), &clock, |r| {
+        if r.activity == "bad" {
+            fail(1)
+        } else {
+            ok(r#"{"ok": 1}"#)
+        }
+    });
+    assert_eq!(
+        states(&summary),
+        BTreeMap::from([("work", "failed"), ("rescue", "success")])
+    );
+    assert_eq!(
+        summary.state, "success",
+        "the failure is handled by the fallback"
+    );
+    assert_eq!(calls, ["bad#1", "rescue#1"]);
+}

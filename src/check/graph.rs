@@ -76,7 +76,27 @@ impl<'w> FlowGraph<'w> {
             graph.reads[i] = reads;
             graph.waits[i] = waits;
         }
+        // `on_failure: fallback` makes the fallback wait for the failing stage.
+        for i in 0..graph.stages.len() {
+            let Some((fallback, span)) = on_failure_stage(graph.stages[i].stage) else {
+                continue;
+            };
+            if let Some(&f) = graph.by_name.get(fallback)
+                && f != i
+                && !graph.waits[f].iter().any(|e| e.to == i)
+            {
+                graph.waits[f].push(Edge { to: i, span });
+            }
+        }
         graph
+    }
+
+    /// Stages whose `on_failure` names stage `i`.
+    pub fn failing_into(&self, i: usize) -> Vec<usize> {
+        let name = self.name(i);
+        (0..self.stages.len())
+            .filter(|&x| on_failure_stage(self.stages[x].stage).is_some_and(|(f, _)| f == name))
+            .collect()
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
@@ -151,6 +171,25 @@ pub fn condition_atoms(
         }
     }
     atoms
+}
+
+/// The stage an `on_failure:` entry names (not `fail` or `ignore`), with where it is written.
+pub fn on_failure_stage(stage: &Stage) -> Option<(&str, Span)> {
+    let entry = stage
+        .config
+        .as_ref()?
+        .entries
+        .iter()
+        .find(|e| e.key.name == "on_failure")?;
+    match &entry.value.kind {
+        crate::syntax::ast::ExprKind::Name(n) if !matches!(n.name.as_str(), "fail" | "ignore") => {
+            Some((&n.name, n.span))
+        }
+        crate::syntax::ast::ExprKind::Str(s) if !matches!(s.as_str(), "fail" | "ignore") => {
+            Some((s, entry.value.span))
+        }
+        _ => None,
+    }
 }
 
 /// The activity calls a stage makes: its source, `each`, and operators.

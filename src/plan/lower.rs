@@ -313,6 +313,13 @@ impl Lowering<'_, '_> {
     /// The compiled trigger and the upstream edges with the states they wait for.
     fn trigger(&self, i: usize) -> (Cond, Vec<Edge>) {
         let stage = self.graph.stages[i].stage;
+        // Stages whose `on_failure` names this one: it runs when they fail.
+        let failing: Vec<String> = self
+            .graph
+            .failing_into(i)
+            .into_iter()
+            .map(|x| self.graph.name(x).to_string())
+            .collect();
         let mut upstream: Vec<String> = Vec::new();
         for edge in self.graph.upstream(i) {
             let name = self.graph.name(edge.to).to_string();
@@ -320,7 +327,7 @@ impl Lowering<'_, '_> {
                 upstream.push(name);
             }
         }
-        let (cond, labels): (Cond, BTreeMap<String, Vec<String>>) = match &stage.trigger {
+        let (mut cond, mut labels): (Cond, BTreeMap<String, Vec<String>>) = match &stage.trigger {
             Some(t) => {
                 let mut labels = BTreeMap::new();
                 collect_states(t, false, &mut labels);
@@ -334,14 +341,38 @@ impl Lowering<'_, '_> {
                     .and_then(|e| values::word(&e.value))
                     .filter(|r| TRIGGER_RULES.contains(r))
                     .unwrap_or("all_success");
-                let (cond, label) = rule_cond(rule, &upstream);
-                let labels = upstream
+                let over: Vec<String> = upstream
+                    .iter()
+                    .filter(|u| !failing.contains(u))
+                    .cloned()
+                    .collect();
+                let (cond, label) = rule_cond(rule, &over);
+                let labels = over
                     .iter()
                     .map(|u| (u.clone(), vec![label.to_string()]))
                     .collect();
                 (cond, labels)
             }
         };
+        for f in &failing {
+            if !labels.contains_key(f) {
+                let failed = Cond::State {
+                    stage: f.clone(),
+                    state: "failed".into(),
+                };
+                cond = match cond {
+                    Cond::True => failed,
+                    Cond::And { mut args } => {
+                        args.push(failed);
+                        Cond::And { args }
+                    }
+                    other => Cond::And {
+                        args: vec![other, failed],
+                    },
+                };
+                labels.insert(f.clone(), vec!["failed".into()]);
+            }
+        }
         let edges = upstream
             .into_iter()
             .map(|u| {
