@@ -498,5 +498,5 @@ fn an_on_failure_stage_runs_only_when_the_stage_fails() {
         summary.state, "success",
         "the failure is handled by the fallback"
     );
-    assert_eq!(calls, ["bad#1", "rescue#1"]);
+    assert_eq!(calls, ["bad#1", "rescue_#1"]);
 }
