@@ -474,7 +474,7 @@ fn an_on_failure_stage_runs_only_when_the_stage_fails() {
     let clock = ManualClock::default();
     let src = |action: &str| {
         format!(
-            "activity main_ = exec('{action}')\nactivity rescue_ = exec('rescue')\nflow f = {{\n  stage work [on_failure: rescue] = main_()\n  stage rescue = rescue_()\n}}\n"
+            "activity {action} = exec('work')\nactivity rescue_ = exec('rescue')\nflow f = {{\n  stage work [on_failure: rescue] = {action}()\n  stage rescue = rescue_()\n}}\n"
         )
     };
     let (summary, calls) = run(&src("good"), &clock, |_| ok(r#"{"ok": 1}"#));
