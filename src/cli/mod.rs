@@ -33,7 +33,7 @@ enum Command {
     Check(check::CheckArgs),
     /// Show the execution plan of a flow: stages, dependencies, triggers, retries, SQL.
     Plan(plan::PlanArgs),
-    /// Run a flow locally (in progress: no parallel stages, jumps, child runs or webhooks yet).
+    /// Run a flow locally on the embedded SQLite database.
     Run(run::RunArgs),
     /// Explain a diagnostic code, with an example and its fix.
     Explain(explain::ExplainArgs),

@@ -1,6 +1,6 @@
 //! `wvflow run PATH [FLOW_CALL] [--format text|json] [--db FILE]`
 //!
-//! In progress (issue 5): see `runtime::engine` for what runs today.
+//! Semantics and decisions: `docs/runtime.md`.
 
 use super::exit;
 use super::plan::{choose_flow, compile};

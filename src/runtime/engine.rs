@@ -1,8 +1,5 @@
 //! The executor: runs a flow's plan stage by stage, in dependency order, with the semantics
 //! of SPEC section 6: triggers over upstream states, retries, saga compensation on failure.
-//!
-//! In progress (issue 5): stages run one at a time; parallel stages, idempotency keys,
-//! webhooks, jumps and child runs are still to come and fail with a clear error.
 
 use super::activity::{Launcher, Request, ndjson};
 use super::clock::Clock;

@@ -1,5 +1,13 @@
-//! The local runtime (issue 5, in progress): the embedded SQLite engine, retries with an
-//! injected clock, and (next) activities and the DAG executor behind `wvflow run`.
+//! The local runtime behind `wvflow run`: the embedded SQLite store, activities as processes,
+//! retries with an injected clock, cancellation, and the executor of plans.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`store`] | SQLite: workspace and run databases, file sources, idempotency records |
+//! | [`activity`] | starting an activity: argv or `sh`, NDJSON in and out, timeouts, heartbeat |
+//! | [`retry`] | the retry policy over attempts |
+//! | [`clock`], [`cancel`] | injected time; Ctrl-C and SIGTERM |
+//! | [`engine`] | the executor: triggers, parallel stages, steps, saga |
 
 pub mod activity;
 pub mod cancel;
