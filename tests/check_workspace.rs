@@ -1,26 +1,8 @@
 //! The checker over a folder as one workspace: names resolve across files, diagnostics name
 //! the right file, warnings fail only with --deny-warnings, --timings reports every file.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn wvflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(args)
-        .output()
-        .expect("wvflow runs")
-}
-
-fn scratch(name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    for (path, text) in files {
-        let path = dir.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    dir
-}
+mod common;
+use common::{scratch, wvflow};
 
 const INGEST: &str = "activity load(day: date) with { retries: 2 } = exec('bin/load', day)\n\
     flow Ingest(day: date = '2024-01-01') = { stage raw = load(run_date) }\n";

@@ -3,23 +3,8 @@
 
 use wvflow::source::FileId;
 use wvflow::syntax::{parse, token::Token};
-
-fn code_blocks(markdown: &str, language: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in markdown.lines() {
-        match (&mut current, line.trim_start().strip_prefix("```")) {
-            (None, Some(info)) if info.trim() == language => current = Some(String::new()),
-            (Some(_), Some(_)) => blocks.extend(current.take()),
-            (Some(block), None) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            _ => {}
-        }
-    }
-    blocks
-}
+mod common;
+use common::code_blocks;
 
 #[test]
 fn every_complete_example_in_the_language_reference_parses() {

@@ -4,23 +4,7 @@
 
 use wvflow::diagnostics::{Diagnostic, docs, render_human};
 use wvflow::workspace::Workspace;
-
-fn wv_blocks(markdown: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in markdown.lines() {
-        match (&mut current, line.trim_start().strip_prefix("```")) {
-            (None, Some("wv")) => current = Some(String::new()),
-            (Some(_), Some(_)) => blocks.extend(current.take()),
-            (Some(block), None) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            _ => {}
-        }
-    }
-    blocks
-}
+mod common;
 
 /// Syntax and semantic diagnostics of one file, as `wvflow check` reports them.
 fn check(name: &str, src: &str) -> (Workspace, Vec<Diagnostic>) {
@@ -45,7 +29,7 @@ fn every_documented_example_produces_its_code_and_every_fix_is_clean() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for entry in docs::entries() {
-        let blocks = wv_blocks(entry.body);
+        let blocks = common::code_blocks(entry.body, "wv");
         let [example, fix] = blocks.as_slice() else {
             if !WITHOUT_EXAMPLE.contains(&entry.code) {
                 failures.push(format!(

@@ -1,26 +1,10 @@
 //! `wvflow run` end to end: real `sh` activities, real files, real time with generous bounds.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn workspace(name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("run_{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    for (path, text) in files {
-        let path = dir.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    dir
-}
-
-fn wvflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{scratch, wvflow};
 
 fn run_json(dir: &Path, flow_call: Option<&str>) -> (Option<i32>, serde_json::Value) {
     let mut args = vec!["run", dir.to_str().unwrap(), "--format", "json"];
@@ -47,7 +31,7 @@ fn stage<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
 
 #[test]
 fn retry_then_success_fallback_and_exit_codes() {
-    let dir = workspace(
+    let dir = scratch(
         "retry",
         &[(
             "flow.wv",
@@ -83,7 +67,7 @@ fn a_timeout_kills_the_attempt_and_its_children() {
         "activity slow with {{ timeout: 300ms }} = sh(\"\"\"(sleep 1; touch {}) & sleep 30\"\"\")\nflow f = {{ stage s = slow() }}\n",
         marker.display()
     );
-    let dir = workspace("timeout", &[("flow.wv", &src)]);
+    let dir = scratch("timeout", &[("flow.wv", &src)]);
     let started = Instant::now();
     let (code, summary) = run_json(&dir, None);
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -104,7 +88,7 @@ fn a_timeout_kills_the_attempt_and_its_children() {
 
 #[test]
 fn saga_compensation_runs_in_reverse_order() {
-    let dir = workspace(
+    let dir = scratch(
         "saga",
         &[(
             "flow.wv",
@@ -136,7 +120,7 @@ flow trip = {
 
 #[test]
 fn routes_merges_joins_files_parameters_and_save_to() {
-    let dir = workspace(
+    let dir = scratch(
         "data",
         &[
             (
@@ -175,7 +159,7 @@ flow report = { stage again = from big_orders | select count(*) as n }
 
 #[test]
 fn argument_vectors_pass_shell_metacharacters_literally() {
-    let dir = workspace(
+    let dir = scratch(
         "argv",
         &[(
             "flow.wv",
@@ -196,7 +180,7 @@ flow f(text: string = 'a; rm -rf / && $(whoami) `id` > out') = { stage s = echo_
 
 #[test]
 fn a_workspace_that_does_not_check_does_not_run() {
-    let dir = workspace(
+    let dir = scratch(
         "broken",
         &[("flow.wv", "flow f = { stage s [retires: 1] = from t }\n")],
     );
@@ -207,7 +191,7 @@ fn a_workspace_that_does_not_check_does_not_run() {
 
 #[test]
 fn ctrl_c_cancels_the_run_kills_its_activities_and_prints_the_summary() {
-    let dir = workspace(
+    let dir = scratch(
         "cancel",
         &[(
             "flow.wv",
@@ -307,7 +291,7 @@ fn child_runs_and_jumps_start_the_flows_they_name() {
 
 #[test]
 fn a_bare_table_name_reads_a_file_of_that_name_and_a_missing_one_fails_clearly() {
-    let dir = workspace(
+    let dir = scratch(
         "tables",
         &[
             ("customers.ndjson", "{\"id\": 1}\n{\"id\": 2}\n"),
@@ -378,7 +362,7 @@ fn webhooks_receive_the_rows_as_json_and_an_error_status_fails_the_stage() {
     let src = format!(
         "flow f = {{ stage s = from [[1, 'a'], [2, 'b']] as t(id, name) | activate('webhook', url: '{url}') }}\n"
     );
-    let dir = workspace("webhook_ok", &[("flow.wv", &src)]);
+    let dir = scratch("webhook_ok", &[("flow.wv", &src)]);
     let (code, summary) = run_json(&dir, None);
     assert_eq!(code, Some(0), "{summary}");
     let request = server.join().unwrap();
@@ -392,7 +376,7 @@ fn webhooks_receive_the_rows_as_json_and_an_error_status_fails_the_stage() {
     let src = format!(
         "flow f = {{ stage s = from [[1]] as t(id) | activate('webhook', url: '{url}') }}\n"
     );
-    let dir = workspace("webhook_down", &[("flow.wv", &src)]);
+    let dir = scratch("webhook_down", &[("flow.wv", &src)]);
     let (code, summary) = run_json(&dir, None);
     server.join().unwrap();
     assert_eq!(code, Some(1));
@@ -417,7 +401,7 @@ fn parent_close_decides_the_fate_of_a_child_when_its_parent_stage_times_out() {
              flow parent = {{ stage c [timeout: 300ms, parent_close: {close}] = call child }}\n",
             marker.display()
         );
-        let dir = workspace(&format!("parent_close_{close}"), &[("flow.wv", &src)]);
+        let dir = scratch(&format!("parent_close_{close}"), &[("flow.wv", &src)]);
         let started = Instant::now();
         let (code, summary) = run_json(&dir, Some("parent"));
         assert!(
@@ -437,7 +421,7 @@ fn parent_close_decides_the_fate_of_a_child_when_its_parent_stage_times_out() {
 
 #[test]
 fn non_retryable_exits_each_limits_parallel_stages_merge_and_an_idempotent_second_run() {
-    let dir = workspace(
+    let dir = scratch(
         "mixed",
         &[(
             "flow.wv",
@@ -500,7 +484,7 @@ flow f with { max_parallel: 4 } = {
 
 #[test]
 fn end_stops_the_flow_and_a_heartbeat_watches_stderr() {
-    let dir = workspace(
+    let dir = scratch(
         "end_heartbeat",
         &[(
             "flow.wv",

@@ -55,6 +55,20 @@ pub struct CompensationSummary {
     pub error: Option<String>,
 }
 
+impl StageSummary {
+    /// A stage in `state` with nothing done yet.
+    fn new(stage: &StagePlan, state: &str) -> Self {
+        StageSummary {
+            stage: stage.id.clone(),
+            state: state.into(),
+            attempts: 0,
+            rows: 0,
+            duration_ms: 0,
+            error: None,
+        }
+    }
+}
+
 /// The object `wvflow run --format json` prints (SPEC section 6).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Summary {
@@ -170,30 +184,17 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     .min_by_key(|&i| (flow.stages[i].priority, i));
                 let Some(i) = ready else { break };
                 let stage = &flow.stages[i];
-                if ctx.cancel.load(Ordering::Relaxed) {
+                let not_run = if ctx.cancel.load(Ordering::Relaxed) {
+                    Some("cancelled")
+                } else if ended || !holds(&stage.trigger, &states) {
+                    Some("skipped")
+                } else {
+                    None
+                };
+                if let Some(state) = not_run {
                     started[i] = true;
-                    states.insert(stage.id.clone(), "cancelled");
-                    results[i] = Some(StageSummary {
-                        stage: stage.id.clone(),
-                        state: "cancelled".into(),
-                        attempts: 0,
-                        rows: 0,
-                        duration_ms: 0,
-                        error: None,
-                    });
-                    continue;
-                }
-                if ended || !holds(&stage.trigger, &states) {
-                    started[i] = true;
-                    states.insert(stage.id.clone(), "skipped");
-                    results[i] = Some(StageSummary {
-                        stage: stage.id.clone(),
-                        state: "skipped".into(),
-                        attempts: 0,
-                        rows: 0,
-                        duration_ms: 0,
-                        error: None,
-                    });
+                    states.insert(stage.id.clone(), state);
+                    results[i] = Some(StageSummary::new(stage, state));
                     continue;
                 }
                 if running >= max_parallel.max(1) {
@@ -322,12 +323,9 @@ fn run_stage(
             summary
         }
         Err(e) => StageSummary {
-            stage: stage.id.clone(),
-            state: "failed".into(),
             attempts: 1,
-            rows: 0,
-            duration_ms: 0,
             error: Some(e),
+            ..StageSummary::new(stage, "failed")
         },
     }
 }
@@ -340,12 +338,8 @@ fn run_stage_on(
 ) -> StageSummary {
     let started = ctx.clock.now();
     let mut summary = StageSummary {
-        stage: stage.id.clone(),
-        state: "failed".into(),
         attempts: 1,
-        rows: 0,
-        duration_ms: 0,
-        error: None,
+        ..StageSummary::new(stage, "failed")
     };
     fill_missing_upstreams(store, stage, states);
     let key = match &stage.idempotency_key {
