@@ -10,7 +10,7 @@ use crate::runtime::activity::ProcessLauncher;
 use crate::runtime::clock::SystemClock;
 use crate::runtime::engine::{Context, FlowRunner, Jump, Summary, execute};
 use crate::runtime::retry::SeededRandom;
-use crate::runtime::store::{Store, StoreConfig, from_json};
+use crate::runtime::store::{StoreConfig, from_json};
 use crate::syntax::ast::{ExprKind, Item};
 use crate::workspace::Workspace;
 use clap::{Args, ValueEnum};
@@ -269,9 +269,8 @@ impl Runner<'_> {
             workspace_db: self.db.clone(),
             base: folder.clone(),
         };
-        stores
-            .connect()
-            .and_then(|mut store| load_files(&mut store, plan))?;
+        // Opening the store once up front reports a bad database path before any stage starts.
+        stores.connect()?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let max_parallel = self
             .max_parallel
@@ -558,23 +557,6 @@ fn type_mismatch(ty: &str, value: &Value) -> Option<&'static str> {
         "date" => "a date 'YYYY-MM-DD'",
         _ => "a timestamp 'YYYY-MM-DD HH:MM:SS'",
     })
-}
-
-/// Loads every file source the plan's queries read.
-fn load_files(store: &mut Store, plan: &crate::plan::Plan) -> Result<(), String> {
-    for stage in &plan.flow.stages {
-        for step in &stage.steps {
-            let crate::plan::ir::Step::Query { sql } = step else {
-                continue;
-            };
-            for piece in sql.text.split("run.\"file:").skip(1) {
-                if let Some(end) = piece.find('"') {
-                    store.load_file(&piece[..end].replace("\"\"", "\""))?;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The per-stage table printed after a run.

@@ -227,10 +227,15 @@ impl Store {
         self.write_table("run", &table, &rows)
     }
 
-    /// Loads `NAME.csv`, `NAME.json` or `NAME.ndjson` from the flow's folder as the table
-    /// `run."NAME"`, which unqualified names find when the workspace database has no such
-    /// table. `false` when there is no such file.
+    /// Loads the file a missing table stands for, on first use: `run."file:path"` is a file
+    /// source; a bare `NAME` the workspace database lacks is `NAME.csv`, `NAME.json` or
+    /// `NAME.ndjson` from the flow's folder, loaded as `run."NAME"` (which unqualified names
+    /// find). `false` when there is no such file.
     fn load_table_file(&mut self, table: &str) -> Result<bool, Error> {
+        if let Some(path) = table.strip_prefix("run.file:") {
+            self.load_file(path)?;
+            return Ok(true);
+        }
         for extension in ["csv", "json", "ndjson"] {
             let path = self.base.join(format!("{table}.{extension}"));
             if path.is_file() {
