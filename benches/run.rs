@@ -58,6 +58,8 @@ fn run(name: &str, src: &str) -> (f64, usize, String) {
         jumps: Default::default(),
         progress: None,
         compensate_on_cancel: true,
+        paused: Default::default(),
+        resumed: Vec::new(),
     };
     let summary = execute(&plan, &stores, &ctx, 2);
     let seconds = started.elapsed().as_secs_f64();

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use serde_json::Value;
 mod common;
 use common::{scratch, wvflow};
 
@@ -258,6 +259,22 @@ fn every_example_runs_to_success() {
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
+        // Every stage of every run reached a terminal state: none was left pending.
+        let summaries = serde_json::Deserializer::from_slice(&o.stdout).into_iter::<Value>();
+        for summary in summaries {
+            let run_id = summary.unwrap()["run_id"].as_str().unwrap().to_string();
+            let shown = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+                .args(["runs", "-w", "examples", "show", &run_id, "--format", "json"])
+                .output()
+                .unwrap();
+            let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+            for stage in shown["stages"].as_array().unwrap() {
+                assert!(
+                    ["success", "skipped", "failed"].contains(&stage["state"].as_str().unwrap()),
+                    "{file}: run {run_id}: {stage}"
+                );
+            }
+        }
     }
 }
 

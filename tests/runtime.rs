@@ -126,6 +126,8 @@ fn run_in(
         jumps: Default::default(),
         progress: None,
         compensate_on_cancel: true,
+        paused: Default::default(),
+        resumed: Vec::new(),
     };
     let summary = execute(&plan, &stores, &ctx, max_parallel);
     (summary, calls.into_inner().unwrap())

@@ -5,6 +5,7 @@ mod explain;
 mod plan;
 mod progress;
 mod run;
+mod runs;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Run a flow locally on the embedded SQLite database.
     Run(run::RunArgs),
+    /// The run store: list, show, resume, cancel, signal, query and clean runs.
+    Runs(runs::RunsArgs),
     /// Explain a diagnostic code, with an example and its fix.
     Explain(explain::ExplainArgs),
 }
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Run(args) => run::run(args),
+        Command::Runs(args) => runs::run(args),
         Command::Explain(args) => explain::run(args),
     };
     ExitCode::from(status)

@@ -1,7 +1,7 @@
 //! Live progress of a run on a terminal (stderr): one line per running stage with its
 //! attempt and elapsed time.
 
-use crate::runtime::engine::Progress;
+use crate::runtime::engine::{Progress, StageSummary};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -38,7 +38,7 @@ impl Progress for Live {
         }
     }
 
-    fn attempt(&self, stage: &str, attempt: u32) {
+    fn attempt_started(&self, stage: &str, _phase: &str, _item: Option<usize>, attempt: u32) {
         if let Ok(running) = self.running.lock()
             && let Some(bar) = running.get(stage)
         {
@@ -46,11 +46,11 @@ impl Progress for Live {
         }
     }
 
-    fn stage_finished(&self, stage: &str, state: &str) {
+    fn stage_finished(&self, summary: &StageSummary) {
         if let Ok(mut running) = self.running.lock()
-            && let Some(bar) = running.remove(stage)
+            && let Some(bar) = running.remove(&summary.stage)
         {
-            bar.finish_with_message(state.to_string());
+            bar.finish_with_message(summary.state.clone());
             self.bars.remove(&bar);
         }
     }

@@ -8,7 +8,11 @@ use crate::check::Index;
 use crate::plan::lower;
 use crate::runtime::activity::ProcessLauncher;
 use crate::runtime::clock::SystemClock;
-use crate::runtime::engine::{Context, FlowRunner, Jump, Summary, execute};
+use crate::plan::sql::RUN_ID_PARAM;
+use crate::runtime::engine::{Context, FlowRunner, Jump, Progress, Summary, Tee, execute};
+use crate::runtime::runs::catalog::{self, Retention, RunRow};
+use crate::runtime::runs::journal::{Claim, Journal, NewRun};
+use crate::runtime::runs::owner::Watch;
 use crate::runtime::retry::SeededRandom;
 use crate::runtime::store::{StoreConfig, from_json};
 use crate::syntax::ast::{ExprKind, Item};
@@ -22,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(super) enum Format {
     Text,
     Json,
 }
@@ -42,6 +46,9 @@ pub struct RunArgs {
     /// number of cores).
     #[arg(long)]
     max_parallel: Option<usize>,
+    /// The run and stage that started this run with `call` (`parent_close: abandon`).
+    #[arg(long, hide = true, num_args = 2, value_names = ["RUN_ID", "STAGE"])]
+    parent: Option<Vec<String>>,
 }
 
 pub fn run(args: RunArgs) -> u8 {
@@ -98,36 +105,29 @@ pub fn run(args: RunArgs) -> u8 {
             }
         }
     }
-    let root = if args.path.is_dir() {
-        args.path.clone()
-    } else {
-        args.path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
-    };
-    let root = if root.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        root
-    };
-    let runner = Runner {
-        path: args.path.clone(),
-        workspace: &workspace,
-        index: &index,
-        db: args
-            .db
-            .clone()
-            .unwrap_or_else(|| root.join(".wvflow").join("workspace.db")),
-        max_parallel: args.max_parallel,
-        random: SeededRandom::from_time(),
-        cancel: crate::runtime::cancel::on_ctrl_c(),
-        live: super::progress::Live::on_terminal(),
-    };
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| default_db(&args.path));
+    let runner = Runner::new(
+        args.path.clone(),
+        &workspace,
+        &index,
+        db,
+        args.max_parallel,
+    );
+    let parent = args.parent.as_deref().and_then(|p| match p {
+        [run, stage] => Some((run.clone(), stage.clone())),
+        _ => None,
+    });
     // Each run, then the runs its jumps start, up to a depth limit; a failed run stops the rest.
     let mut status = exit::OK;
-    for first in queue {
-        status = runner.chain(first, args.format);
+    for (plan, params) in queue {
+        let start = Start::New {
+            parent: parent.clone(),
+            jumped_from: None,
+        };
+        status = runner.chain(plan, params, start, args.format);
         if status != exit::OK {
             break;
         }
@@ -135,20 +135,66 @@ pub fn run(args: RunArgs) -> u8 {
     status
 }
 
+/// The workspace database of a workspace path: `.wvflow/workspace.db` in its folder.
+pub(super) fn default_db(path: &Path) -> PathBuf {
+    let root = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let root = if root.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        root
+    };
+    root.join(".wvflow").join("workspace.db")
+}
+
+/// How a run begins: new (started by the command line, a `call` or a jump) or resumed.
+pub(super) enum Start {
+    New {
+        /// The run and stage whose `call` started this run.
+        parent: Option<(String, String)>,
+        /// The run whose jump (`->`) started this run.
+        jumped_from: Option<String>,
+    },
+    Resume {
+        run: RunRow,
+        /// Stages that already succeeded, in the order they finished.
+        resumed: Vec<crate::runtime::engine::StageSummary>,
+    },
+}
+
 impl Runner<'_> {
-    fn chain(&self, first: (crate::plan::Plan, BTreeMap<String, Value>), format: Format) -> u8 {
+    /// Runs `plan`, then the runs its jumps start, printing each summary.
+    pub(super) fn chain(
+        &self,
+        plan: crate::plan::Plan,
+        params: BTreeMap<String, Value>,
+        start: Start,
+        format: Format,
+    ) -> u8 {
         let runner = self;
-        let mut next = Some(first);
+        let mut next = Some((plan, params, start));
         let mut depth = 0;
         let mut status = exit::OK;
-        while let Some((plan, params)) = next.take() {
-            let summary = match runner.execute(&plan, params, runner.cancel.clone()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return exit::PROBLEMS;
-                }
-            };
+        while let Some((plan, params, start)) = next.take() {
+            let summary =
+                match runner.execute_with(&plan, params, runner.cancel.clone(), true, start) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::USAGE;
+                    }
+                };
+            if summary.state == "skipped" {
+                eprintln!(
+                    "run {} of flow {} skipped: {}",
+                    summary.run_id,
+                    summary.flow,
+                    summary.stages.first().and_then(|s| s.error.as_deref()).unwrap_or("")
+                );
+            }
             match format {
                 Format::Json => println!(
                     "{}",
@@ -170,7 +216,13 @@ impl Runner<'_> {
                     return exit::PROBLEMS;
                 }
                 match runner.prepare(jump) {
-                    Ok(prepared) => next = Some(prepared),
+                    Ok((plan, params)) => {
+                        let start = Start::New {
+                            parent: None,
+                            jumped_from: Some(summary.run_id.clone()),
+                        };
+                        next = Some((plan, params, start))
+                    }
                     Err(e) => {
                         eprintln!("error: {e}");
                         return exit::PROBLEMS;
@@ -186,7 +238,7 @@ impl Runner<'_> {
 const JUMP_DEPTH: usize = 16;
 
 /// Runs flows of one workspace: the run asked for, its jumps, and its child runs.
-struct Runner<'w> {
+pub(super) struct Runner<'w> {
     /// The workspace as given on the command line (for child runs in a process of their own).
     path: PathBuf,
     workspace: &'w Workspace,
@@ -196,6 +248,27 @@ struct Runner<'w> {
     random: SeededRandom,
     cancel: Arc<AtomicBool>,
     live: Option<super::progress::Live>,
+}
+
+impl<'w> Runner<'w> {
+    pub(super) fn new(
+        path: PathBuf,
+        workspace: &'w Workspace,
+        index: &'w Index<'w>,
+        db: PathBuf,
+        max_parallel: Option<usize>,
+    ) -> Self {
+        Runner {
+            path,
+            workspace,
+            index,
+            db,
+            max_parallel,
+            random: SeededRandom::from_time(),
+            cancel: crate::runtime::cancel::on_ctrl_c(),
+            live: super::progress::Live::on_terminal(),
+        }
+    }
 }
 
 impl Runner<'_> {
@@ -218,38 +291,61 @@ impl Runner<'_> {
         Ok((plan, params))
     }
 
-    fn execute(
-        &self,
-        plan: &crate::plan::Plan,
-        params: BTreeMap<String, Value>,
-        cancel: Arc<AtomicBool>,
-    ) -> Result<Summary, String> {
-        self.execute_with(plan, params, cancel, true)
-    }
-
+    /// Runs one flow run, recorded in the run store from its claim to its end. `Err` when
+    /// it could not start: the run store or the run's database is unusable.
     fn execute_with(
         &self,
         plan: &crate::plan::Plan,
-        mut params: BTreeMap<String, Value>,
+        args: BTreeMap<String, Value>,
         cancel: Arc<AtomicBool>,
         compensate_on_cancel: bool,
+        start: Start,
     ) -> Result<Summary, String> {
-        let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
-        params.insert(
-            "run_time".into(),
-            Value::Text(now.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-        );
+        let runs_folder = self.db.parent().unwrap_or(Path::new(".")).join("runs");
+        let (run_id, run_time, run_db, journal, resumed) = match start {
+            Start::New {
+                parent,
+                jumped_from,
+            } => {
+                let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+                static RUNS: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let run_id = format!(
+                    "{}-{}-{}",
+                    now.format("%Y%m%dT%H%M%S"),
+                    std::process::id(),
+                    RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                );
+                let run_time = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+                let run_db = runs_folder.join(format!("{run_id}.db"));
+                let new = NewRun {
+                    run_id: &run_id,
+                    plan,
+                    args: &args,
+                    run_time: &run_time,
+                    workspace: &absolute(&self.path),
+                    run_db: &absolute(&run_db),
+                    parent: parent.as_ref().map(|(r, s)| (r.as_str(), s.as_str())),
+                    jumped_from: jumped_from.as_deref(),
+                };
+                let (journal, claim) = Journal::create(&self.db, &new, cancel.clone())?;
+                if let Claim::Full { holders } = claim {
+                    return Ok(skipped(plan, run_id, &holders));
+                }
+                (run_id, run_time, run_db, journal, Vec::new())
+            }
+            Start::Resume { run, resumed } => {
+                let journal = Journal::reclaim(&self.db, &run.run_id, cancel.clone())?;
+                (run.run_id, run.run_time, PathBuf::from(run.run_db), journal, resumed)
+            }
+        };
+        let mut params = args;
         params.insert(
             "run_date".into(),
-            Value::Text(now.format("%Y-%m-%d").to_string()),
+            Value::Text(run_time.get(..10).unwrap_or_default().to_string()),
         );
-        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let run_id = format!(
-            "{}-{}-{}",
-            now.format("%Y%m%dT%H%M%S"),
-            std::process::id(),
-            RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
+        params.insert("run_time".into(), Value::Text(run_time));
+        params.insert(RUN_ID_PARAM.into(), Value::Text(run_id.clone()));
         let folder = Path::new(&plan.flow.origin.file)
             .parent()
             .map(Path::to_path_buf)
@@ -260,22 +356,27 @@ impl Runner<'_> {
             folder
         };
         let stores = StoreConfig {
-            run_db: self
-                .db
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("runs")
-                .join(format!("{run_id}.db")),
+            run_db,
             workspace_db: self.db.clone(),
             base: folder.clone(),
         };
-        // Opening the store once up front reports a bad database path before any stage starts.
-        stores.connect()?;
+        // Opening the store once up front reports a bad database before any stage starts.
+        if let Err(e) = stores.connect() {
+            journal.abort(&e);
+            return Err(e);
+        }
+        let paused = Arc::new(AtomicBool::new(false));
+        let _watch = Watch::start(self.db.clone(), run_id.clone(), cancel.clone(), paused.clone());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let max_parallel = self
             .max_parallel
             .or(plan.flow.max_parallel.map(|n| n as usize))
             .unwrap_or(cores);
+        let mut observers: Vec<&dyn Progress> = vec![&journal];
+        if let Some(live) = &self.live {
+            observers.push(live);
+        }
+        let progress = Tee(observers);
         let ctx = Context {
             clock: &SystemClock::default(),
             random: &self.random,
@@ -287,20 +388,65 @@ impl Runner<'_> {
             cancel,
             flows: Some(self),
             jumps: Default::default(),
-            progress: self
-                .live
-                .as_ref()
-                .map(|l| l as &dyn crate::runtime::engine::Progress),
+            progress: Some(&progress),
             compensate_on_cancel,
+            paused,
+            resumed,
         };
-        Ok(execute(plan, &stores, &ctx, max_parallel))
+        let summary = execute(plan, &stores, &ctx, max_parallel);
+        journal.finish(&summary);
+        if plan.flow.keep_runs.is_some()
+            && let Ok(mut conn) = crate::runtime::runs::schema::open(&self.db)
+        {
+            let rules = Retention {
+                flow: Some(plan.flow.name.clone()),
+                older_than_ms: None,
+                stale: false,
+                keep_runs: true,
+            };
+            let _ = catalog::clean(&mut conn, &rules);
+        }
+        Ok(summary)
     }
+}
+
+/// A run that found no free concurrency slot: recorded as skipped, nothing ran.
+fn skipped(plan: &crate::plan::Plan, run_id: String, holders: &[String]) -> Summary {
+    Summary {
+        run_id,
+        flow: plan.flow.name.clone(),
+        state: "skipped".into(),
+        stages: vec![crate::runtime::engine::StageSummary {
+            stage: String::new(),
+            state: "skipped".into(),
+            attempts: 0,
+            rows: 0,
+            duration_ms: 0,
+            error: Some(format!(
+                "flow `{}` allows {} run(s) at once; held by {}",
+                plan.flow.name,
+                plan.flow.concurrency.unwrap_or(1),
+                holders.join(", ")
+            )),
+        }],
+        compensations: Vec::new(),
+        next: Vec::new(),
+    }
+}
+
+/// A path as an absolute one, so a run can be resumed from another folder.
+fn absolute(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
 }
 
 impl FlowRunner for Runner<'_> {
     fn run_child(
         &self,
         target: &Jump,
+        parent: (&str, &str),
         cancel: Arc<AtomicBool>,
         parent_close: &str,
         timeout: Option<Duration>,
@@ -316,14 +462,19 @@ impl FlowRunner for Runner<'_> {
             }
         };
         if parent_close == "abandon" {
-            return self.run_abandonable(target, stop, why);
+            return self.run_abandonable(target, parent, stop, why);
         }
         let (plan, params) = self.prepare(target)?;
         let child_cancel = Arc::new(AtomicBool::new(false));
         let compensate = parent_close == "request_cancel";
         std::thread::scope(|scope| {
-            let child =
-                scope.spawn(|| self.execute_with(&plan, params, child_cancel.clone(), compensate));
+            let start = Start::New {
+                parent: Some((parent.0.to_string(), parent.1.to_string())),
+                jumped_from: None,
+            };
+            let child = scope.spawn(|| {
+                self.execute_with(&plan, params, child_cancel.clone(), compensate, start)
+            });
             while !child.is_finished() {
                 if stop() {
                     child_cancel.store(true, Ordering::SeqCst);
@@ -356,6 +507,7 @@ impl Runner<'_> {
     fn run_abandonable(
         &self,
         target: &Jump,
+        parent: (&str, &str),
         stop: impl Fn() -> bool,
         why: impl Fn() -> String,
     ) -> Result<Summary, String> {
@@ -370,7 +522,10 @@ impl Runner<'_> {
             .arg("--format")
             .arg("json")
             .arg("--db")
-            .arg(&self.db);
+            .arg(&self.db)
+            .arg("--parent")
+            .arg(parent.0)
+            .arg(parent.1);
         command
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());

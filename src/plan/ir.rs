@@ -41,6 +41,19 @@ pub struct FlowPlan {
     /// Every stage, fork branches included, in a topological order (upstream first).
     pub stages: Vec<StagePlan>,
     pub origin: Origin,
+    /// `signal NAME = EXPR`: values sent to a running run; `sql` is the initial value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<NamedSql>,
+    /// `query NAME = EXPR`: read-only expressions over the run's state, evaluated on request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<NamedSql>,
+}
+
+/// A named expression of the flow (a signal's initial value, a query).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NamedSql {
+    pub name: String,
+    pub sql: Sql,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -19,11 +19,49 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
         .iter()
         .map(|p| p.name.name.to_string())
         .collect();
+    let named = |wanted: fn(&ast::Member) -> Option<&ast::NamedExpr>, signals| {
+        flow.members
+            .iter()
+            .filter_map(wanted)
+            .map(|m| {
+                let mut w = Writer::new(&flow_params);
+                if let Some(signals) = signals {
+                    w = w.with_signals(signals);
+                }
+                NamedSql {
+                    name: m.name.name.to_string(),
+                    sql: Sql {
+                        text: w.expr(&m.value),
+                        params: w.take_params(),
+                    },
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let signals = named(
+        |m| match m {
+            ast::Member::Signal(s) => Some(s),
+            _ => None,
+        },
+        None,
+    );
+    let signal_defaults: BTreeMap<String, String> = signals
+        .iter()
+        .map(|s| (s.name.clone(), s.sql.text.clone()))
+        .collect();
+    let queries = named(
+        |m| match m {
+            ast::Member::Query(q) => Some(q),
+            _ => None,
+        },
+        Some(&signal_defaults),
+    );
     let lowering = Lowering {
         workspace,
         index,
         graph: &graph,
         flow_params: &flow_params,
+        signals: &signal_defaults,
         route_filters: route_filters(&graph, &flow_params),
     };
     let stages: Vec<StagePlan> = topological_order(&graph)
@@ -96,6 +134,8 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
             start_condition: flow.condition.as_ref().map(cond_of),
             stages,
             origin: origin(workspace, def.file, flow.name.span),
+            signals,
+            queries,
         },
     }
 }
@@ -235,10 +275,15 @@ struct Lowering<'a, 'w> {
     index: &'a Index<'w>,
     graph: &'a FlowGraph<'w>,
     flow_params: &'a BTreeSet<String>,
+    signals: &'a BTreeMap<String, String>,
     route_filters: BTreeMap<(String, String), String>,
 }
 
 impl Lowering<'_, '_> {
+    fn writer(&self) -> Writer<'_> {
+        Writer::new(self.flow_params).with_signals(self.signals)
+    }
+
     fn stage(&self, i: usize) -> StagePlan {
         let node = &self.graph.stages[i];
         let stage = node.stage;
@@ -253,7 +298,7 @@ impl Lowering<'_, '_> {
         let steps = self.steps(stage, &retry, millis("timeout"));
         let (trigger, upstream) = self.trigger(i);
         let kind = kind_of(stage, &steps);
-        let mut w = Writer::new(self.flow_params);
+        let mut w = self.writer();
         let idempotency_key = get("idempotency_key").map(|e| Sql {
             text: w.expr(e),
             params: w.take_params(),
@@ -385,7 +430,7 @@ impl Lowering<'_, '_> {
 
     fn steps(&self, stage: &ast::Stage, retry: &RetryPolicy, timeout_ms: Option<u64>) -> Vec<Step> {
         let mut steps = Vec::new();
-        let mut w = Writer::new(self.flow_params);
+        let mut w = self.writer();
         let mut query: Option<Select> = match &stage.body.source.kind {
             SourceKind::From(refs) => Some(self.read_sources(stage, refs, &mut w)),
             SourceKind::Merge(names) => {
@@ -696,7 +741,7 @@ impl Lowering<'_, '_> {
 
     /// Arguments bound to parameters in declaration order, defaults filling the rest.
     fn bind(&self, params: &[ast::Param], args: &[Arg]) -> Vec<Binding> {
-        let mut w = Writer::new(self.flow_params);
+        let mut w = self.writer();
         params
             .iter()
             .enumerate()

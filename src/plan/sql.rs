@@ -5,7 +5,7 @@
 //! are named parameters (`:day`, `:run_time`), never text.
 
 use crate::syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -23,9 +23,14 @@ pub fn file_table(path: &str) -> String {
     format!("run.{}", quote_ident(&format!("file:{path}")))
 }
 
+/// The parameter that carries the run's id, for expressions that read the run store.
+pub const RUN_ID_PARAM: &str = "wv_run_id";
+
 /// Writes expressions, remembering which parameters they use.
 pub struct Writer<'a> {
     flow_params: &'a BTreeSet<String>,
+    /// Signals of the flow: name and the SQL of the initial value.
+    signals: Option<&'a BTreeMap<String, String>>,
     pub used: BTreeSet<String>,
 }
 
@@ -33,8 +38,43 @@ impl<'a> Writer<'a> {
     pub fn new(flow_params: &'a BTreeSet<String>) -> Self {
         Writer {
             flow_params,
+            signals: None,
             used: BTreeSet::new(),
         }
+    }
+
+    /// A writer that also knows the flow's signals.
+    pub fn with_signals(mut self, signals: &'a BTreeMap<String, String>) -> Self {
+        self.signals = Some(signals);
+        self
+    }
+
+    /// A subquery over the run store's rows of the current run.
+    fn run_store(&mut self, sql: String) -> String {
+        self.used.insert(RUN_ID_PARAM.to_string());
+        sql.replace("$RUN", &format!(":{RUN_ID_PARAM}"))
+    }
+
+    /// The latest value sent for a signal, else its initial value.
+    fn signal(&mut self, name: &str) -> Option<String> {
+        let initial = self.signals?.get(name)?.clone();
+        Some(self.run_store(format!(
+            "COALESCE((SELECT value FROM main.wvflow_signals WHERE run_id = $RUN AND name = {} ORDER BY seq DESC LIMIT 1), {initial})",
+            quote_str(name)
+        )))
+    }
+
+    /// The built-ins of queries over the run's state.
+    fn run_function(&mut self, name: &str, args: &[String]) -> Option<String> {
+        let sql = match (name, args) {
+            ("completed_stages", []) => "(SELECT count(*) FROM main.wvflow_stages WHERE run_id = $RUN AND state = 'success')".to_string(),
+            ("total_stages", []) => "(SELECT count(*) FROM main.wvflow_stages WHERE run_id = $RUN)".to_string(),
+            ("state", [stage]) => format!(
+                "COALESCE((SELECT state FROM main.wvflow_stages WHERE run_id = $RUN AND stage = {stage}), 'unknown')"
+            ),
+            _ => return None,
+        };
+        Some(self.run_store(sql))
     }
 
     /// The parameters used so far, taken.
@@ -52,6 +92,9 @@ impl<'a> Writer<'a> {
             ExprKind::Null => "NULL".to_string(),
             ExprKind::Name(n) => self.name(&n.name),
             ExprKind::Field(f) if f.base.name == "_" => quote_ident(&f.field.name),
+            ExprKind::Field(f) if f.base.name == "signal" => self
+                .signal(&f.field.name)
+                .unwrap_or_else(|| format!("\"signal\".{}", quote_ident(&f.field.name))),
             ExprKind::Field(f) => format!(
                 "{}.{}",
                 quote_ident(&f.base.name),
@@ -65,7 +108,8 @@ impl<'a> Writer<'a> {
                     other => other.to_string(),
                 };
                 let args: Vec<String> = call.args.iter().map(|a| self.expr(&a.value)).collect();
-                format!("{name}({})", args.join(", "))
+                self.run_function(&name, &args)
+                    .unwrap_or_else(|| format!("{name}({})", args.join(", ")))
             }
             ExprKind::List(items) => {
                 let items: Vec<String> = items.iter().map(|i| self.expr(i)).collect();
@@ -139,6 +183,8 @@ impl<'a> Writer<'a> {
         if self.flow_params.contains(name) || matches!(name, "run_time" | "run_date") {
             self.used.insert(name.to_string());
             format!(":{name}")
+        } else if let Some(signal) = self.signal(name) {
+            signal
         } else {
             quote_ident(name)
         }

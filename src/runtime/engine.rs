@@ -31,9 +31,15 @@ pub struct Context<'a> {
     pub flows: Option<&'a dyn FlowRunner>,
     /// Jumps reached by stages of this run.
     pub jumps: std::sync::Mutex<Vec<Jump>>,
+    /// Told of every transition: live progress, the run store.
     pub progress: Option<&'a dyn Progress>,
     /// Whether a cancelled run compensates (false for a child terminated by its parent).
     pub compensate_on_cancel: bool,
+    /// While set, no new stage starts (the `pause` signal); running ones go on.
+    pub paused: Arc<AtomicBool>,
+    /// Stages that succeeded in an earlier execution of this run (`runs resume`), in the
+    /// order they finished: their tables are in the run database and they are not run again.
+    pub resumed: Vec<StageSummary>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -90,11 +96,67 @@ pub struct Jump {
     pub args: BTreeMap<String, Value>,
 }
 
-/// What a run reports while it goes: live progress on a terminal.
+/// How one attempt of an activity ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptEnd<'a> {
+    /// `success`, `failed` or `cancelled`.
+    pub state: &'a str,
+    pub exit_code: Option<i32>,
+    pub error: Option<&'a str>,
+}
+
+/// What a run reports while it goes, each call made before the executor acts on the
+/// transition: live progress on a terminal, and the durable run store.
 pub trait Progress: Sync {
-    fn stage_started(&self, stage: &str);
-    fn attempt(&self, stage: &str, attempt: u32);
-    fn stage_finished(&self, stage: &str, state: &str);
+    fn stage_started(&self, _stage: &str) {}
+    /// `phase` is `run`, or `compensate` for a compensation; `item` is an `each` row.
+    fn attempt_started(&self, _stage: &str, _phase: &str, _item: Option<usize>, _attempt: u32) {}
+    fn attempt_finished(
+        &self,
+        _stage: &str,
+        _phase: &str,
+        _item: Option<usize>,
+        _attempt: u32,
+        _end: &AttemptEnd,
+    ) {
+    }
+    /// A stage reached a terminal state (also one that never ran: skipped or cancelled).
+    fn stage_finished(&self, _summary: &StageSummary) {}
+    fn compensation_finished(&self, _compensation: &CompensationSummary) {}
+}
+
+/// Several observers as one.
+pub struct Tee<'a>(pub Vec<&'a dyn Progress>);
+
+impl Progress for Tee<'_> {
+    fn stage_started(&self, stage: &str) {
+        self.0.iter().for_each(|p| p.stage_started(stage));
+    }
+    fn attempt_started(&self, stage: &str, phase: &str, item: Option<usize>, attempt: u32) {
+        self.0
+            .iter()
+            .for_each(|p| p.attempt_started(stage, phase, item, attempt));
+    }
+    fn attempt_finished(
+        &self,
+        stage: &str,
+        phase: &str,
+        item: Option<usize>,
+        attempt: u32,
+        end: &AttemptEnd,
+    ) {
+        self.0
+            .iter()
+            .for_each(|p| p.attempt_finished(stage, phase, item, attempt, end));
+    }
+    fn stage_finished(&self, summary: &StageSummary) {
+        self.0.iter().for_each(|p| p.stage_finished(summary));
+    }
+    fn compensation_finished(&self, compensation: &CompensationSummary) {
+        self.0
+            .iter()
+            .for_each(|p| p.compensation_finished(compensation));
+    }
 }
 
 /// Runs other flows of the workspace for `call F(...)` (a child run the stage waits for).
@@ -103,9 +165,11 @@ pub trait FlowRunner: Sync {
     /// (the parent's) is set or `timeout` passes first: `terminate` cancels it without its
     /// compensations, `request_cancel` cancels it and lets its compensations run, `abandon`
     /// leaves it running.
+    /// `parent` is the calling run and stage, recorded on the child.
     fn run_child(
         &self,
         target: &Jump,
+        parent: (&str, &str),
         cancel: Arc<AtomicBool>,
         parent_close: &str,
         timeout: Option<Duration>,
@@ -160,20 +224,38 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
     let mut started = vec![false; n];
     let mut completed: Vec<usize> = Vec::new();
     let mut ended = false;
+    for done in &ctx.resumed {
+        if let Some(&i) = index.get(done.stage.as_str()) {
+            started[i] = true;
+            states.insert(done.stage.clone(), "success");
+            results[i] = Some(done.clone());
+            completed.push(i);
+            ended |= flow.stages[i].steps.iter().any(|s| matches!(s, Step::End));
+        }
+    }
     let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
     let pool = &Pool::default();
     std::thread::scope(|scope| {
         let mut running = 0usize;
         loop {
-            settle_forks(
+            for u in settle_forks(
                 &flow.stages,
                 &branches,
                 &mut settled,
                 &mut results,
                 &mut states,
-            );
+            ) {
+                if let (Some(p), Some(result)) = (ctx.progress, &results[u]) {
+                    p.stage_finished(result);
+                }
+            }
+            let cancelled = ctx.cancel.load(Ordering::Relaxed);
+            let hold = ctx.paused.load(Ordering::Relaxed) && !cancelled;
+            // A stage marked skipped or cancelled below settles on the next pass, which may
+            // make stages after it ready.
+            let mut marked = false;
             // Start what is ready, lowest priority number first, then in plan order.
-            loop {
+            while !hold {
                 let ready = (0..n)
                     .filter(|&i| {
                         !started[i]
@@ -184,7 +266,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     .min_by_key(|&i| (flow.stages[i].priority, i));
                 let Some(i) = ready else { break };
                 let stage = &flow.stages[i];
-                let not_run = if ctx.cancel.load(Ordering::Relaxed) {
+                let not_run = if cancelled {
                     Some("cancelled")
                 } else if ended || !holds(&stage.trigger, &states) {
                     Some("skipped")
@@ -194,7 +276,12 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 if let Some(state) = not_run {
                     started[i] = true;
                     states.insert(stage.id.clone(), state);
-                    results[i] = Some(StageSummary::new(stage, state));
+                    let summary = StageSummary::new(stage, state);
+                    if let Some(p) = ctx.progress {
+                        p.stage_finished(&summary);
+                    }
+                    results[i] = Some(summary);
+                    marked = true;
                     continue;
                 }
                 if running >= max_parallel.max(1) {
@@ -212,14 +299,20 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     let _ = sender.send((i, summary));
                 });
             }
-            if running == 0 {
+            if running == 0 && !hold {
+                if marked {
+                    continue;
+                }
                 break;
             }
-            let Ok((i, summary)) = receiver.recv() else {
-                break;
+            // Wake up now and then to notice a pause ending or a cancel while paused.
+            let (i, summary) = match receiver.recv_timeout(Duration::from_millis(100)) {
+                Ok(done) => done,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             };
             if let Some(p) = ctx.progress {
-                p.stage_finished(&summary.stage, &summary.state);
+                p.stage_finished(&summary);
             }
             running -= 1;
             let stage = &flow.stages[i];
@@ -277,13 +370,15 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
 
 /// Settles every fork whose stage and branches have all ended: it fails when a branch failed
 /// (and does not ignore its failure). Stages that are not forks are settled when they end.
+/// Returns the forks that failed this way.
 fn settle_forks(
     stages: &[StagePlan],
     branches: &[Vec<usize>],
     settled: &mut [bool],
     results: &mut [Option<StageSummary>],
     states: &mut BTreeMap<String, &'static str>,
-) {
+) -> Vec<usize> {
+    let mut failed_forks = Vec::new();
     let mut changed = true;
     while changed {
         changed = false;
@@ -303,9 +398,11 @@ fn settle_forks(
                 result.state = "failed".into();
                 result.error = Some(format!("branch `{}` failed", stages[b].id));
                 states.insert(stages[u].id.clone(), "failed");
+                failed_forks.push(u);
             }
         }
     }
+    failed_forks
 }
 
 /// Runs one stage on its own connection and materializes its rows.
@@ -375,6 +472,7 @@ fn run_stage_on(
         stage,
         attempts: 0,
         key: key.clone(),
+        phase: "run",
     };
     let result = run.steps();
     let attempts = run.attempts;
@@ -461,6 +559,8 @@ struct StageRun<'a, 'c> {
     attempts: u32,
     /// The stage's idempotency key, passed to its activities.
     key: Option<String>,
+    /// `run`, or `compensate` while running the stage's compensation.
+    phase: &'static str,
 }
 
 type StepError = (String, u32);
@@ -525,7 +625,13 @@ impl StageRun<'_, '_> {
                         .ok_or_else(|| ("child runs are not available here".to_string(), 1))?;
                     let timeout = self.stage.timeout_ms.map(Duration::from_millis);
                     let summary = runner
-                        .run_child(&child, self.ctx.cancel.clone(), parent_close, timeout)
+                        .run_child(
+                            &child,
+                            (&self.ctx.run_id, &self.stage.id),
+                            self.ctx.cancel.clone(),
+                            parent_close,
+                            timeout,
+                        )
                         .map_err(|e| (e, 1))?;
                     if summary.state != "success" {
                         return Err((
@@ -655,15 +761,22 @@ impl StageRun<'_, '_> {
             self.ctx.clock,
             self.ctx.random,
             |attempt| {
-                self.ctx.launcher.launch(&request(
+                launch(
                     self.ctx,
                     self.stage,
-                    self.key.as_deref(),
-                    invocation,
-                    args.clone(),
-                    input.clone(),
+                    self.phase,
+                    None,
                     attempt,
-                ))
+                    request(
+                        self.ctx,
+                        self.stage,
+                        self.key.as_deref(),
+                        invocation,
+                        args.clone(),
+                        input.clone(),
+                        attempt,
+                    ),
+                )
             },
         );
         self.attempts = self.attempts.max(done.attempts);
@@ -713,15 +826,22 @@ impl StageRun<'_, '_> {
                             ctx.clock,
                             ctx.random,
                             |attempt| {
-                                ctx.launcher.launch(&request(
+                                launch(
                                     ctx,
                                     stage,
-                                    key,
-                                    invocation,
-                                    args.clone(),
-                                    row.clone(),
+                                    "run",
+                                    Some(i),
                                     attempt,
-                                ))
+                                    request(
+                                        ctx,
+                                        stage,
+                                        key,
+                                        invocation,
+                                        args.clone(),
+                                        row.clone(),
+                                        attempt,
+                                    ),
+                                )
                             },
                         );
                         if let Ok(mut slot) = results[i].lock() {
@@ -866,6 +986,41 @@ impl StageRun<'_, '_> {
     }
 }
 
+/// One attempt, reported before it starts and after it ends.
+fn launch(
+    ctx: &Context,
+    stage: &StagePlan,
+    phase: &str,
+    item: Option<usize>,
+    attempt: u32,
+    request: Request,
+) -> Outcome<Rows> {
+    let Some(progress) = ctx.progress else {
+        return ctx.launcher.launch(&request);
+    };
+    progress.attempt_started(&stage.id, phase, item, attempt);
+    let outcome = ctx.launcher.launch(&request);
+    let end = match &outcome {
+        Outcome::Success(_) => AttemptEnd {
+            state: "success",
+            exit_code: Some(0),
+            error: None,
+        },
+        Outcome::Failure { error, exit_code } => AttemptEnd {
+            state: "failed",
+            exit_code: *exit_code,
+            error: Some(error),
+        },
+        Outcome::Cancelled => AttemptEnd {
+            state: "cancelled",
+            exit_code: None,
+            error: None,
+        },
+    };
+    progress.attempt_finished(&stage.id, phase, item, attempt, &end);
+    outcome
+}
+
 /// One attempt's request: the call, its arguments and input, and the run's environment.
 fn request(
     ctx: &Context,
@@ -876,9 +1031,6 @@ fn request(
     input: Rows,
     attempt: u32,
 ) -> Request {
-    if let Some(p) = ctx.progress {
-        p.attempt(&stage.id, attempt);
-    }
     let mut env = vec![
         ("WVFLOW_RUN_ID".to_string(), ctx.run_id.clone()),
         ("WVFLOW_FLOW".to_string(), ctx.flow.clone()),
@@ -962,6 +1114,7 @@ fn compensate(
             stage,
             attempts: 0,
             key: None,
+            phase: "compensate",
         };
         // Arguments that name columns take them from the stage's first row.
         let first = Rows {
@@ -977,13 +1130,17 @@ fn compensate(
             Ok(args) => run.call(invocation, args, rows),
             Err(e) => Err((e, 0)),
         };
-        done.push(CompensationSummary {
+        let summary = CompensationSummary {
             stage: stage.id.clone(),
             activity: invocation.activity.clone(),
             state: if result.is_ok() { "success" } else { "failed" }.into(),
             attempts: result.as_ref().map_or_else(|(_, n)| *n, |_| run.attempts),
             error: result.err().map(|(e, _)| e),
-        });
+        };
+        if let Some(p) = ctx.progress {
+            p.compensation_finished(&summary);
+        }
+        done.push(summary);
     }
     done
 }

@@ -8,10 +8,12 @@
 //! | [`retry`] | the retry policy over attempts |
 //! | [`clock`], [`cancel`] | injected time; Ctrl-C and SIGTERM |
 //! | [`engine`] | the executor: triggers, parallel stages, steps, saga |
+//! | [`runs`] | the durable run store: history, liveness, resume, signals, retention |
 
 pub mod activity;
 pub mod cancel;
 pub mod clock;
 pub mod engine;
 pub mod retry;
+pub mod runs;
 pub mod store;

@@ -185,6 +185,8 @@ impl Store {
     }
 
     fn with_connection(conn: Connection, run_db: &str, base: &Path) -> Result<Store, Error> {
+        // The run store's tables: idempotency records, and signals that queries read.
+        super::runs::schema::migrate(&conn)?;
         conn.execute("ATTACH DATABASE ?1 AS run", [run_db])
             .map_err(|e| e.to_string())?;
         // A stable hash for `route by hash(...)`: FNV-1a over the value's text.
@@ -360,7 +362,6 @@ impl Store {
 
     /// The rows recorded for an idempotency key that succeeded before, if any.
     pub fn recorded(&mut self, flow: &str, stage: &str, key: &str) -> Result<Option<Rows>, Error> {
-        self.idempotency_table()?;
         let found: Option<String> = self
             .conn
             .query_row(
@@ -378,17 +379,10 @@ impl Store {
 
     /// Records a key's successful rows.
     pub fn record(&mut self, flow: &str, stage: &str, key: &str, rows: &Rows) -> Result<(), Error> {
-        self.idempotency_table()?;
         let text = serde_json::to_string(&rows.to_json_objects()).map_err(|e| e.to_string())?;
         self.conn
             .execute("INSERT OR REPLACE INTO wvflow_idempotency (flow, stage, key, rows) VALUES (?1, ?2, ?3, ?4)", [flow, stage, key, &text])
             .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    fn idempotency_table(&self) -> Result<(), Error> {
-        self.conn
-            .execute_batch("CREATE TABLE IF NOT EXISTS wvflow_idempotency (flow TEXT, stage TEXT, key TEXT, rows TEXT, PRIMARY KEY (flow, stage, key))")
             .map_err(|e| e.to_string())
     }
 

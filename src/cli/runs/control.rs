@@ -1,0 +1,215 @@
+//! `wvflow runs resume | cancel | signal | query | clean`.
+
+use super::{Format, find_run, open};
+use crate::check::Index;
+use crate::cli::exit;
+use crate::cli::run::{Runner, Start};
+use crate::plan::sql::RUN_ID_PARAM;
+use crate::runtime::engine::StageSummary;
+use crate::runtime::runs::catalog::{self, Retention};
+use crate::runtime::runs::journal;
+use crate::runtime::store::{StoreConfig, from_json, to_json};
+use crate::workspace::Workspace;
+use clap::Args;
+use rusqlite::types::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct RunIdArgs {
+    run_id: String,
+}
+
+#[derive(Args)]
+pub struct ResumeArgs {
+    run_id: String,
+    #[arg(long, value_enum, default_value_t = crate::cli::run::Format::Text)]
+    format: crate::cli::run::Format,
+}
+
+#[derive(Args)]
+pub struct SignalArgs {
+    run_id: String,
+    /// A signal the flow declares, or `pause` / `resume`.
+    name: String,
+    /// A JSON value (`true`, `42`, `"text"`); other text is sent as a string. Default: true.
+    value: Option<String>,
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    run_id: String,
+    name: String,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Args)]
+pub struct CleanArgs {
+    /// Also remove finished runs that ended longer ago than this (`7d`, `12h`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    older_than: Option<std::time::Duration>,
+    /// Also remove runs whose owner is gone (`running (stale)`).
+    #[arg(long)]
+    stale: bool,
+}
+
+pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
+    let conn = open(db)?;
+    let run = find_run(&conn, db, &args.run_id)?;
+    let plan = catalog::plan_of(&conn, &run.run_id)?;
+    let mut resumed: Vec<(String, StageSummary)> = catalog::stages(&conn, &run.run_id)?
+        .into_iter()
+        .filter(|s| s.state == "success")
+        .map(|s| {
+            let summary = StageSummary {
+                stage: s.stage,
+                state: s.state,
+                attempts: s.attempts,
+                rows: s.rows as usize,
+                duration_ms: s.duration_ms,
+                error: None,
+            };
+            (s.finished_at.unwrap_or_default(), summary)
+        })
+        .collect();
+    resumed.sort_by(|a, b| a.0.cmp(&b.0));
+    drop(conn);
+    // Child runs and jumps need the workspace as it is now; the run itself keeps its plan.
+    let path = PathBuf::from(&run.workspace);
+    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&path));
+    if let Some(e) = load_errors.first() {
+        return Err(format!("cannot load the run's workspace: {e}"));
+    }
+    if crate::cli::plan::compile(&workspace).is_none() {
+        return Err(format!(
+            "the run's workspace {} no longer compiles; fix it to resume",
+            path.display()
+        ));
+    }
+    let index = Index::new(&workspace);
+    let runner = Runner::new(path, &workspace, &index, db.to_path_buf(), None);
+    let args_values: BTreeMap<String, Value> =
+        run.args.iter().map(|(k, v)| (k.clone(), from_json(v))).collect();
+    let resumed = resumed.into_iter().map(|(_, s)| s).collect();
+    Ok(runner.chain(plan, args_values, Start::Resume { run, resumed }, args.format))
+}
+
+pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, String> {
+    match journal::request(db, &args.run_id, "cancel", None, None)? {
+        state if state == "running (stale)" => println!(
+            "run {} had no live owner; recorded as cancelled",
+            args.run_id
+        ),
+        _ => println!(
+            "cancel requested for run {}; its executor stops it within a second",
+            args.run_id
+        ),
+    }
+    Ok(exit::OK)
+}
+
+pub fn signal(db: &Path, args: SignalArgs) -> Result<u8, String> {
+    let conn = open(db)?;
+    let run = find_run(&conn, db, &args.run_id)?;
+    let plan = catalog::plan_of(&conn, &run.run_id)?;
+    drop(conn);
+    let declared: Vec<&str> = plan.flow.signals.iter().map(|s| s.name.as_str()).collect();
+    if !declared.contains(&args.name.as_str()) && !matches!(args.name.as_str(), "pause" | "resume")
+    {
+        let mut known = declared.clone();
+        known.extend(["pause", "resume"]);
+        let hint = crate::diagnostics::suggest::closest(&args.name, known.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        return Err(format!(
+            "flow `{}` declares no signal `{}` (it has: {}){hint}",
+            plan.flow.name,
+            args.name,
+            known.join(", ")
+        ));
+    }
+    let value = match &args.value {
+        None => Value::Integer(1),
+        Some(text) => serde_json::from_str::<serde_json::Value>(text)
+            .map(|v| from_json(&v))
+            .unwrap_or_else(|_| Value::Text(text.clone())),
+    };
+    journal::request(db, &args.run_id, "signal", Some(&args.name), Some(&value))?;
+    println!(
+        "signal {} = {} sent to run {}",
+        args.name,
+        to_json(&value),
+        args.run_id
+    );
+    Ok(exit::OK)
+}
+
+pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
+    let conn = open(db)?;
+    let run = find_run(&conn, db, &args.run_id)?;
+    let plan = catalog::plan_of(&conn, &run.run_id)?;
+    drop(conn);
+    let Some(query) = plan.flow.queries.iter().find(|q| q.name == args.name) else {
+        let known: Vec<&str> = plan.flow.queries.iter().map(|q| q.name.as_str()).collect();
+        return Err(format!(
+            "flow `{}` declares no query `{}`{}",
+            plan.flow.name,
+            args.name,
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!(" (it has: {})", known.join(", "))
+            }
+        ));
+    };
+    let mut params: BTreeMap<String, Value> =
+        run.args.iter().map(|(k, v)| (k.clone(), from_json(v))).collect();
+    params.insert("run_time".into(), Value::Text(run.run_time.clone()));
+    params.insert(
+        "run_date".into(),
+        Value::Text(run.run_time.get(..10).unwrap_or_default().to_string()),
+    );
+    params.insert(RUN_ID_PARAM.into(), Value::Text(run.run_id.clone()));
+    let base = Path::new(&plan.flow.origin.file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let stores = StoreConfig {
+        workspace_db: db.to_path_buf(),
+        run_db: PathBuf::from(&run.run_db),
+        base,
+    };
+    let mut store = stores.connect()?;
+    let rows = store.query(&format!("SELECT {}", query.sql.text), &params, None)?;
+    let value = rows
+        .values
+        .first()
+        .and_then(|r| r.first())
+        .map(to_json)
+        .unwrap_or_default();
+    match args.format {
+        Format::Json => println!("{value}"),
+        Format::Text => match value {
+            serde_json::Value::String(s) => println!("{s}"),
+            other => println!("{other}"),
+        },
+    }
+    Ok(exit::OK)
+}
+
+pub fn clean(db: &Path, args: CleanArgs) -> Result<u8, String> {
+    let mut conn = open(db)?;
+    let rules = Retention {
+        flow: None,
+        older_than_ms: args.older_than.map(|d| d.as_millis() as i64),
+        stale: args.stale,
+        keep_runs: true,
+    };
+    let removed = catalog::clean(&mut conn, &rules)?;
+    println!("removed {} run(s)", removed.len());
+    for id in &removed {
+        println!("  {id}");
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,107 @@
+//! `wvflow runs list | show | resume | cancel | signal | query | clean`: the run store from
+//! the command line. Semantics: `docs/runs.md`.
+
+mod control;
+mod show;
+
+use super::exit;
+use crate::runtime::runs::schema;
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct RunsArgs {
+    /// The workspace database (default: `.wvflow/workspace.db` of `--workspace`, else of the
+    /// current folder or the nearest folder above it that has one).
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
+    /// A workspace (a .wv file or a folder), as given to `wvflow run`.
+    #[arg(long, short = 'w', global = true)]
+    workspace: Option<PathBuf>,
+    #[command(subcommand)]
+    command: RunsCommand,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// Runs, newest first.
+    List(show::ListArgs),
+    /// One run: arguments, stages with their attempts, compensations, child runs and jumps.
+    Show(show::ShowArgs),
+    /// Continue a failed, cancelled or stale run from its first stages that did not succeed.
+    Resume(control::ResumeArgs),
+    /// Cancel a running run from another process.
+    Cancel(control::RunIdArgs),
+    /// Send a signal the flow declares (`signal NAME = ...`), or `pause` / `resume`.
+    Signal(control::SignalArgs),
+    /// Evaluate a query the flow declares (`query NAME = ...`) over the run's state.
+    Query(control::QueryArgs),
+    /// Remove finished runs with their stage tables, past each flow's `keep_runs`.
+    Clean(control::CleanArgs),
+}
+
+pub fn run(args: RunsArgs) -> u8 {
+    let db = match locate(args.db, args.workspace) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let result = match args.command {
+        RunsCommand::List(a) => show::list(&db, a),
+        RunsCommand::Show(a) => show::show(&db, a),
+        RunsCommand::Resume(a) => control::resume(&db, a),
+        RunsCommand::Cancel(a) => control::cancel(&db, a),
+        RunsCommand::Signal(a) => control::signal(&db, a),
+        RunsCommand::Query(a) => control::query(&db, a),
+        RunsCommand::Clean(a) => control::clean(&db, a),
+    };
+    match result {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+/// The workspace database to read: given, of a workspace, or found from the current folder up.
+fn locate(db: Option<PathBuf>, workspace: Option<PathBuf>) -> Result<PathBuf, String> {
+    let found = match (db, workspace) {
+        (Some(db), _) => db,
+        (None, Some(workspace)) => super::run::default_db(&workspace),
+        (None, None) => {
+            let here = std::env::current_dir().map_err(|e| e.to_string())?;
+            here.ancestors()
+                .map(|folder| folder.join(".wvflow").join("workspace.db"))
+                .find(|db| db.is_file())
+                .ok_or("no run store here: pass --workspace PATH (as given to `wvflow run`) or --db FILE")?
+        }
+    };
+    if !found.is_file() {
+        return Err(format!("no run store at {}", found.display()));
+    }
+    Ok(found)
+}
+
+/// The database, opened for the run store.
+fn open(db: &Path) -> Result<rusqlite::Connection, String> {
+    schema::open(db)
+}
+
+/// A run that must exist.
+fn find_run(
+    conn: &rusqlite::Connection,
+    db: &Path,
+    run_id: &str,
+) -> Result<crate::runtime::runs::catalog::RunRow, String> {
+    crate::runtime::runs::catalog::run_in(conn, run_id)?
+        .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()))
+}

@@ -1,0 +1,367 @@
+//! Reading the run store: runs, their stages, attempts, compensations, children and jumps;
+//! and retention (`keep_runs`, `runs clean`).
+
+use super::owner::{Owner, is_stale};
+use super::schema::now_ms;
+use crate::plan::Plan;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// One run as recorded.
+#[derive(Clone, Debug)]
+pub struct RunRow {
+    pub run_id: String,
+    pub flow: String,
+    pub version: Option<i64>,
+    pub args: serde_json::Map<String, serde_json::Value>,
+    pub run_time: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub owner: Owner,
+    pub lease_until: i64,
+    pub parent_run: Option<String>,
+    pub parent_stage: Option<String>,
+    pub jumped_from: Option<String>,
+    pub workspace: String,
+    pub run_db: String,
+    pub keep_runs: Option<i64>,
+    pub resumes: i64,
+}
+
+const RUN_COLUMNS: &str = "run_id, flow, version, args, run_time, state, reason, created_at,
+  started_at, finished_at, owner_pid, owner_host, owner_start, lease_until, parent_run,
+  parent_stage, jumped_from, workspace, run_db, keep_runs, resumes";
+
+fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        run_id: r.get(0)?,
+        flow: r.get(1)?,
+        version: r.get(2)?,
+        args: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+        run_time: r.get(4)?,
+        state: r.get(5)?,
+        reason: r.get(6)?,
+        created_at: r.get(7)?,
+        started_at: r.get(8)?,
+        finished_at: r.get(9)?,
+        owner: Owner {
+            pid: r.get::<_, Option<i64>>(10)?.unwrap_or(0),
+            host: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+            start: r.get::<_, Option<i64>>(12)?.unwrap_or(0),
+        },
+        lease_until: r.get::<_, Option<i64>>(13)?.unwrap_or(0),
+        parent_run: r.get(14)?,
+        parent_stage: r.get(15)?,
+        jumped_from: r.get(16)?,
+        workspace: r.get(17)?,
+        run_db: r.get(18)?,
+        keep_runs: r.get(19)?,
+        resumes: r.get(20)?,
+    })
+}
+
+impl RunRow {
+    /// The state to show: a running run whose owner is gone is `running (stale)`.
+    pub fn display_state(&self) -> String {
+        if self.is_stale() {
+            "running (stale)".into()
+        } else {
+            self.state.clone()
+        }
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.state == "running" && is_stale(&self.owner, self.lease_until, now_ms())
+    }
+
+    /// The state that dependencies and concurrency see: a stale run counts as failed.
+    pub fn effective_state(&self) -> &str {
+        if self.is_stale() {
+            "failed"
+        } else {
+            &self.state
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.state != "running"
+    }
+}
+
+pub fn run_in(conn: &Connection, run_id: &str) -> Result<Option<RunRow>, String> {
+    conn.query_row(
+        &format!("SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE run_id = ?1"),
+        [run_id],
+        run_row,
+    )
+    .optional()
+    .map_err(|e| e.to_string())
+}
+
+/// The plan a run started with.
+pub fn plan_of(conn: &Connection, run_id: &str) -> Result<Plan, String> {
+    let text: String = conn
+        .query_row(
+            "SELECT plan FROM wvflow_runs WHERE run_id = ?1",
+            [run_id],
+            |r| r.get(0),
+        )
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| format!("the stored plan of run {run_id}: {e}"))
+}
+
+/// Which runs to list.
+#[derive(Default)]
+pub struct Filter {
+    pub flow: Option<String>,
+    /// A state as shown: `running (stale)` matches `stale` too.
+    pub state: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// Runs, newest first.
+pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<RunRow>, String> {
+    let mut statement = conn
+        .prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE (?1 IS NULL OR flow = ?1)
+             ORDER BY created_at DESC, rowid DESC"
+        ))
+        .map_err(|e| e.to_string())?;
+    let rows = statement
+        .query_map(params![filter.flow], run_row)
+        .map_err(|e| e.to_string())?;
+    let mut runs = Vec::new();
+    for row in rows {
+        let row = row.map_err(|e| e.to_string())?;
+        if let Some(wanted) = &filter.state {
+            let shown = row.display_state();
+            let stale = shown == "running (stale)";
+            let matches = match wanted.as_str() {
+                "stale" => stale,
+                "running" => row.state == "running" && !stale,
+                other => shown == other,
+            };
+            if !matches {
+                continue;
+            }
+        }
+        runs.push(row);
+        if filter.limit.is_some_and(|n| runs.len() >= n) {
+            break;
+        }
+    }
+    Ok(runs)
+}
+
+/// A stage as recorded, with its attempts.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StageRow {
+    pub stage: String,
+    pub state: String,
+    pub attempts: u32,
+    pub rows: u64,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub history: Vec<AttemptRow>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRow {
+    /// `run`, or `compensate` for a compensation's attempts.
+    pub phase: String,
+    /// The row of an `each` fan-out, from 0.
+    pub item: Option<u64>,
+    /// 0 for the first execution, one more after each `runs resume`.
+    pub round: u32,
+    pub attempt: u32,
+    pub state: String,
+    pub started_at: String,
+    pub duration_ms: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+fn time(ms: Option<i64>) -> Option<String> {
+    ms.map(super::schema::rfc3339)
+}
+
+/// The run's stages in plan order, each with its attempts.
+pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> {
+    let e = |e: rusqlite::Error| e.to_string();
+    let mut attempts: std::collections::BTreeMap<String, Vec<AttemptRow>> = Default::default();
+    let mut statement = conn
+        .prepare(
+            "SELECT stage, phase, item, round, attempt, state, started_at, finished_at, exit_code, error
+             FROM wvflow_attempts WHERE run_id = ?1 ORDER BY stage, phase DESC, round, item, attempt",
+        )
+        .map_err(e)?;
+    let rows = statement
+        .query_map([run_id], |r| {
+            let started: i64 = r.get(6)?;
+            let finished: Option<i64> = r.get(7)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                AttemptRow {
+                    phase: r.get(1)?,
+                    item: r.get::<_, i64>(2).map(|i| u64::try_from(i).ok())?,
+                    round: r.get(3)?,
+                    attempt: r.get(4)?,
+                    state: r.get(5)?,
+                    started_at: super::schema::rfc3339(started),
+                    duration_ms: finished.map(|f| (f - started).max(0) as u64),
+                    exit_code: r.get(8)?,
+                    error: r.get(9)?,
+                },
+            ))
+        })
+        .map_err(e)?;
+    for row in rows {
+        let (stage, attempt) = row.map_err(e)?;
+        attempts.entry(stage).or_default().push(attempt);
+    }
+    let mut statement = conn
+        .prepare(
+            "SELECT stage, state, attempts, rows, duration_ms, error, started_at, finished_at
+             FROM wvflow_stages WHERE run_id = ?1 ORDER BY position",
+        )
+        .map_err(e)?;
+    let rows = statement
+        .query_map([run_id], |r| {
+            let stage: String = r.get(0)?;
+            Ok(StageRow {
+                history: attempts.remove(&stage).unwrap_or_default(),
+                stage,
+                state: r.get(1)?,
+                attempts: r.get(2)?,
+                rows: r.get::<_, i64>(3)?.max(0) as u64,
+                duration_ms: r.get::<_, i64>(4)?.max(0) as u64,
+                error: r.get(5)?,
+                started_at: time(r.get(6)?),
+                finished_at: time(r.get(7)?),
+            })
+        })
+        .map_err(e)?;
+    rows.collect::<Result<_, _>>().map_err(e)
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CompensationRow {
+    pub stage: String,
+    pub activity: String,
+    pub state: String,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// Compensations in the order they ran.
+pub fn compensations(conn: &Connection, run_id: &str) -> Result<Vec<CompensationRow>, String> {
+    let mut statement = conn
+        .prepare(
+            "SELECT stage, activity, state, attempts, error FROM wvflow_compensations
+             WHERE run_id = ?1 ORDER BY finished_at, rowid",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = statement
+        .query_map([run_id], |r| {
+            Ok(CompensationRow {
+                stage: r.get(0)?,
+                activity: r.get(1)?,
+                state: r.get(2)?,
+                attempts: r.get(3)?,
+                error: r.get(4)?,
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
+/// Runs started by this one: `call` children (`column = "parent_run"`) or jump targets
+/// (`"jumped_from"`), oldest first.
+pub fn related(conn: &Connection, run_id: &str, column: &str) -> Result<Vec<RunRow>, String> {
+    let mut statement = conn
+        .prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE {column} = ?1 ORDER BY created_at, rowid"
+        ))
+        .map_err(|e| e.to_string())?;
+    let rows = statement
+        .query_map([run_id], run_row)
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
+/// Which finished runs `runs clean` removes.
+pub struct Retention {
+    /// Only runs of this flow.
+    pub flow: Option<String>,
+    /// Runs that finished longer ago than this.
+    pub older_than_ms: Option<i64>,
+    /// Runs whose owner is gone.
+    pub stale: bool,
+    /// Apply each flow's `keep_runs`.
+    pub keep_runs: bool,
+}
+
+/// Removes runs per the retention rules, with their rows and run databases; never the
+/// latest finished run of a flow. Returns the removed run ids.
+pub fn clean(conn: &mut Connection, rules: &Retention) -> Result<Vec<String>, String> {
+    let filter = Filter {
+        flow: rules.flow.clone(),
+        ..Filter::default()
+    };
+    let runs = list(conn, &filter)?;
+    let now = now_ms();
+    let mut latest_seen: std::collections::BTreeSet<String> = Default::default();
+    let mut kept_per_flow: std::collections::BTreeMap<String, i64> = Default::default();
+    // The newest finished run of each flow says how many that flow keeps.
+    let mut keep: std::collections::BTreeMap<String, Option<i64>> = Default::default();
+    let mut doomed = Vec::new();
+    for run in &runs {
+        let stale = run.is_stale();
+        if !run.is_finished() && !stale {
+            continue;
+        }
+        let keep_runs = *keep.entry(run.flow.clone()).or_insert(run.keep_runs);
+        if run.is_finished() && latest_seen.insert(run.flow.clone()) {
+            // The latest finished run of a flow is never removed.
+            *kept_per_flow.entry(run.flow.clone()).or_default() += 1;
+            continue;
+        }
+        let too_old = rules.older_than_ms.is_some_and(|age| {
+            run.is_finished() && now - run.finished_at.unwrap_or(run.created_at) > age
+        });
+        let kept = kept_per_flow.entry(run.flow.clone()).or_default();
+        let over_keep = rules.keep_runs
+            && run.is_finished()
+            && keep_runs.is_some_and(|k| *kept >= k);
+        if too_old || over_keep || (rules.stale && stale) {
+            doomed.push(run.clone());
+        } else if run.is_finished() {
+            *kept += 1;
+        }
+    }
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    for run in &doomed {
+        for table in [
+            "wvflow_stages",
+            "wvflow_attempts",
+            "wvflow_events",
+            "wvflow_compensations",
+            "wvflow_signals",
+            "wvflow_runs",
+        ] {
+            tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [&run.run_id])
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    tx.commit().map_err(|e| e.to_string())?;
+    for run in &doomed {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", run.run_db));
+        }
+    }
+    Ok(doomed.into_iter().map(|r| r.run_id).collect())
+}

@@ -1,0 +1,520 @@
+//! The writer of one run's history. Every transition is committed (one transaction: the
+//! event and the state it leads to) before the executor goes on, so a crash loses none and
+//! records none that did not happen.
+
+use super::owner::{Owner, is_stale, lease_until};
+use super::schema::{self, now_ms};
+use crate::plan::Plan;
+use crate::runtime::engine::{AttemptEnd, CompensationSummary, Progress, StageSummary, Summary};
+use crate::runtime::store::to_json;
+use rusqlite::types::Value;
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A run about to start.
+pub struct NewRun<'a> {
+    pub run_id: &'a str,
+    pub plan: &'a Plan,
+    /// Flow arguments as bound (without `run_time` and `run_date`).
+    pub args: &'a BTreeMap<String, Value>,
+    pub run_time: &'a str,
+    /// The workspace path as given on the command line, for `runs resume`.
+    pub workspace: &'a str,
+    pub run_db: &'a str,
+    /// The run and stage of a `call` that started this run.
+    pub parent: Option<(&'a str, &'a str)>,
+    /// The run whose `->` jump started this run.
+    pub jumped_from: Option<&'a str>,
+}
+
+/// Whether a run got one of its flow's `concurrency` slots.
+#[derive(Debug, PartialEq)]
+pub enum Claim {
+    Started,
+    /// No slot free: the run is recorded as skipped; these runs hold the slots.
+    Full { holders: Vec<String> },
+}
+
+pub struct Journal {
+    conn: Mutex<Connection>,
+    run_id: String,
+    /// Which execution of the run this is: 0, then one more for each `runs resume`.
+    round: i64,
+    /// Set when recording failed: the run is cancelled rather than going on unrecorded.
+    cancel: Arc<AtomicBool>,
+    warned: AtomicBool,
+}
+
+fn begin(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
+fn event(
+    tx: &Transaction,
+    run_id: &str,
+    kind: &str,
+    stage: Option<&str>,
+    detail: serde_json::Value,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO wvflow_events (run_id, at, kind, stage, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            run_id,
+            now_ms(),
+            kind,
+            stage,
+            (!detail.is_null()).then(|| detail.to_string())
+        ],
+    )?;
+    Ok(())
+}
+
+/// The runs of `flow` that hold a concurrency slot: running, with a live owner.
+fn slot_holders(tx: &Transaction, flow: &str, except: &str) -> rusqlite::Result<Vec<String>> {
+    let mut statement = tx.prepare(
+        "SELECT run_id, owner_pid, owner_host, owner_start, lease_until FROM wvflow_runs
+         WHERE flow = ?1 AND state = 'running' AND run_id <> ?2 ORDER BY created_at",
+    )?;
+    let now = now_ms();
+    let rows = statement.query_map([flow, except], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Owner {
+                pid: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                host: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                start: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+            },
+            r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+        ))
+    })?;
+    let mut holders = Vec::new();
+    for row in rows {
+        let (run_id, owner, lease) = row?;
+        if !is_stale(&owner, lease, now) {
+            holders.push(run_id);
+        }
+    }
+    Ok(holders)
+}
+
+impl Journal {
+    /// Records a new run, claiming a concurrency slot in the same transaction, and its stages
+    /// as pending.
+    pub fn create(
+        db: &Path,
+        run: &NewRun,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<(Journal, Claim), String> {
+        let mut conn = schema::open(db)?;
+        let fail = |e: rusqlite::Error| format!("cannot record run {}: {e}", run.run_id);
+        let flow = &run.plan.flow;
+        let owner = Owner::this_process();
+        let tx = begin(&mut conn).map_err(fail)?;
+        let holders = match flow.concurrency {
+            Some(limit) => {
+                let holders = slot_holders(&tx, &flow.name, run.run_id).map_err(fail)?;
+                (holders.len() as u64 >= limit).then_some(holders)
+            }
+            None => None,
+        };
+        let now = now_ms();
+        let (state, reason) = match &holders {
+            Some(h) => (
+                "skipped",
+                Some(format!(
+                    "flow `{}` allows {} run(s) at once; held by {}",
+                    flow.name,
+                    flow.concurrency.unwrap_or(1),
+                    h.join(", ")
+                )),
+            ),
+            None => ("running", None),
+        };
+        let args: serde_json::Map<String, serde_json::Value> = run
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), to_json(v)))
+            .collect();
+        let plan = serde_json::to_string(run.plan).map_err(|e| e.to_string())?;
+        tx.execute(
+            "INSERT INTO wvflow_runs (run_id, flow, version, args, run_time, state, reason,
+               created_at, started_at, finished_at, owner_pid, owner_host, owner_start,
+               lease_until, parent_run, parent_stage, jumped_from, workspace, run_db, plan,
+               keep_runs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+               ?17, ?18, ?19, ?20)",
+            params![
+                run.run_id,
+                flow.name,
+                flow.version,
+                serde_json::Value::Object(args).to_string(),
+                run.run_time,
+                state,
+                reason,
+                now,
+                holders.as_ref().map(|_| now),
+                owner.pid,
+                owner.host,
+                owner.start,
+                lease_until(now),
+                run.parent.map(|p| p.0),
+                run.parent.map(|p| p.1),
+                run.jumped_from,
+                run.workspace,
+                run.run_db,
+                plan,
+                flow.keep_runs.map(|n| n as i64),
+            ],
+        )
+        .map_err(fail)?;
+        if holders.is_none() {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO wvflow_stages (run_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')",
+                )
+                .map_err(fail)?;
+            for (i, stage) in flow.stages.iter().enumerate() {
+                insert
+                    .execute(params![run.run_id, stage.id, i as i64])
+                    .map_err(fail)?;
+            }
+        }
+        event(
+            &tx,
+            run.run_id,
+            if holders.is_some() {
+                "run_skipped"
+            } else {
+                "run_started"
+            },
+            None,
+            serde_json::json!({ "pid": owner.pid, "reason": reason }),
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        let claim = match holders {
+            Some(holders) => Claim::Full { holders },
+            None => Claim::Started,
+        };
+        Ok((Journal::new(conn, run.run_id, 0, cancel), claim))
+    }
+
+    /// Takes over a failed, cancelled or stale run for `runs resume`: this process becomes its
+    /// owner, and stages that did not succeed are pending again.
+    pub fn reclaim(db: &Path, run_id: &str, cancel: Arc<AtomicBool>) -> Result<Journal, String> {
+        let mut conn = schema::open(db)?;
+        let fail = |e: rusqlite::Error| format!("cannot resume run {run_id}: {e}");
+        let tx = begin(&mut conn).map_err(fail)?;
+        let record = super::catalog::run_in(&tx, run_id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()))?;
+        let state = record.display_state();
+        if !matches!(
+            state.as_str(),
+            "failed" | "cancelled" | "running (stale)"
+        ) {
+            return Err(format!(
+                "run {run_id} is {state}: only a failed, cancelled or stale run can be resumed"
+            ));
+        }
+        let compensated: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM wvflow_compensations WHERE run_id = ?1",
+                [run_id],
+                |r| r.get(0),
+            )
+            .map_err(fail)?;
+        if compensated > 0 {
+            return Err(format!(
+                "run {run_id} ran its compensations, which undid its successful stages; start a new run instead"
+            ));
+        }
+        let plan = super::catalog::plan_of(&tx, run_id)?;
+        if let Some(limit) = plan.flow.concurrency {
+            let holders = slot_holders(&tx, &record.flow, run_id).map_err(fail)?;
+            if holders.len() as u64 >= limit {
+                return Err(format!(
+                    "flow `{}` allows {limit} run(s) at once; held by {}",
+                    record.flow,
+                    holders.join(", ")
+                ));
+            }
+        }
+        let owner = Owner::this_process();
+        let now = now_ms();
+        tx.execute(
+            "UPDATE wvflow_runs SET state = 'running', reason = NULL, finished_at = NULL,
+               owner_pid = ?2, owner_host = ?3, owner_start = ?4, lease_until = ?5,
+               cancel_requested = 0, paused = 0, resumes = resumes + 1
+             WHERE run_id = ?1",
+            params![run_id, owner.pid, owner.host, owner.start, lease_until(now)],
+        )
+        .map_err(fail)?;
+        tx.execute(
+            "UPDATE wvflow_stages SET state = 'pending' WHERE run_id = ?1 AND state <> 'success'",
+            [run_id],
+        )
+        .map_err(fail)?;
+        event(
+            &tx,
+            run_id,
+            "run_resumed",
+            None,
+            serde_json::json!({ "pid": owner.pid, "was": state }),
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(Journal::new(conn, run_id, record.resumes + 1, cancel))
+    }
+
+    fn new(conn: Connection, run_id: &str, round: i64, cancel: Arc<AtomicBool>) -> Journal {
+        Journal {
+            conn: Mutex::new(conn),
+            run_id: run_id.to_string(),
+            round,
+            cancel,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Commits one transition. A failure to record cancels the run: going on would leave
+    /// the store behind what really happened.
+    fn write(&self, what: impl FnOnce(&Transaction) -> rusqlite::Result<()>) {
+        let result = match self.conn.lock() {
+            Ok(mut conn) => begin(&mut conn).and_then(|tx| {
+                what(&tx)?;
+                tx.commit()
+            }),
+            Err(_) => return,
+        };
+        if let Err(e) = result {
+            self.cancel.store(true, Ordering::SeqCst);
+            if !self.warned.swap(true, Ordering::SeqCst) {
+                eprintln!(
+                    "error: cannot record run {} ({e}); cancelling it",
+                    self.run_id
+                );
+            }
+        }
+    }
+
+    /// Records the run's end: its state, and its compensations were recorded as they ended.
+    pub fn finish(&self, summary: &Summary) {
+        let run_id = &self.run_id;
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE wvflow_runs SET state = ?2, finished_at = ?3 WHERE run_id = ?1",
+                params![run_id, summary.state, now_ms()],
+            )?;
+            event(
+                tx,
+                run_id,
+                "run_finished",
+                None,
+                serde_json::json!({ "state": summary.state }),
+            )
+        });
+    }
+
+    /// Records a run that could not start (its store failed before any stage ran).
+    pub fn abort(&self, error: &str) {
+        let run_id = &self.run_id;
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE wvflow_runs SET state = 'failed', reason = ?2, finished_at = ?3 WHERE run_id = ?1",
+                params![run_id, error, now_ms()],
+            )?;
+            event(tx, run_id, "run_finished", None, serde_json::json!({ "state": "failed", "error": error }))
+        });
+    }
+}
+
+impl Progress for Journal {
+    fn stage_started(&self, stage: &str) {
+        let run_id = &self.run_id;
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE wvflow_stages SET state = 'running', started_at = ?3, error = NULL
+                 WHERE run_id = ?1 AND stage = ?2",
+                params![run_id, stage, now_ms()],
+            )?;
+            event(tx, run_id, "stage_started", Some(stage), serde_json::Value::Null)
+        });
+    }
+
+    fn attempt_started(&self, stage: &str, phase: &str, item: Option<usize>, attempt: u32) {
+        let run_id = &self.run_id;
+        let item = item.map_or(-1, |i| i as i64);
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO wvflow_attempts (run_id, stage, phase, item, round, attempt, state, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
+                params![run_id, stage, phase, item, self.round, attempt, now_ms()],
+            )?;
+            event(
+                tx,
+                run_id,
+                "attempt_started",
+                Some(stage),
+                serde_json::json!({ "phase": phase, "item": (item >= 0).then_some(item), "attempt": attempt }),
+            )
+        });
+    }
+
+    fn attempt_finished(
+        &self,
+        stage: &str,
+        phase: &str,
+        item: Option<usize>,
+        attempt: u32,
+        end: &AttemptEnd,
+    ) {
+        let run_id = &self.run_id;
+        let item = item.map_or(-1, |i| i as i64);
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE wvflow_attempts SET state = ?7, finished_at = ?8, exit_code = ?9, error = ?10
+                 WHERE run_id = ?1 AND stage = ?2 AND phase = ?3 AND item = ?4 AND round = ?5 AND attempt = ?6",
+                params![
+                    run_id,
+                    stage,
+                    phase,
+                    item,
+                    self.round,
+                    attempt,
+                    end.state,
+                    now_ms(),
+                    end.exit_code,
+                    end.error
+                ],
+            )?;
+            event(
+                tx,
+                run_id,
+                "attempt_finished",
+                Some(stage),
+                serde_json::json!({
+                    "phase": phase, "item": (item >= 0).then_some(item), "attempt": attempt,
+                    "state": end.state, "exit_code": end.exit_code, "error": end.error,
+                }),
+            )
+        });
+    }
+
+    fn stage_finished(&self, summary: &StageSummary) {
+        let run_id = &self.run_id;
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE wvflow_stages SET state = ?3, attempts = ?4, rows = ?5, duration_ms = ?6,
+                   error = ?7, finished_at = ?8
+                 WHERE run_id = ?1 AND stage = ?2",
+                params![
+                    run_id,
+                    summary.stage,
+                    summary.state,
+                    summary.attempts,
+                    summary.rows as i64,
+                    summary.duration_ms as i64,
+                    summary.error,
+                    now_ms()
+                ],
+            )?;
+            event(
+                tx,
+                run_id,
+                "stage_finished",
+                Some(&summary.stage),
+                serde_json::json!({ "state": summary.state, "rows": summary.rows, "error": summary.error }),
+            )
+        });
+    }
+
+    fn compensation_finished(&self, c: &CompensationSummary) {
+        let run_id = &self.run_id;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO wvflow_compensations (run_id, stage, activity, state, attempts, error, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![run_id, c.stage, c.activity, c.state, c.attempts, c.error, now_ms()],
+            )?;
+            event(
+                tx,
+                run_id,
+                "compensation_finished",
+                Some(&c.stage),
+                serde_json::json!({ "activity": c.activity, "state": c.state, "error": c.error }),
+            )
+        });
+    }
+}
+
+/// Records a request from another process: cancel a run, send it a signal, pause or resume
+/// it. Returns the run's state as it was.
+pub fn request(db: &Path, run_id: &str, kind: &str, name: Option<&str>, value: Option<&Value>) -> Result<String, String> {
+    let mut conn = schema::open(db)?;
+    let fail = |e: rusqlite::Error| format!("cannot record the request for run {run_id}: {e}");
+    let tx = begin(&mut conn).map_err(fail)?;
+    let record = super::catalog::run_in(&tx, run_id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()))?;
+    let state = record.display_state();
+    if record.is_finished() {
+        return Err(format!("run {run_id} has already finished ({state})"));
+    }
+    let now = now_ms();
+    match kind {
+        "cancel" if state == "running (stale)" => {
+            // Nobody is left to act on the request: the run is cancelled here.
+            tx.execute(
+                "UPDATE wvflow_runs SET state = 'cancelled', cancel_requested = 1, finished_at = ?2 WHERE run_id = ?1",
+                params![run_id, now],
+            )
+            .map_err(fail)?;
+            tx.execute(
+                "UPDATE wvflow_stages SET state = 'cancelled' WHERE run_id = ?1 AND state IN ('pending', 'running')",
+                [run_id],
+            )
+            .map_err(fail)?;
+        }
+        "cancel" => {
+            tx.execute(
+                "UPDATE wvflow_runs SET cancel_requested = 1 WHERE run_id = ?1",
+                [run_id],
+            )
+            .map_err(fail)?;
+        }
+        "signal" => {
+            let name = name.unwrap_or_default();
+            tx.execute(
+                "INSERT INTO wvflow_signals (run_id, name, value, at) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, name, value.cloned().unwrap_or(Value::Null), now],
+            )
+            .map_err(fail)?;
+            if matches!(name, "pause" | "resume") {
+                tx.execute(
+                    "UPDATE wvflow_runs SET paused = ?2 WHERE run_id = ?1",
+                    params![run_id, (name == "pause") as i64],
+                )
+                .map_err(fail)?;
+            }
+        }
+        _ => {}
+    }
+    let detail = match value {
+        Some(v) => serde_json::json!({ "name": name, "value": to_json(v) }),
+        None => serde_json::json!({ "name": name }),
+    };
+    event(
+        &tx,
+        run_id,
+        if kind == "cancel" { "cancel_requested" } else { "signal" },
+        None,
+        detail,
+    )
+    .map_err(fail)?;
+    tx.commit().map_err(fail)?;
+    Ok(state)
+}

@@ -1,0 +1,176 @@
+//! Who runs a run, and whether it still does: the owner's process id, host and process start
+//! time, and a lease the owner keeps refreshing. A run whose owner is gone is *stale*.
+
+use rusqlite::{Connection, OptionalExtension};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How long a lease lasts; the owner refreshes it every [`REFRESH`].
+pub const LEASE: Duration = Duration::from_secs(15);
+const REFRESH: Duration = Duration::from_secs(3);
+/// How often the owner looks for a cancel request or a pause: well within one second.
+const POLL: Duration = Duration::from_millis(200);
+
+/// The identity of a process that owns runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Owner {
+    pub pid: i64,
+    pub host: String,
+    /// Process start time in clock ticks since boot (Linux), so that a reused pid is not
+    /// taken for the owner; 0 where unknown.
+    pub start: i64,
+}
+
+impl Owner {
+    pub fn this_process() -> Owner {
+        let pid = std::process::id() as i64;
+        Owner {
+            pid,
+            host: hostname(),
+            start: process_start(pid),
+        }
+    }
+
+    /// `Some(false)` when the owner was a process on this machine that no longer exists,
+    /// `Some(true)` when it still runs, `None` when only the lease can tell (another host).
+    pub fn is_alive(&self) -> Option<bool> {
+        if self.host != hostname() {
+            return None;
+        }
+        let Ok(pid) = libc::pid_t::try_from(self.pid) else {
+            return Some(false);
+        };
+        // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+        let exists = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        Some(exists && (self.start == 0 || process_start(self.pid) == self.start))
+    }
+}
+
+/// Whether a run recorded as running has lost its owner: at once for a dead local process,
+/// otherwise once its lease has expired.
+pub fn is_stale(owner: &Owner, lease_until: i64, now_ms: i64) -> bool {
+    match owner.is_alive() {
+        Some(alive) => !alive,
+        None => lease_until < now_ms,
+    }
+}
+
+fn hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is writable and its length is passed.
+    let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if status != 0 {
+        return String::new();
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
+}
+
+/// Field 22 of `/proc/PID/stat`, the start time; 0 when there is no such file.
+fn process_start(pid: i64) -> i64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // The command name (field 2) may hold spaces; fields after it follow the last ')'.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The owner's side of a run: a thread that refreshes the lease and turns a recorded cancel
+/// request or pause into the flags the executor watches. Stops when dropped.
+pub struct Watch {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    pub fn start(
+        db: PathBuf,
+        run_id: String,
+        cancel: Arc<AtomicBool>,
+        paused: Arc<AtomicBool>,
+    ) -> Result<Watch, String> {
+        let conn = super::schema::open(&db)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut since_refresh = Duration::ZERO;
+            while !stopped.load(Ordering::Relaxed) {
+                if since_refresh >= REFRESH {
+                    since_refresh = Duration::ZERO;
+                    let _ = refresh_lease(&conn, &run_id);
+                }
+                if let Ok(Some((cancel_requested, pause))) = controls(&conn, &run_id) {
+                    if cancel_requested {
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                    paused.store(pause, Ordering::SeqCst);
+                }
+                std::thread::sleep(POLL);
+                since_refresh += POLL;
+            }
+        });
+        Ok(Watch {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub fn lease_until(now_ms: i64) -> i64 {
+    now_ms + LEASE.as_millis() as i64
+}
+
+fn refresh_lease(conn: &Connection, run_id: &str) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE wvflow_runs SET lease_until = ?1 WHERE run_id = ?2 AND state = 'running'",
+        rusqlite::params![lease_until(super::schema::now_ms()), run_id],
+    )
+}
+
+fn controls(conn: &Connection, run_id: &str) -> rusqlite::Result<Option<(bool, bool)>> {
+    conn.query_row(
+        "SELECT cancel_requested, paused FROM wvflow_runs WHERE run_id = ?1",
+        [run_id],
+        |r| Ok((r.get::<_, i64>(0)? != 0, r.get::<_, i64>(1)? != 0)),
+    )
+    .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_finished_child_is_not() {
+        let me = Owner::this_process();
+        assert!(me.start > 0, "Linux gives a start time");
+        assert_eq!(me.is_alive(), Some(true));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i64;
+        child.wait().unwrap();
+        let gone = Owner { pid, ..me.clone() };
+        assert_eq!(gone.is_alive(), Some(false));
+        assert!(is_stale(&gone, i64::MAX, 0), "a dead local owner is stale at once");
+        let elsewhere = Owner {
+            host: "another-host".into(),
+            ..me
+        };
+        assert_eq!(elsewhere.is_alive(), None);
+        assert!(!is_stale(&elsewhere, 2_000, 1_000), "lease not yet expired");
+        assert!(is_stale(&elsewhere, 1_000, 2_000), "lease expired");
+    }
+}

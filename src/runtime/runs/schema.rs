@@ -1,0 +1,168 @@
+//! The run store's tables in the workspace database, created and migrated by version
+//! (`PRAGMA user_version`). The schema is documented in `docs/runs.md`.
+
+use rusqlite::Connection;
+use std::path::Path;
+use std::time::Duration;
+
+/// The schema this build writes. A database with a higher version was written by a newer
+/// wvflow and is refused rather than damaged.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_1: &str = "
+CREATE TABLE IF NOT EXISTS wvflow_runs (
+  run_id TEXT PRIMARY KEY,
+  flow TEXT NOT NULL,
+  version INTEGER,
+  args TEXT NOT NULL,
+  run_time TEXT NOT NULL,
+  state TEXT NOT NULL,
+  reason TEXT,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER,
+  owner_pid INTEGER,
+  owner_host TEXT,
+  owner_start INTEGER,
+  lease_until INTEGER,
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  paused INTEGER NOT NULL DEFAULT 0,
+  parent_run TEXT,
+  parent_stage TEXT,
+  jumped_from TEXT,
+  workspace TEXT NOT NULL,
+  run_db TEXT NOT NULL,
+  plan TEXT NOT NULL,
+  keep_runs INTEGER,
+  resumes INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS wvflow_runs_by_flow ON wvflow_runs (flow, created_at);
+CREATE TABLE IF NOT EXISTS wvflow_stages (
+  run_id TEXT NOT NULL,
+  stage TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  rows INTEGER NOT NULL DEFAULT 0,
+  started_at INTEGER,
+  finished_at INTEGER,
+  duration_ms INTEGER NOT NULL DEFAULT 0,
+  error TEXT,
+  PRIMARY KEY (run_id, stage)
+);
+CREATE TABLE IF NOT EXISTS wvflow_attempts (
+  run_id TEXT NOT NULL,
+  stage TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  item INTEGER NOT NULL,
+  round INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  exit_code INTEGER,
+  error TEXT,
+  PRIMARY KEY (run_id, stage, phase, item, round, attempt)
+);
+CREATE TABLE IF NOT EXISTS wvflow_events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  stage TEXT,
+  detail TEXT
+);
+CREATE INDEX IF NOT EXISTS wvflow_events_by_run ON wvflow_events (run_id, seq);
+CREATE TABLE IF NOT EXISTS wvflow_compensations (
+  run_id TEXT NOT NULL,
+  stage TEXT NOT NULL,
+  activity TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  error TEXT,
+  finished_at INTEGER NOT NULL,
+  PRIMARY KEY (run_id, stage)
+);
+CREATE TABLE IF NOT EXISTS wvflow_signals (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  value,
+  at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS wvflow_signals_by_run ON wvflow_signals (run_id, name, seq);
+CREATE TABLE IF NOT EXISTS wvflow_idempotency (
+  flow TEXT, stage TEXT, key TEXT, rows TEXT,
+  PRIMARY KEY (flow, stage, key)
+);
+PRAGMA user_version = 1;
+";
+
+/// How long a writer waits for another process's lock before giving up
+/// (`WVFLOW_BUSY_TIMEOUT_MS`, default 10 s).
+pub fn busy_timeout() -> Duration {
+    let ms = std::env::var("WVFLOW_BUSY_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    Duration::from_millis(ms)
+}
+
+/// Brings the workspace database on `conn` to [`SCHEMA_VERSION`].
+pub fn migrate(conn: &Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA main.user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "its run store has schema version {version}; this wvflow reads up to {SCHEMA_VERSION} (upgrade wvflow)"
+        ));
+    }
+    if version < SCHEMA_VERSION {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_1} COMMIT;"))
+            .map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                e.to_string()
+            })?;
+    }
+    Ok(())
+}
+
+/// Opens the workspace database for the run store: WAL, a bounded wait for locks, the schema
+/// migrated. Errors name the file and never touch a file that is not a database.
+pub fn open(path: &Path) -> Result<Connection, String> {
+    let fail = |e: String| format!("cannot use the run store {}: {e}", path.display());
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+    }
+    let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+    conn.busy_timeout(busy_timeout())
+        .map_err(|e| fail(e.to_string()))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(|e| fail(e.to_string()))?;
+    if mode != "wal" {
+        conn.execute_batch("PRAGMA journal_mode = WAL")
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL")
+        .map_err(|e| fail(e.to_string()))?;
+    migrate(&conn).map_err(fail)?;
+    Ok(conn)
+}
+
+/// Milliseconds since the Unix epoch: the store's timestamps.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A store timestamp as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
