@@ -770,6 +770,7 @@ impl StageRun<'_, '_> {
                     request(
                         self.ctx,
                         self.stage,
+                        self.phase,
                         self.key.as_deref(),
                         invocation,
                         args.clone(),
@@ -835,6 +836,7 @@ impl StageRun<'_, '_> {
                                     request(
                                         ctx,
                                         stage,
+                                        "run",
                                         key,
                                         invocation,
                                         args.clone(),
@@ -1025,6 +1027,7 @@ fn launch(
 fn request(
     ctx: &Context,
     stage: &StagePlan,
+    phase: &str,
     key: Option<&str>,
     invocation: &Invocation,
     args: BTreeMap<String, Value>,
@@ -1041,6 +1044,12 @@ fn request(
         env.push(("WVFLOW_IDEMPOTENCY_KEY".to_string(), key.to_string()));
     }
     Request {
+        // A compensation runs to its end even in a cancelled run: it is the cleanup.
+        cancel: if phase == "compensate" {
+            Arc::new(AtomicBool::new(false))
+        } else {
+            ctx.cancel.clone()
+        },
         activity: invocation.activity.clone(),
         command: invocation.command.clone(),
         args,
@@ -1052,7 +1061,6 @@ fn request(
             .or(stage.timeout_ms)
             .map(Duration::from_millis),
         heartbeat: stage.heartbeat_ms.map(Duration::from_millis),
-        cancel: ctx.cancel.clone(),
     }
 }
 

@@ -83,7 +83,8 @@ fn process_start(pid: i64) -> i64 {
 /// The owner's side of a run: a thread that refreshes the lease and turns a recorded cancel
 /// request or pause into the flags the executor watches. Stops when dropped.
 pub struct Watch {
-    stop: Arc<AtomicBool>,
+    /// Dropping the sender wakes the thread at once and ends it.
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -95,11 +96,10 @@ impl Watch {
         paused: Arc<AtomicBool>,
     ) -> Result<Watch, String> {
         let conn = super::schema::open(&db)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let mut since_refresh = Duration::ZERO;
-            while !stopped.load(Ordering::Relaxed) {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(POLL) {
                 if since_refresh >= REFRESH {
                     since_refresh = Duration::ZERO;
                     let _ = refresh_lease(&conn, &run_id);
@@ -110,12 +110,11 @@ impl Watch {
                     }
                     paused.store(pause, Ordering::SeqCst);
                 }
-                std::thread::sleep(POLL);
                 since_refresh += POLL;
             }
         });
         Ok(Watch {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -123,7 +122,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -1,0 +1,404 @@
+//! The run store from the command line, with real processes: crash and resume, cancel from
+//! another process, concurrency slots, signals and pause, queries, retention, damaged stores.
+
+mod common;
+
+use common::{scratch, wvflow};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn start(dir: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .arg("run")
+        .arg(dir.join("flow.wv"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn runs(dir: &Path, args: &[&str]) -> Output {
+    let workspace = dir.to_string_lossy().into_owned();
+    let mut all = vec!["runs", "-w", workspace.as_str()];
+    all.extend(args);
+    wvflow(&all)
+}
+
+fn runs_json(dir: &Path, args: &[&str]) -> Value {
+    let o = runs(dir, args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Polls `ready` every 50 ms; panics after `limit` with `what`.
+fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The newest run of the workspace, once there is one.
+fn newest_run(dir: &Path) -> String {
+    let mut id = String::new();
+    wait_for(Duration::from_secs(20), "a recorded run", || {
+        if !dir.join(".wvflow/workspace.db").exists() {
+            return false;
+        }
+        let list = runs_json(dir, &["list", "--format", "json"]);
+        match list[0]["run_id"].as_str() {
+            Some(found) => {
+                id = found.to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    id
+}
+
+fn stage_state(show: &Value, stage: &str) -> String {
+    show["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == stage)
+        .map(|s| s["state"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn kill(pid_file: &Path) {
+    if let Ok(pid) = read(pid_file).trim().parse::<i32>() {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+}
+
+const CRASHY: &str = r#"
+activity step(name: string) = sh("""echo "$WV_NAME" >> log.txt; if [ "$WV_NAME" = second ] && [ ! -f go ]; then echo $$ > second.pid; sleep 30; fi""")
+flow Crashy = {
+  stage first = step('first')
+  stage second if first.success = step('second')
+  stage third if second.success = step('third')
+}
+"#;
+
+#[test]
+fn a_killed_run_shows_stale_and_resumes_without_rerunning_what_succeeded() {
+    let dir = scratch("runs-crash", &[("flow.wv", CRASHY)]);
+    let mut child = start(&dir, &[]);
+    wait_for(Duration::from_secs(20), "the second stage", || {
+        read(&dir.join("log.txt")).contains("second")
+    });
+    let run_id = newest_run(&dir);
+    child.kill().unwrap(); // SIGKILL: no chance to record anything
+    child.wait().unwrap();
+    kill(&dir.join("second.pid"));
+
+    let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
+    assert_eq!(show["state"], "running (stale)", "{show}");
+    assert_eq!(stage_state(&show, "first"), "success");
+    assert_eq!(stage_state(&show, "second"), "running");
+    let stale = runs_json(&dir, &["list", "--state", "stale", "--format", "json"]);
+    assert_eq!(stale[0]["run_id"], run_id.as_str());
+
+    std::fs::write(dir.join("go"), "").unwrap();
+    let o = runs(&dir, &["resume", &run_id, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["run_id"], run_id.as_str());
+    assert_eq!(summary["state"], "success");
+    // `first` ran once; `second` was in flight at the crash and ran again (at least once).
+    assert_eq!(read(&dir.join("log.txt")), "first\nsecond\nsecond\nthird\n");
+
+    let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
+    assert_eq!(show["state"], "success");
+    assert_eq!(show["resumes"], 1);
+    let second = &show["stages"][1];
+    let rounds: Vec<u64> = second["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["round"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rounds, [0, 1], "{second}");
+    let again = runs(&dir, &["resume", &run_id]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("only a failed, cancelled or stale run"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+const TRIP: &str = r#"
+activity book() = sh("""echo booked >> log.txt; echo '{"booking": 7}'""")
+activity undo() = sh("""cat >> undo.txt""")
+activity slow() = sh("""echo $$ > slow.pid; sleep 30""")
+flow Trip = {
+  stage book_it with { compensate: undo() } = book()
+  stage wait_long if book_it.success = slow()
+}
+"#;
+
+#[test]
+fn cancel_from_another_process_stops_the_attempt_and_compensates() {
+    let dir = scratch("runs-cancel", &[("flow.wv", TRIP)]);
+    let child = start(&dir, &["--format", "json"]);
+    wait_for(Duration::from_secs(20), "the slow stage", || {
+        dir.join("slow.pid").exists()
+    });
+    let run_id = newest_run(&dir);
+    let asked = Instant::now();
+    let o = runs(&dir, &["cancel", &run_id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = child.wait_with_output().unwrap();
+    let took = asked.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(took < Duration::from_secs(5), "cancel took {took:?}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["state"], "cancelled");
+    // The attempt's process is gone.
+    let pid = read(&dir.join("slow.pid")).trim().to_string();
+    let alive = Command::new("kill").args(["-0", &pid]).status().unwrap();
+    assert!(!alive.success(), "process {pid} survived the cancel");
+    // The saga ran: the compensation got the booked stage's rows.
+    assert_eq!(read(&dir.join("undo.txt")).trim(), r#"{"booking":7}"#);
+    let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
+    assert_eq!(show["state"], "cancelled");
+    assert_eq!(stage_state(&show, "wait_long"), "cancelled");
+    assert_eq!(show["compensations"][0]["stage"], "book_it");
+    assert_eq!(show["compensations"][0]["state"], "success");
+    let late = runs(&dir, &["cancel", &run_id]);
+    assert_eq!(late.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&late.stderr).contains("already finished (cancelled)"));
+    // A cancelled run that compensated is not resumed: its effects were undone.
+    let resume = runs(&dir, &["resume", &run_id]);
+    assert_eq!(resume.status.code(), Some(2));
+}
+
+#[test]
+fn two_processes_race_for_one_concurrency_slot() {
+    let flow = r#"
+activity nap() = sh("""sleep 2""")
+flow Solo with { concurrency: 1 } = {
+  stage nap_it = nap()
+}
+"#;
+    let dir = scratch("runs-slots", &[("flow.wv", flow)]);
+    let a = start(&dir, &[]);
+    let b = start(&dir, &[]);
+    let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let mut codes: Vec<i32> = outputs.iter().map(|o| o.status.code().unwrap()).collect();
+    codes.sort();
+    assert_eq!(codes, [0, 1]);
+    let loser = outputs.iter().find(|o| !o.status.success()).unwrap();
+    let stderr = String::from_utf8_lossy(&loser.stderr);
+    assert!(
+        stderr.contains("skipped: flow `Solo` allows 1 run(s) at once; held by "),
+        "{stderr}"
+    );
+    let list = runs_json(&dir, &["list", "--format", "json"]);
+    let mut states: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["skipped", "success"]);
+}
+
+const APPROVE: &str = r#"
+activity note(msg: string) = sh("""echo "$WV_MSG" >> log.txt; echo '{"request": 1}'""")
+flow Approve(item: string = 'refund-9') = {
+  signal approved = false
+  query progress = completed_stages() || '/' || total_stages()
+  query gate_state = 'gate is ' || state('gate') || ' for ' || item
+  stage request = note('request')
+  stage gate [poll_interval: 200ms, timeout: 1m] = from request | wait until approved
+  stage after if gate.success = note('after')
+}
+"#;
+
+#[test]
+fn signals_release_a_wait_and_pause_holds_new_stages() {
+    let dir = scratch("runs-signal", &[("flow.wv", APPROVE)]);
+    let child = start(&dir, &["--format", "json"]);
+    wait_for(Duration::from_secs(20), "the request stage", || {
+        read(&dir.join("log.txt")).contains("request")
+    });
+    let run_id = newest_run(&dir);
+    let query = |name: &str| {
+        let o = runs(&dir, &["query", &run_id, name]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    wait_for(Duration::from_secs(10), "the gate to wait", || {
+        query("gate_state") == "gate is running for refund-9"
+    });
+    assert_eq!(query("progress"), "1/3");
+
+    let o = runs(&dir, &["signal", &run_id, "pause"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = runs(&dir, &["signal", &run_id, "approved", "true"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_for(Duration::from_secs(10), "the gate to open", || {
+        query("gate_state") == "gate is success for refund-9"
+    });
+    // Paused: `after` does not start.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!read(&dir.join("log.txt")).contains("after"));
+    assert_eq!(query("progress"), "2/3");
+
+    let o = runs(&dir, &["signal", &run_id, "resume"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read(&dir.join("log.txt")), "request\nafter\n");
+    assert_eq!(query("progress"), "3/3");
+
+    let unknown = runs(&dir, &["signal", &run_id, "aproved"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("declares no signal `aproved`"), "{stderr}");
+}
+
+#[test]
+fn keep_runs_and_clean_remove_old_runs_with_their_databases() {
+    let flow = r#"
+flow Tiny with { keep_runs: 2 } = {
+  stage one = from [[1]] as t(x)
+}
+flow Other = {
+  stage one = from [[1]] as t(x)
+}
+"#;
+    let dir = scratch("runs-clean", &[("flow.wv", flow)]);
+    let file = dir.join("flow.wv");
+    for _ in 0..3 {
+        let o = wvflow(&["run", file.to_str().unwrap(), "Tiny"]);
+        assert!(o.status.success());
+    }
+    for _ in 0..2 {
+        let o = wvflow(&["run", file.to_str().unwrap(), "Other"]);
+        assert!(o.status.success());
+    }
+    let tiny = runs_json(&dir, &["list", "--flow", "Tiny", "--format", "json"]);
+    assert_eq!(tiny.as_array().unwrap().len(), 2, "keep_runs: 2");
+    let databases = || std::fs::read_dir(dir.join(".wvflow/runs")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "db")).count();
+    assert_eq!(databases(), 4);
+    let o = runs(&dir, &["clean", "--older-than", "0s"]);
+    assert!(o.status.success());
+    // The latest finished run of each flow stays.
+    let all = runs_json(&dir, &["list", "--format", "json"]);
+    let flows: Vec<&str> = all.as_array().unwrap().iter().map(|r| r["flow"].as_str().unwrap()).collect();
+    assert_eq!(flows, ["Other", "Tiny"]);
+    assert_eq!(databases(), 2);
+}
+
+#[test]
+fn a_damaged_or_locked_store_is_an_error_that_leaves_the_file_alone() {
+    let flow = "flow F = {\n  stage one = from [[1]] as t(x)\n}\n";
+    let dir = scratch("runs-damaged", &[("flow.wv", flow)]);
+    let file = dir.join("flow.wv");
+    let db = dir.join(".wvflow/workspace.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let garbage = b"this is not a database, but someone's notes\n".repeat(100);
+    std::fs::write(&db, &garbage).unwrap();
+    let o = wvflow(&["run", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("cannot use the run store") && stderr.contains("not a database"), "{stderr}");
+    assert_eq!(std::fs::read(&db).unwrap(), garbage, "the file is untouched");
+    let o = runs(&dir, &["list"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    std::fs::remove_file(&db).unwrap();
+    assert!(wvflow(&["run", file.to_str().unwrap()]).status.success());
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE; INSERT INTO wvflow_events (run_id, at, kind) VALUES ('x', 0, 'lock');").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", file.to_str().unwrap()])
+        .env("WVFLOW_BUSY_TIMEOUT_MS", "300")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("database is locked"), "{stderr}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    let list = runs_json(&dir, &["list", "--format", "json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "the earlier run is intact");
+}
+
+#[test]
+fn the_trace_tree_shows_attempts_items_child_runs_and_jumps() {
+    let flow = r#"
+activity flaky() = sh("""n=$(cat tries 2>/dev/null || echo 0); echo $((n+1)) > tries; [ "$n" -ge 1 ]""")
+activity echo_row() = sh("""cat""")
+flow Child = {
+  stage c = from [[1]] as t(x)
+}
+flow Next = {
+  stage n = from [[1]] as t(x)
+}
+flow Parent = {
+  stage retried [retries: 2, retry_delay: 10ms] = flaky()
+  stage fan if retried.success = from [[1], [2]] as t(x) | each echo_row()
+  stage kid if fan.success = call Child
+  stage done if kid.success = from [[1]] as t(x) | -> Next
+}
+"#;
+    let dir = scratch("runs-tree", &[("flow.wv", flow)]);
+    let o = wvflow(&["run", dir.join("flow.wv").to_str().unwrap(), "Parent", "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let first: Value = serde_json::Deserializer::from_slice(&o.stdout).into_iter().next().unwrap().unwrap();
+    let run_id = first["run_id"].as_str().unwrap();
+    let o = runs(&dir, &["show", run_id, "--tree"]);
+    let tree = String::from_utf8_lossy(&o.stdout);
+    // Durations vary: compare the tree with them blanked out.
+    let is_duration = |w: &str| {
+        let number = w.strip_suffix("ms").or_else(|| w.strip_suffix('s'));
+        number.is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    };
+    let text: String = tree
+        .lines()
+        .map(|l| {
+            let words: Vec<&str> = l.split(' ').map(|w| if is_duration(w) { "·" } else { w }).collect();
+            words.join(" ") + "\n"
+        })
+        .collect();
+    for expected in [
+        &format!("run {run_id} Parent  success  ·\n"),
+        "├─ retried  success  ·\n",
+        "│  ├─ attempt 1  failed  ·  exit 1  `flaky` exited with code 1\n",
+        "│  └─ attempt 2  success  ·  exit 0\n",
+        "├─ fan  success  ·  2 rows\n",
+        "│  ├─ item 0 attempt 1  success  ·  exit 0\n",
+        "│  └─ item 1 attempt 1  success  ·  exit 0\n",
+        "│  └─ call run ",
+        " Child  success  ·\n│     └─ c  success  ·  1 rows\n",
+        "├─ done  success  ·  1 rows\n└─ -> run ",
+        " Next  success  ·\n   └─ n  success  ·  1 rows\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{tree}");
+    }
+    let show = runs_json(&dir, &["show", run_id, "--format", "json"]);
+    assert_eq!(show["children"][0]["flow"], "Child");
+    assert_eq!(show["children"][0]["parent_stage"], "kid");
+    assert_eq!(show["jumps"][0]["flow"], "Next");
+    for key in ["run_id", "flow", "state", "stages", "compensations"] {
+        assert!(show.get(key).is_some(), "{key}");
+    }
+    for key in ["stage", "state", "attempts", "rows", "duration_ms", "error"] {
+        assert!(show["stages"][0].get(key).is_some(), "{key}");
+    }
+}
