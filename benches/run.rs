@@ -4,18 +4,25 @@
 //! - a fan-out of 1,000 query stages from one source, merged by one stage;
 //! - `each` over 10,000 rows with a trivial activity (`cat`), at `concurrency: 8`.
 //!
+//! Each runs twice: without the run store, and recorded in it as `wvflow run` does (every
+//! transition committed to the workspace database before the executor goes on).
+//!
 //! Per-stage figures include planning, SQLite materialization of every stage's rows and state
 //! keeping; peak RSS is read from /proc.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use wvflow::check::Index;
 use wvflow::plan::lower;
 use wvflow::runtime::activity::ProcessLauncher;
 use wvflow::runtime::clock::SystemClock;
-use wvflow::runtime::engine::{Context, execute};
+use wvflow::runtime::engine::{Context, Progress, execute};
 use wvflow::runtime::retry::SeededRandom;
+use wvflow::runtime::runs::journal::{Journal, NewRun};
 use wvflow::runtime::store::StoreConfig;
 use wvflow::workspace::Workspace;
 
@@ -29,8 +36,8 @@ fn peak_rss_mb() -> f64 {
         / 1024.0
 }
 
-fn run(name: &str, src: &str) -> (f64, usize, String) {
-    let dir = PathBuf::from("target/bench-run").join(name);
+fn run(name: &str, src: &str, recorded: bool) -> (f64, usize, String) {
+    let dir = PathBuf::from("target/bench-run").join(format!("{name}-{recorded}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut workspace = Workspace::default();
@@ -45,6 +52,22 @@ fn run(name: &str, src: &str) -> (f64, usize, String) {
         base: dir.clone(),
     };
     let random = SeededRandom::new(1);
+    let cancel: Arc<AtomicBool> = Default::default();
+    let journal = recorded.then(|| {
+        let new = NewRun {
+            run_id: name,
+            plan: &plan,
+            args: &BTreeMap::new(),
+            run_time: "2026-01-01T00:00:00Z",
+            workspace: ".",
+            run_db: "run.db",
+            parent: None,
+            jumped_from: None,
+        };
+        Journal::create(&stores.workspace_db, &new, cancel.clone())
+            .unwrap()
+            .0
+    });
     let ctx = Context {
         clock: &SystemClock::default(),
         random: &random,
@@ -53,15 +76,18 @@ fn run(name: &str, src: &str) -> (f64, usize, String) {
         run_id: name.into(),
         flow: plan.flow.name.clone(),
         params: Default::default(),
-        cancel: Default::default(),
+        cancel,
         flows: None,
         jumps: Default::default(),
-        progress: None,
+        progress: journal.as_ref().map(|j| j as &dyn Progress),
         compensate_on_cancel: true,
         paused: Default::default(),
         resumed: Vec::new(),
     };
     let summary = execute(&plan, &stores, &ctx, 2);
+    if let Some(journal) = &journal {
+        journal.finish(&summary);
+    }
     let seconds = started.elapsed().as_secs_f64();
     (seconds, summary.stages.len(), summary.state)
 }
@@ -78,12 +104,15 @@ fn main() {
         let _ = writeln!(chain, "  stage s{i} = from s{} | where id > 0", i - 1);
     }
     chain.push_str("}\n");
-    let (t, n, state) = run("chain", &chain);
-    println!(
-        "chain of {n} query stages: {:.0} ms, {:.3} ms a stage ({state})",
-        t * 1e3,
-        t * 1e3 / n as f64
-    );
+    for recorded in [false, true] {
+        let (t, n, state) = run("chain", &chain, recorded);
+        println!(
+            "chain of {n} query stages{}: {:.0} ms, {:.3} ms a stage ({state})",
+            store_label(recorded),
+            t * 1e3,
+            t * 1e3 / n as f64
+        );
+    }
 
     let mut fan = String::from(
         "flow fan = {\n  stage source = from [[1, 'a'], [2, 'b'], [3, 'c']] as t(id, name)\n",
@@ -93,23 +122,37 @@ fn main() {
     }
     let inputs: Vec<String> = (0..1000).map(|i| format!("b{i}")).collect();
     let _ = writeln!(fan, "  stage all = merge {}\n}}", inputs.join(", "));
-    let (t, n, state) = run("fan", &fan);
-    println!(
-        "fan-out of 1,000 stages + merge ({n} stages): {:.0} ms, {:.3} ms a stage ({state})",
-        t * 1e3,
-        t * 1e3 / n as f64
-    );
+    for recorded in [false, true] {
+        let (t, n, state) = run("fan", &fan, recorded);
+        println!(
+            "fan-out of 1,000 stages + merge ({n} stages){}: {:.0} ms, {:.3} ms a stage ({state})",
+            store_label(recorded),
+            t * 1e3,
+            t * 1e3 / n as f64
+        );
+    }
 
     let rows: Vec<String> = (0..10_000).map(|i| format!("[{i}]")).collect();
     let each = format!(
         "activity echo_row(n: int) = exec('printf', '{{\"n\": %s}}\\n', n)\nflow each_rows = {{ stage items [concurrency: 8] = from [{}] as t(n) | each echo_row(_.n) }}\n",
         rows.join(", ")
     );
-    let (t, _, state) = run("each", &each);
-    println!(
-        "each over 10,000 rows (printf, concurrency 8): {:.1} s, {:.0} calls/s ({state})",
-        t,
-        10_000.0 / t
-    );
+    for recorded in [false, true] {
+        let (t, _, state) = run("each", &each, recorded);
+        println!(
+            "each over 10,000 rows (printf, concurrency 8){}: {:.1} s, {:.0} calls/s ({state})",
+            store_label(recorded),
+            t,
+            10_000.0 / t
+        );
+    }
     println!("peak RSS {:.1} MB", peak_rss_mb());
+}
+
+fn store_label(recorded: bool) -> &'static str {
+    if recorded {
+        ", recorded in the run store"
+    } else {
+        ", no run store"
+    }
 }

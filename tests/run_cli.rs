@@ -1,9 +1,9 @@
 //! `wvflow run` end to end: real `sh` activities, real files, real time with generous bounds.
 
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use serde_json::Value;
 mod common;
 use common::{scratch, wvflow};
 
@@ -264,7 +264,9 @@ fn every_example_runs_to_success() {
         for summary in summaries {
             let run_id = summary.unwrap()["run_id"].as_str().unwrap().to_string();
             let shown = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-                .args(["runs", "-w", "examples", "show", &run_id, "--format", "json"])
+                .args([
+                    "runs", "-w", "examples", "show", &run_id, "--format", "json",
+                ])
                 .output()
                 .unwrap();
             let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();

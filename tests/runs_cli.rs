@@ -111,7 +111,12 @@ fn a_killed_run_shows_stale_and_resumes_without_rerunning_what_succeeded() {
 
     std::fs::write(dir.join("go"), "").unwrap();
     let o = runs(&dir, &["resume", &run_id, "--format", "json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["run_id"], run_id.as_str());
     assert_eq!(summary["state"], "success");
@@ -261,7 +266,12 @@ fn signals_release_a_wait_and_pause_holds_new_stages() {
     let o = runs(&dir, &["signal", &run_id, "resume"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(read(&dir.join("log.txt")), "request\nafter\n");
     assert_eq!(query("progress"), "3/3");
 
@@ -293,13 +303,29 @@ flow Other = {
     }
     let tiny = runs_json(&dir, &["list", "--flow", "Tiny", "--format", "json"]);
     assert_eq!(tiny.as_array().unwrap().len(), 2, "keep_runs: 2");
-    let databases = || std::fs::read_dir(dir.join(".wvflow/runs")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "db")).count();
+    let databases = || {
+        std::fs::read_dir(dir.join(".wvflow/runs"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "db")
+            })
+            .count()
+    };
     assert_eq!(databases(), 4);
     let o = runs(&dir, &["clean", "--older-than", "0s"]);
     assert!(o.status.success());
     // The latest finished run of each flow stays.
     let all = runs_json(&dir, &["list", "--format", "json"]);
-    let flows: Vec<&str> = all.as_array().unwrap().iter().map(|r| r["flow"].as_str().unwrap()).collect();
+    let flows: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["flow"].as_str().unwrap())
+        .collect();
     assert_eq!(flows, ["Other", "Tiny"]);
     assert_eq!(databases(), 2);
 }
@@ -316,8 +342,15 @@ fn a_damaged_or_locked_store_is_an_error_that_leaves_the_file_alone() {
     let o = wvflow(&["run", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("cannot use the run store") && stderr.contains("not a database"), "{stderr}");
-    assert_eq!(std::fs::read(&db).unwrap(), garbage, "the file is untouched");
+    assert!(
+        stderr.contains("cannot use the run store") && stderr.contains("not a database"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        garbage,
+        "the file is untouched"
+    );
     let o = runs(&dir, &["list"]);
     assert_eq!(o.status.code(), Some(2));
 
@@ -336,7 +369,11 @@ fn a_damaged_or_locked_store_is_an_error_that_leaves_the_file_alone() {
     holder.execute_batch("ROLLBACK").unwrap();
     drop(holder);
     let list = runs_json(&dir, &["list", "--format", "json"]);
-    assert_eq!(list.as_array().unwrap().len(), 1, "the earlier run is intact");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "the earlier run is intact"
+    );
 }
 
 #[test]
@@ -358,9 +395,19 @@ flow Parent = {
 }
 "#;
     let dir = scratch("runs-tree", &[("flow.wv", flow)]);
-    let o = wvflow(&["run", dir.join("flow.wv").to_str().unwrap(), "Parent", "--format", "json"]);
+    let o = wvflow(&[
+        "run",
+        dir.join("flow.wv").to_str().unwrap(),
+        "Parent",
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let first: Value = serde_json::Deserializer::from_slice(&o.stdout).into_iter().next().unwrap().unwrap();
+    let first: Value = serde_json::Deserializer::from_slice(&o.stdout)
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
     let run_id = first["run_id"].as_str().unwrap();
     let o = runs(&dir, &["show", run_id, "--tree"]);
     let tree = String::from_utf8_lossy(&o.stdout);
@@ -372,7 +419,10 @@ flow Parent = {
     let text: String = tree
         .lines()
         .map(|l| {
-            let words: Vec<&str> = l.split(' ').map(|w| if is_duration(w) { "·" } else { w }).collect();
+            let words: Vec<&str> = l
+                .split(' ')
+                .map(|w| if is_duration(w) { "·" } else { w })
+                .collect();
             words.join(" ") + "\n"
         })
         .collect();

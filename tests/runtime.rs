@@ -502,3 +502,22 @@ fn an_on_failure_stage_runs_only_when_the_stage_fails() {
     );
     assert_eq!(calls, ["bad#1", "rescue_#1"]);
 }
+
+#[test]
+fn a_stage_waiting_on_a_skipped_stage_still_runs() {
+    // `alt` is skipped; `next` depends on it and must still be evaluated (and run).
+    let clock = ManualClock::default();
+    let src = "activity a = exec('a')\nflow f = {\n  stage first = a()\n  stage alt if first.failed = a()\n  stage next if first.success or alt.success = a()\n  stage last = from next\n}\n";
+    let (summary, calls) = run(src, &clock, |_| ok(r#"{"ok": 1}"#));
+    assert_eq!(summary.state, "success");
+    assert_eq!(
+        states(&summary),
+        BTreeMap::from([
+            ("first", "success"),
+            ("alt", "skipped"),
+            ("next", "success"),
+            ("last", "success")
+        ])
+    );
+    assert_eq!(calls, ["a#1", "a#1"]);
+}

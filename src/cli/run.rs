@@ -6,14 +6,14 @@ use super::exit;
 use super::plan::{choose_flow, compile};
 use crate::check::Index;
 use crate::plan::lower;
+use crate::plan::sql::RUN_ID_PARAM;
 use crate::runtime::activity::ProcessLauncher;
 use crate::runtime::clock::SystemClock;
-use crate::plan::sql::RUN_ID_PARAM;
 use crate::runtime::engine::{Context, FlowRunner, Jump, Progress, Summary, Tee, execute};
+use crate::runtime::retry::SeededRandom;
 use crate::runtime::runs::catalog::{self, Retention, RunRow};
 use crate::runtime::runs::journal::{Claim, Journal, NewRun};
 use crate::runtime::runs::owner::Watch;
-use crate::runtime::retry::SeededRandom;
 use crate::runtime::store::{StoreConfig, from_json};
 use crate::syntax::ast::{ExprKind, Item};
 use crate::workspace::Workspace;
@@ -105,17 +105,8 @@ pub fn run(args: RunArgs) -> u8 {
             }
         }
     }
-    let db = args
-        .db
-        .clone()
-        .unwrap_or_else(|| default_db(&args.path));
-    let runner = Runner::new(
-        args.path.clone(),
-        &workspace,
-        &index,
-        db,
-        args.max_parallel,
-    );
+    let db = args.db.clone().unwrap_or_else(|| default_db(&args.path));
+    let runner = Runner::new(args.path.clone(), &workspace, &index, db, args.max_parallel);
     let parent = args.parent.as_deref().and_then(|p| match p {
         [run, stage] => Some((run.clone(), stage.clone())),
         _ => None,
@@ -192,7 +183,11 @@ impl Runner<'_> {
                     "run {} of flow {} skipped: {}",
                     summary.run_id,
                     summary.flow,
-                    summary.stages.first().and_then(|s| s.error.as_deref()).unwrap_or("")
+                    summary
+                        .stages
+                        .first()
+                        .and_then(|s| s.error.as_deref())
+                        .unwrap_or("")
                 );
             }
             match format {
@@ -336,7 +331,13 @@ impl Runner<'_> {
             }
             Start::Resume { run, resumed } => {
                 let journal = Journal::reclaim(&self.db, &run.run_id, cancel.clone())?;
-                (run.run_id, run.run_time, PathBuf::from(run.run_db), journal, resumed)
+                (
+                    run.run_id,
+                    run.run_time,
+                    PathBuf::from(run.run_db),
+                    journal,
+                    resumed,
+                )
             }
         };
         let mut params = args;
@@ -366,7 +367,12 @@ impl Runner<'_> {
             return Err(e);
         }
         let paused = Arc::new(AtomicBool::new(false));
-        let _watch = Watch::start(self.db.clone(), run_id.clone(), cancel.clone(), paused.clone());
+        let _watch = Watch::start(
+            self.db.clone(),
+            run_id.clone(),
+            cancel.clone(),
+            paused.clone(),
+        );
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let max_parallel = self
             .max_parallel

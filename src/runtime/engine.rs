@@ -235,6 +235,11 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
     }
     let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
     let pool = &Pool::default();
+    // The first connection sets the files up (WAL, the run store's tables) before stages race
+    // to open theirs.
+    if let Ok(store) = pool.take(stores) {
+        pool.give_back(store);
+    }
     std::thread::scope(|scope| {
         let mut running = 0usize;
         loop {

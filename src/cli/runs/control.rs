@@ -89,10 +89,18 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     }
     let index = Index::new(&workspace);
     let runner = Runner::new(path, &workspace, &index, db.to_path_buf(), None);
-    let args_values: BTreeMap<String, Value> =
-        run.args.iter().map(|(k, v)| (k.clone(), from_json(v))).collect();
+    let args_values: BTreeMap<String, Value> = run
+        .args
+        .iter()
+        .map(|(k, v)| (k.clone(), from_json(v)))
+        .collect();
     let resumed = resumed.into_iter().map(|(_, s)| s).collect();
-    Ok(runner.chain(plan, args_values, Start::Resume { run, resumed }, args.format))
+    Ok(runner.chain(
+        plan,
+        args_values,
+        Start::Resume { run, resumed },
+        args.format,
+    ))
 }
 
 pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, String> {
@@ -163,8 +171,11 @@ pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
             }
         ));
     };
-    let mut params: BTreeMap<String, Value> =
-        run.args.iter().map(|(k, v)| (k.clone(), from_json(v))).collect();
+    let mut params: BTreeMap<String, Value> = run
+        .args
+        .iter()
+        .map(|(k, v)| (k.clone(), from_json(v)))
+        .collect();
     params.insert("run_time".into(), Value::Text(run.run_time.clone()));
     params.insert(
         "run_date".into(),

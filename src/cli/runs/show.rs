@@ -55,10 +55,18 @@ pub fn list(db: &Path, args: ListArgs) -> Result<u8, String> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&items).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&items).unwrap_or_default()
+            );
         }
         Format::Text => {
-            let id_width = runs.iter().map(|r| r.run_id.len()).max().unwrap_or(6).max(6);
+            let id_width = runs
+                .iter()
+                .map(|r| r.run_id.len())
+                .max()
+                .unwrap_or(6)
+                .max(6);
             let flow_width = runs.iter().map(|r| r.flow.len()).max().unwrap_or(4).max(4);
             println!(
                 "{:id_width$}  {:flow_width$}  {:15}  {:24}  {:>9}",
@@ -109,7 +117,10 @@ pub fn show(db: &Path, args: ShowArgs) -> Result<u8, String> {
     }
     let detail = details(&conn, &run)?;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&detail).unwrap_or_default()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&detail).unwrap_or_default()
+        ),
         Format::Text => print!("{}", text(&run, &detail)),
     }
     Ok(exit::OK)
@@ -179,13 +190,24 @@ fn text(run: &RunRow, detail: &serde_json::Value) -> String {
     }
     let stages: Vec<StageRow> =
         serde_json::from_value(detail["stages"].clone()).unwrap_or_default();
-    let width = stages.iter().map(|s| s.stage.len()).max().unwrap_or(5).max(5);
+    let width = stages
+        .iter()
+        .map(|s| s.stage.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     out.push_str(&format!(
         "\n{:width$}  {:9} {:>8} {:>6} {:>9}  error\n",
         "stage", "state", "attempts", "rows", "duration"
     ));
     for s in &stages {
-        let error = s.error.as_deref().unwrap_or("").lines().last().unwrap_or("");
+        let error = s
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .last()
+            .unwrap_or("");
         out.push_str(&format!(
             "{:width$}  {:9} {:>8} {:>6} {:>9}  {error}\n",
             s.stage,
@@ -195,7 +217,11 @@ fn text(run: &RunRow, detail: &serde_json::Value) -> String {
             millis(s.duration_ms)
         ));
     }
-    for (title, key) in [("compensations", "compensations"), ("child runs", "children"), ("jumps", "jumps")] {
+    for (title, key) in [
+        ("compensations", "compensations"),
+        ("child runs", "children"),
+        ("jumps", "jumps"),
+    ] {
         let Some(items) = detail[key].as_array().filter(|a| !a.is_empty()) else {
             continue;
         };
@@ -265,7 +291,11 @@ fn tree(
             stage.stage,
             stage.state,
             millis(stage.duration_ms),
-            if stage.rows > 0 { format!("  {} rows", stage.rows) } else { String::new() }
+            if stage.rows > 0 {
+                format!("  {} rows", stage.rows)
+            } else {
+                String::new()
+            }
         ));
         let attempts: Vec<_> = stage.history.iter().filter(|a| a.phase == "run").collect();
         let calls: Vec<&RunRow> = children
@@ -276,9 +306,21 @@ fn tree(
         for (k, a) in attempts.iter().enumerate() {
             let last = k + 1 == count;
             let item = a.item.map(|i| format!("item {i} ")).unwrap_or_default();
-            let round = if a.round > 0 { format!(" (resume {})", a.round) } else { String::new() };
-            let code = a.exit_code.map(|c| format!("  exit {c}")).unwrap_or_default();
-            let error = a.error.as_deref().and_then(|e| e.lines().last()).map(|e| format!("  {e}")).unwrap_or_default();
+            let round = if a.round > 0 {
+                format!(" (resume {})", a.round)
+            } else {
+                String::new()
+            };
+            let code = a
+                .exit_code
+                .map(|c| format!("  exit {c}"))
+                .unwrap_or_default();
+            let error = a
+                .error
+                .as_deref()
+                .and_then(|e| e.lines().last())
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default();
             out.push_str(&format!(
                 "{inner}{}{item}attempt {}{round}  {}  {}{code}{error}\n",
                 if last { "└─ " } else { "├─ " },

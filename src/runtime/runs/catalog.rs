@@ -334,9 +334,8 @@ pub fn clean(conn: &mut Connection, rules: &Retention) -> Result<Vec<String>, St
             run.is_finished() && now - run.finished_at.unwrap_or(run.created_at) > age
         });
         let kept = kept_per_flow.entry(run.flow.clone()).or_default();
-        let over_keep = rules.keep_runs
-            && run.is_finished()
-            && keep_runs.is_some_and(|k| *kept >= k);
+        let over_keep =
+            rules.keep_runs && run.is_finished() && keep_runs.is_some_and(|k| *kept >= k);
         if too_old || over_keep || (rules.stale && stale) {
             doomed.push(run.clone());
         } else if run.is_finished() {
@@ -353,8 +352,11 @@ pub fn clean(conn: &mut Connection, rules: &Retention) -> Result<Vec<String>, St
             "wvflow_signals",
             "wvflow_runs",
         ] {
-            tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [&run.run_id])
-                .map_err(|e| e.to_string())?;
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE run_id = ?1"),
+                [&run.run_id],
+            )
+            .map_err(|e| e.to_string())?;
         }
     }
     tx.commit().map_err(|e| e.to_string())?;

@@ -35,7 +35,9 @@ pub struct NewRun<'a> {
 pub enum Claim {
     Started,
     /// No slot free: the run is recorded as skipped; these runs hold the slots.
-    Full { holders: Vec<String> },
+    Full {
+        holders: Vec<String>,
+    },
 }
 
 pub struct Journal {
@@ -212,10 +214,7 @@ impl Journal {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()))?;
         let state = record.display_state();
-        if !matches!(
-            state.as_str(),
-            "failed" | "cancelled" | "running (stale)"
-        ) {
+        if !matches!(state.as_str(), "failed" | "cancelled" | "running (stale)") {
             return Err(format!(
                 "run {run_id} is {state}: only a failed, cancelled or stale run can be resumed"
             ));
@@ -341,7 +340,13 @@ impl Progress for Journal {
                  WHERE run_id = ?1 AND stage = ?2",
                 params![run_id, stage, now_ms()],
             )?;
-            event(tx, run_id, "stage_started", Some(stage), serde_json::Value::Null)
+            event(
+                tx,
+                run_id,
+                "stage_started",
+                Some(stage),
+                serde_json::Value::Null,
+            )
         });
     }
 
@@ -453,7 +458,13 @@ impl Progress for Journal {
 
 /// Records a request from another process: cancel a run, send it a signal, pause or resume
 /// it. Returns the run's state as it was.
-pub fn request(db: &Path, run_id: &str, kind: &str, name: Option<&str>, value: Option<&Value>) -> Result<String, String> {
+pub fn request(
+    db: &Path,
+    run_id: &str,
+    kind: &str,
+    name: Option<&str>,
+    value: Option<&Value>,
+) -> Result<String, String> {
     let mut conn = schema::open(db)?;
     let fail = |e: rusqlite::Error| format!("cannot record the request for run {run_id}: {e}");
     let tx = begin(&mut conn).map_err(fail)?;
@@ -510,7 +521,11 @@ pub fn request(db: &Path, run_id: &str, kind: &str, name: Option<&str>, value: O
     event(
         &tx,
         run_id,
-        if kind == "cancel" { "cancel_requested" } else { "signal" },
+        if kind == "cancel" {
+            "cancel_requested"
+        } else {
+            "signal"
+        },
         None,
         detail,
     )

@@ -163,7 +163,10 @@ mod tests {
         child.wait().unwrap();
         let gone = Owner { pid, ..me.clone() };
         assert_eq!(gone.is_alive(), Some(false));
-        assert!(is_stale(&gone, i64::MAX, 0), "a dead local owner is stale at once");
+        assert!(
+            is_stale(&gone, i64::MAX, 0),
+            "a dead local owner is stale at once"
+        );
         let elsewhere = Owner {
             host: "another-host".into(),
             ..me
