@@ -89,6 +89,9 @@ fn run(name: &str, src: &str, recorded: bool) -> (f64, usize, String) {
         journal.finish(&summary);
     }
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(failed) = summary.stages.iter().find(|s| s.state == "failed") {
+        eprintln!("{name}: stage {} failed: {:?}", failed.stage, failed.error);
+    }
     (seconds, summary.stages.len(), summary.state)
 }
 

@@ -83,8 +83,11 @@ fn kill(pid_file: &Path) {
 
 const CRASHY: &str = r#"
 activity step(name: string) = sh("""echo "$WV_NAME" >> log.txt; if [ "$WV_NAME" = second ] && [ ! -f go ]; then echo $$ > second.pid; sleep 30; fi""")
+flow Done = {
+  stage d = step('done')
+}
 flow Crashy = {
-  stage first = step('first')
+  stage first = step('first') | -> Done
   stage second if first.success = step('second')
   stage third if second.success = step('third')
 }
@@ -93,7 +96,7 @@ flow Crashy = {
 #[test]
 fn a_killed_run_shows_stale_and_resumes_without_rerunning_what_succeeded() {
     let dir = scratch("runs-crash", &[("flow.wv", CRASHY)]);
-    let mut child = start(&dir, &[]);
+    let mut child = start(&dir, &["Crashy"]);
     wait_for(Duration::from_secs(20), "the second stage", || {
         read(&dir.join("log.txt")).contains("second")
     });
@@ -117,15 +120,24 @@ fn a_killed_run_shows_stale_and_resumes_without_rerunning_what_succeeded() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let summary: Value = serde_json::Deserializer::from_slice(&o.stdout)
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
     assert_eq!(summary["run_id"], run_id.as_str());
     assert_eq!(summary["state"], "success");
-    // `first` ran once; `second` was in flight at the crash and ran again (at least once).
-    assert_eq!(read(&dir.join("log.txt")), "first\nsecond\nsecond\nthird\n");
+    // `first` ran once; `second` was in flight at the crash and ran again (at least once);
+    // the jump `first` reached before the crash starts `Done` once the run succeeds.
+    assert_eq!(
+        read(&dir.join("log.txt")),
+        "first\nsecond\nsecond\nthird\ndone\n"
+    );
 
     let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
     assert_eq!(show["state"], "success");
     assert_eq!(show["resumes"], 1);
+    assert_eq!(show["jumps"][0]["flow"], "Done");
     let second = &show["stages"][1];
     let rounds: Vec<u64> = second["history"]
         .as_array()

@@ -1,7 +1,7 @@
 //! Live progress of a run on a terminal (stderr): one line per running stage with its
 //! attempt and elapsed time.
 
-use crate::runtime::engine::{Progress, StageSummary};
+use crate::runtime::engine::{Attempt, Progress, StageSummary};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -38,11 +38,11 @@ impl Progress for Live {
         }
     }
 
-    fn attempt_started(&self, stage: &str, _phase: &str, _item: Option<usize>, attempt: u32) {
+    fn attempt_started(&self, attempt: &Attempt) {
         if let Ok(running) = self.running.lock()
-            && let Some(bar) = running.get(stage)
+            && let Some(bar) = running.get(attempt.stage)
         {
-            bar.set_message(format!("attempt {attempt}"));
+            bar.set_message(format!("attempt {}", attempt.number));
         }
     }
 

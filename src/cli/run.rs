@@ -6,7 +6,6 @@ use super::exit;
 use super::plan::{choose_flow, compile};
 use crate::check::Index;
 use crate::plan::lower;
-use crate::plan::sql::RUN_ID_PARAM;
 use crate::runtime::activity::ProcessLauncher;
 use crate::runtime::clock::SystemClock;
 use crate::runtime::engine::{Context, FlowRunner, Jump, Progress, Summary, Tee, execute};
@@ -14,6 +13,7 @@ use crate::runtime::retry::SeededRandom;
 use crate::runtime::runs::catalog::{self, Retention, RunRow};
 use crate::runtime::runs::journal::{Claim, Journal, NewRun};
 use crate::runtime::runs::owner::Watch;
+use crate::runtime::runs::run_params;
 use crate::runtime::store::{StoreConfig, from_json};
 use crate::syntax::ast::{ExprKind, Item};
 use crate::workspace::Workspace;
@@ -150,7 +150,7 @@ pub(super) enum Start {
         jumped_from: Option<String>,
     },
     Resume {
-        run: RunRow,
+        run: Box<RunRow>,
         /// Stages that already succeeded, in the order they finished.
         resumed: Vec<crate::runtime::engine::StageSummary>,
     },
@@ -178,18 +178,6 @@ impl Runner<'_> {
                         return exit::USAGE;
                     }
                 };
-            if summary.state == "skipped" {
-                eprintln!(
-                    "run {} of flow {} skipped: {}",
-                    summary.run_id,
-                    summary.flow,
-                    summary
-                        .stages
-                        .first()
-                        .and_then(|s| s.error.as_deref())
-                        .unwrap_or("")
-                );
-            }
             match format {
                 Format::Json => println!(
                     "{}",
@@ -324,12 +312,21 @@ impl Runner<'_> {
                     jumped_from: jumped_from.as_deref(),
                 };
                 let (journal, claim) = Journal::create(&self.db, &new, cancel.clone())?;
-                if let Claim::Full { holders } = claim {
-                    return Ok(skipped(plan, run_id, &holders));
+                if let Claim::Full { reason } = claim {
+                    eprintln!("run {run_id} of flow {} skipped: {reason}", plan.flow.name);
+                    return Ok(Summary {
+                        run_id,
+                        flow: plan.flow.name.clone(),
+                        state: "skipped".into(),
+                        stages: Vec::new(),
+                        compensations: Vec::new(),
+                        next: Vec::new(),
+                    });
                 }
                 (run_id, run_time, run_db, journal, Vec::new())
             }
             Start::Resume { run, resumed } => {
+                let run = *run;
                 let journal = Journal::reclaim(&self.db, &run.run_id, cancel.clone())?;
                 (
                     run.run_id,
@@ -340,13 +337,7 @@ impl Runner<'_> {
                 )
             }
         };
-        let mut params = args;
-        params.insert(
-            "run_date".into(),
-            Value::Text(run_time.get(..10).unwrap_or_default().to_string()),
-        );
-        params.insert("run_time".into(), Value::Text(run_time));
-        params.insert(RUN_ID_PARAM.into(), Value::Text(run_id.clone()));
+        let params = run_params(args, &run_time, &run_id);
         let folder = Path::new(&plan.flow.origin.file)
             .parent()
             .map(Path::to_path_buf)
@@ -367,12 +358,19 @@ impl Runner<'_> {
             return Err(e);
         }
         let paused = Arc::new(AtomicBool::new(false));
-        let _watch = Watch::start(
+        let watch = Watch::start(
             self.db.clone(),
             run_id.clone(),
             cancel.clone(),
             paused.clone(),
         );
+        let _watch = match watch {
+            Ok(watch) => watch,
+            Err(e) => {
+                journal.abort(&e);
+                return Err(e);
+            }
+        };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let max_parallel = self
             .max_parallel
@@ -413,30 +411,6 @@ impl Runner<'_> {
             let _ = catalog::clean(&mut conn, &rules);
         }
         Ok(summary)
-    }
-}
-
-/// A run that found no free concurrency slot: recorded as skipped, nothing ran.
-fn skipped(plan: &crate::plan::Plan, run_id: String, holders: &[String]) -> Summary {
-    Summary {
-        run_id,
-        flow: plan.flow.name.clone(),
-        state: "skipped".into(),
-        stages: vec![crate::runtime::engine::StageSummary {
-            stage: String::new(),
-            state: "skipped".into(),
-            attempts: 0,
-            rows: 0,
-            duration_ms: 0,
-            error: Some(format!(
-                "flow `{}` allows {} run(s) at once; held by {}",
-                plan.flow.name,
-                plan.flow.concurrency.unwrap_or(1),
-                holders.join(", ")
-            )),
-        }],
-        compensations: Vec::new(),
-        next: Vec::new(),
     }
 }
 

@@ -65,6 +65,11 @@ pub fn text(plan: &Plan) -> String {
     for h in &f.hooks {
         let _ = writeln!(out, "  {}: {}", h.event, action(&h.action));
     }
+    for (kind, named) in [("signal", &f.signals), ("query", &f.queries)] {
+        for n in named {
+            let _ = writeln!(out, "  {kind} {} = {}", n.name, sql(&n.sql));
+        }
+    }
     for s in &f.stages {
         let _ = writeln!(
             out,

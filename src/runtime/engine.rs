@@ -105,21 +105,26 @@ pub struct AttemptEnd<'a> {
     pub error: Option<&'a str>,
 }
 
+/// Which attempt of which activity call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attempt<'a> {
+    pub stage: &'a str,
+    /// `run`, or `compensate` for the stage's compensation.
+    pub phase: &'a str,
+    /// The step of the stage that calls the activity (a stage may call several).
+    pub step: usize,
+    /// The input row of an `each` fan-out.
+    pub item: Option<usize>,
+    /// From 1.
+    pub number: u32,
+}
+
 /// What a run reports while it goes, each call made before the executor acts on the
 /// transition: live progress on a terminal, and the durable run store.
 pub trait Progress: Sync {
     fn stage_started(&self, _stage: &str) {}
-    /// `phase` is `run`, or `compensate` for a compensation; `item` is an `each` row.
-    fn attempt_started(&self, _stage: &str, _phase: &str, _item: Option<usize>, _attempt: u32) {}
-    fn attempt_finished(
-        &self,
-        _stage: &str,
-        _phase: &str,
-        _item: Option<usize>,
-        _attempt: u32,
-        _end: &AttemptEnd,
-    ) {
-    }
+    fn attempt_started(&self, _attempt: &Attempt) {}
+    fn attempt_finished(&self, _attempt: &Attempt, _end: &AttemptEnd) {}
     /// A stage reached a terminal state (also one that never ran: skipped or cancelled).
     fn stage_finished(&self, _summary: &StageSummary) {}
     fn compensation_finished(&self, _compensation: &CompensationSummary) {}
@@ -132,22 +137,11 @@ impl Progress for Tee<'_> {
     fn stage_started(&self, stage: &str) {
         self.0.iter().for_each(|p| p.stage_started(stage));
     }
-    fn attempt_started(&self, stage: &str, phase: &str, item: Option<usize>, attempt: u32) {
-        self.0
-            .iter()
-            .for_each(|p| p.attempt_started(stage, phase, item, attempt));
+    fn attempt_started(&self, attempt: &Attempt) {
+        self.0.iter().for_each(|p| p.attempt_started(attempt));
     }
-    fn attempt_finished(
-        &self,
-        stage: &str,
-        phase: &str,
-        item: Option<usize>,
-        attempt: u32,
-        end: &AttemptEnd,
-    ) {
-        self.0
-            .iter()
-            .for_each(|p| p.attempt_finished(stage, phase, item, attempt, end));
+    fn attempt_finished(&self, attempt: &Attempt, end: &AttemptEnd) {
+        self.0.iter().for_each(|p| p.attempt_finished(attempt, end));
     }
     fn stage_finished(&self, summary: &StageSummary) {
         self.0.iter().for_each(|p| p.stage_finished(summary));
@@ -237,7 +231,8 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
     let pool = &Pool::default();
     // The first connection sets the files up (WAL, the run store's tables) before stages race
     // to open theirs.
-    if let Ok(store) = pool.take(stores) {
+    if let Ok(mut store) = pool.take(stores) {
+        replay_jumps(&mut store, ctx, &flow.stages, &index);
         pool.give_back(store);
     }
     std::thread::scope(|scope| {
@@ -260,49 +255,51 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             // make stages after it ready.
             let mut marked = false;
             // Start what is ready, lowest priority number first, then in plan order.
-            while !hold {
-                let ready = (0..n)
-                    .filter(|&i| {
-                        !started[i]
-                            && upstream[i].iter().all(|&u| {
-                                results[u].is_some() && (settled[u] || branches[u].contains(&i))
-                            })
-                    })
-                    .min_by_key(|&i| (flow.stages[i].priority, i));
-                let Some(i) = ready else { break };
-                let stage = &flow.stages[i];
-                let not_run = if cancelled {
-                    Some("cancelled")
-                } else if ended || !holds(&stage.trigger, &states) {
-                    Some("skipped")
-                } else {
-                    None
-                };
-                if let Some(state) = not_run {
-                    started[i] = true;
-                    states.insert(stage.id.clone(), state);
-                    let summary = StageSummary::new(stage, state);
-                    if let Some(p) = ctx.progress {
-                        p.stage_finished(&summary);
+            if !hold {
+                loop {
+                    let ready = (0..n)
+                        .filter(|&i| {
+                            !started[i]
+                                && upstream[i].iter().all(|&u| {
+                                    results[u].is_some() && (settled[u] || branches[u].contains(&i))
+                                })
+                        })
+                        .min_by_key(|&i| (flow.stages[i].priority, i));
+                    let Some(i) = ready else { break };
+                    let stage = &flow.stages[i];
+                    let not_run = if cancelled {
+                        Some("cancelled")
+                    } else if ended || !holds(&stage.trigger, &states) {
+                        Some("skipped")
+                    } else {
+                        None
+                    };
+                    if let Some(state) = not_run {
+                        started[i] = true;
+                        states.insert(stage.id.clone(), state);
+                        let summary = StageSummary::new(stage, state);
+                        if let Some(p) = ctx.progress {
+                            p.stage_finished(&summary);
+                        }
+                        results[i] = Some(summary);
+                        marked = true;
+                        continue;
                     }
-                    results[i] = Some(summary);
-                    marked = true;
-                    continue;
+                    if running >= max_parallel.max(1) {
+                        break;
+                    }
+                    started[i] = true;
+                    running += 1;
+                    if let Some(p) = ctx.progress {
+                        p.stage_started(&stage.id);
+                    }
+                    let sender = sender.clone();
+                    let done_states = states.clone();
+                    scope.spawn(move || {
+                        let summary = run_stage(stage, stores, pool, ctx, &done_states);
+                        let _ = sender.send((i, summary));
+                    });
                 }
-                if running >= max_parallel.max(1) {
-                    break;
-                }
-                started[i] = true;
-                running += 1;
-                if let Some(p) = ctx.progress {
-                    p.stage_started(&stage.id);
-                }
-                let sender = sender.clone();
-                let done_states = states.clone();
-                scope.spawn(move || {
-                    let summary = run_stage(stage, stores, pool, ctx, &done_states);
-                    let _ = sender.send((i, summary));
-                });
             }
             if running == 0 && !hold {
                 if marked {
@@ -370,6 +367,39 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         } else {
             ctx.jumps.lock().map(|j| j.clone()).unwrap_or_default()
         },
+    }
+}
+
+/// A resumed run does not run its succeeded stages again, but the jumps they reached still
+/// start when the run succeeds: their targets are evaluated again over the stored rows.
+fn replay_jumps(
+    store: &mut Store,
+    ctx: &Context,
+    stages: &[StagePlan],
+    index: &BTreeMap<&str, usize>,
+) {
+    for done in &ctx.resumed {
+        let Some(stage) = index.get(done.stage.as_str()).map(|&i| &stages[i]) else {
+            continue;
+        };
+        for step in &stage.steps {
+            let Step::Jump { target } = step else {
+                continue;
+            };
+            let rows = store.stage_rows(&stage.id).unwrap_or_default();
+            let mut run = StageRun {
+                store: &mut *store,
+                ctx,
+                stage,
+                attempts: 0,
+                key: None,
+                phase: "run",
+                step: 0,
+            };
+            if let (Ok(jump), Ok(mut jumps)) = (run.target(target, &rows), ctx.jumps.lock()) {
+                jumps.push(jump);
+            }
+        }
     }
 }
 
@@ -478,6 +508,7 @@ fn run_stage_on(
         attempts: 0,
         key: key.clone(),
         phase: "run",
+        step: 0,
     };
     let result = run.steps();
     let attempts = run.attempts;
@@ -566,6 +597,8 @@ struct StageRun<'a, 'c> {
     key: Option<String>,
     /// `run`, or `compensate` while running the stage's compensation.
     phase: &'static str,
+    /// The step being run.
+    step: usize,
 }
 
 type StepError = (String, u32);
@@ -574,7 +607,8 @@ impl StageRun<'_, '_> {
     fn steps(&mut self) -> Result<Rows, StepError> {
         let mut rows: Option<Rows> = None;
         let mut last_query: Option<&Sql> = None;
-        for step in &self.stage.steps {
+        for (index, step) in self.stage.steps.iter().enumerate() {
+            self.step = index;
             let input = rows.take().unwrap_or_default();
             let output = match step {
                 Step::Query { sql } => {
@@ -769,19 +803,19 @@ impl StageRun<'_, '_> {
                 launch(
                     self.ctx,
                     self.stage,
-                    self.phase,
-                    None,
-                    attempt,
-                    request(
-                        self.ctx,
-                        self.stage,
-                        self.phase,
-                        self.key.as_deref(),
+                    &Attempt {
+                        stage: &self.stage.id,
+                        phase: self.phase,
+                        step: self.step,
+                        item: None,
+                        number: attempt,
+                    },
+                    Call {
                         invocation,
-                        args.clone(),
-                        input.clone(),
-                        attempt,
-                    ),
+                        key: self.key.as_deref(),
+                        args: args.clone(),
+                        input: input.clone(),
+                    },
                 )
             },
         );
@@ -817,7 +851,7 @@ impl StageRun<'_, '_> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<std::sync::Mutex<Option<retry::Finished<Rows>>>> =
             items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        let (ctx, stage, key) = (self.ctx, self.stage, self.key.as_deref());
+        let (ctx, stage, key, step) = (self.ctx, self.stage, self.key.as_deref(), self.step);
         std::thread::scope(|scope| {
             for _ in 0..concurrency.max(1).min(items.len() as u64) {
                 scope.spawn(|| {
@@ -835,19 +869,19 @@ impl StageRun<'_, '_> {
                                 launch(
                                     ctx,
                                     stage,
-                                    "run",
-                                    Some(i),
-                                    attempt,
-                                    request(
-                                        ctx,
-                                        stage,
-                                        "run",
-                                        key,
+                                    &Attempt {
+                                        stage: &stage.id,
+                                        phase: "run",
+                                        step,
+                                        item: Some(i),
+                                        number: attempt,
+                                    },
+                                    Call {
                                         invocation,
-                                        args.clone(),
-                                        row.clone(),
-                                        attempt,
-                                    ),
+                                        key,
+                                        args: args.clone(),
+                                        input: row.clone(),
+                                    },
                                 )
                             },
                         );
@@ -994,18 +1028,12 @@ impl StageRun<'_, '_> {
 }
 
 /// One attempt, reported before it starts and after it ends.
-fn launch(
-    ctx: &Context,
-    stage: &StagePlan,
-    phase: &str,
-    item: Option<usize>,
-    attempt: u32,
-    request: Request,
-) -> Outcome<Rows> {
+fn launch(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: Call) -> Outcome<Rows> {
+    let request = request(ctx, stage, attempt, call);
     let Some(progress) = ctx.progress else {
         return ctx.launcher.launch(&request);
     };
-    progress.attempt_started(&stage.id, phase, item, attempt);
+    progress.attempt_started(attempt);
     let outcome = ctx.launcher.launch(&request);
     let end = match &outcome {
         Outcome::Success(_) => AttemptEnd {
@@ -1024,33 +1052,39 @@ fn launch(
             error: None,
         },
     };
-    progress.attempt_finished(&stage.id, phase, item, attempt, &end);
+    progress.attempt_finished(attempt, &end);
     outcome
 }
 
-/// One attempt's request: the call, its arguments and input, and the run's environment.
-fn request(
-    ctx: &Context,
-    stage: &StagePlan,
-    phase: &str,
-    key: Option<&str>,
-    invocation: &Invocation,
+/// What one activity call passes: the activity, the stage's idempotency key, argument values
+/// and input rows.
+struct Call<'a> {
+    invocation: &'a Invocation,
+    key: Option<&'a str>,
     args: BTreeMap<String, Value>,
     input: Rows,
-    attempt: u32,
-) -> Request {
+}
+
+/// One attempt's request: the call and the run's environment.
+fn request(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: Call) -> Request {
+    let Call {
+        invocation,
+        key,
+        args,
+        input,
+    } = call;
     let mut env = vec![
         ("WVFLOW_RUN_ID".to_string(), ctx.run_id.clone()),
         ("WVFLOW_FLOW".to_string(), ctx.flow.clone()),
         ("WVFLOW_STAGE".to_string(), stage.id.clone()),
-        ("WVFLOW_ATTEMPT".to_string(), attempt.to_string()),
+        ("WVFLOW_ATTEMPT".to_string(), attempt.number.to_string()),
     ];
     if let Some(key) = key {
         env.push(("WVFLOW_IDEMPOTENCY_KEY".to_string(), key.to_string()));
     }
     Request {
         // A compensation runs to its end even in a cancelled run: it is the cleanup.
-        cancel: if phase == "compensate" {
+        cancel: if attempt.phase == "compensate" {
             Arc::new(AtomicBool::new(false))
         } else {
             ctx.cancel.clone()
@@ -1128,6 +1162,7 @@ fn compensate(
             attempts: 0,
             key: None,
             phase: "compensate",
+            step: 0,
         };
         // Arguments that name columns take them from the stage's first row.
         let first = Rows {

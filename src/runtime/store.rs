@@ -145,19 +145,8 @@ impl StoreConfig {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(|e| e.to_string())?;
         let store = Store::with_connection(conn, &self.run_db.to_string_lossy(), &self.base)?;
-        // WAL lets stages read while another writes; the mode is kept in the file, so it is
-        // switched once, when a file is new.
         for schema in ["main", "run"] {
-            let mode: String = store
-                .conn
-                .query_row(&format!("PRAGMA {schema}.journal_mode"), [], |r| r.get(0))
-                .map_err(|e| e.to_string())?;
-            if mode != "wal" {
-                store
-                    .conn
-                    .execute_batch(&format!("PRAGMA {schema}.journal_mode = WAL"))
-                    .map_err(|e| e.to_string())?;
-            }
+            super::runs::schema::use_wal(&store.conn, schema)?;
         }
         Ok(store)
     }
@@ -262,6 +251,10 @@ impl Store {
 
     /// Replaces `schema.table` with the rows.
     pub fn write_table(&mut self, schema: &str, table: &str, rows: &Rows) -> Result<(), Error> {
+        again_on_schema_change(|| self.write_table_once(schema, table, rows))
+    }
+
+    fn write_table_once(&mut self, schema: &str, table: &str, rows: &Rows) -> Result<(), Error> {
         let name = format!("{schema}.{}", quote(table));
         // Take the write lock at once: a deferred transaction that upgrades could deadlock
         // with another stage and fail without waiting.
@@ -304,6 +297,10 @@ impl Store {
         if let Some(rows) = input {
             self.write_table("temp", "_input", rows)?;
         }
+        again_on_schema_change(|| self.query_once(sql, params))
+    }
+
+    fn query_once(&mut self, sql: &str, params: &BTreeMap<String, Value>) -> Result<Rows, Error> {
         // A table the workspace database does not have may be a file beside the flow:
         // `orders` reads `orders.csv`, `orders.json` or `orders.ndjson`.
         let mut tried = Vec::new();
@@ -390,6 +387,19 @@ impl Store {
     pub fn temp_name(&mut self) -> String {
         self.next_temp += 1;
         format!("_step_{}", self.next_temp)
+    }
+}
+
+/// Runs `f` again (up to 20 times) when SQLite reports that the schema changed under it:
+/// parallel stages create tables in the same run database, and a statement that keeps
+/// meeting new tables gives up with SQLITE_SCHEMA after its own retries.
+fn again_on_schema_change<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    let mut tries = 0;
+    loop {
+        match f() {
+            Err(e) if e.contains("database schema has changed") && tries < 20 => tries += 1,
+            other => return other,
+        }
     }
 }
 

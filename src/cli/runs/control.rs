@@ -4,10 +4,9 @@ use super::{Format, find_run, open};
 use crate::check::Index;
 use crate::cli::exit;
 use crate::cli::run::{Runner, Start};
-use crate::plan::sql::RUN_ID_PARAM;
 use crate::runtime::engine::StageSummary;
 use crate::runtime::runs::catalog::{self, Retention};
-use crate::runtime::runs::journal;
+use crate::runtime::runs::{journal, run_params};
 use crate::runtime::store::{StoreConfig, from_json, to_json};
 use crate::workspace::Workspace;
 use clap::Args;
@@ -89,16 +88,15 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     }
     let index = Index::new(&workspace);
     let runner = Runner::new(path, &workspace, &index, db.to_path_buf(), None);
-    let args_values: BTreeMap<String, Value> = run
-        .args
-        .iter()
-        .map(|(k, v)| (k.clone(), from_json(v)))
-        .collect();
+    let args_values = args_of(&run);
     let resumed = resumed.into_iter().map(|(_, s)| s).collect();
     Ok(runner.chain(
         plan,
         args_values,
-        Start::Resume { run, resumed },
+        Start::Resume {
+            run: Box::new(run),
+            resumed,
+        },
         args.format,
     ))
 }
@@ -118,10 +116,7 @@ pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, String> {
 }
 
 pub fn signal(db: &Path, args: SignalArgs) -> Result<u8, String> {
-    let conn = open(db)?;
-    let run = find_run(&conn, db, &args.run_id)?;
-    let plan = catalog::plan_of(&conn, &run.run_id)?;
-    drop(conn);
+    let (_, plan) = run_and_plan(db, &args.run_id)?;
     let declared: Vec<&str> = plan.flow.signals.iter().map(|s| s.name.as_str()).collect();
     if !declared.contains(&args.name.as_str()) && !matches!(args.name.as_str(), "pause" | "resume")
     {
@@ -154,10 +149,7 @@ pub fn signal(db: &Path, args: SignalArgs) -> Result<u8, String> {
 }
 
 pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
-    let conn = open(db)?;
-    let run = find_run(&conn, db, &args.run_id)?;
-    let plan = catalog::plan_of(&conn, &run.run_id)?;
-    drop(conn);
+    let (run, plan) = run_and_plan(db, &args.run_id)?;
     let Some(query) = plan.flow.queries.iter().find(|q| q.name == args.name) else {
         let known: Vec<&str> = plan.flow.queries.iter().map(|q| q.name.as_str()).collect();
         return Err(format!(
@@ -171,17 +163,7 @@ pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
             }
         ));
     };
-    let mut params: BTreeMap<String, Value> = run
-        .args
-        .iter()
-        .map(|(k, v)| (k.clone(), from_json(v)))
-        .collect();
-    params.insert("run_time".into(), Value::Text(run.run_time.clone()));
-    params.insert(
-        "run_date".into(),
-        Value::Text(run.run_time.get(..10).unwrap_or_default().to_string()),
-    );
-    params.insert(RUN_ID_PARAM.into(), Value::Text(run.run_id.clone()));
+    let params = run_params(args_of(&run), &run.run_time, &run.run_id);
     let base = Path::new(&plan.flow.origin.file)
         .parent()
         .map(Path::to_path_buf)
@@ -223,4 +205,20 @@ pub fn clean(db: &Path, args: CleanArgs) -> Result<u8, String> {
         println!("  {id}");
     }
     Ok(exit::OK)
+}
+
+/// A run's arguments as values.
+fn args_of(run: &catalog::RunRow) -> BTreeMap<String, Value> {
+    run.args
+        .iter()
+        .map(|(k, v)| (k.clone(), from_json(v)))
+        .collect()
+}
+
+/// A run that must exist, and the plan it started with.
+fn run_and_plan(db: &Path, run_id: &str) -> Result<(catalog::RunRow, crate::plan::Plan), String> {
+    let conn = open(db)?;
+    let run = find_run(&conn, db, run_id)?;
+    let plan = catalog::plan_of(&conn, run_id)?;
+    Ok((run, plan))
 }

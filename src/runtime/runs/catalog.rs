@@ -76,15 +76,6 @@ impl RunRow {
         self.state == "running" && is_stale(&self.owner, self.lease_until, now_ms())
     }
 
-    /// The state that dependencies and concurrency see: a stale run counts as failed.
-    pub fn effective_state(&self) -> &str {
-        if self.is_stale() {
-            "failed"
-        } else {
-            &self.state
-        }
-    }
-
     pub fn is_finished(&self) -> bool {
         self.state != "running"
     }
@@ -173,6 +164,8 @@ pub struct StageRow {
 pub struct AttemptRow {
     /// `run`, or `compensate` for a compensation's attempts.
     pub phase: String,
+    /// The step of the stage that called the activity.
+    pub step: u32,
     /// The row of an `each` fan-out, from 0.
     pub item: Option<u64>,
     /// 0 for the first execution, one more after each `runs resume`.
@@ -195,8 +188,9 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
     let mut attempts: std::collections::BTreeMap<String, Vec<AttemptRow>> = Default::default();
     let mut statement = conn
         .prepare(
-            "SELECT stage, phase, item, round, attempt, state, started_at, finished_at, exit_code, error
-             FROM wvflow_attempts WHERE run_id = ?1 ORDER BY stage, phase DESC, round, item, attempt",
+            "SELECT stage, phase, item, round, attempt, state, started_at, finished_at, exit_code, error, step
+             FROM wvflow_attempts WHERE run_id = ?1
+             ORDER BY stage, phase DESC, round, step, item, attempt",
         )
         .map_err(e)?;
     let rows = statement
@@ -207,6 +201,7 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
                 r.get::<_, String>(0)?,
                 AttemptRow {
                     phase: r.get(1)?,
+                    step: r.get(10)?,
                     item: r.get::<_, i64>(2).map(|i| u64::try_from(i).ok())?,
                     round: r.get(3)?,
                     attempt: r.get(4)?,
@@ -308,15 +303,21 @@ pub struct Retention {
 /// Removes runs per the retention rules, with their rows and run databases; never the
 /// latest finished run of a flow. Returns the removed run ids.
 pub fn clean(conn: &mut Connection, rules: &Retention) -> Result<Vec<String>, String> {
+    // Decide and delete in one immediate transaction: a run resumed meanwhile is not removed.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
     let filter = Filter {
         flow: rules.flow.clone(),
         ..Filter::default()
     };
-    let runs = list(conn, &filter)?;
+    let mut runs = list(&tx, &filter)?;
+    // Latest finish first: "the latest finished run" is the one that ended last.
+    runs.sort_by_key(|r| std::cmp::Reverse(r.finished_at.unwrap_or(r.created_at)));
     let now = now_ms();
     let mut latest_seen: std::collections::BTreeSet<String> = Default::default();
     let mut kept_per_flow: std::collections::BTreeMap<String, i64> = Default::default();
-    // The newest finished run of each flow says how many that flow keeps.
+    // The latest finished run of each flow says how many that flow keeps.
     let mut keep: std::collections::BTreeMap<String, Option<i64>> = Default::default();
     let mut doomed = Vec::new();
     for run in &runs {
@@ -325,8 +326,9 @@ pub fn clean(conn: &mut Connection, rules: &Retention) -> Result<Vec<String>, St
             continue;
         }
         let keep_runs = *keep.entry(run.flow.clone()).or_insert(run.keep_runs);
-        if run.is_finished() && latest_seen.insert(run.flow.clone()) {
-            // The latest finished run of a flow is never removed.
+        // The latest finished run of a flow is never removed; a skipped run ran nothing and
+        // does not count as that run.
+        if run.is_finished() && run.state != "skipped" && latest_seen.insert(run.flow.clone()) {
             *kept_per_flow.entry(run.flow.clone()).or_default() += 1;
             continue;
         }
@@ -342,7 +344,6 @@ pub fn clean(conn: &mut Connection, rules: &Retention) -> Result<Vec<String>, St
             *kept += 1;
         }
     }
-    let tx = conn.transaction().map_err(|e| e.to_string())?;
     for run in &doomed {
         for table in [
             "wvflow_stages",

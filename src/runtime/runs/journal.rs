@@ -5,7 +5,9 @@
 use super::owner::{Owner, is_stale, lease_until};
 use super::schema::{self, now_ms};
 use crate::plan::Plan;
-use crate::runtime::engine::{AttemptEnd, CompensationSummary, Progress, StageSummary, Summary};
+use crate::runtime::engine::{
+    Attempt, AttemptEnd, CompensationSummary, Progress, StageSummary, Summary,
+};
 use crate::runtime::store::to_json;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
@@ -34,9 +36,10 @@ pub struct NewRun<'a> {
 #[derive(Debug, PartialEq)]
 pub enum Claim {
     Started,
-    /// No slot free: the run is recorded as skipped; these runs hold the slots.
+    /// No slot free: the run is recorded as skipped with this reason, which names the runs
+    /// that hold the slots.
     Full {
-        holders: Vec<String>,
+        reason: String,
     },
 }
 
@@ -197,8 +200,8 @@ impl Journal {
         )
         .map_err(fail)?;
         tx.commit().map_err(fail)?;
-        let claim = match holders {
-            Some(holders) => Claim::Full { holders },
+        let claim = match reason {
+            Some(reason) => Claim::Full { reason },
             None => Claim::Started,
         };
         Ok((Journal::new(conn, run.run_id, 0, cancel), claim))
@@ -300,14 +303,24 @@ impl Journal {
         }
     }
 
-    /// Records the run's end: its state, and its compensations were recorded as they ended.
+    /// Records the run's end (its compensations were recorded as they ended). Only while
+    /// this process still owns the run: if another one took it over (a resume, or a cancel of
+    /// a run it judged stale), that record stands.
     pub fn finish(&self, summary: &Summary) {
         let run_id = &self.run_id;
+        let me = Owner::this_process();
         self.write(|tx| {
-            tx.execute(
-                "UPDATE wvflow_runs SET state = ?2, finished_at = ?3 WHERE run_id = ?1",
-                params![run_id, summary.state, now_ms()],
+            let owned = tx.execute(
+                "UPDATE wvflow_runs SET state = ?2, finished_at = ?3
+                 WHERE run_id = ?1 AND state = 'running' AND owner_pid = ?4 AND owner_start = ?5",
+                params![run_id, summary.state, now_ms(), me.pid, me.start],
             )?;
+            if owned == 0 {
+                eprintln!(
+                    "warning: run {run_id} was taken over by another process; its record stands as that process wrote it"
+                );
+                return Ok(());
+            }
             event(
                 tx,
                 run_id,
@@ -350,46 +363,54 @@ impl Progress for Journal {
         });
     }
 
-    fn attempt_started(&self, stage: &str, phase: &str, item: Option<usize>, attempt: u32) {
+    fn attempt_started(&self, attempt: &Attempt) {
         let run_id = &self.run_id;
-        let item = item.map_or(-1, |i| i as i64);
+        let item = attempt.item.map_or(-1, |i| i as i64);
         self.write(|tx| {
             tx.execute(
-                "INSERT OR REPLACE INTO wvflow_attempts (run_id, stage, phase, item, round, attempt, state, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
-                params![run_id, stage, phase, item, self.round, attempt, now_ms()],
+                "INSERT OR REPLACE INTO wvflow_attempts
+                   (run_id, stage, phase, step, item, round, attempt, state, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8)",
+                params![
+                    run_id,
+                    attempt.stage,
+                    attempt.phase,
+                    attempt.step as i64,
+                    item,
+                    self.round,
+                    attempt.number,
+                    now_ms()
+                ],
             )?;
             event(
                 tx,
                 run_id,
                 "attempt_started",
-                Some(stage),
-                serde_json::json!({ "phase": phase, "item": (item >= 0).then_some(item), "attempt": attempt }),
+                Some(attempt.stage),
+                serde_json::json!({
+                    "phase": attempt.phase, "step": attempt.step, "item": attempt.item,
+                    "attempt": attempt.number,
+                }),
             )
         });
     }
 
-    fn attempt_finished(
-        &self,
-        stage: &str,
-        phase: &str,
-        item: Option<usize>,
-        attempt: u32,
-        end: &AttemptEnd,
-    ) {
+    fn attempt_finished(&self, attempt: &Attempt, end: &AttemptEnd) {
         let run_id = &self.run_id;
-        let item = item.map_or(-1, |i| i as i64);
+        let item = attempt.item.map_or(-1, |i| i as i64);
         self.write(|tx| {
             tx.execute(
-                "UPDATE wvflow_attempts SET state = ?7, finished_at = ?8, exit_code = ?9, error = ?10
-                 WHERE run_id = ?1 AND stage = ?2 AND phase = ?3 AND item = ?4 AND round = ?5 AND attempt = ?6",
+                "UPDATE wvflow_attempts SET state = ?8, finished_at = ?9, exit_code = ?10, error = ?11
+                 WHERE run_id = ?1 AND stage = ?2 AND phase = ?3 AND step = ?4 AND item = ?5
+                   AND round = ?6 AND attempt = ?7",
                 params![
                     run_id,
-                    stage,
-                    phase,
+                    attempt.stage,
+                    attempt.phase,
+                    attempt.step as i64,
                     item,
                     self.round,
-                    attempt,
+                    attempt.number,
                     end.state,
                     now_ms(),
                     end.exit_code,
@@ -400,10 +421,11 @@ impl Progress for Journal {
                 tx,
                 run_id,
                 "attempt_finished",
-                Some(stage),
+                Some(attempt.stage),
                 serde_json::json!({
-                    "phase": phase, "item": (item >= 0).then_some(item), "attempt": attempt,
-                    "state": end.state, "exit_code": end.exit_code, "error": end.error,
+                    "phase": attempt.phase, "step": attempt.step, "item": attempt.item,
+                    "attempt": attempt.number, "state": end.state, "exit_code": end.exit_code,
+                    "error": end.error,
                 }),
             )
         });
@@ -484,11 +506,13 @@ pub fn request(
                 params![run_id, now],
             )
             .map_err(fail)?;
-            tx.execute(
-                "UPDATE wvflow_stages SET state = 'cancelled' WHERE run_id = ?1 AND state IN ('pending', 'running')",
-                [run_id],
-            )
-            .map_err(fail)?;
+            for table in ["wvflow_stages", "wvflow_attempts"] {
+                tx.execute(
+                    &format!("UPDATE {table} SET state = 'cancelled' WHERE run_id = ?1 AND state IN ('pending', 'running')"),
+                    [run_id],
+                )
+                .map_err(fail)?;
+            }
         }
         "cancel" => {
             tx.execute(

@@ -14,3 +14,23 @@ pub mod catalog;
 pub mod journal;
 pub mod owner;
 pub mod schema;
+
+use rusqlite::types::Value;
+use std::collections::BTreeMap;
+
+/// The values a run's SQL reads besides its arguments: `run_time`, `run_date` (its UTC date)
+/// and the run id, which queries over the run store use.
+pub fn run_params(
+    mut args: BTreeMap<String, Value>,
+    run_time: &str,
+    run_id: &str,
+) -> BTreeMap<String, Value> {
+    let date = run_time.get(..10).unwrap_or_default().to_string();
+    args.insert("run_date".into(), Value::Text(date));
+    args.insert("run_time".into(), Value::Text(run_time.to_string()));
+    args.insert(
+        crate::plan::sql::RUN_ID_PARAM.into(),
+        Value::Text(run_id.to_string()),
+    );
+    args
+}

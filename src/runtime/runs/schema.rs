@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS wvflow_attempts (
   run_id TEXT NOT NULL,
   stage TEXT NOT NULL,
   phase TEXT NOT NULL,
+  step INTEGER NOT NULL,
   item INTEGER NOT NULL,
   round INTEGER NOT NULL,
   attempt INTEGER NOT NULL,
@@ -62,7 +63,7 @@ CREATE TABLE IF NOT EXISTS wvflow_attempts (
   finished_at INTEGER,
   exit_code INTEGER,
   error TEXT,
-  PRIMARY KEY (run_id, stage, phase, item, round, attempt)
+  PRIMARY KEY (run_id, stage, phase, step, item, round, attempt)
 );
 CREATE TABLE IF NOT EXISTS wvflow_events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -99,12 +100,12 @@ PRAGMA user_version = 1;
 ";
 
 /// How long a writer waits for another process's lock before giving up
-/// (`WVFLOW_BUSY_TIMEOUT_MS`, default 10 s).
+/// (`WVFLOW_BUSY_TIMEOUT_MS`, default 30 s: a stage writing a large table holds the lock).
 pub fn busy_timeout() -> Duration {
     let ms = std::env::var("WVFLOW_BUSY_TIMEOUT_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(30_000);
     Duration::from_millis(ms)
 }
 
@@ -140,17 +141,42 @@ pub fn open(path: &Path) -> Result<Connection, String> {
     let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
     conn.busy_timeout(busy_timeout())
         .map_err(|e| fail(e.to_string()))?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .map_err(|e| fail(e.to_string()))?;
-    if mode != "wal" {
-        conn.execute_batch("PRAGMA journal_mode = WAL")
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    conn.execute_batch("PRAGMA synchronous = NORMAL")
-        .map_err(|e| fail(e.to_string()))?;
+    use_wal(&conn, "main").map_err(fail)?;
     migrate(&conn).map_err(fail)?;
     Ok(conn)
+}
+
+/// Puts a database of the connection in WAL mode with `synchronous = NORMAL`: readers go on
+/// while one writer commits, and a commit survives a crash of the process without an fsync
+/// each time (only a power loss can take back the latest commits).
+///
+/// Switching a new file to WAL needs an exclusive lock, and SQLite answers "locked" at once
+/// rather than waiting when two processes switch together; so this waits itself.
+pub fn use_wal(conn: &Connection, schema: &str) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    loop {
+        let result = conn
+            .query_row(&format!("PRAGMA {schema}.journal_mode"), [], |r| {
+                r.get::<_, String>(0)
+            })
+            .and_then(|mode| {
+                if mode == "wal" {
+                    Ok(())
+                } else {
+                    conn.execute_batch(&format!("PRAGMA {schema}.journal_mode = WAL"))
+                }
+            })
+            .and_then(|()| conn.execute_batch(&format!("PRAGMA {schema}.synchronous = NORMAL")));
+        match result {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < busy_timeout() =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch: the store's timestamps.
