@@ -695,7 +695,7 @@ fn type_mismatch(ty: &str, value: &Value) -> Option<&'static str> {
 }
 
 /// The per-stage table printed after a run.
-fn table(summary: &Summary) -> String {
+pub(super) fn table(summary: &Summary) -> String {
     let mut out = format!(
         "run {} of flow {}: {}\n\n",
         summary.run_id, summary.flow, summary.state

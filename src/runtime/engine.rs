@@ -387,15 +387,7 @@ fn replay_jumps(
                 continue;
             };
             let rows = store.stage_rows(&stage.id).unwrap_or_default();
-            let mut run = StageRun {
-                store: &mut *store,
-                ctx,
-                stage,
-                attempts: 0,
-                key: None,
-                phase: "run",
-                step: 0,
-            };
+            let mut run = StageRun::new(&mut *store, ctx, stage, None, "run");
             if let (Ok(jump), Ok(mut jumps)) = (run.target(target, &rows), ctx.jumps.lock()) {
                 jumps.push(jump);
             }
@@ -501,15 +493,7 @@ fn run_stage_on(
         summary.attempts = 0;
         return summary;
     }
-    let mut run = StageRun {
-        store: &mut *store,
-        ctx,
-        stage,
-        attempts: 0,
-        key: key.clone(),
-        phase: "run",
-        step: 0,
-    };
+    let mut run = StageRun::new(&mut *store, ctx, stage, key.clone(), "run");
     let result = run.steps();
     let attempts = run.attempts;
     if let (Some(k), Ok(rows)) = (&key, &result) {
@@ -602,6 +586,26 @@ struct StageRun<'a, 'c> {
 }
 
 type StepError = (String, u32);
+
+impl<'a, 'c> StageRun<'a, 'c> {
+    fn new(
+        store: &'a mut Store,
+        ctx: &'a Context<'c>,
+        stage: &'a StagePlan,
+        key: Option<String>,
+        phase: &'static str,
+    ) -> Self {
+        StageRun {
+            store,
+            ctx,
+            stage,
+            attempts: 0,
+            key,
+            phase,
+            step: 0,
+        }
+    }
+}
 
 impl StageRun<'_, '_> {
     fn steps(&mut self) -> Result<Rows, StepError> {
@@ -1155,15 +1159,7 @@ fn compensate(
             continue;
         };
         let rows = store.stage_rows(&stage.id).unwrap_or_default();
-        let mut run = StageRun {
-            store: &mut *store,
-            ctx,
-            stage,
-            attempts: 0,
-            key: None,
-            phase: "compensate",
-            step: 0,
-        };
+        let mut run = StageRun::new(&mut *store, ctx, stage, None, "compensate");
         // Arguments that name columns take them from the stage's first row.
         let first = Rows {
             columns: rows.columns.clone(),

@@ -2,7 +2,8 @@
 
 use super::{Format, find_run, open};
 use crate::cli::exit;
-use crate::runtime::runs::catalog::{self, Filter, RunRow, StageRow};
+use crate::runtime::engine::{CompensationSummary, StageSummary, Summary};
+use crate::runtime::runs::catalog::{self, CompensationRow, Filter, RunRow, StageRow};
 use crate::runtime::runs::schema::rfc3339;
 use clap::Args;
 use rusqlite::Connection;
@@ -167,17 +168,45 @@ fn details(conn: &Connection, run: &RunRow) -> Result<serde_json::Value, String>
 }
 
 fn text(run: &RunRow, detail: &serde_json::Value) -> String {
-    let mut out = format!(
-        "run {} of flow {}: {}\n",
-        run.run_id,
-        run.flow,
-        run.display_state()
-    );
+    // The table `wvflow run` prints, from the recorded stages and compensations.
+    let stages: Vec<StageRow> =
+        serde_json::from_value(detail["stages"].clone()).unwrap_or_default();
+    let compensations: Vec<CompensationRow> =
+        serde_json::from_value(detail["compensations"].clone()).unwrap_or_default();
+    let summary = Summary {
+        run_id: run.run_id.clone(),
+        flow: run.flow.clone(),
+        state: run.display_state(),
+        stages: stages
+            .into_iter()
+            .map(|s| StageSummary {
+                stage: s.stage,
+                state: s.state,
+                attempts: s.attempts,
+                rows: s.rows as usize,
+                duration_ms: s.duration_ms,
+                error: s.error,
+            })
+            .collect(),
+        compensations: compensations
+            .into_iter()
+            .map(|c| CompensationSummary {
+                stage: c.stage,
+                activity: c.activity,
+                state: c.state,
+                attempts: c.attempts,
+                error: c.error,
+            })
+            .collect(),
+        next: Vec::new(),
+    };
+    let mut out = crate::cli::run::table(&summary);
+    out.push('\n');
     if let Some(reason) = &run.reason {
-        out.push_str(&format!("  reason:   {reason}\n"));
+        out.push_str(&format!("reason:   {reason}\n"));
     }
     out.push_str(&format!(
-        "  args:     {}\n  run_time: {}\n  started:  {}\n  finished: {}\n  owner:    pid {} on {}\n",
+        "args:     {}\nrun_time: {}\nstarted:  {}\nfinished: {}\nowner:    pid {} on {}\n",
         serde_json::Value::Object(run.args.clone()),
         run.run_time,
         run.started_at.map(rfc3339).unwrap_or_default(),
@@ -186,63 +215,20 @@ fn text(run: &RunRow, detail: &serde_json::Value) -> String {
         run.owner.host
     ));
     if run.resumes > 0 {
-        out.push_str(&format!("  resumed:  {} time(s)\n", run.resumes));
+        out.push_str(&format!("resumed:  {} time(s)\n", run.resumes));
     }
-    let stages: Vec<StageRow> =
-        serde_json::from_value(detail["stages"].clone()).unwrap_or_default();
-    let width = stages
-        .iter()
-        .map(|s| s.stage.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    out.push_str(&format!(
-        "\n{:width$}  {:9} {:>8} {:>6} {:>9}  error\n",
-        "stage", "state", "attempts", "rows", "duration"
-    ));
-    for s in &stages {
-        let error = s
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .lines()
-            .last()
-            .unwrap_or("");
-        out.push_str(&format!(
-            "{:width$}  {:9} {:>8} {:>6} {:>9}  {error}\n",
-            s.stage,
-            s.state,
-            s.attempts,
-            s.rows,
-            millis(s.duration_ms)
-        ));
-    }
-    for (title, key) in [
-        ("compensations", "compensations"),
-        ("child runs", "children"),
-        ("jumps", "jumps"),
-    ] {
+    for (title, key) in [("child runs", "children"), ("jumps", "jumps")] {
         let Some(items) = detail[key].as_array().filter(|a| !a.is_empty()) else {
             continue;
         };
         out.push_str(&format!("\n{title}:\n"));
         for item in items {
-            let line = match key {
-                "compensations" => format!(
-                    "{} ({}): {} after {} attempt(s)",
-                    item["stage"].as_str().unwrap_or_default(),
-                    item["activity"].as_str().unwrap_or_default(),
-                    item["state"].as_str().unwrap_or_default(),
-                    item["attempts"]
-                ),
-                _ => format!(
-                    "{} of {}: {}",
-                    item["run_id"].as_str().unwrap_or_default(),
-                    item["flow"].as_str().unwrap_or_default(),
-                    item["state"].as_str().unwrap_or_default()
-                ),
-            };
-            out.push_str(&format!("  {line}\n"));
+            out.push_str(&format!(
+                "  {} of {}: {}\n",
+                item["run_id"].as_str().unwrap_or_default(),
+                item["flow"].as_str().unwrap_or_default(),
+                item["state"].as_str().unwrap_or_default()
+            ));
         }
     }
     out

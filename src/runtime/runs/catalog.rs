@@ -243,7 +243,7 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
     rows.collect::<Result<_, _>>().map_err(e)
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CompensationRow {
     pub stage: String,
     pub activity: String,
