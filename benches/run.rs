@@ -63,6 +63,7 @@ fn run(name: &str, src: &str, recorded: bool) -> (f64, usize, String) {
             run_db: "run.db",
             parent: None,
             jumped_from: None,
+            gate: false,
         };
         Journal::create(&stores.workspace_db, &new, cancel.clone())
             .unwrap()

@@ -1,11 +1,13 @@
 //! The command line: argument parsing and dispatch to one module per command.
 
+mod backfill;
 mod check;
 mod explain;
 mod plan;
 mod progress;
 mod run;
 mod runs;
+mod schedule;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,6 +40,10 @@ enum Command {
     Run(run::RunArgs),
     /// The run store: list, show, resume, cancel, signal, query and clean runs.
     Runs(runs::RunsArgs),
+    /// The scheduler: start flows on their schedules and when the runs they name end.
+    Schedule(schedule::ScheduleArgs),
+    /// One run per schedule window of a flow, oldest first, stopping at the first failure.
+    Backfill(backfill::BackfillArgs),
     /// Explain a diagnostic code, with an example and its fix.
     Explain(explain::ExplainArgs),
 }
@@ -60,6 +66,8 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::Run(args) => run::run(args),
         Command::Runs(args) => runs::run(args),
+        Command::Schedule(args) => schedule::run(args),
+        Command::Backfill(args) => backfill::run(args),
         Command::Explain(args) => explain::run(args),
     };
     ExitCode::from(status)

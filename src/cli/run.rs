@@ -9,6 +9,7 @@ use crate::plan::lower;
 use crate::runtime::activity::ProcessLauncher;
 use crate::runtime::clock::SystemClock;
 use crate::runtime::engine::{Context, FlowRunner, Jump, Progress, Summary, Tee, execute};
+use crate::runtime::hooks;
 use crate::runtime::retry::SeededRandom;
 use crate::runtime::runs::catalog::{self, Retention, RunRow};
 use crate::runtime::runs::journal::{Claim, Journal, NewRun};
@@ -46,6 +47,13 @@ pub struct RunArgs {
     /// number of cores).
     #[arg(long)]
     max_parallel: Option<usize>,
+    /// The run's logical time (`run_time`, RFC 3339, UTC), as the scheduler and backfill set
+    /// it; default: now.
+    #[arg(long, value_parser = parse_run_time)]
+    run_time: Option<String>,
+    /// Start as the scheduler does: a flow whose `depends on` is unmet is recorded as skipped.
+    #[arg(long)]
+    scheduled: bool,
     /// The run and stage that started this run with `call` (`parent_close: abandon`).
     #[arg(long, hide = true, num_args = 2, value_names = ["RUN_ID", "STAGE"])]
     parent: Option<Vec<String>>,
@@ -117,6 +125,8 @@ pub fn run(args: RunArgs) -> u8 {
         let start = Start::New {
             parent: parent.clone(),
             jumped_from: None,
+            run_time: args.run_time.clone(),
+            gate: args.scheduled,
         };
         status = runner.chain(plan, params, start, args.format);
         if status != exit::OK {
@@ -148,6 +158,10 @@ pub(super) enum Start {
         parent: Option<(String, String)>,
         /// The run whose jump (`->`) started this run.
         jumped_from: Option<String>,
+        /// The logical time (a schedule window); default: now.
+        run_time: Option<String>,
+        /// Check `depends on` first, as the scheduler does.
+        gate: bool,
     },
     Resume {
         run: Box<RunRow>,
@@ -203,6 +217,8 @@ impl Runner<'_> {
                         let start = Start::New {
                             parent: None,
                             jumped_from: Some(summary.run_id.clone()),
+                            run_time: None,
+                            gate: false,
                         };
                         next = Some((plan, params, start))
                     }
@@ -289,6 +305,8 @@ impl Runner<'_> {
             Start::New {
                 parent,
                 jumped_from,
+                run_time,
+                gate,
             } => {
                 let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
                 static RUNS: std::sync::atomic::AtomicUsize =
@@ -299,7 +317,8 @@ impl Runner<'_> {
                     std::process::id(),
                     RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 );
-                let run_time = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+                let run_time =
+                    run_time.unwrap_or_else(|| now.format("%Y-%m-%dT%H:%M:%SZ").to_string());
                 let run_db = runs_folder.join(format!("{run_id}.db"));
                 let new = NewRun {
                     run_id: &run_id,
@@ -310,9 +329,10 @@ impl Runner<'_> {
                     run_db: &absolute(&run_db),
                     parent: parent.as_ref().map(|(r, s)| (r.as_str(), s.as_str())),
                     jumped_from: jumped_from.as_deref(),
+                    gate,
                 };
                 let (journal, claim) = Journal::create(&self.db, &new, cancel.clone())?;
-                if let Claim::Full { reason } = claim {
+                if let Claim::Skipped { reason } = claim {
                     eprintln!("run {run_id} of flow {} skipped: {reason}", plan.flow.name);
                     return Ok(Summary {
                         run_id,
@@ -337,7 +357,7 @@ impl Runner<'_> {
                 )
             }
         };
-        let params = run_params(args, &run_time, &run_id);
+        let params = run_params(args, &run_time, &run_id, &flow_zone(plan));
         let folder = Path::new(&plan.flow.origin.file)
             .parent()
             .map(Path::to_path_buf)
@@ -399,6 +419,15 @@ impl Runner<'_> {
         };
         let summary = execute(plan, &stores, &ctx, max_parallel);
         journal.finish(&summary);
+        for outcome in hooks::fire(plan, &summary, &ctx.params, &ProcessLauncher, &ctx.cwd) {
+            if let Some(error) = &outcome.error {
+                eprintln!(
+                    "warning: hook {} ({}) of run {} failed: {error}",
+                    outcome.event, outcome.target, summary.run_id
+                );
+            }
+            journal.hook(&outcome);
+        }
         if plan.flow.keep_runs.is_some()
             && let Ok(mut conn) = crate::runtime::runs::schema::open(&self.db)
         {
@@ -451,6 +480,8 @@ impl FlowRunner for Runner<'_> {
             let start = Start::New {
                 parent: Some((parent.0.to_string(), parent.1.to_string())),
                 jumped_from: None,
+                run_time: None,
+                gate: false,
             };
             let child = scope.spawn(|| {
                 self.execute_with(&plan, params, child_cancel.clone(), compensate, start)
@@ -614,7 +645,7 @@ fn call_args(call: &crate::syntax::ast::FlowCall) -> Result<CallArgs, String> {
 }
 
 /// Binds call arguments to the flow's parameters: positional, then named, then defaults.
-fn bind_params(
+pub(super) fn bind_params(
     plan: &crate::plan::Plan,
     args: &[(Option<String>, Value)],
 ) -> Result<BTreeMap<String, Value>, String> {
@@ -741,4 +772,28 @@ pub(super) fn table(summary: &Summary) -> String {
         }
     }
     out
+}
+
+/// `--run-time`: an RFC 3339 time, or a date (midnight UTC), as the run's `run_time` text.
+fn parse_run_time(text: &str) -> Result<String, String> {
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        })
+        .map_err(|_| {
+            format!(
+                "`{text}` is not a time such as 2026-01-31T02:00:00Z or a date such as 2026-01-31"
+            )
+        })?;
+    Ok(crate::runtime::schedule::run_time_text(at))
+}
+
+/// The flow's time zone (its `timezone`, UTC without one): `run_date` is a date there.
+pub(super) fn flow_zone(plan: &crate::plan::Plan) -> String {
+    plan.flow
+        .schedule
+        .as_ref()
+        .map_or_else(|| "UTC".to_string(), |s| s.timezone.clone())
 }

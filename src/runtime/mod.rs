@@ -4,16 +4,22 @@
 //! | module | job |
 //! |---|---|
 //! | [`store`] | SQLite: workspace and run databases, file sources, idempotency records |
+//! | [`activate`] | delivering rows to a file, a webhook or the log |
 //! | [`activity`] | starting an activity: argv or `sh`, NDJSON in and out, timeouts, heartbeat |
+//! | [`hooks`] | flow hooks called with the run summary |
 //! | [`retry`] | the retry policy over attempts |
 //! | [`clock`], [`cancel`] | injected time; Ctrl-C and SIGTERM |
 //! | [`engine`] | the executor: triggers, parallel stages, steps, saga |
 //! | [`runs`] | the durable run store: history, liveness, resume, signals, retention |
+//! | [`schedule`] | fire times of cron and interval schedules, daylight saving, catch-up |
 
+pub mod activate;
 pub mod activity;
 pub mod cancel;
 pub mod clock;
 pub mod engine;
+pub mod hooks;
 pub mod retry;
 pub mod runs;
+pub mod schedule;
 pub mod store;

@@ -163,7 +163,8 @@ pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
             }
         ));
     };
-    let params = run_params(args_of(&run), &run.run_time, &run.run_id);
+    let zone = crate::cli::run::flow_zone(&plan);
+    let params = run_params(args_of(&run), &run.run_time, &run.run_id, &zone);
     let base = Path::new(&plan.flow.origin.file)
         .parent()
         .map(Path::to_path_buf)

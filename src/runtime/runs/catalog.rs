@@ -91,6 +91,75 @@ pub fn run_in(conn: &Connection, run_id: &str) -> Result<Option<RunRow>, String>
     .map_err(|e| e.to_string())
 }
 
+/// The latest run of a flow (the one created last).
+pub fn latest(conn: &Connection, flow: &str) -> Result<Option<RunRow>, String> {
+    conn.query_row(
+        &format!(
+            "SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE flow = ?1 ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        ),
+        [flow],
+        run_row,
+    )
+    .optional()
+    .map_err(|e| e.to_string())
+}
+
+/// Why `flow` may not run now: each flow it `depends on` must have a latest run that
+/// succeeded (a stale run counts as failed) and ended after this flow's last run began.
+pub fn unmet_dependency(
+    conn: &Connection,
+    flow: &str,
+    depends_on: &[String],
+) -> Result<Option<String>, String> {
+    let mine = latest(conn, flow)?;
+    for dependency in depends_on {
+        let Some(theirs) = latest(conn, dependency)? else {
+            return Ok(Some(format!("`{dependency}` has no recorded run")));
+        };
+        if theirs.is_stale() || theirs.state != "success" {
+            return Ok(Some(format!(
+                "the latest run of `{dependency}` ({}) is {}",
+                theirs.run_id,
+                theirs.display_state()
+            )));
+        }
+        if let Some(mine) = &mine
+            && theirs.finished_at.unwrap_or(0) <= mine.created_at
+        {
+            return Ok(Some(format!(
+                "`{dependency}` has not succeeded since the last run of `{flow}` ({})",
+                mine.run_id
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `flow` already has a run for this `run_time` (a schedule window is run once).
+pub fn has_run_at(conn: &Connection, flow: &str, run_time: &str) -> Result<bool, String> {
+    conn.query_row(
+        "SELECT 1 FROM wvflow_runs WHERE flow = ?1 AND run_time = ?2 LIMIT 1",
+        [flow, run_time],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
+    .map_err(|e| e.to_string())
+}
+
+/// Runs that finished after `after_ms`, oldest finish first.
+pub fn finished_since(conn: &Connection, after_ms: i64) -> Result<Vec<RunRow>, String> {
+    let mut statement = conn
+        .prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE finished_at > ?1 ORDER BY finished_at, rowid"
+        ))
+        .map_err(|e| e.to_string())?;
+    let rows = statement
+        .query_map([after_ms], run_row)
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
 /// The plan a run started with.
 pub fn plan_of(conn: &Connection, run_id: &str) -> Result<Plan, String> {
     let text: String = conn

@@ -30,15 +30,19 @@ pub struct NewRun<'a> {
     pub parent: Option<(&'a str, &'a str)>,
     /// The run whose `->` jump started this run.
     pub jumped_from: Option<&'a str>,
+    /// Check the flow's `depends on` first (scheduled runs): an unmet one records the run as
+    /// skipped.
+    pub gate: bool,
 }
 
-/// Whether a run got one of its flow's `concurrency` slots.
+/// Whether a run may start: its dependencies are met and it got one of its flow's
+/// `concurrency` slots.
 #[derive(Debug, PartialEq)]
 pub enum Claim {
     Started,
-    /// No slot free: the run is recorded as skipped with this reason, which names the runs
-    /// that hold the slots.
-    Full {
+    /// The run is recorded as skipped with this reason (an unmet dependency, or the runs that
+    /// hold the slots).
+    Skipped {
         reason: String,
     },
 }
@@ -118,25 +122,27 @@ impl Journal {
         let flow = &run.plan.flow;
         let owner = Owner::this_process();
         let tx = begin(&mut conn).map_err(fail)?;
-        let holders = match flow.concurrency {
-            Some(limit) => {
-                let holders = slot_holders(&tx, &flow.name, run.run_id).map_err(fail)?;
-                (holders.len() as u64 >= limit).then_some(holders)
-            }
-            None => None,
+        // Why the run may not start: an unmet dependency, or no free slot.
+        let mut reason = if run.gate {
+            super::catalog::unmet_dependency(&tx, &flow.name, &flow.depends_on)?
+        } else {
+            None
         };
-        let now = now_ms();
-        let (state, reason) = match &holders {
-            Some(h) => (
-                "skipped",
-                Some(format!(
-                    "flow `{}` allows {} run(s) at once; held by {}",
+        if let (None, Some(limit)) = (&reason, flow.concurrency) {
+            let holders = slot_holders(&tx, &flow.name, run.run_id).map_err(fail)?;
+            if holders.len() as u64 >= limit {
+                reason = Some(format!(
+                    "flow `{}` allows {limit} run(s) at once; held by {}",
                     flow.name,
-                    flow.concurrency.unwrap_or(1),
-                    h.join(", ")
-                )),
-            ),
-            None => ("running", None),
+                    holders.join(", ")
+                ));
+            }
+        }
+        let now = now_ms();
+        let state = if reason.is_some() {
+            "skipped"
+        } else {
+            "running"
         };
         let args: serde_json::Map<String, serde_json::Value> = run
             .args
@@ -160,7 +166,7 @@ impl Journal {
                 state,
                 reason,
                 now,
-                holders.as_ref().map(|_| now),
+                reason.as_ref().map(|_| now),
                 owner.pid,
                 owner.host,
                 owner.start,
@@ -175,7 +181,7 @@ impl Journal {
             ],
         )
         .map_err(fail)?;
-        if holders.is_none() {
+        if reason.is_none() {
             let mut insert = tx
                 .prepare(
                     "INSERT INTO wvflow_stages (run_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')",
@@ -190,7 +196,7 @@ impl Journal {
         event(
             &tx,
             run.run_id,
-            if holders.is_some() {
+            if reason.is_some() {
                 "run_skipped"
             } else {
                 "run_started"
@@ -201,7 +207,7 @@ impl Journal {
         .map_err(fail)?;
         tx.commit().map_err(fail)?;
         let claim = match reason {
-            Some(reason) => Claim::Full { reason },
+            Some(reason) => Claim::Skipped { reason },
             None => Claim::Started,
         };
         Ok((Journal::new(conn, run.run_id, 0, cancel), claim))
@@ -327,6 +333,26 @@ impl Journal {
                 "run_finished",
                 None,
                 serde_json::json!({ "state": summary.state }),
+            )
+        });
+    }
+
+    /// Records how a flow hook ended.
+    pub fn hook(&self, outcome: &crate::runtime::hooks::HookOutcome) {
+        let run_id = &self.run_id;
+        self.write(|tx| {
+            event(
+                tx,
+                run_id,
+                if outcome.error.is_some() {
+                    "hook_failed"
+                } else {
+                    "hook_finished"
+                },
+                None,
+                serde_json::json!({
+                    "event": outcome.event, "target": outcome.target, "error": outcome.error,
+                }),
             )
         });
     }

@@ -18,14 +18,18 @@ pub mod schema;
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 
-/// The values a run's SQL reads besides its arguments: `run_time`, `run_date` (its UTC date)
-/// and the run id, which queries over the run store use.
+/// The values a run's SQL reads besides its arguments: `run_time`, `run_date` (its date in
+/// `zone`, the flow's time zone) and the run id, which queries over the run store use.
 pub fn run_params(
     mut args: BTreeMap<String, Value>,
     run_time: &str,
     run_id: &str,
+    zone: &str,
 ) -> BTreeMap<String, Value> {
-    let date = run_time.get(..10).unwrap_or_default().to_string();
+    let zone: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
+    let date = chrono::DateTime::parse_from_rfc3339(run_time)
+        .map(|t| t.with_timezone(&zone).format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| run_time.get(..10).unwrap_or_default().to_string());
     args.insert("run_date".into(), Value::Text(date));
     args.insert("run_time".into(), Value::Text(run_time.to_string()));
     args.insert(
@@ -33,4 +37,26 @@ pub fn run_params(
         Value::Text(run_id.to_string()),
     );
     args
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_date_is_the_date_in_the_flows_time_zone() {
+        let params = super::run_params(
+            Default::default(),
+            "2026-03-01T23:30:00Z",
+            "r",
+            "Europe/Berlin",
+        );
+        assert_eq!(
+            params["run_date"],
+            rusqlite::types::Value::Text("2026-03-02".into())
+        );
+        let params = super::run_params(Default::default(), "2026-03-01T23:30:00Z", "r", "UTC");
+        assert_eq!(
+            params["run_date"],
+            rusqlite::types::Value::Text("2026-03-01".into())
+        );
+    }
 }

@@ -1,0 +1,115 @@
+//! `activate(...)`: delivering rows to a target outside the run: a file (CSV, JSON, NDJSON),
+//! a webhook (POST of a JSON array), or the log. Stages and flow hooks use it.
+
+use super::activity::ndjson;
+use super::store::Rows;
+use crate::plan::ir::Activation;
+use std::path::Path;
+use std::time::Duration;
+
+/// Delivers `rows` to the activation's target. Relative file paths resolve against `cwd` (the
+/// flow's folder); `label` prefixes log lines.
+pub fn deliver(
+    activation: &Activation,
+    rows: &Rows,
+    cwd: &Path,
+    label: &str,
+) -> Result<(), String> {
+    match activation.target.as_str() {
+        "log" => {
+            for line in ndjson(rows).lines() {
+                eprintln!("[{label}] {line}");
+            }
+            Ok(())
+        }
+        "file" => {
+            let path = activation
+                .options
+                .get("path")
+                .and_then(|p| p.as_str())
+                .ok_or("`activate('file')` needs `path:`")?;
+            let format = activation
+                .options
+                .get("format")
+                .and_then(|f| f.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(path)
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .unwrap_or("csv")
+                        .to_ascii_lowercase()
+                });
+            let full = cwd.join(path);
+            if let Some(parent) = full.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            let text = match format.as_str() {
+                "json" => {
+                    serde_json::to_string_pretty(&rows.to_json_objects()).unwrap_or_default() + "\n"
+                }
+                "ndjson" | "jsonl" => ndjson(rows),
+                _ => csv_text(rows)?,
+            };
+            std::fs::write(&full, text).map_err(|e| format!("cannot write {}: {e}", full.display()))
+        }
+        "webhook" => {
+            let url = activation
+                .options
+                .get("url")
+                .and_then(|u| u.as_str())
+                .ok_or("`activate('webhook')` needs `url:`")?;
+            post_json(
+                url,
+                &serde_json::Value::Array(
+                    rows.to_json_objects()
+                        .into_iter()
+                        .map(serde_json::Value::Object)
+                        .collect(),
+                ),
+            )
+        }
+        other => Err(format!("unknown activation target '{other}'")),
+    }
+}
+
+/// POSTs the rows as one JSON array; anything but a 2xx answer fails the stage.
+fn post_json(url: &str, body: &serde_json::Value) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.to_string().as_bytes())
+        .map_err(|e| format!("webhook {url}: {e}"))?;
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let tail: String = text.chars().take(500).collect();
+    Err(format!("webhook {url} answered {status}: {tail}"))
+}
+
+fn csv_text(rows: &Rows) -> Result<String, String> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer
+        .write_record(&rows.columns)
+        .map_err(|e| e.to_string())?;
+    for row in &rows.values {
+        let fields: Vec<String> = row
+            .iter()
+            .map(|v| match super::store::to_json(v) {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            })
+            .collect();
+        writer.write_record(&fields).map_err(|e| e.to_string())?;
+    }
+    String::from_utf8(writer.into_inner().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}

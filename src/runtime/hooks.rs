@@ -1,0 +1,159 @@
+//! Flow hooks: `on_success`, `on_failure` (a failed or cancelled run) and `on_finish` (any
+//! run that ran), called after the run reached its terminal state with the run summary as
+//! rows, one per stage. A hook that fails is reported and never changes the run's result.
+
+use super::activity::{Launcher, Request};
+use super::clock::SystemClock;
+use super::engine::Summary;
+use super::retry::{self, SeededRandom};
+use super::store::{Rows, Store};
+use crate::plan::ir::{Action, Plan};
+use rusqlite::types::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// How one hook ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HookOutcome {
+    pub event: String,
+    pub target: String,
+    pub error: Option<String>,
+}
+
+/// The summary as rows: one per stage, with the run's id, flow and state on each.
+pub fn summary_rows(summary: &Summary) -> Rows {
+    let columns = [
+        "run_id",
+        "flow",
+        "run_state",
+        "stage",
+        "state",
+        "attempts",
+        "rows",
+        "duration_ms",
+        "error",
+    ];
+    Rows {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        values: summary
+            .stages
+            .iter()
+            .map(|s| {
+                vec![
+                    Value::Text(summary.run_id.clone()),
+                    Value::Text(summary.flow.clone()),
+                    Value::Text(summary.state.clone()),
+                    Value::Text(s.stage.clone()),
+                    Value::Text(s.state.clone()),
+                    Value::Integer(s.attempts.into()),
+                    Value::Integer(s.rows as i64),
+                    Value::Integer(s.duration_ms as i64),
+                    s.error.clone().map_or(Value::Null, Value::Text),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// Calls the hooks of `plan` that the summary's state selects. `params` are the run's values
+/// (hook arguments may use them); activities run in `cwd`.
+pub fn fire(
+    plan: &Plan,
+    summary: &Summary,
+    params: &BTreeMap<String, Value>,
+    launcher: &dyn Launcher,
+    cwd: &Path,
+) -> Vec<HookOutcome> {
+    let wanted = |event: &str| match event {
+        "on_success" => summary.state == "success",
+        "on_failure" => matches!(summary.state.as_str(), "failed" | "cancelled"),
+        "on_finish" => summary.state != "skipped",
+        _ => false,
+    };
+    let rows = summary_rows(summary);
+    plan.flow
+        .hooks
+        .iter()
+        .filter(|h| wanted(&h.event))
+        .map(|hook| {
+            let (target, result) = match &hook.action {
+                Action::Activate(activation) => (
+                    format!("activate('{}')", activation.target),
+                    super::activate::deliver(activation, &rows, cwd, &hook.event),
+                ),
+                Action::Invoke(invocation) => (
+                    invocation.activity.clone(),
+                    call(
+                        invocation,
+                        summary,
+                        &hook.event,
+                        params,
+                        &rows,
+                        launcher,
+                        cwd,
+                    ),
+                ),
+            };
+            HookOutcome {
+                event: hook.event.clone(),
+                target,
+                error: result.err(),
+            }
+        })
+        .collect()
+}
+
+/// An activity hook, with its activity's retry policy; the rows go to its stdin.
+fn call(
+    invocation: &crate::plan::ir::Invocation,
+    summary: &Summary,
+    event: &str,
+    params: &BTreeMap<String, Value>,
+    rows: &Rows,
+    launcher: &dyn Launcher,
+    cwd: &Path,
+) -> Result<(), String> {
+    let mut args = BTreeMap::new();
+    if !invocation.bindings.is_empty() {
+        let exprs: Vec<&str> = invocation.bindings.iter().map(|b| b.sql.as_str()).collect();
+        let mut store = Store::in_memory(cwd)?;
+        let values = store.query(&format!("SELECT {}", exprs.join(", ")), params, None)?;
+        if let Some(row) = values.values.into_iter().next() {
+            args = invocation
+                .bindings
+                .iter()
+                .map(|b| b.param.clone())
+                .zip(row)
+                .collect();
+        }
+    }
+    let done = retry::run(
+        &invocation.retry,
+        None,
+        &SystemClock::default(),
+        &SeededRandom::from_time(),
+        |attempt| {
+            launcher.launch(&Request {
+                activity: invocation.activity.clone(),
+                command: invocation.command.clone(),
+                args: args.clone(),
+                env: vec![
+                    ("WVFLOW_RUN_ID".into(), summary.run_id.clone()),
+                    ("WVFLOW_FLOW".into(), summary.flow.clone()),
+                    ("WVFLOW_RUN_STATE".into(), summary.state.clone()),
+                    ("WVFLOW_HOOK".into(), event.to_string()),
+                    ("WVFLOW_ATTEMPT".into(), attempt.to_string()),
+                ],
+                input: rows.clone(),
+                cwd: cwd.to_path_buf(),
+                timeout: invocation.timeout_ms.map(Duration::from_millis),
+                heartbeat: None,
+                cancel: Arc::new(AtomicBool::new(false)),
+            })
+        },
+    );
+    done.result.map(|_| ())
+}
