@@ -64,6 +64,8 @@ fn run(name: &str, src: &str, recorded: bool) -> (f64, usize, String) {
             parent: None,
             jumped_from: None,
             gate: false,
+            once_per_window: false,
+            skip: None,
         };
         Journal::create(&stores.workspace_db, &new, cancel.clone())
             .unwrap()

@@ -70,6 +70,9 @@ flow AfterMinutely if Minutely.success = {
 flow OnFailure if Minutely.failed = {
   stage never = note('on-failure')
 }
+flow AfterDependency depends on Minutely = {
+  stage d = note('after-dependency')
+}
 "#;
 
 #[test]
@@ -81,6 +84,8 @@ fn once_starts_what_is_due_gates_dependencies_follows_ends_and_fires_hooks() {
     // Due this minute: Minutely and NeedsUpstream; Minutely's success starts AfterMinutely.
     assert_eq!(states_of(&dir, "Minutely"), ["success"]);
     assert_eq!(states_of(&dir, "AfterMinutely"), ["success"]);
+    // No schedule, `depends on Minutely`: started once Minutely succeeded.
+    assert_eq!(states_of(&dir, "AfterDependency"), ["success"]);
     assert!(states_of(&dir, "OnFailure").is_empty());
     assert_eq!(states_of(&dir, "NeedsUpstream"), ["skipped"]);
     assert!(
@@ -275,6 +280,9 @@ activity nap() = sh("""sleep 30""")
 flow Napper with { interval: 1s, concurrency: 1 } = {
   stage n = nap()
 }
+flow Ticker with { interval: 1s } = {
+  stage t = from [[1]] as t(x)
+}
 "#;
     let dir = scratch("schedule-daemon", &[("flow.wv", napper)]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
@@ -285,11 +293,20 @@ flow Napper with { interval: 1s, concurrency: 1 } = {
         .unwrap();
     let lines = collect_lines(child.stderr.take().unwrap());
     wait_for_line(&lines, "started Napper");
-    // The one slot is taken: the next windows are recorded as skipped.
-    wait_for_line(&lines, "skipped: flow `Napper` allows 1 run(s) at once");
+    // The scheduler starts one run of a flow at a time; the next windows wait in its queue.
+    // Another process finds the one slot taken and is recorded as skipped.
+    let o = wvflow(&["run", dir.to_str().unwrap(), "Napper"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("skipped: flow `Napper` allows 1 run(s) at once; held by"),
+        "{}",
+        text(&o)
+    );
 
     std::fs::write(dir.join("flow.wv"), "flow Napper with { interval: 1s = {\n").unwrap();
     wait_for_line(&lines, "keeping the previous schedules");
+    // Windows that come while it does not check are recorded, not run.
+    wait_for_line(&lines, "skipped: the workspace does not check");
     let changed = napper.replace("flow Napper", "flow Sleeper");
     std::fs::write(dir.join("flow.wv"), changed).unwrap();
     wait_for_line(&lines, "reloaded");

@@ -92,7 +92,7 @@ fn backfill(args: &BackfillArgs) -> Result<u8, String> {
         Some(to) => instant(to, zone, true)? - chrono::Duration::milliseconds(1),
         None => utc_now(),
     };
-    let windows = timing.between(
+    let windows = timing.first_between(
         from - chrono::Duration::milliseconds(1),
         to,
         MAX_WINDOWS + 1,
@@ -129,12 +129,16 @@ fn backfill(args: &BackfillArgs) -> Result<u8, String> {
         let status = runner.chain(plan.clone(), params.clone(), start, args.format);
         if status != exit::OK {
             eprintln!(
-                "backfill stopped at window {run_time}; after fixing it, go on with:\n  wvflow backfill {} {} --from {run_time}{}",
+                "backfill stopped at window {run_time}; after fixing it, go on with:\n  wvflow backfill {} {} --from {run_time}{}{}",
                 args.path.display(),
                 args.flow,
                 args.to
                     .as_ref()
                     .map(|t| format!(" --to {t}"))
+                    .unwrap_or_default(),
+                args.db
+                    .as_ref()
+                    .map(|d| format!(" --db {}", d.display()))
                     .unwrap_or_default()
             );
             return Ok(exit::PROBLEMS);

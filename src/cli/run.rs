@@ -317,6 +317,8 @@ impl Runner<'_> {
                     std::process::id(),
                     RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 );
+                // A scheduled run for a given window runs once per window.
+                let once_per_window = gate && run_time.is_some();
                 let run_time =
                     run_time.unwrap_or_else(|| now.format("%Y-%m-%dT%H:%M:%SZ").to_string());
                 let run_db = runs_folder.join(format!("{run_id}.db"));
@@ -330,6 +332,8 @@ impl Runner<'_> {
                     parent: parent.as_ref().map(|(r, s)| (r.as_str(), s.as_str())),
                     jumped_from: jumped_from.as_deref(),
                     gate,
+                    once_per_window,
+                    skip: None,
                 };
                 let (journal, claim) = Journal::create(&self.db, &new, cancel.clone())?;
                 if let Claim::Skipped { reason } = claim {

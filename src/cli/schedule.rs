@@ -10,12 +10,13 @@ use crate::check::Index;
 use crate::plan::ir::{Cond, Plan};
 use crate::plan::lower;
 use crate::runtime::engine::holds;
+use crate::runtime::runs::journal::{Journal, NewRun};
 use crate::runtime::runs::{catalog, schema};
-use crate::runtime::schedule::{Timing, run_time_text, utc_now};
+use crate::runtime::schedule::{MAX_CATCHUP, Timing, run_time_text, utc_now};
 use crate::workspace::{Workspace, discover};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -50,6 +51,11 @@ struct Entry {
     catchup: bool,
     /// `flow F if G.failed`: started when a run of a flow it names ends so that this holds.
     condition: Option<Cond>,
+    /// `depends on`: a flow without a schedule starts once all of these have succeeded since
+    /// its own last run.
+    depends_on: Vec<String>,
+    /// The plan as last compiled, to record windows that cannot run.
+    plan: Plan,
 }
 
 /// The workspace as last compiled, and what its files looked like then.
@@ -85,7 +91,7 @@ fn load(path: &Path) -> Option<Loaded> {
     let mut entries = Vec::new();
     for def in &index.flows {
         let plan: Plan = lower(&workspace, &index, *def);
-        let flow = plan.flow;
+        let flow = &plan.flow;
         let timing = match &flow.schedule {
             Some(schedule) => match Timing::of(schedule) {
                 Ok(t) => Some(t),
@@ -96,14 +102,16 @@ fn load(path: &Path) -> Option<Loaded> {
             },
             None => None,
         };
-        if timing.is_none() && flow.start_condition.is_none() {
+        if timing.is_none() && flow.start_condition.is_none() && flow.depends_on.is_empty() {
             continue;
         }
         entries.push(Entry {
             catchup: flow.schedule.as_ref().is_some_and(|s| s.catchup),
-            flow: flow.name,
+            flow: flow.name.clone(),
             timing,
-            condition: flow.start_condition,
+            condition: flow.start_condition.clone(),
+            depends_on: flow.depends_on.clone(),
+            plan,
         });
     }
     Some(Loaded {
@@ -113,7 +121,7 @@ fn load(path: &Path) -> Option<Loaded> {
 }
 
 pub fn run(args: ScheduleArgs) -> u8 {
-    let Some(mut loaded) = load(&args.path) else {
+    let Some(loaded) = load(&args.path) else {
         return exit::USAGE;
     };
     if args.list {
@@ -128,122 +136,287 @@ pub fn run(args: ScheduleArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    let mut daemon = Daemon {
+        args: &args,
+        db: db.clone(),
+        conn,
+        loaded,
+        broken: false,
+        since: BTreeMap::new(),
+        queues: BTreeMap::new(),
+        running: Vec::new(),
+        failures: 0,
+        seen_event: 0,
+        followed: BTreeSet::new(),
+    };
+    daemon.seen_event = catalog::last_event(&daemon.conn).unwrap_or(0);
     let started_at = utc_now();
-    let seconds = started_at.timestamp();
-    let minute =
-        DateTime::from_timestamp(seconds - seconds.rem_euclid(60), 0).unwrap_or(started_at);
-    // Where each flow's schedule resumes: its last recorded run with catch-up; otherwise now
-    // (with --once, the start of the current minute).
-    let mut since: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-    for entry in &loaded.entries {
-        let fresh = if args.once {
-            minute - chrono::Duration::milliseconds(1)
-        } else {
-            started_at
-        };
-        let last = (args.catchup || entry.catchup)
-            .then(|| catalog::latest(&conn, &entry.flow).ok().flatten())
-            .flatten()
-            .and_then(|r| DateTime::parse_from_rfc3339(&r.run_time).ok())
-            .map(|t| t.with_timezone(&Utc));
-        since.insert(entry.flow.clone(), last.unwrap_or(fresh));
-    }
-    let mut seen_finish = schema::now_ms();
+    daemon.position_schedules(started_at);
     let stop = crate::runtime::cancel::on_ctrl_c();
-    let mut running: Vec<Started> = Vec::new();
-    let mut failures = 0;
     let mut first = true;
     loop {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let now = utc_now();
-        if !args.once && fingerprint(&args.path) != loaded.fingerprint {
-            match load(&args.path) {
-                Some(new) => {
-                    eprintln!("reloaded {}", args.path.display());
-                    for entry in &new.entries {
-                        since.entry(entry.flow.clone()).or_insert(now);
-                    }
-                    loaded = new;
-                }
-                None => {
-                    eprintln!("the workspace does not check: keeping the previous schedules");
-                    loaded.fingerprint = fingerprint(&args.path);
-                }
-            }
+        // --once evaluates the minute it started in, even if starting took it past the minute.
+        let now = if first { started_at } else { utc_now() };
+        if !args.once {
+            daemon.reload_if_changed(now);
         }
-        let mut starts: Vec<(String, DateTime<Utc>)> = Vec::new();
         if first || !args.once {
-            for entry in &loaded.entries {
-                let Some(timing) = &entry.timing else {
-                    continue;
-                };
-                let from = since.get(&entry.flow).copied().unwrap_or(now);
-                let catchup = args.catchup || entry.catchup;
-                for fire in timing.due(from, now, catchup) {
-                    // A window that already has a run (an earlier --once, a backfill) is done.
-                    if !catalog::has_run_at(&conn, &entry.flow, &run_time_text(fire))
-                        .unwrap_or(false)
-                    {
-                        starts.push((entry.flow.clone(), fire));
-                    }
-                }
-                since.insert(entry.flow.clone(), now);
-            }
+            daemon.queue_due_windows(now);
         }
         first = false;
-        // Runs that ended since the last look may start flows that name them in `if`.
-        if let Ok(ended) = catalog::finished_since(&conn, seen_finish) {
-            for run in &ended {
-                seen_finish = seen_finish.max(run.finished_at.unwrap_or(0));
-                for entry in &loaded.entries {
-                    let Some(condition) = &entry.condition else {
-                        continue;
-                    };
-                    if !names(condition).contains(&run.flow.as_str()) {
-                        continue;
-                    }
-                    if holds(condition, &latest_states(&conn, condition)) {
-                        eprintln!(
-                            "{} ended {}: starting {}",
-                            run.flow,
-                            run.display_state(),
-                            entry.flow
-                        );
-                        starts.push((entry.flow.clone(), now));
-                    }
-                }
-            }
-        }
-        for (flow, fire) in starts {
-            match start(&args.path, &db, &flow, fire) {
-                Ok(started) => running.push(started),
-                Err(e) => {
-                    eprintln!("error: cannot start {flow}: {e}");
-                    failures += 1;
-                }
-            }
-        }
-        failures += reap(&mut running);
-        if args.once && running.is_empty() {
-            // One more look for runs whose end starts another flow.
+        let followed = daemon.follow_ends(now);
+        daemon.start_queued();
+        daemon.failures += reap(&mut daemon.running);
+        if args.once && daemon.running.is_empty() && daemon.queues.values().all(|q| q.is_empty()) {
+            // Done unless a run that just ended starts another flow.
             std::thread::sleep(Duration::from_millis(50));
-            let more = catalog::finished_since(&conn, seen_finish)
+            let more = catalog::ended_since(&daemon.conn, daemon.seen_event)
                 .map(|e| !e.is_empty())
                 .unwrap_or(false);
-            if !more {
+            if !more && !followed {
                 break;
             }
             continue;
         }
         std::thread::sleep(Duration::from_millis(if args.once { 100 } else { 500 }));
     }
-    shut_down(running, args.grace);
-    if args.once && failures > 0 {
+    let stopped = stop.load(Ordering::Relaxed);
+    daemon.failures += shut_down(std::mem::take(&mut daemon.running), args.grace);
+    if args.once && !stopped && daemon.failures > 0 {
         exit::PROBLEMS
     } else {
         exit::OK
+    }
+}
+
+/// The scheduler's state between ticks.
+struct Daemon<'a> {
+    args: &'a ScheduleArgs,
+    db: PathBuf,
+    conn: rusqlite::Connection,
+    loaded: Loaded,
+    /// The workspace's files changed and no longer check: the schedules are the previous
+    /// ones, and their windows are recorded as skipped rather than run.
+    broken: bool,
+    /// Where each flow's schedule goes on from.
+    since: BTreeMap<String, DateTime<Utc>>,
+    /// Windows waiting to start, per flow, oldest first: one run of a flow at a time.
+    queues: BTreeMap<String, VecDeque<DateTime<Utc>>>,
+    running: Vec<Started>,
+    failures: usize,
+    /// The last `run_finished` event looked at.
+    seen_event: i64,
+    /// With --once, flows already started by an end: each at most once, so flows that start
+    /// each other (`A if B.done`, `B if A.done`) cannot keep --once from ending.
+    followed: BTreeSet<String>,
+}
+
+impl Daemon<'_> {
+    /// Where each flow's schedule starts: its last recorded run with catch-up; otherwise now
+    /// (with --once, the start of the current minute).
+    fn position_schedules(&mut self, now: DateTime<Utc>) {
+        let seconds = now.timestamp();
+        let minute = DateTime::from_timestamp(seconds - seconds.rem_euclid(60), 0).unwrap_or(now);
+        for entry in &self.loaded.entries {
+            let fresh = if self.args.once {
+                minute - chrono::Duration::milliseconds(1)
+            } else {
+                now
+            };
+            let last = (self.args.catchup || entry.catchup)
+                .then(|| catalog::latest(&self.conn, &entry.flow).ok().flatten())
+                .flatten()
+                .and_then(|r| DateTime::parse_from_rfc3339(&r.run_time).ok())
+                .map(|t| t.with_timezone(&Utc));
+            self.since.insert(entry.flow.clone(), last.unwrap_or(fresh));
+        }
+    }
+
+    fn reload_if_changed(&mut self, now: DateTime<Utc>) {
+        if fingerprint(&self.args.path) == self.loaded.fingerprint {
+            return;
+        }
+        match load(&self.args.path) {
+            Some(new) => {
+                eprintln!("reloaded {}", self.args.path.display());
+                // Flows that are gone are forgotten; new ones start from now.
+                self.since
+                    .retain(|flow, _| new.entries.iter().any(|e| &e.flow == flow));
+                for entry in &new.entries {
+                    self.since.entry(entry.flow.clone()).or_insert(now);
+                }
+                self.loaded = new;
+                self.broken = false;
+            }
+            None => {
+                eprintln!("the workspace does not check: keeping the previous schedules");
+                self.loaded.fingerprint = fingerprint(&self.args.path);
+                self.broken = true;
+            }
+        }
+    }
+
+    /// Queues each flow's due windows, oldest first.
+    fn queue_due_windows(&mut self, now: DateTime<Utc>) {
+        for entry in &self.loaded.entries {
+            let Some(timing) = &entry.timing else {
+                continue;
+            };
+            let from = self.since.get(&entry.flow).copied().unwrap_or(now);
+            let catchup = self.args.catchup || entry.catchup;
+            let due = timing.due(from, now, catchup);
+            if catchup
+                && due.len() == MAX_CATCHUP
+                && timing.next_after(from) != due.first().copied()
+            {
+                eprintln!(
+                    "{}: more than {MAX_CATCHUP} missed windows; starting the newest {MAX_CATCHUP} (use `wvflow backfill` for those from {})",
+                    entry.flow,
+                    timing
+                        .next_after(from)
+                        .map(run_time_text)
+                        .unwrap_or_default()
+                );
+            }
+            for fire in due {
+                // A window that already ran (an earlier --once, a backfill) is done.
+                let ran = catalog::run_at(&self.conn, &entry.flow, &run_time_text(fire));
+                if !matches!(ran, Ok(Some(_))) {
+                    let queue = self.queues.entry(entry.flow.clone()).or_default();
+                    queue.push_back(fire);
+                    // A flow whose runs take longer than its period falls behind: it keeps
+                    // the newest windows.
+                    if queue.len() > MAX_CATCHUP
+                        && let Some(dropped) = queue.pop_front()
+                    {
+                        eprintln!(
+                            "{}: {MAX_CATCHUP} windows waiting; dropped {}",
+                            entry.flow,
+                            run_time_text(dropped)
+                        );
+                    }
+                }
+            }
+            self.since.insert(entry.flow.clone(), now);
+        }
+    }
+
+    /// Queues the flows that runs ended since the last look start: `if` conditions that now
+    /// hold, and flows without a schedule whose `depends on` is now met. Each flow at most
+    /// once per look. Whether anything was queued.
+    fn follow_ends(&mut self, now: DateTime<Utc>) -> bool {
+        let Ok(ended) = catalog::ended_since(&self.conn, self.seen_event) else {
+            return false;
+        };
+        let mut chosen: BTreeSet<String> = BTreeSet::new();
+        for (seq, run) in &ended {
+            self.seen_event = self.seen_event.max(*seq);
+            if run.state == "skipped" {
+                continue; // ran nothing: not an end
+            }
+            for entry in &self.loaded.entries {
+                if chosen.contains(&entry.flow) || self.followed.contains(&entry.flow) {
+                    continue;
+                }
+                let follows = match &entry.condition {
+                    Some(condition) => {
+                        names(condition).contains(&run.flow.as_str())
+                            && holds(condition, &latest_states(&self.conn, condition))
+                    }
+                    None => {
+                        entry.timing.is_none()
+                            && run.state == "success"
+                            && entry.depends_on.contains(&run.flow)
+                            && matches!(
+                                catalog::unmet_dependency(
+                                    &self.conn,
+                                    &entry.flow,
+                                    &entry.depends_on
+                                ),
+                                Ok(None)
+                            )
+                    }
+                };
+                if follows {
+                    eprintln!(
+                        "{} ended {}: starting {}",
+                        run.flow,
+                        run.display_state(),
+                        entry.flow
+                    );
+                    chosen.insert(entry.flow.clone());
+                }
+            }
+        }
+        let any = !chosen.is_empty();
+        for flow in chosen {
+            if self.args.once {
+                self.followed.insert(flow.clone());
+            }
+            self.queues.entry(flow).or_default().push_back(now);
+        }
+        any
+    }
+
+    /// Starts the oldest queued window of each flow that has no run of the scheduler going.
+    fn start_queued(&mut self) {
+        let flows: Vec<String> = self.queues.keys().cloned().collect();
+        for flow in flows {
+            if self.running.iter().any(|r| r.flow == flow) {
+                continue;
+            }
+            let Some(fire) = self.queues.get_mut(&flow).and_then(VecDeque::pop_front) else {
+                continue;
+            };
+            if self.broken {
+                self.record_unrunnable(&flow, fire);
+                continue;
+            }
+            match start(&self.args.path, &self.db, &flow, fire) {
+                Ok(started) => self.running.push(started),
+                Err(e) => {
+                    eprintln!("error: cannot start {flow}: {e}");
+                    self.failures += 1;
+                }
+            }
+        }
+    }
+
+    /// A window that comes while the workspace does not check: recorded as skipped, with why.
+    fn record_unrunnable(&self, flow: &str, fire: DateTime<Utc>) {
+        let Some(entry) = self.loaded.entries.iter().find(|e| e.flow == flow) else {
+            return;
+        };
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run_id = format!(
+            "{}-{}-s{}",
+            utc_now().format("%Y%m%dT%H%M%S"),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let run_time = run_time_text(fire);
+        let reason = "the workspace does not check; fix it and backfill this window";
+        let new = NewRun {
+            run_id: &run_id,
+            plan: &entry.plan,
+            args: &BTreeMap::new(),
+            run_time: &run_time,
+            workspace: &self.args.path.to_string_lossy(),
+            run_db: "",
+            parent: None,
+            jumped_from: None,
+            gate: false,
+            once_per_window: false,
+            skip: Some(reason),
+        };
+        let cancel = Default::default();
+        match Journal::create(&self.db, &new, cancel) {
+            Ok(_) => eprintln!("{flow} for {run_time}: skipped: {reason}"),
+            Err(e) => eprintln!("error: {e}"),
+        }
     }
 }
 
@@ -269,7 +442,6 @@ fn latest_states(conn: &rusqlite::Connection, condition: &Cond) -> BTreeMap<Stri
             "success" => "success",
             "failed" => "failed",
             "cancelled" => "cancelled",
-            "skipped" => "skipped",
             _ => continue, // still running: not an end
         };
         states.insert(flow.to_string(), state);
@@ -350,34 +522,45 @@ fn reap(running: &mut Vec<Started>) -> usize {
 }
 
 /// Lets running runs finish within `grace`, then cancels them (SIGTERM to each run's
-/// process group: the run cancels itself, compensations included) and waits for them.
-fn shut_down(mut running: Vec<Started>, grace: Duration) {
+/// process group: the run cancels itself, compensations included), waits as long again, and
+/// kills what is left. Returns how many failed.
+fn shut_down(mut running: Vec<Started>, grace: Duration) -> usize {
     if running.is_empty() {
-        return;
+        return 0;
     }
     eprintln!(
         "stopping: waiting up to {} for {} running run(s)",
         humantime::format_duration(grace),
         running.len()
     );
-    let deadline = Instant::now() + grace;
-    while !running.is_empty() && Instant::now() < deadline {
-        reap(&mut running);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for run in &running {
-        if let Ok(pid) = libc::pid_t::try_from(run.child.id()) {
-            eprintln!("cancelling {} (process {pid})", run.flow);
-            // SAFETY: signals the run's own process group, which it leads.
-            unsafe {
-                libc::kill(-pid, libc::SIGTERM);
+    let mut failed = wait_for(&mut running, grace);
+    for (signal, what) in [(libc::SIGTERM, "cancelling"), (libc::SIGKILL, "killing")] {
+        if running.is_empty() {
+            break;
+        }
+        for run in &running {
+            if let Ok(pid) = libc::pid_t::try_from(run.child.id()) {
+                eprintln!("{what} {} (process {pid})", run.flow);
+                // SAFETY: signals the run's own process group, which it leads.
+                unsafe {
+                    libc::kill(-pid, signal);
+                }
             }
         }
+        failed += wait_for(&mut running, grace.max(Duration::from_secs(5)));
     }
-    while !running.is_empty() {
-        reap(&mut running);
+    failed
+}
+
+/// Reaps runs until none is left or `limit` has passed.
+fn wait_for(running: &mut Vec<Started>, limit: Duration) -> usize {
+    let deadline = Instant::now() + limit;
+    let mut failed = reap(running);
+    while !running.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
+        failed += reap(running);
     }
+    failed
 }
 
 /// `--list`: each scheduled flow's next five fire times.

@@ -15,6 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+/// How long a hook activity without a `timeout` of its own may run: a hook that hangs must
+/// not keep its run's process from ending.
+const HOOK_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+
 /// How one hook ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HookOutcome {
@@ -149,7 +153,9 @@ fn call(
                 ],
                 input: rows.clone(),
                 cwd: cwd.to_path_buf(),
-                timeout: invocation.timeout_ms.map(Duration::from_millis),
+                timeout: Some(Duration::from_millis(
+                    invocation.timeout_ms.unwrap_or(HOOK_TIMEOUT_MS),
+                )),
                 heartbeat: None,
                 cancel: Arc::new(AtomicBool::new(false)),
             })

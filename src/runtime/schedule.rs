@@ -91,6 +91,28 @@ impl Timing {
         times.into()
     }
 
+    /// The first `limit` fire times in `(from, to]`, oldest first: it stops there, however
+    /// long the span.
+    pub fn first_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut times = Vec::new();
+        let mut at = from;
+        while times.len() < limit {
+            match self.next_after(at).filter(|t| *t <= to) {
+                Some(next) => {
+                    times.push(next);
+                    at = next;
+                }
+                None => break,
+            }
+        }
+        times
+    }
+
     /// Fire times due at `now` for a flow last considered at `since`: with `catchup`, every
     /// window in `(since, now]` (up to [`MAX_CATCHUP`]); without, only the latest one.
     pub fn due(

@@ -91,11 +91,13 @@ pub fn run_in(conn: &Connection, run_id: &str) -> Result<Option<RunRow>, String>
     .map_err(|e| e.to_string())
 }
 
-/// The latest run of a flow (the one created last).
+/// The latest run of a flow (the one created last) that was not skipped: a skipped run ran
+/// nothing, so it neither ends anything nor uses up a dependency.
 pub fn latest(conn: &Connection, flow: &str) -> Result<Option<RunRow>, String> {
     conn.query_row(
         &format!(
-            "SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE flow = ?1 ORDER BY created_at DESC, rowid DESC LIMIT 1"
+            "SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE flow = ?1 AND state <> 'skipped'
+             ORDER BY created_at DESC, rowid DESC LIMIT 1"
         ),
         [flow],
         run_row,
@@ -135,29 +137,46 @@ pub fn unmet_dependency(
     Ok(None)
 }
 
-/// Whether `flow` already has a run for this `run_time` (a schedule window is run once).
-pub fn has_run_at(conn: &Connection, flow: &str, run_time: &str) -> Result<bool, String> {
+/// The run `flow` already has for this `run_time` (a skipped one does not count): a schedule
+/// window runs once.
+pub fn run_at(conn: &Connection, flow: &str, run_time: &str) -> Result<Option<String>, String> {
     conn.query_row(
-        "SELECT 1 FROM wvflow_runs WHERE flow = ?1 AND run_time = ?2 LIMIT 1",
+        "SELECT run_id FROM wvflow_runs WHERE flow = ?1 AND run_time = ?2 AND state <> 'skipped' LIMIT 1",
         [flow, run_time],
-        |_| Ok(()),
+        |r| r.get(0),
     )
     .optional()
-    .map(|found| found.is_some())
     .map_err(|e| e.to_string())
 }
 
-/// Runs that finished after `after_ms`, oldest finish first.
-pub fn finished_since(conn: &Connection, after_ms: i64) -> Result<Vec<RunRow>, String> {
+/// Runs that ended after event `after_seq` (a `run_finished` event), in the order they
+/// ended, with the sequence number of each end. Event numbers follow commit order.
+pub fn ended_since(conn: &Connection, after_seq: i64) -> Result<Vec<(i64, RunRow)>, String> {
     let mut statement = conn
-        .prepare(&format!(
-            "SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE finished_at > ?1 ORDER BY finished_at, rowid"
-        ))
+        .prepare(
+            "SELECT seq, run_id FROM wvflow_events WHERE kind = 'run_finished' AND seq > ?1 ORDER BY seq",
+        )
         .map_err(|e| e.to_string())?;
-    let rows = statement
-        .query_map([after_ms], run_row)
+    let ends: Vec<(i64, String)> = statement
+        .query_map([after_seq], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
-    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    let mut runs = Vec::new();
+    for (seq, run_id) in ends {
+        if let Some(run) = run_in(conn, &run_id)? {
+            runs.push((seq, run));
+        }
+    }
+    Ok(runs)
+}
+
+/// The newest event number: where a reader of [`ended_since`] starts.
+pub fn last_event(conn: &Connection) -> Result<i64, String> {
+    conn.query_row("SELECT coalesce(max(seq), 0) FROM wvflow_events", [], |r| {
+        r.get(0)
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// The plan a run started with.

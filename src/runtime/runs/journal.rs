@@ -30,9 +30,12 @@ pub struct NewRun<'a> {
     pub parent: Option<(&'a str, &'a str)>,
     /// The run whose `->` jump started this run.
     pub jumped_from: Option<&'a str>,
-    /// Check the flow's `depends on` first (scheduled runs): an unmet one records the run as
-    /// skipped.
+    /// A scheduled run: one whose `depends on` is unmet is recorded as skipped.
     pub gate: bool,
+    /// A run for a schedule window: if the window already has a run, this one is skipped.
+    pub once_per_window: bool,
+    /// Record the run as skipped for this reason, running nothing.
+    pub skip: Option<&'a str>,
 }
 
 /// Whether a run may start: its dependencies are met and it got one of its flow's
@@ -123,11 +126,19 @@ impl Journal {
         let owner = Owner::this_process();
         let tx = begin(&mut conn).map_err(fail)?;
         // Why the run may not start: an unmet dependency, or no free slot.
-        let mut reason = if run.gate {
-            super::catalog::unmet_dependency(&tx, &flow.name, &flow.depends_on)?
-        } else {
-            None
-        };
+        let mut reason = run.skip.map(str::to_string);
+        if run.once_per_window
+            && reason.is_none()
+            && let Some(earlier) = super::catalog::run_at(&tx, &flow.name, run.run_time)?
+        {
+            reason = Some(format!(
+                "the window {} already has run {earlier}",
+                run.run_time
+            ));
+        }
+        if run.gate && reason.is_none() {
+            reason = super::catalog::unmet_dependency(&tx, &flow.name, &flow.depends_on)?;
+        }
         if let (None, Some(limit)) = (&reason, flow.concurrency) {
             let holders = slot_holders(&tx, &flow.name, run.run_id).map_err(fail)?;
             if holders.len() as u64 >= limit {
