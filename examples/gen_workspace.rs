@@ -45,7 +45,7 @@ fn parse_args() -> Result<Options, String> {
 }
 
 /// One flow exercising most of the language: config, triggers, routes, fork, each, saga.
-fn flow(out: &mut String, i: usize, stages: usize) {
+pub fn flow(out: &mut String, i: usize, stages: usize) {
     let _ = writeln!(
         out,
         "-- generated flow {i}\nactivity act_{i}(id: string, amount: float = 0.0) with {{ retries: 3, retry_delay: 2s, backoff: exponential, timeout: 30s }} = exec('bin/act', '--id', id, amount)\nactivity undo_{i}(id: string) with {{ retries: 5 }} = sh(\"\"\"printf '{{\"undone\": \"%s\"}}\\n' \"$WV_ID\" \"\"\")\n"

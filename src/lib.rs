@@ -7,6 +7,7 @@
 pub mod check;
 pub mod cli;
 pub mod diagnostics;
+pub mod format;
 mod parallel;
 pub mod plan;
 pub mod runtime;

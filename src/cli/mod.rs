@@ -3,6 +3,7 @@
 mod backfill;
 mod check;
 mod explain;
+mod fmt;
 mod plan;
 mod progress;
 mod run;
@@ -44,6 +45,8 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
     /// One run per schedule window of a flow, oldest first, stopping at the first failure.
     Backfill(backfill::BackfillArgs),
+    /// Rewrite .wv files in the canonical layout (`--check`: only list those that differ).
+    Fmt(fmt::FmtArgs),
     /// Explain a diagnostic code, with an example and its fix.
     Explain(explain::ExplainArgs),
 }
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Runs(args) => runs::run(args),
         Command::Schedule(args) => schedule::run(args),
         Command::Backfill(args) => backfill::run(args),
+        Command::Fmt(args) => fmt::run(args),
         Command::Explain(args) => explain::run(args),
     };
     ExitCode::from(status)

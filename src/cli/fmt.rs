@@ -1,0 +1,89 @@
+//! `wvflow fmt [PATH...] [--check]`: rewrites `.wv` files in the canonical layout
+//! (`docs/format.md`); with `--check`, only names the files that would change.
+
+use super::exit;
+use crate::diagnostics::render_human;
+use crate::source::FileId;
+use crate::workspace::{Workspace, discover, read_source};
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct FmtArgs {
+    /// Files or folders (every `.wv` file below a folder); default: the current folder.
+    paths: Vec<PathBuf>,
+    /// Change nothing: list the files that are not formatted and exit 1 if there are any.
+    #[arg(long)]
+    check: bool,
+}
+
+pub fn run(args: FmtArgs) -> u8 {
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths
+    };
+    let mut status = exit::OK;
+    let (mut changed, mut unchanged) = (0, 0);
+    for path in &paths {
+        let files = match discover(path) {
+            Ok(files) => files,
+            Err(e) => {
+                eprintln!("error: {e}");
+                status = exit::USAGE;
+                continue;
+            }
+        };
+        for file in files {
+            match format_file(&file, args.check) {
+                Ok(true) => {
+                    changed += 1;
+                    if args.check {
+                        println!("{}", file.display());
+                        status = status.max(exit::PROBLEMS);
+                    }
+                }
+                Ok(false) => unchanged += 1,
+                Err(()) => status = exit::USAGE,
+            }
+        }
+    }
+    if args.check {
+        eprintln!("{changed} file(s) would be reformatted, {unchanged} already formatted");
+    } else {
+        eprintln!("{changed} file(s) reformatted, {unchanged} already formatted");
+    }
+    status
+}
+
+/// Formats one file; `Ok(true)` when it changed (or would). A file that does not parse is
+/// reported and left alone.
+fn format_file(path: &Path, check: bool) -> Result<bool, ()> {
+    let text = read_source(path).map_err(|e| eprintln!("error: {e}"))?;
+    let formatted = match crate::format::format(&text, FileId(0)) {
+        Ok(formatted) => formatted,
+        Err(diagnostics) => {
+            let mut workspace = Workspace::default();
+            workspace.add(path.to_path_buf(), text);
+            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            eprint!("{}", render_human(&diagnostics, &workspace.sources, color));
+            eprintln!(
+                "error: {} was not formatted: it has syntax errors",
+                path.display()
+            );
+            return Err(());
+        }
+    };
+    if formatted == text {
+        return Ok(false);
+    }
+    if !check {
+        // Written beside and renamed over, so an interrupted write loses nothing.
+        let temporary = path.with_extension("wv.fmt-tmp");
+        std::fs::write(&temporary, &formatted)
+            .and_then(|()| std::fs::rename(&temporary, path))
+            .map_err(|e| eprintln!("error: cannot write {}: {e}", path.display()))?;
+    }
+    Ok(true)
+}
