@@ -3,6 +3,8 @@
 #  - Graphviz `dot`, to check that `wvflow plan --format dot` renders (Debian package).
 #  - Mermaid's own parser (npm, pinned in tests/mermaid/package-lock.json), to check that
 #    `wvflow plan --format mermaid` is valid flowchart syntax.
+#  - VS Code's TextMate engine (npm, pinned in tests/textmate/package-lock.json), to check
+#    the editor grammar in grammar/ against the lexer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,12 @@ if [ ! -d tests/mermaid/node_modules ]; then
   command -v npm >/dev/null || { echo "test: npm is missing; install Node.js" >&2; exit 1; }
   echo "== installing the Mermaid parser (tests/mermaid)"
   npm ci --prefix tests/mermaid --no-audit --no-fund --loglevel=error
+fi
+
+if [ ! -d tests/textmate/node_modules ]; then
+  command -v npm >/dev/null || { echo "test: npm is missing; install Node.js" >&2; exit 1; }
+  echo "== installing the TextMate engine (tests/textmate)"
+  npm ci --prefix tests/textmate --no-audit --no-fund --loglevel=error
 fi
 
 cargo test --locked "$@"
