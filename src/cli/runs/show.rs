@@ -14,8 +14,8 @@ use std::path::Path;
 pub struct ListArgs {
     #[arg(long)]
     flow: Option<String>,
-    /// `running`, `stale`, `success`, `failed`, `cancelled` or `skipped`.
-    #[arg(long)]
+    /// `running` (live), `stale`, `success`, `failed`, `cancelled` or `skipped`.
+    #[arg(long, value_parser = ["running", "stale", "success", "failed", "cancelled", "skipped"])]
     state: Option<String>,
     #[arg(long)]
     limit: Option<usize>,
