@@ -144,7 +144,7 @@ impl Printer {
         let in_block_opened_before = self
             .open
             .last()
-            .is_some_and(|&(kind, line)| kind == Open::Block && line < self.line - 1);
+            .is_some_and(|&(kind, line)| kind == Open::Block && line < self.line.saturating_sub(1));
         if token.is_some() && in_block_opened_before && self.last(0).is_some_and(continues) {
             // Further lines of the same list line up with its second line.
             let level = if self.previous_continued {

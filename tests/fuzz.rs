@@ -114,6 +114,22 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
 }
 
 fn check_case(case: usize, text: String) {
+    // Whatever parses formats, idempotently, to the same tree.
+    if let Ok(formatted) = wvflow::format::format(&text, wvflow::source::FileId(0)) {
+        let tree = |src: &str| {
+            wvflow::syntax::sexpr::file(&wvflow::syntax::parse(src, wvflow::source::FileId(0)).ast)
+        };
+        assert_eq!(
+            wvflow::format::format(&formatted, wvflow::source::FileId(0)).ok(),
+            Some(formatted.clone()),
+            "case {case}: formatting is not idempotent:\n{text}"
+        );
+        assert_eq!(
+            tree(&formatted),
+            tree(&text),
+            "case {case}: the tree changed:\n{text}"
+        );
+    }
     let mut workspace = Workspace::default();
     workspace.add(format!("case{case}.wv").into(), text);
     let diagnostics: Vec<_> = workspace.diagnostics().cloned().collect();
