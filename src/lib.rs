@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod diagnostics;
 pub mod format;
+pub mod lsp;
 mod parallel;
 pub mod plan;
 pub mod runtime;

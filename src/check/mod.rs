@@ -22,7 +22,7 @@ mod schedules;
 mod triggers;
 pub mod values;
 
-pub use graph::{FlowGraph, activity_calls};
+pub use graph::{FlowGraph, activity_calls, condition_atoms};
 pub use index::{Def, Index};
 
 use crate::diagnostics::{self, Diagnostic};

@@ -47,6 +47,9 @@ enum Command {
     Backfill(backfill::BackfillArgs),
     /// Rewrite .wv files in the canonical layout (`--check`: only list those that differ).
     Fmt(fmt::FmtArgs),
+    /// The Language Server (stdio), for editors: diagnostics, hover, navigation, completion,
+    /// symbols, formatting, rename.
+    Lsp,
     /// Explain a diagnostic code, with an example and its fix.
     Explain(explain::ExplainArgs),
 }
@@ -72,6 +75,13 @@ pub fn main() -> ExitCode {
         Command::Schedule(args) => schedule::run(args),
         Command::Backfill(args) => backfill::run(args),
         Command::Fmt(args) => fmt::run(args),
+        Command::Lsp => match crate::lsp::serve() {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("error: wvflow lsp: {e}");
+                exit::PROBLEMS
+            }
+        },
         Command::Explain(args) => explain::run(args),
     };
     ExitCode::from(status)

@@ -1,0 +1,358 @@
+//! Hover, completion and document symbols.
+
+use super::analysis::{Analysis, At};
+use super::symbols::Kind;
+use crate::check::keys::{self, BACKOFF_KINDS, PARENT_CLOSE, Place, TRIGGER_RULES};
+use crate::check::{Def, FlowGraph, Index};
+use crate::plan::ir::{Cond, StagePlan};
+use crate::syntax::Span;
+use crate::syntax::ast::{self, Config, Member};
+use serde_json::{Value, json};
+use std::path::Path;
+
+fn contains(span: Span, offset: usize) -> bool {
+    span.start as usize <= offset && offset <= span.end as usize
+}
+
+fn markdown(text: String) -> Value {
+    json!({ "contents": { "kind": "markdown", "value": text } })
+}
+
+/// The config blocks of the file at `at`, each with where it stands.
+fn configs<'w>(index: &Index<'w>, at: At) -> Vec<(&'w Config, Place)> {
+    let mut found = Vec::new();
+    for def in index.flows.iter().filter(|d| d.file == at.file) {
+        found.extend(def.node.config.as_ref().map(|c| (c, Place::Flow)));
+        let graph = FlowGraph::new(def.file, def.node);
+        for node in &graph.stages {
+            found.extend(node.stage.config.as_deref().map(|c| (c, Place::Stage)));
+        }
+    }
+    for def in index.activities.iter().filter(|d| d.file == at.file) {
+        found.extend(def.node.config.as_ref().map(|c| (c, Place::Activity)));
+    }
+    found
+}
+
+pub fn hover(analysis: &Analysis, at: At) -> Value {
+    let (index, symbols) = analysis.symbols();
+    // A config key: its type, default and meaning.
+    for (config, place) in configs(&index, at) {
+        for entry in config
+            .entries
+            .iter()
+            .filter(|e| contains(e.key.span, at.offset))
+        {
+            if let Some(key) = keys::key(&entry.key.name, place) {
+                return markdown(format!(
+                    "**`{}`** ({} key)\n\n{}\n\ndefault: `{}`",
+                    key.name,
+                    place
+                        .describe()
+                        .trim_start_matches("a ")
+                        .trim_start_matches("an "),
+                    key.meaning,
+                    if key.default.is_empty() {
+                        "none"
+                    } else {
+                        key.default
+                    }
+                ));
+            }
+        }
+    }
+    let Some(s) = symbols.at(at.file, at.offset) else {
+        return Value::Null;
+    };
+    let symbol = &symbols.defs[s];
+    let text = match symbol.kind {
+        Kind::Activity => index
+            .activity_by_name
+            .get(symbol.name.as_str())
+            .map(|def| activity_hover(analysis, def)),
+        Kind::Flow => index
+            .flows
+            .iter()
+            .find(|d| d.node.name.name == symbol.name)
+            .map(|def| flow_hover(analysis, &index, *def)),
+        Kind::Stage => symbol.parent.and_then(|flow| {
+            let flow_name = &symbols.defs[flow].name;
+            let def = index
+                .flows
+                .iter()
+                .find(|d| d.node.name.name == flow_name && d.file == symbols.defs[flow].file)?;
+            let plan = crate::plan::lower(&analysis.workspace, &index, *def);
+            let stage = plan.flow.stages.iter().find(|st| st.id == symbol.name)?;
+            Some(stage_hover(flow_name, stage))
+        }),
+    };
+    text.map_or(Value::Null, markdown)
+}
+
+fn source_text(analysis: &Analysis, file: crate::source::FileId, span: Span) -> &str {
+    let text = &analysis.workspace.sources.get(file).text;
+    text.get(span.start as usize..span.end as usize)
+        .unwrap_or("")
+}
+
+fn params(list: &[ast::Param]) -> String {
+    list.iter()
+        .map(|p| format!("{}: {}", p.name.name, p.ty.value.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn activity_hover(analysis: &Analysis, def: &Def<ast::Activity>) -> String {
+    let (activity, file) = (def.node, def.file);
+    let command = match &activity.command {
+        ast::Command::Exec(_) | ast::Command::Sh(_) => {
+            let whole = source_text(analysis, file, activity.span);
+            whole
+                .split_once('=')
+                .map_or(whole, |(_, c)| c.trim())
+                .to_string()
+        }
+    };
+    format!(
+        "**activity `{}`**`({})`\n\n```wv\n{command}\n```",
+        activity.name.name,
+        params(&activity.params)
+    )
+}
+
+fn flow_hover(analysis: &Analysis, index: &Index, def: Def<ast::Flow>) -> String {
+    let flow = def.node;
+    let plan = crate::plan::lower(&analysis.workspace, index, def);
+    let mut text = format!("**flow `{}`**`({})`", flow.name.name, params(&flow.params));
+    if let Some(schedule) = &plan.flow.schedule {
+        let what = match (&schedule.cron, schedule.interval_ms) {
+            (Some(cron), _) => format!("`cron('{cron}')` in {}", schedule.timezone),
+            (None, Some(ms)) => format!(
+                "every {}",
+                crate::check::values::show(std::time::Duration::from_millis(ms))
+            ),
+            _ => String::new(),
+        };
+        text.push_str(&format!("\n\nschedule: {what}"));
+        if let Ok(timing) = crate::runtime::schedule::Timing::of(schedule)
+            && let Some(next) = timing.next_after(crate::runtime::schedule::utc_now())
+        {
+            text.push_str(&format!(
+                "; next fire {} ({})",
+                next.with_timezone(&timing.zone())
+                    .format("%Y-%m-%d %H:%M %Z"),
+                crate::runtime::schedule::run_time_text(next)
+            ));
+        }
+    }
+    if !plan.flow.depends_on.is_empty() {
+        text.push_str(&format!(
+            "\n\ndepends on: {}",
+            plan.flow.depends_on.join(", ")
+        ));
+    }
+    text.push_str(&format!("\n\n{} stage(s)", plan.flow.stages.len()));
+    text
+}
+
+fn condition(cond: &Cond) -> String {
+    match cond {
+        Cond::True => "always".into(),
+        Cond::State { stage, state } => format!("{stage}.{state}"),
+        Cond::Not { arg } => format!("not {}", condition(arg)),
+        Cond::And { args } => args.iter().map(condition).collect::<Vec<_>>().join(" and "),
+        Cond::Or { args } => format!(
+            "({})",
+            args.iter().map(condition).collect::<Vec<_>>().join(" or ")
+        ),
+    }
+}
+
+fn stage_hover(flow: &str, stage: &StagePlan) -> String {
+    let upstream: Vec<&str> = stage.upstream.iter().map(|e| e.stage.as_str()).collect();
+    let retry = stage
+        .steps
+        .iter()
+        .find_map(|step| match step {
+            crate::plan::ir::Step::Invoke { invocation }
+            | crate::plan::ir::Step::Each { invocation, .. } => Some(&invocation.retry),
+            _ => None,
+        })
+        .map(|r| {
+            format!(
+                "{} attempt(s), {} backoff from {} ms",
+                r.attempts, r.backoff, r.initial_delay_ms
+            )
+        })
+        .unwrap_or_else(|| "no activity".into());
+    format!(
+        "**stage `{}`** of flow `{flow}` ({})\n\nupstream: {}\n\ntrigger: `{}`\n\nretry: {retry}",
+        stage.id,
+        stage.kind.name(),
+        if upstream.is_empty() {
+            "none".to_string()
+        } else {
+            upstream.join(", ")
+        },
+        condition(&stage.trigger)
+    )
+}
+
+fn item(label: &str, kind: u32, detail: &str) -> Value {
+    json!({ "label": label, "kind": kind, "detail": detail })
+}
+
+/// What fits at the cursor: the text before it on its line says which kind of name.
+pub fn completion(analysis: &Analysis, at: At) -> Value {
+    let (index, _) = analysis.symbols();
+    let text = &analysis.workspace.sources.get(at.file).text;
+    let line_start = text[..at.offset].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..at.offset];
+    let word_start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    let context = before[..word_start].trim_end();
+    let flow = index
+        .flows
+        .iter()
+        .find(|d| d.file == at.file && contains(d.node.span, at.offset));
+    let stage_names: Vec<String> = flow
+        .map(|d| {
+            FlowGraph::new(d.file, d.node)
+                .stage_names()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let stages = || -> Vec<Value> { stage_names.iter().map(|s| item(s, 6, "stage")).collect() };
+    let words = |list: &[&str], detail: &str| -> Vec<Value> {
+        list.iter().map(|w| item(w, 12, detail)).collect()
+    };
+    // `stage.` in a trigger: the states.
+    if let Some(target) = context
+        .strip_suffix('.')
+        .or_else(|| before.strip_suffix('.'))
+    {
+        let name = target
+            .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .unwrap_or("");
+        if stage_names.iter().any(|s| s == name) || index.flows_by_name.contains_key(name) {
+            return Value::Array(words(
+                &["success", "failed", "done", "skipped", "cancelled"],
+                "state",
+            ));
+        }
+    }
+    // A config value.
+    for (key, values) in [
+        ("backoff:", BACKOFF_KINDS),
+        ("trigger:", TRIGGER_RULES),
+        ("parent_close:", PARENT_CLOSE),
+    ] {
+        if context.ends_with(key) {
+            return Value::Array(words(values, key.trim_end_matches(':')));
+        }
+    }
+    if context.ends_with("on_failure:") {
+        let mut items = words(&["fail", "ignore"], "on_failure");
+        items.extend(stages());
+        return Value::Array(items);
+    }
+    // Stage names after `from`, `merge`, a trigger's `if`, `and`, `or`, `not`.
+    let last_word = context
+        .rsplit(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or("");
+    if ["from", "merge", "if", "and", "or", "not", "join"].contains(&last_word)
+        || (context.ends_with(',') && (before.contains("from ") || before.contains("merge ")))
+    {
+        return Value::Array(stages());
+    }
+    // A config key, in a `with { }` block or `[ ]`.
+    for (config, place) in configs(&index, at) {
+        let in_block = contains(config.span, at.offset);
+        let at_key = context.ends_with('{')
+            || context.ends_with('[')
+            || context.ends_with(',')
+            || context.is_empty();
+        if in_block && at_key {
+            return Value::Array(
+                keys::names_in(place)
+                    .filter_map(|name| keys::key(name, place))
+                    .map(|k| {
+                        json!({
+                            "label": k.name, "kind": 10, "detail": format!("{} key", place.describe()),
+                            "documentation": { "kind": "markdown", "value": k.meaning },
+                            "insertText": format!("{}: ", k.name),
+                        })
+                    })
+                    .collect(),
+            );
+        }
+    }
+    // Otherwise: activities and flows.
+    let mut items: Vec<Value> = index
+        .activity_names()
+        .map(|a| item(a, 3, "activity"))
+        .collect();
+    items.extend(index.flow_names().map(|f| item(f, 9, "flow")));
+    Value::Array(items)
+}
+
+/// The file's flows (with their stages) and activities.
+pub fn document_symbols(analysis: &Analysis, path: &Path) -> Value {
+    let (index, _) = analysis.symbols();
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let Some((file, _)) = analysis
+        .workspace
+        .sources
+        .iter()
+        .find(|(_, f)| f.path == path)
+    else {
+        return Value::Null;
+    };
+    let symbol = |name: &str, kind: u32, span: Span, selection: Span, children: Vec<Value>| {
+        json!({
+            "name": name, "kind": kind,
+            "range": analysis.range(file, span),
+            "selectionRange": analysis.range(file, selection),
+            "children": children,
+        })
+    };
+    let mut out = Vec::new();
+    for def in index.flows.iter().filter(|d| d.file == file) {
+        let stages: Vec<Value> = def
+            .node
+            .members
+            .iter()
+            .filter_map(|m| match m {
+                Member::Stage(stage) => Some(symbol(
+                    &stage.name.name,
+                    12,
+                    stage.span,
+                    stage.name.span,
+                    Vec::new(),
+                )),
+                _ => None,
+            })
+            .collect();
+        out.push(symbol(
+            &def.node.name.name,
+            2,
+            def.node.span,
+            def.node.name.span,
+            stages,
+        ));
+    }
+    for def in index.activities.iter().filter(|d| d.file == file) {
+        out.push(symbol(
+            &def.node.name.name,
+            12,
+            def.node.span,
+            def.node.name.span,
+            Vec::new(),
+        ));
+    }
+    Value::Array(out)
+}

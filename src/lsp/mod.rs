@@ -1,0 +1,232 @@
+//! `wvflow lsp`: a Language Server over stdio on the same front end and checker as
+//! `wvflow check`. It keeps the workspace (the `.wv` files under the client's root folder, with
+//! the editor's unsaved text in place of what is on disk), checks it again shortly after the
+//! typing stops, and answers from one analysis of it. Features: `docs/editors.md`.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`analysis`] | the workspace as the editor sees it; positions in UTF-16 |
+//! | [`symbols`] | definitions and references of flows, stages and activities |
+//! | [`features`] | hover, completion, document symbols |
+
+pub mod analysis;
+pub mod features;
+pub mod symbols;
+
+use analysis::{Analysis, path_of, uri_of};
+use lsp_server::{Connection, Message, Notification, Request, RequestId, Response};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long after the last change the workspace is checked again.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Serves one client on stdin and stdout until it says `exit`.
+pub fn serve() -> Result<(), String> {
+    let (connection, io_threads) = Connection::stdio();
+    let capabilities = json!({
+        "textDocumentSync": 1,
+        "hoverProvider": true,
+        "definitionProvider": true,
+        "referencesProvider": true,
+        "documentSymbolProvider": true,
+        "documentFormattingProvider": true,
+        "renameProvider": true,
+        "completionProvider": { "triggerCharacters": [".", " ", ":"] },
+        "positionEncoding": "utf-16",
+    });
+    let (id, init) = connection.initialize_start().map_err(|e| e.to_string())?;
+    connection
+        .initialize_finish(
+            id,
+            json!({
+                "capabilities": capabilities,
+                "serverInfo": { "name": "wvflow", "version": env!("CARGO_PKG_VERSION") },
+            }),
+        )
+        .map_err(|e| e.to_string())?;
+    let root = root_of(&init);
+    let mut server = Server {
+        connection: &connection,
+        root,
+        open: BTreeMap::new(),
+        analysis: None,
+        changed: None,
+        published: BTreeSet::new(),
+    };
+    server.run()?;
+    drop(connection);
+    io_threads.join().map_err(|e| e.to_string())
+}
+
+/// The client's root folder: `rootUri`, else the first workspace folder, else `rootPath`.
+fn root_of(init: &Value) -> Option<PathBuf> {
+    init["rootUri"]
+        .as_str()
+        .or_else(|| init["workspaceFolders"][0]["uri"].as_str())
+        .map(path_of)
+        .or_else(|| init["rootPath"].as_str().map(PathBuf::from))
+}
+
+struct Server<'c> {
+    connection: &'c Connection,
+    root: Option<PathBuf>,
+    /// Open documents: their text as the editor has it, by path.
+    open: BTreeMap<PathBuf, String>,
+    /// The analysis of the current texts; `None` after a change.
+    analysis: Option<Analysis>,
+    /// When the texts last changed, while their diagnostics are not yet published.
+    changed: Option<Instant>,
+    /// Files that have diagnostics in the editor now.
+    published: BTreeSet<PathBuf>,
+}
+
+impl Server<'_> {
+    fn run(&mut self) -> Result<(), String> {
+        loop {
+            let wait = match self.changed {
+                Some(at) => DEBOUNCE.saturating_sub(at.elapsed()),
+                None => Duration::from_secs(3600),
+            };
+            match self.connection.receiver.recv_timeout(wait) {
+                Ok(Message::Request(request)) => {
+                    if self
+                        .connection
+                        .handle_shutdown(&request)
+                        .map_err(|e| e.to_string())?
+                    {
+                        return Ok(());
+                    }
+                    let response = self.answer(request);
+                    self.send(Message::Response(response))?;
+                }
+                Ok(Message::Notification(notification)) => {
+                    if notification.method == "exit" {
+                        return Ok(());
+                    }
+                    self.notified(notification);
+                }
+                Ok(Message::Response(_)) => {}
+                Err(crossbeam_timeout) if crossbeam_timeout.is_timeout() => {}
+                Err(_) => return Ok(()),
+            }
+            if self.changed.is_some_and(|at| at.elapsed() >= DEBOUNCE) {
+                self.publish()?;
+            }
+        }
+    }
+
+    fn send(&self, message: Message) -> Result<(), String> {
+        self.connection
+            .sender
+            .send(message)
+            .map_err(|e| e.to_string())
+    }
+
+    fn notified(&mut self, notification: Notification) {
+        let params = &notification.params;
+        let document = &params["textDocument"];
+        let Some(path) = document["uri"].as_str().map(path_of) else {
+            return;
+        };
+        match notification.method.as_str() {
+            "textDocument/didOpen" => {
+                let text = document["text"].as_str().unwrap_or_default().to_string();
+                self.open.insert(path, text);
+            }
+            "textDocument/didChange" => {
+                // Full sync: the last change holds the whole text.
+                if let Some(text) = params["contentChanges"]
+                    .as_array()
+                    .and_then(|changes| changes.last())
+                    .and_then(|change| change["text"].as_str())
+                {
+                    self.open.insert(path, text.to_string());
+                }
+            }
+            "textDocument/didClose" => {
+                self.open.remove(&path);
+            }
+            "textDocument/didSave" => {}
+            _ => return,
+        }
+        self.analysis = None;
+        self.changed.get_or_insert_with(Instant::now);
+    }
+
+    fn analysis(&mut self) -> &Analysis {
+        if self.analysis.is_none() {
+            self.analysis = Some(Analysis::new(self.root.as_deref(), &self.open));
+        }
+        self.analysis.as_ref().expect("just built")
+    }
+
+    /// Sends every file's diagnostics, and empty lists for files that no longer have any.
+    fn publish(&mut self) -> Result<(), String> {
+        self.changed = None;
+        let by_file = self.analysis().diagnostics();
+        let mut now = BTreeSet::new();
+        let mut messages = Vec::new();
+        for (path, diagnostics) in by_file {
+            now.insert(path.clone());
+            messages.push((path, Value::Array(diagnostics)));
+        }
+        for path in self.published.difference(&now) {
+            messages.push((path.clone(), Value::Array(Vec::new())));
+        }
+        // Open files without problems get an empty list too, so the editor clears them.
+        for path in self.open.keys() {
+            if !now.contains(path) && !self.published.contains(path) {
+                messages.push((path.clone(), Value::Array(Vec::new())));
+            }
+        }
+        self.published = now;
+        for (path, diagnostics) in messages {
+            let params = json!({ "uri": uri_of(&path), "diagnostics": diagnostics });
+            self.send(Message::Notification(Notification::new(
+                "textDocument/publishDiagnostics".into(),
+                params,
+            )))?;
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self, request: Request) -> Response {
+        let id: RequestId = request.id.clone();
+        let params = request.params;
+        let analysis = self.analysis();
+        let result = match request.method.as_str() {
+            "textDocument/hover" => analysis.at(&params).map(|at| features::hover(analysis, at)),
+            "textDocument/definition" => analysis.at(&params).map(|at| analysis.definition(at)),
+            "textDocument/references" => analysis.at(&params).map(|at| {
+                let with_declaration = params["context"]["includeDeclaration"]
+                    .as_bool()
+                    .unwrap_or(true);
+                analysis.references(at, with_declaration)
+            }),
+            "textDocument/rename" => analysis.at(&params).map(|at| {
+                let name = params["newName"].as_str().unwrap_or_default();
+                analysis.rename(at, name)
+            }),
+            "textDocument/completion" => analysis
+                .at(&params)
+                .map(|at| features::completion(analysis, at)),
+            "textDocument/documentSymbol" => params["textDocument"]["uri"]
+                .as_str()
+                .map(|uri| features::document_symbols(analysis, &path_of(uri))),
+            "textDocument/formatting" => params["textDocument"]["uri"]
+                .as_str()
+                .map(|uri| analysis.formatting(&path_of(uri))),
+            _ => {
+                return Response::new_err(
+                    id,
+                    lsp_server::ErrorCode::MethodNotFound as i32,
+                    format!("wvflow lsp does not answer {}", request.method),
+                );
+            }
+        };
+        Response::new_ok(id, result.unwrap_or(Value::Null))
+    }
+}
