@@ -5,6 +5,7 @@
 #    `wvflow plan --format mermaid` is valid flowchart syntax.
 #  - VS Code's TextMate engine (npm, pinned in tests/textmate/package-lock.json), to check
 #    the editor grammar in grammar/ against the lexer.
+#  - Neovim (Debian package), a real editor client for `wvflow lsp`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,16 @@ if ! command -v dot >/dev/null; then
     (apt-get install -y -qq graphviz >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq graphviz >/dev/null; })
   else
     echo "test: Graphviz 'dot' is missing; install the graphviz package" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v nvim >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "== installing neovim"
+    (apt-get install -y -qq neovim >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq neovim >/dev/null; })
+  else
+    echo "test: Neovim 'nvim' is missing; install the neovim package" >&2
     exit 1
   fi
 fi

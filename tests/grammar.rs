@@ -121,3 +121,29 @@ fn the_textmate_grammar_scopes_keywords_strings_durations_and_comments_like_the_
     }
     eprintln!("checked {checked:?}");
 }
+
+#[test]
+fn the_vscode_extension_uses_this_grammar_and_starts_wvflow_lsp() {
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string("editors/vscode/package.json").unwrap())
+            .unwrap();
+    let language = &manifest["contributes"]["languages"][0];
+    assert_eq!(language["id"], "wvflow");
+    assert_eq!(language["extensions"][0], ".wv");
+    let grammar = &manifest["contributes"]["grammars"][0];
+    let path = format!(
+        "editors/vscode/{}",
+        grammar["path"].as_str().unwrap().trim_start_matches("./")
+    );
+    let bundled: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ours: Value =
+        serde_json::from_str(&std::fs::read_to_string("grammar/wvflow.tmLanguage.json").unwrap())
+            .unwrap();
+    assert_eq!(
+        bundled, ours,
+        "the extension carries grammar/wvflow.tmLanguage.json"
+    );
+    assert_eq!(grammar["scopeName"], ours["scopeName"]);
+    let script = std::fs::read_to_string("editors/vscode/extension.js").unwrap();
+    assert!(script.contains("args: ['lsp']") && script.contains("language: 'wvflow'"));
+}

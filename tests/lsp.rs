@@ -143,12 +143,10 @@ fn the_language_server_speaks_lsp_over_stdio() {
         "{text}"
     );
     let hover = client.request("textDocument/hover", at(1, 18));
+    let text = hover["contents"]["value"].as_str().unwrap();
     assert!(
-        hover["contents"]["value"]
-            .as_str()
-            .unwrap()
-            .contains("**`retries`**"),
-        "{hover}"
+        text.contains("**`retries`** (stage key): a whole number") && text.contains("default: `0`"),
+        "{text}"
     );
     let hover = client.request("textDocument/hover", at(1, 32));
     assert!(
@@ -261,4 +259,28 @@ fn the_language_server_speaks_lsp_over_stdio() {
     client.notify("exit", Value::Null);
     let status = client.child.wait().unwrap();
     assert!(status.success());
+}
+
+#[test]
+fn neovim_shows_the_diagnostics_of_wvflow_lsp() {
+    let broken = FLOW.replace("[timeout: 5s]", "[retires: 5s]");
+    let dir = scratch("lsp-nvim", &[("other.wv", OTHER), ("nightly.wv", &broken)]);
+    let out = dir.join("diagnostics.txt");
+    let status = Command::new("nvim")
+        .args(["--headless", "--clean", "-u", "tests/nvim/init.lua"])
+        .env("WVFLOW_BIN", env!("CARGO_BIN_EXE_wvflow"))
+        .env("WVFLOW_ROOT", &dir)
+        .env("WVFLOW_FILE", dir.join("nightly.wv"))
+        .env("WVFLOW_OUT", &out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("Neovim is installed (scripts/test.sh installs the Debian package)");
+    assert!(status.success());
+    let diagnostics = std::fs::read_to_string(&out).unwrap();
+    // Neovim counts columns in bytes: `  /* 😀 */ stage note [` is 25 bytes.
+    assert_eq!(
+        diagnostics.trim(),
+        "4:25:E0201:unknown key `retires` in a stage help: did you mean `retries`?"
+    );
 }
