@@ -27,7 +27,7 @@ fn main() {
         text.push_str(&format!("-- edit {round}\n"));
         open.insert(path.clone(), text.clone());
         let started = Instant::now();
-        let analysis = Analysis::new(None, &open);
+        let analysis = Analysis::new(&BTreeMap::new(), &open);
         let diagnostics = analysis.diagnostics();
         times.push(started.elapsed().as_secs_f64() * 1e3);
         assert!(diagnostics.values().all(|d| d.is_empty()));

@@ -51,10 +51,11 @@ fn pieces<'s>(src: &'s str, tokens: &[(Token, Span)]) -> Vec<Piece<'s>> {
             rest = trimmed;
             let (kind, len) = if rest.starts_with("--") {
                 (Kind::LineComment, rest.find('\n').unwrap_or(rest.len()))
-            } else if rest.starts_with("/*") {
+            } else if let Some(body) = rest.strip_prefix("/*") {
+                // The end is searched after the opening: `/*/ x */` is one comment.
                 (
                     Kind::BlockComment,
-                    rest.find("*/").map_or(rest.len(), |e| e + 2),
+                    body.find("*/").map_or(rest.len(), |e| e + 4),
                 )
             } else {
                 return breaks;
@@ -233,6 +234,10 @@ impl Printer {
             let after_version = p == Token::RParen && self.last(3) == Some(Token::Version);
             return after_version || !calls(p);
         }
+        // Two minus signs never touch: `--` would start a comment.
+        if p == Token::Minus && n == Token::Minus {
+            return true;
+        }
         // A sign sticks to its operand: `-1`, `(-x)`.
         !(p == Token::Minus && expects_operand(self.last(1)))
     }
@@ -301,7 +306,6 @@ fn expects_operand(token: Option<Token>) -> bool {
                     | Token::True
                     | Token::False
                     | Token::Null
-                    | Token::Star
             ) && !(t.is_soft_keyword())
         }
     }

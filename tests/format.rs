@@ -181,3 +181,13 @@ fn fmt_rewrites_files_check_names_them_and_files_with_errors_are_left_alone() {
         broken
     );
 }
+
+#[test]
+fn signs_comments_and_stars_keep_their_meaning() {
+    let src = "flow F = {\n  stage s = from t |where x = - -1 and y=a*-1 /*/ still a comment */ | select count(*)\n}\n";
+    let formatted = check_properties("tricky", src);
+    assert_eq!(
+        formatted,
+        "flow F = {\n  stage s = from t | where x = - -1 and y = a * -1 /*/ still a comment */ | select count(*)\n}\n"
+    );
+}

@@ -221,6 +221,10 @@ fn the_language_server_speaks_lsp_over_stdio() {
         "{anywhere:?}"
     );
 
+    // Right after a character of several bytes: no crash, an answer.
+    let after_emoji = client.request("textDocument/completion", at(4, 7));
+    assert!(after_emoji.is_array(), "{after_emoji}");
+
     // Symbols: the flow with its stages.
     let symbols = client.request(
         "textDocument/documentSymbol",
@@ -254,6 +258,13 @@ fn the_language_server_speaks_lsp_over_stdio() {
     let changes = edit["changes"][&uri].as_array().unwrap();
     assert_eq!(changes.len(), 4);
     assert!(changes.iter().all(|c| c["newText"] == "pull"));
+
+    // A keyword is not a name.
+    let refused = client.request(
+        "textDocument/rename",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 2, "character": 22 }, "newName": "stage" }),
+    );
+    assert_eq!(refused, Value::Null);
 
     assert_eq!(client.request("shutdown", Value::Null), Value::Null);
     client.notify("exit", Value::Null);

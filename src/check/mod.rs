@@ -19,10 +19,10 @@ pub mod keys;
 mod names;
 mod saga;
 mod schedules;
-mod triggers;
+pub mod triggers;
 pub mod values;
 
-pub use graph::{FlowGraph, activity_calls, condition_atoms};
+pub use graph::{FlowGraph, activity_calls, condition_atoms, on_failure_stage};
 pub use index::{Def, Index};
 
 use crate::diagnostics::{self, Diagnostic};

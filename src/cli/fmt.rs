@@ -79,11 +79,16 @@ fn format_file(path: &Path, check: bool) -> Result<bool, ()> {
         return Ok(false);
     }
     if !check {
-        // Written beside and renamed over, so an interrupted write loses nothing.
-        let temporary = path.with_extension("wv.fmt-tmp");
+        // Written beside the real file (through a symlink) and renamed over it, with its
+        // permissions, so an interrupted write loses nothing.
+        let fail = |e: std::io::Error| eprintln!("error: cannot write {}: {e}", path.display());
+        let target = std::fs::canonicalize(path).map_err(fail)?;
+        let permissions = std::fs::metadata(&target).map_err(fail)?.permissions();
+        let temporary = target.with_extension("wv.fmt-tmp");
         std::fs::write(&temporary, &formatted)
-            .and_then(|()| std::fs::rename(&temporary, path))
-            .map_err(|e| eprintln!("error: cannot write {}: {e}", path.display()))?;
+            .and_then(|()| std::fs::set_permissions(&temporary, permissions))
+            .and_then(|()| std::fs::rename(&temporary, &target))
+            .map_err(fail)?;
     }
     Ok(true)
 }

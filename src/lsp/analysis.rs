@@ -23,6 +23,25 @@ pub struct At {
     pub offset: usize,
 }
 
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The `.wv` files under `root` as they are on disk, by absolute path.
+pub fn read_disk(root: Option<&Path>) -> BTreeMap<PathBuf, String> {
+    let Some(root) = root else {
+        return BTreeMap::new();
+    };
+    discover(root)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|path| {
+            let text = crate::workspace::read_source(&path).ok()?;
+            Some((absolute(&path), text))
+        })
+        .collect()
+}
+
 /// `file:///a/b.wv` as a path (percent escapes decoded).
 pub fn path_of(uri: &str) -> PathBuf {
     let raw = uri.strip_prefix("file://").unwrap_or(uri);
@@ -60,19 +79,11 @@ pub fn uri_of(path: &Path) -> String {
 }
 
 impl Analysis {
-    /// The `.wv` files under `root`, with the open documents' texts in place of theirs.
-    pub fn new(root: Option<&Path>, open: &BTreeMap<PathBuf, String>) -> Analysis {
-        let normal = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let mut texts: BTreeMap<PathBuf, String> = BTreeMap::new();
-        if let Some(root) = root {
-            for path in discover(root).unwrap_or_default() {
-                if let Ok(text) = crate::workspace::read_source(&path) {
-                    texts.insert(normal(&path), text);
-                }
-            }
-        }
+    /// The files on disk, with the open documents' texts in place of theirs.
+    pub fn new(disk: &BTreeMap<PathBuf, String>, open: &BTreeMap<PathBuf, String>) -> Analysis {
+        let mut texts = disk.clone();
         for (path, text) in open {
-            texts.insert(normal(path), text.clone());
+            texts.insert(absolute(path), text.clone());
         }
         let mut workspace = Workspace::default();
         workspace.add_all(texts.into_iter().collect());
@@ -155,9 +166,8 @@ impl Analysis {
                 "message": message,
                 "relatedInformation": related,
             });
-            if let Some(docs) = errors_doc() {
-                diagnostic["codeDescription"] =
-                    json!({ "href": format!("{docs}#{}", d.code.to_ascii_lowercase()) });
+            if let Some(href) = error_link(d.code) {
+                diagnostic["codeDescription"] = json!({ "href": href });
             }
             by_file
                 .entry(self.file(file).path.clone())
@@ -200,11 +210,10 @@ impl Analysis {
     /// Renames a flow, stage or activity at its definition and every reference.
     pub fn rename(&self, at: At, name: &str) -> Value {
         let (_, symbols) = self.symbols();
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        // A plain name: one identifier token, not a keyword.
+        let tokens: Vec<_> = crate::syntax::lexer::Lexer::new(name, at.file).collect();
+        let valid = matches!(tokens.as_slice(), [(crate::syntax::token::Token::Ident, span)]
+            if span.end as usize == name.len());
         let Some(s) = symbols.at(at.file, at.offset).filter(|_| valid) else {
             return Value::Null;
         };
@@ -236,11 +245,29 @@ impl Analysis {
 
 /// Where the diagnostic codes are explained (`wvflow explain CODE` prints the same text):
 /// `WVFLOW_ERRORS_URL`, else `docs/errors.md` of the source tree this binary was built from,
-/// when it is still there.
-fn errors_doc() -> Option<String> {
-    if let Ok(url) = std::env::var("WVFLOW_ERRORS_URL") {
-        return Some(url);
-    }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/errors.md");
-    local.is_file().then(|| uri_of(&local))
+/// when it is still there. Decided once.
+fn errors_doc() -> Option<&'static str> {
+    static DOC: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        if let Ok(url) = std::env::var("WVFLOW_ERRORS_URL") {
+            return Some(url);
+        }
+        let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/errors.md");
+        local.is_file().then(|| uri_of(&local))
+    })
+    .as_deref()
+}
+
+/// The link to a code's entry, with the anchor Markdown renderers give its heading
+/// (`## E0602: `depends on` cycle` is `#e0602-depends-on-cycle`).
+fn error_link(code: &str) -> Option<String> {
+    let doc = errors_doc()?;
+    let entry = crate::diagnostics::docs::entry(code)?;
+    let heading = format!("{}: {}", entry.code, entry.title).to_lowercase();
+    let anchor: String = heading
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect();
+    Some(format!("{doc}#{anchor}"))
 }

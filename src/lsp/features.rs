@@ -132,12 +132,13 @@ fn params(list: &[ast::Param]) -> String {
 fn activity_hover(analysis: &Analysis, def: &Def<ast::Activity>) -> String {
     let (activity, file) = (def.node, def.file);
     let command = match &activity.command {
-        ast::Command::Exec(_) | ast::Command::Sh(_) => {
-            let whole = source_text(analysis, file, activity.span);
-            whole
-                .split_once('=')
-                .map_or(whole, |(_, c)| c.trim())
-                .to_string()
+        ast::Command::Sh(text) => format!("sh({})", source_text(analysis, file, text.span)),
+        ast::Command::Exec(argv) => {
+            let args: Vec<&str> = argv
+                .iter()
+                .map(|a| source_text(analysis, file, a.span))
+                .collect();
+            format!("exec({})", args.join(", "))
         }
     };
     format!(
@@ -235,9 +236,11 @@ pub fn completion(analysis: &Analysis, at: At) -> Value {
     let text = &analysis.workspace.sources.get(at.file).text;
     let line_start = text[..at.offset].rfind('\n').map_or(0, |i| i + 1);
     let before = &text[line_start..at.offset];
+    // After the last character that is not part of a name (it may take several bytes).
     let word_start = before
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rfind(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let context = before[..word_start].trim_end();
     let flow = index
         .flows
@@ -264,11 +267,11 @@ pub fn completion(analysis: &Analysis, at: At) -> Value {
             .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .next()
             .unwrap_or("");
-        if stage_names.iter().any(|s| s == name) || index.flows_by_name.contains_key(name) {
-            return Value::Array(words(
-                &["success", "failed", "done", "skipped", "cancelled"],
-                "state",
-            ));
+        if stage_names.iter().any(|s| s == name) {
+            return Value::Array(words(&crate::check::triggers::STATES, "stage state"));
+        }
+        if index.flows_by_name.contains_key(name) {
+            return Value::Array(words(&["success", "failed", "done"], "flow state"));
         }
     }
     // A config value.

@@ -53,7 +53,7 @@ pub fn serve() -> Result<(), String> {
     let root = root_of(&init);
     let mut server = Server {
         connection: &connection,
-        root,
+        disk: analysis::read_disk(root.as_deref()),
         open: BTreeMap::new(),
         analysis: None,
         changed: None,
@@ -75,7 +75,9 @@ fn root_of(init: &Value) -> Option<PathBuf> {
 
 struct Server<'c> {
     connection: &'c Connection,
-    root: Option<PathBuf>,
+    /// The workspace's files as they are on disk, read once; a closed or saved document is
+    /// read again.
+    disk: BTreeMap<PathBuf, String>,
     /// Open documents: their text as the editor has it, by path.
     open: BTreeMap<PathBuf, String>,
     /// The analysis of the current texts; `None` after a change.
@@ -102,7 +104,18 @@ impl Server<'_> {
                     {
                         return Ok(());
                     }
-                    let response = self.answer(request);
+                    // A request that fails inside is answered with an error; the server goes on.
+                    let id = request.id.clone();
+                    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.answer(request)
+                    }));
+                    let response = answered.unwrap_or_else(|_| {
+                        Response::new_err(
+                            id,
+                            lsp_server::ErrorCode::InternalError as i32,
+                            "wvflow lsp failed on this request".into(),
+                        )
+                    });
                     self.send(Message::Response(response))?;
                 }
                 Ok(Message::Notification(notification)) => {
@@ -149,10 +162,16 @@ impl Server<'_> {
                     self.open.insert(path, text.to_string());
                 }
             }
-            "textDocument/didClose" => {
-                self.open.remove(&path);
+            "textDocument/didClose" | "textDocument/didSave" => {
+                if notification.method.ends_with("didClose") {
+                    self.open.remove(&path);
+                }
+                let absolute = std::path::absolute(&path).unwrap_or(path);
+                match crate::workspace::read_source(&absolute) {
+                    Ok(text) => self.disk.insert(absolute, text),
+                    Err(_) => self.disk.remove(&absolute),
+                };
             }
-            "textDocument/didSave" => {}
             _ => return,
         }
         self.analysis = None;
@@ -161,7 +180,7 @@ impl Server<'_> {
 
     fn analysis(&mut self) -> &Analysis {
         if self.analysis.is_none() {
-            self.analysis = Some(Analysis::new(self.root.as_deref(), &self.open));
+            self.analysis = Some(Analysis::new(&self.disk, &self.open));
         }
         self.analysis.as_ref().expect("just built")
     }
@@ -169,7 +188,10 @@ impl Server<'_> {
     /// Sends every file's diagnostics, and empty lists for files that no longer have any.
     fn publish(&mut self) -> Result<(), String> {
         self.changed = None;
-        let by_file = self.analysis().diagnostics();
+        let by_file = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.analysis().diagnostics()
+        }))
+        .unwrap_or_default();
         let mut now = BTreeSet::new();
         let mut messages = Vec::new();
         for (path, diagnostics) in by_file {

@@ -1,7 +1,7 @@
 //! What names mean across a workspace: the definitions of flows, stages and activities, and
 //! every place that refers to one. Definition, references, rename and hover read this.
 
-use crate::check::{FlowGraph, Index, activity_calls, condition_atoms};
+use crate::check::{FlowGraph, Index, activity_calls, condition_atoms, on_failure_stage};
 use crate::source::FileId;
 use crate::syntax::Span;
 use crate::syntax::ast::{self, Config, ExprKind, OpKind, SourceKind};
@@ -99,37 +99,51 @@ impl Symbols {
             }
             for (i, node) in graph.stages.iter().enumerate() {
                 let stage = node.stage;
-                for edge in graph.upstream(i) {
+                // What it reads (`from`, `merge`, `join`); the graph's waits also hold
+                // `on_failure` edges, which point the other way, so triggers are read here.
+                for edge in &graph.reads[i] {
                     symbols.refs.push(Reference {
                         file,
                         span: edge.span,
                         symbol: first + edge.to,
                     });
                 }
-                let mut stage_names: Vec<&ast::Ident> = Vec::new();
+                let mut stage_names: Vec<(&str, Span)> = Vec::new();
                 if let Some(trigger) = &stage.trigger {
-                    // Self references are not edges of the graph, but still name the stage.
                     stage_names.extend(
                         condition_atoms(trigger)
                             .into_iter()
-                            .map(|(t, _)| t)
-                            .filter(|t| t.name == stage.name.name),
+                            .map(|(t, _)| (t.name.as_str(), t.span)),
                     );
+                }
+                if let Some((fallback, span)) = on_failure_stage(stage) {
+                    // `on_failure: 'name'` as a string: the name is inside the quotes.
+                    let quoted = span.end as usize - span.start as usize == fallback.len() + 2;
+                    let span = if quoted {
+                        Span::new(span.start as usize + 1, span.end as usize - 1)
+                    } else {
+                        span
+                    };
+                    stage_names.push((fallback, span));
                 }
                 for op in &stage.body.ops {
                     if let OpKind::Route(route) = &op.kind {
-                        stage_names.extend(route.cases.iter().map(|c| &c.target));
-                        stage_names.extend(route.otherwise.iter());
+                        let targets = route.cases.iter().map(|c| &c.target);
+                        stage_names.extend(
+                            targets
+                                .chain(route.otherwise.iter())
+                                .map(|t| (t.name.as_str(), t.span)),
+                        );
                     }
                     if let OpKind::Jump(target) = &op.kind {
                         flow_ref(&mut symbols, file, &target.name);
                     }
                 }
-                for name in stage_names {
-                    if let Some(to) = graph.index_of(&name.name) {
+                for (name, span) in stage_names {
+                    if let Some(to) = graph.index_of(name) {
                         symbols.refs.push(Reference {
                             file,
-                            span: name.span,
+                            span,
                             symbol: first + to,
                         });
                     }
@@ -185,14 +199,24 @@ impl Symbols {
             })
     }
 
-    /// Every place a symbol is named, its definition first.
+    /// Every place a symbol is named, its definitions first. The versions of a flow share
+    /// its name, so they count as one symbol.
     pub fn occurrences(&self, symbol: usize) -> Vec<(FileId, Span)> {
         let def = &self.defs[symbol];
-        let mut places = vec![(def.file, def.span)];
+        let same: Vec<usize> = match def.kind {
+            Kind::Flow => (0..self.defs.len())
+                .filter(|&i| self.defs[i].kind == Kind::Flow && self.defs[i].name == def.name)
+                .collect(),
+            _ => vec![symbol],
+        };
+        let mut places: Vec<(FileId, Span)> = same
+            .iter()
+            .map(|&i| (self.defs[i].file, self.defs[i].span))
+            .collect();
         places.extend(
             self.refs
                 .iter()
-                .filter(|r| r.symbol == symbol)
+                .filter(|r| same.contains(&r.symbol))
                 .map(|r| (r.file, r.span)),
         );
         places
