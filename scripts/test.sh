@@ -9,36 +9,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v dot >/dev/null; then
+# A Debian package that provides a command, installed when the command is missing.
+need() {
+  local command=$1 package=$2
+  command -v "$command" >/dev/null && return
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    echo "== installing graphviz"
-    (apt-get install -y -qq graphviz >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq graphviz >/dev/null; })
+    echo "== installing $package"
+    (apt-get install -y -qq "$package" >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq "$package" >/dev/null; })
   else
-    echo "test: Graphviz 'dot' is missing; install the graphviz package" >&2
+    echo "test: '$command' is missing; install the $package package" >&2
     exit 1
   fi
-fi
+}
 
-if ! command -v nvim >/dev/null; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    echo "== installing neovim"
-    (apt-get install -y -qq neovim >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq neovim >/dev/null; })
-  else
-    echo "test: Neovim 'nvim' is missing; install the neovim package" >&2
-    exit 1
-  fi
-fi
+need dot graphviz
+need nvim neovim
 
-if [ ! -d tests/mermaid/node_modules ]; then
+# An npm package set pinned in a folder under tests/, installed when it is not yet.
+need_npm() {
+  local folder=$1 what=$2
+  [ -d "$folder/node_modules" ] && return
   command -v npm >/dev/null || { echo "test: npm is missing; install Node.js" >&2; exit 1; }
-  echo "== installing the Mermaid parser (tests/mermaid)"
-  npm ci --prefix tests/mermaid --no-audit --no-fund --loglevel=error
-fi
+  echo "== installing $what ($folder)"
+  npm ci --prefix "$folder" --no-audit --no-fund --loglevel=error
+}
 
-if [ ! -d tests/textmate/node_modules ]; then
-  command -v npm >/dev/null || { echo "test: npm is missing; install Node.js" >&2; exit 1; }
-  echo "== installing the TextMate engine (tests/textmate)"
-  npm ci --prefix tests/textmate --no-audit --no-fund --loglevel=error
-fi
+need_npm tests/mermaid "the Mermaid parser"
+need_npm tests/textmate "the TextMate engine"
 
 cargo test --locked "$@"

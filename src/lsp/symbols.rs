@@ -58,23 +58,23 @@ impl Symbols {
                 .or_insert(symbols.defs.len());
             symbols.push(Kind::Flow, &f.name, def.file, f.span, None);
         }
-        let flow_ref = |symbols: &mut Symbols, file: FileId, name: &ast::Ident| {
-            if let Some(&i) = flows.get(name.name.as_str()) {
+        // A name that refers to a flow or an activity, when one has that name.
+        let reference = |defined: &std::collections::BTreeMap<String, usize>,
+                         symbols: &mut Symbols,
+                         file: FileId,
+                         name: &ast::Ident| {
+            if let Some(&symbol) = defined.get(name.name.as_str()) {
                 symbols.refs.push(Reference {
                     file,
                     span: name.span,
-                    symbol: i,
+                    symbol,
                 });
             }
         };
-        let activity_ref = |symbols: &mut Symbols, file: FileId, name: &ast::Ident| {
-            if let Some(&i) = activities.get(name.name.as_str()) {
-                symbols.refs.push(Reference {
-                    file,
-                    span: name.span,
-                    symbol: i,
-                });
-            }
+        let flow_ref =
+            |symbols: &mut Symbols, file, name: &ast::Ident| reference(&flows, symbols, file, name);
+        let activity_ref = |symbols: &mut Symbols, file, name: &ast::Ident| {
+            reference(&activities, symbols, file, name)
         };
         for (n, def) in index.flows.iter().enumerate() {
             let (file, flow) = (def.file, def.node);
