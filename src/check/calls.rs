@@ -15,6 +15,7 @@ pub fn check_workspace(ctx: &mut Ctx) {
     }
     depends_on_cycles(ctx);
     jump_loops(ctx);
+    condition_loops(ctx);
 }
 
 pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
@@ -592,6 +593,34 @@ fn jump_loops(ctx: &mut Ctx) {
             .with_label("starts the loop again")
             .with_help("each run starts the next until the chain depth limit stops it; end the chain in one of the flows")
     });
+}
+
+/// Flows that start each other through `if` (`A if B.done`, `B if A.done`): once one runs,
+/// the scheduler starts the other, and so on, for as long as it runs.
+fn condition_loops(ctx: &mut Ctx) {
+    let flows = ctx.index.flows.clone();
+    let edges = |f: &Flow| -> Vec<(String, Span)> {
+        f.condition
+            .as_ref()
+            .map(|c| {
+                super::graph::condition_atoms(c)
+                    .into_iter()
+                    .map(|(target, _)| (target.name.to_string(), target.span))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    report_flow_cycles(
+        ctx,
+        &flows,
+        edges,
+        "starts after it here",
+        |file, span, path| {
+            Diagnostic::warning("W0603", file, span, format!("flows start each other: {path}"))
+            .with_label("starts the loop again")
+            .with_help("the scheduler starts each flow when the other ends, for as long as it runs; break the loop in one of the conditions")
+        },
+    );
 }
 
 /// Finds cycles in a graph of flows (by name, every version together) and reports each once:
