@@ -28,6 +28,12 @@ impl std::fmt::Display for LoadError {
     }
 }
 
+/// A path made absolute against the current folder (as it is, if that fails), so that it still
+/// names the same file from another folder.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Every `.wv` file a path names: itself, or the files below a folder in a stable order.
 /// Hidden folders (`.git`, `.wvflow`) and `target` are not searched.
 pub fn discover(path: &Path) -> Result<Vec<PathBuf>, LoadError> {

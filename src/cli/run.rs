@@ -14,10 +14,12 @@ use crate::runtime::retry::SeededRandom;
 use crate::runtime::runs::catalog::{self, Retention, RunRow};
 use crate::runtime::runs::journal::{Claim, Journal, NewRun};
 use crate::runtime::runs::owner::Watch;
-use crate::runtime::runs::run_params;
+use crate::runtime::runs::{new_run_id, run_params, zone_of};
+use crate::runtime::schedule::{run_time_text, utc_now};
 use crate::runtime::store::{StoreConfig, from_json};
 use crate::syntax::ast::{ExprKind, Item};
 use crate::workspace::Workspace;
+use crate::workspace::absolute;
 use clap::{Args, ValueEnum};
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
@@ -308,27 +310,20 @@ impl Runner<'_> {
                 run_time,
                 gate,
             } => {
-                let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
-                static RUNS: std::sync::atomic::AtomicUsize =
-                    std::sync::atomic::AtomicUsize::new(0);
-                let run_id = format!(
-                    "{}-{}-{}",
-                    now.format("%Y%m%dT%H%M%S"),
-                    std::process::id(),
-                    RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                );
+                let run_id = new_run_id();
                 // A scheduled run for a given window runs once per window.
                 let once_per_window = gate && run_time.is_some();
-                let run_time =
-                    run_time.unwrap_or_else(|| now.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+                let run_time = run_time.unwrap_or_else(|| run_time_text(utc_now()));
                 let run_db = runs_folder.join(format!("{run_id}.db"));
+                // Absolute, so that the run can be resumed from another folder.
+                let (workspace, run_db_text) = (absolute(&self.path), absolute(&run_db));
                 let new = NewRun {
                     run_id: &run_id,
                     plan,
                     args: &args,
                     run_time: &run_time,
-                    workspace: &absolute(&self.path),
-                    run_db: &absolute(&run_db),
+                    workspace: &workspace.to_string_lossy(),
+                    run_db: &run_db_text.to_string_lossy(),
                     parent: parent.as_ref().map(|(r, s)| (r.as_str(), s.as_str())),
                     jumped_from: jumped_from.as_deref(),
                     gate,
@@ -361,7 +356,7 @@ impl Runner<'_> {
                 )
             }
         };
-        let params = run_params(args, &run_time, &run_id, &flow_zone(plan));
+        let params = run_params(args, &run_time, &run_id, zone_of(plan));
         let folder = Path::new(&plan.flow.origin.file)
             .parent()
             .map(Path::to_path_buf)
@@ -447,14 +442,6 @@ impl Runner<'_> {
     }
 }
 
-/// A path as an absolute one, so a run can be resumed from another folder.
-fn absolute(path: &Path) -> String {
-    std::path::absolute(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .to_string_lossy()
-        .into_owned()
-}
-
 impl FlowRunner for Runner<'_> {
     fn run_child(
         &self,
@@ -527,38 +514,22 @@ impl Runner<'_> {
         why: impl Fn() -> String,
     ) -> Result<Summary, String> {
         let call = flow_call_text(target);
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot start the child run: {e}"))?;
-        let mut command = std::process::Command::new(exe);
-        command
-            .arg("run")
-            .arg(&self.path)
-            .arg(&call)
-            .arg("--format")
-            .arg("json")
-            .arg("--db")
-            .arg(&self.db)
-            .arg("--parent")
-            .arg(parent.0)
-            .arg(parent.1);
-        command
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start the child run: {e}"))?;
+        let mut child = RunProcess::spawn(
+            [
+                self.path.as_os_str(),
+                call.as_ref(),
+                "--db".as_ref(),
+                self.db.as_os_str(),
+                "--parent".as_ref(),
+                parent.0.as_ref(),
+                parent.1.as_ref(),
+            ],
+            std::process::Stdio::null(),
+        )
+        .map_err(|e| format!("cannot start the child run: {e}"))?;
         loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                let mut out = String::new();
-                if let Some(mut stdout) = child.stdout.take() {
-                    let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
-                }
-                let summary: serde_json::Value = serde_json::Deserializer::from_str(&out)
-                    .into_iter()
-                    .next()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
+            if child.finished() {
+                let summary = child.summary();
                 return Ok(Summary {
                     run_id: summary["run_id"].as_str().unwrap_or_default().to_string(),
                     flow: target.flow.clone(),
@@ -573,11 +544,59 @@ impl Runner<'_> {
                     "{}: child run of `{}` (process {}) left running (parent_close: abandon)",
                     why(),
                     target.flow,
-                    child.id()
+                    child.child.id()
                 ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// A `wvflow run` in a process of its own: its own process group, so Ctrl-C in the terminal
+/// reaches only the process that started it, which decides. Its stdout (the JSON summary) is
+/// read as it comes, so a run that prints much never blocks on a full pipe.
+pub(super) struct RunProcess {
+    pub child: std::process::Child,
+    output: std::thread::JoinHandle<String>,
+}
+
+impl RunProcess {
+    /// `wvflow run ARGS... --format json`, its stderr to `stderr`.
+    pub(super) fn spawn<'a>(
+        args: impl IntoIterator<Item = &'a std::ffi::OsStr>,
+        stderr: std::process::Stdio,
+    ) -> Result<RunProcess, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut command = std::process::Command::new(exe);
+        command
+            .arg("run")
+            .args(args)
+            .args(["--format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().map_err(|e| e.to_string())?;
+        let mut stdout = child.stdout.take().ok_or("no stdout")?;
+        let output = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+            text
+        });
+        Ok(RunProcess { child, output })
+    }
+
+    pub(super) fn finished(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// The first summary the run printed; `Null` when it printed none (it could not start).
+    pub(super) fn summary(self) -> serde_json::Value {
+        let text = self.output.join().unwrap_or_default();
+        serde_json::Deserializer::from_str(&text)
+            .into_iter()
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_default()
     }
 }
 
@@ -792,12 +811,4 @@ fn parse_run_time(text: &str) -> Result<String, String> {
             )
         })?;
     Ok(crate::runtime::schedule::run_time_text(at))
-}
-
-/// The flow's time zone (its `timezone`, UTC without one): `run_date` is a date there.
-pub(super) fn flow_zone(plan: &crate::plan::Plan) -> String {
-    plan.flow
-        .schedule
-        .as_ref()
-        .map_or_else(|| "UTC".to_string(), |s| s.timezone.clone())
 }

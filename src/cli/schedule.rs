@@ -5,7 +5,7 @@
 
 use super::exit;
 use super::plan::compile;
-use super::run::default_db;
+use super::run::{RunProcess, default_db};
 use crate::check::Index;
 use crate::plan::ir::{Cond, Plan};
 use crate::plan::lower;
@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -390,13 +390,7 @@ impl Daemon<'_> {
         let Some(entry) = self.loaded.entries.iter().find(|e| e.flow == flow) else {
             return;
         };
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let run_id = format!(
-            "{}-{}-s{}",
-            utc_now().format("%Y%m%dT%H%M%S"),
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let run_id = crate::runtime::runs::new_run_id();
         let run_time = run_time_text(fire);
         let reason = "the workspace does not check; fix it and backfill this window";
         let new = NewRun {
@@ -434,17 +428,12 @@ fn names(condition: &Cond) -> Vec<&str> {
 fn latest_states(conn: &rusqlite::Connection, condition: &Cond) -> BTreeMap<String, &'static str> {
     let mut states = BTreeMap::new();
     for flow in names(condition) {
-        let Ok(Some(run)) = catalog::latest(conn, flow) else {
-            continue;
-        };
-        let state = match run.state.as_str() {
-            _ if run.is_stale() => "failed",
-            "success" => "success",
-            "failed" => "failed",
-            "cancelled" => "cancelled",
-            _ => continue, // still running: not an end
-        };
-        states.insert(flow.to_string(), state);
+        // A run still going has not ended yet.
+        if let Ok(Some(run)) = catalog::latest(conn, flow)
+            && let Some(state) = run.end()
+        {
+            states.insert(flow.to_string(), state);
+        }
     }
     states
 }
@@ -453,41 +442,28 @@ fn latest_states(conn: &rusqlite::Connection, condition: &Cond) -> BTreeMap<Stri
 struct Started {
     flow: String,
     fire: DateTime<Utc>,
-    child: Child,
-    output: std::thread::JoinHandle<String>,
+    process: RunProcess,
 }
 
 fn start(path: &Path, db: &Path, flow: &str, fire: DateTime<Utc>) -> Result<Started, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut command = Command::new(exe);
-    command
-        .arg("run")
-        .arg(path)
-        .arg(flow)
-        .arg("--run-time")
-        .arg(run_time_text(fire))
-        .arg("--scheduled")
-        .arg("--db")
-        .arg(db)
-        .arg("--format")
-        .arg("json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    // Its own process group: Ctrl-C in the terminal reaches the scheduler, which decides.
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command.spawn().map_err(|e| e.to_string())?;
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let output = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
-        text
-    });
-    eprintln!("started {flow} for {}", run_time_text(fire));
+    let run_time = run_time_text(fire);
+    let process = RunProcess::spawn(
+        [
+            path.as_os_str(),
+            flow.as_ref(),
+            "--run-time".as_ref(),
+            run_time.as_ref(),
+            "--scheduled".as_ref(),
+            "--db".as_ref(),
+            db.as_os_str(),
+        ],
+        Stdio::inherit(),
+    )?;
+    eprintln!("started {flow} for {run_time}");
     Ok(Started {
         flow: flow.to_string(),
         fire,
-        child,
-        output,
+        process,
     })
 }
 
@@ -496,25 +472,21 @@ fn reap(running: &mut Vec<Started>) -> usize {
     let mut failed = 0;
     let mut i = 0;
     while i < running.len() {
-        if !matches!(running[i].child.try_wait(), Ok(Some(_))) {
+        if !running[i].process.finished() {
             i += 1;
             continue;
         }
         let done = running.swap_remove(i);
-        let text = done.output.join().unwrap_or_default();
-        let summary: serde_json::Value = serde_json::Deserializer::from_str(&text)
-            .into_iter()
-            .next()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let (flow, fire) = (done.flow, done.fire);
+        let summary = done.process.summary();
         let state = summary["state"].as_str().unwrap_or("failed");
         if matches!(state, "failed" | "cancelled") {
             failed += 1;
         }
         eprintln!(
             "{} for {}: run {} {state}",
-            done.flow,
-            run_time_text(done.fire),
+            flow,
+            run_time_text(fire),
             summary["run_id"].as_str().unwrap_or("?")
         );
     }
@@ -539,7 +511,7 @@ fn shut_down(mut running: Vec<Started>, grace: Duration) -> usize {
             break;
         }
         for run in &running {
-            if let Ok(pid) = libc::pid_t::try_from(run.child.id()) {
+            if let Ok(pid) = libc::pid_t::try_from(run.process.child.id()) {
                 eprintln!("{what} {} (process {pid})", run.flow);
                 // SAFETY: signals the run's own process group, which it leads.
                 unsafe {

@@ -7,7 +7,7 @@ use crate::check::Index;
 use crate::diagnostics::{Diagnostic, Severity};
 use crate::source::{FileId, SourceFile};
 use crate::syntax::Span;
-use crate::workspace::{Workspace, discover};
+use crate::workspace::{Workspace, absolute, discover};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,10 +21,6 @@ pub struct Analysis {
 pub struct At {
     pub file: FileId,
     pub offset: usize,
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The `.wv` files under `root` as they are on disk, by absolute path.
@@ -66,7 +62,7 @@ pub fn path_of(uri: &str) -> PathBuf {
 
 /// A path as a `file://` URI (characters outside the unreserved set escaped).
 pub fn uri_of(path: &Path) -> String {
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let path = absolute(path);
     let mut uri = String::from("file://");
     for byte in path.to_string_lossy().bytes() {
         if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
@@ -95,7 +91,7 @@ impl Analysis {
     }
 
     fn file_of(&self, path: &Path) -> Option<FileId> {
-        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = absolute(path);
         self.workspace
             .sources
             .iter()

@@ -333,7 +333,7 @@ pub fn completion(analysis: &Analysis, at: At) -> Value {
 /// The file's flows (with their stages) and activities.
 pub fn document_symbols(analysis: &Analysis, path: &Path) -> Value {
     let (index, _) = analysis.symbols();
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let path = crate::workspace::absolute(path);
     let Some((file, _)) = analysis
         .workspace
         .sources

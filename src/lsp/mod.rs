@@ -166,7 +166,7 @@ impl Server<'_> {
                 if notification.method.ends_with("didClose") {
                     self.open.remove(&path);
                 }
-                let absolute = std::path::absolute(&path).unwrap_or(path);
+                let absolute = crate::workspace::absolute(&path);
                 match crate::workspace::read_source(&absolute) {
                     Ok(text) => self.disk.insert(absolute, text),
                     Err(_) => self.disk.remove(&absolute),

@@ -715,30 +715,15 @@ impl StageRun<'_, '_> {
 
     /// A flow reference with its arguments evaluated (columns from the first input row).
     fn target(&mut self, target: &FlowRef, input: &Rows) -> Result<Jump, String> {
-        let mut args = BTreeMap::new();
-        if !target.args.is_empty() {
-            let exprs: Vec<String> = target.args.iter().map(|b| b.sql.clone()).collect();
-            let first = Rows {
-                columns: input.columns.clone(),
-                values: input.values.iter().take(1).cloned().collect(),
-            };
-            let rows = if first.is_empty() {
-                self.query(&format!("SELECT {}", exprs.join(", ")), None)?
-            } else {
-                self.query(
-                    &format!("SELECT {} FROM _input", exprs.join(", ")),
-                    Some(&first),
-                )?
-            };
-            if let Some(row) = rows.values.into_iter().next() {
-                args = target
-                    .args
-                    .iter()
-                    .map(|b| b.param.clone())
-                    .zip(row)
-                    .collect();
-            }
-        }
+        let first = Rows {
+            columns: input.columns.clone(),
+            values: input.values.iter().take(1).cloned().collect(),
+        };
+        let row = (!first.is_empty()).then_some(&first);
+        let args = bind(self.store, &target.args, &self.ctx.params, row)?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         Ok(Jump {
             flow: target.flow.clone(),
             version: target.version,
@@ -768,27 +753,7 @@ impl StageRun<'_, '_> {
         invocation: &Invocation,
         per_row: Option<&Rows>,
     ) -> Result<Vec<BTreeMap<String, Value>>, String> {
-        if invocation.bindings.is_empty() {
-            return Ok(vec![BTreeMap::new(); per_row.map_or(1, Rows::len)]);
-        }
-        let exprs: Vec<String> = invocation.bindings.iter().map(|b| b.sql.clone()).collect();
-        let sql = match per_row {
-            Some(_) => format!("SELECT {} FROM _input", exprs.join(", ")),
-            None => format!("SELECT {}", exprs.join(", ")),
-        };
-        let values = self.query(&sql, per_row)?;
-        Ok(values
-            .values
-            .into_iter()
-            .map(|row| {
-                invocation
-                    .bindings
-                    .iter()
-                    .map(|b| b.param.clone())
-                    .zip(row)
-                    .collect()
-            })
-            .collect())
+        bind(self.store, &invocation.bindings, &self.ctx.params, per_row)
     }
 
     /// One activity call with the stage's retry policy.
@@ -968,6 +933,36 @@ impl StageRun<'_, '_> {
             }
         }
     }
+}
+
+/// Evaluates bindings (parameter name and SQL expression): once with the run's values, or
+/// once per row of `per_row` (the table `_input`). Activity arguments, flow call arguments
+/// and hook arguments all bind this way.
+pub fn bind(
+    store: &mut Store,
+    bindings: &[Binding],
+    params: &BTreeMap<String, Value>,
+    per_row: Option<&Rows>,
+) -> Result<Vec<BTreeMap<String, Value>>, String> {
+    if bindings.is_empty() {
+        return Ok(vec![BTreeMap::new(); per_row.map_or(1, Rows::len)]);
+    }
+    let exprs: Vec<&str> = bindings.iter().map(|b| b.sql.as_str()).collect();
+    let from = if per_row.is_some() {
+        " FROM _input"
+    } else {
+        ""
+    };
+    let values = store.query(
+        &format!("SELECT {}{from}", exprs.join(", ")),
+        params,
+        per_row,
+    )?;
+    Ok(values
+        .values
+        .into_iter()
+        .map(|row| bindings.iter().map(|b| b.param.clone()).zip(row).collect())
+        .collect())
 }
 
 /// One attempt, reported before it starts and after it ends.

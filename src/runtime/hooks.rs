@@ -120,20 +120,15 @@ fn call(
     launcher: &dyn Launcher,
     cwd: &Path,
 ) -> Result<(), String> {
-    let mut args = BTreeMap::new();
-    if !invocation.bindings.is_empty() {
-        let exprs: Vec<&str> = invocation.bindings.iter().map(|b| b.sql.as_str()).collect();
+    let args = if invocation.bindings.is_empty() {
+        BTreeMap::new()
+    } else {
         let mut store = Store::in_memory(cwd)?;
-        let values = store.query(&format!("SELECT {}", exprs.join(", ")), params, None)?;
-        if let Some(row) = values.values.into_iter().next() {
-            args = invocation
-                .bindings
-                .iter()
-                .map(|b| b.param.clone())
-                .zip(row)
-                .collect();
-        }
-    }
+        super::engine::bind(&mut store, &invocation.bindings, params, None)?
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    };
     let done = retry::run(
         &invocation.retry,
         None,

@@ -59,18 +59,8 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     let plan = catalog::plan_of(&conn, &run.run_id)?;
     let mut resumed: Vec<(String, StageSummary)> = catalog::stages(&conn, &run.run_id)?
         .into_iter()
-        .filter(|s| s.state == "success")
-        .map(|s| {
-            let summary = StageSummary {
-                stage: s.stage,
-                state: s.state,
-                attempts: s.attempts,
-                rows: s.rows as usize,
-                duration_ms: s.duration_ms,
-                error: None,
-            };
-            (s.finished_at.unwrap_or_default(), summary)
-        })
+        .filter(|s| s.summary.state == "success")
+        .map(|s| (s.finished_at.unwrap_or_default(), s.summary))
         .collect();
     resumed.sort_by(|a, b| a.0.cmp(&b.0));
     drop(conn);
@@ -163,8 +153,12 @@ pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
             }
         ));
     };
-    let zone = crate::cli::run::flow_zone(&plan);
-    let params = run_params(args_of(&run), &run.run_time, &run.run_id, &zone);
+    let params = run_params(
+        args_of(&run),
+        &run.run_time,
+        &run.run_id,
+        crate::runtime::runs::zone_of(&plan),
+    );
     let base = Path::new(&plan.flow.origin.file)
         .parent()
         .map(Path::to_path_buf)

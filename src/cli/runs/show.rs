@@ -2,8 +2,8 @@
 
 use super::{Format, find_run, open};
 use crate::cli::exit;
-use crate::runtime::engine::{CompensationSummary, StageSummary, Summary};
-use crate::runtime::runs::catalog::{self, CompensationRow, Filter, RunRow, StageRow};
+use crate::runtime::engine::{CompensationSummary, Summary};
+use crate::runtime::runs::catalog::{self, Filter, RunRow, StageRow};
 use crate::runtime::runs::schema::rfc3339;
 use clap::Args;
 use rusqlite::Connection;
@@ -116,122 +116,112 @@ pub fn show(db: &Path, args: ShowArgs) -> Result<u8, String> {
         print!("{out}");
         return Ok(exit::OK);
     }
-    let detail = details(&conn, &run)?;
+    let detail = Detail::read(&conn, &run)?;
     match args.format {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&detail).unwrap_or_default()
+            serde_json::to_string_pretty(&detail.json(&run)).unwrap_or_default()
         ),
-        Format::Text => print!("{}", text(&run, &detail)),
+        Format::Text => print!("{}", detail.text(&run)),
     }
     Ok(exit::OK)
 }
 
-/// The run as one JSON object: the fields of `wvflow run --format json`, and more.
-fn details(conn: &Connection, run: &RunRow) -> Result<serde_json::Value, String> {
-    let stages = catalog::stages(conn, &run.run_id)?;
-    let compensations = catalog::compensations(conn, &run.run_id)?;
-    let brief = |r: &RunRow| {
-        json!({
-            "run_id": r.run_id, "flow": r.flow, "state": r.display_state(),
-            "parent_stage": r.parent_stage,
-        })
-    };
-    let children: Vec<_> = catalog::related(conn, &run.run_id, "parent_run")?
-        .iter()
-        .map(brief)
-        .collect();
-    let jumps: Vec<_> = catalog::related(conn, &run.run_id, "jumped_from")?
-        .iter()
-        .map(brief)
-        .collect();
-    Ok(json!({
-        "run_id": run.run_id,
-        "flow": run.flow,
-        "version": run.version,
-        "state": run.display_state(),
-        "reason": run.reason,
-        "args": run.args,
-        "run_time": run.run_time,
-        "started_at": run.started_at.map(rfc3339),
-        "finished_at": run.finished_at.map(rfc3339),
-        "owner": { "pid": run.owner.pid, "host": run.owner.host },
-        "resumes": run.resumes,
-        "parent_run": run.parent_run,
-        "parent_stage": run.parent_stage,
-        "jumped_from": run.jumped_from,
-        "stages": stages,
-        "compensations": compensations,
-        "children": children,
-        "jumps": jumps,
-    }))
+/// What `runs show` prints of a run beyond its row.
+struct Detail {
+    stages: Vec<StageRow>,
+    compensations: Vec<CompensationSummary>,
+    children: Vec<RunRow>,
+    jumps: Vec<RunRow>,
 }
 
-fn text(run: &RunRow, detail: &serde_json::Value) -> String {
-    // The table `wvflow run` prints, from the recorded stages and compensations.
-    let stages: Vec<StageRow> =
-        serde_json::from_value(detail["stages"].clone()).unwrap_or_default();
-    let compensations: Vec<CompensationRow> =
-        serde_json::from_value(detail["compensations"].clone()).unwrap_or_default();
-    let summary = Summary {
-        run_id: run.run_id.clone(),
-        flow: run.flow.clone(),
-        state: run.display_state(),
-        stages: stages
-            .into_iter()
-            .map(|s| StageSummary {
-                stage: s.stage,
-                state: s.state,
-                attempts: s.attempts,
-                rows: s.rows as usize,
-                duration_ms: s.duration_ms,
-                error: s.error,
-            })
-            .collect(),
-        compensations: compensations
-            .into_iter()
-            .map(|c| CompensationSummary {
-                stage: c.stage,
-                activity: c.activity,
-                state: c.state,
-                attempts: c.attempts,
-                error: c.error,
-            })
-            .collect(),
-        next: Vec::new(),
-    };
-    let mut out = crate::cli::run::table(&summary);
-    out.push('\n');
-    if let Some(reason) = &run.reason {
-        out.push_str(&format!("reason:   {reason}\n"));
+impl Detail {
+    fn read(conn: &Connection, run: &RunRow) -> Result<Detail, String> {
+        Ok(Detail {
+            stages: catalog::stages(conn, &run.run_id)?,
+            compensations: catalog::compensations(conn, &run.run_id)?,
+            children: catalog::related(conn, &run.run_id, "parent_run")?,
+            jumps: catalog::related(conn, &run.run_id, "jumped_from")?,
+        })
     }
-    out.push_str(&format!(
-        "args:     {}\nrun_time: {}\nstarted:  {}\nfinished: {}\nowner:    pid {} on {}\n",
-        serde_json::Value::Object(run.args.clone()),
-        run.run_time,
-        run.started_at.map(rfc3339).unwrap_or_default(),
-        run.finished_at.map(rfc3339).unwrap_or_else(|| "-".into()),
-        run.owner.pid,
-        run.owner.host
-    ));
-    if run.resumes > 0 {
-        out.push_str(&format!("resumed:  {} time(s)\n", run.resumes));
-    }
-    for (title, key) in [("child runs", "children"), ("jumps", "jumps")] {
-        let Some(items) = detail[key].as_array().filter(|a| !a.is_empty()) else {
-            continue;
+
+    /// The run as one JSON object: the fields of `wvflow run --format json`, and more.
+    fn json(&self, run: &RunRow) -> serde_json::Value {
+        let brief = |runs: &[RunRow]| -> Vec<serde_json::Value> {
+            runs.iter()
+                .map(|r| {
+                    json!({
+                        "run_id": r.run_id, "flow": r.flow, "state": r.display_state(),
+                        "parent_stage": r.parent_stage,
+                    })
+                })
+                .collect()
         };
-        out.push_str(&format!("\n{title}:\n"));
-        for item in items {
-            out.push_str(&format!(
-                "  {} of {}: {}\n",
-                item["run_id"].as_str().unwrap_or_default(),
-                item["flow"].as_str().unwrap_or_default(),
-                item["state"].as_str().unwrap_or_default()
-            ));
-        }
+        json!({
+            "run_id": run.run_id,
+            "flow": run.flow,
+            "version": run.version,
+            "state": run.display_state(),
+            "reason": run.reason,
+            "args": run.args,
+            "run_time": run.run_time,
+            "started_at": run.started_at.map(rfc3339),
+            "finished_at": run.finished_at.map(rfc3339),
+            "owner": { "pid": run.owner.pid, "host": run.owner.host },
+            "resumes": run.resumes,
+            "parent_run": run.parent_run,
+            "parent_stage": run.parent_stage,
+            "jumped_from": run.jumped_from,
+            "stages": self.stages,
+            "compensations": self.compensations,
+            "children": brief(&self.children),
+            "jumps": brief(&self.jumps),
+        })
     }
-    out
+
+    /// The table `wvflow run` prints, then what else the store knows of the run.
+    fn text(&self, run: &RunRow) -> String {
+        let summary = Summary {
+            run_id: run.run_id.clone(),
+            flow: run.flow.clone(),
+            state: run.display_state(),
+            stages: self.stages.iter().map(|s| s.summary.clone()).collect(),
+            compensations: self.compensations.clone(),
+            next: Vec::new(),
+        };
+        let mut out = crate::cli::run::table(&summary);
+        out.push('\n');
+        if let Some(reason) = &run.reason {
+            out.push_str(&format!("reason:   {reason}\n"));
+        }
+        out.push_str(&format!(
+            "args:     {}\nrun_time: {}\nstarted:  {}\nfinished: {}\nowner:    pid {} on {}\n",
+            serde_json::Value::Object(run.args.clone()),
+            run.run_time,
+            run.started_at.map(rfc3339).unwrap_or_default(),
+            run.finished_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+            run.owner.pid,
+            run.owner.host
+        ));
+        if run.resumes > 0 {
+            out.push_str(&format!("resumed:  {} time(s)\n", run.resumes));
+        }
+        for (title, runs) in [("child runs", &self.children), ("jumps", &self.jumps)] {
+            if runs.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("\n{title}:\n"));
+            for r in runs {
+                out.push_str(&format!(
+                    "  {} of {}: {}\n",
+                    r.run_id,
+                    r.flow,
+                    r.display_state()
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// How deep child runs and jumps are followed in a tree.
@@ -257,10 +247,12 @@ fn tree(
         out.push_str(&format!("{indent}└─ … (deeper runs left out)\n"));
         return Ok(());
     }
-    let stages = catalog::stages(conn, &run.run_id)?;
-    let children = catalog::related(conn, &run.run_id, "parent_run")?;
-    let jumps = catalog::related(conn, &run.run_id, "jumped_from")?;
-    let compensations = catalog::compensations(conn, &run.run_id)?;
+    let Detail {
+        stages,
+        compensations,
+        children,
+        jumps,
+    } = Detail::read(conn, run)?;
     let total = stages.len() + compensations.len() + jumps.len();
     let mut n = 0;
     let mut branch = |out: &mut String| {
@@ -272,13 +264,14 @@ fn tree(
     };
     for stage in &stages {
         let inner = branch(out);
+        let s = &stage.summary;
         out.push_str(&format!(
             "{}  {}  {}{}\n",
-            stage.stage,
-            stage.state,
-            millis(stage.duration_ms),
-            if stage.rows > 0 {
-                format!("  {} rows", stage.rows)
+            s.stage,
+            s.state,
+            millis(s.duration_ms),
+            if s.rows > 0 {
+                format!("  {} rows", s.rows)
             } else {
                 String::new()
             }
@@ -286,7 +279,7 @@ fn tree(
         let attempts: Vec<_> = stage.history.iter().filter(|a| a.phase == "run").collect();
         let calls: Vec<&RunRow> = children
             .iter()
-            .filter(|c| c.parent_stage.as_deref() == Some(&stage.stage))
+            .filter(|c| c.parent_stage.as_deref() == Some(&s.stage))
             .collect();
         let count = attempts.len() + calls.len();
         for (k, a) in attempts.iter().enumerate() {

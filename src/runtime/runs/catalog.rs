@@ -4,6 +4,7 @@
 use super::owner::{Owner, is_stale};
 use super::schema::now_ms;
 use crate::plan::Plan;
+use crate::runtime::engine::{CompensationSummary, StageSummary};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// One run as recorded.
@@ -76,6 +77,19 @@ impl RunRow {
         self.state == "running" && is_stale(&self.owner, self.lease_until, now_ms())
     }
 
+    /// How the run ended, as dependencies and start conditions see it: a stale run counts as
+    /// failed; `None` while it is still going.
+    pub fn end(&self) -> Option<&'static str> {
+        match self.state.as_str() {
+            "running" if self.is_stale() => Some("failed"),
+            "success" => Some("success"),
+            "failed" => Some("failed"),
+            "cancelled" => Some("cancelled"),
+            "skipped" => Some("skipped"),
+            _ => None,
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         self.state != "running"
     }
@@ -118,7 +132,7 @@ pub fn unmet_dependency(
         let Some(theirs) = latest(conn, dependency)? else {
             return Ok(Some(format!("`{dependency}` has no recorded run")));
         };
-        if theirs.is_stale() || theirs.state != "success" {
+        if theirs.end() != Some("success") {
             return Ok(Some(format!(
                 "the latest run of `{dependency}` ({}) is {}",
                 theirs.run_id,
@@ -234,21 +248,17 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<RunRow>, String> {
     Ok(runs)
 }
 
-/// A stage as recorded, with its attempts.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// A stage as recorded: what `wvflow run` reports of it, when it ran, and its attempts.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct StageRow {
-    pub stage: String,
-    pub state: String,
-    pub attempts: u32,
-    pub rows: u64,
-    pub duration_ms: u64,
-    pub error: Option<String>,
+    #[serde(flatten)]
+    pub summary: StageSummary,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub history: Vec<AttemptRow>,
 }
 
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct AttemptRow {
     /// `run`, or `compensate` for a compensation's attempts.
     pub phase: String,
@@ -317,12 +327,14 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
             let stage: String = r.get(0)?;
             Ok(StageRow {
                 history: attempts.remove(&stage).unwrap_or_default(),
-                stage,
-                state: r.get(1)?,
-                attempts: r.get(2)?,
-                rows: r.get::<_, i64>(3)?.max(0) as u64,
-                duration_ms: r.get::<_, i64>(4)?.max(0) as u64,
-                error: r.get(5)?,
+                summary: StageSummary {
+                    stage,
+                    state: r.get(1)?,
+                    attempts: r.get(2)?,
+                    rows: r.get::<_, i64>(3)?.max(0) as usize,
+                    duration_ms: r.get::<_, i64>(4)?.max(0) as u64,
+                    error: r.get(5)?,
+                },
                 started_at: time(r.get(6)?),
                 finished_at: time(r.get(7)?),
             })
@@ -331,17 +343,8 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
     rows.collect::<Result<_, _>>().map_err(e)
 }
 
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct CompensationRow {
-    pub stage: String,
-    pub activity: String,
-    pub state: String,
-    pub attempts: u32,
-    pub error: Option<String>,
-}
-
 /// Compensations in the order they ran.
-pub fn compensations(conn: &Connection, run_id: &str) -> Result<Vec<CompensationRow>, String> {
+pub fn compensations(conn: &Connection, run_id: &str) -> Result<Vec<CompensationSummary>, String> {
     let mut statement = conn
         .prepare(
             "SELECT stage, activity, state, attempts, error FROM wvflow_compensations
@@ -350,7 +353,7 @@ pub fn compensations(conn: &Connection, run_id: &str) -> Result<Vec<Compensation
         .map_err(|e| e.to_string())?;
     let rows = statement
         .query_map([run_id], |r| {
-            Ok(CompensationRow {
+            Ok(CompensationSummary {
                 stage: r.get(0)?,
                 activity: r.get(1)?,
                 state: r.get(2)?,

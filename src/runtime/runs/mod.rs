@@ -18,6 +18,26 @@ pub mod schema;
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 
+/// A new run id: the UTC time to the second, the process id, and a counter of this process,
+/// so ids sort by time and never repeat.
+pub fn new_run_id() -> String {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!(
+        "{}-{}-{}",
+        crate::runtime::schedule::utc_now().format("%Y%m%dT%H%M%S"),
+        std::process::id(),
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// The flow's time zone (its `timezone`, UTC without a schedule): `run_date` is a date there.
+pub fn zone_of(plan: &crate::plan::Plan) -> &str {
+    plan.flow
+        .schedule
+        .as_ref()
+        .map_or("UTC", |s| s.timezone.as_str())
+}
+
 /// The values a run's SQL reads besides its arguments: `run_time`, `run_date` (its date in
 /// `zone`, the flow's time zone) and the run id, which queries over the run store use.
 pub fn run_params(
