@@ -1,0 +1,532 @@
+//! Semantics a user can trust: every name resolves at check time, values keep their types up
+//! to the activity, rows combine by column name, idempotency keys are evaluated where they are
+//! written, and every configured bound holds. Each test is a defect a user met, end to end.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+mod common;
+use common::{scratch, wvflow};
+
+/// `wvflow run DIR [CALL] --format json`: the exit code and the one JSON document printed.
+fn run_json(dir: &Path, call: Option<&str>) -> (Option<i32>, Value) {
+    let mut args = vec!["run", dir.to_str().unwrap(), "--format", "json"];
+    args.extend(call);
+    let o = wvflow(&args);
+    let summary = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON document ({e}):\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code(), summary)
+}
+
+fn stage<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap_or_else(|| panic!("no stage {name} in {summary}"))
+}
+
+/// `wvflow check DIR --format short`: the exit code and the output lines.
+fn check_short(dir: &Path) -> (Option<i32>, String) {
+    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+/// Rows a stage saved with `activate('file', path: ...)` as NDJSON.
+fn ndjson(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn values_keep_their_types_up_to_the_activity() {
+    let dir = scratch(
+        "typed_values",
+        &[(
+            "flow.wv",
+            r#"activity showx(flag: boolean, n: float, d: duration, day: date, at: timestamp, s: string) = exec('printf', '{"flag": "%s", "n": "%s", "d": "%s", "day": "%s", "at": "%s", "s": "%s", "n1": "%s", "sx": "%s"}\n', flag, n, d, day, at, s, n + 1, s || '-x')
+activity showenv(flag: boolean, n: float, d: duration, missing: string) = sh("""printf '{"flag": "%s", "n": "%s", "d": "%s", "missing": "[%s]"}\n' "$WV_FLAG" "$WV_N" "$WV_D" "$WV_MISSING" """)
+activity echo_rows = sh("""cat""")
+flow C(flag: boolean = false, n: float = 2, d: duration = 90s, day: date = '2026-01-31', at: timestamp = '2026-01-31 09:30:00', s: string = 'a') = {
+  stage argv = showx(flag, n, d, day, at, s) | activate('file', path: 'argv.ndjson')
+  stage env = showenv(flag, n, d, null) | activate('file', path: 'env.ndjson')
+  stage rows = from [[flag, n, d]] as t(flag, n, d) | echo_rows() | activate('file', path: 'rows.ndjson')
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir, Some("C(flag = true)"));
+    assert_eq!(code, Some(0), "{summary}");
+    let argv = &ndjson(&dir.join("argv.ndjson"))[0];
+    assert_eq!(argv["flag"], "true");
+    assert_eq!(argv["n"], "2.0");
+    assert_eq!(argv["d"], "90s");
+    assert_eq!(argv["day"], "2026-01-31");
+    assert_eq!(argv["at"], "2026-01-31T09:30:00Z");
+    assert_eq!(argv["s"], "a");
+    assert_eq!(argv["n1"], "3.0", "exec arguments that are expressions are evaluated");
+    assert_eq!(argv["sx"], "a-x");
+    let env = &ndjson(&dir.join("env.ndjson"))[0];
+    assert_eq!(env["flag"], "true");
+    assert_eq!(env["n"], "2.0");
+    assert_eq!(env["d"], "90s");
+    assert_eq!(env["missing"], "[]");
+    let rows = ndjson(&dir.join("rows.ndjson"));
+    assert_eq!(rows[0]["flag"], Value::Bool(true), "{rows:?}");
+    assert_eq!(rows[0]["n"], serde_json::json!(2.0));
+    assert_eq!(rows[0]["d"], "90s");
+}
+
+#[test]
+fn a_declined_card_compensates_the_booking() {
+    let dir = examples_copy("saga_decline");
+    let file = dir.join("booking_saga.wv");
+    let (code, summary) = run_json(&file, Some("BookTrip(decline_card = true)"));
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(summary["state"], "failed");
+    assert_eq!(stage(&summary, "payment")["state"], "failed");
+    let undone: Vec<&str> = summary["compensations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(undone, ["car", "hotel", "flight"], "{summary}");
+}
+
+/// A copy of `examples/` in a fresh folder, so that runs do not share state.
+fn examples_copy(name: &str) -> std::path::PathBuf {
+    let dir = scratch(name, &[]);
+    copy_dir(Path::new("examples"), &dir);
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == ".wvflow" || name == "out" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(&name));
+        } else {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn merge_and_multi_source_from_match_columns_by_name() {
+    let dir = scratch(
+        "merge_by_name",
+        &[(
+            "flow.wv",
+            r#"activity fails = sh("""exit 3""")
+flow m = {
+  stage a = from [['x', 1]] as t(id, name)
+  stage b = from [[2, 'y']] as t(name, id)
+  stage c = from [['z']] as t(id)
+  stage both = merge a, b, c | activate('file', path: 'merged.ndjson')
+  stage sources = from a, b | activate('file', path: 'from.ndjson')
+  stage primary [on_failure: backup] = fails()
+  stage backup if primary.failed = from [['backup']] as t(src)
+  stage either [trigger: one_success] = merge primary, backup | activate('file', path: 'either.ndjson')
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    let merged = ndjson(&dir.join("merged.ndjson"));
+    assert_eq!(
+        merged,
+        [
+            serde_json::json!({"id": "x", "name": 1}),
+            serde_json::json!({"id": "y", "name": 2}),
+            serde_json::json!({"id": "z", "name": null}),
+        ]
+    );
+    let from = ndjson(&dir.join("from.ndjson"));
+    assert_eq!(from[1], serde_json::json!({"id": "y", "name": 2}));
+    assert_eq!(
+        ndjson(&dir.join("either.ndjson")),
+        [serde_json::json!({"src": "backup"})]
+    );
+}
+
+#[test]
+fn a_merge_of_known_shapes_reports_a_missing_column_before_running() {
+    let dir = scratch(
+        "merge_known_missing",
+        &[(
+            "flow.wv",
+            "flow m = {\n  stage a = from [[1]] as t(id)\n  stage b = from [[2, 'x']] as t(id, name)\n  stage u = merge a, b | where nmae = 'x'\n}\n",
+        )],
+    );
+    let (code, out) = check_short(&dir);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("error[E0114]"), "{out}");
+    assert!(out.contains("did you mean `name`"), "{out}");
+}
+
+#[test]
+fn joins_keep_one_copy_of_the_key_and_rename_other_collisions() {
+    let dir = scratch(
+        "join_collisions",
+        &[
+            (
+                "orders.csv",
+                "order_id,customer_id,name,amount\n1,10,first order,5\n2,11,second order,7\n",
+            ),
+            ("customers.csv", "customer_id,name\n10,Ada\n11,Bo\n"),
+            (
+                "flow.wv",
+                r#"flow j = {
+  stage joined = from orders | join customers on orders.customer_id = customers.customer_id
+    | activate('file', path: 'joined.ndjson')
+  stage picked = from orders | join customers on orders.customer_id = customers.customer_id
+    | select customer_id, customers_name | order by customer_id
+    | activate('file', path: 'picked.ndjson')
+}
+"#,
+            ),
+        ],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    let joined = ndjson(&dir.join("joined.ndjson"));
+    assert_eq!(
+        joined[0],
+        serde_json::json!({"order_id": 1, "customer_id": 10, "name": "first order", "amount": 5, "customers_name": "Ada"})
+    );
+    let picked = ndjson(&dir.join("picked.ndjson"));
+    assert_eq!(
+        picked,
+        [
+            serde_json::json!({"customer_id": 10, "customers_name": "Ada"}),
+            serde_json::json!({"customer_id": 11, "customers_name": "Bo"})
+        ]
+    );
+}
+
+#[test]
+fn names_that_do_not_resolve_are_reported_before_anything_runs() {
+    let cases: [(&str, &str, &str); 8] = [
+        (
+            "row_outside_each",
+            "activity echoarg(v: string) = exec('echo', v)\nflow f = {\n  stage s = from [[1]] as t(result) | echoarg(_.result)\n}\n",
+            "E0616",
+        ),
+        (
+            "unknown_name",
+            "activity echoarg(v: string) = exec('echo', v)\nflow f(thing: string = 'x') = {\n  stage s = echoarg(no_such_thing)\n}\n",
+            "E0615",
+        ),
+        (
+            "stage_column_in_call",
+            "flow Child(param: string) = { stage s = from [[param]] as t(p) }\nflow f = {\n  stage setup = from [['v']] as t(value)\n  stage c = call Child(param: setup.value)\n}\n",
+            "E0616",
+        ),
+        (
+            "unknown_function_in_wait",
+            "flow f(eta: string = '2026-01-01') = {\n  stage w = from [[1]] as t(x) | wait until now() >= eta\n}\n",
+            "E0617",
+        ),
+        (
+            "unknown_function_in_query",
+            "flow f = {\n  stage s = from [[1]] as t(x)\n  query status = current_status()\n}\n",
+            "E0617",
+        ),
+        (
+            "unknown_name_in_query",
+            "flow f = {\n  stage s = from [[1]] as t(x)\n  query progress = completed_steps / total_steps\n}\n",
+            "E0615",
+        ),
+        (
+            "row_in_stage_key",
+            "activity pay(id: string) = exec('echo', id)\nflow f = {\n  stage s [idempotency_key: _.transaction_id] = from [['t1']] as t(transaction_id) | pay('x')\n}\n",
+            "E0616",
+        ),
+        (
+            "wrong_arity",
+            "flow f = {\n  stage s = from [['a']] as t(x) | select upper(x, x) as y\n}\n",
+            "E0618",
+        ),
+    ];
+    for (name, src, code) in cases {
+        let dir = scratch(&format!("unresolved_{name}"), &[("flow.wv", src)]);
+        let (status, out) = check_short(&dir);
+        assert_eq!(status, Some(1), "{name}: {out}");
+        assert!(out.contains(&format!("error[{code}]")), "{name}: {out}");
+        // And `run` refuses it without running anything.
+        let o = wvflow(&["run", dir.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{name}");
+        assert!(!dir.join(".wvflow").exists(), "{name}: something ran");
+    }
+    let dir = scratch(
+        "unresolved_did_you_mean",
+        &[(
+            "flow.wv",
+            "flow f = {\n  stage s = from [[1]] as t(x)\n  query progress = completed_steps\n}\n",
+        )],
+    );
+    let (_, out) = check_short(&dir);
+    assert!(out.contains("completed_stages()"), "{out}");
+}
+
+#[test]
+fn idempotency_keys_are_evaluated_per_item_and_per_run() {
+    let flow = |items: &str| {
+        format!(
+            r#"activity run_child(child: string) = sh("""echo "$WV_CHILD $WVFLOW_IDEMPOTENCY_KEY" >> calls.txt; printf '{{"child": "%s"}}\n' "$WV_CHILD" """)
+activity settle(b: string) = sh("""echo "$WVFLOW_IDEMPOTENCY_KEY" >> settled.txt""")
+flow Batch(batch: string = 'b1') = {{
+  stage items = from [{items}] as t(child)
+  stage children [idempotency_key: batch || '-' || _.child] = from items | each run_child(_.child)
+  stage settled [idempotency_key: 'settle-' || batch] = from children | settle(batch)
+}}
+"#
+        )
+    };
+    let dir = scratch(
+        "idempotency_items",
+        &[("flow.wv", &flow("['c1'], ['c2'], ['c3']"))],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "children")["rows"], 3);
+    std::fs::write(
+        dir.join("flow.wv"),
+        flow("['c1'], ['c2'], ['c3'], ['c4'], ['c5']"),
+    )
+    .unwrap();
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "children")["rows"], 5);
+    let calls = std::fs::read_to_string(dir.join("calls.txt")).unwrap();
+    let mut lines: Vec<&str> = calls.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["c1 b1-c1", "c2 b1-c2", "c3 b1-c3", "c4 b1-c4", "c5 b1-c5"],
+        "the second run calls exactly the new items, each with its own key"
+    );
+    let settled = std::fs::read_to_string(dir.join("settled.txt")).unwrap();
+    assert_eq!(settled, "settle-b1\n", "the stage key is plain text, reused");
+}
+
+#[test]
+fn the_idempotent_payouts_example_moves_money_once() {
+    let dir = examples_copy("payouts");
+    let file = dir.join("idempotent_payouts.wv");
+    let (code, first) = run_json(&file, None);
+    assert_eq!(code, Some(0), "{first}");
+    for name in ["transfers", "ledger", "report"] {
+        assert!(
+            stage(&first, name)["rows"].as_u64().unwrap() > 0,
+            "{name}: {first}"
+        );
+        assert!(stage(&first, name)["attempts"].as_u64().unwrap() >= 1);
+    }
+    let (code, second) = run_json(&file, None);
+    assert_eq!(code, Some(0), "{second}");
+    assert_eq!(
+        stage(&second, "transfers")["rows"],
+        stage(&first, "transfers")["rows"]
+    );
+    assert_eq!(stage(&second, "ledger")["attempts"], 0, "reused: {second}");
+}
+
+#[test]
+fn the_flow_timeout_stops_the_run() {
+    let dir = scratch(
+        "flow_timeout",
+        &[(
+            "flow.wv",
+            r#"activity book = sh("""echo '{"booked": 1}'""")
+activity unbook = sh("""echo undone >> undone.txt""")
+activity slow = sh("""sleep 30""")
+activity alarm = sh("""echo alarm >> alarm.txt""")
+flow F with { timeout: 1s, on_failure: alarm() } = {
+  stage booked [compensate: unbook()] = book()
+  stage wait_long = from booked | slow()
+}
+"#,
+        )],
+    );
+    let started = Instant::now();
+    let (code, summary) = run_json(&dir, None);
+    let took = started.elapsed();
+    assert_eq!(code, Some(1), "{summary}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(took >= Duration::from_millis(900), "took {took:?}");
+    assert_eq!(summary["state"], "failed");
+    let error = stage(&summary, "wait_long")["error"].as_str().unwrap_or("");
+    assert!(error.contains("flow timeout"), "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("undone.txt")).unwrap(),
+        "undone\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("alarm.txt")).unwrap(),
+        "alarm\n"
+    );
+}
+
+#[test]
+fn wait_until_fails_no_earlier_than_its_timeout() {
+    let dir = scratch(
+        "wait_until_timeout",
+        &[(
+            "flow.wv",
+            "flow F = {\n  stage request = from [[false]] as t(approved)\n  stage gate [poll_interval: 200ms, timeout: 1s] = from request | wait until approved\n}\n",
+        )],
+    );
+    let started = Instant::now();
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(1), "{summary}");
+    assert!(started.elapsed() >= Duration::from_secs(1), "{summary}");
+    assert!(stage(&summary, "gate")["error"]
+        .as_str()
+        .unwrap()
+        .contains("not met within 1s"));
+}
+
+#[test]
+fn call_cycles_are_warned_and_stopped_at_the_depth_limit() {
+    let dir = scratch(
+        "call_cycle",
+        &[(
+            "flow.wv",
+            "flow Ping(n: int = 0) = {\n  stage p = call Pong(n + 1)\n}\nflow Pong(n: int = 0) = {\n  stage q = call Ping(n + 1)\n}\n",
+        )],
+    );
+    let (code, out) = check_short(&dir);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("warning[W0604]"), "{out}");
+    assert!(out.contains("Ping -> Pong -> Ping"), "{out}");
+    let started = Instant::now();
+    let (code, summary) = run_json(&dir, Some("Ping"));
+    assert_eq!(code, Some(1), "{summary}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let runs = std::fs::read_dir(dir.join(".wvflow/runs")).unwrap().count();
+    assert!(runs <= 17, "{runs} run databases");
+    let error = summary.to_string();
+    assert!(error.contains("depth limit"), "{summary}");
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let dir = scratch(
+        "closed_pipe",
+        &[("flow.wv", "flow f = { stage s = from [[1]] as t(x) }\n")],
+    );
+    for _ in 0..3 {
+        let (code, _) = run_json(&dir, None);
+        assert_eq!(code, Some(0));
+    }
+    let db = dir.join(".wvflow/workspace.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["runs", "list", "--db", db.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}
+
+#[test]
+fn a_run_that_jumps_prints_one_json_document() {
+    let dir = scratch(
+        "jump_json",
+        &[(
+            "flow.wv",
+            "flow A = { stage s = from [[1]] as t(x) | -> B(x: _.x) }\nflow B(x: int) = { stage t = from [[x]] as t(y) }\n",
+        )],
+    );
+    let (code, summary) = run_json(&dir, Some("A"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(summary["flow"], "A");
+    assert_eq!(summary["next_runs"][0]["flow"], "B");
+    assert_eq!(summary["next_runs"][0]["state"], "success");
+}
+
+#[test]
+fn one_flow_reference_syntax_for_every_command() {
+    let dir = scratch(
+        "flow_versions",
+        &[(
+            "flow.wv",
+            "flow Order @version(1) = { stage a = from [[1]] as t(x) }\nflow Order @version(2) = { stage b = from [[2]] as t(x) }\n",
+        )],
+    );
+    for reference in ["Order@1", "Order@version(1)", "Order @version(1)"] {
+        let (code, summary) = run_json(&dir, Some(reference));
+        assert_eq!(code, Some(0), "{reference}: {summary}");
+        assert_eq!(summary["stages"][0]["stage"], "a", "{reference}");
+        let o = wvflow(&["plan", dir.to_str().unwrap(), reference]);
+        assert_eq!(o.status.code(), Some(0), "plan {reference}");
+    }
+}
+
+#[test]
+fn a_retrying_stage_shows_retrying_and_its_attempt_count() {
+    let dir = scratch(
+        "retrying_state",
+        &[(
+            "flow.wv",
+            r#"activity flaky with { retries: 2, retry_delay: 2s, backoff: constant } = sh("""exit 75""")
+flow f = { stage s = flaky() }
+"#,
+        )],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", dir.to_str().unwrap(), "--format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = dir.join(".wvflow/workspace.db");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = None;
+    while Instant::now() < deadline && seen.is_none() {
+        std::thread::sleep(Duration::from_millis(100));
+        let o = wvflow(&["runs", "list", "--db", db.to_str().unwrap(), "--format", "json"]);
+        let Ok(list) = serde_json::from_slice::<Value>(&o.stdout) else {
+            continue;
+        };
+        let Some(id) = list[0]["run_id"].as_str() else {
+            continue;
+        };
+        let o = wvflow(&["runs", "show", id, "--db", db.to_str().unwrap(), "--format", "json"]);
+        if let Ok(run) = serde_json::from_slice::<Value>(&o.stdout)
+            && let Some(s) = run["stages"].as_array().and_then(|s| s.first())
+            && s["state"] == "retrying"
+        {
+            seen = Some(s.clone());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = seen.expect("the stage was never shown retrying");
+    assert!(seen["attempts"].as_u64().unwrap() >= 1, "{seen}");
+}
