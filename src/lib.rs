@@ -14,4 +14,5 @@ pub mod plan;
 pub mod runtime;
 pub mod source;
 pub mod syntax;
+pub mod value;
 pub mod workspace;

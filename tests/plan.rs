@@ -182,7 +182,7 @@ fn parameters_are_bound_never_spliced() {
     let plan = plan_of(
         "flow f(region: string = 'eu', min: int = 10) = { stage s = from orders | where region = region and amount > min and day = run_date }\n",
     );
-    let wvflow::plan::ir::Step::Query { sql } = &plan.flow.stages[0].steps[0] else {
+    let wvflow::plan::ir::Step::Query { sql, .. } = &plan.flow.stages[0].steps[0] else {
         panic!()
     };
     assert_eq!(

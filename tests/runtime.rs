@@ -387,7 +387,8 @@ fn a_key_that_succeeded_is_not_run_again_and_its_rows_are_reused() {
     assert_eq!((second.stages[0].attempts, second.stages[0].rows), (0, 1));
     assert_eq!(
         keys.into_inner().unwrap(),
-        [Some("\"pay-P-1\"".to_string())]
+        [Some("pay-P-1".to_string())],
+        "the key arrives as its plain text"
     );
 }
 

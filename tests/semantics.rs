@@ -33,13 +33,15 @@ fn stage<'a>(summary: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no stage {name} in {summary}"))
 }
 
-/// `wvflow check DIR --format short`: the exit code and the output lines.
+/// `wvflow check DIR`: the exit code, and the output in the short format (codes) followed by
+/// the human one (helps).
 fn check_short(dir: &Path) -> (Option<i32>, String) {
-    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-    )
+    let short = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
+    let human = wvflow(&["check", dir.to_str().unwrap(), "--color", "never"]);
+    let text = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    (short.status.code(), text(&short) + &text(&human))
 }
 
 /// Rows a stage saved with `activate('file', path: ...)` as NDJSON.
@@ -77,7 +79,10 @@ flow C(flag: boolean = false, n: float = 2, d: duration = 90s, day: date = '2026
     assert_eq!(argv["day"], "2026-01-31");
     assert_eq!(argv["at"], "2026-01-31T09:30:00Z");
     assert_eq!(argv["s"], "a");
-    assert_eq!(argv["n1"], "3.0", "exec arguments that are expressions are evaluated");
+    assert_eq!(
+        argv["n1"], "3.0",
+        "exec arguments that are expressions are evaluated"
+    );
     assert_eq!(argv["sx"], "a-x");
     let env = &ndjson(&dir.join("env.ndjson"))[0];
     assert_eq!(env["flag"], "true");
@@ -327,7 +332,10 @@ flow Batch(batch: string = 'b1') = {{
         "the second run calls exactly the new items, each with its own key"
     );
     let settled = std::fs::read_to_string(dir.join("settled.txt")).unwrap();
-    assert_eq!(settled, "settle-b1\n", "the stage key is plain text, reused");
+    assert_eq!(
+        settled, "settle-b1\n",
+        "the stage key is plain text, reused"
+    );
 }
 
 #[test]
@@ -401,10 +409,12 @@ fn wait_until_fails_no_earlier_than_its_timeout() {
     let (code, summary) = run_json(&dir, None);
     assert_eq!(code, Some(1), "{summary}");
     assert!(started.elapsed() >= Duration::from_secs(1), "{summary}");
-    assert!(stage(&summary, "gate")["error"]
-        .as_str()
-        .unwrap()
-        .contains("not met within 1s"));
+    assert!(
+        stage(&summary, "gate")["error"]
+            .as_str()
+            .unwrap()
+            .contains("not met within 1s")
+    );
 }
 
 #[test]
@@ -510,14 +520,29 @@ flow f = { stage s = flaky() }
     let mut seen = None;
     while Instant::now() < deadline && seen.is_none() {
         std::thread::sleep(Duration::from_millis(100));
-        let o = wvflow(&["runs", "list", "--db", db.to_str().unwrap(), "--format", "json"]);
+        let o = wvflow(&[
+            "runs",
+            "list",
+            "--db",
+            db.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
         let Ok(list) = serde_json::from_slice::<Value>(&o.stdout) else {
             continue;
         };
         let Some(id) = list[0]["run_id"].as_str() else {
             continue;
         };
-        let o = wvflow(&["runs", "show", id, "--db", db.to_str().unwrap(), "--format", "json"]);
+        let o = wvflow(&[
+            "runs",
+            "show",
+            id,
+            "--db",
+            db.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
         if let Ok(run) = serde_json::from_slice::<Value>(&o.stdout)
             && let Some(s) = run["stages"].as_array().and_then(|s| s.first())
             && s["state"] == "retrying"

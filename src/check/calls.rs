@@ -15,6 +15,7 @@ pub fn check_workspace(ctx: &mut Ctx) {
     }
     depends_on_cycles(ctx);
     jump_loops(ctx);
+    call_loops(ctx);
     condition_loops(ctx);
 }
 
@@ -562,37 +563,69 @@ fn depends_on_cycles(ctx: &mut Ctx) {
     );
 }
 
+/// Flow references of one kind in a flow's stages (fork branches included), with where each
+/// is written: jumps (`-> F`) or child runs (`call F`).
+fn flow_refs(f: &Flow, jumps: bool) -> Vec<(String, Span)> {
+    let mut out = Vec::new();
+    for m in &f.members {
+        let Member::Stage(stage) = m else { continue };
+        let mut stack = vec![stage];
+        while let Some(s) = stack.pop() {
+            match &s.body.source.kind {
+                SourceKind::Jump(call) if jumps => {
+                    out.push((call.name.name.to_string(), call.name.span))
+                }
+                SourceKind::CallFlow(call) if !jumps => {
+                    out.push((call.name.name.to_string(), call.name.span))
+                }
+                _ => {}
+            }
+            for op in &s.body.ops {
+                match &op.kind {
+                    OpKind::Jump(call) if jumps => {
+                        out.push((call.name.name.to_string(), call.name.span))
+                    }
+                    OpKind::Fork(children) => stack.extend(children.iter()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Jumps (`-> F`) that come back to where they started: each run starts the next for ever,
 /// until the depth limit.
 fn jump_loops(ctx: &mut Ctx) {
     let flows = ctx.index.flows.clone();
-    let edges = |f: &Flow| -> Vec<(String, Span)> {
-        let mut out = Vec::new();
-        for m in &f.members {
-            let Member::Stage(stage) = m else { continue };
-            let mut stack = vec![stage];
-            while let Some(s) = stack.pop() {
-                if let SourceKind::Jump(call) = &s.body.source.kind {
-                    out.push((call.name.name.to_string(), call.name.span));
-                }
-                for op in &s.body.ops {
-                    match &op.kind {
-                        OpKind::Jump(call) => {
-                            out.push((call.name.name.to_string(), call.name.span))
-                        }
-                        OpKind::Fork(children) => stack.extend(children.iter()),
-                        _ => {}
-                    }
-                }
-            }
-        }
-        out
-    };
-    report_flow_cycles(ctx, &flows, edges, "jumps on here", |file, span, path| {
-        Diagnostic::warning("W0601", file, span, format!("jumps loop: {path}"))
-            .with_label("starts the loop again")
-            .with_help("each run starts the next until the chain depth limit stops it; end the chain in one of the flows")
-    });
+    report_flow_cycles(
+        ctx,
+        &flows,
+        |f| flow_refs(f, true),
+        "jumps on here",
+        |file, span, path| {
+            Diagnostic::warning("W0601", file, span, format!("jumps loop: {path}"))
+                .with_label("starts the loop again")
+                .with_help("each run starts the next until the chain depth limit stops it; end the chain in one of the flows")
+        },
+    );
+}
+
+/// Child runs (`call F`) that come back to a flow already running: each run calls the next
+/// and waits for it, until the depth limit fails the whole chain.
+fn call_loops(ctx: &mut Ctx) {
+    let flows = ctx.index.flows.clone();
+    report_flow_cycles(
+        ctx,
+        &flows,
+        |f| flow_refs(f, false),
+        "calls on here",
+        |file, span, path| {
+            Diagnostic::warning("W0604", file, span, format!("child runs call each other: {path}"))
+                .with_label("calls the loop again")
+                .with_help(format!("each run waits for a child run of the next flow; at the depth limit ({}) the innermost fails and every run of the chain with it; break the loop with a condition in its own flow or a jump", crate::plan::ir::CHAIN_DEPTH))
+        },
+    );
 }
 
 /// Flows that start each other through `if` (`A if B.done`, `B if A.done`): once one runs,

@@ -9,16 +9,21 @@
 //! | E04 saga and idempotency | [`saga`] |
 //! | E05 schedules | [`schedules`] (cron in [`cron`]) |
 //! | E06 flows, parameters, activities, calls | [`calls`] |
+//! | names in expressions (E0114, E0615-E0618) | [`exprs`], on the [`binder`] and [`shapes`] |
 
+pub mod binder;
 mod calls;
 mod config;
 pub mod cron;
+pub mod exprs;
+pub mod functions;
 mod graph;
 mod index;
 pub mod keys;
 mod names;
 mod saga;
 mod schedules;
+pub mod shapes;
 pub mod triggers;
 pub mod values;
 
@@ -145,12 +150,14 @@ impl<'w> Item<'w> {
                 saga::check_flow(ctx, &graph);
                 schedules::check_flow(ctx, def);
                 calls::check_flow(ctx, &graph);
+                exprs::check_flow(ctx, &graph);
                 def.file
             }
             Item::Activity(def) => {
                 config::check_activity(ctx, def);
                 saga::check_activity(ctx, def);
                 calls::check_activity(ctx, def);
+                exprs::check_activity(ctx, def);
                 def.file
             }
         }

@@ -10,7 +10,7 @@ use crate::source::FileId;
 use crate::syntax::ast::{Config, ConfigEntry, Expr, ExprKind, OpKind, SourceKind, Stage};
 
 /// Functions whose value differs between runs: a key built on them never repeats.
-const NON_DETERMINISTIC: [&str; 10] = [
+pub(super) const NON_DETERMINISTIC: [&str; 10] = [
     "now",
     "random",
     "rand",

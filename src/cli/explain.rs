@@ -13,7 +13,7 @@ pub struct ExplainArgs {
 pub fn run(args: ExplainArgs) -> u8 {
     match docs::entry(&args.code) {
         Some(entry) => {
-            println!("{}: {}\n\n{}", entry.code, entry.title, entry.body);
+            outln!("{}: {}\n\n{}", entry.code, entry.title, entry.body);
             exit::OK
         }
         None => {

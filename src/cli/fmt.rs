@@ -40,7 +40,7 @@ pub fn run(args: FmtArgs) -> u8 {
                 Ok(true) => {
                     changed += 1;
                     if args.check {
-                        println!("{}", file.display());
+                        outln!("{}", file.display());
                         status = status.max(exit::PROBLEMS);
                     }
                 }

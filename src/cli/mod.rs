@@ -1,5 +1,23 @@
 //! The command line: argument parsing and dispatch to one module per command.
 
+/// `print!` that ends quietly at a closed pipe (`wvflow runs list | head -1`): the output
+/// stops, the command goes on to its own exit status.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` that ends quietly at a closed pipe.
+macro_rules! outln {
+    () => {
+        $crate::cli::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod backfill;
 mod check;
 mod explain;
@@ -85,4 +103,19 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
     };
     ExitCode::from(status)
+}
+
+/// Writes to stdout; once a reader has closed the pipe, nothing more is written.
+pub fn write_stdout(text: std::fmt::Arguments) {
+    use std::io::Write;
+    static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(text).and_then(|()| stdout.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

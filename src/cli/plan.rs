@@ -81,7 +81,12 @@ pub fn choose_flow<'w>(
     name: Option<&str>,
 ) -> Result<crate::check::Def<'w, crate::syntax::ast::Flow>, String> {
     let names: Vec<&str> = index.flow_names().collect();
-    match name {
+    // One reference syntax for every command: `Name`, `Name@2`, `Name @version(2)`.
+    let name = match name {
+        Some(text) => super::run::parse_call(Some(text))?.0,
+        None => None,
+    };
+    match name.as_deref() {
         Some(name) => {
             let (name, version) = match name.split_once('@') {
                 Some((n, v)) => (

@@ -46,6 +46,18 @@ impl Progress for Live {
         }
     }
 
+    fn retrying(&self, attempt: &Attempt, delay: Duration) {
+        if let Ok(running) = self.running.lock()
+            && let Some(bar) = running.get(attempt.stage)
+        {
+            bar.set_message(format!(
+                "retrying (attempt {} failed; next in {})",
+                attempt.number,
+                crate::check::values::show(delay)
+            ));
+        }
+    }
+
     fn stage_finished(&self, summary: &StageSummary) {
         if let Ok(mut running) = self.running.lock()
             && let Some(bar) = running.remove(&summary.stage)

@@ -18,6 +18,7 @@ use crate::runtime::runs::{new_run_id, run_params, zone_of};
 use crate::runtime::schedule::{run_time_text, utc_now};
 use crate::runtime::store::{StoreConfig, from_json};
 use crate::syntax::ast::{ExprKind, Item};
+use crate::value::{ValueType, stored};
 use crate::workspace::Workspace;
 use crate::workspace::absolute;
 use clap::{Args, ValueEnum};
@@ -185,21 +186,24 @@ impl Runner<'_> {
         let mut next = Some((plan, params, start));
         let mut depth = 0;
         let mut status = exit::OK;
-        while let Some((plan, params, start)) = next.take() {
+        let mut printed: Vec<serde_json::Value> = Vec::new();
+        let status = loop {
+            let Some((plan, params, start)) = next.take() else {
+                break status;
+            };
             let summary =
                 match runner.execute_with(&plan, params, runner.cancel.clone(), true, start) {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("error: {e}");
-                        return exit::USAGE;
+                        break exit::USAGE;
                     }
                 };
             match format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&summary).unwrap_or_default()
-                ),
-                Format::Text => print!("{}", table(&summary)),
+                // One JSON document: the runs the jumps started go in the first run's
+                // `next_runs`, in the order they ran.
+                Format::Json => printed.push(serde_json::to_value(&summary).unwrap_or_default()),
+                Format::Text => out!("{}", table(&summary)),
             }
             status = if summary.state == "success" {
                 exit::OK
@@ -208,11 +212,12 @@ impl Runner<'_> {
             };
             if let Some(jump) = summary.next.first() {
                 depth += 1;
-                if depth > JUMP_DEPTH {
+                if depth > crate::plan::ir::CHAIN_DEPTH {
                     eprintln!(
-                        "error: jump chain stopped after {JUMP_DEPTH} runs (the depth limit)"
+                        "error: jump chain stopped after {} runs (the depth limit)",
+                        crate::plan::ir::CHAIN_DEPTH
                     );
-                    return exit::PROBLEMS;
+                    break exit::PROBLEMS;
                 }
                 match runner.prepare(jump) {
                     Ok((plan, params)) => {
@@ -226,17 +231,23 @@ impl Runner<'_> {
                     }
                     Err(e) => {
                         eprintln!("error: {e}");
-                        return exit::PROBLEMS;
+                        break exit::PROBLEMS;
                     }
                 }
             }
+        };
+        if let Some(mut first) = (!printed.is_empty()).then(|| printed.remove(0)) {
+            if !printed.is_empty() {
+                first["next_runs"] = serde_json::Value::Array(printed);
+            }
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&first).unwrap_or_default()
+            );
         }
         status
     }
 }
-
-/// How many runs a chain of jumps (`-> F`) may start before wvflow stops it.
-const JUMP_DEPTH: usize = 16;
 
 /// Runs flows of one workspace: the run asked for, its jumps, and its child runs.
 pub(super) struct Runner<'w> {
@@ -249,6 +260,8 @@ pub(super) struct Runner<'w> {
     random: SeededRandom,
     cancel: Arc<AtomicBool>,
     live: Option<super::progress::Live>,
+    /// How deep each run of this process is nested in `call`s: the depth limit holds there.
+    depths: std::sync::Mutex<BTreeMap<String, usize>>,
 }
 
 impl<'w> Runner<'w> {
@@ -268,6 +281,7 @@ impl<'w> Runner<'w> {
             random: SeededRandom::from_time(),
             cancel: crate::runtime::cancel::on_ctrl_c(),
             live: super::progress::Live::on_terminal(),
+            depths: Default::default(),
         }
     }
 }
@@ -311,6 +325,12 @@ impl Runner<'_> {
                 gate,
             } => {
                 let run_id = new_run_id();
+                if let Ok(mut depths) = self.depths.lock() {
+                    let depth = parent
+                        .as_ref()
+                        .map_or(0, |(p, _)| depths.get(p).map_or(0, |d| d + 1));
+                    depths.insert(run_id.clone(), depth);
+                }
                 // A scheduled run for a given window runs once per window.
                 let once_per_window = gate && run_time.is_some();
                 let run_time = run_time.unwrap_or_else(|| run_time_text(utc_now()));
@@ -461,6 +481,17 @@ impl FlowRunner for Runner<'_> {
                 "the parent stage timed out".to_string()
             }
         };
+        let depth = self
+            .depths
+            .lock()
+            .map_or(0, |d| d.get(parent.0).copied().unwrap_or(0));
+        if depth + 1 >= crate::plan::ir::CHAIN_DEPTH {
+            return Err(format!(
+                "child run of `{}` not started: {} runs are nested already (the depth limit); do the flows `call` each other in a loop?",
+                target.flow,
+                crate::plan::ir::CHAIN_DEPTH
+            ));
+        }
         if parent_close == "abandon" {
             return self.run_abandonable(target, parent, stop, why);
         }
@@ -627,11 +658,19 @@ fn flow_call_text(target: &Jump) -> String {
 type CallArgs = Vec<(Option<String>, Value)>;
 
 /// `Name` or `Name(arg = value, ...)`, read with the language's own parser.
-fn parse_call(text: Option<&str>) -> Result<(Option<String>, CallArgs), String> {
+/// `Name@2` is short for `Name @version(2)`, for every command that takes a flow.
+pub(super) fn parse_call(text: Option<&str>) -> Result<(Option<String>, CallArgs), String> {
     let Some(text) = text else {
         return Ok((None, Vec::new()));
     };
-    let parsed = crate::syntax::parse(&format!("run flow {text}"), crate::source::FileId(0));
+    let long = match text.split_once('@') {
+        Some((name, rest)) if rest.starts_with(|c: char| c.is_ascii_digit()) => {
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            format!("{name}@version({}){}", &rest[..digits], &rest[digits..])
+        }
+        _ => text.to_string(),
+    };
+    let parsed = crate::syntax::parse(&format!("run flow {long}"), crate::source::FileId(0));
     let call = match (parsed.diagnostics.first(), parsed.ast.items.as_slice()) {
         (None, [Item::Run(run)]) => &run.call,
         (Some(d), _) => return Err(format!("cannot read the flow call `{text}`: {}", d.message)),
@@ -689,13 +728,13 @@ pub(super) fn bind_params(
                 )
             })?,
         };
-        if let Some(expected) = type_mismatch(&param.ty, value) {
-            return Err(format!(
+        let value = stored(value.clone(), ValueType::from_name(&param.ty)).map_err(|expected| {
+            format!(
                 "argument `{}` of flow `{}` must be {expected}",
                 param.name, plan.flow.name
-            ));
-        }
-        if bound.insert(param.name.clone(), value.clone()).is_some() {
+            )
+        })?;
+        if bound.insert(param.name.clone(), value).is_some() {
             return Err(format!("argument `{}` is given twice", param.name));
         }
     }
@@ -707,45 +746,12 @@ pub(super) fn bind_params(
                     plan.flow.name, p.name
                 )
             })?;
-            bound.insert(p.name.clone(), from_json(default));
+            let value = stored(from_json(default), ValueType::from_name(&p.ty))
+                .unwrap_or_else(|_| from_json(default));
+            bound.insert(p.name.clone(), value);
         }
     }
     Ok(bound)
-}
-
-/// What a value should have been for a parameter of type `ty`, if it is not.
-fn type_mismatch(ty: &str, value: &Value) -> Option<&'static str> {
-    let text = match value {
-        Value::Text(t) => Some(t.as_str()),
-        _ => None,
-    };
-    let ok = match ty {
-        _ if *value == Value::Null => true,
-        "int" => matches!(value, Value::Integer(_)),
-        "float" => matches!(value, Value::Integer(_) | Value::Real(_)),
-        "boolean" => matches!(value, Value::Integer(0 | 1)),
-        "string" => text.is_some(),
-        "duration" => {
-            matches!(value, Value::Integer(_))
-                || text.is_some_and(|t| humantime::parse_duration(t).is_ok())
-        }
-        "date" => text.is_some_and(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok()),
-        "timestamp" => text.is_some_and(|t| {
-            chrono::DateTime::parse_from_rfc3339(t).is_ok()
-                || chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").is_ok()
-                || chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok()
-        }),
-        _ => true,
-    };
-    (!ok).then_some(match ty {
-        "int" => "a whole number",
-        "float" => "a number",
-        "boolean" => "true or false",
-        "string" => "a string",
-        "duration" => "a duration such as 30s",
-        "date" => "a date 'YYYY-MM-DD'",
-        _ => "a timestamp 'YYYY-MM-DD HH:MM:SS'",
-    })
 }
 
 /// The per-stage table printed after a run.

@@ -125,7 +125,7 @@ pub fn run(args: ScheduleArgs) -> u8 {
         return exit::USAGE;
     };
     if args.list {
-        print!("{}", list(&loaded.entries, utc_now()));
+        out!("{}", list(&loaded.entries, utc_now()));
         return exit::OK;
     }
     let db = args.db.clone().unwrap_or_else(|| default_db(&args.path));

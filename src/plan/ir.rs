@@ -2,11 +2,16 @@
 //! lowering reads the syntax tree. Serialized as JSON (`wvflow plan --format json`); the
 //! schema is documented in `docs/plan.md` and versioned by [`PLAN_VERSION`].
 
+use crate::value::ValueType;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the JSON shape changes incompatibly.
 pub const PLAN_VERSION: u32 = 1;
+
+/// How many runs a chain of jumps (`-> F`), or a nest of child runs (`call F`), may hold
+/// before wvflow stops it: the loop warnings W0601 and W0604 name it.
+pub const CHAIN_DEPTH: usize = 16;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
@@ -219,8 +224,16 @@ pub enum ArgvItem {
     Literal(String),
     /// The value of an activity parameter.
     Param(String),
-    /// Any other expression over the parameters, as SQL.
-    Expr(String),
+    /// Any other expression over the parameters, evaluated before the program starts.
+    Expr(TypedSql),
+}
+
+/// An expression as SQL over named parameters, and the wvflow type of its value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TypedSql {
+    pub sql: String,
+    #[serde(rename = "type")]
+    pub ty: ValueType,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -229,6 +242,9 @@ pub struct Binding {
     pub sql: String,
     /// Flow parameters and run values the expression uses.
     pub params: Vec<String>,
+    /// The parameter's declared type: how the value reaches the activity or flow.
+    #[serde(rename = "type", default)]
+    pub ty: ValueType,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -253,6 +269,13 @@ pub enum Step {
     /// Rows from SQL; the previous step's rows are the table `_input`.
     Query {
         sql: Sql,
+        /// The type of each output column where the checker knows it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        types: Vec<ValueType>,
+    },
+    /// The rows of several queries together, matched by column name (`merge`, `from a, b`).
+    Union {
+        inputs: Vec<Sql>,
     },
     Invoke {
         invocation: Invocation,
@@ -324,6 +347,10 @@ pub struct StagePlan {
     pub on_failure: String,
     pub compensation: Option<Invocation>,
     pub idempotency_key: Option<Sql>,
+    /// The key is evaluated for each row of the stage's `each` (over `_input`): every item is
+    /// recorded and reused under its own key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotency_per_item: bool,
     /// The stage whose `fork { }` holds this one.
     pub fork_parent: Option<String>,
     pub connector: Option<String>,

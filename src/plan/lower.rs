@@ -56,10 +56,16 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
         },
         Some(&signal_defaults),
     );
+    let wv_file = workspace.sources.get(def.file).path.clone();
+    let mut shapes = crate::check::shapes::Shapes::new(&graph, &wv_file);
+    let pipelines = (0..graph.stages.len())
+        .map(|i| shapes.pipeline(i))
+        .collect();
     let lowering = Lowering {
         workspace,
         index,
         graph: &graph,
+        pipelines,
         flow_params: &flow_params,
         signals: &signal_defaults,
         route_filters: route_filters(&graph, &flow_params),
@@ -274,6 +280,8 @@ struct Lowering<'a, 'w> {
     workspace: &'a Workspace,
     index: &'a Index<'w>,
     graph: &'a FlowGraph<'w>,
+    /// Per stage: the rows each operator reads, as the binder knows them.
+    pipelines: Vec<crate::check::shapes::Pipeline>,
     flow_params: &'a BTreeSet<String>,
     signals: &'a BTreeMap<String, String>,
     route_filters: BTreeMap<(String, String), String>,
@@ -295,7 +303,7 @@ impl Lowering<'_, '_> {
                 .map(|d| d.as_millis() as u64)
         };
         let retry = retry_policy(&policy);
-        let steps = self.steps(stage, &retry, millis("timeout"));
+        let steps = self.steps(i, &retry, millis("timeout"));
         let (trigger, upstream) = self.trigger(i);
         let kind = kind_of(stage, &steps);
         let mut w = self.writer();
@@ -303,6 +311,7 @@ impl Lowering<'_, '_> {
             text: w.expr(e),
             params: w.take_params(),
         });
+        let idempotency_per_item = steps.iter().any(|s| matches!(s, Step::Each { .. }));
         let compensation = get("compensate").and_then(|e| match &e.kind {
             ExprKind::Call(call) => self.invocation(call),
             _ => None,
@@ -326,6 +335,7 @@ impl Lowering<'_, '_> {
                 .to_string(),
             compensation,
             idempotency_key,
+            idempotency_per_item: idempotency_per_item && get("idempotency_key").is_some(),
             fork_parent: node.fork_parent.map(|p| self.graph.name(p).to_string()),
             connector: stage.connector.as_ref().map(|c| c.name.to_string()),
             retry,
@@ -428,17 +438,42 @@ impl Lowering<'_, '_> {
         (cond, edges)
     }
 
-    fn steps(&self, stage: &ast::Stage, retry: &RetryPolicy, timeout_ms: Option<u64>) -> Vec<Step> {
+    fn steps(&self, i: usize, retry: &RetryPolicy, timeout_ms: Option<u64>) -> Vec<Step> {
+        let stage = self.graph.stages[i].stage;
+        let pipeline = &self.pipelines[i];
         let mut steps = Vec::new();
         let mut w = self.writer();
         let mut query: Option<Select> = match &stage.body.source.kind {
-            SourceKind::From(refs) => Some(self.read_sources(stage, refs, &mut w)),
+            SourceKind::From(refs) => match refs.as_slice() {
+                [single] => {
+                    let (table, alias) = self.source_table(stage, single, &mut w);
+                    Some(Select::from(table, &alias))
+                }
+                many => {
+                    let inputs = many
+                        .iter()
+                        .map(|r| {
+                            let table = self.source_table(stage, r, &mut w).0;
+                            Sql {
+                                text: format!("SELECT * FROM {table}"),
+                                params: w.take_params(),
+                            }
+                        })
+                        .collect();
+                    steps.push(Step::Union { inputs });
+                    None
+                }
+            },
             SourceKind::Merge(names) => {
-                let parts: Vec<String> = names
+                let inputs = names
                     .iter()
-                    .map(|n| format!("SELECT * FROM {}", self.read_stage(stage, &n.name)))
+                    .map(|n| Sql {
+                        text: format!("SELECT * FROM {}", self.read_stage(stage, &n.name)),
+                        params: Vec::new(),
+                    })
                     .collect();
-                Some(Select::from(format!("({})", union_all(parts)), "merged"))
+                steps.push(Step::Union { inputs });
+                None
             }
             SourceKind::Activity(call) => {
                 if let Some(invocation) = self.stage_invocation(call, retry, timeout_ms) {
@@ -466,7 +501,19 @@ impl Lowering<'_, '_> {
                 None
             }
         };
-        for op in &stage.body.ops {
+        let types_at = |at: Option<usize>| -> Vec<crate::value::ValueType> {
+            let shape = match at {
+                Some(at) => pipeline.before.get(at).and_then(|r| r.shape.as_ref()),
+                None => pipeline.output.as_ref(),
+            };
+            shape.map_or_else(Vec::new, |cs| cs.iter().map(|c| c.ty).collect())
+        };
+        for (at, op) in stage.body.ops.iter().enumerate() {
+            // After a join, a qualified name means the column it became.
+            w.joined = pipeline
+                .first_join
+                .filter(|&j| at > j)
+                .and_then(|_| pipeline.before.get(at).cloned());
             let relational = matches!(
                 op.kind,
                 OpKind::Where(_)
@@ -494,7 +541,35 @@ impl Lowering<'_, '_> {
                     }
                     OpKind::Join(join) => {
                         let (table, alias) = self.source_table(stage, &join.source, &mut w);
-                        q.join(table, &alias, w.expr(&join.on));
+                        w.joined = None;
+                        let on = w.expr(&join.on);
+                        match pipeline.joins.get(&at) {
+                            // Known sides: one copy of each equi-joined key, other shared
+                            // names renamed; the result is the left side from now on.
+                            Some(kept) => {
+                                let left = q.alias().to_string();
+                                let list: Vec<String> = kept
+                                    .iter()
+                                    .map(|(side, column, name)| {
+                                        format!(
+                                            "{}.{} AS {}",
+                                            quote_ident(side),
+                                            quote_ident(column),
+                                            quote_ident(name)
+                                        )
+                                    })
+                                    .collect();
+                                let joined = format!(
+                                    "(SELECT {} FROM ({}) AS {} JOIN {table} AS {} ON {on})",
+                                    list.join(", "),
+                                    q.render(),
+                                    quote_ident(&left),
+                                    quote_ident(&alias)
+                                );
+                                *q = Select::from(joined, &left);
+                            }
+                            None => q.join(table, &alias, on),
+                        }
                     }
                     OpKind::GroupBy(keys) => q.group_by(keys.iter().map(|k| w.expr(k)).collect()),
                     OpKind::OrderBy(keys) => q.order_by(
@@ -519,6 +594,7 @@ impl Lowering<'_, '_> {
                         text: q.render(),
                         params: w.take_params(),
                     },
+                    types: types_at(Some(at)),
                 });
             }
             steps.push(match &op.kind {
@@ -610,22 +686,10 @@ impl Lowering<'_, '_> {
                     text: q.render(),
                     params: w.take_params(),
                 },
+                types: types_at(None),
             });
         }
         steps
-    }
-
-    /// `from a, 'file.csv', [[...]] as t(x)`: one source, or their union.
-    fn read_sources(&self, stage: &ast::Stage, refs: &[SourceRef], w: &mut Writer) -> Select {
-        if let [single] = refs {
-            let (table, alias) = self.source_table(stage, single, w);
-            return Select::from(table, &alias);
-        }
-        let parts: Vec<String> = refs
-            .iter()
-            .map(|r| format!("SELECT * FROM {}", self.source_table(stage, r, w).0))
-            .collect();
-        Select::from(format!("({})", union_all(parts)), "sources")
     }
 
     /// The table (or subquery) for a source, and the alias it goes by.
@@ -715,7 +779,11 @@ impl Lowering<'_, '_> {
                         ExprKind::Name(n) if activity_params.contains(n.name.as_str()) => {
                             ArgvItem::Param(n.name.to_string())
                         }
-                        _ => ArgvItem::Expr(Writer::new(&activity_params).expr(a)),
+                        _ => ArgvItem::Expr(TypedSql {
+                            sql: Writer::new(&activity_params).expr(a),
+                            ty: crate::check::binder::Binder::new(def.file)
+                                .bind(a, &crate::check::exprs::exec_scope(activity)),
+                        }),
                     })
                     .collect(),
             },
@@ -759,6 +827,7 @@ impl Lowering<'_, '_> {
                     param: p.name.name.to_string(),
                     sql,
                     params: w.take_params(),
+                    ty: p.ty.value.into(),
                 })
             })
             .collect()
@@ -799,20 +868,6 @@ impl Lowering<'_, '_> {
             None => Action::Activate(activation("log", &[])),
         }
     }
-}
-
-/// `a UNION ALL b UNION ALL ...` for any number of SELECTs: SQLite allows 500 terms in one
-/// compound statement, so larger unions nest groups of 250 as subqueries.
-fn union_all(parts: Vec<String>) -> String {
-    const GROUP: usize = 250;
-    if parts.len() <= GROUP {
-        return parts.join(" UNION ALL ");
-    }
-    let groups: Vec<String> = parts
-        .chunks(GROUP)
-        .map(|g| format!("SELECT * FROM ({})", g.join(" UNION ALL ")))
-        .collect();
-    union_all(groups)
 }
 
 fn activation(target: &str, options: &[Arg]) -> Activation {
@@ -924,7 +979,7 @@ fn collect_states(c: &Condition, negated: bool, out: &mut BTreeMap<String, Vec<S
 fn kind_of(stage: &ast::Stage, steps: &[Step]) -> NodeKind {
     for step in steps {
         return match step {
-            Step::Query { .. } | Step::SaveTo { .. } => continue,
+            Step::Query { .. } | Step::Union { .. } | Step::SaveTo { .. } => continue,
             Step::Invoke { .. } => NodeKind::Activity,
             Step::Each { .. } => NodeKind::Each,
             Step::Route { .. } => NodeKind::Route,

@@ -209,7 +209,11 @@ fn flow_ref(f: &FlowRef) -> String {
 
 fn step(s: &Step) -> String {
     match s {
-        Step::Query { sql: q } => format!("query: {}", sql(q)),
+        Step::Query { sql: q, .. } => format!("query: {}", sql(q)),
+        Step::Union { inputs } => {
+            let inputs: Vec<String> = inputs.iter().map(sql).collect();
+            format!("union by column name: {}", inputs.join("; "))
+        }
         Step::Invoke { invocation: i } => format!("invoke: {}", invocation(i)),
         Step::Each {
             invocation: i,

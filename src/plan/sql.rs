@@ -32,6 +32,9 @@ pub struct Writer<'a> {
     /// Signals of the flow: name and the SQL of the initial value.
     signals: Option<&'a BTreeMap<String, String>>,
     pub used: BTreeSet<String>,
+    /// The rows after a `join`: a qualified name (`customers.name`) is written as the column
+    /// it became there (`customers_name`).
+    pub joined: Option<crate::check::binder::Row>,
 }
 
 impl<'a> Writer<'a> {
@@ -40,6 +43,7 @@ impl<'a> Writer<'a> {
             flow_params,
             signals: None,
             used: BTreeSet::new(),
+            joined: None,
         }
     }
 
@@ -95,18 +99,25 @@ impl<'a> Writer<'a> {
             ExprKind::Field(f) if f.base.name == "signal" => self
                 .signal(&f.field.name)
                 .unwrap_or_else(|| format!("\"signal\".{}", quote_ident(&f.field.name))),
-            ExprKind::Field(f) => format!(
-                "{}.{}",
-                quote_ident(&f.base.name),
-                quote_ident(&f.field.name)
-            ),
+            ExprKind::Field(f) => match self
+                .joined
+                .as_ref()
+                .and_then(|row| row.qualified_name(&f.base.name, &f.field.name))
+            {
+                Some(column) => quote_ident(column),
+                None => format!(
+                    "{}.{}",
+                    quote_ident(&f.base.name),
+                    quote_ident(&f.field.name)
+                ),
+            },
             ExprKind::Star => "*".to_string(),
             ExprKind::Call(call) => {
-                let name = match call.name.name.to_ascii_lowercase().as_str() {
-                    // SQLite has no stable hash: the runtime registers one.
-                    "hash" => "wv_hash".to_string(),
-                    other => other.to_string(),
-                };
+                // The function table names each function's SQL (`hash` is the runtime's own).
+                let name = crate::check::functions::lookup(&call.name.name).map_or_else(
+                    || call.name.name.to_ascii_lowercase(),
+                    |f| f.sql.to_string(),
+                );
                 let args: Vec<String> = call.args.iter().map(|a| self.expr(&a.value)).collect();
                 self.run_function(&name, &args)
                     .unwrap_or_else(|| format!("{name}({})", args.join(", ")))
@@ -220,6 +231,11 @@ impl Select {
             limit: None,
             stage: 0,
         }
+    }
+
+    /// The name the rows go by (`FROM ... AS alias`).
+    pub fn alias(&self) -> &str {
+        &self.alias
     }
 
     /// Makes room for a clause of the given rank.

@@ -4,8 +4,10 @@
 //! in its own process group, so a timeout kills everything it started.
 
 use super::retry::Outcome;
-use super::store::{Rows, to_json};
+use super::store::{Rows, Store};
+use crate::plan::ir::Invocation;
 use crate::plan::ir::{ArgvItem, Command};
+use crate::value::{self, ValueType};
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,7 +25,9 @@ pub struct Request {
     pub command: Command,
     /// Parameter values, by activity parameter name.
     pub args: BTreeMap<String, Value>,
-    /// `WVFLOW_RUN_ID`, `WVFLOW_FLOW`, `WVFLOW_STAGE`, `WVFLOW_ATTEMPT`, ...
+    /// The words an `exec` starts with, each value in its type's text (see [`command_line`]).
+    pub argv: Vec<String>,
+    /// `WV_<NAME>` of each parameter, `WVFLOW_RUN_ID`, `WVFLOW_FLOW`, `WVFLOW_STAGE`, ...
     pub env: Vec<(String, String)>,
     pub input: Rows,
     pub cwd: PathBuf,
@@ -45,29 +49,67 @@ pub struct ProcessLauncher;
 /// How much of stderr is kept for the stage's error.
 const STDERR_TAIL: usize = 2000;
 
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::Integer(n) => n.to_string(),
-        Value::Real(x) => x.to_string(),
-        Value::Text(s) => s.clone(),
-        Value::Blob(b) => String::from_utf8_lossy(b).into_owned(),
-    }
+/// The words of an `exec` and the `WV_<NAME>` variables of one call: every value as its
+/// declared type's text (`true`, `2.0`, `90s`), and `exec` arguments that are expressions
+/// (`n + 1`) evaluated over the call's arguments, never passed as their text.
+pub fn command_line(
+    store: &mut Store,
+    invocation: &Invocation,
+    args: &BTreeMap<String, Value>,
+) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+    let ty = |param: &str| {
+        invocation
+            .bindings
+            .iter()
+            .find(|b| b.param == param)
+            .map_or(ValueType::Any, |b| b.ty)
+    };
+    // A value given in another form of its type ('1h 30m' for a duration) is normalized.
+    let args: BTreeMap<String, Value> = args
+        .iter()
+        .map(|(name, v)| {
+            let v = value::stored(v.clone(), ty(name)).unwrap_or_else(|_| v.clone());
+            (name.clone(), v)
+        })
+        .collect();
+    let args = &args;
+    let env = args
+        .iter()
+        .map(|(name, v)| {
+            (
+                format!("WV_{}", name.to_ascii_uppercase()),
+                value::text(v, ty(name)),
+            )
+        })
+        .collect();
+    let argv = match &invocation.command {
+        Command::Shell { .. } => Vec::new(),
+        Command::Exec { argv } => argv
+            .iter()
+            .map(|item| {
+                Ok(match item {
+                    ArgvItem::Literal(s) => s.clone(),
+                    ArgvItem::Param(p) => args
+                        .get(p)
+                        .map(|v| value::text(v, ty(p)))
+                        .unwrap_or_default(),
+                    ArgvItem::Expr(e) => {
+                        let rows = store.query(&format!("SELECT {}", e.sql), args, None)?;
+                        let v = rows.values.first().and_then(|r| r.first());
+                        value::text(v.unwrap_or(&Value::Null), e.ty)
+                    }
+                })
+            })
+            .collect::<Result<_, String>>()?,
+    };
+    Ok((argv, env))
 }
 
 impl Launcher for ProcessLauncher {
     fn launch(&self, request: &Request) -> Outcome<Rows> {
         let mut command = match &request.command {
-            Command::Exec { argv } => {
-                let words: Vec<String> = argv
-                    .iter()
-                    .map(|item| match item {
-                        ArgvItem::Literal(s) => s.clone(),
-                        ArgvItem::Param(p) => request.args.get(p).map(text_of).unwrap_or_default(),
-                        ArgvItem::Expr(e) => e.clone(),
-                    })
-                    .collect();
-                let Some((program, rest)) = words.split_first() else {
+            Command::Exec { .. } => {
+                let Some((program, rest)) = request.argv.split_first() else {
                     return Outcome::Failure {
                         error: "exec() names no program".into(),
                         exit_code: None,
@@ -83,9 +125,6 @@ impl Launcher for ProcessLauncher {
                 c
             }
         };
-        for (name, value) in &request.args {
-            command.env(format!("WV_{}", name.to_ascii_uppercase()), text_of(value));
-        }
         command.envs(request.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         command
             .current_dir(&request.cwd)
@@ -240,21 +279,11 @@ fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
     }
 }
 
-/// Rows as NDJSON text (for logs and files).
+/// Rows as NDJSON text (for logs and files), each value as its type's JSON.
 pub fn ndjson(rows: &Rows) -> String {
-    rows.values
-        .iter()
-        .map(|row| {
-            serde_json::Value::Object(
-                rows.columns
-                    .iter()
-                    .cloned()
-                    .zip(row.iter().map(to_json))
-                    .collect(),
-            )
-            .to_string()
-                + "\n"
-        })
+    rows.to_json_objects()
+        .into_iter()
+        .map(|o| serde_json::Value::Object(o).to_string() + "\n")
         .collect()
 }
 
@@ -272,11 +301,15 @@ mod tests {
             )]
             .into_iter()
             .collect(),
-            env: vec![("WVFLOW_STAGE".into(), "s".into())],
-            input: Rows {
-                columns: vec!["n".into()],
-                values: vec![vec![Value::Integer(1)], vec![Value::Integer(2)]],
-            },
+            argv: Vec::new(),
+            env: vec![
+                ("WVFLOW_STAGE".into(), "s".into()),
+                ("WV_NAME".into(), "it's; $(rm -rf /) `x`".into()),
+            ],
+            input: Rows::untyped(
+                vec!["n".into()],
+                vec![vec![Value::Integer(1)], vec![Value::Integer(2)]],
+            ),
             cwd: std::env::temp_dir(),
             timeout: timeout_ms.map(Duration::from_millis),
             heartbeat: None,
@@ -302,14 +335,31 @@ mod tests {
 
     #[test]
     fn exec_passes_arguments_literally() {
-        let cmd = Command::Exec {
-            argv: vec![
-                ArgvItem::Literal("printf".into()),
-                ArgvItem::Literal("{\"arg\": \"%s\"}\\n".into()),
-                ArgvItem::Param("name".into()),
-            ],
+        let invocation = Invocation {
+            activity: "test".into(),
+            command: Command::Exec {
+                argv: vec![
+                    ArgvItem::Literal("printf".into()),
+                    ArgvItem::Literal("{\"arg\": \"%s\"}\\n".into()),
+                    ArgvItem::Param("name".into()),
+                ],
+            },
+            bindings: Vec::new(),
+            retry: crate::plan::ir::RetryPolicy {
+                attempts: 1,
+                initial_delay_ms: 0,
+                backoff: "constant".into(),
+                coefficient: 1.0,
+                max_delay_ms: None,
+                jitter: false,
+                non_retryable: Vec::new(),
+            },
+            timeout_ms: None,
         };
-        let Outcome::Success(rows) = ProcessLauncher.launch(&request(cmd, None)) else {
+        let mut request = request(invocation.command.clone(), None);
+        let mut store = Store::in_memory(&std::env::temp_dir()).unwrap();
+        (request.argv, _) = command_line(&mut store, &invocation, &request.args).unwrap();
+        let Outcome::Success(rows) = ProcessLauncher.launch(&request) else {
             panic!()
         };
         assert_eq!(

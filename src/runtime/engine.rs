@@ -1,7 +1,7 @@
 //! The executor: runs a flow's plan stage by stage, in dependency order, with the semantics
 //! of SPEC section 6: triggers over upstream states, retries, saga compensation on failure.
 
-use super::activity::{Launcher, Request};
+use super::activity::{Launcher, Request, command_line};
 use super::clock::Clock;
 use super::retry::{self, Outcome, Random};
 use super::store::{Pool, Rows, Store, StoreConfig};
@@ -125,6 +125,8 @@ pub trait Progress: Sync {
     fn stage_started(&self, _stage: &str) {}
     fn attempt_started(&self, _attempt: &Attempt) {}
     fn attempt_finished(&self, _attempt: &Attempt, _end: &AttemptEnd) {}
+    /// `attempt` failed and another follows after `delay`: the stage is `retrying`.
+    fn retrying(&self, _attempt: &Attempt, _delay: Duration) {}
     /// A stage reached a terminal state (also one that never ran: skipped or cancelled).
     fn stage_finished(&self, _summary: &StageSummary) {}
     fn compensation_finished(&self, _compensation: &CompensationSummary) {}
@@ -142,6 +144,9 @@ impl Progress for Tee<'_> {
     }
     fn attempt_finished(&self, attempt: &Attempt, end: &AttemptEnd) {
         self.0.iter().for_each(|p| p.attempt_finished(attempt, end));
+    }
+    fn retrying(&self, attempt: &Attempt, delay: Duration) {
+        self.0.iter().for_each(|p| p.retrying(attempt, delay));
     }
     fn stage_finished(&self, summary: &StageSummary) {
         self.0.iter().for_each(|p| p.stage_finished(summary));
@@ -235,9 +240,19 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         replay_jumps(&mut store, ctx, &flow.stages, &index);
         pool.give_back(store);
     }
+    // The flow's `timeout` bounds the whole run: when it passes, running attempts are
+    // stopped as by a cancel, and the run fails (compensations and hooks follow).
+    let deadline = flow
+        .timeout_ms
+        .map(|ms| ctx.clock.now() + Duration::from_millis(ms));
+    let mut timed_out = false;
     std::thread::scope(|scope| {
         let mut running = 0usize;
         loop {
+            if !timed_out && deadline.is_some_and(|d| ctx.clock.now() >= d) {
+                timed_out = true;
+                ctx.cancel.store(true, Ordering::SeqCst);
+            }
             for u in settle_forks(
                 &flow.stages,
                 &branches,
@@ -313,6 +328,11 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             };
+            let mut summary = summary;
+            if timed_out && summary.state == "cancelled" {
+                summary.state = "failed".into();
+                summary.error = Some(timeout_error(flow));
+            }
             if let Some(p) = ctx.progress {
                 p.stage_finished(&summary);
             }
@@ -333,8 +353,13 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         }
     });
     let results: Vec<StageSummary> = results.into_iter().flatten().collect();
+    if timed_out {
+        // The flag was this run's doing: later runs of the process are not cancelled.
+        ctx.cancel.store(false, Ordering::SeqCst);
+    }
     let cancelled = ctx.cancel.load(Ordering::Relaxed);
     let failed = cancelled
+        || timed_out
         || flow
             .stages
             .iter()
@@ -368,6 +393,14 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             ctx.jumps.lock().map(|j| j.clone()).unwrap_or_default()
         },
     }
+}
+
+/// Why the stages running when the flow's timeout passed failed.
+fn timeout_error(flow: &FlowPlan) -> String {
+    format!(
+        "stopped: the flow timeout of {} passed",
+        crate::check::values::show(Duration::from_millis(flow.timeout_ms.unwrap_or(0)))
+    )
 }
 
 /// A resumed run does not run its succeeded stages again, but the jumps they reached still
@@ -467,12 +500,15 @@ fn run_stage_on(
     };
     fill_missing_upstreams(store, stage, states);
     let key = match &stage.idempotency_key {
+        // Each item of an `each` stage has a key of its own, evaluated over its row.
+        Some(_) if stage.idempotency_per_item => None,
         Some(sql) => match store.query(&format!("SELECT {}", sql.text), &ctx.params, None) {
             Ok(rows) => rows
                 .values
                 .first()
                 .and_then(|r| r.first())
-                .map(|v| super::store::to_json(v).to_string()),
+                .filter(|v| **v != Value::Null)
+                .map(|v| crate::value::text(v, crate::value::ValueType::Any)),
             Err(e) => {
                 summary.error = Some(format!("cannot evaluate the idempotency key: {e}"));
                 return summary;
@@ -560,14 +596,7 @@ fn fill_missing_upstreams(
                     .unwrap_or_default(),
                 None => Vec::new(),
             };
-            let _ = store.write_table(
-                "run",
-                &edge.stage,
-                &Rows {
-                    columns: shape,
-                    values: Vec::new(),
-                },
-            );
+            let _ = store.write_table("run", &edge.stage, &Rows::untyped(shape, Vec::new()));
         }
     }
 }
@@ -615,10 +644,27 @@ impl StageRun<'_, '_> {
             self.step = index;
             let input = rows.take().unwrap_or_default();
             let output = match step {
-                Step::Query { sql } => {
+                Step::Query { sql, types } => {
                     last_query = Some(sql);
                     let input = (!input.columns.is_empty()).then_some(&input);
-                    self.query(&sql.text, input).map_err(|e| (e, 1))?
+                    let mut rows = self.query(&sql.text, input).map_err(|e| (e, 1))?;
+                    // What the table does not declare, the checker may know.
+                    rows.types
+                        .resize(rows.columns.len(), crate::value::ValueType::Any);
+                    for (have, known) in rows.types.iter_mut().zip(types) {
+                        if *have == crate::value::ValueType::Any {
+                            *have = *known;
+                        }
+                    }
+                    rows
+                }
+                Step::Union { inputs } => {
+                    let parts = inputs
+                        .iter()
+                        .map(|sql| self.query(&sql.text, None))
+                        .collect::<Result<Vec<Rows>, String>>()
+                        .map_err(|e| (e, 1))?;
+                    Rows::union_by_name(parts)
                 }
                 Step::Invoke { invocation } => {
                     let args = self.bind(invocation, None).map_err(|e| (e, 1))?;
@@ -631,7 +677,9 @@ impl StageRun<'_, '_> {
                 } => self.each(invocation, *concurrency, tolerated_failures, input)?,
                 Step::Route { .. } | Step::Fork { .. } => input,
                 Step::Wait { ms } => {
-                    self.ctx.clock.sleep(Duration::from_millis(*ms));
+                    if !nap(self.ctx, Duration::from_millis(*ms)) {
+                        return Err((retry::CANCELLED.to_string(), 1));
+                    }
                     input
                 }
                 Step::WaitUntil {
@@ -678,9 +726,15 @@ impl StageRun<'_, '_> {
                         )
                         .map_err(|e| (e, 1))?;
                     if summary.state != "success" {
+                        let why = summary
+                            .stages
+                            .iter()
+                            .find_map(|s| s.error.as_deref())
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default();
                         return Err((
                             format!(
-                                "child run {} of `{}` ended {}",
+                                "child run {} of `{}` ended {}{why}",
                                 summary.run_id, child.flow, summary.state
                             ),
                             1,
@@ -692,20 +746,18 @@ impl StageRun<'_, '_> {
                         .rev()
                         .find(|s| s.state == "success")
                         .map(|s| s.stage.clone());
-                    Rows {
-                        columns: vec![
-                            "child_run".into(),
-                            "flow".into(),
-                            "state".into(),
-                            "last_stage".into(),
-                        ],
-                        values: vec![vec![
+                    Rows::untyped(
+                        crate::check::shapes::CALL_COLUMNS
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect(),
+                        vec![vec![
                             Value::Text(summary.run_id),
                             Value::Text(child.flow),
                             Value::Text(summary.state),
                             last.map_or(Value::Null, Value::Text),
                         ]],
-                    }
+                    )
                 }
             };
             rows = Some(output);
@@ -715,10 +767,7 @@ impl StageRun<'_, '_> {
 
     /// A flow reference with its arguments evaluated (columns from the first input row).
     fn target(&mut self, target: &FlowRef, input: &Rows) -> Result<Jump, String> {
-        let first = Rows {
-            columns: input.columns.clone(),
-            values: input.values.iter().take(1).cloned().collect(),
-        };
+        let first = input.row(0);
         let row = (!first.is_empty()).then_some(&first);
         let args = bind(self.store, &target.args, &self.ctx.params, row)?
             .into_iter()
@@ -763,37 +812,78 @@ impl StageRun<'_, '_> {
         args: BTreeMap<String, Value>,
         input: Rows,
     ) -> Result<Rows, StepError> {
+        let line = command_line(self.store, invocation, &args).map_err(|e| (e, 1))?;
         let schedule_timeout = self.stage.schedule_timeout_ms.map(Duration::from_millis);
-        let done = retry::run(
+        let (ctx, stage, phase, step) = (self.ctx, self.stage, self.phase, self.step);
+        let which = |number| Attempt {
+            stage: &stage.id,
+            phase,
+            step,
+            item: None,
+            number,
+        };
+        let done = retry::run_observed(
             &invocation.retry,
             schedule_timeout,
-            self.ctx.clock,
-            self.ctx.random,
+            ctx.clock,
+            ctx.random,
             |attempt| {
                 launch(
-                    self.ctx,
-                    self.stage,
-                    &Attempt {
-                        stage: &self.stage.id,
-                        phase: self.phase,
-                        step: self.step,
-                        item: None,
-                        number: attempt,
-                    },
+                    ctx,
+                    stage,
+                    &which(attempt),
                     Call {
                         invocation,
                         key: self.key.as_deref(),
                         args: args.clone(),
+                        line: line.clone(),
                         input: input.clone(),
                     },
                 )
+            },
+            |failed, delay| {
+                if let Some(p) = ctx.progress {
+                    p.retrying(&which(failed), delay);
+                }
             },
         );
         self.attempts = self.attempts.max(done.attempts);
         done.result.map_err(|e| (e, done.attempts))
     }
 
-    /// One call per input row, at most `concurrency` at once; fails past the tolerance.
+    /// The idempotency key of each input row of an `each` stage, as text; `None` for a row
+    /// whose key is null, or when the stage has no per-item key.
+    fn item_keys(&mut self, input: &Rows) -> Result<Vec<Option<String>>, String> {
+        let Some(sql) = self
+            .stage
+            .idempotency_key
+            .as_ref()
+            .filter(|_| self.stage.idempotency_per_item)
+        else {
+            return Ok(vec![None; input.len()]);
+        };
+        if input.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.store.query(
+            &format!("SELECT {} FROM _input", sql.text),
+            &self.ctx.params,
+            Some(input),
+        )?;
+        Ok(keys
+            .values
+            .iter()
+            .map(|r| {
+                r.first()
+                    .filter(|v| **v != Value::Null)
+                    .map(|v| crate::value::text(v, crate::value::ValueType::Any))
+            })
+            .collect())
+    }
+
+    /// One call per input row, at most `concurrency` at once; fails past the tolerance. An
+    /// item whose idempotency key succeeded before is not called again: its recorded rows
+    /// are reused, and each new success is recorded under its key.
     fn each(
         &mut self,
         invocation: &Invocation,
@@ -804,57 +894,93 @@ impl StageRun<'_, '_> {
         let per_row = self
             .bind_rows(invocation, Some(&input))
             .map_err(|e| (e, 1))?;
-        let items: Vec<(BTreeMap<String, Value>, Rows)> = per_row
-            .into_iter()
-            .zip(&input.values)
-            .map(|(args, row)| {
-                (
-                    args,
-                    Rows {
-                        columns: input.columns.clone(),
-                        values: vec![row.clone()],
-                    },
-                )
-            })
-            .collect();
+        let keys = self.item_keys(&input).map_err(|e| (e, 1))?;
+        struct Item {
+            args: BTreeMap<String, Value>,
+            line: (Vec<String>, Vec<(String, String)>),
+            row: Rows,
+            key: Option<String>,
+        }
+        let mut items = Vec::with_capacity(input.len());
+        let mut reused: Vec<Option<Rows>> = Vec::with_capacity(input.len());
+        for (i, args) in per_row.into_iter().enumerate() {
+            let key = keys.get(i).cloned().flatten();
+            let recorded = match &key {
+                Some(k) => self
+                    .store
+                    .recorded(&self.ctx.flow, &self.stage.id, k)
+                    .map_err(|e| (e, 1))?,
+                None => None,
+            };
+            let line = match recorded {
+                Some(_) => Default::default(),
+                None => command_line(self.store, invocation, &args).map_err(|e| (e, 1))?,
+            };
+            reused.push(recorded);
+            items.push(Item {
+                args,
+                line,
+                row: input.row(i),
+                key,
+            });
+        }
         let schedule_timeout = self.stage.schedule_timeout_ms.map(Duration::from_millis);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<std::sync::Mutex<Option<retry::Finished<Rows>>>> =
             items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        let (ctx, stage, key, step) = (self.ctx, self.stage, self.key.as_deref(), self.step);
+        let (ctx, stage, step) = (self.ctx, self.stage, self.step);
+        let fresh = reused.iter().filter(|r| r.is_none()).count() as u64;
         std::thread::scope(|scope| {
-            for _ in 0..concurrency.max(1).min(items.len() as u64) {
+            for _ in 0..concurrency.max(1).min(fresh) {
                 scope.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((args, row)) = items.get(i) else {
+                        let Some(item) = items.get(i) else {
                             break;
                         };
-                        let done = retry::run(
-                            &invocation.retry,
-                            schedule_timeout,
-                            ctx.clock,
-                            ctx.random,
-                            |attempt| {
-                                launch(
-                                    ctx,
-                                    stage,
-                                    &Attempt {
-                                        stage: &stage.id,
-                                        phase: "run",
-                                        step,
-                                        item: Some(i),
-                                        number: attempt,
-                                    },
-                                    Call {
-                                        invocation,
-                                        key,
-                                        args: args.clone(),
-                                        input: row.clone(),
-                                    },
-                                )
-                            },
-                        );
+                        if reused[i].is_some() {
+                            continue;
+                        }
+                        // After a cancel, no new item starts.
+                        let done = if ctx.cancel.load(Ordering::Relaxed) {
+                            retry::Finished {
+                                result: Err(retry::CANCELLED.to_string()),
+                                attempts: 0,
+                            }
+                        } else {
+                            let which = |number| Attempt {
+                                stage: &stage.id,
+                                phase: "run",
+                                step,
+                                item: Some(i),
+                                number,
+                            };
+                            retry::run_observed(
+                                &invocation.retry,
+                                schedule_timeout,
+                                ctx.clock,
+                                ctx.random,
+                                |attempt| {
+                                    launch(
+                                        ctx,
+                                        stage,
+                                        &which(attempt),
+                                        Call {
+                                            invocation,
+                                            key: item.key.as_deref(),
+                                            args: item.args.clone(),
+                                            line: item.line.clone(),
+                                            input: item.row.clone(),
+                                        },
+                                    )
+                                },
+                                |failed, delay| {
+                                    if let Some(p) = ctx.progress {
+                                        p.retrying(&which(failed), delay);
+                                    }
+                                },
+                            )
+                        };
                         if let Ok(mut slot) = results[i].lock() {
                             *slot = Some(done);
                         }
@@ -865,17 +991,39 @@ impl StageRun<'_, '_> {
         let mut outputs = Vec::new();
         let mut failures = Vec::new();
         let mut attempts = 0;
-        for slot in results {
+        let mut cancelled = false;
+        for ((slot, item), recorded) in results.into_iter().zip(&items).zip(reused) {
+            if let Some(rows) = recorded {
+                outputs.push(rows);
+                continue;
+            }
             let Some(done) = slot.into_inner().ok().flatten() else {
                 continue;
             };
             attempts = attempts.max(done.attempts);
             match done.result {
-                Ok(rows) => outputs.extend(rows.to_json_objects()),
+                Ok(rows) => {
+                    if let Some(k) = &item.key {
+                        self.store
+                            .record(&self.ctx.flow, &self.stage.id, k, &rows)
+                            .map_err(|e| {
+                                (
+                                    format!("cannot record the idempotency key `{k}`: {e}"),
+                                    attempts,
+                                )
+                            })?;
+                    }
+                    outputs.push(rows);
+                }
+                Err(e) if e == retry::CANCELLED => cancelled = true,
                 Err(e) => failures.push(e),
             }
         }
         self.attempts = self.attempts.max(attempts);
+        // A cancelled item is cancelled, never a tolerated failure.
+        if cancelled {
+            return Err((retry::CANCELLED.to_string(), attempts));
+        }
         let allowed = match tolerated {
             Tolerance::Count(n) => *n as f64,
             Tolerance::Percent(p) => items.len() as f64 * p / 100.0,
@@ -892,11 +1040,11 @@ impl StageRun<'_, '_> {
                 attempts,
             ));
         }
-        Ok(Rows::from_json_objects(&outputs))
+        Ok(Rows::union_by_name(outputs))
     }
 
     /// Re-reads the stage's query every `poll_interval_ms` until a row satisfies the
-    /// condition, bounded by the stage's timeout.
+    /// condition; fails once the stage's timeout has passed, not before.
     fn wait_until(
         &mut self,
         condition: &Sql,
@@ -916,22 +1064,44 @@ impl StageRun<'_, '_> {
             ) {
                 return Ok(input);
             }
-            if limit.is_some_and(|l| {
-                self.ctx.clock.now() - started + Duration::from_millis(poll_ms) > l
-            }) {
-                return Err((
-                    format!(
-                        "`wait until` not met within {}",
-                        crate::check::values::show(limit.unwrap_or_default())
-                    ),
-                    1,
-                ));
+            let waited = self.ctx.clock.now() - started;
+            let mut pause = Duration::from_millis(poll_ms);
+            if let Some(limit) = limit {
+                if waited >= limit {
+                    return Err((
+                        format!(
+                            "`wait until` not met within {}",
+                            crate::check::values::show(limit)
+                        ),
+                        1,
+                    ));
+                }
+                // The last check comes when the timeout ends.
+                pause = pause.min(limit - waited);
             }
-            self.ctx.clock.sleep(Duration::from_millis(poll_ms));
+            if !nap(self.ctx, pause) {
+                return Err((retry::CANCELLED.to_string(), 1));
+            }
             if let Some(sql) = source {
                 input = self.query(&sql.text, None).map_err(|e| (e, 1))?;
             }
         }
+    }
+}
+
+/// Sleeps on the run's clock in short slices; `false` when the run was cancelled meanwhile.
+fn nap(ctx: &Context, total: Duration) -> bool {
+    const SLICE: Duration = Duration::from_millis(100);
+    let start = ctx.clock.now();
+    loop {
+        if ctx.cancel.load(Ordering::Relaxed) {
+            return false;
+        }
+        let slept = ctx.clock.now() - start;
+        if slept >= total {
+            return true;
+        }
+        ctx.clock.sleep((total - slept).min(SLICE));
     }
 }
 
@@ -1000,6 +1170,8 @@ struct Call<'a> {
     invocation: &'a Invocation,
     key: Option<&'a str>,
     args: BTreeMap<String, Value>,
+    /// The words and `WV_<NAME>` variables ([`command_line`]).
+    line: (Vec<String>, Vec<(String, String)>),
     input: Rows,
 }
 
@@ -1009,14 +1181,15 @@ fn request(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: Call) -> R
         invocation,
         key,
         args,
+        line: (argv, mut env),
         input,
     } = call;
-    let mut env = vec![
+    env.extend([
         ("WVFLOW_RUN_ID".to_string(), ctx.run_id.clone()),
         ("WVFLOW_FLOW".to_string(), ctx.flow.clone()),
         ("WVFLOW_STAGE".to_string(), stage.id.clone()),
         ("WVFLOW_ATTEMPT".to_string(), attempt.number.to_string()),
-    ];
+    ]);
     if let Some(key) = key {
         env.push(("WVFLOW_IDEMPOTENCY_KEY".to_string(), key.to_string()));
     }
@@ -1030,6 +1203,7 @@ fn request(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: Call) -> R
         activity: invocation.activity.clone(),
         command: invocation.command.clone(),
         args,
+        argv,
         env,
         input,
         cwd: ctx.cwd.clone(),
@@ -1055,10 +1229,7 @@ fn compensate(
         let rows = store.stage_rows(&stage.id).unwrap_or_default();
         let mut run = StageRun::new(&mut *store, ctx, stage, None, "compensate");
         // Arguments that name columns take them from the stage's first row.
-        let first = Rows {
-            columns: rows.columns.clone(),
-            values: rows.values.iter().take(1).cloned().collect(),
-        };
+        let first = rows.row(0);
         let args = if first.is_empty() {
             run.bind(invocation, None)
         } else {

@@ -40,9 +40,9 @@ pub fn summary_rows(summary: &Summary) -> Rows {
         "duration_ms",
         "error",
     ];
-    Rows {
-        columns: columns.iter().map(|c| c.to_string()).collect(),
-        values: summary
+    Rows::untyped(
+        columns.iter().map(|c| c.to_string()).collect(),
+        summary
             .stages
             .iter()
             .map(|s| {
@@ -59,7 +59,7 @@ pub fn summary_rows(summary: &Summary) -> Rows {
                 ]
             })
             .collect(),
-    }
+    )
 }
 
 /// Calls the hooks of `plan` that the summary's state selects. `params` are the run's values
@@ -120,15 +120,18 @@ fn call(
     launcher: &dyn Launcher,
     cwd: &Path,
 ) -> Result<(), String> {
-    let args = if invocation.bindings.is_empty() {
-        BTreeMap::new()
-    } else {
-        let mut store = Store::in_memory(cwd)?;
-        super::engine::bind(&mut store, &invocation.bindings, params, None)?
-            .into_iter()
-            .next()
-            .unwrap_or_default()
-    };
+    let mut store = Store::in_memory(cwd)?;
+    let args = super::engine::bind(&mut store, &invocation.bindings, params, None)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let (argv, mut env) = super::activity::command_line(&mut store, invocation, &args)?;
+    env.extend([
+        ("WVFLOW_RUN_ID".into(), summary.run_id.clone()),
+        ("WVFLOW_FLOW".into(), summary.flow.clone()),
+        ("WVFLOW_RUN_STATE".into(), summary.state.clone()),
+        ("WVFLOW_HOOK".into(), event.to_string()),
+    ]);
     let done = retry::run(
         &invocation.retry,
         None,
@@ -139,13 +142,12 @@ fn call(
                 activity: invocation.activity.clone(),
                 command: invocation.command.clone(),
                 args: args.clone(),
-                env: vec![
-                    ("WVFLOW_RUN_ID".into(), summary.run_id.clone()),
-                    ("WVFLOW_FLOW".into(), summary.flow.clone()),
-                    ("WVFLOW_RUN_STATE".into(), summary.state.clone()),
-                    ("WVFLOW_HOOK".into(), event.to_string()),
-                    ("WVFLOW_ATTEMPT".into(), attempt.to_string()),
-                ],
+                argv: argv.clone(),
+                env: env
+                    .iter()
+                    .cloned()
+                    .chain([("WVFLOW_ATTEMPT".into(), attempt.to_string())])
+                    .collect(),
                 input: rows.clone(),
                 cwd: cwd.to_path_buf(),
                 timeout: Some(Duration::from_millis(

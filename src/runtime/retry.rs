@@ -67,7 +67,20 @@ pub fn run<T>(
     schedule_timeout: Option<Duration>,
     clock: &dyn Clock,
     random: &dyn Random,
+    attempt: impl FnMut(u32) -> Outcome<T>,
+) -> Finished<T> {
+    run_observed(policy, schedule_timeout, clock, random, attempt, |_, _| {})
+}
+
+/// [`run`], telling `retrying` (the attempt that failed, the delay before the next) before
+/// each wait: the stage shows `retrying` meanwhile.
+pub fn run_observed<T>(
+    policy: &RetryPolicy,
+    schedule_timeout: Option<Duration>,
+    clock: &dyn Clock,
+    random: &dyn Random,
     mut attempt: impl FnMut(u32) -> Outcome<T>,
+    mut retrying: impl FnMut(u32, Duration),
 ) -> Finished<T> {
     let started = clock.now();
     let delays = policy.delays_ms();
@@ -120,6 +133,7 @@ pub fn run<T>(
                         attempts: n,
                     };
                 }
+                retrying(n, delay);
                 clock.sleep(delay);
                 n += 1;
             }

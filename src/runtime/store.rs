@@ -2,6 +2,7 @@
 //! that outlive runs (`save to`); each run attaches its own schema `run`, where every stage's
 //! rows and every file source are materialized as tables.
 
+use crate::value::{self, ValueType};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
@@ -10,11 +11,18 @@ use std::path::{Path, PathBuf};
 
 pub type Error = String;
 
+/// The one column of a table made for rows without columns (SQLite tables need one): an
+/// upstream stage that did not succeed. Such a table contributes nothing to a union.
+pub const NO_COLUMNS: &str = "_";
+
 /// Rows as they cross process boundaries: column names and values.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rows {
     pub columns: Vec<String>,
     pub values: Vec<Vec<Value>>,
+    /// The wvflow type of each column where SQLite's storage does not tell it (booleans,
+    /// durations); missing or `Any` renders by what the value holds.
+    pub types: Vec<ValueType>,
 }
 
 impl Rows {
@@ -26,7 +34,29 @@ impl Rows {
         self.values.is_empty()
     }
 
-    /// Each row as a JSON object, in column order.
+    /// Rows with no type known for any column.
+    pub fn untyped(columns: Vec<String>, values: Vec<Vec<Value>>) -> Rows {
+        Rows {
+            columns,
+            values,
+            types: Vec::new(),
+        }
+    }
+
+    /// Row `i` alone (none when there is no such row), with the same columns and types.
+    pub fn row(&self, i: usize) -> Rows {
+        Rows {
+            columns: self.columns.clone(),
+            values: self.values.get(i).cloned().into_iter().collect(),
+            types: self.types.clone(),
+        }
+    }
+
+    pub fn type_of(&self, column: usize) -> ValueType {
+        self.types.get(column).copied().unwrap_or_default()
+    }
+
+    /// Each row as a JSON object, in column order, each value as its type's JSON.
     pub fn to_json_objects(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
         self.values
             .iter()
@@ -34,22 +64,46 @@ impl Rows {
                 self.columns
                     .iter()
                     .cloned()
-                    .zip(row.iter().map(to_json))
+                    .zip(
+                        row.iter()
+                            .enumerate()
+                            .map(|(i, v)| value::json(v, self.type_of(i))),
+                    )
                     .collect()
             })
             .collect()
     }
 
-    /// Rows from JSON objects; columns in order of first appearance.
+    /// Rows from JSON objects; columns in order of first appearance. A column whose values
+    /// are all JSON booleans (or null) is boolean.
     pub fn from_json_objects(objects: &[serde_json::Map<String, serde_json::Value>]) -> Rows {
         let mut columns: Vec<String> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
         for o in objects {
             for k in o.keys() {
-                if !columns.contains(k) {
+                if !index.contains_key(k) {
+                    index.insert(k.clone(), columns.len());
                     columns.push(k.clone());
                 }
             }
         }
+        let types = columns
+            .iter()
+            .map(|c| {
+                let mut seen = objects
+                    .iter()
+                    .filter_map(|o| o.get(c))
+                    .filter(|v| !v.is_null());
+                let first = seen.next();
+                if first.is_some_and(serde_json::Value::is_boolean)
+                    && seen.all(serde_json::Value::is_boolean)
+                {
+                    ValueType::Boolean
+                } else {
+                    ValueType::Any
+                }
+            })
+            .collect();
         let values = objects
             .iter()
             .map(|o| {
@@ -59,7 +113,49 @@ impl Rows {
                     .collect()
             })
             .collect();
-        Rows { columns, values }
+        Rows {
+            columns,
+            values,
+            types,
+        }
+    }
+
+    /// The rows of several inputs together, by column name: every name in the order first
+    /// seen, null where an input lacks the column.
+    pub fn union_by_name(inputs: Vec<Rows>) -> Rows {
+        let inputs: Vec<Rows> = inputs
+            .into_iter()
+            .filter(|r| !(r.is_empty() && r.columns == [NO_COLUMNS]))
+            .collect();
+        let mut out = Rows::default();
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
+        for input in &inputs {
+            for (i, c) in input.columns.iter().enumerate() {
+                match index.get(c) {
+                    Some(&at) => {
+                        if out.types[at] != input.type_of(i) {
+                            out.types[at] = ValueType::Any;
+                        }
+                    }
+                    None => {
+                        index.insert(c.clone(), out.columns.len());
+                        out.columns.push(c.clone());
+                        out.types.push(input.type_of(i));
+                    }
+                }
+            }
+        }
+        for input in inputs {
+            let at: Vec<usize> = input.columns.iter().map(|c| index[c]).collect();
+            for row in input.values {
+                let mut full = vec![Value::Null; out.columns.len()];
+                for (v, &to) in row.into_iter().zip(&at) {
+                    full[to] = v;
+                }
+                out.values.push(full);
+            }
+        }
+        out
     }
 }
 
@@ -265,11 +361,18 @@ impl Store {
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {name}"))
             .map_err(|e| e.to_string())?;
         let columns = if rows.columns.is_empty() {
-            vec!["_".to_string()]
+            vec![NO_COLUMNS.to_string()]
         } else {
             rows.columns.clone()
         };
-        let defs: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+        let defs: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match rows.type_of(i).column_decl() {
+                Some(decl) => format!("{} {decl}", quote(c)),
+                None => quote(c),
+            })
+            .collect();
         tx.execute_batch(&format!("CREATE TABLE {name} ({})", defs.join(", ")))
             .map_err(|e| e.to_string())?;
         if !rows.columns.is_empty() {
@@ -336,6 +439,20 @@ impl Store {
                 .map_err(|e| e.to_string())?;
         }
         let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
+        if let Some(twice) = columns
+            .iter()
+            .enumerate()
+            .find(|(i, c)| columns[..*i].contains(c))
+            .map(|(_, c)| c)
+        {
+            return Err(format!(
+                "the rows would have two columns named `{twice}` (a join of inputs that share column names, whose columns are not known before running): `select` the columns to keep, renaming one with `as`"
+            ));
+        }
+        let types: Vec<ValueType> = statement
+            .columns()
+            .map(|c| ValueType::from_column_decl(c.decl_type()))
+            .collect();
         let mut rows = statement.raw_query();
         let mut values = Vec::new();
         while let Some(row) = rows.next().map_err(|e| e.to_string())? {
@@ -345,7 +462,11 @@ impl Store {
                     .collect(),
             );
         }
-        Ok(Rows { columns, values })
+        Ok(Rows {
+            columns,
+            values,
+            types,
+        })
     }
 
     /// All rows of a stage's table.
@@ -469,7 +590,7 @@ pub fn read_rows(path: &Path) -> Result<Rows, Error> {
                 let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
                 values.push(record.iter().map(from_csv).collect());
             }
-            Ok(Rows { columns, values })
+            Ok(Rows::untyped(columns, values))
         }
     }
 }
@@ -534,12 +655,12 @@ mod tests {
     #[test]
     fn input_rows_and_stage_tables_and_a_stable_hash() {
         let mut store = Store::in_memory(Path::new(".")).unwrap();
-        let rows = Rows {
-            columns: vec!["user".into()],
-            values: (0..100)
+        let rows = Rows::untyped(
+            vec!["user".into()],
+            (0..100)
                 .map(|i| vec![Value::Text(format!("u{i}"))])
                 .collect(),
-        };
+        );
         store.write_table("run", "users", &rows).unwrap();
         let split = store
             .query(

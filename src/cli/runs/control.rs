@@ -93,11 +93,11 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
 
 pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, String> {
     match journal::request(db, &args.run_id, "cancel", None, None)? {
-        state if state == "running (stale)" => println!(
+        state if state == "running (stale)" => outln!(
             "run {} had no live owner; recorded as cancelled",
             args.run_id
         ),
-        _ => println!(
+        _ => outln!(
             "cancel requested for run {}; its executor stops it within a second",
             args.run_id
         ),
@@ -129,7 +129,7 @@ pub fn signal(db: &Path, args: SignalArgs) -> Result<u8, String> {
             .unwrap_or_else(|_| Value::Text(text.clone())),
     };
     journal::request(db, &args.run_id, "signal", Some(&args.name), Some(&value))?;
-    println!(
+    outln!(
         "signal {} = {} sent to run {}",
         args.name,
         to_json(&value),
@@ -177,10 +177,10 @@ pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
         .map(to_json)
         .unwrap_or_default();
     match args.format {
-        Format::Json => println!("{value}"),
+        Format::Json => outln!("{value}"),
         Format::Text => match value {
-            serde_json::Value::String(s) => println!("{s}"),
-            other => println!("{other}"),
+            serde_json::Value::String(s) => outln!("{s}"),
+            other => outln!("{other}"),
         },
     }
     Ok(exit::OK)
@@ -195,9 +195,9 @@ pub fn clean(db: &Path, args: CleanArgs) -> Result<u8, String> {
         keep_runs: true,
     };
     let removed = catalog::clean(&mut conn, &rules)?;
-    println!("removed {} run(s)", removed.len());
+    outln!("removed {} run(s)", removed.len());
     for id in &removed {
-        println!("  {id}");
+        outln!("  {id}");
     }
     Ok(exit::OK)
 }

@@ -56,7 +56,7 @@ pub fn list(db: &Path, args: ListArgs) -> Result<u8, String> {
                     })
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&items).unwrap_or_default()
             );
@@ -69,12 +69,16 @@ pub fn list(db: &Path, args: ListArgs) -> Result<u8, String> {
                 .unwrap_or(6)
                 .max(6);
             let flow_width = runs.iter().map(|r| r.flow.len()).max().unwrap_or(4).max(4);
-            println!(
+            outln!(
                 "{:id_width$}  {:flow_width$}  {:15}  {:24}  {:>9}",
-                "run id", "flow", "state", "started", "duration"
+                "run id",
+                "flow",
+                "state",
+                "started",
+                "duration"
             );
             for r in &runs {
-                println!(
+                outln!(
                     "{:id_width$}  {:flow_width$}  {:15}  {:24}  {:>9}",
                     r.run_id,
                     r.flow,
@@ -113,16 +117,16 @@ pub fn show(db: &Path, args: ShowArgs) -> Result<u8, String> {
     if args.tree {
         let mut out = String::new();
         tree(&conn, &run, "", &mut out, 0)?;
-        print!("{out}");
+        out!("{out}");
         return Ok(exit::OK);
     }
     let detail = Detail::read(&conn, &run)?;
     match args.format {
-        Format::Json => println!(
+        Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&detail.json(&run)).unwrap_or_default()
         ),
-        Format::Text => print!("{}", detail.text(&run)),
+        Format::Text => out!("{}", detail.text(&run)),
     }
     Ok(exit::OK)
 }

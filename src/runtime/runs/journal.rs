@@ -400,10 +400,36 @@ impl Progress for Journal {
         });
     }
 
+    fn retrying(&self, attempt: &Attempt, delay: std::time::Duration) {
+        let run_id = &self.run_id;
+        let next_at = now_ms() + delay.as_millis() as i64;
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE wvflow_stages SET state = 'retrying', attempts = max(attempts, ?3)
+                 WHERE run_id = ?1 AND stage = ?2 AND state IN ('running', 'retrying')",
+                params![run_id, attempt.stage, attempt.number],
+            )?;
+            event(
+                tx,
+                run_id,
+                "stage_retrying",
+                Some(attempt.stage),
+                serde_json::json!({
+                    "phase": attempt.phase, "item": attempt.item,
+                    "failed_attempt": attempt.number, "next_attempt_at_ms": next_at,
+                }),
+            )
+        });
+    }
+
     fn attempt_started(&self, attempt: &Attempt) {
         let run_id = &self.run_id;
         let item = attempt.item.map_or(-1, |i| i as i64);
         self.write(|tx| {
+            tx.execute(
+                "UPDATE wvflow_stages SET state = 'running' WHERE run_id = ?1 AND stage = ?2 AND state = 'retrying'",
+                params![run_id, attempt.stage],
+            )?;
             tx.execute(
                 "INSERT OR REPLACE INTO wvflow_attempts
                    (run_id, stage, phase, step, item, round, attempt, state, started_at)

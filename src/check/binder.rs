@@ -1,0 +1,524 @@
+//! The binder: what every name in an expression means. A name is a parameter, a signal,
+//! `run_time`/`run_date`, a column of the input row (where there is one), or a function of
+//! the table in [`super::functions`]; anything else is a diagnostic. The checker reports with
+//! it, the lowering writes SQL with it, and the plan records the types it finds.
+
+use super::functions::{self, Returns, Use};
+use crate::diagnostics::Diagnostic;
+use crate::source::FileId;
+use crate::syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
+use crate::value::ValueType;
+
+/// A column of a stage's rows: its name, type, and for columns of a join, the source alias
+/// and column it came from (so `customers.name` still finds `customers_name`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub ty: ValueType,
+    pub origin: Option<(String, String)>,
+}
+
+impl Column {
+    pub fn new(name: impl Into<String>, ty: ValueType) -> Self {
+        Column {
+            name: name.into(),
+            ty,
+            origin: None,
+        }
+    }
+}
+
+/// The columns of some rows, when they can be known before running.
+pub type Shape = Option<Vec<Column>>;
+
+/// The row an expression is evaluated over.
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    pub shape: Shape,
+    /// Names that qualify a column here (`orders.id`): the sources of the query.
+    pub aliases: Vec<String>,
+}
+
+impl Row {
+    pub fn unknown() -> Row {
+        Row::default()
+    }
+
+    pub fn of(shape: Shape, alias: &str) -> Row {
+        Row {
+            shape,
+            aliases: vec![alias.to_string()],
+        }
+    }
+
+    /// The name in these rows of the column `alias.name`, after a join renamed it.
+    pub fn qualified_name(&self, alias: &str, name: &str) -> Option<&str> {
+        self.qualified(alias, name).map(|c| c.name.as_str())
+    }
+
+    fn column(&self, name: &str) -> Option<&Column> {
+        self.shape.as_ref()?.iter().find(|c| c.name == name)
+    }
+
+    /// The column `alias.name` stands for.
+    fn qualified(&self, alias: &str, name: &str) -> Option<&Column> {
+        let columns = self.shape.as_ref()?;
+        columns
+            .iter()
+            .find(|c| {
+                c.origin
+                    .as_ref()
+                    .is_some_and(|(a, n)| a == alias && n == name)
+            })
+            .or_else(|| {
+                columns
+                    .iter()
+                    .find(|c| c.origin.is_none() && c.name == name)
+                    .filter(|_| self.aliases.first().is_some_and(|a| a == alias))
+            })
+    }
+}
+
+/// Where an expression is written: what it may name.
+#[derive(Clone, Debug)]
+pub struct Scope<'a> {
+    /// Parameters: of the flow, or of the activity for `exec` arguments.
+    pub values: Vec<(&'a str, ValueType)>,
+    pub signals: Vec<&'a str>,
+    /// `run_time` and `run_date`.
+    pub run_values: bool,
+    /// `completed_stages()` and the other run-state functions (`query` only).
+    pub run_state: bool,
+    /// The input row, for per-row expressions.
+    pub row: Option<Row>,
+    /// What the expression is, for messages: "a `call` argument".
+    pub place: &'static str,
+}
+
+/// What a name means.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Meaning {
+    /// A parameter, `run_time` or `run_date`: a named value of the run.
+    Value(ValueType),
+    Signal,
+    /// A column of the input row, by the name it has there.
+    Column(String, ValueType),
+    Unresolved,
+}
+
+pub const RUN_VALUES: [(&str, ValueType); 2] = [
+    ("run_time", ValueType::Timestamp),
+    ("run_date", ValueType::Date),
+];
+
+impl Scope<'_> {
+    pub fn resolve(&self, name: &str) -> Meaning {
+        if let Some((_, ty)) = self.values.iter().find(|(n, _)| *n == name) {
+            return Meaning::Value(*ty);
+        }
+        if self.signals.contains(&name) {
+            return Meaning::Signal;
+        }
+        if self.run_values
+            && let Some((_, ty)) = RUN_VALUES.iter().find(|(n, _)| *n == name)
+        {
+            return Meaning::Value(*ty);
+        }
+        match &self.row {
+            Some(row) if row.shape.is_none() => Meaning::Column(name.to_string(), ValueType::Any),
+            Some(row) => row.column(name).map_or(Meaning::Unresolved, |c| {
+                Meaning::Column(c.name.clone(), c.ty)
+            }),
+            None => Meaning::Unresolved,
+        }
+    }
+
+    /// `base.field` with a base that is neither `_` nor `signal`.
+    pub fn resolve_qualified(&self, base: &str, field: &str) -> Meaning {
+        match &self.row {
+            Some(row) if row.aliases.iter().any(|a| a == base) => match &row.shape {
+                None => Meaning::Column(field.to_string(), ValueType::Any),
+                Some(_) => row.qualified(base, field).map_or(Meaning::Unresolved, |c| {
+                    Meaning::Column(c.name.clone(), c.ty)
+                }),
+            },
+            _ => Meaning::Unresolved,
+        }
+    }
+
+    /// `_.field`.
+    pub fn resolve_row(&self, field: &str) -> Meaning {
+        match &self.row {
+            Some(row) if row.shape.is_none() => Meaning::Column(field.to_string(), ValueType::Any),
+            Some(row) => row.column(field).map_or(Meaning::Unresolved, |c| {
+                Meaning::Column(c.name.clone(), c.ty)
+            }),
+            None => Meaning::Unresolved,
+        }
+    }
+
+    fn known_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.values.iter().map(|(n, _)| n.to_string()).collect();
+        names.extend(self.signals.iter().map(|s| s.to_string()));
+        if self.run_values {
+            names.extend(RUN_VALUES.iter().map(|(n, _)| n.to_string()));
+        }
+        if let Some(Some(columns)) = self.row.as_ref().map(|r| &r.shape) {
+            names.extend(columns.iter().map(|c| c.name.clone()));
+        }
+        names
+    }
+}
+
+/// Where `_` and input columns may be used, for the message that says they may not.
+pub const ROW_PLACES: &str = "`_.column` reads the current row in `where`, `select`, `group by`, `order by`, `route` cases, `join ... on`, `wait until`, `each` arguments, the `idempotency_key` of an `each` stage, `compensate:` arguments and jump (`->`) arguments";
+
+/// Binds expressions, collecting the diagnostics of names that do not resolve.
+pub struct Binder {
+    pub file: FileId,
+    pub out: Vec<Diagnostic>,
+    /// Functions a rule of its own already reports here (non-deterministic idempotency keys).
+    pub quiet_functions: &'static [&'static str],
+}
+
+impl Binder {
+    pub fn new(file: FileId) -> Self {
+        Binder {
+            file,
+            out: Vec::new(),
+            quiet_functions: &[],
+        }
+    }
+
+    /// The type of `e` in `scope`; every name that does not resolve is reported.
+    pub fn bind(&mut self, e: &Expr, scope: &Scope) -> ValueType {
+        match &e.kind {
+            ExprKind::Int(_) => ValueType::Int,
+            ExprKind::Float(_) => ValueType::Float,
+            ExprKind::Str(_) => ValueType::String,
+            ExprKind::Duration { .. } => ValueType::Duration,
+            ExprKind::Bool(_) => ValueType::Boolean,
+            ExprKind::Null | ExprKind::Star | ExprKind::Error => ValueType::Any,
+            ExprKind::Name(n) => match scope.resolve(&n.name) {
+                Meaning::Value(ty) | Meaning::Column(_, ty) => ty,
+                Meaning::Signal => ValueType::Any,
+                Meaning::Unresolved => {
+                    self.unresolved(&n.name, e, scope);
+                    ValueType::Any
+                }
+            },
+            ExprKind::Field(f) if f.base.name == "_" => {
+                if scope.row.is_none() {
+                    self.out.push(
+                        Diagnostic::error(
+                            "E0616",
+                            self.file,
+                            e.span,
+                            format!(
+                                "`_.{}` has no row to read: {} is not evaluated per row",
+                                f.field.name, scope.place
+                            ),
+                        )
+                        .with_label("no input row here")
+                        .with_help(ROW_PLACES),
+                    );
+                    return ValueType::Any;
+                }
+                match scope.resolve_row(&f.field.name) {
+                    Meaning::Column(_, ty) => ty,
+                    _ => {
+                        self.unknown_column(&f.field.name, e, scope);
+                        ValueType::Any
+                    }
+                }
+            }
+            ExprKind::Field(f) if f.base.name == "signal" => {
+                if !scope.signals.contains(&f.field.name.as_str()) {
+                    let d = Diagnostic::error(
+                        "E0615",
+                        self.file,
+                        f.field.span,
+                        format!("unknown signal `{}`", f.field.name),
+                    )
+                    .with_label("not a signal of this flow");
+                    let help = if scope.signals.is_empty() {
+                        Some(format!("declare it: `signal {} = false`", f.field.name))
+                    } else {
+                        Some(format!(
+                            "the signals are {}",
+                            list(scope.signals.iter().copied())
+                        ))
+                    };
+                    self.out.push(super::with_suggestion(
+                        d,
+                        &f.field.name,
+                        scope.signals.iter().copied(),
+                        help,
+                    ));
+                }
+                ValueType::Any
+            }
+            ExprKind::Field(f) => match scope.resolve_qualified(&f.base.name, &f.field.name) {
+                Meaning::Column(_, ty) => ty,
+                _ => {
+                    match &scope.row {
+                        Some(row) if row.aliases.iter().any(|a| a == &f.base.name) => {
+                            self.unknown_column(&format!("{}.{}", f.base.name, f.field.name), e, scope)
+                        }
+                        Some(row) => self.out.push(
+                            Diagnostic::error(
+                                "E0114",
+                                self.file,
+                                f.base.span,
+                                format!("`{}` is not a source of this query", f.base.name),
+                            )
+                            .with_label("not in scope here")
+                            .with_help(format!(
+                                "columns here are qualified by {}; read another stage with `from` or `join`",
+                                list(row.aliases.iter().map(String::as_str))
+                            )),
+                        ),
+                        None => self.out.push(
+                            Diagnostic::error(
+                                "E0616",
+                                self.file,
+                                e.span,
+                                format!(
+                                    "`{}.{}` reads a column, but {} has no input row",
+                                    f.base.name, f.field.name, scope.place
+                                ),
+                            )
+                            .with_label("no input row here")
+                            .with_help(format!(
+                                "stage rows reach other stages through `from`: read `{}` in a stage and use `_.{}` where {ROW_PLACES_SHORT}",
+                                f.base.name, f.field.name
+                            )),
+                        ),
+                    }
+                    ValueType::Any
+                }
+            },
+            ExprKind::Call(call) => {
+                let types: Vec<ValueType> = call
+                    .args
+                    .iter()
+                    .map(|a| self.bind(&a.value, scope))
+                    .collect();
+                self.function(call, scope, &types)
+            }
+            ExprKind::List(items) => {
+                for i in items {
+                    self.bind(i, scope);
+                }
+                ValueType::List
+            }
+            ExprKind::Unary { op, operand } => {
+                let ty = self.bind(operand, scope);
+                match op {
+                    UnaryOp::Neg => ty,
+                    UnaryOp::Not => ValueType::Boolean,
+                }
+            }
+            ExprKind::Binary { op, lhs, rhs } => {
+                let (l, r) = (self.bind(lhs, scope), self.bind(rhs, scope));
+                binary_type(*op, l, r)
+            }
+            ExprKind::IsNull { operand, .. } => {
+                self.bind(operand, scope);
+                ValueType::Boolean
+            }
+            ExprKind::InList { operand, list, .. } => {
+                self.bind(operand, scope);
+                for i in list {
+                    self.bind(i, scope);
+                }
+                ValueType::Boolean
+            }
+            ExprKind::Like {
+                operand, pattern, ..
+            } => {
+                self.bind(operand, scope);
+                self.bind(pattern, scope);
+                ValueType::Boolean
+            }
+        }
+    }
+
+    fn function(
+        &mut self,
+        call: &crate::syntax::ast::Call,
+        scope: &Scope,
+        types: &[ValueType],
+    ) -> ValueType {
+        let name = call.name.name.as_str();
+        let Some(f) = functions::lookup(name) else {
+            if self
+                .quiet_functions
+                .contains(&name.to_ascii_lowercase().as_str())
+            {
+                return ValueType::Any;
+            }
+            let d = Diagnostic::error(
+                "E0617",
+                self.file,
+                call.name.span,
+                format!("unknown function `{name}`"),
+            )
+            .with_label("not a function wvflow knows");
+            let names = functions::FUNCTIONS
+                .iter()
+                .filter(|f| scope.run_state || f.used != Use::RunState)
+                .map(|f| f.name);
+            self.out.push(super::with_suggestion(
+                d,
+                name,
+                names,
+                Some("the functions an expression may call are listed in docs/language.md (`Functions`); activities are called as stage operators, not inside expressions".into()),
+            ));
+            return ValueType::Any;
+        };
+        if f.used == Use::RunState && !scope.run_state {
+            self.out.push(
+                Diagnostic::error(
+                    "E0617",
+                    self.file,
+                    call.name.span,
+                    format!(
+                        "`{}()` reads the run's state: it is only available in `query`",
+                        f.name
+                    ),
+                )
+                .with_label("not available here")
+                .with_help(format!(
+                    "declare a query: `query progress = {}`",
+                    f.signature
+                )),
+            );
+            return ValueType::Any;
+        }
+        let n = call.args.len();
+        if n < f.min_args || f.max_args.is_some_and(|max| n > max) {
+            let expected = match f.max_args {
+                Some(max) if max == f.min_args => format!("{max}"),
+                Some(max) => format!("{} to {max}", f.min_args),
+                None => format!("at least {}", f.min_args),
+            };
+            self.out.push(
+                Diagnostic::error(
+                    "E0618",
+                    self.file,
+                    call.span,
+                    format!("`{}` takes {expected} argument(s), {n} given", f.name),
+                )
+                .with_label("here")
+                .with_help(format!("`{}`: {}", f.signature, f.meaning)),
+            );
+        }
+        match f.returns {
+            Returns::Fixed(t) => t,
+            Returns::FirstArgument => types.first().copied().unwrap_or_default(),
+        }
+    }
+
+    fn unresolved(&mut self, name: &str, e: &Expr, scope: &Scope) {
+        if scope.row.as_ref().is_some_and(|r| r.shape.is_some()) {
+            return self.unknown_column(name, e, scope);
+        }
+        let mut known = scope.known_names();
+        let functions: Vec<String> = functions::FUNCTIONS
+            .iter()
+            .filter(|f| scope.run_state || f.used != Use::RunState)
+            .map(|f| format!("{}()", f.name))
+            .collect();
+        let d = Diagnostic::error(
+            "E0615",
+            self.file,
+            e.span,
+            format!("unknown name `{name}` in {}", scope.place),
+        )
+        .with_label("not a parameter, signal or run value");
+        let otherwise = if scope.values.is_empty() {
+            format!(
+                "{} can use literals, `run_time` and `run_date`; there is no input row here",
+                scope.place
+            )
+        } else {
+            format!(
+                "names here are {}; there is no input row here",
+                list(known.iter().map(String::as_str))
+            )
+        };
+        let close = crate::diagnostics::suggest::closest(name, known.iter().map(String::as_str))
+            .map(str::to_string)
+            .or_else(|| {
+                crate::diagnostics::suggest::closest(
+                    &format!("{name}()"),
+                    functions.iter().map(String::as_str),
+                )
+                .map(str::to_string)
+            });
+        known.clear();
+        self.out.push(match close {
+            Some(best) => d.with_help(format!("did you mean `{best}`?")),
+            None => d.with_help(otherwise),
+        });
+    }
+
+    fn unknown_column(&mut self, name: &str, e: &Expr, scope: &Scope) {
+        let columns: Vec<&str> = scope
+            .row
+            .as_ref()
+            .and_then(|r| r.shape.as_ref())
+            .map(|c| c.iter().map(|c| c.name.as_str()).collect())
+            .unwrap_or_default();
+        let field = name.rsplit('.').next().unwrap_or(name);
+        let d = Diagnostic::error(
+            "E0114",
+            self.file,
+            e.span,
+            format!("no column `{name}` in the input of {}", scope.place),
+        )
+        .with_label("no such column");
+        let known = scope.known_names();
+        self.out.push(super::with_suggestion(
+            d,
+            field,
+            known.iter().map(String::as_str),
+            Some(format!(
+                "the input's columns are {}",
+                list(columns.iter().copied())
+            )),
+        ));
+    }
+}
+
+const ROW_PLACES_SHORT: &str = "a row is read (`where`, `select`, `each` arguments, ...)";
+
+fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The type of `l op r`.
+pub fn binary_type(op: BinaryOp, l: ValueType, r: ValueType) -> ValueType {
+    use ValueType as T;
+    match op {
+        BinaryOp::Concat => T::String,
+        BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => {
+            match (l, r) {
+                (T::Int, T::Int) => T::Int,
+                (T::Float, T::Int | T::Float) | (T::Int, T::Float) => T::Float,
+                (T::Duration, T::Duration) if matches!(op, BinaryOp::Add | BinaryOp::Sub) => {
+                    T::Duration
+                }
+                (T::Duration, T::Int) if matches!(op, BinaryOp::Mul | BinaryOp::Div) => T::Duration,
+                _ => T::Any,
+            }
+        }
+        _ => T::Boolean,
+    }
+}

@@ -1,0 +1,437 @@
+//! Column shapes: the columns each stage's rows have, where they can be known before running
+//! (inline values, CSV headers of files that exist, `select` lists, `group by`, joins and
+//! unions of known shapes), and the row each operator's expressions are evaluated over.
+//! Activity output, workspace tables and JSON files have shapes known only at run time.
+
+use super::binder::{Column, Row, Shape};
+use super::graph::FlowGraph;
+use crate::syntax::ast::{BinaryOp, Expr, ExprKind, OpKind, SourceKind, SourceRef, Stage};
+use crate::value::ValueType;
+use std::path::{Path, PathBuf};
+
+/// A stage's body as the binder sees it: the row each operator reads, and the output.
+#[derive(Clone, Debug, Default)]
+pub struct Pipeline {
+    /// Per operator (aligned with `stage.body.ops`): the row its expressions are evaluated
+    /// over. For `join`, both sides (for `on`); for a `select` after `group by`, the rows
+    /// being grouped.
+    pub before: Vec<Row>,
+    pub output: Shape,
+    /// For each `join` (by operator index) whose sides are known: the columns it keeps, as
+    /// (side alias, column there, name in the result).
+    pub joins: std::collections::BTreeMap<usize, Vec<(String, String, String)>>,
+    /// The operator index of the first `join`: qualified names after it are renamed columns.
+    pub first_join: Option<usize>,
+}
+
+/// The columns of a `call`ed child run's row.
+pub const CALL_COLUMNS: [&str; 4] = ["child_run", "flow", "state", "last_stage"];
+
+pub struct Shapes<'g, 'w> {
+    graph: &'g FlowGraph<'w>,
+    /// The `.wv` file's folder: relative file paths resolve here.
+    base: PathBuf,
+    /// Flow parameters and their types, for inline values that name them.
+    params: Vec<(String, ValueType)>,
+    pipelines: Vec<Option<Pipeline>>,
+    busy: Vec<bool>,
+}
+
+impl<'g, 'w> Shapes<'g, 'w> {
+    pub fn new(graph: &'g FlowGraph<'w>, wv_file: &Path) -> Self {
+        let n = graph.stages.len();
+        Shapes {
+            graph,
+            base: wv_file.parent().map(Path::to_path_buf).unwrap_or_default(),
+            params: graph
+                .flow
+                .params
+                .iter()
+                .map(|p| (p.name.name.to_string(), p.ty.value.into()))
+                .collect(),
+            pipelines: vec![None; n],
+            busy: vec![false; n],
+        }
+    }
+
+    /// The pipeline of stage `i`.
+    pub fn pipeline(&mut self, i: usize) -> Pipeline {
+        if let Some(p) = &self.pipelines[i] {
+            return p.clone();
+        }
+        if self.busy[i] {
+            // A cycle, reported by the structure rules: its shape is unknown.
+            return Pipeline::default();
+        }
+        self.busy[i] = true;
+        let pipeline = self.compute(self.graph.stages[i].stage);
+        self.busy[i] = false;
+        self.pipelines[i] = Some(pipeline.clone());
+        pipeline
+    }
+
+    pub fn output(&mut self, i: usize) -> Shape {
+        self.pipeline(i).output
+    }
+
+    fn compute(&mut self, stage: &Stage) -> Pipeline {
+        let mut row = match &stage.body.source.kind {
+            SourceKind::From(refs) => match refs.as_slice() {
+                [single] => {
+                    let (shape, alias) = self.source(single);
+                    Row::of(shape, &alias)
+                }
+                many => {
+                    let shapes: Vec<Shape> = many.iter().map(|r| self.source(r).0).collect();
+                    Row::of(union_by_name(&shapes), "sources")
+                }
+            },
+            SourceKind::Merge(inputs) => {
+                let shapes: Vec<Shape> = inputs
+                    .iter()
+                    .map(|n| match self.graph.index_of(&n.name) {
+                        Some(i) => self.output(i),
+                        None => None,
+                    })
+                    .collect();
+                Row::of(union_by_name(&shapes), "merged")
+            }
+            SourceKind::CallFlow(_) => Row::of(
+                Some(
+                    CALL_COLUMNS
+                        .iter()
+                        .map(|c| Column::new(*c, ValueType::String))
+                        .collect(),
+                ),
+                "call",
+            ),
+            SourceKind::Activity(_) | SourceKind::Jump(_) => Row::unknown(),
+        };
+        let mut before = Vec::with_capacity(stage.body.ops.len());
+        let mut grouped: Option<Row> = None;
+        let mut joins = std::collections::BTreeMap::new();
+        let mut first_join = None;
+        for (at, op) in stage.body.ops.iter().enumerate() {
+            match &op.kind {
+                OpKind::Join(join) => {
+                    let (right, right_alias) = self.source(&join.source);
+                    let left_alias = row.aliases.first().cloned().unwrap_or_default();
+                    let both = match (&row.shape, &right) {
+                        (Some(l), Some(r)) => Some(
+                            l.iter()
+                                .map(|c| with_origin(c, &left_alias))
+                                .chain(r.iter().map(|c| with_origin(c, &right_alias)))
+                                .collect(),
+                        ),
+                        _ => None,
+                    };
+                    let mut aliases = row.aliases.clone();
+                    aliases.push(right_alias.clone());
+                    before.push(Row {
+                        shape: both,
+                        aliases: aliases.clone(),
+                    });
+                    let keys = equi_join_keys(&join.on, &left_alias, &right_alias);
+                    first_join.get_or_insert(at);
+                    let output = match (&row.shape, &right) {
+                        (Some(l), Some(r)) => {
+                            let kept = join_columns(l, &left_alias, r, &right_alias, &keys);
+                            let left_count = l.len();
+                            joins.insert(
+                                at,
+                                kept.iter()
+                                    .enumerate()
+                                    .map(|(i, c)| {
+                                        let (side, column) = if i < left_count {
+                                            (left_alias.clone(), l[i].name.clone())
+                                        } else {
+                                            let (_, source) = c.origin.clone().unwrap_or_default();
+                                            (right_alias.clone(), source)
+                                        };
+                                        (side, column, c.name.clone())
+                                    })
+                                    .collect(),
+                            );
+                            Some(kept)
+                        }
+                        _ => None,
+                    };
+                    row = Row {
+                        shape: output,
+                        aliases,
+                    };
+                }
+                OpKind::GroupBy(keys) => {
+                    before.push(row.clone());
+                    let shape = keys
+                        .iter()
+                        .map(|k| name_of(k).map(|n| self.typed(&row, n)))
+                        .collect::<Option<Vec<Column>>>()
+                        .filter(|_| row.shape.is_some());
+                    grouped = Some(row.clone());
+                    row = Row {
+                        shape,
+                        aliases: row.aliases.clone(),
+                    };
+                    continue;
+                }
+                OpKind::Select(items) => {
+                    let over = grouped.take().unwrap_or_else(|| row.clone());
+                    before.push(over.clone());
+                    let mut columns = Some(Vec::new());
+                    for item in items {
+                        let Some(out) = columns.as_mut() else { break };
+                        match (&item.alias, &item.expr.kind) {
+                            (None, ExprKind::Star) => match &over.shape {
+                                Some(cs) => {
+                                    out.extend(cs.iter().map(|c| Column::new(&c.name, c.ty)))
+                                }
+                                None => columns = None,
+                            },
+                            (Some(alias), _) => out.push(Column::new(
+                                alias.name.as_str(),
+                                self.expr_type(&over, &item.expr),
+                            )),
+                            (None, _) => match output_name(&over, &item.expr) {
+                                Some(name) => {
+                                    let ty = self.expr_type(&over, &item.expr);
+                                    out.push(Column::new(name, ty));
+                                }
+                                None => columns = None,
+                            },
+                        }
+                    }
+                    row = Row {
+                        shape: columns.filter(|_| over.shape.is_some()),
+                        aliases: row.aliases.clone(),
+                    };
+                }
+                OpKind::Each(_) | OpKind::Activity(_) => {
+                    before.push(row.clone());
+                    row = Row::unknown();
+                }
+                _ => before.push(row.clone()),
+            }
+            grouped = None;
+        }
+        if let Some(g) = grouped {
+            // `group by` with no `select` after it keeps the distinct keys.
+            let _ = g;
+        }
+        Pipeline {
+            before,
+            output: row.shape,
+            joins,
+            first_join,
+        }
+    }
+
+    /// The type of an expression over `row` (names of parameters and columns).
+    fn expr_type(&self, row: &Row, e: &Expr) -> ValueType {
+        let scope = super::binder::Scope {
+            values: self.params.iter().map(|(n, t)| (n.as_str(), *t)).collect(),
+            signals: Vec::new(),
+            run_values: true,
+            run_state: false,
+            row: Some(row.clone()),
+            place: "a select item",
+        };
+        super::binder::Binder::new(self.graph.file).bind(e, &scope)
+    }
+
+    fn typed(&self, row: &Row, name: &str) -> Column {
+        let ty = row
+            .shape
+            .as_ref()
+            .and_then(|cs| cs.iter().find(|c| c.name == name))
+            .map_or(ValueType::Any, |c| c.ty);
+        Column::new(name, ty)
+    }
+
+    /// A source's shape and the alias its columns go by.
+    pub fn source(&mut self, r: &SourceRef) -> (Shape, String) {
+        match r {
+            SourceRef::Name(n) => match self.graph.index_of(&n.name) {
+                Some(i) => (self.output(i), n.name.to_string()),
+                None => (
+                    csv_header(&self.base.join(format!("{}.csv", n.name))),
+                    n.name.to_string(),
+                ),
+            },
+            SourceRef::File(path) => {
+                let alias = Path::new(path.value.as_str())
+                    .file_stem()
+                    .map_or("file".to_string(), |s| s.to_string_lossy().into_owned());
+                let full = self.base.join(path.value.as_str());
+                let is_csv = !matches!(
+                    full.extension().and_then(|e| e.to_str()),
+                    Some("json" | "ndjson" | "jsonl")
+                );
+                (is_csv.then(|| csv_header(&full)).flatten(), alias)
+            }
+            SourceRef::Values { rows, alias, .. } => {
+                let first = rows.first().map(Vec::as_slice).unwrap_or_default();
+                let row = Row::default();
+                let names: Vec<String> = match alias {
+                    Some(a) => a.columns.iter().map(|c| c.name.to_string()).collect(),
+                    None => (1..=first.len()).map(|i| format!("column{i}")).collect(),
+                };
+                let shape = names
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, name)| {
+                        let ty = first.get(i).map_or(ValueType::Any, |e| {
+                            let scope = super::binder::Scope {
+                                values: self.params.iter().map(|(n, t)| (n.as_str(), *t)).collect(),
+                                signals: Vec::new(),
+                                run_values: true,
+                                run_state: false,
+                                row: None,
+                                place: "inline values",
+                            };
+                            let _ = &row;
+                            super::binder::Binder::new(self.graph.file).bind(e, &scope)
+                        });
+                        Column::new(name, ty)
+                    })
+                    .collect();
+                let table = alias
+                    .as_ref()
+                    .map_or("values".to_string(), |a| a.table.name.to_string());
+                (Some(shape), table)
+            }
+        }
+    }
+}
+
+fn with_origin(c: &Column, alias: &str) -> Column {
+    Column {
+        origin: c
+            .origin
+            .clone()
+            .or_else(|| Some((alias.to_string(), c.name.clone()))),
+        ..c.clone()
+    }
+}
+
+/// The name SQLite gives a select item without `as`: a column's own name. `None` for any
+/// other expression (its name would be its text).
+fn output_name(row: &Row, e: &Expr) -> Option<String> {
+    match &e.kind {
+        ExprKind::Name(n) => Some(n.name.to_string()),
+        ExprKind::Field(f) if f.base.name == "_" => Some(f.field.name.to_string()),
+        ExprKind::Field(f) => {
+            let scope = super::binder::Scope {
+                values: Vec::new(),
+                signals: Vec::new(),
+                run_values: false,
+                run_state: false,
+                row: Some(row.clone()),
+                place: "",
+            };
+            match scope.resolve_qualified(&f.base.name, &f.field.name) {
+                super::binder::Meaning::Column(name, _) => Some(name),
+                _ => Some(f.field.name.to_string()),
+            }
+        }
+        _ => None,
+    }
+}
+
+fn name_of(e: &Expr) -> Option<&str> {
+    match &e.kind {
+        ExprKind::Name(n) => Some(&n.name),
+        ExprKind::Field(f) => Some(&f.field.name),
+        _ => None,
+    }
+}
+
+/// Rows of several inputs together, column by column name: the union of the names in the
+/// order first seen; a column an input lacks is null there.
+pub fn union_by_name(shapes: &[Shape]) -> Shape {
+    let mut columns: Vec<Column> = Vec::new();
+    for shape in shapes {
+        for c in shape.as_ref()? {
+            match columns.iter_mut().find(|x| x.name == c.name) {
+                Some(existing) if existing.ty != c.ty => existing.ty = ValueType::Any,
+                Some(_) => {}
+                None => columns.push(Column::new(&c.name, c.ty)),
+            }
+        }
+    }
+    Some(columns)
+}
+
+/// The columns a join keeps: every column of the left side; of the right side, every column
+/// except a key joined by equality to the left column of the same name; a right column whose
+/// name the left side already has is renamed `<right alias>_<name>`.
+pub fn join_columns(
+    left: &[Column],
+    left_alias: &str,
+    right: &[Column],
+    right_alias: &str,
+    keys: &[String],
+) -> Vec<Column> {
+    let mut out: Vec<Column> = left.iter().map(|c| with_origin(c, left_alias)).collect();
+    for c in right {
+        let taken = left.iter().any(|l| l.name == c.name);
+        if taken && keys.contains(&c.name) {
+            continue;
+        }
+        let mut name = c.name.clone();
+        if taken {
+            name = format!("{right_alias}_{}", c.name);
+            while out.iter().any(|o| o.name == name) {
+                name.push('_');
+            }
+        }
+        out.push(Column {
+            name,
+            ty: c.ty,
+            origin: Some((right_alias.to_string(), c.name.clone())),
+        });
+    }
+    out
+}
+
+/// Columns joined by `left.x = right.x` in the conjunction of `on`.
+pub fn equi_join_keys(on: &Expr, left_alias: &str, right_alias: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut stack = vec![on];
+    while let Some(e) = stack.pop() {
+        let ExprKind::Binary { op, lhs, rhs } = &e.kind else {
+            continue;
+        };
+        match op {
+            BinaryOp::And => {
+                stack.push(lhs);
+                stack.push(rhs);
+            }
+            BinaryOp::Eq => {
+                if let (ExprKind::Field(a), ExprKind::Field(b)) = (&lhs.kind, &rhs.kind)
+                    && a.field.name == b.field.name
+                {
+                    let sides = [a.base.name.as_str(), b.base.name.as_str()];
+                    if sides.contains(&left_alias) && sides.contains(&right_alias) {
+                        keys.push(a.field.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    keys
+}
+
+/// The header row of a CSV file that exists now; `None` when it does not (or is not CSV).
+fn csv_header(path: &Path) -> Shape {
+    let file = std::fs::File::open(path).ok()?;
+    let mut reader = csv::Reader::from_reader(std::io::BufReader::new(file));
+    let headers = reader.headers().ok()?;
+    Some(
+        headers
+            .iter()
+            .map(|h| Column::new(h, ValueType::Any))
+            .collect(),
+    )
+}
