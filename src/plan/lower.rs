@@ -780,7 +780,7 @@ impl Lowering<'_, '_> {
                             ArgvItem::Param(n.name.to_string())
                         }
                         _ => ArgvItem::Expr(TypedSql {
-                            sql: Writer::new(&activity_params).expr(a),
+                            sql: Writer::for_activity(&activity_params).expr(a),
                             ty: crate::check::binder::Binder::new(def.file)
                                 .bind(a, &crate::check::exprs::exec_scope(activity)),
                         }),

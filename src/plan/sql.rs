@@ -4,7 +4,9 @@
 //! source as `run."file:path"`, loaded by the runtime. Flow parameters and the run's values
 //! are named parameters (`:day`, `:run_time`), never text.
 
+use crate::check::binder::{Meaning, Row, Scope};
 use crate::syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
+use crate::value::ValueType;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub fn quote_ident(name: &str) -> String {
@@ -26,9 +28,11 @@ pub fn file_table(path: &str) -> String {
 /// The parameter that carries the run's id, for expressions that read the run store.
 pub const RUN_ID_PARAM: &str = "wv_run_id";
 
-/// Writes expressions, remembering which parameters they use.
+/// Writes expressions, remembering which parameters they use. Names mean what the binder
+/// says they mean ([`Scope::resolve`]): the checker has refused any name that does not
+/// resolve, so what is written here is what was checked.
 pub struct Writer<'a> {
-    flow_params: &'a BTreeSet<String>,
+    scope: Scope<'a>,
     /// Signals of the flow: name and the SQL of the initial value.
     signals: Option<&'a BTreeMap<String, String>>,
     pub used: BTreeSet<String>,
@@ -38,17 +42,36 @@ pub struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
+    /// A writer for expressions of a flow with these parameters.
     pub fn new(flow_params: &'a BTreeSet<String>) -> Self {
         Writer {
-            flow_params,
+            scope: Scope {
+                values: flow_params
+                    .iter()
+                    .map(|p| (p.as_str(), ValueType::Any))
+                    .collect(),
+                signals: Vec::new(),
+                run_values: true,
+                run_state: true,
+                row: Some(Row::unknown()),
+                place: "",
+            },
             signals: None,
             used: BTreeSet::new(),
             joined: None,
         }
     }
 
+    /// A writer for an activity's `exec` arguments: its parameters only.
+    pub fn for_activity(activity_params: &'a BTreeSet<String>) -> Self {
+        let mut w = Writer::new(activity_params);
+        w.scope.run_values = false;
+        w
+    }
+
     /// A writer that also knows the flow's signals.
     pub fn with_signals(mut self, signals: &'a BTreeMap<String, String>) -> Self {
+        self.scope.signals = signals.keys().map(String::as_str).collect();
         self.signals = Some(signals);
         self
     }
@@ -191,13 +214,14 @@ impl<'a> Writer<'a> {
     }
 
     fn name(&mut self, name: &str) -> String {
-        if self.flow_params.contains(name) || matches!(name, "run_time" | "run_date") {
-            self.used.insert(name.to_string());
-            format!(":{name}")
-        } else if let Some(signal) = self.signal(name) {
-            signal
-        } else {
-            quote_ident(name)
+        match self.scope.resolve(name) {
+            Meaning::Value(_) => {
+                self.used.insert(name.to_string());
+                format!(":{name}")
+            }
+            Meaning::Signal => self.signal(name).unwrap_or_else(|| quote_ident(name)),
+            Meaning::Column(column, _) => quote_ident(&column),
+            Meaning::Unresolved => quote_ident(name),
         }
     }
 }

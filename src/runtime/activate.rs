@@ -103,11 +103,8 @@ fn csv_text(rows: &Rows) -> Result<String, String> {
     for row in &rows.values {
         let fields: Vec<String> = row
             .iter()
-            .map(|v| match super::store::to_json(v) {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Null => String::new(),
-                other => other.to_string(),
-            })
+            .enumerate()
+            .map(|(i, v)| crate::value::text(v, rows.type_of(i)))
             .collect();
         writer.write_record(&fields).map_err(|e| e.to_string())?;
     }

@@ -532,6 +532,7 @@ fn run_stage_on(
     let mut run = StageRun::new(&mut *store, ctx, stage, key.clone(), "run");
     let result = run.steps();
     let attempts = run.attempts;
+    let all_reused = run.all_reused;
     if let (Some(k), Ok(rows)) = (&key, &result) {
         let _ = store.record(&ctx.flow, &stage.id, k, rows);
     }
@@ -554,7 +555,11 @@ fn run_stage_on(
             summary.attempts = n;
         }
     }
-    summary.attempts = summary.attempts.max(attempts).max(1);
+    summary.attempts = if all_reused && summary.state == "success" {
+        0
+    } else {
+        summary.attempts.max(attempts).max(1)
+    };
     summary.duration_ms = (ctx.clock.now() - started).as_millis() as u64;
     summary
 }
@@ -612,6 +617,8 @@ struct StageRun<'a, 'c> {
     phase: &'static str,
     /// The step being run.
     step: usize,
+    /// Every item of the stage's `each` reused a recorded result: nothing was attempted.
+    all_reused: bool,
 }
 
 type StepError = (String, u32);
@@ -632,6 +639,7 @@ impl<'a, 'c> StageRun<'a, 'c> {
             key,
             phase,
             step: 0,
+            all_reused: false,
         }
     }
 }
@@ -930,6 +938,7 @@ impl StageRun<'_, '_> {
             items.iter().map(|_| std::sync::Mutex::new(None)).collect();
         let (ctx, stage, step) = (self.ctx, self.stage, self.step);
         let fresh = reused.iter().filter(|r| r.is_none()).count() as u64;
+        self.all_reused = fresh == 0 && !items.is_empty();
         std::thread::scope(|scope| {
             for _ in 0..concurrency.max(1).min(fresh) {
                 scope.spawn(|| {
