@@ -185,3 +185,67 @@ fn comparisons_do_not_chain() {
         ["E0010"]
     );
 }
+
+#[test]
+fn unclosed_brace_is_reported_where_it_opens() {
+    assert_eq!(
+        report("unclosed_brace", "flow f = {\n  stage a = from t\n"),
+        ["E0011"]
+    );
+}
+
+#[test]
+fn unclosed_config_block_is_told_apart_from_the_flow_by_indentation() {
+    assert_eq!(
+        report(
+            "unclosed_config_block",
+            "flow f = {\n  stage a with {\n    retries: 2\n  = from t\n  stage b = from a\n}\n"
+        ),
+        ["E0011"]
+    );
+}
+
+#[test]
+fn unclosed_parenthesis_and_bracket() {
+    let codes = report(
+        "unclosed_parenthesis_and_bracket",
+        "flow f = {\n  stage a = from t | where (x > 1\n  stage b = from a\n}\nflow g = {\n  stage c = from [[1, 'x'], [2, 'y']\n}\n",
+    );
+    assert_eq!(codes, ["E0010", "E0010"]);
+}
+
+#[test]
+fn a_flow_left_open_does_not_swallow_the_next_item() {
+    let src = "flow f = {\n  stage a = from t\n\nactivity x = sh('echo')\n";
+    assert_eq!(report("unclosed_before_next_item", src), ["E0010"]);
+    let mut workspace = Workspace::default();
+    workspace.add("next_item.wv".into(), src.to_string());
+    assert_eq!(workspace.parsed[0].ast.items.len(), 2);
+}
+
+#[test]
+fn activity_without_command() {
+    let codes = report(
+        "activity_without_command",
+        "activity x with { retries: 2 }\nactivity y(a: int)\n",
+    );
+    assert_eq!(codes, ["E0010", "E0011"]);
+}
+
+#[test]
+fn call_of_a_flow_after_pipe_or_each() {
+    let codes = report(
+        "call_after_pipe_or_each",
+        "flow f = {\n  stage a = from t | each call Enrich(id: _.id)\n  stage b = from t | call Enrich(id: 1)\n}\n",
+    );
+    assert_eq!(codes, ["E0010", "E0010"]);
+}
+
+#[test]
+fn quote_right_before_the_closing_triple_quotes() {
+    let codes = report(
+        "quote_before_triple_close",
+        "activity x = sh(\"\"\"echo \"hi\"\"\"\")\nflow f = {\n  stage s = from t | where a = \"\"\"say \"x\"\"\"\"\n}\n",
+    );
+    assert_eq!(codes, ["E0002", "E0002"]);
+}

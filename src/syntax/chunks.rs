@@ -19,7 +19,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
 pub struct Chunk {
     pub items: Vec<Item>,
     pub lex_errors: Vec<Diagnostic>,
-    pub parse_errors: Vec<Diagnostic>,
+    pub parse_errors: Vec<parser::ParseError>,
 }
 
 /// Parses every chunk of `src`, in parallel when there are several; results come in file order.
@@ -110,7 +110,10 @@ fn parse_tokens(
         let (parse_to, resume) = match depth::check(rest, file) {
             Ok(()) => (rest.len(), None),
             Err((at, too_deep)) => {
-                chunk.parse_errors.push(*too_deep);
+                chunk.parse_errors.push(parser::ParseError {
+                    stopped_at: too_deep.primary.span.start,
+                    diagnostic: *too_deep,
+                });
                 let item = (0..=at).rev().find(|&i| starts_item(rest, i)).unwrap_or(0);
                 let after = (at + 1..rest.len()).find(|&i| starts_item(rest, i));
                 (item, Some(after.unwrap_or(rest.len())))

@@ -90,6 +90,22 @@ pub fn lex(src: &str, file: FileId) -> (Vec<(Token, Span)>, Vec<Diagnostic>) {
     (tokens, lexer.diagnostics)
 }
 
+/// Whether the string starting at `start` directly follows a closing `"""`: a `"` written
+/// right before the closing quotes, as in `"""say "x""""`, is read as the first of them, and
+/// the last quote is left over to start a new string.
+pub fn follows_triple_quotes(src: &str, start: usize) -> bool {
+    src[..start].ends_with("\"\"\"") && src[start..].starts_with('"')
+}
+
+pub const QUOTE_BEFORE_TRIPLE_CLOSE_HELP: &str = "a `\"` directly before the closing `\"\"\"` ends \
+     the string early, as the first three of the four quotes close it; put a space or a line \
+     break before the closing `\"\"\"`, or use single quotes ('...'), in which `\"` needs no escape";
+
+/// The span of the `"""` that closed the string before `start`.
+pub fn closing_triple_quotes(start: u32) -> Span {
+    Span::new((start as usize).saturating_sub(3), start as usize)
+}
+
 fn unknown_characters(src: &str, file: FileId, span: Span) -> Diagnostic {
     let text = &src[span.range()];
     let shown: String = text.chars().take(12).collect();
@@ -107,6 +123,16 @@ fn malformed(token: Token, src: &str, file: FileId, span: Span) -> Option<Diagno
     let start = Span::at(span.start as usize);
     let text = &src[span.range()];
     Some(match token {
+        Token::UnterminatedDouble if follows_triple_quotes(src, span.start as usize) => {
+            Diagnostic::error("E0002", file, span, "unterminated string")
+                .with_label("this `\"` starts a new string, which is never closed")
+                .with_secondary(
+                    file,
+                    closing_triple_quotes(span.start),
+                    "the triple-quoted string ends here",
+                )
+                .with_help(QUOTE_BEFORE_TRIPLE_CLOSE_HELP)
+        }
         Token::UnterminatedSingle | Token::UnterminatedDouble => {
             let quote = &text[..1];
             Diagnostic::error("E0002", file, span, "unterminated string")

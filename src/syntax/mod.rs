@@ -61,12 +61,18 @@ pub fn parse(src: &str, file: FileId) -> Parsed {
         parse_errors.extend(chunk.parse_errors);
     }
     // One report per place: a parse error where the lexer already reported one (at a stray
-    // character, say), or a second one at the same token, is a consequence.
+    // character, say), or a second one at the same token or bracket, is a consequence.
     let mut reported: HashSet<u32> = diagnostics.iter().map(|d| d.primary.span.start).collect();
     diagnostics.extend(
         parse_errors
             .into_iter()
-            .filter(|d| reported.insert(d.primary.span.start)),
+            .filter(|e| {
+                let place = e.diagnostic.primary.span.start;
+                let fresh = !reported.contains(&e.stopped_at) && !reported.contains(&place);
+                reported.extend([e.stopped_at, place]);
+                fresh
+            })
+            .map(|e| e.diagnostic),
     );
     diagnostics::normalize(&mut diagnostics);
     Parsed {

@@ -5,8 +5,12 @@
 //! (tokens and [`Expected`] labels) that merge with an OR and never allocate.
 
 use super::Span;
+use super::unclosed::{Brackets, closer_of};
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
+use crate::syntax::lexer::{
+    QUOTE_BEFORE_TRIPLE_CLOSE_HELP, closing_triple_quotes, follows_triple_quotes,
+};
 use crate::syntax::token::Token;
 use chumsky::DefaultExpected;
 use chumsky::error::{Error, LabelError};
@@ -28,11 +32,12 @@ pub enum Expected {
     StageState,
     ConfigEntry,
     Command,
+    ActivityBody,
     PipelineOp,
 }
 
 impl Expected {
-    const ALL: [Expected; 13] = [
+    const ALL: [Expected; 14] = [
         Expected::Name,
         Expected::String,
         Expected::Integer,
@@ -45,6 +50,7 @@ impl Expected {
         Expected::StageState,
         Expected::ConfigEntry,
         Expected::Command,
+        Expected::ActivityBody,
         Expected::PipelineOp,
     ];
 
@@ -62,6 +68,7 @@ impl Expected {
             Expected::StageState => "`stage.state`",
             Expected::ConfigEntry => "a config entry `key: value`",
             Expected::Command => "`exec(...)` or `sh(...)`",
+            Expected::ActivityBody => "`= exec(...)` or `= sh(...)`",
             Expected::PipelineOp => {
                 "an operator such as `where`, `select`, `each` or an activity call"
             }
@@ -120,6 +127,10 @@ impl SyntaxError {
             &format!("larger than {max}"),
             "use a smaller value",
         )
+    }
+
+    pub fn span(&self) -> Span {
+        self.span
     }
 
     fn empty(span: Span, found: Option<Token>) -> Self {
@@ -303,6 +314,7 @@ pub fn to_diagnostic(
     src: &str,
     file: FileId,
     next: Option<(Token, Span)>,
+    brackets: &Brackets,
 ) -> Diagnostic {
     if let Some(custom) = error.custom {
         let mut d = Diagnostic::error(custom.code, file, error.span, custom.message)
@@ -331,7 +343,75 @@ pub fn to_diagnostic(
         (None, Some((token, span))) if error.span.start == span.start => (Some(token), span),
         _ => (error.found, error.span),
     };
+    if let Some(d) = unclosed_bracket(&error, found, span, src, file, brackets) {
+        return d;
+    }
+    if error.labels & (1 << Expected::ActivityBody as u16) != 0 {
+        return activity_without_command(found, span, src, file);
+    }
     expected_found(wanted, found, span, src, file)
+}
+
+/// An activity header with nothing after it: what is missing is a command, not a token.
+fn activity_without_command(
+    found: Option<Token>,
+    span: Span,
+    src: &str,
+    file: FileId,
+) -> Diagnostic {
+    let code = if found.is_none() { "E0011" } else { "E0010" };
+    let found_text = describe_found(found, span, src);
+    Diagnostic::error(
+        code,
+        file,
+        span,
+        format!("expected the activity's command, found {found_text}"),
+    )
+    .with_label(format!("expected {}", Expected::ActivityBody.describe()))
+    .with_help(
+        "an activity needs `= exec('program', ...)` or `= sh('...')` to say what it runs, \
+         as in `activity greet(name: string) = exec('echo', name)`",
+    )
+}
+
+/// Reports an error that comes from a bracket never closed at that bracket: the parser only
+/// notices where the item runs out, or where it wanted the closer.
+fn unclosed_bracket(
+    error: &SyntaxError,
+    found: Option<Token>,
+    span: Span,
+    src: &str,
+    file: FileId,
+    brackets: &Brackets,
+) -> Option<Diagnostic> {
+    // An item keyword that starts a line begins the next item, so the one before ended there.
+    let line_start = src[..span.start as usize]
+        .rsplit('\n')
+        .next()
+        .is_some_and(|before| before.trim().is_empty());
+    let next_item = matches!(found, Some(Token::Flow | Token::Activity | Token::Run)) && line_start;
+    let at_end = error.found.is_none() || next_item;
+    let wanted = |closer: Token| error.tokens & (1 << closer as u8) != 0;
+    let blame = brackets.blame(span.start, at_end, wanted)?;
+    let (opener, closer) = (blame.opener.describe(), closer_of(blame.opener));
+    let code = if found.is_none() { "E0011" } else { "E0010" };
+    let mut d = Diagnostic::error(code, file, blame.span, format!("unclosed {opener}"))
+        .with_label(format!("this {opener} is never closed"));
+    if let Some((token, enclosing)) = blame.enclosing {
+        let label = format!("this {} is never closed either", token.describe());
+        d = d.with_secondary(file, enclosing, label);
+    }
+    let ends = match found {
+        None => "the file ends here",
+        Some(_) if next_item => "the next item starts here",
+        Some(_) => "still open here",
+    };
+    let help = match closer {
+        Token::RParen => "close the parenthesis with `)`",
+        Token::RBracket => "close the list with `]`",
+        _ => "close the block with `}`",
+    };
+    Some(d.with_secondary(file, span, ends).with_help(help))
 }
 
 fn describe_found(found: Option<Token>, span: Span, src: &str) -> String {
@@ -380,6 +460,15 @@ fn expected_found(
     match found {
         Some(Token::Stage) if wanted.iter().any(|w| w.contains("`flow`")) => {
             d = d.with_help("stages belong inside a flow: `flow name = { stage ... }`");
+        }
+        Some(Token::DoubleQuoted) if follows_triple_quotes(src, span.start as usize) => {
+            d = d
+                .with_secondary(
+                    file,
+                    closing_triple_quotes(span.start),
+                    "the triple-quoted string ends here",
+                )
+                .with_help(QUOTE_BEFORE_TRIPLE_CLOSE_HELP);
         }
         Some(t) if t.is_keyword() && wanted.iter().any(|w| w == "a name") => {
             let word = &src[span.range()];

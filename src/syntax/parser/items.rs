@@ -86,7 +86,7 @@ fn activity<'t>(src: &'t str) -> impl Parse<'t, Activity> {
         .ignore_then(name(src))
         .then(params(src).or_not())
         .then(config_block(src).or_not())
-        .then_ignore(just(Token::Eq))
+        .then_ignore(just(Token::Eq).labelled(Expected::ActivityBody))
         .then(exec.or(sh).labelled(Expected::Command))
         .map_with(|(((name, params), config), command), e| Activity {
             name,

@@ -6,6 +6,7 @@ mod expr;
 mod items;
 mod recovery;
 mod stage;
+mod unclosed;
 
 use super::ast::{self, Ident, StrLit};
 use super::span::{Span, Spanned};
@@ -23,6 +24,13 @@ pub(super) type Extra<'t> = extra::Err<errors::SyntaxError>;
 pub(super) trait Parse<'t, O>: Parser<'t, In<'t>, O, Extra<'t>> + Clone + 't {}
 impl<'t, O, P: Parser<'t, In<'t>, O, Extra<'t>> + Clone + 't> Parse<'t, O> for P {}
 
+/// A syntax error with the offset of the token the parser stopped at. The report may point
+/// elsewhere (at a bracket never closed); two errors from one place are still one report.
+pub struct ParseError {
+    pub stopped_at: u32,
+    pub diagnostic: Diagnostic,
+}
+
 /// Parses one run of whole items. `next` is the token that follows the run (the first of the
 /// next run), or `None` at the end of the file; errors at the end of the run name it.
 pub fn parse(
@@ -30,15 +38,24 @@ pub fn parse(
     tokens: &[(Token, Span)],
     next: Option<(Token, Span)>,
     file: FileId,
-) -> (ast::File, Vec<Diagnostic>) {
+) -> (ast::File, Vec<ParseError>) {
     let end = next.map_or(Span::at(src.len()), |(_, span)| {
         Span::at(span.start as usize)
     });
     let input = tokens.split_token_span(end);
     let (output, errors) = items::file(src).parse(input).into_output_errors();
+    // Matching brackets takes a pass over the tokens; a clean parse needs none.
+    let brackets = if errors.is_empty() {
+        unclosed::Brackets::default()
+    } else {
+        unclosed::Brackets::match_up(src, tokens)
+    };
     let diagnostics = errors
         .into_iter()
-        .map(|e| errors::to_diagnostic(e, src, file, next))
+        .map(|e| ParseError {
+            stopped_at: e.span().start,
+            diagnostic: errors::to_diagnostic(e, src, file, next, &brackets),
+        })
         .collect();
     (output.unwrap_or_default(), diagnostics)
 }

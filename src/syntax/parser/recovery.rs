@@ -32,7 +32,8 @@ fn is_name(t: Token) -> bool {
 }
 
 /// Skips at least one token up to the place `resume` names. Fails, consuming nothing, when the
-/// next token already closes the enclosing block, so the enclosing parser can take it.
+/// next token already closes the enclosing block or (but for item recovery) starts the next
+/// item, so the enclosing parser can take it.
 pub fn skip_to<'t>(resume: Resume) -> impl Parse<'t, ()> {
     custom(move |inp| {
         let start = inp.cursor();
@@ -41,6 +42,11 @@ pub fn skip_to<'t>(resume: Resume) -> impl Parse<'t, ()> {
         let mut open: Vec<Token> = Vec::new();
         let mut consumed = 0usize;
         while let Some(token) = inp.peek() {
+            // Item keywords never appear inside a flow: stop there even inside open brackets.
+            // Only item recovery may skip one first; elsewhere that would swallow the next item.
+            if starts_item(token) && (consumed > 0 || resume != Resume::Item) {
+                break;
+            }
             if let Some(opener) = opener_of(token) {
                 match open.iter().rposition(|&t| t == opener) {
                     Some(at) => open.truncate(at + 1),
@@ -48,18 +54,13 @@ pub fn skip_to<'t>(resume: Resume) -> impl Parse<'t, ()> {
                     None => break,
                 }
             }
-            if consumed > 0 {
-                // Item keywords never appear inside a flow: stop there even inside open brackets.
-                let at_boundary = starts_item(token)
-                    || open.is_empty()
-                        && match resume {
-                            Resume::Item => false,
-                            Resume::Member => starts_member(token),
-                            Resume::Op => token == Token::Pipe || starts_member(token),
-                            Resume::Entry => {
-                                token == Token::Comma || is_name(token) && next_is_colon(inp)
-                            }
-                        };
+            if consumed > 0 && open.is_empty() {
+                let at_boundary = match resume {
+                    Resume::Item => false,
+                    Resume::Member => starts_member(token),
+                    Resume::Op => token == Token::Pipe || starts_member(token),
+                    Resume::Entry => token == Token::Comma || is_name(token) && next_is_colon(inp),
+                };
                 if at_boundary {
                     break;
                 }
