@@ -92,3 +92,13 @@ fn the_readme_example_parses() {
         assert!(parse(&block, FileId(0)).diagnostics.is_empty(), "{block}");
     }
 }
+
+#[test]
+fn the_language_reference_lists_the_function_table() {
+    let reference = std::fs::read_to_string("docs/language.md").unwrap();
+    let table = wvflow::check::functions::markdown_table();
+    assert!(
+        reference.contains(&table),
+        "docs/language.md must hold the function table as the binder checks it:\n{table}"
+    );
+}

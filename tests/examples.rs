@@ -246,7 +246,7 @@ fn every_documented_invocation_has_its_documented_outcome() {
                     assert_eq!(code, Some(0), "{what}: {out}");
                     let minutes: Vec<u32> = out
                         .lines()
-                        .filter_map(|l| l.trim().split_whitespace().nth(1))
+                        .filter_map(|l| l.split_whitespace().nth(1))
                         .filter_map(|t| t.split_once(':'))
                         .map(|(h, m)| h.parse::<u32>().unwrap() * 60 + m.parse::<u32>().unwrap())
                         .collect();

@@ -555,3 +555,130 @@ flow f = { stage s = flaky() }
     let seen = seen.expect("the stage was never shown retrying");
     assert!(seen["attempts"].as_u64().unwrap() >= 1, "{seen}");
 }
+
+/// A small seeded generator (xorshift), so that a failing flow can be generated again.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &'a [String]) -> &'a str {
+        &items[self.below(items.len())]
+    }
+}
+
+/// A flow whose expressions name only what resolves: parameters, columns of inputs whose shape
+/// is known, and functions of the table. Returns the source and one column reference that a
+/// mutation can break.
+fn generated_flow(g: &mut Gen) -> (String, String) {
+    let ints = ["n0", "n1"].map(String::from).to_vec();
+    let texts = ["t0", "t1"].map(String::from).to_vec();
+    let mut src = String::from(
+        "flow G(limit_n: int = 3, label: string = 'a', flag: boolean = true, ratio: float = 1.5) = {\n",
+    );
+    let rows: Vec<String> = (0..1 + g.below(4))
+        .map(|i| format!("[{i}, {}, 'a{i}', 'b{}']", g.below(9), g.below(3)))
+        .collect();
+    src += &format!(
+        "  stage s0 = from [{}] as t(n0, n1, t0, t1)\n",
+        rows.join(", ")
+    );
+    let mut breakable = String::new();
+    let conditions = |g: &mut Gen, ints: &[String], texts: &[String]| -> String {
+        match g.below(7) {
+            0 => format!("{} >= limit_n", g.pick(ints)),
+            1 => format!("lower({}) like 'a%'", g.pick(texts)),
+            2 => format!("coalesce({}, 0) + 1 > 0 and flag", g.pick(ints)),
+            3 => format!("length({}) >= 0 or not flag", g.pick(texts)),
+            4 => format!("hash(_.{}) % 2 in (0, 1, -1)", g.pick(texts)),
+            5 => format!("{} * ratio < 100.0", g.pick(ints)),
+            _ => format!("{} || label is not null", g.pick(texts)),
+        }
+    };
+    for i in 1..=3 + g.below(3) {
+        let from = if i > 2 && g.below(3) == 0 {
+            format!("merge s{}, s{}", i - 1, i - 2)
+        } else {
+            format!("from s{}", i - 1)
+        };
+        let mut line = format!("  stage s{i} = {from}");
+        let condition = conditions(g, &ints, &texts);
+        if breakable.is_empty() {
+            breakable = condition.clone();
+        }
+        line += &format!(" | where {condition}");
+        match g.below(4) {
+            0 => line += &format!(" | order by {} desc | limit 2", g.pick(&ints)),
+            1 => line += &format!(" | select * | order by {}", g.pick(&texts)),
+            2 => {
+                line += &format!(
+                    " | select n0, n1, t0, t1, upper({}) as shout",
+                    g.pick(&texts)
+                )
+            }
+            _ => {}
+        }
+        src += &line;
+        src += "\n";
+    }
+    src += "  stage summary = from s1 | group by t1 | select t1, count(*) as n, sum(n0) as total, max(n1) as top\n";
+    src += "}\n";
+    (src, breakable)
+}
+
+#[test]
+fn generated_flows_that_resolve_check_clean_and_run_without_sqlite_name_errors() {
+    let mut g = Gen(0x5eed_1234_abcd);
+    for round in 0..25 {
+        let (src, breakable) = generated_flow(&mut g);
+        let dir = scratch(&format!("generated_{round}"), &[("flow.wv", &src)]);
+        let (code, out) = check_short(&dir);
+        assert_eq!(code, Some(0), "round {round}:\n{src}\n{out}");
+        assert!(!out.contains("error["), "round {round}:\n{src}\n{out}");
+        let o = wvflow(&["run", dir.to_str().unwrap(), "--format", "json"]);
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        for sqlite in [
+            "no such column",
+            "no such function",
+            "no such table",
+            "ambiguous column",
+        ] {
+            assert!(!text.contains(sqlite), "round {round}:\n{src}\n{text}");
+        }
+        assert_eq!(o.status.code(), Some(0), "round {round}:\n{src}\n{text}");
+        // One name mutated: the checker reports it, before anything runs.
+        let word = breakable
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .find(|w| ["n0", "n1", "t0", "t1", "limit_n", "flag", "ratio", "label"].contains(w))
+            .unwrap();
+        let mutated = src.replacen(
+            &breakable,
+            &breakable.replacen(word, &format!("{word}x"), 1),
+            1,
+        );
+        let dir = scratch(
+            &format!("generated_{round}_mutated"),
+            &[("flow.wv", &mutated)],
+        );
+        let (code, out) = check_short(&dir);
+        assert_eq!(
+            code,
+            Some(1),
+            "round {round}, `{word}` mutated:\n{mutated}\n{out}"
+        );
+        assert!(
+            out.contains("error[E0114]") || out.contains("error[E0615]"),
+            "round {round}:\n{mutated}\n{out}"
+        );
+    }
+}

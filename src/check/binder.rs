@@ -262,7 +262,7 @@ impl Binder {
                 Meaning::Column(_, ty) => ty,
                 _ => {
                     match &scope.row {
-                        Some(row) if row.aliases.iter().any(|a| a == &f.base.name) => {
+                        Some(row) if row.aliases.iter().any(|a| *a == f.base.name) => {
                             self.unknown_column(&format!("{}.{}", f.base.name, f.field.name), e, scope)
                         }
                         Some(row) => self.out.push(

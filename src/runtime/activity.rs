@@ -49,6 +49,9 @@ pub struct ProcessLauncher;
 /// How much of stderr is kept for the stage's error.
 const STDERR_TAIL: usize = 2000;
 
+/// The words of an `exec`, and the environment variables of a call (`WV_<NAME>`, ...).
+pub type CommandLine = (Vec<String>, Vec<(String, String)>);
+
 /// The words of an `exec` and the `WV_<NAME>` variables of one call: every value as its
 /// declared type's text (`true`, `2.0`, `90s`), and `exec` arguments that are expressions
 /// (`n + 1`) evaluated over the call's arguments, never passed as their text.
@@ -56,7 +59,7 @@ pub fn command_line(
     store: &mut Store,
     invocation: &Invocation,
     args: &BTreeMap<String, Value>,
-) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+) -> Result<CommandLine, String> {
     let ty = |param: &str| {
         invocation
             .bindings

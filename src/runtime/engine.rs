@@ -1,7 +1,7 @@
 //! The executor: runs a flow's plan stage by stage, in dependency order, with the semantics
 //! of SPEC section 6: triggers over upstream states, retries, saga compensation on failure.
 
-use super::activity::{Launcher, Request, command_line};
+use super::activity::{CommandLine, Launcher, Request, command_line};
 use super::clock::Clock;
 use super::retry::{self, Outcome, Random};
 use super::store::{Pool, Rows, Store, StoreConfig};
@@ -905,7 +905,7 @@ impl StageRun<'_, '_> {
         let keys = self.item_keys(&input).map_err(|e| (e, 1))?;
         struct Item {
             args: BTreeMap<String, Value>,
-            line: (Vec<String>, Vec<(String, String)>),
+            line: CommandLine,
             row: Rows,
             key: Option<String>,
         }
@@ -1180,7 +1180,7 @@ struct Call<'a> {
     key: Option<&'a str>,
     args: BTreeMap<String, Value>,
     /// The words and `WV_<NAME>` variables ([`command_line`]).
-    line: (Vec<String>, Vec<(String, String)>),
+    line: CommandLine,
     input: Rows,
 }
 

@@ -8,6 +8,7 @@ use crate::runtime::engine::StageSummary;
 use crate::runtime::runs::catalog::{self, Retention};
 use crate::runtime::runs::{journal, run_params};
 use crate::runtime::store::{StoreConfig, from_json, to_json};
+use crate::value::{ValueType, stored};
 use crate::workspace::Workspace;
 use clap::Args;
 use rusqlite::types::Value;
@@ -78,7 +79,7 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     }
     let index = Index::new(&workspace);
     let runner = Runner::new(path, &workspace, &index, db.to_path_buf(), None);
-    let args_values = args_of(&run);
+    let args_values = args_of(&run, &plan);
     let resumed = resumed.into_iter().map(|(_, s)| s).collect();
     Ok(runner.chain(
         plan,
@@ -154,7 +155,7 @@ pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
         ));
     };
     let params = run_params(
-        args_of(&run),
+        args_of(&run, &plan),
         &run.run_time,
         &run.run_id,
         crate::runtime::runs::zone_of(&plan),
@@ -202,11 +203,21 @@ pub fn clean(db: &Path, args: CleanArgs) -> Result<u8, String> {
     Ok(exit::OK)
 }
 
-/// A run's arguments as values.
-fn args_of(run: &catalog::RunRow) -> BTreeMap<String, Value> {
+/// A run's arguments as values, each in the stored form of its parameter's type (the run
+/// store keeps them as their JSON: `true`, `"90s"`).
+fn args_of(run: &catalog::RunRow, plan: &crate::plan::Plan) -> BTreeMap<String, Value> {
     run.args
         .iter()
-        .map(|(k, v)| (k.clone(), from_json(v)))
+        .map(|(k, v)| {
+            let value = from_json(v);
+            let ty = plan
+                .flow
+                .params
+                .iter()
+                .find(|p| &p.name == k)
+                .map_or(ValueType::Any, |p| ValueType::from_name(&p.ty));
+            (k.clone(), stored(value.clone(), ty).unwrap_or(value))
+        })
         .collect()
 }
 

@@ -9,6 +9,7 @@ use crate::runtime::engine::{
     Attempt, AttemptEnd, CompensationSummary, Progress, StageSummary, Summary,
 };
 use crate::runtime::store::to_json;
+use crate::value::ValueType;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use std::collections::BTreeMap;
@@ -155,10 +156,20 @@ impl Journal {
         } else {
             "running"
         };
+        // Each argument as its type's JSON (`true`, `"90s"`), as `runs show` prints it.
         let args: serde_json::Map<String, serde_json::Value> = run
             .args
             .iter()
-            .map(|(k, v)| (k.clone(), to_json(v)))
+            .map(|(k, v)| {
+                let ty = run
+                    .plan
+                    .flow
+                    .params
+                    .iter()
+                    .find(|p| &p.name == k)
+                    .map_or(ValueType::Any, |p| ValueType::from_name(&p.ty));
+                (k.clone(), crate::value::json(v, ty))
+            })
             .collect();
         let plan = serde_json::to_string(run.plan).map_err(|e| e.to_string())?;
         tx.execute(
