@@ -207,6 +207,9 @@ fn joins_keep_one_copy_of_the_key_and_rename_other_collisions() {
   stage picked = from orders | join customers on orders.customer_id = customers.customer_id
     | select customer_id, customers_name | order by customer_id
     | activate('file', path: 'picked.ndjson')
+  stage qualified = from orders | join customers on orders.customer_id = customers.customer_id
+    | select customers.customer_id, customers.name | order by customer_id
+    | activate('file', path: 'qualified.ndjson')
 }
 "#,
             ),
@@ -218,6 +221,11 @@ fn joins_keep_one_copy_of_the_key_and_rename_other_collisions() {
     assert_eq!(
         joined[0],
         serde_json::json!({"order_id": 1, "customer_id": 10, "name": "first order", "amount": 5, "customers_name": "Ada"})
+    );
+    assert_eq!(
+        ndjson(&dir.join("qualified.ndjson"))[0],
+        serde_json::json!({"customer_id": 10, "customers_name": "Ada"}),
+        "a qualified name after the join means the column it became"
     );
     let picked = ndjson(&dir.join("picked.ndjson"));
     assert_eq!(
@@ -451,17 +459,34 @@ fn a_closed_pipe_ends_output_quietly() {
         assert_eq!(code, Some(0));
     }
     let db = dir.join(".wvflow/workspace.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["runs", "list", "--db", db.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_ne!(out.status.code(), Some(101), "{stderr}");
+    let (db, path) = (db.to_str().unwrap(), dir.to_str().unwrap());
+    let commands: [&[&str]; 8] = [
+        &["runs", "list", "--db", db],
+        &["runs", "list", "--db", db, "--format", "json"],
+        &["check", path],
+        &["plan", path],
+        &["plan", path, "--format", "json"],
+        &["run", path],
+        &["explain", "E0114"],
+        &["fmt", path, "--check"],
+    ];
+    for args in commands {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
 }
 
 #[test]
@@ -681,4 +706,23 @@ fn generated_flows_that_resolve_check_clean_and_run_without_sqlite_name_errors()
             "round {round}:\n{mutated}\n{out}"
         );
     }
+}
+
+#[test]
+fn activate_options_are_evaluated_like_arguments() {
+    let dir = scratch(
+        "activate_options",
+        &[(
+            "flow.wv",
+            "flow F(p: string = 'chosen.ndjson', tag: string = 'x') with { on_success: activate('file', path: 'hook-' || tag || '.json') } = {\n  stage s = from [[1]] as t(n) | activate('file', path: p)\n}\n",
+        )],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(
+        dir.join("chosen.ndjson").exists(),
+        "the option's value names the file"
+    );
+    assert!(!dir.join("p").exists(), "not the option's text");
+    assert!(dir.join("hook-x.json").exists(), "hook options too");
 }

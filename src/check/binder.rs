@@ -16,6 +16,8 @@ pub struct Column {
     pub name: String,
     pub ty: ValueType,
     pub origin: Option<(String, String)>,
+    /// A join key kept once: the right side's column it also stands for.
+    pub joined_key: Option<(String, String)>,
 }
 
 impl Column {
@@ -24,6 +26,7 @@ impl Column {
             name: name.into(),
             ty,
             origin: None,
+            joined_key: None,
         }
     }
 }
@@ -66,9 +69,9 @@ impl Row {
         columns
             .iter()
             .find(|c| {
-                c.origin
-                    .as_ref()
-                    .is_some_and(|(a, n)| a == alias && n == name)
+                [&c.origin, &c.joined_key]
+                    .iter()
+                    .any(|o| o.as_ref().is_some_and(|(a, n)| a == alias && n == name))
             })
             .or_else(|| {
                 columns
@@ -520,5 +523,96 @@ pub fn binary_type(op: BinaryOp, l: ValueType, r: ValueType) -> ValueType {
             }
         }
         _ => T::Boolean,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(row: Option<Row>) -> Scope<'static> {
+        Scope {
+            values: vec![("market", ValueType::String), ("limit", ValueType::Int)],
+            signals: vec!["approved"],
+            run_values: true,
+            run_state: false,
+            row,
+            place: "a test",
+        }
+    }
+
+    fn known(columns: &[(&str, ValueType)]) -> Row {
+        Row::of(
+            Some(columns.iter().map(|(n, t)| Column::new(*n, *t)).collect()),
+            "orders",
+        )
+    }
+
+    #[test]
+    fn every_kind_of_name_resolves_to_one_meaning() {
+        let row = known(&[("amount", ValueType::Float), ("market", ValueType::String)]);
+        let s = scope(Some(row));
+        assert_eq!(s.resolve("limit"), Meaning::Value(ValueType::Int));
+        // A parameter comes before a column of the same name; `_.market` is the column.
+        assert_eq!(s.resolve("market"), Meaning::Value(ValueType::String));
+        assert_eq!(
+            s.resolve_row("market"),
+            Meaning::Column("market".into(), ValueType::String)
+        );
+        assert_eq!(s.resolve("approved"), Meaning::Signal);
+        assert_eq!(s.resolve("run_date"), Meaning::Value(ValueType::Date));
+        assert_eq!(
+            s.resolve("amount"),
+            Meaning::Column("amount".into(), ValueType::Float)
+        );
+        assert_eq!(
+            s.resolve_qualified("orders", "amount"),
+            Meaning::Column("amount".into(), ValueType::Float)
+        );
+        assert_eq!(s.resolve("amout"), Meaning::Unresolved);
+        assert_eq!(
+            s.resolve_qualified("customers", "amount"),
+            Meaning::Unresolved
+        );
+        // Without a row, a column cannot be meant; with a row of unknown shape, any other
+        // name is taken as a column.
+        assert_eq!(scope(None).resolve("amount"), Meaning::Unresolved);
+        assert_eq!(
+            scope(Some(Row::unknown())).resolve("amount"),
+            Meaning::Column("amount".into(), ValueType::Any)
+        );
+    }
+
+    #[test]
+    fn a_qualified_name_after_a_join_finds_the_column_it_became() {
+        let left = [
+            Column::new("id", ValueType::Int),
+            Column::new("name", ValueType::String),
+        ];
+        let right = [
+            Column::new("id", ValueType::Int),
+            Column::new("name", ValueType::String),
+            Column::new("tier", ValueType::String),
+        ];
+        let kept = super::super::shapes::join_columns(
+            &left,
+            "orders",
+            &right,
+            "customers",
+            &["id".to_string()],
+        );
+        let names: Vec<&str> = kept.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "name", "customers_name", "tier"]);
+        let row = Row {
+            shape: Some(kept),
+            aliases: vec!["orders".into(), "customers".into()],
+        };
+        assert_eq!(
+            row.qualified_name("customers", "name"),
+            Some("customers_name")
+        );
+        assert_eq!(row.qualified_name("orders", "name"), Some("name"));
+        // The key kept once answers for both sides.
+        assert_eq!(row.qualified_name("customers", "id"), Some("id"));
     }
 }

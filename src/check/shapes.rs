@@ -210,13 +210,33 @@ impl<'g, 'w> Shapes<'g, 'w> {
                     before.push(row.clone());
                     row = Row::unknown();
                 }
+                // `order by` right after `select` is part of the same SQL query: it may name
+                // the selected columns and those they were selected from.
+                OpKind::OrderBy(_)
+                    if at > 0 && matches!(stage.body.ops[at - 1].kind, OpKind::Select(_)) =>
+                {
+                    let selected_from = before[at - 1].shape.clone();
+                    let shape = match (&row.shape, selected_from) {
+                        (Some(out), Some(input)) => Some(
+                            out.iter()
+                                .cloned()
+                                .chain(
+                                    input
+                                        .into_iter()
+                                        .filter(|c| !out.iter().any(|o| o.name == c.name)),
+                                )
+                                .collect(),
+                        ),
+                        _ => None,
+                    };
+                    before.push(Row {
+                        shape,
+                        aliases: row.aliases.clone(),
+                    });
+                }
                 _ => before.push(row.clone()),
             }
             grouped = None;
-        }
-        if let Some(g) = grouped {
-            // `group by` with no `select` after it keeps the distinct keys.
-            let _ = g;
         }
         Pipeline {
             before,
@@ -271,7 +291,6 @@ impl<'g, 'w> Shapes<'g, 'w> {
             }
             SourceRef::Values { rows, alias, .. } => {
                 let first = rows.first().map(Vec::as_slice).unwrap_or_default();
-                let row = Row::default();
                 let names: Vec<String> = match alias {
                     Some(a) => a.columns.iter().map(|c| c.name.to_string()).collect(),
                     None => (1..=first.len()).map(|i| format!("column{i}")).collect(),
@@ -289,7 +308,6 @@ impl<'g, 'w> Shapes<'g, 'w> {
                                 row: None,
                                 place: "inline values",
                             };
-                            let _ = &row;
                             super::binder::Binder::new(self.graph.file).bind(e, &scope)
                         });
                         Column::new(name, ty)
@@ -376,6 +394,9 @@ pub fn join_columns(
     for c in right {
         let taken = left.iter().any(|l| l.name == c.name);
         if taken && keys.contains(&c.name) {
+            if let Some(key) = out.iter_mut().find(|o| o.name == c.name) {
+                key.joined_key = Some((right_alias.to_string(), c.name.clone()));
+            }
             continue;
         }
         let mut name = c.name.clone();
@@ -389,6 +410,7 @@ pub fn join_columns(
             name,
             ty: c.ty,
             origin: Some((right_alias.to_string(), c.name.clone())),
+            joined_key: None,
         });
     }
     out

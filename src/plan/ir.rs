@@ -251,7 +251,12 @@ pub struct Binding {
 pub struct Activation {
     /// `file`, `webhook` or `log`.
     pub target: String,
+    /// Options written as literals.
     pub options: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Options written as expressions (`path: out_path`), evaluated with the run's values
+    /// before the rows are delivered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub computed: Vec<Binding>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

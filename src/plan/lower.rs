@@ -664,7 +664,7 @@ impl Lowering<'_, '_> {
                     }
                 }
                 OpKind::Activate(a) => Step::Activate {
-                    activation: activation(&a.target.value, &a.options),
+                    activation: self.activation(&a.target.value, &a.options),
                 },
                 OpKind::SaveTo(parts) => Step::SaveTo {
                     table: parts
@@ -861,22 +861,46 @@ impl Lowering<'_, '_> {
                 .filter(|a| a.name.is_some())
                 .cloned()
                 .collect();
-            return Action::Activate(activation(target.as_deref().unwrap_or("log"), &options));
+            return Action::Activate(self.activation(target.as_deref().unwrap_or("log"), &options));
         }
         match self.invocation(call) {
             Some(invocation) => Action::Invoke(invocation),
-            None => Action::Activate(activation("log", &[])),
+            None => Action::Activate(self.activation("log", &[])),
         }
     }
 }
 
-fn activation(target: &str, options: &[Arg]) -> Activation {
-    Activation {
-        target: target.to_string(),
-        options: options
-            .iter()
-            .filter_map(|o| Some((o.name.as_ref()?.name.to_string(), json_value(&o.value))))
-            .collect(),
+impl Lowering<'_, '_> {
+    /// Literal options as they are; the others as expressions evaluated when the rows are
+    /// delivered (never their SQL text).
+    fn activation(&self, target: &str, options: &[Arg]) -> Activation {
+        let mut w = self.writer();
+        let mut literal = std::collections::BTreeMap::new();
+        let mut computed = Vec::new();
+        for o in options {
+            let Some(name) = &o.name else { continue };
+            match &o.value.kind {
+                ExprKind::Int(_)
+                | ExprKind::Float(_)
+                | ExprKind::Str(_)
+                | ExprKind::Bool(_)
+                | ExprKind::Duration { .. }
+                | ExprKind::Null => {
+                    literal.insert(name.name.to_string(), json_value(&o.value));
+                }
+                _ => computed.push(Binding {
+                    param: name.name.to_string(),
+                    sql: w.expr(&o.value),
+                    params: w.take_params(),
+                    ty: crate::value::ValueType::Any,
+                }),
+            }
+        }
+        Activation {
+            target: target.to_string(),
+            options: literal,
+            computed,
+        }
     }
 }
 

@@ -7,6 +7,30 @@ use crate::plan::ir::Activation;
 use std::path::Path;
 use std::time::Duration;
 
+/// The activation with its options written as expressions evaluated over the run's values.
+pub fn evaluated(
+    activation: &Activation,
+    store: &mut super::store::Store,
+    params: &std::collections::BTreeMap<String, rusqlite::types::Value>,
+) -> Result<Activation, String> {
+    let mut done = activation.clone();
+    if activation.computed.is_empty() {
+        return Ok(done);
+    }
+    let values = super::engine::bind(store, &activation.computed, params, None)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    for (name, value) in values {
+        done.options.insert(
+            name,
+            crate::value::json(&value, crate::value::ValueType::Any),
+        );
+    }
+    done.computed.clear();
+    Ok(done)
+}
+
 /// Delivers `rows` to the activation's target. Relative file paths resolve against `cwd` (the
 /// flow's folder); `label` prefixes log lines.
 pub fn deliver(

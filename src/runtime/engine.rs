@@ -695,7 +695,10 @@ impl StageRun<'_, '_> {
                     poll_interval_ms,
                 } => self.wait_until(condition, *poll_interval_ms, last_query, input)?,
                 Step::Activate { activation } => {
-                    super::activate::deliver(activation, &input, &self.ctx.cwd, &self.stage.id)
+                    let activation =
+                        super::activate::evaluated(activation, self.store, &self.ctx.params)
+                            .map_err(|e| (e, 1))?;
+                    super::activate::deliver(&activation, &input, &self.ctx.cwd, &self.stage.id)
                         .map_err(|e| (e, 1))?;
                     input
                 }

@@ -86,7 +86,11 @@ pub fn fire(
             let (target, result) = match &hook.action {
                 Action::Activate(activation) => (
                     format!("activate('{}')", activation.target),
-                    super::activate::deliver(activation, &rows, cwd, &hook.event),
+                    Store::in_memory(cwd)
+                        .and_then(|mut store| {
+                            super::activate::evaluated(activation, &mut store, params)
+                        })
+                        .and_then(|a| super::activate::deliver(&a, &rows, cwd, &hook.event)),
                 ),
                 Action::Invoke(invocation) => (
                     invocation.activity.clone(),
