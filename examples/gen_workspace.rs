@@ -104,7 +104,7 @@ pub fn flow(out: &mut String, i: usize, stages: usize) {
     let last = stages - 4;
     let _ = writeln!(
         out,
-        "  stage routed = from s{last} | route {{ case _.amount >= 1000 -> big case _.amount >= 100 -> medium else -> small }}\n  stage big = from routed | fork {{\n    stage big_a = from big | act_{i}(_.order_id)\n    stage big_b = from big | activate('log')\n  }}\n  stage medium = from routed | select order_id, amount\n  stage small = from routed | {}\n}}\n",
+        "  stage routed = from s{last} | route {{ case _.amount >= 1000 -> big case _.amount >= 100 -> medium else -> small }}\n  stage big = from routed | fork {{\n    stage big_a = from big | each act_{i}(_.order_id)\n    stage big_b = from big | activate('log')\n  }}\n  stage medium = from routed | select order_id, amount\n  stage small = from routed | {}\n}}\n",
         // Each flow hands over to the one before it; the first ends the chain.
         if i == 0 {
             "end()".to_string()

@@ -726,3 +726,24 @@ fn activate_options_are_evaluated_like_arguments() {
     assert!(!dir.join("p").exists(), "not the option's text");
     assert!(dir.join("hook-x.json").exists(), "hook options too");
 }
+
+#[test]
+fn the_run_store_tables_are_out_of_reach_of_flows() {
+    for (name, body) in [
+        ("save", "from [[1]] as t(x) | save to wvflow_runs"),
+        ("save_case", "from [[1]] as t(x) | save to WVFLOW_Stages"),
+        ("read", "from wvflow_idempotency"),
+        (
+            "join",
+            "from [[1]] as t(x) | join wvflow_events on t.x = wvflow_events.seq",
+        ),
+    ] {
+        let dir = scratch(
+            &format!("store_tables_{name}"),
+            &[("flow.wv", &format!("flow f = {{\n  stage s = {body}\n}}\n"))],
+        );
+        let (code, out) = check_short(&dir);
+        assert_eq!(code, Some(1), "{name}: {out}");
+        assert!(out.contains("error[E0115]"), "{name}: {out}");
+    }
+}

@@ -31,15 +31,18 @@ impl Column {
     }
 }
 
+/// The columns of some rows, shared (a pipeline's operators mostly pass them on unchanged).
+pub type Columns = std::rc::Rc<[Column]>;
+
 /// The columns of some rows, when they can be known before running.
-pub type Shape = Option<Vec<Column>>;
+pub type Shape = Option<Columns>;
 
 /// The row an expression is evaluated over.
 #[derive(Clone, Debug, Default)]
 pub struct Row {
     pub shape: Shape,
     /// Names that qualify a column here (`orders.id`): the sources of the query.
-    pub aliases: Vec<String>,
+    pub aliases: std::rc::Rc<[String]>,
 }
 
 impl Row {
@@ -50,7 +53,7 @@ impl Row {
     pub fn of(shape: Shape, alias: &str) -> Row {
         Row {
             shape,
-            aliases: vec![alias.to_string()],
+            aliases: std::rc::Rc::from([alias.to_string()]),
         }
     }
 
@@ -83,17 +86,17 @@ impl Row {
 }
 
 /// Where an expression is written: what it may name.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Scope<'a> {
     /// Parameters: of the flow, or of the activity for `exec` arguments.
-    pub values: Vec<(&'a str, ValueType)>,
-    pub signals: Vec<&'a str>,
+    pub values: &'a [(&'a str, ValueType)],
+    pub signals: &'a [&'a str],
     /// `run_time` and `run_date`.
     pub run_values: bool,
     /// `completed_stages()` and the other run-state functions (`query` only).
     pub run_state: bool,
     /// The input row, for per-row expressions.
-    pub row: Option<Row>,
+    pub row: Option<&'a Row>,
     /// What the expression is, for messages: "a `call` argument".
     pub place: &'static str,
 }
@@ -127,7 +130,7 @@ impl Scope<'_> {
         {
             return Meaning::Value(*ty);
         }
-        match &self.row {
+        match self.row {
             Some(row) if row.shape.is_none() => Meaning::Column(name.to_string(), ValueType::Any),
             Some(row) => row.column(name).map_or(Meaning::Unresolved, |c| {
                 Meaning::Column(c.name.clone(), c.ty)
@@ -138,7 +141,7 @@ impl Scope<'_> {
 
     /// `base.field` with a base that is neither `_` nor `signal`.
     pub fn resolve_qualified(&self, base: &str, field: &str) -> Meaning {
-        match &self.row {
+        match self.row {
             Some(row) if row.aliases.iter().any(|a| a == base) => match &row.shape {
                 None => Meaning::Column(field.to_string(), ValueType::Any),
                 Some(_) => row.qualified(base, field).map_or(Meaning::Unresolved, |c| {
@@ -151,7 +154,7 @@ impl Scope<'_> {
 
     /// `_.field`.
     pub fn resolve_row(&self, field: &str) -> Meaning {
-        match &self.row {
+        match self.row {
             Some(row) if row.shape.is_none() => Meaning::Column(field.to_string(), ValueType::Any),
             Some(row) => row.column(field).map_or(Meaning::Unresolved, |c| {
                 Meaning::Column(c.name.clone(), c.ty)
@@ -166,7 +169,7 @@ impl Scope<'_> {
         if self.run_values {
             names.extend(RUN_VALUES.iter().map(|(n, _)| n.to_string()));
         }
-        if let Some(Some(columns)) = self.row.as_ref().map(|r| &r.shape) {
+        if let Some(Some(columns)) = self.row.map(|r| &r.shape) {
             names.extend(columns.iter().map(|c| c.name.clone()));
         }
         names
@@ -264,7 +267,7 @@ impl Binder {
             ExprKind::Field(f) => match scope.resolve_qualified(&f.base.name, &f.field.name) {
                 Meaning::Column(_, ty) => ty,
                 _ => {
-                    match &scope.row {
+                    match scope.row {
                         Some(row) if row.aliases.iter().any(|a| *a == f.base.name) => {
                             self.unknown_column(&format!("{}.{}", f.base.name, f.field.name), e, scope)
                         }
@@ -424,7 +427,7 @@ impl Binder {
     }
 
     fn unresolved(&mut self, name: &str, e: &Expr, scope: &Scope) {
-        if scope.row.as_ref().is_some_and(|r| r.shape.is_some()) {
+        if scope.row.is_some_and(|r| r.shape.is_some()) {
             return self.unknown_column(name, e, scope);
         }
         let mut known = scope.known_names();
@@ -470,7 +473,6 @@ impl Binder {
     fn unknown_column(&mut self, name: &str, e: &Expr, scope: &Scope) {
         let columns: Vec<&str> = scope
             .row
-            .as_ref()
             .and_then(|r| r.shape.as_ref())
             .map(|c| c.iter().map(|c| c.name.as_str()).collect())
             .unwrap_or_default();
@@ -530,10 +532,10 @@ pub fn binary_type(op: BinaryOp, l: ValueType, r: ValueType) -> ValueType {
 mod tests {
     use super::*;
 
-    fn scope(row: Option<Row>) -> Scope<'static> {
+    fn scope(row: Option<&Row>) -> Scope<'_> {
         Scope {
-            values: vec![("market", ValueType::String), ("limit", ValueType::Int)],
-            signals: vec!["approved"],
+            values: &[("market", ValueType::String), ("limit", ValueType::Int)],
+            signals: &["approved"],
             run_values: true,
             run_state: false,
             row,
@@ -551,7 +553,7 @@ mod tests {
     #[test]
     fn every_kind_of_name_resolves_to_one_meaning() {
         let row = known(&[("amount", ValueType::Float), ("market", ValueType::String)]);
-        let s = scope(Some(row));
+        let s = scope(Some(&row));
         assert_eq!(s.resolve("limit"), Meaning::Value(ValueType::Int));
         // A parameter comes before a column of the same name; `_.market` is the column.
         assert_eq!(s.resolve("market"), Meaning::Value(ValueType::String));
@@ -578,7 +580,7 @@ mod tests {
         // name is taken as a column.
         assert_eq!(scope(None).resolve("amount"), Meaning::Unresolved);
         assert_eq!(
-            scope(Some(Row::unknown())).resolve("amount"),
+            scope(Some(&Row::unknown())).resolve("amount"),
             Meaning::Column("amount".into(), ValueType::Any)
         );
     }
@@ -604,8 +606,8 @@ mod tests {
         let names: Vec<&str> = kept.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["id", "name", "customers_name", "tier"]);
         let row = Row {
-            shape: Some(kept),
-            aliases: vec!["orders".into(), "customers".into()],
+            shape: Some(kept.into()),
+            aliases: vec!["orders".into(), "customers".into()].into(),
         };
         assert_eq!(
             row.qualified_name("customers", "name"),

@@ -4,7 +4,7 @@
 
 use super::binder::{Binder, Row, Scope};
 use super::graph::FlowGraph;
-use super::shapes::Shapes;
+use super::shapes::{Pipeline, Shapes};
 use super::{Ctx, Def};
 use crate::syntax::ast::{
     Activity, Arg, Command, Config, ExprKind, Member, OpKind, SourceKind, SourceRef, Stage,
@@ -37,10 +37,10 @@ impl<'a> FlowScopes<'a> {
     }
 
     /// An expression of the flow evaluated once, or per row of `row`.
-    pub fn scope(&self, row: Option<Row>, place: &'static str) -> Scope<'a> {
+    pub fn scope<'s>(&'s self, row: Option<&'s Row>, place: &'static str) -> Scope<'s> {
         Scope {
-            values: self.params.clone(),
-            signals: self.signals.clone(),
+            values: &self.params,
+            signals: &self.signals,
             run_values: true,
             run_state: false,
             row,
@@ -49,7 +49,7 @@ impl<'a> FlowScopes<'a> {
     }
 
     /// A `query`: also the run-state functions.
-    pub fn query(&self) -> Scope<'a> {
+    pub fn query(&self) -> Scope<'_> {
         Scope {
             run_state: true,
             ..self.scope(None, "a `query`")
@@ -57,23 +57,28 @@ impl<'a> FlowScopes<'a> {
     }
 
     /// A signal's initial value: parameters and run values only.
-    pub fn signal(&self) -> Scope<'a> {
+    pub fn signal(&self) -> Scope<'_> {
         Scope {
-            signals: Vec::new(),
+            signals: &[],
             ..self.scope(None, "a signal's initial value")
         }
     }
 }
 
+/// The parameters of an activity, as the scope of its `exec` arguments names them.
+pub fn activity_params(activity: &Activity) -> Vec<(&str, ValueType)> {
+    activity
+        .params
+        .iter()
+        .map(|p| (p.name.name.as_str(), p.ty.value.into()))
+        .collect()
+}
+
 /// The scope of an activity's `exec` arguments: its parameters.
-pub fn exec_scope(activity: &Activity) -> Scope<'_> {
+pub fn exec_scope<'a>(params: &'a [(&'a str, ValueType)]) -> Scope<'a> {
     Scope {
-        values: activity
-            .params
-            .iter()
-            .map(|p| (p.name.name.as_str(), p.ty.value.into()))
-            .collect(),
-        signals: Vec::new(),
+        values: params,
+        signals: &[],
         run_values: false,
         run_state: false,
         row: None,
@@ -83,11 +88,11 @@ pub fn exec_scope(activity: &Activity) -> Scope<'_> {
 
 pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
     let path = ctx.workspace.sources.get(graph.file).path.clone();
-    let mut shapes = Shapes::new(graph, &path);
+    let pipelines = Shapes::new(graph, &path).all();
     let scopes = FlowScopes::new(graph.flow);
     let mut binder = Binder::new(graph.file);
-    for (i, node) in graph.stages.iter().enumerate() {
-        stage(&mut binder, &scopes, &mut shapes, i, node.stage);
+    for (node, pipeline) in graph.stages.iter().zip(&pipelines) {
+        stage(&mut binder, &scopes, pipeline, node.stage);
     }
     for member in &graph.flow.members {
         match member {
@@ -124,7 +129,8 @@ pub fn check_activity(ctx: &mut Ctx, def: Def<'_, Activity>) {
     let Command::Exec(argv) = &def.node.command else {
         return;
     };
-    let scope = exec_scope(def.node);
+    let params = activity_params(def.node);
+    let scope = exec_scope(&params);
     let mut binder = Binder::new(def.file);
     for a in argv {
         binder.bind(a, &scope);
@@ -147,8 +153,7 @@ fn values(binder: &mut Binder, r: &SourceRef, scopes: &FlowScopes) {
     }
 }
 
-fn stage(binder: &mut Binder, scopes: &FlowScopes, shapes: &mut Shapes, i: usize, stage: &Stage) {
-    let pipeline = shapes.pipeline(i);
+fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &Stage) {
     match &stage.body.source.kind {
         SourceKind::From(refs) => refs.iter().for_each(|r| values(binder, r, scopes)),
         SourceKind::Activity(call) => args(
@@ -169,8 +174,8 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, shapes: &mut Shapes, i: usize
         SourceKind::Merge(_) => {}
     }
     let mut each_row = None;
-    for (op, row) in stage.body.ops.iter().zip(pipeline.before) {
-        let per_row = |place| scopes.scope(Some(row.clone()), place);
+    for (op, row) in stage.body.ops.iter().zip(&pipeline.before) {
+        let per_row = |place| scopes.scope(Some(row), place);
         match &op.kind {
             OpKind::Where(e) => {
                 binder.bind(e, &per_row("a `where` condition"));
@@ -209,7 +214,7 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, shapes: &mut Shapes, i: usize
                 }
             }
             OpKind::Each(call) => {
-                each_row = Some(row.clone());
+                each_row = Some(row);
                 args(binder, &call.args, &per_row("an `each` argument"));
             }
             OpKind::Activity(call) => args(
@@ -238,7 +243,14 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, shapes: &mut Shapes, i: usize
         }
     }
     if let Some(config) = &stage.config {
-        config_exprs(binder, scopes, stage, config, each_row, pipeline.output);
+        config_exprs(
+            binder,
+            scopes,
+            stage,
+            config,
+            each_row,
+            pipeline.output.clone(),
+        );
     }
 }
 
@@ -249,17 +261,16 @@ fn config_exprs(
     scopes: &FlowScopes,
     stage: &Stage,
     config: &Config,
-    each_row: Option<Row>,
+    each_row: Option<&Row>,
     output: super::binder::Shape,
 ) {
     for e in &config.entries {
         match e.key.name.as_str() {
             "idempotency_key" => {
                 let scope = match &each_row {
-                    Some(row) => scopes.scope(
-                        Some(row.clone()),
-                        "the `idempotency_key` of an `each` stage",
-                    ),
+                    Some(row) => {
+                        scopes.scope(Some(row), "the `idempotency_key` of an `each` stage")
+                    }
                     None => scopes.scope(
                         None,
                         "a stage-level `idempotency_key` (the stage has no `each`)",
@@ -275,7 +286,7 @@ fn config_exprs(
                     args(
                         binder,
                         &call.args,
-                        &scopes.scope(Some(row), "a `compensate:` argument"),
+                        &scopes.scope(Some(&row), "a `compensate:` argument"),
                     );
                 }
             }

@@ -74,6 +74,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
         return;
     }
     duplicate_stages(ctx, graph);
+    store_tables(ctx, graph);
     merge_inputs_resolve(ctx, graph);
     misspelled_tables(ctx, graph);
     cycles(ctx, graph);
@@ -105,6 +106,51 @@ fn duplicate_stages(ctx: &mut Ctx, graph: &FlowGraph) {
                 )
                 .with_help("stage names are unique in a flow, fork branches included; rename one"),
             );
+        }
+    }
+}
+
+/// Whether a table name belongs to the run store (`wvflow_runs`, ...) or to SQLite itself:
+/// SQL names are not case-sensitive.
+pub fn reserved_table(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("wvflow_") || lower.starts_with("sqlite_")
+}
+
+/// The run store's tables share the workspace database with `save to` tables, but a flow may
+/// neither read nor write them: `save to wvflow_runs` would replace the run history.
+fn store_tables(ctx: &mut Ctx, graph: &FlowGraph) {
+    for node in &graph.stages {
+        let mut named: Vec<(String, crate::syntax::Span, &str)> = read_names(node.stage)
+            .into_iter()
+            .filter(|(n, _)| graph.index_of(n).is_none())
+            .map(|(n, span)| (n.to_string(), span, "read"))
+            .collect();
+        for op in &node.stage.body.ops {
+            if let OpKind::SaveTo(parts) = &op.kind
+                && let (Some(first), Some(last)) = (parts.first(), parts.last())
+            {
+                let name = parts
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".");
+                named.push((name, first.span.join(last.span), "written"));
+            }
+        }
+        for (name, span, how) in named {
+            if reserved_table(&name) {
+                ctx.emit(
+                    Diagnostic::error(
+                        "E0115",
+                        graph.file,
+                        span,
+                        format!("`{name}` is a table of the run store; it cannot be {how} by a flow"),
+                    )
+                    .with_label("reserved name")
+                    .with_help("tables whose names start with `wvflow_` or `sqlite_` belong to wvflow and SQLite; choose another name (runs are read with `wvflow runs`)"),
+                );
+            }
         }
     }
 }

@@ -32,9 +32,10 @@ pub struct Shapes<'g, 'w> {
     /// The `.wv` file's folder: relative file paths resolve here.
     base: PathBuf,
     /// Flow parameters and their types, for inline values that name them.
-    params: Vec<(String, ValueType)>,
+    params: Vec<(&'w str, ValueType)>,
     pipelines: Vec<Option<Pipeline>>,
     busy: Vec<bool>,
+    unknown: Pipeline,
 }
 
 impl<'g, 'w> Shapes<'g, 'w> {
@@ -47,31 +48,39 @@ impl<'g, 'w> Shapes<'g, 'w> {
                 .flow
                 .params
                 .iter()
-                .map(|p| (p.name.name.to_string(), p.ty.value.into()))
+                .map(|p| (p.name.name.as_str(), p.ty.value.into()))
                 .collect(),
             pipelines: vec![None; n],
             busy: vec![false; n],
+            unknown: Pipeline::default(),
         }
     }
 
     /// The pipeline of stage `i`.
-    pub fn pipeline(&mut self, i: usize) -> Pipeline {
-        if let Some(p) = &self.pipelines[i] {
-            return p.clone();
+    pub fn pipeline(&mut self, i: usize) -> &Pipeline {
+        if self.pipelines[i].is_none() && !self.busy[i] {
+            self.busy[i] = true;
+            let pipeline = self.compute(self.graph.stages[i].stage);
+            self.busy[i] = false;
+            self.pipelines[i] = Some(pipeline);
         }
-        if self.busy[i] {
-            // A cycle, reported by the structure rules: its shape is unknown.
-            return Pipeline::default();
+        // A stage in a cycle (reported by the structure rules) has an unknown shape.
+        self.pipelines[i].as_ref().unwrap_or(&self.unknown)
+    }
+
+    /// Every stage's pipeline, by stage index.
+    pub fn all(mut self) -> Vec<Pipeline> {
+        for i in 0..self.pipelines.len() {
+            self.pipeline(i);
         }
-        self.busy[i] = true;
-        let pipeline = self.compute(self.graph.stages[i].stage);
-        self.busy[i] = false;
-        self.pipelines[i] = Some(pipeline.clone());
-        pipeline
+        self.pipelines
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect()
     }
 
     pub fn output(&mut self, i: usize) -> Shape {
-        self.pipeline(i).output
+        self.pipeline(i).output.clone()
     }
 
     fn compute(&mut self, stage: &Stage) -> Pipeline {
@@ -125,8 +134,9 @@ impl<'g, 'w> Shapes<'g, 'w> {
                         ),
                         _ => None,
                     };
-                    let mut aliases = row.aliases.clone();
+                    let mut aliases = row.aliases.to_vec();
                     aliases.push(right_alias.clone());
+                    let aliases: std::rc::Rc<[String]> = aliases.into();
                     before.push(Row {
                         shape: both,
                         aliases: aliases.clone(),
@@ -152,7 +162,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
                                     })
                                     .collect(),
                             );
-                            Some(kept)
+                            Some(kept.into())
                         }
                         _ => None,
                     };
@@ -167,7 +177,8 @@ impl<'g, 'w> Shapes<'g, 'w> {
                         .iter()
                         .map(|k| name_of(k).map(|n| self.typed(&row, n)))
                         .collect::<Option<Vec<Column>>>()
-                        .filter(|_| row.shape.is_some());
+                        .filter(|_| row.shape.is_some())
+                        .map(Into::into);
                     grouped = Some(row.clone());
                     row = Row {
                         shape,
@@ -202,7 +213,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
                         }
                     }
                     row = Row {
-                        shape: columns.filter(|_| over.shape.is_some()),
+                        shape: columns.filter(|_| over.shape.is_some()).map(Into::into),
                         aliases: row.aliases.clone(),
                     };
                 }
@@ -222,8 +233,9 @@ impl<'g, 'w> Shapes<'g, 'w> {
                                 .cloned()
                                 .chain(
                                     input
-                                        .into_iter()
-                                        .filter(|c| !out.iter().any(|o| o.name == c.name)),
+                                        .iter()
+                                        .filter(|c| !out.iter().any(|o| o.name == c.name))
+                                        .cloned(),
                                 )
                                 .collect(),
                         ),
@@ -249,11 +261,11 @@ impl<'g, 'w> Shapes<'g, 'w> {
     /// The type of an expression over `row` (names of parameters and columns).
     fn expr_type(&self, row: &Row, e: &Expr) -> ValueType {
         let scope = super::binder::Scope {
-            values: self.params.iter().map(|(n, t)| (n.as_str(), *t)).collect(),
-            signals: Vec::new(),
+            values: &self.params,
+            signals: &[],
             run_values: true,
             run_state: false,
-            row: Some(row.clone()),
+            row: Some(row),
             place: "a select item",
         };
         super::binder::Binder::new(self.graph.file).bind(e, &scope)
@@ -301,8 +313,8 @@ impl<'g, 'w> Shapes<'g, 'w> {
                     .map(|(i, name)| {
                         let ty = first.get(i).map_or(ValueType::Any, |e| {
                             let scope = super::binder::Scope {
-                                values: self.params.iter().map(|(n, t)| (n.as_str(), *t)).collect(),
-                                signals: Vec::new(),
+                                values: &self.params,
+                                signals: &[],
                                 run_values: true,
                                 run_state: false,
                                 row: None,
@@ -340,11 +352,11 @@ fn output_name(row: &Row, e: &Expr) -> Option<String> {
         ExprKind::Field(f) if f.base.name == "_" => Some(f.field.name.to_string()),
         ExprKind::Field(f) => {
             let scope = super::binder::Scope {
-                values: Vec::new(),
-                signals: Vec::new(),
+                values: &[],
+                signals: &[],
                 run_values: false,
                 run_state: false,
-                row: Some(row.clone()),
+                row: Some(row),
                 place: "",
             };
             match scope.resolve_qualified(&f.base.name, &f.field.name) {
@@ -369,7 +381,7 @@ fn name_of(e: &Expr) -> Option<&str> {
 pub fn union_by_name(shapes: &[Shape]) -> Shape {
     let mut columns: Vec<Column> = Vec::new();
     for shape in shapes {
-        for c in shape.as_ref()? {
+        for c in shape.as_ref()?.iter() {
             match columns.iter_mut().find(|x| x.name == c.name) {
                 Some(existing) if existing.ty != c.ty => existing.ty = ValueType::Any,
                 Some(_) => {}
@@ -377,7 +389,7 @@ pub fn union_by_name(shapes: &[Shape]) -> Shape {
             }
         }
     }
-    Some(columns)
+    Some(columns.into())
 }
 
 /// The columns a join keeps: every column of the left side; of the right side, every column

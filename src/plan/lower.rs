@@ -57,10 +57,7 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
         Some(&signal_defaults),
     );
     let wv_file = workspace.sources.get(def.file).path.clone();
-    let mut shapes = crate::check::shapes::Shapes::new(&graph, &wv_file);
-    let pipelines = (0..graph.stages.len())
-        .map(|i| shapes.pipeline(i))
-        .collect();
+    let pipelines = crate::check::shapes::Shapes::new(&graph, &wv_file).all();
     let lowering = Lowering {
         workspace,
         index,
@@ -781,8 +778,12 @@ impl Lowering<'_, '_> {
                         }
                         _ => ArgvItem::Expr(TypedSql {
                             sql: Writer::for_activity(&activity_params).expr(a),
-                            ty: crate::check::binder::Binder::new(def.file)
-                                .bind(a, &crate::check::exprs::exec_scope(activity)),
+                            ty: crate::check::binder::Binder::new(def.file).bind(
+                                a,
+                                &crate::check::exprs::exec_scope(
+                                    &crate::check::exprs::activity_params(activity),
+                                ),
+                            ),
                         }),
                     })
                     .collect(),

@@ -32,7 +32,12 @@ pub const RUN_ID_PARAM: &str = "wv_run_id";
 /// says they mean ([`Scope::resolve`]): the checker has refused any name that does not
 /// resolve, so what is written here is what was checked.
 pub struct Writer<'a> {
-    scope: Scope<'a>,
+    /// Parameters in scope (of the flow, or of the activity).
+    values: Vec<(&'a str, ValueType)>,
+    signal_names: Vec<&'a str>,
+    run_values: bool,
+    /// The input row as SQL sees it: any other name is one of its columns.
+    unknown: Row,
     /// Signals of the flow: name and the SQL of the initial value.
     signals: Option<&'a BTreeMap<String, String>>,
     pub used: BTreeSet<String>,
@@ -45,17 +50,13 @@ impl<'a> Writer<'a> {
     /// A writer for expressions of a flow with these parameters.
     pub fn new(flow_params: &'a BTreeSet<String>) -> Self {
         Writer {
-            scope: Scope {
-                values: flow_params
-                    .iter()
-                    .map(|p| (p.as_str(), ValueType::Any))
-                    .collect(),
-                signals: Vec::new(),
-                run_values: true,
-                run_state: true,
-                row: Some(Row::unknown()),
-                place: "",
-            },
+            values: flow_params
+                .iter()
+                .map(|p| (p.as_str(), ValueType::Any))
+                .collect(),
+            signal_names: Vec::new(),
+            run_values: true,
+            unknown: Row::unknown(),
             signals: None,
             used: BTreeSet::new(),
             joined: None,
@@ -64,16 +65,31 @@ impl<'a> Writer<'a> {
 
     /// A writer for an activity's `exec` arguments: its parameters only.
     pub fn for_activity(activity_params: &'a BTreeSet<String>) -> Self {
-        let mut w = Writer::new(activity_params);
-        w.scope.run_values = false;
-        w
+        Writer {
+            run_values: false,
+            ..Writer::new(activity_params)
+        }
     }
 
     /// A writer that also knows the flow's signals.
     pub fn with_signals(mut self, signals: &'a BTreeMap<String, String>) -> Self {
-        self.scope.signals = signals.keys().map(String::as_str).collect();
+        self.signal_names = signals.keys().map(String::as_str).collect();
         self.signals = Some(signals);
         self
+    }
+
+    /// What a name means, as the binder resolves it (the row's columns are what the SQL's
+    /// own scope holds).
+    fn resolve(&self, name: &str) -> Meaning {
+        Scope {
+            values: &self.values,
+            signals: &self.signal_names,
+            run_values: self.run_values,
+            run_state: true,
+            row: Some(&self.unknown),
+            place: "",
+        }
+        .resolve(name)
     }
 
     /// A subquery over the run store's rows of the current run.
@@ -214,7 +230,7 @@ impl<'a> Writer<'a> {
     }
 
     fn name(&mut self, name: &str) -> String {
-        match self.scope.resolve(name) {
+        match self.resolve(name) {
             Meaning::Value(_) => {
                 self.used.insert(name.to_string());
                 format!(":{name}")
