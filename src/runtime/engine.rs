@@ -824,40 +824,14 @@ impl StageRun<'_, '_> {
         input: Rows,
     ) -> Result<Rows, StepError> {
         let line = command_line(self.store, invocation, &args).map_err(|e| (e, 1))?;
-        let schedule_timeout = self.stage.schedule_timeout_ms.map(Duration::from_millis);
-        let (ctx, stage, phase, step) = (self.ctx, self.stage, self.phase, self.step);
-        let which = |number| Attempt {
-            stage: &stage.id,
-            phase,
-            step,
-            item: None,
-            number,
+        let call = Call {
+            invocation,
+            key: self.key.as_deref(),
+            args: &args,
+            line: &line,
+            input: &input,
         };
-        let done = retry::run_observed(
-            &invocation.retry,
-            schedule_timeout,
-            ctx.clock,
-            ctx.random,
-            |attempt| {
-                launch(
-                    ctx,
-                    stage,
-                    &which(attempt),
-                    Call {
-                        invocation,
-                        key: self.key.as_deref(),
-                        args: args.clone(),
-                        line: line.clone(),
-                        input: input.clone(),
-                    },
-                )
-            },
-            |failed, delay| {
-                if let Some(p) = ctx.progress {
-                    p.retrying(&which(failed), delay);
-                }
-            },
-        );
+        let done = retried(self.ctx, self.stage, (self.phase, self.step, None), &call);
         self.attempts = self.attempts.max(done.attempts);
         done.result.map_err(|e| (e, done.attempts))
     }
@@ -935,7 +909,6 @@ impl StageRun<'_, '_> {
                 key,
             });
         }
-        let schedule_timeout = self.stage.schedule_timeout_ms.map(Duration::from_millis);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<std::sync::Mutex<Option<retry::Finished<Rows>>>> =
             items.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -960,38 +933,14 @@ impl StageRun<'_, '_> {
                                 attempts: 0,
                             }
                         } else {
-                            let which = |number| Attempt {
-                                stage: &stage.id,
-                                phase: "run",
-                                step,
-                                item: Some(i),
-                                number,
+                            let call = Call {
+                                invocation,
+                                key: item.key.as_deref(),
+                                args: &item.args,
+                                line: &item.line,
+                                input: &item.row,
                             };
-                            retry::run_observed(
-                                &invocation.retry,
-                                schedule_timeout,
-                                ctx.clock,
-                                ctx.random,
-                                |attempt| {
-                                    launch(
-                                        ctx,
-                                        stage,
-                                        &which(attempt),
-                                        Call {
-                                            invocation,
-                                            key: item.key.as_deref(),
-                                            args: item.args.clone(),
-                                            line: item.line.clone(),
-                                            input: item.row.clone(),
-                                        },
-                                    )
-                                },
-                                |failed, delay| {
-                                    if let Some(p) = ctx.progress {
-                                        p.retrying(&which(failed), delay);
-                                    }
-                                },
-                            )
+                            retried(ctx, stage, ("run", step, Some(i)), &call)
                         };
                         if let Ok(mut slot) = results[i].lock() {
                             *slot = Some(done);
@@ -1148,7 +1097,36 @@ pub fn bind(
 }
 
 /// One attempt, reported before it starts and after it ends.
-fn launch(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: Call) -> Outcome<Rows> {
+/// One activity call with its invocation's retry policy; the stage shows `retrying` between
+/// attempts.
+fn retried(
+    ctx: &Context,
+    stage: &StagePlan,
+    (phase, step, item): (&str, usize, Option<usize>),
+    call: &Call,
+) -> retry::Finished<Rows> {
+    let which = |number| Attempt {
+        stage: &stage.id,
+        phase,
+        step,
+        item,
+        number,
+    };
+    retry::run_observed(
+        &call.invocation.retry,
+        stage.schedule_timeout_ms.map(Duration::from_millis),
+        ctx.clock,
+        ctx.random,
+        |attempt| launch(ctx, stage, &which(attempt), call),
+        |failed, delay| {
+            if let Some(p) = ctx.progress {
+                p.retrying(&which(failed), delay);
+            }
+        },
+    )
+}
+
+fn launch(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> Outcome<Rows> {
     let request = request(ctx, stage, attempt, call);
     let Some(progress) = ctx.progress else {
         return ctx.launcher.launch(&request);
@@ -1181,21 +1159,22 @@ fn launch(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: Call) -> Ou
 struct Call<'a> {
     invocation: &'a Invocation,
     key: Option<&'a str>,
-    args: BTreeMap<String, Value>,
+    args: &'a BTreeMap<String, Value>,
     /// The words and `WV_<NAME>` variables ([`command_line`]).
-    line: CommandLine,
-    input: Rows,
+    line: &'a CommandLine,
+    input: &'a Rows,
 }
 
 /// One attempt's request: the call and the run's environment.
-fn request(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: Call) -> Request {
+fn request(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> Request {
     let Call {
         invocation,
         key,
         args,
-        line: (argv, mut env),
+        line: (argv, env),
         input,
-    } = call;
+    } = *call;
+    let mut env = env.clone();
     env.extend([
         ("WVFLOW_RUN_ID".to_string(), ctx.run_id.clone()),
         ("WVFLOW_FLOW".to_string(), ctx.flow.clone()),
@@ -1214,10 +1193,10 @@ fn request(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: Call) -> R
         },
         activity: invocation.activity.clone(),
         command: invocation.command.clone(),
-        args,
-        argv,
+        args: args.clone(),
+        argv: argv.clone(),
         env,
-        input,
+        input: input.clone(),
         cwd: ctx.cwd.clone(),
         timeout: invocation
             .timeout_ms
