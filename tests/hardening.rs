@@ -1,0 +1,139 @@
+//! Nothing lost, nothing left running: activity output read as bytes, stderr always drained,
+//! processes left behind by an activity stopped with it, and inputs other editors write.
+
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+mod common;
+use common::{scratch, wvflow};
+
+fn run_json(dir: &Path) -> (Option<i32>, Value) {
+    let o = wvflow(&["run", dir.to_str().unwrap(), "--format", "json"]);
+    let summary = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code(), summary)
+}
+
+fn stage<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap()
+}
+
+#[test]
+fn a_row_that_is_not_utf8_fails_the_attempt_with_its_line_and_other_lines_survive() {
+    let dir = scratch(
+        "stdout_bytes",
+        &[(
+            "flow.wv",
+            r#"activity bad_row = sh("""printf '{"a": 1}\n{"b": "x\377y"}\n'""")
+activity bad_log = sh("""printf 'log \377 line\n{"a": 1}\n{"a": 2}\n'""")
+flow f = {
+  stage rows [on_failure: ignore] = bad_row()
+  stage logs = bad_log()
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir);
+    assert_eq!(code, Some(0), "{summary}");
+    let rows = stage(&summary, "rows");
+    assert_eq!(rows["state"], "failed", "{summary}");
+    assert!(
+        rows["error"].as_str().unwrap().contains("stdout line 2 is not UTF-8"),
+        "{summary}"
+    );
+    assert_eq!(stage(&summary, "logs")["rows"], 2, "{summary}");
+}
+
+#[test]
+fn stderr_that_is_not_utf8_is_still_drained() {
+    let dir = scratch(
+        "stderr_bytes",
+        &[(
+            "flow.wv",
+            // 300 KB of stderr after a bad byte: a reader that stopped would leave the
+            // activity blocked on a full pipe or killed by SIGPIPE.
+            r#"activity noisy with { timeout: 20s } = sh("""printf 'bad \377\n' >&2; i=0; while [ $i -lt 3000 ]; do printf '%0100d\n' $i >&2; i=$((i+1)); done; echo '{"done": true}'""")
+flow f = { stage s = noisy() }
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "s")["rows"], 1);
+}
+
+#[test]
+fn what_an_activity_leaves_running_stops_with_it() {
+    let marker = std::env::temp_dir().join(format!("wvflow-left-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let src = format!(
+        r#"activity leaves with {{ timeout: 2s }} = sh("""(sleep 3; touch {}) & echo '{{"ok": 1}}'""")
+activity escapes with {{ timeout: 2s }} = sh("""setsid sleep 20 & echo '{{"ok": 2}}'""")
+flow f = {{
+  stage left = leaves()
+  stage escaped [on_failure: ignore] = escapes()
+}}
+"#,
+        marker.display()
+    );
+    let dir = scratch("left_running", &[("flow.wv", &src)]);
+    let started = Instant::now();
+    let (code, summary) = run_json(&dir);
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{summary}");
+    // The background `sleep` holding stdout no longer holds the stage: 20 s before.
+    assert!(took < Duration::from_secs(8), "took {took:?}: {summary}");
+    assert_eq!(stage(&summary, "left")["state"], "success", "{summary}");
+    assert_eq!(stage(&summary, "left")["rows"], 1);
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(!marker.exists(), "a process the activity started kept running");
+}
+
+#[test]
+fn a_byte_order_mark_and_carriage_returns_are_read_like_any_other_file() {
+    let dir = scratch(
+        "bom",
+        &[
+            ("bom.wv", "\u{feff}flow f = { stage s = from [[1]] as t(x) }\n"),
+            (
+                "cr.wv",
+                "-- a comment\rflow g = { stage s = from [[1]] as t(x) }\r",
+            ),
+        ],
+    );
+    let o = wvflow(&["check", dir.join("bom.wv").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = wvflow(&["plan", dir.join("cr.wv").to_str().unwrap(), "g"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a file with CR line endings is not one comment: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn parameters_that_would_share_an_environment_variable_are_refused() {
+    let dir = scratch(
+        "wv_collision",
+        &[(
+            "flow.wv",
+            "activity a(id: string, ID: string) = sh(\"echo $WV_ID\")\nflow f = { stage s = a('x', 'y') }\n",
+        )],
+    );
+    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("WV_ID"), "{out}");
+}
