@@ -38,11 +38,15 @@ impl SourceFile {
     fn line_starts(&self) -> &[u32] {
         self.line_starts.get_or_init(|| {
             let mut starts = vec![0u32];
+            // Lines end at `\n`, `\r\n` or a lone `\r`, as the LSP counts them.
+            let bytes = self.text.as_bytes();
             starts.extend(
-                self.text
-                    .bytes()
+                bytes
+                    .iter()
                     .enumerate()
-                    .filter(|&(_, b)| b == b'\n')
+                    .filter(|&(i, &b)| {
+                        b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+                    })
                     .map(|(i, _)| i as u32 + 1),
             );
             starts

@@ -48,7 +48,10 @@ flow f = {
     let rows = stage(&summary, "rows");
     assert_eq!(rows["state"], "failed", "{summary}");
     assert!(
-        rows["error"].as_str().unwrap().contains("stdout line 2 is not UTF-8"),
+        rows["error"]
+            .as_str()
+            .unwrap()
+            .contains("stdout line 2 is not UTF-8"),
         "{summary}"
     );
     assert_eq!(stage(&summary, "logs")["rows"], 2, "{summary}");
@@ -96,7 +99,10 @@ flow f = {{
     assert_eq!(stage(&summary, "left")["state"], "success", "{summary}");
     assert_eq!(stage(&summary, "left")["rows"], 1);
     std::thread::sleep(Duration::from_millis(3500));
-    assert!(!marker.exists(), "a process the activity started kept running");
+    assert!(
+        !marker.exists(),
+        "a process the activity started kept running"
+    );
 }
 
 #[test]
@@ -104,7 +110,10 @@ fn a_byte_order_mark_and_carriage_returns_are_read_like_any_other_file() {
     let dir = scratch(
         "bom",
         &[
-            ("bom.wv", "\u{feff}flow f = { stage s = from [[1]] as t(x) }\n"),
+            (
+                "bom.wv",
+                "\u{feff}flow f = { stage s = from [[1]] as t(x) }\n",
+            ),
             (
                 "cr.wv",
                 "-- a comment\rflow g = { stage s = from [[1]] as t(x) }\r",
@@ -112,7 +121,12 @@ fn a_byte_order_mark_and_carriage_returns_are_read_like_any_other_file() {
         ],
     );
     let o = wvflow(&["check", dir.join("bom.wv").to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let o = wvflow(&["plan", dir.join("cr.wv").to_str().unwrap(), "g"]);
     assert_eq!(
         o.status.code(),
@@ -136,4 +150,66 @@ fn parameters_that_would_share_an_environment_variable_are_refused() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("WV_ID"), "{out}");
+}
+
+/// A server on loopback that answers each request with `answer` and counts the requests.
+fn server(answer: String) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        // Bounded: a few requests at most, then the thread ends with the test.
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn the_webhook_follows_no_redirect_and_no_proxy_from_the_environment() {
+    let (elsewhere, elsewhere_hits) =
+        server("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into());
+    let (proxy, proxy_hits) =
+        server("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into());
+    let (hook, hook_hits) = server(format!(
+        "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{elsewhere}/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    ));
+    let dir = scratch(
+        "webhook_redirect",
+        &[(
+            "flow.wv",
+            &format!(
+                "flow f = {{\n  stage s = from [[1]] as t(x) | activate('webhook', url: 'http://127.0.0.1:{hook}/in')\n}}\n"
+            ),
+        )],
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", dir.to_str().unwrap(), "--format", "json"])
+        .env("HTTP_PROXY", format!("http://127.0.0.1:{proxy}"))
+        .env("ALL_PROXY", format!("http://127.0.0.1:{proxy}"))
+        .output()
+        .unwrap();
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{summary}");
+    let error = stage(&summary, "s")["error"].as_str().unwrap().to_string();
+    assert!(error.contains("302"), "{error}");
+    assert_eq!(hook_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        elsewhere_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "followed the redirect"
+    );
+    assert_eq!(
+        proxy_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "went through HTTP_PROXY"
+    );
 }

@@ -64,6 +64,34 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
 
 pub fn check_activity(ctx: &mut Ctx, def: Def<'_, Activity>) {
     params(ctx, def.file, &def.node.params);
+    environment_names(ctx, def.file, &def.node.params);
+}
+
+/// An activity's parameters arrive as `WV_<NAME>` in upper case: `id` and `ID` would be one
+/// variable, and one value would silently replace the other.
+fn environment_names(ctx: &mut Ctx, file: FileId, params: &[Param]) {
+    for (i, p) in params.iter().enumerate() {
+        let variable = p.name.name.to_ascii_uppercase();
+        if let Some(first) = params[..i]
+            .iter()
+            .find(|q| q.name.name != p.name.name && q.name.name.to_ascii_uppercase() == variable)
+        {
+            ctx.emit(
+                Diagnostic::error(
+                    "E0619",
+                    file,
+                    p.name.span,
+                    format!(
+                        "parameters `{}` and `{}` would both arrive as `WV_{variable}`",
+                        first.name.name, p.name.name
+                    ),
+                )
+                .with_label("same environment variable")
+                .with_secondary(file, first.name.span, "the other parameter")
+                .with_help("rename one of them: names that differ only in case cannot both be passed to the activity"),
+            );
+        }
+    }
 }
 
 fn undefined_flow(ctx: &mut Ctx, file: FileId, name: &Ident, context: &str) {

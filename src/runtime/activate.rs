@@ -84,8 +84,10 @@ pub fn deliver(
                 .get("url")
                 .and_then(|u| u.as_str())
                 .ok_or("`activate('webhook')` needs `url:`")?;
+            let proxy = activation.options.get("proxy").and_then(|p| p.as_str());
             post_json(
                 url,
+                proxy,
                 &serde_json::Value::Array(
                     rows.to_json_objects()
                         .into_iter()
@@ -98,11 +100,19 @@ pub fn deliver(
     }
 }
 
-/// POSTs the rows as one JSON array; anything but a 2xx answer fails the stage.
-fn post_json(url: &str, body: &serde_json::Value) -> Result<(), String> {
+/// POSTs the rows as one JSON array to exactly the address the flow names: no redirect is
+/// followed (a 3xx fails the stage with its status), and a proxy is used only when the
+/// activation names one (`proxy:`), never from `HTTP_PROXY`/`ALL_PROXY`. Anything but a 2xx
+/// answer fails the stage.
+fn post_json(url: &str, proxy: Option<&str>, body: &serde_json::Value) -> Result<(), String> {
+    let proxy = proxy
+        .map(|p| ureq::Proxy::new(p).map_err(|e| format!("webhook proxy {p}: {e}")))
+        .transpose()?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
         .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(proxy)
         .build()
         .into();
     let mut response = agent
@@ -113,6 +123,16 @@ fn post_json(url: &str, body: &serde_json::Value) -> Result<(), String> {
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(());
+    }
+    if (300..400).contains(&status) {
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("nowhere");
+        return Err(format!(
+            "webhook {url} answered {status}, a redirect to {location}: wvflow follows no redirect; name the final address in `url:`"
+        ));
     }
     let text = response.body_mut().read_to_string().unwrap_or_default();
     let tail: String = text.chars().take(500).collect();

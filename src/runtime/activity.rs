@@ -14,8 +14,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One attempt of one activity call.
@@ -168,36 +168,56 @@ fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
             }
         }
     });
+    // Output is read as bytes into shared buffers: what was read is there even when a
+    // process that escaped the attempt's group keeps a pipe open.
+    let out = Arc::new(Mutex::new(Vec::new()));
     let stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut out) = stdout {
-            let _ = out.read_to_string(&mut text);
-        }
-        text
-    });
-    let stderr = child.stderr.take();
-    let sign = last_sign.clone();
-    let errors = std::thread::spawn(move || {
-        let mut tail = String::new();
-        if let Some(err) = stderr {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                sign.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                tail.push_str(&line);
-                tail.push('\n');
-                if tail.len() > 2 * STDERR_TAIL {
-                    tail.drain(..tail.len() - STDERR_TAIL);
+    let reader = {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            let Some(mut stdout) = stdout else { return };
+            let mut chunk = [0u8; 64 * 1024];
+            while let Ok(n @ 1..) = stdout.read(&mut chunk) {
+                if let Ok(mut out) = out.lock() {
+                    out.extend_from_slice(&chunk[..n]);
                 }
             }
-        }
-        tail
-    });
+        })
+    };
+    let tail = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take();
+    let errors = {
+        let (tail, sign) = (tail.clone(), last_sign.clone());
+        std::thread::spawn(move || {
+            let Some(stderr) = stderr else { return };
+            // Every line is read, whatever its bytes: a reader that stopped would leave the
+            // activity blocked on a full pipe.
+            let mut stderr = BufReader::new(stderr);
+            let mut line = Vec::new();
+            while let Ok(1..) = stderr.read_until(b'\n', &mut line) {
+                sign.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if let Ok(mut tail) = tail.lock() {
+                    tail.push_str(&String::from_utf8_lossy(&line));
+                    if tail.len() > 2 * STDERR_TAIL {
+                        let cut = tail.len() - STDERR_TAIL;
+                        let cut = (cut..tail.len())
+                            .find(|&i| tail.is_char_boundary(i))
+                            .unwrap_or(tail.len());
+                        tail.drain(..cut);
+                    }
+                }
+                line.clear();
+            }
+        })
+    };
+    let pid = child.id() as i32;
     let mut killed = None;
     let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(_) => break None,
+        if exited(pid) {
+            // The attempt ends with its program: what it left running in its process group
+            // is stopped now, so it cannot hold the pipes or act after the stage has ended.
+            kill_group(pid);
+            break child.wait().ok();
         }
         let elapsed = started.elapsed();
         if request.cancel.load(Ordering::Relaxed) {
@@ -220,18 +240,25 @@ fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
         }
         if killed.is_some() {
             // The whole process group: nothing the attempt started is left running.
-            unsafe {
-                libc::kill(-(child.id() as i32), libc::SIGKILL);
-            }
+            kill_group(pid);
             break child.wait().ok();
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let _ = writer.join();
-    let stdout = reader.join().unwrap_or_default();
-    let tail = errors.join().unwrap_or_default();
+    // A process that left the group (`setsid`) may still hold a pipe: wait a moment for the
+    // rest of the output, then go on without it.
+    let drained = Instant::now();
+    while !(reader.is_finished() && errors.is_finished()) && drained.elapsed() < PIPE_GRACE {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(writer);
+    let stdout = std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
+    let tail = std::mem::take(&mut *tail.lock().unwrap_or_else(|e| e.into_inner()));
     let tail = tail.trim_end();
-    let tail = &tail[tail.len().saturating_sub(STDERR_TAIL)..];
+    let start = (tail.len().saturating_sub(STDERR_TAIL)..=tail.len())
+        .find(|&i| tail.is_char_boundary(i))
+        .unwrap_or(tail.len());
+    let tail = &tail[start..];
     if killed.as_deref() == Some(super::retry::CANCELLED) {
         return Outcome::Cancelled;
     }
@@ -247,18 +274,13 @@ fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
         };
     }
     match status {
-        Some(s) if s.success() => {
-            let objects: Vec<_> = stdout
-                .lines()
-                .filter_map(|l| {
-                    serde_json::from_str::<serde_json::Value>(l.trim())
-                        .ok()?
-                        .as_object()
-                        .cloned()
-                })
-                .collect();
-            Outcome::Success(Rows::from_json_objects(&objects))
-        }
+        Some(s) if s.success() => match rows_of(&stdout) {
+            Ok(rows) => Outcome::Success(rows),
+            Err(error) => Outcome::Failure {
+                error,
+                exit_code: Some(0),
+            },
+        },
         Some(s) => {
             let code = s.code();
             let error = if tail.is_empty() {
@@ -280,6 +302,58 @@ fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
             exit_code: None,
         },
     }
+}
+
+/// How long the output of an attempt whose program has ended is still waited for.
+const PIPE_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether the process has ended, without reaping it: while it is a zombie its pid, and so
+/// its process group's id, cannot be taken by another process.
+fn exited(pid: i32) -> bool {
+    // SAFETY: waitid with WNOWAIT only reads the child's state into `info`.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let found = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    found == 0 && unsafe { info.si_pid() } != 0
+}
+
+/// SIGKILL to every process of the attempt's group.
+fn kill_group(pid: i32) {
+    // SAFETY: a signal to a process group the attempt leads; no memory is involved.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+}
+
+/// The rows of an activity's stdout: each line that is a JSON object. A line that begins like
+/// a row but is not UTF-8 fails the attempt, naming the line; other lines are the activity's
+/// own text and are left alone.
+fn rows_of(stdout: &[u8]) -> Result<Rows, String> {
+    let mut objects = Vec::new();
+    for (number, line) in stdout.split(|&b| b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if !line.starts_with(b"{") {
+            continue;
+        }
+        let text = std::str::from_utf8(line).map_err(|e| {
+            format!(
+                "stdout line {} is not UTF-8 text (byte 0x{:02x} at column {}): rows are JSON in UTF-8",
+                number + 1,
+                line[e.valid_up_to()],
+                e.valid_up_to() + 1
+            )
+        })?;
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(text) {
+            objects.push(o);
+        }
+    }
+    Ok(Rows::from_json_objects(&objects))
 }
 
 /// Rows as NDJSON text (for logs and files), each value as its type's JSON.

@@ -7,8 +7,9 @@ use logos::Logos;
 use std::fmt;
 
 #[derive(Logos, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[logos(skip r"[ \t\r\n\f]+")]
-#[logos(skip(r"--[^\n]*", allow_greedy = true))]
+// A byte order mark is whitespace; `\r` alone ends a line as it does in old Mac files.
+#[logos(skip r"[ \t\r\n\f\u{feff}]+")]
+#[logos(skip(r"--[^\r\n]*", allow_greedy = true))]
 #[logos(skip r"/\*([^*]|\*+[^*/])*\*+/")]
 pub enum Token {
     // ---- hard keywords: never plain identifiers (back-quote them to use as names)
