@@ -295,3 +295,49 @@ fn neovim_shows_the_diagnostics_of_wvflow_lsp() {
         "4:25:E0201:unknown key `retires` in a stage help: did you mean `retries`?"
     );
 }
+
+#[test]
+fn malformed_messages_are_skipped_and_the_protocol_ends_by_its_rules() {
+    let mut client = Client::start();
+    for garbage in [
+        "Content-Length: 99999999999\r\n\r\n".to_string(),
+        "Content-Length: 9\r\n\r\n{not json".to_string(),
+        "X-Nonsense: 1\r\n\r\n".to_string(),
+        "Content-Length: 3\r\n\r\n{}}".to_string(),
+    ] {
+        client.stdin.write_all(garbage.as_bytes()).unwrap();
+    }
+    client.stdin.flush().unwrap();
+    let init = client.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": null, "capabilities": {} }),
+    );
+    assert_eq!(init["capabilities"]["hoverProvider"], true, "still serving");
+    client.notify("initialized", json!({}));
+    client.request("shutdown", json!(null));
+    // After `shutdown`, a request is refused with InvalidRequest (-32600).
+    let id = client.next_id;
+    client
+        .send(json!({ "jsonrpc": "2.0", "id": id, "method": "textDocument/hover", "params": {} }));
+    let answer = loop {
+        let message = client
+            .messages
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap();
+        if message["id"] == id {
+            break message;
+        }
+    };
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    client.notify("exit", json!(null));
+    assert_eq!(client.child.wait().unwrap().code(), Some(0));
+
+    // `exit` without `shutdown`: exit code 1.
+    let mut client = Client::start();
+    client.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": null, "capabilities": {} }),
+    );
+    client.notify("exit", json!(null));
+    assert_eq!(client.child.wait().unwrap().code(), Some(1));
+}

@@ -94,7 +94,9 @@ pub fn main() -> ExitCode {
         Command::Backfill(args) => backfill::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Lsp => match crate::lsp::serve() {
-            Ok(()) => exit::OK,
+            Ok(true) => exit::OK,
+            // The protocol's rule: `exit` without `shutdown` first exits with 1.
+            Ok(false) => exit::PROBLEMS,
             Err(e) => {
                 eprintln!("error: wvflow lsp: {e}");
                 exit::PROBLEMS

@@ -8,10 +8,12 @@
 //! | [`analysis`] | the workspace as the editor sees it; positions in UTF-16 |
 //! | [`symbols`] | definitions and references of flows, stages and activities |
 //! | [`features`] | hover, completion, document symbols |
+//! | [`transport`] | the framed messages on stdin and stdout |
 
 pub mod analysis;
 pub mod features;
 pub mod symbols;
+pub mod transport;
 
 use analysis::{Analysis, path_of, uri_of};
 use lsp_server::{Connection, Message, Notification, Request, RequestId, Response};
@@ -26,9 +28,10 @@ use std::time::{Duration, Instant};
 /// change has its diagnostics in under 20 ms.
 pub const DEBOUNCE: Duration = Duration::from_millis(5);
 
-/// Serves one client on stdin and stdout until it says `exit`.
-pub fn serve() -> Result<(), String> {
-    let (connection, io_threads) = Connection::stdio();
+/// Serves one client on stdin and stdout until it says `exit`: `Ok(true)` after a
+/// `shutdown` request, `Ok(false)` when the client exited without one (an error for the LSP).
+pub fn serve() -> Result<bool, String> {
+    let (connection, io_threads) = transport::stdio();
     let capabilities = json!({
         "textDocumentSync": 1,
         "hoverProvider": true,
@@ -58,10 +61,12 @@ pub fn serve() -> Result<(), String> {
         analysis: None,
         changed: None,
         published: BTreeSet::new(),
+        shut_down: false,
     };
-    server.run()?;
+    let clean = server.run()?;
     drop(connection);
-    io_threads.join().map_err(|e| e.to_string())
+    io_threads.join();
+    Ok(clean)
 }
 
 /// The client's root folder: `rootUri`, else the first workspace folder, else `rootPath`.
@@ -86,24 +91,31 @@ struct Server<'c> {
     changed: Option<Instant>,
     /// Files that have diagnostics in the editor now.
     published: BTreeSet<PathBuf>,
+    /// A `shutdown` request came: only `exit` is expected now.
+    shut_down: bool,
 }
 
 impl Server<'_> {
-    fn run(&mut self) -> Result<(), String> {
+    /// Serves until `exit` (or the end of the input): whether a `shutdown` came first.
+    fn run(&mut self) -> Result<bool, String> {
         loop {
             let wait = match self.changed {
                 Some(at) => DEBOUNCE.saturating_sub(at.elapsed()),
                 None => Duration::from_secs(3600),
             };
             match self.connection.receiver.recv_timeout(wait) {
+                Ok(Message::Request(request)) if self.shut_down => {
+                    self.send(Message::Response(Response::new_err(
+                        request.id,
+                        lsp_server::ErrorCode::InvalidRequest as i32,
+                        "the server is shutting down: only `exit` is expected".into(),
+                    )))?;
+                }
+                Ok(Message::Request(request)) if request.method == "shutdown" => {
+                    self.shut_down = true;
+                    self.send(Message::Response(Response::new_ok(request.id, ())))?;
+                }
                 Ok(Message::Request(request)) => {
-                    if self
-                        .connection
-                        .handle_shutdown(&request)
-                        .map_err(|e| e.to_string())?
-                    {
-                        return Ok(());
-                    }
                     // A request that fails inside is answered with an error; the server goes on.
                     let id = request.id.clone();
                     let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -120,13 +132,13 @@ impl Server<'_> {
                 }
                 Ok(Message::Notification(notification)) => {
                     if notification.method == "exit" {
-                        return Ok(());
+                        return Ok(self.shut_down);
                     }
                     self.notified(notification);
                 }
                 Ok(Message::Response(_)) => {}
                 Err(crossbeam_timeout) if crossbeam_timeout.is_timeout() => {}
-                Err(_) => return Ok(()),
+                Err(_) => return Ok(self.shut_down),
             }
             if self.changed.is_some_and(|at| at.elapsed() >= DEBOUNCE) {
                 self.publish()?;
