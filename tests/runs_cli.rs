@@ -464,3 +464,77 @@ flow Parent = {
         assert!(show["stages"][0].get(key).is_some(), "{key}");
     }
 }
+
+#[test]
+fn a_cancelled_fan_out_starts_nothing_more_and_tolerates_no_cancelled_item() {
+    // 3,000 items, 8 at a time, each logging a line and sleeping; tolerated failures and a
+    // per-item idempotency key must not turn a cancel into a success.
+    let flow = r#"
+activity item(n: int) with { timeout: 30s } = sh("""echo "$WV_N" >> items.log; sleep 0.3""")
+activity undo = sh("""echo undone >> undone.log""")
+flow Fan = {
+  stage numbers = from 'numbers.csv'
+  stage fan with {
+    concurrency: 8
+    tolerated_failures: '50%'
+    idempotency_key: 'item-' || _.n
+    compensate: undo()
+  } = from numbers | each item(_.n)
+}
+"#;
+    let numbers: String = std::iter::once("n\n".to_string())
+        .chain((1..=3000).map(|n| format!("{n}\n")))
+        .collect();
+    let dir = scratch(
+        "cancel_fan_out",
+        &[("flow.wv", flow), ("numbers.csv", &numbers)],
+    );
+    let child = start(&dir, &["--format", "json"]);
+    let run_id = newest_run(&dir);
+    wait_for(Duration::from_secs(20), "items to start", || {
+        read(&dir.join("items.log")).lines().count() >= 16
+    });
+    let o = runs(&dir, &["cancel", &run_id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let asked = Instant::now();
+    let at_cancel = read(&dir.join("items.log")).lines().count();
+    let out = child.wait_with_output().unwrap();
+    let took = asked.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        took < Duration::from_secs(3),
+        "the run took {took:?} to stop"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let after = read(&dir.join("items.log")).lines().count();
+    // Only the items already running when the cancel was noticed (8 at a time, polled every
+    // 200 ms) may have logged since.
+    assert!(
+        after - at_cancel <= 16,
+        "{} items started after the cancel",
+        after - at_cancel
+    );
+    assert!(after < 200, "{after} of 3,000 items ran");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["state"], "cancelled");
+    let fan = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "fan")
+        .unwrap();
+    assert_eq!(fan["state"], "cancelled", "{summary}");
+    assert!(
+        !dir.join("undone.log").exists(),
+        "a cancelled stage is not compensated"
+    );
+    // Nothing cancelled was recorded under a key: a new run runs the items again.
+    let mut second = start(&dir, &[]);
+    wait_for(
+        Duration::from_secs(20),
+        "the second run to call items",
+        || read(&dir.join("items.log")).lines().count() > after + 8,
+    );
+    let _ = second.kill();
+    let _ = second.wait();
+}
