@@ -538,3 +538,81 @@ flow Fan = {
     let _ = second.kill();
     let _ = second.wait();
 }
+
+#[test]
+fn a_crash_then_resume_runs_no_succeeded_item_again_and_leaves_no_process() {
+    let flow = r#"
+activity item(n: int) with { timeout: 60s } = sh("""echo "start $WV_N" >> items.log; sleep 0.4; echo "done $WV_N" >> items.log; printf '{"n": %s}\n' "$WV_N" """)
+flow Fan = {
+  stage numbers = from 'numbers.csv'
+  stage fan [concurrency: 4] = from numbers | each item(_.n)
+  stage total = from fan | select count(*) as items
+}
+"#;
+    let numbers: String = std::iter::once("n\n".to_string())
+        .chain((1..=40).map(|n| format!("{n}\n")))
+        .collect();
+    let dir = scratch(
+        "crash_resume",
+        &[("flow.wv", flow), ("numbers.csv", &numbers)],
+    );
+    let mut child = start(&dir, &["--format", "json"]);
+    let run_id = newest_run(&dir);
+    wait_for(Duration::from_secs(30), "some items to finish", || {
+        read(&dir.join("items.log")).matches("done").count() >= 12
+    });
+    // SIGKILL: no cleanup of any kind runs.
+    child.kill().unwrap();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(200));
+    let resume = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args([
+            "runs",
+            "-w",
+            dir.to_str().unwrap(),
+            "resume",
+            &run_id,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        resume.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resume.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&resume.stdout).unwrap();
+    let total = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "fan")
+        .unwrap();
+    assert_eq!(total["rows"], 40, "{summary}");
+    // Each item finished once; an item may have started twice only if it was in flight at
+    // the crash (at most `concurrency` of them).
+    let log = read(&dir.join("items.log"));
+    let mut twice = 0;
+    for n in 1..=40 {
+        let done = log.lines().filter(|l| *l == format!("done {n}")).count();
+        let started = log.lines().filter(|l| *l == format!("start {n}")).count();
+        assert!(
+            done <= 1 || started == 2,
+            "item {n} finished {done} times:\n{log}"
+        );
+        assert!(done >= 1, "item {n} never finished:\n{log}");
+        if started > 1 {
+            twice += 1;
+        }
+    }
+    assert!(twice <= 4, "{twice} items ran twice:\n{log}");
+    // No activity of the crashed owner is still running.
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let left = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains("items.log") && !l.contains("ps -eo"))
+        .count();
+    assert_eq!(left, 0, "processes of the crashed run are still running");
+}
