@@ -888,14 +888,20 @@ impl StageRun<'_, '_> {
         }
         let mut items = Vec::with_capacity(input.len());
         let mut reused: Vec<Option<Rows>> = Vec::with_capacity(input.len());
+        // Items that succeeded before this run's owner crashed (`runs resume`).
+        let mut finished = self
+            .store
+            .finished_items(&self.stage.id, self.step)
+            .map_err(|e| (e, 1))?;
         for (i, args) in per_row.into_iter().enumerate() {
             let key = keys.get(i).cloned().flatten();
-            let recorded = match &key {
-                Some(k) => self
+            let recorded = match (&key, finished.remove(&i)) {
+                (_, Some(rows)) => Some(rows),
+                (Some(k), None) => self
                     .store
                     .recorded(&self.ctx.flow, &self.stage.id, k)
                     .map_err(|e| (e, 1))?,
-                None => None,
+                (None, None) => None,
             };
             let line = match recorded {
                 Some(_) => Default::default(),
@@ -915,9 +921,15 @@ impl StageRun<'_, '_> {
         let (ctx, stage, step) = (self.ctx, self.stage, self.step);
         let fresh = reused.iter().filter(|r| r.is_none()).count() as u64;
         self.all_reused = fresh == 0 && !items.is_empty();
+        let (done_sender, done_items) = std::sync::mpsc::channel::<usize>();
+        let store = &mut *self.store;
+        let mut unrecorded = None;
+        let (items_ref, reused_ref, results_ref, next_ref) = (&items, &reused, &results, &next);
         std::thread::scope(|scope| {
             for _ in 0..concurrency.max(1).min(fresh) {
-                scope.spawn(|| {
+                let done_sender = done_sender.clone();
+                let (items, reused, results, next) = (items_ref, reused_ref, results_ref, next_ref);
+                scope.spawn(move || {
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(item) = items.get(i) else {
@@ -942,13 +954,37 @@ impl StageRun<'_, '_> {
                             };
                             retried(ctx, stage, ("run", step, Some(i)), &call)
                         };
+                        let succeeded = done.result.is_ok();
                         if let Ok(mut slot) = results[i].lock() {
                             *slot = Some(done);
+                        }
+                        if succeeded {
+                            let _ = done_sender.send(i);
                         }
                     }
                 });
             }
+            drop(done_sender);
+            // Each success is recorded in the run's database as it comes (a resumed run
+            // reuses it), by this thread, which holds the stage's connection.
+            for i in done_items {
+                let rows = results[i]
+                    .lock()
+                    .ok()
+                    .and_then(|slot| slot.as_ref().and_then(|d| d.result.clone().ok()));
+                if let Some(rows) = rows
+                    && let Err(e) = store.finish_item(&stage.id, step, i, &rows)
+                {
+                    unrecorded.get_or_insert(e);
+                }
+            }
         });
+        if let Some(e) = unrecorded {
+            return Err((
+                format!("cannot record a finished item in the run database: {e}"),
+                1,
+            ));
+        }
         let mut outputs = Vec::new();
         let mut failures = Vec::new();
         let mut attempts = 0;

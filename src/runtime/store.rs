@@ -504,11 +504,69 @@ impl Store {
             .map_err(|e| e.to_string())
     }
 
+    /// The rows of the `each` items of a stage's step that succeeded in an earlier execution
+    /// of this run (before a crash), by item; empty in a new run.
+    pub fn finished_items(
+        &mut self,
+        stage: &str,
+        step: usize,
+    ) -> Result<BTreeMap<usize, Rows>, Error> {
+        let table = items_table(stage, step);
+        if !self.exists("run", &table)? {
+            return Ok(BTreeMap::new());
+        }
+        let sql = format!("SELECT item, rows FROM run.{}", quote(&table));
+        let mut statement = self.conn.prepare(&sql).map_err(|e| e.to_string())?;
+        let found = statement
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .map(|(item, text)| {
+                let objects: Vec<serde_json::Map<String, serde_json::Value>> =
+                    serde_json::from_str(&text).unwrap_or_default();
+                (item as usize, Rows::from_json_objects(&objects))
+            })
+            .collect();
+        Ok(found)
+    }
+
+    /// Records one succeeded `each` item's rows in the run's database as soon as it ends, so
+    /// that a resumed run does not call it again.
+    pub fn finish_item(
+        &mut self,
+        stage: &str,
+        step: usize,
+        item: usize,
+        rows: &Rows,
+    ) -> Result<(), Error> {
+        let table = format!("run.{}", quote(&items_table(stage, step)));
+        let text = serde_json::to_string(&rows.to_json_objects()).map_err(|e| e.to_string())?;
+        again_on_schema_change(|| {
+            self.conn
+                .execute_batch(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table} (item INTEGER PRIMARY KEY, rows TEXT)"
+                ))
+                .and_then(|()| {
+                    self.conn.execute(
+                        &format!("INSERT OR REPLACE INTO {table} (item, rows) VALUES (?1, ?2)"),
+                        rusqlite::params![item as i64, text],
+                    )
+                })
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
     /// A name no table uses yet, for intermediate results.
     pub fn temp_name(&mut self) -> String {
         self.next_temp += 1;
         format!("_step_{}", self.next_temp)
     }
+}
+
+/// The run-database table of a stage step's finished `each` items (`:` is in no stage name).
+fn items_table(stage: &str, step: usize) -> String {
+    format!("{stage}:items:{step}")
 }
 
 /// Runs `f` again (up to 20 times) when SQLite reports that the schema changed under it:
