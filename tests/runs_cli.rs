@@ -616,3 +616,52 @@ flow Fan = {
         .count();
     assert_eq!(left, 0, "processes of the crashed run are still running");
 }
+
+/// The processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> usize {
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(marker) && !l.contains("ps -eo"))
+        .count()
+}
+
+#[test]
+fn what_a_killed_owner_left_running_is_stopped_by_cancel_and_by_resume() {
+    for (how, marker) in [("cancel", "7.771"), ("resume", "2.772")] {
+        let flow = format!(
+            r#"
+activity slow = sh("""echo start >> steps.log; sleep {marker}; echo done >> steps.log""")
+flow Slow = {{ stage s = slow() }}
+"#
+        );
+        let dir = scratch(&format!("orphans_{how}"), &[("flow.wv", &flow)]);
+        let mut child = start(&dir, &["--format", "json"]);
+        let run_id = newest_run(&dir);
+        wait_for(Duration::from_secs(20), "the activity to start", || {
+            read(&dir.join("steps.log")).contains("start")
+        });
+        child.kill().unwrap();
+        let _ = child.wait();
+        // The program's own process died with its owner; what it started is still there.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(processes_with(&format!("sleep {marker}")), 1, "{how}");
+        let o = runs(&dir, &[how, &run_id]);
+        assert!(
+            o.status.success(),
+            "{how}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if how == "cancel" {
+            assert_eq!(
+                processes_with(&format!("sleep {marker}")),
+                0,
+                "cancel left it"
+            );
+            assert_eq!(read(&dir.join("steps.log")), "start\n");
+        } else {
+            // The old attempt was stopped before the new one ran: one `done`, two `start`s.
+            assert_eq!(read(&dir.join("steps.log")), "start\nstart\ndone\n");
+        }
+    }
+}

@@ -40,7 +40,9 @@ pub struct Request {
 
 /// Starts activities; tests replace it with a scripted one.
 pub trait Launcher: Send + Sync {
-    fn launch(&self, request: &Request) -> Outcome<Rows>;
+    /// Runs one attempt. `spawned` is told the process's id as soon as it exists (the run
+    /// store records it there).
+    fn launch(&self, request: &Request, spawned: &dyn Fn(u32)) -> Outcome<Rows>;
 }
 
 /// Runs real processes.
@@ -109,7 +111,7 @@ pub fn command_line(
 }
 
 impl Launcher for ProcessLauncher {
-    fn launch(&self, request: &Request) -> Outcome<Rows> {
+    fn launch(&self, request: &Request, spawned: &dyn Fn(u32)) -> Outcome<Rows> {
         let mut command = match &request.command {
             Command::Exec { .. } => {
                 let Some((program, rest)) = request.argv.split_first() else {
@@ -135,6 +137,15 @@ impl Launcher for ProcessLauncher {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        // SAFETY: between fork and exec only prctl, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                // The program dies with the owner's thread that started and watches it, so
+                // a killed `wvflow run` leaves no attempt running unwatched.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -144,6 +155,8 @@ impl Launcher for ProcessLauncher {
                 };
             }
         };
+        // Recorded as soon as it exists: a resume or a stale-run cancel stops its group.
+        spawned(child.id());
         supervise(&mut child, request)
     }
 }
@@ -399,7 +412,7 @@ mod tests {
         let cmd = Command::Shell {
             text: r#"while read -r line; do printf '%s\n' "$line"; done; printf '{"name": "%s", "stage": "%s"}\nnot json\n' "$WV_NAME" "$WVFLOW_STAGE""#.into(),
         };
-        let Outcome::Success(rows) = ProcessLauncher.launch(&request(cmd, None)) else {
+        let Outcome::Success(rows) = ProcessLauncher.launch(&request(cmd, None), &|_| {}) else {
             panic!()
         };
         assert_eq!(rows.columns, ["n", "name", "stage"]);
@@ -436,7 +449,7 @@ mod tests {
         let mut request = request(invocation.command.clone(), None);
         let mut store = Store::in_memory(&std::env::temp_dir()).unwrap();
         (request.argv, _) = command_line(&mut store, &invocation, &request.args).unwrap();
-        let Outcome::Success(rows) = ProcessLauncher.launch(&request) else {
+        let Outcome::Success(rows) = ProcessLauncher.launch(&request, &|_| {}) else {
             panic!()
         };
         assert_eq!(
@@ -451,7 +464,7 @@ mod tests {
             text: "echo first >&2; echo 'disk full' >&2; exit 3".into(),
         };
         assert_eq!(
-            ProcessLauncher.launch(&request(cmd, None)),
+            ProcessLauncher.launch(&request(cmd, None), &|_| {}),
             Outcome::Failure {
                 error: "first\ndisk full".into(),
                 exit_code: Some(3)
@@ -468,7 +481,7 @@ mod tests {
             text: format!("(sleep 1; touch {}) & sleep 30", marker.display()),
         };
         let started = Instant::now();
-        let outcome = ProcessLauncher.launch(&request(cmd, Some(200)));
+        let outcome = ProcessLauncher.launch(&request(cmd, Some(200)), &|_| {});
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(
             matches!(&outcome, Outcome::Failure { error, exit_code: None } if error.starts_with("timed out after 200ms")),

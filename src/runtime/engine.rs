@@ -124,6 +124,8 @@ pub struct Attempt<'a> {
 pub trait Progress: Sync {
     fn stage_started(&self, _stage: &str) {}
     fn attempt_started(&self, _attempt: &Attempt) {}
+    /// The attempt's process exists: `pid`, also the id of its process group.
+    fn attempt_process(&self, _attempt: &Attempt, _pid: u32) {}
     fn attempt_finished(&self, _attempt: &Attempt, _end: &AttemptEnd) {}
     /// `attempt` failed and another follows after `delay`: the stage is `retrying`.
     fn retrying(&self, _attempt: &Attempt, _delay: Duration) {}
@@ -141,6 +143,9 @@ impl Progress for Tee<'_> {
     }
     fn attempt_started(&self, attempt: &Attempt) {
         self.0.iter().for_each(|p| p.attempt_started(attempt));
+    }
+    fn attempt_process(&self, attempt: &Attempt, pid: u32) {
+        self.0.iter().for_each(|p| p.attempt_process(attempt, pid));
     }
     fn attempt_finished(&self, attempt: &Attempt, end: &AttemptEnd) {
         self.0.iter().for_each(|p| p.attempt_finished(attempt, end));
@@ -1165,10 +1170,12 @@ fn retried(
 fn launch(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> Outcome<Rows> {
     let request = request(ctx, stage, attempt, call);
     let Some(progress) = ctx.progress else {
-        return ctx.launcher.launch(&request);
+        return ctx.launcher.launch(&request, &|_| {});
     };
     progress.attempt_started(attempt);
-    let outcome = ctx.launcher.launch(&request);
+    let outcome = ctx
+        .launcher
+        .launch(&request, &|pid| progress.attempt_process(attempt, pid));
     let end = match &outcome {
         Outcome::Success(_) => AttemptEnd {
             state: "success",
@@ -1285,7 +1292,7 @@ fn compensate(
 pub struct ScriptedLauncher<F: Fn(&Request) -> Outcome<Rows> + Send + Sync>(pub F);
 
 impl<F: Fn(&Request) -> Outcome<Rows> + Send + Sync> Launcher for ScriptedLauncher<F> {
-    fn launch(&self, request: &Request) -> Outcome<Rows> {
+    fn launch(&self, request: &Request, _spawned: &dyn Fn(u32)) -> Outcome<Rows> {
         (self.0)(request)
     }
 }

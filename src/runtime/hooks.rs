@@ -142,24 +142,27 @@ fn call(
         &SystemClock::default(),
         &SeededRandom::from_time(),
         |attempt| {
-            launcher.launch(&Request {
-                activity: invocation.activity.clone(),
-                command: invocation.command.clone(),
-                args: args.clone(),
-                argv: argv.clone(),
-                env: env
-                    .iter()
-                    .cloned()
-                    .chain([("WVFLOW_ATTEMPT".into(), attempt.to_string())])
-                    .collect(),
-                input: rows.clone(),
-                cwd: cwd.to_path_buf(),
-                timeout: Some(Duration::from_millis(
-                    invocation.timeout_ms.unwrap_or(HOOK_TIMEOUT_MS),
-                )),
-                heartbeat: None,
-                cancel: Arc::new(AtomicBool::new(false)),
-            })
+            launcher.launch(
+                &Request {
+                    activity: invocation.activity.clone(),
+                    command: invocation.command.clone(),
+                    args: args.clone(),
+                    argv: argv.clone(),
+                    env: env
+                        .iter()
+                        .cloned()
+                        .chain([("WVFLOW_ATTEMPT".into(), attempt.to_string())])
+                        .collect(),
+                    input: rows.clone(),
+                    cwd: cwd.to_path_buf(),
+                    timeout: Some(Duration::from_millis(
+                        invocation.timeout_ms.unwrap_or(HOOK_TIMEOUT_MS),
+                    )),
+                    heartbeat: None,
+                    cancel: Arc::new(AtomicBool::new(false)),
+                },
+                &|_| {},
+            )
         },
     );
     done.result.map(|_| ())

@@ -273,6 +273,7 @@ impl Journal {
                 ));
             }
         }
+        stop_left_running(&tx, run_id).map_err(fail)?;
         let owner = Owner::this_process();
         let now = now_ms();
         tx.execute(
@@ -469,6 +470,31 @@ impl Progress for Journal {
         });
     }
 
+    fn attempt_process(&self, attempt: &Attempt, pid: u32) {
+        let run_id = &self.run_id;
+        let item = attempt.item.map_or(-1, |i| i as i64);
+        let start = super::owner::process_start(pid.into());
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE wvflow_attempts SET pid = ?8, pid_start = ?9
+                 WHERE run_id = ?1 AND stage = ?2 AND phase = ?3 AND step = ?4 AND item = ?5
+                   AND round = ?6 AND attempt = ?7",
+                params![
+                    run_id,
+                    attempt.stage,
+                    attempt.phase,
+                    attempt.step as i64,
+                    item,
+                    self.round,
+                    attempt.number,
+                    pid,
+                    start
+                ],
+            )
+            .map(|_| ())
+        });
+    }
+
     fn attempt_finished(&self, attempt: &Attempt, end: &AttemptEnd) {
         let run_id = &self.run_id;
         let item = attempt.item.map_or(-1, |i| i as i64);
@@ -554,6 +580,41 @@ impl Progress for Journal {
 
 /// Records a request from another process: cancel a run, send it a signal, pause or resume
 /// it. Returns the run's state as it was.
+/// Stops the attempts a dead owner left running: each recorded process group that is still
+/// the attempt's (a reused pid is never hit: [`super::owner::group_is_attempts`]) is killed
+/// and waited for up to 2 s. Their attempts are recorded `cancelled`.
+fn stop_left_running(tx: &Transaction, run_id: &str) -> rusqlite::Result<()> {
+    let mut statement = tx.prepare(
+        "SELECT pid, pid_start FROM wvflow_attempts
+         WHERE run_id = ?1 AND state = 'running' AND pid IS NOT NULL",
+    )?;
+    let groups: Vec<(i64, i64)> = statement
+        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .filter_map(Result::ok)
+        .collect();
+    for (pid, start) in groups {
+        if start != 0 && super::owner::group_is_attempts(pid, start) {
+            // SAFETY: a signal to a process group recorded for this run; no memory involved.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGKILL);
+            }
+            let asked = std::time::Instant::now();
+            while super::owner::group_exists(pid)
+                && asked.elapsed() < std::time::Duration::from_secs(2)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+    tx.execute(
+        "UPDATE wvflow_attempts SET state = 'cancelled', finished_at = ?2,
+           error = 'stopped: the run''s owner had ended'
+         WHERE run_id = ?1 AND state = 'running'",
+        params![run_id, now_ms()],
+    )?;
+    Ok(())
+}
+
 pub fn request(
     db: &Path,
     run_id: &str,
@@ -574,7 +635,9 @@ pub fn request(
     let now = now_ms();
     match kind {
         "cancel" if state == "running (stale)" => {
-            // Nobody is left to act on the request: the run is cancelled here.
+            // Nobody is left to act on the request: the run is cancelled here, and what its
+            // dead owner left running is stopped.
+            stop_left_running(&tx, run_id).map_err(fail)?;
             tx.execute(
                 "UPDATE wvflow_runs SET state = 'cancelled', cancel_requested = 1, finished_at = ?2 WHERE run_id = ?1",
                 params![run_id, now],

@@ -69,8 +69,31 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buffer[..end]).into_owned()
 }
 
+/// Whether the process group `pid` can only be the one an attempt created when process `pid`
+/// started at `start`. While its leader lives, the start time tells; once the leader has
+/// ended, no other process can take the id while the group has members, so a group of that
+/// id is still the attempt's.
+pub fn group_is_attempts(pid: i64, start: i64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().unwrap_or("X");
+    let started: i64 = fields.nth(18).and_then(|f| f.parse().ok()).unwrap_or(0);
+    matches!(state, "Z" | "X") || started == start
+}
+
+/// Whether process group `pgid` has a member.
+pub fn group_exists(pgid: i64) -> bool {
+    // SAFETY: signal 0 only checks that the group exists.
+    unsafe { libc::kill(-(pgid as i32), 0) == 0 }
+}
+
 /// Field 22 of `/proc/PID/stat`, the start time; 0 when there is no such file.
-fn process_start(pid: i64) -> i64 {
+pub fn process_start(pid: i64) -> i64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0;
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The schema this build writes. A database with a higher version was written by a newer
 /// wvflow and is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS wvflow_runs (
@@ -99,6 +99,14 @@ CREATE TABLE IF NOT EXISTS wvflow_idempotency (
 PRAGMA user_version = 1;
 ";
 
+/// Version 2: each attempt's process group and that process's start time, recorded before
+/// the program runs, so that a resume or a stale-run cancel stops what a dead owner left.
+const SCHEMA_2: &str = "
+ALTER TABLE wvflow_attempts ADD COLUMN pid INTEGER;
+ALTER TABLE wvflow_attempts ADD COLUMN pid_start INTEGER;
+PRAGMA user_version = 2;
+";
+
 /// How long a writer waits for another process's lock before giving up
 /// (`WVFLOW_BUSY_TIMEOUT_MS`, default 30 s: a stage writing a large table holds the lock).
 pub fn busy_timeout() -> Duration {
@@ -120,11 +128,23 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
         ));
     }
     if version < SCHEMA_VERSION {
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_1} COMMIT;"))
-            .map_err(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                e.to_string()
-            })?;
+        // Under the write lock, the version is read again: another process may have migrated
+        // meanwhile, and `ALTER TABLE` must not run twice.
+        let migrated = (|| -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let now: i64 = conn.query_row("PRAGMA main.user_version", [], |r| r.get(0))?;
+            if now < 1 {
+                conn.execute_batch(SCHEMA_1)?;
+            }
+            if now < 2 {
+                conn.execute_batch(SCHEMA_2)?;
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        migrated.map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        })?;
     }
     Ok(())
 }
