@@ -249,3 +249,29 @@ fn quote_right_before_the_closing_triple_quotes() {
     );
     assert_eq!(codes, ["E0002", "E0002"]);
 }
+
+#[test]
+fn a_nul_in_a_string_is_refused_where_it_is_written() {
+    // Not a snapshot: the rendered source line would put a NUL byte into the snapshot file.
+    let src = "flow f = {\n  stage s = from [['a\u{0}b']] as t(label)\n}\n";
+    let mut workspace = Workspace::default();
+    workspace.add("nul.wv".into(), src.to_string());
+    let found: Vec<(&str, usize)> = workspace
+        .diagnostics()
+        .map(|d| (d.code, d.primary.span.start as usize))
+        .collect();
+    assert_eq!(found, [("E0014", src.find('\u{0}').unwrap())]);
+}
+
+#[test]
+fn long_chains_of_one_operator_are_not_deep_nesting() {
+    let terms: Vec<String> = (0..600).map(|i| format!("x = {i}")).collect();
+    let src = format!(
+        "flow f = {{\n  stage s = from [[1]] as t(x) | where {}\n}}\n",
+        terms.join(" or ")
+    );
+    let mut workspace = wvflow::workspace::Workspace::default();
+    workspace.add("chain.wv".into(), src);
+    let codes: Vec<&str> = workspace.diagnostics().map(|d| d.code).collect();
+    assert!(codes.is_empty(), "{codes:?}");
+}

@@ -7,42 +7,83 @@ use super::{MAX_NESTING, starts_item};
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 
-/// Nesting counts open brackets plus operators chained at each bracket level (each operator
-/// adds a level to the tree); a token that ends an expression resets its level's chain, and
-/// each item starts afresh. On failure, returns the index of the token where it is exceeded.
+/// Operator precedence tiers, lowest first: a chain of one tier is one path down the tree.
+const TIERS: usize = 6;
+
+fn tier(token: Token) -> Option<usize> {
+    use Token::*;
+    Some(match token {
+        Or => 0,
+        And => 1,
+        Not => 2,
+        Is | In | Like | Eq | EqEq | NotEq | LtGt | Lt | Le | Gt | Ge => 3,
+        Plus | Minus | Concat => 4,
+        Star | Slash | Percent => 5,
+        _ => return None,
+    })
+}
+
+/// The operators of one bracket level of one expression. The tree they build is at most as
+/// deep as the sum, over the tiers, of the longest run of that tier's operators between
+/// operators of a lower tier: `a = 1 or b = 2 or ...` is one `or` per term deep, not two.
+#[derive(Default)]
+struct Level {
+    runs: [usize; TIERS],
+    longest: [usize; TIERS],
+    /// The sum of `longest`: what this level adds to the depth.
+    counted: usize,
+}
+
+impl Level {
+    /// Counts an operator; whether it made the tree deeper.
+    fn operator(&mut self, tier: usize) -> bool {
+        self.runs[tier] += 1;
+        self.runs[tier + 1..].iter_mut().for_each(|r| *r = 0);
+        if self.runs[tier] > self.longest[tier] {
+            self.longest[tier] = self.runs[tier];
+            self.counted += 1;
+            return true;
+        }
+        false
+    }
+}
+
+/// Nesting counts open brackets plus the depth the operators at each bracket level add to the
+/// tree ([`Level`]); a token that ends an expression resets its level, and each item starts
+/// afresh. On failure, returns the index of the token where it is exceeded.
 pub fn check(tokens: &[(Token, Span)], file: FileId) -> Result<(), (usize, Box<Diagnostic>)> {
-    let mut chains: Vec<usize> = vec![0];
+    let mut levels: Vec<Level> = vec![Level::default()];
     let mut depth = 0usize;
     for (index, &(token, span)) in tokens.iter().enumerate() {
         use Token::*;
         if starts_item(tokens, index) {
-            chains = vec![0];
+            levels = vec![Level::default()];
             depth = 0;
         }
         match token {
             LParen | LBracket | LBrace => {
-                chains.push(0);
+                levels.push(Level::default());
                 depth += 1;
             }
             RParen | RBracket | RBrace => {
-                if chains.len() > 1 {
-                    depth -= 1 + chains.pop().unwrap_or(0);
+                if levels.len() > 1 {
+                    depth -= 1 + levels.pop().map_or(0, |l| l.counted);
                 }
             }
-            Or | And | Not | Is | In | Like | Eq | EqEq | NotEq | LtGt | Lt | Le | Gt | Ge
-            | Plus | Minus | Star | Slash | Percent | Concat => {
-                if let Some(chain) = chains.last_mut() {
-                    *chain += 1;
+            _ if tier(token).is_some() => {
+                if let (Some(level), Some(t)) = (levels.last_mut(), tier(token))
+                    && level.operator(t)
+                {
+                    depth += 1;
                 }
-                depth += 1;
             }
             Ident | QuotedIdent | Int | Float | Duration | SingleQuoted | DoubleQuoted
             | TripleQuoted | Null | True | False | Version | To | Until | End | Asc | Desc
             | Exec | Sh | Signal | Query | Dot => {}
             _ => {
-                if let Some(chain) = chains.last_mut() {
-                    depth -= *chain;
-                    *chain = 0;
+                if let Some(level) = levels.last_mut() {
+                    depth -= level.counted;
+                    *level = Level::default();
                 }
             }
         }

@@ -122,6 +122,18 @@ pub(super) fn string<'t>(src: &'t str) -> impl Parse<'t, StrLit> {
                 ));
                 text.to_string()
             });
+            // Programs take their arguments, and SQLite its text, up to a NUL: it would cut
+            // the value short far from here.
+            if let Some(at) = text.find('\0') {
+                let at = span.start as usize + at;
+                emitter.emit(SyntaxError::custom(
+                    "E0014",
+                    Span::new(at, at + 1),
+                    "a NUL character in a string".to_string(),
+                    "NUL character",
+                    "remove it: programs and the embedded database end text at a NUL",
+                ));
+            }
             StrLit {
                 value: value.into(),
                 span,
