@@ -67,6 +67,10 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .map(PathBuf::from)
         .collect();
+    if std::env::args().any(|a| a == "--scaling") {
+        scaling();
+        return;
+    }
     if files.is_empty() {
         eprintln!(
             "usage: cargo bench --bench check -- FILE.wv...  (make one with `cargo run --release --example gen_workspace -- --mb 5 --out target/bench/5mb`)"
@@ -161,6 +165,52 @@ fn main() {
             (parse_heap * 1e6 + text.len() as f64) / text.len() as f64,
             peak as f64 / 1e3,
             rss_before as f64 / 1e3,
+        );
+    }
+}
+
+/// `cargo bench --bench check -- --scaling`: one flow of n stages (a chain), and one stage of
+/// n operators, checked and lowered at n and 4n. A linear pass takes about 4x the time.
+fn scaling() {
+    let chain = |n: usize| {
+        let mut src = String::from("flow f = {\n  stage s0 = from [[1]] as t(x)\n");
+        for i in 1..n {
+            src.push_str(&format!("  stage s{i} = from s{} | where x > 0\n", i - 1));
+        }
+        src + "}\n"
+    };
+    let operators = |n: usize| {
+        format!(
+            "flow f = {{\n  stage s = from [[1]] as t(x){}\n}}\n",
+            " | limit 1 | where x > 0".repeat(n / 2)
+        )
+    };
+    let cases: [(&str, &dyn Fn(usize) -> String, usize); 2] = [
+        ("stages in one flow", &chain, 16_000),
+        ("operators in one stage", &operators, 16_000),
+    ];
+    for (what, make, n) in cases {
+        let time = |n: usize| {
+            let src = make(n);
+            best_of(3, || {
+                let mut workspace = wvflow::workspace::Workspace::default();
+                workspace.add("scaling.wv".into(), src.clone());
+                let found = wvflow::check::check(&workspace).diagnostics.len();
+                let index = wvflow::check::Index::new(&workspace);
+                let def = index.flows[0];
+                let plan = wvflow::plan::lower(&workspace, &index, def);
+                assert_eq!(found, 0, "the scaling input must check clean");
+                plan.flow.stages.len()
+            })
+            .0
+        };
+        let (small, large) = (time(n), time(4 * n));
+        println!(
+            "{what}: {n}: {:.1} ms, {}: {:.1} ms, ratio {:.2} (4.0 is linear)",
+            small.as_secs_f64() * 1e3,
+            4 * n,
+            large.as_secs_f64() * 1e3,
+            large.as_secs_f64() / small.as_secs_f64()
         );
     }
 }

@@ -28,6 +28,8 @@ pub struct FlowGraph<'w> {
     pub reads: Vec<Vec<Edge>>,
     /// Stages each stage's `if` trigger names.
     pub waits: Vec<Vec<Edge>>,
+    /// For each stage, the stages whose `on_failure` names it.
+    failing: Vec<Vec<usize>>,
 }
 
 impl<'w> FlowGraph<'w> {
@@ -47,6 +49,7 @@ impl<'w> FlowGraph<'w> {
             flow,
             reads: vec![Vec::new(); stages.len()],
             waits: vec![Vec::new(); stages.len()],
+            failing: vec![Vec::new(); stages.len()],
             stages,
             by_name,
         };
@@ -81,10 +84,11 @@ impl<'w> FlowGraph<'w> {
             let Some((fallback, span)) = on_failure_stage(graph.stages[i].stage) else {
                 continue;
             };
-            if let Some(&f) = graph.by_name.get(fallback)
-                && f != i
-                && !graph.waits[f].iter().any(|e| e.to == i)
-            {
+            let Some(&f) = graph.by_name.get(fallback) else {
+                continue;
+            };
+            graph.failing[f].push(i);
+            if f != i && !graph.waits[f].iter().any(|e| e.to == i) {
                 graph.waits[f].push(Edge { to: i, span });
             }
         }
@@ -93,10 +97,10 @@ impl<'w> FlowGraph<'w> {
 
     /// Stages whose `on_failure` names stage `i`.
     pub fn failing_into(&self, i: usize) -> Vec<usize> {
-        let name = self.name(i);
-        (0..self.stages.len())
-            .filter(|&x| on_failure_stage(self.stages[x].stage).is_some_and(|(f, _)| f == name))
-            .collect()
+        // Stages of the same name as `i` (a duplicate, reported elsewhere) share its fallbacks.
+        self.by_name
+            .get(self.name(i))
+            .map_or_else(Vec::new, |&first| self.failing[first].clone())
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {

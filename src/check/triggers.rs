@@ -21,6 +21,7 @@ const NEED_UPSTREAM: [&str; 5] = [
 ];
 
 pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
+    let routes = route_targets(graph);
     for (i, node) in graph.stages.iter().enumerate() {
         let stage = node.stage;
         let rule = rule_entry(stage);
@@ -38,8 +39,39 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
         if let Some(entry) = rule {
             rule_value(ctx, graph, i, entry);
         }
-        join_after_route(ctx, graph, i);
+        join_after_route(ctx, graph, &routes, i);
     }
+}
+
+/// Each stage with a `route`, and the stages its cases send rows to: found once per flow, so
+/// the join rule is linear in the stages.
+fn route_targets(graph: &FlowGraph) -> Vec<(usize, Vec<usize>)> {
+    graph
+        .stages
+        .iter()
+        .enumerate()
+        .filter_map(|(r, node)| {
+            let targets: Vec<usize> = node
+                .stage
+                .body
+                .ops
+                .iter()
+                .filter_map(|op| match &op.kind {
+                    OpKind::Route(route) => Some(route),
+                    _ => None,
+                })
+                .flat_map(|route| {
+                    route
+                        .cases
+                        .iter()
+                        .map(|c| &c.target)
+                        .chain(route.otherwise.iter())
+                })
+                .filter_map(|t| graph.index_of(&t.name))
+                .collect();
+            (!targets.is_empty()).then_some((r, targets))
+        })
+        .collect()
 }
 
 pub fn rule_entry(stage: &Stage) -> Option<&ConfigEntry> {
@@ -154,38 +186,22 @@ fn rule_value(ctx: &mut Ctx, graph: &FlowGraph, i: usize, entry: &ConfigEntry) {
 
 /// A stage that reads several targets of one route keeps `all_success`: whenever a branch is
 /// not taken, it is skipped too.
-fn join_after_route(ctx: &mut Ctx, graph: &FlowGraph, i: usize) {
+fn join_after_route(ctx: &mut Ctx, graph: &FlowGraph, routes: &[(usize, Vec<usize>)], i: usize) {
     let stage = graph.stages[i].stage;
     if stage.trigger.is_some()
         || rule_entry(stage).is_some_and(|e| values::word(&e.value) != Some("all_success"))
+        || graph.reads[i].len() < 2
     {
         return;
     }
-    for (r, node) in graph.stages.iter().enumerate() {
-        let targets: Vec<&str> = node
-            .stage
-            .body
-            .ops
-            .iter()
-            .filter_map(|op| match &op.kind {
-                OpKind::Route(route) => Some(route),
-                _ => None,
-            })
-            .flat_map(|route| {
-                route
-                    .cases
-                    .iter()
-                    .map(|c| c.target.name.as_str())
-                    .chain(route.otherwise.iter().map(|o| o.name.as_str()))
-            })
-            .collect();
+    for (r, targets) in routes {
         let joined: Vec<_> = graph.reads[i]
             .iter()
-            .filter(|e| targets.contains(&graph.name(e.to)))
+            .filter(|e| targets.contains(&e.to))
             .collect();
         if joined.len() >= 2 {
             ctx.emit(
-                Diagnostic::warning("W0301", graph.file, stage.name.span, format!("stage `{}` joins branches of the route in `{}` but waits for all of them to succeed", graph.name(i), graph.name(r)))
+                Diagnostic::warning("W0301", graph.file, stage.name.span, format!("stage `{}` joins branches of the route in `{}` but waits for all of them to succeed", graph.name(i), graph.name(*r)))
                     .with_label("skipped whenever a branch is not taken")
                     .with_secondary(graph.file, joined[0].span, "a route branch")
                     .with_secondary(graph.file, joined[1].span, "another route branch")

@@ -195,28 +195,49 @@ pub fn cond_of(c: &Condition) -> Cond {
     }
 }
 
-/// Stages in dependency order; among ready stages, the one defined first.
+/// Stages in dependency order; among ready stages, the one defined first (Kahn's algorithm
+/// with a min-heap: n log n).
 fn topological_order(graph: &FlowGraph) -> Vec<usize> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     let n = graph.stages.len();
-    let upstream: Vec<BTreeSet<usize>> = (0..n)
-        .map(|i| {
-            graph
-                .upstream(i)
-                .map(|e| e.to)
-                .filter(|&u| u != i)
-                .collect()
-        })
-        .collect();
+    let mut waiting = vec![0usize; n];
+    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, count) in waiting.iter_mut().enumerate() {
+        let upstream: BTreeSet<usize> = graph
+            .upstream(i)
+            .map(|e| e.to)
+            .filter(|&u| u != i)
+            .collect();
+        *count = upstream.len();
+        for u in upstream {
+            downstream[u].push(i);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| waiting[i] == 0).map(Reverse).collect();
     let mut done = vec![false; n];
     let mut order = Vec::with_capacity(n);
     while order.len() < n {
         // A cycle cannot reach here (the checker refuses it); take the rest in order if it does.
-        let next = (0..n)
-            .find(|&i| !done[i] && upstream[i].iter().all(|&u| done[u]))
-            .or_else(|| (0..n).find(|&i| !done[i]));
-        let Some(i) = next else { break };
+        let i = match ready.pop() {
+            Some(Reverse(i)) => i,
+            None => match (0..n).find(|&i| !done[i]) {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        if done[i] {
+            continue;
+        }
         done[i] = true;
         order.push(i);
+        for &d in &downstream[i] {
+            waiting[d] = waiting[d].saturating_sub(1);
+            if waiting[d] == 0 && !done[d] {
+                ready.push(Reverse(d));
+            }
+        }
     }
     order
 }

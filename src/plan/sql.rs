@@ -243,9 +243,10 @@ impl<'a> Writer<'a> {
 }
 
 /// One SELECT being built from relational operators; a clause that must come before one
-/// already set wraps what is there as a subquery.
+/// already set wraps what is there as a subquery. Wrapping moves the query inside, and the
+/// whole nest is written once at the end, so building is linear in the operators.
 pub struct Select {
-    from: String,
+    from: From,
     alias: String,
     joins: Vec<String>,
     wheres: Vec<String>,
@@ -257,11 +258,17 @@ pub struct Select {
     stage: u8,
 }
 
+/// What a SELECT reads: a table (or subquery text), or the query it wrapped.
+enum From {
+    Table(String),
+    Inner(Box<Select>),
+}
+
 impl Select {
     /// `FROM table AS alias`.
     pub fn from(table: String, alias: &str) -> Self {
         Select {
-            from: table,
+            from: From::Table(table),
             alias: alias.to_string(),
             joins: Vec::new(),
             wheres: Vec::new(),
@@ -282,8 +289,9 @@ impl Select {
     fn at(&mut self, rank: u8) {
         let repeatable = rank == 1; // several `where`s join with AND
         if rank < self.stage || (rank == self.stage && !repeatable && self.stage != 0) {
-            let inner = self.render();
-            *self = Select::from(format!("({inner})"), &self.alias.clone());
+            let alias = self.alias.clone();
+            let inner = std::mem::replace(self, Select::from(String::new(), &alias));
+            self.from = From::Inner(Box::new(inner));
         }
         self.stage = rank;
     }
@@ -315,38 +323,61 @@ impl Select {
     }
 
     pub fn limit(&mut self, n: u64) {
+        // `limit a | limit b` keeps the first min(a, b) rows: no subquery needed.
+        if self.stage == 5
+            && let Some(limit) = &mut self.limit
+        {
+            *limit = (*limit).min(n);
+            return;
+        }
         self.at(5);
         self.limit = Some(n);
     }
 
+    /// The SQL text: the nest of wrapped queries written from the outside in, without
+    /// recursion (a pipeline may nest thousands of them).
     pub fn render(&self) -> String {
-        let items = match (&self.items, self.group.is_empty()) {
-            (Some(items), _) => items.clone(),
-            // `group by` alone keeps the distinct keys.
-            (None, false) => self.group.join(", "),
-            (None, true) => "*".to_string(),
-        };
-        let mut sql = format!(
-            "SELECT {items} FROM {} AS {}",
-            self.from,
-            quote_ident(&self.alias)
-        );
-        for j in &self.joins {
-            sql.push(' ');
-            sql.push_str(j);
+        let mut layers = vec![self];
+        while let From::Inner(inner) = &layers[layers.len() - 1].from {
+            layers.push(inner);
         }
-        if !self.wheres.is_empty() {
-            let conditions: Vec<String> = self.wheres.iter().map(|w| format!("({w})")).collect();
-            sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+        let mut sql = String::new();
+        for layer in &layers {
+            let items = match (&layer.items, layer.group.is_empty()) {
+                (Some(items), _) => items.clone(),
+                // `group by` alone keeps the distinct keys.
+                (None, false) => layer.group.join(", "),
+                (None, true) => "*".to_string(),
+            };
+            sql.push_str(&format!("SELECT {items} FROM "));
+            match &layer.from {
+                From::Table(table) => sql.push_str(table),
+                From::Inner(_) => sql.push('('),
+            }
         }
-        if !self.group.is_empty() {
-            sql.push_str(&format!(" GROUP BY {}", self.group.join(", ")));
-        }
-        if !self.order.is_empty() {
-            sql.push_str(&format!(" ORDER BY {}", self.order.join(", ")));
-        }
-        if let Some(n) = self.limit {
-            sql.push_str(&format!(" LIMIT {n}"));
+        for (depth, layer) in layers.iter().enumerate().rev() {
+            if depth + 1 < layers.len() {
+                sql.push(')');
+            }
+            sql.push_str(&format!(" AS {}", quote_ident(&layer.alias)));
+            for j in &layer.joins {
+                sql.push(' ');
+                sql.push_str(j);
+            }
+            if !layer.wheres.is_empty() {
+                let conditions: Vec<String> =
+                    layer.wheres.iter().map(|w| format!("({w})")).collect();
+                sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+            }
+            if !layer.group.is_empty() {
+                sql.push_str(&format!(" GROUP BY {}", layer.group.join(", ")));
+            }
+            if !layer.order.is_empty() {
+                sql.push_str(&format!(" ORDER BY {}", layer.order.join(", ")));
+            }
+            if let Some(n) = layer.limit {
+                sql.push_str(&format!(" LIMIT {n}"));
+            }
         }
         sql
     }
