@@ -185,7 +185,9 @@ fn scaling() {
             " | limit 1 | where x > 0".repeat(n / 2)
         )
     };
-    let cases: [(&str, &dyn Fn(usize) -> String, usize); 2] = [
+    /// A name, a generator of the input for n, and n.
+    type Case<'a> = (&'a str, &'a dyn Fn(usize) -> String, usize);
+    let cases: [Case; 2] = [
         ("stages in one flow", &chain, 16_000),
         ("operators in one stage", &operators, 16_000),
     ];
