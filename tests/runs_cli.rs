@@ -690,7 +690,12 @@ flow Crash = {
         seed ^= seed << 17;
         seed
     };
-    let cases: Vec<(u64, u64)> = (0..30).map(|_| (next() % 900, next() % 2)).collect();
+    // 30 in the test suite; a longer campaign: WVFLOW_CRASH_CASES=300 (docs/reliability.md).
+    let count: usize = std::env::var("WVFLOW_CRASH_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(30);
+    let cases: Vec<(u64, u64)> = (0..count).map(|_| (next() % 900, next() % 2)).collect();
     let run_case = |case: usize, (kill_after_ms, kill_resume): (u64, u64)| {
         let dir = scratch(&format!("crash_{case}"), &[("flow.wv", FLOW)]);
         let mut child = start(&dir, &["--format", "json"]);
@@ -731,9 +736,10 @@ flow Crash = {
             assert!(n >= 1, "case {case}: `{effect}` lost:\n{log}");
             doubled += n - 1;
         }
-        // At most the attempts in flight at each kill run again: 3 items, or one step.
+        // At most the attempts in flight at each kill run again: `a` runs beside the fan-out,
+        // so 1 step and 3 items at once at the most.
         assert!(
-            doubled <= 3 * kills,
+            doubled <= 4 * kills,
             "case {case}: {doubled} effects doubled:\n{log}"
         );
         assert_eq!(
