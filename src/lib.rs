@@ -1,8 +1,12 @@
 //! wvflow: a compiler and local runtime for a wvlet-style flow language.
 //!
-//! The pipeline, one module per step: [`syntax`] (tokens, parser, AST) ->
-//! [`diagnostics`] (the problems found, rendered) -> [`workspace`] (files of a folder).
-//! The command line in [`cli`] is a thin layer over this library.
+//! The pipeline, one module per step: [`workspace`] (the files of a folder) -> [`syntax`]
+//! (tokens, parser, syntax tree with spans) -> [`check`] (every rule, and the binder that
+//! resolves each name of each expression) -> [`plan`] (lowering to the execution plan) ->
+//! [`runtime`] (the executor on SQLite, the run store, the scheduler). [`diagnostics`] renders
+//! the problems found; [`value`] says how typed values look where they leave wvflow;
+//! [`format`] and [`lsp`] serve editors on the same front end. The command line in [`cli`] is
+//! a thin layer over this library.
 
 pub mod check;
 pub mod cli;
