@@ -158,6 +158,36 @@ fn check_case(case: usize, text: String) {
     if case.is_multiple_of(8) {
         render_human(&diagnostics, &workspace.sources, false);
     }
+    // The checker (names, shapes, every rule) on whatever parsed, and the lowering of every
+    // flow of a workspace that checks clean.
+    let report = wvflow::check::check(&workspace);
+    render_short(&report.diagnostics, &workspace.sources);
+    if diagnostics.is_empty() && !report.diagnostics.iter().any(|d| d.is_error()) {
+        let index = wvflow::check::Index::new(&workspace);
+        for &def in &index.flows {
+            let plan = wvflow::plan::lower(&workspace, &index, def);
+            assert!(serde_json::to_string(&plan).is_ok(), "case {case}");
+        }
+    }
+}
+
+#[test]
+fn random_bytes_never_stop_the_language_server_reader() {
+    let mut rng = Rng(0x15b_f4a3e);
+    for _ in 0..3000 {
+        let mut bytes: Vec<u8> = (0..rng.below(300)).map(|_| rng.next() as u8).collect();
+        // Half of the cases start like a frame, so the reader gets past the headers.
+        if rng.below(2) == 0 {
+            let header = format!("Content-Length: {}\r\n\r\n", rng.below(400));
+            bytes.splice(0..0, header.into_bytes());
+        }
+        let mut input = bytes.as_slice();
+        let mut frames = 0;
+        while let Ok(Some(_)) = wvflow::lsp::transport::next_frame(&mut input) {
+            frames += 1;
+            assert!(frames <= bytes.len() + 1, "a frame out of nothing");
+        }
+    }
 }
 
 #[test]
