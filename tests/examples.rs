@@ -31,6 +31,7 @@ fn every_example_checks_clean_and_has_a_header() {
 }
 
 mod common;
+use common::{copy_dir, stage};
 
 use serde_json::Value;
 use std::process::Command;
@@ -116,15 +117,6 @@ fn json(text: &str) -> Value {
         .next()
         .and_then(Result::ok)
         .unwrap_or_else(|| panic!("no JSON summary in {text}"))
-}
-
-fn stage<'a>(summary: &'a Value, name: &str) -> &'a Value {
-    summary["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == name)
-        .unwrap_or_else(|| panic!("no stage {name}: {summary}"))
 }
 
 fn compensated(summary: &Value) -> Vec<&str> {
@@ -287,19 +279,4 @@ fn scheduler_until_sigterm(dir: &Path, args: &[String]) -> (Option<i32>, String)
     let o = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     (o.status.code(), text + &String::from_utf8_lossy(&o.stderr))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let name = entry.file_name();
-        if name == ".wvflow" || name == "out" {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
 }

@@ -2,31 +2,9 @@
 //! processes left behind by an activity stopped with it, and inputs other editors write.
 
 use serde_json::Value;
-use std::path::Path;
 use std::time::{Duration, Instant};
 mod common;
-use common::{scratch, wvflow};
-
-fn run_json(dir: &Path) -> (Option<i32>, Value) {
-    let o = wvflow(&["run", dir.to_str().unwrap(), "--format", "json"]);
-    let summary = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    (o.status.code(), summary)
-}
-
-fn stage<'a>(summary: &'a Value, name: &str) -> &'a Value {
-    summary["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == name)
-        .unwrap()
-}
+use common::{run_json, scratch, stage, wvflow};
 
 #[test]
 fn a_row_that_is_not_utf8_fails_the_attempt_with_its_line_and_other_lines_survive() {
@@ -43,7 +21,7 @@ flow f = {
 "#,
         )],
     );
-    let (code, summary) = run_json(&dir);
+    let (code, summary) = run_json(&dir, None);
     assert_eq!(code, Some(0), "{summary}");
     let rows = stage(&summary, "rows");
     assert_eq!(rows["state"], "failed", "{summary}");
@@ -70,7 +48,7 @@ flow f = { stage s = noisy() }
 "#,
         )],
     );
-    let (code, summary) = run_json(&dir);
+    let (code, summary) = run_json(&dir, None);
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(stage(&summary, "s")["rows"], 1);
 }
@@ -91,7 +69,7 @@ flow f = {{
     );
     let dir = scratch("left_running", &[("flow.wv", &src)]);
     let started = Instant::now();
-    let (code, summary) = run_json(&dir);
+    let (code, summary) = run_json(&dir, None);
     let took = started.elapsed();
     assert_eq!(code, Some(0), "{summary}");
     // The background `sleep` holding stdout no longer holds the stage: 20 s before.

@@ -1,34 +1,11 @@
 //! `wvflow run` end to end: real `sh` activities, real files, real time with generous bounds.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 mod common;
-use common::{scratch, wvflow};
-
-fn run_json(dir: &Path, flow_call: Option<&str>) -> (Option<i32>, serde_json::Value) {
-    let mut args = vec!["run", dir.to_str().unwrap(), "--format", "json"];
-    args.extend(flow_call);
-    let o = wvflow(&args);
-    let summary = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| {
-        panic!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    (o.status.code(), summary)
-}
-
-fn stage<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    summary["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == name)
-        .unwrap()
-}
+use common::{run_json, scratch, stage, wvflow};
 
 #[test]
 fn retry_then_success_fallback_and_exit_codes() {

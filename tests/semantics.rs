@@ -7,31 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 mod common;
-use common::{scratch, wvflow};
-
-/// `wvflow run DIR [CALL] --format json`: the exit code and the one JSON document printed.
-fn run_json(dir: &Path, call: Option<&str>) -> (Option<i32>, Value) {
-    let mut args = vec!["run", dir.to_str().unwrap(), "--format", "json"];
-    args.extend(call);
-    let o = wvflow(&args);
-    let summary = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not one JSON document ({e}):\n{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    (o.status.code(), summary)
-}
-
-fn stage<'a>(summary: &'a Value, name: &str) -> &'a Value {
-    summary["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == name)
-        .unwrap_or_else(|| panic!("no stage {name} in {summary}"))
-}
+use common::{copy_dir, run_json, scratch, stage, wvflow};
 
 /// `wvflow check DIR`: the exit code, and the output in the short format (codes) followed by
 /// the human one (helps).
@@ -117,22 +93,6 @@ fn examples_copy(name: &str) -> std::path::PathBuf {
     let dir = scratch(name, &[]);
     copy_dir(Path::new("examples"), &dir);
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == ".wvflow" || name == "out" {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -42,3 +42,44 @@ pub fn code_blocks(markdown: &str, language: &str) -> Vec<String> {
     }
     blocks
 }
+
+/// `wvflow run PATH [CALL] --format json`: the exit code and the one JSON document printed.
+pub fn run_json(path: &Path, call: Option<&str>) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec!["run", path.to_str().unwrap(), "--format", "json"];
+    args.extend(call);
+    let o = wvflow(&args);
+    let summary = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON document ({e}):\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code(), summary)
+}
+
+/// A stage of a run summary, by name.
+pub fn stage<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap_or_else(|| panic!("no stage {name} in {summary}"))
+}
+
+/// Copies a folder, without the run state (`.wvflow`) and outputs (`out`) of earlier runs.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let name = entry.file_name();
+        if name == ".wvflow" || name == "out" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(&name));
+        } else {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}

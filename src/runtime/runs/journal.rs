@@ -313,6 +313,34 @@ impl Journal {
 
     /// Commits one transition. A failure to record cancels the run: going on would leave
     /// the store behind what really happened.
+    /// Updates one attempt's row: `set` names its values from `?8` on.
+    fn update_attempt(
+        &self,
+        tx: &Transaction,
+        attempt: &Attempt,
+        set: &str,
+        values: &[&dyn rusqlite::ToSql],
+    ) -> rusqlite::Result<usize> {
+        let (step, item) = (attempt.step as i64, attempt.item.map_or(-1, |i| i as i64));
+        let key: [&dyn rusqlite::ToSql; 7] = [
+            &self.run_id,
+            &attempt.stage,
+            &attempt.phase,
+            &step,
+            &item,
+            &self.round,
+            &attempt.number,
+        ];
+        tx.execute(
+            &format!(
+                "UPDATE wvflow_attempts SET {set}
+                 WHERE run_id = ?1 AND stage = ?2 AND phase = ?3 AND step = ?4 AND item = ?5
+                   AND round = ?6 AND attempt = ?7"
+            ),
+            rusqlite::params_from_iter(key.iter().chain(values)),
+        )
+    }
+
     fn write(&self, what: impl FnOnce(&Transaction) -> rusqlite::Result<()>) {
         let result = match self.conn.lock() {
             Ok(mut conn) => begin(&mut conn).and_then(|tx| {
@@ -471,51 +499,21 @@ impl Progress for Journal {
     }
 
     fn attempt_process(&self, attempt: &Attempt, pid: u32) {
-        let run_id = &self.run_id;
-        let item = attempt.item.map_or(-1, |i| i as i64);
         let start = super::owner::process_start(pid.into());
         self.write(|tx| {
-            tx.execute(
-                "UPDATE wvflow_attempts SET pid = ?8, pid_start = ?9
-                 WHERE run_id = ?1 AND stage = ?2 AND phase = ?3 AND step = ?4 AND item = ?5
-                   AND round = ?6 AND attempt = ?7",
-                params![
-                    run_id,
-                    attempt.stage,
-                    attempt.phase,
-                    attempt.step as i64,
-                    item,
-                    self.round,
-                    attempt.number,
-                    pid,
-                    start
-                ],
-            )
-            .map(|_| ())
+            self.update_attempt(tx, attempt, "pid = ?8, pid_start = ?9", &[&pid, &start])
+                .map(|_| ())
         });
     }
 
     fn attempt_finished(&self, attempt: &Attempt, end: &AttemptEnd) {
         let run_id = &self.run_id;
-        let item = attempt.item.map_or(-1, |i| i as i64);
         self.write(|tx| {
-            tx.execute(
-                "UPDATE wvflow_attempts SET state = ?8, finished_at = ?9, exit_code = ?10, error = ?11
-                 WHERE run_id = ?1 AND stage = ?2 AND phase = ?3 AND step = ?4 AND item = ?5
-                   AND round = ?6 AND attempt = ?7",
-                params![
-                    run_id,
-                    attempt.stage,
-                    attempt.phase,
-                    attempt.step as i64,
-                    item,
-                    self.round,
-                    attempt.number,
-                    end.state,
-                    now_ms(),
-                    end.exit_code,
-                    end.error
-                ],
+            self.update_attempt(
+                tx,
+                attempt,
+                "state = ?8, finished_at = ?9, exit_code = ?10, error = ?11",
+                &[&end.state, &now_ms(), &end.exit_code, &end.error],
             )?;
             event(
                 tx,
