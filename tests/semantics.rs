@@ -707,3 +707,26 @@ fn the_run_store_tables_are_out_of_reach_of_flows() {
         assert!(out.contains("error[E0115]"), "{name}: {out}");
     }
 }
+
+#[test]
+fn null_arguments_reach_the_activity_as_empty_values() {
+    let dir = scratch(
+        "null_arguments",
+        &[(
+            "flow.wv",
+            r#"activity show(flag: boolean, n: float, s: string) = exec('printf', '{"flag": "[%s]", "n": "[%s]", "s": "[%s]"}\n', flag, n, s)
+flow F = {
+  stage nulls = show(null, null, null) | activate('file', path: 'nulls.ndjson')
+  stage none = from [[1]] as t(id) | where id > 5 | each show(true, _.id, 'x')
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("nulls.ndjson"))[0],
+        serde_json::json!({"flag": "[]", "n": "[]", "s": "[]"})
+    );
+    assert_eq!(stage(&summary, "none")["rows"], 0, "zero rows, zero calls");
+}

@@ -1119,7 +1119,11 @@ pub fn bind(
     if bindings.is_empty() {
         return Ok(vec![BTreeMap::new(); per_row.map_or(1, Rows::len)]);
     }
-    let exprs: Vec<&str> = bindings.iter().map(|b| b.sql.as_str()).collect();
+    // Each value is named after its parameter: two `null` arguments are two columns.
+    let exprs: Vec<String> = bindings
+        .iter()
+        .map(|b| format!("{} AS {}", b.sql, crate::plan::sql::quote_ident(&b.param)))
+        .collect();
     let from = if per_row.is_some() {
         " FROM _input"
     } else {
