@@ -431,22 +431,17 @@ pub fn literal_mismatch(ty: Type, value: &Expr) -> Option<String> {
         (ExprKind::Bool(_), Type::Boolean) => true,
         (ExprKind::Duration { .. }, Type::Duration) => true,
         (ExprKind::Str(_), Type::String) => true,
-        (ExprKind::Str(s), Type::Duration) => {
-            return humantime::parse_duration(s)
+        // Text for a duration, date or timestamp: readable in the forms the runtime accepts
+        // for such a parameter (one rule, `value::stored`).
+        (ExprKind::Str(s), Type::Duration | Type::Date | Type::Timestamp) => {
+            let value = rusqlite::types::Value::Text(s.to_string());
+            return crate::value::stored(value, ty.into())
                 .err()
-                .map(|_| format!("'{s}', which is not a duration"));
-        }
-        (ExprKind::Str(s), Type::Date) => {
-            return chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .err()
-                .map(|_| format!("'{s}', which is not a date (YYYY-MM-DD)"));
-        }
-        (ExprKind::Str(s), Type::Timestamp) => {
-            let ok = chrono::DateTime::parse_from_rfc3339(s).is_ok()
-                || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok()
-                || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").is_ok()
-                || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok();
-            return (!ok).then(|| format!("'{s}', which is not a timestamp"));
+                .map(|_| match ty {
+                    Type::Duration => format!("'{s}', which is not a duration"),
+                    Type::Date => format!("'{s}', which is not a date (YYYY-MM-DD)"),
+                    _ => format!("'{s}', which is not a timestamp"),
+                });
         }
         (
             ExprKind::Int(_)

@@ -36,6 +36,8 @@ pub struct Shapes<'g, 'w> {
     pipelines: Vec<Option<Pipeline>>,
     busy: Vec<bool>,
     unknown: Pipeline,
+    /// CSV headers read so far: several stages may read one file.
+    headers: std::collections::HashMap<PathBuf, Shape>,
 }
 
 impl<'g, 'w> Shapes<'g, 'w> {
@@ -53,6 +55,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
             pipelines: vec![None; n],
             busy: vec![false; n],
             unknown: Pipeline::default(),
+            headers: Default::default(),
         }
     }
 
@@ -280,13 +283,21 @@ impl<'g, 'w> Shapes<'g, 'w> {
         Column::new(name, ty)
     }
 
+    /// The header of a CSV file, read once per flow.
+    fn header(&mut self, path: PathBuf) -> Shape {
+        self.headers
+            .entry(path)
+            .or_insert_with_key(|path| csv_header(path))
+            .clone()
+    }
+
     /// A source's shape and the alias its columns go by.
     pub fn source(&mut self, r: &SourceRef) -> (Shape, String) {
         match r {
             SourceRef::Name(n) => match self.graph.index_of(&n.name) {
                 Some(i) => (self.output(i), n.name.to_string()),
                 None => (
-                    csv_header(&self.base.join(format!("{}.csv", n.name))),
+                    self.header(self.base.join(format!("{}.csv", n.name))),
                     n.name.to_string(),
                 ),
             },
@@ -299,7 +310,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
                     full.extension().and_then(|e| e.to_str()),
                     Some("json" | "ndjson" | "jsonl")
                 );
-                (is_csv.then(|| csv_header(&full)).flatten(), alias)
+                (if is_csv { self.header(full) } else { None }, alias)
             }
             SourceRef::Values { rows, alias, .. } => {
                 let first = rows.first().map(Vec::as_slice).unwrap_or_default();
