@@ -191,3 +191,208 @@ fn the_webhook_follows_no_redirect_and_no_proxy_from_the_environment() {
         "went through HTTP_PROXY"
     );
 }
+
+#[test]
+fn an_activity_that_prints_no_rows_gives_the_next_step_zero_rows() {
+    // The next step once read whatever `_input` an earlier stage had left on the connection,
+    // or failed with "no table `_input`".
+    let dir = scratch(
+        "no_rows_then_query",
+        &[(
+            "flow.wv",
+            r#"activity nothing = sh("echo 'just a log line'")
+flow f = {
+  stage a = from [[1, 'x'], [2, 'y']] as t(id, name) | where id > 0
+  stage b if a.success = nothing() | limit 5
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "b")["state"], "success", "{summary}");
+    assert_eq!(stage(&summary, "b")["rows"], 0, "{summary}");
+}
+
+#[test]
+fn many_rows_of_an_activity_arrive_whole_with_their_columns_and_types() {
+    // 100,000 rows pass through the spool file: a column that only the last row has, a
+    // boolean column, floats, nulls and log lines between the rows.
+    let dir = scratch(
+        "many_rows",
+        &[(
+            "flow.wv",
+            r#"activity emit(n: int) = sh("""
+  awk -v n="$WV_N" 'BEGIN {
+    print "starting"
+    for (i = 0; i < n; i++) printf "{\"id\": %d, \"ok\": %s, \"x\": %d.5, \"note\": null}\n", i, (i % 2 ? "true" : "false"), i
+    print "{\"id\": -1, \"late\": \"only here\"}"
+    print "done"
+  }'
+""")
+flow f = {
+  stage rows = emit(100000)
+  stage picked = from rows
+    | where id in (-1, 0, 7, 99999)
+    | order by id
+    | activate('file', path: 'out/picked.ndjson')
+  stage saved = from rows | where ok | save to odd_rows
+  stage counted if saved.success = from odd_rows | group by ok | select ok, count(*) as n
+    | activate('file', path: 'out/counted.ndjson')
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "rows")["rows"], 100_001, "{summary}");
+    let picked = std::fs::read_to_string(dir.join("out/picked.ndjson")).unwrap();
+    let picked: Vec<Value> = picked
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<i64> = picked.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [-1, 0, 7, 99999]);
+    assert_eq!(picked[0]["late"], "only here");
+    assert_eq!(picked[1]["late"], Value::Null);
+    assert_eq!(picked[2]["ok"], true, "booleans stay booleans: {picked:?}");
+    assert_eq!(picked[1]["ok"], false);
+    assert_eq!(picked[2]["x"], 7.5);
+    let counted = std::fs::read_to_string(dir.join("out/counted.ndjson")).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(counted.trim()).unwrap(),
+        serde_json::json!({"ok": true, "n": 50000})
+    );
+}
+
+/// A filesystem mounted for one test (root only), unmounted when dropped; `None` where the
+/// test cannot mount one (not root, no mount namespace rights).
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn new(at: &std::path::Path, args: &[&str]) -> Option<Mount> {
+        std::fs::create_dir_all(at).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(args)
+            .arg(at)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount {args:?} at {}", at.display());
+        }
+        mounted.then(|| Mount(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn emit_flow(rows: u32) -> String {
+    format!(
+        r#"activity emit(n: int) = sh("""
+  awk -v n="$WV_N" 'BEGIN {{ for (i = 0; i < n; i++) printf "{{\"id\": %d, \"name\": \"row number %d of many\"}}\n", i, i }}'
+""")
+flow Full = {{
+  stage rows = emit({rows})
+  stage few = from rows | where id % 50000 = 0 | select id
+}}
+"#
+    )
+}
+
+#[test]
+fn a_full_disk_fails_the_run_with_its_reason_and_the_next_run_needs_no_cleanup() {
+    let dir = scratch("full_disk", &[]);
+    let Some(_disk) = Mount::new(&dir, &["-t", "tmpfs", "-o", "size=3m", "tmpfs"]) else {
+        return;
+    };
+    let flow = dir.join("flow.wv");
+    // The run database fills the disk: the stage fails, and so does recording it.
+    std::fs::write(&flow, emit_flow(200_000)).unwrap();
+    let (code, summary) = run_json(&flow, None);
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(summary["state"], "failed", "{summary}");
+    let rows = stage(&summary, "rows");
+    assert_eq!(rows["state"], "failed", "{summary}");
+    assert!(
+        rows["error"].as_str().unwrap().contains("full"),
+        "{summary}"
+    );
+    // The store says the same, nothing left `running`.
+    let run_id = summary["run_id"].as_str().unwrap();
+    let db = dir.join(".wvflow/workspace.db");
+    let shown = wvflow(&[
+        "runs",
+        "show",
+        run_id,
+        "--db",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["state"], "failed", "{shown}");
+    assert!(!shown.to_string().contains("\"running\""), "{shown}");
+
+    // The activity's output on the full disk: the attempt fails with the reason.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", flow.to_str().unwrap(), "--format", "json"])
+        .env("TMPDIR", &dir)
+        .output()
+        .unwrap();
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{summary}");
+    let error = stage(&summary, "rows")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("cannot keep the output of `emit`") && error.contains("No space left"),
+        "{error}"
+    );
+
+    // Once the flow asks for less, the next run works without removing anything by hand.
+    std::fs::write(&flow, emit_flow(10)).unwrap();
+    let (code, summary) = run_json(&flow, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "few")["rows"], 1, "{summary}");
+}
+
+#[test]
+fn a_read_only_folder_is_refused_with_a_way_out() {
+    let source = scratch(
+        "read_only_source",
+        &[("flow.wv", "flow f = { stage a = from [[1]] as t(n) }\n")],
+    );
+    let dir = scratch("read_only", &[]);
+    let Some(_bind) = Mount::new(&dir, &["--bind", "-o", "ro", source.to_str().unwrap()]) else {
+        return;
+    };
+    let flow = dir.join("flow.wv");
+    let o = wvflow(&["run", flow.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("read-only") && stderr.contains("--db PATH"),
+        "{stderr}"
+    );
+    let elsewhere = scratch("read_only_db", &[]).join("workspace.db");
+    let o = wvflow(&[
+        "run",
+        flow.to_str().unwrap(),
+        "--db",
+        elsewhere.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

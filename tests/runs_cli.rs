@@ -542,7 +542,7 @@ flow Fan = {
 #[test]
 fn a_crash_then_resume_runs_no_succeeded_item_again_and_leaves_no_process() {
     let flow = r#"
-activity item(n: int) with { timeout: 60s } = sh("""echo "start $WV_N" >> items.log; sleep 0.4; echo "done $WV_N" >> items.log; printf '{"n": %s}\n' "$WV_N" """)
+activity item(n: int) with { timeout: 60s } = sh("""echo "start $WV_N" >> crashed_items.log; sleep 0.4; echo "done $WV_N" >> crashed_items.log; printf '{"n": %s}\n' "$WV_N" """)
 flow Fan = {
   stage numbers = from 'numbers.csv'
   stage fan [concurrency: 4] = from numbers | each item(_.n)
@@ -559,7 +559,7 @@ flow Fan = {
     let mut child = start(&dir, &["--format", "json"]);
     let run_id = newest_run(&dir);
     wait_for(Duration::from_secs(30), "some items to finish", || {
-        read(&dir.join("items.log")).matches("done").count() >= 12
+        read(&dir.join("crashed_items.log")).matches("done").count() >= 12
     });
     // SIGKILL: no cleanup of any kind runs.
     child.kill().unwrap();
@@ -593,7 +593,7 @@ flow Fan = {
     assert_eq!(total["rows"], 40, "{summary}");
     // Each item finished once; an item may have started twice only if it was in flight at
     // the crash (at most `concurrency` of them).
-    let log = read(&dir.join("items.log"));
+    let log = read(&dir.join("crashed_items.log"));
     let mut twice = 0;
     for n in 1..=40 {
         let done = log.lines().filter(|l| *l == format!("done {n}")).count();
@@ -612,7 +612,7 @@ flow Fan = {
     let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
     let left = String::from_utf8_lossy(&ps.stdout)
         .lines()
-        .filter(|l| l.contains("items.log") && !l.contains("ps -eo"))
+        .filter(|l| l.contains("crashed_items.log") && !l.contains("ps -eo"))
         .count();
     assert_eq!(left, 0, "processes of the crashed run are still running");
 }

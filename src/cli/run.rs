@@ -436,7 +436,11 @@ impl Runner<'_> {
             paused,
             resumed,
         };
-        let summary = execute(plan, &stores, &ctx, max_parallel);
+        let mut summary = execute(plan, &stores, &ctx, max_parallel);
+        // A run the store could not record was stopped for that reason: it failed.
+        if journal.lost().is_some() {
+            summary.state = "failed".into();
+        }
         journal.finish(&summary);
         for outcome in hooks::fire(plan, &summary, &ctx.params, &ProcessLauncher, &ctx.cwd) {
             if let Some(error) = &outcome.error {

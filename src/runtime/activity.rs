@@ -1,8 +1,10 @@
 //! Running an activity: a program with an argument vector (no shell), or `sh -c` with the
 //! parameters as `WV_<NAME>` environment variables (never spliced into the text). Input rows go
-//! to stdin as NDJSON; each stdout line that is a JSON object becomes a row. The attempt runs
-//! in its own process group, so a timeout kills everything it started.
+//! to stdin as NDJSON; each stdout line that is a JSON object becomes a row (stdout goes to a
+//! temporary file as it comes, never whole into memory). The attempt runs in its own process
+//! group, so a timeout kills everything it started.
 
+use super::output::{Output, Spooled};
 use super::retry::Outcome;
 use super::store::{Rows, Store};
 use crate::plan::ir::Invocation;
@@ -42,7 +44,7 @@ pub struct Request {
 pub trait Launcher: Send + Sync {
     /// Runs one attempt. `spawned` is told the process's id as soon as it exists (the run
     /// store records it there).
-    fn launch(&self, request: &Request, spawned: &dyn Fn(u32)) -> Outcome<Rows>;
+    fn launch(&self, request: &Request, spawned: &dyn Fn(u32)) -> Outcome<Output>;
 }
 
 /// Runs real processes.
@@ -111,7 +113,20 @@ pub fn command_line(
 }
 
 impl Launcher for ProcessLauncher {
-    fn launch(&self, request: &Request, spawned: &dyn Fn(u32)) -> Outcome<Rows> {
+    fn launch(&self, request: &Request, spawned: &dyn Fn(u32)) -> Outcome<Output> {
+        // Where stdout goes while the program runs: an unnamed file, removed when dropped.
+        let spool = match tempfile::tempfile() {
+            Ok(file) => file,
+            Err(e) => {
+                return Outcome::Failure {
+                    error: format!(
+                        "cannot create a temporary file for the output of `{}`: {e}",
+                        request.activity
+                    ),
+                    exit_code: None,
+                };
+            }
+        };
         let mut command = match &request.command {
             Command::Exec { .. } => {
                 let Some((program, rest)) = request.argv.split_first() else {
@@ -157,11 +172,11 @@ impl Launcher for ProcessLauncher {
         };
         // Recorded as soon as it exists: a resume or a stale-run cancel stops its group.
         spawned(child.id());
-        supervise(&mut child, request)
+        supervise(&mut child, request, spool)
     }
 }
 
-fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
+fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outcome<Output> {
     let started = Instant::now();
     let last_sign = Arc::new(AtomicU64::new(0));
     let stdin = child.stdin.take();
@@ -181,18 +196,28 @@ fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
             }
         }
     });
-    // Output is read as bytes into shared buffers: what was read is there even when a
-    // process that escaped the attempt's group keeps a pipe open.
-    let out = Arc::new(Mutex::new(Vec::new()));
+    // Output is copied as bytes into the spool file, shared: what was read is there even when
+    // a process that escaped the attempt's group keeps the pipe open, and taking the file
+    // back stops the copy.
+    let out = Arc::new(Mutex::new(Some(spool)));
     let stdout = child.stdout.take();
+    let spool_error = Arc::new(Mutex::new(None::<String>));
     let reader = {
-        let out = out.clone();
+        let (out, spool_error) = (out.clone(), spool_error.clone());
         std::thread::spawn(move || {
             let Some(mut stdout) = stdout else { return };
-            let mut chunk = [0u8; 64 * 1024];
+            let mut chunk = vec![0u8; 64 * 1024];
             while let Ok(n @ 1..) = stdout.read(&mut chunk) {
-                if let Ok(mut out) = out.lock() {
-                    out.extend_from_slice(&chunk[..n]);
+                let Ok(mut out) = out.lock() else { return };
+                // No file (taken back, or lost to an error): the rest is drained unread.
+                let Some(file) = out.as_mut() else { continue };
+                if let Err(e) = file.write_all(&chunk[..n]) {
+                    // A full disk: the rows cannot be kept, so the attempt fails (below); the
+                    // pipe is still drained so that the program is not blocked on it.
+                    if let Ok(mut first) = spool_error.lock() {
+                        first.get_or_insert(e.to_string());
+                    }
+                    *out = None;
                 }
             }
         })
@@ -265,7 +290,8 @@ fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
         std::thread::sleep(Duration::from_millis(5));
     }
     drop(writer);
-    let stdout = std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
+    let spool = out.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let spool_error = spool_error.lock().unwrap_or_else(|e| e.into_inner()).take();
     let tail = std::mem::take(&mut *tail.lock().unwrap_or_else(|e| e.into_inner()));
     let tail = tail.trim_end();
     let start = (tail.len().saturating_sub(STDERR_TAIL)..=tail.len())
@@ -287,10 +313,20 @@ fn supervise(child: &mut Child, request: &Request) -> Outcome<Rows> {
         };
     }
     match status {
-        Some(s) if s.success() => match rows_of(&stdout) {
-            Ok(rows) => Outcome::Success(rows),
-            Err(error) => Outcome::Failure {
-                error,
+        Some(s) if s.success() => match (spool, spool_error) {
+            (Some(spool), None) => match Spooled::scan(spool) {
+                Ok(spooled) => Outcome::Success(Output::Spooled(spooled)),
+                Err(error) => Outcome::Failure {
+                    error,
+                    exit_code: Some(0),
+                },
+            },
+            (_, why) => Outcome::Failure {
+                error: format!(
+                    "cannot keep the output of `{}`: {}",
+                    request.activity,
+                    why.unwrap_or_else(|| "the temporary file was lost".into())
+                ),
                 exit_code: Some(0),
             },
         },
@@ -344,31 +380,6 @@ fn kill_group(pid: i32) {
     }
 }
 
-/// The rows of an activity's stdout: each line that is a JSON object. A line that begins like
-/// a row but is not UTF-8 fails the attempt, naming the line; other lines are the activity's
-/// own text and are left alone.
-fn rows_of(stdout: &[u8]) -> Result<Rows, String> {
-    let mut objects = Vec::new();
-    for (number, line) in stdout.split(|&b| b == b'\n').enumerate() {
-        let line = line.trim_ascii();
-        if !line.starts_with(b"{") {
-            continue;
-        }
-        let text = std::str::from_utf8(line).map_err(|e| {
-            format!(
-                "stdout line {} is not UTF-8 text (byte 0x{:02x} at column {}): rows are JSON in UTF-8",
-                number + 1,
-                line[e.valid_up_to()],
-                e.valid_up_to() + 1
-            )
-        })?;
-        if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(text) {
-            objects.push(o);
-        }
-    }
-    Ok(Rows::from_json_objects(&objects))
-}
-
 /// Rows as NDJSON text (for logs and files), each value as its type's JSON.
 pub fn ndjson(rows: &Rows) -> String {
     rows.to_json_objects()
@@ -412,9 +423,10 @@ mod tests {
         let cmd = Command::Shell {
             text: r#"while read -r line; do printf '%s\n' "$line"; done; printf '{"name": "%s", "stage": "%s"}\nnot json\n' "$WV_NAME" "$WVFLOW_STAGE""#.into(),
         };
-        let Outcome::Success(rows) = ProcessLauncher.launch(&request(cmd, None), &|_| {}) else {
+        let Outcome::Success(output) = ProcessLauncher.launch(&request(cmd, None), &|_| {}) else {
             panic!()
         };
+        let rows = output.into_rows().unwrap();
         assert_eq!(rows.columns, ["n", "name", "stage"]);
         assert_eq!(rows.values.len(), 3);
         assert_eq!(
@@ -449,11 +461,11 @@ mod tests {
         let mut request = request(invocation.command.clone(), None);
         let mut store = Store::in_memory(&std::env::temp_dir()).unwrap();
         (request.argv, _) = command_line(&mut store, &invocation, &request.args).unwrap();
-        let Outcome::Success(rows) = ProcessLauncher.launch(&request, &|_| {}) else {
+        let Outcome::Success(output) = ProcessLauncher.launch(&request, &|_| {}) else {
             panic!()
         };
         assert_eq!(
-            rows.values,
+            output.into_rows().unwrap().values,
             [vec![Value::Text("it's; $(rm -rf /) `x`".into())]]
         );
     }
@@ -463,12 +475,10 @@ mod tests {
         let cmd = Command::Shell {
             text: "echo first >&2; echo 'disk full' >&2; exit 3".into(),
         };
-        assert_eq!(
-            ProcessLauncher.launch(&request(cmd, None), &|_| {}),
-            Outcome::Failure {
-                error: "first\ndisk full".into(),
-                exit_code: Some(3)
-            }
+        let outcome = ProcessLauncher.launch(&request(cmd, None), &|_| {});
+        assert!(
+            matches!(&outcome, Outcome::Failure { error, exit_code: Some(3) } if error == "first\ndisk full"),
+            "{outcome:?}"
         );
     }
 

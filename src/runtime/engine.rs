@@ -3,6 +3,7 @@
 
 use super::activity::{CommandLine, Launcher, Request, command_line};
 use super::clock::Clock;
+use super::output::Output;
 use super::retry::{self, Outcome, Random};
 use super::store::{Pool, Rows, Store, StoreConfig};
 use crate::plan::ir::*;
@@ -538,13 +539,19 @@ fn run_stage_on(
     let result = run.steps();
     let attempts = run.attempts;
     let all_reused = run.all_reused;
-    if let (Some(k), Ok(rows)) = (&key, &result) {
-        let _ = store.record(&ctx.flow, &stage.id, k, rows);
-    }
-    match result.and_then(|rows| {
+    match result.and_then(|output| {
+        let output = match &key {
+            // The record holds the rows themselves: they are read into memory for it.
+            Some(k) => {
+                let rows = output.into_rows().map_err(|e| (e, attempts))?;
+                let _ = store.record(&ctx.flow, &stage.id, k, &rows);
+                Output::Rows(rows)
+            }
+            None => output,
+        };
         store
-            .write_table("run", &stage.id, &rows)
-            .map(|()| rows.len())
+            .write_output("run", &stage.id, &output)
+            .map(|()| output.len())
             .map_err(|e| (e, attempts))
     }) {
         Ok(rows) => {
@@ -650,17 +657,26 @@ impl<'a, 'c> StageRun<'a, 'c> {
 }
 
 impl StageRun<'_, '_> {
-    fn steps(&mut self) -> Result<Rows, StepError> {
-        let mut rows: Option<Rows> = None;
+    /// The stage's steps in order, each on the output of the one before. Rows an activity
+    /// printed stay in their spool file until a step needs them as values.
+    fn steps(&mut self) -> Result<Output, StepError> {
+        let mut rows: Option<Output> = None;
         let mut last_query: Option<&Sql> = None;
         for (index, step) in self.stage.steps.iter().enumerate() {
             self.step = index;
-            let input = rows.take().unwrap_or_default();
-            let output = match step {
+            // The first step has no input; a later one reads the step before, even when it
+            // produced no rows (an activity that printed nothing is an empty `_input`).
+            let before = rows.take();
+            if let (Step::Query { .. }, Some(before)) = (step, &before) {
+                self.store
+                    .write_output("temp", "_input", before)
+                    .map_err(|e| (e, 1))?;
+            }
+            let input = before.unwrap_or_default();
+            let output: Output = match step {
                 Step::Query { sql, types } => {
                     last_query = Some(sql);
-                    let input = (!input.columns.is_empty()).then_some(&input);
-                    let mut rows = self.query(&sql.text, input).map_err(|e| (e, 1))?;
+                    let mut rows = self.query(&sql.text, None).map_err(|e| (e, 1))?;
                     // What the table does not declare, the checker may know.
                     rows.types
                         .resize(rows.columns.len(), crate::value::ValueType::Any);
@@ -669,7 +685,7 @@ impl StageRun<'_, '_> {
                             *have = *known;
                         }
                     }
-                    rows
+                    rows.into()
                 }
                 Step::Union { inputs } => {
                     let parts = inputs
@@ -677,17 +693,20 @@ impl StageRun<'_, '_> {
                         .map(|sql| self.query(&sql.text, None))
                         .collect::<Result<Vec<Rows>, String>>()
                         .map_err(|e| (e, 1))?;
-                    Rows::union_by_name(parts)
+                    Rows::union_by_name(parts).into()
                 }
                 Step::Invoke { invocation } => {
                     let args = self.bind(invocation, None).map_err(|e| (e, 1))?;
+                    let input = values(input)?;
                     self.call(invocation, args, input)?
                 }
                 Step::Each {
                     invocation,
                     concurrency,
                     tolerated_failures,
-                } => self.each(invocation, *concurrency, tolerated_failures, input)?,
+                } => self
+                    .each(invocation, *concurrency, tolerated_failures, values(input)?)?
+                    .into(),
                 Step::Route { .. } | Step::Fork { .. } => input,
                 Step::Wait { ms } => {
                     if !nap(self.ctx, Duration::from_millis(*ms)) {
@@ -698,35 +717,39 @@ impl StageRun<'_, '_> {
                 Step::WaitUntil {
                     condition,
                     poll_interval_ms,
-                } => self.wait_until(condition, *poll_interval_ms, last_query, input)?,
+                } => self
+                    .wait_until(condition, *poll_interval_ms, last_query, values(input)?)?
+                    .into(),
                 Step::Activate { activation } => {
                     let activation =
                         super::activate::evaluated(activation, self.store, &self.ctx.params)
                             .map_err(|e| (e, 1))?;
+                    let input = values(input)?;
                     super::activate::deliver(&activation, &input, &self.ctx.cwd, &self.stage.id)
                         .map_err(|e| (e, 1))?;
-                    input
+                    input.into()
                 }
                 Step::SaveTo { table } => {
                     self.store
-                        .write_table("main", table, &input)
+                        .write_output("main", table, &input)
                         .map_err(|e| (e, 1))?;
                     input
                 }
                 // The executor stops the flow after this stage.
                 Step::End => input,
                 Step::Jump { target } => {
+                    let input = values(input)?;
                     let jump = self.target(target, &input).map_err(|e| (e, 1))?;
                     if let Ok(mut jumps) = self.ctx.jumps.lock() {
                         jumps.push(jump);
                     }
-                    input
+                    input.into()
                 }
                 Step::Call {
                     target,
                     parent_close,
                 } => {
-                    let child = self.target(target, &input).map_err(|e| (e, 1))?;
+                    let child = self.target(target, &values(input)?).map_err(|e| (e, 1))?;
                     let runner = self
                         .ctx
                         .flows
@@ -774,6 +797,7 @@ impl StageRun<'_, '_> {
                             last.map_or(Value::Null, Value::Text),
                         ]],
                     )
+                    .into()
                 }
             };
             rows = Some(output);
@@ -827,7 +851,7 @@ impl StageRun<'_, '_> {
         invocation: &Invocation,
         args: BTreeMap<String, Value>,
         input: Rows,
-    ) -> Result<Rows, StepError> {
+    ) -> Result<Output, StepError> {
         let line = command_line(self.store, invocation, &args).map_err(|e| (e, 1))?;
         let call = Call {
             invocation,
@@ -926,7 +950,10 @@ impl StageRun<'_, '_> {
         let (ctx, stage, step) = (self.ctx, self.stage, self.step);
         let fresh = reused.iter().filter(|r| r.is_none()).count() as u64;
         self.all_reused = fresh == 0 && !items.is_empty();
-        let (done_sender, done_items) = std::sync::mpsc::channel::<usize>();
+        // A worker that finished an item waits until it is recorded before it starts another:
+        // so a crash can lose (and a resume run again) at most `concurrency` items.
+        let (done_sender, done_items) =
+            std::sync::mpsc::channel::<(usize, std::sync::mpsc::SyncSender<()>)>();
         let store = &mut *self.store;
         let mut unrecorded = None;
         let (items_ref, reused_ref, results_ref, next_ref) = (&items, &reused, &results, &next);
@@ -957,14 +984,21 @@ impl StageRun<'_, '_> {
                                 line: &item.line,
                                 input: &item.row,
                             };
-                            retried(ctx, stage, ("run", step, Some(i)), &call)
+                            let done = retried(ctx, stage, ("run", step, Some(i)), &call);
+                            retry::Finished {
+                                result: done.result.and_then(Output::into_rows),
+                                attempts: done.attempts,
+                            }
                         };
                         let succeeded = done.result.is_ok();
                         if let Ok(mut slot) = results[i].lock() {
                             *slot = Some(done);
                         }
                         if succeeded {
-                            let _ = done_sender.send(i);
+                            let (recorded, wait) = std::sync::mpsc::sync_channel(1);
+                            if done_sender.send((i, recorded)).is_ok() {
+                                let _ = wait.recv();
+                            }
                         }
                     }
                 });
@@ -972,7 +1006,7 @@ impl StageRun<'_, '_> {
             drop(done_sender);
             // Each success is recorded in the run's database as it comes (a resumed run
             // reuses it), by this thread, which holds the stage's connection.
-            for i in done_items {
+            for (i, recorded) in done_items {
                 let rows = results[i]
                     .lock()
                     .ok()
@@ -982,6 +1016,7 @@ impl StageRun<'_, '_> {
                 {
                     unrecorded.get_or_insert(e);
                 }
+                let _ = recorded.send(());
             }
         });
         if let Some(e) = unrecorded {
@@ -1091,6 +1126,11 @@ impl StageRun<'_, '_> {
     }
 }
 
+/// The rows of a step's output in memory, for a step that needs them as values.
+fn values(output: Output) -> Result<Rows, StepError> {
+    output.into_rows().map_err(|e| (e, 1))
+}
+
 /// Sleeps on the run's clock in short slices; `false` when the run was cancelled meanwhile.
 fn nap(ctx: &Context, total: Duration) -> bool {
     const SLICE: Duration = Duration::from_millis(100);
@@ -1149,7 +1189,7 @@ fn retried(
     stage: &StagePlan,
     (phase, step, item): (&str, usize, Option<usize>),
     call: &Call,
-) -> retry::Finished<Rows> {
+) -> retry::Finished<Output> {
     let which = |number| Attempt {
         stage: &stage.id,
         phase,
@@ -1171,7 +1211,7 @@ fn retried(
     )
 }
 
-fn launch(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> Outcome<Rows> {
+fn launch(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> Outcome<Output> {
     let request = request(ctx, stage, attempt, call);
     let Some(progress) = ctx.progress else {
         return ctx.launcher.launch(&request, &|_| {});
@@ -1296,7 +1336,11 @@ fn compensate(
 pub struct ScriptedLauncher<F: Fn(&Request) -> Outcome<Rows> + Send + Sync>(pub F);
 
 impl<F: Fn(&Request) -> Outcome<Rows> + Send + Sync> Launcher for ScriptedLauncher<F> {
-    fn launch(&self, request: &Request, _spawned: &dyn Fn(u32)) -> Outcome<Rows> {
-        (self.0)(request)
+    fn launch(&self, request: &Request, _spawned: &dyn Fn(u32)) -> Outcome<Output> {
+        match (self.0)(request) {
+            Outcome::Success(rows) => Outcome::Success(Output::Rows(rows)),
+            Outcome::Failure { error, exit_code } => Outcome::Failure { error, exit_code },
+            Outcome::Cancelled => Outcome::Cancelled,
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! | [`store`] | SQLite: workspace and run databases, file sources, idempotency records |
 //! | [`activate`] | delivering rows to a file, a webhook or the log |
 //! | [`activity`] | starting an activity: argv or `sh`, NDJSON in and out, timeouts, heartbeat |
+//! | [`output`] | an activity's rows: in memory, or spooled to a file as they come |
 //! | [`hooks`] | flow hooks called with the run summary |
 //! | [`retry`] | the retry policy over attempts |
 //! | [`clock`], [`cancel`] | injected time; Ctrl-C and SIGTERM |
@@ -19,6 +20,7 @@ pub mod cancel;
 pub mod clock;
 pub mod engine;
 pub mod hooks;
+pub mod output;
 pub mod retry;
 pub mod runs;
 pub mod schedule;

@@ -2,6 +2,7 @@
 //! that outlive runs (`save to`); each run attaches its own schema `run`, where every stage's
 //! rows and every file source are materialized as tables.
 
+use super::output::Output;
 use crate::value::{self, ValueType};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value;
@@ -347,10 +348,45 @@ impl Store {
 
     /// Replaces `schema.table` with the rows.
     pub fn write_table(&mut self, schema: &str, table: &str, rows: &Rows) -> Result<(), Error> {
-        again_on_schema_change(|| self.write_table_once(schema, table, rows))
+        again_on_schema_change(|| {
+            self.replace_table(schema, table, &rows.columns, &rows.types, &mut |insert| {
+                rows.values.iter().try_for_each(|row| insert(row))
+            })
+        })
     }
 
-    fn write_table_once(&mut self, schema: &str, table: &str, rows: &Rows) -> Result<(), Error> {
+    /// Replaces `schema.table` with an activity's output; spooled rows are read from their
+    /// file one at a time, never all in memory.
+    pub fn write_output(
+        &mut self,
+        schema: &str,
+        table: &str,
+        output: &Output,
+    ) -> Result<(), Error> {
+        match output {
+            Output::Rows(rows) => self.write_table(schema, table, rows),
+            Output::Spooled(spooled) => again_on_schema_change(|| {
+                self.replace_table(
+                    schema,
+                    table,
+                    &spooled.columns,
+                    &spooled.types,
+                    &mut |insert| spooled.for_each_row(|row| insert(&row)),
+                )
+            }),
+        }
+    }
+
+    /// Drops and creates `schema.table` with typed columns, then inserts what `fill` gives,
+    /// in one transaction.
+    fn replace_table(
+        &mut self,
+        schema: &str,
+        table: &str,
+        columns: &[String],
+        types: &[ValueType],
+        fill: &mut dyn FnMut(&mut dyn FnMut(&[Value]) -> Result<(), Error>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let name = format!("{schema}.{}", quote(table));
         // Take the write lock at once: a deferred transaction that upgrades could deadlock
         // with another stage and fail without waiting.
@@ -360,31 +396,34 @@ impl Store {
             .map_err(|e| e.to_string())?;
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {name}"))
             .map_err(|e| e.to_string())?;
-        let columns = if rows.columns.is_empty() {
-            vec![NO_COLUMNS.to_string()]
+        let defs: Vec<String> = if columns.is_empty() {
+            vec![quote(NO_COLUMNS)]
         } else {
-            rows.columns.clone()
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let ty = types.get(i).copied().unwrap_or_default();
+                    match ty.column_decl() {
+                        Some(decl) => format!("{} {decl}", quote(c)),
+                        None => quote(c),
+                    }
+                })
+                .collect()
         };
-        let defs: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| match rows.type_of(i).column_decl() {
-                Some(decl) => format!("{} {decl}", quote(c)),
-                None => quote(c),
-            })
-            .collect();
         tx.execute_batch(&format!("CREATE TABLE {name} ({})", defs.join(", ")))
             .map_err(|e| e.to_string())?;
-        if !rows.columns.is_empty() {
+        if !columns.is_empty() {
             let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
             let mut insert = tx
                 .prepare(&format!("INSERT INTO {name} VALUES ({})", marks.join(", ")))
                 .map_err(|e| e.to_string())?;
-            for row in &rows.values {
+            fill(&mut |row| {
                 insert
                     .execute(params_from_iter(row.iter()))
-                    .map_err(|e| e.to_string())?;
-            }
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })?;
         }
         tx.commit().map_err(|e| e.to_string())
     }

@@ -56,9 +56,10 @@ pub struct Journal {
     run_id: String,
     /// Which execution of the run this is: 0, then one more for each `runs resume`.
     round: i64,
-    /// Set when recording failed: the run is cancelled rather than going on unrecorded.
+    /// Set when recording failed: the run stops rather than going on unrecorded.
     cancel: Arc<AtomicBool>,
-    warned: AtomicBool,
+    /// The first failure to record (a full disk, a lost database), if any.
+    lost: Mutex<Option<String>>,
 }
 
 fn begin(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
@@ -307,7 +308,7 @@ impl Journal {
             run_id: run_id.to_string(),
             round,
             cancel,
-            warned: AtomicBool::new(false),
+            lost: Mutex::new(None),
         }
     }
 
@@ -351,27 +352,60 @@ impl Journal {
         };
         if let Err(e) = result {
             self.cancel.store(true, Ordering::SeqCst);
-            if !self.warned.swap(true, Ordering::SeqCst) {
+            let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+            if lost.is_none() {
                 eprintln!(
-                    "error: cannot record run {} ({e}); cancelling it",
+                    "error: cannot record run {} ({e}); stopping it",
                     self.run_id
                 );
+                *lost = Some(e.to_string());
             }
         }
+    }
+
+    /// Why recording failed, if it did: the run was stopped and ends `failed`.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Records the run's end (its compensations were recorded as they ended). Only while
     /// this process still owns the run: if another one took it over (a resume, or a cancel of
     /// a run it judged stale), that record stands.
+    ///
+    /// After a failure to record, the run's state and reason and every stage's end are
+    /// written again from the summary, so that nothing stays `running` in the store.
     pub fn finish(&self, summary: &Summary) {
         let run_id = &self.run_id;
         let me = Owner::this_process();
+        let lost = self.lost();
         self.write(|tx| {
+            let reason = lost
+                .as_ref()
+                .map(|e| format!("the run store could not record it: {e}"));
             let owned = tx.execute(
-                "UPDATE wvflow_runs SET state = ?2, finished_at = ?3
+                "UPDATE wvflow_runs SET state = ?2, finished_at = ?3, reason = coalesce(?6, reason)
                  WHERE run_id = ?1 AND state = 'running' AND owner_pid = ?4 AND owner_start = ?5",
-                params![run_id, summary.state, now_ms(), me.pid, me.start],
+                params![run_id, summary.state, now_ms(), me.pid, me.start, reason],
             )?;
+            if owned > 0 && lost.is_some() {
+                for stage in &summary.stages {
+                    tx.execute(
+                        "UPDATE wvflow_stages SET state = ?3, attempts = ?4, rows = ?5,
+                           duration_ms = ?6, error = ?7, finished_at = coalesce(finished_at, ?8)
+                         WHERE run_id = ?1 AND stage = ?2",
+                        params![
+                            run_id,
+                            stage.stage,
+                            stage.state,
+                            stage.attempts,
+                            stage.rows as i64,
+                            stage.duration_ms as i64,
+                            stage.error,
+                            now_ms()
+                        ],
+                    )?;
+                }
+            }
             if owned == 0 {
                 eprintln!(
                     "warning: run {run_id} was taken over by another process; its record stands as that process wrote it"

@@ -152,7 +152,14 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
 /// Opens the workspace database for the run store: WAL, a bounded wait for locks, the schema
 /// migrated. Errors name the file and never touch a file that is not a database.
 pub fn open(path: &Path) -> Result<Connection, String> {
-    let fail = |e: String| format!("cannot use the run store {}: {e}", path.display());
+    let fail = |e: String| {
+        let hint = if read_only_folder(path) {
+            " (its folder is read-only: give the run store a writable place with `--db PATH`)"
+        } else {
+            ""
+        };
+        format!("cannot use the run store {}: {e}{hint}", path.display())
+    };
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
@@ -164,6 +171,29 @@ pub fn open(path: &Path) -> Result<Connection, String> {
     use_wal(&conn, "main").map_err(fail)?;
     migrate(&conn).map_err(fail)?;
     Ok(conn)
+}
+
+/// Whether the folder that holds (or would hold) the file cannot be written, for the hint of
+/// an error; `access` sees a read-only mount even for root.
+fn read_only_folder(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(folder) = path
+        .ancestors()
+        .skip(1)
+        .find(|p| p.as_os_str().is_empty() || p.exists())
+    else {
+        return false;
+    };
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    let Ok(name) = std::ffi::CString::new(folder.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `access` reads the NUL-terminated path only.
+    unsafe { libc::access(name.as_ptr(), libc::W_OK) != 0 }
 }
 
 /// Puts a database of the connection in WAL mode with `synchronous = NORMAL`: readers go on

@@ -1,0 +1,236 @@
+//! An activity's rows as they come: in memory (scripted launchers, small results), or spooled
+//! to an unnamed temporary file while the program writes them, so that a program that prints
+//! a million rows does not need their size in memory. A spooled output is read twice, one
+//! line at a time: once when the attempt ends, to check it and learn its columns, and once
+//! when it is written into the store in batches ([`super::store::Store::write_output`]).
+
+use super::store::{Rows, from_json};
+use crate::value::ValueType;
+use rusqlite::types::Value;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+
+/// What a successful attempt produced.
+#[derive(Debug)]
+pub enum Output {
+    Rows(Rows),
+    Spooled(Spooled),
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Output::Rows(Rows::default())
+    }
+}
+
+impl From<Rows> for Output {
+    fn from(rows: Rows) -> Self {
+        Output::Rows(rows)
+    }
+}
+
+impl Output {
+    pub fn len(&self) -> usize {
+        match self {
+            Output::Rows(rows) => rows.len(),
+            Output::Spooled(spooled) => spooled.rows,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows in memory, for the steps that need them as values (an activity's input, the
+    /// items of `each`, a jump's arguments, an idempotency record).
+    pub fn into_rows(self) -> Result<Rows, String> {
+        match self {
+            Output::Rows(rows) => Ok(rows),
+            Output::Spooled(spooled) => {
+                let mut rows = Rows {
+                    columns: spooled.columns.clone(),
+                    types: spooled.types.clone(),
+                    values: Vec::with_capacity(spooled.rows),
+                };
+                spooled.for_each_row(|row| {
+                    rows.values.push(row);
+                    Ok(())
+                })?;
+                Ok(rows)
+            }
+        }
+    }
+}
+
+/// The stdout of an attempt in a temporary file (deleted when dropped), checked: every line
+/// that begins like a row is UTF-8; its columns in order of first appearance.
+#[derive(Debug)]
+pub struct Spooled {
+    file: File,
+    pub columns: Vec<String>,
+    pub types: Vec<ValueType>,
+    pub rows: usize,
+}
+
+/// What the first read learns of a column: whether every value so far is a JSON boolean.
+#[derive(Clone, Copy, PartialEq)]
+enum Seen {
+    Nothing,
+    Booleans,
+    Other,
+}
+
+impl Spooled {
+    /// Reads the spool once: the columns, their types and the number of rows. A line that
+    /// begins like a row but is not UTF-8 is an error naming the line; other lines are the
+    /// activity's own text and are left alone.
+    pub fn scan(file: File) -> Result<Spooled, String> {
+        let mut columns: Vec<String> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut seen: Vec<Seen> = Vec::new();
+        let mut rows = 0;
+        lines(&file, |number, line| {
+            let Some(object) = object_of(number, line)? else {
+                return Ok(());
+            };
+            rows += 1;
+            for (key, value) in object {
+                let at = *index.entry(key).or_insert_with_key(|key| {
+                    columns.push(key.clone());
+                    seen.push(Seen::Nothing);
+                    columns.len() - 1
+                });
+                seen[at] = match (seen[at], value) {
+                    (s, serde_json::Value::Null) => s,
+                    (Seen::Nothing | Seen::Booleans, serde_json::Value::Bool(_)) => Seen::Booleans,
+                    _ => Seen::Other,
+                };
+            }
+            Ok(())
+        })?;
+        let types = seen
+            .into_iter()
+            .map(|s| match s {
+                Seen::Booleans => ValueType::Boolean,
+                _ => ValueType::Any,
+            })
+            .collect();
+        Ok(Spooled {
+            file,
+            columns,
+            types,
+            rows,
+        })
+    }
+
+    /// Reads the spool again, one row at a time, each as values in column order.
+    pub fn for_each_row(
+        &self,
+        mut each: impl FnMut(Vec<Value>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let index: HashMap<&str, usize> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
+        lines(&self.file, |number, line| {
+            let Some(object) = object_of(number, line)? else {
+                return Ok(());
+            };
+            let mut row = vec![Value::Null; self.columns.len()];
+            for (key, value) in &object {
+                if let Some(&at) = index.get(key.as_str()) {
+                    row[at] = from_json(value);
+                }
+            }
+            each(row)
+        })
+    }
+}
+
+/// Each line of the file from its start, with its number (from 1), without its newline.
+fn lines(
+    file: &File,
+    mut each: impl FnMut(usize, &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("cannot read the activity's output back: {e}"))?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read the activity's output back: {e}"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        number += 1;
+        each(number, &line)?;
+    }
+}
+
+/// The JSON object a stdout line holds, if it is one. A line that begins like a row but is
+/// not UTF-8 is an error: rows are JSON in UTF-8, and none is dropped silently.
+fn object_of(
+    number: usize,
+    line: &[u8],
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+    let line = line.trim_ascii();
+    if !line.starts_with(b"{") {
+        return Ok(None);
+    }
+    let text = std::str::from_utf8(line).map_err(|e| {
+        format!(
+            "stdout line {number} is not UTF-8 text (byte 0x{:02x} at column {}): rows are JSON in UTF-8",
+            line[e.valid_up_to()],
+            e.valid_up_to() + 1
+        )
+    })?;
+    Ok(match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(o)) => Some(o),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn spool(text: &[u8]) -> Result<Spooled, String> {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(text).unwrap();
+        Spooled::scan(file)
+    }
+
+    #[test]
+    fn columns_come_in_order_of_first_appearance_and_other_lines_are_left_alone() {
+        let spooled = spool(
+            b"starting\n{\"a\": 1, \"ok\": true}\n{\"b\": \"x\", \"ok\": null}\n\n{\"a\": 2}",
+        )
+        .unwrap();
+        assert_eq!(spooled.columns, ["a", "ok", "b"]);
+        assert_eq!(
+            spooled.types,
+            [ValueType::Any, ValueType::Boolean, ValueType::Any]
+        );
+        let rows = Output::Spooled(spooled).into_rows().unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            rows.values[1],
+            [Value::Null, Value::Null, Value::Text("x".into())]
+        );
+        assert_eq!(rows.values[2][0], Value::Integer(2));
+    }
+
+    #[test]
+    fn a_row_line_that_is_not_utf8_names_its_line() {
+        let error = spool(b"{\"a\": 1}\n{\"a\": \"\xff\"}\n").unwrap_err();
+        assert!(error.starts_with("stdout line 2 is not UTF-8"), "{error}");
+    }
+}
