@@ -396,3 +396,71 @@ fn a_read_only_folder_is_refused_with_a_way_out() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn an_activity_that_floods_stdout_or_never_reads_stdin_neither_blocks_nor_loses_rows() {
+    let dir = scratch(
+        "flood_and_deaf",
+        &[(
+            "flow.wv",
+            r#"activity flood = sh("""yes '{"x": 1, "pad": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}' | head -n 300000""")
+activity deaf = sh("""sleep 0.5; printf '{"ok": true}\n'""")
+activity slow_reader = sh("""sleep 0.5; wc -l | awk '{ printf "{\"lines\": %d}\n", $1 }'""")
+flow f = {
+  stage flooded = flood()
+  stage ignored = from flooded | deaf()
+  stage counted = from flooded | slow_reader() | where lines = 300000
+}
+"#,
+        )],
+    );
+    let started = Instant::now();
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(stage(&summary, "flooded")["rows"], 300_000, "{summary}");
+    assert_eq!(stage(&summary, "ignored")["rows"], 1, "{summary}");
+    // A program that reads its input late still gets every row.
+    assert_eq!(stage(&summary, "counted")["rows"], 1, "{summary}");
+}
+
+#[test]
+fn cleaning_runs_during_a_run_leaves_the_running_one_alone() {
+    let dir = scratch(
+        "clean_during_run",
+        &[(
+            "flow.wv",
+            r#"activity slow = sh("""sleep 1.5; printf '{"a": 1}\n'""")
+flow f = {
+  stage s = slow()
+  stage after = from s | select a
+}
+"#,
+        )],
+    );
+    let flow = dir.join("flow.wv");
+    let (code, _) = run_json(&flow, None);
+    assert_eq!(code, Some(0));
+    let running = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", flow.to_str().unwrap(), "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let ws = dir.to_str().unwrap();
+    let o = wvflow(&["runs", "-w", ws, "clean", "--older-than", "0s", "--stale"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = running.wait_with_output().unwrap();
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    assert_eq!(stage(&summary, "after")["rows"], 1, "{summary}");
+    let run_id = summary["run_id"].as_str().unwrap();
+    let o = wvflow(&["runs", "-w", ws, "show", run_id, "--format", "json"]);
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shown["state"], "success", "{shown}");
+    assert!(
+        dir.join(format!(".wvflow/runs/{run_id}.db")).exists(),
+        "the running run's database was removed"
+    );
+}

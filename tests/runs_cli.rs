@@ -761,3 +761,157 @@ flow Crash = {
         }
     });
 }
+
+/// Cancellation campaign: a flow with a saga, an `each` of 3,000 items, a `call` of a child
+/// run and a `wait until` that is never met, cancelled at seeded random moments, by SIGTERM
+/// (as Ctrl-C would) or by `wvflow runs cancel` from another process. The run stops quickly,
+/// starts no item after the cancel, leaves no process, compensates what succeeded, and is
+/// recorded `cancelled` with its child run.
+#[test]
+fn cancelled_at_random_points_everything_stops() {
+    const FLOW: &str = r#"
+activity book = sh("""echo booked >> saga.log; printf '{"booking": 1}\n'""")
+activity unbook with { retries: 2 } = sh("""echo unbooked >> saga.log""")
+activity item(n: int) with { timeout: 60s } = sh("""echo "start $WV_N" >> items.log; sleep 0.2 # cancel-campaign""")
+activity long = sh("""echo child >> child.log; sleep 30 # cancel-campaign""")
+flow Child = {
+  stage work = long()
+}
+flow Campaign = {
+  stage booked [compensate: unbook()] = book()
+  stage fan [concurrency: 8] = from 'numbers.csv' | each item(_.n)
+  stage child if booked.success = call Child()
+  stage gate [poll_interval: 100ms] = from [[1]] as t(n) | wait until n > 1
+}
+"#;
+    let numbers: String = std::iter::once("n\n".to_string())
+        .chain((1..=3000).map(|n| format!("{n}\n")))
+        .collect();
+    let mut seed: u64 = 0x0ca1_ce11;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    // 12 in the test suite; a longer campaign: WVFLOW_CANCEL_CASES=120 (docs/reliability.md).
+    let count: usize = std::env::var("WVFLOW_CANCEL_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(12);
+    let cases: Vec<(u64, bool)> = (0..count)
+        .map(|_| (100 + next() % 1400, next() % 2 == 0))
+        .collect();
+    let slowest = std::sync::Mutex::new(Duration::ZERO);
+    let run_case = |case: usize, (cancel_after_ms, by_signal): (u64, bool)| {
+        let dir = scratch(
+            &format!("cancel_campaign_{case}"),
+            &[("flow.wv", FLOW), ("numbers.csv", &numbers)],
+        );
+        let child = start(&dir, &["Campaign", "--format", "json"]);
+        // The run of `Campaign`, not its child run (which may be newer).
+        let mut run_id = String::new();
+        wait_for(Duration::from_secs(20), "the run", || {
+            if !dir.join(".wvflow/workspace.db").exists() {
+                return false;
+            }
+            let list = runs_json(&dir, &["list", "--flow", "Campaign", "--format", "json"]);
+            list[0]["run_id"]
+                .as_str()
+                .map(|id| run_id = id.to_string())
+                .is_some()
+        });
+        std::thread::sleep(Duration::from_millis(cancel_after_ms));
+        let asked = Instant::now();
+        if by_signal {
+            // SAFETY: a signal to the child this test started.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        } else {
+            let o = runs(&dir, &["cancel", &run_id]);
+            assert!(
+                o.status.success(),
+                "case {case}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let at_cancel = read(&dir.join("items.log")).lines().count();
+        let out = child.wait_with_output().unwrap();
+        let took = asked.elapsed();
+        let mut max = slowest.lock().unwrap();
+        *max = (*max).max(took);
+        drop(max);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "case {case}: {stderr}");
+        assert!(
+            took < Duration::from_secs(3),
+            "case {case}: the run took {took:?} to stop"
+        );
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["state"], "cancelled", "case {case}: {summary}");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(processes_in(&dir), 0, "case {case}: processes left");
+        let after = read(&dir.join("items.log")).lines().count();
+        // Only items being started as the cancel arrived may have logged since.
+        assert!(
+            after - at_cancel <= 8,
+            "case {case}: {} items started after the cancel",
+            after - at_cancel
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            read(&dir.join("items.log")).lines().count(),
+            after,
+            "case {case}: an item started after the run ended"
+        );
+        // The saga: what succeeded is compensated, once; nothing else.
+        let saga = read(&dir.join("saga.log"));
+        let booked = summary["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["stage"] == "booked" && s["state"] == "success");
+        let expected = if booked { "booked\nunbooked\n" } else { "" };
+        if booked || saga.is_empty() {
+            assert_eq!(saga, expected, "case {case}: {summary}");
+        }
+        // The store says the same, and the child run was cancelled with its parent.
+        let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
+        assert_eq!(show["state"], "cancelled", "case {case}: {show}");
+        assert!(
+            !show.to_string().contains("\"running\""),
+            "case {case}: {show}"
+        );
+        for run in runs_json(&dir, &["list", "--format", "json"])
+            .as_array()
+            .unwrap()
+        {
+            assert_eq!(run["state"], "cancelled", "case {case}: {run}");
+        }
+    };
+    std::thread::scope(|scope| {
+        for worker in 0..3 {
+            let cases = &cases;
+            let run_case = &run_case;
+            scope.spawn(move || {
+                for (case, &c) in cases.iter().enumerate().skip(worker).step_by(3) {
+                    run_case(case, c);
+                }
+            });
+        }
+    });
+    eprintln!(
+        "{count} cancels, slowest stop {:?}",
+        slowest.lock().unwrap()
+    );
+}
+
+/// Processes whose working folder is `dir` (activities run in the flow's folder).
+fn processes_in(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == dir))
+        .count()
+}

@@ -31,7 +31,8 @@ pub struct Request {
     pub argv: Vec<String>,
     /// `WV_<NAME>` of each parameter, `WVFLOW_RUN_ID`, `WVFLOW_FLOW`, `WVFLOW_STAGE`, ...
     pub env: Vec<(String, String)>,
-    pub input: Rows,
+    /// Input rows, written to stdin as NDJSON one row at a time (shared, not copied).
+    pub input: Arc<Rows>,
     pub cwd: PathBuf,
     pub timeout: Option<Duration>,
     /// Fail when the activity writes nothing to stderr for this long.
@@ -180,20 +181,18 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
     let started = Instant::now();
     let last_sign = Arc::new(AtomicU64::new(0));
     let stdin = child.stdin.take();
-    let input: Vec<String> = request
-        .input
-        .to_json_objects()
-        .into_iter()
-        .map(|o| serde_json::Value::Object(o).to_string())
-        .collect();
+    let input = request.input.clone();
     let writer = std::thread::spawn(move || {
-        if let Some(mut stdin) = stdin {
-            for line in input {
+        if let Some(stdin) = stdin {
+            let mut stdin = std::io::BufWriter::new(stdin);
+            for i in 0..input.len() {
+                let line = serde_json::Value::Object(input.json_object(i));
                 // A program that does not read its input closes the pipe: not an error.
                 if writeln!(stdin, "{line}").is_err() {
-                    break;
+                    return;
                 }
             }
+            let _ = stdin.flush();
         }
     });
     // Output is copied as bytes into the spool file, shared: what was read is there even when
@@ -407,10 +406,10 @@ mod tests {
                 ("WVFLOW_STAGE".into(), "s".into()),
                 ("WV_NAME".into(), "it's; $(rm -rf /) `x`".into()),
             ],
-            input: Rows::untyped(
+            input: Arc::new(Rows::untyped(
                 vec!["n".into()],
                 vec![vec![Value::Integer(1)], vec![Value::Integer(2)]],
-            ),
+            )),
             cwd: std::env::temp_dir(),
             timeout: timeout_ms.map(Duration::from_millis),
             heartbeat: None,

@@ -858,7 +858,7 @@ impl StageRun<'_, '_> {
             key: self.key.as_deref(),
             args: &args,
             line: &line,
-            input: &input,
+            input: &Arc::new(input),
         };
         let done = retried(self.ctx, self.stage, (self.phase, self.step, None), &call);
         self.attempts = self.attempts.max(done.attempts);
@@ -912,7 +912,7 @@ impl StageRun<'_, '_> {
         struct Item {
             args: BTreeMap<String, Value>,
             line: CommandLine,
-            row: Rows,
+            row: Arc<Rows>,
             key: Option<String>,
         }
         let mut items = Vec::with_capacity(input.len());
@@ -940,7 +940,7 @@ impl StageRun<'_, '_> {
             items.push(Item {
                 args,
                 line,
-                row: input.row(i),
+                row: Arc::new(input.row(i)),
                 key,
             });
         }
@@ -1249,7 +1249,7 @@ struct Call<'a> {
     args: &'a BTreeMap<String, Value>,
     /// The words and `WV_<NAME>` variables ([`command_line`]).
     line: &'a CommandLine,
-    input: &'a Rows,
+    input: &'a Arc<Rows>,
 }
 
 /// One attempt's request: the call and the run's environment.

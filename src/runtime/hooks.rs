@@ -153,7 +153,7 @@ fn call(
                         .cloned()
                         .chain([("WVFLOW_ATTEMPT".into(), attempt.to_string())])
                         .collect(),
-                    input: rows.clone(),
+                    input: Arc::new(rows.clone()),
                     cwd: cwd.to_path_buf(),
                     timeout: Some(Duration::from_millis(
                         invocation.timeout_ms.unwrap_or(HOOK_TIMEOUT_MS),

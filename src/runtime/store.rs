@@ -59,19 +59,20 @@ impl Rows {
 
     /// Each row as a JSON object, in column order, each value as its type's JSON.
     pub fn to_json_objects(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        self.values
+        (0..self.len()).map(|i| self.json_object(i)).collect()
+    }
+
+    /// Row `i` as a JSON object ([`Rows::to_json_objects`]).
+    pub fn json_object(&self, i: usize) -> serde_json::Map<String, serde_json::Value> {
+        self.columns
             .iter()
-            .map(|row| {
-                self.columns
+            .cloned()
+            .zip(
+                self.values[i]
                     .iter()
-                    .cloned()
-                    .zip(
-                        row.iter()
-                            .enumerate()
-                            .map(|(i, v)| value::json(v, self.type_of(i))),
-                    )
-                    .collect()
-            })
+                    .enumerate()
+                    .map(|(c, v)| value::json(v, self.type_of(c))),
+            )
             .collect()
     }
 
