@@ -103,6 +103,11 @@ fn main() {
         eprintln!("run from the repository root");
         return;
     }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--output-rows") {
+        let n = args.get(at + 1).and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+        return activity_output(n);
+    }
     let mut chain = String::from(
         "flow chain = {\n  stage s0 = from [[1, 'a'], [2, 'b'], [3, 'c']] as t(id, name)\n",
     );
@@ -153,6 +158,39 @@ fn main() {
         );
     }
     println!("peak RSS {:.1} MB", peak_rss_mb());
+}
+
+/// `--output-rows N`: one activity prints N JSON rows, which become the stage's table, and a
+/// second stage reads ten of them. Peak RSS against the size of the output; time against the
+/// program alone writing the same bytes to /dev/null (the reference, in the same run).
+fn activity_output(n: u64) {
+    const PROGRAM: &str = r#"awk -v n="$WV_N" 'BEGIN { for (i = 0; i < n; i++) printf "{\"id\": %d, \"name\": \"row %d\", \"ok\": true, \"x\": %d.5}\n", i, i, i }'"#;
+    let started = Instant::now();
+    let reference = std::process::Command::new("sh")
+        .args(["-c", &format!("{PROGRAM} > /dev/null")])
+        .env("WV_N", n.to_string())
+        .status()
+        .unwrap();
+    assert!(reference.success());
+    let alone = started.elapsed().as_secs_f64();
+    let bytes = std::process::Command::new("sh")
+        .args(["-c", &format!("{PROGRAM} | wc -c")])
+        .env("WV_N", n.to_string())
+        .output()
+        .unwrap();
+    let bytes: f64 = String::from_utf8_lossy(&bytes.stdout).trim().parse().unwrap_or(0.0);
+    let flow = format!(
+        "activity emit(n: int) = sh(\"\"\"\n  {PROGRAM}\n\"\"\")\nflow output = {{\n  stage rows = emit({n})\n  stage few = from rows | where id % {} = 0 | select id\n}}\n",
+        (n / 10).max(1)
+    );
+    let (t, _, state) = run("output", &flow, true);
+    let rss = peak_rss_mb();
+    println!(
+        "an activity printing {n} rows ({:.0} MB): {t:.2} s, {:.1}x the program alone ({alone:.2} s); peak RSS {rss:.1} MB, {:.2}x the output ({state})",
+        bytes / 1e6,
+        t / alone,
+        rss * 1e6 / bytes.max(1.0)
+    );
 }
 
 fn store_label(recorded: bool) -> &'static str {
