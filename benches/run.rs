@@ -105,7 +105,10 @@ fn main() {
     }
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--output-rows") {
-        let n = args.get(at + 1).and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+        let n = args
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1_000_000);
         return activity_output(n);
     }
     let mut chain = String::from(
@@ -178,7 +181,10 @@ fn activity_output(n: u64) {
         .env("WV_N", n.to_string())
         .output()
         .unwrap();
-    let bytes: f64 = String::from_utf8_lossy(&bytes.stdout).trim().parse().unwrap_or(0.0);
+    let bytes: f64 = String::from_utf8_lossy(&bytes.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0.0);
     let flow = format!(
         "activity emit(n: int) = sh(\"\"\"\n  {PROGRAM}\n\"\"\")\nflow output = {{\n  stage rows = emit({n})\n  stage few = from rows | where id % {} = 0 | select id\n}}\n",
         (n / 10).max(1)

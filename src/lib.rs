@@ -5,6 +5,7 @@
 //! resolves each name of each expression) -> [`plan`] (lowering to the execution plan) ->
 //! [`runtime`] (the executor on SQLite, the run store, the scheduler). [`diagnostics`] renders
 //! the problems found; [`value`] says how typed values look where they leave wvflow;
+//! [`retry_rule`] is the one delay rule of retries;
 //! [`format`] and [`lsp`] serve editors on the same front end. The command line in [`cli`] is
 //! a thin layer over this library.
 
@@ -15,6 +16,7 @@ pub mod format;
 pub mod lsp;
 mod parallel;
 pub mod plan;
+pub mod retry_rule;
 pub mod runtime;
 pub mod source;
 pub mod syntax;

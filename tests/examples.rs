@@ -9,7 +9,7 @@ fn every_example_checks_clean_and_has_a_header() {
     let files = discover(Path::new("examples")).expect("examples/ exists");
     assert!(
         files.len() >= 12,
-        "SPEC asks for at least 12 examples, found {}",
+        "the project keeps at least 12 examples, found {}",
         files.len()
     );
     let (workspace, errors) = Workspace::load(&[Path::new("examples").to_path_buf()]);

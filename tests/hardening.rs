@@ -464,3 +464,30 @@ flow f = {
         "the running run's database was removed"
     );
 }
+
+#[test]
+fn a_billion_retries_are_planned_and_checked_like_three() {
+    // The plan once built a vector of every delay: a billion of them never finished.
+    let dir = scratch(
+        "billion_retries",
+        &[(
+            "flow.wv",
+            "activity a with { retries: 1000000000, retry_delay: 1s, max_retry_delay: 2s, timeout: 1s } = sh(\"true\")\nflow R = { stage s [schedule_timeout: 1h] = a() }\n",
+        )],
+    );
+    let flow = dir.join("flow.wv");
+    let o = wvflow(&["plan", flow.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        text.contains("retry: 1000000001 attempts, exponential backoff, delays 1s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, ... (1000000000 in all) 2s"),
+        "{text}"
+    );
+    let o = wvflow(&["check", flow.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    // 1 + 2 (k - 1) seconds of waits before retry k: retry 1801 passes the hour.
+    assert!(
+        text.contains("W0202") && text.contains("attempts 1802 to 1000000001 can never start"),
+        "{text}"
+    );
+}

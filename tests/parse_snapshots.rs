@@ -1,4 +1,4 @@
-//! Every construct of SPEC section 3, parsed and shown as a compact tree. Each snapshot holds
+//! Every construct of the language (docs/language.md), parsed and shown as a compact tree. Each snapshot holds
 //! the source (as its description) beside the tree; each was read by hand.
 
 use wvflow::source::FileId;

@@ -5,6 +5,7 @@ use super::graph::{FlowGraph, activity_calls, has_op};
 use super::keys::{self, Kind, Place, RETRY_KEYS};
 use super::{Ctx, Def, values, with_suggestion};
 use crate::diagnostics::Diagnostic;
+use crate::retry_rule::{Backoff, RetryDelays};
 use crate::source::FileId;
 use crate::syntax::ast::{Activity, Config, ConfigEntry, ExprKind, OpKind, SourceKind, Stage};
 use std::collections::BTreeMap;
@@ -167,7 +168,7 @@ fn value(
         Kind::Int { min, max } => match values::int(v) {
             None => ctx.emit(wrong_type("a whole number")),
             Some(n) if n < min || n > max => {
-                // Flow concurrency belongs to the schedule family (SPEC section 5).
+                // Flow concurrency belongs to the schedule family (docs/errors.md).
                 let code = if place == Place::Flow && name == "concurrency" {
                     "E0507"
                 } else {
@@ -470,24 +471,19 @@ fn budget(
     if retries <= 0 {
         return;
     }
-    let attempts = retries.min(1000) as u32 + 1;
-    let delays = retry_delays(p, attempts - 1, first_delay);
+    // As the plan counts them: at most u32::MAX attempts.
+    let retries = retries.min(u32::MAX as i64 - 1) as u32;
+    let attempts = retries + 1;
     let jitter = p
         .get("jitter")
         .and_then(|(_, e)| values::boolean(&e.value))
         .unwrap_or(false);
-    // Attempt k (1-based) starts after the delays before it, at the earliest.
-    let mut waited = Duration::ZERO;
-    let mut never = None;
-    for (k, delay) in delays.iter().enumerate() {
-        waited += *delay;
-        if !jitter && waited >= limit {
-            never = Some(k as u32 + 2);
-            break;
-        }
-    }
-    let total_delay: Duration = delays.iter().sum();
-    let worst = timeout.map(|t| t * attempts + total_delay);
+    let delays = retry_delays(p, first_delay).total(retries, Some(limit));
+    // Retry k starts attempt k + 1 after the waits before it, at the earliest (with jitter,
+    // the waits may be shorter).
+    let never = delays.reached.filter(|_| !jitter).map(|k| k + 1);
+    let total_delay = delays.sum;
+    let worst = timeout.map(|t| t.saturating_mul(attempts).saturating_add(total_delay));
     if never.is_none() && worst.is_none_or(|w| w <= limit) {
         return;
     }
@@ -519,44 +515,21 @@ fn budget(
     );
 }
 
-/// Delay before retry n (n = 1..retries), after the cap: SPEC section 4.
-pub fn retry_delays_of(
-    backoff: &str,
-    first: Duration,
-    coefficient: f64,
-    cap: Option<Duration>,
-    retries: u32,
-) -> Vec<Duration> {
-    (1..=retries)
-        .map(|n| {
-            let factor = match backoff {
-                "constant" => 1.0,
-                "linear" => n as f64,
-                _ => coefficient.powi(n as i32 - 1),
-            };
-            let raw = first.as_secs_f64() * factor;
-            let delay = Duration::try_from_secs_f64(raw).unwrap_or(Duration::MAX);
-            cap.map_or(delay, |c| delay.min(c))
-        })
-        .collect()
-}
-
-fn retry_delays(p: &Policy, retries: u32, first: Duration) -> Vec<Duration> {
-    let backoff = p
-        .get("backoff")
-        .and_then(|(_, e)| values::word(&e.value))
-        .unwrap_or("exponential");
-    let coefficient = p
-        .get("backoff_coefficient")
-        .and_then(|(_, e)| values::number(&e.value))
-        .unwrap_or(2.0);
-    retry_delays_of(
-        backoff,
+/// The retry delays of a merged policy, with the defaults of the key table.
+fn retry_delays(p: &Policy, first: Duration) -> RetryDelays {
+    RetryDelays {
         first,
-        coefficient,
-        p.duration("max_retry_delay"),
-        retries,
-    )
+        backoff: p
+            .get("backoff")
+            .and_then(|(_, e)| values::word(&e.value))
+            .and_then(Backoff::parse)
+            .unwrap_or_default(),
+        coefficient: p
+            .get("backoff_coefficient")
+            .and_then(|(_, e)| values::number(&e.value))
+            .unwrap_or(2.0),
+        cap: p.duration("max_retry_delay"),
+    }
 }
 
 /// Keys that do nothing where they stand.
@@ -588,7 +561,7 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &Policy) {
     if let Some(e) = own("backoff_coefficient")
         && p.get("backoff")
             .and_then(|(_, b)| values::word(&b.value))
-            .is_some_and(|b| b != "exponential")
+            .is_some_and(|b| Backoff::parse(b) != Some(Backoff::Exponential))
     {
         found.push(warn(
             e,
@@ -627,32 +600,5 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &Policy) {
     }
     for d in found {
         ctx.emit(d);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::retry_delays_of;
-    use std::time::Duration;
-
-    #[test]
-    fn delays_follow_spec_section_4() {
-        let s = Duration::from_secs;
-        assert_eq!(
-            retry_delays_of("constant", s(2), 2.0, None, 3),
-            [s(2), s(2), s(2)]
-        );
-        assert_eq!(
-            retry_delays_of("linear", s(2), 2.0, None, 3),
-            [s(2), s(4), s(6)]
-        );
-        assert_eq!(
-            retry_delays_of("exponential", s(1), 3.0, None, 4),
-            [s(1), s(3), s(9), s(27)]
-        );
-        assert_eq!(
-            retry_delays_of("exponential", s(1), 2.0, Some(s(5)), 5),
-            [s(1), s(2), s(4), s(5), s(5)]
-        );
     }
 }

@@ -1,4 +1,4 @@
-//! The configuration keys of SPEC section 4: where each may stand, what it takes, what it
+//! The configuration keys (docs/language.md): where each may stand, what it takes, what it
 //! means. One table serves the checker, `explain` and (later) editor hovers.
 
 /// Where a config block stands.
@@ -64,7 +64,7 @@ pub struct Key {
     pub meaning: &'static str,
 }
 
-pub const BACKOFF_KINDS: &[&str] = &["constant", "linear", "exponential"];
+pub const BACKOFF_KINDS: &[&str] = &crate::retry_rule::Backoff::WORDS;
 pub const PARENT_CLOSE: &[&str] = &["terminate", "request_cancel", "abandon"];
 pub const TRIGGER_RULES: &[&str] = &[
     "all_success",

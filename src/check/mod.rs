@@ -1,4 +1,4 @@
-//! The semantic checker: every rule of the catalogue (`shared/CHECKS.md`), one file per rule
+//! The semantic checker: every rule of the catalogue (docs/errors.md), one file per rule
 //! family, over a whole workspace. It never runs user code.
 //!
 //! | family | file |

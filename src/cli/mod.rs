@@ -31,7 +31,7 @@ mod schedule;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Exit statuses of SPEC section 5 and 7.
+/// Exit statuses (README.md, docs/runtime.md).
 pub mod exit {
     pub const OK: u8 = 0;
     pub const PROBLEMS: u8 = 1;

@@ -25,7 +25,7 @@ pub struct Label {
     pub message: String,
 }
 
-/// One problem: a code from SPEC section 5, a primary place, other places, and a likely fix.
+/// One problem: a code of docs/errors.md, a primary place, other places, and a likely fix.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Diagnostic {
     pub code: &'static str,

@@ -113,7 +113,7 @@ struct JsonDiagnostic<'a> {
     help: Option<&'a str>,
 }
 
-/// One JSON array, as SPEC section 5 describes: 0-based lines, UTF-16 characters.
+/// One JSON array, as docs/errors.md describes: 0-based lines, UTF-16 characters.
 /// `labels` holds the primary label first, then the secondary ones.
 pub fn render_json(diagnostics: &[Diagnostic], sources: &SourceMap) -> String {
     let range = |l: &super::Label| {

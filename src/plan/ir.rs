@@ -2,9 +2,11 @@
 //! lowering reads the syntax tree. Serialized as JSON (`wvflow plan --format json`); the
 //! schema is documented in `docs/plan.md` and versioned by [`PLAN_VERSION`].
 
+use crate::retry_rule::{Backoff, RetryDelays};
 use crate::value::ValueType;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// Bumped whenever the JSON shape changes incompatibly.
 pub const PLAN_VERSION: u32 = 1;
@@ -165,7 +167,8 @@ pub struct RetryPolicy {
     pub attempts: u32,
     pub initial_delay_ms: u64,
     /// `constant`, `linear` or `exponential`.
-    pub backoff: String,
+    #[schemars(with = "String")]
+    pub backoff: Backoff,
     pub coefficient: f64,
     pub max_delay_ms: Option<u64>,
     pub jitter: bool,
@@ -173,19 +176,14 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Delay before each retry (attempts 2..=attempts), before jitter: SPEC section 4.
-    pub fn delays_ms(&self) -> Vec<u64> {
-        (1..self.attempts)
-            .map(|n| {
-                let factor = match self.backoff.as_str() {
-                    "constant" => 1.0,
-                    "linear" => n as f64,
-                    _ => self.coefficient.powi(n as i32 - 1),
-                };
-                let delay = (self.initial_delay_ms as f64 * factor).min(u64::MAX as f64) as u64;
-                self.max_delay_ms.map_or(delay, |cap| delay.min(cap))
-            })
-            .collect()
+    /// The delay before each retry, before jitter ([`RetryDelays::before_retry`]).
+    pub fn delays(&self) -> RetryDelays {
+        RetryDelays {
+            first: Duration::from_millis(self.initial_delay_ms),
+            backoff: self.backoff,
+            coefficient: self.coefficient,
+            cap: self.max_delay_ms.map(Duration::from_millis),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use super::ir::*;
 use super::sql::{self, Select, Writer, quote_ident};
 use crate::check::keys::TRIGGER_RULES;
 use crate::check::{Def, FlowGraph, Index, values};
+use crate::retry_rule::Backoff;
 use crate::source::FileId;
 use crate::syntax::Span;
 use crate::syntax::ast::{self, Arg, Condition, Config, ExprKind, OpKind, SourceKind, SourceRef};
@@ -940,10 +941,11 @@ fn retry_policy(policy: &BTreeMap<&str, &ast::Expr>) -> RetryPolicy {
     RetryPolicy {
         attempts: retries + 1,
         initial_delay_ms: millis("retry_delay").unwrap_or(1000),
+        // The checker refused any other word: absent is the default.
         backoff: get("backoff")
             .and_then(values::word)
-            .unwrap_or("exponential")
-            .to_string(),
+            .and_then(Backoff::parse)
+            .unwrap_or_default(),
         coefficient: get("backoff_coefficient")
             .and_then(values::number)
             .unwrap_or(2.0),

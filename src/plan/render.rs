@@ -153,12 +153,20 @@ fn retry(r: &RetryPolicy) -> String {
     if r.attempts <= 1 {
         return "1 attempt".into();
     }
-    let delays: Vec<String> = r.delays_ms().into_iter().map(duration).collect();
+    // The first delays, then the last: a billion retries print like a few.
+    const SHOWN: u32 = 8;
+    let retries = r.attempts - 1;
+    let delays = r.delays();
+    let delay = |n| crate::check::values::show(delays.before_retry(n));
+    let mut shown: Vec<String> = (1..=retries.min(SHOWN)).map(delay).collect();
+    if retries > SHOWN {
+        shown.push(format!("... ({retries} in all) {}", delay(retries)));
+    }
     let mut text = format!(
         "{} attempts, {} backoff, delays {}",
         r.attempts,
         r.backoff,
-        delays.join(", ")
+        shown.join(", ")
     );
     if r.jitter {
         text.push_str(", full jitter");

@@ -449,7 +449,7 @@ mod tests {
             retry: crate::plan::ir::RetryPolicy {
                 attempts: 1,
                 initial_delay_ms: 0,
-                backoff: "constant".into(),
+                backoff: crate::retry_rule::Backoff::Constant,
                 coefficient: 1.0,
                 max_delay_ms: None,
                 jitter: false,

@@ -1,5 +1,5 @@
 //! The executor: runs a flow's plan stage by stage, in dependency order, with the semantics
-//! of SPEC section 6: triggers over upstream states, retries, saga compensation on failure.
+//! of the runtime (docs/runtime.md): triggers over upstream states, retries, saga compensation on failure.
 
 use super::activity::{CommandLine, Launcher, Request, command_line};
 use super::clock::Clock;
@@ -76,7 +76,7 @@ impl StageSummary {
     }
 }
 
-/// The object `wvflow run --format json` prints (SPEC section 6).
+/// The object `wvflow run --format json` prints (docs/runtime.md).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Summary {
     pub run_id: String,

@@ -1,5 +1,6 @@
 //! Running an attempt again: the retry policy of the plan applied to attempt outcomes, with
-//! the delays of SPEC section 4, full jitter, non-retryable exit codes and `schedule_timeout`.
+//! the delays of [`crate::retry_rule`], full jitter, non-retryable exit codes and
+//! `schedule_timeout`.
 
 use super::clock::Clock;
 use crate::plan::ir::RetryPolicy;
@@ -83,7 +84,7 @@ pub fn run_observed<T>(
     mut retrying: impl FnMut(u32, Duration),
 ) -> Finished<T> {
     let started = clock.now();
-    let delays = policy.delays_ms();
+    let delays = policy.delays();
     let mut n = 1;
     loop {
         match attempt(n) {
@@ -116,7 +117,7 @@ pub fn run_observed<T>(
                         attempts: n,
                     };
                 }
-                let computed = Duration::from_millis(delays[(n - 1) as usize]);
+                let computed = delays.before_retry(n);
                 let delay = if policy.jitter {
                     computed.mul_f64(random.unit())
                 } else {
@@ -150,7 +151,7 @@ mod tests {
         RetryPolicy {
             attempts,
             initial_delay_ms: 1000,
-            backoff: backoff.into(),
+            backoff: crate::retry_rule::Backoff::parse(backoff).unwrap(),
             coefficient: 2.0,
             max_delay_ms: cap,
             jitter,

@@ -197,6 +197,9 @@ fn from_csv(field: &str) -> Value {
     }
 }
 
+/// Inserts one row of a table being written ([`Store::write_output`]).
+type InsertRow<'a> = dyn FnMut(&[Value]) -> Result<(), Error> + 'a;
+
 /// Where a run's data lives: the workspace database and the run's own database file. Each
 /// stage that runs at the same time opens its own connection; both files are in WAL mode.
 #[derive(Clone, Debug)]
@@ -386,7 +389,7 @@ impl Store {
         table: &str,
         columns: &[String],
         types: &[ValueType],
-        fill: &mut dyn FnMut(&mut dyn FnMut(&[Value]) -> Result<(), Error>) -> Result<(), Error>,
+        fill: &mut dyn FnMut(&mut InsertRow) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let name = format!("{schema}.{}", quote(table));
         // Take the write lock at once: a deferred transaction that upgrades could deadlock

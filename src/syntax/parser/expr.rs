@@ -1,4 +1,4 @@
-//! Expressions, with the precedence of SPEC section 3:
+//! Expressions, with the precedence of docs/language.md:
 //! or < and < not < comparison < additive < multiplicative < unary.
 
 use super::errors::{Expected, SyntaxError};
