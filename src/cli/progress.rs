@@ -62,7 +62,7 @@ impl Progress for Live {
         if let Ok(mut running) = self.running.lock()
             && let Some(bar) = running.remove(&summary.stage)
         {
-            bar.finish_with_message(summary.state.clone());
+            bar.finish_with_message(summary.state.to_string());
             self.bars.remove(&bar);
         }
     }

@@ -16,6 +16,7 @@ use crate::runtime::runs::journal::{Claim, Journal, NewRun};
 use crate::runtime::runs::owner::Watch;
 use crate::runtime::runs::{new_run_id, run_params, zone_of};
 use crate::runtime::schedule::{run_time_text, utc_now};
+use crate::runtime::state::RunState;
 use crate::runtime::store::{StoreConfig, from_json};
 use crate::syntax::ast::{ExprKind, Item};
 use crate::value::{ValueType, stored};
@@ -205,7 +206,7 @@ impl Runner<'_> {
                 Format::Json => printed.push(serde_json::to_value(&summary).unwrap_or_default()),
                 Format::Text => out!("{}", table(&summary)),
             }
-            status = if summary.state == "success" {
+            status = if summary.state == RunState::Success {
                 exit::OK
             } else {
                 exit::PROBLEMS
@@ -356,7 +357,7 @@ impl Runner<'_> {
                     return Ok(Summary {
                         run_id,
                         flow: plan.flow.name.clone(),
-                        state: "skipped".into(),
+                        state: RunState::Skipped,
                         stages: Vec::new(),
                         compensations: Vec::new(),
                         next: Vec::new(),
@@ -439,7 +440,7 @@ impl Runner<'_> {
         let mut summary = execute(plan, &stores, &ctx, max_parallel);
         // A run the store could not record was stopped for that reason: it failed.
         if journal.lost().is_some() {
-            summary.state = "failed".into();
+            summary.state = RunState::Failed;
         }
         journal.finish(&summary);
         for outcome in hooks::fire(plan, &summary, &ctx.params, &ProcessLauncher, &ctx.cwd) {
@@ -568,7 +569,8 @@ impl Runner<'_> {
                 return Ok(Summary {
                     run_id: summary["run_id"].as_str().unwrap_or_default().to_string(),
                     flow: target.flow.clone(),
-                    state: summary["state"].as_str().unwrap_or("failed").to_string(),
+                    state: serde_json::from_value(summary["state"].clone())
+                        .unwrap_or(RunState::Failed),
                     stages: Vec::new(),
                     compensations: Vec::new(),
                     next: Vec::new(),
@@ -760,9 +762,14 @@ pub(super) fn bind_params(
 
 /// The per-stage table printed after a run.
 pub(super) fn table(summary: &Summary) -> String {
+    table_as(summary, summary.state.as_str())
+}
+
+/// [`table`], with the run's state as shown (`running (stale)`).
+pub(super) fn table_as(summary: &Summary, state: &str) -> String {
     let mut out = format!(
-        "run {} of flow {}: {}\n\n",
-        summary.run_id, summary.flow, summary.state
+        "run {} of flow {}: {state}\n\n",
+        summary.run_id, summary.flow
     );
     let width = summary
         .stages

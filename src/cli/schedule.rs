@@ -13,6 +13,7 @@ use crate::runtime::engine::holds;
 use crate::runtime::runs::journal::{Journal, NewRun};
 use crate::runtime::runs::{catalog, schema};
 use crate::runtime::schedule::{MAX_CATCHUP, Timing, run_time_text, utc_now};
+use crate::runtime::state::{RunState, StageState};
 use crate::workspace::{Workspace, discover};
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -314,7 +315,7 @@ impl Daemon<'_> {
         let mut chosen: BTreeSet<String> = BTreeSet::new();
         for (seq, run) in &ended {
             self.seen_event = self.seen_event.max(*seq);
-            if run.state == "skipped" {
+            if run.state == RunState::Skipped {
                 continue; // ran nothing: not an end
             }
             for entry in &self.loaded.entries {
@@ -328,7 +329,7 @@ impl Daemon<'_> {
                     }
                     None => {
                         entry.timing.is_none()
-                            && run.state == "success"
+                            && run.state == RunState::Success
                             && entry.depends_on.contains(&run.flow)
                             && matches!(
                                 catalog::unmet_dependency(
@@ -425,7 +426,7 @@ fn names(condition: &Cond) -> Vec<&str> {
 }
 
 /// The state of the latest run of each flow a condition names (a stale run counts as failed).
-fn latest_states(conn: &rusqlite::Connection, condition: &Cond) -> BTreeMap<String, &'static str> {
+fn latest_states(conn: &rusqlite::Connection, condition: &Cond) -> BTreeMap<String, StageState> {
     let mut states = BTreeMap::new();
     for flow in names(condition) {
         // A run still going has not ended yet.

@@ -5,6 +5,7 @@ use super::activity::{CommandLine, Launcher, Request, command_line};
 use super::clock::Clock;
 use super::output::Output;
 use super::retry::{self, Outcome, Random};
+use super::state::{RunState, StageState};
 use super::store::{Pool, Rows, Store, StoreConfig};
 use crate::plan::ir::*;
 use rusqlite::types::Value;
@@ -46,7 +47,7 @@ pub struct Context<'a> {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct StageSummary {
     pub stage: String,
-    pub state: String,
+    pub state: StageState,
     pub attempts: u32,
     pub rows: usize,
     pub duration_ms: u64,
@@ -57,17 +58,17 @@ pub struct StageSummary {
 pub struct CompensationSummary {
     pub stage: String,
     pub activity: String,
-    pub state: String,
+    pub state: StageState,
     pub attempts: u32,
     pub error: Option<String>,
 }
 
 impl StageSummary {
     /// A stage in `state` with nothing done yet.
-    fn new(stage: &StagePlan, state: &str) -> Self {
+    fn new(stage: &StagePlan, state: StageState) -> Self {
         StageSummary {
             stage: stage.id.clone(),
-            state: state.into(),
+            state,
             attempts: 0,
             rows: 0,
             duration_ms: 0,
@@ -81,7 +82,7 @@ impl StageSummary {
 pub struct Summary {
     pub run_id: String,
     pub flow: String,
-    pub state: String,
+    pub state: RunState,
     pub stages: Vec<StageSummary>,
     pub compensations: Vec<CompensationSummary>,
     /// Runs to start after this one succeeded (`-> F(args)`), in the order reached.
@@ -101,7 +102,7 @@ pub struct Jump {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttemptEnd<'a> {
     /// `success`, `failed` or `cancelled`.
-    pub state: &'a str,
+    pub state: StageState,
     pub exit_code: Option<i32>,
     pub error: Option<&'a str>,
 }
@@ -224,7 +225,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         })
         .collect();
     let mut settled = vec![false; n];
-    let mut states: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut states: BTreeMap<String, StageState> = BTreeMap::new();
     let mut results: Vec<Option<StageSummary>> = vec![None; n];
     let mut started = vec![false; n];
     let mut completed: Vec<usize> = Vec::new();
@@ -232,7 +233,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
     for done in &ctx.resumed {
         if let Some(&i) = index.get(done.stage.as_str()) {
             started[i] = true;
-            states.insert(done.stage.clone(), "success");
+            states.insert(done.stage.clone(), StageState::Success);
             results[i] = Some(done.clone());
             completed.push(i);
             ended |= flow.stages[i].steps.iter().any(|s| matches!(s, Step::End));
@@ -289,9 +290,9 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     let Some(i) = ready else { break };
                     let stage = &flow.stages[i];
                     let not_run = if cancelled {
-                        Some("cancelled")
+                        Some(StageState::Cancelled)
                     } else if ended || !holds(&stage.trigger, &states) {
-                        Some("skipped")
+                        Some(StageState::Skipped)
                     } else {
                         None
                     };
@@ -335,8 +336,8 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             };
             let mut summary = summary;
-            if timed_out && summary.state == "cancelled" {
-                summary.state = "failed".into();
+            if timed_out && summary.state == StageState::Cancelled {
+                summary.state = StageState::Failed;
                 summary.error = Some(timeout_error(flow));
             }
             if let Some(p) = ctx.progress {
@@ -344,13 +345,8 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             }
             running -= 1;
             let stage = &flow.stages[i];
-            let state = match summary.state.as_str() {
-                "success" => "success",
-                "failed" => "failed",
-                "cancelled" => "cancelled",
-                _ => "skipped",
-            };
-            if state == "success" {
+            let state = summary.state;
+            if state == StageState::Success {
                 completed.push(i);
                 ended |= stage.steps.iter().any(|s| matches!(s, Step::End));
             }
@@ -370,7 +366,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             .stages
             .iter()
             .zip(&results)
-            .any(|(s, r)| r.state == "failed" && s.on_failure == "fail");
+            .any(|(s, r)| r.state == StageState::Failed && s.on_failure == "fail");
     let compensations = if failed && (!cancelled || ctx.compensate_on_cancel) {
         let stages: Vec<&StagePlan> = completed.iter().map(|&i| &flow.stages[i]).collect();
         match stores.connect() {
@@ -384,13 +380,12 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         run_id: ctx.run_id.clone(),
         flow: flow.name.clone(),
         state: if cancelled {
-            "cancelled"
+            RunState::Cancelled
         } else if failed {
-            "failed"
+            RunState::Failed
         } else {
-            "success"
-        }
-        .into(),
+            RunState::Success
+        },
         stages: results,
         compensations,
         next: if failed {
@@ -442,7 +437,7 @@ fn settle_forks(
     branches: &[Vec<usize>],
     settled: &mut [bool],
     results: &mut [Option<StageSummary>],
-    states: &mut BTreeMap<String, &'static str>,
+    states: &mut BTreeMap<String, StageState>,
 ) -> Vec<usize> {
     let mut failed_forks = Vec::new();
     let mut changed = true;
@@ -455,15 +450,17 @@ fn settle_forks(
             settled[u] = true;
             changed = true;
             let failed = branches[u].iter().find(|&&b| {
-                results[b].as_ref().is_some_and(|r| r.state == "failed")
+                results[b]
+                    .as_ref()
+                    .is_some_and(|r| r.state == StageState::Failed)
                     && stages[b].on_failure == "fail"
             });
             if let (Some(&b), Some(result)) = (failed, results[u].as_mut())
-                && result.state == "success"
+                && result.state == StageState::Success
             {
-                result.state = "failed".into();
+                result.state = StageState::Failed;
                 result.error = Some(format!("branch `{}` failed", stages[b].id));
-                states.insert(stages[u].id.clone(), "failed");
+                states.insert(stages[u].id.clone(), StageState::Failed);
                 failed_forks.push(u);
             }
         }
@@ -477,7 +474,7 @@ fn run_stage(
     stores: &StoreConfig,
     pool: &Pool,
     ctx: &Context,
-    states: &BTreeMap<String, &'static str>,
+    states: &BTreeMap<String, StageState>,
 ) -> StageSummary {
     match pool.take(stores) {
         Ok(mut store) => {
@@ -488,7 +485,7 @@ fn run_stage(
         Err(e) => StageSummary {
             attempts: 1,
             error: Some(e),
-            ..StageSummary::new(stage, "failed")
+            ..StageSummary::new(stage, StageState::Failed)
         },
     }
 }
@@ -497,12 +494,12 @@ fn run_stage_on(
     stage: &StagePlan,
     store: &mut Store,
     ctx: &Context,
-    states: &BTreeMap<String, &'static str>,
+    states: &BTreeMap<String, StageState>,
 ) -> StageSummary {
     let started = ctx.clock.now();
     let mut summary = StageSummary {
         attempts: 1,
-        ..StageSummary::new(stage, "failed")
+        ..StageSummary::new(stage, StageState::Failed)
     };
     fill_missing_upstreams(store, stage, states);
     let key = match &stage.idempotency_key {
@@ -528,9 +525,9 @@ fn run_stage_on(
         // The key already succeeded: reuse the recorded rows, run nothing.
         summary.rows = rows.len();
         summary.state = if store.write_table("run", &stage.id, &rows).is_ok() {
-            "success".into()
+            StageState::Success
         } else {
-            "failed".into()
+            StageState::Failed
         };
         summary.attempts = 0;
         return summary;
@@ -555,19 +552,19 @@ fn run_stage_on(
             .map_err(|e| (e, attempts))
     }) {
         Ok(rows) => {
-            summary.state = "success".into();
+            summary.state = StageState::Success;
             summary.rows = rows;
         }
         Err((e, n)) => {
             if e == retry::CANCELLED {
-                summary.state = "cancelled".into();
+                summary.state = StageState::Cancelled;
             } else {
                 summary.error = Some(e);
             }
             summary.attempts = n;
         }
     }
-    summary.attempts = if all_reused && summary.state == "success" {
+    summary.attempts = if all_reused && summary.state == StageState::Success {
         0
     } else {
         summary.attempts.max(attempts).max(1)
@@ -577,11 +574,11 @@ fn run_stage_on(
 }
 
 /// Evaluates a compiled trigger over the states reached so far.
-pub fn holds(cond: &Cond, states: &BTreeMap<String, &'static str>) -> bool {
+pub fn holds(cond: &Cond, states: &BTreeMap<String, StageState>) -> bool {
     match cond {
         Cond::True => true,
         Cond::State { stage, state } => match states.get(stage) {
-            Some(reached) => state == "done" || reached == state,
+            Some(reached) => state == "done" || reached.as_str() == state,
             None => false,
         },
         Cond::Not { arg } => !holds(arg, states),
@@ -595,15 +592,15 @@ pub fn holds(cond: &Cond, states: &BTreeMap<String, &'static str>) -> bool {
 fn fill_missing_upstreams(
     store: &mut Store,
     stage: &StagePlan,
-    states: &BTreeMap<String, &'static str>,
+    states: &BTreeMap<String, StageState>,
 ) {
     let succeeded = stage
         .upstream
         .iter()
-        .find(|e| states.get(&e.stage) == Some(&"success"))
+        .find(|e| states.get(&e.stage) == Some(&StageState::Success))
         .map(|e| e.stage.clone());
     for edge in &stage.upstream {
-        if states.get(&edge.stage) != Some(&"success")
+        if states.get(&edge.stage) != Some(&StageState::Success)
             && !store.exists("run", &edge.stage).unwrap_or(true)
         {
             let shape = match &succeeded {
@@ -764,7 +761,7 @@ impl StageRun<'_, '_> {
                             timeout,
                         )
                         .map_err(|e| (e, 1))?;
-                    if summary.state != "success" {
+                    if summary.state != RunState::Success {
                         let why = summary
                             .stages
                             .iter()
@@ -783,7 +780,7 @@ impl StageRun<'_, '_> {
                         .stages
                         .iter()
                         .rev()
-                        .find(|s| s.state == "success")
+                        .find(|s| s.state == StageState::Success)
                         .map(|s| s.stage.clone());
                     Rows::untyped(
                         crate::check::shapes::CALL_COLUMNS
@@ -793,7 +790,7 @@ impl StageRun<'_, '_> {
                         vec![vec![
                             Value::Text(summary.run_id),
                             Value::Text(child.flow),
-                            Value::Text(summary.state),
+                            Value::Text(summary.state.to_string()),
                             last.map_or(Value::Null, Value::Text),
                         ]],
                     )
@@ -1222,17 +1219,17 @@ fn launch(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> O
         .launch(&request, &|pid| progress.attempt_process(attempt, pid));
     let end = match &outcome {
         Outcome::Success(_) => AttemptEnd {
-            state: "success",
+            state: StageState::Success,
             exit_code: Some(0),
             error: None,
         },
         Outcome::Failure { error, exit_code } => AttemptEnd {
-            state: "failed",
+            state: StageState::Failed,
             exit_code: *exit_code,
             error: Some(error),
         },
         Outcome::Cancelled => AttemptEnd {
-            state: "cancelled",
+            state: StageState::Cancelled,
             exit_code: None,
             error: None,
         },
@@ -1320,7 +1317,11 @@ fn compensate(
         let summary = CompensationSummary {
             stage: stage.id.clone(),
             activity: invocation.activity.clone(),
-            state: if result.is_ok() { "success" } else { "failed" }.into(),
+            state: if result.is_ok() {
+                StageState::Success
+            } else {
+                StageState::Failed
+            },
             attempts: result.as_ref().map_or_else(|(_, n)| *n, |_| run.attempts),
             error: result.err().map(|(e, _)| e),
         };

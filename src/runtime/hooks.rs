@@ -6,6 +6,7 @@ use super::activity::{Launcher, Request};
 use super::clock::SystemClock;
 use super::engine::Summary;
 use super::retry::{self, SeededRandom};
+use super::state::RunState;
 use super::store::{Rows, Store};
 use crate::plan::ir::{Action, Plan};
 use rusqlite::types::Value;
@@ -49,9 +50,9 @@ pub fn summary_rows(summary: &Summary) -> Rows {
                 vec![
                     Value::Text(summary.run_id.clone()),
                     Value::Text(summary.flow.clone()),
-                    Value::Text(summary.state.clone()),
+                    Value::Text(summary.state.to_string()),
                     Value::Text(s.stage.clone()),
-                    Value::Text(s.state.clone()),
+                    Value::Text(s.state.to_string()),
                     Value::Integer(s.attempts.into()),
                     Value::Integer(s.rows as i64),
                     Value::Integer(s.duration_ms as i64),
@@ -72,9 +73,9 @@ pub fn fire(
     cwd: &Path,
 ) -> Vec<HookOutcome> {
     let wanted = |event: &str| match event {
-        "on_success" => summary.state == "success",
-        "on_failure" => matches!(summary.state.as_str(), "failed" | "cancelled"),
-        "on_finish" => summary.state != "skipped",
+        "on_success" => summary.state == RunState::Success,
+        "on_failure" => matches!(summary.state, RunState::Failed | RunState::Cancelled),
+        "on_finish" => summary.state != RunState::Skipped,
         _ => false,
     };
     let rows = summary_rows(summary);
@@ -133,7 +134,7 @@ fn call(
     env.extend([
         ("WVFLOW_RUN_ID".into(), summary.run_id.clone()),
         ("WVFLOW_FLOW".into(), summary.flow.clone()),
-        ("WVFLOW_RUN_STATE".into(), summary.state.clone()),
+        ("WVFLOW_RUN_STATE".into(), summary.state.to_string()),
         ("WVFLOW_HOOK".into(), event.to_string()),
     ]);
     let done = retry::run(

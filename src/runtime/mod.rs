@@ -11,6 +11,7 @@
 //! | [`retry`] | the retry policy over attempts |
 //! | [`clock`], [`cancel`] | injected time; Ctrl-C and SIGTERM |
 //! | [`engine`] | the executor: triggers, parallel stages, steps, saga |
+//! | [`state`] | the states of stages, attempts and runs |
 //! | [`runs`] | the durable run store: history, liveness, resume, signals, retention |
 //! | [`schedule`] | fire times of cron and interval schedules, daylight saving, catch-up |
 
@@ -24,4 +25,5 @@ pub mod output;
 pub mod retry;
 pub mod runs;
 pub mod schedule;
+pub mod state;
 pub mod store;

@@ -7,6 +7,7 @@ use crate::cli::run::{Runner, Start};
 use crate::runtime::engine::StageSummary;
 use crate::runtime::runs::catalog::{self, Retention};
 use crate::runtime::runs::{journal, run_params};
+use crate::runtime::state::StageState;
 use crate::runtime::store::{StoreConfig, from_json, to_json};
 use crate::value::{ValueType, stored};
 use crate::workspace::Workspace;
@@ -60,7 +61,7 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     let plan = catalog::plan_of(&conn, &run.run_id)?;
     let mut resumed: Vec<(String, StageSummary)> = catalog::stages(&conn, &run.run_id)?
         .into_iter()
-        .filter(|s| s.summary.state == "success")
+        .filter(|s| s.summary.state == StageState::Success)
         .map(|s| (s.finished_at.unwrap_or_default(), s.summary))
         .collect();
     resumed.sort_by(|a, b| a.0.cmp(&b.0));

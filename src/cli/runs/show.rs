@@ -188,12 +188,12 @@ impl Detail {
         let summary = Summary {
             run_id: run.run_id.clone(),
             flow: run.flow.clone(),
-            state: run.display_state(),
+            state: run.state,
             stages: self.stages.iter().map(|s| s.summary.clone()).collect(),
             compensations: self.compensations.clone(),
             next: Vec::new(),
         };
-        let mut out = crate::cli::run::table(&summary);
+        let mut out = crate::cli::run::table_as(&summary, &run.display_state());
         out.push('\n');
         if let Some(reason) = &run.reason {
             out.push_str(&format!("reason:   {reason}\n"));

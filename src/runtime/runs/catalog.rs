@@ -5,6 +5,7 @@ use super::owner::{Owner, is_stale};
 use super::schema::now_ms;
 use crate::plan::Plan;
 use crate::runtime::engine::{CompensationSummary, StageSummary};
+use crate::runtime::state::{RunState, StageState};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// One run as recorded.
@@ -15,7 +16,7 @@ pub struct RunRow {
     pub version: Option<i64>,
     pub args: serde_json::Map<String, serde_json::Value>,
     pub run_time: String,
-    pub state: String,
+    pub state: RunState,
     pub reason: Option<String>,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -69,29 +70,29 @@ impl RunRow {
         if self.is_stale() {
             "running (stale)".into()
         } else {
-            self.state.clone()
+            self.state.to_string()
         }
     }
 
     pub fn is_stale(&self) -> bool {
-        self.state == "running" && is_stale(&self.owner, self.lease_until, now_ms())
+        self.state == RunState::Running && is_stale(&self.owner, self.lease_until, now_ms())
     }
 
     /// How the run ended, as dependencies and start conditions see it: a stale run counts as
     /// failed; `None` while it is still going.
-    pub fn end(&self) -> Option<&'static str> {
-        match self.state.as_str() {
-            "running" if self.is_stale() => Some("failed"),
-            "success" => Some("success"),
-            "failed" => Some("failed"),
-            "cancelled" => Some("cancelled"),
-            "skipped" => Some("skipped"),
-            _ => None,
+    pub fn end(&self) -> Option<StageState> {
+        match self.state {
+            RunState::Running if self.is_stale() => Some(StageState::Failed),
+            RunState::Running => None,
+            RunState::Success => Some(StageState::Success),
+            RunState::Failed => Some(StageState::Failed),
+            RunState::Cancelled => Some(StageState::Cancelled),
+            RunState::Skipped => Some(StageState::Skipped),
         }
     }
 
     pub fn is_finished(&self) -> bool {
-        self.state != "running"
+        self.state != RunState::Running
     }
 }
 
@@ -132,7 +133,7 @@ pub fn unmet_dependency(
         let Some(theirs) = latest(conn, dependency)? else {
             return Ok(Some(format!("`{dependency}` has no recorded run")));
         };
-        if theirs.end() != Some("success") {
+        if theirs.end() != Some(StageState::Success) {
             return Ok(Some(format!(
                 "the latest run of `{dependency}` ({}) is {}",
                 theirs.run_id,
@@ -233,7 +234,7 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<RunRow>, String> {
             let stale = shown == "running (stale)";
             let matches = match wanted.as_str() {
                 "stale" => stale,
-                "running" => row.state == "running" && !stale,
+                "running" => row.state == RunState::Running && !stale,
                 other => shown == other,
             };
             if !matches {
@@ -419,7 +420,10 @@ pub fn clean(conn: &mut Connection, rules: &Retention) -> Result<Vec<String>, St
         let keep_runs = *keep.entry(run.flow.clone()).or_insert(run.keep_runs);
         // The latest finished run of a flow is never removed; a skipped run ran nothing and
         // does not count as that run.
-        if run.is_finished() && run.state != "skipped" && latest_seen.insert(run.flow.clone()) {
+        if run.is_finished()
+            && run.state != RunState::Skipped
+            && latest_seen.insert(run.flow.clone())
+        {
             *kept_per_flow.entry(run.flow.clone()).or_default() += 1;
             continue;
         }
