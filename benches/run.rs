@@ -95,7 +95,7 @@ fn run(name: &str, src: &str, recorded: bool) -> (f64, usize, String) {
     if let Some(failed) = summary.stages.iter().find(|s| s.state == "failed") {
         eprintln!("{name}: stage {} failed: {:?}", failed.stage, failed.error);
     }
-    (seconds, summary.stages.len(), summary.state)
+    (seconds, summary.stages.len(), summary.state.to_string())
 }
 
 fn main() {
