@@ -522,3 +522,53 @@ fn a_stage_waiting_on_a_skipped_stage_still_runs() {
     );
     assert_eq!(calls, ["a#1", "a#1"]);
 }
+
+#[test]
+fn a_saga_that_cannot_open_the_store_reports_each_compensation_it_could_not_run() {
+    // Once, the compensations were skipped without a word when the store could not be
+    // opened again for them.
+    let clock = ManualClock::default();
+    let src = "activity book(what: string) = exec('book', what)\n\
+        activity undo(what: string) with { retries: 1 } = exec('undo', what)\n\
+        activity pay = exec('pay')\n\
+        flow trip = {\n  stage flight [compensate: undo(_.what)] = book('flight')\n  stage payment = from flight | pay()\n}\n";
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("saga_without_store");
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("workspace.db");
+    let cancel = std::sync::Arc::default();
+    let (summary, calls) = run_in(src, &clock, 1, Some(&dir), &cancel, |r| {
+        match r.activity.as_str() {
+            "book" => ok(r#"{"what": "flight"}"#),
+            _ => {
+                // The workspace database goes away: a directory now stands in its place.
+                std::fs::remove_file(&db).unwrap();
+                std::fs::create_dir(&db).unwrap();
+                fail(1)
+            }
+        }
+    });
+    assert_eq!(summary.state, "failed");
+    assert_eq!(calls, ["book#1", "pay#1"]);
+    let compensation = &summary.compensations[0];
+    assert_eq!(
+        (compensation.stage.as_str(), compensation.state.as_str()),
+        ("flight", "failed")
+    );
+    let error = compensation.error.as_deref().unwrap();
+    assert!(error.starts_with("cannot open the run store"), "{error}");
+}
+
+#[test]
+fn a_stage_that_panics_fails_instead_of_hanging_the_run() {
+    let clock = ManualClock::default();
+    let src = "activity a = exec('a')\nflow f = {\n  stage s = a()\n  stage t = from s | a()\n}\n";
+    let (summary, _) = run(src, &clock, |_| panic!("scripted bug"));
+    assert_eq!(summary.state, "failed");
+    let s = &summary.stages[0];
+    assert_eq!(s.state, "failed");
+    assert_eq!(
+        s.error.as_deref(),
+        Some("internal error of wvflow (please report it): scripted bug")
+    );
+    assert_eq!(summary.stages[1].state, "skipped");
+}

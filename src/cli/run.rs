@@ -452,16 +452,22 @@ impl Runner<'_> {
             }
             journal.hook(&outcome);
         }
-        if plan.flow.keep_runs.is_some()
-            && let Ok(mut conn) = crate::runtime::runs::schema::open(&self.db)
-        {
+        if plan.flow.keep_runs.is_some() {
             let rules = Retention {
                 flow: Some(plan.flow.name.clone()),
                 older_than_ms: None,
                 stale: false,
                 keep_runs: true,
             };
-            let _ = catalog::clean(&mut conn, &rules);
+            let cleaned = crate::runtime::runs::schema::open(&self.db)
+                .and_then(|mut conn| catalog::clean(&mut conn, &rules));
+            if let Err(e) = cleaned {
+                eprintln!(
+                    "warning: keep_runs: cannot remove old runs of `{}`: {e}",
+                    plan.flow.name
+                );
+                journal.retention_failed(&e);
+            }
         }
         Ok(summary)
     }

@@ -318,7 +318,20 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     let sender = sender.clone();
                     let done_states = states.clone();
                     scope.spawn(move || {
-                        let summary = run_stage(stage, stores, pool, ctx, &done_states);
+                        // A bug that panics fails its stage, rather than leaving the run
+                        // waiting for a stage that will never end.
+                        let summary =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                run_stage(stage, stores, pool, ctx, &done_states)
+                            }))
+                            .unwrap_or_else(|panic| StageSummary {
+                                attempts: 1,
+                                error: Some(format!(
+                                    "internal error of wvflow (please report it): {}",
+                                    panic_text(&*panic)
+                                )),
+                                ..StageSummary::new(stage, StageState::Failed)
+                            });
                         let _ = sender.send((i, summary));
                     });
                 }
@@ -371,7 +384,8 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         let stages: Vec<&StagePlan> = completed.iter().map(|&i| &flow.stages[i]).collect();
         match stores.connect() {
             Ok(mut store) => compensate(&mut store, ctx, &stages),
-            Err(_) => Vec::new(),
+            // Never skipped silently: each compensation that could not run says why.
+            Err(e) => not_compensated(ctx, &stages, &format!("cannot open the run store: {e}")),
         }
     } else {
         Vec::new()
@@ -394,6 +408,15 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             ctx.jumps.lock().map(|j| j.clone()).unwrap_or_default()
         },
     }
+}
+
+/// The message a panic carried.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Why the stages running when the flow's timeout passed failed.
@@ -541,7 +564,14 @@ fn run_stage_on(
             // The record holds the rows themselves: they are read into memory for it.
             Some(k) => {
                 let rows = output.into_rows().map_err(|e| (e, attempts))?;
-                let _ = store.record(&ctx.flow, &stage.id, k, &rows);
+                // Unrecorded, the next run would do the work again: the stage fails, as an
+                // `each` item whose key cannot be recorded does.
+                store.record(&ctx.flow, &stage.id, k, &rows).map_err(|e| {
+                    (
+                        format!("cannot record the idempotency key `{k}`: {e}"),
+                        attempts,
+                    )
+                })?;
                 Output::Rows(rows)
             }
             None => output,
@@ -1290,6 +1320,28 @@ fn request(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> 
     }
 }
 
+/// The compensations of `completed` that could not run at all, each failed with `why`.
+fn not_compensated(ctx: &Context, completed: &[&StagePlan], why: &str) -> Vec<CompensationSummary> {
+    completed
+        .iter()
+        .rev()
+        .filter_map(|stage| {
+            let invocation = stage.compensation.as_ref()?;
+            let summary = CompensationSummary {
+                stage: stage.id.clone(),
+                activity: invocation.activity.clone(),
+                state: StageState::Failed,
+                attempts: 0,
+                error: Some(why.to_string()),
+            };
+            if let Some(p) = ctx.progress {
+                p.compensation_finished(&summary);
+            }
+            Some(summary)
+        })
+        .collect()
+}
+
 /// Saga: compensations of the stages that succeeded, latest first, each with its stage's rows.
 fn compensate(
     store: &mut Store,
@@ -1301,17 +1353,22 @@ fn compensate(
         let Some(invocation) = &stage.compensation else {
             continue;
         };
-        let rows = store.stage_rows(&stage.id).unwrap_or_default();
+        let rows = store
+            .stage_rows(&stage.id)
+            .map_err(|e| format!("cannot read the rows of `{}`: {e}", stage.id));
         let mut run = StageRun::new(&mut *store, ctx, stage, None, "compensate");
         // Arguments that name columns take them from the stage's first row.
-        let first = rows.row(0);
-        let args = if first.is_empty() {
-            run.bind(invocation, None)
-        } else {
-            run.bind(invocation, Some(&first))
-        };
+        let args = rows.and_then(|rows| {
+            let first = rows.row(0);
+            let args = if first.is_empty() {
+                run.bind(invocation, None)
+            } else {
+                run.bind(invocation, Some(&first))
+            };
+            args.map(|args| (args, rows))
+        });
         let result = match args {
-            Ok(args) => run.call(invocation, args, rows),
+            Ok((args, rows)) => run.call(invocation, args, rows),
             Err(e) => Err((e, 0)),
         };
         let summary = CompensationSummary {

@@ -442,6 +442,20 @@ impl Journal {
         });
     }
 
+    /// Records that `keep_runs` could not remove old runs after this one.
+    pub fn retention_failed(&self, error: &str) {
+        let run_id = &self.run_id;
+        self.write(|tx| {
+            event(
+                tx,
+                run_id,
+                "retention_failed",
+                None,
+                serde_json::json!({ "error": error }),
+            )
+        });
+    }
+
     /// Records a run that could not start (its store failed before any stage ran).
     pub fn abort(&self, error: &str) {
         let run_id = &self.run_id;
