@@ -4,9 +4,12 @@
 
 use super::exit;
 use super::plan::{choose_flow, compile};
-use super::run::{Format, Runner, Start, bind_params, default_db};
+use super::progress::Live;
+use super::run::{Format, print_chain, runner};
 use crate::check::Index;
 use crate::plan::lower;
+use crate::runtime::flow_call::bind_params;
+use crate::runtime::launch::{Start, default_db};
 use crate::runtime::schedule::{Timing, run_time_text, utc_now};
 use crate::workspace::Workspace;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -115,7 +118,8 @@ fn backfill(args: &BackfillArgs) -> Result<u8, String> {
     }
     let params = bind_params(&plan, &[])?;
     let db = args.db.clone().unwrap_or_else(|| default_db(&args.path));
-    let runner = Runner::new(args.path.clone(), &workspace, &index, db, None);
+    let live = Live::on_terminal();
+    let runner = runner(args.path.clone(), &workspace, &index, db, &live);
     let total = windows.len();
     for (n, window) in windows.into_iter().enumerate() {
         let run_time = run_time_text(window);
@@ -126,7 +130,7 @@ fn backfill(args: &BackfillArgs) -> Result<u8, String> {
             run_time: Some(run_time.clone()),
             gate: false,
         };
-        let status = runner.chain(plan.clone(), params.clone(), start, args.format);
+        let status = print_chain(&runner, plan.clone(), params.clone(), start, args.format);
         if status != exit::OK {
             eprintln!(
                 "backfill stopped at window {run_time}; after fixing it, go on with:\n  wvflow backfill {} {} --from {run_time}{}{}",

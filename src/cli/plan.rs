@@ -83,7 +83,7 @@ pub fn choose_flow<'w>(
     let names: Vec<&str> = index.flow_names().collect();
     // One reference syntax for every command: `Name`, `Name@2`, `Name @version(2)`.
     let name = match name {
-        Some(text) => super::run::parse_call(Some(text))?.0,
+        Some(text) => crate::runtime::flow_call::parse_call(Some(text))?.0,
         None => None,
     };
     match name.as_deref() {

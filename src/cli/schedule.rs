@@ -5,11 +5,11 @@
 
 use super::exit;
 use super::plan::compile;
-use super::run::{RunProcess, default_db};
 use crate::check::Index;
 use crate::plan::ir::{Cond, Plan};
 use crate::plan::lower;
 use crate::runtime::engine::holds;
+use crate::runtime::launch::{RunProcess, default_db};
 use crate::runtime::runs::journal::{Journal, NewRun};
 use crate::runtime::runs::{catalog, schema};
 use crate::runtime::schedule::{MAX_CATCHUP, Timing, run_time_text, utc_now};

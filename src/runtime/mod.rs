@@ -11,6 +11,8 @@
 //! | [`retry`] | the retry policy over attempts |
 //! | [`clock`], [`cancel`] | injected time; Ctrl-C and SIGTERM |
 //! | [`engine`] | the executor: triggers, parallel stages, steps, saga |
+//! | [`launch`] | running flows as `wvflow run` does: claim, journal, hooks, retention, child runs, jumps |
+//! | [`flow_call`] | flow calls (`Name(arg = value)`) and their arguments bound to parameters |
 //! | [`state`] | the states of stages, attempts and runs |
 //! | [`runs`] | the durable run store: history, liveness, resume, signals, retention |
 //! | [`schedule`] | fire times of cron and interval schedules, daylight saving, catch-up |
@@ -20,7 +22,9 @@ pub mod activity;
 pub mod cancel;
 pub mod clock;
 pub mod engine;
+pub mod flow_call;
 pub mod hooks;
+pub mod launch;
 pub mod output;
 pub mod retry;
 pub mod runs;

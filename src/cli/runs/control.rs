@@ -3,8 +3,10 @@
 use super::{Format, find_run, open};
 use crate::check::Index;
 use crate::cli::exit;
-use crate::cli::run::{Runner, Start};
+use crate::cli::progress::Live;
+use crate::cli::run::{print_chain, runner};
 use crate::runtime::engine::StageSummary;
+use crate::runtime::launch::Start;
 use crate::runtime::runs::catalog::{self, Retention};
 use crate::runtime::runs::{journal, run_params};
 use crate::runtime::state::StageState;
@@ -79,10 +81,12 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
         ));
     }
     let index = Index::new(&workspace);
-    let runner = Runner::new(path, &workspace, &index, db.to_path_buf(), None);
+    let live = Live::on_terminal();
+    let runner = runner(path, &workspace, &index, db.to_path_buf(), &live);
     let args_values = args_of(&run, &plan);
     let resumed = resumed.into_iter().map(|(_, s)| s).collect();
-    Ok(runner.chain(
+    Ok(print_chain(
+        &runner,
         plan,
         args_values,
         Start::Resume {

@@ -76,7 +76,7 @@ pub fn run(args: RunsArgs) -> u8 {
 fn locate(db: Option<PathBuf>, workspace: Option<PathBuf>) -> Result<PathBuf, String> {
     let found = match (db, workspace) {
         (Some(db), _) => db,
-        (None, Some(workspace)) => super::run::default_db(&workspace),
+        (None, Some(workspace)) => crate::runtime::launch::default_db(&workspace),
         (None, None) => {
             let here = std::env::current_dir().map_err(|e| e.to_string())?;
             here.ancestors()
