@@ -16,6 +16,7 @@
 //! | [`state`] | the states of stages, attempts and runs |
 //! | [`runs`] | the durable run store: history, liveness, resume, signals, retention |
 //! | [`schedule`] | fire times of cron and interval schedules, daylight saving, catch-up |
+//! | [`scheduler`] | the daemon behind `wvflow schedule`: starts due and triggered runs as processes |
 
 pub mod activate;
 pub mod activity;
@@ -29,5 +30,6 @@ pub mod output;
 pub mod retry;
 pub mod runs;
 pub mod schedule;
+pub mod scheduler;
 pub mod state;
 pub mod store;
