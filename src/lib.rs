@@ -11,14 +11,17 @@
 
 pub mod check;
 pub mod cli;
+pub mod cron;
 pub mod diagnostics;
 pub mod format;
+pub mod human;
 pub mod lsp;
 mod parallel;
 pub mod plan;
 pub mod retry_rule;
 pub mod runtime;
 pub mod source;
+pub mod span;
 pub mod syntax;
 pub mod value;
 pub mod workspace;

@@ -7,14 +7,13 @@
 //! | E02 configuration values | [`config`] |
 //! | E03 triggers | [`triggers`] |
 //! | E04 saga and idempotency | [`saga`] |
-//! | E05 schedules | [`schedules`] (cron in [`cron`]) |
+//! | E05 schedules | [`schedules`] (cron patterns in [`crate::cron`]) |
 //! | E06 flows, parameters, activities, calls | [`calls`] |
 //! | names in expressions (E0114, E0615-E0618) | [`exprs`], on the [`binder`] and [`shapes`] |
 
 pub mod binder;
 mod calls;
 mod config;
-pub mod cron;
 pub mod exprs;
 pub mod functions;
 mod graph;

@@ -1,8 +1,8 @@
 //! E05: schedules. Cron patterns, time zones with their daylight-saving traps, `schedule`
 //! versus `interval`, `catchup`, and patterns that never fire.
 
-use super::cron::{self, CronSpec};
 use super::{Ctx, Def, values, with_suggestion};
+use crate::cron::{self, CronSpec};
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::syntax::Span;

@@ -48,12 +48,7 @@ pub fn word(expr: &Expr) -> Option<&str> {
 }
 
 /// `5m`, `1h 30m`, `250ms`: the way durations read in messages.
-pub fn show(d: Duration) -> String {
-    if d.is_zero() {
-        return "0s".to_string();
-    }
-    humantime::format_duration(d).to_string()
-}
+pub use crate::human::duration as show;
 
 /// What an expression is, for "expected X, found Y" messages.
 pub fn describe(expr: &Expr) -> &'static str {

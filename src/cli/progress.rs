@@ -53,7 +53,7 @@ impl Progress for Live {
             bar.set_message(format!(
                 "retrying (attempt {} failed; next in {})",
                 attempt.number,
-                crate::check::values::show(delay)
+                crate::human::duration(delay)
             ));
         }
     }

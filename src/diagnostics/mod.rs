@@ -7,7 +7,7 @@ pub mod suggest;
 pub use render::{ColorChoice, render_human, render_json, render_short};
 
 use crate::source::FileId;
-use crate::syntax::Span;
+use crate::span::Span;
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -157,7 +157,7 @@ fn flow_hover(analysis: &Analysis, index: &Index, def: Def<ast::Flow>) -> String
             (Some(cron), _) => format!("`cron('{cron}')` in {}", schedule.timezone),
             (None, Some(ms)) => format!(
                 "every {}",
-                crate::check::values::show(std::time::Duration::from_millis(ms))
+                crate::human::duration(std::time::Duration::from_millis(ms))
             ),
             _ => String::new(),
         };

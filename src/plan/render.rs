@@ -122,7 +122,7 @@ pub fn text(plan: &Plan) -> String {
 }
 
 fn duration(ms: u64) -> String {
-    crate::check::values::show(std::time::Duration::from_millis(ms))
+    crate::human::duration(std::time::Duration::from_millis(ms))
 }
 
 fn sql(s: &Sql) -> String {
@@ -157,7 +157,7 @@ fn retry(r: &RetryPolicy) -> String {
     const SHOWN: u32 = 8;
     let retries = r.attempts - 1;
     let delays = r.delays();
-    let delay = |n| crate::check::values::show(delays.before_retry(n));
+    let delay = |n| crate::human::duration(delays.before_retry(n));
     let mut shown: Vec<String> = (1..=retries.min(SHOWN)).map(delay).collect();
     if retries > SHOWN {
         shown.push(format!("... ({retries} in all) {}", delay(retries)));

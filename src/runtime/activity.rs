@@ -262,17 +262,11 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
         } else if let Some(limit) = request.timeout
             && elapsed >= limit
         {
-            killed = Some(format!(
-                "timed out after {}",
-                crate::check::values::show(limit)
-            ));
+            killed = Some(format!("timed out after {}", crate::human::duration(limit)));
         } else if let Some(beat) = request.heartbeat {
             let last = Duration::from_millis(last_sign.load(Ordering::Relaxed));
             if elapsed - last >= beat {
-                killed = Some(format!(
-                    "no heartbeat for {}",
-                    crate::check::values::show(beat)
-                ));
+                killed = Some(format!("no heartbeat for {}", crate::human::duration(beat)));
             }
         }
         if killed.is_some() {

@@ -423,7 +423,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 fn timeout_error(flow: &FlowPlan) -> String {
     format!(
         "stopped: the flow timeout of {} passed",
-        crate::check::values::show(Duration::from_millis(flow.timeout_ms.unwrap_or(0)))
+        crate::human::duration(Duration::from_millis(flow.timeout_ms.unwrap_or(0)))
     )
 }
 
@@ -1135,7 +1135,7 @@ impl StageRun<'_, '_> {
                     return Err((
                         format!(
                             "`wait until` not met within {}",
-                            crate::check::values::show(limit)
+                            crate::human::duration(limit)
                         ),
                         1,
                     ));

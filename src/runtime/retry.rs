@@ -129,7 +129,7 @@ pub fn run_observed<T>(
                     return Finished {
                         result: Err(format!(
                             "{error} (schedule_timeout of {} reached after {n} attempts)",
-                            crate::check::values::show(limit)
+                            crate::human::duration(limit)
                         )),
                         attempts: n,
                     };

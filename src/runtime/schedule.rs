@@ -3,7 +3,7 @@
 //! gap; a local time that happens twice fires once, at its first instant), and intervals.
 //! Everything takes the current time as an argument, so tests choose it.
 
-use crate::check::cron::{self, CronSpec};
+use crate::cron::{self, CronSpec};
 use crate::plan::ir::Schedule;
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;

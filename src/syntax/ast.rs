@@ -1,7 +1,7 @@
 //! The syntax tree of one `.wv` file. Every node keeps the span it was written at, so that
 //! later passes (checker, plan, runtime) can point back at the source.
 
-use super::span::{Span, Spanned};
+use crate::span::{Span, Spanned};
 use serde::Serialize;
 pub use smol_str::SmolStr;
 

@@ -4,11 +4,11 @@
 
 use super::ast::Item;
 use super::lexer::Lexer;
-use super::span::Span;
 use super::token::Token;
 use super::{depth, parser, starts_item};
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
+use crate::span::Span;
 use std::ops::Range;
 
 /// A chunk holds whole items and at least this many bytes (but the last).

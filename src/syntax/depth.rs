@@ -1,11 +1,11 @@
 //! A guard run before parsing: refuses input that nests deeper than [`MAX_NESTING`], so that
 //! neither the recursive parser nor any later pass over the tree can exhaust the stack.
 
-use super::span::Span;
 use super::token::Token;
 use super::{MAX_NESTING, starts_item};
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
+use crate::span::Span;
 
 /// Operator precedence tiers, lowest first: a chain of one tier is one path down the tree.
 const TIERS: usize = 6;

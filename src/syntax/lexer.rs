@@ -1,10 +1,10 @@
 //! Runs the `logos` lexer over a file and reports malformed input as diagnostics.
 //! The lexer never stops early: a bad character becomes one diagnostic and lexing goes on.
 
-use super::span::Span;
 use super::token::Token;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
+use crate::span::Span;
 use logos::Logos;
 
 /// The tokens of a file, one at a time; problems collect in `diagnostics` as they are met.

@@ -10,10 +10,11 @@ pub mod lexer;
 pub mod literal;
 mod parser;
 pub mod sexpr;
-pub mod span;
 pub mod token;
 
-pub use span::{Span, Spanned};
+// Spans live below the front end and the diagnostics (`crate::span`); re-exported here for
+// the tree's users.
+pub use crate::span::{Span, Spanned};
 
 use crate::diagnostics::{self, Diagnostic};
 use crate::source::FileId;

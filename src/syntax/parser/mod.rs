@@ -9,10 +9,10 @@ mod stage;
 mod unclosed;
 
 use super::ast::{self, Ident, StrLit};
-use super::span::{Span, Spanned};
 use super::token::Token;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
+use crate::span::{Span, Spanned};
 use chumsky::input::MappedInput;
 use chumsky::prelude::*;
 use errors::{Expected, SyntaxError};
