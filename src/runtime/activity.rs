@@ -248,7 +248,7 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
         })
     };
     let pid = child.id() as i32;
-    let mut killed = None;
+    let (mut cancelled, mut killed) = (false, None);
     let status = loop {
         if exited(pid) {
             // The attempt ends with its program: what it left running in its process group
@@ -258,7 +258,7 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
         }
         let elapsed = started.elapsed();
         if request.cancel.load(Ordering::Relaxed) {
-            killed = Some(super::retry::CANCELLED.to_string());
+            cancelled = true;
         } else if let Some(limit) = request.timeout
             && elapsed >= limit
         {
@@ -269,7 +269,7 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
                 killed = Some(format!("no heartbeat for {}", crate::human::duration(beat)));
             }
         }
-        if killed.is_some() {
+        if cancelled || killed.is_some() {
             // The whole process group: nothing the attempt started is left running.
             kill_group(pid);
             break child.wait().ok();
@@ -291,7 +291,7 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
         .find(|&i| tail.is_char_boundary(i))
         .unwrap_or(tail.len());
     let tail = &tail[start..];
-    if killed.as_deref() == Some(super::retry::CANCELLED) {
+    if cancelled {
         return Outcome::Cancelled;
     }
     if let Some(why) = killed {

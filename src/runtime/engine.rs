@@ -3,6 +3,7 @@
 
 use super::activity::{CommandLine, Launcher, Request, command_line};
 use super::clock::Clock;
+use super::error::StageError;
 use super::output::Output;
 use super::retry::{self, Outcome, Random};
 use super::state::{RunState, StageState};
@@ -563,12 +564,12 @@ fn run_stage_on(
         let output = match &key {
             // The record holds the rows themselves: they are read into memory for it.
             Some(k) => {
-                let rows = output.into_rows().map_err(|e| (e, attempts))?;
+                let rows = output.into_rows().map_err(|e| (e.into(), attempts))?;
                 // Unrecorded, the next run would do the work again: the stage fails, as an
                 // `each` item whose key cannot be recorded does.
                 store.record(&ctx.flow, &stage.id, k, &rows).map_err(|e| {
                     (
-                        format!("cannot record the idempotency key `{k}`: {e}"),
+                        format!("cannot record the idempotency key `{k}`: {e}").into(),
                         attempts,
                     )
                 })?;
@@ -579,17 +580,16 @@ fn run_stage_on(
         store
             .write_output("run", &stage.id, &output)
             .map(|()| output.len())
-            .map_err(|e| (e, attempts))
+            .map_err(|e| (e.into(), attempts))
     }) {
         Ok(rows) => {
             summary.state = StageState::Success;
             summary.rows = rows;
         }
         Err((e, n)) => {
-            if e == retry::CANCELLED {
-                summary.state = StageState::Cancelled;
-            } else {
-                summary.error = Some(e);
+            match e {
+                StageError::Cancelled => summary.state = StageState::Cancelled,
+                e => summary.error = Some(e.to_string()),
             }
             summary.attempts = n;
         }
@@ -660,7 +660,7 @@ struct StageRun<'a, 'c> {
     all_reused: bool,
 }
 
-type StepError = (String, u32);
+type StepError = (StageError, u32);
 
 impl<'a, 'c> StageRun<'a, 'c> {
     fn new(
@@ -697,13 +697,13 @@ impl StageRun<'_, '_> {
             if let (Step::Query { .. }, Some(before)) = (step, &before) {
                 self.store
                     .write_output("temp", "_input", before)
-                    .map_err(|e| (e, 1))?;
+                    .map_err(|e| (e.into(), 1))?;
             }
             let input = before.unwrap_or_default();
             let output: Output = match step {
                 Step::Query { sql, types } => {
                     last_query = Some(sql);
-                    let mut rows = self.query(&sql.text, None).map_err(|e| (e, 1))?;
+                    let mut rows = self.query(&sql.text, None).map_err(|e| (e.into(), 1))?;
                     // What the table does not declare, the checker may know.
                     rows.types
                         .resize(rows.columns.len(), crate::value::ValueType::Any);
@@ -719,11 +719,11 @@ impl StageRun<'_, '_> {
                         .iter()
                         .map(|sql| self.query(&sql.text, None))
                         .collect::<Result<Vec<Rows>, String>>()
-                        .map_err(|e| (e, 1))?;
+                        .map_err(|e| (e.into(), 1))?;
                     Rows::union_by_name(parts).into()
                 }
                 Step::Invoke { invocation } => {
-                    let args = self.bind(invocation, None).map_err(|e| (e, 1))?;
+                    let args = self.bind(invocation, None).map_err(|e| (e.into(), 1))?;
                     let input = values(input)?;
                     self.call(invocation, args, input)?
                 }
@@ -737,7 +737,7 @@ impl StageRun<'_, '_> {
                 Step::Route { .. } | Step::Fork { .. } => input,
                 Step::Wait { ms } => {
                     if !nap(self.ctx, Duration::from_millis(*ms)) {
-                        return Err((retry::CANCELLED.to_string(), 1));
+                        return Err((StageError::Cancelled, 1));
                     }
                     input
                 }
@@ -750,23 +750,23 @@ impl StageRun<'_, '_> {
                 Step::Activate { activation } => {
                     let activation =
                         super::activate::evaluated(activation, self.store, &self.ctx.params)
-                            .map_err(|e| (e, 1))?;
+                            .map_err(|e| (e.into(), 1))?;
                     let input = values(input)?;
                     super::activate::deliver(&activation, &input, &self.ctx.cwd, &self.stage.id)
-                        .map_err(|e| (e, 1))?;
+                        .map_err(|e| (e.into(), 1))?;
                     input.into()
                 }
                 Step::SaveTo { table } => {
                     self.store
                         .write_output("main", table, &input)
-                        .map_err(|e| (e, 1))?;
+                        .map_err(|e| (e.into(), 1))?;
                     input
                 }
                 // The executor stops the flow after this stage.
                 Step::End => input,
                 Step::Jump { target } => {
                     let input = values(input)?;
-                    let jump = self.target(target, &input).map_err(|e| (e, 1))?;
+                    let jump = self.target(target, &input).map_err(|e| (e.into(), 1))?;
                     if let Ok(mut jumps) = self.ctx.jumps.lock() {
                         jumps.push(jump);
                     }
@@ -776,11 +776,12 @@ impl StageRun<'_, '_> {
                     target,
                     parent_close,
                 } => {
-                    let child = self.target(target, &values(input)?).map_err(|e| (e, 1))?;
-                    let runner = self
-                        .ctx
-                        .flows
-                        .ok_or_else(|| ("child runs are not available here".to_string(), 1))?;
+                    let child = self
+                        .target(target, &values(input)?)
+                        .map_err(|e| (e.into(), 1))?;
+                    let runner = self.ctx.flows.ok_or_else(|| {
+                        ("child runs are not available here".to_string().into(), 1)
+                    })?;
                     let timeout = self.stage.timeout_ms.map(Duration::from_millis);
                     let summary = runner
                         .run_child(
@@ -790,19 +791,16 @@ impl StageRun<'_, '_> {
                             parent_close,
                             timeout,
                         )
-                        .map_err(|e| (e, 1))?;
+                        .map_err(|e| (e.into(), 1))?;
                     if summary.state != RunState::Success {
-                        let why = summary
-                            .stages
-                            .iter()
-                            .find_map(|s| s.error.as_deref())
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default();
+                        let cause = summary.stages.iter().find_map(|s| s.error.clone());
                         return Err((
-                            format!(
-                                "child run {} of `{}` ended {}{why}",
-                                summary.run_id, child.flow, summary.state
-                            ),
+                            StageError::ChildRun {
+                                run_id: summary.run_id,
+                                flow: child.flow,
+                                state: summary.state,
+                                cause,
+                            },
                             1,
                         ));
                     }
@@ -879,7 +877,7 @@ impl StageRun<'_, '_> {
         args: BTreeMap<String, Value>,
         input: Rows,
     ) -> Result<Output, StepError> {
-        let line = command_line(self.store, invocation, &args).map_err(|e| (e, 1))?;
+        let line = command_line(self.store, invocation, &args).map_err(|e| (e.into(), 1))?;
         let call = Call {
             invocation,
             key: self.key.as_deref(),
@@ -934,8 +932,8 @@ impl StageRun<'_, '_> {
     ) -> Result<Rows, StepError> {
         let per_row = self
             .bind_rows(invocation, Some(&input))
-            .map_err(|e| (e, 1))?;
-        let keys = self.item_keys(&input).map_err(|e| (e, 1))?;
+            .map_err(|e| (e.into(), 1))?;
+        let keys = self.item_keys(&input).map_err(|e| (e.into(), 1))?;
         struct Item {
             args: BTreeMap<String, Value>,
             line: CommandLine,
@@ -948,7 +946,7 @@ impl StageRun<'_, '_> {
         let mut finished = self
             .store
             .finished_items(&self.stage.id, self.step)
-            .map_err(|e| (e, 1))?;
+            .map_err(|e| (e.into(), 1))?;
         for (i, args) in per_row.into_iter().enumerate() {
             let key = keys.get(i).cloned().flatten();
             let recorded = match (&key, finished.remove(&i)) {
@@ -956,12 +954,12 @@ impl StageRun<'_, '_> {
                 (Some(k), None) => self
                     .store
                     .recorded(&self.ctx.flow, &self.stage.id, k)
-                    .map_err(|e| (e, 1))?,
+                    .map_err(|e| (e.into(), 1))?,
                 (None, None) => None,
             };
             let line = match recorded {
                 Some(_) => Default::default(),
-                None => command_line(self.store, invocation, &args).map_err(|e| (e, 1))?,
+                None => command_line(self.store, invocation, &args).map_err(|e| (e.into(), 1))?,
             };
             reused.push(recorded);
             items.push(Item {
@@ -1000,7 +998,7 @@ impl StageRun<'_, '_> {
                         // After a cancel, no new item starts.
                         let done = if ctx.cancel.load(Ordering::Relaxed) {
                             retry::Finished {
-                                result: Err(retry::CANCELLED.to_string()),
+                                result: Err(StageError::Cancelled),
                                 attempts: 0,
                             }
                         } else {
@@ -1013,7 +1011,9 @@ impl StageRun<'_, '_> {
                             };
                             let done = retried(ctx, stage, ("run", step, Some(i)), &call);
                             retry::Finished {
-                                result: done.result.and_then(Output::into_rows),
+                                result: done
+                                    .result
+                                    .and_then(|o| o.into_rows().map_err(StageError::Data)),
                                 attempts: done.attempts,
                             }
                         };
@@ -1048,7 +1048,7 @@ impl StageRun<'_, '_> {
         });
         if let Some(e) = unrecorded {
             return Err((
-                format!("cannot record a finished item in the run database: {e}"),
+                format!("cannot record a finished item in the run database: {e}").into(),
                 1,
             ));
         }
@@ -1072,35 +1072,34 @@ impl StageRun<'_, '_> {
                             .record(&self.ctx.flow, &self.stage.id, k, &rows)
                             .map_err(|e| {
                                 (
-                                    format!("cannot record the idempotency key `{k}`: {e}"),
+                                    format!("cannot record the idempotency key `{k}`: {e}").into(),
                                     attempts,
                                 )
                             })?;
                     }
                     outputs.push(rows);
                 }
-                Err(e) if e == retry::CANCELLED => cancelled = true,
+                Err(StageError::Cancelled) => cancelled = true,
                 Err(e) => failures.push(e),
             }
         }
         self.attempts = self.attempts.max(attempts);
         // A cancelled item is cancelled, never a tolerated failure.
         if cancelled {
-            return Err((retry::CANCELLED.to_string(), attempts));
+            return Err((StageError::Cancelled, attempts));
         }
         let allowed = match tolerated {
             Tolerance::Count(n) => *n as f64,
             Tolerance::Percent(p) => items.len() as f64 * p / 100.0,
         };
         if failures.len() as f64 > allowed {
-            let first = failures.first().cloned().unwrap_or_default();
             return Err((
-                format!(
-                    "{} of {} items failed (tolerated: {}); first error: {first}",
-                    failures.len(),
-                    items.len(),
-                    allowed.floor()
-                ),
+                StageError::Items {
+                    failed: failures.len(),
+                    total: items.len(),
+                    tolerated: allowed,
+                    first: failures.first().map(|e| e.to_string()).unwrap_or_default(),
+                },
                 attempts,
             ));
         }
@@ -1121,7 +1120,7 @@ impl StageRun<'_, '_> {
         loop {
             let met = self
                 .query(&condition.text, Some(&input))
-                .map_err(|e| (e, 1))?;
+                .map_err(|e| (e.into(), 1))?;
             if matches!(
                 met.values.first().and_then(|r| r.first()),
                 Some(Value::Integer(1))
@@ -1136,7 +1135,8 @@ impl StageRun<'_, '_> {
                         format!(
                             "`wait until` not met within {}",
                             crate::human::duration(limit)
-                        ),
+                        )
+                        .into(),
                         1,
                     ));
                 }
@@ -1144,10 +1144,10 @@ impl StageRun<'_, '_> {
                 pause = pause.min(limit - waited);
             }
             if !nap(self.ctx, pause) {
-                return Err((retry::CANCELLED.to_string(), 1));
+                return Err((StageError::Cancelled, 1));
             }
             if let Some(sql) = source {
-                input = self.query(&sql.text, None).map_err(|e| (e, 1))?;
+                input = self.query(&sql.text, None).map_err(|e| (e.into(), 1))?;
             }
         }
     }
@@ -1155,7 +1155,7 @@ impl StageRun<'_, '_> {
 
 /// The rows of a step's output in memory, for a step that needs them as values.
 fn values(output: Output) -> Result<Rows, StepError> {
-    output.into_rows().map_err(|e| (e, 1))
+    output.into_rows().map_err(|e| (e.into(), 1))
 }
 
 /// Sleeps on the run's clock in short slices; `false` when the run was cancelled meanwhile.
@@ -1369,7 +1369,7 @@ fn compensate(
         });
         let result = match args {
             Ok((args, rows)) => run.call(invocation, args, rows),
-            Err(e) => Err((e, 0)),
+            Err(e) => Err((e.into(), 0)),
         };
         let summary = CompensationSummary {
             stage: stage.id.clone(),
@@ -1380,7 +1380,7 @@ fn compensate(
                 StageState::Failed
             },
             attempts: result.as_ref().map_or_else(|(_, n)| *n, |_| run.attempts),
-            error: result.err().map(|(e, _)| e),
+            error: result.err().map(|(e, _)| e.to_string()),
         };
         if let Some(p) = ctx.progress {
             p.compensation_finished(&summary);

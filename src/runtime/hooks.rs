@@ -166,5 +166,5 @@ fn call(
             )
         },
     );
-    done.result.map(|_| ())
+    done.result.map(|_| ()).map_err(|e| e.to_string())
 }

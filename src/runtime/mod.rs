@@ -11,6 +11,7 @@
 //! | [`retry`] | the retry policy over attempts |
 //! | [`clock`], [`cancel`] | injected time; Ctrl-C and SIGTERM |
 //! | [`engine`] | the executor: triggers, parallel stages, steps, saga |
+//! | [`error`] | why a call, a step or a stage did not succeed |
 //! | [`launch`] | running flows as `wvflow run` does: claim, journal, hooks, retention, child runs, jumps |
 //! | [`flow_call`] | flow calls (`Name(arg = value)`) and their arguments bound to parameters |
 //! | [`state`] | the states of stages, attempts and runs |
@@ -23,6 +24,7 @@ pub mod activity;
 pub mod cancel;
 pub mod clock;
 pub mod engine;
+pub mod error;
 pub mod flow_call;
 pub mod hooks;
 pub mod launch;

@@ -3,6 +3,7 @@
 //! `schedule_timeout`.
 
 use super::clock::Clock;
+use super::error::StageError;
 use crate::plan::ir::RetryPolicy;
 use std::time::Duration;
 
@@ -19,13 +20,10 @@ pub enum Outcome<T> {
     Cancelled,
 }
 
-/// The error of a call stopped by cancellation.
-pub const CANCELLED: &str = "cancelled";
-
 /// How the whole retried call ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finished<T> {
-    pub result: Result<T, String>,
+    pub result: Result<T, StageError>,
     pub attempts: u32,
 }
 
@@ -90,7 +88,7 @@ pub fn run_observed<T>(
         match attempt(n) {
             Outcome::Cancelled => {
                 return Finished {
-                    result: Err(CANCELLED.to_string()),
+                    result: Err(StageError::Cancelled),
                     attempts: n,
                 };
             }
@@ -113,7 +111,10 @@ pub fn run_observed<T>(
                         error
                     };
                     return Finished {
-                        result: Err(why),
+                        result: Err(StageError::Activity {
+                            message: why,
+                            exit_code,
+                        }),
                         attempts: n,
                     };
                 }
@@ -127,10 +128,13 @@ pub fn run_observed<T>(
                     && clock.now() - started + delay >= limit
                 {
                     return Finished {
-                        result: Err(format!(
-                            "{error} (schedule_timeout of {} reached after {n} attempts)",
-                            crate::human::duration(limit)
-                        )),
+                        result: Err(StageError::Activity {
+                            message: format!(
+                                "{error} (schedule_timeout of {} reached after {n} attempts)",
+                                crate::human::duration(limit)
+                            ),
+                            exit_code,
+                        }),
                         attempts: n,
                     };
                 }
@@ -177,7 +181,7 @@ mod tests {
             |_| fail::<()>(1),
         );
         assert_eq!(done.attempts, 4);
-        assert_eq!(done.result, Err("boom".into()));
+        assert_eq!(done.result.map_err(|e| e.to_string()), Err("boom".into()));
         assert_eq!(clock.sleeps(), [1, 2, 3].map(Duration::from_secs));
     }
 
@@ -212,7 +216,12 @@ mod tests {
             |_| fail::<()>(64),
         );
         assert_eq!(done.attempts, 1);
-        assert!(done.result.unwrap_err().contains("non-retryable"));
+        assert!(
+            done.result
+                .unwrap_err()
+                .to_string()
+                .contains("non-retryable")
+        );
         assert!(clock.sleeps().is_empty());
     }
 
@@ -252,6 +261,11 @@ mod tests {
             },
         );
         assert_eq!(done.attempts, 2);
-        assert!(done.result.unwrap_err().contains("schedule_timeout"));
+        assert!(
+            done.result
+                .unwrap_err()
+                .to_string()
+                .contains("schedule_timeout")
+        );
     }
 }

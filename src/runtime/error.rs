@@ -1,0 +1,72 @@
+//! Why an activity call, a step or a stage did not succeed, with the data each failure has.
+//! `Display` gives the message the run summary shows as the stage's error.
+
+use super::state::RunState;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum StageError {
+    /// The run was cancelled (Ctrl-C, SIGTERM, `runs cancel`, a parent stage's cancel).
+    Cancelled,
+    /// The activity's last attempt failed: its stderr tail or how it ended (an exit code, a
+    /// timeout, a missing heartbeat), and its exit code when it exited with one.
+    Activity {
+        message: String,
+        exit_code: Option<i32>,
+    },
+    /// A child run (`call`) ended without success.
+    ChildRun {
+        run_id: String,
+        flow: String,
+        state: RunState,
+        /// The first error of its stages.
+        cause: Option<String>,
+    },
+    /// More `each` items failed than `tolerated_failures` allows.
+    Items {
+        failed: usize,
+        total: usize,
+        tolerated: f64,
+        first: String,
+    },
+    /// The stage's data: its SQL, files, arguments or the run's database.
+    Data(String),
+}
+
+impl From<String> for StageError {
+    fn from(message: String) -> Self {
+        StageError::Data(message)
+    }
+}
+
+impl std::fmt::Display for StageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StageError::Cancelled => f.write_str("cancelled"),
+            StageError::Activity { message, .. } | StageError::Data(message) => {
+                f.write_str(message)
+            }
+            StageError::ChildRun {
+                run_id,
+                flow,
+                state,
+                cause,
+            } => {
+                write!(f, "child run {run_id} of `{flow}` ended {state}")?;
+                match cause {
+                    Some(cause) => write!(f, ": {cause}"),
+                    None => Ok(()),
+                }
+            }
+            StageError::Items {
+                failed,
+                total,
+                tolerated,
+                first,
+            } => write!(
+                f,
+                "{failed} of {total} items failed (tolerated: {}); first error: {first}",
+                tolerated.floor()
+            ),
+        }
+    }
+}
