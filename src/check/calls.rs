@@ -215,7 +215,7 @@ pub fn find_activity<'w>(
 }
 
 fn activation(ctx: &mut Ctx, file: FileId, activate: &Activate) {
-    const TARGETS: [&str; 3] = ["file", "webhook", "log"];
+    const TARGETS: [&str; 3] = crate::plan::words::ActivationTarget::WORDS;
     let target = activate.target.value.as_str();
     if !TARGETS.contains(&target) {
         let d = Diagnostic::error(

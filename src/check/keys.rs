@@ -65,19 +65,8 @@ pub struct Key {
 }
 
 pub const BACKOFF_KINDS: &[&str] = &crate::retry_rule::Backoff::WORDS;
-pub const PARENT_CLOSE: &[&str] = &["terminate", "request_cancel", "abandon"];
-pub const TRIGGER_RULES: &[&str] = &[
-    "all_success",
-    "all_failed",
-    "all_done",
-    "one_success",
-    "one_failed",
-    "one_done",
-    "none_failed",
-    "none_failed_min_one_success",
-    "none_skipped",
-    "always",
-];
+pub const PARENT_CLOSE: &[&str] = &crate::plan::words::ParentClose::WORDS;
+pub const TRIGGER_RULES: &[&str] = &crate::plan::words::TriggerRule::WORDS;
 
 const STAGE_LIKE: &[Place] = &[Place::Stage, Place::Activity];
 const STAGE: &[Place] = &[Place::Stage];

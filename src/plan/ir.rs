@@ -2,6 +2,7 @@
 //! lowering reads the syntax tree. Serialized as JSON (`wvflow plan --format json`); the
 //! schema is documented in `docs/plan.md` and versioned by [`PLAN_VERSION`].
 
+pub use super::words::{ActivationTarget, HookEvent, OnFailure, ParentClose};
 use crate::retry_rule::{Backoff, RetryDelays};
 use crate::value::ValueType;
 use schemars::JsonSchema;
@@ -83,7 +84,8 @@ pub struct Schedule {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Hook {
     /// `on_failure`, `on_success` or `on_finish`.
-    pub event: String,
+    #[schemars(with = "String")]
+    pub event: HookEvent,
     pub action: Action,
 }
 
@@ -248,7 +250,8 @@ pub struct Binding {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Activation {
     /// `file`, `webhook` or `log`.
-    pub target: String,
+    #[schemars(with = "String")]
+    pub target: ActivationTarget,
     /// Options written as literals.
     pub options: std::collections::BTreeMap<String, serde_json::Value>,
     /// Options written as expressions (`path: out_path`), evaluated with the run's values
@@ -314,7 +317,8 @@ pub enum Step {
     },
     Call {
         target: FlowRef,
-        parent_close: String,
+        #[schemars(with = "String")]
+        parent_close: ParentClose,
     },
     End,
 }
@@ -347,7 +351,8 @@ pub struct StagePlan {
     pub heartbeat_ms: Option<u64>,
     pub priority: u8,
     /// `fail`, `ignore`, or a stage that runs when this one fails.
-    pub on_failure: String,
+    #[schemars(with = "String")]
+    pub on_failure: OnFailure,
     pub compensation: Option<Invocation>,
     pub idempotency_key: Option<Sql>,
     /// The key is evaluated for each row of the stage's `each` (over `_input`): every item is

@@ -3,7 +3,7 @@
 
 use super::ir::*;
 use super::sql::{self, Select, Writer, quote_ident};
-use crate::check::keys::TRIGGER_RULES;
+use super::words::{ActivationTarget, HookEvent, OnFailure, ParentClose, TriggerRule};
 use crate::check::{Def, FlowGraph, Index, values};
 use crate::retry_rule::Backoff;
 use crate::source::FileId;
@@ -102,14 +102,14 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
             .and_then(values::boolean)
             .unwrap_or(false),
     });
-    let hooks = ["on_failure", "on_success", "on_finish"]
+    let hooks = HookEvent::ALL
         .into_iter()
         .filter_map(|event| {
-            let ExprKind::Call(call) = &entry(config, event)?.kind else {
+            let ExprKind::Call(call) = &entry(config, event.as_str())?.kind else {
                 return None;
             };
             Some(Hook {
-                event: event.to_string(),
+                event,
                 action: lowering.action(call),
             })
         })
@@ -350,8 +350,8 @@ impl Lowering<'_, '_> {
                 .unwrap_or(2),
             on_failure: get("on_failure")
                 .and_then(values::word)
-                .unwrap_or("fail")
-                .to_string(),
+                .map(OnFailure::parse)
+                .unwrap_or_default(),
             compensation,
             idempotency_key,
             idempotency_per_item: idempotency_per_item && get("idempotency_key").is_some(),
@@ -413,8 +413,9 @@ impl Lowering<'_, '_> {
                     .as_deref()
                     .and_then(|c| c.entries.iter().find(|e| e.key.name == "trigger"))
                     .and_then(|e| values::word(&e.value))
-                    .filter(|r| TRIGGER_RULES.contains(r))
-                    .unwrap_or("all_success");
+                    // The checker refused any other word: absent is the default.
+                    .and_then(TriggerRule::parse)
+                    .unwrap_or_default();
                 let over: Vec<String> = upstream
                     .iter()
                     .filter(|u| !failing.contains(u))
@@ -505,8 +506,9 @@ impl Lowering<'_, '_> {
                     .policy(stage)
                     .get("parent_close")
                     .and_then(|e| values::word(e))
-                    .unwrap_or("terminate")
-                    .to_string();
+                    // The checker refused any other word: absent is the default.
+                    .and_then(ParentClose::parse)
+                    .unwrap_or_default();
                 steps.push(Step::Call {
                     target: self.flow_ref(call),
                     parent_close,
@@ -683,7 +685,7 @@ impl Lowering<'_, '_> {
                     }
                 }
                 OpKind::Activate(a) => Step::Activate {
-                    activation: self.activation(&a.target.value, &a.options),
+                    activation: self.activation(activation_target(&a.target.value), &a.options),
                 },
                 OpKind::SaveTo(parts) => Step::SaveTo {
                     table: parts
@@ -884,19 +886,27 @@ impl Lowering<'_, '_> {
                 .filter(|a| a.name.is_some())
                 .cloned()
                 .collect();
-            return Action::Activate(self.activation(target.as_deref().unwrap_or("log"), &options));
+            let target = target
+                .as_deref()
+                .map_or(ActivationTarget::Log, activation_target);
+            return Action::Activate(self.activation(target, &options));
         }
         match self.invocation(call) {
             Some(invocation) => Action::Invoke(invocation),
-            None => Action::Activate(self.activation("log", &[])),
+            None => Action::Activate(self.activation(ActivationTarget::Log, &[])),
         }
     }
+}
+
+/// The target of a checked `activate`: the checker refused every other word.
+fn activation_target(word: &str) -> ActivationTarget {
+    ActivationTarget::parse(word).unwrap_or(ActivationTarget::Log)
 }
 
 impl Lowering<'_, '_> {
     /// Literal options as they are; the others as expressions evaluated when the rows are
     /// delivered (never their SQL text).
-    fn activation(&self, target: &str, options: &[Arg]) -> Activation {
+    fn activation(&self, target: ActivationTarget, options: &[Arg]) -> Activation {
         let mut w = self.writer();
         let mut literal = std::collections::BTreeMap::new();
         let mut computed = Vec::new();
@@ -920,7 +930,7 @@ impl Lowering<'_, '_> {
             }
         }
         Activation {
-            target: target.to_string(),
+            target,
             options: literal,
             computed,
         }
@@ -959,7 +969,7 @@ fn retry_policy(policy: &BTreeMap<&str, &ast::Expr>) -> RetryPolicy {
 }
 
 /// An Airflow trigger rule as a formula over the upstream stages, and the edge label.
-fn rule_cond(rule: &str, upstream: &[String]) -> (Cond, &'static str) {
+fn rule_cond(rule: TriggerRule, upstream: &[String]) -> (Cond, &'static str) {
     let each = |state: &str| -> Vec<Cond> {
         upstream
             .iter()
@@ -985,19 +995,19 @@ fn rule_cond(rule: &str, upstream: &[String]) -> (Cond, &'static str) {
         _ => Cond::Or { args },
     };
     match rule {
-        "all_failed" => (all(each("failed")), "failed"),
-        "all_done" => (all(each("done")), "done"),
-        "one_success" => (any(each("success")), "success"),
-        "one_failed" => (any(each("failed")), "failed"),
-        "one_done" => (any(each("done")), "done"),
-        "none_failed" => (all(not_each("failed")), "not failed"),
-        "none_failed_min_one_success" => (
+        TriggerRule::AllSuccess => (all(each("success")), "success"),
+        TriggerRule::AllFailed => (all(each("failed")), "failed"),
+        TriggerRule::AllDone => (all(each("done")), "done"),
+        TriggerRule::OneSuccess => (any(each("success")), "success"),
+        TriggerRule::OneFailed => (any(each("failed")), "failed"),
+        TriggerRule::OneDone => (any(each("done")), "done"),
+        TriggerRule::NoneFailed => (all(not_each("failed")), "not failed"),
+        TriggerRule::NoneFailedMinOneSuccess => (
             all(vec![all(not_each("failed")), any(each("success"))]),
             "not failed",
         ),
-        "none_skipped" => (all(not_each("skipped")), "not skipped"),
-        "always" => (Cond::True, "done"),
-        _ => (all(each("success")), "success"),
+        TriggerRule::NoneSkipped => (all(not_each("skipped")), "not skipped"),
+        TriggerRule::Always => (Cond::True, "done"),
     }
 }
 

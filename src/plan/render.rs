@@ -99,7 +99,7 @@ pub fn text(plan: &Plan) -> String {
             s.heartbeat_ms
                 .map(|ms| format!("heartbeat {}", duration(ms))),
             (s.priority != 2).then(|| format!("priority {}", s.priority)),
-            (s.on_failure != "fail").then(|| format!("on_failure {}", s.on_failure)),
+            (s.on_failure != OnFailure::Fail).then(|| format!("on_failure {}", s.on_failure)),
             s.connector.as_ref().map(|c| format!("on {c}")),
         ]
         .into_iter()

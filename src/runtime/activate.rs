@@ -3,7 +3,7 @@
 
 use super::activity::ndjson;
 use super::store::Rows;
-use crate::plan::ir::Activation;
+use crate::plan::ir::{Activation, ActivationTarget};
 use std::path::Path;
 use std::time::Duration;
 
@@ -39,14 +39,14 @@ pub fn deliver(
     cwd: &Path,
     label: &str,
 ) -> Result<(), String> {
-    match activation.target.as_str() {
-        "log" => {
+    match activation.target {
+        ActivationTarget::Log => {
             for line in ndjson(rows).lines() {
                 eprintln!("[{label}] {line}");
             }
             Ok(())
         }
-        "file" => {
+        ActivationTarget::File => {
             let path = activation
                 .options
                 .get("path")
@@ -78,7 +78,7 @@ pub fn deliver(
             };
             std::fs::write(&full, text).map_err(|e| format!("cannot write {}: {e}", full.display()))
         }
-        "webhook" => {
+        ActivationTarget::Webhook => {
             let url = activation
                 .options
                 .get("url")
@@ -96,7 +96,6 @@ pub fn deliver(
                 ),
             )
         }
-        other => Err(format!("unknown activation target '{other}'")),
     }
 }
 

@@ -178,7 +178,7 @@ pub trait FlowRunner: Sync {
         target: &Jump,
         parent: (&str, &str),
         cancel: Arc<AtomicBool>,
-        parent_close: &str,
+        parent_close: ParentClose,
         timeout: Option<Duration>,
     ) -> Result<Summary, String>;
 }
@@ -380,7 +380,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             .stages
             .iter()
             .zip(&results)
-            .any(|(s, r)| r.state == StageState::Failed && s.on_failure == "fail");
+            .any(|(s, r)| r.state == StageState::Failed && s.on_failure == OnFailure::Fail);
     let compensations = if failed && (!cancelled || ctx.compensate_on_cancel) {
         let stages: Vec<&StagePlan> = completed.iter().map(|&i| &flow.stages[i]).collect();
         match stores.connect() {
@@ -477,7 +477,7 @@ fn settle_forks(
                 results[b]
                     .as_ref()
                     .is_some_and(|r| r.state == StageState::Failed)
-                    && stages[b].on_failure == "fail"
+                    && stages[b].on_failure == OnFailure::Fail
             });
             if let (Some(&b), Some(result)) = (failed, results[u].as_mut())
                 && result.state == StageState::Success
@@ -788,7 +788,7 @@ impl StageRun<'_, '_> {
                             &child,
                             (&self.ctx.run_id, &self.stage.id),
                             self.ctx.cancel.clone(),
-                            parent_close,
+                            *parent_close,
                             timeout,
                         )
                         .map_err(|e| (e.into(), 1))?;

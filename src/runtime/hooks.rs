@@ -8,7 +8,7 @@ use super::engine::Summary;
 use super::retry::{self, SeededRandom};
 use super::state::RunState;
 use super::store::{Rows, Store};
-use crate::plan::ir::{Action, Plan};
+use crate::plan::ir::{Action, HookEvent, Plan};
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -72,11 +72,10 @@ pub fn fire(
     launcher: &dyn Launcher,
     cwd: &Path,
 ) -> Vec<HookOutcome> {
-    let wanted = |event: &str| match event {
-        "on_success" => summary.state == RunState::Success,
-        "on_failure" => matches!(summary.state, RunState::Failed | RunState::Cancelled),
-        "on_finish" => summary.state != RunState::Skipped,
-        _ => false,
+    let wanted = |event: &HookEvent| match event {
+        HookEvent::OnSuccess => summary.state == RunState::Success,
+        HookEvent::OnFailure => matches!(summary.state, RunState::Failed | RunState::Cancelled),
+        HookEvent::OnFinish => summary.state != RunState::Skipped,
     };
     let rows = summary_rows(summary);
     plan.flow
@@ -91,14 +90,16 @@ pub fn fire(
                         .and_then(|mut store| {
                             super::activate::evaluated(activation, &mut store, params)
                         })
-                        .and_then(|a| super::activate::deliver(&a, &rows, cwd, &hook.event)),
+                        .and_then(|a| {
+                            super::activate::deliver(&a, &rows, cwd, hook.event.as_str())
+                        }),
                 ),
                 Action::Invoke(invocation) => (
                     invocation.activity.clone(),
                     call(
                         invocation,
                         summary,
-                        &hook.event,
+                        hook.event.as_str(),
                         params,
                         &rows,
                         launcher,
@@ -107,7 +108,7 @@ pub fn fire(
                 ),
             };
             HookOutcome {
-                event: hook.event.clone(),
+                event: hook.event.to_string(),
                 target,
                 error: result.err(),
             }

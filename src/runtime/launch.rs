@@ -367,7 +367,7 @@ impl FlowRunner for Runner<'_> {
         target: &Jump,
         parent: (&str, &str),
         cancel: Arc<AtomicBool>,
-        parent_close: &str,
+        parent_close: crate::plan::ir::ParentClose,
         timeout: Option<Duration>,
     ) -> Result<Summary, String> {
         let started = Instant::now();
@@ -391,12 +391,12 @@ impl FlowRunner for Runner<'_> {
                 crate::plan::ir::CHAIN_DEPTH
             ));
         }
-        if parent_close == "abandon" {
+        if parent_close == crate::plan::ir::ParentClose::Abandon {
             return self.run_abandonable(target, parent, stop, why);
         }
         let (plan, params) = self.prepare(target)?;
         let child_cancel = Arc::new(AtomicBool::new(false));
-        let compensate = parent_close == "request_cancel";
+        let compensate = parent_close == crate::plan::ir::ParentClose::RequestCancel;
         std::thread::scope(|scope| {
             let start = Start::New {
                 parent: Some((parent.0.to_string(), parent.1.to_string())),
