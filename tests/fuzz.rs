@@ -147,7 +147,7 @@ fn check_case(case: usize, text: String) {
             );
         }
         assert!(
-            d.code.starts_with('E') && d.code.len() == 5,
+            d.code.as_str().starts_with('E') && d.code.as_str().len() == 5,
             "case {case}: bad code {}",
             d.code
         );
@@ -243,7 +243,7 @@ fn deep_nesting_of_every_kind_is_refused_not_overflowed() {
         );
         let mut workspace = Workspace::default();
         workspace.add("deep.wv".into(), text);
-        let codes: Vec<_> = workspace.diagnostics().map(|d| d.code).collect();
+        let codes: Vec<_> = workspace.diagnostics().map(|d| d.code.as_str()).collect();
         assert!(codes.contains(&"E0012"), "{open}: {codes:?}");
     }
 }

@@ -2,7 +2,7 @@
 //! entry's example produces exactly its code, rendered as a reviewed snapshot, and the
 //! entry's fix, a near miss, is clean. And every code the sources can emit is documented.
 
-use wvflow::diagnostics::{Diagnostic, docs, render_human};
+use wvflow::diagnostics::{Code, Diagnostic, docs, render_human};
 use wvflow::workspace::Workspace;
 mod common;
 
@@ -41,7 +41,7 @@ fn every_documented_example_produces_its_code_and_every_fix_is_clean() {
             continue;
         };
         let (workspace, found) = check(entry.code, example);
-        let codes: Vec<&str> = found.iter().map(|d| d.code).collect();
+        let codes: Vec<&str> = found.iter().map(|d| d.code.as_str()).collect();
         let companion = COMPANIONS
             .iter()
             .find(|(code, _)| *code == entry.code)
@@ -62,7 +62,7 @@ fn every_documented_example_produces_its_code_and_every_fix_is_clean() {
             failures.push(format!(
                 "{}: the fix gives {:?}",
                 entry.code,
-                fixed.iter().map(|d| d.code).collect::<Vec<_>>()
+                fixed.iter().map(|d| d.code.as_str()).collect::<Vec<_>>()
             ));
         }
         checked += 1;
@@ -72,35 +72,30 @@ fn every_documented_example_produces_its_code_and_every_fix_is_clean() {
 }
 
 #[test]
-fn every_code_in_the_sources_is_documented() {
-    let documented: Vec<&str> = docs::entries().map(|e| e.code).collect();
-    let mut missing = Vec::new();
-    let mut stack = vec![std::path::PathBuf::from("src")];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            stack.extend(
-                std::fs::read_dir(&path)
-                    .unwrap()
-                    .flatten()
-                    .map(|e| e.path()),
-            );
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        for (i, _) in text.match_indices('"') {
-            let code = text.get(i + 1..i + 6).unwrap_or_default();
-            let is_code = code.len() == 5
-                && (code.starts_with('E') || code.starts_with('W'))
-                && code[1..].chars().all(|c| c.is_ascii_digit())
-                && text.get(i + 6..i + 7) == Some("\"");
-            if is_code && !documented.contains(&code) {
-                missing.push(format!("{code} ({})", path.display()));
-            }
-        }
+fn the_code_table_and_the_reference_hold_the_same_codes_and_titles() {
+    // Every diagnostic is made with a `Code` of the table: a code cannot be emitted without
+    // being documented.
+    let documented: Vec<(String, String)> = docs::entries()
+        .map(|e| (e.code.to_string(), e.title.to_string()))
+        .collect();
+    let table: Vec<(String, String)> = Code::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), c.title().to_string()))
+        .collect();
+    let mut sorted = documented.clone();
+    sorted.sort();
+    assert_eq!(
+        table, sorted,
+        "docs/errors.md and src/diagnostics/codes.rs differ"
+    );
+    for code in Code::ALL {
+        assert_eq!(Code::parse(&code.as_str().to_lowercase()), Some(*code));
+        assert_eq!(code.is_warning(), code.as_str().starts_with('W'));
     }
-    missing.sort();
-    missing.dedup();
-    assert!(missing.is_empty(), "undocumented codes: {missing:?}");
+    assert_eq!(
+        Code::E0201.family(),
+        wvflow::diagnostics::Family::ConfigurationValues
+    );
 }
 
 #[test]

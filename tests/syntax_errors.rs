@@ -12,7 +12,7 @@ fn report(name: &str, src: &str) -> Vec<&'static str> {
     insta::with_settings!({ description => src, omit_expression => true }, {
         insta::assert_snapshot!(name, rendered);
     });
-    diagnostics.iter().map(|d| d.code).collect()
+    diagnostics.iter().map(|d| d.code.as_str()).collect()
 }
 
 #[test]
@@ -132,7 +132,7 @@ fn nesting_too_deep() {
     );
     let mut workspace = Workspace::default();
     workspace.add("deep.wv".into(), src);
-    let codes: Vec<_> = workspace.diagnostics().map(|d| d.code).collect();
+    let codes: Vec<_> = workspace.diagnostics().map(|d| d.code.as_str()).collect();
     assert_eq!(codes, ["E0012"]);
     let d = workspace.diagnostics().next().unwrap();
     assert_eq!(d.message, "nesting deeper than 1000 levels");
@@ -161,7 +161,7 @@ fn a_too_deep_item_is_skipped_and_its_neighbours_are_still_read() {
     );
     let mut workspace = Workspace::default();
     workspace.add("neighbours.wv".into(), src);
-    let codes: Vec<_> = workspace.diagnostics().map(|d| d.code).collect();
+    let codes: Vec<_> = workspace.diagnostics().map(|d| d.code.as_str()).collect();
     assert_eq!(codes, ["E0010", "E0012", "E0010"]);
     let names: Vec<_> = workspace.parsed[0]
         .ast
@@ -258,7 +258,7 @@ fn a_nul_in_a_string_is_refused_where_it_is_written() {
     workspace.add("nul.wv".into(), src.to_string());
     let found: Vec<(&str, usize)> = workspace
         .diagnostics()
-        .map(|d| (d.code, d.primary.span.start as usize))
+        .map(|d| (d.code.as_str(), d.primary.span.start as usize))
         .collect();
     assert_eq!(found, [("E0014", src.find('\u{0}').unwrap())]);
 }
@@ -272,6 +272,6 @@ fn long_chains_of_one_operator_are_not_deep_nesting() {
     );
     let mut workspace = wvflow::workspace::Workspace::default();
     workspace.add("chain.wv".into(), src);
-    let codes: Vec<&str> = workspace.diagnostics().map(|d| d.code).collect();
+    let codes: Vec<&str> = workspace.diagnostics().map(|d| d.code.as_str()).collect();
     assert!(codes.is_empty(), "{codes:?}");
 }

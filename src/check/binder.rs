@@ -4,6 +4,7 @@
 //! it, the lowering writes SQL with it, and the plan records the types it finds.
 
 use super::functions::{self, Returns, Use};
+use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
@@ -217,7 +218,7 @@ impl Binder {
                 if scope.row.is_none() {
                     self.out.push(
                         Diagnostic::error(
-                            "E0616",
+                            Code::E0616,
                             self.file,
                             e.span,
                             format!(
@@ -241,7 +242,7 @@ impl Binder {
             ExprKind::Field(f) if f.base.name == "signal" => {
                 if !scope.signals.contains(&f.field.name.as_str()) {
                     let d = Diagnostic::error(
-                        "E0615",
+                        Code::E0615,
                         self.file,
                         f.field.span,
                         format!("unknown signal `{}`", f.field.name),
@@ -273,7 +274,7 @@ impl Binder {
                         }
                         Some(row) => self.out.push(
                             Diagnostic::error(
-                                "E0114",
+                                Code::E0114,
                                 self.file,
                                 f.base.span,
                                 format!("`{}` is not a source of this query", f.base.name),
@@ -286,7 +287,7 @@ impl Binder {
                         ),
                         None => self.out.push(
                             Diagnostic::error(
-                                "E0616",
+                                Code::E0616,
                                 self.file,
                                 e.span,
                                 format!(
@@ -365,7 +366,7 @@ impl Binder {
                 return ValueType::Any;
             }
             let d = Diagnostic::error(
-                "E0617",
+                Code::E0617,
                 self.file,
                 call.name.span,
                 format!("unknown function `{name}`"),
@@ -386,7 +387,7 @@ impl Binder {
         if f.used == Use::RunState && !scope.run_state {
             self.out.push(
                 Diagnostic::error(
-                    "E0617",
+                    Code::E0617,
                     self.file,
                     call.name.span,
                     format!(
@@ -411,7 +412,7 @@ impl Binder {
             };
             self.out.push(
                 Diagnostic::error(
-                    "E0618",
+                    Code::E0618,
                     self.file,
                     call.span,
                     format!("`{}` takes {expected} argument(s), {n} given", f.name),
@@ -437,7 +438,7 @@ impl Binder {
             .map(|f| format!("{}()", f.name))
             .collect();
         let d = Diagnostic::error(
-            "E0615",
+            Code::E0615,
             self.file,
             e.span,
             format!("unknown name `{name}` in {}", scope.place),
@@ -478,7 +479,7 @@ impl Binder {
             .unwrap_or_default();
         let field = name.rsplit('.').next().unwrap_or(name);
         let d = Diagnostic::error(
-            "E0114",
+            Code::E0114,
             self.file,
             e.span,
             format!("no column `{name}` in the input of {}", scope.place),

@@ -3,6 +3,7 @@
 
 use super::graph::{FlowGraph, find_cycles};
 use super::{Ctx, Def, values, with_suggestion};
+use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::syntax::Span;
@@ -78,7 +79,7 @@ fn environment_names(ctx: &mut Ctx, file: FileId, params: &[Param]) {
         {
             ctx.emit(
                 Diagnostic::error(
-                    "E0619",
+                    Code::E0619,
                     file,
                     p.name.span,
                     format!(
@@ -96,7 +97,7 @@ fn environment_names(ctx: &mut Ctx, file: FileId, params: &[Param]) {
 
 fn undefined_flow(ctx: &mut Ctx, file: FileId, name: &Ident, context: &str) {
     let d = Diagnostic::error(
-        "E0601",
+        Code::E0601,
         file,
         name.span,
         format!(
@@ -139,7 +140,7 @@ fn flow_call(ctx: &mut Ctx, file: FileId, call: &FlowCall, context: &str) {
                 };
                 ctx.emit(
                     Diagnostic::error(
-                        "E0611",
+                        Code::E0611,
                         file,
                         v.span,
                         format!("flow `{}` has no version {}", call.name.name, v.value),
@@ -173,7 +174,7 @@ fn activity_call(ctx: &mut Ctx, file: FileId, call: &Call) {
         return;
     }
     let unknown = Diagnostic::error(
-        "E0610",
+        Code::E0610,
         file,
         call.name.span,
         format!("unknown activity `{}`", call.name.name),
@@ -219,7 +220,7 @@ fn activation(ctx: &mut Ctx, file: FileId, activate: &Activate) {
     let target = activate.target.value.as_str();
     if !TARGETS.contains(&target) {
         let d = Diagnostic::error(
-            "E0614",
+            Code::E0614,
             file,
             activate.target.span,
             format!("unknown `activate` target '{target}'"),
@@ -246,7 +247,7 @@ fn activation(ctx: &mut Ctx, file: FileId, activate: &Activate) {
     {
         ctx.emit(
             Diagnostic::error(
-                "E0614",
+                Code::E0614,
                 file,
                 activate.target.span,
                 format!("`activate('{target}')` needs `{option}:`"),
@@ -259,7 +260,7 @@ fn activation(ctx: &mut Ctx, file: FileId, activate: &Activate) {
 
 /// What is wrong with a list of arguments against a list of parameters.
 pub struct Problem {
-    pub code: &'static str,
+    pub code: Code,
     pub span: Span,
     pub message: String,
     pub help: Option<String>,
@@ -276,7 +277,7 @@ pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
             None => {
                 if seen_named {
                     problems.push(Problem {
-                        code: "E0606",
+                        code: Code::E0606,
                         span: arg.span(),
                         message: "positional argument after a named one".into(),
                         help: Some("put positional arguments first, or name this one".into()),
@@ -285,7 +286,7 @@ pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
                 }
                 let Some(param) = params.get(position) else {
                     problems.push(Problem {
-                        code: "E0603",
+                        code: Code::E0603,
                         span: arg.span(),
                         message: format!(
                             "too many arguments: {} expected, {} given",
@@ -306,7 +307,7 @@ pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
                     let help = super::did_you_mean(&name.name, names)
                         .or_else(|| Some(format!("the parameters are ({})", signature(params))));
                     problems.push(Problem {
-                        code: "E0604",
+                        code: Code::E0604,
                         span: name.span,
                         message: format!("unknown argument `{}`", name.name),
                         help,
@@ -318,7 +319,7 @@ pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
         };
         if bound.contains(param.name.name.as_str()) {
             problems.push(Problem {
-                code: "E0605",
+                code: Code::E0605,
                 span: arg.span(),
                 message: format!("argument `{}` is given twice", param.name.name),
                 help: Some("give each parameter one value".into()),
@@ -328,7 +329,7 @@ pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
         bound.insert(&param.name.name);
         if let Some(found) = literal_mismatch(param.ty.value, &arg.value) {
             problems.push(Problem {
-                code: "E0608",
+                code: Code::E0608,
                 span: arg.value.span,
                 message: format!(
                     "`{}` is {}, found {found}",
@@ -344,14 +345,14 @@ pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
         .filter(|p| p.default.is_none() && !bound.contains(p.name.name.as_str()))
         .map(|p| p.name.name.as_str())
         .collect();
-    if !missing.is_empty() && problems.iter().all(|p| p.code != "E0603") {
+    if !missing.is_empty() && problems.iter().all(|p| p.code != Code::E0603) {
         let list = missing
             .iter()
             .map(|m| format!("`{m}`"))
             .collect::<Vec<_>>()
             .join(", ");
         problems.push(Problem {
-            code: "E0607",
+            code: Code::E0607,
             span: call_span,
             message: format!(
                 "missing argument{} {list}",
@@ -368,7 +369,7 @@ pub fn report_binding(
     ctx: &mut Ctx,
     file: FileId,
     problems: Vec<Problem>,
-    code: Option<&'static str>,
+    code: Option<Code>,
     kind: &str,
     name: &str,
     definition: Option<(FileId, Span)>,
@@ -464,7 +465,7 @@ fn params(ctx: &mut Ctx, file: FileId, params: &[Param]) {
         if let Some(&first) = seen.get(p.name.name.as_str()) {
             ctx.emit(
                 Diagnostic::error(
-                    "E0613",
+                    Code::E0613,
                     file,
                     p.name.span,
                     format!("parameter `{}` is declared twice", p.name.name),
@@ -480,7 +481,7 @@ fn params(ctx: &mut Ctx, file: FileId, params: &[Param]) {
         {
             ctx.emit(
                 Diagnostic::error(
-                    "E0609",
+                    Code::E0609,
                     file,
                     default.span,
                     format!(
@@ -497,7 +498,7 @@ fn params(ctx: &mut Ctx, file: FileId, params: &[Param]) {
         if matches!(p.name.name.as_str(), "run_time" | "run_date") {
             ctx.emit(
                 Diagnostic::warning(
-                    "W0602",
+                    Code::W0602,
                     file,
                     p.name.span,
                     format!(
@@ -519,11 +520,16 @@ fn flow_condition(ctx: &mut Ctx, file: FileId, flow: &Flow, condition: &Conditio
     while let Some(c) = stack.pop() {
         match c {
             Condition::Not(_, span) => ctx.emit(
-                Diagnostic::error("E0612", file, *span, "a flow condition cannot use `not`")
-                    .with_label("not allowed here")
-                    .with_help(
-                        "name the states that should start the flow: `if a.failed or a.success`",
-                    ),
+                Diagnostic::error(
+                    Code::E0612,
+                    file,
+                    *span,
+                    "a flow condition cannot use `not`",
+                )
+                .with_label("not allowed here")
+                .with_help(
+                    "name the states that should start the flow: `if a.failed or a.success`",
+                ),
             ),
             Condition::And(a, b) | Condition::Or(a, b) => {
                 stack.push(b);
@@ -533,7 +539,7 @@ fn flow_condition(ctx: &mut Ctx, file: FileId, flow: &Flow, condition: &Conditio
                 if target.name == flow.name.name {
                     ctx.emit(
                         Diagnostic::error(
-                            "E0612",
+                            Code::E0612,
                             file,
                             target.span,
                             format!("flow `{}` cannot start on its own state", flow.name.name),
@@ -546,7 +552,7 @@ fn flow_condition(ctx: &mut Ctx, file: FileId, flow: &Flow, condition: &Conditio
                 }
                 if !FLOW_STATES.contains(&state.name.as_str()) {
                     let d = Diagnostic::error(
-                        "E0612",
+                        Code::E0612,
                         file,
                         state.span,
                         format!("`{}` is not a state a flow run ends in", state.name),
@@ -579,9 +585,14 @@ fn depends_on_cycles(ctx: &mut Ctx) {
         edges,
         "depends on the next flow here",
         |file, span, path| {
-            Diagnostic::error("E0602", file, span, format!("`depends on` cycle: {path}"))
-                .with_label("waits for itself through the cycle")
-                .with_help("remove one of these dependencies: none of these flows could ever start")
+            Diagnostic::error(
+                Code::E0602,
+                file,
+                span,
+                format!("`depends on` cycle: {path}"),
+            )
+            .with_label("waits for itself through the cycle")
+            .with_help("remove one of these dependencies: none of these flows could ever start")
         },
     );
 }
@@ -627,7 +638,7 @@ fn jump_loops(ctx: &mut Ctx) {
         |f| flow_refs(f, true),
         "jumps on here",
         |file, span, path| {
-            Diagnostic::warning("W0601", file, span, format!("jumps loop: {path}"))
+            Diagnostic::warning(Code::W0601, file, span, format!("jumps loop: {path}"))
                 .with_label("starts the loop again")
                 .with_help("each run starts the next until the chain depth limit stops it; end the chain in one of the flows")
         },
@@ -644,7 +655,7 @@ fn call_loops(ctx: &mut Ctx) {
         |f| flow_refs(f, false),
         "calls on here",
         |file, span, path| {
-            Diagnostic::warning("W0604", file, span, format!("child runs call each other: {path}"))
+            Diagnostic::warning(Code::W0604, file, span, format!("child runs call each other: {path}"))
                 .with_label("calls the loop again")
                 .with_help(format!("each run waits for a child run of the next flow; at the depth limit ({}) the innermost fails and every run of the chain with it; break the loop with a condition in its own flow or a jump", crate::plan::ir::CHAIN_DEPTH))
         },
@@ -672,7 +683,7 @@ fn condition_loops(ctx: &mut Ctx) {
         edges,
         "starts after it here",
         |file, span, path| {
-            Diagnostic::warning("W0603", file, span, format!("flows start each other: {path}"))
+            Diagnostic::warning(Code::W0603, file, span, format!("flows start each other: {path}"))
             .with_label("starts the loop again")
             .with_help("the scheduler starts each flow when the other ends, for as long as it runs; break the loop in one of the conditions")
         },

@@ -4,6 +4,7 @@
 use super::graph::{FlowGraph, activity_calls, has_op};
 use super::keys::{self, Kind, Place, RETRY_KEYS};
 use super::{Ctx, Def, values, with_suggestion};
+use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::retry_rule::{Backoff, RetryDelays};
 use crate::source::FileId;
@@ -41,7 +42,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
             && t > flow_timeout
         {
             ctx.emit(
-                Diagnostic::warning("W0201", file, e.value.span, format!("stage timeout {} is longer than the flow's timeout {}", values::show(t), values::show(flow_timeout)))
+                Diagnostic::warning(Code::W0201, file, e.value.span, format!("stage timeout {} is longer than the flow's timeout {}", values::show(t), values::show(flow_timeout)))
                     .with_label("the run ends first")
                     .with_help("the engine cuts the stage at the flow's timeout; lower this one or raise the flow's"),
             );
@@ -76,10 +77,15 @@ fn check_block(
         let name = e.key.name.as_str();
         if let Some(first) = seen.get(name) {
             ctx.emit(
-                Diagnostic::error("E0203", file, e.key.span, format!("`{name}` is set twice"))
-                    .with_label("second value")
-                    .with_secondary(file, first.key.span, "first set here")
-                    .with_help("keep one of them"),
+                Diagnostic::error(
+                    Code::E0203,
+                    file,
+                    e.key.span,
+                    format!("`{name}` is set twice"),
+                )
+                .with_label("second value")
+                .with_secondary(file, first.key.span, "first set here")
+                .with_help("keep one of them"),
             );
             continue;
         }
@@ -98,7 +104,7 @@ fn misplaced_or_unknown(ctx: &mut Ctx, file: FileId, e: &ConfigEntry, place: Pla
     if let Some(other) = elsewhere.first() {
         ctx.emit(
             Diagnostic::error(
-                "E0202",
+                Code::E0202,
                 file,
                 e.key.span,
                 format!(
@@ -115,7 +121,7 @@ fn misplaced_or_unknown(ctx: &mut Ctx, file: FileId, e: &ConfigEntry, place: Pla
         );
     } else {
         let d = Diagnostic::error(
-            "E0201",
+            Code::E0201,
             file,
             e.key.span,
             format!("unknown key `{name}` in {}", place.describe()),
@@ -152,7 +158,7 @@ fn value(
     }
     let wrong_type = |expected: &str| {
         Diagnostic::error(
-            "E0204",
+            Code::E0204,
             file,
             v.span,
             format!("`{name}` takes {expected}, found {}", values::describe(v)),
@@ -160,7 +166,7 @@ fn value(
         .with_label(format!("expected {expected}"))
     };
     let out_of_range = |message: String, help: &str| {
-        Diagnostic::error("E0205", file, v.span, message)
+        Diagnostic::error(Code::E0205, file, v.span, message)
             .with_label("out of range")
             .with_help(help.to_string())
     };
@@ -170,9 +176,9 @@ fn value(
             Some(n) if n < min || n > max => {
                 // Flow concurrency belongs to the schedule family (docs/errors.md).
                 let code = if place == Place::Flow && name == "concurrency" {
-                    "E0507"
+                    Code::E0507
                 } else {
-                    "E0205"
+                    Code::E0205
                 };
                 let range = if max == i64::MAX {
                     format!("at least {min}")
@@ -203,7 +209,7 @@ fn value(
         Kind::Duration => match values::duration(v) {
             Err(reason) => ctx.emit(
                 Diagnostic::error(
-                    "E0204",
+                    Code::E0204,
                     file,
                     v.span,
                     format!("`{name}` takes a duration: {reason}"),
@@ -226,7 +232,7 @@ fn value(
             None => ctx.emit(wrong_type(&format!("one of {}", words.join(", ")))),
             Some(w) if !words.contains(&w) => {
                 let d = Diagnostic::error(
-                    "E0206",
+                    Code::E0206,
                     file,
                     v.span,
                     format!("unknown `{name}` value `{w}`"),
@@ -271,7 +277,7 @@ fn failure_action(
     let Some(word) = values::word(v) else {
         ctx.emit(
             Diagnostic::error(
-                "E0204",
+                Code::E0204,
                 file,
                 v.span,
                 format!(
@@ -289,7 +295,7 @@ fn failure_action(
     let (Some(graph), Some(stage)) = (graph, stage) else {
         ctx.emit(
             Diagnostic::error(
-                "E0206",
+                Code::E0206,
                 file,
                 v.span,
                 format!("`on_failure` of an activity takes `fail` or `ignore`, found `{word}`"),
@@ -302,7 +308,7 @@ fn failure_action(
     if word == stage.name.name {
         ctx.emit(
             Diagnostic::error(
-                "E0104",
+                Code::E0104,
                 file,
                 v.span,
                 format!("stage `{word}` cannot be its own `on_failure` stage"),
@@ -312,7 +318,7 @@ fn failure_action(
         );
     } else if graph.index_of(word).is_none() {
         let d = Diagnostic::error(
-            "E0104",
+            Code::E0104,
             file,
             v.span,
             format!(
@@ -334,14 +340,14 @@ fn failure_action(
 fn count_or_percent(ctx: &mut Ctx, file: FileId, e: &ConfigEntry) {
     let v = &e.value;
     match &v.kind {
-        ExprKind::Int(n) if *n < 0 => ctx.emit(Diagnostic::error("E0205", file, v.span, format!("`tolerated_failures` must be at least 0, found {n}")).with_label("out of range").with_help("use a count such as `3` or a percentage such as '10%'")),
+        ExprKind::Int(n) if *n < 0 => ctx.emit(Diagnostic::error(Code::E0205, file, v.span, format!("`tolerated_failures` must be at least 0, found {n}")).with_label("out of range").with_help("use a count such as `3` or a percentage such as '10%'")),
         ExprKind::Int(_) => {}
         ExprKind::Str(s) => match s.strip_suffix('%').map(|p| p.trim().parse::<f64>()) {
             Some(Ok(p)) if (0.0..=100.0).contains(&p) => {}
-            Some(Ok(p)) => ctx.emit(Diagnostic::error("E0205", file, v.span, format!("`tolerated_failures` must be 0% to 100%, found {p}%")).with_label("out of range").with_help("a percentage of the items, from '0%' to '100%'")),
-            _ => ctx.emit(Diagnostic::error("E0204", file, v.span, format!("`tolerated_failures` takes a count or a percentage such as '10%', found '{s}'")).with_label("not a percentage")),
+            Some(Ok(p)) => ctx.emit(Diagnostic::error(Code::E0205, file, v.span, format!("`tolerated_failures` must be 0% to 100%, found {p}%")).with_label("out of range").with_help("a percentage of the items, from '0%' to '100%'")),
+            _ => ctx.emit(Diagnostic::error(Code::E0204, file, v.span, format!("`tolerated_failures` takes a count or a percentage such as '10%', found '{s}'")).with_label("not a percentage")),
         },
-        _ => ctx.emit(Diagnostic::error("E0204", file, v.span, format!("`tolerated_failures` takes a count or a percentage such as '10%', found {}", values::describe(v))).with_label("expected a count or percentage")),
+        _ => ctx.emit(Diagnostic::error(Code::E0204, file, v.span, format!("`tolerated_failures` takes a count or a percentage such as '10%', found {}", values::describe(v))).with_label("expected a count or percentage")),
     }
 }
 
@@ -400,7 +406,7 @@ fn relations(ctx: &mut Ctx, p: &Policy) {
     {
         ctx.emit(
             Diagnostic::error(
-                "E0207",
+                Code::E0207,
                 file,
                 e.value.span,
                 format!(
@@ -418,7 +424,7 @@ fn relations(ctx: &mut Ctx, p: &Policy) {
         match timeout {
             Some(t) if beat >= t => ctx.emit(
                 Diagnostic::error(
-                    "E0208",
+                    Code::E0208,
                     file,
                     e.value.span,
                     format!(
@@ -440,7 +446,7 @@ fn relations(ctx: &mut Ctx, p: &Policy) {
     {
         ctx.emit(
             Diagnostic::error(
-                "E0209",
+                Code::E0209,
                 file,
                 e.value.span,
                 format!(
@@ -509,7 +515,7 @@ fn budget(
         message.push_str(&format!("; {which} can never start"));
     }
     ctx.emit(
-        Diagnostic::warning("W0202", file, e.value.span, message)
+        Diagnostic::warning(Code::W0202, file, e.value.span, message)
             .with_label("budget for all attempts")
             .with_help("raise `schedule_timeout`, or lower `retries`, `timeout` or the delays"),
     );
@@ -538,7 +544,7 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &Policy) {
     let own = |key: &str| entry(config, key);
     let warn = |e: &ConfigEntry, why: String, help: &str| {
         Diagnostic::warning(
-            "W0203",
+            Code::W0203,
             file,
             e.key.span,
             format!("`{}` has no effect here: {why}", e.key.name),

@@ -29,7 +29,7 @@ pub mod values;
 pub use graph::{FlowGraph, activity_calls, condition_atoms, on_failure_stage};
 pub use index::{Def, Index};
 
-use crate::diagnostics::{self, Diagnostic};
+use crate::diagnostics::{self, Code, Diagnostic};
 use crate::workspace::Workspace;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -70,8 +70,15 @@ impl<'w> Ctx<'w> {
 
 /// Problems an item that failed to parse can cause elsewhere (a name that no longer resolves,
 /// a flow left without stages); not reported while the workspace has syntax errors.
-const UNRESOLVED: [&str; 8] = [
-    "E0104", "E0106", "E0301", "E0402", "E0601", "E0610", "E0611", "W0103",
+const UNRESOLVED: [Code; 8] = [
+    Code::E0104,
+    Code::E0106,
+    Code::E0301,
+    Code::E0402,
+    Code::E0601,
+    Code::E0610,
+    Code::E0611,
+    Code::W0103,
 ];
 
 /// What checking found, with the time spent on each file.

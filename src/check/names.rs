@@ -3,6 +3,7 @@
 
 use super::graph::{FlowGraph, find_cycles, read_names};
 use super::{Ctx, with_suggestion};
+use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::syntax::ast::{ExprKind, Flow, OpKind, Route, SourceKind};
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +22,7 @@ pub fn check_workspace(ctx: &mut Ctx) {
                 let version = key.1.map(|v| format!(" @version({v})")).unwrap_or_default();
                 ctx.emit(
                     Diagnostic::error(
-                        "E0102",
+                        Code::E0102,
                         def.file,
                         flow.name.span,
                         format!("flow `{}`{version} is defined twice", flow.name.name),
@@ -42,7 +43,7 @@ pub fn check_workspace(ctx: &mut Ctx) {
         match first_activity.get(name) {
             Some(&(file, span)) => ctx.emit(
                 Diagnostic::error(
-                    "E0103",
+                    Code::E0103,
                     def.file,
                     def.node.name.span,
                     format!("activity `{name}` is defined twice"),
@@ -63,7 +64,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
     if graph.stages.is_empty() {
         ctx.emit(
             Diagnostic::error(
-                "E0106",
+                Code::E0106,
                 file,
                 graph.flow.name.span,
                 format!("flow `{}` has no stages", graph.flow.name.name),
@@ -90,7 +91,7 @@ fn duplicate_stages(ctx: &mut Ctx, graph: &FlowGraph) {
             let name = &node.stage.name;
             ctx.emit(
                 Diagnostic::error(
-                    "E0101",
+                    Code::E0101,
                     graph.file,
                     name.span,
                     format!(
@@ -142,7 +143,7 @@ fn store_tables(ctx: &mut Ctx, graph: &FlowGraph) {
             if reserved_table(&name) {
                 ctx.emit(
                     Diagnostic::error(
-                        "E0115",
+                        Code::E0115,
                         graph.file,
                         span,
                         format!("`{name}` is a table of the run store; it cannot be {how} by a flow"),
@@ -162,7 +163,7 @@ fn merge_inputs_resolve(ctx: &mut Ctx, graph: &FlowGraph) {
             for input in inputs {
                 if graph.index_of(&input.name).is_none() {
                     let d = Diagnostic::error(
-                        "E0104",
+                        Code::E0104,
                         graph.file,
                         input.span,
                         format!(
@@ -185,7 +186,7 @@ fn merge_inputs_resolve(ctx: &mut Ctx, graph: &FlowGraph) {
                 {
                     if graph.index_of(&target.name).is_none() {
                         let d = Diagnostic::error(
-                            "E0104",
+                            Code::E0104,
                             graph.file,
                             target.span,
                             format!(
@@ -225,7 +226,7 @@ fn misspelled_tables(ctx: &mut Ctx, graph: &FlowGraph) {
             {
                 let help = format!("did you mean `{stage}`?");
                 ctx.emit(
-                    Diagnostic::warning("W0103", graph.file, span, format!("`{name}` is not a stage of this flow; it will be read as a table or file"))
+                    Diagnostic::warning(Code::W0103, graph.file, span, format!("`{name}` is not a stage of this flow; it will be read as a table or file"))
                         .with_label("not a stage")
                         .with_help(help),
                 );
@@ -248,7 +249,7 @@ fn cycles(ctx: &mut Ctx, graph: &FlowGraph) {
     if in_cycle.iter().all(|&c| c) {
         ctx.emit(
             Diagnostic::error(
-                "E0109",
+                Code::E0109,
                 graph.file,
                 graph.flow.name.span,
                 format!("flow `{}` has no terminal stage", graph.flow.name.name),
@@ -278,7 +279,7 @@ fn report_cycle(ctx: &mut Ctx, graph: &FlowGraph, cycle: &[usize]) {
         .join(" -> ");
     let head = graph.stages[first].stage;
     let mut d = Diagnostic::error(
-        "E0105",
+        Code::E0105,
         graph.file,
         head.name.span,
         format!("dependency cycle: {path}"),
@@ -318,7 +319,7 @@ fn ends_and_jumps(ctx: &mut Ctx, graph: &FlowGraph) {
             if at + 1 < ops.len() {
                 ctx.emit(
                     Diagnostic::error(
-                        "E0108",
+                        Code::E0108,
                         graph.file,
                         ops[at + 1].span,
                         format!("nothing may follow `{what}` in a pipeline"),
@@ -337,7 +338,7 @@ fn ends_and_jumps(ctx: &mut Ctx, graph: &FlowGraph) {
             if let Some(what) = ending.get(&edge.to) {
                 ctx.emit(
                     Diagnostic::error(
-                        "E0107",
+                        Code::E0107,
                         graph.file,
                         edge.span,
                         format!(
@@ -374,7 +375,7 @@ fn inputs_not_guaranteed(ctx: &mut Ctx, graph: &FlowGraph) {
             let upstream = graph.name(edge.to);
             if !super::triggers::requires_success(trigger, upstream) {
                 ctx.emit(
-                    Diagnostic::warning("W0101", graph.file, edge.span, format!("stage `{}` reads `{upstream}`, but its trigger lets it run when `{upstream}` did not succeed", graph.name(i)))
+                    Diagnostic::warning(Code::W0101, graph.file, edge.span, format!("stage `{}` reads `{upstream}`, but its trigger lets it run when `{upstream}` did not succeed", graph.name(i)))
                         .with_label("this input may not exist")
                         .with_secondary(graph.file, trigger.span(), "the trigger")
                         .with_help(format!("require `{upstream}.success` in the trigger, or read another stage")),
@@ -400,7 +401,7 @@ fn routes(ctx: &mut Ctx, graph: &FlowGraph) {
             {
                 if let Some(&first) = named.get(target.name.as_str()) {
                     ctx.emit(
-                        Diagnostic::error("E0111", graph.file, target.span, format!("stage `{}` is already a route target", target.name))
+                        Diagnostic::error(Code::E0111, graph.file, target.span, format!("stage `{}` is already a route target", target.name))
                             .with_label("named again")
                             .with_secondary(graph.file, first, "first named here")
                             .with_help("each route target receives one share of the rows; give each case its own stage and `merge` them if needed"),
@@ -414,7 +415,7 @@ fn routes(ctx: &mut Ctx, graph: &FlowGraph) {
                 {
                     ctx.emit(
                         Diagnostic::error(
-                            "E0110",
+                            Code::E0110,
                             graph.file,
                             target.span,
                             format!(
@@ -452,7 +453,7 @@ fn route_cases(ctx: &mut Ctx, graph: &FlowGraph, route: &Route, span: crate::syn
                 .filter(|c| !matches!(c.when.kind, ExprKind::Int(_)))
             {
                 ctx.emit(
-                    Diagnostic::error("E0113", graph.file, case.when.span, "`route by` cases are percentages, not conditions")
+                    Diagnostic::error(Code::E0113, graph.file, case.when.span, "`route by` cases are percentages, not conditions")
                         .with_label("a condition")
                         .with_help("write `case 50 -> a` under `route by hash(...)`, or drop `by` to route by conditions"),
                 );
@@ -467,7 +468,7 @@ fn route_cases(ctx: &mut Ctx, graph: &FlowGraph, route: &Route, span: crate::syn
             if p <= 0 {
                 ctx.emit(
                     Diagnostic::error(
-                        "E0112",
+                        Code::E0112,
                         graph.file,
                         case.when.span,
                         format!("route percentage {p} is not positive"),
@@ -481,7 +482,7 @@ fn route_cases(ctx: &mut Ctx, graph: &FlowGraph, route: &Route, span: crate::syn
         if total != 100 {
             ctx.emit(
                 Diagnostic::error(
-                    "E0112",
+                    Code::E0112,
                     graph.file,
                     span,
                     format!("route percentages sum to {total}, not 100"),
@@ -493,7 +494,7 @@ fn route_cases(ctx: &mut Ctx, graph: &FlowGraph, route: &Route, span: crate::syn
         if let Some(otherwise) = &route.otherwise {
             ctx.emit(
                 Diagnostic::error(
-                    "E0113",
+                    Code::E0113,
                     graph.file,
                     otherwise.span,
                     "`else` has no meaning in `route by`: the percentages cover every row",
@@ -511,7 +512,7 @@ fn route_cases(ctx: &mut Ctx, graph: &FlowGraph, route: &Route, span: crate::syn
             {
                 ctx.emit(
                     Diagnostic::error(
-                        "E0113",
+                        Code::E0113,
                         graph.file,
                         case.when.span,
                         "a percentage case needs `route by hash(...)`",
@@ -529,7 +530,7 @@ fn route_cases(ctx: &mut Ctx, graph: &FlowGraph, route: &Route, span: crate::syn
         if route.otherwise.is_none() && !total {
             ctx.emit(
                 Diagnostic::warning(
-                    "W0102",
+                    Code::W0102,
                     graph.file,
                     span,
                     "route has no `else`: rows that match no case are dropped",

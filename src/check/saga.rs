@@ -5,6 +5,7 @@
 use super::calls::{bind, find_activity, report_binding};
 use super::graph::{FlowGraph, activity_calls, has_op};
 use super::{Ctx, values};
+use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::syntax::ast::{Config, ConfigEntry, Expr, ExprKind, OpKind, SourceKind, Stage};
@@ -59,7 +60,7 @@ fn compensation(ctx: &mut Ctx, graph: &FlowGraph, stage: &Stage, e: &ConfigEntry
         && graph.index_of(&name.name).is_some()
     {
         ctx.emit(
-            Diagnostic::error("E0401", graph.file, e.value.span, format!("`compensate` names stage `{}`; it takes an activity call", name.name))
+            Diagnostic::error(Code::E0401, graph.file, e.value.span, format!("`compensate` names stage `{}`; it takes an activity call", name.name))
                 .with_label("a stage, not an activity")
                 .with_help("call the activity that undoes this stage, such as `compensate: refund(order_id: _.order_id)`"),
         );
@@ -73,7 +74,7 @@ fn compensation(ctx: &mut Ctx, graph: &FlowGraph, stage: &Stage, e: &ConfigEntry
     if is_pure_query(stage) {
         ctx.emit(
             Diagnostic::warning(
-                "W0402",
+                Code::W0402,
                 graph.file,
                 e.key.span,
                 format!(
@@ -101,7 +102,7 @@ fn compensation_call(
     let ExprKind::Call(call) = &e.value.kind else {
         ctx.emit(
             Diagnostic::error(
-                "E0401",
+                Code::E0401,
                 file,
                 e.value.span,
                 format!(
@@ -115,7 +116,7 @@ fn compensation_call(
         return;
     };
     let unknown = Diagnostic::error(
-        "E0402",
+        Code::E0402,
         file,
         call.name.span,
         format!(
@@ -133,7 +134,7 @@ fn compensation_call(
         });
         ctx.emit(
             Diagnostic::error(
-                "E0404",
+                Code::E0404,
                 file,
                 call.name.span,
                 format!(
@@ -150,7 +151,7 @@ fn compensation_call(
         ctx,
         file,
         problems,
-        Some("E0403"),
+        Some(Code::E0403),
         "activity",
         &call.name.name,
         Some((def.file, def.node.name.span)),
@@ -164,7 +165,7 @@ fn compensation_call(
         .is_some_and(|n| n > 0);
     if !retried {
         ctx.emit(
-            Diagnostic::warning("W0401", file, call.name.span, format!("compensation `{}` has no retries", call.name.name))
+            Diagnostic::warning(Code::W0401, file, call.name.span, format!("compensation `{}` has no retries", call.name.name))
                 .with_label("runs once")
                 .with_secondary(def.file, def.node.name.span, "defined here")
                 .with_help(format!("a failed compensation leaves the saga half undone: give `{}` `retries` (and make it idempotent)", call.name.name)),
@@ -192,7 +193,7 @@ fn idempotency_key(ctx: &mut Ctx, file: FileId, e: &ConfigEntry) {
     for (name, span) in calls {
         if NON_DETERMINISTIC.contains(&name.to_ascii_lowercase().as_str()) {
             ctx.emit(
-                Diagnostic::error("E0405", file, span, format!("`idempotency_key` calls `{name}()`, which changes on every run"))
+                Diagnostic::error(Code::E0405, file, span, format!("`idempotency_key` calls `{name}()`, which changes on every run"))
                     .with_label("never the same twice")
                     .with_help("build the key from inputs (`_.order_id`), parameters and `run_time`, so a retried run finds its earlier result"),
             );

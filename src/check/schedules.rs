@@ -3,6 +3,7 @@
 
 use super::{Ctx, Def, values, with_suggestion};
 use crate::cron::{self, CronSpec};
+use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::syntax::Span;
@@ -26,7 +27,7 @@ pub fn check_flow(ctx: &mut Ctx, def: Def<'_, Flow>) {
     if let (Some(s), Some(i)) = (schedule, interval) {
         ctx.emit(
             Diagnostic::error(
-                "E0504",
+                Code::E0504,
                 file,
                 i.key.span,
                 "a flow takes `schedule` or `interval`, not both",
@@ -43,7 +44,7 @@ pub fn check_flow(ctx: &mut Ctx, def: Def<'_, Flow>) {
     {
         ctx.emit(
             Diagnostic::error(
-                "E0505",
+                Code::E0505,
                 file,
                 i.value.span,
                 format!("`interval` {} is shorter than one second", values::show(d)),
@@ -59,7 +60,7 @@ pub fn check_flow(ctx: &mut Ctx, def: Def<'_, Flow>) {
     {
         ctx.emit(
             Diagnostic::error(
-                "E0506",
+                Code::E0506,
                 file,
                 c.key.span,
                 "`catchup` needs a `schedule` or `interval`",
@@ -72,7 +73,7 @@ pub fn check_flow(ctx: &mut Ctx, def: Def<'_, Flow>) {
         && schedule.is_none()
     {
         ctx.emit(
-            Diagnostic::warning("W0503", file, tz.key.span, "`timezone` has no effect without a cron `schedule`")
+            Diagnostic::warning(Code::W0503, file, tz.key.span, "`timezone` has no effect without a cron `schedule`")
                 .with_label("no effect")
                 .with_help("the time zone applies to the cron pattern; remove it or add `schedule: cron('...')`"),
         );
@@ -87,7 +88,7 @@ pub fn check_flow(ctx: &mut Ctx, def: Def<'_, Flow>) {
         });
         if !fires {
             ctx.emit(
-                Diagnostic::warning("W0502", file, s.value.span, format!("cron('{}') never fires", spec.pattern))
+                Diagnostic::warning(Code::W0502, file, s.value.span, format!("cron('{}') never fires", spec.pattern))
                     .with_label("no date matches")
                     .with_help("check the day and month: February has no 30th or 31st, and April, June, September and November have no 31st"),
             );
@@ -122,7 +123,7 @@ fn cron_of(ctx: &mut Ctx, file: FileId, e: &ConfigEntry) -> Option<Arc<CronSpec>
     let Some((pattern, span)) = pattern else {
         ctx.emit(
             Diagnostic::error(
-                "E0502",
+                Code::E0502,
                 file,
                 v.span,
                 format!(
@@ -150,7 +151,7 @@ fn cron_of(ctx: &mut Ctx, file: FileId, e: &ConfigEntry) -> Option<Arc<CronSpec>
         Err(e) => {
             let at = inner_span(ctx, file, span, pattern, e.range);
             ctx.emit(
-                Diagnostic::error("E0501", file, at, format!("invalid cron pattern: {}", e.message))
+                Diagnostic::error(Code::E0501, file, at, format!("invalid cron pattern: {}", e.message))
                     .with_label("here")
                     .with_help("cron takes `minute hour day-of-month month day-of-week`: minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7 (0 and 7 are Sunday)"),
             );
@@ -181,7 +182,7 @@ fn timezone(ctx: &mut Ctx, file: FileId, e: &ConfigEntry) -> Option<Tz> {
     let Some(name) = values::word(&e.value) else {
         ctx.emit(
             Diagnostic::error(
-                "E0204",
+                Code::E0204,
                 file,
                 e.value.span,
                 format!(
@@ -197,7 +198,7 @@ fn timezone(ctx: &mut Ctx, file: FileId, e: &ConfigEntry) -> Option<Tz> {
         Ok(tz) => Some(tz),
         Err(_) => {
             let d = Diagnostic::error(
-                "E0503",
+                Code::E0503,
                 file,
                 e.value.span,
                 format!("unknown time zone `{name}`"),
@@ -275,7 +276,7 @@ fn daylight_saving(ctx: &mut Ctx, file: FileId, span: Span, spec: &CronSpec, zon
             )
         };
         ctx.emit(
-            Diagnostic::warning("W0501", file, span, format!("cron('{}') fires at {} in the daylight-saving {kind} of {}", spec.pattern, trap.at.format("%H:%M"), zone.name()))
+            Diagnostic::warning(Code::W0501, file, span, format!("cron('{}') fires at {} in the daylight-saving {kind} of {}", spec.pattern, trap.at.format("%H:%M"), zone.name()))
                 .with_label(what)
                 .with_help("the scheduler runs such a time once; choose a time outside the transition, or set `timezone: 'UTC'`"),
         );

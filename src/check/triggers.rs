@@ -4,6 +4,7 @@
 use super::graph::{FlowGraph, condition_atoms};
 use super::keys::TRIGGER_RULES;
 use super::{Ctx, values, with_suggestion};
+use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::syntax::ast::{Condition, ConfigEntry, OpKind, Stage};
 
@@ -28,7 +29,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
         if let Some(trigger) = &stage.trigger {
             if let Some(entry) = rule {
                 ctx.emit(
-                    Diagnostic::error("E0307", graph.file, entry.key.span, format!("stage `{}` has both an `if` trigger and a `trigger:` rule", stage.name.name))
+                    Diagnostic::error(Code::E0307, graph.file, entry.key.span, format!("stage `{}` has both an `if` trigger and a `trigger:` rule", stage.name.name))
                         .with_label("second trigger")
                         .with_secondary(graph.file, trigger.span(), "the `if` trigger")
                         .with_help("keep one: an `if` condition names states, a rule such as `one_failed` applies to every upstream"),
@@ -90,7 +91,7 @@ fn operands(ctx: &mut Ctx, graph: &FlowGraph, stage: &Stage, trigger: &Condition
             all_known = false;
             ctx.emit(
                 Diagnostic::error(
-                    "E0302",
+                    Code::E0302,
                     graph.file,
                     target.span,
                     format!("stage `{}` cannot trigger on itself", stage.name.name),
@@ -101,7 +102,7 @@ fn operands(ctx: &mut Ctx, graph: &FlowGraph, stage: &Stage, trigger: &Condition
         } else if graph.index_of(&target.name).is_none() {
             all_known = false;
             let d = Diagnostic::error(
-                "E0301",
+                Code::E0301,
                 graph.file,
                 target.span,
                 format!(
@@ -115,7 +116,7 @@ fn operands(ctx: &mut Ctx, graph: &FlowGraph, stage: &Stage, trigger: &Condition
         if !STATES.contains(&state.name.as_str()) {
             all_known = false;
             let d = Diagnostic::error(
-                "E0303",
+                Code::E0303,
                 graph.file,
                 state.span,
                 format!("unknown stage state `{}`", state.name),
@@ -127,7 +128,7 @@ fn operands(ctx: &mut Ctx, graph: &FlowGraph, stage: &Stage, trigger: &Condition
     }
     if all_known && !satisfiable(trigger) {
         ctx.emit(
-            Diagnostic::error("E0305", graph.file, trigger.span(), format!("the trigger of stage `{}` can never be true", stage.name.name))
+            Diagnostic::error(Code::E0305, graph.file, trigger.span(), format!("the trigger of stage `{}` can never be true", stage.name.name))
                 .with_label("contradiction")
                 .with_help("a stage ends in exactly one state: `a.failed and a.success` never holds; did you mean `or`?"),
         );
@@ -138,7 +139,7 @@ fn rule_value(ctx: &mut Ctx, graph: &FlowGraph, i: usize, entry: &ConfigEntry) {
     let Some(rule) = values::word(&entry.value) else {
         ctx.emit(
             Diagnostic::error(
-                "E0304",
+                Code::E0304,
                 graph.file,
                 entry.value.span,
                 format!(
@@ -153,7 +154,7 @@ fn rule_value(ctx: &mut Ctx, graph: &FlowGraph, i: usize, entry: &ConfigEntry) {
     };
     if !TRIGGER_RULES.contains(&rule) {
         let d = Diagnostic::error(
-            "E0304",
+            Code::E0304,
             graph.file,
             entry.value.span,
             format!("unknown trigger rule `{rule}`"),
@@ -170,7 +171,7 @@ fn rule_value(ctx: &mut Ctx, graph: &FlowGraph, i: usize, entry: &ConfigEntry) {
     if NEED_UPSTREAM.contains(&rule) && graph.upstream(i).next().is_none() {
         ctx.emit(
             Diagnostic::error(
-                "E0306",
+                Code::E0306,
                 graph.file,
                 entry.value.span,
                 format!(
@@ -201,7 +202,7 @@ fn join_after_route(ctx: &mut Ctx, graph: &FlowGraph, routes: &[(usize, Vec<usiz
             .collect();
         if joined.len() >= 2 {
             ctx.emit(
-                Diagnostic::warning("W0301", graph.file, stage.name.span, format!("stage `{}` joins branches of the route in `{}` but waits for all of them to succeed", graph.name(i), graph.name(*r)))
+                Diagnostic::warning(Code::W0301, graph.file, stage.name.span, format!("stage `{}` joins branches of the route in `{}` but waits for all of them to succeed", graph.name(i), graph.name(*r)))
                     .with_label("skipped whenever a branch is not taken")
                     .with_secondary(graph.file, joined[0].span, "a route branch")
                     .with_secondary(graph.file, joined[1].span, "another route branch")

@@ -1,9 +1,11 @@
 //! The diagnostic model shared by every pass, and its renderings (human, short, JSON).
 
+mod codes;
 pub mod docs;
 mod render;
 pub mod suggest;
 
+pub use codes::{Code, Family};
 pub use render::{ColorChoice, render_human, render_json, render_short};
 
 use crate::source::FileId;
@@ -28,7 +30,7 @@ pub struct Label {
 /// One problem: a code of docs/errors.md, a primary place, other places, and a likely fix.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Diagnostic {
-    pub code: &'static str,
+    pub code: Code,
     pub severity: Severity,
     pub message: String,
     pub primary: Label,
@@ -37,7 +39,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, file: FileId, span: Span, message: impl Into<String>) -> Self {
+    pub fn error(code: Code, file: FileId, span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
             code,
             severity: Severity::Error,
@@ -52,12 +54,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(
-        code: &'static str,
-        file: FileId,
-        span: Span,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn warning(code: Code, file: FileId, span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(code, file, span, message)

@@ -127,7 +127,7 @@ pub fn render_json(diagnostics: &[Diagnostic], sources: &SourceMap) -> String {
         .iter()
         .map(|d| JsonDiagnostic {
             file: &sources.get(d.primary.file).name,
-            code: d.code,
+            code: d.code.as_str(),
             severity: d.severity,
             message: &d.message,
             range: range(&d.primary),

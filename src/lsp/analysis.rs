@@ -162,7 +162,7 @@ impl Analysis {
                 "message": message,
                 "relatedInformation": related,
             });
-            if let Some(href) = error_link(d.code) {
+            if let Some(href) = error_link(d.code.as_str()) {
                 diagnostic["codeDescription"] = json!({ "href": href });
             }
             by_file

@@ -3,6 +3,7 @@
 
 use super::token::Token;
 use super::{MAX_NESTING, starts_item};
+use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::span::Span;
@@ -89,7 +90,7 @@ pub fn check(tokens: &[(Token, Span)], file: FileId) -> Result<(), (usize, Box<D
         }
         if depth > MAX_NESTING {
             return Err((index, Box::new(Diagnostic::error(
-                "E0012",
+                Code::E0012,
                 file,
                 span,
                 format!("nesting deeper than {MAX_NESTING} levels"),

@@ -2,6 +2,7 @@
 //! The lexer never stops early: a bad character becomes one diagnostic and lexing goes on.
 
 use super::token::Token;
+use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::span::Span;
@@ -114,7 +115,7 @@ fn unknown_characters(src: &str, file: FileId, span: Span) -> Diagnostic {
     } else {
         format!("unexpected characters `{}`", shown.escape_debug())
     };
-    Diagnostic::error("E0001", file, span, message)
+    Diagnostic::error(Code::E0001, file, span, message)
         .with_label("not part of any token")
         .with_help("names are ASCII letters, digits and `_`; other text belongs in quotes")
 }
@@ -124,7 +125,7 @@ fn malformed(token: Token, src: &str, file: FileId, span: Span) -> Option<Diagno
     let text = &src[span.range()];
     Some(match token {
         Token::UnterminatedDouble if follows_triple_quotes(src, span.start as usize) => {
-            Diagnostic::error("E0002", file, span, "unterminated string")
+            Diagnostic::error(Code::E0002, file, span, "unterminated string")
                 .with_label("this `\"` starts a new string, which is never closed")
                 .with_secondary(
                     file,
@@ -135,14 +136,14 @@ fn malformed(token: Token, src: &str, file: FileId, span: Span) -> Option<Diagno
         }
         Token::UnterminatedSingle | Token::UnterminatedDouble => {
             let quote = &text[..1];
-            Diagnostic::error("E0002", file, span, "unterminated string")
+            Diagnostic::error(Code::E0002, file, span, "unterminated string")
                 .with_label("this string has no closing quote on its line")
                 .with_help(format!(
                     "close it with `{quote}`; for text over several lines use a \"\"\"triple-quoted\"\"\" string"
                 ))
         }
         Token::UnterminatedTriple => Diagnostic::error(
-            "E0002",
+            Code::E0002,
             file,
             start.join(Span::at(start.start as usize + 3)),
             "unterminated triple-quoted string",
@@ -150,12 +151,12 @@ fn malformed(token: Token, src: &str, file: FileId, span: Span) -> Option<Diagno
         .with_label("this string is never closed")
         .with_help("close it with `\"\"\"`"),
         Token::UnterminatedQuotedIdent => {
-            Diagnostic::error("E0003", file, span, "unterminated quoted name")
+            Diagnostic::error(Code::E0003, file, span, "unterminated quoted name")
                 .with_label("no closing back-quote on this line")
                 .with_help("close the name with `` ` ``")
         }
         Token::UnterminatedComment => Diagnostic::error(
-            "E0004",
+            Code::E0004,
             file,
             Span::new(span.start as usize, span.start as usize + 2),
             "unterminated block comment",
@@ -166,7 +167,7 @@ fn malformed(token: Token, src: &str, file: FileId, span: Span) -> Option<Diagno
             let digits = text
                 .find(|c: char| !c.is_ascii_digit() && c != '.')
                 .unwrap_or(text.len());
-            Diagnostic::error("E0005", file, span, format!("`{text}` is not a number or a duration"))
+            Diagnostic::error(Code::E0005, file, span, format!("`{text}` is not a number or a duration"))
                 .with_label(format!("unknown unit `{}`", &text[digits..]))
                 .with_help("duration units are `ms`, `s`, `m`, `h` and `d` (`90s`, `5m`); write longer ones as a string such as '7 days'")
         }
@@ -203,6 +204,9 @@ mod tests {
     fn malformed_input_is_reported_once_per_run() {
         let (_, diagnostics) = lex("a \u{1}\u{2}\u{3} b 'open\n5min /* never", FileId(0));
         let codes: Vec<_> = diagnostics.iter().map(|d| d.code).collect();
-        assert_eq!(codes, vec!["E0001", "E0002", "E0005", "E0004"]);
+        assert_eq!(
+            codes,
+            vec![Code::E0001, Code::E0002, Code::E0005, Code::E0004]
+        );
     }
 }

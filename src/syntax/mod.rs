@@ -16,7 +16,7 @@ pub mod token;
 // the tree's users.
 pub use crate::span::{Span, Spanned};
 
-use crate::diagnostics::{self, Diagnostic};
+use crate::diagnostics::{self, Code, Diagnostic};
 use crate::source::FileId;
 use std::collections::HashSet;
 use token::Token;
@@ -43,7 +43,7 @@ fn starts_item(tokens: &[(Token, Span)], index: usize) -> bool {
 
 pub fn parse(src: &str, file: FileId) -> Parsed {
     if src.len() > MAX_SOURCE_LEN {
-        let d = Diagnostic::error("E0013", file, Span::at(0), "file too large")
+        let d = Diagnostic::error(Code::E0013, file, Span::at(0), "file too large")
             .with_label(format!(
                 "wvflow reads files of up to {MAX_SOURCE_LEN} bytes"
             ))

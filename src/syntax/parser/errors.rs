@@ -6,6 +6,7 @@
 
 use super::Span;
 use super::unclosed::{Brackets, closer_of};
+use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::syntax::lexer::{
@@ -89,7 +90,7 @@ pub struct SyntaxError {
 
 #[derive(Clone, Debug)]
 struct Custom {
-    code: &'static str,
+    code: Code,
     message: String,
     label: String,
     help: String,
@@ -97,13 +98,7 @@ struct Custom {
 
 impl SyntaxError {
     /// An error with its own code, message, label and help.
-    pub fn custom(
-        code: &'static str,
-        span: Span,
-        message: String,
-        label: &str,
-        help: &str,
-    ) -> Self {
+    pub fn custom(code: Code, span: Span, message: String, label: &str, help: &str) -> Self {
         SyntaxError {
             span,
             found: None,
@@ -121,7 +116,7 @@ impl SyntaxError {
 
     pub fn out_of_range(span: Span, what: &str, max: u64) -> Self {
         SyntaxError::custom(
-            "E0007",
+            Code::E0007,
             span,
             format!("{what} out of range"),
             &format!("larger than {max}"),
@@ -359,7 +354,11 @@ fn activity_without_command(
     src: &str,
     file: FileId,
 ) -> Diagnostic {
-    let code = if found.is_none() { "E0011" } else { "E0010" };
+    let code = if found.is_none() {
+        Code::E0011
+    } else {
+        Code::E0010
+    };
     let found_text = describe_found(found, span, src);
     Diagnostic::error(
         code,
@@ -394,7 +393,11 @@ fn unclosed_bracket(
     let wanted = |closer: Token| error.tokens & (1 << closer as u8) != 0;
     let blame = brackets.blame(span.start, at_end, wanted)?;
     let (opener, closer) = (blame.opener.describe(), closer_of(blame.opener));
-    let code = if found.is_none() { "E0011" } else { "E0010" };
+    let code = if found.is_none() {
+        Code::E0011
+    } else {
+        Code::E0010
+    };
     let mut d = Diagnostic::error(code, file, blame.span, format!("unclosed {opener}"))
         .with_label(format!("this {opener} is never closed"));
     if let Some((token, enclosing)) = blame.enclosing {
@@ -450,7 +453,11 @@ fn expected_found(
         1..=3 => format!("expected {}", wanted.join(" or ")),
         _ => "not expected here".to_string(),
     };
-    let code = if found.is_none() { "E0011" } else { "E0010" };
+    let code = if found.is_none() {
+        Code::E0011
+    } else {
+        Code::E0010
+    };
     if chained_comparison(&wanted, found) {
         return Diagnostic::error(code, file, span, "comparisons do not chain")
             .with_label("a second comparison")

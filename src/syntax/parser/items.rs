@@ -6,6 +6,7 @@ use super::expr::{arg, expr};
 use super::recovery::{Resume, skip_to};
 use super::stage::member;
 use super::{Parse, Span, comma_list, exact, name, parenthesized, string, unsigned};
+use crate::diagnostics::Code;
 use crate::span::Spanned;
 use crate::syntax::ast::*;
 use crate::syntax::token::Token;
@@ -149,7 +150,7 @@ fn params<'t>(src: &'t str) -> impl Parse<'t, Vec<Param>> {
                 None => format!("the types are {}", names.join(", ")),
             };
             emitter.emit(SyntaxError::custom(
-                "E0008",
+                Code::E0008,
                 ty.span,
                 format!("unknown type `{}`", ty.name),
                 "not a type",
@@ -219,7 +220,7 @@ pub fn config_block<'t>(src: &'t str) -> impl Parse<'t, Config> {
                 let between = &src[pair[0].span().end as usize..pair[1].span().start as usize];
                 if !between.contains([',', '\n']) {
                     emitter.emit(SyntaxError::custom(
-                        "E0009",
+                        Code::E0009,
                         Span::at(pair[1].span().start as usize),
                         format!(
                             "config entry `{}` must start on a new line or after a comma",

@@ -10,6 +10,7 @@ mod unclosed;
 
 use super::ast::{self, Ident, StrLit};
 use super::token::Token;
+use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::span::{Span, Spanned};
@@ -114,7 +115,7 @@ pub(super) fn string<'t>(src: &'t str) -> impl Parse<'t, StrLit> {
             let value = super::literal::string_value(t, text).unwrap_or_else(|(at, len)| {
                 let at = span.start as usize + at;
                 emitter.emit(SyntaxError::custom(
-                    "E0006",
+                    Code::E0006,
                     Span::new(at, at + len),
                     format!("unknown escape `{}` in a string", &src[at..at + len]),
                     "unknown escape",
@@ -127,7 +128,7 @@ pub(super) fn string<'t>(src: &'t str) -> impl Parse<'t, StrLit> {
             if let Some(at) = text.find('\0') {
                 let at = span.start as usize + at;
                 emitter.emit(SyntaxError::custom(
-                    "E0014",
+                    Code::E0014,
                     Span::new(at, at + 1),
                     "a NUL character in a string".to_string(),
                     "NUL character",

@@ -3,6 +3,7 @@
 
 use super::errors::SyntaxError;
 use super::{Parse, Span};
+use crate::diagnostics::Code;
 use crate::syntax::token::Token;
 use chumsky::prelude::*;
 
@@ -77,7 +78,13 @@ pub fn skip_to<'t>(resume: Resume) -> impl Parse<'t, ()> {
         }
         if consumed == 0 {
             let span: Span = inp.span_since(&start);
-            return Err(SyntaxError::custom("E0010", span, String::new(), "", ""));
+            return Err(SyntaxError::custom(
+                Code::E0010,
+                span,
+                String::new(),
+                "",
+                "",
+            ));
         }
         Ok(())
     })

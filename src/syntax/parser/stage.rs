@@ -5,6 +5,7 @@ use super::expr::{call_with, expr};
 use super::items::{condition, config_block, flow_call, inline_config};
 use super::recovery::{Resume, skip_to};
 use super::{Parse, comma_list, exact, name, parenthesized, string, unsigned};
+use crate::diagnostics::Code;
 use crate::syntax::ast::*;
 use crate::syntax::token::Token;
 use chumsky::prelude::*;
@@ -283,7 +284,7 @@ fn flow_call_refused<'t>(src: &'t str, after: Token) -> impl Parse<'t, OpKind> {
                 help.push_str("; `each` runs an activity once per row, as in `each probe(_.url)`");
             }
             Err(SyntaxError::custom(
-                "E0010",
+                Code::E0010,
                 call,
                 "`call` of a flow is only supported as a stage's source".into(),
                 &format!("not supported after {after}"),
