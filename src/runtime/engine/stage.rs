@@ -1,499 +1,22 @@
-//! The executor: runs a flow's plan stage by stage, in dependency order, with the semantics
-//! of the runtime (docs/runtime.md): triggers over upstream states, retries, saga compensation on failure.
+//! One stage's execution: its idempotency key, its steps in order (queries, activity calls
+//! with retries, `each` fan-outs, waits, deliveries, child runs and jumps), and its table.
 
-use super::activity::{CommandLine, Launcher, Request, command_line};
-use super::clock::Clock;
-use super::error::StageError;
-use super::output::Output;
-use super::retry::{self, Outcome, Random};
-use super::state::{RunState, StageState};
-use super::store::{Pool, Rows, Store, StoreConfig};
+use super::{Attempt, AttemptEnd, Context, Jump, StageSummary};
 use crate::plan::ir::*;
+use crate::runtime::activity::{CommandLine, Request, command_line};
+use crate::runtime::error::StageError;
+use crate::runtime::output::Output;
+use crate::runtime::retry::{self, Outcome};
+use crate::runtime::state::{RunState, StageState};
+use crate::runtime::store::{Pool, Rows, Store, StoreConfig};
 use rusqlite::types::Value;
-use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// What a run needs from outside: time, randomness, processes, and its values.
-pub struct Context<'a> {
-    pub clock: &'a dyn Clock,
-    pub random: &'a dyn Random,
-    pub launcher: &'a dyn Launcher,
-    /// Activities run here, and relative file paths resolve here: the `.wv` file's folder.
-    pub cwd: PathBuf,
-    pub run_id: String,
-    pub flow: String,
-    /// Flow parameters, `run_time` and `run_date`.
-    pub params: BTreeMap<String, Value>,
-    /// Set to cancel the run: running attempts are killed, pending stages cancelled.
-    pub cancel: Arc<AtomicBool>,
-    /// Runs child flows; without it `call` fails.
-    pub flows: Option<&'a dyn FlowRunner>,
-    /// Jumps reached by stages of this run.
-    pub jumps: std::sync::Mutex<Vec<Jump>>,
-    /// Told of every transition: live progress, the run store.
-    pub progress: Option<&'a dyn Progress>,
-    /// Whether a cancelled run compensates (false for a child terminated by its parent).
-    pub compensate_on_cancel: bool,
-    /// While set, no new stage starts (the `pause` signal); running ones go on.
-    pub paused: Arc<AtomicBool>,
-    /// Stages that succeeded in an earlier execution of this run (`runs resume`), in the
-    /// order they finished: their tables are in the run database and they are not run again.
-    pub resumed: Vec<StageSummary>,
-}
-
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct StageSummary {
-    pub stage: String,
-    pub state: StageState,
-    pub attempts: u32,
-    pub rows: usize,
-    pub duration_ms: u64,
-    pub error: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct CompensationSummary {
-    pub stage: String,
-    pub activity: String,
-    pub state: StageState,
-    pub attempts: u32,
-    pub error: Option<String>,
-}
-
-impl StageSummary {
-    /// A stage in `state` with nothing done yet.
-    fn new(stage: &StagePlan, state: StageState) -> Self {
-        StageSummary {
-            stage: stage.id.clone(),
-            state,
-            attempts: 0,
-            rows: 0,
-            duration_ms: 0,
-            error: None,
-        }
-    }
-}
-
-/// The object `wvflow run --format json` prints (docs/runtime.md).
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Summary {
-    pub run_id: String,
-    pub flow: String,
-    pub state: RunState,
-    pub stages: Vec<StageSummary>,
-    pub compensations: Vec<CompensationSummary>,
-    /// Runs to start after this one succeeded (`-> F(args)`), in the order reached.
-    #[serde(skip)]
-    pub next: Vec<Jump>,
-}
-
-/// A run to start: a flow, its version, and argument values.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Jump {
-    pub flow: String,
-    pub version: Option<u32>,
-    pub args: BTreeMap<String, Value>,
-}
-
-/// How one attempt of an activity ended.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AttemptEnd<'a> {
-    /// `success`, `failed` or `cancelled`.
-    pub state: StageState,
-    pub exit_code: Option<i32>,
-    pub error: Option<&'a str>,
-}
-
-/// Which attempt of which activity call.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Attempt<'a> {
-    pub stage: &'a str,
-    /// `run`, or `compensate` for the stage's compensation.
-    pub phase: &'a str,
-    /// The step of the stage that calls the activity (a stage may call several).
-    pub step: usize,
-    /// The input row of an `each` fan-out.
-    pub item: Option<usize>,
-    /// From 1.
-    pub number: u32,
-}
-
-/// What a run reports while it goes, each call made before the executor acts on the
-/// transition: live progress on a terminal, and the durable run store.
-pub trait Progress: Sync {
-    fn stage_started(&self, _stage: &str) {}
-    fn attempt_started(&self, _attempt: &Attempt) {}
-    /// The attempt's process exists: `pid`, also the id of its process group.
-    fn attempt_process(&self, _attempt: &Attempt, _pid: u32) {}
-    fn attempt_finished(&self, _attempt: &Attempt, _end: &AttemptEnd) {}
-    /// `attempt` failed and another follows after `delay`: the stage is `retrying`.
-    fn retrying(&self, _attempt: &Attempt, _delay: Duration) {}
-    /// A stage reached a terminal state (also one that never ran: skipped or cancelled).
-    fn stage_finished(&self, _summary: &StageSummary) {}
-    fn compensation_finished(&self, _compensation: &CompensationSummary) {}
-}
-
-/// Several observers as one.
-pub struct Tee<'a>(pub Vec<&'a dyn Progress>);
-
-impl Progress for Tee<'_> {
-    fn stage_started(&self, stage: &str) {
-        self.0.iter().for_each(|p| p.stage_started(stage));
-    }
-    fn attempt_started(&self, attempt: &Attempt) {
-        self.0.iter().for_each(|p| p.attempt_started(attempt));
-    }
-    fn attempt_process(&self, attempt: &Attempt, pid: u32) {
-        self.0.iter().for_each(|p| p.attempt_process(attempt, pid));
-    }
-    fn attempt_finished(&self, attempt: &Attempt, end: &AttemptEnd) {
-        self.0.iter().for_each(|p| p.attempt_finished(attempt, end));
-    }
-    fn retrying(&self, attempt: &Attempt, delay: Duration) {
-        self.0.iter().for_each(|p| p.retrying(attempt, delay));
-    }
-    fn stage_finished(&self, summary: &StageSummary) {
-        self.0.iter().for_each(|p| p.stage_finished(summary));
-    }
-    fn compensation_finished(&self, compensation: &CompensationSummary) {
-        self.0
-            .iter()
-            .for_each(|p| p.compensation_finished(compensation));
-    }
-}
-
-/// Runs other flows of the workspace for `call F(...)` (a child run the stage waits for).
-pub trait FlowRunner: Sync {
-    /// Runs `target` to its end. `parent_close` says what happens to the child when `cancel`
-    /// (the parent's) is set or `timeout` passes first: `terminate` cancels it without its
-    /// compensations, `request_cancel` cancels it and lets its compensations run, `abandon`
-    /// leaves it running.
-    /// `parent` is the calling run and stage, recorded on the child.
-    fn run_child(
-        &self,
-        target: &Jump,
-        parent: (&str, &str),
-        cancel: Arc<AtomicBool>,
-        parent_close: ParentClose,
-        timeout: Option<Duration>,
-    ) -> Result<Summary, String>;
-}
-
-/// Runs the plan: ready stages in parallel (at most `max_parallel`, lower `priority` first),
-/// each trigger evaluated once its upstreams are terminal.
-pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: usize) -> Summary {
-    let flow = &plan.flow;
-    let n = flow.stages.len();
-    let index: BTreeMap<&str, usize> = flow
-        .stages
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.as_str(), i))
-        .collect();
-    let upstream: Vec<Vec<usize>> = flow
-        .stages
-        .iter()
-        .map(|s| {
-            s.upstream
-                .iter()
-                .filter_map(|e| index.get(e.stage.as_str()).copied())
-                .collect()
-        })
-        .collect();
-    // A fork stage's branches; a fork is settled (its final state known) once they are all
-    // terminal, and only then do stages after the fork see it.
-    let branches: Vec<Vec<usize>> = flow
-        .stages
-        .iter()
-        .map(|s| {
-            s.steps
-                .iter()
-                .filter_map(|step| match step {
-                    Step::Fork { branches } => Some(
-                        branches
-                            .iter()
-                            .filter_map(|b| index.get(b.as_str()).copied())
-                            .collect::<Vec<_>>(),
-                    ),
-                    _ => None,
-                })
-                .flatten()
-                .collect()
-        })
-        .collect();
-    let mut settled = vec![false; n];
-    let mut states: BTreeMap<String, StageState> = BTreeMap::new();
-    let mut results: Vec<Option<StageSummary>> = vec![None; n];
-    let mut started = vec![false; n];
-    let mut completed: Vec<usize> = Vec::new();
-    let mut ended = false;
-    for done in &ctx.resumed {
-        if let Some(&i) = index.get(done.stage.as_str()) {
-            started[i] = true;
-            states.insert(done.stage.clone(), StageState::Success);
-            results[i] = Some(done.clone());
-            completed.push(i);
-            ended |= flow.stages[i].steps.iter().any(|s| matches!(s, Step::End));
-        }
-    }
-    let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
-    let pool = &Pool::default();
-    // The first connection sets the files up (WAL, the run store's tables) before stages race
-    // to open theirs.
-    if let Ok(mut store) = pool.take(stores) {
-        replay_jumps(&mut store, ctx, &flow.stages, &index);
-        pool.give_back(store);
-    }
-    // The flow's `timeout` bounds the whole run: when it passes, running attempts are
-    // stopped as by a cancel, and the run fails (compensations and hooks follow).
-    let deadline = flow
-        .timeout_ms
-        .map(|ms| ctx.clock.now() + Duration::from_millis(ms));
-    let mut timed_out = false;
-    std::thread::scope(|scope| {
-        let mut running = 0usize;
-        loop {
-            if !timed_out && deadline.is_some_and(|d| ctx.clock.now() >= d) {
-                timed_out = true;
-                ctx.cancel.store(true, Ordering::SeqCst);
-            }
-            for u in settle_forks(
-                &flow.stages,
-                &branches,
-                &mut settled,
-                &mut results,
-                &mut states,
-            ) {
-                if let (Some(p), Some(result)) = (ctx.progress, &results[u]) {
-                    p.stage_finished(result);
-                }
-            }
-            let cancelled = ctx.cancel.load(Ordering::Relaxed);
-            let hold = ctx.paused.load(Ordering::Relaxed) && !cancelled;
-            // A stage marked skipped or cancelled below settles on the next pass, which may
-            // make stages after it ready.
-            let mut marked = false;
-            // Start what is ready, lowest priority number first, then in plan order.
-            if !hold {
-                loop {
-                    let ready = (0..n)
-                        .filter(|&i| {
-                            !started[i]
-                                && upstream[i].iter().all(|&u| {
-                                    results[u].is_some() && (settled[u] || branches[u].contains(&i))
-                                })
-                        })
-                        .min_by_key(|&i| (flow.stages[i].priority, i));
-                    let Some(i) = ready else { break };
-                    let stage = &flow.stages[i];
-                    let not_run = if cancelled {
-                        Some(StageState::Cancelled)
-                    } else if ended || !holds(&stage.trigger, &states) {
-                        Some(StageState::Skipped)
-                    } else {
-                        None
-                    };
-                    if let Some(state) = not_run {
-                        started[i] = true;
-                        states.insert(stage.id.clone(), state);
-                        let summary = StageSummary::new(stage, state);
-                        if let Some(p) = ctx.progress {
-                            p.stage_finished(&summary);
-                        }
-                        results[i] = Some(summary);
-                        marked = true;
-                        continue;
-                    }
-                    if running >= max_parallel.max(1) {
-                        break;
-                    }
-                    started[i] = true;
-                    running += 1;
-                    if let Some(p) = ctx.progress {
-                        p.stage_started(&stage.id);
-                    }
-                    let sender = sender.clone();
-                    let done_states = states.clone();
-                    scope.spawn(move || {
-                        // A bug that panics fails its stage, rather than leaving the run
-                        // waiting for a stage that will never end.
-                        let summary =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                run_stage(stage, stores, pool, ctx, &done_states)
-                            }))
-                            .unwrap_or_else(|panic| StageSummary {
-                                attempts: 1,
-                                error: Some(format!(
-                                    "internal error of wvflow (please report it): {}",
-                                    panic_text(&*panic)
-                                )),
-                                ..StageSummary::new(stage, StageState::Failed)
-                            });
-                        let _ = sender.send((i, summary));
-                    });
-                }
-            }
-            if running == 0 && !hold {
-                if marked {
-                    continue;
-                }
-                break;
-            }
-            // Wake up now and then to notice a pause ending or a cancel while paused.
-            let (i, summary) = match receiver.recv_timeout(Duration::from_millis(100)) {
-                Ok(done) => done,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            let mut summary = summary;
-            if timed_out && summary.state == StageState::Cancelled {
-                summary.state = StageState::Failed;
-                summary.error = Some(timeout_error(flow));
-            }
-            if let Some(p) = ctx.progress {
-                p.stage_finished(&summary);
-            }
-            running -= 1;
-            let stage = &flow.stages[i];
-            let state = summary.state;
-            if state == StageState::Success {
-                completed.push(i);
-                ended |= stage.steps.iter().any(|s| matches!(s, Step::End));
-            }
-            states.insert(stage.id.clone(), state);
-            results[i] = Some(summary);
-        }
-    });
-    let results: Vec<StageSummary> = results.into_iter().flatten().collect();
-    if timed_out {
-        // The flag was this run's doing: later runs of the process are not cancelled.
-        ctx.cancel.store(false, Ordering::SeqCst);
-    }
-    let cancelled = ctx.cancel.load(Ordering::Relaxed);
-    let failed = cancelled
-        || timed_out
-        || flow
-            .stages
-            .iter()
-            .zip(&results)
-            .any(|(s, r)| r.state == StageState::Failed && s.on_failure == OnFailure::Fail);
-    let compensations = if failed && (!cancelled || ctx.compensate_on_cancel) {
-        let stages: Vec<&StagePlan> = completed.iter().map(|&i| &flow.stages[i]).collect();
-        match stores.connect() {
-            Ok(mut store) => compensate(&mut store, ctx, &stages),
-            // Never skipped silently: each compensation that could not run says why.
-            Err(e) => not_compensated(ctx, &stages, &format!("cannot open the run store: {e}")),
-        }
-    } else {
-        Vec::new()
-    };
-    Summary {
-        run_id: ctx.run_id.clone(),
-        flow: flow.name.clone(),
-        state: if cancelled {
-            RunState::Cancelled
-        } else if failed {
-            RunState::Failed
-        } else {
-            RunState::Success
-        },
-        stages: results,
-        compensations,
-        next: if failed {
-            Vec::new()
-        } else {
-            ctx.jumps.lock().map(|j| j.clone()).unwrap_or_default()
-        },
-    }
-}
-
-/// The message a panic carried.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
-}
-
-/// Why the stages running when the flow's timeout passed failed.
-fn timeout_error(flow: &FlowPlan) -> String {
-    format!(
-        "stopped: the flow timeout of {} passed",
-        crate::human::duration(Duration::from_millis(flow.timeout_ms.unwrap_or(0)))
-    )
-}
-
-/// A resumed run does not run its succeeded stages again, but the jumps they reached still
-/// start when the run succeeds: their targets are evaluated again over the stored rows.
-fn replay_jumps(
-    store: &mut Store,
-    ctx: &Context,
-    stages: &[StagePlan],
-    index: &BTreeMap<&str, usize>,
-) {
-    for done in &ctx.resumed {
-        let Some(stage) = index.get(done.stage.as_str()).map(|&i| &stages[i]) else {
-            continue;
-        };
-        for step in &stage.steps {
-            let Step::Jump { target } = step else {
-                continue;
-            };
-            let rows = store.stage_rows(&stage.id).unwrap_or_default();
-            let mut run = StageRun::new(&mut *store, ctx, stage, None, "run");
-            if let (Ok(jump), Ok(mut jumps)) = (run.target(target, &rows), ctx.jumps.lock()) {
-                jumps.push(jump);
-            }
-        }
-    }
-}
-
-/// Settles every fork whose stage and branches have all ended: it fails when a branch failed
-/// (and does not ignore its failure). Stages that are not forks are settled when they end.
-/// Returns the forks that failed this way.
-fn settle_forks(
-    stages: &[StagePlan],
-    branches: &[Vec<usize>],
-    settled: &mut [bool],
-    results: &mut [Option<StageSummary>],
-    states: &mut BTreeMap<String, StageState>,
-) -> Vec<usize> {
-    let mut failed_forks = Vec::new();
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for u in 0..stages.len() {
-            if settled[u] || results[u].is_none() || !branches[u].iter().all(|&b| settled[b]) {
-                continue;
-            }
-            settled[u] = true;
-            changed = true;
-            let failed = branches[u].iter().find(|&&b| {
-                results[b]
-                    .as_ref()
-                    .is_some_and(|r| r.state == StageState::Failed)
-                    && stages[b].on_failure == OnFailure::Fail
-            });
-            if let (Some(&b), Some(result)) = (failed, results[u].as_mut())
-                && result.state == StageState::Success
-            {
-                result.state = StageState::Failed;
-                result.error = Some(format!("branch `{}` failed", stages[b].id));
-                states.insert(stages[u].id.clone(), StageState::Failed);
-                failed_forks.push(u);
-            }
-        }
-    }
-    failed_forks
-}
-
 /// Runs one stage on its own connection and materializes its rows.
-fn run_stage(
+pub(super) fn run_stage(
     stage: &StagePlan,
     stores: &StoreConfig,
     pool: &Pool,
@@ -603,20 +126,6 @@ fn run_stage_on(
     summary
 }
 
-/// Evaluates a compiled trigger over the states reached so far.
-pub fn holds(cond: &Cond, states: &BTreeMap<String, StageState>) -> bool {
-    match cond {
-        Cond::True => true,
-        Cond::State { stage, state } => match states.get(stage) {
-            Some(reached) => state == "done" || reached.as_str() == state,
-            None => false,
-        },
-        Cond::Not { arg } => !holds(arg, states),
-        Cond::And { args } => args.iter().all(|a| holds(a, states)),
-        Cond::Or { args } => args.iter().any(|a| holds(a, states)),
-    }
-}
-
 /// An upstream that did not succeed has no table; give it an empty one shaped like a sibling
 /// that did, so that `merge` and `from` read no rows from it rather than failing.
 fn fill_missing_upstreams(
@@ -645,11 +154,11 @@ fn fill_missing_upstreams(
     }
 }
 
-struct StageRun<'a, 'c> {
+pub(super) struct StageRun<'a, 'c> {
     store: &'a mut Store,
     ctx: &'a Context<'c>,
     stage: &'a StagePlan,
-    attempts: u32,
+    pub(super) attempts: u32,
     /// The stage's idempotency key, passed to its activities.
     key: Option<String>,
     /// `run`, or `compensate` while running the stage's compensation.
@@ -663,7 +172,7 @@ struct StageRun<'a, 'c> {
 type StepError = (StageError, u32);
 
 impl<'a, 'c> StageRun<'a, 'c> {
-    fn new(
+    pub(super) fn new(
         store: &'a mut Store,
         ctx: &'a Context<'c>,
         stage: &'a StagePlan,
@@ -748,12 +257,20 @@ impl StageRun<'_, '_> {
                     .wait_until(condition, *poll_interval_ms, last_query, values(input)?)?
                     .into(),
                 Step::Activate { activation } => {
-                    let activation =
-                        super::activate::evaluated(activation, self.store, &self.ctx.params)
-                            .map_err(|e| (e.into(), 1))?;
+                    let activation = crate::runtime::activate::evaluated(
+                        activation,
+                        self.store,
+                        &self.ctx.params,
+                    )
+                    .map_err(|e| (e.into(), 1))?;
                     let input = values(input)?;
-                    super::activate::deliver(&activation, &input, &self.ctx.cwd, &self.stage.id)
-                        .map_err(|e| (e.into(), 1))?;
+                    crate::runtime::activate::deliver(
+                        &activation,
+                        &input,
+                        &self.ctx.cwd,
+                        &self.stage.id,
+                    )
+                    .map_err(|e| (e.into(), 1))?;
                     input.into()
                 }
                 Step::SaveTo { table } => {
@@ -831,7 +348,7 @@ impl StageRun<'_, '_> {
     }
 
     /// A flow reference with its arguments evaluated (columns from the first input row).
-    fn target(&mut self, target: &FlowRef, input: &Rows) -> Result<Jump, String> {
+    pub(super) fn target(&mut self, target: &FlowRef, input: &Rows) -> Result<Jump, String> {
         let first = input.row(0);
         let row = (!first.is_empty()).then_some(&first);
         let args = bind(self.store, &target.args, &self.ctx.params, row)?
@@ -850,7 +367,7 @@ impl StageRun<'_, '_> {
     }
 
     /// Argument values: one set, or (with `per_row`) one per input row.
-    fn bind(
+    pub(super) fn bind(
         &mut self,
         invocation: &Invocation,
         per_row: Option<&Rows>,
@@ -871,7 +388,7 @@ impl StageRun<'_, '_> {
     }
 
     /// One activity call with the stage's retry policy.
-    fn call(
+    pub(super) fn call(
         &mut self,
         invocation: &Invocation,
         args: BTreeMap<String, Value>,
@@ -1154,12 +671,12 @@ impl StageRun<'_, '_> {
 }
 
 /// The rows of a step's output in memory, for a step that needs them as values.
-fn values(output: Output) -> Result<Rows, StepError> {
+pub(super) fn values(output: Output) -> Result<Rows, StepError> {
     output.into_rows().map_err(|e| (e.into(), 1))
 }
 
 /// Sleeps on the run's clock in short slices; `false` when the run was cancelled meanwhile.
-fn nap(ctx: &Context, total: Duration) -> bool {
+pub(super) fn nap(ctx: &Context, total: Duration) -> bool {
     const SLICE: Duration = Duration::from_millis(100);
     let start = ctx.clock.now();
     loop {
@@ -1317,88 +834,5 @@ fn request(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> 
             .or(stage.timeout_ms)
             .map(Duration::from_millis),
         heartbeat: stage.heartbeat_ms.map(Duration::from_millis),
-    }
-}
-
-/// The compensations of `completed` that could not run at all, each failed with `why`.
-fn not_compensated(ctx: &Context, completed: &[&StagePlan], why: &str) -> Vec<CompensationSummary> {
-    completed
-        .iter()
-        .rev()
-        .filter_map(|stage| {
-            let invocation = stage.compensation.as_ref()?;
-            let summary = CompensationSummary {
-                stage: stage.id.clone(),
-                activity: invocation.activity.clone(),
-                state: StageState::Failed,
-                attempts: 0,
-                error: Some(why.to_string()),
-            };
-            if let Some(p) = ctx.progress {
-                p.compensation_finished(&summary);
-            }
-            Some(summary)
-        })
-        .collect()
-}
-
-/// Saga: compensations of the stages that succeeded, latest first, each with its stage's rows.
-fn compensate(
-    store: &mut Store,
-    ctx: &Context,
-    completed: &[&StagePlan],
-) -> Vec<CompensationSummary> {
-    let mut done = Vec::new();
-    for stage in completed.iter().rev() {
-        let Some(invocation) = &stage.compensation else {
-            continue;
-        };
-        let rows = store
-            .stage_rows(&stage.id)
-            .map_err(|e| format!("cannot read the rows of `{}`: {e}", stage.id));
-        let mut run = StageRun::new(&mut *store, ctx, stage, None, "compensate");
-        // Arguments that name columns take them from the stage's first row.
-        let args = rows.and_then(|rows| {
-            let first = rows.row(0);
-            let args = if first.is_empty() {
-                run.bind(invocation, None)
-            } else {
-                run.bind(invocation, Some(&first))
-            };
-            args.map(|args| (args, rows))
-        });
-        let result = match args {
-            Ok((args, rows)) => run.call(invocation, args, rows),
-            Err(e) => Err((e.into(), 0)),
-        };
-        let summary = CompensationSummary {
-            stage: stage.id.clone(),
-            activity: invocation.activity.clone(),
-            state: if result.is_ok() {
-                StageState::Success
-            } else {
-                StageState::Failed
-            },
-            attempts: result.as_ref().map_or_else(|(_, n)| *n, |_| run.attempts),
-            error: result.err().map(|(e, _)| e.to_string()),
-        };
-        if let Some(p) = ctx.progress {
-            p.compensation_finished(&summary);
-        }
-        done.push(summary);
-    }
-    done
-}
-
-/// An activity launcher that only answers from a script, for tests.
-pub struct ScriptedLauncher<F: Fn(&Request) -> Outcome<Rows> + Send + Sync>(pub F);
-
-impl<F: Fn(&Request) -> Outcome<Rows> + Send + Sync> Launcher for ScriptedLauncher<F> {
-    fn launch(&self, request: &Request, _spawned: &dyn Fn(u32)) -> Outcome<Output> {
-        match (self.0)(request) {
-            Outcome::Success(rows) => Outcome::Success(Output::Rows(rows)),
-            Outcome::Failure { error, exit_code } => Outcome::Failure { error, exit_code },
-            Outcome::Cancelled => Outcome::Cancelled,
-        }
     }
 }

@@ -1,0 +1,82 @@
+//! The saga: when a flow fails, the compensations of the stages that succeeded run, latest
+//! first, each with its stage's rows.
+
+use super::stage::StageRun;
+use super::{CompensationSummary, Context};
+use crate::plan::ir::*;
+use crate::runtime::state::StageState;
+use crate::runtime::store::Store;
+
+/// The compensations of `completed` that could not run at all, each failed with `why`.
+pub(super) fn not_compensated(
+    ctx: &Context,
+    completed: &[&StagePlan],
+    why: &str,
+) -> Vec<CompensationSummary> {
+    completed
+        .iter()
+        .rev()
+        .filter_map(|stage| {
+            let invocation = stage.compensation.as_ref()?;
+            let summary = CompensationSummary {
+                stage: stage.id.clone(),
+                activity: invocation.activity.clone(),
+                state: StageState::Failed,
+                attempts: 0,
+                error: Some(why.to_string()),
+            };
+            if let Some(p) = ctx.progress {
+                p.compensation_finished(&summary);
+            }
+            Some(summary)
+        })
+        .collect()
+}
+
+/// Saga: compensations of the stages that succeeded, latest first, each with its stage's rows.
+pub(super) fn compensate(
+    store: &mut Store,
+    ctx: &Context,
+    completed: &[&StagePlan],
+) -> Vec<CompensationSummary> {
+    let mut done = Vec::new();
+    for stage in completed.iter().rev() {
+        let Some(invocation) = &stage.compensation else {
+            continue;
+        };
+        let rows = store
+            .stage_rows(&stage.id)
+            .map_err(|e| format!("cannot read the rows of `{}`: {e}", stage.id));
+        let mut run = StageRun::new(&mut *store, ctx, stage, None, "compensate");
+        // Arguments that name columns take them from the stage's first row.
+        let args = rows.and_then(|rows| {
+            let first = rows.row(0);
+            let args = if first.is_empty() {
+                run.bind(invocation, None)
+            } else {
+                run.bind(invocation, Some(&first))
+            };
+            args.map(|args| (args, rows))
+        });
+        let result = match args {
+            Ok((args, rows)) => run.call(invocation, args, rows),
+            Err(e) => Err((e.into(), 0)),
+        };
+        let summary = CompensationSummary {
+            stage: stage.id.clone(),
+            activity: invocation.activity.clone(),
+            state: if result.is_ok() {
+                StageState::Success
+            } else {
+                StageState::Failed
+            },
+            attempts: result.as_ref().map_or_else(|(_, n)| *n, |_| run.attempts),
+            error: result.err().map(|(e, _)| e.to_string()),
+        };
+        if let Some(p) = ctx.progress {
+            p.compensation_finished(&summary);
+        }
+        done.push(summary);
+    }
+    done
+}
