@@ -114,7 +114,27 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
 }
 
 fn check_case(case: usize, text: String) {
-    // Whatever parses formats, idempotently, to the same tree.
+    // The formatter's syntax check, chunk by chunk, agrees with the parser.
+    let file_id = wvflow::source::FileId(0);
+    let parsed = wvflow::syntax::parse(&text, file_id);
+    assert_eq!(
+        wvflow::syntax::has_errors(&text, file_id),
+        parsed.diagnostics.iter().any(|d| d.is_error()),
+        "case {case}: has_errors disagrees with parse:\n{text}"
+    );
+    // Whatever parses formats, idempotently, to the same tree; printed whole, compared as it
+    // is printed, or written out, the text is the same.
+    if let Ok(formatter) = wvflow::format::Formatter::new(&text, file_id) {
+        let formatted = wvflow::format::format(&text, file_id).unwrap();
+        assert_eq!(
+            formatter.is_formatted(),
+            formatted == text,
+            "case {case}:\n{text}"
+        );
+        let mut written = Vec::new();
+        formatter.write_to(&mut written).unwrap();
+        assert_eq!(written, formatted.as_bytes(), "case {case}");
+    }
     if let Ok(formatted) = wvflow::format::format(&text, wvflow::source::FileId(0)) {
         let tree = |src: &str| {
             wvflow::syntax::sexpr::file(&wvflow::syntax::parse(src, wvflow::source::FileId(0)).ast)
