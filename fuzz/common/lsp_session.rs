@@ -166,8 +166,8 @@ fn boundary(text: &str, at: usize) -> usize {
 /// A new text for a document that has `old`: an edit of it, a fresh text, or raw bytes.
 fn text(bytes: &mut Bytes, old: &str) -> String {
     let mut text = match bytes.byte() % 8 {
-        0..=3 => old.to_string(),
-        4..=5 => bytes.pick(TEXTS).to_string(),
+        0..=3 if !old.is_empty() => old.to_string(),
+        0..=5 => bytes.pick(TEXTS).to_string(),
         6 => {
             let len = bytes.below(200);
             let raw: Vec<u8> = (0..len).map(|_| bytes.byte()).collect();
@@ -178,7 +178,9 @@ fn text(bytes: &mut Bytes, old: &str) -> String {
             .collect::<Vec<_>>()
             .join(" "),
     };
-    for _ in 0..1 + bytes.byte() % 4 {
+    // Mostly none or one edit, so the text still parses, and its names can be pointed at.
+    let edits = [0, 0, 0, 0, 1, 1, 2, 3][usize::from(bytes.byte() % 8)];
+    for _ in 0..edits {
         let at = boundary(&text, bytes.below(text.len() + 1));
         match bytes.byte() % 4 {
             0 | 1 => text.insert_str(at, bytes.pick(FRAGMENTS)),
@@ -197,9 +199,34 @@ fn text(bytes: &mut Bytes, old: &str) -> String {
     text
 }
 
+/// A position in `text`: mostly in one of its words (where the names are) or at any of its
+/// characters, as a line and a UTF-16 column, sometimes one column further (inside a
+/// surrogate pair, past the line's end); else any numbers.
+fn position(bytes: &mut Bytes, text: &str) -> Value {
+    let offset = match bytes.byte() % 4 {
+        // In a word, where the names are.
+        0 | 1 => {
+            let words: Vec<usize> = text
+                .char_indices()
+                .zip(std::iter::once(' ').chain(text.chars()))
+                .filter(|&((_, c), before)| c.is_alphabetic() && !before.is_alphanumeric())
+                .map(|((i, _), _)| i)
+                .collect();
+            let start = words.get(bytes.below(words.len())).copied().unwrap_or(0);
+            boundary(text, start + bytes.below(4))
+        }
+        2 => boundary(text, bytes.below(text.len() + 1)),
+        _ => return json!({ "line": number(bytes), "character": number(bytes) }),
+    };
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[..offset].matches('\n').count();
+    let column = text[line_start..offset].encode_utf16().count() + bytes.below(3) / 2;
+    json!({ "line": line, "character": column })
+}
+
 /// `params.textDocument` and `params.position`, sometimes in the wrong shape.
-fn at(bytes: &mut Bytes, uri: &str) -> Value {
-    let position = json!({ "line": number(bytes), "character": number(bytes) });
+fn at(bytes: &mut Bytes, uri: &str, text: &str) -> Value {
+    let position = position(bytes, text);
     match bytes.byte() % 16 {
         0 => Value::Null,
         1 => json!([uri, position]),
@@ -241,6 +268,7 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
             params,
         )))
     };
+    let mut texts: BTreeMap<&str, String> = BTreeMap::new();
     let handshake = !bytes.byte().is_multiple_of(8);
     if handshake {
         let mut params = json!({ "capabilities": {}, "processId": null });
@@ -252,17 +280,30 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
         }
         steps.push(request(id(&mut bytes), "initialize", params));
         steps.push(notify("initialized", json!({})));
+        if !bytes.byte().is_multiple_of(8) {
+            let text = bytes.pick(TEXTS).to_string();
+            texts.insert(URIS[0], text.clone());
+            steps.push(notify(
+                "textDocument/didOpen",
+                json!({ "textDocument": { "uri": URIS[0], "text": text } }),
+            ));
+        }
     }
-    let mut texts: BTreeMap<&str, String> = BTreeMap::new();
     let mut paused = false;
     for _ in 0..64 {
         if bytes.0.is_empty() {
             break;
         }
-        let uri = bytes.pick(URIS);
+        // Mostly a document that is open.
+        let open: Vec<&str> = texts.keys().copied().collect();
+        let uri = if open.is_empty() || bytes.byte().is_multiple_of(4) {
+            bytes.pick(URIS)
+        } else {
+            bytes.pick(&open)
+        };
         let old = texts.get(uri).cloned().unwrap_or_default();
-        let step = match bytes.byte() % 24 {
-            0..=2 => {
+        let step = match bytes.byte() % 32 {
+            0..=4 => {
                 let text = text(&mut bytes, &old);
                 texts.insert(uri, text.clone());
                 let params = match bytes.byte() % 8 {
@@ -275,12 +316,14 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
                 };
                 notify("textDocument/didOpen", params)
             }
-            3..=5 => {
+            5..=8 => {
                 let text = text(&mut bytes, &old);
                 texts.insert(uri, text.clone());
                 // Full sync, but a client may send ranges anyway, or several changes.
-                let range = json!({ "start": { "line": number(&mut bytes), "character": number(&mut bytes) },
-                                    "end": { "line": number(&mut bytes), "character": number(&mut bytes) } });
+                let range = json!({
+                    "start": position(&mut bytes, &old),
+                    "end": position(&mut bytes, &old),
+                });
                 let changes = match bytes.byte() % 4 {
                     0 => json!([{ "range": range, "text": text }]),
                     1 => json!([{ "text": "" }, { "text": text }]),
@@ -292,20 +335,20 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
                     json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": changes }),
                 )
             }
-            6 => {
+            9 => {
                 texts.remove(uri);
                 notify(
                     "textDocument/didClose",
                     json!({ "textDocument": { "uri": uri } }),
                 )
             }
-            7 => notify(
+            10 => notify(
                 "textDocument/didSave",
                 json!({ "textDocument": { "uri": uri } }),
             ),
-            8..=15 => {
+            11..=22 => {
                 let method = bytes.pick(ANSWERED);
-                let mut params = at(&mut bytes, uri);
+                let mut params = at(&mut bytes, uri, &old);
                 if let Some(object) = params.as_object_mut() {
                     match method {
                         "textDocument/references" => {
@@ -333,21 +376,24 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
                 }
                 request(id(&mut bytes), method, params)
             }
-            16 => {
+            23 => {
                 let method = bytes.pick(UNKNOWN);
-                request(id(&mut bytes), method, at(&mut bytes, uri))
+                request(id(&mut bytes), method, at(&mut bytes, uri, &old))
             }
-            17 => notify(bytes.pick(UNKNOWN), json!({ "id": number(&mut bytes) })),
-            18 => request(id(&mut bytes), "shutdown", Value::Null),
-            19 => notify("exit", Value::Null),
-            20 => request(id(&mut bytes), "initialize", json!({ "capabilities": {} })),
-            21 => notify("initialized", json!({})),
-            22 => Step::Send(Message::Response(Response::new_ok(
+            24 => notify(bytes.pick(UNKNOWN), json!({ "id": number(&mut bytes) })),
+            // Not too often, or most sessions would end early.
+            op @ (25 | 26) if bytes.byte().is_multiple_of(4) => match op {
+                25 => request(id(&mut bytes), "shutdown", Value::Null),
+                _ => notify("exit", Value::Null),
+            },
+            27 => request(id(&mut bytes), "initialize", json!({ "capabilities": {} })),
+            28 => notify("initialized", json!({})),
+            29 => Step::Send(Message::Response(Response::new_ok(
                 RequestId::from(i32::from(bytes.byte())),
                 Value::Null,
             ))),
             // Rarely: a pause costs the debounce, and most of the server's work is elsewhere.
-            _ if !paused && bytes.byte().is_multiple_of(4) => {
+            30 if !paused && bytes.byte().is_multiple_of(4) => {
                 paused = true;
                 Step::Pause
             }
