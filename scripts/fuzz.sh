@@ -5,18 +5,20 @@
 # detection is off: the checker's worker threads leave glibc's per-thread destructor record
 # (32 bytes) behind, which LeakSanitizer reports on every input. The
 # stable test suite runs its own short form (tests/fuzz.rs); this is the long form.
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: parse check format lower lsp_frames
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+#     targets: parse check format lower lsp_frames lsp_session
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-1800}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(parse check format lower lsp_frames)
+[ ${#targets[@]} -gt 0 ] || targets=(parse check format lower lsp_frames lsp_session)
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-# Seeds: every example and every .wv file the tests write, one file each.
+# Seeds: every example, one file each (for `lsp_session`, whose bytes choose the messages of
+# a session, they are just bytes to start from), and a framed message for `lsp_frames`.
 for target in "${targets[@]}"; do
   corpus=fuzz/corpus/$target
   mkdir -p "$corpus"

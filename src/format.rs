@@ -5,9 +5,11 @@
 
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
-use crate::syntax::Span;
 use crate::syntax::lexer::Lexer;
 use crate::syntax::token::Token;
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::ops::ControlFlow;
 
 /// Indentation per level.
 const INDENT: &str = "  ";
@@ -15,15 +17,73 @@ const INDENT: &str = "  ";
 /// The file in the canonical layout; a file with syntax errors is not formatted (its
 /// diagnostics are returned), so nothing a user wrote is lost.
 pub fn format(src: &str, file: FileId) -> Result<String, Vec<Diagnostic>> {
-    let parsed = crate::syntax::parse(src, file);
-    if parsed.diagnostics.iter().any(Diagnostic::is_error) {
-        return Err(parsed.diagnostics);
+    let formatter = Formatter::new(src, file)?;
+    let mut out = String::with_capacity(src.len() + src.len() / 8);
+    let _ = formatter.print(|text| {
+        out.push_str(text);
+        ControlFlow::<()>::Continue(())
+    });
+    Ok(out)
+}
+
+/// A file that parses, ready to be printed in the canonical layout piece by piece: what
+/// `wvflow fmt` uses, so that neither the file's syntax tree nor its formatted text is held
+/// whole (`docs/performance.md`).
+pub struct Formatter<'s> {
+    src: &'s str,
+    file: FileId,
+}
+
+impl<'s> Formatter<'s> {
+    /// The syntax diagnostics when `src` has a syntax error. The check keeps the syntax tree
+    /// of a few chunks of the file at a time.
+    pub fn new(src: &'s str, file: FileId) -> Result<Self, Vec<Diagnostic>> {
+        if crate::syntax::has_errors(src, file) {
+            return Err(crate::syntax::parse(src, file).diagnostics);
+        }
+        Ok(Formatter { src, file })
     }
-    let tokens: Vec<(Token, Span)> = Lexer::new(src, file).collect();
-    Ok(Printer::new(src).print(&pieces(src, &tokens)))
+
+    /// Whether the file is in the canonical layout already; stops at the first difference.
+    pub fn is_formatted(&self) -> bool {
+        let mut rest = self.src.as_bytes();
+        let same = self.print(|text| match rest.strip_prefix(text.as_bytes()) {
+            Some(after) => {
+                rest = after;
+                ControlFlow::Continue(())
+            }
+            None => ControlFlow::Break(()),
+        });
+        same.is_continue() && rest.is_empty()
+    }
+
+    /// Writes the file in the canonical layout to `out` (buffer it: the text comes in small
+    /// pieces).
+    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        match self.print(|text| match out.write_all(text.as_bytes()) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(e) => Err(e),
+        }
+    }
+
+    /// Prints the formatted text to `sink`, a few bytes at a time, until it breaks.
+    fn print<B>(&self, sink: impl FnMut(&str) -> ControlFlow<B>) -> ControlFlow<B> {
+        let pieces = Pieces {
+            src: self.src,
+            tokens: Lexer::new(self.src, self.file),
+            at: 0,
+            queue: VecDeque::new(),
+            done: false,
+        };
+        Printer::new(sink).print(pieces)
+    }
 }
 
 /// A token or a comment, with the line breaks before it (0, 1 or 2: a blank line).
+#[derive(Clone, Copy)]
 struct Piece<'s> {
     kind: Kind,
     text: &'s str,
@@ -37,50 +97,72 @@ enum Kind {
     BlockComment,
 }
 
-/// The tokens and, from the gaps between them, the comments.
-fn pieces<'s>(src: &'s str, tokens: &[(Token, Span)]) -> Vec<Piece<'s>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    let gap_pieces = |gap: &'s str, out: &mut Vec<Piece<'s>>| -> usize {
-        // Comments in the gap, each with the newlines before it; returns the newlines after.
-        let mut rest = gap;
-        let mut breaks = 0;
-        loop {
-            let trimmed = rest.trim_start_matches([' ', '\t', '\r', '\n', '\x0c']);
-            breaks += rest[..rest.len() - trimmed.len()].matches('\n').count();
-            rest = trimmed;
-            let (kind, len) = if rest.starts_with("--") {
-                (Kind::LineComment, rest.find('\n').unwrap_or(rest.len()))
-            } else if let Some(body) = rest.strip_prefix("/*") {
-                // The end is searched after the opening: `/*/ x */` is one comment.
-                (
-                    Kind::BlockComment,
-                    body.find("*/").map_or(rest.len(), |e| e + 4),
-                )
-            } else {
-                return breaks;
-            };
-            out.push(Piece {
-                kind,
-                text: rest[..len].trim_end(),
-                breaks: breaks.min(2),
-            });
-            breaks = 0;
-            rest = &rest[len..];
+/// The tokens of a file and, from the gaps between them, the comments, in file order.
+struct Pieces<'s> {
+    src: &'s str,
+    tokens: Lexer<'s>,
+    /// Where the gap after the last token read starts.
+    at: usize,
+    /// The comments of the last gap read, then the token after it.
+    queue: VecDeque<Piece<'s>>,
+    /// The gap after the last token has been read.
+    done: bool,
+}
+
+impl<'s> Iterator for Pieces<'s> {
+    type Item = Piece<'s>;
+
+    fn next(&mut self) -> Option<Piece<'s>> {
+        if self.queue.is_empty() && !self.done {
+            match self.tokens.next() {
+                Some((token, span)) => {
+                    let start = span.start as usize;
+                    let breaks = gap_pieces(&self.src[self.at..start], &mut self.queue);
+                    self.queue.push_back(Piece {
+                        kind: Kind::Token(token),
+                        text: &self.src[start..span.end as usize],
+                        breaks: breaks.min(2),
+                    });
+                    self.at = span.end as usize;
+                }
+                None => {
+                    gap_pieces(&self.src[self.at..], &mut self.queue);
+                    self.done = true;
+                }
+            }
         }
-    };
-    for &(token, span) in tokens {
-        let start = span.start as usize;
-        let breaks = gap_pieces(&src[at..start], &mut out);
-        out.push(Piece {
-            kind: Kind::Token(token),
-            text: &src[start..span.end as usize],
+        self.queue.pop_front()
+    }
+}
+
+/// The comments in a gap between tokens, each with the newlines before it; returns the
+/// newlines after the last.
+fn gap_pieces<'s>(gap: &'s str, out: &mut VecDeque<Piece<'s>>) -> usize {
+    let mut rest = gap;
+    let mut breaks = 0;
+    loop {
+        let trimmed = rest.trim_start_matches([' ', '\t', '\r', '\n', '\x0c']);
+        breaks += rest[..rest.len() - trimmed.len()].matches('\n').count();
+        rest = trimmed;
+        let (kind, len) = if rest.starts_with("--") {
+            (Kind::LineComment, rest.find('\n').unwrap_or(rest.len()))
+        } else if let Some(body) = rest.strip_prefix("/*") {
+            // The end is searched after the opening: `/*/ x */` is one comment.
+            (
+                Kind::BlockComment,
+                body.find("*/").map_or(rest.len(), |e| e + 4),
+            )
+        } else {
+            return breaks;
+        };
+        out.push_back(Piece {
+            kind,
+            text: rest[..len].trim_end(),
             breaks: breaks.min(2),
         });
-        at = span.end as usize;
+        breaks = 0;
+        rest = &rest[len..];
     }
-    gap_pieces(&src[at..], &mut out);
-    out
 }
 
 /// What a bracket opened: a block of members or stages, a `with { }` config, or `(`/`[`.
@@ -91,8 +173,9 @@ enum Open {
     Bracket,
 }
 
-struct Printer {
-    out: String,
+struct Printer<S> {
+    /// Where the text goes.
+    sink: S,
     /// Brackets open at this point, innermost last, with the line each was opened on.
     open: Vec<(Open, usize)>,
     /// The last tokens printed, newest last.
@@ -104,10 +187,10 @@ struct Printer {
     previous_continued: bool,
 }
 
-impl Printer {
-    fn new(src: &str) -> Self {
+impl<B, S: FnMut(&str) -> ControlFlow<B>> Printer<S> {
+    fn new(sink: S) -> Self {
         Printer {
-            out: String::with_capacity(src.len() + src.len() / 8),
+            sink,
             open: Vec::new(),
             history: Vec::new(),
             line: 0,
@@ -158,30 +241,28 @@ impl Printer {
         (depth, false)
     }
 
-    fn print(mut self, pieces: &[Piece]) -> String {
-        let mut previous: Option<&Piece> = None;
+    fn print<'s>(mut self, pieces: impl Iterator<Item = Piece<'s>>) -> ControlFlow<B> {
+        let mut previous: Option<Piece> = None;
         for piece in pieces {
-            let new_line = previous.is_some() && (piece.breaks > 0 || was_line_comment(previous));
+            let new_line =
+                previous.is_some() && (piece.breaks > 0 || was_line_comment(previous.as_ref()));
             if new_line {
-                self.out.push('\n');
+                (self.sink)(if piece.breaks > 1 { "\n\n" } else { "\n" })?;
                 self.line += 1;
-                if piece.breaks > 1 {
-                    self.out.push('\n');
-                }
             }
             if new_line || previous.is_none() {
-                let (level, continued) = self.level(piece);
+                let (level, continued) = self.level(&piece);
                 for _ in 0..level {
-                    self.out.push_str(INDENT);
+                    (self.sink)(INDENT)?;
                 }
                 self.previous_level = level;
                 self.previous_continued = continued;
-            } else if let Some(prev) = previous
-                && self.space_between(prev, piece)
+            } else if let Some(prev) = &previous
+                && self.space_between(prev, &piece)
             {
-                self.out.push(' ');
+                (self.sink)(" ")?;
             }
-            self.out.push_str(piece.text);
+            (self.sink)(piece.text)?;
             self.line += piece.text.matches('\n').count();
             if let Kind::Token(token) = piece.kind {
                 match token {
@@ -206,8 +287,7 @@ impl Printer {
             }
             previous = Some(piece);
         }
-        self.out.push('\n');
-        self.out
+        (self.sink)("\n")
     }
 
     /// Whether one space goes between two pieces on the same line (`next` not yet printed).

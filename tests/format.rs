@@ -191,3 +191,46 @@ fn signs_comments_and_stars_keep_their_meaning() {
         "flow F = {\n  stage s = from t | where x = - -1 and y = a * -1 /*/ still a comment */ | select count(*)\n}\n"
     );
 }
+
+/// `wvflow fmt` streams: it checks the syntax chunk by chunk, compares the formatted text with
+/// the file as it is printed, and writes it out in pieces. Over a file of many chunks, the
+/// result is the text `format` returns, and a difference or a syntax error anywhere is found.
+#[test]
+fn fmt_streams_large_files_to_the_same_text() {
+    let mut src = String::new();
+    for i in 0..600 {
+        generator::flow(&mut src, i, 12);
+    }
+    assert!(src.len() > 4 * 64 * 1024, "several chunks: {}", src.len());
+    let formatted = check_properties("large", &src);
+    let formatter = wvflow::format::Formatter::new(&formatted, FileId(0)).unwrap();
+    assert!(formatter.is_formatted());
+    let middle = formatted.len() / 2 + formatted[formatted.len() / 2..].find('\n').unwrap();
+    for (place, changed) in [
+        ("start", format!(" {formatted}")),
+        (
+            "middle",
+            format!("{} {}", &formatted[..=middle], &formatted[middle + 1..]),
+        ),
+        ("end", format!("{formatted}\n")),
+        ("no final newline", formatted.trim_end().to_string()),
+    ] {
+        let formatter = wvflow::format::Formatter::new(&changed, FileId(0)).unwrap();
+        assert!(!formatter.is_formatted(), "{place}");
+        let mut written = Vec::new();
+        formatter.write_to(&mut written).unwrap();
+        assert_eq!(String::from_utf8(written).unwrap(), formatted, "{place}");
+    }
+    let broken = format!("{formatted}flow Broken = {{\n  stage a = from\n");
+    assert!(wvflow::format::Formatter::new(&broken, FileId(0)).is_err());
+
+    let mut random = Random(0xb16);
+    let scrambled = scramble(&src, &mut random);
+    let dir = scratch("fmt-large", &[("large.wv", &scrambled)]);
+    let path = dir.to_str().unwrap();
+    assert_eq!(wvflow(&["fmt", "--check", path]).status.code(), Some(1));
+    assert_eq!(wvflow(&["fmt", path]).status.code(), Some(0));
+    let written = std::fs::read_to_string(dir.join("large.wv")).unwrap();
+    assert!(written == formatted, "fmt wrote a different text");
+    assert_eq!(wvflow(&["fmt", "--check", path]).status.code(), Some(0));
+}

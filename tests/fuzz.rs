@@ -1,5 +1,9 @@
 //! Random and mutated inputs through the lexer, parser and renderers: no panic, no hang, and
-//! every diagnostic points inside its file at character boundaries.
+//! every diagnostic points inside its file at character boundaries. And random sessions with
+//! the language server: every request answered once, no handler failing.
+
+#[path = "../fuzz/common/lsp_session.rs"]
+mod lsp_session;
 
 use wvflow::diagnostics::{render_human, render_json, render_short};
 use wvflow::workspace::Workspace;
@@ -114,7 +118,27 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
 }
 
 fn check_case(case: usize, text: String) {
-    // Whatever parses formats, idempotently, to the same tree.
+    // The formatter's syntax check, chunk by chunk, agrees with the parser.
+    let file_id = wvflow::source::FileId(0);
+    let parsed = wvflow::syntax::parse(&text, file_id);
+    assert_eq!(
+        wvflow::syntax::has_errors(&text, file_id),
+        parsed.diagnostics.iter().any(|d| d.is_error()),
+        "case {case}: has_errors disagrees with parse:\n{text}"
+    );
+    // Whatever parses formats, idempotently, to the same tree; printed whole, compared as it
+    // is printed, or written out, the text is the same.
+    if let Ok(formatter) = wvflow::format::Formatter::new(&text, file_id) {
+        let formatted = wvflow::format::format(&text, file_id).unwrap();
+        assert_eq!(
+            formatter.is_formatted(),
+            formatted == text,
+            "case {case}:\n{text}"
+        );
+        let mut written = Vec::new();
+        formatter.write_to(&mut written).unwrap();
+        assert_eq!(written, formatted.as_bytes(), "case {case}");
+    }
     if let Ok(formatted) = wvflow::format::format(&text, wvflow::source::FileId(0)) {
         let tree = |src: &str| {
             wvflow::syntax::sexpr::file(&wvflow::syntax::parse(src, wvflow::source::FileId(0)).ast)
@@ -186,6 +210,20 @@ fn random_bytes_never_stop_the_language_server_reader() {
         while let Ok(Some(_)) = wvflow::lsp::transport::next_frame(&mut input) {
             frames += 1;
             assert!(frames <= bytes.len() + 1, "a frame out of nothing");
+        }
+    }
+}
+
+/// The short form of the `lsp_session` fuzz target: the same sessions, from seeded bytes.
+#[test]
+fn random_language_server_sessions_answer_every_request_once() {
+    let mut rng = Rng(0x1_5e55_10f5);
+    for case in 0..400 {
+        let bytes: Vec<u8> = (0..rng.below(1500)).map(|_| rng.next() as u8).collect();
+        let steps = lsp_session::decode(&bytes);
+        let outcome = lsp_session::run(steps.clone(), std::time::Duration::from_secs(60));
+        if let Err(problem) = lsp_session::check(&steps, &outcome) {
+            panic!("session {case}: {problem}\n{steps:#?}");
         }
     }
 }

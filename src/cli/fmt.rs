@@ -3,10 +3,12 @@
 
 use super::exit;
 use crate::diagnostics::render_human;
+use crate::format::Formatter;
 use crate::source::FileId;
 use crate::workspace::{Workspace, discover, read_source};
 use clap::Args;
-use std::io::IsTerminal;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -58,14 +60,17 @@ pub fn run(args: FmtArgs) -> u8 {
 }
 
 /// Formats one file; `Ok(true)` when it changed (or would). A file that does not parse is
-/// reported and left alone.
+/// reported and left alone. Neither the file's syntax tree nor its formatted text is held
+/// whole: the syntax is checked chunk by chunk, the formatted text compared with the file as
+/// it is printed (up to the first difference), and only then, when it differs, printed again
+/// into the new file.
 fn format_file(path: &Path, check: bool) -> Result<bool, ()> {
     let text = read_source(path).map_err(|e| eprintln!("error: {e}"))?;
-    let formatted = match crate::format::format(&text, FileId(0)) {
-        Ok(formatted) => formatted,
+    let formatter = match Formatter::new(&text, FileId(0)) {
+        Ok(formatter) => formatter,
         Err(diagnostics) => {
             let mut workspace = Workspace::default();
-            workspace.add(path.to_path_buf(), text);
+            workspace.add(path.to_path_buf(), text.clone());
             let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             eprint!("{}", render_human(&diagnostics, &workspace.sources, color));
             eprintln!(
@@ -75,7 +80,7 @@ fn format_file(path: &Path, check: bool) -> Result<bool, ()> {
             return Err(());
         }
     };
-    if formatted == text {
+    if formatter.is_formatted() {
         return Ok(false);
     }
     if !check {
@@ -85,10 +90,15 @@ fn format_file(path: &Path, check: bool) -> Result<bool, ()> {
         let target = std::fs::canonicalize(path).map_err(fail)?;
         let permissions = std::fs::metadata(&target).map_err(fail)?.permissions();
         let temporary = target.with_extension("wv.fmt-tmp");
-        std::fs::write(&temporary, &formatted)
-            .and_then(|()| std::fs::set_permissions(&temporary, permissions))
-            .and_then(|()| std::fs::rename(&temporary, &target))
-            .map_err(fail)?;
+        let write = || -> std::io::Result<()> {
+            let mut out = BufWriter::new(File::create(&temporary)?);
+            formatter.write_to(&mut out)?;
+            out.flush()?;
+            drop(out);
+            std::fs::set_permissions(&temporary, permissions)?;
+            std::fs::rename(&temporary, &target)
+        };
+        write().map_err(fail)?;
     }
     Ok(true)
 }

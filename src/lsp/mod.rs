@@ -32,6 +32,18 @@ pub const DEBOUNCE: Duration = Duration::from_millis(5);
 /// `shutdown` request, `Ok(false)` when the client exited without one (an error for the LSP).
 pub fn serve() -> Result<bool, String> {
     let (connection, io_threads) = transport::stdio();
+    let clean = serve_connection(&connection)?;
+    drop(connection);
+    io_threads.join();
+    Ok(clean)
+}
+
+/// Serves one client on `connection` until it says `exit` or the connection closes, as
+/// [`serve`] does on stdio: the initialization handshake, then every request and notification.
+/// `Ok(true)` when a `shutdown` request came first; an error when the handshake fails or a
+/// message cannot be sent. In-process tests and the `lsp_session` fuzz target use it with
+/// [`Connection::memory`].
+pub fn serve_connection(connection: &Connection) -> Result<bool, String> {
     let capabilities = json!({
         "textDocumentSync": 1,
         "hoverProvider": true,
@@ -55,7 +67,7 @@ pub fn serve() -> Result<bool, String> {
         .map_err(|e| e.to_string())?;
     let root = root_of(&init);
     let mut server = Server {
-        connection: &connection,
+        connection,
         disk: analysis::read_disk(root.as_deref()),
         open: BTreeMap::new(),
         analysis: None,
@@ -63,10 +75,7 @@ pub fn serve() -> Result<bool, String> {
         published: BTreeSet::new(),
         shut_down: false,
     };
-    let clean = server.run()?;
-    drop(connection);
-    io_threads.join();
-    Ok(clean)
+    server.run()
 }
 
 /// The client's root folder: `rootUri`, else the first workspace folder, else `rootPath`.

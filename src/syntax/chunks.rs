@@ -24,6 +24,12 @@ pub struct Chunk {
 
 /// Parses every chunk of `src`, in parallel when there are several; results come in file order.
 pub fn parse_chunks(src: &str, file: FileId) -> Vec<Chunk> {
+    map_chunks(src, file, |chunk| chunk)
+}
+
+/// `f` of each chunk of `src`, parsed as [`parse_chunks`] does; only what `f` keeps of a chunk
+/// outlives it, so a file can be looked over with the trees of a few chunks in memory.
+pub fn map_chunks<R: Send>(src: &str, file: FileId, f: impl Fn(Chunk) -> R + Sync) -> Vec<R> {
     let bounds = boundaries(src, file);
     // The first chunk starts at the top of the file, so comments and malformed text before
     // the first token are lexed (and reported) too; a file with no token is one chunk.
@@ -42,7 +48,7 @@ pub fn parse_chunks(src: &str, file: FileId) -> Vec<Chunk> {
     };
     crate::parallel::map_indexed(count, |i| {
         let (range, follows) = range_of(i);
-        parse_chunk(src, range, follows, file)
+        f(parse_chunk(src, range, follows, file))
     })
 }
 

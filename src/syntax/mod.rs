@@ -41,6 +41,17 @@ fn starts_item(tokens: &[(Token, Span)], index: usize) -> bool {
         && (index == 0 || tokens[index - 1].0 != Token::Run)
 }
 
+/// Whether `src` has a syntax error: exactly when [`parse`] reports one (every syntax
+/// diagnostic is an error), but only a chunk's tree at a time is kept, not the file's.
+pub fn has_errors(src: &str, file: FileId) -> bool {
+    src.len() > MAX_SOURCE_LEN
+        || chunks::map_chunks(src, file, |chunk| {
+            !chunk.lex_errors.is_empty() || !chunk.parse_errors.is_empty()
+        })
+        .into_iter()
+        .any(|failed| failed)
+}
+
 pub fn parse(src: &str, file: FileId) -> Parsed {
     if src.len() > MAX_SOURCE_LEN {
         let d = Diagnostic::error(Code::E0013, file, Span::at(0), "file too large")
