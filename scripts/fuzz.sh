@@ -4,7 +4,7 @@
 # cargo-fuzz, which this script installs with rustup and cargo when they are missing. Leak
 # detection is off: the checker's worker threads leave glibc's per-thread destructor record
 # (32 bytes) behind, which LeakSanitizer reports on every input. The
-# stable test suite runs its own short form (tests/fuzz.rs); this is the long form.
+# stable test suite runs its own short form (tests/it/fuzz.rs); this is the long form.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #     targets: parse check format lower lsp_frames lsp_session
 set -euo pipefail

@@ -1,5 +1,5 @@
 //! Language server sessions made from bytes, for the `lsp_session` fuzz target and its short
-//! form in tests/fuzz.rs. The bytes choose each message from lists (method, document, text
+//! form in tests/it/fuzz.rs. The bytes choose each message from lists (method, document, text
 //! edit, position kind) and numbers, so almost every input gets past the handshake and reaches
 //! the request handlers; the rest tries the handshake and the shutdown in odd orders.
 //!

@@ -1,0 +1,281 @@
+//! Every example under `examples/` checks clean (no syntax or semantic diagnostic, not even a
+//! warning), and every one is documented by a comment header.
+
+use std::path::Path;
+use wvflow::workspace::{Workspace, discover};
+
+#[test]
+fn every_example_checks_clean_and_has_a_header() {
+    let files = discover(Path::new("examples")).expect("examples/ exists");
+    assert!(
+        files.len() >= 12,
+        "the project keeps at least 12 examples, found {}",
+        files.len()
+    );
+    let (workspace, errors) = Workspace::load(&[Path::new("examples").to_path_buf()]);
+    assert!(errors.is_empty(), "{errors:?}");
+    let diagnostics: Vec<_> = workspace.diagnostics().collect();
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    let semantic = wvflow::check::check(&workspace).diagnostics;
+    assert!(semantic.is_empty(), "{semantic:#?}");
+    for (_, file) in workspace.sources.iter() {
+        assert!(
+            file.text.starts_with("--"),
+            "{} has no comment header",
+            file.name
+        );
+    }
+    for parsed in &workspace.parsed {
+        assert!(!parsed.ast.items.is_empty());
+    }
+}
+
+use crate::common::{copy_dir, stage};
+
+use serde_json::Value;
+use std::process::Command;
+
+/// Each `wvflow ...` invocation written in an example's header (`-- Run:` and the lines under
+/// it), as its words after `wvflow`, with the outcome the header gives in parentheses.
+fn documented_invocations(text: &str) -> Vec<(Vec<String>, String)> {
+    let mut found = Vec::new();
+    let mut in_run = false;
+    for line in text.lines().take_while(|l| l.starts_with("--")) {
+        let body = line.trim_start_matches('-').trim();
+        let body = match body.strip_prefix("Run:") {
+            Some(rest) => {
+                in_run = true;
+                rest.trim()
+            }
+            None if in_run => body,
+            None => continue,
+        };
+        let Some(command) = body.strip_prefix("wvflow ") else {
+            continue;
+        };
+        let (command, outcome) = match command.split_once("  ") {
+            Some((c, o)) => (c.trim(), o.trim()),
+            None => (command.trim(), ""),
+        };
+        found.push((shell_words(command), outcome.to_string()));
+    }
+    found
+}
+
+/// Words as a POSIX shell splits them, for the quoting the headers use ('...').
+fn shell_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in text.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut word));
+                    any = false;
+                }
+            }
+            c => {
+                word.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(word);
+    }
+    words
+}
+
+/// Runs `wvflow ARGS` in `dir` (a copy of the examples); `--format json` is added to runs.
+fn wvflow_in(dir: &Path, args: &[String]) -> (Option<i32>, String) {
+    let mut args = args.to_vec();
+    if args[0] == "run" {
+        args.extend(["--format".into(), "json".into()]);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(&args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    (
+        o.status.code(),
+        text + "\n" + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+fn json(text: &str) -> Value {
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<Value>()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("no JSON summary in {text}"))
+}
+
+fn compensated(summary: &Value) -> Vec<&str> {
+    summary["compensations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["stage"].as_str().unwrap())
+        .collect()
+}
+
+/// Every invocation documented in an example's header runs, with the outcome it documents.
+#[test]
+fn every_documented_invocation_has_its_documented_outcome() {
+    let dir = crate::common::scratch("documented_invocations", &[]);
+    copy_dir(Path::new("examples"), &dir.join("examples"));
+    let mut ran = 0;
+    let mut files: Vec<_> = std::fs::read_dir("examples")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wv"))
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let invocations = documented_invocations(&text);
+        assert!(
+            !invocations.is_empty(),
+            "{}: no `-- Run:` line",
+            path.display()
+        );
+        for (args, outcome) in invocations {
+            let call = args.get(2).map(String::as_str).unwrap_or("");
+            let what = format!("wvflow {} ({outcome})", args.join(" "));
+            let daemon = args[0] == "schedule" && args.len() == 2;
+            let (code, out) = if daemon {
+                scheduler_until_sigterm(&dir, &args)
+            } else {
+                wvflow_in(&dir, &args)
+            };
+            ran += 1;
+            match (args[0].as_str(), args[1].as_str(), call) {
+                ("run", "examples/booking_saga.wv", "BookTrip(city = \"Reykjavik\")") => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    assert_eq!(stage(&s, "car")["state"], "failed", "{what}");
+                    assert_eq!(stage(&s, "car_waitlist")["state"], "success", "{what}");
+                    assert_eq!(stage(&s, "payment")["state"], "success", "{what}");
+                }
+                ("run", "examples/booking_saga.wv", "BookTrip(decline_card = true)") => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(1), "{what}: {out}");
+                    assert_eq!(s["state"], "failed", "{what}");
+                    assert_eq!(compensated(&s), ["car", "hotel", "flight"], "{what}");
+                }
+                ("run", "examples/child_flows.wv", "RefreshProfiles") => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    assert_eq!(s["next_runs"][0]["flow"], "PublishProfiles", "{what}");
+                }
+                ("run", "examples/child_flows.wv", "EnrichCustomer(customer = 9)") => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    // Version 2 is the one with an `enriched` stage.
+                    assert_eq!(stage(&s, "enriched")["state"], "success", "{what}");
+                }
+                ("run", "examples/idempotent_payouts.wv", "") => {
+                    let first = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    assert!(stage(&first, "transfers")["rows"].as_u64().unwrap() > 0);
+                    let (code, out) = wvflow_in(&dir, &args);
+                    let second = json(&out);
+                    assert_eq!(code, Some(0), "{what}, second run: {out}");
+                    assert_eq!(stage(&second, "transfers")["attempts"], 0, "{what}: reused");
+                    assert_eq!(stage(&second, "ledger")["attempts"], 0, "{what}: reused");
+                    assert_eq!(
+                        stage(&second, "transfers")["rows"],
+                        stage(&first, "transfers")["rows"]
+                    );
+                }
+                ("run", "examples/regional_digest.wv", "") => {
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    let runs = serde_json::Deserializer::from_str(&out)
+                        .into_iter::<Value>()
+                        .map_while(Result::ok)
+                        .count();
+                    assert_eq!(runs, 3, "{what}: {out}");
+                }
+                ("run", "examples/regional_digest.wv", "RegionalDigest(market = \"latam\")") => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    assert_eq!(s["flow"], "RegionalDigest");
+                    assert!(out.contains("\"market\":\"latam\""), "{what}: {out}");
+                    assert!(out.contains("\"mode\":\"publish\""), "{what}: {out}");
+                    assert!(out.contains("\"kept_for\":\"168h\""), "{what}: {out}");
+                }
+                ("run", "examples/scheduled_flows.wv", "IngestClicks") => {
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    // "then IngestOrdersEU, then BuildDailyMart: it reads the tables the
+                    // ingest flows saved"
+                    for then in ["IngestOrdersEU", "BuildDailyMart"] {
+                        let mut next = args.clone();
+                        next[2] = then.to_string();
+                        let (code, out) = wvflow_in(&dir, &next);
+                        assert_eq!(code, Some(0), "{what} then {then}: {out}");
+                        assert_eq!(json(&out)["state"], "success", "{then}");
+                    }
+                }
+                ("schedule", "examples/scheduled_flows.wv", "--once") => {
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                }
+                ("schedule", "examples/queue_monitor.wv", "") => {
+                    // The scheduler runs until it is stopped, then exits cleanly.
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    // "every 15 minutes": the fire times the scheduler would use.
+                    let (code, out) =
+                        wvflow_in(&dir, &["schedule".into(), args[1].clone(), "--list".into()]);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    let minutes: Vec<u32> = out
+                        .lines()
+                        .filter_map(|l| l.split_whitespace().nth(1))
+                        .filter_map(|t| t.split_once(':'))
+                        .map(|(h, m)| h.parse::<u32>().unwrap() * 60 + m.parse::<u32>().unwrap())
+                        .collect();
+                    assert_eq!(minutes.len(), 5, "{out}");
+                    for pair in minutes.windows(2) {
+                        assert_eq!((pair[1] + 1440 - pair[0]) % 1440, 15, "{out}");
+                    }
+                }
+                ("run", file, "") => {
+                    // Unqualified: the example's flow succeeds.
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    assert_eq!(json(&out)["state"], "success", "{file}");
+                }
+                _ => panic!(
+                    "{what}: no documented outcome is checked for this invocation; add it here"
+                ),
+            }
+        }
+    }
+    assert!(ran >= 20, "{ran} invocations");
+}
+
+/// `wvflow schedule PATH` (a daemon) for a second, then SIGTERM: its exit code and output.
+fn scheduler_until_sigterm(dir: &Path, args: &[String]) -> (Option<i32>, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    (o.status.code(), text + &String::from_utf8_lossy(&o.stderr))
+}

@@ -1,0 +1,22 @@
+//! Every integration test in one binary: one link step instead of one per file.
+
+mod common;
+
+mod check_workspace;
+mod cli;
+mod docs;
+mod examples;
+mod format;
+mod fuzz;
+mod grammar;
+mod hardening;
+mod lsp;
+mod parse_snapshots;
+mod plan;
+mod rules;
+mod run_cli;
+mod runs_cli;
+mod runtime;
+mod schedule_cli;
+mod semantics;
+mod syntax_errors;

@@ -1,0 +1,372 @@
+//! The scheduler and backfill from the command line, on real workspaces: `schedule --once`
+//! with dependencies, start conditions and hooks; the daemon's reload, concurrency and
+//! SIGTERM; `--list`; backfill stopping at a failure. Fire-time arithmetic (time zones,
+//! daylight saving, intervals, catch-up) is tested with chosen times in `runtime::schedule`.
+
+use crate::common::{scratch, wvflow};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn runs(dir: &Path) -> Vec<Value> {
+    let o = wvflow(&[
+        "runs",
+        "-w",
+        dir.to_str().unwrap(),
+        "list",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice::<Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn states_of(dir: &Path, flow: &str) -> Vec<String> {
+    runs(dir)
+        .iter()
+        .filter(|r| r["flow"] == flow)
+        .map(|r| r["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const WORKSPACE: &str = r#"
+activity note(msg: string) = sh("""echo "$WV_MSG" >> log.txt; echo '{"ok": 1}'""")
+activity keep_summary() = sh("""cat >> hooks.ndjson""")
+activity boom() = sh("""exit 3""")
+
+flow Minutely with { schedule: cron('* * * * *'), on_success: keep_summary(), on_finish: boom() } = {
+  stage first = note('minutely')
+}
+flow NeedsUpstream depends on Upstream with { schedule: cron('* * * * *') } = {
+  stage only = note('needs-upstream')
+}
+flow Upstream = {
+  stage u = note('upstream')
+}
+flow AfterMinutely if Minutely.success = {
+  stage after = note('after-minutely')
+}
+flow OnFailure if Minutely.failed = {
+  stage never = note('on-failure')
+}
+flow AfterDependency depends on Minutely = {
+  stage d = note('after-dependency')
+}
+"#;
+
+#[test]
+fn once_starts_what_is_due_gates_dependencies_follows_ends_and_fires_hooks() {
+    let dir = scratch("schedule-once", &[("flows.wv", WORKSPACE)]);
+    let o = wvflow(&["schedule", dir.to_str().unwrap(), "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    // Due this minute: Minutely and NeedsUpstream; Minutely's success starts AfterMinutely.
+    assert_eq!(states_of(&dir, "Minutely"), ["success"]);
+    assert_eq!(states_of(&dir, "AfterMinutely"), ["success"]);
+    // No schedule, `depends on Minutely`: started once Minutely succeeded.
+    assert_eq!(states_of(&dir, "AfterDependency"), ["success"]);
+    assert!(states_of(&dir, "OnFailure").is_empty());
+    assert_eq!(states_of(&dir, "NeedsUpstream"), ["skipped"]);
+    assert!(
+        out.contains("skipped: `Upstream` has no recorded run"),
+        "{out}"
+    );
+    let log = read(&dir.join("log.txt"));
+    assert!(
+        log.contains("minutely") && log.contains("after-minutely"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("needs-upstream") && !log.contains("on-failure"),
+        "{log}"
+    );
+    // Hooks: on_success got the summary, one row per stage; the failing on_finish hook is
+    // reported and does not change the run's result.
+    let hooks: Vec<Value> = read(&dir.join("hooks.ndjson"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0]["flow"], "Minutely");
+    assert_eq!(hooks[0]["run_state"], "success");
+    assert_eq!(hooks[0]["stage"], "first");
+    assert_eq!(hooks[0]["rows"], 1);
+    assert!(out.contains("hook on_finish (boom)"), "{out}");
+    // The minute's windows now have runs: a second --once in the same minute starts nothing
+    // new from the schedule (unless the minute turned meanwhile).
+    let again = wvflow(&["schedule", dir.to_str().unwrap(), "--once"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(states_of(&dir, "Minutely").len() <= 2);
+}
+
+#[test]
+fn depends_on_needs_a_success_since_the_last_run_and_if_failed_follows_a_failure() {
+    let src = r#"
+activity note(msg: string) = sh("""echo "$WV_MSG" >> log.txt""")
+activity fail() = sh("""exit 1""")
+flow Upstream = {
+  stage u = note('upstream')
+}
+flow Downstream depends on Upstream = {
+  stage d = note('downstream')
+}
+flow Breaks with { schedule: cron('* * * * *') } = {
+  stage b = fail()
+}
+flow Recover if Breaks.failed = {
+  stage r = note('recover')
+}
+"#;
+    let dir = scratch("schedule-gates", &[("flows.wv", src)]);
+    let file = dir.join("flows.wv");
+    let file = file.to_str().unwrap();
+    let scheduled = |flow: &str| wvflow(&["run", file, flow, "--scheduled"]);
+    let o = scheduled("Downstream");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("`Upstream` has no recorded run"),
+        "{}",
+        text(&o)
+    );
+    assert!(wvflow(&["run", file, "Upstream"]).status.success());
+    assert!(
+        scheduled("Downstream").status.success(),
+        "Upstream succeeded since"
+    );
+    let o = scheduled("Downstream");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("`Upstream` has not succeeded since the last run of `Downstream`"),
+        "{}",
+        text(&o)
+    );
+    // A run by hand (no --scheduled) does not check dependencies.
+    assert!(wvflow(&["run", file, "Downstream"]).status.success());
+    assert_eq!(
+        read(&dir.join("log.txt")),
+        "upstream\ndownstream\ndownstream\n"
+    );
+
+    let o = wvflow(&["schedule", dir.to_str().unwrap(), "--once"]);
+    assert_eq!(o.status.code(), Some(1), "a run failed: {}", text(&o));
+    assert_eq!(states_of(&dir, "Breaks"), ["failed"]);
+    assert_eq!(states_of(&dir, "Recover"), ["success"]);
+}
+
+#[test]
+fn backfill_runs_each_window_in_order_and_stops_at_the_first_failure() {
+    let src = r#"
+activity load(day: date) = sh("""[ "$WV_DAY" != 2026-01-03 ] || [ -f fixed ] || exit 4; echo "$WV_DAY" >> days.txt""")
+flow Daily with { schedule: cron('0 0 * * *') } = {
+  stage l = load(run_date)
+}
+"#;
+    let dir = scratch("backfill", &[("flow.wv", src)]);
+    let path = dir.to_str().unwrap();
+    let args = [
+        "backfill",
+        path,
+        "Daily",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-05",
+    ];
+    let o = wvflow(&args);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o);
+    assert!(
+        out.contains("backfill stopped at window 2026-01-03T00:00:00Z")
+            && out.contains("--from 2026-01-03T00:00:00Z --to 2026-01-05"),
+        "{out}"
+    );
+    assert_eq!(read(&dir.join("days.txt")), "2026-01-01\n2026-01-02\n");
+    let list = runs(&dir);
+    let times: Vec<&str> = list
+        .iter()
+        .map(|r| r["run_time"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "2026-01-03T00:00:00Z",
+            "2026-01-02T00:00:00Z",
+            "2026-01-01T00:00:00Z"
+        ]
+    );
+    std::fs::write(dir.join("fixed"), "").unwrap();
+    let o = wvflow(&[
+        "backfill",
+        path,
+        "Daily",
+        "--from",
+        "2026-01-03T00:00:00Z",
+        "--to",
+        "2026-01-05",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        read(&dir.join("days.txt")),
+        "2026-01-01\n2026-01-02\n2026-01-03\n2026-01-04\n2026-01-05\n"
+    );
+}
+
+#[test]
+fn list_shows_the_next_five_fire_times_in_the_zone_and_in_utc() {
+    let src = "flow Nightly with { schedule: cron('15 4 * * *'), timezone: 'Europe/Berlin' } = {\n  stage s = from [[1]] as t(x)\n}\n";
+    let dir = scratch("schedule-list", &[("flow.wv", src)]);
+    let o = wvflow(&["schedule", dir.to_str().unwrap(), "--list"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "Nightly (Europe/Berlin)");
+    assert_eq!(lines.len(), 6, "{out}");
+    for line in &lines[1..] {
+        let winter = line.contains("04:15 CET") && line.ends_with("T03:15:00Z");
+        let summer = line.contains("04:15 CEST") && line.ends_with("T02:15:00Z");
+        assert!(winter || summer, "{line}");
+    }
+}
+
+/// Reads a child's stderr into lines as they come.
+fn collect_lines(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+fn wait_for_line(lines: &Mutex<Vec<String>>, needle: &str) {
+    let started = Instant::now();
+    while !lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no line with {needle:?} in {:?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_daemon_reloads_keeps_schedules_on_errors_limits_concurrency_and_stops_on_sigterm() {
+    let napper = r#"
+activity nap() = sh("""sleep 30""")
+flow Napper with { interval: 1s, concurrency: 1 } = {
+  stage n = nap()
+}
+flow Ticker with { interval: 1s } = {
+  stage t = from [[1]] as t(x)
+}
+"#;
+    let dir = scratch("schedule-daemon", &[("flow.wv", napper)]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["schedule", dir.to_str().unwrap(), "--grace", "1s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = collect_lines(child.stderr.take().unwrap());
+    wait_for_line(&lines, "started Napper");
+    // The scheduler starts one run of a flow at a time; the next windows wait in its queue.
+    // Another process finds the one slot taken and is recorded as skipped.
+    let o = wvflow(&["run", dir.to_str().unwrap(), "Napper"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("skipped: flow `Napper` allows 1 run(s) at once; held by"),
+        "{}",
+        text(&o)
+    );
+
+    std::fs::write(dir.join("flow.wv"), "flow Napper with { interval: 1s = {\n").unwrap();
+    wait_for_line(&lines, "keeping the previous schedules");
+    // Windows that come while it does not check are recorded, not run.
+    wait_for_line(&lines, "skipped: the workspace does not check");
+    let changed = napper.replace("flow Napper", "flow Sleeper");
+    std::fs::write(dir.join("flow.wv"), changed).unwrap();
+    wait_for_line(&lines, "reloaded");
+    wait_for_line(&lines, "started Sleeper");
+
+    let asked = Instant::now();
+    // SAFETY: signals the scheduler process this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(asked.elapsed() < Duration::from_secs(15));
+    wait_for_line(&lines, "cancelling Napper");
+    // Every run has ended: the long ones cancelled after the grace period.
+    let all = runs(&dir);
+    assert!(all.iter().all(|r| r["state"] != "running"), "{all:?}");
+    assert!(
+        all.iter()
+            .any(|r| r["flow"] == "Napper" && r["state"] == "cancelled")
+    );
+    assert!(
+        all.iter()
+            .any(|r| r["flow"] == "Sleeper" && r["state"] == "cancelled")
+    );
+    assert!(all.iter().any(|r| r["state"] == "skipped"));
+}
+
+#[test]
+fn catchup_starts_every_missed_window_since_the_last_recorded_run() {
+    let src = "flow Catchy with { schedule: cron('* * * * *'), catchup: true } = {\n  stage s = from [[1]] as t(x)\n}\n";
+    let dir = scratch("schedule-catchup", &[("flow.wv", src)]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let three_minutes_ago = now - now % 60 - 180;
+    let stamp = |s: i64| {
+        chrono::DateTime::from_timestamp(s, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let o = wvflow(&[
+        "run",
+        dir.to_str().unwrap(),
+        "Catchy",
+        "--run-time",
+        &stamp(three_minutes_ago),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = wvflow(&["schedule", dir.to_str().unwrap(), "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut times: Vec<String> = runs(&dir)
+        .iter()
+        .map(|r| r["run_time"].as_str().unwrap().to_string())
+        .collect();
+    times.sort();
+    // The recorded window, then each minute after it up to now, once each.
+    let expected: Vec<String> = (0..times.len() as i64)
+        .map(|k| stamp(three_minutes_ago + 60 * k))
+        .collect();
+    assert!(times.len() >= 4, "{times:?}");
+    assert_eq!(times, expected);
+}
