@@ -681,18 +681,9 @@ flow Crash = {
   stage c = from b | step('c')
 }
 "#;
-    let mut seed: u64 = 0x00c0_ffee;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x00c0_ffee);
     // 30 in the test suite; a longer campaign: WVFLOW_CRASH_CASES=300 (docs/reliability.md).
-    let count: usize = std::env::var("WVFLOW_CRASH_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(30);
+    let count = cases_from_env("WVFLOW_CRASH_CASES", 30);
     let cases: Vec<(u64, u64)> = (0..count).map(|_| (next() % 900, next() % 2)).collect();
     let run_case = |case: usize, (kill_after_ms, kill_resume): (u64, u64)| {
         let dir = scratch(&format!("crash_{case}"), &[("flow.wv", FLOW)]);
@@ -747,17 +738,7 @@ flow Crash = {
         );
         assert_eq!(processes_with(&format!("{}", dir.display())), 0);
     };
-    std::thread::scope(|scope| {
-        for worker in 0..3 {
-            let cases = &cases;
-            let run_case = &run_case;
-            scope.spawn(move || {
-                for (case, &c) in cases.iter().enumerate().skip(worker).step_by(3) {
-                    run_case(case, c);
-                }
-            });
-        }
-    });
+    three_at_a_time(&cases, run_case);
 }
 
 /// Cancellation campaign: a flow with a saga, an `each` of 3,000 items, a `call` of a child
@@ -785,20 +766,11 @@ flow Campaign = {
     let numbers: String = std::iter::once("n\n".to_string())
         .chain((1..=3000).map(|n| format!("{n}\n")))
         .collect();
-    let mut seed: u64 = 0x0ca1_ce11;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x0ca1_ce11);
     // 12 in the test suite; a longer campaign: WVFLOW_CANCEL_CASES=120 (docs/reliability.md).
-    let count: usize = std::env::var("WVFLOW_CANCEL_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(12);
+    let count = cases_from_env("WVFLOW_CANCEL_CASES", 12);
     let cases: Vec<(u64, bool)> = (0..count)
-        .map(|_| (100 + next() % 1400, next() % 2 == 0))
+        .map(|_| (100 + next() % 1400, next().is_multiple_of(2)))
         .collect();
     let slowest = std::sync::Mutex::new(Duration::ZERO);
     let run_case = |case: usize, (cancel_after_ms, by_signal): (u64, bool)| {
@@ -886,17 +858,7 @@ flow Campaign = {
             assert_eq!(run["state"], "cancelled", "case {case}: {run}");
         }
     };
-    std::thread::scope(|scope| {
-        for worker in 0..3 {
-            let cases = &cases;
-            let run_case = &run_case;
-            scope.spawn(move || {
-                for (case, &c) in cases.iter().enumerate().skip(worker).step_by(3) {
-                    run_case(case, c);
-                }
-            });
-        }
-    });
+    three_at_a_time(&cases, run_case);
     eprintln!(
         "{count} cancels, slowest stop {:?}",
         slowest.lock().unwrap()
@@ -912,4 +874,36 @@ fn processes_in(dir: &Path) -> usize {
         .flatten()
         .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == dir))
         .count()
+}
+
+/// Seeded xorshift: a campaign's cases reproduce from the seed.
+fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
+/// The number of cases a campaign runs: `variable` when set, else `default`.
+fn cases_from_env(variable: &str, default: usize) -> usize {
+    std::env::var(variable)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs each case (its number and its data), three at a time.
+fn three_at_a_time<C: Copy + Sync>(cases: &[C], run_case: impl Fn(usize, C) + Sync) {
+    std::thread::scope(|scope| {
+        for worker in 0..3 {
+            let run_case = &run_case;
+            scope.spawn(move || {
+                for (case, &c) in cases.iter().enumerate().skip(worker).step_by(3) {
+                    run_case(case, c);
+                }
+            });
+        }
+    });
 }
