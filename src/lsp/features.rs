@@ -4,7 +4,7 @@ use super::analysis::{Analysis, At};
 use super::symbols::Kind;
 use crate::check::keys::{self, BACKOFF_KINDS, PARENT_CLOSE, Place, TRIGGER_RULES};
 use crate::check::{Def, FlowGraph, Index};
-use crate::plan::ir::{Cond, StagePlan};
+use crate::plan::ir::StagePlan;
 use crate::syntax::Span;
 use crate::syntax::ast::{self, Config, Member};
 use serde_json::{Value, json};
@@ -183,19 +183,6 @@ fn flow_hover(analysis: &Analysis, index: &Index, def: Def<ast::Flow>) -> String
     text
 }
 
-fn condition(cond: &Cond) -> String {
-    match cond {
-        Cond::True => "always".into(),
-        Cond::State { stage, state } => format!("{stage}.{state}"),
-        Cond::Not { arg } => format!("not {}", condition(arg)),
-        Cond::And { args } => args.iter().map(condition).collect::<Vec<_>>().join(" and "),
-        Cond::Or { args } => format!(
-            "({})",
-            args.iter().map(condition).collect::<Vec<_>>().join(" or ")
-        ),
-    }
-}
-
 fn stage_hover(flow: &str, stage: &StagePlan) -> String {
     let upstream: Vec<&str> = stage.upstream.iter().map(|e| e.stage.as_str()).collect();
     let retry = stage
@@ -222,7 +209,8 @@ fn stage_hover(flow: &str, stage: &StagePlan) -> String {
         } else {
             upstream.join(", ")
         },
-        condition(&stage.trigger)
+        // As `wvflow plan` prints it: one rendering of a trigger.
+        crate::plan::render::cond(&stage.trigger)
     )
 }
 

@@ -17,10 +17,7 @@ pub fn evaluated(
     if activation.computed.is_empty() {
         return Ok(done);
     }
-    let values = super::engine::bind(store, &activation.computed, params, None)?
-        .into_iter()
-        .next()
-        .unwrap_or_default();
+    let values = super::engine::bind_one(store, &activation.computed, params, None)?;
     for (name, value) in values {
         done.options.insert(
             name,

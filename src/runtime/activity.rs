@@ -103,7 +103,7 @@ pub fn command_line(
                         .unwrap_or_default(),
                     ArgvItem::Expr(e) => {
                         let rows = store.query(&format!("SELECT {}", e.sql), args, None)?;
-                        let v = rows.values.first().and_then(|r| r.first());
+                        let v = rows.first_value();
                         value::text(v.unwrap_or(&Value::Null), e.ty)
                     }
                 })

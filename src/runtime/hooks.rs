@@ -127,10 +127,7 @@ fn call(
     cwd: &Path,
 ) -> Result<(), String> {
     let mut store = Store::in_memory(cwd)?;
-    let args = super::engine::bind(&mut store, &invocation.bindings, params, None)?
-        .into_iter()
-        .next()
-        .unwrap_or_default();
+    let args = super::engine::bind_one(&mut store, &invocation.bindings, params, None)?;
     let (argv, mut env) = super::activity::command_line(&mut store, invocation, &args)?;
     env.extend([
         ("WVFLOW_RUN_ID".into(), summary.run_id.clone()),

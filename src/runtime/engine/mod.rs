@@ -21,8 +21,8 @@ mod saga;
 mod stage;
 
 use saga::{compensate, not_compensated};
-pub use stage::bind;
 use stage::{StageRun, run_stage};
+pub use stage::{bind, bind_one};
 
 /// What a run needs from outside: time, randomness, processes, and its values.
 pub struct Context<'a> {

@@ -50,12 +50,7 @@ pub(super) fn compensate(
         let mut run = StageRun::new(&mut *store, ctx, stage, None, "compensate");
         // Arguments that name columns take them from the stage's first row.
         let args = rows.and_then(|rows| {
-            let first = rows.row(0);
-            let args = if first.is_empty() {
-                run.bind(invocation, None)
-            } else {
-                run.bind(invocation, Some(&first))
-            };
+            let args = run.bind(invocation, rows.first_row().as_ref());
             args.map(|args| (args, rows))
         });
         let result = match args {

@@ -54,9 +54,7 @@ fn run_stage_on(
         Some(_) if stage.idempotency_per_item => None,
         Some(sql) => match store.query(&format!("SELECT {}", sql.text), &ctx.params, None) {
             Ok(rows) => rows
-                .values
-                .first()
-                .and_then(|r| r.first())
+                .first_value()
                 .filter(|v| **v != Value::Null)
                 .map(|v| crate::value::text(v, crate::value::ValueType::Any)),
             Err(e) => {
@@ -349,12 +347,8 @@ impl StageRun<'_, '_> {
 
     /// A flow reference with its arguments evaluated (columns from the first input row).
     pub(super) fn target(&mut self, target: &FlowRef, input: &Rows) -> Result<Jump, String> {
-        let first = input.row(0);
-        let row = (!first.is_empty()).then_some(&first);
-        let args = bind(self.store, &target.args, &self.ctx.params, row)?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+        let first = input.first_row();
+        let args = bind_one(self.store, &target.args, &self.ctx.params, first.as_ref())?;
         Ok(Jump {
             flow: target.flow.clone(),
             version: target.version,
@@ -372,11 +366,7 @@ impl StageRun<'_, '_> {
         invocation: &Invocation,
         per_row: Option<&Rows>,
     ) -> Result<BTreeMap<String, Value>, String> {
-        Ok(self
-            .bind_rows(invocation, per_row)?
-            .into_iter()
-            .next()
-            .unwrap_or_default())
+        bind_one(self.store, &invocation.bindings, &self.ctx.params, per_row)
     }
 
     fn bind_rows(
@@ -638,10 +628,7 @@ impl StageRun<'_, '_> {
             let met = self
                 .query(&condition.text, Some(&input))
                 .map_err(|e| (e.into(), 1))?;
-            if matches!(
-                met.values.first().and_then(|r| r.first()),
-                Some(Value::Integer(1))
-            ) {
+            if matches!(met.first_value(), Some(Value::Integer(1))) {
                 return Ok(input);
             }
             let waited = self.ctx.clock.now() - started;
@@ -723,6 +710,19 @@ pub fn bind(
         .into_iter()
         .map(|row| bindings.iter().map(|b| b.param.clone()).zip(row).collect())
         .collect())
+}
+
+/// [`bind`] once: over the run's values, or over one row (its columns).
+pub fn bind_one(
+    store: &mut Store,
+    bindings: &[Binding],
+    params: &BTreeMap<String, Value>,
+    row: Option<&Rows>,
+) -> Result<BTreeMap<String, Value>, String> {
+    Ok(bind(store, bindings, params, row)?
+        .into_iter()
+        .next()
+        .unwrap_or_default())
 }
 
 /// One attempt, reported before it starts and after it ends.
