@@ -40,20 +40,6 @@ impl ValueType {
         }
     }
 
-    pub fn from_name(name: &str) -> ValueType {
-        match name {
-            "string" => ValueType::String,
-            "int" => ValueType::Int,
-            "float" => ValueType::Float,
-            "boolean" => ValueType::Boolean,
-            "duration" => ValueType::Duration,
-            "date" => ValueType::Date,
-            "timestamp" => ValueType::Timestamp,
-            "list" => ValueType::List,
-            _ => ValueType::Any,
-        }
-    }
-
     /// The declared type of a stage-table column that keeps this type through SQLite: the
     /// word `BLOB` keeps SQLite from converting what is stored. `None` where the stored
     /// value already tells the type (text, integers, reals).

@@ -68,7 +68,8 @@ pub struct NamedSql {
 pub struct ParamPlan {
     pub name: String,
     #[serde(rename = "type")]
-    pub ty: String,
+    #[schemars(with = "String")]
+    pub ty: ValueType,
     /// The default as a JSON value (durations in milliseconds).
     pub default: Option<serde_json::Value>,
 }

@@ -124,7 +124,7 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
                 .iter()
                 .map(|p| ParamPlan {
                     name: p.name.name.to_string(),
-                    ty: p.ty.value.name().to_string(),
+                    ty: p.ty.value.into(),
                     default: p.default.as_ref().map(json_value),
                 })
                 .collect(),

@@ -26,8 +26,8 @@ pub fn text(plan: &Plan) -> String {
             .params
             .iter()
             .map(|p| match &p.default {
-                Some(d) => format!("{}: {} = {d}", p.name, p.ty),
-                None => format!("{}: {}", p.name, p.ty),
+                Some(d) => format!("{}: {} = {d}", p.name, p.ty.name()),
+                None => format!("{}: {}", p.name, p.ty.name()),
             })
             .collect();
         let _ = writeln!(out, "  params: {}", params.join(", "));

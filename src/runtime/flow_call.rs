@@ -4,7 +4,7 @@
 
 use super::store::from_json;
 use crate::syntax::ast::{ExprKind, Item};
-use crate::value::{ValueType, stored};
+use crate::value::stored;
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 
@@ -82,7 +82,7 @@ pub fn bind_params(
                 )
             })?,
         };
-        let value = stored(value.clone(), ValueType::from_name(&param.ty)).map_err(|expected| {
+        let value = stored(value.clone(), param.ty).map_err(|expected| {
             format!(
                 "argument `{}` of flow `{}` must be {expected}",
                 param.name, plan.flow.name
@@ -100,8 +100,7 @@ pub fn bind_params(
                     plan.flow.name, p.name
                 )
             })?;
-            let value = stored(from_json(default), ValueType::from_name(&p.ty))
-                .unwrap_or_else(|_| from_json(default));
+            let value = stored(from_json(default), p.ty).unwrap_or_else(|_| from_json(default));
             bound.insert(p.name.clone(), value);
         }
     }

@@ -220,7 +220,7 @@ fn args_of(run: &catalog::RunRow, plan: &crate::plan::Plan) -> BTreeMap<String, 
                 .params
                 .iter()
                 .find(|p| &p.name == k)
-                .map_or(ValueType::Any, |p| ValueType::from_name(&p.ty));
+                .map_or(ValueType::Any, |p| p.ty);
             (k.clone(), stored(value.clone(), ty).unwrap_or(value))
         })
         .collect()

@@ -168,7 +168,7 @@ impl Journal {
                     .params
                     .iter()
                     .find(|p| &p.name == k)
-                    .map_or(ValueType::Any, |p| ValueType::from_name(&p.ty));
+                    .map_or(ValueType::Any, |p| p.ty);
                 (k.clone(), crate::value::json(v, ty))
             })
             .collect();
