@@ -20,7 +20,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
         .flow
         .config
         .as_ref()
-        .and_then(|c| entry(c, "timeout"))
+        .and_then(|c| c.get("timeout"))
         .and_then(|e| values::duration(&e.value).ok());
     for node in &graph.stages {
         let stage = node.stage;
@@ -57,10 +57,6 @@ pub fn check_activity(ctx: &mut Ctx, def: Def<'_, Activity>) {
         policy.add(def.file, config);
         relations(ctx, &policy);
     }
-}
-
-fn entry<'a>(config: &'a Config, key: &str) -> Option<&'a ConfigEntry> {
-    config.entries.iter().find(|e| e.key.name == key)
 }
 
 /// Keys, duplicates, types and ranges of one block.
@@ -541,7 +537,7 @@ fn retry_delays(p: &Policy, first: Duration) -> RetryDelays {
 /// Keys that do nothing where they stand.
 fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &Policy) {
     let Some(config) = &stage.config else { return };
-    let own = |key: &str| entry(config, key);
+    let own = |key: &str| config.get(key);
     let warn = |e: &ConfigEntry, why: String, help: &str| {
         Diagnostic::warning(
             Code::W0203,

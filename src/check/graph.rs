@@ -179,12 +179,7 @@ pub fn condition_atoms(
 
 /// The stage an `on_failure:` entry names (not `fail` or `ignore`), with where it is written.
 pub fn on_failure_stage(stage: &Stage) -> Option<(&str, Span)> {
-    let entry = stage
-        .config
-        .as_ref()?
-        .entries
-        .iter()
-        .find(|e| e.key.name == "on_failure")?;
+    let entry = stage.config.as_ref()?.get("on_failure")?;
     match &entry.value.kind {
         crate::syntax::ast::ExprKind::Name(n) if !matches!(n.name.as_str(), "fail" | "ignore") => {
             Some((&n.name, n.span))

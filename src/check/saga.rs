@@ -8,7 +8,7 @@ use super::{Ctx, values};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
-use crate::syntax::ast::{Config, ConfigEntry, Expr, ExprKind, OpKind, SourceKind, Stage};
+use crate::syntax::ast::{ConfigEntry, Expr, ExprKind, OpKind, SourceKind, Stage};
 
 /// Functions whose value differs between runs: a key built on them never repeats.
 pub(super) const NON_DETERMINISTIC: [&str; 10] = [
@@ -30,10 +30,10 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
         let Some(config) = &stage.config else {
             continue;
         };
-        if let Some(e) = entry(config, "compensate") {
+        if let Some(e) = config.get("compensate") {
             compensation(ctx, graph, stage, e);
         }
-        if let Some(e) = entry(config, "idempotency_key") {
+        if let Some(e) = config.get("idempotency_key") {
             idempotency_key(ctx, graph.file, e);
         }
     }
@@ -43,16 +43,12 @@ pub fn check_activity(ctx: &mut Ctx, def: super::Def<'_, crate::syntax::ast::Act
     let Some(config) = &def.node.config else {
         return;
     };
-    if let Some(e) = entry(config, "compensate") {
+    if let Some(e) = config.get("compensate") {
         compensation_call(ctx, def.file, e, &[def.node.name.name.as_str()], None);
     }
-    if let Some(e) = entry(config, "idempotency_key") {
+    if let Some(e) = config.get("idempotency_key") {
         idempotency_key(ctx, def.file, e);
     }
-}
-
-fn entry<'a>(config: &'a Config, key: &str) -> Option<&'a ConfigEntry> {
-    config.entries.iter().find(|e| e.key.name == key)
 }
 
 fn compensation(ctx: &mut Ctx, graph: &FlowGraph, stage: &Stage, e: &ConfigEntry) {
@@ -160,7 +156,7 @@ fn compensation_call(
         .node
         .config
         .as_ref()
-        .and_then(|c| entry(c, "retries"))
+        .and_then(|c| c.get("retries"))
         .and_then(|r| values::int(&r.value))
         .is_some_and(|n| n > 0);
     if !retried {

@@ -7,7 +7,7 @@ use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::syntax::Span;
-use crate::syntax::ast::{Config, ConfigEntry, ExprKind, Flow};
+use crate::syntax::ast::{ConfigEntry, ExprKind, Flow};
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Offset, TimeZone};
 use chrono_tz::Tz;
 use std::collections::HashMap;
@@ -19,10 +19,10 @@ pub fn check_flow(ctx: &mut Ctx, def: Def<'_, Flow>) {
         return;
     };
     let file = def.file;
-    let schedule = entry(config, "schedule");
-    let interval = entry(config, "interval");
+    let schedule = config.get("schedule");
+    let interval = config.get("interval");
     let spec = schedule.and_then(|e| cron_of(ctx, file, e));
-    let zone = entry(config, "timezone").and_then(|e| timezone(ctx, file, e));
+    let zone = config.get("timezone").and_then(|e| timezone(ctx, file, e));
 
     if let (Some(s), Some(i)) = (schedule, interval) {
         ctx.emit(
@@ -53,7 +53,7 @@ pub fn check_flow(ctx: &mut Ctx, def: Def<'_, Flow>) {
             .with_help("the scheduler works in seconds: use at least `1s`"),
         );
     }
-    if let Some(c) = entry(config, "catchup")
+    if let Some(c) = config.get("catchup")
         && values::boolean(&c.value) == Some(true)
         && schedule.is_none()
         && interval.is_none()
@@ -69,7 +69,7 @@ pub fn check_flow(ctx: &mut Ctx, def: Def<'_, Flow>) {
             .with_help("add `schedule: cron('...')`, or remove `catchup`"),
         );
     }
-    if let Some(tz) = entry(config, "timezone")
+    if let Some(tz) = config.get("timezone")
         && schedule.is_none()
     {
         ctx.emit(
@@ -97,10 +97,6 @@ pub fn check_flow(ctx: &mut Ctx, def: Def<'_, Flow>) {
             daylight_saving(ctx, file, s.value.span, spec, zone);
         }
     }
-}
-
-fn entry<'a>(config: &'a Config, key: &str) -> Option<&'a ConfigEntry> {
-    config.entries.iter().find(|e| e.key.name == key)
 }
 
 fn this_year() -> i32 {

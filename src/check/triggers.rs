@@ -76,12 +76,7 @@ fn route_targets(graph: &FlowGraph) -> Vec<(usize, Vec<usize>)> {
 }
 
 pub fn rule_entry(stage: &Stage) -> Option<&ConfigEntry> {
-    stage
-        .config
-        .as_ref()?
-        .entries
-        .iter()
-        .find(|e| e.key.name == "trigger")
+    stage.config.as_ref()?.get("trigger")
 }
 
 fn operands(ctx: &mut Ctx, graph: &FlowGraph, stage: &Stage, trigger: &Condition) {

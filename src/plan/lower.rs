@@ -145,11 +145,7 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
 }
 
 fn entry<'a>(config: Option<&'a Config>, key: &str) -> Option<&'a ast::Expr> {
-    config?
-        .entries
-        .iter()
-        .find(|e| e.key.name == key)
-        .map(|e| &e.value)
+    config?.get(key).map(|e| &e.value)
 }
 
 fn origin(workspace: &Workspace, file: FileId, span: Span) -> Origin {
@@ -411,7 +407,7 @@ impl Lowering<'_, '_> {
                 let rule = stage
                     .config
                     .as_deref()
-                    .and_then(|c| c.entries.iter().find(|e| e.key.name == "trigger"))
+                    .and_then(|c| c.get("trigger"))
                     .and_then(|e| values::word(&e.value))
                     // The checker refused any other word: absent is the default.
                     .and_then(TriggerRule::parse)

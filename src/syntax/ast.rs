@@ -120,6 +120,13 @@ pub struct Config {
     pub span: Span,
 }
 
+impl Config {
+    /// The entry of `key`, if the block has one: the one lookup of a configuration key.
+    pub fn get(&self, key: &str) -> Option<&ConfigEntry> {
+        self.entries.iter().find(|e| e.key.name == key)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ConfigEntry {
     pub key: Ident,
