@@ -9,6 +9,7 @@
 //! [`format`] and [`lsp`] serve editors on the same front end. The command line in [`cli`] is
 //! a thin layer over this library.
 
+pub mod arguments;
 pub mod check;
 pub mod cli;
 pub mod cron;

@@ -3,12 +3,13 @@
 
 use super::graph::{FlowGraph, find_cycles};
 use super::{Ctx, Def, values, with_suggestion};
+use crate::arguments::{ArgProblem, Slot, assign};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
 use crate::syntax::Span;
 use crate::syntax::ast::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 pub fn check_workspace(ctx: &mut Ctx) {
     for def in ctx.index.runs.clone() {
@@ -266,67 +267,84 @@ pub struct Problem {
     pub help: Option<String>,
 }
 
-/// Binds arguments to parameters: positional first, then named; reports every mismatch.
+/// Binds arguments to parameters ([`crate::arguments::assign`]); reports every mismatch, and
+/// each literal argument of the wrong type.
 pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let mut bound: BTreeSet<&str> = BTreeSet::new();
-    let mut seen_named = false;
-    let mut position = 0;
-    for arg in args {
-        let param = match &arg.name {
-            None => {
-                if seen_named {
-                    problems.push(Problem {
-                        code: Code::E0606,
-                        span: arg.span(),
-                        message: "positional argument after a named one".into(),
-                        help: Some("put positional arguments first, or name this one".into()),
-                    });
-                    continue;
+    let slots: Vec<Slot> = params
+        .iter()
+        .map(|p| Slot {
+            name: &p.name.name,
+            has_default: p.default.is_some(),
+        })
+        .collect();
+    let names: Vec<Option<&str>> = args
+        .iter()
+        .map(|a| a.name.as_ref().map(|n| n.name.as_str()))
+        .collect();
+    let assignment = assign(&slots, &names);
+    let mut problems: Vec<Problem> = assignment
+        .problems
+        .iter()
+        .map(|problem| match problem {
+            ArgProblem::PositionalAfterNamed { arg } => Problem {
+                code: Code::E0606,
+                span: args[*arg].span(),
+                message: "positional argument after a named one".into(),
+                help: Some("put positional arguments first, or name this one".into()),
+            },
+            ArgProblem::TooMany { arg } => Problem {
+                code: Code::E0603,
+                span: args[*arg].span(),
+                message: format!(
+                    "too many arguments: {} expected, {} given",
+                    params.len(),
+                    args.len()
+                ),
+                help: Some(format!("the parameters are ({})", signature(params))),
+            },
+            ArgProblem::Unknown { arg } => {
+                let name = args[*arg].name.as_ref().map_or("", |n| n.name.as_str());
+                let names = params.iter().map(|p| p.name.name.as_str());
+                let help = super::did_you_mean(name, names)
+                    .or_else(|| Some(format!("the parameters are ({})", signature(params))));
+                Problem {
+                    code: Code::E0604,
+                    span: args[*arg]
+                        .name
+                        .as_ref()
+                        .map_or(args[*arg].span(), |n| n.span),
+                    message: format!("unknown argument `{name}`"),
+                    help,
                 }
-                let Some(param) = params.get(position) else {
-                    problems.push(Problem {
-                        code: Code::E0603,
-                        span: arg.span(),
-                        message: format!(
-                            "too many arguments: {} expected, {} given",
-                            params.len(),
-                            args.len()
-                        ),
-                        help: Some(format!("the parameters are ({})", signature(params))),
-                    });
-                    break;
-                };
-                position += 1;
-                param
             }
-            Some(name) => {
-                seen_named = true;
-                let Some(param) = params.iter().find(|p| p.name.name == name.name) else {
-                    let names = params.iter().map(|p| p.name.name.as_str());
-                    let help = super::did_you_mean(&name.name, names)
-                        .or_else(|| Some(format!("the parameters are ({})", signature(params))));
-                    problems.push(Problem {
-                        code: Code::E0604,
-                        span: name.span,
-                        message: format!("unknown argument `{}`", name.name),
-                        help,
-                    });
-                    continue;
-                };
-                param
-            }
-        };
-        if bound.contains(param.name.name.as_str()) {
-            problems.push(Problem {
+            ArgProblem::Twice { arg, param } => Problem {
                 code: Code::E0605,
-                span: arg.span(),
-                message: format!("argument `{}` is given twice", param.name.name),
+                span: args[*arg].span(),
+                message: format!("argument `{}` is given twice", params[*param].name.name),
                 help: Some("give each parameter one value".into()),
-            });
+            },
+            ArgProblem::Missing { params: missing } => {
+                let list = missing
+                    .iter()
+                    .map(|&m| format!("`{}`", params[m].name.name))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Problem {
+                    code: Code::E0607,
+                    span: call_span,
+                    message: format!(
+                        "missing argument{} {list}",
+                        if missing.len() > 1 { "s" } else { "" }
+                    ),
+                    help: Some(format!("the parameters are ({})", signature(params))),
+                }
+            }
+        })
+        .collect();
+    for (param, arg) in params.iter().zip(&assignment.args) {
+        let Some(arg) = arg.map(|a| &args[a]) else {
             continue;
-        }
-        bound.insert(&param.name.name);
+        };
         if let Some(found) = literal_mismatch(param.ty.value, &arg.value) {
             problems.push(Problem {
                 code: Code::E0608,
@@ -339,27 +357,6 @@ pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
                 help: Some(example(param.ty.value)),
             });
         }
-    }
-    let missing: Vec<&str> = params
-        .iter()
-        .filter(|p| p.default.is_none() && !bound.contains(p.name.name.as_str()))
-        .map(|p| p.name.name.as_str())
-        .collect();
-    if !missing.is_empty() && problems.iter().all(|p| p.code != Code::E0603) {
-        let list = missing
-            .iter()
-            .map(|m| format!("`{m}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        problems.push(Problem {
-            code: Code::E0607,
-            span: call_span,
-            message: format!(
-                "missing argument{} {list}",
-                if missing.len() > 1 { "s" } else { "" }
-            ),
-            help: Some(format!("the parameters are ({})", signature(params))),
-        });
     }
     problems
 }

@@ -4,6 +4,7 @@
 use super::ir::*;
 use super::sql::{self, Select, Writer, quote_ident};
 use super::words::{ActivationTarget, HookEvent, OnFailure, ParentClose, TriggerRule};
+use crate::arguments::{Slot, assign};
 use crate::check::{Def, FlowGraph, Index, values};
 use crate::retry_rule::Backoff;
 use crate::source::FileId;
@@ -828,21 +829,27 @@ impl Lowering<'_, '_> {
         })
     }
 
-    /// Arguments bound to parameters in declaration order, defaults filling the rest.
+    /// Arguments bound to parameters in declaration order ([`crate::arguments::assign`]),
+    /// defaults filling the rest.
     fn bind(&self, params: &[ast::Param], args: &[Arg]) -> Vec<Binding> {
         let mut w = self.writer();
+        let slots: Vec<Slot> = params
+            .iter()
+            .map(|p| Slot {
+                name: &p.name.name,
+                has_default: p.default.is_some(),
+            })
+            .collect();
+        let names: Vec<Option<&str>> = args
+            .iter()
+            .map(|a| a.name.as_ref().map(|n| n.name.as_str()))
+            .collect();
+        let assignment = assign(&slots, &names);
         params
             .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                let named = args
-                    .iter()
-                    .find(|a| a.name.as_ref().is_some_and(|n| n.name == p.name.name));
-                let positional = args.iter().filter(|a| a.name.is_none()).nth(i);
-                let value = named
-                    .or(positional)
-                    .map(|a| &a.value)
-                    .or(p.default.as_ref())?;
+            .zip(assignment.args)
+            .filter_map(|(p, arg)| {
+                let value = arg.map(|a| &args[a].value).or(p.default.as_ref())?;
                 let sql = w.expr(value);
                 Some(Binding {
                     param: p.name.name.to_string(),

@@ -3,6 +3,7 @@
 //! then defaults), each value stored as its parameter's type.
 
 use super::store::from_json;
+use crate::arguments::{ArgProblem, Slot, assign};
 use crate::syntax::ast::{ExprKind, Item};
 use crate::value::stored;
 use rusqlite::types::Value;
@@ -65,44 +66,55 @@ pub fn bind_params(
     plan: &crate::plan::Plan,
     args: &[(Option<String>, Value)],
 ) -> Result<BTreeMap<String, Value>, String> {
-    let params = &plan.flow.params;
+    let (flow, params) = (&plan.flow.name, &plan.flow.params);
+    let slots: Vec<Slot> = params
+        .iter()
+        .map(|p| Slot {
+            name: &p.name,
+            has_default: p.default.is_some(),
+        })
+        .collect();
+    let names: Vec<Option<&str>> = args.iter().map(|(name, _)| name.as_deref()).collect();
+    let assignment = assign(&slots, &names);
+    if let Some(problem) = assignment.problems.first() {
+        let name = |arg: &usize| args[*arg].0.as_deref().unwrap_or_default();
+        return Err(match problem {
+            ArgProblem::PositionalAfterNamed { .. } => {
+                format!("a positional argument of `{flow}` comes after a named one")
+            }
+            ArgProblem::TooMany { .. } => format!(
+                "flow `{flow}` takes {} arguments, {} given",
+                params.len(),
+                args.len()
+            ),
+            ArgProblem::Unknown { arg } => {
+                format!("flow `{flow}` has no parameter `{}`", name(arg))
+            }
+            ArgProblem::Twice { param, .. } => {
+                format!("argument `{}` is given twice", params[*param].name)
+            }
+            ArgProblem::Missing { params: missing } => format!(
+                "flow `{flow}` needs an argument for `{}`",
+                params[missing[0]].name
+            ),
+        });
+    }
     let mut bound = BTreeMap::new();
-    for (i, (name, value)) in args.iter().enumerate() {
-        let param = match name {
-            Some(n) => params
-                .iter()
-                .find(|p| &p.name == n)
-                .ok_or_else(|| format!("flow `{}` has no parameter `{n}`", plan.flow.name))?,
-            None => params.get(i).ok_or_else(|| {
+    for (param, arg) in params.iter().zip(assignment.args) {
+        let value = match (arg, &param.default) {
+            (Some(arg), _) => stored(args[arg].1.clone(), param.ty).map_err(|expected| {
                 format!(
-                    "flow `{}` takes {} arguments, {} given",
-                    plan.flow.name,
-                    params.len(),
-                    args.len()
+                    "argument `{}` of flow `{flow}` must be {expected}",
+                    param.name
                 )
             })?,
+            (None, Some(default)) => {
+                stored(from_json(default), param.ty).unwrap_or_else(|_| from_json(default))
+            }
+            // `assign` reported it missing.
+            (None, None) => continue,
         };
-        let value = stored(value.clone(), param.ty).map_err(|expected| {
-            format!(
-                "argument `{}` of flow `{}` must be {expected}",
-                param.name, plan.flow.name
-            )
-        })?;
-        if bound.insert(param.name.clone(), value).is_some() {
-            return Err(format!("argument `{}` is given twice", param.name));
-        }
-    }
-    for p in params {
-        if !bound.contains_key(&p.name) {
-            let default = p.default.as_ref().ok_or_else(|| {
-                format!(
-                    "flow `{}` needs an argument for `{}`",
-                    plan.flow.name, p.name
-                )
-            })?;
-            let value = stored(from_json(default), p.ty).unwrap_or_else(|_| from_json(default));
-            bound.insert(p.name.clone(), value);
-        }
+        bound.insert(param.name.clone(), value);
     }
     Ok(bound)
 }

@@ -518,3 +518,40 @@ flow f with { max_parallel: 4 } = {
         "end() stops the flow"
     );
 }
+
+#[test]
+fn flow_call_arguments_on_the_command_line_follow_the_language_rule() {
+    // One rule for calls in the language and on the command line: positional first, then
+    // named. A positional argument after a named one was once bound to the second parameter.
+    let dir = scratch(
+        "cli_flow_call_arguments",
+        &[(
+            "flow.wv",
+            "flow F(a: int, b: int, c: int = 3) = { stage s = from [[a, b, c]] as t(a, b, c) }\n",
+        )],
+    );
+    let flow = dir.join("flow.wv");
+    let run = |call: &str| {
+        let o = wvflow(&["run", flow.to_str().unwrap(), call]);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(run("F(1, b = 2)").0, Some(0));
+    for (call, error) in [
+        (
+            "F(a = 1, 2)",
+            "a positional argument of `F` comes after a named one",
+        ),
+        ("F(1, 2, 3, 4)", "flow `F` takes 3 arguments, 4 given"),
+        ("F(1, d = 2)", "flow `F` has no parameter `d`"),
+        ("F(1, a = 2)", "argument `a` is given twice"),
+        ("F(1)", "flow `F` needs an argument for `b`"),
+        ("F(1, 'x')", "argument `b` of flow `F` must be"),
+    ] {
+        let (code, stderr) = run(call);
+        assert_eq!(code, Some(2), "{call}: {stderr}");
+        assert!(stderr.contains(error), "{call}: {stderr}");
+    }
+}
