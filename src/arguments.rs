@@ -4,6 +4,8 @@
 //! parameters in order; named ones take the parameter of their name; a parameter left over
 //! takes its default.
 
+use crate::syntax::ast;
+
 /// A parameter as the rule sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Slot<'a> {
@@ -91,6 +93,22 @@ pub fn assign(params: &[Slot], args: &[Option<&str>]) -> Assignment {
         args: taken,
         problems,
     }
+}
+
+/// [`assign`] for a call written in the language: its arguments to the callee's parameters.
+pub fn assign_call(params: &[ast::Param], args: &[ast::Arg]) -> Assignment {
+    let slots: Vec<Slot> = params
+        .iter()
+        .map(|p| Slot {
+            name: &p.name.name,
+            has_default: p.default.is_some(),
+        })
+        .collect();
+    let names: Vec<Option<&str>> = args
+        .iter()
+        .map(|a| a.name.as_ref().map(|n| n.name.as_str()))
+        .collect();
+    assign(&slots, &names)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use super::graph::{FlowGraph, find_cycles};
 use super::{Ctx, Def, values, with_suggestion};
-use crate::arguments::{ArgProblem, Slot, assign};
+use crate::arguments::{ArgProblem, assign_call};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
@@ -270,18 +270,7 @@ pub struct Problem {
 /// Binds arguments to parameters ([`crate::arguments::assign`]); reports every mismatch, and
 /// each literal argument of the wrong type.
 pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
-    let slots: Vec<Slot> = params
-        .iter()
-        .map(|p| Slot {
-            name: &p.name.name,
-            has_default: p.default.is_some(),
-        })
-        .collect();
-    let names: Vec<Option<&str>> = args
-        .iter()
-        .map(|a| a.name.as_ref().map(|n| n.name.as_str()))
-        .collect();
-    let assignment = assign(&slots, &names);
+    let assignment = assign_call(params, args);
     let mut problems: Vec<Problem> = assignment
         .problems
         .iter()

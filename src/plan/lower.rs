@@ -4,7 +4,7 @@
 use super::ir::*;
 use super::sql::{self, Select, Writer, quote_ident};
 use super::words::{ActivationTarget, HookEvent, OnFailure, ParentClose, TriggerRule};
-use crate::arguments::{Slot, assign};
+use crate::arguments::assign_call;
 use crate::check::{Def, FlowGraph, Index, values};
 use crate::retry_rule::Backoff;
 use crate::source::FileId;
@@ -833,18 +833,7 @@ impl Lowering<'_, '_> {
     /// defaults filling the rest.
     fn bind(&self, params: &[ast::Param], args: &[Arg]) -> Vec<Binding> {
         let mut w = self.writer();
-        let slots: Vec<Slot> = params
-            .iter()
-            .map(|p| Slot {
-                name: &p.name.name,
-                has_default: p.default.is_some(),
-            })
-            .collect();
-        let names: Vec<Option<&str>> = args
-            .iter()
-            .map(|a| a.name.as_ref().map(|n| n.name.as_str()))
-            .collect();
-        let assignment = assign(&slots, &names);
+        let assignment = assign_call(params, args);
         params
             .iter()
             .zip(assignment.args)
