@@ -1,5 +1,6 @@
 //! The semantic checker: every rule of the catalogue (docs/errors.md), one file per rule
-//! family, over a whole workspace. It never runs user code.
+//! family under [`rules`], over a whole workspace and the shared [`model`] of it (index,
+//! graphs, key table, values, binder). It never runs user code.
 //!
 //! | family | file |
 //! |---|---|
@@ -11,20 +12,13 @@
 //! | E06 flows, parameters, activities, calls | [`calls`] |
 //! | names in expressions (E0114, E0615-E0618) | [`exprs`], on the [`binder`] and [`shapes`] |
 
-pub mod binder;
-mod calls;
-mod config;
-pub mod exprs;
-pub mod functions;
-mod graph;
-mod index;
-pub mod keys;
-mod names;
-mod saga;
-mod schedules;
-pub mod shapes;
-pub mod triggers;
-pub mod values;
+pub mod model;
+pub mod rules;
+
+pub use model::{binder, functions, keys, shapes, values};
+use model::{graph, index};
+use rules::{calls, config, names, saga, schedules};
+pub use rules::{exprs, triggers};
 
 pub use graph::{FlowGraph, activity_calls, condition_atoms, on_failure_stage};
 pub use index::{Def, Index};

@@ -1,9 +1,9 @@
 //! The binder: what every name in an expression means. A name is a parameter, a signal,
 //! `run_time`/`run_date`, a column of the input row (where there is one), or a function of
-//! the table in [`super::functions`]; anything else is a diagnostic. The checker reports with
+//! the table in [`crate::check::functions`]; anything else is a diagnostic. The checker reports with
 //! it, the lowering writes SQL with it, and the plan records the types it finds.
 
-use super::functions::{self, Returns, Use};
+use crate::check::functions::{self, Returns, Use};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
@@ -256,7 +256,7 @@ impl Binder {
                             list(scope.signals.iter().copied())
                         ))
                     };
-                    self.out.push(super::with_suggestion(
+                    self.out.push(crate::check::with_suggestion(
                         d,
                         &f.field.name,
                         scope.signals.iter().copied(),
@@ -376,7 +376,7 @@ impl Binder {
                 .iter()
                 .filter(|f| scope.run_state || f.used != Use::RunState)
                 .map(|f| f.name);
-            self.out.push(super::with_suggestion(
+            self.out.push(crate::check::with_suggestion(
                 d,
                 name,
                 names,
@@ -486,7 +486,7 @@ impl Binder {
         )
         .with_label("no such column");
         let known = scope.known_names();
-        self.out.push(super::with_suggestion(
+        self.out.push(crate::check::with_suggestion(
             d,
             field,
             known.iter().map(String::as_str),
@@ -597,7 +597,7 @@ mod tests {
             Column::new("name", ValueType::String),
             Column::new("tier", ValueType::String),
         ];
-        let kept = super::super::shapes::join_columns(
+        let kept = crate::check::shapes::join_columns(
             &left,
             "orders",
             &right,

@@ -1,8 +1,8 @@
 //! E01: names and structure. Duplicates, references that must resolve, dependency cycles,
 //! reachability, reads that may find no input, and route rules.
 
-use super::graph::{FlowGraph, find_cycles, read_names};
-use super::{Ctx, with_suggestion};
+use crate::check::graph::{FlowGraph, find_cycles, read_names};
+use crate::check::{Ctx, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::syntax::ast::{ExprKind, Flow, OpKind, Route, SourceKind};
@@ -365,7 +365,7 @@ fn inputs_not_guaranteed(ctx: &mut Ctx, graph: &FlowGraph) {
             continue;
         };
         // A trigger with an unknown operand is reported by itself.
-        if super::graph::condition_atoms(trigger)
+        if crate::check::graph::condition_atoms(trigger)
             .iter()
             .any(|(t, _)| graph.index_of(&t.name).is_none())
         {
@@ -373,7 +373,7 @@ fn inputs_not_guaranteed(ctx: &mut Ctx, graph: &FlowGraph) {
         }
         for edge in &graph.reads[i] {
             let upstream = graph.name(edge.to);
-            if !super::triggers::requires_success(trigger, upstream) {
+            if !crate::check::triggers::requires_success(trigger, upstream) {
                 ctx.emit(
                     Diagnostic::warning(Code::W0101, graph.file, edge.span, format!("stage `{}` reads `{upstream}`, but its trigger lets it run when `{upstream}` did not succeed", graph.name(i)))
                         .with_label("this input may not exist")

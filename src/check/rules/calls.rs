@@ -1,9 +1,9 @@
 //! E06: flows, parameters, activities and calls. References to flows and activities, `depends
 //! on` cycles, looping jumps, argument binding and literal types, parameter declarations.
 
-use super::graph::{FlowGraph, find_cycles};
-use super::{Ctx, Def, values, with_suggestion};
 use crate::arguments::{ArgProblem, assign_call};
+use crate::check::graph::{FlowGraph, find_cycles};
+use crate::check::{Ctx, Def, values, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
@@ -294,7 +294,7 @@ pub fn bind(params: &[Param], args: &[Arg], call_span: Span) -> Vec<Problem> {
             ArgProblem::Unknown { arg } => {
                 let name = args[*arg].name.as_ref().map_or("", |n| n.name.as_str());
                 let names = params.iter().map(|p| p.name.name.as_str());
-                let help = super::did_you_mean(name, names)
+                let help = crate::check::did_you_mean(name, names)
                     .or_else(|| Some(format!("the parameters are ({})", signature(params))));
                 Problem {
                     code: Code::E0604,
@@ -656,7 +656,7 @@ fn condition_loops(ctx: &mut Ctx) {
         f.condition
             .as_ref()
             .map(|c| {
-                super::graph::condition_atoms(c)
+                crate::check::graph::condition_atoms(c)
                     .into_iter()
                     .map(|(target, _)| (target.name.to_string(), target.span))
                     .collect()

@@ -1,9 +1,9 @@
 //! E02: configuration values. Unknown, misplaced and duplicate keys; types and ranges;
 //! relations between retry and timeout keys; the retry budget; keys with no effect.
 
-use super::graph::{FlowGraph, activity_calls, has_op};
-use super::keys::{self, Kind, Place, RETRY_KEYS};
-use super::{Ctx, Def, values, with_suggestion};
+use crate::check::graph::{FlowGraph, activity_calls, has_op};
+use crate::check::keys::{self, Kind, Place, RETRY_KEYS};
+use crate::check::{Ctx, Def, values, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::retry_rule::{Backoff, RetryDelays};

@@ -1,7 +1,7 @@
 //! E05: schedules. Cron patterns, time zones with their daylight-saving traps, `schedule`
 //! versus `interval`, `catchup`, and patterns that never fire.
 
-use super::{Ctx, Def, values, with_suggestion};
+use crate::check::{Ctx, Def, values, with_suggestion};
 use crate::cron::{self, CronSpec};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;

@@ -1,9 +1,9 @@
 //! E03: triggers. `if` conditions over stage states and `trigger:` rules: operands, states,
 //! rule names, contradictions, rules that need an upstream, and joins after a route.
 
-use super::graph::{FlowGraph, condition_atoms};
-use super::keys::TRIGGER_RULES;
-use super::{Ctx, values, with_suggestion};
+use crate::check::graph::{FlowGraph, condition_atoms};
+use crate::check::keys::TRIGGER_RULES;
+use crate::check::{Ctx, values, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::syntax::ast::{Condition, ConfigEntry, OpKind, Stage};

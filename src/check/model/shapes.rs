@@ -3,8 +3,8 @@
 //! unions of known shapes), and the row each operator's expressions are evaluated over.
 //! Activity output, workspace tables and JSON files have shapes known only at run time.
 
-use super::binder::{Column, Row, Shape};
-use super::graph::FlowGraph;
+use crate::check::binder::{Column, Row, Shape};
+use crate::check::graph::FlowGraph;
 use crate::syntax::ast::{BinaryOp, Expr, ExprKind, OpKind, SourceKind, SourceRef, Stage};
 use crate::value::ValueType;
 use std::path::{Path, PathBuf};
@@ -263,7 +263,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
 
     /// The type of an expression over `row` (names of parameters and columns).
     fn expr_type(&self, row: &Row, e: &Expr) -> ValueType {
-        let scope = super::binder::Scope {
+        let scope = crate::check::binder::Scope {
             values: &self.params,
             signals: &[],
             run_values: true,
@@ -271,7 +271,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
             row: Some(row),
             place: "a select item",
         };
-        super::binder::Binder::new(self.graph.file).bind(e, &scope)
+        crate::check::binder::Binder::new(self.graph.file).bind(e, &scope)
     }
 
     fn typed(&self, row: &Row, name: &str) -> Column {
@@ -323,7 +323,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
                     .enumerate()
                     .map(|(i, name)| {
                         let ty = first.get(i).map_or(ValueType::Any, |e| {
-                            let scope = super::binder::Scope {
+                            let scope = crate::check::binder::Scope {
                                 values: &self.params,
                                 signals: &[],
                                 run_values: true,
@@ -331,7 +331,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
                                 row: None,
                                 place: "inline values",
                             };
-                            super::binder::Binder::new(self.graph.file).bind(e, &scope)
+                            crate::check::binder::Binder::new(self.graph.file).bind(e, &scope)
                         });
                         Column::new(name, ty)
                     })
@@ -362,7 +362,7 @@ fn output_name(row: &Row, e: &Expr) -> Option<String> {
         ExprKind::Name(n) => Some(n.name.to_string()),
         ExprKind::Field(f) if f.base.name == "_" => Some(f.field.name.to_string()),
         ExprKind::Field(f) => {
-            let scope = super::binder::Scope {
+            let scope = crate::check::binder::Scope {
                 values: &[],
                 signals: &[],
                 run_values: false,
@@ -371,7 +371,7 @@ fn output_name(row: &Row, e: &Expr) -> Option<String> {
                 place: "",
             };
             match scope.resolve_qualified(&f.base.name, &f.field.name) {
-                super::binder::Meaning::Column(name, _) => Some(name),
+                crate::check::binder::Meaning::Column(name, _) => Some(name),
                 _ => Some(f.field.name.to_string()),
             }
         }

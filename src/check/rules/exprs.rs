@@ -2,10 +2,10 @@
 //! unknown names (E0615), unknown columns of inputs whose shape is known (E0114), `_` where no
 //! row is read (E0616), unknown functions (E0617) and wrong function arities (E0618).
 
-use super::binder::{Binder, Row, Scope};
-use super::graph::FlowGraph;
-use super::shapes::{Pipeline, Shapes};
-use super::{Ctx, Def};
+use crate::check::binder::{Binder, Row, Scope};
+use crate::check::graph::FlowGraph;
+use crate::check::shapes::{Pipeline, Shapes};
+use crate::check::{Ctx, Def};
 use crate::syntax::ast::{
     Activity, Arg, Command, Config, ExprKind, Member, OpKind, SourceKind, SourceRef, Stage,
 };
@@ -262,7 +262,7 @@ fn config_exprs(
     stage: &Stage,
     config: &Config,
     each_row: Option<&Row>,
-    output: super::binder::Shape,
+    output: crate::check::binder::Shape,
 ) {
     for e in &config.entries {
         match e.key.name.as_str() {
@@ -276,7 +276,7 @@ fn config_exprs(
                         "a stage-level `idempotency_key` (the stage has no `each`)",
                     ),
                 };
-                binder.quiet_functions = &super::saga::NON_DETERMINISTIC;
+                binder.quiet_functions = &crate::check::saga::NON_DETERMINISTIC;
                 binder.bind(&e.value, &scope);
                 binder.quiet_functions = &[];
             }

@@ -2,9 +2,9 @@
 //! the stage's own activity, retried, on a stage with side effects) and idempotency keys that
 //! stay the same from one run to the next.
 
-use super::calls::{bind, find_activity, report_binding};
-use super::graph::{FlowGraph, activity_calls, has_op};
-use super::{Ctx, values};
+use crate::check::calls::{bind, find_activity, report_binding};
+use crate::check::graph::{FlowGraph, activity_calls, has_op};
+use crate::check::{Ctx, values};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
@@ -39,7 +39,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
     }
 }
 
-pub fn check_activity(ctx: &mut Ctx, def: super::Def<'_, crate::syntax::ast::Activity>) {
+pub fn check_activity(ctx: &mut Ctx, def: crate::check::Def<'_, crate::syntax::ast::Activity>) {
     let Some(config) = &def.node.config else {
         return;
     };

@@ -1,0 +1,9 @@
+//! The rule families, one file each, over the shared model ([`crate::check::model`]).
+
+pub mod calls;
+pub mod config;
+pub mod exprs;
+pub mod names;
+pub mod saga;
+pub mod schedules;
+pub mod triggers;
