@@ -200,10 +200,9 @@ impl Server<'_> {
     }
 
     fn analysis(&mut self) -> &Analysis {
-        if self.analysis.is_none() {
-            self.analysis = Some(Analysis::new(&self.disk, &self.open));
-        }
-        self.analysis.as_ref().expect("just built")
+        let (disk, open) = (&self.disk, &self.open);
+        self.analysis
+            .get_or_insert_with(|| Analysis::new(disk, open))
     }
 
     /// Sends every file's diagnostics, and empty lists for files that no longer have any.

@@ -490,3 +490,35 @@ fn a_billion_retries_are_planned_and_checked_like_three() {
         "{text}"
     );
 }
+
+#[test]
+fn an_activity_s_columns_keep_the_order_it_printed_them_in() {
+    // Keys were once sorted by name: `select ok, name, id` through `cat` came back as
+    // id, name, ok.
+    let dir = scratch(
+        "printed_column_order",
+        &[(
+            "flow.wv",
+            r#"activity echo_rows = sh("cat")
+activity late = sh("""printf '{"zeta": 1, "alpha": 2}\n{"beta": 3, "zeta": 4}\n'""")
+flow f = {
+  stage rows = from [[1, 'a', true]] as t(id, name, ok)
+  stage reordered = from rows | select ok, name, id | echo_rows()
+    | activate('file', path: 'out/reordered.ndjson')
+  stage printed = late() | activate('file', path: 'out/printed.ndjson')
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    let read = |name: &str| std::fs::read_to_string(dir.join("out").join(name)).unwrap();
+    assert_eq!(
+        read("reordered.ndjson"),
+        "{\"ok\":true,\"name\":\"a\",\"id\":1}\n"
+    );
+    assert_eq!(
+        read("printed.ndjson"),
+        "{\"zeta\":1,\"alpha\":2,\"beta\":null}\n{\"zeta\":4,\"alpha\":null,\"beta\":3}\n"
+    );
+}
