@@ -25,4 +25,5 @@ pub mod source;
 pub mod span;
 pub mod syntax;
 pub mod value;
+mod vocabulary;
 pub mod workspace;

@@ -104,13 +104,13 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
             .unwrap_or(false),
     });
     let hooks = HookEvent::ALL
-        .into_iter()
+        .iter()
         .filter_map(|event| {
             let ExprKind::Call(call) = &entry(config, event.as_str())?.kind else {
                 return None;
             };
             Some(Hook {
-                event,
+                event: *event,
                 action: lowering.action(call),
             })
         })

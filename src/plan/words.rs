@@ -2,144 +2,58 @@
 //! (`on_failure`, `request_cancel`, `webhook`, ...). Each word is parsed once, in lowering,
 //! after the checker has refused every other word.
 
+use crate::vocabulary::vocabulary;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// When a flow hook fires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HookEvent {
-    /// The run failed or was cancelled.
-    OnFailure,
-    OnSuccess,
-    /// Any end but `skipped`.
-    OnFinish,
-}
-
-impl HookEvent {
-    pub const ALL: [HookEvent; 3] = [
-        HookEvent::OnFailure,
-        HookEvent::OnSuccess,
-        HookEvent::OnFinish,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HookEvent::OnFailure => "on_failure",
-            HookEvent::OnSuccess => "on_success",
-            HookEvent::OnFinish => "on_finish",
-        }
+vocabulary! {
+    /// When a flow hook fires.
+    HookEvent {
+        /// The run failed or was cancelled.
+        OnFailure = "on_failure",
+        OnSuccess = "on_success",
+        /// Any end but `skipped`.
+        OnFinish = "on_finish",
     }
 }
 
-/// Where `activate(...)` delivers rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ActivationTarget {
-    File,
-    Webhook,
-    Log,
-}
-
-impl ActivationTarget {
-    pub const WORDS: [&str; 3] = ["file", "webhook", "log"];
-
-    pub fn parse(word: &str) -> Option<ActivationTarget> {
-        match word {
-            "file" => Some(ActivationTarget::File),
-            "webhook" => Some(ActivationTarget::Webhook),
-            "log" => Some(ActivationTarget::Log),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActivationTarget::File => "file",
-            ActivationTarget::Webhook => "webhook",
-            ActivationTarget::Log => "log",
-        }
+vocabulary! {
+    /// Where `activate(...)` delivers rows.
+    ActivationTarget {
+        File = "file",
+        Webhook = "webhook",
+        Log = "log",
     }
 }
 
-/// What happens to a child run (`call`) when its parent stage is cancelled or times out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ParentClose {
-    /// Stopped at once, without its compensations.
-    #[default]
-    Terminate,
-    /// Cancelled: its compensations run.
-    RequestCancel,
-    /// Left running, in a process of its own.
-    Abandon,
-}
-
-impl ParentClose {
-    pub const WORDS: [&str; 3] = ["terminate", "request_cancel", "abandon"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ParentClose::Terminate => "terminate",
-            ParentClose::RequestCancel => "request_cancel",
-            ParentClose::Abandon => "abandon",
-        }
-    }
-
-    pub fn parse(word: &str) -> Option<ParentClose> {
-        match word {
-            "terminate" => Some(ParentClose::Terminate),
-            "request_cancel" => Some(ParentClose::RequestCancel),
-            "abandon" => Some(ParentClose::Abandon),
-            _ => None,
-        }
+vocabulary! {
+    /// What happens to a child run (`call`) when its parent stage is cancelled or times out.
+    #[derive(Default)]
+    ParentClose {
+        /// Stopped at once, without its compensations.
+        #[default]
+        Terminate = "terminate",
+        /// Cancelled: its compensations run.
+        RequestCancel = "request_cancel",
+        /// Left running, in a process of its own.
+        Abandon = "abandon",
     }
 }
 
-/// An Airflow trigger rule (`trigger:`): when a stage runs, given its upstream stages.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TriggerRule {
-    #[default]
-    AllSuccess,
-    AllFailed,
-    AllDone,
-    OneSuccess,
-    OneFailed,
-    OneDone,
-    NoneFailed,
-    NoneFailedMinOneSuccess,
-    NoneSkipped,
-    Always,
-}
-
-impl TriggerRule {
-    pub const ALL: [TriggerRule; 10] = [
-        TriggerRule::AllSuccess,
-        TriggerRule::AllFailed,
-        TriggerRule::AllDone,
-        TriggerRule::OneSuccess,
-        TriggerRule::OneFailed,
-        TriggerRule::OneDone,
-        TriggerRule::NoneFailed,
-        TriggerRule::NoneFailedMinOneSuccess,
-        TriggerRule::NoneSkipped,
-        TriggerRule::Always,
-    ];
-    pub const WORDS: [&str; 10] = [
-        "all_success",
-        "all_failed",
-        "all_done",
-        "one_success",
-        "one_failed",
-        "one_done",
-        "none_failed",
-        "none_failed_min_one_success",
-        "none_skipped",
-        "always",
-    ];
-
-    pub fn parse(word: &str) -> Option<TriggerRule> {
-        let at = Self::WORDS.iter().position(|w| *w == word)?;
-        Some(Self::ALL[at])
+vocabulary! {
+    /// An Airflow trigger rule (`trigger:`): when a stage runs, given its upstream stages.
+    #[derive(Default)]
+    TriggerRule {
+        #[default]
+        AllSuccess = "all_success",
+        AllFailed = "all_failed",
+        AllDone = "all_done",
+        OneSuccess = "one_success",
+        OneFailed = "one_failed",
+        OneDone = "one_done",
+        NoneFailed = "none_failed",
+        NoneFailedMinOneSuccess = "none_failed_min_one_success",
+        NoneSkipped = "none_skipped",
+        Always = "always",
     }
 }
 
@@ -215,8 +129,9 @@ mod tests {
             serde_json::to_value(ActivationTarget::Webhook).unwrap(),
             "webhook"
         );
-        for (rule, word) in TriggerRule::ALL.into_iter().zip(TriggerRule::WORDS) {
-            assert_eq!(TriggerRule::parse(word), Some(rule));
+        for (rule, word) in TriggerRule::ALL.iter().zip(TriggerRule::WORDS) {
+            assert_eq!(TriggerRule::parse(word), Some(*rule));
+            assert_eq!(rule.as_str(), *word);
         }
         assert_eq!(TriggerRule::parse("all_sucess"), None);
         for word in ["fail", "ignore", "cleanup"] {

@@ -1,78 +1,36 @@
 //! The states of stages, attempts and runs: closed vocabularies, written to the run store, the
 //! JSON summary and the terminal as their lowercase names (docs/runs.md).
 
-use serde::{Deserialize, Serialize};
+use crate::vocabulary::vocabulary;
 
-/// Where a stage (or an attempt, or a compensation) is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StageState {
-    /// Not started yet.
-    #[default]
-    Pending,
-    Running,
-    /// Between two attempts.
-    Retrying,
-    Success,
-    Failed,
-    /// Its trigger did not hold, or the flow ended before it.
-    Skipped,
-    Cancelled,
-}
-
-impl StageState {
-    pub const ALL: [StageState; 7] = [
-        StageState::Pending,
-        StageState::Running,
-        StageState::Retrying,
-        StageState::Success,
-        StageState::Failed,
-        StageState::Skipped,
-        StageState::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageState::Pending => "pending",
-            StageState::Running => "running",
-            StageState::Retrying => "retrying",
-            StageState::Success => "success",
-            StageState::Failed => "failed",
-            StageState::Skipped => "skipped",
-            StageState::Cancelled => "cancelled",
-        }
+vocabulary! {
+    /// Where a stage (or an attempt, or a compensation) is.
+    #[derive(Default, Hash)]
+    StageState {
+        /// Not started yet.
+        #[default]
+        Pending = "pending",
+        Running = "running",
+        /// Between two attempts.
+        Retrying = "retrying",
+        Success = "success",
+        Failed = "failed",
+        /// Its trigger did not hold, or the flow ended before it.
+        Skipped = "skipped",
+        Cancelled = "cancelled",
     }
 }
 
-/// How a run is, or ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunState {
-    Running,
-    Success,
-    Failed,
-    Cancelled,
-    /// Not run at all (a schedule's gate, `once per window`).
-    Skipped,
-}
-
-impl RunState {
-    pub const ALL: [RunState; 5] = [
-        RunState::Running,
-        RunState::Success,
-        RunState::Failed,
-        RunState::Cancelled,
-        RunState::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Running => "running",
-            RunState::Success => "success",
-            RunState::Failed => "failed",
-            RunState::Cancelled => "cancelled",
-            RunState::Skipped => "skipped",
-        }
+vocabulary! {
+    /// How a run is, or ended.
+    #[derive(Hash)]
+    RunState {
+        Running = "running",
+        Success = "success",
+        Failed = "failed",
+        Cancelled = "cancelled",
+        /// Not run at all (a schedule's gate, `once per window`).
+        Skipped = "skipped",
     }
 }
 
@@ -89,10 +47,7 @@ macro_rules! text_forms {
                 value: rusqlite::types::ValueRef<'_>,
             ) -> rusqlite::types::FromSqlResult<Self> {
                 let text = value.as_str()?;
-                <$t>::ALL
-                    .into_iter()
-                    .find(|s| s.as_str() == text)
-                    .ok_or_else(|| {
+                <$t>::parse(text).ok_or_else(|| {
                         rusqlite::types::FromSqlError::Other(
                             format!("`{text}` is not a state the run store knows").into(),
                         )

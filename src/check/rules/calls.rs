@@ -217,7 +217,7 @@ pub fn find_activity<'w>(
 }
 
 fn activation(ctx: &mut Ctx, file: FileId, activate: &Activate) {
-    const TARGETS: [&str; 3] = crate::plan::words::ActivationTarget::WORDS;
+    const TARGETS: &[&str] = crate::plan::words::ActivationTarget::WORDS;
     let target = activate.target.value.as_str();
     if !TARGETS.contains(&target) {
         let d = Diagnostic::error(
@@ -230,7 +230,7 @@ fn activation(ctx: &mut Ctx, file: FileId, activate: &Activate) {
         ctx.emit(with_suggestion(
             d,
             target,
-            TARGETS,
+            TARGETS.iter().copied(),
             Some("`activate` takes 'file', 'webhook' or 'log'".into()),
         ));
         return;
