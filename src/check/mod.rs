@@ -15,7 +15,7 @@
 pub mod model;
 pub mod rules;
 
-pub use model::{binder, functions, keys, shapes, values};
+pub use model::{binder, functions, keys, settings, shapes, values};
 use model::{graph, index};
 use rules::{calls, config, names, saga, schedules};
 pub use rules::{exprs, triggers};

@@ -68,7 +68,7 @@ enum Command {
     /// The Language Server (stdio), for editors: diagnostics, hover, navigation, completion,
     /// symbols, formatting, rename.
     Lsp,
-    /// Explain a diagnostic code, with an example and its fix.
+    /// Explain a diagnostic code (with an example and its fix) or a configuration key.
     Explain(explain::ExplainArgs),
 }
 

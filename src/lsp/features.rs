@@ -44,21 +44,7 @@ pub fn hover(analysis: &Analysis, at: At) -> Value {
             .filter(|e| contains(e.key.span, at.offset))
         {
             if let Some(key) = keys::key(&entry.key.name, place) {
-                return markdown(format!(
-                    "**`{}`** ({} key): {}\n\n{}\n\ndefault: `{}`",
-                    key.name,
-                    place
-                        .describe()
-                        .trim_start_matches("a ")
-                        .trim_start_matches("an "),
-                    kind_text(&key.kind),
-                    key.meaning,
-                    if key.default.is_empty() {
-                        "none"
-                    } else {
-                        key.default
-                    }
-                ));
+                return markdown(crate::check::settings::key_help(key, place));
             }
         }
     }
@@ -88,32 +74,6 @@ pub fn hover(analysis: &Analysis, at: At) -> Value {
         }),
     };
     text.map_or(Value::Null, markdown)
-}
-
-/// What a key's value must be, for people.
-fn kind_text(kind: &keys::Kind) -> String {
-    use keys::Kind::*;
-    match kind {
-        Int { min, max } if *max == i64::MAX => format!("a whole number >= {min}"),
-        Int { min, max } => format!("a whole number {min}..{max}"),
-        Float { min } => format!("a number >= {min}"),
-        Duration => "a duration such as `30s`".into(),
-        Bool => "`true` or `false`".into(),
-        Word(words) => words
-            .iter()
-            .map(|w| format!("`{w}`"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        IntList => "a list of exit codes".into(),
-        FailureAction => "`fail`, `ignore` or a stage name".into(),
-        TriggerRule => "a trigger rule such as `all_success`".into(),
-        ActivityCall => "an activity call".into(),
-        Hook => "an activity call or `activate(...)`".into(),
-        Expression => "an expression".into(),
-        CountOrPercent => "a count or a percentage such as `'10%'`".into(),
-        Cron => "`cron('m h dom mon dow')`".into(),
-        TimeZone => "an IANA time zone name".into(),
-    }
 }
 
 fn source_text(analysis: &Analysis, file: crate::source::FileId, span: Span) -> &str {

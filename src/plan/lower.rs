@@ -3,13 +3,13 @@
 
 use super::ir::*;
 use super::sql::{self, Select, Writer, quote_ident};
-use super::words::{ActivationTarget, HookEvent, OnFailure, ParentClose, TriggerRule};
+use super::words::{ActivationTarget, TriggerRule};
 use crate::arguments::assign_call;
+use crate::check::settings::{FlowSettings, StageSettings};
 use crate::check::{Def, FlowGraph, Index, values};
-use crate::retry_rule::Backoff;
 use crate::source::FileId;
 use crate::syntax::Span;
-use crate::syntax::ast::{self, Arg, Condition, Config, ExprKind, OpKind, SourceKind, SourceRef};
+use crate::syntax::ast::{self, Arg, Condition, ExprKind, OpKind, SourceKind, SourceRef};
 use crate::workspace::Workspace;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,46 +73,21 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
         .into_iter()
         .map(|i| lowering.stage(i))
         .collect();
-    let config = flow.config.as_ref();
-    let number = |key: &str| {
-        entry(config, key)
-            .and_then(values::int)
-            .and_then(|n| u64::try_from(n).ok())
-    };
-    let millis = |key: &str| {
-        entry(config, key)
-            .and_then(|e| values::duration(e).ok())
-            .map(|d| d.as_millis() as u64)
-    };
-    let cron = entry(config, "schedule").and_then(|e| match &e.kind {
-        ExprKind::Call(call) => call.args.first().and_then(|a| match &a.value.kind {
-            ExprKind::Str(s) => Some(s.to_string()),
-            _ => None,
-        }),
-        _ => None,
-    });
-    let interval_ms = millis("interval");
+    let settings = FlowSettings::of_flow(def.file, flow);
+    let cron = settings.schedule.value.clone();
+    let interval_ms = settings.interval.value.map(millis);
     let schedule = (cron.is_some() || interval_ms.is_some()).then(|| Schedule {
         cron,
         interval_ms,
-        timezone: entry(config, "timezone")
-            .and_then(values::word)
-            .unwrap_or("UTC")
-            .to_string(),
-        catchup: entry(config, "catchup")
-            .and_then(values::boolean)
-            .unwrap_or(false),
+        timezone: settings.timezone.value.clone(),
+        catchup: settings.catchup.value,
     });
-    let hooks = HookEvent::ALL
+    let hooks = settings
+        .hooks
         .iter()
-        .filter_map(|event| {
-            let ExprKind::Call(call) = &entry(config, event.as_str())?.kind else {
-                return None;
-            };
-            Some(Hook {
-                event: *event,
-                action: lowering.action(call),
-            })
+        .map(|(event, call)| Hook {
+            event: *event,
+            action: lowering.action(call.value),
         })
         .collect();
     Plan {
@@ -130,10 +105,10 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
                 })
                 .collect(),
             schedule,
-            concurrency: number("concurrency"),
-            max_parallel: number("max_parallel"),
-            timeout_ms: millis("timeout"),
-            keep_runs: number("keep_runs"),
+            concurrency: settings.concurrency.value,
+            max_parallel: settings.max_parallel.value,
+            timeout_ms: settings.timeout.value.map(millis),
+            keep_runs: settings.keep_runs.value,
             hooks,
             depends_on: flow.depends_on.iter().map(|d| d.name.to_string()).collect(),
             start_condition: flow.condition.as_ref().map(cond_of),
@@ -143,10 +118,6 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
             queries,
         },
     }
-}
-
-fn entry<'a>(config: Option<&'a Config>, key: &str) -> Option<&'a ast::Expr> {
-    config?.get(key).map(|e| &e.value)
 }
 
 fn origin(workspace: &Workspace, file: FileId, span: Span) -> Origin {
@@ -311,47 +282,36 @@ impl Lowering<'_, '_> {
     fn stage(&self, i: usize) -> StagePlan {
         let node = &self.graph.stages[i];
         let stage = node.stage;
-        let policy = self.policy(stage);
-        let get = |key: &str| policy.get(key).copied();
-        let millis = |key: &str| {
-            get(key)
-                .and_then(|e| values::duration(e).ok())
-                .map(|d| d.as_millis() as u64)
-        };
-        let retry = retry_policy(&policy);
-        let steps = self.steps(i, &retry, millis("timeout"));
-        let (trigger, upstream) = self.trigger(i);
+        let settings = self.settings(stage);
+        let retry = settings.retry_policy();
+        let timeout_ms = settings.timeout.value.map(millis);
+        let steps = self.steps(i, &settings);
+        let (trigger, upstream) = self.trigger(i, &settings);
         let kind = kind_of(stage, &steps);
         let mut w = self.writer();
-        let idempotency_key = get("idempotency_key").map(|e| Sql {
+        let idempotency_key = settings.idempotency_key.value.map(|e| Sql {
             text: w.expr(e),
             params: w.take_params(),
         });
         let idempotency_per_item = steps.iter().any(|s| matches!(s, Step::Each { .. }));
-        let compensation = get("compensate").and_then(|e| match &e.kind {
-            ExprKind::Call(call) => self.invocation(call),
-            _ => None,
-        });
+        let compensation = settings
+            .compensate
+            .value
+            .and_then(|call| self.invocation(call));
         StagePlan {
             id: stage.name.name.to_string(),
             kind,
             upstream,
             trigger,
             steps,
-            timeout_ms: millis("timeout"),
-            schedule_timeout_ms: millis("schedule_timeout"),
-            heartbeat_ms: millis("heartbeat"),
-            priority: get("priority")
-                .and_then(values::int)
-                .and_then(|p| u8::try_from(p).ok())
-                .unwrap_or(2),
-            on_failure: get("on_failure")
-                .and_then(values::word)
-                .map(OnFailure::parse)
-                .unwrap_or_default(),
+            timeout_ms,
+            schedule_timeout_ms: settings.schedule_timeout.value.map(millis),
+            heartbeat_ms: settings.heartbeat.value.map(millis),
+            priority: settings.priority.value,
+            on_failure: settings.on_failure.value.clone(),
             compensation,
+            idempotency_per_item: idempotency_per_item && idempotency_key.is_some(),
             idempotency_key,
-            idempotency_per_item: idempotency_per_item && get("idempotency_key").is_some(),
             fork_parent: node.fork_parent.map(|p| self.graph.name(p).to_string()),
             connector: stage.connector.as_ref().map(|c| c.name.to_string()),
             retry,
@@ -359,30 +319,13 @@ impl Lowering<'_, '_> {
         }
     }
 
-    /// The keys in force: the defaults of the stage's activity, then the stage's own.
-    fn policy<'s>(&'s self, stage: &'s ast::Stage) -> BTreeMap<&'s str, &'s ast::Expr> {
-        let mut policy = BTreeMap::new();
-        let calls = crate::check::activity_calls(stage);
-        let mut names: Vec<&str> = calls.iter().map(|c| c.name.name.as_str()).collect();
-        names.dedup();
-        if let [only] = names.as_slice()
-            && let Some(def) = self.index.activity_by_name.get(only)
-            && let Some(config) = &def.node.config
-        {
-            for e in &config.entries {
-                policy.insert(e.key.name.as_str(), &e.value);
-            }
-        }
-        if let Some(config) = &stage.config {
-            for e in &config.entries {
-                policy.insert(e.key.name.as_str(), &e.value);
-            }
-        }
-        policy
+    /// The settings in force: the defaults, the stage's activity's, then the stage's own.
+    fn settings<'s>(&'s self, stage: &'s ast::Stage) -> StageSettings<'s> {
+        StageSettings::of_stage(self.index, self.graph.file, stage)
     }
 
     /// The compiled trigger and the upstream edges with the states they wait for.
-    fn trigger(&self, i: usize) -> (Cond, Vec<Edge>) {
+    fn trigger(&self, i: usize, settings: &StageSettings) -> (Cond, Vec<Edge>) {
         let stage = self.graph.stages[i].stage;
         // Stages whose `on_failure` names this one: it runs when they fail.
         let failing: Vec<String> = self
@@ -405,14 +348,7 @@ impl Lowering<'_, '_> {
                 (cond_of(t), labels)
             }
             None => {
-                let rule = stage
-                    .config
-                    .as_deref()
-                    .and_then(|c| c.get("trigger"))
-                    .and_then(|e| values::word(&e.value))
-                    // The checker refused any other word: absent is the default.
-                    .and_then(TriggerRule::parse)
-                    .unwrap_or_default();
+                let rule = settings.trigger.value;
                 let over: Vec<String> = upstream
                     .iter()
                     .filter(|u| !failing.contains(u))
@@ -455,8 +391,10 @@ impl Lowering<'_, '_> {
         (cond, edges)
     }
 
-    fn steps(&self, i: usize, retry: &RetryPolicy, timeout_ms: Option<u64>) -> Vec<Step> {
+    fn steps(&self, i: usize, settings: &StageSettings) -> Vec<Step> {
         let stage = self.graph.stages[i].stage;
+        let retry = &settings.retry_policy();
+        let timeout_ms = settings.timeout.value.map(millis);
         let pipeline = &self.pipelines[i];
         let mut steps = Vec::new();
         let mut w = self.writer();
@@ -499,16 +437,9 @@ impl Lowering<'_, '_> {
                 None
             }
             SourceKind::CallFlow(call) => {
-                let parent_close = self
-                    .policy(stage)
-                    .get("parent_close")
-                    .and_then(|e| values::word(e))
-                    // The checker refused any other word: absent is the default.
-                    .and_then(ParentClose::parse)
-                    .unwrap_or_default();
                 steps.push(Step::Call {
                     target: self.flow_ref(call),
-                    parent_close,
+                    parent_close: settings.parent_close.value,
                 });
                 None
             }
@@ -624,24 +555,10 @@ impl Lowering<'_, '_> {
                     let Some(invocation) = self.stage_invocation(call, retry, timeout_ms) else {
                         continue;
                     };
-                    let policy = self.policy(stage);
-                    let concurrency = policy
-                        .get("concurrency")
-                        .and_then(|e| values::int(e))
-                        .and_then(|n| u64::try_from(n).ok())
-                        .unwrap_or(8);
-                    let tolerated_failures = match policy.get("tolerated_failures").map(|e| &e.kind)
-                    {
-                        Some(ExprKind::Int(n)) => Tolerance::Count(u64::try_from(*n).unwrap_or(0)),
-                        Some(ExprKind::Str(s)) => Tolerance::Percent(
-                            s.trim_end_matches('%').trim().parse().unwrap_or(0.0),
-                        ),
-                        _ => Tolerance::Count(0),
-                    };
                     Step::Each {
                         invocation,
-                        concurrency,
-                        tolerated_failures,
+                        concurrency: settings.concurrency.value,
+                        tolerated_failures: settings.tolerated_failures.value.clone(),
                     }
                 }
                 OpKind::Route(route) => Step::Route {
@@ -667,11 +584,7 @@ impl Lowering<'_, '_> {
                     ms: values::duration(e).map_or(0, |d| d.as_millis() as u64),
                 },
                 OpKind::WaitUntil(e) => {
-                    let poll = self
-                        .policy(stage)
-                        .get("poll_interval")
-                        .and_then(|e| values::duration(e).ok())
-                        .map_or(10_000, |d| d.as_millis() as u64);
+                    let poll = millis(settings.poll_interval.value);
                     let text = format!("SELECT EXISTS (SELECT 1 FROM _input WHERE {})", w.expr(e));
                     Step::WaitUntil {
                         condition: Sql {
@@ -810,22 +723,14 @@ impl Lowering<'_, '_> {
                     .collect(),
             },
         };
-        let mut policy = BTreeMap::new();
-        if let Some(config) = &activity.config {
-            for e in &config.entries {
-                policy.insert(e.key.name.as_str(), &e.value);
-            }
-        }
-        let timeout_ms = policy
-            .get("timeout")
-            .and_then(|e| values::duration(e).ok())
-            .map(|d| d.as_millis() as u64);
+        // A hook's or a compensation's call runs with the activity's own settings.
+        let settings = StageSettings::of_activity(def.file, activity);
         Some(Invocation {
             activity: activity.name.name.to_string(),
             command,
             bindings: self.bind(&activity.params, &call.args),
-            retry: retry_policy(&policy),
-            timeout_ms,
+            retry: settings.retry_policy(),
+            timeout_ms: settings.timeout.value.map(millis),
         })
     }
 
@@ -929,35 +834,8 @@ impl Lowering<'_, '_> {
     }
 }
 
-fn retry_policy(policy: &BTreeMap<&str, &ast::Expr>) -> RetryPolicy {
-    let get = |key: &str| policy.get(key).copied();
-    let millis = |key: &str| {
-        get(key)
-            .and_then(|e| values::duration(e).ok())
-            .map(|d| d.as_millis() as u64)
-    };
-    let retries = get("retries")
-        .and_then(values::int)
-        .unwrap_or(0)
-        .clamp(0, u32::MAX as i64 - 1) as u32;
-    RetryPolicy {
-        attempts: retries + 1,
-        initial_delay_ms: millis("retry_delay").unwrap_or(1000),
-        // The checker refused any other word: absent is the default.
-        backoff: get("backoff")
-            .and_then(values::word)
-            .and_then(Backoff::parse)
-            .unwrap_or_default(),
-        coefficient: get("backoff_coefficient")
-            .and_then(values::number)
-            .unwrap_or(2.0),
-        max_delay_ms: millis("max_retry_delay"),
-        jitter: get("jitter").and_then(values::boolean).unwrap_or(false),
-        non_retryable: match get("non_retryable").map(|e| &e.kind) {
-            Some(ExprKind::List(items)) => items.iter().filter_map(values::int).collect(),
-            _ => Vec::new(),
-        },
-    }
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// An Airflow trigger rule as a formula over the upstream stages, and the edge label.

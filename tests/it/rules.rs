@@ -113,3 +113,43 @@ fn explain_prints_the_reference_entry() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `wvflow explain KEY` prints what the editor hover shows: where the key stands, what it
+/// takes, its default (the one the runtime uses) and its meaning; a key of both stages and
+/// flows is explained for each.
+#[test]
+fn explain_prints_a_configuration_key() {
+    let explain = |what: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+            .args(["explain", what])
+            .output()
+            .unwrap()
+    };
+    let out = explain("retry_delay");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "`retry_delay` (stage key): a duration such as `30s`\n\n\
+         delay before the first retry\n\ndefault: `1s`\n"
+    );
+    let out = explain("timeout");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(stage key)") && text.contains("(flow key)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("start-to-close timeout of one attempt")
+            && text.contains("bound on the whole run"),
+        "{text}"
+    );
+    let out = explain("max_parallel");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("default: `number of cores`"));
+    let out = explain("retires");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did you mean retries?"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -180,13 +180,9 @@ pub fn condition_atoms(
 /// The stage an `on_failure:` entry names (not `fail` or `ignore`), with where it is written.
 pub fn on_failure_stage(stage: &Stage) -> Option<(&str, Span)> {
     let entry = stage.config.as_ref()?.get("on_failure")?;
-    match &entry.value.kind {
-        crate::syntax::ast::ExprKind::Name(n) if !matches!(n.name.as_str(), "fail" | "ignore") => {
-            Some((&n.name, n.span))
-        }
-        crate::syntax::ast::ExprKind::Str(s) if !matches!(s.as_str(), "fail" | "ignore") => {
-            Some((s, entry.value.span))
-        }
+    let word = super::values::word(&entry.value)?;
+    match crate::plan::words::OnFailure::parse(word) {
+        crate::plan::words::OnFailure::Stage(_) => Some((word, entry.value.span)),
         _ => None,
     }
 }

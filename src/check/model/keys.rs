@@ -56,11 +56,39 @@ pub enum Kind {
     TimeZone,
 }
 
+impl Kind {
+    /// What the value must be, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Kind::Int { min, max } if *max == i64::MAX => format!("a whole number >= {min}"),
+            Kind::Int { min, max } => format!("a whole number {min}..{max}"),
+            Kind::Float { min } => format!("a number >= {min}"),
+            Kind::Duration => "a duration such as `30s`".into(),
+            Kind::Bool => "`true` or `false`".into(),
+            Kind::Word(words) => words
+                .iter()
+                .map(|w| format!("`{w}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Kind::IntList => "a list of exit codes".into(),
+            Kind::FailureAction => "`fail`, `ignore` or a stage name".into(),
+            Kind::TriggerRule => "a trigger rule such as `all_success`".into(),
+            Kind::ActivityCall => "an activity call".into(),
+            Kind::Hook => "an activity call or `activate(...)`".into(),
+            Kind::Expression => "an expression".into(),
+            Kind::CountOrPercent => "a count or a percentage such as `'10%'`".into(),
+            Kind::Cron => "`cron('m h dom mon dow')`".into(),
+            Kind::TimeZone => "an IANA time zone name".into(),
+        }
+    }
+}
+
+/// A key's name, places, type and meaning. Its default is the field's in
+/// [`super::settings`].
 pub struct Key {
     pub name: &'static str,
     pub places: &'static [Place],
     pub kind: Kind,
-    pub default: &'static str,
     pub meaning: &'static str,
 }
 
@@ -82,112 +110,96 @@ pub const STAGE_KEYS: &[Key] = &[
             min: 0,
             max: i64::MAX,
         },
-        default: "0",
         meaning: "retry attempts after the first (attempts = retries + 1)",
     },
     Key {
         name: "retry_delay",
         places: STAGE_LIKE,
         kind: Kind::Duration,
-        default: "1s",
         meaning: "delay before the first retry",
     },
     Key {
         name: "backoff",
         places: STAGE_LIKE,
         kind: Kind::Word(BACKOFF_KINDS),
-        default: "exponential",
         meaning: "growth of the delay: constant d, linear d*n, exponential d*coefficient^(n-1)",
     },
     Key {
         name: "backoff_coefficient",
         places: STAGE_LIKE,
         kind: Kind::Float { min: 1.0 },
-        default: "2.0",
         meaning: "factor for exponential backoff",
     },
     Key {
         name: "max_retry_delay",
         places: STAGE_LIKE,
         kind: Kind::Duration,
-        default: "none",
         meaning: "cap on any single delay; at least retry_delay",
     },
     Key {
         name: "jitter",
         places: STAGE_LIKE,
         kind: Kind::Bool,
-        default: "false",
         meaning: "full jitter: each delay is drawn uniformly from [0, computed delay]",
     },
     Key {
         name: "timeout",
         places: STAGE_LIKE,
         kind: Kind::Duration,
-        default: "none",
         meaning: "start-to-close timeout of one attempt",
     },
     Key {
         name: "schedule_timeout",
         places: STAGE_LIKE,
         kind: Kind::Duration,
-        default: "none",
         meaning: "bound on the stage as a whole, retries and delays included; at least timeout",
     },
     Key {
         name: "heartbeat",
         places: STAGE_LIKE,
         kind: Kind::Duration,
-        default: "none",
         meaning: "an attempt that reports no progress for this long fails; less than timeout",
     },
     Key {
         name: "non_retryable",
         places: STAGE_LIKE,
         kind: Kind::IntList,
-        default: "[]",
         meaning: "activity exit codes that fail the stage at once, with no retry",
     },
     Key {
         name: "on_failure",
         places: STAGE_LIKE,
         kind: Kind::FailureAction,
-        default: "fail",
         meaning: "`ignore`: the stage ends failed but does not fail the flow; a stage name: that stage runs when this one fails",
     },
     Key {
         name: "trigger",
         places: STAGE,
         kind: Kind::TriggerRule,
-        default: "all_success",
         meaning: "Airflow trigger rule over the stage's upstream stages",
     },
     Key {
         name: "compensate",
         places: STAGE_LIKE,
         kind: Kind::ActivityCall,
-        default: "none",
         meaning: "saga: activity called when a later part of the flow fails",
     },
     Key {
         name: "idempotency_key",
         places: STAGE_LIKE,
         kind: Kind::Expression,
-        default: "none",
         meaning: "key under which a successful result is recorded and reused",
     },
     Key {
         name: "poll_interval",
         places: STAGE_LIKE,
         kind: Kind::Duration,
-        default: "10s",
         meaning: "how often `wait until` re-checks",
     },
     Key {
         name: "priority",
         places: STAGE_LIKE,
         kind: Kind::Int { min: 0, max: 3 },
-        default: "2",
         meaning: "0 runs first when stages compete for a slot",
     },
     Key {
@@ -197,21 +209,18 @@ pub const STAGE_KEYS: &[Key] = &[
             min: 1,
             max: i64::MAX,
         },
-        default: "8",
         meaning: "parallel calls of an `each` fan-out",
     },
     Key {
         name: "tolerated_failures",
         places: STAGE_LIKE,
         kind: Kind::CountOrPercent,
-        default: "0",
         meaning: "failed items an `each` fan-out may have and still succeed",
     },
     Key {
         name: "parent_close",
         places: STAGE_LIKE,
         kind: Kind::Word(PARENT_CLOSE),
-        default: "terminate",
         meaning: "what happens to a `call`ed child run when this stage is cancelled or times out",
     },
 ];
@@ -221,21 +230,18 @@ pub const FLOW_KEYS: &[Key] = &[
         name: "schedule",
         places: FLOW,
         kind: Kind::Cron,
-        default: "none",
         meaning: "when the scheduler starts the flow: cron('m h dom mon dow')",
     },
     Key {
         name: "interval",
         places: FLOW,
         kind: Kind::Duration,
-        default: "none",
         meaning: "alternative to schedule: start the flow this often",
     },
     Key {
         name: "timezone",
         places: FLOW,
         kind: Kind::TimeZone,
-        default: "'UTC'",
         meaning: "IANA zone for the cron expression",
     },
     Key {
@@ -245,7 +251,6 @@ pub const FLOW_KEYS: &[Key] = &[
             min: 1,
             max: i64::MAX,
         },
-        default: "unbounded",
         meaning: "max runs of this flow at once",
     },
     Key {
@@ -255,35 +260,30 @@ pub const FLOW_KEYS: &[Key] = &[
             min: 1,
             max: i64::MAX,
         },
-        default: "number of cores",
         meaning: "max stages of one run executing at once",
     },
     Key {
         name: "timeout",
         places: FLOW,
         kind: Kind::Duration,
-        default: "none",
         meaning: "bound on the whole run",
     },
     Key {
         name: "on_failure",
         places: FLOW,
         kind: Kind::Hook,
-        default: "none",
         meaning: "hook fired with the run summary when the run fails",
     },
     Key {
         name: "on_success",
         places: FLOW,
         kind: Kind::Hook,
-        default: "none",
         meaning: "hook fired with the run summary when the run succeeds",
     },
     Key {
         name: "on_finish",
         places: FLOW,
         kind: Kind::Hook,
-        default: "none",
         meaning: "hook fired with the run summary when the run ends",
     },
     Key {
@@ -293,14 +293,12 @@ pub const FLOW_KEYS: &[Key] = &[
             min: 1,
             max: i64::MAX,
         },
-        default: "all",
         meaning: "retention of finished runs",
     },
     Key {
         name: "catchup",
         places: FLOW,
         kind: Kind::Bool,
-        default: "false",
         meaning: "run missed schedule windows",
     },
 ];
@@ -328,6 +326,11 @@ pub fn names_in(place: Place) -> impl Iterator<Item = &'static str> {
         .map(|k| k.name)
 }
 
+/// Every key name, for did-you-mean.
+pub fn all_names() -> impl Iterator<Item = &'static str> {
+    STAGE_KEYS.iter().chain(FLOW_KEYS).map(|k| k.name)
+}
+
 /// Where else a key that is not valid in `place` would be valid.
 pub fn places_of(name: &str) -> Vec<Place> {
     let mut places: Vec<Place> = STAGE_KEYS
@@ -339,13 +342,3 @@ pub fn places_of(name: &str) -> Vec<Place> {
     places.dedup();
     places
 }
-
-/// Keys that shape retries and mean nothing without `retries`.
-pub const RETRY_KEYS: &[&str] = &[
-    "retry_delay",
-    "backoff",
-    "backoff_coefficient",
-    "max_retry_delay",
-    "jitter",
-    "non_retryable",
-];

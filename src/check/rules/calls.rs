@@ -3,6 +3,7 @@
 
 use crate::arguments::{ArgProblem, assign_call};
 use crate::check::graph::{FlowGraph, find_cycles};
+use crate::check::settings::FlowSettings;
 use crate::check::{Ctx, Def, values, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
@@ -33,17 +34,8 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
     if let Some(condition) = &flow.condition {
         flow_condition(ctx, file, flow, condition);
     }
-    if let Some(config) = &flow.config {
-        for e in config.entries.iter().filter(|e| {
-            matches!(
-                e.key.name.as_str(),
-                "on_failure" | "on_success" | "on_finish"
-            )
-        }) {
-            if let ExprKind::Call(call) = &e.value.kind {
-                activity_call(ctx, file, call);
-            }
-        }
+    for (_, hook) in FlowSettings::of_flow(file, flow).hooks {
+        activity_call(ctx, file, hook.value);
     }
     for node in &graph.stages {
         let stage = node.stage;

@@ -1,12 +1,14 @@
 //! E02: configuration values. Unknown, misplaced and duplicate keys; types and ranges;
 //! relations between retry and timeout keys; the retry budget; keys with no effect.
 
-use crate::check::graph::{FlowGraph, activity_calls, has_op};
-use crate::check::keys::{self, Kind, Place, RETRY_KEYS};
+use crate::check::graph::{FlowGraph, has_op};
+use crate::check::keys::{self, Kind, Place};
+use crate::check::settings::{FlowSettings, StageSettings, Written};
 use crate::check::{Ctx, Def, values, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
-use crate::retry_rule::{Backoff, RetryDelays};
+use crate::plan::words::OnFailure;
+use crate::retry_rule::Backoff;
 use crate::source::FileId;
 use crate::syntax::ast::{Activity, Config, ConfigEntry, ExprKind, OpKind, SourceKind, Stage};
 use std::collections::BTreeMap;
@@ -16,12 +18,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
     if let Some(config) = &graph.flow.config {
         check_block(ctx, graph.file, config, Place::Flow, Some(graph), None);
     }
-    let flow_timeout = graph
-        .flow
-        .config
-        .as_ref()
-        .and_then(|c| c.get("timeout"))
-        .and_then(|e| values::duration(&e.value).ok());
+    let flow_timeout = FlowSettings::of_flow(graph.file, graph.flow).timeout.value;
     for node in &graph.stages {
         let stage = node.stage;
         if let Some(config) = &stage.config {
@@ -34,15 +31,17 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
                 Some(stage),
             );
         }
-        let policy = Policy::of_stage(ctx, graph.file, stage);
-        relations(ctx, &policy);
-        no_effect(ctx, graph.file, stage, &policy);
-        if let (Some(flow_timeout), Some((file, e))) = (flow_timeout, policy.get("timeout"))
-            && let Ok(t) = values::duration(&e.value)
-            && t > flow_timeout
+        let settings = StageSettings::of_stage(ctx.index, graph.file, stage);
+        relations(ctx, &settings);
+        no_effect(ctx, graph.file, stage, &settings);
+        if let (Some(flow_timeout), Some(t), Some(at)) = (
+            flow_timeout,
+            settings.timeout.value,
+            settings.timeout.written,
+        ) && t > flow_timeout
         {
             ctx.emit(
-                Diagnostic::warning(Code::W0201, file, e.value.span, format!("stage timeout {} is longer than the flow's timeout {}", values::show(t), values::show(flow_timeout)))
+                Diagnostic::warning(Code::W0201, at.file, at.entry.value.span, format!("stage timeout {} is longer than the flow's timeout {}", values::show(t), values::show(flow_timeout)))
                     .with_label("the run ends first")
                     .with_help("the engine cuts the stage at the flow's timeout; lower this one or raise the flow's"),
             );
@@ -53,9 +52,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
 pub fn check_activity(ctx: &mut Ctx, def: Def<'_, Activity>) {
     if let Some(config) = &def.node.config {
         check_block(ctx, def.file, config, Place::Activity, None, None);
-        let mut policy = Policy::default();
-        policy.add(def.file, config);
-        relations(ctx, &policy);
+        relations(ctx, &StageSettings::of_activity(def.file, def.node));
     }
 }
 
@@ -285,7 +282,7 @@ fn failure_action(
         );
         return;
     };
-    if matches!(word, "fail" | "ignore") {
+    if !matches!(OnFailure::parse(word), OnFailure::Stage(_)) {
         return;
     }
     let (Some(graph), Some(stage)) = (graph, stage) else {
@@ -347,64 +344,16 @@ fn count_or_percent(ctx: &mut Ctx, file: FileId, e: &ConfigEntry) {
     }
 }
 
-/// The keys in force for a stage: its activity's defaults, overridden by its own block.
-#[derive(Default)]
-struct Policy<'a> {
-    entries: BTreeMap<&'a str, (FileId, &'a ConfigEntry)>,
-}
-
-impl<'a> Policy<'a> {
-    fn of_stage(ctx: &Ctx<'a>, file: FileId, stage: &'a Stage) -> Policy<'a> {
-        let mut policy = Policy::default();
-        let mut names: Vec<&str> = activity_calls(stage)
-            .iter()
-            .map(|c| c.name.name.as_str())
-            .collect();
-        names.dedup();
-        if let [only] = names.as_slice()
-            && let Some(def) = ctx.index.activity_by_name.get(only)
-            && let Some(config) = &def.node.config
-        {
-            policy.add(def.file, config);
-        }
-        if let Some(config) = &stage.config {
-            policy.add(file, config);
-        }
-        policy
-    }
-
-    fn add(&mut self, file: FileId, config: &'a Config) {
-        for e in &config.entries {
-            self.entries.insert(&e.key.name, (file, e));
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<(FileId, &'a ConfigEntry)> {
-        self.entries.get(key).copied()
-    }
-
-    fn duration(&self, key: &str) -> Option<Duration> {
-        self.get(key)
-            .and_then(|(_, e)| values::duration(&e.value).ok())
-    }
-
-    fn retries(&self) -> i64 {
-        self.get("retries")
-            .and_then(|(_, e)| values::int(&e.value))
-            .unwrap_or(0)
-    }
-}
-
-fn relations(ctx: &mut Ctx, p: &Policy) {
-    let retry_delay = p.duration("retry_delay").unwrap_or(Duration::from_secs(1));
-    if let (Some(max), Some((file, e))) = (p.duration("max_retry_delay"), p.get("max_retry_delay"))
+fn relations(ctx: &mut Ctx, p: &StageSettings) {
+    let retry_delay = p.retry_delay.value;
+    if let (Some(max), Some(at)) = (p.max_retry_delay.value, p.max_retry_delay.written)
         && max < retry_delay
     {
         ctx.emit(
             Diagnostic::error(
                 Code::E0207,
-                file,
-                e.value.span,
+                at.file,
+                at.entry.value.span,
                 format!(
                     "`max_retry_delay` {} is shorter than `retry_delay` {}",
                     values::show(max),
@@ -415,75 +364,59 @@ fn relations(ctx: &mut Ctx, p: &Policy) {
             .with_help("the cap must be at least the first delay; raise it or lower `retry_delay`"),
         );
     }
-    let timeout = p.duration("timeout");
-    if let (Some(beat), Some((file, e))) = (p.duration("heartbeat"), p.get("heartbeat")) {
-        match timeout {
-            Some(t) if beat >= t => ctx.emit(
-                Diagnostic::error(
-                    Code::E0208,
-                    file,
-                    e.value.span,
-                    format!(
-                        "`heartbeat` {} is not shorter than `timeout` {}",
-                        values::show(beat),
-                        values::show(t)
-                    ),
-                )
-                .with_label("never fires before the timeout")
-                .with_help("a heartbeat must be shorter than the attempt's timeout"),
-            ),
-            _ => {}
-        }
-    }
-    let schedule_timeout = p.duration("schedule_timeout");
-    if let (Some(t), Some(s), Some((file, e))) =
-        (timeout, schedule_timeout, p.get("schedule_timeout"))
-        && t > s
+    let timeout = p.timeout.value;
+    if let (Some(beat), Some(at), Some(t)) = (p.heartbeat.value, p.heartbeat.written, timeout)
+        && beat >= t
     {
         ctx.emit(
             Diagnostic::error(
+                Code::E0208,
+                at.file,
+                at.entry.value.span,
+                format!(
+                    "`heartbeat` {} is not shorter than `timeout` {}",
+                    values::show(beat),
+                    values::show(t)
+                ),
+            )
+            .with_label("never fires before the timeout")
+            .with_help("a heartbeat must be shorter than the attempt's timeout"),
+        );
+    }
+    let (Some(limit), Some(at)) = (p.schedule_timeout.value, p.schedule_timeout.written) else {
+        return;
+    };
+    match timeout {
+        Some(t) if t > limit => ctx.emit(
+            Diagnostic::error(
                 Code::E0209,
-                file,
-                e.value.span,
+                at.file,
+                at.entry.value.span,
                 format!(
                     "`schedule_timeout` {} is shorter than `timeout` {}",
-                    values::show(s),
+                    values::show(limit),
                     values::show(t)
                 ),
             )
             .with_label("bounds the whole stage, so it must hold one attempt")
             .with_help("make `schedule_timeout` at least `timeout`"),
-        );
-    } else if let (Some(s), Some((file, e))) = (schedule_timeout, p.get("schedule_timeout")) {
-        budget(ctx, p, file, e, s, timeout, retry_delay);
+        ),
+        _ => budget(ctx, p, at, limit),
     }
 }
 
 /// Simulates the retry schedule against `schedule_timeout`.
-fn budget(
-    ctx: &mut Ctx,
-    p: &Policy,
-    file: FileId,
-    e: &ConfigEntry,
-    limit: Duration,
-    timeout: Option<Duration>,
-    first_delay: Duration,
-) {
-    let retries = p.retries();
-    if retries <= 0 {
+fn budget(ctx: &mut Ctx, p: &StageSettings, at: Written, limit: Duration) {
+    let retries = p.retries.value;
+    if retries == 0 {
         return;
     }
-    // As the plan counts them: at most u32::MAX attempts.
-    let retries = retries.min(u32::MAX as i64 - 1) as u32;
     let attempts = retries + 1;
-    let jitter = p
-        .get("jitter")
-        .and_then(|(_, e)| values::boolean(&e.value))
-        .unwrap_or(false);
-    let delays = retry_delays(p, first_delay).total(retries, Some(limit));
+    let timeout = p.timeout.value;
+    let delays = p.retry_delays().total(retries, Some(limit));
     // Retry k starts attempt k + 1 after the waits before it, at the earliest (with jitter,
     // the waits may be shorter).
-    let never = delays.reached.filter(|_| !jitter).map(|k| k + 1);
+    let never = delays.reached.filter(|_| !p.jitter.value).map(|k| k + 1);
     let total_delay = delays.sum;
     let worst = timeout.map(|t| t.saturating_mul(attempts).saturating_add(total_delay));
     if never.is_none() && worst.is_none_or(|w| w <= limit) {
@@ -511,33 +444,14 @@ fn budget(
         message.push_str(&format!("; {which} can never start"));
     }
     ctx.emit(
-        Diagnostic::warning(Code::W0202, file, e.value.span, message)
+        Diagnostic::warning(Code::W0202, at.file, at.entry.value.span, message)
             .with_label("budget for all attempts")
             .with_help("raise `schedule_timeout`, or lower `retries`, `timeout` or the delays"),
     );
 }
 
-/// The retry delays of a merged policy, with the defaults of the key table.
-fn retry_delays(p: &Policy, first: Duration) -> RetryDelays {
-    RetryDelays {
-        first,
-        backoff: p
-            .get("backoff")
-            .and_then(|(_, e)| values::word(&e.value))
-            .and_then(Backoff::parse)
-            .unwrap_or_default(),
-        coefficient: p
-            .get("backoff_coefficient")
-            .and_then(|(_, e)| values::number(&e.value))
-            .unwrap_or(2.0),
-        cap: p.duration("max_retry_delay"),
-    }
-}
-
 /// Keys that do nothing where they stand.
-fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &Policy) {
-    let Some(config) = &stage.config else { return };
-    let own = |key: &str| config.get(key);
+fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &StageSettings) {
     let warn = |e: &ConfigEntry, why: String, help: &str| {
         Diagnostic::warning(
             Code::W0203,
@@ -549,21 +463,26 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &Policy) {
         .with_help(help.to_string())
     };
     let mut found = Vec::new();
-    if p.retries() <= 0 {
-        for key in RETRY_KEYS {
-            if let Some(e) = own(key) {
-                found.push(warn(
-                    e,
-                    format!("stage `{}` has no `retries`", stage.name.name),
-                    "add `retries: n`, or remove the key",
-                ));
-            }
+    if p.retries.value == 0 {
+        // The keys that shape retries, and mean nothing without them.
+        let retry_keys = [
+            p.retry_delay.own(),
+            p.backoff.own(),
+            p.backoff_coefficient.own(),
+            p.max_retry_delay.own(),
+            p.jitter.own(),
+            p.non_retryable.own(),
+        ];
+        for e in retry_keys.into_iter().flatten() {
+            found.push(warn(
+                e,
+                format!("stage `{}` has no `retries`", stage.name.name),
+                "add `retries: n`, or remove the key",
+            ));
         }
     }
-    if let Some(e) = own("backoff_coefficient")
-        && p.get("backoff")
-            .and_then(|(_, b)| values::word(&b.value))
-            .is_some_and(|b| Backoff::parse(b) != Some(Backoff::Exponential))
+    if let Some(e) = p.backoff_coefficient.own()
+        && p.backoff.value != Backoff::Exponential
     {
         found.push(warn(
             e,
@@ -571,7 +490,7 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &Policy) {
             "remove it, or use `backoff: exponential`",
         ));
     }
-    if let Some(e) = own("poll_interval")
+    if let Some(e) = p.poll_interval.own()
         && !has_op(stage, |k| matches!(k, OpKind::WaitUntil(_)))
     {
         found.push(warn(
@@ -580,8 +499,8 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &Policy) {
             "remove it, or add `| wait until <condition>`",
         ));
     }
-    for key in ["concurrency", "tolerated_failures"] {
-        if let Some(e) = own(key)
+    for e in [p.concurrency.own(), p.tolerated_failures.own()] {
+        if let Some(e) = e
             && !has_op(stage, |k| matches!(k, OpKind::Each(_)))
         {
             found.push(warn(
@@ -591,7 +510,7 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &Policy) {
             ));
         }
     }
-    if let Some(e) = own("parent_close")
+    if let Some(e) = p.parent_close.own()
         && !matches!(stage.body.source.kind, SourceKind::CallFlow(_))
     {
         found.push(warn(

@@ -4,6 +4,7 @@
 
 use crate::check::binder::{Binder, Row, Scope};
 use crate::check::graph::FlowGraph;
+use crate::check::settings::FlowSettings;
 use crate::check::shapes::{Pipeline, Shapes};
 use crate::check::{Ctx, Def};
 use crate::syntax::ast::{
@@ -105,22 +106,14 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
             Member::Stage(_) => {}
         }
     }
-    if let Some(config) = &graph.flow.config {
-        for e in config.entries.iter().filter(|e| {
-            matches!(
-                e.key.name.as_str(),
-                "on_failure" | "on_success" | "on_finish"
-            )
-        }) {
-            if let ExprKind::Call(call) = &e.value.kind {
-                let place = if call.name.name == "activate" {
-                    "an `activate` option"
-                } else {
-                    "a hook argument"
-                };
-                args(&mut binder, &call.args, &scopes.scope(None, place));
-            }
-        }
+    for (_, hook) in FlowSettings::of_flow(graph.file, graph.flow).hooks {
+        let call = hook.value;
+        let place = if call.name.name == "activate" {
+            "an `activate` option"
+        } else {
+            "a hook argument"
+        };
+        args(&mut binder, &call.args, &scopes.scope(None, place));
     }
     ctx.out.extend(binder.out);
 }

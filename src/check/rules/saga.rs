@@ -4,6 +4,7 @@
 
 use crate::check::calls::{bind, find_activity, report_binding};
 use crate::check::graph::{FlowGraph, activity_calls, has_op};
+use crate::check::settings::StageSettings;
 use crate::check::{Ctx, values};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
@@ -152,14 +153,7 @@ fn compensation_call(
         &call.name.name,
         Some((def.file, def.node.name.span)),
     );
-    let retried = def
-        .node
-        .config
-        .as_ref()
-        .and_then(|c| c.get("retries"))
-        .and_then(|r| values::int(&r.value))
-        .is_some_and(|n| n > 0);
-    if !retried {
+    if StageSettings::of_activity(def.file, def.node).retries.value == 0 {
         ctx.emit(
             Diagnostic::warning(Code::W0401, file, call.name.span, format!("compensation `{}` has no retries", call.name.name))
                 .with_label("runs once")
