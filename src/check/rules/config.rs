@@ -345,61 +345,60 @@ fn count_or_percent(ctx: &mut Ctx, file: FileId, e: &ConfigEntry) {
 }
 
 fn relations(ctx: &mut Ctx, p: &StageSettings) {
+    // Each relation is reported at the entry that breaks it, in the block that wrote it.
+    let mut refuse = |code, at: Written, message: String, label: &str, help: &str| {
+        ctx.emit(
+            Diagnostic::error(code, at.file, at.entry.value.span, message)
+                .with_label(label)
+                .with_help(help),
+        )
+    };
     let retry_delay = p.retry_delay.value;
     if let (Some(max), Some(at)) = (p.max_retry_delay.value, p.max_retry_delay.written)
         && max < retry_delay
     {
-        ctx.emit(
-            Diagnostic::error(
-                Code::E0207,
-                at.file,
-                at.entry.value.span,
-                format!(
-                    "`max_retry_delay` {} is shorter than `retry_delay` {}",
-                    values::show(max),
-                    values::show(retry_delay)
-                ),
-            )
-            .with_label("cap below the first delay")
-            .with_help("the cap must be at least the first delay; raise it or lower `retry_delay`"),
+        refuse(
+            Code::E0207,
+            at,
+            format!(
+                "`max_retry_delay` {} is shorter than `retry_delay` {}",
+                values::show(max),
+                values::show(retry_delay)
+            ),
+            "cap below the first delay",
+            "the cap must be at least the first delay; raise it or lower `retry_delay`",
         );
     }
     let timeout = p.timeout.value;
     if let (Some(beat), Some(at), Some(t)) = (p.heartbeat.value, p.heartbeat.written, timeout)
         && beat >= t
     {
-        ctx.emit(
-            Diagnostic::error(
-                Code::E0208,
-                at.file,
-                at.entry.value.span,
-                format!(
-                    "`heartbeat` {} is not shorter than `timeout` {}",
-                    values::show(beat),
-                    values::show(t)
-                ),
-            )
-            .with_label("never fires before the timeout")
-            .with_help("a heartbeat must be shorter than the attempt's timeout"),
+        refuse(
+            Code::E0208,
+            at,
+            format!(
+                "`heartbeat` {} is not shorter than `timeout` {}",
+                values::show(beat),
+                values::show(t)
+            ),
+            "never fires before the timeout",
+            "a heartbeat must be shorter than the attempt's timeout",
         );
     }
     let (Some(limit), Some(at)) = (p.schedule_timeout.value, p.schedule_timeout.written) else {
         return;
     };
     match timeout {
-        Some(t) if t > limit => ctx.emit(
-            Diagnostic::error(
-                Code::E0209,
-                at.file,
-                at.entry.value.span,
-                format!(
-                    "`schedule_timeout` {} is shorter than `timeout` {}",
-                    values::show(limit),
-                    values::show(t)
-                ),
-            )
-            .with_label("bounds the whole stage, so it must hold one attempt")
-            .with_help("make `schedule_timeout` at least `timeout`"),
+        Some(t) if t > limit => refuse(
+            Code::E0209,
+            at,
+            format!(
+                "`schedule_timeout` {} is shorter than `timeout` {}",
+                values::show(limit),
+                values::show(t)
+            ),
+            "bounds the whole stage, so it must hold one attempt",
+            "make `schedule_timeout` at least `timeout`",
         ),
         _ => budget(ctx, p, at, limit),
     }
