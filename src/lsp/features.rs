@@ -269,6 +269,18 @@ pub fn completion(analysis: &Analysis, at: At) -> Value {
             );
         }
     }
+    // After `call`, or a jump's `->` (not a route case's): a flow.
+    let jump = context
+        .strip_suffix("->")
+        .map(str::trim_end)
+        .is_some_and(|c| c.ends_with('|') || c.ends_with('='));
+    if last_word == "call" || jump {
+        return Value::Array(index.flow_names().map(|f| item(f, 9, "flow")).collect());
+    }
+    // A route case's target.
+    if context.ends_with("->") {
+        return Value::Array(stages());
+    }
     // Otherwise: activities and flows.
     let mut items: Vec<Value> = index
         .activity_names()

@@ -243,6 +243,10 @@ pub struct Binding {
     pub sql: String,
     /// Flow parameters and run values the expression uses.
     pub params: Vec<String>,
+    /// The expression reads a column of the input row (`_.x`). Outside `each`, such a call
+    /// takes the input's single row, and refuses zero or several rows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reads_row: bool,
     /// The parameter's declared type: how the value reaches the activity or flow.
     #[serde(rename = "type", default)]
     pub ty: ValueType,

@@ -607,6 +607,10 @@ impl Lowering<'_, '_> {
                 OpKind::Jump(call) => Step::Jump {
                     target: self.flow_ref(call),
                 },
+                OpKind::CallFlow(call) => Step::Call {
+                    target: self.flow_ref(call),
+                    parent_close: settings.parent_close.value,
+                },
                 OpKind::End => Step::End,
                 _ => continue,
             });
@@ -749,6 +753,7 @@ impl Lowering<'_, '_> {
                     param: p.name.name.to_string(),
                     sql,
                     params: w.take_params(),
+                    reads_row: std::mem::take(&mut w.reads_row),
                     ty: p.ty.value.into(),
                 })
             })
@@ -822,6 +827,8 @@ impl Lowering<'_, '_> {
                     param: name.name.to_string(),
                     sql: w.expr(&o.value),
                     params: w.take_params(),
+                    // The checker refuses `_` in `activate` options.
+                    reads_row: false,
                     ty: crate::value::ValueType::Any,
                 }),
             }

@@ -41,6 +41,8 @@ pub struct Writer<'a> {
     /// Signals of the flow: name and the SQL of the initial value.
     signals: Option<&'a BTreeMap<String, String>>,
     pub used: BTreeSet<String>,
+    /// An expression written since this was last reset read a column of the row (`_.x`).
+    pub reads_row: bool,
     /// The rows after a `join`: a qualified name (`customers.name`) is written as the column
     /// it became there (`customers_name`).
     pub joined: Option<crate::check::binder::Row>,
@@ -59,6 +61,7 @@ impl<'a> Writer<'a> {
             unknown: Row::unknown(),
             signals: None,
             used: BTreeSet::new(),
+            reads_row: false,
             joined: None,
         }
     }
@@ -134,7 +137,10 @@ impl<'a> Writer<'a> {
             ExprKind::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
             ExprKind::Null => "NULL".to_string(),
             ExprKind::Name(n) => self.name(&n.name),
-            ExprKind::Field(f) if f.base.name == "_" => quote_ident(&f.field.name),
+            ExprKind::Field(f) if f.base.name == "_" => {
+                self.reads_row = true;
+                quote_ident(&f.field.name)
+            }
             ExprKind::Field(f) if f.base.name == "signal" => self
                 .signal(&f.field.name)
                 .unwrap_or_else(|| format!("\"signal\".{}", quote_ident(&f.field.name))),

@@ -28,6 +28,12 @@ pub enum StageError {
         tolerated: f64,
         first: String,
     },
+    /// A single call's arguments read the row (`_.x`), and the input has not one row.
+    NotOneRow {
+        stage: String,
+        callee: String,
+        rows: usize,
+    },
     /// The stage's data: its SQL, files, arguments or the run's database.
     Data(String),
 }
@@ -56,6 +62,20 @@ impl std::fmt::Display for StageError {
                     Some(cause) => write!(f, ": {cause}"),
                     None => Ok(()),
                 }
+            }
+            StageError::NotOneRow {
+                stage,
+                callee,
+                rows,
+            } => {
+                let rows = match rows {
+                    0 => "no rows".to_string(),
+                    n => format!("{n} rows"),
+                };
+                write!(
+                    f,
+                    "stage `{stage}` passes columns of its input row (`_.`) to `{callee}`, which takes exactly one row; the input has {rows} (use `each` for one call per row, or `limit 1`)"
+                )
             }
             StageError::Items {
                 failed,

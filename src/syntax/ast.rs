@@ -282,6 +282,8 @@ pub enum OpKind {
     WaitUntil(Expr),
     Activate(Box<Activate>),
     Jump(Box<FlowCall>),
+    /// A child flow run with arguments from the input's single row (`| call F(n: _.x)`).
+    CallFlow(Box<FlowCall>),
     End,
     Activity(Box<Call>),
 }

@@ -205,6 +205,7 @@ fn op_kind(k: &OpKind) -> String {
             args_tail(&a.options)
         ),
         OpKind::Jump(f) => format!("(jump {})", flow_call(f)),
+        OpKind::CallFlow(f) => format!("(call {})", flow_call(f)),
         OpKind::End => "(end)".to_string(),
         OpKind::Activity(c) => format!("(activity {})", call(c)),
     }

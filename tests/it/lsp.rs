@@ -339,3 +339,48 @@ fn malformed_messages_are_skipped_and_the_protocol_ends_by_its_rules() {
     client.notify("exit", json!(null));
     assert_eq!(client.child.wait().unwrap().code(), Some(1));
 }
+
+/// The patterns' syntax in the editor: after `| call ` and a jump's `->` the completion
+/// offers flows (a route case's `->` still offers stages), and a flow named by `| call`
+/// jumps to its definition.
+#[test]
+fn the_language_server_knows_calls_after_a_pipe() {
+    const PATTERNS: &str = "flow Report(n: int) = { stage r = from [[n]] as t(n) }\nflow Main = {\n  stage totals = from [[1]] as t(total) | call Report(n: _.total)\n  stage split = from totals | route { case true -> a else -> b }\n  stage a = from split\n  stage b = from split | -> Report(n: 1)\n}\n";
+    let dir = scratch("lsp_patterns", &[("main.wv", PATTERNS)]);
+    let root = format!("file://{}", dir.display());
+    let uri = format!("{root}/main.wv");
+    let mut client = Client::start();
+    client.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": root, "capabilities": {} }),
+    );
+    client.notify("initialized", json!({}));
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "wvflow", "version": 1, "text": PATTERNS } }),
+    );
+    assert!(client.diagnostics(&uri).is_empty());
+    let at = |line: u32, character: u32| json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } });
+    let labels = |result: Value| -> Vec<String> {
+        result
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["label"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // `| call R|eport`: the cursor after `R` (line 2, column 48).
+    let after_call = labels(client.request("textDocument/completion", at(2, 48)));
+    assert_eq!(after_call, ["Main", "Report"]);
+    // `| -> R|eport` on line 5.
+    let after_jump = labels(client.request("textDocument/completion", at(5, 29)));
+    assert_eq!(after_jump, ["Main", "Report"]);
+    // `case true -> a`: stages, not flows.
+    let after_case = labels(client.request("textDocument/completion", at(3, 52)));
+    assert_eq!(after_case, ["a", "b", "split", "totals"]);
+    let definition = client.request("textDocument/definition", at(2, 49));
+    assert_eq!(
+        definition["range"]["start"],
+        json!({ "line": 0, "character": 5 })
+    );
+}

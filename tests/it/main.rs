@@ -12,6 +12,7 @@ mod grammar;
 mod hardening;
 mod lsp;
 mod parse_snapshots;
+mod patterns;
 mod plan;
 mod rules;
 mod run_cli;

@@ -201,7 +201,8 @@ fn names_that_do_not_resolve_are_reported_before_anything_runs() {
     let cases: [(&str, &str, &str); 8] = [
         (
             "row_outside_each",
-            "activity echoarg(v: string) = exec('echo', v)\nflow f = {\n  stage s = from [[1]] as t(result) | echoarg(_.result)\n}\n",
+            // A stage with no input has no row; after `|`, `_` is the single input row.
+            "activity echoarg(v: string) = exec('echo', v)\nflow f = {\n  stage s = echoarg(_.result)\n}\n",
             "E0616",
         ),
         (

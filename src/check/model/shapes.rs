@@ -108,15 +108,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
                     .collect();
                 Row::of(union_by_name(&shapes), "merged")
             }
-            SourceKind::CallFlow(_) => Row::of(
-                Some(
-                    CALL_COLUMNS
-                        .iter()
-                        .map(|c| Column::new(*c, ValueType::String))
-                        .collect(),
-                ),
-                "call",
-            ),
+            SourceKind::CallFlow(_) => call_row(),
             SourceKind::Activity(_) | SourceKind::Jump(_) => Row::unknown(),
         };
         let mut before = Vec::with_capacity(stage.body.ops.len());
@@ -223,6 +215,10 @@ impl<'g, 'w> Shapes<'g, 'w> {
                 OpKind::Each(_) | OpKind::Activity(_) => {
                     before.push(row.clone());
                     row = Row::unknown();
+                }
+                OpKind::CallFlow(_) => {
+                    before.push(row.clone());
+                    row = call_row();
                 }
                 // `order by` right after `select` is part of the same SQL query: it may name
                 // the selected columns and those they were selected from.
@@ -478,5 +474,18 @@ fn csv_header(path: &Path) -> Shape {
             .iter()
             .map(|h| Column::new(h, ValueType::Any))
             .collect(),
+    )
+}
+
+/// What a child run (`call F(...)`) leaves: one row describing it.
+fn call_row() -> Row {
+    Row::of(
+        Some(
+            CALL_COLUMNS
+                .iter()
+                .map(|c| Column::new(*c, ValueType::String))
+                .collect(),
+        ),
+        "call",
     )
 }

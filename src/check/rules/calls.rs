@@ -49,6 +49,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
             match &op.kind {
                 OpKind::Activity(call) | OpKind::Each(call) => activity_call(ctx, file, call),
                 OpKind::Jump(call) => flow_call(ctx, file, call, "->"),
+                OpKind::CallFlow(call) => flow_call(ctx, file, call, "call"),
                 OpKind::Activate(activate) => activation(ctx, file, activate),
                 _ => {}
             }
@@ -595,6 +596,9 @@ fn flow_refs(f: &Flow, jumps: bool) -> Vec<(String, Span)> {
             for op in &s.body.ops {
                 match &op.kind {
                     OpKind::Jump(call) if jumps => {
+                        out.push((call.name.name.to_string(), call.name.span))
+                    }
+                    OpKind::CallFlow(call) if !jumps => {
                         out.push((call.name.name.to_string(), call.name.span))
                     }
                     OpKind::Fork(children) => stack.extend(children.iter()),

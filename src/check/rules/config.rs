@@ -511,6 +511,7 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &StageSettings) {
     }
     if let Some(e) = p.parent_close.own()
         && !matches!(stage.body.source.kind, SourceKind::CallFlow(_))
+        && !has_op(stage, |k| matches!(k, OpKind::CallFlow(_)))
     {
         found.push(warn(
             e,

@@ -210,10 +210,17 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &
                 each_row = Some(row);
                 args(binder, &call.args, &per_row("an `each` argument"));
             }
+            // Without `each`, `_` is the input's single row (the runtime refuses any other
+            // number of rows).
             OpKind::Activity(call) => args(
                 binder,
                 &call.args,
-                &scopes.scope(None, "an activity argument without `each`"),
+                &per_row("an activity argument without `each`"),
+            ),
+            OpKind::CallFlow(call) => args(
+                binder,
+                call.args.as_deref().unwrap_or_default(),
+                &per_row("a `call` argument"),
             ),
             OpKind::WaitUntil(e) => {
                 binder.bind(e, &per_row("a `wait until` condition"));

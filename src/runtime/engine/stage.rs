@@ -230,8 +230,11 @@ impl StageRun<'_, '_> {
                     Rows::union_by_name(parts).into()
                 }
                 Step::Invoke { invocation } => {
-                    let args = self.bind(invocation, None).map_err(|e| (e.into(), 1))?;
                     let input = values(input)?;
+                    let row = self
+                        .one_row(&invocation.bindings, &input, &invocation.activity)
+                        .map_err(|e| (e, 1))?;
+                    let args = self.bind(invocation, row).map_err(|e| (e.into(), 1))?;
                     self.call(invocation, args, input)?
                 }
                 Step::Each {
@@ -281,7 +284,7 @@ impl StageRun<'_, '_> {
                 Step::End => input,
                 Step::Jump { target } => {
                     let input = values(input)?;
-                    let jump = self.target(target, &input).map_err(|e| (e.into(), 1))?;
+                    let jump = self.target(target, &input).map_err(|e| (e, 1))?;
                     if let Ok(mut jumps) = self.ctx.jumps.lock() {
                         jumps.push(jump);
                     }
@@ -291,9 +294,7 @@ impl StageRun<'_, '_> {
                     target,
                     parent_close,
                 } => {
-                    let child = self
-                        .target(target, &values(input)?)
-                        .map_err(|e| (e.into(), 1))?;
+                    let child = self.target(target, &values(input)?).map_err(|e| (e, 1))?;
                     let runner = self.ctx.flows.ok_or_else(|| {
                         ("child runs are not available here".to_string().into(), 1)
                     })?;
@@ -345,15 +346,37 @@ impl StageRun<'_, '_> {
         Ok(rows.unwrap_or_default())
     }
 
-    /// A flow reference with its arguments evaluated (columns from the first input row).
-    pub(super) fn target(&mut self, target: &FlowRef, input: &Rows) -> Result<Jump, String> {
-        let first = input.first_row();
-        let args = bind_one(self.store, &target.args, &self.ctx.params, first.as_ref())?;
+    /// A flow reference with its arguments evaluated ([`Self::one_row`]).
+    pub(super) fn target(&mut self, target: &FlowRef, input: &Rows) -> Result<Jump, StageError> {
+        let row = self.one_row(&target.args, input, &target.flow)?;
+        let args = bind_one(self.store, &target.args, &self.ctx.params, row)?;
         Ok(Jump {
             flow: target.flow.clone(),
             version: target.version,
             args,
         })
+    }
+
+    /// The one rule for a single call (an activity without `each`, `call`, `->`) whose
+    /// arguments read the row (`_.x`): they come from the input's only row. Zero or several
+    /// rows refuse the call rather than pick one. `None`: no argument reads the row.
+    fn one_row<'r>(
+        &self,
+        bindings: &[Binding],
+        input: &'r Rows,
+        callee: &str,
+    ) -> Result<Option<&'r Rows>, StageError> {
+        if !bindings.iter().any(|b| b.reads_row) {
+            return Ok(None);
+        }
+        match input.len() {
+            1 => Ok(Some(input)),
+            rows => Err(StageError::NotOneRow {
+                stage: self.stage.id.clone(),
+                callee: callee.to_string(),
+                rows,
+            }),
+        }
     }
 
     fn query(&mut self, sql: &str, input: Option<&Rows>) -> Result<Rows, String> {

@@ -264,7 +264,9 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
             .ignore_then(flow_call(src))
             .map(|f| OpKind::Jump(Box::new(f))),
         end_flow,
-        flow_call_refused(src, Token::Pipe),
+        just(Token::Call)
+            .ignore_then(flow_call(src))
+            .map(|f| OpKind::CallFlow(Box::new(f))),
         call_with(src, expr(src)).map(|c| OpKind::Activity(Box::new(c))),
     ))
     .boxed()
