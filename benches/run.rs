@@ -73,6 +73,7 @@ fn run(name: &str, src: &str, recorded: bool) -> (f64, usize, String) {
     });
     let ctx = Context {
         clock: &SystemClock::default(),
+        epoch: wvflow::runtime::schedule::utc_now(),
         random: &random,
         launcher: &ProcessLauncher,
         cwd: dir.clone(),

@@ -104,6 +104,7 @@ codes! {
     E0012: "nesting too deep";
     E0013: "file too large";
     E0014: "NUL character in a string";
+    E0015: "malformed date or timestamp literal";
     E0101: "stage defined twice";
     E0102: "flow defined twice";
     E0103: "activity defined twice";
@@ -166,6 +167,7 @@ codes! {
     E0617: "unknown function";
     E0618: "wrong number of function arguments";
     E0619: "two parameters, one environment variable";
+    E0620: "`wait` without a duration";
     W0101: "triggered stage reads a stage that may have failed";
     W0102: "route without `else`";
     W0103: "name looks like a misspelled stage";

@@ -306,6 +306,10 @@ pub enum Step {
     },
     Wait {
         ms: u64,
+        /// A duration written as an expression (a parameter): evaluated when the wait
+        /// starts, instead of `ms`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration: Option<Sql>,
     },
     WaitUntil {
         condition: Sql,

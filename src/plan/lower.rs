@@ -26,7 +26,7 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
             .iter()
             .filter_map(wanted)
             .map(|m| {
-                let mut w = Writer::new(&flow_params);
+                let mut w = Writer::new(&flow_params).typed(&flow.params);
                 if let Some(signals) = signals {
                     w = w.with_signals(signals);
                 }
@@ -138,7 +138,7 @@ fn json_value(e: &ast::Expr) -> serde_json::Value {
     match &e.kind {
         ExprKind::Int(n) => Value::from(*n),
         ExprKind::Float(x) => Value::from(*x),
-        ExprKind::Str(s) => Value::from(s.as_str()),
+        ExprKind::Str(s) | ExprKind::Time { value: s, .. } => Value::from(s.as_str()),
         ExprKind::Bool(b) => Value::from(*b),
         ExprKind::Duration { millis, .. } => Value::from(*millis),
         ExprKind::Null => Value::Null,
@@ -222,7 +222,7 @@ fn route_filters(
             let OpKind::Route(route) = &op.kind else {
                 continue;
             };
-            let mut w = Writer::new(flow_params);
+            let mut w = Writer::new(flow_params).typed(&graph.flow.params);
             let route_name = node.stage.name.name.to_string();
             if let Some(by) = &route.by {
                 let bucket = format!("((({}) % 100) + 100) % 100", w.expr(by));
@@ -276,7 +276,9 @@ struct Lowering<'a, 'w> {
 
 impl Lowering<'_, '_> {
     fn writer(&self) -> Writer<'_> {
-        Writer::new(self.flow_params).with_signals(self.signals)
+        Writer::new(self.flow_params)
+            .typed(&self.graph.flow.params)
+            .with_signals(self.signals)
     }
 
     fn stage(&self, i: usize) -> StagePlan {
@@ -449,6 +451,14 @@ impl Lowering<'_, '_> {
                 });
                 None
             }
+            SourceKind::Wait(e) => {
+                steps.push(wait(&mut w, e));
+                None
+            }
+            SourceKind::WaitUntil(e) => {
+                steps.push(wait_until(&mut w, e, settings, false));
+                None
+            }
         };
         let types_at = |at: Option<usize>| -> Vec<crate::value::ValueType> {
             let shape = match at {
@@ -580,20 +590,8 @@ impl Lowering<'_, '_> {
                 OpKind::Fork(children) => Step::Fork {
                     branches: children.iter().map(|c| c.name.name.to_string()).collect(),
                 },
-                OpKind::Wait(e) => Step::Wait {
-                    ms: values::duration(e).map_or(0, |d| d.as_millis() as u64),
-                },
-                OpKind::WaitUntil(e) => {
-                    let poll = millis(settings.poll_interval.value);
-                    let text = format!("SELECT EXISTS (SELECT 1 FROM _input WHERE {})", w.expr(e));
-                    Step::WaitUntil {
-                        condition: Sql {
-                            text,
-                            params: w.take_params(),
-                        },
-                        poll_interval_ms: poll,
-                    }
-                }
+                OpKind::Wait(e) => wait(&mut w, e),
+                OpKind::WaitUntil(e) => wait_until(&mut w, e, settings, true),
                 OpKind::Activate(a) => Step::Activate {
                     activation: self.activation(activation_target(&a.target.value), &a.options),
                 },
@@ -838,6 +836,38 @@ impl Lowering<'_, '_> {
             options: literal,
             computed,
         }
+    }
+}
+
+/// `wait(d)`: a duration literal, or an expression of type duration (the checker refuses
+/// anything else), evaluated when the wait starts.
+fn wait(w: &mut Writer, e: &ast::Expr) -> Step {
+    match values::duration(e) {
+        Ok(d) => Step::Wait {
+            ms: millis(d),
+            duration: None,
+        },
+        Err(_) => Step::Wait {
+            ms: 0,
+            duration: Some(Sql {
+                text: w.expr(e),
+                params: w.take_params(),
+            }),
+        },
+    }
+}
+
+/// `wait until COND`, over the input's rows (an operator) or over nothing (a source: an ETA
+/// or a condition over parameters, signals and `now()`).
+fn wait_until(w: &mut Writer, e: &ast::Expr, settings: &StageSettings, over_input: bool) -> Step {
+    let from = if over_input { " FROM _input" } else { "" };
+    let text = format!("SELECT EXISTS (SELECT 1{from} WHERE {})", w.expr(e));
+    Step::WaitUntil {
+        condition: Sql {
+            text,
+            params: w.take_params(),
+        },
+        poll_interval_ms: millis(settings.poll_interval.value),
     }
 }
 

@@ -245,7 +245,11 @@ fn step(s: &Step) -> String {
             format!("route: {}", targets.join("; "))
         }
         Step::Fork { branches } => format!("fork: {}", branches.join(", ")),
-        Step::Wait { ms } => format!("wait: {}", duration(*ms)),
+        Step::Wait {
+            duration: Some(sql),
+            ..
+        } => format!("wait: {}", sql.text),
+        Step::Wait { ms, .. } => format!("wait: {}", duration(*ms)),
         Step::WaitUntil {
             condition,
             poll_interval_ms,

@@ -74,6 +74,17 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// A writer that knows the declared types of the flow's parameters (so that timestamp
+    /// arithmetic is written as such).
+    pub fn typed(mut self, params: &'a [crate::syntax::ast::Param]) -> Self {
+        for (name, ty) in &mut self.values {
+            if let Some(p) = params.iter().find(|p| p.name.name == *name) {
+                *ty = p.ty.value.into();
+            }
+        }
+        self
+    }
+
     /// A writer that also knows the flow's signals.
     pub fn with_signals(mut self, signals: &'a BTreeMap<String, String>) -> Self {
         self.signal_names = signals.keys().map(String::as_str).collect();
@@ -132,7 +143,7 @@ impl<'a> Writer<'a> {
         match &e.kind {
             ExprKind::Int(n) => n.to_string(),
             ExprKind::Float(x) => format!("{x:?}"),
-            ExprKind::Str(s) => quote_str(s),
+            ExprKind::Str(s) | ExprKind::Time { value: s, .. } => quote_str(s),
             ExprKind::Duration { millis, .. } => millis.to_string(),
             ExprKind::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
             ExprKind::Null => "NULL".to_string(),
@@ -175,6 +186,16 @@ impl<'a> Writer<'a> {
                 UnaryOp::Neg => format!("-{}", self.operand(operand)),
                 UnaryOp::Not => format!("NOT {}", self.operand(operand)),
             },
+            ExprKind::Binary { op, lhs, rhs }
+                if matches!(op, BinaryOp::Add | BinaryOp::Sub) && self.temporal(lhs, rhs) =>
+            {
+                let function = if *op == BinaryOp::Add {
+                    "wv_add"
+                } else {
+                    "wv_sub"
+                };
+                format!("{function}({}, {})", self.expr(lhs), self.expr(rhs))
+            }
             ExprKind::Binary { op, lhs, rhs } => {
                 let symbol = match op {
                     BinaryOp::Or => "OR",
@@ -217,6 +238,55 @@ impl<'a> Writer<'a> {
                 )
             }
             ExprKind::Error => "NULL".to_string(),
+        }
+    }
+
+    /// Whether `l ± r` involves a timestamp, a date or a duration with something that is not
+    /// a known number: SQLite's `+` would add text and milliseconds as numbers, so the
+    /// engine's typed `wv_add`/`wv_sub` do it (and refuse what they cannot read).
+    fn temporal(&self, l: &Expr, r: &Expr) -> bool {
+        use ValueType as T;
+        let number = |t: T| matches!(t, T::Int | T::Float | T::Duration);
+        match (self.static_type(l), self.static_type(r)) {
+            (T::Timestamp | T::Date, _) | (_, T::Timestamp | T::Date) => true,
+            (T::Duration, other) | (other, T::Duration) => !number(other),
+            _ => false,
+        }
+    }
+
+    /// The type of an expression as far as the writer knows: literals, parameters, run
+    /// values, functions and operators over them; columns are `Any`.
+    fn static_type(&self, e: &Expr) -> ValueType {
+        use ValueType as T;
+        match &e.kind {
+            ExprKind::Int(_) => T::Int,
+            ExprKind::Float(_) => T::Float,
+            ExprKind::Str(_) => T::String,
+            ExprKind::Duration { .. } => T::Duration,
+            ExprKind::Bool(_) => T::Boolean,
+            ExprKind::Time { ty, .. } => (*ty).into(),
+            ExprKind::Name(n) => match self.resolve(&n.name) {
+                Meaning::Value(ty) => ty,
+                _ => T::Any,
+            },
+            ExprKind::Call(call) => match crate::check::functions::lookup(&call.name.name) {
+                Some(f) => match f.returns {
+                    crate::check::functions::Returns::Fixed(ty) => ty,
+                    crate::check::functions::Returns::FirstArgument => call
+                        .args
+                        .first()
+                        .map_or(T::Any, |a| self.static_type(&a.value)),
+                },
+                None => T::Any,
+            },
+            ExprKind::Unary {
+                op: UnaryOp::Neg,
+                operand,
+            } => self.static_type(operand),
+            ExprKind::Binary { op, lhs, rhs } => {
+                crate::check::binder::binary_type(*op, self.static_type(lhs), self.static_type(rhs))
+            }
+            _ => T::Any,
         }
     }
 

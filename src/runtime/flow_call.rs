@@ -45,7 +45,7 @@ pub fn call_args(call: &crate::syntax::ast::FlowCall) -> Result<CallArgs, String
         let value = match &arg.value.kind {
             ExprKind::Int(n) => Value::Integer(*n),
             ExprKind::Float(x) => Value::Real(*x),
-            ExprKind::Str(s) => Value::Text(s.to_string()),
+            ExprKind::Str(s) | ExprKind::Time { value: s, .. } => Value::Text(s.to_string()),
             ExprKind::Bool(b) => Value::Integer(*b as i64),
             ExprKind::Duration { millis, .. } => Value::Integer(*millis as i64),
             ExprKind::Null => Value::Null,

@@ -311,6 +311,7 @@ impl Runner<'_> {
         let progress = Tee(observers);
         let ctx = Context {
             clock: &SystemClock::default(),
+            epoch: utc_now(),
             random: &self.random,
             launcher: &ProcessLauncher,
             cwd: folder,

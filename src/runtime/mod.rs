@@ -4,6 +4,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`store`] | SQLite: workspace and run databases, file sources, idempotency records |
+//! | [`sql_functions`] | what wvflow adds to SQLite: `hash`, `now()` on the run clock, time arithmetic |
 //! | [`activate`] | delivering rows to a file, a webhook or the log |
 //! | [`activity`] | starting an activity: argv or `sh`, NDJSON in and out, timeouts, heartbeat |
 //! | [`output`] | an activity's rows: in memory, or spooled to a file as they come |
@@ -33,5 +34,6 @@ pub mod retry;
 pub mod runs;
 pub mod schedule;
 pub mod scheduler;
+pub mod sql_functions;
 pub mod state;
 pub mod store;

@@ -4,7 +4,6 @@
 
 use super::output::Output;
 use crate::value::{self, ValueType};
-use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 use std::collections::BTreeMap;
@@ -268,6 +267,8 @@ pub struct Store {
     /// Relative file paths resolve against this folder (the `.wv` file's folder).
     base: PathBuf,
     next_temp: usize,
+    /// What `now()` reads.
+    pub now: super::sql_functions::Now,
 }
 
 fn quote(name: &str) -> String {
@@ -289,32 +290,13 @@ impl Store {
         super::runs::schema::migrate(&conn)?;
         conn.execute("ATTACH DATABASE ?1 AS run", [run_db])
             .map_err(|e| e.to_string())?;
-        // A stable hash for `route by hash(...)`: FNV-1a over the value's text.
-        conn.create_scalar_function(
-            "wv_hash",
-            1,
-            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-            |ctx| {
-                let text = match ctx.get::<Value>(0)? {
-                    Value::Null => String::new(),
-                    Value::Integer(n) => n.to_string(),
-                    Value::Real(x) => x.to_string(),
-                    Value::Text(s) => s,
-                    Value::Blob(b) => String::from_utf8_lossy(&b).into_owned(),
-                };
-                let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-                for byte in text.bytes() {
-                    hash ^= byte as u64;
-                    hash = hash.wrapping_mul(0x0100_0000_01b3);
-                }
-                Ok((hash >> 1) as i64)
-            },
-        )
-        .map_err(|e| e.to_string())?;
+        let now = super::sql_functions::Now::default();
+        super::sql_functions::register(&conn, &now).map_err(|e| e.to_string())?;
         Ok(Store {
             conn,
             base: base.to_path_buf(),
             next_temp: 0,
+            now,
         })
     }
 

@@ -196,6 +196,11 @@ pub enum SourceKind {
     CallFlow(Box<FlowCall>),
     /// Continue in another flow.
     Jump(Box<FlowCall>),
+    /// A countdown: the stage waits this long, then succeeds with no rows.
+    Wait(Expr),
+    /// An ETA or a condition over parameters, signals and `now()`: re-checked every
+    /// `poll_interval` until true, then the stage succeeds with no rows.
+    WaitUntil(Expr),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -402,6 +407,12 @@ pub enum ExprKind {
     },
     Bool(bool),
     Null,
+    /// `date '2026-12-01'` or `timestamp '2026-12-01T09:00:00Z'`, with its value in the stored
+    /// form (`YYYY-MM-DD`, RFC 3339 UTC).
+    Time {
+        ty: Type,
+        value: SmolStr,
+    },
     Name(Ident),
     /// `base.field`, including `_.column` for the current row.
     Field(Box<Field>),

@@ -120,6 +120,8 @@ fn source(s: &Source) -> String {
         SourceKind::Activity(c) => format!("(activity {})", call(c)),
         SourceKind::CallFlow(f) => format!("(call {})", flow_call(f)),
         SourceKind::Jump(f) => format!("(jump {})", flow_call(f)),
+        SourceKind::Wait(e) => format!("(wait {})", expr(e)),
+        SourceKind::WaitUntil(e) => format!("(wait-until {})", expr(e)),
     }
 }
 
@@ -293,6 +295,7 @@ pub fn expr(e: &Expr) -> String {
         ExprKind::Int(n) => n.to_string(),
         ExprKind::Float(x) => format!("{x:?}"),
         ExprKind::Str(s) => quote(s),
+        ExprKind::Time { ty, value } => format!("({} {})", ty.name(), quote(value)),
         ExprKind::Duration {
             amount,
             unit,

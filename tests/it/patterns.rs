@@ -107,3 +107,100 @@ fn a_stage_without_input_has_no_row_to_read() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("E0616"));
 }
+
+const DELAYS: &str = r#"-- Countdown and ETA without a dummy source.
+flow Delays(delay: duration = 1s, eta: timestamp = timestamp '2020-01-01T00:00:00Z') = {
+  stage pause = wait(delay)
+  stage due = wait until now() >= eta
+  stage countdown [poll_interval: 100ms, timeout: 10s] = wait until now() >= run_time + 1s
+  stage after = from pause | select 'done' as x
+}
+flow Never = {
+  stage never [poll_interval: 100ms, timeout: 1s] = wait until now() >= timestamp '2999-01-01T00:00:00Z'
+}
+flow Arithmetic(at: timestamp = timestamp '2026-12-01T09:00:00Z', step: duration = 90s) = {
+  stage s = from [[1]] as t(x)
+    | select at + step as later, at - timestamp '2026-12-01T08:00:00Z' as gap, date '2026-12-01' + 1d as next_day, now() >= at as passed
+    | activate('file', path: 'times.ndjson')
+}
+"#;
+
+/// `stage pause = wait(d)` and `stage at = wait until now() >= ...` are stages of their own:
+/// the countdown takes its duration (a parameter too), the ETA waits for the run's clock,
+/// and an ETA that does not come within the stage's `timeout` fails it.
+#[test]
+fn delays_are_stages_without_a_dummy_source() {
+    let dir = scratch("delays", &[("flow.wv", DELAYS)]);
+    let started = std::time::Instant::now();
+    let (code, summary) = run_json(&dir, Some("Delays(delay = 2s)"));
+    assert_eq!(code, Some(0), "{summary}");
+    let ms = |name: &str| stage(&summary, name)["duration_ms"].as_u64().unwrap();
+    assert!(ms("pause") >= 2000, "{summary}");
+    assert!(
+        ms("due") < 1000,
+        "an ETA in the past passes at once: {summary}"
+    );
+    // `run_time` is to the second: the countdown ends 0 to 1 s early or late.
+    assert!((0..2500).contains(&ms("countdown")), "{summary}");
+    assert_eq!(stage(&summary, "after")["state"], "success");
+    assert_eq!(stage(&summary, "after")["rows"], 0, "a delay has no rows");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+
+    let (code, summary) = run_json(&dir, Some("Never"));
+    assert_eq!(code, Some(1), "{summary}");
+    let never = stage(&summary, "never");
+    assert_eq!(never["state"], "failed");
+    assert!(
+        never["error"]
+            .as_str()
+            .unwrap()
+            .contains("not met within 1s"),
+        "{never}"
+    );
+}
+
+/// Timestamps and durations add as times, not as text and numbers: timestamp ± duration,
+/// timestamp - timestamp, date + duration, and `now()` compares with a timestamp.
+#[test]
+fn timestamp_arithmetic_is_time_arithmetic() {
+    let dir = scratch("time_arithmetic", &[("flow.wv", DELAYS)]);
+    let (code, summary) = run_json(&dir, Some("Arithmetic"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("times.ndjson")),
+        vec![serde_json::json!({
+            "later": "2026-12-01T09:01:30Z",
+            "gap": "1h",
+            "next_day": "2026-12-02T00:00:00Z",
+            "passed": false
+        })]
+    );
+}
+
+/// What a delay or a time literal cannot be is said before anything runs.
+#[test]
+fn delays_and_time_literals_are_checked() {
+    let dir = scratch(
+        "delays_checked",
+        &[(
+            "flow.wv",
+            "flow B(flag: boolean = true) = {\n  stage a = wait(5)\n  stage b = wait('abc')\n  stage c = wait(flag)\n  stage d = wait until now() > timestamp 'nope'\n  stage e = wait until now() > date '2026-02-30'\n  stage f [idempotency_key: 'k' || now()] = from [[1]] as t(x)\n}\n",
+        )],
+    );
+    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let codes: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("error[").map(|(_, r)| &r[..5]))
+        .collect();
+    assert_eq!(
+        codes,
+        ["E0620", "E0620", "E0620", "E0015", "E0015", "E0405"],
+        "{text}"
+    );
+    assert!(
+        text.contains("flow.wv:4:18: error[E0620]: `wait` takes a duration: found boolean"),
+        "{text}"
+    );
+}

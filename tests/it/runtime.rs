@@ -97,6 +97,8 @@ fn run_in(
     let random = SeededRandom::new(7);
     let ctx = Context {
         clock,
+        // `run_time` below: the run starts at its logical time.
+        epoch: "2026-01-01T00:00:00Z".parse().unwrap(),
         random: &random,
         launcher: &launcher,
         cwd: ".".into(),

@@ -217,7 +217,7 @@ fn names_that_do_not_resolve_are_reported_before_anything_runs() {
         ),
         (
             "unknown_function_in_wait",
-            "flow f(eta: string = '2026-01-01') = {\n  stage w = from [[1]] as t(x) | wait until now() >= eta\n}\n",
+            "flow f(eta: string = '2026-01-01') = {\n  stage w = from [[1]] as t(x) | wait until current_time_utc() >= eta\n}\n",
             "E0617",
         ),
         (

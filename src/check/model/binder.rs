@@ -205,6 +205,7 @@ impl Binder {
             ExprKind::Str(_) => ValueType::String,
             ExprKind::Duration { .. } => ValueType::Duration,
             ExprKind::Bool(_) => ValueType::Boolean,
+            ExprKind::Time { ty, .. } => (*ty).into(),
             ExprKind::Null | ExprKind::Star | ExprKind::Error => ValueType::Any,
             ExprKind::Name(n) => match scope.resolve(&n.name) {
                 Meaning::Value(ty) | Meaning::Column(_, ty) => ty,
@@ -522,6 +523,15 @@ pub fn binary_type(op: BinaryOp, l: ValueType, r: ValueType) -> ValueType {
                     T::Duration
                 }
                 (T::Duration, T::Int) if matches!(op, BinaryOp::Mul | BinaryOp::Div) => T::Duration,
+                (T::Timestamp | T::Date, T::Duration)
+                    if matches!(op, BinaryOp::Add | BinaryOp::Sub) =>
+                {
+                    T::Timestamp
+                }
+                (T::Duration, T::Timestamp | T::Date) if op == BinaryOp::Add => T::Timestamp,
+                (T::Timestamp | T::Date, T::Timestamp | T::Date) if op == BinaryOp::Sub => {
+                    T::Duration
+                }
                 _ => T::Any,
             }
         }

@@ -160,6 +160,17 @@ pub const FUNCTIONS: &[Function] = &[
             "a stable 63-bit hash of `x` as text (FNV-1a), the same on every machine",
         )
     },
+    Function {
+        sql: "wv_now",
+        ..f(
+            "now",
+            (0, Some(0)),
+            Fixed(T::Timestamp),
+            Scalar,
+            "now()",
+            "the current time in UTC, on the run's clock (re-read at each `wait until` check)",
+        )
+    },
     f(
         "date",
         (1, None),

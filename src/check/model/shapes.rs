@@ -110,6 +110,10 @@ impl<'g, 'w> Shapes<'g, 'w> {
             }
             SourceKind::CallFlow(_) => call_row(),
             SourceKind::Activity(_) | SourceKind::Jump(_) => Row::unknown(),
+            // A delay has no rows, and no columns.
+            SourceKind::Wait(_) | SourceKind::WaitUntil(_) => {
+                Row::of(Some(Vec::new().into()), "wait")
+            }
         };
         let mut before = Vec::with_capacity(stage.body.ops.len());
         let mut grouped: Option<Row> = None;

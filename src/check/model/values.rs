@@ -57,6 +57,11 @@ pub fn describe(expr: &Expr) -> &'static str {
         ExprKind::Float(_) => "a number",
         ExprKind::Str(_) => "a string",
         ExprKind::Duration { .. } => "a duration",
+        ExprKind::Time {
+            ty: crate::syntax::ast::Type::Date,
+            ..
+        } => "a date",
+        ExprKind::Time { .. } => "a timestamp",
         ExprKind::Bool(_) => "a boolean",
         ExprKind::Null => "null",
         ExprKind::Name(_) => "a name",

@@ -411,6 +411,14 @@ pub fn literal_mismatch(ty: Type, value: &Expr) -> Option<String> {
         (ExprKind::Bool(_), Type::Boolean) => true,
         (ExprKind::Duration { .. }, Type::Duration) => true,
         (ExprKind::Str(_), Type::String) => true,
+        (ExprKind::Time { ty: Type::Date, .. }, Type::Date | Type::Timestamp) => true,
+        (
+            ExprKind::Time {
+                ty: Type::Timestamp,
+                ..
+            },
+            Type::Timestamp,
+        ) => true,
         // Text for a duration, date or timestamp: readable in the forms the runtime accepts
         // for such a parameter (one rule, `value::stored`).
         (ExprKind::Str(s), Type::Duration | Type::Date | Type::Timestamp) => {
@@ -429,6 +437,7 @@ pub fn literal_mismatch(ty: Type, value: &Expr) -> Option<String> {
             | ExprKind::Bool(_)
             | ExprKind::Duration { .. }
             | ExprKind::Str(_)
+            | ExprKind::Time { .. }
             | ExprKind::List(_),
             _,
         ) => false,

@@ -491,6 +491,7 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &StageSettings) {
     }
     if let Some(e) = p.poll_interval.own()
         && !has_op(stage, |k| matches!(k, OpKind::WaitUntil(_)))
+        && !matches!(stage.body.source.kind, SourceKind::WaitUntil(_))
     {
         found.push(warn(
             e,

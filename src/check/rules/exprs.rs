@@ -7,8 +7,9 @@ use crate::check::graph::FlowGraph;
 use crate::check::settings::FlowSettings;
 use crate::check::shapes::{Pipeline, Shapes};
 use crate::check::{Ctx, Def};
+use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{
-    Activity, Arg, Command, Config, ExprKind, Member, OpKind, SourceKind, SourceRef, Stage,
+    Activity, Arg, Command, Config, Expr, ExprKind, Member, OpKind, SourceKind, SourceRef, Stage,
 };
 use crate::value::ValueType;
 
@@ -146,6 +147,45 @@ fn values(binder: &mut Binder, r: &SourceRef, scopes: &FlowScopes) {
     }
 }
 
+/// `wait(D)`: a duration literal, or an expression of type duration (a parameter), which
+/// the run evaluates when the wait starts.
+fn wait_duration(binder: &mut Binder, e: &Expr, scope: &Scope) {
+    let literal = crate::check::values::duration(e);
+    if literal.is_ok() {
+        return;
+    }
+    let ty = binder.bind(e, scope);
+    if matches!(ty, ValueType::Duration | ValueType::Any) && !is_literal(e) {
+        return;
+    }
+    let found = match literal {
+        Err(reason) if is_literal(e) => reason,
+        _ => format!("found {}", ty.name()),
+    };
+    binder.out.push(
+        Diagnostic::error(
+            Code::E0620,
+            binder.file,
+            e.span,
+            format!("`wait` takes a duration: {found}"),
+        )
+        .with_label("not a duration")
+        .with_help("write `wait(30s)`, or pass a parameter of type duration"),
+    );
+}
+
+fn is_literal(e: &Expr) -> bool {
+    matches!(
+        e.kind,
+        ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Str(_)
+            | ExprKind::Bool(_)
+            | ExprKind::Null
+            | ExprKind::Time { .. }
+    )
+}
+
 fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &Stage) {
     match &stage.body.source.kind {
         SourceKind::From(refs) => refs.iter().for_each(|r| values(binder, r, scopes)),
@@ -164,6 +204,13 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &
             call.args.as_deref().unwrap_or_default(),
             &scopes.scope(None, "a jump argument (a stage with no input)"),
         ),
+        SourceKind::Wait(e) => wait_duration(binder, e, &scopes.scope(None, "a `wait` duration")),
+        SourceKind::WaitUntil(e) => {
+            binder.bind(
+                e,
+                &scopes.scope(None, "a `wait until` source (a stage with no input)"),
+            );
+        }
         SourceKind::Merge(_) => {}
     }
     let mut each_row = None;
@@ -235,11 +282,8 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &
                 call.args.as_deref().unwrap_or_default(),
                 &per_row("a jump argument"),
             ),
-            OpKind::Wait(_)
-            | OpKind::Limit(_)
-            | OpKind::SaveTo(_)
-            | OpKind::Fork(_)
-            | OpKind::End => {}
+            OpKind::Wait(e) => wait_duration(binder, e, &scopes.scope(None, "a `wait` duration")),
+            OpKind::Limit(_) | OpKind::SaveTo(_) | OpKind::Fork(_) | OpKind::End => {}
         }
     }
     if let Some(config) = &stage.config {

@@ -27,6 +27,8 @@ pub use stage::{bind, bind_one};
 /// What a run needs from outside: time, randomness, processes, and its values.
 pub struct Context<'a> {
     pub clock: &'a dyn Clock,
+    /// The wall time at which `clock` read zero: `now()` is this plus `clock.now()`.
+    pub epoch: chrono::DateTime<chrono::Utc>,
     pub random: &'a dyn Random,
     pub launcher: &'a dyn Launcher,
     /// Activities run here, and relative file paths resolve here: the `.wv` file's folder.
@@ -50,6 +52,16 @@ pub struct Context<'a> {
     /// Stages that succeeded in an earlier execution of this run (`runs resume`), in the
     /// order they finished: their tables are in the run database and they are not run again.
     pub resumed: Vec<StageSummary>,
+}
+
+impl Context<'_> {
+    /// The wall time on the run's clock: what `now()` gives.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Duration::from_std(self.clock.now())
+            .ok()
+            .and_then(|d| self.epoch.checked_add_signed(d))
+            .unwrap_or(self.epoch)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

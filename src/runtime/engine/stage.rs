@@ -198,6 +198,7 @@ impl StageRun<'_, '_> {
         let mut last_query: Option<&Sql> = None;
         for (index, step) in self.stage.steps.iter().enumerate() {
             self.step = index;
+            self.store.now.set(self.ctx.now());
             // The first step has no input; a later one reads the step before, even when it
             // produced no rows (an activity that printed nothing is an empty `_input`).
             let before = rows.take();
@@ -245,8 +246,12 @@ impl StageRun<'_, '_> {
                     .each(invocation, *concurrency, tolerated_failures, values(input)?)?
                     .into(),
                 Step::Route { .. } | Step::Fork { .. } => input,
-                Step::Wait { ms } => {
-                    if !nap(self.ctx, Duration::from_millis(*ms)) {
+                Step::Wait { ms, duration } => {
+                    let ms = match duration {
+                        Some(sql) => self.wait_duration(sql).map_err(|e| (e.into(), 1))?,
+                        None => *ms,
+                    };
+                    if !nap(self.ctx, Duration::from_millis(ms)) {
                         return Err((StageError::Cancelled, 1));
                     }
                     input
@@ -376,6 +381,22 @@ impl StageRun<'_, '_> {
                 callee: callee.to_string(),
                 rows,
             }),
+        }
+    }
+
+    /// The milliseconds of `wait(expression)`: a duration, or an error saying what it was.
+    fn wait_duration(&mut self, sql: &Sql) -> Result<u64, String> {
+        let rows = self.query(&format!("SELECT {}", sql.text), None)?;
+        match rows.first_value() {
+            Some(Value::Integer(ms)) if *ms >= 0 => Ok(*ms as u64),
+            other => Err(format!(
+                "`wait` needs a duration of zero or more, and `{}` is {}",
+                sql.text,
+                other.map_or("nothing".to_string(), |v| crate::value::text(
+                    v,
+                    crate::value::ValueType::Any
+                ))
+            )),
         }
     }
 
@@ -648,8 +669,11 @@ impl StageRun<'_, '_> {
         let started = self.ctx.clock.now();
         let limit = self.stage.timeout_ms.map(Duration::from_millis);
         loop {
+            self.store.now.set(self.ctx.now());
+            // As a stage's source, the condition reads no rows.
+            let rows = (!input.columns.is_empty()).then_some(&input);
             let met = self
-                .query(&condition.text, Some(&input))
+                .query(&condition.text, rows)
                 .map_err(|e| (e.into(), 1))?;
             if matches!(met.first_value(), Some(Value::Integer(1))) {
                 return Ok(input);

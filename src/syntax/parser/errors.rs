@@ -124,6 +124,24 @@ impl SyntaxError {
         )
     }
 
+    /// `date '...'` or `timestamp '...'` whose text is not one.
+    pub fn bad_time(span: Span, ty: crate::syntax::ast::Type, text: &str) -> Self {
+        let (what, forms) = match ty {
+            crate::syntax::ast::Type::Date => ("a date", "'YYYY-MM-DD', as in date '2026-12-01'"),
+            _ => (
+                "a timestamp",
+                "'YYYY-MM-DD HH:MM:SS' (UTC) or RFC 3339, as in timestamp '2026-12-01T09:00:00Z'",
+            ),
+        };
+        SyntaxError::custom(
+            Code::E0015,
+            span,
+            format!("'{text}' is not {what}"),
+            &format!("not {what}"),
+            &format!("write {forms}"),
+        )
+    }
+
     pub fn span(&self) -> Span {
         self.span
     }

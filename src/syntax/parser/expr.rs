@@ -3,7 +3,7 @@
 
 use super::errors::{Expected, SyntaxError};
 use super::{Parse, Span, exact, name, parenthesized, string};
-use crate::syntax::ast::{Arg, BinaryOp, Call, Expr, ExprKind, Field, Ident, UnaryOp};
+use crate::syntax::ast::{Arg, BinaryOp, Call, Expr, ExprKind, Field, Ident, Type, UnaryOp};
 use crate::syntax::literal::duration_parts;
 use crate::syntax::token::Token;
 use chumsky::pratt::{infix, left, none, postfix, prefix};
@@ -52,8 +52,30 @@ pub fn expr<'t>(src: &'t str) -> impl Parse<'t, Expr> {
             .map(exact)
             .delimited_by(just(Token::LBracket), just(Token::RBracket))
             .map(ExprKind::List);
+        // `date '...'` and `timestamp '...'`: a typed literal, checked where it is written.
+        let time = name(src)
+            .filter(|n: &Ident| matches!(n.name.as_str(), "date" | "timestamp"))
+            .then(string(src))
+            .validate(|(ty, text), e, emitter| {
+                let ty = Type::from_name(&ty.name).unwrap_or(Type::Timestamp);
+                let stored = crate::value::stored(
+                    rusqlite::types::Value::Text(text.value.to_string()),
+                    ty.into(),
+                );
+                match stored {
+                    Ok(rusqlite::types::Value::Text(value)) => ExprKind::Time {
+                        ty,
+                        value: value.into(),
+                    },
+                    _ => {
+                        emitter.emit(SyntaxError::bad_time(e.span(), ty, &text.value));
+                        ExprKind::Error
+                    }
+                }
+            });
         let atom = choice((
             literal,
+            time,
             named,
             just(Token::Star).to(ExprKind::Star),
             activate,

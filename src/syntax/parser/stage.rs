@@ -99,6 +99,14 @@ fn source<'t>(src: &'t str) -> impl Parse<'t, Source> {
         just(Token::Arrow)
             .ignore_then(flow_call(src))
             .map(|f| SourceKind::Jump(Box::new(f))),
+        just(Token::Wait).ignore_then(choice((
+            just(Token::Until)
+                .ignore_then(expr(src))
+                .map(SourceKind::WaitUntil),
+            expr(src)
+                .delimited_by(just(Token::LParen), just(Token::RParen))
+                .map(SourceKind::Wait),
+        ))),
         call_with(src, expr(src)).map(|c| SourceKind::Activity(Box::new(c))),
     ))
     .labelled(Expected::Source)
