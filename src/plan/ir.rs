@@ -346,6 +346,9 @@ pub struct RouteTarget {
     pub filter: String,
 }
 
+/// The SQL parameter that names the first upstream to succeed, in a `first_success` stage.
+pub const FIRST_SUCCESS_PARAM: &str = "@first_success";
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StagePlan {
     pub id: String,
@@ -368,6 +371,11 @@ pub struct StagePlan {
     /// recorded and reused under its own key.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotency_per_item: bool,
+    /// `trigger: first_success`: the stage starts when its first upstream succeeds, reads
+    /// only that stage's rows (its SQL compares [`FIRST_SUCCESS_PARAM`] with each upstream's
+    /// name), and the upstream stages still running are cancelled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_success: bool,
     /// The stage whose `fork { }` holds this one.
     pub fork_parent: Option<String>,
     pub connector: Option<String>,

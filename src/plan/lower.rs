@@ -314,6 +314,7 @@ impl Lowering<'_, '_> {
             compensation,
             idempotency_per_item: idempotency_per_item && idempotency_key.is_some(),
             idempotency_key,
+            first_success: first_success(&settings, stage),
             fork_parent: node.fork_parent.map(|p| self.graph.name(p).to_string()),
             connector: stage.connector.as_ref().map(|c| c.name.to_string()),
             retry,
@@ -670,13 +671,22 @@ impl Lowering<'_, '_> {
 
     /// Reading another stage: its table, filtered when this stage is one of its route targets.
     fn read_stage(&self, reader: &ast::Stage, stage: &str) -> String {
-        match self
+        let table = match self
             .route_filters
             .get(&(stage.to_string(), reader.name.name.to_string()))
         {
             Some(filter) => format!("(SELECT * FROM {} WHERE {filter})", sql::stage_table(stage)),
             None => sql::stage_table(stage),
+        };
+        if !first_success(&self.settings(reader), reader) {
+            return table;
         }
+        // Only the first upstream to succeed is read; another may have succeeded too.
+        format!(
+            "(SELECT * FROM {table} WHERE {} = {})",
+            FIRST_SUCCESS_PARAM,
+            sql::quote_str(stage)
+        )
     }
 
     fn stage_invocation(
@@ -839,6 +849,11 @@ impl Lowering<'_, '_> {
     }
 }
 
+/// Whether the stage starts at its first upstream's success (`trigger: first_success`).
+fn first_success(settings: &StageSettings, stage: &ast::Stage) -> bool {
+    stage.trigger.is_none() && settings.trigger.value == TriggerRule::FirstSuccess
+}
+
 /// `wait(d)`: a duration literal, or an expression of type duration (the checker refuses
 /// anything else), evaluated when the wait starts.
 fn wait(w: &mut Writer, e: &ast::Expr) -> Step {
@@ -915,6 +930,8 @@ fn rule_cond(rule: TriggerRule, upstream: &[String]) -> (Cond, &'static str) {
         ),
         TriggerRule::NoneSkipped => (all(not_each("skipped")), "not skipped"),
         TriggerRule::Always => (Cond::True, "done"),
+        // The executor starts the stage at the first success, without waiting for the rest.
+        TriggerRule::FirstSuccess => (any(each("success")), "first success"),
     }
 }
 

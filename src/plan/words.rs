@@ -54,6 +54,9 @@ vocabulary! {
         NoneFailedMinOneSuccess = "none_failed_min_one_success",
         NoneSkipped = "none_skipped",
         Always = "always",
+        /// Starts when the first upstream succeeds, reads its rows only, and cancels the
+        /// upstream stages still running (Temporal's Selector, `Promise.race`).
+        FirstSuccess = "first_success",
     }
 }
 

@@ -269,6 +269,9 @@ pub struct Store {
     next_temp: usize,
     /// What `now()` reads.
     pub now: super::sql_functions::Now,
+    /// Values of the stage being run that are not the run's: the first upstream to succeed
+    /// (`@first_success`).
+    pub stage_params: BTreeMap<String, Value>,
 }
 
 fn quote(name: &str) -> String {
@@ -297,6 +300,7 @@ impl Store {
             base: base.to_path_buf(),
             next_temp: 0,
             now,
+            stage_params: BTreeMap::new(),
         })
     }
 
@@ -467,6 +471,7 @@ impl Store {
             };
             let value = params
                 .get(&name)
+                .or_else(|| self.stage_params.get(&name))
                 .cloned()
                 .ok_or_else(|| format!("no value for parameter `{name}`"))?;
             statement

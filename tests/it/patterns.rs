@@ -204,3 +204,88 @@ fn delays_and_time_literals_are_checked() {
         "{text}"
     );
 }
+
+const RACE: &str = r#"activity probe(name: string, secs: float, code: int) = sh("""
+  sleep "$WV_SECS"
+  if [ "$WV_CODE" != 0 ]; then echo "probe $WV_NAME failed" >&2; exit "$WV_CODE"; fi
+  printf '{"probe": "%s"}\n' "$WV_NAME"
+""")
+activity long_job = sh("sleep 3")
+flow Race(fast_secs: float = 0.2, fast_code: int = 0, slow_secs: float = 30, slow_code: int = 0) = {
+  stage fast [on_failure: ignore] = probe('fast', fast_secs, fast_code)
+  stage slow [on_failure: ignore] = probe('slow', slow_secs, slow_code)
+  stage winner [trigger: first_success] = merge fast, slow | activate('file', path: 'winner.ndjson')
+}
+flow Crowded with { max_parallel: 2 } = {
+  stage fast = probe('fast', 0.2, 0)
+  stage slow = probe('slow', 0.8, 0)
+  stage blocker = long_job()
+  stage winner [trigger: first_success] = merge fast, slow | activate('file', path: 'crowded.ndjson')
+}
+"#;
+
+/// `trigger: first_success` starts the stage when the first upstream succeeds, reads that
+/// stage's rows only, and cancels the upstream stages still running (their processes
+/// killed, their state `cancelled`, not a failure of the flow). When every upstream fails,
+/// the stage is skipped.
+#[test]
+fn first_success_takes_the_first_result_and_cancels_the_rest() {
+    let dir = scratch("first_success", &[("flow.wv", RACE)]);
+    let started = std::time::Instant::now();
+    let (code, summary) = run_json(&dir, Some("Race"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "the slow probe was not stopped: {summary}"
+    );
+    assert_eq!(summary["state"], "success");
+    assert_eq!(stage(&summary, "fast")["state"], "success");
+    assert_eq!(stage(&summary, "slow")["state"], "cancelled", "{summary}");
+    assert_eq!(stage(&summary, "winner")["state"], "success");
+    assert_eq!(
+        ndjson(&dir.join("winner.ndjson")),
+        vec![serde_json::json!({"probe": "fast"})]
+    );
+    // No `sleep 30` left behind.
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 30"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+
+    // The fast one fails: the first success is the slow one's.
+    let (code, summary) = run_json(&dir, Some("Race(fast_code = 3, slow_secs = 0.5)"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "fast")["state"], "failed");
+    assert_eq!(stage(&summary, "winner")["state"], "success");
+    assert_eq!(
+        ndjson(&dir.join("winner.ndjson")),
+        vec![serde_json::json!({"probe": "slow"})]
+    );
+
+    // Both fail: nothing to take, the stage is skipped.
+    let (code, summary) = run_json(
+        &dir,
+        Some("Race(fast_code = 3, slow_secs = 0.3, slow_code = 4)"),
+    );
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "winner")["state"], "skipped", "{summary}");
+}
+
+/// An upstream that also succeeded before the stage could start (no slot was free) is not
+/// cancelled, and its rows are still not read: only the first success's are.
+#[test]
+fn first_success_reads_the_first_even_when_another_finished_too() {
+    let dir = scratch("first_success_crowded", &[("flow.wv", RACE)]);
+    let (code, summary) = run_json(&dir, Some("Crowded"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "slow")["state"], "success", "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("crowded.ndjson")),
+        vec![serde_json::json!({"probe": "fast"})]
+    );
+}

@@ -21,7 +21,7 @@ mod saga;
 mod stage;
 
 use saga::{compensate, not_compensated};
-use stage::{StageRun, run_stage};
+use stage::{StageRun, Started, run_stage};
 pub use stage::{bind, bind_one};
 
 /// What a run needs from outside: time, randomness, processes, and its values.
@@ -244,6 +244,9 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 .collect()
         })
         .collect();
+    // Each stage's own cancel flag: set with the run's, or alone when a `first_success`
+    // stage took another upstream's result.
+    let stage_cancel: Vec<Arc<AtomicBool>> = (0..n).map(|_| Arc::default()).collect();
     let mut settled = vec![false; n];
     let mut states: BTreeMap<String, StageState> = BTreeMap::new();
     let mut results: Vec<Option<StageSummary>> = vec![None; n];
@@ -292,6 +295,11 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 }
             }
             let cancelled = ctx.cancel.load(Ordering::Relaxed);
+            if cancelled {
+                stage_cancel
+                    .iter()
+                    .for_each(|flag| flag.store(true, Ordering::SeqCst));
+            }
             let hold = ctx.paused.load(Ordering::Relaxed) && !cancelled;
             // A stage marked skipped or cancelled below settles on the next pass, which may
             // make stages after it ready.
@@ -299,12 +307,17 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             // Start what is ready, lowest priority number first, then in plan order.
             if !hold {
                 loop {
+                    let over = |u: usize, i: usize| {
+                        results[u].is_some() && (settled[u] || branches[u].contains(&i))
+                    };
+                    let succeeded =
+                        |u: usize| states.get(&flow.stages[u].id) == Some(&StageState::Success);
                     let ready = (0..n)
                         .filter(|&i| {
                             !started[i]
-                                && upstream[i].iter().all(|&u| {
-                                    results[u].is_some() && (settled[u] || branches[u].contains(&i))
-                                })
+                                && (upstream[i].iter().all(|&u| over(u, i))
+                                    || (flow.stages[i].first_success
+                                        && upstream[i].iter().any(|&u| over(u, i) && succeeded(u))))
                         })
                         .min_by_key(|&i| (flow.stages[i].priority, i));
                     let Some(i) = ready else { break };
@@ -332,17 +345,45 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     }
                     started[i] = true;
                     running += 1;
+                    // The first upstream to succeed is the one read; the others still to
+                    // end are stopped (those that also succeeded meanwhile stay so).
+                    let first_success = stage
+                        .first_success
+                        .then(|| completed.iter().copied().find(|u| upstream[i].contains(u)))
+                        .flatten();
+                    if let Some(first) = first_success {
+                        for &u in upstream[i].iter().filter(|&&u| u != first) {
+                            if results[u].is_some() {
+                                continue;
+                            }
+                            if started[u] {
+                                stage_cancel[u].store(true, Ordering::SeqCst);
+                                continue;
+                            }
+                            started[u] = true;
+                            let summary = StageSummary::new(&flow.stages[u], StageState::Cancelled);
+                            states.insert(flow.stages[u].id.clone(), StageState::Cancelled);
+                            if let Some(p) = ctx.progress {
+                                p.stage_finished(&summary);
+                            }
+                            results[u] = Some(summary);
+                        }
+                    }
                     if let Some(p) = ctx.progress {
                         p.stage_started(&stage.id);
                     }
                     let sender = sender.clone();
-                    let done_states = states.clone();
+                    let start = Started {
+                        states: states.clone(),
+                        cancel: stage_cancel[i].clone(),
+                        first_success: first_success.map(|u| flow.stages[u].id.clone()),
+                    };
                     scope.spawn(move || {
                         // A bug that panics fails its stage, rather than leaving the run
                         // waiting for a stage that will never end.
                         let summary =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                run_stage(stage, stores, pool, ctx, &done_states)
+                                run_stage(stage, stores, pool, ctx, &start)
                             }))
                             .unwrap_or_else(|panic| StageSummary {
                                 attempts: 1,

@@ -21,11 +21,11 @@ pub(super) fn run_stage(
     stores: &StoreConfig,
     pool: &Pool,
     ctx: &Context,
-    states: &BTreeMap<String, StageState>,
+    started: &Started,
 ) -> StageSummary {
     match pool.take(stores) {
         Ok(mut store) => {
-            let summary = run_stage_on(stage, &mut store, ctx, states);
+            let summary = run_stage_on(stage, &mut store, ctx, started);
             pool.give_back(store);
             summary
         }
@@ -37,18 +37,34 @@ pub(super) fn run_stage(
     }
 }
 
+/// What a stage starts with: the states of the stages before it, its own cancel flag (set
+/// with the run's, or alone when a `first_success` stage no longer needs it), and for a
+/// `first_success` stage the upstream whose rows it reads.
+pub(super) struct Started {
+    pub states: BTreeMap<String, StageState>,
+    pub cancel: Arc<AtomicBool>,
+    pub first_success: Option<String>,
+}
+
 fn run_stage_on(
     stage: &StagePlan,
     store: &mut Store,
     ctx: &Context,
-    states: &BTreeMap<String, StageState>,
+    start: &Started,
 ) -> StageSummary {
     let started = ctx.clock.now();
     let mut summary = StageSummary {
         attempts: 1,
         ..StageSummary::new(stage, StageState::Failed)
     };
-    fill_missing_upstreams(store, stage, states);
+    fill_missing_upstreams(store, stage, &start.states);
+    // The connection serves other stages after this one: this stage's values only.
+    store.stage_params.clear();
+    if let Some(first) = &start.first_success {
+        store
+            .stage_params
+            .insert(FIRST_SUCCESS_PARAM.to_string(), Value::Text(first.clone()));
+    }
     let key = match &stage.idempotency_key {
         // Each item of an `each` stage has a key of its own, evaluated over its row.
         Some(_) if stage.idempotency_per_item => None,
@@ -78,6 +94,7 @@ fn run_stage_on(
         return summary;
     }
     let mut run = StageRun::new(&mut *store, ctx, stage, key.clone(), "run");
+    run.cancel = start.cancel.clone();
     let result = run.steps();
     let attempts = run.attempts;
     let all_reused = run.all_reused;
@@ -165,6 +182,9 @@ pub(super) struct StageRun<'a, 'c> {
     step: usize,
     /// Every item of the stage's `each` reused a recorded result: nothing was attempted.
     all_reused: bool,
+    /// Set to stop the stage: by the run's cancel, or alone (a `first_success` stage took
+    /// another upstream's result). Never set for a compensation: it runs to its end.
+    pub(super) cancel: Arc<AtomicBool>,
 }
 
 type StepError = (StageError, u32);
@@ -186,6 +206,7 @@ impl<'a, 'c> StageRun<'a, 'c> {
             phase,
             step: 0,
             all_reused: false,
+            cancel: Arc::default(),
         }
     }
 }
@@ -251,7 +272,7 @@ impl StageRun<'_, '_> {
                         Some(sql) => self.wait_duration(sql).map_err(|e| (e.into(), 1))?,
                         None => *ms,
                     };
-                    if !nap(self.ctx, Duration::from_millis(ms)) {
+                    if !nap(self.ctx, &self.cancel, Duration::from_millis(ms)) {
                         return Err((StageError::Cancelled, 1));
                     }
                     input
@@ -308,7 +329,7 @@ impl StageRun<'_, '_> {
                         .run_child(
                             &child,
                             (&self.ctx.run_id, &self.stage.id),
-                            self.ctx.cancel.clone(),
+                            self.cancel.clone(),
                             *parent_close,
                             timeout,
                         )
@@ -435,6 +456,7 @@ impl StageRun<'_, '_> {
             args: &args,
             line: &line,
             input: &Arc::new(input),
+            cancel: &self.cancel,
         };
         let done = retried(self.ctx, self.stage, (self.phase, self.step, None), &call);
         self.attempts = self.attempts.max(done.attempts);
@@ -523,7 +545,7 @@ impl StageRun<'_, '_> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<std::sync::Mutex<Option<retry::Finished<Rows>>>> =
             items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        let (ctx, stage, step) = (self.ctx, self.stage, self.step);
+        let (ctx, stage, step, cancel) = (self.ctx, self.stage, self.step, &self.cancel);
         let fresh = reused.iter().filter(|r| r.is_none()).count() as u64;
         self.all_reused = fresh == 0 && !items.is_empty();
         // A worker that finished an item waits until it is recorded before it starts another:
@@ -547,7 +569,7 @@ impl StageRun<'_, '_> {
                             continue;
                         }
                         // After a cancel, no new item starts.
-                        let done = if ctx.cancel.load(Ordering::Relaxed) {
+                        let done = if cancel.load(Ordering::Relaxed) {
                             retry::Finished {
                                 result: Err(StageError::Cancelled),
                                 attempts: 0,
@@ -559,6 +581,7 @@ impl StageRun<'_, '_> {
                                 args: &item.args,
                                 line: &item.line,
                                 input: &item.row,
+                                cancel,
                             };
                             let done = retried(ctx, stage, ("run", step, Some(i)), &call);
                             retry::Finished {
@@ -694,7 +717,7 @@ impl StageRun<'_, '_> {
                 // The last check comes when the timeout ends.
                 pause = pause.min(limit - waited);
             }
-            if !nap(self.ctx, pause) {
+            if !nap(self.ctx, &self.cancel, pause) {
                 return Err((StageError::Cancelled, 1));
             }
             if let Some(sql) = source {
@@ -709,12 +732,12 @@ pub(super) fn values(output: Output) -> Result<Rows, StepError> {
     output.into_rows().map_err(|e| (e.into(), 1))
 }
 
-/// Sleeps on the run's clock in short slices; `false` when the run was cancelled meanwhile.
-pub(super) fn nap(ctx: &Context, total: Duration) -> bool {
+/// Sleeps on the run's clock in short slices; `false` when the stage was cancelled meanwhile.
+pub(super) fn nap(ctx: &Context, cancel: &AtomicBool, total: Duration) -> bool {
     const SLICE: Duration = Duration::from_millis(100);
     let start = ctx.clock.now();
     loop {
-        if ctx.cancel.load(Ordering::Relaxed) {
+        if cancel.load(Ordering::Relaxed) {
             return false;
         }
         let slept = ctx.clock.now() - start;
@@ -841,6 +864,8 @@ struct Call<'a> {
     /// The words and `WV_<NAME>` variables ([`command_line`]).
     line: &'a CommandLine,
     input: &'a Arc<Rows>,
+    /// The stage's cancel flag.
+    cancel: &'a Arc<AtomicBool>,
 }
 
 /// One attempt's request: the call and the run's environment.
@@ -851,6 +876,7 @@ fn request(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> 
         args,
         line: (argv, env),
         input,
+        cancel,
     } = *call;
     let mut env = env.clone();
     env.extend([
@@ -863,12 +889,7 @@ fn request(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> 
         env.push(("WVFLOW_IDEMPOTENCY_KEY".to_string(), key.to_string()));
     }
     Request {
-        // A compensation runs to its end even in a cancelled run: it is the cleanup.
-        cancel: if attempt.phase == "compensate" {
-            Arc::new(AtomicBool::new(false))
-        } else {
-            ctx.cancel.clone()
-        },
+        cancel: cancel.clone(),
         activity: invocation.activity.clone(),
         command: invocation.command.clone(),
         args: args.clone(),
