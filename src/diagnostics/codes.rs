@@ -120,6 +120,7 @@ codes! {
     E0113: "percentage and condition cases mixed";
     E0114: "no such column";
     E0115: "a run-store table named by a flow";
+    E0116: "failed items of a stage without `each`";
     E0201: "unknown configuration key";
     E0202: "key in the wrong place";
     E0203: "key set twice";

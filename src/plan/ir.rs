@@ -295,6 +295,10 @@ pub enum Step {
         invocation: Invocation,
         concurrency: u64,
         tolerated_failures: Tolerance,
+        /// Another stage reads the failed items (`failed(stage)`): they are written to the
+        /// run table `<stage>.failed`, the item's index, exit code and error, then its row.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keep_failed: bool,
     },
     /// Rows pass through; each target stage reads the rows its filter selects.
     Route {
@@ -376,6 +380,10 @@ pub struct StagePlan {
     /// name), and the upstream stages still running are cancelled.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub first_success: bool,
+    /// Stages whose failed items this one reads (`failed(stage)`): a stage that did not run
+    /// has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads_failed: Vec<String>,
     /// The stage whose `fork { }` holds this one.
     pub fork_parent: Option<String>,
     pub connector: Option<String>,

@@ -68,6 +68,12 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
         flow_params: &flow_params,
         signals: &signal_defaults,
         route_filters: route_filters(&graph, &flow_params),
+        failed_read: graph
+            .stages
+            .iter()
+            .flat_map(|node| crate::check::model::graph::failed_reads(node.stage))
+            .map(|(name, _)| name)
+            .collect(),
     };
     let stages: Vec<StagePlan> = topological_order(&graph)
         .into_iter()
@@ -272,6 +278,8 @@ struct Lowering<'a, 'w> {
     flow_params: &'a BTreeSet<String>,
     signals: &'a BTreeMap<String, String>,
     route_filters: BTreeMap<(String, String), String>,
+    /// Stages whose failed items another stage reads (`failed(stage)`).
+    failed_read: BTreeSet<&'w str>,
 }
 
 impl Lowering<'_, '_> {
@@ -315,6 +323,10 @@ impl Lowering<'_, '_> {
             idempotency_per_item: idempotency_per_item && idempotency_key.is_some(),
             idempotency_key,
             first_success: first_success(&settings, stage),
+            reads_failed: crate::check::model::graph::failed_reads(stage)
+                .into_iter()
+                .map(|(name, _)| name.to_string())
+                .collect(),
             fork_parent: node.fork_parent.map(|p| self.graph.name(p).to_string()),
             connector: stage.connector.as_ref().map(|c| c.name.to_string()),
             retry,
@@ -570,6 +582,7 @@ impl Lowering<'_, '_> {
                         invocation,
                         concurrency: settings.concurrency.value,
                         tolerated_failures: settings.tolerated_failures.value.clone(),
+                        keep_failed: self.failed_read.contains(stage.name.name.as_str()),
                     }
                 }
                 OpKind::Route(route) => Step::Route {
@@ -633,6 +646,10 @@ impl Lowering<'_, '_> {
                 (self.read_stage(stage, &n.name), n.name.to_string())
             }
             SourceRef::Name(n) => (quote_ident(&n.name), n.name.to_string()),
+            SourceRef::Failed(n) => (
+                sql::stage_table(&sql::failed_table(&n.name)),
+                format!("{}_failed", n.name),
+            ),
             SourceRef::File(path) => {
                 let base = std::path::Path::new(path.value.as_str())
                     .file_stem()

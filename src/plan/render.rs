@@ -227,13 +227,19 @@ fn step(s: &Step) -> String {
             invocation: i,
             concurrency,
             tolerated_failures,
+            keep_failed,
         } => {
             let tolerated = match tolerated_failures {
                 Tolerance::Count(n) => n.to_string(),
                 Tolerance::Percent(p) => format!("{p}%"),
             };
+            let kept = if *keep_failed {
+                ", failed items kept"
+            } else {
+                ""
+            };
             format!(
-                "each: {} (concurrency {concurrency}, tolerated failures {tolerated})",
+                "each: {} (concurrency {concurrency}, tolerated failures {tolerated}{kept})",
                 invocation(i)
             )
         }

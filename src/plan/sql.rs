@@ -458,3 +458,7 @@ impl Select {
         sql
     }
 }
+/// The run-database table of a stage's failed `each` items (a stage name has no dot).
+pub fn failed_table(stage: &str) -> String {
+    format!("{stage}.failed")
+}

@@ -209,6 +209,8 @@ pub enum SourceRef {
     Name(Ident),
     /// A file path.
     File(StrLit),
+    /// `failed(stage)`: the items of the stage's `each` that failed (and were tolerated).
+    Failed(Ident),
     /// Inline rows `[[1, 'a'], [2, 'b']] as t(id, name)`.
     Values {
         rows: Vec<Vec<Expr>>,

@@ -129,6 +129,7 @@ fn source_ref(r: &SourceRef) -> String {
     match r {
         SourceRef::Name(n) => name(n),
         SourceRef::File(s) => format!("(file {})", quote(&s.value)),
+        SourceRef::Failed(n) => format!("(failed {})", name(n)),
         SourceRef::Values { rows, alias, .. } => {
             let rows: Vec<String> = rows.iter().map(|r| format!("[{}]", exprs(r))).collect();
             let alias = alias

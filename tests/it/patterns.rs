@@ -289,3 +289,77 @@ fn first_success_reads_the_first_even_when_another_finished_too() {
         vec![serde_json::json!({"probe": "fast"})]
     );
 }
+
+const FAILED_ITEMS: &str = r#"activity pay(id: int, bad: string) = sh("""
+  case ",$WV_BAD," in *",$WV_ID,"*) echo "card declined for $WV_ID" >&2; exit 7;; esac
+  printf '{"paid": %s}\n' "$WV_ID"
+""")
+flow Payouts(bad: string = '2,4') = {
+  stage items = from [[1, 'a'], [2, 'b'], [3, 'c'], [4, 'd']] as t(id, name)
+  stage paid [tolerated_failures: 2] = from items | each pay(_.id, bad)
+  stage to_retry = from failed(paid) | select id, name, item_index, exit_code, error | activate('file', path: 'failed.ndjson')
+}
+flow Strict(bad: string = '2,4') = {
+  stage items = from [[1, 'a'], [2, 'b'], [3, 'c'], [4, 'd']] as t(id, name)
+  stage paid [tolerated_failures: 1, on_failure: ignore] = from items | each pay(_.id, bad)
+  stage report [trigger: all_done] = from failed(paid) | select id, exit_code | activate('file', path: 'strict.ndjson')
+}
+"#;
+
+/// `failed(stage)` reads the items of an `each` that failed: each one's index, exit code and
+/// error, then its input row; zero failures read as zero rows, and a fan-out that failed past
+/// its tolerance still tells what failed to a stage that runs after it anyway.
+#[test]
+fn failed_items_are_read_downstream() {
+    let dir = scratch("failed_items", &[("flow.wv", FAILED_ITEMS)]);
+    let (code, summary) = run_json(&dir, Some("Payouts"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "paid")["rows"], 2);
+    let failed = ndjson(&dir.join("failed.ndjson"));
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    for (row, (id, name, index)) in failed.iter().zip([(2, "b", 1), (4, "d", 3)]) {
+        assert_eq!(row["id"], id);
+        assert_eq!(row["name"], name);
+        assert_eq!(row["item_index"], index);
+        assert_eq!(row["exit_code"], 7);
+        assert!(
+            row["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("card declined for {id}")),
+            "{row}"
+        );
+    }
+
+    let (code, summary) = run_json(&dir, Some("Payouts(bad = '')"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "to_retry")["state"], "success");
+    assert_eq!(stage(&summary, "to_retry")["rows"], 0);
+
+    let (code, summary) = run_json(&dir, Some("Strict"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "paid")["state"], "failed");
+    assert_eq!(
+        ndjson(&dir.join("strict.ndjson")),
+        vec![
+            serde_json::json!({"id": 2, "exit_code": 7}),
+            serde_json::json!({"id": 4, "exit_code": 7})
+        ]
+    );
+}
+
+/// `failed(x)` names a stage with an `each`.
+#[test]
+fn failed_items_of_what_is_not_a_fan_out_are_refused() {
+    let dir = scratch(
+        "failed_items_checked",
+        &[(
+            "flow.wv",
+            "flow F = {\n  stage items = from [[1]] as t(id)\n  stage a = from failed(items)\n  stage b = from failed(itemz)\n}\n",
+        )],
+    );
+    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("flow.wv:3:25: error[E0116]"), "{text}");
+    assert!(text.contains("flow.wv:4:25: error[E0104]"), "{text}");
+}

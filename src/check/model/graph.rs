@@ -56,7 +56,7 @@ impl<'w> FlowGraph<'w> {
         for i in 0..graph.stages.len() {
             let stage = graph.stages[i].stage;
             let mut reads = Vec::new();
-            for (name, span) in read_names(stage) {
+            for (name, span) in read_names(stage).into_iter().chain(failed_reads(stage)) {
                 if let Some(&to) = graph.by_name.get(name) {
                     reads.push(Edge { to, span });
                 }
@@ -156,6 +156,25 @@ pub fn read_names(stage: &Stage) -> Vec<(&str, Span)> {
         }
     }
     names
+}
+
+/// The stages whose failed items a stage reads (`from failed(payouts)`).
+pub fn failed_reads(stage: &Stage) -> Vec<(&str, Span)> {
+    let mut refs: Vec<&SourceRef> = Vec::new();
+    if let SourceKind::From(sources) = &stage.body.source.kind {
+        refs.extend(sources);
+    }
+    for op in &stage.body.ops {
+        if let OpKind::Join(join) = &op.kind {
+            refs.push(&join.source);
+        }
+    }
+    refs.into_iter()
+        .filter_map(|r| match r {
+            SourceRef::Failed(n) => Some((n.name.as_str(), n.span)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The `name.state` atoms of a condition, in order.

@@ -27,6 +27,13 @@ pub struct Pipeline {
 /// The columns of a `call`ed child run's row.
 pub const CALL_COLUMNS: [&str; 4] = ["child_run", "flow", "state", "last_stage"];
 
+/// The columns `failed(stage)` starts with, before those of the failed item's input row.
+pub const FAILED_COLUMNS: [(&str, ValueType); 3] = [
+    ("item_index", ValueType::Int),
+    ("exit_code", ValueType::Int),
+    ("error", ValueType::String),
+];
+
 pub struct Shapes<'g, 'w> {
     graph: &'g FlowGraph<'w>,
     /// The `.wv` file's folder: relative file paths resolve here.
@@ -294,6 +301,25 @@ impl<'g, 'w> Shapes<'g, 'w> {
     /// A source's shape and the alias its columns go by.
     pub fn source(&mut self, r: &SourceRef) -> (Shape, String) {
         match r {
+            SourceRef::Failed(n) => {
+                let input = self.graph.index_of(&n.name).and_then(|i| {
+                    let stage = self.graph.stages[i].stage;
+                    let at = stage
+                        .body
+                        .ops
+                        .iter()
+                        .position(|op| matches!(op.kind, OpKind::Each(_)))?;
+                    self.pipeline(i).before.get(at)?.shape.clone()
+                });
+                let shape = input.map(|input| {
+                    FAILED_COLUMNS
+                        .iter()
+                        .map(|(name, ty)| Column::new(*name, *ty))
+                        .chain(input.iter().cloned())
+                        .collect()
+                });
+                (shape, format!("{}_failed", n.name))
+            }
             SourceRef::Name(n) => match self.graph.index_of(&n.name) {
                 Some(i) => (self.output(i), n.name.to_string()),
                 None => (

@@ -1,7 +1,7 @@
 //! E01: names and structure. Duplicates, references that must resolve, dependency cycles,
 //! reachability, reads that may find no input, and route rules.
 
-use crate::check::graph::{FlowGraph, find_cycles, read_names};
+use crate::check::graph::{FlowGraph, failed_reads, find_cycles, has_op, read_names};
 use crate::check::{Ctx, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
@@ -77,6 +77,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
     duplicate_stages(ctx, graph);
     store_tables(ctx, graph);
     merge_inputs_resolve(ctx, graph);
+    failed_items_resolve(ctx, graph);
     misspelled_tables(ctx, graph);
     cycles(ctx, graph);
     ends_and_jumps(ctx, graph);
@@ -150,6 +151,49 @@ fn store_tables(ctx: &mut Ctx, graph: &FlowGraph) {
                     )
                     .with_label("reserved name")
                     .with_help("tables whose names start with `wvflow_` or `sqlite_` belong to wvflow and SQLite; choose another name (runs are read with `wvflow runs`)"),
+                );
+            }
+        }
+    }
+}
+
+/// `failed(stage)` names a stage of the flow that fans out with `each`.
+fn failed_items_resolve(ctx: &mut Ctx, graph: &FlowGraph) {
+    for node in &graph.stages {
+        for (name, span) in failed_reads(node.stage) {
+            let Some(i) = graph.index_of(name) else {
+                let d = Diagnostic::error(
+                    Code::E0104,
+                    graph.file,
+                    span,
+                    format!(
+                        "`failed({name})` names no stage of flow `{}`",
+                        graph.flow.name.name
+                    ),
+                )
+                .with_label("no such stage");
+                ctx.emit(with_suggestion(
+                    d,
+                    name,
+                    graph.stage_names(),
+                    Some("`failed(stage)` reads the failed items of a stage's `each`".into()),
+                ));
+                continue;
+            };
+            let target = graph.stages[i].stage;
+            if !has_op(target, |k| matches!(k, OpKind::Each(_))) {
+                ctx.emit(
+                    Diagnostic::error(
+                        Code::E0116,
+                        graph.file,
+                        span,
+                        format!("stage `{name}` has no `each`, so it has no failed items"),
+                    )
+                    .with_label("not a fan-out")
+                    .with_secondary(graph.file, target.name.span, "defined here")
+                    .with_help(format!(
+                        "read the stage itself (`from {name}`), or fan out in it with `| each activity(_.col)`"
+                    )),
                 );
             }
         }

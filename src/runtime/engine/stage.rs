@@ -167,6 +167,17 @@ fn fill_missing_upstreams(
             let _ = store.write_table("run", &edge.stage, &Rows::untyped(shape, Vec::new()));
         }
     }
+    // A fan-out that did not run has no failed items.
+    for stage in &stage.reads_failed {
+        let table = crate::plan::sql::failed_table(stage);
+        if !store.exists("run", &table).unwrap_or(true) {
+            let columns = crate::check::shapes::FAILED_COLUMNS
+                .iter()
+                .map(|(name, _)| name.to_string())
+                .collect();
+            let _ = store.write_table("run", &table, &Rows::untyped(columns, Vec::new()));
+        }
+    }
 }
 
 pub(super) struct StageRun<'a, 'c> {
@@ -188,6 +199,9 @@ pub(super) struct StageRun<'a, 'c> {
 }
 
 type StepError = (StageError, u32);
+
+/// An `each`: its rows, or why it failed past its tolerance; and the failed items by index.
+type FannedOut = (Result<Rows, StageError>, Vec<(usize, StageError)>);
 
 impl<'a, 'c> StageRun<'a, 'c> {
     pub(super) fn new(
@@ -263,9 +277,19 @@ impl StageRun<'_, '_> {
                     invocation,
                     concurrency,
                     tolerated_failures,
-                } => self
-                    .each(invocation, *concurrency, tolerated_failures, values(input)?)?
-                    .into(),
+                    keep_failed,
+                } => {
+                    let input = values(input)?;
+                    let (rows, failed) =
+                        self.each(invocation, *concurrency, tolerated_failures, &input)?;
+                    // Written before the tolerance is judged: a stage after a failed fan-out
+                    // (`trigger: all_done`) reads what failed too.
+                    if *keep_failed {
+                        self.keep_failed(&input, &failed)
+                            .map_err(|e| (e.into(), 1))?;
+                    }
+                    rows.map_err(|e| (e, self.attempts))?.into()
+                }
                 Step::Route { .. } | Step::Fork { .. } => input,
                 Step::Wait { ms, duration } => {
                     let ms = match duration {
@@ -496,17 +520,19 @@ impl StageRun<'_, '_> {
     /// One call per input row, at most `concurrency` at once; fails past the tolerance. An
     /// item whose idempotency key succeeded before is not called again: its recorded rows
     /// are reused, and each new success is recorded under its key.
+    /// The rows of the items, or the error past the tolerance, with the failed items by
+    /// index (`Err` at once: nothing to keep).
     fn each(
         &mut self,
         invocation: &Invocation,
         concurrency: u64,
         tolerated: &Tolerance,
-        input: Rows,
-    ) -> Result<Rows, StepError> {
+        input: &Rows,
+    ) -> Result<FannedOut, StepError> {
         let per_row = self
-            .bind_rows(invocation, Some(&input))
+            .bind_rows(invocation, Some(input))
             .map_err(|e| (e.into(), 1))?;
-        let keys = self.item_keys(&input).map_err(|e| (e.into(), 1))?;
+        let keys = self.item_keys(input).map_err(|e| (e.into(), 1))?;
         struct Item {
             args: BTreeMap<String, Value>,
             line: CommandLine,
@@ -630,7 +656,9 @@ impl StageRun<'_, '_> {
         let mut failures = Vec::new();
         let mut attempts = 0;
         let mut cancelled = false;
-        for ((slot, item), recorded) in results.into_iter().zip(&items).zip(reused) {
+        for (index, ((slot, item), recorded)) in
+            results.into_iter().zip(&items).zip(reused).enumerate()
+        {
             if let Some(rows) = recorded {
                 outputs.push(rows);
                 continue;
@@ -654,7 +682,7 @@ impl StageRun<'_, '_> {
                     outputs.push(rows);
                 }
                 Err(StageError::Cancelled) => cancelled = true,
-                Err(e) => failures.push(e),
+                Err(e) => failures.push((index, e)),
             }
         }
         self.attempts = self.attempts.max(attempts);
@@ -666,18 +694,73 @@ impl StageRun<'_, '_> {
             Tolerance::Count(n) => *n as f64,
             Tolerance::Percent(p) => items.len() as f64 * p / 100.0,
         };
-        if failures.len() as f64 > allowed {
-            return Err((
-                StageError::Items {
-                    failed: failures.len(),
-                    total: items.len(),
-                    tolerated: allowed,
-                    first: failures.first().map(|e| e.to_string()).unwrap_or_default(),
-                },
-                attempts,
+        let rows = if failures.len() as f64 > allowed {
+            Err(StageError::Items {
+                failed: failures.len(),
+                total: items.len(),
+                tolerated: allowed,
+                first: failures
+                    .first()
+                    .map(|(_, e)| e.to_string())
+                    .unwrap_or_default(),
+            })
+        } else {
+            Ok(Rows::union_by_name(outputs))
+        };
+        Ok((rows, failures))
+    }
+
+    /// `failed(stage)`: each failed item's index, exit code and error, then its input row.
+    fn keep_failed(&mut self, input: &Rows, failed: &[(usize, StageError)]) -> Result<(), String> {
+        use crate::check::shapes::FAILED_COLUMNS;
+        if let Some(same) = input
+            .columns
+            .iter()
+            .find(|c| FAILED_COLUMNS.iter().any(|(name, _)| name == c))
+        {
+            return Err(format!(
+                "the items have a column `{same}`, as `failed({})` has: rename it with `select ... as`",
+                self.stage.id
             ));
         }
-        Ok(Rows::union_by_name(outputs))
+        let values = failed
+            .iter()
+            .map(|(index, error)| {
+                let exit_code = match error {
+                    StageError::Activity {
+                        exit_code: Some(code),
+                        ..
+                    } => Value::Integer(*code as i64),
+                    _ => Value::Null,
+                };
+                [
+                    Value::Integer(*index as i64),
+                    exit_code,
+                    Value::Text(error.to_string()),
+                ]
+                .into_iter()
+                .chain(input.values.get(*index).cloned().unwrap_or_default())
+                .collect()
+            })
+            .collect();
+        let rows = Rows {
+            columns: FAILED_COLUMNS
+                .iter()
+                .map(|(name, _)| name.to_string())
+                .chain(input.columns.iter().cloned())
+                .collect(),
+            types: FAILED_COLUMNS
+                .iter()
+                .map(|(_, ty)| *ty)
+                .chain(input.types.iter().copied())
+                .collect(),
+            values,
+        };
+        self.store.write_table(
+            "run",
+            &crate::plan::sql::failed_table(&self.stage.id),
+            &rows,
+        )
     }
 
     /// Re-reads the stage's query every `poll_interval_ms` until a row satisfies the

@@ -141,7 +141,12 @@ fn source_ref<'t>(src: &'t str) -> impl Parse<'t, SourceRef> {
             alias: alias.map(Box::new),
             span: e.span(),
         });
+    let failed = name(src)
+        .filter(|n: &Ident| n.name == "failed")
+        .ignore_then(name(src).delimited_by(just(Token::LParen), just(Token::RParen)))
+        .map(SourceRef::Failed);
     choice((
+        failed,
         name(src).map(SourceRef::Name),
         string(src).map(SourceRef::File),
         values,
