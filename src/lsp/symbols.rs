@@ -135,7 +135,10 @@ impl Symbols {
                                 .map(|t| (t.name.as_str(), t.span)),
                         );
                     }
-                    if let OpKind::Jump(target) | OpKind::CallFlow(target) = &op.kind {
+                    if let OpKind::Jump(target)
+                    | OpKind::CallFlow(target)
+                    | OpKind::EachCall(target) = &op.kind
+                    {
                         flow_ref(&mut symbols, file, &target.name);
                     }
                 }

@@ -293,12 +293,17 @@ pub enum Step {
     },
     Each {
         invocation: Invocation,
-        concurrency: u64,
-        tolerated_failures: Tolerance,
-        /// Another stage reads the failed items (`failed(stage)`): they are written to the
-        /// run table `<stage>.failed`, the item's index, exit code and error, then its row.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        keep_failed: bool,
+        #[serde(flatten)]
+        fan: FanOut,
+    },
+    /// One child run per input row (`each call F(...)`), retried by the stage's policy; the
+    /// children's final rows together are the step's rows.
+    EachCall {
+        target: FlowRef,
+        #[schemars(with = "String")]
+        parent_close: ParentClose,
+        #[serde(flatten)]
+        fan: FanOut,
     },
     /// Rows pass through; each target stage reads the rows its filter selects.
     Route {
@@ -334,6 +339,18 @@ pub enum Step {
         parent_close: ParentClose,
     },
     End,
+}
+
+/// How an `each` fans out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FanOut {
+    /// Items at once.
+    pub concurrency: u64,
+    pub tolerated_failures: Tolerance,
+    /// Another stage reads the failed items (`failed(stage)`): they are written to the run
+    /// table `<stage>.failed`, the item's index, exit code and error, then its row.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_failed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

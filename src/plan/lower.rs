@@ -303,7 +303,9 @@ impl Lowering<'_, '_> {
             text: w.expr(e),
             params: w.take_params(),
         });
-        let idempotency_per_item = steps.iter().any(|s| matches!(s, Step::Each { .. }));
+        let idempotency_per_item = steps
+            .iter()
+            .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }));
         let compensation = settings
             .compensate
             .value
@@ -506,7 +508,17 @@ impl Lowering<'_, '_> {
                                 Some(a) => {
                                     format!("{} AS {}", w.expr(&i.expr), quote_ident(&a.name))
                                 }
-                                None => w.expr(&i.expr),
+                                None => {
+                                    let sql = w.expr(&i.expr);
+                                    // A parameter or signal is written as SQL that SQLite
+                                    // would name `:id`: the column keeps the name written.
+                                    match &i.expr.kind {
+                                        ExprKind::Name(n) if sql != quote_ident(&n.name) => {
+                                            format!("{sql} AS {}", quote_ident(&n.name))
+                                        }
+                                        _ => sql,
+                                    }
+                                }
                             })
                             .collect();
                         q.select(items.join(", "));
@@ -580,9 +592,7 @@ impl Lowering<'_, '_> {
                     };
                     Step::Each {
                         invocation,
-                        concurrency: settings.concurrency.value,
-                        tolerated_failures: settings.tolerated_failures.value.clone(),
-                        keep_failed: self.failed_read.contains(stage.name.name.as_str()),
+                        fan: self.fan_out(stage, settings),
                     }
                 }
                 OpKind::Route(route) => Step::Route {
@@ -622,6 +632,11 @@ impl Lowering<'_, '_> {
                 OpKind::CallFlow(call) => Step::Call {
                     target: self.flow_ref(call),
                     parent_close: settings.parent_close.value,
+                },
+                OpKind::EachCall(call) => Step::EachCall {
+                    target: self.flow_ref(call),
+                    parent_close: settings.parent_close.value,
+                    fan: self.fan_out(stage, settings),
                 },
                 OpKind::End => Step::End,
                 _ => continue,
@@ -704,6 +719,14 @@ impl Lowering<'_, '_> {
             FIRST_SUCCESS_PARAM,
             sql::quote_str(stage)
         )
+    }
+
+    fn fan_out(&self, stage: &ast::Stage, settings: &StageSettings) -> FanOut {
+        FanOut {
+            concurrency: settings.concurrency.value,
+            tolerated_failures: settings.tolerated_failures.value.clone(),
+            keep_failed: self.failed_read.contains(stage.name.name.as_str()),
+        }
     }
 
     fn stage_invocation(
@@ -980,7 +1003,7 @@ fn kind_of(stage: &ast::Stage, steps: &[Step]) -> NodeKind {
         return match step {
             Step::Query { .. } | Step::Union { .. } | Step::SaveTo { .. } => continue,
             Step::Invoke { .. } => NodeKind::Activity,
-            Step::Each { .. } => NodeKind::Each,
+            Step::Each { .. } | Step::EachCall { .. } => NodeKind::Each,
             Step::Route { .. } => NodeKind::Route,
             Step::Fork { .. } => NodeKind::Fork,
             Step::Wait { .. } => NodeKind::Wait,

@@ -215,6 +215,22 @@ fn flow_ref(f: &FlowRef) -> String {
     format!("{}{version}({})", f.flow, args.join(", "))
 }
 
+fn fan_out(fan: &FanOut) -> String {
+    let tolerated = match fan.tolerated_failures {
+        Tolerance::Count(n) => n.to_string(),
+        Tolerance::Percent(p) => format!("{p}%"),
+    };
+    let kept = if fan.keep_failed {
+        ", failed items kept"
+    } else {
+        ""
+    };
+    format!(
+        "concurrency {}, tolerated failures {tolerated}{kept}",
+        fan.concurrency
+    )
+}
+
 fn step(s: &Step) -> String {
     match s {
         Step::Query { sql: q, .. } => format!("query: {}", sql(q)),
@@ -223,26 +239,16 @@ fn step(s: &Step) -> String {
             format!("union by column name: {}", inputs.join("; "))
         }
         Step::Invoke { invocation: i } => format!("invoke: {}", invocation(i)),
-        Step::Each {
-            invocation: i,
-            concurrency,
-            tolerated_failures,
-            keep_failed,
-        } => {
-            let tolerated = match tolerated_failures {
-                Tolerance::Count(n) => n.to_string(),
-                Tolerance::Percent(p) => format!("{p}%"),
-            };
-            let kept = if *keep_failed {
-                ", failed items kept"
-            } else {
-                ""
-            };
-            format!(
-                "each: {} (concurrency {concurrency}, tolerated failures {tolerated}{kept})",
-                invocation(i)
-            )
-        }
+        Step::Each { invocation: i, fan } => format!("each: {} ({})", invocation(i), fan_out(fan)),
+        Step::EachCall {
+            target,
+            parent_close,
+            fan,
+        } => format!(
+            "each call: {} (parent_close {parent_close}, {})",
+            flow_ref(target),
+            fan_out(fan)
+        ),
         Step::Route { targets } => {
             let targets: Vec<String> = targets
                 .iter()

@@ -249,6 +249,7 @@ impl Runner<'_> {
                         stages: Vec::new(),
                         compensations: Vec::new(),
                         next: Vec::new(),
+                        outputs: None,
                     });
                 }
                 (run_id, run_time, run_db, journal, Vec::new())
@@ -469,6 +470,7 @@ impl Runner<'_> {
                     stages: Vec::new(),
                     compensations: Vec::new(),
                     next: Vec::new(),
+                    outputs: None,
                 });
             }
             if stop() {

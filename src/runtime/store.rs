@@ -279,6 +279,21 @@ fn quote(name: &str) -> String {
 }
 
 impl Store {
+    /// The rows of `stages` of another run (its database at `run_db`), together by column
+    /// name: a child run's final rows.
+    pub fn rows_of_run(run_db: &Path, stages: &[String]) -> Result<Rows, Error> {
+        let mut store = Store::with_connection(
+            Connection::open_in_memory().map_err(|e| e.to_string())?,
+            &run_db.to_string_lossy(),
+            Path::new("."),
+        )?;
+        let parts = stages
+            .iter()
+            .map(|stage| store.stage_rows(stage))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Rows::union_by_name(parts))
+    }
+
     /// A store entirely in memory, on one connection (tests).
     pub fn in_memory(base: &Path) -> Result<Store, Error> {
         Store::with_connection(

@@ -285,6 +285,8 @@ pub enum OpKind {
     Fork(Vec<Stage>),
     /// Dynamic fan-out: one call per input row.
     Each(Box<Call>),
+    /// Mapped child flows: one child run per input row (`each call F(x: _.x)`).
+    EachCall(Box<FlowCall>),
     Wait(Expr),
     WaitUntil(Expr),
     Activate(Box<Activate>),

@@ -209,6 +209,7 @@ fn op_kind(k: &OpKind) -> String {
         ),
         OpKind::Jump(f) => format!("(jump {})", flow_call(f)),
         OpKind::CallFlow(f) => format!("(call {})", flow_call(f)),
+        OpKind::EachCall(f) => format!("(each-call {})", flow_call(f)),
         OpKind::End => "(end)".to_string(),
         OpKind::Activity(c) => format!("(activity {})", call(c)),
     }

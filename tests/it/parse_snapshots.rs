@@ -28,6 +28,15 @@ macro_rules! constructs {
 }
 
 constructs! {
+    patterns_single_calls_delays_first_success_failed_items_and_mapped_children: r#"
+flow f(eta: timestamp = timestamp '2026-12-01 09:00:00') = {
+  stage a = from t | show(_.total) | call Report(n: _.total)
+  stage pause = wait(2s)
+  stage at = wait until now() >= eta + 15m and now() < date '2026-12-02'
+  stage fastest [trigger: first_success] = merge a, pause
+  stage children [tolerated_failures: '10%'] = from t | each call Enrich(id: _.id)
+  stage retry = from failed(children), failed
+}"#;
     flow_header_with_version_params_depends_if_and_config: r#"
 flow report @version(3) (day: date = '2024-01-01', max_rows: int = -5, ratio: float = 2.5, enabled: boolean = true,
                         pause: duration = 90s, at: timestamp, label: string = "x",)

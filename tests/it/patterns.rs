@@ -363,3 +363,66 @@ fn failed_items_of_what_is_not_a_fan_out_are_refused() {
     assert!(text.contains("flow.wv:3:25: error[E0116]"), "{text}");
     assert!(text.contains("flow.wv:4:25: error[E0104]"), "{text}");
 }
+
+const MAPPED: &str = r#"activity enrich(id: int) = sh("""
+  if [ "$WV_ID" = 3 ] && [ ! -e "retried-$WV_ID" ]; then touch "retried-$WV_ID"; echo "flaky $WV_ID" >&2; exit 5; fi
+  if [ "$WV_ID" = 9 ]; then echo "bad customer $WV_ID" >&2; exit 9; fi
+  printf '{"id": %s, "score": %s}\n' "$WV_ID" "$((WV_ID * 10))"
+""")
+flow Enrich(id: int) = {
+  stage scored = enrich(id)
+  stage final = from scored | select id, score, 'child' as source
+}
+flow Customers(last: int = 4) = {
+  stage customers = from [[1], [2], [3], [4], [9]] as t(id) | where id <= last
+  stage enriched [concurrency: 2, retries: 1, retry_delay: 100ms, tolerated_failures: 1] = from customers | each call Enrich(id: _.id)
+  stage report = from enriched | order by id | activate('file', path: 'enriched.ndjson')
+  stage failures [trigger: all_done] = from failed(enriched) | select id, error | activate('file', path: 'children_failed.ndjson')
+}
+"#;
+
+/// `each call Child(x: _.x)` runs one child run per row, at most `concurrency` at once; a
+/// failed child run is retried by the stage's policy; the children's final rows together
+/// are the stage's rows; failures within `tolerated_failures` are read with `failed(...)`;
+/// every child is linked to its parent.
+#[test]
+fn mapped_child_flows_run_one_child_per_row() {
+    let dir = scratch("mapped_children", &[("flow.wv", MAPPED)]);
+    let (code, summary) = run_json(&dir, Some("Customers(last = 9)"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "enriched")["state"], "success", "{summary}");
+    let rows = ndjson(&dir.join("enriched.ndjson"));
+    let ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3, 4], "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r["source"] == "child" && r["score"] == r["id"].as_i64().unwrap() * 10)
+    );
+    // Customer 3 failed once and was retried: its retry marker exists.
+    assert!(dir.join("retried-3").exists());
+    let failed = ndjson(&dir.join("children_failed.ndjson"));
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["id"], 9);
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("bad customer 9"),
+        "{failed:?}"
+    );
+
+    // Each child run is recorded with its parent: five children (one retried twice) under
+    // the parent's `enriched` stage.
+    let run_id = summary["run_id"].as_str().unwrap();
+    let tree = wvflow(&[
+        "runs",
+        "show",
+        run_id,
+        "--tree",
+        "--db",
+        dir.join(".wvflow/workspace.db").to_str().unwrap(),
+    ]);
+    let text =
+        String::from_utf8_lossy(&tree.stdout).into_owned() + &String::from_utf8_lossy(&tree.stderr);
+    assert_eq!(text.matches("Enrich").count(), 7, "{text}");
+}

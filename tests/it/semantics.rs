@@ -730,3 +730,22 @@ flow F = {
     );
     assert_eq!(stage(&summary, "none")["rows"], 0, "zero rows, zero calls");
 }
+
+/// `select id` where `id` is a parameter gives a column named `id` (it was named `:id`, the
+/// SQL parameter's text), as the checker's column list says.
+#[test]
+fn a_selected_parameter_keeps_its_name() {
+    let dir = scratch(
+        "selected_parameter",
+        &[(
+            "flow.wv",
+            "flow P(id: int = 7) = {\n  stage s = from [[1]] as t(x) | select id, x, _.x as y | activate('file', path: 'p.ndjson')\n}\n",
+        )],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("p.ndjson")),
+        vec![serde_json::json!({"id": 7, "x": 1, "y": 1})]
+    );
+}

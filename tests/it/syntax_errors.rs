@@ -233,16 +233,6 @@ fn activity_without_command() {
 }
 
 #[test]
-fn call_of_a_flow_after_each() {
-    // `| call F(...)` is a single child run with arguments from the input's one row.
-    let codes = report(
-        "call_after_each",
-        "flow f = {\n  stage a = from t | each call Enrich(id: _.id)\n  stage b = from t | call Enrich(id: 1)\n}\n",
-    );
-    assert_eq!(codes, ["E0010"]);
-}
-
-#[test]
 fn quote_right_before_the_closing_triple_quotes() {
     let codes = report(
         "quote_before_triple_close",

@@ -223,7 +223,8 @@ impl<'g, 'w> Shapes<'g, 'w> {
                         aliases: row.aliases.clone(),
                     };
                 }
-                OpKind::Each(_) | OpKind::Activity(_) => {
+                // A child run's final rows are known when it runs.
+                OpKind::Each(_) | OpKind::EachCall(_) | OpKind::Activity(_) => {
                     before.push(row.clone());
                     row = Row::unknown();
                 }
@@ -304,11 +305,10 @@ impl<'g, 'w> Shapes<'g, 'w> {
             SourceRef::Failed(n) => {
                 let input = self.graph.index_of(&n.name).and_then(|i| {
                     let stage = self.graph.stages[i].stage;
-                    let at = stage
-                        .body
-                        .ops
-                        .iter()
-                        .position(|op| matches!(op.kind, OpKind::Each(_)))?;
+                    let at =
+                        stage.body.ops.iter().position(|op| {
+                            matches!(op.kind, OpKind::Each(_) | OpKind::EachCall(_))
+                        })?;
                     self.pipeline(i).before.get(at)?.shape.clone()
                 });
                 let shape = input.map(|input| {

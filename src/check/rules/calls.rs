@@ -49,7 +49,9 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
             match &op.kind {
                 OpKind::Activity(call) | OpKind::Each(call) => activity_call(ctx, file, call),
                 OpKind::Jump(call) => flow_call(ctx, file, call, "->"),
-                OpKind::CallFlow(call) => flow_call(ctx, file, call, "call"),
+                OpKind::CallFlow(call) | OpKind::EachCall(call) => {
+                    flow_call(ctx, file, call, "call")
+                }
                 OpKind::Activate(activate) => activation(ctx, file, activate),
                 _ => {}
             }
@@ -607,7 +609,7 @@ fn flow_refs(f: &Flow, jumps: bool) -> Vec<(String, Span)> {
                     OpKind::Jump(call) if jumps => {
                         out.push((call.name.name.to_string(), call.name.span))
                     }
-                    OpKind::CallFlow(call) if !jumps => {
+                    OpKind::CallFlow(call) | OpKind::EachCall(call) if !jumps => {
                         out.push((call.name.name.to_string(), call.name.span))
                     }
                     OpKind::Fork(children) => stack.extend(children.iter()),

@@ -501,7 +501,9 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &StageSettings) {
     }
     for e in [p.concurrency.own(), p.tolerated_failures.own()] {
         if let Some(e) = e
-            && !has_op(stage, |k| matches!(k, OpKind::Each(_)))
+            && !has_op(stage, |k| {
+                matches!(k, OpKind::Each(_) | OpKind::EachCall(_))
+            })
         {
             found.push(warn(
                 e,
@@ -512,7 +514,9 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &StageSettings) {
     }
     if let Some(e) = p.parent_close.own()
         && !matches!(stage.body.source.kind, SourceKind::CallFlow(_))
-        && !has_op(stage, |k| matches!(k, OpKind::CallFlow(_)))
+        && !has_op(stage, |k| {
+            matches!(k, OpKind::CallFlow(_) | OpKind::EachCall(_))
+        })
     {
         found.push(warn(
             e,

@@ -269,6 +269,14 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &
                 call.args.as_deref().unwrap_or_default(),
                 &per_row("a `call` argument"),
             ),
+            OpKind::EachCall(call) => {
+                each_row = Some(row);
+                args(
+                    binder,
+                    call.args.as_deref().unwrap_or_default(),
+                    &per_row("an `each call` argument"),
+                );
+            }
             OpKind::WaitUntil(e) => {
                 binder.bind(e, &per_row("a `wait until` condition"));
             }

@@ -181,7 +181,9 @@ fn failed_items_resolve(ctx: &mut Ctx, graph: &FlowGraph) {
                 continue;
             };
             let target = graph.stages[i].stage;
-            if !has_op(target, |k| matches!(k, OpKind::Each(_))) {
+            if !has_op(target, |k| {
+                matches!(k, OpKind::Each(_) | OpKind::EachCall(_))
+            }) {
                 ctx.emit(
                     Diagnostic::error(
                         Code::E0116,

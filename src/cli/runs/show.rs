@@ -192,6 +192,7 @@ impl Detail {
             stages: self.stages.iter().map(|s| s.summary.clone()).collect(),
             compensations: self.compensations.clone(),
             next: Vec::new(),
+            outputs: None,
         };
         let mut out = crate::cli::run::table_as(&summary, &run.display_state());
         out.push('\n');

@@ -108,6 +108,10 @@ pub struct Summary {
     /// Runs to start after this one succeeded (`-> F(args)`), in the order reached.
     #[serde(skip)]
     pub next: Vec<Jump>,
+    /// Where the final rows are: the run's database and its last stages (read by no other
+    /// stage) that succeeded, in plan order. What a parent's `each call` takes.
+    #[serde(skip)]
+    pub outputs: Option<(std::path::PathBuf, Vec<String>)>,
 }
 
 /// A run to start: a flow, its version, and argument values.
@@ -461,6 +465,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         } else {
             RunState::Success
         },
+        outputs: Some((stores.run_db.clone(), final_stages(flow, &results))),
         stages: results,
         compensations,
         next: if failed {
@@ -469,6 +474,20 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             ctx.jumps.lock().map(|j| j.clone()).unwrap_or_default()
         },
     }
+}
+
+/// The stages no other stage reads or waits for, that succeeded, in plan order.
+fn final_stages(flow: &FlowPlan, results: &[StageSummary]) -> Vec<String> {
+    let read: std::collections::BTreeSet<&str> = flow
+        .stages
+        .iter()
+        .flat_map(|s| s.upstream.iter().map(|e| e.stage.as_str()))
+        .collect();
+    results
+        .iter()
+        .filter(|r| r.state == StageState::Success && !read.contains(r.stage.as_str()))
+        .map(|r| r.stage.clone())
+        .collect()
 }
 
 /// The message a panic carried.

@@ -273,18 +273,22 @@ impl StageRun<'_, '_> {
                     let args = self.bind(invocation, row).map_err(|e| (e.into(), 1))?;
                     self.call(invocation, args, input)?
                 }
-                Step::Each {
-                    invocation,
-                    concurrency,
-                    tolerated_failures,
-                    keep_failed,
-                } => {
+                Step::Each { .. } | Step::EachCall { .. } => {
                     let input = values(input)?;
-                    let (rows, failed) =
-                        self.each(invocation, *concurrency, tolerated_failures, &input)?;
+                    let (fan, (rows, failed)) = match step {
+                        Step::EachCall {
+                            target,
+                            parent_close,
+                            fan,
+                        } => (fan, self.each_call(target, *parent_close, fan, &input)?),
+                        Step::Each { invocation, fan } => {
+                            (fan, self.each(invocation, fan, &input)?)
+                        }
+                        _ => unreachable!("matched above"),
+                    };
                     // Written before the tolerance is judged: a stage after a failed fan-out
                     // (`trigger: all_done`) reads what failed too.
-                    if *keep_failed {
+                    if fan.keep_failed {
                         self.keep_failed(&input, &failed)
                             .map_err(|e| (e.into(), 1))?;
                     }
@@ -517,81 +521,159 @@ impl StageRun<'_, '_> {
             .collect())
     }
 
-    /// One call per input row, at most `concurrency` at once; fails past the tolerance. An
-    /// item whose idempotency key succeeded before is not called again: its recorded rows
-    /// are reused, and each new success is recorded under its key.
-    /// The rows of the items, or the error past the tolerance, with the failed items by
-    /// index (`Err` at once: nothing to keep).
+    /// One activity call per input row ([`Self::fan_out`]). An item whose idempotency key
+    /// succeeded before is not called again: its recorded rows are reused, and each new
+    /// success is recorded under its key.
     fn each(
         &mut self,
         invocation: &Invocation,
-        concurrency: u64,
-        tolerated: &Tolerance,
+        fan: &FanOut,
         input: &Rows,
     ) -> Result<FannedOut, StepError> {
         let per_row = self
             .bind_rows(invocation, Some(input))
             .map_err(|e| (e.into(), 1))?;
         let keys = self.item_keys(input).map_err(|e| (e.into(), 1))?;
-        struct Item {
-            args: BTreeMap<String, Value>,
-            line: CommandLine,
-            row: Arc<Rows>,
-            key: Option<String>,
+        let mut reused = self.finished_items(input.len())?;
+        let mut lines = Vec::with_capacity(input.len());
+        for (i, args) in per_row.iter().enumerate() {
+            if reused[i].is_none()
+                && let Some(k) = keys.get(i).and_then(Option::as_ref)
+            {
+                reused[i] = self
+                    .store
+                    .recorded(&self.ctx.flow, &self.stage.id, k)
+                    .map_err(|e| (e.into(), 1))?;
+            }
+            lines.push(match reused[i] {
+                Some(_) => Default::default(),
+                None => command_line(self.store, invocation, args).map_err(|e| (e.into(), 1))?,
+            });
         }
-        let mut items = Vec::with_capacity(input.len());
-        let mut reused: Vec<Option<Rows>> = Vec::with_capacity(input.len());
-        // Items that succeeded before this run's owner crashed (`runs resume`).
+        let rows: Vec<Arc<Rows>> = (0..input.len()).map(|i| Arc::new(input.row(i))).collect();
+        let (ctx, stage, step) = (self.ctx, self.stage, self.step);
+        self.fan_out(fan, reused, &keys, |i, cancel| {
+            let call = Call {
+                invocation,
+                key: keys.get(i).and_then(Option::as_deref),
+                args: &per_row[i],
+                line: &lines[i],
+                input: &rows[i],
+                cancel,
+            };
+            let done = retried(ctx, stage, ("run", step, Some(i)), &call);
+            retry::Finished {
+                result: done
+                    .result
+                    .and_then(|o| o.into_rows().map_err(StageError::Data)),
+                attempts: done.attempts,
+            }
+        })
+    }
+
+    /// One child run per input row (`each call F(...)`), retried as the stage's retry
+    /// policy says; each child's final rows are its item's rows.
+    fn each_call(
+        &mut self,
+        target: &FlowRef,
+        parent_close: ParentClose,
+        fan: &FanOut,
+        input: &Rows,
+    ) -> Result<FannedOut, StepError> {
+        let runner = self
+            .ctx
+            .flows
+            .ok_or_else(|| ("child runs are not available here".to_string().into(), 1))?;
+        let per_row = bind(self.store, &target.args, &self.ctx.params, Some(input))
+            .map_err(|e| (e.into(), 1))?;
+        let keys = self.item_keys(input).map_err(|e| (e.into(), 1))?;
+        let reused = self.finished_items(input.len())?;
+        let (ctx, stage, run_id) = (self.ctx, self.stage, &self.ctx.run_id);
+        let timeout = stage.timeout_ms.map(Duration::from_millis);
+        self.fan_out(fan, reused, &keys, |i, cancel| {
+            let child = Jump {
+                flow: target.flow.clone(),
+                version: target.version,
+                args: per_row[i].clone(),
+            };
+            let done = retry::run_observed(
+                &stage.retry,
+                stage.schedule_timeout_ms.map(Duration::from_millis),
+                ctx.clock,
+                ctx.random,
+                |_| {
+                    if cancel.load(Ordering::Relaxed) {
+                        return retry::Outcome::Cancelled;
+                    }
+                    let ran = runner.run_child(
+                        &child,
+                        (run_id, &stage.id),
+                        cancel.clone(),
+                        parent_close,
+                        timeout,
+                    );
+                    match ran.and_then(|summary| child_rows(&summary)) {
+                        Ok(rows) => retry::Outcome::Success(rows),
+                        Err(_) if cancel.load(Ordering::Relaxed) => retry::Outcome::Cancelled,
+                        Err(error) => retry::Outcome::Failure {
+                            error,
+                            exit_code: None,
+                        },
+                    }
+                },
+                |_, _| {},
+            );
+            retry::Finished {
+                result: done.result,
+                attempts: done.attempts,
+            }
+        })
+    }
+
+    /// Items that succeeded before this run's owner crashed (`runs resume`), by index.
+    fn finished_items(&mut self, count: usize) -> Result<Vec<Option<Rows>>, StepError> {
         let mut finished = self
             .store
             .finished_items(&self.stage.id, self.step)
             .map_err(|e| (e.into(), 1))?;
-        for (i, args) in per_row.into_iter().enumerate() {
-            let key = keys.get(i).cloned().flatten();
-            let recorded = match (&key, finished.remove(&i)) {
-                (_, Some(rows)) => Some(rows),
-                (Some(k), None) => self
-                    .store
-                    .recorded(&self.ctx.flow, &self.stage.id, k)
-                    .map_err(|e| (e.into(), 1))?,
-                (None, None) => None,
-            };
-            let line = match recorded {
-                Some(_) => Default::default(),
-                None => command_line(self.store, invocation, &args).map_err(|e| (e.into(), 1))?,
-            };
-            reused.push(recorded);
-            items.push(Item {
-                args,
-                line,
-                row: Arc::new(input.row(i)),
-                key,
-            });
-        }
+        Ok((0..count).map(|i| finished.remove(&i)).collect())
+    }
+
+    /// Runs `work` for each item not `reused`, at most `fan.concurrency` at once, records
+    /// each success as it comes (and under its idempotency key), and judges the failures
+    /// against the tolerance. Returns the rows of the items, or the error past the
+    /// tolerance, with the failed items by index (`Err` at once: nothing to keep).
+    fn fan_out(
+        &mut self,
+        fan: &FanOut,
+        reused: Vec<Option<Rows>>,
+        keys: &[Option<String>],
+        work: impl Fn(usize, &Arc<AtomicBool>) -> retry::Finished<Rows> + Sync,
+    ) -> Result<FannedOut, StepError> {
+        let count = reused.len();
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<std::sync::Mutex<Option<retry::Finished<Rows>>>> =
-            items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        let (ctx, stage, step, cancel) = (self.ctx, self.stage, self.step, &self.cancel);
+            (0..count).map(|_| std::sync::Mutex::new(None)).collect();
+        let (stage, step, cancel) = (self.stage, self.step, &self.cancel);
         let fresh = reused.iter().filter(|r| r.is_none()).count() as u64;
-        self.all_reused = fresh == 0 && !items.is_empty();
+        self.all_reused = fresh == 0 && count > 0;
         // A worker that finished an item waits until it is recorded before it starts another:
         // so a crash can lose (and a resume run again) at most `concurrency` items.
         let (done_sender, done_items) =
             std::sync::mpsc::channel::<(usize, std::sync::mpsc::SyncSender<()>)>();
         let store = &mut *self.store;
         let mut unrecorded = None;
-        let (items_ref, reused_ref, results_ref, next_ref) = (&items, &reused, &results, &next);
+        let (reused_ref, results_ref, next_ref, work) = (&reused, &results, &next, &work);
         std::thread::scope(|scope| {
-            for _ in 0..concurrency.max(1).min(fresh) {
+            for _ in 0..fan.concurrency.max(1).min(fresh) {
                 let done_sender = done_sender.clone();
-                let (items, reused, results, next) = (items_ref, reused_ref, results_ref, next_ref);
                 scope.spawn(move || {
                     loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(item) = items.get(i) else {
+                        let i = next_ref.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= count {
                             break;
-                        };
-                        if reused[i].is_some() {
+                        }
+                        if reused_ref[i].is_some() {
                             continue;
                         }
                         // After a cancel, no new item starts.
@@ -601,24 +683,10 @@ impl StageRun<'_, '_> {
                                 attempts: 0,
                             }
                         } else {
-                            let call = Call {
-                                invocation,
-                                key: item.key.as_deref(),
-                                args: &item.args,
-                                line: &item.line,
-                                input: &item.row,
-                                cancel,
-                            };
-                            let done = retried(ctx, stage, ("run", step, Some(i)), &call);
-                            retry::Finished {
-                                result: done
-                                    .result
-                                    .and_then(|o| o.into_rows().map_err(StageError::Data)),
-                                attempts: done.attempts,
-                            }
+                            work(i, cancel)
                         };
                         let succeeded = done.result.is_ok();
-                        if let Ok(mut slot) = results[i].lock() {
+                        if let Ok(mut slot) = results_ref[i].lock() {
                             *slot = Some(done);
                         }
                         if succeeded {
@@ -656,9 +724,7 @@ impl StageRun<'_, '_> {
         let mut failures = Vec::new();
         let mut attempts = 0;
         let mut cancelled = false;
-        for (index, ((slot, item), recorded)) in
-            results.into_iter().zip(&items).zip(reused).enumerate()
-        {
+        for (index, (slot, recorded)) in results.into_iter().zip(reused).enumerate() {
             if let Some(rows) = recorded {
                 outputs.push(rows);
                 continue;
@@ -669,7 +735,7 @@ impl StageRun<'_, '_> {
             attempts = attempts.max(done.attempts);
             match done.result {
                 Ok(rows) => {
-                    if let Some(k) = &item.key {
+                    if let Some(k) = keys.get(index).and_then(Option::as_ref) {
                         self.store
                             .record(&self.ctx.flow, &self.stage.id, k, &rows)
                             .map_err(|e| {
@@ -690,14 +756,14 @@ impl StageRun<'_, '_> {
         if cancelled {
             return Err((StageError::Cancelled, attempts));
         }
-        let allowed = match tolerated {
+        let allowed = match &fan.tolerated_failures {
             Tolerance::Count(n) => *n as f64,
-            Tolerance::Percent(p) => items.len() as f64 * p / 100.0,
+            Tolerance::Percent(p) => count as f64 * p / 100.0,
         };
         let rows = if failures.len() as f64 > allowed {
             Err(StageError::Items {
                 failed: failures.len(),
-                total: items.len(),
+                total: count,
                 tolerated: allowed,
                 first: failures
                     .first()
@@ -828,6 +894,26 @@ pub(super) fn nap(ctx: &Context, cancel: &AtomicBool, total: Duration) -> bool {
             return true;
         }
         ctx.clock.sleep((total - slept).min(SLICE));
+    }
+}
+
+/// A child run's final rows ([`super::Summary::outputs`]); an error when it did not succeed.
+fn child_rows(summary: &super::Summary) -> Result<Rows, String> {
+    if summary.state != RunState::Success {
+        let cause = summary.stages.iter().find_map(|s| s.error.clone());
+        return Err(StageError::ChildRun {
+            run_id: summary.run_id.clone(),
+            flow: summary.flow.clone(),
+            state: summary.state,
+            cause,
+        }
+        .to_string());
+    }
+    match &summary.outputs {
+        Some((run_db, stages)) => Store::rows_of_run(run_db, stages)
+            .map_err(|e| format!("cannot read the rows of child run {}: {e}", summary.run_id)),
+        // A child left to run on its own (`parent_close: abandon`) has no rows here.
+        None => Ok(Rows::default()),
     }
 }
 

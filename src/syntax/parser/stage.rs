@@ -1,11 +1,10 @@
 //! Flow members: stages with their sources and operators, signals and queries.
 
-use super::errors::{Expected, SyntaxError};
+use super::errors::Expected;
 use super::expr::{call_with, expr};
 use super::items::{condition, config_block, flow_call, inline_config};
 use super::recovery::{Resume, skip_to};
 use super::{Parse, comma_list, exact, name, parenthesized, string, unsigned};
-use crate::diagnostics::Code;
 use crate::syntax::ast::*;
 use crate::syntax::token::Token;
 use chumsky::prelude::*;
@@ -266,11 +265,12 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
             )
             .map(OpKind::SaveTo),
         route,
-        just(Token::Each).ignore_then(
-            call_with(src, expr(src))
-                .map(|c| OpKind::Each(Box::new(c)))
-                .or(flow_call_refused(src, Token::Each)),
-        ),
+        just(Token::Each).ignore_then(choice((
+            just(Token::Call)
+                .ignore_then(flow_call(src))
+                .map(|f| OpKind::EachCall(Box::new(f))),
+            call_with(src, expr(src)).map(|c| OpKind::Each(Box::new(c))),
+        ))),
         wait,
         activate,
         just(Token::Arrow)
@@ -283,27 +283,4 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
         call_with(src, expr(src)).map(|c| OpKind::Activity(Box::new(c))),
     ))
     .boxed()
-}
-
-/// `call F(...)` after `|` or `each` (`after`): a flow is called only as a stage's source.
-/// Said in words, since `call` otherwise reads as a keyword where a name belongs.
-fn flow_call_refused<'t>(src: &'t str, after: Token) -> impl Parse<'t, OpKind> {
-    just(Token::Call)
-        .map_with(|_, e| e.span())
-        .then(name(src).or_not())
-        .try_map(move |(call, flow), _| {
-            let flow = flow.map_or("F", |f| &src[f.span.range()]);
-            let mut help =
-                format!("call the flow from a stage of its own: `stage s = call {flow}(...)`");
-            if after == Token::Each {
-                help.push_str("; `each` runs an activity once per row, as in `each probe(_.url)`");
-            }
-            Err(SyntaxError::custom(
-                Code::E0010,
-                call,
-                "`call` of a flow is only supported as a stage's source".into(),
-                &format!("not supported after {after}"),
-                &help,
-            ))
-        })
 }
