@@ -91,6 +91,9 @@ pub fn check(workspace: &Workspace) -> Report {
     let mut ctx = Ctx::new(workspace, &index, &cache);
     names::check_workspace(&mut ctx);
     calls::check_workspace(&mut ctx);
+    for def in index.pools.clone() {
+        config::check_pool(&mut ctx, def);
+    }
     let mut diagnostics = ctx.out;
     let workspace_time = started.elapsed();
 

@@ -121,6 +121,7 @@ codes! {
     E0114: "no such column";
     E0115: "a run-store table named by a flow";
     E0116: "failed items of a stage without `each`";
+    E0117: "pool defined twice";
     E0201: "unknown configuration key";
     E0202: "key in the wrong place";
     E0203: "key set twice";
@@ -130,6 +131,8 @@ codes! {
     E0207: "maximum retry delay shorter than the first delay";
     E0208: "heartbeat not shorter than the timeout";
     E0209: "schedule timeout shorter than the timeout";
+    E0210: "unknown pool";
+    E0211: "pool without `slots`";
     E0301: "trigger names an unknown stage";
     E0302: "stage triggers on itself";
     E0303: "unknown stage state";

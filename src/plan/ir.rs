@@ -341,6 +341,13 @@ pub enum Step {
     End,
 }
 
+/// A `pool` of the workspace: its name and how many may hold it at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PoolPlan {
+    pub name: String,
+    pub slots: u64,
+}
+
 /// How an `each` fans out.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FanOut {
@@ -397,6 +404,9 @@ pub struct StagePlan {
     /// name), and the upstream stages still running are cancelled.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub first_success: bool,
+    /// The pool whose slot the stage (or each of its `each` items) holds while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolPlan>,
     /// Stages whose failed items this one reads (`failed(stage)`): a stage that did not run
     /// has none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

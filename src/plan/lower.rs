@@ -5,7 +5,7 @@ use super::ir::*;
 use super::sql::{self, Select, Writer, quote_ident};
 use super::words::{ActivationTarget, TriggerRule};
 use crate::arguments::assign_call;
-use crate::check::settings::{FlowSettings, StageSettings};
+use crate::check::settings::{FlowSettings, PoolSettings, StageSettings};
 use crate::check::{Def, FlowGraph, Index, values};
 use crate::source::FileId;
 use crate::syntax::Span;
@@ -325,6 +325,13 @@ impl Lowering<'_, '_> {
             idempotency_per_item: idempotency_per_item && idempotency_key.is_some(),
             idempotency_key,
             first_success: first_success(&settings, stage),
+            pool: settings.pool.value.and_then(|name| {
+                let def = self.index.pool_by_name.get(name)?;
+                Some(PoolPlan {
+                    name: name.to_string(),
+                    slots: PoolSettings::of_pool(def.file, def.node).slots.value?,
+                })
+            }),
             reads_failed: crate::check::model::graph::failed_reads(stage)
                 .into_iter()
                 .map(|(name, _)| name.to_string())

@@ -8,6 +8,7 @@
 //! | [`activate`] | delivering rows to a file, a webhook or the log |
 //! | [`activity`] | starting an activity: argv or `sh`, NDJSON in and out, timeouts, heartbeat |
 //! | [`output`] | an activity's rows: in memory, or spooled to a file as they come |
+//! | [`pools`] | slots of `pool`s, held in the run store across runs and processes |
 //! | [`hooks`] | flow hooks called with the run summary |
 //! | [`retry`] | the retry policy over attempts |
 //! | [`clock`], [`cancel`] | injected time; Ctrl-C and SIGTERM |
@@ -30,6 +31,7 @@ pub mod flow_call;
 pub mod hooks;
 pub mod launch;
 pub mod output;
+pub mod pools;
 pub mod retry;
 pub mod runs;
 pub mod schedule;

@@ -11,6 +11,8 @@ vocabulary! {
         #[default]
         Pending = "pending",
         Running = "running",
+        /// Waiting for a slot of its `pool`.
+        Queued = "queued",
         /// Between two attempts.
         Retrying = "retrying",
         Success = "success",

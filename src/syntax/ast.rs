@@ -23,6 +23,16 @@ pub enum Item {
     Flow(Box<Flow>),
     Activity(Box<Activity>),
     Run(Box<RunFlow>),
+    Pool(Box<Pool>),
+}
+
+/// `pool NAME with { slots: N }`: a resource that stages and `each` items of every flow and
+/// run on the machine share, at most `slots` at once.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Pool {
+    pub name: Ident,
+    pub config: Config,
+    pub span: Span,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

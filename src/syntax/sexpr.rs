@@ -13,6 +13,9 @@ pub fn file(f: &File) -> String {
             Item::Run(r) => {
                 let _ = writeln!(out, "(run {})", flow_call(&r.call));
             }
+            Item::Pool(p) => {
+                let _ = writeln!(out, "(pool {} {})", p.name.name, config(&p.config));
+            }
         }
     }
     out

@@ -105,6 +105,8 @@ pub enum Token {
     Sh,
     #[token("signal")]
     Signal,
+    #[token("pool")]
+    Pool,
     #[token("query")]
     Query,
 
@@ -213,6 +215,7 @@ impl Token {
                 | Token::Exec
                 | Token::Sh
                 | Token::Signal
+                | Token::Pool
                 | Token::Query
         )
     }
@@ -284,6 +287,7 @@ impl Token {
             Exec => "`exec`",
             Sh => "`sh`",
             Signal => "`signal`",
+            Pool => "`pool`",
             Query => "`query`",
             Ident | QuotedIdent => "a name",
             Int => "an integer",

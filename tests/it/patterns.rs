@@ -426,3 +426,137 @@ fn mapped_child_flows_run_one_child_per_row() {
         String::from_utf8_lossy(&tree.stdout).into_owned() + &String::from_utf8_lossy(&tree.stderr);
     assert_eq!(text.matches("Enrich").count(), 7, "{text}");
 }
+
+const POOLS: &str = r#"pool gpu with { slots: 1 }
+pool lanes with { slots: 2 }
+activity busy(name: string, secs: float) = sh("""
+  echo "start $WV_NAME $(date +%s.%N)" >> trace.log
+  sleep "$WV_SECS"
+  echo "end $WV_NAME $(date +%s.%N)" >> trace.log
+  printf '{"name": "%s"}\n' "$WV_NAME"
+""")
+flow Train(name: string = 'a', secs: float = 1.0) = {
+  stage train [pool: gpu] = busy(name, secs)
+}
+flow Lanes = {
+  stage items = from [['l1'], ['l2'], ['l3'], ['l4'], ['l5']] as t(name)
+  stage work [pool: lanes, concurrency: 5] = from items | each busy(_.name, 0.4)
+}
+"#;
+
+/// The most intervals of `trace.log` open at once, and the count of intervals.
+fn most_at_once(dir: &Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(dir.join("trace.log")).unwrap();
+    let mut events: Vec<(f64, i32)> = text
+        .lines()
+        .map(|l| {
+            let parts: Vec<&str> = l.split(' ').collect();
+            (
+                parts[2].parse::<f64>().unwrap(),
+                if parts[0] == "start" { 1 } else { -1 },
+            )
+        })
+        .collect();
+    // At the same instant an end comes before a start.
+    events.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (mut open, mut most) = (0, 0);
+    for (_, step) in &events {
+        open += step;
+        most = most.max(open);
+    }
+    (most as usize, events.len() / 2)
+}
+
+/// A pool's slots hold across processes: two runs of a flow whose stage takes the only slot
+/// of `gpu` run one after the other, and the second shows `queued` in `runs show` meanwhile.
+#[test]
+fn a_pool_limits_stages_across_processes() {
+    let dir = scratch("pools_processes", &[("flow.wv", POOLS)]);
+    let path = dir.to_str().unwrap().to_string();
+    let spawn = |call: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+            .args(["run", &path, call, "--format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn("Train(name = 'a', secs = 2.5)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(dir.join("trace.log"))
+        .unwrap_or_default()
+        .contains("start a")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = spawn("Train(name = 'b', secs = 0.2)");
+    let db = dir.join(".wvflow/workspace.db");
+    let db = db.to_str().unwrap();
+    let mut seen_queued = false;
+    while std::time::Instant::now() < deadline && !seen_queued {
+        let list = wvflow(&["runs", "list", "--db", db]);
+        for line in String::from_utf8_lossy(&list.stdout)
+            .lines()
+            .filter(|l| l.contains("Train"))
+        {
+            let id = line.split_whitespace().next().unwrap();
+            let show = wvflow(&["runs", "show", id, "--db", db]);
+            seen_queued |= String::from_utf8_lossy(&show.stdout).contains("queued");
+        }
+        if !seen_queued {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    for child in [first, second] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    assert!(seen_queued, "the waiting run never showed `queued`");
+    assert_eq!(most_at_once(&dir), (1, 2), "both held the one slot at once");
+}
+
+/// The items of an `each` hold a pool one by one: five items at `concurrency: 5` on a pool of
+/// two slots run two at a time.
+#[test]
+fn a_pool_limits_each_items() {
+    let dir = scratch("pools_items", &[("flow.wv", POOLS)]);
+    let (code, summary) = run_json(&dir, Some("Lanes"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "work")["rows"], 5);
+    assert_eq!(most_at_once(&dir), (2, 5));
+}
+
+/// A pool is named, defined once, and has slots.
+#[test]
+fn pools_are_checked() {
+    let dir = scratch(
+        "pools_checked",
+        &[(
+            "flow.wv",
+            "pool gpu with { slots: 1 }\npool gpu with { slots: 2 }\npool cpu with { size: 2 }\nflow F = {\n  stage a [pool: gpx] = from [[1]] as t(x)\n}\n",
+        )],
+    );
+    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    for expected in [
+        "flow.wv:2:6: error[E0117]",
+        "flow.wv:3:17: error[E0201]",
+        "flow.wv:3:6: error[E0211]",
+        "flow.wv:5:18: error[E0210]",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    let human = wvflow(&["check", dir.to_str().unwrap(), "--color", "never"]);
+    let human = String::from_utf8_lossy(&human.stdout).into_owned()
+        + &String::from_utf8_lossy(&human.stderr);
+    assert!(human.contains("Help: did you mean `gpu`?"), "{human}");
+}

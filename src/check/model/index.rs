@@ -1,7 +1,7 @@
 //! What a workspace defines: flows, activities and `run flow` statements, across its files.
 
 use crate::source::FileId;
-use crate::syntax::ast::{Activity, Flow, Item, RunFlow};
+use crate::syntax::ast::{Activity, Flow, Item, Pool, RunFlow};
 use crate::workspace::Workspace;
 use std::collections::BTreeMap;
 
@@ -28,6 +28,9 @@ pub struct Index<'w> {
     pub flows_by_name: BTreeMap<&'w str, Vec<Def<'w, Flow>>>,
     /// The first definition of each activity name.
     pub activity_by_name: BTreeMap<&'w str, Def<'w, Activity>>,
+    pub pools: Vec<Def<'w, Pool>>,
+    /// The first definition of each pool name.
+    pub pool_by_name: BTreeMap<&'w str, Def<'w, Pool>>,
 }
 
 impl<'w> Index<'w> {
@@ -40,6 +43,7 @@ impl<'w> Index<'w> {
                     Item::Flow(node) => index.flows.push(Def { file, node }),
                     Item::Activity(node) => index.activities.push(Def { file, node }),
                     Item::Run(node) => index.runs.push(Def { file, node }),
+                    Item::Pool(node) => index.pools.push(Def { file, node }),
                 }
             }
         }
@@ -53,6 +57,12 @@ impl<'w> Index<'w> {
         for def in &index.activities {
             index
                 .activity_by_name
+                .entry(&def.node.name.name)
+                .or_insert(*def);
+        }
+        for def in &index.pools {
+            index
+                .pool_by_name
                 .entry(&def.node.name.name)
                 .or_insert(*def);
         }

@@ -7,6 +7,7 @@ pub enum Place {
     Flow,
     Stage,
     Activity,
+    Pool,
 }
 
 impl Place {
@@ -15,6 +16,7 @@ impl Place {
             Place::Flow => "a flow",
             Place::Stage => "a stage",
             Place::Activity => "an activity",
+            Place::Pool => "a pool",
         }
     }
 }
@@ -54,6 +56,8 @@ pub enum Kind {
     Cron,
     /// An IANA time zone name.
     TimeZone,
+    /// The name of a `pool` of the workspace.
+    Pool,
 }
 
 impl Kind {
@@ -79,6 +83,7 @@ impl Kind {
             Kind::CountOrPercent => "a count or a percentage such as `'10%'`".into(),
             Kind::Cron => "`cron('m h dom mon dow')`".into(),
             Kind::TimeZone => "an IANA time zone name".into(),
+            Kind::Pool => "the name of a `pool` of the workspace".into(),
         }
     }
 }
@@ -99,6 +104,7 @@ pub const TRIGGER_RULES: &[&str] = crate::plan::words::TriggerRule::WORDS;
 const STAGE_LIKE: &[Place] = &[Place::Stage, Place::Activity];
 const STAGE: &[Place] = &[Place::Stage];
 const FLOW: &[Place] = &[Place::Flow];
+const POOL: &[Place] = &[Place::Pool];
 
 /// Stage keys (also valid in activities, which give defaults), then flow keys. `timeout`,
 /// `concurrency` and `on_failure` mean different things in a flow: see [`key`].
@@ -218,6 +224,12 @@ pub const STAGE_KEYS: &[Key] = &[
         meaning: "failed items an `each` fan-out may have and still succeed",
     },
     Key {
+        name: "pool",
+        places: STAGE_LIKE,
+        kind: Kind::Pool,
+        meaning: "a `pool` of the workspace: the stage (or each `each` item) holds one of its slots while it runs, across runs, flows and processes",
+    },
+    Key {
         name: "parent_close",
         places: STAGE_LIKE,
         kind: Kind::Word(PARENT_CLOSE),
@@ -303,11 +315,21 @@ pub const FLOW_KEYS: &[Key] = &[
     },
 ];
 
+pub const POOL_KEYS: &[Key] = &[Key {
+    name: "slots",
+    places: POOL,
+    kind: Kind::Int {
+        min: 1,
+        max: i64::MAX,
+    },
+    meaning: "how many stages or `each` items may hold the pool at once (required)",
+}];
+
 fn table(place: Place) -> &'static [Key] {
-    if place == Place::Flow {
-        FLOW_KEYS
-    } else {
-        STAGE_KEYS
+    match place {
+        Place::Flow => FLOW_KEYS,
+        Place::Pool => POOL_KEYS,
+        Place::Stage | Place::Activity => STAGE_KEYS,
     }
 }
 
@@ -328,7 +350,11 @@ pub fn names_in(place: Place) -> impl Iterator<Item = &'static str> {
 
 /// Every key name, for did-you-mean.
 pub fn all_names() -> impl Iterator<Item = &'static str> {
-    STAGE_KEYS.iter().chain(FLOW_KEYS).map(|k| k.name)
+    STAGE_KEYS
+        .iter()
+        .chain(FLOW_KEYS)
+        .chain(POOL_KEYS)
+        .map(|k| k.name)
 }
 
 /// Where else a key that is not valid in `place` would be valid.
@@ -336,6 +362,7 @@ pub fn places_of(name: &str) -> Vec<Place> {
     let mut places: Vec<Place> = STAGE_KEYS
         .iter()
         .chain(FLOW_KEYS)
+        .chain(POOL_KEYS)
         .filter(|k| k.name == name)
         .flat_map(|k| k.places.iter().copied())
         .collect();

@@ -84,6 +84,8 @@ pub struct StageSettings<'a> {
     pub concurrency: Setting<'a, u64>,
     pub tolerated_failures: Setting<'a, Tolerance>,
     pub parent_close: Setting<'a, ParentClose>,
+    /// The `pool` whose slot the stage (or each `each` item) holds while it runs.
+    pub pool: Setting<'a, Option<&'a str>>,
 }
 
 impl Default for StageSettings<'_> {
@@ -108,6 +110,7 @@ impl Default for StageSettings<'_> {
             concurrency: Setting::default(8),
             tolerated_failures: Setting::default(Tolerance::Count(0)),
             parent_close: Setting::default(ParentClose::Terminate),
+            pool: Setting::default(None),
         }
     }
 }
@@ -207,6 +210,7 @@ impl<'a> StageSettings<'a> {
             "parent_close" => self
                 .parent_close
                 .set(values::word(v).and_then(ParentClose::parse), w),
+            "pool" => self.pool.set(values::word(v).map(Some), w),
             _ => return false,
         }
         true
@@ -261,6 +265,7 @@ impl<'a> StageSettings<'a> {
                 Tolerance::Percent(p) => format!("'{p}%'"),
             },
             "parent_close" => self.parent_close.value.to_string(),
+            "pool" => self.pool.value.unwrap_or("none").to_string(),
             _ => return None,
         })
     }
@@ -411,12 +416,41 @@ fn cron_pattern(v: &Expr) -> Option<String> {
     }
 }
 
+/// A pool's settings: `slots`, which has no default.
+pub struct PoolSettings<'a> {
+    pub slots: Setting<'a, Option<u64>>,
+}
+
+impl<'a> PoolSettings<'a> {
+    pub fn of_pool(file: FileId, pool: &'a crate::syntax::ast::Pool) -> Self {
+        let mut slots = Setting::default(None);
+        for entry in &pool.config.entries {
+            if entry.key.name == "slots" {
+                let w = Written {
+                    file,
+                    entry,
+                    place: Place::Pool,
+                };
+                slots.set(
+                    values::int(&entry.value)
+                        .and_then(|n| u64::try_from(n).ok())
+                        .filter(|n| *n >= 1)
+                        .map(Some),
+                    w,
+                );
+            }
+        }
+        PoolSettings { slots }
+    }
+}
+
 /// The text `wvflow explain KEY` prints and an editor shows on hover: where the key stands,
 /// what it takes, its default and its meaning.
 pub fn key_help(key: &keys::Key, place: Place) -> String {
     let default = match place {
         Place::Flow => FlowSettings::default().show(key.name),
         Place::Stage | Place::Activity => StageSettings::default().show(key.name),
+        Place::Pool => Some("none: required".to_string()),
     };
     format!(
         "**`{}`** ({} key): {}\n\n{}\n\ndefault: `{}`",
@@ -434,7 +468,7 @@ pub fn key_help(key: &keys::Key, place: Place) -> String {
 /// `wvflow explain KEY`: the hover text of the key, for each place it stands (`timeout` is a
 /// stage key and a flow key), without markdown emphasis; `None` for an unknown key.
 pub fn explain_key(name: &str) -> Option<String> {
-    let entries: Vec<String> = [Place::Stage, Place::Flow]
+    let entries: Vec<String> = [Place::Stage, Place::Flow, Place::Pool]
         .into_iter()
         .filter_map(|place| keys::key(name, place).map(|key| key_help(key, place)))
         .map(|text| text.replace("**", ""))

@@ -3,7 +3,7 @@
 
 use crate::check::graph::{FlowGraph, has_op};
 use crate::check::keys::{self, Kind, Place};
-use crate::check::settings::{FlowSettings, StageSettings, Written};
+use crate::check::settings::{FlowSettings, PoolSettings, StageSettings, Written};
 use crate::check::{Ctx, Def, values, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
@@ -53,6 +53,30 @@ pub fn check_activity(ctx: &mut Ctx, def: Def<'_, Activity>) {
     if let Some(config) = &def.node.config {
         check_block(ctx, def.file, config, Place::Activity, None, None);
         relations(ctx, &StageSettings::of_activity(def.file, def.node));
+    }
+}
+
+/// A pool's block: its keys, and the `slots` it cannot do without.
+pub fn check_pool(ctx: &mut Ctx, def: Def<'_, crate::syntax::ast::Pool>) {
+    let pool = def.node;
+    check_block(ctx, def.file, &pool.config, Place::Pool, None, None);
+    let slots = PoolSettings::of_pool(def.file, pool).slots;
+    if slots.written.is_none() && pool.config.get("slots").is_none() {
+        ctx.emit(
+            Diagnostic::error(
+                Code::E0211,
+                def.file,
+                pool.name.span,
+                format!(
+                    "pool `{}` does not say how many slots it has",
+                    pool.name.name
+                ),
+            )
+            .with_label("no `slots`")
+            .with_help(
+                "give it `slots: N`, the number of stages or `each` items that may hold it at once",
+            ),
+        );
     }
 }
 
@@ -253,6 +277,30 @@ fn value(
                 ctx.emit(wrong_type("an activity call or `activate(...)`"));
             }
         }
+        Kind::Pool => match values::word(v) {
+            Some(pool) if ctx.index.pool_by_name.contains_key(pool) => {}
+            found => {
+                let d = Diagnostic::error(
+                    Code::E0210,
+                    file,
+                    v.span,
+                    match found {
+                        Some(pool) => format!("no pool `{pool}` is defined in the workspace"),
+                        None => {
+                            format!("`pool` takes a pool's name, found {}", values::describe(v))
+                        }
+                    },
+                )
+                .with_label("not a pool");
+                let pools: Vec<&str> = ctx.index.pool_by_name.keys().copied().collect();
+                ctx.emit(with_suggestion(
+                    d,
+                    found.unwrap_or_default(),
+                    pools,
+                    Some("define it beside the flows: `pool NAME with { slots: N }`".into()),
+                ));
+            }
+        },
         // Checked by their own families: triggers, saga, schedules.
         Kind::TriggerRule | Kind::ActivityCall | Kind::Expression | Kind::Cron | Kind::TimeZone => {
         }

@@ -37,6 +37,26 @@ pub fn check_workspace(ctx: &mut Ctx) {
             }
         }
     }
+    let mut first_pool = HashMap::new();
+    for def in ctx.index.pools.clone() {
+        let name = def.node.name.name.as_str();
+        match first_pool.get(name) {
+            Some(&(file, span)) => ctx.emit(
+                Diagnostic::error(
+                    Code::E0117,
+                    def.file,
+                    def.node.name.span,
+                    format!("pool `{name}` is defined twice"),
+                )
+                .with_label("second definition")
+                .with_secondary(file, span, "first defined here")
+                .with_help("a pool is one resource of the machine: define it once, in one file of the workspace"),
+            ),
+            None => {
+                first_pool.insert(name, (def.file, def.node.name.span));
+            }
+        }
+    }
     let mut first_activity = HashMap::new();
     for def in ctx.index.activities.clone() {
         let name = def.node.name.name.as_str();

@@ -155,6 +155,9 @@ pub trait Progress: Sync {
     fn attempt_finished(&self, _attempt: &Attempt, _end: &AttemptEnd) {}
     /// `attempt` failed and another follows after `delay`: the stage is `retrying`.
     fn retrying(&self, _attempt: &Attempt, _delay: Duration) {}
+    /// The stage (or its `each` item) waits for a slot of `pool` (`waiting`), or has one
+    /// after waiting: the stage is `queued` meanwhile.
+    fn pool_wait(&self, _stage: &str, _item: Option<usize>, _pool: &str, _waiting: bool) {}
     /// A stage reached a terminal state (also one that never ran: skipped or cancelled).
     fn stage_finished(&self, _summary: &StageSummary) {}
     fn compensation_finished(&self, _compensation: &CompensationSummary) {}
@@ -178,6 +181,11 @@ impl Progress for Tee<'_> {
     }
     fn retrying(&self, attempt: &Attempt, delay: Duration) {
         self.0.iter().for_each(|p| p.retrying(attempt, delay));
+    }
+    fn pool_wait(&self, stage: &str, item: Option<usize>, pool: &str, waiting: bool) {
+        self.0
+            .iter()
+            .for_each(|p| p.pool_wait(stage, item, pool, waiting));
     }
     fn stage_finished(&self, summary: &StageSummary) {
         self.0.iter().for_each(|p| p.stage_finished(summary));
@@ -378,6 +386,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     }
                     let sender = sender.clone();
                     let start = Started {
+                        workspace_db: stores.workspace_db.clone(),
                         states: states.clone(),
                         cancel: stage_cancel[i].clone(),
                         first_success: first_success.map(|u| flow.stages[u].id.clone()),

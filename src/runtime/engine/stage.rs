@@ -41,6 +41,8 @@ pub(super) fn run_stage(
 /// with the run's, or alone when a `first_success` stage no longer needs it), and for a
 /// `first_success` stage the upstream whose rows it reads.
 pub(super) struct Started {
+    /// The run store, which holds the slots of pools.
+    pub workspace_db: std::path::PathBuf,
     pub states: BTreeMap<String, StageState>,
     pub cancel: Arc<AtomicBool>,
     pub first_success: Option<String>,
@@ -95,7 +97,17 @@ fn run_stage_on(
     }
     let mut run = StageRun::new(&mut *store, ctx, stage, key.clone(), "run");
     run.cancel = start.cancel.clone();
-    let result = run.steps();
+    run.workspace_db = Some(start.workspace_db.clone());
+    // A fan-out's items hold the pool one by one; any other stage holds it while it runs.
+    let fans_out = stage
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }));
+    let slot = match &stage.pool {
+        Some(pool) if !fans_out => run.hold(pool, None).map(Some),
+        _ => Ok(None),
+    };
+    let result = slot.map_err(|e| (e, 1)).and_then(|_slot| run.steps());
     let attempts = run.attempts;
     let all_reused = run.all_reused;
     match result.and_then(|output| {
@@ -196,6 +208,8 @@ pub(super) struct StageRun<'a, 'c> {
     /// Set to stop the stage: by the run's cancel, or alone (a `first_success` stage took
     /// another upstream's result). Never set for a compensation: it runs to its end.
     pub(super) cancel: Arc<AtomicBool>,
+    /// The run store, for the slots of the stage's pool.
+    workspace_db: Option<std::path::PathBuf>,
 }
 
 type StepError = (StageError, u32);
@@ -221,6 +235,7 @@ impl<'a, 'c> StageRun<'a, 'c> {
             step: 0,
             all_reused: false,
             cancel: Arc::default(),
+            workspace_db: None,
         }
     }
 }
@@ -630,6 +645,23 @@ impl StageRun<'_, '_> {
         })
     }
 
+    /// A slot of `pool` for the stage (or its `item`), waiting while all are held; the stage
+    /// is `queued` meanwhile.
+    fn hold(
+        &self,
+        pool: &PoolPlan,
+        item: Option<usize>,
+    ) -> Result<crate::runtime::pools::Slot, StageError> {
+        hold(
+            self.ctx,
+            self.stage,
+            self.workspace_db.as_deref(),
+            &self.cancel,
+            pool,
+            item,
+        )
+    }
+
     /// Items that succeeded before this run's owner crashed (`runs resume`), by index.
     fn finished_items(&mut self, count: usize) -> Result<Vec<Option<Rows>>, StepError> {
         let mut finished = self
@@ -654,7 +686,8 @@ impl StageRun<'_, '_> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<std::sync::Mutex<Option<retry::Finished<Rows>>>> =
             (0..count).map(|_| std::sync::Mutex::new(None)).collect();
-        let (stage, step, cancel) = (self.stage, self.step, &self.cancel);
+        let (ctx, stage, step, cancel) = (self.ctx, self.stage, self.step, &self.cancel);
+        let workspace_db = self.workspace_db.as_deref();
         let fresh = reused.iter().filter(|r| r.is_none()).count() as u64;
         self.all_reused = fresh == 0 && count > 0;
         // A worker that finished an item waits until it is recorded before it starts another:
@@ -683,7 +716,18 @@ impl StageRun<'_, '_> {
                                 attempts: 0,
                             }
                         } else {
-                            work(i, cancel)
+                            match &stage.pool {
+                                Some(pool) => {
+                                    match hold(ctx, stage, workspace_db, cancel, pool, Some(i)) {
+                                        Ok(_slot) => work(i, cancel),
+                                        Err(e) => retry::Finished {
+                                            result: Err(e),
+                                            attempts: 0,
+                                        },
+                                    }
+                                }
+                                None => work(i, cancel),
+                            }
                         };
                         let succeeded = done.result.is_ok();
                         if let Ok(mut slot) = results_ref[i].lock() {
@@ -895,6 +939,28 @@ pub(super) fn nap(ctx: &Context, cancel: &AtomicBool, total: Duration) -> bool {
         }
         ctx.clock.sleep((total - slept).min(SLICE));
     }
+}
+
+/// A slot of `pool` for `stage` (or its `item`), the wait reported to the run's progress.
+fn hold(
+    ctx: &Context,
+    stage: &StagePlan,
+    workspace_db: Option<&std::path::Path>,
+    cancel: &AtomicBool,
+    pool: &PoolPlan,
+    item: Option<usize>,
+) -> Result<crate::runtime::pools::Slot, StageError> {
+    let db = workspace_db.ok_or_else(|| StageError::Data("pools need the run store".into()))?;
+    let holder = crate::runtime::pools::Holder {
+        run_id: &ctx.run_id,
+        stage: &stage.id,
+        item,
+    };
+    crate::runtime::pools::acquire(db, pool, &holder, cancel, ctx.clock, |waiting| {
+        if let Some(p) = ctx.progress {
+            p.pool_wait(&stage.id, item, &pool.name, waiting);
+        }
+    })
 }
 
 /// A child run's final rows ([`super::Summary::outputs`]); an error when it did not succeed.

@@ -510,6 +510,30 @@ impl Progress for Journal {
         });
     }
 
+    fn pool_wait(&self, stage: &str, item: Option<usize>, pool: &str, waiting: bool) {
+        let run_id = &self.run_id;
+        let (from, to, what) = if waiting {
+            ("'running', 'retrying'", "queued", "stage_queued")
+        } else {
+            ("'queued'", "running", "stage_dequeued")
+        };
+        self.write(|tx| {
+            tx.execute(
+                &format!(
+                    "UPDATE wvflow_stages SET state = '{to}' WHERE run_id = ?1 AND stage = ?2 AND state IN ({from})"
+                ),
+                params![run_id, stage],
+            )?;
+            event(
+                tx,
+                run_id,
+                what,
+                Some(stage),
+                serde_json::json!({ "pool": pool, "item": item }),
+            )
+        });
+    }
+
     fn attempt_started(&self, attempt: &Attempt) {
         let run_id = &self.run_id;
         let item = attempt.item.map_or(-1, |i| i as i64);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The schema this build writes. A database with a higher version was written by a newer
 /// wvflow and is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS wvflow_runs (
@@ -107,6 +107,22 @@ ALTER TABLE wvflow_attempts ADD COLUMN pid_start INTEGER;
 PRAGMA user_version = 2;
 ";
 
+/// Version 3: the slots of pools (`pool NAME with { slots: N }`) held by stages and `each`
+/// items of every run on the machine.
+const SCHEMA_3: &str = "
+CREATE TABLE IF NOT EXISTS wvflow_pool_slots (
+  id INTEGER PRIMARY KEY,
+  pool TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  stage TEXT NOT NULL,
+  item INTEGER,
+  pid INTEGER NOT NULL,
+  acquired_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS wvflow_pool_slots_by_pool ON wvflow_pool_slots (pool);
+PRAGMA user_version = 3;
+";
+
 /// How long a writer waits for another process's lock before giving up
 /// (`WVFLOW_BUSY_TIMEOUT_MS`, default 30 s: a stage writing a large table holds the lock).
 pub fn busy_timeout() -> Duration {
@@ -138,6 +154,9 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
             }
             if now < 2 {
                 conn.execute_batch(SCHEMA_2)?;
+            }
+            if now < 3 {
+                conn.execute_batch(SCHEMA_3)?;
             }
             conn.execute_batch("COMMIT")
         })();

@@ -228,7 +228,7 @@ impl<'t> LabelError<'t, super::In<'t>, Expected> for SyntaxError {
     }
 }
 
-const ALL_TOKENS: [Token; 88] = {
+const ALL_TOKENS: [Token; 89] = {
     use Token::*;
     [
         Flow,
@@ -276,6 +276,7 @@ const ALL_TOKENS: [Token; 88] = {
         Exec,
         Sh,
         Signal,
+        Pool,
         Query,
         Ident,
         QuotedIdent,

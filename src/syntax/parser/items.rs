@@ -18,6 +18,7 @@ pub fn file<'t>(src: &'t str) -> impl Parse<'t, File> {
         flow(src).map(|f| Item::Flow(Box::new(f))),
         activity(src).map(|a| Item::Activity(Box::new(a))),
         run_flow(src).map(|r| Item::Run(Box::new(r))),
+        pool(src).map(|p| Item::Pool(Box::new(p))),
     ))
     .labelled(Expected::Item)
     .map(Some)
@@ -105,6 +106,18 @@ fn run_flow<'t>(src: &'t str) -> impl Parse<'t, RunFlow> {
         .ignore_then(flow_call(src))
         .map_with(|call, e| RunFlow {
             call,
+            span: e.span(),
+        })
+}
+
+/// `pool NAME with { slots: N }`
+fn pool<'t>(src: &'t str) -> impl Parse<'t, Pool> {
+    just(Token::Pool)
+        .ignore_then(name(src))
+        .then(config_block(src))
+        .map_with(|(name, config), e| Pool {
+            name,
+            config,
             span: e.span(),
         })
 }
