@@ -72,6 +72,16 @@ pub fn hover(analysis: &Analysis, at: At) -> Value {
             let stage = plan.flow.stages.iter().find(|st| st.id == symbol.name)?;
             Some(stage_hover(flow_name, stage))
         }),
+        Kind::Pool => index.pool_by_name.get(symbol.name.as_str()).map(|def| {
+            let slots = crate::check::settings::PoolSettings::of_pool(def.file, def.node)
+                .slots
+                .value
+                .map_or("no `slots` yet".to_string(), |n| format!("{n} slot(s)"));
+            format!(
+                "**pool `{}`**: {slots}, shared by every run on the machine",
+                symbol.name
+            )
+        }),
     };
     text.map_or(Value::Null, markdown)
 }
@@ -232,6 +242,13 @@ pub fn completion(analysis: &Analysis, at: At) -> Value {
             return Value::Array(words(values, key.trim_end_matches(':')));
         }
     }
+    if context.ends_with("pool:") {
+        let pools = index.pool_by_name.keys().map(|p| item(p, 14, "pool"));
+        return Value::Array(pools.collect());
+    }
+    if context.ends_with("failed(") {
+        return Value::Array(stages());
+    }
     if context.ends_with("on_failure:") {
         let mut items = words(&["fail", "ignore"], "on_failure");
         items.extend(stages());
@@ -339,6 +356,15 @@ pub fn document_symbols(analysis: &Analysis, path: &Path) -> Value {
         out.push(symbol(
             &def.node.name.name,
             12,
+            def.node.span,
+            def.node.name.span,
+            Vec::new(),
+        ));
+    }
+    for def in index.pools.iter().filter(|d| d.file == file) {
+        out.push(symbol(
+            &def.node.name.name,
+            14,
             def.node.span,
             def.node.name.span,
             Vec::new(),

@@ -11,6 +11,7 @@ pub enum Kind {
     Flow,
     Stage,
     Activity,
+    Pool,
 }
 
 /// A defined name.
@@ -50,6 +51,7 @@ impl Symbols {
             activities.insert(a.name.name.to_string(), symbols.defs.len());
             symbols.push(Kind::Activity, &a.name, def.file, a.span, None);
         }
+        let mut pool_refs: Vec<(FileId, &ast::Ident)> = Vec::new();
         let mut flows = std::collections::BTreeMap::new();
         for def in &index.flows {
             let f = def.node;
@@ -162,10 +164,25 @@ impl Symbols {
                 for call in config_calls(stage.config.as_deref()) {
                     activity_ref(&mut symbols, file, &call.name);
                 }
+                pool_refs.extend(pool_ref(file, stage.config.as_deref()));
             }
         }
         for def in &index.runs {
             flow_ref(&mut symbols, def.file, &def.node.call.name);
+        }
+        for def in &index.activities {
+            pool_refs.extend(pool_ref(def.file, def.node.config.as_ref()));
+        }
+        // Pools last: a flow's symbol is found by its position after the activities.
+        let mut pools = std::collections::BTreeMap::new();
+        for def in &index.pools {
+            pools
+                .entry(def.node.name.name.to_string())
+                .or_insert(symbols.defs.len());
+            symbols.push(Kind::Pool, &def.node.name, def.file, def.node.span, None);
+        }
+        for (file, name) in pool_refs {
+            reference(&pools, &mut symbols, file, name);
         }
         symbols
     }
@@ -227,6 +244,14 @@ impl Symbols {
 }
 
 /// Activity calls in a config block: `compensate:` and the flow hooks.
+/// The pool a block names (`pool: gpu`).
+fn pool_ref(file: FileId, config: Option<&Config>) -> Option<(FileId, &ast::Ident)> {
+    match &config?.get("pool")?.value.kind {
+        ExprKind::Name(name) => Some((file, name)),
+        _ => None,
+    }
+}
+
 fn config_calls(config: Option<&Config>) -> Vec<&ast::Call> {
     config
         .map(|c| {

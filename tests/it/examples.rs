@@ -246,6 +246,67 @@ fn every_documented_invocation_has_its_documented_outcome() {
                         assert_eq!((pair[1] + 1440 - pair[0]) % 1440, 15, "{out}");
                     }
                 }
+                ("run", "examples/price_race.wv", call) => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    let booking = || {
+                        std::fs::read_to_string(dir.join("examples/out/booking.ndjson"))
+                            .unwrap_or_default()
+                    };
+                    match call {
+                        "PriceRace" => {
+                            assert_eq!(stage(&s, "us")["state"], "cancelled", "{what}");
+                            assert!(booking().contains("\"booked_with\":\"eu\""), "{what}");
+                        }
+                        "PriceRace(eu_delay = 4)" => {
+                            assert_eq!(stage(&s, "eu")["state"], "cancelled", "{what}");
+                            assert!(booking().contains("\"booked_with\":\"us\""), "{what}");
+                        }
+                        _ => {
+                            assert_eq!(stage(&s, "first_quote")["state"], "skipped", "{what}");
+                            assert_eq!(stage(&s, "book")["state"], "skipped", "{what}");
+                        }
+                    }
+                }
+                ("run", "examples/customer_enrichment.wv", "EnrichCustomers") => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    assert_eq!(stage(&s, "enriched")["rows"], 3, "{what}");
+                    let retry = std::fs::read_to_string(dir.join("examples/out/retry_list.ndjson"))
+                        .unwrap();
+                    assert_eq!(retry.lines().count(), 1, "{what}: {retry}");
+                    assert!(retry.contains("\"id\":13") && retry.contains("blocked in the CRM"));
+                }
+                ("run", "examples/launch_countdown.wv", call) => {
+                    let s = json(&out);
+                    let waited = stage(&s, "countdown_done")["duration_ms"].as_u64().unwrap();
+                    match call {
+                        "Launch" => {
+                            assert_eq!(code, Some(0), "{what}: {out}");
+                            assert!(waited >= 1000, "{what}");
+                            assert_eq!(stage(&s, "release")["state"], "success", "{what}");
+                        }
+                        "Launch(countdown = 2s)" => {
+                            assert_eq!(code, Some(0), "{what}: {out}");
+                            assert!(waited >= 2000, "{what}");
+                        }
+                        _ => {
+                            assert_eq!(code, Some(1), "{what}: {out}");
+                            let eta = stage(&s, "eta_reached");
+                            assert_eq!(eta["state"], "failed", "{what}");
+                            assert!(eta["error"].as_str().unwrap().contains("not met within 2s"));
+                        }
+                    }
+                }
+                ("run", "examples/gpu_pool.wv", call) => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    if call == "TrainModels" {
+                        // Three 0.3 s items on two slots: two rounds.
+                        let ms = stage(&s, "trained")["duration_ms"].as_u64().unwrap();
+                        assert!(ms >= 600, "{what}: {ms} ms");
+                    }
+                }
                 ("run", file, "") => {
                     // Unqualified: the example's flow succeeds.
                     assert_eq!(code, Some(0), "{what}: {out}");

@@ -384,3 +384,69 @@ fn the_language_server_knows_calls_after_a_pipe() {
         json!({ "line": 0, "character": 5 })
     );
 }
+
+/// Pools in the editor: `pool:` completes the workspace's pools, a pool's name jumps to its
+/// definition and hovers with its slots; `failed(` completes stages; pools are document
+/// symbols.
+#[test]
+fn the_language_server_knows_pools_and_failed_items() {
+    const POOLS: &str = "pool gpu with { slots: 2 }\nactivity fit(m: string) = exec('echo', m)\nflow Train = {\n  stage models = from [['a']] as t(m)\n  stage trained [pool: gpu] = from models | each fit(_.m)\n  stage again = from failed(trained)\n}\n";
+    let dir = scratch("lsp_pools", &[("train.wv", POOLS)]);
+    let root = format!("file://{}", dir.display());
+    let uri = format!("{root}/train.wv");
+    let mut client = Client::start();
+    client.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": root, "capabilities": {} }),
+    );
+    client.notify("initialized", json!({}));
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "wvflow", "version": 1, "text": POOLS } }),
+    );
+    assert!(client.diagnostics(&uri).is_empty());
+    let at = |line: u32, character: u32| json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } });
+    let labels = |result: Value| -> Vec<String> {
+        result
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["label"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // `[pool: g|pu]` on line 4: `gpu` starts at column 23.
+    assert_eq!(
+        labels(client.request("textDocument/completion", at(4, 24))),
+        ["gpu"]
+    );
+    let definition = client.request("textDocument/definition", at(4, 24));
+    assert_eq!(
+        definition["range"]["start"],
+        json!({ "line": 0, "character": 5 })
+    );
+    let hover = client.request("textDocument/hover", at(4, 24));
+    assert!(
+        hover["contents"]["value"]
+            .as_str()
+            .unwrap()
+            .contains("2 slot(s)"),
+        "{hover}"
+    );
+    // `failed(t|rained)` on line 5: `trained` starts at column 28.
+    let after_failed = labels(client.request("textDocument/completion", at(5, 29)));
+    assert!(
+        after_failed.contains(&"trained".to_string()),
+        "{after_failed:?}"
+    );
+    let symbols = client.request(
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": uri } }),
+    );
+    let names: Vec<&str> = symbols
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"gpu"), "{names:?}");
+}

@@ -560,3 +560,52 @@ fn pools_are_checked() {
         + &String::from_utf8_lossy(&human.stderr);
     assert!(human.contains("Help: did you mean `gpu`?"), "{human}");
 }
+
+/// `parent_close` holds for mapped children: when the stage times out, each child still
+/// running is stopped (`terminate`: cancelled, no process left), and the stage fails.
+#[test]
+fn mapped_children_stop_with_their_stage() {
+    let dir = scratch(
+        "mapped_children_close",
+        &[(
+            "flow.wv",
+            "activity nap(secs: int) = sh(\"sleep $WV_SECS\")\nflow Slow(secs: int) = {\n  stage napping = nap(secs)\n}\nflow Parent = {\n  stage items = from [[31], [32]] as t(secs)\n  stage children [timeout: 1s, parent_close: terminate, concurrency: 2] = from items | each call Slow(secs: _.secs)\n}\n",
+        )],
+    );
+    let started = std::time::Instant::now();
+    let (code, summary) = run_json(&dir, Some("Parent"));
+    assert_eq!(code, Some(1), "{summary}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{summary}"
+    );
+    let children = stage(&summary, "children");
+    assert_eq!(children["state"], "failed");
+    assert!(
+        children["error"].as_str().unwrap().contains("timed out"),
+        "{children}"
+    );
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 3[12]"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let list = wvflow(&[
+        "runs",
+        "list",
+        "--db",
+        dir.join(".wvflow/workspace.db").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("Slow") && l.contains("cancelled"))
+            .count(),
+        2,
+        "{text}"
+    );
+}
