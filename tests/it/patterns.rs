@@ -438,6 +438,9 @@ activity busy(name: string, secs: float) = sh("""
 flow Train(name: string = 'a', secs: float = 1.0) = {
   stage train [pool: gpu] = busy(name, secs)
 }
+flow Tune(name: string = 't', secs: float = 0.2) = {
+  stage tune [pool: gpu] = busy(name, secs)
+}
 flow Lanes = {
   stage items = from [['l1'], ['l2'], ['l3'], ['l4'], ['l5']] as t(name)
   stage work [pool: lanes, concurrency: 5] = from items | each busy(_.name, 0.4)
@@ -467,8 +470,9 @@ fn most_at_once(dir: &Path) -> (usize, usize) {
     (most as usize, events.len() / 2)
 }
 
-/// A pool's slots hold across processes: two runs of a flow whose stage takes the only slot
-/// of `gpu` run one after the other, and the second shows `queued` in `runs show` meanwhile.
+/// A pool's slots hold across processes and flows: a run of `Train` and a run of `Tune`, whose
+/// stages take the only slot of `gpu`, run one after the other, and the second shows `queued`
+/// in `runs show` meanwhile.
 #[test]
 fn a_pool_limits_stages_across_processes() {
     let dir = scratch("pools_processes", &[("flow.wv", POOLS)]);
@@ -493,7 +497,7 @@ fn a_pool_limits_stages_across_processes() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let second = spawn("Train(name = 'b', secs = 0.2)");
+    let second = spawn("Tune(name = 'b')");
     let db = dir.join(".wvflow/workspace.db");
     let db = db.to_str().unwrap();
     let mut seen_queued = false;
@@ -501,7 +505,7 @@ fn a_pool_limits_stages_across_processes() {
         let list = wvflow(&["runs", "list", "--db", db]);
         for line in String::from_utf8_lossy(&list.stdout)
             .lines()
-            .filter(|l| l.contains("Train"))
+            .filter(|l| l.contains("Tune"))
         {
             let id = line.split_whitespace().next().unwrap();
             let show = wvflow(&["runs", "show", id, "--db", db]);
@@ -607,5 +611,43 @@ fn mapped_children_stop_with_their_stage() {
             .count(),
         2,
         "{text}"
+    );
+}
+
+/// A slot whose holder was killed (`kill -9`: no chance to give it back) is freed by the next
+/// one to look: the pool does not stay full for ever.
+#[test]
+fn a_pool_slot_of_a_killed_run_is_freed() {
+    let dir = scratch("pools_killed", &[("flow.wv", POOLS)]);
+    let path = dir.to_str().unwrap().to_string();
+    let mut holder = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", &path, "Train(name = 'k', secs = 41)"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(dir.join("trace.log"))
+        .unwrap_or_default()
+        .contains("start k")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // The activity's process group outlives its owner; it is not what holds the slot.
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "sleep 41"])
+        .status();
+    let started = std::time::Instant::now();
+    let (code, summary) = run_json(&dir, Some("Tune(name = 'after')"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{summary}"
     );
 }

@@ -574,3 +574,23 @@ fn a_stage_that_panics_fails_instead_of_hanging_the_run() {
     );
     assert_eq!(summary.stages[1].state, "skipped");
 }
+
+/// `now()` reads the injected clock: an ETA five minutes after the run's start passes after
+/// five minutes of the clock (its polls, none of them real), not at once and not never; a
+/// countdown of a duration parameter sleeps that long on it.
+#[test]
+fn now_and_countdowns_follow_the_injected_clock() {
+    let clock = ManualClock::default();
+    // The test context's clock reads zero at 2026-01-01T00:00:00Z.
+    let src = "flow f(pause_for: duration = 90s) = {\n  stage eta [poll_interval: 1m, timeout: 1h] = wait until now() >= timestamp '2026-01-01T00:05:00Z'\n  stage countdown = from eta | wait(pause_for)\n}\n";
+    let (summary, _) = run(src, &clock, |_| ok("{}"));
+    assert_eq!(summary.state, "success", "{summary:?}");
+    let minute = Duration::from_secs(60);
+    let slept: Duration = clock.sleeps().iter().sum();
+    assert_eq!(
+        slept,
+        5 * minute + Duration::from_secs(90),
+        "{:?}",
+        clock.sleeps()
+    );
+}
