@@ -101,6 +101,9 @@ pub fn text(plan: &Plan) -> String {
             (s.priority != 2).then(|| format!("priority {}", s.priority)),
             (s.on_failure != OnFailure::Fail).then(|| format!("on_failure {}", s.on_failure)),
             s.connector.as_ref().map(|c| format!("on {c}")),
+            s.pool
+                .as_ref()
+                .map(|p| format!("pool {} ({} slots)", p.name, p.slots)),
         ]
         .into_iter()
         .flatten()
