@@ -112,6 +112,9 @@ fn main() {
             .unwrap_or(1_000_000);
         return activity_output(n);
     }
+    if args.iter().any(|a| a == "--sh-stages") {
+        return sh_stages(200);
+    }
     let mut chain = String::from(
         "flow chain = {\n  stage s0 = from [[1, 'a'], [2, 'b'], [3, 'c']] as t(id, name)\n",
     );
@@ -162,6 +165,33 @@ fn main() {
         );
     }
     println!("peak RSS {:.1} MB", peak_rss_mb());
+}
+
+/// `--sh-stages`: a chain of `n` stages that each run `sh("true")`, against spawning
+/// `sh -c true` `n` times (the physical limit), in the same run.
+fn sh_stages(n: usize) {
+    let started = Instant::now();
+    for _ in 0..n {
+        let status = std::process::Command::new("sh")
+            .args(["-c", "true"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let reference = started.elapsed().as_secs_f64();
+    let mut chain =
+        String::from("activity noop = sh(\"true\")\nflow shs = {\n  stage s0 = noop()\n");
+    for i in 1..n {
+        let _ = writeln!(chain, "  stage s{i} if s{}.success = noop()", i - 1);
+    }
+    chain.push_str("}\n");
+    let (t, stages, state) = run("sh", &chain, true);
+    println!(
+        "chain of {stages} sh activity stages, recorded: {:.2} ms a stage ({state}); sh -c true: {:.2} ms; ratio {:.2}",
+        t * 1e3 / stages as f64,
+        reference * 1e3 / n as f64,
+        t / reference
+    );
 }
 
 /// `--output-rows N`: one activity prints N JSON rows, which become the stage's table, and a

@@ -201,9 +201,13 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
     let out = Arc::new(Mutex::new(Some(spool)));
     let stdout = child.stdout.take();
     let spool_error = Arc::new(Mutex::new(None::<String>));
-    let reader = {
+    // Each pipe reader says when its pipe closed: the attempt ends as soon as both have.
+    let (drained_tx, drained_rx) = std::sync::mpsc::channel::<()>();
+    {
         let (out, spool_error) = (out.clone(), spool_error.clone());
+        let drained = drained_tx.clone();
         std::thread::spawn(move || {
+            let _drained = Signal(drained);
             let Some(mut stdout) = stdout else { return };
             let mut chunk = vec![0u8; 64 * 1024];
             while let Ok(n @ 1..) = stdout.read(&mut chunk) {
@@ -223,9 +227,11 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
     };
     let tail = Arc::new(Mutex::new(String::new()));
     let stderr = child.stderr.take();
-    let errors = {
+    {
         let (tail, sign) = (tail.clone(), last_sign.clone());
+        let drained = drained_tx;
         std::thread::spawn(move || {
+            let _drained = Signal(drained);
             let Some(stderr) = stderr else { return };
             // Every line is read, whatever its bytes: a reader that stopped would leave the
             // activity blocked on a full pipe.
@@ -248,8 +254,16 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
         })
     };
     let pid = child.id() as i32;
+    // A thread waits for the program to exit (without reaping it), so its end is seen at once
+    // rather than at the next poll; the loop wakes for cancels and deadlines meanwhile.
+    let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        wait_exit(pid);
+        let _ = exit_tx.send(());
+    });
     let (mut cancelled, mut killed) = (false, None);
     let status = loop {
+        let _ = exit_rx.recv_timeout(next_look(request, started.elapsed(), &last_sign));
         if exited(pid) {
             // The attempt ends with its program: what it left running in its process group
             // is stopped now, so it cannot hold the pipes or act after the stage has ended.
@@ -274,14 +288,17 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
             kill_group(pid);
             break child.wait().ok();
         }
-        std::thread::sleep(Duration::from_millis(5));
     };
     // A process that left the group (`setsid`) may still hold a pipe: wait a moment for the
     // rest of the output, then go on without it.
-    let drained = Instant::now();
-    while !(reader.is_finished() && errors.is_finished()) && drained.elapsed() < PIPE_GRACE {
-        std::thread::sleep(Duration::from_millis(5));
+    let grace = Instant::now() + PIPE_GRACE;
+    for _ in 0..2 {
+        let left = grace.saturating_duration_since(Instant::now());
+        if drained_rx.recv_timeout(left).is_err() {
+            break;
+        }
     }
+
     drop(writer);
     let spool = out.lock().unwrap_or_else(|e| e.into_inner()).take();
     let spool_error = spool_error.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -351,6 +368,51 @@ const PIPE_GRACE: Duration = Duration::from_secs(1);
 
 /// Whether the process has ended, without reaping it: while it is a zombie its pid, and so
 /// its process group's id, cannot be taken by another process.
+/// How often a running attempt looks at its cancel flag.
+const CANCEL_CHECK: Duration = Duration::from_millis(20);
+
+/// How long the watch may sleep: until the next cancel check, timeout or heartbeat deadline.
+fn next_look(request: &Request, elapsed: Duration, last_sign: &AtomicU64) -> Duration {
+    let mut wait = CANCEL_CHECK;
+    if let Some(limit) = request.timeout {
+        wait = wait.min(limit.saturating_sub(elapsed));
+    }
+    if let Some(beat) = request.heartbeat {
+        let last = Duration::from_millis(last_sign.load(Ordering::Relaxed));
+        wait = wait.min((last + beat).saturating_sub(elapsed));
+    }
+    wait
+}
+
+/// Sends on drop: a thread's end, however it ends.
+struct Signal(std::sync::mpsc::Sender<()>);
+
+impl Drop for Signal {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// Blocks until process `pid` has exited, leaving it to be reaped by its `Child`.
+fn wait_exit(pid: i32) {
+    // SAFETY: waitid with WNOWAIT only reads the child's state into `info`.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        let found = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        // Interrupted by a signal: wait again; any other error (reaped already): done.
+        if found == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
 fn exited(pid: i32) -> bool {
     // SAFETY: waitid with WNOWAIT only reads the child's state into `info`.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
