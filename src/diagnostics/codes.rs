@@ -140,6 +140,7 @@ codes! {
     E0305: "trigger can never be true";
     E0306: "trigger rule without upstream stages";
     E0307: "both an `if` trigger and a `trigger:` rule";
+    E0308: "`first_success` with a `join`";
     E0401: "compensation is not an activity call";
     E0402: "compensation calls an undefined activity";
     E0403: "compensation arguments do not match";
@@ -172,6 +173,7 @@ codes! {
     E0618: "wrong number of function arguments";
     E0619: "two parameters, one environment variable";
     E0620: "`wait` without a duration";
+    E0621: "arithmetic that is not time arithmetic";
     W0101: "triggered stage reads a stage that may have failed";
     W0102: "route without `else`";
     W0103: "name looks like a misspelled stage";

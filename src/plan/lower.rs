@@ -490,6 +490,7 @@ impl Lowering<'_, '_> {
             shape.map_or_else(Vec::new, |cs| cs.iter().map(|c| c.ty).collect())
         };
         for (at, op) in stage.body.ops.iter().enumerate() {
+            w.reading(pipeline.before.get(at));
             // After a join, a qualified name means the column it became.
             w.joined = pipeline
                 .first_join

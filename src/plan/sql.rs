@@ -92,9 +92,13 @@ impl<'a> Writer<'a> {
         self
     }
 
-    /// What a name means, as the binder resolves it (the row's columns are what the SQL's
-    /// own scope holds).
-    fn resolve(&self, name: &str) -> Meaning {
+    /// The row the expressions that follow read, with its columns' types where the checker
+    /// knows them (time arithmetic is written by type).
+    pub fn reading(&mut self, row: Option<&Row>) {
+        self.unknown = row.cloned().unwrap_or_else(Row::unknown);
+    }
+
+    fn scope(&self) -> Scope<'_> {
         Scope {
             values: &self.values,
             signals: &self.signal_names,
@@ -103,7 +107,12 @@ impl<'a> Writer<'a> {
             row: Some(&self.unknown),
             place: "",
         }
-        .resolve(name)
+    }
+
+    /// What a name means, as the binder resolves it (the row's columns are what the SQL's
+    /// own scope holds).
+    fn resolve(&self, name: &str) -> Meaning {
+        self.scope().resolve(name)
     }
 
     /// A subquery over the run store's rows of the current run.
@@ -196,6 +205,31 @@ impl<'a> Writer<'a> {
                 };
                 format!("{function}({}, {})", self.expr(lhs), self.expr(rhs))
             }
+            ExprKind::Binary { op, lhs, rhs }
+                if matches!(op, BinaryOp::Mul | BinaryOp::Div)
+                    && self.static_type(e) == ValueType::Duration =>
+            {
+                // Milliseconds stay whole: `d * 1.5` is a duration, not 1500.0.
+                format!(
+                    "CAST(ROUND({} {} {}) AS INTEGER)",
+                    self.operand(lhs),
+                    op.symbol(),
+                    self.operand(rhs)
+                )
+            }
+            ExprKind::Binary { op, lhs, rhs } if op.is_comparison() && self.timed(lhs, rhs) => {
+                // Timestamps compare as instants, whatever their precision or zone is written as.
+                format!(
+                    "julianday({}) {} julianday({})",
+                    self.expr(lhs),
+                    if *op == BinaryOp::NotEq {
+                        "<>"
+                    } else {
+                        op.symbol()
+                    },
+                    self.expr(rhs)
+                )
+            }
             ExprKind::Binary { op, lhs, rhs } => {
                 let symbol = match op {
                     BinaryOp::Or => "OR",
@@ -244,6 +278,12 @@ impl<'a> Writer<'a> {
     /// Whether `l ± r` involves a timestamp, a date or a duration with something that is not
     /// a known number: SQLite's `+` would add text and milliseconds as numbers, so the
     /// engine's typed `wv_add`/`wv_sub` do it (and refuse what they cannot read).
+    /// Whether a comparison is between times (a timestamp or a date on one side).
+    fn timed(&self, l: &Expr, r: &Expr) -> bool {
+        let time = |t: ValueType| matches!(t, ValueType::Timestamp | ValueType::Date);
+        time(self.static_type(l)) || time(self.static_type(r))
+    }
+
     fn temporal(&self, l: &Expr, r: &Expr) -> bool {
         use ValueType as T;
         let number = |t: T| matches!(t, T::Int | T::Float | T::Duration);
@@ -266,9 +306,15 @@ impl<'a> Writer<'a> {
             ExprKind::Bool(_) => T::Boolean,
             ExprKind::Time { ty, .. } => (*ty).into(),
             ExprKind::Name(n) => match self.resolve(&n.name) {
-                Meaning::Value(ty) => ty,
+                Meaning::Value(ty) | Meaning::Column(_, ty) => ty,
                 _ => T::Any,
             },
+            ExprKind::Field(f) if f.base.name == "_" => {
+                match self.scope().resolve_row(&f.field.name) {
+                    Meaning::Column(_, ty) => ty,
+                    _ => T::Any,
+                }
+            }
             ExprKind::Call(call) => match crate::check::functions::lookup(&call.name.name) {
                 Some(f) => match f.returns {
                     crate::check::functions::Returns::Fixed(ty) => ty,

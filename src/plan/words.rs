@@ -60,6 +60,21 @@ vocabulary! {
     }
 }
 
+impl TriggerRule {
+    /// Whether the rule looks at upstream states, and so means nothing without an upstream.
+    pub fn needs_upstream(self) -> bool {
+        matches!(
+            self,
+            TriggerRule::AllFailed
+                | TriggerRule::OneSuccess
+                | TriggerRule::OneFailed
+                | TriggerRule::OneDone
+                | TriggerRule::NoneFailedMinOneSuccess
+                | TriggerRule::FirstSuccess
+        )
+    }
+}
+
 /// What a stage's failure does to the flow (`on_failure:`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum OnFailure {

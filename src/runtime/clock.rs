@@ -2,6 +2,7 @@
 //! deterministically.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub trait Clock: Send + Sync {
@@ -9,6 +10,23 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Duration;
     /// Waits for `d` (a test clock just moves forward).
     fn sleep(&self, d: Duration);
+
+    /// Waits for `d` unless `cancel` is set meanwhile (looked at every 100 ms); `false` when
+    /// it was.
+    fn sleep_unless(&self, d: Duration, cancel: &AtomicBool) -> bool {
+        const SLICE: Duration = Duration::from_millis(100);
+        let start = self.now();
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return false;
+            }
+            let slept = self.now().saturating_sub(start);
+            if slept >= d {
+                return true;
+            }
+            self.sleep((d - slept).min(SLICE));
+        }
+    }
 }
 
 /// The real clock.
@@ -63,5 +81,14 @@ impl Clock for ManualClock {
             s.0 += d;
             s.1.push(d);
         }
+    }
+
+    /// One recorded wait: a test reads the delays as the policy computed them.
+    fn sleep_unless(&self, d: Duration, cancel: &AtomicBool) -> bool {
+        if cancel.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.sleep(d);
+        true
     }
 }

@@ -68,15 +68,24 @@ pub fn run<T>(
     random: &dyn Random,
     attempt: impl FnMut(u32) -> Outcome<T>,
 ) -> Finished<T> {
-    run_observed(policy, schedule_timeout, clock, random, attempt, |_, _| {})
+    let never = std::sync::atomic::AtomicBool::new(false);
+    run_observed(
+        policy,
+        schedule_timeout,
+        (clock, &never),
+        random,
+        attempt,
+        |_, _| {},
+    )
 }
 
 /// [`run`], telling `retrying` (the attempt that failed, the delay before the next) before
 /// each wait: the stage shows `retrying` meanwhile.
+/// A cancel (`cancel` set) during a wait between attempts ends it: no further attempt.
 pub fn run_observed<T>(
     policy: &RetryPolicy,
     schedule_timeout: Option<Duration>,
-    clock: &dyn Clock,
+    (clock, cancel): (&dyn Clock, &std::sync::atomic::AtomicBool),
     random: &dyn Random,
     mut attempt: impl FnMut(u32) -> Outcome<T>,
     mut retrying: impl FnMut(u32, Duration),
@@ -139,7 +148,12 @@ pub fn run_observed<T>(
                     };
                 }
                 retrying(n, delay);
-                clock.sleep(delay);
+                if !clock.sleep_unless(delay, cancel) {
+                    return Finished {
+                        result: Err(StageError::Cancelled),
+                        attempts: n,
+                    };
+                }
                 n += 1;
             }
         }

@@ -123,6 +123,12 @@ flow Arithmetic(at: timestamp = timestamp '2026-12-01T09:00:00Z', step: duration
     | select at + step as later, at - timestamp '2026-12-01T08:00:00Z' as gap, date '2026-12-01' + 1d as next_day, now() >= at as passed
     | activate('file', path: 'times.ndjson')
 }
+flow Columns(a: timestamp = timestamp '2026-01-01T09:00:00Z', b: timestamp = timestamp '2026-01-01T08:00:00Z', d: duration = 1h) = {
+  stage s = from [[1]] as t(x) | select a as started_at, b as ended_at, d as wait_for
+  stage u = from s
+    | select started_at - ended_at as took, started_at + wait_for as due, started_at + 500ms > started_at as later, wait_for * 1.5 as longer
+    | activate('file', path: 'columns.ndjson')
+}
 "#;
 
 /// `stage pause = wait(d)` and `stage at = wait until now() >= ...` are stages of their own:
@@ -177,6 +183,25 @@ fn timestamp_arithmetic_is_time_arithmetic() {
     );
 }
 
+/// Columns keep their types through a stage: arithmetic on timestamp and duration columns is
+/// time arithmetic too, a timestamp with milliseconds compares as a later instant (not as
+/// text), and a duration scaled by 1.5 stays a duration.
+#[test]
+fn column_time_arithmetic_and_comparisons_are_typed() {
+    let dir = scratch("time_columns", &[("flow.wv", DELAYS)]);
+    let (code, summary) = run_json(&dir, Some("Columns"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("columns.ndjson")),
+        vec![serde_json::json!({
+            "took": "1h",
+            "due": "2026-01-01T10:00:00Z",
+            "later": true,
+            "longer": "90m"
+        })]
+    );
+}
+
 /// What a delay or a time literal cannot be is said before anything runs.
 #[test]
 fn delays_and_time_literals_are_checked() {
@@ -184,7 +209,7 @@ fn delays_and_time_literals_are_checked() {
         "delays_checked",
         &[(
             "flow.wv",
-            "flow B(flag: boolean = true) = {\n  stage a = wait(5)\n  stage b = wait('abc')\n  stage c = wait(flag)\n  stage d = wait until now() > timestamp 'nope'\n  stage e = wait until now() > date '2026-02-30'\n  stage f [idempotency_key: 'k' || now()] = from [[1]] as t(x)\n}\n",
+            "flow B(flag: boolean = true, d: duration = 1s) = {\n  stage a = wait(5)\n  stage b = wait('abc')\n  stage c = wait(flag)\n  stage d = wait until now() > timestamp 'nope'\n  stage e = wait until now() > date '2026-02-30'\n  stage f [idempotency_key: 'k' || now()] = from [[1]] as t(x)\n  stage g = wait until now() + 86400 > run_time\n  stage h = from [[1]] as t(x) | select d - run_time as y, run_time + run_time as z, d + 5 as w\n}\n",
         )],
     );
     let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
@@ -196,7 +221,10 @@ fn delays_and_time_literals_are_checked() {
         .collect();
     assert_eq!(
         codes,
-        ["E0620", "E0620", "E0620", "E0015", "E0015", "E0405"],
+        [
+            "E0620", "E0620", "E0620", "E0015", "E0015", "E0405", "E0621", "E0621", "E0621",
+            "E0621"
+        ],
         "{text}"
     );
     assert!(
@@ -650,4 +678,42 @@ fn a_pool_slot_of_a_killed_run_is_freed() {
         started.elapsed() < std::time::Duration::from_secs(10),
         "{summary}"
     );
+}
+
+/// A cancel reaches a stage between two attempts too: a race loser waiting out its
+/// `retry_delay` is cancelled at once, not after its retries.
+#[test]
+fn a_cancel_ends_a_retry_delay() {
+    let dir = scratch(
+        "cancel_retry_delay",
+        &[(
+            "flow.wv",
+            "activity flaky = sh(\"echo down >&2; exit 1\")\nactivity slowish = sh(\"sleep 0.5; echo '{\\\"ok\\\": true}'\")\nflow Race = {\n  stage loser [retries: 3, retry_delay: 20s, on_failure: ignore] = flaky()\n  stage winner = slowish()\n  stage first [trigger: first_success] = merge loser, winner\n}\n",
+        )],
+    );
+    let started = std::time::Instant::now();
+    let (code, summary) = run_json(&dir, Some("Race"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "loser")["state"], "cancelled", "{summary}");
+    assert_eq!(stage(&summary, "loser")["attempts"], 1, "{summary}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{summary}"
+    );
+}
+
+/// `first_success` needs upstream stages to race, and reads one of them, so no `join`.
+#[test]
+fn first_success_is_checked() {
+    let dir = scratch(
+        "first_success_checked",
+        &[(
+            "flow.wv",
+            "flow F = {\n  stage a = from [[1]] as t(x)\n  stage b = from [[1]] as t(x)\n  stage alone [trigger: first_success] = from [[1]] as t(x)\n  stage joined [trigger: first_success] = from a | join b on a.x = b.x\n}\n",
+        )],
+    );
+    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("flow.wv:4:25: error[E0306]"), "{text}");
+    assert!(text.contains("flow.wv:5:26: error[E0308]"), "{text}");
 }

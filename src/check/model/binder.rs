@@ -329,6 +329,18 @@ impl Binder {
             }
             ExprKind::Binary { op, lhs, rhs } => {
                 let (l, r) = (self.bind(lhs, scope), self.bind(rhs, scope));
+                if let Some(why) = time_misuse(*op, l, r) {
+                    self.out.push(
+                        Diagnostic::error(
+                            Code::E0621,
+                            self.file,
+                            e.span,
+                            format!("`{}` of {} and {}: {why}", op.symbol(), l.name(), r.name()),
+                        )
+                        .with_label("not time arithmetic")
+                        .with_help("a timestamp or a date moves by a duration (`run_time + 1h`, `eta - 15m`); two timestamps subtract to a duration; a duration scales by a number (`d * 2`)"),
+                    );
+                }
                 binary_type(*op, l, r)
             }
             ExprKind::IsNull { operand, .. } => {
@@ -510,6 +522,38 @@ fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
+/// Why `l op r` is not arithmetic on times, when both types are known: a number without a
+/// unit, text, or two timestamps added would otherwise be computed as numbers or text.
+fn time_misuse(op: BinaryOp, l: ValueType, r: ValueType) -> Option<&'static str> {
+    use ValueType as T;
+    let time = |t: T| matches!(t, T::Timestamp | T::Date);
+    let number = |t: T| matches!(t, T::Int | T::Float);
+    if l == T::Any || r == T::Any || !(time(l) || time(r) || l == T::Duration || r == T::Duration) {
+        return None;
+    }
+    let fine = match op {
+        BinaryOp::Add => {
+            matches!((l, r), (T::Duration, T::Duration))
+                || (time(l) && r == T::Duration)
+                || (l == T::Duration && time(r))
+        }
+        BinaryOp::Sub => {
+            matches!((l, r), (T::Duration, T::Duration))
+                || (time(l) && (r == T::Duration || time(r)))
+        }
+        BinaryOp::Mul => (l == T::Duration && number(r)) || (number(l) && r == T::Duration),
+        BinaryOp::Div => l == T::Duration && (number(r) || r == T::Duration),
+        // Comparisons, `||`, `and`, `or`: not arithmetic.
+        _ => true,
+    };
+    (!fine).then_some(match op {
+        BinaryOp::Add | BinaryOp::Sub if number(l) || number(r) => {
+            "a number has no unit: write a duration such as `30s`"
+        }
+        _ => "these types do not combine",
+    })
+}
+
 /// The type of `l op r`.
 pub fn binary_type(op: BinaryOp, l: ValueType, r: ValueType) -> ValueType {
     use ValueType as T;
@@ -522,7 +566,11 @@ pub fn binary_type(op: BinaryOp, l: ValueType, r: ValueType) -> ValueType {
                 (T::Duration, T::Duration) if matches!(op, BinaryOp::Add | BinaryOp::Sub) => {
                     T::Duration
                 }
-                (T::Duration, T::Int) if matches!(op, BinaryOp::Mul | BinaryOp::Div) => T::Duration,
+                (T::Duration, T::Int | T::Float) if matches!(op, BinaryOp::Mul | BinaryOp::Div) => {
+                    T::Duration
+                }
+                (T::Int | T::Float, T::Duration) if op == BinaryOp::Mul => T::Duration,
+                (T::Duration, T::Duration) if op == BinaryOp::Div => T::Float,
                 (T::Timestamp | T::Date, T::Duration)
                     if matches!(op, BinaryOp::Add | BinaryOp::Sub) =>
                 {

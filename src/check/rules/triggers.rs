@@ -6,20 +6,12 @@ use crate::check::keys::TRIGGER_RULES;
 use crate::check::{Ctx, values, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
+use crate::plan::words::TriggerRule;
 use crate::syntax::ast::{Condition, ConfigEntry, OpKind, Stage};
 
 /// The states a stage can end in; `done` is true of all of them.
 pub const OUTCOMES: [&str; 4] = ["success", "failed", "skipped", "cancelled"];
 pub const STATES: [&str; 5] = ["success", "failed", "done", "skipped", "cancelled"];
-
-/// Rules that look at upstream states and mean nothing without an upstream.
-const NEED_UPSTREAM: [&str; 5] = [
-    "all_failed",
-    "one_success",
-    "one_failed",
-    "one_done",
-    "none_failed_min_one_success",
-];
 
 pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
     let routes = route_targets(graph);
@@ -147,7 +139,7 @@ fn rule_value(ctx: &mut Ctx, graph: &FlowGraph, i: usize, entry: &ConfigEntry) {
         );
         return;
     };
-    if !TRIGGER_RULES.contains(&rule) {
+    let Some(parsed) = TriggerRule::parse(rule) else {
         let d = Diagnostic::error(
             Code::E0304,
             graph.file,
@@ -162,8 +154,33 @@ fn rule_value(ctx: &mut Ctx, graph: &FlowGraph, i: usize, entry: &ConfigEntry) {
             Some(format!("the rules are {}", TRIGGER_RULES.join(", "))),
         ));
         return;
+    };
+    if parsed == TriggerRule::FirstSuccess
+        && let Some(join) = graph.stages[i]
+            .stage
+            .body
+            .ops
+            .iter()
+            .find(|op| matches!(op.kind, OpKind::Join(_)))
+    {
+        ctx.emit(
+            Diagnostic::error(
+                Code::E0308,
+                graph.file,
+                entry.value.span,
+                format!(
+                    "`first_success` reads one upstream's rows, but `{}` joins",
+                    graph.name(i)
+                ),
+            )
+            .with_label("reads the first to succeed only")
+            .with_secondary(graph.file, join.span, "needs the rows of both sides")
+            .with_help(
+                "race with `merge a, b` in a stage of its own, and join its rows in the next stage",
+            ),
+        );
     }
-    if NEED_UPSTREAM.contains(&rule) && graph.upstream(i).next().is_none() {
+    if parsed.needs_upstream() && graph.upstream(i).next().is_none() {
         ctx.emit(
             Diagnostic::error(
                 Code::E0306,

@@ -453,13 +453,17 @@ impl StageRun<'_, '_> {
         let rows = self.query(&format!("SELECT {}", sql.text), None)?;
         match rows.first_value() {
             Some(Value::Integer(ms)) if *ms >= 0 => Ok(*ms as u64),
-            other => Err(format!(
-                "`wait` needs a duration of zero or more, and `{}` is {}",
-                sql.text,
-                other.map_or("nothing".to_string(), |v| crate::value::text(
-                    v,
-                    crate::value::ValueType::Any
-                ))
+            Some(Value::Real(ms)) if *ms >= 0.0 => Ok(ms.round() as u64),
+            Some(Value::Integer(ms)) => Err(format!(
+                "`wait` needs a duration of zero or more, and its duration is {}",
+                crate::value::duration_text(*ms)
+            )),
+            Some(Value::Null) | None => {
+                Err("`wait` needs a duration, and its duration is null".to_string())
+            }
+            Some(other) => Err(format!(
+                "`wait` needs a duration, and its duration is {}",
+                crate::value::text(other, crate::value::ValueType::Any)
             )),
         }
     }
@@ -614,7 +618,7 @@ impl StageRun<'_, '_> {
             let done = retry::run_observed(
                 &stage.retry,
                 stage.schedule_timeout_ms.map(Duration::from_millis),
-                ctx.clock,
+                (ctx.clock, cancel),
                 ctx.random,
                 |_| {
                     if cancel.load(Ordering::Relaxed) {
@@ -925,20 +929,9 @@ pub(super) fn values(output: Output) -> Result<Rows, StepError> {
     output.into_rows().map_err(|e| (e.into(), 1))
 }
 
-/// Sleeps on the run's clock in short slices; `false` when the stage was cancelled meanwhile.
+/// Sleeps on the run's clock; `false` when the stage was cancelled meanwhile.
 pub(super) fn nap(ctx: &Context, cancel: &AtomicBool, total: Duration) -> bool {
-    const SLICE: Duration = Duration::from_millis(100);
-    let start = ctx.clock.now();
-    loop {
-        if cancel.load(Ordering::Relaxed) {
-            return false;
-        }
-        let slept = ctx.clock.now() - start;
-        if slept >= total {
-            return true;
-        }
-        ctx.clock.sleep((total - slept).min(SLICE));
-    }
+    ctx.clock.sleep_unless(total, cancel)
 }
 
 /// A slot of `pool` for `stage` (or its `item`), the wait reported to the run's progress.
@@ -1049,7 +1042,7 @@ fn retried(
     retry::run_observed(
         &call.invocation.retry,
         stage.schedule_timeout_ms.map(Duration::from_millis),
-        ctx.clock,
+        (ctx.clock, call.cancel),
         ctx.random,
         |attempt| launch(ctx, stage, &which(attempt), call),
         |failed, delay| {
