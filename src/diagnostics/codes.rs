@@ -122,6 +122,8 @@ codes! {
     E0115: "a run-store table named by a flow";
     E0116: "failed items of a stage without `each`";
     E0117: "pool defined twice";
+    E0118: "failed items and their input share a column name";
+    E0119: "failed items of a stage that fans out twice";
     E0201: "unknown configuration key";
     E0202: "key in the wrong place";
     E0203: "key set twice";

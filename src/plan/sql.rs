@@ -278,10 +278,10 @@ impl<'a> Writer<'a> {
     /// Whether `l ± r` involves a timestamp, a date or a duration with something that is not
     /// a known number: SQLite's `+` would add text and milliseconds as numbers, so the
     /// engine's typed `wv_add`/`wv_sub` do it (and refuse what they cannot read).
-    /// Whether a comparison is between times (a timestamp or a date on one side).
+    /// Whether a comparison is between instants (a timestamp on one side): their text may
+    /// differ in precision (`...:05.250Z` sorts before `...:05Z`). Dates compare as text.
     fn timed(&self, l: &Expr, r: &Expr) -> bool {
-        let time = |t: ValueType| matches!(t, ValueType::Timestamp | ValueType::Date);
-        time(self.static_type(l)) || time(self.static_type(r))
+        self.static_type(l) == ValueType::Timestamp || self.static_type(r) == ValueType::Timestamp
     }
 
     fn temporal(&self, l: &Expr, r: &Expr) -> bool {

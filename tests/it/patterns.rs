@@ -717,3 +717,57 @@ fn first_success_is_checked() {
     assert!(text.contains("flow.wv:4:25: error[E0306]"), "{text}");
     assert!(text.contains("flow.wv:5:26: error[E0308]"), "{text}");
 }
+
+/// A per-item `idempotency_key` holds for mapped children as for activities: a second run
+/// starts no child run for an item whose key succeeded, and reuses its rows.
+#[test]
+fn mapped_children_reuse_their_idempotency_keys() {
+    let dir = scratch(
+        "mapped_children_keys",
+        &[(
+            "flow.wv",
+            "activity count(id: int) = sh(\"\"\"echo \"$WV_ID\" >> calls.log; printf '{\"id\": %s}\\n' \"$WV_ID\" \"\"\")\nflow Counted(id: int) = {\n  stage c = count(id)\n}\nflow Parent = {\n  stage items = from [[1], [2]] as t(id)\n  stage kids [idempotency_key: 'call-' || _.id] = from items | each call Counted(id: _.id)\n}\n",
+        )],
+    );
+    for _ in 0..2 {
+        let (code, summary) = run_json(&dir, Some("Parent"));
+        assert_eq!(code, Some(0), "{summary}");
+        assert_eq!(stage(&summary, "kids")["rows"], 2, "{summary}");
+    }
+    let calls = std::fs::read_to_string(dir.join("calls.log")).unwrap();
+    assert_eq!(calls.lines().count(), 2, "{calls}");
+}
+
+/// A race decided before a crash stays decided: `runs resume` does not run its loser again.
+#[test]
+fn a_resumed_run_keeps_its_race_loser_cancelled() {
+    let dir = scratch(
+        "first_success_resume",
+        &[(
+            "flow.wv",
+            "activity fast = sh(\"echo '{\\\"who\\\": \\\"a\\\"}'\")\nactivity slow = sh(\"sleep 3; echo b >> slow.log; echo '{\\\"who\\\": \\\"b\\\"}'\")\nactivity tail_job = sh(\"echo started >> tail.log; sleep 3; echo '{\\\"t\\\": 1}'\")\nflow R = {\n  stage a = fast()\n  stage b = slow()\n  stage w [trigger: first_success] = merge a, b\n  stage t = from w | tail_job()\n}\n",
+        )],
+    );
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", dir.to_str().unwrap(), "R"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !dir.join("tail.log").exists() {
+        assert!(std::time::Instant::now() < deadline, "the tail stage never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let db = dir.join(".wvflow/workspace.db");
+    let list = wvflow(&["runs", "list", "--db", db.to_str().unwrap()]);
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    let id = list.lines().find(|l| l.contains(" R ")).unwrap().split_whitespace().next().unwrap();
+    let resumed = wvflow(&["runs", "resume", id, "--db", db.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&resumed.stdout);
+    assert_eq!(resumed.status.code(), Some(0), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("b ") && l.contains("cancelled")), "{text}");
+    assert!(!dir.join("slow.log").exists(), "the loser ran again");
+}

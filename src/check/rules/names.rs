@@ -1,7 +1,7 @@
 //! E01: names and structure. Duplicates, references that must resolve, dependency cycles,
 //! reachability, reads that may find no input, and route rules.
 
-use crate::check::graph::{FlowGraph, failed_reads, find_cycles, has_op, read_names};
+use crate::check::graph::{FlowGraph, failed_reads, find_cycles, read_names};
 use crate::check::{Ctx, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
@@ -201,9 +201,51 @@ fn failed_items_resolve(ctx: &mut Ctx, graph: &FlowGraph) {
                 continue;
             };
             let target = graph.stages[i].stage;
-            if !has_op(target, |k| {
-                matches!(k, OpKind::Each(_) | OpKind::EachCall(_))
-            }) {
+            let fans: Vec<usize> = target
+                .body
+                .ops
+                .iter()
+                .enumerate()
+                .filter(|(_, op)| matches!(op.kind, OpKind::Each(_) | OpKind::EachCall(_)))
+                .map(|(at, _)| at)
+                .collect();
+            if fans.len() > 1 {
+                ctx.emit(
+                    Diagnostic::error(
+                        Code::E0119,
+                        graph.file,
+                        span,
+                        format!("stage `{name}` fans out twice: `failed({name})` could be the items of either"),
+                    )
+                    .with_label("which `each`?")
+                    .with_secondary(graph.file, target.body.ops[fans[1]].span, "the second fan-out")
+                    .with_help("give each fan-out a stage of its own, and read the failed items of the one you mean"),
+                );
+            }
+            if let Some(&at) = fans.first() {
+                let wv_file = ctx.workspace.sources.get(graph.file).path.clone();
+                let mut shapes = crate::check::shapes::Shapes::new(graph, &wv_file);
+                let input = shapes.pipeline(i).before.get(at).and_then(|r| r.shape.clone());
+                let clash = input.iter().flat_map(|cs| cs.iter()).find(|c| {
+                    crate::check::shapes::FAILED_COLUMNS
+                        .iter()
+                        .any(|(name, _)| *name == c.name.as_str())
+                });
+                if let Some(column) = clash {
+                    ctx.emit(
+                        Diagnostic::error(
+                            Code::E0118,
+                            graph.file,
+                            span,
+                            format!("the items of `{name}` have a column `{}`, as `failed({name})` has", column.name),
+                        )
+                        .with_label("two columns of one name")
+                        .with_secondary(graph.file, target.body.ops[at].span, "the items")
+                        .with_help(format!("rename it before the fan-out: `select ..., {} as item_{}`", column.name, column.name)),
+                    );
+                }
+            }
+            if fans.is_empty() {
                 ctx.emit(
                     Diagnostic::error(
                         Code::E0116,

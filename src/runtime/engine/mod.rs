@@ -274,6 +274,24 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             ended |= flow.stages[i].steps.iter().any(|s| matches!(s, Step::End));
         }
     }
+    // A race decided before the crash stays decided: its losers are not run again.
+    let decided: Vec<usize> = (0..n)
+        .filter(|&i| started[i] && flow.stages[i].first_success)
+        .collect();
+    for i in decided {
+        for &u in &upstream[i] {
+            if started[u] {
+                continue;
+            }
+            started[u] = true;
+            let summary = StageSummary::new(&flow.stages[u], StageState::Cancelled);
+            states.insert(flow.stages[u].id.clone(), StageState::Cancelled);
+            if let Some(p) = ctx.progress {
+                p.stage_finished(&summary);
+            }
+            results[u] = Some(summary);
+        }
+    }
     let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
     let pool = &Pool::default();
     // The first connection sets the files up (WAL, the run store's tables) before stages race

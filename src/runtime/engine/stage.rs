@@ -553,17 +553,9 @@ impl StageRun<'_, '_> {
             .bind_rows(invocation, Some(input))
             .map_err(|e| (e.into(), 1))?;
         let keys = self.item_keys(input).map_err(|e| (e.into(), 1))?;
-        let mut reused = self.finished_items(input.len())?;
+        let reused = self.reused_items(&keys)?;
         let mut lines = Vec::with_capacity(input.len());
         for (i, args) in per_row.iter().enumerate() {
-            if reused[i].is_none()
-                && let Some(k) = keys.get(i).and_then(Option::as_ref)
-            {
-                reused[i] = self
-                    .store
-                    .recorded(&self.ctx.flow, &self.stage.id, k)
-                    .map_err(|e| (e.into(), 1))?;
-            }
             lines.push(match reused[i] {
                 Some(_) => Default::default(),
                 None => command_line(self.store, invocation, args).map_err(|e| (e.into(), 1))?,
@@ -606,7 +598,7 @@ impl StageRun<'_, '_> {
         let per_row = bind(self.store, &target.args, &self.ctx.params, Some(input))
             .map_err(|e| (e.into(), 1))?;
         let keys = self.item_keys(input).map_err(|e| (e.into(), 1))?;
-        let reused = self.finished_items(input.len())?;
+        let reused = self.reused_items(&keys)?;
         let (ctx, stage, run_id) = (self.ctx, self.stage, &self.ctx.run_id);
         let timeout = stage.timeout_ms.map(Duration::from_millis);
         self.fan_out(fan, reused, &keys, |i, cancel| {
@@ -666,13 +658,25 @@ impl StageRun<'_, '_> {
         )
     }
 
-    /// Items that succeeded before this run's owner crashed (`runs resume`), by index.
-    fn finished_items(&mut self, count: usize) -> Result<Vec<Option<Rows>>, StepError> {
+    /// The rows of each item (one per key) that need not run again: it succeeded before this
+    /// run's owner crashed (`runs resume`), or its idempotency key succeeded before.
+    fn reused_items(&mut self, keys: &[Option<String>]) -> Result<Vec<Option<Rows>>, StepError> {
         let mut finished = self
             .store
             .finished_items(&self.stage.id, self.step)
             .map_err(|e| (e.into(), 1))?;
-        Ok((0..count).map(|i| finished.remove(&i)).collect())
+        let mut reused = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            reused.push(match (finished.remove(&i), key) {
+                (Some(rows), _) => Some(rows),
+                (None, Some(k)) => self
+                    .store
+                    .recorded(&self.ctx.flow, &self.stage.id, k)
+                    .map_err(|e| (e.into(), 1))?,
+                (None, None) => None,
+            });
+        }
+        Ok(reused)
     }
 
     /// Runs `work` for each item not `reused`, at most `fan.concurrency` at once, records
