@@ -135,6 +135,7 @@ codes! {
     E0209: "schedule timeout shorter than the timeout";
     E0210: "unknown pool";
     E0211: "pool without `slots`";
+    E0212: "pool held while a child run needs it";
     E0301: "trigger names an unknown stage";
     E0302: "stage triggers on itself";
     E0303: "unknown stage state";

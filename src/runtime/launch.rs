@@ -462,15 +462,18 @@ impl Runner<'_> {
         loop {
             if child.finished() {
                 let summary = child.summary();
+                let run_id = summary["run_id"].as_str().unwrap_or_default().to_string();
+                // What the run store recorded of it: its stages, and where its rows are.
+                let (stages, outputs) = self.recorded_outputs(&run_id).unwrap_or_default();
                 return Ok(Summary {
-                    run_id: summary["run_id"].as_str().unwrap_or_default().to_string(),
+                    run_id,
                     flow: target.flow.clone(),
                     state: serde_json::from_value(summary["state"].clone())
                         .unwrap_or(RunState::Failed),
-                    stages: Vec::new(),
+                    stages,
                     compensations: Vec::new(),
                     next: Vec::new(),
-                    outputs: None,
+                    outputs,
                 });
             }
             if stop() {
@@ -483,6 +486,30 @@ impl Runner<'_> {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+impl Runner<'_> {
+    /// A finished run's stages and final rows' place, as the run store has them.
+    fn recorded_outputs(
+        &self,
+        run_id: &str,
+    ) -> Result<
+        (
+            Vec<super::engine::StageSummary>,
+            Option<super::engine::Outputs>,
+        ),
+        String,
+    > {
+        let conn = super::runs::schema::open(&self.db)?;
+        let run = catalog::run_in(&conn, run_id)?.ok_or_else(|| format!("no run {run_id}"))?;
+        let plan = catalog::plan_of(&conn, run_id)?;
+        let stages: Vec<_> = catalog::stages(&conn, run_id)?
+            .into_iter()
+            .map(|s| s.summary)
+            .collect();
+        let last = super::engine::final_stages(&plan.flow, &stages);
+        Ok((stages, Some((PathBuf::from(run.run_db), last))))
     }
 }
 

@@ -37,49 +37,65 @@ impl Drop for Slot {
     }
 }
 
-/// Takes a slot of `pool`, waiting (on `clock`) while all are held; `waiting` is told when
-/// the wait starts (`true`) and ends (`false`). A cancel while waiting gives up.
+/// Takes a slot of `pool`, waiting (on `clock`) while all are held, at most `limit`;
+/// `waiting` is told when the wait starts (`true`) and ends (`false`, with a slot or not). A
+/// cancel while waiting gives up.
 pub fn acquire(
     workspace_db: &Path,
     pool: &PoolPlan,
     holder: &Holder,
-    cancel: &AtomicBool,
+    (cancel, limit): (&AtomicBool, Option<Duration>),
     clock: &dyn Clock,
     mut waiting: impl FnMut(bool),
 ) -> Result<Slot, StageError> {
     let conn = super::runs::schema::open(workspace_db)?;
+    let started = clock.now();
     let mut waited = false;
-    loop {
+    let taken = loop {
         if cancel.load(Ordering::Relaxed) {
-            return Err(StageError::Cancelled);
+            break Err(StageError::Cancelled);
         }
-        if let Some(id) = try_take(&conn, pool, holder)
-            .map_err(|e| format!("cannot take a slot of pool `{}`: {e}", pool.name))?
+        if let Some(limit) = limit
+            && clock.now().saturating_sub(started) >= limit
         {
-            if waited {
-                waiting(false);
+            break Err(StageError::Data(format!(
+                "no slot of pool `{}` came free within the schedule_timeout of {}",
+                pool.name,
+                crate::human::duration(limit)
+            )));
+        }
+        match try_take(&conn, pool, holder) {
+            Ok(Some(id)) => break Ok(id),
+            Ok(None) => {}
+            Err(e) => {
+                let error = format!("cannot take a slot of pool `{}`: {e}", pool.name);
+                break Err(StageError::Data(error));
             }
-            return Ok(Slot { conn, id });
         }
         if !waited {
             waited = true;
             waiting(true);
         }
         clock.sleep(POLL);
+    };
+    if waited {
+        waiting(false);
     }
+    taken.map(|id| Slot { conn, id })
 }
 
 /// One look for a free slot, under the write lock: abandoned slots are freed first.
 fn try_take(conn: &Connection, pool: &PoolPlan, holder: &Holder) -> rusqlite::Result<Option<i64>> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let taken = (|| {
-        let holders: Vec<(i64, i64)> = conn
-            .prepare("SELECT id, pid FROM wvflow_pool_slots WHERE pool = ?1")?
-            .query_map([&pool.name], |r| Ok((r.get(0)?, r.get(1)?)))?
+        let holders: Vec<(i64, i64, i64)> = conn
+            .prepare("SELECT id, pid, pid_start FROM wvflow_pool_slots WHERE pool = ?1")?
+            .query_map([&pool.name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
         let mut held = 0u64;
-        for (id, pid) in holders {
-            if alive(pid) {
+        for (id, pid, start) in holders {
+            // The process that took it, not another that was given its id since.
+            if start != 0 && super::runs::owner::process_start(pid) == start {
                 held += 1;
             } else {
                 conn.execute("DELETE FROM wvflow_pool_slots WHERE id = ?1", [id])?;
@@ -89,14 +105,15 @@ fn try_take(conn: &Connection, pool: &PoolPlan, holder: &Holder) -> rusqlite::Re
             return Ok(None);
         }
         conn.execute(
-            "INSERT INTO wvflow_pool_slots (pool, run_id, stage, item, pid, acquired_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO wvflow_pool_slots (pool, run_id, stage, item, pid, pid_start, acquired_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 pool.name,
                 holder.run_id,
                 holder.stage,
                 holder.item.map(|i| i as i64),
                 std::process::id() as i64,
+                super::runs::owner::process_start(std::process::id() as i64),
                 super::runs::schema::now_ms(),
             ],
         )?;
@@ -112,14 +129,4 @@ fn try_take(conn: &Connection, pool: &PoolPlan, holder: &Holder) -> rusqlite::Re
             Err(e)
         }
     }
-}
-
-/// Whether process `pid` exists (a slot of a process that is gone is free).
-fn alive(pid: i64) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    let found = unsafe { libc::kill(pid, 0) } == 0;
-    found || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }

@@ -4,8 +4,8 @@
 
 use super::output::Output;
 use crate::value::{self, ValueType};
-use rusqlite::types::Value;
 use rusqlite::config::DbConfig;
+use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -311,7 +311,10 @@ impl Store {
             .map_err(|e| e.to_string())?;
         // A double-quoted name that is no column is an error, not the text of the name: SQLite
         // otherwise turns a misspelled column into a string and returns it as data.
-        for config in [DbConfig::SQLITE_DBCONFIG_DQS_DML, DbConfig::SQLITE_DBCONFIG_DQS_DDL] {
+        for config in [
+            DbConfig::SQLITE_DBCONFIG_DQS_DML,
+            DbConfig::SQLITE_DBCONFIG_DQS_DDL,
+        ] {
             conn.set_db_config(config, false)
                 .map_err(|e| e.to_string())?;
         }

@@ -756,7 +756,10 @@ fn a_resumed_run_keeps_its_race_loser_cancelled() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !dir.join("tail.log").exists() {
-        assert!(std::time::Instant::now() < deadline, "the tail stage never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tail stage never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     run.kill().unwrap();
@@ -764,10 +767,85 @@ fn a_resumed_run_keeps_its_race_loser_cancelled() {
     let db = dir.join(".wvflow/workspace.db");
     let list = wvflow(&["runs", "list", "--db", db.to_str().unwrap()]);
     let list = String::from_utf8_lossy(&list.stdout).into_owned();
-    let id = list.lines().find(|l| l.contains(" R ")).unwrap().split_whitespace().next().unwrap();
+    let id = list
+        .lines()
+        .find(|l| l.contains(" R "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
     let resumed = wvflow(&["runs", "resume", id, "--db", db.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&resumed.stdout);
     assert_eq!(resumed.status.code(), Some(0), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("b ") && l.contains("cancelled")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("b ") && l.contains("cancelled")),
+        "{text}"
+    );
     assert!(!dir.join("slow.log").exists(), "the loser ran again");
+}
+
+/// A stage's `schedule_timeout` bounds its wait for a pool slot too.
+#[test]
+fn pool_waits_are_bounded_and_reported_once() {
+    let dir = scratch(
+        "pools_bounded",
+        &[(
+            "flow.wv",
+            &format!(
+                "{POOLS}flow Impatient = {{\n  stage i [pool: gpu, schedule_timeout: 1s] = busy('i', 0.1)\n}}\n"
+            ),
+        )],
+    );
+    let path = dir.to_str().unwrap().to_string();
+    let mut holder = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", &path, "Train(name = 'h', secs = 6)"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(dir.join("trace.log"))
+        .unwrap_or_default()
+        .contains("start h")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let started = std::time::Instant::now();
+    let (code, summary) = run_json(&dir, Some("Impatient"));
+    assert_eq!(code, Some(1), "{summary}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{summary}"
+    );
+    let error = stage(&summary, "i")["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("no slot of pool `gpu` came free within the schedule_timeout of 1s"),
+        "{error}"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "sleep 6"])
+        .status();
+}
+
+/// Children left to run on their own (`parent_close: abandon`) still give their final rows
+/// when they end while the stage waits for them.
+#[test]
+fn abandonable_children_give_their_rows() {
+    let dir = scratch(
+        "mapped_children_abandon",
+        &[(
+            "flow.wv",
+            "activity emit(id: int) = exec('printf', '{\"id\": %s}\\n', id)\nflow One(id: int) = {\n  stage e = emit(id)\n}\nflow Parent = {\n  stage items = from [[1], [2]] as t(id)\n  stage kids [parent_close: abandon] = from items | each call One(id: _.id)\n}\n",
+        )],
+    );
+    let (code, summary) = run_json(&dir, Some("Parent"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "kids")["rows"], 2, "{summary}");
 }

@@ -32,6 +32,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
             );
         }
         let settings = StageSettings::of_stage(ctx.index, graph.file, stage);
+        pool_held_by_caller(ctx, stage, &settings);
         relations(ctx, &settings);
         no_effect(ctx, graph.file, stage, &settings);
         if let (Some(flow_timeout), Some(t), Some(at)) = (
@@ -54,6 +55,64 @@ pub fn check_activity(ctx: &mut Ctx, def: Def<'_, Activity>) {
         check_block(ctx, def.file, config, Place::Activity, None, None);
         relations(ctx, &StageSettings::of_activity(def.file, def.node));
     }
+}
+
+/// A stage that holds a pool slot while it waits for a child run (`call`, `each call`) whose
+/// stages need the same pool can wait for itself: with every slot held by such callers, no
+/// child ever starts.
+fn pool_held_by_caller(ctx: &mut Ctx, stage: &Stage, settings: &StageSettings) {
+    let (Some(pool), Some(at)) = (settings.pool.value, settings.pool.written) else {
+        return;
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo: Vec<&crate::syntax::ast::FlowCall> = called_flows(stage);
+    while let Some(call) = todo.pop() {
+        let Some(def) = ctx
+            .index
+            .flow(&call.name.name, call.version.as_ref().map(|v| v.value))
+        else {
+            continue;
+        };
+        if !seen.insert((def.file, def.node.name.span)) {
+            continue;
+        }
+        let graph = FlowGraph::new(def.file, def.node);
+        for node in &graph.stages {
+            let child = StageSettings::of_stage(ctx.index, def.file, node.stage);
+            if child.pool.value == Some(pool) {
+                ctx.emit(
+                    Diagnostic::error(
+                        Code::E0212,
+                        at.file,
+                        at.entry.value.span,
+                        format!(
+                            "stage `{}` holds a slot of pool `{pool}` while it waits for flow `{}`, whose stage `{}` needs one",
+                            stage.name.name, def.node.name.name, node.stage.name.name
+                        ),
+                    )
+                    .with_label("held while the child waits")
+                    .with_secondary(def.file, node.stage.name.span, "needs a slot of the same pool")
+                    .with_help("let the child stages hold the pool and the calling stage none, or give them different pools"),
+                );
+                return;
+            }
+            todo.extend(called_flows(node.stage));
+        }
+    }
+}
+
+/// The flows a stage starts child runs of: `call F`, `| call F`, `each call F`.
+fn called_flows(stage: &Stage) -> Vec<&crate::syntax::ast::FlowCall> {
+    let mut calls = Vec::new();
+    if let SourceKind::CallFlow(call) = &stage.body.source.kind {
+        calls.push(&**call);
+    }
+    for op in &stage.body.ops {
+        if let OpKind::CallFlow(call) | OpKind::EachCall(call) = &op.kind {
+            calls.push(&**call);
+        }
+    }
+    calls
 }
 
 /// A pool's block: its keys, and the `slots` it cannot do without.

@@ -225,7 +225,11 @@ fn failed_items_resolve(ctx: &mut Ctx, graph: &FlowGraph) {
             if let Some(&at) = fans.first() {
                 let wv_file = ctx.workspace.sources.get(graph.file).path.clone();
                 let mut shapes = crate::check::shapes::Shapes::new(graph, &wv_file);
-                let input = shapes.pipeline(i).before.get(at).and_then(|r| r.shape.clone());
+                let input = shapes
+                    .pipeline(i)
+                    .before
+                    .get(at)
+                    .and_then(|r| r.shape.clone());
                 let clash = input.iter().flat_map(|cs| cs.iter()).find(|c| {
                     crate::check::shapes::FAILED_COLUMNS
                         .iter()
@@ -237,11 +241,17 @@ fn failed_items_resolve(ctx: &mut Ctx, graph: &FlowGraph) {
                             Code::E0118,
                             graph.file,
                             span,
-                            format!("the items of `{name}` have a column `{}`, as `failed({name})` has", column.name),
+                            format!(
+                                "the items of `{name}` have a column `{}`, as `failed({name})` has",
+                                column.name
+                            ),
                         )
                         .with_label("two columns of one name")
                         .with_secondary(graph.file, target.body.ops[at].span, "the items")
-                        .with_help(format!("rename it before the fan-out: `select ..., {} as item_{}`", column.name, column.name)),
+                        .with_help(format!(
+                            "rename it before the fan-out: `select ..., {} as item_{}`",
+                            column.name, column.name
+                        )),
                     );
                 }
             }

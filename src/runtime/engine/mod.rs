@@ -111,8 +111,11 @@ pub struct Summary {
     /// Where the final rows are: the run's database and its last stages (read by no other
     /// stage) that succeeded, in plan order. What a parent's `each call` takes.
     #[serde(skip)]
-    pub outputs: Option<(std::path::PathBuf, Vec<String>)>,
+    pub outputs: Option<Outputs>,
 }
+
+/// A run's database and its last stages that succeeded: where its final rows are.
+pub type Outputs = (std::path::PathBuf, Vec<String>);
 
 /// A run to start: a flow, its version, and argument values.
 #[derive(Clone, Debug, PartialEq)]
@@ -434,8 +437,9 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 }
                 break;
             }
-            // Wake up now and then to notice a pause ending or a cancel while paused.
-            let (i, summary) = match receiver.recv_timeout(Duration::from_millis(100)) {
+            // Wake up now and then to notice a pause ending, and a cancel, which is passed on
+            // to the running stages' own flags from here.
+            let (i, summary) = match receiver.recv_timeout(Duration::from_millis(20)) {
                 Ok(done) => done,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
@@ -504,7 +508,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
 }
 
 /// The stages no other stage reads or waits for, that succeeded, in plan order.
-fn final_stages(flow: &FlowPlan, results: &[StageSummary]) -> Vec<String> {
+pub(crate) fn final_stages(flow: &FlowPlan, results: &[StageSummary]) -> Vec<String> {
     let read: std::collections::BTreeSet<&str> = flow
         .stages
         .iter()

@@ -104,7 +104,7 @@ fn run_stage_on(
         .iter()
         .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }));
     let slot = match &stage.pool {
-        Some(pool) if !fans_out => run.hold(pool, None).map(Some),
+        Some(pool) if !fans_out => run.hold(pool).map(Some),
         _ => Ok(None),
     };
     let result = slot.map_err(|e| (e, 1)).and_then(|_slot| run.steps());
@@ -643,19 +643,14 @@ impl StageRun<'_, '_> {
 
     /// A slot of `pool` for the stage (or its `item`), waiting while all are held; the stage
     /// is `queued` meanwhile.
-    fn hold(
-        &self,
-        pool: &PoolPlan,
-        item: Option<usize>,
-    ) -> Result<crate::runtime::pools::Slot, StageError> {
-        hold(
-            self.ctx,
-            self.stage,
-            self.workspace_db.as_deref(),
-            &self.cancel,
-            pool,
-            item,
-        )
+    fn hold(&self, pool: &PoolPlan) -> Result<crate::runtime::pools::Slot, StageError> {
+        let (ctx, stage) = (self.ctx, self.stage);
+        let at = (self.workspace_db.as_deref(), &*self.cancel);
+        hold(ctx, stage, at, pool, None, |waiting| {
+            if let Some(p) = ctx.progress {
+                p.pool_wait(&stage.id, None, &pool.name, waiting);
+            }
+        })
     }
 
     /// The rows of each item (one per key) that need not run again: it succeeded before this
@@ -696,6 +691,7 @@ impl StageRun<'_, '_> {
             (0..count).map(|_| std::sync::Mutex::new(None)).collect();
         let (ctx, stage, step, cancel) = (self.ctx, self.stage, self.step, &self.cancel);
         let workspace_db = self.workspace_db.as_deref();
+        let occupancy = &Occupancy::default();
         let fresh = reused.iter().filter(|r| r.is_none()).count() as u64;
         self.all_reused = fresh == 0 && count > 0;
         // A worker that finished an item waits until it is recorded before it starts another:
@@ -717,8 +713,11 @@ impl StageRun<'_, '_> {
                         if reused_ref[i].is_some() {
                             continue;
                         }
-                        // After a cancel, no new item starts.
-                        let done = if cancel.load(Ordering::Relaxed) {
+                        // After a cancel, no new item starts (the run's is seen here at once,
+                        // before the executor passes it on to the stage's flag).
+                        let done = if cancel.load(Ordering::Relaxed)
+                            || ctx.cancel.load(Ordering::Relaxed)
+                        {
                             retry::Finished {
                                 result: Err(StageError::Cancelled),
                                 attempts: 0,
@@ -726,8 +725,21 @@ impl StageRun<'_, '_> {
                         } else {
                             match &stage.pool {
                                 Some(pool) => {
-                                    match hold(ctx, stage, workspace_db, cancel, pool, Some(i)) {
-                                        Ok(_slot) => work(i, cancel),
+                                    let show = |queued| {
+                                        if let Some(p) = ctx.progress {
+                                            p.pool_wait(&stage.id, Some(i), &pool.name, queued);
+                                        }
+                                    };
+                                    let at = (workspace_db, &**cancel);
+                                    let waiting = |w| occupancy.change(Some(w), None, show);
+                                    match hold(ctx, stage, at, pool, Some(i), waiting) {
+                                        Ok(slot) => {
+                                            occupancy.change(None, Some(true), show);
+                                            let done = work(i, cancel);
+                                            drop(slot);
+                                            occupancy.change(None, Some(false), show);
+                                            done
+                                        }
                                         Err(e) => retry::Finished {
                                             result: Err(e),
                                             attempts: 0,
@@ -938,14 +950,15 @@ pub(super) fn nap(ctx: &Context, cancel: &AtomicBool, total: Duration) -> bool {
     ctx.clock.sleep_unless(total, cancel)
 }
 
-/// A slot of `pool` for `stage` (or its `item`), the wait reported to the run's progress.
+/// A slot of `pool` for `stage` (or its `item`) in the run store at `workspace_db`, waiting
+/// at most the stage's `schedule_timeout`; `waiting` is told when a wait starts and ends.
 fn hold(
     ctx: &Context,
     stage: &StagePlan,
-    workspace_db: Option<&std::path::Path>,
-    cancel: &AtomicBool,
+    (workspace_db, cancel): (Option<&std::path::Path>, &AtomicBool),
     pool: &PoolPlan,
     item: Option<usize>,
+    waiting: impl FnMut(bool),
 ) -> Result<crate::runtime::pools::Slot, StageError> {
     let db = workspace_db.ok_or_else(|| StageError::Data("pools need the run store".into()))?;
     let holder = crate::runtime::pools::Holder {
@@ -953,11 +966,36 @@ fn hold(
         stage: &stage.id,
         item,
     };
-    crate::runtime::pools::acquire(db, pool, &holder, cancel, ctx.clock, |waiting| {
-        if let Some(p) = ctx.progress {
-            p.pool_wait(&stage.id, item, &pool.name, waiting);
+    let limit = stage.schedule_timeout_ms.map(Duration::from_millis);
+    crate::runtime::pools::acquire(db, pool, &holder, (cancel, limit), ctx.clock, waiting)
+}
+
+/// How many of a fan-out's items wait for a pool slot and how many hold one: the stage is
+/// `queued` only while some wait and none holds one (then its items are not running).
+#[derive(Default)]
+struct Occupancy(std::sync::Mutex<(usize, usize, bool)>);
+
+impl Occupancy {
+    /// One item starts (`Some(true)`) or stops (`Some(false)`) waiting, or holding; `show` is
+    /// told when the stage becomes queued or stops being so.
+    fn change(&self, waiting: Option<bool>, holding: Option<bool>, show: impl Fn(bool)) {
+        let Ok(mut counts) = self.0.lock() else {
+            return;
+        };
+        let (waits, holds, shown) = &mut *counts;
+        let step = |n: &mut usize, up: bool| *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        if let Some(up) = waiting {
+            step(waits, up);
         }
-    })
+        if let Some(up) = holding {
+            step(holds, up);
+        }
+        let queued = *waits > 0 && *holds == 0;
+        if queued != *shown {
+            *shown = queued;
+            show(queued);
+        }
+    }
 }
 
 /// A child run's final rows ([`super::Summary::outputs`]); an error when it did not succeed.
@@ -1134,5 +1172,27 @@ fn request(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> 
             .or(stage.timeout_ms)
             .map(Duration::from_millis),
         heartbeat: stage.heartbeat_ms.map(Duration::from_millis),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Occupancy;
+    use std::sync::Mutex;
+
+    /// A fan-out is `queued` while some items wait and none holds a slot, and only then: an
+    /// item waiting while others run does not make the stage look stopped.
+    #[test]
+    fn a_fan_out_is_queued_only_while_nothing_holds_a_slot() {
+        let shown = Mutex::new(Vec::new());
+        let show = |queued| shown.lock().unwrap().push(queued);
+        let o = Occupancy::default();
+        o.change(Some(true), None, show); // item 0 waits: queued
+        o.change(Some(false), Some(true), show); // it holds a slot: running
+        o.change(Some(true), None, show); // item 1 waits while 0 runs: still running
+        o.change(None, Some(false), show); // 0 is done, 1 still waits: queued
+        o.change(Some(false), Some(true), show); // 1 holds one: running
+        o.change(None, Some(false), show); // done, nobody waits: nothing to show
+        assert_eq!(*shown.lock().unwrap(), [true, false, true, false]);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The schema this build writes. A database with a higher version was written by a newer
 /// wvflow and is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS wvflow_runs (
@@ -123,6 +123,13 @@ CREATE INDEX IF NOT EXISTS wvflow_pool_slots_by_pool ON wvflow_pool_slots (pool)
 PRAGMA user_version = 3;
 ";
 
+/// Version 4: a slot's holder is its process and that process's start time, so a process that
+/// was given a dead holder's id does not keep the slot (a slot without it is free).
+const SCHEMA_4: &str = "
+ALTER TABLE wvflow_pool_slots ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 4;
+";
+
 /// How long a writer waits for another process's lock before giving up
 /// (`WVFLOW_BUSY_TIMEOUT_MS`, default 30 s: a stage writing a large table holds the lock).
 pub fn busy_timeout() -> Duration {
@@ -157,6 +164,9 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
             }
             if now < 3 {
                 conn.execute_batch(SCHEMA_3)?;
+            }
+            if now < 4 {
+                conn.execute_batch(SCHEMA_4)?;
             }
             conn.execute_batch("COMMIT")
         })();
