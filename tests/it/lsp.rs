@@ -340,15 +340,12 @@ fn malformed_messages_are_skipped_and_the_protocol_ends_by_its_rules() {
     assert_eq!(client.child.wait().unwrap().code(), Some(1));
 }
 
-/// The patterns' syntax in the editor: after `| call ` and a jump's `->` the completion
-/// offers flows (a route case's `->` still offers stages), and a flow named by `| call`
-/// jumps to its definition.
-#[test]
-fn the_language_server_knows_calls_after_a_pipe() {
-    const PATTERNS: &str = "flow Report(n: int) = { stage r = from [[n]] as t(n) }\nflow Main = {\n  stage totals = from [[1]] as t(total) | call Report(n: _.total)\n  stage split = from totals | route { case true -> a else -> b }\n  stage a = from split\n  stage b = from split | -> Report(n: 1)\n}\n";
-    let dir = scratch("lsp_patterns", &[("main.wv", PATTERNS)]);
+/// A language server with `text` open as `name` in a fresh workspace `folder`: the client,
+/// the document's URI, and a position maker.
+fn open_one(folder: &str, name: &str, text: &str) -> (Client, String) {
+    let dir = scratch(folder, &[(name, text)]);
     let root = format!("file://{}", dir.display());
-    let uri = format!("{root}/main.wv");
+    let uri = format!("{root}/{name}");
     let mut client = Client::start();
     client.request(
         "initialize",
@@ -357,18 +354,30 @@ fn the_language_server_knows_calls_after_a_pipe() {
     client.notify("initialized", json!({}));
     client.notify(
         "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "wvflow", "version": 1, "text": PATTERNS } }),
+        json!({ "textDocument": { "uri": uri, "languageId": "wvflow", "version": 1, "text": text } }),
     );
     assert!(client.diagnostics(&uri).is_empty());
+    (client, uri)
+}
+
+/// The labels of a completion answer.
+fn labels(result: Value) -> Vec<String> {
+    result
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["label"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The patterns' syntax in the editor: after `| call ` and a jump's `->` the completion
+/// offers flows (a route case's `->` still offers stages), and a flow named by `| call`
+/// jumps to its definition.
+#[test]
+fn the_language_server_knows_calls_after_a_pipe() {
+    const PATTERNS: &str = "flow Report(n: int) = { stage r = from [[n]] as t(n) }\nflow Main = {\n  stage totals = from [[1]] as t(total) | call Report(n: _.total)\n  stage split = from totals | route { case true -> a else -> b }\n  stage a = from split\n  stage b = from split | -> Report(n: 1)\n}\n";
+    let (mut client, uri) = open_one("lsp_patterns", "main.wv", PATTERNS);
     let at = |line: u32, character: u32| json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } });
-    let labels = |result: Value| -> Vec<String> {
-        result
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["label"].as_str().unwrap().to_string())
-            .collect()
-    };
     // `| call R|eport`: the cursor after `R` (line 2, column 48).
     let after_call = labels(client.request("textDocument/completion", at(2, 48)));
     assert_eq!(after_call, ["Main", "Report"]);
@@ -391,29 +400,8 @@ fn the_language_server_knows_calls_after_a_pipe() {
 #[test]
 fn the_language_server_knows_pools_and_failed_items() {
     const POOLS: &str = "pool gpu with { slots: 2 }\nactivity fit(m: string) = exec('echo', m)\nflow Train = {\n  stage models = from [['a']] as t(m)\n  stage trained [pool: gpu] = from models | each fit(_.m)\n  stage again = from failed(trained)\n}\n";
-    let dir = scratch("lsp_pools", &[("train.wv", POOLS)]);
-    let root = format!("file://{}", dir.display());
-    let uri = format!("{root}/train.wv");
-    let mut client = Client::start();
-    client.request(
-        "initialize",
-        json!({ "processId": null, "rootUri": root, "capabilities": {} }),
-    );
-    client.notify("initialized", json!({}));
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "wvflow", "version": 1, "text": POOLS } }),
-    );
-    assert!(client.diagnostics(&uri).is_empty());
+    let (mut client, uri) = open_one("lsp_pools", "train.wv", POOLS);
     let at = |line: u32, character: u32| json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } });
-    let labels = |result: Value| -> Vec<String> {
-        result
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["label"].as_str().unwrap().to_string())
-            .collect()
-    };
     // `[pool: g|pu]` on line 4: `gpu` starts at column 23.
     assert_eq!(
         labels(client.request("textDocument/completion", at(4, 24))),

@@ -13,6 +13,18 @@ fn ndjson(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// `wvflow check DIR --format short`, which must fail: its lines.
+fn short_check(dir: &Path) -> String {
+    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 const SINGLE_ROW: &str = r#"activity show(n: int, name: string) = exec('printf', '{"n": %s, "name": "%s"}\n', n, name)
 activity count_rows = sh("""wc -l | tr -d ' ' | sed 's/.*/{"lines": &}/'""")
 flow Child(n: int) = {
@@ -103,9 +115,7 @@ fn a_stage_without_input_has_no_row_to_read() {
             "activity show(n: int) = exec('echo', n)\nflow F = {\n  stage s = show(_.id)\n}\n",
         )],
     );
-    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("E0616"));
+    assert!(short_check(&dir).contains("E0616"));
 }
 
 const DELAYS: &str = r#"-- Countdown and ETA without a dummy source.
@@ -212,9 +222,7 @@ fn delays_and_time_literals_are_checked() {
             "flow B(flag: boolean = true, d: duration = 1s) = {\n  stage a = wait(5)\n  stage b = wait('abc')\n  stage c = wait(flag)\n  stage d = wait until now() > timestamp 'nope'\n  stage e = wait until now() > date '2026-02-30'\n  stage f [idempotency_key: 'k' || now()] = from [[1]] as t(x)\n  stage g = wait until now() + 86400 > run_time\n  stage h = from [[1]] as t(x) | select d - run_time as y, run_time + run_time as z, d + 5 as w\n}\n",
         )],
     );
-    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
-    assert_eq!(o.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&o.stdout);
+    let text = short_check(&dir);
     let codes: Vec<&str> = text
         .lines()
         .filter_map(|l| l.split_once("error[").map(|(_, r)| &r[..5]))
@@ -386,8 +394,7 @@ fn failed_items_of_what_is_not_a_fan_out_are_refused() {
             "flow F = {\n  stage items = from [[1]] as t(id)\n  stage a = from failed(items)\n  stage b = from failed(itemz)\n}\n",
         )],
     );
-    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
-    let text = String::from_utf8_lossy(&o.stdout);
+    let text = short_check(&dir);
     assert!(text.contains("flow.wv:3:25: error[E0116]"), "{text}");
     assert!(text.contains("flow.wv:4:25: error[E0104]"), "{text}");
 }
@@ -498,34 +505,47 @@ fn most_at_once(dir: &Path) -> (usize, usize) {
     (most as usize, events.len() / 2)
 }
 
+/// `wvflow run DIR CALL` in the background, once its activity has logged `start NAME` in
+/// `trace.log` (it holds its pool slot then).
+fn started_run(dir: &Path, call: &str, name: &str) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", dir.to_str().unwrap(), call, "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let marker = format!("start {name}");
+    while !std::fs::read_to_string(dir.join("trace.log"))
+        .unwrap_or_default()
+        .contains(&marker)
+    {
+        assert!(std::time::Instant::now() < deadline, "{call} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
 /// A pool's slots hold across processes and flows: a run of `Train` and a run of `Tune`, whose
 /// stages take the only slot of `gpu`, run one after the other, and the second shows `queued`
 /// in `runs show` meanwhile.
 #[test]
 fn a_pool_limits_stages_across_processes() {
     let dir = scratch("pools_processes", &[("flow.wv", POOLS)]);
-    let path = dir.to_str().unwrap().to_string();
-    let spawn = |call: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
-            .args(["run", &path, call, "--format", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let first = spawn("Train(name = 'a', secs = 2.5)");
+    let first = started_run(&dir, "Train(name = 'a', secs = 2.5)", "a");
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args([
+            "run",
+            dir.to_str().unwrap(),
+            "Tune(name = 'b')",
+            "--format",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !std::fs::read_to_string(dir.join("trace.log"))
-        .unwrap_or_default()
-        .contains("start a")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first run did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let second = spawn("Tune(name = 'b')");
     let db = dir.join(".wvflow/workspace.db");
     let db = db.to_str().unwrap();
     let mut seen_queued = false;
@@ -577,8 +597,7 @@ fn pools_are_checked() {
             "pool gpu with { slots: 1 }\npool gpu with { slots: 2 }\npool cpu with { size: 2 }\nflow F = {\n  stage a [pool: gpx] = from [[1]] as t(x)\n}\n",
         )],
     );
-    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
-    let text = String::from_utf8_lossy(&o.stdout);
+    let text = short_check(&dir);
     for expected in [
         "flow.wv:2:6: error[E0117]",
         "flow.wv:3:17: error[E0201]",
@@ -647,24 +666,7 @@ fn mapped_children_stop_with_their_stage() {
 #[test]
 fn a_pool_slot_of_a_killed_run_is_freed() {
     let dir = scratch("pools_killed", &[("flow.wv", POOLS)]);
-    let path = dir.to_str().unwrap().to_string();
-    let mut holder = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["run", &path, "Train(name = 'k', secs = 41)"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !std::fs::read_to_string(dir.join("trace.log"))
-        .unwrap_or_default()
-        .contains("start k")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the holder did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut holder = started_run(&dir, "Train(name = 'k', secs = 41)", "k");
     holder.kill().unwrap();
     holder.wait().unwrap();
     // The activity's process group outlives its owner; it is not what holds the slot.
@@ -712,8 +714,7 @@ fn first_success_is_checked() {
             "flow F = {\n  stage a = from [[1]] as t(x)\n  stage b = from [[1]] as t(x)\n  stage alone [trigger: first_success] = from [[1]] as t(x)\n  stage joined [trigger: first_success] = from a | join b on a.x = b.x\n}\n",
         )],
     );
-    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "short"]);
-    let text = String::from_utf8_lossy(&o.stdout);
+    let text = short_check(&dir);
     assert!(text.contains("flow.wv:4:25: error[E0306]"), "{text}");
     assert!(text.contains("flow.wv:5:26: error[E0308]"), "{text}");
 }
@@ -797,24 +798,7 @@ fn pool_waits_are_bounded_and_reported_once() {
             ),
         )],
     );
-    let path = dir.to_str().unwrap().to_string();
-    let mut holder = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["run", &path, "Train(name = 'h', secs = 6)"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !std::fs::read_to_string(dir.join("trace.log"))
-        .unwrap_or_default()
-        .contains("start h")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the holder did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut holder = started_run(&dir, "Train(name = 'h', secs = 6)", "h");
     let started = std::time::Instant::now();
     let (code, summary) = run_json(&dir, Some("Impatient"));
     assert_eq!(code, Some(1), "{summary}");

@@ -283,16 +283,15 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         .collect();
     for i in decided {
         for &u in &upstream[i] {
-            if started[u] {
-                continue;
+            if !started[u] {
+                started[u] = true;
+                results[u] = Some(unrun(
+                    ctx,
+                    &flow.stages[u],
+                    StageState::Cancelled,
+                    &mut states,
+                ));
             }
-            started[u] = true;
-            let summary = StageSummary::new(&flow.stages[u], StageState::Cancelled);
-            states.insert(flow.stages[u].id.clone(), StageState::Cancelled);
-            if let Some(p) = ctx.progress {
-                p.stage_finished(&summary);
-            }
-            results[u] = Some(summary);
         }
     }
     let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
@@ -364,12 +363,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     };
                     if let Some(state) = not_run {
                         started[i] = true;
-                        states.insert(stage.id.clone(), state);
-                        let summary = StageSummary::new(stage, state);
-                        if let Some(p) = ctx.progress {
-                            p.stage_finished(&summary);
-                        }
-                        results[i] = Some(summary);
+                        results[i] = Some(unrun(ctx, stage, state, &mut states));
                         marked = true;
                         continue;
                     }
@@ -394,12 +388,9 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                                 continue;
                             }
                             started[u] = true;
-                            let summary = StageSummary::new(&flow.stages[u], StageState::Cancelled);
-                            states.insert(flow.stages[u].id.clone(), StageState::Cancelled);
-                            if let Some(p) = ctx.progress {
-                                p.stage_finished(&summary);
-                            }
-                            results[u] = Some(summary);
+                            let loser = &flow.stages[u];
+                            results[u] =
+                                Some(unrun(ctx, loser, StageState::Cancelled, &mut states));
                         }
                     }
                     if let Some(p) = ctx.progress {
@@ -505,6 +496,21 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             ctx.jumps.lock().map(|j| j.clone()).unwrap_or_default()
         },
     }
+}
+
+/// A stage that will not run, ended in `state` (skipped or cancelled) and reported.
+fn unrun(
+    ctx: &Context,
+    stage: &StagePlan,
+    state: StageState,
+    states: &mut BTreeMap<String, StageState>,
+) -> StageSummary {
+    states.insert(stage.id.clone(), state);
+    let summary = StageSummary::new(stage, state);
+    if let Some(p) = ctx.progress {
+        p.stage_finished(&summary);
+    }
+    summary
 }
 
 /// The stages no other stage reads or waits for, that succeeded, in plan order.
