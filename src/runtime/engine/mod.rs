@@ -21,6 +21,8 @@ mod saga;
 mod stage;
 
 use saga::{compensate, not_compensated};
+mod frontier;
+use frontier::Frontier;
 use stage::{StageRun, Started, run_stage};
 pub use stage::{bind, bind_one};
 
@@ -262,7 +264,6 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
     // Each stage's own cancel flag: set with the run's, or alone when a `first_success`
     // stage took another upstream's result.
     let stage_cancel: Vec<Arc<AtomicBool>> = (0..n).map(|_| Arc::default()).collect();
-    let mut settled = vec![false; n];
     let mut states: BTreeMap<String, StageState> = BTreeMap::new();
     let mut results: Vec<Option<StageSummary>> = vec![None; n];
     let mut started = vec![false; n];
@@ -294,6 +295,12 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             }
         }
     }
+    let priority = flow.stages.iter().map(|s| s.priority).collect();
+    let mut frontier = Frontier::new(upstream.clone(), branches.clone(), priority);
+    let known: Vec<usize> = (0..n).filter(|&i| results[i].is_some()).collect();
+    for i in known {
+        stage_ended(i, flow, ctx, &mut frontier, &branches, &mut results, &mut states);
+    }
     let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
     let pool = &Pool::default();
     // The first connection sets the files up (WAL, the run store's tables) before stages race
@@ -310,49 +317,26 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
     let mut timed_out = false;
     std::thread::scope(|scope| {
         let mut running = 0usize;
+        let mut passed_on = false;
         loop {
             if !timed_out && deadline.is_some_and(|d| ctx.clock.now() >= d) {
                 timed_out = true;
                 ctx.cancel.store(true, Ordering::SeqCst);
             }
-            for u in settle_forks(
-                &flow.stages,
-                &branches,
-                &mut settled,
-                &mut results,
-                &mut states,
-            ) {
-                if let (Some(p), Some(result)) = (ctx.progress, &results[u]) {
-                    p.stage_finished(result);
-                }
-            }
             let cancelled = ctx.cancel.load(Ordering::Relaxed);
-            if cancelled {
+            if cancelled && !passed_on {
+                passed_on = true;
                 stage_cancel
                     .iter()
                     .for_each(|flag| flag.store(true, Ordering::SeqCst));
             }
             let hold = ctx.paused.load(Ordering::Relaxed) && !cancelled;
-            // A stage marked skipped or cancelled below settles on the next pass, which may
-            // make stages after it ready.
-            let mut marked = false;
             // Start what is ready, lowest priority number first, then in plan order.
             if !hold {
-                loop {
-                    let over = |u: usize, i: usize| {
-                        results[u].is_some() && (settled[u] || branches[u].contains(&i))
-                    };
-                    let succeeded =
-                        |u: usize| states.get(&flow.stages[u].id) == Some(&StageState::Success);
-                    let ready = (0..n)
-                        .filter(|&i| {
-                            !started[i]
-                                && (upstream[i].iter().all(|&u| over(u, i))
-                                    || (flow.stages[i].first_success
-                                        && upstream[i].iter().any(|&u| over(u, i) && succeeded(u))))
-                        })
-                        .min_by_key(|&i| (flow.stages[i].priority, i));
-                    let Some(i) = ready else { break };
+                while let Some(i) = frontier.pop() {
+                    if started[i] {
+                        continue;
+                    }
                     let stage = &flow.stages[i];
                     let not_run = if cancelled {
                         Some(StageState::Cancelled)
@@ -364,10 +348,11 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     if let Some(state) = not_run {
                         started[i] = true;
                         results[i] = Some(unrun(ctx, stage, state, &mut states));
-                        marked = true;
+                        stage_ended(i, flow, ctx, &mut frontier, &branches, &mut results, &mut states);
                         continue;
                     }
                     if running >= max_parallel.max(1) {
+                        frontier.offer(i);
                         break;
                     }
                     started[i] = true;
@@ -391,15 +376,23 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                             let loser = &flow.stages[u];
                             results[u] =
                                 Some(unrun(ctx, loser, StageState::Cancelled, &mut states));
+                            let over = &mut frontier;
+                            stage_ended(u, flow, ctx, over, &branches, &mut results, &mut states);
                         }
                     }
                     if let Some(p) = ctx.progress {
                         p.stage_started(&stage.id);
                     }
                     let sender = sender.clone();
+                    // What the stage needs of the run's states: its upstream stages'.
+                    let upstream_states = stage
+                        .upstream
+                        .iter()
+                        .filter_map(|e| Some((e.stage.clone(), *states.get(&e.stage)?)))
+                        .collect();
                     let start = Started {
                         workspace_db: stores.workspace_db.clone(),
-                        states: states.clone(),
+                        states: upstream_states,
                         cancel: stage_cancel[i].clone(),
                         first_success: first_success.map(|u| flow.stages[u].id.clone()),
                     };
@@ -423,9 +416,6 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 }
             }
             if running == 0 && !hold {
-                if marked {
-                    continue;
-                }
                 break;
             }
             // Wake up now and then to notice a pause ending, and a cancel, which is passed on
@@ -452,6 +442,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             }
             states.insert(stage.id.clone(), state);
             results[i] = Some(summary);
+            stage_ended(i, flow, ctx, &mut frontier, &branches, &mut results, &mut states);
         }
     });
     let results: Vec<StageSummary> = results.into_iter().flatten().collect();
@@ -569,43 +560,42 @@ fn replay_jumps(
     }
 }
 
-/// Settles every fork whose stage and branches have all ended: it fails when a branch failed
-/// (and does not ignore its failure). Stages that are not forks are settled when they end.
-/// Returns the forks that failed this way.
-fn settle_forks(
-    stages: &[StagePlan],
+/// Stage `i` has ended (its result is in `results`): what it frees may start, and each fork
+/// it settles (it, or a fork whose last branch it was) fails if a branch failed and does not
+/// ignore it. A `first_success` stage after a stage that succeeded may start at once.
+fn stage_ended(
+    i: usize,
+    flow: &FlowPlan,
+    ctx: &Context,
+    frontier: &mut Frontier,
     branches: &[Vec<usize>],
-    settled: &mut [bool],
     results: &mut [Option<StageSummary>],
     states: &mut BTreeMap<String, StageState>,
-) -> Vec<usize> {
-    let mut failed_forks = Vec::new();
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for u in 0..stages.len() {
-            if settled[u] || results[u].is_none() || !branches[u].iter().all(|&b| settled[b]) {
-                continue;
-            }
-            settled[u] = true;
-            changed = true;
-            let failed = branches[u].iter().find(|&&b| {
-                results[b]
-                    .as_ref()
-                    .is_some_and(|r| r.state == StageState::Failed)
-                    && stages[b].on_failure == OnFailure::Fail
-            });
-            if let (Some(&b), Some(result)) = (failed, results[u].as_mut())
-                && result.state == StageState::Success
-            {
-                result.state = StageState::Failed;
-                result.error = Some(format!("branch `{}` failed", stages[b].id));
-                states.insert(stages[u].id.clone(), StageState::Failed);
-                failed_forks.push(u);
+) {
+    let settled = frontier.end(i);
+    for &s in &settled {
+        let failed = branches[s].iter().find(|&&b| {
+            results[b]
+                .as_ref()
+                .is_some_and(|r| r.state == StageState::Failed)
+                && flow.stages[b].on_failure == OnFailure::Fail
+        });
+        if let (Some(&b), Some(result)) = (failed, results[s].as_mut())
+            && result.state == StageState::Success
+        {
+            result.state = StageState::Failed;
+            result.error = Some(format!("branch `{}` failed", flow.stages[b].id));
+            states.insert(flow.stages[s].id.clone(), StageState::Failed);
+            if let Some(p) = ctx.progress {
+                p.stage_finished(result);
             }
         }
     }
-    failed_forks
+    for s in std::iter::once(i).chain(settled) {
+        if states.get(&flow.stages[s].id) == Some(&StageState::Success) {
+            frontier.succeeded(s, |k| flow.stages[k].first_success);
+        }
+    }
 }
 
 /// Evaluates a compiled trigger over the states reached so far.
