@@ -358,7 +358,10 @@ impl<'a> Writer<'a> {
                 format!(":{name}")
             }
             Meaning::Signal => self.signal(name).unwrap_or_else(|| quote_ident(name)),
-            Meaning::Column(column, _) => quote_ident(&column),
+            Meaning::Column(column, _) => {
+                self.reads_row = true;
+                quote_ident(&column)
+            }
             Meaning::Unresolved => quote_ident(name),
         }
     }

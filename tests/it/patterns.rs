@@ -312,14 +312,15 @@ fn first_success_takes_the_first_result_and_cancels_the_rest() {
     assert_eq!(stage(&summary, "winner")["state"], "skipped", "{summary}");
 }
 
-/// An upstream that also succeeded before the stage could start (no slot was free) is not
-/// cancelled, and its rows are still not read: only the first success's are.
+/// The race is decided when the first racer succeeds, even when the racing stage must wait
+/// for a free `max_parallel` slot: the racer still running is cancelled then, and only the
+/// first success's rows are read.
 #[test]
-fn first_success_reads_the_first_even_when_another_finished_too() {
+fn first_success_decides_before_the_stage_can_start() {
     let dir = scratch("first_success_crowded", &[("flow.wv", RACE)]);
     let (code, summary) = run_json(&dir, Some("Crowded"));
     assert_eq!(code, Some(0), "{summary}");
-    assert_eq!(stage(&summary, "slow")["state"], "success", "{summary}");
+    assert_eq!(stage(&summary, "slow")["state"], "cancelled", "{summary}");
     assert_eq!(
         ndjson(&dir.join("crowded.ndjson")),
         vec![serde_json::json!({"probe": "fast"})]
@@ -832,4 +833,113 @@ fn abandonable_children_give_their_rows() {
     let (code, summary) = run_json(&dir, Some("Parent"));
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(stage(&summary, "kids")["rows"], 2, "{summary}");
+}
+
+const RACE_MORE: &str = r#"activity slow(name: string, delay: float) = sh("""sleep "$WV_DELAY"; echo "$WV_NAME" >> ran.log; printf '{"who": "%s"}\n' "$WV_NAME" """)
+activity broken = sh("sleep 0.1; echo broken >&2; exit 1")
+flow Child(delay: float) = {
+  stage c = slow('child', delay)
+}
+flow Crowd = {
+  stage a = slow('a', 0.3)
+  stage b = slow('b', 3)
+  stage c = slow('c', 3)
+  stage first [trigger: first_success] = merge a, b
+}
+flow WithCall = {
+  stage a = slow('a', 0.3)
+  stage b = call Child(delay: 30)
+  stage first [trigger: first_success] = merge a, b
+}
+flow Failing = {
+  stage a = broken()
+  stage b = slow('b', 0.5)
+  stage first [trigger: first_success] = merge a, b
+}
+"#;
+
+/// A race is decided when its first racer succeeds, not when the racing stage can start:
+/// with one stage at a time, the racer not yet started never runs.
+#[test]
+fn a_race_is_decided_when_the_first_racer_succeeds() {
+    let dir = scratch("race_decided", &[("flow.wv", RACE_MORE)]);
+    let o = wvflow(&[
+        "run",
+        dir.to_str().unwrap(),
+        "Crowd",
+        "--max-parallel",
+        "1",
+        "--format",
+        "json",
+    ]);
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{summary}");
+    assert_eq!(stage(&summary, "b")["state"], "cancelled", "{summary}");
+    assert_eq!(stage(&summary, "b")["attempts"], 0, "{summary}");
+    let ran = std::fs::read_to_string(dir.join("ran.log")).unwrap();
+    assert!(!ran.contains('b'), "the loser ran: {ran}");
+}
+
+/// A racer that is a child run ends `cancelled` when it loses, and the run succeeds.
+#[test]
+fn a_child_run_that_loses_a_race_is_cancelled() {
+    let dir = scratch("race_child", &[("flow.wv", RACE_MORE)]);
+    let (code, summary) = run_json(&dir, Some("WithCall"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "b")["state"], "cancelled", "{summary}");
+}
+
+/// Resuming a run whose racer failed (it was not cancelled by the race) runs it again: the
+/// failure is not erased into a cancel.
+#[test]
+fn resuming_a_failed_race_runs_the_failed_racer_again() {
+    let dir = scratch("race_resume_failed", &[("flow.wv", RACE_MORE)]);
+    let (code, summary) = run_json(&dir, Some("Failing"));
+    assert_eq!(code, Some(1), "{summary}");
+    let db = dir.join(".wvflow/workspace.db");
+    let run_id = summary["run_id"].as_str().unwrap();
+    let resumed = wvflow(&["runs", "resume", run_id, "--db", db.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&resumed.stdout);
+    assert_eq!(resumed.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("a ") && l.contains("failed")),
+        "{text}"
+    );
+}
+
+/// A bare column (not only `_.x`) is the single row's column in a single call's arguments.
+#[test]
+fn a_bare_column_reads_the_single_row() {
+    let dir = scratch(
+        "single_row_bare",
+        &[(
+            "flow.wv",
+            "activity show(n: int) = exec('printf', '{\"n\": %s}\\n', n)\nflow Child(n: int) = {\n  stage c = from [[n]] as t(n) | activate('file', path: 'child.ndjson')\n}\nflow F = {\n  stage a = from [[7]] as t(x)\n  stage shown = from a | show(x) | activate('file', path: 'shown.ndjson')\n  stage called = from a | select max(x) as m | call Child(m)\n}\n",
+        )],
+    );
+    let (code, summary) = run_json(&dir, Some("F"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("shown.ndjson")),
+        vec![serde_json::json!({"n": 7})]
+    );
+    assert_eq!(
+        ndjson(&dir.join("child.ndjson")),
+        vec![serde_json::json!({"n": 7})]
+    );
+}
+
+/// A time or a duration compared with a number without a unit is refused.
+#[test]
+fn comparing_a_time_with_a_bare_number_is_refused() {
+    let dir = scratch(
+        "time_compare_number",
+        &[(
+            "flow.wv",
+            "flow F(d: duration = 90s) = {\n  stage w = wait until now() - run_time > 30\n  stage s = from [[1]] as t(x) | where d > 5\n}\n",
+        )],
+    );
+    let text = short_check(&dir);
+    assert_eq!(text.matches("error[E0621]").count(), 2, "{text}");
 }

@@ -531,6 +531,12 @@ fn time_misuse(op: BinaryOp, l: ValueType, r: ValueType) -> Option<&'static str>
     if l == T::Any || r == T::Any || !(time(l) || time(r) || l == T::Duration || r == T::Duration) {
         return None;
     }
+    if op.is_comparison() {
+        // A time or a duration against a bare number compares milliseconds or text.
+        let unitless = |a: T, b: T| (time(a) || a == T::Duration) && number(b);
+        return (unitless(l, r) || unitless(r, l))
+            .then_some("a number has no unit: write a duration such as `30s`, or a time");
+    }
     let fine = match op {
         BinaryOp::Add => {
             matches!((l, r), (T::Duration, T::Duration))

@@ -61,10 +61,22 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     let conn = open(db)?;
     let run = find_run(&conn, db, &args.run_id)?;
     let plan = catalog::plan_of(&conn, &run.run_id)?;
-    let mut resumed: Vec<(String, StageSummary)> = catalog::stages(&conn, &run.run_id)?
+    let stages = catalog::stages(&conn, &run.run_id)?;
+    let losers = crate::runtime::runs::race_losers(&plan, &stages);
+    // A racer of a decided race that had not ended on its own (cancelled, or still in flight
+    // when the owner died) stays cancelled; one that failed runs again, as any failure does.
+    let mut resumed: Vec<(String, StageSummary)> = stages
         .into_iter()
-        .filter(|s| s.summary.state == StageState::Success)
-        .map(|s| (s.finished_at.unwrap_or_default(), s.summary))
+        .filter_map(|s| {
+            let mut summary = s.summary;
+            if summary.state != StageState::Success {
+                if !losers.contains(&summary.stage) || summary.state == StageState::Failed {
+                    return None;
+                }
+                summary.state = StageState::Cancelled;
+            }
+            Some((s.finished_at.unwrap_or_default(), summary))
+        })
         .collect();
     resumed.sort_by(|a, b| a.0.cmp(&b.0));
     drop(conn);

@@ -23,7 +23,11 @@ pub(super) struct Frontier {
 }
 
 impl Frontier {
-    pub(super) fn new(upstream: Vec<Vec<usize>>, branches: Vec<Vec<usize>>, priority: Vec<u8>) -> Self {
+    pub(super) fn new(
+        upstream: Vec<Vec<usize>>,
+        branches: Vec<Vec<usize>>,
+        priority: Vec<u8>,
+    ) -> Self {
         let n = upstream.len();
         let mut downstream = vec![Vec::new(); n];
         for (i, ups) in upstream.iter().enumerate() {
@@ -96,13 +100,17 @@ impl Frontier {
     }
 
     /// `u` succeeded: a `first_success` stage after it may start without waiting for the
-    /// rest (`first` tells which stages race).
-    pub(super) fn succeeded(&mut self, u: usize, first: impl Fn(usize) -> bool) {
-        for i in self.downstream[u].clone() {
-            if first(i) && self.is_over(u, i) {
-                self.offer(i);
-            }
+    /// rest (`first` tells which stages race). Returns those stages.
+    pub(super) fn succeeded(&mut self, u: usize, first: impl Fn(usize) -> bool) -> Vec<usize> {
+        let races: Vec<usize> = self.downstream[u]
+            .iter()
+            .copied()
+            .filter(|&i| first(i) && self.is_over(u, i))
+            .collect();
+        for &i in &races {
+            self.offer(i);
         }
+        races
     }
 
     /// The next stage that may start, if any (it leaves the frontier; give it back with
@@ -139,7 +147,10 @@ mod tests {
             vec![vec![]; 4],
             vec![2, 2, 2, 0],
         );
-        assert_eq!([f.pop(), f.pop(), f.pop(), f.pop()], [Some(3), Some(0), Some(1), None]);
+        assert_eq!(
+            [f.pop(), f.pop(), f.pop(), f.pop()],
+            [Some(3), Some(0), Some(1), None]
+        );
         assert_eq!(f.end(0), [0]);
         assert_eq!(f.pop(), None);
         assert_eq!(f.end(1), [1]);
@@ -155,7 +166,11 @@ mod tests {
             vec![2; 4],
         );
         assert_eq!(f.pop(), Some(0));
-        assert_eq!(f.end(0), Vec::<usize>::new(), "not settled: branches running");
+        assert_eq!(
+            f.end(0),
+            Vec::<usize>::new(),
+            "not settled: branches running"
+        );
         assert_eq!([f.pop(), f.pop(), f.pop()], [Some(1), Some(2), None]);
         assert_eq!(f.end(1), [1]);
         assert_eq!(f.end(2), [2, 0], "the last branch settles the fork");

@@ -261,45 +261,37 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 .collect()
         })
         .collect();
-    // Each stage's own cancel flag: set with the run's, or alone when a `first_success`
-    // stage took another upstream's result.
-    let stage_cancel: Vec<Arc<AtomicBool>> = (0..n).map(|_| Arc::default()).collect();
-    let mut states: BTreeMap<String, StageState> = BTreeMap::new();
-    let mut results: Vec<Option<StageSummary>> = vec![None; n];
-    let mut started = vec![false; n];
+    let priority = flow.stages.iter().map(|s| s.priority).collect();
+    let mut board = Board {
+        flow,
+        ctx,
+        frontier: Frontier::new(upstream.clone(), branches.clone(), priority),
+        upstream,
+        branches,
+        stage_cancel: (0..n).map(|_| Arc::default()).collect(),
+        states: BTreeMap::new(),
+        results: vec![None; n],
+        started: vec![false; n],
+        winner: vec![None; n],
+    };
     let mut completed: Vec<usize> = Vec::new();
     let mut ended = false;
+    // What an earlier execution of the run did (`runs resume`): stages that succeeded, and
+    // race losers cancelled by a decided race.
     for done in &ctx.resumed {
         if let Some(&i) = index.get(done.stage.as_str()) {
-            started[i] = true;
-            states.insert(done.stage.clone(), StageState::Success);
-            results[i] = Some(done.clone());
-            completed.push(i);
-            ended |= flow.stages[i].steps.iter().any(|s| matches!(s, Step::End));
-        }
-    }
-    // A race decided before the crash stays decided: its losers are not run again.
-    let decided: Vec<usize> = (0..n)
-        .filter(|&i| started[i] && flow.stages[i].first_success)
-        .collect();
-    for i in decided {
-        for &u in &upstream[i] {
-            if !started[u] {
-                started[u] = true;
-                results[u] = Some(unrun(
-                    ctx,
-                    &flow.stages[u],
-                    StageState::Cancelled,
-                    &mut states,
-                ));
+            board.started[i] = true;
+            board.states.insert(done.stage.clone(), done.state);
+            board.results[i] = Some(done.clone());
+            if done.state == StageState::Success {
+                completed.push(i);
+                ended |= flow.stages[i].steps.iter().any(|s| matches!(s, Step::End));
             }
         }
     }
-    let priority = flow.stages.iter().map(|s| s.priority).collect();
-    let mut frontier = Frontier::new(upstream.clone(), branches.clone(), priority);
-    let known: Vec<usize> = (0..n).filter(|&i| results[i].is_some()).collect();
+    let known: Vec<usize> = (0..n).filter(|&i| board.results[i].is_some()).collect();
     for i in known {
-        stage_ended(i, flow, ctx, &mut frontier, &branches, &mut results, &mut states);
+        board.ended(i);
     }
     let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
     let pool = &Pool::default();
@@ -326,60 +318,39 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             let cancelled = ctx.cancel.load(Ordering::Relaxed);
             if cancelled && !passed_on {
                 passed_on = true;
-                stage_cancel
+                board
+                    .stage_cancel
                     .iter()
                     .for_each(|flag| flag.store(true, Ordering::SeqCst));
             }
             let hold = ctx.paused.load(Ordering::Relaxed) && !cancelled;
             // Start what is ready, lowest priority number first, then in plan order.
             if !hold {
-                while let Some(i) = frontier.pop() {
-                    if started[i] {
+                while let Some(i) = board.frontier.pop() {
+                    if board.started[i] {
                         continue;
                     }
                     let stage = &flow.stages[i];
                     let not_run = if cancelled {
                         Some(StageState::Cancelled)
-                    } else if ended || !holds(&stage.trigger, &states) {
+                    } else if ended || !holds(&stage.trigger, &board.states) {
                         Some(StageState::Skipped)
                     } else {
                         None
                     };
                     if let Some(state) = not_run {
-                        started[i] = true;
-                        results[i] = Some(unrun(ctx, stage, state, &mut states));
-                        stage_ended(i, flow, ctx, &mut frontier, &branches, &mut results, &mut states);
+                        board.unrun(i, state);
                         continue;
                     }
                     if running >= max_parallel.max(1) {
-                        frontier.offer(i);
+                        board.frontier.offer(i);
                         break;
                     }
-                    started[i] = true;
+                    board.started[i] = true;
                     running += 1;
-                    // The first upstream to succeed is the one read; the others still to
-                    // end are stopped (those that also succeeded meanwhile stay so).
-                    let first_success = stage
-                        .first_success
-                        .then(|| completed.iter().copied().find(|u| upstream[i].contains(u)))
-                        .flatten();
-                    if let Some(first) = first_success {
-                        for &u in upstream[i].iter().filter(|&&u| u != first) {
-                            if results[u].is_some() {
-                                continue;
-                            }
-                            if started[u] {
-                                stage_cancel[u].store(true, Ordering::SeqCst);
-                                continue;
-                            }
-                            started[u] = true;
-                            let loser = &flow.stages[u];
-                            results[u] =
-                                Some(unrun(ctx, loser, StageState::Cancelled, &mut states));
-                            let over = &mut frontier;
-                            stage_ended(u, flow, ctx, over, &branches, &mut results, &mut states);
-                        }
-                    }
+                    // The first upstream to succeed is the one read (its race was decided
+                    // when it succeeded: the others were stopped then).
+                    let first_success = board.winner[i];
                     if let Some(p) = ctx.progress {
                         p.stage_started(&stage.id);
                     }
@@ -388,12 +359,12 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     let upstream_states = stage
                         .upstream
                         .iter()
-                        .filter_map(|e| Some((e.stage.clone(), *states.get(&e.stage)?)))
+                        .filter_map(|e| Some((e.stage.clone(), *board.states.get(&e.stage)?)))
                         .collect();
                     let start = Started {
                         workspace_db: stores.workspace_db.clone(),
                         states: upstream_states,
-                        cancel: stage_cancel[i].clone(),
+                        cancel: board.stage_cancel[i].clone(),
                         first_success: first_success.map(|u| flow.stages[u].id.clone()),
                     };
                     scope.spawn(move || {
@@ -440,12 +411,12 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                 completed.push(i);
                 ended |= stage.steps.iter().any(|s| matches!(s, Step::End));
             }
-            states.insert(stage.id.clone(), state);
-            results[i] = Some(summary);
-            stage_ended(i, flow, ctx, &mut frontier, &branches, &mut results, &mut states);
+            board.states.insert(stage.id.clone(), state);
+            board.results[i] = Some(summary);
+            board.ended(i);
         }
     });
-    let results: Vec<StageSummary> = results.into_iter().flatten().collect();
+    let results: Vec<StageSummary> = board.results.into_iter().flatten().collect();
     if timed_out {
         // The flag was this run's doing: later runs of the process are not cancelled.
         ctx.cancel.store(false, Ordering::SeqCst);
@@ -560,21 +531,86 @@ fn replay_jumps(
     }
 }
 
-/// Stage `i` has ended (its result is in `results`): what it frees may start, and each fork
-/// it settles (it, or a fork whose last branch it was) fails if a branch failed and does not
-/// ignore it. A `first_success` stage after a stage that succeeded may start at once.
-fn stage_ended(
-    i: usize,
-    flow: &FlowPlan,
-    ctx: &Context,
-    frontier: &mut Frontier,
-    branches: &[Vec<usize>],
-    results: &mut [Option<StageSummary>],
-    states: &mut BTreeMap<String, StageState>,
-) {
-    let settled = frontier.end(i);
-    for &s in &settled {
-        let failed = branches[s].iter().find(|&&b| {
+/// What a run knows of its stages as it goes: their results and states, which have started,
+/// the frontier of those that may start, each stage's cancel flag, and each race's winner.
+struct Board<'p, 'c> {
+    flow: &'p FlowPlan,
+    ctx: &'p Context<'c>,
+    frontier: Frontier,
+    upstream: Vec<Vec<usize>>,
+    /// A fork stage's branches; a fork is settled (its final state known) once they are all
+    /// terminal, and only then do stages after the fork see it.
+    branches: Vec<Vec<usize>>,
+    /// Each stage's own flag: set with the run's cancel, or alone for a race loser.
+    stage_cancel: Vec<Arc<AtomicBool>>,
+    states: BTreeMap<String, StageState>,
+    results: Vec<Option<StageSummary>>,
+    started: Vec<bool>,
+    /// For a `first_success` stage: the upstream stage whose success decided its race.
+    winner: Vec<Option<usize>>,
+}
+
+impl Board<'_, '_> {
+    /// Stage `i` will not run: it ends in `state` (skipped or cancelled).
+    fn unrun(&mut self, i: usize, state: StageState) {
+        self.started[i] = true;
+        self.results[i] = Some(unrun(
+            self.ctx,
+            &self.flow.stages[i],
+            state,
+            &mut self.states,
+        ));
+        self.ended(i);
+    }
+
+    /// Stage `i` has ended (its result is recorded): what it frees may start; each fork it
+    /// settles fails if a branch failed (and does not ignore it); and a success decides the
+    /// races (`first_success`) it is the first to finish: the other racers still to end are
+    /// cancelled now, those not started without running.
+    fn ended(&mut self, i: usize) {
+        let mut ends = vec![i];
+        while let Some(e) = ends.pop() {
+            let settled = self.frontier.end(e);
+            for &s in &settled {
+                self.settle_fork(s);
+            }
+            for s in std::iter::once(e).chain(settled) {
+                if self.states.get(&self.flow.stages[s].id) != Some(&StageState::Success) {
+                    continue;
+                }
+                let stages = &self.flow.stages;
+                for race in self.frontier.succeeded(s, |k| stages[k].first_success) {
+                    if self.winner[race].is_some() || self.started[race] {
+                        continue;
+                    }
+                    self.winner[race] = Some(s);
+                    for l in self.upstream[race].clone() {
+                        if l == s || self.results[l].is_some() {
+                            continue;
+                        }
+                        if self.started[l] {
+                            self.stage_cancel[l].store(true, Ordering::SeqCst);
+                        } else {
+                            self.started[l] = true;
+                            let loser = &self.flow.stages[l];
+                            self.results[l] = Some(unrun(
+                                self.ctx,
+                                loser,
+                                StageState::Cancelled,
+                                &mut self.states,
+                            ));
+                            ends.push(l);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A fork that settled fails when one of its branches failed and does not ignore it.
+    fn settle_fork(&mut self, s: usize) {
+        let (flow, results) = (self.flow, &mut self.results);
+        let failed = self.branches[s].iter().find(|&&b| {
             results[b]
                 .as_ref()
                 .is_some_and(|r| r.state == StageState::Failed)
@@ -585,15 +621,11 @@ fn stage_ended(
         {
             result.state = StageState::Failed;
             result.error = Some(format!("branch `{}` failed", flow.stages[b].id));
-            states.insert(flow.stages[s].id.clone(), StageState::Failed);
-            if let Some(p) = ctx.progress {
+            self.states
+                .insert(flow.stages[s].id.clone(), StageState::Failed);
+            if let Some(p) = self.ctx.progress {
                 p.stage_finished(result);
             }
-        }
-    }
-    for s in std::iter::once(i).chain(settled) {
-        if states.get(&flow.stages[s].id) == Some(&StageState::Success) {
-            frontier.succeeded(s, |k| flow.stages[k].first_success);
         }
     }
 }

@@ -376,7 +376,17 @@ impl StageRun<'_, '_> {
                             *parent_close,
                             timeout,
                         )
-                        .map_err(|e| (e.into(), 1))?;
+                        .map_err(|e| {
+                            // Stopped because this stage was cancelled: cancelled, not failed.
+                            if self.cancel.load(Ordering::Relaxed) {
+                                (StageError::Cancelled, 1)
+                            } else {
+                                (e.into(), 1)
+                            }
+                        })?;
+                    if summary.state == RunState::Cancelled && self.cancel.load(Ordering::Relaxed) {
+                        return Err((StageError::Cancelled, 1));
+                    }
                     if summary.state != RunState::Success {
                         let cause = summary.stages.iter().find_map(|s| s.error.clone());
                         return Err((

@@ -59,6 +59,25 @@ pub fn run_params(
     args
 }
 
+/// The racers of every `first_success` stage that succeeded: a resumed run does not run
+/// them again (a decided race stays decided), unless they failed on their own.
+pub fn race_losers(
+    plan: &crate::plan::Plan,
+    stages: &[catalog::StageRow],
+) -> std::collections::BTreeSet<String> {
+    let succeeded = |id: &str| {
+        stages.iter().any(|s| {
+            s.summary.stage == id && s.summary.state == crate::runtime::state::StageState::Success
+        })
+    };
+    plan.flow
+        .stages
+        .iter()
+        .filter(|s| s.first_success && succeeded(&s.id))
+        .flat_map(|s| s.upstream.iter().map(|e| e.stage.clone()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
