@@ -749,3 +749,22 @@ fn a_selected_parameter_keeps_its_name() {
         vec![serde_json::json!({"id": 7, "x": 1, "y": 1})]
     );
 }
+
+/// A `select` of named items says its columns even over an activity's output, whose columns
+/// are known only at run time: a comparison is a boolean (it was written as 1).
+#[test]
+fn a_select_over_activity_output_keeps_its_items_types() {
+    let dir = scratch(
+        "select_over_activity",
+        &[(
+            "flow.wv",
+            "activity src = sh(\"\"\"echo '{\"n\": 5}'\"\"\")\nflow F = {\n  stage s = src() | select n > 1 as big, n | activate('file', path: 'b.ndjson')\n}\n",
+        )],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("b.ndjson")),
+        vec![serde_json::json!({"big": true, "n": 5})]
+    );
+}

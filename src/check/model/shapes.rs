@@ -218,8 +218,11 @@ impl<'g, 'w> Shapes<'g, 'w> {
                             },
                         }
                     }
+                    // A list of named items says the columns even over rows whose columns are
+                    // known only at run time (an activity's output): `n > 1 as big` is a
+                    // boolean whatever `n` is.
                     row = Row {
-                        shape: columns.filter(|_| over.shape.is_some()).map(Into::into),
+                        shape: columns.map(Into::into),
                         aliases: row.aliases.clone(),
                     };
                 }
