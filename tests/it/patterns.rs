@@ -943,3 +943,62 @@ fn comparing_a_time_with_a_bare_number_is_refused() {
     let text = short_check(&dir);
     assert_eq!(text.matches("error[E0621]").count(), 2, "{text}");
 }
+
+/// `kill -9` in the middle of mapped children, then `runs resume`: items that finished are
+/// not run again, the rest are, and no child run is left `running (stale)`.
+#[test]
+fn resuming_mapped_children_after_a_crash() {
+    let dir = scratch(
+        "mapped_children_crash",
+        &[(
+            "flow.wv",
+            "activity slow(id: int) = sh(\"\"\"sleep 0.6; echo \"$WV_ID\" >> done.log; printf '{\"id\": %s}\\n' \"$WV_ID\" \"\"\")\nflow Child(id: int) = {\n  stage s = slow(id)\n}\nflow Parent = {\n  stage items = from [[1], [2], [3], [4], [5], [6]] as t(id)\n  stage kids [concurrency: 2] = from items | each call Child(id: _.id)\n}\n",
+        )],
+    );
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", dir.to_str().unwrap(), "Parent"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(dir.join("done.log"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "no item finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let db = dir.join(".wvflow/workspace.db");
+    let db = db.to_str().unwrap();
+    let list = String::from_utf8_lossy(&wvflow(&["runs", "list", "--db", db]).stdout).into_owned();
+    let id = list
+        .lines()
+        .find(|l| l.contains("Parent"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let resumed = wvflow(&["runs", "resume", &id, "--db", db]);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resumed.stdout)
+    );
+    let mut done: Vec<String> = std::fs::read_to_string(dir.join("done.log"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    done.sort();
+    done.dedup();
+    assert_eq!(done, ["1", "2", "3", "4", "5", "6"]);
+    let list = String::from_utf8_lossy(&wvflow(&["runs", "list", "--db", db]).stdout).into_owned();
+    assert!(!list.contains("stale"), "{list}");
+}

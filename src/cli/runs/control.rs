@@ -63,6 +63,13 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     let plan = catalog::plan_of(&conn, &run.run_id)?;
     let stages = catalog::stages(&conn, &run.run_id)?;
     let losers = crate::runtime::runs::race_losers(&plan, &stages);
+    // Child runs the dead owner left in flight are over: their stages run again under the
+    // resumed parent, as new children.
+    for child in catalog::related(&conn, &run.run_id, "parent_run")? {
+        if child.is_stale() {
+            journal::request(db, &child.run_id, "cancel", None, None)?;
+        }
+    }
     // A racer of a decided race that had not ended on its own (cancelled, or still in flight
     // when the owner died) stays cancelled; one that failed runs again, as any failure does.
     let mut resumed: Vec<(String, StageSummary)> = stages
