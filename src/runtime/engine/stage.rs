@@ -288,26 +288,19 @@ impl StageRun<'_, '_> {
                     let args = self.bind(invocation, row).map_err(|e| (e.into(), 1))?;
                     self.call(invocation, args, input)?
                 }
-                Step::Each { .. } | Step::EachCall { .. } => {
+                Step::Each { invocation, fan } => {
                     let input = values(input)?;
-                    let (fan, (rows, failed)) = match step {
-                        Step::EachCall {
-                            target,
-                            parent_close,
-                            fan,
-                        } => (fan, self.each_call(target, *parent_close, fan, &input)?),
-                        Step::Each { invocation, fan } => {
-                            (fan, self.each(invocation, fan, &input)?)
-                        }
-                        _ => unreachable!("matched above"),
-                    };
-                    // Written before the tolerance is judged: a stage after a failed fan-out
-                    // (`trigger: all_done`) reads what failed too.
-                    if fan.keep_failed {
-                        self.keep_failed(&input, &failed)
-                            .map_err(|e| (e.into(), 1))?;
-                    }
-                    rows.map_err(|e| (e, self.attempts))?.into()
+                    let done = self.each(invocation, fan, &input)?;
+                    self.fanned_in(fan, &input, done)?.into()
+                }
+                Step::EachCall {
+                    target,
+                    parent_close,
+                    fan,
+                } => {
+                    let input = values(input)?;
+                    let done = self.each_call(target, *parent_close, fan, &input)?;
+                    self.fanned_in(fan, &input, done)?.into()
                 }
                 Step::Route { .. } | Step::Fork { .. } => input,
                 Step::Wait { ms, duration } => {
@@ -848,6 +841,22 @@ impl StageRun<'_, '_> {
             Ok(Rows::union_by_name(outputs))
         };
         Ok((rows, failures))
+    }
+
+    /// A fan-out's rows, or its failure past the tolerance; its failed items kept first when
+    /// a stage reads them, so that a stage after a failed fan-out (`trigger: all_done`) sees
+    /// what failed too.
+    fn fanned_in(
+        &mut self,
+        fan: &FanOut,
+        input: &Rows,
+        (rows, failed): FannedOut,
+    ) -> Result<Rows, StepError> {
+        if fan.keep_failed {
+            self.keep_failed(input, &failed)
+                .map_err(|e| (e.into(), 1))?;
+        }
+        rows.map_err(|e| (e, self.attempts))
     }
 
     /// `failed(stage)`: each failed item's index, exit code and error, then its input row.
