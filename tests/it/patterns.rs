@@ -740,6 +740,37 @@ fn mapped_children_reuse_their_idempotency_keys() {
     assert_eq!(calls.lines().count(), 2, "{calls}");
 }
 
+/// `wvflow run DIR FLOW` killed (`kill -9`) once `ready` holds, then `wvflow runs resume` of
+/// its run: the resume's output.
+fn crash_and_resume(dir: &Path, flow: &str, ready: impl Fn() -> bool) -> std::process::Output {
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", dir.to_str().unwrap(), flow])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{flow} never got there"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let db = dir.join(".wvflow/workspace.db");
+    let db = db.to_str().unwrap();
+    let list = String::from_utf8_lossy(&wvflow(&["runs", "list", "--db", db]).stdout).into_owned();
+    let id = list
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(flow))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run of {flow} in {list}"))
+        .to_string();
+    wvflow(&["runs", "resume", &id, "--db", db])
+}
+
 /// A race decided before a crash stays decided: `runs resume` does not run its loser again.
 #[test]
 fn a_resumed_run_keeps_its_race_loser_cancelled() {
@@ -750,33 +781,7 @@ fn a_resumed_run_keeps_its_race_loser_cancelled() {
             "activity fast = sh(\"echo '{\\\"who\\\": \\\"a\\\"}'\")\nactivity slow = sh(\"sleep 3; echo b >> slow.log; echo '{\\\"who\\\": \\\"b\\\"}'\")\nactivity tail_job = sh(\"echo started >> tail.log; sleep 3; echo '{\\\"t\\\": 1}'\")\nflow R = {\n  stage a = fast()\n  stage b = slow()\n  stage w [trigger: first_success] = merge a, b\n  stage t = from w | tail_job()\n}\n",
         )],
     );
-    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["run", dir.to_str().unwrap(), "R"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !dir.join("tail.log").exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the tail stage never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    run.kill().unwrap();
-    run.wait().unwrap();
-    let db = dir.join(".wvflow/workspace.db");
-    let list = wvflow(&["runs", "list", "--db", db.to_str().unwrap()]);
-    let list = String::from_utf8_lossy(&list.stdout).into_owned();
-    let id = list
-        .lines()
-        .find(|l| l.contains(" R "))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    let resumed = wvflow(&["runs", "resume", id, "--db", db.to_str().unwrap()]);
+    let resumed = crash_and_resume(&dir, "R", || dir.join("tail.log").exists());
     let text = String::from_utf8_lossy(&resumed.stdout);
     assert_eq!(resumed.status.code(), Some(0), "{text}");
     assert!(
@@ -955,36 +960,11 @@ fn resuming_mapped_children_after_a_crash() {
             "activity slow(id: int) = sh(\"\"\"sleep 0.6; echo \"$WV_ID\" >> done.log; printf '{\"id\": %s}\\n' \"$WV_ID\" \"\"\")\nflow Child(id: int) = {\n  stage s = slow(id)\n}\nflow Parent = {\n  stage items = from [[1], [2], [3], [4], [5], [6]] as t(id)\n  stage kids [concurrency: 2] = from items | each call Child(id: _.id)\n}\n",
         )],
     );
-    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["run", dir.to_str().unwrap(), "Parent"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::fs::read_to_string(dir.join("done.log"))
-        .unwrap_or_default()
-        .lines()
-        .count()
-        < 2
-    {
-        assert!(std::time::Instant::now() < deadline, "no item finished");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    run.kill().unwrap();
-    run.wait().unwrap();
-    let db = dir.join(".wvflow/workspace.db");
-    let db = db.to_str().unwrap();
-    let list = String::from_utf8_lossy(&wvflow(&["runs", "list", "--db", db]).stdout).into_owned();
-    let id = list
-        .lines()
-        .find(|l| l.contains("Parent"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    let resumed = wvflow(&["runs", "resume", &id, "--db", db]);
+    let finished = || {
+        let done = std::fs::read_to_string(dir.join("done.log")).unwrap_or_default();
+        done.lines().count() >= 2
+    };
+    let resumed = crash_and_resume(&dir, "Parent", finished);
     assert_eq!(
         resumed.status.code(),
         Some(0),
@@ -999,6 +979,8 @@ fn resuming_mapped_children_after_a_crash() {
     done.sort();
     done.dedup();
     assert_eq!(done, ["1", "2", "3", "4", "5", "6"]);
-    let list = String::from_utf8_lossy(&wvflow(&["runs", "list", "--db", db]).stdout).into_owned();
+    let db = dir.join(".wvflow/workspace.db");
+    let list = wvflow(&["runs", "list", "--db", db.to_str().unwrap()]);
+    let list = String::from_utf8_lossy(&list.stdout);
     assert!(!list.contains("stale"), "{list}");
 }
