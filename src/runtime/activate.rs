@@ -1,7 +1,7 @@
 //! `activate(...)`: delivering rows to a target outside the run: a file (CSV, JSON, NDJSON),
 //! a webhook (POST of a JSON array), or the log. Stages and flow hooks use it.
 
-use super::activity::ndjson;
+use super::rows_text::{self, ndjson};
 use super::store::Rows;
 use crate::plan::ir::{Activation, ActivationTarget};
 use std::path::Path;
@@ -67,11 +67,9 @@ pub fn deliver(
                     .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
             }
             let text = match format.as_str() {
-                "json" => {
-                    serde_json::to_string_pretty(&rows.to_json_objects()).unwrap_or_default() + "\n"
-                }
+                "json" => rows_text::json(rows),
                 "ndjson" | "jsonl" => ndjson(rows),
-                _ => csv_text(rows)?,
+                _ => rows_text::csv(rows)?,
             };
             std::fs::write(&full, text).map_err(|e| format!("cannot write {}: {e}", full.display()))
         }
@@ -133,20 +131,4 @@ fn post_json(url: &str, proxy: Option<&str>, body: &serde_json::Value) -> Result
     let text = response.body_mut().read_to_string().unwrap_or_default();
     let tail: String = text.chars().take(500).collect();
     Err(format!("webhook {url} answered {status}: {tail}"))
-}
-
-fn csv_text(rows: &Rows) -> Result<String, String> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer
-        .write_record(&rows.columns)
-        .map_err(|e| e.to_string())?;
-    for row in &rows.values {
-        let fields: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, v)| crate::value::text(v, rows.type_of(i)))
-            .collect();
-        writer.write_record(&fields).map_err(|e| e.to_string())?;
-    }
-    String::from_utf8(writer.into_inner().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
 }

@@ -435,14 +435,6 @@ fn kill_group(pid: i32) {
     }
 }
 
-/// Rows as NDJSON text (for logs and files), each value as its type's JSON.
-pub fn ndjson(rows: &Rows) -> String {
-    rows.to_json_objects()
-        .into_iter()
-        .map(|o| serde_json::Value::Object(o).to_string() + "\n")
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

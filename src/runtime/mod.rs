@@ -11,6 +11,7 @@
 //! | [`pools`] | slots of `pool`s, held in the run store across runs and processes |
 //! | [`hooks`] | flow hooks called with the run summary |
 //! | [`retry`] | the retry policy over attempts |
+//! | [`rows_text`] | rows as NDJSON, JSON, CSV and a table, for files and `runs rows` |
 //! | [`clock`], [`cancel`] | injected time; Ctrl-C and SIGTERM |
 //! | [`engine`] | the executor: triggers, parallel stages, steps, saga |
 //! | [`error`] | why a call, a step or a stage did not succeed |
@@ -33,6 +34,7 @@ pub mod launch;
 pub mod output;
 pub mod pools;
 pub mod retry;
+pub mod rows_text;
 pub mod runs;
 pub mod schedule;
 pub mod scheduler;

@@ -295,6 +295,29 @@ impl Store {
         Ok(Rows::union_by_name(parts))
     }
 
+    /// At most `limit` rows of stage `stage` of another run (its database at `run_db`), with
+    /// their types: what `wvflow runs rows` prints.
+    pub fn stage_rows_of_run(
+        run_db: &Path,
+        stage: &str,
+        limit: Option<u64>,
+    ) -> Result<Rows, Error> {
+        if !run_db.exists() {
+            return Err(format!("the run's database {} is gone", run_db.display()));
+        }
+        let mut store = Store::with_connection(
+            Connection::open_in_memory().map_err(|e| e.to_string())?,
+            &run_db.to_string_lossy(),
+            Path::new("."),
+        )?;
+        let limit = limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
+        store.query(
+            &format!("SELECT * FROM run.{}{limit}", quote(stage)),
+            &BTreeMap::new(),
+            None,
+        )
+    }
+
     /// A store entirely in memory, on one connection (tests).
     pub fn in_memory(base: &Path) -> Result<Store, Error> {
         Store::with_connection(

@@ -907,3 +907,56 @@ fn three_at_a_time<C: Copy + Sync>(cases: &[C], run_case: impl Fn(usize, C) + Sy
         }
     });
 }
+
+/// `wvflow runs rows RUN STAGE`: the rows a stage produced, each value in its type's form, as
+/// a table, JSON, NDJSON or CSV, `--limit N` of them; a stage that did not succeed, or a name
+/// that is no stage, is said so.
+#[test]
+fn runs_rows_prints_what_a_stage_produced() {
+    let dir = scratch(
+        "runs_rows",
+        &[(
+            "flow.wv",
+            "activity boom = sh(\"exit 3\")\nflow R(d: duration = 90s) = {\n  stage s = from [[1, 'a', true, 2.5], [2, 'b,c', false, null]] as t(id, name, ok, x) | select id, name, ok, x, d as d\n  stage bad [on_failure: ignore] = boom()\n}\n",
+        )],
+    );
+    let (code, summary) = crate::common::run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    let id = summary["run_id"].as_str().unwrap();
+    let text = |args: &[&str]| {
+        let mut all = vec!["rows", id];
+        all.extend(args);
+        let o = runs(&dir, &all);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    assert_eq!(
+        text(&["s"]),
+        (
+            Some(0),
+            "id  name  ok     x     d\n1   a     true   2.5   90s\n2   b,c   false  null  90s\n"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        text(&["s", "--format", "csv"]).1,
+        "id,name,ok,x,d\n1,a,true,2.5,90s\n2,\"b,c\",false,,90s\n"
+    );
+    assert_eq!(
+        text(&["s", "--format", "ndjson", "--limit", "1"]).1,
+        "{\"id\":1,\"name\":\"a\",\"ok\":true,\"x\":2.5,\"d\":\"90s\"}\n"
+    );
+    let json: Value = serde_json::from_str(&text(&["s", "--format", "json"]).1).unwrap();
+    assert_eq!(json[1]["x"], Value::Null);
+    let (code, out) = text(&["bad"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        out.contains("is failed: only a stage that succeeded has rows"),
+        "{out}"
+    );
+    let (code, out) = text(&["ss"]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("did you mean `s`?"), "{out}");
+}

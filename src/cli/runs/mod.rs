@@ -1,4 +1,4 @@
-//! `wvflow runs list | show | resume | cancel | signal | query | clean`: the run store from
+//! `wvflow runs list | show | rows | resume | cancel | signal | query | clean`: the run store from
 //! the command line. Semantics: `docs/runs.md`.
 
 mod control;
@@ -34,6 +34,8 @@ enum RunsCommand {
     List(show::ListArgs),
     /// One run: arguments, stages with their attempts, compensations, child runs and jumps.
     Show(show::ShowArgs),
+    /// The rows a stage of a run produced (`--format table|json|ndjson|csv`, `--limit N`).
+    Rows(show::RowsArgs),
     /// Continue a failed, cancelled or stale run from its first stages that did not succeed.
     Resume(control::ResumeArgs),
     /// Cancel a running run from another process.
@@ -57,6 +59,7 @@ pub fn run(args: RunsArgs) -> u8 {
     let result = match args.command {
         RunsCommand::List(a) => show::list(&db, a),
         RunsCommand::Show(a) => show::show(&db, a),
+        RunsCommand::Rows(a) => show::rows(&db, a),
         RunsCommand::Resume(a) => control::resume(&db, a),
         RunsCommand::Cancel(a) => control::cancel(&db, a),
         RunsCommand::Signal(a) => control::signal(&db, a),

@@ -3,6 +3,7 @@
 use super::{Format, find_run, open};
 use crate::cli::exit;
 use crate::runtime::engine::{CompensationSummary, Summary};
+use crate::runtime::rows_text;
 use crate::runtime::runs::catalog::{self, Filter, RunRow, StageRow};
 use crate::runtime::runs::schema::rfc3339;
 use clap::Args;
@@ -31,6 +32,39 @@ pub struct ShowArgs {
     /// A trace tree: the run, its stages, attempts, `each` items, child runs and jumps.
     #[arg(long, conflicts_with = "format")]
     tree: bool,
+}
+
+#[derive(Args)]
+pub struct RowsArgs {
+    run_id: String,
+    stage: String,
+    /// At most this many rows.
+    #[arg(long)]
+    limit: Option<u64>,
+    #[arg(long, value_enum, default_value_t = RowsFormat::Table)]
+    format: RowsFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RowsFormat {
+    Table,
+    Json,
+    Ndjson,
+    Csv,
+}
+
+pub fn rows(db: &Path, args: RowsArgs) -> Result<u8, String> {
+    let conn = open(db)?;
+    let run = find_run(&conn, db, &args.run_id)?;
+    let rows = catalog::output_rows(&conn, &run.run_id, &args.stage, args.limit)?;
+    let text = match args.format {
+        RowsFormat::Table => rows_text::table(&rows),
+        RowsFormat::Json => rows_text::json(&rows),
+        RowsFormat::Ndjson => rows_text::ndjson(&rows),
+        RowsFormat::Csv => rows_text::csv(&rows)?,
+    };
+    out!("{text}");
+    Ok(exit::OK)
 }
 
 pub fn list(db: &Path, args: ListArgs) -> Result<u8, String> {

@@ -463,3 +463,29 @@ pub fn clean(conn: &mut Connection, rules: &Retention) -> Result<Vec<String>, St
     }
     Ok(doomed.into_iter().map(|r| r.run_id).collect())
 }
+
+/// At most `limit` rows that stage `stage` of run `run_id` produced: the `result.get()` of
+/// task queues. Only a stage that succeeded has rows.
+pub fn output_rows(
+    conn: &Connection,
+    run_id: &str,
+    stage: &str,
+    limit: Option<u64>,
+) -> Result<crate::runtime::store::Rows, String> {
+    let run = run_in(conn, run_id)?.ok_or_else(|| format!("no run `{run_id}`"))?;
+    let stages = stages(conn, run_id)?;
+    let Some(found) = stages.iter().find(|s| s.summary.stage == stage) else {
+        let names = stages.iter().map(|s| s.summary.stage.as_str());
+        let hint = crate::diagnostics::suggest::closest(stage, names)
+            .map(|n| format!(" (did you mean `{n}`?)"))
+            .unwrap_or_default();
+        return Err(format!("run {run_id} has no stage `{stage}`{hint}"));
+    };
+    if found.summary.state != StageState::Success {
+        return Err(format!(
+            "stage `{stage}` of run {run_id} is {}: only a stage that succeeded has rows",
+            found.summary.state
+        ));
+    }
+    crate::runtime::store::Store::stage_rows_of_run(std::path::Path::new(&run.run_db), stage, limit)
+}
