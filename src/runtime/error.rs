@@ -33,6 +33,8 @@ pub enum StageError {
         stage: String,
         callee: String,
         rows: usize,
+        /// The rows are the stage's output (a compensation's), not its input.
+        output: bool,
     },
     /// The stage's data: its SQL, files, arguments or the run's database.
     Data(String),
@@ -67,15 +69,23 @@ impl std::fmt::Display for StageError {
                 stage,
                 callee,
                 rows,
+                output,
             } => {
                 let rows = match rows {
                     0 => "no rows".to_string(),
                     n => format!("{n} rows"),
                 };
-                write!(
-                    f,
-                    "stage `{stage}` passes columns of its input row (`_.`) to `{callee}`, which takes exactly one row; the input has {rows} (use `each` for one call per row, or `limit 1`)"
-                )
+                if *output {
+                    write!(
+                        f,
+                        "the compensation `{callee}` of stage `{stage}` reads columns of the stage's row (`_.`), which takes exactly one row; the stage has {rows} (compensate with arguments that read no column, and read the rows from stdin)"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "stage `{stage}` passes columns of its input row (`_.`) to `{callee}`, which takes exactly one row; the input has {rows} (use `each` for one call per row, or `limit 1`)"
+                    )
+                }
             }
             StageError::Items {
                 failed,

@@ -984,3 +984,37 @@ fn resuming_mapped_children_after_a_crash() {
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(!list.contains("stale"), "{list}");
 }
+
+/// A compensation whose arguments read a column takes the stage's one output row, as a
+/// single call does: with two rows it fails, naming the stage, instead of undoing the first.
+#[test]
+fn a_compensation_reads_one_row_or_refuses() {
+    let dir = scratch(
+        "compensation_one_row",
+        &[(
+            "flow.wv",
+            "activity book(n: int) = exec('printf', '{\"id\": %s}\\n', n)\nactivity undo(id: int) = sh(\"\"\"echo \"$WV_ID\" >> undone.log\"\"\")\nactivity boom = sh(\"exit 3\")\nflow One = {\n  stage b [compensate: undo(_.id)] = book(1)\n  stage x = from b | boom()\n}\nflow Two = {\n  stage items = from [[1], [2]] as t(n)\n  stage b [compensate: undo(_.id)] = from items | each book(_.n)\n  stage x = from b | boom()\n}\n",
+        )],
+    );
+    let (code, summary) = run_json(&dir, Some("One"));
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(summary["compensations"][0]["state"], "success", "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("undone.log")).unwrap(),
+        "1\n"
+    );
+    let (code, summary) = run_json(&dir, Some("Two"));
+    assert_eq!(code, Some(1), "{summary}");
+    let compensation = &summary["compensations"][0];
+    assert_eq!(compensation["state"], "failed", "{summary}");
+    let error = compensation["error"].as_str().unwrap();
+    assert!(
+        error.contains("stage `b`") && error.contains("2 rows"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("undone.log")).unwrap(),
+        "1\n",
+        "nothing undone by guess"
+    );
+}

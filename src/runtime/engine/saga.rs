@@ -4,6 +4,7 @@
 use super::stage::StageRun;
 use super::{CompensationSummary, Context};
 use crate::plan::ir::*;
+use crate::runtime::error::StageError;
 use crate::runtime::state::StageState;
 use crate::runtime::store::Store;
 
@@ -48,14 +49,16 @@ pub(super) fn compensate(
             .stage_rows(&stage.id)
             .map_err(|e| format!("cannot read the rows of `{}`: {e}", stage.id));
         let mut run = StageRun::new(&mut *store, ctx, stage, None, "compensate");
-        // Arguments that name columns take them from the stage's first row.
-        let args = rows.and_then(|rows| {
-            let args = run.bind(invocation, rows.first_row().as_ref());
-            args.map(|args| (args, rows))
+        // Arguments that name columns take them from the stage's one row, as a single call's
+        // do; the rows go to stdin whole.
+        let args = rows.map_err(StageError::from).and_then(|rows| {
+            let row = run.one_row(&invocation.bindings, &rows, &invocation.activity)?;
+            let args = run.bind(invocation, row)?;
+            Ok((args, rows))
         });
         let result = match args {
             Ok((args, rows)) => run.call(invocation, args, rows),
-            Err(e) => Err((e.into(), 0)),
+            Err(e) => Err((e, 0)),
         };
         let summary = CompensationSummary {
             stage: stage.id.clone(),

@@ -432,7 +432,8 @@ impl StageRun<'_, '_> {
     /// The one rule for a single call (an activity without `each`, `call`, `->`) whose
     /// arguments read the row (`_.x`): they come from the input's only row. Zero or several
     /// rows refuse the call rather than pick one. `None`: no argument reads the row.
-    fn one_row<'r>(
+    /// A compensation takes the stage's output rows by the same rule.
+    pub(super) fn one_row<'r>(
         &self,
         bindings: &[Binding],
         input: &'r Rows,
@@ -447,6 +448,7 @@ impl StageRun<'_, '_> {
                 stage: self.stage.id.clone(),
                 callee: callee.to_string(),
                 rows,
+                output: self.phase == "compensate",
             }),
         }
     }
