@@ -44,11 +44,6 @@ impl Rows {
         }
     }
 
-    /// The first row alone, with the same columns and types; `None` when there are no rows.
-    pub fn first_row(&self) -> Option<Rows> {
-        (!self.is_empty()).then(|| self.row(0))
-    }
-
     /// The first column of the first row: what a one-value query (`SELECT expr`) gave.
     pub fn first_value(&self) -> Option<&Value> {
         self.values.first().and_then(|row| row.first())
