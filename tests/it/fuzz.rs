@@ -86,6 +86,15 @@ const FRAGMENTS: &[&str] = &[
     "- - - - -",
     "@version(",
     "select *",
+    "pool",
+    "failed(",
+    "timestamp '2026-12-01T09:00:00Z'",
+    "date '2026-02-30'",
+    "now()",
+    "each call",
+    "| call",
+    "wait until",
+    "first_success",
 ];
 
 fn mutate(rng: &mut Rng, text: &str) -> String {
