@@ -960,3 +960,47 @@ fn runs_rows_prints_what_a_stage_produced() {
     assert_eq!(code, Some(2));
     assert!(out.contains("did you mean `s`?"), "{out}");
 }
+
+/// Between two attempts, `runs show` says the stage is retrying, which attempt comes next
+/// and when (the text, and `next_attempt_at` in JSON).
+#[test]
+fn runs_show_tells_when_a_retrying_stage_tries_again() {
+    let dir = scratch(
+        "runs_show_retrying",
+        &[(
+            "flow.wv",
+            "activity flaky = sh(\"exit 1\")\nflow F = {\n  stage s [retries: 3, retry_delay: 4s] = flaky()\n}\n",
+        )],
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (id, shown) = loop {
+        assert!(std::time::Instant::now() < deadline, "never retrying");
+        let list = String::from_utf8_lossy(&runs(&dir, &["list"]).stdout).into_owned();
+        if let Some(id) = list
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().next())
+        {
+            let shown = String::from_utf8_lossy(&runs(&dir, &["show", id]).stdout).into_owned();
+            if shown.contains("retrying: s") {
+                break (id.to_string(), shown);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(shown.contains("retrying: s, attempt 2 at "), "{shown}");
+    let json = runs_json(&dir, &["show", &id, "--format", "json"]);
+    let at = json["stages"][0]["next_attempt_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(at.starts_with("20") && at.ends_with('Z'), "{at}");
+    runs(&dir, &["cancel", &id]);
+    let _ = child.wait_with_output();
+}

@@ -245,6 +245,15 @@ impl Detail {
         if run.resumes > 0 {
             out.push_str(&format!("resumed:  {} time(s)\n", run.resumes));
         }
+        for stage in &self.stages {
+            if let Some(at) = &stage.next_attempt_at {
+                out.push_str(&format!(
+                    "retrying: {}, attempt {} at {at}\n",
+                    stage.summary.stage,
+                    stage.summary.attempts + 1
+                ));
+            }
+        }
         for (title, runs) in [("child runs", &self.children), ("jumps", &self.jumps)] {
             if runs.is_empty() {
                 continue;

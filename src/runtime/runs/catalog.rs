@@ -256,6 +256,9 @@ pub struct StageRow {
     pub summary: StageSummary,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// While the stage is `retrying`: when its next attempt starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
     pub history: Vec<AttemptRow>,
 }
 
@@ -338,10 +341,35 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
                 },
                 started_at: time(r.get(6)?),
                 finished_at: time(r.get(7)?),
+                next_attempt_at: None,
             })
         })
         .map_err(e)?;
-    rows.collect::<Result<_, _>>().map_err(e)
+    let mut stages: Vec<StageRow> = rows.collect::<Result<_, _>>().map_err(e)?;
+    for stage in stages
+        .iter_mut()
+        .filter(|s| s.summary.state == StageState::Retrying)
+    {
+        stage.next_attempt_at = next_attempt(conn, run_id, &stage.summary.stage)?;
+    }
+    Ok(stages)
+}
+
+/// When a retrying stage's next attempt starts, from its latest `stage_retrying` event.
+fn next_attempt(conn: &Connection, run_id: &str, stage: &str) -> Result<Option<String>, String> {
+    let detail: Option<String> = conn
+        .query_row(
+            "SELECT detail FROM wvflow_events WHERE run_id = ?1 AND stage = ?2 AND kind = 'stage_retrying'
+             ORDER BY seq DESC LIMIT 1",
+            [run_id, stage],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| e.to_string())?;
+    Ok(detail
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+        .and_then(|d| d["next_attempt_at_ms"].as_i64())
+        .map(super::schema::rfc3339))
 }
 
 /// Compensations in the order they ran.
