@@ -108,9 +108,15 @@ pub fn main() -> ExitCode {
 }
 
 /// Writes to stdout; once a reader has closed the pipe, nothing more is written.
+static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether stdout's reader has gone (`| head -1`): nothing more will be read.
+pub fn stdout_closed() -> bool {
+    CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn write_stdout(text: std::fmt::Arguments) {
     use std::io::Write;
-    static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }

@@ -43,9 +43,63 @@ pub struct Request {
 
 /// Starts activities; tests replace it with a scripted one.
 pub trait Launcher: Send + Sync {
-    /// Runs one attempt. `spawned` is told the process's id as soon as it exists (the run
-    /// store records it there).
-    fn launch(&self, request: &Request, spawned: &dyn Fn(u32)) -> Outcome<Output>;
+    /// Runs one attempt, telling `events` what happens meanwhile.
+    fn launch(&self, request: &Request, events: &dyn Fn(AttemptEvent)) -> Outcome<Output>;
+}
+
+/// What a running attempt reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AttemptEvent<'a> {
+    /// The process exists, with this id (the run store records it).
+    Spawned(u32),
+    /// More of the attempt's log: its stderr, and its stdout lines that are not rows, as
+    /// they come (at most [`LOG_CAP`] bytes an attempt).
+    Logged(&'a str),
+}
+
+/// How much of an attempt's log is kept: the first 256 KiB, then a line saying how much
+/// was not.
+pub const LOG_CAP: usize = 256 * 1024;
+
+/// An attempt's log as it grows: what was handed on, and what was cut.
+#[derive(Default)]
+struct Log {
+    text: String,
+    handed_on: usize,
+    cut: usize,
+}
+
+impl Log {
+    fn push(&mut self, prefix: &str, line: &[u8]) {
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_end_matches(['\n', '\r']);
+        let wanted = prefix.len() + line.len() + 1;
+        if self.text.len() + wanted > LOG_CAP {
+            self.cut += wanted;
+            return;
+        }
+        self.text.push_str(prefix);
+        self.text.push_str(line);
+        self.text.push('\n');
+    }
+
+    /// What was added since the last call.
+    fn news(&mut self) -> Option<String> {
+        let news = self
+            .text
+            .get(self.handed_on..)
+            .filter(|n| !n.is_empty())?
+            .to_string();
+        self.handed_on = self.text.len();
+        Some(news)
+    }
+}
+
+fn hand_on(log: &Mutex<Log>, events: &dyn Fn(AttemptEvent)) {
+    let news = log.lock().ok().and_then(|mut log| log.news());
+    if let Some(news) = news {
+        events(AttemptEvent::Logged(&news));
+    }
 }
 
 /// Runs real processes.
@@ -114,7 +168,7 @@ pub fn command_line(
 }
 
 impl Launcher for ProcessLauncher {
-    fn launch(&self, request: &Request, spawned: &dyn Fn(u32)) -> Outcome<Output> {
+    fn launch(&self, request: &Request, events: &dyn Fn(AttemptEvent)) -> Outcome<Output> {
         // Where stdout goes while the program runs: an unnamed file, removed when dropped.
         let spool = match tempfile::tempfile() {
             Ok(file) => file,
@@ -172,12 +226,18 @@ impl Launcher for ProcessLauncher {
             }
         };
         // Recorded as soon as it exists: a resume or a stale-run cancel stops its group.
-        spawned(child.id());
-        supervise(&mut child, request, spool)
+        events(AttemptEvent::Spawned(child.id()));
+        supervise(&mut child, request, spool, events)
     }
 }
 
-fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outcome<Output> {
+fn supervise(
+    child: &mut Child,
+    request: &Request,
+    spool: std::fs::File,
+    events: &dyn Fn(AttemptEvent),
+) -> Outcome<Output> {
+    let log = Arc::new(Mutex::new(Log::default()));
     let started = Instant::now();
     let last_sign = Arc::new(AtomicU64::new(0));
     let stdin = child.stdin.take();
@@ -204,13 +264,22 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
     // Each pipe reader says when its pipe closed: the attempt ends as soon as both have.
     let (drained_tx, drained_rx) = std::sync::mpsc::channel::<()>();
     {
-        let (out, spool_error) = (out.clone(), spool_error.clone());
+        let (out, spool_error, log) = (out.clone(), spool_error.clone(), log.clone());
         let drained = drained_tx.clone();
         std::thread::spawn(move || {
             let _drained = Signal(drained);
             let Some(mut stdout) = stdout else { return };
             let mut chunk = vec![0u8; 64 * 1024];
+            // A line that is not a row goes to the log; rows stay in the spool only.
+            let mut line = Vec::new();
             while let Ok(n @ 1..) = stdout.read(&mut chunk) {
+                for piece in chunk[..n].split_inclusive(|&b| b == b'\n') {
+                    line.extend_from_slice(piece);
+                    if line.ends_with(b"\n") || line.len() > LOG_CAP {
+                        log_unless_row(&log, &line);
+                        line.clear();
+                    }
+                }
                 let Ok(mut out) = out.lock() else { return };
                 // No file (taken back, or lost to an error): the rest is drained unread.
                 let Some(file) = out.as_mut() else { continue };
@@ -223,12 +292,13 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
                     *out = None;
                 }
             }
+            log_unless_row(&log, &line);
         })
     };
     let tail = Arc::new(Mutex::new(String::new()));
     let stderr = child.stderr.take();
     {
-        let (tail, sign) = (tail.clone(), last_sign.clone());
+        let (tail, sign, log) = (tail.clone(), last_sign.clone(), log.clone());
         let drained = drained_tx;
         std::thread::spawn(move || {
             let _drained = Signal(drained);
@@ -239,6 +309,9 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
             let mut line = Vec::new();
             while let Ok(1..) = stderr.read_until(b'\n', &mut line) {
                 sign.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if let Ok(mut log) = log.lock() {
+                    log.push("", &line);
+                }
                 if let Ok(mut tail) = tail.lock() {
                     tail.push_str(&String::from_utf8_lossy(&line));
                     if tail.len() > 2 * STDERR_TAIL {
@@ -264,6 +337,7 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
     let (mut cancelled, mut killed) = (false, None);
     let status = loop {
         let _ = exit_rx.recv_timeout(next_look(request, started.elapsed(), &last_sign));
+        hand_on(&log, events);
         if exited(pid) {
             // The attempt ends with its program: what it left running in its process group
             // is stopped now, so it cannot hold the pipes or act after the stage has ended.
@@ -297,6 +371,15 @@ fn supervise(child: &mut Child, request: &Request, spool: std::fs::File) -> Outc
         if drained_rx.recv_timeout(left).is_err() {
             break;
         }
+    }
+    hand_on(&log, events);
+    let cut = log.lock().map_or(0, |log| log.cut);
+    if cut > 0 {
+        let marker = format!(
+            "[{cut} more bytes of log were not kept: an attempt keeps its first {} KiB]\n",
+            LOG_CAP / 1024
+        );
+        events(AttemptEvent::Logged(&marker));
     }
 
     drop(writer);
@@ -370,6 +453,17 @@ const PIPE_GRACE: Duration = Duration::from_secs(1);
 /// its process group's id, cannot be taken by another process.
 /// How often a running attempt looks at its cancel flag.
 const CANCEL_CHECK: Duration = Duration::from_millis(20);
+
+/// A stdout line that is not a row (it does not start with `{`) goes to the log.
+fn log_unless_row(log: &Mutex<Log>, line: &[u8]) {
+    let trimmed = line.trim_ascii();
+    if !trimmed.is_empty()
+        && !trimmed.starts_with(b"{")
+        && let Ok(mut log) = log.lock()
+    {
+        log.push("[stdout] ", line);
+    }
+}
 
 /// How long the watch may sleep: until the next cancel check, timeout or heartbeat deadline.
 fn next_look(request: &Request, elapsed: Duration, last_sign: &AtomicU64) -> Duration {

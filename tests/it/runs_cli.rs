@@ -1004,3 +1004,97 @@ fn runs_show_tells_when_a_retrying_stage_tries_again() {
     runs(&dir, &["cancel", &id]);
     let _ = child.wait_with_output();
 }
+
+/// `wvflow runs logs`: each attempt's stderr and its stdout lines that are not rows, kept in
+/// the run store with the attempt (rows are not), by stage, attempt and item; `--follow`
+/// prints them while the run goes on; an attempt keeps at most 256 KiB, then says so.
+#[test]
+fn runs_logs_keeps_what_attempts_wrote() {
+    let dir = scratch(
+        "runs_logs",
+        &[(
+            "flow.wv",
+            "activity chatty = sh(\"\"\"echo 'starting up' >&2; echo 'plain text line'; echo '{\"n\": 1}'; sleep 1.5; echo 'almost done' >&2\"\"\")\nactivity flaky(i: int) = sh(\"\"\"echo \"try $WV_I\" >&2; exit 1\"\"\")\nactivity loud = sh(\"\"\"head -c 400000 /dev/zero | tr '\\\\0' 'x' | fold -w 100 >&2\"\"\")\nflow L = {\n  stage c = chatty()\n  stage items = from [[7], [8]] as t(i)\n  stage f [retries: 1, retry_delay: 100ms, tolerated_failures: 2] = from items | each flaky(_.i)\n  stage big = loud()\n}\n",
+        )],
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        assert!(std::time::Instant::now() < deadline, "no run");
+        let list = String::from_utf8_lossy(&runs(&dir, &["list"]).stdout).into_owned();
+        if let Some(id) = list
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().next())
+        {
+            break id.to_string();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Following: the first lines arrive while the attempt still runs.
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args([
+            "runs",
+            "-w",
+            dir.to_str().unwrap(),
+            "logs",
+            &id,
+            "c",
+            "--follow",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("starting up") {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0,
+            "{seen}"
+        );
+        seen.push_str(&line);
+    }
+    let run_state = runs_json(&dir, &["show", &id, "--format", "json"]);
+    assert_eq!(
+        run_state["state"], "running",
+        "the line came before the run ended"
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert!(rest.contains("almost done"), "{rest}");
+    assert_eq!(follow.wait().unwrap().code(), Some(0));
+    let _ = child.wait_with_output();
+
+    let logs = |args: &[&str]| {
+        let mut all = vec!["logs", id.as_str()];
+        all.extend(args);
+        String::from_utf8_lossy(&runs(&dir, &all).stdout).into_owned()
+    };
+    // Two pipes: their lines interleave as they arrive.
+    let c = logs(&["c"]);
+    let mut lines: Vec<&str> = c.lines().collect();
+    assert_eq!(lines.remove(0), "== c, attempt 1: success ==");
+    assert_eq!(lines.pop(), Some("almost done"), "{c}");
+    lines.sort();
+    assert_eq!(lines, ["[stdout] plain text line", "starting up"], "{c}");
+    assert_eq!(
+        logs(&["f", "--item", "1", "--attempt", "2"]),
+        "== f, item 1, attempt 2: failed ==\ntry 8\n"
+    );
+    let big = logs(&["big"]);
+    assert!(big.len() < 256 * 1024 + 200, "{} bytes", big.len());
+    assert!(
+        big.ends_with("more bytes of log were not kept: an attempt keeps its first 256 KiB]\n"),
+        "{}",
+        &big[big.len() - 200..]
+    );
+    // Rows are not logs, and logs are not rows.
+    let rows = runs(&dir, &["rows", &id, "c", "--format", "ndjson"]);
+    assert_eq!(String::from_utf8_lossy(&rows.stdout), "{\"n\":1}\n");
+}

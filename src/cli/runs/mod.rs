@@ -1,4 +1,4 @@
-//! `wvflow runs list | show | rows | resume | cancel | signal | query | clean`: the run store from
+//! `wvflow runs list | show | rows | logs | resume | cancel | signal | query | clean`: the run store from
 //! the command line. Semantics: `docs/runs.md`.
 
 mod control;
@@ -36,6 +36,8 @@ enum RunsCommand {
     Show(show::ShowArgs),
     /// The rows a stage of a run produced (`--format table|json|ndjson|csv`, `--limit N`).
     Rows(show::RowsArgs),
+    /// What attempts wrote: stderr, and stdout lines that are not rows (`--follow`).
+    Logs(show::LogsArgs),
     /// Continue a failed, cancelled or stale run from its first stages that did not succeed.
     Resume(control::ResumeArgs),
     /// Cancel a running run from another process.
@@ -60,6 +62,7 @@ pub fn run(args: RunsArgs) -> u8 {
         RunsCommand::List(a) => show::list(&db, a),
         RunsCommand::Show(a) => show::show(&db, a),
         RunsCommand::Rows(a) => show::rows(&db, a),
+        RunsCommand::Logs(a) => show::logs(&db, a),
         RunsCommand::Resume(a) => control::resume(&db, a),
         RunsCommand::Cancel(a) => control::cancel(&db, a),
         RunsCommand::Signal(a) => control::signal(&db, a),

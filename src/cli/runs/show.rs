@@ -67,6 +67,79 @@ pub fn rows(db: &Path, args: RowsArgs) -> Result<u8, String> {
     Ok(exit::OK)
 }
 
+#[derive(Args)]
+pub struct LogsArgs {
+    run_id: String,
+    /// Only this stage's attempts.
+    stage: Option<String>,
+    /// Only attempt N (from 1).
+    #[arg(long)]
+    attempt: Option<u32>,
+    /// Only the `each` item I (from 0).
+    #[arg(long)]
+    item: Option<u64>,
+    /// Go on printing as the run writes, until it ends.
+    #[arg(long)]
+    follow: bool,
+}
+
+pub fn logs(db: &Path, args: LogsArgs) -> Result<u8, String> {
+    let conn = open(db)?;
+    let run = find_run(&conn, db, &args.run_id)?;
+    if let Some(stage) = &args.stage {
+        let stages = catalog::stages(&conn, &run.run_id)?;
+        if !stages.iter().any(|s| &s.summary.stage == stage) {
+            let names = stages.iter().map(|s| s.summary.stage.as_str());
+            let hint = crate::diagnostics::suggest::closest(stage, names)
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default();
+            return Err(format!("run {} has no stage `{stage}`{hint}", run.run_id));
+        }
+    }
+    // What was printed of each attempt's log so far, and whose log was printed last.
+    let mut printed: std::collections::BTreeMap<(String, String, Option<u64>, u32, u32), usize> =
+        Default::default();
+    let mut last = None;
+    loop {
+        // Read the run's state first: what it wrote until then is all read below.
+        let over = !args.follow
+            || catalog::run_in(&conn, &run.run_id)?.is_none_or(|r| r.is_finished() || r.is_stale());
+        for a in catalog::logs(&conn, &run.run_id, args.stage.as_deref())? {
+            if args.attempt.is_some_and(|n| n != a.attempt)
+                || args.item.is_some_and(|i| Some(i) != a.item)
+            {
+                continue;
+            }
+            let key = (a.stage.clone(), a.phase.clone(), a.item, a.round, a.attempt);
+            let item = a.item.map(|i| format!(", item {i}")).unwrap_or_default();
+            let phase = if a.phase == "run" {
+                String::new()
+            } else {
+                format!(" ({})", a.phase)
+            };
+            let header = format!("{}{item}, attempt {}{phase}", a.stage, a.attempt);
+            let done = printed.entry(key.clone()).or_insert_with(|| {
+                out!("== {header}: {} ==\n", a.state);
+                last = Some(key.clone());
+                0
+            });
+            if let Some(news) = a.log.get(*done..).filter(|n| !n.is_empty()) {
+                // Another attempt's log came in between: say again whose this is.
+                if last.as_ref() != Some(&key) {
+                    out!("== {header} (more) ==\n");
+                    last = Some(key);
+                }
+                out!("{news}");
+                *done = a.log.len();
+            }
+        }
+        if over || crate::cli::stdout_closed() {
+            return Ok(exit::OK);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 pub fn list(db: &Path, args: ListArgs) -> Result<u8, String> {
     let conn = open(db)?;
     let filter = Filter {

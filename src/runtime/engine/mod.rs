@@ -157,6 +157,8 @@ pub trait Progress: Sync {
     fn attempt_started(&self, _attempt: &Attempt) {}
     /// The attempt's process exists: `pid`, also the id of its process group.
     fn attempt_process(&self, _attempt: &Attempt, _pid: u32) {}
+    /// More of the attempt's log (stderr, and stdout lines that are not rows).
+    fn attempt_log(&self, _attempt: &Attempt, _text: &str) {}
     fn attempt_finished(&self, _attempt: &Attempt, _end: &AttemptEnd) {}
     /// `attempt` failed and another follows after `delay`: the stage is `retrying`.
     fn retrying(&self, _attempt: &Attempt, _delay: Duration) {}
@@ -180,6 +182,9 @@ impl Progress for Tee<'_> {
     }
     fn attempt_process(&self, attempt: &Attempt, pid: u32) {
         self.0.iter().for_each(|p| p.attempt_process(attempt, pid));
+    }
+    fn attempt_log(&self, attempt: &Attempt, text: &str) {
+        self.0.iter().for_each(|p| p.attempt_log(attempt, text));
     }
     fn attempt_finished(&self, attempt: &Attempt, end: &AttemptEnd) {
         self.0.iter().for_each(|p| p.attempt_finished(attempt, end));
@@ -648,7 +653,11 @@ pub fn holds(cond: &Cond, states: &BTreeMap<String, StageState>) -> bool {
 pub struct ScriptedLauncher<F: Fn(&Request) -> Outcome<Rows> + Send + Sync>(pub F);
 
 impl<F: Fn(&Request) -> Outcome<Rows> + Send + Sync> Launcher for ScriptedLauncher<F> {
-    fn launch(&self, request: &Request, _spawned: &dyn Fn(u32)) -> Outcome<Output> {
+    fn launch(
+        &self,
+        request: &Request,
+        _events: &dyn Fn(crate::runtime::activity::AttemptEvent),
+    ) -> Outcome<Output> {
         match (self.0)(request) {
             Outcome::Success(rows) => Outcome::Success(Output::Rows(rows)),
             Outcome::Failure { error, exit_code } => Outcome::Failure { error, exit_code },

@@ -3,7 +3,7 @@
 
 use super::{Attempt, AttemptEnd, Context, Jump, StageSummary};
 use crate::plan::ir::*;
-use crate::runtime::activity::{CommandLine, Request, command_line};
+use crate::runtime::activity::{AttemptEvent, CommandLine, Request, command_line};
 use crate::runtime::error::StageError;
 use crate::runtime::output::Output;
 use crate::runtime::retry::{self, Outcome};
@@ -1122,9 +1122,10 @@ fn launch(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> O
         return ctx.launcher.launch(&request, &|_| {});
     };
     progress.attempt_started(attempt);
-    let outcome = ctx
-        .launcher
-        .launch(&request, &|pid| progress.attempt_process(attempt, pid));
+    let outcome = ctx.launcher.launch(&request, &|event| match event {
+        AttemptEvent::Spawned(pid) => progress.attempt_process(attempt, pid),
+        AttemptEvent::Logged(text) => progress.attempt_log(attempt, text),
+    });
     let end = match &outcome {
         Outcome::Success(_) => AttemptEnd {
             state: StageState::Success,

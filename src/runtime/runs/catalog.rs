@@ -517,3 +517,48 @@ pub fn output_rows(
     }
     crate::runtime::store::Store::stage_rows_of_run(std::path::Path::new(&run.run_db), stage, limit)
 }
+
+/// One attempt's log: which attempt it is, and what it wrote (`wvflow runs logs`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AttemptLog {
+    pub stage: String,
+    /// `run`, or `compensate` for a compensation's attempts.
+    pub phase: String,
+    /// The row of an `each` fan-out, from 0.
+    pub item: Option<u64>,
+    /// 0 for the first execution, one more after each `runs resume`.
+    pub round: u32,
+    pub attempt: u32,
+    pub state: String,
+    pub log: String,
+}
+
+/// The logs of a run's attempts (of one stage, if given), in the order they started.
+pub fn logs(
+    conn: &Connection,
+    run_id: &str,
+    stage: Option<&str>,
+) -> Result<Vec<AttemptLog>, String> {
+    let e = |e: rusqlite::Error| e.to_string();
+    let mut statement = conn
+        .prepare(
+            "SELECT stage, phase, item, round, attempt, state, coalesce(log, '')
+             FROM wvflow_attempts WHERE run_id = ?1 AND (?2 IS NULL OR stage = ?2)
+             ORDER BY started_at, rowid",
+        )
+        .map_err(e)?;
+    let rows = statement
+        .query_map(params![run_id, stage], |r| {
+            Ok(AttemptLog {
+                stage: r.get(0)?,
+                phase: r.get(1)?,
+                item: r.get::<_, i64>(2).map(|i| u64::try_from(i).ok())?,
+                round: r.get(3)?,
+                attempt: r.get(4)?,
+                state: r.get(5)?,
+                log: r.get(6)?,
+            })
+        })
+        .map_err(e)?;
+    rows.collect::<Result<_, _>>().map_err(e)
+}

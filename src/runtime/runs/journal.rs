@@ -570,6 +570,29 @@ impl Progress for Journal {
         });
     }
 
+    fn attempt_log(&self, attempt: &Attempt, text: &str) {
+        let run_id = &self.run_id;
+        let item = attempt.item.map_or(-1, |i| i as i64);
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE wvflow_attempts SET log = coalesce(log, '') || ?8
+                 WHERE run_id = ?1 AND stage = ?2 AND phase = ?3 AND step = ?4 AND item = ?5
+                   AND round = ?6 AND attempt = ?7",
+                params![
+                    run_id,
+                    attempt.stage,
+                    attempt.phase,
+                    attempt.step as i64,
+                    item,
+                    self.round,
+                    attempt.number,
+                    text
+                ],
+            )
+            .map(|_| ())
+        });
+    }
+
     fn attempt_process(&self, attempt: &Attempt, pid: u32) {
         let start = super::owner::process_start(pid.into());
         self.write(|tx| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The schema this build writes. A database with a higher version was written by a newer
 /// wvflow and is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS wvflow_runs (
@@ -130,6 +130,12 @@ ALTER TABLE wvflow_pool_slots ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = 4;
 ";
 
+/// Version 5: each attempt's log (its stderr and the stdout lines that are not rows).
+const SCHEMA_5: &str = "
+ALTER TABLE wvflow_attempts ADD COLUMN log TEXT;
+PRAGMA user_version = 5;
+";
+
 /// How long a writer waits for another process's lock before giving up
 /// (`WVFLOW_BUSY_TIMEOUT_MS`, default 30 s: a stage writing a large table holds the lock).
 pub fn busy_timeout() -> Duration {
@@ -167,6 +173,9 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
             }
             if now < 4 {
                 conn.execute_batch(SCHEMA_4)?;
+            }
+            if now < 5 {
+                conn.execute_batch(SCHEMA_5)?;
             }
             conn.execute_batch("COMMIT")
         })();
