@@ -4,7 +4,7 @@
 
 use super::activity::{Launcher, Request};
 use super::clock::SystemClock;
-use super::engine::Summary;
+use super::engine::{Attempt, Progress, Summary, launch_reported};
 use super::retry::{self, SeededRandom};
 use super::state::RunState;
 use super::store::{Rows, Store};
@@ -19,6 +19,9 @@ use std::time::Duration;
 /// How long a hook activity without a `timeout` of its own may run: a hook that hangs must
 /// not keep its run's process from ending.
 const HOOK_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+
+/// The phase of a hook's attempts in the run store; their stage is the hook's event.
+pub const HOOK_PHASE: &str = "hook";
 
 /// How one hook ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,13 +67,15 @@ pub fn summary_rows(summary: &Summary) -> Rows {
 }
 
 /// Calls the hooks of `plan` that the summary's state selects. `params` are the run's values
-/// (hook arguments may use them); activities run in `cwd`.
+/// (hook arguments may use them); activities run in `cwd`. Each activity attempt is reported
+/// to `progress` as an attempt of phase `hook`, named by its event, so its log is kept.
 pub fn fire(
     plan: &Plan,
     summary: &Summary,
     params: &BTreeMap<String, Value>,
     launcher: &dyn Launcher,
     cwd: &Path,
+    progress: Option<&dyn Progress>,
 ) -> Vec<HookOutcome> {
     let wanted = |event: &HookEvent| match event {
         HookEvent::OnSuccess => summary.state == RunState::Success,
@@ -81,8 +86,9 @@ pub fn fire(
     plan.flow
         .hooks
         .iter()
-        .filter(|h| wanted(&h.event))
-        .map(|hook| {
+        .enumerate()
+        .filter(|(_, h)| wanted(&h.event))
+        .map(|(index, hook)| {
             let (target, result) = match &hook.action {
                 Action::Activate(activation) => (
                     format!("activate('{}')", activation.target),
@@ -99,10 +105,10 @@ pub fn fire(
                     call(
                         invocation,
                         summary,
-                        hook.event.as_str(),
+                        (hook.event.as_str(), index),
                         params,
                         &rows,
-                        launcher,
+                        (launcher, progress),
                         cwd,
                     ),
                 ),
@@ -120,10 +126,10 @@ pub fn fire(
 fn call(
     invocation: &crate::plan::ir::Invocation,
     summary: &Summary,
-    event: &str,
+    (event, index): (&str, usize),
     params: &BTreeMap<String, Value>,
     rows: &Rows,
-    launcher: &dyn Launcher,
+    (launcher, progress): (&dyn Launcher, Option<&dyn Progress>),
     cwd: &Path,
 ) -> Result<(), String> {
     let mut store = Store::in_memory(cwd)?;
@@ -141,7 +147,15 @@ fn call(
         &SystemClock::default(),
         &SeededRandom::from_time(),
         |attempt| {
-            launcher.launch(
+            let which = Attempt {
+                stage: event,
+                phase: HOOK_PHASE,
+                step: index,
+                item: None,
+                number: attempt,
+            };
+            launch_reported(
+                launcher,
                 &Request {
                     activity: invocation.activity.clone(),
                     command: invocation.command.clone(),
@@ -160,7 +174,8 @@ fn call(
                     heartbeat: None,
                     cancel: Arc::new(AtomicBool::new(false)),
                 },
-                &|_| {},
+                &which,
+                progress,
             )
         },
     );

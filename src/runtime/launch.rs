@@ -333,7 +333,14 @@ impl Runner<'_> {
             summary.state = RunState::Failed;
         }
         journal.finish(&summary);
-        for outcome in hooks::fire(plan, &summary, &ctx.params, &ProcessLauncher, &ctx.cwd) {
+        for outcome in hooks::fire(
+            plan,
+            &summary,
+            &ctx.params,
+            &ProcessLauncher,
+            &ctx.cwd,
+            Some(&journal),
+        ) {
             if let Some(error) = &outcome.error {
                 eprintln!(
                     "warning: hook {} ({}) of run {} failed: {error}",

@@ -1098,3 +1098,57 @@ fn runs_logs_keeps_what_attempts_wrote() {
     let rows = runs(&dir, &["rows", &id, "c", "--format", "ndjson"]);
     assert_eq!(String::from_utf8_lossy(&rows.stdout), "{\"n\":1}\n");
 }
+
+/// Compensations and flow hooks keep logs too: `runs logs` shows a compensation's attempts
+/// as `(compensate)` under its stage, and a hook's as `(hook)` under its event, which is also
+/// a name `runs logs RUN EVENT` takes.
+#[test]
+fn runs_logs_of_compensations_and_hooks() {
+    let dir = scratch(
+        "runs_logs_saga",
+        &[(
+            "flow.wv",
+            "activity book = sh(\"\"\"echo booked >&2; echo '{\"ref\": 1}'\"\"\")\nactivity unbook = sh(\"\"\"cat >/dev/null; echo 'undoing booking' >&2\"\"\")\nactivity charge = sh(\"\"\"echo 'card declined' >&2; exit 2\"\"\")\nactivity page(text: string) with { retries: 1, retry_delay: 10ms } = sh(\"\"\"cat >/dev/null; echo \"paging: $WV_TEXT (attempt $WVFLOW_ATTEMPT)\" >&2; exit 1\"\"\")\nflow Trip with {\n  on_failure: page('trip failed')\n} = {\n  stage b with { compensate: unbook() } = book()\n  stage c = from b | charge()\n}\n",
+        )],
+    );
+    let run = wvflow(&["run", dir.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(1));
+    let id = runs_json(&dir, &["list", "--format", "json"])[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = |args: &[&str]| {
+        let mut all = vec!["logs", id.as_str()];
+        all.extend(args);
+        let out = runs(&dir, &all);
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        logs(&["b"]).0,
+        "== b, attempt 1: success ==\nbooked\n== b, attempt 1 (compensate): success ==\nundoing booking\n"
+    );
+    assert_eq!(
+        logs(&["on_failure"]).0,
+        "== on_failure, attempt 1 (hook): failed ==\npaging: trip failed (attempt 1)\n\
+         == on_failure, attempt 2 (hook): failed ==\npaging: trip failed (attempt 2)\n"
+    );
+    let (all, _) = logs(&[]);
+    assert!(
+        all.contains("card declined") && all.ends_with("(attempt 2)\n"),
+        "{all}"
+    );
+    // A hook's attempts are not a stage's.
+    let show = runs_json(&dir, &["show", &id, "--format", "json"]);
+    let stages: Vec<&str> = show["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["b", "c"]);
+    let (_, error) = logs(&["on_succes"]);
+    assert!(error.contains("no stage `on_succes`"), "{error}");
+}

@@ -88,8 +88,17 @@ pub fn logs(db: &Path, args: LogsArgs) -> Result<u8, String> {
     let run = find_run(&conn, db, &args.run_id)?;
     if let Some(stage) = &args.stage {
         let stages = catalog::stages(&conn, &run.run_id)?;
-        if !stages.iter().any(|s| &s.summary.stage == stage) {
-            let names = stages.iter().map(|s| s.summary.stage.as_str());
+        let hooks = catalog::logs(&conn, &run.run_id, None)?
+            .into_iter()
+            .filter(|a| a.phase == crate::runtime::hooks::HOOK_PHASE)
+            .map(|a| a.stage);
+        let names: Vec<String> = stages
+            .into_iter()
+            .map(|s| s.summary.stage)
+            .chain(hooks)
+            .collect();
+        if !names.contains(stage) {
+            let names = names.iter().map(String::as_str);
             let hint = crate::diagnostics::suggest::closest(stage, names)
                 .map(|n| format!(" (did you mean `{n}`?)"))
                 .unwrap_or_default();

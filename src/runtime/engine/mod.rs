@@ -3,7 +3,7 @@
 //! states, parallel stages, forks, the flow timeout) and what a run reports; [`stage`] runs
 //! one stage, [`saga`] its compensations.
 
-use super::activity::{Launcher, Request};
+use super::activity::{AttemptEvent, Launcher, Request};
 use super::clock::Clock;
 use super::output::Output;
 use super::retry::{Outcome, Random};
@@ -495,6 +495,43 @@ pub(crate) fn final_stages(flow: &FlowPlan, results: &[StageSummary]) -> Vec<Str
 }
 
 /// The message a panic carried.
+/// One attempt of an activity: launched, and reported to `progress` (started, its process,
+/// what it writes, how it ended) when there is one. Stages, compensations and hooks share it.
+pub(crate) fn launch_reported(
+    launcher: &dyn Launcher,
+    request: &Request,
+    attempt: &Attempt,
+    progress: Option<&dyn Progress>,
+) -> Outcome<Output> {
+    let Some(progress) = progress else {
+        return launcher.launch(request, &|_| {});
+    };
+    progress.attempt_started(attempt);
+    let outcome = launcher.launch(request, &|event| match event {
+        AttemptEvent::Spawned(pid) => progress.attempt_process(attempt, pid),
+        AttemptEvent::Logged(text) => progress.attempt_log(attempt, text),
+    });
+    let end = match &outcome {
+        Outcome::Success(_) => AttemptEnd {
+            state: StageState::Success,
+            exit_code: Some(0),
+            error: None,
+        },
+        Outcome::Failure { error, exit_code } => AttemptEnd {
+            state: StageState::Failed,
+            exit_code: *exit_code,
+            error: Some(error),
+        },
+        Outcome::Cancelled => AttemptEnd {
+            state: StageState::Cancelled,
+            exit_code: None,
+            error: None,
+        },
+    };
+    progress.attempt_finished(attempt, &end);
+    outcome
+}
+
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()

@@ -1,9 +1,9 @@
 //! One stage's execution: its idempotency key, its steps in order (queries, activity calls
 //! with retries, `each` fan-outs, waits, deliveries, child runs and jumps), and its table.
 
-use super::{Attempt, AttemptEnd, Context, Jump, StageSummary};
+use super::{Attempt, Context, Jump, StageSummary};
 use crate::plan::ir::*;
-use crate::runtime::activity::{AttemptEvent, CommandLine, Request, command_line};
+use crate::runtime::activity::{CommandLine, Request, command_line};
 use crate::runtime::error::StageError;
 use crate::runtime::output::Output;
 use crate::runtime::retry::{self, Outcome};
@@ -1118,33 +1118,7 @@ fn retried(
 
 fn launch(ctx: &Context, stage: &StagePlan, attempt: &Attempt, call: &Call) -> Outcome<Output> {
     let request = request(ctx, stage, attempt, call);
-    let Some(progress) = ctx.progress else {
-        return ctx.launcher.launch(&request, &|_| {});
-    };
-    progress.attempt_started(attempt);
-    let outcome = ctx.launcher.launch(&request, &|event| match event {
-        AttemptEvent::Spawned(pid) => progress.attempt_process(attempt, pid),
-        AttemptEvent::Logged(text) => progress.attempt_log(attempt, text),
-    });
-    let end = match &outcome {
-        Outcome::Success(_) => AttemptEnd {
-            state: StageState::Success,
-            exit_code: Some(0),
-            error: None,
-        },
-        Outcome::Failure { error, exit_code } => AttemptEnd {
-            state: StageState::Failed,
-            exit_code: *exit_code,
-            error: Some(error),
-        },
-        Outcome::Cancelled => AttemptEnd {
-            state: StageState::Cancelled,
-            exit_code: None,
-            error: None,
-        },
-    };
-    progress.attempt_finished(attempt, &end);
-    outcome
+    super::launch_reported(ctx.launcher, &request, attempt, ctx.progress)
 }
 
 /// What one activity call passes: the activity, the stage's idempotency key, argument values

@@ -291,7 +291,7 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
     let mut statement = conn
         .prepare(
             "SELECT stage, phase, item, round, attempt, state, started_at, finished_at, exit_code, error, step
-             FROM wvflow_attempts WHERE run_id = ?1
+             FROM wvflow_attempts WHERE run_id = ?1 AND phase != 'hook'
              ORDER BY stage, phase DESC, round, step, item, attempt",
         )
         .map_err(e)?;
@@ -522,7 +522,8 @@ pub fn output_rows(
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AttemptLog {
     pub stage: String,
-    /// `run`, or `compensate` for a compensation's attempts.
+    /// `run`, `compensate` for a compensation's attempts, or `hook` for a flow hook's (whose
+    /// `stage` is then its event, `on_failure` say).
     pub phase: String,
     /// The row of an `each` fan-out, from 0.
     pub item: Option<u64>,
