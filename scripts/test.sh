@@ -6,6 +6,8 @@
 #  - VS Code's TextMate engine (npm, pinned in tests/textmate/package-lock.json), to check
 #    the editor grammar in grammar/ against the lexer.
 #  - Neovim (Debian package), a real editor client for `wvflow lsp`.
+#  - Chromium (Debian package) and Playwright's driver for it (npm, pinned in
+#    tests/ui/package-lock.json), to use `wvflow ui` in a real browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,7 @@ need() {
 
 need dot graphviz
 need nvim neovim
+need chromium chromium
 
 # An npm package set pinned in a folder under tests/, installed when it is not yet.
 need_npm() {
@@ -36,5 +39,6 @@ need_npm() {
 
 need_npm tests/mermaid "the Mermaid parser"
 need_npm tests/textmate "the TextMate engine"
+need_npm tests/ui "Playwright's driver for the system Chromium"
 
 cargo test --locked "$@"

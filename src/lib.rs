@@ -6,7 +6,7 @@
 //! [`runtime`] (the executor on SQLite, the run store, the scheduler). [`diagnostics`] renders
 //! the problems found; [`value`] says how typed values look where they leave wvflow;
 //! [`retry_rule`] is the one delay rule of retries;
-//! [`format`] and [`lsp`] serve editors on the same front end. The command line in [`cli`] is
+//! [`format`] and [`lsp`] serve editors on the same front end; [`ui`] is the local dashboard. The command line in [`cli`] is
 //! a thin layer over this library.
 
 pub mod arguments;
@@ -24,6 +24,7 @@ pub mod runtime;
 pub mod source;
 pub mod span;
 pub mod syntax;
+pub mod ui;
 pub mod value;
 mod vocabulary;
 pub mod workspace;

@@ -27,6 +27,7 @@ mod progress;
 mod run;
 mod runs;
 mod schedule;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -70,6 +71,8 @@ enum Command {
     Lsp,
     /// Explain a diagnostic code (with an example and its fix) or a configuration key.
     Explain(explain::ExplainArgs),
+    /// A local web dashboard of the workspace's runs and flows (127.0.0.1, with a token).
+    Ui(ui::UiArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -103,6 +106,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Explain(args) => explain::run(args),
+        Command::Ui(args) => ui::run(args),
     };
     ExitCode::from(status)
 }

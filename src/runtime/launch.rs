@@ -570,12 +570,16 @@ impl RunProcess {
 
 /// `Name@v(arg = literal, ...)` for a command line.
 fn flow_call_text(target: &Jump) -> String {
-    let version = target
-        .version
+    call_text(&target.flow, target.version, &target.args)
+}
+
+/// `Name@version(v)(arg = literal, ...)`: a flow call as `wvflow run` reads it, for values
+/// that [`super::flow_call::bind_params`] accepted.
+pub fn call_text(flow: &str, version: Option<u32>, args: &BTreeMap<String, Value>) -> String {
+    let version = version
         .map(|v| format!("@version({v})"))
         .unwrap_or_default();
-    let args: Vec<String> = target
-        .args
+    let args: Vec<String> = args
         .iter()
         .map(|(k, v)| {
             let value = match v {
@@ -588,5 +592,5 @@ fn flow_call_text(target: &Jump) -> String {
             format!("{k} = {value}")
         })
         .collect();
-    format!("{}{version}({})", target.flow, args.join(", "))
+    format!("{flow}{version}({})", args.join(", "))
 }

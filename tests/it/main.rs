@@ -21,3 +21,4 @@ mod runtime;
 mod schedule_cli;
 mod semantics;
 mod syntax_errors;
+mod ui;

@@ -131,29 +131,13 @@ pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, String> {
 }
 
 pub fn signal(db: &Path, args: SignalArgs) -> Result<u8, String> {
-    let (_, plan) = run_and_plan(db, &args.run_id)?;
-    let declared: Vec<&str> = plan.flow.signals.iter().map(|s| s.name.as_str()).collect();
-    if !declared.contains(&args.name.as_str()) && !matches!(args.name.as_str(), "pause" | "resume")
-    {
-        let mut known = declared.clone();
-        known.extend(["pause", "resume"]);
-        let hint = crate::diagnostics::suggest::closest(&args.name, known.iter().copied())
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
-        return Err(format!(
-            "flow `{}` declares no signal `{}` (it has: {}){hint}",
-            plan.flow.name,
-            args.name,
-            known.join(", ")
-        ));
-    }
     let value = match &args.value {
         None => Value::Integer(1),
         Some(text) => serde_json::from_str::<serde_json::Value>(text)
             .map(|v| from_json(&v))
             .unwrap_or_else(|_| Value::Text(text.clone())),
     };
-    journal::request(db, &args.run_id, "signal", Some(&args.name), Some(&value))?;
+    crate::runtime::runs::send_signal(db, &args.run_id, &args.name, &value)?;
     outln!(
         "signal {} = {} sent to run {}",
         args.name,

@@ -2,13 +2,13 @@
 
 use super::{Format, find_run, open};
 use crate::cli::exit;
-use crate::runtime::engine::{CompensationSummary, Summary};
+use crate::runtime::engine::Summary;
 use crate::runtime::rows_text;
-use crate::runtime::runs::catalog::{self, Filter, RunRow, StageRow};
+use crate::runtime::runs::catalog::{self, Filter, RunRow};
+use crate::runtime::runs::report::{self, RunDetail};
 use crate::runtime::runs::schema::rfc3339;
 use clap::Args;
 use rusqlite::Connection;
-use serde_json::json;
 use std::path::Path;
 
 #[derive(Args)]
@@ -159,19 +159,7 @@ pub fn list(db: &Path, args: ListArgs) -> Result<u8, String> {
     let runs = catalog::list(&conn, &filter)?;
     match args.format {
         Format::Json => {
-            let items: Vec<serde_json::Value> = runs
-                .iter()
-                .map(|r| {
-                    json!({
-                        "run_id": r.run_id,
-                        "flow": r.flow,
-                        "state": r.display_state(),
-                        "started_at": r.started_at.map(rfc3339),
-                        "finished_at": r.finished_at.map(rfc3339),
-                        "run_time": r.run_time,
-                    })
-                })
-                .collect();
+            let items: Vec<serde_json::Value> = runs.iter().map(report::brief).collect();
             outln!(
                 "{}",
                 serde_json::to_string_pretty(&items).unwrap_or_default()
@@ -236,122 +224,70 @@ pub fn show(db: &Path, args: ShowArgs) -> Result<u8, String> {
         out!("{out}");
         return Ok(exit::OK);
     }
-    let detail = Detail::read(&conn, &run)?;
+    let detail = RunDetail::read(&conn, &run)?;
     match args.format {
         Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&detail.json(&run)).unwrap_or_default()
         ),
-        Format::Text => out!("{}", detail.text(&run)),
+        Format::Text => out!("{}", text(&detail, &run)),
     }
     Ok(exit::OK)
 }
 
-/// What `runs show` prints of a run beyond its row.
-struct Detail {
-    stages: Vec<StageRow>,
-    compensations: Vec<CompensationSummary>,
-    children: Vec<RunRow>,
-    jumps: Vec<RunRow>,
-}
-
-impl Detail {
-    fn read(conn: &Connection, run: &RunRow) -> Result<Detail, String> {
-        Ok(Detail {
-            stages: catalog::stages(conn, &run.run_id)?,
-            compensations: catalog::compensations(conn, &run.run_id)?,
-            children: catalog::related(conn, &run.run_id, "parent_run")?,
-            jumps: catalog::related(conn, &run.run_id, "jumped_from")?,
-        })
+/// The text `runs show` prints: the table `wvflow run` prints, then what else the store
+/// knows of the run.
+fn text(detail: &RunDetail, run: &RunRow) -> String {
+    let summary = Summary {
+        run_id: run.run_id.clone(),
+        flow: run.flow.clone(),
+        state: run.state,
+        stages: detail.stages.iter().map(|s| s.summary.clone()).collect(),
+        compensations: detail.compensations.clone(),
+        next: Vec::new(),
+        outputs: None,
+    };
+    let mut out = crate::cli::run::table_as(&summary, &run.display_state());
+    out.push('\n');
+    if let Some(reason) = &run.reason {
+        out.push_str(&format!("reason:   {reason}\n"));
     }
-
-    /// The run as one JSON object: the fields of `wvflow run --format json`, and more.
-    fn json(&self, run: &RunRow) -> serde_json::Value {
-        let brief = |runs: &[RunRow]| -> Vec<serde_json::Value> {
-            runs.iter()
-                .map(|r| {
-                    json!({
-                        "run_id": r.run_id, "flow": r.flow, "state": r.display_state(),
-                        "parent_stage": r.parent_stage,
-                    })
-                })
-                .collect()
-        };
-        json!({
-            "run_id": run.run_id,
-            "flow": run.flow,
-            "version": run.version,
-            "state": run.display_state(),
-            "reason": run.reason,
-            "args": run.args,
-            "run_time": run.run_time,
-            "started_at": run.started_at.map(rfc3339),
-            "finished_at": run.finished_at.map(rfc3339),
-            "owner": { "pid": run.owner.pid, "host": run.owner.host },
-            "resumes": run.resumes,
-            "parent_run": run.parent_run,
-            "parent_stage": run.parent_stage,
-            "jumped_from": run.jumped_from,
-            "stages": self.stages,
-            "compensations": self.compensations,
-            "children": brief(&self.children),
-            "jumps": brief(&self.jumps),
-        })
+    out.push_str(&format!(
+        "args:     {}\nrun_time: {}\nstarted:  {}\nfinished: {}\nowner:    pid {} on {}\n",
+        serde_json::Value::Object(run.args.clone()),
+        run.run_time,
+        run.started_at.map(rfc3339).unwrap_or_default(),
+        run.finished_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+        run.owner.pid,
+        run.owner.host
+    ));
+    if run.resumes > 0 {
+        out.push_str(&format!("resumed:  {} time(s)\n", run.resumes));
     }
-
-    /// The table `wvflow run` prints, then what else the store knows of the run.
-    fn text(&self, run: &RunRow) -> String {
-        let summary = Summary {
-            run_id: run.run_id.clone(),
-            flow: run.flow.clone(),
-            state: run.state,
-            stages: self.stages.iter().map(|s| s.summary.clone()).collect(),
-            compensations: self.compensations.clone(),
-            next: Vec::new(),
-            outputs: None,
-        };
-        let mut out = crate::cli::run::table_as(&summary, &run.display_state());
-        out.push('\n');
-        if let Some(reason) = &run.reason {
-            out.push_str(&format!("reason:   {reason}\n"));
+    for stage in &detail.stages {
+        if let Some(at) = &stage.next_attempt_at {
+            out.push_str(&format!(
+                "retrying: {}, attempt {} at {at}\n",
+                stage.summary.stage,
+                stage.summary.attempts + 1
+            ));
         }
-        out.push_str(&format!(
-            "args:     {}\nrun_time: {}\nstarted:  {}\nfinished: {}\nowner:    pid {} on {}\n",
-            serde_json::Value::Object(run.args.clone()),
-            run.run_time,
-            run.started_at.map(rfc3339).unwrap_or_default(),
-            run.finished_at.map(rfc3339).unwrap_or_else(|| "-".into()),
-            run.owner.pid,
-            run.owner.host
-        ));
-        if run.resumes > 0 {
-            out.push_str(&format!("resumed:  {} time(s)\n", run.resumes));
-        }
-        for stage in &self.stages {
-            if let Some(at) = &stage.next_attempt_at {
-                out.push_str(&format!(
-                    "retrying: {}, attempt {} at {at}\n",
-                    stage.summary.stage,
-                    stage.summary.attempts + 1
-                ));
-            }
-        }
-        for (title, runs) in [("child runs", &self.children), ("jumps", &self.jumps)] {
-            if runs.is_empty() {
-                continue;
-            }
-            out.push_str(&format!("\n{title}:\n"));
-            for r in runs {
-                out.push_str(&format!(
-                    "  {} of {}: {}\n",
-                    r.run_id,
-                    r.flow,
-                    r.display_state()
-                ));
-            }
-        }
-        out
     }
+    for (title, runs) in [("child runs", &detail.children), ("jumps", &detail.jumps)] {
+        if runs.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("\n{title}:\n"));
+        for r in runs {
+            out.push_str(&format!(
+                "  {} of {}: {}\n",
+                r.run_id,
+                r.flow,
+                r.display_state()
+            ));
+        }
+    }
+    out
 }
 
 /// How deep child runs and jumps are followed in a tree.
@@ -377,12 +313,13 @@ fn tree(
         out.push_str(&format!("{indent}└─ … (deeper runs left out)\n"));
         return Ok(());
     }
-    let Detail {
+    let RunDetail {
         stages,
         compensations,
         children,
         jumps,
-    } = Detail::read(conn, run)?;
+        ..
+    } = RunDetail::read(conn, run)?;
     let total = stages.len() + compensations.len() + jumps.len();
     let mut n = 0;
     let mut branch = |out: &mut String| {

@@ -206,6 +206,26 @@ pub fn plan_of(conn: &Connection, run_id: &str) -> Result<Plan, String> {
     serde_json::from_str(&text).map_err(|e| format!("the stored plan of run {run_id}: {e}"))
 }
 
+/// The first run that process `pid` of this host owns and recorded at `since_ms` or later
+/// (later ones are the runs its jumps started).
+pub fn run_started_by(
+    conn: &Connection,
+    pid: u32,
+    since_ms: i64,
+) -> Result<Option<RunRow>, String> {
+    conn.query_row(
+        &format!(
+            "SELECT {RUN_COLUMNS} FROM wvflow_runs
+             WHERE owner_pid = ?1 AND owner_host = ?2 AND created_at >= ?3
+             ORDER BY created_at, rowid LIMIT 1"
+        ),
+        params![pid, super::owner::Owner::this_process().host, since_ms],
+        run_row,
+    )
+    .optional()
+    .map_err(|e| e.to_string())
+}
+
 /// Which runs to list.
 #[derive(Default)]
 pub struct Filter {

@@ -9,10 +9,12 @@
 //! | [`journal`] | recording one run's transitions; requests from other processes |
 //! | [`owner`] | liveness: the owner process, its lease, cancel and pause polling |
 //! | [`catalog`] | reading runs back; retention |
+//! | [`report`] | a run as one JSON document, for `runs show` and the dashboard |
 
 pub mod catalog;
 pub mod journal;
 pub mod owner;
+pub mod report;
 pub mod schema;
 
 use rusqlite::types::Value;
@@ -76,6 +78,36 @@ pub fn race_losers(
         .filter(|s| s.first_success && succeeded(&s.id))
         .flat_map(|s| s.upstream.iter().map(|e| e.stage.clone()))
         .collect()
+}
+
+/// Sends run `run_id` the signal `name` (one its flow declares, or `pause` / `resume`) with
+/// `value`, for its owner to read.
+pub fn send_signal(
+    db: &std::path::Path,
+    run_id: &str,
+    name: &str,
+    value: &Value,
+) -> Result<(), String> {
+    let conn = schema::open(db)?;
+    catalog::run_in(&conn, run_id)?
+        .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()))?;
+    let plan = catalog::plan_of(&conn, run_id)?;
+    drop(conn);
+    let declared: Vec<&str> = plan.flow.signals.iter().map(|s| s.name.as_str()).collect();
+    if !declared.contains(&name) && !matches!(name, "pause" | "resume") {
+        let mut known = declared.clone();
+        known.extend(["pause", "resume"]);
+        let hint = crate::diagnostics::suggest::closest(name, known.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        return Err(format!(
+            "flow `{}` declares no signal `{name}` (it has: {}){hint}",
+            plan.flow.name,
+            known.join(", ")
+        ));
+    }
+    journal::request(db, run_id, "signal", Some(name), Some(value))?;
+    Ok(())
 }
 
 #[cfg(test)]

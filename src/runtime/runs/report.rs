@@ -1,0 +1,96 @@
+//! A run as one JSON document: what `wvflow runs show --format json` prints and the
+//! dashboard's HTTP API serves, so both always agree.
+
+use super::catalog::{self, RunRow, StageRow};
+use super::schema::rfc3339;
+use crate::runtime::engine::CompensationSummary;
+use rusqlite::{Connection, params};
+use serde_json::{Value, json};
+
+/// What the store knows of a run beyond its row.
+pub struct RunDetail {
+    pub stages: Vec<StageRow>,
+    pub compensations: Vec<CompensationSummary>,
+    pub children: Vec<RunRow>,
+    pub jumps: Vec<RunRow>,
+    /// How each flow hook ended, in the order they ran.
+    pub hooks: Vec<Value>,
+}
+
+impl RunDetail {
+    pub fn read(conn: &Connection, run: &RunRow) -> Result<RunDetail, String> {
+        Ok(RunDetail {
+            stages: catalog::stages(conn, &run.run_id)?,
+            compensations: catalog::compensations(conn, &run.run_id)?,
+            children: catalog::related(conn, &run.run_id, "parent_run")?,
+            jumps: catalog::related(conn, &run.run_id, "jumped_from")?,
+            hooks: hooks(conn, &run.run_id)?,
+        })
+    }
+
+    /// The run as one JSON object: the fields of `wvflow run --format json`, and more.
+    pub fn json(&self, run: &RunRow) -> Value {
+        let brief = |runs: &[RunRow]| -> Vec<Value> {
+            runs.iter()
+                .map(|r| {
+                    json!({
+                        "run_id": r.run_id, "flow": r.flow, "state": r.display_state(),
+                        "parent_stage": r.parent_stage,
+                    })
+                })
+                .collect()
+        };
+        json!({
+            "run_id": run.run_id,
+            "flow": run.flow,
+            "version": run.version,
+            "state": run.display_state(),
+            "reason": run.reason,
+            "args": run.args,
+            "run_time": run.run_time,
+            "started_at": run.started_at.map(rfc3339),
+            "finished_at": run.finished_at.map(rfc3339),
+            "owner": { "pid": run.owner.pid, "host": run.owner.host },
+            "resumes": run.resumes,
+            "parent_run": run.parent_run,
+            "parent_stage": run.parent_stage,
+            "jumped_from": run.jumped_from,
+            "stages": self.stages,
+            "compensations": self.compensations,
+            "hooks": self.hooks,
+            "children": brief(&self.children),
+            "jumps": brief(&self.jumps),
+        })
+    }
+}
+
+/// A run as one line of `wvflow runs list --format json`.
+pub fn brief(run: &RunRow) -> Value {
+    json!({
+        "run_id": run.run_id,
+        "flow": run.flow,
+        "state": run.display_state(),
+        "started_at": run.started_at.map(rfc3339),
+        "finished_at": run.finished_at.map(rfc3339),
+        "run_time": run.run_time,
+    })
+}
+
+/// How the run's hooks ended: `{event, target, error}` each, from the event log.
+fn hooks(conn: &Connection, run_id: &str) -> Result<Vec<Value>, String> {
+    let mut statement = conn
+        .prepare(
+            "SELECT detail FROM wvflow_events
+             WHERE run_id = ?1 AND kind IN ('hook_finished', 'hook_failed') ORDER BY seq",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = statement
+        .query_map(params![run_id], |r| r.get::<_, Option<String>>(0))
+        .map_err(|e| e.to_string())?;
+    let mut hooks = Vec::new();
+    for detail in rows {
+        let detail = detail.map_err(|e| e.to_string())?.unwrap_or_default();
+        hooks.push(serde_json::from_str(&detail).unwrap_or(Value::Null));
+    }
+    Ok(hooks)
+}

@@ -1,0 +1,125 @@
+//! The workspace's flows as the page shows them, read from the files on each request so an
+//! edit shows at the next look: parameters, schedule and its next fire times, recent runs,
+//! and the workspace's diagnostics when it does not check.
+
+use super::http::{Reply, Site};
+use crate::check::Index;
+use crate::plan::{Plan, lower};
+use crate::runtime::runs::catalog::{self, Filter};
+use crate::runtime::runs::{report, schema};
+use crate::runtime::schedule::{Timing, utc_now};
+use crate::workspace::Workspace;
+use serde_json::{Value, json};
+
+/// Fire times shown per scheduled flow.
+const NEXT_FIRES: usize = 5;
+/// Runs shown per flow.
+const RECENT_RUNS: usize = 5;
+
+/// The workspace compiled, or the text of what stops it: what [`list`] and starting a flow
+/// both need.
+pub(super) struct Compiled {
+    pub workspace: Workspace,
+    /// Every problem found, rendered as `wvflow check` prints them (no colour).
+    pub diagnostics: String,
+    pub ok: bool,
+}
+
+pub(super) fn compile(site: &Site) -> Compiled {
+    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&site.workspace));
+    let mut found: Vec<_> = workspace.diagnostics().cloned().collect();
+    found.extend(crate::check::check(&workspace).diagnostics);
+    crate::diagnostics::normalize(&mut found);
+    let mut diagnostics: String = load_errors
+        .iter()
+        .map(|e| format!("error: {e}\n"))
+        .collect();
+    diagnostics.push_str(&crate::diagnostics::render_human(
+        &found,
+        &workspace.sources,
+        false,
+    ));
+    let ok = load_errors.is_empty() && !found.iter().any(|d| d.is_error());
+    Compiled {
+        workspace,
+        diagnostics,
+        ok,
+    }
+}
+
+/// Every flow (its newest version) with what the page shows of it.
+pub fn list(site: &Site) -> Reply {
+    let compiled = compile(site);
+    let mut flows = Vec::new();
+    if compiled.ok {
+        let index = Index::new(&compiled.workspace);
+        let conn = site
+            .db
+            .is_file()
+            .then(|| schema::open(&site.db).ok())
+            .flatten();
+        let mut names: Vec<&str> = index.flow_names().collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let Some(def) = index.flow(name, None) else {
+                continue;
+            };
+            let plan = lower(&compiled.workspace, &index, def);
+            let recent = conn.as_ref().map_or_else(Vec::new, |conn| {
+                let filter = Filter {
+                    flow: Some(name.to_string()),
+                    state: None,
+                    limit: Some(RECENT_RUNS),
+                };
+                catalog::list(conn, &filter)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(report::brief)
+                    .collect()
+            });
+            flows.push(flow_json(&plan, recent));
+        }
+    }
+    Reply::Json(
+        200,
+        json!({
+            "workspace": site.workspace.display().to_string(),
+            "checks": compiled.ok,
+            "diagnostics": compiled.diagnostics,
+            "flows": flows,
+        }),
+    )
+}
+
+fn flow_json(plan: &Plan, recent: Vec<Value>) -> Value {
+    let flow = &plan.flow;
+    let schedule = flow.schedule.as_ref().map(|s| {
+        let mut next = Vec::new();
+        if let Ok(timing) = Timing::of(s) {
+            let mut at = utc_now();
+            while next.len() < NEXT_FIRES {
+                let Some(fire) = timing.next_after(at) else {
+                    break;
+                };
+                next.push(crate::runtime::schedule::run_time_text(fire));
+                at = fire;
+            }
+        }
+        json!({
+            "cron": s.cron,
+            "interval_ms": s.interval_ms,
+            "timezone": s.timezone,
+            "catchup": s.catchup,
+            "next": next,
+        })
+    });
+    json!({
+        "flow": flow.name,
+        "version": flow.version,
+        "params": flow.params,
+        "schedule": schedule,
+        "stages": flow.stages.len(),
+        "recent_runs": recent,
+    })
+}

@@ -1,0 +1,19 @@
+//! `wvflow ui`: a local web dashboard over a workspace's run store. The binary serves the
+//! page (its assets are compiled in: nothing is fetched from elsewhere) and a JSON API; the
+//! page polls the API, so what it shows follows the runs without a reload.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`http`] | the server: threads, routing, responses, who may call what |
+//! | [`read`] | the API's reads: runs, one run, its graph, logs, rows |
+//! | [`flows`] | the workspace's flows: parameters, schedules, recent runs, diagnostics |
+//! | [`actions`] | start a flow, cancel, resume, signal: what needs the token |
+//!
+//! API and security: `docs/ui.md`.
+
+mod actions;
+mod flows;
+mod http;
+mod read;
+
+pub use http::{Dashboard, Options};

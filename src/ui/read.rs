@@ -1,0 +1,125 @@
+//! The API's reads, each a fresh look at the run store: the server keeps no runs in memory.
+
+use super::http::{Query, Reply, Site, error};
+use crate::runtime::runs::catalog::{self, Filter};
+use crate::runtime::runs::report::{self, RunDetail};
+use crate::runtime::runs::schema;
+use serde_json::json;
+
+/// How many runs a list returns unless told.
+const RUNS_LIMIT: usize = 200;
+/// How many rows a preview returns unless told.
+const ROWS_LIMIT: u64 = 100;
+
+fn store(site: &Site) -> Result<rusqlite::Connection, Reply> {
+    if !site.db.is_file() {
+        return Err(error(404, "no run has been recorded yet"));
+    }
+    schema::open(&site.db).map_err(|e| error(500, e))
+}
+
+fn found(conn: &rusqlite::Connection, id: &str) -> Result<catalog::RunRow, Reply> {
+    catalog::run_in(conn, id)
+        .map_err(|e| error(500, e))?
+        .ok_or_else(|| error(404, format!("no run `{id}`")))
+}
+
+/// Runs of the store, newest first: `flow`, `state` (as in `runs list --state`) and `limit`
+/// filter. `seq` is the store's newest event, which changes whenever any run does.
+pub fn runs(site: &Site, query: &Query) -> Reply {
+    let limit = match query.number::<usize>("limit") {
+        Ok(n) => n.unwrap_or(RUNS_LIMIT),
+        Err(reply) => return reply,
+    };
+    if !site.db.is_file() {
+        return Reply::Json(200, json!({ "runs": [], "seq": 0 }));
+    }
+    let result = store(site).and_then(|conn| {
+        let filter = Filter {
+            flow: query.get("flow").map(str::to_string),
+            state: query.get("state").map(str::to_string),
+            limit: Some(limit),
+        };
+        let runs = catalog::list(&conn, &filter).map_err(|e| error(500, e))?;
+        let seq = catalog::last_event(&conn).map_err(|e| error(500, e))?;
+        let runs: Vec<_> = runs
+            .iter()
+            .map(|r| {
+                let mut brief = report::brief(r);
+                brief["parent_run"] = json!(r.parent_run);
+                brief
+            })
+            .collect();
+        Ok(json!({ "runs": runs, "seq": seq }))
+    });
+    result.map_or_else(|reply| reply, |v| Reply::Json(200, v))
+}
+
+/// One run, as `wvflow runs show RUN --format json` prints it.
+pub fn run(site: &Site, id: &str) -> Reply {
+    let result = store(site).and_then(|conn| {
+        let run = found(&conn, id)?;
+        let detail = RunDetail::read(&conn, &run).map_err(|e| error(500, e))?;
+        Ok(detail.json(&run))
+    });
+    result.map_or_else(|reply| reply, |v| Reply::Json(200, v))
+}
+
+/// The run's stages and the edges between them, from the plan it ran: what the page draws.
+pub fn graph(site: &Site, id: &str) -> Reply {
+    let result = store(site).and_then(|conn| {
+        found(&conn, id)?;
+        let plan = catalog::plan_of(&conn, id).map_err(|e| error(500, e))?;
+        let stages: Vec<_> = plan
+            .flow
+            .stages
+            .iter()
+            .map(|s| {
+                json!({
+                    "stage": s.id,
+                    "kind": s.kind,
+                    "upstream": s.upstream,
+                })
+            })
+            .collect();
+        Ok(json!({ "flow": plan.flow.name, "stages": stages }))
+    });
+    result.map_or_else(|reply| reply, |v| Reply::Json(200, v))
+}
+
+/// Attempt logs of the run (`stage`, `attempt`, `item` filter), in the order they started.
+pub fn logs(site: &Site, id: &str, query: &Query) -> Reply {
+    let (attempt, item) = match (query.number::<u32>("attempt"), query.number::<u64>("item")) {
+        (Ok(a), Ok(i)) => (a, i),
+        (Err(reply), _) | (_, Err(reply)) => return reply,
+    };
+    let result = store(site).and_then(|conn| {
+        found(&conn, id)?;
+        let logs = catalog::logs(&conn, id, query.get("stage")).map_err(|e| error(500, e))?;
+        let logs: Vec<_> = logs
+            .into_iter()
+            .filter(|a| attempt.is_none_or(|n| n == a.attempt))
+            .filter(|a| item.is_none_or(|i| Some(i) == a.item))
+            .collect();
+        Ok(json!({ "logs": logs }))
+    });
+    result.map_or_else(|reply| reply, |v| Reply::Json(200, v))
+}
+
+/// The first rows a stage produced, as `runs rows --format json` gives them, and its columns.
+pub fn rows(site: &Site, id: &str, query: &Query) -> Reply {
+    let Some(stage) = query.get("stage") else {
+        return error(400, "which stage? (`stage=NAME`)");
+    };
+    let limit = match query.number::<u64>("limit") {
+        Ok(n) => n.unwrap_or(ROWS_LIMIT),
+        Err(reply) => return reply,
+    };
+    let result = store(site).and_then(|conn| {
+        found(&conn, id)?;
+        let rows =
+            catalog::output_rows(&conn, id, stage, Some(limit)).map_err(|e| error(404, e))?;
+        Ok(json!({ "columns": rows.columns, "rows": rows.to_json_objects() }))
+    });
+    result.map_or_else(|reply| reply, |v| Reply::Json(200, v))
+}

@@ -1,0 +1,431 @@
+//! `wvflow ui`: its HTTP API as other tools use it, who may act, and the page driven in the
+//! system Chromium (tests/ui/browser.mjs, set up by scripts/test.sh).
+
+use crate::common::{scratch, wvflow};
+use serde_json::{Value, json};
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FLOWS: &str = r#"activity slow(seconds: int) = sh("""sleep "$WV_SECONDS"; echo '{"done": true}'""")
+activity broken = sh("""echo 'disk full on /data' >&2; exit 3""")
+activity echo_args(label: string, loud: boolean, pause: duration, ratio: float) = sh("""
+  printf '{"label": "%s", "loud": "%s", "pause": "%s", "ratio": "%s"}\n' "$WV_LABEL" "$WV_LOUD" "$WV_PAUSE" "$WV_RATIO"
+""")
+flow Slow(seconds: int = 2) = {
+  stage first = from [[1, 'a'], [2, 'b']] as t(n, name)
+  stage work = slow(seconds)
+  stage after = from work | select done
+}
+flow Broken = {
+  stage ok = from [[1]] as t(n)
+  stage bad = broken()
+}
+flow Typed(label: string = 'x', loud: boolean = false, pause: duration = 1s, ratio: float = 0.5) = {
+  stage show = echo_args(label, loud, pause, ratio)
+}
+flow Waits = {
+  signal approved = false
+  stage gate [poll_interval: 50ms, timeout: 30s] = wait until approved
+  stage done = from gate | select 1 as n
+}
+"#;
+
+/// `wvflow ui` on a workspace, stopped when dropped.
+struct Ui {
+    child: Child,
+    base: String,
+    token: String,
+    dir: PathBuf,
+}
+
+impl Ui {
+    fn start(dir: &Path) -> Ui {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+            .args(["ui", dir.to_str().unwrap(), "--port", "0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .strip_prefix("wvflow ui: ")
+            .unwrap_or_else(|| panic!("{line}"))
+            .trim()
+            .to_string();
+        let (base, token) = url.split_once("/?token=").unwrap();
+        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+        assert_eq!(token.len(), 32, "{token}");
+        Ui {
+            child,
+            base: base.to_string(),
+            token: token.to_string(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let mut response = Ui::agent()
+            .get(format!("{}{path}", self.base))
+            .call()
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// A POST with the token (`token: None` leaves it out) and, if given, an `Origin`.
+    fn post(
+        &self,
+        path: &str,
+        body: Value,
+        token: Option<&str>,
+        origin: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = Ui::agent().post(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("X-Wvflow-Token", token);
+        }
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        let mut response = request.send(body.to_string()).unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn act(&self, path: &str, body: Value) -> (u16, Value) {
+        self.post(path, body, Some(&self.token.clone()), None)
+    }
+
+    /// The run once it has ended (or `state` is reached).
+    fn wait_for(&self, run_id: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, run) = self.get(&format!("/api/runs/{run_id}"));
+            assert_eq!(status, 200, "{run}");
+            if run["state"] == state {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run_id} never got {state}: {run}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The API answers what `wvflow runs` prints, starts flows with typed arguments bound as
+/// `wvflow run` binds them, and refuses actions without the token, from another origin, or
+/// addressed by another name.
+#[test]
+fn ui_api_reads_runs_and_acts_only_with_the_token() {
+    let dir = scratch("ui_api", &[("flows.wv", FLOWS)]);
+    let ui = Ui::start(&dir);
+
+    // Nothing recorded yet: an empty list, not an error.
+    assert_eq!(ui.get("/api/runs"), (200, json!({ "runs": [], "seq": 0 })));
+    let (status, flows) = ui.get("/api/flows");
+    assert_eq!(status, 200);
+    assert_eq!(flows["checks"], true);
+    let names: Vec<&str> = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["flow"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Broken", "Slow", "Typed", "Waits"]);
+    assert_eq!(
+        flows["flows"][2]["params"],
+        json!([
+            { "name": "label", "type": "string", "default": "x" },
+            { "name": "loud", "type": "boolean", "default": false },
+            { "name": "pause", "type": "duration", "default": 1000 },
+            { "name": "ratio", "type": "float", "default": 0.5 },
+        ])
+    );
+
+    // Who may act.
+    let start = "/api/flows/Slow/runs";
+    let body = json!({ "args": { "seconds": 0 } });
+    let (status, answer) = ui.post(start, body.clone(), None, None);
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("token"),
+        "{answer}"
+    );
+    assert_eq!(ui.post(start, body.clone(), Some("0123"), None).0, 403);
+    let (status, answer) = ui.post(
+        start,
+        body.clone(),
+        Some(&ui.token),
+        Some("http://evil.example"),
+    );
+    assert_eq!(status, 403, "{answer}");
+    let port = ui.base.rsplit(':').next().unwrap();
+    let raw = |request: String| {
+        let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    };
+    // A page on another name that resolves here (DNS rebinding) reads nothing.
+    let rebound =
+        raw("GET /api/runs HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".into());
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    assert!(
+        ui.runs_recorded() == 0,
+        "nothing was started by a refused request"
+    );
+
+    // Typed arguments reach the activity as `wvflow run` passes them.
+    let (status, answer) = ui.act(
+        "/api/flows/Typed/runs",
+        json!({ "args": { "label": "it's quoted", "loud": true, "pause": "90s", "ratio": 2 } }),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let typed = answer["run_id"].as_str().unwrap().to_string();
+    let run = ui.wait_for(&typed, "success");
+    assert_eq!(
+        run["args"],
+        json!({ "label": "it's quoted", "loud": true, "pause": "90s", "ratio": 2.0 })
+    );
+    let (_, rows) = ui.get(&format!("/api/runs/{typed}/rows?stage=show"));
+    assert_eq!(
+        rows,
+        json!({ "columns": ["label", "loud", "pause", "ratio"], "rows": [
+            { "label": "it's quoted", "loud": "true", "pause": "90s", "ratio": "2.0" }
+        ] })
+    );
+    // The same document as `wvflow runs show --format json`.
+    let shown = wvflow(&[
+        "runs",
+        "-w",
+        dir.to_str().unwrap(),
+        "show",
+        &typed,
+        "--format",
+        "json",
+    ]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(ui.get(&format!("/api/runs/{typed}")).1, shown);
+
+    // Wrong arguments are refused before anything runs, with `wvflow run`'s words.
+    for (args, words) in [
+        (json!({ "seconds": "x" }), "must be a whole number"),
+        (json!({ "secs": 1 }), "secs"),
+        (
+            json!({ "seconds": [1] }),
+            "must be a number, a boolean, a text or null",
+        ),
+    ] {
+        let (status, answer) = ui.act(start, json!({ "args": args }));
+        assert_eq!(status, 400, "{args}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(words),
+            "{answer}"
+        );
+    }
+    let (status, answer) = ui.act("/api/flows/Nope/runs", json!({}));
+    assert_eq!(
+        (status, answer["error"].as_str().unwrap()),
+        (404, "the workspace has no flow `Nope`")
+    );
+    let (status, _) = ui.act(start, Value::Null);
+    assert_eq!(status, 400, "a body that is not an object of args");
+    assert_eq!(ui.runs_recorded(), 1);
+
+    // A failed stage: its logs and attempts; rows only for a stage that succeeded.
+    let (_, answer) = ui.act("/api/flows/Broken/runs", json!({}));
+    let broken = answer["run_id"].as_str().unwrap().to_string();
+    let run = ui.wait_for(&broken, "failed");
+    assert_eq!(run["stages"][1]["history"][0]["exit_code"], 3);
+    let (_, logs) = ui.get(&format!("/api/runs/{broken}/logs?stage=bad"));
+    assert_eq!(logs["logs"][0]["log"], "disk full on /data\n");
+    let (status, answer) = ui.get(&format!("/api/runs/{broken}/rows?stage=bad"));
+    assert_eq!(status, 404);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("only a stage that succeeded has rows")
+    );
+    assert_eq!(ui.get("/api/runs/no-such-run").0, 404);
+    assert_eq!(ui.get("/api/runs?limit=x").0, 400);
+    let (_, graph) = ui.get(&format!("/api/runs/{broken}/graph"));
+    assert_eq!(
+        graph["stages"][1],
+        json!({ "stage": "bad", "kind": "activity", "upstream": [] })
+    );
+
+    // Filters, as `runs list` has them.
+    let (_, failed) = ui.get("/api/runs?state=failed");
+    assert_eq!(failed["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(failed["runs"][0]["run_id"], broken.as_str());
+    let (_, typed_runs) = ui.get("/api/runs?flow=Typed");
+    assert_eq!(typed_runs["runs"][0]["run_id"], typed.as_str());
+
+    // A signal lets a waiting run go on; an unknown one is refused with the names it has.
+    let (_, answer) = ui.act("/api/flows/Waits/runs", json!({}));
+    let waits = answer["run_id"].as_str().unwrap().to_string();
+    let (status, answer) = ui.act(
+        &format!("/api/runs/{waits}/signal"),
+        json!({ "name": "aproved" }),
+    );
+    assert_eq!(status, 409);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `approved`?"),
+        "{answer}"
+    );
+    let (status, _) = ui.act(
+        &format!("/api/runs/{waits}/signal"),
+        json!({ "name": "approved", "value": true }),
+    );
+    assert_eq!(status, 202);
+    ui.wait_for(&waits, "success");
+
+    // Cancel a running run, then resume it: it runs to success under the same id.
+    let (_, answer) = ui.act(start, json!({ "args": { "seconds": 30 } }));
+    let slow = answer["run_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ui.get(&format!("/api/runs/{slow}")).1["stages"][1]["state"] != "running" {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, answer) = ui.act(&format!("/api/runs/{slow}/cancel"), json!({}));
+    assert_eq!(status, 202, "{answer}");
+    let run = ui.wait_for(&slow, "cancelled");
+    assert_eq!(run["stages"][1]["state"], "cancelled");
+    assert_eq!(
+        ui.act(&format!("/api/runs/{slow}/cancel"), json!({})).0,
+        409,
+        "it has ended"
+    );
+    let (status, answer) = ui.act(&format!("/api/runs/{slow}/resume"), json!({}));
+    assert_eq!(
+        (status, answer["run_id"].as_str()),
+        (202, Some(slow.as_str()))
+    );
+    // The resumed run still sleeps 30 s: cancel it again rather than wait.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ui.get(&format!("/api/runs/{slow}")).1["state"] != "running" {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        ui.act(&format!("/api/runs/{slow}/cancel"), json!({})).0,
+        202
+    );
+    let run = ui.wait_for(&slow, "cancelled");
+    assert_eq!(run["resumes"], 1);
+    let (status, answer) = ui.act(&format!("/api/runs/{typed}/resume"), json!({}));
+    assert_eq!(
+        status, 400,
+        "a run that succeeded has nothing to resume: {answer}"
+    );
+
+    // A workspace that stops checking: its diagnostics, and no start.
+    std::fs::write(
+        dir.join("broken.wv"),
+        "flow Oops = {\n  stage a = from\n}\n",
+    )
+    .unwrap();
+    let (_, flows) = ui.get("/api/flows");
+    assert_eq!(flows["checks"], false);
+    assert!(
+        flows["diagnostics"].as_str().unwrap().contains("broken.wv"),
+        "{flows}"
+    );
+    let (status, answer) = ui.act(start, json!({}));
+    assert_eq!(status, 409);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the workspace does not check")
+    );
+}
+
+impl Ui {
+    fn runs_recorded(&self) -> usize {
+        let _ = &self.dir;
+        self.get("/api/runs").1["runs"]
+            .as_array()
+            .map_or(0, Vec::len)
+    }
+}
+
+/// The page in Chromium: start a flow from its form and watch a stage go running -> success
+/// without a reload, read a failed stage's logs, cancel a run with the button, a refused
+/// action, the runs list with a filter; screenshots of the runs list, a run and the flows.
+#[test]
+fn ui_in_a_real_browser() {
+    let dir = scratch("ui_browser", &[("flows.wv", FLOWS)]);
+    let shots = std::env::var_os("WVFLOW_UI_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let ui = Ui::start(&dir);
+    let out = Command::new("node")
+        .arg("tests/ui/browser.mjs")
+        .arg(format!("{}/?token={}", ui.base, ui.token))
+        .arg(&shots)
+        .output()
+        .expect("node is installed and tests/ui is set up (scripts/test.sh)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report.matches("ok: ").count(), 8, "{report}");
+    // What the page did, as the run store tells it.
+    let runs_line = report
+        .lines()
+        .find_map(|l| l.strip_prefix("runs: "))
+        .unwrap();
+    let states: Vec<String> = runs_line
+        .split(' ')
+        .map(|id| {
+            let o = wvflow(&[
+                "runs",
+                "-w",
+                dir.to_str().unwrap(),
+                "show",
+                id,
+                "--format",
+                "json",
+            ]);
+            let run: Value = serde_json::from_slice(&o.stdout).unwrap();
+            run["state"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(states, ["success", "failed", "cancelled"]);
+    for name in ["runs.png", "run.png", "flows.png"] {
+        let png = std::fs::read(shots.join(name)).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name}");
+    }
+}
