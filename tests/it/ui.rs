@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const FLOWS: &str = r#"activity slow(seconds: int) = sh("""sleep "$WV_SECONDS"; echo '{"done": true}'""")
-activity broken = sh("""echo 'disk full on /data' >&2; exit 3""")
+activity broken = sh("""echo 'disk full on /data <img src=x onerror="window.pwned=1">' >&2; exit 3""")
 activity echo_args(label: string, loud: boolean, pause: duration, ratio: float) = sh("""
   printf '{"label": "%s", "loud": "%s", "pause": "%s", "ratio": "%s"}\n' "$WV_LABEL" "$WV_LOUD" "$WV_PAUSE" "$WV_RATIO"
 """)
@@ -24,6 +24,12 @@ flow Broken = {
 }
 flow Typed(label: string = 'x', loud: boolean = false, pause: duration = 1s, ratio: float = 0.5) = {
   stage show = echo_args(label, loud, pause, ratio)
+}
+flow Nightly with {
+  schedule: cron('30 1 * * *')
+  timezone: 'Europe/Berlin'
+} = {
+  stage a = from [[1]] as t(n)
 }
 flow Waits = {
   signal approved = false
@@ -153,9 +159,26 @@ fn ui_api_reads_runs_and_acts_only_with_the_token() {
         .iter()
         .map(|f| f["flow"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["Broken", "Slow", "Typed", "Waits"]);
+    assert_eq!(names, ["Broken", "Nightly", "Slow", "Typed", "Waits"]);
+    let nightly = &flows["flows"][1]["schedule"];
+    assert_eq!(nightly["cron"], "30 1 * * *");
+    assert_eq!(nightly["timezone"], "Europe/Berlin");
+    let next: Vec<&str> = nightly["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(next.len(), 5, "{nightly}");
+    // 01:30 in Berlin is 00:30 UTC in winter, 23:30 the day before in summer.
+    assert!(
+        next.iter()
+            .all(|t| t.ends_with("T00:30:00Z") || t.ends_with("T23:30:00Z")),
+        "{next:?}"
+    );
+    assert!(next.windows(2).all(|w| w[0] < w[1]), "{next:?}");
     assert_eq!(
-        flows["flows"][2]["params"],
+        flows["flows"][3]["params"],
         json!([
             { "name": "label", "type": "string", "default": "x" },
             { "name": "loud", "type": "boolean", "default": false },
@@ -261,7 +284,10 @@ fn ui_api_reads_runs_and_acts_only_with_the_token() {
     let run = ui.wait_for(&broken, "failed");
     assert_eq!(run["stages"][1]["history"][0]["exit_code"], 3);
     let (_, logs) = ui.get(&format!("/api/runs/{broken}/logs?stage=bad"));
-    assert_eq!(logs["logs"][0]["log"], "disk full on /data\n");
+    assert_eq!(
+        logs["logs"][0]["log"],
+        "disk full on /data <img src=x onerror=\"window.pwned=1\">\n"
+    );
     let (status, answer) = ui.get(&format!("/api/runs/{broken}/rows?stage=bad"));
     assert_eq!(status, 404);
     assert!(

@@ -60,6 +60,10 @@ try {
   await page.waitForSelector(node("bad", "failed"), { timeout: 20000 });
   await page.click('g.node[data-stage="bad"]');
   await page.waitForFunction(() => document.querySelector("#stage-logs")?.textContent.includes("disk full on /data"));
+  // What a run wrote is shown as text, never run as HTML.
+  const logs = await page.textContent("#stage-logs");
+  if (!logs.includes('<img src=x onerror="window.pwned=1">')) throw new Error("the log as shown: " + logs);
+  if (await page.evaluate(() => window.pwned)) throw new Error("a log ran as HTML");
   const exits = await page.$$eval("#stage-detail td.exit", (tds) => tds.map((t) => t.textContent));
   if (exits.join(",") !== "3") throw new Error("exit codes shown: " + exits.join(","));
   ok(step + " (run " + broken + ")");
