@@ -8,7 +8,7 @@ use super::progress::Live;
 use crate::check::Index;
 use crate::plan::lower;
 use crate::runtime::engine::{Progress, Summary};
-use crate::runtime::flow_call::{bind_params, call_args, parse_call};
+use crate::runtime::flow_call::{bind_json_args, bind_params, call_args, parse_call};
 use crate::runtime::launch::{ChainEnd, Runner, Start, default_db};
 use crate::workspace::Workspace;
 use clap::{Args, ValueEnum};
@@ -30,6 +30,10 @@ pub struct RunArgs {
     flow_call: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// The flow's arguments as a JSON object (`{"city": "Oslo", "pause": "90s"}`), instead of
+    /// `Name(arg = value)`: what programs that start runs pass.
+    #[arg(long)]
+    args: Option<String>,
     /// The workspace database (default: `.wvflow/workspace.db` beside the workspace).
     #[arg(long)]
     db: Option<PathBuf>,
@@ -66,6 +70,10 @@ pub fn run(args: RunArgs) -> u8 {
         }
     };
     let mut queue = Vec::new();
+    if args.args.is_some() && name.is_none() && !index.runs.is_empty() {
+        eprintln!("error: --args needs the flow's name");
+        return exit::USAGE;
+    }
     if name.is_none() && !index.runs.is_empty() {
         // `run flow` statements run in file order.
         for run in &index.runs {
@@ -95,7 +103,16 @@ pub fn run(args: RunArgs) -> u8 {
             }
         };
         let plan = lower(&workspace, &index, def);
-        match bind_params(&plan, &given) {
+        let bound = match &args.args {
+            None => bind_params(&plan, &given),
+            Some(_) if !given.is_empty() => Err(
+                "give the arguments either as `Name(arg = value)` or with --args, not both".into(),
+            ),
+            Some(json) => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
+                .map_err(|e| format!("--args is not a JSON object: {e}"))
+                .and_then(|given| bind_json_args(&plan, &given)),
+        };
+        match bound {
             Ok(params) => queue.push((plan, params)),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -32,7 +32,6 @@ pub fn run(args: UiArgs) -> u8 {
         db,
         host: args.host,
         port: args.port,
-        threads: 4,
     }) {
         Ok(d) => d,
         Err(e) => {

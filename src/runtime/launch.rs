@@ -326,6 +326,7 @@ impl Runner<'_> {
             compensate_on_cancel,
             paused,
             resumed,
+            single_attempt: None,
         };
         let mut summary = execute(plan, &stores, &ctx, max_parallel);
         // A run the store could not record was stopped for that reason: it failed.
@@ -585,8 +586,22 @@ pub fn call_text(flow: &str, version: Option<u32>, args: &BTreeMap<String, Value
             let value = match v {
                 Value::Null => "null".to_string(),
                 Value::Integer(n) => n.to_string(),
-                Value::Real(x) => format!("{x:?}"),
-                Value::Text(t) => format!("'{}'", t.replace('\\', "\\\\").replace('\'', "\\'")),
+                // Plain decimals with a point: the literal reader takes no exponent.
+                Value::Real(x) => {
+                    let text = format!("{x}");
+                    if text.contains('.') {
+                        text
+                    } else {
+                        text + ".0"
+                    }
+                }
+                Value::Text(t) => format!(
+                    "'{}'",
+                    t.replace('\\', "\\\\")
+                        .replace('\'', "\\'")
+                        .replace('\n', "\\n")
+                        .replace('\t', "\\t")
+                ),
                 Value::Blob(b) => format!("'{}'", String::from_utf8_lossy(b)),
             };
             format!("{k} = {value}")

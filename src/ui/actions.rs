@@ -7,11 +7,9 @@ use super::flows::compile;
 use super::http::{Reply, Site, error};
 use crate::check::Index;
 use crate::plan::lower;
-use crate::runtime::flow_call::bind_params;
-use crate::runtime::launch::call_text;
+use crate::runtime::flow_call::bind_json_args;
 use crate::runtime::runs::{catalog, journal, schema};
 use crate::runtime::store::{from_json, to_json};
-use crate::value::ValueType;
 use rusqlite::types::Value;
 use serde_json::json;
 use std::process::{Command, Stdio};
@@ -42,31 +40,26 @@ pub fn start(site: &Site, flow: &str, body: &serde_json::Value) -> Reply {
         Some(serde_json::Value::Object(args)) => args.clone(),
         Some(_) => return error(400, "`args` must be an object of argument values"),
     };
-    let mut args = Vec::new();
-    for (name, value) in &given {
-        let ty = plan
-            .flow
-            .params
-            .iter()
-            .find(|p| &p.name == name)
-            .map(|p| p.ty);
-        match argument(ty, value) {
-            Ok(value) => args.push((Some(name.clone()), value)),
-            Err(e) => return error(400, format!("argument `{name}`: {e}")),
-        }
-    }
-    let params = match bind_params(&plan, &args) {
+    let params = match bind_json_args(&plan, &given) {
         Ok(params) => params,
         Err(e) => return error(400, e),
     };
-    let call = call_text(&plan.flow.name, None, &params);
+    // The arguments travel as JSON, bound again the same way by the process: no literal
+    // text to print and read back.
+    let args: serde_json::Map<String, serde_json::Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), to_json(v)))
+        .collect();
     let mut command = wvflow();
     command
         .arg("run")
-        .arg(&site.workspace)
-        .arg(call)
         .arg("--db")
-        .arg(&site.db);
+        .arg(&site.db)
+        .arg("--args")
+        .arg(serde_json::Value::Object(args).to_string())
+        .arg("--")
+        .arg(&site.workspace)
+        .arg(&plan.flow.name);
     let since = schema::now_ms();
     let recorded = |conn: &rusqlite::Connection, pid: u32| {
         catalog::run_started_by(conn, pid, since)
@@ -80,24 +73,26 @@ pub fn start(site: &Site, flow: &str, body: &serde_json::Value) -> Reply {
     }
 }
 
-/// A form's value as `wvflow run` reads the argument: JSON numbers, booleans, texts and null;
-/// a duration may be a text such as `90s` or milliseconds.
-fn argument(ty: Option<ValueType>, value: &serde_json::Value) -> Result<Value, String> {
-    match (ty, value) {
-        (Some(ValueType::Duration), serde_json::Value::String(text)) => {
-            humantime::parse_duration(text.trim())
-                .map(|d| Value::Integer(d.as_millis().min(i64::MAX as u128) as i64))
-                .map_err(|e| format!("`{text}` is not a duration such as 90s or 2h: {e}"))
-        }
-        (_, serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
-            Err("must be a number, a boolean, a text or null".into())
-        }
-        (_, value) => Ok(from_json(value)),
+/// The run must exist: a 404 otherwise, and no run store is made for asking.
+fn known(site: &Site, id: &str) -> Result<(), Reply> {
+    let conn = site
+        .db
+        .is_file()
+        .then(|| schema::open(&site.db).ok())
+        .flatten()
+        .ok_or_else(|| error(404, format!("no run `{id}`")))?;
+    match catalog::run_in(&conn, id) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(error(404, format!("no run `{id}`"))),
+        Err(e) => Err(error(500, e)),
     }
 }
 
 /// `POST /api/runs/RUN/cancel`: asks the run's owner to cancel it, as `runs cancel` does.
 pub fn cancel(site: &Site, id: &str) -> Reply {
+    if let Err(reply) = known(site, id) {
+        return reply;
+    }
     match journal::request(&site.db, id, "cancel", None, None) {
         Ok(state) => Reply::Json(
             202,
@@ -109,12 +104,16 @@ pub fn cancel(site: &Site, id: &str) -> Reply {
 
 /// `POST /api/runs/RUN/resume`: `wvflow runs resume RUN` in a process of its own.
 pub fn resume(site: &Site, id: &str) -> Reply {
+    if let Err(reply) = known(site, id) {
+        return reply;
+    }
     let mut command = wvflow();
     command
         .arg("runs")
         .arg("--db")
         .arg(&site.db)
         .arg("resume")
+        .arg("--")
         .arg(id);
     // The resume has taken the run over once the run names its process as owner.
     let recorded = |conn: &rusqlite::Connection, pid: u32| {
@@ -132,6 +131,9 @@ pub fn resume(site: &Site, id: &str) -> Reply {
 
 /// `POST /api/runs/RUN/signal` with `{"name": ..., "value": ...}` (value default `true`).
 pub fn signal(site: &Site, id: &str, body: &serde_json::Value) -> Reply {
+    if let Err(reply) = known(site, id) {
+        return reply;
+    }
     let Some(name) = body.get("name").and_then(|n| n.as_str()) else {
         return error(400, "which signal? (`name`)");
     };
@@ -145,9 +147,13 @@ pub fn signal(site: &Site, id: &str, body: &serde_json::Value) -> Reply {
     }
 }
 
-/// This very program, to start runs with.
+/// This very program, to start runs with; its image in memory when its file was replaced
+/// (an upgrade while the dashboard runs).
 fn wvflow() -> Command {
-    let exe = std::env::current_exe().unwrap_or_else(|_| "wvflow".into());
+    let exe = match std::env::current_exe() {
+        Ok(path) if path.exists() => path,
+        _ => "/proc/self/exe".into(),
+    };
     let mut command = Command::new(exe);
     command
         .stdin(Stdio::null())
@@ -156,6 +162,17 @@ fn wvflow() -> Command {
     // Its own process group: a Ctrl-C meant for the dashboard does not reach the run.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     command
+}
+
+/// What a process that could not start printed, from its first error on (its warnings
+/// before that are the workspace's, not the reason).
+fn errors_of(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.starts_with("error"))
+        .unwrap_or(0);
+    lines[first..].join("\n").trim().to_string()
 }
 
 /// How a started process ended: its exit code and what it wrote to stderr.
@@ -198,10 +215,19 @@ fn spawn(
             if code == Some(0) || text.trim().is_empty() {
                 return Err(error(500, "the process ended without recording a run"));
             }
-            return Err(error(400, text.trim().to_string()));
+            return Err(error(400, errors_of(&text)));
         }
         if Instant::now() > deadline {
-            return Err(error(504, "the run did not start within 15 s"));
+            // A run that did not start in time is stopped, so that trying again does not
+            // make two.
+            // SAFETY: kill(2) on the process group this function started.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGTERM);
+            }
+            return Err(error(
+                504,
+                "the run did not start within 15 s; it was stopped",
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

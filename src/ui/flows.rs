@@ -95,7 +95,7 @@ pub fn list(site: &Site) -> Reply {
 fn flow_json(plan: &Plan, recent: Vec<Value>) -> Value {
     let flow = &plan.flow;
     let schedule = flow.schedule.as_ref().map(|s| {
-        let mut next = Vec::new();
+        let (mut next, mut local) = (Vec::new(), Vec::new());
         if let Ok(timing) = Timing::of(s) {
             let mut at = utc_now();
             while next.len() < NEXT_FIRES {
@@ -103,6 +103,7 @@ fn flow_json(plan: &Plan, recent: Vec<Value>) -> Value {
                     break;
                 };
                 next.push(crate::runtime::schedule::run_time_text(fire));
+                local.push(fire.with_timezone(&timing.zone()).to_rfc3339());
                 at = fire;
             }
         }
@@ -112,6 +113,7 @@ fn flow_json(plan: &Plan, recent: Vec<Value>) -> Value {
             "timezone": s.timezone,
             "catchup": s.catchup,
             "next": next,
+            "next_local": local,
         })
     });
     json!({

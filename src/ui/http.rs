@@ -1,18 +1,18 @@
-//! The dashboard's HTTP server: a few threads taking requests from one listener, a route
-//! table, JSON responses, and the checks that keep other web pages out.
+//! The dashboard's routes and who may call them, over [`super::server`].
 //!
-//! Reads need a request addressed to this server by name (the `Host` header), which stops a
-//! DNS-rebinding page; the API sends no CORS headers, so other origins cannot read it.
-//! Actions also need the token printed at start, and an `Origin`, when the browser sends
-//! one, of this server.
+//! Reads need a request addressed to this server by name (the `Host` header) when it listens
+//! on a loopback address, which stops a DNS-rebinding page; the API sends no CORS headers, so
+//! other origins cannot read it. Actions also need the token printed at start, and an
+//! `Origin`, when the browser sends one, naming the host the request was sent to.
 
+use super::server::{self, Request, Response, Unread};
 use super::{actions, flows, read};
 use serde_json::{Value, json};
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tiny_http::{Header, Method, Request, Response, Server};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where and what the dashboard serves.
 pub struct Options {
@@ -23,8 +23,6 @@ pub struct Options {
     pub host: IpAddr,
     /// 0: any free port.
     pub port: u16,
-    /// Requests served at once.
-    pub threads: usize,
 }
 
 /// What every request handler reads.
@@ -32,71 +30,85 @@ pub(super) struct Site {
     pub workspace: PathBuf,
     pub db: PathBuf,
     token: String,
-    /// The `Host` values (and, with a scheme, the origins) that name this server.
-    hosts: Vec<String>,
+    /// The `Host` values that name this server; `None` (listening beyond loopback): any.
+    hosts: Option<Vec<String>>,
 }
 
 /// A bound dashboard, not yet serving.
 pub struct Dashboard {
-    server: Arc<Server>,
+    listener: TcpListener,
     site: Arc<Site>,
-    threads: usize,
     pub address: SocketAddr,
 }
 
-/// A green square with a white check mark: the tab of a dashboard.
-const FAVICON: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><rect width='16' height='16' rx='3' fill='#2e8b57'/><path d='M4 8l3 3 5-6' stroke='#fff' stroke-width='2' fill='none'/></svg>";
-
-/// Largest request body read (a flow's arguments or a signal).
-const MAX_BODY: u64 = 1 << 20;
+/// Connections served at once; more are answered 503 at once.
+const MAX_CONNECTIONS: usize = 64;
 
 impl Dashboard {
     pub fn bind(options: Options) -> Result<Dashboard, String> {
-        let server = Server::http(SocketAddr::new(options.host, options.port))
+        let listener = TcpListener::bind(SocketAddr::new(options.host, options.port))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", options.host, options.port))?;
-        let address = server
-            .server_addr()
-            .to_ip()
-            .ok_or("the server has no IP address")?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
         let port = address.port();
-        let mut hosts = vec![address.to_string(), format!("localhost:{port}")];
-        if options.host.is_loopback() {
-            hosts.push(format!("127.0.0.1:{port}"));
-        }
+        let hosts = options.host.is_loopback().then(|| {
+            vec![
+                address.to_string(),
+                format!("localhost:{port}"),
+                format!("127.0.0.1:{port}"),
+                format!("[::1]:{port}"),
+            ]
+        });
         Ok(Dashboard {
-            server: Arc::new(server),
+            listener,
             site: Arc::new(Site {
                 workspace: options.workspace,
                 db: options.db,
                 token: new_token()?,
                 hosts,
             }),
-            threads: options.threads.max(1),
             address,
         })
     }
 
     /// The address to open: the page takes the token from it.
     pub fn url(&self) -> String {
-        format!("http://{}/?token={}", self.address, self.site.token)
+        let shown = if self.address.ip().is_unspecified() {
+            SocketAddr::new(IpAddr::from([127, 0, 0, 1]), self.address.port())
+        } else {
+            self.address
+        };
+        format!("http://{shown}/?token={}", self.site.token)
     }
 
-    /// Serves until the process ends.
+    /// Serves until the process ends: a thread per connection, at most [`MAX_CONNECTIONS`].
     pub fn serve(self) {
-        let workers: Vec<_> = (0..self.threads)
-            .map(|_| {
-                let (server, site) = (self.server.clone(), self.site.clone());
-                std::thread::spawn(move || {
-                    while let Ok(request) = server.recv() {
-                        respond(&site, request);
-                    }
-                })
-            })
-            .collect();
-        for worker in workers {
-            let _ = worker.join();
+        let active = Arc::new(AtomicUsize::new(0));
+        for stream in self.listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                active.fetch_sub(1, Ordering::SeqCst);
+                let busy = Response::text(503, "too many connections; try again");
+                server::write_response(&mut stream, &busy, false);
+                continue;
+            }
+            let (site, active) = (self.site.clone(), active.clone());
+            std::thread::spawn(move || {
+                serve_one(&site, &mut stream);
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     }
+}
+
+fn serve_one(site: &Site, stream: &mut TcpStream) {
+    let request = match server::read_request(stream) {
+        Ok(request) => request,
+        Err(Unread::Gone) => return,
+        Err(Unread::Refused(response)) => return server::write_response(stream, &response, false),
+    };
+    let head_only = request.method == "HEAD";
+    let response = respond(route(site, &request));
+    server::write_response(stream, &response, head_only);
 }
 
 /// 128 random bits from the kernel, as hex.
@@ -112,6 +124,8 @@ fn new_token() -> Result<String, String> {
 pub(super) enum Reply {
     Json(u16, Value),
     Asset(&'static str, &'static str),
+    /// A method the path does not take, and those it does.
+    Method(&'static str),
 }
 
 /// An error as `{"error": ...}` with its status.
@@ -119,51 +133,56 @@ pub(super) fn error(status: u16, message: impl Into<String>) -> Reply {
     Reply::Json(status, json!({ "error": message.into() }))
 }
 
-fn respond(site: &Site, mut request: Request) {
-    let reply = route(site, &mut request);
-    let (status, body, content_type) = match reply {
-        Reply::Json(status, value) => (
-            status,
-            serde_json::to_string(&value).unwrap_or_default(),
-            "application/json",
-        ),
-        Reply::Asset(content_type, text) => (200, text.to_string(), content_type),
-    };
-    let headers = [
-        ("Content-Type", content_type),
-        ("Cache-Control", "no-store"),
+fn respond(reply: Reply) -> Response {
+    let mut headers = vec![
+        ("Cache-Control", "no-store".to_string()),
         // Nothing but this server's own scripts, styles and API; no framing by other pages.
         (
             "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'".to_string(),
         ),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Referrer-Policy", "no-referrer"),
+        ("X-Content-Type-Options", "nosniff".to_string()),
+        ("Referrer-Policy", "no-referrer".to_string()),
     ];
-    let mut response = Response::from_string(body).with_status_code(status);
-    for (name, value) in headers {
-        if let Ok(header) = Header::from_bytes(name, value) {
-            response.add_header(header);
+    let (status, content_type, body) = match reply {
+        Reply::Json(status, value) => (
+            status,
+            "application/json",
+            serde_json::to_vec(&value).unwrap_or_default(),
+        ),
+        Reply::Asset(content_type, text) => (200, content_type, text.as_bytes().to_vec()),
+        Reply::Method(allow) => {
+            headers.push(("Allow", allow.to_string()));
+            (
+                405,
+                "application/json",
+                serde_json::to_vec(&json!({ "error": format!("this path takes {allow}") }))
+                    .unwrap_or_default(),
+            )
         }
+    };
+    Response {
+        status,
+        content_type,
+        headers,
+        body,
     }
-    // A client that went away is no concern of the server's.
-    let _ = request.respond(response);
 }
 
-fn header<'r>(request: &'r Request, name: &'static str) -> Option<&'r str> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv(name))
-        .map(|h| h.value.as_str())
-}
+/// A green square with a white check mark: the tab of a dashboard.
+const FAVICON: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><rect width='16' height='16' rx='3' fill='#2e8b57'/><path d='M4 8l3 3 5-6' stroke='#fff' stroke-width='2' fill='none'/></svg>";
 
-fn route(site: &Site, request: &mut Request) -> Reply {
-    if !header(request, "Host").is_some_and(|h| site.hosts.iter().any(|ok| ok == h)) {
+fn route(site: &Site, request: &Request) -> Reply {
+    let host = request.header("host").unwrap_or_default();
+    if let Some(hosts) = &site.hosts
+        && !hosts.iter().any(|ok| ok == host)
+    {
         return error(403, "this server answers only to its own address");
     }
-    let url = request.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let (path, query) = request
+        .target
+        .split_once('?')
+        .unwrap_or((&request.target, ""));
     let query = Query::parse(query);
     let segments: Vec<String> = path
         .split('/')
@@ -171,42 +190,43 @@ fn route(site: &Site, request: &mut Request) -> Reply {
         .map(percent_decode)
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (request.method(), segments.as_slice()) {
-        (Method::Get, [] | ["index.html"]) => Reply::Asset(
+    let reading = matches!(request.method.as_str(), "GET" | "HEAD");
+    match (reading, request.method.as_str(), segments.as_slice()) {
+        (true, _, [] | ["index.html"]) => Reply::Asset(
             "text/html; charset=utf-8",
             include_str!("assets/index.html"),
         ),
-        (Method::Get, ["app.js"]) => Reply::Asset(
+        (true, _, ["app.js"]) => Reply::Asset(
             "text/javascript; charset=utf-8",
             include_str!("assets/app.js"),
         ),
-        (Method::Get, ["app.css"]) => {
+        (true, _, ["app.css"]) => {
             Reply::Asset("text/css; charset=utf-8", include_str!("assets/app.css"))
         }
-        (Method::Get, ["favicon.ico"]) => Reply::Asset("image/svg+xml", FAVICON),
-        (Method::Get, ["api", "runs"]) => read::runs(site, &query),
-        (Method::Get, ["api", "runs", id]) => read::run(site, id),
-        (Method::Get, ["api", "runs", id, "graph"]) => read::graph(site, id),
-        (Method::Get, ["api", "runs", id, "logs"]) => read::logs(site, id, &query),
-        (Method::Get, ["api", "runs", id, "rows"]) => read::rows(site, id, &query),
-        (Method::Get, ["api", "flows"]) => flows::list(site),
-        (Method::Post, ["api", ..]) => {
+        (true, _, ["favicon.ico"]) => Reply::Asset("image/svg+xml", FAVICON),
+        (true, _, ["api", "runs"]) => read::runs(site, &query),
+        (true, _, ["api", "runs", id]) => read::run(site, id),
+        (true, _, ["api", "runs", id, "graph"]) => read::graph(site, id),
+        (true, _, ["api", "runs", id, "logs"]) => read::logs(site, id, &query),
+        (true, _, ["api", "runs", id, "rows"]) => read::rows(site, id, &query),
+        (true, _, ["api", "flows"]) => flows::list(site),
+        (
+            true,
+            _,
+            ["api", "flows", _, "runs"] | ["api", "runs", _, "cancel" | "resume" | "signal"],
+        ) => Reply::Method("POST"),
+        (true, _, _) => error(404, format!("nothing at {path}")),
+        (false, "POST", ["api", ..]) => {
             if let Err(refused) = allowed(site, request) {
                 return refused;
             }
-            let mut body = String::new();
-            if request
-                .as_reader()
-                .take(MAX_BODY)
-                .read_to_string(&mut body)
-                .is_err()
-            {
+            let Ok(body) = std::str::from_utf8(&request.body) else {
                 return error(400, "the request body is not UTF-8 text");
-            }
+            };
             let body: Value = if body.trim().is_empty() {
                 Value::Object(Default::default())
             } else {
-                match serde_json::from_str(&body) {
+                match serde_json::from_str(body) {
                     Ok(v @ Value::Object(_)) => v,
                     Ok(_) => return error(400, "the request body must be a JSON object"),
                     Err(e) => return error(400, format!("the request body is not JSON: {e}")),
@@ -220,27 +240,29 @@ fn route(site: &Site, request: &mut Request) -> Reply {
                 _ => error(404, format!("no action at {path}")),
             }
         }
-        (Method::Get, _) => error(404, format!("nothing at {path}")),
-        (method, _) => error(405, format!("{method} is not served at {path}")),
+        (false, "POST", _) => Reply::Method("GET, HEAD"),
+        (
+            false,
+            _,
+            ["api", "flows", _, "runs"] | ["api", "runs", _, "cancel" | "resume" | "signal"],
+        ) => Reply::Method("POST"),
+        (false, _, _) => Reply::Method("GET, HEAD"),
     }
 }
 
-/// An action needs the token, and a browser's `Origin`, when it sends one, must be this
-/// server: another page the user has open cannot act for them.
+/// An action needs the token, and a browser's `Origin`, when it sends one, must name the
+/// host the request was sent to: another page the user has open cannot act for them.
 fn allowed(site: &Site, request: &Request) -> Result<(), Reply> {
-    let given = header(request, "X-Wvflow-Token").unwrap_or_default();
+    let given = request.header("x-wvflow-token").unwrap_or_default();
     if !same(given.as_bytes(), site.token.as_bytes()) {
         return Err(error(
             403,
             "an action needs the token `wvflow ui` printed (header X-Wvflow-Token)",
         ));
     }
-    if let Some(origin) = header(request, "Origin") {
-        let ours = site
-            .hosts
-            .iter()
-            .any(|h| origin.strip_prefix("http://") == Some(h.as_str()));
-        if !ours {
+    if let Some(origin) = request.header("origin") {
+        let host = request.header("host").unwrap_or_default();
+        if host.is_empty() || origin.strip_prefix("http://") != Some(host) {
             return Err(error(403, format!("requests from {origin} may not act")));
         }
     }

@@ -4,7 +4,8 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`http`] | the server: threads, routing, responses, who may call what |
+//! | [`server`] | HTTP on the wire: bounded requests, timeouts, a thread per connection |
+//! | [`http`] | routing, responses, who may call what |
 //! | [`read`] | the API's reads: runs, one run, its graph, logs, rows |
 //! | [`flows`] | the workspace's flows: parameters, schedules, recent runs, diagnostics |
 //! | [`actions`] | start a flow, cancel, resume, signal: what needs the token |
@@ -15,5 +16,6 @@ mod actions;
 mod flows;
 mod http;
 mod read;
+mod server;
 
 pub use http::{Dashboard, Options};

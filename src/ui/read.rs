@@ -8,6 +8,15 @@ use serde_json::json;
 
 /// How many runs a list returns unless told.
 const RUNS_LIMIT: usize = 200;
+/// The states `state=` takes, as `wvflow runs list --state` does.
+const RUN_STATES: [&str; 6] = [
+    "running",
+    "stale",
+    "success",
+    "failed",
+    "cancelled",
+    "skipped",
+];
 /// How many rows a preview returns unless told.
 const ROWS_LIMIT: u64 = 100;
 
@@ -31,6 +40,14 @@ pub fn runs(site: &Site, query: &Query) -> Reply {
         Ok(n) => n.unwrap_or(RUNS_LIMIT),
         Err(reply) => return reply,
     };
+    if let Some(state) = query.get("state")
+        && !RUN_STATES.contains(&state)
+    {
+        return error(
+            400,
+            format!("`state` is one of {}, not `{state}`", RUN_STATES.join(", ")),
+        );
+    }
     if !site.db.is_file() {
         return Reply::Json(200, json!({ "runs": [], "seq": 0 }));
     }

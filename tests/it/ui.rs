@@ -48,8 +48,13 @@ struct Ui {
 
 impl Ui {
     fn start(dir: &Path) -> Ui {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        Ui::start_with(Path::new(env!("CARGO_BIN_EXE_wvflow")), dir, &[])
+    }
+
+    fn start_with(program: &Path, dir: &Path, extra: &[&str]) -> Ui {
+        let mut child = Command::new(program)
             .args(["ui", dir.to_str().unwrap(), "--port", "0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -64,6 +69,7 @@ impl Ui {
             .to_string();
         let (base, token) = url.split_once("/?token=").unwrap();
         assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+        let _ = &extra;
         assert_eq!(token.len(), 32, "{token}");
         Ui {
             child,
@@ -177,6 +183,14 @@ fn ui_api_reads_runs_and_acts_only_with_the_token() {
         "{next:?}"
     );
     assert!(next.windows(2).all(|w| w[0] < w[1]), "{next:?}");
+    // The same times as they read in the flow's zone: 01:30 there.
+    for at in nightly["next_local"].as_array().unwrap() {
+        let at = at.as_str().unwrap();
+        assert!(
+            at.ends_with("T01:30:00+01:00") || at.ends_with("T01:30:00+02:00"),
+            "{at}"
+        );
+    }
     assert_eq!(
         flows["flows"][3]["params"],
         json!([
@@ -427,7 +441,7 @@ fn ui_in_a_real_browser() {
         "{report}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(report.matches("ok: ").count(), 8, "{report}");
+    assert_eq!(report.matches("ok: ").count(), 10, "{report}");
     // What the page did, as the run store tells it.
     let runs_line = report
         .lines()
@@ -454,4 +468,151 @@ fn ui_in_a_real_browser() {
         let png = std::fs::read(shots.join(name)).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name}");
     }
+}
+
+/// A request to the dashboard's port, as raw bytes; what came back.
+fn raw(base: &str, request: &[u8]) -> String {
+    let port = base.rsplit(':').next().unwrap();
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = stream.write_all(request);
+    let mut text = Vec::new();
+    let _ = stream.read_to_end(&mut text);
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// What a careless or hostile client sends: the server answers it and goes on answering
+/// others; arguments that need escaping reach the run whole; a replaced binary still starts
+/// runs; a server listening beyond loopback answers by any name.
+#[test]
+fn ui_stands_up_to_odd_requests() {
+    let dir = scratch("ui_odd", &[("flows.wv", FLOWS)]);
+    // Run from a copy of the binary that is deleted once it runs (an upgrade in place).
+    let program = dir.join("wvflow-copy");
+    std::fs::copy(env!("CARGO_BIN_EXE_wvflow"), &program).unwrap();
+    let ui = Ui::start_with(&program, &dir, &[]);
+    std::fs::remove_file(&program).unwrap();
+
+    // Asking about runs of an empty store creates nothing.
+    let (status, _) = ui.act("/api/runs/nope/cancel", json!({}));
+    assert_eq!(status, 404);
+    assert_eq!(ui.act("/api/runs/--help/resume", json!({})).0, 404);
+    assert_eq!(ui.act("/api/runs/x/signal", json!({ "name": "go" })).0, 404);
+    assert!(!dir.join(".wvflow").exists(), "a store was made");
+
+    // A body announced as huge is refused without being read, and the server lives on.
+    let huge = raw(&ui.base, b"POST /api/flows/Slow/runs HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000000000\r\n\r\nabc");
+    assert!(huge.starts_with("HTTP/1.1 413"), "{huge}");
+    let big = vec![b' '; (1 << 20) + 1];
+    let mut request = format!(
+        "POST /api/flows/Slow/runs HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+        ui.base.trim_start_matches("http://"),
+        big.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&big);
+    assert!(raw(&ui.base, &request).starts_with("HTTP/1.1 413"));
+    assert!(raw(&ui.base, b"\xff\xfe / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400"));
+    // Clients that announce a body and never send it hold only their own connections.
+    let port = ui.base.rsplit(':').next().unwrap().to_string();
+    let stalled: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+            s.write_all(b"POST /api/runs HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(ui.get("/api/runs").0, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+
+    // Methods, limits and filters.
+    let head = raw(
+        &ui.base,
+        format!(
+            "HEAD /api/flows HTTP/1.1\r\nHost: {}\r\n\r\n",
+            ui.base.trim_start_matches("http://")
+        )
+        .as_bytes(),
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    let options = raw(
+        &ui.base,
+        format!(
+            "OPTIONS /api/runs HTTP/1.1\r\nHost: {}\r\n\r\n",
+            ui.base.trim_start_matches("http://")
+        )
+        .as_bytes(),
+    );
+    assert!(
+        options.starts_with("HTTP/1.1 405") && options.contains("Allow: GET, HEAD"),
+        "{options}"
+    );
+    assert_eq!(ui.get("/api/flows/Slow/runs").0, 405);
+    let (status, answer) = ui.get("/api/runs?state=bogus");
+    assert_eq!(status, 400, "{answer}");
+
+    // Arguments that a flow-call literal could not carry reach the activity whole, and the
+    // binary that was replaced still starts runs.
+    let (status, answer) = ui.act(
+        "/api/flows/Typed/runs",
+        json!({ "args": { "label": "two\nlines\tand 'quotes'", "ratio": 0.00001, "pause": 1500 } }),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["run_id"].as_str().unwrap().to_string();
+    let run = ui.wait_for(&id, "success");
+    assert_eq!(run["args"]["label"], "two\nlines\tand 'quotes'");
+    assert_eq!(run["args"]["ratio"], 0.00001);
+    assert_eq!(run["args"]["pause"], "1500ms");
+    assert_eq!(ui.get("/api/runs?limit=0").1["runs"], json!([]));
+    let (status, answer) = ui.act(
+        "/api/flows/Slow/runs",
+        json!({ "args": { "seconds": 1e300 } }),
+    );
+    assert_eq!(status, 400, "{answer}");
+
+    // Listening on every address: any name reaches it, and an action's Origin must name the
+    // host it was sent to.
+    let open = Ui::start_with(
+        Path::new(env!("CARGO_BIN_EXE_wvflow")),
+        &dir,
+        &["--host", "0.0.0.0"],
+    );
+    let named = raw(
+        &open.base,
+        b"GET /api/runs HTTP/1.1\r\nHost: dashboard.example:1\r\n\r\n",
+    );
+    assert!(named.starts_with("HTTP/1.1 200"), "{named}");
+    let host = open.base.trim_start_matches("http://").to_string();
+    assert_eq!(
+        open.post(
+            "/api/flows/Slow/runs",
+            json!({ "args": { "seconds": 0 } }),
+            Some(&open.token.clone()),
+            Some(&format!("http://{host}"))
+        )
+        .0,
+        201
+    );
+    assert_eq!(
+        open.post(
+            "/api/flows/Slow/runs",
+            json!({}),
+            Some(&open.token.clone()),
+            Some("http://elsewhere.example")
+        )
+        .0,
+        403
+    );
 }

@@ -99,6 +99,27 @@ try {
   await page.screenshot({ path: `${shots}/flows.png` });
   ok(step);
 
+  step = "what a user types in a form stays while runs change";
+  await page.fill("#param-label", "typed by hand");
+  await page.click("h1");
+  const before = await page.$$eval('[data-flow="Broken"] .recent tr', (rows) => rows.length);
+  await page.evaluate(() => fetch("/api/flows/Broken/runs", {
+    method: "POST", body: "{}",
+    headers: { "X-Wvflow-Token": sessionStorage.getItem("wvflow-token") },
+  }));
+  await page.waitForFunction((n) =>
+    document.querySelectorAll('[data-flow="Broken"] .recent tr').length > n, before, { timeout: 20000 });
+  const typed = await page.inputValue("#param-label");
+  if (typed !== "typed by hand") throw new Error("the field now reads: " + typed);
+  ok(step);
+
+  step = "a malformed address does not stop the page";
+  await page.goto(url.split("?")[0] + "#/runs/%");
+  await page.waitForSelector("#dag-box");
+  await page.goto(url.split("?")[0] + "#/runs");
+  await page.waitForSelector("#runs tr");
+  ok(step);
+
   if (errors.length) throw new Error("script errors in the page: " + errors.join("; "));
   console.log("runs: " + [slow, broken, long].join(" "));
 } catch (e) {

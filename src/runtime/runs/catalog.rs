@@ -247,6 +247,9 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<RunRow>, String> {
         .query_map(params![filter.flow], run_row)
         .map_err(|e| e.to_string())?;
     let mut runs = Vec::new();
+    if filter.limit == Some(0) {
+        return Ok(runs);
+    }
     for row in rows {
         let row = row.map_err(|e| e.to_string())?;
         if let Some(wanted) = &filter.state {

@@ -53,8 +53,14 @@ function ms(n) {
   return m + "m" + Math.round((n % 60000) / 1000) + "s";
 }
 
+// Times come in UTC and are shown so, labelled.
 function when(text) {
-  return text ? text.replace("T", " ").replace(/\.\d+Z$|Z$/, "") : "";
+  return text ? text.replace("T", " ").replace(/\.\d+Z$|Z$/, "") + " UTC" : "";
+}
+
+// A time with its own offset (a fire time in the flow's zone), shown as it reads there.
+function local(text) {
+  return text ? text.replace("T", " ").replace(/([+-]\d\d:\d\d|Z)$/, " ($1)") : "";
 }
 
 function elapsed(run) {
@@ -112,7 +118,9 @@ let generation = 0;
 function route() {
   generation += 1;
   const hash = location.hash || "#/runs";
-  const parts = hash.slice(2).split("/").map(decodeURIComponent);
+  const parts = hash.slice(2).split("/").map((p) => {
+    try { return decodeURIComponent(p); } catch { return p; }
+  });
   document.querySelectorAll("header nav a").forEach((a) =>
     a.classList.toggle("active", a.dataset.nav === parts[0]));
   const main = document.getElementById("main");
@@ -158,16 +166,18 @@ function runsPage(main) {
         .map((t) => h("th", {}, t)))),
       body)));
   const flows = new Set();
+  const addFlow = (name) => {
+    if (!flows.has(name)) {
+      flows.add(name);
+      flowFilter.append(h("option", { value: name }, name));
+    }
+  };
+  api("/api/flows").then((d) => d.flows.forEach((f) => addFlow(f.flow))).catch(() => {});
   return {
     async update() {
       const q = new URLSearchParams({ flow: flowFilter.value, state: stateFilter.value });
       const { runs } = await api("/api/runs?" + q);
-      for (const r of runs) {
-        if (!flows.has(r.flow)) {
-          flows.add(r.flow);
-          flowFilter.append(h("option", { value: r.flow }, r.flow));
-        }
-      }
+      runs.forEach((r) => addFlow(r.flow));
       body.replaceChildren(...runs.map((r) => h("tr", { "data-run": r.run_id },
         h("td", { class: "mono" }, h("a", { href: "#/runs/" + encodeURIComponent(r.run_id) }, r.run_id)),
         h("td", {}, r.flow),
@@ -481,54 +491,71 @@ function valueOf(p, input) {
 function flowsPage(main) {
   const box = h("div", { id: "flows" });
   main.append(h("h1", {}, "Flows"), box);
-  let shown = "";
+  let shape = "";
+  const live = new Map(); // flow -> { recent, next }: the parts that change as runs go
   return {
     async update() {
       const data = await api("/api/flows");
       document.getElementById("workspace").textContent = data.workspace;
-      const key = JSON.stringify(data);
-      if (key === shown) return;
-      // Keep what a user is typing: redraw only when nothing has focus in a form.
-      if (box.contains(document.activeElement) && shown) return;
-      shown = key;
-      const parts = [];
-      if (!data.checks || data.diagnostics.trim()) {
-        parts.push(h("div", { class: "panel" }, h("h2", {}, data.checks ? "Warnings" : "The workspace does not check"),
-          h("pre", { id: "diagnostics" }, data.diagnostics)));
+      // The cards (and what a user typed in them) are drawn again only when the flows
+      // themselves change; recent runs and fire times are updated in place.
+      const key = JSON.stringify([data.checks, data.diagnostics,
+        data.flows.map((f) => [f.flow, f.version, f.params, f.stages, f.schedule && f.schedule.cron,
+          f.schedule && f.schedule.interval_ms, f.schedule && f.schedule.timezone])]);
+      if (key !== shape) {
+        shape = key;
+        live.clear();
+        drawCards(data);
       }
-      parts.push(h("div", { class: "cards" }, data.flows.map((f) => {
-        const inputs = f.params.map((p) => [p, inputFor(p)]);
-        const message = h("p", { class: "error" });
-        const start = h("button", { id: "start-" + f.flow, onclick: async () => {
-          const args = {};
-          for (const [p, input] of inputs) {
-            const v = valueOf(p, input);
-            if (v !== undefined) args[p.name] = v;
-          }
-          start.disabled = true;
-          message.textContent = "";
-          try {
-            const { run_id } = await act(`/api/flows/${encodeURIComponent(f.flow)}/runs`, { args });
-            location.hash = "#/runs/" + encodeURIComponent(run_id);
-          } catch (e) {
-            message.textContent = e.message;
-            start.disabled = false;
-          }
-        } }, "Start");
-        const s = f.schedule;
-        return h("div", { class: "panel", "data-flow": f.flow },
-          h("h2", {}, f.flow, f.version ? " @version(" + f.version + ")" : "", h("span", { class: "muted" }, ` · ${f.stages} stage(s)`)),
-          s ? h("dl", { class: "kv" },
-            h("dt", {}, "schedule"), h("dd", {}, s.cron ? `cron '${s.cron}'` : `every ${ms(s.interval_ms)}`, ` (${s.timezone})`),
-            h("dt", {}, "next"), h("dd", {}, s.next.map(when).join(", "))) : null,
-          h("div", {}, inputs.map(([p, input]) => h("label", { class: "form-row" },
-            h("span", {}, p.name, " ", h("span", { class: "muted" }, p.type)), input))),
-          h("p", {}, start), message,
-          f.recent_runs.length ? table(["recent run", "state", "started"], f.recent_runs.map((r) => h("tr", {},
-            h("td", {}, h("a", { class: "mono", href: "#/runs/" + encodeURIComponent(r.run_id) }, r.run_id)),
-            h("td", {}, badge(r.state)), h("td", {}, when(r.started_at))))) : h("p", { class: "muted" }, "No runs yet."));
-      })));
-      fill(box, parts);
+      for (const f of data.flows) {
+        const parts = live.get(f.flow);
+        if (!parts) continue;
+        fill(parts.recent, f.recent_runs.length ? table(["recent run", "state", "started"], f.recent_runs.map((r) => h("tr", {},
+          h("td", {}, h("a", { class: "mono", href: "#/runs/" + encodeURIComponent(r.run_id) }, r.run_id)),
+          h("td", {}, badge(r.state)), h("td", {}, when(r.started_at))))) : h("p", { class: "muted" }, "No runs yet."));
+        if (parts.next && f.schedule) parts.next.textContent = f.schedule.next_local.map(local).join(", ");
+      }
     },
   };
+
+  function drawCards(data) {
+    const parts = [];
+    if (!data.checks || data.diagnostics.trim()) {
+      parts.push(h("div", { class: "panel" }, h("h2", {}, data.checks ? "Warnings" : "The workspace does not check"),
+        h("pre", { id: "diagnostics" }, data.diagnostics)));
+    }
+    parts.push(h("div", { class: "cards" }, data.flows.map((f) => {
+      const inputs = f.params.map((p) => [p, inputFor(p)]);
+      const message = h("p", { class: "error" });
+      const start = h("button", { id: "start-" + f.flow, onclick: async () => {
+        const args = {};
+        for (const [p, input] of inputs) {
+          const v = valueOf(p, input);
+          if (v !== undefined) args[p.name] = v;
+        }
+        start.disabled = true;
+        message.textContent = "";
+        try {
+          const { run_id } = await act(`/api/flows/${encodeURIComponent(f.flow)}/runs`, { args });
+          location.hash = "#/runs/" + encodeURIComponent(run_id);
+        } catch (e) {
+          message.textContent = e.message;
+          start.disabled = false;
+        }
+      } }, "Start");
+      const s = f.schedule;
+      const recent = h("div", { class: "recent" });
+      const next = s ? h("dd", { class: "next" }) : null;
+      live.set(f.flow, { recent, next });
+      return h("div", { class: "panel", "data-flow": f.flow },
+        h("h2", {}, f.flow, f.version ? " @version(" + f.version + ")" : "", h("span", { class: "muted" }, ` · ${f.stages} stage(s)`)),
+        s ? h("dl", { class: "kv" },
+          h("dt", {}, "schedule"), h("dd", {}, s.cron ? `cron '${s.cron}'` : `every ${ms(s.interval_ms)}`, ` in ${s.timezone}`),
+          h("dt", {}, "next"), next) : null,
+        h("div", {}, inputs.map(([p, input]) => h("label", { class: "form-row" },
+          h("span", {}, p.name, " ", h("span", { class: "muted" }, p.type)), input))),
+        h("p", {}, start), message, recent);
+    })));
+    fill(box, parts);
+  }
 }
