@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod cron;
 pub mod diagnostics;
+pub mod export;
 pub mod format;
 pub mod human;
 pub mod lsp;

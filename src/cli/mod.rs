@@ -21,12 +21,14 @@ macro_rules! outln {
 mod backfill;
 mod check;
 mod explain;
+mod export;
 mod fmt;
 mod plan;
 mod progress;
 mod run;
 mod runs;
 mod schedule;
+mod stage;
 mod ui;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +73,10 @@ enum Command {
     Lsp,
     /// Explain a diagnostic code (with an example and its fix) or a configuration key.
     Explain(explain::ExplainArgs),
+    /// A flow as an Airflow DAG or an Argo Workflow whose tasks run `wvflow stage`.
+    Export(export::ExportArgs),
+    /// What the tasks of an exported flow run: `init`, `run STAGE`, `finish` (docs/export.md).
+    Stage(stage::StageArgs),
     /// A local web dashboard of the workspace's runs and flows (127.0.0.1, with a token).
     Ui(ui::UiArgs),
 }
@@ -107,6 +113,8 @@ pub fn main() -> ExitCode {
         },
         Command::Explain(args) => explain::run(args),
         Command::Ui(args) => ui::run(args),
+        Command::Stage(args) => stage::run(args),
+        Command::Export(args) => export::run(args),
     };
     ExitCode::from(status)
 }

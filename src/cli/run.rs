@@ -43,7 +43,7 @@ pub struct RunArgs {
     max_parallel: Option<usize>,
     /// The run's logical time (`run_time`, RFC 3339, UTC), as the scheduler and backfill set
     /// it; default: now.
-    #[arg(long, value_parser = parse_run_time)]
+    #[arg(long, value_parser = crate::runtime::schedule::parse_run_time)]
     run_time: Option<String>,
     /// Start as the scheduler does: a flow whose `depends on` is unmet is recorded as skipped.
     #[arg(long)]
@@ -248,20 +248,4 @@ pub(super) fn table_as(summary: &Summary, state: &str) -> String {
         }
     }
     out
-}
-
-/// `--run-time`: an RFC 3339 time, or a date (midnight UTC), as the run's `run_time` text.
-fn parse_run_time(text: &str) -> Result<String, String> {
-    let at = chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .or_else(|_| {
-            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
-        })
-        .map_err(|_| {
-            format!(
-                "`{text}` is not a time such as 2026-01-31T02:00:00Z or a date such as 2026-01-31"
-            )
-        })?;
-    Ok(crate::runtime::schedule::run_time_text(at))
 }

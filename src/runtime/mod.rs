@@ -21,6 +21,7 @@
 //! | [`runs`] | the durable run store: history, liveness, resume, signals, retention |
 //! | [`schedule`] | fire times of cron and interval schedules, daylight saving, catch-up |
 //! | [`scheduler`] | the daemon behind `wvflow schedule`: starts due and triggered runs as processes |
+//! | [`tasks`] | what the tasks of an exported flow run: one stage at a time on shared state |
 
 pub mod activate;
 pub mod activity;
@@ -41,3 +42,4 @@ pub mod scheduler;
 pub mod sql_functions;
 pub mod state;
 pub mod store;
+pub mod tasks;

@@ -167,6 +167,23 @@ pub fn run_time_text(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// A run time given on a command line: an RFC 3339 time (any offset), or a date (midnight
+/// UTC), as the run's `run_time` text.
+pub fn parse_run_time(text: &str) -> Result<String, String> {
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        })
+        .map_err(|_| {
+            format!(
+                "`{text}` is not a time such as 2026-01-31T02:00:00Z or a date such as 2026-01-31"
+            )
+        })?;
+    Ok(run_time_text(at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -389,6 +389,78 @@ impl Store {
             .map_err(|e| e.to_string())
     }
 
+    /// Copies table `table` of the run database, with its declared column types, into a
+    /// database file of its own at `file`. The file is written under another name beside
+    /// it and then renamed, so a reader sees all of it or none.
+    pub fn save_stage_table(&self, table: &str, file: &Path) -> Result<(), Error> {
+        let e = |e: rusqlite::Error| e.to_string();
+        let partial = file.with_extension(format!("partial-{}", std::process::id()));
+        let _ = std::fs::remove_file(&partial);
+        if let Some(folder) = file.parent() {
+            std::fs::create_dir_all(folder)
+                .map_err(|err| format!("cannot create {}: {err}", folder.display()))?;
+        }
+        let create: String = self
+            .conn
+            .query_row(
+                "SELECT sql FROM run.sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .map_err(|err| format!("no table `{table}` in the run database: {err}"))?;
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS saved", [partial.to_string_lossy()])
+            .map_err(e)?;
+        let copied = create
+            .strip_prefix("CREATE TABLE ")
+            .ok_or_else(|| format!("table `{table}` was not made by CREATE TABLE"))
+            .and_then(|rest| {
+                self.conn
+                    .execute_batch(&format!(
+                        "CREATE TABLE saved.{rest};
+                         INSERT INTO saved.{q} SELECT * FROM run.{q};",
+                        q = quote(table)
+                    ))
+                    .map_err(e)
+            });
+        let detached = self.conn.execute("DETACH DATABASE saved", []).map_err(e);
+        copied.and(detached.map(|_| ()))?;
+        std::fs::rename(&partial, file)
+            .map_err(|err| format!("cannot write {}: {err}", file.display()))
+    }
+
+    /// Copies the one table of a file [`Store::save_stage_table`] wrote into the run
+    /// database, replacing a table of that name.
+    pub fn load_stage_table(&mut self, table: &str, file: &Path) -> Result<(), Error> {
+        let e = |e: rusqlite::Error| e.to_string();
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS loaded", [file.to_string_lossy()])
+            .map_err(e)?;
+        let copied = self
+            .conn
+            .query_row(
+                "SELECT sql FROM loaded.sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(|err| format!("no table `{table}` in {}: {err}", file.display()))
+            .and_then(|create| {
+                let rest = create
+                    .strip_prefix("CREATE TABLE ")
+                    .ok_or_else(|| format!("table `{table}` was not made by CREATE TABLE"))?;
+                self.conn
+                    .execute_batch(&format!(
+                        "DROP TABLE IF EXISTS run.{q};
+                         CREATE TABLE run.{rest};
+                         INSERT INTO run.{q} SELECT * FROM loaded.{q};",
+                        q = quote(table)
+                    ))
+                    .map_err(e)
+            });
+        let detached = self.conn.execute("DETACH DATABASE loaded", []).map_err(e);
+        copied.and(detached.map(|_| ()))
+    }
+
     /// Replaces `schema.table` with the rows.
     pub fn write_table(&mut self, schema: &str, table: &str, rows: &Rows) -> Result<(), Error> {
         again_on_schema_change(|| {

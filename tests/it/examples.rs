@@ -62,6 +62,28 @@ fn documented_invocations(text: &str) -> Vec<(Vec<String>, String)> {
     found
 }
 
+/// Every documented `wvflow run ...` of every example: the example's path and the words
+/// after `wvflow`.
+pub fn documented_runs() -> Vec<(String, Vec<String>)> {
+    let mut files: Vec<_> = std::fs::read_dir("examples")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wv"))
+        .collect();
+    files.sort();
+    let mut runs = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (args, _) in documented_invocations(&text) {
+            if args[0] == "run" {
+                runs.push((args[1].clone(), args));
+            }
+        }
+    }
+    runs
+}
+
 /// Words as a POSIX shell splits them, for the quoting the headers use ('...').
 fn shell_words(text: &str) -> Vec<String> {
     let mut words = Vec::new();

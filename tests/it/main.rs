@@ -6,6 +6,7 @@ mod check_workspace;
 mod cli;
 mod docs;
 mod examples;
+mod export;
 mod format;
 mod fuzz;
 mod grammar;

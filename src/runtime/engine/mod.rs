@@ -54,6 +54,9 @@ pub struct Context<'a> {
     /// Stages that succeeded in an earlier execution of this run (`runs resume`), in the
     /// order they finished: their tables are in the run database and they are not run again.
     pub resumed: Vec<StageSummary>,
+    /// An exported task's try: only this attempt of each activity call is made, numbered so;
+    /// the engine that runs the task retries it.
+    pub single_attempt: Option<u32>,
 }
 
 impl Context<'_> {
@@ -66,7 +69,7 @@ impl Context<'_> {
     }
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct StageSummary {
     pub stage: String,
     pub state: StageState,
@@ -76,7 +79,7 @@ pub struct StageSummary {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct CompensationSummary {
     pub stage: String,
     pub activity: String,
@@ -465,6 +468,50 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
     }
 }
 
+/// One stage alone, as a task of an exported flow runs it: the states of its upstream
+/// stages are given and their tables are already in the run database; `first_success` is the
+/// upstream a `first_success` stage reads.
+pub fn run_single_stage(
+    stage: &StagePlan,
+    stores: &StoreConfig,
+    ctx: &Context,
+    upstream: BTreeMap<String, StageState>,
+    first_success: Option<String>,
+) -> StageSummary {
+    let start = Started {
+        workspace_db: stores.workspace_db.clone(),
+        states: upstream,
+        cancel: ctx.cancel.clone(),
+        first_success,
+    };
+    run_stage(stage, stores, &Pool::default(), ctx, &start)
+}
+
+/// The saga of an exported run: the compensations of `completed` (in the order they
+/// finished), latest first, their rows read from the run database.
+pub fn compensate_completed(
+    stores: &StoreConfig,
+    ctx: &Context,
+    completed: &[&StagePlan],
+) -> Vec<CompensationSummary> {
+    match stores.connect() {
+        Ok(mut store) => compensate(&mut store, ctx, completed),
+        Err(e) => not_compensated(ctx, completed, &format!("cannot open the run store: {e}")),
+    }
+}
+
+/// Whether a run whose stages ended so fails: a stage failed whose `on_failure` is `fail`.
+pub fn fails(flow: &FlowPlan, results: &[StageSummary]) -> bool {
+    results.iter().any(|r| {
+        r.state == StageState::Failed
+            && flow
+                .stages
+                .iter()
+                .find(|s| s.id == r.stage)
+                .is_some_and(|s| s.on_failure == OnFailure::Fail)
+    })
+}
+
 /// A stage that will not run, ended in `state` (skipped or cancelled) and reported.
 fn unrun(
     ctx: &Context,
@@ -494,7 +541,6 @@ pub(crate) fn final_stages(flow: &FlowPlan, results: &[StageSummary]) -> Vec<Str
         .collect()
 }
 
-/// The message a panic carried.
 /// One attempt of an activity: launched, and reported to `progress` (started, its process,
 /// what it writes, how it ended) when there is one. Stages, compensations and hooks share it.
 pub(crate) fn launch_reported(
@@ -532,6 +578,7 @@ pub(crate) fn launch_reported(
     outcome
 }
 
+/// The message a panic carried.
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()

@@ -1102,15 +1102,27 @@ fn retried(
         item,
         number,
     };
+    // An exported task makes one attempt, numbered as the engine counts its tries.
+    let one;
+    let (policy, before) = match ctx.single_attempt {
+        Some(n) => {
+            one = crate::plan::ir::RetryPolicy {
+                attempts: 1,
+                ..call.invocation.retry.clone()
+            };
+            (&one, n.max(1) - 1)
+        }
+        None => (&call.invocation.retry, 0),
+    };
     retry::run_observed(
-        &call.invocation.retry,
+        policy,
         stage.schedule_timeout_ms.map(Duration::from_millis),
         (ctx.clock, call.cancel),
         ctx.random,
-        |attempt| launch(ctx, stage, &which(attempt), call),
+        |attempt| launch(ctx, stage, &which(attempt + before), call),
         |failed, delay| {
             if let Some(p) = ctx.progress {
-                p.retrying(&which(failed), delay);
+                p.retrying(&which(failed + before), delay);
             }
         },
     )

@@ -1,0 +1,112 @@
+//! `wvflow export PATH [FLOW] --target airflow|argo [-o FILE]`: a flow as a file another engine
+//! runs. Mapping and walk-through: `docs/export.md`.
+
+use super::exit;
+use super::plan::{choose_flow, compile};
+use crate::check::Index;
+use crate::export::{Deployment, Target, export};
+use crate::plan::lower;
+use crate::workspace::Workspace;
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TargetArg {
+    Airflow,
+    Argo,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A .wv file or a folder (one workspace).
+    path: PathBuf,
+    /// The flow (`Name`, or `Name@2`); optional when the workspace has one flow.
+    flow: Option<String>,
+    #[arg(long, value_enum)]
+    target: TargetArg,
+    /// Write here instead of to stdout.
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
+    /// The `wvflow` program on the workers.
+    #[arg(long, default_value = "wvflow")]
+    wvflow: String,
+    /// The flow's folder on the workers (default: this folder, absolute, for Airflow;
+    /// /workspace in the image for Argo).
+    #[arg(long)]
+    workspace: Option<String>,
+    /// The state folder the Airflow workers share (default: .wvflow/state in the flow's folder).
+    #[arg(long)]
+    state: Option<String>,
+    /// The container image with `wvflow` and the flow's folder (Argo).
+    #[arg(long, default_value = "wvflow:latest")]
+    image: String,
+    /// The volume claim of the shared state, a ReadWriteMany volume (Argo).
+    #[arg(long, default_value = "wvflow-state")]
+    volume_claim: String,
+}
+
+pub fn run(args: ExportArgs) -> u8 {
+    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&args.path));
+    for e in &load_errors {
+        eprintln!("error: {e}");
+    }
+    if !load_errors.is_empty() || compile(&workspace).is_none() {
+        return exit::USAGE;
+    }
+    let index = Index::new(&workspace);
+    let def = match choose_flow(&index, args.flow.as_deref()) {
+        Ok(def) => def,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let plan = lower(&workspace, &index, def);
+    let folder = crate::workspace::absolute(&if args.path.is_dir() {
+        args.path.clone()
+    } else {
+        args.path.parent().map(PathBuf::from).unwrap_or_default()
+    });
+    let target = match args.target {
+        TargetArg::Airflow => Target::Airflow,
+        TargetArg::Argo => Target::Argo,
+    };
+    let deployment = Deployment {
+        wvflow: args.wvflow,
+        workspace: args.workspace.unwrap_or_else(|| match target {
+            Target::Airflow => folder.display().to_string(),
+            Target::Argo => "/workspace".into(),
+        }),
+        state: args
+            .state
+            .unwrap_or_else(|| folder.join(".wvflow").join("state").display().to_string()),
+        image: args.image,
+        volume_claim: args.volume_claim,
+    };
+    let exported = match export(&plan, target, &deployment) {
+        Ok(exported) => exported,
+        Err(reasons) => {
+            eprintln!(
+                "error: flow `{}` cannot be exported exactly:",
+                plan.flow.name
+            );
+            for reason in reasons {
+                eprintln!("  {reason}");
+            }
+            return exit::USAGE;
+        }
+    };
+    for warning in &exported.warnings {
+        eprintln!("warning: {warning}");
+    }
+    match &args.output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &exported.text) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return exit::PROBLEMS;
+            }
+        }
+        None => out!("{}", exported.text),
+    }
+    exit::OK
+}

@@ -1,0 +1,169 @@
+//! `wvflow stage init | run | finish`: what the tasks of an exported flow run. Exit statuses
+//! are the engine's: 0 success, 99 skipped, 98 failed for good (not to be retried), anything
+//! else a failure the engine may retry. Semantics: `docs/export.md`.
+
+use super::exit;
+use crate::plan::Plan;
+use crate::runtime::tasks::state::Location;
+use crate::runtime::tasks::{TaskEnd, TaskRun};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct StageArgs {
+    #[command(subcommand)]
+    command: StageCommand,
+}
+
+/// What every task names: the plan, the shared state and the run.
+#[derive(Args)]
+struct Common {
+    /// The flow's plan (`wvflow plan PATH FLOW --format json`), as JSON or base64; needed by
+    /// `init`, which keeps it in the state for the tasks after it.
+    #[arg(long)]
+    plan: Option<PathBuf>,
+    /// The state location the engine's workers share: a folder or file:///path.
+    #[arg(long)]
+    state: String,
+    /// The engine's id of the run.
+    #[arg(long)]
+    run_id: String,
+    /// Where activities run and relative paths resolve: the folder of the flow's .wv file.
+    #[arg(long, default_value = ".")]
+    cwd: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum StageCommand {
+    /// Record the run's arguments and run time: the first task of a run.
+    Init {
+        #[command(flatten)]
+        common: Common,
+        /// The arguments, as a JSON object (`{"city": "Oslo", "limit": 10}`).
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// One argument as NAME=TEXT, typed by the flow's parameter (repeatable; after --args).
+        #[arg(long = "arg")]
+        arg: Vec<String>,
+        /// The run's logical time (RFC 3339, UTC); default: now.
+        #[arg(long)]
+        run_time: Option<String>,
+    },
+    /// Run one stage once its upstream stages have ended (99: its trigger did not hold).
+    Run {
+        stage: String,
+        #[command(flatten)]
+        common: Common,
+        /// The engine's try of this task, from 1: the attempt a stage whose task the engine
+        /// retries makes (exit 1: try again; 98: failed for good).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        attempt: u32,
+    },
+    /// Decide the run's state, compensate a failed run, fire the hooks: the last task.
+    Finish {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+pub fn run(args: StageArgs) -> u8 {
+    match execute(args.command) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("error: {e}");
+            // Not the engine's 98: a task that could not even start may succeed when retried.
+            exit::PROBLEMS
+        }
+    }
+}
+
+fn execute(command: StageCommand) -> Result<u8, String> {
+    let common = match &command {
+        StageCommand::Init { common, .. }
+        | StageCommand::Run { common, .. }
+        | StageCommand::Finish { common } => common,
+    };
+    let state = Location::parse(&common.state)?;
+    let plan_path = match (&common.plan, &command) {
+        (Some(path), _) => path.clone(),
+        (None, StageCommand::Init { .. }) => return Err("`init` needs --plan".into()),
+        (None, _) => state.plan_file(&common.run_id),
+    };
+    let plan = read_plan(&plan_path)?;
+    let limits = crate::export::limits(&plan);
+    if !limits.is_empty() {
+        return Err(format!(
+            "flow `{}` cannot run as separate tasks:\n  {}",
+            plan.flow.name,
+            limits.join("\n  ")
+        ));
+    }
+    let task = TaskRun {
+        plan: &plan,
+        state,
+        run_id: common.run_id.clone(),
+        cwd: common.cwd.clone(),
+        cancel: crate::runtime::cancel::on_ctrl_c(),
+    };
+    match &command {
+        StageCommand::Init {
+            args,
+            arg,
+            run_time,
+            ..
+        } => {
+            let mut given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(args)
+                .map_err(|e| format!("--args is not a JSON object: {e}"))?;
+            given.extend(crate::runtime::tasks::text_args(&plan, arg)?);
+            let bound = crate::runtime::flow_call::bind_json_args(&plan, &given)?;
+            let run_time = run_time
+                .as_deref()
+                .map(crate::runtime::schedule::parse_run_time)
+                .transpose()?;
+            task.init(&bound, run_time)?;
+            Ok(exit::OK)
+        }
+        StageCommand::Run { stage, attempt, .. } => {
+            let (end, summary) = task.run_stage(stage, *attempt)?;
+            outln!("{}", serde_json::to_string(&summary).unwrap_or_default());
+            if let Some(error) = &summary.error {
+                eprintln!("stage {stage}: {}: {error}", summary.state);
+            }
+            Ok(end.exit_code())
+        }
+        StageCommand::Finish { .. } => {
+            let summary = task.finish()?;
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&summary).unwrap_or_default()
+            );
+            Ok(
+                if summary.state == crate::runtime::state::RunState::Success {
+                    TaskEnd::Success.exit_code()
+                } else {
+                    TaskEnd::Failed.exit_code()
+                },
+            )
+        }
+    }
+}
+
+/// A plan file: JSON as `wvflow plan --format json` writes it, or that in base64.
+fn read_plan(path: &std::path::Path) -> Result<Plan, String> {
+    use base64::Engine as _;
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?;
+    let json = if bytes.trim_ascii_start().starts_with(b"{") {
+        bytes
+    } else {
+        let text: Vec<u8> = bytes
+            .into_iter()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| format!("{} is neither JSON nor base64: {e}", path.display()))?
+    };
+    serde_json::from_slice(&json)
+        .map_err(|e| format!("{} is not a wvflow plan: {e}", path.display()))
+}

@@ -1,0 +1,388 @@
+//! The Airflow target (Airflow 3.3 and later): one self-contained DAG file per flow. Every
+//! stage is a `BashOperator` running `wvflow stage run`, after `wvflow stage init` and
+//! before `wvflow stage finish`, each waiting for all its upstream tasks to be done
+//! (`all_done`) and deciding the stage's trigger itself.
+
+use super::{Deployment, Exported};
+use crate::plan::Plan;
+use crate::plan::ir::{ParamPlan, StagePlan, Step};
+use crate::runtime::tasks::engine_retries;
+use crate::value::ValueType;
+use base64::Engine as _;
+use std::fmt::Write as _;
+
+/// A Python string literal (JSON's escapes are Python's).
+fn py(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// A JSON value as a Python literal.
+fn py_value(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "None".into(),
+        serde_json::Value::Bool(true) => "True".into(),
+        serde_json::Value::Bool(false) => "False".into(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => py(s),
+        other => py(&other.to_string()),
+    }
+}
+
+/// A task id: Airflow takes letters, digits, `_`, `-` and `.`.
+pub fn task_id(stage: &str) -> String {
+    stage
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A DAG parameter typed from a flow parameter.
+fn param(p: &ParamPlan) -> String {
+    let (ty, format) = match p.ty {
+        ValueType::Int => ("integer", None),
+        ValueType::Float => ("number", None),
+        ValueType::Boolean => ("boolean", None),
+        ValueType::Date => ("string", Some("date")),
+        ValueType::Timestamp => ("string", Some("date-time")),
+        _ => ("string", None),
+    };
+    let default = match (&p.default, p.ty) {
+        // A duration's default is in milliseconds in the plan; the form takes `90s`.
+        (Some(serde_json::Value::Number(ms)), ValueType::Duration) => {
+            py(&crate::value::duration_text(ms.as_i64().unwrap_or(0)))
+        }
+        (Some(value), _) => py_value(value),
+        (None, _) => String::new(),
+    };
+    let mut text = String::from("Param(");
+    if !default.is_empty() {
+        let _ = write!(text, "{default}, ");
+    }
+    let _ = write!(text, "type={}", py(ty));
+    if let Some(format) = format {
+        let _ = write!(text, ", format={}", py(format));
+    }
+    if p.ty == ValueType::Duration {
+        text.push_str(", description=\"a duration such as 90s or 2h\"");
+    }
+    text.push(')');
+    text
+}
+
+/// The stages a stage waits for: its upstream stages and, for a fork among them, the
+/// fork's branches (a fork has ended only when they have).
+pub(super) fn waits_for<'p>(plan: &'p Plan, stage: &'p StagePlan) -> Vec<&'p str> {
+    let mut found: Vec<&str> = Vec::new();
+    let mut queue: Vec<&str> = stage.upstream.iter().map(|e| e.stage.as_str()).collect();
+    while let Some(name) = queue.pop() {
+        if found.contains(&name) {
+            continue;
+        }
+        found.push(name);
+        if let Some(up) = plan.flow.stages.iter().find(|s| s.id == name) {
+            for step in &up.steps {
+                if let Step::Fork { branches } = step {
+                    queue.extend(branches.iter().map(String::as_str));
+                }
+            }
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
+pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
+    let flow = &plan.flow;
+    let mut warnings = Vec::new();
+    let json = serde_json::to_vec(plan).unwrap_or_default();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
+    let dag_id = match flow.version {
+        Some(v) => format!("{}_v{v}", flow.name),
+        None => flow.name.clone(),
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# The flow `{}`, exported by `wvflow export --target airflow`: do not edit, export again.",
+        flow.name
+    );
+    out.push_str(
+        "# Every stage is a task running `wvflow stage`, which decides triggers, the rows each stage\n\
+         # reads, retries, the saga and the run's state exactly as `wvflow run` does. The tasks need\n\
+         # `wvflow` on the workers, the flow's folder at WORKSPACE and a STATE folder they share.\n\
+         from __future__ import annotations\n\n\
+         import base64\nimport hashlib\nimport os\nimport random\nimport re\nimport tempfile\n\
+         from datetime import datetime, timedelta, timezone\n\n\
+         from airflow.providers.standard.operators.bash import BashOperator\n\
+         from airflow.sdk import (\n    DAG,\n    CronTriggerTimetable,\n    DeltaTriggerTimetable,\n    \
+         Param,\n    RetryDecision,\n    RetryPolicy,\n)\n\n",
+    );
+    let _ = writeln!(
+        out,
+        "WVFLOW = os.environ.get(\"WVFLOW\", {})",
+        py(&deployment.wvflow)
+    );
+    let _ = writeln!(
+        out,
+        "WORKSPACE = os.environ.get(\"WVFLOW_WORKSPACE\", {})",
+        py(&deployment.workspace)
+    );
+    let _ = writeln!(
+        out,
+        "STATE = os.environ.get(\"WVFLOW_STATE\", {})",
+        py(&deployment.state)
+    );
+    out.push_str("\n# The plan, as `wvflow plan --format json` wrote it (base64: never read as a template).\n");
+    out.push_str("PLAN_BASE64 = (\n");
+    for chunk in encoded.as_bytes().chunks(88) {
+        let _ = writeln!(out, "    \"{}\"", String::from_utf8_lossy(chunk));
+    }
+    out.push_str(")\n\n");
+    out.push_str(PYTHON_HELPERS);
+    out.push('\n');
+    let schedule = match &flow.schedule {
+        Some(s) => match (&s.cron, s.interval_ms) {
+            (Some(cron), _) => format!(
+                "CronTriggerTimetable({}, timezone={})",
+                py(cron),
+                py(&s.timezone)
+            ),
+            (None, Some(ms)) => {
+                if ms == 0 || !86_400_000u64.is_multiple_of(ms) {
+                    warnings.push(format!(
+                        "flow `{}`: its interval does not divide a day, so Airflow's runs fire at \
+                         other instants than `wvflow schedule`'s (counted from the DAG's start \
+                         date, not the Unix epoch)",
+                        flow.name
+                    ));
+                }
+                format!("DeltaTriggerTimetable(timedelta(milliseconds={ms}))")
+            }
+            (None, None) => "None".into(),
+        },
+        None => "None".into(),
+    };
+    if !flow.depends_on.is_empty() || flow.start_condition.is_some() {
+        warnings.push(format!(
+            "flow `{}` starts after other flows (`depends on`, `if F.failed`): Airflow does not \
+             start it so; add a sensor or an asset to the DAG",
+            flow.name
+        ));
+    }
+    if flow.keep_runs.is_some() {
+        warnings.push("`keep_runs` is left to Airflow's own clean-up (`airflow db clean`)".into());
+    }
+    let _ = writeln!(out, "with DAG(");
+    let _ = writeln!(out, "    dag_id={},", py(&dag_id));
+    let _ = writeln!(
+        out,
+        "    description={},",
+        py(&format!("wvflow flow {}", flow.name))
+    );
+    let _ = writeln!(out, "    schedule={schedule},");
+    // A fixed start, so that the file is the same at every export; catch-up is the flow's.
+    let _ = writeln!(
+        out,
+        "    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),"
+    );
+    let catchup = flow.schedule.as_ref().is_some_and(|s| s.catchup);
+    let _ = writeln!(
+        out,
+        "    catchup={},",
+        if catchup { "True" } else { "False" }
+    );
+    if let Some(n) = flow.concurrency {
+        let _ = writeln!(out, "    max_active_runs={n},");
+    }
+    if let Some(n) = flow.max_parallel {
+        let _ = writeln!(out, "    max_active_tasks={n},");
+    }
+    out.push_str("    params={\n");
+    for p in &flow.params {
+        let _ = writeln!(out, "        {}: {},", py(&p.name), param(p));
+    }
+    out.push_str("    },\n");
+    out.push_str("    tags=[\"wvflow\"],\n) as dag:\n");
+    out.push_str(
+        "    init = BashOperator(\n        task_id=\"wvflow_init\",\n        \
+         bash_command='\"$WVFLOW\" stage init --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
+         --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\" --args \"$WVFLOW_ARGS\" \
+         --run-time \"$WVFLOW_RUN_TIME\"',\n        env=task_env(),\n        append_env=True,\n        \
+         retries=2,\n        retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n    )\n",
+    );
+    out.push_str("    tasks = {}\n");
+    for stage in &flow.stages {
+        let id = task_id(&stage.id);
+        let _ = writeln!(out, "    tasks[{}] = BashOperator(", py(&stage.id));
+        let _ = writeln!(out, "        task_id={},", py(&id));
+        let command = format!(
+            "\"$WVFLOW\" stage run {} --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
+             --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\" --attempt \"$WVFLOW_TRY\"",
+            shell_word(&stage.id)
+        );
+        let _ = writeln!(out, "        bash_command={},", py(&command));
+        out.push_str("        env=task_env(),\n        append_env=True,\n");
+        out.push_str("        trigger_rule=\"all_done\",\n");
+        let _ = writeln!(
+            out,
+            "        priority_weight={},\n        weight_rule=\"absolute\",",
+            4 - u32::from(stage.priority.min(3))
+        );
+        match engine_retries(stage) {
+            Some(policy) => {
+                let _ = writeln!(out, "        retries={},", policy.attempts - 1);
+                let _ = writeln!(
+                    out,
+                    "        retry_policy=WvflowRetry({}, {}, {:?}, {}, {}),",
+                    policy.initial_delay_ms,
+                    py(policy.backoff.as_str()),
+                    policy.coefficient,
+                    policy
+                        .max_delay_ms
+                        .map_or("None".to_string(), |ms| ms.to_string()),
+                    if policy.jitter { "True" } else { "False" }
+                );
+            }
+            // Retried inside the task; the engine retries only a task that could not run.
+            None => out.push_str(
+                "        retries=2,\n        retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n",
+            ),
+        }
+        if let Some(ms) = stage_budget(stage) {
+            // wvflow bounds each attempt itself; this is the backstop for a lost worker.
+            let _ = writeln!(
+                out,
+                "        execution_timeout=timedelta(milliseconds={}),",
+                ms + 60_000
+            );
+        }
+        out.push_str("    )\n");
+        if stage
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }))
+        {
+            warnings.push(format!(
+                "stage `{}`: the items of its `each` run inside one task, at its `concurrency`, \
+                 not as mapped tasks",
+                stage.id
+            ));
+        }
+    }
+    out.push_str(
+        "    finish = BashOperator(\n        task_id=\"wvflow_finish\",\n        \
+         bash_command='\"$WVFLOW\" stage finish --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
+         --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\"',\n        env=task_env(),\n        \
+         append_env=True,\n        trigger_rule=\"all_done\",\n        retries=2,\n        \
+         retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n    )\n",
+    );
+    for stage in &flow.stages {
+        let waits = waits_for(plan, stage);
+        if waits.is_empty() {
+            let _ = writeln!(out, "    init >> tasks[{}]", py(&stage.id));
+        } else {
+            let list: Vec<String> = waits.iter().map(|w| format!("tasks[{}]", py(w))).collect();
+            let _ = writeln!(out, "    [{}] >> tasks[{}]", list.join(", "), py(&stage.id));
+        }
+    }
+    out.push_str("    list(tasks.values()) >> finish\n");
+    if flow.stages.is_empty() {
+        out.push_str("    init >> finish\n");
+    }
+    Exported {
+        text: out,
+        warnings,
+    }
+}
+
+/// How long a stage's task may take: its attempt `timeout` (one attempt per task when the
+/// engine retries it), or its `schedule_timeout` when it retries inside the task.
+fn stage_budget(stage: &StagePlan) -> Option<u64> {
+    if engine_retries(stage).is_some() {
+        stage.timeout_ms
+    } else {
+        stage.schedule_timeout_ms.or(match stage.retry.attempts {
+            1 => stage.timeout_ms,
+            _ => None,
+        })
+    }
+}
+
+/// A stage name as one shell word: names are identifiers, quoted anyway.
+fn shell_word(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// What every exported DAG file defines: the plan file on the worker, each task's
+/// environment, and the retry policy that computes wvflow's delays and stops at exit 98.
+const PYTHON_HELPERS: &str = r#"def plan_file() -> str:
+    """The plan in a file of its own on this worker, named by its content."""
+    data = base64.b64decode("".join(PLAN_BASE64))
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"wvflow-plan-{digest}.json")
+    if not os.path.exists(path):
+        partial = f"{path}.{os.getpid()}"
+        with open(partial, "wb") as out:
+            out.write(data)
+        os.replace(partial, path)
+    return path
+
+
+def task_env() -> dict:
+    """What each task's command reads; values pass through the environment, never the shell."""
+    return {
+        "WVFLOW": WVFLOW,
+        "WVFLOW_PLAN": plan_file(),
+        "WVFLOW_STATE": STATE,
+        "WVFLOW_WORKSPACE": WORKSPACE,
+        "WVFLOW_RUN_ID": "{{ run_id }}",
+        "WVFLOW_TRY": "{{ ti.try_number }}",
+        "WVFLOW_ARGS": "{{ params | tojson }}",
+        "WVFLOW_RUN_TIME": "{{ (dag_run.logical_date or dag_run.run_after).isoformat() }}",
+    }
+
+
+class WvflowRetry(RetryPolicy):
+    """wvflow's delay before retry n (constant d, linear d*n, exponential d*c^(n-1), capped,
+    with full jitter if asked); exit 98 means failed for good and is never retried."""
+
+    def __init__(self, first_ms, backoff, coefficient, cap_ms, jitter):
+        self.first_ms = first_ms
+        self.backoff = backoff
+        self.coefficient = coefficient
+        self.cap_ms = cap_ms
+        self.jitter = jitter
+
+    def delay_ms(self, n: int) -> float:
+        factor = {"constant": 1.0, "linear": float(n)}.get(self.backoff, self.coefficient ** (n - 1))
+        delay = self.first_ms * factor
+        return delay if self.cap_ms is None else min(delay, self.cap_ms)
+
+    def evaluate(self, exception, try_number, max_tries, context=None):
+        if re.search(r"exit code 98\b", str(exception)):
+            return RetryDecision.fail("wvflow: failed for good")
+        delay = self.delay_ms(try_number)
+        if self.jitter:
+            delay = random.uniform(0, delay)
+        return RetryDecision.retry(timedelta(milliseconds=delay), f"wvflow: retry {try_number}")
+
+    def serialize(self) -> dict:
+        return {
+            "first_ms": self.first_ms,
+            "backoff": self.backoff,
+            "coefficient": self.coefficient,
+            "cap_ms": self.cap_ms,
+            "jitter": self.jitter,
+        }
+
+    @classmethod
+    def deserialize(cls, data: dict) -> "WvflowRetry":
+        return cls(data["first_ms"], data["backoff"], data["coefficient"], data["cap_ms"], data["jitter"])
+
+"#;

@@ -1,0 +1,409 @@
+//! The Argo Workflows target: a `Workflow`, or a `CronWorkflow` for a scheduled flow. A DAG
+//! of one task per stage, each running `wvflow stage run` once all its upstream tasks are
+//! done, between `wvflow stage init` and `wvflow stage finish`; an exit handler runs
+//! `finish` again should the DAG stop before it (it decides only once).
+
+use super::yaml::to_yaml;
+use super::{Deployment, Exported};
+use crate::plan::Plan;
+use crate::plan::ir::{ParamPlan, StagePlan, Step};
+use crate::retry_rule::Backoff;
+use crate::runtime::tasks::engine_retries;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Where the shared state is mounted in every pod.
+const STATE_MOUNT: &str = "/wvflow/state";
+/// The exit codes a task must not be retried on: failed for good, skipped.
+const NOT_RETRIED: &str = "asInt(lastRetry.exitCode) != 98 && asInt(lastRetry.exitCode) != 99";
+
+/// A Kubernetes name: lower-case letters, digits and `-`, starting and ending with a letter
+/// or digit, at most `max` long.
+pub fn k8s_name(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let mut out: String = out.trim_matches('-').chars().take(max).collect();
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() || !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        out.insert_str(0, "s-");
+        out.truncate(max);
+    }
+    out
+}
+
+/// Task names for the stages, or the stages whose names collide once made Kubernetes names.
+fn task_names(plan: &Plan) -> Result<BTreeMap<&str, String>, Vec<String>> {
+    let mut names = BTreeMap::new();
+    let mut taken: BTreeMap<String, &str> = BTreeMap::new();
+    for reserved in ["wvflow-init", "wvflow-finish", "wvflow-exit", "flow"] {
+        taken.insert(reserved.to_string(), "(wvflow's own task)");
+    }
+    let mut clashes = Vec::new();
+    for stage in &plan.flow.stages {
+        let name = k8s_name(&stage.id, 50);
+        if let Some(other) = taken.get(&name) {
+            clashes.push(format!(
+                "stages `{other}` and `{}` both become the Argo task `{name}`: rename one",
+                stage.id
+            ));
+            continue;
+        }
+        taken.insert(name.clone(), &stage.id);
+        names.insert(stage.id.as_str(), name);
+    }
+    if clashes.is_empty() {
+        Ok(names)
+    } else {
+        Err(clashes)
+    }
+}
+
+fn duration(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The task a stage's task waits for: its upstream stages and a fork's branches.
+fn waits_for<'p>(plan: &'p Plan, stage: &'p StagePlan) -> Vec<&'p str> {
+    super::airflow::waits_for(plan, stage)
+}
+
+/// A container that runs `wvflow` with `args`, the state mounted.
+fn container(deployment: &Deployment, args: Vec<String>) -> Value {
+    json!({
+        "image": deployment.image,
+        "command": [deployment.wvflow],
+        "args": args,
+        "workingDir": deployment.workspace,
+        "volumeMounts": [{ "name": "wvflow-state", "mountPath": STATE_MOUNT }],
+    })
+}
+
+fn common(run_id: &str, deployment: &Deployment) -> Vec<String> {
+    vec![
+        "--state".into(),
+        STATE_MOUNT.into(),
+        "--run-id".into(),
+        run_id.into(),
+        "--cwd".into(),
+        deployment.workspace.clone(),
+    ]
+}
+
+fn param_value(p: &ParamPlan) -> Option<String> {
+    p.default.as_ref().map(|d| match (d, p.ty) {
+        (Value::Number(ms), crate::value::ValueType::Duration) => {
+            crate::value::duration_text(ms.as_i64().unwrap_or(0))
+        }
+        (Value::String(s), _) => s.clone(),
+        (other, _) => other.to_string(),
+    })
+}
+
+pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<String>> {
+    let flow = &plan.flow;
+    let names = task_names(plan)?;
+    let mut warnings = Vec::new();
+    let scheduled = flow.schedule.is_some();
+    // A CronWorkflow's runs are named after their schedule; `workflow.name` is unique either way.
+    let run_id = "{{workflow.name}}";
+    let run_time = if scheduled {
+        "{{workflow.scheduledTime}}"
+    } else {
+        "{{workflow.creationTimestamp}}"
+    };
+    let plan_base64 = base64::engine::general_purpose::STANDARD
+        .encode(serde_json::to_vec(plan).unwrap_or_default());
+    let mut init_args = vec![
+        "stage".to_string(),
+        "init".into(),
+        "--plan".into(),
+        "/wvflow/plan".into(),
+    ];
+    init_args.extend(common(run_id, deployment));
+    init_args.extend(["--run-time".into(), run_time.into()]);
+    for p in &flow.params {
+        init_args.push("--arg".into());
+        init_args.push(format!("{}={{{{workflow.parameters.{}}}}}", p.name, p.name));
+    }
+    let mut templates = vec![];
+    let mut tasks = vec![json!({ "name": "wvflow-init", "template": "wvflow-init" })];
+    templates.push(json!({
+        "name": "wvflow-init",
+        "inputs": { "artifacts": [{ "name": "plan", "path": "/wvflow/plan", "raw": { "data": plan_base64 } }] },
+        "retryStrategy": { "limit": "2", "retryPolicy": "Always" },
+        "container": container(deployment, init_args),
+    }));
+    for stage in &flow.stages {
+        let name = &names[stage.id.as_str()];
+        let waits = waits_for(plan, stage);
+        let depends = if waits.is_empty() {
+            "wvflow-init".to_string()
+        } else {
+            waits
+                .iter()
+                .map(|w| {
+                    let t = &names[w];
+                    format!("({t}.Succeeded || {t}.Failed || {t}.Errored)")
+                })
+                .collect::<Vec<_>>()
+                .join(" && ")
+        };
+        tasks.push(json!({
+            "name": name,
+            "template": format!("stage-{name}"),
+            "depends": depends,
+            // The stage's state is wvflow's to decide: `finish` fails the run, not the DAG.
+            "continueOn": { "failed": true, "error": true },
+        }));
+        let mut args = vec!["stage".to_string(), "run".into(), stage.id.clone()];
+        args.extend(common(run_id, deployment));
+        args.extend(["--attempt".into(), "{{=asInt(retries) + 1}}".into()]);
+        let mut template = serde_json::Map::new();
+        template.insert("name".into(), json!(format!("stage-{name}")));
+        let exact = engine_retries(stage).filter(|policy| {
+            // Argo's backoff: duration * factor^(n-1), each capped; whole-number factors only.
+            !policy.jitter
+                && match policy.backoff {
+                    Backoff::Constant => true,
+                    Backoff::Exponential => policy.coefficient.fract() == 0.0,
+                    Backoff::Linear => false,
+                }
+        });
+        let retry = match exact {
+            Some(policy) => {
+                let mut backoff = json!({
+                    "duration": duration(policy.initial_delay_ms),
+                    "factor": match policy.backoff {
+                        Backoff::Exponential => format!("{}", policy.coefficient as u64),
+                        _ => "1".into(),
+                    },
+                });
+                if let Some(cap) = policy.max_delay_ms {
+                    backoff["cap"] = json!(duration(cap));
+                }
+                json!({
+                    "limit": (policy.attempts - 1).to_string(),
+                    "retryPolicy": "Always",
+                    "expression": NOT_RETRIED,
+                    "backoff": backoff,
+                })
+            }
+            // Retried inside the task by wvflow (linear backoff, a fractional factor, jitter,
+            // an `each`): Argo retries only a task that could not run.
+            None => json!({ "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED }),
+        };
+        if exact.is_none() && engine_retries(stage).is_some() {
+            warnings.push(format!(
+                "stage `{}`: its backoff has no Argo form; wvflow retries it inside one task",
+                stage.id
+            ));
+        }
+        template.insert("retryStrategy".into(), retry);
+        if let Some(ms) = stage.timeout_ms.filter(|_| engine_retries(stage).is_some()) {
+            // wvflow bounds each attempt itself; this is the backstop for a lost pod.
+            template.insert(
+                "activeDeadlineSeconds".into(),
+                json!((ms / 1000 + 60).to_string()),
+            );
+        }
+        template.insert("container".into(), container(deployment, args));
+        templates.push(Value::Object(template));
+        if stage.priority != 2 {
+            warnings.push(format!(
+                "stage `{}`: `priority` has no Argo form; its task is ordered as any other",
+                stage.id
+            ));
+        }
+        if stage
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }))
+        {
+            warnings.push(format!(
+                "stage `{}`: the items of its `each` run inside one task, at its `concurrency`, \
+                 not as tasks of their own",
+                stage.id
+            ));
+        }
+    }
+    let all_done = if flow.stages.is_empty() {
+        "wvflow-init".to_string()
+    } else {
+        flow.stages
+            .iter()
+            .map(|s| {
+                let t = &names[s.id.as_str()];
+                format!("({t}.Succeeded || {t}.Failed || {t}.Errored)")
+            })
+            .collect::<Vec<_>>()
+            .join(" && ")
+    };
+    tasks
+        .push(json!({ "name": "wvflow-finish", "template": "wvflow-finish", "depends": all_done }));
+    let mut finish_args = vec!["stage".to_string(), "finish".into()];
+    finish_args.extend(common(run_id, deployment));
+    let finish_template = |name: &str| {
+        json!({
+            "name": name,
+            "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
+            "container": container(deployment, finish_args.clone()),
+        })
+    };
+    templates.insert(0, json!({ "name": "flow", "dag": { "tasks": tasks } }));
+    templates.push(finish_template("wvflow-finish"));
+    templates.push(finish_template("wvflow-exit"));
+    let mut spec = serde_json::Map::new();
+    spec.insert("entrypoint".into(), json!("flow"));
+    spec.insert("onExit".into(), json!("wvflow-exit"));
+    let parameters: Vec<Value> = flow
+        .params
+        .iter()
+        .map(|p| match param_value(p) {
+            Some(v) => json!({ "name": p.name, "value": v }),
+            None => json!({ "name": p.name }),
+        })
+        .collect();
+    if !parameters.is_empty() {
+        spec.insert("arguments".into(), json!({ "parameters": parameters }));
+    }
+    if let Some(n) = flow.max_parallel {
+        spec.insert("parallelism".into(), json!(n));
+    }
+    if let Some(ms) = flow.timeout_ms {
+        // wvflow fails the stages that start late; this stops what hangs, and the exit
+        // handler still decides the run.
+        spec.insert("activeDeadlineSeconds".into(), json!(ms / 1000 + 600));
+    }
+    spec.insert(
+        "volumes".into(),
+        json!([{ "name": "wvflow-state", "persistentVolumeClaim": { "claimName": deployment.volume_claim } }]),
+    );
+    spec.insert("templates".into(), Value::Array(templates));
+    let name = k8s_name(&flow.name, 52);
+    let labels = json!({ "wvflow.dev/flow": k8s_name(&flow.name, 63) });
+    let document = match &flow.schedule {
+        Some(schedule) => {
+            let cron = match (&schedule.cron, schedule.interval_ms) {
+                (Some(cron), _) => cron.clone(),
+                (None, Some(ms)) => interval_cron(ms).ok_or_else(|| {
+                    vec![format!(
+                        "flow `{}`: Argo schedules only by cron, and an interval of {} has no \
+                         cron form (intervals that divide an hour or a day do)",
+                        flow.name,
+                        duration(ms)
+                    )]
+                })?,
+                (None, None) => {
+                    return Err(vec!["the schedule has no cron and no interval".into()]);
+                }
+            };
+            let mut cron_spec = json!({
+                "schedules": [cron],
+                "timezone": schedule.timezone,
+                "concurrencyPolicy": if flow.concurrency == Some(1) { "Forbid" } else { "Allow" },
+                "workflowSpec": Value::Object(spec),
+            });
+            if schedule.catchup {
+                warnings.push(format!(
+                    "flow `{}`: `catchup` has no Argo form beyond startingDeadlineSeconds; use \
+                     `wvflow backfill` for missed windows",
+                    flow.name
+                ));
+            } else {
+                cron_spec["startingDeadlineSeconds"] = json!(0);
+            }
+            if flow.concurrency.is_some_and(|n| n > 1) {
+                warnings.push(format!(
+                    "flow `{}`: `concurrency` above 1 has no CronWorkflow form; runs may overlap \
+                     without bound",
+                    flow.name
+                ));
+            }
+            json!({
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "CronWorkflow",
+                "metadata": { "name": name, "labels": labels },
+                "spec": cron_spec,
+            })
+        }
+        None => json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": { "generateName": format!("{name}-"), "labels": labels },
+            "spec": Value::Object(spec),
+        }),
+    };
+    if !flow.hooks.is_empty() {
+        // Exact, but worth knowing where they run.
+        warnings.push(format!(
+            "flow `{}`: its hooks run in the `wvflow-finish` task",
+            flow.name
+        ));
+    }
+    let mut text = format!(
+        "# The flow `{}`, exported by `wvflow export --target argo`: do not edit, export again.\n\
+         # Every stage is a task running `wvflow stage`, which decides triggers, the rows each\n\
+         # stage reads, retries, the saga and the run's state exactly as `wvflow run` does. The\n\
+         # image needs `wvflow` and the flow's folder; the volume claim `{}` is the shared state.\n",
+        flow.name, deployment.volume_claim
+    );
+    text.push_str(&to_yaml(&document));
+    Ok(Exported { text, warnings })
+}
+
+/// The cron pattern of an interval, when there is one: whole minutes dividing an hour, whole
+/// hours dividing a day, or a day. wvflow's intervals count from the Unix epoch, so these fire
+/// at the same instants.
+fn interval_cron(ms: u64) -> Option<String> {
+    if ms == 0 || !ms.is_multiple_of(60_000) {
+        return None;
+    }
+    let minutes = ms / 60_000;
+    if minutes < 60 && 60 % minutes == 0 {
+        Some(format!("*/{minutes} * * * *"))
+    } else if minutes.is_multiple_of(60) && minutes < 24 * 60 && 24 % (minutes / 60) == 0 {
+        Some(format!("0 */{} * * *", minutes / 60))
+    } else if minutes == 24 * 60 {
+        Some("0 0 * * *".into())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_kubernetes_names() {
+        assert_eq!(k8s_name("load_orders", 50), "load-orders");
+        assert_eq!(k8s_name("__x__", 50), "x");
+        assert_eq!(k8s_name("9lives", 50), "s-9lives");
+        assert_eq!(k8s_name("A.b", 50), "a-b");
+        assert!(k8s_name(&"x".repeat(80), 50).len() <= 50);
+    }
+
+    #[test]
+    fn intervals_become_cron() {
+        assert_eq!(interval_cron(15 * 60_000).unwrap(), "*/15 * * * *");
+        assert_eq!(interval_cron(2 * 3_600_000).unwrap(), "0 */2 * * *");
+        assert_eq!(interval_cron(24 * 3_600_000).unwrap(), "0 0 * * *");
+        assert_eq!(interval_cron(7 * 60_000), None);
+        assert_eq!(interval_cron(90_000), None);
+        assert_eq!(interval_cron(5 * 3_600_000), None);
+    }
+}

@@ -1,0 +1,99 @@
+//! `wvflow export`: a flow's plan as a file another engine runs (an Airflow DAG, an Argo
+//! Workflow), each stage a task that runs `wvflow stage`, so that wvflow still decides what
+//! the flow says. What a target cannot express is done by `wvflow stage` or reported as a
+//! warning; what `wvflow stage` cannot run exactly is refused. Mapping: `docs/export.md`.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`airflow`] | the Airflow DAG file |
+//! | [`argo`] | the Argo `Workflow` / `CronWorkflow` |
+
+pub mod airflow;
+pub mod argo;
+mod yaml;
+
+use crate::plan::Plan;
+use crate::plan::ir::Step;
+
+/// Which engine to write for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Airflow,
+    Argo,
+}
+
+/// How the exported tasks find wvflow, the flow's files and the shared state.
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    /// The `wvflow` program on the workers.
+    pub wvflow: String,
+    /// The folder of the flow's `.wv` files on the workers: activities run there.
+    pub workspace: String,
+    /// The state location the workers share (a folder or file:///path); Airflow only.
+    pub state: String,
+    /// The container image with `wvflow` and the flow's folder; Argo only.
+    pub image: String,
+    /// The volume claim of the shared state (a ReadWriteMany volume); Argo only.
+    pub volume_claim: String,
+}
+
+/// An exported file and the approximations made in it.
+pub struct Exported {
+    pub text: String,
+    pub warnings: Vec<String>,
+}
+
+/// What `wvflow stage` cannot run exactly as `wvflow run` does: every reason, by stage.
+/// An exported flow must have none.
+pub fn limits(plan: &Plan) -> Vec<String> {
+    let flow = &plan.flow;
+    let mut found = Vec::new();
+    if !flow.signals.is_empty() {
+        found.push(format!(
+            "flow `{}` declares signals: they are sent to a run through wvflow's run store, \
+             which exported runs do not use",
+            flow.name
+        ));
+    }
+    for stage in &flow.stages {
+        let mut say = |what: &str| found.push(format!("stage `{}` {what}", stage.id));
+        for step in &stage.steps {
+            match step {
+                Step::Call { .. } | Step::EachCall { .. } => say(
+                    "calls another flow: child runs need wvflow's run store; export the child \
+                     flow and trigger it from the engine instead",
+                ),
+                Step::Jump { .. } => say(
+                    "jumps to another flow (`->`): export that flow and trigger it from the engine",
+                ),
+                _ => {}
+            }
+        }
+        if stage.first_success {
+            say(
+                "uses `trigger: first_success`: the stages that lose the race would run to \
+                 their end instead of being cancelled",
+            );
+        }
+        if stage.pool.is_some() {
+            say("holds a `pool`: its slots live in wvflow's run store on one machine");
+        }
+    }
+    found
+}
+
+/// The plan as a file for `target`, or why it cannot be exported exactly.
+pub fn export(
+    plan: &Plan,
+    target: Target,
+    deployment: &Deployment,
+) -> Result<Exported, Vec<String>> {
+    let limits = limits(plan);
+    if !limits.is_empty() {
+        return Err(limits);
+    }
+    match target {
+        Target::Airflow => Ok(airflow::dag(plan, deployment)),
+        Target::Argo => argo::workflow(plan, deployment),
+    }
+}

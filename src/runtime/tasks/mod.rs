@@ -1,0 +1,648 @@
+//! What the tasks of an exported flow run (`wvflow stage init | run | finish`): a run driven
+//! one stage at a time by another engine (Airflow, Argo), against a state location its
+//! workers share. wvflow still decides everything the flow says: triggers, the rows each
+//! stage reads, retries, the saga, hooks and the run's state. The engine provides workers,
+//! ordering and its UI. Decisions: `docs/export.md`.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`state`] | the state location and its files |
+
+pub mod state;
+
+use super::activity::ProcessLauncher;
+use super::clock::SystemClock;
+use super::engine::{
+    Attempt, AttemptEnd, CompensationSummary, Context, Progress, StageSummary, Summary,
+    compensate_completed, fails, holds, run_single_stage,
+};
+use super::retry::SeededRandom;
+use super::runs::{run_params, zone_of};
+use super::schedule::{run_time_text, utc_now};
+use super::state::{RunState, StageState};
+use super::store::{StoreConfig, from_json, to_json};
+use crate::plan::Plan;
+use crate::plan::ir::{OnFailure, RetryPolicy, StagePlan, Step};
+use rusqlite::types::Value;
+use serde::{Deserialize, Serialize};
+use state::{Location, write_whole};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// How a task ended, as the engine reads its exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskEnd {
+    /// 0: the stage succeeded (or the run did, for `finish`).
+    Success,
+    /// 99: the stage's trigger did not hold (Airflow's skip code).
+    Skipped,
+    /// 98: failed for good: the stage used its retries, or the run failed. Not to be retried.
+    Failed,
+    /// 1: this attempt failed and the engine is to try the task again.
+    Retry,
+}
+
+impl TaskEnd {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            TaskEnd::Success => 0,
+            TaskEnd::Skipped => 99,
+            TaskEnd::Failed => 98,
+            TaskEnd::Retry => 1,
+        }
+    }
+}
+
+/// What `init` records of a run.
+#[derive(Serialize, Deserialize)]
+struct RunRecord {
+    flow: String,
+    args: serde_json::Map<String, serde_json::Value>,
+    run_time: String,
+    started_at_ms: i64,
+}
+
+/// How a stage ended, written once by its task.
+#[derive(Serialize, Deserialize)]
+struct StageRecord {
+    #[serde(flatten)]
+    summary: StageSummary,
+    finished_at_ms: i64,
+}
+
+/// One run of an exported flow: its plan, where its state is, and where activities run.
+pub struct TaskRun<'a> {
+    pub plan: &'a Plan,
+    pub state: Location,
+    pub run_id: String,
+    /// The folder of the flow's `.wv` file: activities run here, relative paths resolve here.
+    pub cwd: PathBuf,
+    /// Set to stop the running attempts (the engine's SIGTERM).
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl TaskRun<'_> {
+    /// Records the run's arguments (bound to the flow's parameters) and its run time. A
+    /// second `init` of the same run (a retried task) keeps the first record.
+    pub fn init(
+        &self,
+        args: &BTreeMap<String, Value>,
+        run_time: Option<String>,
+    ) -> Result<(), String> {
+        let path = self.state.run_dir(&self.run_id).join("run.json");
+        if path.exists() {
+            return Ok(());
+        }
+        // The plan, for the tasks after this one to read from here.
+        write_whole(
+            &self.state.plan_file(&self.run_id),
+            &serde_json::to_vec(self.plan).map_err(|e| e.to_string())?,
+        )?;
+        let record = RunRecord {
+            flow: self.plan.flow.name.clone(),
+            args: args.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
+            run_time: run_time.unwrap_or_else(|| run_time_text(utc_now())),
+            started_at_ms: now_ms(),
+        };
+        write_whole(
+            &path,
+            &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
+        )
+    }
+
+    fn run_record(&self) -> Result<RunRecord, String> {
+        let path = self.state.run_dir(&self.run_id).join("run.json");
+        let text = std::fs::read(&path).map_err(|e| {
+            format!(
+                "run {} has no record at {} ({e}): `wvflow stage init` runs first",
+                self.run_id,
+                path.display()
+            )
+        })?;
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn record_of(&self, stage: &str) -> Result<Option<StageRecord>, String> {
+        let path = self.state.stage_record(&self.run_id, stage);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Every stage's record, by stage, with a fork's state settled by its branches.
+    fn records(&self) -> Result<BTreeMap<String, StageRecord>, String> {
+        let mut records = BTreeMap::new();
+        for stage in &self.plan.flow.stages {
+            if let Some(record) = self.record_of(&stage.id)? {
+                records.insert(stage.id.clone(), record);
+            }
+        }
+        for stage in &self.plan.flow.stages {
+            settle_fork(stage, &self.plan.flow.stages, &mut records);
+        }
+        Ok(records)
+    }
+
+    /// The run's values as its SQL reads them: arguments, `run_time`, `run_date`, the run id.
+    fn params(&self, record: &RunRecord) -> BTreeMap<String, Value> {
+        let args = record
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), from_json(v)))
+            .collect();
+        run_params(args, &record.run_time, &self.run_id, zone_of(self.plan))
+    }
+
+    /// The run database of this task: a fresh one in a temporary folder.
+    fn stores(&self, scratch: &Path) -> StoreConfig {
+        StoreConfig {
+            workspace_db: self.state.workspace_db(),
+            run_db: scratch.join("run.db"),
+            base: self.cwd.clone(),
+        }
+    }
+
+    fn context<'c>(
+        &self,
+        params: BTreeMap<String, Value>,
+        clock: &'c SystemClock,
+        random: &'c SeededRandom,
+    ) -> Context<'c> {
+        Context {
+            clock,
+            epoch: utc_now(),
+            random,
+            launcher: &ProcessLauncher,
+            cwd: self.cwd.clone(),
+            run_id: self.run_id.clone(),
+            flow: self.plan.flow.name.clone(),
+            params,
+            cancel: self.cancel.clone(),
+            flows: None,
+            jumps: Default::default(),
+            progress: None,
+            compensate_on_cancel: true,
+            paused: Arc::default(),
+            resumed: Vec::new(),
+            single_attempt: None,
+        }
+    }
+
+    /// Runs stage `stage_id` once its upstream stages have ended: skipped when its trigger
+    /// does not hold, else run as `wvflow run` runs it. A stage whose task the engine retries
+    /// ([`engine_retries`]) makes one attempt, number `attempt`; any other retries inside its
+    /// task. A stage that already has a record (its task ran before and the engine runs it
+    /// again) is not run again.
+    pub fn run_stage(
+        &self,
+        stage_id: &str,
+        attempt: u32,
+    ) -> Result<(TaskEnd, StageSummary), String> {
+        let flow = &self.plan.flow;
+        let stage = flow
+            .stages
+            .iter()
+            .find(|s| s.id == stage_id)
+            .ok_or_else(|| format!("flow `{}` has no stage `{stage_id}`", flow.name))?;
+        if let Some(done) = self.record_of(stage_id)? {
+            return Ok((end_of(done.summary.state), done.summary));
+        }
+        let run = self.run_record()?;
+        let records = self.records()?;
+        let mut upstream = BTreeMap::new();
+        for edge in &stage.upstream {
+            let record = records.get(&edge.stage).ok_or_else(|| {
+                format!(
+                    "stage `{stage_id}` started before its upstream stage `{}` ended: the \
+                     engine must run it after all its upstream tasks are done",
+                    edge.stage
+                )
+            })?;
+            upstream.insert(edge.stage.clone(), record.summary.state);
+        }
+        // A stage that ended the flow (`end`) skips every stage that had not started.
+        let ended = records.iter().any(|(id, r)| {
+            r.summary.state == StageState::Success
+                && flow
+                    .stages
+                    .iter()
+                    .any(|s| &s.id == id && s.steps.iter().any(|st| matches!(st, Step::End)))
+        });
+        let timed_out = flow
+            .timeout_ms
+            .is_some_and(|ms| now_ms() >= run.started_at_ms.saturating_add(ms as i64));
+        let summary = if timed_out {
+            StageSummary {
+                stage: stage.id.clone(),
+                state: StageState::Failed,
+                attempts: 0,
+                rows: 0,
+                duration_ms: 0,
+                error: Some(timeout_error(flow.timeout_ms.unwrap_or(0))),
+            }
+        } else if ended || !holds(&stage.trigger, &upstream) {
+            StageSummary {
+                stage: stage.id.clone(),
+                state: StageState::Skipped,
+                attempts: 0,
+                rows: 0,
+                duration_ms: 0,
+                error: None,
+            }
+        } else {
+            match self.execute(stage, &run, &records, upstream, attempt)? {
+                Some(summary) => summary,
+                None => {
+                    return Ok((
+                        TaskEnd::Retry,
+                        StageSummary {
+                            stage: stage.id.clone(),
+                            state: StageState::Retrying,
+                            attempts: attempt,
+                            rows: 0,
+                            duration_ms: 0,
+                            error: None,
+                        },
+                    ));
+                }
+            }
+        };
+        let record = StageRecord {
+            summary: summary.clone(),
+            finished_at_ms: now_ms(),
+        };
+        write_whole(
+            &self.state.stage_record(&self.run_id, stage_id),
+            &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
+        )?;
+        Ok((end_of(summary.state), summary))
+    }
+
+    /// Runs the stage on a fresh run database holding the tables it reads, then keeps its
+    /// tables in the state location (before its record, which says they are there). `None`:
+    /// the attempt failed and the engine is to retry the task.
+    fn execute(
+        &self,
+        stage: &StagePlan,
+        run: &RunRecord,
+        records: &BTreeMap<String, StageRecord>,
+        upstream: BTreeMap<String, StageState>,
+        attempt: u32,
+    ) -> Result<Option<StageSummary>, String> {
+        let policy = engine_retries(stage);
+        // When the stage's first attempt started: its `schedule_timeout` counts from there.
+        let first_path = self
+            .state
+            .stage_record(&self.run_id, &stage.id)
+            .with_extension("first-attempt");
+        let first_ms = match std::fs::read_to_string(&first_path) {
+            Ok(text) => text.trim().parse().unwrap_or_else(|_| now_ms()),
+            Err(_) => {
+                let now = now_ms();
+                write_whole(&first_path, now.to_string().as_bytes())?;
+                now
+            }
+        };
+        let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let stores = self.stores(scratch.path());
+        let mut store = stores.connect()?;
+        let mut reads: Vec<String> = upstream
+            .iter()
+            .filter(|(_, state)| **state == StageState::Success)
+            .map(|(s, _)| s.clone())
+            .collect();
+        reads.extend(
+            stage
+                .reads_failed
+                .iter()
+                .map(|s| crate::plan::sql::failed_table(s)),
+        );
+        for table in &reads {
+            let file = self.state.table_file(&self.run_id, table);
+            if file.exists() {
+                store.load_stage_table(table, &file)?;
+            }
+        }
+        drop(store);
+        // The first upstream to succeed is the one a `first_success` stage reads.
+        let first_success = stage
+            .first_success
+            .then(|| {
+                stage
+                    .upstream
+                    .iter()
+                    .filter_map(|e| records.get(&e.stage).map(|r| (&e.stage, r)))
+                    .filter(|(_, r)| r.summary.state == StageState::Success)
+                    .min_by_key(|(_, r)| r.finished_at_ms)
+                    .map(|(s, _)| s.clone())
+            })
+            .flatten();
+        let (clock, random) = (SystemClock::default(), SeededRandom::from_time());
+        let last = LastAttempt::default();
+        let mut ctx = self.context(self.params(run), &clock, &random);
+        if policy.is_some() {
+            ctx.single_attempt = Some(attempt);
+            ctx.progress = Some(&last);
+        }
+        let mut summary = run_single_stage(stage, &stores, &ctx, upstream, first_success);
+        if policy.is_some() && summary.attempts > 0 {
+            // The attempts of the engine's earlier tries count, and the time since the first.
+            summary.attempts = attempt;
+            summary.duration_ms = u64::try_from(now_ms() - first_ms).unwrap_or(0);
+        }
+        if let Some(policy) = policy
+            && summary.state == StageState::Failed
+        {
+            // Only an activity's attempt is retried; a failure before it (its arguments, an
+            // idempotency key) is not.
+            let Some(exit_code) = last.ended() else {
+                return Ok(Some(summary));
+            };
+            let fatal = exit_code.is_some_and(|c| policy.non_retryable.contains(&i64::from(c)));
+            let out_of_tries = attempt >= policy.attempts;
+            let delay = policy.delays().before_retry(attempt);
+            let out_of_time = stage.schedule_timeout_ms.is_some_and(|limit| {
+                (now_ms() - first_ms).max(0) as u128 + delay.as_millis() >= u128::from(limit)
+            });
+            if !(fatal || out_of_tries || out_of_time) {
+                return Ok(None);
+            }
+            if let Some(error) = summary.error.as_mut() {
+                if fatal && !out_of_tries {
+                    error.push_str(&format!(
+                        " (exit code {} is non-retryable)",
+                        exit_code.unwrap_or_default()
+                    ));
+                } else if out_of_time && !out_of_tries {
+                    error.push_str(&format!(
+                        " (schedule_timeout of {} reached after {attempt} attempts)",
+                        crate::human::duration(std::time::Duration::from_millis(
+                            stage.schedule_timeout_ms.unwrap_or(0)
+                        ))
+                    ));
+                }
+            }
+        }
+        if summary.state == StageState::Success {
+            let store = stores.connect()?;
+            let failed = crate::plan::sql::failed_table(&stage.id);
+            for table in [stage.id.as_str(), failed.as_str()] {
+                if store.exists("run", table)? {
+                    store.save_stage_table(table, &self.state.table_file(&self.run_id, table))?;
+                }
+            }
+        }
+        Ok(Some(summary))
+    }
+
+    /// Decides the run's state from the stages' records (a stage without one never ended:
+    /// it counts as cancelled), runs the compensations of the stages that succeeded, newest
+    /// first, when the run failed, and fires the flow's hooks.
+    pub fn finish(&self) -> Result<Summary, String> {
+        let summary_path = self.state.run_dir(&self.run_id).join("summary.json");
+        // A second `finish` (an exit handler after the finish task) decides nothing again:
+        // compensations and hooks ran once.
+        if let Ok(bytes) = std::fs::read(&summary_path)
+            && let Ok(done) = serde_json::from_slice::<FinishedRun>(&bytes)
+        {
+            return Ok(done.into_summary());
+        }
+        let run = self.run_record()?;
+        let records = self.records()?;
+        let flow = &self.plan.flow;
+        let stages: Vec<StageSummary> = flow
+            .stages
+            .iter()
+            .map(|s| match records.get(&s.id) {
+                Some(r) => r.summary.clone(),
+                None => StageSummary {
+                    stage: s.id.clone(),
+                    state: StageState::Cancelled,
+                    attempts: 0,
+                    rows: 0,
+                    duration_ms: 0,
+                    error: Some("its task never ended".into()),
+                },
+            })
+            .collect();
+        let unfinished = stages.iter().any(|s| s.state == StageState::Cancelled);
+        let failed = unfinished || fails(flow, &stages);
+        let (clock, random) = (SystemClock::default(), SeededRandom::from_time());
+        let params = self.params(&run);
+        let ctx = self.context(params.clone(), &clock, &random);
+        let compensations: Vec<CompensationSummary> = if failed {
+            let mut completed: Vec<(&StagePlan, i64)> = flow
+                .stages
+                .iter()
+                .filter_map(|s| {
+                    let r = records.get(&s.id)?;
+                    (r.summary.state == StageState::Success).then_some((s, r.finished_at_ms))
+                })
+                .collect();
+            completed.sort_by_key(|(_, at)| *at);
+            let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let stores = self.stores(scratch.path());
+            let mut store = stores.connect()?;
+            for (stage, _) in &completed {
+                let file = self.state.table_file(&self.run_id, &stage.id);
+                if stage.compensation.is_some() && file.exists() {
+                    store.load_stage_table(&stage.id, &file)?;
+                }
+            }
+            drop(store);
+            let completed: Vec<&StagePlan> = completed.into_iter().map(|(s, _)| s).collect();
+            compensate_completed(&stores, &ctx, &completed)
+        } else {
+            Vec::new()
+        };
+        let summary = Summary {
+            run_id: self.run_id.clone(),
+            flow: flow.name.clone(),
+            state: if failed {
+                RunState::Failed
+            } else {
+                RunState::Success
+            },
+            stages,
+            compensations,
+            next: Vec::new(),
+            outputs: None,
+        };
+        for outcome in super::hooks::fire(
+            self.plan,
+            &summary,
+            &params,
+            &ProcessLauncher,
+            &self.cwd,
+            None,
+        ) {
+            if let Some(error) = outcome.error {
+                eprintln!(
+                    "warning: hook {} ({}) of run {} failed: {error}",
+                    outcome.event, outcome.target, self.run_id
+                );
+            }
+        }
+        write_whole(
+            &summary_path,
+            &serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?,
+        )?;
+        Ok(summary)
+    }
+}
+
+/// The retry policy the engine applies to a stage's task: that of the stage's one activity
+/// call, when that is all it calls and it may be retried. Any other stage (an `each`
+/// fan-out, several calls) retries inside its task, where each call keeps its own count.
+pub fn engine_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
+    let mut calls = stage.steps.iter().filter_map(|step| match step {
+        Step::Invoke { invocation } => Some(Some(invocation)),
+        Step::Each { .. } | Step::EachCall { .. } | Step::Call { .. } => Some(None),
+        _ => None,
+    });
+    match (calls.next(), calls.next()) {
+        (Some(Some(invocation)), None) if invocation.retry.attempts > 1 => Some(&invocation.retry),
+        _ => None,
+    }
+}
+
+/// How the last attempt ended: whether one ended, and its exit code.
+#[derive(Default)]
+struct LastAttempt(std::sync::Mutex<Option<Option<i32>>>);
+
+impl LastAttempt {
+    fn ended(&self) -> Option<Option<i32>> {
+        self.0.lock().ok().and_then(|last| *last)
+    }
+}
+
+impl Progress for LastAttempt {
+    fn attempt_finished(&self, _attempt: &Attempt, end: &AttemptEnd) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(end.exit_code);
+        }
+    }
+}
+
+/// Arguments given as `NAME=TEXT` (what an engine's string parameters give), as JSON values
+/// typed by the flow's parameters, for [`crate::runtime::flow_call::bind_json_args`].
+pub fn text_args(
+    plan: &Plan,
+    pairs: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    use crate::value::ValueType;
+    let mut args = serde_json::Map::new();
+    for pair in pairs {
+        let (name, text) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("`{pair}` is not NAME=VALUE"))?;
+        let ty = plan
+            .flow
+            .params
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.ty);
+        let bad = |what: &str| format!("argument `{name}`: `{text}` is not {what}");
+        let value = match ty {
+            Some(ValueType::Int) => text
+                .trim()
+                .parse::<i64>()
+                .map(serde_json::Value::from)
+                .map_err(|_| bad("a whole number"))?,
+            Some(ValueType::Float) => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(serde_json::Value::Number)
+                .ok_or_else(|| bad("a number"))?,
+            Some(ValueType::Boolean) => match text.trim() {
+                "true" => serde_json::Value::Bool(true),
+                "false" => serde_json::Value::Bool(false),
+                _ => return Err(bad("true or false")),
+            },
+            _ => serde_json::Value::String(text.to_string()),
+        };
+        args.insert(name.to_string(), value);
+    }
+    Ok(args)
+}
+
+/// A summary as `finish` wrote it.
+#[derive(Deserialize)]
+struct FinishedRun {
+    run_id: String,
+    flow: String,
+    state: RunState,
+    stages: Vec<StageSummary>,
+    compensations: Vec<CompensationSummary>,
+}
+
+impl FinishedRun {
+    fn into_summary(self) -> Summary {
+        Summary {
+            run_id: self.run_id,
+            flow: self.flow,
+            state: self.state,
+            stages: self.stages,
+            compensations: self.compensations,
+            next: Vec::new(),
+            outputs: None,
+        }
+    }
+}
+
+/// A fork ends when its branches have: it fails when one of them failed for the flow.
+fn settle_fork(
+    stage: &StagePlan,
+    stages: &[StagePlan],
+    records: &mut BTreeMap<String, StageRecord>,
+) {
+    let branches: Vec<&String> = stage
+        .steps
+        .iter()
+        .flat_map(|step| match step {
+            Step::Fork { branches } => branches.iter().collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let failed = branches.iter().find(|b| {
+        records
+            .get(b.as_str())
+            .is_some_and(|r| r.summary.state == StageState::Failed)
+            && stages
+                .iter()
+                .any(|s| s.id == ***b && s.on_failure == OnFailure::Fail)
+    });
+    if let (Some(branch), Some(record)) = (failed, records.get_mut(&stage.id))
+        && record.summary.state == StageState::Success
+    {
+        record.summary.state = StageState::Failed;
+        record.summary.error = Some(format!("branch `{branch}` failed"));
+    }
+}
+
+fn end_of(state: StageState) -> TaskEnd {
+    match state {
+        StageState::Success => TaskEnd::Success,
+        StageState::Skipped => TaskEnd::Skipped,
+        _ => TaskEnd::Failed,
+    }
+}
+
+fn timeout_error(ms: u64) -> String {
+    format!(
+        "the flow's timeout ({}) passed",
+        crate::value::duration_text(ms as i64)
+    )
+}
+
+fn now_ms() -> i64 {
+    super::runs::schema::now_ms()
+}
