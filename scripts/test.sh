@@ -8,6 +8,9 @@
 #  - Neovim (Debian package), a real editor client for `wvflow lsp`.
 #  - Chromium (Debian package) and Playwright's driver for it (npm, pinned in
 #    tests/ui/package-lock.json), to use `wvflow ui` in a real browser.
+#  - Apache Airflow 3.3 in a Python venv (PyPI, every package pinned in
+#    tests/export/requirements.txt), to import and run exported DAGs; its jsonschema and
+#    PyYAML validate exported Argo manifests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,5 +43,18 @@ need_npm() {
 need_npm tests/mermaid "the Mermaid parser"
 need_npm tests/textmate "the TextMate engine"
 need_npm tests/ui "Playwright's driver for the system Chromium"
+
+# A Python venv under tests/, made from its pinned requirements when it is not yet there.
+need_venv() {
+  local folder=$1 what=$2
+  [ -x "$folder/.venv/bin/python" ] && [ -f "$folder/.venv/installed" ] && return
+  echo "== installing $what ($folder/.venv)"
+  rm -rf "$folder/.venv"
+  python3 -m venv "$folder/.venv"
+  "$folder/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$folder/requirements.txt"
+  touch "$folder/.venv/installed"
+}
+
+need_venv tests/export "Apache Airflow"
 
 cargo test --locked "$@"

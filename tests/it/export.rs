@@ -228,3 +228,331 @@ fn stage_by_stage_runs_end_as_wvflow_run_ends() {
     );
     assert!(compared >= 15, "{compared} runs compared");
 }
+
+/// Every flow of every example, `(file, flow)`.
+fn example_flows() -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (file, _) in crate::examples::documented_runs() {
+        if found.iter().any(|(f, _)| f == &file) {
+            continue;
+        }
+        let (workspace, _) = wvflow::workspace::Workspace::load(&[PathBuf::from(&file)]);
+        let index = wvflow::check::Index::new(&workspace);
+        let mut flows: Vec<String> = index.flow_names().map(str::to_string).collect();
+        flows.sort();
+        flows.dedup();
+        found.extend(flows.into_iter().map(|f| (file.clone(), f)));
+    }
+    found
+}
+
+/// The base64 plan of an exported file, and the file with it left out (a golden file
+/// reviewers can read). The plan must be the one `wvflow plan --format json` writes.
+fn without_plan(text: &str, file: &str, flow: &str) -> String {
+    use base64::Engine as _;
+    let (blob, redacted) = if text.starts_with("# The flow") && text.contains("PLAN_BASE64 = (") {
+        let start = text.find("PLAN_BASE64 = (\n").unwrap() + "PLAN_BASE64 = (\n".len();
+        let end = start + text[start..].find(")\n").unwrap();
+        let blob: String = text[start..end]
+            .lines()
+            .map(|l| l.trim().trim_matches('"'))
+            .collect();
+        (
+            blob,
+            format!("{}    \"<the plan>\"\n{}", &text[..start], &text[end..]),
+        )
+    } else {
+        let marker = "data: \"";
+        let start = text.find(marker).unwrap() + marker.len();
+        let end = start + text[start..].find('"').unwrap();
+        (
+            text[start..end].to_string(),
+            format!("{}<the plan>{}", &text[..start], &text[end..]),
+        )
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .unwrap();
+    let planned = wvflow_at(Path::new("."), &["plan", file, flow, "--format", "json"]);
+    let planned: Value = serde_json::from_slice(&planned.stdout).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&decoded).unwrap(),
+        planned,
+        "{file} {flow}"
+    );
+    redacted
+}
+
+/// Golden files of both targets for every flow of every example, the same at every export;
+/// a flow that cannot be exported exactly is refused with its reasons.
+#[test]
+fn exports_of_every_example_are_golden() {
+    for (file, flow) in example_flows() {
+        let stem = Path::new(&file)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        for target in ["airflow", "argo"] {
+            let args = [
+                "export",
+                &file,
+                &flow,
+                "--target",
+                target,
+                "--workspace",
+                "/srv/flows",
+                "--state",
+                "/srv/wvflow-state",
+            ];
+            let first = wvflow_at(Path::new("."), &args);
+            let second = wvflow_at(Path::new("."), &args);
+            assert_eq!(first.stdout, second.stdout, "{file} {flow} {target}");
+            let name = format!("export_{stem}_{flow}_{target}");
+            match first.status.code() {
+                Some(0) => {
+                    let text = String::from_utf8(first.stdout).unwrap();
+                    let warnings = String::from_utf8_lossy(&first.stderr).into_owned();
+                    insta::assert_snapshot!(
+                        name,
+                        format!("{warnings}----\n{}", without_plan(&text, &file, &flow))
+                    );
+                }
+                Some(2) => insta::assert_snapshot!(name, String::from_utf8_lossy(&first.stderr)),
+                other => panic!("{file} {flow} {target}: {other:?} {}", text(&first)),
+            }
+        }
+    }
+}
+
+/// The Python of the export tests' venv (scripts/test.sh makes it).
+fn python() -> PathBuf {
+    let python = Path::new("tests/export/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "tests/export/.venv is missing: scripts/test.sh installs it"
+    );
+    // Not canonicalized: the venv's python is a link, and the venv is found through it.
+    std::env::current_dir().unwrap().join(python)
+}
+
+/// Every exported Argo manifest validates against Argo's schema made strict, and passes the
+/// lint of what the schema cannot say; a misspelled key does not.
+#[test]
+fn argo_exports_validate_against_the_schema() {
+    let dir = crate::common::scratch("argo_validate", &[]);
+    let mut files = Vec::new();
+    for (file, flow) in example_flows() {
+        let out = dir.join(format!("{flow}.yaml"));
+        let o = wvflow_at(
+            Path::new("."),
+            &[
+                "export",
+                &file,
+                &flow,
+                "--target",
+                "argo",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        );
+        if o.status.code() == Some(0) {
+            files.push(out.display().to_string());
+        }
+    }
+    assert!(files.len() >= 15, "{files:?}");
+    let typo = dir.join("typo.yaml");
+    let manifest = std::fs::read_to_string(&files[0]).unwrap();
+    std::fs::write(
+        &typo,
+        manifest.replacen("retryStrategy", "retryStrategyy", 1),
+    )
+    .unwrap();
+    let cycle = dir.join("cycle.yaml");
+    std::fs::write(
+        &cycle,
+        manifest.replacen("depends: \"wvflow-init\"", "depends: \"wvflow-finish\"", 1),
+    )
+    .unwrap();
+    let schema = "tests/export/argo-schema.json".to_string();
+    let mut command = Command::new(python());
+    command.args(["tests/export/argo_check.py", "validate", &schema]);
+    command.args(&files).arg(&typo).arg(&cycle);
+    let o = command.output().unwrap();
+    let report = text(&o);
+    for file in &files {
+        assert!(report.contains(&format!("ok {file}\n")), "{report}");
+    }
+    assert!(
+        report.contains(&format!("FAILED {}", typo.display())),
+        "{report}"
+    );
+    assert!(report.contains("retryStrategyy"), "{report}");
+    assert!(
+        report.contains(&format!("FAILED {}", cycle.display())),
+        "{report}"
+    );
+    assert!(report.contains("cycle through"), "{report}");
+    assert_eq!(o.status.code(), Some(1));
+}
+
+/// A JSON argument value as an Argo parameter's text.
+fn parameter_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Every documented run of the examples, run as Argo would run its exported Workflow (an
+/// interpreter of `depends`, retryStrategy and the exit handler over the containers' commands),
+/// ends as `wvflow run` ends.
+#[test]
+fn argo_workflows_run_as_wvflow_runs() {
+    let mut compared = 0;
+    for (file, args) in crate::examples::documented_runs() {
+        let (reference, flow, bound, run_time) = reference_run(&args);
+        let dir = examples_copy("argo_run");
+        let workspace = dir.join("examples").canonicalize().unwrap();
+        let manifest = dir.join("flow.yaml");
+        let o = wvflow_at(
+            &dir,
+            &[
+                "export",
+                &file,
+                &flow,
+                "--target",
+                "argo",
+                "--workspace",
+                workspace.to_str().unwrap(),
+                "-o",
+                manifest.to_str().unwrap(),
+            ],
+        );
+        if o.status.code() == Some(2) {
+            continue;
+        }
+        let state = dir.join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let mut command = Command::new(python());
+        command.args([
+            "tests/export/argo_check.py",
+            "run",
+            manifest.to_str().unwrap(),
+        ]);
+        command.args(["--wvflow", env!("CARGO_BIN_EXE_wvflow")]);
+        command.args(["--state", state.to_str().unwrap(), "--run-time", &run_time]);
+        for (name, value) in bound.as_object().unwrap() {
+            command.args(["-p", &format!("{name}={}", parameter_text(value))]);
+        }
+        let o = command.output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        let driven: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(outcome(&driven), outcome(&reference), "{args:?} on Argo");
+        compared += 1;
+    }
+    assert!(compared >= 15, "{compared}");
+}
+
+/// Every exported DAG imports into Airflow's DagBag without an error, and `airflow dags test`
+/// of three flows (trigger rules with a fallback, `each` and retries, a saga that compensates)
+/// ends as `wvflow run` ends.
+#[test]
+fn airflow_runs_exported_dags_as_wvflow_runs() {
+    let dir = examples_copy("airflow_dags");
+    let workspace = dir.join("examples").canonicalize().unwrap();
+    let dags = dir.join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let mut exported = Vec::new();
+    for (file, flow) in example_flows() {
+        let out = dags.join(format!("{flow}.py"));
+        let o = wvflow_at(
+            Path::new("."),
+            &[
+                "export",
+                &file,
+                &flow,
+                "--target",
+                "airflow",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        );
+        if o.status.code() == Some(0) {
+            exported.push(flow);
+        }
+    }
+    let o = Command::new(python())
+        .args([
+            "tests/export/airflow_check.py",
+            "import",
+            dags.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let report: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert_eq!(report["import_errors"], json!({}), "{}", text(&o));
+    // A versioned flow's DAG is `Name_vN`.
+    let ids: Vec<&str> = report["dags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), exported.len(), "{ids:?} {exported:?}");
+    for flow in &exported {
+        assert!(
+            ids.iter().any(|d| d == flow
+                || d.strip_prefix(flow.as_str())
+                    .is_some_and(|v| v.starts_with("_v"))),
+            "{flow}: {ids:?}"
+        );
+    }
+
+    for (args, dag) in [
+        (
+            vec![
+                "run",
+                "examples/booking_saga.wv",
+                "BookTrip(city = \"Reykjavik\")",
+            ],
+            "BookTrip",
+        ),
+        (vec!["run", "examples/nightly_etl.wv"], "NightlyOrdersEtl"),
+        (
+            vec!["run", "examples/idempotent_payouts.wv"],
+            "SettlePayouts",
+        ),
+        (
+            vec![
+                "run",
+                "examples/booking_saga.wv",
+                "BookTrip(decline_card = true)",
+            ],
+            "BookTrip",
+        ),
+    ] {
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let (reference, _, bound, _) = reference_run(&args);
+        let state = dir.join(format!("state-{}", args.len()));
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(&state).unwrap();
+        let o = Command::new(python())
+            .args([
+                "tests/export/airflow_check.py",
+                "test",
+                dags.to_str().unwrap(),
+                dag,
+            ])
+            .arg(bound.to_string())
+            .arg(&state)
+            .env("WVFLOW", env!("CARGO_BIN_EXE_wvflow"))
+            .env("WVFLOW_WORKSPACE", &workspace)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        let driven: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(outcome(&driven), outcome(&reference), "{args:?} on Airflow");
+    }
+}

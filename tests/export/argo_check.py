@@ -1,0 +1,259 @@
+"""Checks of exported Argo manifests, for tests/it/export.rs.
+
+  argo_check.py validate SCHEMA FILE...
+      Validates each file against Argo's published JSON schema made strict (every definition
+      that lists properties refuses others), then lints what the schema cannot say: names,
+      template references, `depends` references and syntax, cycles. Prints "ok FILE" each.
+
+  argo_check.py run FILE --wvflow BIN --state DIR --run-time T [-p NAME=VALUE ...]
+      Interprets the workflow as Argo would on one machine: the DAG's tasks start when their
+      `depends` expression holds over the phases of the tasks it names, each container runs
+      with its retryStrategy (limit, expression over the exit code), then the exit handler.
+      Prints the JSON the `wvflow-finish` task printed.
+"""
+
+import copy
+import json
+import re
+import subprocess
+import sys
+import tempfile
+
+import jsonschema
+import yaml
+
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PHASES = {"Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned"}
+
+
+def strict(schema):
+    """The schema with every object definition that lists properties closed to others."""
+    schema = copy.deepcopy(schema)
+    for definition in schema["definitions"].values():
+        if "properties" in definition and "additionalProperties" not in definition:
+            definition["additionalProperties"] = False
+    return schema
+
+
+def spec_of(doc):
+    return doc["spec"]["workflowSpec"] if doc["kind"] == "CronWorkflow" else doc["spec"]
+
+
+def depends_names(expression):
+    """The task names an expression refers to, after checking its syntax."""
+    tokens = re.findall(r"\(|\)|&&|\|\||!|[a-z0-9-]+\.[A-Za-z]+|\S+", expression)
+    names = []
+    expect_operand = True
+    depth = 0
+    for token in tokens:
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced ) in {expression!r}")
+        elif token in ("&&", "||"):
+            if expect_operand:
+                raise ValueError(f"{token} without an operand before it in {expression!r}")
+            expect_operand = True
+            continue
+        elif token == "!":
+            continue
+        elif "." in token:
+            name, phase = token.split(".", 1)
+            if phase not in PHASES:
+                raise ValueError(f"unknown phase {phase!r} in {expression!r}")
+            names.append(name)
+            expect_operand = False
+            continue
+        elif NAME.match(token):
+            names.append(token)
+            expect_operand = False
+            continue
+        else:
+            raise ValueError(f"unexpected {token!r} in {expression!r}")
+    if depth != 0 or expect_operand:
+        raise ValueError(f"incomplete expression {expression!r}")
+    return names
+
+
+def lint(doc):
+    problems = []
+    meta = doc["metadata"]
+    name = meta.get("name") or meta.get("generateName", "").rstrip("-")
+    if not NAME.match(name) or len(name) > 63:
+        problems.append(f"metadata name {name!r} is not a Kubernetes name")
+    spec = spec_of(doc)
+    templates = {}
+    for t in spec["templates"]:
+        if not NAME.match(t["name"]):
+            problems.append(f"template name {t['name']!r}")
+        if t["name"] in templates:
+            problems.append(f"template {t['name']!r} twice")
+        templates[t["name"]] = t
+    for ref in [spec.get("entrypoint"), spec.get("onExit")]:
+        if ref and ref not in templates:
+            problems.append(f"no template {ref!r}")
+    for t in templates.values():
+        tasks = t.get("dag", {}).get("tasks", [])
+        names = [task["name"] for task in tasks]
+        if len(set(names)) != len(names):
+            problems.append(f"task names repeat in {t['name']!r}")
+        graph = {}
+        for task in tasks:
+            if not NAME.match(task["name"]):
+                problems.append(f"task name {task['name']!r}")
+            if task.get("template") not in templates:
+                problems.append(f"task {task['name']!r}: no template {task.get('template')!r}")
+            try:
+                refs = depends_names(task.get("depends", "")) if task.get("depends") else []
+            except ValueError as e:
+                problems.append(f"task {task['name']!r}: {e}")
+                refs = []
+            for ref in refs:
+                if ref not in names:
+                    problems.append(f"task {task['name']!r} depends on unknown task {ref!r}")
+            graph[task["name"]] = refs
+        # Cycles: a depth-first walk that meets a task on its own path.
+        state = {}
+
+        def visit(n, path):
+            if state.get(n) == "done":
+                return
+            if state.get(n) == "open":
+                problems.append(f"cycle through {' -> '.join(path + [n])}")
+                return
+            state[n] = "open"
+            for m in graph.get(n, []):
+                visit(m, path + [n])
+            state[n] = "done"
+
+        for n in graph:
+            visit(n, [])
+    return problems
+
+
+def validate(schema_path, files):
+    schema = strict(json.load(open(schema_path)))
+    failed = False
+    for path in files:
+        doc = yaml.safe_load(open(path))
+        kind = doc.get("kind")
+        target = {"$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{kind}",
+                  "definitions": schema["definitions"]}
+        validator = jsonschema.Draft202012Validator(target)
+        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+        problems = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:10]]
+        problems += lint(doc)
+        if problems:
+            failed = True
+            print(f"FAILED {path}")
+            for p in problems:
+                print(f"  {p}")
+        else:
+            print(f"ok {path}")
+    return 1 if failed else 0
+
+
+def evaluate(expression, phases):
+    """A `depends` expression over the tasks' phases (a missing task has no phase yet)."""
+    def phase(m):
+        if m.group(2):
+            return repr(phases.get(m.group(1)) == m.group(2))
+        # A bare name: the task succeeded (or was skipped, or is a running daemon).
+        return repr(phases.get(m.group(1)) in ("Succeeded", "Skipped", "Daemoned"))
+
+    python = re.sub(r"([a-z0-9-]+)(?:\.([A-Za-z]+))?", phase, expression)
+    python = python.replace("&&", " and ").replace("||", " or ").replace("!", " not ")
+    return eval(python, {"__builtins__": {}})
+
+
+def run(path, wvflow, state, run_time, params):
+    doc = yaml.safe_load(open(path))
+    spec = spec_of(doc)
+    values = {p["name"]: p.get("value") for p in spec.get("arguments", {}).get("parameters", [])}
+    values.update(params)
+    templates = {t["name"]: t for t in spec["templates"]}
+    scratch = tempfile.mkdtemp()
+
+    def substitute(text, attempt):
+        text = text.replace("{{workflow.name}}", "r1")
+        text = text.replace("{{workflow.creationTimestamp}}", run_time)
+        text = text.replace("{{workflow.scheduledTime}}", run_time)
+        text = text.replace("{{=asInt(retries) + 1}}", str(attempt))
+        text = re.sub(r"\{\{workflow\.parameters\.([A-Za-z0-9_-]+)\}\}",
+                      lambda m: str(values[m.group(1)]), text)
+        if "{{" in text:
+            raise ValueError(f"a template variable the interpreter does not know: {text}")
+        return text.replace("/wvflow/state", state)
+
+    def run_template(name):
+        t = templates[name]
+        paths = {}
+        for artifact in t.get("inputs", {}).get("artifacts", []):
+            local = f"{scratch}/{artifact['name']}"
+            with open(local, "w") as out:
+                out.write(artifact["raw"]["data"])
+            paths[artifact["path"]] = local
+        retry = t.get("retryStrategy", {})
+        limit = int(retry.get("limit", "0"))
+        expression = retry.get("expression", "true")
+        attempt = 0
+        while True:
+            c = t["container"]
+            args = [paths.get(a, a) for a in (substitute(a, attempt + 1) for a in c["args"])]
+            done = subprocess.run([wvflow] + args, cwd=c["workingDir"], capture_output=True, text=True)
+            code = done.returncode
+            if code == 0:
+                return "Succeeded", done.stdout
+            again = eval(expression.replace("asInt(lastRetry.exitCode)", str(code))
+                         .replace("&&", " and ").replace("||", " or "), {"__builtins__": {}})
+            if attempt >= limit or not again:
+                return "Failed", done.stdout
+            attempt += 1
+
+    dag = templates[spec["entrypoint"]]["dag"]["tasks"]
+    phases = {}
+    output = None
+    while len(phases) < len(dag):
+        refs = lambda t: depends_names(t["depends"]) if t.get("depends") else []
+        ready = [t for t in dag if t["name"] not in phases and all(n in phases for n in refs(t))]
+        if not ready:
+            raise RuntimeError(f"no task can start; phases: {phases}")
+        task = ready[0]
+        if task.get("depends") and not evaluate(task["depends"], phases):
+            phases[task["name"]] = "Omitted"
+            continue
+        phases[task["name"]], out = run_template(task["template"])
+        if task["name"] == "wvflow-finish":
+            output = out
+    if spec.get("onExit"):
+        _, again = run_template(spec["onExit"])
+        if json.loads(again) != json.loads(output):
+            raise RuntimeError("the exit handler decided the run again")
+    print(output)
+    return 0
+
+
+def main(argv):
+    if argv[0] == "validate":
+        return validate(argv[1], argv[2:])
+    if argv[0] == "run":
+        path = argv[1]
+        options = {}
+        params = {}
+        rest = argv[2:]
+        while rest:
+            flag, value, rest = rest[0], rest[1], rest[2:]
+            if flag == "-p":
+                name, text = value.split("=", 1)
+                params[name] = text
+            else:
+                options[flag] = value
+        return run(path, options["--wvflow"], options["--state"], options["--run-time"], params)
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
