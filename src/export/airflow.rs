@@ -138,6 +138,14 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
         "STATE = os.environ.get(\"WVFLOW_STATE\", {})",
         py(&deployment.state)
     );
+    out.push_str(
+        "# Stages that write the shared workspace database (`save to`, idempotency records) take\n\
+         # this pool; create it with one slot (`airflow pools set wvflow_workspace 1 ...`).\n",
+    );
+    let _ = writeln!(
+        out,
+        "WORKSPACE_POOL = os.environ.get(\"WVFLOW_WORKSPACE_POOL\", \"default_pool\")"
+    );
     out.push_str("\n# The plan, as `wvflow plan --format json` wrote it (base64: never read as a template).\n");
     out.push_str("PLAN_BASE64 = (\n");
     for chunk in encoded.as_bytes().chunks(88) {
@@ -253,6 +261,10 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
             None => out.push_str(
                 "        retries=2,\n        retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n",
             ),
+        }
+        if super::writes_workspace(stage) {
+            // One writer of the shared workspace database at a time: a pool of one slot.
+            out.push_str("        pool=WORKSPACE_POOL,\n");
         }
         if let Some(ms) = stage_budget(stage) {
             // wvflow bounds each attempt itself; this is the backstop for a lost worker.

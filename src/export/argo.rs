@@ -220,6 +220,13 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
                 json!((ms / 1000 + 60).to_string()),
             );
         }
+        if super::writes_workspace(stage) {
+            // One writer of the shared workspace database at a time, across runs.
+            template.insert(
+                "synchronization".into(),
+                json!({ "mutexes": [{ "name": "wvflow-workspace" }] }),
+            );
+        }
         template.insert("container".into(), container(deployment, args));
         templates.push(Value::Object(template));
         if stage.priority != 2 {

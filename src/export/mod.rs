@@ -43,6 +43,12 @@ pub struct Exported {
     pub warnings: Vec<String>,
 }
 
+/// Whether a stage writes the workspace database the runs share (`save to`, idempotency
+/// records): such writers are serialized, one at a time across runs and workers.
+pub fn writes_workspace(stage: &crate::plan::ir::StagePlan) -> bool {
+    stage.idempotency_key.is_some() || stage.steps.iter().any(|s| matches!(s, Step::SaveTo { .. }))
+}
+
 /// What `wvflow stage` cannot run exactly as `wvflow run` does: every reason, by stage.
 /// An exported flow must have none.
 pub fn limits(plan: &Plan) -> Vec<String> {

@@ -556,3 +556,134 @@ fn airflow_runs_exported_dags_as_wvflow_runs() {
         assert_eq!(outcome(&driven), outcome(&reference), "{args:?} on Airflow");
     }
 }
+
+/// `wvflow stage` as an engine can misuse it: a stage run before its upstream, a task run
+/// twice, an attempt that may be retried and one that may not, `finish` twice, a flow it cannot
+/// run, a state it cannot use, a run out of time.
+#[test]
+fn stage_tasks_keep_to_their_contract() {
+    let dir = crate::common::scratch(
+        "stage_contract",
+        &[(
+            "flow.wv",
+            r#"activity book = sh("""echo x >> booked.log; echo '{"ref": 1}'""")
+activity unbook = sh("""cat >/dev/null; echo x >> unbooked.log""")
+activity flaky with { retries: 2, retry_delay: 10ms, non_retryable: [3] } = sh("""
+  echo "try $WVFLOW_ATTEMPT" >> flaky.log
+  if [ "$WVFLOW_ATTEMPT" = 1 ]; then exit 75; fi
+  if [ "$WVFLOW_ATTEMPT" = 2 ]; then exit 3; fi
+  echo '{"ok": true}'
+""")
+activity slow = sh("""sleep 30""")
+flow Trip = {
+  stage b with { compensate: unbook() } = book()
+  stage f = from b | flaky()
+}
+flow Late with { timeout: 1s } = {
+  stage s = slow()
+}
+flow Caller = {
+  stage c = call Trip()
+}
+"#,
+        )],
+    );
+    let plan = |flow: &str| {
+        let o = wvflow_at(&dir, &["plan", "flow.wv", flow, "--format", "json"]);
+        let path = dir.join(format!("{flow}.json"));
+        std::fs::write(&path, o.stdout).unwrap();
+        path.display().to_string()
+    };
+    let state = dir.join("state").display().to_string();
+    let task = |run: &str, args: &[&str]| -> (Option<i32>, String) {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--state",
+            &state,
+            "--run-id",
+            run,
+            "--cwd",
+            dir.to_str().unwrap(),
+        ]);
+        let o = wvflow_at(&dir, &all);
+        (o.status.code(), text(&o))
+    };
+    let trip = plan("Trip");
+    assert_eq!(task("r1", &["stage", "init", "--plan", &trip]).0, Some(0));
+    // Before its upstream: refused, nothing run.
+    let (code, out) = task("r1", &["stage", "run", "f"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("started before its upstream stage `b` ended"),
+        "{out}"
+    );
+    assert!(!dir.join("flaky.log").exists());
+    // Twice: the activity runs once.
+    assert_eq!(task("r1", &["stage", "run", "b"]).0, Some(0));
+    assert_eq!(task("r1", &["stage", "run", "b"]).0, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("booked.log")).unwrap(),
+        "x\n"
+    );
+    // Attempt 1 fails with a retryable code: try again; attempt 2 with a non-retryable one:
+    // failed for good, recorded with why.
+    let (code, out) = task("r1", &["stage", "run", "f", "--attempt", "1"]);
+    assert_eq!(code, Some(1), "{out}");
+    let (code, out) = task("r1", &["stage", "run", "f", "--attempt", "2"]);
+    assert_eq!(code, Some(98), "{out}");
+    assert!(out.contains("(exit code 3 is non-retryable)"), "{out}");
+    assert!(out.contains("\"attempts\":2"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("flaky.log")).unwrap(),
+        "try 1\ntry 2\n"
+    );
+    // The run failed: `finish` compensates once, however often it is called.
+    let (code, first) = task("r1", &["stage", "finish"]);
+    assert_eq!(code, Some(98), "{first}");
+    let (code, second) = task("r1", &["stage", "finish"]);
+    assert_eq!(code, Some(98), "{second}");
+    assert_eq!(first, second);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("unbooked.log")).unwrap(),
+        "x\n"
+    );
+
+    // A flow whose stages cannot run as separate tasks is refused before anything runs.
+    let caller = plan("Caller");
+    let (code, out) = task("r2", &["stage", "init", "--plan", &caller]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot run as separate tasks"), "{out}");
+    assert!(out.contains("stage `c` calls another flow"), "{out}");
+    // A state location it cannot use says so.
+    let o = wvflow_at(
+        &dir,
+        &[
+            "stage",
+            "init",
+            "--plan",
+            &trip,
+            "--state",
+            "s3://bucket/x",
+            "--run-id",
+            "r3",
+        ],
+    );
+    assert!(
+        text(&o).contains("s3:// state is not supported yet"),
+        "{}",
+        text(&o)
+    );
+
+    // The flow's timeout stops a running attempt, and the stage fails for good.
+    let late = plan("Late");
+    assert_eq!(task("r4", &["stage", "init", "--plan", &late]).0, Some(0));
+    let started = std::time::Instant::now();
+    let (code, out) = task("r4", &["stage", "run", "s"]);
+    assert_eq!(code, Some(98), "{out}");
+    assert!(out.contains("the flow's timeout (1s) passed"), "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

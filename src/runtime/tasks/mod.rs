@@ -29,7 +29,7 @@ use state::{Location, write_whole};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How a task ended, as the engine reads its exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,7 +350,43 @@ impl TaskRun<'_> {
             ctx.single_attempt = Some(attempt);
             ctx.progress = Some(&last);
         }
+        // The flow's timeout bounds the attempt too: it is stopped when the run's time is up.
+        let deadline = self
+            .plan
+            .flow
+            .timeout_ms
+            .map(|ms| run.started_at_ms.saturating_add(ms as i64));
+        let stop = Arc::new(AtomicBool::new(false));
+        ctx.cancel = stop.clone();
+        let finished = Arc::new(AtomicBool::new(false));
+        let watch = {
+            let (outer, finished) = (self.cancel.clone(), finished.clone());
+            std::thread::spawn(move || {
+                while !finished.load(Ordering::Relaxed) {
+                    let late = deadline.is_some_and(|d| now_ms() >= d);
+                    if late || outer.load(Ordering::Relaxed) {
+                        stop.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+        };
         let mut summary = run_single_stage(stage, &stores, &ctx, upstream, first_success);
+        finished.store(true, Ordering::SeqCst);
+        let _ = watch.join();
+        if summary.state == StageState::Cancelled && deadline.is_some_and(|d| now_ms() >= d) {
+            summary.state = StageState::Failed;
+            summary.error = Some(timeout_error(self.plan.flow.timeout_ms.unwrap_or(0)));
+            return Ok(Some(summary));
+        }
+        if summary.state == StageState::Cancelled && self.cancel.load(Ordering::Relaxed) {
+            // The engine stopped the task: nothing is recorded, so that a retry runs it again.
+            return Err(format!(
+                "stage `{}` was stopped by a signal; nothing was recorded",
+                stage.id
+            ));
+        }
         if policy.is_some() && summary.attempts > 0 {
             // The attempts of the engine's earlier tries count, and the time since the first.
             summary.attempts = attempt;
