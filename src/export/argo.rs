@@ -354,6 +354,13 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
             "spec": Value::Object(spec),
         }),
     };
+    if !flow.depends_on.is_empty() || flow.start_condition.is_some() {
+        warnings.push(format!(
+            "flow `{}` starts after other flows (`depends on`, `if F.failed`): Argo does not \
+             start it so; submit it from the flows it follows",
+            flow.name
+        ));
+    }
     if !flow.hooks.is_empty() {
         // Exact, but worth knowing where they run.
         warnings.push(format!(

@@ -411,6 +411,10 @@ impl Store {
         self.conn
             .execute("ATTACH DATABASE ?1 AS saved", [partial.to_string_lossy()])
             .map_err(e)?;
+        // A new file nobody reads until it is renamed: no journal; one fsync at the end.
+        self.conn
+            .execute_batch("PRAGMA saved.journal_mode = OFF; PRAGMA saved.synchronous = OFF;")
+            .map_err(e)?;
         let copied = create
             .strip_prefix("CREATE TABLE ")
             .ok_or_else(|| format!("table `{table}` was not made by CREATE TABLE"))
@@ -425,6 +429,9 @@ impl Store {
             });
         let detached = self.conn.execute("DETACH DATABASE saved", []).map_err(e);
         copied.and(detached.map(|_| ()))?;
+        std::fs::File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .map_err(|err| format!("cannot write {}: {err}", partial.display()))?;
         std::fs::rename(&partial, file)
             .map_err(|err| format!("cannot write {}: {err}", file.display()))
     }

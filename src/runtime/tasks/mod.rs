@@ -368,12 +368,13 @@ impl TaskRun<'_> {
                         stop.store(true, Ordering::SeqCst);
                         return;
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    std::thread::park_timeout(std::time::Duration::from_millis(20));
                 }
             })
         };
         let mut summary = run_single_stage(stage, &stores, &ctx, upstream, first_success);
         finished.store(true, Ordering::SeqCst);
+        watch.thread().unpark();
         let _ = watch.join();
         if summary.state == StageState::Cancelled && deadline.is_some_and(|d| now_ms() >= d) {
             summary.state = StageState::Failed;

@@ -96,7 +96,11 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), String> {
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     let partial = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&partial, bytes)
+    std::fs::File::create(&partial)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()
+        })
         .and_then(|()| std::fs::rename(&partial, path))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Figures of `wvflow export` and `wvflow stage` for docs/performance.md, each against a
+# reference measured in the same run: export of one flow of the generated 5 MB workspace
+# against `wvflow check` of it, and a task of a no-op query stage against `sh -c true` and
+# against `wvflow run` of the same one-stage flow.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release --quiet --bin wvflow --example gen_workspace
+wvflow=$PWD/target/release/wvflow
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+target/release/examples/gen_workspace --mb 5 --out "$work/gen" >/dev/null
+
+# Mean wall time in ms of a command run N times.
+mean_ms() {
+  local n=$1; shift
+  local start end
+  start=$(date +%s%N)
+  for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 || true; done
+  end=$(date +%s%N)
+  echo $(( (end - start) / n / 1000 ))
+}
+us_to_ms() { awk "BEGIN { printf \"%.2f\", $1 / 1000 }"; }
+
+check=$(mean_ms 10 "$wvflow" check "$work/gen")
+airflow=$(mean_ms 10 "$wvflow" export "$work/gen" flow_0 --target airflow)
+argo=$(mean_ms 10 "$wvflow" export "$work/gen" flow_0 --target argo)
+echo "5 MB workspace: check $(us_to_ms "$check") ms; export airflow $(us_to_ms "$airflow") ms ($(awk "BEGIN { printf \"%.2f\", $airflow / $check }")x); export argo $(us_to_ms "$argo") ms ($(awk "BEGIN { printf \"%.2f\", $argo / $check }")x)"
+
+mkdir -p "$work/flow"
+printf 'flow Noop = {\n  stage s = from [[1]] as t(n)\n}\n' > "$work/flow/noop.wv"
+"$wvflow" plan "$work/flow" --format json > "$work/plan.json"
+state="$work/state"
+n=200
+for i in $(seq "$n"); do "$wvflow" stage init --plan "$work/plan.json" --state "$state" --run-id "r$i" --cwd "$work/flow"; done
+start=$(date +%s%N)
+for i in $(seq "$n"); do "$wvflow" stage run s --state "$state" --run-id "r$i" --cwd "$work/flow" >/dev/null; done
+end=$(date +%s%N)
+task=$(( (end - start) / n / 1000 ))
+spawn=$(mean_ms "$n" sh -c true)
+run=$(mean_ms 50 "$wvflow" run "$work/flow" --db "$work/run.db")
+echo "no-op query stage, file:// state: stage run $(us_to_ms "$task") ms a task; sh -c true $(us_to_ms "$spawn") ms ($(awk "BEGIN { printf \"%.1f\", $task / $spawn }")x); wvflow run of the flow $(us_to_ms "$run") ms ($(awk "BEGIN { printf \"%.2f\", $task / $run }")x)"
