@@ -152,9 +152,10 @@ pub fn drive(dir: &Path, plan: &Path, args: &Value, run_time: &str, order: Order
 }
 
 /// One documented `wvflow run` of an example: its summary, its flow, its bound arguments and
-/// its run time, from a fresh copy of the examples.
-pub fn reference_run(args: &[String]) -> (Value, String, Value, String) {
-    let dir = examples_copy("export_reference");
+/// its run time, from a fresh copy of the examples. `scratch` names its folder: tests that
+/// run at once use their own.
+pub fn reference_run(scratch: &str, args: &[String]) -> (Value, String, Value, String) {
+    let dir = examples_copy(scratch);
     let mut words: Vec<&str> = args.iter().map(String::as_str).collect();
     words.extend(["--format", "json"]);
     let o = wvflow_at(&dir, &words);
@@ -185,7 +186,7 @@ fn stage_by_stage_runs_end_as_wvflow_run_ends() {
     let mut refused = Vec::new();
     let mut compared = 0;
     for (file, args) in crate::examples::documented_runs() {
-        let (reference, flow, bound, run_time) = reference_run(&args);
+        let (reference, flow, bound, run_time) = reference_run("drive_reference", &args);
         let dir = examples_copy("export_drive");
         let o = wvflow_at(&dir, &["export", &file, &flow, "--target", "airflow"]);
         if o.status.code() == Some(2) {
@@ -411,7 +412,7 @@ fn parameter_text(value: &Value) -> String {
 fn argo_workflows_run_as_wvflow_runs() {
     let mut compared = 0;
     for (file, args) in crate::examples::documented_runs() {
-        let (reference, flow, bound, run_time) = reference_run(&args);
+        let (reference, flow, bound, run_time) = reference_run("argo_reference", &args);
         let dir = examples_copy("argo_run");
         let workspace = dir.join("examples").canonicalize().unwrap();
         let manifest = dir.join("flow.yaml");
@@ -534,7 +535,7 @@ fn airflow_runs_exported_dags_as_wvflow_runs() {
         ),
     ] {
         let args: Vec<String> = args.into_iter().map(String::from).collect();
-        let (reference, _, bound, _) = reference_run(&args);
+        let (reference, _, bound, _) = reference_run("airflow_reference", &args);
         let state = dir.join(format!("state-{}", args.len()));
         let _ = std::fs::remove_dir_all(&state);
         std::fs::create_dir_all(&state).unwrap();
