@@ -40,3 +40,23 @@ task=$(( (end - start) / n / 1000 ))
 spawn=$(mean_ms "$n" sh -c true)
 run=$(mean_ms 50 "$wvflow" run "$work/flow" --db "$work/run.db")
 echo "no-op query stage, file:// state: stage run $(us_to_ms "$task") ms a task; sh -c true $(us_to_ms "$spawn") ms ($(awk "BEGIN { printf \"%.1f\", $task / $spawn }")x); wvflow run of the flow $(us_to_ms "$run") ms ($(awk "BEGIN { printf \"%.2f\", $task / $run }")x)"
+
+# The same tasks with the state in an S3 bucket: moto's server on 127.0.0.1, from the export
+# tests' venv (scripts/test.sh installs it).
+moto=tests/export/.venv/bin/moto_server
+if [ -x "$moto" ]; then
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$moto" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  moto_pid=$!
+  trap 'kill $moto_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+  until curl -s -o /dev/null "http://127.0.0.1:$port"; do sleep 0.1; done
+  curl -s -o /dev/null -X PUT "http://127.0.0.1:$port/bench"
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  n=100
+  for i in $(seq "$n"); do "$wvflow" stage init --plan "$work/plan.json" --state s3://bench/x --run-id "r$i" --cwd "$work/flow"; done
+  start=$(date +%s%N)
+  for i in $(seq "$n"); do "$wvflow" stage run s --state s3://bench/x --run-id "r$i" --cwd "$work/flow" >/dev/null; done
+  end=$(date +%s%N)
+  s3task=$(( (end - start) / n / 1000 ))
+  echo "no-op query stage, s3:// state (moto on 127.0.0.1): stage run $(us_to_ms "$s3task") ms a task ($(awk "BEGIN { printf \"%.2f\", $s3task / $task }")x the file:// task)"
+fi

@@ -84,12 +84,24 @@ fn execute(command: StageCommand) -> Result<u8, String> {
         | StageCommand::Finish { common } => common,
     };
     let state = Location::parse(&common.state)?;
-    let plan_path = match (&common.plan, &command) {
-        (Some(path), _) => path.clone(),
+    let plan = match (&common.plan, &command) {
+        (Some(path), _) => read_plan(
+            &std::fs::read(path)
+                .map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?,
+            &path.display().to_string(),
+        )?,
         (None, StageCommand::Init { .. }) => return Err("`init` needs --plan".into()),
-        (None, _) => state.plan_file(&common.run_id),
+        (None, _) => {
+            let key = crate::runtime::tasks::state::plan_key(&common.run_id);
+            let bytes = state.read(&key)?.ok_or_else(|| {
+                format!(
+                    "run {} has no plan in the state: `wvflow stage init` runs first",
+                    common.run_id
+                )
+            })?;
+            read_plan(&bytes, &key)?
+        }
     };
-    let plan = read_plan(&plan_path)?;
     let limits = crate::export::limits(&plan);
     if !limits.is_empty() {
         return Err(format!(
@@ -148,22 +160,22 @@ fn execute(command: StageCommand) -> Result<u8, String> {
     }
 }
 
-/// A plan file: JSON as `wvflow plan --format json` writes it, or that in base64.
-fn read_plan(path: &std::path::Path) -> Result<Plan, String> {
+/// A plan: JSON as `wvflow plan --format json` writes it, or that in base64.
+fn read_plan(bytes: &[u8], name: &str) -> Result<Plan, String> {
     use base64::Engine as _;
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?;
+    let decoded;
     let json = if bytes.trim_ascii_start().starts_with(b"{") {
         bytes
     } else {
         let text: Vec<u8> = bytes
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|b| !b.is_ascii_whitespace())
             .collect();
-        base64::engine::general_purpose::STANDARD
+        decoded = base64::engine::general_purpose::STANDARD
             .decode(text)
-            .map_err(|e| format!("{} is neither JSON nor base64: {e}", path.display()))?
+            .map_err(|e| format!("{name} is neither JSON nor base64: {e}"))?;
+        &decoded[..]
     };
-    serde_json::from_slice(&json)
-        .map_err(|e| format!("{} is not a wvflow plan: {e}", path.display()))
+    serde_json::from_slice(json).map_err(|e| format!("{name} is not a wvflow plan: {e}"))
 }

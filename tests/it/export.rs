@@ -36,6 +36,8 @@ pub enum Order {
     Plan,
     /// The last ready stage first.
     Reversed,
+    /// Every ready stage at once, as processes side by side (workers writing at once).
+    AllAtOnce,
 }
 
 /// What matters of a summary for comparing two runs of the same flow.
@@ -55,14 +57,27 @@ pub fn outcome(summary: &Value) -> Value {
 /// each stage once its upstream stages (and a fork's branches) have ended, a try again on
 /// exit 1 with the next attempt number, then `finish`. The summary `finish` printed.
 pub fn drive(dir: &Path, plan: &Path, args: &Value, run_time: &str, order: Order) -> Value {
+    let state = dir.join("state").display().to_string();
+    drive_on(dir, (&state, &[]), plan, args, run_time, order)
+}
+
+/// [`drive`] with the state at `state` (a folder or an `s3://` location), the tasks run with
+/// the environment variables `env` too.
+pub fn drive_on(
+    dir: &Path,
+    (state, env): (&str, &[(&str, &str)]),
+    plan: &Path,
+    args: &Value,
+    run_time: &str,
+    order: Order,
+) -> Value {
     let plan_json: Value = serde_json::from_slice(&std::fs::read(plan).unwrap()).unwrap();
-    let state = dir.join("state");
     let cwd = dir.join("examples");
     let common = |extra: &[&str]| -> Vec<String> {
         let mut all: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         all.extend([
             "--state".into(),
-            state.display().to_string(),
+            state.to_string(),
             "--run-id".into(),
             "r1".into(),
             "--cwd".into(),
@@ -71,8 +86,12 @@ pub fn drive(dir: &Path, plan: &Path, args: &Value, run_time: &str, order: Order
         all
     };
     let run = |args: Vec<String>| -> Output {
-        let words: Vec<&str> = args.iter().map(String::as_str).collect();
-        wvflow_at(dir, &words)
+        Command::new(env!("CARGO_BIN_EXE_wvflow"))
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(dir)
+            .output()
+            .unwrap()
     };
     let mut init = common(&["stage", "init", "--plan", plan.to_str().unwrap()]);
     init.extend([
@@ -112,35 +131,45 @@ pub fn drive(dir: &Path, plan: &Path, args: &Value, run_time: &str, order: Order
         })
         .collect();
     let mut done: Vec<String> = Vec::new();
+    let mut tries: std::collections::BTreeMap<String, u32> = Default::default();
     while done.len() < waits.len() {
-        let ready: Vec<&String> = waits
+        let ready: Vec<String> = waits
             .iter()
             .filter(|(s, up)| !done.contains(s) && up.iter().all(|u| done.contains(u)))
-            .map(|(s, _)| s)
+            .map(|(s, _)| s.clone())
             .collect();
-        let next = match order {
-            Order::Plan => ready.first(),
-            Order::Reversed => ready.last(),
-        }
-        .copied()
-        .unwrap_or_else(|| panic!("no stage ready; done: {done:?}"))
-        .clone();
-        let mut attempt = 1;
-        loop {
-            let o = run(common(&[
-                "stage",
-                "run",
-                &next,
-                "--attempt",
-                &attempt.to_string(),
-            ]));
+        assert!(!ready.is_empty(), "no stage ready; done: {done:?}");
+        let batch: Vec<String> = match order {
+            Order::Plan => ready[..1].to_vec(),
+            Order::Reversed => ready[ready.len() - 1..].to_vec(),
+            Order::AllAtOnce => ready,
+        };
+        // Started side by side, then waited for.
+        let children: Vec<(String, std::process::Child)> = batch
+            .into_iter()
+            .map(|stage| {
+                let attempt = tries.get(&stage).copied().unwrap_or(1).to_string();
+                let child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+                    .args(common(&["stage", "run", &stage, "--attempt", &attempt]))
+                    .envs(env.iter().copied())
+                    .current_dir(dir)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (stage, child)
+            })
+            .collect();
+        for (stage, child) in children {
+            let o = child.wait_with_output().unwrap();
             match o.status.code() {
-                Some(0 | 98 | 99) => break,
-                Some(1) if attempt < 100 => attempt += 1,
-                other => panic!("stage {next} ended {other:?}: {}", text(&o)),
+                Some(0 | 98 | 99) => done.push(stage),
+                Some(1) if tries.get(&stage).copied().unwrap_or(1) < 100 => {
+                    *tries.entry(stage).or_insert(1) += 1;
+                }
+                other => panic!("stage {stage} ended {other:?}: {}", text(&o)),
             }
         }
-        done.push(next);
     }
     let o = run(common(&["stage", "finish"]));
     assert!(
@@ -179,7 +208,7 @@ pub fn reference_run(scratch: &str, args: &[String]) -> (Value, String, Value, S
 }
 
 /// Every documented `wvflow run` of every example, driven stage by stage through `wvflow
-/// stage` in two orders, ends as `wvflow run` ends: the run's state, each stage's state, rows
+/// stage` in two orders and with every ready stage at once, ends as `wvflow run` ends: the run's state, each stage's state, rows
 /// and attempts, and the compensations. A flow export refuses is listed with its reason.
 #[test]
 fn stage_by_stage_runs_end_as_wvflow_run_ends() {
@@ -199,7 +228,7 @@ fn stage_by_stage_runs_end_as_wvflow_run_ends() {
             continue;
         }
         let plan = wvflow_at(&dir, &["plan", &file, &flow, "--format", "json"]).stdout;
-        for order in [Order::Plan, Order::Reversed] {
+        for order in [Order::Plan, Order::Reversed, Order::AllAtOnce] {
             let dir = examples_copy("export_drive");
             std::fs::write(dir.join("plan.json"), &plan).unwrap();
             let driven = drive(&dir, &dir.join("plan.json"), &bound, &run_time, order);
@@ -560,7 +589,7 @@ fn airflow_runs_exported_dags_as_wvflow_runs() {
 
 /// `wvflow stage` as an engine can misuse it: a stage run before its upstream, a task run
 /// twice, an attempt that may be retried and one that may not, `finish` twice, a flow it cannot
-/// run, a state it cannot use, a run out of time.
+/// run, a state location it cannot use, a run out of time.
 #[test]
 fn stage_tasks_keep_to_their_contract() {
     let dir = crate::common::scratch(
@@ -656,24 +685,23 @@ flow Caller = {
     assert!(out.contains("cannot run as separate tasks"), "{out}");
     assert!(out.contains("stage `c` calls another flow"), "{out}");
     // A state location it cannot use says so.
-    let o = wvflow_at(
-        &dir,
-        &[
-            "stage",
-            "init",
-            "--plan",
-            &trip,
-            "--state",
-            "s3://bucket/x",
-            "--run-id",
-            "r3",
-        ],
-    );
-    assert!(
-        text(&o).contains("s3:// state is not supported yet"),
-        "{}",
-        text(&o)
-    );
+    for (state, why) in [
+        ("s3://", "no bucket"),
+        (
+            "ftp://host/x",
+            "the state location is a folder, file:///path or s3://bucket/prefix",
+        ),
+        ("file://relative", "needs an absolute path"),
+    ] {
+        let o = wvflow_at(
+            &dir,
+            &[
+                "stage", "init", "--plan", &trip, "--state", state, "--run-id", "r3",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(1));
+        assert!(text(&o).contains(why), "{}", text(&o));
+    }
 
     // The flow's timeout stops a running attempt, and the stage fails for good.
     let late = plan("Late");
@@ -687,4 +715,103 @@ flow Caller = {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// An S3 server on 127.0.0.1 (moto's, from the export tests' venv), stopped when dropped.
+struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start() -> S3Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(python().parent().unwrap().join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server is installed (scripts/test.sh)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while agent.get(&endpoint).call().is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let made = agent
+            .put(format!("{endpoint}/wvflow-state"))
+            .send_empty()
+            .unwrap();
+        assert_eq!(made.status().as_u16(), 200);
+        S3Server { child, endpoint }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same runs with the state in an S3 bucket (moto's server on 127.0.0.1), every ready
+/// stage started at once: workers without a shared disk, writing different stages at once,
+/// and the shared workspace database (idempotency records, `save to`) kept in the bucket.
+#[test]
+fn s3_state_runs_as_wvflow_runs() {
+    let server = S3Server::start();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", server.endpoint.as_str()),
+    ];
+    let mut compared = 0;
+    for (file, args) in crate::examples::documented_runs() {
+        let (reference, flow, bound, run_time) = reference_run("s3_reference", &args);
+        let dir = examples_copy("s3_drive");
+        let plan = wvflow_at(&dir, &["plan", &file, &flow, "--format", "json"]);
+        let o = wvflow_at(&dir, &["export", &file, &flow, "--target", "argo"]);
+        if o.status.code() == Some(2) {
+            continue;
+        }
+        std::fs::write(dir.join("plan.json"), plan.stdout).unwrap();
+        let state = format!("s3://wvflow-state/runs-{compared}");
+        let driven = drive_on(
+            &dir,
+            (&state, &env),
+            &dir.join("plan.json"),
+            &bound,
+            &run_time,
+            Order::AllAtOnce,
+        );
+        assert_eq!(outcome(&driven), outcome(&reference), "{args:?} on S3");
+        compared += 1;
+    }
+    assert!(compared >= 15, "{compared}");
+    // The objects are where docs/export.md says.
+    let list = ureq::get(format!(
+        "{}/wvflow-state?list-type=2&prefix=runs-0/",
+        server.endpoint
+    ))
+    .call()
+    .unwrap()
+    .body_mut()
+    .read_to_string()
+    .unwrap();
+    for key in [
+        "runs-0/runs/r1/plan.json",
+        "runs-0/runs/r1/run.json",
+        "runs-0/runs/r1/summary.json",
+    ] {
+        assert!(list.contains(&format!("<Key>{key}</Key>")), "{list}");
+    }
 }

@@ -25,7 +25,7 @@ use crate::plan::Plan;
 use crate::plan::ir::{OnFailure, RetryPolicy, StagePlan, Step};
 use rusqlite::types::Value;
 use serde::{Deserialize, Serialize};
-use state::{Location, write_whole};
+use state::{Location, plan_key, run_key, stage_key};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -91,13 +91,13 @@ impl TaskRun<'_> {
         args: &BTreeMap<String, Value>,
         run_time: Option<String>,
     ) -> Result<(), String> {
-        let path = self.state.run_dir(&self.run_id).join("run.json");
-        if path.exists() {
+        let key = run_key(&self.run_id, "run.json");
+        if self.state.read(&key)?.is_some() {
             return Ok(());
         }
         // The plan, for the tasks after this one to read from here.
-        write_whole(
-            &self.state.plan_file(&self.run_id),
+        self.state.write(
+            &plan_key(&self.run_id),
             &serde_json::to_vec(self.plan).map_err(|e| e.to_string())?,
         )?;
         let record = RunRecord {
@@ -106,32 +106,30 @@ impl TaskRun<'_> {
             run_time: run_time.unwrap_or_else(|| run_time_text(utc_now())),
             started_at_ms: now_ms(),
         };
-        write_whole(
-            &path,
+        self.state.write(
+            &key,
             &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
         )
     }
 
     fn run_record(&self) -> Result<RunRecord, String> {
-        let path = self.state.run_dir(&self.run_id).join("run.json");
-        let text = std::fs::read(&path).map_err(|e| {
+        let key = run_key(&self.run_id, "run.json");
+        let text = self.state.read(&key)?.ok_or_else(|| {
             format!(
-                "run {} has no record at {} ({e}): `wvflow stage init` runs first",
-                self.run_id,
-                path.display()
+                "run {} has no record ({key}): `wvflow stage init` runs first",
+                self.run_id
             )
         })?;
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+        serde_json::from_slice(&text).map_err(|e| format!("{key}: {e}"))
     }
 
     fn record_of(&self, stage: &str) -> Result<Option<StageRecord>, String> {
-        let path = self.state.stage_record(&self.run_id, stage);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+        let key = stage_key(&self.run_id, stage, "json");
+        match self.state.read(&key)? {
+            Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+                .map_err(|e| format!("{key}: {e}")),
+            None => Ok(None),
         }
     }
 
@@ -160,12 +158,12 @@ impl TaskRun<'_> {
     }
 
     /// The run database of this task: a fresh one in a temporary folder.
-    fn stores(&self, scratch: &Path) -> StoreConfig {
-        StoreConfig {
-            workspace_db: self.state.workspace_db(),
+    fn stores(&self, scratch: &Path) -> Result<StoreConfig, String> {
+        Ok(StoreConfig {
+            workspace_db: self.state.workspace_db(scratch)?,
             run_db: scratch.join("run.db"),
             base: self.cwd.clone(),
-        }
+        })
     }
 
     fn context<'c>(
@@ -277,8 +275,8 @@ impl TaskRun<'_> {
             summary: summary.clone(),
             finished_at_ms: now_ms(),
         };
-        write_whole(
-            &self.state.stage_record(&self.run_id, stage_id),
+        self.state.write(
+            &stage_key(&self.run_id, stage_id, "json"),
             &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
         )?;
         Ok((end_of(summary.state), summary))
@@ -297,20 +295,20 @@ impl TaskRun<'_> {
     ) -> Result<Option<StageSummary>, String> {
         let policy = engine_retries(stage);
         // When the stage's first attempt started: its `schedule_timeout` counts from there.
-        let first_path = self
-            .state
-            .stage_record(&self.run_id, &stage.id)
-            .with_extension("first-attempt");
-        let first_ms = match std::fs::read_to_string(&first_path) {
-            Ok(text) => text.trim().parse().unwrap_or_else(|_| now_ms()),
-            Err(_) => {
+        let first_key = stage_key(&self.run_id, &stage.id, "first-attempt");
+        let first_ms = match self.state.read(&first_key)? {
+            Some(text) => String::from_utf8_lossy(&text)
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| now_ms()),
+            None => {
                 let now = now_ms();
-                write_whole(&first_path, now.to_string().as_bytes())?;
+                self.state.write(&first_key, now.to_string().as_bytes())?;
                 now
             }
         };
         let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let stores = self.stores(scratch.path());
+        let stores = self.stores(scratch.path())?;
         let mut store = stores.connect()?;
         let mut reads: Vec<String> = upstream
             .iter()
@@ -324,8 +322,8 @@ impl TaskRun<'_> {
                 .map(|s| crate::plan::sql::failed_table(s)),
         );
         for table in &reads {
-            let file = self.state.table_file(&self.run_id, table);
-            if file.exists() {
+            let key = stage_key(&self.run_id, table, "db");
+            if let Some(file) = self.state.local(&key, scratch.path())? {
                 store.load_stage_table(table, &file)?;
             }
         }
@@ -431,9 +429,15 @@ impl TaskRun<'_> {
             let failed = crate::plan::sql::failed_table(&stage.id);
             for table in [stage.id.as_str(), failed.as_str()] {
                 if store.exists("run", table)? {
-                    store.save_stage_table(table, &self.state.table_file(&self.run_id, table))?;
+                    let key = stage_key(&self.run_id, table, "db");
+                    self.state.put_file(&key, scratch.path(), |file| {
+                        store.save_stage_table(table, file)
+                    })?;
                 }
             }
+        }
+        if crate::export::writes_workspace(stage) {
+            self.state.keep_workspace(&stores.workspace_db)?;
         }
         Ok(Some(summary))
     }
@@ -442,10 +446,10 @@ impl TaskRun<'_> {
     /// it counts as cancelled), runs the compensations of the stages that succeeded, newest
     /// first, when the run failed, and fires the flow's hooks.
     pub fn finish(&self) -> Result<Summary, String> {
-        let summary_path = self.state.run_dir(&self.run_id).join("summary.json");
+        let summary_key = run_key(&self.run_id, "summary.json");
         // A second `finish` (an exit handler after the finish task) decides nothing again:
         // compensations and hooks ran once.
-        if let Ok(bytes) = std::fs::read(&summary_path)
+        if let Some(bytes) = self.state.read(&summary_key)?
             && let Ok(done) = serde_json::from_slice::<FinishedRun>(&bytes)
         {
             return Ok(done.into_summary());
@@ -484,11 +488,13 @@ impl TaskRun<'_> {
                 .collect();
             completed.sort_by_key(|(_, at)| *at);
             let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let stores = self.stores(scratch.path());
+            let stores = self.stores(scratch.path())?;
             let mut store = stores.connect()?;
             for (stage, _) in &completed {
-                let file = self.state.table_file(&self.run_id, &stage.id);
-                if stage.compensation.is_some() && file.exists() {
+                let key = stage_key(&self.run_id, &stage.id, "db");
+                if stage.compensation.is_some()
+                    && let Some(file) = self.state.local(&key, scratch.path())?
+                {
                     store.load_stage_table(&stage.id, &file)?;
                 }
             }
@@ -526,8 +532,8 @@ impl TaskRun<'_> {
                 );
             }
         }
-        write_whole(
-            &summary_path,
+        self.state.write(
+            &summary_key,
             &serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?,
         )?;
         Ok(summary)

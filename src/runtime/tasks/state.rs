@@ -1,6 +1,7 @@
 //! Where the tasks of an exported run keep what they share: the run's values, one record and
-//! one table file per stage, the summary. Each file is written once, by the one task that
-//! owns it, under a temporary name and then renamed, so a reader sees all of it or nothing.
+//! one table file per stage, the summary. Each object is written once, by the one task that
+//! owns it, whole or not at all (a file under a temporary name then renamed; an S3 object by
+//! one PUT), so a reader sees all of it or nothing.
 //!
 //! ```text
 //! STATE/workspace.db                     `save to` tables and idempotency records (shared)
@@ -10,21 +11,39 @@
 //! STATE/runs/RUN/stages/STAGE.db         its rows, with their column types
 //! STATE/runs/RUN/summary.json            what `finish` decided
 //! ```
+//!
+//! Two kinds of location: a folder every worker sees (`file:///path` or a path: one host, NFS,
+//! EFS, an Argo volume) and an S3 bucket (`s3://bucket/prefix`), for workers without a shared
+//! disk. S3 is reached through presigned requests (`rusty-s3`) sent by `ureq`, which follows
+//! no redirect.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-/// A state location: `file:///path` or a path (one host, NFS/EFS, an Argo volume).
-#[derive(Clone, Debug)]
-pub struct Location {
-    root: PathBuf,
+/// A state location.
+pub enum Location {
+    Folder(PathBuf),
+    Bucket(Box<Bucket>),
 }
 
+/// An S3 bucket and the prefix of the state's keys in it.
+pub struct Bucket {
+    bucket: rusty_s3::Bucket,
+    credentials: Option<rusty_s3::Credentials>,
+    prefix: String,
+    agent: ureq::Agent,
+}
+
+/// How long a presigned request stays valid: longer than any one transfer takes.
+const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+
 impl Location {
+    /// `file:///path`, a path, or `s3://bucket[/prefix]` (credentials from `AWS_ACCESS_KEY_ID`
+    /// and `AWS_SECRET_ACCESS_KEY`; the endpoint from `AWS_ENDPOINT_URL_S3` or
+    /// `AWS_ENDPOINT_URL`, else AWS in `AWS_REGION`).
     pub fn parse(text: &str) -> Result<Location, String> {
-        if text.starts_with("s3://") {
-            return Err(format!(
-                "`{text}`: s3:// state is not supported yet; use a shared folder (file:///path)"
-            ));
+        if let Some(rest) = text.strip_prefix("s3://") {
+            return Bucket::parse(text, rest).map(|b| Location::Bucket(Box::new(b)));
         }
         let path = match text.strip_prefix("file://") {
             Some(path) if path.starts_with('/') => path,
@@ -35,42 +54,210 @@ impl Location {
             }
             None if text.contains("://") => {
                 return Err(format!(
-                    "`{text}`: the state location is a folder or file:///path"
+                    "`{text}`: the state location is a folder, file:///path or s3://bucket/prefix"
                 ));
             }
             None => text,
         };
-        Ok(Location {
-            root: PathBuf::from(path),
+        Ok(Location::Folder(PathBuf::from(path)))
+    }
+
+    /// The bytes of `key`, if it exists.
+    pub fn read(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Location::Folder(root) => match std::fs::read(root.join(key)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("cannot read {}: {e}", root.join(key).display())),
+            },
+            Location::Bucket(bucket) => bucket.get(key),
+        }
+    }
+
+    /// Writes `key` whole or not at all.
+    pub fn write(&self, key: &str, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            Location::Folder(root) => write_whole(&root.join(key), bytes),
+            Location::Bucket(bucket) => bucket.put(key, bytes),
+        }
+    }
+
+    /// A local file holding `key`, if it exists: the file itself in a folder, a copy in
+    /// `scratch` from a bucket.
+    pub fn local(&self, key: &str, scratch: &Path) -> Result<Option<PathBuf>, String> {
+        match self {
+            Location::Folder(root) => {
+                let path = root.join(key);
+                Ok(path.exists().then_some(path))
+            }
+            Location::Bucket(bucket) => {
+                let Some(bytes) = bucket.get(key)? else {
+                    return Ok(None);
+                };
+                let path = scratch.join(key.replace('/', "_"));
+                std::fs::write(&path, bytes)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                Ok(Some(path))
+            }
+        }
+    }
+
+    /// Keeps as `key` the file `write` makes at the path it is given: in a folder, that path
+    /// is the key's own (`write` writes it whole, under another name and renamed); for a
+    /// bucket, a file in `scratch`, then uploaded.
+    pub fn put_file(
+        &self,
+        key: &str,
+        scratch: &Path,
+        write: impl FnOnce(&Path) -> Result<(), String>,
+    ) -> Result<(), String> {
+        match self {
+            Location::Folder(root) => write(&root.join(key)),
+            Location::Bucket(bucket) => {
+                let path = scratch.join(format!("upload-{}", key.replace('/', "_")));
+                write(&path)?;
+                let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+                bucket.put(key, &bytes)
+            }
+        }
+    }
+
+    /// The workspace database the runs share, as a local file: in a folder, the file itself;
+    /// from a bucket, a copy in `scratch` (see [`Location::keep_workspace`]).
+    pub fn workspace_db(&self, scratch: &Path) -> Result<PathBuf, String> {
+        match self {
+            Location::Folder(root) => Ok(root.join(WORKSPACE)),
+            Location::Bucket(_) => Ok(self
+                .local(WORKSPACE, scratch)?
+                .unwrap_or_else(|| scratch.join(WORKSPACE))),
+        }
+    }
+
+    /// After a stage that wrote the workspace database: a bucket gets the copy back (its
+    /// writers take turns: the exported files serialize them).
+    pub fn keep_workspace(&self, local: &Path) -> Result<(), String> {
+        match self {
+            Location::Folder(_) => Ok(()),
+            Location::Bucket(bucket) => {
+                // Fold the write-ahead log into the file before it travels alone.
+                if let Ok(conn) = rusqlite::Connection::open(local) {
+                    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+                }
+                let bytes = std::fs::read(local).map_err(|e| e.to_string())?;
+                bucket.put(WORKSPACE, &bytes)
+            }
+        }
+    }
+}
+
+/// The key of the workspace database.
+const WORKSPACE: &str = "workspace.db";
+
+/// The keys of a run's objects.
+pub fn run_key(run_id: &str, rest: &str) -> String {
+    format!("runs/{}/{rest}", file_name(run_id))
+}
+
+pub fn plan_key(run_id: &str) -> String {
+    run_key(run_id, "plan.json")
+}
+
+pub fn stage_key(run_id: &str, stage: &str, extension: &str) -> String {
+    run_key(run_id, &format!("stages/{}.{extension}", file_name(stage)))
+}
+
+impl Bucket {
+    fn parse(text: &str, rest: &str) -> Result<Bucket, String> {
+        let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if name.is_empty() {
+            return Err(format!("`{text}`: no bucket"));
+        }
+        let var = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok());
+        let region = var(&["AWS_REGION", "AWS_DEFAULT_REGION"]).unwrap_or("us-east-1".into());
+        let (endpoint, style) = match var(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]) {
+            Some(url) => (url, rusty_s3::UrlStyle::Path),
+            None => (
+                format!("https://s3.{region}.amazonaws.com"),
+                rusty_s3::UrlStyle::VirtualHost,
+            ),
+        };
+        let endpoint = endpoint
+            .parse()
+            .map_err(|e| format!("the S3 endpoint `{endpoint}`: {e}"))?;
+        let bucket = rusty_s3::Bucket::new(endpoint, style, name.to_string(), region)
+            .map_err(|e| format!("`{text}`: {e}"))?;
+        let agent = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .into();
+        let prefix = prefix.trim_matches('/');
+        Ok(Bucket {
+            bucket,
+            credentials: rusty_s3::Credentials::from_env(),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            agent,
         })
     }
 
-    /// The workspace database the runs share.
-    pub fn workspace_db(&self) -> PathBuf {
-        self.root.join("workspace.db")
+    fn object(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
     }
 
-    /// The folder of run `run_id`, whose name is kept to characters any file system takes.
-    pub fn run_dir(&self, run_id: &str) -> PathBuf {
-        self.root.join("runs").join(file_name(run_id))
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        use rusty_s3::S3Action as _;
+        let object = self.object(key);
+        let url = self
+            .bucket
+            .get_object(self.credentials.as_ref(), &object)
+            .sign(SIGNED_FOR);
+        let mut response = self
+            .agent
+            .get(url.as_str())
+            .call()
+            .map_err(|e| format!("cannot read s3://{}/{object}: {e}", self.bucket.name()))?;
+        match response.status().as_u16() {
+            200 => response
+                .body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .read_to_vec()
+                .map(Some)
+                .map_err(|e| format!("cannot read s3://{}/{object}: {e}", self.bucket.name())),
+            404 => Ok(None),
+            status => Err(format!(
+                "cannot read s3://{}/{object}: HTTP {status}: {}",
+                self.bucket.name(),
+                response.body_mut().read_to_string().unwrap_or_default()
+            )),
+        }
     }
 
-    /// The plan the run's tasks run, written by `init`.
-    pub fn plan_file(&self, run_id: &str) -> PathBuf {
-        self.run_dir(run_id).join("plan.json")
-    }
-
-    pub fn stage_record(&self, run_id: &str, stage: &str) -> PathBuf {
-        self.run_dir(run_id)
-            .join("stages")
-            .join(format!("{}.json", file_name(stage)))
-    }
-
-    /// The table file of a stage's rows (`table` is the stage, or its failed items' table).
-    pub fn table_file(&self, run_id: &str, table: &str) -> PathBuf {
-        self.run_dir(run_id)
-            .join("stages")
-            .join(format!("{}.db", file_name(table)))
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), String> {
+        use rusty_s3::S3Action as _;
+        let object = self.object(key);
+        let url = self
+            .bucket
+            .put_object(self.credentials.as_ref(), &object)
+            .sign(SIGNED_FOR);
+        let mut response = self
+            .agent
+            .put(url.as_str())
+            .send(bytes)
+            .map_err(|e| format!("cannot write s3://{}/{object}: {e}", self.bucket.name()))?;
+        match response.status().as_u16() {
+            200 | 201 | 204 => Ok(()),
+            status => Err(format!(
+                "cannot write s3://{}/{object}: HTTP {status}: {}",
+                self.bucket.name(),
+                response.body_mut().read_to_string().unwrap_or_default()
+            )),
+        }
     }
 }
 
@@ -89,7 +276,8 @@ fn file_name(name: &str) -> String {
     out
 }
 
-/// Writes `bytes` to `path` whole or not at all (a temporary file beside it, then a rename).
+/// Writes `bytes` to `path` whole or not at all (a temporary file beside it, synced, then a
+/// rename).
 pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), String> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
@@ -110,25 +298,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn run_ids_become_safe_file_names() {
+    fn run_ids_become_safe_keys() {
         assert_eq!(
-            file_name("manual__2026-01-31T02:00:00+00:00"),
-            "manual__2026-01-31T02%3A00%3A00%2B00%3A00"
+            run_key("manual__2026-01-31T02:00:00+00:00", "run.json"),
+            "runs/manual__2026-01-31T02%3A00%3A00%2B00%3A00/run.json"
         );
         assert_eq!(file_name("../etc"), "%2E.%2Fetc");
-        assert_eq!(file_name("s.failed"), "s.failed");
+        assert_eq!(
+            stage_key("r", "s.failed", "db"),
+            "runs/r/stages/s.failed.db"
+        );
     }
 
     #[test]
-    fn locations_are_folders() {
-        assert!(Location::parse("file:///srv/state").is_ok());
-        assert!(Location::parse("/srv/state").is_ok());
+    fn locations_are_folders_or_buckets() {
+        assert!(matches!(
+            Location::parse("file:///srv/state"),
+            Ok(Location::Folder(_))
+        ));
+        assert!(matches!(
+            Location::parse("/srv/state"),
+            Ok(Location::Folder(_))
+        ));
         assert!(Location::parse("file://relative").is_err());
-        assert!(
-            Location::parse("s3://bucket/x")
-                .unwrap_err()
-                .contains("not supported yet")
-        );
+        assert!(matches!(
+            Location::parse("s3://bucket/x"),
+            Ok(Location::Bucket(_))
+        ));
+        assert!(Location::parse("s3://").is_err());
         assert!(Location::parse("http://x").is_err());
     }
 }
