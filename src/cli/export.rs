@@ -30,8 +30,8 @@ pub struct ExportArgs {
     /// The `wvflow` program on the workers.
     #[arg(long, default_value = "wvflow")]
     wvflow: String,
-    /// The flow's folder on the workers (default: this folder, absolute, for Airflow;
-    /// /workspace in the image for Argo).
+    /// The workspace's folder on the workers (default: this one, absolute, for Airflow;
+    /// /workspace in the image for Argo); tasks run in the flow's file's folder below it.
     #[arg(long)]
     workspace: Option<String>,
     /// The state folder the Airflow workers share (default: .wvflow/state in the flow's folder).
@@ -71,12 +71,29 @@ pub fn run(args: ExportArgs) -> u8 {
         TargetArg::Airflow => Target::Airflow,
         TargetArg::Argo => Target::Argo,
     };
+    // Activities run in the folder of the flow's own file, which may be below the workspace's.
+    let flow_dir = crate::workspace::absolute(std::path::Path::new(&plan.flow.origin.file))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let below = flow_dir
+        .strip_prefix(&folder)
+        .unwrap_or(std::path::Path::new(""))
+        .to_path_buf();
+    let workspace = args.workspace.unwrap_or_else(|| match target {
+        Target::Airflow => folder.display().to_string(),
+        Target::Argo => "/workspace".into(),
+    });
     let deployment = Deployment {
         wvflow: args.wvflow,
-        workspace: args.workspace.unwrap_or_else(|| match target {
-            Target::Airflow => folder.display().to_string(),
-            Target::Argo => "/workspace".into(),
-        }),
+        workspace: if below.as_os_str().is_empty() {
+            workspace
+        } else {
+            std::path::Path::new(&workspace)
+                .join(below)
+                .display()
+                .to_string()
+        },
         state: args
             .state
             .unwrap_or_else(|| folder.join(".wvflow").join("state").display().to_string()),

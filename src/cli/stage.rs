@@ -28,6 +28,9 @@ struct Common {
     /// The engine's id of the run.
     #[arg(long)]
     run_id: String,
+    /// The flow (`Name`, or `Name@2`), to find the plan `init` kept, when --plan is not given.
+    #[arg(long)]
+    flow: Option<String>,
     /// Where activities run and relative paths resolve: the folder of the flow's .wv file.
     #[arg(long, default_value = ".")]
     cwd: PathBuf,
@@ -58,6 +61,10 @@ enum StageCommand {
         /// retries makes (exit 1: try again; 98: failed for good).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         attempt: u32,
+        /// Retry the stage inside this task, as `wvflow run` does, rather than one attempt a
+        /// try (for a backoff the engine cannot express).
+        #[arg(long)]
+        retries_here: bool,
     },
     /// Decide the run's state, compensate a failed run, fire the hooks: the last task.
     Finish {
@@ -92,7 +99,11 @@ fn execute(command: StageCommand) -> Result<u8, String> {
         )?,
         (None, StageCommand::Init { .. }) => return Err("`init` needs --plan".into()),
         (None, _) => {
-            let key = crate::runtime::tasks::state::plan_key(&common.run_id);
+            let flow = common
+                .flow
+                .as_deref()
+                .ok_or("which flow? give --flow NAME (or --plan FILE)")?;
+            let key = crate::runtime::tasks::state::plan_key(flow, &common.run_id);
             let bytes = state.read(&key)?.ok_or_else(|| {
                 format!(
                     "run {} has no plan in the state: `wvflow stage init` runs first",
@@ -116,6 +127,13 @@ fn execute(command: StageCommand) -> Result<u8, String> {
         run_id: common.run_id.clone(),
         cwd: common.cwd.clone(),
         cancel: crate::runtime::cancel::on_ctrl_c(),
+        engine_retries: !matches!(
+            command,
+            StageCommand::Run {
+                retries_here: true,
+                ..
+            }
+        ),
     };
     match &command {
         StageCommand::Init {

@@ -64,7 +64,12 @@ fn param(p: &ParamPlan) -> String {
     if !default.is_empty() {
         let _ = write!(text, "{default}, ");
     }
-    let _ = write!(text, "type={}", py(ty));
+    // A null default is a value the parameter may have.
+    if p.default == Some(serde_json::Value::Null) {
+        let _ = write!(text, "type=[{}, \"null\"]", py(ty));
+    } else {
+        let _ = write!(text, "type={}", py(ty));
+    }
     if let Some(format) = format {
         let _ = write!(text, ", format={}", py(format));
     }
@@ -87,7 +92,10 @@ pub(super) fn waits_for<'p>(plan: &'p Plan, stage: &'p StagePlan) -> Vec<&'p str
         found.push(name);
         if let Some(up) = plan.flow.stages.iter().find(|s| s.id == name) {
             for step in &up.steps {
-                if let Step::Fork { branches } = step {
+                // Not for a branch of that fork itself: it runs inside the fork.
+                if let Step::Fork { branches } = step
+                    && !branches.contains(&stage.id)
+                {
                     queue.extend(branches.iter().map(String::as_str));
                 }
             }
@@ -200,6 +208,13 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
         "    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),"
     );
     let catchup = flow.schedule.as_ref().is_some_and(|s| s.catchup);
+    if catchup {
+        warnings.push(format!(
+            "flow `{}`: with `catchup`, Airflow starts every window since the DAG's start date \
+             (2026-01-01), where `wvflow schedule` starts at most the newest 100",
+            flow.name
+        ));
+    }
     let _ = writeln!(
         out,
         "    catchup={},",
@@ -266,26 +281,7 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
             // One writer of the shared workspace database at a time: a pool of one slot.
             out.push_str("        pool=WORKSPACE_POOL,\n");
         }
-        if let Some(ms) = stage_budget(stage) {
-            // wvflow bounds each attempt itself; this is the backstop for a lost worker.
-            let _ = writeln!(
-                out,
-                "        execution_timeout=timedelta(milliseconds={}),",
-                ms + 60_000
-            );
-        }
         out.push_str("    )\n");
-        if stage
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }))
-        {
-            warnings.push(format!(
-                "stage `{}`: the items of its `each` run inside one task, at its `concurrency`, \
-                 not as mapped tasks",
-                stage.id
-            ));
-        }
     }
     out.push_str(
         "    finish = BashOperator(\n        task_id=\"wvflow_finish\",\n        \
@@ -310,19 +306,6 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
     Exported {
         text: out,
         warnings,
-    }
-}
-
-/// How long a stage's task may take: its attempt `timeout` (one attempt per task when the
-/// engine retries it), or its `schedule_timeout` when it retries inside the task.
-fn stage_budget(stage: &StagePlan) -> Option<u64> {
-    if engine_retries(stage).is_some() {
-        stage.timeout_ms
-    } else {
-        stage.schedule_timeout_ms.or(match stage.retry.attempts {
-            1 => stage.timeout_ms,
-            _ => None,
-        })
     }
 }
 

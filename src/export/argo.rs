@@ -6,7 +6,7 @@
 use super::yaml::to_yaml;
 use super::{Deployment, Exported};
 use crate::plan::Plan;
-use crate::plan::ir::{ParamPlan, StagePlan, Step};
+use crate::plan::ir::{ParamPlan, StagePlan};
 use crate::retry_rule::Backoff;
 use crate::runtime::tasks::engine_retries;
 use base64::Engine as _;
@@ -116,6 +116,21 @@ fn param_value(p: &ParamPlan) -> Option<String> {
 pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<String>> {
     let flow = &plan.flow;
     let names = task_names(plan)?;
+    let flow_key = crate::runtime::tasks::flow_key(plan);
+    let null_defaults: Vec<String> = flow
+        .params
+        .iter()
+        .filter(|p| p.default == Some(Value::Null))
+        .map(|p| {
+            format!(
+                "parameter `{}` defaults to null, which an Argo parameter (a text) cannot hold",
+                p.name
+            )
+        })
+        .collect();
+    if !null_defaults.is_empty() {
+        return Err(null_defaults);
+    }
     let mut warnings = Vec::new();
     let scheduled = flow.schedule.is_some();
     // A CronWorkflow's runs are named after their schedule; `workflow.name` is unique either way.
@@ -171,6 +186,7 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
         }));
         let mut args = vec!["stage".to_string(), "run".into(), stage.id.clone()];
         args.extend(common(run_id, deployment));
+        args.extend(["--flow".into(), flow_key.clone()]);
         args.extend(["--attempt".into(), "{{=asInt(retries) + 1}}".into()]);
         let mut template = serde_json::Map::new();
         template.insert("name".into(), json!(format!("stage-{name}")));
@@ -207,19 +223,13 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
             None => json!({ "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED }),
         };
         if exact.is_none() && engine_retries(stage).is_some() {
+            args.push("--retries-here".into());
             warnings.push(format!(
                 "stage `{}`: its backoff has no Argo form; wvflow retries it inside one task",
                 stage.id
             ));
         }
         template.insert("retryStrategy".into(), retry);
-        if let Some(ms) = stage.timeout_ms.filter(|_| engine_retries(stage).is_some()) {
-            // wvflow bounds each attempt itself; this is the backstop for a lost pod.
-            template.insert(
-                "activeDeadlineSeconds".into(),
-                json!((ms / 1000 + 60).to_string()),
-            );
-        }
         if super::writes_workspace(stage) {
             // One writer of the shared workspace database at a time, across runs.
             template.insert(
@@ -232,17 +242,6 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
         if stage.priority != 2 {
             warnings.push(format!(
                 "stage `{}`: `priority` has no Argo form; its task is ordered as any other",
-                stage.id
-            ));
-        }
-        if stage
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }))
-        {
-            warnings.push(format!(
-                "stage `{}`: the items of its `each` run inside one task, at its `concurrency`, \
-                 not as tasks of their own",
                 stage.id
             ));
         }
@@ -263,6 +262,7 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
         .push(json!({ "name": "wvflow-finish", "template": "wvflow-finish", "depends": all_done }));
     let mut finish_args = vec!["stage".to_string(), "finish".into()];
     finish_args.extend(common(run_id, deployment));
+    finish_args.extend(["--flow".into(), flow_key.clone()]);
     let finish_template = |name: &str| {
         json!({
             "name": name,
@@ -290,11 +290,6 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
     if let Some(n) = flow.max_parallel {
         spec.insert("parallelism".into(), json!(n));
     }
-    if let Some(ms) = flow.timeout_ms {
-        // wvflow fails the stages that start late; this stops what hangs, and the exit
-        // handler still decides the run.
-        spec.insert("activeDeadlineSeconds".into(), json!(ms / 1000 + 600));
-    }
     spec.insert(
         "volumes".into(),
         json!([{ "name": "wvflow-state", "persistentVolumeClaim": { "claimName": deployment.volume_claim } }]),
@@ -318,9 +313,15 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
                     return Err(vec!["the schedule has no cron and no interval".into()]);
                 }
             };
+            // An interval counts from the Unix epoch in UTC, whatever the flow's zone.
+            let zone = if schedule.cron.is_some() {
+                schedule.timezone.as_str()
+            } else {
+                "UTC"
+            };
             let mut cron_spec = json!({
                 "schedules": [cron],
-                "timezone": schedule.timezone,
+                "timezone": zone,
                 "concurrencyPolicy": if flow.concurrency == Some(1) { "Forbid" } else { "Allow" },
                 "workflowSpec": Value::Object(spec),
             });

@@ -88,18 +88,80 @@ pub fn limits(plan: &Plan) -> Vec<String> {
     found
 }
 
+/// Names an exported file passes on as they are (task ids, command words, parameters):
+/// letters, digits and `_`, and none of wvflow's own tasks. A scheduled run has no
+/// arguments, so every parameter of a scheduled flow needs a default.
+fn unfit_names(plan: &Plan) -> Vec<String> {
+    let plain = |name: &str| {
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let mut found = Vec::new();
+    let flow = &plan.flow;
+    if !plain(&flow.name) {
+        found.push(format!(
+            "flow `{}`: an exported flow's name has only letters, digits and `_`",
+            flow.name
+        ));
+    }
+    for stage in &flow.stages {
+        if !plain(&stage.id) {
+            found.push(format!(
+                "stage `{}`: an exported stage's name has only letters, digits and `_`; rename it",
+                stage.id
+            ));
+        } else if stage.id.to_ascii_lowercase().starts_with("wvflow_") {
+            found.push(format!(
+                "stage `{}`: names beginning with `wvflow_` are the exported file's own tasks",
+                stage.id
+            ));
+        }
+    }
+    for param in &flow.params {
+        if !plain(&param.name) {
+            found.push(format!(
+                "parameter `{}`: an exported parameter's name has only letters, digits and `_`",
+                param.name
+            ));
+        }
+        if flow.schedule.is_some() && param.default.is_none() {
+            found.push(format!(
+                "parameter `{}` has no default, and the flow is scheduled: a scheduled run has \
+                 no arguments",
+                param.name
+            ));
+        }
+    }
+    found
+}
+
 /// The plan as a file for `target`, or why it cannot be exported exactly.
 pub fn export(
     plan: &Plan,
     target: Target,
     deployment: &Deployment,
 ) -> Result<Exported, Vec<String>> {
-    let limits = limits(plan);
-    if !limits.is_empty() {
-        return Err(limits);
+    let mut refused = limits(plan);
+    refused.extend(unfit_names(plan));
+    if !refused.is_empty() {
+        return Err(refused);
     }
-    match target {
-        Target::Airflow => Ok(airflow::dag(plan, deployment)),
-        Target::Argo => argo::workflow(plan, deployment),
+    let mut exported = match target {
+        Target::Airflow => airflow::dag(plan, deployment),
+        Target::Argo => argo::workflow(plan, deployment)?,
+    };
+    // What neither engine gets: a fan-out's items as tasks of their own.
+    for stage in &plan.flow.stages {
+        if stage
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }))
+        {
+            exported.warnings.push(format!(
+                "stage `{}`: the items of its `each` run inside one task, at its `concurrency`, \
+                 not as tasks of their own",
+                stage.id
+            ));
+        }
     }
+    Ok(exported)
 }

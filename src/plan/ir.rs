@@ -70,8 +70,19 @@ pub struct ParamPlan {
     #[serde(rename = "type")]
     #[schemars(with = "String")]
     pub ty: ValueType,
-    /// The default as a JSON value (durations in milliseconds).
+    /// The default as a JSON value (durations in milliseconds); absent when the parameter
+    /// has none, `null` when its default is null.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub default: Option<serde_json::Value>,
+}
+
+/// A field that is there, even as `null`: `Some` of its value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -52,7 +52,7 @@ def test(dags, dag_id, conf, state):
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     done = subprocess.run([airflow, "dags", "test", dag_id, "--conf", conf], env=env,
                           capture_output=True, text=True)
-    summaries = glob.glob(os.path.join(state, "runs", "*", "summary.json"))
+    summaries = glob.glob(os.path.join(state, "runs", "*", "*", "summary.json"))
     if len(summaries) != 1:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
         print(f"{len(summaries)} runs finished in {state}", file=sys.stderr)

@@ -72,6 +72,10 @@ pub fn drive_on(
     order: Order,
 ) -> Value {
     let plan_json: Value = serde_json::from_slice(&std::fs::read(plan).unwrap()).unwrap();
+    let flow = match plan_json["flow"]["version"].as_u64() {
+        Some(v) => format!("{}@{v}", plan_json["flow"]["name"].as_str().unwrap()),
+        None => plan_json["flow"]["name"].as_str().unwrap().to_string(),
+    };
     let cwd = dir.join("examples");
     let common = |extra: &[&str]| -> Vec<String> {
         let mut all: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -82,6 +86,8 @@ pub fn drive_on(
             "r1".into(),
             "--cwd".into(),
             cwd.display().to_string(),
+            "--flow".into(),
+            flow.clone(),
         ]);
         all
     };
@@ -117,7 +123,12 @@ pub fn drive_on(
             while i < up.len() {
                 if let Some(fork) = stages.iter().find(|f| f["id"] == up[i].as_str()) {
                     for step in fork["steps"].as_array().unwrap() {
-                        for b in step["branches"].as_array().into_iter().flatten() {
+                        let branches = step["branches"].as_array();
+                        // A branch of that fork runs inside it.
+                        if branches.is_some_and(|b| b.contains(&s["id"])) {
+                            continue;
+                        }
+                        for b in branches.into_iter().flatten() {
                             let b = b.as_str().unwrap().to_string();
                             if !up.contains(&b) {
                                 up.push(b);
@@ -635,6 +646,10 @@ flow Caller = {
             "--cwd",
             dir.to_str().unwrap(),
         ]);
+        // The flow of the run ids below, for the tasks that read the plan `init` kept.
+        if !args.contains(&"init") {
+            all.extend(["--flow", if run == "r4" { "Late" } else { "Trip" }]);
+        }
         let o = wvflow_at(&dir, &all);
         (o.status.code(), text(&o))
     };
@@ -808,10 +823,215 @@ fn s3_state_runs_as_wvflow_runs() {
     .read_to_string()
     .unwrap();
     for key in [
-        "runs-0/runs/r1/plan.json",
-        "runs-0/runs/r1/run.json",
-        "runs-0/runs/r1/summary.json",
+        "runs-0/runs/CheckoutExperiment/r1/plan.json",
+        "runs-0/runs/CheckoutExperiment/r1/run.json",
+        "runs-0/runs/CheckoutExperiment/r1/summary.json",
     ] {
         assert!(list.contains(&format!("<Key>{key}</Key>")), "{list}");
+    }
+}
+
+/// What the review of the export found, each as a run that must end as `wvflow run` ends:
+/// an Argo backoff retried inside the task, a flow out of time, a fork whose branch fails
+/// compensated, `failed(stage)` after a fan-out past its tolerance, an `activate` before a
+/// flaky call, a parameter that defaults to null, a flow in a subfolder of its workspace.
+#[test]
+fn exported_runs_end_as_wvflow_runs_in_the_corners() {
+    let dir = crate::common::scratch(
+        "export_corners",
+        &[
+            ("data.csv", "n\n1\n"),
+            (
+                "sub/flows.wv",
+                r#"activity lin with { retries: 4, retry_delay: 10ms, backoff: linear } = sh("""
+  if [ "$WVFLOW_ATTEMPT" -lt 3 ]; then exit 75; fi
+  echo '{"ok": true}'
+""")
+activity undo = sh("""cat >/dev/null""")
+activity slow = sh("""sleep 3""")
+activity item(n: int) = sh("""if [ "$WV_N" = 2 ]; then exit 4; fi; echo "{\"n\": $WV_N}" """)
+activity flaky with { retries: 2, retry_delay: 10ms } = sh("""
+  if [ "$WVFLOW_ATTEMPT" = 1 ]; then exit 75; fi
+  echo '{"ok": true}'
+""")
+activity fail = sh("""exit 1""")
+flow Linear = {
+  stage s = lin()
+}
+flow Late with { timeout: 1s } = {
+  stage a with { compensate: undo() } = from [[1]] as t(n)
+  stage b = from a | slow()
+  stage c = from b | select 1 as x
+}
+flow Forked = {
+  stage f with { compensate: undo() } = from [[1]] as t(n) | fork {
+    stage left = from f | fail()
+    stage right = from f | select n
+  }
+}
+flow Items = {
+  stage rows = from [[1], [2], [3]] as t(n)
+  stage items = from rows | each item(_.n)
+  stage what [trigger: all_done] = from failed(items)
+}
+flow Posts = {
+  stage p = from [[1]] as t(n) | activate('file', path: 'posted.ndjson') | flaky()
+}
+flow Nullable(note: string = null) = {
+  stage s = from [[1]] as t(n) | select coalesce(note, 'none') as note
+}
+flow Local = {
+  stage d = from 'data.csv'
+}
+"#,
+            ),
+        ],
+    );
+    for flow in [
+        "Linear", "Late", "Forked", "Items", "Posts", "Nullable", "Local",
+    ] {
+        // The reference, in a copy of its own.
+        let reference_dir = dir.join(format!("ref-{flow}"));
+        crate::common::copy_dir(&dir.join("sub"), &reference_dir.join("sub"));
+        std::fs::copy(dir.join("data.csv"), reference_dir.join("data.csv")).unwrap();
+        let o = wvflow_at(&reference_dir, &["run", ".", flow, "--format", "json"]);
+        let reference: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{flow}: {e} {}", text(&o)));
+        // Through the Argo interpreter, from the workspace folder (the flow is in `sub/`).
+        let run_dir = dir.join(format!("argo-{flow}"));
+        crate::common::copy_dir(&dir.join("sub"), &run_dir.join("sub"));
+        std::fs::copy(dir.join("data.csv"), run_dir.join("data.csv")).unwrap();
+        let manifest = run_dir.join("flow.yaml");
+        let o = wvflow_at(
+            &run_dir,
+            &[
+                "export",
+                ".",
+                flow,
+                "--target",
+                "argo",
+                "--workspace",
+                run_dir.to_str().unwrap(),
+                "-o",
+                manifest.to_str().unwrap(),
+            ],
+        );
+        if flow == "Nullable" {
+            assert_eq!(o.status.code(), Some(2));
+            assert!(text(&o).contains("defaults to null"), "{}", text(&o));
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(0), "{flow}: {}", text(&o));
+        let state = run_dir.join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let o = Command::new(python())
+            .args([
+                "tests/export/argo_check.py",
+                "run",
+                manifest.to_str().unwrap(),
+            ])
+            .args(["--wvflow", env!("CARGO_BIN_EXE_wvflow")])
+            .args([
+                "--state",
+                state.to_str().unwrap(),
+                "--run-time",
+                "2026-11-26T00:00:00Z",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{flow}: {}", text(&o));
+        let driven: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(outcome(&driven), outcome(&reference), "{flow} on Argo");
+        if flow == "Items" {
+            assert_eq!(driven["stages"][2]["rows"], 1, "{driven}");
+        }
+        if flow == "Posts" {
+            let posted = std::fs::read_to_string(run_dir.join("sub/posted.ndjson")).unwrap();
+            assert_eq!(posted.lines().count(), 1, "posted once: {posted}");
+        }
+    }
+    // A null default travels in the plan and in an Airflow DAG.
+    let o = wvflow_at(&dir, &["export", "sub", "Nullable", "--target", "airflow"]);
+    assert!(
+        text(&o).contains("\"note\": Param(None, type=[\"string\", \"null\"])"),
+        "{}",
+        text(&o)
+    );
+    let plan_file = dir.join("nullable.json");
+    std::fs::write(
+        &plan_file,
+        wvflow_at(&dir, &["plan", "sub", "Nullable", "--format", "json"]).stdout,
+    )
+    .unwrap();
+    let state = dir.join("null-state").display().to_string();
+    let o = wvflow_at(
+        &dir,
+        &[
+            "stage",
+            "init",
+            "--plan",
+            plan_file.to_str().unwrap(),
+            "--state",
+            &state,
+            "--run-id",
+            "r",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// Runs of two flows under the same engine run id (two DAGs on one schedule) keep apart; names
+/// an engine cannot be given as they are, and a scheduled flow with a required parameter,
+/// are refused.
+#[test]
+fn exported_runs_keep_apart_and_odd_names_are_refused() {
+    let dir = crate::common::scratch(
+        "export_apart",
+        &[(
+            "flows.wv",
+            "flow Alpha = {\n  stage a = from [[1], [2]] as t(n)\n}\nflow Beta = {\n  stage a = from [[1]] as t(n) | where n > 5\n}\nflow Odd = {\n  stage `x{{ 7*7 }}` = from [[1]] as t(n)\n}\nflow Reserved = {\n  stage wvflow_init = from [[1]] as t(n)\n}\nflow Daily(region: string) with { schedule: cron('0 0 * * *') } = {\n  stage a = from [[1]] as t(n) | select region\n}\n",
+        )],
+    );
+    let state = dir.join("state").display().to_string();
+    let id = "scheduled__2026-11-27T00:00:00+00:00";
+    let mut rows = Vec::new();
+    for flow in ["Alpha", "Beta"] {
+        let plan = dir.join(format!("{flow}.json"));
+        std::fs::write(
+            &plan,
+            wvflow_at(&dir, &["plan", ".", flow, "--format", "json"]).stdout,
+        )
+        .unwrap();
+        let common = ["--state", state.as_str(), "--run-id", id];
+        let mut init = vec!["stage", "init", "--plan", plan.to_str().unwrap()];
+        init.extend(common);
+        assert_eq!(wvflow_at(&dir, &init).status.code(), Some(0));
+        let mut run = vec!["stage", "run", "a", "--flow", flow];
+        run.extend(common);
+        assert_eq!(wvflow_at(&dir, &run).status.code(), Some(0));
+        let mut finish = vec!["stage", "finish", "--flow", flow];
+        finish.extend(common);
+        let o = wvflow_at(&dir, &finish);
+        let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(summary["flow"], flow);
+        rows.push(summary["stages"][0]["rows"].clone());
+    }
+    assert_eq!(rows, [json!(2), json!(0)]);
+    for (flow, why) in [
+        ("Odd", "has only letters, digits and `_`"),
+        (
+            "Reserved",
+            "names beginning with `wvflow_` are the exported file's own tasks",
+        ),
+        (
+            "Daily",
+            "parameter `region` has no default, and the flow is scheduled",
+        ),
+    ] {
+        for target in ["airflow", "argo"] {
+            let o = wvflow_at(&dir, &["export", ".", flow, "--target", target]);
+            assert_eq!(o.status.code(), Some(2), "{flow} {target}");
+            assert!(text(&o).contains(why), "{flow} {target}: {}", text(&o));
+        }
     }
 }

@@ -65,7 +65,7 @@ struct RunRecord {
 }
 
 /// How a stage ended, written once by its task.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct StageRecord {
     #[serde(flatten)]
     summary: StageSummary,
@@ -81,9 +81,17 @@ pub struct TaskRun<'a> {
     pub cwd: PathBuf,
     /// Set to stop the running attempts (the engine's SIGTERM).
     pub cancel: Arc<AtomicBool>,
+    /// Whether the engine retries a stage's task ([`engine_retries`]); when not, every stage
+    /// retries inside its task (an Argo backoff that has no Argo form).
+    pub engine_retries: bool,
 }
 
 impl TaskRun<'_> {
+    /// The flow as the state's keys name it: `Name`, or `Name@2` for a version.
+    fn flow_key(&self) -> String {
+        flow_key(self.plan)
+    }
+
     /// Records the run's arguments (bound to the flow's parameters) and its run time. A
     /// second `init` of the same run (a retried task) keeps the first record.
     pub fn init(
@@ -91,13 +99,13 @@ impl TaskRun<'_> {
         args: &BTreeMap<String, Value>,
         run_time: Option<String>,
     ) -> Result<(), String> {
-        let key = run_key(&self.run_id, "run.json");
+        let key = run_key(&self.flow_key(), &self.run_id, "run.json");
         if self.state.read(&key)?.is_some() {
             return Ok(());
         }
         // The plan, for the tasks after this one to read from here.
         self.state.write(
-            &plan_key(&self.run_id),
+            &plan_key(&self.flow_key(), &self.run_id),
             &serde_json::to_vec(self.plan).map_err(|e| e.to_string())?,
         )?;
         let record = RunRecord {
@@ -113,7 +121,7 @@ impl TaskRun<'_> {
     }
 
     fn run_record(&self) -> Result<RunRecord, String> {
-        let key = run_key(&self.run_id, "run.json");
+        let key = run_key(&self.flow_key(), &self.run_id, "run.json");
         let text = self.state.read(&key)?.ok_or_else(|| {
             format!(
                 "run {} has no record ({key}): `wvflow stage init` runs first",
@@ -124,7 +132,7 @@ impl TaskRun<'_> {
     }
 
     fn record_of(&self, stage: &str) -> Result<Option<StageRecord>, String> {
-        let key = stage_key(&self.run_id, stage, "json");
+        let key = stage_key(&self.flow_key(), &self.run_id, stage, "json");
         match self.state.read(&key)? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -135,14 +143,20 @@ impl TaskRun<'_> {
 
     /// Every stage's record, by stage, with a fork's state settled by its branches.
     fn records(&self) -> Result<BTreeMap<String, StageRecord>, String> {
+        let mut records = self.own_records()?;
+        for stage in &self.plan.flow.stages {
+            settle_fork(stage, &self.plan.flow.stages, &mut records);
+        }
+        Ok(records)
+    }
+
+    /// Every stage's record as its task wrote it: a fork's own end, before its branches.
+    fn own_records(&self) -> Result<BTreeMap<String, StageRecord>, String> {
         let mut records = BTreeMap::new();
         for stage in &self.plan.flow.stages {
             if let Some(record) = self.record_of(&stage.id)? {
                 records.insert(stage.id.clone(), record);
             }
-        }
-        for stage in &self.plan.flow.stages {
-            settle_fork(stage, &self.plan.flow.stages, &mut records);
         }
         Ok(records)
     }
@@ -212,10 +226,19 @@ impl TaskRun<'_> {
             return Ok((end_of(done.summary.state), done.summary));
         }
         let run = self.run_record()?;
+        let own = self.own_records()?;
         let records = self.records()?;
         let mut upstream = BTreeMap::new();
         for edge in &stage.upstream {
-            let record = records.get(&edge.stage).ok_or_else(|| {
+            // A branch sees its fork as the fork's own work ended, not as its branches settle it.
+            let inside_fork = flow.stages.iter().any(|f| {
+                f.id == edge.stage
+                    && f.steps.iter().any(
+                        |st| matches!(st, Step::Fork { branches } if branches.contains(&stage.id)),
+                    )
+            });
+            let seen = if inside_fork { &own } else { &records };
+            let record = seen.get(&edge.stage).ok_or_else(|| {
                 format!(
                     "stage `{stage_id}` started before its upstream stage `{}` ended: the \
                      engine must run it after all its upstream tasks are done",
@@ -235,14 +258,16 @@ impl TaskRun<'_> {
         let timed_out = flow
             .timeout_ms
             .is_some_and(|ms| now_ms() >= run.started_at_ms.saturating_add(ms as i64));
+        // Past the flow's timeout nothing starts: the stage is cancelled, as `wvflow run`
+        // cancels the stages it has not started when the time is up.
         let summary = if timed_out {
             StageSummary {
                 stage: stage.id.clone(),
-                state: StageState::Failed,
+                state: StageState::Cancelled,
                 attempts: 0,
                 rows: 0,
                 duration_ms: 0,
-                error: Some(timeout_error(flow.timeout_ms.unwrap_or(0))),
+                error: None,
             }
         } else if ended || !holds(&stage.trigger, &upstream) {
             StageSummary {
@@ -276,7 +301,7 @@ impl TaskRun<'_> {
             finished_at_ms: now_ms(),
         };
         self.state.write(
-            &stage_key(&self.run_id, stage_id, "json"),
+            &stage_key(&self.flow_key(), &self.run_id, stage_id, "json"),
             &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
         )?;
         Ok((end_of(summary.state), summary))
@@ -293,9 +318,9 @@ impl TaskRun<'_> {
         upstream: BTreeMap<String, StageState>,
         attempt: u32,
     ) -> Result<Option<StageSummary>, String> {
-        let policy = engine_retries(stage);
+        let policy = engine_retries(stage).filter(|_| self.engine_retries);
         // When the stage's first attempt started: its `schedule_timeout` counts from there.
-        let first_key = stage_key(&self.run_id, &stage.id, "first-attempt");
+        let first_key = stage_key(&self.flow_key(), &self.run_id, &stage.id, "first-attempt");
         let first_ms = match self.state.read(&first_key)? {
             Some(text) => String::from_utf8_lossy(&text)
                 .trim()
@@ -322,7 +347,7 @@ impl TaskRun<'_> {
                 .map(|s| crate::plan::sql::failed_table(s)),
         );
         for table in &reads {
-            let key = stage_key(&self.run_id, table, "db");
+            let key = stage_key(&self.flow_key(), &self.run_id, table, "db");
             if let Some(file) = self.state.local(&key, scratch.path())? {
                 store.load_stage_table(table, &file)?;
             }
@@ -424,12 +449,19 @@ impl TaskRun<'_> {
                 }
             }
         }
-        if summary.state == StageState::Success {
+        // The rows, when the stage succeeded; its failed items (`failed(stage)`) whatever its
+        // end, as a stage after a failed fan-out reads them.
+        {
             let store = stores.connect()?;
             let failed = crate::plan::sql::failed_table(&stage.id);
-            for table in [stage.id.as_str(), failed.as_str()] {
+            let tables = if summary.state == StageState::Success {
+                vec![stage.id.as_str(), failed.as_str()]
+            } else {
+                vec![failed.as_str()]
+            };
+            for table in tables {
                 if store.exists("run", table)? {
-                    let key = stage_key(&self.run_id, table, "db");
+                    let key = stage_key(&self.flow_key(), &self.run_id, table, "db");
                     self.state.put_file(&key, scratch.path(), |file| {
                         store.save_stage_table(table, file)
                     })?;
@@ -446,7 +478,7 @@ impl TaskRun<'_> {
     /// it counts as cancelled), runs the compensations of the stages that succeeded, newest
     /// first, when the run failed, and fires the flow's hooks.
     pub fn finish(&self) -> Result<Summary, String> {
-        let summary_key = run_key(&self.run_id, "summary.json");
+        let summary_key = run_key(&self.flow_key(), &self.run_id, "summary.json");
         // A second `finish` (an exit handler after the finish task) decides nothing again:
         // compensations and hooks ran once.
         if let Some(bytes) = self.state.read(&summary_key)?
@@ -455,6 +487,7 @@ impl TaskRun<'_> {
             return Ok(done.into_summary());
         }
         let run = self.run_record()?;
+        let own = self.own_records()?;
         let records = self.records()?;
         let flow = &self.plan.flow;
         let stages: Vec<StageSummary> = flow
@@ -473,7 +506,12 @@ impl TaskRun<'_> {
             })
             .collect();
         let unfinished = stages.iter().any(|s| s.state == StageState::Cancelled);
-        let failed = unfinished || fails(flow, &stages);
+        // A run still going when its time was up failed, as `wvflow run` fails it.
+        let deadline = flow
+            .timeout_ms
+            .map(|ms| run.started_at_ms.saturating_add(ms as i64));
+        let timed_out = deadline.is_some_and(|d| own.values().any(|r| r.finished_at_ms >= d));
+        let failed = unfinished || timed_out || fails(flow, &stages);
         let (clock, random) = (SystemClock::default(), SeededRandom::from_time());
         let params = self.params(&run);
         let ctx = self.context(params.clone(), &clock, &random);
@@ -481,8 +519,9 @@ impl TaskRun<'_> {
             let mut completed: Vec<(&StagePlan, i64)> = flow
                 .stages
                 .iter()
+                // A fork whose own work succeeded is compensated, whatever its branches did.
                 .filter_map(|s| {
-                    let r = records.get(&s.id)?;
+                    let r = own.get(&s.id)?;
                     (r.summary.state == StageState::Success).then_some((s, r.finished_at_ms))
                 })
                 .collect();
@@ -491,7 +530,7 @@ impl TaskRun<'_> {
             let stores = self.stores(scratch.path())?;
             let mut store = stores.connect()?;
             for (stage, _) in &completed {
-                let key = stage_key(&self.run_id, &stage.id, "db");
+                let key = stage_key(&self.flow_key(), &self.run_id, &stage.id, "db");
                 if stage.compensation.is_some()
                     && let Some(file) = self.state.local(&key, scratch.path())?
                 {
@@ -540,6 +579,14 @@ impl TaskRun<'_> {
     }
 }
 
+/// The flow of a plan as the state's keys name it: `Name`, or `Name@2` for a version.
+pub fn flow_key(plan: &Plan) -> String {
+    match plan.flow.version {
+        Some(v) => format!("{}@{v}", plan.flow.name),
+        None => plan.flow.name.clone(),
+    }
+}
+
 /// The retry policy the engine applies to a stage's task: that of the stage's one activity
 /// call, when that is all it calls and it may be retried. Any other stage (an `each`
 /// fan-out, several calls) retries inside its task, where each call keeps its own count.
@@ -549,8 +596,17 @@ pub fn engine_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
         Step::Each { .. } | Step::EachCall { .. } | Step::Call { .. } => Some(None),
         _ => None,
     });
+    // Each try runs the stage from its first step: only queries may come before the call,
+    // so that nothing with an effect or a wait (`activate`, `wait`) happens twice.
+    let before_call = stage
+        .steps
+        .iter()
+        .take_while(|s| !matches!(s, Step::Invoke { .. }))
+        .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }));
     match (calls.next(), calls.next()) {
-        (Some(Some(invocation)), None) if invocation.retry.attempts > 1 => Some(&invocation.retry),
+        (Some(Some(invocation)), None) if invocation.retry.attempts > 1 && before_call => {
+            Some(&invocation.retry)
+        }
         _ => None,
     }
 }

@@ -4,12 +4,12 @@
 //! one PUT), so a reader sees all of it or nothing.
 //!
 //! ```text
-//! STATE/workspace.db                     `save to` tables and idempotency records (shared)
-//! STATE/runs/RUN/plan.json               the plan the run's tasks run
-//! STATE/runs/RUN/run.json                the run's arguments, run time, start
-//! STATE/runs/RUN/stages/STAGE.json       how the stage ended (its record)
-//! STATE/runs/RUN/stages/STAGE.db         its rows, with their column types
-//! STATE/runs/RUN/summary.json            what `finish` decided
+//! STATE/workspace.db                          `save to` tables and idempotency records (shared)
+//! STATE/runs/FLOW/RUN/plan.json               the plan the run's tasks run
+//! STATE/runs/FLOW/RUN/run.json                the run's arguments, run time, start
+//! STATE/runs/FLOW/RUN/stages/STAGE.json       how the stage ended (its record)
+//! STATE/runs/FLOW/RUN/stages/STAGE.db         its rows, with their column types
+//! STATE/runs/FLOW/RUN/summary.json            what `finish` decided
 //! ```
 //!
 //! Two kinds of location: a folder every worker sees (`file:///path` or a path: one host, NFS,
@@ -153,17 +153,22 @@ impl Location {
 /// The key of the workspace database.
 const WORKSPACE: &str = "workspace.db";
 
-/// The keys of a run's objects.
-pub fn run_key(run_id: &str, rest: &str) -> String {
-    format!("runs/{}/{rest}", file_name(run_id))
+/// The keys of a run's objects: under its flow (`Name` or `Name@2`) and its engine's run id,
+/// so that runs of two flows with the same id (two DAGs on one schedule) never meet.
+pub fn run_key(flow: &str, run_id: &str, rest: &str) -> String {
+    format!("runs/{}/{}/{rest}", file_name(flow), file_name(run_id))
 }
 
-pub fn plan_key(run_id: &str) -> String {
-    run_key(run_id, "plan.json")
+pub fn plan_key(flow: &str, run_id: &str) -> String {
+    run_key(flow, run_id, "plan.json")
 }
 
-pub fn stage_key(run_id: &str, stage: &str, extension: &str) -> String {
-    run_key(run_id, &format!("stages/{}.{extension}", file_name(stage)))
+pub fn stage_key(flow: &str, run_id: &str, stage: &str, extension: &str) -> String {
+    run_key(
+        flow,
+        run_id,
+        &format!("stages/{}.{extension}", file_name(stage)),
+    )
 }
 
 impl Bucket {
@@ -300,13 +305,13 @@ mod tests {
     #[test]
     fn run_ids_become_safe_keys() {
         assert_eq!(
-            run_key("manual__2026-01-31T02:00:00+00:00", "run.json"),
-            "runs/manual__2026-01-31T02%3A00%3A00%2B00%3A00/run.json"
+            run_key("Load@2", "manual__2026-01-31T02:00:00+00:00", "run.json"),
+            "runs/Load%402/manual__2026-01-31T02%3A00%3A00%2B00%3A00/run.json"
         );
         assert_eq!(file_name("../etc"), "%2E.%2Fetc");
         assert_eq!(
-            stage_key("r", "s.failed", "db"),
-            "runs/r/stages/s.failed.db"
+            stage_key("F", "r", "s.failed", "db"),
+            "runs/F/r/stages/s.failed.db"
         );
     }
 
