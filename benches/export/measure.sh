@@ -2,7 +2,8 @@
 # Figures of `wvflow export` and `wvflow stage` for docs/performance.md, each against a
 # reference measured in the same run: export of one flow of the generated 5 MB workspace
 # against `wvflow check` of it, and a task of a no-op query stage against `sh -c true` and
-# against `wvflow run` of the same one-stage flow.
+# against `wvflow run` of the same one-stage flow; a fan-out's item tasks against `wvflow run`
+# of the same fan-out.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release --quiet --bin wvflow --example gen_workspace
@@ -34,7 +35,7 @@ state="$work/state"
 n=200
 for i in $(seq "$n"); do "$wvflow" stage init --plan "$work/plan.json" --state "$state" --run-id "r$i" --cwd "$work/flow"; done
 start=$(date +%s%N)
-for i in $(seq "$n"); do "$wvflow" stage run s --state "$state" --run-id "r$i" --cwd "$work/flow" >/dev/null; done
+for i in $(seq "$n"); do "$wvflow" stage run s --flow Noop --state "$state" --run-id "r$i" --cwd "$work/flow" >/dev/null; done
 end=$(date +%s%N)
 task=$(( (end - start) / n / 1000 ))
 spawn=$(mean_ms "$n" sh -c true)
@@ -55,8 +56,34 @@ if [ -x "$moto" ]; then
   n=100
   for i in $(seq "$n"); do "$wvflow" stage init --plan "$work/plan.json" --state s3://bench/x --run-id "r$i" --cwd "$work/flow"; done
   start=$(date +%s%N)
-  for i in $(seq "$n"); do "$wvflow" stage run s --state s3://bench/x --run-id "r$i" --cwd "$work/flow" >/dev/null; done
+  for i in $(seq "$n"); do "$wvflow" stage run s --flow Noop --state s3://bench/x --run-id "r$i" --cwd "$work/flow" >/dev/null; done
   end=$(date +%s%N)
   s3task=$(( (end - start) / n / 1000 ))
   echo "no-op query stage, s3:// state (moto on 127.0.0.1): stage run $(us_to_ms "$s3task") ms a task ($(awk "BEGIN { printf \"%.2f\", $s3task / $task }")x the file:// task)"
 fi
+
+# A fan-out as engine tasks: 100 items of an `each` whose call prints one row, each item a
+# task of its own, against `wvflow run` of the same flow (all items in one process).
+rows=$(seq 0 99 | sed 's/.*/[&]/' | paste -sd, -)
+mkdir -p "$work/fan"
+cat > "$work/fan/fan.wv" <<WV
+activity echo_n(n: int) = exec('printf', '{"n": %s}\n', n)
+flow Fan = {
+  stage src = from [$rows] as t(n)
+  stage items [concurrency: 100] = from src | each echo_n(_.n)
+}
+WV
+"$wvflow" plan "$work/fan" --format json > "$work/fan.json"
+fan=(--state "$work/fan-state" --run-id f1 --flow Fan --cwd "$work/fan")
+"$wvflow" stage init --plan "$work/fan.json" "${fan[@]}"
+"$wvflow" stage run src "${fan[@]}" >/dev/null
+start=$(date +%s%N)
+"$wvflow" stage prepare items "${fan[@]}" >/dev/null
+mid=$(date +%s%N)
+for i in $(seq 0 99); do "$wvflow" stage item items --item "$i" "${fan[@]}"; done
+end=$(date +%s%N)
+"$wvflow" stage gather items "${fan[@]}" >/dev/null
+gathered=$(date +%s%N)
+item=$(( (end - mid) / 100 / 1000 ))
+fanrun=$(mean_ms 10 "$wvflow" run "$work/fan" --db "$work/fan-run.db")
+echo "fan-out of 100 items as tasks: prepare $(us_to_ms $(( (mid - start) / 1000 ))) ms, an item task $(us_to_ms "$item") ms, gather $(us_to_ms $(( (gathered - end) / 1000 ))) ms; wvflow run of the flow $(us_to_ms "$fanrun") ms, $(us_to_ms $(( fanrun / 100 ))) ms an item ($(awk "BEGIN { printf \"%.1f\", $item * 100 / $fanrun }")x)"

@@ -66,6 +66,35 @@ enum StageCommand {
         #[arg(long)]
         retries_here: bool,
     },
+    /// A stage whose `each` items are tasks of their own, first: decide it, run the steps
+    /// before its `each`, and print the items' indices as a JSON list (the only line on
+    /// stdout) for the engine to map over.
+    Prepare {
+        stage: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// One item of a prepared `each` (exit 1: try again; 98: the item failed for good).
+    Item {
+        stage: String,
+        /// The item, from 0.
+        #[arg(long)]
+        item: usize,
+        #[command(flatten)]
+        common: Common,
+        /// The engine's try of this task, from 1.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        attempt: u32,
+        /// Retry the item inside this task, rather than one attempt a try.
+        #[arg(long)]
+        retries_here: bool,
+    },
+    /// A prepared `each`'s items together, then the stage's steps after it: its end.
+    Gather {
+        stage: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Decide the run's state, compensate a failed run, fire the hooks: the last task.
     Finish {
         #[command(flatten)]
@@ -88,6 +117,9 @@ fn execute(command: StageCommand) -> Result<u8, String> {
     let common = match &command {
         StageCommand::Init { common, .. }
         | StageCommand::Run { common, .. }
+        | StageCommand::Prepare { common, .. }
+        | StageCommand::Item { common, .. }
+        | StageCommand::Gather { common, .. }
         | StageCommand::Finish { common } => common,
     };
     let state = Location::parse(&common.state)?;
@@ -132,6 +164,9 @@ fn execute(command: StageCommand) -> Result<u8, String> {
             StageCommand::Run {
                 retries_here: true,
                 ..
+            } | StageCommand::Item {
+                retries_here: true,
+                ..
             }
         ),
     };
@@ -155,6 +190,32 @@ fn execute(command: StageCommand) -> Result<u8, String> {
         }
         StageCommand::Run { stage, attempt, .. } => {
             let (end, summary) = task.run_stage(stage, *attempt)?;
+            outln!("{}", serde_json::to_string(&summary).unwrap_or_default());
+            if let Some(error) = &summary.error {
+                eprintln!("stage {stage}: {}: {error}", summary.state);
+            }
+            Ok(end.exit_code())
+        }
+        StageCommand::Prepare { stage, .. } => {
+            let (end, items) = task.prepare(stage)?;
+            let indices: Vec<usize> = (0..items.unwrap_or(0)).collect();
+            outln!("{}", serde_json::to_string(&indices).unwrap_or_default());
+            Ok(end.exit_code())
+        }
+        StageCommand::Item {
+            stage,
+            item,
+            attempt,
+            ..
+        } => {
+            let (end, error) = task.item(stage, *item, *attempt)?;
+            if let Some(error) = error {
+                eprintln!("stage {stage}, item {item}: failed: {error}");
+            }
+            Ok(end.exit_code())
+        }
+        StageCommand::Gather { stage, .. } => {
+            let (end, summary) = task.gather(stage)?;
             outln!("{}", serde_json::to_string(&summary).unwrap_or_default());
             if let Some(error) = &summary.error {
                 eprintln!("stage {stage}: {}: {error}", summary.state);

@@ -5,8 +5,8 @@
 
 use super::{Deployment, Exported};
 use crate::plan::Plan;
-use crate::plan::ir::{ParamPlan, StagePlan, Step};
-use crate::runtime::tasks::engine_retries;
+use crate::plan::ir::{ParamPlan, RetryPolicy, StagePlan, Step};
+use crate::runtime::tasks::{engine_retries, fans_out_as_tasks, item_retries};
 use crate::value::ValueType;
 use base64::Engine as _;
 use std::fmt::Write as _;
@@ -125,7 +125,7 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
          # reads, retries, the saga and the run's state exactly as `wvflow run` does. The tasks need\n\
          # `wvflow` on the workers, the flow's folder at WORKSPACE and a STATE folder they share.\n\
          from __future__ import annotations\n\n\
-         import base64\nimport hashlib\nimport os\nimport random\nimport re\nimport tempfile\n\
+         import base64\nimport hashlib\nimport json\nimport os\nimport random\nimport re\nimport tempfile\n\
          from datetime import datetime, timedelta, timezone\n\n\
          from airflow.providers.standard.operators.bash import BashOperator\n\
          from airflow.sdk import (\n    DAG,\n    CronTriggerTimetable,\n    DeltaTriggerTimetable,\n    \
@@ -240,43 +240,18 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
          retries=2,\n        retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n    )\n",
     );
     out.push_str("    tasks = {}\n");
+    if flow.stages.iter().any(fans_out_as_tasks) {
+        out.push_str("    prepares = {}\n");
+    }
     for stage in &flow.stages {
-        let id = task_id(&stage.id);
-        let _ = writeln!(out, "    tasks[{}] = BashOperator(", py(&stage.id));
-        let _ = writeln!(out, "        task_id={},", py(&id));
-        let command = format!(
-            "\"$WVFLOW\" stage run {} --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
-             --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\" --attempt \"$WVFLOW_TRY\"",
-            shell_word(&stage.id)
-        );
-        let _ = writeln!(out, "        bash_command={},", py(&command));
-        out.push_str("        env=task_env(),\n        append_env=True,\n");
-        out.push_str("        trigger_rule=\"all_done\",\n");
-        let _ = writeln!(
-            out,
-            "        priority_weight={},\n        weight_rule=\"absolute\",",
-            4 - u32::from(stage.priority.min(3))
-        );
-        match engine_retries(stage) {
-            Some(policy) => {
-                let _ = writeln!(out, "        retries={},", policy.attempts - 1);
-                let _ = writeln!(
-                    out,
-                    "        retry_policy=WvflowRetry({}, {}, {:?}, {}, {}),",
-                    policy.initial_delay_ms,
-                    py(policy.backoff.as_str()),
-                    policy.coefficient,
-                    policy
-                        .max_delay_ms
-                        .map_or("None".to_string(), |ms| ms.to_string()),
-                    if policy.jitter { "True" } else { "False" }
-                );
-            }
-            // Retried inside the task; the engine retries only a task that could not run.
-            None => out.push_str(
-                "        retries=2,\n        retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n",
-            ),
+        if fans_out_as_tasks(stage) {
+            fan_out_tasks(&mut out, stage);
+            continue;
         }
+        let _ = writeln!(out, "    tasks[{}] = BashOperator(", py(&stage.id));
+        let _ = writeln!(out, "        task_id={},", py(&task_id(&stage.id)));
+        let _ = writeln!(out, "        bash_command={},", py(&command("run", stage)));
+        task_options(&mut out, stage, engine_retries(stage), "all_done");
         if super::writes_workspace(stage) {
             // One writer of the shared workspace database at a time: a pool of one slot.
             out.push_str("        pool=WORKSPACE_POOL,\n");
@@ -292,11 +267,17 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
     );
     for stage in &flow.stages {
         let waits = waits_for(plan, stage);
+        // A fanned-out stage starts at its `prepare` task.
+        let first = if fans_out_as_tasks(stage) {
+            format!("prepares[{}]", py(&stage.id))
+        } else {
+            format!("tasks[{}]", py(&stage.id))
+        };
         if waits.is_empty() {
-            let _ = writeln!(out, "    init >> tasks[{}]", py(&stage.id));
+            let _ = writeln!(out, "    init >> {first}");
         } else {
             let list: Vec<String> = waits.iter().map(|w| format!("tasks[{}]", py(w))).collect();
-            let _ = writeln!(out, "    [{}] >> tasks[{}]", list.join(", "), py(&stage.id));
+            let _ = writeln!(out, "    [{}] >> {first}", list.join(", "));
         }
     }
     out.push_str("    list(tasks.values()) >> finish\n");
@@ -307,6 +288,114 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
         text: out,
         warnings,
     }
+}
+
+/// The command of a stage's task: `wvflow stage VERB STAGE` with what every task passes.
+fn command(verb: &str, stage: &StagePlan) -> String {
+    let attempt = if matches!(verb, "run" | "item") {
+        " --attempt \"$WVFLOW_TRY\""
+    } else {
+        ""
+    };
+    let item = if verb == "item" { " --item {item}" } else { "" };
+    format!(
+        "\"$WVFLOW\" stage {verb} {}{item} --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
+         --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\"{attempt}",
+        shell_word(&stage.id)
+    )
+}
+
+/// What every stage task passes after its command: environment, trigger rule, priority and
+/// retries (`policy`'s, or, retried inside the task, only a task that could not run). A stage
+/// task waits for all its upstream tasks to be done and decides its trigger itself.
+fn task_options(out: &mut String, stage: &StagePlan, policy: Option<&RetryPolicy>, rule: &str) {
+    out.push_str("        env=task_env(),\n        append_env=True,\n");
+    let _ = writeln!(out, "        trigger_rule={},", py(rule));
+    let _ = writeln!(
+        out,
+        "        priority_weight={},\n        weight_rule=\"absolute\",",
+        4 - u32::from(stage.priority.min(3))
+    );
+    match policy {
+        Some(policy) => {
+            let _ = writeln!(out, "        retries={},", policy.attempts - 1);
+            let _ = writeln!(
+                out,
+                "        retry_policy=WvflowRetry({}, {}, {:?}, {}, {}),",
+                policy.initial_delay_ms,
+                py(policy.backoff.as_str()),
+                policy.coefficient,
+                policy
+                    .max_delay_ms
+                    .map_or("None".to_string(), |ms| ms.to_string()),
+                if policy.jitter { "True" } else { "False" }
+            );
+        }
+        None => out.push_str(
+            "        retries=2,\n        retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n",
+        ),
+    }
+}
+
+/// A stage whose `each` items are tasks of their own: `STAGE.prepare` (the steps before the
+/// `each`; prints the items' indices), `STAGE.items` (one mapped task instance per item, at
+/// most `concurrency` at once, each retried by the engine) and the stage's own task, which
+/// gathers them and runs the steps after the `each`. Stage names have no `.`, so these
+/// names are never a stage's.
+fn fan_out_tasks(out: &mut String, stage: &StagePlan) {
+    let concurrency = stage.steps.iter().find_map(|s| match s {
+        Step::Each { fan, .. } => Some(fan.concurrency),
+        _ => None,
+    });
+    let _ = writeln!(out, "    prepares[{}] = BashOperator(", py(&stage.id));
+    let _ = writeln!(
+        out,
+        "        task_id={},",
+        py(&format!("{}.prepare", stage.id))
+    );
+    let _ = writeln!(
+        out,
+        "        bash_command={},",
+        py(&command("prepare", stage))
+    );
+    out.push_str("        output_processor=json.loads,\n");
+    task_options(out, stage, None, "all_done");
+    out.push_str("    )\n");
+    let _ = writeln!(out, "    items = BashOperator.partial(");
+    let _ = writeln!(
+        out,
+        "        task_id={},",
+        py(&format!("{}.items", stage.id))
+    );
+    // An item runs once `prepare` succeeded: a skipped or failed stage has no items.
+    task_options(out, stage, item_retries(stage), "all_success");
+    if let Some(n) = concurrency {
+        let _ = writeln!(out, "        max_active_tis_per_dagrun={n},");
+    }
+    let _ = writeln!(
+        out,
+        "    ).expand(bash_command=prepares[{}].output.map(item_command({})))",
+        py(&stage.id),
+        py(&command("item", stage))
+    );
+    let _ = writeln!(out, "    tasks[{}] = BashOperator(", py(&stage.id));
+    let _ = writeln!(out, "        task_id={},", py(&task_id(&stage.id)));
+    let _ = writeln!(
+        out,
+        "        bash_command={},",
+        py(&command("gather", stage))
+    );
+    task_options(out, stage, None, "all_done");
+    if super::writes_workspace(stage) {
+        // The gathering records the items' idempotency keys: one writer at a time.
+        out.push_str("        pool=WORKSPACE_POOL,\n");
+    }
+    out.push_str("    )\n");
+    let _ = writeln!(
+        out,
+        "    [prepares[{0}], items] >> tasks[{0}]",
+        py(&stage.id)
+    );
 }
 
 /// A stage name as one shell word: names are identifiers, quoted anyway.
@@ -341,6 +430,11 @@ def task_env() -> dict:
         "WVFLOW_ARGS": "{{ params | tojson }}",
         "WVFLOW_RUN_TIME": "{{ (dag_run.logical_date or dag_run.run_after).isoformat() }}",
     }
+
+
+def item_command(template: str):
+    """The command of one `each` item from its index, as the stage's `prepare` printed it."""
+    return lambda index: template.replace("{item}", str(int(index)))
 
 
 class WvflowRetry(RetryPolicy):

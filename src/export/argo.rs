@@ -6,9 +6,9 @@
 use super::yaml::to_yaml;
 use super::{Deployment, Exported};
 use crate::plan::Plan;
-use crate::plan::ir::{ParamPlan, StagePlan};
+use crate::plan::ir::{ParamPlan, RetryPolicy, StagePlan, Step};
 use crate::retry_rule::Backoff;
-use crate::runtime::tasks::engine_retries;
+use crate::runtime::tasks::{engine_retries, fans_out_as_tasks, item_retries};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -177,59 +177,37 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
                 .collect::<Vec<_>>()
                 .join(" && ")
         };
+        // The stage's state is wvflow's to decide: `finish` fails the run, not the DAG.
+        let continue_on = json!({ "failed": true, "error": true });
+        let fanned = fans_out_as_tasks(stage);
         tasks.push(json!({
             "name": name,
-            "template": format!("stage-{name}"),
+            "template": format!("{}-{name}", if fanned { "fan" } else { "stage" }),
             "depends": depends,
-            // The stage's state is wvflow's to decide: `finish` fails the run, not the DAG.
-            "continueOn": { "failed": true, "error": true },
+            "continueOn": continue_on,
         }));
-        let mut args = vec!["stage".to_string(), "run".into(), stage.id.clone()];
-        args.extend(common(run_id, deployment));
-        args.extend(["--flow".into(), flow_key.clone()]);
-        args.extend(["--attempt".into(), "{{=asInt(retries) + 1}}".into()]);
+        let command = |verb: &str| {
+            let mut args = vec!["stage".to_string(), verb.into(), stage.id.clone()];
+            args.extend(common(run_id, deployment));
+            args.extend(["--flow".into(), flow_key.clone()]);
+            args
+        };
+        let attempt = || ["--attempt".to_string(), "{{=asInt(retries) + 1}}".into()];
+        let (verb, policy) = if fanned {
+            ("gather", None)
+        } else {
+            ("run", engine_retries(stage))
+        };
+        let mut args = command(verb);
+        if !fanned {
+            args.extend(attempt());
+        }
         let mut template = serde_json::Map::new();
         template.insert("name".into(), json!(format!("stage-{name}")));
-        let exact = engine_retries(stage).filter(|policy| {
-            // Argo's backoff: duration * factor^(n-1), each capped; whole-number factors only.
-            !policy.jitter
-                && match policy.backoff {
-                    Backoff::Constant => true,
-                    Backoff::Exponential => policy.coefficient.fract() == 0.0,
-                    Backoff::Linear => false,
-                }
-        });
-        let retry = match exact {
-            Some(policy) => {
-                let mut backoff = json!({
-                    "duration": duration(policy.initial_delay_ms),
-                    "factor": match policy.backoff {
-                        Backoff::Exponential => format!("{}", policy.coefficient as u64),
-                        _ => "1".into(),
-                    },
-                });
-                if let Some(cap) = policy.max_delay_ms {
-                    backoff["cap"] = json!(duration(cap));
-                }
-                json!({
-                    "limit": (policy.attempts - 1).to_string(),
-                    "retryPolicy": "Always",
-                    "expression": NOT_RETRIED,
-                    "backoff": backoff,
-                })
-            }
-            // Retried inside the task by wvflow (linear backoff, a fractional factor, jitter,
-            // an `each`): Argo retries only a task that could not run.
-            None => json!({ "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED }),
-        };
-        if exact.is_none() && engine_retries(stage).is_some() {
-            args.push("--retries-here".into());
-            warnings.push(format!(
-                "stage `{}`: its backoff has no Argo form; wvflow retries it inside one task",
-                stage.id
-            ));
-        }
-        template.insert("retryStrategy".into(), retry);
+        template.insert(
+            "retryStrategy".into(),
+            retry_strategy(policy, &mut args, &mut warnings, &stage.id),
+        );
         if super::writes_workspace(stage) {
             // One writer of the shared workspace database at a time, across runs.
             template.insert(
@@ -239,6 +217,65 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
         }
         template.insert("container".into(), container(deployment, args));
         templates.push(Value::Object(template));
+        if fanned {
+            // Its `each` items as tasks of their own: `prepare` prints their indices, one
+            // `item` task runs per index (at most `concurrency` at once: the nested DAG's
+            // parallelism), and the stage's own template gathers them.
+            let mut item_args = command("item");
+            item_args.extend(["--item".into(), "{{inputs.parameters.item}}".into()]);
+            item_args.extend(attempt());
+            let item_retry = retry_strategy(
+                item_retries(stage),
+                &mut item_args,
+                &mut warnings,
+                &stage.id,
+            );
+            let concurrency = stage.steps.iter().find_map(|s| match s {
+                Step::Each { fan, .. } => Some(fan.concurrency),
+                _ => None,
+            });
+            let mut fan = json!({
+                "name": format!("fan-{name}"),
+                "dag": { "tasks": [
+                    {
+                        "name": "prepare",
+                        "template": format!("prepare-{name}"),
+                        "continueOn": continue_on,
+                    },
+                    {
+                        "name": "item",
+                        "template": format!("item-{name}"),
+                        "depends": "prepare.Succeeded",
+                        "withParam": "{{tasks.prepare.outputs.result}}",
+                        "arguments": { "parameters": [{ "name": "item", "value": "{{item}}" }] },
+                        "continueOn": continue_on,
+                    },
+                    {
+                        "name": "gather",
+                        "template": format!("stage-{name}"),
+                        "depends": "(prepare.Succeeded || prepare.Failed || prepare.Errored) && \
+                                    (item.Succeeded || item.Failed || item.Errored || \
+                                    item.Skipped || item.Omitted)",
+                        "continueOn": continue_on,
+                    },
+                ] },
+            });
+            if let Some(n) = concurrency {
+                fan["parallelism"] = json!(n);
+            }
+            templates.push(fan);
+            templates.push(json!({
+                "name": format!("prepare-{name}"),
+                "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
+                "container": container(deployment, command("prepare")),
+            }));
+            templates.push(json!({
+                "name": format!("item-{name}"),
+                "inputs": { "parameters": [{ "name": "item" }] },
+                "retryStrategy": item_retry,
+                "container": container(deployment, item_args),
+            }));
+        }
         if stage.priority != 2 {
             warnings.push(format!(
                 "stage `{}`: `priority` has no Argo form; its task is ordered as any other",
@@ -378,6 +415,50 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
     );
     text.push_str(&to_yaml(&document));
     Ok(Exported { text, warnings })
+}
+
+/// The `retryStrategy` of a task that the engine retries by `policy`, when Argo can compute
+/// its delays (constant, or exponential by a whole factor, without jitter); otherwise wvflow
+/// retries inside the task (`--retries-here`) and Argo retries only a task that could not run.
+fn retry_strategy(
+    policy: Option<&RetryPolicy>,
+    args: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+    stage: &str,
+) -> Value {
+    let exact = policy.filter(|policy| {
+        !policy.jitter
+            && match policy.backoff {
+                Backoff::Constant => true,
+                Backoff::Exponential => policy.coefficient.fract() == 0.0,
+                Backoff::Linear => false,
+            }
+    });
+    let Some(policy) = exact else {
+        if policy.is_some() {
+            args.push("--retries-here".into());
+            warnings.push(format!(
+                "stage `{stage}`: its backoff has no Argo form; wvflow retries it inside one task"
+            ));
+        }
+        return json!({ "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED });
+    };
+    let mut backoff = json!({
+        "duration": duration(policy.initial_delay_ms),
+        "factor": match policy.backoff {
+            Backoff::Exponential => format!("{}", policy.coefficient as u64),
+            _ => "1".into(),
+        },
+    });
+    if let Some(cap) = policy.max_delay_ms {
+        backoff["cap"] = json!(duration(cap));
+    }
+    json!({
+        "limit": (policy.attempts - 1).to_string(),
+        "retryPolicy": "Always",
+        "expression": NOT_RETRIED,
+        "backoff": backoff,
+    })
 }
 
 /// The cron pattern of an interval, when there is one: whole minutes dividing an hour, whole

@@ -149,16 +149,14 @@ pub fn export(
         Target::Airflow => airflow::dag(plan, deployment),
         Target::Argo => argo::workflow(plan, deployment)?,
     };
-    // What neither engine gets: a fan-out's items as tasks of their own.
+    // A fan-out after other work than queries (an `activate`, a `wait`, another call) runs
+    // inside the stage's task: its items as tasks would run that work again.
     for stage in &plan.flow.stages {
-        if stage
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }))
-        {
+        let fans_out = stage.steps.iter().any(|s| matches!(s, Step::Each { .. }));
+        if fans_out && !crate::runtime::tasks::fans_out_as_tasks(stage) {
             exported.warnings.push(format!(
-                "stage `{}`: the items of its `each` run inside one task, at its `concurrency`, \
-                 not as tasks of their own",
+                "stage `{}`: work other than queries comes before its `each`, so its items run \
+                 inside the stage's task, at its `concurrency`, not as tasks of their own",
                 stage.id
             ));
         }

@@ -8,7 +8,10 @@
   argo_check.py run FILE --wvflow BIN --state DIR --run-time T [-p NAME=VALUE ...]
       Interprets the workflow as Argo would on one machine: the DAG's tasks start when their
       `depends` expression holds over the phases of the tasks it names, each container runs
-      with its retryStrategy (limit, expression over the exit code), then the exit handler.
+      with its retryStrategy (limit, expression over the exit code), a nested DAG runs its
+      tasks, a task `withParam` runs once per item of the list an earlier task printed
+      (`{{tasks.T.outputs.result}}`, `{{item}}`, `{{inputs.parameters.P}}`), then the exit
+      handler.
       Prints the JSON the `wvflow-finish` task printed.
 """
 
@@ -18,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 import jsonschema
 import yaml
@@ -113,6 +117,10 @@ def lint(doc):
             for ref in refs:
                 if ref not in names:
                     problems.append(f"task {task['name']!r} depends on unknown task {ref!r}")
+            # A task reads another's outputs only after it: Argo resolves them at start.
+            for used in re.findall(r"\{\{tasks\.([a-z0-9-]+)\.", json.dumps(task)):
+                if used not in refs:
+                    problems.append(f"task {task['name']!r} reads {used!r} without depending on it")
             graph[task["name"]] = refs
         # Cycles: a depth-first walk that meets a task on its own path.
         state = {}
@@ -176,32 +184,36 @@ def run(path, wvflow, state, run_time, params):
     templates = {t["name"]: t for t in spec["templates"]}
     scratch = tempfile.mkdtemp()
 
-    def substitute(text, attempt):
+    def substitute(text, attempt, inputs):
         text = text.replace("{{workflow.name}}", "r1")
         text = text.replace("{{workflow.creationTimestamp}}", run_time)
         text = text.replace("{{workflow.scheduledTime}}", run_time)
         text = text.replace("{{=asInt(retries) + 1}}", str(attempt))
         text = re.sub(r"\{\{workflow\.parameters\.([A-Za-z0-9_-]+)\}\}",
                       lambda m: str(values[m.group(1)]), text)
+        text = re.sub(r"\{\{inputs\.parameters\.([A-Za-z0-9_-]+)\}\}",
+                      lambda m: str(inputs[m.group(1)]), text)
         if "{{" in text:
             raise ValueError(f"a template variable the interpreter does not know: {text}")
         return text.replace("/wvflow/state", state)
 
-    def run_template(name):
-        t = templates[name]
+    def run_container(t, inputs):
         paths = {}
         for artifact in t.get("inputs", {}).get("artifacts", []):
             local = f"{scratch}/{artifact['name']}"
             with open(local, "w") as out:
                 out.write(artifact["raw"]["data"])
             paths[artifact["path"]] = local
+        declared = {p["name"] for p in t.get("inputs", {}).get("parameters", [])}
+        if set(inputs) != declared:
+            raise ValueError(f"template {t['name']!r} takes {declared}, given {set(inputs)}")
         retry = t.get("retryStrategy", {})
         limit = int(retry.get("limit", "0"))
         expression = retry.get("expression", "true")
         attempt = 0
         while True:
             c = t["container"]
-            args = [paths.get(a, a) for a in (substitute(a, attempt + 1) for a in c["args"])]
+            args = [paths.get(a, a) for a in (substitute(a, attempt + 1, inputs) for a in c["args"])]
             done = subprocess.run([wvflow] + args, cwd=c["workingDir"], capture_output=True, text=True)
             code = done.returncode
             if code == 0:
@@ -212,21 +224,63 @@ def run(path, wvflow, state, run_time, params):
                 return "Failed", done.stdout
             attempt += 1
 
-    dag = templates[spec["entrypoint"]]["dag"]["tasks"]
-    phases = {}
-    output = None
-    while len(phases) < len(dag):
-        refs = lambda t: depends_names(t["depends"]) if t.get("depends") else []
-        ready = [t for t in dag if t["name"] not in phases and all(n in phases for n in refs(t))]
-        if not ready:
-            raise RuntimeError(f"no task can start; phases: {phases}")
-        task = ready[0]
-        if task.get("depends") and not evaluate(task["depends"], phases):
-            phases[task["name"]] = "Omitted"
-            continue
-        phases[task["name"]], out = run_template(task["template"])
-        if task["name"] == "wvflow-finish":
-            output = out
+    def run_template(name, inputs=None):
+        t = templates[name]
+        if "dag" in t:
+            return run_dag(t, inputs or {})
+        return run_container(t, inputs or {})
+
+    def run_dag(t, inputs):
+        """The DAG's tasks in an order their `depends` allow; a task `withParam` once per item,
+        at most the template's `parallelism` at once. Its phase: failed when a task failed
+        that does not continue on failure."""
+        dag = t["dag"]["tasks"]
+        phases, results = {}, {}
+        output = None
+        while len(phases) < len(dag):
+            refs = lambda task: depends_names(task["depends"]) if task.get("depends") else []
+            ready = [task for task in dag
+                     if task["name"] not in phases and all(n in phases for n in refs(task))]
+            if not ready:
+                raise RuntimeError(f"no task can start; phases: {phases}")
+            task = ready[0]
+            if task.get("depends") and not evaluate(task["depends"], phases):
+                phases[task["name"]] = "Omitted"
+                continue
+
+            def text(value):
+                value = re.sub(r"\{\{tasks\.([a-z0-9-]+)\.outputs\.result\}\}",
+                               lambda m: results[m.group(1)].strip(), value)
+                return re.sub(r"\{\{inputs\.parameters\.([A-Za-z0-9_-]+)\}\}",
+                              lambda m: str(inputs[m.group(1)]), value)
+
+            arguments = {p["name"]: p["value"]
+                         for p in task.get("arguments", {}).get("parameters", [])}
+            if "withParam" in task:
+                items = json.loads(text(task["withParam"]))
+                if not isinstance(items, list):
+                    raise ValueError(f"withParam of {task['name']!r} is not a list: {items!r}")
+                each = [{k: text(v).replace("{{item}}", json.dumps(i) if not isinstance(i, str)
+                                            else i) for k, v in arguments.items()}
+                        for i in items]
+                # Items in reverse order, side by side: the state must not care.
+                with ThreadPoolExecutor(max_workers=t.get("parallelism") or 8) as pool:
+                    ends = list(pool.map(lambda a: run_template(task["template"], a),
+                                         reversed(each)))
+                ends_phases = [p for p, _ in ends]
+                phase = ("Skipped" if not ends else
+                         "Failed" if "Failed" in ends_phases else "Succeeded")
+                phases[task["name"]], results[task["name"]] = phase, ""
+            else:
+                given = {k: text(v) for k, v in arguments.items()}
+                phases[task["name"]], results[task["name"]] = run_template(task["template"], given)
+            if task["name"] == "wvflow-finish":
+                output = results[task["name"]]
+        failed = any(phases[task["name"]] == "Failed" and
+                     not task.get("continueOn", {}).get("failed") for task in dag)
+        return ("Failed" if failed else "Succeeded"), output
+
+    _, output = run_template(spec["entrypoint"])
     if spec.get("onExit"):
         _, again = run_template(spec["onExit"])
         if json.loads(again) != json.loads(output):

@@ -155,6 +155,72 @@ pub fn drive_on(
             Order::Reversed => ready[ready.len() - 1..].to_vec(),
             Order::AllAtOnce => ready,
         };
+        // A stage whose `each` items are tasks of their own: prepare, the items (side by
+        // side, or one by one in the order's direction), gather.
+        let (fanned, batch): (Vec<String>, Vec<String>) =
+            batch.into_iter().partition(|s| fans_out(&plan_json, s));
+        for stage in fanned {
+            let o = run(common(&["stage", "prepare", &stage]));
+            if o.status.code() == Some(0) {
+                let items: Vec<usize> = serde_json::from_slice(&o.stdout)
+                    .unwrap_or_else(|e| panic!("{stage} prepare: {e}: {}", text(&o)));
+                let mut pending: Vec<(usize, u32)> = items.iter().map(|&i| (i, 1)).collect();
+                if matches!(order, Order::Reversed) {
+                    pending.reverse();
+                }
+                while !pending.is_empty() {
+                    let width = if matches!(order, Order::AllAtOnce) {
+                        pending.len()
+                    } else {
+                        1
+                    };
+                    let started: Vec<((usize, u32), std::process::Child)> = pending
+                        .drain(..width)
+                        .map(|(i, attempt)| {
+                            let args = common(&[
+                                "stage",
+                                "item",
+                                &stage,
+                                "--item",
+                                &i.to_string(),
+                                "--attempt",
+                                &attempt.to_string(),
+                            ]);
+                            let child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+                                .args(args)
+                                .envs(env.iter().copied())
+                                .current_dir(dir)
+                                .stdout(std::process::Stdio::piped())
+                                .stderr(std::process::Stdio::piped())
+                                .spawn()
+                                .unwrap();
+                            ((i, attempt), child)
+                        })
+                        .collect();
+                    for ((i, attempt), child) in started {
+                        let o = child.wait_with_output().unwrap();
+                        match o.status.code() {
+                            Some(0 | 98) => {}
+                            Some(1) if attempt < 100 => pending.push((i, attempt + 1)),
+                            other => panic!("{stage} item {i}: {other:?} {}", text(&o)),
+                        }
+                    }
+                }
+                let o = run(common(&["stage", "gather", &stage]));
+                assert!(
+                    matches!(o.status.code(), Some(0 | 98 | 99)),
+                    "{stage} gather: {}",
+                    text(&o)
+                );
+            } else {
+                assert!(
+                    matches!(o.status.code(), Some(98 | 99)),
+                    "{stage} prepare: {}",
+                    text(&o)
+                );
+            }
+            done.push(stage);
+        }
         // Started side by side, then waited for.
         let children: Vec<(String, std::process::Child)> = batch
             .into_iter()
@@ -189,6 +255,29 @@ pub fn drive_on(
         text(&o)
     );
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
+}
+
+/// Whether a stage's `each` items run as tasks of their own: an `each` with nothing but
+/// queries before it (as `wvflow::runtime::tasks::fans_out_as_tasks` decides).
+fn fans_out(plan: &Value, stage: &str) -> bool {
+    let Some(stage) = plan["flow"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == stage)
+    else {
+        return false;
+    };
+    let steps: Vec<&str> = stage["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    match steps.iter().position(|s| *s == "each") {
+        Some(at) => steps[..at].iter().all(|s| matches!(*s, "query" | "union")),
+        None => false,
+    }
 }
 
 /// One documented `wvflow run` of an example: its summary, its flow, its bound arguments and
@@ -565,6 +654,8 @@ fn airflow_runs_exported_dags_as_wvflow_runs() {
             vec!["run", "examples/idempotent_payouts.wv"],
             "SettlePayouts",
         ),
+        // Items as mapped tasks: retried, one failing for good within the tolerance.
+        (vec!["run", "examples/scatter_gather.wv"], "ProbeEndpoints"),
         (
             vec![
                 "run",
@@ -732,6 +823,142 @@ flow Caller = {
     );
 }
 
+/// A fan-out's tasks as an engine can misuse them: an item before `prepare`, an item that is
+/// not there, an item retried and run again, one failing for good, one whose task never ran,
+/// items out of order; `gather` judges the tolerance from what the items recorded.
+#[test]
+fn fan_out_tasks_keep_to_their_contract() {
+    let dir = crate::common::scratch(
+        "fan_contract",
+        &[(
+            "flow.wv",
+            r#"activity pay(n: int) with { retries: 2, retry_delay: 10ms, non_retryable: [3] } = sh("""
+  echo "$WV_N $WVFLOW_ATTEMPT" >> pay.log
+  if [ "$WV_N" = 2 ] && [ "$WVFLOW_ATTEMPT" = 1 ]; then exit 75; fi
+  if [ "$WV_N" = 3 ] && [ -f fail3 ]; then echo "card declined" >&2; exit 3; fi
+  printf '{"n": %s}\n' "$WV_N"
+""")
+flow Fan = {
+  stage src = from [[1], [2], [3], [4]] as t(n)
+  stage paid [concurrency: 2, tolerated_failures: 1] = from src | each pay(_.n)
+  stage total = from paid | select sum(n) as s
+}
+"#,
+        )],
+    );
+    let o = wvflow_at(&dir, &["plan", "flow.wv", "Fan", "--format", "json"]);
+    std::fs::write(dir.join("fan.json"), o.stdout).unwrap();
+    let state = dir.join("state").display().to_string();
+    let task = |run: &str, args: &[&str]| -> (Option<i32>, String, String) {
+        let mut all: Vec<&str> = vec!["stage"];
+        all.extend(args);
+        all.extend(["--state", &state, "--run-id", run, "--flow", "Fan"]);
+        all.extend(["--cwd", dir.to_str().unwrap()]);
+        let o = wvflow_at(&dir, &all);
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        (o.status.code(), stdout, text(&o))
+    };
+    let pay_log = || std::fs::read_to_string(dir.join("pay.log")).unwrap_or_default();
+    std::fs::write(dir.join("fail3"), "").unwrap();
+    assert_eq!(task("r1", &["init", "--plan", "fan.json"]).0, Some(0));
+    assert_eq!(task("r1", &["run", "src"]).0, Some(0));
+    // Before `prepare`: refused, nothing run.
+    let (code, _, out) = task("r1", &["item", "paid", "--item", "0"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("has not been prepared"), "{out}");
+    assert_eq!(pay_log(), "");
+    // `prepare` prints the items' indices, and only them, on stdout.
+    let (code, stdout, out) = task("r1", &["prepare", "paid"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(stdout.trim(), "[0,1,2,3]");
+    let (code, _, out) = task("r1", &["item", "paid", "--item", "9"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("has 4 items (from 0); there is no item 9"),
+        "{out}"
+    );
+    // Item 1 (n = 2) fails its first attempt: try again; its second succeeds; a third call
+    // of its task runs nothing.
+    let (code, _, out) = task("r1", &["item", "paid", "--item", "1", "--attempt", "1"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        task("r1", &["item", "paid", "--item", "1", "--attempt", "2"]).0,
+        Some(0)
+    );
+    assert_eq!(
+        task("r1", &["item", "paid", "--item", "1", "--attempt", "3"]).0,
+        Some(0)
+    );
+    assert_eq!(pay_log(), "2 1\n2 2\n");
+    // Item 2 (n = 3) exits with a non-retryable code: failed for good at its first attempt.
+    let (code, _, out) = task("r1", &["item", "paid", "--item", "2", "--attempt", "1"]);
+    assert_eq!(code, Some(98), "{out}");
+    assert!(out.contains("card declined"), "{out}");
+    assert!(out.contains("non-retryable"), "{out}");
+    assert_eq!(task("r1", &["item", "paid", "--item", "0"]).0, Some(0));
+    // Item 3's task never ran: with item 2, two failures, past the one tolerated.
+    let (code, stdout, out) = task("r1", &["gather", "paid"]);
+    assert_eq!(code, Some(98), "{out}");
+    let summary: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["state"], "failed", "{summary}");
+    assert!(out.contains("2 of 4"), "{out}");
+    // The stage ended: its items' tasks, run late, run nothing.
+    assert_eq!(task("r1", &["item", "paid", "--item", "3"]).0, Some(98));
+    assert!(!pay_log().contains("4 1"), "{}", pay_log());
+    assert_eq!(task("r1", &["run", "total"]).0, Some(99));
+    assert_eq!(task("r1", &["finish"]).0, Some(98));
+
+    // Again without the failure, the items last to first: they are gathered in their order.
+    std::fs::remove_file(dir.join("fail3")).unwrap();
+    std::fs::remove_file(dir.join("pay.log")).unwrap();
+    assert_eq!(task("r2", &["init", "--plan", "fan.json"]).0, Some(0));
+    assert_eq!(task("r2", &["run", "src"]).0, Some(0));
+    assert_eq!(task("r2", &["prepare", "paid"]).0, Some(0));
+    for (item, attempt, end) in [
+        ("3", "1", 0),
+        ("2", "1", 0),
+        ("1", "1", 1),
+        ("1", "2", 0),
+        ("0", "1", 0),
+    ] {
+        let args = ["item", "paid", "--item", item, "--attempt", attempt];
+        assert_eq!(
+            task("r2", &args).0,
+            Some(end),
+            "item {item}, attempt {attempt}"
+        );
+    }
+    let (code, stdout, out) = task("r2", &["gather", "paid"]);
+    assert_eq!(code, Some(0), "{out}");
+    let summary: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (&summary["rows"], &summary["attempts"]),
+        (&json!(4), &json!(2))
+    );
+    assert_eq!(task("r2", &["run", "total"]).0, Some(0));
+    let (code, stdout, out) = task("r2", &["finish"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(stdout.contains("success"), "{stdout}");
+    // The rows of `paid` are item 0's first: what `total` and any reader see.
+    let db = dir.join("state/runs/Fan/r2/stages/paid.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let table: String = conn
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let ns: Vec<i64> = conn
+        .prepare(&format!("SELECT n FROM \"{table}\""))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ns, vec![1, 2, 3, 4]);
+}
+
 /// An S3 server on 127.0.0.1 (moto's, from the export tests' venv), stopped when dropped.
 struct S3Server {
     child: std::process::Child,
@@ -874,8 +1101,21 @@ flow Items = {
   stage items = from rows | each item(_.n)
   stage what [trigger: all_done] = from failed(items)
 }
+flow NoItems = {
+  stage rows = from [[1]] as t(n) | where n > 5
+  stage items = from rows | each item(_.n)
+  stage after [trigger: all_done] = from rows | select count(*) as c
+}
+flow SkippedFan = {
+  stage rows = from [[1]] as t(n)
+  stage items [trigger: all_failed] = from rows | each item(_.n)
+  stage after [trigger: all_done] = from rows | select n
+}
 flow Posts = {
   stage p = from [[1]] as t(n) | activate('file', path: 'posted.ndjson') | flaky()
+}
+flow PostsEach = {
+  stage p = from [[1], [3]] as t(n) | activate('file', path: 'each-posted.ndjson') | each item(_.n)
 }
 flow Nullable(note: string = null) = {
   stage s = from [[1]] as t(n) | select coalesce(note, 'none') as note
@@ -888,7 +1128,16 @@ flow Local = {
         ],
     );
     for flow in [
-        "Linear", "Late", "Forked", "Items", "Posts", "Nullable", "Local",
+        "Linear",
+        "Late",
+        "Forked",
+        "Items",
+        "NoItems",
+        "SkippedFan",
+        "Posts",
+        "PostsEach",
+        "Nullable",
+        "Local",
     ] {
         // The reference, in a copy of its own.
         let reference_dir = dir.join(format!("ref-{flow}"));
@@ -922,6 +1171,13 @@ flow Local = {
             continue;
         }
         assert_eq!(o.status.code(), Some(0), "{flow}: {}", text(&o));
+        // Items after an `activate` run inside the stage's task, said so.
+        assert_eq!(
+            text(&o).contains("its items run inside the stage's task"),
+            flow == "PostsEach",
+            "{flow}: {}",
+            text(&o)
+        );
         let state = run_dir.join("state");
         std::fs::create_dir_all(&state).unwrap();
         let o = Command::new(python())
@@ -945,9 +1201,15 @@ flow Local = {
         if flow == "Items" {
             assert_eq!(driven["stages"][2]["rows"], 1, "{driven}");
         }
-        if flow == "Posts" {
-            let posted = std::fs::read_to_string(run_dir.join("sub/posted.ndjson")).unwrap();
-            assert_eq!(posted.lines().count(), 1, "posted once: {posted}");
+        if flow == "Posts" || flow == "PostsEach" {
+            let (file, rows) = if flow == "Posts" {
+                ("posted", 1)
+            } else {
+                ("each-posted", 2)
+            };
+            let posted =
+                std::fs::read_to_string(run_dir.join(format!("sub/{file}.ndjson"))).unwrap();
+            assert_eq!(posted.lines().count(), rows, "posted once: {posted}");
         }
     }
     // A null default travels in the plan and in an Airflow DAG.

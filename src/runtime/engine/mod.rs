@@ -23,8 +23,8 @@ mod stage;
 use saga::{compensate, not_compensated};
 mod frontier;
 use frontier::Frontier;
+pub use stage::{FanPart, bind, bind_one};
 use stage::{StageRun, Started, run_stage};
-pub use stage::{bind, bind_one};
 
 /// What a run needs from outside: time, randomness, processes, and its values.
 pub struct Context<'a> {
@@ -374,6 +374,7 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                         states: upstream_states,
                         cancel: board.stage_cancel[i].clone(),
                         first_success: first_success.map(|u| flow.stages[u].id.clone()),
+                        fan: None,
                     };
                     scope.spawn(move || {
                         // A bug that panics fails its stage, rather than leaving the run
@@ -470,19 +471,20 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
 
 /// One stage alone, as a task of an exported flow runs it: the states of its upstream
 /// stages are given and their tables are already in the run database; `first_success` is the
-/// upstream a `first_success` stage reads.
+/// upstream a `first_success` stage reads; `fan`, the task's part of the stage's `each`.
 pub fn run_single_stage(
     stage: &StagePlan,
     stores: &StoreConfig,
     ctx: &Context,
-    upstream: BTreeMap<String, StageState>,
-    first_success: Option<String>,
+    (upstream, first_success): (BTreeMap<String, StageState>, Option<String>),
+    fan: Option<&FanPart>,
 ) -> StageSummary {
     let start = Started {
         workspace_db: stores.workspace_db.clone(),
         states: upstream,
         cancel: ctx.cancel.clone(),
         first_success,
+        fan,
     };
     run_stage(stage, stores, &Pool::default(), ctx, &start)
 }

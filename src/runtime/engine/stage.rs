@@ -40,12 +40,33 @@ pub(super) fn run_stage(
 /// What a stage starts with: the states of the stages before it, its own cancel flag (set
 /// with the run's, or alone when a `first_success` stage no longer needs it), and for a
 /// `first_success` stage the upstream whose rows it reads.
-pub(super) struct Started {
+pub(super) struct Started<'f> {
     /// The run store, which holds the slots of pools.
     pub workspace_db: std::path::PathBuf,
     pub states: BTreeMap<String, StageState>,
     pub cancel: Arc<AtomicBool>,
     pub first_success: Option<String>,
+    /// An exported task's part of the stage's `each`; `None`: the whole stage.
+    pub fan: Option<&'f FanPart>,
+}
+
+/// What an exported task does of a stage's `each`, whose items are tasks of their own.
+pub enum FanPart {
+    /// Run the steps before the `each` and keep its input rows here; the stage stops there
+    /// (its summary is `pending`).
+    Prepare(std::sync::Mutex<Option<Rows>>),
+    /// Only item `item` of the `each`, on the prepared `input`: how it ended is kept here.
+    Item {
+        input: Rows,
+        item: usize,
+        done: std::sync::Mutex<Option<retry::Finished<Rows>>>,
+    },
+    /// The `each` on the prepared `input` with every item's end given (none is run: an item
+    /// missing from `ends` never ended), then the steps after it.
+    Gather {
+        input: Rows,
+        ends: BTreeMap<usize, retry::Finished<Rows>>,
+    },
 }
 
 fn run_stage_on(
@@ -98,6 +119,7 @@ fn run_stage_on(
     let mut run = StageRun::new(&mut *store, ctx, stage, key.clone(), "run");
     run.cancel = start.cancel.clone();
     run.workspace_db = Some(start.workspace_db.clone());
+    run.fan = start.fan;
     // A fan-out's items hold the pool one by one; any other stage holds it while it runs.
     let fans_out = stage
         .steps
@@ -110,6 +132,12 @@ fn run_stage_on(
     let result = slot.map_err(|e| (e, 1)).and_then(|_slot| run.steps());
     let attempts = run.attempts;
     let all_reused = run.all_reused;
+    // A prepared fan-out or one item: the stage's end is another task's to decide.
+    if run.stopped && result.is_ok() {
+        summary.state = StageState::Pending;
+        summary.attempts = attempts;
+        return summary;
+    }
     match result.and_then(|output| {
         let output = match &key {
             // The record holds the rows themselves: they are read into memory for it.
@@ -210,6 +238,10 @@ pub(super) struct StageRun<'a, 'c> {
     pub(super) cancel: Arc<AtomicBool>,
     /// The run store, for the slots of the stage's pool.
     workspace_db: Option<std::path::PathBuf>,
+    /// An exported task's part of the stage's `each`.
+    fan: Option<&'a FanPart>,
+    /// The steps stopped at the `each` ([`FanPart::Prepare`], [`FanPart::Item`]).
+    stopped: bool,
 }
 
 type StepError = (StageError, u32);
@@ -236,6 +268,8 @@ impl<'a, 'c> StageRun<'a, 'c> {
             all_reused: false,
             cancel: Arc::default(),
             workspace_db: None,
+            fan: None,
+            stopped: false,
         }
     }
 }
@@ -246,7 +280,19 @@ impl StageRun<'_, '_> {
     fn steps(&mut self) -> Result<Output, StepError> {
         let mut rows: Option<Output> = None;
         let mut last_query: Option<&Sql> = None;
-        for (index, step) in self.stage.steps.iter().enumerate() {
+        // An item or the gathering of a fan-out starts at its `each`, on the prepared rows.
+        let start = match self.fan {
+            Some(FanPart::Item { input, .. } | FanPart::Gather { input, .. }) => {
+                rows = Some(input.clone().into());
+                self.stage
+                    .steps
+                    .iter()
+                    .position(|s| matches!(s, Step::Each { .. }))
+                    .unwrap_or(0)
+            }
+            _ => 0,
+        };
+        for (index, step) in self.stage.steps.iter().enumerate().skip(start) {
             self.step = index;
             self.store.now.set(self.ctx.now());
             // The first step has no input; a later one reads the step before, even when it
@@ -290,7 +336,36 @@ impl StageRun<'_, '_> {
                 }
                 Step::Each { invocation, fan } => {
                     let input = values(input)?;
-                    let done = self.each(invocation, fan, &input)?;
+                    let done = match self.fan {
+                        Some(FanPart::Prepare(slot)) => {
+                            if let Ok(mut slot) = slot.lock() {
+                                *slot = Some(input);
+                            }
+                            self.stopped = true;
+                            return Ok(Output::default());
+                        }
+                        Some(FanPart::Item { item, done, .. }) => {
+                            let finished = self.one_item(invocation, &input, *item)?;
+                            if let Ok(mut done) = done.lock() {
+                                *done = Some(finished);
+                            }
+                            self.stopped = true;
+                            return Ok(Output::default());
+                        }
+                        Some(FanPart::Gather { ends, .. }) => {
+                            let keys = self.item_keys(&input).map_err(|e| (e.into(), 1))?;
+                            let results = (0..input.len())
+                                .map(|i| {
+                                    Some(ends.get(&i).cloned().unwrap_or(retry::Finished {
+                                        result: Err("its task never ended".to_string().into()),
+                                        attempts: 0,
+                                    }))
+                                })
+                                .collect();
+                            self.fan_in(fan, vec![None; input.len()], &keys, results)?
+                        }
+                        None => self.each(invocation, fan, &input)?,
+                    };
                     self.fanned_in(fan, &input, done)?.into()
                 }
                 Step::EachCall {
@@ -587,6 +662,52 @@ impl StageRun<'_, '_> {
         })
     }
 
+    /// Item `i` of an `each`, alone: reused when its idempotency key succeeded before, else
+    /// called with the stage's retry policy (one attempt, for an exported task).
+    fn one_item(
+        &mut self,
+        invocation: &Invocation,
+        input: &Rows,
+        i: usize,
+    ) -> Result<retry::Finished<Rows>, StepError> {
+        let per_row = self
+            .bind_rows(invocation, Some(input))
+            .map_err(|e| (e.into(), 1))?;
+        let keys = self.item_keys(input).map_err(|e| (e.into(), 1))?;
+        let Some(args) = per_row.get(i) else {
+            return Err((format!("the fan-out has no item {i}").into(), 0));
+        };
+        let key = keys.get(i).and_then(Option::as_deref);
+        if let Some(k) = key
+            && let Some(rows) = self
+                .store
+                .recorded(&self.ctx.flow, &self.stage.id, k)
+                .map_err(|e| (e.into(), 1))?
+        {
+            return Ok(retry::Finished {
+                result: Ok(rows),
+                attempts: 0,
+            });
+        }
+        let line = command_line(self.store, invocation, args).map_err(|e| (e.into(), 1))?;
+        let row = Arc::new(input.row(i));
+        let call = Call {
+            invocation,
+            key,
+            args,
+            line: &line,
+            input: &row,
+            cancel: &self.cancel,
+        };
+        let done = retried(self.ctx, self.stage, ("run", self.step, Some(i)), &call);
+        Ok(retry::Finished {
+            result: done
+                .result
+                .and_then(|o| o.into_rows().map_err(StageError::Data)),
+            attempts: done.attempts,
+        })
+    }
+
     /// One child run per input row (`each call F(...)`), retried as the stage's retry
     /// policy says; each child's final rows are its item's rows.
     fn each_call(
@@ -789,16 +910,33 @@ impl StageRun<'_, '_> {
                 1,
             ));
         }
+        let results = results
+            .into_iter()
+            .map(|slot| slot.into_inner().ok().flatten())
+            .collect();
+        self.fan_in(fan, reused, keys, results)
+    }
+
+    /// The items' ends together: each success recorded under its idempotency key, the rows
+    /// of all, or the failure past the tolerance; the failed items by index.
+    fn fan_in(
+        &mut self,
+        fan: &FanOut,
+        reused: Vec<Option<Rows>>,
+        keys: &[Option<String>],
+        results: Vec<Option<retry::Finished<Rows>>>,
+    ) -> Result<FannedOut, StepError> {
+        let count = reused.len();
         let mut outputs = Vec::new();
         let mut failures = Vec::new();
         let mut attempts = 0;
         let mut cancelled = false;
-        for (index, (slot, recorded)) in results.into_iter().zip(reused).enumerate() {
+        for (index, (done, recorded)) in results.into_iter().zip(reused).enumerate() {
             if let Some(rows) = recorded {
                 outputs.push(rows);
                 continue;
             }
-            let Some(done) = slot.into_inner().ok().flatten() else {
+            let Some(done) = done else {
                 continue;
             };
             attempts = attempts.max(done.attempts);

@@ -13,7 +13,7 @@ pub mod state;
 use super::activity::ProcessLauncher;
 use super::clock::SystemClock;
 use super::engine::{
-    Attempt, AttemptEnd, CompensationSummary, Context, Progress, StageSummary, Summary,
+    Attempt, AttemptEnd, CompensationSummary, Context, FanPart, Progress, StageSummary, Summary,
     compensate_completed, fails, holds, run_single_stage,
 };
 use super::retry::SeededRandom;
@@ -216,6 +216,235 @@ impl TaskRun<'_> {
         stage_id: &str,
         attempt: u32,
     ) -> Result<(TaskEnd, StageSummary), String> {
+        match self.begin(stage_id)? {
+            Begin::Done(summary) => Ok((end_of(summary.state), summary)),
+            Begin::Decided(summary) => self.record(summary),
+            Begin::Go(stage, run, records, upstream) => {
+                match self.execute(stage, (&run, &records), upstream, attempt, Part::Whole)? {
+                    Executed::Ended(summary) => self.record(summary),
+                    _ => Ok((TaskEnd::Retry, retrying(stage, attempt))),
+                }
+            }
+        }
+    }
+
+    /// The first task of a stage whose `each` items are tasks of their own
+    /// ([`fans_out_as_tasks`]): decides the stage as `run_stage` does, and runs the steps
+    /// before the `each`, keeping its input. `Some(n)`: the `n` items are to run; `None`: the
+    /// stage has ended (skipped, failed before its items, or reused).
+    pub fn prepare(&self, stage_id: &str) -> Result<(TaskEnd, Option<usize>), String> {
+        match self.begin(stage_id)? {
+            Begin::Done(summary) => Ok((end_of(summary.state), None)),
+            Begin::Decided(summary) => Ok((self.record(summary)?.0, None)),
+            Begin::Go(stage, run, records, upstream) => {
+                match self.execute(stage, (&run, &records), upstream, 1, Part::Prepare)? {
+                    Executed::Prepared(n) => Ok((TaskEnd::Success, Some(n))),
+                    Executed::Ended(summary) => Ok((self.record(summary)?.0, None)),
+                    _ => Err(format!("stage `{stage_id}` could not be prepared")),
+                }
+            }
+        }
+    }
+
+    /// One item of a prepared fan-out: one attempt, number `attempt`, when its call may be
+    /// retried by the engine. Its end is recorded for `gather`; a failed item fails the task
+    /// (98) but not yet the stage: its tolerance is `gather`'s to judge.
+    pub fn item(
+        &self,
+        stage_id: &str,
+        item: usize,
+        attempt: u32,
+    ) -> Result<(TaskEnd, Option<String>), String> {
+        if let Some(done) = self.record_of(stage_id)? {
+            return Ok((end_of(done.summary.state), None));
+        }
+        let key = self.item_key(stage_id, item, "json");
+        if let Some(bytes) = self.state.read(&key)? {
+            let end: ItemRecord =
+                serde_json::from_slice(&bytes).map_err(|e| format!("{key}: {e}"))?;
+            return Ok(item_end(end.error));
+        }
+        let (stage, input) = self.prepared(stage_id)?;
+        if item >= input.len() {
+            return Err(format!(
+                "stage `{stage_id}` has {} items (from 0); there is no item {item}",
+                input.len()
+            ));
+        }
+        let run = self.run_record()?;
+        let records = self.records()?;
+        let upstream = self.upstream_states(stage, &records)?;
+        match self.execute(
+            stage,
+            (&run, &records),
+            upstream,
+            attempt,
+            Part::Item(item, input),
+        )? {
+            Executed::Item(done) => {
+                let record = ItemRecord {
+                    attempts: done.attempts,
+                    error: done.result.as_ref().err().map(|e| e.to_string()),
+                    exit_code: match &done.result {
+                        Err(crate::runtime::error::StageError::Activity { exit_code, .. }) => {
+                            *exit_code
+                        }
+                        _ => None,
+                    },
+                };
+                if let Ok(rows) = &done.result {
+                    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+                    let table = format!("{stage_id}.item-{item}");
+                    let mut store = crate::runtime::store::Store::in_memory(scratch.path())?;
+                    store.write_table("run", &table, rows)?;
+                    let rows_key = self.item_key(stage_id, item, "db");
+                    self.state.put_file(&rows_key, scratch.path(), |file| {
+                        store.save_stage_table(&table, file)
+                    })?;
+                }
+                self.state.write(
+                    &key,
+                    &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
+                )?;
+                Ok(item_end(record.error))
+            }
+            Executed::Retry => Ok((TaskEnd::Retry, None)),
+            _ => Err(format!("item {item} of `{stage_id}` did not run")),
+        }
+    }
+
+    /// The last task of a fanned-out stage: its items' ends together (an item that never
+    /// ended counts as failed), the tolerance judged, the steps after the `each` run, the
+    /// stage recorded.
+    pub fn gather(&self, stage_id: &str) -> Result<(TaskEnd, StageSummary), String> {
+        if let Some(done) = self.record_of(stage_id)? {
+            return Ok((end_of(done.summary.state), done.summary));
+        }
+        let (stage, input) = self.prepared(stage_id)?;
+        let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut ends = BTreeMap::new();
+        for i in 0..input.len() {
+            let Some(bytes) = self.state.read(&self.item_key(stage_id, i, "json"))? else {
+                continue;
+            };
+            let end: ItemRecord = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            let result = match end.error {
+                Some(message) => Err(crate::runtime::error::StageError::Activity {
+                    message,
+                    exit_code: end.exit_code,
+                }),
+                None => {
+                    let key = self.item_key(stage_id, i, "db");
+                    let file = self
+                        .state
+                        .local(&key, scratch.path())?
+                        .ok_or_else(|| format!("item {i} of `{stage_id}` has no rows ({key})"))?;
+                    Ok(crate::runtime::store::Store::stage_rows_of_run(
+                        &file,
+                        &format!("{stage_id}.item-{i}"),
+                        None,
+                    )?)
+                }
+            };
+            ends.insert(
+                i,
+                super::retry::Finished {
+                    result,
+                    attempts: end.attempts,
+                },
+            );
+        }
+        let run = self.run_record()?;
+        let records = self.records()?;
+        let upstream = self.upstream_states(stage, &records)?;
+        match self.execute(
+            stage,
+            (&run, &records),
+            upstream,
+            1,
+            Part::Gather(input, ends),
+        )? {
+            Executed::Ended(summary) => self.record(summary),
+            _ => Err(format!("stage `{stage_id}` could not be gathered")),
+        }
+    }
+
+    fn item_key(&self, stage: &str, item: usize, extension: &str) -> String {
+        stage_key(
+            &self.flow_key(),
+            &self.run_id,
+            &format!("{stage}.item-{item}"),
+            extension,
+        )
+    }
+
+    /// A fanned-out stage and the input its `prepare` kept.
+    fn prepared(
+        &self,
+        stage_id: &str,
+    ) -> Result<(&StagePlan, crate::runtime::store::Rows), String> {
+        let stage = self
+            .plan
+            .flow
+            .stages
+            .iter()
+            .find(|s| s.id == stage_id)
+            .ok_or_else(|| format!("flow `{}` has no stage `{stage_id}`", self.plan.flow.name))?;
+        let table = input_table(stage_id);
+        let key = stage_key(&self.flow_key(), &self.run_id, &table, "db");
+        let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let file = self.state.local(&key, scratch.path())?.ok_or_else(|| {
+            format!("stage `{stage_id}` has not been prepared: `wvflow stage prepare` runs first")
+        })?;
+        let rows = crate::runtime::store::Store::stage_rows_of_run(&file, &table, None)?;
+        Ok((stage, rows))
+    }
+
+    /// Writes the stage's record: how it ended, for the tasks after it and `finish`.
+    fn record(&self, summary: StageSummary) -> Result<(TaskEnd, StageSummary), String> {
+        let record = StageRecord {
+            summary: summary.clone(),
+            finished_at_ms: now_ms(),
+        };
+        self.state.write(
+            &stage_key(&self.flow_key(), &self.run_id, &summary.stage, "json"),
+            &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
+        )?;
+        Ok((end_of(summary.state), summary))
+    }
+
+    /// The states of a stage's upstream stages, once they have all ended.
+    fn upstream_states(
+        &self,
+        stage: &StagePlan,
+        records: &BTreeMap<String, StageRecord>,
+    ) -> Result<BTreeMap<String, StageState>, String> {
+        let own = self.own_records()?;
+        let mut upstream = BTreeMap::new();
+        for edge in &stage.upstream {
+            // A branch sees its fork as the fork's own work ended, not as its branches settle it.
+            let inside_fork = self.plan.flow.stages.iter().any(|f| {
+                f.id == edge.stage
+                    && f.steps.iter().any(
+                        |st| matches!(st, Step::Fork { branches } if branches.contains(&stage.id)),
+                    )
+            });
+            let seen = if inside_fork { &own } else { records };
+            let record = seen.get(&edge.stage).ok_or_else(|| {
+                format!(
+                    "stage `{}` started before its upstream stage `{}` ended: the engine must \
+                     run it after all its upstream tasks are done",
+                    stage.id, edge.stage
+                )
+            })?;
+            upstream.insert(edge.stage.clone(), record.summary.state);
+        }
+        Ok(upstream)
+    }
+
+    /// What a stage's first task finds: it ended before, it is decided without running
+    /// (skipped, or cancelled past the flow's timeout), or it is to run.
+    fn begin<'s>(&'s self, stage_id: &str) -> Result<Begin<'s>, String> {
         let flow = &self.plan.flow;
         let stage = flow
             .stages
@@ -223,30 +452,11 @@ impl TaskRun<'_> {
             .find(|s| s.id == stage_id)
             .ok_or_else(|| format!("flow `{}` has no stage `{stage_id}`", flow.name))?;
         if let Some(done) = self.record_of(stage_id)? {
-            return Ok((end_of(done.summary.state), done.summary));
+            return Ok(Begin::Done(done.summary));
         }
         let run = self.run_record()?;
-        let own = self.own_records()?;
         let records = self.records()?;
-        let mut upstream = BTreeMap::new();
-        for edge in &stage.upstream {
-            // A branch sees its fork as the fork's own work ended, not as its branches settle it.
-            let inside_fork = flow.stages.iter().any(|f| {
-                f.id == edge.stage
-                    && f.steps.iter().any(
-                        |st| matches!(st, Step::Fork { branches } if branches.contains(&stage.id)),
-                    )
-            });
-            let seen = if inside_fork { &own } else { &records };
-            let record = seen.get(&edge.stage).ok_or_else(|| {
-                format!(
-                    "stage `{stage_id}` started before its upstream stage `{}` ended: the \
-                     engine must run it after all its upstream tasks are done",
-                    edge.stage
-                )
-            })?;
-            upstream.insert(edge.stage.clone(), record.summary.state);
-        }
+        let upstream = self.upstream_states(stage, &records)?;
         // A stage that ended the flow (`end`) skips every stage that had not started.
         let ended = records.iter().any(|(id, r)| {
             r.summary.state == StageState::Success
@@ -258,69 +468,49 @@ impl TaskRun<'_> {
         let timed_out = flow
             .timeout_ms
             .is_some_and(|ms| now_ms() >= run.started_at_ms.saturating_add(ms as i64));
+        let unrun = |state| StageSummary {
+            stage: stage.id.clone(),
+            state,
+            attempts: 0,
+            rows: 0,
+            duration_ms: 0,
+            error: None,
+        };
         // Past the flow's timeout nothing starts: the stage is cancelled, as `wvflow run`
         // cancels the stages it has not started when the time is up.
-        let summary = if timed_out {
-            StageSummary {
-                stage: stage.id.clone(),
-                state: StageState::Cancelled,
-                attempts: 0,
-                rows: 0,
-                duration_ms: 0,
-                error: None,
-            }
+        Ok(if timed_out {
+            Begin::Decided(unrun(StageState::Cancelled))
         } else if ended || !holds(&stage.trigger, &upstream) {
-            StageSummary {
-                stage: stage.id.clone(),
-                state: StageState::Skipped,
-                attempts: 0,
-                rows: 0,
-                duration_ms: 0,
-                error: None,
-            }
+            Begin::Decided(unrun(StageState::Skipped))
         } else {
-            match self.execute(stage, &run, &records, upstream, attempt)? {
-                Some(summary) => summary,
-                None => {
-                    return Ok((
-                        TaskEnd::Retry,
-                        StageSummary {
-                            stage: stage.id.clone(),
-                            state: StageState::Retrying,
-                            attempts: attempt,
-                            rows: 0,
-                            duration_ms: 0,
-                            error: None,
-                        },
-                    ));
-                }
-            }
-        };
-        let record = StageRecord {
-            summary: summary.clone(),
-            finished_at_ms: now_ms(),
-        };
-        self.state.write(
-            &stage_key(&self.flow_key(), &self.run_id, stage_id, "json"),
-            &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
-        )?;
-        Ok((end_of(summary.state), summary))
+            Begin::Go(stage, run, records, upstream)
+        })
     }
 
-    /// Runs the stage on a fresh run database holding the tables it reads, then keeps its
-    /// tables in the state location (before its record, which says they are there). `None`:
-    /// the attempt failed and the engine is to retry the task.
+    /// Runs the stage (or `part` of its fan-out) on a fresh run database holding the tables
+    /// it reads, then keeps its tables in the state location (before its record, which says
+    /// they are there).
     fn execute(
         &self,
         stage: &StagePlan,
-        run: &RunRecord,
-        records: &BTreeMap<String, StageRecord>,
+        (run, records): (&RunRecord, &BTreeMap<String, StageRecord>),
         upstream: BTreeMap<String, StageState>,
         attempt: u32,
-    ) -> Result<Option<StageSummary>, String> {
-        let policy = engine_retries(stage).filter(|_| self.engine_retries);
-        // When the stage's first attempt started: its `schedule_timeout` counts from there.
-        let first_key = stage_key(&self.flow_key(), &self.run_id, &stage.id, "first-attempt");
+        part: Part,
+    ) -> Result<Executed, String> {
+        let policy = match &part {
+            Part::Whole => engine_retries(stage),
+            Part::Item(..) => item_retries(stage),
+            Part::Prepare | Part::Gather(..) => None,
+        }
+        .filter(|_| self.engine_retries);
+        // When the stage's (or item's) first attempt started: `schedule_timeout` counts from
+        // there.
+        let attempt_of = match &part {
+            Part::Item(i, _) => format!("{}.item-{i}", stage.id),
+            _ => stage.id.clone(),
+        };
+        let first_key = stage_key(&self.flow_key(), &self.run_id, &attempt_of, "first-attempt");
         let first_ms = match self.state.read(&first_key)? {
             Some(text) => String::from_utf8_lossy(&text)
                 .trim()
@@ -395,14 +585,90 @@ impl TaskRun<'_> {
                 }
             })
         };
-        let mut summary = run_single_stage(stage, &stores, &ctx, upstream, first_success);
+        let fan = match part {
+            Part::Whole => None,
+            Part::Prepare => Some(FanPart::Prepare(Default::default())),
+            Part::Item(item, input) => Some(FanPart::Item {
+                input,
+                item,
+                done: Default::default(),
+            }),
+            Part::Gather(input, ends) => Some(FanPart::Gather { input, ends }),
+        };
+        let mut summary = run_single_stage(
+            stage,
+            &stores,
+            &ctx,
+            (upstream, first_success),
+            fan.as_ref(),
+        );
         finished.store(true, Ordering::SeqCst);
         watch.thread().unpark();
         let _ = watch.join();
-        if summary.state == StageState::Cancelled && deadline.is_some_and(|d| now_ms() >= d) {
+        let timed_out = deadline.is_some_and(|d| now_ms() >= d);
+        if summary.state == StageState::Cancelled && timed_out {
             summary.state = StageState::Failed;
             summary.error = Some(timeout_error(self.plan.flow.timeout_ms.unwrap_or(0)));
-            return Ok(Some(summary));
+        }
+        let gathering = matches!(fan, Some(FanPart::Gather { .. }));
+        match fan {
+            // The fan-out's input, kept for its items and its gathering.
+            Some(FanPart::Prepare(slot)) if summary.state == StageState::Pending => {
+                let rows = slot.into_inner().ok().flatten().unwrap_or_default();
+                let table = input_table(&stage.id);
+                let mut store = stores.connect()?;
+                store.write_table("run", &table, &rows)?;
+                let key = stage_key(&self.flow_key(), &self.run_id, &table, "db");
+                self.state.put_file(&key, scratch.path(), |file| {
+                    store.save_stage_table(&table, file)
+                })?;
+                return Ok(Executed::Prepared(rows.len()));
+            }
+            Some(FanPart::Item { done, .. }) => {
+                let done = match done.into_inner().ok().flatten() {
+                    Some(done) => done,
+                    // It failed before its call (its arguments): as a failed item.
+                    None => super::retry::Finished {
+                        result: Err(summary.error.clone().unwrap_or_default().into()),
+                        attempts: 0,
+                    },
+                };
+                if matches!(
+                    done.result,
+                    Err(crate::runtime::error::StageError::Cancelled)
+                ) && self.cancel.load(Ordering::Relaxed)
+                {
+                    return Err(format!(
+                        "an item of `{}` was stopped by a signal; nothing was recorded",
+                        stage.id
+                    ));
+                }
+                let exit_code = match &done.result {
+                    Err(crate::runtime::error::StageError::Activity { exit_code, .. }) => {
+                        Some(*exit_code)
+                    }
+                    _ => None,
+                };
+                let mut done = done;
+                if let (Some(policy), Err(error)) = (policy, &done.result) {
+                    done.attempts = attempt;
+                    match verdict(policy, stage, attempt, exit_code, first_ms) {
+                        Verdict::Again => return Ok(Executed::Retry),
+                        Verdict::Final(why) => {
+                            if let Some(why) = why {
+                                done.result = Err(format!("{error}{why}").into());
+                            }
+                        }
+                    }
+                } else if policy.is_some() && done.attempts > 0 {
+                    done.attempts = attempt;
+                }
+                return Ok(Executed::Item(done));
+            }
+            _ => {}
+        }
+        if timed_out && summary.state == StageState::Failed {
+            return Ok(Executed::Ended(summary));
         }
         if summary.state == StageState::Cancelled && self.cancel.load(Ordering::Relaxed) {
             // The engine stopped the task: nothing is recorded, so that a retry runs it again.
@@ -416,36 +682,24 @@ impl TaskRun<'_> {
             summary.attempts = attempt;
             summary.duration_ms = u64::try_from(now_ms() - first_ms).unwrap_or(0);
         }
+        if gathering {
+            // A fanned-out stage lasted from its `prepare` to its gathering.
+            summary.duration_ms = u64::try_from(now_ms() - first_ms).unwrap_or(0);
+        }
         if let Some(policy) = policy
             && summary.state == StageState::Failed
         {
             // Only an activity's attempt is retried; a failure before it (its arguments, an
             // idempotency key) is not.
             let Some(exit_code) = last.ended() else {
-                return Ok(Some(summary));
+                return Ok(Executed::Ended(summary));
             };
-            let fatal = exit_code.is_some_and(|c| policy.non_retryable.contains(&i64::from(c)));
-            let out_of_tries = attempt >= policy.attempts;
-            let delay = policy.delays().before_retry(attempt);
-            let out_of_time = stage.schedule_timeout_ms.is_some_and(|limit| {
-                (now_ms() - first_ms).max(0) as u128 + delay.as_millis() >= u128::from(limit)
-            });
-            if !(fatal || out_of_tries || out_of_time) {
-                return Ok(None);
-            }
-            if let Some(error) = summary.error.as_mut() {
-                if fatal && !out_of_tries {
-                    error.push_str(&format!(
-                        " (exit code {} is non-retryable)",
-                        exit_code.unwrap_or_default()
-                    ));
-                } else if out_of_time && !out_of_tries {
-                    error.push_str(&format!(
-                        " (schedule_timeout of {} reached after {attempt} attempts)",
-                        crate::human::duration(std::time::Duration::from_millis(
-                            stage.schedule_timeout_ms.unwrap_or(0)
-                        ))
-                    ));
+            match verdict(policy, stage, attempt, Some(exit_code), first_ms) {
+                Verdict::Again => return Ok(Executed::Retry),
+                Verdict::Final(why) => {
+                    if let (Some(error), Some(why)) = (summary.error.as_mut(), why) {
+                        error.push_str(&why);
+                    }
                 }
             }
         }
@@ -471,7 +725,7 @@ impl TaskRun<'_> {
         if crate::export::writes_workspace(stage) {
             self.state.keep_workspace(&stores.workspace_db)?;
         }
-        Ok(Some(summary))
+        Ok(Executed::Ended(summary))
     }
 
     /// Decides the run's state from the stages' records (a stage without one never ended:
@@ -609,6 +863,146 @@ pub fn engine_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
         }
         _ => None,
     }
+}
+
+/// What a stage's first task finds ([`TaskRun::begin`]).
+enum Begin<'p> {
+    Done(StageSummary),
+    Decided(StageSummary),
+    Go(
+        &'p StagePlan,
+        RunRecord,
+        BTreeMap<String, StageRecord>,
+        BTreeMap<String, StageState>,
+    ),
+}
+
+/// How an item of a fanned-out stage ended, written once by its task.
+#[derive(Serialize, Deserialize)]
+struct ItemRecord {
+    attempts: u32,
+    error: Option<String>,
+    exit_code: Option<i32>,
+}
+
+/// How an item's task ends: success, or failed for good with why.
+fn item_end(error: Option<String>) -> (TaskEnd, Option<String>) {
+    match error {
+        None => (TaskEnd::Success, None),
+        Some(error) => (TaskEnd::Failed, Some(error)),
+    }
+}
+
+/// A stage whose task is to be tried again.
+fn retrying(stage: &StagePlan, attempt: u32) -> StageSummary {
+    StageSummary {
+        stage: stage.id.clone(),
+        state: StageState::Retrying,
+        attempts: attempt,
+        rows: 0,
+        duration_ms: 0,
+        error: None,
+    }
+}
+
+/// Which part of a stage a task runs.
+enum Part {
+    Whole,
+    /// The steps up to its `each`: the items' input.
+    Prepare,
+    /// One item of its `each`, on the prepared input.
+    Item(usize, crate::runtime::store::Rows),
+    /// The `each` with every item's end, then the steps after it.
+    Gather(
+        crate::runtime::store::Rows,
+        BTreeMap<usize, super::retry::Finished<crate::runtime::store::Rows>>,
+    ),
+}
+
+/// How a part ended.
+enum Executed {
+    /// The stage ended (its record is to be written).
+    Ended(StageSummary),
+    /// This attempt failed and the engine is to try the task again.
+    Retry,
+    /// The fan-out's input is kept: this many items.
+    Prepared(usize),
+    /// An item ended.
+    Item(super::retry::Finished<crate::runtime::store::Rows>),
+}
+
+/// Whether a failed attempt (with the exit code it ended with) is tried again by the engine,
+/// or ends, and what its error then says more.
+enum Verdict {
+    Again,
+    Final(Option<String>),
+}
+
+fn verdict(
+    policy: &RetryPolicy,
+    stage: &StagePlan,
+    attempt: u32,
+    exit_code: Option<Option<i32>>,
+    first_ms: i64,
+) -> Verdict {
+    // Only an activity's attempt is retried; a failure before it is not.
+    let Some(exit_code) = exit_code else {
+        return Verdict::Final(None);
+    };
+    let fatal = exit_code.is_some_and(|c| policy.non_retryable.contains(&i64::from(c)));
+    let out_of_tries = attempt >= policy.attempts;
+    let delay = policy.delays().before_retry(attempt);
+    let out_of_time = stage.schedule_timeout_ms.is_some_and(|limit| {
+        (now_ms() - first_ms).max(0) as u128 + delay.as_millis() >= u128::from(limit)
+    });
+    if !(fatal || out_of_tries || out_of_time) {
+        return Verdict::Again;
+    }
+    Verdict::Final(if fatal && !out_of_tries {
+        Some(format!(
+            " (exit code {} is non-retryable)",
+            exit_code.unwrap_or_default()
+        ))
+    } else if out_of_time && !out_of_tries {
+        Some(format!(
+            " (schedule_timeout of {} reached after {attempt} attempts)",
+            crate::human::duration(std::time::Duration::from_millis(
+                stage.schedule_timeout_ms.unwrap_or(0)
+            ))
+        ))
+    } else {
+        None
+    })
+}
+
+/// The retry policy the engine applies to each item task of a stage's `each`: the policy of
+/// its call, when it may be retried.
+pub fn item_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
+    stage.steps.iter().find_map(|step| match step {
+        Step::Each { invocation, .. } if invocation.retry.attempts > 1 => Some(&invocation.retry),
+        _ => None,
+    })
+}
+
+/// Whether a stage's `each` runs as tasks of their own (prepare, items, gather): an `each`
+/// of activity calls with nothing but queries before it, so that the prepared input is all
+/// that comes before the items.
+pub fn fans_out_as_tasks(stage: &StagePlan) -> bool {
+    let Some(at) = stage
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::Each { .. }))
+    else {
+        return false;
+    };
+    stage.steps[..at]
+        .iter()
+        .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }))
+}
+
+/// The table of a fan-out's prepared input.
+fn input_table(stage: &str) -> String {
+    format!("{stage}.input")
 }
 
 /// How the last attempt ended: whether one ended, and its exit code.
