@@ -1,9 +1,10 @@
-//! `wvflow stage init | run | finish`: what the tasks of an exported flow run. Exit statuses
+//! `wvflow stage init | run | prepare | item | gather | finish`: what the tasks of an exported flow run. Exit statuses
 //! are the engine's: 0 success, 99 skipped, 98 failed for good (not to be retried), anything
 //! else a failure the engine may retry. Semantics: `docs/export.md`.
 
 use super::exit;
 use crate::plan::Plan;
+use crate::runtime::engine::StageSummary;
 use crate::runtime::tasks::state::Location;
 use crate::runtime::tasks::{TaskEnd, TaskRun};
 use clap::{Args, Subcommand};
@@ -57,14 +58,8 @@ enum StageCommand {
         stage: String,
         #[command(flatten)]
         common: Common,
-        /// The engine's try of this task, from 1: the attempt a stage whose task the engine
-        /// retries makes (exit 1: try again; 98: failed for good).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-        attempt: u32,
-        /// Retry the stage inside this task, as `wvflow run` does, rather than one attempt a
-        /// try (for a backoff the engine cannot express).
-        #[arg(long)]
-        retries_here: bool,
+        #[command(flatten)]
+        tries: Tries,
     },
     /// A stage whose `each` items are tasks of their own, first: decide it, run the steps
     /// before its `each`, and print the items' indices as a JSON list (the only line on
@@ -82,12 +77,8 @@ enum StageCommand {
         item: usize,
         #[command(flatten)]
         common: Common,
-        /// The engine's try of this task, from 1.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-        attempt: u32,
-        /// Retry the item inside this task, rather than one attempt a try.
-        #[arg(long)]
-        retries_here: bool,
+        #[command(flatten)]
+        tries: Tries,
     },
     /// A prepared `each`'s items together, then the stage's steps after it: its end.
     Gather {
@@ -100,6 +91,19 @@ enum StageCommand {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// How the engine tries a task that makes an activity call (`run`, `item`).
+#[derive(Args)]
+struct Tries {
+    /// The engine's try of this task, from 1: the attempt a task the engine retries makes
+    /// (exit 1: try again; 98: failed for good).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    attempt: u32,
+    /// Retry inside this task, as `wvflow run` does, rather than one attempt a try (for a
+    /// backoff the engine cannot express).
+    #[arg(long)]
+    retries_here: bool,
 }
 
 pub fn run(args: StageArgs) -> u8 {
@@ -160,14 +164,8 @@ fn execute(command: StageCommand) -> Result<u8, String> {
         cwd: common.cwd.clone(),
         cancel: crate::runtime::cancel::on_ctrl_c(),
         engine_retries: !matches!(
-            command,
-            StageCommand::Run {
-                retries_here: true,
-                ..
-            } | StageCommand::Item {
-                retries_here: true,
-                ..
-            }
+            &command,
+            StageCommand::Run { tries, .. } | StageCommand::Item { tries, .. } if tries.retries_here
         ),
     };
     match &command {
@@ -188,13 +186,9 @@ fn execute(command: StageCommand) -> Result<u8, String> {
             task.init(&bound, run_time)?;
             Ok(exit::OK)
         }
-        StageCommand::Run { stage, attempt, .. } => {
-            let (end, summary) = task.run_stage(stage, *attempt)?;
-            outln!("{}", serde_json::to_string(&summary).unwrap_or_default());
-            if let Some(error) = &summary.error {
-                eprintln!("stage {stage}: {}: {error}", summary.state);
-            }
-            Ok(end.exit_code())
+        StageCommand::Run { stage, tries, .. } => {
+            let (end, summary) = task.run_stage(stage, tries.attempt)?;
+            Ok(print_stage_end(end, &summary))
         }
         StageCommand::Prepare { stage, .. } => {
             let (end, items) = task.prepare(stage)?;
@@ -203,12 +197,9 @@ fn execute(command: StageCommand) -> Result<u8, String> {
             Ok(end.exit_code())
         }
         StageCommand::Item {
-            stage,
-            item,
-            attempt,
-            ..
+            stage, item, tries, ..
         } => {
-            let (end, error) = task.item(stage, *item, *attempt)?;
+            let (end, error) = task.item(stage, *item, tries.attempt)?;
             if let Some(error) = error {
                 eprintln!("stage {stage}, item {item}: failed: {error}");
             }
@@ -216,11 +207,7 @@ fn execute(command: StageCommand) -> Result<u8, String> {
         }
         StageCommand::Gather { stage, .. } => {
             let (end, summary) = task.gather(stage)?;
-            outln!("{}", serde_json::to_string(&summary).unwrap_or_default());
-            if let Some(error) = &summary.error {
-                eprintln!("stage {stage}: {}: {error}", summary.state);
-            }
-            Ok(end.exit_code())
+            Ok(print_stage_end(end, &summary))
         }
         StageCommand::Finish { .. } => {
             let summary = task.finish()?;
@@ -257,4 +244,13 @@ fn read_plan(bytes: &[u8], name: &str) -> Result<Plan, String> {
         &decoded[..]
     };
     serde_json::from_slice(json).map_err(|e| format!("{name} is not a wvflow plan: {e}"))
+}
+
+/// A stage task's end: its summary as JSON on stdout, its error on stderr; its exit status.
+fn print_stage_end(end: TaskEnd, summary: &StageSummary) -> u8 {
+    outln!("{}", serde_json::to_string(summary).unwrap_or_default());
+    if let Some(error) = &summary.error {
+        eprintln!("stage {}: {}: {error}", summary.stage, summary.state);
+    }
+    end.exit_code()
 }

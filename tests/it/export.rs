@@ -99,6 +99,17 @@ pub fn drive_on(
             .output()
             .unwrap()
     };
+    // A task started, to be waited for: tasks that run side by side.
+    let start = |args: Vec<String>| -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_wvflow"))
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let mut init = common(&["stage", "init", "--plan", plan.to_str().unwrap()]);
     init.extend([
         "--args".into(),
@@ -186,15 +197,7 @@ pub fn drive_on(
                                 "--attempt",
                                 &attempt.to_string(),
                             ]);
-                            let child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-                                .args(args)
-                                .envs(env.iter().copied())
-                                .current_dir(dir)
-                                .stdout(std::process::Stdio::piped())
-                                .stderr(std::process::Stdio::piped())
-                                .spawn()
-                                .unwrap();
-                            ((i, attempt), child)
+                            ((i, attempt), start(args))
                         })
                         .collect();
                     for ((i, attempt), child) in started {
@@ -226,14 +229,7 @@ pub fn drive_on(
             .into_iter()
             .map(|stage| {
                 let attempt = tries.get(&stage).copied().unwrap_or(1).to_string();
-                let child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-                    .args(common(&["stage", "run", &stage, "--attempt", &attempt]))
-                    .envs(env.iter().copied())
-                    .current_dir(dir)
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap();
+                let child = start(common(&["stage", "run", &stage, "--attempt", &attempt]));
                 (stage, child)
             })
             .collect();

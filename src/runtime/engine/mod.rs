@@ -90,7 +90,7 @@ pub struct CompensationSummary {
 
 impl StageSummary {
     /// A stage in `state` with nothing done yet.
-    fn new(stage: &StagePlan, state: StageState) -> Self {
+    pub(crate) fn new(stage: &StagePlan, state: StageState) -> Self {
         StageSummary {
             stage: stage.id.clone(),
             state,

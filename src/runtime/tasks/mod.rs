@@ -271,16 +271,7 @@ impl TaskRun<'_> {
                 input.len()
             ));
         }
-        let run = self.run_record()?;
-        let records = self.records()?;
-        let upstream = self.upstream_states(stage, &records)?;
-        match self.execute(
-            stage,
-            (&run, &records),
-            upstream,
-            attempt,
-            Part::Item(item, input),
-        )? {
+        match self.execute_part(stage, attempt, Part::Item(item, input))? {
             Executed::Item(done) => {
                 let record = ItemRecord {
                     attempts: done.attempts,
@@ -354,19 +345,23 @@ impl TaskRun<'_> {
                 },
             );
         }
-        let run = self.run_record()?;
-        let records = self.records()?;
-        let upstream = self.upstream_states(stage, &records)?;
-        match self.execute(
-            stage,
-            (&run, &records),
-            upstream,
-            1,
-            Part::Gather(input, ends),
-        )? {
+        match self.execute_part(stage, 1, Part::Gather(input, ends))? {
             Executed::Ended(summary) => self.record(summary),
             _ => Err(format!("stage `{stage_id}` could not be gathered")),
         }
+    }
+
+    /// [`Self::execute`] of a part of a prepared fan-out, on the run's records as they are now.
+    fn execute_part(
+        &self,
+        stage: &StagePlan,
+        attempt: u32,
+        part: Part,
+    ) -> Result<Executed, String> {
+        let run = self.run_record()?;
+        let records = self.records()?;
+        let upstream = self.upstream_states(stage, &records)?;
+        self.execute(stage, (&run, &records), upstream, attempt, part)
     }
 
     fn item_key(&self, stage: &str, item: usize, extension: &str) -> String {
@@ -468,14 +463,7 @@ impl TaskRun<'_> {
         let timed_out = flow
             .timeout_ms
             .is_some_and(|ms| now_ms() >= run.started_at_ms.saturating_add(ms as i64));
-        let unrun = |state| StageSummary {
-            stage: stage.id.clone(),
-            state,
-            attempts: 0,
-            rows: 0,
-            duration_ms: 0,
-            error: None,
-        };
+        let unrun = |state| StageSummary::new(stage, state);
         // Past the flow's timeout nothing starts: the stage is cancelled, as `wvflow run`
         // cancels the stages it has not started when the time is up.
         Ok(if timed_out {
