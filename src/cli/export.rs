@@ -34,7 +34,7 @@ pub struct ExportArgs {
     /// /workspace in the image for Argo); tasks run in the flow's file's folder below it.
     #[arg(long)]
     workspace: Option<String>,
-    /// The state folder the Airflow workers share (default: .wvflow/state in the flow's folder).
+    /// The state the Airflow workers share, a folder or s3://bucket/prefix (default: .wvflow/state in the flow's folder).
     #[arg(long)]
     state: Option<String>,
     /// The container image with `wvflow` and the flow's folder (Argo).

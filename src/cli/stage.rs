@@ -23,7 +23,7 @@ struct Common {
     /// `init`, which keeps it in the state for the tasks after it.
     #[arg(long)]
     plan: Option<PathBuf>,
-    /// The state location the engine's workers share: a folder or file:///path.
+    /// The state location the engine's workers share: a folder, file:///path or s3://bucket/prefix.
     #[arg(long)]
     state: String,
     /// The engine's id of the run.

@@ -29,7 +29,7 @@ pub struct Deployment {
     pub wvflow: String,
     /// The folder of the flow's `.wv` files on the workers: activities run there.
     pub workspace: String,
-    /// The state location the workers share (a folder or file:///path); Airflow only.
+    /// The state location the workers share (a folder, file:///path or s3://bucket/prefix); Airflow only.
     pub state: String,
     /// The container image with `wvflow` and the flow's folder; Argo only.
     pub image: String,
