@@ -4,12 +4,20 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The cores this process may use, asked once: the answer reads the cgroup's CPU quota from
+/// three files, which is worth doing once per process, not once per call.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// `f` applied to `0..count`, on up to one thread per core; sequential when there is one item
 /// or one core.
 pub fn map_indexed<R: Send>(count: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(count);
+    if count <= 1 {
+        return (0..count).map(f).collect();
+    }
+    let workers = cores().min(count);
     if workers <= 1 {
         return (0..count).map(f).collect();
     }

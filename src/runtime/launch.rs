@@ -300,7 +300,7 @@ impl Runner<'_> {
                 return Err(e);
             }
         };
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = crate::parallel::cores();
         let max_parallel = self
             .max_parallel
             .or(plan.flow.max_parallel.map(|n| n as usize))
