@@ -6,7 +6,7 @@ use super::exit;
 use crate::plan::Plan;
 use crate::runtime::engine::StageSummary;
 use crate::runtime::tasks::state::Location;
-use crate::runtime::tasks::{TaskEnd, TaskRun};
+use crate::runtime::tasks::{Prepared, TaskEnd, TaskRun};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
@@ -68,6 +68,13 @@ enum StageCommand {
         stage: String,
         #[command(flatten)]
         common: Common,
+        /// Print the number of items instead of their list (for Argo's `withSequence`).
+        #[arg(long)]
+        count: bool,
+        /// Fail the stage when it has more items than this: the engine's limit of mapped
+        /// tasks.
+        #[arg(long)]
+        max_items: Option<usize>,
     },
     /// One item of a prepared `each` (exit 1: try again; 98: the item failed for good).
     Item {
@@ -190,10 +197,29 @@ fn execute(command: StageCommand) -> Result<u8, String> {
             let (end, summary) = task.run_stage(stage, tries.attempt)?;
             Ok(print_stage_end(end, &summary))
         }
-        StageCommand::Prepare { stage, .. } => {
-            let (end, items) = task.prepare(stage)?;
-            let indices: Vec<usize> = (0..items.unwrap_or(0)).collect();
-            outln!("{}", serde_json::to_string(&indices).unwrap_or_default());
+        StageCommand::Prepare {
+            stage,
+            count,
+            max_items,
+            ..
+        } => {
+            let (end, prepared) = task.prepare(stage, *max_items)?;
+            let items = match prepared {
+                Prepared::Items(n) => n,
+                Prepared::Ended(summary) => {
+                    if let Some(error) = &summary.error {
+                        eprintln!("stage {stage}: {}: {error}", summary.state);
+                    }
+                    0
+                }
+            };
+            // The only line on stdout: what the engine maps over.
+            if *count {
+                outln!("{items}");
+            } else {
+                let indices: Vec<usize> = (0..items).collect();
+                outln!("{}", serde_json::to_string(&indices).unwrap_or_default());
+            }
             Ok(end.exit_code())
         }
         StageCommand::Item {

@@ -297,7 +297,11 @@ fn command(verb: &str, stage: &StagePlan) -> String {
     } else {
         ""
     };
-    let item = if verb == "item" { " --item {item}" } else { "" };
+    let item = match verb {
+        "item" => " --item {item}",
+        "prepare" => " --max-items \"$WVFLOW_MAX_ITEMS\"",
+        _ => "",
+    };
     format!(
         "\"$WVFLOW\" stage {verb} {}{item} --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
          --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\"{attempt}",
@@ -429,7 +433,19 @@ def task_env() -> dict:
         "WVFLOW_TRY": "{{ ti.try_number }}",
         "WVFLOW_ARGS": "{{ params | tojson }}",
         "WVFLOW_RUN_TIME": "{{ (dag_run.logical_date or dag_run.run_after).isoformat() }}",
+        "WVFLOW_MAX_ITEMS": str(max_map_length()),
     }
+
+
+def max_map_length() -> int:
+    """How many instances Airflow maps a task into ([core] max_map_length): a fan-out with
+    more items fails at its `prepare`, saying so, rather than at the expansion."""
+    try:
+        from airflow.configuration import conf
+
+        return conf.getint("core", "max_map_length", fallback=1024)
+    except Exception:
+        return 1024
 
 
 def item_command(template: str):

@@ -218,7 +218,7 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
         template.insert("container".into(), container(deployment, args));
         templates.push(Value::Object(template));
         if fanned {
-            // Its `each` items as tasks of their own: `prepare` prints their indices, one
+            // Its `each` items as tasks of their own: `prepare` prints their count, one
             // `item` task runs per index (at most `concurrency` at once: the nested DAG's
             // parallelism), and the stage's own template gathers them.
             let mut item_args = command("item");
@@ -246,7 +246,8 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
                         "name": "item",
                         "template": format!("item-{name}"),
                         "depends": "prepare.Succeeded",
-                        "withParam": "{{tasks.prepare.outputs.result}}",
+                        // A count, not a list: a step's result is cut at 256 kB.
+                        "withSequence": { "count": "{{tasks.prepare.outputs.result}}" },
                         "arguments": { "parameters": [{ "name": "item", "value": "{{item}}" }] },
                         "continueOn": continue_on,
                     },
@@ -267,7 +268,11 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
             templates.push(json!({
                 "name": format!("prepare-{name}"),
                 "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
-                "container": container(deployment, command("prepare")),
+                "container": container(deployment, {
+                    let mut args = command("prepare");
+                    args.push("--count".into());
+                    args
+                }),
             }));
             templates.push(json!({
                 "name": format!("item-{name}"),

@@ -9,9 +9,9 @@
       Interprets the workflow as Argo would on one machine: the DAG's tasks start when their
       `depends` expression holds over the phases of the tasks it names, each container runs
       with its retryStrategy (limit, expression over the exit code), a nested DAG runs its
-      tasks, a task `withParam` runs once per item of the list an earlier task printed
-      (`{{tasks.T.outputs.result}}`, `{{item}}`, `{{inputs.parameters.P}}`), then the exit
-      handler.
+      tasks, a task `withParam` (`withSequence`) runs once per item of the list (for each
+      number below the count) an earlier task printed (`{{tasks.T.outputs.result}}`,
+      `{{item}}`, `{{inputs.parameters.P}}`), then the exit handler.
       Prints the JSON the `wvflow-finish` task printed.
 """
 
@@ -256,8 +256,11 @@ def run(path, wvflow, state, run_time, params):
 
             arguments = {p["name"]: p["value"]
                          for p in task.get("arguments", {}).get("parameters", [])}
-            if "withParam" in task:
-                items = json.loads(text(task["withParam"]))
+            if "withParam" in task or "withSequence" in task:
+                if "withParam" in task:
+                    items = json.loads(text(task["withParam"]))
+                else:
+                    items = [str(i) for i in range(int(text(task["withSequence"]["count"])))]
                 if not isinstance(items, list):
                     raise ValueError(f"withParam of {task['name']!r} is not a list: {items!r}")
                 each = [{k: text(v).replace("{{item}}", json.dumps(i) if not isinstance(i, str)

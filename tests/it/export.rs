@@ -839,16 +839,27 @@ flow Fan = {
   stage paid [concurrency: 2, tolerated_failures: 1] = from src | each pay(_.n)
   stage total = from paid | select sum(n) as s
 }
+flow LateFan with { timeout: 1s } = {
+  stage src = from [[1], [3]] as t(n)
+  stage paid [tolerated_failures: '100%'] = from src | each pay(_.n)
+}
 "#,
         )],
     );
-    let o = wvflow_at(&dir, &["plan", "flow.wv", "Fan", "--format", "json"]);
-    std::fs::write(dir.join("fan.json"), o.stdout).unwrap();
+    for flow in ["Fan", "LateFan"] {
+        let o = wvflow_at(&dir, &["plan", "flow.wv", flow, "--format", "json"]);
+        std::fs::write(dir.join(format!("{flow}.json")), o.stdout).unwrap();
+    }
     let state = dir.join("state").display().to_string();
     let task = |run: &str, args: &[&str]| -> (Option<i32>, String, String) {
+        let flow = if run.starts_with("late") {
+            "LateFan"
+        } else {
+            "Fan"
+        };
         let mut all: Vec<&str> = vec!["stage"];
         all.extend(args);
-        all.extend(["--state", &state, "--run-id", run, "--flow", "Fan"]);
+        all.extend(["--state", &state, "--run-id", run, "--flow", flow]);
         all.extend(["--cwd", dir.to_str().unwrap()]);
         let o = wvflow_at(&dir, &all);
         let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -856,7 +867,7 @@ flow Fan = {
     };
     let pay_log = || std::fs::read_to_string(dir.join("pay.log")).unwrap_or_default();
     std::fs::write(dir.join("fail3"), "").unwrap();
-    assert_eq!(task("r1", &["init", "--plan", "fan.json"]).0, Some(0));
+    assert_eq!(task("r1", &["init", "--plan", "Fan.json"]).0, Some(0));
     assert_eq!(task("r1", &["run", "src"]).0, Some(0));
     // Before `prepare`: refused, nothing run.
     let (code, _, out) = task("r1", &["item", "paid", "--item", "0"]);
@@ -891,6 +902,12 @@ flow Fan = {
     assert_eq!(code, Some(98), "{out}");
     assert!(out.contains("card declined"), "{out}");
     assert!(out.contains("non-retryable"), "{out}");
+    // Its exit code is kept for `failed(paid)`.
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("state/runs/Fan/r1/stages/paid.item-2.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["exit_code"], 3, "{record}");
     assert_eq!(task("r1", &["item", "paid", "--item", "0"]).0, Some(0));
     // Item 3's task never ran: with item 2, two failures, past the one tolerated.
     let (code, stdout, out) = task("r1", &["gather", "paid"]);
@@ -907,7 +924,7 @@ flow Fan = {
     // Again without the failure, the items last to first: they are gathered in their order.
     std::fs::remove_file(dir.join("fail3")).unwrap();
     std::fs::remove_file(dir.join("pay.log")).unwrap();
-    assert_eq!(task("r2", &["init", "--plan", "fan.json"]).0, Some(0));
+    assert_eq!(task("r2", &["init", "--plan", "Fan.json"]).0, Some(0));
     assert_eq!(task("r2", &["run", "src"]).0, Some(0));
     assert_eq!(task("r2", &["prepare", "paid"]).0, Some(0));
     for (item, attempt, end) in [
@@ -953,6 +970,34 @@ flow Fan = {
         .map(Result::unwrap)
         .collect();
     assert_eq!(ns, vec![1, 2, 3, 4]);
+
+    // More items than the engine maps: the stage fails at `prepare`, saying which limit.
+    assert_eq!(task("r3", &["init", "--plan", "Fan.json"]).0, Some(0));
+    assert_eq!(task("r3", &["run", "src"]).0, Some(0));
+    let (code, stdout, out) = task("r3", &["prepare", "paid", "--count"]);
+    assert_eq!((code, stdout.trim()), (Some(0), "4"), "{out}");
+    assert_eq!(task("r4", &["init", "--plan", "Fan.json"]).0, Some(0));
+    assert_eq!(task("r4", &["run", "src"]).0, Some(0));
+    let (code, stdout, out) = task("r4", &["prepare", "paid", "--max-items", "2"]);
+    assert_eq!((code, stdout.trim()), (Some(98), "[]"), "{out}");
+    assert!(out.contains("has 4 items, more than the 2 tasks"), "{out}");
+    let (code, stdout, _) = task("r4", &["gather", "paid"]);
+    assert_eq!(code, Some(98));
+    assert!(stdout.contains("\"failed\""), "{stdout}");
+
+    // An item past the flow's timeout is cancelled, never a tolerated failure: the stage
+    // fails with the timeout, as `wvflow run` fails it.
+    assert_eq!(task("late", &["init", "--plan", "LateFan.json"]).0, Some(0));
+    assert_eq!(task("late", &["run", "src"]).0, Some(0));
+    assert_eq!(task("late", &["prepare", "paid"]).0, Some(0));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, _, out) = task("late", &["item", "paid", "--item", "0"]);
+    assert_eq!(code, Some(98), "{out}");
+    assert!(out.contains("the flow's timeout (1s) passed"), "{out}");
+    let (code, stdout, out) = task("late", &["gather", "paid"]);
+    assert_eq!(code, Some(98), "{out}");
+    assert!(stdout.contains("\"failed\""), "{stdout}");
+    assert!(out.contains("the flow's timeout (1s) passed"), "{out}");
 }
 
 /// An S3 server on 127.0.0.1 (moto's, from the export tests' venv), stopped when dropped.
@@ -1073,6 +1118,7 @@ fn exported_runs_end_as_wvflow_runs_in_the_corners() {
 activity undo = sh("""cat >/dev/null""")
 activity slow = sh("""sleep 3""")
 activity item(n: int) = sh("""if [ "$WV_N" = 2 ]; then exit 4; fi; echo "{\"n\": $WV_N}" """)
+activity double(n: int) = sh("""echo "{\"n\": $WV_N}"; echo "{\"n\": $WV_N}" """)
 activity flaky with { retries: 2, retry_delay: 10ms } = sh("""
   if [ "$WVFLOW_ATTEMPT" = 1 ]; then exit 75; fi
   echo '{"ok": true}'
@@ -1110,6 +1156,9 @@ flow SkippedFan = {
 flow Posts = {
   stage p = from [[1]] as t(n) | activate('file', path: 'posted.ndjson') | flaky()
 }
+flow TwoEach = {
+  stage twice = from [[1], [3]] as t(n) | each item(_.n) | each double(_.n)
+}
 flow PostsEach = {
   stage p = from [[1], [3]] as t(n) | activate('file', path: 'each-posted.ndjson') | each item(_.n)
 }
@@ -1132,6 +1181,7 @@ flow Local = {
         "SkippedFan",
         "Posts",
         "PostsEach",
+        "TwoEach",
         "Nullable",
         "Local",
     ] {
@@ -1194,6 +1244,9 @@ flow Local = {
         assert!(o.status.success(), "{flow}: {}", text(&o));
         let driven: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(outcome(&driven), outcome(&reference), "{flow} on Argo");
+        if flow == "TwoEach" {
+            assert_eq!(driven["stages"][0]["rows"], 4, "{driven}");
+        }
         if flow == "Items" {
             assert_eq!(driven["stages"][2]["rows"], 1, "{driven}");
         }

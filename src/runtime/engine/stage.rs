@@ -280,15 +280,17 @@ impl StageRun<'_, '_> {
     fn steps(&mut self) -> Result<Output, StepError> {
         let mut rows: Option<Output> = None;
         let mut last_query: Option<&Sql> = None;
-        // An item or the gathering of a fan-out starts at its `each`, on the prepared rows.
+        // The fanned-out `each` is the stage's first; an item or the gathering starts there,
+        // on the prepared rows. A later `each` runs inside the gathering task.
+        let fanned = self
+            .stage
+            .steps
+            .iter()
+            .position(|s| matches!(s, Step::Each { .. }));
         let start = match self.fan {
             Some(FanPart::Item { input, .. } | FanPart::Gather { input, .. }) => {
                 rows = Some(input.clone().into());
-                self.stage
-                    .steps
-                    .iter()
-                    .position(|s| matches!(s, Step::Each { .. }))
-                    .unwrap_or(0)
+                fanned.unwrap_or(0)
             }
             _ => 0,
         };
@@ -336,8 +338,14 @@ impl StageRun<'_, '_> {
                 }
                 Step::Each { invocation, fan } => {
                     let input = values(input)?;
-                    let done = match self.fan {
+                    let part = self.fan.filter(|_| fanned == Some(index));
+                    let done = match part {
                         Some(FanPart::Prepare(slot)) => {
+                            // Arguments and keys that cannot be computed fail the stage here,
+                            // as `wvflow run` fails it, not item by item.
+                            self.bind_rows(invocation, Some(&input))
+                                .map_err(|e| (e.into(), 1))?;
+                            self.item_keys(&input).map_err(|e| (e.into(), 1))?;
                             if let Ok(mut slot) = slot.lock() {
                                 *slot = Some(input);
                             }

@@ -230,16 +230,31 @@ impl TaskRun<'_> {
 
     /// The first task of a stage whose `each` items are tasks of their own
     /// ([`fans_out_as_tasks`]): decides the stage as `run_stage` does, and runs the steps
-    /// before the `each`, keeping its input. `Some(n)`: the `n` items are to run; `None`: the
-    /// stage has ended (skipped, failed before its items, or reused).
-    pub fn prepare(&self, stage_id: &str) -> Result<(TaskEnd, Option<usize>), String> {
+    /// before the `each`, keeping its input. More items than `max_items` (the engine's limit
+    /// of mapped tasks) fail the stage, saying which setting to raise.
+    pub fn prepare(
+        &self,
+        stage_id: &str,
+        max_items: Option<usize>,
+    ) -> Result<(TaskEnd, Prepared), String> {
+        let ended = |(end, summary)| Ok((end, Prepared::Ended(summary)));
         match self.begin(stage_id)? {
-            Begin::Done(summary) => Ok((end_of(summary.state), None)),
-            Begin::Decided(summary) => Ok((self.record(summary)?.0, None)),
+            Begin::Done(summary) => ended((end_of(summary.state), summary)),
+            Begin::Decided(summary) => ended(self.record(summary)?),
             Begin::Go(stage, run, records, upstream) => {
                 match self.execute(stage, (&run, &records), upstream, 1, Part::Prepare)? {
-                    Executed::Prepared(n) => Ok((TaskEnd::Success, Some(n))),
-                    Executed::Ended(summary) => Ok((self.record(summary)?.0, None)),
+                    Executed::Prepared(n) => match max_items.filter(|max| n > *max) {
+                        Some(max) => ended(self.record(StageSummary {
+                            error: Some(format!(
+                                "its `each` has {n} items, more than the {max} tasks the engine \
+                                 maps (`--max-items`; on Airflow, `[core] max_map_length`): \
+                                 raise that limit"
+                            )),
+                            ..StageSummary::new(stage, StageState::Failed)
+                        })?),
+                        None => Ok((TaskEnd::Success, Prepared::Items(n))),
+                    },
+                    Executed::Ended(summary) => ended(self.record(summary)?),
                     _ => Err(format!("stage `{stage_id}` could not be prepared")),
                 }
             }
@@ -271,17 +286,44 @@ impl TaskRun<'_> {
                 input.len()
             ));
         }
+        // Past the flow's timeout an item does not start: it is cancelled, which the
+        // gathering never tolerates.
+        if let Some(ms) = self.plan.flow.timeout_ms
+            && now_ms() >= self.run_record()?.started_at_ms.saturating_add(ms as i64)
+        {
+            let record = ItemRecord {
+                attempts: 0,
+                error: Some(timeout_error(ms)),
+                exit_code: None,
+                cancelled: true,
+            };
+            self.state.write(
+                &key,
+                &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
+            )?;
+            return Ok(item_end(record.error));
+        }
         match self.execute_part(stage, attempt, Part::Item(item, input))? {
             Executed::Item(done) => {
+                let cancelled = matches!(
+                    done.result,
+                    Err(crate::runtime::error::StageError::Cancelled)
+                );
                 let record = ItemRecord {
                     attempts: done.attempts,
-                    error: done.result.as_ref().err().map(|e| e.to_string()),
+                    error: done.result.as_ref().err().map(|e| match e {
+                        _ if cancelled => {
+                            timeout_error(self.plan.flow.timeout_ms.unwrap_or_default())
+                        }
+                        other => other.to_string(),
+                    }),
                     exit_code: match &done.result {
                         Err(crate::runtime::error::StageError::Activity { exit_code, .. }) => {
                             *exit_code
                         }
                         _ => None,
                     },
+                    cancelled,
                 };
                 if let Ok(rows) = &done.result {
                     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -320,6 +362,7 @@ impl TaskRun<'_> {
             };
             let end: ItemRecord = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
             let result = match end.error {
+                Some(_) if end.cancelled => Err(crate::runtime::error::StageError::Cancelled),
                 Some(message) => Err(crate::runtime::error::StageError::Activity {
                     message,
                     exit_code: end.exit_code,
@@ -599,6 +642,7 @@ impl TaskRun<'_> {
             summary.error = Some(timeout_error(self.plan.flow.timeout_ms.unwrap_or(0)));
         }
         let gathering = matches!(fan, Some(FanPart::Gather { .. }));
+        let preparing = matches!(fan, Some(FanPart::Prepare(_)));
         match fan {
             // The fan-out's input, kept for its items and its gathering.
             Some(FanPart::Prepare(slot)) if summary.state == StageState::Pending => {
@@ -642,11 +686,19 @@ impl TaskRun<'_> {
                     done.attempts = attempt;
                     match verdict(policy, stage, attempt, exit_code, first_ms) {
                         Verdict::Again => return Ok(Executed::Retry),
-                        Verdict::Final(why) => {
-                            if let Some(why) = why {
-                                done.result = Err(format!("{error}{why}").into());
-                            }
+                        Verdict::Final(Some(why)) => {
+                            // Why it was not retried, and its exit code kept for `failed(stage)`.
+                            done.result = Err(crate::runtime::error::StageError::Activity {
+                                message: match error {
+                                    crate::runtime::error::StageError::Activity {
+                                        message, ..
+                                    } => format!("{message}{why}"),
+                                    other => format!("{other}{why}"),
+                                },
+                                exit_code: exit_code.flatten(),
+                            });
                         }
+                        Verdict::Final(None) => {}
                     }
                 } else if policy.is_some() && done.attempts > 0 {
                     done.attempts = attempt;
@@ -710,7 +762,9 @@ impl TaskRun<'_> {
                 }
             }
         }
-        if crate::export::writes_workspace(stage) {
+        // `prepare` writes nothing there, and holds no writer's slot: it must not put back a
+        // copy over another writer's records.
+        if crate::export::writes_workspace(stage) && !preparing {
             self.state.keep_workspace(&stores.workspace_db)?;
         }
         Ok(Executed::Ended(summary))
@@ -853,6 +907,12 @@ pub fn engine_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
     }
 }
 
+/// What `prepare` left: items to run, or the stage's end (skipped, failed, reused).
+pub enum Prepared {
+    Items(usize),
+    Ended(StageSummary),
+}
+
 /// What a stage's first task finds ([`TaskRun::begin`]).
 enum Begin<'p> {
     Done(StageSummary),
@@ -871,6 +931,9 @@ struct ItemRecord {
     attempts: u32,
     error: Option<String>,
     exit_code: Option<i32>,
+    /// Stopped by the flow's timeout: never a tolerated failure.
+    #[serde(default)]
+    cancelled: bool,
 }
 
 /// How an item's task ends: success, or failed for good with why.
