@@ -843,19 +843,23 @@ flow LateFan with { timeout: 1s } = {
   stage src = from [[1], [3]] as t(n)
   stage paid [tolerated_failures: '100%'] = from src | each pay(_.n)
 }
+flow Keyed = {
+  stage src = from [[1], [3]] as t(n)
+  stage paid with { idempotency_key: 'pay-' || _.n } = from src | each pay(_.n)
+}
 "#,
         )],
     );
-    for flow in ["Fan", "LateFan"] {
+    for flow in ["Fan", "LateFan", "Keyed"] {
         let o = wvflow_at(&dir, &["plan", "flow.wv", flow, "--format", "json"]);
         std::fs::write(dir.join(format!("{flow}.json")), o.stdout).unwrap();
     }
     let state = dir.join("state").display().to_string();
     let task = |run: &str, args: &[&str]| -> (Option<i32>, String, String) {
-        let flow = if run.starts_with("late") {
-            "LateFan"
-        } else {
-            "Fan"
+        let flow = match run {
+            "late" => "LateFan",
+            "k1" | "k2" => "Keyed",
+            _ => "Fan",
         };
         let mut all: Vec<&str> = vec!["stage"];
         all.extend(args);
@@ -879,7 +883,7 @@ flow LateFan with { timeout: 1s } = {
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(stdout.trim(), "[0,1,2,3]");
     let (code, _, out) = task("r1", &["item", "paid", "--item", "9"]);
-    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(code, Some(98), "not to be retried: {out}");
     assert!(
         out.contains("has 4 items (from 0); there is no item 9"),
         "{out}"
@@ -998,6 +1002,28 @@ flow LateFan with { timeout: 1s } = {
     assert_eq!(code, Some(98), "{out}");
     assert!(stdout.contains("\"failed\""), "{stdout}");
     assert!(out.contains("the flow's timeout (1s) passed"), "{out}");
+
+    // Per-item idempotency keys: a second run calls nothing again and, as `wvflow run`
+    // says, made no attempt.
+    std::fs::remove_file(dir.join("pay.log")).unwrap();
+    for run in ["k1", "k2"] {
+        assert_eq!(task(run, &["init", "--plan", "Keyed.json"]).0, Some(0));
+        assert_eq!(task(run, &["run", "src"]).0, Some(0));
+        assert_eq!(task(run, &["prepare", "paid"]).0, Some(0));
+        for item in ["0", "1"] {
+            assert_eq!(task(run, &["item", "paid", "--item", item]).0, Some(0));
+        }
+        let (code, stdout, out) = task(run, &["gather", "paid"]);
+        assert_eq!(code, Some(0), "{out}");
+        let summary: Value = serde_json::from_str(stdout.trim()).unwrap();
+        let attempts = if run == "k1" { 1 } else { 0 };
+        assert_eq!(
+            (&summary["rows"], &summary["attempts"]),
+            (&json!(2), &json!(attempts)),
+            "{run}"
+        );
+    }
+    assert_eq!(pay_log(), "1 1\n3 1\n");
 }
 
 /// An S3 server on 127.0.0.1 (moto's, from the export tests' venv), stopped when dropped.

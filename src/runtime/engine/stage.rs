@@ -362,15 +362,26 @@ impl StageRun<'_, '_> {
                         }
                         Some(FanPart::Gather { ends, .. }) => {
                             let keys = self.item_keys(&input).map_err(|e| (e.into(), 1))?;
-                            let results = (0..input.len())
-                                .map(|i| {
-                                    Some(ends.get(&i).cloned().unwrap_or(retry::Finished {
-                                        result: Err("its task never ended".to_string().into()),
+                            // An item that made no attempt reused its idempotency key's rows.
+                            let (reused, results): (Vec<_>, Vec<_>) = (0..input.len())
+                                .map(|i| match ends.get(&i) {
+                                    Some(retry::Finished {
+                                        result: Ok(rows),
                                         attempts: 0,
-                                    }))
+                                    }) => (Some(rows.clone()), None),
+                                    Some(end) => (None, Some(end.clone())),
+                                    None => (
+                                        None,
+                                        Some(retry::Finished {
+                                            result: Err("its task never ended".to_string().into()),
+                                            attempts: 0,
+                                        }),
+                                    ),
                                 })
-                                .collect();
-                            self.fan_in(fan, vec![None; input.len()], &keys, results)?
+                                .unzip();
+                            self.all_reused =
+                                !reused.is_empty() && reused.iter().all(Option::is_some);
+                            self.fan_in(fan, reused, &keys, results)?
                         }
                         None => self.each(invocation, fan, &input)?,
                     };

@@ -281,9 +281,13 @@ impl TaskRun<'_> {
         }
         let (stage, input) = self.prepared(stage_id)?;
         if item >= input.len() {
-            return Err(format!(
-                "stage `{stage_id}` has {} items (from 0); there is no item {item}",
-                input.len()
+            // Failed for good: no try of this task can find the item.
+            return Ok((
+                TaskEnd::Failed,
+                Some(format!(
+                    "stage `{stage_id}` has {} items (from 0); there is no item {item}",
+                    input.len()
+                )),
             ));
         }
         // Past the flow's timeout an item does not start: it is cancelled, which the
