@@ -1,4 +1,5 @@
-//! What the tasks of an exported flow run (`wvflow stage init | run | finish`): a run driven
+//! What the tasks of an exported flow run (`wvflow stage init | run | finish`, and `prepare |
+//! item | gather` for a fan-out): a run driven
 //! one stage at a time by another engine (Airflow, Argo), against a state location its
 //! workers share. wvflow still decides everything the flow says: triggers, the rows each
 //! stage reads, retries, the saga, hooks and the run's state. The engine provides workers,
@@ -7,8 +8,13 @@
 //! | module | job |
 //! |---|---|
 //! | [`state`] | the state location and its files |
+//! | `fan` | a stage whose `each` items are tasks of their own |
 
+mod fan;
 pub mod state;
+
+use fan::input_table;
+pub use fan::{Prepared, fans_out_as_tasks, item_retries};
 
 use super::activity::ProcessLauncher;
 use super::clock::SystemClock;
@@ -226,220 +232,6 @@ impl TaskRun<'_> {
                 }
             }
         }
-    }
-
-    /// The first task of a stage whose `each` items are tasks of their own
-    /// ([`fans_out_as_tasks`]): decides the stage as `run_stage` does, and runs the steps
-    /// before the `each`, keeping its input. More items than `max_items` (the engine's limit
-    /// of mapped tasks) fail the stage, saying which setting to raise.
-    pub fn prepare(
-        &self,
-        stage_id: &str,
-        max_items: Option<usize>,
-    ) -> Result<(TaskEnd, Prepared), String> {
-        let ended = |(end, summary)| Ok((end, Prepared::Ended(summary)));
-        match self.begin(stage_id)? {
-            Begin::Done(summary) => ended((end_of(summary.state), summary)),
-            Begin::Decided(summary) => ended(self.record(summary)?),
-            Begin::Go(stage, run, records, upstream) => {
-                match self.execute(stage, (&run, &records), upstream, 1, Part::Prepare)? {
-                    Executed::Prepared(n) => match max_items.filter(|max| n > *max) {
-                        Some(max) => ended(self.record(StageSummary {
-                            error: Some(format!(
-                                "its `each` has {n} items, more than the {max} tasks the engine \
-                                 maps (`--max-items`; on Airflow, `[core] max_map_length`): \
-                                 raise that limit"
-                            )),
-                            ..StageSummary::new(stage, StageState::Failed)
-                        })?),
-                        None => Ok((TaskEnd::Success, Prepared::Items(n))),
-                    },
-                    Executed::Ended(summary) => ended(self.record(summary)?),
-                    _ => Err(format!("stage `{stage_id}` could not be prepared")),
-                }
-            }
-        }
-    }
-
-    /// One item of a prepared fan-out: one attempt, number `attempt`, when its call may be
-    /// retried by the engine. Its end is recorded for `gather`; a failed item fails the task
-    /// (98) but not yet the stage: its tolerance is `gather`'s to judge.
-    pub fn item(
-        &self,
-        stage_id: &str,
-        item: usize,
-        attempt: u32,
-    ) -> Result<(TaskEnd, Option<String>), String> {
-        if let Some(done) = self.record_of(stage_id)? {
-            return Ok((end_of(done.summary.state), None));
-        }
-        let key = self.item_key(stage_id, item, "json");
-        if let Some(bytes) = self.state.read(&key)? {
-            let end: ItemRecord =
-                serde_json::from_slice(&bytes).map_err(|e| format!("{key}: {e}"))?;
-            return Ok(item_end(end.error));
-        }
-        let (stage, input) = self.prepared(stage_id)?;
-        if item >= input.len() {
-            // Failed for good: no try of this task can find the item.
-            return Ok((
-                TaskEnd::Failed,
-                Some(format!(
-                    "stage `{stage_id}` has {} items (from 0); there is no item {item}",
-                    input.len()
-                )),
-            ));
-        }
-        // Past the flow's timeout an item does not start: it is cancelled, which the
-        // gathering never tolerates.
-        if let Some(ms) = self.plan.flow.timeout_ms
-            && now_ms() >= self.run_record()?.started_at_ms.saturating_add(ms as i64)
-        {
-            let record = ItemRecord {
-                attempts: 0,
-                error: Some(timeout_error(ms)),
-                exit_code: None,
-                cancelled: true,
-            };
-            self.state.write(
-                &key,
-                &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
-            )?;
-            return Ok(item_end(record.error));
-        }
-        match self.execute_part(stage, attempt, Part::Item(item, input))? {
-            Executed::Item(done) => {
-                let cancelled = matches!(
-                    done.result,
-                    Err(crate::runtime::error::StageError::Cancelled)
-                );
-                let record = ItemRecord {
-                    attempts: done.attempts,
-                    error: done.result.as_ref().err().map(|e| match e {
-                        _ if cancelled => {
-                            timeout_error(self.plan.flow.timeout_ms.unwrap_or_default())
-                        }
-                        other => other.to_string(),
-                    }),
-                    exit_code: match &done.result {
-                        Err(crate::runtime::error::StageError::Activity { exit_code, .. }) => {
-                            *exit_code
-                        }
-                        _ => None,
-                    },
-                    cancelled,
-                };
-                if let Ok(rows) = &done.result {
-                    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-                    let table = format!("{stage_id}.item-{item}");
-                    let mut store = crate::runtime::store::Store::in_memory(scratch.path())?;
-                    store.write_table("run", &table, rows)?;
-                    let rows_key = self.item_key(stage_id, item, "db");
-                    self.state.put_file(&rows_key, scratch.path(), |file| {
-                        store.save_stage_table(&table, file)
-                    })?;
-                }
-                self.state.write(
-                    &key,
-                    &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
-                )?;
-                Ok(item_end(record.error))
-            }
-            Executed::Retry => Ok((TaskEnd::Retry, None)),
-            _ => Err(format!("item {item} of `{stage_id}` did not run")),
-        }
-    }
-
-    /// The last task of a fanned-out stage: its items' ends together (an item that never
-    /// ended counts as failed), the tolerance judged, the steps after the `each` run, the
-    /// stage recorded.
-    pub fn gather(&self, stage_id: &str) -> Result<(TaskEnd, StageSummary), String> {
-        if let Some(done) = self.record_of(stage_id)? {
-            return Ok((end_of(done.summary.state), done.summary));
-        }
-        let (stage, input) = self.prepared(stage_id)?;
-        let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let mut ends = BTreeMap::new();
-        for i in 0..input.len() {
-            let Some(bytes) = self.state.read(&self.item_key(stage_id, i, "json"))? else {
-                continue;
-            };
-            let end: ItemRecord = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-            let result = match end.error {
-                Some(_) if end.cancelled => Err(crate::runtime::error::StageError::Cancelled),
-                Some(message) => Err(crate::runtime::error::StageError::Activity {
-                    message,
-                    exit_code: end.exit_code,
-                }),
-                None => {
-                    let key = self.item_key(stage_id, i, "db");
-                    let file = self
-                        .state
-                        .local(&key, scratch.path())?
-                        .ok_or_else(|| format!("item {i} of `{stage_id}` has no rows ({key})"))?;
-                    Ok(crate::runtime::store::Store::stage_rows_of_run(
-                        &file,
-                        &format!("{stage_id}.item-{i}"),
-                        None,
-                    )?)
-                }
-            };
-            ends.insert(
-                i,
-                super::retry::Finished {
-                    result,
-                    attempts: end.attempts,
-                },
-            );
-        }
-        match self.execute_part(stage, 1, Part::Gather(input, ends))? {
-            Executed::Ended(summary) => self.record(summary),
-            _ => Err(format!("stage `{stage_id}` could not be gathered")),
-        }
-    }
-
-    /// [`Self::execute`] of a part of a prepared fan-out, on the run's records as they are now.
-    fn execute_part(
-        &self,
-        stage: &StagePlan,
-        attempt: u32,
-        part: Part,
-    ) -> Result<Executed, String> {
-        let run = self.run_record()?;
-        let records = self.records()?;
-        let upstream = self.upstream_states(stage, &records)?;
-        self.execute(stage, (&run, &records), upstream, attempt, part)
-    }
-
-    fn item_key(&self, stage: &str, item: usize, extension: &str) -> String {
-        stage_key(
-            &self.flow_key(),
-            &self.run_id,
-            &format!("{stage}.item-{item}"),
-            extension,
-        )
-    }
-
-    /// A fanned-out stage and the input its `prepare` kept.
-    fn prepared(
-        &self,
-        stage_id: &str,
-    ) -> Result<(&StagePlan, crate::runtime::store::Rows), String> {
-        let stage = self
-            .plan
-            .flow
-            .stages
-            .iter()
-            .find(|s| s.id == stage_id)
-            .ok_or_else(|| format!("flow `{}` has no stage `{stage_id}`", self.plan.flow.name))?;
-        let table = input_table(stage_id);
-        let key = stage_key(&self.flow_key(), &self.run_id, &table, "db");
-        let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let file = self.state.local(&key, scratch.path())?.ok_or_else(|| {
-            format!("stage `{stage_id}` has not been prepared: `wvflow stage prepare` runs first")
-        })?;
-        let rows = crate::runtime::store::Store::stage_rows_of_run(&file, &table, None)?;
-        Ok((stage, rows))
     }
 
     /// Writes the stage's record: how it ended, for the tasks after it and `finish`.
@@ -911,12 +703,6 @@ pub fn engine_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
     }
 }
 
-/// What `prepare` left: items to run, or the stage's end (skipped, failed, reused).
-pub enum Prepared {
-    Items(usize),
-    Ended(StageSummary),
-}
-
 /// What a stage's first task finds ([`TaskRun::begin`]).
 enum Begin<'p> {
     Done(StageSummary),
@@ -927,25 +713,6 @@ enum Begin<'p> {
         BTreeMap<String, StageRecord>,
         BTreeMap<String, StageState>,
     ),
-}
-
-/// How an item of a fanned-out stage ended, written once by its task.
-#[derive(Serialize, Deserialize)]
-struct ItemRecord {
-    attempts: u32,
-    error: Option<String>,
-    exit_code: Option<i32>,
-    /// Stopped by the flow's timeout: never a tolerated failure.
-    #[serde(default)]
-    cancelled: bool,
-}
-
-/// How an item's task ends: success, or failed for good with why.
-fn item_end(error: Option<String>) -> (TaskEnd, Option<String>) {
-    match error {
-        None => (TaskEnd::Success, None),
-        Some(error) => (TaskEnd::Failed, Some(error)),
-    }
 }
 
 /// A stage whose task is to be tried again.
@@ -1028,36 +795,6 @@ fn verdict(
     } else {
         None
     })
-}
-
-/// The retry policy the engine applies to each item task of a stage's `each`: the policy of
-/// its call, when it may be retried.
-pub fn item_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
-    stage.steps.iter().find_map(|step| match step {
-        Step::Each { invocation, .. } if invocation.retry.attempts > 1 => Some(&invocation.retry),
-        _ => None,
-    })
-}
-
-/// Whether a stage's `each` runs as tasks of their own (prepare, items, gather): an `each`
-/// of activity calls with nothing but queries before it, so that the prepared input is all
-/// that comes before the items.
-pub fn fans_out_as_tasks(stage: &StagePlan) -> bool {
-    let Some(at) = stage
-        .steps
-        .iter()
-        .position(|s| matches!(s, Step::Each { .. }))
-    else {
-        return false;
-    };
-    stage.steps[..at]
-        .iter()
-        .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }))
-}
-
-/// The table of a fan-out's prepared input.
-fn input_table(stage: &str) -> String {
-    format!("{stage}.input")
 }
 
 /// How the last attempt ended: whether one ended, and its exit code.
