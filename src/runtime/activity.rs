@@ -12,10 +12,9 @@ use crate::plan::ir::{ArgvItem, Command};
 use crate::value::{self, ValueType};
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -182,7 +181,7 @@ impl Launcher for ProcessLauncher {
                 };
             }
         };
-        let mut command = match &request.command {
+        let (program, args): (&OsStr, Vec<&OsStr>) = match &request.command {
             Command::Exec { .. } => {
                 let Some((program, rest)) = request.argv.split_first() else {
                     return Outcome::Failure {
@@ -190,33 +189,12 @@ impl Launcher for ProcessLauncher {
                         exit_code: None,
                     };
                 };
-                let mut c = std::process::Command::new(program);
-                c.args(rest);
-                c
+                (program.as_ref(), rest.iter().map(|a| a.as_ref()).collect())
             }
-            Command::Shell { text } => {
-                let mut c = std::process::Command::new("sh");
-                c.arg("-c").arg(text);
-                c
-            }
+            Command::Shell { text } => ("sh".as_ref(), vec!["-c".as_ref(), text.as_ref()]),
         };
-        command.envs(request.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        command
-            .current_dir(&request.cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        // SAFETY: between fork and exec only prctl, which is async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                // The program dies with the owner's thread that started and watches it, so
-                // a killed `wvflow run` leaves no attempt running unwatched.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = match command.spawn() {
+        let env = request.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let mut child = match super::spawn::spawn(program, &args, env, &request.cwd) {
             Ok(child) => child,
             Err(e) => {
                 return Outcome::Failure {
@@ -232,7 +210,7 @@ impl Launcher for ProcessLauncher {
 }
 
 fn supervise(
-    child: &mut Child,
+    child: &mut super::spawn::Process,
     request: &Request,
     spool: std::fs::File,
     events: &dyn Fn(AttemptEvent),

@@ -7,6 +7,7 @@
 //! | [`sql_functions`] | what wvflow adds to SQLite: `hash`, `now()` on the run clock, time arithmetic |
 //! | [`activate`] | delivering rows to a file, a webhook or the log |
 //! | [`activity`] | starting an activity: argv or `sh`, NDJSON in and out, timeouts, heartbeat |
+//! | `spawn` | an activity's process started without a fork of wvflow |
 //! | [`output`] | an activity's rows: in memory, or spooled to a file as they come |
 //! | [`pools`] | slots of `pool`s, held in the run store across runs and processes |
 //! | [`hooks`] | flow hooks called with the run summary |
@@ -39,6 +40,7 @@ pub mod rows_text;
 pub mod runs;
 pub mod schedule;
 pub mod scheduler;
+mod spawn;
 pub mod sql_functions;
 pub mod state;
 pub mod store;
