@@ -258,7 +258,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         // Default handling of every signal, as a fresh program expects: a handler of ours
         // must not run here, and an ignored SIGPIPE (Rust's default) must not be inherited.
         let mut action: libc::sigaction = std::mem::zeroed();
-        for signal in 1..libc::SIGRTMAX() {
+        for signal in 1..=libc::SIGRTMAX() {
             if libc::sigaction(signal, std::ptr::null(), &mut action) == 0
                 && (action.sa_sigaction != libc::SIG_DFL || signal == libc::SIGPIPE)
                 && (action.sa_sigaction != libc::SIG_IGN || signal == libc::SIGPIPE)
