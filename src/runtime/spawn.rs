@@ -20,9 +20,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
 
-/// A started program: its process id and the parent's ends of its three pipes.
+/// A started program: its process id and the parent's ends of its three pipes. One dropped
+/// before it was waited for (a panic on the way) has its group killed and is reaped.
 pub struct Process {
     pid: libc::pid_t,
+    waited: bool,
     pub stdin: Option<File>,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
@@ -40,6 +42,7 @@ impl Process {
             // SAFETY: waits for our own child; `status` is a valid out-pointer.
             let done = unsafe { libc::waitpid(self.pid, &mut status, 0) };
             if done == self.pid {
+                self.waited = true;
                 return Ok(ExitStatus::from_raw(status));
             }
             let error = io::Error::last_os_error();
@@ -50,11 +53,24 @@ impl Process {
     }
 }
 
+impl Drop for Process {
+    fn drop(&mut self) {
+        if !self.waited {
+            // SAFETY: signals our own child's group, then reaps it.
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+            let _ = self.wait();
+        }
+    }
+}
+
 /// What the child reads: built by the parent, borrowed by the child until it executes.
 struct ChildPlan {
     /// The paths to try executing, in order (one, or one per `PATH` folder).
     candidates: Vec<CString>,
     argv: Vec<*const c_char>,
+    /// For each candidate, `sh CANDIDATE ARGS...`: a file without `#!` that the kernel will
+    /// not execute is run by `/bin/sh`, as `execvp` runs it.
+    sh_argv: Vec<Vec<*const c_char>>,
     envp: Vec<*const c_char>,
     cwd: CString,
     /// The child's ends of the pipes, for descriptors 0, 1 and 2.
@@ -75,6 +91,9 @@ pub fn spawn<'e>(
     cwd: &Path,
 ) -> io::Result<Process> {
     let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
+    if program.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
     let c_string = |bytes: Vec<u8>, what: &str| CString::new(bytes).map_err(|_| invalid(what));
     // The environment: wvflow's, with the activity's variables over it.
     let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
@@ -125,6 +144,16 @@ pub fn spawn<'e>(
         cwd.as_os_str().as_bytes().to_vec(),
         "the folder holds a NUL byte",
     )?;
+    let sh = CString::from(c"sh");
+    let sh_argv = candidates
+        .iter()
+        .map(|candidate| {
+            let mut argv = vec![sh.as_ptr(), candidate.as_ptr()];
+            argv.extend(arg_strings[1..].iter().map(|a| a.as_ptr()));
+            argv.push(std::ptr::null());
+            argv
+        })
+        .collect();
     let (stdin_child, stdin_parent) = pipe()?;
     let (stdout_parent, stdout_child) = pipe()?;
     let (stderr_parent, stderr_child) = pipe()?;
@@ -132,6 +161,7 @@ pub fn spawn<'e>(
     let mut plan = ChildPlan {
         candidates,
         argv: arg_strings.iter().map(|a| a.as_ptr()).collect(),
+        sh_argv,
         envp: env_strings.iter().map(|e| e.as_ptr()).collect(),
         cwd,
         stdio: [
@@ -183,13 +213,19 @@ pub fn spawn<'e>(
     let mut errno = [0u8; 4];
     if io::Read::read_exact(&mut report, &mut errno).is_ok() {
         // It could not execute: it has exited; reap it.
-        let mut status = 0;
-        // SAFETY: our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let mut failed = Process {
+            pid,
+            waited: false,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        let _ = failed.wait();
         return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
     }
     Ok(Process {
         pid,
+        waited: false,
         stdin: Some(File::from(stdin_parent)),
         stdout: Some(File::from(stdout_parent)),
         stderr: Some(File::from(stderr_parent)),
@@ -272,11 +308,15 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         // As `execvp`: the first folder that has it; a permission error is kept over a
         // later "not found".
         let mut denied = false;
-        for candidate in &plan.candidates {
+        for (candidate, sh_argv) in plan.candidates.iter().zip(&plan.sh_argv) {
             libc::execve(candidate.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
             match *libc::__errno_location() {
+                libc::ENOEXEC => {
+                    libc::execve(c"/bin/sh".as_ptr(), sh_argv.as_ptr(), plan.envp.as_ptr());
+                    fail(plan.report)
+                }
                 libc::EACCES => denied = true,
-                libc::ENOENT | libc::ENOTDIR => {}
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
                 _ => fail(plan.report),
             }
         }
@@ -298,7 +338,7 @@ mod tests {
             OsStr::new(program),
             &args,
             env.iter().copied(),
-            Path::new("/tmp"),
+            Path::new("/"),
         )
         .unwrap();
         drop(p.stdin.take());
@@ -316,9 +356,9 @@ mod tests {
             &["-c", "pwd; echo \"$WV_X\"; exit 3"],
             &[("WV_X", "1")],
         );
-        assert_eq!((status.code(), out.as_str()), (Some(3), "/tmp\n1\n"));
-        // In a process group of its own.
-        let (_, out, _) = run("sh", &["-c", "ps -o pgid= -p $$; echo $$"], &[]);
+        assert_eq!((status.code(), out.as_str()), (Some(3), "/\n1\n"));
+        // In a process group of its own (the fifth field of its stat).
+        let (_, out, _) = run("sh", &["-c", "cut -d' ' -f5 /proc/$$/stat; echo $$"], &[]);
         let ids: Vec<&str> = out.split_whitespace().collect();
         assert_eq!(ids.len(), 2, "{out}");
         assert_eq!(ids[0], ids[1]);
@@ -339,9 +379,24 @@ mod tests {
     }
 
     #[test]
+    fn a_script_without_a_shebang_runs_in_sh_as_execvp_runs_it() {
+        let folder = tempfile::tempdir().unwrap();
+        let script = folder.path().join("tool");
+        std::fs::write(&script, "echo \"tool $1\"\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let (status, out, _) = run(script.to_str().unwrap(), &["x"], &[]);
+        assert!(status.success());
+        assert_eq!(out, "tool x\n");
+    }
+
+    #[test]
     fn what_cannot_start_says_why() {
-        let missing = spawn(OsStr::new("no-such-program-wv"), &[], [], Path::new("/"));
+        let path = [("PATH", "/usr/bin:/bin")];
+        let missing = spawn(OsStr::new("no-such-program-wv"), &[], path, Path::new("/"));
         assert_eq!(missing.err().unwrap().kind(), io::ErrorKind::NotFound);
+        let empty = spawn(OsStr::new(""), &[], path, Path::new("/"));
+        assert_eq!(empty.err().unwrap().kind(), io::ErrorKind::NotFound);
         let folder = tempfile::tempdir().unwrap();
         let script = folder.path().join("not-executable");
         std::fs::write(&script, "echo hi\n").unwrap();
