@@ -260,6 +260,23 @@ flow Crowded with { max_parallel: 2 } = {
 }
 "#;
 
+/// The processes whose command line matches `pattern`, once they have had a moment to finish
+/// dying: a process group killed with SIGKILL is gone milliseconds later, not at the instant
+/// the run ends, on a busy machine. A process that was never killed is still there after 5 s.
+fn left_running(pattern: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let found = std::process::Command::new("pgrep")
+            .args(["-f", pattern])
+            .output()
+            .unwrap();
+        if found.stdout.is_empty() || std::time::Instant::now() > deadline {
+            return String::from_utf8_lossy(&found.stdout).into_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// `trigger: first_success` starts the stage when the first upstream succeeds, reads that
 /// stage's rows only, and cancels the upstream stages still running (their processes
 /// killed, their state `cancelled`, not a failure of the flow). When every upstream fails,
@@ -283,15 +300,8 @@ fn first_success_takes_the_first_result_and_cancels_the_rest() {
         vec![serde_json::json!({"probe": "fast"})]
     );
     // No `sleep 30` left behind.
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 30"])
-        .output()
-        .unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "left running: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    let left = left_running("sleep 30");
+    assert!(left.is_empty(), "left running: {left}");
 
     // The fast one fails: the first success is the slow one's.
     let (code, summary) = run_json(&dir, Some("Race(fast_code = 3, slow_secs = 0.5)"));
@@ -637,15 +647,8 @@ fn mapped_children_stop_with_their_stage() {
         children["error"].as_str().unwrap().contains("timed out"),
         "{children}"
     );
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 3[12]"])
-        .output()
-        .unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "left running: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    let left = left_running("sleep 3[12]");
+    assert!(left.is_empty(), "left running: {left}");
     let list = wvflow(&[
         "runs",
         "list",
