@@ -2,11 +2,8 @@
 //! runs. Mapping and walk-through: `docs/export.md`.
 
 use super::exit;
-use super::plan::{choose_flow, compile};
-use crate::check::Index;
+use super::plan::{load_checked, plan_of};
 use crate::export::{Deployment, Target, export};
-use crate::plan::lower;
-use crate::workspace::Workspace;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -46,22 +43,16 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> u8 {
-    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&args.path));
-    for e in &load_errors {
-        eprintln!("error: {e}");
-    }
-    if !load_errors.is_empty() || compile(&workspace).is_none() {
+    let Some(workspace) = load_checked(&args.path) else {
         return exit::USAGE;
-    }
-    let index = Index::new(&workspace);
-    let def = match choose_flow(&index, args.flow.as_deref()) {
-        Ok(def) => def,
+    };
+    let plan = match plan_of(&workspace, args.flow.as_deref()) {
+        Ok(plan) => plan,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
         }
     };
-    let plan = lower(&workspace, &index, def);
     let folder = crate::workspace::absolute(&if args.path.is_dir() {
         args.path.clone()
     } else {

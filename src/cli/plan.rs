@@ -3,11 +3,11 @@
 use super::exit;
 use crate::check::Index;
 use crate::diagnostics::{self, Diagnostic, render_human};
-use crate::plan::{lower, render};
+use crate::plan::{Plan, lower, render};
 use crate::workspace::Workspace;
 use clap::{Args, ValueEnum};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -28,25 +28,16 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: PlanArgs) -> u8 {
-    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&args.path));
-    for e in &load_errors {
-        eprintln!("error: {e}");
-    }
-    if !load_errors.is_empty() {
+    let Some(workspace) = load_checked(&args.path) else {
         return exit::USAGE;
-    }
-    if compile(&workspace).is_none() {
-        return exit::USAGE;
-    }
-    let index = Index::new(&workspace);
-    let def = match choose_flow(&index, args.flow.as_deref()) {
-        Ok(def) => def,
+    };
+    let plan = match plan_of(&workspace, args.flow.as_deref()) {
+        Ok(plan) => plan,
         Err(message) => {
             eprintln!("error: {message}");
             return exit::USAGE;
         }
     };
-    let plan = lower(&workspace, &index, def);
     let output = match args.format {
         Format::Text => render::text(&plan),
         Format::Json => render::json(&plan),
@@ -56,6 +47,23 @@ pub fn run(args: PlanArgs) -> u8 {
     let _ = std::io::stdout().lock().write_all(output.as_bytes());
     std::mem::forget(workspace);
     exit::OK
+}
+
+/// The workspace at `path`, loaded and checked, its load errors and diagnostics printed to
+/// stderr; `None` when it cannot be loaded or does not check.
+pub fn load_checked(path: &Path) -> Option<Workspace> {
+    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&path.to_path_buf()));
+    for e in &load_errors {
+        eprintln!("error: {e}");
+    }
+    (load_errors.is_empty() && compile(&workspace).is_some()).then_some(workspace)
+}
+
+/// The plan of the flow a command names (or the only one) in a checked workspace.
+pub fn plan_of(workspace: &Workspace, name: Option<&str>) -> Result<Plan, String> {
+    let index = Index::new(workspace);
+    let def = choose_flow(&index, name)?;
+    Ok(lower(workspace, &index, def))
 }
 
 /// Checks the workspace; prints its diagnostics to stderr. `None` when there are errors:

@@ -3,7 +3,7 @@
 //! Semantics and decisions: `docs/runtime.md`.
 
 use super::exit;
-use super::plan::{choose_flow, compile};
+use super::plan::choose_flow;
 use super::progress::Live;
 use crate::check::Index;
 use crate::plan::lower;
@@ -54,13 +54,9 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> u8 {
-    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&args.path));
-    for e in &load_errors {
-        eprintln!("error: {e}");
-    }
-    if !load_errors.is_empty() || compile(&workspace).is_none() {
+    let Some(workspace) = super::plan::load_checked(&args.path) else {
         return exit::USAGE;
-    }
+    };
     let index = Index::new(&workspace);
     let (name, given) = match parse_call(args.flow_call.as_deref()) {
         Ok(call) => call,

@@ -92,37 +92,20 @@ pub fn limits(plan: &Plan) -> Vec<String> {
 /// letters, digits and `_`, and none of wvflow's own tasks. A scheduled run has no
 /// arguments, so every parameter of a scheduled flow needs a default.
 fn unfit_names(plan: &Plan) -> Vec<String> {
-    let plain = |name: &str| {
-        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    let mut found = Vec::new();
     let flow = &plan.flow;
-    if !plain(&flow.name) {
-        found.push(format!(
-            "flow `{}`: an exported flow's name has only letters, digits and `_`",
-            flow.name
-        ));
-    }
+    let mut found: Vec<String> = not_plain("flow", &flow.name, "").into_iter().collect();
     for stage in &flow.stages {
-        if !plain(&stage.id) {
-            found.push(format!(
-                "stage `{}`: an exported stage's name has only letters, digits and `_`; rename it",
-                stage.id
-            ));
-        } else if stage.id.to_ascii_lowercase().starts_with("wvflow_") {
-            found.push(format!(
-                "stage `{}`: names beginning with `wvflow_` are the exported file's own tasks",
-                stage.id
-            ));
-        }
+        found.extend(not_plain("stage", &stage.id, "; rename it").or_else(|| {
+            stage.id.to_ascii_lowercase().starts_with("wvflow_").then(|| {
+                format!(
+                    "stage `{}`: names beginning with `wvflow_` are the exported file's own tasks",
+                    stage.id
+                )
+            })
+        }));
     }
     for param in &flow.params {
-        if !plain(&param.name) {
-            found.push(format!(
-                "parameter `{}`: an exported parameter's name has only letters, digits and `_`",
-                param.name
-            ));
-        }
+        found.extend(not_plain("parameter", &param.name, ""));
         if flow.schedule.is_some() && param.default.is_none() {
             found.push(format!(
                 "parameter `{}` has no default, and the flow is scheduled: a scheduled run has \
@@ -132,6 +115,17 @@ fn unfit_names(plan: &Plan) -> Vec<String> {
         }
     }
     found
+}
+
+/// Why the name of a `what` is not one an exported file passes on as it is, if it is not:
+/// only letters, digits and `_`.
+fn not_plain(what: &str, name: &str, advice: &str) -> Option<String> {
+    let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (!plain).then(|| {
+        format!(
+            "{what} `{name}`: an exported {what}'s name has only letters, digits and `_`{advice}"
+        )
+    })
 }
 
 /// The plan as a file for `target`, or why it cannot be exported exactly.

@@ -175,10 +175,12 @@ pub fn spawn<'e>(
     };
     plan.argv.push(std::ptr::null());
     plan.envp.push(std::ptr::null());
-    let mut stack = vec![0u8; 128 * 1024];
-    // SAFETY: the stack grows down from its (16-byte aligned) top; the vector outlives the
-    // child's use of it, which ends at its exec or exit before `clone` returns (CLONE_VFORK).
-    let stack_top = unsafe { stack.as_mut_ptr().add(stack.len()) };
+    // Not zeroed: a stack needs no initial contents, and a spawn should not pay to clear it.
+    let mut stack: Vec<u8> = Vec::with_capacity(128 * 1024);
+    // SAFETY: the stack grows down from its (16-byte aligned) top, within the allocation; the
+    // vector outlives the child's use of it, which ends at its exec or exit before `clone`
+    // returns (CLONE_VFORK).
+    let stack_top = unsafe { stack.as_mut_ptr().add(stack.capacity()) };
     let stack_top = ((stack_top as usize) & !15) as *mut c_void;
     // No signal handler may run in the child while it shares our memory: all are blocked
     // here, and the child sets default handling before it unblocks them.

@@ -462,30 +462,33 @@ fn python() -> PathBuf {
     std::env::current_dir().unwrap().join(python)
 }
 
+/// Every flow of the examples that export takes, exported for `target` into `folder` as
+/// `FLOW.EXTENSION`: each flow with its file.
+fn export_examples(target: &str, folder: &Path, extension: &str) -> Vec<(String, PathBuf)> {
+    let mut exported = Vec::new();
+    for (file, flow) in example_flows() {
+        let out = folder.join(format!("{flow}.{extension}"));
+        let args = ["export", &file, &flow, "--target", target, "-o"];
+        let o = wvflow_at(
+            Path::new("."),
+            &[&args[..], &[out.to_str().unwrap()]].concat(),
+        );
+        if o.status.code() == Some(0) {
+            exported.push((flow, out));
+        }
+    }
+    exported
+}
+
 /// Every exported Argo manifest validates against Argo's schema made strict, and passes the
 /// lint of what the schema cannot say; a misspelled key does not.
 #[test]
 fn argo_exports_validate_against_the_schema() {
     let dir = crate::common::scratch("argo_validate", &[]);
-    let mut files = Vec::new();
-    for (file, flow) in example_flows() {
-        let out = dir.join(format!("{flow}.yaml"));
-        let o = wvflow_at(
-            Path::new("."),
-            &[
-                "export",
-                &file,
-                &flow,
-                "--target",
-                "argo",
-                "-o",
-                out.to_str().unwrap(),
-            ],
-        );
-        if o.status.code() == Some(0) {
-            files.push(out.display().to_string());
-        }
-    }
+    let files: Vec<String> = export_examples("argo", &dir, "yaml")
+        .into_iter()
+        .map(|(_, out)| out.display().to_string())
+        .collect();
     assert!(files.len() >= 15, "{files:?}");
     let typo = dir.join("typo.yaml");
     let manifest = std::fs::read_to_string(&files[0]).unwrap();
@@ -589,25 +592,10 @@ fn airflow_runs_exported_dags_as_wvflow_runs() {
     let workspace = dir.join("examples").canonicalize().unwrap();
     let dags = dir.join("dags");
     std::fs::create_dir_all(&dags).unwrap();
-    let mut exported = Vec::new();
-    for (file, flow) in example_flows() {
-        let out = dags.join(format!("{flow}.py"));
-        let o = wvflow_at(
-            Path::new("."),
-            &[
-                "export",
-                &file,
-                &flow,
-                "--target",
-                "airflow",
-                "-o",
-                out.to_str().unwrap(),
-            ],
-        );
-        if o.status.code() == Some(0) {
-            exported.push(flow);
-        }
-    }
+    let exported: Vec<String> = export_examples("airflow", &dags, "py")
+        .into_iter()
+        .map(|(flow, _)| flow)
+        .collect();
     let o = Command::new(python())
         .args([
             "tests/export/airflow_check.py",

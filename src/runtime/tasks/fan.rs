@@ -3,7 +3,9 @@
 //! together, the tolerance judged, the steps after the `each`). Semantics: `docs/export.md`.
 
 use super::state::stage_key;
-use super::{Begin, Executed, Part, TaskEnd, TaskRun, end_of, now_ms, timeout_error};
+use super::{
+    Begin, Executed, Part, TaskEnd, TaskRun, Verdict, end_of, now_ms, timeout_error, verdict,
+};
 use crate::plan::ir::{RetryPolicy, StagePlan, Step};
 use crate::runtime::engine::StageSummary;
 use crate::runtime::error::StageError;
@@ -218,6 +220,56 @@ impl TaskRun<'_> {
         })?;
         let rows = Store::stage_rows_of_run(&file, &table, None)?;
         Ok((stage, rows))
+    }
+
+    /// How an item's attempt ended (`done`; `None` when it failed before its call, as the
+    /// stage's `summary` says), judged for the engine: tried again, or ended, with why it was
+    /// not retried and its exit code kept for `failed(stage)`. An item stopped by a signal
+    /// records nothing, so that the engine's retry runs it again.
+    pub(super) fn item_ended(
+        &self,
+        stage: &StagePlan,
+        done: Option<Finished<Rows>>,
+        summary: &StageSummary,
+        (policy, attempt): (Option<&RetryPolicy>, u32),
+        first_ms: i64,
+    ) -> Result<Executed, String> {
+        let mut done = done.unwrap_or_else(|| Finished {
+            result: Err(summary.error.clone().unwrap_or_default().into()),
+            attempts: 0,
+        });
+        if matches!(done.result, Err(StageError::Cancelled))
+            && self.cancel.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(format!(
+                "an item of `{}` was stopped by a signal; nothing was recorded",
+                stage.id
+            ));
+        }
+        let exit_code = match &done.result {
+            Err(StageError::Activity { exit_code, .. }) => Some(*exit_code),
+            _ => None,
+        };
+        if let (Some(policy), Err(error)) = (policy, &done.result) {
+            done.attempts = attempt;
+            match verdict(policy, stage, attempt, exit_code, first_ms) {
+                Verdict::Again => return Ok(Executed::Retry),
+                Verdict::Final(Some(why)) => {
+                    let message = match error {
+                        StageError::Activity { message, .. } => format!("{message}{why}"),
+                        other => format!("{other}{why}"),
+                    };
+                    done.result = Err(StageError::Activity {
+                        message,
+                        exit_code: exit_code.flatten(),
+                    });
+                }
+                Verdict::Final(None) => {}
+            }
+        } else if policy.is_some() && done.attempts > 0 {
+            done.attempts = attempt;
+        }
+        Ok(Executed::Item(done))
     }
 }
 

@@ -453,53 +453,8 @@ impl TaskRun<'_> {
                 return Ok(Executed::Prepared(rows.len()));
             }
             Some(FanPart::Item { done, .. }) => {
-                let done = match done.into_inner().ok().flatten() {
-                    Some(done) => done,
-                    // It failed before its call (its arguments): as a failed item.
-                    None => super::retry::Finished {
-                        result: Err(summary.error.clone().unwrap_or_default().into()),
-                        attempts: 0,
-                    },
-                };
-                if matches!(
-                    done.result,
-                    Err(crate::runtime::error::StageError::Cancelled)
-                ) && self.cancel.load(Ordering::Relaxed)
-                {
-                    return Err(format!(
-                        "an item of `{}` was stopped by a signal; nothing was recorded",
-                        stage.id
-                    ));
-                }
-                let exit_code = match &done.result {
-                    Err(crate::runtime::error::StageError::Activity { exit_code, .. }) => {
-                        Some(*exit_code)
-                    }
-                    _ => None,
-                };
-                let mut done = done;
-                if let (Some(policy), Err(error)) = (policy, &done.result) {
-                    done.attempts = attempt;
-                    match verdict(policy, stage, attempt, exit_code, first_ms) {
-                        Verdict::Again => return Ok(Executed::Retry),
-                        Verdict::Final(Some(why)) => {
-                            // Why it was not retried, and its exit code kept for `failed(stage)`.
-                            done.result = Err(crate::runtime::error::StageError::Activity {
-                                message: match error {
-                                    crate::runtime::error::StageError::Activity {
-                                        message, ..
-                                    } => format!("{message}{why}"),
-                                    other => format!("{other}{why}"),
-                                },
-                                exit_code: exit_code.flatten(),
-                            });
-                        }
-                        Verdict::Final(None) => {}
-                    }
-                } else if policy.is_some() && done.attempts > 0 {
-                    done.attempts = attempt;
-                }
-                return Ok(Executed::Item(done));
+                let done = done.into_inner().ok().flatten();
+                return self.item_ended(stage, done, &summary, (policy, attempt), first_ms);
             }
             _ => {}
         }
