@@ -4,7 +4,8 @@
 //! line at a time: once when the attempt ends, to check it and learn its columns, and once
 //! when it is written into the store in batches ([`super::store::Store::write_output`]).
 
-use super::store::{Rows, from_json};
+use super::files::ColumnsSeen;
+use super::store::{Rows, Table, from_json};
 use crate::value::ValueType;
 use rusqlite::types::Value;
 use std::collections::HashMap;
@@ -63,6 +64,45 @@ impl Output {
     }
 }
 
+/// A step's rows: an activity's output (in memory or spooled), or a query's result that stays
+/// in the engine until a step needs its values.
+#[derive(Debug)]
+pub enum Data {
+    Output(Output),
+    Table(Table),
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Data::Output(Output::default())
+    }
+}
+
+impl From<Rows> for Data {
+    fn from(rows: Rows) -> Self {
+        Data::Output(Output::Rows(rows))
+    }
+}
+
+impl From<Output> for Data {
+    fn from(output: Output) -> Self {
+        Data::Output(output)
+    }
+}
+
+impl Data {
+    pub fn len(&self) -> usize {
+        match self {
+            Data::Output(output) => output.len(),
+            Data::Table(table) => table.rows,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The stdout of an attempt in a temporary file (deleted when dropped), checked: every line
 /// that begins like a row is UTF-8; its columns in order of first appearance.
 #[derive(Debug)]
@@ -73,49 +113,21 @@ pub struct Spooled {
     pub rows: usize,
 }
 
-/// What the first read learns of a column: whether every value so far is a JSON boolean.
-#[derive(Clone, Copy, PartialEq)]
-enum Seen {
-    Nothing,
-    Booleans,
-    Other,
-}
-
 impl Spooled {
     /// Reads the spool once: the columns, their types and the number of rows. A line that
     /// begins like a row but is not UTF-8 is an error naming the line; other lines are the
     /// activity's own text and are left alone.
     pub fn scan(file: File) -> Result<Spooled, String> {
-        let mut columns: Vec<String> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        let mut seen: Vec<Seen> = Vec::new();
+        let mut learned = ColumnsSeen::default();
         let mut rows = 0;
         lines(&file, |number, line| {
-            let Some(object) = object_of(number, line)? else {
-                return Ok(());
-            };
-            rows += 1;
-            for (key, value) in object {
-                let at = *index.entry(key).or_insert_with_key(|key| {
-                    columns.push(key.clone());
-                    seen.push(Seen::Nothing);
-                    columns.len() - 1
-                });
-                seen[at] = match (seen[at], value) {
-                    (s, serde_json::Value::Null) => s,
-                    (Seen::Nothing | Seen::Booleans, serde_json::Value::Bool(_)) => Seen::Booleans,
-                    _ => Seen::Other,
-                };
+            if let Some(object) = object_of(number, line)? {
+                rows += 1;
+                learned.learn(object);
             }
             Ok(())
         })?;
-        let types = seen
-            .into_iter()
-            .map(|s| match s {
-                Seen::Booleans => ValueType::Boolean,
-                _ => ValueType::Any,
-            })
-            .collect();
+        let (columns, types) = learned.finish();
         Ok(Spooled {
             file,
             columns,

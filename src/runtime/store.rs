@@ -2,7 +2,7 @@
 //! that outlive runs (`save to`); each run attaches its own schema `run`, where every stage's
 //! rows and every file source are materialized as tables.
 
-use super::output::Output;
+use super::output::{Data, Output};
 use crate::value::{self, ValueType};
 use rusqlite::config::DbConfig;
 use rusqlite::types::Value;
@@ -11,6 +11,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub type Error = String;
+
+/// A query's result left in the engine: a table of the connection that ran the query, in its
+/// `temp` schema, gone when the connection's next stage starts. Queries write there, not into
+/// the run's database, so that stages running side by side do not wait for each other's
+/// queries, only for the copy of their results.
+#[derive(Debug)]
+pub struct Table {
+    name: String,
+    pub rows: usize,
+    pub columns: Vec<String>,
+    pub types: Vec<ValueType>,
+}
 
 /// The one column of a table made for rows without columns (SQLite tables need one): an
 /// upstream stage that did not succeed. Such a table contributes nothing to a union.
@@ -188,20 +200,6 @@ pub fn from_json(v: &serde_json::Value) -> Value {
     }
 }
 
-/// A CSV field as the most specific value: integer, real, or text.
-fn from_csv(field: &str) -> Value {
-    if field.is_empty() {
-        return Value::Null;
-    }
-    if let Ok(n) = field.parse::<i64>() {
-        return Value::Integer(n);
-    }
-    match field.parse::<f64>() {
-        Ok(x) if x.is_finite() => Value::Real(x),
-        _ => Value::Text(field.to_string()),
-    }
-}
-
 /// Inserts one row of a table being written ([`Store::write_output`]).
 type InsertRow<'a> = dyn FnMut(&[Value]) -> Result<(), Error> + 'a;
 
@@ -353,9 +351,17 @@ impl Store {
         if self.exists("run", &table)? {
             return Ok(());
         }
-        let full = self.base.join(path);
-        let rows = read_rows(&full)?;
-        self.write_table("run", &table, &rows)
+        self.load_data_file("run", &table, &self.base.join(path))
+    }
+
+    /// Streams a data file into `schema.table`, one row at a time.
+    fn load_data_file(&mut self, schema: &str, table: &str, path: &Path) -> Result<(), Error> {
+        let file = super::files::DataFile::scan(path)?;
+        again_on_schema_change(|| {
+            self.replace_table(schema, table, &file.columns, &file.types, &mut |insert| {
+                file.for_each_row(|row| insert(row))
+            })
+        })
     }
 
     /// Loads the file a missing table stands for, on first use: `run."file:path"` is a file
@@ -370,8 +376,7 @@ impl Store {
         for extension in ["csv", "json", "ndjson"] {
             let path = self.base.join(format!("{table}.{extension}"));
             if path.is_file() {
-                let rows = read_rows(&path)?;
-                self.write_table("run", table, &rows)?;
+                self.load_data_file("run", table, &path)?;
                 return Ok(true);
             }
         }
@@ -499,6 +504,53 @@ impl Store {
         }
     }
 
+    /// Replaces `schema.table` with a step's rows, wherever they are: a query's table is
+    /// copied inside the engine.
+    pub fn write_data(&mut self, schema: &str, table: &str, data: &Data) -> Result<(), Error> {
+        match data {
+            Data::Output(output) => self.write_output(schema, table, output),
+            Data::Table(from) => {
+                let name = format!("{schema}.{}", quote(table));
+                again_on_schema_change(|| {
+                    let tx = self
+                        .conn
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                        .map_err(|e| e.to_string())?;
+                    tx.execute_batch(&format!(
+                        "DROP TABLE IF EXISTS {name}; {}; INSERT INTO {name} SELECT * FROM temp.{};",
+                        create_table(&name, &from.columns, &from.types),
+                        quote(&from.name)
+                    ))
+                    .map_err(|e| e.to_string())?;
+                    tx.commit().map_err(|e| e.to_string())
+                })
+            }
+        }
+    }
+
+    /// Makes a step's rows the `_input` table the next query reads. A query's table is
+    /// renamed, not copied.
+    pub fn set_input(&mut self, data: Data) -> Result<(), Error> {
+        match data {
+            Data::Output(output) => self.write_output("temp", "_input", &output),
+            Data::Table(from) => self
+                .conn
+                .execute_batch(&format!(
+                    "DROP TABLE IF EXISTS temp._input; ALTER TABLE temp.{} RENAME TO _input;",
+                    quote(&from.name)
+                ))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// A step's rows in memory, for a step that needs them as values.
+    pub fn rows(&mut self, data: Data) -> Result<Rows, Error> {
+        match data {
+            Data::Output(output) => output.into_rows(),
+            Data::Table(table) => self.table_rows(&table),
+        }
+    }
+
     /// Drops and creates `schema.table` with typed columns, then inserts what `fill` gives,
     /// in one transaction.
     fn replace_table(
@@ -511,29 +563,20 @@ impl Store {
     ) -> Result<(), Error> {
         let name = format!("{schema}.{}", quote(table));
         // Take the write lock at once: a deferred transaction that upgrades could deadlock
-        // with another stage and fail without waiting.
+        // with another stage and fail without waiting. The connection's own `temp` needs no
+        // lock that others wait for.
+        let behavior = if schema == "temp" {
+            rusqlite::TransactionBehavior::Deferred
+        } else {
+            rusqlite::TransactionBehavior::Immediate
+        };
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .transaction_with_behavior(behavior)
             .map_err(|e| e.to_string())?;
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {name}"))
             .map_err(|e| e.to_string())?;
-        let defs: Vec<String> = if columns.is_empty() {
-            vec![quote(NO_COLUMNS)]
-        } else {
-            columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let ty = types.get(i).copied().unwrap_or_default();
-                    match ty.column_decl() {
-                        Some(decl) => format!("{} {decl}", quote(c)),
-                        None => quote(c),
-                    }
-                })
-                .collect()
-        };
-        tx.execute_batch(&format!("CREATE TABLE {name} ({})", defs.join(", ")))
+        tx.execute_batch(&create_table(&name, columns, types))
             .map_err(|e| e.to_string())?;
         if !columns.is_empty() {
             let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
@@ -565,56 +608,13 @@ impl Store {
     }
 
     fn query_once(&mut self, sql: &str, params: &BTreeMap<String, Value>) -> Result<Rows, Error> {
-        // A table the workspace database does not have may be a file beside the flow:
-        // `orders` reads `orders.csv`, `orders.json` or `orders.ndjson`.
-        let mut tried = Vec::new();
-        loop {
-            let error = match self.conn.prepare_cached(sql) {
-                Ok(_) => break,
-                Err(e) => e.to_string(),
-            };
-            match error.strip_prefix("no such table: ").map(str::to_string) {
-                Some(table) if !tried.contains(&table) && self.load_table_file(&table)? => {
-                    tried.push(table)
-                }
-                _ => return Err(missing_table_message(&error)),
-            }
-        }
+        self.load_missing_tables(sql)?;
         let mut statement = self
             .conn
             .prepare_cached(sql)
             .map_err(|e| missing_table_message(&e.to_string()))?;
-        for i in 1..=statement.parameter_count() {
-            let Some(name) = statement
-                .parameter_name(i)
-                .map(|n| n.trim_start_matches(':').to_string())
-            else {
-                continue;
-            };
-            let value = params
-                .get(&name)
-                .or_else(|| self.stage_params.get(&name))
-                .cloned()
-                .ok_or_else(|| format!("no value for parameter `{name}`"))?;
-            statement
-                .raw_bind_parameter(i, value)
-                .map_err(|e| e.to_string())?;
-        }
-        let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
-        if let Some(twice) = columns
-            .iter()
-            .enumerate()
-            .find(|(i, c)| columns[..*i].contains(c))
-            .map(|(_, c)| c)
-        {
-            return Err(format!(
-                "the rows would have two columns named `{twice}` (a join of inputs that share column names, whose columns are not known before running): `select` the columns to keep, renaming one with `as`"
-            ));
-        }
-        let types: Vec<ValueType> = statement
-            .columns()
-            .map(|c| ValueType::from_column_decl(c.decl_type()))
-            .collect();
+        bind_named(&mut statement, params, &self.stage_params)?;
+        let (columns, types) = shape_of(&statement)?;
         let mut rows = statement.raw_query();
         let mut values = Vec::new();
         while let Some(row) = rows.next().map_err(|e| e.to_string())? {
@@ -629,6 +629,106 @@ impl Store {
             values,
             types,
         })
+    }
+
+    /// Runs a query of the plan inside the engine: its rows go into a new table of this
+    /// connection and never cross into Rust. A column the engine does not know the type of
+    /// takes the one in `known` (what the checker inferred), as [`Store::query`]'s rows do.
+    pub fn query_to_table(
+        &mut self,
+        sql: &str,
+        params: &BTreeMap<String, Value>,
+        known: &[ValueType],
+    ) -> Result<Table, Error> {
+        let name = self.temp_name();
+        again_on_schema_change(|| {
+            self.load_missing_tables(sql)?;
+            let statement = self
+                .conn
+                .prepare_cached(sql)
+                .map_err(|e| missing_table_message(&e.to_string()))?;
+            let (columns, mut types) = shape_of(&statement)?;
+            drop(statement);
+            for (have, known) in types.iter_mut().zip(known) {
+                if *have == ValueType::Any {
+                    *have = *known;
+                }
+            }
+            let table = format!("temp.{}", quote(&name));
+            // It writes only the connection's own `temp`: no other stage waits for it.
+            let tx = self.conn.transaction().map_err(|e| e.to_string())?;
+            tx.execute_batch(&format!(
+                "DROP TABLE IF EXISTS {table}; {}",
+                create_table(&table, &columns, &types)
+            ))
+            .map_err(|e| e.to_string())?;
+            let rows = {
+                let mut insert = tx
+                    .prepare(&format!("INSERT INTO {table} {sql}"))
+                    .map_err(|e| missing_table_message(&e.to_string()))?;
+                bind_named(&mut insert, params, &self.stage_params)?;
+                insert.raw_execute().map_err(|e| e.to_string())?
+            };
+            tx.commit().map_err(|e| e.to_string())?;
+            Ok(Table {
+                name: name.clone(),
+                rows,
+                columns,
+                types,
+            })
+        })
+    }
+
+    /// The rows of a table a query left in the engine, read into memory.
+    fn table_rows(&mut self, table: &Table) -> Result<Rows, Error> {
+        let mut rows = self.query(
+            &format!("SELECT * FROM temp.{}", quote(&table.name)),
+            &BTreeMap::new(),
+            None,
+        )?;
+        rows.types = table.types.clone();
+        Ok(rows)
+    }
+
+    /// Drops the tables queries left in this connection: what the stage before left.
+    pub fn drop_step_tables(&mut self) -> Result<(), Error> {
+        let names: Vec<String> = {
+            let mut statement = self
+                .conn
+                .prepare_cached(
+                    "SELECT name FROM temp.sqlite_master WHERE type = 'table' AND name LIKE '\\_step\\_%' ESCAPE '\\'",
+                )
+                .map_err(|e| e.to_string())?;
+            statement
+                .query_map([], |r| r.get(0))
+                .map_err(|e| e.to_string())?
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?
+        };
+        for name in names {
+            self.conn
+                .execute_batch(&format!("DROP TABLE temp.{}", quote(&name)))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// A table the SQL names that the workspace database does not have may be a file beside
+    /// the flow: `orders` reads `orders.csv`, `orders.json` or `orders.ndjson`. Loads each.
+    fn load_missing_tables(&mut self, sql: &str) -> Result<(), Error> {
+        let mut tried = Vec::new();
+        loop {
+            let error = match self.conn.prepare_cached(sql) {
+                Ok(_) => return Ok(()),
+                Err(e) => e.to_string(),
+            };
+            match error.strip_prefix("no such table: ").map(str::to_string) {
+                Some(table) if !tried.contains(&table) && self.load_table_file(&table)? => {
+                    tried.push(table)
+                }
+                _ => return Err(missing_table_message(&error)),
+            }
+        }
     }
 
     /// All rows of a stage's table.
@@ -726,6 +826,72 @@ impl Store {
     }
 }
 
+/// The columns of a prepared query and their declared types. Two columns of one name are an
+/// error: a table cannot hold them, and a row object would keep only one.
+fn shape_of(statement: &rusqlite::Statement) -> Result<(Vec<String>, Vec<ValueType>), Error> {
+    let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
+    if let Some(twice) = columns
+        .iter()
+        .enumerate()
+        .find(|(i, c)| columns[..*i].contains(c))
+        .map(|(_, c)| c)
+    {
+        return Err(format!(
+            "the rows would have two columns named `{twice}` (a join of inputs that share column names, whose columns are not known before running): `select` the columns to keep, renaming one with `as`"
+        ));
+    }
+    let types = statement
+        .columns()
+        .map(|c| ValueType::from_column_decl(c.decl_type()))
+        .collect();
+    Ok((columns, types))
+}
+
+/// Binds each `:name` parameter of a statement: a value of the run's, or of the stage's.
+fn bind_named(
+    statement: &mut rusqlite::Statement,
+    params: &BTreeMap<String, Value>,
+    stage_params: &BTreeMap<String, Value>,
+) -> Result<(), Error> {
+    for i in 1..=statement.parameter_count() {
+        let Some(name) = statement
+            .parameter_name(i)
+            .map(|n| n.trim_start_matches(':').to_string())
+        else {
+            continue;
+        };
+        let value = params
+            .get(&name)
+            .or_else(|| stage_params.get(&name))
+            .cloned()
+            .ok_or_else(|| format!("no value for parameter `{name}`"))?;
+        statement
+            .raw_bind_parameter(i, value)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `CREATE TABLE` of typed columns; a table of no columns has one placeholder column.
+fn create_table(name: &str, columns: &[String], types: &[ValueType]) -> String {
+    let defs: Vec<String> = if columns.is_empty() {
+        vec![quote(NO_COLUMNS)]
+    } else {
+        columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let ty = types.get(i).copied().unwrap_or_default();
+                match ty.column_decl() {
+                    Some(decl) => format!("{} {decl}", quote(c)),
+                    None => quote(c),
+                }
+            })
+            .collect()
+    };
+    format!("CREATE TABLE {name} ({})", defs.join(", "))
+}
+
 /// The run-database table of a stage step's finished `each` items (`:` is in no stage name).
 fn items_table(stage: &str, step: usize) -> String {
     format!("{stage}:items:{step}")
@@ -751,67 +917,6 @@ fn missing_table_message(error: &str) -> String {
             "no table `{table}`: save it with `save to {table}` in an earlier run, or put `{table}.csv`, `.json` or `.ndjson` beside the flow"
         ),
         None => error.to_string(),
-    }
-}
-
-/// Rows of a data file, by extension: CSV with a header row, a JSON array of objects, NDJSON.
-pub fn read_rows(path: &Path) -> Result<Rows, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match extension.as_str() {
-        "json" => {
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
-            let objects: Vec<serde_json::Map<String, serde_json::Value>> = match value {
-                serde_json::Value::Array(items) => items
-                    .into_iter()
-                    .filter_map(|i| i.as_object().cloned())
-                    .collect(),
-                serde_json::Value::Object(o) => vec![o],
-                _ => {
-                    return Err(format!(
-                        "{}: expected a JSON array of objects",
-                        path.display()
-                    ));
-                }
-            };
-            Ok(Rows::from_json_objects(&objects))
-        }
-        "ndjson" | "jsonl" => {
-            let mut objects = Vec::new();
-            for (i, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
-                let value: serde_json::Value = serde_json::from_str(line)
-                    .map_err(|e| format!("{}:{}: not JSON: {e}", path.display(), i + 1))?;
-                objects.push(value.as_object().cloned().ok_or_else(|| {
-                    format!("{}:{}: expected a JSON object", path.display(), i + 1)
-                })?);
-            }
-            Ok(Rows::from_json_objects(&objects))
-        }
-        _ => {
-            let mut reader = csv::Reader::from_reader(text.as_bytes());
-            let columns: Vec<String> = reader
-                .headers()
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .iter()
-                .map(str::to_string)
-                .collect();
-            let mut values = Vec::new();
-            for record in reader.records() {
-                let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
-                values.push(record.iter().map(from_csv).collect());
-            }
-            Ok(Rows::untyped(columns, values))
-        }
     }
 }
 

@@ -5,7 +5,7 @@ use super::{Attempt, Context, Jump, StageSummary};
 use crate::plan::ir::*;
 use crate::runtime::activity::{CommandLine, Request, command_line};
 use crate::runtime::error::StageError;
-use crate::runtime::output::Output;
+use crate::runtime::output::{Data, Output};
 use crate::runtime::retry::{self, Outcome};
 use crate::runtime::state::{RunState, StageState};
 use crate::runtime::store::{Pool, Rows, Store, StoreConfig};
@@ -142,7 +142,7 @@ fn run_stage_on(
         let output = match &key {
             // The record holds the rows themselves: they are read into memory for it.
             Some(k) => {
-                let rows = output.into_rows().map_err(|e| (e.into(), attempts))?;
+                let rows = store.rows(output).map_err(|e| (e.into(), attempts))?;
                 // Unrecorded, the next run would do the work again: the stage fails, as an
                 // `each` item whose key cannot be recorded does.
                 store.record(&ctx.flow, &stage.id, k, &rows).map_err(|e| {
@@ -151,12 +151,12 @@ fn run_stage_on(
                         attempts,
                     )
                 })?;
-                Output::Rows(rows)
+                Data::from(rows)
             }
             None => output,
         };
         store
-            .write_output("run", &stage.id, &output)
+            .write_data("run", &stage.id, &output)
             .map(|()| output.len())
             .map_err(|e| (e.into(), attempts))
     }) {
@@ -277,8 +277,10 @@ impl<'a, 'c> StageRun<'a, 'c> {
 impl StageRun<'_, '_> {
     /// The stage's steps in order, each on the output of the one before. Rows an activity
     /// printed stay in their spool file until a step needs them as values.
-    fn steps(&mut self) -> Result<Output, StepError> {
-        let mut rows: Option<Output> = None;
+    fn steps(&mut self) -> Result<Data, StepError> {
+        // What queries of the stage before on this connection left behind.
+        self.store.drop_step_tables().map_err(|e| (e.into(), 1))?;
+        let mut rows: Option<Data> = None;
         let mut last_query: Option<&Sql> = None;
         // The fanned-out `each` is the stage's first; an item or the gathering starts there,
         // on the prepared rows. A later `each` runs inside the gathering task.
@@ -300,25 +302,22 @@ impl StageRun<'_, '_> {
             // The first step has no input; a later one reads the step before, even when it
             // produced no rows (an activity that printed nothing is an empty `_input`).
             let before = rows.take();
-            if let (Step::Query { .. }, Some(before)) = (step, &before) {
-                self.store
-                    .write_output("temp", "_input", before)
-                    .map_err(|e| (e.into(), 1))?;
-            }
-            let input = before.unwrap_or_default();
-            let output: Output = match step {
+            let input = match (step, before) {
+                (Step::Query { .. }, Some(before)) => {
+                    self.store.set_input(before).map_err(|e| (e.into(), 1))?;
+                    Data::default()
+                }
+                (_, before) => before.unwrap_or_default(),
+            };
+            let output: Data = match step {
+                // The rows stay in the engine; the checker's types fill what it does not
+                // declare.
                 Step::Query { sql, types } => {
                     last_query = Some(sql);
-                    let mut rows = self.query(&sql.text, None).map_err(|e| (e.into(), 1))?;
-                    // What the table does not declare, the checker may know.
-                    rows.types
-                        .resize(rows.columns.len(), crate::value::ValueType::Any);
-                    for (have, known) in rows.types.iter_mut().zip(types) {
-                        if *have == crate::value::ValueType::Any {
-                            *have = *known;
-                        }
-                    }
-                    rows.into()
+                    self.store
+                        .query_to_table(&sql.text, &self.ctx.params, types)
+                        .map(Data::Table)
+                        .map_err(|e| (e.into(), 1))?
                 }
                 Step::Union { inputs } => {
                     let parts = inputs
@@ -329,15 +328,15 @@ impl StageRun<'_, '_> {
                     Rows::union_by_name(parts).into()
                 }
                 Step::Invoke { invocation } => {
-                    let input = values(input)?;
+                    let input = self.values(input)?;
                     let row = self
                         .one_row(&invocation.bindings, &input, &invocation.activity)
                         .map_err(|e| (e, 1))?;
                     let args = self.bind(invocation, row).map_err(|e| (e.into(), 1))?;
-                    self.call(invocation, args, input)?
+                    self.call(invocation, args, input)?.into()
                 }
                 Step::Each { invocation, fan } => {
-                    let input = values(input)?;
+                    let input = self.values(input)?;
                     let part = self.fan.filter(|_| fanned == Some(index));
                     let done = match part {
                         Some(FanPart::Prepare(slot)) => {
@@ -350,7 +349,7 @@ impl StageRun<'_, '_> {
                                 *slot = Some(input);
                             }
                             self.stopped = true;
-                            return Ok(Output::default());
+                            return Ok(Data::default());
                         }
                         Some(FanPart::Item { item, done, .. }) => {
                             let finished = self.one_item(invocation, &input, *item)?;
@@ -358,7 +357,7 @@ impl StageRun<'_, '_> {
                                 *done = Some(finished);
                             }
                             self.stopped = true;
-                            return Ok(Output::default());
+                            return Ok(Data::default());
                         }
                         Some(FanPart::Gather { ends, .. }) => {
                             let keys = self.item_keys(&input).map_err(|e| (e.into(), 1))?;
@@ -392,7 +391,7 @@ impl StageRun<'_, '_> {
                     parent_close,
                     fan,
                 } => {
-                    let input = values(input)?;
+                    let input = self.values(input)?;
                     let done = self.each_call(target, *parent_close, fan, &input)?;
                     self.fanned_in(fan, &input, done)?.into()
                 }
@@ -410,9 +409,11 @@ impl StageRun<'_, '_> {
                 Step::WaitUntil {
                     condition,
                     poll_interval_ms,
-                } => self
-                    .wait_until(condition, *poll_interval_ms, last_query, values(input)?)?
-                    .into(),
+                } => {
+                    let input = self.values(input)?;
+                    self.wait_until(condition, *poll_interval_ms, last_query, input)?
+                        .into()
+                }
                 Step::Activate { activation } => {
                     let activation = crate::runtime::activate::evaluated(
                         activation,
@@ -420,7 +421,7 @@ impl StageRun<'_, '_> {
                         &self.ctx.params,
                     )
                     .map_err(|e| (e.into(), 1))?;
-                    let input = values(input)?;
+                    let input = self.values(input)?;
                     crate::runtime::activate::deliver(
                         &activation,
                         &input,
@@ -432,14 +433,14 @@ impl StageRun<'_, '_> {
                 }
                 Step::SaveTo { table } => {
                     self.store
-                        .write_output("main", table, &input)
+                        .write_data("main", table, &input)
                         .map_err(|e| (e.into(), 1))?;
                     input
                 }
                 // The executor stops the flow after this stage.
                 Step::End => input,
                 Step::Jump { target } => {
-                    let input = values(input)?;
+                    let input = self.values(input)?;
                     let jump = self.target(target, &input).map_err(|e| (e, 1))?;
                     if let Ok(mut jumps) = self.ctx.jumps.lock() {
                         jumps.push(jump);
@@ -450,7 +451,8 @@ impl StageRun<'_, '_> {
                     target,
                     parent_close,
                 } => {
-                    let child = self.target(target, &values(input)?).map_err(|e| (e, 1))?;
+                    let input = self.values(input)?;
+                    let child = self.target(target, &input).map_err(|e| (e, 1))?;
                     let runner = self.ctx.flows.ok_or_else(|| {
                         ("child runs are not available here".to_string().into(), 1)
                     })?;
@@ -565,6 +567,11 @@ impl StageRun<'_, '_> {
                 crate::value::text(other, crate::value::ValueType::Any)
             )),
         }
+    }
+
+    /// The rows of a step's output in memory, for a step that needs them as values.
+    fn values(&mut self, data: Data) -> Result<Rows, StepError> {
+        self.store.rows(data).map_err(|e| (e.into(), 1))
     }
 
     fn query(&mut self, sql: &str, input: Option<&Rows>) -> Result<Rows, String> {
@@ -1116,11 +1123,6 @@ impl StageRun<'_, '_> {
             }
         }
     }
-}
-
-/// The rows of a step's output in memory, for a step that needs them as values.
-pub(super) fn values(output: Output) -> Result<Rows, StepError> {
-    output.into_rows().map_err(|e| (e.into(), 1))
 }
 
 /// Sleeps on the run's clock; `false` when the stage was cancelled meanwhile.

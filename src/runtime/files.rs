@@ -1,0 +1,400 @@
+//! Data files a flow reads (`from 'orders.csv'`), streamed into the engine: a file is read
+//! once to learn its columns (the header of a CSV; every object's keys for JSON and NDJSON)
+//! and once more to insert its rows one at a time, so loading a file needs memory for a row,
+//! not for the file.
+
+use super::store::from_json;
+use crate::value::ValueType;
+use rusqlite::types::Value;
+use serde::de::{self, Deserializer as _, MapAccess, SeqAccess, Visitor};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+type Object = serde_json::Map<String, serde_json::Value>;
+
+/// The formats a data file may have, by its extension.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Format {
+    /// A header row, then one row per record; fields are integers, reals or text.
+    Csv,
+    /// An array of objects (or one object).
+    Json,
+    /// One object per line; blank lines are skipped.
+    Ndjson,
+}
+
+impl Format {
+    fn of(path: &Path) -> Format {
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match extension.as_str() {
+            "json" => Format::Json,
+            "ndjson" | "jsonl" => Format::Ndjson,
+            _ => Format::Csv,
+        }
+    }
+}
+
+/// A data file whose columns are known: ready to be read row by row.
+pub struct DataFile {
+    path: PathBuf,
+    format: Format,
+    pub columns: Vec<String>,
+    pub types: Vec<ValueType>,
+}
+
+impl DataFile {
+    /// Reads the file once for its columns (for CSV, only its header).
+    pub fn scan(path: &Path) -> Result<DataFile, String> {
+        let format = Format::of(path);
+        let mut learned = ColumnsSeen::default();
+        match format {
+            Format::Csv => {
+                let mut reader = csv_reader(path)?;
+                let header = reader.headers().map_err(|e| csv_error(path, e))?;
+                learned.columns = header.iter().map(str::to_string).collect();
+                learned.seen = vec![Seen::Other; learned.columns.len()];
+            }
+            Format::Json | Format::Ndjson => {
+                each_object(path, format, |object| {
+                    learned.learn(object);
+                    Ok(())
+                })?;
+            }
+        }
+        let (columns, types) = learned.finish();
+        Ok(DataFile {
+            path: path.to_path_buf(),
+            format,
+            columns,
+            types,
+        })
+    }
+
+    /// Reads the file again, one row at a time, each as values in column order.
+    pub fn for_each_row(
+        &self,
+        mut each: impl FnMut(&[Value]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut row = Vec::with_capacity(self.columns.len());
+        match self.format {
+            Format::Csv => {
+                let mut reader = csv_reader(&self.path)?;
+                let mut record = csv::StringRecord::new();
+                while reader
+                    .read_record(&mut record)
+                    .map_err(|e| csv_error(&self.path, e))?
+                {
+                    row.clear();
+                    row.extend(record.iter().map(from_csv));
+                    each(&row)?;
+                }
+                Ok(())
+            }
+            Format::Json | Format::Ndjson => {
+                let index: HashMap<&str, usize> = self
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.as_str(), i))
+                    .collect();
+                each_object(&self.path, self.format, |object| {
+                    row.clear();
+                    row.resize(self.columns.len(), Value::Null);
+                    for (key, value) in &object {
+                        if let Some(&at) = index.get(key.as_str()) {
+                            row[at] = from_json(value);
+                        }
+                    }
+                    each(&row)
+                })
+            }
+        }
+    }
+}
+
+/// What is learned of a column while reading: whether every value so far is a JSON boolean.
+#[derive(Clone, Copy, PartialEq)]
+enum Seen {
+    Nothing,
+    Booleans,
+    Other,
+}
+
+/// Columns in order of first appearance, and whether each holds only booleans (and nulls):
+/// a column of JSON booleans is boolean, anything else renders as its values are.
+#[derive(Default)]
+pub struct ColumnsSeen {
+    columns: Vec<String>,
+    index: HashMap<String, usize>,
+    seen: Vec<Seen>,
+}
+
+impl ColumnsSeen {
+    pub fn learn(&mut self, object: Object) {
+        for (key, value) in object {
+            let at = match self.index.get(&key) {
+                Some(&at) => at,
+                None => {
+                    self.columns.push(key.clone());
+                    self.seen.push(Seen::Nothing);
+                    self.index.insert(key, self.columns.len() - 1);
+                    self.columns.len() - 1
+                }
+            };
+            self.seen[at] = match (self.seen[at], value) {
+                (s, serde_json::Value::Null) => s,
+                (Seen::Nothing | Seen::Booleans, serde_json::Value::Bool(_)) => Seen::Booleans,
+                _ => Seen::Other,
+            };
+        }
+    }
+
+    pub fn finish(self) -> (Vec<String>, Vec<ValueType>) {
+        let types = self
+            .seen
+            .into_iter()
+            .map(|s| match s {
+                Seen::Booleans => ValueType::Boolean,
+                _ => ValueType::Any,
+            })
+            .collect();
+        (self.columns, types)
+    }
+}
+
+/// A CSV field as the most specific value: integer, real, or text.
+fn from_csv(field: &str) -> Value {
+    if field.is_empty() {
+        return Value::Null;
+    }
+    if let Ok(n) = field.parse::<i64>() {
+        return Value::Integer(n);
+    }
+    match field.parse::<f64>() {
+        Ok(x) if x.is_finite() => Value::Real(x),
+        _ => Value::Text(field.to_string()),
+    }
+}
+
+fn csv_reader(path: &Path) -> Result<csv::Reader<File>, String> {
+    csv::Reader::from_path(path).map_err(|e| csv_error(path, e))
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> String {
+    let at = |pos: &Option<csv::Position>| {
+        pos.as_ref()
+            .map_or(String::new(), |p| format!(":{}", p.line()))
+    };
+    match e.kind() {
+        csv::ErrorKind::Io(io) => format!("cannot read {}: {io}", path.display()),
+        csv::ErrorKind::Utf8 { pos, err } => format!(
+            "{}{}: field {} is not UTF-8 text",
+            path.display(),
+            at(pos),
+            err.field() + 1
+        ),
+        csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => format!(
+            "{}{}: {len} fields, where the header has {expected_len}",
+            path.display(),
+            at(pos)
+        ),
+        _ => format!("{}: {e}", path.display()),
+    }
+}
+
+fn open(path: &Path) -> Result<BufReader<File>, String> {
+    File::open(path)
+        .map(|f| BufReader::with_capacity(64 * 1024, f))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Each object of a JSON or NDJSON file, in order. Anything else where a row belongs is an
+/// error that says where: a row is never dropped silently.
+fn each_object(
+    path: &Path,
+    format: Format,
+    mut each: impl FnMut(Object) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut reader = open(path)?;
+    if format == Format::Ndjson {
+        let mut line = String::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| format!("{}:{}: cannot read: {e}", path.display(), number + 1))?;
+            if n == 0 {
+                return Ok(());
+            }
+            number += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(&line) {
+                Ok(serde_json::Value::Object(object)) => each(object)?,
+                Ok(_) => {
+                    return Err(format!(
+                        "{}:{number}: expected a JSON object",
+                        path.display()
+                    ));
+                }
+                Err(e) => return Err(format!("{}:{number}: not JSON: {e}", path.display())),
+            }
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+    let mut failure = None;
+    let read = deserializer
+        .deserialize_any(Objects {
+            each: &mut each,
+            failure: &mut failure,
+        })
+        .and_then(|()| deserializer.end());
+    match (failure, read) {
+        (Some(failure), _) => Err(failure),
+        (None, Ok(())) => Ok(()),
+        (None, Err(e)) => Err(format!("{}: not JSON: {e}", path.display())
+            .replace("invalid type: ", "expected a JSON array of objects, found ")),
+    }
+}
+
+/// Visits a JSON document that is an array of objects, or one object, handing each object
+/// on as soon as it is read. `failure` keeps an error of `each` as it was said.
+struct Objects<'a, F> {
+    each: &'a mut F,
+    failure: &'a mut Option<String>,
+}
+
+impl<'de, F: FnMut(Object) -> Result<(), String>> Visitor<'de> for Objects<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut item = 0;
+        while let Some(value) = seq.next_element::<serde_json::Value>()? {
+            let serde_json::Value::Object(object) = value else {
+                return Err(de::Error::custom(format!(
+                    "item {item} of the array is not an object"
+                )));
+            };
+            if let Err(e) = (self.each)(object) {
+                *self.failure = Some(e.clone());
+                return Err(de::Error::custom(e));
+            }
+            item += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let object: Object =
+            serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        (self.each)(object).map_err(|e| {
+            *self.failure = Some(e.clone());
+            de::Error::custom(e)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file's columns, their types and its rows.
+    type Read = (Vec<String>, Vec<ValueType>, Vec<Vec<Value>>);
+
+    fn rows_of(name: &str, text: &[u8]) -> Result<Read, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let file = DataFile::scan(&path)?;
+        let mut rows = Vec::new();
+        file.for_each_row(|row| {
+            rows.push(row.to_vec());
+            Ok(())
+        })?;
+        Ok((file.columns, file.types, rows))
+    }
+
+    #[test]
+    fn csv_fields_are_typed_one_by_one_and_a_header_alone_is_no_rows() {
+        let (columns, _, rows) =
+            rows_of("a.csv", b"id,amount,who\n1,2.5,ada\n2,,\"b,o\"\n").unwrap();
+        assert_eq!(columns, ["id", "amount", "who"]);
+        assert_eq!(
+            rows,
+            [
+                vec![
+                    Value::Integer(1),
+                    Value::Real(2.5),
+                    Value::Text("ada".into())
+                ],
+                vec![Value::Integer(2), Value::Null, Value::Text("b,o".into())],
+            ]
+        );
+        let (columns, _, rows) = rows_of("b.csv", b"x,y\n").unwrap();
+        assert_eq!((columns.len(), rows.len()), (2, 0));
+    }
+
+    #[test]
+    fn json_columns_come_in_order_of_first_appearance_in_both_formats() {
+        let ndjson = b"{\"a\": 1, \"ok\": true}\n\n{\"b\": \"x\", \"ok\": null}\n{\"a\": 2}\n";
+        let array = b"[{\"a\": 1, \"ok\": true}, {\"b\": \"x\", \"ok\": null}, {\"a\": 2}]";
+        for (name, text) in [("r.ndjson", &ndjson[..]), ("r.json", &array[..])] {
+            let (columns, types, rows) = rows_of(name, text).unwrap();
+            assert_eq!(columns, ["a", "ok", "b"], "{name}");
+            assert_eq!(types, [ValueType::Any, ValueType::Boolean, ValueType::Any]);
+            assert_eq!(rows.len(), 3);
+            assert_eq!(rows[1], [Value::Null, Value::Null, Value::Text("x".into())]);
+        }
+        let (_, _, one) = rows_of("one.json", b"{\"a\": 1}").unwrap();
+        assert_eq!(one, [vec![Value::Integer(1)]]);
+    }
+
+    #[test]
+    fn what_is_not_a_row_is_an_error_that_says_where() {
+        let error = rows_of("r.ndjson", b"{\"a\": 1}\n[1]\n").unwrap_err();
+        assert!(
+            error.ends_with("r.ndjson:2: expected a JSON object"),
+            "{error}"
+        );
+        let error = rows_of("r.ndjson", b"{\"a\": 1}\n{\"a\": \n").unwrap_err();
+        assert!(error.contains("r.ndjson:2: not JSON"), "{error}");
+        let error = rows_of("r.json", b"[{\"a\": 1}, 2]").unwrap_err();
+        assert!(
+            error.contains("item 1 of the array is not an object"),
+            "{error}"
+        );
+        let error = rows_of("r.json", b"42").unwrap_err();
+        assert!(
+            error.contains("expected a JSON array of objects"),
+            "{error}"
+        );
+        let error = rows_of("r.json", b"[{\"a\": 1}] x").unwrap_err();
+        assert!(error.contains("not JSON: trailing characters"), "{error}");
+        let error = rows_of("r.csv", b"a,b\n1,2\n1,2,3\n").unwrap_err();
+        assert!(
+            error.ends_with("r.csv:3: 3 fields, where the header has 2"),
+            "{error}"
+        );
+        let error = rows_of("r.csv", b"a,b\n1,2\n1,\xff\n").unwrap_err();
+        assert!(
+            error.ends_with("r.csv:3: field 2 is not UTF-8 text"),
+            "{error}"
+        );
+    }
+}

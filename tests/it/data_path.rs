@@ -1,0 +1,186 @@
+//! Data a flow reads and queries: files stream into the engine, queries run inside it, and
+//! what a user wrote comes back with its rows and types, or fails saying where.
+
+use crate::common::{run_json, scratch, stage};
+use serde_json::{Value, json};
+use std::path::Path;
+
+fn ndjson(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn stage_error(summary: &Value, name: &str) -> String {
+    stage(summary, name)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn files_of_zero_one_and_many_rows_load_whole_in_every_format() {
+    let many: String = (0..10_000)
+        .map(|i| format!("{i},c{},{}.5\n", i % 7, i % 100))
+        .collect();
+    let many_ndjson: String = (0..10_000)
+        .map(|i| {
+            format!(
+                "{{\"id\": {i}, \"who\": \"c{}\", \"amount\": {}.5}}\n",
+                i % 7,
+                i % 100
+            )
+        })
+        .collect();
+    let many_json = format!(
+        "[{}]",
+        (0..10_000)
+            .map(|i| format!(
+                "{{\"amount\": {}.5, \"id\": {i}, \"who\": \"c{}\"}}",
+                i % 100,
+                i % 7
+            ))
+            .collect::<Vec<_>>()
+            .join(",\n")
+    );
+    let dir = scratch(
+        "data_path_sizes",
+        &[
+            ("none.csv", "id,who,amount\n"),
+            ("one.csv", "id,who,amount\n1,ada,2.5\n"),
+            ("many.csv", &format!("id,who,amount\n{many}")),
+            ("many.ndjson", &many_ndjson),
+            ("many.json", &many_json),
+            ("none.json", "[]"),
+            (
+                "flow.wv",
+                r#"flow Sizes = {
+  stage none = from 'none.csv' | where amount > 1
+  stage none_json = from 'none.json'
+  stage one = from 'one.csv' | select amount, who, id | activate('file', path: 'one.ndjson')
+  stage many_csv = from 'many.csv' | where amount > 50
+  stage many_ndjson = from 'many.ndjson' | where amount > 50
+  stage many_json = from 'many.json' | where amount > 50
+  stage totals = from many_json | group by who | select who, count(*) as n, sum(amount) as total
+    | order by who | activate('file', path: 'totals.ndjson')
+  stage after_none = from none | select who | activate('file', path: 'after_none.ndjson')
+}
+"#,
+            ),
+        ],
+    );
+    let (code, summary) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(0), "{summary}");
+    for (name, rows) in [
+        ("none", 0),
+        ("none_json", 0),
+        ("one", 1),
+        ("many_csv", 5_000),
+        ("many_ndjson", 5_000),
+        ("many_json", 5_000),
+        ("totals", 7),
+        ("after_none", 0),
+    ] {
+        assert_eq!(stage(&summary, name)["rows"], rows, "{name}: {summary}");
+    }
+    assert_eq!(
+        ndjson(&dir.join("one.ndjson")),
+        [json!({"amount": 2.5, "who": "ada", "id": 1})],
+        "the columns come in the order the query selects them"
+    );
+    let totals = ndjson(&dir.join("totals.ndjson"));
+    assert_eq!(totals[0]["who"], "c0");
+    assert_eq!(
+        totals.iter().map(|t| t["n"].as_i64().unwrap()).sum::<i64>(),
+        5_000
+    );
+    assert_eq!(ndjson(&dir.join("after_none.ndjson")), Vec::<Value>::new());
+}
+
+#[test]
+fn typed_values_keep_their_types_through_queries_that_stay_in_the_engine() {
+    let dir = scratch(
+        "data_path_types",
+        &[
+            (
+                "people.json",
+                r#"[{"name": "ada", "vip": true, "score": 1.5}, {"name": "bo", "vip": false, "score": null}]"#,
+            ),
+            (
+                "flow.wv",
+                r#"flow Types(flag: boolean = true, d: duration = 90s) = {
+  stage a = from [[flag, d, 1], [false, d, 2]] as t(ok, delay, n) | where n > 0
+    | select delay, ok, n | where n < 3
+  stage b = from a | where ok | select ok, delay | activate('file', path: 'b.ndjson')
+  stage people = from 'people.json' | select score, vip, name | order by name
+    | activate('file', path: 'people.ndjson')
+  stage vips = from people | where vip | select name, vip | activate('file', path: 'vips.ndjson')
+}
+"#,
+            ),
+        ],
+    );
+    let (code, summary) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("b.ndjson")),
+        [json!({"ok": true, "delay": "90s"})],
+        "a boolean and a duration stay what they are across two stages and four queries"
+    );
+    assert_eq!(
+        ndjson(&dir.join("people.ndjson")),
+        [
+            json!({"score": 1.5, "vip": true, "name": "ada"}),
+            json!({"score": null, "vip": false, "name": "bo"})
+        ]
+    );
+    assert_eq!(
+        ndjson(&dir.join("vips.ndjson")),
+        [json!({"name": "ada", "vip": true})]
+    );
+}
+
+#[test]
+fn a_file_that_is_not_rows_fails_its_stage_saying_where() {
+    let cases: [(&str, &[u8], &str); 5] = [
+        (
+            "items.json",
+            br#"[{"a": 1}, 2, {"a": 3}]"#,
+            "items.json: not JSON: item 1 of the array is not an object",
+        ),
+        ("items.json", b"42", "expected a JSON array of objects"),
+        (
+            "items.ndjson",
+            b"{\"a\": 1}\n\n[2]\n",
+            "items.ndjson:3: expected a JSON object",
+        ),
+        (
+            "items.csv",
+            b"a,b\n1,2\n3\n",
+            "items.csv:3: 1 fields, where the header has 2",
+        ),
+        (
+            "items.csv",
+            b"a,b\n1,2\n3,\xff\n",
+            "items.csv:3: field 2 is not UTF-8 text",
+        ),
+    ];
+    for (i, (file, text, expected)) in cases.iter().enumerate() {
+        let dir = scratch(&format!("data_path_bad_{i}"), &[]);
+        std::fs::write(dir.join(file), text).unwrap();
+        std::fs::write(
+            dir.join("flow.wv"),
+            format!("flow Bad = {{\n  stage s = from '{file}'\n  stage t = from s\n}}\n"),
+        )
+        .unwrap();
+        let (code, summary) = run_json(&dir.join("flow.wv"), None);
+        assert_eq!(code, Some(1), "{file}: {summary}");
+        assert_eq!(stage(&summary, "s")["state"], "failed", "{summary}");
+        assert_eq!(stage(&summary, "s")["rows"], 0, "{summary}");
+        let error = stage_error(&summary, "s");
+        assert!(error.contains(expected), "{file}: {error}");
+        assert_ne!(stage(&summary, "t")["state"], "success", "{summary}");
+    }
+}
