@@ -4,9 +4,10 @@
 //! temporary file as it comes, never whole into memory). The attempt runs in its own process
 //! group, so a timeout kills everything it started.
 
+use super::input::Input;
 use super::output::{Output, Spooled};
 use super::retry::Outcome;
-use super::store::{Rows, Store};
+use super::store::Store;
 use crate::plan::ir::Invocation;
 use crate::plan::ir::{ArgvItem, Command};
 use crate::value::{self, ValueType};
@@ -31,7 +32,7 @@ pub struct Request {
     /// `WV_<NAME>` of each parameter, `WVFLOW_RUN_ID`, `WVFLOW_FLOW`, `WVFLOW_STAGE`, ...
     pub env: Vec<(String, String)>,
     /// Input rows, written to stdin as NDJSON one row at a time (shared, not copied).
-    pub input: Arc<Rows>,
+    pub input: Input,
     pub cwd: PathBuf,
     pub timeout: Option<Duration>,
     /// Fail when the activity writes nothing to stderr for this long.
@@ -221,16 +222,9 @@ fn supervise(
     let stdin = child.stdin.take();
     let input = request.input.clone();
     let writer = std::thread::spawn(move || {
-        if let Some(stdin) = stdin {
-            let mut stdin = std::io::BufWriter::new(stdin);
-            for i in 0..input.len() {
-                let line = serde_json::Value::Object(input.json_object(i));
-                // A program that does not read its input closes the pipe: not an error.
-                if writeln!(stdin, "{line}").is_err() {
-                    return;
-                }
-            }
-            let _ = stdin.flush();
+        if let Some(mut stdin) = stdin {
+            // A program that does not read its input closes the pipe: not an error.
+            let _ = input.write_to(&mut stdin);
         }
     });
     // Output is copied as bytes into the spool file, shared: what was read is there even when
@@ -526,10 +520,11 @@ mod tests {
                 ("WVFLOW_STAGE".into(), "s".into()),
                 ("WV_NAME".into(), "it's; $(rm -rf /) `x`".into()),
             ],
-            input: Arc::new(Rows::untyped(
+            input: crate::runtime::store::Rows::untyped(
                 vec!["n".into()],
                 vec![vec![Value::Integer(1)], vec![Value::Integer(2)]],
-            )),
+            )
+            .into(),
             cwd: std::env::temp_dir(),
             timeout: timeout_ms.map(Duration::from_millis),
             heartbeat: None,

@@ -166,7 +166,7 @@ fn call(
                         .cloned()
                         .chain([("WVFLOW_ATTEMPT".into(), attempt.to_string())])
                         .collect(),
-                    input: Arc::new(rows.clone()),
+                    input: rows.clone().into(),
                     cwd: cwd.to_path_buf(),
                     timeout: Some(Duration::from_millis(
                         invocation.timeout_ms.unwrap_or(HOOK_TIMEOUT_MS),

@@ -9,6 +9,7 @@
 //! | [`activity`] | starting an activity: argv or `sh`, NDJSON in and out, timeouts, heartbeat |
 //! | `spawn` | an activity's process started without a fork of wvflow |
 //! | [`output`] | an activity's rows: in memory, or spooled to a file as they come |
+//! | [`input`] | an activity's input rows: in memory, or a query's table spooled as NDJSON |
 //! | [`files`] | data files (CSV, JSON, NDJSON) streamed into the engine |
 //! | [`pools`] | slots of `pool`s, held in the run store across runs and processes |
 //! | [`hooks`] | flow hooks called with the run summary |
@@ -34,6 +35,7 @@ pub mod error;
 pub mod files;
 pub mod flow_call;
 pub mod hooks;
+pub mod input;
 pub mod launch;
 pub mod output;
 pub mod pools;

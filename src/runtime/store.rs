@@ -2,12 +2,14 @@
 //! that outlive runs (`save to`); each run attaches its own schema `run`, where every stage's
 //! rows and every file source are materialized as tables.
 
+use super::input::{Input, NdjsonFile};
 use super::output::{Data, Output};
 use crate::value::{self, ValueType};
 use rusqlite::config::DbConfig;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub type Error = String;
@@ -677,6 +679,41 @@ impl Store {
                 types,
             })
         })
+    }
+
+    /// A query's table as an activity's input: its NDJSON written to a temporary file a
+    /// row at a time, each value in its type's JSON.
+    pub fn table_input(&mut self, table: &Table) -> Result<Input, Error> {
+        let file =
+            tempfile::tempfile().map_err(|e| format!("cannot make a temporary file: {e}"))?;
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, &file);
+        let mut statement = self
+            .conn
+            .prepare(&format!("SELECT * FROM temp.{}", quote(&table.name)))
+            .map_err(|e| e.to_string())?;
+        let mut rows = statement.raw_query();
+        let mut count = 0;
+        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+            let object: serde_json::Map<String, serde_json::Value> = table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let v = row.get::<_, Value>(i).unwrap_or(Value::Null);
+                    let ty = table.types.get(i).copied().unwrap_or_default();
+                    (c.clone(), value::json(&v, ty))
+                })
+                .collect();
+            serde_json::to_writer(&mut out, &object).map_err(|e| e.to_string())?;
+            out.write_all(b"\n").map_err(|e| e.to_string())?;
+            count += 1;
+        }
+        out.flush().map_err(|e| e.to_string())?;
+        drop(out);
+        Ok(Input::Ndjson(std::sync::Arc::new(NdjsonFile {
+            file,
+            rows: count,
+        })))
     }
 
     /// The rows of a table a query left in the engine, read into memory.

@@ -143,6 +143,47 @@ fn typed_values_keep_their_types_through_queries_that_stay_in_the_engine() {
 }
 
 #[test]
+fn an_activity_reads_a_querys_rows_on_stdin_with_their_types() {
+    let many: String = (0..10_000).map(|i| format!("{i},{}\n", i % 2)).collect();
+    let dir = scratch(
+        "data_path_stdin",
+        &[
+            (
+                "people.json",
+                r#"[{"name": "ada", "vip": true, "score": 1.5}, {"name": "bo", "vip": false, "score": null}]"#,
+            ),
+            ("many.csv", &format!("id,odd\n{many}")),
+            (
+                "flow.wv",
+                r#"activity echo_rows = sh("cat")
+activity count_rows = sh("""wc -l | sed 's/^ */{"n": /; s/$/}/'""")
+flow Stdin(d: duration = 90s) = {
+  stage echoed = from 'people.json' | select vip, name, score, d as delay | order by name
+    | echo_rows() | activate('file', path: 'echoed.ndjson')
+  stage counted = from 'many.csv' | where odd = 1 | count_rows()
+    | activate('file', path: 'counted.ndjson')
+  stage none = from 'many.csv' | where odd = 2 | count_rows()
+    | activate('file', path: 'none.ndjson')
+}
+"#,
+            ),
+        ],
+    );
+    let (code, summary) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("echoed.ndjson")),
+        [
+            json!({"vip": true, "name": "ada", "score": 1.5, "delay": "90s"}),
+            json!({"vip": false, "name": "bo", "score": null, "delay": "90s"})
+        ],
+        "each row arrives as one NDJSON line, each value in its type's JSON"
+    );
+    assert_eq!(ndjson(&dir.join("counted.ndjson")), [json!({"n": 5000})]);
+    assert_eq!(ndjson(&dir.join("none.ndjson")), [json!({"n": 0})]);
+}
+
+#[test]
 fn a_file_that_is_not_rows_fails_its_stage_saying_where() {
     let cases: [(&str, &[u8], &str); 5] = [
         (

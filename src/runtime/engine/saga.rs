@@ -57,7 +57,7 @@ pub(super) fn compensate(
             Ok((args, rows))
         });
         let result = match args {
-            Ok((args, rows)) => run.call(invocation, args, rows),
+            Ok((args, rows)) => run.call(invocation, args, rows.into()),
             Err(e) => Err((e, 0)),
         };
         let summary = CompensationSummary {

@@ -5,6 +5,7 @@ use super::{Attempt, Context, Jump, StageSummary};
 use crate::plan::ir::*;
 use crate::runtime::activity::{CommandLine, Request, command_line};
 use crate::runtime::error::StageError;
+use crate::runtime::input::Input;
 use crate::runtime::output::{Data, Output};
 use crate::runtime::retry::{self, Outcome};
 use crate::runtime::state::{RunState, StageState};
@@ -328,11 +329,23 @@ impl StageRun<'_, '_> {
                     Rows::union_by_name(parts).into()
                 }
                 Step::Invoke { invocation } => {
-                    let input = self.values(input)?;
-                    let row = self
-                        .one_row(&invocation.bindings, &input, &invocation.activity)
-                        .map_err(|e| (e, 1))?;
-                    let args = self.bind(invocation, row).map_err(|e| (e.into(), 1))?;
+                    let (args, input) = match input {
+                        // Rows no argument reads go to stdin from the engine, in batches.
+                        Data::Table(table) if !invocation.bindings.iter().any(|b| b.reads_row) => {
+                            let args = self.bind(invocation, None).map_err(|e| (e.into(), 1))?;
+                            let input =
+                                self.store.table_input(&table).map_err(|e| (e.into(), 1))?;
+                            (args, input)
+                        }
+                        data => {
+                            let input = self.values(data)?;
+                            let row = self
+                                .one_row(&invocation.bindings, &input, &invocation.activity)
+                                .map_err(|e| (e, 1))?;
+                            let args = self.bind(invocation, row).map_err(|e| (e.into(), 1))?;
+                            (args, input.into())
+                        }
+                    };
                     self.call(invocation, args, input)?.into()
                 }
                 Step::Each { invocation, fan } => {
@@ -600,7 +613,7 @@ impl StageRun<'_, '_> {
         &mut self,
         invocation: &Invocation,
         args: BTreeMap<String, Value>,
-        input: Rows,
+        input: Input,
     ) -> Result<Output, StepError> {
         let line = command_line(self.store, invocation, &args).map_err(|e| (e.into(), 1))?;
         let call = Call {
@@ -608,7 +621,7 @@ impl StageRun<'_, '_> {
             key: self.key.as_deref(),
             args: &args,
             line: &line,
-            input: &Arc::new(input),
+            input: &input,
             cancel: &self.cancel,
         };
         let done = retried(self.ctx, self.stage, (self.phase, self.step, None), &call);
@@ -667,7 +680,7 @@ impl StageRun<'_, '_> {
                 None => command_line(self.store, invocation, args).map_err(|e| (e.into(), 1))?,
             });
         }
-        let rows: Vec<Arc<Rows>> = (0..input.len()).map(|i| Arc::new(input.row(i))).collect();
+        let rows: Vec<Input> = (0..input.len()).map(|i| input.row(i).into()).collect();
         let (ctx, stage, step) = (self.ctx, self.stage, self.step);
         self.fan_out(fan, reused, &keys, |i, cancel| {
             let call = Call {
@@ -716,7 +729,7 @@ impl StageRun<'_, '_> {
             });
         }
         let line = command_line(self.store, invocation, args).map_err(|e| (e.into(), 1))?;
-        let row = Arc::new(input.row(i));
+        let row = Input::from(input.row(i));
         let call = Call {
             invocation,
             key,
@@ -1300,7 +1313,7 @@ struct Call<'a> {
     args: &'a BTreeMap<String, Value>,
     /// The words and `WV_<NAME>` variables ([`command_line`]).
     line: &'a CommandLine,
-    input: &'a Arc<Rows>,
+    input: &'a Input,
     /// The stage's cancel flag.
     cancel: &'a Arc<AtomicBool>,
 }
