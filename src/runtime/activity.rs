@@ -221,11 +221,14 @@ fn supervise(
     let last_sign = Arc::new(AtomicU64::new(0));
     let stdin = child.stdin.take();
     let input = request.input.clone();
-    let writer = std::thread::spawn(move || {
-        if let Some(mut stdin) = stdin {
-            // A program that does not read its input closes the pipe: not an error.
-            let _ = input.write_to(&mut stdin);
-        }
+    // No rows: stdin is closed at once (the program reads its end), with no thread for it.
+    let writer = (!input.is_empty()).then(|| {
+        std::thread::spawn(move || {
+            if let Some(mut stdin) = stdin {
+                // A program that does not read its input closes the pipe: not an error.
+                let _ = input.write_to(&mut stdin);
+            }
+        })
     });
     // Output is copied as bytes into the spool file, shared: what was read is there even when
     // a process that escaped the attempt's group keeps the pipe open, and taking the file
@@ -299,16 +302,10 @@ fn supervise(
         })
     };
     let pid = child.id() as i32;
-    // A thread waits for the program to exit (without reaping it), so its end is seen at once
-    // rather than at the next poll; the loop wakes for cancels and deadlines meanwhile.
-    let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        wait_exit(pid);
-        let _ = exit_tx.send(());
-    });
+    let exit = ExitWatch::new(pid);
     let (mut cancelled, mut killed) = (false, None);
     let status = loop {
-        let _ = exit_rx.recv_timeout(next_look(request, started.elapsed(), &last_sign));
+        exit.wait(next_look(request, started.elapsed(), &last_sign));
         hand_on(&log, events);
         if exited(pid) {
             // The attempt ends with its program: what it left running in its process group
@@ -456,6 +453,53 @@ struct Signal(std::sync::mpsc::Sender<()>);
 impl Drop for Signal {
     fn drop(&mut self) {
         let _ = self.0.send(());
+    }
+}
+
+/// Wakes the supervising loop as soon as the program exits (without reaping it), rather than
+/// at its next look; the loop wakes for cancels and deadlines meanwhile. A pidfd polled with
+/// the loop's timeout costs no thread; a kernel without pidfds (before Linux 5.3) gets a
+/// thread blocked in `waitid`.
+enum ExitWatch {
+    Pidfd(std::os::fd::OwnedFd),
+    Thread(std::sync::mpsc::Receiver<()>),
+}
+
+impl ExitWatch {
+    fn new(pid: i32) -> ExitWatch {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd >= 0 {
+            use std::os::fd::FromRawFd;
+            // SAFETY: the descriptor was just opened and is owned by nothing else.
+            return ExitWatch::Pidfd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) });
+        }
+        let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            wait_exit(pid);
+            let _ = exit_tx.send(());
+        });
+        ExitWatch::Thread(exit_rx)
+    }
+
+    /// Returns when the program has exited, or after `timeout`, or sooner (a signal).
+    fn wait(&self, timeout: Duration) {
+        match self {
+            ExitWatch::Pidfd(fd) => {
+                use std::os::fd::AsRawFd;
+                let mut poll = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                // SAFETY: one valid pollfd; an error or EINTR only returns early.
+                unsafe { libc::poll(&mut poll, 1, ms) };
+            }
+            ExitWatch::Thread(exited) => {
+                let _ = exited.recv_timeout(timeout);
+            }
+        }
     }
 }
 
