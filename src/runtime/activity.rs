@@ -5,7 +5,7 @@
 //! group, so a timeout kills everything it started.
 
 use super::input::Input;
-use super::output::{Output, Spooled};
+use super::output::{Output, Spool, Spooled};
 use super::retry::Outcome;
 use super::store::Store;
 use crate::plan::ir::Invocation;
@@ -14,7 +14,7 @@ use crate::value::{self, ValueType};
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -169,19 +169,6 @@ pub fn command_line(
 
 impl Launcher for ProcessLauncher {
     fn launch(&self, request: &Request, events: &dyn Fn(AttemptEvent)) -> Outcome<Output> {
-        // Where stdout goes while the program runs: an unnamed file, removed when dropped.
-        let spool = match tempfile::tempfile() {
-            Ok(file) => file,
-            Err(e) => {
-                return Outcome::Failure {
-                    error: format!(
-                        "cannot create a temporary file for the output of `{}`: {e}",
-                        request.activity
-                    ),
-                    exit_code: None,
-                };
-            }
-        };
         let (program, args): (&OsStr, Vec<&OsStr>) = match &request.command {
             Command::Exec { .. } => {
                 let Some((program, rest)) = request.argv.split_first() else {
@@ -206,14 +193,13 @@ impl Launcher for ProcessLauncher {
         };
         // Recorded as soon as it exists: a resume or a stale-run cancel stops its group.
         events(AttemptEvent::Spawned(child.id()));
-        supervise(&mut child, request, spool, events)
+        supervise(&mut child, request, events)
     }
 }
 
 fn supervise(
     child: &mut super::spawn::Process,
     request: &Request,
-    spool: std::fs::File,
     events: &dyn Fn(AttemptEvent),
 ) -> Outcome<Output> {
     let log = Arc::new(Mutex::new(Log::default()));
@@ -233,7 +219,7 @@ fn supervise(
     // Output is copied as bytes into the spool file, shared: what was read is there even when
     // a process that escaped the attempt's group keeps the pipe open, and taking the file
     // back stops the copy.
-    let out = Arc::new(Mutex::new(Some(spool)));
+    let out = Arc::new(Mutex::new(Some(Spool::default())));
     let stdout = child.stdout.take();
     let spool_error = Arc::new(Mutex::new(None::<String>));
     // Each pipe reader says when its pipe closed: the attempt ends as soon as both have.

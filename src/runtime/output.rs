@@ -1,8 +1,9 @@
 //! An activity's rows as they come: in memory (scripted launchers, small results), or spooled
-//! to an unnamed temporary file while the program writes them, so that a program that prints
-//! a million rows does not need their size in memory. A spooled output is read twice, one
-//! line at a time: once when the attempt ends, to check it and learn its columns, and once
-//! when it is written into the store in batches ([`super::store::Store::write_output`]).
+//! while the program writes them: in memory up to 1 MiB, then to an unnamed temporary file,
+//! so that a program that prints a million rows does not need their size in memory and one
+//! that prints a few costs no file. A spooled output is read twice, one line at a time: once
+//! when the attempt ends, to check it and learn its columns, and once when it is written into
+//! the store in batches ([`super::store::Store::write_output`]).
 
 use super::files::ColumnsSeen;
 use super::store::{Rows, Table, from_json};
@@ -103,11 +104,50 @@ impl Data {
     }
 }
 
-/// The stdout of an attempt in a temporary file (deleted when dropped), checked: every line
-/// that begins like a row is UTF-8; its columns in order of first appearance.
+/// How much of an attempt's stdout is kept in memory before it goes to a file.
+const SPILL: usize = 1 << 20;
+
+/// Where an attempt's stdout goes while the program runs: memory, until it passes [`SPILL`]
+/// bytes; then an unnamed temporary file (deleted when dropped).
+#[derive(Debug)]
+pub enum Spool {
+    Memory(Vec<u8>),
+    File(File),
+}
+
+impl Default for Spool {
+    fn default() -> Self {
+        Spool::Memory(Vec::new())
+    }
+}
+
+impl Spool {
+    pub fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        match self {
+            Spool::Memory(kept) if kept.len() + bytes.len() <= SPILL => {
+                kept.extend_from_slice(bytes);
+                Ok(())
+            }
+            Spool::Memory(kept) => {
+                let mut file = tempfile::tempfile().map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot create a temporary file: {e}"))
+                })?;
+                file.write_all(kept)?;
+                file.write_all(bytes)?;
+                *self = Spool::File(file);
+                Ok(())
+            }
+            Spool::File(file) => file.write_all(bytes),
+        }
+    }
+}
+
+/// The stdout of an attempt, spooled and checked: every line that begins like a row is UTF-8;
+/// its columns in order of first appearance.
 #[derive(Debug)]
 pub struct Spooled {
-    file: File,
+    file: Spool,
     pub columns: Vec<String>,
     pub types: Vec<ValueType>,
     pub rows: usize,
@@ -117,7 +157,7 @@ impl Spooled {
     /// Reads the spool once: the columns, their types and the number of rows. A line that
     /// begins like a row but is not UTF-8 is an error naming the line; other lines are the
     /// activity's own text and are left alone.
-    pub fn scan(file: File) -> Result<Spooled, String> {
+    pub fn scan(file: Spool) -> Result<Spooled, String> {
         let mut learned = ColumnsSeen::default();
         let mut rows = 0;
         lines(&file, |number, line| {
@@ -162,12 +202,20 @@ impl Spooled {
     }
 }
 
-/// Each line of the file from its start, with its number (from 1), without its newline.
+/// Each line of the spool from its start, with its number (from 1).
 fn lines(
-    file: &File,
+    spool: &Spool,
     mut each: impl FnMut(usize, &[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
-    let mut file = file;
+    let mut file = match spool {
+        Spool::Memory(kept) => {
+            return kept
+                .split_inclusive(|&b| b == b'\n')
+                .enumerate()
+                .try_for_each(|(i, line)| each(i + 1, line));
+        }
+        Spool::File(file) => file,
+    };
     file.seek(SeekFrom::Start(0))
         .map_err(|e| format!("cannot read the activity's output back: {e}"))?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
@@ -212,12 +260,36 @@ fn object_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+
+    /// The text spooled in pieces of `piece` bytes (it goes to a file past 1 MiB).
+    fn spool_in(text: &[u8], piece: usize) -> Result<Spooled, String> {
+        let mut spool = Spool::default();
+        for part in text.chunks(piece) {
+            spool.write_all(part).unwrap();
+        }
+        Spooled::scan(spool)
+    }
 
     fn spool(text: &[u8]) -> Result<Spooled, String> {
-        let mut file = tempfile::tempfile().unwrap();
-        file.write_all(text).unwrap();
-        Spooled::scan(file)
+        spool_in(text, 7)
+    }
+
+    #[test]
+    fn output_past_a_mebibyte_goes_to_a_file_and_reads_back_the_same() {
+        let text: Vec<u8> = (0..100_000)
+            .flat_map(|i| format!("{{\"n\": {i}}}\nnot a row {i}\n").into_bytes())
+            .collect();
+        let spooled = spool_in(&text, 4096).unwrap();
+        assert!(
+            matches!(spooled.file, Spool::File(_)),
+            "{} bytes",
+            text.len()
+        );
+        assert_eq!(spooled.rows, 100_000);
+        let rows = Output::Spooled(spooled).into_rows().unwrap();
+        assert_eq!(rows.values[99_999], [Value::Integer(99_999)]);
+        let small = spool_in(&text[..4096], 4096).unwrap();
+        assert!(matches!(small.file, Spool::Memory(_)));
     }
 
     #[test]
