@@ -315,8 +315,14 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
         .timeout_ms
         .map(|ms| ctx.clock.now() + Duration::from_millis(ms));
     let mut timed_out = false;
+    // Stages run on worker threads, started as more stages run at once than there are
+    // workers and kept until the run ends: starting a thread for every stage showed in
+    // profiles of long chains.
+    let (jobs, queue) = std::sync::mpsc::channel::<(usize, Started)>();
+    let queue = std::sync::Mutex::new(queue);
     std::thread::scope(|scope| {
         let mut running = 0usize;
+        let mut workers = 0usize;
         let mut passed_on = false;
         loop {
             if !timed_out && deadline.is_some_and(|d| ctx.clock.now() >= d) {
@@ -362,7 +368,6 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                     if let Some(p) = ctx.progress {
                         p.stage_started(&stage.id);
                     }
-                    let sender = sender.clone();
                     // What the stage needs of the run's states: its upstream stages'.
                     let upstream_states = stage
                         .upstream
@@ -376,23 +381,24 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                         first_success: first_success.map(|u| flow.stages[u].id.clone()),
                         fan: None,
                     };
-                    scope.spawn(move || {
-                        // A bug that panics fails its stage, rather than leaving the run
-                        // waiting for a stage that will never end.
-                        let summary =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                run_stage(stage, stores, pool, ctx, &start)
-                            }))
-                            .unwrap_or_else(|panic| StageSummary {
-                                attempts: 1,
-                                error: Some(format!(
-                                    "internal error of wvflow (please report it): {}",
-                                    panic_text(&*panic)
-                                )),
-                                ..StageSummary::new(stage, StageState::Failed)
-                            });
-                        let _ = sender.send((i, summary));
-                    });
+                    if jobs.send((i, start)).is_err() {
+                        break;
+                    }
+                    if workers < running {
+                        workers += 1;
+                        let (queue, sender) = (&queue, sender.clone());
+                        scope.spawn(move || {
+                            loop {
+                                let job = match queue.lock() {
+                                    Ok(queue) => queue.recv(),
+                                    Err(_) => return,
+                                };
+                                let Ok((i, start)) = job else { return };
+                                let summary = run_guarded(&flow.stages[i], stores, pool, ctx, &start);
+                                let _ = sender.send((i, summary));
+                            }
+                        });
+                    }
                 }
             }
             if running == 0 && !hold {
@@ -424,6 +430,8 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             board.results[i] = Some(summary);
             board.ended(i);
         }
+        // No more stages: the workers' queue closes and they end.
+        drop(jobs);
     });
     let results: Vec<StageSummary> = board.results.into_iter().flatten().collect();
     if timed_out {
@@ -595,6 +603,28 @@ fn timeout_error(flow: &FlowPlan) -> String {
         "stopped: the flow timeout of {} passed",
         crate::human::duration(Duration::from_millis(flow.timeout_ms.unwrap_or(0)))
     )
+}
+
+/// Runs one stage; a bug that panics fails its stage, rather than leaving the run waiting for
+/// a stage that will never end.
+fn run_guarded(
+    stage: &StagePlan,
+    stores: &StoreConfig,
+    pool: &Pool,
+    ctx: &Context,
+    start: &Started,
+) -> StageSummary {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_stage(stage, stores, pool, ctx, start)
+    }))
+    .unwrap_or_else(|panic| StageSummary {
+        attempts: 1,
+        error: Some(format!(
+            "internal error of wvflow (please report it): {}",
+            panic_text(&*panic)
+        )),
+        ..StageSummary::new(stage, StageState::Failed)
+    })
 }
 
 /// A resumed run does not run its succeeded stages again, but the jumps they reached still

@@ -73,7 +73,8 @@ fn event(
     stage: Option<&str>,
     detail: serde_json::Value,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO wvflow_events (run_id, at, kind, stage, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             run_id,
@@ -87,6 +88,12 @@ fn event(
 }
 
 /// The runs of `flow` that hold a concurrency slot: running, with a live owner.
+/// Runs one statement of the journal, prepared once per connection: a run makes the same few
+/// statements for every transition, and parsing them again each time showed in profiles.
+fn exec(tx: &Transaction, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
 fn slot_holders(tx: &Transaction, flow: &str, except: &str) -> rusqlite::Result<Vec<String>> {
     let mut statement = tx.prepare(
         "SELECT run_id, owner_pid, owner_host, owner_start, lease_until FROM wvflow_runs
@@ -173,7 +180,8 @@ impl Journal {
             })
             .collect();
         let plan = serde_json::to_string(run.plan).map_err(|e| e.to_string())?;
-        tx.execute(
+        exec(
+            &tx,
             "INSERT INTO wvflow_runs (run_id, flow, version, args, run_time, state, reason,
                created_at, started_at, finished_at, owner_pid, owner_host, owner_start,
                lease_until, parent_run, parent_stage, jumped_from, workspace, run_db, plan,
@@ -277,7 +285,8 @@ impl Journal {
         stop_left_running(&tx, run_id).map_err(fail)?;
         let owner = Owner::this_process();
         let now = now_ms();
-        tx.execute(
+        exec(
+            &tx,
             "UPDATE wvflow_runs SET state = 'running', reason = NULL, finished_at = NULL,
                owner_pid = ?2, owner_host = ?3, owner_start = ?4, lease_until = ?5,
                cancel_requested = 0, paused = 0, resumes = resumes + 1
@@ -285,7 +294,8 @@ impl Journal {
             params![run_id, owner.pid, owner.host, owner.start, lease_until(now)],
         )
         .map_err(fail)?;
-        tx.execute(
+        exec(
+            &tx,
             "UPDATE wvflow_stages SET state = 'pending' WHERE run_id = ?1 AND state <> 'success'",
             [run_id],
         )
@@ -332,7 +342,8 @@ impl Journal {
             &self.round,
             &attempt.number,
         ];
-        tx.execute(
+        exec(
+            tx,
             &format!(
                 "UPDATE wvflow_attempts SET {set}
                  WHERE run_id = ?1 AND stage = ?2 AND phase = ?3 AND step = ?4 AND item = ?5
@@ -382,14 +393,14 @@ impl Journal {
             let reason = lost
                 .as_ref()
                 .map(|e| format!("the run store could not record it: {e}"));
-            let owned = tx.execute(
+            let owned = exec(tx,
                 "UPDATE wvflow_runs SET state = ?2, finished_at = ?3, reason = coalesce(?6, reason)
                  WHERE run_id = ?1 AND state = 'running' AND owner_pid = ?4 AND owner_start = ?5",
                 params![run_id, summary.state, now_ms(), me.pid, me.start, reason],
             )?;
             if owned > 0 && lost.is_some() {
                 for stage in &summary.stages {
-                    tx.execute(
+                    exec(tx,
                         "UPDATE wvflow_stages SET state = ?3, attempts = ?4, rows = ?5,
                            duration_ms = ?6, error = ?7, finished_at = coalesce(finished_at, ?8)
                          WHERE run_id = ?1 AND stage = ?2",
@@ -460,7 +471,7 @@ impl Journal {
     pub fn abort(&self, error: &str) {
         let run_id = &self.run_id;
         self.write(|tx| {
-            tx.execute(
+            exec(tx,
                 "UPDATE wvflow_runs SET state = 'failed', reason = ?2, finished_at = ?3 WHERE run_id = ?1",
                 params![run_id, error, now_ms()],
             )?;
@@ -473,7 +484,8 @@ impl Progress for Journal {
     fn stage_started(&self, stage: &str) {
         let run_id = &self.run_id;
         self.write(|tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE wvflow_stages SET state = 'running', started_at = ?3, error = NULL
                  WHERE run_id = ?1 AND stage = ?2",
                 params![run_id, stage, now_ms()],
@@ -492,7 +504,8 @@ impl Progress for Journal {
         let run_id = &self.run_id;
         let next_at = now_ms() + delay.as_millis() as i64;
         self.write(|tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE wvflow_stages SET state = 'retrying', attempts = max(attempts, ?3)
                  WHERE run_id = ?1 AND stage = ?2 AND state IN ('running', 'retrying')",
                 params![run_id, attempt.stage, attempt.number],
@@ -518,7 +531,7 @@ impl Progress for Journal {
             ("'queued'", "running", "stage_dequeued")
         };
         self.write(|tx| {
-            tx.execute(
+            exec(tx,
                 &format!(
                     "UPDATE wvflow_stages SET state = '{to}' WHERE run_id = ?1 AND stage = ?2 AND state IN ({from})"
                 ),
@@ -538,11 +551,11 @@ impl Progress for Journal {
         let run_id = &self.run_id;
         let item = attempt.item.map_or(-1, |i| i as i64);
         self.write(|tx| {
-            tx.execute(
+            exec(tx,
                 "UPDATE wvflow_stages SET state = 'running' WHERE run_id = ?1 AND stage = ?2 AND state = 'retrying'",
                 params![run_id, attempt.stage],
             )?;
-            tx.execute(
+            exec(tx,
                 "INSERT OR REPLACE INTO wvflow_attempts
                    (run_id, stage, phase, step, item, round, attempt, state, started_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8)",
@@ -574,7 +587,8 @@ impl Progress for Journal {
         let run_id = &self.run_id;
         let item = attempt.item.map_or(-1, |i| i as i64);
         self.write(|tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE wvflow_attempts SET log = coalesce(log, '') || ?8
                  WHERE run_id = ?1 AND stage = ?2 AND phase = ?3 AND step = ?4 AND item = ?5
                    AND round = ?6 AND attempt = ?7",
@@ -627,7 +641,7 @@ impl Progress for Journal {
     fn stage_finished(&self, summary: &StageSummary) {
         let run_id = &self.run_id;
         self.write(|tx| {
-            tx.execute(
+            exec(tx,
                 "UPDATE wvflow_stages SET state = ?3, attempts = ?4, rows = ?5, duration_ms = ?6,
                    error = ?7, finished_at = ?8
                  WHERE run_id = ?1 AND stage = ?2",
@@ -655,7 +669,7 @@ impl Progress for Journal {
     fn compensation_finished(&self, c: &CompensationSummary) {
         let run_id = &self.run_id;
         self.write(|tx| {
-            tx.execute(
+            exec(tx,
                 "INSERT OR REPLACE INTO wvflow_compensations (run_id, stage, activity, state, attempts, error, finished_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![run_id, c.stage, c.activity, c.state, c.attempts, c.error, now_ms()],
@@ -699,7 +713,8 @@ fn stop_left_running(tx: &Transaction, run_id: &str) -> rusqlite::Result<()> {
             }
         }
     }
-    tx.execute(
+    exec(
+        tx,
         "UPDATE wvflow_attempts SET state = 'cancelled', finished_at = ?2,
            error = 'stopped: the run''s owner had ended'
          WHERE run_id = ?1 AND state = 'running'",
@@ -731,13 +746,13 @@ pub fn request(
             // Nobody is left to act on the request: the run is cancelled here, and what its
             // dead owner left running is stopped.
             stop_left_running(&tx, run_id).map_err(fail)?;
-            tx.execute(
+            exec(&tx,
                 "UPDATE wvflow_runs SET state = 'cancelled', cancel_requested = 1, finished_at = ?2 WHERE run_id = ?1",
                 params![run_id, now],
             )
             .map_err(fail)?;
             for table in ["wvflow_stages", "wvflow_attempts"] {
-                tx.execute(
+                exec(&tx,
                     &format!("UPDATE {table} SET state = 'cancelled' WHERE run_id = ?1 AND state IN ('pending', 'running')"),
                     [run_id],
                 )
@@ -745,7 +760,8 @@ pub fn request(
             }
         }
         "cancel" => {
-            tx.execute(
+            exec(
+                &tx,
                 "UPDATE wvflow_runs SET cancel_requested = 1 WHERE run_id = ?1",
                 [run_id],
             )
@@ -753,13 +769,15 @@ pub fn request(
         }
         "signal" => {
             let name = name.unwrap_or_default();
-            tx.execute(
+            exec(
+                &tx,
                 "INSERT INTO wvflow_signals (run_id, name, value, at) VALUES (?1, ?2, ?3, ?4)",
                 params![run_id, name, value.cloned().unwrap_or(Value::Null), now],
             )
             .map_err(fail)?;
             if matches!(name, "pause" | "resume") {
-                tx.execute(
+                exec(
+                    &tx,
                     "UPDATE wvflow_runs SET paused = ?2 WHERE run_id = ?1",
                     params![run_id, (name == "pause") as i64],
                 )
