@@ -62,7 +62,7 @@ impl DataFile {
             }
             Format::Json | Format::Ndjson => {
                 each_object(path, format, |object| {
-                    learned.learn(object);
+                    learned.learn(&object);
                     Ok(())
                 })?;
             }
@@ -136,14 +136,14 @@ pub struct ColumnsSeen {
 }
 
 impl ColumnsSeen {
-    pub fn learn(&mut self, object: Object) {
+    pub fn learn(&mut self, object: &Object) {
         for (key, value) in object {
-            let at = match self.index.get(&key) {
+            let at = match self.index.get(key) {
                 Some(&at) => at,
                 None => {
                     self.columns.push(key.clone());
                     self.seen.push(Seen::Nothing);
-                    self.index.insert(key, self.columns.len() - 1);
+                    self.index.insert(key.clone(), self.columns.len() - 1);
                     self.columns.len() - 1
                 }
             };
@@ -259,21 +259,35 @@ fn each_object(
         .deserialize_any(Objects {
             each: &mut each,
             failure: &mut failure,
+            path,
         })
         .and_then(|()| deserializer.end());
     match (failure, read) {
         (Some(failure), _) => Err(failure),
         (None, Ok(())) => Ok(()),
-        (None, Err(e)) => Err(format!("{}: not JSON: {e}", path.display())
-            .replace("invalid type: ", "expected a JSON array of objects, found ")),
+        // Valid JSON of another shape: say what it is.
+        (None, Err(e)) if e.is_data() => {
+            let text = e.to_string();
+            let found = text
+                .strip_prefix("invalid type: ")
+                .and_then(|t| t.split(", expected").next())
+                .unwrap_or(&text);
+            Err(format!(
+                "{}: expected a JSON array of objects, found {found}",
+                path.display()
+            ))
+        }
+        (None, Err(e)) => Err(format!("{}: not JSON: {e}", path.display())),
     }
 }
 
 /// Visits a JSON document that is an array of objects, or one object, handing each object
-/// on as soon as it is read. `failure` keeps an error of `each` as it was said.
+/// on as soon as it is read. `failure` keeps what is wrong with a row, or an error of `each`,
+/// as it was said (serde would add a position to it).
 struct Objects<'a, F> {
     each: &'a mut F,
     failure: &'a mut Option<String>,
+    path: &'a Path,
 }
 
 impl<'de, F: FnMut(Object) -> Result<(), String>> Visitor<'de> for Objects<'_, F> {
@@ -287,9 +301,12 @@ impl<'de, F: FnMut(Object) -> Result<(), String>> Visitor<'de> for Objects<'_, F
         let mut item = 0;
         while let Some(value) = seq.next_element::<serde_json::Value>()? {
             let serde_json::Value::Object(object) = value else {
-                return Err(de::Error::custom(format!(
-                    "item {item} of the array is not an object"
-                )));
+                let e = format!(
+                    "{}: item {item} of the array is not an object",
+                    self.path.display()
+                );
+                *self.failure = Some(e.clone());
+                return Err(de::Error::custom(e));
             };
             if let Err(e) = (self.each)(object) {
                 *self.failure = Some(e.clone());
@@ -376,12 +393,12 @@ mod tests {
         assert!(error.contains("r.ndjson:2: not JSON"), "{error}");
         let error = rows_of("r.json", b"[{\"a\": 1}, 2]").unwrap_err();
         assert!(
-            error.contains("item 1 of the array is not an object"),
+            error.ends_with("r.json: item 1 of the array is not an object"),
             "{error}"
         );
         let error = rows_of("r.json", b"42").unwrap_err();
         assert!(
-            error.contains("expected a JSON array of objects"),
+            error.ends_with("r.json: expected a JSON array of objects, found integer `42`"),
             "{error}"
         );
         let error = rows_of("r.json", b"[{\"a\": 1}] x").unwrap_err();

@@ -163,7 +163,7 @@ impl Spooled {
         lines(&file, |number, line| {
             if let Some(object) = object_of(number, line)? {
                 rows += 1;
-                learned.learn(object);
+                learned.learn(&object);
             }
             Ok(())
         })?;

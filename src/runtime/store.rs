@@ -98,33 +98,9 @@ impl Rows {
     /// Rows from JSON objects; columns in order of first appearance. A column whose values
     /// are all JSON booleans (or null) is boolean.
     pub fn from_json_objects(objects: &[serde_json::Map<String, serde_json::Value>]) -> Rows {
-        let mut columns: Vec<String> = Vec::new();
-        let mut index: std::collections::HashMap<String, usize> = Default::default();
-        for o in objects {
-            for k in o.keys() {
-                if !index.contains_key(k) {
-                    index.insert(k.clone(), columns.len());
-                    columns.push(k.clone());
-                }
-            }
-        }
-        let types = columns
-            .iter()
-            .map(|c| {
-                let mut seen = objects
-                    .iter()
-                    .filter_map(|o| o.get(c))
-                    .filter(|v| !v.is_null());
-                let first = seen.next();
-                if first.is_some_and(serde_json::Value::is_boolean)
-                    && seen.all(serde_json::Value::is_boolean)
-                {
-                    ValueType::Boolean
-                } else {
-                    ValueType::Any
-                }
-            })
-            .collect();
+        let mut learned = super::files::ColumnsSeen::default();
+        objects.iter().for_each(|o| learned.learn(o));
+        let (columns, types) = learned.finish();
         let values = objects
             .iter()
             .map(|o| {
@@ -348,7 +324,7 @@ impl Store {
     }
 
     /// Makes `run."file:path"` from a CSV (header row), JSON (array of objects) or NDJSON file.
-    pub fn load_file(&mut self, path: &str) -> Result<(), Error> {
+    pub fn load_file(&self, path: &str) -> Result<(), Error> {
         let table = format!("file:{path}");
         if self.exists("run", &table)? {
             return Ok(());
@@ -357,7 +333,7 @@ impl Store {
     }
 
     /// Streams a data file into `schema.table`, one row at a time.
-    fn load_data_file(&mut self, schema: &str, table: &str, path: &Path) -> Result<(), Error> {
+    fn load_data_file(&self, schema: &str, table: &str, path: &Path) -> Result<(), Error> {
         let file = super::files::DataFile::scan(path)?;
         again_on_schema_change(|| {
             self.replace_table(schema, table, &file.columns, &file.types, &mut |insert| {
@@ -370,7 +346,7 @@ impl Store {
     /// source; a bare `NAME` the workspace database lacks is `NAME.csv`, `NAME.json` or
     /// `NAME.ndjson` from the flow's folder, loaded as `run."NAME"` (which unqualified names
     /// find). `false` when there is no such file.
-    fn load_table_file(&mut self, table: &str) -> Result<bool, Error> {
+    fn load_table_file(&self, table: &str) -> Result<bool, Error> {
         if let Some(path) = table.strip_prefix("run.file:") {
             self.load_file(path)?;
             return Ok(true);
@@ -549,14 +525,14 @@ impl Store {
     pub fn rows(&mut self, data: Data) -> Result<Rows, Error> {
         match data {
             Data::Output(output) => output.into_rows(),
-            Data::Table(table) => self.table_rows(&table),
+            Data::Table(table) => self.table_rows(table),
         }
     }
 
     /// Drops and creates `schema.table` with typed columns, then inserts what `fill` gives,
     /// in one transaction.
     fn replace_table(
-        &mut self,
+        &self,
         schema: &str,
         table: &str,
         columns: &[String],
@@ -572,9 +548,7 @@ impl Store {
         } else {
             rusqlite::TransactionBehavior::Immediate
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(behavior)
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, behavior)
             .map_err(|e| e.to_string())?;
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {name}"))
             .map_err(|e| e.to_string())?;
@@ -610,11 +584,7 @@ impl Store {
     }
 
     fn query_once(&mut self, sql: &str, params: &BTreeMap<String, Value>) -> Result<Rows, Error> {
-        self.load_missing_tables(sql)?;
-        let mut statement = self
-            .conn
-            .prepare_cached(sql)
-            .map_err(|e| missing_table_message(&e.to_string()))?;
+        let mut statement = self.prepare_plan(sql)?;
         bind_named(&mut statement, params, &self.stage_params)?;
         let (columns, types) = shape_of(&statement)?;
         let mut rows = statement.raw_query();
@@ -644,11 +614,7 @@ impl Store {
     ) -> Result<Table, Error> {
         let name = self.temp_name();
         again_on_schema_change(|| {
-            self.load_missing_tables(sql)?;
-            let statement = self
-                .conn
-                .prepare_cached(sql)
-                .map_err(|e| missing_table_message(&e.to_string()))?;
+            let statement = self.prepare_plan(sql)?;
             let (columns, mut types) = shape_of(&statement)?;
             drop(statement);
             for (have, known) in types.iter_mut().zip(known) {
@@ -682,8 +648,9 @@ impl Store {
     }
 
     /// A query's table as an activity's input: its NDJSON written to a temporary file a
-    /// row at a time, each value in its type's JSON.
-    pub fn table_input(&mut self, table: &Table) -> Result<Input, Error> {
+    /// row at a time, each value in its type's JSON. The table is dropped: the file holds
+    /// its rows now.
+    pub fn table_input(&mut self, table: Table) -> Result<Input, Error> {
         let file =
             tempfile::tempfile().map_err(|e| format!("cannot make a temporary file: {e}"))?;
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, &file);
@@ -710,24 +677,50 @@ impl Store {
         }
         out.flush().map_err(|e| e.to_string())?;
         drop(out);
+        drop(rows);
+        drop(statement);
+        self.drop_table(&table)?;
         Ok(Input::Ndjson(std::sync::Arc::new(NdjsonFile {
             file,
             rows: count,
         })))
     }
 
-    /// The rows of a table a query left in the engine, read into memory.
-    fn table_rows(&mut self, table: &Table) -> Result<Rows, Error> {
-        let mut rows = self.query(
-            &format!("SELECT * FROM temp.{}", quote(&table.name)),
-            &BTreeMap::new(),
-            None,
-        )?;
-        rows.types = table.types.clone();
-        Ok(rows)
+    /// The rows of a table a query left in the engine, read into memory; the table is
+    /// dropped.
+    fn table_rows(&mut self, table: Table) -> Result<Rows, Error> {
+        let values = {
+            let mut statement = self
+                .conn
+                .prepare(&format!("SELECT * FROM temp.{}", quote(&table.name)))
+                .map_err(|e| e.to_string())?;
+            let mut rows = statement.raw_query();
+            let mut values = Vec::with_capacity(table.rows);
+            while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+                values.push(
+                    (0..table.columns.len())
+                        .map(|i| row.get::<_, Value>(i).unwrap_or(Value::Null))
+                        .collect(),
+                );
+            }
+            values
+        };
+        self.drop_table(&table)?;
+        Ok(Rows {
+            columns: table.columns,
+            values,
+            types: table.types,
+        })
     }
 
-    /// Drops the tables queries left in this connection: what the stage before left.
+    fn drop_table(&self, table: &Table) -> Result<(), Error> {
+        self.conn
+            .execute_batch(&format!("DROP TABLE IF EXISTS temp.{}", quote(&table.name)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Drops the tables queries left in this connection: a stage's last result once it is
+    /// stored, and whatever a stage that failed left.
     pub fn drop_step_tables(&mut self) -> Result<(), Error> {
         let names: Vec<String> = {
             let mut statement = self
@@ -750,13 +743,16 @@ impl Store {
         Ok(())
     }
 
-    /// A table the SQL names that the workspace database does not have may be a file beside
-    /// the flow: `orders` reads `orders.csv`, `orders.json` or `orders.ndjson`. Loads each.
-    fn load_missing_tables(&mut self, sql: &str) -> Result<(), Error> {
+    /// A query of the plan, compiled against the schema as it is now. Not from the statement
+    /// cache: a cached statement keeps the columns of the tables it was compiled for until
+    /// it next runs, and `_input` is another table at every step. A table the SQL names
+    /// that the workspace database does not have may be a file beside the flow: `orders`
+    /// reads `orders.csv`, `orders.json` or `orders.ndjson`, loaded here.
+    fn prepare_plan(&self, sql: &str) -> Result<rusqlite::Statement<'_>, Error> {
         let mut tried = Vec::new();
         loop {
-            let error = match self.conn.prepare_cached(sql) {
-                Ok(_) => return Ok(()),
+            let error = match self.conn.prepare(sql) {
+                Ok(statement) => return Ok(statement),
                 Err(e) => e.to_string(),
             };
             match error.strip_prefix("no such table: ").map(str::to_string) {
@@ -867,10 +863,11 @@ impl Store {
 /// error: a table cannot hold them, and a row object would keep only one.
 fn shape_of(statement: &rusqlite::Statement) -> Result<(Vec<String>, Vec<ValueType>), Error> {
     let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
+    // SQLite's names are the same in any case of ASCII letters.
     if let Some(twice) = columns
         .iter()
         .enumerate()
-        .find(|(i, c)| columns[..*i].contains(c))
+        .find(|(i, c)| columns[..*i].iter().any(|d| d.eq_ignore_ascii_case(c)))
         .map(|(_, c)| c)
     {
         return Err(format!(

@@ -184,14 +184,64 @@ flow Stdin(d: duration = 90s) = {
 }
 
 #[test]
+fn the_same_query_text_over_inputs_of_other_shapes_reads_each_shape() {
+    // Both `where ok` filters are the same SQL over `_input`; the second `_input` has other
+    // columns in another order. Found by review: the shape was read from the statement
+    // compiled for the first.
+    let dir = scratch(
+        "data_path_same_text",
+        &[(
+            "flow.wv",
+            r#"activity echo_rows = sh("cat")
+flow F = {
+  stage a = from [[true, 1]] as t(ok, n) | echo_rows() | where ok
+  stage b = from a | select n as m, 'x' as s, ok | echo_rows() | where ok
+    | activate('file', path: 'b.ndjson')
+  stage c = from b | select s, ok | echo_rows() | where ok | activate('file', path: 'c.ndjson')
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("b.ndjson")),
+        [json!({"m": 1, "s": "x", "ok": true})]
+    );
+    assert_eq!(
+        ndjson(&dir.join("c.ndjson")),
+        [json!({"s": "x", "ok": true})]
+    );
+}
+
+#[test]
+fn columns_whose_names_differ_only_in_case_are_refused_with_the_reason() {
+    let dir = scratch(
+        "data_path_case",
+        &[(
+            "flow.wv",
+            "flow F = {\n  stage a = from [[1, 2]] as t(a, b) | select a, b as A\n}\n",
+        )],
+    );
+    let (code, summary) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(1), "{summary}");
+    let error = stage_error(&summary, "a");
+    assert!(error.contains("two columns named `A`"), "{error}");
+}
+
+#[test]
 fn a_file_that_is_not_rows_fails_its_stage_saying_where() {
     let cases: [(&str, &[u8], &str); 5] = [
         (
             "items.json",
             br#"[{"a": 1}, 2, {"a": 3}]"#,
-            "items.json: not JSON: item 1 of the array is not an object",
+            "items.json: item 1 of the array is not an object",
         ),
-        ("items.json", b"42", "expected a JSON array of objects"),
+        (
+            "items.json",
+            b"42",
+            "items.json: expected a JSON array of objects, found integer `42`",
+        ),
         (
             "items.ndjson",
             b"{\"a\": 1}\n\n[2]\n",

@@ -394,7 +394,8 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
                                     Err(_) => return,
                                 };
                                 let Ok((i, start)) = job else { return };
-                                let summary = run_guarded(&flow.stages[i], stores, pool, ctx, &start);
+                                let summary =
+                                    run_guarded(&flow.stages[i], stores, pool, ctx, &start);
                                 let _ = sender.send((i, summary));
                             }
                         });

@@ -156,10 +156,14 @@ fn run_stage_on(
             }
             None => output,
         };
-        store
+        let written = store
             .write_data("run", &stage.id, &output)
             .map(|()| output.len())
-            .map_err(|e| (e.into(), attempts))
+            .map_err(|e| (e.into(), attempts));
+        // Stored: the query's own table is not needed any more.
+        drop(output);
+        let _ = store.drop_step_tables();
+        written
     }) {
         Ok(rows) => {
             summary.state = StageState::Success;
@@ -333,8 +337,7 @@ impl StageRun<'_, '_> {
                         // Rows no argument reads go to stdin from the engine, in batches.
                         Data::Table(table) if !invocation.bindings.iter().any(|b| b.reads_row) => {
                             let args = self.bind(invocation, None).map_err(|e| (e.into(), 1))?;
-                            let input =
-                                self.store.table_input(&table).map_err(|e| (e.into(), 1))?;
+                            let input = self.store.table_input(table).map_err(|e| (e.into(), 1))?;
                             (args, input)
                         }
                         data => {

@@ -87,13 +87,13 @@ fn event(
     Ok(())
 }
 
-/// The runs of `flow` that hold a concurrency slot: running, with a live owner.
 /// Runs one statement of the journal, prepared once per connection: a run makes the same few
 /// statements for every transition, and parsing them again each time showed in profiles.
 fn exec(tx: &Transaction, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
     tx.prepare_cached(sql)?.execute(params)
 }
 
+/// The runs of `flow` that hold a concurrency slot: running, with a live owner.
 fn slot_holders(tx: &Transaction, flow: &str, except: &str) -> rusqlite::Result<Vec<String>> {
     let mut statement = tx.prepare(
         "SELECT run_id, owner_pid, owner_host, owner_start, lease_until FROM wvflow_runs
