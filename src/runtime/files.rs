@@ -97,22 +97,37 @@ impl DataFile {
                 Ok(())
             }
             Format::Json | Format::Ndjson => {
-                let index: HashMap<&str, usize> = self
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.as_str(), i))
-                    .collect();
+                let index = ColumnIndex::new(&self.columns);
                 each_object(&self.path, self.format, |object| {
-                    row.clear();
-                    row.resize(self.columns.len(), Value::Null);
-                    for (key, value) in &object {
-                        if let Some(&at) = index.get(key.as_str()) {
-                            row[at] = from_json(value);
-                        }
-                    }
+                    index.fill(&mut row, &object);
                     each(&row)
                 })
+            }
+        }
+    }
+}
+
+/// Where each column's value goes in a row, by the column's name.
+pub struct ColumnIndex<'a>(HashMap<&'a str, usize>);
+
+impl<'a> ColumnIndex<'a> {
+    pub fn new(columns: &'a [String]) -> Self {
+        ColumnIndex(
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.as_str(), i))
+                .collect(),
+        )
+    }
+
+    /// Makes `row` the object's values in column order; null where the object has no value.
+    pub fn fill(&self, row: &mut Vec<Value>, object: &Object) {
+        row.clear();
+        row.resize(self.0.len(), Value::Null);
+        for (key, value) in object {
+            if let Some(&at) = self.0.get(key.as_str()) {
+                row[at] = from_json(value);
             }
         }
     }

@@ -5,11 +5,10 @@
 //! when the attempt ends, to check it and learn its columns, and once when it is written into
 //! the store in batches ([`super::store::Store::write_output`]).
 
-use super::files::ColumnsSeen;
-use super::store::{Rows, Table, from_json};
+use super::files::{ColumnIndex, ColumnsSeen};
+use super::store::{Rows, Table};
 use crate::value::ValueType;
 use rusqlite::types::Value;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 
@@ -181,22 +180,13 @@ impl Spooled {
         &self,
         mut each: impl FnMut(Vec<Value>) -> Result<(), String>,
     ) -> Result<(), String> {
-        let index: HashMap<&str, usize> = self
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.as_str(), i))
-            .collect();
+        let index = ColumnIndex::new(&self.columns);
         lines(&self.file, |number, line| {
             let Some(object) = object_of(number, line)? else {
                 return Ok(());
             };
-            let mut row = vec![Value::Null; self.columns.len()];
-            for (key, value) in &object {
-                if let Some(&at) = index.get(key.as_str()) {
-                    row[at] = from_json(value);
-                }
-            }
+            let mut row = Vec::new();
+            index.fill(&mut row, &object);
             each(row)
         })
     }

@@ -1,17 +1,8 @@
 //! Data a flow reads and queries: files stream into the engine, queries run inside it, and
 //! what a user wrote comes back with its rows and types, or fails saying where.
 
-use crate::common::{run_json, scratch, stage};
+use crate::common::{ndjson, run_json, scratch, stage};
 use serde_json::{Value, json};
-use std::path::Path;
-
-fn ndjson(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 fn stage_error(summary: &Value, name: &str) -> String {
     stage(summary, name)["error"]

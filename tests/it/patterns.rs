@@ -1,17 +1,9 @@
 //! The patterns people come for (task queues and orchestrators), each end to end with real
 //! processes: results into a single call, delays, first to finish.
 
-use crate::common::{run_json, scratch, stage, wvflow};
+use crate::common::{ndjson, run_json, scratch, stage, wvflow};
 use serde_json::Value;
 use std::path::Path;
-
-fn ndjson(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 /// `wvflow check DIR --format short`, which must fail: its lines.
 fn short_check(dir: &Path) -> String {

@@ -2,7 +2,7 @@
 //! to the activity, rows combine by column name, idempotency keys are evaluated where they are
 //! written, and every configured bound holds. Each test is a defect a user met, end to end.
 
-use crate::common::{copy_dir, run_json, scratch, stage, wvflow};
+use crate::common::{copy_dir, ndjson, run_json, scratch, stage, wvflow};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -20,13 +20,6 @@ fn check_short(dir: &Path) -> (Option<i32>, String) {
 }
 
 /// Rows a stage saved with `activate('file', path: ...)` as NDJSON.
-fn ndjson(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 #[test]
 fn values_keep_their_types_up_to_the_activity() {

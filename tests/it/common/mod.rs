@@ -58,6 +58,15 @@ pub fn run_json(path: &Path, call: Option<&str>) -> (Option<i32>, serde_json::Va
     (o.status.code(), summary)
 }
 
+/// The JSON values of an NDJSON file, one a line.
+pub fn ndjson(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// A stage of a run summary, by name.
 pub fn stage<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     summary["stages"]
