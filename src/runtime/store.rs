@@ -487,23 +487,49 @@ impl Store {
     pub fn write_data(&mut self, schema: &str, table: &str, data: &Data) -> Result<(), Error> {
         match data {
             Data::Output(output) => self.write_output(schema, table, output),
-            Data::Table(from) => {
-                let name = format!("{schema}.{}", quote(table));
-                again_on_schema_change(|| {
-                    let tx = self
-                        .conn
-                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                        .map_err(|e| e.to_string())?;
-                    tx.execute_batch(&format!(
-                        "DROP TABLE IF EXISTS {name}; {}; INSERT INTO {name} SELECT * FROM temp.{};",
-                        create_table(&name, &from.columns, &from.types),
-                        quote(&from.name)
-                    ))
-                    .map_err(|e| e.to_string())?;
-                    tx.commit().map_err(|e| e.to_string())
-                })
-            }
+            Data::Table(from) => self.copy_table(from, schema, table),
         }
+    }
+
+    /// Replaces `schema.table` with a copy of a table of this connection's `temp`, inside
+    /// the engine.
+    fn copy_table(&self, from: &Table, schema: &str, table: &str) -> Result<(), Error> {
+        let name = format!("{schema}.{}", quote(table));
+        again_on_schema_change(|| {
+            let tx = self.begin_replacing(&name, &from.columns, &from.types)?;
+            tx.execute_batch(&format!(
+                "INSERT INTO {name} SELECT * FROM temp.{}",
+                quote(&from.name)
+            ))
+            .map_err(|e| e.to_string())?;
+            tx.commit().map_err(|e| e.to_string())
+        })
+    }
+
+    /// Drops `name` and opens the transaction that creates it again, with typed columns.
+    ///
+    /// The transaction's first statement is the `CREATE`, a write: it takes the write lock
+    /// of that one database at once, waiting for it as long as the busy timeout says (a
+    /// transaction that read first and then wrote could fail at once instead). `BEGIN
+    /// IMMEDIATE` would lock every attached database, the workspace database the run's
+    /// journal writes too, for as long as a big file takes to load.
+    fn begin_replacing(
+        &self,
+        name: &str,
+        columns: &[String],
+        types: &[ValueType],
+    ) -> Result<rusqlite::Transaction<'_>, Error> {
+        self.conn
+            .execute_batch(&format!("DROP TABLE IF EXISTS {name}"))
+            .map_err(|e| e.to_string())?;
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Deferred,
+        )
+        .map_err(|e| e.to_string())?;
+        tx.execute_batch(&create_table(name, columns, types))
+            .map_err(|e| e.to_string())?;
+        Ok(tx)
     }
 
     /// Makes a step's rows the `_input` table the next query reads. A query's table is
@@ -540,20 +566,7 @@ impl Store {
         fill: &mut dyn FnMut(&mut InsertRow) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let name = format!("{schema}.{}", quote(table));
-        // Take the write lock at once: a deferred transaction that upgrades could deadlock
-        // with another stage and fail without waiting. The connection's own `temp` needs no
-        // lock that others wait for.
-        let behavior = if schema == "temp" {
-            rusqlite::TransactionBehavior::Deferred
-        } else {
-            rusqlite::TransactionBehavior::Immediate
-        };
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, behavior)
-            .map_err(|e| e.to_string())?;
-        tx.execute_batch(&format!("DROP TABLE IF EXISTS {name}"))
-            .map_err(|e| e.to_string())?;
-        tx.execute_batch(&create_table(&name, columns, types))
-            .map_err(|e| e.to_string())?;
+        let tx = self.begin_replacing(&name, columns, types)?;
         if !columns.is_empty() {
             let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
             let mut insert = tx
@@ -1009,6 +1022,48 @@ mod tests {
             [Value::Text("Bo".into()), Value::Integer(1)]
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn writing_a_table_of_the_run_leaves_the_workspace_database_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            workspace_db: dir.path().join("workspace.db"),
+            run_db: dir.path().join("run.db"),
+            base: dir.path().to_path_buf(),
+        };
+        let store = config.connect().unwrap();
+        // Another process's journal, say: it may not wait at all.
+        let other = |db: &Path| {
+            let conn = Connection::open(db).unwrap();
+            conn.busy_timeout(std::time::Duration::ZERO).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS probe (x); COMMIT")
+        };
+        let mut seen = Vec::new();
+        store
+            .replace_table(
+                "run",
+                "loaded",
+                &["n".to_string()],
+                &[ValueType::Any],
+                &mut |insert| {
+                    insert(&[Value::Integer(1)])?;
+                    seen.push(other(&config.workspace_db).is_ok());
+                    seen.push(other(&config.run_db).is_ok());
+                    insert(&[Value::Integer(2)])
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            seen,
+            [true, false],
+            "while rows go into the run's database, the workspace database takes writes; the run's does not"
+        );
+        let n: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM run.loaded", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
     }
 
     #[test]
