@@ -335,10 +335,17 @@ impl Store {
     /// Streams a data file into `schema.table`, one row at a time.
     fn load_data_file(&self, schema: &str, table: &str, path: &Path) -> Result<(), Error> {
         let file = super::files::DataFile::scan(path)?;
+        let name = format!("{schema}.{}", quote(table));
         again_on_schema_change(|| {
-            self.replace_table(schema, table, &file.columns, &file.types, &mut |insert| {
+            // Stages running side by side may load the same file: the first to create the
+            // table fills it, and the others read what it loaded.
+            let Some(tx) = self.begin_creating(&name, &file.columns, &file.types)? else {
+                return Ok(());
+            };
+            insert_rows(&tx, &name, file.columns.len(), &mut |insert| {
                 file.for_each_row(|row| insert(row))
-            })
+            })?;
+            tx.commit().map_err(|e| e.to_string())
         })
     }
 
@@ -506,30 +513,63 @@ impl Store {
         })
     }
 
-    /// Drops `name` and opens the transaction that creates it again, with typed columns.
-    ///
-    /// The transaction's first statement is the `CREATE`, a write: it takes the write lock
-    /// of that one database at once, waiting for it as long as the busy timeout says (a
-    /// transaction that read first and then wrote could fail at once instead). `BEGIN
-    /// IMMEDIATE` would lock every attached database, the workspace database the run's
-    /// journal writes too, for as long as a big file takes to load.
+    /// Opens the transaction that replaces `name` with an empty table of typed columns: the
+    /// drop and the create in one, so that another stage reading it never finds it missing.
     fn begin_replacing(
         &self,
         name: &str,
         columns: &[String],
         types: &[ValueType],
     ) -> Result<rusqlite::Transaction<'_>, Error> {
-        self.conn
-            .execute_batch(&format!("DROP TABLE IF EXISTS {name}"))
-            .map_err(|e| e.to_string())?;
-        let tx = rusqlite::Transaction::new_unchecked(
-            &self.conn,
-            rusqlite::TransactionBehavior::Deferred,
-        )
-        .map_err(|e| e.to_string())?;
-        tx.execute_batch(&create_table(name, columns, types))
-            .map_err(|e| e.to_string())?;
-        Ok(tx)
+        self.begin_writing(&format!(
+            "DROP TABLE IF EXISTS {name}; {}",
+            create_table(name, columns, types)
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    /// The transaction that creates `name` with typed columns, or `None` when the table
+    /// exists already (another stage made it first).
+    fn begin_creating(
+        &self,
+        name: &str,
+        columns: &[String],
+        types: &[ValueType],
+    ) -> Result<Option<rusqlite::Transaction<'_>>, Error> {
+        match self.begin_writing(&create_table(name, columns, types)) {
+            Ok(tx) => Ok(Some(tx)),
+            Err(e) if e.to_string().contains("already exists") => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// A transaction that begins with the statements `first`, which write one database.
+    ///
+    /// It is deferred, so it locks only the database those statements write. `BEGIN
+    /// IMMEDIATE` would lock every attached database, the workspace database the run's
+    /// journal writes too, for as long as a big file takes to load. A deferred transaction
+    /// that reads before it writes is refused at once (not after a wait) when another
+    /// connection is writing or has written meanwhile: nothing is written yet then, so it
+    /// is begun again, until the busy timeout.
+    fn begin_writing(&self, first: &str) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        let started = std::time::Instant::now();
+        loop {
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Deferred,
+            )?;
+            match tx.execute_batch(first) {
+                Ok(()) => return Ok(tx),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < super::runs::schema::busy_timeout() =>
+                {
+                    drop(tx);
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Makes a step's rows the `_input` table the next query reads. A query's table is
@@ -567,18 +607,7 @@ impl Store {
     ) -> Result<(), Error> {
         let name = format!("{schema}.{}", quote(table));
         let tx = self.begin_replacing(&name, columns, types)?;
-        if !columns.is_empty() {
-            let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
-            let mut insert = tx
-                .prepare(&format!("INSERT INTO {name} VALUES ({})", marks.join(", ")))
-                .map_err(|e| e.to_string())?;
-            fill(&mut |row| {
-                insert
-                    .execute(params_from_iter(row.iter()))
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })?;
-        }
+        insert_rows(&tx, &name, columns.len(), fill)?;
         tx.commit().map_err(|e| e.to_string())
     }
 
@@ -637,12 +666,7 @@ impl Store {
             }
             let table = format!("temp.{}", quote(&name));
             // It writes only the connection's own `temp`: no other stage waits for it.
-            let tx = self.conn.transaction().map_err(|e| e.to_string())?;
-            tx.execute_batch(&format!(
-                "DROP TABLE IF EXISTS {table}; {}",
-                create_table(&table, &columns, &types)
-            ))
-            .map_err(|e| e.to_string())?;
+            let tx = self.begin_replacing(&table, &columns, &types)?;
             let rows = {
                 let mut insert = tx
                     .prepare(&format!("INSERT INTO {table} {sql}"))
@@ -917,6 +941,28 @@ fn bind_named(
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Inserts into `name` (of `width` columns) the rows `fill` gives, in the open transaction.
+fn insert_rows(
+    tx: &rusqlite::Transaction,
+    name: &str,
+    width: usize,
+    fill: &mut dyn FnMut(&mut InsertRow) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if width == 0 {
+        return Ok(());
+    }
+    let marks: Vec<String> = (1..=width).map(|i| format!("?{i}")).collect();
+    let mut insert = tx
+        .prepare(&format!("INSERT INTO {name} VALUES ({})", marks.join(", ")))
+        .map_err(|e| e.to_string())?;
+    fill(&mut |row| {
+        insert
+            .execute(params_from_iter(row.iter()))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// `CREATE TABLE` of typed columns; a table of no columns has one placeholder column.

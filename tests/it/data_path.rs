@@ -206,6 +206,47 @@ flow F = {
 }
 
 #[test]
+fn stages_side_by_side_read_one_file_and_a_failed_upstream_together() {
+    // Eight stages start at once on `orders.csv`, which no stage has loaded yet, and eight
+    // more read an upstream that failed (each gives it an empty table). Found in CI: a stage
+    // failed with "table already exists" when another created the table first.
+    let readers: String = (0..8)
+        .map(|i| {
+            format!(
+                "  stage r{i} = from orders | where n > {i}\n  stage f{i} if bad.done = from bad\n"
+            )
+        })
+        .collect();
+    let rows: String = (0..100).map(|i| format!("{i}\n")).collect();
+    let dir = scratch(
+        "data_path_side_by_side",
+        &[
+            ("orders.csv", &format!("n\n{rows}")),
+            (
+                "flow.wv",
+                &format!(
+                    "activity fail = sh('exit 1')\nflow F with {{ max_parallel: 8 }} = {{\n  stage bad [on_failure: ignore] = fail()\n{readers}}}\n"
+                ),
+            ),
+        ],
+    );
+    for round in 0..5 {
+        let (code, summary) = run_json(&dir.join("flow.wv"), None);
+        for i in 0..8 {
+            let reader = stage(&summary, &format!("r{i}"));
+            assert_eq!(reader["state"], "success", "round {round}: {summary}");
+            assert_eq!(reader["rows"], 99 - i, "round {round}: {summary}");
+            assert_eq!(
+                stage(&summary, &format!("f{i}"))["state"],
+                "success",
+                "{summary}"
+            );
+        }
+        assert_eq!(code, Some(0), "round {round}: {summary}");
+    }
+}
+
+#[test]
 fn columns_whose_names_differ_only_in_case_are_refused_with_the_reason() {
     let dir = scratch(
         "data_path_case",
