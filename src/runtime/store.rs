@@ -785,6 +785,10 @@ impl Store {
     /// it next runs, and `_input` is another table at every step. A table the SQL names
     /// that the workspace database does not have may be a file beside the flow: `orders`
     /// reads `orders.csv`, `orders.json` or `orders.ndjson`, loaded here.
+    ///
+    /// Rows an activity printed none of have no columns: their table holds only the
+    /// placeholder column. A column the SQL names is added to such tables, null on no rows,
+    /// so that the query reads no rows (and `count(*)` counts 0) rather than failing.
     fn prepare_plan(&self, sql: &str) -> Result<rusqlite::Statement<'_>, Error> {
         let mut tried = Vec::new();
         loop {
@@ -792,13 +796,73 @@ impl Store {
                 Ok(statement) => return Ok(statement),
                 Err(e) => e.to_string(),
             };
-            match error.strip_prefix("no such table: ").map(str::to_string) {
-                Some(table) if !tried.contains(&table) && self.load_table_file(&table)? => {
-                    tried.push(table)
+            let fixed = if let Some(table) = error.strip_prefix("no such table: ") {
+                let table = table.to_string();
+                !tried.contains(&table) && self.load_table_file(&table)? && {
+                    tried.push(table);
+                    true
                 }
-                _ => return Err(missing_table_message(&error)),
+            } else if let Some(column) = missing_column(&error) {
+                !tried.contains(&column) && self.widen_empty_tables(&column)? && {
+                    tried.push(column);
+                    true
+                }
+            } else {
+                false
+            };
+            if !fixed {
+                return Err(missing_table_message(&error));
             }
         }
+    }
+
+    /// Adds `column` to the tables of rows without columns, the placeholder column first and
+    /// no rows (see [`Store::prepare_plan`]); `false` when there is none.
+    fn widen_empty_tables(&self, column: &str) -> Result<bool, Error> {
+        let mut widened = false;
+        for schema in ["temp", "run"] {
+            let empty: Vec<String> = {
+                let mut statement = self
+                    .conn
+                    .prepare(&format!(
+                        "SELECT m.name FROM {schema}.sqlite_master AS m WHERE m.type = 'table'
+                           AND (SELECT c.name FROM pragma_table_info(m.name, '{schema}') AS c
+                                WHERE c.cid = 0) = ?1"
+                    ))
+                    .map_err(|e| e.to_string())?;
+                statement
+                    .query_map([NO_COLUMNS], |r| r.get(0))
+                    .map_err(|e| e.to_string())?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?
+            };
+            for table in empty {
+                let has_rows: bool = self
+                    .conn
+                    .query_row(
+                        &format!("SELECT EXISTS (SELECT 1 FROM {schema}.{})", quote(&table)),
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(|e| e.to_string())?;
+                if has_rows {
+                    continue;
+                }
+                let added = self.conn.execute_batch(&format!(
+                    "ALTER TABLE {schema}.{} ADD COLUMN {}",
+                    quote(&table),
+                    quote(column)
+                ));
+                // Another stage reading the same rows may have added it first.
+                match added {
+                    Err(e) if !e.to_string().contains("duplicate column name") => {
+                        return Err(e.to_string());
+                    }
+                    _ => widened = true,
+                }
+            }
+        }
+        Ok(widened)
     }
 
     /// All rows of a stage's table.
@@ -1001,6 +1065,18 @@ fn again_on_schema_change<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<
             other => return other,
         }
     }
+}
+
+/// The column SQLite says is missing (`no such column: "ok" - ...`, `no such column: t.ok in
+/// ...`), without its table.
+fn missing_column(error: &str) -> Option<String> {
+    let rest = error.strip_prefix("no such column: ")?;
+    let name = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next()?,
+        None => rest.split(' ').next()?,
+    };
+    let name = name.rsplit('.').next()?.trim_matches('"');
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// SQLite says "no such table: run.file:x"; say what the user can do about it.

@@ -247,6 +247,50 @@ fn stages_side_by_side_read_one_file_and_a_failed_upstream_together() {
 }
 
 #[test]
+fn an_activity_that_prints_no_rows_gives_the_queries_after_it_no_rows() {
+    // Found trying zero rows as a user: an `each` over an empty file printed nothing, and the
+    // next stage's `where ok` failed with "no such column", though an empty input is
+    // documented. Columns an empty output never named are null columns of no rows.
+    let dir = scratch(
+        "data_path_empty_output",
+        &[
+            ("none.csv", "id,amount\n"),
+            (
+                "flow.wv",
+                r#"activity pay(id: int) = sh("""printf '{"id": %s, "ok": true}\n' "$WV_ID" """)
+activity quiet = sh("true")
+flow Empty = {
+  stage payouts = from 'none.csv' | each pay(_.id)
+  stage done = from payouts | where ok | select ok, id | order by id
+    | activate('file', path: 'done.ndjson')
+  stage counted = from payouts | where payouts.ok | select count(*) as n
+    | activate('file', path: 'counted.ndjson')
+  stage inline = quiet() | where ok | select ok | activate('file', path: 'inline.ndjson')
+}
+"#,
+            ),
+        ],
+    );
+    let (code, summary) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "done")["rows"], 0, "{summary}");
+    assert_eq!(ndjson(&dir.join("counted.ndjson")), [json!({"n": 0})]);
+    assert_eq!(stage(&summary, "inline")["rows"], 0, "{summary}");
+    // A column that no row has, on rows that exist, is still an error.
+    std::fs::write(
+        dir.join("flow.wv"),
+        "activity one = sh(\"echo '{\\\"a\\\": 1}'\")\nflow Typo = {\n  stage s = one() | where b = 1\n}\n",
+    )
+    .unwrap();
+    let (code, summary) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(1), "{summary}");
+    assert!(
+        stage_error(&summary, "s").contains("no such column"),
+        "{summary}"
+    );
+}
+
+#[test]
 fn columns_whose_names_differ_only_in_case_are_refused_with_the_reason() {
     let dir = scratch(
         "data_path_case",
