@@ -16,7 +16,7 @@ type Object = serde_json::Map<String, serde_json::Value>;
 
 /// The formats a data file may have, by its extension.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Format {
+pub enum Format {
     /// A header row, then one row per record; fields are integers, reals or text.
     Csv,
     /// An array of objects (or one object).
@@ -26,7 +26,8 @@ enum Format {
 }
 
 impl Format {
-    fn of(path: &Path) -> Format {
+    /// By the file's extension, in any case; anything else is CSV.
+    pub fn of(path: &Path) -> Format {
         let extension = path
             .extension()
             .and_then(|e| e.to_str())

@@ -691,19 +691,14 @@ impl Store {
         let file =
             tempfile::tempfile().map_err(|e| format!("cannot make a temporary file: {e}"))?;
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, &file);
-        let mut statement = self
-            .conn
-            .prepare(&format!("SELECT * FROM temp.{}", quote(&table.name)))
-            .map_err(|e| e.to_string())?;
-        let mut rows = statement.raw_query();
         let mut count = 0;
-        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        self.each_row(&table, |row| {
             let object: serde_json::Map<String, serde_json::Value> = table
                 .columns
                 .iter()
+                .zip(row)
                 .enumerate()
-                .map(|(i, c)| {
-                    let v = row.get::<_, Value>(i).unwrap_or(Value::Null);
+                .map(|(i, (c, v))| {
                     let ty = table.types.get(i).copied().unwrap_or_default();
                     (c.clone(), value::json(&v, ty))
                 })
@@ -711,12 +706,10 @@ impl Store {
             serde_json::to_writer(&mut out, &object).map_err(|e| e.to_string())?;
             out.write_all(b"\n").map_err(|e| e.to_string())?;
             count += 1;
-        }
+            Ok(())
+        })?;
         out.flush().map_err(|e| e.to_string())?;
         drop(out);
-        drop(rows);
-        drop(statement);
-        self.drop_table(&table)?;
         Ok(Input::Ndjson(std::sync::Arc::new(NdjsonFile {
             file,
             rows: count,
@@ -726,23 +719,11 @@ impl Store {
     /// The rows of a table a query left in the engine, read into memory; the table is
     /// dropped.
     fn table_rows(&mut self, table: Table) -> Result<Rows, Error> {
-        let values = {
-            let mut statement = self
-                .conn
-                .prepare(&format!("SELECT * FROM temp.{}", quote(&table.name)))
-                .map_err(|e| e.to_string())?;
-            let mut rows = statement.raw_query();
-            let mut values = Vec::with_capacity(table.rows);
-            while let Some(row) = rows.next().map_err(|e| e.to_string())? {
-                values.push(
-                    (0..table.columns.len())
-                        .map(|i| row.get::<_, Value>(i).unwrap_or(Value::Null))
-                        .collect(),
-                );
-            }
-            values
-        };
-        self.drop_table(&table)?;
+        let mut values = Vec::with_capacity(table.rows);
+        self.each_row(&table, |row| {
+            values.push(row);
+            Ok(())
+        })?;
         Ok(Rows {
             columns: table.columns,
             values,
@@ -750,14 +731,36 @@ impl Store {
         })
     }
 
-    fn drop_table(&self, table: &Table) -> Result<(), Error> {
+    /// Each row of a table a query left in the engine, in column order; then the table is
+    /// dropped: whoever reads it holds its rows now.
+    fn each_row(
+        &self,
+        table: &Table,
+        mut each: impl FnMut(Vec<Value>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let name = format!("temp.{}", quote(&table.name));
+        {
+            let mut statement = self
+                .conn
+                .prepare(&format!("SELECT * FROM {name}"))
+                .map_err(|e| e.to_string())?;
+            let mut rows = statement.raw_query();
+            while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+                each(
+                    (0..table.columns.len())
+                        .map(|i| row.get::<_, Value>(i).unwrap_or(Value::Null))
+                        .collect(),
+                )?;
+            }
+        }
         self.conn
-            .execute_batch(&format!("DROP TABLE IF EXISTS temp.{}", quote(&table.name)))
+            .execute_batch(&format!("DROP TABLE {name}"))
             .map_err(|e| e.to_string())
     }
 
     /// Drops the tables queries left in this connection: a stage's last result once it is
-    /// stored, and whatever a stage that failed left.
+    /// stored, and whatever a stage that failed left ([`super::engine`] calls it when a stage
+    /// ends).
     pub fn drop_step_tables(&mut self) -> Result<(), Error> {
         let names: Vec<String> = {
             let mut statement = self

@@ -291,6 +291,25 @@ flow Empty = {
 }
 
 #[test]
+fn a_file_extension_in_capitals_is_read_the_same_by_the_checker_and_the_run() {
+    // Found reading the change: the checker took `people.JSON` for CSV and reported its
+    // first line as the header ("no column `name`"), while the run reads it as JSON.
+    let dir = scratch(
+        "data_path_capitals",
+        &[
+            ("people.JSON", r#"[{"name": "ada", "age": 3}]"#),
+            (
+                "flow.wv",
+                "flow P = {\n  stage s = from 'people.JSON' | select name | activate('file', path: 'out.ndjson')\n}\n",
+            ),
+        ],
+    );
+    let (code, summary) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(ndjson(&dir.join("out.ndjson")), [json!({"name": "ada"})]);
+}
+
+#[test]
 fn columns_whose_names_differ_only_in_case_are_refused_with_the_reason() {
     let dir = scratch(
         "data_path_case",

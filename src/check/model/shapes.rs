@@ -335,10 +335,9 @@ impl<'g, 'w> Shapes<'g, 'w> {
                     .file_stem()
                     .map_or("file".to_string(), |s| s.to_string_lossy().into_owned());
                 let full = self.base.join(path.value.as_str());
-                let is_csv = !matches!(
-                    full.extension().and_then(|e| e.to_str()),
-                    Some("json" | "ndjson" | "jsonl")
-                );
+                // As the runtime reads it: `x.JSON` is JSON too.
+                let is_csv =
+                    crate::runtime::files::Format::of(&full) == crate::runtime::files::Format::Csv;
                 (if is_csv { self.header(full) } else { None }, alias)
             }
             SourceRef::Values { rows, alias, .. } => {

@@ -27,6 +27,9 @@ pub(super) fn run_stage(
     match pool.take(stores) {
         Ok(mut store) => {
             let summary = run_stage_on(stage, &mut store, ctx, started);
+            // The stage's query tables, stored or not, are not needed by the next stage the
+            // connection runs.
+            let _ = store.drop_step_tables();
             pool.give_back(store);
             summary
         }
@@ -156,14 +159,10 @@ fn run_stage_on(
             }
             None => output,
         };
-        let written = store
+        store
             .write_data("run", &stage.id, &output)
             .map(|()| output.len())
-            .map_err(|e| (e.into(), attempts));
-        // Stored: the query's own table is not needed any more.
-        drop(output);
-        let _ = store.drop_step_tables();
-        written
+            .map_err(|e| (e.into(), attempts))
     }) {
         Ok(rows) => {
             summary.state = StageState::Success;
@@ -283,8 +282,6 @@ impl StageRun<'_, '_> {
     /// The stage's steps in order, each on the output of the one before. Rows an activity
     /// printed stay in their spool file until a step needs them as values.
     fn steps(&mut self) -> Result<Data, StepError> {
-        // What queries of the stage before on this connection left behind.
-        self.store.drop_step_tables().map_err(|e| (e.into(), 1))?;
         let mut rows: Option<Data> = None;
         let mut last_query: Option<&Sql> = None;
         // The fanned-out `each` is the stage's first; an item or the gathering starts there,
