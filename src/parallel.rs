@@ -14,9 +14,6 @@ pub fn cores() -> usize {
 /// `f` applied to `0..count`, on up to one thread per core; sequential when there is one item
 /// or one core.
 pub fn map_indexed<R: Send>(count: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
-    if count <= 1 {
-        return (0..count).map(f).collect();
-    }
     let workers = cores().min(count);
     if workers <= 1 {
         return (0..count).map(f).collect();

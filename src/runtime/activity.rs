@@ -296,7 +296,7 @@ fn supervise(
         if exited(pid) {
             // The attempt ends with its program: what it left running in its process group
             // is stopped now, so it cannot hold the pipes or act after the stage has ended.
-            kill_group(pid);
+            child.kill_group();
             break child.wait().ok();
         }
         let elapsed = started.elapsed();
@@ -314,7 +314,7 @@ fn supervise(
         }
         if cancelled || killed.is_some() {
             // The whole process group: nothing the attempt started is left running.
-            kill_group(pid);
+            child.kill_group();
             break child.wait().ok();
         }
     };
@@ -521,14 +521,6 @@ fn exited(pid: i32) -> bool {
         )
     };
     found == 0 && unsafe { info.si_pid() } != 0
-}
-
-/// SIGKILL to every process of the attempt's group.
-fn kill_group(pid: i32) {
-    // SAFETY: a signal to a process group the attempt leads; no memory is involved.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,12 @@ impl Process {
         self.pid as u32
     }
 
+    /// SIGKILL to every process of the program's group (it leads one of its own).
+    pub fn kill_group(&self) {
+        // SAFETY: a signal to the group our child leads; no memory is involved.
+        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+    }
+
     /// Waits for the program to end and reaps it.
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
         let mut status: c_int = 0;
@@ -56,8 +62,7 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         if !self.waited {
-            // SAFETY: signals our own child's group, then reaps it.
-            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+            self.kill_group();
             let _ = self.wait();
         }
     }
@@ -96,11 +101,12 @@ pub fn spawn<'e>(
     }
     let c_string = |bytes: Vec<u8>, what: &str| CString::new(bytes).map_err(|_| invalid(what));
     // The environment: wvflow's, with the activity's variables over it.
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    for (key, value) in env {
-        vars.retain(|(k, _)| k.as_os_str() != OsStr::new(key));
-        vars.push((key.into(), value.into()));
-    }
+    let env: Vec<(&str, &str)> = env.into_iter().collect();
+    let ours: std::collections::HashSet<&OsStr> = env.iter().map(|(k, _)| OsStr::new(*k)).collect();
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !ours.contains(k.as_os_str()))
+        .collect();
+    vars.extend(env.iter().map(|(k, v)| ((*k).into(), (*v).into())));
     let path = vars
         .iter()
         .find(|(k, _)| k == "PATH")
@@ -298,8 +304,9 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         let mut action: libc::sigaction = std::mem::zeroed();
         for signal in 1..=libc::SIGRTMAX() {
             if libc::sigaction(signal, std::ptr::null(), &mut action) == 0
-                && (action.sa_sigaction != libc::SIG_DFL || signal == libc::SIGPIPE)
-                && (action.sa_sigaction != libc::SIG_IGN || signal == libc::SIGPIPE)
+                && (signal == libc::SIGPIPE
+                    || (action.sa_sigaction != libc::SIG_DFL
+                        && action.sa_sigaction != libc::SIG_IGN))
             {
                 libc::signal(signal, libc::SIG_DFL);
             }

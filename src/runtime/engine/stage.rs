@@ -709,14 +709,20 @@ impl StageRun<'_, '_> {
         input: &Rows,
         i: usize,
     ) -> Result<retry::Finished<Rows>, StepError> {
+        // Only this item's row is bound and keyed: an item task of a fan-out of n items
+        // would otherwise do the work of all n.
+        let one = input.row(i);
+        if one.is_empty() {
+            return Err((format!("the fan-out has no item {i}").into(), 0));
+        }
         let per_row = self
-            .bind_rows(invocation, Some(input))
+            .bind_rows(invocation, Some(&one))
             .map_err(|e| (e.into(), 1))?;
-        let keys = self.item_keys(input).map_err(|e| (e.into(), 1))?;
-        let Some(args) = per_row.get(i) else {
+        let keys = self.item_keys(&one).map_err(|e| (e.into(), 1))?;
+        let Some(args) = per_row.first() else {
             return Err((format!("the fan-out has no item {i}").into(), 0));
         };
-        let key = keys.get(i).and_then(Option::as_deref);
+        let key = keys.first().and_then(Option::as_deref);
         if let Some(k) = key
             && let Some(rows) = self
                 .store
@@ -729,7 +735,7 @@ impl StageRun<'_, '_> {
             });
         }
         let line = command_line(self.store, invocation, args).map_err(|e| (e.into(), 1))?;
-        let row = Input::from(input.row(i));
+        let row = Input::from(one);
         let call = Call {
             invocation,
             key,

@@ -189,8 +189,8 @@ impl TaskRun<'_> {
         part: Part,
     ) -> Result<Executed, String> {
         let run = self.run_record()?;
-        let records = self.records()?;
-        let upstream = self.upstream_states(stage, &records)?;
+        let (own, records) = self.records()?;
+        let upstream = self.upstream_states(stage, (&own, &records))?;
         self.execute(stage, (&run, &records), upstream, attempt, part)
     }
 

@@ -61,6 +61,9 @@ impl TaskEnd {
     }
 }
 
+/// Stage records by stage id.
+type Records = BTreeMap<String, StageRecord>;
+
 /// What `init` records of a run.
 #[derive(Serialize, Deserialize)]
 struct RunRecord {
@@ -147,17 +150,19 @@ impl TaskRun<'_> {
         }
     }
 
-    /// Every stage's record, by stage, with a fork's state settled by its branches.
-    fn records(&self) -> Result<BTreeMap<String, StageRecord>, String> {
-        let mut records = self.own_records()?;
+    /// Every stage's record, by stage, read once: as its task wrote it (a fork's own end,
+    /// before its branches), and with a fork's state settled by its branches.
+    fn records(&self) -> Result<(Records, Records), String> {
+        let own = self.own_records()?;
+        let mut settled = own.clone();
         for stage in &self.plan.flow.stages {
-            settle_fork(stage, &self.plan.flow.stages, &mut records);
+            settle_fork(stage, &self.plan.flow.stages, &mut settled);
         }
-        Ok(records)
+        Ok((own, settled))
     }
 
     /// Every stage's record as its task wrote it: a fork's own end, before its branches.
-    fn own_records(&self) -> Result<BTreeMap<String, StageRecord>, String> {
+    fn own_records(&self) -> Result<Records, String> {
         let mut records = BTreeMap::new();
         for stage in &self.plan.flow.stages {
             if let Some(record) = self.record_of(&stage.id)? {
@@ -251,9 +256,8 @@ impl TaskRun<'_> {
     fn upstream_states(
         &self,
         stage: &StagePlan,
-        records: &BTreeMap<String, StageRecord>,
+        (own, records): (&Records, &Records),
     ) -> Result<BTreeMap<String, StageState>, String> {
-        let own = self.own_records()?;
         let mut upstream = BTreeMap::new();
         for edge in &stage.upstream {
             // A branch sees its fork as the fork's own work ended, not as its branches settle it.
@@ -263,7 +267,7 @@ impl TaskRun<'_> {
                         |st| matches!(st, Step::Fork { branches } if branches.contains(&stage.id)),
                     )
             });
-            let seen = if inside_fork { &own } else { records };
+            let seen = if inside_fork { own } else { records };
             let record = seen.get(&edge.stage).ok_or_else(|| {
                 format!(
                     "stage `{}` started before its upstream stage `{}` ended: the engine must \
@@ -289,8 +293,8 @@ impl TaskRun<'_> {
             return Ok(Begin::Done(done.summary));
         }
         let run = self.run_record()?;
-        let records = self.records()?;
-        let upstream = self.upstream_states(stage, &records)?;
+        let (own, records) = self.records()?;
+        let upstream = self.upstream_states(stage, (&own, &records))?;
         // A stage that ended the flow (`end`) skips every stage that had not started.
         let ended = records.iter().any(|(id, r)| {
             r.summary.state == StageState::Success
@@ -471,11 +475,11 @@ impl TaskRun<'_> {
         if policy.is_some() && summary.attempts > 0 {
             // The attempts of the engine's earlier tries count, and the time since the first.
             summary.attempts = attempt;
-            summary.duration_ms = u64::try_from(now_ms() - first_ms).unwrap_or(0);
+            summary.duration_ms = u64::try_from(now_ms().saturating_sub(first_ms)).unwrap_or(0);
         }
         if gathering {
             // A fanned-out stage lasted from its `prepare` to its gathering.
-            summary.duration_ms = u64::try_from(now_ms() - first_ms).unwrap_or(0);
+            summary.duration_ms = u64::try_from(now_ms().saturating_sub(first_ms)).unwrap_or(0);
         }
         if let Some(policy) = policy
             && summary.state == StageState::Failed
@@ -534,8 +538,7 @@ impl TaskRun<'_> {
             return Ok(done.into_summary());
         }
         let run = self.run_record()?;
-        let own = self.own_records()?;
-        let records = self.records()?;
+        let (own, records) = self.records()?;
         let flow = &self.plan.flow;
         let stages: Vec<StageSummary> = flow
             .stages
@@ -730,7 +733,7 @@ fn verdict(
     let out_of_tries = attempt >= policy.attempts;
     let delay = policy.delays().before_retry(attempt);
     let out_of_time = stage.schedule_timeout_ms.is_some_and(|limit| {
-        (now_ms() - first_ms).max(0) as u128 + delay.as_millis() >= u128::from(limit)
+        now_ms().saturating_sub(first_ms).max(0) as u128 + delay.as_millis() >= u128::from(limit)
     });
     if !(fatal || out_of_tries || out_of_time) {
         return Verdict::Again;
