@@ -1,7 +1,7 @@
 //! The patterns people come for (task queues and orchestrators), each end to end with real
 //! processes: results into a single call, delays, first to finish.
 
-use crate::common::{ndjson, run_json, scratch, stage, wvflow};
+use crate::common::{groups_left, ndjson, run_json, scratch, stage, wvflow};
 use serde_json::Value;
 use std::path::Path;
 
@@ -122,7 +122,7 @@ flow Never = {
 }
 flow Arithmetic(at: timestamp = timestamp '2026-12-01T09:00:00Z', step: duration = 90s) = {
   stage s = from [[1]] as t(x)
-    | select at + step as later, at - timestamp '2026-12-01T08:00:00Z' as gap, date '2026-12-01' + 1d as next_day, now() >= at as passed
+    | select at + step as later, at - timestamp '2026-12-01T08:00:00Z' as gap, date '2026-12-01' + 1d as next_day, now() >= at - 36500d as passed, now() >= at + 36500d as to_come
     | activate('file', path: 'times.ndjson')
 }
 flow Columns(a: timestamp = timestamp '2026-01-01T09:00:00Z', b: timestamp = timestamp '2026-01-01T08:00:00Z', d: duration = 1h) = {
@@ -180,7 +180,9 @@ fn timestamp_arithmetic_is_time_arithmetic() {
             "later": "2026-12-01T09:01:30Z",
             "gap": "1h",
             "next_day": "2026-12-02T00:00:00Z",
-            "passed": false
+            // The run's clock against a century before and after `at`: true on any date.
+            "passed": true,
+            "to_come": false
         })]
     );
 }
@@ -252,23 +254,6 @@ flow Crowded with { max_parallel: 2 } = {
 }
 "#;
 
-/// The processes whose command line matches `pattern`, once they have had a moment to finish
-/// dying: a process group killed with SIGKILL is gone milliseconds later, not at the instant
-/// the run ends, on a busy machine. A process that was never killed is still there after 5 s.
-fn left_running(pattern: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let found = std::process::Command::new("pgrep")
-            .args(["-f", pattern])
-            .output()
-            .unwrap();
-        if found.stdout.is_empty() || std::time::Instant::now() > deadline {
-            return String::from_utf8_lossy(&found.stdout).into_owned();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// `trigger: first_success` starts the stage when the first upstream succeeds, reads that
 /// stage's rows only, and cancels the upstream stages still running (their processes
 /// killed, their state `cancelled`, not a failure of the flow). When every upstream fails,
@@ -291,8 +276,8 @@ fn first_success_takes_the_first_result_and_cancels_the_rest() {
         ndjson(&dir.join("winner.ndjson")),
         vec![serde_json::json!({"probe": "fast"})]
     );
-    // No `sleep 30` left behind.
-    let left = left_running("sleep 30");
+    // No `sleep 30` left behind: nothing runs in the process groups of the run's attempts.
+    let left = groups_left(&dir.join(".wvflow/workspace.db"));
     assert!(left.is_empty(), "left running: {left}");
 
     // The fast one fails: the first success is the slow one's.
@@ -639,7 +624,7 @@ fn mapped_children_stop_with_their_stage() {
         children["error"].as_str().unwrap().contains("timed out"),
         "{children}"
     );
-    let left = left_running("sleep 3[12]");
+    let left = groups_left(&dir.join(".wvflow/workspace.db"));
     assert!(left.is_empty(), "left running: {left}");
     let list = wvflow(&[
         "runs",

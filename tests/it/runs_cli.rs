@@ -1,7 +1,7 @@
 //! The run store from the command line, with real processes: crash and resume, cancel from
 //! another process, concurrency slots, signals and pause, queries, retention, damaged stores.
 
-use crate::common::{scratch, wvflow};
+use crate::common::{group_members, groups_left, scratch, wvflow};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -607,21 +607,11 @@ flow Fan = {
     }
     assert!(twice <= 4, "{twice} items ran twice:\n{log}");
     // No activity of the crashed owner is still running.
-    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    let left = String::from_utf8_lossy(&ps.stdout)
-        .lines()
-        .filter(|l| l.contains("crashed_items.log") && !l.contains("ps -eo"))
-        .count();
-    assert_eq!(left, 0, "processes of the crashed run are still running");
-}
-
-/// The processes whose command line holds `marker`.
-fn processes_with(marker: &str) -> usize {
-    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    String::from_utf8_lossy(&ps.stdout)
-        .lines()
-        .filter(|l| l.contains(marker) && !l.contains("ps -eo"))
-        .count()
+    let left = groups_left(&dir.join(".wvflow/workspace.db"));
+    assert!(
+        left.is_empty(),
+        "processes of the crashed run are still running: {left}"
+    );
 }
 
 #[test]
@@ -643,7 +633,11 @@ flow Slow = {{ stage s = slow() }}
         let _ = child.wait();
         // The program's own process died with its owner; what it started is still there.
         std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(processes_with(&format!("sleep {marker}")), 1, "{how}");
+        let db = dir.join(".wvflow/workspace.db");
+        assert!(
+            !group_members(&db).is_empty(),
+            "{how}: the activity is gone"
+        );
         let o = runs(&dir, &[how, &run_id]);
         assert!(
             o.status.success(),
@@ -651,11 +645,8 @@ flow Slow = {{ stage s = slow() }}
             String::from_utf8_lossy(&o.stderr)
         );
         if how == "cancel" {
-            assert_eq!(
-                processes_with(&format!("sleep {marker}")),
-                0,
-                "cancel left it"
-            );
+            let left = groups_left(&db);
+            assert!(left.is_empty(), "cancel left {left}");
             assert_eq!(read(&dir.join("steps.log")), "start\n");
         } else {
             // The old attempt was stopped before the new one ran: one `done`, two `start`s.
@@ -736,7 +727,8 @@ flow Crash = {
             0,
             "case {case}: a successful run compensated:\n{log}"
         );
-        assert_eq!(processes_with(&format!("{}", dir.display())), 0);
+        let left = groups_left(&dir.join(".wvflow/workspace.db"));
+        assert!(left.is_empty(), "case {case}: processes left: {left}");
     };
     three_at_a_time(&cases, run_case);
 }

@@ -92,3 +92,57 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The processes still running in the process groups of the attempts that the run store
+/// `db` recorded (each attempt's process leads its group), as `pid (command)` lines, once
+/// they have had up to 5 s to finish dying: a group killed with SIGKILL is gone moments later
+/// on a busy machine, while one that was never killed is still there. Only the runs' own
+/// groups are looked at, never other processes of the machine.
+pub fn groups_left(db: &Path) -> String {
+    let groups = attempt_groups(db);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = in_groups(&groups);
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left.join("\n");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The processes running now in the process groups of the attempts that `db` recorded.
+pub fn group_members(db: &Path) -> Vec<String> {
+    in_groups(&attempt_groups(db))
+}
+
+/// The process groups of the attempts that the run store `db` recorded.
+fn attempt_groups(db: &Path) -> std::collections::BTreeSet<i64> {
+    let conn = rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    let groups = conn
+        .prepare("SELECT DISTINCT pid FROM wvflow_attempts WHERE pid IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    groups
+}
+
+/// Live processes (not zombies) whose process group is one of `groups`.
+fn in_groups(groups: &std::collections::BTreeSet<i64>) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // `pid (comm) state ppid pgrp ...`: the command may hold spaces and parentheses.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let (state, pgrp) = (*fields.first()?, fields.get(2)?.parse::<i64>().ok()?);
+            (groups.contains(&pgrp) && state != "Z")
+                .then(|| head.replacen(" (", " ", 1).to_string())
+        })
+        .collect()
+}
