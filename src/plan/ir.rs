@@ -385,6 +385,14 @@ pub struct RouteTarget {
     pub filter: String,
 }
 
+/// A route stage as one of its targets reads it: the target's rows are the route's rows that
+/// satisfy `filter`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RouteInput {
+    pub route: String,
+    pub filter: String,
+}
+
 /// The SQL parameter that names the first upstream to succeed, in a `first_success` stage.
 pub const FIRST_SUCCESS_PARAM: &str = "@first_success";
 
@@ -422,6 +430,10 @@ pub struct StagePlan {
     /// has none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads_failed: Vec<String>,
+    /// The routes this stage is a target of, each with the filter that selects its rows: a
+    /// target that gets no rows from any of them is skipped (the branch was not taken).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routed_from: Vec<RouteInput>,
     /// The stage whose `fork { }` holds this one.
     pub fork_parent: Option<String>,
     pub connector: Option<String>,

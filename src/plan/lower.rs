@@ -298,6 +298,7 @@ impl Lowering<'_, '_> {
         let steps = self.steps(i, &settings);
         let (trigger, upstream) = self.trigger(i, &settings);
         let kind = kind_of(stage, &steps);
+        let routed_from = self.routed_from(stage, &upstream);
         let mut w = self.writer();
         let idempotency_key = settings.idempotency_key.value.map(|e| Sql {
             text: w.expr(e),
@@ -336,6 +337,7 @@ impl Lowering<'_, '_> {
                 .into_iter()
                 .map(|(name, _)| name.to_string())
                 .collect(),
+            routed_from,
             fork_parent: node.fork_parent.map(|p| self.graph.name(p).to_string()),
             connector: stage.connector.as_ref().map(|c| c.name.to_string()),
             retry,
@@ -707,6 +709,20 @@ impl Lowering<'_, '_> {
                 }
             }
         }
+    }
+
+    /// The route stages `stage` reads as one of their targets, with the filter of its rows.
+    fn routed_from(&self, stage: &ast::Stage, upstream: &[Edge]) -> Vec<RouteInput> {
+        upstream
+            .iter()
+            .filter_map(|edge| {
+                let key = (edge.stage.clone(), stage.name.name.to_string());
+                Some(RouteInput {
+                    route: edge.stage.clone(),
+                    filter: self.route_filters.get(&key)?.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Reading another stage: its table, filtered when this stage is one of its route targets.

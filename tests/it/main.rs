@@ -16,6 +16,7 @@ mod lsp;
 mod parse_snapshots;
 mod patterns;
 mod plan;
+mod routes;
 mod rules;
 mod run_cli;
 mod runs_cli;

@@ -41,6 +41,31 @@ pub(super) fn run_stage(
     }
 }
 
+/// Whether `stage` is a route target that gets no rows from any of its routes: the branch
+/// was not taken, and the stage is skipped before it does anything (a `save to`, a call).
+/// A route that did not succeed gives no rows.
+fn branch_not_taken(
+    stage: &StagePlan,
+    store: &mut Store,
+    ctx: &Context,
+    states: &BTreeMap<String, StageState>,
+) -> Result<bool, String> {
+    for input in &stage.routed_from {
+        if states.get(&input.route) != Some(&StageState::Success) {
+            continue;
+        }
+        let any = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {})",
+            crate::plan::sql::stage_table(&input.route),
+            input.filter
+        );
+        if store.query(&any, &ctx.params, None)?.first_value() == Some(&Value::Integer(1)) {
+            return Ok(false);
+        }
+    }
+    Ok(!stage.routed_from.is_empty())
+}
+
 /// What a stage starts with: the states of the stages before it, its own cancel flag (set
 /// with the run's, or alone when a `first_success` stage no longer needs it), and for a
 /// `first_success` stage the upstream whose rows it reads.
@@ -91,6 +116,19 @@ fn run_stage_on(
         store
             .stage_params
             .insert(FIRST_SUCCESS_PARAM.to_string(), Value::Text(first.clone()));
+    }
+    match branch_not_taken(stage, store, ctx, &start.states) {
+        Ok(false) => {}
+        Ok(true) => {
+            return StageSummary {
+                attempts: 0,
+                ..StageSummary::new(stage, StageState::Skipped)
+            };
+        }
+        Err(e) => {
+            summary.error = Some(format!("cannot read the rows its routes give it: {e}"));
+            return summary;
+        }
     }
     let key = match &stage.idempotency_key {
         // Each item of an `each` stage has a key of its own, evaluated over its row.
