@@ -177,6 +177,7 @@ codes! {
     E0619: "two parameters, one environment variable";
     E0620: "`wait` without a duration";
     E0621: "arithmetic that is not time arithmetic";
+    E0622: "one row read where another number of rows is known";
     W0101: "triggered stage reads a stage that may have failed";
     W0102: "route without `else`";
     W0103: "name looks like a misspelled stage";

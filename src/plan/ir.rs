@@ -418,6 +418,11 @@ pub struct StagePlan {
     /// recorded and reused under its own key.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotency_per_item: bool,
+    /// The key of a stage without `each` reads its input's one row (`_.column`): it is
+    /// evaluated over the rows reaching the stage's first step that is not a query, before
+    /// that step runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotency_reads_row: bool,
     /// `trigger: first_success`: the stage starts when its first upstream succeeds, reads
     /// only that stage's rows (its SQL compares [`FIRST_SUCCESS_PARAM`] with each upstream's
     /// name), and the upstream stages still running are cancelled.

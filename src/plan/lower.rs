@@ -304,6 +304,7 @@ impl Lowering<'_, '_> {
             text: w.expr(e),
             params: w.take_params(),
         });
+        let key_reads_row = std::mem::take(&mut w.reads_row);
         let idempotency_per_item = steps
             .iter()
             .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }));
@@ -324,6 +325,7 @@ impl Lowering<'_, '_> {
             on_failure: settings.on_failure.value.clone(),
             compensation,
             idempotency_per_item: idempotency_per_item && idempotency_key.is_some(),
+            idempotency_reads_row: key_reads_row && !idempotency_per_item,
             idempotency_key,
             first_success: first_success(&settings, stage),
             pool: settings.pool.value.and_then(|name| {

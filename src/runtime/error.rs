@@ -33,11 +33,21 @@ pub enum StageError {
         stage: String,
         callee: String,
         rows: usize,
-        /// The rows are the stage's output (a compensation's), not its input.
-        output: bool,
+        reader: RowReader,
     },
     /// The stage's data: its SQL, files, arguments or the run's database.
     Data(String),
+}
+
+/// What reads the one row of a [`StageError::NotOneRow`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowReader {
+    /// A single call's arguments, over the stage's input.
+    Call,
+    /// A compensation's arguments, over the stage's output.
+    Compensation,
+    /// A stage-level idempotency key, over the stage's input.
+    IdempotencyKey,
 }
 
 impl From<String> for StageError {
@@ -69,22 +79,25 @@ impl std::fmt::Display for StageError {
                 stage,
                 callee,
                 rows,
-                output,
+                reader,
             } => {
                 let rows = match rows {
                     0 => "no rows".to_string(),
                     n => format!("{n} rows"),
                 };
-                if *output {
-                    write!(
+                match reader {
+                    RowReader::Compensation => write!(
                         f,
                         "the compensation `{callee}` of stage `{stage}` reads columns of the stage's row (`_.`), which takes exactly one row; the stage has {rows} (compensate with arguments that read no column, and read the rows from stdin)"
-                    )
-                } else {
-                    write!(
+                    ),
+                    RowReader::Call => write!(
                         f,
                         "stage `{stage}` passes columns of its input row (`_.`) to `{callee}`, which takes exactly one row; the input has {rows} (use `each` for one call per row, or `limit 1`)"
-                    )
+                    ),
+                    RowReader::IdempotencyKey => write!(
+                        f,
+                        "the idempotency key of stage `{stage}` reads columns of its input row (`_.`), which takes exactly one row; the input has {rows}, and nothing was called (use `each` for one call and one key per row, or `limit 1`)"
+                    ),
                 }
             }
             StageError::Items {

@@ -82,7 +82,10 @@ fn a_route_target_without_rows_is_skipped_and_so_is_what_reads_it() {
             "alert success"
         ]
     );
-    assert_eq!(std::fs::read_to_string(dir.join("paged.log")).unwrap(), "paged\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("paged.log")).unwrap(),
+        "paged\n"
+    );
 }
 
 /// `route by`: the one row goes to one half; the other half is skipped, with what reads it.
@@ -127,10 +130,7 @@ fn route_by_skips_the_share_that_gets_no_rows() {
 /// The tasks of an exported run decide a branch not taken as `wvflow run` does.
 #[test]
 fn exported_tasks_skip_a_route_target_without_rows_as_run_does() {
-    let dir = scratch(
-        "route_not_taken_tasks",
-        &[("examples/flow.wv", ORDERS)],
-    );
+    let dir = scratch("route_not_taken_tasks", &[("examples/flow.wv", ORDERS)]);
     let examples = dir.join("examples");
     for amount in [10, 5000] {
         let plan = wvflow(&[

@@ -225,7 +225,8 @@ fn names_that_do_not_resolve_are_reported_before_anything_runs() {
         ),
         (
             "row_in_stage_key",
-            "activity pay(id: string) = exec('echo', id)\nflow f = {\n  stage s [idempotency_key: _.transaction_id] = from [['t1']] as t(transaction_id) | pay('x')\n}\n",
+            // A stage whose source is an activity has no input row for its key.
+            "activity pay(id: string) = exec('echo', id)\nflow f = {\n  stage s [idempotency_key: _.transaction_id] = pay('x')\n}\n",
             "E0616",
         ),
         (
@@ -760,4 +761,80 @@ fn a_select_over_activity_output_keeps_its_items_types() {
         ndjson(&dir.join("b.ndjson")),
         vec![serde_json::json!({"big": true, "n": 5})]
     );
+}
+
+const KEYED_PAYMENT: &str = r#"activity charge(amount: int) = sh("""echo "charged $WV_AMOUNT under $WVFLOW_IDEMPOTENCY_KEY" >> charges.log; echo '{"ok": true}'""")
+flow Pay(request_id: string = 'r-1', up_to: int = 5) = {
+  stage requests = from [[request_id, 5], [request_id, 7]] as t(request_id, amount) | where amount <= up_to
+  stage paid [idempotency_key: _.request_id] = from requests | charge(_.amount)
+}
+"#;
+
+/// The language design's own key, a payment stage keyed by its request's id: a stage-level
+/// `idempotency_key` reads the stage's one input row, as the arguments of a single call do.
+/// A second run with the same request reuses the payment; another request pays again.
+#[test]
+fn a_stage_key_reads_the_one_input_row() {
+    let dir = scratch("stage_key_row", &[("flow.wv", KEYED_PAYMENT)]);
+    let (status, out) = check_short(&dir);
+    assert_eq!(status, Some(0), "{out}");
+    let (code, summary) = run_json(&dir, Some("Pay(request_id = 'r-1')"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "paid")["attempts"], 1, "{summary}");
+    let (code, summary) = run_json(&dir, Some("Pay(request_id = 'r-1')"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "paid")["attempts"], 0, "reused: {summary}");
+    assert_eq!(stage(&summary, "paid")["rows"], 1, "{summary}");
+    let (code, _) = run_json(&dir, Some("Pay(request_id = 'r-2')"));
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("charges.log")).unwrap(),
+        "charged 5 under r-1\ncharged 5 under r-2\n"
+    );
+
+    // Two rows or none: the stage fails before charging, saying why.
+    for (up_to, rows) in [(7, "2 rows"), (0, "no rows")] {
+        let (code, summary) = run_json(
+            &dir,
+            Some(&format!("Pay(request_id = 'r-3', up_to = {up_to})")),
+        );
+        assert_eq!(code, Some(1), "{summary}");
+        let paid = stage(&summary, "paid");
+        assert_eq!(paid["state"], "failed");
+        let error = paid["error"].as_str().unwrap();
+        assert!(
+            error.contains("idempotency key") && error.contains(rows) && error.contains("`paid`"),
+            "{error}"
+        );
+    }
+    assert!(
+        !std::fs::read_to_string(dir.join("charges.log"))
+            .unwrap()
+            .contains("r-3")
+    );
+}
+
+/// Where the number of rows is known before running (inline values), a key or a single
+/// call that reads `_` over other than one row is reported by `check`.
+#[test]
+fn reading_one_row_of_a_known_number_of_rows_is_checked() {
+    let dir = scratch(
+        "one_row_known",
+        &[(
+            "flow.wv",
+            "activity pay(id: string) = exec('echo', id)\nflow f = {\n  stage due [idempotency_key: _.transaction_id] = from [['t-1'], ['t-2']] as t(transaction_id) | pay('batch')\n  stage each_one = from [['t-1'], ['t-2']] as t(transaction_id) | pay(_.transaction_id)\n  stage one = from [['t-1'], ['t-2']] as t(transaction_id) | limit 1 | pay(_.transaction_id)\n}\n",
+        )],
+    );
+    let (status, out) = check_short(&dir);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(
+        out.contains("flow.wv:3:31: error[E0622]: the `idempotency_key` of stage `due` reads the input's one row, and 2 rows reach it"),
+        "{out}"
+    );
+    assert!(
+        out.contains("flow.wv:4:67: error[E0622]: the arguments of `pay` read the input's one row, and 2 rows reach it"),
+        "{out}"
+    );
+    assert_eq!(out.matches("error[E0622]").count(), 2, "{out}");
+    assert!(out.contains("each"), "the help names `each`: {out}");
 }

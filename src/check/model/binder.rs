@@ -178,7 +178,7 @@ impl Scope<'_> {
 }
 
 /// Where `_` and input columns may be used, for the message that says they may not.
-pub const ROW_PLACES: &str = "`_.column` reads the current row in `where`, `select`, `group by`, `order by`, `route` cases, `join ... on`, `wait until`, `each` arguments, the `idempotency_key` of an `each` stage, `compensate:` arguments and jump (`->`) arguments";
+pub const ROW_PLACES: &str = "`_.column` reads the current row in `where`, `select`, `group by`, `order by`, `route` cases, `join ... on`, `wait until`, `each` arguments, the `idempotency_key` of a stage with input (per item with `each`), `compensate:` arguments, and the arguments of a single call or jump after `|`";
 
 /// Binds expressions, collecting the diagnostics of names that do not resolve.
 pub struct Binder {
@@ -186,6 +186,8 @@ pub struct Binder {
     pub out: Vec<Diagnostic>,
     /// Functions a rule of its own already reports here (non-deterministic idempotency keys).
     pub quiet_functions: &'static [&'static str],
+    /// Set when an expression bound since it was cleared reads a column of the row.
+    pub read_row: bool,
 }
 
 impl Binder {
@@ -194,6 +196,7 @@ impl Binder {
             file,
             out: Vec::new(),
             quiet_functions: &[],
+            read_row: false,
         }
     }
 
@@ -208,7 +211,11 @@ impl Binder {
             ExprKind::Time { ty, .. } => (*ty).into(),
             ExprKind::Null | ExprKind::Star | ExprKind::Error => ValueType::Any,
             ExprKind::Name(n) => match scope.resolve(&n.name) {
-                Meaning::Value(ty) | Meaning::Column(_, ty) => ty,
+                Meaning::Value(ty) => ty,
+                Meaning::Column(_, ty) => {
+                    self.read_row = true;
+                    ty
+                }
                 Meaning::Signal => ValueType::Any,
                 Meaning::Unresolved => {
                     self.unresolved(&n.name, e, scope);
@@ -232,6 +239,7 @@ impl Binder {
                     );
                     return ValueType::Any;
                 }
+                self.read_row = true;
                 match scope.resolve_row(&f.field.name) {
                     Meaning::Column(_, ty) => ty,
                     _ => {
@@ -267,7 +275,10 @@ impl Binder {
                 ValueType::Any
             }
             ExprKind::Field(f) => match scope.resolve_qualified(&f.base.name, &f.field.name) {
-                Meaning::Column(_, ty) => ty,
+                Meaning::Column(_, ty) => {
+                    self.read_row = true;
+                    ty
+                }
                 _ => {
                     match scope.row {
                         Some(row) if row.aliases.iter().any(|a| *a == f.base.name) => {

@@ -214,8 +214,11 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &
         SourceKind::Merge(_) => {}
     }
     let mut each_row = None;
-    for (op, row) in stage.body.ops.iter().zip(&pipeline.before) {
+    for (i, (op, row)) in stage.body.ops.iter().zip(&pipeline.before).enumerate() {
         let per_row = |place| scopes.scope(Some(row), place);
+        // A single call's arguments may read the input's one row.
+        let one_row_of =
+            |binder: &mut Binder, reader: String, span| one_row(binder, stage, i, &reader, span);
         match &op.kind {
             OpKind::Where(e) => {
                 binder.bind(e, &per_row("a `where` condition"));
@@ -259,16 +262,32 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &
             }
             // Without `each`, `_` is the input's single row (the runtime refuses any other
             // number of rows).
-            OpKind::Activity(call) => args(
-                binder,
-                &call.args,
-                &per_row("an activity argument without `each`"),
-            ),
-            OpKind::CallFlow(call) => args(
-                binder,
-                call.args.as_deref().unwrap_or_default(),
-                &per_row("a `call` argument"),
-            ),
+            OpKind::Activity(call) => {
+                binder.read_row = false;
+                args(
+                    binder,
+                    &call.args,
+                    &per_row("an activity argument without `each`"),
+                );
+                one_row_of(
+                    binder,
+                    format!("the arguments of `{}` read", call.name.name),
+                    call.span,
+                );
+            }
+            OpKind::CallFlow(call) => {
+                binder.read_row = false;
+                args(
+                    binder,
+                    call.args.as_deref().unwrap_or_default(),
+                    &per_row("a `call` argument"),
+                );
+                one_row_of(
+                    binder,
+                    format!("the arguments of `call {}` read", call.name.name),
+                    call.span,
+                );
+            }
             OpKind::EachCall(call) => {
                 each_row = Some(row);
                 args(
@@ -285,56 +304,68 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &
                 &a.options,
                 &scopes.scope(None, "an `activate` option"),
             ),
-            OpKind::Jump(call) => args(
-                binder,
-                call.args.as_deref().unwrap_or_default(),
-                &per_row("a jump argument"),
-            ),
+            OpKind::Jump(call) => {
+                binder.read_row = false;
+                args(
+                    binder,
+                    call.args.as_deref().unwrap_or_default(),
+                    &per_row("a jump argument"),
+                );
+                one_row_of(
+                    binder,
+                    format!("the arguments of `-> {}` read", call.name.name),
+                    call.span,
+                );
+            }
             OpKind::Wait(e) => wait_duration(binder, e, &scopes.scope(None, "a `wait` duration")),
             OpKind::Limit(_) | OpKind::SaveTo(_) | OpKind::Fork(_) | OpKind::End => {}
         }
     }
     if let Some(config) = &stage.config {
-        config_exprs(
-            binder,
-            scopes,
-            stage,
-            config,
-            each_row,
-            pipeline.output.clone(),
-        );
+        config_exprs(binder, scopes, stage, config, each_row, pipeline);
     }
 }
 
-/// `idempotency_key` (per item of an `each` stage, else once per run) and `compensate:`
-/// arguments (over the stage's own output rows).
+/// `idempotency_key` (per item of an `each` stage, else over the stage's one input row, or
+/// once per run when it reads no row) and `compensate:` arguments (over the stage's own
+/// output rows).
 fn config_exprs(
     binder: &mut Binder,
     scopes: &FlowScopes,
     stage: &Stage,
     config: &Config,
     each_row: Option<&Row>,
-    output: crate::check::binder::Shape,
+    pipeline: &Pipeline,
 ) {
     for e in &config.entries {
         match e.key.name.as_str() {
             "idempotency_key" => {
-                let scope = match &each_row {
-                    Some(row) => {
+                let input = key_input(stage, pipeline);
+                let scope = match (&each_row, &input) {
+                    (Some(row), _) => {
                         scopes.scope(Some(row), "the `idempotency_key` of an `each` stage")
                     }
-                    None => scopes.scope(
-                        None,
-                        "a stage-level `idempotency_key` (the stage has no `each`)",
+                    (None, Some((_, row))) => scopes.scope(
+                        Some(row),
+                        "a stage-level `idempotency_key` (over the stage's one input row)",
                     ),
+                    (None, None) => {
+                        scopes.scope(None, "the `idempotency_key` of a stage with no input")
+                    }
                 };
                 binder.quiet_functions = &crate::check::saga::NON_DETERMINISTIC;
+                binder.read_row = false;
                 binder.bind(&e.value, &scope);
                 binder.quiet_functions = &[];
+                if let (None, Some((before, _))) = (each_row, input) {
+                    let reader =
+                        format!("the `idempotency_key` of stage `{}` reads", stage.name.name);
+                    one_row(binder, stage, before, &reader, e.value.span);
+                }
             }
             "compensate" => {
                 if let ExprKind::Call(call) = &e.value.kind {
-                    let row = Row::of(output.clone(), &stage.name.name);
+                    let row = Row::of(pipeline.output.clone(), &stage.name.name);
                     args(
                         binder,
                         &call.args,
@@ -345,4 +376,98 @@ fn config_exprs(
             _ => {}
         }
     }
+}
+
+/// The input row a stage-level `idempotency_key` reads: the row reaching the stage's first
+/// operator that is not relational (where the runtime evaluates the key, before any effect),
+/// with that operator's index; `None` for a stage with no input (its source is a call).
+fn key_input<'p>(
+    stage: &Stage,
+    pipeline: &'p Pipeline,
+) -> Option<(usize, std::borrow::Cow<'p, Row>)> {
+    if !matches!(
+        stage.body.source.kind,
+        SourceKind::From(_) | SourceKind::Merge(_)
+    ) {
+        return None;
+    }
+    let first_effect = stage.body.ops.iter().position(|op| !relational(&op.kind));
+    Some(match first_effect {
+        Some(i) => (i, std::borrow::Cow::Borrowed(pipeline.before.get(i)?)),
+        None => (
+            stage.body.ops.len(),
+            std::borrow::Cow::Owned(Row::of(pipeline.output.clone(), &stage.name.name)),
+        ),
+    })
+}
+
+/// Operators the engine runs as queries: nothing outside the run's data happens in them.
+pub fn relational(op: &OpKind) -> bool {
+    matches!(
+        op,
+        OpKind::Where(_)
+            | OpKind::Select(_)
+            | OpKind::Join(_)
+            | OpKind::GroupBy(_)
+            | OpKind::OrderBy(_)
+            | OpKind::Limit(_)
+            | OpKind::Route(_)
+    )
+}
+
+/// What read the row since `binder.read_row` was cleared (`reader`, subject and verb, written
+/// at `span`) takes
+/// the one row reaching operator `before` of `stage`: E0622 where another number of rows is
+/// known to reach it.
+fn one_row(
+    binder: &mut Binder,
+    stage: &Stage,
+    before: usize,
+    reader: &str,
+    span: crate::span::Span,
+) {
+    if !std::mem::take(&mut binder.read_row) {
+        return;
+    }
+    let Some(rows) = known_rows(stage, before).filter(|&n| n != 1) else {
+        return;
+    };
+    let count = match rows {
+        0 => "no rows reach it".to_string(),
+        n => format!("{n} rows reach it"),
+    };
+    binder.out.push(
+        Diagnostic::error(
+            Code::E0622,
+            binder.file,
+            span,
+            format!("{reader} the input's one row, and {count}"),
+        )
+        .with_label(format!("reads one row of {rows}"))
+        .with_help("use `each` for one call (and one key) per row, or `limit 1` to keep one row"),
+    );
+}
+
+/// How many rows reach operator `before` of `stage`, where that is known before running:
+/// inline values, through `order by`, `limit` and `select` of plain columns.
+fn known_rows(stage: &Stage, before: usize) -> Option<usize> {
+    let SourceKind::From(refs) = &stage.body.source.kind else {
+        return None;
+    };
+    let [SourceRef::Values { rows, .. }] = refs.as_slice() else {
+        return None;
+    };
+    let mut count = rows.len();
+    for op in stage.body.ops.iter().take(before) {
+        match &op.kind {
+            OpKind::OrderBy(_) => {}
+            OpKind::Limit(n) => count = count.min(usize::try_from(n.value).unwrap_or(usize::MAX)),
+            OpKind::Select(items)
+                if items.iter().all(|item| {
+                    matches!(item.expr.kind, ExprKind::Name(_) | ExprKind::Field(_))
+                }) => {}
+            _ => return None,
+        }
+    }
+    Some(count)
 }

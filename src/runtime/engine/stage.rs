@@ -4,7 +4,7 @@
 use super::{Attempt, Context, Jump, StageSummary};
 use crate::plan::ir::*;
 use crate::runtime::activity::{CommandLine, Request, command_line};
-use crate::runtime::error::StageError;
+use crate::runtime::error::{RowReader, StageError};
 use crate::runtime::input::Input;
 use crate::runtime::output::{Data, Output};
 use crate::runtime::retry::{self, Outcome};
@@ -131,8 +131,9 @@ fn run_stage_on(
         }
     }
     let key = match &stage.idempotency_key {
-        // Each item of an `each` stage has a key of its own, evaluated over its row.
-        Some(_) if stage.idempotency_per_item => None,
+        // Each item of an `each` stage has a key of its own, evaluated over its row; a key
+        // that reads the input's row waits for it ([`StageRun::key_over_input`]).
+        Some(_) if stage.idempotency_per_item || stage.idempotency_reads_row => None,
         Some(sql) => match store.query(&format!("SELECT {}", sql.text), &ctx.params, None) {
             Ok(rows) => rows
                 .first_value()
@@ -174,6 +175,8 @@ fn run_stage_on(
     let result = slot.map_err(|e| (e, 1)).and_then(|_slot| run.steps());
     let attempts = run.attempts;
     let all_reused = run.all_reused;
+    // A key evaluated over the input was recorded already when its rows were reused.
+    let key = if all_reused { None } else { run.key.take() };
     // A prepared fan-out or one item: the stage's end is another task's to decide.
     if run.stopped && result.is_ok() {
         summary.state = StageState::Pending;
@@ -341,7 +344,15 @@ impl StageRun<'_, '_> {
             self.store.now.set(self.ctx.now());
             // The first step has no input; a later one reads the step before, even when it
             // produced no rows (an activity that printed nothing is an empty `_input`).
-            let before = rows.take();
+            let mut before = rows.take();
+            if self.key_waits_for_input(step) {
+                let (input, reused) = self.key_over_input(before.unwrap_or_default())?;
+                if let Some(reused) = reused {
+                    self.all_reused = true;
+                    return Ok(reused.into());
+                }
+                before = Some(input.into());
+            }
             let input = match (step, before) {
                 (Step::Query { .. }, Some(before)) => {
                     self.store.set_input(before).map_err(|e| (e.into(), 1))?;
@@ -595,7 +606,11 @@ impl StageRun<'_, '_> {
                 stage: self.stage.id.clone(),
                 callee: callee.to_string(),
                 rows,
-                output: self.phase == "compensate",
+                reader: if self.phase == "compensate" {
+                    RowReader::Compensation
+                } else {
+                    RowReader::Call
+                },
             }),
         }
     }
@@ -695,6 +710,58 @@ impl StageRun<'_, '_> {
                     .map(|v| crate::value::text(v, crate::value::ValueType::Any))
             })
             .collect())
+    }
+
+    /// Whether the stage's key reads its input's one row and is still to be evaluated before
+    /// `step`: the first step that is not a query, which may have effects.
+    fn key_waits_for_input(&self, step: &Step) -> bool {
+        self.stage.idempotency_reads_row
+            && self.key.is_none()
+            && self.phase == "run"
+            && !matches!(
+                step,
+                Step::Query { .. } | Step::Union { .. } | Step::Route { .. }
+            )
+    }
+
+    /// The stage's key over its input's one row (`input`, given back as rows), and the rows
+    /// recorded under it when it succeeded before: then nothing else runs.
+    fn key_over_input(&mut self, input: Data) -> Result<(Rows, Option<Rows>), StepError> {
+        let input = self.values(input)?;
+        let Some(sql) = &self.stage.idempotency_key else {
+            return Ok((input, None));
+        };
+        if input.len() != 1 {
+            return Err((
+                StageError::NotOneRow {
+                    stage: self.stage.id.clone(),
+                    callee: String::new(),
+                    rows: input.len(),
+                    reader: RowReader::IdempotencyKey,
+                },
+                1,
+            ));
+        }
+        let key = self
+            .query(&format!("SELECT {} FROM _input", sql.text), Some(&input))
+            .map_err(|e| {
+                (
+                    format!("cannot evaluate the idempotency key: {e}").into(),
+                    1,
+                )
+            })?
+            .first_value()
+            .filter(|v| **v != Value::Null)
+            .map(|v| crate::value::text(v, crate::value::ValueType::Any));
+        let Some(key) = key else {
+            return Ok((input, None));
+        };
+        let recorded = self
+            .store
+            .recorded(&self.ctx.flow, &self.stage.id, &key)
+            .map_err(|e| (e.into(), 1))?;
+        self.key = Some(key);
+        Ok((input, recorded))
     }
 
     /// One activity call per input row ([`Self::fan_out`]). An item whose idempotency key
