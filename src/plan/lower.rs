@@ -269,6 +269,9 @@ fn route_filters(
     filters
 }
 
+/// The most operators one query of a stage holds (see [`Lowering::steps`]).
+const QUERY_OPS: usize = 64;
+
 struct Lowering<'a, 'w> {
     workspace: &'a Workspace,
     index: &'a Index<'w>,
@@ -493,6 +496,7 @@ impl Lowering<'_, '_> {
             };
             shape.map_or_else(Vec::new, |cs| cs.iter().map(|c| c.ty).collect())
         };
+        let mut relational_ops = 0;
         for (at, op) in stage.body.ops.iter().enumerate() {
             w.reading(pipeline.before.get(at));
             // After a join, a qualified name means the column it became.
@@ -510,6 +514,24 @@ impl Lowering<'_, '_> {
                     | OpKind::Limit(_)
             );
             if relational {
+                // A long pipeline is cut into queries of at most QUERY_OPS operators, each
+                // reading the one before as `_input`: one nest of thousands would pass SQLite's
+                // limits on nesting and expression depth.
+                if relational_ops == QUERY_OPS
+                    && let Some(q) = query.take_if(|q| !q.joins_here())
+                {
+                    let alias = q.alias().to_string();
+                    steps.push(Step::Query {
+                        sql: Sql {
+                            text: q.render(),
+                            params: w.take_params(),
+                        },
+                        types: types_at(Some(at)),
+                    });
+                    query = Some(Select::from("_input".to_string(), &alias));
+                    relational_ops = 0;
+                }
+                relational_ops += 1;
                 let q = query.get_or_insert_with(|| Select::from("_input".to_string(), "_input"));
                 match &op.kind {
                     OpKind::Where(e) => q.filter(w.expr(e)),
@@ -584,6 +606,7 @@ impl Lowering<'_, '_> {
                 }
                 continue;
             }
+            relational_ops = 0;
             if let Some(q) = query.take() {
                 steps.push(Step::Query {
                     sql: Sql {

@@ -405,6 +405,12 @@ impl Select {
         }
     }
 
+    /// Whether the latest query level joins another table, whose alias later clauses of
+    /// that level may still name.
+    pub fn joins_here(&self) -> bool {
+        !self.joins.is_empty()
+    }
+
     /// The name the rows go by (`FROM ... AS alias`).
     pub fn alias(&self) -> &str {
         &self.alias

@@ -370,3 +370,28 @@ fn a_file_that_is_not_rows_fails_its_stage_saying_where() {
         assert_ne!(stage(&summary, "t")["state"], "success", "{summary}");
     }
 }
+
+/// Pipelines as long as generated flows make them run as written: 500 `select`s, 1,000
+/// `where`s and 3,000 mixed operators passed `check` and then failed on SQLite's limits on
+/// nesting ("Recursion limit", "Expression tree is too large").
+#[test]
+fn long_pipelines_run_past_the_engine_nesting_limits() {
+    let selects = " | select x, y".repeat(500);
+    let wheres = " | where x > 0".repeat(1000);
+    let mixed = " | where x > 0 | select x + 1 as x, y | order by x desc".repeat(1000);
+    let flow = format!(
+        "flow Long = {{\n  stage s = from [[1, 'a'], [2, 'b']] as t(x, y){selects} | activate('file', path: 's.ndjson')\n  stage w = from [[1, 'a'], [-2, 'b']] as t(x, y){wheres} | activate('file', path: 'w.ndjson')\n  stage m = from [[1, 'a'], [2, 'b']] as t(x, y){mixed} | limit 1 | activate('file', path: 'm.ndjson')\n}}\n"
+    );
+    let dir = scratch("long_pipelines", &[("flow.wv", &flow)]);
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("s.ndjson")),
+        [json!({"x": 1, "y": "a"}), json!({"x": 2, "y": "b"})]
+    );
+    assert_eq!(ndjson(&dir.join("w.ndjson")), [json!({"x": 1, "y": "a"})]);
+    assert_eq!(
+        ndjson(&dir.join("m.ndjson")),
+        [json!({"x": 1002, "y": "b"})]
+    );
+}
