@@ -9,6 +9,23 @@
 //! [`format`] and [`lsp`] serve editors on the same front end; [`ui`] is the local dashboard. The command line in [`cli`] is
 //! a thin layer over this library.
 
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+/// `eprintln!` that never panics: a write that fails is kept ([`terminal::write_failure`]),
+/// and the command says so at its end where it still can.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        let _ = $crate::terminal::write_stderr(format_args!("{}\n", format_args!($($arg)*)));
+    }};
+}
+
+/// `eprint!` that never panics ([`errln!`]).
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        let _ = $crate::terminal::write_stderr(format_args!($($arg)*));
+    }};
+}
+
 pub mod arguments;
 pub mod check;
 pub mod cli;
@@ -25,6 +42,7 @@ pub mod runtime;
 pub mod source;
 pub mod span;
 pub mod syntax;
+pub mod terminal;
 pub mod ui;
 pub mod value;
 mod vocabulary;

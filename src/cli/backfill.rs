@@ -64,7 +64,7 @@ pub fn run(args: BackfillArgs) -> u8 {
     match backfill(&args) {
         Ok(status) => status,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::USAGE
         }
     }
@@ -108,7 +108,7 @@ fn backfill(args: &BackfillArgs) -> Result<u8, String> {
         ));
     }
     if windows.is_empty() {
-        eprintln!(
+        errln!(
             "no window of `{}` between {} and {}",
             plan.flow.name,
             run_time_text(from),
@@ -123,7 +123,7 @@ fn backfill(args: &BackfillArgs) -> Result<u8, String> {
     let total = windows.len();
     for (n, window) in windows.into_iter().enumerate() {
         let run_time = run_time_text(window);
-        eprintln!("window {}/{total}: {run_time}", n + 1);
+        errln!("window {}/{total}: {run_time}", n + 1);
         let start = Start::New {
             parent: None,
             jumped_from: None,
@@ -132,7 +132,7 @@ fn backfill(args: &BackfillArgs) -> Result<u8, String> {
         };
         let status = print_chain(&runner, plan.clone(), params.clone(), start, args.format);
         if status != exit::OK {
-            eprintln!(
+            errln!(
                 "backfill stopped at window {run_time}; after fixing it, go on with:\n  wvflow backfill {} {} --from {run_time}{}{}",
                 args.path.display(),
                 args.flow,
@@ -148,6 +148,6 @@ fn backfill(args: &BackfillArgs) -> Result<u8, String> {
             return Ok(exit::PROBLEMS);
         }
     }
-    eprintln!("backfilled {total} window(s) of `{}`", plan.flow.name);
+    errln!("backfilled {total} window(s) of `{}`", plan.flow.name);
     Ok(exit::OK)
 }

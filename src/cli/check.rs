@@ -6,7 +6,7 @@ use crate::diagnostics::{
 };
 use crate::workspace::Workspace;
 use clap::{Args, ValueEnum};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -36,13 +36,15 @@ pub struct CheckArgs {
 
 fn print_timings(workspace: &Workspace, report: &crate::check::Report) {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    eprintln!(
+    errln!(
         "{:>10} {:>10} {:>10}  file",
-        "bytes", "parse ms", "check ms"
+        "bytes",
+        "parse ms",
+        "check ms"
     );
     for (id, file) in workspace.sources.iter() {
         let i = id.0 as usize;
-        eprintln!(
+        errln!(
             "{:>10} {:>10.3} {:>10.3}  {}",
             file.text.len(),
             ms(workspace.parse_times[i]),
@@ -50,7 +52,7 @@ fn print_timings(workspace: &Workspace, report: &crate::check::Report) {
             file.name
         );
     }
-    eprintln!(
+    errln!(
         "{:>10} {:>10} {:>10.3}  (workspace-wide checks)",
         "",
         "",
@@ -61,7 +63,7 @@ fn print_timings(workspace: &Workspace, report: &crate::check::Report) {
 pub fn run(args: CheckArgs) -> u8 {
     let (workspace, load_errors) = Workspace::load(&args.paths);
     for e in &load_errors {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
     }
     let report = crate::check::check(&workspace);
     let mut diagnostics: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
@@ -82,9 +84,7 @@ pub fn run(args: CheckArgs) -> u8 {
         Format::Short => render_short(&diagnostics, &workspace.sources),
         Format::Json => render_json(&diagnostics, &workspace.sources),
     };
-    let mut stdout = std::io::stdout().lock();
-    // A closed pipe (`wvflow check | head`) is not an error worth a panic.
-    let _ = stdout.write_all(output.as_bytes());
+    out!("{output}");
     let errors = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
@@ -101,7 +101,7 @@ pub fn run(args: CheckArgs) -> u8 {
                 plural(warnings)
             ),
         };
-        let _ = writeln!(stdout, "{summary}");
+        outln!("{summary}");
     }
     // The process ends now; freeing a large syntax tree node by node would only delay the exit.
     std::mem::forget(workspace);

@@ -26,7 +26,7 @@ pub fn run(args: ExplainArgs) -> u8 {
         .or_else(|| suggest::closest(&args.code, keys::all_names()))
         .map(|c| format!(" (did you mean {c}?)"))
         .unwrap_or_default();
-    eprintln!(
+    errln!(
         "error: no diagnostic code or configuration key `{}`{hint}; codes look like E0201 or W0202, keys like retries",
         args.code
     );

@@ -49,7 +49,7 @@ pub fn run(args: ExportArgs) -> u8 {
     let plan = match plan_of(&workspace, args.flow.as_deref()) {
         Ok(plan) => plan,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::USAGE;
         }
     };
@@ -94,23 +94,23 @@ pub fn run(args: ExportArgs) -> u8 {
     let exported = match export(&plan, target, &deployment) {
         Ok(exported) => exported,
         Err(reasons) => {
-            eprintln!(
+            errln!(
                 "error: flow `{}` cannot be exported exactly:",
                 plan.flow.name
             );
             for reason in reasons {
-                eprintln!("  {reason}");
+                errln!("  {reason}");
             }
             return exit::USAGE;
         }
     };
     for warning in &exported.warnings {
-        eprintln!("warning: {warning}");
+        errln!("warning: {warning}");
     }
     match &args.output {
         Some(path) => {
             if let Err(e) = std::fs::write(path, &exported.text) {
-                eprintln!("error: cannot write {}: {e}", path.display());
+                errln!("error: cannot write {}: {e}", path.display());
                 return exit::PROBLEMS;
             }
         }

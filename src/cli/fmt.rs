@@ -32,7 +32,7 @@ pub fn run(args: FmtArgs) -> u8 {
         let files = match discover(path) {
             Ok(files) => files,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 status = exit::USAGE;
                 continue;
             }
@@ -52,9 +52,9 @@ pub fn run(args: FmtArgs) -> u8 {
         }
     }
     if args.check {
-        eprintln!("{changed} file(s) would be reformatted, {unchanged} already formatted");
+        errln!("{changed} file(s) would be reformatted, {unchanged} already formatted");
     } else {
-        eprintln!("{changed} file(s) reformatted, {unchanged} already formatted");
+        errln!("{changed} file(s) reformatted, {unchanged} already formatted");
     }
     status
 }
@@ -65,15 +65,15 @@ pub fn run(args: FmtArgs) -> u8 {
 /// it is printed (up to the first difference), and only then, when it differs, printed again
 /// into the new file.
 fn format_file(path: &Path, check: bool) -> Result<bool, ()> {
-    let text = read_source(path).map_err(|e| eprintln!("error: {e}"))?;
+    let text = read_source(path).map_err(|e| errln!("error: {e}"))?;
     let formatter = match Formatter::new(&text, FileId(0)) {
         Ok(formatter) => formatter,
         Err(diagnostics) => {
             let mut workspace = Workspace::default();
             workspace.add(path.to_path_buf(), text.clone());
             let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            eprint!("{}", render_human(&diagnostics, &workspace.sources, color));
-            eprintln!(
+            err!("{}", render_human(&diagnostics, &workspace.sources, color));
+            errln!(
                 "error: {} was not formatted: it has syntax errors",
                 path.display()
             );
@@ -86,7 +86,7 @@ fn format_file(path: &Path, check: bool) -> Result<bool, ()> {
     if !check {
         // Written beside the real file (through a symlink) and renamed over it, with its
         // permissions, so an interrupted write loses nothing.
-        let fail = |e: std::io::Error| eprintln!("error: cannot write {}: {e}", path.display());
+        let fail = |e: std::io::Error| errln!("error: cannot write {}: {e}", path.display());
         let target = std::fs::canonicalize(path).map_err(fail)?;
         let permissions = std::fs::metadata(&target).map_err(fail)?.permissions();
         let temporary = target.with_extension("wv.fmt-tmp");

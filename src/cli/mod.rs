@@ -4,17 +4,17 @@
 /// stops, the command goes on to its own exit status.
 macro_rules! out {
     ($($arg:tt)*) => {
-        $crate::cli::write_stdout(format_args!($($arg)*))
+        $crate::terminal::write_stdout(format_args!($($arg)*))
     };
 }
 
 /// `println!` that ends quietly at a closed pipe.
 macro_rules! outln {
     () => {
-        $crate::cli::write_stdout(format_args!("\n"))
+        $crate::terminal::write_stdout(format_args!("\n"))
     };
     ($($arg:tt)*) => {
-        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::terminal::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -107,7 +107,7 @@ pub fn main() -> ExitCode {
             // The protocol's rule: `exit` without `shutdown` first exits with 1.
             Ok(false) => exit::PROBLEMS,
             Err(e) => {
-                eprintln!("error: wvflow lsp: {e}");
+                errln!("error: wvflow lsp: {e}");
                 exit::PROBLEMS
             }
         },
@@ -116,26 +116,12 @@ pub fn main() -> ExitCode {
         Command::Stage(args) => stage::run(args),
         Command::Export(args) => export::run(args),
     };
+    // Output that could not be written is an I/O error, said where it still can be.
+    if let Some(failure) = crate::terminal::write_failure() {
+        errln!("error: {failure}");
+        if status == exit::OK {
+            return ExitCode::from(exit::USAGE);
+        }
+    }
     ExitCode::from(status)
-}
-
-/// Writes to stdout; once a reader has closed the pipe, nothing more is written.
-static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether stdout's reader has gone (`| head -1`): nothing more will be read.
-pub fn stdout_closed() -> bool {
-    CLOSED.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-pub fn write_stdout(text: std::fmt::Arguments) {
-    use std::io::Write;
-    if CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_fmt(text).and_then(|()| stdout.flush())
-        && e.kind() == std::io::ErrorKind::BrokenPipe
-    {
-        CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }

@@ -6,7 +6,7 @@ use crate::diagnostics::{self, Diagnostic, render_human};
 use crate::plan::{Plan, lower, render};
 use crate::workspace::Workspace;
 use clap::{Args, ValueEnum};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -34,7 +34,7 @@ pub fn run(args: PlanArgs) -> u8 {
     let plan = match plan_of(&workspace, args.flow.as_deref()) {
         Ok(plan) => plan,
         Err(message) => {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             return exit::USAGE;
         }
     };
@@ -44,7 +44,7 @@ pub fn run(args: PlanArgs) -> u8 {
         Format::Dot => render::dot(&plan),
         Format::Mermaid => render::mermaid(&plan),
     };
-    let _ = std::io::stdout().lock().write_all(output.as_bytes());
+    out!("{output}");
     std::mem::forget(workspace);
     exit::OK
 }
@@ -54,7 +54,7 @@ pub fn run(args: PlanArgs) -> u8 {
 pub fn load_checked(path: &Path) -> Option<Workspace> {
     let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&path.to_path_buf()));
     for e in &load_errors {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
     }
     (load_errors.is_empty() && compile(&workspace).is_some()).then_some(workspace)
 }
@@ -74,7 +74,7 @@ pub fn compile(workspace: &Workspace) -> Option<Vec<Diagnostic>> {
     diagnostics::normalize(&mut found);
     if !found.is_empty() {
         let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        eprint!("{}", render_human(&found, &workspace.sources, color));
+        err!("{}", render_human(&found, &workspace.sources, color));
     }
     if found.iter().any(Diagnostic::is_error) {
         None

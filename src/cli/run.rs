@@ -61,13 +61,13 @@ pub fn run(args: RunArgs) -> u8 {
     let (name, given) = match parse_call(args.flow_call.as_deref()) {
         Ok(call) => call,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::USAGE;
         }
     };
     let mut queue = Vec::new();
     if args.args.is_some() && name.is_none() && !index.runs.is_empty() {
-        eprintln!("error: --args needs the flow's name");
+        errln!("error: --args needs the flow's name");
         return exit::USAGE;
     }
     if name.is_none() && !index.runs.is_empty() {
@@ -85,7 +85,7 @@ pub fn run(args: RunArgs) -> u8 {
             match prepared {
                 Ok(p) => queue.push(p),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     return exit::USAGE;
                 }
             }
@@ -94,7 +94,7 @@ pub fn run(args: RunArgs) -> u8 {
         let def = match choose_flow(&index, name.as_deref()) {
             Ok(def) => def,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return exit::USAGE;
             }
         };
@@ -111,7 +111,7 @@ pub fn run(args: RunArgs) -> u8 {
         match bound {
             Ok(params) => queue.push((plan, params)),
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return exit::USAGE;
             }
         }
@@ -182,11 +182,11 @@ pub(super) fn print_chain(
         ChainEnd::Succeeded => exit::OK,
         ChainEnd::Failed => exit::PROBLEMS,
         ChainEnd::Stopped(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::PROBLEMS
         }
         ChainEnd::NotStarted(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::USAGE
         }
     }
@@ -222,6 +222,8 @@ pub(super) fn table_as(summary: &Summary, state: &str) -> String {
             .lines()
             .last()
             .unwrap_or("");
+        // Errors quote what programs wrote: escaped, so they cannot drive the terminal.
+        let error = crate::terminal::escape_controls(error);
         out.push_str(&format!(
             "{:width$}  {:9} {:>8} {:>6} {:>7}ms  {error}\n",
             s.stage, s.state, s.attempts, s.rows, s.duration_ms
@@ -238,7 +240,7 @@ pub(super) fn table_as(summary: &Summary, state: &str) -> String {
                 c.attempts,
                 c.error
                     .as_deref()
-                    .map(|e| format!(": {e}"))
+                    .map(|e| format!(": {}", crate::terminal::escape_controls(e)))
                     .unwrap_or_default()
             ));
         }

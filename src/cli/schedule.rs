@@ -53,7 +53,7 @@ pub fn run(args: ScheduleArgs) -> u8 {
     let stop = crate::runtime::cancel::on_ctrl_c();
     match scheduler::serve(&options, loaded, &checks, stop.clone()) {
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::USAGE
         }
         Ok(failures)

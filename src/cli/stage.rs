@@ -117,7 +117,7 @@ pub fn run(args: StageArgs) -> u8 {
     match execute(args.command) {
         Ok(status) => status,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             // Not the engine's 98: a task that could not even start may succeed when retried.
             exit::PROBLEMS
         }
@@ -208,7 +208,7 @@ fn execute(command: StageCommand) -> Result<u8, String> {
                 Prepared::Items(n) => n,
                 Prepared::Ended(summary) => {
                     if let Some(error) = &summary.error {
-                        eprintln!("stage {stage}: {}: {error}", summary.state);
+                        errln!("stage {stage}: {}: {error}", summary.state);
                     }
                     0
                 }
@@ -227,7 +227,7 @@ fn execute(command: StageCommand) -> Result<u8, String> {
         } => {
             let (end, error) = task.item(stage, *item, tries.attempt)?;
             if let Some(error) = error {
-                eprintln!("stage {stage}, item {item}: failed: {error}");
+                errln!("stage {stage}, item {item}: failed: {error}");
             }
             Ok(end.exit_code())
         }
@@ -276,7 +276,7 @@ fn read_plan(bytes: &[u8], name: &str) -> Result<Plan, String> {
 fn print_stage_end(end: TaskEnd, summary: &StageSummary) -> u8 {
     outln!("{}", serde_json::to_string(summary).unwrap_or_default());
     if let Some(error) = &summary.error {
-        eprintln!("stage {}: {}: {error}", summary.stage, summary.state);
+        errln!("stage {}: {}: {error}", summary.stage, summary.state);
     }
     end.exit_code()
 }

@@ -35,7 +35,7 @@ pub fn run(args: UiArgs) -> u8 {
     }) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::USAGE;
         }
     };

@@ -120,7 +120,7 @@ fn read_loop(mut input: impl BufRead, to_server: Sender<Message>) {
                     return;
                 }
             }
-            Ok(Some(Frame::Skipped(why))) => eprintln!("wvflow lsp: skipped {why}"),
+            Ok(Some(Frame::Skipped(why))) => errln!("wvflow lsp: skipped {why}"),
             Ok(None) | Err(_) => return,
         }
     }

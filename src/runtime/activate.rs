@@ -38,8 +38,9 @@ pub fn deliver(
 ) -> Result<(), String> {
     match activation.target {
         ActivationTarget::Log => {
+            // The rows are the delivery: a log that cannot be written fails the stage.
             for line in ndjson(rows).lines() {
-                eprintln!("[{label}] {line}");
+                crate::terminal::write_stderr(format_args!("[{label}] {line}\n"))?;
             }
             Ok(())
         }

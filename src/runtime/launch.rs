@@ -241,7 +241,7 @@ impl Runner<'_> {
                 };
                 let (journal, claim) = Journal::create(&self.db, &new, cancel.clone())?;
                 if let Claim::Skipped { reason } = claim {
-                    eprintln!("run {run_id} of flow {} skipped: {reason}", plan.flow.name);
+                    errln!("run {run_id} of flow {} skipped: {reason}", plan.flow.name);
                     return Ok(Summary {
                         run_id,
                         flow: plan.flow.name.clone(),
@@ -343,9 +343,11 @@ impl Runner<'_> {
             Some(&journal),
         ) {
             if let Some(error) = &outcome.error {
-                eprintln!(
+                errln!(
                     "warning: hook {} ({}) of run {} failed: {error}",
-                    outcome.event, outcome.target, summary.run_id
+                    outcome.event,
+                    outcome.target,
+                    summary.run_id
                 );
             }
             journal.hook(&outcome);
@@ -360,7 +362,7 @@ impl Runner<'_> {
             let cleaned = crate::runtime::runs::schema::open(&self.db)
                 .and_then(|mut conn| catalog::clean(&mut conn, &rules));
             if let Err(e) = cleaned {
-                eprintln!(
+                errln!(
                     "warning: keep_runs: cannot remove old runs of `{}`: {e}",
                     plan.flow.name
                 );

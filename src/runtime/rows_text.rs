@@ -44,7 +44,9 @@ pub fn table(rows: &Rows) -> String {
                 .enumerate()
                 .map(|(i, v)| match v {
                     rusqlite::types::Value::Null => "null".to_string(),
-                    v => crate::value::text(v, rows.type_of(i)),
+                    // A table is for people: control characters in values are escaped.
+                    v => crate::terminal::escape_controls(&crate::value::text(v, rows.type_of(i)))
+                        .into_owned(),
                 })
                 .collect()
         })

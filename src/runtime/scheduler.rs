@@ -78,7 +78,7 @@ pub fn load(path: &Path, checks: Checks) -> Option<Loaded> {
     let fingerprint = fingerprint(path);
     let (workspace, errors) = Workspace::load(&[path.to_path_buf()]);
     for e in &errors {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
     }
     if !errors.is_empty() || !checks(&workspace) {
         return None;
@@ -92,7 +92,7 @@ pub fn load(path: &Path, checks: Checks) -> Option<Loaded> {
             Some(schedule) => match Timing::of(schedule) {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    eprintln!("error: flow `{}`: {e}", flow.name);
+                    errln!("error: flow `{}`: {e}", flow.name);
                     return None;
                 }
             },
@@ -227,7 +227,7 @@ impl Daemon<'_> {
         }
         match load(&self.args.path, self.checks) {
             Some(new) => {
-                eprintln!("reloaded {}", self.args.path.display());
+                errln!("reloaded {}", self.args.path.display());
                 // Flows that are gone are forgotten; new ones start from now.
                 self.since
                     .retain(|flow, _| new.entries.iter().any(|e| &e.flow == flow));
@@ -238,7 +238,7 @@ impl Daemon<'_> {
                 self.broken = false;
             }
             None => {
-                eprintln!("the workspace does not check: keeping the previous schedules");
+                errln!("the workspace does not check: keeping the previous schedules");
                 self.loaded.fingerprint = fingerprint(&self.args.path);
                 self.broken = true;
             }
@@ -258,7 +258,7 @@ impl Daemon<'_> {
                 && due.len() == MAX_CATCHUP
                 && timing.next_after(from) != due.first().copied()
             {
-                eprintln!(
+                errln!(
                     "{}: more than {MAX_CATCHUP} missed windows; starting the newest {MAX_CATCHUP} (use `wvflow backfill` for those from {})",
                     entry.flow,
                     timing
@@ -278,7 +278,7 @@ impl Daemon<'_> {
                     if queue.len() > MAX_CATCHUP
                         && let Some(dropped) = queue.pop_front()
                     {
-                        eprintln!(
+                        errln!(
                             "{}: {MAX_CATCHUP} windows waiting; dropped {}",
                             entry.flow,
                             run_time_text(dropped)
@@ -327,7 +327,7 @@ impl Daemon<'_> {
                     }
                 };
                 if follows {
-                    eprintln!(
+                    errln!(
                         "{} ended {}: starting {}",
                         run.flow,
                         run.display_state(),
@@ -364,7 +364,7 @@ impl Daemon<'_> {
             match start(&self.args.path, &self.db, &flow, fire) {
                 Ok(started) => self.running.push(started),
                 Err(e) => {
-                    eprintln!("error: cannot start {flow}: {e}");
+                    errln!("error: cannot start {flow}: {e}");
                     self.failures += 1;
                 }
             }
@@ -394,8 +394,8 @@ impl Daemon<'_> {
         };
         let cancel = Default::default();
         match Journal::create(&self.db, &new, cancel) {
-            Ok(_) => eprintln!("{flow} for {run_time}: skipped: {reason}"),
-            Err(e) => eprintln!("error: {e}"),
+            Ok(_) => errln!("{flow} for {run_time}: skipped: {reason}"),
+            Err(e) => errln!("error: {e}"),
         }
     }
 }
@@ -445,7 +445,7 @@ fn start(path: &Path, db: &Path, flow: &str, fire: DateTime<Utc>) -> Result<Star
         ],
         Stdio::inherit(),
     )?;
-    eprintln!("started {flow} for {run_time}");
+    errln!("started {flow} for {run_time}");
     Ok(Started {
         flow: flow.to_string(),
         fire,
@@ -469,7 +469,7 @@ fn reap(running: &mut Vec<Started>) -> usize {
         if matches!(state, "failed" | "cancelled") {
             failed += 1;
         }
-        eprintln!(
+        errln!(
             "{} for {}: run {} {state}",
             flow,
             run_time_text(fire),
@@ -486,7 +486,7 @@ fn shut_down(mut running: Vec<Started>, grace: Duration) -> usize {
     if running.is_empty() {
         return 0;
     }
-    eprintln!(
+    errln!(
         "stopping: waiting up to {} for {} running run(s)",
         humantime::format_duration(grace),
         running.len()
@@ -498,7 +498,7 @@ fn shut_down(mut running: Vec<Started>, grace: Duration) -> usize {
         }
         for run in &running {
             if let Ok(pid) = libc::pid_t::try_from(run.process.child.id()) {
-                eprintln!("{what} {} (process {pid})", run.flow);
+                errln!("{what} {} (process {pid})", run.flow);
                 // SAFETY: signals the run's own process group, which it leads.
                 unsafe {
                     libc::kill(-pid, signal);

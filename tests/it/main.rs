@@ -24,4 +24,5 @@ mod runtime;
 mod schedule_cli;
 mod semantics;
 mod syntax_errors;
+mod terminal;
 mod ui;

@@ -54,7 +54,7 @@ pub fn run(args: RunsArgs) -> u8 {
     let db = match locate(args.db, args.workspace) {
         Ok(db) => db,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::USAGE;
         }
     };
@@ -72,7 +72,7 @@ pub fn run(args: RunsArgs) -> u8 {
     match result {
         Ok(status) => status,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::USAGE
         }
     }

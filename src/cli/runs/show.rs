@@ -81,6 +81,10 @@ pub struct LogsArgs {
     /// Go on printing as the run writes, until it ends.
     #[arg(long)]
     follow: bool,
+    /// Print what the attempts wrote as it is, control characters included (by default
+    /// they are escaped, `\e[31m`, so that a program's output cannot drive the terminal).
+    #[arg(long)]
+    raw: bool,
 }
 
 pub fn logs(db: &Path, args: LogsArgs) -> Result<u8, String> {
@@ -138,11 +142,15 @@ pub fn logs(db: &Path, args: LogsArgs) -> Result<u8, String> {
                     out!("== {header} (more) ==\n");
                     last = Some(key);
                 }
-                out!("{news}");
+                if args.raw {
+                    out!("{news}");
+                } else {
+                    out!("{}", crate::terminal::escape_controls(news));
+                }
                 *done = a.log.len();
             }
         }
-        if over || crate::cli::stdout_closed() {
+        if over || crate::terminal::stdout_closed() {
             return Ok(exit::OK);
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -365,7 +373,7 @@ fn tree(
                 .error
                 .as_deref()
                 .and_then(|e| e.lines().last())
-                .map(|e| format!("  {e}"))
+                .map(|e| format!("  {}", crate::terminal::escape_controls(e)))
                 .unwrap_or_default();
             out.push_str(&format!(
                 "{inner}{}{item}attempt {}{round}  {}  {}{code}{error}\n",

@@ -365,7 +365,7 @@ impl Journal {
             self.cancel.store(true, Ordering::SeqCst);
             let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
             if lost.is_none() {
-                eprintln!(
+                errln!(
                     "error: cannot record run {} ({e}); stopping it",
                     self.run_id
                 );
@@ -418,7 +418,7 @@ impl Journal {
                 }
             }
             if owned == 0 {
-                eprintln!(
+                errln!(
                     "warning: run {run_id} was taken over by another process; its record stands as that process wrote it"
                 );
                 return Ok(());

@@ -615,9 +615,11 @@ impl TaskRun<'_> {
             None,
         ) {
             if let Some(error) = outcome.error {
-                eprintln!(
+                errln!(
                     "warning: hook {} ({}) of run {} failed: {error}",
-                    outcome.event, outcome.target, self.run_id
+                    outcome.event,
+                    outcome.target,
+                    self.run_id
                 );
             }
         }
