@@ -1079,7 +1079,7 @@ fn runs_logs_keeps_what_attempts_wrote() {
         logs(&["f", "--item", "1", "--attempt", "2"]),
         "== f, item 1, attempt 2: failed ==\ntry 8\n"
     );
-    let big = logs(&["big"]);
+    let big = logs(&["big", "--raw"]);
     assert!(big.len() < 256 * 1024 + 200, "{} bytes", big.len());
     assert!(
         big.ends_with("more bytes of log were not kept: an attempt keeps its first 256 KiB]\n"),
