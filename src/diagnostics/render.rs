@@ -37,26 +37,25 @@ pub fn render_human(diagnostics: &[Diagnostic], sources: &SourceMap, color: bool
             Severity::Error => (ReportKind::Error, Color::Red),
             Severity::Warning => (ReportKind::Warning, Color::Yellow),
         };
-        let mut primary = Label::new(span_of(&d.primary))
-            .with_color(accent)
-            .with_order(0);
-        if !d.primary.message.is_empty() {
-            primary = primary.with_message(&d.primary.message);
-        }
         let mut report = Report::build(kind, span_of(&d.primary))
             .with_config(config)
             .with_code(d.code)
-            .with_message(&d.message)
-            .with_label(primary);
-        // ariadne draws labels in the order given; in source order they share one snippet.
-        let mut secondary: Vec<&super::Label> = d.secondary.iter().collect();
-        secondary.sort_by_key(|l| (l.file, l.span.start));
-        for l in secondary {
-            report = report.with_label(
-                Label::new(span_of(l))
-                    .with_message(&l.message)
-                    .with_color(Color::Blue),
-            );
+            .with_message(&d.message);
+        // ariadne draws labels in their order, and starts a new snippet (headed by the
+        // primary label's place) whenever a label stands above the one before: in source
+        // order, the primary's file first, the labels of one file share one snippet.
+        let mut labels: Vec<(&super::Label, bool)> = std::iter::once((&d.primary, true))
+            .chain(d.secondary.iter().map(|l| (l, false)))
+            .collect();
+        labels.sort_by_key(|(l, _)| (l.file != d.primary.file, l.file, l.span.start));
+        for (order, (l, primary)) in labels.into_iter().enumerate() {
+            let mut label = Label::new(span_of(l))
+                .with_order(order as i32)
+                .with_color(if primary { accent } else { Color::Blue });
+            if !l.message.is_empty() {
+                label = label.with_message(&l.message);
+            }
+            report = report.with_label(label);
         }
         if let Some(help) = &d.help {
             report = report.with_help(help);
