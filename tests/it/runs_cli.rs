@@ -1144,3 +1144,82 @@ fn runs_logs_of_compensations_and_hooks() {
     let (_, error) = logs(&["on_succes"]);
     assert!(error.contains("no stage `on_succes`"), "{error}");
 }
+
+/// `runs resume` of a run whose data is damaged says so before it runs anything: a missing
+/// or corrupt run database (the rows of its successful stages) is named with its path, and
+/// a run whose compensations ran is refused without the workspace's warnings in between.
+#[test]
+fn resume_of_a_damaged_run_says_what_is_wrong_and_runs_nothing() {
+    let flow = r#"activity book(what: string) = sh("""echo "$WV_WHAT" >> effects.log; echo '{"ok": true}'""")
+activity undo = sh("""echo undo >> effects.log""")
+activity fail = sh("""test -f ok || exit 3; echo c >> effects.log; echo '{}'""")
+flow Trip = {
+  stage a = book('a')
+  stage b = from a | book('b')
+  stage c = from b | fail()
+}
+flow Saga = {
+  stage a [compensate: undo()] = book('a')
+  stage c = from a | fail()
+}
+"#;
+    let dir = scratch("resume_damaged", &[("flow.wv", flow)]);
+    let failed_run = |name: &str| -> String {
+        let o = wvflow(&[
+            "run",
+            dir.join("flow.wv").to_str().unwrap(),
+            name,
+            "--format",
+            "json",
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+        summary["run_id"].as_str().unwrap().to_string()
+    };
+    let run_id = failed_run("Trip");
+    let run_db = dir.join(format!(".wvflow/runs/{run_id}.db"));
+    assert!(run_db.is_file());
+    std::fs::write(dir.join("ok"), "").unwrap();
+    let effects = || std::fs::read_to_string(dir.join("effects.log")).unwrap();
+    let before = effects();
+
+    std::fs::rename(&run_db, dir.join("kept.db")).unwrap();
+    let o = runs(&dir, &["resume", &run_id]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}", run_db.display())) && err.contains("is missing"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`a`, `b`"),
+        "names the stages whose rows are lost: {err}"
+    );
+    std::fs::write(&run_db, "not a database").unwrap();
+    let o = runs(&dir, &["resume", &run_id]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}", run_db.display())) && err.contains("not a database"),
+        "{err}"
+    );
+    assert_eq!(effects(), before, "something ran");
+    // Put back, it resumes.
+    std::fs::rename(dir.join("kept.db"), &run_db).unwrap();
+    let o = runs(&dir, &["resume", &run_id]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(effects(), format!("{before}c\n"));
+
+    std::fs::remove_file(dir.join("ok")).unwrap();
+    let saga = failed_run("Saga");
+    let o = runs(&dir, &["resume", &saga]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "only the reason: {err}");
+    assert!(err.contains("ran its compensations"), "{err}");
+}

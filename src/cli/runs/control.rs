@@ -86,6 +86,15 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
         })
         .collect();
     resumed.sort_by(|a, b| a.0.cmp(&b.0));
+    // What makes the run impossible to resume is said first, before the workspace is
+    // loaded and checked (its warnings would bury it) and before anything runs.
+    journal::not_resumable(&conn, &run)?;
+    let succeeded: Vec<&str> = resumed
+        .iter()
+        .filter(|(_, s)| s.state == StageState::Success)
+        .map(|(_, s)| s.stage.as_str())
+        .collect();
+    journal::check_run_data(&run, &succeeded)?;
     drop(conn);
     // Child runs and jumps need the workspace as it is now; the run itself keeps its plan.
     let path = PathBuf::from(&run.workspace);

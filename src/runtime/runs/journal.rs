@@ -2,6 +2,7 @@
 //! event and the state it leads to) before the executor goes on, so a crash loses none and
 //! records none that did not happen.
 
+use super::catalog::RunRow;
 use super::owner::{Owner, is_stale, lease_until};
 use super::schema::{self, now_ms};
 use crate::plan::Plan;
@@ -244,7 +245,7 @@ impl Journal {
         Ok((Journal::new(conn, run.run_id, 0, cancel), claim))
     }
 
-    /// Takes over a failed, cancelled or stale run for `runs resume`: this process becomes its
+    /// Takes over a failed, cancelled or stale run for `runs resume` ([`not_resumable`]): this process becomes its
     /// owner, and stages that did not succeed are pending again.
     pub fn reclaim(db: &Path, run_id: &str, cancel: Arc<AtomicBool>) -> Result<Journal, String> {
         let mut conn = schema::open(db)?;
@@ -253,24 +254,8 @@ impl Journal {
         let record = super::catalog::run_in(&tx, run_id)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()))?;
+        not_resumable(&tx, &record)?;
         let state = record.display_state();
-        if !matches!(state.as_str(), "failed" | "cancelled" | "running (stale)") {
-            return Err(format!(
-                "run {run_id} is {state}: only a failed, cancelled or stale run can be resumed"
-            ));
-        }
-        let compensated: i64 = tx
-            .query_row(
-                "SELECT count(*) FROM wvflow_compensations WHERE run_id = ?1",
-                [run_id],
-                |r| r.get(0),
-            )
-            .map_err(fail)?;
-        if compensated > 0 {
-            return Err(format!(
-                "run {run_id} ran its compensations, which undid its successful stages; start a new run instead"
-            ));
-        }
         let plan = super::catalog::plan_of(&tx, run_id)?;
         if let Some(limit) = plan.flow.concurrency {
             let holders = slot_holders(&tx, &record.flow, run_id).map_err(fail)?;
@@ -804,4 +789,84 @@ pub fn request(
     .map_err(fail)?;
     tx.commit().map_err(fail)?;
     Ok(state)
+}
+
+/// Why `run` cannot be resumed as it stands in the run store, if it cannot: its state, or the
+/// compensations it ran. Decided again inside [`Journal::reclaim`]'s transaction.
+pub fn not_resumable(conn: &Connection, run: &RunRow) -> Result<(), String> {
+    let run_id = &run.run_id;
+    let state = run.display_state();
+    if !matches!(state.as_str(), "failed" | "cancelled" | "running (stale)") {
+        return Err(format!(
+            "run {run_id} is {state}: only a failed, cancelled or stale run can be resumed"
+        ));
+    }
+    let compensated: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM wvflow_compensations WHERE run_id = ?1",
+            [run_id],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("cannot resume run {run_id}: {e}"))?;
+    if compensated > 0 {
+        return Err(format!(
+            "run {run_id} ran its compensations, which undid its successful stages; start a new run instead"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the run database of `run` still holds the rows of its successful stages
+/// (`succeeded`), which the stages after them read when it resumes: a missing or unreadable
+/// file, or a missing table, is said with its path, before anything runs again.
+pub fn check_run_data(run: &RunRow, succeeded: &[&str]) -> Result<(), String> {
+    if succeeded.is_empty() {
+        return Ok(());
+    }
+    let path = Path::new(&run.run_db);
+    let names = || {
+        succeeded
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !path.is_file() {
+        return Err(format!(
+            "the run's database {} is missing: the rows of its successful stages {} are lost, so run {} cannot resume; start a new run",
+            path.display(),
+            names(),
+            run.run_id
+        ));
+    }
+    let unreadable = |e: rusqlite::Error| {
+        format!(
+            "cannot read the run's database {}: {e}; run {} cannot resume, start a new run",
+            path.display(),
+            run.run_id
+        )
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(unreadable)?;
+    let tables: std::collections::BTreeSet<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
+        .map_err(unreadable)?;
+    let lost: Vec<&str> = succeeded
+        .iter()
+        .copied()
+        .filter(|s| !tables.contains(*s))
+        .collect();
+    if !lost.is_empty() {
+        return Err(format!(
+            "the run's database {} has lost the rows of {}: run {} cannot resume; start a new run",
+            path.display(),
+            lost.iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            run.run_id
+        ));
+    }
+    Ok(())
 }
