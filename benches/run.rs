@@ -87,6 +87,7 @@ fn run(name: &str, src: &str, recorded: bool) -> (f64, usize, String) {
         compensate_on_cancel: true,
         paused: Default::default(),
         resumed: Vec::new(),
+        compensated: Vec::new(),
         single_attempt: None,
     };
     let summary = execute(&plan, &stores, &ctx, 2);

@@ -56,8 +56,13 @@ pub enum Start {
     },
     Resume {
         run: Box<RunRow>,
-        /// Stages that already succeeded, in the order they finished.
+        /// Stages that already succeeded, in the order they finished; when the run was
+        /// stopped while it compensated, every stage as it ended.
         resumed: Vec<crate::runtime::engine::StageSummary>,
+        /// The compensations that already ended (a run stopped while it compensated).
+        compensated: Vec<crate::runtime::engine::CompensationSummary>,
+        /// The run had been cancelled (not failed) when it was stopped while compensating.
+        cancelled: bool,
     },
 }
 
@@ -206,7 +211,7 @@ impl Runner<'_> {
         start: Start,
     ) -> Result<Summary, String> {
         let runs_folder = self.db.parent().unwrap_or(Path::new(".")).join("runs");
-        let (run_id, run_time, run_db, journal, resumed) = match start {
+        let (run_id, run_time, run_db, journal, resumed, compensated) = match start {
             Start::New {
                 parent,
                 jumped_from,
@@ -252,17 +257,27 @@ impl Runner<'_> {
                         outputs: None,
                     });
                 }
-                (run_id, run_time, run_db, journal, Vec::new())
+                (run_id, run_time, run_db, journal, Vec::new(), Vec::new())
             }
-            Start::Resume { run, resumed } => {
+            Start::Resume {
+                run,
+                resumed,
+                compensated,
+                cancelled,
+            } => {
                 let run = *run;
                 let journal = Journal::reclaim(&self.db, &run.run_id, cancel.clone())?;
+                // A cancelled run stopped while it compensated ends cancelled again.
+                if cancelled {
+                    cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 (
                     run.run_id,
                     run.run_time,
                     PathBuf::from(run.run_db),
                     journal,
                     resumed,
+                    compensated,
                 )
             }
         };
@@ -326,6 +341,7 @@ impl Runner<'_> {
             compensate_on_cancel,
             paused,
             resumed,
+            compensated,
             single_attempt: None,
         };
         let mut summary = execute(plan, &stores, &ctx, max_parallel);

@@ -1223,3 +1223,97 @@ flow Saga = {
     assert_eq!(err.lines().count(), 1, "only the reason: {err}");
     assert!(err.contains("ran its compensations"), "{err}");
 }
+
+const SAGA: &str = r#"activity step(tag: string) = sh("""echo "$WV_TAG" >> effects.log; echo '{"ok": true}'""")
+activity undo(tag: string) = sh("""echo "undo-$WV_TAG start" >> effects.log; while [ -f "hold-$WV_TAG" ]; do sleep 0.05; done; echo "undo-$WV_TAG" >> effects.log""")
+activity boom = sh("""echo d >> effects.log; exit 3""")
+flow Saga = {
+  stage a [compensate: undo('a')] = step('a')
+  stage b [compensate: undo('b')] = from a | step('b')
+  stage c [compensate: undo('c')] = from b | step('c')
+  stage d = from c | boom()
+}
+"#;
+
+/// The compensations of each stage, as `runs show --format json` lists them.
+fn compensation_states(dir: &Path, run_id: &str) -> Vec<String> {
+    runs_json(dir, &["show", run_id, "--format", "json"])["compensations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["stage"].as_str().unwrap(),
+                c["state"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// A kill -9 while the compensations run leaves none owed for good: `runs show` lists each
+/// one's state (done, or still to run), and `runs resume` runs those not done, latest first,
+/// without running any stage again; the run ends `failed` as it would have.
+#[test]
+fn a_crash_during_compensations_is_finished_by_resume() {
+    let dir = scratch("saga_crash", &[("flow.wv", SAGA)]);
+    std::fs::write(dir.join("hold-b"), "").unwrap();
+    let mut child = start(&dir, &["--format", "json"]);
+    let run_id = newest_run(&dir);
+    wait_for(Duration::from_secs(20), "the compensation of b", || {
+        read(&dir.join("effects.log")).contains("undo-b start")
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(
+        compensation_states(&dir, &run_id),
+        ["c success", "b pending", "a pending"]
+    );
+    std::fs::remove_file(dir.join("hold-b")).unwrap();
+    let o = runs(&dir, &["resume", &run_id, "--format", "json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["state"], "failed", "{summary}");
+    assert_eq!(
+        read(&dir.join("effects.log")),
+        "a\nb\nc\nd\nundo-c start\nundo-c\nundo-b start\nundo-b start\nundo-b\nundo-a start\nundo-a\n"
+    );
+    assert_eq!(
+        compensation_states(&dir, &run_id),
+        ["c success", "b success", "a success"]
+    );
+    // Nothing is owed any more: a second resume is refused.
+    let o = runs(&dir, &["resume", &run_id]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ran its compensations"));
+}
+
+/// SIGTERM while a compensation runs does not stop the saga: the compensation is the
+/// cleanup, and every one owed runs before the process ends.
+#[test]
+fn sigterm_during_compensations_lets_them_finish() {
+    let dir = scratch("saga_sigterm", &[("flow.wv", SAGA)]);
+    std::fs::write(dir.join("hold-b"), "").unwrap();
+    let child = start(&dir, &["--format", "json"]);
+    let run_id = newest_run(&dir);
+    wait_for(Duration::from_secs(20), "the compensation of b", || {
+        read(&dir.join("effects.log")).contains("undo-b start")
+    });
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::remove_file(dir.join("hold-b")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        read(&dir.join("effects.log")).ends_with("undo-b start\nundo-b\nundo-a start\nundo-a\n")
+    );
+    assert_eq!(
+        compensation_states(&dir, &run_id),
+        ["c success", "b success", "a success"]
+    );
+}

@@ -130,6 +130,7 @@ fn run_in(
         compensate_on_cancel: true,
         paused: Default::default(),
         resumed: Vec::new(),
+        compensated: Vec::new(),
         single_attempt: None,
     };
     let summary = execute(&plan, &stores, &ctx, max_parallel);

@@ -5,11 +5,9 @@ use crate::check::Index;
 use crate::cli::exit;
 use crate::cli::progress::Live;
 use crate::cli::run::{print_chain, runner};
-use crate::runtime::engine::StageSummary;
 use crate::runtime::launch::Start;
 use crate::runtime::runs::catalog::{self, Retention};
 use crate::runtime::runs::{journal, run_params};
-use crate::runtime::state::StageState;
 use crate::runtime::store::{StoreConfig, from_json, to_json};
 use crate::value::{ValueType, stored};
 use crate::workspace::Workspace;
@@ -62,7 +60,6 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     let run = find_run(&conn, db, &args.run_id)?;
     let plan = catalog::plan_of(&conn, &run.run_id)?;
     let stages = catalog::stages(&conn, &run.run_id)?;
-    let losers = crate::runtime::runs::race_losers(&plan, &stages);
     // Child runs the dead owner left in flight are over: their stages run again under the
     // resumed parent, as new children.
     for child in catalog::related(&conn, &run.run_id, "parent_run")? {
@@ -70,31 +67,9 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
             journal::request(db, &child.run_id, "cancel", None, None)?;
         }
     }
-    // A racer of a decided race that had not ended on its own (cancelled, or still in flight
-    // when the owner died) stays cancelled; one that failed runs again, as any failure does.
-    let mut resumed: Vec<(String, StageSummary)> = stages
-        .into_iter()
-        .filter_map(|s| {
-            let mut summary = s.summary;
-            if summary.state != StageState::Success {
-                if !losers.contains(&summary.stage) || summary.state == StageState::Failed {
-                    return None;
-                }
-                summary.state = StageState::Cancelled;
-            }
-            Some((s.finished_at.unwrap_or_default(), summary))
-        })
-        .collect();
-    resumed.sort_by(|a, b| a.0.cmp(&b.0));
     // What makes the run impossible to resume is said first, before the workspace is
     // loaded and checked (its warnings would bury it) and before anything runs.
-    journal::not_resumable(&conn, &run)?;
-    let succeeded: Vec<&str> = resumed
-        .iter()
-        .filter(|(_, s)| s.state == StageState::Success)
-        .map(|(_, s)| s.stage.as_str())
-        .collect();
-    journal::check_run_data(&run, &succeeded)?;
+    let from = crate::runtime::runs::resume_point(&conn, &run, &plan, stages)?;
     drop(conn);
     // Child runs and jumps need the workspace as it is now; the run itself keeps its plan.
     let path = PathBuf::from(&run.workspace);
@@ -112,14 +87,15 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     let live = Live::on_terminal();
     let runner = runner(path, &workspace, &index, db.to_path_buf(), &live);
     let args_values = args_of(&run, &plan);
-    let resumed = resumed.into_iter().map(|(_, s)| s).collect();
     Ok(print_chain(
         &runner,
         plan,
         args_values,
         Start::Resume {
             run: Box::new(run),
-            resumed,
+            resumed: from.stages,
+            compensated: from.compensated,
+            cancelled: from.cancelled,
         },
         args.format,
     ))

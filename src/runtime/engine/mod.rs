@@ -54,6 +54,9 @@ pub struct Context<'a> {
     /// Stages that succeeded in an earlier execution of this run (`runs resume`), in the
     /// order they finished: their tables are in the run database and they are not run again.
     pub resumed: Vec<StageSummary>,
+    /// Compensations that ended in an earlier execution of this run (`runs resume` of a run
+    /// stopped while it compensated): they are not run again.
+    pub compensated: Vec<CompensationSummary>,
     /// An exported task's try: only this attempt of each activity call is made, numbered so;
     /// the engine that runs the task retries it.
     pub single_attempt: Option<u32>,
@@ -170,6 +173,9 @@ pub trait Progress: Sync {
     fn pool_wait(&self, _stage: &str, _item: Option<usize>, _pool: &str, _waiting: bool) {}
     /// A stage reached a terminal state (also one that never ran: skipped or cancelled).
     fn stage_finished(&self, _summary: &StageSummary) {}
+    /// The saga begins: every compensation the run owes, in the order they run (those that
+    /// ended in an earlier execution with their end, the others `pending`).
+    fn compensations_due(&self, _due: &[CompensationSummary]) {}
     fn compensation_finished(&self, _compensation: &CompensationSummary) {}
 }
 
@@ -202,6 +208,9 @@ impl Progress for Tee<'_> {
     }
     fn stage_finished(&self, summary: &StageSummary) {
         self.0.iter().for_each(|p| p.stage_finished(summary));
+    }
+    fn compensations_due(&self, due: &[CompensationSummary]) {
+        self.0.iter().for_each(|p| p.compensations_due(due));
     }
     fn compensation_finished(&self, compensation: &CompensationSummary) {
         self.0

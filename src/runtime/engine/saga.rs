@@ -35,16 +35,47 @@ pub(super) fn not_compensated(
 }
 
 /// Saga: compensations of the stages that succeeded, latest first, each with its stage's rows.
+/// Those that ended in an earlier execution of the run ([`Context::compensated`]) are not run
+/// again; every one owed is reported first, so that a crash leaves them recorded as due.
 pub(super) fn compensate(
     store: &mut Store,
     ctx: &Context,
     completed: &[&StagePlan],
 ) -> Vec<CompensationSummary> {
+    let owed: Vec<(&StagePlan, &Invocation)> = completed
+        .iter()
+        .rev()
+        .filter_map(|stage| Some((*stage, stage.compensation.as_ref()?)))
+        .collect();
+    let ended = |stage: &StagePlan| {
+        ctx.compensated
+            .iter()
+            .find(|c| c.stage == stage.id && c.state != StageState::Pending)
+    };
+    if let Some(p) = ctx.progress {
+        let due: Vec<CompensationSummary> = owed
+            .iter()
+            .map(|(stage, invocation)| match ended(stage) {
+                Some(c) => c.clone(),
+                None => CompensationSummary {
+                    stage: stage.id.clone(),
+                    activity: invocation.activity.clone(),
+                    state: StageState::Pending,
+                    attempts: 0,
+                    error: None,
+                },
+            })
+            .collect();
+        if !due.is_empty() {
+            p.compensations_due(&due);
+        }
+    }
     let mut done = Vec::new();
-    for stage in completed.iter().rev() {
-        let Some(invocation) = &stage.compensation else {
+    for (stage, invocation) in owed {
+        if let Some(c) = ended(stage) {
+            done.push(c.clone());
             continue;
-        };
+        }
         let rows = store
             .stage_rows(&stage.id)
             .map_err(|e| format!("cannot read the rows of `{}`: {e}", stage.id));

@@ -400,7 +400,7 @@ pub fn compensations(conn: &Connection, run_id: &str) -> Result<Vec<Compensation
     let mut statement = conn
         .prepare(
             "SELECT stage, activity, state, attempts, error FROM wvflow_compensations
-             WHERE run_id = ?1 ORDER BY finished_at, rowid",
+             WHERE run_id = ?1 ORDER BY position, finished_at, rowid",
         )
         .map_err(|e| e.to_string())?;
     let rows = statement

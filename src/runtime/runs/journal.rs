@@ -279,9 +279,13 @@ impl Journal {
             params![run_id, owner.pid, owner.host, owner.start, lease_until(now)],
         )
         .map_err(fail)?;
+        // A run stopped while it compensated keeps its stages as they ended: only the
+        // compensations still owed run.
         exec(
             &tx,
-            "UPDATE wvflow_stages SET state = 'pending' WHERE run_id = ?1 AND state <> 'success'",
+            "UPDATE wvflow_stages SET state = 'pending' WHERE run_id = ?1 AND state <> 'success'
+               AND NOT EXISTS (SELECT 1 FROM wvflow_compensations
+                               WHERE run_id = ?1 AND state = 'pending')",
             [run_id],
         )
         .map_err(fail)?;
@@ -651,12 +655,38 @@ impl Progress for Journal {
         });
     }
 
+    fn compensations_due(&self, due: &[CompensationSummary]) {
+        let run_id = &self.run_id;
+        self.write(|tx| {
+            for (position, c) in due.iter().enumerate() {
+                exec(
+                    tx,
+                    "INSERT INTO wvflow_compensations (run_id, stage, activity, state, attempts, error, finished_at, position)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
+                     ON CONFLICT (run_id, stage) DO UPDATE SET position = excluded.position",
+                    params![run_id, c.stage, c.activity, c.state, c.attempts, c.error, position as i64],
+                )?;
+            }
+            event(
+                tx,
+                run_id,
+                "compensations_due",
+                None,
+                serde_json::json!({ "stages": due.iter().map(|c| &c.stage).collect::<Vec<_>>() }),
+            )
+        });
+    }
+
     fn compensation_finished(&self, c: &CompensationSummary) {
         let run_id = &self.run_id;
         self.write(|tx| {
+            // Its place in the saga, recorded when the saga began, stays.
             exec(tx,
-                "INSERT OR REPLACE INTO wvflow_compensations (run_id, stage, activity, state, attempts, error, finished_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO wvflow_compensations (run_id, stage, activity, state, attempts, error, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (run_id, stage) DO UPDATE SET activity = excluded.activity,
+                   state = excluded.state, attempts = excluded.attempts, error = excluded.error,
+                   finished_at = excluded.finished_at",
                 params![run_id, c.stage, c.activity, c.state, c.attempts, c.error, now_ms()],
             )?;
             event(
@@ -792,7 +822,7 @@ pub fn request(
 }
 
 /// Why `run` cannot be resumed as it stands in the run store, if it cannot: its state, or the
-/// compensations it ran. Decided again inside [`Journal::reclaim`]'s transaction.
+/// compensations it ran to the end (a saga stopped half way is finished by a resume). Decided again inside [`Journal::reclaim`]'s transaction.
 pub fn not_resumable(conn: &Connection, run: &RunRow) -> Result<(), String> {
     let run_id = &run.run_id;
     let state = run.display_state();
@@ -801,14 +831,16 @@ pub fn not_resumable(conn: &Connection, run: &RunRow) -> Result<(), String> {
             "run {run_id} is {state}: only a failed, cancelled or stale run can be resumed"
         ));
     }
-    let compensated: i64 = conn
+    // A saga that ended undid the successful stages; one stopped half way is finished.
+    let (compensated, owed): (i64, i64) = conn
         .query_row(
-            "SELECT count(*) FROM wvflow_compensations WHERE run_id = ?1",
+            "SELECT count(*), count(*) FILTER (WHERE state = 'pending')
+             FROM wvflow_compensations WHERE run_id = ?1",
             [run_id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(|e| format!("cannot resume run {run_id}: {e}"))?;
-    if compensated > 0 {
+    if compensated > 0 && owed == 0 {
         return Err(format!(
             "run {run_id} ran its compensations, which undid its successful stages; start a new run instead"
         ));

@@ -110,6 +110,72 @@ pub fn send_signal(
     Ok(())
 }
 
+/// Where `runs resume` takes a run up ([`resume_point`]).
+pub struct ResumePoint {
+    /// The stages not run again, in the order they finished.
+    pub stages: Vec<crate::runtime::engine::StageSummary>,
+    /// The compensations that ended (a run stopped while it compensated).
+    pub compensated: Vec<crate::runtime::engine::CompensationSummary>,
+    /// The run was cancelled, not failed, when it was stopped while compensating.
+    pub cancelled: bool,
+}
+
+/// Where a resume of `run` starts, or why it cannot, decided before anything is loaded or
+/// run. A run stopped while it compensated (compensations still `pending`) keeps every
+/// stage as it ended and runs only the compensations owed; any other run keeps its
+/// successful stages (and the losers of a decided race) and runs the rest again.
+pub fn resume_point(
+    conn: &rusqlite::Connection,
+    run: &catalog::RunRow,
+    plan: &crate::plan::Plan,
+    stages: Vec<catalog::StageRow>,
+) -> Result<ResumePoint, String> {
+    use crate::runtime::state::StageState;
+    journal::not_resumable(conn, run)?;
+    let compensations = catalog::compensations(conn, &run.run_id)?;
+    let compensating = compensations.iter().any(|c| c.state == StageState::Pending);
+    let losers = race_losers(plan, &stages);
+    let mut kept: Vec<(String, crate::runtime::engine::StageSummary)> = stages
+        .into_iter()
+        .filter_map(|s| {
+            let mut summary = s.summary;
+            // A racer of a decided race that had not ended on its own (cancelled, or still
+            // in flight when the owner died) stays cancelled; one that failed runs again, as
+            // any failure does.
+            if summary.state != StageState::Success && !compensating {
+                if !losers.contains(&summary.stage) || summary.state == StageState::Failed {
+                    return None;
+                }
+                summary.state = StageState::Cancelled;
+            }
+            Some((s.finished_at.unwrap_or_default(), summary))
+        })
+        .collect();
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    let succeeded: Vec<&str> = kept
+        .iter()
+        .filter(|(_, s)| s.state == StageState::Success)
+        .map(|(_, s)| s.stage.as_str())
+        .collect();
+    journal::check_run_data(run, &succeeded)?;
+    let failed = kept.iter().any(|(_, s)| {
+        s.state == StageState::Failed
+            && plan
+                .flow
+                .stages
+                .iter()
+                .any(|p| p.id == s.stage && p.on_failure == crate::plan::ir::OnFailure::Fail)
+    });
+    Ok(ResumePoint {
+        stages: kept.into_iter().map(|(_, s)| s).collect(),
+        cancelled: compensating && !failed,
+        compensated: compensations
+            .into_iter()
+            .filter(|c| compensating && c.state != StageState::Pending)
+            .collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

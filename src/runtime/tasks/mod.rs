@@ -213,6 +213,7 @@ impl TaskRun<'_> {
             compensate_on_cancel: true,
             paused: Arc::default(),
             resumed: Vec::new(),
+            compensated: Vec::new(),
             single_attempt: None,
         }
     }
