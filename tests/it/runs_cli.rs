@@ -1317,3 +1317,56 @@ fn sigterm_during_compensations_lets_them_finish() {
         ["c success", "b success", "a success"]
     );
 }
+
+/// `runs cancel` returns once no new item can start: the owner is woken at once (not at its
+/// next look at the run store), and says it has seen the cancel before the command returns.
+/// Items started after that are at most the ones already past their start (`concurrency`).
+#[test]
+fn runs_cancel_returns_once_no_new_item_can_start() {
+    let flow = r#"activity item(n: int) = sh("""echo "$WV_N" >> items.log; echo '{}'""")
+flow Fan = {
+  stage fan [concurrency: 4] = from 'numbers.csv' | each item(_.n)
+}
+"#;
+    let numbers: String = std::iter::once("n\n".to_string())
+        .chain((0..3000).map(|n| format!("{n}\n")))
+        .collect();
+    for round in 0..3 {
+        let dir = scratch(
+            &format!("cancel_returns_{round}"),
+            &[("flow.wv", flow), ("numbers.csv", &numbers)],
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+            .args([
+                "run",
+                dir.join("flow.wv").to_str().unwrap(),
+                "Fan",
+                "--format",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let run_id = newest_run(&dir);
+        wait_for(Duration::from_secs(30), "items to start", || {
+            read(&dir.join("items.log")).lines().count() >= 40 + 40 * round
+        });
+        let o = runs(&dir, &["cancel", &run_id]);
+        let at_return = read(&dir.join("items.log")).lines().count();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("no new stage or item starts"),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let after = read(&dir.join("items.log")).lines().count();
+        assert!(
+            after - at_return <= 4,
+            "round {round}: {} items started after runs cancel returned",
+            after - at_return
+        );
+    }
+}

@@ -107,10 +107,20 @@ pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, String> {
             "run {} had no live owner; recorded as cancelled",
             args.run_id
         ),
-        _ => outln!(
-            "cancel requested for run {}; its executor stops it within a second",
-            args.run_id
-        ),
+        _ => {
+            let seen = journal::cancel_seen(db, &args.run_id, std::time::Duration::from_secs(5))?;
+            if seen {
+                outln!(
+                    "run {} is cancelling: no new stage or item starts; its running attempts are being stopped",
+                    args.run_id
+                );
+            } else {
+                outln!(
+                    "cancel requested for run {}; its owner has not confirmed it within 5 s (it acts on it at its next look at the run store)",
+                    args.run_id
+                );
+            }
+        }
     }
     Ok(exit::OK)
 }

@@ -181,14 +181,16 @@ impl Journal {
             })
             .collect();
         let plan = serde_json::to_string(run.plan).map_err(|e| e.to_string())?;
+        // Before this process is recorded as the owner: requests wake it at once.
+        super::wake::listen();
         exec(
             &tx,
             "INSERT INTO wvflow_runs (run_id, flow, version, args, run_time, state, reason,
                created_at, started_at, finished_at, owner_pid, owner_host, owner_start,
                lease_until, parent_run, parent_stage, jumped_from, workspace, run_db, plan,
-               keep_runs)
+               keep_runs, owner_wakes)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-               ?17, ?18, ?19, ?20)",
+               ?17, ?18, ?19, ?20, 1)",
             params![
                 run.run_id,
                 flow.name,
@@ -268,12 +270,13 @@ impl Journal {
             }
         }
         stop_left_running(&tx, run_id).map_err(fail)?;
+        super::wake::listen();
         let owner = Owner::this_process();
         let now = now_ms();
         exec(
             &tx,
             "UPDATE wvflow_runs SET state = 'running', reason = NULL, finished_at = NULL,
-               owner_pid = ?2, owner_host = ?3, owner_start = ?4, lease_until = ?5,
+               owner_pid = ?2, owner_host = ?3, owner_start = ?4, lease_until = ?5, owner_wakes = 1,
                cancel_requested = 0, paused = 0, resumes = resumes + 1
              WHERE run_id = ?1",
             params![run_id, owner.pid, owner.host, owner.start, lease_until(now)],
@@ -817,8 +820,43 @@ pub fn request(
         detail,
     )
     .map_err(fail)?;
+    let wakes: bool = tx
+        .query_row(
+            "SELECT owner_wakes FROM wvflow_runs WHERE run_id = ?1",
+            [run_id],
+            |r| r.get(0),
+        )
+        .map_err(fail)?;
     tx.commit().map_err(fail)?;
+    // The owner reads the request at once, not at its next look at the store.
+    if wakes && record.owner.is_alive() == Some(true) {
+        super::wake::poke(record.owner.pid);
+    }
     Ok(state)
+}
+
+/// Waits up to `limit` for the owner of `run_id` to say it has seen the cancel request
+/// ([`super::owner::Watch`] sets the run's cancel flag, then records it): from then on no new
+/// stage or item of the run starts. `false` when the owner has not said so in time.
+pub fn cancel_seen(db: &Path, run_id: &str, limit: std::time::Duration) -> Result<bool, String> {
+    let conn = schema::open(db)?;
+    let started = std::time::Instant::now();
+    loop {
+        let (seen, finished): (i64, bool) = conn
+            .query_row(
+                "SELECT cancel_requested, finished_at IS NOT NULL FROM wvflow_runs WHERE run_id = ?1",
+                [run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| e.to_string())?;
+        if seen == super::owner::CANCEL_SEEN || finished {
+            return Ok(true);
+        }
+        if started.elapsed() >= limit {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Why `run` cannot be resumed as it stands in the run store, if it cannot: its state, or the

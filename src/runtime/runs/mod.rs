@@ -16,6 +16,7 @@ pub mod journal;
 pub mod owner;
 pub mod report;
 pub mod schema;
+pub mod wake;
 
 use rusqlite::types::Value;
 use std::collections::BTreeMap;

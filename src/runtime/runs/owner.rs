@@ -103,11 +103,14 @@ pub fn process_start(pid: i64) -> i64 {
         .unwrap_or(0)
 }
 
+/// `cancel_requested` once the owner has seen the request and set the run's cancel flag.
+pub const CANCEL_SEEN: i64 = 2;
+
 /// The owner's side of a run: a thread that refreshes the lease and turns a recorded cancel
-/// request or pause into the flags the executor watches. Stops when dropped.
+/// request or pause into the flags the executor watches, at its periodic look or at once when
+/// woken ([`super::wake`]). Stops when dropped.
 pub struct Watch {
-    /// Dropping the sender wakes the thread at once and ends it.
-    stop: Option<std::sync::mpsc::Sender<()>>,
+    stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -119,25 +122,34 @@ impl Watch {
         paused: Arc<AtomicBool>,
     ) -> Result<Watch, String> {
         let conn = super::schema::open(&db)?;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
-            let mut since_refresh = Duration::ZERO;
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(POLL) {
-                if since_refresh >= REFRESH {
-                    since_refresh = Duration::ZERO;
+            let mut refreshed = std::time::Instant::now();
+            let mut seen = super::wake::seen();
+            loop {
+                super::wake::wait(&mut seen, POLL);
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                if refreshed.elapsed() >= REFRESH {
+                    refreshed = std::time::Instant::now();
                     let _ = refresh_lease(&conn, &run_id);
                 }
                 if let Ok(Some((cancel_requested, pause))) = controls(&conn, &run_id) {
-                    if cancel_requested {
+                    if cancel_requested != 0 {
                         cancel.store(true, Ordering::SeqCst);
+                        // Said after the flag is set: `runs cancel` returns on it.
+                        if cancel_requested != CANCEL_SEEN {
+                            let _ = cancel_seen(&conn, &run_id);
+                        }
                     }
                     paused.store(pause, Ordering::SeqCst);
                 }
-                since_refresh += POLL;
             }
         });
         Ok(Watch {
-            stop: Some(stop),
+            stop,
             thread: Some(thread),
         })
     }
@@ -145,7 +157,8 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        self.stop.take();
+        self.stop.store(true, Ordering::SeqCst);
+        super::wake::poke_watches();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -163,13 +176,21 @@ fn refresh_lease(conn: &Connection, run_id: &str) -> rusqlite::Result<usize> {
     )
 }
 
-fn controls(conn: &Connection, run_id: &str) -> rusqlite::Result<Option<(bool, bool)>> {
+/// The run's `cancel_requested` (0, 1, or [`CANCEL_SEEN`]) and whether it is paused.
+fn controls(conn: &Connection, run_id: &str) -> rusqlite::Result<Option<(i64, bool)>> {
     conn.query_row(
         "SELECT cancel_requested, paused FROM wvflow_runs WHERE run_id = ?1",
         [run_id],
-        |r| Ok((r.get::<_, i64>(0)? != 0, r.get::<_, i64>(1)? != 0)),
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? != 0)),
     )
     .optional()
+}
+
+fn cancel_seen(conn: &Connection, run_id: &str) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE wvflow_runs SET cancel_requested = ?2 WHERE run_id = ?1 AND cancel_requested = 1",
+        rusqlite::params![run_id, CANCEL_SEEN],
+    )
 }
 
 #[cfg(test)]

@@ -138,9 +138,11 @@ PRAGMA user_version = 5;
 
 /// Version 6: a compensation's place in its saga. Every compensation a failed run owes is
 /// recorded `pending` when the saga begins, so that a run stopped while it compensates shows
-/// what is still owed, and `runs resume` runs it.
+/// what is still owed, and `runs resume` runs it. Whether a run's owner takes wake-ups
+/// (`SIGUSR1`, [`super::wake`]): only such an owner is sent one.
 const SCHEMA_6: &str = "
 ALTER TABLE wvflow_compensations ADD COLUMN position INTEGER;
+ALTER TABLE wvflow_runs ADD COLUMN owner_wakes INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = 6;
 ";
 
