@@ -50,13 +50,24 @@ pub fn start(site: &Site, flow: &str, body: &serde_json::Value) -> Reply {
         .iter()
         .map(|(k, v)| (k.clone(), to_json(v)))
         .collect();
+    let args = serde_json::Value::Object(args).to_string();
+    // One argument of a process holds at most 128 KiB (Linux's MAX_ARG_STRLEN).
+    if args.len() >= 128 * 1024 {
+        return error(
+            413,
+            format!(
+                "the arguments take {} KiB; a run's arguments are at most 128 KiB",
+                args.len().div_ceil(1024)
+            ),
+        );
+    }
     let mut command = wvflow();
     command
         .arg("run")
         .arg("--db")
         .arg(&site.db)
         .arg("--args")
-        .arg(serde_json::Value::Object(args).to_string())
+        .arg(args)
         .arg("--")
         .arg(&site.workspace)
         .arg(&plan.flow.name);

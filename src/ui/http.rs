@@ -6,13 +6,13 @@
 //! `Origin`, when the browser sends one, naming the host the request was sent to.
 
 use super::server::{self, Request, Response, Unread};
+use super::slots::{Slots, Ticket};
 use super::{actions, flows, read};
 use serde_json::{Value, json};
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where and what the dashboard serves.
 pub struct Options {
@@ -40,9 +40,6 @@ pub struct Dashboard {
     site: Arc<Site>,
     pub address: SocketAddr,
 }
-
-/// Connections served at once; more are answered 503 at once.
-const MAX_CONNECTIONS: usize = 64;
 
 impl Dashboard {
     pub fn bind(options: Options) -> Result<Dashboard, String> {
@@ -80,32 +77,32 @@ impl Dashboard {
         format!("http://{shown}/?token={}", self.site.token)
     }
 
-    /// Serves until the process ends: a thread per connection, at most [`MAX_CONNECTIONS`].
+    /// Serves until the process ends: a thread per connection, as [`Slots`] admits them.
     pub fn serve(self) {
-        let active = Arc::new(AtomicUsize::new(0));
+        let slots = Arc::new(Slots::default());
         for stream in self.listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                active.fetch_sub(1, Ordering::SeqCst);
+            let peer = stream
+                .peer_addr()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+            let Some(ticket) = slots.admit(&stream, peer) else {
                 let busy = Response::text(503, "too many connections; try again");
                 server::write_response(&mut stream, &busy, false);
                 continue;
-            }
-            let (site, active) = (self.site.clone(), active.clone());
-            std::thread::spawn(move || {
-                serve_one(&site, &mut stream);
-                active.fetch_sub(1, Ordering::SeqCst);
-            });
+            };
+            let site = self.site.clone();
+            std::thread::spawn(move || serve_one(&site, &mut stream, &ticket));
         }
     }
 }
 
-fn serve_one(site: &Site, stream: &mut TcpStream) {
+fn serve_one(site: &Site, stream: &mut TcpStream, ticket: &Ticket) {
     let request = match server::read_request(stream) {
         Ok(request) => request,
         Err(Unread::Gone) => return,
         Err(Unread::Refused(response)) => return server::write_response(stream, &response, false),
     };
+    ticket.answering();
     let head_only = request.method == "HEAD";
     let response = respond(route(site, &request));
     server::write_response(stream, &response, head_only);
@@ -175,7 +172,7 @@ const FAVICON: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 1
 fn route(site: &Site, request: &Request) -> Reply {
     let host = request.header("host").unwrap_or_default();
     if let Some(hosts) = &site.hosts
-        && !hosts.iter().any(|ok| ok == host)
+        && !hosts.iter().any(|ok| ok.eq_ignore_ascii_case(host))
     {
         return error(403, "this server answers only to its own address");
     }
@@ -262,7 +259,11 @@ fn allowed(site: &Site, request: &Request) -> Result<(), Reply> {
     }
     if let Some(origin) = request.header("origin") {
         let host = request.header("host").unwrap_or_default();
-        if host.is_empty() || origin.strip_prefix("http://") != Some(host) {
+        let named = origin
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+            && origin[7..].eq_ignore_ascii_case(host);
+        if host.is_empty() || !named {
             return Err(error(403, format!("requests from {origin} may not act")));
         }
     }

@@ -4,7 +4,8 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`server`] | HTTP on the wire: bounded requests, timeouts, a thread per connection |
+//! | [`server`] | HTTP on the wire: bounded requests, deadlines, a thread per connection |
+//! | [`slots`] | how many connections, from whom; the slowest given up for a new one |
 //! | [`http`] | routing, responses, who may call what |
 //! | [`read`] | the API's reads: runs, one run, its graph, logs, rows |
 //! | [`flows`] | the workspace's flows: parameters, schedules, recent runs, diagnostics |
@@ -17,5 +18,6 @@ mod flows;
 mod http;
 mod read;
 mod server;
+mod slots;
 
 pub use http::{Dashboard, Options};

@@ -1,17 +1,22 @@
 //! HTTP/1.1 on the wire, as little of it as the dashboard needs: one request per connection
-//! (`Connection: close`), a bounded head and body read under timeouts, a thread per
+//! (`Connection: close`), a bounded head and body read within deadlines for the whole request
+//! (not per read: a client sending a byte a second is cut off all the same), a thread per
 //! connection up to a limit. `httparse` parses; this module only bounds and frames.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Largest request head (request line and headers).
+/// Largest request head (request line and headers, up to the blank line that ends them).
 const MAX_HEAD: usize = 16 * 1024;
+/// Most headers a request may have.
+const MAX_HEADERS: usize = 64;
 /// Largest request body (a flow's arguments or a signal).
 pub const MAX_BODY: usize = 1 << 20;
-/// How long a client may take to send its request, and to take the answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send the whole head: a browser sends it at once.
+const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a client may take to send the whole request, and to take the answer.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A request as the routes see it.
 pub struct Request {
@@ -62,28 +67,49 @@ fn refused(status: u16, message: &str) -> Unread {
     Unread::Refused(Response::text(status, message))
 }
 
+/// Reads from `stream` what the time left until `deadline` allows: `None` when the client
+/// went away or the time is up.
+fn read_until(stream: &mut TcpStream, chunk: &mut [u8], deadline: Instant) -> Option<usize> {
+    let left = deadline.checked_duration_since(Instant::now())?;
+    if left.is_zero() {
+        return None;
+    }
+    let _ = stream.set_read_timeout(Some(left));
+    match stream.read(chunk) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
+}
+
 /// Reads one request from `stream`, within the limits above.
 pub fn read_request(stream: &mut TcpStream) -> Result<Request, Unread> {
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let started = Instant::now();
+    let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
     let mut buffer = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
         if let Some(at) = find(&buffer, b"\r\n\r\n") {
             break at + 4;
         }
-        if buffer.len() > MAX_HEAD {
-            return Err(refused(431, "the request head is too large"));
+        // Not one byte more than the limit is read into the head.
+        let room = (MAX_HEAD + 1).saturating_sub(buffer.len()).min(chunk.len());
+        if room == 0 {
+            return Err(refused(431, "the request head is larger than 16 KiB"));
         }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return Err(Unread::Gone),
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-        }
+        let n =
+            read_until(stream, &mut chunk[..room], started + HEAD_DEADLINE).ok_or(Unread::Gone)?;
+        buffer.extend_from_slice(&chunk[..n]);
     };
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+    if head_end > MAX_HEAD {
+        return Err(refused(431, "the request head is larger than 16 KiB"));
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     match parsed.parse(&buffer[..head_end]) {
         Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(refused(431, "the request has more than 64 headers"));
+        }
         Ok(httparse::Status::Partial) | Err(_) => {
             return Err(refused(400, "the request is not HTTP/1.1"));
         }
@@ -105,6 +131,15 @@ pub fn read_request(stream: &mut TcpStream) -> Result<Request, Unread> {
             .headers
             .push((h.name.to_ascii_lowercase(), value.trim().to_string()));
     }
+    // Two of these could be read two ways: which host, which page asked.
+    for once in ["host", "origin", "content-length", "x-wvflow-token"] {
+        if request.headers.iter().filter(|(n, _)| n == once).count() > 1 {
+            return Err(refused(
+                400,
+                &format!("the request has more than one {once} header"),
+            ));
+        }
+    }
     if request.header("transfer-encoding").is_some() {
         return Err(refused(411, "send the body with a Content-Length"));
     }
@@ -122,13 +157,11 @@ pub fn read_request(stream: &mut TcpStream) -> Result<Request, Unread> {
     if body.len() > length {
         return Err(refused(400, "more bytes came than the Content-Length says"));
     }
-    let missing = length - body.len();
-    if missing > 0 {
-        let start = body.len();
-        body.resize(length, 0);
-        if stream.read_exact(&mut body[start..]).is_err() {
-            return Err(Unread::Gone);
-        }
+    while body.len() < length {
+        let want = (length - body.len()).min(chunk.len());
+        let n = read_until(stream, &mut chunk[..want], started + REQUEST_DEADLINE)
+            .ok_or(Unread::Gone)?;
+        body.extend_from_slice(&chunk[..n]);
     }
     request.body = body;
     Ok(request)

@@ -616,3 +616,130 @@ fn ui_stands_up_to_odd_requests() {
         403
     );
 }
+
+/// A connection to the dashboard's port.
+fn connect(base: &str) -> std::net::TcpStream {
+    let port = base.rsplit(':').next().unwrap();
+    let stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// Slow and many connections cannot starve the page: 64 clients sending a byte every 200 ms
+/// hold no slot the page needs (the one sending the longest is given up for a new request),
+/// a request has a deadline for its whole head (not per read), and an idle connection is
+/// closed.
+#[test]
+fn ui_is_not_starved_by_slow_or_many_connections() {
+    let dir = scratch("ui_slow", &[("flows.wv", FLOWS)]);
+    let ui = Ui::start(&dir);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drips: Vec<_> = (0..64)
+        .map(|_| {
+            let (mut stream, stop) = (connect(&ui.base), stop.clone());
+            std::thread::spawn(move || {
+                let _ = stream.write_all(b"GET /api/runs HTTP/1.1\r\n");
+                for _ in 0..40 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed)
+                        || stream.write_all(b"X").is_err()
+                    {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(ui.get("/api/runs").0, 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // A head sent a byte at a time is cut off at the head's deadline (5 s), not kept alive
+    // by each byte.
+    let mut slow = connect(&ui.base);
+    let started = Instant::now();
+    let _ = slow.write_all(b"GET /api/runs HTTP/1.1\r\n");
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(9) {
+        if slow.write_all(b"X").is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(closed, "a dripping head was kept past its deadline");
+    // An idle connection is closed too, with nothing to answer.
+    let mut idle = connect(&ui.base);
+    let mut byte = [0u8; 1];
+    let started = Instant::now();
+    assert_eq!(idle.read(&mut byte).unwrap_or(0), 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for drip in drips {
+        let _ = drip.join();
+    }
+}
+
+/// The limits say what they are: a head over 16 KiB and a 65th header are 431, a name in
+/// capitals is the same host, two Host or Origin headers are refused, and arguments too large
+/// for a process's argument are 413, not 500.
+#[test]
+fn ui_limits_and_names_are_exact() {
+    let dir = scratch("ui_limits", &[("flows.wv", FLOWS)]);
+    let ui = Ui::start(&dir);
+    let host = ui.base.trim_start_matches("http://").to_string();
+    let head = |extra: &str| format!("GET /api/runs HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n");
+    let filler = |bytes: usize| format!("X-Filler: {}\r\n", "a".repeat(bytes));
+    let base_len = head("").len();
+    // Exactly 16 KiB is read; one byte more is not.
+    let at_limit = head(&filler(16 * 1024 - base_len - 12));
+    assert_eq!(at_limit.len(), 16 * 1024);
+    assert!(raw(&ui.base, at_limit.as_bytes()).starts_with("HTTP/1.1 200"));
+    let over = head(&filler(16 * 1024 - base_len - 11));
+    let answer = raw(&ui.base, over.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let many: String = (0..63).map(|i| format!("X-{i}: y\r\n")).collect();
+    assert!(raw(&ui.base, head(&many).as_bytes()).starts_with("HTTP/1.1 200"));
+    let too_many: String = (0..64).map(|i| format!("X-{i}: y\r\n")).collect();
+    let answer = raw(&ui.base, head(&too_many).as_bytes());
+    assert!(
+        answer.starts_with("HTTP/1.1 431") && answer.contains("64 headers"),
+        "{answer}"
+    );
+    let upper = format!(
+        "GET /api/runs HTTP/1.1\r\nHost: {}\r\n\r\n",
+        host.replace("127.0.0.1", "LOCALHOST")
+    );
+    assert!(
+        raw(&ui.base, upper.as_bytes()).starts_with("HTTP/1.1 200"),
+        "{upper}"
+    );
+    let twice = format!("GET /api/runs HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\n\r\n");
+    assert!(raw(&ui.base, twice.as_bytes()).starts_with("HTTP/1.1 400"));
+    let origins = format!(
+        "POST /api/flows/Typed/runs HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nOrigin: http://evil.example\r\nX-Wvflow-Token: {}\r\nContent-Length: 2\r\n\r\n{{}}",
+        ui.token
+    );
+    assert!(raw(&ui.base, origins.as_bytes()).starts_with("HTTP/1.1 400"));
+    let (status, body) = ui.act(
+        "/api/flows/Typed/runs",
+        json!({ "args": { "label": "x".repeat(200 * 1024) } }),
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("128 KiB"),
+        "{body}"
+    );
+}
