@@ -504,16 +504,7 @@ impl Lowering<'_, '_> {
                 .first_join
                 .filter(|&j| at > j)
                 .and_then(|_| pipeline.before.get(at).cloned());
-            let relational = matches!(
-                op.kind,
-                OpKind::Where(_)
-                    | OpKind::Select(_)
-                    | OpKind::Join(_)
-                    | OpKind::GroupBy(_)
-                    | OpKind::OrderBy(_)
-                    | OpKind::Limit(_)
-            );
-            if relational {
+            if op.kind.is_relational() {
                 // A long pipeline is cut into queries of at most QUERY_OPS operators, each
                 // reading the one before as `_input`: one nest of thousands would pass SQLite's
                 // limits on nesting and expression depth.

@@ -307,6 +307,22 @@ pub enum OpKind {
     Activity(Box<Call>),
 }
 
+impl OpKind {
+    /// A relational operator: a clause of the stage's SQL (`where`, `select`, `join`,
+    /// `group by`, `order by`, `limit`).
+    pub fn is_relational(&self) -> bool {
+        matches!(
+            self,
+            OpKind::Where(_)
+                | OpKind::Select(_)
+                | OpKind::Join(_)
+                | OpKind::GroupBy(_)
+                | OpKind::OrderBy(_)
+                | OpKind::Limit(_)
+        )
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Join {
     pub source: SourceRef,

@@ -391,7 +391,12 @@ fn key_input<'p>(
     ) {
         return None;
     }
-    let first_effect = stage.body.ops.iter().position(|op| !relational(&op.kind));
+    // A route passes its rows on: nothing happens outside the run's data before an effect.
+    let first_effect = stage
+        .body
+        .ops
+        .iter()
+        .position(|op| !op.kind.is_relational() && !matches!(op.kind, OpKind::Route(_)));
     Some(match first_effect {
         Some(i) => (i, std::borrow::Cow::Borrowed(pipeline.before.get(i)?)),
         None => (
@@ -399,20 +404,6 @@ fn key_input<'p>(
             std::borrow::Cow::Owned(Row::of(pipeline.output.clone(), &stage.name.name)),
         ),
     })
-}
-
-/// Operators the engine runs as queries: nothing outside the run's data happens in them.
-pub fn relational(op: &OpKind) -> bool {
-    matches!(
-        op,
-        OpKind::Where(_)
-            | OpKind::Select(_)
-            | OpKind::Join(_)
-            | OpKind::GroupBy(_)
-            | OpKind::OrderBy(_)
-            | OpKind::Limit(_)
-            | OpKind::Route(_)
-    )
 }
 
 /// What read the row since `binder.read_row` was cleared (`reader`, subject and verb, written
