@@ -177,6 +177,24 @@ fn missing_and_unreadable_input_exit_two() {
 }
 
 #[test]
+fn a_missing_path_prints_only_the_error_in_every_format_and_checks_nothing() {
+    for format in ["human", "short", "json"] {
+        let o = wvflow(&["check", "nonexist.wv", "--format", format]);
+        assert_eq!(o.status.code(), Some(2), "{format}");
+        assert_eq!(stdout(&o), "", "{format}: no summary, no empty report");
+        assert_eq!(stderr(&o), "error: nonexist.wv: no such file or folder\n");
+    }
+    // Beside a file that has problems: the workspace is incomplete, so nothing is checked (a
+    // flow defined in the missing file would read as an unknown flow in the others).
+    let dir = scratch("missing-beside-broken");
+    let broken = write(&dir, "broken.wv", BROKEN);
+    let o = wvflow(&["check", &broken, "nonexist.wv"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(stderr(&o), "error: nonexist.wv: no such file or folder\n");
+}
+
+#[test]
 fn empty_file_is_clean_and_deny_warnings_keeps_clean_files_passing() {
     let dir = scratch("empty");
     let file = write(&dir, "empty.wv", "");
