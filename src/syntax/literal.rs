@@ -85,7 +85,7 @@ fn exact_millis(whole_part: &str, fraction: &str, unit: DurationUnit) -> Option<
         .checked_mul(scale)?
         .checked_add(fraction)?
         .checked_mul(u128::from(unit.millis()))?;
-    if scaled_millis % scale != 0 {
+    if !scaled_millis.is_multiple_of(scale) {
         return None;
     }
     u64::try_from(scaled_millis / scale).ok()
@@ -97,7 +97,7 @@ fn whole_duration(millis: u64, unit: DurationUnit) -> Option<(u64, DurationUnit)
     DurationUnit::LONGEST_FIRST
         .into_iter()
         .filter(|u| u.millis() <= unit.millis())
-        .find(|u| millis % u.millis() == 0)
+        .find(|u| millis.is_multiple_of(u.millis()))
         .map(|u| (millis / u.millis(), u))
 }
 

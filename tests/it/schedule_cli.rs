@@ -254,7 +254,7 @@ fn once_with_nothing_due_says_so_and_names_the_next_run() {
         "{log}"
     );
     assert!(
-        last.contains(&format!(" UTC; next: Hourly at "))
+        last.contains(" UTC; next: Hourly at ")
             && last.contains(&format!(":{minute:02} UTC ("))
             && last.ends_with(&format!(":{minute:02}:00Z)")),
         "{log}"
