@@ -26,24 +26,40 @@ macro_rules! err {
     }};
 }
 
-pub mod arguments;
-pub mod check;
-pub mod cli;
-pub mod cron;
-pub mod diagnostics;
-pub mod export;
-pub mod format;
-pub mod human;
-pub mod lsp;
-mod parallel;
-pub mod plan;
-pub mod retry_rule;
-pub mod runtime;
-pub mod source;
-pub mod span;
-pub mod syntax;
-pub mod terminal;
-pub mod ui;
-pub mod value;
-mod vocabulary;
-pub mod workspace;
+// wvflow supervises processes with Linux calls (pidfds, clone, prctl), so it is Linux only
+// (README.md, Install). Elsewhere a build prints this one error, not one per Linux call:
+// the modules below are left out.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "wvflow runs on Linux only: it supervises activities with pidfds, clone and prctl. \
+     Build it on Linux, or in a Linux container or VM (see README.md, Install)."
+);
+
+/// The items, on Linux only.
+macro_rules! on_linux {
+    ($($item:item)*) => { $( #[cfg(target_os = "linux")] $item )* };
+}
+
+on_linux! {
+    pub mod arguments;
+    pub mod check;
+    pub mod cli;
+    pub mod cron;
+    pub mod diagnostics;
+    pub mod export;
+    pub mod format;
+    pub mod human;
+    pub mod lsp;
+    mod parallel;
+    pub mod plan;
+    pub mod retry_rule;
+    pub mod runtime;
+    pub mod source;
+    pub mod span;
+    pub mod syntax;
+    pub mod terminal;
+    pub mod ui;
+    pub mod value;
+    mod vocabulary;
+    pub mod workspace;
+}

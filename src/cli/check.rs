@@ -62,8 +62,14 @@ fn print_timings(workspace: &Workspace, report: &crate::check::Report) {
 
 pub fn run(args: CheckArgs) -> u8 {
     let (workspace, load_errors) = Workspace::load(&args.paths);
-    for e in &load_errors {
-        errln!("error: {e}");
+    if !load_errors.is_empty() {
+        // Checked without one of its files, a workspace would show false problems (a flow
+        // defined there reads as unknown) and a summary that means nothing: as rustc does with
+        // an input it cannot read, say what is wrong and check nothing.
+        for e in &load_errors {
+            errln!("error: {e}");
+        }
+        return exit::USAGE;
     }
     let report = crate::check::check(&workspace);
     let mut diagnostics: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
@@ -105,9 +111,7 @@ pub fn run(args: CheckArgs) -> u8 {
     }
     // The process ends now; freeing a large syntax tree node by node would only delay the exit.
     std::mem::forget(workspace);
-    if !load_errors.is_empty() {
-        exit::USAGE
-    } else if errors > 0 || args.deny_warnings && warnings > 0 {
+    if errors > 0 || args.deny_warnings && warnings > 0 {
         exit::PROBLEMS
     } else {
         exit::OK

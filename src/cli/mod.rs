@@ -20,9 +20,11 @@ macro_rules! outln {
 
 mod backfill;
 mod check;
+mod completions;
 mod explain;
 mod export;
 mod fmt;
+mod man;
 mod plan;
 mod progress;
 mod run;
@@ -31,7 +33,7 @@ mod schedule;
 mod stage;
 mod ui;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Exit statuses (README.md, docs/runtime.md).
@@ -79,6 +81,16 @@ enum Command {
     Stage(stage::StageArgs),
     /// A local web dashboard of the workspace's runs and flows (127.0.0.1, with a token).
     Ui(ui::UiArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, wvflow(1), or a command's, in roff (`--out-dir`: write them all).
+    Man(man::ManArgs),
+}
+
+/// The whole command line as clap describes it: what completions and the man page are
+/// made from.
+fn command() -> clap::Command {
+    Cli::command()
 }
 
 pub fn main() -> ExitCode {
@@ -115,6 +127,8 @@ pub fn main() -> ExitCode {
         Command::Ui(args) => ui::run(args),
         Command::Stage(args) => stage::run(args),
         Command::Export(args) => export::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     };
     // Output that could not be written is an I/O error, said where it still can be.
     if let Some(failure) = crate::terminal::write_failure() {

@@ -5,9 +5,11 @@
 
 use super::exit;
 use super::plan::compile;
+use crate::plan::ir::Schedule;
 use crate::runtime::launch::default_db;
-use crate::runtime::schedule::utc_now;
-use crate::runtime::scheduler::{self, Options};
+use crate::runtime::schedule::{MAX_CATCHUP, run_time_text, utc_now};
+use crate::runtime::scheduler::{self, Event, Listener, NextRun, Options, Watched};
+use chrono::{DateTime, Utc};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,7 +38,7 @@ pub struct ScheduleArgs {
 
 pub fn run(args: ScheduleArgs) -> u8 {
     let checks = |workspace: &crate::workspace::Workspace| compile(workspace).is_some();
-    let Some(loaded) = scheduler::load(&args.path, &checks) else {
+    let Some(loaded) = scheduler::load(&args.path, &checks, &Log) else {
         return exit::USAGE;
     };
     if args.list {
@@ -51,7 +53,7 @@ pub fn run(args: ScheduleArgs) -> u8 {
         grace: args.grace,
     };
     let stop = crate::runtime::cancel::on_ctrl_c();
-    match scheduler::serve(&options, loaded, &checks, stop.clone()) {
+    match scheduler::serve(&options, loaded, &checks, &Log, stop.clone()) {
         Err(e) => {
             errln!("error: {e}");
             exit::USAGE
@@ -63,4 +65,173 @@ pub fn run(args: ScheduleArgs) -> u8 {
         }
         Ok(_) => exit::OK,
     }
+}
+
+/// The scheduler's log, a line per event on stderr, as the progress of the other commands:
+/// stdout stays for what a command produces (`--list`), and the runs' own output.
+struct Log;
+
+impl Listener for Log {
+    fn event(&self, event: Event) {
+        errln!("{}", line(&event));
+    }
+}
+
+/// The text of one event (several lines for the list of watched flows).
+fn line(event: &Event) -> String {
+    match event {
+        Event::Unreadable(e) => format!("error: {e}"),
+        Event::BadSchedule { flow, error } => format!("error: flow `{flow}`: {error}"),
+        Event::Watching {
+            path,
+            files,
+            flows,
+            once,
+            at,
+        } => watching(path, *files, flows, *once, *at),
+        Event::Next(next) => format!("next: {}", next_text(next.as_ref())),
+        Event::Reloaded { path } => format!("reloaded {}", path.display()),
+        Event::KeptPreviousSchedules => {
+            "the workspace does not check: keeping the previous schedules".to_string()
+        }
+        Event::TooManyMissed { flow, oldest } => format!(
+            "{flow}: more than {MAX_CATCHUP} missed windows; starting the newest {MAX_CATCHUP} (use `wvflow backfill` for those from {})",
+            oldest.map(run_time_text).unwrap_or_default()
+        ),
+        Event::DroppedWindow { flow, window } => format!(
+            "{flow}: {MAX_CATCHUP} windows waiting; dropped {}",
+            run_time_text(*window)
+        ),
+        Event::Following {
+            ended,
+            state,
+            starting,
+        } => format!("{ended} ended {state}: starting {starting}"),
+        Event::Started { flow, window } => {
+            format!("started {flow} for {}", run_time_text(*window))
+        }
+        Event::CannotStart { flow, error } => format!("error: cannot start {flow}: {error}"),
+        Event::Ended {
+            flow,
+            window,
+            run_id,
+            state,
+        } => format!("{flow} for {}: run {run_id} {state}", run_time_text(*window)),
+        Event::Skipped {
+            flow,
+            window,
+            reason,
+        } => format!("{flow} for {}: skipped: {reason}", run_time_text(*window)),
+        Event::StoreError(e) => format!("error: {e}"),
+        Event::Stopping { grace, running } => format!(
+            "stopping: waiting up to {} for {running} running run(s)",
+            crate::human::duration(*grace)
+        ),
+        Event::Signalling { action, flow, pid } => format!("{action} {flow} (process {pid})"),
+        Event::OnceDone {
+            at,
+            runs,
+            failed,
+            next,
+        } => once_done(*at, *runs, *failed, next.as_ref()),
+        Event::Stopped => "stopped: interrupted (Ctrl-C or SIGTERM)".to_string(),
+    }
+}
+
+/// `watching PATH (N files) for changes:` and a line per flow it can start.
+fn watching(
+    path: &std::path::Path,
+    files: usize,
+    flows: &[Watched],
+    once: bool,
+    at: DateTime<Utc>,
+) -> String {
+    let files = format!("{} ({files} file{})", path.display(), plural(files));
+    let mut text = if once {
+        format!("checking what is due at {} in {files}:", minute(at))
+    } else {
+        format!("watching {files} for changes:")
+    };
+    if flows.is_empty() {
+        text.push_str(" no flow has a schedule, an `if` on other flows or `depends on`");
+    }
+    for flow in flows {
+        text.push_str(&format!("\n  {}: {}", flow.flow, starts_when(flow)));
+    }
+    text
+}
+
+/// What starts a flow: `cron '0 2 * * *' in Europe/Berlin; when a run of Load ends (`if`)`.
+fn starts_when(flow: &Watched) -> String {
+    let mut parts = Vec::new();
+    if let Some(schedule) = &flow.schedule {
+        parts.push(schedule_text(schedule));
+    }
+    if !flow.if_ends_of.is_empty() {
+        parts.push(format!(
+            "when a run of {} ends (`if`)",
+            flow.if_ends_of.join(" or ")
+        ));
+    }
+    if !flow.depends_on.is_empty() {
+        let (names, have) = match flow.depends_on.as_slice() {
+            [one] => (one.clone(), "has"),
+            many => (many.join(" and "), "have all"),
+        };
+        parts.push(if flow.schedule.is_some() {
+            format!(
+                "each window runs only if {names} {have} succeeded since its last run (`depends on`)"
+            )
+        } else {
+            format!("when {names} {have} succeeded since its last run (`depends on`)")
+        });
+    }
+    parts.join("; ")
+}
+
+fn schedule_text(schedule: &Schedule) -> String {
+    match (&schedule.cron, schedule.interval_ms) {
+        (Some(pattern), _) => format!("cron '{pattern}' in {}", schedule.timezone),
+        (None, Some(ms)) => format!(
+            "every {} (from 00:00 UTC)",
+            crate::human::duration(Duration::from_millis(ms))
+        ),
+        (None, None) => "no fire times".to_string(),
+    }
+}
+
+/// `Flow at 2026-11-24 04:15 CET (2026-11-24T03:15:00Z)`, or `none`.
+fn next_text(next: Option<&NextRun>) -> String {
+    match next {
+        Some(next) => format!(
+            "{} at {} ({})",
+            next.flow,
+            next.at.with_timezone(&next.zone).format("%Y-%m-%d %H:%M %Z"),
+            run_time_text(next.at)
+        ),
+        None => "none".to_string(),
+    }
+}
+
+/// Why --once ends.
+fn once_done(at: DateTime<Utc>, runs: usize, failed: usize, next: Option<&NextRun>) -> String {
+    let next = next_text(next);
+    if runs == 0 {
+        format!("--once: nothing due at {}; next: {next}", minute(at))
+    } else {
+        format!(
+            "--once: everything due at {} has ended: {runs} run{}, {failed} failed; next: {next}",
+            minute(at),
+            plural(runs)
+        )
+    }
+}
+
+/// `09:23 UTC`: the minute --once looks at.
+fn minute(at: DateTime<Utc>) -> String {
+    at.format("%H:%M UTC").to_string()
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }

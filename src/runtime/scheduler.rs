@@ -1,8 +1,8 @@
 //! The scheduler daemon behind `wvflow schedule`: starts flows on their schedules and when
 //! runs of the flows they name in `if` end. Each run is a `wvflow run` process of its own (its
 //! own process group), so a run outlives a reload and a crash of one run touches no other.
-//! Its log (what it starts, skips, reloads and stops) goes to stderr. Semantics:
-//! `docs/scheduler.md`.
+//! It prints nothing: what it watches, starts, skips, reloads and why it stops are [`Event`]s
+//! told to a [`Listener`] (the command line prints them). Semantics: `docs/scheduler.md`.
 
 use super::engine::holds;
 use super::launch::RunProcess;
@@ -11,10 +11,11 @@ use super::runs::{catalog, schema};
 use super::schedule::{MAX_CATCHUP, Timing, run_time_text, utc_now};
 use super::state::{RunState, StageState};
 use crate::check::Index;
-use crate::plan::ir::{Cond, Plan};
+use crate::plan::ir::{Cond, Plan, Schedule};
 use crate::plan::lower;
 use crate::workspace::{Workspace, discover};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,6 +40,105 @@ pub struct Options {
 
 /// Whether a workspace checks; the caller reports its diagnostics.
 pub type Checks<'a> = &'a dyn Fn(&Workspace) -> bool;
+
+/// Whoever runs the scheduler, told what it does and why.
+pub trait Listener {
+    fn event(&self, event: Event);
+}
+
+/// What the scheduler does, in the order it does it.
+#[derive(Debug)]
+pub enum Event {
+    /// A path of the workspace could not be read (missing, not UTF-8).
+    Unreadable(String),
+    /// A flow's schedule cannot give fire times.
+    BadSchedule { flow: String, error: String },
+    /// At the start: the workspace and the flows it can start. `once`: only the minute `at`
+    /// is looked at; otherwise the files are watched for changes.
+    Watching {
+        path: PathBuf,
+        files: usize,
+        flows: Vec<Watched>,
+        once: bool,
+        at: DateTime<Utc>,
+    },
+    /// The earliest window to come, at the start and whenever it changes (not under --once,
+    /// which says it as it ends). `None`: no flow has a schedule.
+    Next(Option<NextRun>),
+    /// The files changed and check: the new schedules are in force.
+    Reloaded { path: PathBuf },
+    /// The files changed and do not check: the previous schedules stay in force.
+    KeptPreviousSchedules,
+    /// A catch-up found more missed windows than it starts; those from `oldest` are left.
+    TooManyMissed {
+        flow: String,
+        oldest: Option<DateTime<Utc>>,
+    },
+    /// A flow whose runs take longer than its period dropped its oldest waiting window.
+    DroppedWindow { flow: String, window: DateTime<Utc> },
+    /// A run of `ended` ended `state`, which starts `starting`.
+    Following {
+        ended: String,
+        state: String,
+        starting: String,
+    },
+    Started { flow: String, window: DateTime<Utc> },
+    CannotStart { flow: String, error: String },
+    /// A run the scheduler started ended.
+    Ended {
+        flow: String,
+        window: DateTime<Utc>,
+        run_id: String,
+        state: String,
+    },
+    /// A window recorded as skipped without running, and why.
+    Skipped {
+        flow: String,
+        window: DateTime<Utc>,
+        reason: String,
+    },
+    /// The run store refused a record.
+    StoreError(String),
+    /// Asked to stop while runs are going: how long they may go on.
+    Stopping { grace: Duration, running: usize },
+    /// A run still going after the grace period: `cancelling` (SIGTERM) or `killing`.
+    Signalling {
+        action: &'static str,
+        flow: String,
+        pid: i32,
+    },
+    /// --once: the minute `at` was looked at, `runs` runs were started for it (and by their
+    /// ends) and have all ended, `failed` of them failed.
+    OnceDone {
+        at: DateTime<Utc>,
+        runs: usize,
+        failed: usize,
+        next: Option<NextRun>,
+    },
+    /// Stopped by Ctrl-C or SIGTERM; every run it started has ended.
+    Stopped,
+}
+
+/// A flow the scheduler can start, and what starts it.
+#[derive(Debug)]
+pub struct Watched {
+    pub flow: String,
+    /// Its `schedule:` or `interval:`.
+    pub schedule: Option<Schedule>,
+    /// `if`: the flows whose runs' ends start it when its condition holds.
+    pub if_ends_of: Vec<String>,
+    /// `depends on`: with a schedule, they gate its windows; without, their successes start it.
+    pub depends_on: Vec<String>,
+}
+
+/// The next window of a flow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NextRun {
+    pub flow: String,
+    pub at: DateTime<Utc>,
+    /// The flow's time zone, for showing `at`.
+    pub zone: Tz,
+}
 
 /// A flow the scheduler starts.
 pub struct Entry {
@@ -73,12 +173,36 @@ fn fingerprint(path: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
         .collect()
 }
 
-/// Compiles the workspace: `None` (its diagnostics printed) when it does not check.
-pub fn load(path: &Path, checks: Checks) -> Option<Loaded> {
+impl Loaded {
+    /// The flows it can start.
+    pub fn watched(&self) -> Vec<Watched> {
+        self.entries
+            .iter()
+            .map(|entry| Watched {
+                flow: entry.flow.clone(),
+                schedule: entry.plan.flow.schedule.clone(),
+                if_ends_of: entry.condition.as_ref().map_or_else(Vec::new, |c| {
+                    let mut flows: Vec<String> = Vec::new();
+                    for flow in names(c) {
+                        if !flows.iter().any(|f| f == flow) {
+                            flows.push(flow.to_string());
+                        }
+                    }
+                    flows
+                }),
+                depends_on: entry.depends_on.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Compiles the workspace: `None` when it does not check (`checks` reported its
+/// diagnostics, `listener` the rest).
+pub fn load(path: &Path, checks: Checks, listener: &dyn Listener) -> Option<Loaded> {
     let fingerprint = fingerprint(path);
     let (workspace, errors) = Workspace::load(&[path.to_path_buf()]);
     for e in &errors {
-        errln!("error: {e}");
+        listener.event(Event::Unreadable(e.to_string()));
     }
     if !errors.is_empty() || !checks(&workspace) {
         return None;
@@ -91,8 +215,11 @@ pub fn load(path: &Path, checks: Checks) -> Option<Loaded> {
         let timing = match &flow.schedule {
             Some(schedule) => match Timing::of(schedule) {
                 Ok(t) => Some(t),
-                Err(e) => {
-                    errln!("error: flow `{}`: {e}", flow.name);
+                Err(error) => {
+                    listener.event(Event::BadSchedule {
+                        flow: flow.name.clone(),
+                        error,
+                    });
                     return None;
                 }
             },
@@ -122,12 +249,14 @@ pub fn serve(
     options: &Options,
     loaded: Loaded,
     checks: Checks,
+    listener: &dyn Listener,
     stop: Arc<AtomicBool>,
 ) -> Result<usize, String> {
     let conn = schema::open(&options.db)?;
     let mut daemon = Daemon {
         args: options,
         checks,
+        listener,
         db: options.db.clone(),
         conn,
         loaded,
@@ -136,12 +265,21 @@ pub fn serve(
         queues: BTreeMap::new(),
         running: Vec::new(),
         failures: 0,
+        started: 0,
         seen_event: 0,
         followed: BTreeSet::new(),
+        next: None,
     };
     daemon.seen_event = catalog::last_event(&daemon.conn).unwrap_or(0);
     let started_at = utc_now();
     daemon.position_schedules(started_at);
+    listener.event(Event::Watching {
+        path: options.path.clone(),
+        files: daemon.loaded.fingerprint.len(),
+        flows: daemon.loaded.watched(),
+        once: options.once,
+        at: started_at,
+    });
     let args = options;
     let mut first = true;
     loop {
@@ -156,10 +294,13 @@ pub fn serve(
         if first || !args.once {
             daemon.queue_due_windows(now);
         }
+        if !args.once {
+            daemon.tell_next_if_changed(first);
+        }
         first = false;
         let followed = daemon.follow_ends(now);
         daemon.start_queued();
-        daemon.failures += reap(&mut daemon.running);
+        daemon.failures += reap(&mut daemon.running, listener);
         if args.once && daemon.running.is_empty() && daemon.queues.values().all(|q| q.is_empty()) {
             // Done unless a run that just ended starts another flow.
             std::thread::sleep(Duration::from_millis(50));
@@ -173,7 +314,17 @@ pub fn serve(
         }
         std::thread::sleep(Duration::from_millis(if args.once { 100 } else { 500 }));
     }
-    daemon.failures += shut_down(std::mem::take(&mut daemon.running), args.grace);
+    daemon.failures += shut_down(std::mem::take(&mut daemon.running), args.grace, listener);
+    if stop.load(Ordering::Relaxed) {
+        listener.event(Event::Stopped);
+    } else {
+        listener.event(Event::OnceDone {
+            at: started_at,
+            runs: daemon.started,
+            failed: daemon.failures,
+            next: daemon.next_due(),
+        });
+    }
     Ok(daemon.failures)
 }
 
@@ -181,6 +332,7 @@ pub fn serve(
 struct Daemon<'a> {
     args: &'a Options,
     checks: Checks<'a>,
+    listener: &'a dyn Listener,
     db: PathBuf,
     conn: rusqlite::Connection,
     loaded: Loaded,
@@ -193,14 +345,45 @@ struct Daemon<'a> {
     queues: BTreeMap<String, VecDeque<DateTime<Utc>>>,
     running: Vec<Started>,
     failures: usize,
+    /// How many runs it started.
+    started: usize,
     /// The last `run_finished` event looked at.
     seen_event: i64,
     /// With --once, flows already started by an end: each at most once, so flows that start
     /// each other (`A if B.done`, `B if A.done`) cannot keep --once from ending.
     followed: BTreeSet<String>,
+    /// The next window as last told.
+    next: Option<NextRun>,
 }
 
 impl Daemon<'_> {
+    /// The earliest window to come of the flows with a schedule.
+    fn next_due(&self) -> Option<NextRun> {
+        self.loaded
+            .entries
+            .iter()
+            .filter_map(|entry| {
+                let timing = entry.timing.as_ref()?;
+                let since = self.since.get(&entry.flow).copied()?;
+                Some(NextRun {
+                    flow: entry.flow.clone(),
+                    at: timing.next_after(since)?,
+                    zone: timing.zone(),
+                })
+            })
+            .min_by_key(|next| next.at)
+    }
+
+    /// Tells the next window when it changed since it was last told (and at the start, even
+    /// when there is none).
+    fn tell_next_if_changed(&mut self, first: bool) {
+        let next = self.next_due();
+        if first || next != self.next {
+            self.listener.event(Event::Next(next.clone()));
+            self.next = next;
+        }
+    }
+
     /// Where each flow's schedule starts: its last recorded run with catch-up; otherwise now
     /// (with --once, the start of the current minute).
     fn position_schedules(&mut self, now: DateTime<Utc>) {
@@ -225,9 +408,11 @@ impl Daemon<'_> {
         if fingerprint(&self.args.path) == self.loaded.fingerprint {
             return;
         }
-        match load(&self.args.path, self.checks) {
+        match load(&self.args.path, self.checks, self.listener) {
             Some(new) => {
-                errln!("reloaded {}", self.args.path.display());
+                self.listener.event(Event::Reloaded {
+                    path: self.args.path.clone(),
+                });
                 // Flows that are gone are forgotten; new ones start from now.
                 self.since
                     .retain(|flow, _| new.entries.iter().any(|e| &e.flow == flow));
@@ -238,7 +423,7 @@ impl Daemon<'_> {
                 self.broken = false;
             }
             None => {
-                errln!("the workspace does not check: keeping the previous schedules");
+                self.listener.event(Event::KeptPreviousSchedules);
                 self.loaded.fingerprint = fingerprint(&self.args.path);
                 self.broken = true;
             }
@@ -258,14 +443,10 @@ impl Daemon<'_> {
                 && due.len() == MAX_CATCHUP
                 && timing.next_after(from) != due.first().copied()
             {
-                errln!(
-                    "{}: more than {MAX_CATCHUP} missed windows; starting the newest {MAX_CATCHUP} (use `wvflow backfill` for those from {})",
-                    entry.flow,
-                    timing
-                        .next_after(from)
-                        .map(run_time_text)
-                        .unwrap_or_default()
-                );
+                self.listener.event(Event::TooManyMissed {
+                    flow: entry.flow.clone(),
+                    oldest: timing.next_after(from),
+                });
             }
             for fire in due {
                 // A window that already ran (an earlier --once, a backfill) is done.
@@ -278,11 +459,10 @@ impl Daemon<'_> {
                     if queue.len() > MAX_CATCHUP
                         && let Some(dropped) = queue.pop_front()
                     {
-                        errln!(
-                            "{}: {MAX_CATCHUP} windows waiting; dropped {}",
-                            entry.flow,
-                            run_time_text(dropped)
-                        );
+                        self.listener.event(Event::DroppedWindow {
+                            flow: entry.flow.clone(),
+                            window: dropped,
+                        });
                     }
                 }
             }
@@ -327,12 +507,11 @@ impl Daemon<'_> {
                     }
                 };
                 if follows {
-                    errln!(
-                        "{} ended {}: starting {}",
-                        run.flow,
-                        run.display_state(),
-                        entry.flow
-                    );
+                    self.listener.event(Event::Following {
+                        ended: run.flow.clone(),
+                        state: run.display_state().to_string(),
+                        starting: entry.flow.clone(),
+                    });
                     chosen.insert(entry.flow.clone());
                 }
             }
@@ -362,9 +541,16 @@ impl Daemon<'_> {
                 continue;
             }
             match start(&self.args.path, &self.db, &flow, fire) {
-                Ok(started) => self.running.push(started),
-                Err(e) => {
-                    errln!("error: cannot start {flow}: {e}");
+                Ok(started) => {
+                    self.listener.event(Event::Started {
+                        flow: flow.clone(),
+                        window: fire,
+                    });
+                    self.running.push(started);
+                    self.started += 1;
+                }
+                Err(error) => {
+                    self.listener.event(Event::CannotStart { flow, error });
                     self.failures += 1;
                 }
             }
@@ -393,10 +579,14 @@ impl Daemon<'_> {
             skip: Some(reason),
         };
         let cancel = Default::default();
-        match Journal::create(&self.db, &new, cancel) {
-            Ok(_) => errln!("{flow} for {run_time}: skipped: {reason}"),
-            Err(e) => errln!("error: {e}"),
-        }
+        self.listener.event(match Journal::create(&self.db, &new, cancel) {
+            Ok(_) => Event::Skipped {
+                flow: flow.to_string(),
+                window: fire,
+                reason: reason.to_string(),
+            },
+            Err(e) => Event::StoreError(e.to_string()),
+        });
     }
 }
 
@@ -445,7 +635,6 @@ fn start(path: &Path, db: &Path, flow: &str, fire: DateTime<Utc>) -> Result<Star
         ],
         Stdio::inherit(),
     )?;
-    errln!("started {flow} for {run_time}");
     Ok(Started {
         flow: flow.to_string(),
         fire,
@@ -453,8 +642,8 @@ fn start(path: &Path, db: &Path, flow: &str, fire: DateTime<Utc>) -> Result<Star
     })
 }
 
-/// Collects runs that ended, printing each; returns how many failed.
-fn reap(running: &mut Vec<Started>) -> usize {
+/// Collects runs that ended, telling each; returns how many failed.
+fn reap(running: &mut Vec<Started>, listener: &dyn Listener) -> usize {
     let mut failed = 0;
     let mut i = 0;
     while i < running.len() {
@@ -469,12 +658,12 @@ fn reap(running: &mut Vec<Started>) -> usize {
         if matches!(state, "failed" | "cancelled") {
             failed += 1;
         }
-        errln!(
-            "{} for {}: run {} {state}",
+        listener.event(Event::Ended {
             flow,
-            run_time_text(fire),
-            summary["run_id"].as_str().unwrap_or("?")
-        );
+            window: fire,
+            run_id: summary["run_id"].as_str().unwrap_or("?").to_string(),
+            state: state.to_string(),
+        });
     }
     failed
 }
@@ -482,41 +671,44 @@ fn reap(running: &mut Vec<Started>) -> usize {
 /// Lets running runs finish within `grace`, then cancels them (SIGTERM to each run's
 /// process group: the run cancels itself, compensations included), waits as long again, and
 /// kills what is left. Returns how many failed.
-fn shut_down(mut running: Vec<Started>, grace: Duration) -> usize {
+fn shut_down(mut running: Vec<Started>, grace: Duration, listener: &dyn Listener) -> usize {
     if running.is_empty() {
         return 0;
     }
-    errln!(
-        "stopping: waiting up to {} for {} running run(s)",
-        humantime::format_duration(grace),
-        running.len()
-    );
-    let mut failed = wait_for(&mut running, grace);
-    for (signal, what) in [(libc::SIGTERM, "cancelling"), (libc::SIGKILL, "killing")] {
+    listener.event(Event::Stopping {
+        grace,
+        running: running.len(),
+    });
+    let mut failed = wait_for(&mut running, grace, listener);
+    for (signal, action) in [(libc::SIGTERM, "cancelling"), (libc::SIGKILL, "killing")] {
         if running.is_empty() {
             break;
         }
         for run in &running {
             if let Ok(pid) = libc::pid_t::try_from(run.process.child.id()) {
-                errln!("{what} {} (process {pid})", run.flow);
+                listener.event(Event::Signalling {
+                    action,
+                    flow: run.flow.clone(),
+                    pid,
+                });
                 // SAFETY: signals the run's own process group, which it leads.
                 unsafe {
                     libc::kill(-pid, signal);
                 }
             }
         }
-        failed += wait_for(&mut running, grace.max(Duration::from_secs(5)));
+        failed += wait_for(&mut running, grace.max(Duration::from_secs(5)), listener);
     }
     failed
 }
 
 /// Reaps runs until none is left or `limit` has passed.
-fn wait_for(running: &mut Vec<Started>, limit: Duration) -> usize {
+fn wait_for(running: &mut Vec<Started>, limit: Duration, listener: &dyn Listener) -> usize {
     let deadline = Instant::now() + limit;
-    let mut failed = reap(running);
+    let mut failed = reap(running, listener);
     while !running.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        failed += reap(running);
+        failed += reap(running, listener);
     }
     failed
 }

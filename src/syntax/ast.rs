@@ -422,6 +422,43 @@ impl DurationUnit {
             DurationUnit::D => 86_400_000,
         }
     }
+
+    /// Every unit, the longest first.
+    pub const LONGEST_FIRST: [DurationUnit; 5] = [
+        DurationUnit::D,
+        DurationUnit::H,
+        DurationUnit::M,
+        DurationUnit::S,
+        DurationUnit::Ms,
+    ];
+
+    /// The unit a literal is written with: `ms`, `s`, `m`, `h`, `d`.
+    pub fn from_suffix(suffix: &str) -> Option<DurationUnit> {
+        DurationUnit::LONGEST_FIRST
+            .into_iter()
+            .find(|unit| unit.suffix() == suffix)
+    }
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            DurationUnit::Ms => "ms",
+            DurationUnit::S => "s",
+            DurationUnit::M => "m",
+            DurationUnit::H => "h",
+            DurationUnit::D => "d",
+        }
+    }
+
+    /// The unit's name in messages, in the plural: `a whole number of hours`.
+    pub fn plural_name(self) -> &'static str {
+        match self {
+            DurationUnit::Ms => "milliseconds",
+            DurationUnit::S => "seconds",
+            DurationUnit::M => "minutes",
+            DurationUnit::H => "hours",
+            DurationUnit::D => "days",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -164,6 +164,9 @@ fn malformed(token: Token, src: &str, file: FileId, span: Span) -> Option<Diagno
         .with_label("this comment runs to the end of the file")
         .with_help("close it with `*/`"),
         Token::BadNumber => {
+            if let Some(fraction) = super::literal::fractional_duration(text) {
+                return Some(fractional_duration(file, span, text, fraction));
+            }
             let digits = text
                 .find(|c: char| !c.is_ascii_digit() && c != '.')
                 .unwrap_or(text.len());
@@ -173,6 +176,31 @@ fn malformed(token: Token, src: &str, file: FileId, span: Span) -> Option<Diagno
         }
         _ => return None,
     })
+}
+
+/// `1.5h`: the unit is right, the number is not whole.
+fn fractional_duration(
+    file: FileId,
+    span: Span,
+    text: &str,
+    fraction: super::literal::FractionalDuration,
+) -> Diagnostic {
+    let help = match fraction.whole {
+        Some((amount, unit)) => format!(
+            "write `{amount}{}`, the same duration in whole {}",
+            unit.suffix(),
+            unit.plural_name()
+        ),
+        None => "no whole number of a unit equals it: durations count whole milliseconds at the finest".to_string(),
+    };
+    Diagnostic::error(
+        Code::E0005,
+        file,
+        span,
+        format!("`{text}` is not a duration: a duration literal takes a whole number of its unit"),
+    )
+    .with_label(format!("a decimal number of {}", fraction.unit.plural_name()))
+    .with_help(help)
 }
 
 #[cfg(test)]

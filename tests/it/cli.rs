@@ -177,6 +177,49 @@ fn missing_and_unreadable_input_exit_two() {
 }
 
 #[test]
+fn a_missing_path_prints_only_the_error_in_every_format_and_checks_nothing() {
+    for format in ["human", "short", "json"] {
+        let o = wvflow(&["check", "nonexist.wv", "--format", format]);
+        assert_eq!(o.status.code(), Some(2), "{format}");
+        assert_eq!(stdout(&o), "", "{format}: no summary, no empty report");
+        assert_eq!(stderr(&o), "error: nonexist.wv: no such file or folder\n");
+    }
+    // Beside a file that has problems: the workspace is incomplete, so nothing is checked (a
+    // flow defined in the missing file would read as an unknown flow in the others).
+    let dir = scratch("missing-beside-broken");
+    let broken = write(&dir, "broken.wv", BROKEN);
+    let o = wvflow(&["check", &broken, "nonexist.wv"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(stderr(&o), "error: nonexist.wv: no such file or folder\n");
+}
+
+#[test]
+fn a_fractional_duration_is_refused_with_its_whole_equivalent() {
+    let dir = scratch("fractional-duration");
+    let file = write(
+        &dir,
+        "pause.wv",
+        "flow Pause = {\n  stage pause = wait(1.5h)\n}\n",
+    );
+    let o = wvflow(&["check", &file, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let found: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = &found[0];
+    assert_eq!(d["code"], "E0005");
+    assert_eq!(
+        d["message"],
+        "`1.5h` is not a duration: a duration literal takes a whole number of its unit"
+    );
+    assert_eq!(d["help"], "write `90m`, the same duration in whole minutes");
+    // `1.5h` on line 2 (0-based: 1), columns 21 to 25.
+    assert_eq!(
+        d["range"],
+        serde_json::json!({"start": {"line": 1, "character": 21}, "end": {"line": 1, "character": 25}})
+    );
+}
+
+#[test]
 fn empty_file_is_clean_and_deny_warnings_keeps_clean_files_passing() {
     let dir = scratch("empty");
     let file = write(&dir, "empty.wv", "");

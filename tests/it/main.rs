@@ -4,6 +4,7 @@ mod common;
 
 mod check_workspace;
 mod cli;
+mod completions;
 mod data_path;
 mod docs;
 mod examples;

@@ -111,6 +111,34 @@ fn once_starts_what_is_due_gates_dependencies_follows_ends_and_fires_hooks() {
     assert_eq!(hooks[0]["stage"], "first");
     assert_eq!(hooks[0]["rows"], 1);
     assert!(out.contains("hook on_finish (boom)"), "{out}");
+    // It says what it looked at and why it ends.
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("checking what is due at ")
+                && l.ends_with(&format!(" UTC in {} (1 file):", dir.display()))),
+        "{log}"
+    );
+    assert!(
+        log.contains("\n  Minutely: cron '* * * * *' in UTC\n"),
+        "{log}"
+    );
+    assert!(
+        log.contains("\n  AfterMinutely: when a run of Minutely ends (`if`)\n"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "\n  AfterDependency: when Minutely has succeeded since its last run (`depends on`)\n"
+        ),
+        "{log}"
+    );
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("--once: everything due at ")
+            && last.contains(" UTC has ended: 4 runs, 0 failed; next: Minutely at "),
+        "{log}"
+    );
     // The minute's windows now have runs: a second --once in the same minute starts nothing
     // new from the schedule (unless the minute turned meanwhile).
     let again = wvflow(&["schedule", dir.to_str().unwrap(), "--once"]);
@@ -170,6 +198,132 @@ flow Recover if Breaks.failed = {
     assert_eq!(o.status.code(), Some(1), "a run failed: {}", text(&o));
     assert_eq!(states_of(&dir, "Breaks"), ["failed"]);
     assert_eq!(states_of(&dir, "Recover"), ["success"]);
+}
+
+/// The minute of the hour now, in UTC.
+fn minute_now() -> u64 {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    seconds / 60 % 60
+}
+
+/// A flow due at the minute of each hour half an hour from now (not due now), and one that
+/// its runs' ends start.
+fn hourly_workspace(name: &str) -> (std::path::PathBuf, u64) {
+    let minute = (minute_now() + 30) % 60;
+    let src = format!(
+        "flow Hourly with {{ schedule: cron('{minute} * * * *') }} = {{\n  stage s = from [[1]] as t(x)\n}}\n\
+         flow Report if Hourly.success = {{\n  stage r = from [[1]] as t(x)\n}}\n"
+    );
+    (scratch(name, &[("flows.wv", &src)]), minute)
+}
+
+#[test]
+fn once_with_nothing_due_says_so_and_names_the_next_run() {
+    let (dir, minute) = hourly_workspace("schedule-nothing-due");
+    let before = minute_now();
+    let o = wvflow(&["schedule", dir.to_str().unwrap(), "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "",
+        "the log is on stderr"
+    );
+    let log = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines[1..],
+        [
+            format!("  Hourly: cron '{minute} * * * *' in UTC").as_str(),
+            "  Report: when a run of Hourly ends (`if`)",
+            lines[3],
+        ],
+        "{log}"
+    );
+    // `--once: nothing due at HH:MM UTC; next: Hourly at YYYY-MM-DD HH:MM UTC (RFC 3339)`
+    let last = lines[3];
+    let evaluated: u64 = last
+        .strip_prefix("--once: nothing due at ")
+        .and_then(|rest| rest.get(3..5))
+        .and_then(|mm| mm.parse().ok())
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        evaluated == before || evaluated == (before + 1) % 60,
+        "{log}"
+    );
+    assert!(
+        last.contains(" UTC; next: Hourly at ")
+            && last.contains(&format!(":{minute:02} UTC ("))
+            && last.ends_with(&format!(":{minute:02}:00Z)")),
+        "{log}"
+    );
+    assert!(runs(&dir).is_empty());
+}
+
+#[test]
+fn the_daemon_says_what_it_watches_the_next_run_and_that_it_stopped() {
+    let (dir, minute) = hourly_workspace("schedule-daemon-log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["schedule", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = collect_lines(child.stderr.take().unwrap());
+    wait_for_line(&lines, "next: Hourly at ");
+    // Ctrl-C in a terminal: SIGINT.
+    // SAFETY: signals the scheduler process this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    wait_for_line(&lines, "stopped");
+    let log = lines.lock().unwrap().clone();
+    assert_eq!(
+        log[0],
+        format!("watching {} (1 file) for changes:", dir.display()),
+        "{log:?}"
+    );
+    assert_eq!(log[1], format!("  Hourly: cron '{minute} * * * *' in UTC"));
+    assert_eq!(log[2], "  Report: when a run of Hourly ends (`if`)");
+    assert!(
+        log[3].starts_with("next: Hourly at ") && log[3].ends_with(&format!(":{minute:02}:00Z)")),
+        "{log:?}"
+    );
+    assert_eq!(log[4..], ["stopped: interrupted (Ctrl-C or SIGTERM)"]);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(out, "");
+}
+
+#[test]
+fn a_workspace_with_nothing_to_schedule_says_so() {
+    let dir = scratch(
+        "schedule-nothing",
+        &[(
+            "flows.wv",
+            "flow Manual = {\n  stage s = from [[1]] as t(x)\n}\n",
+        )],
+    );
+    let o = wvflow(&["schedule", dir.to_str().unwrap(), "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let log = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0].ends_with(&format!(
+            " UTC in {} (1 file): no flow has a schedule, an `if` on other flows or `depends on`",
+            dir.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        lines[1].starts_with("--once: nothing due at ") && lines[1].ends_with(" UTC; next: none"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -319,6 +473,7 @@ flow Ticker with { interval: 1s } = {
     assert_eq!(status.code(), Some(0));
     assert!(asked.elapsed() < Duration::from_secs(15));
     wait_for_line(&lines, "cancelling Napper");
+    wait_for_line(&lines, "stopped: interrupted (Ctrl-C or SIGTERM)");
     // Every run has ended: the long ones cancelled after the grace period.
     let all = runs(&dir);
     assert!(all.iter().all(|r| r["state"] != "running"), "{all:?}");

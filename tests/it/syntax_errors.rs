@@ -57,6 +57,17 @@ fn malformed_number() {
 }
 
 #[test]
+fn a_fraction_of_a_duration_unit_suggests_the_whole_equivalent() {
+    assert_eq!(
+        report(
+            "fractional_duration",
+            "flow f = {\n  stage pause = wait(1.5h)\n  stage s [timeout: 0.5s, retry_delay: 1.0m] = from t\n  stage tiny = wait(0.0005s)\n}"
+        ),
+        ["E0005"; 4]
+    );
+}
+
+#[test]
 fn unknown_escape() {
     assert_eq!(
         report(
