@@ -104,21 +104,44 @@ pub fn graph(site: &Site, id: &str) -> Reply {
     result.map_or_else(|reply| reply, |v| Reply::Json(200, v))
 }
 
-/// Attempt logs of the run (`stage`, `attempt`, `item` filter), in the order they started.
+/// Attempts whose logs one request reads at most, and when not told.
+const LOGS_LIMIT: u64 = 200;
+const LOGS_PAGE: u64 = 20;
+
+/// A page of the run's attempt logs (`stage`, `attempt`, `item` filter; `offset`, `limit`
+/// attempts; each log `from` a character on; `text=0` for the lengths alone), in the order
+/// the attempts started, with `total`, the attempts that match. A page reads what it shows:
+/// an `each` of 300 items is not read whole, nor a growing log again from its start.
 pub fn logs(site: &Site, id: &str, query: &Query) -> Reply {
-    let (attempt, item) = match (query.number::<u32>("attempt"), query.number::<u64>("item")) {
-        (Ok(a), Ok(i)) => (a, i),
-        (Err(reply), _) | (_, Err(reply)) => return reply,
+    let numbers = (|| {
+        Ok::<_, Reply>((
+            query.number::<u32>("attempt")?,
+            query.number::<u64>("item")?,
+            query.number::<u64>("offset")?.unwrap_or(0),
+            query.number::<u64>("limit")?.unwrap_or(LOGS_PAGE),
+            query.number::<u64>("from")?.unwrap_or(0),
+        ))
+    })();
+    let (attempt, item, offset, limit, from) = match numbers {
+        Ok(numbers) => numbers,
+        Err(reply) => return reply,
+    };
+    if limit > LOGS_LIMIT {
+        return error(400, format!("`limit` is at most {LOGS_LIMIT} attempts"));
+    }
+    let asked = catalog::LogQuery {
+        stage: query.get("stage"),
+        attempt,
+        item,
+        offset,
+        limit,
+        from,
+        lengths_only: query.get("text") == Some("0"),
     };
     let result = store(site).and_then(|conn| {
         found(&conn, id)?;
-        let logs = catalog::logs(&conn, id, query.get("stage")).map_err(|e| error(500, e))?;
-        let logs: Vec<_> = logs
-            .into_iter()
-            .filter(|a| attempt.is_none_or(|n| n == a.attempt))
-            .filter(|a| item.is_none_or(|i| Some(i) == a.item))
-            .collect();
-        Ok(json!({ "logs": logs }))
+        let (logs, total) = catalog::log_page(&conn, id, &asked).map_err(|e| error(500, e))?;
+        Ok(json!({ "logs": logs, "total": total, "offset": offset }))
     });
     result.map_or_else(|reply| reply, |v| Reply::Json(200, v))
 }

@@ -743,3 +743,55 @@ fn ui_limits_and_names_are_exact() {
         "{body}"
     );
 }
+
+/// The logs of a stage are read a page at a time: an `each` of 300 items is not sent whole
+/// (it was, every second, while it ran), and a log can be read on from where the reader is.
+#[test]
+fn ui_reads_logs_a_page_at_a_time() {
+    let flow = r#"activity item(n: int) = sh("""echo "item $WV_N says hello" >&2; echo '{}'""")
+flow Fan = {
+  stage fan [concurrency: 8] = from 'numbers.csv' | each item(_.n)
+}
+"#;
+    let numbers: String = std::iter::once("n\n".to_string())
+        .chain((0..300).map(|n| format!("{n}\n")))
+        .collect();
+    let dir = scratch(
+        "ui_log_pages",
+        &[("flows.wv", flow), ("numbers.csv", &numbers)],
+    );
+    let o = wvflow(&["run", dir.to_str().unwrap(), "Fan", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let run_id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ui = Ui::start(&dir);
+    let logs = |query: &str| ui.get(&format!("/api/runs/{run_id}/logs?{query}"));
+    let (status, page) = logs("stage=fan");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 300);
+    assert_eq!(
+        page["logs"].as_array().unwrap().len(),
+        20,
+        "a page by default"
+    );
+    let (_, last) = logs("stage=fan&offset=290&limit=50");
+    assert_eq!(last["logs"].as_array().unwrap().len(), 10);
+    let (_, lengths) = logs("stage=fan&limit=200&text=0");
+    let entries = lengths["logs"].as_array().unwrap();
+    assert_eq!(entries.len(), 200);
+    assert!(
+        entries
+            .iter()
+            .all(|l| l["log"] == "" && l["chars"].as_u64() > Some(0))
+    );
+    let (_, one) = logs("stage=fan&item=7&attempt=1");
+    let text = one["logs"][0]["log"].as_str().unwrap().to_string();
+    assert_eq!(text, "item 7 says hello\n");
+    let (_, rest) = logs("stage=fan&item=7&attempt=1&from=5");
+    assert_eq!(rest["logs"][0]["log"], "7 says hello\n");
+    assert_eq!(rest["logs"][0]["chars"], text.len());
+    assert_eq!(logs("stage=fan&limit=201").0, 400);
+    assert_eq!(logs("stage=fan&offset=x").0, 400);
+}

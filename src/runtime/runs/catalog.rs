@@ -586,3 +586,86 @@ pub fn logs(
         .map_err(e)?;
     rows.collect::<Result<_, _>>().map_err(e)
 }
+
+/// Which attempts' logs to read, and how much of each ([`log_page`]).
+#[derive(Clone, Debug, Default)]
+pub struct LogQuery<'a> {
+    pub stage: Option<&'a str>,
+    pub attempt: Option<u32>,
+    pub item: Option<u64>,
+    /// Skip this many attempts (in the order they started).
+    pub offset: u64,
+    /// At most this many attempts.
+    pub limit: u64,
+    /// Each log from this character on: what a reader that has the first `from` characters
+    /// still lacks.
+    pub from: u64,
+    /// Leave the text out: only each log's length (`chars`).
+    pub lengths_only: bool,
+}
+
+/// One attempt's log as [`log_page`] reads it: `log` from the asked character on, `chars`
+/// its whole length.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LogPart {
+    #[serde(flatten)]
+    pub attempt: AttemptLog,
+    pub chars: u64,
+}
+
+/// A page of a run's attempt logs, read in SQL (a fan-out of thousands of items is never
+/// read whole), and how many attempts match in all.
+pub fn log_page(
+    conn: &Connection,
+    run_id: &str,
+    q: &LogQuery,
+) -> Result<(Vec<LogPart>, u64), String> {
+    let e = |e: rusqlite::Error| e.to_string();
+    const MATCHING: &str = "FROM wvflow_attempts WHERE run_id = ?1 AND (?2 IS NULL OR stage = ?2)
+         AND (?3 IS NULL OR attempt = ?3) AND (?4 IS NULL OR item = ?4)";
+    let (attempt, item) = (q.attempt, q.item.map(|i| i as i64));
+    let total: i64 = conn
+        .query_row(
+            &format!("SELECT count(*) {MATCHING}"),
+            params![run_id, q.stage, attempt, item],
+            |r| r.get(0),
+        )
+        .map_err(e)?;
+    let mut statement = conn
+        .prepare(&format!(
+            "SELECT stage, phase, item, round, attempt, state,
+               CASE WHEN ?7 THEN '' ELSE substr(coalesce(log, ''), ?5 + 1) END,
+               length(coalesce(log, ''))
+             {MATCHING} ORDER BY started_at, rowid LIMIT ?6 OFFSET ?8"
+        ))
+        .map_err(e)?;
+    let rows = statement
+        .query_map(
+            params![
+                run_id,
+                q.stage,
+                attempt,
+                item,
+                q.from as i64,
+                q.limit as i64,
+                q.lengths_only,
+                q.offset as i64
+            ],
+            |r| {
+                Ok(LogPart {
+                    attempt: AttemptLog {
+                        stage: r.get(0)?,
+                        phase: r.get(1)?,
+                        item: r.get::<_, i64>(2).map(|i| u64::try_from(i).ok())?,
+                        round: r.get(3)?,
+                        attempt: r.get(4)?,
+                        state: r.get(5)?,
+                        log: r.get(6)?,
+                    },
+                    chars: r.get::<_, i64>(7)?.unsigned_abs(),
+                })
+            },
+        )
+        .map_err(e)?;
+    Ok((rows.collect::<Result<_, _>>().map_err(e)?, total.unsigned_abs()))
+}

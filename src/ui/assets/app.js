@@ -308,10 +308,19 @@ function runPage(main, runId) {
   let run = null;
   let picked = null;
   let pickedKey = "";
+  // The page of the picked stage's attempt logs shown, and what was fetched of it: the
+  // lengths of its logs (asked for each second while the stage runs; the text only when they
+  // changed) and their text.
+  const LOG_PAGE = 20;
+  let logPage = 0;
+  let logLengths = "";
+  let logs = { logs: [], total: 0 };
 
   async function pick(stage) {
     picked = stage;
     pickedKey = "";
+    logPage = 0;
+    logLengths = "";
     if (dag) for (const [name, n] of dag.nodes) n.g.classList.toggle("selected", name === stage);
     await showStage(true);
   }
@@ -324,13 +333,32 @@ function runPage(main, runId) {
     const live = ["running", "retrying", "queued"].includes(s.state);
     if (!force && key === pickedKey && !live) return;
     pickedKey = key;
-    const [logs, rows] = await Promise.all([
-      api(`/api/runs/${encodeURIComponent(runId)}/logs?stage=${encodeURIComponent(picked)}`),
+    const logsOf = `/api/runs/${encodeURIComponent(runId)}/logs?stage=${encodeURIComponent(picked)}` +
+      `&offset=${logPage * LOG_PAGE}&limit=${LOG_PAGE}`;
+    const lengths = await api(logsOf + "&text=0");
+    const seen = lengths.total + ":" + lengths.logs.map((l) => l.chars + l.state).join(",");
+    const [fresh, rows] = await Promise.all([
+      force || seen !== logLengths ? api(logsOf) : Promise.resolve(null),
       s.state === "success"
         ? api(`/api/runs/${encodeURIComponent(runId)}/rows?stage=${encodeURIComponent(picked)}&limit=20`).catch(() => null)
         : Promise.resolve(null),
     ]);
     if (picked !== s.stage) return;
+    if (fresh) {
+      logs = fresh;
+      logLengths = seen;
+    }
+    const pages = Math.max(1, Math.ceil(logs.total / LOG_PAGE));
+    const turn = (by) => async () => {
+      logPage = Math.min(pages - 1, Math.max(0, logPage + by));
+      await showStage(true);
+    };
+    const pager = logs.total > LOG_PAGE
+      ? h("p", { class: "pager", id: "log-pager" },
+        h("button", { class: "secondary", id: "logs-newer", disabled: logPage === 0, onclick: turn(-1) }, "‹"),
+        ` attempts ${logPage * LOG_PAGE + 1}–${Math.min(logs.total, (logPage + 1) * LOG_PAGE)} of ${logs.total} `,
+        h("button", { class: "secondary", id: "logs-older", disabled: logPage >= pages - 1, onclick: turn(1) }, "›"))
+      : null;
     const logText = logs.logs.map((l) =>
       `== ${l.stage}${l.item !== null ? ", item " + l.item : ""}, attempt ${l.attempt}` +
       `${l.phase === "run" ? "" : " (" + l.phase + ")"}: ${l.state} ==\n${l.log}`).join("");
@@ -352,6 +380,7 @@ function runPage(main, runId) {
       children.length ? h("p", {}, "Child runs: ", children.map((c) =>
         h("span", {}, h("a", { href: "#/runs/" + encodeURIComponent(c.run_id) }, c.run_id), " ", badge(c.state), " "))) : null,
       h("h2", {}, "Logs"),
+      pager,
       h("pre", { id: "stage-logs" }, logText || "(nothing written)"),
       rows ? [h("h2", {}, `Rows (first ${rows.rows.length})`),
         h("div", { class: "dag" }, table(rows.columns, rows.rows.map((r) =>
@@ -430,7 +459,7 @@ function runPage(main, runId) {
 
   async function showHookLogs(event) {
     picked = null;
-    const logs = await api(`/api/runs/${encodeURIComponent(runId)}/logs?stage=${encodeURIComponent(event)}`);
+    const logs = await api(`/api/runs/${encodeURIComponent(runId)}/logs?stage=${encodeURIComponent(event)}&limit=200`);
     detail.replaceChildren(h("h2", {}, "Hook ", event),
       h("pre", { id: "stage-logs" }, logs.logs.map((l) => `== attempt ${l.attempt}: ${l.state} ==\n${l.log}`).join("") || "(nothing written)"));
   }
