@@ -282,13 +282,12 @@ impl Journal {
             params![run_id, owner.pid, owner.host, owner.start, lease_until(now)],
         )
         .map_err(fail)?;
-        // A run stopped while it compensated keeps its stages as they ended: only the
-        // compensations still owed run.
+        // A run stopped in its saga keeps its stages as they ended: only the compensations
+        // still owed run.
         exec(
             &tx,
             "UPDATE wvflow_stages SET state = 'pending' WHERE run_id = ?1 AND state <> 'success'
-               AND NOT EXISTS (SELECT 1 FROM wvflow_compensations
-                               WHERE run_id = ?1 AND state = 'pending')",
+               AND NOT EXISTS (SELECT 1 FROM wvflow_compensations WHERE run_id = ?1)",
             [run_id],
         )
         .map_err(fail)?;
@@ -869,16 +868,16 @@ pub fn not_resumable(conn: &Connection, run: &RunRow) -> Result<(), String> {
             "run {run_id} is {state}: only a failed, cancelled or stale run can be resumed"
         ));
     }
-    // A saga that ended undid the successful stages; one stopped half way is finished.
-    let (compensated, owed): (i64, i64) = conn
+    // A run that ended after its saga undid its successful stages; a saga stopped half way
+    // (or before the run's end was recorded) is finished by the resume.
+    let compensated: i64 = conn
         .query_row(
-            "SELECT count(*), count(*) FILTER (WHERE state = 'pending')
-             FROM wvflow_compensations WHERE run_id = ?1",
+            "SELECT count(*) FROM wvflow_compensations WHERE run_id = ?1",
             [run_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| r.get(0),
         )
         .map_err(|e| format!("cannot resume run {run_id}: {e}"))?;
-    if compensated > 0 && owed == 0 {
+    if compensated > 0 && run.is_finished() {
         return Err(format!(
             "run {run_id} ran its compensations, which undid its successful stages; start a new run instead"
         ));

@@ -122,8 +122,8 @@ pub struct ResumePoint {
 }
 
 /// Where a resume of `run` starts, or why it cannot, decided before anything is loaded or
-/// run. A run stopped while it compensated (compensations still `pending`) keeps every
-/// stage as it ended and runs only the compensations owed; any other run keeps its
+/// run. A run stopped in its saga (before its end was recorded) keeps every stage as it
+/// ended and runs only the compensations still owed, then ends; any other run keeps its
 /// successful stages (and the losers of a decided race) and runs the rest again.
 pub fn resume_point(
     conn: &rusqlite::Connection,
@@ -134,7 +134,8 @@ pub fn resume_point(
     use crate::runtime::state::StageState;
     journal::not_resumable(conn, run)?;
     let compensations = catalog::compensations(conn, &run.run_id)?;
-    let compensating = compensations.iter().any(|c| c.state == StageState::Pending);
+    // Its saga had begun (not_resumable refuses a run that ended after it).
+    let compensating = !compensations.is_empty();
     let losers = race_losers(plan, &stages);
     let mut kept: Vec<(String, crate::runtime::engine::StageSummary)> = stages
         .into_iter()
