@@ -135,11 +135,22 @@ fn execute(command: StageCommand) -> Result<u8, String> {
     };
     let state = Location::parse(&common.state)?;
     let plan = match (&common.plan, &command) {
-        (Some(path), _) => read_plan(
-            &std::fs::read(path)
-                .map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?,
-            &path.display().to_string(),
-        )?,
+        (Some(path), _) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?;
+            // An exported DAG names the digest of the plan it carries: a file that is not
+            // that plan (put in place by someone else) is never run.
+            if let Ok(expected) = std::env::var("WVFLOW_PLAN_SHA256") {
+                let found = crate::export::sha256_hex(&bytes);
+                if !found.eq_ignore_ascii_case(expected.trim()) {
+                    return Err(format!(
+                        "{} is not the plan of this DAG (its SHA-256 is {found}, the DAG's {expected}); export the flow again",
+                        path.display()
+                    ));
+                }
+            }
+            read_plan(&bytes, &path.display().to_string())?
+        }
         (None, StageCommand::Init { .. }) => return Err("`init` needs --plan".into()),
         (None, _) => {
             let flow = common

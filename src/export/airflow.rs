@@ -125,7 +125,7 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
          # reads, retries, the saga and the run's state exactly as `wvflow run` does. The tasks need\n\
          # `wvflow` on the workers, the flow's folder at WORKSPACE and a STATE folder they share.\n\
          from __future__ import annotations\n\n\
-         import base64\nimport hashlib\nimport json\nimport os\nimport random\nimport re\nimport tempfile\n\
+         import base64\nimport hashlib\nimport json\nimport os\nimport random\nimport re\nimport stat\nimport tempfile\n\
          from datetime import datetime, timedelta, timezone\n\n\
          from airflow.providers.standard.operators.bash import BashOperator\n\
          from airflow.sdk import (\n    DAG,\n    CronTriggerTimetable,\n    DeltaTriggerTimetable,\n    \
@@ -409,24 +409,38 @@ fn shell_word(text: &str) -> String {
 
 /// What every exported DAG file defines: the plan file on the worker, each task's
 /// environment, and the retry policy that computes wvflow's delays and stops at exit 98.
-const PYTHON_HELPERS: &str = r#"def plan_file() -> str:
-    """The plan in a file of its own on this worker, named by its content."""
+const PYTHON_HELPERS: &str = r#"def plan_file() -> tuple[str, str]:
+    """The plan in a file of its own on this worker, named by its content, in a folder only
+    this user can write (another user cannot choose the commands), and its SHA-256, which
+    `wvflow stage` checks again."""
     data = base64.b64decode("".join(PLAN_BASE64))
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    path = os.path.join(tempfile.gettempdir(), f"wvflow-plan-{digest}.json")
-    if not os.path.exists(path):
-        partial = f"{path}.{os.getpid()}"
-        with open(partial, "wb") as out:
-            out.write(data)
-        os.replace(partial, path)
-    return path
+    digest = hashlib.sha256(data).hexdigest()
+    folder = os.path.join(tempfile.gettempdir(), f"wvflow-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise RuntimeError(f"{folder} is not a folder only this user can write: remove it")
+    path = os.path.join(folder, f"plan-{digest[:16]}.json")
+    try:
+        with open(path, "rb") as kept:
+            if hashlib.sha256(kept.read()).hexdigest() == digest:
+                return path, digest
+    except OSError:
+        pass
+    partial = f"{path}.{os.getpid()}"
+    with open(partial, "wb") as out:
+        out.write(data)
+    os.replace(partial, path)
+    return path, digest
 
 
 def task_env() -> dict:
     """What each task's command reads; values pass through the environment, never the shell."""
+    plan, digest = plan_file()
     return {
         "WVFLOW": WVFLOW,
-        "WVFLOW_PLAN": plan_file(),
+        "WVFLOW_PLAN": plan,
+        "WVFLOW_PLAN_SHA256": digest,
         "WVFLOW_STATE": STATE,
         "WVFLOW_WORKSPACE": WORKSPACE,
         "WVFLOW_RUN_ID": "{{ run_id }}",

@@ -157,3 +157,12 @@ pub fn export(
     }
     Ok(exported)
 }
+
+/// The SHA-256 of `bytes` in lower-case hex: how an exported DAG names the plan it carries.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

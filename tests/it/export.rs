@@ -1,7 +1,7 @@
 //! `wvflow export` and `wvflow stage`: exported files byte for byte, and runs driven stage by
 //! stage as an engine would drive them, which must end as `wvflow run` ends.
 
-use crate::common::copy_dir;
+use crate::common::{copy_dir, scratch};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -1359,4 +1359,121 @@ fn exported_runs_keep_apart_and_odd_names_are_refused() {
             assert!(text(&o).contains(why), "{flow} {target}: {}", text(&o));
         }
     }
+}
+
+/// The plan an exported DAG's tasks read cannot be chosen by another local user: the DAG
+/// keeps it in a folder only its user can write (a file put at the old shared name, or a
+/// folder of the new name that others can write, is never read), and `wvflow stage` refuses
+/// a plan whose digest is not the one the DAG carries.
+#[test]
+fn an_exported_dag_reads_only_its_own_plan() {
+    let dir = scratch(
+        "dag_plan_file",
+        &[(
+            "flow.wv",
+            "activity hello = sh(\"\"\"echo '{\"hi\": 1}'\"\"\")\nflow F = {\n  stage s = hello()\n}\n",
+        )],
+    );
+    let o = wvflow_at(
+        &dir,
+        &[
+            "export", "flow.wv", "F", "--target", "airflow", "-o", "dag.py",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let dag = std::fs::read_to_string(dir.join("dag.py")).unwrap();
+    // Only the helpers, run with the plain Python of the venv: no Airflow needed for them.
+    let start = dag.find("def plan_file()").unwrap();
+    let end = dag.find("def task_env()").unwrap();
+    let plan_line = dag
+        .lines()
+        .position(|l| l.starts_with("PLAN_BASE64"))
+        .unwrap();
+    let plan_block: String = dag
+        .lines()
+        .skip(plan_line)
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let script = format!(
+        "import base64, hashlib, os, stat, sys, tempfile\ntempfile.tempdir = {tmp:?}\n{plan_block}\n{}\npath, digest = plan_file()\nprint(path)\nprint(digest)\n",
+        &dag[start..end],
+        tmp = tmp.display().to_string()
+    );
+    let run = || {
+        let o = Command::new(python())
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            text(&o),
+        )
+    };
+    let (code, out, all) = run();
+    assert_eq!(code, Some(0), "{all}");
+    let (path, digest) = out.trim().split_once('\n').unwrap();
+    let folder = Path::new(path).parent().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(folder).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{:o}", mode);
+    // A file replaced in that folder is written again before it is read.
+    std::fs::write(path, "{\"evil\": true}").unwrap();
+    assert_eq!(run().0, Some(0));
+    assert_ne!(std::fs::read_to_string(path).unwrap(), "{\"evil\": true}");
+    // A folder others can write is not used.
+    std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, _, all) = run();
+    assert_ne!(code, Some(0));
+    assert!(all.contains("only this user can write"), "{all}");
+    std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // The task refuses a plan that is not the DAG's.
+    let other = dir.join("other.json");
+    std::fs::write(
+        &other,
+        &wvflow_at(&dir, &["plan", "flow.wv", "F", "--format", "json"]).stdout,
+    )
+    .unwrap();
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&other)
+            .unwrap()
+            .replace("echo", "echo "),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args([
+            "stage",
+            "init",
+            "--plan",
+            other.to_str().unwrap(),
+            "--state",
+        ])
+        .arg(dir.join("state"))
+        .args(["--run-id", "r1"])
+        .env("WVFLOW_PLAN_SHA256", digest)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("not the plan of this DAG"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.join("state").exists());
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["stage", "init", "--plan", path, "--state"])
+        .arg(dir.join("state"))
+        .args(["--run-id", "r1"])
+        .env("WVFLOW_PLAN_SHA256", digest)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
