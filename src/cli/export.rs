@@ -53,10 +53,15 @@ pub fn run(args: ExportArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    // A bare file name's folder is this one (its parent is the empty path, which made the
+    // state relative and the flow's folder absolute below the given workspace).
     let folder = crate::workspace::absolute(&if args.path.is_dir() {
         args.path.clone()
     } else {
-        args.path.parent().map(PathBuf::from).unwrap_or_default()
+        match args.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
     });
     let target = match args.target {
         TargetArg::Airflow => Target::Airflow,
@@ -91,6 +96,12 @@ pub fn run(args: ExportArgs) -> u8 {
         image: args.image,
         volume_claim: args.volume_claim,
     };
+    if let Err(problems) = deployment.check() {
+        for problem in problems {
+            errln!("error: {problem}");
+        }
+        return exit::USAGE;
+    }
     let exported = match export(&plan, target, &deployment) {
         Ok(exported) => exported,
         Err(reasons) => {

@@ -37,6 +37,53 @@ pub struct Deployment {
     pub volume_claim: String,
 }
 
+impl Deployment {
+    /// Refuses a value that could leave its place in the exported file (a newline ends a YAML
+    /// comment or a Python string; a quote ends a string) or that the engine would refuse:
+    /// each problem names its command-line option.
+    pub fn check(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        for (option, value) in [
+            ("--wvflow", &self.wvflow),
+            ("--workspace", &self.workspace),
+            ("--state", &self.state),
+            ("--image", &self.image),
+            ("--volume-claim", &self.volume_claim),
+        ] {
+            if value.is_empty() || value.chars().any(char::is_control) {
+                problems.push(format!(
+                    "{option} {value:?}: a value must be given, without control characters (a newline would end its line in the file)"
+                ));
+            }
+        }
+        if self.image.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+            problems.push(format!(
+                "--image {:?}: an image reference has no spaces or quotes",
+                self.image
+            ));
+        }
+        // Kubernetes names a claim by a DNS-1123 subdomain.
+        let claim = &self.volume_claim;
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if claim.len() > 253 || !claim.split('.').all(label_ok) {
+            problems.push(format!(
+                "--volume-claim {claim:?}: a volume claim's name is lower-case letters, digits, '-' and '.' (a DNS-1123 subdomain)"
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
 /// An exported file and the approximations made in it.
 pub struct Exported {
     pub text: String,
@@ -136,6 +183,9 @@ pub fn export(
 ) -> Result<Exported, Vec<String>> {
     let mut refused = limits(plan);
     refused.extend(unfit_names(plan));
+    if let Err(problems) = deployment.check() {
+        refused.extend(problems);
+    }
     if !refused.is_empty() {
         return Err(refused);
     }

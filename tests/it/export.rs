@@ -1477,3 +1477,55 @@ fn an_exported_dag_reads_only_its_own_plan() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// `wvflow export` run inside the flow's folder with a bare file name exports what it does
+/// from anywhere else (the workspace given, an absolute state), and an option that could
+/// break out of its place in the file (a newline, a quote) is refused with its name.
+#[test]
+fn export_from_the_flows_folder_and_odd_options() {
+    let dir = scratch(
+        "export_here",
+        &[(
+            "flow.wv",
+            "activity hello = sh(\"\"\"echo '{\"hi\": 1}'\"\"\")\nflow F = {\n  stage s = hello()\n}\n",
+        )],
+    );
+    let argo = wvflow_at(
+        &dir,
+        &[
+            "export",
+            "flow.wv",
+            "F",
+            "--target",
+            "argo",
+            "--workspace",
+            "/w",
+        ],
+    );
+    assert_eq!(argo.status.code(), Some(0), "{}", text(&argo));
+    let yaml = String::from_utf8_lossy(&argo.stdout);
+    assert!(yaml.contains("workingDir: \"/w\""), "{yaml}");
+    assert!(!yaml.contains(&dir.display().to_string()), "{yaml}");
+    let airflow = wvflow_at(&dir, &["export", "flow.wv", "F", "--target", "airflow"]);
+    let python = String::from_utf8_lossy(&airflow.stdout);
+    let state = format!(
+        "STATE = os.environ.get(\"WVFLOW_STATE\", \"{}\")",
+        dir.join(".wvflow/state").display()
+    );
+    assert!(python.contains(&state), "{python}");
+    for (option, value) in [
+        ("--volume-claim", "x\nkind: Evil"),
+        ("--volume-claim", "Not_A_Claim"),
+        ("--image", "wvflow:1\nkind: Evil"),
+        ("--workspace", "/w\"\nevil"),
+        ("--state", "/s\n"),
+        ("--wvflow", "wvflow\u{7}"),
+    ] {
+        let o = wvflow_at(
+            &dir,
+            &["export", "flow.wv", "F", "--target", "argo", option, value],
+        );
+        assert_eq!(o.status.code(), Some(2), "{option} {value:?}: {}", text(&o));
+        assert!(text(&o).contains(option), "{option}: {}", text(&o));
+    }
+}
