@@ -62,6 +62,11 @@ pub struct FlowPlan {
 pub struct NamedSql {
     pub name: String,
     pub sql: Sql,
+    /// The value's type, as the checker types the expression (a signal: its initial
+    /// value's): what a signal's values are read as, and how values are written back out.
+    #[serde(rename = "type", default)]
+    #[schemars(with = "String")]
+    pub ty: ValueType,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -21,21 +21,45 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
         .iter()
         .map(|p| p.name.name.to_string())
         .collect();
+    // Each signal and query has the type the binder gives its expression: a signal, that of
+    // its initial value; a query, that of its expression over parameters and signals.
+    let param_types: Vec<(&str, crate::value::ValueType)> = flow
+        .params
+        .iter()
+        .map(|p| (p.name.name.as_str(), p.ty.value.into()))
+        .collect();
+    let signal_types = crate::check::binder::signal_types(flow);
+    let query_scope = crate::check::binder::Scope {
+        values: &param_types,
+        signals: &signal_types,
+        run_values: true,
+        run_state: true,
+        row: None,
+        place: "a `query`",
+    };
     let named = |wanted: fn(&ast::Member) -> Option<&ast::NamedExpr>, signals| {
         flow.members
             .iter()
             .filter_map(wanted)
             .map(|m| {
                 let mut w = Writer::new(&flow_params).typed(&flow.params);
-                if let Some(signals) = signals {
-                    w = w.with_signals(signals);
-                }
+                let ty = match signals {
+                    Some(signals) => {
+                        w = w.with_signals(signals);
+                        crate::check::binder::Binder::new(def.file).bind(&m.value, &query_scope)
+                    }
+                    None => signal_types
+                        .iter()
+                        .find(|(n, _)| *n == m.name.name)
+                        .map_or(crate::value::ValueType::Any, |(_, ty)| *ty),
+                };
                 NamedSql {
                     name: m.name.name.to_string(),
                     sql: Sql {
                         text: w.expr(&m.value),
                         params: w.take_params(),
                     },
+                    ty,
                 }
             })
             .collect::<Vec<_>>()
@@ -47,9 +71,17 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
         },
         None,
     );
-    let signal_defaults: BTreeMap<String, String> = signals
+    let signal_defaults: BTreeMap<String, sql::SignalSql> = signals
         .iter()
-        .map(|s| (s.name.clone(), s.sql.text.clone()))
+        .map(|s| {
+            (
+                s.name.clone(),
+                sql::SignalSql {
+                    initial: s.sql.text.clone(),
+                    ty: s.ty,
+                },
+            )
+        })
         .collect();
     let queries = named(
         |m| match m {
@@ -276,7 +308,7 @@ struct Lowering<'a, 'w> {
     /// Per stage: the rows each operator reads, as the binder knows them.
     pipelines: Vec<crate::check::shapes::Pipeline>,
     flow_params: &'a BTreeSet<String>,
-    signals: &'a BTreeMap<String, String>,
+    signals: &'a BTreeMap<String, sql::SignalSql>,
     route_filters: BTreeMap<(String, String), String>,
     /// Stages whose failed items another stage reads (`failed(stage)`).
     failed_read: BTreeSet<&'w str>,

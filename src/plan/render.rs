@@ -67,7 +67,13 @@ pub fn text(plan: &Plan) -> String {
     }
     for (kind, named) in [("signal", &f.signals), ("query", &f.queries)] {
         for n in named {
-            let _ = writeln!(out, "  {kind} {} = {}", n.name, sql(&n.sql));
+            let _ = writeln!(
+                out,
+                "  {kind} {}: {} = {}",
+                n.name,
+                n.ty.name(),
+                sql(&n.sql)
+            );
         }
     }
     for s in &f.stages {

@@ -22,5 +22,6 @@ mod runs_cli;
 mod runtime;
 mod schedule_cli;
 mod semantics;
+mod signals;
 mod syntax_errors;
 mod ui;

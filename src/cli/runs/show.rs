@@ -273,6 +273,17 @@ fn text(detail: &RunDetail, run: &RunRow) -> String {
             ));
         }
     }
+    if !detail.signals.is_empty() {
+        out.push_str("\nsignals:\n");
+        for s in &detail.signals {
+            out.push_str(&format!(
+                "  {} = {}  at {}\n",
+                s.name,
+                s.value.literal(),
+                rfc3339(s.at)
+            ));
+        }
+    }
     for (title, runs) in [("child runs", &detail.children), ("jumps", &detail.jumps)] {
         if runs.is_empty() {
             continue;

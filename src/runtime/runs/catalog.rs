@@ -417,6 +417,31 @@ pub fn compensations(conn: &Connection, run_id: &str) -> Result<Vec<Compensation
     rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
 }
 
+/// A signal sent to a run: its name, its value as stored, and when it was sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignalRow {
+    pub name: String,
+    pub value: rusqlite::types::Value,
+    pub at: i64,
+}
+
+/// The signals sent to a run, in the order they were sent.
+pub fn signals(conn: &Connection, run_id: &str) -> Result<Vec<SignalRow>, String> {
+    let mut statement = conn
+        .prepare("SELECT name, value, at FROM wvflow_signals WHERE run_id = ?1 ORDER BY seq")
+        .map_err(|e| e.to_string())?;
+    let rows = statement
+        .query_map([run_id], |r| {
+            Ok(SignalRow {
+                name: r.get(0)?,
+                value: r.get(1)?,
+                at: r.get(2)?,
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
 /// Runs started by this one: `call` children (`column = "parent_run"`) or jump targets
 /// (`"jumped_from"`), oldest first.
 pub fn related(conn: &Connection, run_id: &str, column: &str) -> Result<Vec<RunRow>, String> {

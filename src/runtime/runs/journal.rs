@@ -8,7 +8,6 @@ use crate::plan::Plan;
 use crate::runtime::engine::{
     Attempt, AttemptEnd, CompensationSummary, Progress, StageSummary, Summary,
 };
-use crate::runtime::store::to_json;
 use crate::value::ValueType;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
@@ -728,7 +727,7 @@ pub fn request(
     run_id: &str,
     kind: &str,
     name: Option<&str>,
-    value: Option<&Value>,
+    value: Option<&crate::value::Typed>,
 ) -> Result<String, String> {
     let mut conn = schema::open(db)?;
     let fail = |e: rusqlite::Error| format!("cannot record the request for run {run_id}: {e}");
@@ -772,7 +771,12 @@ pub fn request(
             exec(
                 &tx,
                 "INSERT INTO wvflow_signals (run_id, name, value, at) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, name, value.cloned().unwrap_or(Value::Null), now],
+                params![
+                    run_id,
+                    name,
+                    value.map_or(Value::Null, |v| v.value.clone()),
+                    now
+                ],
             )
             .map_err(fail)?;
             if matches!(name, "pause" | "resume") {
@@ -787,7 +791,7 @@ pub fn request(
         _ => {}
     }
     let detail = match value {
-        Some(v) => serde_json::json!({ "name": name, "value": to_json(v) }),
+        Some(v) => serde_json::json!({ "name": name, "value": v.json() }),
         None => serde_json::json!({ "name": name }),
     };
     event(

@@ -118,14 +118,12 @@ pub fn group_members(db: &Path) -> Vec<String> {
 /// The process groups of the attempts that the run store `db` recorded.
 fn attempt_groups(db: &Path) -> std::collections::BTreeSet<i64> {
     let conn = rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("{}: {e}", db.display()));
-    let groups = conn
-        .prepare("SELECT DISTINCT pid FROM wvflow_attempts WHERE pid IS NOT NULL")
+    conn.prepare("SELECT DISTINCT pid FROM wvflow_attempts WHERE pid IS NOT NULL")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
-    groups
+        .unwrap()
 }
 
 /// Live processes (not zombies) whose process group is one of `groups`.
