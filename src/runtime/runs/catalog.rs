@@ -30,11 +30,15 @@ pub struct RunRow {
     pub run_db: String,
     pub keep_runs: Option<i64>,
     pub resumes: i64,
+    /// A stage of the run waits for its next attempt (`retrying`).
+    pub retrying: bool,
 }
 
 const RUN_COLUMNS: &str = "run_id, flow, version, args, run_time, state, reason, created_at,
   started_at, finished_at, owner_pid, owner_host, owner_start, lease_until, parent_run,
-  parent_stage, jumped_from, workspace, run_db, keep_runs, resumes";
+  parent_stage, jumped_from, workspace, run_db, keep_runs, resumes,
+  EXISTS (SELECT 1 FROM wvflow_stages AS s
+          WHERE s.run_id = wvflow_runs.run_id AND s.state = 'retrying')";
 
 fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -61,14 +65,19 @@ fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
         run_db: r.get(18)?,
         keep_runs: r.get(19)?,
         resumes: r.get(20)?,
+        retrying: r.get(21)?,
     })
 }
 
 impl RunRow {
-    /// The state to show: a running run whose owner is gone is `running (stale)`.
+    /// The state every command and the dashboard show: a running run whose owner is gone is
+    /// `running (stale)`; a live one with a stage waiting for its next attempt is `running
+    /// (retrying)`.
     pub fn display_state(&self) -> String {
         if self.is_stale() {
             "running (stale)".into()
+        } else if self.state == RunState::Running && self.retrying {
+            "running (retrying)".into()
         } else {
             self.state.to_string()
         }

@@ -38,7 +38,7 @@ function h(tag, attrs, ...children) {
 
 function stateClass(state) {
   const s = String(state || "pending");
-  return "state-" + (s.includes("stale") ? "stale" : s.split(" ")[0]);
+  return "state-" + (s.includes("stale") ? "stale" : s.includes("retrying") ? "retrying" : s.split(" ")[0]);
 }
 
 function badge(state) {
@@ -363,7 +363,7 @@ function runPage(main, runId) {
   function drawActions() {
     const state = run.state;
     const buttons = [];
-    if (state === "running") {
+    if (state === "running" || state === "running (retrying)") {
       buttons.push(h("button", { class: "danger", id: "cancel", onclick: async (ev) => {
         ev.target.disabled = true;
         try { await act(`/api/runs/${encodeURIComponent(runId)}/cancel`); toast("Cancel requested"); }
