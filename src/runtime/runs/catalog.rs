@@ -83,6 +83,34 @@ impl RunRow {
         }
     }
 
+    /// When the run ended, as far as the store knows at `now_ms`: when it finished; for a
+    /// stale run, its owner's last heartbeat (the renewal its lease counts from), since
+    /// nothing ran after it; `None` while a live run goes on.
+    pub fn ended_at(&self, now_ms: i64) -> Option<i64> {
+        match self.finished_at {
+            Some(at) => Some(at),
+            None if self.state == RunState::Running
+                && is_stale(&self.owner, self.lease_until, now_ms) =>
+            {
+                let heartbeat = self.lease_until - super::owner::LEASE.as_millis() as i64;
+                Some(
+                    heartbeat
+                        .max(self.started_at.unwrap_or(heartbeat))
+                        .min(now_ms),
+                )
+            }
+            None => None,
+        }
+    }
+
+    /// How long the run took, or has taken so far at `now_ms` while it goes on; `None`
+    /// before it started.
+    pub fn duration_ms(&self, now_ms: i64) -> Option<u64> {
+        let start = self.started_at?;
+        let end = self.ended_at(now_ms).unwrap_or(now_ms);
+        Some((end - start).max(0) as u64)
+    }
+
     pub fn is_stale(&self) -> bool {
         self.state == RunState::Running && is_stale(&self.owner, self.lease_until, now_ms())
     }

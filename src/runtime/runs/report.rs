@@ -61,6 +61,7 @@ impl RunDetail {
             "run_time": run.run_time,
             "started_at": run.started_at.map(rfc3339),
             "finished_at": run.finished_at.map(rfc3339),
+            "duration_ms": run.duration_ms(super::schema::now_ms()),
             "owner": { "pid": run.owner.pid, "host": run.owner.host },
             "resumes": run.resumes,
             "parent_run": run.parent_run,
@@ -86,6 +87,7 @@ pub fn brief(run: &RunRow) -> Value {
         "state": run.display_state(),
         "started_at": run.started_at.map(rfc3339),
         "finished_at": run.finished_at.map(rfc3339),
+        "duration_ms": run.duration_ms(super::schema::now_ms()),
         "run_time": run.run_time,
     })
 }

@@ -65,6 +65,10 @@ function local(text) {
 
 function elapsed(run) {
   if (!run.started_at) return "";
+  // A live run's duration goes on here; any other's is the store's (a stale run's ends at
+  // its owner's last heartbeat).
+  const live = run.state === "running" || run.state === "running (retrying)";
+  if (!live && typeof run.duration_ms === "number") return ms(run.duration_ms);
   const end = run.finished_at ? Date.parse(run.finished_at) : Date.now();
   return ms(Math.max(0, end - Date.parse(run.started_at)));
 }
