@@ -566,3 +566,57 @@ fn flow_call_arguments_on_the_command_line_follow_the_language_rule() {
         assert!(stderr.contains(error), "{call}: {stderr}");
     }
 }
+
+/// A fork that fails because a branch failed keeps no rows, as no stage that failed does: the
+/// summary says 0 rows, `runs rows` says it has none, and a stage that reads it anyway
+/// (`trigger: all_done`) reads none.
+#[test]
+fn a_fork_failed_by_its_branch_keeps_no_rows() {
+    let dir = scratch(
+        "fork_failed_rows",
+        &[(
+            "flow.wv",
+            r#"activity boom = sh("exit 3")
+flow F = {
+  stage input = from [[1, 'a']] as t(n, name)
+  stage publish = from input | fork {
+    stage copied = from input | select n
+    stage broken = boom()
+  }
+  stage after_all [trigger: all_done] = from publish | select count(*) as seen
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(1), "{summary}");
+    let publish = stage(&summary, "publish");
+    assert_eq!(publish["state"], "failed", "{summary}");
+    assert_eq!(publish["error"], "branch `broken` failed", "{summary}");
+    assert_eq!(publish["rows"], 0, "{summary}");
+    let run_id = summary["run_id"].as_str().unwrap();
+    let workspace = dir.to_str().unwrap();
+    let o = wvflow(&["runs", "-w", workspace, "rows", run_id, "publish"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("only a stage that succeeded has rows"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = wvflow(&["runs", "-w", workspace, "show", run_id, "--format", "json"]);
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(stage(&shown, "publish")["rows"], 0, "{shown}");
+    let o = wvflow(&[
+        "runs",
+        "-w",
+        workspace,
+        "rows",
+        run_id,
+        "after_all",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows, serde_json::json!([{ "seen": 0 }]));
+}

@@ -741,7 +741,10 @@ impl Board<'_, '_> {
         if let (Some(&b), Some(result)) = (failed, results[s].as_mut())
             && result.state == StageState::Success
         {
+            // A failed stage keeps no rows: readers that still run (`trigger: all_done`)
+            // read none, and `runs rows` has none to show.
             result.state = StageState::Failed;
+            result.rows = 0;
             result.error = Some(format!("branch `{}` failed", flow.stages[b].id));
             self.states
                 .insert(flow.stages[s].id.clone(), StageState::Failed);

@@ -185,8 +185,9 @@ fn run_stage_on(
     summary
 }
 
-/// An upstream that did not succeed has no table; give it an empty one shaped like a sibling
-/// that did, so that `merge` and `from` read no rows from it rather than failing.
+/// An upstream that did not succeed has no rows. One with no table gets an empty one shaped
+/// like a sibling that did, so that `merge` and `from` read no rows from it rather than
+/// failing; a fork failed by a branch wrote its rows before it failed, and they are emptied.
 fn fill_missing_upstreams(
     store: &mut Store,
     stage: &StagePlan,
@@ -198,9 +199,21 @@ fn fill_missing_upstreams(
         .find(|e| states.get(&e.stage) == Some(&StageState::Success))
         .map(|e| e.stage.clone());
     for edge in &stage.upstream {
-        if states.get(&edge.stage) != Some(&StageState::Success)
-            && !store.exists("run", &edge.stage).unwrap_or(true)
-        {
+        if states.get(&edge.stage) == Some(&StageState::Success) {
+            continue;
+        }
+        if store.exists("run", &edge.stage).unwrap_or(false) {
+            let sql = format!(
+                "SELECT * FROM {} LIMIT 1",
+                crate::plan::sql::stage_table(&edge.stage)
+            );
+            if let Ok(mut kept) = store.query(&sql, &BTreeMap::new(), None)
+                && !kept.is_empty()
+            {
+                kept.values.clear();
+                let _ = store.write_table("run", &edge.stage, &kept);
+            }
+        } else if !store.exists("run", &edge.stage).unwrap_or(true) {
             let shape = match &succeeded {
                 Some(sibling) => store
                     .stage_rows(sibling)

@@ -851,6 +851,7 @@ fn settle_fork(
         && record.summary.state == StageState::Success
     {
         record.summary.state = StageState::Failed;
+        record.summary.rows = 0;
         record.summary.error = Some(format!("branch `{branch}` failed"));
     }
 }
