@@ -237,6 +237,36 @@ fn every_documented_invocation_has_its_documented_outcome() {
                         stage(&second, "transfers")["rows"],
                         stage(&first, "transfers")["rows"]
                     );
+                    // "the second run reports the transfers and the ledger entry as reused"
+                    for keyed in ["transfers", "ledger"] {
+                        assert_eq!(stage(&first, keyed)["reused"], false, "{what}: {keyed}");
+                        assert_eq!(stage(&second, keyed)["reused"], true, "{what}: {keyed}");
+                        assert_eq!(stage(&second, keyed)["state"], "success", "{what}");
+                    }
+                    assert_eq!(stage(&second, "report")["reused"], false, "{what}");
+                    // The text table of a run says so in the stage's state.
+                    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+                        .args(&args)
+                        .current_dir(&dir)
+                        .output()
+                        .unwrap();
+                    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+                    assert_eq!(o.status.code(), Some(0), "{what}, third run: {table}");
+                    for (keyed, state) in [
+                        ("transfers", "success (reused)"),
+                        ("ledger", "success (reused)"),
+                        ("report", "success"),
+                    ] {
+                        let row = table
+                            .lines()
+                            .find(|l| l.split_whitespace().next() == Some(keyed))
+                            .unwrap_or_else(|| panic!("{what}: no {keyed} in {table}"));
+                        let shown: Vec<&str> = row.split_whitespace().collect();
+                        assert!(shown[1..].join(" ").starts_with(state), "{row}");
+                        if state == "success" {
+                            assert!(!row.contains("reused"), "{row}");
+                        }
+                    }
                 }
                 ("run", "examples/regional_digest.wv", "") => {
                     assert_eq!(code, Some(0), "{what}: {out}");

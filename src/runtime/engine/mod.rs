@@ -77,6 +77,10 @@ pub struct StageSummary {
     pub rows: usize,
     pub duration_ms: u64,
     pub error: Option<String>,
+    /// The stage succeeded with the rows recorded under its idempotency key by an earlier
+    /// run (for an `each`, every item's): nothing ran.
+    #[serde(default)]
+    pub reused: bool,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
@@ -98,6 +102,7 @@ impl StageSummary {
             rows: 0,
             duration_ms: 0,
             error: None,
+            reused: false,
         }
     }
 }

@@ -117,6 +117,7 @@ fn run_stage_on(
         } else {
             StageState::Failed
         };
+        summary.reused = summary.state == StageState::Success;
         summary.attempts = 0;
         return summary;
     }
@@ -176,7 +177,8 @@ fn run_stage_on(
             summary.attempts = n;
         }
     }
-    summary.attempts = if all_reused && summary.state == StageState::Success {
+    summary.reused = all_reused && summary.state == StageState::Success;
+    summary.attempts = if summary.reused {
         0
     } else {
         summary.attempts.max(attempts).max(1)

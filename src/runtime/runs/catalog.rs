@@ -382,7 +382,8 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
     }
     let mut statement = conn
         .prepare(
-            "SELECT stage, state, attempts, rows, duration_ms, error, started_at, finished_at
+            "SELECT stage, state, attempts, rows, duration_ms, error, started_at, finished_at,
+               reused
              FROM wvflow_stages WHERE run_id = ?1 ORDER BY position",
         )
         .map_err(e)?;
@@ -398,6 +399,7 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
                     rows: r.get::<_, i64>(3)?.max(0) as usize,
                     duration_ms: r.get::<_, i64>(4)?.max(0) as u64,
                     error: r.get(5)?,
+                    reused: r.get(8)?,
                 },
                 started_at: time(r.get(6)?),
                 finished_at: time(r.get(7)?),

@@ -401,7 +401,8 @@ impl Journal {
                 for stage in &summary.stages {
                     exec(tx,
                         "UPDATE wvflow_stages SET state = ?3, attempts = ?4, rows = ?5,
-                           duration_ms = ?6, error = ?7, finished_at = coalesce(finished_at, ?8)
+                           duration_ms = ?6, error = ?7, finished_at = coalesce(finished_at, ?8),
+                           reused = ?9
                          WHERE run_id = ?1 AND stage = ?2",
                         params![
                             run_id,
@@ -411,7 +412,8 @@ impl Journal {
                             stage.rows as i64,
                             stage.duration_ms as i64,
                             stage.error,
-                            now_ms()
+                            now_ms(),
+                            stage.reused
                         ],
                     )?;
                 }
@@ -642,7 +644,7 @@ impl Progress for Journal {
         self.write(|tx| {
             exec(tx,
                 "UPDATE wvflow_stages SET state = ?3, attempts = ?4, rows = ?5, duration_ms = ?6,
-                   error = ?7, finished_at = ?8
+                   error = ?7, finished_at = ?8, reused = ?9
                  WHERE run_id = ?1 AND stage = ?2",
                 params![
                     run_id,
@@ -652,7 +654,8 @@ impl Progress for Journal {
                     summary.rows as i64,
                     summary.duration_ms as i64,
                     summary.error,
-                    now_ms()
+                    now_ms(),
+                    summary.reused
                 ],
             )?;
             event(

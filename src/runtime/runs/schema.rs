@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The schema this build writes. A database with a higher version was written by a newer
 /// wvflow and is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS wvflow_runs (
@@ -136,6 +136,12 @@ ALTER TABLE wvflow_attempts ADD COLUMN log TEXT;
 PRAGMA user_version = 5;
 ";
 
+/// Version 6: whether a stage's rows were reused from an earlier run's idempotency key.
+const SCHEMA_6: &str = "
+ALTER TABLE wvflow_stages ADD COLUMN reused INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 6;
+";
+
 /// How long a writer waits for another process's lock before giving up
 /// (`WVFLOW_BUSY_TIMEOUT_MS`, default 30 s: a stage writing a large table holds the lock).
 pub fn busy_timeout() -> Duration {
@@ -176,6 +182,9 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
             }
             if now < 5 {
                 conn.execute_batch(SCHEMA_5)?;
+            }
+            if now < 6 {
+                conn.execute_batch(SCHEMA_6)?;
             }
             conn.execute_batch("COMMIT")
         })();

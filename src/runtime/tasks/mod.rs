@@ -547,12 +547,8 @@ impl TaskRun<'_> {
             .map(|s| match records.get(&s.id) {
                 Some(r) => r.summary.clone(),
                 None => StageSummary {
-                    stage: s.id.clone(),
-                    state: StageState::Cancelled,
-                    attempts: 0,
-                    rows: 0,
-                    duration_ms: 0,
                     error: Some("its task never ended".into()),
+                    ..StageSummary::new(s, StageState::Cancelled)
                 },
             })
             .collect();
@@ -677,12 +673,8 @@ enum Begin<'p> {
 /// A stage whose task is to be tried again.
 fn retrying(stage: &StagePlan, attempt: u32) -> StageSummary {
     StageSummary {
-        stage: stage.id.clone(),
-        state: StageState::Retrying,
         attempts: attempt,
-        rows: 0,
-        duration_ms: 0,
-        error: None,
+        ..StageSummary::new(stage, StageState::Retrying)
     }
 }
 
