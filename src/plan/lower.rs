@@ -454,17 +454,25 @@ impl Lowering<'_, '_> {
         let pipeline = &self.pipelines[i];
         let mut steps = Vec::new();
         let mut w = self.writer();
+        // A stage that waits until a condition over its rows holds reads its files anew at
+        // each poll (a file sensor); any other stage reads a run's snapshot of them.
+        let mut watched = stage
+            .body
+            .ops
+            .iter()
+            .any(|op| matches!(op.kind, OpKind::WaitUntil(_)))
+            .then(Vec::new);
         let mut query: Option<Select> = match &stage.body.source.kind {
             SourceKind::From(refs) => match refs.as_slice() {
                 [single] => {
-                    let (table, alias) = self.source_table(stage, single, &mut w);
+                    let (table, alias) = self.source_table(stage, single, &mut w, watched.as_mut());
                     Some(Select::from(table, &alias))
                 }
                 many => {
                     let inputs = many
                         .iter()
                         .map(|r| {
-                            let table = self.source_table(stage, r, &mut w).0;
+                            let table = self.source_table(stage, r, &mut w, None).0;
                             Sql {
                                 text: format!("SELECT * FROM {table}"),
                                 params: w.take_params(),
@@ -564,7 +572,8 @@ impl Lowering<'_, '_> {
                         q.select(items.join(", "));
                     }
                     OpKind::Join(join) => {
-                        let (table, alias) = self.source_table(stage, &join.source, &mut w);
+                        let (table, alias) =
+                            self.source_table(stage, &join.source, &mut w, watched.as_mut());
                         w.joined = None;
                         let on = w.expr(&join.on);
                         match pipeline.joins.get(&at) {
@@ -655,7 +664,13 @@ impl Lowering<'_, '_> {
                     branches: children.iter().map(|c| c.name.name.to_string()).collect(),
                 },
                 OpKind::Wait(e) => wait(&mut w, e),
-                OpKind::WaitUntil(e) => wait_until(&mut w, e, settings, true),
+                OpKind::WaitUntil(e) => {
+                    let mut step = wait_until(&mut w, e, settings, true);
+                    if let Step::WaitUntil { watched: files, .. } = &mut step {
+                        *files = watched.clone().unwrap_or_default();
+                    }
+                    step
+                }
                 OpKind::Activate(a) => Step::Activate {
                     activation: self.activation(activation_target(&a.target.value), &a.options),
                 },
@@ -694,8 +709,15 @@ impl Lowering<'_, '_> {
         steps
     }
 
-    /// The table (or subquery) for a source, and the alias it goes by.
-    fn source_table(&self, stage: &ast::Stage, r: &SourceRef, w: &mut Writer) -> (String, String) {
+    /// The table (or subquery) for a source, and the alias it goes by. A file is read from
+    /// a table of its own, added to `watched`, when it is given.
+    fn source_table(
+        &self,
+        stage: &ast::Stage,
+        r: &SourceRef,
+        w: &mut Writer,
+        watched: Option<&mut Vec<WatchedFile>>,
+    ) -> (String, String) {
         match r {
             SourceRef::Name(n) if self.graph.index_of(&n.name).is_some() => {
                 (self.read_stage(stage, &n.name), n.name.to_string())
@@ -709,7 +731,20 @@ impl Lowering<'_, '_> {
                 let base = std::path::Path::new(path.value.as_str())
                     .file_stem()
                     .map_or("file".to_string(), |s| s.to_string_lossy().into_owned());
-                (sql::file_table(&path.value), base)
+                match watched {
+                    Some(watched) => {
+                        let table = format!("watch:{}", path.value);
+                        let sql = format!("temp.{}", quote_ident(&table));
+                        if !watched.iter().any(|f| f.table == table) {
+                            watched.push(WatchedFile {
+                                path: path.value.to_string(),
+                                table,
+                            });
+                        }
+                        (sql, base)
+                    }
+                    None => (sql::file_table(&path.value), base),
+                }
             }
             SourceRef::Values { rows, alias, .. } => {
                 let rows: Vec<String> = rows
@@ -963,6 +998,7 @@ fn wait_until(w: &mut Writer, e: &ast::Expr, settings: &StageSettings, over_inpu
             params: w.take_params(),
         },
         poll_interval_ms: millis(settings.poll_interval.value),
+        watched: Vec::new(),
     }
 }
 

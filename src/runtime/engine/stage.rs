@@ -313,6 +313,12 @@ impl StageRun<'_, '_> {
             }
             _ => 0,
         };
+        // A `wait until` reads its files as they are now, from its first query on.
+        for step in &self.stage.steps[start.min(self.stage.steps.len())..] {
+            if let Step::WaitUntil { watched, .. } = step {
+                self.reload(watched).map_err(|e| (e, 1))?;
+            }
+        }
         for (index, step) in self.stage.steps.iter().enumerate().skip(start) {
             self.step = index;
             self.store.now.set(self.ctx.now());
@@ -437,10 +443,16 @@ impl StageRun<'_, '_> {
                 Step::WaitUntil {
                     condition,
                     poll_interval_ms,
+                    watched,
                 } => {
                     let input = self.values(input)?;
-                    self.wait_until(condition, *poll_interval_ms, last_query, input)?
-                        .into()
+                    let waited =
+                        self.wait_until(condition, *poll_interval_ms, last_query, watched, input);
+                    // The files' tables are this wait's alone: done with them.
+                    for file in watched {
+                        let _ = self.store.drop_table("temp", &file.table);
+                    }
+                    waited?.into()
                 }
                 Step::Activate { activation } => {
                     let activation = crate::runtime::activate::evaluated(
@@ -1112,13 +1124,25 @@ impl StageRun<'_, '_> {
         )
     }
 
-    /// Re-reads the stage's query every `poll_interval_ms` until a row satisfies the
-    /// condition; fails once the stage's timeout has passed, not before.
+    /// Loads each watched file into its table as the file is now.
+    fn reload(&mut self, watched: &[crate::plan::ir::WatchedFile]) -> Result<(), StageError> {
+        for file in watched {
+            self.store
+                .reload_file(&file.table, &file.path)
+                .map_err(StageError::Data)?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the stage's query (and the files it reads, `watched`) every
+    /// `poll_interval_ms` until a row satisfies the condition; fails once the stage's
+    /// timeout has passed, not before.
     fn wait_until(
         &mut self,
         condition: &Sql,
         poll_ms: u64,
         source: Option<&Sql>,
+        watched: &[crate::plan::ir::WatchedFile],
         mut input: Rows,
     ) -> Result<Rows, StepError> {
         let started = self.ctx.clock.now();
@@ -1153,6 +1177,7 @@ impl StageRun<'_, '_> {
                 return Err((StageError::Cancelled, 1));
             }
             if let Some(sql) = source {
+                self.reload(watched).map_err(|e| (e, 1))?;
                 input = self.query(&sql.text, None).map_err(|e| (e.into(), 1))?;
             }
         }
