@@ -210,8 +210,23 @@ pub(super) fn table_as(summary: &Summary, state: &str) -> String {
         .max()
         .unwrap_or(5)
         .max(5);
+    // A stage whose rows came from an earlier run's idempotency key says so in its state.
+    let shown_state = |s: &crate::runtime::engine::StageSummary| {
+        if s.reused {
+            format!("{} (reused)", s.state)
+        } else {
+            s.state.to_string()
+        }
+    };
+    let state_width = summary
+        .stages
+        .iter()
+        .map(|s| shown_state(s).len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
     out.push_str(&format!(
-        "{:width$}  {:9} {:>8} {:>6} {:>9}  error\n",
+        "{:width$}  {:state_width$} {:>8} {:>6} {:>9}  error\n",
         "stage", "state", "attempts", "rows", "duration"
     ));
     for s in &summary.stages {
@@ -225,8 +240,12 @@ pub(super) fn table_as(summary: &Summary, state: &str) -> String {
         // Errors quote what programs wrote: escaped, so they cannot drive the terminal.
         let error = crate::terminal::escape_controls(error);
         out.push_str(&format!(
-            "{:width$}  {:9} {:>8} {:>6} {:>7}ms  {error}\n",
-            s.stage, s.state, s.attempts, s.rows, s.duration_ms
+            "{:width$}  {:state_width$} {:>8} {:>6} {:>7}ms  {error}\n",
+            s.stage,
+            shown_state(s),
+            s.attempts,
+            s.rows,
+            s.duration_ms
         ));
     }
     if !summary.compensations.is_empty() {

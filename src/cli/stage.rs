@@ -193,10 +193,14 @@ fn execute(command: StageCommand) -> Result<u8, String> {
             run_time,
             ..
         } => {
-            let mut given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(args)
+            let given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(args)
                 .map_err(|e| format!("--args is not a JSON object: {e}"))?;
-            given.extend(crate::runtime::tasks::text_args(&plan, arg)?);
-            let bound = crate::runtime::flow_call::bind_json_args(&plan, &given)?;
+            // An `--arg` wins over the same name in `--args`.
+            let texts = crate::runtime::tasks::text_args(&plan, arg)?;
+            let mut all = crate::runtime::flow_call::json_args(&plan, &given)?;
+            all.retain(|(name, _)| !texts.iter().any(|(given, _)| given == name));
+            all.extend(texts);
+            let bound = crate::runtime::flow_call::bind_params(&plan, &all)?;
             let run_time = run_time
                 .as_deref()
                 .map(crate::runtime::schedule::parse_run_time)

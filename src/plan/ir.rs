@@ -62,6 +62,11 @@ pub struct FlowPlan {
 pub struct NamedSql {
     pub name: String,
     pub sql: Sql,
+    /// The value's type, as the checker types the expression (a signal: its initial
+    /// value's): what a signal's values are read as, and how values are written back out.
+    #[serde(rename = "type", default)]
+    #[schemars(with = "String")]
+    pub ty: ValueType,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -165,6 +170,14 @@ impl NodeKind {
             NodeKind::End => "end",
         }
     }
+}
+
+/// A data file a `wait until` stage reads anew at each poll, and the table it is read into
+/// (one of the stage's connection, which the stage's SQL names).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WatchedFile {
+    pub path: String,
+    pub table: String,
 }
 
 /// An upstream stage and the state this stage waits for it to reach.
@@ -334,6 +347,11 @@ pub enum Step {
     WaitUntil {
         condition: Sql,
         poll_interval_ms: u64,
+        /// The data files the stage reads, each as a table of its own that is loaded from
+        /// the file before the stage's first query and again before each poll: the wait
+        /// sees the file change or appear. Other stages read a file once per run.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        watched: Vec<WatchedFile>,
     },
     Activate {
         activation: Activation,

@@ -21,21 +21,45 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
         .iter()
         .map(|p| p.name.name.to_string())
         .collect();
+    // Each signal and query has the type the binder gives its expression: a signal, that of
+    // its initial value; a query, that of its expression over parameters and signals.
+    let param_types: Vec<(&str, crate::value::ValueType)> = flow
+        .params
+        .iter()
+        .map(|p| (p.name.name.as_str(), p.ty.value.into()))
+        .collect();
+    let signal_types = crate::check::binder::signal_types(flow);
+    let query_scope = crate::check::binder::Scope {
+        values: &param_types,
+        signals: &signal_types,
+        run_values: true,
+        run_state: true,
+        row: None,
+        place: "a `query`",
+    };
     let named = |wanted: fn(&ast::Member) -> Option<&ast::NamedExpr>, signals| {
         flow.members
             .iter()
             .filter_map(wanted)
             .map(|m| {
                 let mut w = Writer::new(&flow_params).typed(&flow.params);
-                if let Some(signals) = signals {
-                    w = w.with_signals(signals);
-                }
+                let ty = match signals {
+                    Some(signals) => {
+                        w = w.with_signals(signals);
+                        crate::check::binder::Binder::new(def.file).bind(&m.value, &query_scope)
+                    }
+                    None => signal_types
+                        .iter()
+                        .find(|(n, _)| *n == m.name.name)
+                        .map_or(crate::value::ValueType::Any, |(_, ty)| *ty),
+                };
                 NamedSql {
                     name: m.name.name.to_string(),
                     sql: Sql {
                         text: w.expr(&m.value),
                         params: w.take_params(),
                     },
+                    ty,
                 }
             })
             .collect::<Vec<_>>()
@@ -47,9 +71,17 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
         },
         None,
     );
-    let signal_defaults: BTreeMap<String, String> = signals
+    let signal_defaults: BTreeMap<String, sql::SignalSql> = signals
         .iter()
-        .map(|s| (s.name.clone(), s.sql.text.clone()))
+        .map(|s| {
+            (
+                s.name.clone(),
+                sql::SignalSql {
+                    initial: s.sql.text.clone(),
+                    ty: s.ty,
+                },
+            )
+        })
         .collect();
     let queries = named(
         |m| match m {
@@ -279,7 +311,7 @@ struct Lowering<'a, 'w> {
     /// Per stage: the rows each operator reads, as the binder knows them.
     pipelines: Vec<crate::check::shapes::Pipeline>,
     flow_params: &'a BTreeSet<String>,
-    signals: &'a BTreeMap<String, String>,
+    signals: &'a BTreeMap<String, sql::SignalSql>,
     route_filters: BTreeMap<(String, String), String>,
     /// Stages whose failed items another stage reads (`failed(stage)`).
     failed_read: BTreeSet<&'w str>,
@@ -429,17 +461,25 @@ impl Lowering<'_, '_> {
         let pipeline = &self.pipelines[i];
         let mut steps = Vec::new();
         let mut w = self.writer();
+        // A stage that waits until a condition over its rows holds reads its files anew at
+        // each poll (a file sensor); any other stage reads a run's snapshot of them.
+        let mut watched = stage
+            .body
+            .ops
+            .iter()
+            .any(|op| matches!(op.kind, OpKind::WaitUntil(_)))
+            .then(Vec::new);
         let mut query: Option<Select> = match &stage.body.source.kind {
             SourceKind::From(refs) => match refs.as_slice() {
                 [single] => {
-                    let (table, alias) = self.source_table(stage, single, &mut w);
+                    let (table, alias) = self.source_table(stage, single, &mut w, watched.as_mut());
                     Some(Select::from(table, &alias))
                 }
                 many => {
                     let inputs = many
                         .iter()
                         .map(|r| {
-                            let table = self.source_table(stage, r, &mut w).0;
+                            let table = self.source_table(stage, r, &mut w, None).0;
                             Sql {
                                 text: format!("SELECT * FROM {table}"),
                                 params: w.take_params(),
@@ -549,7 +589,8 @@ impl Lowering<'_, '_> {
                         q.select(items.join(", "));
                     }
                     OpKind::Join(join) => {
-                        let (table, alias) = self.source_table(stage, &join.source, &mut w);
+                        let (table, alias) =
+                            self.source_table(stage, &join.source, &mut w, watched.as_mut());
                         w.joined = None;
                         let on = w.expr(&join.on);
                         match pipeline.joins.get(&at) {
@@ -641,7 +682,13 @@ impl Lowering<'_, '_> {
                     branches: children.iter().map(|c| c.name.name.to_string()).collect(),
                 },
                 OpKind::Wait(e) => wait(&mut w, e),
-                OpKind::WaitUntil(e) => wait_until(&mut w, e, settings, true),
+                OpKind::WaitUntil(e) => {
+                    let mut step = wait_until(&mut w, e, settings, true);
+                    if let Step::WaitUntil { watched: files, .. } = &mut step {
+                        *files = watched.clone().unwrap_or_default();
+                    }
+                    step
+                }
                 OpKind::Activate(a) => Step::Activate {
                     activation: self.activation(activation_target(&a.target.value), &a.options),
                 },
@@ -680,8 +727,15 @@ impl Lowering<'_, '_> {
         steps
     }
 
-    /// The table (or subquery) for a source, and the alias it goes by.
-    fn source_table(&self, stage: &ast::Stage, r: &SourceRef, w: &mut Writer) -> (String, String) {
+    /// The table (or subquery) for a source, and the alias it goes by. A file is read from
+    /// a table of its own, added to `watched`, when it is given.
+    fn source_table(
+        &self,
+        stage: &ast::Stage,
+        r: &SourceRef,
+        w: &mut Writer,
+        watched: Option<&mut Vec<WatchedFile>>,
+    ) -> (String, String) {
         match r {
             SourceRef::Name(n) if self.graph.index_of(&n.name).is_some() => {
                 (self.read_stage(stage, &n.name), n.name.to_string())
@@ -695,7 +749,20 @@ impl Lowering<'_, '_> {
                 let base = std::path::Path::new(path.value.as_str())
                     .file_stem()
                     .map_or("file".to_string(), |s| s.to_string_lossy().into_owned());
-                (sql::file_table(&path.value), base)
+                match watched {
+                    Some(watched) => {
+                        let table = format!("watch:{}", path.value);
+                        let sql = format!("temp.{}", quote_ident(&table));
+                        if !watched.iter().any(|f| f.table == table) {
+                            watched.push(WatchedFile {
+                                path: path.value.to_string(),
+                                table,
+                            });
+                        }
+                        (sql, base)
+                    }
+                    None => (sql::file_table(&path.value), base),
+                }
             }
             SourceRef::Values { rows, alias, .. } => {
                 let rows: Vec<String> = rows
@@ -963,6 +1030,7 @@ fn wait_until(w: &mut Writer, e: &ast::Expr, settings: &StageSettings, over_inpu
             params: w.take_params(),
         },
         poll_interval_ms: millis(settings.poll_interval.value),
+        watched: Vec::new(),
     }
 }
 

@@ -67,7 +67,13 @@ pub fn text(plan: &Plan) -> String {
     }
     for (kind, named) in [("signal", &f.signals), ("query", &f.queries)] {
         for n in named {
-            let _ = writeln!(out, "  {kind} {} = {}", n.name, sql(&n.sql));
+            let _ = writeln!(
+                out,
+                "  {kind} {}: {} = {}",
+                n.name,
+                n.ty.name(),
+                sql(&n.sql)
+            );
         }
     }
     for s in &f.stages {
@@ -268,11 +274,20 @@ fn step(s: &Step) -> String {
         Step::WaitUntil {
             condition,
             poll_interval_ms,
-        } => format!(
-            "wait until: {} (every {})",
-            sql(condition),
-            duration(*poll_interval_ms)
-        ),
+            watched,
+        } => {
+            let files: Vec<&str> = watched.iter().map(|f| f.path.as_str()).collect();
+            format!(
+                "wait until: {} (every {}{})",
+                sql(condition),
+                duration(*poll_interval_ms),
+                if files.is_empty() {
+                    String::new()
+                } else {
+                    format!(", re-reading {}", files.join(", "))
+                }
+            )
+        }
         Step::Activate { activation: a } => activation(a),
         Step::SaveTo { table } => format!("save to: {table}"),
         Step::Jump { target } => format!("jump: {}", flow_ref(target)),

@@ -25,6 +25,12 @@ pub fn file_table(path: &str) -> String {
     format!("run.{}", quote_ident(&format!("file:{path}")))
 }
 
+/// A signal of the flow as expressions read it: the SQL of its initial value, and its type.
+pub struct SignalSql {
+    pub initial: String,
+    pub ty: ValueType,
+}
+
 /// The parameter that carries the run's id, for expressions that read the run store.
 pub const RUN_ID_PARAM: &str = "wv_run_id";
 
@@ -34,12 +40,12 @@ pub const RUN_ID_PARAM: &str = "wv_run_id";
 pub struct Writer<'a> {
     /// Parameters in scope (of the flow, or of the activity).
     values: Vec<(&'a str, ValueType)>,
-    signal_names: Vec<&'a str>,
+    signal_names: Vec<(&'a str, ValueType)>,
     run_values: bool,
     /// The input row as SQL sees it: any other name is one of its columns.
     unknown: Row,
-    /// Signals of the flow: name and the SQL of the initial value.
-    signals: Option<&'a BTreeMap<String, String>>,
+    /// Signals of the flow by name.
+    signals: Option<&'a BTreeMap<String, SignalSql>>,
     pub used: BTreeSet<String>,
     /// An expression written since this was last reset read a column of the row (`_.x`).
     pub reads_row: bool,
@@ -86,8 +92,8 @@ impl<'a> Writer<'a> {
     }
 
     /// A writer that also knows the flow's signals.
-    pub fn with_signals(mut self, signals: &'a BTreeMap<String, String>) -> Self {
-        self.signal_names = signals.keys().map(String::as_str).collect();
+    pub fn with_signals(mut self, signals: &'a BTreeMap<String, SignalSql>) -> Self {
+        self.signal_names = signals.iter().map(|(n, s)| (n.as_str(), s.ty)).collect();
         self.signals = Some(signals);
         self
     }
@@ -123,7 +129,7 @@ impl<'a> Writer<'a> {
 
     /// The latest value sent for a signal, else its initial value.
     fn signal(&mut self, name: &str) -> Option<String> {
-        let initial = self.signals?.get(name)?.clone();
+        let initial = self.signals?.get(name)?.initial.clone();
         Some(self.run_store(format!(
             "COALESCE((SELECT value FROM main.wvflow_signals WHERE run_id = $RUN AND name = {} ORDER BY seq DESC LIMIT 1), {initial})",
             quote_str(name)
@@ -306,9 +312,14 @@ impl<'a> Writer<'a> {
             ExprKind::Bool(_) => T::Boolean,
             ExprKind::Time { ty, .. } => (*ty).into(),
             ExprKind::Name(n) => match self.resolve(&n.name) {
-                Meaning::Value(ty) | Meaning::Column(_, ty) => ty,
-                _ => T::Any,
+                Meaning::Value(ty) | Meaning::Column(_, ty) | Meaning::Signal(ty) => ty,
+                Meaning::Unresolved => T::Any,
             },
+            ExprKind::Field(f) if f.base.name == "signal" => self
+                .signal_names
+                .iter()
+                .find(|(n, _)| *n == f.field.name)
+                .map_or(T::Any, |(_, ty)| *ty),
             ExprKind::Field(f) if f.base.name == "_" => {
                 match self.scope().resolve_row(&f.field.name) {
                     Meaning::Column(_, ty) => ty,
@@ -357,7 +368,7 @@ impl<'a> Writer<'a> {
                 self.used.insert(name.to_string());
                 format!(":{name}")
             }
-            Meaning::Signal => self.signal(name).unwrap_or_else(|| quote_ident(name)),
+            Meaning::Signal(_) => self.signal(name).unwrap_or_else(|| quote_ident(name)),
             Meaning::Column(column, _) => {
                 self.reads_row = true;
                 quote_ident(&column)

@@ -120,13 +120,21 @@ pub fn bind_params(
 }
 
 /// Arguments given as a JSON object (the dashboard's form, an exported task's `--args`),
-/// bound as `wvflow run` binds them: JSON numbers, booleans, texts and null, and a duration
-/// as a text such as `90s` or as milliseconds.
+/// bound as `wvflow run` binds them: JSON numbers, booleans, texts and null, each read by its
+/// parameter's type ([`crate::value::from_json_as`]: a duration as a text such as `90s` or
+/// as milliseconds).
 pub fn bind_json_args(
     plan: &crate::plan::Plan,
     given: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<BTreeMap<String, Value>, String> {
-    use crate::value::ValueType;
+    bind_params(plan, &json_args(plan, given)?)
+}
+
+/// [`bind_json_args`]' arguments, before they are bound.
+pub fn json_args(
+    plan: &crate::plan::Plan,
+    given: &serde_json::Map<String, serde_json::Value>,
+) -> Result<CallArgs, String> {
     let mut args = Vec::new();
     for (name, value) in given {
         let ty = plan
@@ -134,25 +142,21 @@ pub fn bind_json_args(
             .params
             .iter()
             .find(|p| &p.name == name)
-            .map(|p| p.ty);
-        let value = match (ty, value) {
-            (Some(ValueType::Duration), serde_json::Value::String(text)) => {
-                humantime::parse_duration(text.trim())
-                    .map(|d| Value::Integer(d.as_millis().min(i64::MAX as u128) as i64))
-                    .map_err(|e| {
-                        format!(
-                            "argument `{name}`: `{text}` is not a duration such as 90s or 2h: {e}"
-                        )
-                    })?
-            }
-            (_, serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
+            .map_or(crate::value::ValueType::Any, |p| p.ty);
+        let value = match value {
+            serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
                 return Err(format!(
                     "argument `{name}`: must be a number, a boolean, a text or null"
                 ));
             }
-            (_, value) => crate::runtime::store::from_json(value),
+            value => crate::value::from_json_as(value, ty).map_err(|wrong| {
+                format!(
+                    "argument `{name}` of flow `{}` must be {wrong}, not `{value}`",
+                    plan.flow.name
+                )
+            })?,
         };
         args.push((Some(name.clone()), value));
     }
-    bind_params(plan, &args)
+    Ok(args)
 }

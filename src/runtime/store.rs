@@ -332,6 +332,32 @@ impl Store {
         self.load_data_file("run", &table, &self.base.join(path))
     }
 
+    /// Loads a data file into `temp.table` afresh, replacing what was loaded before: what a
+    /// `wait until` reads at each poll. A file that is not there (yet) is a table of no rows,
+    /// whose columns are any the SQL names.
+    pub fn reload_file(&mut self, table: &str, path: &str) -> Result<(), Error> {
+        let full = self.base.join(path);
+        if !full.exists() {
+            return self.write_table("temp", table, &Rows::untyped(Vec::new(), Vec::new()));
+        }
+        let file = super::files::DataFile::scan(&full)?;
+        let name = format!("temp.{}", quote(table));
+        again_on_schema_change(|| {
+            let tx = self.begin_replacing(&name, &file.columns, &file.types)?;
+            insert_rows(&tx, &name, file.columns.len(), &mut |insert| {
+                file.for_each_row(|row| insert(row))
+            })?;
+            tx.commit().map_err(|e| e.to_string())
+        })
+    }
+
+    /// Drops `schema.table` if it is there.
+    pub fn drop_table(&self, schema: &str, table: &str) -> Result<(), Error> {
+        self.conn
+            .execute_batch(&format!("DROP TABLE IF EXISTS {schema}.{}", quote(table)))
+            .map_err(|e| e.to_string())
+    }
+
     /// Streams a data file into `schema.table`, one row at a time.
     fn load_data_file(&self, schema: &str, table: &str, path: &Path) -> Result<(), Error> {
         let file = super::files::DataFile::scan(path)?;

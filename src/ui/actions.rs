@@ -9,8 +9,6 @@ use crate::check::Index;
 use crate::plan::lower;
 use crate::runtime::flow_call::bind_json_args;
 use crate::runtime::runs::{catalog, journal, schema};
-use crate::runtime::store::{from_json, to_json};
-use rusqlite::types::Value;
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -44,11 +42,19 @@ pub fn start(site: &Site, flow: &str, body: &serde_json::Value) -> Reply {
         Ok(params) => params,
         Err(e) => return error(400, e),
     };
-    // The arguments travel as JSON, bound again the same way by the process: no literal
-    // text to print and read back.
+    // The arguments travel as JSON in their type's form (`true`, `"90s"`), bound again the
+    // same way by the process: no literal text to print and read back.
     let args: serde_json::Map<String, serde_json::Value> = params
         .iter()
-        .map(|(k, v)| (k.clone(), to_json(v)))
+        .map(|(k, v)| {
+            let ty = plan
+                .flow
+                .params
+                .iter()
+                .find(|p| &p.name == k)
+                .map_or(crate::value::ValueType::Any, |p| p.ty);
+            (k.clone(), crate::value::json(v, ty))
+        })
         .collect();
     let args = serde_json::Value::Object(args).to_string();
     // One argument of a process holds at most 128 KiB (Linux's MAX_ARG_STRLEN).
@@ -140,7 +146,8 @@ pub fn resume(site: &Site, id: &str) -> Reply {
     }
 }
 
-/// `POST /api/runs/RUN/signal` with `{"name": ..., "value": ...}` (value default `true`).
+/// `POST /api/runs/RUN/signal` with `{"name": ..., "value": ...}` (value default `true`),
+/// the value read by the signal's type: 400 when it is not one.
 pub fn signal(site: &Site, id: &str, body: &serde_json::Value) -> Reply {
     if let Err(reply) = known(site, id) {
         return reply;
@@ -148,13 +155,17 @@ pub fn signal(site: &Site, id: &str, body: &serde_json::Value) -> Reply {
     let Some(name) = body.get("name").and_then(|n| n.as_str()) else {
         return error(400, "which signal? (`name`)");
     };
-    let value = body.get("value").map_or(Value::Integer(1), from_json);
-    match crate::runtime::runs::send_signal(&site.db, id, name, &value) {
-        Ok(()) => Reply::Json(
+    let given = body
+        .get("value")
+        .map(crate::runtime::runs::SignalInput::Json);
+    match crate::runtime::runs::send_signal(&site.db, id, name, given) {
+        Ok(sent) => Reply::Json(
             202,
-            json!({ "run_id": id, "signal": name, "value": to_json(&value) }),
+            json!({ "run_id": id, "signal": name, "value": sent.json() }),
         ),
-        Err(e) => error(409, e),
+        // A value of another type is the request's fault; the rest is the run's state.
+        Err(e @ crate::runtime::runs::SignalError::WrongValue { .. }) => error(400, e.to_string()),
+        Err(e) => error(409, e.to_string()),
     }
 }
 

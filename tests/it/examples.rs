@@ -62,8 +62,9 @@ fn documented_invocations(text: &str) -> Vec<(Vec<String>, String)> {
     found
 }
 
-/// Every documented `wvflow run ...` of every example: the example's path and the words
-/// after `wvflow`.
+/// Every documented `wvflow run ...` of every example that ends on its own: the example's
+/// path and the words after `wvflow`. A run documented with `wvflow runs ...` commands after
+/// it waits for them (a signal) and is left out.
 pub fn documented_runs() -> Vec<(String, Vec<String>)> {
     let mut files: Vec<_> = std::fs::read_dir("examples")
         .unwrap()
@@ -75,13 +76,23 @@ pub fn documented_runs() -> Vec<(String, Vec<String>)> {
     let mut runs = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
-        for (args, _) in documented_invocations(&text) {
-            if args[0] == "run" {
-                runs.push((args[1].clone(), args));
+        let invocations = documented_invocations(&text);
+        for (args, _) in &invocations {
+            if args[0] == "run" && later_runs_commands(&invocations, args).is_empty() {
+                runs.push((args[1].clone(), args.clone()));
             }
         }
     }
     runs
+}
+
+/// Whether an example's documented run waits for `wvflow runs ...` commands from another
+/// terminal (a signal): it does not end on its own.
+pub fn waits_for_runs_commands(text: &str) -> bool {
+    let invocations = documented_invocations(text);
+    invocations
+        .iter()
+        .any(|(args, _)| args[0] == "run" && !later_runs_commands(&invocations, args).is_empty())
 }
 
 /// Words as a POSIX shell splits them, for the quoting the headers use ('...').
@@ -170,12 +181,20 @@ fn every_documented_invocation_has_its_documented_outcome() {
             "{}: no `-- Run:` line",
             path.display()
         );
-        for (args, outcome) in invocations {
+        for (args, outcome) in invocations.iter().cloned() {
             let call = args.get(2).map(String::as_str).unwrap_or("");
             let what = format!("wvflow {} ({outcome})", args.join(" "));
+            if args[0] == "runs" {
+                // Run against the run it follows, while that run goes on (below).
+                continue;
+            }
             let daemon = args[0] == "schedule" && args.len() == 2;
+            let later = later_runs_commands(&invocations, &args);
             let (code, out) = if daemon {
                 scheduler_until_sigterm(&dir, &args)
+            } else if !later.is_empty() {
+                ran += later.len();
+                run_with_runs_commands(&dir, &args, &later)
             } else {
                 wvflow_in(&dir, &args)
             };
@@ -218,6 +237,36 @@ fn every_documented_invocation_has_its_documented_outcome() {
                         stage(&second, "transfers")["rows"],
                         stage(&first, "transfers")["rows"]
                     );
+                    // "the second run reports the transfers and the ledger entry as reused"
+                    for keyed in ["transfers", "ledger"] {
+                        assert_eq!(stage(&first, keyed)["reused"], false, "{what}: {keyed}");
+                        assert_eq!(stage(&second, keyed)["reused"], true, "{what}: {keyed}");
+                        assert_eq!(stage(&second, keyed)["state"], "success", "{what}");
+                    }
+                    assert_eq!(stage(&second, "report")["reused"], false, "{what}");
+                    // The text table of a run says so in the stage's state.
+                    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+                        .args(&args)
+                        .current_dir(&dir)
+                        .output()
+                        .unwrap();
+                    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+                    assert_eq!(o.status.code(), Some(0), "{what}, third run: {table}");
+                    for (keyed, state) in [
+                        ("transfers", "success (reused)"),
+                        ("ledger", "success (reused)"),
+                        ("report", "success"),
+                    ] {
+                        let row = table
+                            .lines()
+                            .find(|l| l.split_whitespace().next() == Some(keyed))
+                            .unwrap_or_else(|| panic!("{what}: no {keyed} in {table}"));
+                        let shown: Vec<&str> = row.split_whitespace().collect();
+                        assert!(shown[1..].join(" ").starts_with(state), "{row}");
+                        if state == "success" {
+                            assert!(!row.contains("reused"), "{row}");
+                        }
+                    }
                 }
                 ("run", "examples/regional_digest.wv", "") => {
                     assert_eq!(code, Some(0), "{what}: {out}");
@@ -329,6 +378,14 @@ fn every_documented_invocation_has_its_documented_outcome() {
                         assert!(ms >= 600, "{what}: {ms} ms");
                     }
                 }
+                ("run", "examples/approval.wv", "") => {
+                    // Released by the documented signal: the stage after the gate ran.
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    assert_eq!(s["state"], "success", "{what}");
+                    assert_eq!(stage(&s, "approval")["state"], "success", "{what}");
+                    assert_eq!(stage(&s, "release")["state"], "success", "{what}");
+                }
                 ("run", file, "") => {
                     // Unqualified: the example's flow succeeds.
                     assert_eq!(code, Some(0), "{what}: {out}");
@@ -341,6 +398,183 @@ fn every_documented_invocation_has_its_documented_outcome() {
         }
     }
     assert!(ran >= 20, "{ran} invocations");
+}
+
+/// The `wvflow runs ...` invocations documented after `run` (up to the next `run`): they
+/// act on that run while it goes on, `RUN_ID` standing for its id.
+fn later_runs_commands(
+    invocations: &[(Vec<String>, String)],
+    run: &[String],
+) -> Vec<(Vec<String>, String)> {
+    invocations
+        .iter()
+        .skip_while(|(args, _)| args != run)
+        .skip(1)
+        .take_while(|(args, _)| args[0] == "runs")
+        .cloned()
+        .collect()
+}
+
+/// `wvflow run ...` in the background; once its run is recorded and a stage of it waits,
+/// each documented `runs` invocation with `RUN_ID` replaced by the run's id, checked
+/// against its documented outcome: `(prints X ...)` prints X; `signal` says what it sent.
+/// Then the run's exit code and output, once it has ended.
+fn run_with_runs_commands(
+    dir: &Path,
+    run: &[String],
+    later: &[(Vec<String>, String)],
+) -> (Option<i32>, String) {
+    let mut args = run.to_vec();
+    args.extend(["--format".into(), "json".into()]);
+    let child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(&args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed if an assertion fails before the run ends.
+    struct Guard(Option<std::process::Child>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(mut child) = self.0.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut guard = Guard(Some(child));
+    let workspace = later[0].0[2].clone();
+    let show = |id: &str| -> Value {
+        let (_, out) = wvflow_in(
+            dir,
+            &[
+                "runs".into(),
+                "-w".into(),
+                workspace.clone(),
+                "show".into(),
+                id.into(),
+                "--format".into(),
+                "json".into(),
+            ],
+        );
+        serde_json::from_str(out.trim()).unwrap_or(Value::Null)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let run_id = loop {
+        assert!(std::time::Instant::now() < deadline, "{run:?} never waited");
+        let (_, out) = wvflow_in(
+            dir,
+            &[
+                "runs".into(),
+                "-w".into(),
+                workspace.clone(),
+                "list".into(),
+                "--state".into(),
+                "running".into(),
+                "--format".into(),
+                "json".into(),
+            ],
+        );
+        let listed: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
+        // Waiting: a stage running with no attempt running (a `wait until` makes none),
+        // seen twice in a row.
+        let waiting = |id: &str| {
+            show(id)["stages"].as_array().is_some_and(|stages| {
+                stages.iter().any(|s| {
+                    s["state"] == "running"
+                        && !s["history"]
+                            .as_array()
+                            .is_some_and(|h| h.iter().any(|a| a["state"] == "running"))
+                })
+            })
+        };
+        if let Some(id) = listed[0]["run_id"].as_str()
+            && waiting(id)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if waiting(id) {
+                break id.to_string();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    for (args, outcome) in later {
+        let args: Vec<String> = args.iter().map(|a| a.replace("RUN_ID", &run_id)).collect();
+        let what = format!("wvflow {} ({outcome})", args.join(" "));
+        let (code, out) = wvflow_in(dir, &args);
+        assert_eq!(code, Some(0), "{what}: {out}");
+        let printed = out.lines().next().unwrap_or_default();
+        match (args[3].as_str(), outcome.strip_prefix("(prints ")) {
+            (_, Some(documented)) => {
+                let value = documented.split_whitespace().next().unwrap_or_default();
+                assert_eq!(printed, value, "{what}");
+            }
+            ("signal", None) => assert_eq!(
+                printed,
+                format!("signal {} = {} sent to run {run_id}", args[5], args[6]),
+                "{what}"
+            ),
+            _ => panic!("{what}: no documented outcome is checked for this invocation"),
+        }
+    }
+    let o = guard.0.take().unwrap().wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    (
+        o.status.code(),
+        text + "\n" + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+/// The README's `wvflow runs ... signal` and `runs ... query` lines each name an example
+/// (`# examples/NAME.wv ...`) that declares that signal or query and documents the same
+/// invocation in its header, where the test above runs it.
+#[test]
+fn the_readmes_signal_and_query_lines_come_from_an_example() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let mut checked = 0;
+    for line in readme.lines() {
+        let Some(command) = line.strip_prefix("wvflow runs -w examples ") else {
+            continue;
+        };
+        let (command, comment) = command.split_once('#').unwrap_or((command, ""));
+        let words = shell_words(command.trim());
+        let member = match words[0].as_str() {
+            "signal" => "signal",
+            "query" => "query",
+            _ => continue,
+        };
+        checked += 1;
+        let file = comment
+            .split_whitespace()
+            .find(|w| w.starts_with("examples/") && w.ends_with(".wv"))
+            .unwrap_or_else(|| panic!("README: `{line}` names no example"));
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let parsed = wvflow::syntax::parse(&text, wvflow::source::FileId(0));
+        let declared = parsed.ast.items.iter().any(|item| match item {
+            wvflow::syntax::ast::Item::Flow(flow) => flow.members.iter().any(|m| match m {
+                wvflow::syntax::ast::Member::Signal(s) => {
+                    member == "signal" && s.name.name == words[2]
+                }
+                wvflow::syntax::ast::Member::Query(q) => {
+                    member == "query" && q.name.name == words[2]
+                }
+                _ => false,
+            }),
+            _ => false,
+        });
+        assert!(declared, "{file} declares no {member} `{}`", words[2]);
+        let mut documented = vec!["runs".to_string(), "-w".into(), "examples".into()];
+        documented.extend(words);
+        assert!(
+            documented_invocations(&text)
+                .iter()
+                .any(|(args, _)| *args == documented),
+            "{file} does not document `wvflow {}`",
+            documented.join(" ")
+        );
+    }
+    assert_eq!(checked, 2, "the README's signal and query lines");
 }
 
 /// `wvflow schedule PATH` (a daemon) for a second, then SIGTERM: its exit code and output.

@@ -24,6 +24,7 @@ mod runs_cli;
 mod runtime;
 mod schedule_cli;
 mod semantics;
+mod signals;
 mod syntax_errors;
 mod terminal;
 mod ui;

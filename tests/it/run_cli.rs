@@ -219,6 +219,11 @@ fn every_example_runs_to_success() {
     assert!(examples.len() >= 14);
     for path in examples {
         let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if crate::examples::waits_for_runs_commands(&text) {
+            // It waits for a signal: examples.rs runs it with the documented `runs signal`.
+            continue;
+        }
         let mut args = vec![
             "run".to_string(),
             path.to_string_lossy().into_owned(),
@@ -560,4 +565,156 @@ fn flow_call_arguments_on_the_command_line_follow_the_language_rule() {
         assert_eq!(code, Some(2), "{call}: {stderr}");
         assert!(stderr.contains(error), "{call}: {stderr}");
     }
+}
+
+/// A fork that fails because a branch failed keeps no rows, as no stage that failed does: the
+/// summary says 0 rows, `runs rows` says it has none, and a stage that reads it anyway
+/// (`trigger: all_done`) reads none.
+#[test]
+fn a_fork_failed_by_its_branch_keeps_no_rows() {
+    let dir = scratch(
+        "fork_failed_rows",
+        &[(
+            "flow.wv",
+            r#"activity boom = sh("exit 3")
+flow F = {
+  stage input = from [[1, 'a']] as t(n, name)
+  stage publish = from input | fork {
+    stage copied = from input | select n
+    stage broken = boom()
+  }
+  stage after_all [trigger: all_done] = from publish | select count(*) as seen
+}
+"#,
+        )],
+    );
+    let (code, summary) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(1), "{summary}");
+    let publish = stage(&summary, "publish");
+    assert_eq!(publish["state"], "failed", "{summary}");
+    assert_eq!(publish["error"], "branch `broken` failed", "{summary}");
+    assert_eq!(publish["rows"], 0, "{summary}");
+    let run_id = summary["run_id"].as_str().unwrap();
+    let workspace = dir.to_str().unwrap();
+    let o = wvflow(&["runs", "-w", workspace, "rows", run_id, "publish"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("only a stage that succeeded has rows"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = wvflow(&["runs", "-w", workspace, "show", run_id, "--format", "json"]);
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(stage(&shown, "publish")["rows"], 0, "{shown}");
+    let o = wvflow(&[
+        "runs",
+        "-w",
+        workspace,
+        "rows",
+        run_id,
+        "after_all",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows, serde_json::json!([{ "seen": 0 }]));
+}
+
+/// A `wait until` over a file re-reads the file at each poll, as Airflow's FileSensor looks
+/// again: it sees a file change, and a file appear. A plain `from 'file'` reads the file
+/// once per run: a snapshot every stage of the run shares.
+#[test]
+fn wait_until_over_a_file_sees_it_change_and_appear() {
+    let dir = scratch(
+        "wait_until_file",
+        &[
+            ("inbox/orders.csv", "id,status\n1,pending\n"),
+            (
+                "flow.wv",
+                r#"flow Watch = {
+  stage before = from 'inbox/orders.csv' | select status
+  stage ready [poll_interval: 100ms, timeout: 30s] = from 'inbox/orders.csv'
+    | where id = 1
+    | wait until status = 'ready'
+  stage late [poll_interval: 100ms, timeout: 30s] = from 'inbox/late.csv' | wait until id > 0
+  stage after if ready.success and before.success = from 'inbox/orders.csv' | select status
+}
+"#,
+            ),
+        ],
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args([
+            "run",
+            dir.join("flow.wv").to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Killed(Option<std::process::Child>);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            if let Some(mut child) = self.0.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut child = Killed(Some(child));
+    let workspace = dir.to_str().unwrap().to_string();
+    let stage_states = || -> Value {
+        let o = wvflow(&["runs", "-w", &workspace, "list", "--format", "json"]);
+        let list: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        let Some(id) = list[0]["run_id"].as_str() else {
+            return Value::Null;
+        };
+        let o = wvflow(&["runs", "-w", &workspace, "show", id, "--format", "json"]);
+        serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown = stage_states();
+        let state = |name: &str| {
+            shown["stages"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["stage"] == name))
+                .map(|s| s["state"].clone())
+                .unwrap_or(Value::Null)
+        };
+        if state("before") == "success" && state("ready") == "running" && state("late") == "running"
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never waiting: {shown}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Polled a few times over the old file.
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::write(dir.join("inbox/orders.csv"), "id,status\n1,ready\n").unwrap();
+    std::fs::write(dir.join("inbox/late.csv"), "id\n7\n").unwrap();
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("{}", String::from_utf8_lossy(&out.stderr));
+    });
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    let run_id = summary["run_id"].as_str().unwrap();
+    let rows = |stage: &str| -> Value {
+        let o = wvflow(&[
+            "runs", "-w", &workspace, "rows", run_id, stage, "--format", "json",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    assert_eq!(
+        rows("ready"),
+        serde_json::json!([{ "id": 1, "status": "ready" }])
+    );
+    assert_eq!(rows("late"), serde_json::json!([{ "id": 7 }]));
+    // The run's snapshot of the file, read before it changed.
+    assert_eq!(rows("before"), serde_json::json!([{ "status": "pending" }]));
+    assert_eq!(rows("after"), serde_json::json!([{ "status": "pending" }]));
 }

@@ -997,6 +997,106 @@ fn runs_show_tells_when_a_retrying_stage_tries_again() {
     let _ = child.wait_with_output();
 }
 
+/// While a stage waits for its next attempt, `runs list` shows the run as `runs show` does:
+/// one function decides the state shown, in text and JSON.
+#[test]
+fn runs_list_and_runs_show_agree_on_a_retrying_run() {
+    let dir = scratch(
+        "runs_list_retrying",
+        &[(
+            "flow.wv",
+            "activity flaky = sh(\"exit 1\")\nflow F = {\n  stage s [retries: 3, retry_delay: 1h] = flaky()\n}\n",
+        )],
+    );
+    // Killed if an assertion fails first: its next attempt is an hour away.
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Killed(start(&dir, &[]));
+    let run_id = newest_run(&dir);
+    wait_for(Duration::from_secs(20), "the stage to retry", || {
+        let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
+        stage_state(&show, "s") == "retrying"
+    });
+    let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
+    let list = runs_json(&dir, &["list", "--format", "json"]);
+    assert_eq!(show["state"], "running (retrying)", "{show}");
+    assert_eq!(list[0]["state"], show["state"], "{list}");
+    let shown = String::from_utf8_lossy(&runs(&dir, &["show", &run_id]).stdout).into_owned();
+    let listed = String::from_utf8_lossy(&runs(&dir, &["list"]).stdout).into_owned();
+    assert!(
+        shown.starts_with(&format!("run {run_id} of flow F: running (retrying)\n")),
+        "{shown}"
+    );
+    let row = listed.lines().nth(1).unwrap_or_default();
+    assert!(row.contains(" running (retrying) "), "{listed}");
+    // `--state running` still lists it: it is live.
+    let live = runs_json(&dir, &["list", "--state", "running", "--format", "json"]);
+    assert_eq!(live[0]["run_id"], run_id.as_str());
+    runs(&dir, &["cancel", &run_id]);
+}
+
+/// A stale run's duration ends at its owner's last heartbeat: it stops growing once the owner
+/// is gone, in `runs list` and `runs show`, text and JSON.
+#[test]
+fn a_stale_runs_duration_stops_at_its_last_heartbeat() {
+    let dir = scratch(
+        "runs_stale_duration",
+        &[(
+            "flow.wv",
+            "activity nap = sh(\"sleep 30\")\nflow F = {\n  stage s = nap()\n}\n",
+        )],
+    );
+    let mut child = start(&dir, &[]);
+    let started = Instant::now();
+    let run_id = newest_run(&dir);
+    wait_for(Duration::from_secs(20), "the attempt", || {
+        let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
+        stage_state(&show, "s") == "running"
+    });
+    // Past the first renewal of the lease (every 3 s): the last heartbeat is after the start.
+    std::thread::sleep(Duration::from_millis(4500));
+    child.kill().unwrap(); // SIGKILL: the owner records nothing more
+    child.wait().unwrap();
+    let lived = started.elapsed().as_millis() as u64;
+    let durations = || {
+        let list = runs_json(&dir, &["list", "--format", "json"]);
+        let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
+        assert_eq!(show["state"], "running (stale)", "{show}");
+        let listed = String::from_utf8_lossy(&runs(&dir, &["list"]).stdout).into_owned();
+        let row = listed.lines().nth(1).unwrap_or_default().to_string();
+        let shown = String::from_utf8_lossy(&runs(&dir, &["show", &run_id]).stdout).into_owned();
+        let line = shown
+            .lines()
+            .find(|l| l.starts_with("duration:"))
+            .unwrap_or_else(|| panic!("no duration in {shown}"))
+            .to_string();
+        (
+            list[0]["duration_ms"].as_u64().unwrap(),
+            show["duration_ms"].as_u64().unwrap(),
+            row.split_whitespace()
+                .last()
+                .unwrap_or_default()
+                .to_string(),
+            line,
+        )
+    };
+    let first = durations();
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = durations();
+    assert_eq!(first, second, "the duration of a stale run keeps growing");
+    assert_eq!(first.0, first.1);
+    assert!(
+        (2500..=lived).contains(&first.0),
+        "{} ms: not the last heartbeat (the run lived {lived} ms)",
+        first.0
+    );
+}
+
 /// `wvflow runs logs`: each attempt's stderr and its stdout lines that are not rows, kept in
 /// the run store with the attempt (rows are not), by stage, attempt and item; `--follow`
 /// prints them while the run goes on; an attempt keeps at most 256 KiB, then says so.

@@ -784,6 +784,7 @@ fn a_stage_key_reads_the_one_input_row() {
     let (code, summary) = run_json(&dir, Some("Pay(request_id = 'r-1')"));
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(stage(&summary, "paid")["attempts"], 0, "reused: {summary}");
+    assert_eq!(stage(&summary, "paid")["reused"], true, "{summary}");
     assert_eq!(stage(&summary, "paid")["rows"], 1, "{summary}");
     let (code, _) = run_json(&dir, Some("Pay(request_id = 'r-2')"));
     assert_eq!(code, Some(0));

@@ -340,12 +340,28 @@ fn ui_api_reads_runs_and_acts_only_with_the_token() {
             .contains("did you mean `approved`?"),
         "{answer}"
     );
-    let (status, _) = ui.act(
+    // A value the signal's type does not take is refused, and says what it takes.
+    let (status, answer) = ui.act(
+        &format!("/api/runs/{waits}/signal"),
+        json!({ "name": "approved", "value": 1 }),
+    );
+    assert_eq!(status, 400, "{answer}");
+    let refused = answer["error"].as_str().unwrap();
+    assert!(
+        refused.contains("`approved`")
+            && refused.contains("boolean")
+            && refused.contains("true or false"),
+        "{answer}"
+    );
+    let (status, answer) = ui.act(
         &format!("/api/runs/{waits}/signal"),
         json!({ "name": "approved", "value": true }),
     );
     assert_eq!(status, 202);
-    ui.wait_for(&waits, "success");
+    assert_eq!(answer["value"], true, "{answer}");
+    let run = ui.wait_for(&waits, "success");
+    assert_eq!(run["signals"][0]["name"], "approved", "{run}");
+    assert_eq!(run["signals"][0]["value"], true, "{run}");
 
     // Cancel a running run, then resume it: it runs to success under the same id.
     let (_, answer) = ui.act(start, json!({ "args": { "seconds": 30 } }));

@@ -91,7 +91,8 @@ impl Row {
 pub struct Scope<'a> {
     /// Parameters: of the flow, or of the activity for `exec` arguments.
     pub values: &'a [(&'a str, ValueType)],
-    pub signals: &'a [&'a str],
+    /// Signals of the flow, each with the type of its initial value.
+    pub signals: &'a [(&'a str, ValueType)],
     /// `run_time` and `run_date`.
     pub run_values: bool,
     /// `completed_stages()` and the other run-state functions (`query` only).
@@ -107,7 +108,8 @@ pub struct Scope<'a> {
 pub enum Meaning {
     /// A parameter, `run_time` or `run_date`: a named value of the run.
     Value(ValueType),
-    Signal,
+    /// A signal of the flow, of its initial value's type.
+    Signal(ValueType),
     /// A column of the input row, by the name it has there.
     Column(String, ValueType),
     Unresolved,
@@ -123,8 +125,8 @@ impl Scope<'_> {
         if let Some((_, ty)) = self.values.iter().find(|(n, _)| *n == name) {
             return Meaning::Value(*ty);
         }
-        if self.signals.contains(&name) {
-            return Meaning::Signal;
+        if let Some((_, ty)) = self.signals.iter().find(|(n, _)| *n == name) {
+            return Meaning::Signal(*ty);
         }
         if self.run_values
             && let Some((_, ty)) = RUN_VALUES.iter().find(|(n, _)| *n == name)
@@ -166,7 +168,7 @@ impl Scope<'_> {
 
     fn known_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.values.iter().map(|(n, _)| n.to_string()).collect();
-        names.extend(self.signals.iter().map(|s| s.to_string()));
+        names.extend(self.signals.iter().map(|(s, _)| s.to_string()));
         if self.run_values {
             names.extend(RUN_VALUES.iter().map(|(n, _)| n.to_string()));
         }
@@ -211,12 +213,11 @@ impl Binder {
             ExprKind::Time { ty, .. } => (*ty).into(),
             ExprKind::Null | ExprKind::Star | ExprKind::Error => ValueType::Any,
             ExprKind::Name(n) => match scope.resolve(&n.name) {
-                Meaning::Value(ty) => ty,
+                Meaning::Value(ty) | Meaning::Signal(ty) => ty,
                 Meaning::Column(_, ty) => {
                     self.read_row = true;
                     ty
                 }
-                Meaning::Signal => ValueType::Any,
                 Meaning::Unresolved => {
                     self.unresolved(&n.name, e, scope);
                     ValueType::Any
@@ -249,7 +250,8 @@ impl Binder {
                 }
             }
             ExprKind::Field(f) if f.base.name == "signal" => {
-                if !scope.signals.contains(&f.field.name.as_str()) {
+                let signal = scope.signals.iter().find(|(n, _)| *n == f.field.name);
+                if signal.is_none() {
                     let d = Diagnostic::error(
                         Code::E0615,
                         self.file,
@@ -262,17 +264,17 @@ impl Binder {
                     } else {
                         Some(format!(
                             "the signals are {}",
-                            list(scope.signals.iter().copied())
+                            list(scope.signals.iter().map(|(n, _)| *n))
                         ))
                     };
                     self.out.push(crate::check::with_suggestion(
                         d,
                         &f.field.name,
-                        scope.signals.iter().copied(),
+                        scope.signals.iter().map(|(n, _)| *n),
                         help,
                     ));
                 }
-                ValueType::Any
+                signal.map_or(ValueType::Any, |(_, ty)| *ty)
             }
             ExprKind::Field(f) => match scope.resolve_qualified(&f.base.name, &f.field.name) {
                 Meaning::Column(_, ty) => {
@@ -524,6 +526,35 @@ impl Binder {
 
 const ROW_PLACES_SHORT: &str = "a row is read (`where`, `select`, `each` arguments, ...)";
 
+/// The signals of a flow, each with the type of its initial value as the binder types it
+/// (over the flow's parameters and run values, which is all an initial value may read):
+/// `signal approved = false` is a boolean. Diagnostics are the checker's to report.
+pub fn signal_types(flow: &crate::syntax::ast::Flow) -> Vec<(&str, ValueType)> {
+    let params: Vec<(&str, ValueType)> = flow
+        .params
+        .iter()
+        .map(|p| (p.name.name.as_str(), p.ty.value.into()))
+        .collect();
+    let scope = Scope {
+        values: &params,
+        signals: &[],
+        run_values: true,
+        run_state: false,
+        row: None,
+        place: "a signal's initial value",
+    };
+    let mut binder = Binder::new(FileId(0));
+    flow.members
+        .iter()
+        .filter_map(|m| match m {
+            crate::syntax::ast::Member::Signal(s) => {
+                Some((s.name.name.as_str(), binder.bind(&s.value, &scope)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
     if names.is_empty() {
@@ -611,7 +642,7 @@ mod tests {
     fn scope(row: Option<&Row>) -> Scope<'_> {
         Scope {
             values: &[("market", ValueType::String), ("limit", ValueType::Int)],
-            signals: &["approved"],
+            signals: &[("approved", ValueType::Boolean)],
             run_values: true,
             run_state: false,
             row,
@@ -637,7 +668,7 @@ mod tests {
             s.resolve_row("market"),
             Meaning::Column("market".into(), ValueType::String)
         );
-        assert_eq!(s.resolve("approved"), Meaning::Signal);
+        assert_eq!(s.resolve("approved"), Meaning::Signal(ValueType::Boolean));
         assert_eq!(s.resolve("run_date"), Meaning::Value(ValueType::Date));
         assert_eq!(
             s.resolve("amount"),

@@ -40,6 +40,8 @@ pub struct Shapes<'g, 'w> {
     base: PathBuf,
     /// Flow parameters and their types, for inline values that name them.
     params: Vec<(&'w str, ValueType)>,
+    /// The flow's signals and their types, for `select` items that name them.
+    signals: Vec<(&'w str, ValueType)>,
     pipelines: Vec<Option<Pipeline>>,
     busy: Vec<bool>,
     unknown: Pipeline,
@@ -59,6 +61,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
                 .iter()
                 .map(|p| (p.name.name.as_str(), p.ty.value.into()))
                 .collect(),
+            signals: crate::check::binder::signal_types(graph.flow),
             pipelines: vec![None; n],
             busy: vec![false; n],
             unknown: Pipeline::default(),
@@ -276,7 +279,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
     fn expr_type(&self, row: &Row, e: &Expr) -> ValueType {
         let scope = crate::check::binder::Scope {
             values: &self.params,
-            signals: &[],
+            signals: &self.signals,
             run_values: true,
             run_state: false,
             row: Some(row),
@@ -353,7 +356,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
                         let ty = first.get(i).map_or(ValueType::Any, |e| {
                             let scope = crate::check::binder::Scope {
                                 values: &self.params,
-                                signals: &[],
+                                signals: &self.signals,
                                 run_values: true,
                                 run_state: false,
                                 row: None,

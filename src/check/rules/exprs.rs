@@ -16,7 +16,7 @@ use crate::value::ValueType;
 /// Scopes of one flow: its parameters, signals and run values.
 pub struct FlowScopes<'a> {
     params: Vec<(&'a str, ValueType)>,
-    signals: Vec<&'a str>,
+    signals: Vec<(&'a str, ValueType)>,
 }
 
 impl<'a> FlowScopes<'a> {
@@ -27,14 +27,7 @@ impl<'a> FlowScopes<'a> {
                 .iter()
                 .map(|p| (p.name.name.as_str(), p.ty.value.into()))
                 .collect(),
-            signals: flow
-                .members
-                .iter()
-                .filter_map(|m| match m {
-                    Member::Signal(s) => Some(s.name.name.as_str()),
-                    _ => None,
-                })
-                .collect(),
+            signals: crate::check::binder::signal_types(flow),
         }
     }
 

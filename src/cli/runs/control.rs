@@ -8,7 +8,7 @@ use crate::cli::run::{print_chain, runner};
 use crate::runtime::launch::Start;
 use crate::runtime::runs::catalog::{self, Retention};
 use crate::runtime::runs::{journal, run_params};
-use crate::runtime::store::{StoreConfig, from_json, to_json};
+use crate::runtime::store::{StoreConfig, from_json};
 use crate::value::{ValueType, stored};
 use crate::workspace::Workspace;
 use clap::Args;
@@ -33,7 +33,8 @@ pub struct SignalArgs {
     run_id: String,
     /// A signal the flow declares, or `pause` / `resume`.
     name: String,
-    /// A JSON value (`true`, `42`, `"text"`); other text is sent as a string. Default: true.
+    /// A value of the signal's type (`true`, `42`, `2s`, `2026-01-31`, `"text"`, `null`).
+    /// Default: true.
     value: Option<String>,
 }
 
@@ -126,17 +127,16 @@ pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, String> {
 }
 
 pub fn signal(db: &Path, args: SignalArgs) -> Result<u8, String> {
-    let value = match &args.value {
-        None => Value::Integer(1),
-        Some(text) => serde_json::from_str::<serde_json::Value>(text)
-            .map(|v| from_json(&v))
-            .unwrap_or_else(|_| Value::Text(text.clone())),
-    };
-    crate::runtime::runs::send_signal(db, &args.run_id, &args.name, &value)?;
+    let given = args
+        .value
+        .as_deref()
+        .map(crate::runtime::runs::SignalInput::Text);
+    let sent = crate::runtime::runs::send_signal(db, &args.run_id, &args.name, given)
+        .map_err(|e| e.to_string())?;
     outln!(
         "signal {} = {} sent to run {}",
         args.name,
-        to_json(&value),
+        sent.literal(),
         args.run_id
     );
     Ok(exit::OK)
@@ -174,18 +174,17 @@ pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
     };
     let mut store = stores.connect()?;
     let rows = store.query(&format!("SELECT {}", query.sql.text), &params, None)?;
+    // In the query's type's form: `true`, `90s`, not the stored `1`, `90000`.
     let value = rows
         .values
         .first()
         .and_then(|r| r.first())
-        .map(to_json)
-        .unwrap_or_default();
-    match args.format {
-        Format::Json => outln!("{value}"),
-        Format::Text => match value {
-            serde_json::Value::String(s) => outln!("{s}"),
-            other => outln!("{other}"),
-        },
+        .cloned()
+        .unwrap_or(Value::Null);
+    match (args.format, &value) {
+        (Format::Json, _) => outln!("{}", crate::value::json(&value, query.ty)),
+        (Format::Text, Value::Null) => outln!("null"),
+        (Format::Text, _) => outln!("{}", crate::value::text(&value, query.ty)),
     }
     Ok(exit::OK)
 }

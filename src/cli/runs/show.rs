@@ -204,15 +204,12 @@ pub fn list(db: &Path, args: ListArgs) -> Result<u8, String> {
     Ok(exit::OK)
 }
 
-/// How long a run took (or has been going), for people.
+/// How long a run took (or has been going; a stale one, until its last heartbeat), for
+/// people.
 fn duration(run: &RunRow) -> String {
-    let Some(start) = run.started_at else {
-        return String::new();
-    };
-    let end = run
-        .finished_at
-        .unwrap_or_else(crate::runtime::runs::schema::now_ms);
-    millis((end - start).max(0) as u64)
+    run.duration_ms(crate::runtime::runs::schema::now_ms())
+        .map(millis)
+        .unwrap_or_default()
 }
 
 fn millis(ms: u64) -> String {
@@ -261,11 +258,12 @@ fn text(detail: &RunDetail, run: &RunRow) -> String {
         out.push_str(&format!("reason:   {reason}\n"));
     }
     out.push_str(&format!(
-        "args:     {}\nrun_time: {}\nstarted:  {}\nfinished: {}\nowner:    pid {} on {}\n",
+        "args:     {}\nrun_time: {}\nstarted:  {}\nfinished: {}\nduration: {}\nowner:    pid {} on {}\n",
         serde_json::Value::Object(run.args.clone()),
         run.run_time,
         run.started_at.map(rfc3339).unwrap_or_default(),
         run.finished_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+        duration(run),
         run.owner.pid,
         run.owner.host
     ));
@@ -278,6 +276,17 @@ fn text(detail: &RunDetail, run: &RunRow) -> String {
                 "retrying: {}, attempt {} at {at}\n",
                 stage.summary.stage,
                 stage.summary.attempts + 1
+            ));
+        }
+    }
+    if !detail.signals.is_empty() {
+        out.push_str("\nsignals:\n");
+        for s in &detail.signals {
+            out.push_str(&format!(
+                "  {} = {}  at {}\n",
+                s.name,
+                s.value.literal(),
+                rfc3339(s.at)
             ));
         }
     }

@@ -80,6 +80,10 @@ pub struct StageSummary {
     pub rows: usize,
     pub duration_ms: u64,
     pub error: Option<String>,
+    /// The stage succeeded with the rows recorded under its idempotency key by an earlier
+    /// run (for an `each`, every item's): nothing ran.
+    #[serde(default)]
+    pub reused: bool,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
@@ -101,6 +105,7 @@ impl StageSummary {
             rows: 0,
             duration_ms: 0,
             error: None,
+            reused: false,
         }
     }
 }
@@ -750,7 +755,10 @@ impl Board<'_, '_> {
         if let (Some(&b), Some(result)) = (failed, results[s].as_mut())
             && result.state == StageState::Success
         {
+            // A failed stage keeps no rows: readers that still run (`trigger: all_done`)
+            // read none, and `runs rows` has none to show.
             result.state = StageState::Failed;
+            result.rows = 0;
             result.error = Some(format!("branch `{}` failed", flow.stages[b].id));
             self.states
                 .insert(flow.stages[s].id.clone(), StageState::Failed);

@@ -156,6 +156,7 @@ fn run_stage_on(
         } else {
             StageState::Failed
         };
+        summary.reused = summary.state == StageState::Success;
         summary.attempts = 0;
         return summary;
     }
@@ -217,7 +218,8 @@ fn run_stage_on(
             summary.attempts = n;
         }
     }
-    summary.attempts = if all_reused && summary.state == StageState::Success {
+    summary.reused = all_reused && summary.state == StageState::Success;
+    summary.attempts = if summary.reused {
         0
     } else {
         summary.attempts.max(attempts).max(1)
@@ -226,8 +228,9 @@ fn run_stage_on(
     summary
 }
 
-/// An upstream that did not succeed has no table; give it an empty one shaped like a sibling
-/// that did, so that `merge` and `from` read no rows from it rather than failing.
+/// An upstream that did not succeed has no rows. One with no table gets an empty one shaped
+/// like a sibling that did, so that `merge` and `from` read no rows from it rather than
+/// failing; a fork failed by a branch wrote its rows before it failed, and they are emptied.
 fn fill_missing_upstreams(
     store: &mut Store,
     stage: &StagePlan,
@@ -239,9 +242,21 @@ fn fill_missing_upstreams(
         .find(|e| states.get(&e.stage) == Some(&StageState::Success))
         .map(|e| e.stage.clone());
     for edge in &stage.upstream {
-        if states.get(&edge.stage) != Some(&StageState::Success)
-            && !store.exists("run", &edge.stage).unwrap_or(true)
-        {
+        if states.get(&edge.stage) == Some(&StageState::Success) {
+            continue;
+        }
+        if store.exists("run", &edge.stage).unwrap_or(false) {
+            let sql = format!(
+                "SELECT * FROM {} LIMIT 1",
+                crate::plan::sql::stage_table(&edge.stage)
+            );
+            if let Ok(mut kept) = store.query(&sql, &BTreeMap::new(), None)
+                && !kept.is_empty()
+            {
+                kept.values.clear();
+                let _ = store.write_table("run", &edge.stage, &kept);
+            }
+        } else if !store.exists("run", &edge.stage).unwrap_or(true) {
             let shape = match &succeeded {
                 Some(sibling) => store
                     .stage_rows(sibling)
@@ -276,7 +291,8 @@ pub(super) struct StageRun<'a, 'c> {
     phase: &'static str,
     /// The step being run.
     step: usize,
-    /// Every item of the stage's `each` reused a recorded result: nothing was attempted.
+    /// Nothing was attempted: every item of the stage's `each`, or the key it evaluated over
+    /// its input, reused a recorded result.
     all_reused: bool,
     /// Set to stop the stage: by the run's cancel, or alone (a `first_success` stage took
     /// another upstream's result). Never set for a compensation: it runs to its end.
@@ -339,6 +355,12 @@ impl StageRun<'_, '_> {
             }
             _ => 0,
         };
+        // A `wait until` reads its files as they are now, from its first query on.
+        for step in &self.stage.steps[start.min(self.stage.steps.len())..] {
+            if let Step::WaitUntil { watched, .. } = step {
+                self.reload(watched).map_err(|e| (e, 1))?;
+            }
+        }
         for (index, step) in self.stage.steps.iter().enumerate().skip(start) {
             self.step = index;
             self.store.now.set(self.ctx.now());
@@ -471,10 +493,16 @@ impl StageRun<'_, '_> {
                 Step::WaitUntil {
                     condition,
                     poll_interval_ms,
+                    watched,
                 } => {
                     let input = self.values(input)?;
-                    self.wait_until(condition, *poll_interval_ms, last_query, input)?
-                        .into()
+                    let waited =
+                        self.wait_until(condition, *poll_interval_ms, last_query, watched, input);
+                    // The files' tables are this wait's alone: done with them.
+                    for file in watched {
+                        let _ = self.store.drop_table("temp", &file.table);
+                    }
+                    waited?.into()
                 }
                 Step::Activate { activation } => {
                     let activation = crate::runtime::activate::evaluated(
@@ -1202,13 +1230,25 @@ impl StageRun<'_, '_> {
         )
     }
 
-    /// Re-reads the stage's query every `poll_interval_ms` until a row satisfies the
-    /// condition; fails once the stage's timeout has passed, not before.
+    /// Loads each watched file into its table as the file is now.
+    fn reload(&mut self, watched: &[crate::plan::ir::WatchedFile]) -> Result<(), StageError> {
+        for file in watched {
+            self.store
+                .reload_file(&file.table, &file.path)
+                .map_err(StageError::Data)?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the stage's query (and the files it reads, `watched`) every
+    /// `poll_interval_ms` until a row satisfies the condition; fails once the stage's
+    /// timeout has passed, not before.
     fn wait_until(
         &mut self,
         condition: &Sql,
         poll_ms: u64,
         source: Option<&Sql>,
+        watched: &[crate::plan::ir::WatchedFile],
         mut input: Rows,
     ) -> Result<Rows, StepError> {
         let started = self.ctx.clock.now();
@@ -1243,6 +1283,7 @@ impl StageRun<'_, '_> {
                 return Err((StageError::Cancelled, 1));
             }
             if let Some(sql) = source {
+                self.reload(watched).map_err(|e| (e, 1))?;
                 input = self.query(&sql.text, None).map_err(|e| (e.into(), 1))?;
             }
         }

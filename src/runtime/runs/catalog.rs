@@ -30,11 +30,15 @@ pub struct RunRow {
     pub run_db: String,
     pub keep_runs: Option<i64>,
     pub resumes: i64,
+    /// A stage of the run waits for its next attempt (`retrying`).
+    pub retrying: bool,
 }
 
 const RUN_COLUMNS: &str = "run_id, flow, version, args, run_time, state, reason, created_at,
   started_at, finished_at, owner_pid, owner_host, owner_start, lease_until, parent_run,
-  parent_stage, jumped_from, workspace, run_db, keep_runs, resumes";
+  parent_stage, jumped_from, workspace, run_db, keep_runs, resumes,
+  EXISTS (SELECT 1 FROM wvflow_stages AS s
+          WHERE s.run_id = wvflow_runs.run_id AND s.state = 'retrying')";
 
 fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -61,17 +65,50 @@ fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
         run_db: r.get(18)?,
         keep_runs: r.get(19)?,
         resumes: r.get(20)?,
+        retrying: r.get(21)?,
     })
 }
 
 impl RunRow {
-    /// The state to show: a running run whose owner is gone is `running (stale)`.
+    /// The state every command and the dashboard show: a running run whose owner is gone is
+    /// `running (stale)`; a live one with a stage waiting for its next attempt is `running
+    /// (retrying)`.
     pub fn display_state(&self) -> String {
         if self.is_stale() {
             "running (stale)".into()
+        } else if self.state == RunState::Running && self.retrying {
+            "running (retrying)".into()
         } else {
             self.state.to_string()
         }
+    }
+
+    /// When the run ended, as far as the store knows at `now_ms`: when it finished; for a
+    /// stale run, its owner's last heartbeat (the renewal its lease counts from), since
+    /// nothing ran after it; `None` while a live run goes on.
+    pub fn ended_at(&self, now_ms: i64) -> Option<i64> {
+        match self.finished_at {
+            Some(at) => Some(at),
+            None if self.state == RunState::Running
+                && is_stale(&self.owner, self.lease_until, now_ms) =>
+            {
+                let heartbeat = self.lease_until - super::owner::LEASE.as_millis() as i64;
+                Some(
+                    heartbeat
+                        .max(self.started_at.unwrap_or(heartbeat))
+                        .min(now_ms),
+                )
+            }
+            None => None,
+        }
+    }
+
+    /// How long the run took, or has taken so far at `now_ms` while it goes on; `None`
+    /// before it started.
+    pub fn duration_ms(&self, now_ms: i64) -> Option<u64> {
+        let start = self.started_at?;
+        let end = self.ended_at(now_ms).unwrap_or(now_ms);
+        Some((end - start).max(0) as u64)
     }
 
     pub fn is_stale(&self) -> bool {
@@ -345,7 +382,8 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
     }
     let mut statement = conn
         .prepare(
-            "SELECT stage, state, attempts, rows, duration_ms, error, started_at, finished_at
+            "SELECT stage, state, attempts, rows, duration_ms, error, started_at, finished_at,
+               reused
              FROM wvflow_stages WHERE run_id = ?1 ORDER BY position",
         )
         .map_err(e)?;
@@ -361,6 +399,7 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
                     rows: r.get::<_, i64>(3)?.max(0) as usize,
                     duration_ms: r.get::<_, i64>(4)?.max(0) as u64,
                     error: r.get(5)?,
+                    reused: r.get(8)?,
                 },
                 started_at: time(r.get(6)?),
                 finished_at: time(r.get(7)?),
@@ -411,6 +450,31 @@ pub fn compensations(conn: &Connection, run_id: &str) -> Result<Vec<Compensation
                 state: r.get(2)?,
                 attempts: r.get(3)?,
                 error: r.get(4)?,
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
+/// A signal sent to a run: its name, its value as stored, and when it was sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignalRow {
+    pub name: String,
+    pub value: rusqlite::types::Value,
+    pub at: i64,
+}
+
+/// The signals sent to a run, in the order they were sent.
+pub fn signals(conn: &Connection, run_id: &str) -> Result<Vec<SignalRow>, String> {
+    let mut statement = conn
+        .prepare("SELECT name, value, at FROM wvflow_signals WHERE run_id = ?1 ORDER BY seq")
+        .map_err(|e| e.to_string())?;
+    let rows = statement
+        .query_map([run_id], |r| {
+            Ok(SignalRow {
+                name: r.get(0)?,
+                value: r.get(1)?,
+                at: r.get(2)?,
             })
         })
         .map_err(|e| e.to_string())?;

@@ -9,7 +9,6 @@ use crate::plan::Plan;
 use crate::runtime::engine::{
     Attempt, AttemptEnd, CompensationSummary, Progress, StageSummary, Summary,
 };
-use crate::runtime::store::to_json;
 use crate::value::ValueType;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
@@ -393,7 +392,8 @@ impl Journal {
                 for stage in &summary.stages {
                     exec(tx,
                         "UPDATE wvflow_stages SET state = ?3, attempts = ?4, rows = ?5,
-                           duration_ms = ?6, error = ?7, finished_at = coalesce(finished_at, ?8)
+                           duration_ms = ?6, error = ?7, finished_at = coalesce(finished_at, ?8),
+                           reused = ?9
                          WHERE run_id = ?1 AND stage = ?2",
                         params![
                             run_id,
@@ -403,7 +403,8 @@ impl Journal {
                             stage.rows as i64,
                             stage.duration_ms as i64,
                             stage.error,
-                            now_ms()
+                            now_ms(),
+                            stage.reused
                         ],
                     )?;
                 }
@@ -634,7 +635,7 @@ impl Progress for Journal {
         self.write(|tx| {
             exec(tx,
                 "UPDATE wvflow_stages SET state = ?3, attempts = ?4, rows = ?5, duration_ms = ?6,
-                   error = ?7, finished_at = ?8
+                   error = ?7, finished_at = ?8, reused = ?9
                  WHERE run_id = ?1 AND stage = ?2",
                 params![
                     run_id,
@@ -644,7 +645,8 @@ impl Progress for Journal {
                     summary.rows as i64,
                     summary.duration_ms as i64,
                     summary.error,
-                    now_ms()
+                    now_ms(),
+                    summary.reused
                 ],
             )?;
             event(
@@ -745,7 +747,7 @@ pub fn request(
     run_id: &str,
     kind: &str,
     name: Option<&str>,
-    value: Option<&Value>,
+    value: Option<&crate::value::Typed>,
 ) -> Result<String, String> {
     let mut conn = schema::open(db)?;
     let fail = |e: rusqlite::Error| format!("cannot record the request for run {run_id}: {e}");
@@ -789,7 +791,12 @@ pub fn request(
             exec(
                 &tx,
                 "INSERT INTO wvflow_signals (run_id, name, value, at) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, name, value.cloned().unwrap_or(Value::Null), now],
+                params![
+                    run_id,
+                    name,
+                    value.map_or(Value::Null, |v| v.value.clone()),
+                    now
+                ],
             )
             .map_err(fail)?;
             if matches!(name, "pause" | "resume") {
@@ -804,7 +811,7 @@ pub fn request(
         _ => {}
     }
     let detail = match value {
-        Some(v) => serde_json::json!({ "name": name, "value": to_json(v) }),
+        Some(v) => serde_json::json!({ "name": name, "value": v.json() }),
         None => serde_json::json!({ "name": name }),
     };
     event(

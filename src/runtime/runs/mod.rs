@@ -81,34 +81,129 @@ pub fn race_losers(
         .collect()
 }
 
-/// Sends run `run_id` the signal `name` (one its flow declares, or `pause` / `resume`) with
-/// `value`, for its owner to read.
+/// What is sent with a signal: text from the command line, or JSON from the dashboard.
+#[derive(Clone, Copy, Debug)]
+pub enum SignalInput<'a> {
+    Text(&'a str),
+    Json(&'a serde_json::Value),
+}
+
+/// Why a signal was not sent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SignalError {
+    /// No such run, a run that has finished, or a run store that cannot be used.
+    Run(String),
+    /// The run's flow declares no signal of this name; `known` are those it has.
+    Undeclared {
+        flow: String,
+        name: String,
+        known: Vec<String>,
+    },
+    /// The value is not one of the signal's type; `given` is it as written (none: no value).
+    WrongValue {
+        flow: String,
+        name: String,
+        wrong: crate::value::WrongValue,
+        given: Option<String>,
+    },
+}
+
+impl std::fmt::Display for SignalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignalError::Run(message) => f.write_str(message),
+            SignalError::Undeclared { flow, name, known } => {
+                let hint =
+                    crate::diagnostics::suggest::closest(name, known.iter().map(String::as_str))
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                write!(
+                    f,
+                    "flow `{flow}` declares no signal `{name}` (it has: {}){hint}",
+                    known.join(", ")
+                )
+            }
+            SignalError::WrongValue {
+                flow,
+                name,
+                wrong,
+                given,
+            } => {
+                write!(
+                    f,
+                    "signal `{name}` of flow `{flow}` is {} and takes {}",
+                    wrong.ty.name(),
+                    wrong.takes()
+                )?;
+                match given {
+                    Some(given) => write!(f, ", not `{given}`"),
+                    None => f.write_str(": give it a value"),
+                }
+            }
+        }
+    }
+}
+
+impl From<String> for SignalError {
+    fn from(message: String) -> Self {
+        SignalError::Run(message)
+    }
+}
+
+/// The type of the signal `name` of a run's flow: its declared one, boolean for the
+/// built-in `pause` and `resume`; `None` when the flow has no such signal.
+pub fn signal_type(plan: &crate::plan::Plan, name: &str) -> Option<crate::value::ValueType> {
+    match plan.flow.signals.iter().find(|s| s.name == name) {
+        Some(signal) => Some(signal.ty),
+        None if matches!(name, "pause" | "resume") => Some(crate::value::ValueType::Boolean),
+        None => None,
+    }
+}
+
+/// Sends run `run_id` the signal `name` (one its flow declares, or `pause` / `resume`), for
+/// its owner to read: the value is read by the signal's type (without one, `true`), and a
+/// value the type does not take is refused before anything is recorded. Returns the value
+/// as recorded, with its type.
 pub fn send_signal(
     db: &std::path::Path,
     run_id: &str,
     name: &str,
-    value: &Value,
-) -> Result<(), String> {
+    given: Option<SignalInput>,
+) -> Result<crate::value::Typed, SignalError> {
+    use crate::value::ValueType;
     let conn = schema::open(db)?;
     catalog::run_in(&conn, run_id)?
         .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()))?;
     let plan = catalog::plan_of(&conn, run_id)?;
     drop(conn);
-    let declared: Vec<&str> = plan.flow.signals.iter().map(|s| s.name.as_str()).collect();
-    if !declared.contains(&name) && !matches!(name, "pause" | "resume") {
-        let mut known = declared.clone();
-        known.extend(["pause", "resume"]);
-        let hint = crate::diagnostics::suggest::closest(name, known.iter().copied())
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
-        return Err(format!(
-            "flow `{}` declares no signal `{name}` (it has: {}){hint}",
-            plan.flow.name,
-            known.join(", ")
-        ));
-    }
-    journal::request(db, run_id, "signal", Some(name), Some(value))?;
-    Ok(())
+    let flow = plan.flow.name.clone();
+    let Some(ty) = signal_type(&plan, name) else {
+        let mut known: Vec<String> = plan.flow.signals.iter().map(|s| s.name.clone()).collect();
+        known.extend(["pause".to_string(), "resume".to_string()]);
+        return Err(SignalError::Undeclared {
+            flow,
+            name: name.to_string(),
+            known,
+        });
+    };
+    let value = match given {
+        None if matches!(ty, ValueType::Boolean | ValueType::Any) => Ok(Value::Integer(1)),
+        None => Err(crate::value::WrongValue { ty }),
+        Some(SignalInput::Text(text)) => crate::value::parse(text, ty),
+        Some(SignalInput::Json(json)) => crate::value::from_json_as(json, ty),
+    };
+    let value = value.map_err(|wrong| SignalError::WrongValue {
+        flow,
+        name: name.to_string(),
+        wrong,
+        given: given.map(|g| match g {
+            SignalInput::Text(text) => text.to_string(),
+            SignalInput::Json(json) => json.to_string(),
+        }),
+    })?;
+    let sent = crate::value::Typed { value, ty };
+    journal::request(db, run_id, "signal", Some(name), Some(&sent))?;
+    Ok(sent)
 }
 
 /// Where `runs resume` takes a run up ([`resume_point`]).

@@ -15,6 +15,16 @@ pub struct RunDetail {
     pub jumps: Vec<RunRow>,
     /// How each flow hook ended, in the order they ran.
     pub hooks: Vec<Value>,
+    /// The signals sent to the run, in order, each typed by the signal's declared type.
+    pub signals: Vec<SentSignal>,
+}
+
+/// A signal sent to a run, as `runs show` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentSignal {
+    pub name: String,
+    pub value: crate::value::Typed,
+    pub at: i64,
 }
 
 impl RunDetail {
@@ -25,6 +35,7 @@ impl RunDetail {
             children: catalog::related(conn, &run.run_id, "parent_run")?,
             jumps: catalog::related(conn, &run.run_id, "jumped_from")?,
             hooks: hooks(conn, &run.run_id)?,
+            signals: signals(conn, &run.run_id)?,
         })
     }
 
@@ -50,6 +61,7 @@ impl RunDetail {
             "run_time": run.run_time,
             "started_at": run.started_at.map(rfc3339),
             "finished_at": run.finished_at.map(rfc3339),
+            "duration_ms": run.duration_ms(super::schema::now_ms()),
             "owner": { "pid": run.owner.pid, "host": run.owner.host },
             "resumes": run.resumes,
             "parent_run": run.parent_run,
@@ -58,6 +70,9 @@ impl RunDetail {
             "stages": self.stages,
             "compensations": self.compensations,
             "hooks": self.hooks,
+            "signals": self.signals.iter().map(|s| json!({
+                "name": s.name, "value": s.value.json(), "at": rfc3339(s.at),
+            })).collect::<Vec<_>>(),
             "children": brief(&self.children),
             "jumps": brief(&self.jumps),
         })
@@ -72,8 +87,33 @@ pub fn brief(run: &RunRow) -> Value {
         "state": run.display_state(),
         "started_at": run.started_at.map(rfc3339),
         "finished_at": run.finished_at.map(rfc3339),
+        "duration_ms": run.duration_ms(super::schema::now_ms()),
         "run_time": run.run_time,
     })
+}
+
+/// The signals sent to a run, typed by its plan (a value of a signal the plan does not know
+/// is shown as stored).
+fn signals(conn: &Connection, run_id: &str) -> Result<Vec<SentSignal>, String> {
+    let sent = catalog::signals(conn, run_id)?;
+    if sent.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plan = catalog::plan_of(conn, run_id).ok();
+    Ok(sent
+        .into_iter()
+        .map(|s| SentSignal {
+            value: crate::value::Typed {
+                ty: plan
+                    .as_ref()
+                    .and_then(|p| super::signal_type(p, &s.name))
+                    .unwrap_or_default(),
+                value: s.value,
+            },
+            name: s.name,
+            at: s.at,
+        })
+        .collect())
 }
 
 /// How the run's hooks ended: `{event, target, error}` each, from the event log.

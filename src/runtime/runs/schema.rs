@@ -139,10 +139,12 @@ PRAGMA user_version = 5;
 /// Version 6: a compensation's place in its saga. Every compensation a failed run owes is
 /// recorded `pending` when the saga begins, so that a run stopped while it compensates shows
 /// what is still owed, and `runs resume` runs it. Whether a run's owner takes wake-ups
-/// (`SIGUSR1`, [`super::wake`]): only such an owner is sent one.
+/// (`SIGUSR1`, [`super::wake`]): only such an owner is sent one. Whether a stage's rows were
+/// reused from an earlier run's idempotency key.
 const SCHEMA_6: &str = "
 ALTER TABLE wvflow_compensations ADD COLUMN position INTEGER;
 ALTER TABLE wvflow_runs ADD COLUMN owner_wakes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE wvflow_stages ADD COLUMN reused INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = 6;
 ";
 

@@ -22,6 +22,7 @@ use super::engine::{
     Attempt, AttemptEnd, CompensationSummary, Context, FanPart, Progress, StageSummary, Summary,
     compensate_completed, fails, holds, run_single_stage,
 };
+use super::flow_call::CallArgs;
 use super::retry::SeededRandom;
 use super::runs::{run_params, zone_of};
 use super::schedule::{run_time_text, utc_now};
@@ -547,12 +548,8 @@ impl TaskRun<'_> {
             .map(|s| match records.get(&s.id) {
                 Some(r) => r.summary.clone(),
                 None => StageSummary {
-                    stage: s.id.clone(),
-                    state: StageState::Cancelled,
-                    attempts: 0,
-                    rows: 0,
-                    duration_ms: 0,
                     error: Some("its task never ended".into()),
+                    ..StageSummary::new(s, StageState::Cancelled)
                 },
             })
             .collect();
@@ -679,12 +676,8 @@ enum Begin<'p> {
 /// A stage whose task is to be tried again.
 fn retrying(stage: &StagePlan, attempt: u32) -> StageSummary {
     StageSummary {
-        stage: stage.id.clone(),
-        state: StageState::Retrying,
         attempts: attempt,
-        rows: 0,
-        duration_ms: 0,
-        error: None,
+        ..StageSummary::new(stage, StageState::Retrying)
     }
 }
 
@@ -776,14 +769,12 @@ impl Progress for LastAttempt {
     }
 }
 
-/// Arguments given as `NAME=TEXT` (what an engine's string parameters give), as JSON values
-/// typed by the flow's parameters, for [`crate::runtime::flow_call::bind_json_args`].
-pub fn text_args(
-    plan: &Plan,
-    pairs: &[String],
-) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    use crate::value::ValueType;
-    let mut args = serde_json::Map::new();
+/// Arguments given as `NAME=TEXT` (what an engine's string parameters give), each read by
+/// its parameter's type ([`crate::value::parse`]), for
+/// [`crate::runtime::flow_call::bind_params`]. A name the flow has no parameter for is left
+/// to the binding to refuse.
+pub fn text_args(plan: &Plan, pairs: &[String]) -> Result<CallArgs, String> {
+    let mut args = Vec::new();
     for pair in pairs {
         let (name, text) = pair
             .split_once('=')
@@ -793,29 +784,14 @@ pub fn text_args(
             .params
             .iter()
             .find(|p| p.name == name)
-            .map(|p| p.ty);
-        let bad = |what: &str| format!("argument `{name}`: `{text}` is not {what}");
-        let value = match ty {
-            Some(ValueType::Int) => text
-                .trim()
-                .parse::<i64>()
-                .map(serde_json::Value::from)
-                .map_err(|_| bad("a whole number"))?,
-            Some(ValueType::Float) => text
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map(serde_json::Value::Number)
-                .ok_or_else(|| bad("a number"))?,
-            Some(ValueType::Boolean) => match text.trim() {
-                "true" => serde_json::Value::Bool(true),
-                "false" => serde_json::Value::Bool(false),
-                _ => return Err(bad("true or false")),
-            },
-            _ => serde_json::Value::String(text.to_string()),
-        };
-        args.insert(name.to_string(), value);
+            .map_or(crate::value::ValueType::Any, |p| p.ty);
+        let value = crate::value::parse(text, ty).map_err(|wrong| {
+            format!(
+                "argument `{name}` of flow `{}` must be {wrong}, not `{text}`",
+                plan.flow.name
+            )
+        })?;
+        args.push((Some(name.to_string()), value));
     }
     Ok(args)
 }
@@ -870,6 +846,7 @@ fn settle_fork(
         && record.summary.state == StageState::Success
     {
         record.summary.state = StageState::Failed;
+        record.summary.rows = 0;
         record.summary.error = Some(format!("branch `{branch}` failed"));
     }
 }

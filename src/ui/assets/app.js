@@ -38,7 +38,7 @@ function h(tag, attrs, ...children) {
 
 function stateClass(state) {
   const s = String(state || "pending");
-  return "state-" + (s.includes("stale") ? "stale" : s.split(" ")[0]);
+  return "state-" + (s.includes("stale") ? "stale" : s.includes("retrying") ? "retrying" : s.split(" ")[0]);
 }
 
 function badge(state) {
@@ -65,6 +65,10 @@ function local(text) {
 
 function elapsed(run) {
   if (!run.started_at) return "";
+  // A live run's duration goes on here; any other's is the store's (a stale run's ends at
+  // its owner's last heartbeat).
+  const live = run.state === "running" || run.state === "running (retrying)";
+  if (!live && typeof run.duration_ms === "number") return ms(run.duration_ms);
   const end = run.finished_at ? Date.parse(run.finished_at) : Date.now();
   return ms(Math.max(0, end - Date.parse(run.started_at)));
 }
@@ -392,7 +396,7 @@ function runPage(main, runId) {
   function drawActions() {
     const state = run.state;
     const buttons = [];
-    if (state === "running") {
+    if (state === "running" || state === "running (retrying)") {
       buttons.push(h("button", { class: "danger", id: "cancel", onclick: async (ev) => {
         ev.target.disabled = true;
         try { await act(`/api/runs/${encodeURIComponent(runId)}/cancel`); toast("Cancel requested"); }
