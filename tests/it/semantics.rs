@@ -764,6 +764,11 @@ fn a_select_over_activity_output_keeps_its_items_types() {
 }
 
 const KEYED_PAYMENT: &str = r#"activity charge(amount: int) = sh("""echo "charged $WV_AMOUNT under $WVFLOW_IDEMPOTENCY_KEY" >> charges.log; echo '{"ok": true}'""")
+flow Logged(request_id: string = 'r-1') = {
+  stage requests = from [[request_id, 5]] as t(request_id, amount)
+  stage paid [idempotency_key: _.request_id] = from requests | charge(_.amount) | activate('file', path: 'paid.ndjson')
+  stage listed [idempotency_key: _.request_id] = from requests | select request_id
+}
 flow Pay(request_id: string = 'r-1', up_to: int = 5) = {
   stage requests = from [[request_id, 5], [request_id, 7]] as t(request_id, amount) | where amount <= up_to
   stage paid [idempotency_key: _.request_id] = from requests | charge(_.amount)
@@ -793,6 +798,19 @@ fn a_stage_key_reads_the_one_input_row() {
         "charged 5 under r-1\ncharged 5 under r-2\n"
     );
 
+    // A null key records nothing and is asked once: the steps after the call run as written.
+    for _ in 0..2 {
+        let (code, summary) = run_json(&dir, Some("Logged(request_id = null)"));
+        assert_eq!(code, Some(0), "{summary}");
+        assert_eq!(stage(&summary, "paid")["attempts"], 1, "{summary}");
+    }
+    // A stage of queries alone keys its rows too.
+    let (_, summary) = run_json(&dir, Some("Logged(request_id = 'r-9')"));
+    assert_eq!(stage(&summary, "listed")["reused"], false, "{summary}");
+    let (_, summary) = run_json(&dir, Some("Logged(request_id = 'r-9')"));
+    assert_eq!(stage(&summary, "listed")["reused"], true, "{summary}");
+    let charges = std::fs::read_to_string(dir.join("charges.log")).unwrap();
+    assert_eq!(charges.matches("charged 5 under \n").count(), 2, "{charges}");
     // Two rows or none: the stage fails before charging, saying why.
     for (up_to, rows) in [(7, "2 rows"), (0, "no rows")] {
         let (code, summary) = run_json(

@@ -294,6 +294,8 @@ pub(super) struct StageRun<'a, 'c> {
     /// Nothing was attempted: every item of the stage's `each`, or the key it evaluated over
     /// its input, reused a recorded result.
     all_reused: bool,
+    /// The key that reads the input row ([`StagePlan::idempotency_reads_row`]) was evaluated.
+    key_evaluated: bool,
     /// Set to stop the stage: by the run's cancel, or alone (a `first_success` stage took
     /// another upstream's result). Never set for a compensation: it runs to its end.
     pub(super) cancel: Arc<AtomicBool>,
@@ -327,6 +329,7 @@ impl<'a, 'c> StageRun<'a, 'c> {
             phase,
             step: 0,
             all_reused: false,
+            key_evaluated: false,
             cancel: Arc::default(),
             workspace_db: None,
             fan: None,
@@ -601,6 +604,15 @@ impl StageRun<'_, '_> {
             };
             rows = Some(output);
         }
+        // A stage of queries alone evaluates its key over its rows, as the checker says.
+        if self.key_waits(true) {
+            let (rows, reused) = self.key_over_input(rows.unwrap_or_default())?;
+            if let Some(reused) = reused {
+                self.all_reused = true;
+                return Ok(reused.into());
+            }
+            return Ok(rows.into());
+        }
         Ok(rows.unwrap_or_default())
     }
 
@@ -743,18 +755,22 @@ impl StageRun<'_, '_> {
     /// Whether the stage's key reads its input's one row and is still to be evaluated before
     /// `step`: the first step that is not a query, which may have effects.
     fn key_waits_for_input(&self, step: &Step) -> bool {
-        self.stage.idempotency_reads_row
-            && self.key.is_none()
-            && self.phase == "run"
-            && !matches!(
-                step,
-                Step::Query { .. } | Step::Union { .. } | Step::Route { .. }
-            )
+        self.key_waits(!matches!(
+            step,
+            Step::Query { .. } | Step::Union { .. } | Step::Route { .. }
+        ))
+    }
+
+    /// Whether the key that reads the input row is still to be evaluated, `now`.
+    fn key_waits(&self, now: bool) -> bool {
+        now && self.stage.idempotency_reads_row && !self.key_evaluated && self.phase == "run"
     }
 
     /// The stage's key over its input's one row (`input`, given back as rows), and the rows
     /// recorded under it when it succeeded before: then nothing else runs.
     fn key_over_input(&mut self, input: Data) -> Result<(Rows, Option<Rows>), StepError> {
+        // Once, whatever it gives: a null key records nothing and is not asked again.
+        self.key_evaluated = true;
         let input = self.values(input)?;
         let Some(sql) = &self.stage.idempotency_key else {
             return Ok((input, None));
