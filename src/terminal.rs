@@ -38,13 +38,18 @@ pub fn write_stdout(text: std::fmt::Arguments) {
 }
 
 /// Writes to stderr; a failure is kept and given back, for a caller whose job the writing
-/// is (`activate('log')`).
+/// is (`activate('log')`). A reader that closed the pipe (`2>&1 | head`, a dashboard that
+/// started the run and went away) ends it quietly, as on stdout.
 pub fn write_stderr(text: std::fmt::Arguments) -> Result<(), String> {
     let mut stderr = std::io::stderr().lock();
-    stderr.write_fmt(text).map_err(|e| {
-        failed("standard error", &e);
-        format!("cannot write to standard error: {}", plain(&e))
-    })
+    match stderr.write_fmt(text) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => {
+            failed("standard error", &e);
+            Err(format!("cannot write to standard error: {}", plain(&e)))
+        }
+    }
 }
 
 /// Why the first write that failed did, if one did: `cannot write to standard output: ...`.

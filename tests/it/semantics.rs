@@ -810,7 +810,11 @@ fn a_stage_key_reads_the_one_input_row() {
     let (_, summary) = run_json(&dir, Some("Logged(request_id = 'r-9')"));
     assert_eq!(stage(&summary, "listed")["reused"], true, "{summary}");
     let charges = std::fs::read_to_string(dir.join("charges.log")).unwrap();
-    assert_eq!(charges.matches("charged 5 under \n").count(), 2, "{charges}");
+    assert_eq!(
+        charges.matches("charged 5 under \n").count(),
+        2,
+        "{charges}"
+    );
     // Two rows or none: the stage fails before charging, saying why.
     for (up_to, rows) in [(7, "2 rows"), (0, "no rows")] {
         let (code, summary) = run_json(

@@ -104,6 +104,10 @@ fn run_stage_on(
     ctx: &Context,
     start: &Started,
 ) -> StageSummary {
+    // A cancel seen after the stage was handed to a worker: it starts nothing.
+    if ctx.cancel.load(Ordering::SeqCst) || start.cancel.load(Ordering::SeqCst) {
+        return StageSummary::new(stage, StageState::Cancelled);
+    }
     let started = ctx.clock.now();
     let mut summary = StageSummary {
         attempts: 1,

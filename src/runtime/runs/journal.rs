@@ -836,7 +836,7 @@ pub fn request(
     tx.commit().map_err(fail)?;
     // The owner reads the request at once, not at its next look at the store.
     if wakes && record.owner.is_alive() == Some(true) {
-        super::wake::poke(record.owner.pid);
+        super::wake::poke(record.owner.pid, record.owner.start);
     }
     Ok(state)
 }

@@ -19,21 +19,32 @@ static LISTENING: OnceLock<()> = OnceLock::new();
 extern "C" fn on_poke(_: libc::c_int) {
     let fd = PIPE.load(std::sync::atomic::Ordering::Relaxed);
     if fd >= 0 {
-        // SAFETY: write(2) is async-signal-safe; a full pipe already holds a wake-up.
+        // SAFETY: write(2) is async-signal-safe; the pipe does not block, and a full pipe
+        // already holds a wake-up. errno is kept for the code the signal interrupted.
         unsafe {
+            let errno = *libc::__errno_location();
             libc::write(fd, [1u8].as_ptr().cast(), 1);
+            *libc::__errno_location() = errno;
         }
     }
 }
 
 /// Makes this process take wake-ups: installs the `SIGUSR1` handler and the thread that
-/// passes them on. Idempotent. Without a pipe (no file descriptors left) the process still
-/// ignores the signal, and its watches fall back on their periodic look.
+/// passes them on. Idempotent. Without a pipe (no file descriptors left) the handler does
+/// nothing, and the watches fall back on their periodic look. (A handler, not SIG_IGN: an
+/// ignored signal would stay ignored in the activities the process starts.)
 pub fn listen() {
     LISTENING.get_or_init(|| {
         let mut fds = [0 as libc::c_int; 2];
         // SAFETY: a two-element array for pipe2; both ends close on exec.
         let piped = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0;
+        if piped {
+            // SAFETY: the write end, which the handler must never block on.
+            unsafe {
+                let flags = libc::fcntl(fds[1], libc::F_GETFL);
+                libc::fcntl(fds[1], libc::F_SETFL, flags | libc::O_NONBLOCK);
+            }
+        }
         if piped {
             PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
             let read_end = fds[0];
@@ -53,11 +64,7 @@ pub fn listen() {
                 }
             });
         }
-        let handler = if piped {
-            on_poke as extern "C" fn(libc::c_int) as libc::sighandler_t
-        } else {
-            libc::SIG_IGN
-        };
+        let handler = on_poke as extern "C" fn(libc::c_int) as libc::sighandler_t;
         // SAFETY: the handler only writes to a pipe; SA_RESTART keeps other system calls
         // of the process from failing with EINTR.
         unsafe {
@@ -70,14 +77,36 @@ pub fn listen() {
     });
 }
 
-/// Asks process `pid` (a run's live owner on this machine) to look at its runs now.
-pub fn poke(pid: i64) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: a signal to a process whose identity the caller checked (pid and start
-        // time); a process gone meanwhile makes kill fail, which changes nothing.
+/// Asks the process `pid` that started at `start` (a run's owner, on this machine) to look at
+/// its runs now. The process is held by a pidfd while its start time is checked, so a pid
+/// given to another process meanwhile is never signalled.
+pub fn poke(pid: i64, start: i64) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: pidfd_open on a pid; the descriptor is closed below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let Ok(fd) = libc::c_int::try_from(fd) else {
+        return;
+    };
+    if fd < 0 {
+        return;
+    }
+    if super::owner::process_start(i64::from(pid)) == start {
+        // SAFETY: a signal through the pidfd of the process whose start time matched.
         unsafe {
-            libc::kill(pid, libc::SIGUSR1);
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd,
+                libc::SIGUSR1,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
         }
+    }
+    // SAFETY: the descriptor opened above.
+    unsafe {
+        libc::close(fd);
     }
 }
 
@@ -101,4 +130,24 @@ pub fn wait(seen: &mut u64, timeout: Duration) {
         .wait_timeout_while(guard, timeout, |now| *now == *seen)
         .unwrap_or_else(|e| e.into_inner());
     *seen = *guard;
+}
+
+#[cfg(test)]
+mod tests {
+    /// A poke of this very process wakes a waiting watch long before its periodic look.
+    #[test]
+    fn a_poke_wakes_the_watches_of_the_process_at_once() {
+        super::listen();
+        let mut seen = super::seen();
+        let me = super::super::owner::Owner::this_process();
+        let waited = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            super::wait(&mut seen, std::time::Duration::from_secs(30));
+            started.elapsed()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        super::poke(me.pid, me.start);
+        let took = waited.join().unwrap();
+        assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+    }
 }

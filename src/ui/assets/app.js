@@ -319,6 +319,8 @@ function runPage(main, runId) {
   let logPage = 0;
   let logLengths = "";
   let logs = { logs: [], total: 0 };
+  // Each showing of the stage counts one; an answer to an earlier one is dropped.
+  let showing = 0;
 
   async function pick(stage) {
     picked = stage;
@@ -337,9 +339,11 @@ function runPage(main, runId) {
     const live = ["running", "retrying", "queued"].includes(s.state);
     if (!force && key === pickedKey && !live) return;
     pickedKey = key;
+    const mine = ++showing;
     const logsOf = `/api/runs/${encodeURIComponent(runId)}/logs?stage=${encodeURIComponent(picked)}` +
       `&offset=${logPage * LOG_PAGE}&limit=${LOG_PAGE}`;
     const lengths = await api(logsOf + "&text=0");
+    if (mine !== showing) return;
     const seen = lengths.total + ":" + lengths.logs.map((l) => l.chars + l.state).join(",");
     const [fresh, rows] = await Promise.all([
       force || seen !== logLengths ? api(logsOf) : Promise.resolve(null),
@@ -347,7 +351,7 @@ function runPage(main, runId) {
         ? api(`/api/runs/${encodeURIComponent(runId)}/rows?stage=${encodeURIComponent(picked)}&limit=20`).catch(() => null)
         : Promise.resolve(null),
     ]);
-    if (picked !== s.stage) return;
+    if (picked !== s.stage || mine !== showing) return;
     if (fresh) {
       logs = fresh;
       logLengths = seen;
