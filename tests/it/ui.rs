@@ -673,7 +673,7 @@ fn ui_is_not_starved_by_slow_or_many_connections() {
         let started = Instant::now();
         assert_eq!(ui.get("/api/runs").0, 200);
         assert!(
-            started.elapsed() < Duration::from_secs(3),
+            started.elapsed() < Duration::from_secs(5),
             "{:?}",
             started.elapsed()
         );
@@ -684,7 +684,7 @@ fn ui_is_not_starved_by_slow_or_many_connections() {
     let started = Instant::now();
     let _ = slow.write_all(b"GET /api/runs HTTP/1.1\r\n");
     let mut closed = false;
-    while started.elapsed() < Duration::from_secs(9) {
+    while started.elapsed() < Duration::from_secs(15) {
         if slow.write_all(b"X").is_err() {
             closed = true;
             break;
@@ -698,7 +698,7 @@ fn ui_is_not_starved_by_slow_or_many_connections() {
     let started = Instant::now();
     assert_eq!(idle.read(&mut byte).unwrap_or(0), 0);
     assert!(
-        started.elapsed() < Duration::from_secs(8),
+        started.elapsed() < Duration::from_secs(12),
         "{:?}",
         started.elapsed()
     );
