@@ -1552,3 +1552,70 @@ flow Saga = {
     };
     three_at_a_time(&cases, run_case);
 }
+
+/// A resumed saga ends the run as the saga said it would, and owes what it recorded: a
+/// cancelled run killed in its saga ends `cancelled`, and the compensation of a fork that its
+/// branch failed (it succeeded, then its branch failed it) is run too.
+#[test]
+fn a_resumed_saga_keeps_its_ending_and_its_list() {
+    let flow = r#"activity step(tag: string) = sh("""echo "$WV_TAG" >> effects.log; echo '{"ok": true}'""")
+activity slow = sh("""echo slow >> effects.log; sleep 30""")
+activity undo(tag: string) = sh("""echo "undo-$WV_TAG start" >> effects.log; while [ -f "hold-$WV_TAG" ]; do sleep 0.05; done; echo "undo-$WV_TAG" >> effects.log""")
+activity boom = sh("""exit 3""")
+flow Cancelled = {
+  stage a [compensate: undo('a')] = step('a')
+  stage b [compensate: undo('b')] = from a | step('b')
+  stage s = from b | slow()
+}
+flow Forked = {
+  stage a [compensate: undo('a')] = step('a')
+  stage f [compensate: undo('f')] = from a | fork {
+    stage branch = from a | boom()
+  }
+}
+"#;
+    for (name, hold, expected) in [("Cancelled", "b", "cancelled"), ("Forked", "f", "failed")] {
+        let dir = scratch(&format!("saga_resumed_{name}"), &[("flow.wv", flow)]);
+        std::fs::write(dir.join(format!("hold-{hold}")), "").unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+            .args([
+                "run",
+                dir.join("flow.wv").to_str().unwrap(),
+                name,
+                "--format",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let run_id = newest_run(&dir);
+        if name == "Cancelled" {
+            wait_for(Duration::from_secs(20), "the slow stage", || {
+                read(&dir.join("effects.log")).contains("slow")
+            });
+            assert!(runs(&dir, &["cancel", &run_id]).status.success());
+        }
+        wait_for(Duration::from_secs(20), "the held compensation", || {
+            read(&dir.join("effects.log")).contains(&format!("undo-{hold} start"))
+        });
+        child.kill().unwrap();
+        let _ = child.wait();
+        std::fs::remove_file(dir.join(format!("hold-{hold}"))).unwrap();
+        let o = runs(&dir, &["resume", &run_id, "--format", "json"]);
+        let summary: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{name}: {e}: {}", String::from_utf8_lossy(&o.stderr)));
+        assert_eq!(summary["state"], expected, "{name}: {summary}");
+        let states = compensation_states(&dir, &run_id);
+        assert_eq!(
+            states,
+            [format!("{hold} success"), "a success".to_string()],
+            "{name}"
+        );
+        let log = read(&dir.join("effects.log"));
+        assert!(
+            log.ends_with(&format!("undo-{hold}\nundo-a start\nundo-a\n")),
+            "{name}: {log}"
+        );
+    }
+}

@@ -61,6 +61,9 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     let run = find_run(&conn, db, &args.run_id)?;
     let plan = catalog::plan_of(&conn, &run.run_id)?;
     let stages = catalog::stages(&conn, &run.run_id)?;
+    // What makes the run impossible to resume is said first, before the workspace is
+    // loaded and checked (its warnings would bury it) and before anything runs.
+    let from = crate::runtime::runs::resume_point(&conn, &run, &plan, stages)?;
     // Child runs the dead owner left in flight are over: their stages run again under the
     // resumed parent, as new children.
     for child in catalog::related(&conn, &run.run_id, "parent_run")? {
@@ -68,9 +71,6 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
             journal::request(db, &child.run_id, "cancel", None, None)?;
         }
     }
-    // What makes the run impossible to resume is said first, before the workspace is
-    // loaded and checked (its warnings would bury it) and before anything runs.
-    let from = crate::runtime::runs::resume_point(&conn, &run, &plan, stages)?;
     drop(conn);
     // Child runs and jumps need the workspace as it is now; the run itself keeps its plan.
     let path = PathBuf::from(&run.workspace);

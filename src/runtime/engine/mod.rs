@@ -54,8 +54,8 @@ pub struct Context<'a> {
     /// Stages that succeeded in an earlier execution of this run (`runs resume`), in the
     /// order they finished: their tables are in the run database and they are not run again.
     pub resumed: Vec<StageSummary>,
-    /// Compensations that ended in an earlier execution of this run (`runs resume` of a run
-    /// stopped while it compensated): they are not run again.
+    /// The saga of an earlier execution of this run that was stopped in it (`runs resume`),
+    /// in its order: the compensations owed are these, and those that ended are not run again.
     pub compensated: Vec<CompensationSummary>,
     /// An exported task's try: only this attempt of each activity call is made, numbered so;
     /// the engine that runs the task retries it.
@@ -179,8 +179,9 @@ pub trait Progress: Sync {
     /// A stage reached a terminal state (also one that never ran: skipped or cancelled).
     fn stage_finished(&self, _summary: &StageSummary) {}
     /// The saga begins: every compensation the run owes, in the order they run (those that
-    /// ended in an earlier execution with their end, the others `pending`).
-    fn compensations_due(&self, _due: &[CompensationSummary]) {}
+    /// ended in an earlier execution with their end, the others `pending`), and how the run
+    /// ends after them (`failed` or `cancelled`).
+    fn compensations_due(&self, _due: &[CompensationSummary], _ending: RunState) {}
     fn compensation_finished(&self, _compensation: &CompensationSummary) {}
 }
 
@@ -214,8 +215,8 @@ impl Progress for Tee<'_> {
     fn stage_finished(&self, summary: &StageSummary) {
         self.0.iter().for_each(|p| p.stage_finished(summary));
     }
-    fn compensations_due(&self, due: &[CompensationSummary]) {
-        self.0.iter().for_each(|p| p.compensations_due(due));
+    fn compensations_due(&self, due: &[CompensationSummary], ending: RunState) {
+        self.0.iter().for_each(|p| p.compensations_due(due, ending));
     }
     fn compensation_finished(&self, compensation: &CompensationSummary) {
         self.0
@@ -462,9 +463,23 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             .zip(&results)
             .any(|(s, r)| r.state == StageState::Failed && s.on_failure == OnFailure::Fail);
     let compensations = if failed && (!cancelled || ctx.compensate_on_cancel) {
-        let stages: Vec<&StagePlan> = completed.iter().map(|&i| &flow.stages[i]).collect();
+        let stages: Vec<&StagePlan> = if ctx.compensated.is_empty() {
+            completed.iter().map(|&i| &flow.stages[i]).collect()
+        } else {
+            // A saga taken up again owes what it recorded, in its order (latest first).
+            ctx.compensated
+                .iter()
+                .rev()
+                .filter_map(|c| flow.stages.iter().find(|s| s.id == c.stage))
+                .collect()
+        };
+        let ending = if cancelled {
+            RunState::Cancelled
+        } else {
+            RunState::Failed
+        };
         match stores.connect() {
-            Ok(mut store) => compensate(&mut store, ctx, &stages),
+            Ok(mut store) => compensate(&mut store, ctx, &stages, ending),
             // Never skipped silently: each compensation that could not run says why.
             Err(e) => not_compensated(ctx, &stages, &format!("cannot open the run store: {e}")),
         }
@@ -520,7 +535,7 @@ pub fn compensate_completed(
     completed: &[&StagePlan],
 ) -> Vec<CompensationSummary> {
     match stores.connect() {
-        Ok(mut store) => compensate(&mut store, ctx, completed),
+        Ok(mut store) => compensate(&mut store, ctx, completed, RunState::Failed),
         Err(e) => not_compensated(ctx, completed, &format!("cannot open the run store: {e}")),
     }
 }

@@ -41,6 +41,7 @@ pub(super) fn compensate(
     store: &mut Store,
     ctx: &Context,
     completed: &[&StagePlan],
+    ending: crate::runtime::state::RunState,
 ) -> Vec<CompensationSummary> {
     let owed: Vec<(&StagePlan, &Invocation)> = completed
         .iter()
@@ -67,7 +68,7 @@ pub(super) fn compensate(
             })
             .collect();
         if !due.is_empty() {
-            p.compensations_due(&due);
+            p.compensations_due(&due, ending);
         }
     }
     let mut done = Vec::new();

@@ -3,6 +3,7 @@
 //! records none that did not happen.
 
 use super::catalog::RunRow;
+use crate::runtime::state::RunState;
 use super::owner::{Owner, is_stale, lease_until};
 use super::schema::{self, now_ms};
 use crate::plan::Plan;
@@ -659,7 +660,7 @@ impl Progress for Journal {
         });
     }
 
-    fn compensations_due(&self, due: &[CompensationSummary]) {
+    fn compensations_due(&self, due: &[CompensationSummary], ending: RunState) {
         let run_id = &self.run_id;
         self.write(|tx| {
             for (position, c) in due.iter().enumerate() {
@@ -676,7 +677,10 @@ impl Progress for Journal {
                 run_id,
                 "compensations_due",
                 None,
-                serde_json::json!({ "stages": due.iter().map(|c| &c.stage).collect::<Vec<_>>() }),
+                serde_json::json!({
+                    "stages": due.iter().map(|c| &c.stage).collect::<Vec<_>>(),
+                    "ending": ending,
+                }),
             )
         });
     }
@@ -884,7 +888,15 @@ pub fn not_resumable(conn: &Connection, run: &RunRow) -> Result<(), String> {
             |r| r.get(0),
         )
         .map_err(|e| format!("cannot resume run {run_id}: {e}"))?;
-    if compensated > 0 && run.is_finished() {
+    let owed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM wvflow_compensations WHERE run_id = ?1 AND state = 'pending'",
+            [run_id],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("cannot resume run {run_id}: {e}"))?;
+    // A run cancelled as stale in the middle of its saga still owes what is pending.
+    if compensated > 0 && run.is_finished() && owed == 0 {
         return Err(format!(
             "run {run_id} ran its compensations, which undid its successful stages; start a new run instead"
         ));

@@ -18,6 +18,7 @@ pub mod report;
 pub mod schema;
 pub mod wake;
 
+use crate::runtime::state::RunState;
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 
@@ -206,11 +207,30 @@ pub fn send_signal(
     Ok(sent)
 }
 
+/// How the run's saga said the run ends after it (`compensations_due`): `failed`, or
+/// `cancelled`; `None` for a run whose saga did not say.
+fn saga_ending(conn: &rusqlite::Connection, run_id: &str) -> Result<Option<RunState>, String> {
+    use rusqlite::OptionalExtension;
+    let detail: Option<String> = conn
+        .query_row(
+            "SELECT detail FROM wvflow_events WHERE run_id = ?1 AND kind = 'compensations_due'
+             ORDER BY seq DESC LIMIT 1",
+            [run_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| e.to_string())?;
+    Ok(detail
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+        .and_then(|d| serde_json::from_value(d["ending"].clone()).ok()))
+}
+
 /// Where `runs resume` takes a run up ([`resume_point`]).
 pub struct ResumePoint {
     /// The stages not run again, in the order they finished.
     pub stages: Vec<crate::runtime::engine::StageSummary>,
-    /// The compensations that ended (a run stopped while it compensated).
+    /// The saga of a run stopped in it, in its order: each compensation that ended with its
+    /// end, the others `pending`.
     pub compensated: Vec<crate::runtime::engine::CompensationSummary>,
     /// The run was cancelled, not failed, when it was stopped while compensating.
     pub cancelled: bool,
@@ -255,21 +275,16 @@ pub fn resume_point(
         .map(|(_, s)| s.stage.as_str())
         .collect();
     journal::check_run_data(run, &succeeded)?;
-    let failed = kept.iter().any(|(_, s)| {
-        s.state == StageState::Failed
-            && plan
-                .flow
-                .stages
-                .iter()
-                .any(|p| p.id == s.stage && p.on_failure == crate::plan::ir::OnFailure::Fail)
-    });
+    let cancelled = compensating && saga_ending(conn, &run.run_id)? == Some(RunState::Cancelled);
     Ok(ResumePoint {
         stages: kept.into_iter().map(|(_, s)| s).collect(),
-        cancelled: compensating && !failed,
-        compensated: compensations
-            .into_iter()
-            .filter(|c| compensating && c.state != StageState::Pending)
-            .collect(),
+        cancelled,
+        // The saga's own list, in its order, pending ones included.
+        compensated: if compensating {
+            compensations
+        } else {
+            Vec::new()
+        },
     })
 }
 
