@@ -548,7 +548,7 @@ impl Lowering<'_, '_> {
                 // A long pipeline is cut into queries of at most QUERY_OPS operators, each
                 // reading the one before as `_input`: one nest of thousands would pass SQLite's
                 // limits on nesting and expression depth.
-                if relational_ops == QUERY_OPS
+                if relational_ops >= QUERY_OPS
                     && let Some(q) = query.take_if(|q| !q.joins_here())
                 {
                     let alias = q.alias().to_string();
@@ -795,7 +795,27 @@ impl Lowering<'_, '_> {
     }
 
     /// The route stages `stage` reads as one of their targets, with the filter of its rows.
+    /// Only a stage that reads nothing but routes is skipped when they give it no rows: one
+    /// that also reads another stage (`merge split, manual_orders`) has rows of its own.
     fn routed_from(&self, stage: &ast::Stage, upstream: &[Edge]) -> Vec<RouteInput> {
+        let target = stage.name.name.to_string();
+        let routed = |name: &str| {
+            self.route_filters
+                .contains_key(&(name.to_string(), target.clone()))
+        };
+        // Every source read: a stage, a file, a table or inline values.
+        let routed_ref = |r: &SourceRef| matches!(r, SourceRef::Name(n) if routed(&n.name));
+        let only_routes = match &stage.body.source.kind {
+            SourceKind::From(refs) => refs.iter().all(routed_ref),
+            SourceKind::Merge(names) => names.iter().all(|n| routed(&n.name)),
+            _ => false,
+        } && stage.body.ops.iter().all(|op| match &op.kind {
+            OpKind::Join(join) => routed_ref(&join.source),
+            _ => true,
+        });
+        if !only_routes {
+            return Vec::new();
+        }
         upstream
             .iter()
             .filter_map(|edge| {

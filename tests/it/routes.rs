@@ -17,6 +17,13 @@ flow Orders(amount: int = 10) = {
   stage alert = from big_orders | page_oncall()
   stage report [trigger: none_failed_min_one_success] = merge big_orders, normal_orders
 }
+flow Mixed(amount: int = 10) = {
+  stage orders = from [[1, amount]] as t(id, amount)
+  stage manual = from [[2, 7]] as t(id, amount)
+  stage split = from orders | route { case amount >= 1000 -> big else -> small }
+  stage big = merge split, manual
+  stage small = from split | select id
+}
 flow Split(n: int = 1) = {
   stage rows = from [[1], [2], [3], [4]] as t(id) | where id <= n
   stage halves = from rows | route by hash(_.id) {
@@ -86,6 +93,18 @@ fn a_route_target_without_rows_is_skipped_and_so_is_what_reads_it() {
         std::fs::read_to_string(dir.join("paged.log")).unwrap(),
         "paged\n"
     );
+}
+
+/// A target that also reads another stage has rows of its own: it runs when its route gives
+/// it none.
+#[test]
+fn a_route_target_that_reads_another_stage_runs_on_its_rows() {
+    let dir = scratch("route_mixed", &[("flow.wv", ORDERS)]);
+    let (code, summary) = run_json(&dir, Some("Mixed(amount = 10)"));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(stage(&summary, "big")["state"], "success", "{summary}");
+    assert_eq!(stage(&summary, "big")["rows"], 1, "{summary}");
+    assert_eq!(stage(&summary, "small")["rows"], 1, "{summary}");
 }
 
 /// `route by`: the one row goes to one half; the other half is skipped, with what reads it.
