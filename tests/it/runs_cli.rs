@@ -683,26 +683,9 @@ flow Crash = {
         std::thread::sleep(Duration::from_millis(kill_after_ms));
         let _ = child.kill();
         let _ = child.wait();
-        let mut rounds = 0;
-        loop {
-            rounds += 1;
-            assert!(rounds < 6, "case {case}: no end after {rounds} resumes");
-            let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
-            if show["state"] == "success" {
-                break;
-            }
-            let mut resume = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-                .args(["runs", "-w", dir.to_str().unwrap(), "resume", &run_id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            if kill_resume == 1 && rounds == 1 {
-                std::thread::sleep(Duration::from_millis(kill_after_ms / 2));
-                let _ = resume.kill();
-            }
-            let _ = resume.wait();
-        }
+        let kill_first = (kill_resume == 1).then_some(kill_after_ms / 2);
+        resume_until(&dir, &run_id, kill_first, |show| show["state"] == "success")
+            .unwrap_or_else(|rounds| panic!("case {case}: no end after {rounds} resumes"));
         let log = read(&dir.join("effects.log"));
         let count = |effect: &str| log.lines().filter(|l| *l == effect).count();
         let kills = 1 + kill_resume as usize;
@@ -731,6 +714,36 @@ flow Crash = {
         assert!(left.is_empty(), "case {case}: processes left: {left}");
     };
     three_at_a_time(&cases, run_case);
+}
+
+/// Resumes `run_id` until `ended` holds of `runs show` (at most 7 resumes; `Err` with the
+/// count otherwise). With `kill_first`, the first resume is killed that many milliseconds
+/// after it starts. The number of resumes killed.
+fn resume_until(
+    dir: &Path,
+    run_id: &str,
+    kill_first: Option<u64>,
+    ended: impl Fn(&Value) -> bool,
+) -> Result<usize, usize> {
+    let mut killed = 0;
+    for round in 0..8 {
+        if ended(&runs_json(dir, &["show", run_id, "--format", "json"])) {
+            return Ok(killed);
+        }
+        let mut resume = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+            .args(["runs", "-w", dir.to_str().unwrap(), "resume", run_id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if let (0, Some(after)) = (round, kill_first) {
+            std::thread::sleep(Duration::from_millis(after));
+            let _ = resume.kill();
+            killed += 1;
+        }
+        let _ = resume.wait();
+    }
+    Err(8)
 }
 
 /// Cancellation campaign: a flow with a saga, an `each` of 3,000 items, a `call` of a child
@@ -1501,33 +1514,17 @@ flow Saga = {
         std::thread::sleep(Duration::from_millis(kill_after_ms));
         let _ = child.kill();
         let _ = child.wait();
-        let mut kills = 1;
-        let mut rounds = 0;
-        loop {
-            rounds += 1;
-            assert!(rounds < 8, "case {case}: no end after {rounds} resumes");
-            let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
-            let owed = show["compensations"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["state"] == "pending");
-            if show["state"] == "failed" && !owed {
-                break;
-            }
-            let mut resume = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-                .args(["runs", "-w", dir.to_str().unwrap(), "resume", &run_id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            if kill_resume == 1 && rounds == 1 {
-                std::thread::sleep(Duration::from_millis(kill_after_ms / 2));
-                let _ = resume.kill();
-                kills += 1;
-            }
-            let _ = resume.wait();
-        }
+        let ended = |show: &Value| {
+            show["state"] == "failed"
+                && !show["compensations"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["state"] == "pending")
+        };
+        let kill_first = (kill_resume == 1).then_some(kill_after_ms / 2);
+        let kills = 1 + resume_until(&dir, &run_id, kill_first, ended)
+            .unwrap_or_else(|rounds| panic!("case {case}: no end after {rounds} resumes"));
         let log = read(&dir.join("effects.log"));
         let lines: Vec<&str> = log.lines().collect();
         let count = |effect: &str| lines.iter().filter(|l| **l == effect).count();
