@@ -281,7 +281,7 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
                 "container": container(deployment, item_args),
             }));
         }
-        if stage.priority != 2 {
+        if stage.priority != crate::check::settings::DEFAULT_PRIORITY {
             warnings.push(format!(
                 "stage `{}`: `priority` has no Argo form; its task is ordered as any other",
                 stage.id

@@ -104,7 +104,7 @@ pub fn text(plan: &Plan) -> String {
                 .map(|ms| format!("schedule_timeout {}", duration(ms))),
             s.heartbeat_ms
                 .map(|ms| format!("heartbeat {}", duration(ms))),
-            (s.priority != 2).then(|| format!("priority {}", s.priority)),
+            (s.priority != crate::check::settings::DEFAULT_PRIORITY).then(|| format!("priority {}", s.priority)),
             (s.on_failure != OnFailure::Fail).then(|| format!("on_failure {}", s.on_failure)),
             s.connector.as_ref().map(|c| format!("on {c}")),
             s.pool

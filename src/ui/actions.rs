@@ -110,10 +110,10 @@ pub fn cancel(site: &Site, id: &str) -> Reply {
     if let Err(reply) = known(site, id) {
         return reply;
     }
-    match journal::request(&site.db, id, "cancel", None, None) {
+    match journal::request(&site.db, id, journal::Request::Cancel) {
         Ok(state) => Reply::Json(
             202,
-            json!({ "run_id": id, "was": state.as_str(), "requested": "cancel" }),
+            json!({ "run_id": id, "was": state, "requested": "cancel" }),
         ),
         Err(e) => error(409, e),
     }

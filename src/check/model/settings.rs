@@ -18,8 +18,13 @@ use crate::source::FileId;
 use crate::syntax::ast::{Activity, Call, Config, ConfigEntry, Expr, ExprKind, Flow, Stage};
 use std::time::Duration;
 
+/// A stage's `priority` when it says none: lower numbers start first. The plan text and the
+/// exports leave it out.
+pub const DEFAULT_PRIORITY: u8 = 2;
+
 /// Where a setting was written, for diagnostics that point at it.
 #[derive(Clone, Copy, Debug)]
+
 pub struct Written<'a> {
     pub file: FileId,
     pub entry: &'a ConfigEntry,
@@ -106,7 +111,7 @@ impl Default for StageSettings<'_> {
             compensate: Setting::default(None),
             idempotency_key: Setting::default(None),
             poll_interval: Setting::default(Duration::from_secs(10)),
-            priority: Setting::default(2),
+            priority: Setting::default(DEFAULT_PRIORITY),
             concurrency: Setting::default(8),
             tolerated_failures: Setting::default(Tolerance::Count(0)),
             parent_close: Setting::default(ParentClose::Terminate),

@@ -6,7 +6,7 @@ use crate::cli::exit;
 use crate::cli::progress::Live;
 use crate::cli::run::{print_chain, runner};
 use crate::runtime::launch::Start;
-use crate::runtime::runs::catalog::{self, Retention};
+use crate::runtime::runs::catalog::{self, Retention, ShownState};
 use crate::runtime::runs::{journal, run_params};
 use crate::runtime::store::{StoreConfig, from_json};
 use crate::value::{ValueType, stored};
@@ -68,7 +68,7 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     // resumed parent, as new children.
     for child in catalog::related(&conn, &run.run_id, "parent_run")? {
         if child.is_stale() {
-            journal::request(db, &child.run_id, "cancel", None, None)?;
+            journal::request(db, &child.run_id, journal::Request::Cancel)?;
         }
     }
     drop(conn);
@@ -103,8 +103,8 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
 }
 
 pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, String> {
-    match journal::request(db, &args.run_id, "cancel", None, None)? {
-        state if state == "running (stale)" => outln!(
+    match journal::request(db, &args.run_id, journal::Request::Cancel)? {
+        ShownState::Stale => outln!(
             "run {} had no live owner; recorded as cancelled",
             args.run_id
         ),

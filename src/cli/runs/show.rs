@@ -252,7 +252,7 @@ fn text(detail: &RunDetail, run: &RunRow) -> String {
         next: Vec::new(),
         outputs: None,
     };
-    let mut out = crate::cli::run::table_as(&summary, &run.display_state());
+    let mut out = crate::cli::run::table_as(&summary, &run.display_state().to_string());
     out.push('\n');
     if let Some(reason) = &run.reason {
         out.push_str(&format!("reason:   {reason}\n"));

@@ -69,17 +69,44 @@ fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
     })
 }
 
+/// The state every command and the dashboard show of a run: its recorded state, told apart
+/// further while it is `running`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShownState {
+    Recorded(RunState),
+    /// Running, and its owner is gone.
+    Stale,
+    /// Running, with a stage waiting for its next attempt.
+    Retrying,
+}
+
+impl std::fmt::Display for ShownState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShownState::Recorded(state) => write!(f, "{state}"),
+            ShownState::Stale => f.write_str("running (stale)"),
+            ShownState::Retrying => f.write_str("running (retrying)"),
+        }
+    }
+}
+
+impl serde::Serialize for ShownState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl RunRow {
     /// The state every command and the dashboard show: a running run whose owner is gone is
     /// `running (stale)`; a live one with a stage waiting for its next attempt is `running
     /// (retrying)`.
-    pub fn display_state(&self) -> String {
+    pub fn display_state(&self) -> ShownState {
         if self.is_stale() {
-            "running (stale)".into()
+            ShownState::Stale
         } else if self.state == RunState::Running && self.retrying {
-            "running (retrying)".into()
+            ShownState::Retrying
         } else {
-            self.state.to_string()
+            ShownState::Recorded(self.state)
         }
     }
 
@@ -291,11 +318,11 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<RunRow>, String> {
         let row = row.map_err(|e| e.to_string())?;
         if let Some(wanted) = &filter.state {
             let shown = row.display_state();
-            let stale = shown == "running (stale)";
+            let stale = shown == ShownState::Stale;
             let matches = match wanted.as_str() {
                 "stale" => stale,
                 "running" => row.state == RunState::Running && !stale,
-                other => shown == other,
+                other => shown.to_string() == other,
             };
             if !matches {
                 continue;

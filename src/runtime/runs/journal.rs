@@ -2,7 +2,7 @@
 //! event and the state it leads to) before the executor goes on, so a crash loses none and
 //! records none that did not happen.
 
-use super::catalog::RunRow;
+use super::catalog::{RunRow, ShownState};
 use crate::runtime::state::RunState;
 use super::owner::{Owner, is_stale, lease_until};
 use super::schema::{self, now_ms};
@@ -746,13 +746,18 @@ fn stop_left_running(tx: &Transaction, run_id: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn request(
-    db: &Path,
-    run_id: &str,
-    kind: &str,
-    name: Option<&str>,
-    value: Option<&crate::value::Typed>,
-) -> Result<String, String> {
+/// What another process asks of a run ([`request`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Request<'a> {
+    Cancel,
+    /// A signal of the run's flow (or `pause` / `resume`) with its typed value.
+    Signal {
+        name: &'a str,
+        value: &'a crate::value::Typed,
+    },
+}
+
+pub fn request(db: &Path, run_id: &str, asked: Request) -> Result<ShownState, String> {
     let mut conn = schema::open(db)?;
     let fail = |e: rusqlite::Error| format!("cannot record the request for run {run_id}: {e}");
     let tx = begin(&mut conn).map_err(fail)?;
@@ -764,8 +769,8 @@ pub fn request(
         return Err(format!("run {run_id} has already finished ({state})"));
     }
     let now = now_ms();
-    match kind {
-        "cancel" if state == "running (stale)" => {
+    match asked {
+        Request::Cancel if state == ShownState::Stale => {
             // Nobody is left to act on the request: the run is cancelled here, and what its
             // dead owner left running is stopped.
             stop_left_running(&tx, run_id).map_err(fail)?;
@@ -782,7 +787,7 @@ pub fn request(
                 .map_err(fail)?;
             }
         }
-        "cancel" => {
+        Request::Cancel => {
             exec(
                 &tx,
                 "UPDATE wvflow_runs SET cancel_requested = 1 WHERE run_id = ?1",
@@ -790,15 +795,14 @@ pub fn request(
             )
             .map_err(fail)?;
         }
-        "signal" => {
-            let name = name.unwrap_or_default();
+        Request::Signal { name, value } => {
             exec(
                 &tx,
                 "INSERT INTO wvflow_signals (run_id, name, value, at) VALUES (?1, ?2, ?3, ?4)",
                 params![
                     run_id,
                     name,
-                    value.map_or(Value::Null, |v| v.value.clone()),
+                    value.value.clone(),
                     now
                 ],
             )
@@ -812,24 +816,15 @@ pub fn request(
                 .map_err(fail)?;
             }
         }
-        _ => {}
     }
-    let detail = match value {
-        Some(v) => serde_json::json!({ "name": name, "value": v.json() }),
-        None => serde_json::json!({ "name": name }),
+    let (kind, detail) = match asked {
+        Request::Cancel => ("cancel_requested", serde_json::json!({ "name": null })),
+        Request::Signal { name, value } => (
+            "signal",
+            serde_json::json!({ "name": name, "value": value.json() }),
+        ),
     };
-    event(
-        &tx,
-        run_id,
-        if kind == "cancel" {
-            "cancel_requested"
-        } else {
-            "signal"
-        },
-        None,
-        detail,
-    )
-    .map_err(fail)?;
+    event(&tx, run_id, kind, None, detail).map_err(fail)?;
     let wakes: bool = tx
         .query_row(
             "SELECT owner_wakes FROM wvflow_runs WHERE run_id = ?1",
@@ -874,7 +869,10 @@ pub fn cancel_seen(db: &Path, run_id: &str, limit: std::time::Duration) -> Resul
 pub fn not_resumable(conn: &Connection, run: &RunRow) -> Result<(), String> {
     let run_id = &run.run_id;
     let state = run.display_state();
-    if !matches!(state.as_str(), "failed" | "cancelled" | "running (stale)") {
+    if !matches!(
+        state,
+        ShownState::Recorded(RunState::Failed | RunState::Cancelled) | ShownState::Stale
+    ) {
         return Err(format!(
             "run {run_id} is {state}: only a failed, cancelled or stale run can be resumed"
         ));

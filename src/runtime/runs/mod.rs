@@ -203,7 +203,7 @@ pub fn send_signal(
         }),
     })?;
     let sent = crate::value::Typed { value, ty };
-    journal::request(db, run_id, "signal", Some(name), Some(&sent))?;
+    journal::request(db, run_id, journal::Request::Signal { name, value: &sent })?;
     Ok(sent)
 }
 
