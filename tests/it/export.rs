@@ -1529,3 +1529,75 @@ fn export_from_the_flows_folder_and_odd_options() {
         assert!(text(&o).contains(option), "{option}: {}", text(&o));
     }
 }
+
+/// The delay before each retry that an exported Airflow DAG computes (its `WvflowRetry`, run
+/// in Python) is the one `wvflow run` waits (`retry_rule`), for every backoff kind, a
+/// coefficient, a cap and large retry numbers.
+#[test]
+fn the_dags_retry_delays_are_wvflows() {
+    let dir = scratch(
+        "dag_retry_delays",
+        &[(
+            "flow.wv",
+            "activity work = sh(\"\"\"echo '{}'\"\"\")\nflow F = {\n  stage c [retries: 9, retry_delay: 2s, backoff: constant] = work()\n  stage l [retries: 9, retry_delay: 1500ms, backoff: linear] = work()\n  stage e [retries: 9, retry_delay: 1s, backoff: exponential, backoff_coefficient: 1.5] = work()\n  stage x [retries: 30, retry_delay: 250ms, backoff: exponential, max_retry_delay: 1h] = work()\n}\n",
+        )],
+    );
+    let o = wvflow_at(
+        &dir,
+        &[
+            "export", "flow.wv", "F", "--target", "airflow", "-o", "dag.py",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let script = r#"
+import json, random, re, sys
+from datetime import timedelta
+class RetryPolicy: pass
+RetryDecision = None
+dag = open(sys.argv[1]).read()
+start = dag.index("class WvflowRetry")
+end = dag.index("\n\n\n", start) if "\n\n\n" in dag[start:] else len(dag)
+exec(dag[start:end])
+out = []
+for call in sorted(set(re.findall(r"WvflowRetry\(\d[^)]*\)", dag))):
+    policy = eval(call)
+    out.append({"policy": policy.serialize(), "delays": [policy.delay_ms(n) for n in (1, 2, 3, 5, 10, 30)]})
+print(json.dumps(out))
+"#;
+    let o = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(dir.join("dag.py"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let policies: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let kinds: std::collections::BTreeSet<&str> = policies
+        .iter()
+        .map(|p| p["policy"]["backoff"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 3, "every backoff kind: {policies:?}");
+    for p in &policies {
+        let policy = &p["policy"];
+        let rule = wvflow::retry_rule::RetryDelays {
+            first: std::time::Duration::from_millis(policy["first_ms"].as_u64().unwrap()),
+            backoff: wvflow::retry_rule::Backoff::parse(policy["backoff"].as_str().unwrap())
+                .unwrap(),
+            coefficient: policy["coefficient"].as_f64().unwrap(),
+            cap: policy["cap_ms"]
+                .as_u64()
+                .map(std::time::Duration::from_millis),
+        };
+        for (n, python_ms) in [1, 2, 3, 5, 10, 30]
+            .iter()
+            .zip(p["delays"].as_array().unwrap())
+        {
+            let wvflow_ms = rule.before_retry(*n).as_secs_f64() * 1000.0;
+            let python_ms = python_ms.as_f64().unwrap();
+            assert!(
+                (wvflow_ms - python_ms).abs() <= 1e-6 * wvflow_ms.max(1.0),
+                "{policy}: retry {n}: wvflow {wvflow_ms} ms, the DAG {python_ms} ms"
+            );
+        }
+    }
+}
