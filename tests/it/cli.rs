@@ -1,15 +1,9 @@
 //! `wvflow check` as a user runs it: exit codes, the three output formats, folders, colour,
 //! unreadable input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn wvflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(args)
-        .output()
-        .expect("wvflow runs")
-}
+use crate::common::{scratch, wvflow};
+use std::path::Path;
+use std::process::Output;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -17,14 +11,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A fresh folder under the target directory for one test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    dir
 }
 
 fn write(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> String {
@@ -57,7 +43,7 @@ fn clean_files_and_folders_exit_zero() {
 
 #[test]
 fn errors_exit_one_in_every_format() {
-    let dir = scratch("errors_exit_one");
+    let dir = scratch("errors_exit_one", &[]);
     let file = write(&dir, "broken.wv", BROKEN);
 
     let human = wvflow(&["check", &file, "--color", "never"]);
@@ -103,7 +89,7 @@ fn errors_exit_one_in_every_format() {
 
 #[test]
 fn json_positions_count_utf16_code_units() {
-    let dir = scratch("json_utf16");
+    let dir = scratch("json_utf16", &[]);
     // `é` is one UTF-16 unit (two UTF-8 bytes); `𝄞` is two UTF-16 units (four bytes).
     let src = "flow f = { stage s = from t | where n = 'é𝄞' ? }\n";
     let file = write(&dir, "unicode.wv", src);
@@ -124,7 +110,7 @@ fn json_positions_count_utf16_code_units() {
 
 #[test]
 fn colour_follows_the_flag() {
-    let dir = scratch("colour");
+    let dir = scratch("colour", &[]);
     let file = write(&dir, "broken.wv", BROKEN);
     assert!(stdout(&wvflow(&["check", &file, "--color", "always"])).contains("\u{1b}["));
     assert!(!stdout(&wvflow(&["check", &file, "--color", "never"])).contains("\u{1b}["));
@@ -134,7 +120,7 @@ fn colour_follows_the_flag() {
 
 #[test]
 fn a_folder_is_searched_recursively_and_reports_every_file() {
-    let dir = scratch("folder");
+    let dir = scratch("folder", &[]);
     std::fs::create_dir_all(dir.join("nested/deeper")).unwrap();
     write(&dir, "ok.wv", "flow a = { stage s = from t }");
     write(
@@ -162,7 +148,7 @@ fn missing_and_unreadable_input_exit_two() {
         "error: no/such/file.wv: no such file or folder\n"
     );
 
-    let dir = scratch("binary");
+    let dir = scratch("binary", &[]);
     let file = write(&dir, "blob.wv", [0x66u8, 0x6c, 0xff, 0xfe, 0x00, 0x10]);
     let o = wvflow(&["check", &file]);
     assert_eq!(o.status.code(), Some(2));
@@ -186,7 +172,7 @@ fn a_missing_path_prints_only_the_error_in_every_format_and_checks_nothing() {
     }
     // Beside a file that has problems: the workspace is incomplete, so nothing is checked (a
     // flow defined in the missing file would read as an unknown flow in the others).
-    let dir = scratch("missing-beside-broken");
+    let dir = scratch("missing-beside-broken", &[]);
     let broken = write(&dir, "broken.wv", BROKEN);
     let o = wvflow(&["check", &broken, "nonexist.wv"]);
     assert_eq!(o.status.code(), Some(2));
@@ -196,7 +182,7 @@ fn a_missing_path_prints_only_the_error_in_every_format_and_checks_nothing() {
 
 #[test]
 fn a_fractional_duration_is_refused_with_its_whole_equivalent() {
-    let dir = scratch("fractional-duration");
+    let dir = scratch("fractional-duration", &[]);
     let file = write(
         &dir,
         "pause.wv",
@@ -221,7 +207,7 @@ fn a_fractional_duration_is_refused_with_its_whole_equivalent() {
 
 #[test]
 fn empty_file_is_clean_and_deny_warnings_keeps_clean_files_passing() {
-    let dir = scratch("empty");
+    let dir = scratch("empty", &[]);
     let file = write(&dir, "empty.wv", "");
     let o = wvflow(&["check", &file, "--deny-warnings"]);
     assert_eq!(o.status.code(), Some(0));
@@ -230,7 +216,7 @@ fn empty_file_is_clean_and_deny_warnings_keeps_clean_files_passing() {
 #[test]
 fn a_large_file_is_checked_without_trouble() {
     // 50 MB of valid, distinct flows.
-    let dir = scratch("large");
+    let dir = scratch("large", &[]);
     let template = "activity fetch_N(id: string) with { retries: 3, timeout: 30s } = exec('bin/fetch', id)\n\
         activity undo_N(id: string) with { retries: 5 } = sh(\"\"\"printf '{}' \"\"\")\n\
         flow Load_N(day: date = '2024-01-01') with { schedule: cron('0 2 * * *'), timezone: 'UTC' } = {\n\
