@@ -20,8 +20,6 @@ use std::time::Duration;
 /// not keep its run's process from ending.
 const HOOK_TIMEOUT_MS: u64 = 5 * 60 * 1000;
 
-/// The phase of a hook's attempts in the run store; their stage is the hook's event.
-pub const HOOK_PHASE: &str = "hook";
 
 /// How one hook ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -149,7 +147,7 @@ fn call(
         |attempt| {
             let which = Attempt {
                 stage: event,
-                phase: HOOK_PHASE,
+                phase: crate::runtime::state::Phase::Hook,
                 step: index,
                 item: None,
                 number: attempt,

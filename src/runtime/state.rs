@@ -36,6 +36,17 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Why an activity attempt ran: the stage's own work, its compensation, or a flow hook
+    /// (then its `stage` is the hook's event).
+    #[derive(Hash, PartialOrd, Ord)]
+    Phase {
+        Run = "run",
+        Compensate = "compensate",
+        Hook = "hook",
+    }
+}
+
 macro_rules! text_forms {
     ($($t:ty),*) => {$(
         impl std::fmt::Display for $t {
@@ -72,7 +83,7 @@ macro_rules! text_forms {
     )*};
 }
 
-text_forms!(StageState, RunState);
+text_forms!(StageState, RunState, Phase);
 
 #[cfg(test)]
 mod tests {

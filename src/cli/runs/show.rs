@@ -1,5 +1,6 @@
 //! `wvflow runs list` and `wvflow runs show RUN_ID [--tree]`.
 
+use crate::runtime::state::Phase;
 use super::{Format, find_run, open};
 use crate::cli::exit;
 use crate::runtime::engine::Summary;
@@ -94,7 +95,7 @@ pub fn logs(db: &Path, args: LogsArgs) -> Result<u8, String> {
         let stages = catalog::stages(&conn, &run.run_id)?;
         let hooks = catalog::logs(&conn, &run.run_id, None)?
             .into_iter()
-            .filter(|a| a.phase == crate::runtime::hooks::HOOK_PHASE)
+            .filter(|a| a.phase == Phase::Hook)
             .map(|a| a.stage);
         let names: Vec<String> = stages
             .into_iter()
@@ -110,7 +111,7 @@ pub fn logs(db: &Path, args: LogsArgs) -> Result<u8, String> {
         }
     }
     // What was printed of each attempt's log so far, and whose log was printed last.
-    let mut printed: std::collections::BTreeMap<(String, String, Option<u64>, u32, u32), usize> =
+    let mut printed: std::collections::BTreeMap<(String, Phase, Option<u64>, u32, u32), usize> =
         Default::default();
     let mut last = None;
     loop {
@@ -123,9 +124,9 @@ pub fn logs(db: &Path, args: LogsArgs) -> Result<u8, String> {
             {
                 continue;
             }
-            let key = (a.stage.clone(), a.phase.clone(), a.item, a.round, a.attempt);
+            let key = (a.stage.clone(), a.phase, a.item, a.round, a.attempt);
             let item = a.item.map(|i| format!(", item {i}")).unwrap_or_default();
-            let phase = if a.phase == "run" {
+            let phase = if a.phase == Phase::Run {
                 String::new()
             } else {
                 format!(" ({})", a.phase)
@@ -360,7 +361,7 @@ fn tree(
                 String::new()
             }
         ));
-        let attempts: Vec<_> = stage.history.iter().filter(|a| a.phase == "run").collect();
+        let attempts: Vec<_> = stage.history.iter().filter(|a| a.phase == Phase::Run).collect();
         let calls: Vec<&RunRow> = children
             .iter()
             .filter(|c| c.parent_stage.as_deref() == Some(&s.stage))

@@ -7,7 +7,7 @@ use super::activity::{AttemptEvent, Launcher, Request};
 use super::clock::Clock;
 use super::output::Output;
 use super::retry::{Outcome, Random};
-use super::state::{RunState, StageState};
+use super::state::{Phase, RunState, StageState};
 use super::store::{Pool, Rows, Store, StoreConfig};
 use crate::plan::ir::*;
 use rusqlite::types::Value;
@@ -151,8 +151,7 @@ pub struct AttemptEnd<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attempt<'a> {
     pub stage: &'a str,
-    /// `run`, or `compensate` for the stage's compensation.
-    pub phase: &'a str,
+    pub phase: crate::runtime::state::Phase,
     /// The step of the stage that calls the activity (a stage may call several).
     pub step: usize,
     /// The input row of an `each` fan-out.
@@ -674,7 +673,7 @@ fn replay_jumps(
                 continue;
             };
             let rows = store.stage_rows(&stage.id).unwrap_or_default();
-            let mut run = StageRun::new(&mut *store, ctx, stage, None, "run");
+            let mut run = StageRun::new(&mut *store, ctx, stage, None, Phase::Run);
             if let (Ok(jump), Ok(mut jumps)) = (run.target(target, &rows), ctx.jumps.lock()) {
                 jumps.push(jump);
             }

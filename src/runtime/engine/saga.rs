@@ -80,7 +80,13 @@ pub(super) fn compensate(
         let rows = store
             .stage_rows(&stage.id)
             .map_err(|e| format!("cannot read the rows of `{}`: {e}", stage.id));
-        let mut run = StageRun::new(&mut *store, ctx, stage, None, "compensate");
+        let mut run = StageRun::new(
+            &mut *store,
+            ctx,
+            stage,
+            None,
+            crate::runtime::state::Phase::Compensate,
+        );
         // Arguments that name columns take them from the stage's one row, as a single call's
         // do; the rows go to stdin whole.
         let args = rows.map_err(StageError::from).and_then(|rows| {

@@ -8,7 +8,7 @@ use crate::runtime::error::{RowReader, StageError};
 use crate::runtime::input::Input;
 use crate::runtime::output::{Data, Output};
 use crate::runtime::retry::{self, Outcome};
-use crate::runtime::state::{RunState, StageState};
+use crate::runtime::state::{Phase, RunState, StageState};
 use crate::runtime::store::{Pool, Rows, Store, StoreConfig};
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
@@ -164,7 +164,7 @@ fn run_stage_on(
         summary.attempts = 0;
         return summary;
     }
-    let mut run = StageRun::new(&mut *store, ctx, stage, key.clone(), "run");
+    let mut run = StageRun::new(&mut *store, ctx, stage, key.clone(), Phase::Run);
     run.cancel = start.cancel.clone();
     run.workspace_db = Some(start.workspace_db.clone());
     run.fan = start.fan;
@@ -292,7 +292,7 @@ pub(super) struct StageRun<'a, 'c> {
     /// The stage's idempotency key, passed to its activities.
     key: Option<String>,
     /// `run`, or `compensate` while running the stage's compensation.
-    phase: &'static str,
+    phase: Phase,
     /// The step being run.
     step: usize,
     /// Nothing was attempted: every item of the stage's `each`, or the key it evaluated over
@@ -322,7 +322,7 @@ impl<'a, 'c> StageRun<'a, 'c> {
         ctx: &'a Context<'c>,
         stage: &'a StagePlan,
         key: Option<String>,
-        phase: &'static str,
+        phase: Phase,
     ) -> Self {
         StageRun {
             store,
@@ -650,7 +650,7 @@ impl StageRun<'_, '_> {
                 stage: self.stage.id.clone(),
                 callee: callee.to_string(),
                 rows,
-                reader: if self.phase == "compensate" {
+                reader: if self.phase == Phase::Compensate {
                     RowReader::Compensation
                 } else {
                     RowReader::Call
@@ -767,7 +767,7 @@ impl StageRun<'_, '_> {
 
     /// Whether the key that reads the input row is still to be evaluated, `now`.
     fn key_waits(&self, now: bool) -> bool {
-        now && self.stage.idempotency_reads_row && !self.key_evaluated && self.phase == "run"
+        now && self.stage.idempotency_reads_row && !self.key_evaluated && self.phase == Phase::Run
     }
 
     /// The stage's key over its input's one row (`input`, given back as rows), and the rows
@@ -844,7 +844,7 @@ impl StageRun<'_, '_> {
                 input: &rows[i],
                 cancel,
             };
-            let done = retried(ctx, stage, ("run", step, Some(i)), &call);
+            let done = retried(ctx, stage, (Phase::Run, step, Some(i)), &call);
             retry::Finished {
                 result: done
                     .result
@@ -897,7 +897,7 @@ impl StageRun<'_, '_> {
             input: &row,
             cancel: &self.cancel,
         };
-        let done = retried(self.ctx, self.stage, ("run", self.step, Some(i)), &call);
+        let done = retried(self.ctx, self.stage, (Phase::Run, self.step, Some(i)), &call);
         Ok(retry::Finished {
             result: done
                 .result
@@ -1436,7 +1436,7 @@ pub fn bind_one(
 fn retried(
     ctx: &Context,
     stage: &StagePlan,
-    (phase, step, item): (&str, usize, Option<usize>),
+    (phase, step, item): (Phase, usize, Option<usize>),
     call: &Call,
 ) -> retry::Finished<Output> {
     let which = |number| Attempt {

@@ -352,7 +352,7 @@ pub struct StageRow {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AttemptRow {
     /// `run`, or `compensate` for a compensation's attempts.
-    pub phase: String,
+    pub phase: crate::runtime::state::Phase,
     /// The step of the stage that called the activity.
     pub step: u32,
     /// The row of an `each` fan-out, from 0.
@@ -638,7 +638,7 @@ pub struct AttemptLog {
     pub stage: String,
     /// `run`, `compensate` for a compensation's attempts, or `hook` for a flow hook's (whose
     /// `stage` is then its event, `on_failure` say).
-    pub phase: String,
+    pub phase: crate::runtime::state::Phase,
     /// The row of an `each` fan-out, from 0.
     pub item: Option<u64>,
     /// 0 for the first execution, one more after each `runs resume`.
