@@ -226,7 +226,7 @@ pub fn completion(analysis: &Analysis, at: At) -> Value {
             .next()
             .unwrap_or("");
         if stage_names.iter().any(|s| s == name) {
-            return Value::Array(words(&crate::check::triggers::STATES, "stage state"));
+            return Value::Array(words(crate::check::triggers::STATES, "stage state"));
         }
         if index.flows_by_name.contains_key(name) {
             return Value::Array(words(&["success", "failed", "done"], "flow state"));

@@ -2,7 +2,7 @@
 //! lowering reads the syntax tree. Serialized as JSON (`wvflow plan --format json`); the
 //! schema is documented in `docs/plan.md` and versioned by [`PLAN_VERSION`].
 
-pub use super::words::{ActivationTarget, HookEvent, OnFailure, ParentClose};
+pub use super::words::{ActivationTarget, HookEvent, OnFailure, ParentClose, StateWord};
 use crate::retry_rule::{Backoff, RetryDelays};
 use crate::value::ValueType;
 use schemars::JsonSchema;
@@ -123,7 +123,8 @@ pub enum Cond {
     /// `stage` ended in `state` (`done` holds for every terminal state).
     State {
         stage: String,
-        state: String,
+        #[schemars(with = "String")]
+        state: StateWord,
     },
     Not {
         arg: Box<Cond>,

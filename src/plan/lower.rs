@@ -3,7 +3,7 @@
 
 use super::ir::*;
 use super::sql::{self, Select, Writer, quote_ident};
-use super::words::{ActivationTarget, TriggerRule};
+use super::words::{ActivationTarget, StateWord, TriggerRule};
 use crate::arguments::assign_call;
 use crate::check::settings::{FlowSettings, PoolSettings, StageSettings};
 use crate::check::{Def, FlowGraph, Index, values};
@@ -186,9 +186,16 @@ fn json_value(e: &ast::Expr) -> serde_json::Value {
 
 pub fn cond_of(c: &Condition) -> Cond {
     match c {
-        Condition::State { target, state } => Cond::State {
-            stage: target.name.to_string(),
-            state: state.name.to_string(),
+        Condition::State { target, state } => match StateWord::parse(&state.name) {
+            Some(state) => Cond::State {
+                stage: target.name.to_string(),
+                state,
+            },
+            // The checker refused any other word (E0107) before anything is lowered; were
+            // one to come through, the condition never holds rather than guess.
+            None => Cond::Not {
+                arg: Box::new(Cond::True),
+            },
         },
         Condition::Not(inner, _) => Cond::Not {
             arg: Box::new(cond_of(inner)),
@@ -429,7 +436,7 @@ impl Lowering<'_, '_> {
             if !labels.contains_key(f) {
                 let failed = Cond::State {
                     stage: f.clone(),
-                    state: "failed".into(),
+                    state: StateWord::Failed,
                 };
                 cond = match cond {
                     Cond::True => failed,
@@ -1060,16 +1067,16 @@ fn millis(d: std::time::Duration) -> u64 {
 
 /// An Airflow trigger rule as a formula over the upstream stages, and the edge label.
 fn rule_cond(rule: TriggerRule, upstream: &[String]) -> (Cond, &'static str) {
-    let each = |state: &str| -> Vec<Cond> {
+    let each = |state: StateWord| -> Vec<Cond> {
         upstream
             .iter()
             .map(|u| Cond::State {
                 stage: u.clone(),
-                state: state.to_string(),
+                state,
             })
             .collect()
     };
-    let not_each = |state: &str| -> Vec<Cond> {
+    let not_each = |state: StateWord| -> Vec<Cond> {
         each(state)
             .into_iter()
             .map(|c| Cond::Not { arg: Box::new(c) })
@@ -1085,21 +1092,21 @@ fn rule_cond(rule: TriggerRule, upstream: &[String]) -> (Cond, &'static str) {
         _ => Cond::Or { args },
     };
     match rule {
-        TriggerRule::AllSuccess => (all(each("success")), "success"),
-        TriggerRule::AllFailed => (all(each("failed")), "failed"),
-        TriggerRule::AllDone => (all(each("done")), "done"),
-        TriggerRule::OneSuccess => (any(each("success")), "success"),
-        TriggerRule::OneFailed => (any(each("failed")), "failed"),
-        TriggerRule::OneDone => (any(each("done")), "done"),
-        TriggerRule::NoneFailed => (all(not_each("failed")), "not failed"),
+        TriggerRule::AllSuccess => (all(each(StateWord::Success)), "success"),
+        TriggerRule::AllFailed => (all(each(StateWord::Failed)), "failed"),
+        TriggerRule::AllDone => (all(each(StateWord::Done)), "done"),
+        TriggerRule::OneSuccess => (any(each(StateWord::Success)), "success"),
+        TriggerRule::OneFailed => (any(each(StateWord::Failed)), "failed"),
+        TriggerRule::OneDone => (any(each(StateWord::Done)), "done"),
+        TriggerRule::NoneFailed => (all(not_each(StateWord::Failed)), "not failed"),
         TriggerRule::NoneFailedMinOneSuccess => (
-            all(vec![all(not_each("failed")), any(each("success"))]),
+            all(vec![all(not_each(StateWord::Failed)), any(each(StateWord::Success))]),
             "not failed",
         ),
-        TriggerRule::NoneSkipped => (all(not_each("skipped")), "not skipped"),
+        TriggerRule::NoneSkipped => (all(not_each(StateWord::Skipped)), "not skipped"),
         TriggerRule::Always => (Cond::True, "done"),
         // The executor starts the stage at the first success, without waiting for the rest.
-        TriggerRule::FirstSuccess => (any(each("success")), "first success"),
+        TriggerRule::FirstSuccess => (any(each(StateWord::Success)), "first success"),
     }
 }
 

@@ -145,7 +145,7 @@ fn sql(s: &Sql) -> String {
 pub fn cond(c: &Cond) -> String {
     match c {
         Cond::True => "true".into(),
-        Cond::State { stage, state } => format!("{stage}.{state}"),
+        Cond::State { stage, state } => format!("{stage}.{}", state.as_str()),
         Cond::Not { arg } => format!("not {}", cond(arg)),
         Cond::And { args } => format!(
             "({})",

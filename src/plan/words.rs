@@ -6,6 +6,18 @@ use crate::vocabulary::vocabulary;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 vocabulary! {
+    /// The state a trigger condition waits for (`stage.success`; a flow's, in a start
+    /// condition): `done` holds for every end.
+    StateWord {
+        Success = "success",
+        Failed = "failed",
+        Done = "done",
+        Skipped = "skipped",
+        Cancelled = "cancelled",
+    }
+}
+
+vocabulary! {
     /// When a flow hook fires.
     HookEvent {
         /// The run failed or was cancelled.

@@ -11,7 +11,7 @@ use crate::syntax::ast::{Condition, ConfigEntry, OpKind, Stage};
 
 /// The states a stage can end in; `done` is true of all of them.
 pub const OUTCOMES: [&str; 4] = ["success", "failed", "skipped", "cancelled"];
-pub const STATES: [&str; 5] = ["success", "failed", "done", "skipped", "cancelled"];
+pub const STATES: &[&str] = crate::plan::words::StateWord::WORDS;
 
 pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
     let routes = route_targets(graph);
@@ -110,7 +110,7 @@ fn operands(ctx: &mut Ctx, graph: &FlowGraph, stage: &Stage, trigger: &Condition
             )
             .with_label("not a state");
             let known = Some(format!("the states are {}", STATES.join(", ")));
-            ctx.emit(with_suggestion(d, &state.name, STATES, known));
+            ctx.emit(with_suggestion(d, &state.name, STATES.iter().copied(), known));
         }
     }
     if all_known && !satisfiable(trigger) {

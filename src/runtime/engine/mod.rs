@@ -788,7 +788,9 @@ pub fn holds(cond: &Cond, states: &BTreeMap<String, StageState>) -> bool {
     match cond {
         Cond::True => true,
         Cond::State { stage, state } => match states.get(stage) {
-            Some(reached) => state == "done" || reached.as_str() == state,
+            Some(reached) => {
+                *state == crate::plan::words::StateWord::Done || reached.as_str() == state.as_str()
+            }
             None => false,
         },
         Cond::Not { arg } => !holds(arg, states),
