@@ -236,6 +236,11 @@ impl<'a> Writer<'a> {
                     self.expr(rhs)
                 )
             }
+            ExprKind::Binary {
+                op: BinaryOp::Concat,
+                lhs,
+                rhs,
+            } => format!("{} || {}", self.text_operand(lhs), self.text_operand(rhs)),
             ExprKind::Binary { op, lhs, rhs } => {
                 let symbol = match op {
                     BinaryOp::Or => "OR",
@@ -348,6 +353,19 @@ impl<'a> Writer<'a> {
     }
 
     /// An operand, parenthesized when it is itself an operation, so precedence is explicit.
+    /// An operand of `||`, as the text of its type: a boolean is `true`/`false` and a
+    /// duration `90s`, as they read everywhere else, not SQLite's 1 and 90000.
+    fn text_operand(&mut self, e: &Expr) -> String {
+        match self.static_type(e) {
+            ValueType::Boolean => {
+                let x = self.operand(e);
+                format!("(CASE WHEN {x} THEN 'true' WHEN NOT {x} THEN 'false' END)")
+            }
+            ValueType::Duration => format!("wv_duration_text({})", self.expr(e)),
+            _ => self.operand(e),
+        }
+    }
+
     fn operand(&mut self, e: &Expr) -> String {
         let text = self.expr(e);
         match e.kind {

@@ -52,6 +52,14 @@ pub fn register(conn: &Connection, now: &Now) -> Result<(), Error> {
         }
         Ok((hash >> 1) as i64)
     })?;
+    // A duration joined into text (`'wait ' || d`) reads as `90s`, not milliseconds.
+    conn.create_scalar_function("wv_duration_text", 1, deterministic, |ctx| {
+        Ok(match ctx.get::<Value>(0)? {
+            Value::Integer(ms) => Value::Text(crate::value::duration_text(ms)),
+            Value::Real(ms) => Value::Text(crate::value::duration_text(ms.round() as i64)),
+            other => other,
+        })
+    })?;
     let now = now.clone();
     // To the second, as `run_time` and timestamp literals usually are: timestamps compare
     // as text, and `...:05.250Z` sorts before `...:05Z`.

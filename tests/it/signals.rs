@@ -2,7 +2,7 @@
 //! declared type (the type of its initial value) and refused when it is not one; what comes
 //! back out (the `sent` line, `runs query`, rows, `runs show`) is in its type's form.
 
-use crate::common::{scratch, wvflow};
+use crate::common::{ndjson, run_json, scratch, wvflow};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -281,4 +281,33 @@ fn a_finished_run_still_answers_typed_queries_and_refuses_signals() {
     let o = runs(&dir, &["signal", &run, "ok", "false"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("already finished"));
+}
+
+/// A boolean or a duration joined into text with `||` reads as its own text (`true`, `90s`),
+/// as it does everywhere else, not as SQLite's 1 and 90000: in a query and in a stage's rows.
+#[test]
+fn booleans_and_durations_joined_into_text_keep_their_form() {
+    let dir = scratch(
+        "typed_concat",
+        &[(
+            "flow.wv",
+            "flow F(yes: boolean = true, no: boolean = false, pause: duration = 90s) = {\n  signal go = false\n  query status = 'go:' || go\n  stage s = from [[1]] as t(x) | select 'on:' || yes || ' off:' || no || ' pause:' || pause || ' literal:' || (1 < 2) as text | activate('file', path: 'out.ndjson')\n}\n",
+        )],
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        ndjson(&dir.join("out.ndjson")),
+        [serde_json::json!({"text": "on:true off:false pause:90s literal:true"})]
+    );
+    let run_id = summary["run_id"].as_str().unwrap();
+    let o = wvflow(&[
+        "runs",
+        "-w",
+        dir.to_str().unwrap(),
+        "query",
+        run_id,
+        "status",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "go:false");
 }
