@@ -1071,8 +1071,22 @@ fn a_stale_runs_duration_stops_at_its_last_heartbeat() {
         let show = runs_json(&dir, &["show", &run_id, "--format", "json"]);
         stage_state(&show, "s") == "running"
     });
-    // Past the first renewal of the lease (every 3 s): the last heartbeat is after the start.
-    std::thread::sleep(Duration::from_millis(4500));
+    // Past the first renewal of the lease (every 3 s), as the store records it however busy
+    // the machine is: the last heartbeat is then after the start.
+    let lease = || -> i64 {
+        rusqlite::Connection::open(dir.join(".wvflow/workspace.db"))
+            .unwrap()
+            .query_row(
+                "SELECT lease_until FROM wvflow_runs WHERE run_id = ?1",
+                [&run_id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let first_lease = lease();
+    wait_for(Duration::from_secs(30), "a renewal of the lease", || {
+        lease() != first_lease
+    });
     child.kill().unwrap(); // SIGKILL: the owner records nothing more
     child.wait().unwrap();
     let lived = started.elapsed().as_millis() as u64;
