@@ -342,6 +342,10 @@ impl Lowering<'_, '_> {
         let kind = kind_of(stage, &steps);
         let routed_from = self.routed_from(stage, &upstream);
         let mut w = self.writer();
+        // The key reads the row the checker bound it over: its columns keep their types
+        // (`'k-' || _.flag` is `k-true`, as the activity sees the flag).
+        let key_row = crate::check::rules::exprs::key_input(stage, &self.pipelines[i]);
+        w.reading(key_row.as_ref().map(|(_, row)| row.as_ref()));
         let idempotency_key = settings.idempotency_key.value.map(|e| Sql {
             text: w.expr(e),
             params: w.take_params(),

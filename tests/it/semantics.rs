@@ -861,3 +861,36 @@ fn reading_one_row_of_a_known_number_of_rows_is_checked() {
     assert_eq!(out.matches("error[E0622]").count(), 2, "{out}");
     assert!(out.contains("each"), "the help names `each`: {out}");
 }
+
+/// A key joins its input's values in their own text, as the activity sees them: a boolean
+/// `true`, a float `2.0`, a duration `90s` (not 1, 2.0 and 90000), in a stage's key and in an
+/// `each` item's; a second run reuses both.
+#[test]
+fn keys_join_typed_values_as_their_text() {
+    let dir = scratch(
+        "typed_keys",
+        &[(
+            "flow.wv",
+            r#"activity show(flag: boolean) = sh("""echo "$WVFLOW_IDEMPOTENCY_KEY" >> keys.log; echo '{}'""")
+flow Typed(flag: boolean = true, ratio: float = 2, d: duration = 90s) = {
+  stage req = from [[d, ratio, flag]] as t(d, ratio, flag)
+  stage one [idempotency_key: 'k-' || _.flag || '-' || _.ratio || '-' || _.d] = from req | show(_.flag)
+  stage many [idempotency_key: 'i-' || _.flag || '-' || _.d] = from req | each show(_.flag)
+}
+"#,
+        )],
+    );
+    for reused in [false, true] {
+        let (code, summary) = run_json(&dir, None);
+        assert_eq!(code, Some(0), "{summary}");
+        assert_eq!(stage(&summary, "one")["reused"], reused, "{summary}");
+        assert_eq!(stage(&summary, "many")["reused"], reused, "{summary}");
+    }
+    let mut keys: Vec<String> = std::fs::read_to_string(dir.join("keys.log"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["i-true-90s", "k-true-2.0-90s"]);
+}

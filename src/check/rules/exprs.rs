@@ -374,7 +374,8 @@ fn config_exprs(
 /// The input row a stage-level `idempotency_key` reads: the row reaching the stage's first
 /// operator that is not relational (where the runtime evaluates the key, before any effect),
 /// with that operator's index; `None` for a stage with no input (its source is a call).
-fn key_input<'p>(
+/// Lowering writes the key over the same row, so that its columns keep their types.
+pub fn key_input<'p>(
     stage: &Stage,
     pipeline: &'p Pipeline,
 ) -> Option<(usize, std::borrow::Cow<'p, Row>)> {
