@@ -1446,20 +1446,17 @@ fn an_exported_dag_reads_only_its_own_plan() {
             .replace("echo", "echo "),
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args([
-            "stage",
-            "init",
-            "--plan",
-            other.to_str().unwrap(),
-            "--state",
-        ])
-        .arg(dir.join("state"))
-        .args(["--run-id", "r1"])
-        .env("WVFLOW_PLAN_SHA256", digest)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let init = |plan: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_wvflow"))
+            .args(["stage", "init", "--plan", plan.to_str().unwrap(), "--state"])
+            .arg(dir.join("state"))
+            .args(["--run-id", "r1"])
+            .env("WVFLOW_PLAN_SHA256", digest)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let o = init(&other);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o).contains("not the plan of this DAG"),
@@ -1467,14 +1464,7 @@ fn an_exported_dag_reads_only_its_own_plan() {
         text(&o)
     );
     assert!(!dir.join("state").exists());
-    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["stage", "init", "--plan", path, "--state"])
-        .arg(dir.join("state"))
-        .args(["--run-id", "r1"])
-        .env("WVFLOW_PLAN_SHA256", digest)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let o = init(Path::new(path));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 

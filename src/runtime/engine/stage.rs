@@ -775,10 +775,10 @@ impl StageRun<'_, '_> {
     fn key_over_input(&mut self, input: Data) -> Result<(Rows, Option<Rows>), StepError> {
         // Once, whatever it gives: a null key records nothing and is not asked again.
         self.key_evaluated = true;
-        let input = self.values(input)?;
         let Some(sql) = &self.stage.idempotency_key else {
-            return Ok((input, None));
+            return Ok((self.values(input)?, None));
         };
+        // Counted where the rows are: a large input is refused without being read.
         if input.len() != 1 {
             return Err((
                 StageError::NotOneRow {
@@ -790,6 +790,7 @@ impl StageRun<'_, '_> {
                 1,
             ));
         }
+        let input = self.values(input)?;
         let key = self
             .query(&format!("SELECT {} FROM _input", sql.text), Some(&input))
             .map_err(|e| {
