@@ -4,6 +4,10 @@
 //! - a fan-out of 1,000 query stages from one source, merged by one stage;
 //! - `each` over 10,000 rows with a trivial activity (`cat`), at `concurrency: 8`.
 //!
+//! `-- --fan-out-items N` (default 1,000,000): the `wvflow` binary runs an `each` over N rows
+//! whose items sleep; reports the time to the first item, peak RSS and how long a SIGTERM takes
+//! to end the run, against the same rows counted by a query; exits 1 when peak RSS passes 64 MB.
+//!
 //! Each runs twice: without the run store, and recorded in it as `wvflow run` does (every
 //! transition committed to the workspace database before the executor goes on).
 //!
@@ -113,6 +117,13 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(1_000_000);
         return activity_output(n);
+    }
+    if let Some(at) = args.iter().position(|a| a == "--fan-out-items") {
+        let n = args
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1_000_000);
+        return fan_out_items(n);
     }
     if args.iter().any(|a| a == "--sh-stages") {
         return sh_stages(200);
@@ -230,6 +241,84 @@ fn activity_output(n: u64) {
         t / alone,
         rss * 1e6 / bytes.max(1.0)
     );
+}
+
+/// `--fan-out-items N`: see the top of the file.
+fn fan_out_items(n: usize) {
+    let dir = PathBuf::from("target/bench-run/fan-out-items");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.canonicalize().unwrap();
+    let mut csv = String::from("n\n");
+    for i in 1..=n {
+        let _ = writeln!(csv, "{i}");
+    }
+    std::fs::write(dir.join("numbers.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("flow.wv"),
+        r#"activity item(n: int) = sh("""[ "$WV_N" = 1 ] && date +%s.%N > first.txt; sleep 5""")
+flow Items = {
+  stage fan [concurrency: 8] = from 'numbers.csv' | each item(_.n)
+}
+flow Count = {
+  stage counted = from 'numbers.csv' | select count(*) as c
+}
+"#,
+    )
+    .unwrap();
+    let wvflow = env!("CARGO_BIN_EXE_wvflow");
+    let flow = dir.join("flow.wv");
+    let started = Instant::now();
+    let counted = std::process::Command::new(wvflow)
+        .args(["run", flow.to_str().unwrap(), "Count"])
+        .output()
+        .unwrap();
+    assert!(counted.status.success());
+    let reference = started.elapsed().as_secs_f64();
+    let since_epoch = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let at_start = since_epoch();
+    let mut child = std::process::Command::new(wvflow)
+        .args(["run", flow.to_str().unwrap(), "Items"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = dir.join("first.txt");
+    let waited = Instant::now();
+    while !first.exists() && waited.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let peak_mb = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0;
+    let asked = Instant::now();
+    // SAFETY: a signal to the child this function started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let stop = asked.elapsed().as_secs_f64();
+    let first_at: f64 = std::fs::read_to_string(&first)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    let to_first = first_at - at_start;
+    println!(
+        "each over {n} rows: first item after {to_first:.2} s ({:.2}x counting the rows, {reference:.2} s); peak RSS {peak_mb:.1} MB; SIGTERM ended the run in {stop:.2} s",
+        to_first / reference
+    );
+    if peak_mb > 64.0 {
+        println!("over the 64 MB bound");
+        std::process::exit(1);
+    }
 }
 
 fn store_label(recorded: bool) -> &'static str {

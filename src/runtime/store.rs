@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod items;
+
+pub use items::{Gathered, ItemTable};
+
 pub type Error = String;
 
 /// A query's result left in the engine: a table of the connection that ran the query, in its
@@ -929,21 +933,26 @@ impl Store {
             .map_err(|e| e.to_string())
     }
 
-    /// The rows of the `each` items of a stage's step that succeeded in an earlier execution
-    /// of this run (before a crash), by item; empty in a new run.
+    /// The rows of the `each` items `items` of a stage's step that succeeded in an earlier
+    /// execution of this run (before a crash), by item; empty in a new run.
     pub fn finished_items(
         &mut self,
         stage: &str,
         step: usize,
+        items: std::ops::Range<usize>,
     ) -> Result<BTreeMap<usize, Rows>, Error> {
         let table = items_table(stage, step);
         if !self.exists("run", &table)? {
             return Ok(BTreeMap::new());
         }
-        let sql = format!("SELECT item, rows FROM run.{}", quote(&table));
-        let mut statement = self.conn.prepare(&sql).map_err(|e| e.to_string())?;
+        let sql = format!(
+            "SELECT item, rows FROM run.{} WHERE item >= ?1 AND item < ?2",
+            quote(&table)
+        );
+        let mut statement = self.conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
+        let range = [items.start as i64, items.end as i64];
         let found = statement
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .query_map(range, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
             .map_err(|e| e.to_string())?
             .filter_map(Result::ok)
             .map(|(item, text)| {

@@ -9,6 +9,7 @@ mod data_path;
 mod docs;
 mod examples;
 mod export;
+mod fan_out;
 mod format;
 mod fuzz;
 mod grammar;

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod fan;
+
 /// Runs one stage on its own connection and materializes its rows.
 pub(super) fn run_stage(
     stage: &StagePlan,
@@ -426,11 +428,12 @@ impl StageRun<'_, '_> {
                     };
                     self.call(invocation, args, input)?.into()
                 }
-                Step::Each { invocation, fan } => {
+                Step::Each { invocation, fan } => match self.fan.filter(|_| fanned == Some(index)) {
+                    None => self.each(invocation, fan, input)?,
+                    Some(part) => {
                     let input = self.values(input)?;
-                    let part = self.fan.filter(|_| fanned == Some(index));
                     let done = match part {
-                        Some(FanPart::Prepare(slot)) => {
+                        FanPart::Prepare(slot) => {
                             // Arguments and keys that cannot be computed fail the stage here,
                             // as `wvflow run` fails it, not item by item.
                             self.bind_rows(invocation, Some(&input))
@@ -442,7 +445,7 @@ impl StageRun<'_, '_> {
                             self.stopped = true;
                             return Ok(Data::default());
                         }
-                        Some(FanPart::Item { item, done, .. }) => {
+                        FanPart::Item { item, done, .. } => {
                             let finished = self.one_item(invocation, &input, *item)?;
                             if let Ok(mut done) = done.lock() {
                                 *done = Some(finished);
@@ -450,7 +453,7 @@ impl StageRun<'_, '_> {
                             self.stopped = true;
                             return Ok(Data::default());
                         }
-                        Some(FanPart::Gather { ends, .. }) => {
+                        FanPart::Gather { ends, .. } => {
                             let keys = self.item_keys(&input).map_err(|e| (e.into(), 1))?;
                             // An item that made no attempt reused its idempotency key's rows.
                             let (reused, results): (Vec<_>, Vec<_>) = (0..input.len())
@@ -473,19 +476,15 @@ impl StageRun<'_, '_> {
                                 !reused.is_empty() && reused.iter().all(Option::is_some);
                             self.fan_in(fan, reused, &keys, results)?
                         }
-                        None => self.each(invocation, fan, &input)?,
                     };
                     self.fanned_in(fan, &input, done)?.into()
-                }
+                    }
+                },
                 Step::EachCall {
                     target,
                     parent_close,
                     fan,
-                } => {
-                    let input = self.values(input)?;
-                    let done = self.each_call(target, *parent_close, fan, &input)?;
-                    self.fanned_in(fan, &input, done)?.into()
-                }
+                } => self.each_call(target, *parent_close, fan, input)?,
                 Step::Route { .. } | Step::Fork { .. } => input,
                 Step::Wait { ms, duration } => {
                     let ms = match duration {
@@ -813,46 +812,50 @@ impl StageRun<'_, '_> {
         Ok((input, recorded))
     }
 
-    /// One activity call per input row ([`Self::fan_out`]). An item whose idempotency key
-    /// succeeded before is not called again: its recorded rows are reused, and each new
-    /// success is recorded under its key.
+    /// One activity call per input row, streamed ([`Self::stream`]). An item whose
+    /// idempotency key succeeded before is not called again: its recorded rows are reused,
+    /// and each new success is recorded under its key.
     fn each(
         &mut self,
         invocation: &Invocation,
         fan: &FanOut,
-        input: &Rows,
-    ) -> Result<FannedOut, StepError> {
-        let per_row = self
-            .bind_rows(invocation, Some(input))
-            .map_err(|e| (e.into(), 1))?;
-        let keys = self.item_keys(input).map_err(|e| (e.into(), 1))?;
-        let reused = self.reused_items(&keys)?;
-        let mut lines = Vec::with_capacity(input.len());
-        for (i, args) in per_row.iter().enumerate() {
-            lines.push(match reused[i] {
-                Some(_) => Default::default(),
-                None => command_line(self.store, invocation, args).map_err(|e| (e.into(), 1))?,
-            });
-        }
-        let rows: Vec<Input> = (0..input.len()).map(|i| input.row(i).into()).collect();
+        input: Data,
+    ) -> Result<Data, StepError> {
+        let params = &self.ctx.params;
+        let prepare = |store: &mut Store, rows: &Rows, fresh: &[bool]| {
+            let args = bind(store, &invocation.bindings, params, Some(rows))?;
+            args.into_iter()
+                .enumerate()
+                .map(|(i, args)| {
+                    if !fresh[i] {
+                        return Ok(None);
+                    }
+                    let line = command_line(store, invocation, &args)?;
+                    Ok(Some((args, line, Input::from(rows.row(i)))))
+                })
+                .collect()
+        };
         let (ctx, stage, step) = (self.ctx, self.stage, self.step);
-        self.fan_out(fan, reused, &keys, |i, cancel| {
+        let work = |job: &fan::Job<(BTreeMap<String, Value>, CommandLine, Input)>,
+                    cancel: &Arc<AtomicBool>| {
+            let (args, line, input) = &job.payload;
             let call = Call {
                 invocation,
-                key: keys.get(i).and_then(Option::as_deref),
-                args: &per_row[i],
-                line: &lines[i],
-                input: &rows[i],
+                key: job.key.as_deref(),
+                args,
+                line,
+                input,
                 cancel,
             };
-            let done = retried(ctx, stage, (Phase::Run, step, Some(i)), &call);
+            let done = retried(ctx, stage, (Phase::Run, step, Some(job.index)), &call);
             retry::Finished {
                 result: done
                     .result
                     .and_then(|o| o.into_rows().map_err(StageError::Data)),
                 attempts: done.attempts,
             }
-        })
+        };
+        self.stream(fan, input, &prepare, &work)
     }
 
     /// Item `i` of an `each`, alone: reused when its idempotency key succeeded before, else
@@ -907,30 +910,35 @@ impl StageRun<'_, '_> {
         })
     }
 
-    /// One child run per input row (`each call F(...)`), retried as the stage's retry
-    /// policy says; each child's final rows are its item's rows.
+    /// One child run per input row (`each call F(...)`), streamed ([`Self::stream`]),
+    /// retried as the stage's retry policy says; each child's final rows are its item's rows.
     fn each_call(
         &mut self,
         target: &FlowRef,
         parent_close: ParentClose,
         fan: &FanOut,
-        input: &Rows,
-    ) -> Result<FannedOut, StepError> {
+        input: Data,
+    ) -> Result<Data, StepError> {
         let runner = self
             .ctx
             .flows
             .ok_or_else(|| ("child runs are not available here".to_string().into(), 1))?;
-        let per_row = bind(self.store, &target.args, &self.ctx.params, Some(input))
-            .map_err(|e| (e.into(), 1))?;
-        let keys = self.item_keys(input).map_err(|e| (e.into(), 1))?;
-        let reused = self.reused_items(&keys)?;
+        let params = &self.ctx.params;
+        let prepare = |store: &mut Store, rows: &Rows, fresh: &[bool]| {
+            let args = bind(store, &target.args, params, Some(rows))?;
+            Ok(args
+                .into_iter()
+                .zip(fresh)
+                .map(|(args, fresh)| fresh.then_some(args))
+                .collect())
+        };
         let (ctx, stage, run_id) = (self.ctx, self.stage, &self.ctx.run_id);
         let timeout = stage.timeout_ms.map(Duration::from_millis);
-        self.fan_out(fan, reused, &keys, |i, cancel| {
+        let work = |job: &fan::Job<BTreeMap<String, Value>>, cancel: &Arc<AtomicBool>| {
             let child = Jump {
                 flow: target.flow.clone(),
                 version: target.version,
-                args: per_row[i].clone(),
+                args: job.payload.clone(),
             };
             let done = retry::run_observed(
                 &stage.retry,
@@ -963,7 +971,8 @@ impl StageRun<'_, '_> {
                 result: done.result,
                 attempts: done.attempts,
             }
-        })
+        };
+        self.stream(fan, input, &prepare, &work)
     }
 
     /// A slot of `pool` for the stage (or its `item`), waiting while all are held; the stage
@@ -976,144 +985,6 @@ impl StageRun<'_, '_> {
                 p.pool_wait(&stage.id, None, &pool.name, waiting);
             }
         })
-    }
-
-    /// The rows of each item (one per key) that need not run again: it succeeded before this
-    /// run's owner crashed (`runs resume`), or its idempotency key succeeded before.
-    fn reused_items(&mut self, keys: &[Option<String>]) -> Result<Vec<Option<Rows>>, StepError> {
-        let mut finished = self
-            .store
-            .finished_items(&self.stage.id, self.step)
-            .map_err(|e| (e.into(), 1))?;
-        let mut reused = Vec::with_capacity(keys.len());
-        for (i, key) in keys.iter().enumerate() {
-            reused.push(match (finished.remove(&i), key) {
-                (Some(rows), _) => Some(rows),
-                (None, Some(k)) => self
-                    .store
-                    .recorded(&self.ctx.flow, &self.stage.id, k)
-                    .map_err(|e| (e.into(), 1))?,
-                (None, None) => None,
-            });
-        }
-        Ok(reused)
-    }
-
-    /// Runs `work` for each item not `reused`, at most `fan.concurrency` at once, records
-    /// each success as it comes (and under its idempotency key), and judges the failures
-    /// against the tolerance. Returns the rows of the items, or the error past the
-    /// tolerance, with the failed items by index (`Err` at once: nothing to keep).
-    fn fan_out(
-        &mut self,
-        fan: &FanOut,
-        reused: Vec<Option<Rows>>,
-        keys: &[Option<String>],
-        work: impl Fn(usize, &Arc<AtomicBool>) -> retry::Finished<Rows> + Sync,
-    ) -> Result<FannedOut, StepError> {
-        let count = reused.len();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<std::sync::Mutex<Option<retry::Finished<Rows>>>> =
-            (0..count).map(|_| std::sync::Mutex::new(None)).collect();
-        let (ctx, stage, step, cancel) = (self.ctx, self.stage, self.step, &self.cancel);
-        let workspace_db = self.workspace_db.as_deref();
-        let occupancy = &Occupancy::default();
-        let fresh = reused.iter().filter(|r| r.is_none()).count() as u64;
-        self.all_reused = fresh == 0 && count > 0;
-        // A worker that finished an item waits until it is recorded before it starts another:
-        // so a crash can lose (and a resume run again) at most `concurrency` items.
-        let (done_sender, done_items) =
-            std::sync::mpsc::channel::<(usize, std::sync::mpsc::SyncSender<()>)>();
-        let store = &mut *self.store;
-        let mut unrecorded = None;
-        let (reused_ref, results_ref, next_ref, work) = (&reused, &results, &next, &work);
-        std::thread::scope(|scope| {
-            for _ in 0..fan.concurrency.max(1).min(fresh) {
-                let done_sender = done_sender.clone();
-                scope.spawn(move || {
-                    loop {
-                        let i = next_ref.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= count {
-                            break;
-                        }
-                        if reused_ref[i].is_some() {
-                            continue;
-                        }
-                        // After a cancel, no new item starts (the run's is seen here at once,
-                        // before the executor passes it on to the stage's flag).
-                        let done = if cancel.load(Ordering::Relaxed)
-                            || ctx.cancel.load(Ordering::Relaxed)
-                        {
-                            retry::Finished {
-                                result: Err(StageError::Cancelled),
-                                attempts: 0,
-                            }
-                        } else {
-                            match &stage.pool {
-                                Some(pool) => {
-                                    let show = |queued| {
-                                        if let Some(p) = ctx.progress {
-                                            p.pool_wait(&stage.id, Some(i), &pool.name, queued);
-                                        }
-                                    };
-                                    let at = (workspace_db, &**cancel);
-                                    let waiting = |w| occupancy.change(Some(w), None, show);
-                                    match hold(ctx, stage, at, pool, Some(i), waiting) {
-                                        Ok(slot) => {
-                                            occupancy.change(None, Some(true), show);
-                                            let done = work(i, cancel);
-                                            drop(slot);
-                                            occupancy.change(None, Some(false), show);
-                                            done
-                                        }
-                                        Err(e) => retry::Finished {
-                                            result: Err(e),
-                                            attempts: 0,
-                                        },
-                                    }
-                                }
-                                None => work(i, cancel),
-                            }
-                        };
-                        let succeeded = done.result.is_ok();
-                        if let Ok(mut slot) = results_ref[i].lock() {
-                            *slot = Some(done);
-                        }
-                        if succeeded {
-                            let (recorded, wait) = std::sync::mpsc::sync_channel(1);
-                            if done_sender.send((i, recorded)).is_ok() {
-                                let _ = wait.recv();
-                            }
-                        }
-                    }
-                });
-            }
-            drop(done_sender);
-            // Each success is recorded in the run's database as it comes (a resumed run
-            // reuses it), by this thread, which holds the stage's connection.
-            for (i, recorded) in done_items {
-                let rows = results[i]
-                    .lock()
-                    .ok()
-                    .and_then(|slot| slot.as_ref().and_then(|d| d.result.clone().ok()));
-                if let Some(rows) = rows
-                    && let Err(e) = store.finish_item(&stage.id, step, i, &rows)
-                {
-                    unrecorded.get_or_insert(e);
-                }
-                let _ = recorded.send(());
-            }
-        });
-        if let Some(e) = unrecorded {
-            return Err((
-                format!("cannot record a finished item in the run database: {e}").into(),
-                1,
-            ));
-        }
-        let results = results
-            .into_iter()
-            .map(|slot| slot.into_inner().ok().flatten())
-            .collect();
-        self.fan_in(fan, reused, keys, results)
     }
 
     /// The items' ends together: each success recorded under its idempotency key, the rows
@@ -1162,23 +1033,8 @@ impl StageRun<'_, '_> {
         if cancelled {
             return Err((StageError::Cancelled, attempts));
         }
-        let allowed = match &fan.tolerated_failures {
-            Tolerance::Count(n) => *n as f64,
-            Tolerance::Percent(p) => count as f64 * p / 100.0,
-        };
-        let rows = if failures.len() as f64 > allowed {
-            Err(StageError::Items {
-                failed: failures.len(),
-                total: count,
-                tolerated: allowed,
-                first: failures
-                    .first()
-                    .map(|(_, e)| e.to_string())
-                    .unwrap_or_default(),
-            })
-        } else {
-            Ok(Rows::union_by_name(outputs))
-        };
+        let first = failures.first().map(|(_, e)| e.to_string());
+        let rows = judged(fan, failures.len(), count, first).map(|()| Rows::union_by_name(outputs));
         Ok((rows, failures))
     }
 
@@ -1201,34 +1057,12 @@ impl StageRun<'_, '_> {
     /// `failed(stage)`: each failed item's index, exit code and error, then its input row.
     fn keep_failed(&mut self, input: &Rows, failed: &[(usize, StageError)]) -> Result<(), String> {
         use crate::check::shapes::FAILED_COLUMNS;
-        if let Some(same) = input
-            .columns
-            .iter()
-            .find(|c| FAILED_COLUMNS.iter().any(|(name, _)| name == c))
-        {
-            return Err(format!(
-                "the items have a column `{same}`, as `failed({})` has: rename it with `select ... as`",
-                self.stage.id
-            ));
-        }
+        no_failure_column(&self.stage.id, &input.columns)?;
         let values = failed
             .iter()
             .map(|(index, error)| {
-                let exit_code = match error {
-                    StageError::Activity {
-                        exit_code: Some(code),
-                        ..
-                    } => Value::Integer(*code as i64),
-                    _ => Value::Null,
-                };
-                [
-                    Value::Integer(*index as i64),
-                    exit_code,
-                    Value::Text(error.to_string()),
-                ]
-                .into_iter()
-                .chain(input.values.get(*index).cloned().unwrap_or_default())
-                .collect()
+                let row = input.values.get(*index).cloned().unwrap_or_default();
+                failed_row(*index, error, row)
             })
             .collect();
         let rows = Rows {
@@ -1308,6 +1142,61 @@ impl StageRun<'_, '_> {
                 input = self.query(&sql.text, None).map_err(|e| (e.into(), 1))?;
             }
         }
+    }
+}
+
+/// A fan-out's end: fine, or its failures past the tolerance (`first`: the first item's).
+fn judged(
+    fan: &FanOut,
+    failed: usize,
+    total: usize,
+    first: Option<String>,
+) -> Result<(), StageError> {
+    let allowed = match &fan.tolerated_failures {
+        Tolerance::Count(n) => *n as f64,
+        Tolerance::Percent(p) => total as f64 * p / 100.0,
+    };
+    if failed as f64 > allowed {
+        return Err(StageError::Items {
+            failed,
+            total,
+            tolerated: allowed,
+            first: first.unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+/// A failed item as `failed(stage)` reads it: its place, exit code and error, then its row.
+fn failed_row(index: usize, error: &StageError, row: Vec<Value>) -> Vec<Value> {
+    let exit_code = match error {
+        StageError::Activity {
+            exit_code: Some(code),
+            ..
+        } => Value::Integer(*code as i64),
+        _ => Value::Null,
+    };
+    [
+        Value::Integer(index as i64),
+        exit_code,
+        Value::Text(error.to_string()),
+    ]
+    .into_iter()
+    .chain(row)
+    .collect()
+}
+
+/// `failed(stage)` adds its own columns to the items': none may have one of their names.
+fn no_failure_column(stage: &str, columns: &[String]) -> Result<(), String> {
+    use crate::check::shapes::FAILED_COLUMNS;
+    match columns
+        .iter()
+        .find(|c| FAILED_COLUMNS.iter().any(|(name, _)| name == c))
+    {
+        Some(same) => Err(format!(
+            "the items have a column `{same}`, as `failed({stage})` has: rename it with `select ... as`"
+        )),
+        None => Ok(()),
     }
 }
 

@@ -1,0 +1,395 @@
+//! A fan-out (`each`, `each call`) as `wvflow run` runs it: items stream from the engine.
+//! They are read a slice at a time, their arguments and keys computed for that slice only,
+//! handed to at most `concurrency` workers, and each item's end is recorded (and its rows
+//! gathered in the engine) as it comes. What is in memory is a slice and the items running:
+//! a million items start as soon as ten do, and a cancel is seen between any two.
+
+use super::{StageRun, StepError, hold};
+use crate::check::shapes::FAILED_COLUMNS;
+use crate::plan::ir::FanOut;
+use crate::runtime::error::StageError;
+use crate::runtime::output::Data;
+use crate::runtime::retry;
+use crate::runtime::store::{Gathered, ItemTable, Rows, Store};
+use rusqlite::types::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+/// Items read and prepared at a time. A fan-out of at most this many computes every item's
+/// arguments and key before its first item starts, so that an error there fails the stage
+/// before any call.
+const SLICE: usize = 1024;
+
+/// How often the thread that hands out items looks at the cancel flags while it waits for
+/// an item to end.
+const LOOK: Duration = Duration::from_millis(20);
+
+/// One item for a worker: its place, its idempotency key, what its call needs.
+pub(super) struct Job<T> {
+    pub index: usize,
+    pub key: Option<String>,
+    pub payload: T,
+}
+
+/// How an item ended. The worker waits for `recorded` before it takes another item: so a
+/// crash can lose (and a resume run again) at most `concurrency` items.
+struct Ended {
+    index: usize,
+    done: retry::Finished<Rows>,
+    recorded: mpsc::SyncSender<()>,
+}
+
+/// An item ready to hand out, with its input row.
+type Ready<T> = (Job<T>, Vec<Value>);
+
+/// An item handed out and not ended: its key and its input row (for `failed(...)`).
+type Out = (Option<String>, Vec<Value>);
+
+/// What the items' ends add up to.
+struct Tally {
+    gathered: Gathered,
+    /// The failed items' rows, when a stage reads them (`failed(stage)`), and their columns.
+    failed_rows: Option<(Gathered, Rows)>,
+    failed: usize,
+    /// The failure of the first item (by place) that failed.
+    first_failure: Option<(usize, String)>,
+    cancelled: bool,
+    attempts: u32,
+    /// Items handed to a worker (the others reused recorded rows).
+    handed_out: usize,
+    /// Why the fan-out stopped handing out items, or could not record one's end.
+    error: Option<StageError>,
+}
+
+/// What a fan-out needs to prepare a slice: the items' arguments (and whatever else the call
+/// needs) for the rows marked fresh; `None` for the others.
+pub(super) type Prepare<'p, T> =
+    dyn Fn(&mut Store, &Rows, &[bool]) -> Result<Vec<Option<T>>, String> + 'p;
+
+/// What a worker does with an item: its call, retried as the stage says; the stage's cancel
+/// flag stops it.
+pub(super) type Work<'w, T> = dyn Fn(&Job<T>, &Arc<AtomicBool>) -> retry::Finished<Rows> + Sync + 'w;
+
+impl StageRun<'_, '_> {
+    /// Runs `work` for each row of `input` whose item did not end before (a resume) and
+    /// whose idempotency key did not succeed before, at most `fan.concurrency` at once.
+    /// Returns the items' rows together (in item order), or the error past the tolerance.
+    pub(super) fn stream<T: Send>(
+        &mut self,
+        fan: &FanOut,
+        input: Data,
+        prepare: &Prepare<T>,
+        work: &Work<T>,
+    ) -> Result<Data, StepError> {
+        let items = self.store.item_table(input).map_err(|e| (e.into(), 1))?;
+        let streamed = self.stream_items(fan, &items, prepare, work);
+        let _ = self.store.drop_items(items);
+        streamed
+    }
+
+    fn stream_items<T: Send>(
+        &mut self,
+        fan: &FanOut,
+        items: &ItemTable,
+        prepare: &Prepare<T>,
+        work: &Work<T>,
+    ) -> Result<Data, StepError> {
+        let total = items.len();
+        let failed_rows = match fan.keep_failed {
+            true => Some(self.failed_gathering(items).map_err(|e| (e.into(), 1))?),
+            false => None,
+        };
+        let mut tally = Tally {
+            gathered: Gathered::new(self.store),
+            failed_rows,
+            failed: 0,
+            first_failure: None,
+            cancelled: false,
+            attempts: 0,
+            handed_out: 0,
+            error: None,
+        };
+        let workers = (fan.concurrency.max(1) as usize).min(total);
+        let (ctx, stage, cancel) = (self.ctx, self.stage, self.cancel.clone());
+        let cancelled = || cancel.load(Ordering::Relaxed) || ctx.cancel.load(Ordering::Relaxed);
+        let workspace_db = self.workspace_db.clone();
+        let occupancy = &super::Occupancy::default();
+        let mut waiting: VecDeque<Ready<T>> = VecDeque::new();
+        let mut out: HashMap<usize, Out> = HashMap::new();
+        let mut next = 0;
+        let (jobs, job_queue) = mpsc::channel::<Job<T>>();
+        let job_queue = Mutex::new(job_queue);
+        let (ends, ended) = mpsc::channel::<Ended>();
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let (ends, job_queue, cancel) = (ends.clone(), &job_queue, &cancel);
+                let workspace_db = workspace_db.as_deref();
+                scope.spawn(move || {
+                    loop {
+                        let job = match job_queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => break,
+                        };
+                        let Ok(job) = job else { break };
+                        // After a cancel, no item starts: the run's flag is seen here at
+                        // once, before the executor passes it on to the stage's.
+                        let done = if cancel.load(Ordering::Relaxed)
+                            || ctx.cancel.load(Ordering::Relaxed)
+                        {
+                            retry::Finished {
+                                result: Err(StageError::Cancelled),
+                                attempts: 0,
+                            }
+                        } else {
+                            match &stage.pool {
+                                Some(pool) => {
+                                    let show = |queued| {
+                                        if let Some(p) = ctx.progress {
+                                            p.pool_wait(&stage.id, Some(job.index), &pool.name, queued);
+                                        }
+                                    };
+                                    let at = (workspace_db, &**cancel);
+                                    let waits = |w| occupancy.change(Some(w), None, show);
+                                    match hold(ctx, stage, at, pool, Some(job.index), waits) {
+                                        Ok(slot) => {
+                                            occupancy.change(None, Some(true), show);
+                                            let done = work(&job, cancel);
+                                            drop(slot);
+                                            occupancy.change(None, Some(false), show);
+                                            done
+                                        }
+                                        Err(e) => retry::Finished {
+                                            result: Err(e),
+                                            attempts: 0,
+                                        },
+                                    }
+                                }
+                                None => work(&job, cancel),
+                            }
+                        };
+                        let (recorded, wait) = mpsc::sync_channel(1);
+                        let end = Ended {
+                            index: job.index,
+                            done,
+                            recorded,
+                        };
+                        if ends.send(end).is_err() {
+                            break;
+                        }
+                        let _ = wait.recv();
+                    }
+                });
+            }
+            drop(ends);
+            // This thread holds the stage's connection: it reads the items, hands them out,
+            // and records each end as it comes.
+            loop {
+                let stopping = tally.error.is_some() || cancelled();
+                while !stopping && out.len() < 2 * workers {
+                    let Some((job, row)) = waiting.pop_front() else {
+                        if next >= total {
+                            break;
+                        }
+                        match self.next_slice(items, next, &mut tally, prepare) {
+                            Ok((prepared, read)) => {
+                                waiting.extend(prepared);
+                                next = if read == 0 { total } else { next + read };
+                            }
+                            Err(e) => {
+                                tally.error = Some(e);
+                                break;
+                            }
+                        }
+                        continue;
+                    };
+                    out.insert(job.index, (job.key.clone(), row));
+                    tally.handed_out += 1;
+                    if jobs.send(job).is_err() {
+                        break;
+                    }
+                }
+                if out.is_empty() {
+                    if stopping || tally.error.is_some() || (waiting.is_empty() && next >= total)
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                match ended.recv_timeout(LOOK) {
+                    Ok(end) => {
+                        let (key, row) = out.remove(&end.index).unwrap_or_default();
+                        self.tally_end(&mut tally, end.index, key, row, end.done);
+                        let _ = end.recorded.send(());
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            drop(jobs);
+        });
+        // Items never handed out because of a cancel are cancelled too.
+        tally.cancelled |= cancelled() && (next < total || !waiting.is_empty());
+        self.all_reused = total > 0 && tally.handed_out == 0 && tally.error.is_none();
+        self.attempts = self.attempts.max(tally.attempts);
+        let attempts = tally.attempts.max(1);
+        if let Some(error) = tally.error {
+            return Err((error, attempts));
+        }
+        // A cancelled item is cancelled, never a tolerated failure.
+        if tally.cancelled {
+            return Err((StageError::Cancelled, tally.attempts));
+        }
+        if let Some((failed, _)) = tally.failed_rows {
+            let rows = failed.finish(self.store).map_err(|e| (e.into(), attempts))?;
+            let table = crate::plan::sql::failed_table(&self.stage.id);
+            self.store
+                .write_data("run", &table, &rows)
+                .map_err(|e| (e.into(), attempts))?;
+        }
+        let first = tally.first_failure.map(|(_, e)| e);
+        super::judged(fan, tally.failed, total, first).map_err(|e| (e, self.attempts))?;
+        tally
+            .gathered
+            .finish(self.store)
+            .map_err(|e| (e.into(), attempts))
+    }
+
+    /// Reads items `from..` (one slice): an item that ended before this run's owner crashed
+    /// (`runs resume`), or whose idempotency key succeeded before, is gathered at once; the
+    /// others are prepared for the workers. Returns them, and how many rows were read.
+    fn next_slice<T>(
+        &mut self,
+        items: &ItemTable,
+        from: usize,
+        tally: &mut Tally,
+        prepare: &Prepare<T>,
+    ) -> Result<(Vec<Ready<T>>, usize), StageError> {
+        let rows = self.store.item_slice(items, from, SLICE)?;
+        let keys = self.item_keys(&rows)?;
+        let read = rows.len();
+        let mut finished = self
+            .store
+            .finished_items(&self.stage.id, self.step, from..from + read)?;
+        let mut fresh = vec![false; read];
+        for (i, key) in keys.iter().enumerate() {
+            let reused = match (finished.remove(&(from + i)), key) {
+                (Some(rows), _) => Some(rows),
+                (None, Some(k)) => self.store.recorded(&self.ctx.flow, &self.stage.id, k)?,
+                (None, None) => None,
+            };
+            match reused {
+                Some(reused) => tally.gathered.add(self.store, from + i, &reused)?,
+                None => fresh[i] = true,
+            }
+        }
+        let payloads = prepare(self.store, &rows, &fresh).map_err(|e| match items.len() {
+            // One slice: computed before any call, as for a single call.
+            n if n <= SLICE => e,
+            n => format!("items {from} to {} of {n}: {e}", from + read - 1),
+        })?;
+        let prepared = payloads
+            .into_iter()
+            .zip(keys)
+            .zip(rows.values)
+            .enumerate()
+            .filter_map(|(i, ((payload, key), row))| {
+                let payload = payload?;
+                let index = from + i;
+                Some((
+                    Job {
+                        index,
+                        key,
+                        payload,
+                    },
+                    row,
+                ))
+            })
+            .collect();
+        Ok((prepared, read))
+    }
+
+    /// Records how item `index` ended: a success in the run's database (a resumed run reuses
+    /// it) and under its key, its rows gathered; a failure counted (and kept, when a stage
+    /// reads them).
+    fn tally_end(
+        &mut self,
+        tally: &mut Tally,
+        index: usize,
+        key: Option<String>,
+        row: Vec<Value>,
+        done: retry::Finished<Rows>,
+    ) {
+        tally.attempts = tally.attempts.max(done.attempts);
+        let recorded = match done.result {
+            Ok(rows) => self.record_item(tally, index, key.as_deref(), &rows),
+            Err(StageError::Cancelled) => {
+                tally.cancelled = true;
+                Ok(())
+            }
+            Err(error) => {
+                tally.failed += 1;
+                if tally.first_failure.as_ref().is_none_or(|(i, _)| index < *i) {
+                    tally.first_failure = Some((index, error.to_string()));
+                }
+                match &mut tally.failed_rows {
+                    Some((failed, shape)) => {
+                        let kept = Rows {
+                            values: vec![super::failed_row(index, &error, row)],
+                            ..shape.clone()
+                        };
+                        failed.add(self.store, index, &kept)
+                    }
+                    None => Ok(()),
+                }
+                .map_err(StageError::from)
+            }
+        };
+        if let Err(e) = recorded {
+            tally.error.get_or_insert(e);
+        }
+    }
+
+    fn record_item(
+        &mut self,
+        tally: &mut Tally,
+        index: usize,
+        key: Option<&str>,
+        rows: &Rows,
+    ) -> Result<(), StageError> {
+        let stage = &self.stage.id;
+        self.store
+            .finish_item(stage, self.step, index, rows)
+            .map_err(|e| format!("cannot record a finished item in the run database: {e}"))?;
+        if let Some(k) = key {
+            self.store
+                .record(&self.ctx.flow, stage, k, rows)
+                .map_err(|e| format!("cannot record the idempotency key `{k}`: {e}"))?;
+        }
+        tally.gathered.add(self.store, index, rows)?;
+        Ok(())
+    }
+
+    /// Where the failed items go, and their columns: the failure's, then the input's.
+    fn failed_gathering(&mut self, items: &ItemTable) -> Result<(Gathered, Rows), String> {
+        super::no_failure_column(&self.stage.id, items.columns())?;
+        let shape = Rows {
+            columns: FAILED_COLUMNS
+                .iter()
+                .map(|(name, _)| name.to_string())
+                .chain(items.columns().iter().cloned())
+                .collect(),
+            values: Vec::new(),
+            types: FAILED_COLUMNS
+                .iter()
+                .map(|(_, ty)| *ty)
+                .chain(items.types().iter().copied())
+                .collect(),
+        };
+        let mut failed = Gathered::new(self.store);
+        // Its columns, even when no item fails.
+        failed.add(self.store, 0, &shape)?;
+        Ok((failed, shape))
+    }
+}
