@@ -50,7 +50,9 @@ on_linux! {
     pub mod format;
     pub mod human;
     pub mod lsp;
+    pub mod file_format;
     mod parallel;
+    pub mod policy;
     pub mod plan;
     pub mod retry_rule;
     pub mod runtime;

@@ -2,6 +2,7 @@
 //! check (W0202), the plan's text and the executor. Nothing here allocates per attempt, so
 //! `retries: 1000000000` costs what `retries: 3` does.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -160,6 +161,32 @@ pub struct Total {
     /// The first retry whose cumulative wait reaches the limit: from it on, no attempt can
     /// start within the limit.
     pub reached: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RetryPolicy {
+    /// retries + 1.
+    pub attempts: u32,
+    pub initial_delay_ms: u64,
+    /// `constant`, `linear` or `exponential`.
+    #[schemars(with = "String")]
+    pub backoff: Backoff,
+    pub coefficient: f64,
+    pub max_delay_ms: Option<u64>,
+    pub jitter: bool,
+    pub non_retryable: Vec<i64>,
+}
+
+impl RetryPolicy {
+    /// The delay before each retry, before jitter ([`RetryDelays::before_retry`]).
+    pub fn delays(&self) -> RetryDelays {
+        RetryDelays {
+            first: Duration::from_millis(self.initial_delay_ms),
+            backoff: self.backoff,
+            coefficient: self.coefficient,
+            cap: self.max_delay_ms.map(Duration::from_millis),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -65,21 +65,6 @@ impl ValueType {
     }
 }
 
-impl From<crate::syntax::ast::Type> for ValueType {
-    fn from(ty: crate::syntax::ast::Type) -> Self {
-        use crate::syntax::ast::Type;
-        match ty {
-            Type::String => ValueType::String,
-            Type::Int => ValueType::Int,
-            Type::Float => ValueType::Float,
-            Type::Boolean => ValueType::Boolean,
-            Type::Duration => ValueType::Duration,
-            Type::Date => ValueType::Date,
-            Type::Timestamp => ValueType::Timestamp,
-        }
-    }
-}
-
 /// A value as text, for exec arguments and `WV_<NAME>` variables: `true`/`false`, floats
 /// with a decimal point (`2.0`), durations as one exact unit (`90s`, `1500ms`, `2h`), dates
 /// `YYYY-MM-DD`, timestamps RFC 3339; null is the empty string.
@@ -203,9 +188,7 @@ pub fn stored(value: SqlValue, ty: ValueType) -> Result<SqlValue, WrongValue> {
         (ValueType::String, SqlValue::Text(_)) => Some(value.clone()),
         (ValueType::Duration, SqlValue::Integer(_)) => Some(value.clone()),
         (ValueType::Duration, _) => text.and_then(duration_millis).map(SqlValue::Integer),
-        (ValueType::Date, _) => text
-            .and_then(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
-            .map(|d| SqlValue::Text(d.format("%Y-%m-%d").to_string())),
+        (ValueType::Date, _) => text.and_then(date).map(SqlValue::Text),
         (ValueType::Timestamp, _) => text.and_then(timestamp).map(SqlValue::Text),
         (ValueType::Any | ValueType::List, _) => Some(value.clone()),
         _ => None,
@@ -314,6 +297,13 @@ pub fn literal(value: &SqlValue, ty: ValueType) -> String {
         }
         _ => text(value, ty),
     }
+}
+
+/// A date as `YYYY-MM-DD`.
+pub fn date(text: &str) -> Option<String> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.format("%Y-%m-%d").to_string())
 }
 
 /// A timestamp as RFC 3339 in UTC (`2026-01-31T09:30:00Z`); a time without a zone is UTC.

@@ -6,7 +6,7 @@
 use super::{Deployment, Exported};
 use crate::plan::Plan;
 use crate::plan::ir::{ParamPlan, RetryPolicy, StagePlan, Step};
-use crate::runtime::tasks::{engine_retries, fans_out_as_tasks, item_retries};
+use crate::plan::tasks::{engine_retries, fans_out_as_tasks, item_retries};
 use crate::value::ValueType;
 use base64::Engine as _;
 use std::fmt::Write as _;
@@ -252,7 +252,7 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
         let _ = writeln!(out, "        task_id={},", py(&task_id(&stage.id)));
         let _ = writeln!(out, "        bash_command={},", py(&command("run", stage)));
         task_options(&mut out, stage, engine_retries(stage), "all_done");
-        if super::writes_workspace(stage) {
+        if crate::plan::tasks::writes_workspace(stage) {
             // One writer of the shared workspace database at a time: a pool of one slot.
             out.push_str("        pool=WORKSPACE_POOL,\n");
         }
@@ -390,7 +390,7 @@ fn fan_out_tasks(out: &mut String, stage: &StagePlan) {
         py(&command("gather", stage))
     );
     task_options(out, stage, None, "all_done");
-    if super::writes_workspace(stage) {
+    if crate::plan::tasks::writes_workspace(stage) {
         // The gathering records the items' idempotency keys: one writer at a time.
         out.push_str("        pool=WORKSPACE_POOL,\n");
     }

@@ -8,7 +8,7 @@ use super::{Deployment, Exported};
 use crate::plan::Plan;
 use crate::plan::ir::{ParamPlan, RetryPolicy, StagePlan, Step};
 use crate::retry_rule::Backoff;
-use crate::runtime::tasks::{engine_retries, fans_out_as_tasks, item_retries};
+use crate::plan::tasks::{engine_retries, fans_out_as_tasks, item_retries};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -116,7 +116,7 @@ fn param_value(p: &ParamPlan) -> Option<String> {
 pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<String>> {
     let flow = &plan.flow;
     let names = task_names(plan)?;
-    let flow_key = crate::runtime::tasks::flow_key(plan);
+    let flow_key = crate::plan::tasks::flow_key(plan);
     let null_defaults: Vec<String> = flow
         .params
         .iter()
@@ -208,7 +208,7 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
             "retryStrategy".into(),
             retry_strategy(policy, &mut args, &mut warnings, &stage.id),
         );
-        if super::writes_workspace(stage) {
+        if crate::plan::tasks::writes_workspace(stage) {
             // One writer of the shared workspace database at a time, across runs.
             template.insert(
                 "synchronization".into(),

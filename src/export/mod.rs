@@ -90,12 +90,6 @@ pub struct Exported {
     pub warnings: Vec<String>,
 }
 
-/// Whether a stage writes the workspace database the runs share (`save to`, idempotency
-/// records): such writers are serialized, one at a time across runs and workers.
-pub fn writes_workspace(stage: &crate::plan::ir::StagePlan) -> bool {
-    stage.idempotency_key.is_some() || stage.steps.iter().any(|s| matches!(s, Step::SaveTo { .. }))
-}
-
 /// What `wvflow stage` cannot run exactly as `wvflow run` does: every reason, by stage.
 /// An exported flow must have none.
 pub fn limits(plan: &Plan) -> Vec<String> {
@@ -197,7 +191,7 @@ pub fn export(
     // inside the stage's task: its items as tasks would run that work again.
     for stage in &plan.flow.stages {
         let fans_out = stage.steps.iter().any(|s| matches!(s, Step::Each { .. }));
-        if fans_out && !crate::runtime::tasks::fans_out_as_tasks(stage) {
+        if fans_out && !crate::plan::tasks::fans_out_as_tasks(stage) {
             exported.warnings.push(format!(
                 "stage `{}`: work other than queries comes before its `each`, so its items run \
                  inside the stage's task, at its `concurrency`, not as tasks of their own",

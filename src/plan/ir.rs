@@ -2,19 +2,15 @@
 //! lowering reads the syntax tree. Serialized as JSON (`wvflow plan --format json`); the
 //! schema is documented in `docs/plan.md` and versioned by [`PLAN_VERSION`].
 
-pub use super::words::{ActivationTarget, HookEvent, OnFailure, ParentClose, StateWord};
-use crate::retry_rule::{Backoff, RetryDelays};
+pub use crate::vocabulary::{ActivationTarget, HookEvent, OnFailure, ParentClose, StateWord};
+pub use crate::policy::{CHAIN_DEPTH, Tolerance};
+pub use crate::retry_rule::RetryPolicy;
 use crate::value::ValueType;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 /// Bumped whenever the JSON shape changes incompatibly.
 pub const PLAN_VERSION: u32 = 1;
-
-/// How many runs a chain of jumps (`-> F`), or a nest of child runs (`call F`), may hold
-/// before wvflow stops it: the loop warnings W0601 and W0604 name it.
-pub const CHAIN_DEPTH: usize = 16;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
@@ -187,32 +183,6 @@ pub struct Edge {
     pub stage: String,
     /// `success`, `failed`, `done`, ... or several joined by `|`.
     pub requires: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct RetryPolicy {
-    /// retries + 1.
-    pub attempts: u32,
-    pub initial_delay_ms: u64,
-    /// `constant`, `linear` or `exponential`.
-    #[schemars(with = "String")]
-    pub backoff: Backoff,
-    pub coefficient: f64,
-    pub max_delay_ms: Option<u64>,
-    pub jitter: bool,
-    pub non_retryable: Vec<i64>,
-}
-
-impl RetryPolicy {
-    /// The delay before each retry, before jitter ([`RetryDelays::before_retry`]).
-    pub fn delays(&self) -> RetryDelays {
-        RetryDelays {
-            first: Duration::from_millis(self.initial_delay_ms),
-            backoff: self.backoff,
-            coefficient: self.coefficient,
-            cap: self.max_delay_ms.map(Duration::from_millis),
-        }
-    }
 }
 
 /// A SQL statement for the embedded engine (SQLite dialect). Flow parameters and the run's
@@ -388,13 +358,6 @@ pub struct FanOut {
     /// table `<stage>.failed`, the item's index, exit code and error, then its row.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_failed: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", content = "value", rename_all = "snake_case")]
-pub enum Tolerance {
-    Count(u64),
-    Percent(f64),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

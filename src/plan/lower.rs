@@ -3,7 +3,7 @@
 
 use super::ir::*;
 use super::sql::{self, Select, Writer, quote_ident};
-use super::words::{ActivationTarget, StateWord, TriggerRule};
+use crate::vocabulary::{ActivationTarget, StateWord, TriggerRule};
 use crate::arguments::assign_call;
 use crate::check::settings::{FlowSettings, PoolSettings, StageSettings};
 use crate::check::{Def, FlowGraph, Index, values};

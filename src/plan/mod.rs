@@ -4,7 +4,7 @@ pub mod ir;
 mod lower;
 pub mod render;
 pub mod sql;
-pub mod words;
+pub mod tasks;
 
 pub use ir::Plan;
 pub use lower::lower;

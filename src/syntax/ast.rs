@@ -579,3 +579,18 @@ impl BinaryOp {
         }
     }
 }
+
+impl From<Type> for crate::value::ValueType {
+    fn from(ty: Type) -> Self {
+        use crate::value::ValueType;
+        match ty {
+            Type::String => ValueType::String,
+            Type::Int => ValueType::Int,
+            Type::Float => ValueType::Float,
+            Type::Boolean => ValueType::Boolean,
+            Type::Duration => ValueType::Duration,
+            Type::Date => ValueType::Date,
+            Type::Timestamp => ValueType::Timestamp,
+        }
+    }
+}

@@ -223,11 +223,20 @@ flow Late = {
 "#;
     for (count, bad, called, error) in [
         (1000, 700, 0, "'soon' is not a timestamp"),
-        (1500, 1400, 1024, "items 1024 to 1499 of 1500: 'soon' is not a timestamp"),
+        (
+            1500,
+            1400,
+            1024,
+            "items 1024 to 1499 of 1500: 'soon' is not a timestamp",
+        ),
     ] {
         let mut csv = "n,at\n".to_string();
         for n in 1..=count {
-            let at = if n == bad { "soon" } else { "2026-12-01T00:00:00Z" };
+            let at = if n == bad {
+                "soon"
+            } else {
+                "2026-12-01T00:00:00Z"
+            };
             csv.push_str(&format!("{n},{at}\n"));
         }
         let dir = scratch(

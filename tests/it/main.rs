@@ -14,6 +14,7 @@ mod format;
 mod fuzz;
 mod grammar;
 mod hardening;
+mod layers;
 mod lsp;
 mod parse_snapshots;
 mod patterns;

@@ -200,8 +200,8 @@ pub fn condition_atoms(
 pub fn on_failure_stage(stage: &Stage) -> Option<(&str, Span)> {
     let entry = stage.config.as_ref()?.get("on_failure")?;
     let word = super::values::word(&entry.value)?;
-    match crate::plan::words::OnFailure::parse(word) {
-        crate::plan::words::OnFailure::Stage(_) => Some((word, entry.value.span)),
+    match crate::vocabulary::OnFailure::parse(word) {
+        crate::vocabulary::OnFailure::Stage(_) => Some((word, entry.value.span)),
         _ => None,
     }
 }

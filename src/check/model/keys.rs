@@ -98,8 +98,8 @@ pub struct Key {
 }
 
 pub const BACKOFF_KINDS: &[&str] = &crate::retry_rule::Backoff::WORDS;
-pub const PARENT_CLOSE: &[&str] = crate::plan::words::ParentClose::WORDS;
-pub const TRIGGER_RULES: &[&str] = crate::plan::words::TriggerRule::WORDS;
+pub const PARENT_CLOSE: &[&str] = crate::vocabulary::ParentClose::WORDS;
+pub const TRIGGER_RULES: &[&str] = crate::vocabulary::TriggerRule::WORDS;
 
 const STAGE_LIKE: &[Place] = &[Place::Stage, Place::Activity];
 const STAGE: &[Place] = &[Place::Stage];

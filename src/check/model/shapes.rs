@@ -340,7 +340,7 @@ impl<'g, 'w> Shapes<'g, 'w> {
                 let full = self.base.join(path.value.as_str());
                 // As the runtime reads it: `x.JSON` is JSON too.
                 let is_csv =
-                    crate::runtime::files::Format::of(&full) == crate::runtime::files::Format::Csv;
+                    crate::file_format::Format::of(&full) == crate::file_format::Format::Csv;
                 (if is_csv { self.header(full) } else { None }, alias)
             }
             SourceRef::Values { rows, alias, .. } => {

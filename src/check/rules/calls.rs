@@ -212,7 +212,7 @@ pub fn find_activity<'w>(
 }
 
 fn activation(ctx: &mut Ctx, file: FileId, activate: &Activate) {
-    const TARGETS: &[&str] = crate::plan::words::ActivationTarget::WORDS;
+    const TARGETS: &[&str] = crate::vocabulary::ActivationTarget::WORDS;
     let target = activate.target.value.as_str();
     if !TARGETS.contains(&target) {
         let d = Diagnostic::error(
@@ -650,7 +650,7 @@ fn call_loops(ctx: &mut Ctx) {
         |file, span, path| {
             Diagnostic::warning(Code::W0604, file, span, format!("child runs call each other: {path}"))
                 .with_label("calls the loop again")
-                .with_help(format!("each run waits for a child run of the next flow; at the depth limit ({}) the innermost fails and every run of the chain with it; break the loop with a condition in its own flow or a jump", crate::plan::ir::CHAIN_DEPTH))
+                .with_help(format!("each run waits for a child run of the next flow; at the depth limit ({}) the innermost fails and every run of the chain with it; break the loop with a condition in its own flow or a jump", crate::policy::CHAIN_DEPTH))
         },
     );
 }

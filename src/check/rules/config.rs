@@ -7,7 +7,7 @@ use crate::check::settings::{FlowSettings, PoolSettings, StageSettings, Written}
 use crate::check::{Ctx, Def, values, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
-use crate::plan::words::OnFailure;
+use crate::vocabulary::OnFailure;
 use crate::retry_rule::Backoff;
 use crate::source::FileId;
 use crate::syntax::ast::{Activity, Config, ConfigEntry, ExprKind, OpKind, SourceKind, Stage};

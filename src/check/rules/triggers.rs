@@ -6,12 +6,12 @@ use crate::check::keys::TRIGGER_RULES;
 use crate::check::{Ctx, values, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
-use crate::plan::words::TriggerRule;
+use crate::vocabulary::TriggerRule;
 use crate::syntax::ast::{Condition, ConfigEntry, OpKind, Stage};
 
 /// The states a stage can end in; `done` is true of all of them.
 pub const OUTCOMES: [&str; 4] = ["success", "failed", "skipped", "cancelled"];
-pub const STATES: &[&str] = crate::plan::words::StateWord::WORDS;
+pub const STATES: &[&str] = crate::vocabulary::StateWord::WORDS;
 
 pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
     let routes = route_targets(graph);

@@ -789,7 +789,7 @@ pub fn holds(cond: &Cond, states: &BTreeMap<String, StageState>) -> bool {
         Cond::True => true,
         Cond::State { stage, state } => match states.get(stage) {
             Some(reached) => {
-                *state == crate::plan::words::StateWord::Done || reached.as_str() == state.as_str()
+                *state == crate::vocabulary::StateWord::Done || reached.as_str() == state.as_str()
             }
             None => false,
         },

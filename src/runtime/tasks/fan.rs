@@ -6,7 +6,7 @@ use super::state::stage_key;
 use super::{
     Begin, Executed, Part, TaskEnd, TaskRun, Verdict, end_of, now_ms, timeout_error, verdict,
 };
-use crate::plan::ir::{RetryPolicy, StagePlan, Step};
+use crate::plan::ir::{RetryPolicy, StagePlan};
 use crate::runtime::engine::StageSummary;
 use crate::runtime::error::StageError;
 use crate::runtime::retry::Finished;
@@ -296,31 +296,6 @@ fn item_end(error: Option<String>) -> (TaskEnd, Option<String>) {
         None => (TaskEnd::Success, None),
         Some(error) => (TaskEnd::Failed, Some(error)),
     }
-}
-
-/// The retry policy the engine applies to each item task of a stage's `each`: the policy of
-/// its call, when it may be retried.
-pub fn item_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
-    stage.steps.iter().find_map(|step| match step {
-        Step::Each { invocation, .. } if invocation.retry.attempts > 1 => Some(&invocation.retry),
-        _ => None,
-    })
-}
-
-/// Whether a stage's `each` runs as tasks of their own (prepare, items, gather): an `each`
-/// of activity calls with nothing but queries before it, so that the prepared input is all
-/// that comes before the items.
-pub fn fans_out_as_tasks(stage: &StagePlan) -> bool {
-    let Some(at) = stage
-        .steps
-        .iter()
-        .position(|s| matches!(s, Step::Each { .. }))
-    else {
-        return false;
-    };
-    stage.steps[..at]
-        .iter()
-        .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }))
 }
 
 /// The table of a fan-out's prepared input.

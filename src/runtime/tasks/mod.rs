@@ -14,7 +14,8 @@ mod fan;
 pub mod state;
 
 use fan::input_table;
-pub use fan::{Prepared, fans_out_as_tasks, item_retries};
+pub use fan::Prepared;
+use crate::plan::tasks::{engine_retries, flow_key, item_retries};
 
 use super::activity::ProcessLauncher;
 use super::clock::SystemClock;
@@ -521,7 +522,7 @@ impl TaskRun<'_> {
         }
         // `prepare` writes nothing there, and holds no writer's slot: it must not put back a
         // copy over another writer's records.
-        if crate::export::writes_workspace(stage) && !preparing {
+        if crate::plan::tasks::writes_workspace(stage) && !preparing {
             self.state.keep_workspace(&stores.workspace_db)?;
         }
         Ok(Executed::Ended(summary))
@@ -626,38 +627,6 @@ impl TaskRun<'_> {
             &serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?,
         )?;
         Ok(summary)
-    }
-}
-
-/// The flow of a plan as the state's keys name it: `Name`, or `Name@2` for a version.
-pub fn flow_key(plan: &Plan) -> String {
-    match plan.flow.version {
-        Some(v) => format!("{}@{v}", plan.flow.name),
-        None => plan.flow.name.clone(),
-    }
-}
-
-/// The retry policy the engine applies to a stage's task: that of the stage's one activity
-/// call, when that is all it calls and it may be retried. Any other stage (an `each`
-/// fan-out, several calls) retries inside its task, where each call keeps its own count.
-pub fn engine_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
-    let mut calls = stage.steps.iter().filter_map(|step| match step {
-        Step::Invoke { invocation } => Some(Some(invocation)),
-        Step::Each { .. } | Step::EachCall { .. } | Step::Call { .. } => Some(None),
-        _ => None,
-    });
-    // Each try runs the stage from its first step: only queries may come before the call,
-    // so that nothing with an effect or a wait (`activate`, `wait`) happens twice.
-    let before_call = stage
-        .steps
-        .iter()
-        .take_while(|s| !matches!(s, Step::Invoke { .. }))
-        .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }));
-    match (calls.next(), calls.next()) {
-        (Some(Some(invocation)), None) if invocation.retry.attempts > 1 && before_call => {
-            Some(&invocation.retry)
-        }
-        _ => None,
     }
 }
 

@@ -58,12 +58,12 @@ pub fn expr<'t>(src: &'t str) -> impl Parse<'t, Expr> {
             .then(string(src))
             .validate(|(ty, text), e, emitter| {
                 let ty = Type::from_name(&ty.name).unwrap_or(Type::Timestamp);
-                let stored = crate::value::stored(
-                    rusqlite::types::Value::Text(text.value.to_string()),
-                    ty.into(),
-                );
+                let stored = match ty {
+                    Type::Date => crate::value::date(&text.value),
+                    _ => crate::value::timestamp(&text.value),
+                };
                 match stored {
-                    Ok(rusqlite::types::Value::Text(value)) => ExprKind::Time {
+                    Some(value) => ExprKind::Time {
                         ty,
                         value: value.into(),
                     },

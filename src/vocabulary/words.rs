@@ -2,7 +2,6 @@
 //! (`on_failure`, `request_cancel`, `webhook`, ...). Each word is parsed once, in lowering,
 //! after the checker has refused every other word.
 
-use crate::vocabulary::vocabulary;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 vocabulary! {

@@ -1,4 +1,5 @@
-//! Closed vocabularies written as words: the plan's and the runtime's enums.
+//! Closed vocabularies written as words: the language's (`words`), the plan's and the
+//! runtime's enums. Below the checker and the plan, which both read them.
 
 /// A closed vocabulary: each variant with its word. Gives `ALL`, `WORDS`, `as_str`, `parse`
 /// and serde as the word, so a word is written once.
@@ -32,3 +33,7 @@ macro_rules! vocabulary {
 }
 
 pub(crate) use vocabulary;
+
+mod words;
+
+pub use words::*;

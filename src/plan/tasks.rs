@@ -1,0 +1,67 @@
+//! How a plan splits into the tasks of an exported run: facts that the exporters (which write
+//! the tasks) and the runtime (which runs them, `wvflow stage`) both read.
+
+use super::ir::{Plan, RetryPolicy, StagePlan, Step};
+
+/// The flow of a plan as the state's keys name it: `Name`, or `Name@2` for a version.
+pub fn flow_key(plan: &Plan) -> String {
+    match plan.flow.version {
+        Some(v) => format!("{}@{v}", plan.flow.name),
+        None => plan.flow.name.clone(),
+    }
+}
+
+/// The retry policy the engine applies to a stage's task: that of the stage's one activity
+/// call, when that is all it calls and it may be retried. Any other stage (an `each`
+/// fan-out, several calls) retries inside its task, where each call keeps its own count.
+pub fn engine_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
+    let mut calls = stage.steps.iter().filter_map(|step| match step {
+        Step::Invoke { invocation } => Some(Some(invocation)),
+        Step::Each { .. } | Step::EachCall { .. } | Step::Call { .. } => Some(None),
+        _ => None,
+    });
+    // Each try runs the stage from its first step: only queries may come before the call,
+    // so that nothing with an effect or a wait (`activate`, `wait`) happens twice.
+    let before_call = stage
+        .steps
+        .iter()
+        .take_while(|s| !matches!(s, Step::Invoke { .. }))
+        .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }));
+    match (calls.next(), calls.next()) {
+        (Some(Some(invocation)), None) if invocation.retry.attempts > 1 && before_call => {
+            Some(&invocation.retry)
+        }
+        _ => None,
+    }
+}
+
+/// The retry policy the engine applies to each item task of a stage's `each`: the policy of
+/// its call, when it may be retried.
+pub fn item_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
+    stage.steps.iter().find_map(|step| match step {
+        Step::Each { invocation, .. } if invocation.retry.attempts > 1 => Some(&invocation.retry),
+        _ => None,
+    })
+}
+
+/// Whether a stage's `each` runs as tasks of their own (prepare, items, gather): an `each`
+/// of activity calls with nothing but queries before it, so that the prepared input is all
+/// that comes before the items.
+pub fn fans_out_as_tasks(stage: &StagePlan) -> bool {
+    let Some(at) = stage
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::Each { .. }))
+    else {
+        return false;
+    };
+    stage.steps[..at]
+        .iter()
+        .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }))
+}
+
+/// Whether a stage writes the workspace database the runs share (`save to`, idempotency
+/// records): such writers are serialized, one at a time across runs and workers.
+pub fn writes_workspace(stage: &crate::plan::ir::StagePlan) -> bool {
+    stage.idempotency_key.is_some() || stage.steps.iter().any(|s| matches!(s, Step::SaveTo { .. }))
+}
