@@ -72,6 +72,102 @@ pub(super) type Prepare<'p, T> =
 /// flag stops it.
 pub(super) type Work<'w, T> = dyn Fn(&Job<T>, &Arc<AtomicBool>) -> retry::Finished<Rows> + Sync + 'w;
 
+/// The items read and not handed out yet, and where reading goes on.
+struct Feed<T> {
+    waiting: VecDeque<Ready<T>>,
+    next: usize,
+    total: usize,
+}
+
+impl<T> Feed<T> {
+    /// Every item was read and handed out.
+    fn drained(&self) -> bool {
+        self.waiting.is_empty() && self.next >= self.total
+    }
+}
+
+/// The channels between the thread that hands out items and the workers, and how many
+/// items may be out at once.
+struct Lanes<T> {
+    jobs: mpsc::Sender<Job<T>>,
+    ended: mpsc::Receiver<Ended>,
+    limit: usize,
+}
+
+/// What every worker shares: the run, the stage, its cancel flag, its pool's slots, the work.
+struct Crew<'c, 'w, T> {
+    ctx: &'c super::Context<'c>,
+    stage: &'c crate::plan::ir::StagePlan,
+    cancel: &'c Arc<AtomicBool>,
+    workspace_db: Option<&'c std::path::Path>,
+    occupancy: &'c super::Occupancy,
+    work: &'w Work<'w, T>,
+}
+
+impl<T> Crew<'_, '_, T> {
+    /// The run's or the stage's cancel; the run's is seen here at once, before the executor
+    /// passes it on to the stage's.
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed) || self.ctx.cancel.load(Ordering::Relaxed)
+    }
+
+    /// A worker: takes items until there are no more, tells how each ended, and waits for
+    /// it to be recorded before it takes another.
+    fn take_items(&self, queue: &Mutex<mpsc::Receiver<Job<T>>>, ends: mpsc::Sender<Ended>) {
+        loop {
+            let job = match queue.lock() {
+                Ok(queue) => queue.recv(),
+                Err(_) => return,
+            };
+            let Ok(job) = job else { return };
+            let done = self.run(&job);
+            let (recorded, wait) = mpsc::sync_channel(1);
+            let end = Ended {
+                index: job.index,
+                done,
+                recorded,
+            };
+            if ends.send(end).is_err() {
+                return;
+            }
+            let _ = wait.recv();
+        }
+    }
+
+    /// One item: nothing after a cancel; else its call, holding a slot of the stage's pool
+    /// while it runs.
+    fn run(&self, job: &Job<T>) -> retry::Finished<Rows> {
+        let (ctx, stage, cancel) = (self.ctx, self.stage, self.cancel);
+        let refused = |e| retry::Finished {
+            result: Err(e),
+            attempts: 0,
+        };
+        if self.cancelled() {
+            return refused(StageError::Cancelled);
+        }
+        let Some(pool) = &stage.pool else {
+            return (self.work)(job, cancel);
+        };
+        let show = |queued| {
+            if let Some(p) = ctx.progress {
+                p.pool_wait(&stage.id, Some(job.index), &pool.name, queued);
+            }
+        };
+        let at = (self.workspace_db, &**cancel);
+        let waits = |w| self.occupancy.change(Some(w), None, show);
+        match hold(ctx, stage, at, pool, Some(job.index), waits) {
+            Ok(slot) => {
+                self.occupancy.change(None, Some(true), show);
+                let done = (self.work)(job, cancel);
+                drop(slot);
+                self.occupancy.change(None, Some(false), show);
+                done
+            }
+            Err(e) => refused(e),
+        }
+    }
+}
+
 impl StageRun<'_, '_> {
     /// Runs `work` for each row of `input` whose item did not end before (a resume) and
     /// whose idempotency key did not succeed before, at most `fan.concurrency` at once.
@@ -97,140 +193,98 @@ impl StageRun<'_, '_> {
         work: &Work<T>,
     ) -> Result<Data, StepError> {
         let total = items.len();
-        let failed_rows = match fan.keep_failed {
-            true => Some(self.failed_gathering(items).map_err(|e| (e.into(), 1))?),
-            false => None,
-        };
-        let mut tally = Tally {
-            gathered: Gathered::new(self.store),
-            failed_rows,
-            failed: 0,
-            first_failure: None,
-            cancelled: false,
-            attempts: 0,
-            handed_out: 0,
-            error: None,
-        };
+        let mut tally = self.new_tally(fan, items).map_err(|e| (e.into(), 1))?;
         let workers = (fan.concurrency.max(1) as usize).min(total);
-        let (ctx, stage, cancel) = (self.ctx, self.stage, self.cancel.clone());
-        let cancelled = || cancel.load(Ordering::Relaxed) || ctx.cancel.load(Ordering::Relaxed);
-        let workspace_db = self.workspace_db.clone();
-        let occupancy = &super::Occupancy::default();
-        let mut waiting: VecDeque<Ready<T>> = VecDeque::new();
-        let mut out: HashMap<usize, Out> = HashMap::new();
-        let mut next = 0;
+        let (cancel, workspace_db) = (self.cancel.clone(), self.workspace_db.clone());
+        let crew = Crew {
+            ctx: self.ctx,
+            stage: self.stage,
+            cancel: &cancel,
+            workspace_db: workspace_db.as_deref(),
+            occupancy: &super::Occupancy::default(),
+            work,
+        };
+        let mut feed = Feed {
+            waiting: VecDeque::new(),
+            next: 0,
+            total,
+        };
         let (jobs, job_queue) = mpsc::channel::<Job<T>>();
         let job_queue = Mutex::new(job_queue);
         let (ends, ended) = mpsc::channel::<Ended>();
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                let (ends, job_queue, cancel) = (ends.clone(), &job_queue, &cancel);
-                let workspace_db = workspace_db.as_deref();
-                scope.spawn(move || {
-                    loop {
-                        let job = match job_queue.lock() {
-                            Ok(queue) => queue.recv(),
-                            Err(_) => break,
-                        };
-                        let Ok(job) = job else { break };
-                        // After a cancel, no item starts: the run's flag is seen here at
-                        // once, before the executor passes it on to the stage's.
-                        let done = if cancel.load(Ordering::Relaxed)
-                            || ctx.cancel.load(Ordering::Relaxed)
-                        {
-                            retry::Finished {
-                                result: Err(StageError::Cancelled),
-                                attempts: 0,
-                            }
-                        } else {
-                            match &stage.pool {
-                                Some(pool) => {
-                                    let show = |queued| {
-                                        if let Some(p) = ctx.progress {
-                                            p.pool_wait(&stage.id, Some(job.index), &pool.name, queued);
-                                        }
-                                    };
-                                    let at = (workspace_db, &**cancel);
-                                    let waits = |w| occupancy.change(Some(w), None, show);
-                                    match hold(ctx, stage, at, pool, Some(job.index), waits) {
-                                        Ok(slot) => {
-                                            occupancy.change(None, Some(true), show);
-                                            let done = work(&job, cancel);
-                                            drop(slot);
-                                            occupancy.change(None, Some(false), show);
-                                            done
-                                        }
-                                        Err(e) => retry::Finished {
-                                            result: Err(e),
-                                            attempts: 0,
-                                        },
-                                    }
-                                }
-                                None => work(&job, cancel),
-                            }
-                        };
-                        let (recorded, wait) = mpsc::sync_channel(1);
-                        let end = Ended {
-                            index: job.index,
-                            done,
-                            recorded,
-                        };
-                        if ends.send(end).is_err() {
-                            break;
-                        }
-                        let _ = wait.recv();
-                    }
-                });
+                let (crew, job_queue, ends) = (&crew, &job_queue, ends.clone());
+                scope.spawn(move || crew.take_items(job_queue, ends));
             }
             drop(ends);
-            // This thread holds the stage's connection: it reads the items, hands them out,
-            // and records each end as it comes.
-            loop {
-                let stopping = tally.error.is_some() || cancelled();
-                while !stopping && out.len() < 2 * workers {
-                    let Some((job, row)) = waiting.pop_front() else {
-                        if next >= total {
-                            break;
-                        }
-                        match self.next_slice(items, next, &mut tally, prepare) {
-                            Ok((prepared, read)) => {
-                                waiting.extend(prepared);
-                                next = if read == 0 { total } else { next + read };
-                            }
-                            Err(e) => {
-                                tally.error = Some(e);
-                                break;
-                            }
-                        }
-                        continue;
-                    };
-                    out.insert(job.index, (job.key.clone(), row));
-                    tally.handed_out += 1;
-                    if jobs.send(job).is_err() {
-                        break;
-                    }
-                }
-                if out.is_empty() {
-                    if stopping || tally.error.is_some() || (waiting.is_empty() && next >= total)
-                    {
-                        break;
-                    }
-                    continue;
-                }
-                match ended.recv_timeout(LOOK) {
-                    Ok(end) => {
-                        let (key, row) = out.remove(&end.index).unwrap_or_default();
-                        self.tally_end(&mut tally, end.index, key, row, end.done);
-                        let _ = end.recorded.send(());
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            drop(jobs);
+            let lanes = Lanes {
+                jobs,
+                ended,
+                limit: 2 * workers,
+            };
+            self.hand_out(items, &mut feed, &mut tally, prepare, &lanes, &|| {
+                crew.cancelled()
+            });
         });
         // Items never handed out because of a cancel are cancelled too.
-        tally.cancelled |= cancelled() && (next < total || !waiting.is_empty());
+        tally.cancelled |= crew.cancelled() && !feed.drained();
+        self.end_stream(fan, total, tally)
+    }
+
+    /// Reads, prepares and hands out items while fewer than `lanes.limit` are out, and
+    /// records each end as it comes, until every item ended or (after a cancel or an error)
+    /// every item out ended. This thread holds the stage's connection.
+    fn hand_out<T>(
+        &mut self,
+        items: &ItemTable,
+        feed: &mut Feed<T>,
+        tally: &mut Tally,
+        prepare: &Prepare<T>,
+        lanes: &Lanes<T>,
+        cancelled: &dyn Fn() -> bool,
+    ) {
+        let mut out: HashMap<usize, Out> = HashMap::new();
+        loop {
+            let stopping = tally.error.is_some() || cancelled();
+            while !stopping && tally.error.is_none() && out.len() < lanes.limit {
+                let Some((job, row)) = feed.waiting.pop_front() else {
+                    if feed.next >= feed.total {
+                        break;
+                    }
+                    match self.next_slice(items, feed.next, tally, prepare) {
+                        Ok((prepared, read)) => {
+                            feed.waiting.extend(prepared);
+                            feed.next = if read == 0 { feed.total } else { feed.next + read };
+                        }
+                        Err(e) => tally.error = Some(e),
+                    }
+                    continue;
+                };
+                out.insert(job.index, (job.key.clone(), row));
+                tally.handed_out += 1;
+                if lanes.jobs.send(job).is_err() {
+                    break;
+                }
+            }
+            if out.is_empty() && (stopping || tally.error.is_some() || feed.drained()) {
+                return;
+            }
+            match lanes.ended.recv_timeout(LOOK) {
+                Ok(end) => {
+                    let (key, row) = out.remove(&end.index).unwrap_or_default();
+                    self.tally_end(tally, end.index, key, row, end.done);
+                    let _ = end.recorded.send(());
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// The fan-out's end: its error, a cancel, its failed items kept, its failures past the
+    /// tolerance, or its rows.
+    fn end_stream(&mut self, fan: &FanOut, total: usize, tally: Tally) -> Result<Data, StepError> {
         self.all_reused = total > 0 && tally.handed_out == 0 && tally.error.is_none();
         self.attempts = self.attempts.max(tally.attempts);
         let attempts = tally.attempts.max(1);
@@ -254,6 +308,23 @@ impl StageRun<'_, '_> {
             .gathered
             .finish(self.store)
             .map_err(|e| (e.into(), attempts))
+    }
+
+    fn new_tally(&mut self, fan: &FanOut, items: &ItemTable) -> Result<Tally, String> {
+        let failed_rows = match fan.keep_failed {
+            true => Some(self.failed_gathering(items)?),
+            false => None,
+        };
+        Ok(Tally {
+            gathered: Gathered::new(self.store),
+            failed_rows,
+            failed: 0,
+            first_failure: None,
+            cancelled: false,
+            attempts: 0,
+            handed_out: 0,
+            error: None,
+        })
     }
 
     /// Reads items `from..` (one slice): an item that ended before this run's owner crashed
