@@ -21,8 +21,9 @@ mod saga;
 mod stage;
 
 use saga::{compensate, not_compensated};
+mod board;
 mod frontier;
-use frontier::Frontier;
+use board::Board;
 pub use stage::{FanPart, bind, bind_one};
 use stage::{StageRun, Started, run_stage};
 
@@ -245,99 +246,36 @@ pub trait FlowRunner: Sync {
 /// each trigger evaluated once its upstreams are terminal.
 pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: usize) -> Summary {
     let flow = &plan.flow;
-    let n = flow.stages.len();
-    let index: BTreeMap<&str, usize> = flow
-        .stages
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.as_str(), i))
-        .collect();
-    let upstream: Vec<Vec<usize>> = flow
-        .stages
-        .iter()
-        .map(|s| {
-            s.upstream
-                .iter()
-                .filter_map(|e| index.get(e.stage.as_str()).copied())
-                .collect()
-        })
-        .collect();
-    // A fork stage's branches; a fork is settled (its final state known) once they are all
-    // terminal, and only then do stages after the fork see it.
-    let branches: Vec<Vec<usize>> = flow
-        .stages
-        .iter()
-        .map(|s| {
-            s.steps
-                .iter()
-                .filter_map(|step| match step {
-                    Step::Fork { branches } => Some(
-                        branches
-                            .iter()
-                            .filter_map(|b| index.get(b.as_str()).copied())
-                            .collect::<Vec<_>>(),
-                    ),
-                    _ => None,
-                })
-                .flatten()
-                .collect()
-        })
-        .collect();
-    let priority = flow.stages.iter().map(|s| s.priority).collect();
-    let mut board = Board {
-        flow,
-        ctx,
-        frontier: Frontier::new(upstream.clone(), branches.clone(), priority),
-        upstream,
-        branches,
-        stage_cancel: (0..n).map(|_| Arc::default()).collect(),
-        states: BTreeMap::new(),
-        results: vec![None; n],
-        started: vec![false; n],
-        winner: vec![None; n],
-    };
-    let mut completed: Vec<usize> = Vec::new();
-    let mut ended = false;
-    // What an earlier execution of the run did (`runs resume`): stages that succeeded, and
-    // race losers cancelled by a decided race.
-    for done in &ctx.resumed {
-        if let Some(&i) = index.get(done.stage.as_str()) {
-            board.started[i] = true;
-            board.states.insert(done.stage.clone(), done.state);
-            board.results[i] = Some(done.clone());
-            if done.state == StageState::Success {
-                completed.push(i);
-                ended |= flow.stages[i].steps.iter().any(|s| matches!(s, Step::End));
-            }
-        }
-    }
-    let known: Vec<usize> = (0..n).filter(|&i| board.results[i].is_some()).collect();
-    for i in known {
-        board.ended(i);
-    }
-    let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
+    let mut board = Board::new(flow, ctx);
+    board.take_up(&ctx.resumed);
     let pool = &Pool::default();
     // The first connection sets the files up (WAL, the run store's tables) before stages race
     // to open theirs.
     if let Ok(mut store) = pool.take(stores) {
-        replay_jumps(&mut store, ctx, &flow.stages, &index);
+        replay_jumps(&mut store, ctx, &flow.stages, &board.index);
         pool.give_back(store);
     }
-    // The flow's `timeout` bounds the whole run: when it passes, running attempts are
-    // stopped as by a cancel, and the run fails (compensations and hooks follow).
+    let timed_out = run_stages(&mut board, stores, pool, max_parallel);
+    board.conclude(stores, timed_out)
+}
+
+/// Starts the stages as they become ready and records each as it ends, until none runs or
+/// can start. Returns whether the flow's `timeout` passed: then running attempts were
+/// stopped as by a cancel, and the run fails (compensations and hooks follow).
+fn run_stages(board: &mut Board, stores: &StoreConfig, pool: &Pool, max_parallel: usize) -> bool {
+    let (flow, ctx) = (board.flow, board.ctx);
     let deadline = flow
         .timeout_ms
         .map(|ms| ctx.clock.now() + Duration::from_millis(ms));
     let mut timed_out = false;
+    let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
     // Stages run on worker threads, started as more stages run at once than there are
     // workers and kept until the run ends: starting a thread for every stage showed in
     // profiles of long chains.
     let (jobs, queue) = std::sync::mpsc::channel::<(usize, Started)>();
     let queue = std::sync::Mutex::new(queue);
     std::thread::scope(|scope| {
-        let mut running = 0usize;
-        let mut workers = 0usize;
-        let mut passed_on = false;
+        let (mut running, mut workers, mut passed_on) = (0usize, 0usize, false);
         loop {
             if !timed_out && deadline.is_some_and(|d| ctx.clock.now() >= d) {
                 timed_out = true;
@@ -346,74 +284,31 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             let cancelled = ctx.cancel.load(Ordering::Relaxed);
             if cancelled && !passed_on {
                 passed_on = true;
-                board
-                    .stage_cancel
-                    .iter()
-                    .for_each(|flag| flag.store(true, Ordering::SeqCst));
+                board.cancel_every_stage();
             }
             let hold = ctx.paused.load(Ordering::Relaxed) && !cancelled;
-            // Start what is ready, lowest priority number first, then in plan order.
-            if !hold {
-                while let Some(i) = board.frontier.pop() {
-                    if board.started[i] {
-                        continue;
-                    }
-                    let stage = &flow.stages[i];
-                    let not_run = if cancelled {
-                        Some(StageState::Cancelled)
-                    } else if ended || !holds(&stage.trigger, &board.states) {
-                        Some(StageState::Skipped)
-                    } else {
-                        None
-                    };
-                    if let Some(state) = not_run {
-                        board.unrun(i, state);
-                        continue;
-                    }
-                    if running >= max_parallel.max(1) {
-                        board.frontier.offer(i);
-                        break;
-                    }
-                    board.started[i] = true;
-                    running += 1;
-                    // The first upstream to succeed is the one read (its race was decided
-                    // when it succeeded: the others were stopped then).
-                    let first_success = board.winner[i];
-                    if let Some(p) = ctx.progress {
-                        p.stage_started(&stage.id);
-                    }
-                    // What the stage needs of the run's states: its upstream stages'.
-                    let upstream_states = stage
-                        .upstream
-                        .iter()
-                        .filter_map(|e| Some((e.stage.clone(), *board.states.get(&e.stage)?)))
-                        .collect();
-                    let start = Started {
-                        workspace_db: stores.workspace_db.clone(),
-                        states: upstream_states,
-                        cancel: board.stage_cancel[i].clone(),
-                        first_success: first_success.map(|u| flow.stages[u].id.clone()),
-                        fan: None,
-                    };
-                    if jobs.send((i, start)).is_err() {
-                        break;
-                    }
-                    if workers < running {
-                        workers += 1;
-                        let (queue, sender) = (&queue, sender.clone());
-                        scope.spawn(move || {
-                            loop {
-                                let job = match queue.lock() {
-                                    Ok(queue) => queue.recv(),
-                                    Err(_) => return,
-                                };
-                                let Ok((i, start)) = job else { return };
-                                let summary =
-                                    run_guarded(&flow.stages[i], stores, pool, ctx, &start);
-                                let _ = sender.send((i, summary));
-                            }
-                        });
-                    }
+            while let Some(i) = (!hold)
+                .then(|| board.next_ready(cancelled, running < max_parallel.max(1)))
+                .flatten()
+            {
+                running += 1;
+                if jobs.send((i, board.start(i, stores))).is_err() {
+                    break;
+                }
+                if workers < running {
+                    workers += 1;
+                    let (queue, sender) = (&queue, sender.clone());
+                    scope.spawn(move || {
+                        loop {
+                            let job = match queue.lock() {
+                                Ok(queue) => queue.recv(),
+                                Err(_) => return,
+                            };
+                            let Ok((i, start)) = job else { return };
+                            let summary = run_guarded(&flow.stages[i], stores, pool, ctx, &start);
+                            let _ = sender.send((i, summary));
+                        }
+                    });
                 }
             }
             if running == 0 && !hold {
@@ -421,89 +316,23 @@ pub fn execute(plan: &Plan, stores: &StoreConfig, ctx: &Context, max_parallel: u
             }
             // Wake up now and then to notice a pause ending, and a cancel, which is passed on
             // to the running stages' own flags from here.
-            let (i, summary) = match receiver.recv_timeout(Duration::from_millis(20)) {
-                Ok(done) => done,
+            match receiver.recv_timeout(Duration::from_millis(20)) {
+                Ok((i, summary)) => {
+                    running -= 1;
+                    board.finish(i, summary, timed_out);
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            let mut summary = summary;
-            if timed_out && summary.state == StageState::Cancelled {
-                summary.state = StageState::Failed;
-                summary.error = Some(timeout_error(flow));
             }
-            if let Some(p) = ctx.progress {
-                p.stage_finished(&summary);
-            }
-            running -= 1;
-            let stage = &flow.stages[i];
-            let state = summary.state;
-            if state == StageState::Success {
-                completed.push(i);
-                ended |= stage.steps.iter().any(|s| matches!(s, Step::End));
-            }
-            board.states.insert(stage.id.clone(), state);
-            board.results[i] = Some(summary);
-            board.ended(i);
         }
         // No more stages: the workers' queue closes and they end.
         drop(jobs);
     });
-    let results: Vec<StageSummary> = board.results.into_iter().flatten().collect();
     if timed_out {
         // The flag was this run's doing: later runs of the process are not cancelled.
         ctx.cancel.store(false, Ordering::SeqCst);
     }
-    let cancelled = ctx.cancel.load(Ordering::Relaxed);
-    let failed = cancelled
-        || timed_out
-        || flow
-            .stages
-            .iter()
-            .zip(&results)
-            .any(|(s, r)| r.state == StageState::Failed && s.on_failure == OnFailure::Fail);
-    let compensations = if failed && (!cancelled || ctx.compensate_on_cancel) {
-        let stages: Vec<&StagePlan> = if ctx.compensated.is_empty() {
-            completed.iter().map(|&i| &flow.stages[i]).collect()
-        } else {
-            // A saga taken up again owes what it recorded, in its order (latest first).
-            ctx.compensated
-                .iter()
-                .rev()
-                .filter_map(|c| flow.stages.iter().find(|s| s.id == c.stage))
-                .collect()
-        };
-        let ending = if cancelled {
-            RunState::Cancelled
-        } else {
-            RunState::Failed
-        };
-        match stores.connect() {
-            Ok(mut store) => compensate(&mut store, ctx, &stages, ending),
-            // Never skipped silently: each compensation that could not run says why.
-            Err(e) => not_compensated(ctx, &stages, &format!("cannot open the run store: {e}")),
-        }
-    } else {
-        Vec::new()
-    };
-    Summary {
-        run_id: ctx.run_id.clone(),
-        flow: flow.name.clone(),
-        state: if cancelled {
-            RunState::Cancelled
-        } else if failed {
-            RunState::Failed
-        } else {
-            RunState::Success
-        },
-        outputs: Some((stores.run_db.clone(), final_stages(flow, &results))),
-        stages: results,
-        compensations,
-        next: if failed {
-            Vec::new()
-        } else {
-            ctx.jumps.lock().map(|j| j.clone()).unwrap_or_default()
-        },
-    }
+    timed_out
 }
 
 /// One stage alone, as a task of an exported flow runs it: the states of its upstream
@@ -549,21 +378,6 @@ pub fn fails(flow: &FlowPlan, results: &[StageSummary]) -> bool {
                 .find(|s| s.id == r.stage)
                 .is_some_and(|s| s.on_failure == OnFailure::Fail)
     })
-}
-
-/// A stage that will not run, ended in `state` (skipped or cancelled) and reported.
-fn unrun(
-    ctx: &Context,
-    stage: &StagePlan,
-    state: StageState,
-    states: &mut BTreeMap<String, StageState>,
-) -> StageSummary {
-    states.insert(stage.id.clone(), state);
-    let summary = StageSummary::new(stage, state);
-    if let Some(p) = ctx.progress {
-        p.stage_finished(&summary);
-    }
-    summary
 }
 
 /// The stages no other stage reads or waits for, that succeeded, in plan order.
@@ -676,108 +490,6 @@ fn replay_jumps(
             let mut run = StageRun::new(&mut *store, ctx, stage, None, Phase::Run);
             if let (Ok(jump), Ok(mut jumps)) = (run.target(target, &rows), ctx.jumps.lock()) {
                 jumps.push(jump);
-            }
-        }
-    }
-}
-
-/// What a run knows of its stages as it goes: their results and states, which have started,
-/// the frontier of those that may start, each stage's cancel flag, and each race's winner.
-struct Board<'p, 'c> {
-    flow: &'p FlowPlan,
-    ctx: &'p Context<'c>,
-    frontier: Frontier,
-    upstream: Vec<Vec<usize>>,
-    /// A fork stage's branches; a fork is settled (its final state known) once they are all
-    /// terminal, and only then do stages after the fork see it.
-    branches: Vec<Vec<usize>>,
-    /// Each stage's own flag: set with the run's cancel, or alone for a race loser.
-    stage_cancel: Vec<Arc<AtomicBool>>,
-    states: BTreeMap<String, StageState>,
-    results: Vec<Option<StageSummary>>,
-    started: Vec<bool>,
-    /// For a `first_success` stage: the upstream stage whose success decided its race.
-    winner: Vec<Option<usize>>,
-}
-
-impl Board<'_, '_> {
-    /// Stage `i` will not run: it ends in `state` (skipped or cancelled).
-    fn unrun(&mut self, i: usize, state: StageState) {
-        self.started[i] = true;
-        self.results[i] = Some(unrun(
-            self.ctx,
-            &self.flow.stages[i],
-            state,
-            &mut self.states,
-        ));
-        self.ended(i);
-    }
-
-    /// Stage `i` has ended (its result is recorded): what it frees may start; each fork it
-    /// settles fails if a branch failed (and does not ignore it); and a success decides the
-    /// races (`first_success`) it is the first to finish: the other racers still to end are
-    /// cancelled now, those not started without running.
-    fn ended(&mut self, i: usize) {
-        let mut ends = vec![i];
-        while let Some(e) = ends.pop() {
-            let settled = self.frontier.end(e);
-            for &s in &settled {
-                self.settle_fork(s);
-            }
-            for s in std::iter::once(e).chain(settled) {
-                if self.states.get(&self.flow.stages[s].id) != Some(&StageState::Success) {
-                    continue;
-                }
-                let stages = &self.flow.stages;
-                for race in self.frontier.succeeded(s, |k| stages[k].first_success) {
-                    if self.winner[race].is_some() || self.started[race] {
-                        continue;
-                    }
-                    self.winner[race] = Some(s);
-                    for l in self.upstream[race].clone() {
-                        if l == s || self.results[l].is_some() {
-                            continue;
-                        }
-                        if self.started[l] {
-                            self.stage_cancel[l].store(true, Ordering::SeqCst);
-                        } else {
-                            self.started[l] = true;
-                            let loser = &self.flow.stages[l];
-                            self.results[l] = Some(unrun(
-                                self.ctx,
-                                loser,
-                                StageState::Cancelled,
-                                &mut self.states,
-                            ));
-                            ends.push(l);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// A fork that settled fails when one of its branches failed and does not ignore it.
-    fn settle_fork(&mut self, s: usize) {
-        let (flow, results) = (self.flow, &mut self.results);
-        let failed = self.branches[s].iter().find(|&&b| {
-            results[b]
-                .as_ref()
-                .is_some_and(|r| r.state == StageState::Failed)
-                && flow.stages[b].on_failure == OnFailure::Fail
-        });
-        if let (Some(&b), Some(result)) = (failed, results[s].as_mut())
-            && result.state == StageState::Success
-        {
-            // A failed stage keeps no rows: readers that still run (`trigger: all_done`)
-            // read none, and `runs rows` has none to show.
-            result.state = StageState::Failed;
-            result.rows = 0;
-            result.error = Some(format!("branch `{}` failed", flow.stages[b].id));
-            self.states
-                .insert(flow.stages[s].id.clone(), StageState::Failed);
-            if let Some(p) = self.ctx.progress {
-                p.stage_finished(result);
             }
         }
     }
