@@ -338,58 +338,11 @@ impl TaskRun<'_> {
             Part::Prepare | Part::Gather(..) => None,
         }
         .filter(|_| self.engine_retries);
-        // When the stage's (or item's) first attempt started: `schedule_timeout` counts from
-        // there.
-        let attempt_of = match &part {
-            Part::Item(i, _) => format!("{}.item-{i}", stage.id),
-            _ => stage.id.clone(),
-        };
-        let first_key = stage_key(&self.flow_key(), &self.run_id, &attempt_of, "first-attempt");
-        let first_ms = match self.state.read(&first_key)? {
-            Some(text) => String::from_utf8_lossy(&text)
-                .trim()
-                .parse()
-                .unwrap_or_else(|_| now_ms()),
-            None => {
-                let now = now_ms();
-                self.state.write(&first_key, now.to_string().as_bytes())?;
-                now
-            }
-        };
+        let first_ms = self.first_attempt_ms(stage, &part)?;
         let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
         let stores = self.stores(scratch.path())?;
-        let mut store = stores.connect()?;
-        let mut reads: Vec<String> = upstream
-            .iter()
-            .filter(|(_, state)| **state == StageState::Success)
-            .map(|(s, _)| s.clone())
-            .collect();
-        reads.extend(
-            stage
-                .reads_failed
-                .iter()
-                .map(|s| crate::plan::sql::failed_table(s)),
-        );
-        for table in &reads {
-            let key = stage_key(&self.flow_key(), &self.run_id, table, "db");
-            if let Some(file) = self.state.local(&key, scratch.path())? {
-                store.load_stage_table(table, &file)?;
-            }
-        }
-        drop(store);
-        // The first upstream to succeed is the one a `first_success` stage reads.
-        let first_success = stage
-            .first_success
-            .then(|| {
-                stage
-                    .upstream
-                    .iter()
-                    .filter_map(|e| records.get(&e.stage).map(|r| (&e.stage, r)))
-                    .filter(|(_, r)| r.summary.state == StageState::Success)
-                    .min_by_key(|(_, r)| r.finished_at_ms)
-                    .map(|(s, _)| s.clone())
-            })
-            .flatten();
+        self.load_reads(stage, &upstream, &stores, scratch.path())?;
+        let first_success = first_success(stage, records);
         let (clock, random) = (SystemClock::default(), SeededRandom::from_time());
         let last = LastAttempt::default();
         let mut ctx = self.context(self.params(run), &clock, &random);
@@ -397,48 +350,16 @@ impl TaskRun<'_> {
             ctx.single_attempt = Some(attempt);
             ctx.progress = Some(&last);
         }
+        let fan = part.into_fan();
         // The flow's timeout bounds the attempt too: it is stopped when the run's time is up.
         let deadline = self
             .plan
             .flow
             .timeout_ms
             .map(|ms| run.started_at_ms.saturating_add(ms as i64));
-        let stop = Arc::new(AtomicBool::new(false));
-        ctx.cancel = stop.clone();
-        let finished = Arc::new(AtomicBool::new(false));
-        let watch = {
-            let (outer, finished) = (self.cancel.clone(), finished.clone());
-            std::thread::spawn(move || {
-                while !finished.load(Ordering::Relaxed) {
-                    let late = deadline.is_some_and(|d| now_ms() >= d);
-                    if late || outer.load(Ordering::Relaxed) {
-                        stop.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    std::thread::park_timeout(std::time::Duration::from_millis(20));
-                }
-            })
-        };
-        let fan = match part {
-            Part::Whole => None,
-            Part::Prepare => Some(FanPart::Prepare(Default::default())),
-            Part::Item(item, input) => Some(FanPart::Item {
-                input,
-                item,
-                done: Default::default(),
-            }),
-            Part::Gather(input, ends) => Some(FanPart::Gather { input, ends }),
-        };
-        let mut summary = run_single_stage(
-            stage,
-            &stores,
-            &ctx,
-            (upstream, first_success),
-            fan.as_ref(),
-        );
-        finished.store(true, Ordering::SeqCst);
-        watch.thread().unpark();
-        let _ = watch.join();
+        let mut summary = self.until(deadline, &mut ctx, |ctx| {
+            run_single_stage(stage, &stores, ctx, (upstream, first_success), fan.as_ref())
+        });
         let timed_out = deadline.is_some_and(|d| now_ms() >= d);
         if summary.state == StageState::Cancelled && timed_out {
             summary.state = StageState::Failed;
@@ -450,14 +371,7 @@ impl TaskRun<'_> {
             // The fan-out's input, kept for its items and its gathering.
             Some(FanPart::Prepare(slot)) if summary.state == StageState::Pending => {
                 let rows = slot.into_inner().ok().flatten().unwrap_or_default();
-                let table = input_table(&stage.id);
-                let mut store = stores.connect()?;
-                store.write_table("run", &table, &rows)?;
-                let key = stage_key(&self.flow_key(), &self.run_id, &table, "db");
-                self.state.put_file(&key, scratch.path(), |file| {
-                    store.save_stage_table(&table, file)
-                })?;
-                return Ok(Executed::Prepared(rows.len()));
+                return self.keep_prepared(stage, &rows, &stores, scratch.path());
             }
             Some(FanPart::Item { done, .. }) => {
                 let done = done.into_inner().ok().flatten();
@@ -494,38 +408,139 @@ impl TaskRun<'_> {
             };
             match verdict(policy, stage, attempt, Some(exit_code), first_ms) {
                 Verdict::Again => return Ok(Executed::Retry),
-                Verdict::Final(why) => {
-                    if let (Some(error), Some(why)) = (summary.error.as_mut(), why) {
-                        error.push_str(&why);
-                    }
-                }
+                Verdict::Final(why) => append(&mut summary.error, why),
             }
         }
-        // The rows, when the stage succeeded; its failed items (`failed(stage)`) whatever its
-        // end, as a stage after a failed fan-out reads them.
-        {
-            let store = stores.connect()?;
-            let failed = crate::plan::sql::failed_table(&stage.id);
-            let tables = if summary.state == StageState::Success {
-                vec![stage.id.as_str(), failed.as_str()]
-            } else {
-                vec![failed.as_str()]
-            };
-            for table in tables {
-                if store.exists("run", table)? {
-                    let key = stage_key(&self.flow_key(), &self.run_id, table, "db");
-                    self.state.put_file(&key, scratch.path(), |file| {
-                        store.save_stage_table(table, file)
-                    })?;
-                }
-            }
-        }
+        self.keep_tables(stage, &summary, &stores, scratch.path())?;
         // `prepare` writes nothing there, and holds no writer's slot: it must not put back a
         // copy over another writer's records.
         if crate::plan::tasks::writes_workspace(stage) && !preparing {
             self.state.keep_workspace(&stores.workspace_db)?;
         }
         Ok(Executed::Ended(summary))
+    }
+
+    /// Keeps a fan-out's prepared input for its items and its gathering.
+    fn keep_prepared(
+        &self,
+        stage: &StagePlan,
+        rows: &crate::runtime::store::Rows,
+        stores: &StoreConfig,
+        scratch: &std::path::Path,
+    ) -> Result<Executed, String> {
+        let table = input_table(&stage.id);
+        let mut store = stores.connect()?;
+        store.write_table("run", &table, rows)?;
+        let key = stage_key(&self.flow_key(), &self.run_id, &table, "db");
+        self.state
+            .put_file(&key, scratch, |file| store.save_stage_table(&table, file))?;
+        Ok(Executed::Prepared(rows.len()))
+    }
+
+    /// When the stage's (or item's) first attempt started: `schedule_timeout` counts from
+    /// there. Recorded by the first attempt.
+    fn first_attempt_ms(&self, stage: &StagePlan, part: &Part) -> Result<i64, String> {
+        let attempt_of = match part {
+            Part::Item(i, _) => format!("{}.item-{i}", stage.id),
+            _ => stage.id.clone(),
+        };
+        let key = stage_key(&self.flow_key(), &self.run_id, &attempt_of, "first-attempt");
+        Ok(match self.state.read(&key)? {
+            Some(text) => String::from_utf8_lossy(&text)
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| now_ms()),
+            None => {
+                let now = now_ms();
+                self.state.write(&key, now.to_string().as_bytes())?;
+                now
+            }
+        })
+    }
+
+    /// Loads into the task's fresh run database the tables the stage reads: its upstream
+    /// stages' that succeeded, and the failed items it reads.
+    fn load_reads(
+        &self,
+        stage: &StagePlan,
+        upstream: &BTreeMap<String, StageState>,
+        stores: &StoreConfig,
+        scratch: &std::path::Path,
+    ) -> Result<(), String> {
+        let mut store = stores.connect()?;
+        let succeeded = upstream
+            .iter()
+            .filter(|(_, state)| **state == StageState::Success)
+            .map(|(s, _)| s.clone());
+        let failed = stage
+            .reads_failed
+            .iter()
+            .map(|s| crate::plan::sql::failed_table(s));
+        for table in succeeded.chain(failed) {
+            let key = stage_key(&self.flow_key(), &self.run_id, &table, "db");
+            if let Some(file) = self.state.local(&key, scratch)? {
+                store.load_stage_table(&table, &file)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `stage_run` with the run's cancel flag set when the engine stops the task or
+    /// `deadline` (ms since the epoch) passes.
+    fn until<T>(
+        &self,
+        deadline: Option<i64>,
+        ctx: &mut Context,
+        stage_run: impl FnOnce(&Context) -> T,
+    ) -> T {
+        let stop = Arc::new(AtomicBool::new(false));
+        ctx.cancel = stop.clone();
+        let finished = Arc::new(AtomicBool::new(false));
+        let watch = {
+            let (outer, finished) = (self.cancel.clone(), finished.clone());
+            std::thread::spawn(move || {
+                while !finished.load(Ordering::Relaxed) {
+                    let late = deadline.is_some_and(|d| now_ms() >= d);
+                    if late || outer.load(Ordering::Relaxed) {
+                        stop.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    std::thread::park_timeout(std::time::Duration::from_millis(20));
+                }
+            })
+        };
+        let done = stage_run(ctx);
+        finished.store(true, Ordering::SeqCst);
+        watch.thread().unpark();
+        let _ = watch.join();
+        done
+    }
+
+    /// Keeps the stage's tables in the state location: its rows, when it succeeded; its
+    /// failed items (`failed(stage)`) whatever its end, as a stage after a failed fan-out
+    /// reads them.
+    fn keep_tables(
+        &self,
+        stage: &StagePlan,
+        summary: &StageSummary,
+        stores: &StoreConfig,
+        scratch: &std::path::Path,
+    ) -> Result<(), String> {
+        let store = stores.connect()?;
+        let failed = crate::plan::sql::failed_table(&stage.id);
+        let tables = if summary.state == StageState::Success {
+            vec![stage.id.as_str(), failed.as_str()]
+        } else {
+            vec![failed.as_str()]
+        };
+        for table in tables {
+            if store.exists("run", table)? {
+                let key = stage_key(&self.flow_key(), &self.run_id, table, "db");
+                self.state
+                    .put_file(&key, scratch, |file| store.save_stage_table(table, file))?;
+            }
+        }
+        Ok(())
     }
 
     /// Decides the run's state from the stages' records (a stage without one never ended:
@@ -630,6 +645,27 @@ impl TaskRun<'_> {
     }
 }
 
+/// `why`, when there is one, added to the error.
+fn append(error: &mut Option<String>, why: Option<String>) {
+    if let (Some(error), Some(why)) = (error.as_mut(), why) {
+        error.push_str(&why);
+    }
+}
+
+/// The upstream a `first_success` stage reads: the first to succeed.
+fn first_success(stage: &StagePlan, records: &BTreeMap<String, StageRecord>) -> Option<String> {
+if !stage.first_success {
+    return None;
+}
+stage
+    .upstream
+    .iter()
+    .filter_map(|e| records.get(&e.stage).map(|r| (&e.stage, r)))
+    .filter(|(_, r)| r.summary.state == StageState::Success)
+    .min_by_key(|(_, r)| r.finished_at_ms)
+    .map(|(s, _)| s.clone())
+}
+
 /// What a stage's first task finds ([`TaskRun::begin`]).
 enum Begin<'p> {
     Done(StageSummary),
@@ -662,6 +698,22 @@ enum Part {
         crate::runtime::store::Rows,
         BTreeMap<usize, super::retry::Finished<crate::runtime::store::Rows>>,
     ),
+}
+
+impl Part {
+    /// What the stage's run does of its fan-out for this part.
+    fn into_fan(self) -> Option<FanPart> {
+        match self {
+            Part::Whole => None,
+            Part::Prepare => Some(FanPart::Prepare(Default::default())),
+            Part::Item(item, input) => Some(FanPart::Item {
+                input,
+                item,
+                done: Default::default(),
+            }),
+            Part::Gather(input, ends) => Some(FanPart::Gather { input, ends }),
+        }
+    }
 }
 
 /// How a part ended.
