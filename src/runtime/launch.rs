@@ -200,18 +200,17 @@ impl Runner<'_> {
         Ok((plan, params))
     }
 
-    /// Runs one flow run, recorded in the run store from its claim to its end. `Err` when
-    /// it could not start: the run store or the run's database is unusable.
-    fn execute_with(
+    /// The run claimed in the run store: a new run recorded (or skipped: `Err` with its
+    /// summary, as for a window that ran already), or a run taken up again.
+    fn claim(
         &self,
         plan: &crate::plan::Plan,
-        args: BTreeMap<String, Value>,
-        cancel: Arc<AtomicBool>,
-        compensate_on_cancel: bool,
+        args: &BTreeMap<String, Value>,
+        cancel: &Arc<AtomicBool>,
         start: Start,
-    ) -> Result<Summary, String> {
+    ) -> Result<Result<Claimed, Summary>, String> {
         let runs_folder = self.db.parent().unwrap_or(Path::new(".")).join("runs");
-        let (run_id, run_time, run_db, journal, resumed, compensated) = match start {
+        let claimed = match start {
             Start::New {
                 parent,
                 jumped_from,
@@ -234,7 +233,7 @@ impl Runner<'_> {
                 let new = NewRun {
                     run_id: &run_id,
                     plan,
-                    args: &args,
+                    args,
                     run_time: &run_time,
                     workspace: &workspace.to_string_lossy(),
                     run_db: &run_db_text.to_string_lossy(),
@@ -247,7 +246,7 @@ impl Runner<'_> {
                 let (journal, claim) = Journal::create(&self.db, &new, cancel.clone())?;
                 if let Claim::Skipped { reason } = claim {
                     errln!("run {run_id} of flow {} skipped: {reason}", plan.flow.name);
-                    return Ok(Summary {
+                    return Ok(Err(Summary {
                         run_id,
                         flow: plan.flow.name.clone(),
                         state: RunState::Skipped,
@@ -255,9 +254,16 @@ impl Runner<'_> {
                         compensations: Vec::new(),
                         next: Vec::new(),
                         outputs: None,
-                    });
+                    }));
                 }
-                (run_id, run_time, run_db, journal, Vec::new(), Vec::new())
+                Claimed {
+                    run_id,
+                    run_time,
+                    run_db,
+                    journal,
+                    resumed: Vec::new(),
+                    compensated: Vec::new(),
+                }
             }
             Start::Resume {
                 run,
@@ -271,15 +277,78 @@ impl Runner<'_> {
                 if cancelled {
                     cancel.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
-                (
-                    run.run_id,
-                    run.run_time,
-                    PathBuf::from(run.run_db),
+                Claimed {
+                    run_id: run.run_id,
+                    run_time: run.run_time,
+                    run_db: PathBuf::from(run.run_db),
                     journal,
                     resumed,
                     compensated,
-                )
+                }
             }
+        };
+        Ok(Ok(claimed))
+    }
+
+    /// After the run: the flow's hooks fired (and recorded), old runs removed (`keep_runs`).
+    fn after_run(&self, plan: &crate::plan::Plan, summary: &Summary, ctx: &Context, journal: &Journal) {
+                for outcome in hooks::fire(
+            plan,
+            summary,
+            &ctx.params,
+            &ProcessLauncher,
+            &ctx.cwd,
+            Some(journal),
+        ) {
+            if let Some(error) = &outcome.error {
+                errln!(
+                    "warning: hook {} ({}) of run {} failed: {error}",
+                    outcome.event,
+                    outcome.target,
+                    summary.run_id
+                );
+            }
+            journal.hook(&outcome);
+        }
+        if plan.flow.keep_runs.is_some() {
+            let rules = Retention {
+                flow: Some(plan.flow.name.clone()),
+                older_than_ms: None,
+                stale: false,
+                keep_runs: true,
+            };
+            let cleaned = crate::runtime::runs::schema::open(&self.db)
+                .and_then(|mut conn| catalog::clean(&mut conn, &rules));
+            if let Err(e) = cleaned {
+                errln!(
+                    "warning: keep_runs: cannot remove old runs of `{}`: {e}",
+                    plan.flow.name
+                );
+                journal.retention_failed(&e);
+            }
+        }
+    }
+
+    /// Runs one flow run, recorded in the run store from its claim to its end. `Err` when
+    /// it could not start: the run store or the run's database is unusable.
+    fn execute_with(
+        &self,
+        plan: &crate::plan::Plan,
+        args: BTreeMap<String, Value>,
+        cancel: Arc<AtomicBool>,
+        compensate_on_cancel: bool,
+        start: Start,
+    ) -> Result<Summary, String> {
+        let Claimed {
+            run_id,
+            run_time,
+            run_db,
+            journal,
+            resumed,
+            compensated,
+        } = match self.claim(plan, &args, &cancel, start)? {
+            Ok(claimed) => claimed,
+            Err(skipped) => return Ok(skipped),
         };
         let params = run_params(args, &run_time, &run_id, zone_of(plan));
         let folder = Path::new(&plan.flow.origin.file)
@@ -350,43 +419,20 @@ impl Runner<'_> {
             summary.state = RunState::Failed;
         }
         journal.finish(&summary);
-        for outcome in hooks::fire(
-            plan,
-            &summary,
-            &ctx.params,
-            &ProcessLauncher,
-            &ctx.cwd,
-            Some(&journal),
-        ) {
-            if let Some(error) = &outcome.error {
-                errln!(
-                    "warning: hook {} ({}) of run {} failed: {error}",
-                    outcome.event,
-                    outcome.target,
-                    summary.run_id
-                );
-            }
-            journal.hook(&outcome);
-        }
-        if plan.flow.keep_runs.is_some() {
-            let rules = Retention {
-                flow: Some(plan.flow.name.clone()),
-                older_than_ms: None,
-                stale: false,
-                keep_runs: true,
-            };
-            let cleaned = crate::runtime::runs::schema::open(&self.db)
-                .and_then(|mut conn| catalog::clean(&mut conn, &rules));
-            if let Err(e) = cleaned {
-                errln!(
-                    "warning: keep_runs: cannot remove old runs of `{}`: {e}",
-                    plan.flow.name
-                );
-                journal.retention_failed(&e);
-            }
-        }
+        self.after_run(plan, &summary, &ctx, &journal);
         Ok(summary)
     }
+}
+
+/// A run claimed in the run store, ready to execute.
+struct Claimed {
+    run_id: String,
+    run_time: String,
+    run_db: PathBuf,
+    journal: Journal,
+    /// What an earlier execution did (`runs resume`): stages, compensations owed.
+    resumed: Vec<crate::runtime::engine::StageSummary>,
+    compensated: Vec<crate::runtime::engine::CompensationSummary>,
 }
 
 impl FlowRunner for Runner<'_> {

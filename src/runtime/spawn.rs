@@ -95,10 +95,129 @@ pub fn spawn<'e>(
     env: impl IntoIterator<Item = (&'e str, &'e str)>,
     cwd: &Path,
 ) -> io::Result<Process> {
-    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
     if program.is_empty() {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
     }
+    let Words {
+        env_strings,
+        arg_strings,
+        candidates,
+        cwd,
+    } = words(program, args, env, cwd)?;
+    let sh = CString::from(c"sh");
+    let sh_argv = candidates
+        .iter()
+        .map(|candidate| {
+            let mut argv = vec![sh.as_ptr(), candidate.as_ptr()];
+            argv.extend(arg_strings[1..].iter().map(|a| a.as_ptr()));
+            argv.push(std::ptr::null());
+            argv
+        })
+        .collect();
+    let (stdin_child, stdin_parent) = pipe()?;
+    let (stdout_parent, stdout_child) = pipe()?;
+    let (stderr_parent, stderr_child) = pipe()?;
+    let (report_parent, report_child) = pipe()?;
+    let mut plan = ChildPlan {
+        candidates,
+        argv: arg_strings.iter().map(|a| a.as_ptr()).collect(),
+        sh_argv,
+        envp: env_strings.iter().map(|e| e.as_ptr()).collect(),
+        cwd,
+        stdio: [
+            stdin_child.as_raw_fd(),
+            stdout_child.as_raw_fd(),
+            stderr_child.as_raw_fd(),
+        ],
+        report: report_child.as_raw_fd(),
+        // SAFETY: getpid has no preconditions.
+        parent: unsafe { libc::getpid() },
+    };
+    plan.argv.push(std::ptr::null());
+    plan.envp.push(std::ptr::null());
+    let pid = clone_vfork(&mut plan);
+    drop((stdin_child, stdout_child, stderr_child, report_child));
+    let pid = pid?;
+    let mut report = File::from(report_parent);
+    let mut errno = [0u8; 4];
+    if io::Read::read_exact(&mut report, &mut errno).is_ok() {
+        // It could not execute: it has exited; reap it.
+        let mut failed = Process {
+            pid,
+            waited: false,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        let _ = failed.wait();
+        return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
+    }
+    Ok(Process {
+        pid,
+        waited: false,
+        stdin: Some(File::from(stdin_parent)),
+        stdout: Some(File::from(stdout_parent)),
+        stderr: Some(File::from(stderr_parent)),
+    })
+}
+
+/// Starts the child on a stack of its own, sharing this process's memory until it executes
+/// the program (`CLONE_VM | CLONE_VFORK`), with every signal blocked meanwhile; its pid.
+fn clone_vfork(plan: &mut ChildPlan) -> io::Result<libc::pid_t> {
+    // Not zeroed: a stack needs no initial contents, and a spawn should not pay to clear it.
+    let mut stack: Vec<u8> = Vec::with_capacity(128 * 1024);
+    // SAFETY: the stack grows down from its (16-byte aligned) top, within the allocation; the
+    // vector outlives the child's use of it, which ends at its exec or exit before `clone`
+    // returns (CLONE_VFORK).
+    let stack_top = unsafe { stack.as_mut_ptr().add(stack.capacity()) };
+    let stack_top = ((stack_top as usize) & !15) as *mut c_void;
+    // No signal handler may run in the child while it shares our memory: all are blocked
+    // here, and the child sets default handling before it unblocks them.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset pointers.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    // SAFETY: `child_main` reads `plan` only, calls only async-signal-safe functions, and
+    // ends in exec or `_exit`; the parent is suspended until then.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            stack_top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            plan as *mut ChildPlan as *mut c_void,
+        )
+    };
+    let clone_error = io::Error::last_os_error();
+    // SAFETY: restores the mask saved above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    drop(stack);
+    if pid < 0 {
+        return Err(clone_error);
+    }
+    Ok(pid)
+}
+
+/// The C strings a spawn passes: the environment, the arguments, the paths to try for the
+/// program, the folder.
+struct Words {
+    env_strings: Vec<CString>,
+    arg_strings: Vec<CString>,
+    candidates: Vec<CString>,
+    cwd: CString,
+}
+
+fn words<'e>(
+    program: &OsStr,
+    args: &[&OsStr],
+    env: impl IntoIterator<Item = (&'e str, &'e str)>,
+    cwd: &Path,
+) -> io::Result<Words> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
     let c_string = |bytes: Vec<u8>, what: &str| CString::new(bytes).map_err(|_| invalid(what));
     // The environment: wvflow's, with the activity's variables over it.
     let env: Vec<(&str, &str)> = env.into_iter().collect();
@@ -150,93 +269,11 @@ pub fn spawn<'e>(
         cwd.as_os_str().as_bytes().to_vec(),
         "the folder holds a NUL byte",
     )?;
-    let sh = CString::from(c"sh");
-    let sh_argv = candidates
-        .iter()
-        .map(|candidate| {
-            let mut argv = vec![sh.as_ptr(), candidate.as_ptr()];
-            argv.extend(arg_strings[1..].iter().map(|a| a.as_ptr()));
-            argv.push(std::ptr::null());
-            argv
-        })
-        .collect();
-    let (stdin_child, stdin_parent) = pipe()?;
-    let (stdout_parent, stdout_child) = pipe()?;
-    let (stderr_parent, stderr_child) = pipe()?;
-    let (report_parent, report_child) = pipe()?;
-    let mut plan = ChildPlan {
+    Ok(Words {
+        env_strings,
+        arg_strings,
         candidates,
-        argv: arg_strings.iter().map(|a| a.as_ptr()).collect(),
-        sh_argv,
-        envp: env_strings.iter().map(|e| e.as_ptr()).collect(),
         cwd,
-        stdio: [
-            stdin_child.as_raw_fd(),
-            stdout_child.as_raw_fd(),
-            stderr_child.as_raw_fd(),
-        ],
-        report: report_child.as_raw_fd(),
-        // SAFETY: getpid has no preconditions.
-        parent: unsafe { libc::getpid() },
-    };
-    plan.argv.push(std::ptr::null());
-    plan.envp.push(std::ptr::null());
-    // Not zeroed: a stack needs no initial contents, and a spawn should not pay to clear it.
-    let mut stack: Vec<u8> = Vec::with_capacity(128 * 1024);
-    // SAFETY: the stack grows down from its (16-byte aligned) top, within the allocation; the
-    // vector outlives the child's use of it, which ends at its exec or exit before `clone`
-    // returns (CLONE_VFORK).
-    let stack_top = unsafe { stack.as_mut_ptr().add(stack.capacity()) };
-    let stack_top = ((stack_top as usize) & !15) as *mut c_void;
-    // No signal handler may run in the child while it shares our memory: all are blocked
-    // here, and the child sets default handling before it unblocks them.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid sigset pointers.
-    unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-    }
-    // SAFETY: `child_main` reads `plan` only, calls only async-signal-safe functions, and
-    // ends in exec or `_exit`; the parent is suspended until then.
-    let pid = unsafe {
-        libc::clone(
-            child_main,
-            stack_top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &mut plan as *mut ChildPlan as *mut c_void,
-        )
-    };
-    let clone_error = io::Error::last_os_error();
-    // SAFETY: restores the mask saved above.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-    }
-    drop(stack);
-    drop((stdin_child, stdout_child, stderr_child, report_child));
-    if pid < 0 {
-        return Err(clone_error);
-    }
-    let mut report = File::from(report_parent);
-    let mut errno = [0u8; 4];
-    if io::Read::read_exact(&mut report, &mut errno).is_ok() {
-        // It could not execute: it has exited; reap it.
-        let mut failed = Process {
-            pid,
-            waited: false,
-            stdin: None,
-            stdout: None,
-            stderr: None,
-        };
-        let _ = failed.wait();
-        return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
-    }
-    Ok(Process {
-        pid,
-        waited: false,
-        stdin: Some(File::from(stdin_parent)),
-        stdout: Some(File::from(stdout_parent)),
-        stderr: Some(File::from(stderr_parent)),
     })
 }
 

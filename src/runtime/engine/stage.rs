@@ -119,13 +119,7 @@ fn run_stage_on(
         ..StageSummary::new(stage, StageState::Failed)
     };
     fill_missing_upstreams(store, stage, &start.states);
-    // The connection serves other stages after this one: this stage's values only.
-    store.stage_params.clear();
-    if let Some(first) = &start.first_success {
-        store
-            .stage_params
-            .insert(FIRST_SUCCESS_PARAM.to_string(), Value::Text(first.clone()));
-    }
+    set_stage_params(store, start);
     match branch_not_taken(stage, store, ctx, &start.states) {
         Ok(false) => {}
         Ok(true) => {
@@ -139,21 +133,12 @@ fn run_stage_on(
             return summary;
         }
     }
-    let key = match &stage.idempotency_key {
-        // Each item of an `each` stage has a key of its own, evaluated over its row; a key
-        // that reads the input's row waits for it ([`StageRun::key_over_input`]).
-        Some(_) if stage.idempotency_per_item || stage.idempotency_reads_row => None,
-        Some(sql) => match store.query(&format!("SELECT {}", sql.text), &ctx.params, None) {
-            Ok(rows) => rows
-                .first_value()
-                .filter(|v| **v != Value::Null)
-                .map(|v| crate::value::text(v, crate::value::ValueType::Any)),
-            Err(e) => {
-                summary.error = Some(format!("cannot evaluate the idempotency key: {e}"));
-                return summary;
-            }
-        },
-        None => None,
+    let key = match stage_key(stage, store, ctx) {
+        Ok(key) => key,
+        Err(e) => {
+            summary.error = Some(e);
+            return summary;
+        }
     };
     if let Some(k) = &key
         && let Ok(Some(rows)) = store.recorded(&ctx.flow, &stage.id, k)
@@ -193,28 +178,7 @@ fn run_stage_on(
         summary.attempts = attempts;
         return summary;
     }
-    match result.and_then(|output| {
-        let output = match &key {
-            // The record holds the rows themselves: they are read into memory for it.
-            Some(k) => {
-                let rows = store.rows(output).map_err(|e| (e.into(), attempts))?;
-                // Unrecorded, the next run would do the work again: the stage fails, as an
-                // `each` item whose key cannot be recorded does.
-                store.record(&ctx.flow, &stage.id, k, &rows).map_err(|e| {
-                    (
-                        format!("cannot record the idempotency key `{k}`: {e}").into(),
-                        attempts,
-                    )
-                })?;
-                Data::from(rows)
-            }
-            None => output,
-        };
-        store
-            .write_data("run", &stage.id, &output)
-            .map(|()| output.len())
-            .map_err(|e| (e.into(), attempts))
-    }) {
+    match result.and_then(|output| store_rows(store, ctx, stage, key.as_deref(), output, attempts)) {
         Ok(rows) => {
             summary.state = StageState::Success;
             summary.rows = rows;
@@ -235,6 +199,67 @@ fn run_stage_on(
     };
     summary.duration_ms = (ctx.clock.now() - started).as_millis() as u64;
     summary
+}
+
+/// The values of this stage that are not the run's; the connection serves other stages after
+/// this one.
+fn set_stage_params(store: &mut Store, start: &Started) {
+    store.stage_params.clear();
+    if let Some(first) = &start.first_success {
+        store
+            .stage_params
+            .insert(FIRST_SUCCESS_PARAM.to_string(), Value::Text(first.clone()));
+    }
+}
+
+/// The stage's idempotency key, when it is evaluated before the stage runs: over the run's
+/// values alone. Each item of an `each` stage has a key of its own, evaluated over its row; a
+/// key that reads the input's row waits for it ([`StageRun::key_over_input`]).
+fn stage_key(stage: &StagePlan, store: &mut Store, ctx: &Context) -> Result<Option<String>, String> {
+    let Some(sql) = &stage.idempotency_key else {
+        return Ok(None);
+    };
+    if stage.idempotency_per_item || stage.idempotency_reads_row {
+        return Ok(None);
+    }
+    let rows = store
+        .query(&format!("SELECT {}", sql.text), &ctx.params, None)
+        .map_err(|e| format!("cannot evaluate the idempotency key: {e}"))?;
+    Ok(rows
+        .first_value()
+        .filter(|v| **v != Value::Null)
+        .map(|v| crate::value::text(v, crate::value::ValueType::Any)))
+}
+
+/// Stores the stage's rows as its table (and under its key, when it has one); how many.
+fn store_rows(
+    store: &mut Store,
+    ctx: &Context,
+    stage: &StagePlan,
+    key: Option<&str>,
+    output: Data,
+    attempts: u32,
+) -> Result<usize, StepError> {
+    let output = match key {
+        // The record holds the rows themselves: they are read into memory for it.
+        Some(k) => {
+            let rows = store.rows(output).map_err(|e| (e.into(), attempts))?;
+            // Unrecorded, the next run would do the work again: the stage fails, as an
+            // `each` item whose key cannot be recorded does.
+            store.record(&ctx.flow, &stage.id, k, &rows).map_err(|e| {
+                (
+                    format!("cannot record the idempotency key `{k}`: {e}").into(),
+                    attempts,
+                )
+            })?;
+            Data::from(rows)
+        }
+        None => output,
+    };
+    store
+        .write_data("run", &stage.id, &output)
+        .map(|()| output.len())
+        .map_err(|e| (e.into(), attempts))
 }
 
 /// An upstream that did not succeed has no rows. One with no table gets an empty one shaped

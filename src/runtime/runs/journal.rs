@@ -122,6 +122,40 @@ fn slot_holders(tx: &Transaction, flow: &str, except: &str) -> rusqlite::Result<
     Ok(holders)
 }
 
+/// Why a new run may not start: told to skip, its window ran already, an unmet dependency,
+/// or no free slot of the flow's `concurrency`.
+fn refusal(tx: &rusqlite::Transaction, run: &NewRun) -> Result<Option<String>, String> {
+    let flow = &run.plan.flow;
+    if let Some(skip) = run.skip {
+        return Ok(Some(skip.to_string()));
+    }
+    if run.once_per_window
+        && let Some(earlier) = super::catalog::run_at(tx, &flow.name, run.run_time)?
+    {
+        return Ok(Some(format!(
+            "the window {} already has run {earlier}",
+            run.run_time
+        )));
+    }
+    if run.gate
+        && let Some(unmet) = super::catalog::unmet_dependency(tx, &flow.name, &flow.depends_on)?
+    {
+        return Ok(Some(unmet));
+    }
+    if let Some(limit) = flow.concurrency {
+        let holders = slot_holders(tx, &flow.name, run.run_id)
+            .map_err(|e| format!("cannot record run {}: {e}", run.run_id))?;
+        if holders.len() as u64 >= limit {
+            return Ok(Some(format!(
+                "flow `{}` allows {limit} run(s) at once; held by {}",
+                flow.name,
+                holders.join(", ")
+            )));
+        }
+    }
+    Ok(None)
+}
+
 impl Journal {
     /// Records a new run, claiming a concurrency slot in the same transaction, and its stages
     /// as pending.
@@ -136,29 +170,7 @@ impl Journal {
         let owner = Owner::this_process();
         let tx = begin(&mut conn).map_err(fail)?;
         // Why the run may not start: an unmet dependency, or no free slot.
-        let mut reason = run.skip.map(str::to_string);
-        if run.once_per_window
-            && reason.is_none()
-            && let Some(earlier) = super::catalog::run_at(&tx, &flow.name, run.run_time)?
-        {
-            reason = Some(format!(
-                "the window {} already has run {earlier}",
-                run.run_time
-            ));
-        }
-        if run.gate && reason.is_none() {
-            reason = super::catalog::unmet_dependency(&tx, &flow.name, &flow.depends_on)?;
-        }
-        if let (None, Some(limit)) = (&reason, flow.concurrency) {
-            let holders = slot_holders(&tx, &flow.name, run.run_id).map_err(fail)?;
-            if holders.len() as u64 >= limit {
-                reason = Some(format!(
-                    "flow `{}` allows {limit} run(s) at once; held by {}",
-                    flow.name,
-                    holders.join(", ")
-                ));
-            }
-        }
+        let reason = refusal(&tx, run)?;
         let now = now_ms();
         let state = if reason.is_some() {
             "skipped"
