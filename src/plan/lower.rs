@@ -467,30 +467,105 @@ impl Lowering<'_, '_> {
 
     fn steps(&self, i: usize, settings: &StageSettings) -> Vec<Step> {
         let stage = self.graph.stages[i].stage;
-        let retry = &settings.retry_policy();
-        let timeout_ms = settings.timeout.value.map(millis);
         let pipeline = &self.pipelines[i];
-        let mut steps = Vec::new();
+        let mut at_stage = StageSteps {
+            stage,
+            settings,
+            retry: settings.retry_policy(),
+            timeout_ms: settings.timeout.value.map(millis),
+            // A stage that waits until a condition over its rows holds reads its files anew
+            // at each poll (a file sensor); any other stage reads a run's snapshot of them.
+            watched: stage
+                .body
+                .ops
+                .iter()
+                .any(|op| matches!(op.kind, OpKind::WaitUntil(_)))
+                .then(Vec::new),
+            steps: Vec::new(),
+        };
         let mut w = self.writer();
-        // A stage that waits until a condition over its rows holds reads its files anew at
-        // each poll (a file sensor); any other stage reads a run's snapshot of them.
-        let mut watched = stage
-            .body
-            .ops
-            .iter()
-            .any(|op| matches!(op.kind, OpKind::WaitUntil(_)))
-            .then(Vec::new);
-        let mut query: Option<Select> = match &stage.body.source.kind {
+        let mut query = self.source(&mut at_stage, &mut w);
+        let types_at = |at: Option<usize>| -> Vec<crate::value::ValueType> {
+            let shape = match at {
+                Some(at) => pipeline.before.get(at).and_then(|r| r.shape.as_ref()),
+                None => pipeline.output.as_ref(),
+            };
+            shape.map_or_else(Vec::new, |cs| cs.iter().map(|c| c.ty).collect())
+        };
+        let mut relational_ops = 0;
+        for (at, op) in stage.body.ops.iter().enumerate() {
+            w.reading(pipeline.before.get(at));
+            // After a join, a qualified name means the column it became.
+            w.joined = pipeline
+                .first_join
+                .filter(|&j| at > j)
+                .and_then(|_| pipeline.before.get(at).cloned());
+            if op.kind.is_relational() {
+                // A long pipeline is cut into queries of at most QUERY_OPS operators, each
+                // reading the one before as `_input`: one nest of thousands would pass SQLite's
+                // limits on nesting and expression depth.
+                if relational_ops >= QUERY_OPS
+                    && let Some(q) = query.take_if(|q| !q.joins_here())
+                {
+                    let alias = q.alias().to_string();
+                    at_stage.steps.push(Step::Query {
+                        sql: Sql {
+                            text: q.render(),
+                            params: w.take_params(),
+                        },
+                        types: types_at(Some(at)),
+                    });
+                    query = Some(Select::from("_input".to_string(), &alias));
+                    relational_ops = 0;
+                }
+                relational_ops += 1;
+                let q = query.get_or_insert_with(|| Select::from("_input".to_string(), "_input"));
+                self.relational(&mut at_stage, (at, op), q, &mut w, pipeline);
+                continue;
+            }
+            relational_ops = 0;
+            if let Some(q) = query.take() {
+                at_stage.steps.push(Step::Query {
+                    sql: Sql {
+                        text: q.render(),
+                        params: w.take_params(),
+                    },
+                    types: types_at(Some(at)),
+                });
+            }
+            if let Some(step) = self.effect(&at_stage, op, &mut w) {
+                at_stage.steps.push(step);
+            }
+        }
+        if let Some(q) = query.take() {
+            at_stage.steps.push(Step::Query {
+                sql: Sql {
+                    text: q.render(),
+                    params: w.take_params(),
+                },
+                types: types_at(None),
+            });
+        }
+        at_stage.steps
+    }
+
+    /// The stage's source: a query to build on (`from` one table), or its first step.
+    fn source(&self, at: &mut StageSteps, w: &mut Writer) -> Option<Select> {
+        let (stage, settings) = (at.stage, at.settings);
+        let (retry, timeout_ms) = (&at.retry, at.timeout_ms);
+        let steps = &mut at.steps;
+        let watched = &mut at.watched;
+        match &stage.body.source.kind {
             SourceKind::From(refs) => match refs.as_slice() {
                 [single] => {
-                    let (table, alias) = self.source_table(stage, single, &mut w, watched.as_mut());
+                    let (table, alias) = self.source_table(stage, single, w, watched.as_mut());
                     Some(Select::from(table, &alias))
                 }
                 many => {
                     let inputs = many
                         .iter()
                         .map(|r| {
-                            let table = self.source_table(stage, r, &mut w, None).0;
+                            let table = self.source_table(stage, r, w, None).0;
                             Sql {
                                 text: format!("SELECT * FROM {table}"),
                                 params: w.take_params(),
@@ -532,210 +607,169 @@ impl Lowering<'_, '_> {
                 None
             }
             SourceKind::Wait(e) => {
-                steps.push(wait(&mut w, e));
+                steps.push(wait(w, e));
                 None
             }
             SourceKind::WaitUntil(e) => {
-                steps.push(wait_until(&mut w, e, settings, false));
+                steps.push(wait_until(w, e, settings, false));
                 None
             }
-        };
-        let types_at = |at: Option<usize>| -> Vec<crate::value::ValueType> {
-            let shape = match at {
-                Some(at) => pipeline.before.get(at).and_then(|r| r.shape.as_ref()),
-                None => pipeline.output.as_ref(),
-            };
-            shape.map_or_else(Vec::new, |cs| cs.iter().map(|c| c.ty).collect())
-        };
-        let mut relational_ops = 0;
-        for (at, op) in stage.body.ops.iter().enumerate() {
-            w.reading(pipeline.before.get(at));
-            // After a join, a qualified name means the column it became.
-            w.joined = pipeline
-                .first_join
-                .filter(|&j| at > j)
-                .and_then(|_| pipeline.before.get(at).cloned());
-            if op.kind.is_relational() {
-                // A long pipeline is cut into queries of at most QUERY_OPS operators, each
-                // reading the one before as `_input`: one nest of thousands would pass SQLite's
-                // limits on nesting and expression depth.
-                if relational_ops >= QUERY_OPS
-                    && let Some(q) = query.take_if(|q| !q.joins_here())
-                {
-                    let alias = q.alias().to_string();
-                    steps.push(Step::Query {
-                        sql: Sql {
-                            text: q.render(),
-                            params: w.take_params(),
-                        },
-                        types: types_at(Some(at)),
-                    });
-                    query = Some(Select::from("_input".to_string(), &alias));
-                    relational_ops = 0;
-                }
-                relational_ops += 1;
-                let q = query.get_or_insert_with(|| Select::from("_input".to_string(), "_input"));
+        }
+    }
+
+    /// A relational operator (`where`, `select`, `join`, `group by`, ...) added to the query.
+    fn relational(
+        &self,
+        at_stage: &mut StageSteps,
+        (at, op): (usize, &ast::Op),
+        q: &mut Select,
+        w: &mut Writer,
+        pipeline: &crate::check::shapes::Pipeline,
+    ) {
+        let stage = at_stage.stage;
+        let watched = &mut at_stage.watched;
                 match &op.kind {
-                    OpKind::Where(e) => q.filter(w.expr(e)),
-                    OpKind::Select(items) => {
-                        let items: Vec<String> = items
-                            .iter()
-                            .map(|i| match &i.alias {
-                                Some(a) => {
-                                    format!("{} AS {}", w.expr(&i.expr), quote_ident(&a.name))
-                                }
-                                None => {
-                                    let sql = w.expr(&i.expr);
-                                    // A parameter or signal is written as SQL that SQLite
-                                    // would name `:id`: the column keeps the name written.
-                                    match &i.expr.kind {
-                                        ExprKind::Name(n) if sql != quote_ident(&n.name) => {
-                                            format!("{sql} AS {}", quote_ident(&n.name))
-                                        }
-                                        _ => sql,
-                                    }
-                                }
-                            })
-                            .collect();
-                        q.select(items.join(", "));
-                    }
-                    OpKind::Join(join) => {
-                        let (table, alias) =
-                            self.source_table(stage, &join.source, &mut w, watched.as_mut());
-                        w.joined = None;
-                        let on = w.expr(&join.on);
-                        match pipeline.joins.get(&at) {
-                            // Known sides: one copy of each equi-joined key, other shared
-                            // names renamed; the result is the left side from now on.
-                            Some(kept) => {
-                                let left = q.alias().to_string();
-                                let list: Vec<String> = kept
-                                    .iter()
-                                    .map(|(side, column, name)| {
-                                        format!(
-                                            "{}.{} AS {}",
-                                            quote_ident(side),
-                                            quote_ident(column),
-                                            quote_ident(name)
-                                        )
-                                    })
-                                    .collect();
-                                let joined = format!(
-                                    "(SELECT {} FROM ({}) AS {} JOIN {table} AS {} ON {on})",
-                                    list.join(", "),
-                                    q.render(),
-                                    quote_ident(&left),
-                                    quote_ident(&alias)
-                                );
-                                *q = Select::from(joined, &left);
-                            }
-                            None => q.join(table, &alias, on),
+            OpKind::Where(e) => q.filter(w.expr(e)),
+            OpKind::Select(items) => {
+                let items: Vec<String> = items
+                    .iter()
+                    .map(|i| match &i.alias {
+                        Some(a) => {
+                            format!("{} AS {}", w.expr(&i.expr), quote_ident(&a.name))
                         }
-                    }
-                    OpKind::GroupBy(keys) => q.group_by(keys.iter().map(|k| w.expr(k)).collect()),
-                    OpKind::OrderBy(keys) => q.order_by(
-                        keys.iter()
-                            .map(|k| {
+                        None => {
+                            let sql = w.expr(&i.expr);
+                            // A parameter or signal is written as SQL that SQLite
+                            // would name `:id`: the column keeps the name written.
+                            match &i.expr.kind {
+                                ExprKind::Name(n) if sql != quote_ident(&n.name) => {
+                                    format!("{sql} AS {}", quote_ident(&n.name))
+                                }
+                                _ => sql,
+                            }
+                        }
+                    })
+                    .collect();
+                q.select(items.join(", "));
+            }
+            OpKind::Join(join) => {
+                let (table, alias) =
+                    self.source_table(stage, &join.source, w, watched.as_mut());
+                w.joined = None;
+                let on = w.expr(&join.on);
+                match pipeline.joins.get(&at) {
+                    // Known sides: one copy of each equi-joined key, other shared
+                    // names renamed; the result is the left side from now on.
+                    Some(kept) => {
+                        let left = q.alias().to_string();
+                        let list: Vec<String> = kept
+                            .iter()
+                            .map(|(side, column, name)| {
                                 format!(
-                                    "{}{}",
-                                    w.expr(&k.expr),
-                                    if k.descending { " DESC" } else { "" }
+                                    "{}.{} AS {}",
+                                    quote_ident(side),
+                                    quote_ident(column),
+                                    quote_ident(name)
                                 )
                             })
-                            .collect(),
-                    ),
-                    OpKind::Limit(n) => q.limit(n.value),
-                    _ => {}
-                }
-                continue;
-            }
-            relational_ops = 0;
-            if let Some(q) = query.take() {
-                steps.push(Step::Query {
-                    sql: Sql {
-                        text: q.render(),
-                        params: w.take_params(),
-                    },
-                    types: types_at(Some(at)),
-                });
-            }
-            steps.push(match &op.kind {
-                OpKind::Activity(call) => match self.stage_invocation(call, retry, timeout_ms) {
-                    Some(invocation) => Step::Invoke { invocation },
-                    None => continue,
-                },
-                OpKind::Each(call) => {
-                    let Some(invocation) = self.stage_invocation(call, retry, timeout_ms) else {
-                        continue;
-                    };
-                    Step::Each {
-                        invocation,
-                        fan: self.fan_out(stage, settings),
+                            .collect();
+                        let joined = format!(
+                            "(SELECT {} FROM ({}) AS {} JOIN {table} AS {} ON {on})",
+                            list.join(", "),
+                            q.render(),
+                            quote_ident(&left),
+                            quote_ident(&alias)
+                        );
+                        *q = Select::from(joined, &left);
                     }
+                    None => q.join(table, &alias, on),
                 }
-                OpKind::Route(route) => Step::Route {
-                    targets: route
-                        .cases
-                        .iter()
-                        .map(|c| &c.target)
-                        .chain(&route.otherwise)
-                        .map(|t| RouteTarget {
-                            stage: t.name.to_string(),
-                            filter: self
-                                .route_filters
-                                .get(&(stage.name.name.to_string(), t.name.to_string()))
-                                .cloned()
-                                .unwrap_or_default(),
-                        })
-                        .collect(),
-                },
-                OpKind::Fork(children) => Step::Fork {
-                    branches: children.iter().map(|c| c.name.name.to_string()).collect(),
-                },
-                OpKind::Wait(e) => wait(&mut w, e),
-                OpKind::WaitUntil(e) => {
-                    let mut step = wait_until(&mut w, e, settings, true);
-                    if let Step::WaitUntil { watched: files, .. } = &mut step {
-                        *files = watched.clone().unwrap_or_default();
-                    }
-                    step
-                }
-                OpKind::Activate(a) => Step::Activate {
-                    activation: self.activation(activation_target(&a.target.value), &a.options),
-                },
-                OpKind::SaveTo(parts) => Step::SaveTo {
-                    table: parts
-                        .iter()
-                        .map(|p| p.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join("."),
-                },
-                OpKind::Jump(call) => Step::Jump {
-                    target: self.flow_ref(call),
-                },
-                OpKind::CallFlow(call) => Step::Call {
-                    target: self.flow_ref(call),
-                    parent_close: settings.parent_close.value,
-                },
-                OpKind::EachCall(call) => Step::EachCall {
-                    target: self.flow_ref(call),
-                    parent_close: settings.parent_close.value,
+            }
+            OpKind::GroupBy(keys) => q.group_by(keys.iter().map(|k| w.expr(k)).collect()),
+            OpKind::OrderBy(keys) => q.order_by(
+                keys.iter()
+                    .map(|k| {
+                        format!(
+                            "{}{}",
+                            w.expr(&k.expr),
+                            if k.descending { " DESC" } else { "" }
+                        )
+                    })
+                    .collect(),
+            ),
+            OpKind::Limit(n) => q.limit(n.value),
+            _ => {}
+        }
+    }
+
+    /// A step that is not a query: a call, a fan-out, a route, a wait, a delivery, ...
+    fn effect(&self, at: &StageSteps, op: &ast::Op, w: &mut Writer) -> Option<Step> {
+        let (stage, settings) = (at.stage, at.settings);
+        let (retry, timeout_ms) = (&at.retry, at.timeout_ms);
+        let watched = &at.watched;
+        Some(match &op.kind {
+            OpKind::Activity(call) => Step::Invoke {
+                invocation: self.stage_invocation(call, retry, timeout_ms)?,
+            },
+            OpKind::Each(call) => {
+                let invocation = self.stage_invocation(call, retry, timeout_ms)?;
+                Step::Each {
+                    invocation,
                     fan: self.fan_out(stage, settings),
-                },
-                OpKind::End => Step::End,
-                _ => continue,
-            });
-        }
-        if let Some(q) = query.take() {
-            steps.push(Step::Query {
-                sql: Sql {
-                    text: q.render(),
-                    params: w.take_params(),
-                },
-                types: types_at(None),
-            });
-        }
-        steps
+                }
+            }
+            OpKind::Route(route) => Step::Route {
+                targets: route
+                    .cases
+                    .iter()
+                    .map(|c| &c.target)
+                    .chain(&route.otherwise)
+                    .map(|t| RouteTarget {
+                        stage: t.name.to_string(),
+                        filter: self
+                            .route_filters
+                            .get(&(stage.name.name.to_string(), t.name.to_string()))
+                            .cloned()
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+            },
+            OpKind::Fork(children) => Step::Fork {
+                branches: children.iter().map(|c| c.name.name.to_string()).collect(),
+            },
+            OpKind::Wait(e) => wait(w, e),
+            OpKind::WaitUntil(e) => {
+                let mut step = wait_until(w, e, settings, true);
+                if let Step::WaitUntil { watched: files, .. } = &mut step {
+                    *files = watched.clone().unwrap_or_default();
+                }
+                step
+            }
+            OpKind::Activate(a) => Step::Activate {
+                activation: self.activation(activation_target(&a.target.value), &a.options),
+            },
+            OpKind::SaveTo(parts) => Step::SaveTo {
+                table: parts
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join("."),
+            },
+            OpKind::Jump(call) => Step::Jump {
+                target: self.flow_ref(call),
+            },
+            OpKind::CallFlow(call) => Step::Call {
+                target: self.flow_ref(call),
+                parent_close: settings.parent_close.value,
+            },
+            OpKind::EachCall(call) => Step::EachCall {
+                target: self.flow_ref(call),
+                parent_close: settings.parent_close.value,
+                fan: self.fan_out(stage, settings),
+            },
+            OpKind::End => Step::End,
+            _ => return None,
+        })
     }
 
     /// The table (or subquery) for a source, and the alias it goes by. A file is read from
@@ -1030,6 +1064,17 @@ impl Lowering<'_, '_> {
 /// Whether the stage starts at its first upstream's success (`trigger: first_success`).
 fn first_success(settings: &StageSettings, stage: &ast::Stage) -> bool {
     stage.trigger.is_none() && settings.trigger.value == TriggerRule::FirstSuccess
+}
+
+/// What lowering one stage's steps carries from step to step.
+struct StageSteps<'s> {
+    stage: &'s ast::Stage,
+    settings: &'s StageSettings<'s>,
+    retry: RetryPolicy,
+    timeout_ms: Option<u64>,
+    /// The files a `wait until` stage reads anew at each poll.
+    watched: Option<Vec<WatchedFile>>,
+    steps: Vec<Step>,
 }
 
 /// `wait(d)`: a duration literal, or an expression of type duration (the checker refuses
