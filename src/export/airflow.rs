@@ -5,8 +5,8 @@
 
 use super::{Deployment, Exported};
 use crate::plan::Plan;
-use crate::plan::ir::{ParamPlan, RetryPolicy, StagePlan, Step};
-use crate::plan::tasks::{engine_retries, fans_out_as_tasks, item_retries};
+use super::graph::{Shape, StageTasks, TaskGraph};
+use crate::plan::ir::{FlowPlan, ParamPlan, RetryPolicy, StagePlan};
 use crate::value::ValueType;
 use base64::Engine as _;
 use std::fmt::Write as _;
@@ -80,41 +80,26 @@ fn param(p: &ParamPlan) -> String {
     text
 }
 
-/// The stages a stage waits for: its upstream stages and, for a fork among them, the
-/// fork's branches (a fork has ended only when they have).
-pub(super) fn waits_for<'p>(plan: &'p Plan, stage: &'p StagePlan) -> Vec<&'p str> {
-    let mut found: Vec<&str> = Vec::new();
-    let mut queue: Vec<&str> = stage.upstream.iter().map(|e| e.stage.as_str()).collect();
-    while let Some(name) = queue.pop() {
-        if found.contains(&name) {
-            continue;
-        }
-        found.push(name);
-        if let Some(up) = plan.flow.stages.iter().find(|s| s.id == name) {
-            for step in &up.steps {
-                // Not for a branch of that fork itself: it runs inside the fork.
-                if let Step::Fork { branches } = step
-                    && !branches.contains(&stage.id)
-                {
-                    queue.extend(branches.iter().map(String::as_str));
-                }
-            }
-        }
+pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
+    let graph = TaskGraph::new(plan);
+    let mut warnings = Vec::new();
+    let mut out = String::new();
+    header(&mut out, plan, deployment);
+    dag_arguments(&mut out, graph.flow, &mut warnings);
+    tasks(&mut out, &graph);
+    edges(&mut out, &graph);
+    Exported {
+        text: out,
+        warnings,
     }
-    found.sort_unstable();
-    found
 }
 
-pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
+/// What the file starts with: what it is, its imports, where wvflow, the workspace and the
+/// state are, the plan, and the helpers every task uses.
+fn header(out: &mut String, plan: &Plan, deployment: &Deployment) {
     let flow = &plan.flow;
-    let mut warnings = Vec::new();
     let json = serde_json::to_vec(plan).unwrap_or_default();
     let encoded = base64::engine::general_purpose::STANDARD.encode(json);
-    let dag_id = match flow.version {
-        Some(v) => format!("{}_v{v}", flow.name),
-        None => flow.name.clone(),
-    };
-    let mut out = String::new();
     let _ = writeln!(
         out,
         "# The flow `{}`, exported by `wvflow export --target airflow`: do not edit, export again.",
@@ -162,6 +147,14 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
     out.push_str(")\n\n");
     out.push_str(PYTHON_HELPERS);
     out.push('\n');
+}
+
+/// `with DAG(...) as dag:`: its id, schedule, start, catch-up, limits and parameters.
+fn dag_arguments(out: &mut String, flow: &FlowPlan, warnings: &mut Vec<String>) {
+    let dag_id = match flow.version {
+        Some(v) => format!("{}_v{v}", flow.name),
+        None => flow.name.clone(),
+    };
     let schedule = match &flow.schedule {
         Some(s) => match (&s.cron, s.interval_ms) {
             (Some(cron), _) => format!(
@@ -232,6 +225,11 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
     }
     out.push_str("    },\n");
     out.push_str("    tags=[\"wvflow\"],\n) as dag:\n");
+}
+
+/// The tasks: `wvflow_init`, each stage's (a fan-out's `prepare`, items and gathering), and
+/// `wvflow_finish`.
+fn tasks(out: &mut String, graph: &TaskGraph) {
     out.push_str(
         "    init = BashOperator(\n        task_id=\"wvflow_init\",\n        \
          bash_command='\"$WVFLOW\" stage init --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
@@ -240,19 +238,26 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
          retries=2,\n        retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n    )\n",
     );
     out.push_str("    tasks = {}\n");
-    if flow.stages.iter().any(fans_out_as_tasks) {
+    if graph.any_fanned() {
         out.push_str("    prepares = {}\n");
     }
-    for stage in &flow.stages {
-        if fans_out_as_tasks(stage) {
-            fan_out_tasks(&mut out, stage);
-            continue;
-        }
+    for tasks in &graph.stages {
+        let stage = tasks.stage;
+        let retries = match tasks.shape {
+            Shape::One { retries } => retries,
+            Shape::Fanned {
+                item_retries,
+                concurrency,
+            } => {
+                fan_out_tasks(out, tasks, item_retries, concurrency);
+                continue;
+            }
+        };
         let _ = writeln!(out, "    tasks[{}] = BashOperator(", py(&stage.id));
         let _ = writeln!(out, "        task_id={},", py(&task_id(&stage.id)));
         let _ = writeln!(out, "        bash_command={},", py(&command("run", stage)));
-        task_options(&mut out, stage, engine_retries(stage), "all_done");
-        if crate::plan::tasks::writes_workspace(stage) {
+        task_options(out, stage, retries, "all_done");
+        if tasks.writes_workspace {
             // One writer of the shared workspace database at a time: a pool of one slot.
             out.push_str("        pool=WORKSPACE_POOL,\n");
         }
@@ -265,10 +270,15 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
          append_env=True,\n        trigger_rule=\"all_done\",\n        retries=2,\n        \
          retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n    )\n",
     );
-    for stage in &flow.stages {
-        let waits = waits_for(plan, stage);
+}
+
+/// Each stage's first task after the tasks it waits for (`init` when none), and `finish`
+/// after every task.
+fn edges(out: &mut String, graph: &TaskGraph) {
+    for tasks in &graph.stages {
+        let (stage, waits) = (tasks.stage, &tasks.waits_for);
         // A fanned-out stage starts at its `prepare` task.
-        let first = if fans_out_as_tasks(stage) {
+        let first = if tasks.fanned() {
             format!("prepares[{}]", py(&stage.id))
         } else {
             format!("tasks[{}]", py(&stage.id))
@@ -281,12 +291,8 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
         }
     }
     out.push_str("    list(tasks.values()) >> finish\n");
-    if flow.stages.is_empty() {
+    if graph.stages.is_empty() {
         out.push_str("    init >> finish\n");
-    }
-    Exported {
-        text: out,
-        warnings,
     }
 }
 
@@ -346,11 +352,13 @@ fn task_options(out: &mut String, stage: &StagePlan, policy: Option<&RetryPolicy
 /// most `concurrency` at once, each retried by the engine) and the stage's own task, which
 /// gathers them and runs the steps after the `each`. Stage names have no `.`, so these
 /// names are never a stage's.
-fn fan_out_tasks(out: &mut String, stage: &StagePlan) {
-    let concurrency = stage.steps.iter().find_map(|s| match s {
-        Step::Each { fan, .. } => Some(fan.concurrency),
-        _ => None,
-    });
+fn fan_out_tasks(
+    out: &mut String,
+    tasks: &StageTasks,
+    item_retries: Option<&RetryPolicy>,
+    concurrency: Option<u64>,
+) {
+    let stage = tasks.stage;
     let _ = writeln!(out, "    prepares[{}] = BashOperator(", py(&stage.id));
     let _ = writeln!(
         out,
@@ -372,7 +380,7 @@ fn fan_out_tasks(out: &mut String, stage: &StagePlan) {
         py(&format!("{}.items", stage.id))
     );
     // An item runs once `prepare` succeeded: a skipped or failed stage has no items.
-    task_options(out, stage, item_retries(stage), "all_success");
+    task_options(out, stage, item_retries, "all_success");
     if let Some(n) = concurrency {
         let _ = writeln!(out, "        max_active_tis_per_dagrun={n},");
     }
@@ -390,7 +398,7 @@ fn fan_out_tasks(out: &mut String, stage: &StagePlan) {
         py(&command("gather", stage))
     );
     task_options(out, stage, None, "all_done");
-    if crate::plan::tasks::writes_workspace(stage) {
+    if tasks.writes_workspace {
         // The gathering records the items' idempotency keys: one writer at a time.
         out.push_str("        pool=WORKSPACE_POOL,\n");
     }

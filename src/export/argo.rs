@@ -6,9 +6,9 @@
 use super::yaml::to_yaml;
 use super::{Deployment, Exported};
 use crate::plan::Plan;
-use crate::plan::ir::{ParamPlan, RetryPolicy, StagePlan, Step};
+use super::graph::{Shape, StageTasks, TaskGraph};
+use crate::plan::ir::{FlowPlan, ParamPlan, RetryPolicy, StagePlan};
 use crate::retry_rule::Backoff;
-use crate::plan::tasks::{engine_retries, fans_out_as_tasks, item_retries};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -76,11 +76,6 @@ fn duration(ms: u64) -> String {
     }
 }
 
-/// The task a stage's task waits for: its upstream stages and a fork's branches.
-fn waits_for<'p>(plan: &'p Plan, stage: &'p StagePlan) -> Vec<&'p str> {
-    super::airflow::waits_for(plan, stage)
-}
-
 /// A container that runs `wvflow` with `args`, the state mounted.
 fn container(deployment: &Deployment, args: Vec<String>) -> Value {
     json!({
@@ -116,7 +111,104 @@ fn param_value(p: &ParamPlan) -> Option<String> {
 pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<String>> {
     let flow = &plan.flow;
     let names = task_names(plan)?;
-    let flow_key = crate::plan::tasks::flow_key(plan);
+    refuse_null_defaults(flow)?;
+    let graph = TaskGraph::new(plan);
+    let mut warnings = Vec::new();
+    let run = RunOf {
+        deployment,
+        flow_key: crate::plan::tasks::flow_key(plan),
+        // A CronWorkflow's runs are named after their schedule; `workflow.name` is unique
+        // either way.
+        run_id: "{{workflow.name}}",
+    };
+    let mut tasks = vec![json!({ "name": "wvflow-init", "template": "wvflow-init" })];
+    let mut templates = vec![init_template(plan, &run)];
+    for stage_tasks in &graph.stages {
+        let stage = stage_tasks.stage;
+        let name = &names[stage.id.as_str()];
+        tasks.push(json!({
+            "name": name,
+            "template": format!("{}-{name}", if stage_tasks.fanned() { "fan" } else { "stage" }),
+            "depends": done_of(stage_tasks.waits_for.iter().map(|w| names[w].as_str()))
+                .unwrap_or_else(|| "wvflow-init".into()),
+            // The stage's state is wvflow's to decide: `finish` fails the run, not the DAG.
+            "continueOn": CONTINUE_ON.clone(),
+        }));
+        templates.extend(stage_templates(stage_tasks, name, &run, &mut warnings));
+        if stage.priority != crate::check::settings::DEFAULT_PRIORITY {
+            warnings.push(format!(
+                "stage `{}`: `priority` has no Argo form; its task is ordered as any other",
+                stage.id
+            ));
+        }
+    }
+    let all_done = done_of(graph.stages.iter().map(|s| names[s.stage.id.as_str()].as_str()))
+        .unwrap_or_else(|| "wvflow-init".into());
+    tasks
+        .push(json!({ "name": "wvflow-finish", "template": "wvflow-finish", "depends": all_done }));
+    let finish_template = |name: &str| {
+        let mut args = vec!["stage".to_string(), "finish".into()];
+        args.extend(common(run.run_id, deployment));
+        args.extend(["--flow".into(), run.flow_key.clone()]);
+        json!({
+            "name": name,
+            "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
+            "container": container(deployment, args),
+        })
+    };
+    templates.insert(0, json!({ "name": "flow", "dag": { "tasks": tasks } }));
+    templates.push(finish_template("wvflow-finish"));
+    templates.push(finish_template("wvflow-exit"));
+    let spec = spec(flow, deployment, templates);
+    let document = document(flow, spec, &mut warnings)?;
+    flow_warnings(flow, &mut warnings);
+    let mut text = format!(
+        "# The flow `{}`, exported by `wvflow export --target argo`: do not edit, export again.\n\
+         # Every stage is a task running `wvflow stage`, which decides triggers, the rows each\n\
+         # stage reads, retries, the saga and the run's state exactly as `wvflow run` does. The\n\
+         # image needs `wvflow` and the flow's folder; the volume claim `{}` is the shared state.\n",
+        flow.name, deployment.volume_claim
+    );
+    text.push_str(&to_yaml(&document));
+    Ok(Exported { text, warnings })
+}
+
+/// What every task of a run passes: where things are, the run's id and the flow.
+struct RunOf<'d> {
+    deployment: &'d Deployment,
+    flow_key: String,
+    run_id: &'static str,
+}
+
+impl RunOf<'_> {
+    /// `wvflow stage VERB STAGE` with what every stage task passes.
+    fn command(&self, verb: &str, stage: &StagePlan) -> Vec<String> {
+        let mut args = vec!["stage".to_string(), verb.into(), stage.id.clone()];
+        args.extend(common(self.run_id, self.deployment));
+        args.extend(["--flow".into(), self.flow_key.clone()]);
+        args
+    }
+}
+
+/// A task goes on whatever its dependencies' ends: wvflow decides its trigger.
+static CONTINUE_ON: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| json!({ "failed": true, "error": true }));
+
+/// The attempt a task's try is, as `wvflow stage` counts them.
+fn attempt() -> [String; 2] {
+    ["--attempt".to_string(), "{{=asInt(retries) + 1}}".into()]
+}
+
+/// `depends` on each of `tasks` being done (whatever its end); `None` for no task.
+fn done_of<'t>(tasks: impl Iterator<Item = &'t str>) -> Option<String> {
+    let all: Vec<String> = tasks
+        .map(|t| format!("({t}.Succeeded || {t}.Failed || {t}.Errored)"))
+        .collect();
+    (!all.is_empty()).then(|| all.join(" && "))
+}
+
+/// An Argo parameter is text: a null default cannot be one.
+fn refuse_null_defaults(flow: &FlowPlan) -> Result<(), Vec<String>> {
     let null_defaults: Vec<String> = flow
         .params
         .iter()
@@ -128,14 +220,17 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
             )
         })
         .collect();
-    if !null_defaults.is_empty() {
-        return Err(null_defaults);
+    if null_defaults.is_empty() {
+        Ok(())
+    } else {
+        Err(null_defaults)
     }
-    let mut warnings = Vec::new();
-    let scheduled = flow.schedule.is_some();
-    // A CronWorkflow's runs are named after their schedule; `workflow.name` is unique either way.
-    let run_id = "{{workflow.name}}";
-    let run_time = if scheduled {
+}
+
+/// `wvflow-init`: the plan as an input artifact, the run's time and arguments.
+fn init_template(plan: &Plan, run: &RunOf) -> Value {
+    let flow = &plan.flow;
+    let run_time = if flow.schedule.is_some() {
         "{{workflow.scheduledTime}}"
     } else {
         "{{workflow.creationTimestamp}}"
@@ -148,173 +243,128 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
         "--plan".into(),
         "/wvflow/plan".into(),
     ];
-    init_args.extend(common(run_id, deployment));
+    init_args.extend(common(run.run_id, run.deployment));
     init_args.extend(["--run-time".into(), run_time.into()]);
     for p in &flow.params {
         init_args.push("--arg".into());
         init_args.push(format!("{}={{{{workflow.parameters.{}}}}}", p.name, p.name));
     }
-    let mut templates = vec![];
-    let mut tasks = vec![json!({ "name": "wvflow-init", "template": "wvflow-init" })];
-    templates.push(json!({
+    json!({
         "name": "wvflow-init",
         "inputs": { "artifacts": [{ "name": "plan", "path": "/wvflow/plan", "raw": { "data": plan_base64 } }] },
         "retryStrategy": { "limit": "2", "retryPolicy": "Always" },
-        "container": container(deployment, init_args),
-    }));
-    for stage in &flow.stages {
-        let name = &names[stage.id.as_str()];
-        let waits = waits_for(plan, stage);
-        let depends = if waits.is_empty() {
-            "wvflow-init".to_string()
-        } else {
-            waits
-                .iter()
-                .map(|w| {
-                    let t = &names[w];
-                    format!("({t}.Succeeded || {t}.Failed || {t}.Errored)")
-                })
-                .collect::<Vec<_>>()
-                .join(" && ")
-        };
-        // The stage's state is wvflow's to decide: `finish` fails the run, not the DAG.
-        let continue_on = json!({ "failed": true, "error": true });
-        let fanned = fans_out_as_tasks(stage);
-        tasks.push(json!({
-            "name": name,
-            "template": format!("{}-{name}", if fanned { "fan" } else { "stage" }),
-            "depends": depends,
-            "continueOn": continue_on,
-        }));
-        let command = |verb: &str| {
-            let mut args = vec!["stage".to_string(), verb.into(), stage.id.clone()];
-            args.extend(common(run_id, deployment));
-            args.extend(["--flow".into(), flow_key.clone()]);
-            args
-        };
-        let attempt = || ["--attempt".to_string(), "{{=asInt(retries) + 1}}".into()];
-        let (verb, policy) = if fanned {
-            ("gather", None)
-        } else {
-            ("run", engine_retries(stage))
-        };
-        let mut args = command(verb);
-        if !fanned {
-            args.extend(attempt());
-        }
-        let mut template = serde_json::Map::new();
-        template.insert("name".into(), json!(format!("stage-{name}")));
-        template.insert(
-            "retryStrategy".into(),
-            retry_strategy(policy, &mut args, &mut warnings, &stage.id),
-        );
-        if crate::plan::tasks::writes_workspace(stage) {
-            // One writer of the shared workspace database at a time, across runs.
-            template.insert(
-                "synchronization".into(),
-                json!({ "mutexes": [{ "name": "wvflow-workspace" }] }),
-            );
-        }
-        template.insert("container".into(), container(deployment, args));
-        templates.push(Value::Object(template));
-        if fanned {
-            // Its `each` items as tasks of their own: `prepare` prints their count, one
-            // `item` task runs per index (at most `concurrency` at once: the nested DAG's
-            // parallelism), and the stage's own template gathers them.
-            let mut item_args = command("item");
-            item_args.extend(["--item".into(), "{{inputs.parameters.item}}".into()]);
-            item_args.extend(attempt());
-            let item_retry = retry_strategy(
-                item_retries(stage),
-                &mut item_args,
-                &mut warnings,
-                &stage.id,
-            );
-            let concurrency = stage.steps.iter().find_map(|s| match s {
-                Step::Each { fan, .. } => Some(fan.concurrency),
-                _ => None,
-            });
-            let mut fan = json!({
-                "name": format!("fan-{name}"),
-                "dag": { "tasks": [
-                    {
-                        "name": "prepare",
-                        "template": format!("prepare-{name}"),
-                        "continueOn": continue_on,
-                    },
-                    {
-                        "name": "item",
-                        "template": format!("item-{name}"),
-                        "depends": "prepare.Succeeded",
-                        // A count, not a list: a step's result is cut at 256 kB.
-                        "withSequence": { "count": "{{tasks.prepare.outputs.result}}" },
-                        "arguments": { "parameters": [{ "name": "item", "value": "{{item}}" }] },
-                        "continueOn": continue_on,
-                    },
-                    {
-                        "name": "gather",
-                        "template": format!("stage-{name}"),
-                        "depends": "(prepare.Succeeded || prepare.Failed || prepare.Errored) && \
-                                    (item.Succeeded || item.Failed || item.Errored || \
-                                    item.Skipped || item.Omitted)",
-                        "continueOn": continue_on,
-                    },
-                ] },
-            });
-            if let Some(n) = concurrency {
-                fan["parallelism"] = json!(n);
-            }
-            templates.push(fan);
-            templates.push(json!({
-                "name": format!("prepare-{name}"),
-                "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
-                "container": container(deployment, {
-                    let mut args = command("prepare");
-                    args.push("--count".into());
-                    args
-                }),
-            }));
-            templates.push(json!({
-                "name": format!("item-{name}"),
-                "inputs": { "parameters": [{ "name": "item" }] },
-                "retryStrategy": item_retry,
-                "container": container(deployment, item_args),
-            }));
-        }
-        if stage.priority != crate::check::settings::DEFAULT_PRIORITY {
-            warnings.push(format!(
-                "stage `{}`: `priority` has no Argo form; its task is ordered as any other",
-                stage.id
-            ));
-        }
+        "container": container(run.deployment, init_args),
+    })
+}
+
+/// The templates of a stage's tasks: its own (`run`, or `gather` for a fan-out), and for a
+/// fan-out its nested DAG, `prepare` and `item`.
+fn stage_templates(
+    tasks: &StageTasks,
+    name: &str,
+    run: &RunOf,
+    warnings: &mut Vec<String>,
+) -> Vec<Value> {
+    let stage = tasks.stage;
+    let (verb, policy) = match tasks.shape {
+        Shape::Fanned { .. } => ("gather", None),
+        Shape::One { retries } => ("run", retries),
+    };
+    let mut args = run.command(verb, stage);
+    if !tasks.fanned() {
+        args.extend(attempt());
     }
-    let all_done = if flow.stages.is_empty() {
-        "wvflow-init".to_string()
-    } else {
-        flow.stages
-            .iter()
-            .map(|s| {
-                let t = &names[s.id.as_str()];
-                format!("({t}.Succeeded || {t}.Failed || {t}.Errored)")
-            })
-            .collect::<Vec<_>>()
-            .join(" && ")
-    };
-    tasks
-        .push(json!({ "name": "wvflow-finish", "template": "wvflow-finish", "depends": all_done }));
-    let mut finish_args = vec!["stage".to_string(), "finish".into()];
-    finish_args.extend(common(run_id, deployment));
-    finish_args.extend(["--flow".into(), flow_key.clone()]);
-    let finish_template = |name: &str| {
+    let mut template = serde_json::Map::new();
+    template.insert("name".into(), json!(format!("stage-{name}")));
+    template.insert(
+        "retryStrategy".into(),
+        retry_strategy(policy, &mut args, warnings, &stage.id),
+    );
+    if tasks.writes_workspace {
+        // One writer of the shared workspace database at a time, across runs.
+        template.insert(
+            "synchronization".into(),
+            json!({ "mutexes": [{ "name": "wvflow-workspace" }] }),
+        );
+    }
+    template.insert("container".into(), container(run.deployment, args));
+    let mut templates = vec![Value::Object(template)];
+    if let Shape::Fanned {
+        item_retries,
+        concurrency,
+    } = tasks.shape
+    {
+        templates.extend(fan_templates(stage, name, run, (item_retries, concurrency), warnings));
+    }
+    templates
+}
+
+/// A stage's `each` items as tasks of their own: `prepare` prints their count, one `item`
+/// task runs per index (at most `concurrency` at once: the nested DAG's parallelism), and the
+/// stage's own template gathers them.
+fn fan_templates(
+    stage: &StagePlan,
+    name: &str,
+    run: &RunOf,
+    (item_retries, concurrency): (Option<&RetryPolicy>, Option<u64>),
+    warnings: &mut Vec<String>,
+) -> Vec<Value> {
+    let mut item_args = run.command("item", stage);
+    item_args.extend(["--item".into(), "{{inputs.parameters.item}}".into()]);
+    item_args.extend(attempt());
+    let item_retry = retry_strategy(item_retries, &mut item_args, warnings, &stage.id);
+    let continue_on = CONTINUE_ON.clone();
+    let mut fan = json!({
+        "name": format!("fan-{name}"),
+        "dag": { "tasks": [
+            {
+                "name": "prepare",
+                "template": format!("prepare-{name}"),
+                "continueOn": continue_on,
+            },
+            {
+                "name": "item",
+                "template": format!("item-{name}"),
+                "depends": "prepare.Succeeded",
+                // A count, not a list: a step's result is cut at 256 kB.
+                "withSequence": { "count": "{{tasks.prepare.outputs.result}}" },
+                "arguments": { "parameters": [{ "name": "item", "value": "{{item}}" }] },
+                "continueOn": continue_on,
+            },
+            {
+                "name": "gather",
+                "template": format!("stage-{name}"),
+                "depends": "(prepare.Succeeded || prepare.Failed || prepare.Errored) && \
+                            (item.Succeeded || item.Failed || item.Errored || \
+                            item.Skipped || item.Omitted)",
+                "continueOn": continue_on,
+            },
+        ] },
+    });
+    if let Some(n) = concurrency {
+        fan["parallelism"] = json!(n);
+    }
+    let mut prepare_args = run.command("prepare", stage);
+    prepare_args.push("--count".into());
+    vec![
+        fan,
         json!({
-            "name": name,
+            "name": format!("prepare-{name}"),
             "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
-            "container": container(deployment, finish_args.clone()),
-        })
-    };
-    templates.insert(0, json!({ "name": "flow", "dag": { "tasks": tasks } }));
-    templates.push(finish_template("wvflow-finish"));
-    templates.push(finish_template("wvflow-exit"));
+            "container": container(run.deployment, prepare_args),
+        }),
+        json!({
+            "name": format!("item-{name}"),
+            "inputs": { "parameters": [{ "name": "item" }] },
+            "retryStrategy": item_retry,
+            "container": container(run.deployment, item_args),
+        }),
+    ]
+}
+
+/// The workflow's spec: entry point, exit handler, parameters, parallelism, the state's
+/// volume, the templates.
+fn spec(flow: &FlowPlan, deployment: &Deployment, templates: Vec<Value>) -> Value {
     let mut spec = serde_json::Map::new();
     spec.insert("entrypoint".into(), json!("flow"));
     spec.insert("onExit".into(), json!("wvflow-exit"));
@@ -337,66 +387,73 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
         json!([{ "name": "wvflow-state", "persistentVolumeClaim": { "claimName": deployment.volume_claim } }]),
     );
     spec.insert("templates".into(), Value::Array(templates));
+    Value::Object(spec)
+}
+
+/// A `Workflow`, or a `CronWorkflow` for a scheduled flow.
+fn document(flow: &FlowPlan, spec: Value, warnings: &mut Vec<String>) -> Result<Value, Vec<String>> {
     let name = k8s_name(&flow.name, 52);
     let labels = json!({ "wvflow.dev/flow": k8s_name(&flow.name, 63) });
-    let document = match &flow.schedule {
-        Some(schedule) => {
-            let cron = match (&schedule.cron, schedule.interval_ms) {
-                (Some(cron), _) => cron.clone(),
-                (None, Some(ms)) => interval_cron(ms).ok_or_else(|| {
-                    vec![format!(
-                        "flow `{}`: Argo schedules only by cron, and an interval of {} has no \
-                         cron form (intervals that divide an hour or a day do)",
-                        flow.name,
-                        duration(ms)
-                    )]
-                })?,
-                (None, None) => {
-                    return Err(vec!["the schedule has no cron and no interval".into()]);
-                }
-            };
-            // An interval counts from the Unix epoch in UTC, whatever the flow's zone.
-            let zone = if schedule.cron.is_some() {
-                schedule.timezone.as_str()
-            } else {
-                "UTC"
-            };
-            let mut cron_spec = json!({
-                "schedules": [cron],
-                "timezone": zone,
-                "concurrencyPolicy": if flow.concurrency == Some(1) { "Forbid" } else { "Allow" },
-                "workflowSpec": Value::Object(spec),
-            });
-            if schedule.catchup {
-                warnings.push(format!(
-                    "flow `{}`: `catchup` has no Argo form beyond startingDeadlineSeconds; use \
-                     `wvflow backfill` for missed windows",
-                    flow.name
-                ));
-            } else {
-                cron_spec["startingDeadlineSeconds"] = json!(0);
-            }
-            if flow.concurrency.is_some_and(|n| n > 1) {
-                warnings.push(format!(
-                    "flow `{}`: `concurrency` above 1 has no CronWorkflow form; runs may overlap \
-                     without bound",
-                    flow.name
-                ));
-            }
-            json!({
-                "apiVersion": "argoproj.io/v1alpha1",
-                "kind": "CronWorkflow",
-                "metadata": { "name": name, "labels": labels },
-                "spec": cron_spec,
-            })
-        }
-        None => json!({
+    let Some(schedule) = &flow.schedule else {
+        return Ok(json!({
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Workflow",
             "metadata": { "generateName": format!("{name}-"), "labels": labels },
-            "spec": Value::Object(spec),
-        }),
+            "spec": spec,
+        }));
     };
+    let cron = match (&schedule.cron, schedule.interval_ms) {
+        (Some(cron), _) => cron.clone(),
+        (None, Some(ms)) => interval_cron(ms).ok_or_else(|| {
+            vec![format!(
+                "flow `{}`: Argo schedules only by cron, and an interval of {} has no \
+                 cron form (intervals that divide an hour or a day do)",
+                flow.name,
+                duration(ms)
+            )]
+        })?,
+        (None, None) => {
+            return Err(vec!["the schedule has no cron and no interval".into()]);
+        }
+    };
+    // An interval counts from the Unix epoch in UTC, whatever the flow's zone.
+    let zone = if schedule.cron.is_some() {
+        schedule.timezone.as_str()
+    } else {
+        "UTC"
+    };
+    let mut cron_spec = json!({
+        "schedules": [cron],
+        "timezone": zone,
+        "concurrencyPolicy": if flow.concurrency == Some(1) { "Forbid" } else { "Allow" },
+        "workflowSpec": spec,
+    });
+    if schedule.catchup {
+        warnings.push(format!(
+            "flow `{}`: `catchup` has no Argo form beyond startingDeadlineSeconds; use \
+             `wvflow backfill` for missed windows",
+            flow.name
+        ));
+    } else {
+        cron_spec["startingDeadlineSeconds"] = json!(0);
+    }
+    if flow.concurrency.is_some_and(|n| n > 1) {
+        warnings.push(format!(
+            "flow `{}`: `concurrency` above 1 has no CronWorkflow form; runs may overlap \
+             without bound",
+            flow.name
+        ));
+    }
+    Ok(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": { "name": name, "labels": labels },
+        "spec": cron_spec,
+    }))
+}
+
+/// What Argo does otherwise than the flow says, flow-wide.
+fn flow_warnings(flow: &FlowPlan, warnings: &mut Vec<String>) {
     if !flow.depends_on.is_empty() || flow.start_condition.is_some() {
         warnings.push(format!(
             "flow `{}` starts after other flows (`depends on`, `if F.failed`): Argo does not \
@@ -411,15 +468,6 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
             flow.name
         ));
     }
-    let mut text = format!(
-        "# The flow `{}`, exported by `wvflow export --target argo`: do not edit, export again.\n\
-         # Every stage is a task running `wvflow stage`, which decides triggers, the rows each\n\
-         # stage reads, retries, the saga and the run's state exactly as `wvflow run` does. The\n\
-         # image needs `wvflow` and the flow's folder; the volume claim `{}` is the shared state.\n",
-        flow.name, deployment.volume_claim
-    );
-    text.push_str(&to_yaml(&document));
-    Ok(Exported { text, warnings })
 }
 
 /// The `retryStrategy` of a task that the engine retries by `policy`, when Argo can compute

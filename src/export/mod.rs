@@ -7,9 +7,11 @@
 //! |---|---|
 //! | [`airflow`] | the Airflow DAG file |
 //! | [`argo`] | the Argo `Workflow` / `CronWorkflow` |
+//! | `graph` | the tasks of a plan, whatever the engine: both render it |
 
 pub mod airflow;
 pub mod argo;
+mod graph;
 mod yaml;
 
 use crate::plan::Plan;

@@ -1,0 +1,104 @@
+//! A plan as the tasks of an exported run, whatever the engine: for each stage, the tasks it
+//! waits for, whether its `each` items are tasks of their own, which retries the engine
+//! makes, and whether it writes the shared workspace database. The exporters only render it.
+
+use crate::plan::Plan;
+use crate::plan::ir::{FlowPlan, RetryPolicy, StagePlan, Step};
+use crate::plan::tasks::{engine_retries, fans_out_as_tasks, item_retries, writes_workspace};
+
+/// The tasks of an exported run, stage by stage in plan order.
+pub struct TaskGraph<'p> {
+    pub flow: &'p FlowPlan,
+    pub stages: Vec<StageTasks<'p>>,
+}
+
+/// A stage's tasks.
+pub struct StageTasks<'p> {
+    pub stage: &'p StagePlan,
+    /// The stages whose tasks its first task waits for, sorted.
+    pub waits_for: Vec<&'p str>,
+    pub shape: Shape<'p>,
+    /// One writer of the shared workspace database at a time, across runs.
+    pub writes_workspace: bool,
+}
+
+/// One task, or a fan-out of tasks.
+pub enum Shape<'p> {
+    /// The stage in one task, retried by the engine by this policy (else inside the task).
+    One { retries: Option<&'p RetryPolicy> },
+    /// Its `each` items as tasks of their own: a `prepare` task, one task per item (retried
+    /// by the engine by `item_retries`, at most `concurrency` at once), and the stage's own
+    /// task that gathers them.
+    Fanned {
+        item_retries: Option<&'p RetryPolicy>,
+        concurrency: Option<u64>,
+    },
+}
+
+impl<'p> TaskGraph<'p> {
+    pub fn new(plan: &'p Plan) -> TaskGraph<'p> {
+        let stages = plan
+            .flow
+            .stages
+            .iter()
+            .map(|stage| StageTasks {
+                stage,
+                waits_for: waits_for(plan, stage),
+                shape: if fans_out_as_tasks(stage) {
+                    Shape::Fanned {
+                        item_retries: item_retries(stage),
+                        concurrency: stage.steps.iter().find_map(|s| match s {
+                            Step::Each { fan, .. } => Some(fan.concurrency),
+                            _ => None,
+                        }),
+                    }
+                } else {
+                    Shape::One {
+                        retries: engine_retries(stage),
+                    }
+                },
+                writes_workspace: writes_workspace(stage),
+            })
+            .collect();
+        TaskGraph {
+            flow: &plan.flow,
+            stages,
+        }
+    }
+
+    pub fn any_fanned(&self) -> bool {
+        self.stages.iter().any(StageTasks::fanned)
+    }
+}
+
+impl StageTasks<'_> {
+    pub fn fanned(&self) -> bool {
+        matches!(self.shape, Shape::Fanned { .. })
+    }
+}
+
+/// The stages a stage waits for: its upstream stages and, for a fork among them, the
+/// fork's branches (a fork has ended only when they have).
+fn waits_for<'p>(plan: &'p Plan, stage: &'p StagePlan) -> Vec<&'p str> {
+    let mut found: Vec<&str> = Vec::new();
+    let mut queue: Vec<&str> = stage.upstream.iter().map(|e| e.stage.as_str()).collect();
+    while let Some(name) = queue.pop() {
+        if found.contains(&name) {
+            continue;
+        }
+        found.push(name);
+        if let Some(up) = plan.flow.stages.iter().find(|s| s.id == name) {
+            for step in &up.steps {
+                // Not for a branch of that fork itself: it runs inside the fork.
+                if let Step::Fork { branches } = step
+                    && !branches.contains(&stage.id)
+                {
+                    queue.extend(branches.iter().map(String::as_str));
+                }
+            }
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
