@@ -21,8 +21,80 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
         .iter()
         .map(|p| p.name.name.to_string())
         .collect();
-    // Each signal and query has the type the binder gives its expression: a signal, that of
-    // its initial value; a query, that of its expression over parameters and signals.
+    let (signals, signal_defaults, queries) = signals_and_queries(def, &flow_params);
+    let wv_file = workspace.sources.get(def.file).path.clone();
+    let pipelines = crate::check::shapes::Shapes::new(&graph, &wv_file).all();
+    let lowering = Lowering {
+        workspace,
+        index,
+        graph: &graph,
+        pipelines,
+        flow_params: &flow_params,
+        signals: &signal_defaults,
+        route_filters: route_filters(&graph, &flow_params),
+        failed_read: graph
+            .stages
+            .iter()
+            .flat_map(|node| crate::check::model::graph::failed_reads(node.stage))
+            .map(|(name, _)| name)
+            .collect(),
+    };
+    let stages: Vec<StagePlan> = topological_order(&graph)
+        .into_iter()
+        .map(|i| lowering.stage(i))
+        .collect();
+    let settings = FlowSettings::of_flow(def.file, flow);
+    let schedule = schedule_of(&settings);
+    let hooks = settings
+        .hooks
+        .iter()
+        .map(|(event, call)| Hook {
+            event: *event,
+            action: lowering.action(call.value),
+        })
+        .collect();
+    Plan {
+        plan_version: PLAN_VERSION,
+        flow: FlowPlan {
+            name: flow.name.name.to_string(),
+            version: flow.version.as_ref().map(|v| v.value),
+            params: flow
+                .params
+                .iter()
+                .map(|p| ParamPlan {
+                    name: p.name.name.to_string(),
+                    ty: p.ty.value.into(),
+                    default: p.default.as_ref().map(json_value),
+                })
+                .collect(),
+            schedule,
+            concurrency: settings.concurrency.value,
+            max_parallel: settings.max_parallel.value,
+            timeout_ms: settings.timeout.value.map(millis),
+            keep_runs: settings.keep_runs.value,
+            hooks,
+            depends_on: flow.depends_on.iter().map(|d| d.name.to_string()).collect(),
+            start_condition: flow.condition.as_ref().map(cond_of),
+            stages,
+            origin: origin(workspace, def.file, flow.name.span),
+            signals,
+            queries,
+        },
+    }
+}
+
+/// The flow's signals and queries as SQL, each with the type the binder gives its
+/// expression (a signal, that of its initial value; a query, that of its expression over
+/// parameters and signals), and the signals' initial values as queries read them.
+fn signals_and_queries(
+    def: Def<'_, ast::Flow>,
+    flow_params: &BTreeSet<String>,
+) -> (
+    Vec<NamedSql>,
+    BTreeMap<String, sql::SignalSql>,
+    Vec<NamedSql>,
+) {
+    let flow = def.node;
     let param_types: Vec<(&str, crate::value::ValueType)> = flow
         .params
         .iter()
@@ -42,7 +114,7 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
             .iter()
             .filter_map(wanted)
             .map(|m| {
-                let mut w = Writer::new(&flow_params).typed(&flow.params);
+                let mut w = Writer::new(flow_params).typed(&flow.params);
                 let ty = match signals {
                     Some(signals) => {
                         w = w.with_signals(signals);
@@ -90,72 +162,19 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
         },
         Some(&signal_defaults),
     );
-    let wv_file = workspace.sources.get(def.file).path.clone();
-    let pipelines = crate::check::shapes::Shapes::new(&graph, &wv_file).all();
-    let lowering = Lowering {
-        workspace,
-        index,
-        graph: &graph,
-        pipelines,
-        flow_params: &flow_params,
-        signals: &signal_defaults,
-        route_filters: route_filters(&graph, &flow_params),
-        failed_read: graph
-            .stages
-            .iter()
-            .flat_map(|node| crate::check::model::graph::failed_reads(node.stage))
-            .map(|(name, _)| name)
-            .collect(),
-    };
-    let stages: Vec<StagePlan> = topological_order(&graph)
-        .into_iter()
-        .map(|i| lowering.stage(i))
-        .collect();
-    let settings = FlowSettings::of_flow(def.file, flow);
+    (signals, signal_defaults, queries)
+}
+
+/// The flow's schedule, when it has one: a cron pattern or an interval.
+fn schedule_of(settings: &FlowSettings) -> Option<Schedule> {
     let cron = settings.schedule.value.clone();
     let interval_ms = settings.interval.value.map(millis);
-    let schedule = (cron.is_some() || interval_ms.is_some()).then(|| Schedule {
+    (cron.is_some() || interval_ms.is_some()).then(|| Schedule {
         cron,
         interval_ms,
         timezone: settings.timezone.value.clone(),
         catchup: settings.catchup.value,
-    });
-    let hooks = settings
-        .hooks
-        .iter()
-        .map(|(event, call)| Hook {
-            event: *event,
-            action: lowering.action(call.value),
-        })
-        .collect();
-    Plan {
-        plan_version: PLAN_VERSION,
-        flow: FlowPlan {
-            name: flow.name.name.to_string(),
-            version: flow.version.as_ref().map(|v| v.value),
-            params: flow
-                .params
-                .iter()
-                .map(|p| ParamPlan {
-                    name: p.name.name.to_string(),
-                    ty: p.ty.value.into(),
-                    default: p.default.as_ref().map(json_value),
-                })
-                .collect(),
-            schedule,
-            concurrency: settings.concurrency.value,
-            max_parallel: settings.max_parallel.value,
-            timeout_ms: settings.timeout.value.map(millis),
-            keep_runs: settings.keep_runs.value,
-            hooks,
-            depends_on: flow.depends_on.iter().map(|d| d.name.to_string()).collect(),
-            start_condition: flow.condition.as_ref().map(cond_of),
-            stages,
-            origin: origin(workspace, def.file, flow.name.span),
-            signals,
-            queries,
-        },
-    }
+    })
 }
 
 fn origin(workspace: &Workspace, file: FileId, span: Span) -> Origin {
