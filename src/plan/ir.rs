@@ -181,8 +181,79 @@ pub struct WatchedFile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Edge {
     pub stage: String,
-    /// `success`, `failed`, `done`, ... or several joined by `|`.
-    pub requires: String,
+    /// `success`, `done`, `not failed`, `first success`, ... or several joined by `|`.
+    #[schemars(with = "String")]
+    pub requires: Requires,
+}
+
+/// What a stage waits for an upstream stage to reach, one or more of these (in the plan's
+/// JSON and its drawings, joined by `|`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requires(pub Vec<Requirement>);
+
+/// One thing a stage waits for of an upstream stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    /// It reaches this state.
+    Reaches(StateWord),
+    /// It ends in any other state than this one.
+    NotReaches(StateWord),
+    /// It is the first of the stage's upstreams to succeed (`first_success`).
+    FirstSuccess,
+}
+
+impl std::fmt::Display for Requirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Requirement::Reaches(state) => f.write_str(state.as_str()),
+            Requirement::NotReaches(state) => write!(f, "not {}", state.as_str()),
+            Requirement::FirstSuccess => f.write_str("first success"),
+        }
+    }
+}
+
+impl std::str::FromStr for Requirement {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let state = |word: &str| {
+            StateWord::parse(word).ok_or_else(|| format!("`{word}` is not a stage's state"))
+        };
+        match text.strip_prefix("not ") {
+            _ if text == "first success" => Ok(Requirement::FirstSuccess),
+            Some(word) => state(word).map(Requirement::NotReaches),
+            None => state(text).map(Requirement::Reaches),
+        }
+    }
+}
+
+impl std::fmt::Display for Requires {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("|")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Requires {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Requires {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.split('|')
+            .map(str::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Requires)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// A SQL statement for the embedded engine (SQLite dialect). Flow parameters and the run's

@@ -434,7 +434,7 @@ impl Lowering<'_, '_> {
                 upstream.push(name);
             }
         }
-        let (mut cond, mut labels): (Cond, BTreeMap<String, Vec<String>>) = match &stage.trigger {
+        let (mut cond, mut labels): (Cond, BTreeMap<String, Vec<Requirement>>) = match &stage.trigger {
             Some(t) => {
                 let mut labels = BTreeMap::new();
                 collect_states(t, false, &mut labels);
@@ -450,7 +450,7 @@ impl Lowering<'_, '_> {
                 let (cond, label) = rule_cond(rule, &over);
                 let labels = over
                     .iter()
-                    .map(|u| (u.clone(), vec![label.to_string()]))
+                    .map(|u| (u.clone(), vec![label]))
                     .collect();
                 (cond, labels)
             }
@@ -471,14 +471,20 @@ impl Lowering<'_, '_> {
                         args: vec![other, failed],
                     },
                 };
-                labels.insert(f.clone(), vec!["failed".into()]);
+                labels.insert(f.clone(), vec![Requirement::Reaches(StateWord::Failed)]);
             }
         }
         let edges = upstream
             .into_iter()
             .map(|u| {
-                let requires = labels.get(&u).map_or("done".to_string(), |l| l.join("|"));
-                Edge { stage: u, requires }
+                let requires = labels
+                    .get(&u)
+                    .cloned()
+                    .unwrap_or_else(|| vec![Requirement::Reaches(StateWord::Done)]);
+                Edge {
+                    stage: u,
+                    requires: Requires(requires),
+                }
             })
             .collect();
         (cond, edges)
@@ -1134,7 +1140,7 @@ fn millis(d: std::time::Duration) -> u64 {
 }
 
 /// An Airflow trigger rule as a formula over the upstream stages, and the edge label.
-fn rule_cond(rule: TriggerRule, upstream: &[String]) -> (Cond, &'static str) {
+fn rule_cond(rule: TriggerRule, upstream: &[String]) -> (Cond, Requirement) {
     let each = |state: StateWord| -> Vec<Cond> {
         upstream
             .iter()
@@ -1160,32 +1166,36 @@ fn rule_cond(rule: TriggerRule, upstream: &[String]) -> (Cond, &'static str) {
         _ => Cond::Or { args },
     };
     match rule {
-        TriggerRule::AllSuccess => (all(each(StateWord::Success)), "success"),
-        TriggerRule::AllFailed => (all(each(StateWord::Failed)), "failed"),
-        TriggerRule::AllDone => (all(each(StateWord::Done)), "done"),
-        TriggerRule::OneSuccess => (any(each(StateWord::Success)), "success"),
-        TriggerRule::OneFailed => (any(each(StateWord::Failed)), "failed"),
-        TriggerRule::OneDone => (any(each(StateWord::Done)), "done"),
-        TriggerRule::NoneFailed => (all(not_each(StateWord::Failed)), "not failed"),
+        TriggerRule::AllSuccess => (all(each(StateWord::Success)), Requirement::Reaches(StateWord::Success)),
+        TriggerRule::AllFailed => (all(each(StateWord::Failed)), Requirement::Reaches(StateWord::Failed)),
+        TriggerRule::AllDone => (all(each(StateWord::Done)), Requirement::Reaches(StateWord::Done)),
+        TriggerRule::OneSuccess => (any(each(StateWord::Success)), Requirement::Reaches(StateWord::Success)),
+        TriggerRule::OneFailed => (any(each(StateWord::Failed)), Requirement::Reaches(StateWord::Failed)),
+        TriggerRule::OneDone => (any(each(StateWord::Done)), Requirement::Reaches(StateWord::Done)),
+        TriggerRule::NoneFailed => (all(not_each(StateWord::Failed)), Requirement::NotReaches(StateWord::Failed)),
         TriggerRule::NoneFailedMinOneSuccess => (
             all(vec![all(not_each(StateWord::Failed)), any(each(StateWord::Success))]),
-            "not failed",
+            Requirement::NotReaches(StateWord::Failed),
         ),
-        TriggerRule::NoneSkipped => (all(not_each(StateWord::Skipped)), "not skipped"),
-        TriggerRule::Always => (Cond::True, "done"),
+        TriggerRule::NoneSkipped => (all(not_each(StateWord::Skipped)), Requirement::NotReaches(StateWord::Skipped)),
+        TriggerRule::Always => (Cond::True, Requirement::Reaches(StateWord::Done)),
         // The executor starts the stage at the first success, without waiting for the rest.
-        TriggerRule::FirstSuccess => (any(each(StateWord::Success)), "first success"),
+        TriggerRule::FirstSuccess => (any(each(StateWord::Success)), Requirement::FirstSuccess),
     }
 }
 
 /// The states an `if` trigger names for each stage (`not ` before negated ones).
-fn collect_states(c: &Condition, negated: bool, out: &mut BTreeMap<String, Vec<String>>) {
+fn collect_states(c: &Condition, negated: bool, out: &mut BTreeMap<String, Vec<Requirement>>) {
     match c {
         Condition::State { target, state } => {
+            // The checker refused any other word.
+            let Some(state) = StateWord::parse(&state.name) else {
+                return;
+            };
             let label = if negated {
-                format!("not {}", state.name)
+                Requirement::NotReaches(state)
             } else {
-                state.name.to_string()
+                Requirement::Reaches(state)
             };
             let states = out.entry(target.name.to_string()).or_default();
             if !states.contains(&label) {

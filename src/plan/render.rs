@@ -341,7 +341,7 @@ fn graph(plan: &Plan) -> Graph {
     for s in &plan.flow.stages {
         for e in &s.upstream {
             g.edges
-                .push((node(&e.stage), node(&s.id), e.requires.clone(), Line::Solid));
+                .push((node(&e.stage), node(&s.id), e.requires.to_string(), Line::Solid));
         }
         for step in &s.steps {
             if let Step::Fork { branches } = step {

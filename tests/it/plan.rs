@@ -201,7 +201,7 @@ fn triggers_and_rules_lower_to_one_form_with_labelled_edges() {
         alert
             .upstream
             .iter()
-            .map(|e| e.requires.as_str())
+            .map(|e| e.requires.to_string())
             .collect::<Vec<_>>(),
         ["failed", "failed"]
     );
@@ -331,4 +331,22 @@ fn the_published_json_schema_matches_the_plan_types() {
     let schema: serde_json::Value = serde_json::from_str(&published).unwrap();
     assert_eq!(schema["title"], "Plan");
     assert!(schema["properties"]["plan_version"].is_object());
+}
+
+/// What a stage waits for of an upstream is typed in the plan and written as the words
+/// joined by `|`, both ways; a word that is no state is refused when a plan is read.
+#[test]
+fn edge_requirements_read_and_write_as_their_words() {
+    use wvflow::plan::ir::Edge;
+    let text = r#"{"stage":"a","requires":"success|not failed|first success"}"#;
+    let edge: Edge = serde_json::from_str(text).unwrap();
+    assert_eq!(edge.requires.0.len(), 3);
+    assert_eq!(serde_json::to_string(&edge).unwrap(), text);
+    let wrong = serde_json::from_str::<Edge>(r#"{"stage":"a","requires":"succeeded"}"#);
+    assert!(
+        wrong
+            .unwrap_err()
+            .to_string()
+            .contains("`succeeded` is not a stage's state")
+    );
 }
