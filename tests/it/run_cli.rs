@@ -425,53 +425,88 @@ fn parent_close_decides_the_fate_of_a_child_when_its_parent_stage_times_out() {
     }
 }
 
+/// A flow of one file in a scratch folder of its own.
+fn one_flow(name: &str, flow: &str) -> PathBuf {
+    scratch(name, &[("flow.wv", flow)])
+}
+
 #[test]
-fn non_retryable_exits_each_limits_parallel_stages_merge_and_an_idempotent_second_run() {
-    let dir = scratch(
-        "mixed",
-        &[(
-            "flow.wv",
-            r#"activity reject with { retries: 5, retry_delay: 100ms, non_retryable: [64] } = sh("""echo 'bad request' >&2; exit 64""")
-activity nap(name: string) = sh("""sleep 1; printf '{"name": "%s"}\n' "$WV_NAME" """)
-activity probe(n: int) = sh("""if [ "$WV_N" = 3 ]; then exit 1; fi; printf '{"n": %s}\n' "$WV_N" """)
-activity pay(id: string) = sh("""echo x >> paid.txt; printf '{"paid": "%s"}\n' "$WV_ID" """)
-flow f with { max_parallel: 4 } = {
+fn an_exit_code_listed_non_retryable_is_not_retried() {
+    let dir = one_flow(
+        "non_retryable",
+        r#"activity reject with { retries: 5, retry_delay: 100ms, non_retryable: [64] } = sh("""echo 'bad request' >&2; exit 64""")
+flow f = {
   stage rejected [on_failure: ignore] = reject()
-  stage left = nap('left')
-  stage right = nap('right')
-  stage both = merge left, right
-  stage probes with { concurrency: 2, tolerated_failures: 1 } = from [[1], [2], [3], [4]] as t(n) | each probe(_.n)
-  stage paid [idempotency_key: 'order-42'] = pay('42')
 }
 "#,
-        )],
     );
-    let started = Instant::now();
     let (code, summary) = run_json(&dir, None);
-    let elapsed = started.elapsed();
     assert_eq!(code, Some(0), "{summary}");
-    assert_eq!(
-        stage(&summary, "rejected")["attempts"],
-        1,
-        "exit 64 is not retried"
-    );
+    let rejected = stage(&summary, "rejected");
+    assert_eq!(rejected["attempts"], 1, "exit 64 is not retried");
     assert!(
-        stage(&summary, "rejected")["error"]
+        rejected["error"]
             .as_str()
             .unwrap()
             .contains("non-retryable"),
         "{summary}"
     );
+}
+
+#[test]
+fn independent_stages_run_side_by_side_and_merge_by_name() {
+    let dir = one_flow(
+        "parallel_merge",
+        r#"activity nap(name: string) = sh("""sleep 1; printf '{"name": "%s"}\n' "$WV_NAME" """)
+flow f with { max_parallel: 4 } = {
+  stage left = nap('left')
+  stage right = nap('right')
+  stage both = merge left, right
+}
+"#,
+    );
+    let started = Instant::now();
+    let (code, summary) = run_json(&dir, None);
+    let elapsed = started.elapsed();
+    assert_eq!(code, Some(0), "{summary}");
     assert_eq!(stage(&summary, "both")["rows"], 2);
     assert!(
         elapsed < Duration::from_millis(1900),
         "two 1 s stages ran one after the other: {elapsed:?}"
     );
+}
+
+#[test]
+fn an_each_within_its_tolerance_succeeds_with_the_other_items() {
+    let dir = one_flow(
+        "each_tolerance",
+        r#"activity probe(n: int) = sh("""if [ "$WV_N" = 3 ]; then exit 1; fi; printf '{"n": %s}\n' "$WV_N" """)
+flow f = {
+  stage probes with { concurrency: 2, tolerated_failures: 1 } = from [[1], [2], [3], [4]] as t(n) | each probe(_.n)
+}
+"#,
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
     assert_eq!(
         stage(&summary, "probes")["rows"],
         3,
         "one failed item is tolerated"
     );
+}
+
+#[test]
+fn a_second_run_reuses_a_key_that_succeeded() {
+    let dir = one_flow(
+        "idempotent_second_run",
+        r#"activity pay(id: string) = sh("""echo x >> paid.txt; printf '{"paid": "%s"}\n' "$WV_ID" """)
+flow f = {
+  stage paid [idempotency_key: 'order-42'] = pay('42')
+}
+"#,
+    );
+    let (code, summary) = run_json(&dir, None);
+    assert_eq!(code, Some(0), "{summary}");
     assert_eq!(stage(&summary, "paid")["attempts"], 1);
     let (code, summary) = run_json(&dir, None);
     assert_eq!(code, Some(0));
@@ -489,23 +524,41 @@ flow f with { max_parallel: 4 } = {
 }
 
 #[test]
-fn end_stops_the_flow_and_a_heartbeat_watches_stderr() {
-    let dir = scratch(
-        "end_heartbeat",
-        &[(
-            "flow.wv",
-            r#"activity quiet with { timeout: 10s, heartbeat: 300ms } = sh("""sleep 5""")
-activity chatty with { timeout: 10s, heartbeat: 300ms } = sh("""for i in 1 2 3 4 5; do echo tick >&2; sleep 0.1; done; echo '{"ok": 1}'""")
+fn end_stops_the_flow() {
+    let dir = one_flow(
+        "end",
+        r#"activity done = sh("""echo '{"ok": 1}'""")
 activity slowpoke = sh("""sleep 1.5; echo '{"late": 1}'""")
 flow f with { max_parallel: 4 } = {
-  stage talk = chatty()
-  stage hush [on_failure: ignore] = quiet()
+  stage talk = done()
   stage stop = from talk | end()
   stage slow = slowpoke()
   stage later = from slow | select *
 }
 "#,
-        )],
+    );
+    let started = Instant::now();
+    let (code, summary) = run_json(&dir, None);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(
+        stage(&summary, "later")["state"],
+        "skipped",
+        "end() stops the flow"
+    );
+}
+
+#[test]
+fn a_heartbeat_watches_stderr() {
+    let dir = one_flow(
+        "heartbeat",
+        r#"activity quiet with { timeout: 10s, heartbeat: 300ms } = sh("""sleep 5""")
+activity chatty with { timeout: 10s, heartbeat: 300ms } = sh("""for i in 1 2 3 4 5; do echo tick >&2; sleep 0.1; done; echo '{"ok": 1}'""")
+flow f with { max_parallel: 4 } = {
+  stage talk = chatty()
+  stage hush [on_failure: ignore] = quiet()
+}
+"#,
     );
     let started = Instant::now();
     let (code, summary) = run_json(&dir, None);
@@ -522,11 +575,6 @@ flow f with { max_parallel: 4 } = {
             .unwrap()
             .starts_with("no heartbeat for 300ms"),
         "{summary}"
-    );
-    assert_eq!(
-        stage(&summary, "later")["state"],
-        "skipped",
-        "end() stops the flow"
     );
 }
 
