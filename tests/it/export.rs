@@ -1015,13 +1015,13 @@ flow Keyed = {
 }
 
 /// An S3 server on 127.0.0.1 (moto's, from the export tests' venv), stopped when dropped.
-struct S3Server {
+pub struct S3Server {
     child: std::process::Child,
-    endpoint: String,
+    pub endpoint: String,
 }
 
 impl S3Server {
-    fn start() -> S3Server {
+    pub fn start() -> S3Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

@@ -28,5 +28,6 @@ mod schedule_cli;
 mod semantics;
 mod signals;
 mod syntax_errors;
+mod task_copies;
 mod terminal;
 mod ui;

@@ -58,7 +58,7 @@ pub fn is_stale(owner: &Owner, lease_until: i64, now_ms: i64) -> bool {
     }
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     let mut buffer = [0u8; 256];
     // SAFETY: the buffer is writable and its length is passed.
     let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };

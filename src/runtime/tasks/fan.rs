@@ -16,11 +16,22 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 impl TaskRun<'_> {
+    /// [`Self::prepare_once`], as the only copy of the stage's `prepare` that runs now.
+    pub fn prepare(
+        &self,
+        stage_id: &str,
+        max_items: Option<usize>,
+    ) -> Result<(TaskEnd, Prepared), String> {
+        self.one_copy(&format!("prepare-{stage_id}"), || {
+            self.prepare_once(stage_id, max_items)
+        })
+    }
+
     /// The first task of a stage whose `each` items are tasks of their own
     /// ([`fans_out_as_tasks`]): decides the stage as `run_stage` does, and runs the steps
     /// before the `each`, keeping its input. More items than `max_items` (the engine's limit
     /// of mapped tasks) fail the stage, saying which setting to raise.
-    pub fn prepare(
+    fn prepare_once(
         &self,
         stage_id: &str,
         max_items: Option<usize>,
@@ -49,10 +60,22 @@ impl TaskRun<'_> {
         }
     }
 
+    /// [`Self::item_once`], as the only copy of the item's task that runs now.
+    pub fn item(
+        &self,
+        stage_id: &str,
+        item: usize,
+        attempt: u32,
+    ) -> Result<(TaskEnd, Option<String>), String> {
+        self.one_copy(&format!("item-{stage_id}-{item}"), || {
+            self.item_once(stage_id, item, attempt)
+        })
+    }
+
     /// One item of a prepared fan-out: one attempt, number `attempt`, when its call may be
     /// retried by the engine. Its end is recorded for `gather`; a failed item fails the task
     /// (98) but not yet the stage: its tolerance is `gather`'s to judge.
-    pub fn item(
+    fn item_once(
         &self,
         stage_id: &str,
         item: usize,
@@ -133,10 +156,15 @@ impl TaskRun<'_> {
         }
     }
 
+    /// [`Self::gather_once`], as the only copy of the stage's last task that runs now.
+    pub fn gather(&self, stage_id: &str) -> Result<(TaskEnd, StageSummary), String> {
+        self.one_copy(&format!("stage-{stage_id}"), || self.gather_once(stage_id))
+    }
+
     /// The last task of a fanned-out stage: its items' ends together (an item that never
     /// ended counts as failed), the tolerance judged, the steps after the `each` run, the
     /// stage recorded.
-    pub fn gather(&self, stage_id: &str) -> Result<(TaskEnd, StageSummary), String> {
+    fn gather_once(&self, stage_id: &str) -> Result<(TaskEnd, StageSummary), String> {
         if let Some(done) = self.record_of(stage_id)? {
             return Ok((end_of(done.summary.state), done.summary));
         }

@@ -11,6 +11,7 @@
 //! | `fan` | a stage whose `each` items are tasks of their own |
 
 mod fan;
+mod lease;
 pub mod state;
 
 use fan::input_table;
@@ -220,12 +221,23 @@ impl TaskRun<'_> {
         }
     }
 
+    /// [`Self::run_stage_once`], as the only copy of the stage's task that runs now.
+    pub fn run_stage(
+        &self,
+        stage_id: &str,
+        attempt: u32,
+    ) -> Result<(TaskEnd, StageSummary), String> {
+        self.one_copy(&format!("stage-{stage_id}"), || {
+            self.run_stage_once(stage_id, attempt)
+        })
+    }
+
     /// Runs stage `stage_id` once its upstream stages have ended: skipped when its trigger
     /// does not hold, else run as `wvflow run` runs it. A stage whose task the engine retries
     /// ([`engine_retries`]) makes one attempt, number `attempt`; any other retries inside its
     /// task. A stage that already has a record (its task ran before and the engine runs it
     /// again) is not run again.
-    pub fn run_stage(
+    fn run_stage_once(
         &self,
         stage_id: &str,
         attempt: u32,
@@ -543,10 +555,16 @@ impl TaskRun<'_> {
         Ok(())
     }
 
+    /// [`Self::finish_once`], as the only copy of `finish` that runs now: compensations and
+    /// hooks run once.
+    pub fn finish(&self) -> Result<Summary, String> {
+        self.one_copy("finish", || self.finish_once())
+    }
+
     /// Decides the run's state from the stages' records (a stage without one never ended:
     /// it counts as cancelled), runs the compensations of the stages that succeeded, newest
     /// first, when the run failed, and fires the flow's hooks.
-    pub fn finish(&self) -> Result<Summary, String> {
+    fn finish_once(&self) -> Result<Summary, String> {
         let summary_key = run_key(&self.flow_key(), &self.run_id, "summary.json");
         // A second `finish` (an exit handler after the finish task) decides nothing again:
         // compensations and hooks ran once.

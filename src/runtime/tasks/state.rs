@@ -82,6 +82,32 @@ impl Location {
         }
     }
 
+    /// Writes `key` unless it exists, in one step no other writer can come between: `false`
+    /// when it existed (a file created exclusively; an S3 PUT with `If-None-Match: *`).
+    pub fn create(&self, key: &str, bytes: &[u8]) -> Result<bool, String> {
+        match self {
+            Location::Folder(root) => {
+                let path = root.join(key);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                }
+                // Written under another name, then linked: the key never exists half written,
+                // and the link fails when it exists.
+                let partial = path.with_extension(format!("partial-{}", std::process::id()));
+                write_whole(&partial, bytes)?;
+                let linked = std::fs::hard_link(&partial, &path);
+                let _ = std::fs::remove_file(&partial);
+                match linked {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(format!("cannot write {}: {e}", path.display())),
+                }
+            }
+            Location::Bucket(bucket) => bucket.create(key, bytes),
+        }
+    }
+
     /// A local file holding `key`, if it exists: the file itself in a folder, a copy in
     /// `scratch` from a bucket.
     pub fn local(&self, key: &str, scratch: &Path) -> Result<Option<PathBuf>, String> {
@@ -257,6 +283,34 @@ impl Bucket {
             .map_err(|e| format!("cannot write s3://{}/{object}: {e}", self.bucket.name()))?;
         match response.status().as_u16() {
             200 | 201 | 204 => Ok(()),
+            status => Err(format!(
+                "cannot write s3://{}/{object}: HTTP {status}: {}",
+                self.bucket.name(),
+                response.body_mut().read_to_string().unwrap_or_default()
+            )),
+        }
+    }
+}
+
+impl Bucket {
+    /// A PUT that only creates: S3 answers 412 when the object exists.
+    fn create(&self, key: &str, bytes: &[u8]) -> Result<bool, String> {
+        use rusty_s3::S3Action as _;
+        let object = self.object(key);
+        let url = self
+            .bucket
+            .put_object(self.credentials.as_ref(), &object)
+            .sign(SIGNED_FOR);
+        let mut response = self
+            .agent
+            .put(url.as_str())
+            .header("If-None-Match", "*")
+            .send(bytes)
+            .map_err(|e| format!("cannot write s3://{}/{object}: {e}", self.bucket.name()))?;
+        match response.status().as_u16() {
+            200 | 201 | 204 => Ok(true),
+            // 409: another conditional write of the object is in flight.
+            412 | 409 => Ok(false),
             status => Err(format!(
                 "cannot write s3://{}/{object}: HTTP {status}: {}",
                 self.bucket.name(),

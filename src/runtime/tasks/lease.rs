@@ -1,0 +1,159 @@
+//! One copy of a task at a time. An engine may run the same task twice at once (a worker it
+//! took for lost, an operator's second trigger, two exit handlers): each copy would do the
+//! stage's side effects. So a task claims its work with a lease, an object created only if
+//! it does not exist (a file linked into place; an S3 PUT with `If-None-Match: *`), which it
+//! renews while it works and marks released when done. A second copy waits while the lease
+//! is held, then does the work itself, which then finds the first copy's records and does
+//! nothing again.
+//!
+//! A holder that died leaves its lease behind: it is taken over when the holder is known gone
+//! (a process of this host that no longer exists) or when it has not been renewed for
+//! [`LEASE`] as the waiting copy sees it (no clock is compared across hosts). Taking over
+//! creates the next generation of the lease (`NAME.1`, `NAME.2`, ...), which only one copy
+//! can create, so two waiters never both take over.
+
+use super::TaskRun;
+use super::state::{Location, run_key};
+use crate::runtime::runs::owner::Owner;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a lease that is not renewed stays held.
+const LEASE: Duration = Duration::from_secs(15);
+/// How often its holder renews it.
+const RENEW: Duration = Duration::from_secs(3);
+/// How often a waiting copy looks again.
+const LOOK: Duration = Duration::from_millis(200);
+
+/// What a lease says of its holder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Holder {
+    pid: i64,
+    host: String,
+    start: i64,
+    /// Renewals so far: a lease that is renewed changes.
+    renewals: u64,
+    released: bool,
+}
+
+impl Holder {
+    fn this_process() -> Holder {
+        let owner = Owner::this_process();
+        Holder {
+            pid: owner.pid,
+            host: owner.host,
+            start: owner.start,
+            renewals: 0,
+            released: false,
+        }
+    }
+
+    /// Known gone: released, or a process of this host that no longer exists.
+    fn gone(&self) -> bool {
+        let owner = Owner {
+            pid: self.pid,
+            host: self.host.clone(),
+            start: self.start,
+        };
+        self.released || owner.is_alive() == Some(false)
+    }
+}
+
+impl TaskRun<'_> {
+    /// Runs `work` as the only copy of task `name` that runs it now (see the module's
+    /// documentation); a copy that finds the lease held waits (until the engine stops it).
+    pub(super) fn one_copy<T>(
+        &self,
+        name: &str,
+        work: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
+        let key = |generation: u32| {
+            run_key(
+                &self.flow_key(),
+                &self.run_id,
+                &format!("leases/{name}.{generation}"),
+            )
+        };
+        let lease = key(self.claim(&key)?);
+        let stop = AtomicBool::new(false);
+        let done = std::thread::scope(|scope| {
+            scope.spawn(|| renew(&self.state, &lease, &stop));
+            let done = work();
+            stop.store(true, Ordering::SeqCst);
+            done
+        });
+        // After the renewals have stopped, so that none comes after it.
+        release(&self.state, &lease);
+        done
+    }
+
+    /// Claims the lease: its first generation, or the next one once the current holder is
+    /// gone or has not renewed it for [`LEASE`].
+    fn claim(&self, key: &dyn Fn(u32) -> String) -> Result<u32, String> {
+        let me = serde_json::to_vec(&Holder::this_process()).map_err(|e| e.to_string())?;
+        // The newest generation and what it said, and since when it has said it.
+        let mut seen: Option<(u32, Vec<u8>, Instant)> = None;
+        loop {
+            let mut generation = 0;
+            let mut current = None;
+            while let Some(bytes) = self.state.read(&key(generation))? {
+                current = Some(bytes);
+                generation += 1;
+            }
+            let Some(bytes) = current else {
+                if self.state.create(&key(0), &me)? {
+                    return Ok(0);
+                }
+                continue;
+            };
+            let newest = generation - 1;
+            let holder: Option<Holder> = serde_json::from_slice(&bytes).ok();
+            let unchanged_since = match &seen {
+                Some((g, b, since)) if *g == newest && *b == bytes => *since,
+                _ => Instant::now(),
+            };
+            let stale = unchanged_since.elapsed() >= LEASE;
+            if holder.as_ref().is_none_or(Holder::gone) || stale {
+                if self.state.create(&key(newest + 1), &me)? {
+                    return Ok(newest + 1);
+                }
+                continue;
+            }
+            seen = Some((newest, bytes, unchanged_since));
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err("stopped while another copy of the task ran".into());
+            }
+            std::thread::sleep(LOOK);
+        }
+    }
+}
+
+/// Renews the lease every [`RENEW`] until `stop`.
+fn renew(state: &Location, key: &str, stop: &AtomicBool) {
+    let mut holder = Holder::this_process();
+    loop {
+        let started = Instant::now();
+        while started.elapsed() < RENEW {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        holder.renewals += 1;
+        if let Ok(bytes) = serde_json::to_vec(&holder) {
+            let _ = state.write(key, &bytes);
+        }
+    }
+}
+
+/// Marks the lease released: a copy waiting for it goes on at once.
+fn release(state: &Location, key: &str) {
+    let holder = Holder {
+        released: true,
+        ..Holder::this_process()
+    };
+    if let Ok(bytes) = serde_json::to_vec(&holder) {
+        let _ = state.write(key, &bytes);
+    }
+}
