@@ -40,6 +40,11 @@ impl Tasks {
             ),
             None => (dir.join("state").display().to_string(), Vec::new()),
         };
+        let mut env = env;
+        // The tasks' scratch folders, apart from every other test's.
+        let temp = dir.join("tmp");
+        std::fs::create_dir_all(&temp).unwrap();
+        env.push(("TMPDIR", temp.display().to_string()));
         let tasks = Tasks { dir, state, env };
         let plan = tasks.output(&["plan", "flow.wv", "Trip", "--format", "json"]);
         std::fs::write(tasks.dir.join("plan.json"), plan.stdout).unwrap();
@@ -75,6 +80,22 @@ impl Tasks {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
+    }
+
+    /// The scratch folders of the task with process id `pid`.
+    fn scratch_of(&self, pid: u32) -> Vec<PathBuf> {
+        let prefix = format!("wvflow-task-{pid}-");
+        std::fs::read_dir(self.dir.join("tmp"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&prefix)
+            })
+            .collect()
     }
 
     fn lines(&self, file: &str) -> usize {
@@ -122,9 +143,9 @@ fn two_copies_of_a_task_on_s3_do_its_work_once() {
     ));
 }
 
-/// A copy killed with SIGKILL while it holds the stage leaves its lease behind: the next
-/// copy on this host sees its process gone and runs the stage at once, not after the lease's
-/// 15 s.
+/// A copy killed with SIGKILL while it holds the stage leaves its lease and its scratch
+/// folder behind: the next copy on this host sees its process gone, runs the stage at once
+/// (not after the lease's 15 s), and removes the folder.
 #[test]
 fn a_copy_killed_while_it_runs_is_taken_over_at_once() {
     let flow = FLOW.replace(
@@ -138,6 +159,12 @@ fn a_copy_killed_while_it_runs_is_taken_over_at_once() {
         assert!(started.elapsed() < Duration::from_secs(20), "never booked");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Its scratch folder (its upstream rows, its run database) is its own user's alone.
+    let scratch = tasks.scratch_of(first.id());
+    assert_eq!(scratch.len(), 1, "{scratch:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&scratch[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
     first.kill().unwrap();
     let _ = first.wait();
     let taken_over = Instant::now();
@@ -149,4 +176,6 @@ fn a_copy_killed_while_it_runs_is_taken_over_at_once() {
         taken_over.elapsed()
     );
     assert_eq!(tasks.lines("booked.log"), 2);
+    // The next task removed the dead one's scratch folder.
+    assert!(tasks.scratch_of(first.id()).is_empty());
 }

@@ -136,7 +136,7 @@ impl TaskRun<'_> {
                     cancelled,
                 };
                 if let Ok(rows) = &done.result {
-                    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+                    let scratch = super::scratch::scratch()?;
                     let table = format!("{stage_id}.item-{item}");
                     let mut store = Store::in_memory(scratch.path())?;
                     store.write_table("run", &table, rows)?;
@@ -169,7 +169,7 @@ impl TaskRun<'_> {
             return Ok((end_of(done.summary.state), done.summary));
         }
         let (stage, input) = self.prepared(stage_id)?;
-        let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let scratch = super::scratch::scratch()?;
         let mut ends = BTreeMap::new();
         for i in 0..input.len() {
             let Some(bytes) = self.state.read(&self.item_key(stage_id, i, "json"))? else {
@@ -242,7 +242,7 @@ impl TaskRun<'_> {
             .ok_or_else(|| format!("flow `{}` has no stage `{stage_id}`", self.plan.flow.name))?;
         let table = input_table(stage_id);
         let key = stage_key(&self.flow_key(), &self.run_id, &table, "db");
-        let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let scratch = super::scratch::scratch()?;
         let file = self.state.local(&key, scratch.path())?.ok_or_else(|| {
             format!("stage `{stage_id}` has not been prepared: `wvflow stage prepare` runs first")
         })?;

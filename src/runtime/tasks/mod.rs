@@ -9,9 +9,12 @@
 //! |---|---|
 //! | [`state`] | the state location and its files |
 //! | `fan` | a stage whose `each` items are tasks of their own |
+//! | `lease` | one copy of a task at a time |
+//! | `scratch` | a task's scratch folder, and those of dead tasks removed |
 
 mod fan;
 mod lease;
+mod scratch;
 pub mod state;
 
 use fan::input_table;
@@ -351,7 +354,7 @@ impl TaskRun<'_> {
         }
         .filter(|_| self.engine_retries);
         let first_ms = self.first_attempt_ms(stage, &part)?;
-        let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let scratch = scratch::scratch()?;
         let stores = self.stores(scratch.path())?;
         self.load_reads(stage, &upstream, &stores, scratch.path())?;
         let first_success = first_success(stage, records);
@@ -608,7 +611,7 @@ impl TaskRun<'_> {
                 })
                 .collect();
             completed.sort_by_key(|(_, at)| *at);
-            let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let scratch = scratch::scratch()?;
             let stores = self.stores(scratch.path())?;
             let mut store = stores.connect()?;
             for (stage, _) in &completed {
