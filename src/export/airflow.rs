@@ -133,7 +133,8 @@ fn header(out: &mut String, plan: &Plan, deployment: &Deployment) {
     );
     out.push_str(
         "# Stages that write the shared workspace database (`save to`, idempotency records) take\n\
-         # this pool; create it with one slot (`airflow pools set wvflow_workspace 1 ...`).\n",
+         # this pool; create it with one slot (`airflow pools set wvflow_workspace 1 ...`). A task's\n\
+         # pool is fixed when the dag-processor parses this file: set the variable there.\n",
     );
     let _ = writeln!(
         out,
