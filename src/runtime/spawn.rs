@@ -49,6 +49,7 @@ impl Process {
             let done = unsafe { libc::waitpid(self.pid, &mut status, 0) };
             if done == self.pid {
                 self.waited = true;
+                reaped(self.pid);
                 return Ok(ExitStatus::from_raw(status));
             }
             let error = io::Error::last_os_error();
@@ -56,6 +57,29 @@ impl Process {
                 return Err(error);
             }
         }
+    }
+}
+
+/// The process groups this process started and has not reaped yet, each with its leader's
+/// start time: what a task's lease records, so that whoever takes over from a task killed
+/// with SIGKILL can stop what it left running.
+static LIVE: std::sync::Mutex<Vec<(i64, i64)>> = std::sync::Mutex::new(Vec::new());
+
+/// [`LIVE`], now.
+pub fn live_groups() -> Vec<(i64, i64)> {
+    LIVE.lock().map(|live| live.clone()).unwrap_or_default()
+}
+
+fn started(pid: libc::pid_t) {
+    let start = crate::runtime::runs::owner::process_start(pid.into());
+    if let Ok(mut live) = LIVE.lock() {
+        live.push((pid.into(), start));
+    }
+}
+
+fn reaped(pid: libc::pid_t) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.retain(|(p, _)| *p != i64::from(pid));
     }
 }
 
@@ -152,6 +176,7 @@ pub fn spawn<'e>(
         let _ = failed.wait();
         return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
     }
+    started(pid);
     Ok(Process {
         pid,
         waited: false,

@@ -179,3 +179,53 @@ fn a_copy_killed_while_it_runs_is_taken_over_at_once() {
     // The next task removed the dead one's scratch folder.
     assert!(tasks.scratch_of(first.id()).is_empty());
 }
+
+/// What a copy killed with SIGKILL left running (an activity's background child, which
+/// outlives the task) is stopped by the copy that takes over.
+#[test]
+fn what_a_killed_copy_left_running_is_stopped_by_the_next() {
+    let flow = FLOW.replace(
+        r#"echo "booked" >> booked.log; sleep 1;"#,
+        r#"echo "booked" >> booked.log; if [ ! -f first ]; then touch first; (sleep 60; echo late >> late.log) & echo $! > background.pid; exec sleep 30; fi;"#,
+    );
+    let tasks = Tasks::new("task_copies_left_running", &flow, None);
+    let mut first = tasks.start(&["stage", "run", "b"]);
+    let pid_file = tasks.dir.join("background.pid");
+    let started = Instant::now();
+    while std::fs::read_to_string(&pid_file).map_or(true, |t| t.trim().is_empty()) {
+        assert!(started.elapsed() < Duration::from_secs(20), "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Long enough for the lease to list the attempt's group (it is written within 50 ms).
+    std::thread::sleep(Duration::from_millis(300));
+    let background: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    first.kill().unwrap();
+    let _ = first.wait();
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !matches!(
+                stat.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().chars().next()),
+                Some(Some('Z' | 'X'))
+            )
+        })
+    };
+    assert!(
+        alive(background),
+        "the background child should outlive the killed task"
+    );
+    let second = tasks.output(&tasks.args(&["stage", "run", "b"]));
+    assert_eq!(second.status.code(), Some(0), "{second:?}");
+    let stopped = Instant::now();
+    while alive(background) {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "the killed copy's background child still runs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -10,7 +10,9 @@
 //! (a process of this host that no longer exists) or when it has not been renewed for
 //! [`LEASE`] as the waiting copy sees it (no clock is compared across hosts). Taking over
 //! creates the next generation of the lease (`NAME.1`, `NAME.2`, ...), which only one copy
-//! can create, so two waiters never both take over.
+//! can create, so two waiters never both take over. The lease also lists the process groups
+//! of the holder's running attempts: the copy that takes over from a dead holder of its host
+//! stops what it left running (an activity's background children outlive a SIGKILL'd task).
 
 use super::TaskRun;
 use super::state::{Location, run_key};
@@ -35,6 +37,10 @@ struct Holder {
     /// Renewals so far: a lease that is renewed changes.
     renewals: u64,
     released: bool,
+    /// The process groups of the holder's running attempts, each with its leader's start
+    /// time: stopped by the copy that takes over from a holder that died.
+    #[serde(default)]
+    groups: Vec<(i64, i64)>,
 }
 
 impl Holder {
@@ -46,6 +52,7 @@ impl Holder {
             start: owner.start,
             renewals: 0,
             released: false,
+            groups: Vec::new(),
         }
     }
 
@@ -116,6 +123,9 @@ impl TaskRun<'_> {
             let stale = unchanged_since.elapsed() >= LEASE;
             if holder.as_ref().is_none_or(Holder::gone) || stale {
                 if self.state.create(&key(newest + 1), &me)? {
+                    if let Some(dead) = holder.filter(|h| !h.released) {
+                        stop_left_running(&dead);
+                    }
                     return Ok(newest + 1);
                 }
                 continue;
@@ -129,20 +139,45 @@ impl TaskRun<'_> {
     }
 }
 
-/// Renews the lease every [`RENEW`] until `stop`.
+/// Renews the lease every [`RENEW`] until `stop`, and at once when the process groups of
+/// the attempts running change.
 fn renew(state: &Location, key: &str, stop: &AtomicBool) {
     let mut holder = Holder::this_process();
-    loop {
-        let started = Instant::now();
-        while started.elapsed() < RENEW {
-            if stop.load(Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    let mut renewed = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+        let groups = crate::runtime::spawn::live_groups();
+        if groups == holder.groups && renewed.elapsed() < RENEW {
+            continue;
         }
+        holder.groups = groups;
         holder.renewals += 1;
+        renewed = Instant::now();
         if let Ok(bytes) = serde_json::to_vec(&holder) {
             let _ = state.write(key, &bytes);
+        }
+    }
+}
+
+/// Stops what a holder that died left running: each recorded process group that is still
+/// its attempt's (a reused pid is never hit), on this host.
+fn stop_left_running(dead: &Holder) {
+    use crate::runtime::runs::owner::{group_exists, group_is_attempts, hostname};
+    if dead.host != hostname() {
+        return;
+    }
+    for &(pid, start) in &dead.groups {
+        if start == 0 || !group_is_attempts(pid, start) {
+            continue;
+        }
+        let Ok(pgid) = libc::pid_t::try_from(pid) else {
+            continue;
+        };
+        // SAFETY: a signal to a process group the dead holder recorded as its attempt's.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let asked = Instant::now();
+        while group_exists(pid) && asked.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
