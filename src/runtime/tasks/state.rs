@@ -270,47 +270,33 @@ impl Bucket {
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), String> {
-        use rusty_s3::S3Action as _;
-        let object = self.object(key);
-        let url = self
-            .bucket
-            .put_object(self.credentials.as_ref(), &object)
-            .sign(SIGNED_FOR);
-        let mut response = self
-            .agent
-            .put(url.as_str())
-            .send(bytes)
-            .map_err(|e| format!("cannot write s3://{}/{object}: {e}", self.bucket.name()))?;
-        match response.status().as_u16() {
-            200 | 201 | 204 => Ok(()),
-            status => Err(format!(
-                "cannot write s3://{}/{object}: HTTP {status}: {}",
-                self.bucket.name(),
-                response.body_mut().read_to_string().unwrap_or_default()
-            )),
-        }
+        self.send_put(key, bytes, false).map(|_| ())
     }
-}
 
-impl Bucket {
     /// A PUT that only creates: S3 answers 412 when the object exists.
     fn create(&self, key: &str, bytes: &[u8]) -> Result<bool, String> {
+        self.send_put(key, bytes, true)
+    }
+
+    /// PUTs `key`; with `only_new`, with `If-None-Match: *`: `false` when it existed.
+    fn send_put(&self, key: &str, bytes: &[u8], only_new: bool) -> Result<bool, String> {
         use rusty_s3::S3Action as _;
         let object = self.object(key);
         let url = self
             .bucket
             .put_object(self.credentials.as_ref(), &object)
             .sign(SIGNED_FOR);
-        let mut response = self
-            .agent
-            .put(url.as_str())
-            .header("If-None-Match", "*")
+        let mut request = self.agent.put(url.as_str());
+        if only_new {
+            request = request.header("If-None-Match", "*");
+        }
+        let mut response = request
             .send(bytes)
             .map_err(|e| format!("cannot write s3://{}/{object}: {e}", self.bucket.name()))?;
         match response.status().as_u16() {
             200 | 201 | 204 => Ok(true),
             // 409: another conditional write of the object is in flight.
-            412 | 409 => Ok(false),
+            412 | 409 if only_new => Ok(false),
             status => Err(format!(
                 "cannot write s3://{}/{object}: HTTP {status}: {}",
                 self.bucket.name(),
