@@ -4,7 +4,7 @@
 //! check` and the language server work this way: their memory grows with the text and the
 //! outlines (about 2x the input together), not with the full trees (about 7x).
 
-use crate::check::model::outline::{compact, outline};
+use crate::check::model::outline::{compact, outline, stages_to_keep};
 use crate::source::{FileId, SourceFile};
 use crate::syntax::ast::{File, Item};
 use crate::syntax::{self, ChunkSpec, FileErrors, Parsed};
@@ -248,21 +248,29 @@ impl Chunked {
 /// next to a chunk's tree, and are dropped.
 fn compact_outlines(workspace: &mut Workspace) {
     let index = crate::check::Index::new(workspace);
-    let compacted: Vec<Vec<Item>> = (0..workspace.parsed.len())
-        .map(|f| {
-            let file = FileId(f as u32);
-            workspace.parsed[f]
-                .ast
-                .items
-                .iter()
-                .map(|item| compact(item, file, &index))
-                .collect()
-        })
-        .collect();
-    drop(index);
-    for (parsed, items) in workspace.parsed.iter_mut().zip(compacted) {
-        parsed.ast.items = items;
+    let mut keep = Vec::new();
+    for (f, parsed) in workspace.parsed.iter().enumerate() {
+        for item in &parsed.ast.items {
+            stages_to_keep(item, FileId(f as u32), &index, &mut keep);
+        }
     }
+    drop(index);
+    // One item at a time: its old outline goes as its new one comes. The old ones are freed
+    // on another thread: freed on this one, their memory would be handed straight back (the
+    // allocator's per-thread cache) to the new ones, which would lie among the old again.
+    let mut keep = keep.iter();
+    let (old, dropper) = std::sync::mpsc::channel::<Item>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || dropper.into_iter().for_each(drop));
+        for parsed in &mut workspace.parsed {
+            for item in &mut parsed.ast.items {
+                let new = compact(item, &mut keep);
+                // The receiver lives as long as this scope.
+                let _ = old.send(std::mem::replace(item, new));
+            }
+        }
+        drop(old);
+    });
 }
 
 /// Returns the heap's free pages to the system. Trees parsed and dropped chunk by chunk leave

@@ -83,7 +83,7 @@ pub fn next_frame(input: &mut impl BufRead) -> io::Result<Option<Frame>> {
             Err(e)
         };
     }
-    Ok(Some(match super::body::parse(&body) {
+    Ok(Some(match super::body::parse(body) {
         Ok(message) => Frame::Message(message),
         Err(e) => Frame::Skipped(format!("a body that is not a JSON-RPC message: {e}")),
     }))

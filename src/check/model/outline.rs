@@ -34,13 +34,40 @@ pub fn outline(item: &Item) -> Item {
     })
 }
 
-/// An outline again, with only the stages that call or jump to flows or hold a pool slot,
-/// as the settings of `index` (every outline of the workspace) give them. Its allocations
-/// are new too: made one after the other, they lie together.
-pub fn compact(item: &Item, file: FileId, index: &Index) -> Item {
-    outline_with(item, &|stage| {
-        calls_flows(stage) || StageSettings::of_stage(index, file, stage).pool.value.is_some()
-    })
+/// Whether [`compact`] keeps each stage of an outline (in the order it asks): those that call
+/// or jump to flows or hold a pool slot, as the settings of `index` (every outline of the
+/// workspace) give them. Decided for every item before any is replaced.
+pub fn stages_to_keep(item: &Item, file: FileId, index: &Index, out: &mut Vec<bool>) {
+    fn visit(stage: &Stage, decide: &mut dyn FnMut(&Stage)) {
+        for op in &stage.body.ops {
+            if let OpKind::Fork(children) = &op.kind {
+                for child in children {
+                    visit(child, decide);
+                }
+            }
+        }
+        decide(stage);
+    }
+    let Item::Flow(flow) = item else {
+        return;
+    };
+    for member in &flow.members {
+        if let Member::Stage(stage) = member {
+            visit(stage, &mut |stage| {
+                out.push(
+                    calls_flows(stage)
+                        || StageSettings::of_stage(index, file, stage).pool.value.is_some(),
+                )
+            });
+        }
+    }
+}
+
+/// An outline again, with the stages [`stages_to_keep`] decided on, taken from `keep`. Its
+/// allocations are new too: made one after the other, they lie together.
+pub fn compact(item: &Item, keep: &mut std::slice::Iter<bool>) -> Item {
+    let keep = std::cell::RefCell::new(keep);
+    outline_with(item, &|_| keep.borrow_mut().next().copied().unwrap_or(true))
 }
 
 /// An outline keeping the stages `keep` says, and those with a fork branch kept.
@@ -102,7 +129,9 @@ fn stage_outline(stage: &Stage, keep: &dyn Fn(&Stage) -> bool) -> Option<Stage> 
         .filter_map(|op| op_outline(op, keep))
         .collect();
     let branches = ops.iter().any(|op| matches!(op.kind, OpKind::Fork(_)));
-    if !branches && !keep(stage) {
+    // Asked of every stage, branches first, as `stages_to_keep` decides.
+    let kept = keep(stage);
+    if !branches && !kept {
         return None;
     }
     let source = match &stage.body.source.kind {
