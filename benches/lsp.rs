@@ -25,7 +25,7 @@ fn main() {
     for round in 0..30 {
         // A change: one more character in a comment, as typing does.
         text.push_str(&format!("-- edit {round}\n"));
-        open.insert(path.clone(), text.clone());
+        open.insert(path.clone(), std::sync::Arc::new(text.clone()));
         let started = Instant::now();
         let analysis = Analysis::new(&BTreeMap::new(), &open);
         let diagnostics = analysis.diagnostics();

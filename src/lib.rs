@@ -43,6 +43,7 @@ macro_rules! on_linux {
 on_linux! {
     pub mod arguments;
     pub mod check;
+    pub mod chunked;
     pub mod cli;
     pub mod cron;
     pub mod diagnostics;

@@ -1,6 +1,7 @@
 //! Source files of a workspace and conversions from byte offsets to line/column positions.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Index of a file in a [`SourceMap`].
 #[derive(
@@ -13,7 +14,8 @@ pub struct SourceFile {
     pub path: PathBuf,
     /// The path as the user should read it in messages.
     pub name: String,
-    pub text: String,
+    /// Shared: the language server keeps the editor's text and checks it without a copy.
+    pub text: Arc<String>,
     /// Built on first use: a clean check never needs it.
     line_starts: std::sync::OnceLock<Vec<u32>>,
 }
@@ -27,6 +29,10 @@ pub struct LspPosition {
 
 impl SourceFile {
     pub fn new(path: PathBuf, name: String, text: String) -> Self {
+        SourceFile::shared(path, name, Arc::new(text))
+    }
+
+    pub fn shared(path: PathBuf, name: String, text: Arc<String>) -> Self {
         SourceFile {
             path,
             name,

@@ -37,6 +37,30 @@ pub fn write_stdout(text: std::fmt::Arguments) {
     }
 }
 
+/// Standard output as a writer, for output written in pieces: like [`write_stdout`], a closed
+/// pipe stops the output and another failure is kept, never returned.
+pub struct Stdout;
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !stdout_closed() {
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(buf).and_then(|()| stdout.flush()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    STDOUT_CLOSED.store(true, Ordering::Relaxed);
+                }
+                Err(e) => failed("standard output", &e),
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes to stderr; a failure is kept and given back, for a caller whose job the writing
 /// is (`activate('log')`). A reader that closed the pipe (`2>&1 | head`, a dashboard that
 /// started the run and went away) ends it quietly, as on stdout.

@@ -126,23 +126,7 @@ impl Workspace {
     /// the readable files are still parsed.
     pub fn load(paths: &[PathBuf]) -> (Workspace, Vec<LoadError>) {
         let mut workspace = Workspace::default();
-        let mut texts = Vec::new();
-        let mut errors = Vec::new();
-        for path in paths {
-            let files = match discover(path) {
-                Ok(files) => files,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            for file in files {
-                match read_source(&file) {
-                    Ok(text) => texts.push((file, text)),
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
+        let (texts, errors) = read_all(paths);
         workspace.add_all(texts);
         (workspace, errors)
     }
@@ -152,7 +136,30 @@ impl Workspace {
     }
 }
 
-fn display_name(path: &Path) -> String {
+/// The text of every file the paths name, and the paths that could not be read.
+pub fn read_all(paths: &[PathBuf]) -> (Vec<(PathBuf, String)>, Vec<LoadError>) {
+    let mut texts = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let files = match discover(path) {
+            Ok(files) => files,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        for file in files {
+            match read_source(&file) {
+                Ok(text) => texts.push((file, text)),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    (texts, errors)
+}
+
+/// The path as messages show it.
+pub fn display_name(path: &Path) -> String {
     let shown = path.strip_prefix("./").unwrap_or(path);
     shown.display().to_string()
 }

@@ -88,13 +88,7 @@ pub fn check(workspace: &Workspace) -> Report {
     let started = Instant::now();
     let index = Index::new(workspace);
     let cache = Mutex::new(schedules::Cache::default());
-    let mut ctx = Ctx::new(workspace, &index, &cache);
-    names::check_workspace(&mut ctx);
-    calls::check_workspace(&mut ctx);
-    for def in index.pools.clone() {
-        config::check_pool(&mut ctx, def);
-    }
-    let mut diagnostics = ctx.out;
+    let mut diagnostics = check_workspace(workspace, &index, &cache);
     let workspace_time = started.elapsed();
 
     // Flows and activities are checked independently: in batches, on every core.
@@ -122,17 +116,83 @@ pub fn check(workspace: &Workspace) -> Report {
             file_times[file.0 as usize] += time;
         }
     }
+    Report {
+        diagnostics: finish(workspace, diagnostics),
+        file_times,
+        workspace_time,
+    }
+}
+
+/// Checks a workspace held as outlines, as [`check`] checks one held in full, with the same
+/// result: the workspace-wide rules and every lookup of another item read the outlines, and
+/// each chunk is parsed again, its flows and activities checked, and its tree dropped.
+pub fn check_chunked(chunked: &crate::chunked::Chunked) -> Report {
+    let started = Instant::now();
+    let workspace = &chunked.workspace;
+    let index = Index::new(workspace);
+    let cache = Mutex::new(schedules::Cache::default());
+    let mut diagnostics = check_workspace(workspace, &index, &cache);
+    let workspace_time = started.elapsed();
+
+    let chunks = chunked.map(|chunk| {
+        // Kept apart as `check` orders them: every flow first, then every activity, each in
+        // workspace order (diagnostics at one place keep the order they were found in).
+        let mut flows = Ctx::new(workspace, &index, &cache);
+        let mut activities = Ctx::new(workspace, &index, &cache);
+        let started = Instant::now();
+        for item in chunk.items.iter() {
+            let file = chunk.file;
+            match item {
+                crate::syntax::ast::Item::Flow(node) => {
+                    Item::Flow(Def { file, node }).check(&mut flows);
+                }
+                crate::syntax::ast::Item::Activity(node) => {
+                    Item::Activity(Def { file, node }).check(&mut activities);
+                }
+                _ => {}
+            }
+        }
+        (chunk.file, flows.out, activities.out, started.elapsed())
+    });
+    let mut file_times = vec![Duration::ZERO; workspace.sources.len()];
+    let mut activities = Vec::new();
+    for (file, found, activity_found, time) in chunks {
+        diagnostics.extend(found);
+        activities.extend(activity_found);
+        file_times[file.0 as usize] += time;
+    }
+    diagnostics.extend(activities);
+    Report {
+        diagnostics: finish(workspace, diagnostics),
+        file_times,
+        workspace_time,
+    }
+}
+
+/// The rules over the whole workspace: duplicates, `run flow` calls, cycles between flows,
+/// pools.
+fn check_workspace<'w>(
+    workspace: &'w Workspace,
+    index: &'w Index<'w>,
+    cache: &'w Mutex<schedules::Cache>,
+) -> Vec<Diagnostic> {
+    let mut ctx = Ctx::new(workspace, index, cache);
+    names::check_workspace(&mut ctx);
+    calls::check_workspace(&mut ctx);
+    for def in index.pools.clone() {
+        config::check_pool(&mut ctx, def);
+    }
+    ctx.out
+}
+
+fn finish(workspace: &Workspace, mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
     // Where some item did not parse, a reference may name exactly what is missing: report
     // only problems that cannot come from that.
     if workspace.diagnostics().any(Diagnostic::is_error) {
         diagnostics.retain(|d| !UNRESOLVED.contains(&d.code));
     }
     diagnostics::normalize(&mut diagnostics);
-    Report {
-        diagnostics,
-        file_times,
-        workspace_time,
-    }
+    diagnostics
 }
 
 /// A unit of checking.

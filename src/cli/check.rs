@@ -2,7 +2,7 @@
 
 use super::exit;
 use crate::diagnostics::{
-    ColorChoice, Diagnostic, Severity, render_human, render_json, render_short,
+    ColorChoice, Diagnostic, Severity, write_human, write_json, write_short,
 };
 use crate::workspace::Workspace;
 use clap::{Args, ValueEnum};
@@ -61,7 +61,11 @@ fn print_timings(workspace: &Workspace, report: &crate::check::Report) {
 }
 
 pub fn run(args: CheckArgs) -> u8 {
-    let (workspace, load_errors) = Workspace::load(&args.paths);
+    // Held lean: the texts and the items' outlines; each chunk's tree is parsed again to be
+    // checked, then dropped (docs/performance.md, "Memory of `check` and the language server").
+    crate::chunked::return_freed_memory();
+    let (chunked, load_errors) = crate::chunked::Chunked::load(&args.paths);
+    let workspace = &chunked.workspace;
     if !load_errors.is_empty() {
         // Checked without one of its files, a workspace would show false problems (a flow
         // defined there reads as unknown) and a summary that means nothing: as rustc does with
@@ -71,12 +75,12 @@ pub fn run(args: CheckArgs) -> u8 {
         }
         return exit::USAGE;
     }
-    let report = crate::check::check(&workspace);
+    let mut report = crate::check::check_chunked(&chunked);
     let mut diagnostics: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
-    diagnostics.extend(report.diagnostics.iter().cloned());
+    diagnostics.append(&mut report.diagnostics);
     crate::diagnostics::normalize(&mut diagnostics);
     if args.timings {
-        print_timings(&workspace, &report);
+        print_timings(workspace, &report);
     }
     let color = match args.color {
         ColorChoice::Always => true,
@@ -85,12 +89,15 @@ pub fn run(args: CheckArgs) -> u8 {
             std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
         }
     };
-    let output = match args.format {
-        Format::Human => render_human(&diagnostics, &workspace.sources, color),
-        Format::Short => render_short(&diagnostics, &workspace.sources),
-        Format::Json => render_json(&diagnostics, &workspace.sources),
+    // Written as it is made: the report of many diagnostics is never one string.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, crate::terminal::Stdout);
+    // `Stdout` keeps its failures for the end of the command, and returns none.
+    let _ = match args.format {
+        Format::Human => write_human(&diagnostics, &workspace.sources, color, &mut out),
+        Format::Short => write_short(&diagnostics, &workspace.sources, &mut out),
+        Format::Json => write_json(&diagnostics, &workspace.sources, &mut out),
     };
-    out!("{output}");
+    let _ = std::io::Write::flush(&mut out);
     let errors = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
@@ -109,8 +116,8 @@ pub fn run(args: CheckArgs) -> u8 {
         };
         outln!("{summary}");
     }
-    // The process ends now; freeing a large syntax tree node by node would only delay the exit.
-    std::mem::forget(workspace);
+    // The process ends now; freeing the outlines node by node would only delay the exit.
+    std::mem::forget(chunked);
     if errors > 0 || args.deny_warnings && warnings > 0 {
         exit::PROBLEMS
     } else {

@@ -6,7 +6,9 @@ mod render;
 pub mod suggest;
 
 pub use codes::{Code, Family};
-pub use render::{ColorChoice, render_human, render_json, render_short};
+pub use render::{
+    ColorChoice, render_human, render_json, render_short, write_human, write_json, write_short,
+};
 
 use crate::source::FileId;
 use crate::span::Span;

@@ -3,7 +3,7 @@
 use super::{Diagnostic, Severity};
 use crate::source::{FileId, SourceMap};
 use ariadne::{Color, Config, IndexType, Label, Report, ReportKind};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use std::collections::BTreeSet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -15,6 +15,19 @@ pub enum ColorChoice {
 
 /// ariadne reports, one after the other, into a string.
 pub fn render_human(diagnostics: &[Diagnostic], sources: &SourceMap, color: bool) -> String {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write_human(diagnostics, sources, color, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`render_human`] into `out`, report by report: thousands of reports are never one string.
+pub fn write_human(
+    diagnostics: &[Diagnostic],
+    sources: &SourceMap,
+    color: bool,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     let used: BTreeSet<FileId> = diagnostics
         .iter()
         .flat_map(|d| std::iter::once(&d.primary).chain(&d.secondary))
@@ -27,7 +40,6 @@ pub fn render_human(diagnostics: &[Diagnostic], sources: &SourceMap, color: bool
     let config = Config::default()
         .with_index_type(IndexType::Byte)
         .with_color(color);
-    let mut out = Vec::new();
     for d in diagnostics {
         let span_of = |l: &super::Label| {
             let file = sources.get(l.file);
@@ -60,10 +72,10 @@ pub fn render_human(diagnostics: &[Diagnostic], sources: &SourceMap, color: bool
         if let Some(help) = &d.help {
             report = report.with_help(help);
         }
-        // Writing into a Vec cannot fail; a broken source lookup would only lose one report.
-        let _ = report.finish().write(&mut cache, &mut out);
+        // A broken source lookup loses one report, not the rest.
+        let _ = report.finish().write(&mut cache, &mut *out);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(())
 }
 
 fn clamp(range: std::ops::Range<usize>, len: usize) -> std::ops::Range<usize> {
@@ -72,7 +84,18 @@ fn clamp(range: std::ops::Range<usize>, len: usize) -> std::ops::Range<usize> {
 
 /// `file:line:col: severity[CODE]: message`, one line each.
 pub fn render_short(diagnostics: &[Diagnostic], sources: &SourceMap) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write_short(diagnostics, sources, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`render_short`] into `out`, line by line.
+pub fn write_short(
+    diagnostics: &[Diagnostic],
+    sources: &SourceMap,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     for d in diagnostics {
         let file = sources.get(d.primary.file);
         let (line, col) = file.line_col(d.primary.span.start as usize);
@@ -80,12 +103,13 @@ pub fn render_short(diagnostics: &[Diagnostic], sources: &SourceMap) -> String {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        out.push_str(&format!(
-            "{}:{line}:{col}: {severity}[{}]: {}\n",
+        writeln!(
+            out,
+            "{}:{line}:{col}: {severity}[{}]: {}",
             file.name, d.code, d.message
-        ));
+        )?;
     }
-    out
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -115,6 +139,18 @@ struct JsonDiagnostic<'a> {
 /// One JSON array, as docs/errors.md describes: 0-based lines, UTF-16 characters.
 /// `labels` holds the primary label first, then the secondary ones.
 pub fn render_json(diagnostics: &[Diagnostic], sources: &SourceMap) -> String {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write_json(diagnostics, sources, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`render_json`] into `out`, item by item.
+pub fn write_json(
+    diagnostics: &[Diagnostic],
+    sources: &SourceMap,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     let range = |l: &super::Label| {
         let file = sources.get(l.file);
         JsonRange {
@@ -122,25 +158,26 @@ pub fn render_json(diagnostics: &[Diagnostic], sources: &SourceMap) -> String {
             end: file.lsp_position(l.span.end as usize),
         }
     };
-    let items: Vec<JsonDiagnostic> = diagnostics
-        .iter()
-        .map(|d| JsonDiagnostic {
-            file: &sources.get(d.primary.file).name,
-            code: d.code.as_str(),
-            severity: d.severity,
-            message: &d.message,
-            range: range(&d.primary),
-            labels: std::iter::once(&d.primary)
-                .chain(&d.secondary)
-                .map(|l| JsonLabel {
-                    file: &sources.get(l.file).name,
-                    range: range(l),
-                    message: &l.message,
-                })
-                .collect(),
-            help: d.help.as_deref(),
-        })
-        .collect();
-    // Serializing plain structs of strings and numbers cannot fail.
-    serde_json::to_string_pretty(&items).unwrap_or_default() + "\n"
+    let items = diagnostics.iter().map(|d| JsonDiagnostic {
+        file: &sources.get(d.primary.file).name,
+        code: d.code.as_str(),
+        severity: d.severity,
+        message: &d.message,
+        range: range(&d.primary),
+        labels: std::iter::once(&d.primary)
+            .chain(&d.secondary)
+            .map(|l| JsonLabel {
+                file: &sources.get(l.file).name,
+                range: range(l),
+                message: &l.message,
+            })
+            .collect(),
+        help: d.help.as_deref(),
+    });
+    // The same bytes as `to_string_pretty` of the whole list, written as they come.
+    let mut serializer = serde_json::Serializer::pretty(&mut *out);
+    serializer
+        .collect_seq(items)
+        .map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
 }

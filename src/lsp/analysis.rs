@@ -1,19 +1,33 @@
 //! One analysis of the workspace as the editor sees it: its files (open documents in place of
-//! their files on disk), their syntax trees, diagnostics and symbols. Positions are LSP's:
-//! 0-based lines, characters in UTF-16 code units.
+//! their files on disk), their items, diagnostics and symbols. Positions are LSP's: 0-based
+//! lines, characters in UTF-16 code units.
+//!
+//! A large workspace is held lean ([`Chunked`]): the texts and the items' outlines. A request
+//! works on a [`View`], with the full trees of the chunks it looks into parsed again; answers
+//! that read every item (symbols, document symbols) parse the chunks one after the other.
 
 use super::symbols::Symbols;
 use crate::check::Index;
-use crate::diagnostics::{Diagnostic, Severity};
-use crate::source::{FileId, SourceFile};
+use crate::chunked::{Chunked, FullChunk};
+use crate::diagnostics::{Code, Diagnostic, Severity};
+use crate::source::{FileId, LspPosition, SourceFile};
 use crate::syntax::Span;
+use crate::syntax::ast::Item;
 use crate::workspace::{Workspace, absolute, discover};
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+/// Texts by absolute path, shared between the server and its analyses.
+pub type Texts = BTreeMap<PathBuf, Arc<String>>;
 
 pub struct Analysis {
-    pub workspace: Workspace,
+    chunked: Chunked,
+    /// Every symbol, found at the first request that needs them all (references, rename)
+    /// and kept for the next ones.
+    symbols: OnceLock<Symbols>,
 }
 
 /// A position in a file: what requests ask about.
@@ -23,8 +37,41 @@ pub struct At {
     pub offset: usize,
 }
 
+/// The workspace as one request reads it: the chunks at some places in full, the rest as
+/// outlines (everything that other items read of an item).
+pub struct View<'a> {
+    analysis: &'a Analysis,
+    loaded: Vec<FullChunk<'a>>,
+}
+
+impl View<'_> {
+    pub fn index(&self) -> Index<'_> {
+        let chunked = &self.analysis.chunked;
+        let sources = &self.analysis.workspace().sources;
+        Index::of_items((0..sources.len()).flat_map(move |f| {
+            let file = FileId(f as u32);
+            (0..chunked.chunk_count(file)).flat_map(move |c| {
+                let items = match self.loaded.iter().find(|l| l.file == file && l.chunk == c) {
+                    Some(loaded) => &loaded.items[..],
+                    None => chunked.outlines(file, c),
+                };
+                items.iter().map(move |item| (file, item))
+            })
+        }))
+    }
+
+    /// Whether the item that starts at `offset` of `file` is here in full.
+    pub fn full(&self, file: FileId, offset: u32) -> bool {
+        let chunked = &self.analysis.chunked;
+        chunked.keeps_trees()
+            || chunked
+                .chunk_of(file, offset as usize)
+                .is_some_and(|c| self.loaded.iter().any(|l| l.file == file && l.chunk == c))
+    }
+}
+
 /// The `.wv` files under `root` as they are on disk, by absolute path.
-pub fn read_disk(root: Option<&Path>) -> BTreeMap<PathBuf, String> {
+pub fn read_disk(root: Option<&Path>) -> Texts {
     let Some(root) = root else {
         return BTreeMap::new();
     };
@@ -33,7 +80,7 @@ pub fn read_disk(root: Option<&Path>) -> BTreeMap<PathBuf, String> {
         .into_iter()
         .filter_map(|path| {
             let text = crate::workspace::read_source(&path).ok()?;
-            Some((absolute(&path), text))
+            Some((absolute(&path), Arc::new(text)))
         })
         .collect()
 }
@@ -76,27 +123,72 @@ pub fn uri_of(path: &Path) -> String {
 
 impl Analysis {
     /// The files on disk, with the open documents' texts in place of theirs.
-    pub fn new(disk: &BTreeMap<PathBuf, String>, open: &BTreeMap<PathBuf, String>) -> Analysis {
-        let mut texts = disk.clone();
-        for (path, text) in open {
-            texts.insert(absolute(path), text.clone());
+    pub fn new(disk: &Texts, open: &Texts) -> Analysis {
+        Analysis::of(Chunked::new(texts(disk, open)))
+    }
+
+    /// As [`Analysis::new`], with the full trees kept or only the outlines, as asked.
+    pub fn with_trees(disk: &Texts, open: &Texts, trees: bool) -> Analysis {
+        Analysis::of(Chunked::with_trees(texts(disk, open), trees))
+    }
+
+    /// As [`Analysis::with_trees`], with chunks of at least `min_bytes`.
+    #[doc(hidden)]
+    pub fn sized(disk: &Texts, open: &Texts, trees: bool, min_bytes: usize) -> Analysis {
+        Analysis::of(Chunked::sized(texts(disk, open), trees, Some(min_bytes)))
+    }
+
+    fn of(mut chunked: Chunked) -> Analysis {
+        // Kept until the next change, so kept small.
+        chunked.compact();
+        Analysis {
+            chunked,
+            symbols: OnceLock::new(),
         }
-        let mut workspace = Workspace::default();
-        workspace.add_all(texts.into_iter().collect());
-        Analysis { workspace }
+    }
+
+    pub fn workspace(&self) -> &Workspace {
+        &self.chunked.workspace
     }
 
     fn file(&self, id: FileId) -> &SourceFile {
-        self.workspace.sources.get(id)
+        self.workspace().sources.get(id)
     }
 
-    fn file_of(&self, path: &Path) -> Option<FileId> {
+    pub fn file_of(&self, path: &Path) -> Option<FileId> {
         let path = absolute(path);
-        self.workspace
+        self.workspace()
             .sources
             .iter()
             .find(|(_, f)| f.path == path)
             .map(|(id, _)| id)
+    }
+
+    /// The workspace with the chunks at `places` in full.
+    pub fn view(&self, places: &[At]) -> View<'_> {
+        let mut chunks: Vec<(FileId, usize)> = places
+            .iter()
+            .flat_map(|at| {
+                self.chunked
+                    .chunks_at(at.file, at.offset)
+                    .into_iter()
+                    .map(move |c| (at.file, c))
+            })
+            .collect();
+        chunks.sort();
+        chunks.dedup();
+        View {
+            analysis: self,
+            loaded: chunks
+                .into_iter()
+                .map(|(file, c)| self.chunked.parse(file, c))
+                .collect(),
+        }
+    }
+
+    /// `f` of each chunk of the files `wanted`, in full, in order.
+    pub fn for_each_chunk(&self, wanted: impl Fn(FileId) -> bool, f: impl FnMut(FullChunk<'_>)) {
+        self.chunked.for_each(wanted, f);
     }
 
     /// The file and byte offset of `params.textDocument` at `params.position`.
@@ -123,64 +215,118 @@ impl Analysis {
         Some(At { file, offset })
     }
 
-    pub fn range(&self, file: FileId, span: Span) -> Value {
+    fn positions(&self, file: FileId, span: Span) -> LspRange {
         let source = self.file(file);
-        let start = source.lsp_position(span.start as usize);
-        let end = source.lsp_position(span.end as usize);
-        json!({
-            "start": { "line": start.line, "character": start.character },
-            "end": { "line": end.line, "character": end.character },
-        })
+        LspRange {
+            start: source.lsp_position(span.start as usize),
+            end: source.lsp_position(span.end as usize),
+        }
+    }
+
+    pub fn range(&self, file: FileId, span: Span) -> Value {
+        // Serializing two pairs of numbers cannot fail.
+        serde_json::to_value(self.positions(file, span)).unwrap_or(Value::Null)
     }
 
     pub fn location(&self, file: FileId, span: Span) -> Value {
         json!({ "uri": uri_of(&self.file(file).path), "range": self.range(file, span) })
     }
 
-    /// The diagnostics of `wvflow check`, as LSP diagnostics, by file.
-    pub fn diagnostics(&self) -> BTreeMap<PathBuf, Vec<Value>> {
-        let mut found: Vec<Diagnostic> = self.workspace.diagnostics().cloned().collect();
-        found.extend(crate::check::check(&self.workspace).diagnostics);
+    /// The diagnostics of `wvflow check`, in its order (by file, then position).
+    pub fn problems(&self) -> Vec<Diagnostic> {
+        let mut found: Vec<Diagnostic> = self.workspace().diagnostics().cloned().collect();
+        found.extend(crate::check::check_chunked(&self.chunked).diagnostics);
         crate::diagnostics::normalize(&mut found);
-        let mut by_file: BTreeMap<PathBuf, Vec<Value>> = BTreeMap::new();
-        for d in &found {
-            let file = d.primary.file;
-            let related: Vec<Value> = d
-                .secondary
-                .iter()
-                .map(|l| json!({ "location": self.location(l.file, l.span), "message": l.message }))
-                .collect();
-            let mut message = d.message.clone();
-            if let Some(help) = &d.help {
-                message.push_str(&format!("\nhelp: {help}"));
-            }
-            let mut diagnostic = json!({
-                "range": self.range(file, d.primary.span),
-                "severity": if d.severity == Severity::Error { 1 } else { 2 },
-                "code": d.code,
-                "source": "wvflow",
-                "message": message,
-                "relatedInformation": related,
-            });
-            if let Some(href) = error_link(d.code.as_str()) {
-                diagnostic["codeDescription"] = json!({ "href": href });
-            }
-            by_file
-                .entry(self.file(file).path.clone())
-                .or_default()
-                .push(diagnostic);
+        found
+    }
+
+    /// The `publishDiagnostics` parameters of each file that has problems, by path.
+    pub fn published<'a>(&'a self, found: &'a [Diagnostic]) -> BTreeMap<PathBuf, Published<'a>> {
+        let mut by_file = BTreeMap::new();
+        let mut start = 0;
+        while start < found.len() {
+            let file = found[start].primary.file;
+            let end = start + found[start..].partition_point(|d| d.primary.file == file);
+            let path = self.file(file).path.clone();
+            let uri = uri_of(&path);
+            by_file.insert(
+                path,
+                Published {
+                    uri,
+                    diagnostics: List {
+                        analysis: self,
+                        found: &found[start..end],
+                    },
+                },
+            );
+            start = end;
         }
         by_file
     }
 
-    pub fn symbols(&self) -> (Index<'_>, Symbols) {
-        let index = Index::new(&self.workspace);
-        let symbols = Symbols::collect(&index);
-        (index, symbols)
+    /// The diagnostics of `wvflow check`, as LSP diagnostics, by file.
+    pub fn diagnostics(&self) -> BTreeMap<PathBuf, Vec<Value>> {
+        let found = self.problems();
+        self.published(&found)
+            .into_iter()
+            .map(|(path, published)| {
+                let list = match serde_json::to_value(&published.diagnostics) {
+                    Ok(Value::Array(list)) => list,
+                    _ => Vec::new(),
+                };
+                (path, list)
+            })
+            .collect()
+    }
+
+    /// Every symbol of the workspace and every reference to one: a pass over every chunk.
+    pub fn symbols(&self) -> &Symbols {
+        self.symbols.get_or_init(|| self.all_symbols())
+    }
+
+    fn all_symbols(&self) -> Symbols {
+        let view = self.view(&[]);
+        let index = view.index();
+        Symbols::collect(&index, |visit| {
+            let mut n = 0;
+            self.for_each_chunk(
+                |_| true,
+                |chunk| {
+                    for item in chunk.items.iter() {
+                        if let Item::Flow(flow) = item {
+                            visit(n, chunk.file, flow);
+                            n += 1;
+                        }
+                    }
+                },
+            );
+        })
+    }
+
+    /// The symbols `view` can tell at the places it holds in full: every definition of a flow,
+    /// activity or pool, and the stages and references written in its chunks. Which symbol
+    /// is at a place there, and what it is, read as from [`Analysis::symbols`].
+    pub fn symbols_in(&self, view: &View) -> Symbols {
+        let index = view.index();
+        if self.chunked.keeps_trees() {
+            // Everything is at hand: every symbol, as a small workspace always had them.
+            return Symbols::collect(&index, |visit| {
+                for (n, def) in index.flows.iter().enumerate() {
+                    visit(n, def.file, def.node);
+                }
+            });
+        }
+        Symbols::collect(&index, |visit| {
+            for (n, def) in index.flows.iter().enumerate() {
+                if view.full(def.file, def.node.span.start) {
+                    visit(n, def.file, def.node);
+                }
+            }
+        })
     }
 
     pub fn definition(&self, at: At) -> Value {
-        let (_, symbols) = self.symbols();
+        let symbols = self.symbols_in(&self.view(&[at]));
         match symbols.at(at.file, at.offset) {
             Some(s) => self.location(symbols.defs[s].file, symbols.defs[s].span),
             None => Value::Null,
@@ -188,7 +334,7 @@ impl Analysis {
     }
 
     pub fn references(&self, at: At, with_declaration: bool) -> Value {
-        let (_, symbols) = self.symbols();
+        let symbols = self.symbols();
         let Some(s) = symbols.at(at.file, at.offset) else {
             return Value::Null;
         };
@@ -205,12 +351,15 @@ impl Analysis {
 
     /// Renames a flow, stage or activity at its definition and every reference.
     pub fn rename(&self, at: At, name: &str) -> Value {
-        let (_, symbols) = self.symbols();
         // A plain name: one identifier token, not a keyword.
         let tokens: Vec<_> = crate::syntax::lexer::Lexer::new(name, at.file).collect();
         let valid = matches!(tokens.as_slice(), [(crate::syntax::token::Token::Ident, span)]
             if span.end as usize == name.len());
-        let Some(s) = symbols.at(at.file, at.offset).filter(|_| valid) else {
+        if !valid {
+            return Value::Null;
+        }
+        let symbols = self.symbols();
+        let Some(s) = symbols.at(at.file, at.offset) else {
             return Value::Null;
         };
         let mut changes: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -230,13 +379,110 @@ impl Analysis {
         };
         let text = &self.file(file).text;
         match crate::format::format(text, file) {
-            Ok(formatted) if &formatted != text => json!([{
+            Ok(formatted) if formatted.as_str() != text.as_str() => json!([{
                 "range": self.range(file, Span::new(0, text.len())),
                 "newText": formatted,
             }]),
             _ => json!([]),
         }
     }
+}
+
+/// The files on disk, with the open documents' texts in place of theirs, in path order.
+fn texts(disk: &Texts, open: &Texts) -> Vec<(PathBuf, Arc<String>)> {
+    let mut texts = disk.clone();
+    for (path, text) in open {
+        texts.insert(absolute(path), text.clone());
+    }
+    texts.into_iter().collect()
+}
+
+/// The parameters of one `publishDiagnostics`, written out as they are serialized: no tree
+/// of JSON values for thousands of diagnostics.
+#[derive(Serialize)]
+pub struct Published<'a> {
+    pub uri: String,
+    pub diagnostics: List<'a>,
+}
+
+/// One file's diagnostics, as LSP diagnostics.
+pub struct List<'a> {
+    analysis: &'a Analysis,
+    found: &'a [Diagnostic],
+}
+
+impl List<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+}
+
+impl Serialize for List<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let a = self.analysis;
+        serializer.collect_seq(self.found.iter().map(|d| {
+            let mut message = d.message.clone();
+            if let Some(help) = &d.help {
+                message.push_str(&format!("\nhelp: {help}"));
+            }
+            LspDiagnostic {
+                range: a.positions(d.primary.file, d.primary.span),
+                severity: if d.severity == Severity::Error { 1 } else { 2 },
+                code: d.code,
+                source: "wvflow",
+                message,
+                related: d
+                    .secondary
+                    .iter()
+                    .map(|l| Related {
+                        location: Location {
+                            uri: uri_of(&a.file(l.file).path),
+                            range: a.positions(l.file, l.span),
+                        },
+                        message: &l.message,
+                    })
+                    .collect(),
+                code_description: error_link(d.code.as_str()).map(|href| Href { href }),
+            }
+        }))
+    }
+}
+
+/// Fields in the order the editor has always received them.
+#[derive(Serialize)]
+struct LspDiagnostic<'a> {
+    range: LspRange,
+    severity: u8,
+    code: Code,
+    source: &'static str,
+    message: String,
+    #[serde(rename = "relatedInformation")]
+    related: Vec<Related<'a>>,
+    #[serde(rename = "codeDescription", skip_serializing_if = "Option::is_none")]
+    code_description: Option<Href>,
+}
+
+#[derive(Serialize)]
+struct LspRange {
+    start: LspPosition,
+    end: LspPosition,
+}
+
+#[derive(Serialize)]
+struct Related<'a> {
+    location: Location,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct Location {
+    uri: String,
+    range: LspRange,
+}
+
+#[derive(Serialize)]
+struct Href {
+    href: String,
 }
 
 /// Where the diagnostic codes are explained (`wvflow explain CODE` prints the same text):

@@ -1,6 +1,6 @@
 //! Hover, completion and document symbols.
 
-use super::analysis::{Analysis, At};
+use super::analysis::{Analysis, At, View};
 use super::symbols::Kind;
 use crate::check::keys::{self, BACKOFF_KINDS, PARENT_CLOSE, Place, TRIGGER_RULES};
 use crate::check::{Def, FlowGraph, Index};
@@ -35,7 +35,20 @@ fn configs<'w>(index: &Index<'w>, at: At) -> Vec<(&'w Config, Place)> {
 }
 
 pub fn hover(analysis: &Analysis, at: At) -> Value {
-    let (index, symbols) = analysis.symbols();
+    // What a name means may be defined in another chunk than the name: its tree is then
+    // parsed too, and the answer found again.
+    match hover_in(analysis, &analysis.view(&[at]), at) {
+        Ok(answer) => answer,
+        Err(definition) => {
+            hover_in(analysis, &analysis.view(&[at, definition]), at).unwrap_or(Value::Null)
+        }
+    }
+}
+
+/// The hover at `at`, or the place of the definition it describes when `view` does not hold
+/// that in full.
+fn hover_in(analysis: &Analysis, view: &View, at: At) -> Result<Value, At> {
+    let index = view.index();
     // A config key: its type, default and meaning.
     for (config, place) in configs(&index, at) {
         for entry in config
@@ -44,34 +57,59 @@ pub fn hover(analysis: &Analysis, at: At) -> Value {
             .filter(|e| contains(e.key.span, at.offset))
         {
             if let Some(key) = keys::key(&entry.key.name, place) {
-                return markdown(crate::check::settings::key_help(key, place));
+                return Ok(markdown(crate::check::settings::key_help(key, place)));
             }
         }
     }
+    let symbols = analysis.symbols_in(view);
     let Some(s) = symbols.at(at.file, at.offset) else {
-        return Value::Null;
+        return Ok(Value::Null);
     };
     let symbol = &symbols.defs[s];
-    let text = match symbol.kind {
-        Kind::Activity => index
-            .activity_by_name
-            .get(symbol.name.as_str())
-            .map(|def| activity_hover(analysis, def)),
-        Kind::Flow => index
-            .flows
-            .iter()
-            .find(|d| d.node.name.name == symbol.name)
-            .map(|def| flow_hover(analysis, &index, *def)),
-        Kind::Stage => symbol.parent.and_then(|flow| {
-            let flow_name = &symbols.defs[flow].name;
-            let def = index
-                .flows
-                .iter()
-                .find(|d| d.node.name.name == flow_name && d.file == symbols.defs[flow].file)?;
-            let plan = crate::plan::lower(&analysis.workspace, &index, *def);
-            let stage = plan.flow.stages.iter().find(|st| st.id == symbol.name)?;
-            Some(stage_hover(flow_name, stage))
+    let in_full = |file, span: Span| match view.full(file, span.start) {
+        true => Ok(()),
+        false => Err(At {
+            file,
+            offset: span.start as usize,
         }),
+    };
+    let text = match symbol.kind {
+        Kind::Activity => match index.activity_by_name.get(symbol.name.as_str()) {
+            Some(def) => {
+                in_full(def.file, def.node.span)?;
+                Some(activity_hover(analysis, def))
+            }
+            None => None,
+        },
+        Kind::Flow => match index.flows.iter().find(|d| d.node.name.name == symbol.name) {
+            Some(def) => {
+                in_full(def.file, def.node.span)?;
+                Some(flow_hover(analysis, &index, *def))
+            }
+            None => None,
+        },
+        Kind::Stage => match symbol.parent {
+            Some(flow) => {
+                let flow_name = &symbols.defs[flow].name;
+                match index
+                    .flows
+                    .iter()
+                    .find(|d| d.node.name.name == *flow_name && d.file == symbols.defs[flow].file)
+                {
+                    Some(def) => {
+                        in_full(def.file, def.node.span)?;
+                        let plan = crate::plan::lower(analysis.workspace(), &index, *def);
+                        plan.flow
+                            .stages
+                            .iter()
+                            .find(|st| st.id == symbol.name)
+                            .map(|stage| stage_hover(flow_name, stage))
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        },
         Kind::Pool => index.pool_by_name.get(symbol.name.as_str()).map(|def| {
             let slots = crate::check::settings::PoolSettings::of_pool(def.file, def.node)
                 .slots
@@ -83,11 +121,11 @@ pub fn hover(analysis: &Analysis, at: At) -> Value {
             )
         }),
     };
-    text.map_or(Value::Null, markdown)
+    Ok(text.map_or(Value::Null, markdown))
 }
 
 fn source_text(analysis: &Analysis, file: crate::source::FileId, span: Span) -> &str {
-    let text = &analysis.workspace.sources.get(file).text;
+    let text = &analysis.workspace().sources.get(file).text;
     text.get(span.start as usize..span.end as usize)
         .unwrap_or("")
 }
@@ -120,7 +158,7 @@ fn activity_hover(analysis: &Analysis, def: &Def<ast::Activity>) -> String {
 
 fn flow_hover(analysis: &Analysis, index: &Index, def: Def<ast::Flow>) -> String {
     let flow = def.node;
-    let plan = crate::plan::lower(&analysis.workspace, index, def);
+    let plan = crate::plan::lower(analysis.workspace(), index, def);
     let mut text = format!("**flow `{}`**`({})`", flow.name.name, params(&flow.params));
     if let Some(schedule) = &plan.flow.schedule {
         let what = match (&schedule.cron, schedule.interval_ms) {
@@ -190,8 +228,9 @@ fn item(label: &str, kind: u32, detail: &str) -> Value {
 
 /// What fits at the cursor: the text before it on its line says which kind of name.
 pub fn completion(analysis: &Analysis, at: At) -> Value {
-    let (index, _) = analysis.symbols();
-    let text = &analysis.workspace.sources.get(at.file).text;
+    let view = analysis.view(&[at]);
+    let index = view.index();
+    let text = &analysis.workspace().sources.get(at.file).text;
     let line_start = text[..at.offset].rfind('\n').map_or(0, |i| i + 1);
     let before = &text[line_start..at.offset];
     // After the last character that is not part of a name (it may take several bytes).
@@ -309,14 +348,7 @@ pub fn completion(analysis: &Analysis, at: At) -> Value {
 
 /// The file's flows (with their stages) and activities.
 pub fn document_symbols(analysis: &Analysis, path: &Path) -> Value {
-    let (index, _) = analysis.symbols();
-    let path = crate::workspace::absolute(path);
-    let Some((file, _)) = analysis
-        .workspace
-        .sources
-        .iter()
-        .find(|(_, f)| f.path == path)
-    else {
+    let Some(file) = analysis.file_of(path) else {
         return Value::Null;
     };
     let symbol = |name: &str, kind: u32, span: Span, selection: Span, children: Vec<Value>| {
@@ -328,30 +360,40 @@ pub fn document_symbols(analysis: &Analysis, path: &Path) -> Value {
         })
     };
     let mut out = Vec::new();
-    for def in index.flows.iter().filter(|d| d.file == file) {
-        let stages: Vec<Value> = def
-            .node
-            .members
-            .iter()
-            .filter_map(|m| match m {
-                Member::Stage(stage) => Some(symbol(
-                    &stage.name.name,
-                    12,
-                    stage.span,
-                    stage.name.span,
-                    Vec::new(),
-                )),
-                _ => None,
-            })
-            .collect();
-        out.push(symbol(
-            &def.node.name.name,
-            2,
-            def.node.span,
-            def.node.name.span,
-            stages,
-        ));
-    }
+    // The stages are read from each chunk's full tree, one chunk after the other.
+    analysis.for_each_chunk(
+        |f| f == file,
+        |chunk| {
+            for item in chunk.items.iter() {
+                let ast::Item::Flow(flow) = item else {
+                    continue;
+                };
+                let stages: Vec<Value> = flow
+                    .members
+                    .iter()
+                    .filter_map(|m| match m {
+                        Member::Stage(stage) => Some(symbol(
+                            &stage.name.name,
+                            12,
+                            stage.span,
+                            stage.name.span,
+                            Vec::new(),
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                out.push(symbol(
+                    &flow.name.name,
+                    2,
+                    flow.span,
+                    flow.name.span,
+                    stages,
+                ));
+            }
+        },
+    );
+    let view = analysis.view(&[]);
+    let index = view.index();
     for def in index.activities.iter().filter(|d| d.file == file) {
         out.push(symbol(
             &def.node.name.name,

@@ -8,18 +8,20 @@
 //! | [`analysis`] | the workspace as the editor sees it; positions in UTF-16 |
 //! | [`symbols`] | definitions and references of flows, stages and activities |
 //! | [`features`] | hover, completion, document symbols |
-//! | [`transport`] | the framed messages on stdin and stdout |
+//! | [`transport`] | the framed messages on stdin and stdout (`body`: a large body read without extra copies) |
 
 pub mod analysis;
+mod body;
 pub mod features;
 pub mod symbols;
 pub mod transport;
 
-use analysis::{Analysis, path_of, uri_of};
+use analysis::{Analysis, Texts, path_of, uri_of};
 use lsp_server::{Connection, Message, Notification, Request, RequestId, Response};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long after the last change the workspace is checked again. Keystrokes come tens of
@@ -31,8 +33,9 @@ pub const DEBOUNCE: Duration = Duration::from_millis(5);
 /// Serves one client on stdin and stdout until it says `exit`: `Ok(true)` after a
 /// `shutdown` request, `Ok(false)` when the client exited without one (an error for the LSP).
 pub fn serve() -> Result<bool, String> {
+    crate::chunked::return_freed_memory();
     let (connection, io_threads) = transport::stdio();
-    let clean = serve_connection(&connection)?;
+    let clean = serve_on(&connection, Output::Serialized)?;
     drop(connection);
     io_threads.join();
     Ok(clean)
@@ -44,6 +47,19 @@ pub fn serve() -> Result<bool, String> {
 /// message cannot be sent. In-process tests and the `lsp_session` fuzz target use it with
 /// [`Connection::memory`].
 pub fn serve_connection(connection: &Connection) -> Result<bool, String> {
+    serve_on(connection, Output::Values)
+}
+
+/// How diagnostics leave the server.
+#[derive(Clone, Copy, PartialEq)]
+enum Output {
+    /// As JSON values, as any connection takes them.
+    Values,
+    /// Serialized already ([`transport::serialized`]): only the stdio writer reads them so.
+    Serialized,
+}
+
+fn serve_on(connection: &Connection, output: Output) -> Result<bool, String> {
     let capabilities = json!({
         "textDocumentSync": 1,
         "hoverProvider": true,
@@ -74,6 +90,7 @@ pub fn serve_connection(connection: &Connection) -> Result<bool, String> {
         changed: None,
         published: BTreeSet::new(),
         shut_down: false,
+        output,
     };
     server.run()
 }
@@ -91,9 +108,9 @@ struct Server<'c> {
     connection: &'c Connection,
     /// The workspace's files as they are on disk, read once; a closed or saved document is
     /// read again.
-    disk: BTreeMap<PathBuf, String>,
-    /// Open documents: their text as the editor has it, by path.
-    open: BTreeMap<PathBuf, String>,
+    disk: Texts,
+    /// Open documents: their text as the editor has it, by path. The analysis shares them.
+    open: Texts,
     /// The analysis of the current texts; `None` after a change.
     analysis: Option<Analysis>,
     /// When the texts last changed, while their diagnostics are not yet published.
@@ -102,6 +119,7 @@ struct Server<'c> {
     published: BTreeSet<PathBuf>,
     /// A `shutdown` request came: only `exit` is expected now.
     shut_down: bool,
+    output: Output,
 }
 
 impl Server<'_> {
@@ -162,25 +180,34 @@ impl Server<'_> {
             .map_err(|e| e.to_string())
     }
 
-    fn notified(&mut self, notification: Notification) {
-        let params = &notification.params;
-        let document = &params["textDocument"];
-        let Some(path) = document["uri"].as_str().map(path_of) else {
+    fn notified(&mut self, mut notification: Notification) {
+        let params = &mut notification.params;
+        let Some(path) = params["textDocument"]["uri"].as_str().map(path_of) else {
             return;
+        };
+        // The document's text is moved out of the message, not copied: it may be large.
+        let take_text = |value: &mut Value| match value.take() {
+            Value::String(text) => Some(Arc::new(text)),
+            _ => None,
         };
         match notification.method.as_str() {
             "textDocument/didOpen" => {
-                let text = document["text"].as_str().unwrap_or_default().to_string();
-                self.open.insert(path, text);
+                let text = take_text(&mut params["textDocument"]["text"]);
+                // While open, the editor's text stands for the file: the copy read from disk
+                // is dropped (closing or saving the document reads the file again).
+                self.disk.remove(&crate::workspace::absolute(&path));
+                self.open.insert(path, text.unwrap_or_default());
             }
             "textDocument/didChange" => {
                 // Full sync: the last change holds the whole text.
                 if let Some(text) = params["contentChanges"]
-                    .as_array()
-                    .and_then(|changes| changes.last())
-                    .and_then(|change| change["text"].as_str())
+                    .as_array_mut()
+                    .and_then(|changes| changes.last_mut())
+                    .and_then(|change| take_text(&mut change["text"]))
                 {
-                    self.open.insert(path, text.to_string());
+                    // The analysis of the old text goes first, so the two are not held together.
+                    self.analysis = None;
+                    self.open.insert(path, text);
                 }
             }
             "textDocument/didClose" | "textDocument/didSave" => {
@@ -189,7 +216,7 @@ impl Server<'_> {
                 }
                 let absolute = crate::workspace::absolute(&path);
                 match crate::workspace::read_source(&absolute) {
-                    Ok(text) => self.disk.insert(absolute, text),
+                    Ok(text) => self.disk.insert(absolute, Arc::new(text)),
                     Err(_) => self.disk.remove(&absolute),
                 };
             }
@@ -208,28 +235,44 @@ impl Server<'_> {
     /// Sends every file's diagnostics, and empty lists for files that no longer have any.
     fn publish(&mut self) -> Result<(), String> {
         self.changed = None;
-        let by_file = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.analysis().diagnostics()
+        let output = self.output;
+        let messages = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let analysis = self.analysis();
+            let found = analysis.problems();
+            analysis
+                .published(&found)
+                .into_iter()
+                .map(|(path, params)| {
+                    // Serializing strings and numbers cannot fail.
+                    let params = match output {
+                        Output::Values => serde_json::to_value(&params).unwrap_or_default(),
+                        Output::Serialized => {
+                            transport::serialized(serde_json::to_string(&params).unwrap_or_default())
+                        }
+                    };
+                    (path, params)
+                })
+                .collect::<Vec<_>>()
         }))
         .unwrap_or_default();
         let mut now = BTreeSet::new();
-        let mut messages = Vec::new();
-        for (path, diagnostics) in by_file {
+        let mut notifications = Vec::new();
+        for (path, params) in messages {
             now.insert(path.clone());
-            messages.push((path, Value::Array(diagnostics)));
+            notifications.push(params);
         }
+        let empty = |path: &PathBuf| json!({ "uri": uri_of(path), "diagnostics": [] });
         for path in self.published.difference(&now) {
-            messages.push((path.clone(), Value::Array(Vec::new())));
+            notifications.push(empty(path));
         }
         // Open files without problems get an empty list too, so the editor clears them.
         for path in self.open.keys() {
             if !now.contains(path) && !self.published.contains(path) {
-                messages.push((path.clone(), Value::Array(Vec::new())));
+                notifications.push(empty(path));
             }
         }
         self.published = now;
-        for (path, diagnostics) in messages {
-            let params = json!({ "uri": uri_of(&path), "diagnostics": diagnostics });
+        for params in notifications {
             self.send(Message::Notification(Notification::new(
                 "textDocument/publishDiagnostics".into(),
                 params,
@@ -272,6 +315,11 @@ impl Server<'_> {
                 );
             }
         };
-        Response::new_ok(id, result.unwrap_or(Value::Null))
+        // Not `Response::new_ok`, which would copy the answer (a long completion list) into
+        // a new JSON value.
+        Response {
+            id,
+            response_result: Ok(result.unwrap_or(Value::Null)),
+        }
     }
 }

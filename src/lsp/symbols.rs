@@ -4,7 +4,7 @@
 use crate::check::{FlowGraph, Index, activity_calls, condition_atoms, on_failure_stage};
 use crate::source::FileId;
 use crate::syntax::Span;
-use crate::syntax::ast::{self, Config, ExprKind, OpKind, SourceKind};
+use crate::syntax::ast::{self, Config, ExprKind, Flow, OpKind, SmolStr, SourceKind};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
@@ -18,7 +18,8 @@ pub enum Kind {
 #[derive(Clone, Debug)]
 pub struct Symbol {
     pub kind: Kind,
-    pub name: String,
+    /// Inline for almost every name: a large workspace has hundreds of thousands of symbols.
+    pub name: SmolStr,
     pub file: FileId,
     /// Where the name is written in the definition.
     pub span: Span,
@@ -43,7 +44,14 @@ pub struct Symbols {
 }
 
 impl Symbols {
-    pub fn collect(index: &Index) -> Symbols {
+    /// The symbols of the workspace `index` holds. `flows` calls its argument on flows of the
+    /// index in full (the index may hold outlines, which have no stage bodies), in order, each
+    /// with its place among the index's flows. Called on every flow, it finds every symbol;
+    /// on the flows of some chunks, it finds every symbol and reference written there.
+    pub fn collect(
+        index: &Index,
+        flows: impl FnOnce(&mut dyn FnMut(usize, FileId, &Flow)),
+    ) -> Symbols {
         let mut symbols = Symbols::default();
         let mut activities = std::collections::BTreeMap::new();
         for def in &index.activities {
@@ -51,11 +59,11 @@ impl Symbols {
             activities.insert(a.name.name.to_string(), symbols.defs.len());
             symbols.push(Kind::Activity, &a.name, def.file, a.span, None);
         }
-        let mut pool_refs: Vec<(FileId, &ast::Ident)> = Vec::new();
-        let mut flows = std::collections::BTreeMap::new();
+        let mut pool_refs: Vec<(FileId, ast::Ident)> = Vec::new();
+        let mut flow_symbols = std::collections::BTreeMap::new();
         for def in &index.flows {
             let f = def.node;
-            flows
+            flow_symbols
                 .entry(f.name.name.to_string())
                 .or_insert(symbols.defs.len());
             symbols.push(Kind::Flow, &f.name, def.file, f.span, None);
@@ -73,13 +81,13 @@ impl Symbols {
                 });
             }
         };
-        let flow_ref =
-            |symbols: &mut Symbols, file, name: &ast::Ident| reference(&flows, symbols, file, name);
+        let flow_ref = |symbols: &mut Symbols, file, name: &ast::Ident| {
+            reference(&flow_symbols, symbols, file, name)
+        };
         let activity_ref = |symbols: &mut Symbols, file, name: &ast::Ident| {
             reference(&activities, symbols, file, name)
         };
-        for (n, def) in index.flows.iter().enumerate() {
-            let (file, flow) = (def.file, def.node);
+        flows(&mut |n, file, flow| {
             // The flow's own symbol: flows are pushed after the activities, in order.
             let me = index.activities.len() + n;
             for dependency in &flow.depends_on {
@@ -166,7 +174,7 @@ impl Symbols {
                 }
                 pool_refs.extend(pool_ref(file, stage.config.as_deref()));
             }
-        }
+        });
         for def in &index.runs {
             flow_ref(&mut symbols, def.file, &def.node.call.name);
         }
@@ -182,7 +190,7 @@ impl Symbols {
             symbols.push(Kind::Pool, &def.node.name, def.file, def.node.span, None);
         }
         for (file, name) in pool_refs {
-            reference(&pools, &mut symbols, file, name);
+            reference(&pools, &mut symbols, file, &name);
         }
         symbols
     }
@@ -197,7 +205,7 @@ impl Symbols {
     ) {
         self.defs.push(Symbol {
             kind,
-            name: name.name.to_string(),
+            name: name.name.clone(),
             file,
             span: name.span,
             extent,
@@ -245,9 +253,9 @@ impl Symbols {
 
 /// Activity calls in a config block: `compensate:` and the flow hooks.
 /// The pool a block names (`pool: gpu`).
-fn pool_ref(file: FileId, config: Option<&Config>) -> Option<(FileId, &ast::Ident)> {
+fn pool_ref(file: FileId, config: Option<&Config>) -> Option<(FileId, ast::Ident)> {
     match &config?.get("pool")?.value.kind {
-        ExprKind::Name(name) => Some((file, name)),
+        ExprKind::Name(name) => Some((file, name.clone())),
         _ => None,
     }
 }

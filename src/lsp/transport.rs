@@ -5,6 +5,7 @@
 
 use crossbeam_channel::{Receiver, Sender};
 use lsp_server::{Connection, Message};
+use serde_json::Value;
 use std::io::{self, BufRead, Read, Write};
 
 /// The largest message read: 64 MiB, far above any real document.
@@ -82,7 +83,7 @@ pub fn next_frame(input: &mut impl BufRead) -> io::Result<Option<Frame>> {
             Err(e)
         };
     }
-    Ok(Some(match serde_json::from_slice::<Message>(&body) {
+    Ok(Some(match super::body::parse(body) {
         Ok(message) => Frame::Message(message),
         Err(e) => Frame::Skipped(format!("a body that is not a JSON-RPC message: {e}")),
     }))
@@ -126,12 +127,37 @@ fn read_loop(mut input: impl BufRead, to_server: Sender<Message>) {
     }
 }
 
+/// Notification parameters already serialized to JSON text, for the stdio writer to copy
+/// as they are: a large list of diagnostics is never a tree of JSON values, nor copied again
+/// into the message's text. No parameters of the protocol are a string, so a string stands
+/// for them unmistakably.
+pub fn serialized(params: String) -> Value {
+    Value::String(params)
+}
+
 fn write_loop(mut output: impl Write, from_server: Receiver<Message>) {
     for message in from_server {
-        if message.write(&mut output).is_err() {
+        let written = match &message {
+            Message::Notification(n) if n.params.is_string() => {
+                write_serialized(&mut output, &n.method, n.params.as_str().unwrap_or("null"))
+            }
+            _ => message.write(&mut output),
+        };
+        if written.is_err() {
             return;
         }
     }
+}
+
+/// A notification framed as `lsp_server` frames one, with its parameters as given.
+fn write_serialized(output: &mut impl Write, method: &str, params: &str) -> io::Result<()> {
+    let method = serde_json::to_string(method)?;
+    let head = format!(r#"{{"jsonrpc":"2.0","method":{method},"params":"#);
+    write!(output, "Content-Length: {}\r\n\r\n", head.len() + params.len() + 1)?;
+    output.write_all(head.as_bytes())?;
+    output.write_all(params.as_bytes())?;
+    output.write_all(b"}")?;
+    output.flush()
 }
 
 #[cfg(test)]
@@ -179,6 +205,21 @@ mod tests {
         for i in [1, 3, 5, 7] {
             assert_eq!(found[i], "notification initialized");
         }
+    }
+
+    #[test]
+    fn serialized_parameters_are_framed_as_lsp_server_frames_a_message() {
+        let params = serde_json::json!({ "uri": "file:///a.wv", "diagnostics": [{ "message": "é\n\"" }] });
+        let mut ours = Vec::new();
+        write_serialized(&mut ours, "textDocument/publishDiagnostics", &params.to_string()).unwrap();
+        let mut theirs = Vec::new();
+        Message::Notification(lsp_server::Notification::new(
+            "textDocument/publishDiagnostics".into(),
+            params,
+        ))
+        .write(&mut theirs)
+        .unwrap();
+        assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::span::Span;
 use std::ops::Range;
 
 /// A chunk holds whole items and at least this many bytes (but the last).
-const CHUNK_BYTES: usize = 64 * 1024;
+pub const CHUNK_BYTES: usize = 64 * 1024;
 
 /// What one chunk produced.
 #[derive(Default)]
@@ -20,6 +20,51 @@ pub struct Chunk {
     pub items: Vec<Item>,
     pub lex_errors: Vec<Diagnostic>,
     pub parse_errors: Vec<parser::ParseError>,
+}
+
+/// Where one chunk lies in its file: its bytes, and the first token of the next chunk (an
+/// error at the end of the chunk names it). Kept, a chunk can be parsed again on its own.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkSpec {
+    start: u32,
+    end: u32,
+    follows: Option<(Token, Span)>,
+}
+
+impl ChunkSpec {
+    pub fn range(&self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// The chunks of `src`, in file order: at least one, even for an empty file. Each holds at
+/// least `min_bytes` (but the last).
+pub fn plan(src: &str, file: FileId, min_bytes: usize) -> Vec<ChunkSpec> {
+    let bounds = boundaries(src, file, min_bytes);
+    // The first chunk starts at the top of the file, so comments and malformed text before
+    // the first token are lexed (and reported) too; a file with no token is one chunk.
+    (0..bounds.len().max(1))
+        .map(|i| {
+            let start = if i == 0 {
+                0
+            } else {
+                bounds[i].1.start as usize
+            };
+            let end = bounds
+                .get(i + 1)
+                .map_or(src.len(), |(_, span)| span.start as usize);
+            ChunkSpec {
+                start: start as u32,
+                end: end as u32,
+                follows: bounds.get(i + 1).copied(),
+            }
+        })
+        .collect()
+}
+
+/// Lexes and parses one chunk of `src` as [`plan`] laid it out.
+pub fn parse_one(src: &str, spec: &ChunkSpec, file: FileId) -> Chunk {
+    parse_chunk(src, spec.range(), spec.follows, file)
 }
 
 /// Parses every chunk of `src`, in parallel when there are several; results come in file order.
@@ -30,30 +75,12 @@ pub fn parse_chunks(src: &str, file: FileId) -> Vec<Chunk> {
 /// `f` of each chunk of `src`, parsed as [`parse_chunks`] does; only what `f` keeps of a chunk
 /// outlives it, so a file can be looked over with the trees of a few chunks in memory.
 pub fn map_chunks<R: Send>(src: &str, file: FileId, f: impl Fn(Chunk) -> R + Sync) -> Vec<R> {
-    let bounds = boundaries(src, file);
-    // The first chunk starts at the top of the file, so comments and malformed text before
-    // the first token are lexed (and reported) too; a file with no token is one chunk.
-    let count = bounds.len().max(1);
-    let range_of = |i: usize| {
-        let start = if i == 0 {
-            0
-        } else {
-            bounds[i].1.start as usize
-        };
-        let end = bounds
-            .get(i + 1)
-            .map_or(src.len(), |(_, span)| span.start as usize);
-        let follows = bounds.get(i + 1).copied();
-        (start..end, follows)
-    };
-    crate::parallel::map_indexed(count, |i| {
-        let (range, follows) = range_of(i);
-        f(parse_chunk(src, range, follows, file))
-    })
+    let specs = plan(src, file, CHUNK_BYTES);
+    crate::parallel::map_indexed(specs.len(), |i| f(parse_one(src, &specs[i], file)))
 }
 
 /// The first token of each chunk. A quick lexing pass that keeps nothing else.
-fn boundaries(src: &str, file: FileId) -> Vec<(Token, Span)> {
+fn boundaries(src: &str, file: FileId, min_bytes: usize) -> Vec<(Token, Span)> {
     let mut bounds = Vec::new();
     let mut previous = Token::Semi;
     let mut chunk_start: Option<u32> = None;
@@ -65,7 +92,7 @@ fn boundaries(src: &str, file: FileId) -> Vec<(Token, Span)> {
                 bounds.push((token, span));
                 chunk_start = Some(span.start);
             }
-            Some(start) if item && (span.start - start) as usize >= CHUNK_BYTES => {
+            Some(start) if item && (span.start - start) as usize >= min_bytes => {
                 bounds.push((token, span));
                 chunk_start = Some(span.start);
             }

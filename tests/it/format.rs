@@ -5,7 +5,7 @@
 
 #[allow(dead_code)]
 #[path = "../../examples/gen_workspace.rs"]
-mod generator;
+pub(crate) mod generator;
 
 use crate::common::{scratch, wvflow};
 use wvflow::format::format;

@@ -3,6 +3,7 @@
 mod common;
 
 mod check_workspace;
+mod chunked;
 mod cli;
 mod completions;
 mod data_path;

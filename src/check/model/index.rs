@@ -35,16 +35,22 @@ pub struct Index<'w> {
 
 impl<'w> Index<'w> {
     pub fn new(workspace: &'w Workspace) -> Self {
-        let mut index = Index::default();
-        for (i, parsed) in workspace.parsed.iter().enumerate() {
+        Index::of_items(workspace.parsed.iter().enumerate().flat_map(|(i, parsed)| {
             let file = FileId(i as u32);
-            for item in &parsed.ast.items {
-                match item {
-                    Item::Flow(node) => index.flows.push(Def { file, node }),
-                    Item::Activity(node) => index.activities.push(Def { file, node }),
-                    Item::Run(node) => index.runs.push(Def { file, node }),
-                    Item::Pool(node) => index.pools.push(Def { file, node }),
-                }
+            parsed.ast.items.iter().map(move |item| (file, item))
+        }))
+    }
+
+    /// The index of items given in workspace order (files in order, each file's items in
+    /// order), whether full trees or outlines.
+    pub fn of_items(items: impl Iterator<Item = (FileId, &'w Item)>) -> Self {
+        let mut index = Index::default();
+        for (file, item) in items {
+            match item {
+                Item::Flow(node) => index.flows.push(Def { file, node }),
+                Item::Activity(node) => index.activities.push(Def { file, node }),
+                Item::Run(node) => index.runs.push(Def { file, node }),
+                Item::Pool(node) => index.pools.push(Def { file, node }),
             }
         }
         for def in &index.flows {

@@ -7,6 +7,7 @@ pub mod functions;
 pub mod graph;
 pub mod index;
 pub mod keys;
+pub mod outline;
 pub mod settings;
 pub mod shapes;
 pub mod values;
