@@ -416,7 +416,7 @@ fn phases(file: &Path) {
     let base = live();
     peak_since_reset();
     let files = vec![(file.to_path_buf(), std::sync::Arc::new(text))];
-    let chunked = wvflow::chunked::Chunked::new(files.clone());
+    let chunked = wvflow::check::chunked::Chunked::new(files.clone());
     let loaded = live() - base;
     let loading = peak_since_reset() - base;
     let report = wvflow::check::check_chunked(&chunked);

@@ -43,7 +43,6 @@ macro_rules! on_linux {
 on_linux! {
     pub mod arguments;
     pub mod check;
-    pub mod chunked;
     pub mod cli;
     pub mod cron;
     pub mod diagnostics;

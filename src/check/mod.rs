@@ -12,6 +12,7 @@
 //! | E06 flows, parameters, activities, calls | [`calls`] |
 //! | names in expressions (E0114, E0615-E0618) | [`exprs`], on the [`binder`] and [`shapes`] |
 
+pub mod chunked;
 pub mod model;
 pub mod rules;
 
@@ -126,7 +127,7 @@ pub fn check(workspace: &Workspace) -> Report {
 /// Checks a workspace held as outlines, as [`check`] checks one held in full, with the same
 /// result: the workspace-wide rules and every lookup of another item read the outlines, and
 /// each chunk is parsed again, its flows and activities checked, and its tree dropped.
-pub fn check_chunked(chunked: &crate::chunked::Chunked) -> Report {
+pub fn check_chunked(chunked: &crate::check::chunked::Chunked) -> Report {
     let started = Instant::now();
     let workspace = &chunked.workspace;
     let index = Index::new(workspace);

@@ -63,8 +63,8 @@ fn print_timings(workspace: &Workspace, report: &crate::check::Report) {
 pub fn run(args: CheckArgs) -> u8 {
     // Held lean: the texts and the items' outlines; each chunk's tree is parsed again to be
     // checked, then dropped (docs/performance.md, "Memory of `check` and the language server").
-    crate::chunked::return_freed_memory();
-    let (chunked, load_errors) = crate::chunked::Chunked::load(&args.paths);
+    crate::check::chunked::return_freed_memory();
+    let (chunked, load_errors) = crate::check::chunked::Chunked::load(&args.paths);
     let workspace = &chunked.workspace;
     if !load_errors.is_empty() {
         // Checked without one of its files, a workspace would show false problems (a flow

@@ -8,7 +8,7 @@
 
 use super::symbols::Symbols;
 use crate::check::Index;
-use crate::chunked::{Chunked, FullChunk};
+use crate::check::chunked::{Chunked, FullChunk};
 use crate::diagnostics::{Code, Diagnostic, Severity};
 use crate::source::{FileId, LspPosition, SourceFile};
 use crate::syntax::Span;

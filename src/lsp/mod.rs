@@ -33,7 +33,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(5);
 /// Serves one client on stdin and stdout until it says `exit`: `Ok(true)` after a
 /// `shutdown` request, `Ok(false)` when the client exited without one (an error for the LSP).
 pub fn serve() -> Result<bool, String> {
-    crate::chunked::return_freed_memory();
+    crate::check::chunked::return_freed_memory();
     let (connection, io_threads) = transport::stdio();
     let clean = serve_on(&connection, Output::Serialized)?;
     drop(connection);

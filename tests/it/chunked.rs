@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use wvflow::chunked::Chunked;
+use wvflow::check::chunked::Chunked;
 use wvflow::lsp::analysis::{Analysis, At};
 use wvflow::lsp::features;
 use wvflow::source::FileId;

@@ -1,6 +1,6 @@
 //! An item's outline: the part of its syntax tree that checking *other* items reads through
 //! the [`Index`]. A large workspace is checked with every item's outline in memory and the
-//! full trees of only a few chunks at a time (`crate::chunked`).
+//! full trees of only a few chunks at a time (`crate::check::chunked`).
 //!
 //! What the checks of other items read of a flow: its name, version, parameters, `depends on`,
 //! condition and span (calls, duplicates, cycles of `depends on` and conditions), and, of the
