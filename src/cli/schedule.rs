@@ -34,6 +34,10 @@ pub struct ScheduleArgs {
     /// After SIGTERM or Ctrl-C, how long running runs may go on before they are cancelled.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     grace: Duration,
+    /// With --once or --list: evaluate this time (RFC 3339, or a date for its midnight UTC)
+    /// instead of now: what would be due then, or the next fire times from then.
+    #[arg(long, value_parser = crate::runtime::schedule::parse_time)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub fn run(args: ScheduleArgs) -> u8 {
@@ -41,8 +45,12 @@ pub fn run(args: ScheduleArgs) -> u8 {
     let Some(loaded) = scheduler::load(&args.path, &checks, &Log) else {
         return exit::USAGE;
     };
+    if args.at.is_some() && !args.once && !args.list {
+        errln!("error: --at goes with --once or --list: the daemon runs in the present");
+        return exit::USAGE;
+    }
     if args.list {
-        out!("{}", scheduler::list(&loaded.entries, utc_now()));
+        out!("{}", scheduler::list(&loaded.entries, args.at.unwrap_or_else(utc_now)));
         return exit::OK;
     }
     let options = Options {
@@ -51,6 +59,7 @@ pub fn run(args: ScheduleArgs) -> u8 {
         once: args.once,
         catchup: args.catchup,
         grace: args.grace,
+        at: args.at,
     };
     let stop = crate::runtime::cancel::on_ctrl_c();
     match scheduler::serve(&options, loaded, &checks, &Log, stop.clone()) {

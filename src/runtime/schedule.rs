@@ -170,7 +170,12 @@ pub fn run_time_text(at: DateTime<Utc>) -> String {
 /// A run time given on a command line: an RFC 3339 time (any offset), or a date (midnight
 /// UTC), as the run's `run_time` text.
 pub fn parse_run_time(text: &str) -> Result<String, String> {
-    let at = chrono::DateTime::parse_from_rfc3339(text)
+    parse_time(text).map(run_time_text)
+}
+
+/// A time given on a command line: an RFC 3339 time (any offset), or a date (midnight UTC).
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&chrono::Utc))
         .or_else(|_| {
             chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
@@ -180,8 +185,7 @@ pub fn parse_run_time(text: &str) -> Result<String, String> {
             format!(
                 "`{text}` is not a time such as 2026-01-31T02:00:00Z or a date such as 2026-01-31"
             )
-        })?;
-    Ok(run_time_text(at))
+        })
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ pub struct Options {
     pub catchup: bool,
     /// After a stop, how long running runs may go on before they are cancelled.
     pub grace: Duration,
+    /// With `once`: the minute to evaluate instead of now.
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Whether a workspace checks; the caller reports its diagnostics.
@@ -271,7 +273,7 @@ pub fn serve(
         next: None,
     };
     daemon.seen_event = catalog::last_event(&daemon.conn).unwrap_or(0);
-    let started_at = utc_now();
+    let started_at = options.at.filter(|_| options.once).unwrap_or_else(utc_now);
     daemon.position_schedules(started_at);
     listener.event(Event::Watching {
         path: options.path.clone(),
