@@ -2,8 +2,9 @@
 //! they take: `cargo bench --bench memory` (docs/performance.md, "Memory of `check` and the
 //! language server").
 //!
-//! For each size (5 and 50 MB unless `--mb 5,50` says otherwise) it writes one file of
-//! generated flows (as `gen_workspace --mb N`) under `target/bench/memory/`, then runs the
+//! For each size (5 and 50 MB unless `--mb 5,50` says otherwise) it writes two files of
+//! generated flows (as `gen_workspace --mb N`) under `target/bench/memory/`, one valid and
+//! one with a problem about every 300 bytes ([`Problems::Dense`]), then runs the
 //! release binary: `wvflow check FILE`, and `wvflow lsp` driven as an editor drives it
 //! (initialize, `didOpen` with the whole text, the diagnostics, a hover and a completion on
 //! the last flow, shutdown, exit). Peak RSS and CPU time (user and system, both cores) are
@@ -71,8 +72,11 @@ fn main() {
         "{:>8}  {:>11} {:>7} {:>7} {:>7}  {:>11} {:>7} {:>7} {:>7}",
         "input", "check peak", "/input", "wall", "cpu", "lsp peak", "/input", "wall", "cpu"
     );
-    for &mb in &sizes {
-        let file = input(mb);
+    let inputs = sizes
+        .iter()
+        .flat_map(|&mb| [Problems::None, Problems::Dense].map(move |problems| (mb, problems)));
+    for (mb, problems) in inputs {
+        let file = input(mb, problems);
         let bytes = std::fs::metadata(&file).map_or(0, |m| m.len()) as f64;
         let check = best((0..runs).map(|_| measured("check", &binary, &file).0));
         let lsp_runs: Vec<(Run, Duration)> =
@@ -81,8 +85,9 @@ fn main() {
         let lsp = best(lsp_runs.into_iter().map(|r| r.0));
         let ratio = |run: &Run| run.peak as f64 / bytes;
         println!(
-            "{:>5.1} MB  {:>8.1} MB {:>6.2}x {:>6.2}s {:>6.2}s  {:>8.1} MB {:>6.2}x {:>6.2}s {:>6.2}s  (lsp: diagnostics after {:.2} s)",
+            "{:>5.1} MB{}  {:>8.1} MB {:>6.2}x {:>6.2}s {:>6.2}s  {:>8.1} MB {:>6.2}x {:>6.2}s {:>6.2}s  (lsp: diagnostics after {:.2} s)",
             bytes / 1e6,
+            problems.tag(),
             check.peak as f64 / 1e6,
             ratio(&check),
             check.time.as_secs_f64(),
@@ -96,12 +101,15 @@ fn main() {
         for (what, run) in [("check", &check), ("lsp", &lsp)] {
             if ratio(run) > LIMIT {
                 failures.push(format!(
-                    "{what} of {mb} MB peaks at {:.2}x the input (limit {LIMIT}x)",
+                    "{what} of {mb} MB{} peaks at {:.2}x the input (limit {LIMIT}x)",
+                    problems.tag(),
                     ratio(run)
                 ));
             }
         }
-        times.push((mb, check.cpu.as_secs_f64(), lsp.cpu.as_secs_f64()));
+        if problems == Problems::None {
+            times.push((mb, check.cpu.as_secs_f64(), lsp.cpu.as_secs_f64()));
+        }
         if args.iter().any(|a| a == "--phases") {
             phases(&file);
         }
@@ -151,9 +159,55 @@ fn best(runs: impl Iterator<Item = Run>) -> Run {
     )
 }
 
+/// Whether the generated flows are valid, or carry the mistakes of someone typing fast.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Problems {
+    None,
+    /// About one problem every 300 bytes: in each flow, two misspelt backoffs, two merges
+    /// of a stage that does not exist, three priorities given as text and three misspelt
+    /// functions (11 diagnostics a flow, warnings included).
+    Dense,
+}
+
+impl Problems {
+    fn tag(self) -> &'static str {
+        match self {
+            Problems::None => "",
+            Problems::Dense => ", problems",
+        }
+    }
+
+    fn apply(self, text: String) -> String {
+        match self {
+            Problems::None => text,
+            Problems::Dense => {
+                let text = text
+                    .replace("backoff: linear", "backoff: lineer")
+                    .replace("priority: 1 ", "priority: 'high' ")
+                    .replace("upper(status)", "uper(status)");
+                // `merge s4, s3` -> `merge s4x, s3`
+                let mut pieces = text.split("merge s");
+                let mut out = pieces.next().unwrap_or_default().to_string();
+                for piece in pieces {
+                    let digits = piece.find(|c: char| !c.is_ascii_digit()).unwrap_or(0);
+                    out.push_str("merge s");
+                    out.push_str(&piece[..digits]);
+                    out.push('x');
+                    out.push_str(&piece[digits..]);
+                }
+                out
+            }
+        }
+    }
+}
+
 /// The generated file of about `mb` megabytes, written once.
-fn input(mb: usize) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench/memory/{mb}mb"));
+fn input(mb: usize, problems: Problems) -> PathBuf {
+    let folder = match problems {
+        Problems::None => format!("target/bench/memory/{mb}mb"),
+        Problems::Dense => format!("target/bench/memory/{mb}mb-problems"),
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
     let file = dir.join("workspace.wv");
     if !file.exists() {
         // As `gen_workspace --mb N`: flows until the size is reached.
@@ -163,6 +217,7 @@ fn input(mb: usize) -> PathBuf {
             generator::flow(&mut text, i, 20);
             i += 1;
         }
+        let text = problems.apply(text);
         std::fs::create_dir_all(&dir).expect("target/bench/memory is writable");
         std::fs::write(&file, text).expect("the input is written");
     }
@@ -401,12 +456,13 @@ fn phases(file: &Path) {
     let chunked = wvflow::check::chunked::Chunked::new(files.clone());
     let loaded = live() - base;
     let loading = peak_since_reset() - base;
-    let report = wvflow::check::check_chunked(&chunked);
+    // As `wvflow check`: each problem counted as it comes, not held.
+    let mut problems = 0;
+    wvflow::check::check_chunked(&chunked, |_| problems += 1);
     let checking = peak_since_reset() - base;
-    drop(report);
     drop(chunked);
     println!(
-        "  heap, check: texts and outlines {loaded:.1} MB ({:.2}x), peak {loading:.1} MB while parsing, {checking:.1} MB while checking",
+        "  heap, check: texts and outlines {loaded:.1} MB ({:.2}x), peak {loading:.1} MB while parsing, {checking:.1} MB while checking ({problems} problems)",
         loaded / mb
     );
     let open = files.into_iter().collect();

@@ -152,9 +152,11 @@ impl Chunked {
     }
 
     /// Makes the outlines smaller, now that every outline is known (`outline::compact`), in
-    /// allocations that lie together. Worth it for a process that keeps them (the language
-    /// server); for one check, the two sets of outlines held at once while it runs would
-    /// only raise the peak.
+    /// allocations that lie together. The two sets held for a moment raise the peak of a
+    /// large workspace without problems (50 MB: 140 MB instead of 121), but the smaller set
+    /// leaves room for what comes next (the diagnostics, ariadne's table of lines: 5 MB with
+    /// a problem every 300 bytes, 22.8 MB instead of 24.6), and checking goes faster over it
+    /// (4.3 s of CPU instead of 5.0 at 50 MB).
     pub fn compact(&mut self) {
         if !self.trees {
             compact_outlines(&mut self.workspace);
@@ -210,14 +212,23 @@ impl Chunked {
             .collect()
     }
 
-    /// `f` of each chunk's full items, on every core, with the results in file and chunk
-    /// order; only the trees of the chunks being looked at are in memory.
-    pub fn map<R: Send>(&self, f: impl Fn(FullChunk<'_>) -> R + Sync) -> Vec<R> {
+    /// `f` of each chunk's full items, on every core, handed to `sink` in file and chunk
+    /// order; only the trees and results of a few chunks are in memory at once.
+    pub fn map_in_order<R: Send>(
+        &self,
+        f: impl Fn(FullChunk<'_>) -> R + Sync,
+        mut sink: impl FnMut(R),
+    ) {
         let work = self.all_chunks(|_| true);
-        let results =
-            crate::parallel::map_indexed(work.len(), |i| f(self.parse(work[i].0, work[i].1)));
-        give_back_free_memory();
-        results
+        let window = 4 * crate::parallel::cores();
+        for batch in work.chunks(window) {
+            let results = crate::parallel::map_indexed(batch.len(), |i| {
+                f(self.parse(batch[i].0, batch[i].1))
+            });
+            results.into_iter().for_each(&mut sink);
+            // The batch's trees were freed on the workers' heaps, which keep free pages.
+            give_back_free_memory();
+        }
     }
 
     /// `f` of each chunk's full items of the files `wanted`, in file and chunk order, one

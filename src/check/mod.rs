@@ -13,6 +13,7 @@
 //! | names in expressions (E0114, E0615-E0618) | [`exprs`], on the [`binder`] and [`shapes`] |
 
 pub mod chunked;
+mod in_order;
 pub mod model;
 pub mod rules;
 
@@ -127,47 +128,77 @@ pub fn check(workspace: &Workspace) -> Report {
 /// Checks a workspace held as outlines, as [`check`] checks one held in full, with the same
 /// result: the workspace-wide rules and every lookup of another item read the outlines, and
 /// each chunk is parsed again, its flows and activities checked, and its tree dropped.
-pub fn check_chunked(chunked: &crate::check::chunked::Chunked) -> Report {
+///
+/// Every problem (the syntax errors too) goes to `emit` in [`diagnostics::normalize`]'s
+/// order as the chunks are checked, so that thousands of problems are never all held.
+pub fn check_chunked(
+    chunked: &crate::check::chunked::Chunked,
+    emit: impl FnMut(Diagnostic),
+) -> Timings {
     let started = Instant::now();
     let workspace = &chunked.workspace;
     let index = Index::new(workspace);
     let cache = Mutex::new(schedules::Cache::default());
-    let mut diagnostics = check_workspace(workspace, &index, &cache);
+    let hide_unresolved = workspace.diagnostics().any(Diagnostic::is_error);
+    let mut early: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
+    early.extend(reported(
+        check_workspace(workspace, &index, &cache),
+        hide_unresolved,
+    ));
+    diagnostics::normalize(&mut early);
     let workspace_time = started.elapsed();
 
-    let chunks = chunked.map(|chunk| {
-        // Kept apart as `check` orders them: every flow first, then every activity, each in
-        // workspace order (diagnostics at one place keep the order they were found in).
-        let mut flows = Ctx::new(workspace, &index, &cache);
-        let mut activities = Ctx::new(workspace, &index, &cache);
-        let started = Instant::now();
-        for item in chunk.items.iter() {
-            let file = chunk.file;
-            match item {
-                crate::syntax::ast::Item::Flow(node) => {
-                    Item::Flow(Def { file, node }).check(&mut flows);
-                }
-                crate::syntax::ast::Item::Activity(node) => {
-                    Item::Activity(Def { file, node }).check(&mut activities);
-                }
-                _ => {}
-            }
-        }
-        (chunk.file, flows.out, activities.out, started.elapsed())
-    });
+    let mut merged = in_order::Merge::new(early, emit);
     let mut file_times = vec![Duration::ZERO; workspace.sources.len()];
-    let mut activities = Vec::new();
-    for (file, found, activity_found, time) in chunks {
-        diagnostics.extend(found);
-        activities.extend(activity_found);
-        file_times[file.0 as usize] += time;
-    }
-    diagnostics.extend(activities);
-    Report {
-        diagnostics: finish(workspace, diagnostics),
+    chunked.map_in_order(
+        |chunk| {
+            // Every flow first, then every activity, each in workspace order: diagnostics at
+            // one place keep the order in which `check` finds them.
+            let mut flows = Ctx::new(workspace, &index, &cache);
+            let mut activities = Ctx::new(workspace, &index, &cache);
+            let started = Instant::now();
+            for item in chunk.items.iter() {
+                let file = chunk.file;
+                match item {
+                    crate::syntax::ast::Item::Flow(node) => {
+                        Item::Flow(Def { file, node }).check(&mut flows);
+                    }
+                    crate::syntax::ast::Item::Activity(node) => {
+                        Item::Activity(Def { file, node }).check(&mut activities);
+                    }
+                    _ => {}
+                }
+            }
+            flows.out.append(&mut activities.out);
+            let mut found = reported(flows.out, hide_unresolved);
+            diagnostics::normalize(&mut found);
+            (chunk.file, found, started.elapsed())
+        },
+        |(file, found, time)| {
+            file_times[file.0 as usize] += time;
+            merged.extend(found);
+        },
+    );
+    merged.finish();
+    Timings {
         file_times,
         workspace_time,
     }
+}
+
+/// The time [`check_chunked`] spent on each file, and on the workspace-wide rules.
+pub struct Timings {
+    pub file_times: Vec<Duration>,
+    pub workspace_time: Duration,
+}
+
+/// Where some item did not parse, a reference may name exactly what is missing: only the
+/// problems that cannot come from that.
+fn reported(mut diagnostics: Vec<Diagnostic>, hide_unresolved: bool) -> Vec<Diagnostic> {
+    if hide_unresolved {
+        diagnostics.retain(|d| !UNRESOLVED.contains(&d.code));
+    }
+    diagnostics
 }
 
 /// The rules over the whole workspace: duplicates, `run flow` calls, cycles between flows,
@@ -186,12 +217,9 @@ fn check_workspace<'w>(
     ctx.out
 }
 
-fn finish(workspace: &Workspace, mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    // Where some item did not parse, a reference may name exactly what is missing: report
-    // only problems that cannot come from that.
-    if workspace.diagnostics().any(Diagnostic::is_error) {
-        diagnostics.retain(|d| !UNRESOLVED.contains(&d.code));
-    }
+fn finish(workspace: &Workspace, diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let hide_unresolved = workspace.diagnostics().any(Diagnostic::is_error);
+    let mut diagnostics = reported(diagnostics, hide_unresolved);
     diagnostics::normalize(&mut diagnostics);
     diagnostics
 }

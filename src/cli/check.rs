@@ -1,9 +1,7 @@
 //! `wvflow check PATH... [--format human|short|json] [--color ...] [--deny-warnings]`
 
 use super::exit;
-use crate::diagnostics::{
-    ColorChoice, Diagnostic, Severity, write_human, write_json, write_short,
-};
+use crate::diagnostics::{ColorChoice, Diagnostic, HumanReports, JsonArray, write_short};
 use crate::workspace::Workspace;
 use clap::{Args, ValueEnum};
 use std::io::IsTerminal;
@@ -34,7 +32,7 @@ pub struct CheckArgs {
     timings: bool,
 }
 
-fn print_timings(workspace: &Workspace, report: &crate::check::Report) {
+fn print_timings(workspace: &Workspace, report: &crate::check::Timings) {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     errln!(
         "{:>10} {:>10} {:>10}  file",
@@ -64,7 +62,8 @@ pub fn run(args: CheckArgs) -> u8 {
     // Held lean: the texts and the items' outlines; each chunk's tree is parsed again to be
     // checked, then dropped (docs/performance.md, "Memory of `check` and the language server").
     crate::check::chunked::return_freed_memory();
-    let (chunked, load_errors) = crate::check::chunked::Chunked::load(&args.paths);
+    let (mut chunked, load_errors) = crate::check::chunked::Chunked::load(&args.paths);
+    chunked.compact();
     let workspace = &chunked.workspace;
     if !load_errors.is_empty() {
         // Checked without one of its files, a workspace would show false problems (a flow
@@ -75,13 +74,6 @@ pub fn run(args: CheckArgs) -> u8 {
         }
         return exit::USAGE;
     }
-    let mut report = crate::check::check_chunked(&chunked);
-    let mut diagnostics: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
-    diagnostics.append(&mut report.diagnostics);
-    crate::diagnostics::normalize(&mut diagnostics);
-    if args.timings {
-        print_timings(workspace, &report);
-    }
     let color = match args.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -89,20 +81,33 @@ pub fn run(args: CheckArgs) -> u8 {
             std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
         }
     };
-    // Written as it is made: the report of many diagnostics is never one string.
+    // Written as each chunk is checked: thousands of problems are never all held, nor the
+    // report one string.
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, crate::terminal::Stdout);
-    // `Stdout` keeps its failures for the end of the command, and returns none.
-    let _ = match args.format {
-        Format::Human => write_human(&diagnostics, &workspace.sources, color, &mut out),
-        Format::Short => write_short(&diagnostics, &workspace.sources, &mut out),
-        Format::Json => write_json(&diagnostics, &workspace.sources, &mut out),
-    };
+    let sources = &workspace.sources;
+    let mut human = HumanReports::new(sources, color);
+    let mut json = JsonArray::default();
+    let (mut errors, mut warnings) = (0, 0);
+    let timings = crate::check::check_chunked(&chunked, |d: Diagnostic| {
+        if d.is_error() {
+            errors += 1;
+        } else {
+            warnings += 1;
+        }
+        // `Stdout` keeps its failures for the end of the command, and returns none.
+        let _ = match args.format {
+            Format::Human => human.write(&d, &mut out),
+            Format::Short => write_short(&d, sources, &mut out),
+            Format::Json => json.write(&d, sources, &mut out),
+        };
+    });
+    if args.format == Format::Json {
+        let _ = json.finish(&mut out);
+    }
     let _ = std::io::Write::flush(&mut out);
-    let errors = diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
-    let warnings = diagnostics.len() - errors;
+    if args.timings {
+        print_timings(workspace, &timings);
+    }
     if args.format == Format::Human {
         let files = workspace.sources.len();
         let summary = match (errors, warnings) {

@@ -7,7 +7,7 @@ pub mod suggest;
 
 pub use codes::{Code, Family};
 pub use render::{
-    ColorChoice, render_human, render_json, render_short, write_human, write_json, write_short,
+    ColorChoice, HumanReports, JsonArray, render_human, render_json, render_short, write_short,
 };
 
 use crate::source::FileId;
@@ -91,20 +91,17 @@ impl Diagnostic {
 /// Sorts diagnostics by file and position and drops exact repeats (a backtracking parser can
 /// meet the same bad token twice).
 pub fn normalize(diagnostics: &mut Vec<Diagnostic>) {
-    diagnostics.sort_by(|a, b| {
-        (
-            a.primary.file,
-            a.primary.span.start,
-            a.primary.span.end,
-            a.code,
-        )
-            .cmp(&(
-                b.primary.file,
-                b.primary.span.start,
-                b.primary.span.end,
-                b.code,
-            ))
-    });
-    diagnostics
-        .dedup_by(|a, b| a.code == b.code && a.primary == b.primary && a.message == b.message);
+    diagnostics.sort_by(order);
+    diagnostics.dedup_by(|d, before| repeats(before, d));
+}
+
+/// The order diagnostics are reported in: by file, then place, then code.
+pub fn order(a: &Diagnostic, b: &Diagnostic) -> std::cmp::Ordering {
+    let key = |d: &Diagnostic| (d.primary.file, d.primary.span.start, d.primary.span.end, d.code);
+    key(a).cmp(&key(b))
+}
+
+/// Whether `d` only repeats the diagnostic reported `before` it.
+pub fn repeats(before: &Diagnostic, d: &Diagnostic) -> bool {
+    d.code == before.code && d.primary == before.primary && d.message == before.message
 }

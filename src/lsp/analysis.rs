@@ -232,16 +232,37 @@ impl Analysis {
         json!({ "uri": uri_of(&self.file(file).path), "range": self.range(file, span) })
     }
 
-    /// The diagnostics of `wvflow check`, in its order (by file, then position).
-    pub fn problems(&self) -> Vec<Diagnostic> {
-        let mut found: Vec<Diagnostic> = self.workspace().diagnostics().cloned().collect();
-        found.extend(crate::check::check_chunked(&self.chunked).diagnostics);
-        crate::diagnostics::normalize(&mut found);
-        found
+    /// The diagnostics of `wvflow check`, in its order (by file, then position), at most
+    /// [`PUBLISHED_PER_FILE`] of a file: of a file with more, one fewer and a note in place
+    /// of the rest.
+    pub fn problems(&self) -> Problems {
+        let mut problems = Problems::default();
+        let mut in_file = (None, 0);
+        crate::check::check_chunked(&self.chunked, |d| {
+            let file = d.primary.file;
+            if in_file.0 != Some(file) {
+                in_file = (Some(file), 0);
+            }
+            in_file.1 += 1;
+            if in_file.1 <= PUBLISHED_PER_FILE {
+                problems.shown.push(d);
+            } else if let Some(more) = problems.more.get_mut(&file) {
+                more.count += 1;
+            } else if let Some(last) = problems.shown.pop() {
+                // The last one shown was this file's: it gives way to the note.
+                let more = More {
+                    count: 2,
+                    at: last.primary.span,
+                };
+                problems.more.insert(file, more);
+            }
+        });
+        problems
     }
 
     /// The `publishDiagnostics` parameters of each file that has problems, by path.
-    pub fn published<'a>(&'a self, found: &'a [Diagnostic]) -> BTreeMap<PathBuf, Published<'a>> {
+    pub fn published<'a>(&'a self, problems: &'a Problems) -> BTreeMap<PathBuf, Published<'a>> {
+        let found = &problems.shown;
         let mut by_file = BTreeMap::new();
         let mut start = 0;
         while start < found.len() {
@@ -255,7 +276,9 @@ impl Analysis {
                     uri,
                     diagnostics: List {
                         analysis: self,
+                        file,
                         found: &found[start..end],
+                        more: problems.more.get(&file),
                     },
                 },
             );
@@ -405,10 +428,30 @@ pub struct Published<'a> {
     pub diagnostics: List<'a>,
 }
 
+/// At most this many diagnostics of one file go to the editor: VS Code shows no more of a
+/// file (the rest it drops, with a note of how many), and thousands of problems in one file
+/// would be held and sent again after every edit. `wvflow check` lists them all.
+pub const PUBLISHED_PER_FILE: usize = 1000;
+
+/// What goes to the editor: each file's first problems, and what is left of files with more.
+#[derive(Default)]
+pub struct Problems {
+    pub shown: Vec<Diagnostic>,
+    pub more: BTreeMap<FileId, More>,
+}
+
+/// The problems of a file not shown: how many, and where the first of them is.
+pub struct More {
+    pub count: usize,
+    pub at: Span,
+}
+
 /// One file's diagnostics, as LSP diagnostics.
 pub struct List<'a> {
     analysis: &'a Analysis,
+    file: FileId,
     found: &'a [Diagnostic],
+    more: Option<&'a More>,
 }
 
 impl List<'_> {
@@ -420,7 +463,20 @@ impl List<'_> {
 impl Serialize for List<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let a = self.analysis;
-        serializer.collect_seq(self.found.iter().map(|d| {
+        let note = self.more.map(|more| LspDiagnostic {
+            range: a.positions(self.file, more.at),
+            severity: 3,
+            code: None,
+            source: "wvflow",
+            message: format!(
+                "{} more problems from here on are not shown; `wvflow check {}` lists them all",
+                more.count,
+                a.file(self.file).path.display()
+            ),
+            related: Vec::new(),
+            code_description: None,
+        });
+        let shown = self.found.iter().map(|d| {
             let mut message = d.message.clone();
             if let Some(help) = &d.help {
                 message.push_str(&format!("\nhelp: {help}"));
@@ -428,7 +484,7 @@ impl Serialize for List<'_> {
             LspDiagnostic {
                 range: a.positions(d.primary.file, d.primary.span),
                 severity: if d.severity == Severity::Error { 1 } else { 2 },
-                code: d.code,
+                code: Some(d.code),
                 source: "wvflow",
                 message,
                 related: d
@@ -444,7 +500,8 @@ impl Serialize for List<'_> {
                     .collect(),
                 code_description: error_link(d.code.as_str()).map(|href| Href { href }),
             }
-        }))
+        });
+        serializer.collect_seq(shown.chain(note))
     }
 }
 
@@ -453,7 +510,8 @@ impl Serialize for List<'_> {
 struct LspDiagnostic<'a> {
     range: LspRange,
     severity: u8,
-    code: Code,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<Code>,
     source: &'static str,
     message: String,
     #[serde(rename = "relatedInformation")]
