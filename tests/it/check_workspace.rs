@@ -92,3 +92,60 @@ fn timings_list_every_file() {
         "{err}"
     );
 }
+
+/// A stage takes its activity's settings. A problem of the two together is the stage's, and
+/// is reported at the stage (in the file that uses the activity), with the activity's key
+/// beside it; a problem of the activity's keys alone is reported once, at the activity. Each
+/// item reports only in its own text, so a large workspace reports in order of place.
+#[test]
+fn a_problem_of_a_stage_with_its_activity_settings_is_reported_at_the_stage() {
+    let activity = "activity slow(x: int) with { timeout: 2h, max_retry_delay: 1s } = exec('bin/slow', x)\n\
+        activity odd() with { retry_delay: 10s, max_retry_delay: 5s } = exec('bin/odd')\n";
+    let flows = "flow quick with { timeout: 1h } = {\n\
+        \x20 stage a = from [[1]] as t(x) | each slow(_.x)\n\
+        \x20 stage b with { retries: 2, retry_delay: 5s } = from a | each slow(_.x)\n\
+        \x20 stage c = odd()\n\
+        }\n";
+    let dir = scratch(
+        "stage_with_activity",
+        &[("activities.wv", activity), ("flows.wv", flows)],
+    );
+    let o = wvflow(&["check", dir.to_str().unwrap(), "--format", "json"]);
+    let found: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let places: Vec<String> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let labels: Vec<String> = d["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    let file = std::path::Path::new(l["file"].as_str().unwrap());
+                    format!(
+                        "{}:{} {}",
+                        file.file_name().unwrap().to_str().unwrap(),
+                        l["range"]["start"]["line"],
+                        l["message"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            format!("{} {}", d["code"].as_str().unwrap(), labels.join(" | "))
+        })
+        .collect();
+    assert_eq!(
+        places,
+        [
+            // The activity's own keys disagree: once, at the activity, not again at `c`.
+            "E0207 activities.wv:1 cap below the first delay",
+            // The flow's timeout against the activity's: at each stage that calls it.
+            "W0201 flows.wv:1 in this stage, with its activity's setting | activities.wv:0 the run ends first",
+            // The stage's `retry_delay` against the activity's cap.
+            "E0207 flows.wv:2 in this stage, with its activity's setting | activities.wv:0 cap below the first delay",
+            "W0201 flows.wv:2 in this stage, with its activity's setting | activities.wv:0 the run ends first",
+        ],
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

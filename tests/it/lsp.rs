@@ -438,3 +438,48 @@ fn the_language_server_knows_pools_and_failed_items() {
         .collect();
     assert!(names.contains(&"gpu"), "{names:?}");
 }
+
+/// A file with more problems than an editor shows gets the first 999 and, in place of the
+/// rest, one note of how many more there are, at the first of them; fixed, it gets none.
+#[test]
+fn a_file_with_thousands_of_problems_gets_the_first_and_a_note() {
+    let text: String = (0..1205)
+        .map(|i| format!("flow f{i} = {{ stage s = from [[1]] as t(x) | select uper(x) as y }}\n"))
+        .collect();
+    let dir = scratch("lsp_many_problems", &[("many.wv", &text)]);
+    let root = format!("file://{}", dir.display());
+    let uri = format!("{root}/many.wv");
+    let mut client = Client::start();
+    client.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": root, "capabilities": {} }),
+    );
+    client.notify("initialized", json!({}));
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "wvflow", "version": 1, "text": text } }),
+    );
+    let found = client.diagnostics(&uri);
+    assert_eq!(found.len(), 1000);
+    assert!(found[..999].iter().all(|d| d["code"] == "E0617"));
+    assert_eq!(found[998]["range"]["start"]["line"], 998);
+    let note = &found[999];
+    assert_eq!(note["severity"], 3);
+    assert_eq!(
+        note["range"]["start"]["line"], 999,
+        "at the first not shown"
+    );
+    assert!(note.get("code").is_none(), "{note}");
+    let message = note["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("206 more problems from here on are not shown; `wvflow check ")
+            && message.ends_with("many.wv` lists them all"),
+        "{message}"
+    );
+    let fixed = text.replace("uper", "upper");
+    client.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": fixed }] }),
+    );
+    assert!(client.diagnostics(&uri).is_empty());
+}

@@ -1,12 +1,12 @@
 //! E02: configuration values. Unknown, misplaced and duplicate keys; types and ranges;
 //! relations between retry and timeout keys; the retry budget; keys with no effect.
 
-use crate::check::graph::{FlowGraph, has_op};
+use crate::check::graph::{FlowGraph, activity_calls, has_op};
 use crate::check::keys::{self, Kind, Place};
 use crate::check::settings::{FlowSettings, PoolSettings, StageSettings, Written};
 use crate::check::{Ctx, Def, values, with_suggestion};
 use crate::diagnostics::Code;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Diagnostic, Label};
 use crate::vocabulary::OnFailure;
 use crate::retry_rule::Backoff;
 use crate::source::FileId;
@@ -33,6 +33,7 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
         }
         let settings = StageSettings::of_stage(ctx.index, graph.file, stage);
         pool_held_by_caller(ctx, stage, &settings);
+        let found = ctx.out.len();
         relations(ctx, &settings);
         no_effect(ctx, graph.file, stage, &settings);
         if let (Some(flow_timeout), Some(t), Some(at)) = (
@@ -46,6 +47,52 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
                     .with_label("the run ends first")
                     .with_help("the engine cuts the stage at the flow's timeout; lower this one or raise the flow's"),
             );
+        }
+        in_the_stage(ctx, found, graph.file, stage);
+    }
+}
+
+/// Problems of a stage's settings found at a key its activity wrote are the stage's: they
+/// are reported at the stage, with the activity's key beside it. A problem of the activity's
+/// keys alone is the activity's, and its own check reports it there. (Each item reports only
+/// in its own text, which `check_chunked` needs to hand out problems in order of place.)
+fn in_the_stage(ctx: &mut Ctx, found: usize, file: FileId, stage: &Stage) {
+    let inside = |d: &Diagnostic| {
+        d.primary.file == file
+            && stage.span.start <= d.primary.span.start
+            && d.primary.span.end <= stage.span.end
+    };
+    if ctx.out[found..].iter().all(inside) {
+        return;
+    }
+    let mut activity_alone = Ctx::new(ctx.workspace, ctx.index, ctx.schedules);
+    // The activity whose settings the stage takes (`StageSettings::of_stage`).
+    let mut names: Vec<&str> = activity_calls(stage)
+        .iter()
+        .map(|c| c.name.name.as_str())
+        .collect();
+    names.dedup();
+    if let [only] = names.as_slice()
+        && let Some(def) = ctx.index.activity_by_name.get(only)
+    {
+        relations(&mut activity_alone, &StageSettings::of_activity(def.file, def.node));
+    }
+    let stray: Vec<Diagnostic> = ctx.out.drain(found..).collect();
+    for d in stray {
+        if inside(&d) {
+            ctx.out.push(d);
+        } else if !activity_alone.out.contains(&d) {
+            let mut d = d;
+            let taken = std::mem::replace(
+                &mut d.primary,
+                Label {
+                    file,
+                    span: stage.name.span,
+                    message: "in this stage, with its activity's setting".into(),
+                },
+            );
+            d.secondary.insert(0, taken);
+            ctx.out.push(d);
         }
     }
 }
