@@ -125,48 +125,9 @@ pub fn run(args: StageArgs) -> u8 {
 }
 
 fn execute(command: StageCommand) -> Result<u8, String> {
-    let common = match &command {
-        StageCommand::Init { common, .. }
-        | StageCommand::Run { common, .. }
-        | StageCommand::Prepare { common, .. }
-        | StageCommand::Item { common, .. }
-        | StageCommand::Gather { common, .. }
-        | StageCommand::Finish { common } => common,
-    };
+    let common = common_of(&command);
     let state = Location::parse(&common.state)?;
-    let plan = match (&common.plan, &command) {
-        (Some(path), _) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?;
-            // An exported DAG names the digest of the plan it carries: a file that is not
-            // that plan (put in place by someone else) is never run.
-            if let Ok(expected) = std::env::var("WVFLOW_PLAN_SHA256") {
-                let found = crate::export::sha256_hex(&bytes);
-                if !found.eq_ignore_ascii_case(expected.trim()) {
-                    return Err(format!(
-                        "{} is not the plan of this DAG (its SHA-256 is {found}, the DAG's {expected}); export the flow again",
-                        path.display()
-                    ));
-                }
-            }
-            read_plan(&bytes, &path.display().to_string())?
-        }
-        (None, StageCommand::Init { .. }) => return Err("`init` needs --plan".into()),
-        (None, _) => {
-            let flow = common
-                .flow
-                .as_deref()
-                .ok_or("which flow? give --flow NAME (or --plan FILE)")?;
-            let key = crate::runtime::tasks::state::plan_key(flow, &common.run_id);
-            let bytes = state.read(&key)?.ok_or_else(|| {
-                format!(
-                    "run {} has no plan in the state: `wvflow stage init` runs first",
-                    common.run_id
-                )
-            })?;
-            read_plan(&bytes, &key)?
-        }
-    };
+    let plan = load_plan(common, &command, &state)?;
     let limits = crate::export::limits(&plan);
     if !limits.is_empty() {
         return Err(format!(
@@ -192,22 +153,7 @@ fn execute(command: StageCommand) -> Result<u8, String> {
             arg,
             run_time,
             ..
-        } => {
-            let given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(args)
-                .map_err(|e| format!("--args is not a JSON object: {e}"))?;
-            // An `--arg` wins over the same name in `--args`.
-            let texts = crate::runtime::tasks::text_args(&plan, arg)?;
-            let mut all = crate::runtime::flow_call::json_args(&plan, &given)?;
-            all.retain(|(name, _)| !texts.iter().any(|(given, _)| given == name));
-            all.extend(texts);
-            let bound = crate::runtime::flow_call::bind_params(&plan, &all)?;
-            let run_time = run_time
-                .as_deref()
-                .map(crate::runtime::schedule::parse_run_time)
-                .transpose()?;
-            task.init(&bound, run_time)?;
-            Ok(exit::OK)
-        }
+        } => init(&task, args, arg, run_time.as_deref()),
         StageCommand::Run { stage, tries, .. } => {
             let (end, summary) = task.run_stage(stage, tries.attempt)?;
             Ok(print_stage_end(end, &summary))
@@ -217,26 +163,7 @@ fn execute(command: StageCommand) -> Result<u8, String> {
             count,
             max_items,
             ..
-        } => {
-            let (end, prepared) = task.prepare(stage, *max_items)?;
-            let items = match prepared {
-                Prepared::Items(n) => n,
-                Prepared::Ended(summary) => {
-                    if let Some(error) = &summary.error {
-                        errln!("stage {stage}: {}: {error}", summary.state);
-                    }
-                    0
-                }
-            };
-            // The only line on stdout: what the engine maps over.
-            if *count {
-                outln!("{items}");
-            } else {
-                let indices: Vec<usize> = (0..items).collect();
-                outln!("{}", serde_json::to_string(&indices).unwrap_or_default());
-            }
-            Ok(end.exit_code())
-        }
+        } => prepare(&task, stage, *count, *max_items),
         StageCommand::Item {
             stage, item, tries, ..
         } => {
@@ -250,21 +177,120 @@ fn execute(command: StageCommand) -> Result<u8, String> {
             let (end, summary) = task.gather(stage)?;
             Ok(print_stage_end(end, &summary))
         }
-        StageCommand::Finish { .. } => {
-            let summary = task.finish()?;
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&summary).unwrap_or_default()
-            );
-            Ok(
-                if summary.state == crate::runtime::state::RunState::Success {
-                    TaskEnd::Success.exit_code()
-                } else {
-                    TaskEnd::Failed.exit_code()
-                },
-            )
+        StageCommand::Finish { .. } => finish(&task),
+    }
+}
+
+fn common_of(command: &StageCommand) -> &Common {
+    match command {
+        StageCommand::Init { common, .. }
+        | StageCommand::Run { common, .. }
+        | StageCommand::Prepare { common, .. }
+        | StageCommand::Item { common, .. }
+        | StageCommand::Gather { common, .. }
+        | StageCommand::Finish { common } => common,
+    }
+}
+
+/// The plan: from --plan, or the one `init` kept in the state.
+fn load_plan(common: &Common, command: &StageCommand, state: &Location) -> Result<Plan, String> {
+    match (&common.plan, command) {
+        (Some(path), _) => read_plan_file(path),
+        (None, StageCommand::Init { .. }) => Err("`init` needs --plan".into()),
+        (None, _) => {
+            let flow = common
+                .flow
+                .as_deref()
+                .ok_or("which flow? give --flow NAME (or --plan FILE)")?;
+            let key = crate::runtime::tasks::state::plan_key(flow, &common.run_id);
+            let bytes = state.read(&key)?.ok_or_else(|| {
+                format!(
+                    "run {} has no plan in the state: `wvflow stage init` runs first",
+                    common.run_id
+                )
+            })?;
+            read_plan(&bytes, &key)
         }
     }
+}
+
+/// The plan at `path`, if it is the one the DAG names.
+fn read_plan_file(path: &std::path::Path) -> Result<Plan, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?;
+    // An exported DAG names the digest of the plan it carries: a file that is not
+    // that plan (put in place by someone else) is never run.
+    if let Ok(expected) = std::env::var("WVFLOW_PLAN_SHA256") {
+        let found = crate::export::sha256_hex(&bytes);
+        if !found.eq_ignore_ascii_case(expected.trim()) {
+            return Err(format!(
+                "{} is not the plan of this DAG (its SHA-256 is {found}, the DAG's {expected}); export the flow again",
+                path.display()
+            ));
+        }
+    }
+    read_plan(&bytes, &path.display().to_string())
+}
+
+/// `init`: the run's arguments (`--args`, then each `--arg`) and run time.
+fn init(task: &TaskRun, args: &str, arg: &[String], run_time: Option<&str>) -> Result<u8, String> {
+    let plan = task.plan;
+    let given: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(args).map_err(|e| format!("--args is not a JSON object: {e}"))?;
+    // An `--arg` wins over the same name in `--args`.
+    let texts = crate::runtime::tasks::text_args(plan, arg)?;
+    let mut all = crate::runtime::flow_call::json_args(plan, &given)?;
+    all.retain(|(name, _)| !texts.iter().any(|(given, _)| given == name));
+    all.extend(texts);
+    let bound = crate::runtime::flow_call::bind_params(plan, &all)?;
+    let run_time = run_time
+        .map(crate::runtime::schedule::parse_run_time)
+        .transpose()?;
+    task.init(&bound, run_time)?;
+    Ok(exit::OK)
+}
+
+/// `prepare`: the items of the stage's `each`, printed for the engine.
+fn prepare(
+    task: &TaskRun,
+    stage: &str,
+    count: bool,
+    max_items: Option<usize>,
+) -> Result<u8, String> {
+    let (end, prepared) = task.prepare(stage, max_items)?;
+    let items = match prepared {
+        Prepared::Items(n) => n,
+        Prepared::Ended(summary) => {
+            if let Some(error) = &summary.error {
+                errln!("stage {stage}: {}: {error}", summary.state);
+            }
+            0
+        }
+    };
+    // The only line on stdout: what the engine maps over.
+    if count {
+        outln!("{items}");
+    } else {
+        let indices: Vec<usize> = (0..items).collect();
+        outln!("{}", serde_json::to_string(&indices).unwrap_or_default());
+    }
+    Ok(end.exit_code())
+}
+
+/// `finish`: the run's summary, and whether it succeeded.
+fn finish(task: &TaskRun) -> Result<u8, String> {
+    let summary = task.finish()?;
+    outln!(
+        "{}",
+        serde_json::to_string_pretty(&summary).unwrap_or_default()
+    );
+    Ok(
+        if summary.state == crate::runtime::state::RunState::Success {
+            TaskEnd::Success.exit_code()
+        } else {
+            TaskEnd::Failed.exit_code()
+        },
+    )
 }
 
 /// A plan: JSON as `wvflow plan --format json` writes it, or that in base64.

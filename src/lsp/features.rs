@@ -231,87 +231,163 @@ pub fn completion(analysis: &Analysis, at: At) -> Value {
     let view = analysis.view(&[at]);
     let index = view.index();
     let text = &analysis.workspace().sources.get(at.file).text;
-    let line_start = text[..at.offset].rfind('\n').map_or(0, |i| i + 1);
-    let before = &text[line_start..at.offset];
-    // After the last character that is not part of a name (it may take several bytes).
-    let word_start = before
-        .char_indices()
-        .rfind(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
-        .map_or(0, |(i, c)| i + c.len_utf8());
-    let context = before[..word_start].trim_end();
-    let flow = index
-        .flows
-        .iter()
-        .find(|d| d.file == at.file && contains(d.node.span, at.offset));
-    let stage_names: Vec<String> = flow
-        .map(|d| {
-            FlowGraph::new(d.file, d.node)
-                .stage_names()
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let stages = || -> Vec<Value> { stage_names.iter().map(|s| item(s, 6, "stage")).collect() };
-    let words = |list: &[&str], detail: &str| -> Vec<Value> {
-        list.iter().map(|w| item(w, 12, detail)).collect()
-    };
-    // `stage.` in a trigger: the states.
-    if let Some(target) = context
-        .strip_suffix('.')
-        .or_else(|| before.strip_suffix('.'))
-    {
+    let cursor = Cursor::new(text, &index, at);
+    let items = cursor
+        .state(&index)
+        .or_else(|| cursor.config_value(&index))
+        .or_else(|| cursor.stage_name())
+        .or_else(|| config_key(&index, at, cursor.context))
+        .or_else(|| cursor.flow_or_route_target(&index))
+        .unwrap_or_else(|| {
+            // Otherwise: activities and flows.
+            let mut items: Vec<Value> = index
+                .activity_names()
+                .map(|a| item(a, 3, "activity"))
+                .collect();
+            items.extend(index.flow_names().map(|f| item(f, 9, "flow")));
+            items
+        });
+    Value::Array(items)
+}
+
+/// Where a completion is asked for, as the text before the cursor says it.
+struct Cursor<'a> {
+    /// The line up to the cursor.
+    before: &'a str,
+    /// The line up to the name being written, without the spaces before that name.
+    context: &'a str,
+    /// The last word of `context`.
+    last_word: &'a str,
+    /// The stages of the flow the cursor is in.
+    stage_names: Vec<String>,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str, index: &Index, at: At) -> Self {
+        let line_start = text[..at.offset].rfind('\n').map_or(0, |i| i + 1);
+        let before = &text[line_start..at.offset];
+        // After the last character that is not part of a name (it may take several bytes).
+        let word_start = before
+            .char_indices()
+            .rfind(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let context = before[..word_start].trim_end();
+        let flow = index
+            .flows
+            .iter()
+            .find(|d| d.file == at.file && contains(d.node.span, at.offset));
+        let stage_names: Vec<String> = flow
+            .map(|d| {
+                FlowGraph::new(d.file, d.node)
+                    .stage_names()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let last_word = context
+            .rsplit(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or("");
+        Cursor {
+            before,
+            context,
+            last_word,
+            stage_names,
+        }
+    }
+
+    fn stages(&self) -> Vec<Value> {
+        self.stage_names
+            .iter()
+            .map(|s| item(s, 6, "stage"))
+            .collect()
+    }
+
+    /// `stage.` in a trigger: the states.
+    fn state(&self, index: &Index) -> Option<Vec<Value>> {
+        let target = self
+            .context
+            .strip_suffix('.')
+            .or_else(|| self.before.strip_suffix('.'))?;
         let name = target
             .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .next()
             .unwrap_or("");
-        if stage_names.iter().any(|s| s == name) {
-            return Value::Array(words(crate::check::triggers::STATES, "stage state"));
+        if self.stage_names.iter().any(|s| s == name) {
+            return Some(words(crate::check::triggers::STATES, "stage state"));
         }
         if index.flows_by_name.contains_key(name) {
-            return Value::Array(words(&["success", "failed", "done"], "flow state"));
+            return Some(words(&["success", "failed", "done"], "flow state"));
         }
+        None
     }
-    // A config value.
-    for (key, values) in [
-        ("backoff:", BACKOFF_KINDS),
-        ("trigger:", TRIGGER_RULES),
-        ("parent_close:", PARENT_CLOSE),
-    ] {
-        if context.ends_with(key) {
-            return Value::Array(words(values, key.trim_end_matches(':')));
+
+    /// A config value.
+    fn config_value(&self, index: &Index) -> Option<Vec<Value>> {
+        let context = self.context;
+        for (key, values) in [
+            ("backoff:", BACKOFF_KINDS),
+            ("trigger:", TRIGGER_RULES),
+            ("parent_close:", PARENT_CLOSE),
+        ] {
+            if context.ends_with(key) {
+                return Some(words(values, key.trim_end_matches(':')));
+            }
         }
+        if context.ends_with("pool:") {
+            let pools = index.pool_by_name.keys().map(|p| item(p, 14, "pool"));
+            return Some(pools.collect());
+        }
+        if context.ends_with("failed(") {
+            return Some(self.stages());
+        }
+        if context.ends_with("on_failure:") {
+            let mut items = words(&["fail", "ignore"], "on_failure");
+            items.extend(self.stages());
+            return Some(items);
+        }
+        None
     }
-    if context.ends_with("pool:") {
-        let pools = index.pool_by_name.keys().map(|p| item(p, 14, "pool"));
-        return Value::Array(pools.collect());
+
+    /// Stage names after `from`, `merge`, a trigger's `if`, `and`, `or`, `not`.
+    fn stage_name(&self) -> Option<Vec<Value>> {
+        let (context, before) = (self.context, self.before);
+        let after_keyword = ["from", "merge", "if", "and", "or", "not", "join"]
+            .contains(&self.last_word);
+        let in_list =
+            context.ends_with(',') && (before.contains("from ") || before.contains("merge "));
+        (after_keyword || in_list).then(|| self.stages())
     }
-    if context.ends_with("failed(") {
-        return Value::Array(stages());
+
+    /// After `call`, or a jump's `->` (not a route case's): a flow. After a route case's
+    /// `->`: a stage.
+    fn flow_or_route_target(&self, index: &Index) -> Option<Vec<Value>> {
+        let jump = self
+            .context
+            .strip_suffix("->")
+            .map(str::trim_end)
+            .is_some_and(|c| c.ends_with('|') || c.ends_with('='));
+        if self.last_word == "call" || jump {
+            return Some(index.flow_names().map(|f| item(f, 9, "flow")).collect());
+        }
+        // A route case's target.
+        if self.context.ends_with("->") {
+            return Some(self.stages());
+        }
+        None
     }
-    if context.ends_with("on_failure:") {
-        let mut items = words(&["fail", "ignore"], "on_failure");
-        items.extend(stages());
-        return Value::Array(items);
-    }
-    // Stage names after `from`, `merge`, a trigger's `if`, `and`, `or`, `not`.
-    let last_word = context
-        .rsplit(|c: char| c.is_whitespace() || c == '(')
-        .next()
-        .unwrap_or("");
-    if ["from", "merge", "if", "and", "or", "not", "join"].contains(&last_word)
-        || (context.ends_with(',') && (before.contains("from ") || before.contains("merge ")))
-    {
-        return Value::Array(stages());
-    }
-    // A config key, in a `with { }` block or `[ ]`.
-    for (config, place) in configs(&index, at) {
+}
+
+/// A config key, in a `with { }` block or `[ ]`.
+fn config_key(index: &Index, at: At, context: &str) -> Option<Vec<Value>> {
+    for (config, place) in configs(index, at) {
         let in_block = contains(config.span, at.offset);
         let at_key = context.ends_with('{')
             || context.ends_with('[')
             || context.ends_with(',')
             || context.is_empty();
         if in_block && at_key {
-            return Value::Array(
+            return Some(
                 keys::names_in(place)
                     .filter_map(|name| keys::key(name, place))
                     .map(|k| {
@@ -325,25 +401,11 @@ pub fn completion(analysis: &Analysis, at: At) -> Value {
             );
         }
     }
-    // After `call`, or a jump's `->` (not a route case's): a flow.
-    let jump = context
-        .strip_suffix("->")
-        .map(str::trim_end)
-        .is_some_and(|c| c.ends_with('|') || c.ends_with('='));
-    if last_word == "call" || jump {
-        return Value::Array(index.flow_names().map(|f| item(f, 9, "flow")).collect());
-    }
-    // A route case's target.
-    if context.ends_with("->") {
-        return Value::Array(stages());
-    }
-    // Otherwise: activities and flows.
-    let mut items: Vec<Value> = index
-        .activity_names()
-        .map(|a| item(a, 3, "activity"))
-        .collect();
-    items.extend(index.flow_names().map(|f| item(f, 9, "flow")));
-    Value::Array(items)
+    None
+}
+
+fn words(list: &[&str], detail: &str) -> Vec<Value> {
+    list.iter().map(|w| item(w, 12, detail)).collect()
 }
 
 /// The file's flows (with their stages) and activities.

@@ -5,6 +5,7 @@ use crate::check::{FlowGraph, Index, activity_calls, condition_atoms, on_failure
 use crate::source::FileId;
 use crate::syntax::Span;
 use crate::syntax::ast::{self, Config, ExprKind, Flow, OpKind, SmolStr, SourceKind};
+use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
@@ -52,144 +53,42 @@ impl Symbols {
         index: &Index,
         flows: impl FnOnce(&mut dyn FnMut(usize, FileId, &Flow)),
     ) -> Symbols {
-        let mut symbols = Symbols::default();
-        let mut activities = std::collections::BTreeMap::new();
+        let mut c = Collector::default();
         for def in &index.activities {
             let a = def.node;
-            activities.insert(a.name.name.to_string(), symbols.defs.len());
-            symbols.push(Kind::Activity, &a.name, def.file, a.span, None);
+            c.activities
+                .insert(a.name.name.to_string(), c.symbols.defs.len());
+            c.symbols
+                .push(Kind::Activity, &a.name, def.file, a.span, None);
         }
-        let mut pool_refs: Vec<(FileId, ast::Ident)> = Vec::new();
-        let mut flow_symbols = std::collections::BTreeMap::new();
         for def in &index.flows {
             let f = def.node;
-            flow_symbols
+            c.flows
                 .entry(f.name.name.to_string())
-                .or_insert(symbols.defs.len());
-            symbols.push(Kind::Flow, &f.name, def.file, f.span, None);
+                .or_insert(c.symbols.defs.len());
+            c.symbols.push(Kind::Flow, &f.name, def.file, f.span, None);
         }
-        // A name that refers to a flow or an activity, when one has that name.
-        let reference = |defined: &std::collections::BTreeMap<String, usize>,
-                         symbols: &mut Symbols,
-                         file: FileId,
-                         name: &ast::Ident| {
-            if let Some(&symbol) = defined.get(name.name.as_str()) {
-                symbols.refs.push(Reference {
-                    file,
-                    span: name.span,
-                    symbol,
-                });
-            }
-        };
-        let flow_ref = |symbols: &mut Symbols, file, name: &ast::Ident| {
-            reference(&flow_symbols, symbols, file, name)
-        };
-        let activity_ref = |symbols: &mut Symbols, file, name: &ast::Ident| {
-            reference(&activities, symbols, file, name)
-        };
         flows(&mut |n, file, flow| {
             // The flow's own symbol: flows are pushed after the activities, in order.
-            let me = index.activities.len() + n;
-            for dependency in &flow.depends_on {
-                flow_ref(&mut symbols, file, dependency);
-            }
-            if let Some(condition) = &flow.condition {
-                for (target, _) in condition_atoms(condition) {
-                    flow_ref(&mut symbols, file, target);
-                }
-            }
-            for call in config_calls(flow.config.as_ref()) {
-                activity_ref(&mut symbols, file, &call.name);
-            }
-            let graph = FlowGraph::new(file, flow);
-            let first = symbols.defs.len();
-            for node in &graph.stages {
-                let stage = node.stage;
-                symbols.push(Kind::Stage, &stage.name, file, stage.span, Some(me));
-            }
-            for (i, node) in graph.stages.iter().enumerate() {
-                let stage = node.stage;
-                // What it reads (`from`, `merge`, `join`); the graph's waits also hold
-                // `on_failure` edges, which point the other way, so triggers are read here.
-                for edge in &graph.reads[i] {
-                    symbols.refs.push(Reference {
-                        file,
-                        span: edge.span,
-                        symbol: first + edge.to,
-                    });
-                }
-                let mut stage_names: Vec<(&str, Span)> = Vec::new();
-                if let Some(trigger) = &stage.trigger {
-                    stage_names.extend(
-                        condition_atoms(trigger)
-                            .into_iter()
-                            .map(|(t, _)| (t.name.as_str(), t.span)),
-                    );
-                }
-                if let Some((fallback, span)) = on_failure_stage(stage) {
-                    // `on_failure: 'name'` as a string: the name is inside the quotes.
-                    let quoted = span.end as usize - span.start as usize == fallback.len() + 2;
-                    let span = if quoted {
-                        Span::new(span.start as usize + 1, span.end as usize - 1)
-                    } else {
-                        span
-                    };
-                    stage_names.push((fallback, span));
-                }
-                for op in &stage.body.ops {
-                    if let OpKind::Route(route) = &op.kind {
-                        let targets = route.cases.iter().map(|c| &c.target);
-                        stage_names.extend(
-                            targets
-                                .chain(route.otherwise.iter())
-                                .map(|t| (t.name.as_str(), t.span)),
-                        );
-                    }
-                    if let OpKind::Jump(target)
-                    | OpKind::CallFlow(target)
-                    | OpKind::EachCall(target) = &op.kind
-                    {
-                        flow_ref(&mut symbols, file, &target.name);
-                    }
-                }
-                for (name, span) in stage_names {
-                    if let Some(to) = graph.index_of(name) {
-                        symbols.refs.push(Reference {
-                            file,
-                            span,
-                            symbol: first + to,
-                        });
-                    }
-                }
-                if let SourceKind::CallFlow(target) | SourceKind::Jump(target) =
-                    &stage.body.source.kind
-                {
-                    flow_ref(&mut symbols, file, &target.name);
-                }
-                for call in activity_calls(stage) {
-                    activity_ref(&mut symbols, file, &call.name);
-                }
-                for call in config_calls(stage.config.as_deref()) {
-                    activity_ref(&mut symbols, file, &call.name);
-                }
-                pool_refs.extend(pool_ref(file, stage.config.as_deref()));
-            }
+            c.flow(index.activities.len() + n, file, flow)
         });
         for def in &index.runs {
-            flow_ref(&mut symbols, def.file, &def.node.call.name);
+            c.flow_ref(def.file, &def.node.call.name);
         }
         for def in &index.activities {
-            pool_refs.extend(pool_ref(def.file, def.node.config.as_ref()));
+            c.pool_refs
+                .extend(pool_ref(def.file, def.node.config.as_ref()));
         }
         // Pools last: a flow's symbol is found by its position after the activities.
-        let mut pools = std::collections::BTreeMap::new();
+        let mut symbols = c.symbols;
+        let mut pools = BTreeMap::new();
         for def in &index.pools {
             pools
                 .entry(def.node.name.name.to_string())
                 .or_insert(symbols.defs.len());
             symbols.push(Kind::Pool, &def.node.name, def.file, def.node.span, None);
         }
-        for (file, name) in pool_refs {
+        for (file, name) in c.pool_refs {
             reference(&pools, &mut symbols, file, &name);
         }
         symbols
@@ -253,6 +152,144 @@ impl Symbols {
 
 /// Activity calls in a config block: `compensate:` and the flow hooks.
 /// The pool a block names (`pool: gpu`).
+/// What [`Symbols::collect`] has found so far.
+#[derive(Default)]
+struct Collector {
+    symbols: Symbols,
+    /// The symbols of activities and flows, by name.
+    activities: BTreeMap<String, usize>,
+    flows: BTreeMap<String, usize>,
+    /// Names of pools, defined last (their symbols come after the flows').
+    pool_refs: Vec<(FileId, ast::Ident)>,
+}
+
+impl Collector {
+    fn flow_ref(&mut self, file: FileId, name: &ast::Ident) {
+        reference(&self.flows, &mut self.symbols, file, name)
+    }
+
+    fn activity_ref(&mut self, file: FileId, name: &ast::Ident) {
+        reference(&self.activities, &mut self.symbols, file, name)
+    }
+
+    /// A flow in full, whose own symbol is `me`: its stages, and what it and they name.
+    fn flow(&mut self, me: usize, file: FileId, flow: &Flow) {
+        for dependency in &flow.depends_on {
+            self.flow_ref(file, dependency);
+        }
+        if let Some(condition) = &flow.condition {
+            for (target, _) in condition_atoms(condition) {
+                self.flow_ref(file, target);
+            }
+        }
+        for call in config_calls(flow.config.as_ref()) {
+            self.activity_ref(file, &call.name);
+        }
+        let graph = FlowGraph::new(file, flow);
+        let first = self.symbols.defs.len();
+        for node in &graph.stages {
+            let stage = node.stage;
+            self.symbols
+                .push(Kind::Stage, &stage.name, file, stage.span, Some(me));
+        }
+        for i in 0..graph.stages.len() {
+            self.stage_refs(&graph, i, first);
+        }
+    }
+
+    /// What stage `i` of `graph` names; the flow's stages are the symbols from `first` on.
+    fn stage_refs(&mut self, graph: &FlowGraph, i: usize, first: usize) {
+        let file = graph.file;
+        let stage = graph.stages[i].stage;
+        // What it reads (`from`, `merge`, `join`); the graph's waits also hold
+        // `on_failure` edges, which point the other way, so triggers are read here.
+        for edge in &graph.reads[i] {
+            self.symbols.refs.push(Reference {
+                file,
+                span: edge.span,
+                symbol: first + edge.to,
+            });
+        }
+        for op in &stage.body.ops {
+            if let OpKind::Jump(target) | OpKind::CallFlow(target) | OpKind::EachCall(target) =
+                &op.kind
+            {
+                self.flow_ref(file, &target.name);
+            }
+        }
+        for (name, span) in named_stages(stage) {
+            if let Some(to) = graph.index_of(name) {
+                self.symbols.refs.push(Reference {
+                    file,
+                    span,
+                    symbol: first + to,
+                });
+            }
+        }
+        if let SourceKind::CallFlow(target) | SourceKind::Jump(target) = &stage.body.source.kind {
+            self.flow_ref(file, &target.name);
+        }
+        for call in activity_calls(stage) {
+            self.activity_ref(file, &call.name);
+        }
+        for call in config_calls(stage.config.as_deref()) {
+            self.activity_ref(file, &call.name);
+        }
+        self.pool_refs
+            .extend(pool_ref(file, stage.config.as_deref()));
+    }
+}
+
+/// A name that refers to a flow, an activity or a pool, when one has that name.
+fn reference(
+    defined: &BTreeMap<String, usize>,
+    symbols: &mut Symbols,
+    file: FileId,
+    name: &ast::Ident,
+) {
+    if let Some(&symbol) = defined.get(name.name.as_str()) {
+        symbols.refs.push(Reference {
+            file,
+            span: name.span,
+            symbol,
+        });
+    }
+}
+
+/// The names of other stages of its flow a stage writes: in its trigger, its `on_failure`
+/// and its routes.
+fn named_stages(stage: &ast::Stage) -> Vec<(&str, Span)> {
+    let mut stage_names: Vec<(&str, Span)> = Vec::new();
+    if let Some(trigger) = &stage.trigger {
+        stage_names.extend(
+            condition_atoms(trigger)
+                .into_iter()
+                .map(|(t, _)| (t.name.as_str(), t.span)),
+        );
+    }
+    if let Some((fallback, span)) = on_failure_stage(stage) {
+        // `on_failure: 'name'` as a string: the name is inside the quotes.
+        let quoted = span.end as usize - span.start as usize == fallback.len() + 2;
+        let span = if quoted {
+            Span::new(span.start as usize + 1, span.end as usize - 1)
+        } else {
+            span
+        };
+        stage_names.push((fallback, span));
+    }
+    for op in &stage.body.ops {
+        if let OpKind::Route(route) = &op.kind {
+            let targets = route.cases.iter().map(|c| &c.target);
+            stage_names.extend(
+                targets
+                    .chain(route.otherwise.iter())
+                    .map(|t| (t.name.as_str(), t.span)),
+            );
+        }
+    }
+    stage_names
+}
+
 fn pool_ref(file: FileId, config: Option<&Config>) -> Option<(FileId, ast::Ident)> {
     match &config?.get("pool")?.value.kind {
         ExprKind::Name(name) => Some((file, name.clone())),

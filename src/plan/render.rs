@@ -12,6 +12,16 @@ pub fn json(plan: &Plan) -> String {
 pub fn text(plan: &Plan) -> String {
     let f = &plan.flow;
     let mut out = String::new();
+    flow_text(&mut out, f);
+    for s in &f.stages {
+        stage_text(&mut out, s);
+    }
+    out
+}
+
+/// The flow's header: where it is written, its parameters, schedule, limits, dependencies,
+/// hooks, signals and queries.
+fn flow_text(out: &mut String, f: &FlowPlan) {
     let version = f
         .version
         .map(|v| format!(" @version({v})"))
@@ -76,58 +86,64 @@ pub fn text(plan: &Plan) -> String {
             );
         }
     }
-    for s in &f.stages {
-        let _ = writeln!(
-            out,
-            "\nstage {}  [{}]  ({}:{})",
-            s.id,
-            s.kind.name(),
-            s.origin.file,
-            s.origin.line
-        );
-        if let Some(parent) = &s.fork_parent {
-            let _ = writeln!(out, "  branch of: {parent}");
-        }
-        if !s.upstream.is_empty() {
-            let waits: Vec<String> = s
-                .upstream
-                .iter()
-                .map(|e| format!("{} ({})", e.stage, e.requires))
-                .collect();
-            let _ = writeln!(out, "  waits for: {}", waits.join(", "));
-        }
-        let _ = writeln!(out, "  trigger: {}", cond(&s.trigger));
-        let _ = writeln!(out, "  retry: {}", retry(&s.retry));
-        let limits: Vec<String> = [
-            s.timeout_ms.map(|ms| format!("timeout {}", duration(ms))),
-            s.schedule_timeout_ms
-                .map(|ms| format!("schedule_timeout {}", duration(ms))),
-            s.heartbeat_ms
-                .map(|ms| format!("heartbeat {}", duration(ms))),
-            (s.priority != crate::check::settings::DEFAULT_PRIORITY).then(|| format!("priority {}", s.priority)),
-            (s.on_failure != OnFailure::Fail).then(|| format!("on_failure {}", s.on_failure)),
-            s.connector.as_ref().map(|c| format!("on {c}")),
-            s.pool
-                .as_ref()
-                .map(|p| format!("pool {} ({} slots)", p.name, p.slots)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if !limits.is_empty() {
-            let _ = writeln!(out, "  limits: {}", limits.join(", "));
-        }
-        if let Some(c) = &s.compensation {
-            let _ = writeln!(out, "  compensate: {}", invocation(c));
-        }
-        if let Some(k) = &s.idempotency_key {
-            let _ = writeln!(out, "  idempotency key: {}", sql(k));
-        }
-        for step in &s.steps {
-            let _ = writeln!(out, "  {}", self::step(step));
-        }
+}
+
+/// One stage: what it waits for, its trigger, retry, limits, compensation and steps.
+fn stage_text(out: &mut String, s: &StagePlan) {
+    let _ = writeln!(
+        out,
+        "\nstage {}  [{}]  ({}:{})",
+        s.id,
+        s.kind.name(),
+        s.origin.file,
+        s.origin.line
+    );
+    if let Some(parent) = &s.fork_parent {
+        let _ = writeln!(out, "  branch of: {parent}");
     }
-    out
+    if !s.upstream.is_empty() {
+        let waits: Vec<String> = s
+            .upstream
+            .iter()
+            .map(|e| format!("{} ({})", e.stage, e.requires))
+            .collect();
+        let _ = writeln!(out, "  waits for: {}", waits.join(", "));
+    }
+    let _ = writeln!(out, "  trigger: {}", cond(&s.trigger));
+    let _ = writeln!(out, "  retry: {}", retry(&s.retry));
+    let limits = stage_limits(s);
+    if !limits.is_empty() {
+        let _ = writeln!(out, "  limits: {}", limits.join(", "));
+    }
+    if let Some(c) = &s.compensation {
+        let _ = writeln!(out, "  compensate: {}", invocation(c));
+    }
+    if let Some(k) = &s.idempotency_key {
+        let _ = writeln!(out, "  idempotency key: {}", sql(k));
+    }
+    for step in &s.steps {
+        let _ = writeln!(out, "  {}", self::step(step));
+    }
+}
+
+/// A stage's settings that differ from the defaults, each as `key value`.
+fn stage_limits(s: &StagePlan) -> Vec<String> {
+    [
+        s.timeout_ms.map(|ms| format!("timeout {}", duration(ms))),
+        s.schedule_timeout_ms
+            .map(|ms| format!("schedule_timeout {}", duration(ms))),
+        s.heartbeat_ms
+            .map(|ms| format!("heartbeat {}", duration(ms))),
+        (s.priority != crate::check::settings::DEFAULT_PRIORITY).then(|| format!("priority {}", s.priority)),
+        (s.on_failure != OnFailure::Fail).then(|| format!("on_failure {}", s.on_failure)),
+        s.connector.as_ref().map(|c| format!("on {c}")),
+        s.pool
+            .as_ref()
+            .map(|p| format!("pool {} ({} slots)", p.name, p.slots)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 fn duration(ms: u64) -> String {

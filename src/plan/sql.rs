@@ -5,7 +5,7 @@
 //! are named parameters (`:day`, `:run_time`), never text.
 
 use crate::check::binder::{Meaning, Row, Scope};
-use crate::syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
+use crate::syntax::ast::{BinaryOp, Call, Expr, ExprKind, Field, UnaryOp};
 use crate::value::ValueType;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -163,36 +163,9 @@ impl<'a> Writer<'a> {
             ExprKind::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
             ExprKind::Null => "NULL".to_string(),
             ExprKind::Name(n) => self.name(&n.name),
-            ExprKind::Field(f) if f.base.name == "_" => {
-                self.reads_row = true;
-                quote_ident(&f.field.name)
-            }
-            ExprKind::Field(f) if f.base.name == "signal" => self
-                .signal(&f.field.name)
-                .unwrap_or_else(|| format!("\"signal\".{}", quote_ident(&f.field.name))),
-            ExprKind::Field(f) => match self
-                .joined
-                .as_ref()
-                .and_then(|row| row.qualified_name(&f.base.name, &f.field.name))
-            {
-                Some(column) => quote_ident(column),
-                None => format!(
-                    "{}.{}",
-                    quote_ident(&f.base.name),
-                    quote_ident(&f.field.name)
-                ),
-            },
+            ExprKind::Field(f) => self.field(f),
             ExprKind::Star => "*".to_string(),
-            ExprKind::Call(call) => {
-                // The function table names each function's SQL (`hash` is the runtime's own).
-                let name = crate::check::functions::lookup(&call.name.name).map_or_else(
-                    || call.name.name.to_ascii_lowercase(),
-                    |f| f.sql.to_string(),
-                );
-                let args: Vec<String> = call.args.iter().map(|a| self.expr(&a.value)).collect();
-                self.run_function(&name, &args)
-                    .unwrap_or_else(|| format!("{name}({})", args.join(", ")))
-            }
+            ExprKind::Call(call) => self.call(call),
             ExprKind::List(items) => {
                 let items: Vec<String> = items.iter().map(|i| self.expr(i)).collect();
                 format!("({})", items.join(", "))
@@ -201,55 +174,7 @@ impl<'a> Writer<'a> {
                 UnaryOp::Neg => format!("-{}", self.operand(operand)),
                 UnaryOp::Not => format!("NOT {}", self.operand(operand)),
             },
-            ExprKind::Binary { op, lhs, rhs }
-                if matches!(op, BinaryOp::Add | BinaryOp::Sub) && self.temporal(lhs, rhs) =>
-            {
-                let function = if *op == BinaryOp::Add {
-                    "wv_add"
-                } else {
-                    "wv_sub"
-                };
-                format!("{function}({}, {})", self.expr(lhs), self.expr(rhs))
-            }
-            ExprKind::Binary { op, lhs, rhs }
-                if matches!(op, BinaryOp::Mul | BinaryOp::Div)
-                    && self.static_type(e) == ValueType::Duration =>
-            {
-                // Milliseconds stay whole: `d * 1.5` is a duration, not 1500.0.
-                format!(
-                    "CAST(ROUND({} {} {}) AS INTEGER)",
-                    self.operand(lhs),
-                    op.symbol(),
-                    self.operand(rhs)
-                )
-            }
-            ExprKind::Binary { op, lhs, rhs } if op.is_comparison() && self.timed(lhs, rhs) => {
-                // Timestamps compare as instants, whatever their precision or zone is written as.
-                format!(
-                    "julianday({}) {} julianday({})",
-                    self.expr(lhs),
-                    if *op == BinaryOp::NotEq {
-                        "<>"
-                    } else {
-                        op.symbol()
-                    },
-                    self.expr(rhs)
-                )
-            }
-            ExprKind::Binary {
-                op: BinaryOp::Concat,
-                lhs,
-                rhs,
-            } => format!("{} || {}", self.text_operand(lhs), self.text_operand(rhs)),
-            ExprKind::Binary { op, lhs, rhs } => {
-                let symbol = match op {
-                    BinaryOp::Or => "OR",
-                    BinaryOp::And => "AND",
-                    BinaryOp::NotEq => "<>",
-                    other => other.symbol(),
-                };
-                format!("{} {symbol} {}", self.operand(lhs), self.operand(rhs))
-            }
+            ExprKind::Binary { op, lhs, rhs } => self.binary(e, *op, lhs, rhs),
             ExprKind::IsNull { operand, negated } => {
                 format!(
                     "{} IS {}NULL",
@@ -283,6 +208,87 @@ impl<'a> Writer<'a> {
                 )
             }
             ExprKind::Error => "NULL".to_string(),
+        }
+    }
+
+    /// `_.column`, `signal.name` or `source.column`.
+    fn field(&mut self, f: &Field) -> String {
+        if f.base.name == "_" {
+            self.reads_row = true;
+            return quote_ident(&f.field.name);
+        }
+        if f.base.name == "signal" {
+            return self
+                .signal(&f.field.name)
+                .unwrap_or_else(|| format!("\"signal\".{}", quote_ident(&f.field.name)));
+        }
+        match self
+            .joined
+            .as_ref()
+            .and_then(|row| row.qualified_name(&f.base.name, &f.field.name))
+        {
+            Some(column) => quote_ident(column),
+            None => format!(
+                "{}.{}",
+                quote_ident(&f.base.name),
+                quote_ident(&f.field.name)
+            ),
+        }
+    }
+
+    fn call(&mut self, call: &Call) -> String {
+        // The function table names each function's SQL (`hash` is the runtime's own).
+        let name = crate::check::functions::lookup(&call.name.name).map_or_else(
+            || call.name.name.to_ascii_lowercase(),
+            |f| f.sql.to_string(),
+        );
+        let args: Vec<String> = call.args.iter().map(|a| self.expr(&a.value)).collect();
+        self.run_function(&name, &args)
+            .unwrap_or_else(|| format!("{name}({})", args.join(", ")))
+    }
+
+    /// `lhs op rhs` (the expression `e`): time arithmetic and comparisons by the engine's
+    /// functions, the rest as SQL operators.
+    fn binary(&mut self, e: &Expr, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> String {
+        if matches!(op, BinaryOp::Add | BinaryOp::Sub) && self.temporal(lhs, rhs) {
+            let function = if op == BinaryOp::Add {
+                "wv_add"
+            } else {
+                "wv_sub"
+            };
+            format!("{function}({}, {})", self.expr(lhs), self.expr(rhs))
+        } else if matches!(op, BinaryOp::Mul | BinaryOp::Div)
+            && self.static_type(e) == ValueType::Duration
+        {
+            // Milliseconds stay whole: `d * 1.5` is a duration, not 1500.0.
+            format!(
+                "CAST(ROUND({} {} {}) AS INTEGER)",
+                self.operand(lhs),
+                op.symbol(),
+                self.operand(rhs)
+            )
+        } else if op.is_comparison() && self.timed(lhs, rhs) {
+            // Timestamps compare as instants, whatever their precision or zone is written as.
+            format!(
+                "julianday({}) {} julianday({})",
+                self.expr(lhs),
+                if op == BinaryOp::NotEq {
+                    "<>"
+                } else {
+                    op.symbol()
+                },
+                self.expr(rhs)
+            )
+        } else if op == BinaryOp::Concat {
+            format!("{} || {}", self.text_operand(lhs), self.text_operand(rhs))
+        } else {
+            let symbol = match op {
+                BinaryOp::Or => "OR",
+                BinaryOp::And => "AND",
+                BinaryOp::NotEq => "<>",
+                other => other.symbol(),
+            };
+            format!("{} {symbol} {}", self.operand(lhs), self.operand(rhs))
         }
     }
 

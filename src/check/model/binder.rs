@@ -7,7 +7,7 @@ use crate::check::functions::{self, Returns, Use};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
 use crate::source::FileId;
-use crate::syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
+use crate::syntax::ast::{BinaryOp, Expr, ExprKind, Field, UnaryOp};
 use crate::value::ValueType;
 
 /// A column of a stage's rows: its name, type, and for columns of a join, the source alias
@@ -212,113 +212,10 @@ impl Binder {
             ExprKind::Bool(_) => ValueType::Boolean,
             ExprKind::Time { ty, .. } => (*ty).into(),
             ExprKind::Null | ExprKind::Star | ExprKind::Error => ValueType::Any,
-            ExprKind::Name(n) => match scope.resolve(&n.name) {
-                Meaning::Value(ty) | Meaning::Signal(ty) => ty,
-                Meaning::Column(_, ty) => {
-                    self.read_row = true;
-                    ty
-                }
-                Meaning::Unresolved => {
-                    self.unresolved(&n.name, e, scope);
-                    ValueType::Any
-                }
-            },
-            ExprKind::Field(f) if f.base.name == "_" => {
-                if scope.row.is_none() {
-                    self.out.push(
-                        Diagnostic::error(
-                            Code::E0616,
-                            self.file,
-                            e.span,
-                            format!(
-                                "`_.{}` has no row to read: {} is not evaluated per row",
-                                f.field.name, scope.place
-                            ),
-                        )
-                        .with_label("no input row here")
-                        .with_help(ROW_PLACES),
-                    );
-                    return ValueType::Any;
-                }
-                self.read_row = true;
-                match scope.resolve_row(&f.field.name) {
-                    Meaning::Column(_, ty) => ty,
-                    _ => {
-                        self.unknown_column(&f.field.name, e, scope);
-                        ValueType::Any
-                    }
-                }
-            }
-            ExprKind::Field(f) if f.base.name == "signal" => {
-                let signal = scope.signals.iter().find(|(n, _)| *n == f.field.name);
-                if signal.is_none() {
-                    let d = Diagnostic::error(
-                        Code::E0615,
-                        self.file,
-                        f.field.span,
-                        format!("unknown signal `{}`", f.field.name),
-                    )
-                    .with_label("not a signal of this flow");
-                    let help = if scope.signals.is_empty() {
-                        Some(format!("declare it: `signal {} = false`", f.field.name))
-                    } else {
-                        Some(format!(
-                            "the signals are {}",
-                            list(scope.signals.iter().map(|(n, _)| *n))
-                        ))
-                    };
-                    self.out.push(crate::check::with_suggestion(
-                        d,
-                        &f.field.name,
-                        scope.signals.iter().map(|(n, _)| *n),
-                        help,
-                    ));
-                }
-                signal.map_or(ValueType::Any, |(_, ty)| *ty)
-            }
-            ExprKind::Field(f) => match scope.resolve_qualified(&f.base.name, &f.field.name) {
-                Meaning::Column(_, ty) => {
-                    self.read_row = true;
-                    ty
-                }
-                _ => {
-                    match scope.row {
-                        Some(row) if row.aliases.iter().any(|a| *a == f.base.name) => {
-                            self.unknown_column(&format!("{}.{}", f.base.name, f.field.name), e, scope)
-                        }
-                        Some(row) => self.out.push(
-                            Diagnostic::error(
-                                Code::E0114,
-                                self.file,
-                                f.base.span,
-                                format!("`{}` is not a source of this query", f.base.name),
-                            )
-                            .with_label("not in scope here")
-                            .with_help(format!(
-                                "columns here are qualified by {}; read another stage with `from` or `join`",
-                                list(row.aliases.iter().map(String::as_str))
-                            )),
-                        ),
-                        None => self.out.push(
-                            Diagnostic::error(
-                                Code::E0616,
-                                self.file,
-                                e.span,
-                                format!(
-                                    "`{}.{}` reads a column, but {} has no input row",
-                                    f.base.name, f.field.name, scope.place
-                                ),
-                            )
-                            .with_label("no input row here")
-                            .with_help(format!(
-                                "stage rows reach other stages through `from`: read `{}` in a stage and use `_.{}` where {ROW_PLACES_SHORT}",
-                                f.base.name, f.field.name
-                            )),
-                        ),
-                    }
-                    ValueType::Any
-                }
-            },
+            ExprKind::Name(n) => self.bind_name(&n.name, e, scope),
+            ExprKind::Field(f) if f.base.name == "_" => self.bind_row_field(f, e, scope),
+            ExprKind::Field(f) if f.base.name == "signal" => self.bind_signal(f, scope),
+            ExprKind::Field(f) => self.bind_qualified(f, e, scope),
             ExprKind::Call(call) => {
                 let types: Vec<ValueType> = call
                     .args
@@ -340,22 +237,7 @@ impl Binder {
                     UnaryOp::Not => ValueType::Boolean,
                 }
             }
-            ExprKind::Binary { op, lhs, rhs } => {
-                let (l, r) = (self.bind(lhs, scope), self.bind(rhs, scope));
-                if let Some(why) = time_misuse(*op, l, r) {
-                    self.out.push(
-                        Diagnostic::error(
-                            Code::E0621,
-                            self.file,
-                            e.span,
-                            format!("`{}` of {} and {}: {why}", op.symbol(), l.name(), r.name()),
-                        )
-                        .with_label("not time arithmetic")
-                        .with_help("a timestamp or a date moves by a duration (`run_time + 1h`, `eta - 15m`); two timestamps subtract to a duration; a duration scales by a number (`d * 2`)"),
-                    );
-                }
-                binary_type(*op, l, r)
-            }
+            ExprKind::Binary { op, lhs, rhs } => self.bind_binary(*op, lhs, rhs, e, scope),
             ExprKind::IsNull { operand, .. } => {
                 self.bind(operand, scope);
                 ValueType::Boolean
@@ -375,6 +257,156 @@ impl Binder {
                 ValueType::Boolean
             }
         }
+    }
+
+    /// A plain name `e`: a value, a signal or a column of the row.
+    fn bind_name(&mut self, name: &str, e: &Expr, scope: &Scope) -> ValueType {
+        match scope.resolve(name) {
+            Meaning::Value(ty) | Meaning::Signal(ty) => ty,
+            Meaning::Column(_, ty) => {
+                self.read_row = true;
+                ty
+            }
+            Meaning::Unresolved => {
+                self.unresolved(name, e, scope);
+                ValueType::Any
+            }
+        }
+    }
+
+    /// `_.field` (the expression `e`): a column of the current row.
+    fn bind_row_field(&mut self, f: &Field, e: &Expr, scope: &Scope) -> ValueType {
+        if scope.row.is_none() {
+            self.out.push(
+                Diagnostic::error(
+                    Code::E0616,
+                    self.file,
+                    e.span,
+                    format!(
+                        "`_.{}` has no row to read: {} is not evaluated per row",
+                        f.field.name, scope.place
+                    ),
+                )
+                .with_label("no input row here")
+                .with_help(ROW_PLACES),
+            );
+            return ValueType::Any;
+        }
+        self.read_row = true;
+        match scope.resolve_row(&f.field.name) {
+            Meaning::Column(_, ty) => ty,
+            _ => {
+                self.unknown_column(&f.field.name, e, scope);
+                ValueType::Any
+            }
+        }
+    }
+
+    /// `signal.name`: a signal of the flow.
+    fn bind_signal(&mut self, f: &Field, scope: &Scope) -> ValueType {
+        let signal = scope.signals.iter().find(|(n, _)| *n == f.field.name);
+        if signal.is_none() {
+            let d = Diagnostic::error(
+                Code::E0615,
+                self.file,
+                f.field.span,
+                format!("unknown signal `{}`", f.field.name),
+            )
+            .with_label("not a signal of this flow");
+            let help = if scope.signals.is_empty() {
+                Some(format!("declare it: `signal {} = false`", f.field.name))
+            } else {
+                Some(format!(
+                    "the signals are {}",
+                    list(scope.signals.iter().map(|(n, _)| *n))
+                ))
+            };
+            self.out.push(crate::check::with_suggestion(
+                d,
+                &f.field.name,
+                scope.signals.iter().map(|(n, _)| *n),
+                help,
+            ));
+        }
+        signal.map_or(ValueType::Any, |(_, ty)| *ty)
+    }
+
+    /// `source.column` (the expression `e`): a column of one source of the query.
+    fn bind_qualified(&mut self, f: &Field, e: &Expr, scope: &Scope) -> ValueType {
+        match scope.resolve_qualified(&f.base.name, &f.field.name) {
+            Meaning::Column(_, ty) => {
+                self.read_row = true;
+                ty
+            }
+            _ => {
+                self.unresolved_qualified(f, e, scope);
+                ValueType::Any
+            }
+        }
+    }
+
+    /// Reports `source.column` that names no column: an unknown column of a source, a name
+    /// that is not a source, or a column read where there is no row.
+    fn unresolved_qualified(&mut self, f: &Field, e: &Expr, scope: &Scope) {
+        match scope.row {
+            Some(row) if row.aliases.iter().any(|a| *a == f.base.name) => {
+                self.unknown_column(&format!("{}.{}", f.base.name, f.field.name), e, scope)
+            }
+            Some(row) => self.out.push(
+                Diagnostic::error(
+                    Code::E0114,
+                    self.file,
+                    f.base.span,
+                    format!("`{}` is not a source of this query", f.base.name),
+                )
+                .with_label("not in scope here")
+                .with_help(format!(
+                    "columns here are qualified by {}; read another stage with `from` or `join`",
+                    list(row.aliases.iter().map(String::as_str))
+                )),
+            ),
+            None => self.out.push(
+                Diagnostic::error(
+                    Code::E0616,
+                    self.file,
+                    e.span,
+                    format!(
+                        "`{}.{}` reads a column, but {} has no input row",
+                        f.base.name, f.field.name, scope.place
+                    ),
+                )
+                .with_label("no input row here")
+                .with_help(format!(
+                    "stage rows reach other stages through `from`: read `{}` in a stage and use `_.{}` where {ROW_PLACES_SHORT}",
+                    f.base.name, f.field.name
+                )),
+            ),
+        }
+    }
+
+    /// `lhs op rhs` (the expression `e`); time arithmetic that makes no sense is reported.
+    fn bind_binary(
+        &mut self,
+        op: BinaryOp,
+        lhs: &Expr,
+        rhs: &Expr,
+        e: &Expr,
+        scope: &Scope,
+    ) -> ValueType {
+        let (l, r) = (self.bind(lhs, scope), self.bind(rhs, scope));
+        if let Some(why) = time_misuse(op, l, r) {
+            self.out.push(
+                Diagnostic::error(
+                    Code::E0621,
+                    self.file,
+                    e.span,
+                    format!("`{}` of {} and {}: {why}", op.symbol(), l.name(), r.name()),
+                )
+                .with_label("not time arithmetic")
+                .with_help("a timestamp or a date moves by a duration (`run_time + 1h`, `eta - 15m`); two timestamps subtract to a duration; a duration scales by a number (`d * 2`)"),
+            );
+        }
+        binary_type(op, l, r)
     }
 
     fn function(

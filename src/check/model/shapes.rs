@@ -5,7 +5,9 @@
 
 use crate::check::binder::{Column, Row, Shape};
 use crate::check::graph::FlowGraph;
-use crate::syntax::ast::{BinaryOp, Expr, ExprKind, OpKind, SourceKind, SourceRef, Stage};
+use crate::syntax::ast::{
+    BinaryOp, Expr, ExprKind, Join, OpKind, SelectItem, SourceKind, SourceRef, Stage,
+};
 use crate::value::ValueType;
 use std::path::{Path, PathBuf};
 
@@ -97,7 +99,45 @@ impl<'g, 'w> Shapes<'g, 'w> {
     }
 
     fn compute(&mut self, stage: &Stage) -> Pipeline {
-        let mut row = match &stage.body.source.kind {
+        let mut walk = Walk {
+            row: self.source_row(&stage.body.source.kind),
+            grouped: None,
+            pipeline: Pipeline {
+                before: Vec::with_capacity(stage.body.ops.len()),
+                ..Pipeline::default()
+            },
+        };
+        for (at, op) in stage.body.ops.iter().enumerate() {
+            match &op.kind {
+                OpKind::Join(join) => self.join(&mut walk, at, join),
+                OpKind::GroupBy(keys) => {
+                    self.group_by(&mut walk, keys);
+                    continue;
+                }
+                OpKind::Select(items) => self.select(&mut walk, items),
+                // A child run's final rows are known when it runs.
+                OpKind::Each(_) | OpKind::EachCall(_) | OpKind::Activity(_) => {
+                    walk.pass_on(Row::unknown())
+                }
+                OpKind::CallFlow(_) => walk.pass_on(call_row()),
+                // `order by` right after `select` is part of the same SQL query: it may name
+                // the selected columns and those they were selected from.
+                OpKind::OrderBy(_)
+                    if at > 0 && matches!(stage.body.ops[at - 1].kind, OpKind::Select(_)) =>
+                {
+                    walk.order_by_after_select(at)
+                }
+                _ => walk.pipeline.before.push(walk.row.clone()),
+            }
+            walk.grouped = None;
+        }
+        walk.pipeline.output = walk.row.shape;
+        walk.pipeline
+    }
+
+    /// The rows a stage's source gives its first operator.
+    fn source_row(&mut self, source: &SourceKind) -> Row {
+        match source {
             SourceKind::From(refs) => match refs.as_slice() {
                 [single] => {
                     let (shape, alias) = self.source(single);
@@ -124,155 +164,100 @@ impl<'g, 'w> Shapes<'g, 'w> {
             SourceKind::Wait(_) | SourceKind::WaitUntil(_) => {
                 Row::of(Some(Vec::new().into()), "wait")
             }
+        }
+    }
+
+    /// `join`: `on` reads both sides; the result keeps the columns of `join_columns`.
+    fn join(&mut self, walk: &mut Walk, at: usize, join: &Join) {
+        let (right, right_alias) = self.source(&join.source);
+        let row = &walk.row;
+        let left_alias = row.aliases.first().cloned().unwrap_or_default();
+        let both = match (&row.shape, &right) {
+            (Some(l), Some(r)) => Some(
+                l.iter()
+                    .map(|c| with_origin(c, &left_alias))
+                    .chain(r.iter().map(|c| with_origin(c, &right_alias)))
+                    .collect(),
+            ),
+            _ => None,
         };
-        let mut before = Vec::with_capacity(stage.body.ops.len());
-        let mut grouped: Option<Row> = None;
-        let mut joins = std::collections::BTreeMap::new();
-        let mut first_join = None;
-        for (at, op) in stage.body.ops.iter().enumerate() {
-            match &op.kind {
-                OpKind::Join(join) => {
-                    let (right, right_alias) = self.source(&join.source);
-                    let left_alias = row.aliases.first().cloned().unwrap_or_default();
-                    let both = match (&row.shape, &right) {
-                        (Some(l), Some(r)) => Some(
-                            l.iter()
-                                .map(|c| with_origin(c, &left_alias))
-                                .chain(r.iter().map(|c| with_origin(c, &right_alias)))
-                                .collect(),
-                        ),
-                        _ => None,
-                    };
-                    let mut aliases = row.aliases.to_vec();
-                    aliases.push(right_alias.clone());
-                    let aliases: std::rc::Rc<[String]> = aliases.into();
-                    before.push(Row {
-                        shape: both,
-                        aliases: aliases.clone(),
-                    });
-                    let keys = equi_join_keys(&join.on, &left_alias, &right_alias);
-                    first_join.get_or_insert(at);
-                    let output = match (&row.shape, &right) {
-                        (Some(l), Some(r)) => {
-                            let kept = join_columns(l, &left_alias, r, &right_alias, &keys);
-                            let left_count = l.len();
-                            joins.insert(
-                                at,
-                                kept.iter()
-                                    .enumerate()
-                                    .map(|(i, c)| {
-                                        let (side, column) = if i < left_count {
-                                            (left_alias.clone(), l[i].name.clone())
-                                        } else {
-                                            let (_, source) = c.origin.clone().unwrap_or_default();
-                                            (right_alias.clone(), source)
-                                        };
-                                        (side, column, c.name.clone())
-                                    })
-                                    .collect(),
-                            );
-                            Some(kept.into())
-                        }
-                        _ => None,
-                    };
-                    row = Row {
-                        shape: output,
-                        aliases,
-                    };
-                }
-                OpKind::GroupBy(keys) => {
-                    before.push(row.clone());
-                    let shape = keys
-                        .iter()
-                        .map(|k| name_of(k).map(|n| self.typed(&row, n)))
-                        .collect::<Option<Vec<Column>>>()
-                        .filter(|_| row.shape.is_some())
-                        .map(Into::into);
-                    grouped = Some(row.clone());
-                    row = Row {
-                        shape,
-                        aliases: row.aliases.clone(),
-                    };
-                    continue;
-                }
-                OpKind::Select(items) => {
-                    let over = grouped.take().unwrap_or_else(|| row.clone());
-                    before.push(over.clone());
-                    let mut columns = Some(Vec::new());
-                    for item in items {
-                        let Some(out) = columns.as_mut() else { break };
-                        match (&item.alias, &item.expr.kind) {
-                            (None, ExprKind::Star) => match &over.shape {
-                                Some(cs) => {
-                                    out.extend(cs.iter().map(|c| Column::new(&c.name, c.ty)))
-                                }
-                                None => columns = None,
-                            },
-                            (Some(alias), _) => out.push(Column::new(
-                                alias.name.as_str(),
-                                self.expr_type(&over, &item.expr),
-                            )),
-                            (None, _) => match output_name(&over, &item.expr) {
-                                Some(name) => {
-                                    let ty = self.expr_type(&over, &item.expr);
-                                    out.push(Column::new(name, ty));
-                                }
-                                None => columns = None,
-                            },
-                        }
-                    }
-                    // A list of named items says the columns even over rows whose columns are
-                    // known only at run time (an activity's output): `n > 1 as big` is a
-                    // boolean whatever `n` is.
-                    row = Row {
-                        shape: columns.map(Into::into),
-                        aliases: row.aliases.clone(),
-                    };
-                }
-                // A child run's final rows are known when it runs.
-                OpKind::Each(_) | OpKind::EachCall(_) | OpKind::Activity(_) => {
-                    before.push(row.clone());
-                    row = Row::unknown();
-                }
-                OpKind::CallFlow(_) => {
-                    before.push(row.clone());
-                    row = call_row();
-                }
-                // `order by` right after `select` is part of the same SQL query: it may name
-                // the selected columns and those they were selected from.
-                OpKind::OrderBy(_)
-                    if at > 0 && matches!(stage.body.ops[at - 1].kind, OpKind::Select(_)) =>
-                {
-                    let selected_from = before[at - 1].shape.clone();
-                    let shape = match (&row.shape, selected_from) {
-                        (Some(out), Some(input)) => Some(
-                            out.iter()
-                                .cloned()
-                                .chain(
-                                    input
-                                        .iter()
-                                        .filter(|c| !out.iter().any(|o| o.name == c.name))
-                                        .cloned(),
-                                )
-                                .collect(),
-                        ),
-                        _ => None,
-                    };
-                    before.push(Row {
-                        shape,
-                        aliases: row.aliases.clone(),
-                    });
-                }
-                _ => before.push(row.clone()),
+        let mut aliases = row.aliases.to_vec();
+        aliases.push(right_alias.clone());
+        let aliases: std::rc::Rc<[String]> = aliases.into();
+        walk.pipeline.before.push(Row {
+            shape: both,
+            aliases: aliases.clone(),
+        });
+        let keys = equi_join_keys(&join.on, &left_alias, &right_alias);
+        walk.pipeline.first_join.get_or_insert(at);
+        let output = match (&row.shape, &right) {
+            (Some(l), Some(r)) => {
+                let kept = join_columns(l, &left_alias, r, &right_alias, &keys);
+                let sources = kept_sources(&kept, l, &left_alias, &right_alias);
+                walk.pipeline.joins.insert(at, sources);
+                Some(kept.into())
             }
-            grouped = None;
+            _ => None,
+        };
+        walk.row = Row {
+            shape: output,
+            aliases,
+        };
+    }
+
+    /// `group by`: the rows become the keys; a `select` right after reads the rows grouped.
+    fn group_by(&self, walk: &mut Walk, keys: &[Expr]) {
+        let row = walk.row.clone();
+        walk.pipeline.before.push(row.clone());
+        let shape = keys
+            .iter()
+            .map(|k| name_of(k).map(|n| self.typed(&row, n)))
+            .collect::<Option<Vec<Column>>>()
+            .filter(|_| row.shape.is_some())
+            .map(Into::into);
+        walk.row = Row {
+            shape,
+            aliases: row.aliases.clone(),
+        };
+        walk.grouped = Some(row);
+    }
+
+    fn select(&self, walk: &mut Walk, items: &[SelectItem]) {
+        let over = walk.grouped.take().unwrap_or_else(|| walk.row.clone());
+        walk.pipeline.before.push(over.clone());
+        // A list of named items says the columns even over rows whose columns are
+        // known only at run time (an activity's output): `n > 1 as big` is a
+        // boolean whatever `n` is.
+        walk.row = Row {
+            shape: self.selected_columns(&over, items).map(Into::into),
+            aliases: walk.row.aliases.clone(),
+        };
+    }
+
+    /// The columns a `select` over `over` gives, if its items say them.
+    fn selected_columns(&self, over: &Row, items: &[SelectItem]) -> Option<Vec<Column>> {
+        let mut columns = Some(Vec::new());
+        for item in items {
+            let Some(out) = columns.as_mut() else { break };
+            match (&item.alias, &item.expr.kind) {
+                (None, ExprKind::Star) => match &over.shape {
+                    Some(cs) => out.extend(cs.iter().map(|c| Column::new(&c.name, c.ty))),
+                    None => columns = None,
+                },
+                (Some(alias), _) => out.push(Column::new(
+                    alias.name.as_str(),
+                    self.expr_type(over, &item.expr),
+                )),
+                (None, _) => match output_name(over, &item.expr) {
+                    Some(name) => {
+                        let ty = self.expr_type(over, &item.expr);
+                        out.push(Column::new(name, ty));
+                    }
+                    None => columns = None,
+                },
+            }
         }
-        Pipeline {
-            before,
-            output: row.shape,
-            joins,
-            first_join,
-        }
+        columns
     }
 
     /// The type of an expression over `row` (names of parameters and columns).
@@ -374,6 +359,70 @@ impl<'g, 'w> Shapes<'g, 'w> {
             }
         }
     }
+}
+
+/// What [`Shapes::compute`] carries from one operator to the next.
+struct Walk {
+    /// The rows the next operator reads.
+    row: Row,
+    /// The rows a `group by` grouped, for a `select` right after it.
+    grouped: Option<Row>,
+    /// The pipeline so far (its output is set at the end).
+    pipeline: Pipeline,
+}
+
+impl Walk {
+    /// An operator that reads the rows and gives `next`.
+    fn pass_on(&mut self, next: Row) {
+        self.pipeline.before.push(self.row.clone());
+        self.row = next;
+    }
+
+    /// `order by` at operator `at`, right after a `select`: it reads the selected columns,
+    /// then those they were selected from that the select did not keep.
+    fn order_by_after_select(&mut self, at: usize) {
+        let selected_from = self.pipeline.before[at - 1].shape.clone();
+        let shape = match (&self.row.shape, selected_from) {
+            (Some(out), Some(input)) => Some(
+                out.iter()
+                    .cloned()
+                    .chain(
+                        input
+                            .iter()
+                            .filter(|c| !out.iter().any(|o| o.name == c.name))
+                            .cloned(),
+                    )
+                    .collect(),
+            ),
+            _ => None,
+        };
+        self.pipeline.before.push(Row {
+            shape,
+            aliases: self.row.aliases.clone(),
+        });
+    }
+}
+
+/// For each column a join keeps: (side alias, column there, name in the result). The left
+/// side's columns come first, in order.
+fn kept_sources(
+    kept: &[Column],
+    left: &[Column],
+    left_alias: &str,
+    right_alias: &str,
+) -> Vec<(String, String, String)> {
+    kept.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (side, column) = if i < left.len() {
+                (left_alias.to_string(), left[i].name.clone())
+            } else {
+                let (_, source) = c.origin.clone().unwrap_or_default();
+                (right_alias.to_string(), source)
+            };
+            (side, column, c.name.clone())
+        })
+        .collect()
 }
 
 fn with_origin(c: &Column, alias: &str) -> Column {

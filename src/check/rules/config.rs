@@ -10,7 +10,9 @@ use crate::diagnostics::{Diagnostic, Label};
 use crate::vocabulary::OnFailure;
 use crate::retry_rule::Backoff;
 use crate::source::FileId;
-use crate::syntax::ast::{Activity, Config, ConfigEntry, ExprKind, OpKind, SourceKind, Stage};
+use crate::syntax::ast::{
+    Activity, Config, ConfigEntry, Expr, ExprKind, OpKind, SourceKind, Stage,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -273,142 +275,186 @@ fn value(
     graph: Option<&FlowGraph>,
     stage: Option<&Stage>,
 ) {
-    let name = e.key.name.as_str();
     let v = &e.value;
     // A value that did not parse is already reported.
     if matches!(v.kind, ExprKind::Error) {
         return;
     }
-    let wrong_type = |expected: &str| {
-        Diagnostic::error(
-            Code::E0204,
-            file,
-            v.span,
-            format!("`{name}` takes {expected}, found {}", values::describe(v)),
-        )
-        .with_label(format!("expected {expected}"))
-    };
-    let out_of_range = |message: String, help: &str| {
-        Diagnostic::error(Code::E0205, file, v.span, message)
-            .with_label("out of range")
-            .with_help(help.to_string())
+    let value = Value {
+        file,
+        name: e.key.name.as_str(),
+        v,
     };
     match kind {
-        Kind::Int { min, max } => match values::int(v) {
-            None => ctx.emit(wrong_type("a whole number")),
-            Some(n) if n < min || n > max => {
-                // Flow concurrency belongs to the schedule family (docs/errors.md).
-                let code = if place == Place::Flow && name == "concurrency" {
-                    Code::E0507
-                } else {
-                    Code::E0205
-                };
-                let range = if max == i64::MAX {
-                    format!("at least {min}")
-                } else {
-                    format!("{min} to {max}")
-                };
-                ctx.emit(
-                    Diagnostic::error(
-                        code,
-                        file,
-                        v.span,
-                        format!("`{name}` must be {range}, found {n}"),
-                    )
-                    .with_label("out of range")
-                    .with_help(format!("use a value {range}")),
-                );
-            }
-            Some(_) => {}
-        },
+        Kind::Int { min, max } => int_value(ctx, &value, place, min, max),
         Kind::Float { min } => match values::number(v) {
-            None => ctx.emit(wrong_type("a number")),
-            Some(x) if x < min => ctx.emit(out_of_range(
-                format!("`{name}` must be at least {min:?}, found {x}"),
+            None => ctx.emit(value.wrong_type("a number")),
+            Some(x) if x < min => ctx.emit(value.out_of_range(
+                format!("`{}` must be at least {min:?}, found {x}", value.name),
                 "a coefficient below 1 would shrink the delay at each retry",
             )),
             Some(_) => {}
         },
-        Kind::Duration => match values::duration(v) {
-            Err(reason) => ctx.emit(
-                Diagnostic::error(
-                    Code::E0204,
-                    file,
-                    v.span,
-                    format!("`{name}` takes a duration: {reason}"),
-                )
-                .with_label("not a duration")
-                .with_help("durations read `100ms`, `30s`, `5m`, `2h`, `1d` or '1h 30m'"),
-            ),
-            Ok(d) if d.is_zero() => ctx.emit(out_of_range(
-                format!("`{name}` must be longer than zero"),
-                "give a positive duration, or remove the key",
-            )),
-            Ok(_) => {}
-        },
+        Kind::Duration => duration_value(ctx, &value),
         Kind::Bool => {
             if values::boolean(v).is_none() {
-                ctx.emit(wrong_type("`true` or `false`"));
+                ctx.emit(value.wrong_type("`true` or `false`"));
             }
         }
-        Kind::Word(words) => match values::word(v) {
-            None => ctx.emit(wrong_type(&format!("one of {}", words.join(", ")))),
-            Some(w) if !words.contains(&w) => {
-                let d = Diagnostic::error(
-                    Code::E0206,
-                    file,
-                    v.span,
-                    format!("unknown `{name}` value `{w}`"),
-                )
-                .with_label("not a known value");
-                ctx.emit(with_suggestion(
-                    d,
-                    w,
-                    words.iter().copied(),
-                    Some(format!("`{name}` takes {}", words.join(", "))),
-                ));
-            }
-            Some(_) => {}
-        },
+        Kind::Word(words) => word_value(ctx, &value, words),
         Kind::IntList => {
             let ok = matches!(&v.kind, ExprKind::List(items) if items.iter().all(|i| values::int(i).is_some()));
             if !ok {
-                ctx.emit(wrong_type("a list of exit codes such as `[2, 64]`"));
+                ctx.emit(value.wrong_type("a list of exit codes such as `[2, 64]`"));
             }
         }
         Kind::FailureAction => failure_action(ctx, file, e, graph, stage),
         Kind::CountOrPercent => count_or_percent(ctx, file, e),
         Kind::Hook => {
             if !matches!(v.kind, ExprKind::Call(_)) {
-                ctx.emit(wrong_type("an activity call or `activate(...)`"));
+                ctx.emit(value.wrong_type("an activity call or `activate(...)`"));
             }
         }
-        Kind::Pool => match values::word(v) {
-            Some(pool) if ctx.index.pool_by_name.contains_key(pool) => {}
-            found => {
-                let d = Diagnostic::error(
-                    Code::E0210,
-                    file,
-                    v.span,
-                    match found {
-                        Some(pool) => format!("no pool `{pool}` is defined in the workspace"),
-                        None => {
-                            format!("`pool` takes a pool's name, found {}", values::describe(v))
-                        }
-                    },
-                )
-                .with_label("not a pool");
-                let pools: Vec<&str> = ctx.index.pool_by_name.keys().copied().collect();
-                ctx.emit(with_suggestion(
-                    d,
-                    found.unwrap_or_default(),
-                    pools,
-                    Some("define it beside the flows: `pool NAME with { slots: N }`".into()),
-                ));
-            }
-        },
+        Kind::Pool => pool_value(ctx, &value),
         // Checked by their own families: triggers, saga, schedules.
         Kind::TriggerRule | Kind::ActivityCall | Kind::Expression | Kind::Cron | Kind::TimeZone => {
+        }
+    }
+}
+
+/// The value of one configuration entry, for the messages about it.
+struct Value<'a> {
+    file: FileId,
+    /// The key.
+    name: &'a str,
+    v: &'a Expr,
+}
+
+impl Value<'_> {
+    fn wrong_type(&self, expected: &str) -> Diagnostic {
+        Diagnostic::error(
+            Code::E0204,
+            self.file,
+            self.v.span,
+            format!(
+                "`{}` takes {expected}, found {}",
+                self.name,
+                values::describe(self.v)
+            ),
+        )
+        .with_label(format!("expected {expected}"))
+    }
+
+    fn out_of_range(&self, message: String, help: &str) -> Diagnostic {
+        Diagnostic::error(Code::E0205, self.file, self.v.span, message)
+            .with_label("out of range")
+            .with_help(help.to_string())
+    }
+}
+
+/// A whole number from `min` to `max`.
+fn int_value(ctx: &mut Ctx, value: &Value, place: Place, min: i64, max: i64) {
+    let name = value.name;
+    match values::int(value.v) {
+        None => ctx.emit(value.wrong_type("a whole number")),
+        Some(n) if n < min || n > max => {
+            // Flow concurrency belongs to the schedule family (docs/errors.md).
+            let code = if place == Place::Flow && name == "concurrency" {
+                Code::E0507
+            } else {
+                Code::E0205
+            };
+            let range = if max == i64::MAX {
+                format!("at least {min}")
+            } else {
+                format!("{min} to {max}")
+            };
+            ctx.emit(
+                Diagnostic::error(
+                    code,
+                    value.file,
+                    value.v.span,
+                    format!("`{name}` must be {range}, found {n}"),
+                )
+                .with_label("out of range")
+                .with_help(format!("use a value {range}")),
+            );
+        }
+        Some(_) => {}
+    }
+}
+
+/// A duration longer than zero.
+fn duration_value(ctx: &mut Ctx, value: &Value) {
+    let name = value.name;
+    match values::duration(value.v) {
+        Err(reason) => ctx.emit(
+            Diagnostic::error(
+                Code::E0204,
+                value.file,
+                value.v.span,
+                format!("`{name}` takes a duration: {reason}"),
+            )
+            .with_label("not a duration")
+            .with_help("durations read `100ms`, `30s`, `5m`, `2h`, `1d` or '1h 30m'"),
+        ),
+        Ok(d) if d.is_zero() => ctx.emit(value.out_of_range(
+            format!("`{name}` must be longer than zero"),
+            "give a positive duration, or remove the key",
+        )),
+        Ok(_) => {}
+    }
+}
+
+/// One of `words`.
+fn word_value(ctx: &mut Ctx, value: &Value, words: &[&str]) {
+    let name = value.name;
+    match values::word(value.v) {
+        None => ctx.emit(value.wrong_type(&format!("one of {}", words.join(", ")))),
+        Some(w) if !words.contains(&w) => {
+            let d = Diagnostic::error(
+                Code::E0206,
+                value.file,
+                value.v.span,
+                format!("unknown `{name}` value `{w}`"),
+            )
+            .with_label("not a known value");
+            ctx.emit(with_suggestion(
+                d,
+                w,
+                words.iter().copied(),
+                Some(format!("`{name}` takes {}", words.join(", "))),
+            ));
+        }
+        Some(_) => {}
+    }
+}
+
+/// The name of a pool of the workspace.
+fn pool_value(ctx: &mut Ctx, value: &Value) {
+    let v = value.v;
+    match values::word(v) {
+        Some(pool) if ctx.index.pool_by_name.contains_key(pool) => {}
+        found => {
+            let d = Diagnostic::error(
+                Code::E0210,
+                value.file,
+                v.span,
+                match found {
+                    Some(pool) => format!("no pool `{pool}` is defined in the workspace"),
+                    None => {
+                        format!("`pool` takes a pool's name, found {}", values::describe(v))
+                    }
+                },
+            )
+            .with_label("not a pool");
+            let pools: Vec<&str> = ctx.index.pool_by_name.keys().copied().collect();
+            ctx.emit(with_suggestion(
+                d,
+                found.unwrap_or_default(),
+                pools,
+                Some("define it beside the flows: `pool NAME with { slots: N }`".into()),
+            ));
         }
     }
 }

@@ -180,7 +180,22 @@ fn is_literal(e: &Expr) -> bool {
 }
 
 fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &Stage) {
-    match &stage.body.source.kind {
+    source(binder, scopes, &stage.body.source.kind);
+    let mut each_row = None;
+    for (index, (op, row)) in stage.body.ops.iter().zip(&pipeline.before).enumerate() {
+        if matches!(op.kind, OpKind::Each(_) | OpKind::EachCall(_)) {
+            each_row = Some(row);
+        }
+        operator(binder, scopes, &OpAt { stage, index, row }, &op.kind);
+    }
+    if let Some(config) = &stage.config {
+        config_exprs(binder, scopes, stage, config, each_row, pipeline);
+    }
+}
+
+/// A stage's source: evaluated once, with no input row.
+fn source(binder: &mut Binder, scopes: &FlowScopes, source: &SourceKind) {
+    match source {
         SourceKind::From(refs) => refs.iter().for_each(|r| values(binder, r, scopes)),
         SourceKind::Activity(call) => args(
             binder,
@@ -206,117 +221,138 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &
         }
         SourceKind::Merge(_) => {}
     }
-    let mut each_row = None;
-    for (i, (op, row)) in stage.body.ops.iter().zip(&pipeline.before).enumerate() {
-        let per_row = |place| scopes.scope(Some(row), place);
-        // A single call's arguments may read the input's one row.
-        let one_row_of =
-            |binder: &mut Binder, reader: String, span| one_row(binder, stage, i, &reader, span);
-        match &op.kind {
-            OpKind::Where(e) => {
-                binder.bind(e, &per_row("a `where` condition"));
-            }
-            OpKind::Select(items) => {
-                let scope = per_row("a `select` item");
-                for item in items {
-                    binder.bind(&item.expr, &scope);
-                }
-            }
-            OpKind::Join(join) => {
-                values(binder, &join.source, scopes);
-                binder.bind(&join.on, &per_row("a `join` condition"));
-            }
-            OpKind::GroupBy(keys) => {
-                let scope = per_row("a `group by` key");
-                keys.iter().for_each(|k| {
-                    binder.bind(k, &scope);
-                });
-            }
-            OpKind::OrderBy(keys) => {
-                let scope = per_row("an `order by` key");
-                keys.iter().for_each(|k| {
-                    binder.bind(&k.expr, &scope);
-                });
-            }
-            OpKind::Route(route) => {
-                let scope = per_row("a `route` case");
-                if let Some(by) = &route.by {
-                    binder.bind(by, &scope);
-                }
-                for case in &route.cases {
-                    if !matches!(case.when.kind, ExprKind::Int(_)) {
-                        binder.bind(&case.when, &scope);
-                    }
-                }
-            }
-            OpKind::Each(call) => {
-                each_row = Some(row);
-                args(binder, &call.args, &per_row("an `each` argument"));
-            }
-            // Without `each`, `_` is the input's single row (the runtime refuses any other
-            // number of rows).
-            OpKind::Activity(call) => {
-                binder.read_row = false;
-                args(
-                    binder,
-                    &call.args,
-                    &per_row("an activity argument without `each`"),
-                );
-                one_row_of(
-                    binder,
-                    format!("the arguments of `{}` read", call.name.name),
-                    call.span,
-                );
-            }
-            OpKind::CallFlow(call) => {
-                binder.read_row = false;
-                args(
-                    binder,
-                    call.args.as_deref().unwrap_or_default(),
-                    &per_row("a `call` argument"),
-                );
-                one_row_of(
-                    binder,
-                    format!("the arguments of `call {}` read", call.name.name),
-                    call.span,
-                );
-            }
-            OpKind::EachCall(call) => {
-                each_row = Some(row);
-                args(
-                    binder,
-                    call.args.as_deref().unwrap_or_default(),
-                    &per_row("an `each call` argument"),
-                );
-            }
-            OpKind::WaitUntil(e) => {
-                binder.bind(e, &per_row("a `wait until` condition"));
-            }
-            OpKind::Activate(a) => args(
-                binder,
-                &a.options,
-                &scopes.scope(None, "an `activate` option"),
-            ),
-            OpKind::Jump(call) => {
-                binder.read_row = false;
-                args(
-                    binder,
-                    call.args.as_deref().unwrap_or_default(),
-                    &per_row("a jump argument"),
-                );
-                one_row_of(
-                    binder,
-                    format!("the arguments of `-> {}` read", call.name.name),
-                    call.span,
-                );
-            }
-            OpKind::Wait(e) => wait_duration(binder, e, &scopes.scope(None, "a `wait` duration")),
-            OpKind::Limit(_) | OpKind::SaveTo(_) | OpKind::Fork(_) | OpKind::End => {}
+}
+
+/// An operator of a stage, with the row it reads.
+struct OpAt<'a> {
+    stage: &'a Stage,
+    /// Its place among the stage's operators.
+    index: usize,
+    row: &'a Row,
+}
+
+fn operator(binder: &mut Binder, scopes: &FlowScopes, at: &OpAt, kind: &OpKind) {
+    let per_row = |place| scopes.scope(Some(at.row), place);
+    match kind {
+        OpKind::Where(_)
+        | OpKind::Select(_)
+        | OpKind::Join(_)
+        | OpKind::GroupBy(_)
+        | OpKind::OrderBy(_)
+        | OpKind::Route(_) => query_operator(binder, scopes, at.row, kind),
+        OpKind::Each(call) => args(binder, &call.args, &per_row("an `each` argument")),
+        OpKind::Activity(call) => single_call(
+            binder,
+            scopes,
+            at,
+            SingleCall {
+                args: &call.args,
+                place: "an activity argument without `each`",
+                reader: format!("the arguments of `{}` read", call.name.name),
+                span: call.span,
+            },
+        ),
+        OpKind::CallFlow(call) => single_call(
+            binder,
+            scopes,
+            at,
+            SingleCall {
+                args: call.args.as_deref().unwrap_or_default(),
+                place: "a `call` argument",
+                reader: format!("the arguments of `call {}` read", call.name.name),
+                span: call.span,
+            },
+        ),
+        OpKind::EachCall(call) => args(
+            binder,
+            call.args.as_deref().unwrap_or_default(),
+            &per_row("an `each call` argument"),
+        ),
+        OpKind::WaitUntil(e) => {
+            binder.bind(e, &per_row("a `wait until` condition"));
         }
+        OpKind::Activate(a) => args(
+            binder,
+            &a.options,
+            &scopes.scope(None, "an `activate` option"),
+        ),
+        OpKind::Jump(call) => single_call(
+            binder,
+            scopes,
+            at,
+            SingleCall {
+                args: call.args.as_deref().unwrap_or_default(),
+                place: "a jump argument",
+                reader: format!("the arguments of `-> {}` read", call.name.name),
+                span: call.span,
+            },
+        ),
+        OpKind::Wait(e) => wait_duration(binder, e, &scopes.scope(None, "a `wait` duration")),
+        OpKind::Limit(_) | OpKind::SaveTo(_) | OpKind::Fork(_) | OpKind::End => {}
     }
-    if let Some(config) = &stage.config {
-        config_exprs(binder, scopes, stage, config, each_row, pipeline);
+}
+
+/// The operators of a SQL query, over `row`: `where`, `select`, `join`, `group by`,
+/// `order by` and `route`.
+fn query_operator(binder: &mut Binder, scopes: &FlowScopes, row: &Row, kind: &OpKind) {
+    let per_row = |place| scopes.scope(Some(row), place);
+    match kind {
+        OpKind::Where(e) => {
+            binder.bind(e, &per_row("a `where` condition"));
+        }
+        OpKind::Select(items) => {
+            let scope = per_row("a `select` item");
+            for item in items {
+                binder.bind(&item.expr, &scope);
+            }
+        }
+        OpKind::Join(join) => {
+            values(binder, &join.source, scopes);
+            binder.bind(&join.on, &per_row("a `join` condition"));
+        }
+        OpKind::GroupBy(keys) => {
+            let scope = per_row("a `group by` key");
+            keys.iter().for_each(|k| {
+                binder.bind(k, &scope);
+            });
+        }
+        OpKind::OrderBy(keys) => {
+            let scope = per_row("an `order by` key");
+            keys.iter().for_each(|k| {
+                binder.bind(&k.expr, &scope);
+            });
+        }
+        OpKind::Route(route) => {
+            let scope = per_row("a `route` case");
+            if let Some(by) = &route.by {
+                binder.bind(by, &scope);
+            }
+            for case in &route.cases {
+                if !matches!(case.when.kind, ExprKind::Int(_)) {
+                    binder.bind(&case.when, &scope);
+                }
+            }
+        }
+        _ => {}
     }
+}
+
+/// A single call after `|`: an activity, `call` or a jump, without `each`.
+struct SingleCall<'a> {
+    args: &'a [Arg],
+    /// Where the arguments are, for messages.
+    place: &'static str,
+    /// What reads the row, for the message when the input may have several.
+    reader: String,
+    span: crate::span::Span,
+}
+
+/// Without `each`, `_` is the input's single row (the runtime refuses any other number of
+/// rows): a single call's arguments may read the input's one row.
+fn single_call(binder: &mut Binder, scopes: &FlowScopes, at: &OpAt, call: SingleCall) {
+    binder.read_row = false;
+    args(binder, call.args, &scopes.scope(Some(at.row), call.place));
+    one_row(binder, at.stage, at.index, &call.reader, call.span);
 }
 
 /// `idempotency_key` (per item of an `each` stage, else over the stage's one input row, or

@@ -5,7 +5,7 @@ use crate::check::graph::{FlowGraph, failed_reads, find_cycles, read_names};
 use crate::check::{Ctx, with_suggestion};
 use crate::diagnostics::Code;
 use crate::diagnostics::Diagnostic;
-use crate::syntax::ast::{ExprKind, Flow, OpKind, Route, SourceKind};
+use crate::syntax::ast::{ExprKind, Flow, OpKind, Route, RouteCase, SourceKind};
 use std::collections::{BTreeMap, HashMap};
 
 pub fn check_workspace(ctx: &mut Ctx) {
@@ -558,104 +558,108 @@ fn routes(ctx: &mut Ctx, graph: &FlowGraph) {
 }
 
 fn route_cases(ctx: &mut Ctx, graph: &FlowGraph, route: &Route, span: crate::syntax::Span) {
-    let percentages = route
-        .cases
-        .iter()
-        .filter(|c| matches!(c.when.kind, ExprKind::Int(_)))
-        .count();
     if route.by.is_some() {
-        if percentages < route.cases.len() {
-            for case in route
-                .cases
-                .iter()
-                .filter(|c| !matches!(c.when.kind, ExprKind::Int(_)))
-            {
-                ctx.emit(
-                    Diagnostic::error(Code::E0113, graph.file, case.when.span, "`route by` cases are percentages, not conditions")
-                        .with_label("a condition")
-                        .with_help("write `case 50 -> a` under `route by hash(...)`, or drop `by` to route by conditions"),
-                );
-            }
-            return;
+        percentage_cases(ctx, graph, route, span);
+    } else {
+        condition_cases(ctx, graph, route, span);
+    }
+}
+
+fn is_percentage(case: &RouteCase) -> bool {
+    matches!(case.when.kind, ExprKind::Int(_))
+}
+
+/// `route by`: every case a positive percentage, adding up to 100, and no `else`.
+fn percentage_cases(ctx: &mut Ctx, graph: &FlowGraph, route: &Route, span: crate::syntax::Span) {
+    let mut conditions = route.cases.iter().filter(|c| !is_percentage(c)).peekable();
+    if conditions.peek().is_some() {
+        for case in conditions {
+            ctx.emit(
+                Diagnostic::error(Code::E0113, graph.file, case.when.span, "`route by` cases are percentages, not conditions")
+                    .with_label("a condition")
+                    .with_help("write `case 50 -> a` under `route by hash(...)`, or drop `by` to route by conditions"),
+            );
         }
-        let mut total: i64 = 0;
-        for case in &route.cases {
-            let ExprKind::Int(p) = case.when.kind else {
-                continue;
-            };
-            if p <= 0 {
-                ctx.emit(
-                    Diagnostic::error(
-                        Code::E0112,
-                        graph.file,
-                        case.when.span,
-                        format!("route percentage {p} is not positive"),
-                    )
-                    .with_label("must be 1 to 100")
-                    .with_help("drop the case, or give it a share of at least 1"),
-                );
-            }
-            total = total.saturating_add(p);
-        }
-        if total != 100 {
+        return;
+    }
+    let mut total: i64 = 0;
+    for case in &route.cases {
+        let ExprKind::Int(p) = case.when.kind else {
+            continue;
+        };
+        if p <= 0 {
             ctx.emit(
                 Diagnostic::error(
                     Code::E0112,
                     graph.file,
-                    span,
-                    format!("route percentages sum to {total}, not 100"),
+                    case.when.span,
+                    format!("route percentage {p} is not positive"),
                 )
-                .with_label("shares of the rows")
-                .with_help("adjust the cases so that they add up to 100"),
+                .with_label("must be 1 to 100")
+                .with_help("drop the case, or give it a share of at least 1"),
             );
         }
-        if let Some(otherwise) = &route.otherwise {
+        total = total.saturating_add(p);
+    }
+    if total != 100 {
+        ctx.emit(
+            Diagnostic::error(
+                Code::E0112,
+                graph.file,
+                span,
+                format!("route percentages sum to {total}, not 100"),
+            )
+            .with_label("shares of the rows")
+            .with_help("adjust the cases so that they add up to 100"),
+        );
+    }
+    if let Some(otherwise) = &route.otherwise {
+        ctx.emit(
+            Diagnostic::error(
+                Code::E0113,
+                graph.file,
+                otherwise.span,
+                "`else` has no meaning in `route by`: the percentages cover every row",
+            )
+            .with_label("never taken")
+            .with_help("remove the `else` case"),
+        );
+    }
+}
+
+/// `route` without `by`: conditions, not percentages; without `else` (or a case that is
+/// always true), some rows may go nowhere.
+fn condition_cases(ctx: &mut Ctx, graph: &FlowGraph, route: &Route, span: crate::syntax::Span) {
+    let mut percentages = route.cases.iter().filter(|c| is_percentage(c)).peekable();
+    if percentages.peek().is_some() {
+        for case in percentages {
             ctx.emit(
                 Diagnostic::error(
                     Code::E0113,
                     graph.file,
-                    otherwise.span,
-                    "`else` has no meaning in `route by`: the percentages cover every row",
+                    case.when.span,
+                    "a percentage case needs `route by hash(...)`",
                 )
-                .with_label("never taken")
-                .with_help("remove the `else` case"),
+                .with_label("a number, not a condition")
+                .with_help("write `route by hash(_.key) { case 50 -> a case 50 -> b }`"),
             );
         }
-    } else {
-        if percentages > 0 {
-            for case in route
-                .cases
-                .iter()
-                .filter(|c| matches!(c.when.kind, ExprKind::Int(_)))
-            {
-                ctx.emit(
-                    Diagnostic::error(
-                        Code::E0113,
-                        graph.file,
-                        case.when.span,
-                        "a percentage case needs `route by hash(...)`",
-                    )
-                    .with_label("a number, not a condition")
-                    .with_help("write `route by hash(_.key) { case 50 -> a case 50 -> b }`"),
-                );
-            }
-            return;
-        }
-        let total = route
-            .cases
-            .iter()
-            .any(|c| matches!(c.when.kind, ExprKind::Bool(true)));
-        if route.otherwise.is_none() && !total {
-            ctx.emit(
-                Diagnostic::warning(
-                    Code::W0102,
-                    graph.file,
-                    span,
-                    "route has no `else`: rows that match no case are dropped",
-                )
-                .with_label("cases may not cover every row")
-                .with_help("add `else -> some_stage` to keep the other rows"),
-            );
-        }
+        return;
+    }
+    let total = route
+        .cases
+        .iter()
+        .any(|c| matches!(c.when.kind, ExprKind::Bool(true)));
+    if route.otherwise.is_none() && !total {
+        ctx.emit(
+            Diagnostic::warning(
+                Code::W0102,
+                graph.file,
+                span,
+                "route has no `else`: rows that match no case are dropped",
+            )
+            .with_label("cases may not cover every row")
+            .with_help("add `else -> some_stage` to keep the other rows"),
+        );
     }
 }

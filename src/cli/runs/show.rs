@@ -5,7 +5,8 @@ use super::{Format, find_run, open};
 use crate::cli::exit;
 use crate::runtime::engine::Summary;
 use crate::runtime::rows_text;
-use crate::runtime::runs::catalog::{self, Filter, RunRow};
+use crate::runtime::engine::StageSummary;
+use crate::runtime::runs::catalog::{self, AttemptRow, Filter, RunRow};
 use crate::runtime::runs::report::{self, RunDetail};
 use crate::runtime::runs::schema::rfc3339;
 use clap::Args;
@@ -350,17 +351,7 @@ fn tree(
     for stage in &stages {
         let inner = branch(out);
         let s = &stage.summary;
-        out.push_str(&format!(
-            "{}  {}  {}{}\n",
-            s.stage,
-            s.state,
-            millis(s.duration_ms),
-            if s.rows > 0 {
-                format!("  {} rows", s.rows)
-            } else {
-                String::new()
-            }
-        ));
+        out.push_str(&stage_line(s));
         let attempts: Vec<_> = stage.history.iter().filter(|a| a.phase == Phase::Run).collect();
         let calls: Vec<&RunRow> = children
             .iter()
@@ -369,28 +360,10 @@ fn tree(
         let count = attempts.len() + calls.len();
         for (k, a) in attempts.iter().enumerate() {
             let last = k + 1 == count;
-            let item = a.item.map(|i| format!("item {i} ")).unwrap_or_default();
-            let round = if a.round > 0 {
-                format!(" (resume {})", a.round)
-            } else {
-                String::new()
-            };
-            let code = a
-                .exit_code
-                .map(|c| format!("  exit {c}"))
-                .unwrap_or_default();
-            let error = a
-                .error
-                .as_deref()
-                .and_then(|e| e.lines().last())
-                .map(|e| format!("  {}", crate::terminal::escape_controls(e)))
-                .unwrap_or_default();
             out.push_str(&format!(
-                "{inner}{}{item}attempt {}{round}  {}  {}{code}{error}\n",
+                "{inner}{}{}\n",
                 if last { "└─ " } else { "├─ " },
-                a.attempt,
-                a.state,
-                a.duration_ms.map(millis).unwrap_or_else(|| "-".into()),
+                attempt_line(a)
             ));
         }
         for (k, child) in calls.iter().enumerate() {
@@ -413,4 +386,46 @@ fn tree(
         tree(conn, jump, &inner, out, depth + 1)?;
     }
     Ok(())
+}
+
+/// A stage in a tree: its state, how long it took and the rows it produced.
+fn stage_line(s: &StageSummary) -> String {
+    format!(
+        "{}  {}  {}{}\n",
+        s.stage,
+        s.state,
+        millis(s.duration_ms),
+        if s.rows > 0 {
+            format!("  {} rows", s.rows)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// An attempt in a tree: its item, number, state, duration, exit code and the last line of
+/// its error.
+fn attempt_line(a: &AttemptRow) -> String {
+    let item = a.item.map(|i| format!("item {i} ")).unwrap_or_default();
+    let round = if a.round > 0 {
+        format!(" (resume {})", a.round)
+    } else {
+        String::new()
+    };
+    let code = a
+        .exit_code
+        .map(|c| format!("  exit {c}"))
+        .unwrap_or_default();
+    let error = a
+        .error
+        .as_deref()
+        .and_then(|e| e.lines().last())
+        .map(|e| format!("  {}", crate::terminal::escape_controls(e)))
+        .unwrap_or_default();
+    format!(
+        "{item}attempt {}{round}  {}  {}{code}{error}",
+        a.attempt,
+        a.state,
+        a.duration_ms.map(millis).unwrap_or_else(|| "-".into()),
+    )
 }

@@ -154,9 +154,56 @@ fn source_ref<'t>(src: &'t str) -> impl Parse<'t, SourceRef> {
 }
 
 fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
+    choice((
+        just(Token::Where).ignore_then(expr(src)).map(OpKind::Where),
+        select(src),
+        join(src),
+        just(Token::Group)
+            .ignore_then(just(Token::By))
+            .ignore_then(comma_list(expr(src)))
+            .map(OpKind::GroupBy),
+        order_by(src),
+        just(Token::Limit)
+            .ignore_then(unsigned(src))
+            .map(OpKind::Limit),
+        save_to(src),
+        route(src),
+        each(src),
+        wait(src),
+        activate(src),
+        just(Token::Arrow)
+            .ignore_then(flow_call(src))
+            .map(|f| OpKind::Jump(Box::new(f))),
+        end_flow(),
+        just(Token::Call)
+            .ignore_then(flow_call(src))
+            .map(|f| OpKind::CallFlow(Box::new(f))),
+        call_with(src, expr(src)).map(|c| OpKind::Activity(Box::new(c))),
+    ))
+    .boxed()
+}
+
+/// `select expr [as name], ...`.
+fn select<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
     let select_item = expr(src)
         .then(just(Token::As).ignore_then(name(src)).or_not())
         .map(|(expr, alias)| SelectItem { expr, alias });
+    just(Token::Select)
+        .ignore_then(comma_list(select_item))
+        .map(OpKind::Select)
+}
+
+/// `join source on condition`.
+fn join<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
+    just(Token::Join)
+        .ignore_then(source_ref(src))
+        .then_ignore(just(Token::On))
+        .then(expr(src))
+        .map(|(source, on)| OpKind::Join(Box::new(Join { source, on })))
+}
+
+/// `order by expr [asc | desc], ...`.
+fn order_by<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
     let order_key = expr(src)
         .then(choice((just(Token::Asc).to(false), just(Token::Desc).to(true))).or_not())
         .map_with(|(expr, desc), e| OrderKey {
@@ -164,6 +211,28 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
             descending: desc.unwrap_or(false),
             span: e.span(),
         });
+    just(Token::Order)
+        .ignore_then(just(Token::By))
+        .ignore_then(comma_list(order_key))
+        .map(OpKind::OrderBy)
+}
+
+/// `save to name.name...`.
+fn save_to<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
+    just(Token::Save)
+        .ignore_then(just(Token::To))
+        .ignore_then(
+            name(src)
+                .separated_by(just(Token::Dot))
+                .at_least(1)
+                .collect::<Vec<_>>()
+                .map(exact),
+        )
+        .map(OpKind::SaveTo)
+}
+
+/// `route [by expr] { case expr -> stage, ... [else -> stage] }`.
+fn route<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
     let case = just(Token::Case)
         .ignore_then(expr(src))
         .then_ignore(just(Token::Arrow))
@@ -176,7 +245,7 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
     let otherwise = just(Token::Else)
         .ignore_then(just(Token::Arrow))
         .ignore_then(name(src));
-    let route = just(Token::Route)
+    just(Token::Route)
         .ignore_then(just(Token::By).ignore_then(expr(src)).or_not())
         .then(
             case.then_ignore(just(Token::Comma).or_not())
@@ -193,15 +262,33 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
                 cases,
                 otherwise,
             }))
-        });
-    let wait = just(Token::Wait).ignore_then(choice((
+        })
+}
+
+/// `each call flow(...)` or `each activity(...)`.
+fn each<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
+    just(Token::Each).ignore_then(choice((
+        just(Token::Call)
+            .ignore_then(flow_call(src))
+            .map(|f| OpKind::EachCall(Box::new(f))),
+        call_with(src, expr(src)).map(|c| OpKind::Each(Box::new(c))),
+    )))
+}
+
+/// `wait until condition` or `wait (duration)`.
+fn wait<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
+    just(Token::Wait).ignore_then(choice((
         just(Token::Until)
             .ignore_then(expr(src))
             .map(OpKind::WaitUntil),
         expr(src)
             .delimited_by(just(Token::LParen), just(Token::RParen))
             .map(OpKind::Wait),
-    )));
+    )))
+}
+
+/// `activate('target', name: value, ...)`.
+fn activate<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
     let activate_options = just(Token::Comma)
         .ignore_then(
             name(src)
@@ -217,7 +304,7 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
                 .map(exact),
         )
         .or_not();
-    let activate = just(Token::Activate)
+    just(Token::Activate)
         .ignore_then(
             string(src)
                 .then(activate_options)
@@ -228,59 +315,13 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
                 target,
                 options: options.unwrap_or_default(),
             }))
-        });
-    let end_flow = just(Token::End)
+        })
+}
+
+/// `end()`.
+fn end_flow<'t>() -> impl Parse<'t, OpKind> {
+    just(Token::End)
         .then(just(Token::LParen))
         .then(just(Token::RParen))
-        .to(OpKind::End);
-    choice((
-        just(Token::Where).ignore_then(expr(src)).map(OpKind::Where),
-        just(Token::Select)
-            .ignore_then(comma_list(select_item))
-            .map(OpKind::Select),
-        just(Token::Join)
-            .ignore_then(source_ref(src))
-            .then_ignore(just(Token::On))
-            .then(expr(src))
-            .map(|(source, on)| OpKind::Join(Box::new(Join { source, on }))),
-        just(Token::Group)
-            .ignore_then(just(Token::By))
-            .ignore_then(comma_list(expr(src)))
-            .map(OpKind::GroupBy),
-        just(Token::Order)
-            .ignore_then(just(Token::By))
-            .ignore_then(comma_list(order_key))
-            .map(OpKind::OrderBy),
-        just(Token::Limit)
-            .ignore_then(unsigned(src))
-            .map(OpKind::Limit),
-        just(Token::Save)
-            .ignore_then(just(Token::To))
-            .ignore_then(
-                name(src)
-                    .separated_by(just(Token::Dot))
-                    .at_least(1)
-                    .collect::<Vec<_>>()
-                    .map(exact),
-            )
-            .map(OpKind::SaveTo),
-        route,
-        just(Token::Each).ignore_then(choice((
-            just(Token::Call)
-                .ignore_then(flow_call(src))
-                .map(|f| OpKind::EachCall(Box::new(f))),
-            call_with(src, expr(src)).map(|c| OpKind::Each(Box::new(c))),
-        ))),
-        wait,
-        activate,
-        just(Token::Arrow)
-            .ignore_then(flow_call(src))
-            .map(|f| OpKind::Jump(Box::new(f))),
-        end_flow,
-        just(Token::Call)
-            .ignore_then(flow_call(src))
-            .map(|f| OpKind::CallFlow(Box::new(f))),
-        call_with(src, expr(src)).map(|c| OpKind::Activity(Box::new(c))),
-    ))
-    .boxed()
+        .to(OpKind::End)
 }
