@@ -2,7 +2,7 @@
 
 use super::exit;
 use crate::diagnostics::{
-    ColorChoice, Diagnostic, Severity, write_human, write_json, write_short,
+    ColorChoice, Severity, write_human, write_json, write_short,
 };
 use crate::workspace::Workspace;
 use clap::{Args, ValueEnum};
@@ -76,9 +76,7 @@ pub fn run(args: CheckArgs) -> u8 {
         return exit::USAGE;
     }
     let mut report = crate::check::check_chunked(&chunked);
-    let mut diagnostics: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
-    diagnostics.append(&mut report.diagnostics);
-    crate::diagnostics::normalize(&mut diagnostics);
+    let diagnostics = crate::check::problems(workspace, std::mem::take(&mut report.diagnostics));
     if args.timings {
         print_timings(workspace, &report);
     }

@@ -234,10 +234,8 @@ impl Analysis {
 
     /// The diagnostics of `wvflow check`, in its order (by file, then position).
     pub fn problems(&self) -> Vec<Diagnostic> {
-        let mut found: Vec<Diagnostic> = self.workspace().diagnostics().cloned().collect();
-        found.extend(crate::check::check_chunked(&self.chunked).diagnostics);
-        crate::diagnostics::normalize(&mut found);
-        found
+        let checked = crate::check::check_chunked(&self.chunked).diagnostics;
+        crate::check::problems(self.workspace(), checked)
     }
 
     /// The `publishDiagnostics` parameters of each file that has problems, by path.

@@ -30,9 +30,8 @@ impl<'r> Session<'r> {
     /// the diagnostics, and later what the runs of its flows warn of.
     pub fn load(path: &Path, reporter: &'r dyn Reporter) -> Session<'r> {
         let (workspace, load_errors) = Workspace::load(&[path.to_path_buf()]);
-        let mut diagnostics: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
-        diagnostics.extend(crate::check::check(&workspace).diagnostics);
-        crate::diagnostics::normalize(&mut diagnostics);
+        let checked = crate::check::check(&workspace).diagnostics;
+        let diagnostics = crate::check::problems(&workspace, checked);
         if load_errors.is_empty() && !diagnostics.is_empty() {
             reporter.diagnostics(&diagnostics, &workspace.sources);
         }
