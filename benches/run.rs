@@ -71,7 +71,7 @@ fn run(name: &str, src: &str, recorded: bool) -> (f64, usize, String) {
             once_per_window: false,
             skip: None,
         };
-        Journal::create(&stores.workspace_db, &new, cancel.clone())
+        Journal::create(&stores.workspace_db, &new, cancel.clone(), &Unheard)
             .unwrap()
             .0
     });
@@ -327,4 +327,14 @@ fn store_label(recorded: bool) -> &'static str {
     } else {
         ", no run store"
     }
+}
+
+/// A benchmark's runs record on a local database: nothing to warn of is expected, and what
+/// would come is not what is measured.
+struct Unheard;
+
+impl wvflow::session::Reporter for Unheard {
+    fn diagnostics(&self, _: &[wvflow::diagnostics::Diagnostic], _: &wvflow::source::SourceMap) {}
+
+    fn notice(&self, _: &wvflow::session::Notice) {}
 }

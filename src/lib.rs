@@ -3,7 +3,9 @@
 //! The pipeline, one module per step: [`workspace`] (the files of a folder) -> [`syntax`]
 //! (tokens, parser, syntax tree with spans) -> [`check`] (every rule, and the binder that
 //! resolves each name of each expression) -> [`plan`] (lowering to the execution plan) ->
-//! [`runtime`] (the executor on SQLite, the run store, the scheduler). [`diagnostics`] renders
+//! [`runtime`] (the executor on SQLite, the run store, the scheduler). A [`session`] loads,
+//! checks and plans a workspace for every caller, and tells a reporter what it finds and how
+//! the work goes. [`diagnostics`] renders
 //! the problems found; [`value`] says how typed values look where they leave wvflow;
 //! [`retry_rule`] is the one delay rule of retries;
 //! [`format`] and [`lsp`] serve editors on the same front end; [`ui`] is the local dashboard. The command line in [`cli`] is
@@ -56,6 +58,7 @@ on_linux! {
     pub mod plan;
     pub mod retry_rule;
     pub mod runtime;
+    pub mod session;
     pub mod source;
     pub mod span;
     pub mod syntax;

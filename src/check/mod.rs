@@ -84,6 +84,15 @@ pub struct Report {
     pub workspace_time: Duration,
 }
 
+/// Every problem of a workspace as `wvflow check` shows them: its files' syntax diagnostics
+/// and what checking found (`checked`), in one order (by file, then position).
+pub fn problems(workspace: &Workspace, checked: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut found: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
+    found.extend(checked);
+    diagnostics::normalize(&mut found);
+    found
+}
+
 /// Checks every flow, activity and `run flow` of the workspace. Syntax diagnostics are not
 /// repeated here; items that did not parse are simply absent.
 pub fn check(workspace: &Workspace) -> Report {

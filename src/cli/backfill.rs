@@ -3,15 +3,14 @@
 //! first run that does not succeed and says how to go on from there.
 
 use super::exit;
-use super::plan::{choose_flow, compile};
+use super::plan::plan_of;
 use super::progress::Live;
+use super::report::Stderr;
 use super::run::{Format, print_chain, runner};
-use crate::check::Index;
-use crate::plan::lower;
 use crate::runtime::flow_call::bind_params;
 use crate::runtime::launch::{Start, default_db};
 use crate::runtime::schedule::{Timing, run_time_text, utc_now};
-use crate::workspace::Workspace;
+use crate::session::Session;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use clap::Args;
@@ -71,16 +70,14 @@ pub fn run(args: BackfillArgs) -> u8 {
 }
 
 fn backfill(args: &BackfillArgs) -> Result<u8, String> {
-    let (workspace, errors) = Workspace::load(std::slice::from_ref(&args.path));
-    if let Some(e) = errors.first() {
+    let session = Session::load(&args.path, &Stderr);
+    if let Some(e) = session.load_errors().first() {
         return Err(e.to_string());
     }
-    if compile(&workspace).is_none() {
+    let Some(flows) = session.flows() else {
         return Ok(exit::USAGE);
-    }
-    let index = Index::new(&workspace);
-    let def = choose_flow(&index, Some(&args.flow))?;
-    let plan = lower(&workspace, &index, def);
+    };
+    let plan = plan_of(&flows, Some(&args.flow))?;
     let schedule = plan.flow.schedule.as_ref().ok_or_else(|| {
         format!(
             "flow `{}` has no `schedule` or `interval` to take windows from",
@@ -119,7 +116,7 @@ fn backfill(args: &BackfillArgs) -> Result<u8, String> {
     let params = bind_params(&plan, &[])?;
     let db = args.db.clone().unwrap_or_else(|| default_db(&args.path));
     let live = Live::on_terminal();
-    let runner = runner(args.path.clone(), &workspace, &index, db, &live);
+    let runner = runner(&flows, db, &live);
     let total = windows.len();
     for (n, window) in windows.into_iter().enumerate() {
         let run_time = run_time_text(window);

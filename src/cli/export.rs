@@ -2,7 +2,7 @@
 //! runs. Mapping and walk-through: `docs/export.md`.
 
 use super::exit;
-use super::plan::{load_checked, plan_of};
+use super::plan::{load, plan_of};
 use crate::export::{Deployment, Target, export};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -43,10 +43,11 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> u8 {
-    let Some(workspace) = load_checked(&args.path) else {
+    let session = load(&args.path);
+    let Some(flows) = session.flows() else {
         return exit::USAGE;
     };
-    let plan = match plan_of(&workspace, args.flow.as_deref()) {
+    let plan = match plan_of(&flows, args.flow.as_deref()) {
         Ok(plan) => plan,
         Err(e) => {
             errln!("error: {e}");

@@ -27,6 +27,7 @@ mod fmt;
 mod man;
 mod plan;
 mod progress;
+mod report;
 mod run;
 mod runs;
 mod schedule;

@@ -1,12 +1,10 @@
 //! `wvflow plan PATH [FLOW] [--format text|json|dot|mermaid]`
 
 use super::exit;
-use crate::check::Index;
-use crate::diagnostics::{self, Diagnostic, render_human};
-use crate::plan::{Plan, lower, render};
-use crate::workspace::Workspace;
+use super::report::Stderr;
+use crate::plan::{Plan, render};
+use crate::session::{Flows, Session};
 use clap::{Args, ValueEnum};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -28,16 +26,18 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: PlanArgs) -> u8 {
-    let Some(workspace) = load_checked(&args.path) else {
+    let session = load(&args.path);
+    let Some(flows) = session.flows() else {
         return exit::USAGE;
     };
-    let plan = match plan_of(&workspace, args.flow.as_deref()) {
+    let plan = match plan_of(&flows, args.flow.as_deref()) {
         Ok(plan) => plan,
         Err(message) => {
             errln!("error: {message}");
             return exit::USAGE;
         }
     };
+    drop(flows);
     let output = match args.format {
         Format::Text => render::text(&plan),
         Format::Json => render::json(&plan),
@@ -45,91 +45,27 @@ pub fn run(args: PlanArgs) -> u8 {
         Format::Mermaid => render::mermaid(&plan),
     };
     out!("{output}");
-    std::mem::forget(workspace);
+    // The process ends here: its trees need not be freed one by one.
+    std::mem::forget(session);
     exit::OK
 }
 
-/// The workspace at `path`, loaded and checked, its load errors and diagnostics printed to
-/// stderr; `None` when it cannot be loaded or does not check.
-pub fn load_checked(path: &Path) -> Option<Workspace> {
-    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&path.to_path_buf()));
-    for e in &load_errors {
+/// The workspace at `path`, loaded and checked: its diagnostics printed to stderr (by
+/// [`Stderr`]), and here the paths that could not be read.
+pub fn load(path: &Path) -> Session<'static> {
+    let session = Session::load(path, &Stderr);
+    for e in session.load_errors() {
         errln!("error: {e}");
     }
-    (load_errors.is_empty() && compile(&workspace).is_some()).then_some(workspace)
+    session
 }
 
-/// The plan of the flow a command names (or the only one) in a checked workspace.
-pub fn plan_of(workspace: &Workspace, name: Option<&str>) -> Result<Plan, String> {
-    let index = Index::new(workspace);
-    let def = choose_flow(&index, name)?;
-    Ok(lower(workspace, &index, def))
-}
-
-/// Checks the workspace; prints its diagnostics to stderr. `None` when there are errors:
-/// nothing is planned or run from a workspace that does not check.
-pub fn compile(workspace: &Workspace) -> Option<Vec<Diagnostic>> {
-    let mut found: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
-    found.extend(crate::check::check(workspace).diagnostics);
-    diagnostics::normalize(&mut found);
-    if !found.is_empty() {
-        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        err!("{}", render_human(&found, &workspace.sources, color));
-    }
-    if found.iter().any(Diagnostic::is_error) {
-        None
-    } else {
-        Some(found)
-    }
-}
-
-/// The flow a command names, or the only one.
-pub fn choose_flow<'w>(
-    index: &Index<'w>,
-    name: Option<&str>,
-) -> Result<crate::check::Def<'w, crate::syntax::ast::Flow>, String> {
-    let names: Vec<&str> = index.flow_names().collect();
+/// The plan of the flow a command names (or the only one).
+pub fn plan_of(flows: &Flows, name: Option<&str>) -> Result<Plan, String> {
     // One reference syntax for every command: `Name`, `Name@2`, `Name @version(2)`.
     let name = match name {
         Some(text) => crate::runtime::flow_call::parse_call(Some(text))?.0,
         None => None,
     };
-    match name.as_deref() {
-        Some(name) => {
-            let (name, version) = match name.split_once('@') {
-                Some((n, v)) => (
-                    n,
-                    Some(
-                        v.trim_start_matches("version(")
-                            .trim_end_matches(')')
-                            .parse::<u32>()
-                            .map_err(|_| format!("`{v}` is not a version number"))?,
-                    ),
-                ),
-                None => (name, None),
-            };
-            index.flow(name, version).ok_or_else(|| {
-                let hint = crate::check::did_you_mean(name, names.iter().copied())
-                    .map(|h| format!("; {h}"))
-                    .unwrap_or_default();
-                format!(
-                    "no flow `{name}`{} in this workspace{hint}",
-                    version
-                        .map(|v| format!(" @version({v})"))
-                        .unwrap_or_default()
-                )
-            })
-        }
-        None => match names.as_slice() {
-            [one] => index
-                .flow(one, None)
-                .ok_or_else(|| "no flow found".to_string()),
-            [] => Err("the workspace has no flow".into()),
-            many => Err(format!(
-                "the workspace has {} flows; name one: {}",
-                many.len(),
-                many.join(", ")
-            )),
-        },
-    }
+    flows.named(name.as_deref()).map_err(|e| e.to_string())
 }

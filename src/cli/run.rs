@@ -3,14 +3,12 @@
 //! Semantics and decisions: `docs/runtime.md`.
 
 use super::exit;
-use super::plan::choose_flow;
 use super::progress::Live;
-use crate::check::Index;
-use crate::plan::lower;
 use crate::runtime::engine::{Progress, Summary};
+use super::plan::plan_of;
 use crate::runtime::flow_call::{bind_json_args, bind_params, call_args, parse_call};
 use crate::runtime::launch::{ChainEnd, Runner, Start, default_db};
-use crate::workspace::Workspace;
+use crate::session::Flows;
 use clap::{Args, ValueEnum};
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
@@ -54,10 +52,10 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> u8 {
-    let Some(workspace) = super::plan::load_checked(&args.path) else {
+    let session = super::plan::load(&args.path);
+    let Some(flows) = session.flows() else {
         return exit::USAGE;
     };
-    let index = Index::new(&workspace);
     let (name, given) = match parse_call(args.flow_call.as_deref()) {
         Ok(call) => call,
         Err(e) => {
@@ -65,6 +63,7 @@ pub fn run(args: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    let index = flows.index();
     let mut queue = Vec::new();
     if args.args.is_some() && name.is_none() && !index.runs.is_empty() {
         errln!("error: --args needs the flow's name");
@@ -75,10 +74,9 @@ pub fn run(args: RunArgs) -> u8 {
         for run in &index.runs {
             let call = &run.node.call;
             let prepared = call_args(call).and_then(|args| {
-                let def = index
-                    .flow(&call.name.name, call.version.as_ref().map(|v| v.value))
+                let plan = flows
+                    .plan(&call.name.name, call.version.as_ref().map(|v| v.value))
                     .ok_or_else(|| format!("no flow `{}`", call.name.name))?;
-                let plan = lower(&workspace, &index, def);
                 let params = bind_params(&plan, &args)?;
                 Ok((plan, params))
             });
@@ -91,14 +89,13 @@ pub fn run(args: RunArgs) -> u8 {
             }
         }
     } else {
-        let def = match choose_flow(&index, name.as_deref()) {
-            Ok(def) => def,
+        let plan = match plan_of(&flows, name.as_deref()) {
+            Ok(plan) => plan,
             Err(e) => {
                 errln!("error: {e}");
                 return exit::USAGE;
             }
         };
-        let plan = lower(&workspace, &index, def);
         let bound = match &args.args {
             None => bind_params(&plan, &given),
             Some(_) if !given.is_empty() => Err(
@@ -118,8 +115,7 @@ pub fn run(args: RunArgs) -> u8 {
     }
     let db = args.db.clone().unwrap_or_else(|| default_db(&args.path));
     let live = Live::on_terminal();
-    let runner =
-        runner(args.path.clone(), &workspace, &index, db, &live).max_parallel(args.max_parallel);
+    let runner = runner(&flows, db, &live).max_parallel(args.max_parallel);
     let parent = args.parent.as_deref().and_then(|p| match p {
         [run, stage] => Some((run.clone(), stage.clone())),
         _ => None,
@@ -142,14 +138,8 @@ pub fn run(args: RunArgs) -> u8 {
 }
 
 /// A runner for the command line: Ctrl-C and SIGTERM cancel, progress on a terminal.
-pub(super) fn runner<'w>(
-    path: PathBuf,
-    workspace: &'w Workspace,
-    index: &'w Index<'w>,
-    db: PathBuf,
-    live: &'w Option<Live>,
-) -> Runner<'w> {
-    Runner::new(path, workspace, index, db)
+pub(super) fn runner<'w>(flows: &'w Flows<'w>, db: PathBuf, live: &'w Option<Live>) -> Runner<'w> {
+    Runner::new(flows, db)
         .cancel(crate::runtime::cancel::on_ctrl_c())
         .observer(live.as_ref().map(|l| l as &(dyn Progress + Sync)))
 }

@@ -4,11 +4,14 @@
 //! crash of one run touches no other. Semantics: `docs/scheduler.md`.
 
 use super::exit;
-use super::plan::compile;
+use super::report::Stderr;
+use crate::diagnostics::Diagnostic;
 use crate::plan::ir::Schedule;
 use crate::runtime::launch::default_db;
 use crate::runtime::schedule::{MAX_CATCHUP, run_time_text, utc_now};
 use crate::runtime::scheduler::{self, Event, Listener, NextRun, Options, Watched};
+use crate::session::{Notice, Reporter};
+use crate::source::SourceMap;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use std::path::PathBuf;
@@ -41,8 +44,7 @@ pub struct ScheduleArgs {
 }
 
 pub fn run(args: ScheduleArgs) -> u8 {
-    let checks = |workspace: &crate::workspace::Workspace| compile(workspace).is_some();
-    let Some(loaded) = scheduler::load(&args.path, &checks, &Log) else {
+    let Some(loaded) = scheduler::load(&args.path, &Log) else {
         return exit::USAGE;
     };
     if args.at.is_some() && !args.once && !args.list {
@@ -62,7 +64,7 @@ pub fn run(args: ScheduleArgs) -> u8 {
         at: args.at,
     };
     let stop = crate::runtime::cancel::on_ctrl_c();
-    match scheduler::serve(&options, loaded, &checks, &Log, stop.clone()) {
+    match scheduler::serve(&options, loaded, &Log, stop.clone()) {
         Err(e) => {
             errln!("error: {e}");
             exit::USAGE
@@ -79,6 +81,18 @@ pub fn run(args: ScheduleArgs) -> u8 {
 /// The scheduler's log, a line per event on stderr, as the progress of the other commands:
 /// stdout stays for what a command produces (`--list`), and the runs' own output.
 struct Log;
+
+/// The workspace's diagnostics at each load, and the warnings of the runs it records, as
+/// every command prints them.
+impl Reporter for Log {
+    fn diagnostics(&self, found: &[Diagnostic], sources: &SourceMap) {
+        Stderr.diagnostics(found, sources);
+    }
+
+    fn notice(&self, notice: &Notice) {
+        Stderr.notice(notice);
+    }
+}
 
 impl Listener for Log {
     fn event(&self, event: Event) {

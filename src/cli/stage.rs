@@ -146,6 +146,7 @@ fn execute(command: StageCommand) -> Result<u8, String> {
             &command,
             StageCommand::Run { tries, .. } | StageCommand::Item { tries, .. } if tries.retries_here
         ),
+        reporter: &super::report::Stderr,
     };
     match &command {
         StageCommand::Init {

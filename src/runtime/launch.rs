@@ -16,9 +16,7 @@ use super::runs::{new_run_id, run_params, zone_of};
 use super::schedule::{run_time_text, utc_now};
 use super::state::RunState;
 use super::store::StoreConfig;
-use crate::check::Index;
-use crate::plan::lower;
-use crate::workspace::Workspace;
+use crate::session::{Flows, Notice};
 use crate::workspace::absolute;
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
@@ -130,10 +128,9 @@ impl Runner<'_> {
 
 /// Runs flows of one workspace: the run asked for, its jumps, and its child runs.
 pub struct Runner<'w> {
-    /// The workspace as given on the command line (for child runs in a process of their own).
-    path: PathBuf,
-    workspace: &'w Workspace,
-    index: &'w Index<'w>,
+    /// The workspace's flows: the plans of child runs and jumps, the path child runs in a
+    /// process of their own load, and who is told what the runs warn of.
+    flows: &'w Flows<'w>,
     db: PathBuf,
     max_parallel: Option<usize>,
     random: SeededRandom,
@@ -145,13 +142,10 @@ pub struct Runner<'w> {
 }
 
 impl<'w> Runner<'w> {
-    /// A runner of the workspace at `path` (a .wv file or a folder) recording in the
-    /// workspace database `db`.
-    pub fn new(path: PathBuf, workspace: &'w Workspace, index: &'w Index<'w>, db: PathBuf) -> Self {
+    /// A runner of a checked workspace's flows recording in the workspace database `db`.
+    pub fn new(flows: &'w Flows<'w>, db: PathBuf) -> Self {
         Runner {
-            path,
-            workspace,
-            index,
+            flows,
             db,
             max_parallel: None,
             random: SeededRandom::from_time(),
@@ -180,17 +174,16 @@ impl<'w> Runner<'w> {
     }
 }
 
-impl Runner<'_> {
+impl<'w> Runner<'w> {
     /// The plan of a jump's or child's flow with its parameters bound.
     fn prepare(
         &self,
         target: &Jump,
     ) -> Result<(crate::plan::Plan, BTreeMap<String, Value>), String> {
-        let def = self
-            .index
-            .flow(&target.flow, target.version)
+        let plan = self
+            .flows
+            .plan(&target.flow, target.version)
             .ok_or_else(|| format!("no flow `{}`", target.flow))?;
-        let plan = lower(self.workspace, self.index, def);
         let args: CallArgs = target
             .args
             .iter()
@@ -208,7 +201,7 @@ impl Runner<'_> {
         args: &BTreeMap<String, Value>,
         cancel: &Arc<AtomicBool>,
         start: Start,
-    ) -> Result<Result<Claimed, Summary>, String> {
+    ) -> Result<Result<Claimed<'w>, Summary>, String> {
         let runs_folder = self.db.parent().unwrap_or(Path::new(".")).join("runs");
         let claimed = match start {
             Start::New {
@@ -229,7 +222,7 @@ impl Runner<'_> {
                 let run_time = run_time.unwrap_or_else(|| run_time_text(utc_now()));
                 let run_db = runs_folder.join(format!("{run_id}.db"));
                 // Absolute, so that the run can be resumed from another folder.
-                let (workspace, run_db_text) = (absolute(&self.path), absolute(&run_db));
+                let (workspace, run_db_text) = (absolute(self.flows.path()), absolute(&run_db));
                 let new = NewRun {
                     run_id: &run_id,
                     plan,
@@ -243,9 +236,14 @@ impl Runner<'_> {
                     once_per_window,
                     skip: None,
                 };
-                let (journal, claim) = Journal::create(&self.db, &new, cancel.clone())?;
+                let reporter = self.flows.reporter();
+                let (journal, claim) = Journal::create(&self.db, &new, cancel.clone(), reporter)?;
                 if let Claim::Skipped { reason } = claim {
-                    errln!("run {run_id} of flow {} skipped: {reason}", plan.flow.name);
+                    reporter.notice(&Notice::RunSkipped {
+                        run_id: run_id.clone(),
+                        flow: plan.flow.name.clone(),
+                        reason,
+                    });
                     return Ok(Err(Summary {
                         run_id,
                         flow: plan.flow.name.clone(),
@@ -272,7 +270,8 @@ impl Runner<'_> {
                 cancelled,
             } => {
                 let run = *run;
-                let journal = Journal::reclaim(&self.db, &run.run_id, cancel.clone())?;
+                let reporter = self.flows.reporter();
+                let journal = Journal::reclaim(&self.db, &run.run_id, cancel.clone(), reporter)?;
                 // A cancelled run stopped while it compensated ends cancelled again.
                 if cancelled {
                     cancel.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -301,12 +300,12 @@ impl Runner<'_> {
             Some(journal),
         ) {
             if let Some(error) = &outcome.error {
-                errln!(
-                    "warning: hook {} ({}) of run {} failed: {error}",
-                    outcome.event,
-                    outcome.target,
-                    summary.run_id
-                );
+                self.flows.reporter().notice(&Notice::HookFailed {
+                    event: outcome.event.clone(),
+                    target: outcome.target.clone(),
+                    run_id: summary.run_id.clone(),
+                    error: error.clone(),
+                });
             }
             journal.hook(&outcome);
         }
@@ -320,10 +319,10 @@ impl Runner<'_> {
             let cleaned = crate::runtime::runs::schema::open(&self.db)
                 .and_then(|mut conn| catalog::clean(&mut conn, &rules));
             if let Err(e) = cleaned {
-                errln!(
-                    "warning: keep_runs: cannot remove old runs of `{}`: {e}",
-                    plan.flow.name
-                );
+                self.flows.reporter().notice(&Notice::RetentionFailed {
+                    flow: plan.flow.name.clone(),
+                    error: e.to_string(),
+                });
                 journal.retention_failed(&e);
             }
         }
@@ -425,11 +424,11 @@ impl Runner<'_> {
 }
 
 /// A run claimed in the run store, ready to execute.
-struct Claimed {
+struct Claimed<'r> {
     run_id: String,
     run_time: String,
     run_db: PathBuf,
-    journal: Journal,
+    journal: Journal<'r>,
     /// What an earlier execution did (`runs resume`): stages, compensations owed.
     resumed: Vec<crate::runtime::engine::StageSummary>,
     compensated: Vec<crate::runtime::engine::CompensationSummary>,
@@ -520,7 +519,7 @@ impl Runner<'_> {
         let call = flow_call_text(target);
         let mut child = RunProcess::spawn(
             [
-                self.path.as_os_str(),
+                self.flows.path().as_os_str(),
                 call.as_ref(),
                 "--db".as_ref(),
                 self.db.as_os_str(),

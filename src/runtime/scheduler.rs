@@ -10,10 +10,9 @@ use super::runs::journal::{Journal, NewRun};
 use super::runs::{catalog, schema};
 use super::schedule::{MAX_CATCHUP, Timing, run_time_text, utc_now};
 use super::state::{RunState, StageState};
-use crate::check::Index;
 use crate::plan::ir::{Cond, Plan, Schedule};
-use crate::plan::lower;
-use crate::workspace::{Workspace, discover};
+use crate::session::{Reporter, Session};
+use crate::workspace::discover;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -40,11 +39,9 @@ pub struct Options {
     pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Whether a workspace checks; the caller reports its diagnostics.
-pub type Checks<'a> = &'a dyn Fn(&Workspace) -> bool;
-
-/// Whoever runs the scheduler, told what it does and why.
-pub trait Listener {
+/// Whoever runs the scheduler, told what it does and why: a reporter (each load's
+/// diagnostics, the warnings of the runs it records) that also hears the daemon's events.
+pub trait Listener: Reporter {
     fn event(&self, event: Event);
 }
 
@@ -198,21 +195,17 @@ impl Loaded {
     }
 }
 
-/// Compiles the workspace: `None` when it does not check (`checks` reported its
-/// diagnostics, `listener` the rest).
-pub fn load(path: &Path, checks: Checks, listener: &dyn Listener) -> Option<Loaded> {
+/// Compiles the workspace: `None` when it does not check (the listener was told why).
+pub fn load(path: &Path, listener: &dyn Listener) -> Option<Loaded> {
     let fingerprint = fingerprint(path);
-    let (workspace, errors) = Workspace::load(&[path.to_path_buf()]);
-    for e in &errors {
+    let session = Session::load(path, listener);
+    for e in session.load_errors() {
         listener.event(Event::Unreadable(e.to_string()));
     }
-    if !errors.is_empty() || !checks(&workspace) {
-        return None;
-    }
-    let index = Index::new(&workspace);
+    let flows = session.flows()?;
     let mut entries = Vec::new();
-    for def in &index.flows {
-        let plan: Plan = lower(&workspace, &index, *def);
+    for def in &flows.index().flows {
+        let plan: Plan = flows.lower(*def);
         let flow = &plan.flow;
         let timing = match &flow.schedule {
             Some(schedule) => match Timing::of(schedule) {
@@ -250,14 +243,12 @@ pub fn load(path: &Path, checks: Checks, listener: &dyn Listener) -> Option<Load
 pub fn serve(
     options: &Options,
     loaded: Loaded,
-    checks: Checks,
     listener: &dyn Listener,
     stop: Arc<AtomicBool>,
 ) -> Result<usize, String> {
     let conn = schema::open(&options.db)?;
     let mut daemon = Daemon {
         args: options,
-        checks,
         listener,
         db: options.db.clone(),
         conn,
@@ -333,7 +324,6 @@ pub fn serve(
 /// The scheduler's state between ticks.
 struct Daemon<'a> {
     args: &'a Options,
-    checks: Checks<'a>,
     listener: &'a dyn Listener,
     db: PathBuf,
     conn: rusqlite::Connection,
@@ -410,7 +400,7 @@ impl Daemon<'_> {
         if fingerprint(&self.args.path) == self.loaded.fingerprint {
             return;
         }
-        match load(&self.args.path, self.checks, self.listener) {
+        match load(&self.args.path, self.listener) {
             Some(new) => {
                 self.listener.event(Event::Reloaded {
                     path: self.args.path.clone(),
@@ -581,7 +571,7 @@ impl Daemon<'_> {
             skip: Some(reason),
         };
         let cancel = Default::default();
-        self.listener.event(match Journal::create(&self.db, &new, cancel) {
+        self.listener.event(match Journal::create(&self.db, &new, cancel, self.listener) {
             Ok(_) => Event::Skipped {
                 flow: flow.to_string(),
                 window: fire,

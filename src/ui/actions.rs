@@ -5,8 +5,6 @@
 
 use super::flows::compile;
 use super::http::{Reply, Site, error};
-use crate::check::Index;
-use crate::plan::lower;
 use crate::runtime::flow_call::bind_json_args;
 use crate::runtime::runs::{catalog, journal, schema};
 use serde_json::json;
@@ -22,17 +20,15 @@ const START_WAIT: Duration = Duration::from_secs(15);
 /// so a wrong one is refused here, before anything runs.
 pub fn start(site: &Site, flow: &str, body: &serde_json::Value) -> Reply {
     let compiled = compile(site);
-    if !compiled.ok {
+    let Some(flows) = compiled.session.flows() else {
         return error(
             409,
             format!("the workspace does not check:\n{}", compiled.diagnostics),
         );
-    }
-    let index = Index::new(&compiled.workspace);
-    let Some(def) = index.flow(flow, None) else {
+    };
+    let Some(plan) = flows.plan(flow, None) else {
         return error(404, format!("the workspace has no flow `{flow}`"));
     };
-    let plan = lower(&compiled.workspace, &index, def);
     let given = match body.get("args") {
         None | Some(serde_json::Value::Null) => serde_json::Map::new(),
         Some(serde_json::Value::Object(args)) => args.clone(),

@@ -3,12 +3,13 @@
 //! and the workspace's diagnostics when it does not check.
 
 use super::http::{Reply, Site};
-use crate::check::Index;
-use crate::plan::{Plan, lower};
+use crate::diagnostics::Diagnostic;
+use crate::plan::Plan;
 use crate::runtime::runs::catalog::{self, Filter};
 use crate::runtime::runs::{report, schema};
 use crate::runtime::schedule::{Timing, utc_now};
-use crate::workspace::Workspace;
+use crate::session::{Notice, Reporter, Session};
+use crate::source::SourceMap;
 use serde_json::{Value, json};
 
 /// Fire times shown per scheduled flow.
@@ -16,34 +17,37 @@ const NEXT_FIRES: usize = 5;
 /// Runs shown per flow.
 const RECENT_RUNS: usize = 5;
 
-/// The workspace compiled, or the text of what stops it: what [`list`] and starting a flow
+/// The workspace compiled, and the text of what stops it: what [`list`] and starting a flow
 /// both need.
 pub(super) struct Compiled {
-    pub workspace: Workspace,
+    pub session: Session<'static>,
     /// Every problem found, rendered as `wvflow check` prints them (no colour).
     pub diagnostics: String,
-    pub ok: bool,
+}
+
+/// The dashboard as a reporter: it is told nothing it must act on. The page shows each
+/// request's diagnostics from its session (also those of a workspace with unreadable paths,
+/// which reporters are not told), and runs nothing in this process: a run started here is a
+/// process of its own, which reports on its own stderr.
+struct Page;
+
+impl Reporter for Page {
+    fn diagnostics(&self, _: &[Diagnostic], _: &SourceMap) {}
+
+    fn notice(&self, _: &Notice) {}
 }
 
 pub(super) fn compile(site: &Site) -> Compiled {
-    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&site.workspace));
-    let mut found: Vec<_> = workspace.diagnostics().cloned().collect();
-    found.extend(crate::check::check(&workspace).diagnostics);
-    crate::diagnostics::normalize(&mut found);
-    let mut diagnostics: String = load_errors
+    let session = Session::load(&site.workspace, &Page);
+    let mut diagnostics: String = session
+        .load_errors()
         .iter()
         .map(|e| format!("error: {e}\n"))
         .collect();
-    diagnostics.push_str(&crate::diagnostics::render_human(
-        &found,
-        &workspace.sources,
-        false,
-    ));
-    let ok = load_errors.is_empty() && !found.iter().any(|d| d.is_error());
+    diagnostics.push_str(&session.rendered(false));
     Compiled {
-        workspace,
+        session,
         diagnostics,
-        ok,
     }
 }
 
@@ -51,21 +55,19 @@ pub(super) fn compile(site: &Site) -> Compiled {
 pub fn list(site: &Site) -> Reply {
     let compiled = compile(site);
     let mut flows = Vec::new();
-    if compiled.ok {
-        let index = Index::new(&compiled.workspace);
+    if let Some(checked) = compiled.session.flows() {
         let conn = site
             .db
             .is_file()
             .then(|| schema::open(&site.db).ok())
             .flatten();
-        let mut names: Vec<&str> = index.flow_names().collect();
+        let mut names: Vec<&str> = checked.index().flow_names().collect();
         names.sort_unstable();
         names.dedup();
         for name in names {
-            let Some(def) = index.flow(name, None) else {
+            let Some(plan) = checked.plan(name, None) else {
                 continue;
             };
-            let plan = lower(&compiled.workspace, &index, def);
             let recent = conn.as_ref().map_or_else(Vec::new, |conn| {
                 let filter = Filter {
                     flow: Some(name.to_string()),
@@ -85,7 +87,7 @@ pub fn list(site: &Site) -> Reply {
         200,
         json!({
             "workspace": site.workspace.display().to_string(),
-            "checks": compiled.ok,
+            "checks": compiled.session.checks(),
             "diagnostics": compiled.diagnostics,
             "flows": flows,
         }),

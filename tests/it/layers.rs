@@ -26,6 +26,7 @@ const LAYERS: &[&[&str]] = &[
     &["arguments", "workspace", "format"],
     &["check"],
     &["plan"],
+    &["session"],
     &["runtime"],
     &["export"],
     &["lsp", "ui"],

@@ -27,6 +27,7 @@ mod runs_cli;
 mod runtime;
 mod schedule_cli;
 mod semantics;
+mod session;
 mod signals;
 mod syntax_errors;
 mod task_copies;

@@ -1,16 +1,16 @@
 //! `wvflow runs resume | cancel | signal | query | clean`.
 
 use super::{Format, find_run, open};
-use crate::check::Index;
 use crate::cli::exit;
 use crate::cli::progress::Live;
+use crate::cli::report::Stderr;
 use crate::cli::run::{print_chain, runner};
 use crate::runtime::launch::Start;
 use crate::runtime::runs::catalog::{self, Retention, ShownState};
 use crate::runtime::runs::{journal, run_params};
 use crate::runtime::store::{StoreConfig, from_json};
 use crate::value::{ValueType, stored};
-use crate::workspace::Workspace;
+use crate::session::Session;
 use clap::Args;
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
@@ -74,19 +74,18 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     drop(conn);
     // Child runs and jumps need the workspace as it is now; the run itself keeps its plan.
     let path = PathBuf::from(&run.workspace);
-    let (workspace, load_errors) = Workspace::load(std::slice::from_ref(&path));
-    if let Some(e) = load_errors.first() {
+    let session = Session::load(&path, &Stderr);
+    if let Some(e) = session.load_errors().first() {
         return Err(format!("cannot load the run's workspace: {e}"));
     }
-    if crate::cli::plan::compile(&workspace).is_none() {
+    let Some(flows) = session.flows() else {
         return Err(format!(
             "the run's workspace {} no longer compiles; fix it to resume",
             path.display()
         ));
-    }
-    let index = Index::new(&workspace);
+    };
     let live = Live::on_terminal();
-    let runner = runner(path, &workspace, &index, db.to_path_buf(), &live);
+    let runner = runner(&flows, db.to_path_buf(), &live);
     let args_values = args_of(&run, &plan);
     Ok(print_chain(
         &runner,

@@ -7,6 +7,7 @@ use crate::runtime::state::RunState;
 use super::owner::{Owner, is_stale, lease_until};
 use super::schema::{self, now_ms};
 use crate::plan::Plan;
+use crate::session::{Notice, Reporter};
 use crate::runtime::engine::{
     Attempt, AttemptEnd, CompensationSummary, Progress, StageSummary, Summary,
 };
@@ -52,7 +53,7 @@ pub enum Claim {
     },
 }
 
-pub struct Journal {
+pub struct Journal<'r> {
     conn: Mutex<Connection>,
     run_id: String,
     /// Which execution of the run this is: 0, then one more for each `runs resume`.
@@ -61,6 +62,8 @@ pub struct Journal {
     cancel: Arc<AtomicBool>,
     /// The first failure to record (a full disk, a lost database), if any.
     lost: Mutex<Option<String>>,
+    /// Told when the run cannot be recorded, or another process took it over.
+    reporter: &'r dyn Reporter,
 }
 
 fn begin(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
@@ -156,14 +159,15 @@ fn refusal(tx: &rusqlite::Transaction, run: &NewRun) -> Result<Option<String>, S
     Ok(None)
 }
 
-impl Journal {
+impl<'r> Journal<'r> {
     /// Records a new run, claiming a concurrency slot in the same transaction, and its stages
     /// as pending.
     pub fn create(
         db: &Path,
         run: &NewRun,
         cancel: Arc<AtomicBool>,
-    ) -> Result<(Journal, Claim), String> {
+        reporter: &'r dyn Reporter,
+    ) -> Result<(Journal<'r>, Claim), String> {
         let mut conn = schema::open(db)?;
         let fail = |e: rusqlite::Error| format!("cannot record run {}: {e}", run.run_id);
         let flow = &run.plan.flow;
@@ -256,12 +260,17 @@ impl Journal {
             Some(reason) => Claim::Skipped { reason },
             None => Claim::Started,
         };
-        Ok((Journal::new(conn, run.run_id, 0, cancel), claim))
+        Ok((Journal::new(conn, run.run_id, 0, cancel, reporter), claim))
     }
 
     /// Takes over a failed, cancelled or stale run for `runs resume` ([`not_resumable`]): this process becomes its
     /// owner, and stages that did not succeed are pending again.
-    pub fn reclaim(db: &Path, run_id: &str, cancel: Arc<AtomicBool>) -> Result<Journal, String> {
+    pub fn reclaim(
+        db: &Path,
+        run_id: &str,
+        cancel: Arc<AtomicBool>,
+        reporter: &'r dyn Reporter,
+    ) -> Result<Journal<'r>, String> {
         let mut conn = schema::open(db)?;
         let fail = |e: rusqlite::Error| format!("cannot resume run {run_id}: {e}");
         let tx = begin(&mut conn).map_err(fail)?;
@@ -312,16 +321,29 @@ impl Journal {
         )
         .map_err(fail)?;
         tx.commit().map_err(fail)?;
-        Ok(Journal::new(conn, run_id, record.resumes + 1, cancel))
+        Ok(Journal::new(
+            conn,
+            run_id,
+            record.resumes + 1,
+            cancel,
+            reporter,
+        ))
     }
 
-    fn new(conn: Connection, run_id: &str, round: i64, cancel: Arc<AtomicBool>) -> Journal {
+    fn new(
+        conn: Connection,
+        run_id: &str,
+        round: i64,
+        cancel: Arc<AtomicBool>,
+        reporter: &'r dyn Reporter,
+    ) -> Journal<'r> {
         Journal {
             conn: Mutex::new(conn),
             run_id: run_id.to_string(),
             round,
             cancel,
             lost: Mutex::new(None),
+            reporter,
         }
     }
 
@@ -368,10 +390,10 @@ impl Journal {
             self.cancel.store(true, Ordering::SeqCst);
             let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
             if lost.is_none() {
-                errln!(
-                    "error: cannot record run {} ({e}); stopping it",
-                    self.run_id
-                );
+                self.reporter.notice(&Notice::RecordLost {
+                    run_id: self.run_id.clone(),
+                    error: e.to_string(),
+                });
                 *lost = Some(e.to_string());
             }
         }
@@ -423,9 +445,9 @@ impl Journal {
                 }
             }
             if owned == 0 {
-                errln!(
-                    "warning: run {run_id} was taken over by another process; its record stands as that process wrote it"
-                );
+                self.reporter.notice(&Notice::TakenOver {
+                    run_id: run_id.clone(),
+                });
                 return Ok(());
             }
             event(
@@ -485,7 +507,7 @@ impl Journal {
     }
 }
 
-impl Progress for Journal {
+impl Progress for Journal<'_> {
     fn stage_started(&self, stage: &str) {
         let run_id = &self.run_id;
         self.write(|tx| {

@@ -35,6 +35,7 @@ use super::state::{RunState, StageState};
 use super::store::{StoreConfig, from_json, to_json};
 use crate::plan::Plan;
 use crate::plan::ir::{OnFailure, RetryPolicy, StagePlan, Step};
+use crate::session::{Notice, Reporter};
 use rusqlite::types::Value;
 use serde::{Deserialize, Serialize};
 use state::{Location, plan_key, run_key, stage_key};
@@ -99,6 +100,8 @@ pub struct TaskRun<'a> {
     /// Whether the engine retries a stage's task ([`engine_retries`]); when not, every stage
     /// retries inside its task (an Argo backoff that has no Argo form).
     pub engine_retries: bool,
+    /// Told what the run's hooks warn of.
+    pub reporter: &'a dyn Reporter,
 }
 
 impl TaskRun<'_> {
@@ -650,12 +653,12 @@ impl TaskRun<'_> {
             None,
         ) {
             if let Some(error) = outcome.error {
-                errln!(
-                    "warning: hook {} ({}) of run {} failed: {error}",
-                    outcome.event,
-                    outcome.target,
-                    self.run_id
-                );
+                self.reporter.notice(&Notice::HookFailed {
+                    event: outcome.event,
+                    target: outcome.target,
+                    run_id: self.run_id.clone(),
+                    error,
+                });
             }
         }
         self.state.write(
