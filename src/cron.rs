@@ -128,8 +128,8 @@ fn parse_field(field: usize, text: &str) -> Result<Vec<u32>, (String, Range<usiz
         let (first, last) = if base == "*" {
             (low, if field == 4 { 6 } else { high })
         } else if let Some((a, b)) = base.split_once('-') {
-            let a = value(field, a).map_err(|m| (m, range.clone()))?;
-            let b = value(field, b).map_err(|m| (m, range.clone()))?;
+            let a = value(field, a).map_err(|m| (m.to_string(), range.clone()))?;
+            let b = value(field, b).map_err(|m| (m.to_string(), range.clone()))?;
             if b < a {
                 return Err((
                     format!("range {base} in the {name} field ends before it starts"),
@@ -138,7 +138,7 @@ fn parse_field(field: usize, text: &str) -> Result<Vec<u32>, (String, Range<usiz
             }
             (a, b)
         } else {
-            let a = value(field, base).map_err(|m| (m, range.clone()))?;
+            let a = value(field, base).map_err(|m| (m.to_string(), range.clone()))?;
             // `5/15` means from 5 to the end, every 15 (Vixie cron).
             (a, if part.contains('/') { high } else { a })
         };
@@ -147,8 +147,7 @@ fn parse_field(field: usize, text: &str) -> Result<Vec<u32>, (String, Range<usiz
     Ok(values)
 }
 
-fn value(field: usize, text: &str) -> Result<u32, String> {
-    let name = FIELDS[field];
+fn value(field: usize, text: &str) -> Result<u32, BadValue<'_>> {
     let (low, high) = BOUNDS[field];
     let names: &[&str] = match field {
         3 => &MONTHS,
@@ -160,8 +159,29 @@ fn value(field: usize, text: &str) -> Result<u32, String> {
     }
     match text.parse::<u32>() {
         Ok(v) if (low..=high).contains(&v) => Ok(v),
-        Ok(v) => Err(format!("{v} is not a valid {name} ({low}-{high})")),
-        Err(_) => Err(format!("`{text}` is not a valid {name} ({low}-{high})")),
+        Ok(v) => Err(BadValue::OutOfRange(v, field)),
+        Err(_) => Err(BadValue::NotANumber(text, field)),
+    }
+}
+
+/// A value of a field (by its index) outside the field's range, or no number nor name.
+enum BadValue<'a> {
+    OutOfRange(u32, usize),
+    NotANumber(&'a str, usize),
+}
+
+impl std::fmt::Display for BadValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let field = match self {
+            BadValue::OutOfRange(_, field) | BadValue::NotANumber(_, field) => *field,
+        };
+        let (name, (low, high)) = (FIELDS[field], BOUNDS[field]);
+        match self {
+            BadValue::OutOfRange(v, _) => write!(f, "{v} is not a valid {name} ({low}-{high})"),
+            BadValue::NotANumber(text, _) => {
+                write!(f, "`{text}` is not a valid {name} ({low}-{high})")
+            }
+        }
     }
 }
 

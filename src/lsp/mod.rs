@@ -32,7 +32,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(5);
 
 /// Serves one client on stdin and stdout until it says `exit`: `Ok(true)` after a
 /// `shutdown` request, `Ok(false)` when the client exited without one (an error for the LSP).
-pub fn serve() -> Result<bool, String> {
+pub fn serve() -> Result<bool, Error> {
     crate::check::chunked::return_freed_memory();
     let (connection, io_threads) = transport::stdio();
     let clean = serve_on(&connection, Output::Serialized)?;
@@ -46,9 +46,29 @@ pub fn serve() -> Result<bool, String> {
 /// `Ok(true)` when a `shutdown` request came first; an error when the handshake fails or a
 /// message cannot be sent. In-process tests and the `lsp_session` fuzz target use it with
 /// [`Connection::memory`].
-pub fn serve_connection(connection: &Connection) -> Result<bool, String> {
+pub fn serve_connection(connection: &Connection) -> Result<bool, Error> {
     serve_on(connection, Output::Values)
 }
+
+/// Why the server stopped before the client said `exit`.
+#[derive(Debug)]
+pub enum Error {
+    /// The initialization handshake did not happen as the protocol says.
+    Handshake(lsp_server::ProtocolError),
+    /// A message could not be sent: the connection to the client is closed.
+    ClientGone,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Handshake(e) => write!(f, "{e}"),
+            Error::ClientGone => f.write_str("sending on a closed channel"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
 
 /// How diagnostics leave the server.
 #[derive(Clone, Copy, PartialEq)]
@@ -59,7 +79,7 @@ enum Output {
     Serialized,
 }
 
-fn serve_on(connection: &Connection, output: Output) -> Result<bool, String> {
+fn serve_on(connection: &Connection, output: Output) -> Result<bool, Error> {
     let capabilities = json!({
         "textDocumentSync": 1,
         "hoverProvider": true,
@@ -71,7 +91,7 @@ fn serve_on(connection: &Connection, output: Output) -> Result<bool, String> {
         "completionProvider": { "triggerCharacters": [".", " ", ":"] },
         "positionEncoding": "utf-16",
     });
-    let (id, init) = connection.initialize_start().map_err(|e| e.to_string())?;
+    let (id, init) = connection.initialize_start().map_err(Error::Handshake)?;
     connection
         .initialize_finish(
             id,
@@ -80,7 +100,7 @@ fn serve_on(connection: &Connection, output: Output) -> Result<bool, String> {
                 "serverInfo": { "name": "wvflow", "version": env!("CARGO_PKG_VERSION") },
             }),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::Handshake)?;
     let root = root_of(&init);
     let mut server = Server {
         connection,
@@ -124,7 +144,7 @@ struct Server<'c> {
 
 impl Server<'_> {
     /// Serves until `exit` (or the end of the input): whether a `shutdown` came first.
-    fn run(&mut self) -> Result<bool, String> {
+    fn run(&mut self) -> Result<bool, Error> {
         loop {
             let wait = match self.changed {
                 Some(at) => DEBOUNCE.saturating_sub(at.elapsed()),
@@ -173,11 +193,11 @@ impl Server<'_> {
         }
     }
 
-    fn send(&self, message: Message) -> Result<(), String> {
+    fn send(&self, message: Message) -> Result<(), Error> {
         self.connection
             .sender
             .send(message)
-            .map_err(|e| e.to_string())
+            .map_err(|_| Error::ClientGone)
     }
 
     fn notified(&mut self, mut notification: Notification) {
@@ -233,7 +253,7 @@ impl Server<'_> {
     }
 
     /// Sends every file's diagnostics, and empty lists for files that no longer have any.
-    fn publish(&mut self) -> Result<(), String> {
+    fn publish(&mut self) -> Result<(), Error> {
         self.changed = None;
         let output = self.output;
         let messages = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

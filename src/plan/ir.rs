@@ -213,17 +213,25 @@ impl std::fmt::Display for Requirement {
 }
 
 impl std::str::FromStr for Requirement {
-    type Err = String;
+    type Err = NotAState;
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        let state = |word: &str| {
-            StateWord::parse(word).ok_or_else(|| format!("`{word}` is not a stage's state"))
-        };
+    fn from_str(text: &str) -> Result<Self, NotAState> {
+        let state = |word: &str| StateWord::parse(word).ok_or_else(|| NotAState(word.into()));
         match text.strip_prefix("not ") {
             _ if text == "first success" => Ok(Requirement::FirstSuccess),
             Some(word) => state(word).map(Requirement::NotReaches),
             None => state(text).map(Requirement::Reaches),
         }
+    }
+}
+
+/// A word of a plan's `requires` that names no stage state.
+#[derive(Debug)]
+pub struct NotAState(String);
+
+impl std::fmt::Display for NotAState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` is not a stage's state", self.0)
     }
 }
 

@@ -42,10 +42,10 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    pub fn bind(options: Options) -> Result<Dashboard, String> {
-        let listener = TcpListener::bind(SocketAddr::new(options.host, options.port))
-            .map_err(|e| format!("cannot listen on {}:{}: {e}", options.host, options.port))?;
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
+    pub fn bind(options: Options) -> Result<Dashboard, BindError> {
+        let at = SocketAddr::new(options.host, options.port);
+        let listener = TcpListener::bind(at).map_err(|e| BindError::Listen(at, e))?;
+        let address = listener.local_addr().map_err(|e| BindError::Listen(at, e))?;
         let port = address.port();
         let hosts = options.host.is_loopback().then(|| {
             vec![
@@ -109,13 +109,31 @@ fn serve_one(site: &Site, stream: &mut TcpStream, ticket: &Ticket) {
 }
 
 /// 128 random bits from the kernel, as hex.
-fn new_token() -> Result<String, String> {
+fn new_token() -> Result<String, BindError> {
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| format!("cannot read /dev/urandom for the token: {e}"))?;
+        .map_err(BindError::Token)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+/// Why the dashboard cannot start.
+#[derive(Debug)]
+pub enum BindError {
+    Listen(SocketAddr, std::io::Error),
+    Token(std::io::Error),
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindError::Listen(at, e) => write!(f, "cannot listen on {}:{}: {e}", at.ip(), at.port()),
+            BindError::Token(e) => write!(f, "cannot read /dev/urandom for the token: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BindError {}
 
 /// What a handler answers: a status and a body.
 pub(super) enum Reply {

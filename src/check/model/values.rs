@@ -4,15 +4,35 @@ use crate::syntax::ast::{Expr, ExprKind};
 use std::time::Duration;
 
 /// A duration from a literal (`30s`) or a humantime string (`'1h 30m'`, `'7 days'`).
-pub fn duration(expr: &Expr) -> Result<Duration, String> {
+pub fn duration(expr: &Expr) -> Result<Duration, NotADuration> {
     match &expr.kind {
         ExprKind::Duration { millis, .. } => Ok(Duration::from_millis(*millis)),
-        ExprKind::Str(text) => humantime::parse_duration(text)
-            .map_err(|e| format!("`'{text}'` is not a duration: {e}")),
-        ExprKind::Int(_) | ExprKind::Float(_) => Err(
-            "a bare number is not a duration: add a unit, as in `30s`, `5m` or `100ms`".to_string(),
-        ),
-        _ => Err("expected a duration such as `30s`, `5m` or '1h 30m'".to_string()),
+        ExprKind::Str(text) => {
+            humantime::parse_duration(text).map_err(|e| NotADuration::Text(text.to_string(), e))
+        }
+        ExprKind::Int(_) | ExprKind::Float(_) => Err(NotADuration::BareNumber),
+        _ => Err(NotADuration::Other),
+    }
+}
+
+/// Why a config value is not a duration; its text ends the diagnostic's message.
+#[derive(Debug, PartialEq)]
+pub enum NotADuration {
+    /// Quoted text humantime does not read.
+    Text(String, humantime::DurationError),
+    BareNumber,
+    Other,
+}
+
+impl std::fmt::Display for NotADuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotADuration::Text(text, e) => write!(f, "`'{text}'` is not a duration: {e}"),
+            NotADuration::BareNumber => f.write_str(
+                "a bare number is not a duration: add a unit, as in `30s`, `5m` or `100ms`",
+            ),
+            NotADuration::Other => f.write_str("expected a duration such as `30s`, `5m` or '1h 30m'"),
+        }
     }
 }
 
@@ -97,7 +117,7 @@ mod tests {
             Ok(Duration::from_secs(7 * 86400))
         );
         assert!(duration(&value("'soon'")).is_err());
-        assert!(duration(&value("30")).unwrap_err().contains("add a unit"));
+        assert!(duration(&value("30")).unwrap_err().to_string().contains("add a unit"));
         assert_eq!(show(Duration::from_secs(5400)), "1h 30m");
     }
 }

@@ -152,7 +152,7 @@ fn wait_duration(binder: &mut Binder, e: &Expr, scope: &Scope) {
         return;
     }
     let found = match literal {
-        Err(reason) if is_literal(e) => reason,
+        Err(reason) if is_literal(e) => reason.to_string(),
         _ => format!("found {}", ty.name()),
     };
     binder.out.push(
