@@ -407,7 +407,7 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
 /// What the server did with a session.
 pub struct Outcome {
     /// What `serve_connection` returned; `None` if it did not end in time.
-    pub result: Option<Result<bool, String>>,
+    pub result: Option<Result<bool, wvflow::lsp::Error>>,
     /// Everything the server sent.
     pub received: Vec<Message>,
     /// Whether anything panicked on the server's thread (a caught panic included).
