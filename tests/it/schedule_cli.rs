@@ -428,9 +428,8 @@ fn wait_for_line(lines: &Mutex<Vec<String>>, needle: &str) {
     }
 }
 
-#[test]
-fn the_daemon_reloads_keeps_schedules_on_errors_limits_concurrency_and_stops_on_sigterm() {
-    let napper = r#"
+/// A flow that runs for 30 s every second, one run at a time, and one that ends at once.
+const NAPPER: &str = r#"
 activity nap() = sh("""sleep 30""")
 flow Napper with { interval: 1s, concurrency: 1 } = {
   stage n = nap()
@@ -439,7 +438,18 @@ flow Ticker with { interval: 1s } = {
   stage t = from [[1]] as t(x)
 }
 "#;
-    let dir = scratch("schedule-daemon", &[("flow.wv", napper)]);
+
+/// `wvflow schedule` on a fresh workspace of `text`, with a grace period of 1 s, once it has
+/// started a run of Napper: the folder, the daemon and its stderr's lines.
+fn daemon(
+    name: &str,
+    text: &str,
+) -> (
+    std::path::PathBuf,
+    std::process::Child,
+    Arc<Mutex<Vec<String>>>,
+) {
+    let dir = scratch(name, &[("flow.wv", text)]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
         .args(["schedule", dir.to_str().unwrap(), "--grace", "1s"])
         .stdout(Stdio::null())
@@ -448,6 +458,25 @@ flow Ticker with { interval: 1s } = {
         .unwrap();
     let lines = collect_lines(child.stderr.take().unwrap());
     wait_for_line(&lines, "started Napper");
+    (dir, child, lines)
+}
+
+/// Stops the daemon with SIGTERM: it exits 0 within 15 s, having cancelled what still ran.
+fn terminate(mut child: std::process::Child, lines: &Mutex<Vec<String>>) {
+    let asked = Instant::now();
+    // SAFETY: signals the scheduler process this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(asked.elapsed() < Duration::from_secs(15));
+    wait_for_line(lines, "stopped: interrupted (Ctrl-C or SIGTERM)");
+}
+
+#[test]
+fn the_daemon_holds_a_flows_concurrency_against_other_processes() {
+    let (dir, child, lines) = daemon("schedule-daemon-concurrency", NAPPER);
     // The scheduler starts one run of a flow at a time; the next windows wait in its queue.
     // Another process finds the one slot taken and is recorded as skipped.
     let o = wvflow(&["run", dir.to_str().unwrap(), "Napper"]);
@@ -457,38 +486,44 @@ flow Ticker with { interval: 1s } = {
         "{}",
         text(&o)
     );
+    terminate(child, &lines);
+    assert!(runs(&dir).iter().any(|r| r["state"] == "skipped"));
+}
 
+#[test]
+fn the_daemon_keeps_its_schedules_while_the_workspace_does_not_check_then_reloads() {
+    let (dir, child, lines) = daemon("schedule-daemon-reload", NAPPER);
     std::fs::write(dir.join("flow.wv"), "flow Napper with { interval: 1s = {\n").unwrap();
     wait_for_line(&lines, "keeping the previous schedules");
     // Windows that come while it does not check are recorded, not run.
     wait_for_line(&lines, "skipped: the workspace does not check");
-    let changed = napper.replace("flow Napper", "flow Sleeper");
+    let changed = NAPPER.replace("flow Napper", "flow Sleeper");
     std::fs::write(dir.join("flow.wv"), changed).unwrap();
     wait_for_line(&lines, "reloaded");
     wait_for_line(&lines, "started Sleeper");
+    terminate(child, &lines);
+    let all = runs(&dir);
+    assert!(
+        all.iter()
+            .any(|r| r["flow"] == "Sleeper" && r["state"] == "cancelled"),
+        "{all:?}"
+    );
+    assert!(all.iter().any(|r| r["state"] == "skipped"), "{all:?}");
+}
 
-    let asked = Instant::now();
-    // SAFETY: signals the scheduler process this test started.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
-    assert!(asked.elapsed() < Duration::from_secs(15));
+#[test]
+fn sigterm_stops_the_daemon_and_cancels_long_runs_after_the_grace_period() {
+    let (dir, child, lines) = daemon("schedule-daemon-sigterm", NAPPER);
+    terminate(child, &lines);
     wait_for_line(&lines, "cancelling Napper");
-    wait_for_line(&lines, "stopped: interrupted (Ctrl-C or SIGTERM)");
     // Every run has ended: the long ones cancelled after the grace period.
     let all = runs(&dir);
     assert!(all.iter().all(|r| r["state"] != "running"), "{all:?}");
     assert!(
         all.iter()
-            .any(|r| r["flow"] == "Napper" && r["state"] == "cancelled")
+            .any(|r| r["flow"] == "Napper" && r["state"] == "cancelled"),
+        "{all:?}"
     );
-    assert!(
-        all.iter()
-            .any(|r| r["flow"] == "Sleeper" && r["state"] == "cancelled")
-    );
-    assert!(all.iter().any(|r| r["state"] == "skipped"));
 }
 
 #[test]
