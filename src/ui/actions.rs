@@ -120,6 +120,9 @@ pub fn resume(site: &Site, id: &str) -> Reply {
     if let Err(reply) = known(site, id) {
         return reply;
     }
+    if let Some(refused) = not_resumable(site, id) {
+        return refused;
+    }
     let mut command = wvflow();
     command
         .arg("runs")
@@ -140,6 +143,26 @@ pub fn resume(site: &Site, id: &str) -> Reply {
         Ok(run_id) => Reply::Json(202, json!({ "run_id": run_id })),
         Err(reply) => reply,
     }
+}
+
+/// Why the run cannot be resumed, decided here as `runs resume` decides it before it runs
+/// anything: the page gets the reason itself, not what a process printed.
+fn not_resumable(site: &Site, id: &str) -> Option<Reply> {
+    let refused = |e: &dyn std::fmt::Display| Some(error(400, e.to_string()));
+    let conn = match schema::open(&site.db) {
+        Ok(conn) => conn,
+        Err(e) => return refused(&e),
+    };
+    let run = match catalog::run_in(&conn, id) {
+        Ok(Some(run)) => run,
+        Ok(None) => return Some(error(404, format!("no run `{id}`"))),
+        Err(e) => return refused(&e),
+    };
+    let found = catalog::plan_of(&conn, id).and_then(|plan| {
+        let stages = catalog::stages(&conn, id)?;
+        crate::runtime::runs::resume_point(&conn, &run, &plan, stages)
+    });
+    found.err().and_then(|e| refused(&e))
 }
 
 /// `POST /api/runs/RUN/signal` with `{"name": ..., "value": ...}` (value default `true`),
@@ -182,17 +205,6 @@ fn wvflow() -> Command {
     command
 }
 
-/// What a process that could not start printed, from its first error on (its warnings
-/// before that are the workspace's, not the reason).
-fn errors_of(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().collect();
-    let first = lines
-        .iter()
-        .position(|l| l.starts_with("error"))
-        .unwrap_or(0);
-    lines[first..].join("\n").trim().to_string()
-}
-
 /// How a started process ended: its exit code and what it wrote to stderr.
 type Ended = (Option<i32>, String);
 
@@ -229,11 +241,17 @@ fn spawn(
         {
             return Ok(run_id);
         }
+        // What could be refused was refused before the process started (the workspace, the
+        // flow, the arguments, a run with nothing to resume): a process that ends without
+        // recording a run failed, and all it printed is shown.
         if let Some((code, text)) = ended.lock().ok().and_then(|e| e.clone()) {
-            if code == Some(0) || text.trim().is_empty() {
-                return Err(error(500, "the process ended without recording a run"));
-            }
-            return Err(error(400, errors_of(&text)));
+            let code = code.map_or("no exit code".into(), |c| format!("exit code {c}"));
+            let text = text.trim();
+            let said = if text.is_empty() { String::new() } else { format!(":\n{text}") };
+            return Err(error(
+                500,
+                format!("the process ended ({code}) without recording a run{said}"),
+            ));
         }
         if Instant::now() > deadline {
             // A run that did not start in time is stopped, so that trying again does not

@@ -402,6 +402,12 @@ fn ui_api_reads_runs_and_acts_only_with_the_token() {
         status, 400,
         "a run that succeeded has nothing to resume: {answer}"
     );
+    // Refused by the dashboard itself, as `runs resume` refuses it: no process started.
+    assert_eq!(
+        answer["error"],
+        format!("run {typed} is success: only a failed, cancelled or stale run can be resumed"),
+        "{answer}"
+    );
 
     // A workspace that stops checking: its diagnostics, and no start.
     std::fs::write(
