@@ -343,6 +343,13 @@ fn malformed_messages_are_skipped_and_the_protocol_ends_by_its_rules() {
 /// A language server with `text` open as `name` in a fresh workspace `folder`: the client,
 /// the document's URI, and a position maker.
 fn open_one(folder: &str, name: &str, text: &str) -> (Client, String) {
+    let (client, uri, found) = open_with_diagnostics(folder, name, text);
+    assert!(found.is_empty());
+    (client, uri)
+}
+
+/// As [`open_one`], with the document's first diagnostics.
+fn open_with_diagnostics(folder: &str, name: &str, text: &str) -> (Client, String, Vec<Value>) {
     let dir = scratch(folder, &[(name, text)]);
     let root = format!("file://{}", dir.display());
     let uri = format!("{root}/{name}");
@@ -356,8 +363,8 @@ fn open_one(folder: &str, name: &str, text: &str) -> (Client, String) {
         "textDocument/didOpen",
         json!({ "textDocument": { "uri": uri, "languageId": "wvflow", "version": 1, "text": text } }),
     );
-    assert!(client.diagnostics(&uri).is_empty());
-    (client, uri)
+    let found = client.diagnostics(&uri);
+    (client, uri, found)
 }
 
 /// The labels of a completion answer.
@@ -446,20 +453,7 @@ fn a_file_with_thousands_of_problems_gets_the_first_and_a_note() {
     let text: String = (0..1205)
         .map(|i| format!("flow f{i} = {{ stage s = from [[1]] as t(x) | select uper(x) as y }}\n"))
         .collect();
-    let dir = scratch("lsp_many_problems", &[("many.wv", &text)]);
-    let root = format!("file://{}", dir.display());
-    let uri = format!("{root}/many.wv");
-    let mut client = Client::start();
-    client.request(
-        "initialize",
-        json!({ "processId": null, "rootUri": root, "capabilities": {} }),
-    );
-    client.notify("initialized", json!({}));
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "wvflow", "version": 1, "text": text } }),
-    );
-    let found = client.diagnostics(&uri);
+    let (mut client, uri, found) = open_with_diagnostics("lsp_many_problems", "many.wv", &text);
     assert_eq!(found.len(), 1000);
     assert!(found[..999].iter().all(|d| d["code"] == "E0617"));
     assert_eq!(found[998]["range"]["start"]["line"], 998);

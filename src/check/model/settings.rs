@@ -8,7 +8,7 @@
 //! nothing is run from a workspace that does not check, so no refused value is ever used.
 
 use super::graph::activity_calls;
-use super::index::Index;
+use super::index::{Def, Index};
 use super::keys::{self, Place};
 use super::values;
 use crate::policy::Tolerance;
@@ -121,18 +121,25 @@ impl Default for StageSettings<'_> {
     }
 }
 
+/// The activity whose settings a stage takes: the one it calls, when it calls exactly one.
+pub fn activity_of<'a>(index: &Index<'a>, stage: &Stage) -> Option<Def<'a, Activity>> {
+    let mut names: Vec<&str> = activity_calls(stage)
+        .iter()
+        .map(|c| c.name.name.as_str())
+        .collect();
+    names.dedup();
+    match names.as_slice() {
+        [only] => index.activity_by_name.get(only).copied(),
+        _ => None,
+    }
+}
+
 impl<'a> StageSettings<'a> {
     /// A stage's settings: the defaults, its activity's block when it calls exactly one
     /// activity, then its own block.
     pub fn of_stage(index: &Index<'a>, file: FileId, stage: &'a Stage) -> Self {
         let mut settings = StageSettings::default();
-        let mut names: Vec<&str> = activity_calls(stage)
-            .iter()
-            .map(|c| c.name.name.as_str())
-            .collect();
-        names.dedup();
-        if let [only] = names.as_slice()
-            && let Some(def) = index.activity_by_name.get(only)
+        if let Some(def) = activity_of(index, stage)
             && let Some(config) = &def.node.config
         {
             settings.add(def.file, config, Place::Activity);

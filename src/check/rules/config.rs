@@ -1,7 +1,7 @@
 //! E02: configuration values. Unknown, misplaced and duplicate keys; types and ranges;
 //! relations between retry and timeout keys; the retry budget; keys with no effect.
 
-use crate::check::graph::{FlowGraph, activity_calls, has_op};
+use crate::check::graph::{FlowGraph, has_op};
 use crate::check::keys::{self, Kind, Place};
 use crate::check::settings::{FlowSettings, PoolSettings, StageSettings, Written};
 use crate::check::{Ctx, Def, values, with_suggestion};
@@ -68,15 +68,7 @@ fn in_the_stage(ctx: &mut Ctx, found: usize, file: FileId, stage: &Stage) {
         return;
     }
     let mut activity_alone = Ctx::new(ctx.workspace, ctx.index, ctx.schedules);
-    // The activity whose settings the stage takes (`StageSettings::of_stage`).
-    let mut names: Vec<&str> = activity_calls(stage)
-        .iter()
-        .map(|c| c.name.name.as_str())
-        .collect();
-    names.dedup();
-    if let [only] = names.as_slice()
-        && let Some(def) = ctx.index.activity_by_name.get(only)
-    {
+    if let Some(def) = crate::check::settings::activity_of(ctx.index, stage) {
         relations(&mut activity_alone, &StageSettings::of_activity(def.file, def.node));
     }
     let stray: Vec<Diagnostic> = ctx.out.drain(found..).collect();
