@@ -217,18 +217,17 @@ impl Chunked {
     pub fn map_in_order<R: Send>(
         &self,
         f: impl Fn(FullChunk<'_>) -> R + Sync,
-        mut sink: impl FnMut(R),
+        sink: impl FnMut(R),
     ) {
         let work = self.all_chunks(|_| true);
         let window = 4 * crate::parallel::cores();
-        for batch in work.chunks(window) {
-            let results = crate::parallel::map_indexed(batch.len(), |i| {
-                f(self.parse(batch[i].0, batch[i].1))
-            });
-            results.into_iter().for_each(&mut sink);
-            // The batch's trees were freed on the workers' heaps, which keep free pages.
-            give_back_free_memory();
-        }
+        crate::parallel::for_each_in_order(
+            work.len(),
+            window,
+            |i| f(self.parse(work[i].0, work[i].1)),
+            sink,
+        );
+        give_back_free_memory();
     }
 
     /// `f` of each chunk's full items of the files `wanted`, in file and chunk order, one
