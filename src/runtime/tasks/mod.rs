@@ -684,10 +684,11 @@ impl TaskRun<'_> {
     }
 }
 
-/// `why`, when there is one, added to the error.
-fn append(error: &mut Option<String>, why: Option<String>) {
+/// `why`, when there is one, added to the error. The summary's error is text (the engine's),
+/// so the reason becomes text here.
+fn append(error: &mut Option<String>, why: Option<NotRetried>) {
     if let (Some(error), Some(why)) = (error.as_mut(), why) {
-        error.push_str(&why);
+        error.push_str(&why.to_string());
     }
 }
 
@@ -771,7 +772,30 @@ enum Executed {
 /// or ends, and what its error then says more.
 enum Verdict {
     Again,
-    Final(Option<String>),
+    Final(Option<NotRetried>),
+}
+
+/// Why a failed attempt that had tries left was not tried again. `Display` gives what is
+/// added after its error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NotRetried {
+    /// Its exit code is one the policy does not retry.
+    NonRetryable(i32),
+    /// The stage's `schedule_timeout` would pass before the next attempt.
+    ScheduleTimeout { limit_ms: u64, attempts: u32 },
+}
+
+impl std::fmt::Display for NotRetried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotRetried::NonRetryable(code) => write!(f, " (exit code {code} is non-retryable)"),
+            NotRetried::ScheduleTimeout { limit_ms, attempts } => write!(
+                f,
+                " (schedule_timeout of {} reached after {attempts} attempts)",
+                crate::human::duration(std::time::Duration::from_millis(*limit_ms))
+            ),
+        }
+    }
 }
 
 fn verdict(
@@ -795,17 +819,12 @@ fn verdict(
         return Verdict::Again;
     }
     Verdict::Final(if fatal && !out_of_tries {
-        Some(format!(
-            " (exit code {} is non-retryable)",
-            exit_code.unwrap_or_default()
-        ))
+        Some(NotRetried::NonRetryable(exit_code.unwrap_or_default()))
     } else if out_of_time && !out_of_tries {
-        Some(format!(
-            " (schedule_timeout of {} reached after {attempt} attempts)",
-            crate::human::duration(std::time::Duration::from_millis(
-                stage.schedule_timeout_ms.unwrap_or(0)
-            ))
-        ))
+        Some(NotRetried::ScheduleTimeout {
+            limit_ms: stage.schedule_timeout_ms.unwrap_or(0),
+            attempts: attempt,
+        })
     } else {
         None
     })

@@ -358,7 +358,7 @@ impl Bucket {
         format!("{}{key}", self.prefix)
     }
 
-    /// `s3://bucket/object` of `key`, as errors name it.
+    /// `s3://bucket/object`, as errors name an object.
     fn url_of(&self, object: &str) -> String {
         format!("s3://{}/{object}", self.bucket.name())
     }
