@@ -4,7 +4,7 @@
 
 use super::state::stage_key;
 use super::{
-    Begin, Error, Executed, Part, PartKind, TaskEnd, TaskRun, Verdict, end_of, now_ms,
+    Begin, CallEnd, Error, Executed, Part, PartKind, TaskEnd, TaskRun, Verdict, end_of, now_ms,
     timeout_error, verdict,
 };
 use crate::plan::ir::{RetryPolicy, StagePlan};
@@ -136,10 +136,7 @@ impl TaskRun<'_> {
                         }
                         other => other.to_string(),
                     }),
-                    exit_code: match &done.result {
-                        Err(StageError::Activity { exit_code, .. }) => *exit_code,
-                        _ => None,
-                    },
+                    exit_code: CallEnd::of(&done.result).exit_code(),
                     cancelled,
                 };
                 if let Ok(rows) = &done.result {
@@ -297,13 +294,10 @@ impl TaskRun<'_> {
                 item: true,
             });
         }
-        let exit_code = match &done.result {
-            Err(StageError::Activity { exit_code, .. }) => Some(*exit_code),
-            _ => None,
-        };
+        let call = CallEnd::of(&done.result);
         if let (Some(policy), Err(error)) = (policy, &done.result) {
             done.attempts = attempt;
-            match verdict(policy, stage, attempt, exit_code, first_ms) {
+            match verdict(policy, stage, attempt, call, first_ms) {
                 Verdict::Again => return Ok(Executed::Retry),
                 Verdict::Final(Some(why)) => {
                     let message = match error {
@@ -312,7 +306,7 @@ impl TaskRun<'_> {
                     };
                     done.result = Err(StageError::Activity {
                         message,
-                        exit_code: exit_code.flatten(),
+                        exit_code: call.exit_code(),
                     });
                 }
                 Verdict::Final(None) => {}

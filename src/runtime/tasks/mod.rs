@@ -35,6 +35,7 @@ use super::retry::SeededRandom;
 use super::runs::{run_params, zone_of};
 use super::schedule::{run_time_text, utc_now};
 use super::state::{RunState, StageState};
+use super::error::StageError;
 use super::store::{StoreConfig, from_json, to_json};
 use crate::plan::Plan;
 use crate::plan::ir::{OnFailure, RetryPolicy, StagePlan, Step};
@@ -432,10 +433,11 @@ impl TaskRun<'_> {
         {
             // Only an activity's attempt is retried; a failure before it (its arguments, an
             // idempotency key) is not.
-            let Some(exit_code) = last.ended() else {
+            let call = last.ended();
+            if call == CallEnd::NotCalled {
                 return Ok(Executed::Ended(summary));
-            };
-            match verdict(policy, stage, attempt, Some(exit_code), first_ms) {
+            }
+            match verdict(policy, stage, attempt, call, first_ms) {
                 Verdict::Again => return Ok(Executed::Retry),
                 Verdict::Final(why) => append(&mut summary.error, why),
             }
@@ -802,11 +804,11 @@ fn verdict(
     policy: &RetryPolicy,
     stage: &StagePlan,
     attempt: u32,
-    exit_code: Option<Option<i32>>,
+    call: CallEnd,
     first_ms: i64,
 ) -> Verdict {
     // Only an activity's attempt is retried; a failure before it is not.
-    let Some(exit_code) = exit_code else {
+    let CallEnd::Exited(exit_code) = call else {
         return Verdict::Final(None);
     };
     let fatal = exit_code.is_some_and(|c| policy.non_retryable.contains(&i64::from(c)));
@@ -830,20 +832,51 @@ fn verdict(
     })
 }
 
-/// How the last attempt ended: whether one ended, and its exit code.
+/// How a failed stage's (or item's) activity call ended, as [`verdict`] judges it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum CallEnd {
+    /// No attempt of the call ended: the failure came before it (its arguments, an
+    /// idempotency key) and is not retried.
+    #[default]
+    NotCalled,
+    /// An attempt ended, with its exit code when it exited with one.
+    Exited(Option<i32>),
+}
+
+impl CallEnd {
+    /// What a failure says of the call: an activity's failure has its exit code.
+    fn of<T>(result: &Result<T, StageError>) -> CallEnd {
+        match result {
+            Err(StageError::Activity { exit_code, .. }) => CallEnd::Exited(*exit_code),
+            _ => CallEnd::NotCalled,
+        }
+    }
+
+    fn exit_code(self) -> Option<i32> {
+        match self {
+            CallEnd::Exited(code) => code,
+            CallEnd::NotCalled => None,
+        }
+    }
+}
+
+/// How the last attempt of a stage's call ended. An item's end comes as data (its
+/// `Finished`, through [`FanPart::Item`]), but a whole stage's summary keeps its error only
+/// as text, without the exit code: until the engine's `StageSummary` keeps the
+/// `StageError`, the code is seen here as the attempt ends.
 #[derive(Default)]
-struct LastAttempt(std::sync::Mutex<Option<Option<i32>>>);
+struct LastAttempt(std::sync::Mutex<CallEnd>);
 
 impl LastAttempt {
-    fn ended(&self) -> Option<Option<i32>> {
-        self.0.lock().ok().and_then(|last| *last)
+    fn ended(&self) -> CallEnd {
+        self.0.lock().map(|last| *last).unwrap_or_default()
     }
 }
 
 impl Progress for LastAttempt {
     fn attempt_finished(&self, _attempt: &Attempt, end: &AttemptEnd) {
         if let Ok(mut last) = self.0.lock() {
-            *last = Some(end.exit_code);
+            *last = CallEnd::Exited(end.exit_code);
         }
     }
 }
