@@ -172,3 +172,39 @@ impl fmt::Display for ArgError {
 }
 
 impl std::error::Error for ArgError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_those_wvflow_stage_prints() {
+        let stopped = Error::Stopped {
+            stage: "load".into(),
+            item: true,
+        };
+        assert_eq!(
+            stopped.to_string(),
+            "an item of `load` was stopped by a signal; nothing was recorded"
+        );
+        let early = Error::UpstreamNotEnded {
+            stage: "b".into(),
+            upstream: "a".into(),
+        };
+        assert_eq!(
+            early.to_string(),
+            "stage `b` started before its upstream stage `a` ended: the engine must run it \
+             after all its upstream tasks are done"
+        );
+        let lease = Error::from(lease::Error::StoppedWhileHeld);
+        assert_eq!(
+            lease.to_string(),
+            "stopped while another copy of the task ran"
+        );
+        let part = Error::PartUnfinished {
+            stage: "s".into(),
+            part: PartKind::Item(3),
+        };
+        assert_eq!(part.to_string(), "item 3 of `s` did not run");
+    }
+}

@@ -513,4 +513,36 @@ mod tests {
         assert!(Location::parse("s3://").is_err());
         assert!(Location::parse("http://x").is_err());
     }
+
+    #[test]
+    fn errors_say_what_failed_on_which_file_or_object() {
+        let text = |r: Result<Location, Error>| r.err().map(|e| e.to_string());
+        assert_eq!(
+            text(Location::parse("http://x")).as_deref(),
+            Some("`http://x`: the state location is a folder, file:///path or s3://bucket/prefix")
+        );
+        assert_eq!(
+            text(Location::parse("s3://")).as_deref(),
+            Some("`s3://`: no bucket")
+        );
+        let refused = Error::Refused {
+            action: Action::Write,
+            object: "s3://b/runs/F/r/run.json".into(),
+            status: 403,
+            body: "denied".into(),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "cannot write s3://b/runs/F/r/run.json: HTTP 403: denied"
+        );
+        let file = Error::File {
+            action: Action::Create,
+            path: "/srv/state/runs".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert!(
+            file.to_string()
+                .starts_with("cannot create /srv/state/runs: ")
+        );
+    }
 }
