@@ -124,7 +124,11 @@ pub fn run(args: StageArgs) -> u8 {
     }
 }
 
-fn execute(command: StageCommand) -> Result<u8, String> {
+/// What a task could not do, whichever part of wvflow says so: made text only when printed,
+/// by [`run`].
+type Failure = Box<dyn std::error::Error>;
+
+fn execute(command: StageCommand) -> Result<u8, Failure> {
     let common = common_of(&command);
     let state = Location::parse(&common.state)?;
     let plan = load_plan(common, &command, &state)?;
@@ -134,7 +138,8 @@ fn execute(command: StageCommand) -> Result<u8, String> {
             "flow `{}` cannot run as separate tasks:\n  {}",
             plan.flow.name,
             limits.join("\n  ")
-        ));
+        )
+        .into());
     }
     let task = TaskRun {
         plan: &plan,
@@ -194,9 +199,9 @@ fn common_of(command: &StageCommand) -> &Common {
 }
 
 /// The plan: from --plan, or the one `init` kept in the state.
-fn load_plan(common: &Common, command: &StageCommand, state: &Location) -> Result<Plan, String> {
+fn load_plan(common: &Common, command: &StageCommand, state: &Location) -> Result<Plan, Failure> {
     match (&common.plan, command) {
-        (Some(path), _) => read_plan_file(path),
+        (Some(path), _) => Ok(read_plan_file(path)?),
         (None, StageCommand::Init { .. }) => Err("`init` needs --plan".into()),
         (None, _) => {
             let flow = common
@@ -210,7 +215,7 @@ fn load_plan(common: &Common, command: &StageCommand, state: &Location) -> Resul
                     common.run_id
                 )
             })?;
-            read_plan(&bytes, &key)
+            Ok(read_plan(&bytes, &key)?)
         }
     }
 }
@@ -234,7 +239,7 @@ fn read_plan_file(path: &std::path::Path) -> Result<Plan, String> {
 }
 
 /// `init`: the run's arguments (`--args`, then each `--arg`) and run time.
-fn init(task: &TaskRun, args: &str, arg: &[String], run_time: Option<&str>) -> Result<u8, String> {
+fn init(task: &TaskRun, args: &str, arg: &[String], run_time: Option<&str>) -> Result<u8, Failure> {
     let plan = task.plan;
     let given: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(args).map_err(|e| format!("--args is not a JSON object: {e}"))?;
@@ -257,7 +262,7 @@ fn prepare(
     stage: &str,
     count: bool,
     max_items: Option<usize>,
-) -> Result<u8, String> {
+) -> Result<u8, Failure> {
     let (end, prepared) = task.prepare(stage, max_items)?;
     let items = match prepared {
         Prepared::Items(n) => n,
@@ -279,7 +284,7 @@ fn prepare(
 }
 
 /// `finish`: the run's summary, and whether it succeeded.
-fn finish(task: &TaskRun) -> Result<u8, String> {
+fn finish(task: &TaskRun) -> Result<u8, Failure> {
     let summary = task.finish()?;
     outln!(
         "{}",

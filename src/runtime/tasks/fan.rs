@@ -4,7 +4,8 @@
 
 use super::state::stage_key;
 use super::{
-    Begin, Executed, Part, TaskEnd, TaskRun, Verdict, end_of, now_ms, timeout_error, verdict,
+    Begin, CallEnd, Error, Executed, Part, PartKind, TaskEnd, TaskRun, Verdict, end_of, now_ms,
+    timeout_error, verdict,
 };
 use crate::plan::ir::{RetryPolicy, StagePlan};
 use crate::runtime::engine::StageSummary;
@@ -21,7 +22,7 @@ impl TaskRun<'_> {
         &self,
         stage_id: &str,
         max_items: Option<usize>,
-    ) -> Result<(TaskEnd, Prepared), String> {
+    ) -> Result<(TaskEnd, Prepared), Error> {
         self.one_copy(&format!("prepare-{stage_id}"), || {
             self.prepare_once(stage_id, max_items)
         })
@@ -35,7 +36,7 @@ impl TaskRun<'_> {
         &self,
         stage_id: &str,
         max_items: Option<usize>,
-    ) -> Result<(TaskEnd, Prepared), String> {
+    ) -> Result<(TaskEnd, Prepared), Error> {
         let ended = |(end, summary)| Ok((end, Prepared::Ended(summary)));
         match self.begin(stage_id)? {
             Begin::Done(summary) => ended((end_of(summary.state), summary)),
@@ -54,7 +55,10 @@ impl TaskRun<'_> {
                         None => Ok((TaskEnd::Success, Prepared::Items(n))),
                     },
                     Executed::Ended(summary) => ended(self.record(summary)?),
-                    _ => Err(format!("stage `{stage_id}` could not be prepared")),
+                    _ => Err(Error::PartUnfinished {
+                        stage: stage_id.to_string(),
+                        part: PartKind::Prepare,
+                    }),
                 }
             }
         }
@@ -66,7 +70,7 @@ impl TaskRun<'_> {
         stage_id: &str,
         item: usize,
         attempt: u32,
-    ) -> Result<(TaskEnd, Option<String>), String> {
+    ) -> Result<(TaskEnd, Option<String>), Error> {
         self.one_copy(&format!("item-{stage_id}-{item}"), || {
             self.item_once(stage_id, item, attempt)
         })
@@ -80,14 +84,17 @@ impl TaskRun<'_> {
         stage_id: &str,
         item: usize,
         attempt: u32,
-    ) -> Result<(TaskEnd, Option<String>), String> {
+    ) -> Result<(TaskEnd, Option<String>), Error> {
         if let Some(done) = self.record_of(stage_id)? {
             return Ok((end_of(done.summary.state), None));
         }
         let key = self.item_key(stage_id, item, "json");
         if let Some(bytes) = self.state.read(&key)? {
             let end: ItemRecord =
-                serde_json::from_slice(&bytes).map_err(|e| format!("{key}: {e}"))?;
+                serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+                    key: Some(key),
+                    source,
+                })?;
             return Ok(item_end(end.error));
         }
         let (stage, input) = self.prepared(stage_id)?;
@@ -114,7 +121,7 @@ impl TaskRun<'_> {
             };
             self.state.write(
                 &key,
-                &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
+                &serde_json::to_vec_pretty(&record).map_err(Error::Encode)?,
             )?;
             return Ok(item_end(record.error));
         }
@@ -129,10 +136,7 @@ impl TaskRun<'_> {
                         }
                         other => other.to_string(),
                     }),
-                    exit_code: match &done.result {
-                        Err(StageError::Activity { exit_code, .. }) => *exit_code,
-                        _ => None,
-                    },
+                    exit_code: CallEnd::of(&done.result).exit_code(),
                     cancelled,
                 };
                 if let Ok(rows) = &done.result {
@@ -142,29 +146,32 @@ impl TaskRun<'_> {
                     store.write_table("run", &table, rows)?;
                     let rows_key = self.item_key(stage_id, item, "db");
                     self.state.put_file(&rows_key, scratch.path(), |file| {
-                        store.save_stage_table(&table, file)
+                        store.save_stage_table(&table, file).map_err(Error::Store)
                     })?;
                 }
                 self.state.write(
                     &key,
-                    &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
+                    &serde_json::to_vec_pretty(&record).map_err(Error::Encode)?,
                 )?;
                 Ok(item_end(record.error))
             }
             Executed::Retry => Ok((TaskEnd::Retry, None)),
-            _ => Err(format!("item {item} of `{stage_id}` did not run")),
+            _ => Err(Error::PartUnfinished {
+                stage: stage_id.to_string(),
+                part: PartKind::Item(item),
+            }),
         }
     }
 
     /// [`Self::gather_once`], as the only copy of the stage's last task that runs now.
-    pub fn gather(&self, stage_id: &str) -> Result<(TaskEnd, StageSummary), String> {
+    pub fn gather(&self, stage_id: &str) -> Result<(TaskEnd, StageSummary), Error> {
         self.one_copy(&format!("stage-{stage_id}"), || self.gather_once(stage_id))
     }
 
     /// The last task of a fanned-out stage: its items' ends together (an item that never
     /// ended counts as failed), the tolerance judged, the steps after the `each` run, the
     /// stage recorded.
-    fn gather_once(&self, stage_id: &str) -> Result<(TaskEnd, StageSummary), String> {
+    fn gather_once(&self, stage_id: &str) -> Result<(TaskEnd, StageSummary), Error> {
         if let Some(done) = self.record_of(stage_id)? {
             return Ok((end_of(done.summary.state), done.summary));
         }
@@ -175,7 +182,9 @@ impl TaskRun<'_> {
             let Some(bytes) = self.state.read(&self.item_key(stage_id, i, "json"))? else {
                 continue;
             };
-            let end: ItemRecord = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            // Not named by its key, as this message never was.
+            let end: ItemRecord = serde_json::from_slice(&bytes)
+                .map_err(|source| Error::Decode { key: None, source })?;
             let result = match end.error {
                 Some(_) if end.cancelled => Err(StageError::Cancelled),
                 Some(message) => Err(StageError::Activity {
@@ -184,10 +193,13 @@ impl TaskRun<'_> {
                 }),
                 None => {
                     let key = self.item_key(stage_id, i, "db");
-                    let file = self
-                        .state
-                        .local(&key, scratch.path())?
-                        .ok_or_else(|| format!("item {i} of `{stage_id}` has no rows ({key})"))?;
+                    let Some(file) = self.state.local(&key, scratch.path())? else {
+                        return Err(Error::ItemWithoutRows {
+                            stage: stage_id.to_string(),
+                            item: i,
+                            key,
+                        });
+                    };
                     Ok(Store::stage_rows_of_run(
                         &file,
                         &format!("{stage_id}.item-{i}"),
@@ -205,7 +217,10 @@ impl TaskRun<'_> {
         }
         match self.execute_part(stage, 1, Part::Gather(input, ends))? {
             Executed::Ended(summary) => self.record(summary),
-            _ => Err(format!("stage `{stage_id}` could not be gathered")),
+            _ => Err(Error::PartUnfinished {
+                stage: stage_id.to_string(),
+                part: PartKind::Gather,
+            }),
         }
     }
 
@@ -215,7 +230,7 @@ impl TaskRun<'_> {
         stage: &StagePlan,
         attempt: u32,
         part: Part,
-    ) -> Result<Executed, String> {
+    ) -> Result<Executed, Error> {
         let run = self.run_record()?;
         let (own, records) = self.records()?;
         let upstream = self.upstream_states(stage, (&own, &records))?;
@@ -232,20 +247,25 @@ impl TaskRun<'_> {
     }
 
     /// A fanned-out stage and the input its `prepare` kept.
-    fn prepared(&self, stage_id: &str) -> Result<(&StagePlan, Rows), String> {
+    fn prepared(&self, stage_id: &str) -> Result<(&StagePlan, Rows), Error> {
         let stage = self
             .plan
             .flow
             .stages
             .iter()
             .find(|s| s.id == stage_id)
-            .ok_or_else(|| format!("flow `{}` has no stage `{stage_id}`", self.plan.flow.name))?;
+            .ok_or_else(|| Error::NoStage {
+                flow: self.plan.flow.name.clone(),
+                stage: stage_id.to_string(),
+            })?;
         let table = input_table(stage_id);
         let key = stage_key(&self.flow_key(), &self.run_id, &table, "db");
         let scratch = super::scratch::scratch()?;
-        let file = self.state.local(&key, scratch.path())?.ok_or_else(|| {
-            format!("stage `{stage_id}` has not been prepared: `wvflow stage prepare` runs first")
-        })?;
+        let Some(file) = self.state.local(&key, scratch.path())? else {
+            return Err(Error::NotPrepared {
+                stage: stage_id.to_string(),
+            });
+        };
         let rows = Store::stage_rows_of_run(&file, &table, None)?;
         Ok((stage, rows))
     }
@@ -261,7 +281,7 @@ impl TaskRun<'_> {
         summary: &StageSummary,
         (policy, attempt): (Option<&RetryPolicy>, u32),
         first_ms: i64,
-    ) -> Result<Executed, String> {
+    ) -> Result<Executed, Error> {
         let mut done = done.unwrap_or_else(|| Finished {
             result: Err(summary.error.clone().unwrap_or_default().into()),
             attempts: 0,
@@ -269,18 +289,15 @@ impl TaskRun<'_> {
         if matches!(done.result, Err(StageError::Cancelled))
             && self.cancel.load(std::sync::atomic::Ordering::Relaxed)
         {
-            return Err(format!(
-                "an item of `{}` was stopped by a signal; nothing was recorded",
-                stage.id
-            ));
+            return Err(Error::Stopped {
+                stage: stage.id.clone(),
+                item: true,
+            });
         }
-        let exit_code = match &done.result {
-            Err(StageError::Activity { exit_code, .. }) => Some(*exit_code),
-            _ => None,
-        };
+        let call = CallEnd::of(&done.result);
         if let (Some(policy), Err(error)) = (policy, &done.result) {
             done.attempts = attempt;
-            match verdict(policy, stage, attempt, exit_code, first_ms) {
+            match verdict(policy, stage, attempt, call, first_ms) {
                 Verdict::Again => return Ok(Executed::Retry),
                 Verdict::Final(Some(why)) => {
                     let message = match error {
@@ -289,7 +306,7 @@ impl TaskRun<'_> {
                     };
                     done.result = Err(StageError::Activity {
                         message,
-                        exit_code: exit_code.flatten(),
+                        exit_code: call.exit_code(),
                     });
                 }
                 Verdict::Final(None) => {}

@@ -15,11 +15,48 @@
 //! stops what it left running (an activity's background children outlive a SIGKILL'd task).
 
 use super::TaskRun;
-use super::state::{Location, run_key};
+use super::state::{self, Location, run_key};
 use crate::runtime::runs::owner::Owner;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// Why a task's lease could not be claimed.
+#[derive(Debug)]
+pub enum Error {
+    /// The engine stopped this copy while it waited for another copy's lease.
+    StoppedWhileHeld,
+    /// This copy's lease could not be written as JSON.
+    Encode(serde_json::Error),
+    /// The lease's objects could not be read or created.
+    State(state::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::StoppedWhileHeld => f.write_str("stopped while another copy of the task ran"),
+            Error::Encode(e) => write!(f, "{e}"),
+            Error::State(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::StoppedWhileHeld => None,
+            Error::Encode(e) => Some(e),
+            Error::State(e) => Some(e),
+        }
+    }
+}
+
+impl From<state::Error> for Error {
+    fn from(e: state::Error) -> Self {
+        Error::State(e)
+    }
+}
 
 /// How long a lease that is not renewed stays held.
 const LEASE: Duration = Duration::from_secs(15);
@@ -73,8 +110,8 @@ impl TaskRun<'_> {
     pub(super) fn one_copy<T>(
         &self,
         name: &str,
-        work: impl FnOnce() -> Result<T, String>,
-    ) -> Result<T, String> {
+        work: impl FnOnce() -> Result<T, super::Error>,
+    ) -> Result<T, super::Error> {
         let key = |generation: u32| {
             run_key(
                 &self.flow_key(),
@@ -97,8 +134,8 @@ impl TaskRun<'_> {
 
     /// Claims the lease: its first generation, or the next one once the current holder is
     /// gone or has not renewed it for [`LEASE`].
-    fn claim(&self, key: &dyn Fn(u32) -> String) -> Result<u32, String> {
-        let me = serde_json::to_vec(&Holder::this_process()).map_err(|e| e.to_string())?;
+    fn claim(&self, key: &dyn Fn(u32) -> String) -> Result<u32, Error> {
+        let me = serde_json::to_vec(&Holder::this_process()).map_err(Error::Encode)?;
         // The newest generation and what it said, and since when it has said it.
         let mut seen: Option<(u32, Vec<u8>, Instant)> = None;
         loop {
@@ -132,7 +169,7 @@ impl TaskRun<'_> {
             }
             seen = Some((newest, bytes, unchanged_since));
             if self.cancel.load(Ordering::Relaxed) {
-                return Err("stopped while another copy of the task ran".into());
+                return Err(Error::StoppedWhileHeld);
             }
             std::thread::sleep(LOOK);
         }

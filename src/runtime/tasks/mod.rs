@@ -8,15 +8,18 @@
 //! | module | job |
 //! |---|---|
 //! | [`state`] | the state location and its files |
+//! | `error` | why a task could not do its work |
 //! | `fan` | a stage whose `each` items are tasks of their own |
 //! | `lease` | one copy of a task at a time |
 //! | `scratch` | a task's scratch folder, and those of dead tasks removed |
 
+mod error;
 mod fan;
 mod lease;
 mod scratch;
 pub mod state;
 
+pub use error::{ArgError, Error, PartKind};
 use fan::input_table;
 pub use fan::Prepared;
 use crate::plan::tasks::{engine_retries, flow_key, item_retries};
@@ -32,6 +35,7 @@ use super::retry::SeededRandom;
 use super::runs::{run_params, zone_of};
 use super::schedule::{run_time_text, utc_now};
 use super::state::{RunState, StageState};
+use super::error::StageError;
 use super::store::{StoreConfig, from_json, to_json};
 use crate::plan::Plan;
 use crate::plan::ir::{OnFailure, RetryPolicy, StagePlan, Step};
@@ -116,7 +120,7 @@ impl TaskRun<'_> {
         &self,
         args: &BTreeMap<String, Value>,
         run_time: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let key = run_key(&self.flow_key(), &self.run_id, "run.json");
         if self.state.read(&key)?.is_some() {
             return Ok(());
@@ -124,7 +128,7 @@ impl TaskRun<'_> {
         // The plan, for the tasks after this one to read from here.
         self.state.write(
             &plan_key(&self.flow_key(), &self.run_id),
-            &serde_json::to_vec(self.plan).map_err(|e| e.to_string())?,
+            &serde_json::to_vec(self.plan).map_err(Error::Encode)?,
         )?;
         let record = RunRecord {
             flow: self.plan.flow.name.clone(),
@@ -132,36 +136,42 @@ impl TaskRun<'_> {
             run_time: run_time.unwrap_or_else(|| run_time_text(utc_now())),
             started_at_ms: now_ms(),
         };
-        self.state.write(
+        Ok(self.state.write(
             &key,
-            &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
-        )
+            &serde_json::to_vec_pretty(&record).map_err(Error::Encode)?,
+        )?)
     }
 
-    fn run_record(&self) -> Result<RunRecord, String> {
+    fn run_record(&self) -> Result<RunRecord, Error> {
         let key = run_key(&self.flow_key(), &self.run_id, "run.json");
-        let text = self.state.read(&key)?.ok_or_else(|| {
-            format!(
-                "run {} has no record ({key}): `wvflow stage init` runs first",
-                self.run_id
-            )
-        })?;
-        serde_json::from_slice(&text).map_err(|e| format!("{key}: {e}"))
+        let Some(text) = self.state.read(&key)? else {
+            return Err(Error::NoRunRecord {
+                run_id: self.run_id.clone(),
+                key,
+            });
+        };
+        serde_json::from_slice(&text).map_err(|source| Error::Decode {
+            key: Some(key),
+            source,
+        })
     }
 
-    fn record_of(&self, stage: &str) -> Result<Option<StageRecord>, String> {
+    fn record_of(&self, stage: &str) -> Result<Option<StageRecord>, Error> {
         let key = stage_key(&self.flow_key(), &self.run_id, stage, "json");
         match self.state.read(&key)? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| format!("{key}: {e}")),
+                .map_err(|source| Error::Decode {
+                    key: Some(key),
+                    source,
+                }),
             None => Ok(None),
         }
     }
 
     /// Every stage's record, by stage, read once: as its task wrote it (a fork's own end,
     /// before its branches), and with a fork's state settled by its branches.
-    fn records(&self) -> Result<(Records, Records), String> {
+    fn records(&self) -> Result<(Records, Records), Error> {
         let own = self.own_records()?;
         let mut settled = own.clone();
         for stage in &self.plan.flow.stages {
@@ -171,7 +181,7 @@ impl TaskRun<'_> {
     }
 
     /// Every stage's record as its task wrote it: a fork's own end, before its branches.
-    fn own_records(&self) -> Result<Records, String> {
+    fn own_records(&self) -> Result<Records, Error> {
         let mut records = BTreeMap::new();
         for stage in &self.plan.flow.stages {
             if let Some(record) = self.record_of(&stage.id)? {
@@ -192,7 +202,7 @@ impl TaskRun<'_> {
     }
 
     /// The run database of this task: a fresh one in a temporary folder.
-    fn stores(&self, scratch: &Path) -> Result<StoreConfig, String> {
+    fn stores(&self, scratch: &Path) -> Result<StoreConfig, Error> {
         Ok(StoreConfig {
             workspace_db: self.state.workspace_db(scratch)?,
             run_db: scratch.join("run.db"),
@@ -232,7 +242,7 @@ impl TaskRun<'_> {
         &self,
         stage_id: &str,
         attempt: u32,
-    ) -> Result<(TaskEnd, StageSummary), String> {
+    ) -> Result<(TaskEnd, StageSummary), Error> {
         self.one_copy(&format!("stage-{stage_id}"), || {
             self.run_stage_once(stage_id, attempt)
         })
@@ -247,7 +257,7 @@ impl TaskRun<'_> {
         &self,
         stage_id: &str,
         attempt: u32,
-    ) -> Result<(TaskEnd, StageSummary), String> {
+    ) -> Result<(TaskEnd, StageSummary), Error> {
         match self.begin(stage_id)? {
             Begin::Done(summary) => Ok((end_of(summary.state), summary)),
             Begin::Decided(summary) => self.record(summary),
@@ -261,14 +271,14 @@ impl TaskRun<'_> {
     }
 
     /// Writes the stage's record: how it ended, for the tasks after it and `finish`.
-    fn record(&self, summary: StageSummary) -> Result<(TaskEnd, StageSummary), String> {
+    fn record(&self, summary: StageSummary) -> Result<(TaskEnd, StageSummary), Error> {
         let record = StageRecord {
             summary: summary.clone(),
             finished_at_ms: now_ms(),
         };
         self.state.write(
             &stage_key(&self.flow_key(), &self.run_id, &summary.stage, "json"),
-            &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
+            &serde_json::to_vec_pretty(&record).map_err(Error::Encode)?,
         )?;
         Ok((end_of(summary.state), summary))
     }
@@ -278,7 +288,7 @@ impl TaskRun<'_> {
         &self,
         stage: &StagePlan,
         (own, records): (&Records, &Records),
-    ) -> Result<BTreeMap<String, StageState>, String> {
+    ) -> Result<BTreeMap<String, StageState>, Error> {
         let mut upstream = BTreeMap::new();
         for edge in &stage.upstream {
             // A branch sees its fork as the fork's own work ended, not as its branches settle it.
@@ -289,13 +299,12 @@ impl TaskRun<'_> {
                     )
             });
             let seen = if inside_fork { own } else { records };
-            let record = seen.get(&edge.stage).ok_or_else(|| {
-                format!(
-                    "stage `{}` started before its upstream stage `{}` ended: the engine must \
-                     run it after all its upstream tasks are done",
-                    stage.id, edge.stage
-                )
-            })?;
+            let record = seen
+                .get(&edge.stage)
+                .ok_or_else(|| Error::UpstreamNotEnded {
+                    stage: stage.id.clone(),
+                    upstream: edge.stage.clone(),
+                })?;
             upstream.insert(edge.stage.clone(), record.summary.state);
         }
         Ok(upstream)
@@ -303,13 +312,16 @@ impl TaskRun<'_> {
 
     /// What a stage's first task finds: it ended before, it is decided without running
     /// (skipped, or cancelled past the flow's timeout), or it is to run.
-    fn begin<'s>(&'s self, stage_id: &str) -> Result<Begin<'s>, String> {
+    fn begin<'s>(&'s self, stage_id: &str) -> Result<Begin<'s>, Error> {
         let flow = &self.plan.flow;
         let stage = flow
             .stages
             .iter()
             .find(|s| s.id == stage_id)
-            .ok_or_else(|| format!("flow `{}` has no stage `{stage_id}`", flow.name))?;
+            .ok_or_else(|| Error::NoStage {
+                flow: flow.name.clone(),
+                stage: stage_id.to_string(),
+            })?;
         if let Some(done) = self.record_of(stage_id)? {
             return Ok(Begin::Done(done.summary));
         }
@@ -349,7 +361,7 @@ impl TaskRun<'_> {
         upstream: BTreeMap<String, StageState>,
         attempt: u32,
         part: Part,
-    ) -> Result<Executed, String> {
+    ) -> Result<Executed, Error> {
         let policy = match &part {
             Part::Whole => engine_retries(stage),
             Part::Item(..) => item_retries(stage),
@@ -402,10 +414,10 @@ impl TaskRun<'_> {
         }
         if summary.state == StageState::Cancelled && self.cancel.load(Ordering::Relaxed) {
             // The engine stopped the task: nothing is recorded, so that a retry runs it again.
-            return Err(format!(
-                "stage `{}` was stopped by a signal; nothing was recorded",
-                stage.id
-            ));
+            return Err(Error::Stopped {
+                stage: stage.id.clone(),
+                item: false,
+            });
         }
         if policy.is_some() && summary.attempts > 0 {
             // The attempts of the engine's earlier tries count, and the time since the first.
@@ -421,10 +433,11 @@ impl TaskRun<'_> {
         {
             // Only an activity's attempt is retried; a failure before it (its arguments, an
             // idempotency key) is not.
-            let Some(exit_code) = last.ended() else {
+            let call = last.ended();
+            if call == CallEnd::NotCalled {
                 return Ok(Executed::Ended(summary));
-            };
-            match verdict(policy, stage, attempt, Some(exit_code), first_ms) {
+            }
+            match verdict(policy, stage, attempt, call, first_ms) {
                 Verdict::Again => return Ok(Executed::Retry),
                 Verdict::Final(why) => append(&mut summary.error, why),
             }
@@ -445,19 +458,21 @@ impl TaskRun<'_> {
         rows: &crate::runtime::store::Rows,
         stores: &StoreConfig,
         scratch: &std::path::Path,
-    ) -> Result<Executed, String> {
+    ) -> Result<Executed, Error> {
         let table = input_table(&stage.id);
         let mut store = stores.connect()?;
         store.write_table("run", &table, rows)?;
         let key = stage_key(&self.flow_key(), &self.run_id, &table, "db");
         self.state
-            .put_file(&key, scratch, |file| store.save_stage_table(&table, file))?;
+            .put_file(&key, scratch, |file| {
+                store.save_stage_table(&table, file).map_err(Error::Store)
+            })?;
         Ok(Executed::Prepared(rows.len()))
     }
 
     /// When the stage's (or item's) first attempt started: `schedule_timeout` counts from
     /// there. Recorded by the first attempt.
-    fn first_attempt_ms(&self, stage: &StagePlan, part: &Part) -> Result<i64, String> {
+    fn first_attempt_ms(&self, stage: &StagePlan, part: &Part) -> Result<i64, Error> {
         let attempt_of = match part {
             Part::Item(i, _) => format!("{}.item-{i}", stage.id),
             _ => stage.id.clone(),
@@ -484,7 +499,7 @@ impl TaskRun<'_> {
         upstream: &BTreeMap<String, StageState>,
         stores: &StoreConfig,
         scratch: &std::path::Path,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let mut store = stores.connect()?;
         let succeeded = upstream
             .iter()
@@ -543,7 +558,7 @@ impl TaskRun<'_> {
         summary: &StageSummary,
         stores: &StoreConfig,
         scratch: &std::path::Path,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let store = stores.connect()?;
         let failed = crate::plan::sql::failed_table(&stage.id);
         let tables = if summary.state == StageState::Success {
@@ -555,7 +570,9 @@ impl TaskRun<'_> {
             if store.exists("run", table)? {
                 let key = stage_key(&self.flow_key(), &self.run_id, table, "db");
                 self.state
-                    .put_file(&key, scratch, |file| store.save_stage_table(table, file))?;
+                    .put_file(&key, scratch, |file| {
+                        store.save_stage_table(table, file).map_err(Error::Store)
+                    })?;
             }
         }
         Ok(())
@@ -563,14 +580,14 @@ impl TaskRun<'_> {
 
     /// [`Self::finish_once`], as the only copy of `finish` that runs now: compensations and
     /// hooks run once.
-    pub fn finish(&self) -> Result<Summary, String> {
+    pub fn finish(&self) -> Result<Summary, Error> {
         self.one_copy("finish", || self.finish_once())
     }
 
     /// Decides the run's state from the stages' records (a stage without one never ended:
     /// it counts as cancelled), runs the compensations of the stages that succeeded, newest
     /// first, when the run failed, and fires the flow's hooks.
-    fn finish_once(&self) -> Result<Summary, String> {
+    fn finish_once(&self) -> Result<Summary, Error> {
         let summary_key = run_key(&self.flow_key(), &self.run_id, "summary.json");
         // A second `finish` (an exit handler after the finish task) decides nothing again:
         // compensations and hooks ran once.
@@ -663,16 +680,17 @@ impl TaskRun<'_> {
         }
         self.state.write(
             &summary_key,
-            &serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?,
+            &serde_json::to_vec_pretty(&summary).map_err(Error::Encode)?,
         )?;
         Ok(summary)
     }
 }
 
-/// `why`, when there is one, added to the error.
-fn append(error: &mut Option<String>, why: Option<String>) {
+/// `why`, when there is one, added to the error. The summary's error is text (the engine's),
+/// so the reason becomes text here.
+fn append(error: &mut Option<String>, why: Option<NotRetried>) {
     if let (Some(error), Some(why)) = (error.as_mut(), why) {
-        error.push_str(&why);
+        error.push_str(&why.to_string());
     }
 }
 
@@ -756,18 +774,41 @@ enum Executed {
 /// or ends, and what its error then says more.
 enum Verdict {
     Again,
-    Final(Option<String>),
+    Final(Option<NotRetried>),
+}
+
+/// Why a failed attempt that had tries left was not tried again. `Display` gives what is
+/// added after its error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NotRetried {
+    /// Its exit code is one the policy does not retry.
+    NonRetryable(i32),
+    /// The stage's `schedule_timeout` would pass before the next attempt.
+    ScheduleTimeout { limit_ms: u64, attempts: u32 },
+}
+
+impl std::fmt::Display for NotRetried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotRetried::NonRetryable(code) => write!(f, " (exit code {code} is non-retryable)"),
+            NotRetried::ScheduleTimeout { limit_ms, attempts } => write!(
+                f,
+                " (schedule_timeout of {} reached after {attempts} attempts)",
+                crate::human::duration(std::time::Duration::from_millis(*limit_ms))
+            ),
+        }
+    }
 }
 
 fn verdict(
     policy: &RetryPolicy,
     stage: &StagePlan,
     attempt: u32,
-    exit_code: Option<Option<i32>>,
+    call: CallEnd,
     first_ms: i64,
 ) -> Verdict {
     // Only an activity's attempt is retried; a failure before it is not.
-    let Some(exit_code) = exit_code else {
+    let CallEnd::Exited(exit_code) = call else {
         return Verdict::Final(None);
     };
     let fatal = exit_code.is_some_and(|c| policy.non_retryable.contains(&i64::from(c)));
@@ -780,36 +821,62 @@ fn verdict(
         return Verdict::Again;
     }
     Verdict::Final(if fatal && !out_of_tries {
-        Some(format!(
-            " (exit code {} is non-retryable)",
-            exit_code.unwrap_or_default()
-        ))
+        Some(NotRetried::NonRetryable(exit_code.unwrap_or_default()))
     } else if out_of_time && !out_of_tries {
-        Some(format!(
-            " (schedule_timeout of {} reached after {attempt} attempts)",
-            crate::human::duration(std::time::Duration::from_millis(
-                stage.schedule_timeout_ms.unwrap_or(0)
-            ))
-        ))
+        Some(NotRetried::ScheduleTimeout {
+            limit_ms: stage.schedule_timeout_ms.unwrap_or(0),
+            attempts: attempt,
+        })
     } else {
         None
     })
 }
 
-/// How the last attempt ended: whether one ended, and its exit code.
+/// How a failed stage's (or item's) activity call ended, as [`verdict`] judges it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum CallEnd {
+    /// No attempt of the call ended: the failure came before it (its arguments, an
+    /// idempotency key) and is not retried.
+    #[default]
+    NotCalled,
+    /// An attempt ended, with its exit code when it exited with one.
+    Exited(Option<i32>),
+}
+
+impl CallEnd {
+    /// What a failure says of the call: an activity's failure has its exit code.
+    fn of<T>(result: &Result<T, StageError>) -> CallEnd {
+        match result {
+            Err(StageError::Activity { exit_code, .. }) => CallEnd::Exited(*exit_code),
+            _ => CallEnd::NotCalled,
+        }
+    }
+
+    fn exit_code(self) -> Option<i32> {
+        match self {
+            CallEnd::Exited(code) => code,
+            CallEnd::NotCalled => None,
+        }
+    }
+}
+
+/// How the last attempt of a stage's call ended. An item's end comes as data (its
+/// `Finished`, through [`FanPart::Item`]), but a whole stage's summary keeps its error only
+/// as text, without the exit code: until the engine's `StageSummary` keeps the
+/// `StageError`, the code is seen here as the attempt ends.
 #[derive(Default)]
-struct LastAttempt(std::sync::Mutex<Option<Option<i32>>>);
+struct LastAttempt(std::sync::Mutex<CallEnd>);
 
 impl LastAttempt {
-    fn ended(&self) -> Option<Option<i32>> {
-        self.0.lock().ok().and_then(|last| *last)
+    fn ended(&self) -> CallEnd {
+        self.0.lock().map(|last| *last).unwrap_or_default()
     }
 }
 
 impl Progress for LastAttempt {
     fn attempt_finished(&self, _attempt: &Attempt, end: &AttemptEnd) {
         if let Ok(mut last) = self.0.lock() {
-            *last = Some(end.exit_code);
+            *last = CallEnd::Exited(end.exit_code);
         }
     }
 }
@@ -818,23 +885,23 @@ impl Progress for LastAttempt {
 /// its parameter's type ([`crate::value::parse`]), for
 /// [`crate::runtime::flow_call::bind_params`]. A name the flow has no parameter for is left
 /// to the binding to refuse.
-pub fn text_args(plan: &Plan, pairs: &[String]) -> Result<CallArgs, String> {
+pub fn text_args(plan: &Plan, pairs: &[String]) -> Result<CallArgs, ArgError> {
     let mut args = Vec::new();
     for pair in pairs {
         let (name, text) = pair
             .split_once('=')
-            .ok_or_else(|| format!("`{pair}` is not NAME=VALUE"))?;
+            .ok_or_else(|| ArgError::NotAPair(pair.clone()))?;
         let ty = plan
             .flow
             .params
             .iter()
             .find(|p| p.name == name)
             .map_or(crate::value::ValueType::Any, |p| p.ty);
-        let value = crate::value::parse(text, ty).map_err(|wrong| {
-            format!(
-                "argument `{name}` of flow `{}` must be {wrong}, not `{text}`",
-                plan.flow.name
-            )
+        let value = crate::value::parse(text, ty).map_err(|wrong| ArgError::Wrong {
+            name: name.to_string(),
+            flow: plan.flow.name.clone(),
+            wrong,
+            text: text.to_string(),
         })?;
         args.push((Some(name.to_string()), value));
     }

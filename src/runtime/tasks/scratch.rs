@@ -4,12 +4,36 @@
 //! folders of tasks whose process is gone (the name says which process made it).
 
 use crate::runtime::runs::owner::process_start;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const PREFIX: &str = "wvflow-task-";
 
+/// A scratch folder that could not be made in `base` (the temporary folder).
+#[derive(Debug)]
+pub struct Error {
+    pub base: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot make a scratch folder in {}: {}",
+            self.base.display(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
 /// A new scratch folder, after removing those of dead tasks.
-pub fn scratch() -> Result<tempfile::TempDir, String> {
+pub fn scratch() -> Result<tempfile::TempDir, Error> {
     let base = std::env::temp_dir();
     remove_dead(&base);
     let pid = std::process::id();
@@ -19,7 +43,7 @@ pub fn scratch() -> Result<tempfile::TempDir, String> {
         // Created so, not changed after: no moment when another user could open it.
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(&base)
-        .map_err(|e| format!("cannot make a scratch folder in {}: {e}", base.display()))
+        .map_err(|source| Error { base, source })
 }
 
 /// Removes the scratch folders in `base` whose task's process no longer exists (a pid that

@@ -17,8 +17,130 @@
 //! disk. S3 is reached through presigned requests (`rusty-s3`) sent by `ureq`, which follows
 //! no redirect.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Why the state location could not be named, read or written: what was asked, of which
+/// file or object, and the cause. `Display` gives the message `wvflow stage` prints.
+#[derive(Debug)]
+pub enum Error {
+    /// A `file://` location whose path is not absolute.
+    RelativeFile(String),
+    /// A location of another scheme (`http://...`).
+    NotALocation(String),
+    /// `s3://` without a bucket.
+    NoBucket(String),
+    /// An S3 endpoint (from `AWS_ENDPOINT_URL...`) that is not a URL.
+    Endpoint {
+        endpoint: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A bucket name S3 cannot take.
+    Bucket {
+        text: String,
+        source: rusty_s3::BucketError,
+    },
+    /// A file of a folder location (or a task's scratch copy) that could not be used.
+    File {
+        action: Action,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A file a task just wrote, read back to upload: the cause alone, as it always said.
+    Reread(std::io::Error),
+    /// A request to the bucket that got no answer (or whose answer could not be read).
+    Request {
+        action: Action,
+        object: String,
+        source: Box<ureq::Error>,
+    },
+    /// A request the bucket refused: its HTTP status and what it said.
+    Refused {
+        action: Action,
+        object: String,
+        status: u16,
+        body: String,
+    },
+}
+
+/// What was being done to a file or object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    Write,
+    Create,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Read => "read",
+            Action::Write => "write",
+            Action::Create => "create",
+        })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::RelativeFile(text) => {
+                write!(f, "`{text}`: a file:// location needs an absolute path")
+            }
+            Error::NotALocation(text) => write!(
+                f,
+                "`{text}`: the state location is a folder, file:///path or s3://bucket/prefix"
+            ),
+            Error::NoBucket(text) => write!(f, "`{text}`: no bucket"),
+            Error::Endpoint { endpoint, source } => {
+                write!(f, "the S3 endpoint `{endpoint}`: {source}")
+            }
+            Error::Bucket { text, source } => write!(f, "`{text}`: {source}"),
+            Error::File {
+                action,
+                path,
+                source,
+            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Error::Reread(source) => write!(f, "{source}"),
+            Error::Request {
+                action,
+                object,
+                source,
+            } => write!(f, "cannot {action} {object}: {source}"),
+            Error::Refused {
+                action,
+                object,
+                status,
+                body,
+            } => write!(f, "cannot {action} {object}: HTTP {status}: {body}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Endpoint { source, .. } => Some(source.as_ref()),
+            Error::Bucket { source, .. } => Some(source),
+            Error::File { source, .. } | Error::Reread(source) => Some(source),
+            Error::Request { source, .. } => Some(source.as_ref()),
+            Error::RelativeFile(_)
+            | Error::NotALocation(_)
+            | Error::NoBucket(_)
+            | Error::Refused { .. } => None,
+        }
+    }
+}
+
+/// The error of `action` on `path`, as a closure for `map_err`.
+fn file_error(action: Action, path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::File {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// A state location.
 pub enum Location {
@@ -41,41 +163,33 @@ impl Location {
     /// `file:///path`, a path, or `s3://bucket[/prefix]` (credentials from `AWS_ACCESS_KEY_ID`
     /// and `AWS_SECRET_ACCESS_KEY`; the endpoint from `AWS_ENDPOINT_URL_S3` or
     /// `AWS_ENDPOINT_URL`, else AWS in `AWS_REGION`).
-    pub fn parse(text: &str) -> Result<Location, String> {
+    pub fn parse(text: &str) -> Result<Location, Error> {
         if let Some(rest) = text.strip_prefix("s3://") {
             return Bucket::parse(text, rest).map(|b| Location::Bucket(Box::new(b)));
         }
         let path = match text.strip_prefix("file://") {
             Some(path) if path.starts_with('/') => path,
-            Some(_) => {
-                return Err(format!(
-                    "`{text}`: a file:// location needs an absolute path"
-                ));
-            }
-            None if text.contains("://") => {
-                return Err(format!(
-                    "`{text}`: the state location is a folder, file:///path or s3://bucket/prefix"
-                ));
-            }
+            Some(_) => return Err(Error::RelativeFile(text.to_string())),
+            None if text.contains("://") => return Err(Error::NotALocation(text.to_string())),
             None => text,
         };
         Ok(Location::Folder(PathBuf::from(path)))
     }
 
     /// The bytes of `key`, if it exists.
-    pub fn read(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    pub fn read(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         match self {
             Location::Folder(root) => match std::fs::read(root.join(key)) {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(format!("cannot read {}: {e}", root.join(key).display())),
+                Err(e) => Err(file_error(Action::Read, &root.join(key))(e)),
             },
             Location::Bucket(bucket) => bucket.get(key),
         }
     }
 
     /// Writes `key` whole or not at all.
-    pub fn write(&self, key: &str, bytes: &[u8]) -> Result<(), String> {
+    pub fn write(&self, key: &str, bytes: &[u8]) -> Result<(), Error> {
         match self {
             Location::Folder(root) => write_whole(&root.join(key), bytes),
             Location::Bucket(bucket) => bucket.put(key, bytes),
@@ -84,13 +198,12 @@ impl Location {
 
     /// Writes `key` unless it exists, in one step no other writer can come between: `false`
     /// when it existed (a file created exclusively; an S3 PUT with `If-None-Match: *`).
-    pub fn create(&self, key: &str, bytes: &[u8]) -> Result<bool, String> {
+    pub fn create(&self, key: &str, bytes: &[u8]) -> Result<bool, Error> {
         match self {
             Location::Folder(root) => {
                 let path = root.join(key);
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                    std::fs::create_dir_all(parent).map_err(file_error(Action::Create, parent))?;
                 }
                 // Written under another name, then linked: the key never exists half written,
                 // and the link fails when it exists.
@@ -101,7 +214,7 @@ impl Location {
                 match linked {
                     Ok(()) => Ok(true),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                    Err(e) => Err(format!("cannot write {}: {e}", path.display())),
+                    Err(e) => Err(file_error(Action::Write, &path)(e)),
                 }
             }
             Location::Bucket(bucket) => bucket.create(key, bytes),
@@ -110,7 +223,7 @@ impl Location {
 
     /// A local file holding `key`, if it exists: the file itself in a folder, a copy in
     /// `scratch` from a bucket.
-    pub fn local(&self, key: &str, scratch: &Path) -> Result<Option<PathBuf>, String> {
+    pub fn local(&self, key: &str, scratch: &Path) -> Result<Option<PathBuf>, Error> {
         match self {
             Location::Folder(root) => {
                 let path = root.join(key);
@@ -121,8 +234,7 @@ impl Location {
                     return Ok(None);
                 };
                 let path = scratch.join(key.replace('/', "_"));
-                std::fs::write(&path, bytes)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                std::fs::write(&path, bytes).map_err(file_error(Action::Write, &path))?;
                 Ok(Some(path))
             }
         }
@@ -130,27 +242,28 @@ impl Location {
 
     /// Keeps as `key` the file `write` makes at the path it is given: in a folder, that path
     /// is the key's own (`write` writes it whole, under another name and renamed); for a
-    /// bucket, a file in `scratch`, then uploaded.
-    pub fn put_file(
+    /// bucket, a file in `scratch`, then uploaded. `write`'s own error (the store's) is
+    /// kept as it is, beside this location's.
+    pub fn put_file<E: From<Error>>(
         &self,
         key: &str,
         scratch: &Path,
-        write: impl FnOnce(&Path) -> Result<(), String>,
-    ) -> Result<(), String> {
+        write: impl FnOnce(&Path) -> Result<(), E>,
+    ) -> Result<(), E> {
         match self {
             Location::Folder(root) => write(&root.join(key)),
             Location::Bucket(bucket) => {
                 let path = scratch.join(format!("upload-{}", key.replace('/', "_")));
                 write(&path)?;
-                let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
-                bucket.put(key, &bytes)
+                let bytes = std::fs::read(&path).map_err(Error::Reread)?;
+                Ok(bucket.put(key, &bytes)?)
             }
         }
     }
 
     /// The workspace database the runs share, as a local file: in a folder, the file itself;
     /// from a bucket, a copy in `scratch` (see [`Location::keep_workspace`]).
-    pub fn workspace_db(&self, scratch: &Path) -> Result<PathBuf, String> {
+    pub fn workspace_db(&self, scratch: &Path) -> Result<PathBuf, Error> {
         match self {
             Location::Folder(root) => Ok(root.join(WORKSPACE)),
             Location::Bucket(_) => Ok(self
@@ -161,7 +274,7 @@ impl Location {
 
     /// After a stage that wrote the workspace database: a bucket gets the copy back (its
     /// writers take turns: the exported files serialize them).
-    pub fn keep_workspace(&self, local: &Path) -> Result<(), String> {
+    pub fn keep_workspace(&self, local: &Path) -> Result<(), Error> {
         match self {
             Location::Folder(_) => Ok(()),
             Location::Bucket(bucket) => {
@@ -169,7 +282,7 @@ impl Location {
                 if let Ok(conn) = rusqlite::Connection::open(local) {
                     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
                 }
-                let bytes = std::fs::read(local).map_err(|e| e.to_string())?;
+                let bytes = std::fs::read(local).map_err(Error::Reread)?;
                 bucket.put(WORKSPACE, &bytes)
             }
         }
@@ -198,10 +311,10 @@ pub fn stage_key(flow: &str, run_id: &str, stage: &str, extension: &str) -> Stri
 }
 
 impl Bucket {
-    fn parse(text: &str, rest: &str) -> Result<Bucket, String> {
+    fn parse(text: &str, rest: &str) -> Result<Bucket, Error> {
         let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if name.is_empty() {
-            return Err(format!("`{text}`: no bucket"));
+            return Err(Error::NoBucket(text.to_string()));
         }
         let var = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok());
         let region = var(&["AWS_REGION", "AWS_DEFAULT_REGION"]).unwrap_or("us-east-1".into());
@@ -212,11 +325,16 @@ impl Bucket {
                 rusty_s3::UrlStyle::VirtualHost,
             ),
         };
-        let endpoint = endpoint
-            .parse()
-            .map_err(|e| format!("the S3 endpoint `{endpoint}`: {e}"))?;
-        let bucket = rusty_s3::Bucket::new(endpoint, style, name.to_string(), region)
-            .map_err(|e| format!("`{text}`: {e}"))?;
+        let endpoint = endpoint.parse().map_err(|e| Error::Endpoint {
+            source: Box::new(e),
+            endpoint,
+        })?;
+        let bucket = rusty_s3::Bucket::new(endpoint, style, name.to_string(), region).map_err(
+            |source| Error::Bucket {
+                text: text.to_string(),
+                source,
+            },
+        )?;
         let agent = ureq::Agent::config_builder()
             .max_redirects(0)
             .http_status_as_error(false)
@@ -240,7 +358,38 @@ impl Bucket {
         format!("{}{key}", self.prefix)
     }
 
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    /// `s3://bucket/object`, as errors name an object.
+    fn url_of(&self, object: &str) -> String {
+        format!("s3://{}/{object}", self.bucket.name())
+    }
+
+    /// The error of a request that got no answer.
+    fn request_error(&self, action: Action, object: &str) -> impl FnOnce(ureq::Error) -> Error {
+        let object = self.url_of(object);
+        move |source| Error::Request {
+            action,
+            object,
+            source: Box::new(source),
+        }
+    }
+
+    /// The error of a request the bucket refused, with what it said.
+    fn refused(
+        &self,
+        action: Action,
+        object: &str,
+        status: u16,
+        response: &mut ureq::http::Response<ureq::Body>,
+    ) -> Error {
+        Error::Refused {
+            action,
+            object: self.url_of(object),
+            status,
+            body: response.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         use rusty_s3::S3Action as _;
         let object = self.object(key);
         let url = self
@@ -251,7 +400,7 @@ impl Bucket {
             .agent
             .get(url.as_str())
             .call()
-            .map_err(|e| format!("cannot read s3://{}/{object}: {e}", self.bucket.name()))?;
+            .map_err(self.request_error(Action::Read, &object))?;
         match response.status().as_u16() {
             200 => response
                 .body_mut()
@@ -259,27 +408,23 @@ impl Bucket {
                 .limit(u64::MAX)
                 .read_to_vec()
                 .map(Some)
-                .map_err(|e| format!("cannot read s3://{}/{object}: {e}", self.bucket.name())),
+                .map_err(self.request_error(Action::Read, &object)),
             404 => Ok(None),
-            status => Err(format!(
-                "cannot read s3://{}/{object}: HTTP {status}: {}",
-                self.bucket.name(),
-                response.body_mut().read_to_string().unwrap_or_default()
-            )),
+            status => Err(self.refused(Action::Read, &object, status, &mut response)),
         }
     }
 
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), String> {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), Error> {
         self.send_put(key, bytes, false).map(|_| ())
     }
 
     /// A PUT that only creates: S3 answers 412 when the object exists.
-    fn create(&self, key: &str, bytes: &[u8]) -> Result<bool, String> {
+    fn create(&self, key: &str, bytes: &[u8]) -> Result<bool, Error> {
         self.send_put(key, bytes, true)
     }
 
     /// PUTs `key`; with `only_new`, with `If-None-Match: *`: `false` when it existed.
-    fn send_put(&self, key: &str, bytes: &[u8], only_new: bool) -> Result<bool, String> {
+    fn send_put(&self, key: &str, bytes: &[u8], only_new: bool) -> Result<bool, Error> {
         use rusty_s3::S3Action as _;
         let object = self.object(key);
         let url = self
@@ -292,16 +437,12 @@ impl Bucket {
         }
         let mut response = request
             .send(bytes)
-            .map_err(|e| format!("cannot write s3://{}/{object}: {e}", self.bucket.name()))?;
+            .map_err(self.request_error(Action::Write, &object))?;
         match response.status().as_u16() {
             200 | 201 | 204 => Ok(true),
             // 409: another conditional write of the object is in flight.
             412 | 409 if only_new => Ok(false),
-            status => Err(format!(
-                "cannot write s3://{}/{object}: HTTP {status}: {}",
-                self.bucket.name(),
-                response.body_mut().read_to_string().unwrap_or_default()
-            )),
+            status => Err(self.refused(Action::Write, &object, status, &mut response)),
         }
     }
 }
@@ -323,10 +464,9 @@ fn file_name(name: &str) -> String {
 
 /// Writes `bytes` to `path` whole or not at all (a temporary file beside it, synced, then a
 /// rename).
-pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(file_error(Action::Create, parent))?;
     }
     let partial = path.with_extension(format!("partial-{}", std::process::id()));
     std::fs::File::create(&partial)
@@ -335,7 +475,7 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), String> {
             f.sync_all()
         })
         .and_then(|()| std::fs::rename(&partial, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(file_error(Action::Write, path))
 }
 
 #[cfg(test)]
@@ -372,5 +512,37 @@ mod tests {
         ));
         assert!(Location::parse("s3://").is_err());
         assert!(Location::parse("http://x").is_err());
+    }
+
+    #[test]
+    fn errors_say_what_failed_on_which_file_or_object() {
+        let text = |r: Result<Location, Error>| r.err().map(|e| e.to_string());
+        assert_eq!(
+            text(Location::parse("http://x")).as_deref(),
+            Some("`http://x`: the state location is a folder, file:///path or s3://bucket/prefix")
+        );
+        assert_eq!(
+            text(Location::parse("s3://")).as_deref(),
+            Some("`s3://`: no bucket")
+        );
+        let refused = Error::Refused {
+            action: Action::Write,
+            object: "s3://b/runs/F/r/run.json".into(),
+            status: 403,
+            body: "denied".into(),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "cannot write s3://b/runs/F/r/run.json: HTTP 403: denied"
+        );
+        let file = Error::File {
+            action: Action::Create,
+            path: "/srv/state/runs".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert!(
+            file.to_string()
+                .starts_with("cannot create /srv/state/runs: ")
+        );
     }
 }
