@@ -56,6 +56,31 @@ impl From<String> for StageError {
     }
 }
 
+/// The stage's data could not be read or written: the store's error, as its message.
+impl From<super::store::Error> for StageError {
+    fn from(e: super::store::Error) -> Self {
+        StageError::Data(e.to_string())
+    }
+}
+
+impl From<super::output::Error> for StageError {
+    fn from(e: super::output::Error) -> Self {
+        StageError::Data(e.to_string())
+    }
+}
+
+impl From<super::runs::schema::Error> for StageError {
+    fn from(e: super::runs::schema::Error) -> Self {
+        StageError::Data(e.to_string())
+    }
+}
+
+impl From<super::files::Error> for StageError {
+    fn from(e: super::files::Error) -> Self {
+        StageError::Data(e.to_string())
+    }
+}
+
 impl std::fmt::Display for StageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -91,6 +91,7 @@ pub fn fire(
                 Action::Activate(activation) => (
                     format!("activate('{}')", activation.target),
                     Store::in_memory(cwd)
+                        .map_err(String::from)
                         .and_then(|mut store| {
                             super::activate::evaluated(activation, &mut store, params)
                         })

@@ -317,6 +317,7 @@ impl<'w> Runner<'w> {
                 keep_runs: true,
             };
             let cleaned = crate::runtime::runs::schema::open(&self.db)
+                .map_err(String::from)
                 .and_then(|mut conn| catalog::clean(&mut conn, &rules));
             if let Err(e) = cleaned {
                 self.flows.reporter().notice(&Notice::RetentionFailed {
@@ -366,8 +367,8 @@ impl<'w> Runner<'w> {
         };
         // Opening the store once up front reports a bad database before any stage starts.
         if let Err(e) = stores.connect() {
-            journal.abort(&e);
-            return Err(e);
+            journal.abort(&e.to_string());
+            return Err(e.into());
         }
         let paused = Arc::new(AtomicBool::new(false));
         let watch = Watch::start(

@@ -279,7 +279,7 @@ fn classify(request: &Request, watched: Watched, kept: Kept) -> Outcome<Output> 
             (Some(spool), None) => match Spooled::scan(spool) {
                 Ok(spooled) => Outcome::Success(Output::Spooled(spooled)),
                 Err(error) => Outcome::Failure {
-                    error,
+                    error: error.to_string(),
                     exit_code: Some(0),
                 },
             },

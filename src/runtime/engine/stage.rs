@@ -40,7 +40,7 @@ pub(super) fn run_stage(
         }
         Err(e) => StageSummary {
             attempts: 1,
-            error: Some(e),
+            error: Some(e.to_string()),
             ..StageSummary::new(stage, StageState::Failed)
         },
     }
@@ -505,7 +505,7 @@ impl StageRun<'_, '_> {
     }
 
     fn query(&mut self, sql: &str, input: Option<&Rows>) -> Result<Rows, String> {
-        self.store.query(sql, &self.ctx.params, input)
+        Ok(self.store.query(sql, &self.ctx.params, input)?)
     }
 
     /// Argument values: one set, or (with `per_row`) one per input row.
@@ -672,7 +672,7 @@ impl StageRun<'_, '_> {
             retry::Finished {
                 result: done
                     .result
-                    .and_then(|o| o.into_rows().map_err(StageError::Data)),
+                    .and_then(|o| o.into_rows().map_err(StageError::from)),
                 attempts: done.attempts,
             }
         };
@@ -726,7 +726,7 @@ impl StageRun<'_, '_> {
         Ok(retry::Finished {
             result: done
                 .result
-                .and_then(|o| o.into_rows().map_err(StageError::Data)),
+                .and_then(|o| o.into_rows().map_err(StageError::from)),
             attempts: done.attempts,
         })
     }
@@ -899,19 +899,18 @@ impl StageRun<'_, '_> {
                 .collect(),
             values,
         };
-        self.store.write_table(
+        Ok(self.store.write_table(
             "run",
             &crate::plan::sql::failed_table(&self.stage.id),
             &rows,
-        )
+        )?)
     }
 
     /// Loads each watched file into its table as the file is now.
     fn reload(&mut self, watched: &[crate::plan::ir::WatchedFile]) -> Result<(), StageError> {
         for file in watched {
             self.store
-                .reload_file(&file.table, &file.path)
-                .map_err(StageError::Data)?;
+                .reload_file(&file.table, &file.path)?;
         }
         Ok(())
     }

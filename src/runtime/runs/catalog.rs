@@ -629,7 +629,11 @@ pub fn output_rows(
             found.summary.state
         ));
     }
-    crate::runtime::store::Store::stage_rows_of_run(std::path::Path::new(&run.run_db), stage, limit)
+    Ok(crate::runtime::store::Store::stage_rows_of_run(
+        std::path::Path::new(&run.run_db),
+        stage,
+        limit,
+    )?)
 }
 
 /// One attempt's log: which attempt it is, and what it wrote (`wvflow runs logs`).

@@ -109,6 +109,12 @@ pub enum SignalError {
     },
 }
 
+impl From<schema::Error> for SignalError {
+    fn from(e: schema::Error) -> Self {
+        SignalError::Run(e.to_string())
+    }
+}
+
 impl std::fmt::Display for SignalError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
