@@ -13,10 +13,14 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 
 /// Why an activity's spooled stdout cannot be read. `Display` gives the message users see.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Error {
-    /// The spool's temporary file cannot be read back.
-    ReadBack(std::io::Error),
+    /// The spool's temporary file cannot be read back: the system's error, as it says it (an
+    /// attempt's failure keeps it, and is cloned and compared).
+    ReadBack {
+        kind: std::io::ErrorKind,
+        message: String,
+    },
     /// A line that begins like a row is not UTF-8: the byte and its column (from 1).
     NotUtf8 { line: usize, byte: u8, column: usize },
 }
@@ -24,7 +28,9 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::ReadBack(e) => write!(f, "cannot read the activity's output back: {e}"),
+            Error::ReadBack { message, .. } => {
+                write!(f, "cannot read the activity's output back: {message}")
+            }
             Error::NotUtf8 { line, byte, column } => write!(
                 f,
                 "stdout line {line} is not UTF-8 text (byte 0x{byte:02x} at column {column}): rows are JSON in UTF-8"
@@ -34,6 +40,15 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::ReadBack {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
 
 /// Callers that still report errors as text.
 impl From<Error> for String {
@@ -237,7 +252,7 @@ fn lines<E: From<Error>>(
         }
         Spool::File(file) => file,
     };
-    file.seek(SeekFrom::Start(0)).map_err(Error::ReadBack)?;
+    file.seek(SeekFrom::Start(0)).map_err(Error::from)?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut line = Vec::new();
     let mut number = 0;
@@ -245,7 +260,7 @@ fn lines<E: From<Error>>(
         line.clear();
         let n = reader
             .read_until(b'\n', &mut line)
-            .map_err(Error::ReadBack)?;
+            .map_err(Error::from)?;
         if n == 0 {
             return Ok(());
         }

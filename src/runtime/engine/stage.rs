@@ -3,7 +3,7 @@
 
 use super::{Attempt, Context, Jump, StageSummary};
 use crate::plan::ir::*;
-use crate::runtime::activity::{CommandLine, Request, command_line};
+use crate::runtime::activity::{AttemptFailure, CommandLine, Request, command_line};
 use crate::runtime::error::{RowReader, StageError};
 use crate::runtime::input::Input;
 use crate::runtime::output::{Data, Output};
@@ -780,10 +780,10 @@ impl StageRun<'_, '_> {
                     match ran.and_then(|summary| child_rows(&summary)) {
                         Ok(rows) => retry::Outcome::Success(rows),
                         Err(_) if cancel.load(Ordering::Relaxed) => retry::Outcome::Cancelled,
-                        Err(error) => retry::Outcome::Failure {
-                            error,
+                        Err(message) => retry::Outcome::Failure(AttemptFailure::Said {
+                            message,
                             exit_code: None,
-                        },
+                        }),
                     }
                 },
                 |_, _| {},

@@ -644,12 +644,14 @@ impl Progress for Journal<'_> {
 
     fn attempt_finished(&self, attempt: &Attempt, end: &AttemptEnd) {
         let run_id = &self.run_id;
+        // The store keeps the failure as it is printed.
+        let error = end.error.map(ToString::to_string);
         self.write(|tx| {
             self.update_attempt(
                 tx,
                 attempt,
                 "state = ?8, finished_at = ?9, exit_code = ?10, error = ?11",
-                &[&end.state, &now_ms(), &end.exit_code, &end.error],
+                &[&end.state, &now_ms(), &end.exit_code, &error],
             )?;
             event(
                 tx,
@@ -659,7 +661,7 @@ impl Progress for Journal<'_> {
                 serde_json::json!({
                     "phase": attempt.phase, "step": attempt.step, "item": attempt.item,
                     "attempt": attempt.number, "state": end.state, "exit_code": end.exit_code,
-                    "error": end.error,
+                    "error": error,
                 }),
             )
         });
