@@ -318,7 +318,7 @@ impl<'w> Runner<'w> {
             };
             let cleaned = crate::runtime::runs::schema::open(&self.db)
                 .map_err(String::from)
-                .and_then(|mut conn| catalog::clean(&mut conn, &rules));
+                .and_then(|mut conn| Ok(catalog::clean(&mut conn, &rules)?));
             if let Err(e) = cleaned {
                 self.flows.reporter().notice(&Notice::RetentionFailed {
                     flow: plan.flow.name.clone(),
@@ -380,8 +380,8 @@ impl<'w> Runner<'w> {
         let _watch = match watch {
             Ok(watch) => watch,
             Err(e) => {
-                journal.abort(&e);
-                return Err(e);
+                journal.abort(&e.to_string());
+                return Err(e.into());
             }
         };
         let cores = crate::parallel::cores();
