@@ -181,7 +181,7 @@ pub fn command_line(
     store: &mut Store,
     invocation: &Invocation,
     args: &BTreeMap<String, Value>,
-) -> Result<CommandLine, String> {
+) -> Result<CommandLine, super::store::Error> {
     let ty = |param: &str| {
         invocation
             .bindings
@@ -225,7 +225,7 @@ pub fn command_line(
                     }
                 })
             })
-            .collect::<Result<_, String>>()?,
+            .collect::<Result<_, super::store::Error>>()?,
     };
     Ok((argv, env))
 }

@@ -75,6 +75,12 @@ impl From<super::runs::schema::Error> for StageError {
     }
 }
 
+impl From<super::activate::Error> for StageError {
+    fn from(e: super::activate::Error) -> Self {
+        StageError::Data(e.to_string())
+    }
+}
+
 impl From<super::files::Error> for StageError {
     fn from(e: super::files::Error) -> Self {
         StageError::Data(e.to_string())

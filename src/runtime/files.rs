@@ -462,7 +462,7 @@ mod tests {
     /// A file's columns, their types and its rows.
     type Read = (Vec<String>, Vec<ValueType>, Vec<Vec<Value>>);
 
-    fn rows_of(name: &str, text: &[u8]) -> Result<Read, String> {
+    fn rows_of(name: &str, text: &[u8]) -> Result<Read, Error> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -512,31 +512,31 @@ mod tests {
 
     #[test]
     fn what_is_not_a_row_is_an_error_that_says_where() {
-        let error = rows_of("r.ndjson", b"{\"a\": 1}\n[1]\n").unwrap_err();
+        let error = rows_of("r.ndjson", b"{\"a\": 1}\n[1]\n").unwrap_err().to_string();
         assert!(
             error.ends_with("r.ndjson:2: expected a JSON object"),
             "{error}"
         );
-        let error = rows_of("r.ndjson", b"{\"a\": 1}\n{\"a\": \n").unwrap_err();
+        let error = rows_of("r.ndjson", b"{\"a\": 1}\n{\"a\": \n").unwrap_err().to_string();
         assert!(error.contains("r.ndjson:2: not JSON"), "{error}");
-        let error = rows_of("r.json", b"[{\"a\": 1}, 2]").unwrap_err();
+        let error = rows_of("r.json", b"[{\"a\": 1}, 2]").unwrap_err().to_string();
         assert!(
             error.ends_with("r.json: item 1 of the array is not an object"),
             "{error}"
         );
-        let error = rows_of("r.json", b"42").unwrap_err();
+        let error = rows_of("r.json", b"42").unwrap_err().to_string();
         assert!(
             error.ends_with("r.json: expected a JSON array of objects, found integer `42`"),
             "{error}"
         );
-        let error = rows_of("r.json", b"[{\"a\": 1}] x").unwrap_err();
+        let error = rows_of("r.json", b"[{\"a\": 1}] x").unwrap_err().to_string();
         assert!(error.contains("not JSON: trailing characters"), "{error}");
-        let error = rows_of("r.csv", b"a,b\n1,2\n1,2,3\n").unwrap_err();
+        let error = rows_of("r.csv", b"a,b\n1,2\n1,2,3\n").unwrap_err().to_string();
         assert!(
             error.ends_with("r.csv:3: 3 fields, where the header has 2"),
             "{error}"
         );
-        let error = rows_of("r.csv", b"a,b\n1,2\n1,\xff\n").unwrap_err();
+        let error = rows_of("r.csv", b"a,b\n1,2\n1,\xff\n").unwrap_err().to_string();
         assert!(
             error.ends_with("r.csv:3: field 2 is not UTF-8 text"),
             "{error}"

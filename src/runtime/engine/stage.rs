@@ -514,7 +514,7 @@ impl StageRun<'_, '_> {
         invocation: &Invocation,
         per_row: Option<&Rows>,
     ) -> Result<BTreeMap<String, Value>, String> {
-        bind_one(self.store, &invocation.bindings, &self.ctx.params, per_row)
+        Ok(bind_one(self.store, &invocation.bindings, &self.ctx.params, per_row)?)
     }
 
     fn bind_rows(
@@ -522,7 +522,7 @@ impl StageRun<'_, '_> {
         invocation: &Invocation,
         per_row: Option<&Rows>,
     ) -> Result<Vec<BTreeMap<String, Value>>, String> {
-        bind(self.store, &invocation.bindings, &self.ctx.params, per_row)
+        Ok(bind(self.store, &invocation.bindings, &self.ctx.params, per_row)?)
     }
 
     /// One activity call with the stage's retry policy.
@@ -1101,7 +1101,7 @@ pub fn bind(
     bindings: &[Binding],
     params: &BTreeMap<String, Value>,
     per_row: Option<&Rows>,
-) -> Result<Vec<BTreeMap<String, Value>>, String> {
+) -> Result<Vec<BTreeMap<String, Value>>, crate::runtime::store::Error> {
     if bindings.is_empty() {
         return Ok(vec![BTreeMap::new(); per_row.map_or(1, Rows::len)]);
     }
@@ -1133,7 +1133,7 @@ pub fn bind_one(
     bindings: &[Binding],
     params: &BTreeMap<String, Value>,
     row: Option<&Rows>,
-) -> Result<BTreeMap<String, Value>, String> {
+) -> Result<BTreeMap<String, Value>, crate::runtime::store::Error> {
     Ok(bind(store, bindings, params, row)?
         .into_iter()
         .next()
