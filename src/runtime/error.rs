@@ -35,7 +35,12 @@ pub enum StageError {
         rows: usize,
         reader: RowReader,
     },
-    /// The stage's data: its SQL, files, arguments or the run's database.
+    /// `wait(expression)` whose value is no duration (`found`, as text), or a negative one.
+    NotADuration { found: String, negative: bool },
+    /// The items of a fan-out that keeps `failed(stage)` have a column of the same name as
+    /// one of the failure's.
+    FailureColumn { stage: String, column: String },
+    /// The stage's data: its SQL, files, arguments or the run's database, as the error said.
     Data(String),
 }
 
@@ -131,6 +136,20 @@ impl std::fmt::Display for StageError {
                     ),
                 }
             }
+            StageError::NotADuration {
+                found,
+                negative: true,
+            } => write!(
+                f,
+                "`wait` needs a duration of zero or more, and its duration is {found}"
+            ),
+            StageError::NotADuration { found, .. } => {
+                write!(f, "`wait` needs a duration, and its duration is {found}")
+            }
+            StageError::FailureColumn { stage, column } => write!(
+                f,
+                "the items have a column `{column}`, as `failed({stage})` has: rename it with `select ... as`"
+            ),
             StageError::Items {
                 failed,
                 total,
