@@ -86,6 +86,13 @@ impl From<super::activate::Error> for StageError {
     }
 }
 
+/// A child run that did not end as a run (not started, stopped with its parent stage).
+impl From<super::launch::Error> for StageError {
+    fn from(e: super::launch::Error) -> Self {
+        StageError::Data(e.to_string())
+    }
+}
+
 impl From<super::files::Error> for StageError {
     fn from(e: super::files::Error) -> Self {
         StageError::Data(e.to_string())

@@ -239,7 +239,7 @@ pub trait FlowRunner: Sync {
         cancel: Arc<AtomicBool>,
         parent_close: ParentClose,
         timeout: Option<Duration>,
-    ) -> Result<Summary, String>;
+    ) -> Result<Summary, crate::runtime::launch::Error>;
 }
 
 /// Runs the plan: ready stages in parallel (at most `max_parallel`, lower `priority` first),

@@ -785,7 +785,7 @@ impl StageRun<'_, '_> {
                         timeout,
                     );
                     let rows = ran
-                        .map_err(StageError::Data)
+                        .map_err(StageError::from)
                         .and_then(|summary| child_rows(&summary));
                     match rows {
                         Ok(rows) => retry::Outcome::Success(rows),
