@@ -1384,6 +1384,69 @@ mod tests {
     }
 
     #[test]
+    fn a_table_or_column_another_stage_made_first_is_found_by_asking_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "x\n1\n").unwrap();
+        let store = Store::in_memory(dir.path()).unwrap();
+        // Made first by "another stage": creating it again is not an error, and nothing is
+        // loaded twice.
+        store
+            .conn
+            .execute_batch(r#"CREATE TABLE run."file:a.csv" (x)"#)
+            .unwrap();
+        store
+            .load_data_file("run", "file:a.csv", &dir.path().join("a.csv"))
+            .unwrap();
+        let rows: i64 = store
+            .conn
+            .query_row(r#"SELECT count(*) FROM run."file:a.csv""#, [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+        // Any other error of the statement stays one, with SQLite's code.
+        let Err(error) =
+            store.begin_creating("nowhere", "t", &["x".to_string()], &[ValueType::Any])
+        else {
+            panic!("no schema `nowhere`");
+        };
+        assert_eq!(error.code(), Some(rusqlite::ErrorCode::Unknown));
+        assert!(error.to_string().contains("nowhere"), "{error}");
+        // A column of an empty table added by another stage first.
+        store
+            .conn
+            .execute_batch(&format!("CREATE TABLE temp.e ({NO_COLUMNS}, ok)"))
+            .unwrap();
+        assert!(store.has_column("temp", "e", "OK").unwrap());
+        assert!(!store.has_column("temp", "e", "missing").unwrap());
+    }
+
+    #[test]
+    fn a_changed_schema_is_tried_again_by_its_code() {
+        let changed = || Error::Sqlite {
+            code: Some(rusqlite::ErrorCode::SchemaChanged),
+            extended: Some(rusqlite::ffi::SQLITE_SCHEMA),
+            message: "anything".into(),
+        };
+        let mut tries = 0;
+        let done = again_on_schema_change(|| {
+            tries += 1;
+            if tries < 3 { Err(changed()) } else { Ok(tries) }
+        });
+        assert_eq!(done.unwrap(), 3);
+        // The same words with another code are not retried.
+        let mut tries = 0;
+        let done: Result<(), Error> = again_on_schema_change(|| {
+            tries += 1;
+            Err(Error::Sqlite {
+                code: Some(rusqlite::ErrorCode::Unknown),
+                extended: Some(rusqlite::ffi::SQLITE_ERROR),
+                message: "database schema has changed".into(),
+            })
+        });
+        assert!(done.is_err());
+        assert_eq!(tries, 1);
+    }
+
+    #[test]
     fn files_load_as_typed_tables_and_queries_bind_parameters() {
         let dir = std::env::temp_dir().join(format!("wvflow-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
