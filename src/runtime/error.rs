@@ -40,6 +40,11 @@ pub enum StageError {
     /// The items of a fan-out that keeps `failed(stage)` have a column of the same name as
     /// one of the failure's.
     FailureColumn { stage: String, column: String },
+    /// No slot of the pool came free within the stage's `schedule_timeout`.
+    NoSlot {
+        pool: String,
+        within: std::time::Duration,
+    },
     /// The stage's data: its SQL, files or the run's database.
     Store(Shared<super::store::Error>),
     /// Rows that `activate(...)` could not deliver.
@@ -135,6 +140,11 @@ impl std::fmt::Display for StageError {
             StageError::Activity { message, .. } | StageError::Data(message) => {
                 f.write_str(message)
             }
+            StageError::NoSlot { pool, within } => write!(
+                f,
+                "no slot of pool `{pool}` came free within the schedule_timeout of {}",
+                crate::human::duration(*within)
+            ),
             StageError::Store(e) => write!(f, "{}", e.0),
             StageError::Activate(e) => write!(f, "{}", e.0),
             StageError::Child(e) => write!(f, "{}", e.0),
