@@ -73,7 +73,7 @@ pub fn run(args: RunArgs) -> u8 {
         // `run flow` statements run in file order.
         for run in &index.runs {
             let call = &run.node.call;
-            let prepared = call_args(call).and_then(|args| {
+            let prepared = call_args(call).map_err(String::from).and_then(|args| {
                 let plan = flows
                     .plan(&call.name.name, call.version.as_ref().map(|v| v.value))
                     .ok_or_else(|| format!("no flow `{}`", call.name.name))?;
@@ -97,13 +97,13 @@ pub fn run(args: RunArgs) -> u8 {
             }
         };
         let bound = match &args.args {
-            None => bind_params(&plan, &given),
+            None => bind_params(&plan, &given).map_err(String::from),
             Some(_) if !given.is_empty() => Err(
                 "give the arguments either as `Name(arg = value)` or with --args, not both".into(),
             ),
             Some(json) => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
                 .map_err(|e| format!("--args is not a JSON object: {e}"))
-                .and_then(|given| bind_json_args(&plan, &given)),
+                .and_then(|given| Ok(bind_json_args(&plan, &given)?)),
         };
         match bound {
             Ok(params) => queue.push((plan, params)),

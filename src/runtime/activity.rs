@@ -21,6 +21,112 @@ use std::time::Duration;
 
 
 mod supervise;
+
+/// Why one attempt of an activity failed, with what each way of failing knows. `Display`
+/// gives the attempt's error as runs show it: the end of stderr when the program wrote one.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttemptFailure {
+    /// The program exited with a code other than 0; `tail` is the end of its stderr.
+    Exited {
+        activity: String,
+        code: i32,
+        tail: String,
+    },
+    /// The program was ended by a signal (its number, when the system says).
+    Signalled {
+        activity: String,
+        signal: Option<i32>,
+        tail: String,
+    },
+    /// The attempt ran past its timeout and was stopped.
+    TimedOut { after: Duration, tail: String },
+    /// The program gave no sign of life for its heartbeat and was stopped.
+    NoHeartbeat { after: Duration, tail: String },
+    /// `exec()` with no program.
+    NoProgram,
+    /// The program could not be started.
+    CouldNotStart { activity: String, message: String },
+    /// The program exited with 0, but its output could not be kept (`why`), or is not rows
+    /// (`scan`).
+    Output {
+        activity: String,
+        why: Option<String>,
+        scan: Option<super::output::Error>,
+    },
+    /// The program's end could not be waited for.
+    Lost { activity: String },
+    /// A failure said in the launcher's own words (a scripted launcher; a child run that did
+    /// not succeed), with the exit code when there is one.
+    Said {
+        message: String,
+        exit_code: Option<i32>,
+    },
+}
+
+impl AttemptFailure {
+    /// The exit code the attempt ended with, when it exited with one (0 for output that could
+    /// not be kept).
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            AttemptFailure::Exited { code, .. } => Some(*code),
+            AttemptFailure::Output { .. } => Some(0),
+            AttemptFailure::Said { exit_code, .. } => *exit_code,
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // What stopped the attempt, then the end of stderr when there is one.
+        let stopped = |f: &mut std::fmt::Formatter<'_>, why: String, tail: &str| {
+            if tail.is_empty() {
+                f.write_str(&why)
+            } else {
+                write!(f, "{why}: {tail}")
+            }
+        };
+        match self {
+            AttemptFailure::Exited { tail, .. } | AttemptFailure::Signalled { tail, .. }
+                if !tail.is_empty() =>
+            {
+                f.write_str(tail)
+            }
+            AttemptFailure::Exited { activity, code, .. } => {
+                write!(f, "`{activity}` exited with code {code}")
+            }
+            AttemptFailure::Signalled { activity, .. } => {
+                write!(f, "`{activity}` exited with a signal")
+            }
+            AttemptFailure::TimedOut { after, tail } => stopped(
+                f,
+                format!("timed out after {}", crate::human::duration(*after)),
+                tail,
+            ),
+            AttemptFailure::NoHeartbeat { after, tail } => stopped(
+                f,
+                format!("no heartbeat for {}", crate::human::duration(*after)),
+                tail,
+            ),
+            AttemptFailure::NoProgram => f.write_str("exec() names no program"),
+            AttemptFailure::CouldNotStart { activity, message } => {
+                write!(f, "cannot start `{activity}`: {message}")
+            }
+            AttemptFailure::Output {
+                scan: Some(scan), ..
+            } => write!(f, "{scan}"),
+            AttemptFailure::Output { activity, why, .. } => write!(
+                f,
+                "cannot keep the output of `{activity}`: {}",
+                why.as_deref().unwrap_or("the temporary file was lost")
+            ),
+            AttemptFailure::Lost { activity } => write!(f, "lost track of `{activity}`"),
+            AttemptFailure::Said { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for AttemptFailure {}
 /// One attempt of one activity call.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -75,7 +181,7 @@ pub fn command_line(
     store: &mut Store,
     invocation: &Invocation,
     args: &BTreeMap<String, Value>,
-) -> Result<CommandLine, String> {
+) -> Result<CommandLine, super::store::Error> {
     let ty = |param: &str| {
         invocation
             .bindings
@@ -119,7 +225,7 @@ pub fn command_line(
                     }
                 })
             })
-            .collect::<Result<_, String>>()?,
+            .collect::<Result<_, super::store::Error>>()?,
     };
     Ok((argv, env))
 }
@@ -129,10 +235,7 @@ impl Launcher for ProcessLauncher {
         let (program, args): (&OsStr, Vec<&OsStr>) = match &request.command {
             Command::Exec { .. } => {
                 let Some((program, rest)) = request.argv.split_first() else {
-                    return Outcome::Failure {
-                        error: "exec() names no program".into(),
-                        exit_code: None,
-                    };
+                    return Outcome::Failure(AttemptFailure::NoProgram);
                 };
                 (program.as_ref(), rest.iter().map(|a| a.as_ref()).collect())
             }
@@ -142,10 +245,10 @@ impl Launcher for ProcessLauncher {
         let mut child = match super::spawn::spawn(program, &args, env, &request.cwd) {
             Ok(child) => child,
             Err(e) => {
-                return Outcome::Failure {
-                    error: format!("cannot start `{}`: {e}", request.activity),
-                    exit_code: None,
-                };
+                return Outcome::Failure(AttemptFailure::CouldNotStart {
+                    activity: request.activity.clone(),
+                    message: e.to_string(),
+                });
             }
         };
         // Recorded as soon as it exists: a resume or a stale-run cancel stops its group.
@@ -244,7 +347,7 @@ mod tests {
         };
         let outcome = ProcessLauncher.launch(&request(cmd, None), &|_| {});
         assert!(
-            matches!(&outcome, Outcome::Failure { error, exit_code: Some(3) } if error == "first\ndisk full"),
+            matches!(&outcome, Outcome::Failure(error) if error.exit_code() == Some(3) && error.to_string() == "first\ndisk full"),
             "{outcome:?}"
         );
     }
@@ -261,7 +364,7 @@ mod tests {
         let outcome = ProcessLauncher.launch(&request(cmd, Some(200)), &|_| {});
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(
-            matches!(&outcome, Outcome::Failure { error, exit_code: None } if error.starts_with("timed out after 200ms")),
+            matches!(&outcome, Outcome::Failure(error @ AttemptFailure::TimedOut { .. }) if error.exit_code().is_none() && error.to_string().starts_with("timed out after 200ms")),
             "{outcome:?}"
         );
         std::thread::sleep(Duration::from_millis(1500));

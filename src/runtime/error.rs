@@ -35,7 +35,23 @@ pub enum StageError {
         rows: usize,
         reader: RowReader,
     },
-    /// The stage's data: its SQL, files, arguments or the run's database.
+    /// `wait(expression)` whose value is no duration (`found`, as text), or a negative one.
+    NotADuration { found: String, negative: bool },
+    /// The items of a fan-out that keeps `failed(stage)` have a column of the same name as
+    /// one of the failure's.
+    FailureColumn { stage: String, column: String },
+    /// No slot of the pool came free within the stage's `schedule_timeout`.
+    NoSlot {
+        pool: String,
+        within: std::time::Duration,
+    },
+    /// The stage's data: its SQL, files or the run's database.
+    Store(Shared<super::store::Error>),
+    /// Rows that `activate(...)` could not deliver.
+    Activate(Shared<super::activate::Error>),
+    /// A child run that did not end as a run (not started, stopped with its parent stage).
+    Child(Shared<super::launch::Error>),
+    /// Anything else about the stage's data, as the error said.
     Data(String),
 }
 
@@ -56,6 +72,67 @@ impl From<String> for StageError {
     }
 }
 
+/// An error a [`StageError`] keeps as it was made, shared: a stage's failure is cloned (to
+/// its items, its summary) and compared, which the errors of files and SQLite are not. Two
+/// are equal when they say the same.
+#[derive(Debug)]
+pub struct Shared<E>(pub std::sync::Arc<E>);
+
+impl<E> Clone for Shared<E> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<E: std::fmt::Display> PartialEq for Shared<E> {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl<E> Shared<E> {
+    pub fn new(e: E) -> Self {
+        Shared(std::sync::Arc::new(e))
+    }
+}
+
+/// The stage's data could not be read or written.
+impl From<super::store::Error> for StageError {
+    fn from(e: super::store::Error) -> Self {
+        StageError::Store(Shared::new(e))
+    }
+}
+
+impl From<super::output::Error> for StageError {
+    fn from(e: super::output::Error) -> Self {
+        super::store::Error::Output(e).into()
+    }
+}
+
+impl From<super::files::Error> for StageError {
+    fn from(e: super::files::Error) -> Self {
+        super::store::Error::File(e).into()
+    }
+}
+
+impl From<super::runs::schema::Error> for StageError {
+    fn from(e: super::runs::schema::Error) -> Self {
+        super::store::Error::Schema(e).into()
+    }
+}
+
+impl From<super::activate::Error> for StageError {
+    fn from(e: super::activate::Error) -> Self {
+        StageError::Activate(Shared::new(e))
+    }
+}
+
+impl From<super::launch::Error> for StageError {
+    fn from(e: super::launch::Error) -> Self {
+        StageError::Child(Shared::new(e))
+    }
+}
+
 impl std::fmt::Display for StageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -63,6 +140,14 @@ impl std::fmt::Display for StageError {
             StageError::Activity { message, .. } | StageError::Data(message) => {
                 f.write_str(message)
             }
+            StageError::NoSlot { pool, within } => write!(
+                f,
+                "no slot of pool `{pool}` came free within the schedule_timeout of {}",
+                crate::human::duration(*within)
+            ),
+            StageError::Store(e) => write!(f, "{}", e.0),
+            StageError::Activate(e) => write!(f, "{}", e.0),
+            StageError::Child(e) => write!(f, "{}", e.0),
             StageError::ChildRun {
                 run_id,
                 flow,
@@ -100,6 +185,20 @@ impl std::fmt::Display for StageError {
                     ),
                 }
             }
+            StageError::NotADuration {
+                found,
+                negative: true,
+            } => write!(
+                f,
+                "`wait` needs a duration of zero or more, and its duration is {found}"
+            ),
+            StageError::NotADuration { found, .. } => {
+                write!(f, "`wait` needs a duration, and its duration is {found}")
+            }
+            StageError::FailureColumn { stage, column } => write!(
+                f,
+                "the items have a column `{column}`, as `failed({stage})` has: rename it with `select ... as`"
+            ),
             StageError::Items {
                 failed,
                 total,

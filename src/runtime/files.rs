@@ -16,6 +16,112 @@ pub use crate::file_format::Format;
 
 type Object = serde_json::Map<String, serde_json::Value>;
 
+/// What is wrong with a data file, and where. `Display` gives the message users see.
+#[derive(Debug)]
+pub enum Error {
+    /// The file cannot be opened or read.
+    Read { path: PathBuf, message: String },
+    /// A line of an NDJSON file cannot be read.
+    ReadLine {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A CSV field that is not UTF-8, at a line when the reader knows it.
+    NotUtf8 {
+        path: PathBuf,
+        line: Option<u64>,
+        field: usize,
+    },
+    /// A CSV record of another number of fields than the header.
+    Fields {
+        path: PathBuf,
+        line: Option<u64>,
+        len: u64,
+        expected: u64,
+    },
+    /// Any other CSV error, as the reader says it.
+    Csv { path: PathBuf, message: String },
+    /// An NDJSON line that is JSON but not an object.
+    NotObject { path: PathBuf, line: usize },
+    /// Text that is not JSON, at an NDJSON line.
+    NotJson {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    /// A JSON document of another shape than an array of objects (or one object).
+    NotArray { path: PathBuf, found: String },
+    /// An item of a JSON array that is not an object.
+    ItemNotObject { path: PathBuf, item: usize },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = |line: &Option<u64>| line.map_or(String::new(), |l| format!(":{l}"));
+        match self {
+            Error::Read { path, message } => {
+                write!(f, "cannot read {}: {message}", path.display())
+            }
+            Error::ReadLine {
+                path,
+                line,
+                message,
+            } => write!(f, "{}:{line}: cannot read: {message}", path.display()),
+            Error::NotUtf8 { path, line, field } => write!(
+                f,
+                "{}{}: field {field} is not UTF-8 text",
+                path.display(),
+                at(line)
+            ),
+            Error::Fields {
+                path,
+                line,
+                len,
+                expected,
+            } => write!(
+                f,
+                "{}{}: {len} fields, where the header has {expected}",
+                path.display(),
+                at(line)
+            ),
+            Error::Csv { path, message } => write!(f, "{}: {message}", path.display()),
+            Error::NotObject { path, line } => {
+                write!(f, "{}:{line}: expected a JSON object", path.display())
+            }
+            Error::NotJson {
+                path,
+                line: Some(line),
+                message,
+            } => write!(f, "{}:{line}: not JSON: {message}", path.display()),
+            Error::NotJson {
+                path,
+                line: None,
+                message,
+            } => write!(f, "{}: not JSON: {message}", path.display()),
+            Error::NotArray { path, found } => write!(
+                f,
+                "{}: expected a JSON array of objects, found {found}",
+                path.display()
+            ),
+            Error::ItemNotObject { path, item } => write!(
+                f,
+                "{}: item {item} of the array is not an object",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Callers that still report errors as text.
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
+
 /// A data file whose columns are known: ready to be read row by row.
 pub struct DataFile {
     path: PathBuf,
@@ -26,7 +132,7 @@ pub struct DataFile {
 
 impl DataFile {
     /// Reads the file once for its columns (for CSV, only its header).
-    pub fn scan(path: &Path) -> Result<DataFile, String> {
+    pub fn scan(path: &Path) -> Result<DataFile, Error> {
         let format = Format::of(path);
         let mut learned = ColumnsSeen::default();
         match format {
@@ -39,7 +145,7 @@ impl DataFile {
             Format::Json | Format::Ndjson => {
                 each_object(path, format, |object| {
                     learned.learn(&object);
-                    Ok(())
+                    Ok::<_, Error>(())
                 })?;
             }
         }
@@ -52,11 +158,12 @@ impl DataFile {
         })
     }
 
-    /// Reads the file again, one row at a time, each as values in column order.
-    pub fn for_each_row(
+    /// Reads the file again, one row at a time, each as values in column order. An error of
+    /// `each` comes back as it was (the store's, with SQLite's code).
+    pub fn for_each_row<E: From<Error>>(
         &self,
-        mut each: impl FnMut(&[Value]) -> Result<(), String>,
-    ) -> Result<(), String> {
+        mut each: impl FnMut(&[Value]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut row = Vec::with_capacity(self.columns.len());
         match self.format {
             Format::Csv => {
@@ -173,49 +280,56 @@ fn from_csv(field: &str) -> Value {
     }
 }
 
-fn csv_reader(path: &Path) -> Result<csv::Reader<File>, String> {
+fn csv_reader(path: &Path) -> Result<csv::Reader<File>, Error> {
     csv::Reader::from_path(path).map_err(|e| csv_error(path, e))
 }
 
-fn csv_error(path: &Path, e: csv::Error) -> String {
-    let at = |pos: &Option<csv::Position>| {
-        pos.as_ref()
-            .map_or(String::new(), |p| format!(":{}", p.line()))
-    };
+fn csv_error(path: &Path, e: csv::Error) -> Error {
+    let path = path.to_path_buf();
+    let line = |pos: &Option<csv::Position>| pos.as_ref().map(csv::Position::line);
     match e.kind() {
-        csv::ErrorKind::Io(io) => format!("cannot read {}: {io}", path.display()),
-        csv::ErrorKind::Utf8 { pos, err } => format!(
-            "{}{}: field {} is not UTF-8 text",
-            path.display(),
-            at(pos),
-            err.field() + 1
-        ),
+        csv::ErrorKind::Io(io) => Error::Read {
+            path,
+            message: io.to_string(),
+        },
+        csv::ErrorKind::Utf8 { pos, err } => Error::NotUtf8 {
+            path,
+            line: line(pos),
+            field: err.field() + 1,
+        },
         csv::ErrorKind::UnequalLengths {
             pos,
             expected_len,
             len,
-        } => format!(
-            "{}{}: {len} fields, where the header has {expected_len}",
-            path.display(),
-            at(pos)
-        ),
-        _ => format!("{}: {e}", path.display()),
+        } => Error::Fields {
+            path,
+            line: line(pos),
+            len: *len,
+            expected: *expected_len,
+        },
+        _ => Error::Csv {
+            path,
+            message: e.to_string(),
+        },
     }
 }
 
-fn open(path: &Path) -> Result<BufReader<File>, String> {
+fn open(path: &Path) -> Result<BufReader<File>, Error> {
     File::open(path)
         .map(|f| BufReader::with_capacity(64 * 1024, f))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .map_err(|e| Error::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
 }
 
 /// Each object of a JSON or NDJSON file, in order. Anything else where a row belongs is an
 /// error that says where: a row is never dropped silently.
-fn each_object(
+fn each_object<E: From<Error>>(
     path: &Path,
     format: Format,
-    mut each: impl FnMut(Object) -> Result<(), String>,
-) -> Result<(), String> {
+    mut each: impl FnMut(Object) -> Result<(), E>,
+) -> Result<(), E> {
     let mut reader = open(path)?;
     if format == Format::Ndjson {
         let mut line = String::new();
@@ -224,7 +338,11 @@ fn each_object(
             line.clear();
             let n = reader
                 .read_line(&mut line)
-                .map_err(|e| format!("{}:{}: cannot read: {e}", path.display(), number + 1))?;
+                .map_err(|e| Error::ReadLine {
+                    path: path.to_path_buf(),
+                    line: number + 1,
+                    message: e.to_string(),
+                })?;
             if n == 0 {
                 return Ok(());
             }
@@ -235,12 +353,20 @@ fn each_object(
             match serde_json::from_str(&line) {
                 Ok(serde_json::Value::Object(object)) => each(object)?,
                 Ok(_) => {
-                    return Err(format!(
-                        "{}:{number}: expected a JSON object",
-                        path.display()
-                    ));
+                    return Err(Error::NotObject {
+                        path: path.to_path_buf(),
+                        line: number,
+                    }
+                    .into());
                 }
-                Err(e) => return Err(format!("{}:{number}: not JSON: {e}", path.display())),
+                Err(e) => {
+                    return Err(Error::NotJson {
+                        path: path.to_path_buf(),
+                        line: Some(number),
+                        message: e.to_string(),
+                    }
+                    .into());
+                }
             }
         }
     }
@@ -263,25 +389,34 @@ fn each_object(
                 .strip_prefix("invalid type: ")
                 .and_then(|t| t.split(", expected").next())
                 .unwrap_or(&text);
-            Err(format!(
-                "{}: expected a JSON array of objects, found {found}",
-                path.display()
-            ))
+            Err(Error::NotArray {
+                path: path.to_path_buf(),
+                found: found.to_string(),
+            }
+            .into())
         }
-        (None, Err(e)) => Err(format!("{}: not JSON: {e}", path.display())),
+        (None, Err(e)) => Err(Error::NotJson {
+            path: path.to_path_buf(),
+            line: None,
+            message: e.to_string(),
+        }
+        .into()),
     }
 }
 
 /// Visits a JSON document that is an array of objects, or one object, handing each object
 /// on as soon as it is read. `failure` keeps what is wrong with a row, or an error of `each`,
 /// as it was said (serde would add a position to it).
-struct Objects<'a, F> {
+struct Objects<'a, F, E> {
     each: &'a mut F,
-    failure: &'a mut Option<String>,
+    failure: &'a mut Option<E>,
     path: &'a Path,
 }
 
-impl<'de, F: FnMut(Object) -> Result<(), String>> Visitor<'de> for Objects<'_, F> {
+/// What the visitor tells serde when it stops at `failure`: serde's error is dropped then.
+const STOPPED: &str = "stopped at a row";
+
+impl<'de, E: From<Error>, F: FnMut(Object) -> Result<(), E>> Visitor<'de> for Objects<'_, F, E> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -292,16 +427,18 @@ impl<'de, F: FnMut(Object) -> Result<(), String>> Visitor<'de> for Objects<'_, F
         let mut item = 0;
         while let Some(value) = seq.next_element::<serde_json::Value>()? {
             let serde_json::Value::Object(object) = value else {
-                let e = format!(
-                    "{}: item {item} of the array is not an object",
-                    self.path.display()
+                *self.failure = Some(
+                    Error::ItemNotObject {
+                        path: self.path.to_path_buf(),
+                        item,
+                    }
+                    .into(),
                 );
-                *self.failure = Some(e.clone());
-                return Err(de::Error::custom(e));
+                return Err(de::Error::custom(STOPPED));
             };
             if let Err(e) = (self.each)(object) {
-                *self.failure = Some(e.clone());
-                return Err(de::Error::custom(e));
+                *self.failure = Some(e);
+                return Err(de::Error::custom(STOPPED));
             }
             item += 1;
         }
@@ -312,8 +449,8 @@ impl<'de, F: FnMut(Object) -> Result<(), String>> Visitor<'de> for Objects<'_, F
         let object: Object =
             serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))?;
         (self.each)(object).map_err(|e| {
-            *self.failure = Some(e.clone());
-            de::Error::custom(e)
+            *self.failure = Some(e);
+            de::Error::custom(STOPPED)
         })
     }
 }
@@ -325,7 +462,7 @@ mod tests {
     /// A file's columns, their types and its rows.
     type Read = (Vec<String>, Vec<ValueType>, Vec<Vec<Value>>);
 
-    fn rows_of(name: &str, text: &[u8]) -> Result<Read, String> {
+    fn rows_of(name: &str, text: &[u8]) -> Result<Read, Error> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -333,7 +470,7 @@ mod tests {
         let mut rows = Vec::new();
         file.for_each_row(|row| {
             rows.push(row.to_vec());
-            Ok(())
+            Ok::<_, Error>(())
         })?;
         Ok((file.columns, file.types, rows))
     }
@@ -375,31 +512,31 @@ mod tests {
 
     #[test]
     fn what_is_not_a_row_is_an_error_that_says_where() {
-        let error = rows_of("r.ndjson", b"{\"a\": 1}\n[1]\n").unwrap_err();
+        let error = rows_of("r.ndjson", b"{\"a\": 1}\n[1]\n").unwrap_err().to_string();
         assert!(
             error.ends_with("r.ndjson:2: expected a JSON object"),
             "{error}"
         );
-        let error = rows_of("r.ndjson", b"{\"a\": 1}\n{\"a\": \n").unwrap_err();
+        let error = rows_of("r.ndjson", b"{\"a\": 1}\n{\"a\": \n").unwrap_err().to_string();
         assert!(error.contains("r.ndjson:2: not JSON"), "{error}");
-        let error = rows_of("r.json", b"[{\"a\": 1}, 2]").unwrap_err();
+        let error = rows_of("r.json", b"[{\"a\": 1}, 2]").unwrap_err().to_string();
         assert!(
             error.ends_with("r.json: item 1 of the array is not an object"),
             "{error}"
         );
-        let error = rows_of("r.json", b"42").unwrap_err();
+        let error = rows_of("r.json", b"42").unwrap_err().to_string();
         assert!(
             error.ends_with("r.json: expected a JSON array of objects, found integer `42`"),
             "{error}"
         );
-        let error = rows_of("r.json", b"[{\"a\": 1}] x").unwrap_err();
+        let error = rows_of("r.json", b"[{\"a\": 1}] x").unwrap_err().to_string();
         assert!(error.contains("not JSON: trailing characters"), "{error}");
-        let error = rows_of("r.csv", b"a,b\n1,2\n1,2,3\n").unwrap_err();
+        let error = rows_of("r.csv", b"a,b\n1,2\n1,2,3\n").unwrap_err().to_string();
         assert!(
             error.ends_with("r.csv:3: 3 fields, where the header has 2"),
             "{error}"
         );
-        let error = rows_of("r.csv", b"a,b\n1,2\n1,\xff\n").unwrap_err();
+        let error = rows_of("r.csv", b"a,b\n1,2\n1,\xff\n").unwrap_err().to_string();
         assert!(
             error.ends_with("r.csv:3: field 2 is not UTF-8 text"),
             "{error}"

@@ -26,8 +26,44 @@ const HOOK_TIMEOUT_MS: u64 = 5 * 60 * 1000;
 pub struct HookOutcome {
     pub event: String,
     pub target: String,
+    /// Why it failed ([`HookError`]), as it is reported and recorded.
     pub error: Option<String>,
 }
+
+/// Why a hook failed. `Display` gives the message users see.
+#[derive(Debug)]
+pub enum HookError {
+    /// Its store (where its arguments are evaluated) could not be made or read.
+    Store(super::store::Error),
+    /// An `activate(...)` hook could not deliver the rows.
+    Activate(super::activate::Error),
+    /// An activity hook's last attempt failed.
+    Call(super::error::StageError),
+}
+
+impl From<super::store::Error> for HookError {
+    fn from(e: super::store::Error) -> Self {
+        HookError::Store(e)
+    }
+}
+
+impl From<super::activate::Error> for HookError {
+    fn from(e: super::activate::Error) -> Self {
+        HookError::Activate(e)
+    }
+}
+
+impl std::fmt::Display for HookError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookError::Store(e) => write!(f, "{e}"),
+            HookError::Activate(e) => write!(f, "{e}"),
+            HookError::Call(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for HookError {}
 
 /// The summary as rows: one per stage, with the run's id, flow and state on each.
 pub fn summary_rows(summary: &Summary) -> Rows {
@@ -90,13 +126,7 @@ pub fn fire(
             let (target, result) = match &hook.action {
                 Action::Activate(activation) => (
                     format!("activate('{}')", activation.target),
-                    Store::in_memory(cwd)
-                        .and_then(|mut store| {
-                            super::activate::evaluated(activation, &mut store, params)
-                        })
-                        .and_then(|a| {
-                            super::activate::deliver(&a, &rows, cwd, hook.event.as_str())
-                        }),
+                    activate(activation, params, &rows, cwd, hook.event.as_str()),
                 ),
                 Action::Invoke(invocation) => (
                     invocation.activity.clone(),
@@ -114,10 +144,24 @@ pub fn fire(
             HookOutcome {
                 event: hook.event.to_string(),
                 target,
-                error: result.err(),
+                error: result.err().map(|e| e.to_string()),
             }
         })
         .collect()
+}
+
+/// An `activate(...)` hook: its options evaluated over the run's values, then the rows
+/// delivered.
+fn activate(
+    activation: &crate::plan::ir::Activation,
+    params: &BTreeMap<String, Value>,
+    rows: &Rows,
+    cwd: &Path,
+    label: &str,
+) -> Result<(), HookError> {
+    let mut store = Store::in_memory(cwd)?;
+    let activation = super::activate::evaluated(activation, &mut store, params)?;
+    Ok(super::activate::deliver(&activation, rows, cwd, label)?)
 }
 
 /// An activity hook, with its activity's retry policy; the rows go to its stdin.
@@ -129,7 +173,7 @@ fn call(
     rows: &Rows,
     (launcher, progress): (&dyn Launcher, Option<&dyn Progress>),
     cwd: &Path,
-) -> Result<(), String> {
+) -> Result<(), HookError> {
     let mut store = Store::in_memory(cwd)?;
     let args = super::engine::bind_one(&mut store, &invocation.bindings, params, None)?;
     let (argv, mut env) = super::activity::command_line(&mut store, invocation, &args)?;
@@ -177,5 +221,5 @@ fn call(
             )
         },
     );
-    done.result.map(|_| ()).map_err(|e| e.to_string())
+    done.result.map(|_| ()).map_err(HookError::Call)
 }

@@ -64,6 +64,123 @@ pub enum Start {
     },
 }
 
+/// Why a run could not start or a child run did not end as a run. `Display` gives the
+/// message users see.
+#[derive(Debug)]
+pub enum Error {
+    /// A jump or child names a flow the workspace does not have.
+    NoFlow { flow: String },
+    /// The arguments of a jump or child do not bind to its flow's parameters.
+    Arguments(super::flow_call::Error),
+    /// The run store could not record the run, or it may not be resumed.
+    Journal(super::runs::journal::Error),
+    /// The run's database cannot be used.
+    Store(super::store::Error),
+    /// The run store cannot be opened (or watched for requests).
+    RunStore(super::runs::schema::Error),
+    /// The run store cannot be read.
+    Catalog(catalog::Error),
+    /// A child run nested `CHAIN_DEPTH` deep already.
+    TooDeep { flow: String },
+    /// The thread of a child run panicked.
+    ChildPanicked,
+    /// The parent stage stopped while its child ran: the child was cancelled (with its
+    /// compensations) or terminated.
+    ChildStopped {
+        why: ParentStop,
+        run_id: String,
+        compensated: bool,
+    },
+    /// The parent stage stopped while its abandonable child ran, in process `pid`.
+    Abandoned {
+        why: ParentStop,
+        flow: String,
+        pid: u32,
+    },
+    /// The process of an abandonable child run could not start.
+    ChildNotStarted(Box<Error>),
+    /// `wvflow run` could not be started as a process of its own.
+    Spawn(std::io::Error),
+    /// Its stdout could not be read.
+    NoStdout,
+}
+
+/// Why a parent stage stopped its child run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParentStop {
+    Cancelled,
+    TimedOut,
+}
+
+impl std::fmt::Display for ParentStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ParentStop::Cancelled => "the parent stage was cancelled",
+            ParentStop::TimedOut => "the parent stage timed out",
+        })
+    }
+}
+
+impl From<super::flow_call::Error> for Error {
+    fn from(e: super::flow_call::Error) -> Self {
+        Error::Arguments(e)
+    }
+}
+
+impl From<super::runs::journal::Error> for Error {
+    fn from(e: super::runs::journal::Error) -> Self {
+        Error::Journal(e)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::NoFlow { flow } => write!(f, "no flow `{flow}`"),
+            Error::Arguments(e) => write!(f, "{e}"),
+            Error::Journal(e) => write!(f, "{e}"),
+            Error::Store(e) => write!(f, "{e}"),
+            Error::RunStore(e) => write!(f, "{e}"),
+            Error::Catalog(e) => write!(f, "{e}"),
+            Error::TooDeep { flow } => write!(
+                f,
+                "child run of `{flow}` not started: {} runs are nested already (the depth limit); do the flows `call` each other in a loop?",
+                crate::plan::ir::CHAIN_DEPTH
+            ),
+            Error::ChildPanicked => f.write_str("the child run panicked"),
+            Error::ChildStopped {
+                why,
+                run_id,
+                compensated,
+            } => write!(
+                f,
+                "{why}: child run {run_id} {}",
+                if *compensated {
+                    "cancelled"
+                } else {
+                    "terminated"
+                }
+            ),
+            Error::Abandoned { why, flow, pid } => write!(
+                f,
+                "{why}: child run of `{flow}` (process {pid}) left running (parent_close: abandon)"
+            ),
+            Error::ChildNotStarted(e) => write!(f, "cannot start the child run: {e}"),
+            Error::Spawn(e) => write!(f, "{e}"),
+            Error::NoStdout => f.write_str("no stdout"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Callers that still report errors as text.
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
+
 /// How a chain of runs ([`Runner::chain`]) ended.
 #[derive(Debug, PartialEq)]
 pub enum ChainEnd {
@@ -93,7 +210,7 @@ impl Runner<'_> {
         while let Some((plan, params, start)) = next.take() {
             let summary = match self.execute_with(&plan, params, self.cancel.clone(), true, start) {
                 Ok(s) => s,
-                Err(e) => return ChainEnd::NotStarted(e),
+                Err(e) => return ChainEnd::NotStarted(e.to_string()),
             };
             ended(&summary);
             end = if summary.state == RunState::Success {
@@ -111,7 +228,7 @@ impl Runner<'_> {
                 }
                 let (plan, params) = match self.prepare(jump) {
                     Ok(prepared) => prepared,
-                    Err(e) => return ChainEnd::Stopped(e),
+                    Err(e) => return ChainEnd::Stopped(e.to_string()),
                 };
                 let start = Start::New {
                     parent: None,
@@ -179,11 +296,13 @@ impl<'w> Runner<'w> {
     fn prepare(
         &self,
         target: &Jump,
-    ) -> Result<(crate::plan::Plan, BTreeMap<String, Value>), String> {
+    ) -> Result<(crate::plan::Plan, BTreeMap<String, Value>), Error> {
         let plan = self
             .flows
             .plan(&target.flow, target.version)
-            .ok_or_else(|| format!("no flow `{}`", target.flow))?;
+            .ok_or_else(|| Error::NoFlow {
+                flow: target.flow.clone(),
+            })?;
         let args: CallArgs = target
             .args
             .iter()
@@ -201,7 +320,7 @@ impl<'w> Runner<'w> {
         args: &BTreeMap<String, Value>,
         cancel: &Arc<AtomicBool>,
         start: Start,
-    ) -> Result<Result<Claimed<'w>, Summary>, String> {
+    ) -> Result<Result<Claimed<'w>, Summary>, Error> {
         let runs_folder = self.db.parent().unwrap_or(Path::new(".")).join("runs");
         let claimed = match start {
             Start::New {
@@ -317,7 +436,8 @@ impl<'w> Runner<'w> {
                 keep_runs: true,
             };
             let cleaned = crate::runtime::runs::schema::open(&self.db)
-                .and_then(|mut conn| catalog::clean(&mut conn, &rules));
+                .map_err(String::from)
+                .and_then(|mut conn| Ok(catalog::clean(&mut conn, &rules)?));
             if let Err(e) = cleaned {
                 self.flows.reporter().notice(&Notice::RetentionFailed {
                     flow: plan.flow.name.clone(),
@@ -337,7 +457,7 @@ impl<'w> Runner<'w> {
         cancel: Arc<AtomicBool>,
         compensate_on_cancel: bool,
         start: Start,
-    ) -> Result<Summary, String> {
+    ) -> Result<Summary, Error> {
         let Claimed {
             run_id,
             run_time,
@@ -366,8 +486,8 @@ impl<'w> Runner<'w> {
         };
         // Opening the store once up front reports a bad database before any stage starts.
         if let Err(e) = stores.connect() {
-            journal.abort(&e);
-            return Err(e);
+            journal.abort(&e.to_string());
+            return Err(Error::Store(e));
         }
         let paused = Arc::new(AtomicBool::new(false));
         let watch = Watch::start(
@@ -379,8 +499,8 @@ impl<'w> Runner<'w> {
         let _watch = match watch {
             Ok(watch) => watch,
             Err(e) => {
-                journal.abort(&e);
-                return Err(e);
+                journal.abort(&e.to_string());
+                return Err(Error::RunStore(e));
             }
         };
         let cores = crate::parallel::cores();
@@ -442,15 +562,15 @@ impl FlowRunner for Runner<'_> {
         cancel: Arc<AtomicBool>,
         parent_close: crate::plan::ir::ParentClose,
         timeout: Option<Duration>,
-    ) -> Result<Summary, String> {
+    ) -> Result<Summary, Error> {
         let started = Instant::now();
         let stop =
             || cancel.load(Ordering::Relaxed) || timeout.is_some_and(|t| started.elapsed() >= t);
         let why = || {
             if cancel.load(Ordering::Relaxed) {
-                "the parent stage was cancelled".to_string()
+                ParentStop::Cancelled
             } else {
-                "the parent stage timed out".to_string()
+                ParentStop::TimedOut
             }
         };
         let depth = self
@@ -458,11 +578,9 @@ impl FlowRunner for Runner<'_> {
             .lock()
             .map_or(0, |d| d.get(parent.0).copied().unwrap_or(0));
         if depth + 1 >= crate::plan::ir::CHAIN_DEPTH {
-            return Err(format!(
-                "child run of `{}` not started: {} runs are nested already (the depth limit); do the flows `call` each other in a loop?",
-                target.flow,
-                crate::plan::ir::CHAIN_DEPTH
-            ));
+            return Err(Error::TooDeep {
+                flow: target.flow.clone(),
+            });
         }
         if parent_close == crate::plan::ir::ParentClose::Abandon {
             return self.run_abandonable(target, parent, stop, why);
@@ -483,25 +601,16 @@ impl FlowRunner for Runner<'_> {
             while !child.is_finished() {
                 if stop() {
                     child_cancel.store(true, Ordering::SeqCst);
-                    let summary = child
-                        .join()
-                        .map_err(|_| "the child run panicked".to_string())??;
-                    return Err(format!(
-                        "{}: child run {} {}",
-                        why(),
-                        summary.run_id,
-                        if compensate {
-                            "cancelled"
-                        } else {
-                            "terminated"
-                        }
-                    ));
+                    let summary = child.join().map_err(|_| Error::ChildPanicked)??;
+                    return Err(Error::ChildStopped {
+                        why: why(),
+                        run_id: summary.run_id,
+                        compensated: compensate,
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            child
-                .join()
-                .map_err(|_| "the child run panicked".to_string())?
+            child.join().map_err(|_| Error::ChildPanicked)?
         })
     }
 }
@@ -514,8 +623,8 @@ impl Runner<'_> {
         target: &Jump,
         parent: (&str, &str),
         stop: impl Fn() -> bool,
-        why: impl Fn() -> String,
-    ) -> Result<Summary, String> {
+        why: impl Fn() -> ParentStop,
+    ) -> Result<Summary, Error> {
         let call = flow_call_text(target);
         let mut child = RunProcess::spawn(
             [
@@ -529,7 +638,7 @@ impl Runner<'_> {
             ],
             std::process::Stdio::null(),
         )
-        .map_err(|e| format!("cannot start the child run: {e}"))?;
+        .map_err(|e| Error::ChildNotStarted(Box::new(e)))?;
         loop {
             if child.finished() {
                 let summary = child.summary();
@@ -548,12 +657,11 @@ impl Runner<'_> {
                 });
             }
             if stop() {
-                return Err(format!(
-                    "{}: child run of `{}` (process {}) left running (parent_close: abandon)",
-                    why(),
-                    target.flow,
-                    child.child.id()
-                ));
+                return Err(Error::Abandoned {
+                    why: why(),
+                    flow: target.flow.clone(),
+                    pid: child.child.id(),
+                });
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -570,12 +678,19 @@ impl Runner<'_> {
             Vec<super::engine::StageSummary>,
             Option<super::engine::Outputs>,
         ),
-        String,
+        Error,
     > {
-        let conn = super::runs::schema::open(&self.db)?;
-        let run = catalog::run_in(&conn, run_id)?.ok_or_else(|| format!("no run {run_id}"))?;
-        let plan = catalog::plan_of(&conn, run_id)?;
-        let stages: Vec<_> = catalog::stages(&conn, run_id)?
+        let conn = super::runs::schema::open(&self.db).map_err(Error::RunStore)?;
+        let run = catalog::run_in(&conn, run_id)
+            .map_err(Error::Catalog)?
+            .ok_or_else(|| {
+                Error::Catalog(catalog::Error::NoRun {
+                    run_id: run_id.to_string(),
+                })
+            })?;
+        let plan = catalog::plan_of(&conn, run_id).map_err(Error::Catalog)?;
+        let stages: Vec<_> = catalog::stages(&conn, run_id)
+            .map_err(Error::Catalog)?
             .into_iter()
             .map(|s| s.summary)
             .collect();
@@ -597,8 +712,8 @@ impl RunProcess {
     pub fn spawn<'a>(
         args: impl IntoIterator<Item = &'a std::ffi::OsStr>,
         stderr: std::process::Stdio,
-    ) -> Result<RunProcess, String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    ) -> Result<RunProcess, Error> {
+        let exe = std::env::current_exe().map_err(Error::Spawn)?;
         let mut command = std::process::Command::new(exe);
         command
             .arg("run")
@@ -607,8 +722,8 @@ impl RunProcess {
             .stdout(std::process::Stdio::piped())
             .stderr(stderr);
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command.spawn().map_err(|e| e.to_string())?;
-        let mut stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut child = command.spawn().map_err(Error::Spawn)?;
+        let mut stdout = child.stdout.take().ok_or(Error::NoStdout)?;
         let output = std::thread::spawn(move || {
             let mut text = String::new();
             let _ = std::io::Read::read_to_string(&mut stdout, &mut text);

@@ -12,6 +12,51 @@ use rusqlite::types::Value;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 
+/// Why an activity's spooled stdout cannot be read. `Display` gives the message users see.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Error {
+    /// The spool's temporary file cannot be read back: the system's error, as it says it (an
+    /// attempt's failure keeps it, and is cloned and compared).
+    ReadBack {
+        kind: std::io::ErrorKind,
+        message: String,
+    },
+    /// A line that begins like a row is not UTF-8: the byte and its column (from 1).
+    NotUtf8 { line: usize, byte: u8, column: usize },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::ReadBack { message, .. } => {
+                write!(f, "cannot read the activity's output back: {message}")
+            }
+            Error::NotUtf8 { line, byte, column } => write!(
+                f,
+                "stdout line {line} is not UTF-8 text (byte 0x{byte:02x} at column {column}): rows are JSON in UTF-8"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::ReadBack {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Callers that still report errors as text.
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
+
 /// What a successful attempt produced.
 #[derive(Debug)]
 pub enum Output {
@@ -45,7 +90,7 @@ impl Output {
 
     /// The rows in memory, for the steps that need them as values (an activity's input, the
     /// items of `each`, a jump's arguments, an idempotency record).
-    pub fn into_rows(self) -> Result<Rows, String> {
+    pub fn into_rows(self) -> Result<Rows, Error> {
         match self {
             Output::Rows(rows) => Ok(rows),
             Output::Spooled(spooled) => {
@@ -56,7 +101,7 @@ impl Output {
                 };
                 spooled.for_each_row(|row| {
                     rows.values.push(row);
-                    Ok(())
+                    Ok::<_, Error>(())
                 })?;
                 Ok(rows)
             }
@@ -156,7 +201,7 @@ impl Spooled {
     /// Reads the spool once: the columns, their types and the number of rows. A line that
     /// begins like a row but is not UTF-8 is an error naming the line; other lines are the
     /// activity's own text and are left alone.
-    pub fn scan(file: Spool) -> Result<Spooled, String> {
+    pub fn scan(file: Spool) -> Result<Spooled, Error> {
         let mut learned = ColumnsSeen::default();
         let mut rows = 0;
         lines(&file, |number, line| {
@@ -164,7 +209,7 @@ impl Spooled {
                 rows += 1;
                 learned.learn(&object);
             }
-            Ok(())
+            Ok::<_, Error>(())
         })?;
         let (columns, types) = learned.finish();
         Ok(Spooled {
@@ -175,11 +220,12 @@ impl Spooled {
         })
     }
 
-    /// Reads the spool again, one row at a time, each as values in column order.
-    pub fn for_each_row(
+    /// Reads the spool again, one row at a time, each as values in column order. An error of
+    /// `each` comes back as it was.
+    pub fn for_each_row<E: From<Error>>(
         &self,
-        mut each: impl FnMut(Vec<Value>) -> Result<(), String>,
-    ) -> Result<(), String> {
+        mut each: impl FnMut(Vec<Value>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let index = ColumnIndex::new(&self.columns);
         lines(&self.file, |number, line| {
             let Some(object) = object_of(number, line)? else {
@@ -193,10 +239,10 @@ impl Spooled {
 }
 
 /// Each line of the spool from its start, with its number (from 1).
-fn lines(
+fn lines<E: From<Error>>(
     spool: &Spool,
-    mut each: impl FnMut(usize, &[u8]) -> Result<(), String>,
-) -> Result<(), String> {
+    mut each: impl FnMut(usize, &[u8]) -> Result<(), E>,
+) -> Result<(), E> {
     let mut file = match spool {
         Spool::Memory(kept) => {
             return kept
@@ -206,8 +252,7 @@ fn lines(
         }
         Spool::File(file) => file,
     };
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("cannot read the activity's output back: {e}"))?;
+    file.seek(SeekFrom::Start(0)).map_err(Error::from)?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut line = Vec::new();
     let mut number = 0;
@@ -215,7 +260,7 @@ fn lines(
         line.clear();
         let n = reader
             .read_until(b'\n', &mut line)
-            .map_err(|e| format!("cannot read the activity's output back: {e}"))?;
+            .map_err(Error::from)?;
         if n == 0 {
             return Ok(());
         }
@@ -229,17 +274,15 @@ fn lines(
 fn object_of(
     number: usize,
     line: &[u8],
-) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, Error> {
     let line = line.trim_ascii();
     if !line.starts_with(b"{") {
         return Ok(None);
     }
-    let text = std::str::from_utf8(line).map_err(|e| {
-        format!(
-            "stdout line {number} is not UTF-8 text (byte 0x{:02x} at column {}): rows are JSON in UTF-8",
-            line[e.valid_up_to()],
-            e.valid_up_to() + 1
-        )
+    let text = std::str::from_utf8(line).map_err(|e| Error::NotUtf8 {
+        line: number,
+        byte: line[e.valid_up_to()],
+        column: e.valid_up_to() + 1,
     })?;
     Ok(match serde_json::from_str(text) {
         Ok(serde_json::Value::Object(o)) => Some(o),
@@ -252,7 +295,7 @@ mod tests {
     use super::*;
 
     /// The text spooled in pieces of `piece` bytes (it goes to a file past 1 MiB).
-    fn spool_in(text: &[u8], piece: usize) -> Result<Spooled, String> {
+    fn spool_in(text: &[u8], piece: usize) -> Result<Spooled, Error> {
         let mut spool = Spool::default();
         for part in text.chunks(piece) {
             spool.write_all(part).unwrap();
@@ -260,7 +303,7 @@ mod tests {
         Spooled::scan(spool)
     }
 
-    fn spool(text: &[u8]) -> Result<Spooled, String> {
+    fn spool(text: &[u8]) -> Result<Spooled, Error> {
         spool_in(text, 7)
     }
 
@@ -305,6 +348,6 @@ mod tests {
     #[test]
     fn a_row_line_that_is_not_utf8_names_its_line() {
         let error = spool(b"{\"a\": 1}\n{\"a\": \"\xff\"}\n").unwrap_err();
-        assert!(error.starts_with("stdout line 2 is not UTF-8"), "{error}");
+        assert!(error.to_string().starts_with("stdout line 2 is not UTF-8"), "{error}");
     }
 }

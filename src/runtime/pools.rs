@@ -58,11 +58,10 @@ pub fn acquire(
         if let Some(limit) = limit
             && clock.now().saturating_sub(started) >= limit
         {
-            break Err(StageError::Data(format!(
-                "no slot of pool `{}` came free within the schedule_timeout of {}",
-                pool.name,
-                crate::human::duration(limit)
-            )));
+            break Err(StageError::NoSlot {
+                pool: pool.name.clone(),
+                within: limit,
+            });
         }
         match try_take(&conn, pool, holder) {
             Ok(Some(id)) => break Ok(id),

@@ -3,6 +3,7 @@
 //! `schedule_timeout`.
 
 use super::clock::Clock;
+use super::activity::AttemptFailure;
 use super::error::StageError;
 use crate::plan::ir::RetryPolicy;
 use std::time::Duration;
@@ -11,11 +12,8 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome<T> {
     Success(T),
-    /// The attempt failed; `exit_code` when a process exited with one.
-    Failure {
-        error: String,
-        exit_code: Option<i32>,
-    },
+    /// The attempt failed, and why.
+    Failure(AttemptFailure),
     /// The run was cancelled while the attempt ran: no retry.
     Cancelled,
 }
@@ -107,7 +105,9 @@ pub fn run_observed<T>(
                     attempts: n,
                 };
             }
-            Outcome::Failure { error, exit_code } => {
+            Outcome::Failure(failure) => {
+                let exit_code = failure.exit_code();
+                let error = failure.to_string();
                 let last = n >= policy.attempts;
                 let fatal = exit_code.is_some_and(|c| policy.non_retryable.contains(&(c as i64)));
                 if last || fatal {
@@ -178,10 +178,10 @@ mod tests {
     }
 
     fn fail<T>(code: i32) -> Outcome<T> {
-        Outcome::Failure {
-            error: "boom".into(),
+        Outcome::Failure(AttemptFailure::Said {
+            message: "boom".into(),
             exit_code: Some(code),
-        }
+        })
     }
 
     #[test]

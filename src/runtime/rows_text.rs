@@ -18,20 +18,23 @@ pub fn json(rows: &Rows) -> String {
 }
 
 /// A header row, then the values.
-pub fn csv(rows: &Rows) -> Result<String, String> {
+pub fn csv(rows: &Rows) -> Result<String, ::csv::Error> {
     let mut writer = ::csv::Writer::from_writer(Vec::new());
-    writer
-        .write_record(&rows.columns)
-        .map_err(|e| e.to_string())?;
+    writer.write_record(&rows.columns)?;
     for row in &rows.values {
         let fields: Vec<String> = row
             .iter()
             .enumerate()
             .map(|(i, v)| crate::value::text(v, rows.type_of(i)))
             .collect();
-        writer.write_record(&fields).map_err(|e| e.to_string())?;
+        writer.write_record(&fields)?;
     }
-    String::from_utf8(writer.into_inner().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| ::csv::Error::from(e.into_error()))?;
+    // The fields are text: only a bug would make other bytes.
+    String::from_utf8(bytes)
+        .map_err(|e| ::csv::Error::from(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// Columns aligned, for a terminal; `null` where a value is missing.

@@ -26,14 +26,50 @@ pub enum Timing {
     },
 }
 
+/// Why a schedule or a time given on a command line cannot be read. `Display` gives the
+/// message users see.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Error {
+    /// The cron pattern is not one: what the cron reader said.
+    Cron(String),
+    TimeZone { zone: String },
+    IntervalTooLong,
+    NoTiming,
+    /// Neither an RFC 3339 time nor a date.
+    NotATime { text: String },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Cron(message) => f.write_str(message),
+            Error::TimeZone { zone } => write!(f, "unknown time zone `{zone}`"),
+            Error::IntervalTooLong => f.write_str("interval too long"),
+            Error::NoTiming => f.write_str("the schedule has neither a cron pattern nor an interval"),
+            Error::NotATime { text } => write!(
+                f,
+                "`{text}` is not a time such as 2026-01-31T02:00:00Z or a date such as 2026-01-31"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Callers that still report errors as text.
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
+
 impl Timing {
-    pub fn of(schedule: &Schedule) -> Result<Timing, String> {
+    pub fn of(schedule: &Schedule) -> Result<Timing, Error> {
         if let Some(pattern) = &schedule.cron {
-            let spec = cron::parse(pattern).map_err(|e| e.message)?;
-            let zone: Tz = schedule
-                .timezone
-                .parse()
-                .map_err(|_| format!("unknown time zone `{}`", schedule.timezone))?;
+            let spec = cron::parse(pattern).map_err(|e| Error::Cron(e.message))?;
+            let zone: Tz = schedule.timezone.parse().map_err(|_| Error::TimeZone {
+                zone: schedule.timezone.clone(),
+            })?;
             return Ok(Timing::Cron {
                 spec: Box::new(spec),
                 zone,
@@ -41,9 +77,9 @@ impl Timing {
         }
         match schedule.interval_ms {
             Some(ms) if ms > 0 => Ok(Timing::Interval {
-                every_ms: i64::try_from(ms).map_err(|_| "interval too long".to_string())?,
+                every_ms: i64::try_from(ms).map_err(|_| Error::IntervalTooLong)?,
             }),
-            _ => Err("the schedule has neither a cron pattern nor an interval".into()),
+            _ => Err(Error::NoTiming),
         }
     }
 
@@ -169,22 +205,20 @@ pub fn run_time_text(at: DateTime<Utc>) -> String {
 
 /// A run time given on a command line: an RFC 3339 time (any offset), or a date (midnight
 /// UTC), as the run's `run_time` text.
-pub fn parse_run_time(text: &str) -> Result<String, String> {
+pub fn parse_run_time(text: &str) -> Result<String, Error> {
     parse_time(text).map(run_time_text)
 }
 
 /// A time given on a command line: an RFC 3339 time (any offset), or a date (midnight UTC).
-pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&chrono::Utc))
         .or_else(|_| {
             chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
                 .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
         })
-        .map_err(|_| {
-            format!(
-                "`{text}` is not a time such as 2026-01-31T02:00:00Z or a date such as 2026-01-31"
-            )
+        .map_err(|_| Error::NotATime {
+            text: text.to_string(),
         })
 }
 

@@ -213,7 +213,7 @@ pub fn load(path: &Path, listener: &dyn Listener) -> Option<Loaded> {
                 Err(error) => {
                     listener.event(Event::BadSchedule {
                         flow: flow.name.clone(),
-                        error,
+                        error: error.to_string(),
                     });
                     return None;
                 }
@@ -245,7 +245,7 @@ pub fn serve(
     loaded: Loaded,
     listener: &dyn Listener,
     stop: Arc<AtomicBool>,
-) -> Result<usize, String> {
+) -> Result<usize, schema::Error> {
     let conn = schema::open(&options.db)?;
     let mut daemon = Daemon {
         args: options,
@@ -542,7 +542,10 @@ impl Daemon<'_> {
                     self.started += 1;
                 }
                 Err(error) => {
-                    self.listener.event(Event::CannotStart { flow, error });
+                    self.listener.event(Event::CannotStart {
+                        flow,
+                        error: error.to_string(),
+                    });
                     self.failures += 1;
                 }
             }
@@ -613,7 +616,12 @@ struct Started {
     process: RunProcess,
 }
 
-fn start(path: &Path, db: &Path, flow: &str, fire: DateTime<Utc>) -> Result<Started, String> {
+fn start(
+    path: &Path,
+    db: &Path,
+    flow: &str,
+    fire: DateTime<Utc>,
+) -> Result<Started, super::launch::Error> {
     let run_time = run_time_text(fire);
     let process = RunProcess::spawn(
         [

@@ -148,7 +148,7 @@ fn failure(message: &str) -> Error {
 mod tests {
     use super::*;
 
-    fn eval(sql: &str) -> Result<Value, String> {
+    fn eval(sql: &str) -> rusqlite::Result<Value> {
         let conn = Connection::open_in_memory().unwrap();
         let now = Now::default();
         now.set(
@@ -158,7 +158,6 @@ mod tests {
         );
         register(&conn, &now).unwrap();
         conn.query_row(sql, [], |r| r.get::<_, Value>(0))
-            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -183,9 +182,11 @@ mod tests {
         );
         assert_eq!(eval("SELECT wv_add(2, 3)"), Ok(Value::Integer(5)));
         assert_eq!(eval("SELECT wv_add(NULL, 3)"), Ok(Value::Null));
-        let error = eval("SELECT wv_add('soon', 1000)").unwrap_err();
+        let error = eval("SELECT wv_add('soon', 1000)").unwrap_err().to_string();
         assert!(error.contains("'soon' is not a timestamp"), "{error}");
-        let error = eval("SELECT wv_add('2026-12-01', '2026-12-02')").unwrap_err();
+        let error = eval("SELECT wv_add('2026-12-01', '2026-12-02')")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("cannot add"), "{error}");
         assert!(eval("SELECT wv_add('9999-12-31T23:59:59Z', 9223372036854775807)").is_err());
     }

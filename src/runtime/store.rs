@@ -16,7 +16,184 @@ mod items;
 
 pub use items::{Gathered, ItemTable};
 
-pub type Error = String;
+/// Why the run's data could not be read or written. `Display` gives the message users see.
+#[derive(Debug)]
+pub enum Error {
+    /// SQLite refused: its primary and extended result codes (none when the refusal is
+    /// rusqlite's own, such as a value of another type than asked), and what it said.
+    Sqlite {
+        code: Option<rusqlite::ErrorCode>,
+        extended: Option<std::ffi::c_int>,
+        message: String,
+    },
+    /// A folder or database file that could not be made, opened or written.
+    Path {
+        access: Access,
+        path: PathBuf,
+        message: String,
+    },
+    /// The temporary file of an activity's input could not be made.
+    TempFile(std::io::Error),
+    /// An activity's input could not be written to its temporary file.
+    Write(std::io::Error),
+    /// Rows that could not be turned into JSON.
+    Json(serde_json::Error),
+    /// A table the SQL reads is neither in the databases nor a file beside the flow.
+    NoSuchTable { table: String },
+    /// Another run's database is not there any more.
+    RunGone { run_db: PathBuf },
+    /// The table a stage saved (in the run database, or in `file`) is not there.
+    NoSavedTable {
+        table: String,
+        file: Option<PathBuf>,
+        message: String,
+    },
+    /// A saved table's definition is not a `CREATE TABLE`.
+    NotCreateTable { table: String },
+    /// A query's rows would have two columns of one name.
+    TwoColumns { column: String },
+    /// A `:name` parameter that neither the run nor the stage gives.
+    NoParameter { name: String },
+    /// A data file (CSV, JSON, NDJSON) that cannot be read.
+    File(super::files::Error),
+    /// An activity's spooled output that cannot be read back.
+    Output(super::output::Error),
+    /// The run store's schema (migration, journal mode).
+    Schema(super::runs::schema::Error),
+}
+
+/// What could not be done to a path of a [`Error::Path`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Create,
+    Open,
+    Write,
+}
+
+impl Error {
+    /// SQLite's primary result code, when SQLite refused.
+    pub fn code(&self) -> Option<rusqlite::ErrorCode> {
+        match self {
+            Error::Sqlite { code, .. } => *code,
+            _ => None,
+        }
+    }
+
+    /// What SQLite said when it refused with SQLITE_ERROR, the code of any error in a
+    /// statement (a missing table or column, a table that exists, ...): only its message
+    /// tells them apart.
+    fn statement_error(&self) -> Option<&str> {
+        match self {
+            Error::Sqlite {
+                extended: Some(extended),
+                message,
+                ..
+            } if extended & 0xff == rusqlite::ffi::SQLITE_ERROR => Some(message),
+            _ => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        let (code, extended) = match &e {
+            rusqlite::Error::SqliteFailure(failure, _)
+            | rusqlite::Error::SqlInputError { error: failure, .. } => {
+                (Some(failure.code), Some(failure.extended_code))
+            }
+            _ => (None, None),
+        };
+        Error::Sqlite {
+            code,
+            extended,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Json(e)
+    }
+}
+
+impl From<super::files::Error> for Error {
+    fn from(e: super::files::Error) -> Self {
+        Error::File(e)
+    }
+}
+
+impl From<super::output::Error> for Error {
+    fn from(e: super::output::Error) -> Self {
+        Error::Output(e)
+    }
+}
+
+impl From<super::runs::schema::Error> for Error {
+    fn from(e: super::runs::schema::Error) -> Self {
+        Error::Schema(e)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Sqlite { message, .. } => f.write_str(message),
+            Error::Path {
+                access,
+                path,
+                message,
+            } => {
+                let verb = match access {
+                    Access::Create => "create",
+                    Access::Open => "open",
+                    Access::Write => "write",
+                };
+                write!(f, "cannot {verb} {}: {message}", path.display())
+            }
+            Error::TempFile(e) => write!(f, "cannot make a temporary file: {e}"),
+            Error::Write(e) => write!(f, "{e}"),
+            Error::Json(e) => write!(f, "{e}"),
+            Error::NoSuchTable { table } => write!(
+                f,
+                "no table `{table}`: save it with `save to {table}` in an earlier run, or put `{table}.csv`, `.json` or `.ndjson` beside the flow"
+            ),
+            Error::RunGone { run_db } => {
+                write!(f, "the run's database {} is gone", run_db.display())
+            }
+            Error::NoSavedTable {
+                table,
+                file: None,
+                message,
+            } => write!(f, "no table `{table}` in the run database: {message}"),
+            Error::NoSavedTable {
+                table,
+                file: Some(file),
+                message,
+            } => write!(f, "no table `{table}` in {}: {message}", file.display()),
+            Error::NotCreateTable { table } => {
+                write!(f, "table `{table}` was not made by CREATE TABLE")
+            }
+            Error::TwoColumns { column } => write!(
+                f,
+                "the rows would have two columns named `{column}` (a join of inputs that share column names, whose columns are not known before running): `select` the columns to keep, renaming one with `as`"
+            ),
+            Error::NoParameter { name } => write!(f, "no value for parameter `{name}`"),
+            Error::File(e) => write!(f, "{e}"),
+            Error::Output(e) => write!(f, "{e}"),
+            Error::Schema(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Callers that still report errors as text.
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
 
 /// A query's result left in the engine: a table of the connection that ran the query, in its
 /// `temp` schema, gone when the connection's next stage starts. Queries write there, not into
@@ -222,14 +399,20 @@ impl StoreConfig {
     pub fn connect(&self) -> Result<Store, Error> {
         for db in [&self.workspace_db, &self.run_db] {
             if let Some(parent) = db.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent).map_err(|e| Error::Path {
+                    access: Access::Create,
+                    path: parent.to_path_buf(),
+                    message: e.to_string(),
+                })?;
             }
         }
-        let conn = Connection::open(&self.workspace_db)
-            .map_err(|e| format!("cannot open {}: {e}", self.workspace_db.display()))?;
+        let conn = Connection::open(&self.workspace_db).map_err(|e| Error::Path {
+            access: Access::Open,
+            path: self.workspace_db.clone(),
+            message: e.to_string(),
+        })?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(|e| e.to_string())?;
+            ?;
         let store = Store::with_connection(conn, &self.run_db.to_string_lossy(), &self.base)?;
         for schema in ["main", "run"] {
             super::runs::schema::use_wal(&store.conn, schema)?;
@@ -259,7 +442,7 @@ impl Store {
     /// name: a child run's final rows.
     pub fn rows_of_run(run_db: &Path, stages: &[String]) -> Result<Rows, Error> {
         let mut store = Store::with_connection(
-            Connection::open_in_memory().map_err(|e| e.to_string())?,
+            Connection::open_in_memory()?,
             &run_db.to_string_lossy(),
             Path::new("."),
         )?;
@@ -278,10 +461,12 @@ impl Store {
         limit: Option<u64>,
     ) -> Result<Rows, Error> {
         if !run_db.exists() {
-            return Err(format!("the run's database {} is gone", run_db.display()));
+            return Err(Error::RunGone {
+                run_db: run_db.to_path_buf(),
+            });
         }
         let mut store = Store::with_connection(
-            Connection::open_in_memory().map_err(|e| e.to_string())?,
+            Connection::open_in_memory()?,
             &run_db.to_string_lossy(),
             Path::new("."),
         )?;
@@ -296,7 +481,7 @@ impl Store {
     /// A store entirely in memory, on one connection (tests).
     pub fn in_memory(base: &Path) -> Result<Store, Error> {
         Store::with_connection(
-            Connection::open_in_memory().map_err(|e| e.to_string())?,
+            Connection::open_in_memory()?,
             ":memory:",
             base,
         )
@@ -306,7 +491,7 @@ impl Store {
         // The run store's tables: idempotency records, and signals that queries read.
         super::runs::schema::migrate(&conn)?;
         conn.execute("ATTACH DATABASE ?1 AS run", [run_db])
-            .map_err(|e| e.to_string())?;
+            ?;
         // A double-quoted name that is no column is an error, not the text of the name: SQLite
         // otherwise turns a misspelled column into a string and returns it as data.
         for config in [
@@ -314,10 +499,10 @@ impl Store {
             DbConfig::SQLITE_DBCONFIG_DQS_DDL,
         ] {
             conn.set_db_config(config, false)
-                .map_err(|e| e.to_string())?;
+                ?;
         }
         let now = super::sql_functions::Now::default();
-        super::sql_functions::register(&conn, &now).map_err(|e| e.to_string())?;
+        super::sql_functions::register(&conn, &now)?;
         Ok(Store {
             conn,
             base: base.to_path_buf(),
@@ -351,7 +536,7 @@ impl Store {
             insert_rows(&tx, &name, file.columns.len(), &mut |insert| {
                 file.for_each_row(|row| insert(row))
             })?;
-            tx.commit().map_err(|e| e.to_string())
+            tx.commit().map_err(Error::from)
         })
     }
 
@@ -359,7 +544,7 @@ impl Store {
     pub fn drop_table(&self, schema: &str, table: &str) -> Result<(), Error> {
         self.conn
             .execute_batch(&format!("DROP TABLE IF EXISTS {schema}.{}", quote(table)))
-            .map_err(|e| e.to_string())
+            .map_err(Error::from)
     }
 
     /// Streams a data file into `schema.table`, one row at a time.
@@ -369,13 +554,13 @@ impl Store {
         again_on_schema_change(|| {
             // Stages running side by side may load the same file: the first to create the
             // table fills it, and the others read what it loaded.
-            let Some(tx) = self.begin_creating(&name, &file.columns, &file.types)? else {
+            let Some(tx) = self.begin_creating(schema, table, &file.columns, &file.types)? else {
                 return Ok(());
             };
             insert_rows(&tx, &name, file.columns.len(), &mut |insert| {
                 file.for_each_row(|row| insert(row))
             })?;
-            tx.commit().map_err(|e| e.to_string())
+            tx.commit().map_err(Error::from)
         })
     }
 
@@ -406,19 +591,30 @@ impl Store {
         self.conn
             .query_row(&sql, [table], |r| r.get::<_, i64>(0))
             .map(|n| n > 0)
-            .map_err(|e| e.to_string())
+            .map_err(Error::from)
     }
 
     /// Copies table `table` of the run database, with its declared column types, into a
     /// database file of its own at `file`. The file is written under another name beside
     /// it and then renamed, so a reader sees all of it or none.
-    pub fn save_stage_table(&self, table: &str, file: &Path) -> Result<(), Error> {
-        let e = |e: rusqlite::Error| e.to_string();
+    ///
+    /// Its error is text for `tasks/`, whose file writers take closures that fail with text;
+    /// [`Store::save_table_file`] is the typed one.
+    pub fn save_stage_table(&self, table: &str, file: &Path) -> Result<(), String> {
+        Ok(self.save_table_file(table, file)?)
+    }
+
+    /// [`Store::save_stage_table`], failing with the store's error.
+    pub fn save_table_file(&self, table: &str, file: &Path) -> Result<(), Error> {
+        let e = Error::from;
         let partial = file.with_extension(format!("partial-{}", std::process::id()));
         let _ = std::fs::remove_file(&partial);
         if let Some(folder) = file.parent() {
-            std::fs::create_dir_all(folder)
-                .map_err(|err| format!("cannot create {}: {err}", folder.display()))?;
+            std::fs::create_dir_all(folder).map_err(|err| Error::Path {
+                access: Access::Create,
+                path: folder.to_path_buf(),
+                message: err.to_string(),
+            })?;
         }
         let create: String = self
             .conn
@@ -427,7 +623,11 @@ impl Store {
                 [table],
                 |r| r.get(0),
             )
-            .map_err(|err| format!("no table `{table}` in the run database: {err}"))?;
+            .map_err(|err| Error::NoSavedTable {
+                table: table.to_string(),
+                file: None,
+                message: err.to_string(),
+            })?;
         self.conn
             .execute("ATTACH DATABASE ?1 AS saved", [partial.to_string_lossy()])
             .map_err(e)?;
@@ -437,7 +637,9 @@ impl Store {
             .map_err(e)?;
         let copied = create
             .strip_prefix("CREATE TABLE ")
-            .ok_or_else(|| format!("table `{table}` was not made by CREATE TABLE"))
+            .ok_or_else(|| Error::NotCreateTable {
+                table: table.to_string(),
+            })
             .and_then(|rest| {
                 self.conn
                     .execute_batch(&format!(
@@ -451,15 +653,22 @@ impl Store {
         copied.and(detached.map(|_| ()))?;
         std::fs::File::open(&partial)
             .and_then(|f| f.sync_all())
-            .map_err(|err| format!("cannot write {}: {err}", partial.display()))?;
-        std::fs::rename(&partial, file)
-            .map_err(|err| format!("cannot write {}: {err}", file.display()))
+            .map_err(|err| Error::Path {
+                access: Access::Write,
+                path: partial.clone(),
+                message: err.to_string(),
+            })?;
+        std::fs::rename(&partial, file).map_err(|err| Error::Path {
+            access: Access::Write,
+            path: file.to_path_buf(),
+            message: err.to_string(),
+        })
     }
 
     /// Copies the one table of a file [`Store::save_stage_table`] wrote into the run
     /// database, replacing a table of that name.
     pub fn load_stage_table(&mut self, table: &str, file: &Path) -> Result<(), Error> {
-        let e = |e: rusqlite::Error| e.to_string();
+        let e = Error::from;
         self.conn
             .execute("ATTACH DATABASE ?1 AS loaded", [file.to_string_lossy()])
             .map_err(e)?;
@@ -470,11 +679,17 @@ impl Store {
                 [table],
                 |r| r.get::<_, String>(0),
             )
-            .map_err(|err| format!("no table `{table}` in {}: {err}", file.display()))
+            .map_err(|err| Error::NoSavedTable {
+                table: table.to_string(),
+                file: Some(file.to_path_buf()),
+                message: err.to_string(),
+            })
             .and_then(|create| {
                 let rest = create
                     .strip_prefix("CREATE TABLE ")
-                    .ok_or_else(|| format!("table `{table}` was not made by CREATE TABLE"))?;
+                    .ok_or_else(|| Error::NotCreateTable {
+                table: table.to_string(),
+            })?;
                 self.conn
                     .execute_batch(&format!(
                         "DROP TABLE IF EXISTS run.{q};
@@ -538,8 +753,8 @@ impl Store {
                 "INSERT INTO {name} SELECT * FROM temp.{}",
                 quote(&from.name)
             ))
-            .map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())
+            ?;
+            tx.commit().map_err(Error::from)
         })
     }
 
@@ -555,21 +770,31 @@ impl Store {
             "DROP TABLE IF EXISTS {name}; {}",
             create_table(name, columns, types)
         ))
-        .map_err(|e| e.to_string())
+        .map_err(Error::from)
     }
 
-    /// The transaction that creates `name` with typed columns, or `None` when the table
-    /// exists already (another stage made it first).
+    /// The transaction that creates `schema.table` with typed columns, or `None` when the
+    /// table exists already (another stage made it first).
     fn begin_creating(
         &self,
-        name: &str,
+        schema: &str,
+        table: &str,
         columns: &[String],
         types: &[ValueType],
     ) -> Result<Option<rusqlite::Transaction<'_>>, Error> {
-        match self.begin_writing(&create_table(name, columns, types)) {
+        let name = format!("{schema}.{}", quote(table));
+        match self.begin_writing(&create_table(&name, columns, types)) {
             Ok(tx) => Ok(Some(tx)),
-            Err(e) if e.to_string().contains("already exists") => Ok(None),
-            Err(e) => Err(e.to_string()),
+            // SQLITE_ERROR is any error of the statement: asked whether the table is there
+            // now, SQLite tells an existing table from the rest.
+            Err(e) => {
+                let e = Error::from(e);
+                if e.statement_error().is_some() && self.exists(schema, table)? {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
         }
     }
 
@@ -613,14 +838,14 @@ impl Store {
                     "DROP TABLE IF EXISTS temp._input; ALTER TABLE temp.{} RENAME TO _input;",
                     quote(&from.name)
                 ))
-                .map_err(|e| e.to_string()),
+                .map_err(Error::from),
         }
     }
 
     /// A step's rows in memory, for a step that needs them as values.
     pub fn rows(&mut self, data: Data) -> Result<Rows, Error> {
         match data {
-            Data::Output(output) => output.into_rows(),
+            Data::Output(output) => Ok(output.into_rows()?),
             Data::Table(table) => self.table_rows(table),
         }
     }
@@ -638,7 +863,7 @@ impl Store {
         let name = format!("{schema}.{}", quote(table));
         let tx = self.begin_replacing(&name, columns, types)?;
         insert_rows(&tx, &name, columns.len(), fill)?;
-        tx.commit().map_err(|e| e.to_string())
+        tx.commit().map_err(Error::from)
     }
 
     /// Runs a query of the plan. `input` (the rows of the step before) is the table `_input`;
@@ -661,7 +886,7 @@ impl Store {
         let (columns, types) = shape_of(&statement)?;
         let mut rows = statement.raw_query();
         let mut values = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        while let Some(row) = rows.next()? {
             values.push(
                 (0..columns.len())
                     .map(|i| row.get::<_, Value>(i).unwrap_or(Value::Null))
@@ -700,11 +925,11 @@ impl Store {
             let rows = {
                 let mut insert = tx
                     .prepare(&format!("INSERT INTO {table} {sql}"))
-                    .map_err(|e| missing_table_message(&e.to_string()))?;
+                    .map_err(|e| missing_table(e.into()))?;
                 bind_named(&mut insert, params, &self.stage_params)?;
-                insert.raw_execute().map_err(|e| e.to_string())?
+                insert.raw_execute()?
             };
-            tx.commit().map_err(|e| e.to_string())?;
+            tx.commit()?;
             Ok(Table {
                 name: name.clone(),
                 rows,
@@ -719,7 +944,7 @@ impl Store {
     /// its rows now.
     pub fn table_input(&mut self, table: Table) -> Result<Input, Error> {
         let file =
-            tempfile::tempfile().map_err(|e| format!("cannot make a temporary file: {e}"))?;
+            tempfile::tempfile().map_err(Error::TempFile)?;
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, &file);
         let mut count = 0;
         self.each_row(&table, |row| {
@@ -733,12 +958,12 @@ impl Store {
                     (c.clone(), value::json(&v, ty))
                 })
                 .collect();
-            serde_json::to_writer(&mut out, &object).map_err(|e| e.to_string())?;
-            out.write_all(b"\n").map_err(|e| e.to_string())?;
+            serde_json::to_writer(&mut out, &object)?;
+            out.write_all(b"\n").map_err(Error::Write)?;
             count += 1;
             Ok(())
         })?;
-        out.flush().map_err(|e| e.to_string())?;
+        out.flush().map_err(Error::Write)?;
         drop(out);
         Ok(Input::Ndjson(std::sync::Arc::new(NdjsonFile {
             file,
@@ -773,9 +998,9 @@ impl Store {
             let mut statement = self
                 .conn
                 .prepare(&format!("SELECT * FROM {name}"))
-                .map_err(|e| e.to_string())?;
+                ?;
             let mut rows = statement.raw_query();
-            while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+            while let Some(row) = rows.next()? {
                 each(
                     (0..table.columns.len())
                         .map(|i| row.get::<_, Value>(i).unwrap_or(Value::Null))
@@ -785,7 +1010,7 @@ impl Store {
         }
         self.conn
             .execute_batch(&format!("DROP TABLE {name}"))
-            .map_err(|e| e.to_string())
+            .map_err(Error::from)
     }
 
     /// Drops the tables queries left in this connection: a stage's last result once it is
@@ -798,17 +1023,17 @@ impl Store {
                 .prepare_cached(
                     "SELECT name FROM temp.sqlite_master WHERE type = 'table' AND name LIKE '\\_step\\_%' ESCAPE '\\'",
                 )
-                .map_err(|e| e.to_string())?;
+                ?;
             statement
                 .query_map([], |r| r.get(0))
-                .map_err(|e| e.to_string())?
+                ?
                 .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?
+                ?
         };
         for name in names {
             self.conn
                 .execute_batch(&format!("DROP TABLE temp.{}", quote(&name)))
-                .map_err(|e| e.to_string())?;
+                ?;
         }
         Ok(())
     }
@@ -827,15 +1052,17 @@ impl Store {
         loop {
             let error = match self.conn.prepare(sql) {
                 Ok(statement) => return Ok(statement),
-                Err(e) => e.to_string(),
+                Err(e) => Error::from(e),
             };
-            let fixed = if let Some(table) = error.strip_prefix("no such table: ") {
+            // Which table or column is missing SQLite says only in its message.
+            let message = error.statement_error().unwrap_or_default();
+            let fixed = if let Some(table) = message.strip_prefix("no such table: ") {
                 let table = table.to_string();
                 !tried.contains(&table) && self.load_table_file(&table)? && {
                     tried.push(table);
                     true
                 }
-            } else if let Some(column) = missing_column(&error) {
+            } else if let Some(column) = missing_column(message) {
                 !tried.contains(&column) && self.widen_empty_tables(&column)? && {
                     tried.push(column);
                     true
@@ -844,7 +1071,7 @@ impl Store {
                 false
             };
             if !fixed {
-                return Err(missing_table_message(&error));
+                return Err(missing_table(error));
             }
         }
     }
@@ -862,12 +1089,12 @@ impl Store {
                            AND (SELECT c.name FROM pragma_table_info(m.name, '{schema}') AS c
                                 WHERE c.cid = 0) = ?1"
                     ))
-                    .map_err(|e| e.to_string())?;
+                    ?;
                 statement
                     .query_map([NO_COLUMNS], |r| r.get(0))
-                    .map_err(|e| e.to_string())?
+                    ?
                     .collect::<Result<_, _>>()
-                    .map_err(|e| e.to_string())?
+                    ?
             };
             for table in empty {
                 let has_rows: bool = self
@@ -877,7 +1104,7 @@ impl Store {
                         [],
                         |r| r.get(0),
                     )
-                    .map_err(|e| e.to_string())?;
+                    ?;
                 if has_rows {
                     continue;
                 }
@@ -886,16 +1113,28 @@ impl Store {
                     quote(&table),
                     quote(column)
                 ));
-                // Another stage reading the same rows may have added it first.
-                match added {
-                    Err(e) if !e.to_string().contains("duplicate column name") => {
-                        return Err(e.to_string());
-                    }
-                    _ => widened = true,
+                // Another stage reading the same rows may have added it first: SQLITE_ERROR
+                // says no more than that the statement failed, so SQLite is asked whether the
+                // column is there now.
+                if let Err(e) = added
+                    && !self.has_column(schema, &table, column)?
+                {
+                    return Err(e.into());
                 }
+                widened = true;
             }
         }
         Ok(widened)
+    }
+
+    /// Whether `schema.table` has a column `column` (in any case of ASCII letters, as SQLite
+    /// names go).
+    fn has_column(&self, schema: &str, table: &str, column: &str) -> Result<bool, Error> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1, ?2) WHERE name = ?3 COLLATE NOCASE)",
+            [table, schema, column],
+            |r| r.get(0),
+        )?)
     }
 
     /// All rows of a stage's table.
@@ -926,11 +1165,11 @@ impl Store {
 
     /// Records a key's successful rows.
     pub fn record(&mut self, flow: &str, stage: &str, key: &str, rows: &Rows) -> Result<(), Error> {
-        let text = serde_json::to_string(&rows.to_json_objects()).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string(&rows.to_json_objects())?;
         self.conn
             .execute("INSERT OR REPLACE INTO wvflow_idempotency (flow, stage, key, rows) VALUES (?1, ?2, ?3, ?4)", [flow, stage, key, &text])
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(Error::from)
     }
 
     /// The rows of the `each` items `items` of a stage's step that succeeded in an earlier
@@ -949,11 +1188,11 @@ impl Store {
             "SELECT item, rows FROM run.{} WHERE item >= ?1 AND item < ?2",
             quote(&table)
         );
-        let mut statement = self.conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
+        let mut statement = self.conn.prepare_cached(&sql)?;
         let range = [items.start as i64, items.end as i64];
         let found = statement
             .query_map(range, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-            .map_err(|e| e.to_string())?
+            ?
             .filter_map(Result::ok)
             .map(|(item, text)| {
                 let objects: Vec<serde_json::Map<String, serde_json::Value>> =
@@ -974,7 +1213,7 @@ impl Store {
         rows: &Rows,
     ) -> Result<(), Error> {
         let table = format!("run.{}", quote(&items_table(stage, step)));
-        let text = serde_json::to_string(&rows.to_json_objects()).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string(&rows.to_json_objects())?;
         again_on_schema_change(|| {
             self.conn
                 .execute_batch(&format!(
@@ -987,7 +1226,7 @@ impl Store {
                     )
                 })
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(Error::from)
         })
     }
 
@@ -1009,9 +1248,9 @@ fn shape_of(statement: &rusqlite::Statement) -> Result<(Vec<String>, Vec<ValueTy
         .find(|(i, c)| columns[..*i].iter().any(|d| d.eq_ignore_ascii_case(c)))
         .map(|(_, c)| c)
     {
-        return Err(format!(
-            "the rows would have two columns named `{twice}` (a join of inputs that share column names, whose columns are not known before running): `select` the columns to keep, renaming one with `as`"
-        ));
+        return Err(Error::TwoColumns {
+            column: twice.clone(),
+        });
     }
     let types = statement
         .columns()
@@ -1037,10 +1276,10 @@ fn bind_named(
             .get(&name)
             .or_else(|| stage_params.get(&name))
             .cloned()
-            .ok_or_else(|| format!("no value for parameter `{name}`"))?;
+            .ok_or_else(|| Error::NoParameter { name: name.clone() })?;
         statement
             .raw_bind_parameter(i, value)
-            .map_err(|e| e.to_string())?;
+            ?;
     }
     Ok(())
 }
@@ -1058,12 +1297,12 @@ fn insert_rows(
     let marks: Vec<String> = (1..=width).map(|i| format!("?{i}")).collect();
     let mut insert = tx
         .prepare(&format!("INSERT INTO {name} VALUES ({})", marks.join(", ")))
-        .map_err(|e| e.to_string())?;
+        ?;
     fill(&mut |row| {
         insert
             .execute(params_from_iter(row.iter()))
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(Error::from)
     })
 }
 
@@ -1099,7 +1338,9 @@ fn again_on_schema_change<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<
     let mut tries = 0;
     loop {
         match f() {
-            Err(e) if e.contains("database schema has changed") && tries < 20 => tries += 1,
+            Err(e) if e.code() == Some(rusqlite::ErrorCode::SchemaChanged) && tries < 20 => {
+                tries += 1
+            }
             other => return other,
         }
     }
@@ -1118,12 +1359,16 @@ fn missing_column(error: &str) -> Option<String> {
 }
 
 /// SQLite says "no such table: run.file:x"; say what the user can do about it.
-fn missing_table_message(error: &str) -> String {
-    match error.split_once("no such table: ") {
-        Some((_, table)) => format!(
-            "no table `{table}`: save it with `save to {table}` in an earlier run, or put `{table}.csv`, `.json` or `.ndjson` beside the flow"
-        ),
-        None => error.to_string(),
+fn missing_table(error: Error) -> Error {
+    let table = error
+        .statement_error()
+        .and_then(|message| message.split_once("no such table: "))
+        .map(|(_, table)| table);
+    match table {
+        Some(table) => Error::NoSuchTable {
+            table: table.to_string(),
+        },
+        None => error,
     }
 }
 
@@ -1136,6 +1381,69 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect()
+    }
+
+    #[test]
+    fn a_table_or_column_another_stage_made_first_is_found_by_asking_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "x\n1\n").unwrap();
+        let store = Store::in_memory(dir.path()).unwrap();
+        // Made first by "another stage": creating it again is not an error, and nothing is
+        // loaded twice.
+        store
+            .conn
+            .execute_batch(r#"CREATE TABLE run."file:a.csv" (x)"#)
+            .unwrap();
+        store
+            .load_data_file("run", "file:a.csv", &dir.path().join("a.csv"))
+            .unwrap();
+        let rows: i64 = store
+            .conn
+            .query_row(r#"SELECT count(*) FROM run."file:a.csv""#, [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+        // Any other error of the statement stays one, with SQLite's code.
+        let Err(error) =
+            store.begin_creating("nowhere", "t", &["x".to_string()], &[ValueType::Any])
+        else {
+            panic!("no schema `nowhere`");
+        };
+        assert_eq!(error.code(), Some(rusqlite::ErrorCode::Unknown));
+        assert!(error.to_string().contains("nowhere"), "{error}");
+        // A column of an empty table added by another stage first.
+        store
+            .conn
+            .execute_batch(&format!("CREATE TABLE temp.e ({NO_COLUMNS}, ok)"))
+            .unwrap();
+        assert!(store.has_column("temp", "e", "OK").unwrap());
+        assert!(!store.has_column("temp", "e", "missing").unwrap());
+    }
+
+    #[test]
+    fn a_changed_schema_is_tried_again_by_its_code() {
+        let changed = || Error::Sqlite {
+            code: Some(rusqlite::ErrorCode::SchemaChanged),
+            extended: Some(rusqlite::ffi::SQLITE_SCHEMA),
+            message: "anything".into(),
+        };
+        let mut tries = 0;
+        let done = again_on_schema_change(|| {
+            tries += 1;
+            if tries < 3 { Err(changed()) } else { Ok(tries) }
+        });
+        assert_eq!(done.unwrap(), 3);
+        // The same words with another code are not retried.
+        let mut tries = 0;
+        let done: Result<(), Error> = again_on_schema_change(|| {
+            tries += 1;
+            Err(Error::Sqlite {
+                code: Some(rusqlite::ErrorCode::Unknown),
+                extended: Some(rusqlite::ffi::SQLITE_ERROR),
+                message: "database schema has changed".into(),
+            })
+        });
+        assert!(done.is_err());
+        assert_eq!(tries, 1);
     }
 
     #[test]
@@ -1256,6 +1564,6 @@ mod tests {
         let missing = store
             .query("SELECT * FROM \"nowhere\"", &BTreeMap::new(), None)
             .unwrap_err();
-        assert!(missing.starts_with("no table `nowhere`"), "{missing}");
+        assert!(missing.to_string().starts_with("no table `nowhere`"), "{missing}");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use wvflow::check::Index;
 use wvflow::plan::lower;
-use wvflow::runtime::activity::Request;
+use wvflow::runtime::activity::{AttemptFailure, Request};
 use wvflow::runtime::clock::ManualClock;
 use wvflow::runtime::engine::{Context, ScriptedLauncher, Summary, execute};
 use wvflow::runtime::retry::{Outcome, SeededRandom};
@@ -146,10 +146,10 @@ fn ok(json: &str) -> Outcome<Rows> {
 }
 
 fn fail(code: i32) -> Outcome<Rows> {
-    Outcome::Failure {
-        error: format!("exit {code}"),
+    Outcome::Failure(AttemptFailure::Said {
+        message: format!("exit {code}"),
         exit_code: Some(code),
-    }
+    })
 }
 
 fn states(summary: &Summary) -> BTreeMap<&str, &str> {

@@ -99,7 +99,7 @@ fn locate(db: Option<PathBuf>, workspace: Option<PathBuf>) -> Result<PathBuf, St
 
 /// The database, opened for the run store.
 fn open(db: &Path) -> Result<rusqlite::Connection, String> {
-    schema::open(db)
+    Ok(schema::open(db)?)
 }
 
 /// A run that must exist.

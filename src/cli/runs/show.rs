@@ -63,7 +63,7 @@ pub fn rows(db: &Path, args: RowsArgs) -> Result<u8, String> {
         RowsFormat::Table => rows_text::table(&rows),
         RowsFormat::Json => rows_text::json(&rows),
         RowsFormat::Ndjson => rows_text::ndjson(&rows),
-        RowsFormat::Csv => rows_text::csv(&rows)?,
+        RowsFormat::Csv => rows_text::csv(&rows).map_err(|e| e.to_string())?,
     };
     out!("{text}");
     Ok(exit::OK)

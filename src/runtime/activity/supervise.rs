@@ -2,7 +2,7 @@
 //! stdout spooled and its non-row lines logged, stderr logged and its tail kept), the watch
 //! (exit, cancel, timeout, heartbeat), and the outcome classified from what they saw.
 
-use super::{AttemptEvent, LOG_CAP, Request};
+use super::{AttemptEvent, AttemptFailure, LOG_CAP, Request};
 use crate::runtime::output::{Output, Spool, Spooled};
 use crate::runtime::retry::Outcome;
 use crate::runtime::spawn::Process;
@@ -206,7 +206,13 @@ fn read_stderr(
 struct Watched {
     status: Option<std::process::ExitStatus>,
     cancelled: bool,
-    killed: Option<String>,
+    killed: Option<Killed>,
+}
+
+/// Why the watch stopped the attempt, and the limit it ran past.
+enum Killed {
+    TimedOut(Duration),
+    NoHeartbeat(Duration),
 }
 
 /// Waits for the program's exit, handing its log on as it grows; a cancel, a timeout or a
@@ -237,11 +243,11 @@ fn watch(
         } else if let Some(limit) = request.timeout
             && elapsed >= limit
         {
-            killed = Some(format!("timed out after {}", crate::human::duration(limit)));
+            killed = Some(Killed::TimedOut(limit));
         } else if let Some(beat) = request.heartbeat {
             let last = Duration::from_millis(last_sign.load(Ordering::Relaxed));
             if elapsed - last >= beat {
-                killed = Some(format!("no heartbeat for {}", crate::human::duration(beat)));
+                killed = Some(Killed::NoHeartbeat(beat));
             }
         }
         if cancelled || killed.is_some() {
@@ -264,54 +270,46 @@ fn classify(request: &Request, watched: Watched, kept: Kept) -> Outcome<Output> 
         return Outcome::Cancelled;
     }
     if let Some(why) = watched.killed {
-        let error = if tail.is_empty() {
-            why
-        } else {
-            format!("{why}: {tail}")
-        };
-        return Outcome::Failure {
-            error,
-            exit_code: None,
-        };
+        let tail = tail.to_string();
+        return Outcome::Failure(match why {
+            Killed::TimedOut(after) => AttemptFailure::TimedOut { after, tail },
+            Killed::NoHeartbeat(after) => AttemptFailure::NoHeartbeat { after, tail },
+        });
     }
     match watched.status {
         Some(s) if s.success() => match (kept.spool, kept.spool_error) {
             (Some(spool), None) => match Spooled::scan(spool) {
                 Ok(spooled) => Outcome::Success(Output::Spooled(spooled)),
-                Err(error) => Outcome::Failure {
-                    error,
-                    exit_code: Some(0),
-                },
+                Err(scan) => Outcome::Failure(AttemptFailure::Output {
+                    activity: request.activity.clone(),
+                    why: None,
+                    scan: Some(scan),
+                }),
             },
-            (_, why) => Outcome::Failure {
-                error: format!(
-                    "cannot keep the output of `{}`: {}",
-                    request.activity,
-                    why.unwrap_or_else(|| "the temporary file was lost".into())
-                ),
-                exit_code: Some(0),
-            },
+            (_, why) => Outcome::Failure(AttemptFailure::Output {
+                activity: request.activity.clone(),
+                why,
+                scan: None,
+            }),
         },
         Some(s) => {
-            let code = s.code();
-            let error = if tail.is_empty() {
-                format!(
-                    "`{}` exited with {}",
-                    request.activity,
-                    code.map_or("a signal".into(), |c| format!("code {c}"))
-                )
-            } else {
-                tail.to_string()
-            };
-            Outcome::Failure {
-                error,
-                exit_code: code,
-            }
+            let (activity, tail) = (request.activity.clone(), tail.to_string());
+            Outcome::Failure(match s.code() {
+                Some(code) => AttemptFailure::Exited {
+                    activity,
+                    code,
+                    tail,
+                },
+                None => AttemptFailure::Signalled {
+                    activity,
+                    signal: std::os::unix::process::ExitStatusExt::signal(&s),
+                    tail,
+                },
+            })
         }
-        None => Outcome::Failure {
-            error: format!("lost track of `{}`", request.activity),
-            exit_code: None,
-        },
+        None => Outcome::Failure(AttemptFailure::Lost {
+            activity: request.activity.clone(),
+        }),
     }
 }
 

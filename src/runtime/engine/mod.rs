@@ -145,7 +145,7 @@ pub struct AttemptEnd<'a> {
     /// `success`, `failed` or `cancelled`.
     pub state: StageState,
     pub exit_code: Option<i32>,
-    pub error: Option<&'a str>,
+    pub error: Option<&'a crate::runtime::activity::AttemptFailure>,
 }
 
 /// Which attempt of which activity call.
@@ -239,7 +239,7 @@ pub trait FlowRunner: Sync {
         cancel: Arc<AtomicBool>,
         parent_close: ParentClose,
         timeout: Option<Duration>,
-    ) -> Result<Summary, String>;
+    ) -> Result<Summary, crate::runtime::launch::Error>;
 }
 
 /// Runs the plan: ready stages in parallel (at most `max_parallel`, lower `priority` first),
@@ -416,10 +416,10 @@ pub(crate) fn launch_reported(
             exit_code: Some(0),
             error: None,
         },
-        Outcome::Failure { error, exit_code } => AttemptEnd {
+        Outcome::Failure(failure) => AttemptEnd {
             state: StageState::Failed,
-            exit_code: *exit_code,
-            error: Some(error),
+            exit_code: failure.exit_code(),
+            error: Some(failure),
         },
         Outcome::Cancelled => AttemptEnd {
             state: StageState::Cancelled,
@@ -522,7 +522,7 @@ impl<F: Fn(&Request) -> Outcome<Rows> + Send + Sync> Launcher for ScriptedLaunch
     ) -> Outcome<Output> {
         match (self.0)(request) {
             Outcome::Success(rows) => Outcome::Success(Output::Rows(rows)),
-            Outcome::Failure { error, exit_code } => Outcome::Failure { error, exit_code },
+            Outcome::Failure(failure) => Outcome::Failure(failure),
             Outcome::Cancelled => Outcome::Cancelled,
         }
     }

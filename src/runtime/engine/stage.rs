@@ -3,7 +3,7 @@
 
 use super::{Attempt, Context, Jump, StageSummary};
 use crate::plan::ir::*;
-use crate::runtime::activity::{CommandLine, Request, command_line};
+use crate::runtime::activity::{AttemptFailure, CommandLine, Request, command_line};
 use crate::runtime::error::{RowReader, StageError};
 use crate::runtime::input::Input;
 use crate::runtime::output::{Data, Output};
@@ -40,7 +40,7 @@ pub(super) fn run_stage(
         }
         Err(e) => StageSummary {
             attempts: 1,
-            error: Some(e),
+            error: Some(e.to_string()),
             ..StageSummary::new(stage, StageState::Failed)
         },
     }
@@ -54,7 +54,7 @@ fn branch_not_taken(
     store: &mut Store,
     ctx: &Context,
     states: &BTreeMap<String, StageState>,
-) -> Result<bool, String> {
+) -> Result<bool, crate::runtime::store::Error> {
     for input in &stage.routed_from {
         if states.get(&input.route) != Some(&StageState::Success) {
             continue;
@@ -136,7 +136,7 @@ fn run_stage_on(
     let key = match stage_key(stage, store, ctx) {
         Ok(key) => key,
         Err(e) => {
-            summary.error = Some(e);
+            summary.error = Some(e.to_string());
             return summary;
         }
     };
@@ -215,7 +215,11 @@ fn set_stage_params(store: &mut Store, start: &Started) {
 /// The stage's idempotency key, when it is evaluated before the stage runs: over the run's
 /// values alone. Each item of an `each` stage has a key of its own, evaluated over its row; a
 /// key that reads the input's row waits for it ([`StageRun::key_over_input`]).
-fn stage_key(stage: &StagePlan, store: &mut Store, ctx: &Context) -> Result<Option<String>, String> {
+fn stage_key(
+    stage: &StagePlan,
+    store: &mut Store,
+    ctx: &Context,
+) -> Result<Option<String>, StageError> {
     let Some(sql) = &stage.idempotency_key else {
         return Ok(None);
     };
@@ -224,7 +228,7 @@ fn stage_key(stage: &StagePlan, store: &mut Store, ctx: &Context) -> Result<Opti
     }
     let rows = store
         .query(&format!("SELECT {}", sql.text), &ctx.params, None)
-        .map_err(|e| format!("cannot evaluate the idempotency key: {e}"))?;
+        .map_err(|e| StageError::Data(format!("cannot evaluate the idempotency key: {e}")))?;
     Ok(rows
         .first_value()
         .filter(|v| **v != Value::Null)
@@ -480,21 +484,17 @@ impl StageRun<'_, '_> {
     }
 
     /// The milliseconds of `wait(expression)`: a duration, or an error saying what it was.
-    fn wait_duration(&mut self, sql: &Sql) -> Result<u64, String> {
+    fn wait_duration(&mut self, sql: &Sql) -> Result<u64, StageError> {
         let rows = self.query(&format!("SELECT {}", sql.text), None)?;
+        let not_one = |found: String, negative: bool| StageError::NotADuration { found, negative };
         match rows.first_value() {
             Some(Value::Integer(ms)) if *ms >= 0 => Ok(*ms as u64),
             Some(Value::Real(ms)) if *ms >= 0.0 => Ok(ms.round() as u64),
-            Some(Value::Integer(ms)) => Err(format!(
-                "`wait` needs a duration of zero or more, and its duration is {}",
-                crate::value::duration_text(*ms)
-            )),
-            Some(Value::Null) | None => {
-                Err("`wait` needs a duration, and its duration is null".to_string())
-            }
-            Some(other) => Err(format!(
-                "`wait` needs a duration, and its duration is {}",
-                crate::value::text(other, crate::value::ValueType::Any)
+            Some(Value::Integer(ms)) => Err(not_one(crate::value::duration_text(*ms), true)),
+            Some(Value::Null) | None => Err(not_one("null".to_string(), false)),
+            Some(other) => Err(not_one(
+                crate::value::text(other, crate::value::ValueType::Any),
+                false,
             )),
         }
     }
@@ -504,7 +504,11 @@ impl StageRun<'_, '_> {
         self.store.rows(data).map_err(|e| (e.into(), 1))
     }
 
-    fn query(&mut self, sql: &str, input: Option<&Rows>) -> Result<Rows, String> {
+    fn query(
+        &mut self,
+        sql: &str,
+        input: Option<&Rows>,
+    ) -> Result<Rows, crate::runtime::store::Error> {
         self.store.query(sql, &self.ctx.params, input)
     }
 
@@ -513,7 +517,7 @@ impl StageRun<'_, '_> {
         &mut self,
         invocation: &Invocation,
         per_row: Option<&Rows>,
-    ) -> Result<BTreeMap<String, Value>, String> {
+    ) -> Result<BTreeMap<String, Value>, crate::runtime::store::Error> {
         bind_one(self.store, &invocation.bindings, &self.ctx.params, per_row)
     }
 
@@ -521,7 +525,7 @@ impl StageRun<'_, '_> {
         &mut self,
         invocation: &Invocation,
         per_row: Option<&Rows>,
-    ) -> Result<Vec<BTreeMap<String, Value>>, String> {
+    ) -> Result<Vec<BTreeMap<String, Value>>, crate::runtime::store::Error> {
         bind(self.store, &invocation.bindings, &self.ctx.params, per_row)
     }
 
@@ -548,7 +552,10 @@ impl StageRun<'_, '_> {
 
     /// The idempotency key of each input row of an `each` stage, as text; `None` for a row
     /// whose key is null, or when the stage has no per-item key.
-    fn item_keys(&mut self, input: &Rows) -> Result<Vec<Option<String>>, String> {
+    fn item_keys(
+        &mut self,
+        input: &Rows,
+    ) -> Result<Vec<Option<String>>, crate::runtime::store::Error> {
         let Some(sql) = self
             .stage
             .idempotency_key
@@ -672,7 +679,7 @@ impl StageRun<'_, '_> {
             retry::Finished {
                 result: done
                     .result
-                    .and_then(|o| o.into_rows().map_err(StageError::Data)),
+                    .and_then(|o| o.into_rows().map_err(StageError::from)),
                 attempts: done.attempts,
             }
         };
@@ -726,7 +733,7 @@ impl StageRun<'_, '_> {
         Ok(retry::Finished {
             result: done
                 .result
-                .and_then(|o| o.into_rows().map_err(StageError::Data)),
+                .and_then(|o| o.into_rows().map_err(StageError::from)),
             attempts: done.attempts,
         })
     }
@@ -777,13 +784,16 @@ impl StageRun<'_, '_> {
                         parent_close,
                         timeout,
                     );
-                    match ran.and_then(|summary| child_rows(&summary)) {
+                    let rows = ran
+                        .map_err(StageError::from)
+                        .and_then(|summary| child_rows(&summary));
+                    match rows {
                         Ok(rows) => retry::Outcome::Success(rows),
                         Err(_) if cancel.load(Ordering::Relaxed) => retry::Outcome::Cancelled,
-                        Err(error) => retry::Outcome::Failure {
-                            error,
+                        Err(error) => retry::Outcome::Failure(AttemptFailure::Said {
+                            message: error.to_string(),
                             exit_code: None,
-                        },
+                        }),
                     }
                 },
                 |_, _| {},
@@ -870,13 +880,17 @@ impl StageRun<'_, '_> {
     ) -> Result<Rows, StepError> {
         if fan.keep_failed {
             self.keep_failed(input, &failed)
-                .map_err(|e| (e.into(), 1))?;
+                .map_err(|e| (e, 1))?;
         }
         rows.map_err(|e| (e, self.attempts))
     }
 
     /// `failed(stage)`: each failed item's index, exit code and error, then its input row.
-    fn keep_failed(&mut self, input: &Rows, failed: &[(usize, StageError)]) -> Result<(), String> {
+    fn keep_failed(
+        &mut self,
+        input: &Rows,
+        failed: &[(usize, StageError)],
+    ) -> Result<(), StageError> {
         use crate::check::shapes::FAILED_COLUMNS;
         no_failure_column(&self.stage.id, &input.columns)?;
         let values = failed
@@ -899,19 +913,18 @@ impl StageRun<'_, '_> {
                 .collect(),
             values,
         };
-        self.store.write_table(
+        Ok(self.store.write_table(
             "run",
             &crate::plan::sql::failed_table(&self.stage.id),
             &rows,
-        )
+        )?)
     }
 
     /// Loads each watched file into its table as the file is now.
     fn reload(&mut self, watched: &[crate::plan::ir::WatchedFile]) -> Result<(), StageError> {
         for file in watched {
             self.store
-                .reload_file(&file.table, &file.path)
-                .map_err(StageError::Data)?;
+                .reload_file(&file.table, &file.path)?;
         }
         Ok(())
     }
@@ -1008,15 +1021,16 @@ fn failed_row(index: usize, error: &StageError, row: Vec<Value>) -> Vec<Value> {
 }
 
 /// `failed(stage)` adds its own columns to the items': none may have one of their names.
-fn no_failure_column(stage: &str, columns: &[String]) -> Result<(), String> {
+fn no_failure_column(stage: &str, columns: &[String]) -> Result<(), StageError> {
     use crate::check::shapes::FAILED_COLUMNS;
     match columns
         .iter()
         .find(|c| FAILED_COLUMNS.iter().any(|(name, _)| name == c))
     {
-        Some(same) => Err(format!(
-            "the items have a column `{same}`, as `failed({stage})` has: rename it with `select ... as`"
-        )),
+        Some(same) => Err(StageError::FailureColumn {
+            stage: stage.to_string(),
+            column: same.clone(),
+        }),
         None => Ok(()),
     }
 }
@@ -1075,7 +1089,7 @@ impl Occupancy {
 }
 
 /// A child run's final rows ([`super::Summary::outputs`]); an error when it did not succeed.
-fn child_rows(summary: &super::Summary) -> Result<Rows, String> {
+fn child_rows(summary: &super::Summary) -> Result<Rows, StageError> {
     if summary.state != RunState::Success {
         let cause = summary.stages.iter().find_map(|s| s.error.clone());
         return Err(StageError::ChildRun {
@@ -1083,12 +1097,16 @@ fn child_rows(summary: &super::Summary) -> Result<Rows, String> {
             flow: summary.flow.clone(),
             state: summary.state,
             cause,
-        }
-        .to_string());
+        });
     }
     match &summary.outputs {
         Some((run_db, stages)) => Store::rows_of_run(run_db, stages)
-            .map_err(|e| format!("cannot read the rows of child run {}: {e}", summary.run_id)),
+            .map_err(|e| {
+                StageError::Data(format!(
+                    "cannot read the rows of child run {}: {e}",
+                    summary.run_id
+                ))
+            }),
         // A child left to run on its own (`parent_close: abandon`) has no rows here.
         None => Ok(Rows::default()),
     }
@@ -1102,7 +1120,7 @@ pub fn bind(
     bindings: &[Binding],
     params: &BTreeMap<String, Value>,
     per_row: Option<&Rows>,
-) -> Result<Vec<BTreeMap<String, Value>>, String> {
+) -> Result<Vec<BTreeMap<String, Value>>, crate::runtime::store::Error> {
     if bindings.is_empty() {
         return Ok(vec![BTreeMap::new(); per_row.map_or(1, Rows::len)]);
     }
@@ -1134,7 +1152,7 @@ pub fn bind_one(
     bindings: &[Binding],
     params: &BTreeMap<String, Value>,
     row: Option<&Rows>,
-) -> Result<BTreeMap<String, Value>, String> {
+) -> Result<BTreeMap<String, Value>, crate::runtime::store::Error> {
     Ok(bind(store, bindings, params, row)?
         .into_iter()
         .next()

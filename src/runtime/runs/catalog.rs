@@ -8,6 +8,87 @@ use crate::runtime::engine::{CompensationSummary, StageSummary};
 use crate::runtime::state::{RunState, StageState};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+/// Why the run store could not be read. `Display` gives the message users see.
+#[derive(Debug)]
+pub enum Error {
+    /// SQLite refused (its code is in the error).
+    Sqlite(rusqlite::Error),
+    /// A run's stored plan is not one this wvflow reads.
+    StoredPlan {
+        run_id: String,
+        json: serde_json::Error,
+    },
+    /// No run of this id.
+    NoRun { run_id: String },
+    /// The run has no stage of this name; `closest` is the name meant, maybe.
+    NoStage {
+        run_id: String,
+        stage: String,
+        closest: Option<String>,
+    },
+    /// The stage's rows were asked for, and it did not succeed.
+    NotSucceeded {
+        run_id: String,
+        stage: String,
+        state: StageState,
+    },
+    /// The stage's rows could not be read from the run's database.
+    Rows(crate::runtime::store::Error),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Sqlite(e)
+    }
+}
+
+impl From<crate::runtime::store::Error> for Error {
+    fn from(e: crate::runtime::store::Error) -> Self {
+        Error::Rows(e)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Sqlite(e) => write!(f, "{e}"),
+            Error::StoredPlan { run_id, json } => {
+                write!(f, "the stored plan of run {run_id}: {json}")
+            }
+            Error::NoRun { run_id } => write!(f, "no run `{run_id}`"),
+            Error::NoStage {
+                run_id,
+                stage,
+                closest,
+            } => {
+                write!(f, "run {run_id} has no stage `{stage}`")?;
+                match closest {
+                    Some(name) => write!(f, " (did you mean `{name}`?)"),
+                    None => Ok(()),
+                }
+            }
+            Error::NotSucceeded {
+                run_id,
+                stage,
+                state,
+            } => write!(
+                f,
+                "stage `{stage}` of run {run_id} is {state}: only a stage that succeeded has rows"
+            ),
+            Error::Rows(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Callers that still report errors as text.
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
+
 /// One run as recorded.
 #[derive(Clone, Debug)]
 pub struct RunRow {
@@ -160,19 +241,19 @@ impl RunRow {
     }
 }
 
-pub fn run_in(conn: &Connection, run_id: &str) -> Result<Option<RunRow>, String> {
+pub fn run_in(conn: &Connection, run_id: &str) -> Result<Option<RunRow>, Error> {
     conn.query_row(
         &format!("SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE run_id = ?1"),
         [run_id],
         run_row,
     )
     .optional()
-    .map_err(|e| e.to_string())
+    .map_err(Error::from)
 }
 
 /// The latest run of a flow (the one created last) that was not skipped: a skipped run ran
 /// nothing, so it neither ends anything nor uses up a dependency.
-pub fn latest(conn: &Connection, flow: &str) -> Result<Option<RunRow>, String> {
+pub fn latest(conn: &Connection, flow: &str) -> Result<Option<RunRow>, Error> {
     conn.query_row(
         &format!(
             "SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE flow = ?1 AND state <> 'skipped'
@@ -182,7 +263,7 @@ pub fn latest(conn: &Connection, flow: &str) -> Result<Option<RunRow>, String> {
         run_row,
     )
     .optional()
-    .map_err(|e| e.to_string())
+    .map_err(Error::from)
 }
 
 /// Why `flow` may not run now: each flow it `depends on` must have a latest run that
@@ -191,7 +272,7 @@ pub fn unmet_dependency(
     conn: &Connection,
     flow: &str,
     depends_on: &[String],
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Error> {
     let mine = latest(conn, flow)?;
     for dependency in depends_on {
         let Some(theirs) = latest(conn, dependency)? else {
@@ -218,29 +299,29 @@ pub fn unmet_dependency(
 
 /// The run `flow` already has for this `run_time` (a skipped one does not count): a schedule
 /// window runs once.
-pub fn run_at(conn: &Connection, flow: &str, run_time: &str) -> Result<Option<String>, String> {
+pub fn run_at(conn: &Connection, flow: &str, run_time: &str) -> Result<Option<String>, Error> {
     conn.query_row(
         "SELECT run_id FROM wvflow_runs WHERE flow = ?1 AND run_time = ?2 AND state <> 'skipped' LIMIT 1",
         [flow, run_time],
         |r| r.get(0),
     )
     .optional()
-    .map_err(|e| e.to_string())
+    .map_err(Error::from)
 }
 
 /// Runs that ended after event `after_seq` (a `run_finished` event), in the order they
 /// ended, with the sequence number of each end. Event numbers follow commit order.
-pub fn ended_since(conn: &Connection, after_seq: i64) -> Result<Vec<(i64, RunRow)>, String> {
+pub fn ended_since(conn: &Connection, after_seq: i64) -> Result<Vec<(i64, RunRow)>, Error> {
     let mut statement = conn
         .prepare(
             "SELECT seq, run_id FROM wvflow_events WHERE kind = 'run_finished' AND seq > ?1 ORDER BY seq",
         )
-        .map_err(|e| e.to_string())?;
+        ?;
     let ends: Vec<(i64, String)> = statement
         .query_map([after_seq], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(|e| e.to_string())?
+        ?
         .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+        ?;
     let mut runs = Vec::new();
     for (seq, run_id) in ends {
         if let Some(run) = run_in(conn, &run_id)? {
@@ -251,23 +332,26 @@ pub fn ended_since(conn: &Connection, after_seq: i64) -> Result<Vec<(i64, RunRow
 }
 
 /// The newest event number: where a reader of [`ended_since`] starts.
-pub fn last_event(conn: &Connection) -> Result<i64, String> {
+pub fn last_event(conn: &Connection) -> Result<i64, Error> {
     conn.query_row("SELECT coalesce(max(seq), 0) FROM wvflow_events", [], |r| {
         r.get(0)
     })
-    .map_err(|e| e.to_string())
+    .map_err(Error::from)
 }
 
 /// The plan a run started with.
-pub fn plan_of(conn: &Connection, run_id: &str) -> Result<Plan, String> {
+pub fn plan_of(conn: &Connection, run_id: &str) -> Result<Plan, Error> {
     let text: String = conn
         .query_row(
             "SELECT plan FROM wvflow_runs WHERE run_id = ?1",
             [run_id],
             |r| r.get(0),
         )
-        .map_err(|e| e.to_string())?;
-    serde_json::from_str(&text).map_err(|e| format!("the stored plan of run {run_id}: {e}"))
+        ?;
+    serde_json::from_str(&text).map_err(|e| Error::StoredPlan {
+        run_id: run_id.to_string(),
+        json: e,
+    })
 }
 
 /// The first run that process `pid` of this host owns and recorded at `since_ms` or later
@@ -276,7 +360,7 @@ pub fn run_started_by(
     conn: &Connection,
     pid: u32,
     since_ms: i64,
-) -> Result<Option<RunRow>, String> {
+) -> Result<Option<RunRow>, Error> {
     conn.query_row(
         &format!(
             "SELECT {RUN_COLUMNS} FROM wvflow_runs
@@ -287,7 +371,7 @@ pub fn run_started_by(
         run_row,
     )
     .optional()
-    .map_err(|e| e.to_string())
+    .map_err(Error::from)
 }
 
 /// Which runs to list.
@@ -300,22 +384,22 @@ pub struct Filter {
 }
 
 /// Runs, newest first.
-pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<RunRow>, String> {
+pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<RunRow>, Error> {
     let mut statement = conn
         .prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE (?1 IS NULL OR flow = ?1)
              ORDER BY created_at DESC, rowid DESC"
         ))
-        .map_err(|e| e.to_string())?;
+        ?;
     let rows = statement
         .query_map(params![filter.flow], run_row)
-        .map_err(|e| e.to_string())?;
+        ?;
     let mut runs = Vec::new();
     if filter.limit == Some(0) {
         return Ok(runs);
     }
     for row in rows {
-        let row = row.map_err(|e| e.to_string())?;
+        let row = row?;
         if let Some(wanted) = &filter.state {
             let shown = row.display_state();
             let stale = shown == ShownState::Stale;
@@ -372,8 +456,8 @@ fn time(ms: Option<i64>) -> Option<String> {
 }
 
 /// The run's stages in plan order, each with its attempts.
-pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> {
-    let e = |e: rusqlite::Error| e.to_string();
+pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, Error> {
+    let e = Error::from;
     let mut attempts: std::collections::BTreeMap<String, Vec<AttemptRow>> = Default::default();
     let mut statement = conn
         .prepare(
@@ -445,7 +529,7 @@ pub fn stages(conn: &Connection, run_id: &str) -> Result<Vec<StageRow>, String> 
 }
 
 /// When a retrying stage's next attempt starts, from its latest `stage_retrying` event.
-fn next_attempt(conn: &Connection, run_id: &str, stage: &str) -> Result<Option<String>, String> {
+fn next_attempt(conn: &Connection, run_id: &str, stage: &str) -> Result<Option<String>, Error> {
     let detail: Option<String> = conn
         .query_row(
             "SELECT detail FROM wvflow_events WHERE run_id = ?1 AND stage = ?2 AND kind = 'stage_retrying'
@@ -454,7 +538,7 @@ fn next_attempt(conn: &Connection, run_id: &str, stage: &str) -> Result<Option<S
             |r| r.get(0),
         )
         .optional()
-        .map_err(|e| e.to_string())?;
+        ?;
     Ok(detail
         .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
         .and_then(|d| d["next_attempt_at_ms"].as_i64())
@@ -462,13 +546,13 @@ fn next_attempt(conn: &Connection, run_id: &str, stage: &str) -> Result<Option<S
 }
 
 /// Compensations in the order they ran.
-pub fn compensations(conn: &Connection, run_id: &str) -> Result<Vec<CompensationSummary>, String> {
+pub fn compensations(conn: &Connection, run_id: &str) -> Result<Vec<CompensationSummary>, Error> {
     let mut statement = conn
         .prepare(
             "SELECT stage, activity, state, attempts, error FROM wvflow_compensations
              WHERE run_id = ?1 ORDER BY position, finished_at, rowid",
         )
-        .map_err(|e| e.to_string())?;
+        ?;
     let rows = statement
         .query_map([run_id], |r| {
             Ok(CompensationSummary {
@@ -479,8 +563,8 @@ pub fn compensations(conn: &Connection, run_id: &str) -> Result<Vec<Compensation
                 error: r.get(4)?,
             })
         })
-        .map_err(|e| e.to_string())?;
-    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+        ?;
+    rows.collect::<Result<_, _>>().map_err(Error::from)
 }
 
 /// A signal sent to a run: its name, its value as stored, and when it was sent.
@@ -492,10 +576,10 @@ pub struct SignalRow {
 }
 
 /// The signals sent to a run, in the order they were sent.
-pub fn signals(conn: &Connection, run_id: &str) -> Result<Vec<SignalRow>, String> {
+pub fn signals(conn: &Connection, run_id: &str) -> Result<Vec<SignalRow>, Error> {
     let mut statement = conn
         .prepare("SELECT name, value, at FROM wvflow_signals WHERE run_id = ?1 ORDER BY seq")
-        .map_err(|e| e.to_string())?;
+        ?;
     let rows = statement
         .query_map([run_id], |r| {
             Ok(SignalRow {
@@ -504,22 +588,22 @@ pub fn signals(conn: &Connection, run_id: &str) -> Result<Vec<SignalRow>, String
                 at: r.get(2)?,
             })
         })
-        .map_err(|e| e.to_string())?;
-    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+        ?;
+    rows.collect::<Result<_, _>>().map_err(Error::from)
 }
 
 /// Runs started by this one: `call` children (`column = "parent_run"`) or jump targets
 /// (`"jumped_from"`), oldest first.
-pub fn related(conn: &Connection, run_id: &str, column: &str) -> Result<Vec<RunRow>, String> {
+pub fn related(conn: &Connection, run_id: &str, column: &str) -> Result<Vec<RunRow>, Error> {
     let mut statement = conn
         .prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM wvflow_runs WHERE {column} = ?1 ORDER BY created_at, rowid"
         ))
-        .map_err(|e| e.to_string())?;
+        ?;
     let rows = statement
         .query_map([run_id], run_row)
-        .map_err(|e| e.to_string())?;
-    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+        ?;
+    rows.collect::<Result<_, _>>().map_err(Error::from)
 }
 
 /// Which finished runs `runs clean` removes.
@@ -536,11 +620,11 @@ pub struct Retention {
 
 /// Removes runs per the retention rules, with their rows and run databases; never the
 /// latest finished run of a flow. Returns the removed run ids.
-pub fn clean(conn: &mut Connection, rules: &Retention) -> Result<Vec<String>, String> {
+pub fn clean(conn: &mut Connection, rules: &Retention) -> Result<Vec<String>, Error> {
     // Decide and delete in one immediate transaction: a run resumed meanwhile is not removed.
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
+        ?;
     let filter = Filter {
         flow: rules.flow.clone(),
         ..Filter::default()
@@ -594,10 +678,10 @@ pub fn clean(conn: &mut Connection, rules: &Retention) -> Result<Vec<String>, St
                 &format!("DELETE FROM {table} WHERE run_id = ?1"),
                 [&run.run_id],
             )
-            .map_err(|e| e.to_string())?;
+            ?;
         }
     }
-    tx.commit().map_err(|e| e.to_string())?;
+    tx.commit()?;
     for run in &doomed {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", run.run_db));
@@ -613,23 +697,31 @@ pub fn output_rows(
     run_id: &str,
     stage: &str,
     limit: Option<u64>,
-) -> Result<crate::runtime::store::Rows, String> {
-    let run = run_in(conn, run_id)?.ok_or_else(|| format!("no run `{run_id}`"))?;
+) -> Result<crate::runtime::store::Rows, Error> {
+    let run = run_in(conn, run_id)?.ok_or_else(|| Error::NoRun {
+        run_id: run_id.to_string(),
+    })?;
     let stages = stages(conn, run_id)?;
     let Some(found) = stages.iter().find(|s| s.summary.stage == stage) else {
         let names = stages.iter().map(|s| s.summary.stage.as_str());
-        let hint = crate::diagnostics::suggest::closest(stage, names)
-            .map(|n| format!(" (did you mean `{n}`?)"))
-            .unwrap_or_default();
-        return Err(format!("run {run_id} has no stage `{stage}`{hint}"));
+        return Err(Error::NoStage {
+            run_id: run_id.to_string(),
+            stage: stage.to_string(),
+            closest: crate::diagnostics::suggest::closest(stage, names).map(str::to_string),
+        });
     };
     if found.summary.state != StageState::Success {
-        return Err(format!(
-            "stage `{stage}` of run {run_id} is {}: only a stage that succeeded has rows",
-            found.summary.state
-        ));
+        return Err(Error::NotSucceeded {
+            run_id: run_id.to_string(),
+            stage: stage.to_string(),
+            state: found.summary.state,
+        });
     }
-    crate::runtime::store::Store::stage_rows_of_run(std::path::Path::new(&run.run_db), stage, limit)
+    Ok(crate::runtime::store::Store::stage_rows_of_run(
+        std::path::Path::new(&run.run_db),
+        stage,
+        limit,
+    )?)
 }
 
 /// One attempt's log: which attempt it is, and what it wrote (`wvflow runs logs`).
@@ -653,8 +745,8 @@ pub fn logs(
     conn: &Connection,
     run_id: &str,
     stage: Option<&str>,
-) -> Result<Vec<AttemptLog>, String> {
-    let e = |e: rusqlite::Error| e.to_string();
+) -> Result<Vec<AttemptLog>, Error> {
+    let e = Error::from;
     let mut statement = conn
         .prepare(
             "SELECT stage, phase, item, round, attempt, state, coalesce(log, '')
@@ -710,8 +802,8 @@ pub fn log_page(
     conn: &Connection,
     run_id: &str,
     q: &LogQuery,
-) -> Result<(Vec<LogPart>, u64), String> {
-    let e = |e: rusqlite::Error| e.to_string();
+) -> Result<(Vec<LogPart>, u64), Error> {
+    let e = Error::from;
     const MATCHING: &str = "FROM wvflow_attempts WHERE run_id = ?1 AND (?2 IS NULL OR stage = ?2)
          AND (?3 IS NULL OR attempt = ?3) AND (?4 IS NULL OR item = ?4)";
     let (attempt, item) = (q.attempt, q.item.map(|i| i as i64));

@@ -15,9 +15,163 @@ use crate::value::ValueType;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Why the journal could not record a run or a request, or a run cannot be resumed.
+/// `Display` gives the message users see.
+#[derive(Debug)]
+pub enum Error {
+    /// The run store cannot be opened.
+    Store(schema::Error),
+    /// The run store cannot be read.
+    Catalog(super::catalog::Error),
+    /// SQLite refused to record `what`.
+    Record {
+        what: Recording,
+        sqlite: rusqlite::Error,
+    },
+    /// The plan could not be written as JSON.
+    Plan(serde_json::Error),
+    /// No run of this id in the store at `db`.
+    NoRun { run_id: String, db: PathBuf },
+    /// A request to a run that has ended.
+    Finished { run_id: String, state: ShownState },
+    /// The flow's `concurrency` slots are all held, by `holders`.
+    Concurrency {
+        flow: String,
+        limit: u64,
+        holders: Vec<String>,
+    },
+    /// A run in a state that cannot be resumed.
+    NotResumable { run_id: String, state: ShownState },
+    /// A run whose compensations undid its successful stages.
+    Compensated { run_id: String },
+    /// A run whose database is gone, with the successful stages whose rows are lost.
+    RunDbMissing {
+        run_id: String,
+        path: PathBuf,
+        stages: Vec<String>,
+    },
+    /// A run whose database cannot be read.
+    RunDbUnreadable {
+        run_id: String,
+        path: PathBuf,
+        sqlite: rusqlite::Error,
+    },
+    /// A run whose database has lost the tables of these successful stages.
+    RowsLost {
+        run_id: String,
+        path: PathBuf,
+        stages: Vec<String>,
+    },
+}
+
+/// What [`Error::Record`] was recording, for which run.
+#[derive(Debug)]
+pub enum Recording {
+    Run(String),
+    Resume(String),
+    Request(String),
+}
+
+impl From<schema::Error> for Error {
+    fn from(e: schema::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl From<super::catalog::Error> for Error {
+    fn from(e: super::catalog::Error) -> Self {
+        Error::Catalog(e)
+    }
+}
+
+/// Stage names as a message lists them: `` `a`, `b` ``.
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Store(e) => write!(f, "{e}"),
+            Error::Catalog(e) => write!(f, "{e}"),
+            Error::Record { what, sqlite } => match what {
+                Recording::Run(id) => write!(f, "cannot record run {id}: {sqlite}"),
+                Recording::Resume(id) => write!(f, "cannot resume run {id}: {sqlite}"),
+                Recording::Request(id) => {
+                    write!(f, "cannot record the request for run {id}: {sqlite}")
+                }
+            },
+            Error::Plan(e) => write!(f, "{e}"),
+            Error::NoRun { run_id, db } => write!(f, "no run `{run_id}` in {}", db.display()),
+            Error::Finished { run_id, state } => {
+                write!(f, "run {run_id} has already finished ({state})")
+            }
+            Error::Concurrency {
+                flow,
+                limit,
+                holders,
+            } => write!(
+                f,
+                "flow `{flow}` allows {limit} run(s) at once; held by {}",
+                holders.join(", ")
+            ),
+            Error::NotResumable { run_id, state } => write!(
+                f,
+                "run {run_id} is {state}: only a failed, cancelled or stale run can be resumed"
+            ),
+            Error::Compensated { run_id } => write!(
+                f,
+                "run {run_id} ran its compensations, which undid its successful stages; start a new run instead"
+            ),
+            Error::RunDbMissing {
+                run_id,
+                path,
+                stages,
+            } => write!(
+                f,
+                "the run's database {} is missing: the rows of its successful stages {} are lost, so run {run_id} cannot resume; start a new run",
+                path.display(),
+                quoted(stages)
+            ),
+            Error::RunDbUnreadable {
+                run_id,
+                path,
+                sqlite,
+            } => write!(
+                f,
+                "cannot read the run's database {}: {sqlite}; run {run_id} cannot resume, start a new run",
+                path.display()
+            ),
+            Error::RowsLost {
+                run_id,
+                path,
+                stages,
+            } => write!(
+                f,
+                "the run's database {} has lost the rows of {}: run {run_id} cannot resume; start a new run",
+                path.display(),
+                quoted(stages)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Callers that still report errors as text.
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
 
 /// A run about to start.
 pub struct NewRun<'a> {
@@ -127,7 +281,7 @@ fn slot_holders(tx: &Transaction, flow: &str, except: &str) -> rusqlite::Result<
 
 /// Why a new run may not start: told to skip, its window ran already, an unmet dependency,
 /// or no free slot of the flow's `concurrency`.
-fn refusal(tx: &rusqlite::Transaction, run: &NewRun) -> Result<Option<String>, String> {
+fn refusal(tx: &rusqlite::Transaction, run: &NewRun) -> Result<Option<String>, Error> {
     let flow = &run.plan.flow;
     if let Some(skip) = run.skip {
         return Ok(Some(skip.to_string()));
@@ -146,8 +300,10 @@ fn refusal(tx: &rusqlite::Transaction, run: &NewRun) -> Result<Option<String>, S
         return Ok(Some(unmet));
     }
     if let Some(limit) = flow.concurrency {
-        let holders = slot_holders(tx, &flow.name, run.run_id)
-            .map_err(|e| format!("cannot record run {}: {e}", run.run_id))?;
+        let holders = slot_holders(tx, &flow.name, run.run_id).map_err(|sqlite| Error::Record {
+            what: Recording::Run(run.run_id.to_string()),
+            sqlite,
+        })?;
         if holders.len() as u64 >= limit {
             return Ok(Some(format!(
                 "flow `{}` allows {limit} run(s) at once; held by {}",
@@ -167,9 +323,12 @@ impl<'r> Journal<'r> {
         run: &NewRun,
         cancel: Arc<AtomicBool>,
         reporter: &'r dyn Reporter,
-    ) -> Result<(Journal<'r>, Claim), String> {
+    ) -> Result<(Journal<'r>, Claim), Error> {
         let mut conn = schema::open(db)?;
-        let fail = |e: rusqlite::Error| format!("cannot record run {}: {e}", run.run_id);
+        let fail = |sqlite| Error::Record {
+            what: Recording::Run(run.run_id.to_string()),
+            sqlite,
+        };
         let flow = &run.plan.flow;
         let owner = Owner::this_process();
         let tx = begin(&mut conn).map_err(fail)?;
@@ -196,7 +355,7 @@ impl<'r> Journal<'r> {
                 (k.clone(), crate::value::json(v, ty))
             })
             .collect();
-        let plan = serde_json::to_string(run.plan).map_err(|e| e.to_string())?;
+        let plan = serde_json::to_string(run.plan).map_err(Error::Plan)?;
         // Before this process is recorded as the owner: requests wake it at once.
         super::wake::listen();
         exec(
@@ -270,24 +429,28 @@ impl<'r> Journal<'r> {
         run_id: &str,
         cancel: Arc<AtomicBool>,
         reporter: &'r dyn Reporter,
-    ) -> Result<Journal<'r>, String> {
+    ) -> Result<Journal<'r>, Error> {
         let mut conn = schema::open(db)?;
-        let fail = |e: rusqlite::Error| format!("cannot resume run {run_id}: {e}");
+        let fail = |sqlite| Error::Record {
+            what: Recording::Resume(run_id.to_string()),
+            sqlite,
+        };
         let tx = begin(&mut conn).map_err(fail)?;
-        let record = super::catalog::run_in(&tx, run_id)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()))?;
+        let record = super::catalog::run_in(&tx, run_id)?.ok_or_else(|| Error::NoRun {
+            run_id: run_id.to_string(),
+            db: db.to_path_buf(),
+        })?;
         not_resumable(&tx, &record)?;
         let state = record.display_state();
         let plan = super::catalog::plan_of(&tx, run_id)?;
         if let Some(limit) = plan.flow.concurrency {
             let holders = slot_holders(&tx, &record.flow, run_id).map_err(fail)?;
             if holders.len() as u64 >= limit {
-                return Err(format!(
-                    "flow `{}` allows {limit} run(s) at once; held by {}",
-                    record.flow,
-                    holders.join(", ")
-                ));
+                return Err(Error::Concurrency {
+                    flow: record.flow.clone(),
+                    limit,
+                    holders,
+                });
             }
         }
         stop_left_running(&tx, run_id).map_err(fail)?;
@@ -644,12 +807,14 @@ impl Progress for Journal<'_> {
 
     fn attempt_finished(&self, attempt: &Attempt, end: &AttemptEnd) {
         let run_id = &self.run_id;
+        // The store keeps the failure as it is printed.
+        let error = end.error.map(ToString::to_string);
         self.write(|tx| {
             self.update_attempt(
                 tx,
                 attempt,
                 "state = ?8, finished_at = ?9, exit_code = ?10, error = ?11",
-                &[&end.state, &now_ms(), &end.exit_code, &end.error],
+                &[&end.state, &now_ms(), &end.exit_code, &error],
             )?;
             event(
                 tx,
@@ -659,7 +824,7 @@ impl Progress for Journal<'_> {
                 serde_json::json!({
                     "phase": attempt.phase, "step": attempt.step, "item": attempt.item,
                     "attempt": attempt.number, "state": end.state, "exit_code": end.exit_code,
-                    "error": end.error,
+                    "error": error,
                 }),
             )
         });
@@ -791,16 +956,23 @@ pub enum Request<'a> {
     },
 }
 
-pub fn request(db: &Path, run_id: &str, asked: Request) -> Result<ShownState, String> {
+pub fn request(db: &Path, run_id: &str, asked: Request) -> Result<ShownState, Error> {
     let mut conn = schema::open(db)?;
-    let fail = |e: rusqlite::Error| format!("cannot record the request for run {run_id}: {e}");
+    let fail = |sqlite| Error::Record {
+        what: Recording::Request(run_id.to_string()),
+        sqlite,
+    };
     let tx = begin(&mut conn).map_err(fail)?;
-    let record = super::catalog::run_in(&tx, run_id)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()))?;
+    let record = super::catalog::run_in(&tx, run_id)?.ok_or_else(|| Error::NoRun {
+        run_id: run_id.to_string(),
+        db: db.to_path_buf(),
+    })?;
     let state = record.display_state();
     if record.is_finished() {
-        return Err(format!("run {run_id} has already finished ({state})"));
+        return Err(Error::Finished {
+            run_id: run_id.to_string(),
+            state,
+        });
     }
     let now = now_ms();
     match asked {
@@ -877,7 +1049,7 @@ pub fn request(db: &Path, run_id: &str, asked: Request) -> Result<ShownState, St
 /// Waits up to `limit` for the owner of `run_id` to say it has seen the cancel request
 /// ([`super::owner::Watch`] sets the run's cancel flag, then records it): from then on no new
 /// stage or item of the run starts. `false` when the owner has not said so in time.
-pub fn cancel_seen(db: &Path, run_id: &str, limit: std::time::Duration) -> Result<bool, String> {
+pub fn cancel_seen(db: &Path, run_id: &str, limit: std::time::Duration) -> Result<bool, Error> {
     let conn = schema::open(db)?;
     let started = std::time::Instant::now();
     loop {
@@ -887,7 +1059,7 @@ pub fn cancel_seen(db: &Path, run_id: &str, limit: std::time::Duration) -> Resul
                 [run_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::Catalog(e.into()))?;
         if seen == super::owner::CANCEL_SEEN || finished {
             return Ok(true);
         }
@@ -900,16 +1072,17 @@ pub fn cancel_seen(db: &Path, run_id: &str, limit: std::time::Duration) -> Resul
 
 /// Why `run` cannot be resumed as it stands in the run store, if it cannot: its state, or the
 /// compensations it ran to the end (a saga stopped half way is finished by a resume). Decided again inside [`Journal::reclaim`]'s transaction.
-pub fn not_resumable(conn: &Connection, run: &RunRow) -> Result<(), String> {
+pub fn not_resumable(conn: &Connection, run: &RunRow) -> Result<(), Error> {
     let run_id = &run.run_id;
     let state = run.display_state();
     if !matches!(
         state,
         ShownState::Recorded(RunState::Failed | RunState::Cancelled) | ShownState::Stale
     ) {
-        return Err(format!(
-            "run {run_id} is {state}: only a failed, cancelled or stale run can be resumed"
-        ));
+        return Err(Error::NotResumable {
+            run_id: run_id.clone(),
+            state,
+        });
     }
     // A run that ended after its saga undid its successful stages; a saga stopped half way
     // (or before the run's end was recorded) is finished by the resume.
@@ -919,19 +1092,25 @@ pub fn not_resumable(conn: &Connection, run: &RunRow) -> Result<(), String> {
             [run_id],
             |r| r.get(0),
         )
-        .map_err(|e| format!("cannot resume run {run_id}: {e}"))?;
+        .map_err(|sqlite| Error::Record {
+            what: Recording::Resume(run_id.clone()),
+            sqlite,
+        })?;
     let owed: i64 = conn
         .query_row(
             "SELECT count(*) FROM wvflow_compensations WHERE run_id = ?1 AND state = 'pending'",
             [run_id],
             |r| r.get(0),
         )
-        .map_err(|e| format!("cannot resume run {run_id}: {e}"))?;
+        .map_err(|sqlite| Error::Record {
+            what: Recording::Resume(run_id.clone()),
+            sqlite,
+        })?;
     // A run cancelled as stale in the middle of its saga still owes what is pending.
     if compensated > 0 && run.is_finished() && owed == 0 {
-        return Err(format!(
-            "run {run_id} ran its compensations, which undid its successful stages; start a new run instead"
-        ));
+        return Err(Error::Compensated {
+            run_id: run_id.clone(),
+        });
     }
     Ok(())
 }
@@ -939,32 +1118,22 @@ pub fn not_resumable(conn: &Connection, run: &RunRow) -> Result<(), String> {
 /// Whether the run database of `run` still holds the rows of its successful stages
 /// (`succeeded`), which the stages after them read when it resumes: a missing or unreadable
 /// file, or a missing table, is said with its path, before anything runs again.
-pub fn check_run_data(run: &RunRow, succeeded: &[&str]) -> Result<(), String> {
+pub fn check_run_data(run: &RunRow, succeeded: &[&str]) -> Result<(), Error> {
     if succeeded.is_empty() {
         return Ok(());
     }
     let path = Path::new(&run.run_db);
-    let names = || {
-        succeeded
-            .iter()
-            .map(|s| format!("`{s}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     if !path.is_file() {
-        return Err(format!(
-            "the run's database {} is missing: the rows of its successful stages {} are lost, so run {} cannot resume; start a new run",
-            path.display(),
-            names(),
-            run.run_id
-        ));
+        return Err(Error::RunDbMissing {
+            run_id: run.run_id.clone(),
+            path: path.to_path_buf(),
+            stages: succeeded.iter().map(|s| s.to_string()).collect(),
+        });
     }
-    let unreadable = |e: rusqlite::Error| {
-        format!(
-            "cannot read the run's database {}: {e}; run {} cannot resume, start a new run",
-            path.display(),
-            run.run_id
-        )
+    let unreadable = |sqlite| Error::RunDbUnreadable {
+        run_id: run.run_id.clone(),
+        path: path.to_path_buf(),
+        sqlite,
     };
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(unreadable)?;
@@ -978,15 +1147,11 @@ pub fn check_run_data(run: &RunRow, succeeded: &[&str]) -> Result<(), String> {
         .filter(|s| !tables.contains(*s))
         .collect();
     if !lost.is_empty() {
-        return Err(format!(
-            "the run's database {} has lost the rows of {}: run {} cannot resume; start a new run",
-            path.display(),
-            lost.iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            run.run_id
-        ));
+        return Err(Error::RowsLost {
+            run_id: run.run_id.clone(),
+            path: path.to_path_buf(),
+            stages: lost.iter().map(|s| s.to_string()).collect(),
+        });
     }
     Ok(())
 }

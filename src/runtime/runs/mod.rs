@@ -109,6 +109,24 @@ pub enum SignalError {
     },
 }
 
+impl From<catalog::Error> for SignalError {
+    fn from(e: catalog::Error) -> Self {
+        SignalError::Run(e.to_string())
+    }
+}
+
+impl From<journal::Error> for SignalError {
+    fn from(e: journal::Error) -> Self {
+        SignalError::Run(e.to_string())
+    }
+}
+
+impl From<schema::Error> for SignalError {
+    fn from(e: schema::Error) -> Self {
+        SignalError::Run(e.to_string())
+    }
+}
+
 impl std::fmt::Display for SignalError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -209,7 +227,10 @@ pub fn send_signal(
 
 /// How the run's saga said the run ends after it (`compensations_due`): `failed`, or
 /// `cancelled`; `None` for a run whose saga did not say.
-fn saga_ending(conn: &rusqlite::Connection, run_id: &str) -> Result<Option<RunState>, String> {
+fn saga_ending(
+    conn: &rusqlite::Connection,
+    run_id: &str,
+) -> Result<Option<RunState>, catalog::Error> {
     use rusqlite::OptionalExtension;
     let detail: Option<String> = conn
         .query_row(
@@ -218,8 +239,7 @@ fn saga_ending(conn: &rusqlite::Connection, run_id: &str) -> Result<Option<RunSt
             [run_id],
             |r| r.get(0),
         )
-        .optional()
-        .map_err(|e| e.to_string())?;
+        .optional()?;
     Ok(detail
         .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
         .and_then(|d| serde_json::from_value(d["ending"].clone()).ok()))
@@ -245,7 +265,7 @@ pub fn resume_point(
     run: &catalog::RunRow,
     plan: &crate::plan::Plan,
     stages: Vec<catalog::StageRow>,
-) -> Result<ResumePoint, String> {
+) -> Result<ResumePoint, journal::Error> {
     use crate::runtime::state::StageState;
     journal::not_resumable(conn, run)?;
     let compensations = catalog::compensations(conn, &run.run_id)?;

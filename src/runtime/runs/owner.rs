@@ -120,7 +120,7 @@ impl Watch {
         run_id: String,
         cancel: Arc<AtomicBool>,
         paused: Arc<AtomicBool>,
-    ) -> Result<Watch, String> {
+    ) -> Result<Watch, super::schema::Error> {
         let conn = super::schema::open(&db)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();

@@ -28,7 +28,7 @@ pub struct SentSignal {
 }
 
 impl RunDetail {
-    pub fn read(conn: &Connection, run: &RunRow) -> Result<RunDetail, String> {
+    pub fn read(conn: &Connection, run: &RunRow) -> Result<RunDetail, catalog::Error> {
         Ok(RunDetail {
             stages: catalog::stages(conn, &run.run_id)?,
             compensations: catalog::compensations(conn, &run.run_id)?,
@@ -94,7 +94,7 @@ pub fn brief(run: &RunRow) -> Value {
 
 /// The signals sent to a run, typed by its plan (a value of a signal the plan does not know
 /// is shown as stored).
-fn signals(conn: &Connection, run_id: &str) -> Result<Vec<SentSignal>, String> {
+fn signals(conn: &Connection, run_id: &str) -> Result<Vec<SentSignal>, catalog::Error> {
     let sent = catalog::signals(conn, run_id)?;
     if sent.is_empty() {
         return Ok(Vec::new());
@@ -117,19 +117,19 @@ fn signals(conn: &Connection, run_id: &str) -> Result<Vec<SentSignal>, String> {
 }
 
 /// How the run's hooks ended: `{event, target, error}` each, from the event log.
-fn hooks(conn: &Connection, run_id: &str) -> Result<Vec<Value>, String> {
+fn hooks(conn: &Connection, run_id: &str) -> Result<Vec<Value>, catalog::Error> {
     let mut statement = conn
         .prepare(
             "SELECT detail FROM wvflow_events
              WHERE run_id = ?1 AND kind IN ('hook_finished', 'hook_failed') ORDER BY seq",
         )
-        .map_err(|e| e.to_string())?;
+        ?;
     let rows = statement
         .query_map(params![run_id], |r| r.get::<_, Option<String>>(0))
-        .map_err(|e| e.to_string())?;
+        ?;
     let mut hooks = Vec::new();
     for detail in rows {
-        let detail = detail.map_err(|e| e.to_string())?.unwrap_or_default();
+        let detail = detail?.unwrap_or_default();
         hooks.push(serde_json::from_str(&detail).unwrap_or(Value::Null));
     }
     Ok(hooks)

@@ -2,7 +2,7 @@
 //! (`PRAGMA user_version`). The schema is documented in `docs/runs.md`.
 
 use rusqlite::Connection;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The schema this build writes. A database with a higher version was written by a newer
@@ -158,15 +158,68 @@ pub fn busy_timeout() -> Duration {
     Duration::from_millis(ms)
 }
 
+/// Why the run store's database cannot be used. `Display` gives the message users see.
+#[derive(Debug)]
+pub enum Error {
+    /// SQLite refused (its code is in the error).
+    Sqlite(rusqlite::Error),
+    /// The store was made by a newer wvflow.
+    Newer { version: i64 },
+    /// The store's folder cannot be made.
+    Folder(std::io::Error),
+    /// The store at `path` cannot be opened or set up, and whether its folder is read-only
+    /// (the hint of the message).
+    Unusable {
+        path: PathBuf,
+        cause: Box<Error>,
+        read_only_folder: bool,
+    },
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Sqlite(e)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Sqlite(e) => write!(f, "{e}"),
+            Error::Folder(e) => write!(f, "{e}"),
+            Error::Newer { version } => write!(
+                f,
+                "its run store has schema version {version}; this wvflow reads up to {SCHEMA_VERSION} (upgrade wvflow)"
+            ),
+            Error::Unusable {
+                path,
+                cause,
+                read_only_folder,
+            } => {
+                write!(f, "cannot use the run store {}: {cause}", path.display())?;
+                if *read_only_folder {
+                    f.write_str(" (its folder is read-only: give the run store a writable place with `--db PATH`)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Callers that still report errors as text.
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
+
 /// Brings the workspace database on `conn` to [`SCHEMA_VERSION`].
-pub fn migrate(conn: &Connection) -> Result<(), String> {
-    let version: i64 = conn
-        .query_row("PRAGMA main.user_version", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
+pub fn migrate(conn: &Connection) -> Result<(), Error> {
+    let version: i64 = conn.query_row("PRAGMA main.user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(format!(
-            "its run store has schema version {version}; this wvflow reads up to {SCHEMA_VERSION} (upgrade wvflow)"
-        ));
+        return Err(Error::Newer { version });
     }
     if version < SCHEMA_VERSION {
         // Under the write lock, the version is read again: another process may have migrated
@@ -194,9 +247,8 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
             }
             conn.execute_batch("COMMIT")
         })();
-        migrated.map_err(|e| {
+        migrated.inspect_err(|_| {
             let _ = conn.execute_batch("ROLLBACK");
-            e.to_string()
         })?;
     }
     Ok(())
@@ -204,23 +256,20 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
 
 /// Opens the workspace database for the run store: WAL, a bounded wait for locks, the schema
 /// migrated. Errors name the file and never touch a file that is not a database.
-pub fn open(path: &Path) -> Result<Connection, String> {
-    let fail = |e: String| {
-        let hint = if read_only_folder(path) {
-            " (its folder is read-only: give the run store a writable place with `--db PATH`)"
-        } else {
-            ""
-        };
-        format!("cannot use the run store {}: {e}{hint}", path.display())
+pub fn open(path: &Path) -> Result<Connection, Error> {
+    let fail = |e: Error| Error::Unusable {
+        path: path.to_path_buf(),
+        cause: Box::new(e),
+        read_only_folder: read_only_folder(path),
     };
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+        std::fs::create_dir_all(parent).map_err(|e| fail(Error::Folder(e)))?;
     }
-    let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+    let conn = Connection::open(path).map_err(|e| fail(e.into()))?;
     conn.busy_timeout(busy_timeout())
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.into()))?;
     use_wal(&conn, "main").map_err(fail)?;
     migrate(&conn).map_err(fail)?;
     Ok(conn)
@@ -255,7 +304,7 @@ fn read_only_folder(path: &Path) -> bool {
 ///
 /// Switching a new file to WAL needs an exclusive lock, and SQLite answers "locked" at once
 /// rather than waiting when two processes switch together; so this waits itself.
-pub fn use_wal(conn: &Connection, schema: &str) -> Result<(), String> {
+pub fn use_wal(conn: &Connection, schema: &str) -> Result<(), Error> {
     let started = std::time::Instant::now();
     loop {
         let result = conn
@@ -277,7 +326,7 @@ pub fn use_wal(conn: &Connection, schema: &str) -> Result<(), String> {
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            other => return other.map_err(|e| e.to_string()),
+            other => return other.map_err(Error::from),
         }
     }
 }

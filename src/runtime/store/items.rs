@@ -79,11 +79,11 @@ impl Store {
             ),
             None => format!("SELECT * FROM {name} LIMIT {count} OFFSET {from}"),
         };
-        let mut statement = self.conn.prepare(&sql).map_err(|e| e.to_string())?;
+        let mut statement = self.conn.prepare(&sql)?;
         let width = items.table.columns.len();
         let mut rows = statement.raw_query();
         let mut values = Vec::with_capacity(count.min(items.len()));
-        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        while let Some(row) = rows.next()? {
             values.push(
                 (0..width)
                     .map(|i| row.get::<_, Value>(i).unwrap_or(Value::Null))
@@ -159,12 +159,12 @@ impl Gathered {
                 names.join(", "),
                 marks.join(", ")
             ))
-            .map_err(|e| e.to_string())?;
+            ?;
         for (seq, row) in rows.values.iter().enumerate() {
             let head = [Value::Integer(item as i64), Value::Integer(seq as i64)];
             insert
                 .execute(params_from_iter(head.iter().chain(row)))
-                .map_err(|e| e.to_string())?;
+                ?;
         }
         Ok(())
     }
@@ -179,7 +179,7 @@ impl Gathered {
                     "CREATE TABLE temp.{} (item INTEGER, seq INTEGER, PRIMARY KEY (item, seq)) WITHOUT ROWID",
                     quote(&self.table)
                 ))
-                .map_err(|e| e.to_string())?;
+                ?;
             self.created = true;
         }
         Ok(())
@@ -209,7 +209,7 @@ impl Gathered {
                 "ALTER TABLE temp.{} ADD COLUMN c{at}",
                 quote(&self.table)
             ))
-            .map_err(|e| e.to_string())?;
+            ?;
         self.by_name.insert(name.to_string(), at);
         self.columns.push(Column {
             name: name.to_string(),

@@ -66,7 +66,7 @@ struct Tally {
 /// What a fan-out needs to prepare a slice: the items' arguments (and whatever else the call
 /// needs) for the rows marked fresh; `None` for the others.
 pub(super) type Prepare<'p, T> =
-    dyn Fn(&mut Store, &Rows, &[bool]) -> Result<Vec<Option<T>>, String> + 'p;
+    dyn Fn(&mut Store, &Rows, &[bool]) -> Result<Vec<Option<T>>, crate::runtime::store::Error> + 'p;
 
 /// What a worker does with an item: its call, retried as the stage says; the stage's cancel
 /// flag stops it.
@@ -193,7 +193,7 @@ impl StageRun<'_, '_> {
         work: &Work<T>,
     ) -> Result<Data, StepError> {
         let total = items.len();
-        let mut tally = self.new_tally(fan, items).map_err(|e| (e.into(), 1))?;
+        let mut tally = self.new_tally(fan, items).map_err(|e| (e, 1))?;
         let workers = (fan.concurrency.max(1) as usize).min(total);
         let (cancel, workspace_db) = (self.cancel.clone(), self.workspace_db.clone());
         let crew = Crew {
@@ -310,7 +310,7 @@ impl StageRun<'_, '_> {
             .map_err(|e| (e.into(), attempts))
     }
 
-    fn new_tally(&mut self, fan: &FanOut, items: &ItemTable) -> Result<Tally, String> {
+    fn new_tally(&mut self, fan: &FanOut, items: &ItemTable) -> Result<Tally, StageError> {
         let failed_rows = match fan.keep_failed {
             true => Some(self.failed_gathering(items)?),
             false => None,
@@ -357,8 +357,8 @@ impl StageRun<'_, '_> {
         }
         let payloads = prepare(self.store, &rows, &fresh).map_err(|e| match items.len() {
             // One slice: computed before any call, as for a single call.
-            n if n <= SLICE => e,
-            n => format!("items {from} to {} of {n}: {e}", from + read - 1),
+            n if n <= SLICE => StageError::from(e),
+            n => StageError::Data(format!("items {from} to {} of {n}: {e}", from + read - 1)),
         })?;
         let prepared = payloads
             .into_iter()
@@ -443,7 +443,7 @@ impl StageRun<'_, '_> {
     }
 
     /// Where the failed items go, and their columns: the failure's, then the input's.
-    fn failed_gathering(&mut self, items: &ItemTable) -> Result<(Gathered, Rows), String> {
+    fn failed_gathering(&mut self, items: &ItemTable) -> Result<(Gathered, Rows), StageError> {
         super::no_failure_column(&self.stage.id, items.columns())?;
         let shape = Rows {
             columns: FAILED_COLUMNS

@@ -40,7 +40,7 @@ impl StageRun<'_, '_> {
                 let parts = inputs
                     .iter()
                     .map(|sql| self.query(&sql.text, None))
-                    .collect::<Result<Vec<Rows>, String>>()
+                    .collect::<Result<Vec<Rows>, crate::runtime::store::Error>>()
                     .map_err(|e| (e.into(), 1))?;
                 Rows::union_by_name(parts).into()
             }
@@ -58,7 +58,7 @@ impl StageRun<'_, '_> {
             Step::Route { .. } | Step::Fork { .. } | Step::End => input,
             Step::Wait { ms, duration } => {
                 let ms = match duration {
-                    Some(sql) => self.wait_duration(sql).map_err(|e| (e.into(), 1))?,
+                    Some(sql) => self.wait_duration(sql).map_err(|e| (e, 1))?,
                     None => *ms,
                 };
                 if !nap(self.ctx, &self.cancel, Duration::from_millis(ms)) {
