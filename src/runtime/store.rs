@@ -597,15 +597,7 @@ impl Store {
     /// Copies table `table` of the run database, with its declared column types, into a
     /// database file of its own at `file`. The file is written under another name beside
     /// it and then renamed, so a reader sees all of it or none.
-    ///
-    /// Its error is text for `tasks/`, whose file writers take closures that fail with text;
-    /// [`Store::save_table_file`] is the typed one.
-    pub fn save_stage_table(&self, table: &str, file: &Path) -> Result<(), String> {
-        Ok(self.save_table_file(table, file)?)
-    }
-
-    /// [`Store::save_stage_table`], failing with the store's error.
-    pub fn save_table_file(&self, table: &str, file: &Path) -> Result<(), Error> {
+    pub fn save_stage_table(&self, table: &str, file: &Path) -> Result<(), Error> {
         let e = Error::from;
         let partial = file.with_extension(format!("partial-{}", std::process::id()));
         let _ = std::fs::remove_file(&partial);

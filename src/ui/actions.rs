@@ -158,11 +158,14 @@ fn not_resumable(site: &Site, id: &str) -> Option<Reply> {
         Ok(None) => return Some(error(404, format!("no run `{id}`"))),
         Err(e) => return refused(&e),
     };
-    let found = catalog::plan_of(&conn, id).and_then(|plan| {
-        let stages = catalog::stages(&conn, id)?;
-        crate::runtime::runs::resume_point(&conn, &run, &plan, stages)
-    });
-    found.err().and_then(|e| refused(&e))
+    let plan_and_stages = catalog::plan_of(&conn, id)
+        .and_then(|plan| Ok((plan, catalog::stages(&conn, id)?)));
+    match plan_and_stages {
+        Ok((plan, stages)) => crate::runtime::runs::resume_point(&conn, &run, &plan, stages)
+            .err()
+            .and_then(|e| refused(&e)),
+        Err(e) => refused(&e),
+    }
 }
 
 /// `POST /api/runs/RUN/signal` with `{"name": ..., "value": ...}` (value default `true`),
