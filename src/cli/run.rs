@@ -220,10 +220,8 @@ pub(super) fn table_as(summary: &Summary, state: &str) -> String {
         "stage", "state", "attempts", "rows", "duration"
     ));
     for s in &summary.stages {
-        let error = s
-            .error
-            .as_deref()
-            .unwrap_or("")
+        let error = s.error_text().unwrap_or_default();
+        let error = error
             .lines()
             .last()
             .unwrap_or("");

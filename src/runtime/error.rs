@@ -19,7 +19,7 @@ pub enum StageError {
         flow: String,
         state: RunState,
         /// The first error of its stages.
-        cause: Option<String>,
+        cause: Option<Box<StageError>>,
     },
     /// More `each` items failed than `tolerated_failures` allows.
     Items {
@@ -53,6 +53,72 @@ pub enum StageError {
     Child(Shared<super::launch::Error>),
     /// Anything else about the stage's data, as the error said.
     Data(String),
+    /// An error read back from a record (a task's state, a run report): its text.
+    Recorded(String),
+    /// The flow's `timeout` passed while the stage ran.
+    FlowTimeout(std::time::Duration),
+    /// A branch of the stage's `fork` failed.
+    BranchFailed { branch: String },
+    /// A bug of wvflow's: what it panicked with.
+    Internal(String),
+    /// An exported stage's task never recorded its end.
+    NeverEnded,
+    /// An exported `each` has more items than the engine maps into tasks.
+    TooManyItems { items: usize, max: usize },
+    /// The last attempt's error, not retried although tries were left.
+    GaveUp {
+        error: Box<StageError>,
+        why: NotRetried,
+    },
+}
+
+/// Why a failed attempt that had tries left was not tried again. `Display` gives what is
+/// added after its error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotRetried {
+    /// Its exit code is one the policy does not retry.
+    NonRetryable(i32),
+    /// The stage's `schedule_timeout` would pass before the next attempt.
+    ScheduleTimeout { limit_ms: u64, attempts: u32 },
+}
+
+impl std::fmt::Display for NotRetried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotRetried::NonRetryable(code) => write!(f, " (exit code {code} is non-retryable)"),
+            NotRetried::ScheduleTimeout { limit_ms, attempts } => write!(
+                f,
+                " (schedule_timeout of {} reached after {attempts} attempts)",
+                crate::human::duration(std::time::Duration::from_millis(*limit_ms))
+            ),
+        }
+    }
+}
+
+/// Recorded as its text: what a run store, a report or a task's record keeps of it.
+impl serde::Serialize for StageError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StageError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(StageError::Recorded)
+    }
+}
+
+/// The run store keeps a stage's error as its text.
+impl rusqlite::ToSql for StageError {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.to_string()))
+    }
+}
+
+impl rusqlite::types::FromSql for StageError {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(value).map(StageError::Recorded)
+    }
 }
 
 /// What reads the one row of a [`StageError::NotOneRow`].
@@ -136,8 +202,26 @@ impl From<super::launch::Error> for StageError {
 impl std::fmt::Display for StageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            StageError::FlowTimeout(timeout) => write!(
+                f,
+                "stopped: the flow timeout of {} passed",
+                crate::human::duration(*timeout)
+            ),
+            StageError::BranchFailed { branch } => write!(f, "branch `{branch}` failed"),
+            StageError::Internal(panic) => {
+                write!(f, "internal error of wvflow (please report it): {panic}")
+            }
+            StageError::NeverEnded => f.write_str("its task never ended"),
+            StageError::TooManyItems { items, max } => write!(
+                f,
+                "its `each` has {items} items, more than the {max} tasks the engine maps \
+                 (`--max-items`; on Airflow, `[core] max_map_length`): raise that limit"
+            ),
+            StageError::GaveUp { error, why } => write!(f, "{error}{why}"),
             StageError::Cancelled => f.write_str("cancelled"),
-            StageError::Activity { message, .. } | StageError::Data(message) => {
+            StageError::Activity { message, .. }
+            | StageError::Data(message)
+            | StageError::Recorded(message) => {
                 f.write_str(message)
             }
             StageError::NoSlot { pool, within } => write!(

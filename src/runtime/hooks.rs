@@ -93,7 +93,9 @@ pub fn summary_rows(summary: &Summary) -> Rows {
                     Value::Integer(s.attempts.into()),
                     Value::Integer(s.rows as i64),
                     Value::Integer(s.duration_ms as i64),
-                    s.error.clone().map_or(Value::Null, Value::Text),
+                    s.error
+                        .as_ref()
+                        .map_or(Value::Null, |e| Value::Text(e.to_string())),
                 ]
             })
             .collect(),

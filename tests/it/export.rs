@@ -799,7 +799,10 @@ flow Caller = {
     let started = std::time::Instant::now();
     let (code, out) = task("r4", &["stage", "run", "s"]);
     assert_eq!(code, Some(98), "{out}");
-    assert!(out.contains("the flow's timeout (1s) passed"), "{out}");
+    assert!(
+        out.contains("stopped: the flow timeout of 1s passed"),
+        "{out}"
+    );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "{:?}",
@@ -985,11 +988,17 @@ flow Keyed = {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let (code, _, out) = task("late", &["item", "paid", "--item", "0"]);
     assert_eq!(code, Some(98), "{out}");
-    assert!(out.contains("the flow's timeout (1s) passed"), "{out}");
+    assert!(
+        out.contains("stopped: the flow timeout of 1s passed"),
+        "{out}"
+    );
     let (code, stdout, out) = task("late", &["gather", "paid"]);
     assert_eq!(code, Some(98), "{out}");
     assert!(stdout.contains("\"failed\""), "{stdout}");
-    assert!(out.contains("the flow's timeout (1s) passed"), "{out}");
+    assert!(
+        out.contains("stopped: the flow timeout of 1s passed"),
+        "{out}"
+    );
 
     // Per-item idempotency keys: a second run calls nothing again and, as `wvflow run`
     // says, made no attempt.

@@ -202,7 +202,7 @@ fn retries_exhausted_fail_the_flow_and_skip_what_depends_on_it() {
         ])
     );
     assert_eq!(summary.stages[0].attempts, 3);
-    assert_eq!(summary.stages[0].error.as_deref(), Some("exit 2"));
+    assert_eq!(summary.stages[0].error_text().as_deref(), Some("exit 2"));
     assert_eq!(calls, ["a#1", "a#2", "a#3", "b#1"]);
     assert_eq!(clock.sleeps(), [Duration::from_secs(1); 2]);
 }
@@ -309,7 +309,7 @@ fn each_calls_once_per_row_and_tolerates_failures_up_to_the_limit() {
     assert_eq!(summary.state, "failed");
     assert!(
         summary.stages[0]
-            .error
+            .error_text()
             .as_deref()
             .unwrap()
             .starts_with("1 of 5 items failed"),
@@ -470,7 +470,7 @@ fn a_fork_ends_when_its_branches_do_and_fails_with_them() {
             .iter()
             .find(|s| s.stage == "split")
             .unwrap()
-            .error
+            .error_text()
             .as_deref(),
         Some("branch `right` failed")
     );
@@ -571,7 +571,7 @@ fn a_stage_that_panics_fails_instead_of_hanging_the_run() {
     let s = &summary.stages[0];
     assert_eq!(s.state, "failed");
     assert_eq!(
-        s.error.as_deref(),
+        s.error_text().as_deref(),
         Some("internal error of wvflow (please report it): scripted bug")
     );
     assert_eq!(summary.stages[1].state, "skipped");

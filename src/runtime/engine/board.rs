@@ -4,7 +4,9 @@
 
 use super::saga::{compensate, not_compensated};
 use super::stage::Started;
-use super::{Context, StageSummary, Summary, final_stages, holds, timeout_error};
+use super::{Context, StageSummary, Summary, final_stages, holds};
+use crate::runtime::error::StageError;
+use std::time::Duration;
 use crate::plan::ir::*;
 use crate::runtime::state::{RunState, StageState};
 use crate::runtime::store::StoreConfig;
@@ -187,7 +189,8 @@ impl<'p, 'c> Board<'p, 'c> {
     pub fn finish(&mut self, i: usize, mut summary: StageSummary, timed_out: bool) {
         if timed_out && summary.state == StageState::Cancelled {
             summary.state = StageState::Failed;
-            summary.error = Some(timeout_error(self.flow));
+            let timeout = Duration::from_millis(self.flow.timeout_ms.unwrap_or(0));
+            summary.error = Some(StageError::FlowTimeout(timeout));
         }
         if let Some(p) = self.ctx.progress {
             p.stage_finished(&summary);
@@ -332,7 +335,9 @@ impl<'p, 'c> Board<'p, 'c> {
             // read none, and `runs rows` has none to show.
             result.state = StageState::Failed;
             result.rows = 0;
-            result.error = Some(format!("branch `{}` failed", flow.stages[b].id));
+            result.error = Some(StageError::BranchFailed {
+                branch: flow.stages[b].id.clone(),
+            });
             self.states
                 .insert(flow.stages[s].id.clone(), StageState::Failed);
             if let Some(p) = self.ctx.progress {

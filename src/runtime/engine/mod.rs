@@ -5,6 +5,7 @@
 
 use super::activity::{AttemptEvent, Launcher, Request};
 use super::clock::Clock;
+use super::error::StageError;
 use super::output::Output;
 use super::retry::{Outcome, Random};
 use super::state::{Phase, RunState, StageState};
@@ -80,7 +81,7 @@ pub struct StageSummary {
     pub attempts: u32,
     pub rows: usize,
     pub duration_ms: u64,
-    pub error: Option<String>,
+    pub error: Option<crate::runtime::error::StageError>,
     /// The stage succeeded with the rows recorded under its idempotency key by an earlier
     /// run (for an `each`, every item's): nothing ran.
     #[serde(default)]
@@ -97,6 +98,11 @@ pub struct CompensationSummary {
 }
 
 impl StageSummary {
+    /// The stage's error as the summary prints it.
+    pub fn error_text(&self) -> Option<String> {
+        self.error.as_ref().map(ToString::to_string)
+    }
+
     /// A stage in `state` with nothing done yet.
     pub(crate) fn new(stage: &StagePlan, state: StageState) -> Self {
         StageSummary {
@@ -440,14 +446,6 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
-/// Why the stages running when the flow's timeout passed failed.
-fn timeout_error(flow: &FlowPlan) -> String {
-    format!(
-        "stopped: the flow timeout of {} passed",
-        crate::human::duration(Duration::from_millis(flow.timeout_ms.unwrap_or(0)))
-    )
-}
-
 /// Runs one stage; a bug that panics fails its stage, rather than leaving the run waiting for
 /// a stage that will never end.
 fn run_guarded(
@@ -462,10 +460,7 @@ fn run_guarded(
     }))
     .unwrap_or_else(|panic| StageSummary {
         attempts: 1,
-        error: Some(format!(
-            "internal error of wvflow (please report it): {}",
-            panic_text(&*panic)
-        )),
+        error: Some(StageError::Internal(panic_text(&*panic))),
         ..StageSummary::new(stage, StageState::Failed)
     })
 }

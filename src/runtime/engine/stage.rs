@@ -40,7 +40,7 @@ pub(super) fn run_stage(
         }
         Err(e) => StageSummary {
             attempts: 1,
-            error: Some(e.to_string()),
+            error: Some(e.into()),
             ..StageSummary::new(stage, StageState::Failed)
         },
     }
@@ -129,14 +129,16 @@ fn run_stage_on(
             };
         }
         Err(e) => {
-            summary.error = Some(format!("cannot read the rows its routes give it: {e}"));
+            summary.error = Some(StageError::Data(format!(
+                "cannot read the rows its routes give it: {e}"
+            )));
             return summary;
         }
     }
     let key = match stage_key(stage, store, ctx) {
         Ok(key) => key,
         Err(e) => {
-            summary.error = Some(e.to_string());
+            summary.error = Some(e);
             return summary;
         }
     };
@@ -186,7 +188,7 @@ fn run_stage_on(
         Err((e, n)) => {
             match e {
                 StageError::Cancelled => summary.state = StageState::Cancelled,
-                e => summary.error = Some(e.to_string()),
+                e => summary.error = Some(e),
             }
             summary.attempts = n;
         }
@@ -1091,7 +1093,7 @@ impl Occupancy {
 /// A child run's final rows ([`super::Summary::outputs`]); an error when it did not succeed.
 fn child_rows(summary: &super::Summary) -> Result<Rows, StageError> {
     if summary.state != RunState::Success {
-        let cause = summary.stages.iter().find_map(|s| s.error.clone());
+        let cause = summary.stages.iter().find_map(|s| s.error.clone()).map(Box::new);
         return Err(StageError::ChildRun {
             run_id: summary.run_id.clone(),
             flow: summary.flow.clone(),

@@ -5,7 +5,7 @@
 use super::state::stage_key;
 use super::{
     Begin, CallEnd, Error, Executed, Part, PartKind, TaskEnd, TaskRun, Verdict, end_of, now_ms,
-    timeout_error, verdict,
+    verdict,
 };
 use crate::plan::ir::{RetryPolicy, StagePlan};
 use crate::runtime::engine::StageSummary;
@@ -45,11 +45,7 @@ impl TaskRun<'_> {
                 match self.execute(stage, (&run, &records), upstream, 1, Part::Prepare)? {
                     Executed::Prepared(n) => match max_items.filter(|max| n > *max) {
                         Some(max) => ended(self.record(StageSummary {
-                            error: Some(format!(
-                                "its `each` has {n} items, more than the {max} tasks the engine \
-                                 maps (`--max-items`; on Airflow, `[core] max_map_length`): \
-                                 raise that limit"
-                            )),
+                            error: Some(StageError::TooManyItems { items: n, max }),
                             ..StageSummary::new(stage, StageState::Failed)
                         })?),
                         None => Ok((TaskEnd::Success, Prepared::Items(n))),
@@ -115,7 +111,7 @@ impl TaskRun<'_> {
         {
             let record = ItemRecord {
                 attempts: 0,
-                error: Some(timeout_error(ms)),
+                error: Some(timeout_error(ms).to_string()),
                 exit_code: None,
                 cancelled: true,
             };
@@ -132,7 +128,7 @@ impl TaskRun<'_> {
                     attempts: done.attempts,
                     error: done.result.as_ref().err().map(|e| match e {
                         _ if cancelled => {
-                            timeout_error(self.plan.flow.timeout_ms.unwrap_or_default())
+                            timeout_error(self.plan.flow.timeout_ms.unwrap_or_default()).to_string()
                         }
                         other => other.to_string(),
                     }),
@@ -283,7 +279,10 @@ impl TaskRun<'_> {
         first_ms: i64,
     ) -> Result<Executed, Error> {
         let mut done = done.unwrap_or_else(|| Finished {
-            result: Err(summary.error.clone().unwrap_or_default().into()),
+            result: Err(summary
+                .error
+                .clone()
+                .unwrap_or_else(|| StageError::Recorded(String::new()))),
             attempts: 0,
         });
         if matches!(done.result, Err(StageError::Cancelled))
@@ -346,4 +345,9 @@ fn item_end(error: Option<String>) -> (TaskEnd, Option<String>) {
 /// The table of a fan-out's prepared input.
 pub(super) fn input_table(stage: &str) -> String {
     format!("{stage}.input")
+}
+
+/// An item stopped by the flow's timeout fails as a stage does.
+fn timeout_error(ms: u64) -> StageError {
+    StageError::FlowTimeout(std::time::Duration::from_millis(ms))
 }

@@ -27,7 +27,7 @@ use crate::plan::tasks::{engine_retries, flow_key, item_retries};
 use super::activity::ProcessLauncher;
 use super::clock::SystemClock;
 use super::engine::{
-    Attempt, AttemptEnd, CompensationSummary, Context, FanPart, Progress, StageSummary, Summary,
+    CompensationSummary, Context, FanPart, StageSummary, Summary,
     compensate_completed, fails, holds, run_single_stage,
 };
 use super::flow_call::CallArgs;
@@ -35,7 +35,7 @@ use super::retry::SeededRandom;
 use super::runs::{run_params, zone_of};
 use super::schedule::{run_time_text, utc_now};
 use super::state::{RunState, StageState};
-use super::error::StageError;
+use super::error::{NotRetried, StageError};
 use super::store::{StoreConfig, from_json, to_json};
 use crate::plan::Plan;
 use crate::plan::ir::{OnFailure, RetryPolicy, StagePlan, Step};
@@ -374,11 +374,9 @@ impl TaskRun<'_> {
         self.load_reads(stage, &upstream, &stores, scratch.path())?;
         let first_success = first_success(stage, records);
         let (clock, random) = (SystemClock::default(), SeededRandom::from_time());
-        let last = LastAttempt::default();
         let mut ctx = self.context(self.params(run), &clock, &random);
         if policy.is_some() {
             ctx.single_attempt = Some(attempt);
-            ctx.progress = Some(&last);
         }
         let fan = part.into_fan();
         // The flow's timeout bounds the attempt too: it is stopped when the run's time is up.
@@ -393,7 +391,10 @@ impl TaskRun<'_> {
         let timed_out = deadline.is_some_and(|d| now_ms() >= d);
         if summary.state == StageState::Cancelled && timed_out {
             summary.state = StageState::Failed;
-            summary.error = Some(timeout_error(self.plan.flow.timeout_ms.unwrap_or(0)));
+            let timeout = self.plan.flow.timeout_ms.unwrap_or(0);
+            summary.error = Some(StageError::FlowTimeout(std::time::Duration::from_millis(
+                timeout,
+            )));
         }
         let gathering = matches!(fan, Some(FanPart::Gather { .. }));
         let preparing = matches!(fan, Some(FanPart::Prepare(_)));
@@ -433,7 +434,7 @@ impl TaskRun<'_> {
         {
             // Only an activity's attempt is retried; a failure before it (its arguments, an
             // idempotency key) is not.
-            let call = last.ended();
+            let call = CallEnd::of_error(summary.error.as_ref());
             if call == CallEnd::NotCalled {
                 return Ok(Executed::Ended(summary));
             }
@@ -605,7 +606,7 @@ impl TaskRun<'_> {
             .map(|s| match records.get(&s.id) {
                 Some(r) => r.summary.clone(),
                 None => StageSummary {
-                    error: Some("its task never ended".into()),
+                    error: Some(StageError::NeverEnded),
                     ..StageSummary::new(s, StageState::Cancelled)
                 },
             })
@@ -688,9 +689,14 @@ impl TaskRun<'_> {
 
 /// `why`, when there is one, added to the error. The summary's error is text (the engine's),
 /// so the reason becomes text here.
-fn append(error: &mut Option<String>, why: Option<NotRetried>) {
-    if let (Some(error), Some(why)) = (error.as_mut(), why) {
-        error.push_str(&why.to_string());
+fn append(error: &mut Option<StageError>, why: Option<NotRetried>) {
+    if let Some(why) = why
+        && let Some(last) = error.take()
+    {
+        *error = Some(StageError::GaveUp {
+            error: Box::new(last),
+            why,
+        });
     }
 }
 
@@ -777,29 +783,6 @@ enum Verdict {
     Final(Option<NotRetried>),
 }
 
-/// Why a failed attempt that had tries left was not tried again. `Display` gives what is
-/// added after its error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum NotRetried {
-    /// Its exit code is one the policy does not retry.
-    NonRetryable(i32),
-    /// The stage's `schedule_timeout` would pass before the next attempt.
-    ScheduleTimeout { limit_ms: u64, attempts: u32 },
-}
-
-impl std::fmt::Display for NotRetried {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NotRetried::NonRetryable(code) => write!(f, " (exit code {code} is non-retryable)"),
-            NotRetried::ScheduleTimeout { limit_ms, attempts } => write!(
-                f,
-                " (schedule_timeout of {} reached after {attempts} attempts)",
-                crate::human::duration(std::time::Duration::from_millis(*limit_ms))
-            ),
-        }
-    }
-}
-
 fn verdict(
     policy: &RetryPolicy,
     stage: &StagePlan,
@@ -846,8 +829,13 @@ enum CallEnd {
 impl CallEnd {
     /// What a failure says of the call: an activity's failure has its exit code.
     fn of<T>(result: &Result<T, StageError>) -> CallEnd {
-        match result {
-            Err(StageError::Activity { exit_code, .. }) => CallEnd::Exited(*exit_code),
+        CallEnd::of_error(result.as_ref().err())
+    }
+
+    /// What a stage's error says of its call, as [`CallEnd::of`].
+    fn of_error(error: Option<&StageError>) -> CallEnd {
+        match error {
+            Some(StageError::Activity { exit_code, .. }) => CallEnd::Exited(*exit_code),
             _ => CallEnd::NotCalled,
         }
     }
@@ -856,27 +844,6 @@ impl CallEnd {
         match self {
             CallEnd::Exited(code) => code,
             CallEnd::NotCalled => None,
-        }
-    }
-}
-
-/// How the last attempt of a stage's call ended. An item's end comes as data (its
-/// `Finished`, through [`FanPart::Item`]), but a whole stage's summary keeps its error only
-/// as text, without the exit code: until the engine's `StageSummary` keeps the
-/// `StageError`, the code is seen here as the attempt ends.
-#[derive(Default)]
-struct LastAttempt(std::sync::Mutex<CallEnd>);
-
-impl LastAttempt {
-    fn ended(&self) -> CallEnd {
-        self.0.lock().map(|last| *last).unwrap_or_default()
-    }
-}
-
-impl Progress for LastAttempt {
-    fn attempt_finished(&self, _attempt: &Attempt, end: &AttemptEnd) {
-        if let Ok(mut last) = self.0.lock() {
-            *last = CallEnd::Exited(end.exit_code);
         }
     }
 }
@@ -959,7 +926,9 @@ fn settle_fork(
     {
         record.summary.state = StageState::Failed;
         record.summary.rows = 0;
-        record.summary.error = Some(format!("branch `{branch}` failed"));
+        record.summary.error = Some(StageError::BranchFailed {
+            branch: branch.to_string(),
+        });
     }
 }
 
@@ -969,13 +938,6 @@ fn end_of(state: StageState) -> TaskEnd {
         StageState::Skipped => TaskEnd::Skipped,
         _ => TaskEnd::Failed,
     }
-}
-
-fn timeout_error(ms: u64) -> String {
-    format!(
-        "the flow's timeout ({}) passed",
-        crate::value::duration_text(ms as i64)
-    )
 }
 
 fn now_ms() -> i64 {

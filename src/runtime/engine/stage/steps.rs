@@ -228,7 +228,7 @@ impl StageRun<'_, '_> {
             return Err((StageError::Cancelled, 1));
         }
         if summary.state != RunState::Success {
-            let cause = summary.stages.iter().find_map(|s| s.error.clone());
+            let cause = summary.stages.iter().find_map(|s| s.error.clone()).map(Box::new);
             return Err((
                 StageError::ChildRun {
                     run_id: summary.run_id,
