@@ -64,17 +64,29 @@ impl Write for Stdout {
 /// Writes to stderr; a failure is kept and given back, for a caller whose job the writing
 /// is (`activate('log')`). A reader that closed the pipe (`2>&1 | head`, a dashboard that
 /// started the run and went away) ends it quietly, as on stdout.
-pub fn write_stderr(text: std::fmt::Arguments) -> Result<(), String> {
+pub fn write_stderr(text: std::fmt::Arguments) -> Result<(), StderrFailed> {
     let mut stderr = std::io::stderr().lock();
     match stderr.write_fmt(text) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => {
             failed("standard error", &e);
-            Err(format!("cannot write to standard error: {}", plain(&e)))
+            Err(StderrFailed(e))
         }
     }
 }
+
+/// A write to stderr that failed, for other reasons than a closed pipe.
+#[derive(Debug)]
+pub struct StderrFailed(pub std::io::Error);
+
+impl std::fmt::Display for StderrFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot write to standard error: {}", plain(&self.0))
+    }
+}
+
+impl std::error::Error for StderrFailed {}
 
 /// Why the first write that failed did, if one did: `cannot write to standard output: ...`.
 pub fn write_failure() -> Option<String> {

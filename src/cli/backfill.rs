@@ -2,6 +2,7 @@
 //! oldest first, one at a time, each with the window as its `run_time`; it stops at the
 //! first run that does not succeed and says how to go on from there.
 
+use crate::cli::Failure;
 use super::exit;
 use super::plan::plan_of;
 use super::progress::Live;
@@ -40,7 +41,7 @@ pub struct BackfillArgs {
 }
 
 /// A bound as an instant: a date is midnight in `zone` (`end_of_day`: the next midnight).
-fn instant(text: &str, zone: Tz, end_of_day: bool) -> Result<DateTime<Utc>, String> {
+fn instant(text: &str, zone: Tz, end_of_day: bool) -> Result<DateTime<Utc>, Failure> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
@@ -56,7 +57,7 @@ fn instant(text: &str, zone: Tz, end_of_day: bool) -> Result<DateTime<Utc>, Stri
     zone.from_local_datetime(&midnight)
         .earliest()
         .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| format!("midnight of {date} does not exist in {zone}"))
+        .ok_or_else(|| format!("midnight of {date} does not exist in {zone}").into())
 }
 
 pub fn run(args: BackfillArgs) -> u8 {
@@ -69,10 +70,10 @@ pub fn run(args: BackfillArgs) -> u8 {
     }
 }
 
-fn backfill(args: &BackfillArgs) -> Result<u8, String> {
+fn backfill(args: &BackfillArgs) -> Result<u8, Failure> {
     let session = Session::load(&args.path, &Stderr);
     if let Some(e) = session.load_errors().first() {
-        return Err(e.to_string());
+        return Err(e.to_string().into());
     }
     let Some(flows) = session.flows() else {
         return Ok(exit::USAGE);
@@ -102,7 +103,7 @@ fn backfill(args: &BackfillArgs) -> Result<u8, String> {
             "more than {MAX_WINDOWS} windows between {} and {}: backfill a shorter span",
             run_time_text(from),
             run_time_text(to)
-        ));
+        ).into());
     }
     if windows.is_empty() {
         errln!(

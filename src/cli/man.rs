@@ -2,6 +2,7 @@
 //! commands, each with a page of its own (wvflow-check(1), wvflow-runs-list(1)), as git's
 //! pages do; a page goes to stdout, or every page into a folder of the man path.
 
+use crate::cli::Failure;
 use super::exit;
 use clap::Args;
 use std::path::PathBuf;
@@ -39,7 +40,7 @@ fn built_command() -> clap::Command {
 }
 
 /// The roff page of the command at `path` below `wvflow`.
-fn page(path: &[String]) -> Result<String, String> {
+fn page(path: &[String]) -> Result<String, Failure> {
     let mut command = built_command();
     for name in path {
         let Some(sub) = command.find_subcommand(name).cloned() else {
@@ -48,7 +49,7 @@ fn page(path: &[String]) -> Result<String, String> {
                 "`{}` has no command `{name}`; it has: {}",
                 command.get_display_name().unwrap_or("wvflow"),
                 known.join(", ")
-            ));
+            ).into());
         };
         command = sub;
     }
@@ -56,7 +57,7 @@ fn page(path: &[String]) -> Result<String, String> {
 }
 
 /// A command's page; every page names the same source, `wvflow VERSION`.
-fn render(command: clap::Command) -> Result<String, String> {
+fn render(command: clap::Command) -> Result<String, Failure> {
     let mut page = Vec::new();
     clap_mangen::Man::new(command)
         .source(format!("wvflow {}", env!("CARGO_PKG_VERSION")))
@@ -66,16 +67,17 @@ fn render(command: clap::Command) -> Result<String, String> {
 }
 
 /// Writes `command`'s page and those of the commands below it into `dir`.
-fn write_pages(command: &clap::Command, dir: &std::path::Path) -> Result<(), String> {
+fn write_pages(command: &clap::Command, dir: &std::path::Path) -> Result<(), Failure> {
     for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
         write_pages(sub, dir)?;
     }
     let name = command.get_display_name().unwrap_or(command.get_name());
     let file = dir.join(format!("{name}.1"));
-    std::fs::write(&file, render(command.clone())?).map_err(|e| format!("{}: {e}", file.display()))
+    std::fs::write(&file, render(command.clone())?)
+        .map_err(|e| format!("{}: {e}", file.display()).into())
 }
 
-fn write_every_page(dir: &std::path::Path) -> Result<(), String> {
+fn write_every_page(dir: &std::path::Path) -> Result<(), Failure> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     write_pages(&built_command(), dir)
 }

@@ -34,6 +34,10 @@ mod schedule;
 mod stage;
 mod ui;
 
+/// Why a command could not do what it was asked, whichever part of wvflow says so: made text
+/// only when the command prints it.
+pub(crate) type Failure = Box<dyn std::error::Error>;
+
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 

@@ -1,5 +1,6 @@
 //! `wvflow plan PATH [FLOW] [--format text|json|dot|mermaid]`
 
+use crate::cli::Failure;
 use super::exit;
 use super::report::Stderr;
 use crate::plan::{Plan, render};
@@ -61,11 +62,11 @@ pub fn load(path: &Path) -> Session<'static> {
 }
 
 /// The plan of the flow a command names (or the only one).
-pub fn plan_of(flows: &Flows, name: Option<&str>) -> Result<Plan, String> {
+pub fn plan_of(flows: &Flows, name: Option<&str>) -> Result<Plan, Failure> {
     // One reference syntax for every command: `Name`, `Name@2`, `Name @version(2)`.
     let name = match name {
         Some(text) => crate::runtime::flow_call::parse_call(Some(text))?.0,
         None => None,
     };
-    flows.named(name.as_deref()).map_err(|e| e.to_string())
+    Ok(flows.named(name.as_deref())?)
 }

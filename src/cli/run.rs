@@ -2,6 +2,7 @@
 //!
 //! Semantics and decisions: `docs/runtime.md`.
 
+use crate::cli::Failure;
 use super::exit;
 use super::progress::Live;
 use crate::runtime::engine::{Progress, Summary};
@@ -73,7 +74,7 @@ pub fn run(args: RunArgs) -> u8 {
         // `run flow` statements run in file order.
         for run in &index.runs {
             let call = &run.node.call;
-            let prepared = call_args(call).map_err(String::from).and_then(|args| {
+            let prepared = call_args(call).map_err(Failure::from).and_then(|args| {
                 let plan = flows
                     .plan(&call.name.name, call.version.as_ref().map(|v| v.value))
                     .ok_or_else(|| format!("no flow `{}`", call.name.name))?;
@@ -97,12 +98,12 @@ pub fn run(args: RunArgs) -> u8 {
             }
         };
         let bound = match &args.args {
-            None => bind_params(&plan, &given).map_err(String::from),
+            None => bind_params(&plan, &given).map_err(Failure::from),
             Some(_) if !given.is_empty() => Err(
                 "give the arguments either as `Name(arg = value)` or with --args, not both".into(),
             ),
             Some(json) => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
-                .map_err(|e| format!("--args is not a JSON object: {e}"))
+                .map_err(|e| Failure::from(format!("--args is not a JSON object: {e}")))
                 .and_then(|given| Ok(bind_json_args(&plan, &given)?)),
         };
         match bound {

@@ -2,6 +2,7 @@
 //! are the engine's: 0 success, 99 skipped, 98 failed for good (not to be retried), anything
 //! else a failure the engine may retry. Semantics: `docs/export.md`.
 
+use crate::cli::Failure;
 use super::exit;
 use crate::plan::Plan;
 use crate::runtime::engine::StageSummary;
@@ -124,10 +125,6 @@ pub fn run(args: StageArgs) -> u8 {
     }
 }
 
-/// What a task could not do, whichever part of wvflow says so: made text only when printed,
-/// by [`run`].
-type Failure = Box<dyn std::error::Error>;
-
 fn execute(command: StageCommand) -> Result<u8, Failure> {
     let common = common_of(&command);
     let state = Location::parse(&common.state)?;
@@ -221,7 +218,7 @@ fn load_plan(common: &Common, command: &StageCommand, state: &Location) -> Resul
 }
 
 /// The plan at `path`, if it is the one the DAG names.
-fn read_plan_file(path: &std::path::Path) -> Result<Plan, String> {
+fn read_plan_file(path: &std::path::Path) -> Result<Plan, Failure> {
     let bytes =
         std::fs::read(path).map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?;
     // An exported DAG names the digest of the plan it carries: a file that is not
@@ -232,7 +229,7 @@ fn read_plan_file(path: &std::path::Path) -> Result<Plan, String> {
             return Err(format!(
                 "{} is not the plan of this DAG (its SHA-256 is {found}, the DAG's {expected}); export the flow again",
                 path.display()
-            ));
+            ).into());
         }
     }
     read_plan(&bytes, &path.display().to_string())
@@ -300,7 +297,7 @@ fn finish(task: &TaskRun) -> Result<u8, Failure> {
 }
 
 /// A plan: JSON as `wvflow plan --format json` writes it, or that in base64.
-fn read_plan(bytes: &[u8], name: &str) -> Result<Plan, String> {
+fn read_plan(bytes: &[u8], name: &str) -> Result<Plan, Failure> {
     use base64::Engine as _;
     let decoded;
     let json = if bytes.trim_ascii_start().starts_with(b"{") {
@@ -316,7 +313,7 @@ fn read_plan(bytes: &[u8], name: &str) -> Result<Plan, String> {
             .map_err(|e| format!("{name} is neither JSON nor base64: {e}"))?;
         &decoded[..]
     };
-    serde_json::from_slice(json).map_err(|e| format!("{name} is not a wvflow plan: {e}"))
+    serde_json::from_slice(json).map_err(|e| format!("{name} is not a wvflow plan: {e}").into())
 }
 
 /// A stage task's end: its summary as JSON on stdout, its error on stderr; its exit status.

@@ -13,7 +13,7 @@ pub enum Error {
     /// An option written as an expression could not be evaluated.
     Evaluate(super::store::Error),
     /// The log (stderr) could not be written.
-    Log(String),
+    Log(crate::terminal::StderrFailed),
     /// The target needs an option the activation does not give (`activate('file')` needs
     /// `path:`).
     Needs {
@@ -48,7 +48,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Evaluate(e) => write!(f, "{e}"),
-            Error::Log(message) => f.write_str(message),
+            Error::Log(e) => write!(f, "{e}"),
             Error::Needs { target, option } => {
                 write!(f, "`activate('{target}')` needs `{option}:`")
             }
@@ -74,12 +74,6 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Callers that still report errors as text.
-impl From<Error> for String {
-    fn from(e: Error) -> Self {
-        e.to_string()
-    }
-}
 
 /// The activation with its options written as expressions evaluated over the run's values.
 pub fn evaluated(

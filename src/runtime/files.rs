@@ -115,12 +115,6 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Callers that still report errors as text.
-impl From<Error> for String {
-    fn from(e: Error) -> Self {
-        e.to_string()
-    }
-}
 
 /// A data file whose columns are known: ready to be read row by row.
 pub struct DataFile {

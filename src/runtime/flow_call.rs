@@ -96,12 +96,6 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Callers that still report errors as text.
-impl From<Error> for String {
-    fn from(e: Error) -> Self {
-        e.to_string()
-    }
-}
 
 /// Arguments of a flow call: positional (no name) or named, as values.
 pub type CallArgs = Vec<(Option<String>, Value)>;

@@ -174,12 +174,6 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Callers that still report errors as text.
-impl From<Error> for String {
-    fn from(e: Error) -> Self {
-        e.to_string()
-    }
-}
 
 /// How a chain of runs ([`Runner::chain`]) ended.
 #[derive(Debug, PartialEq)]
@@ -435,15 +429,16 @@ impl<'w> Runner<'w> {
                 stale: false,
                 keep_runs: true,
             };
-            let cleaned = crate::runtime::runs::schema::open(&self.db)
-                .map_err(String::from)
-                .and_then(|mut conn| Ok(catalog::clean(&mut conn, &rules)?));
+            let cleaned: Result<_, Box<dyn std::error::Error>> =
+                crate::runtime::runs::schema::open(&self.db)
+                    .map_err(Into::into)
+                    .and_then(|mut conn| Ok(catalog::clean(&mut conn, &rules)?));
             if let Err(e) = cleaned {
                 self.flows.reporter().notice(&Notice::RetentionFailed {
                     flow: plan.flow.name.clone(),
                     error: e.to_string(),
                 });
-                journal.retention_failed(&e);
+                journal.retention_failed(&e.to_string());
             }
         }
     }

@@ -50,12 +50,6 @@ impl From<std::io::Error> for Error {
     }
 }
 
-/// Callers that still report errors as text.
-impl From<Error> for String {
-    fn from(e: Error) -> Self {
-        e.to_string()
-    }
-}
 
 /// What a successful attempt produced.
 #[derive(Debug)]

@@ -56,12 +56,6 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Callers that still report errors as text.
-impl From<Error> for String {
-    fn from(e: Error) -> Self {
-        e.to_string()
-    }
-}
 
 impl Timing {
     pub fn of(schedule: &Schedule) -> Result<Timing, Error> {

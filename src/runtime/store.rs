@@ -188,12 +188,6 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Callers that still report errors as text.
-impl From<Error> for String {
-    fn from(e: Error) -> Self {
-        e.to_string()
-    }
-}
 
 /// A query's result left in the engine: a table of the connection that ran the query, in its
 /// `temp` schema, gone when the connection's next stage starts. Queries write there, not into

@@ -173,6 +173,8 @@ pub enum PlanError {
     Several(Vec<String>),
 }
 
+impl std::error::Error for PlanError {}
+
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

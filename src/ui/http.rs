@@ -144,8 +144,8 @@ pub(super) enum Reply {
 }
 
 /// An error as `{"error": ...}` with its status.
-pub(super) fn error(status: u16, message: impl Into<String>) -> Reply {
-    Reply::Json(status, json!({ "error": message.into() }))
+pub(super) fn error(status: u16, message: impl std::fmt::Display) -> Reply {
+    Reply::Json(status, json!({ "error": message.to_string() }))
 }
 
 fn respond(reply: Reply) -> Response {

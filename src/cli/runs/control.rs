@@ -1,5 +1,6 @@
 //! `wvflow runs resume | cancel | signal | query | clean`.
 
+use crate::cli::Failure;
 use super::{Format, find_run, open};
 use crate::cli::exit;
 use crate::cli::progress::Live;
@@ -56,7 +57,7 @@ pub struct CleanArgs {
     stale: bool,
 }
 
-pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
+pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, Failure> {
     let conn = open(db)?;
     let run = find_run(&conn, db, &args.run_id)?;
     let plan = catalog::plan_of(&conn, &run.run_id)?;
@@ -76,13 +77,13 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     let path = PathBuf::from(&run.workspace);
     let session = Session::load(&path, &Stderr);
     if let Some(e) = session.load_errors().first() {
-        return Err(format!("cannot load the run's workspace: {e}"));
+        return Err(format!("cannot load the run's workspace: {e}").into());
     }
     let Some(flows) = session.flows() else {
         return Err(format!(
             "the run's workspace {} no longer compiles; fix it to resume",
             path.display()
-        ));
+        ).into());
     };
     let live = Live::on_terminal();
     let runner = runner(&flows, db.to_path_buf(), &live);
@@ -101,7 +102,7 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, String> {
     ))
 }
 
-pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, String> {
+pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, Failure> {
     match journal::request(db, &args.run_id, journal::Request::Cancel)? {
         ShownState::Stale => outln!(
             "run {} had no live owner; recorded as cancelled",
@@ -125,7 +126,7 @@ pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, String> {
     Ok(exit::OK)
 }
 
-pub fn signal(db: &Path, args: SignalArgs) -> Result<u8, String> {
+pub fn signal(db: &Path, args: SignalArgs) -> Result<u8, Failure> {
     let given = args
         .value
         .as_deref()
@@ -141,7 +142,7 @@ pub fn signal(db: &Path, args: SignalArgs) -> Result<u8, String> {
     Ok(exit::OK)
 }
 
-pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
+pub fn query(db: &Path, args: QueryArgs) -> Result<u8, Failure> {
     let (run, plan) = run_and_plan(db, &args.run_id)?;
     let Some(query) = plan.flow.queries.iter().find(|q| q.name == args.name) else {
         let known: Vec<&str> = plan.flow.queries.iter().map(|q| q.name.as_str()).collect();
@@ -154,7 +155,7 @@ pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
             } else {
                 format!(" (it has: {})", known.join(", "))
             }
-        ));
+        ).into());
     };
     let params = run_params(
         args_of(&run, &plan),
@@ -188,7 +189,7 @@ pub fn query(db: &Path, args: QueryArgs) -> Result<u8, String> {
     Ok(exit::OK)
 }
 
-pub fn clean(db: &Path, args: CleanArgs) -> Result<u8, String> {
+pub fn clean(db: &Path, args: CleanArgs) -> Result<u8, Failure> {
     let mut conn = open(db)?;
     let rules = Retention {
         flow: None,
@@ -223,7 +224,7 @@ fn args_of(run: &catalog::RunRow, plan: &crate::plan::Plan) -> BTreeMap<String, 
 }
 
 /// A run that must exist, and the plan it started with.
-fn run_and_plan(db: &Path, run_id: &str) -> Result<(catalog::RunRow, crate::plan::Plan), String> {
+fn run_and_plan(db: &Path, run_id: &str) -> Result<(catalog::RunRow, crate::plan::Plan), Failure> {
     let conn = open(db)?;
     let run = find_run(&conn, db, run_id)?;
     let plan = catalog::plan_of(&conn, run_id)?;

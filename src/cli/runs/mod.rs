@@ -4,6 +4,7 @@
 mod control;
 mod show;
 
+use crate::cli::Failure;
 use super::exit;
 use crate::runtime::runs::schema;
 use clap::{Args, Subcommand, ValueEnum};
@@ -79,7 +80,7 @@ pub fn run(args: RunsArgs) -> u8 {
 }
 
 /// The workspace database to read: given, of a workspace, or found from the current folder up.
-fn locate(db: Option<PathBuf>, workspace: Option<PathBuf>) -> Result<PathBuf, String> {
+fn locate(db: Option<PathBuf>, workspace: Option<PathBuf>) -> Result<PathBuf, Failure> {
     let found = match (db, workspace) {
         (Some(db), _) => db,
         (None, Some(workspace)) => crate::runtime::launch::default_db(&workspace),
@@ -92,13 +93,13 @@ fn locate(db: Option<PathBuf>, workspace: Option<PathBuf>) -> Result<PathBuf, St
         }
     };
     if !found.is_file() {
-        return Err(format!("no run store at {}", found.display()));
+        return Err(format!("no run store at {}", found.display()).into());
     }
     Ok(found)
 }
 
 /// The database, opened for the run store.
-fn open(db: &Path) -> Result<rusqlite::Connection, String> {
+fn open(db: &Path) -> Result<rusqlite::Connection, Failure> {
     Ok(schema::open(db)?)
 }
 
@@ -107,7 +108,7 @@ fn find_run(
     conn: &rusqlite::Connection,
     db: &Path,
     run_id: &str,
-) -> Result<crate::runtime::runs::catalog::RunRow, String> {
+) -> Result<crate::runtime::runs::catalog::RunRow, Failure> {
     crate::runtime::runs::catalog::run_in(conn, run_id)?
-        .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()))
+        .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()).into())
 }

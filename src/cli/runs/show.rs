@@ -1,5 +1,6 @@
 //! `wvflow runs list` and `wvflow runs show RUN_ID [--tree]`.
 
+use crate::cli::Failure;
 use crate::runtime::state::Phase;
 use super::{Format, find_run, open};
 use crate::cli::exit;
@@ -55,7 +56,7 @@ pub enum RowsFormat {
     Csv,
 }
 
-pub fn rows(db: &Path, args: RowsArgs) -> Result<u8, String> {
+pub fn rows(db: &Path, args: RowsArgs) -> Result<u8, Failure> {
     let conn = open(db)?;
     let run = find_run(&conn, db, &args.run_id)?;
     let rows = catalog::output_rows(&conn, &run.run_id, &args.stage, args.limit)?;
@@ -89,7 +90,7 @@ pub struct LogsArgs {
     raw: bool,
 }
 
-pub fn logs(db: &Path, args: LogsArgs) -> Result<u8, String> {
+pub fn logs(db: &Path, args: LogsArgs) -> Result<u8, Failure> {
     let conn = open(db)?;
     let run = find_run(&conn, db, &args.run_id)?;
     if let Some(stage) = &args.stage {
@@ -108,7 +109,7 @@ pub fn logs(db: &Path, args: LogsArgs) -> Result<u8, String> {
             let hint = crate::diagnostics::suggest::closest(stage, names)
                 .map(|n| format!(" (did you mean `{n}`?)"))
                 .unwrap_or_default();
-            return Err(format!("run {} has no stage `{stage}`{hint}", run.run_id));
+            return Err(format!("run {} has no stage `{stage}`{hint}", run.run_id).into());
         }
     }
     // What was printed of each attempt's log so far, and whose log was printed last.
@@ -159,7 +160,7 @@ pub fn logs(db: &Path, args: LogsArgs) -> Result<u8, String> {
     }
 }
 
-pub fn list(db: &Path, args: ListArgs) -> Result<u8, String> {
+pub fn list(db: &Path, args: ListArgs) -> Result<u8, Failure> {
     let conn = open(db)?;
     let filter = Filter {
         flow: args.flow,
@@ -222,7 +223,7 @@ fn millis(ms: u64) -> String {
     }
 }
 
-pub fn show(db: &Path, args: ShowArgs) -> Result<u8, String> {
+pub fn show(db: &Path, args: ShowArgs) -> Result<u8, Failure> {
     let conn = open(db)?;
     let run = find_run(&conn, db, &args.run_id)?;
     if args.tree {
@@ -320,7 +321,7 @@ fn tree(
     indent: &str,
     out: &mut String,
     depth: usize,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     out.push_str(&format!(
         "run {} {}  {}  {}\n",
         run.run_id,

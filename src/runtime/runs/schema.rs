@@ -208,12 +208,6 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Callers that still report errors as text.
-impl From<Error> for String {
-    fn from(e: Error) -> Self {
-        e.to_string()
-    }
-}
 
 /// Brings the workspace database on `conn` to [`SCHEMA_VERSION`].
 pub fn migrate(conn: &Connection) -> Result<(), Error> {
