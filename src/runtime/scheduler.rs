@@ -279,8 +279,9 @@ pub fn serve(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        // --once evaluates the minute it started in, even if starting took it past the minute.
-        let now = if first { started_at } else { utc_now() };
+        // --once evaluates one instant, the one it started at (or `--at`), even if starting
+        // took it past the minute: the flows that runs' ends start get that time too.
+        let now = if args.once { started_at } else { utc_now() };
         if !args.once {
             daemon.reload_if_changed(now);
         }

@@ -73,11 +73,24 @@ flow AfterDependency depends on Minutely = {
 }
 "#;
 
-#[test]
-fn once_starts_what_is_due_gates_dependencies_follows_ends_and_fires_hooks() {
-    let dir = scratch("schedule-once", &[("flows.wv", WORKSPACE)]);
-    let o = wvflow(&["schedule", dir.to_str().unwrap(), "--once"]);
+/// `wvflow schedule --once` over a fresh copy of [`WORKSPACE`] at a pinned minute: the folder
+/// and what the command printed.
+fn once_at_a_pinned_minute(name: &str) -> (std::path::PathBuf, Output) {
+    let dir = scratch(name, &[("flows.wv", WORKSPACE)]);
+    let o = wvflow(&[
+        "schedule",
+        dir.to_str().unwrap(),
+        "--once",
+        "--at",
+        "2026-12-07T10:15:30Z",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    (dir, o)
+}
+
+#[test]
+fn once_starts_what_is_due_gates_dependencies_and_follows_ends() {
+    let (dir, o) = once_at_a_pinned_minute("schedule-once");
     let out = text(&o);
     // Due this minute: Minutely and NeedsUpstream; Minutely's success starts AfterMinutely.
     assert_eq!(states_of(&dir, "Minutely"), ["success"]);
@@ -99,8 +112,23 @@ fn once_starts_what_is_due_gates_dependencies_follows_ends_and_fires_hooks() {
         !log.contains("needs-upstream") && !log.contains("on-failure"),
         "{log}"
     );
-    // Hooks: on_success got the summary, one row per stage; the failing on_finish hook is
-    // reported and does not change the run's result.
+    // The minute's window now has its run: a second --once at the same minute starts none.
+    let again = wvflow(&[
+        "schedule",
+        dir.to_str().unwrap(),
+        "--once",
+        "--at",
+        "2026-12-07T10:15:50Z",
+    ]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(states_of(&dir, "Minutely"), ["success"]);
+}
+
+#[test]
+fn once_fires_the_hooks_of_the_runs_it_starts() {
+    let (dir, o) = once_at_a_pinned_minute("schedule-once-hooks");
+    // on_success got the summary, one row per stage; the failing on_finish hook is reported
+    // and does not change the run's result.
     let hooks: Vec<Value> = read(&dir.join("hooks.ndjson"))
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -110,13 +138,19 @@ fn once_starts_what_is_due_gates_dependencies_follows_ends_and_fires_hooks() {
     assert_eq!(hooks[0]["run_state"], "success");
     assert_eq!(hooks[0]["stage"], "first");
     assert_eq!(hooks[0]["rows"], 1);
-    assert!(out.contains("hook on_finish (boom)"), "{out}");
-    // It says what it looked at and why it ends.
+    assert!(text(&o).contains("hook on_finish (boom)"), "{}", text(&o));
+}
+
+#[test]
+fn once_says_what_it_looked_at_and_why_it_ends() {
+    let (dir, o) = once_at_a_pinned_minute("schedule-once-says");
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(
-        log.lines()
-            .any(|l| l.starts_with("checking what is due at ")
-                && l.ends_with(&format!(" UTC in {} (1 file):", dir.display()))),
+        log.lines().any(|l| l
+            == format!(
+                "checking what is due at 10:15 UTC in {} (1 file):",
+                dir.display()
+            )),
         "{log}"
     );
     assert!(
@@ -133,17 +167,18 @@ fn once_starts_what_is_due_gates_dependencies_follows_ends_and_fires_hooks() {
         ),
         "{log}"
     );
-    let last = log.lines().last().unwrap_or_default();
+    // The flows that Minutely's end starts run for the same instant.
     assert!(
-        last.starts_with("--once: everything due at ")
-            && last.contains(" UTC has ended: 4 runs, 0 failed; next: Minutely at "),
+        log.contains("AfterMinutely for 2026-12-07T10:15:30Z: run "),
         "{log}"
     );
-    // The minute's windows now have runs: a second --once in the same minute starts nothing
-    // new from the schedule (unless the minute turned meanwhile).
-    let again = wvflow(&["schedule", dir.to_str().unwrap(), "--once"]);
-    assert_eq!(again.status.code(), Some(0));
-    assert!(states_of(&dir, "Minutely").len() <= 2);
+    let last = log.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "--once: everything due at 10:15 UTC has ended: 4 runs, 0 failed; next: Minutely at \
+         2026-12-07 10:16 UTC (2026-12-07T10:16:00Z)",
+        "{log}"
+    );
 }
 
 #[test]

@@ -334,21 +334,7 @@ impl<'r> Journal<'r> {
         } else {
             "running"
         };
-        // Each argument as its type's JSON (`true`, `"90s"`), as `runs show` prints it.
-        let args: serde_json::Map<String, serde_json::Value> = run
-            .args
-            .iter()
-            .map(|(k, v)| {
-                let ty = run
-                    .plan
-                    .flow
-                    .params
-                    .iter()
-                    .find(|p| &p.name == k)
-                    .map_or(ValueType::Any, |p| p.ty);
-                (k.clone(), crate::value::json(v, ty))
-            })
-            .collect();
+        let args = args_json(run);
         let plan = serde_json::to_string(run.plan).map_err(Error::Plan)?;
         // Before this process is recorded as the owner: requests wake it at once.
         super::wake::listen();
@@ -364,7 +350,7 @@ impl<'r> Journal<'r> {
                 run.run_id,
                 flow.name,
                 flow.version,
-                serde_json::Value::Object(args).to_string(),
+                args,
                 run.run_time,
                 state,
                 reason,
@@ -385,16 +371,7 @@ impl<'r> Journal<'r> {
         )
         .map_err(fail)?;
         if reason.is_none() {
-            let mut insert = tx
-                .prepare(
-                    "INSERT INTO wvflow_stages (run_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')",
-                )
-                .map_err(fail)?;
-            for (i, stage) in flow.stages.iter().enumerate() {
-                insert
-                    .execute(params![run.run_id, stage.id, i as i64])
-                    .map_err(fail)?;
-            }
+            pending_stages(&tx, run).map_err(fail)?;
         }
         event(
             &tx,
@@ -1146,6 +1123,37 @@ pub fn check_run_data(run: &RunRow, succeeded: &[&str]) -> Result<(), Error> {
             path: path.to_path_buf(),
             stages: lost.iter().map(|s| s.to_string()).collect(),
         });
+    }
+    Ok(())
+}
+
+/// A run's arguments as one JSON object, each in its type's form (`true`, `"90s"`), as
+/// `runs show` prints them.
+fn args_json(run: &NewRun) -> String {
+    let args: serde_json::Map<String, serde_json::Value> = run
+        .args
+        .iter()
+        .map(|(k, v)| {
+            let ty = run
+                .plan
+                .flow
+                .params
+                .iter()
+                .find(|p| &p.name == k)
+                .map_or(ValueType::Any, |p| p.ty);
+            (k.clone(), crate::value::json(v, ty))
+        })
+        .collect();
+    serde_json::Value::Object(args).to_string()
+}
+
+/// Every stage of a run that starts, recorded `pending` in the plan's order.
+fn pending_stages(tx: &Transaction, run: &NewRun) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare(
+        "INSERT INTO wvflow_stages (run_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')",
+    )?;
+    for (i, stage) in run.plan.flow.stages.iter().enumerate() {
+        insert.execute(params![run.run_id, stage.id, i as i64])?;
     }
     Ok(())
 }
