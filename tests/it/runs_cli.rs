@@ -1180,9 +1180,11 @@ fn runs_logs_keeps_what_attempts_wrote() {
         seen.push_str(&line);
     }
     let run_state = runs_json(&dir, &["show", &id, "--format", "json"]);
-    assert_eq!(
-        run_state["state"], "running",
-        "the line came before the run ended"
+    // Still going: `running`, or `running (retrying)` once `f`'s items, beside `c`, retry.
+    let state = run_state["state"].as_str().unwrap_or_default();
+    assert!(
+        state.starts_with("running"),
+        "the line came before the run ended: {state}"
     );
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
