@@ -56,6 +56,24 @@ pub enum Error {
     ItemNotObject { path: PathBuf, item: usize },
 }
 
+impl Error {
+    /// The same error, naming the file as the flow wrote it rather than where it was looked
+    /// for: the same words wherever the run's folder is (`wvflow run`, an exported task).
+    pub fn named(mut self, written: &Path) -> Self {
+        let (Error::Read { path, .. }
+        | Error::ReadLine { path, .. }
+        | Error::NotUtf8 { path, .. }
+        | Error::Fields { path, .. }
+        | Error::Csv { path, .. }
+        | Error::NotObject { path, .. }
+        | Error::NotJson { path, .. }
+        | Error::NotArray { path, .. }
+        | Error::ItemNotObject { path, .. }) = &mut self;
+        *path = written.to_path_buf();
+        self
+    }
+}
+
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let at = |line: &Option<u64>| line.map_or(String::new(), |l| format!(":{l}"));

@@ -117,6 +117,18 @@ impl From<serde_json::Error> for Error {
     }
 }
 
+impl Error {
+    /// A data file's error naming the file as the flow wrote it ([`files::Error::named`]).
+    ///
+    /// [`files::Error::named`]: super::files::Error::named
+    fn naming_file(self, written: &Path) -> Self {
+        match self {
+            Error::File(e) => Error::File(e.named(written)),
+            other => other,
+        }
+    }
+}
+
 impl From<super::files::Error> for Error {
     fn from(e: super::files::Error) -> Self {
         Error::File(e)
@@ -513,17 +525,22 @@ impl Store {
             return Ok(());
         }
         self.load_data_file("run", &table, &self.base.join(path))
+            .map_err(|e| e.naming_file(Path::new(path)))
     }
 
     /// Loads a data file into `temp.table` afresh, replacing what was loaded before: what a
     /// `wait until` reads at each poll. A file that is not there (yet) is a table of no rows,
     /// whose columns are any the SQL names.
     pub fn reload_file(&mut self, table: &str, path: &str) -> Result<(), Error> {
-        let full = self.base.join(path);
+        self.reload_from(table, &self.base.join(path))
+            .map_err(|e| e.naming_file(Path::new(path)))
+    }
+
+    fn reload_from(&mut self, table: &str, full: &Path) -> Result<(), Error> {
         if !full.exists() {
             return self.write_table("temp", table, &Rows::untyped(Vec::new(), Vec::new()));
         }
-        let file = super::files::DataFile::scan(&full)?;
+        let file = super::files::DataFile::scan(full)?;
         let name = format!("temp.{}", quote(table));
         again_on_schema_change(|| {
             let tx = self.begin_replacing(&name, &file.columns, &file.types)?;

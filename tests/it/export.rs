@@ -40,15 +40,16 @@ pub enum Order {
     AllAtOnce,
 }
 
-/// What matters of a summary for comparing two runs of the same flow.
+/// What matters of a summary for comparing two runs of the same flow: the errors too, as
+/// users read them (two copies of the run's rules once said the same failure two ways).
 pub fn outcome(summary: &Value) -> Value {
     json!({
         "state": summary["state"],
         "stages": summary["stages"].as_array().unwrap().iter().map(|s| json!([
-            s["stage"], s["state"], s["rows"], s["attempts"],
+            s["stage"], s["state"], s["rows"], s["attempts"], s["error"],
         ])).collect::<Vec<_>>(),
         "compensations": summary["compensations"].as_array().unwrap().iter().map(|c| json!([
-            c["stage"], c["state"], c["attempts"],
+            c["stage"], c["state"], c["attempts"], c["error"],
         ])).collect::<Vec<_>>(),
     })
 }
