@@ -196,13 +196,22 @@ fn what_a_killed_copy_left_running_is_stopped_by_the_next() {
         assert!(started.elapsed() < Duration::from_secs(20), "never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Long enough for the lease to list the attempt's group (it is written within 50 ms).
-    std::thread::sleep(Duration::from_millis(300));
     let background: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
         .parse()
         .unwrap();
+    // Killed once the lease lists the attempt's group (the background child's), not after a
+    // guessed delay: on a busy machine the renewal can come late.
+    let group = process_group(background);
+    let listed = Instant::now();
+    while !lease_lists(&tasks.dir.join("state"), group) {
+        assert!(
+            listed.elapsed() < Duration::from_secs(20),
+            "the lease never listed group {group}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     first.kill().unwrap();
     let _ = first.wait();
     let alive = |pid: u32| {
@@ -228,4 +237,37 @@ fn what_a_killed_copy_left_running_is_stopped_by_the_next() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The process group of `pid`, from its `/proc` record (the field after its state and parent).
+fn process_group(pid: u32) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+/// Whether a lease under the state folder `state` lists the process group `group`.
+fn lease_lists(state: &std::path::Path, group: i64) -> bool {
+    let Ok(entries) = std::fs::read_dir(state) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            return lease_lists(&path, group);
+        }
+        let in_leases = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|n| n == "leases");
+        in_leases
+            && std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .is_some_and(|lease| {
+                    lease["groups"]
+                        .as_array()
+                        .is_some_and(|groups| groups.iter().any(|g| g[0] == group))
+                })
+    })
 }
