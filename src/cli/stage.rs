@@ -7,7 +7,7 @@ use super::exit;
 use crate::plan::Plan;
 use crate::runtime::engine::StageSummary;
 use crate::runtime::tasks::state::Location;
-use crate::runtime::tasks::{Prepared, TaskEnd, TaskRun};
+use crate::runtime::tasks::{Prepared, SystemMeans, TaskEnd, TaskRun};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
@@ -138,6 +138,7 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
         )
         .into());
     }
+    let system = SystemMeans::default();
     let task = TaskRun {
         plan: &plan,
         state,
@@ -149,6 +150,7 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
             StageCommand::Run { tries, .. } | StageCommand::Item { tries, .. } if tries.retries_here
         ),
         reporter: &super::report::Stderr,
+        means: system.means(),
     };
     match &command {
         StageCommand::Init {

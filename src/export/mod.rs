@@ -118,12 +118,6 @@ pub fn limits(plan: &Plan) -> Vec<String> {
                 _ => {}
             }
         }
-        if stage.first_success {
-            say(
-                "uses `trigger: first_success`: the stages that lose the race would run to \
-                 their end instead of being cancelled",
-            );
-        }
         if stage.pool.is_some() {
             say("holds a `pool`: its slots live in wvflow's run store on one machine");
         }

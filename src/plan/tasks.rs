@@ -13,7 +13,9 @@ pub fn flow_key(plan: &Plan) -> String {
 
 /// The retry policy the engine applies to a stage's task: that of the stage's one activity
 /// call, when that is all it calls and it may be retried. Any other stage (an `each`
-/// fan-out, several calls) retries inside its task, where each call keeps its own count.
+/// fan-out, several calls) retries inside its task, where each call keeps its own count; so
+/// does a call whose jitter decides whether the next attempt fits its `schedule_timeout`
+/// (only the waiter knows the delay it drew).
 pub fn engine_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
     let mut calls = stage.steps.iter().filter_map(|step| match step {
         Step::Invoke { invocation } => Some(Some(invocation)),
@@ -28,9 +30,7 @@ pub fn engine_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
         .take_while(|s| !matches!(s, Step::Invoke { .. }))
         .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }));
     match (calls.next(), calls.next()) {
-        (Some(Some(invocation)), None) if invocation.retry.attempts > 1 && before_call => {
-            Some(&invocation.retry)
-        }
+        (Some(Some(invocation)), None) if before_call => by_engine(stage, &invocation.retry),
         _ => None,
     }
 }
@@ -39,9 +39,16 @@ pub fn engine_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
 /// its call, when it may be retried.
 pub fn item_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
     stage.steps.iter().find_map(|step| match step {
-        Step::Each { invocation, .. } if invocation.retry.attempts > 1 => Some(&invocation.retry),
+        Step::Each { invocation, .. } => by_engine(stage, &invocation.retry),
         _ => None,
     })
+}
+
+/// `policy`, when the engine can make its retries: it may retry, and no jittered delay decides
+/// whether a retry fits the stage's `schedule_timeout`.
+fn by_engine<'p>(stage: &StagePlan, policy: &'p RetryPolicy) -> Option<&'p RetryPolicy> {
+    let jitter_decides = policy.jitter && stage.schedule_timeout_ms.is_some();
+    (policy.attempts > 1 && !jitter_decides).then_some(policy)
 }
 
 /// Whether a stage's `each` runs as tasks of their own (prepare, items, gather): an `each`

@@ -72,6 +72,27 @@ pub enum StageError {
     },
 }
 
+impl StageError {
+    /// The exit code of the activity attempt this error is the end of, when it exited with one
+    /// (through a give-up's reason).
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            StageError::Activity { exit_code, .. } => *exit_code,
+            StageError::GaveUp { error, .. } => error.exit_code(),
+            _ => None,
+        }
+    }
+
+    /// Whether the error is the end of an activity's attempt (not of the stage's data).
+    pub fn is_activity(&self) -> bool {
+        match self {
+            StageError::Activity { .. } => true,
+            StageError::GaveUp { error, .. } => error.is_activity(),
+            _ => false,
+        }
+    }
+}
+
 /// Why a failed attempt that had tries left was not tried again. `Display` gives what is
 /// added after its error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,7 +16,8 @@
 //! | [`retry`] | the retry policy over attempts |
 //! | [`rows_text`] | rows as NDJSON, JSON, CSV and a table, for files and `runs rows` |
 //! | [`clock`], [`cancel`] | injected time; Ctrl-C and SIGTERM |
-//! | [`engine`] | the executor: triggers, parallel stages, steps, saga |
+//! | [`rules`] | the run's rules, written once for `wvflow run` and exported runs: what starts, forks, races, the timeout, the verdict, the saga, retries |
+//! | [`engine`] | the executor: parallel stages on an in-memory board, steps, saga |
 //! | [`error`] | why a call, a step or a stage did not succeed |
 //! | [`launch`] | running flows as `wvflow run` does: claim, journal, hooks, retention, child runs, jumps |
 //! | [`flow_call`] | flow calls (`Name(arg = value)`) and their arguments bound to parameters |
@@ -41,6 +42,7 @@ pub mod output;
 pub mod pools;
 pub mod retry;
 pub mod rows_text;
+pub mod rules;
 pub mod runs;
 pub mod schedule;
 pub mod scheduler;

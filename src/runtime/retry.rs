@@ -1,10 +1,12 @@
-//! Running an attempt again: the retry policy of the plan applied to attempt outcomes, with
-//! the delays of [`crate::retry_rule`], full jitter, non-retryable exit codes and
-//! `schedule_timeout`.
+//! Running an attempt again: the retry policy of the plan applied to attempt outcomes, as the
+//! run's rules decide after each failure ([`super::rules::after_failure`]: the delays of
+//! [`crate::retry_rule`], full jitter, non-retryable exit codes and `schedule_timeout`), with
+//! the waits on the injected clock.
 
 use super::clock::Clock;
 use super::activity::AttemptFailure;
 use super::error::StageError;
+use super::rules::{AfterFailure, Waiter, after_failure};
 use crate::plan::ir::RetryPolicy;
 use std::time::Duration;
 
@@ -89,7 +91,6 @@ pub fn run_observed<T>(
     mut retrying: impl FnMut(u32, Duration),
 ) -> Finished<T> {
     let started = clock.now();
-    let delays = policy.delays();
     let mut n = 1;
     loop {
         match attempt(n) {
@@ -107,46 +108,27 @@ pub fn run_observed<T>(
             }
             Outcome::Failure(failure) => {
                 let exit_code = failure.exit_code();
-                let error = failure.to_string();
-                let last = n >= policy.attempts;
-                let fatal = exit_code.is_some_and(|c| policy.non_retryable.contains(&(c as i64)));
-                if last || fatal {
-                    let why = if fatal && !last {
-                        format!(
-                            "{error} (exit code {} is non-retryable)",
-                            exit_code.unwrap_or_default()
-                        )
-                    } else {
-                        error
-                    };
-                    return Finished {
-                        result: Err(StageError::Activity {
-                            message: why,
+                let elapsed = clock.now().saturating_sub(started);
+                let waiter = Waiter::Wvflow(random);
+                let delay = match after_failure(policy, schedule_timeout, (n, exit_code), elapsed, waiter) {
+                    AfterFailure::Again(delay) => delay,
+                    AfterFailure::GiveUp(why) => {
+                        let error = StageError::Activity {
+                            message: failure.to_string(),
                             exit_code,
-                        }),
-                        attempts: n,
-                    };
-                }
-                let computed = delays.before_retry(n);
-                let delay = if policy.jitter {
-                    computed.mul_f64(random.unit())
-                } else {
-                    computed
+                        };
+                        return Finished {
+                            result: Err(match why {
+                                Some(why) => StageError::GaveUp {
+                                    error: Box::new(error),
+                                    why,
+                                },
+                                None => error,
+                            }),
+                            attempts: n,
+                        };
+                    }
                 };
-                if let Some(limit) = schedule_timeout
-                    && clock.now() - started + delay >= limit
-                {
-                    return Finished {
-                        result: Err(StageError::Activity {
-                            message: format!(
-                                "{error} (schedule_timeout of {} reached after {n} attempts)",
-                                crate::human::duration(limit)
-                            ),
-                            exit_code,
-                        }),
-                        attempts: n,
-                    };
-                }
                 retrying(n, delay);
                 if !clock.sleep_unless(delay, cancel) {
                     return Finished {

@@ -4,7 +4,7 @@
 //! It prints nothing: what it watches, starts, skips, reloads and why it stops are [`Event`]s
 //! told to a [`Listener`] (the command line prints them). Semantics: `docs/scheduler.md`.
 
-use super::engine::holds;
+use super::rules::holds;
 use super::launch::RunProcess;
 use super::runs::journal::{Journal, NewRun};
 use super::runs::{catalog, schema};

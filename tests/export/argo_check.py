@@ -21,7 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import jsonschema
 import yaml
@@ -231,29 +231,21 @@ def run(path, wvflow, state, run_time, params):
         return run_container(t, inputs or {})
 
     def run_dag(t, inputs):
-        """The DAG's tasks in an order their `depends` allow; a task `withParam` once per item,
-        at most the template's `parallelism` at once. Its phase: failed when a task failed
-        that does not continue on failure."""
+        """The DAG's tasks as Argo runs them: each as soon as its `depends` allow, side by
+        side (at most the template's, or the workflow's, `parallelism` at once); a task
+        `withParam` once per item, at most the template's `parallelism` at once. Its phase:
+        failed when a task failed that does not continue on failure."""
         dag = t["dag"]["tasks"]
         phases, results = {}, {}
-        output = None
-        while len(phases) < len(dag):
-            refs = lambda task: depends_names(task["depends"]) if task.get("depends") else []
-            ready = [task for task in dag
-                     if task["name"] not in phases and all(n in phases for n in refs(task))]
-            if not ready:
-                raise RuntimeError(f"no task can start; phases: {phases}")
-            task = ready[0]
-            if task.get("depends") and not evaluate(task["depends"], phases):
-                phases[task["name"]] = "Omitted"
-                continue
+        refs = lambda task: depends_names(task["depends"]) if task.get("depends") else []
 
-            def text(value):
-                value = re.sub(r"\{\{tasks\.([a-z0-9-]+)\.outputs\.result\}\}",
-                               lambda m: results[m.group(1)].strip(), value)
-                return re.sub(r"\{\{inputs\.parameters\.([A-Za-z0-9_-]+)\}\}",
-                              lambda m: str(inputs[m.group(1)]), value)
+        def text(value):
+            value = re.sub(r"\{\{tasks\.([a-z0-9-]+)\.outputs\.result\}\}",
+                           lambda m: results[m.group(1)].strip(), value)
+            return re.sub(r"\{\{inputs\.parameters\.([A-Za-z0-9_-]+)\}\}",
+                          lambda m: str(inputs[m.group(1)]), value)
 
+        def run_task(task):
             arguments = {p["name"]: p["value"]
                          for p in task.get("arguments", {}).get("parameters", [])}
             if "withParam" in task or "withSequence" in task:
@@ -273,12 +265,34 @@ def run(path, wvflow, state, run_time, params):
                 ends_phases = [p for p, _ in ends]
                 phase = ("Skipped" if not ends else
                          "Failed" if "Failed" in ends_phases else "Succeeded")
-                phases[task["name"]], results[task["name"]] = phase, ""
-            else:
-                given = {k: text(v) for k, v in arguments.items()}
-                phases[task["name"]], results[task["name"]] = run_template(task["template"], given)
-            if task["name"] == "wvflow-finish":
-                output = results[task["name"]]
+                return phase, ""
+            return run_template(task["template"], {k: text(v) for k, v in arguments.items()})
+
+        running = {}
+        width = t.get("parallelism") or spec.get("parallelism") or 16
+        with ThreadPoolExecutor(max_workers=width) as pool:
+            while len(phases) < len(dag):
+                moved = False
+                for task in dag:
+                    name = task["name"]
+                    if name in phases or name in running.values():
+                        continue
+                    if not all(n in phases for n in refs(task)):
+                        continue
+                    moved = True
+                    if task.get("depends") and not evaluate(task["depends"], phases):
+                        phases[name] = "Omitted"
+                    else:
+                        running[pool.submit(run_task, task)] = name
+                if moved:
+                    continue
+                if not running:
+                    raise RuntimeError(f"no task can start; phases: {phases}")
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = running.pop(future)
+                    phases[name], results[name] = future.result()
+        output = results.get("wvflow-finish")
         failed = any(phases[task["name"]] == "Failed" and
                      not task.get("continueOn", {}).get("failed") for task in dag)
         return ("Failed" if failed else "Succeeded"), output

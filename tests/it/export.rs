@@ -1126,7 +1126,8 @@ fn s3_state_runs_as_wvflow_runs() {
 /// What the review of the export found, each as a run that must end as `wvflow run` ends:
 /// an Argo backoff retried inside the task, a flow out of time, a fork whose branch fails
 /// compensated, `failed(stage)` after a fan-out past its tolerance, an `activate` before a
-/// flaky call, a parameter that defaults to null, a flow in a subfolder of its workspace.
+/// flaky call, a parameter that defaults to null, a flow in a subfolder of its workspace, a
+/// `first_success` race whose loser is still running when the winner records its success.
 #[test]
 fn exported_runs_end_as_wvflow_runs_in_the_corners() {
     let dir = crate::common::scratch(
@@ -1148,6 +1149,7 @@ activity flaky with { retries: 2, retry_delay: 10ms } = sh("""
   echo '{"ok": true}'
 """)
 activity fail = sh("""exit 1""")
+activity quote(p: int) = sh("""if [ "$WV_P" = 2 ]; then sleep 8; else sleep 1; fi; echo "{\"p\": $WV_P}" """)
 flow Linear = {
   stage s = lin()
 }
@@ -1192,6 +1194,12 @@ flow Nullable(note: string = null) = {
 flow Local = {
   stage d = from 'data.csv'
 }
+flow Race = {
+  stage fast [on_failure: ignore] = quote(1)
+  stage slow [on_failure: ignore] = quote(2)
+  stage first [trigger: first_success] = merge fast, slow
+  stage after = from first | select p
+}
 "#,
             ),
         ],
@@ -1208,6 +1216,7 @@ flow Local = {
         "TwoEach",
         "Nullable",
         "Local",
+        "Race",
     ] {
         // The reference, in a copy of its own.
         let reference_dir = dir.join(format!("ref-{flow}"));

@@ -17,6 +17,7 @@ mod grammar;
 mod hardening;
 mod layers;
 mod lsp;
+mod one_run;
 mod parse_snapshots;
 mod patterns;
 mod plan;

@@ -4,10 +4,9 @@
 
 use super::saga::{compensate, not_compensated};
 use super::stage::Started;
-use super::{Context, StageSummary, Summary, final_stages, holds};
-use crate::runtime::error::StageError;
-use std::time::Duration;
+use super::{Context, StageSummary, Summary, final_stages};
 use crate::plan::ir::*;
+use crate::runtime::rules::{self, Before};
 use crate::runtime::state::{RunState, StageState};
 use crate::runtime::store::StoreConfig;
 use std::collections::BTreeMap;
@@ -15,11 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::frontier::Frontier;
-
-/// Whether a stage stops the flow when it succeeds (`end`).
-fn ends_flow(stage: &StagePlan) -> bool {
-    stage.steps.iter().any(|s| matches!(s, Step::End))
-}
 
 /// What a run knows of its stages as it goes: their results and states, which have started,
 /// the frontier of those that may start, each stage's cancel flag, and each race's winner.
@@ -30,9 +24,6 @@ pub(super) struct Board<'p, 'c> {
     pub index: BTreeMap<&'p str, usize>,
     frontier: Frontier,
     upstream: Vec<Vec<usize>>,
-    /// A fork stage's branches; a fork is settled (its final state known) once they are all
-    /// terminal, and only then do stages after the fork see it.
-    branches: Vec<Vec<usize>>,
     /// Each stage's own flag: set with the run's cancel, or alone for a race loser.
     stage_cancel: Vec<Arc<AtomicBool>>,
     states: BTreeMap<String, StageState>,
@@ -40,8 +31,12 @@ pub(super) struct Board<'p, 'c> {
     started: Vec<bool>,
     /// For a `first_success` stage: the upstream stage whose success decided its race.
     winner: Vec<Option<usize>>,
-    /// The stages that succeeded, in the order they ended: what a saga compensates.
-    completed: Vec<usize>,
+    /// Where each stage's own end falls in the run (the order of ends): what decides races
+    /// and the saga's order.
+    order: Vec<Option<i64>>,
+    ends: i64,
+    /// Each stage's own end (a fork's, before its branches settle it): what a saga reads.
+    own: Vec<Option<StageState>>,
     /// A stage with `end` succeeded: nothing more starts.
     end_reached: bool,
 }
@@ -69,18 +64,8 @@ impl<'p, 'c> Board<'p, 'c> {
             .stages
             .iter()
             .map(|s| {
-                s.steps
-                    .iter()
-                    .filter_map(|step| match step {
-                        Step::Fork { branches } => Some(
-                            branches
-                                .iter()
-                                .filter_map(|b| index.get(b.as_str()).copied())
-                                .collect::<Vec<_>>(),
-                        ),
-                        _ => None,
-                    })
-                    .flatten()
+                rules::branches(s)
+                    .filter_map(|b| index.get(b).copied())
                     .collect()
             })
             .collect();
@@ -89,15 +74,16 @@ impl<'p, 'c> Board<'p, 'c> {
             flow,
             ctx,
             index,
-            frontier: Frontier::new(upstream.clone(), branches.clone(), priority),
+            frontier: Frontier::new(upstream.clone(), branches, priority),
             upstream,
-            branches,
             stage_cancel: (0..n).map(|_| Arc::default()).collect(),
             states: BTreeMap::new(),
             results: vec![None; n],
             started: vec![false; n],
             winner: vec![None; n],
-            completed: Vec::new(),
+            order: vec![None; n],
+            ends: 0,
+            own: vec![None; n],
             end_reached: false,
         }
     }
@@ -110,10 +96,7 @@ impl<'p, 'c> Board<'p, 'c> {
                 self.started[i] = true;
                 self.states.insert(done.stage.clone(), done.state);
                 self.results[i] = Some(done.clone());
-                if done.state == StageState::Success {
-                    self.completed.push(i);
-                    self.end_reached |= ends_flow(&self.flow.stages[i]);
-                }
+                self.own_end(i, done.state);
             }
         }
         let known: Vec<usize> = (0..self.results.len())
@@ -139,15 +122,13 @@ impl<'p, 'c> Board<'p, 'c> {
             if self.started[i] {
                 continue;
             }
-            let stage = &self.flow.stages[i];
-            let not_run = if cancelled {
-                Some(StageState::Cancelled)
-            } else if self.end_reached || !holds(&stage.trigger, &self.states) {
-                Some(StageState::Skipped)
-            } else {
-                None
+            let before = Before {
+                stopped: cancelled,
+                end_reached: self.end_reached,
+                // A race's losers are cancelled as it is decided (`Self::ended`).
+                lost_race: false,
             };
-            if let Some(state) = not_run {
+            if let Some(state) = rules::unrun(&self.flow.stages[i], before, &self.states) {
                 self.unrun(i, state);
                 continue;
             }
@@ -187,20 +168,15 @@ impl<'p, 'c> Board<'p, 'c> {
     /// Stage `i` ended: reported, recorded, and what it frees may start. A stage cancelled
     /// because the flow's timeout passed failed.
     pub fn finish(&mut self, i: usize, mut summary: StageSummary, timed_out: bool) {
-        if timed_out && summary.state == StageState::Cancelled {
-            summary.state = StageState::Failed;
-            let timeout = Duration::from_millis(self.flow.timeout_ms.unwrap_or(0));
-            summary.error = Some(StageError::FlowTimeout(timeout));
+        if timed_out {
+            rules::stopped_by_timeout(self.flow, &mut summary);
         }
         if let Some(p) = self.ctx.progress {
             p.stage_finished(&summary);
         }
-        let stage = &self.flow.stages[i];
-        if summary.state == StageState::Success {
-            self.completed.push(i);
-            self.end_reached |= ends_flow(stage);
-        }
-        self.states.insert(stage.id.clone(), summary.state);
+        self.own_end(i, summary.state);
+        self.states
+            .insert(self.flow.stages[i].id.clone(), summary.state);
         self.results[i] = Some(summary);
         self.ended(i);
     }
@@ -211,54 +187,41 @@ impl<'p, 'c> Board<'p, 'c> {
         let (flow, ctx) = (self.flow, self.ctx);
         let results: Vec<StageSummary> = self.results.into_iter().flatten().collect();
         let cancelled = ctx.cancel.load(Ordering::Relaxed);
-        let failed = cancelled
-            || timed_out
-            || flow
-                .stages
+        let state = rules::run_state(flow, &results, cancelled, timed_out);
+        let stages: Vec<&StagePlan> = if ctx.compensated.is_empty() {
+            let succeeded = (0..flow.stages.len()).filter_map(|i| {
+                let at = self.order[i]?;
+                (self.own[i] == Some(StageState::Success)).then_some((&flow.stages[i], at))
+            });
+            rules::saga(state, ctx.compensate_on_cancel, succeeded)
+        } else {
+            // A saga taken up again owes what it recorded, in its order (latest first).
+            ctx.compensated
                 .iter()
-                .zip(&results)
-                .any(|(s, r)| r.state == StageState::Failed && s.on_failure == OnFailure::Fail);
-        let compensations = if failed && (!cancelled || ctx.compensate_on_cancel) {
-            let stages: Vec<&StagePlan> = if ctx.compensated.is_empty() {
-                self.completed.iter().map(|&i| &flow.stages[i]).collect()
-            } else {
-                // A saga taken up again owes what it recorded, in its order (latest first).
-                ctx.compensated
-                    .iter()
-                    .rev()
-                    .filter_map(|c| flow.stages.iter().find(|s| s.id == c.stage))
-                    .collect()
-            };
-            let ending = if cancelled {
-                RunState::Cancelled
-            } else {
-                RunState::Failed
-            };
+                .rev()
+                .filter_map(|c| flow.stages.iter().find(|s| s.id == c.stage))
+                .collect()
+        };
+        let compensations = if stages.is_empty() {
+            Vec::new()
+        } else {
             match stores.connect() {
-                Ok(mut store) => compensate(&mut store, ctx, &stages, ending),
+                Ok(mut store) => compensate(&mut store, ctx, &stages, state),
                 // Never skipped silently: each compensation that could not run says why.
                 Err(e) => not_compensated(ctx, &stages, &format!("cannot open the run store: {e}")),
             }
-        } else {
-            Vec::new()
         };
         Summary {
             run_id: ctx.run_id.clone(),
             flow: flow.name.clone(),
-            state: if cancelled {
-                RunState::Cancelled
-            } else if failed {
-                RunState::Failed
-            } else {
-                RunState::Success
-            },
+            state,
             outputs: Some((stores.run_db.clone(), final_stages(flow, &results))),
             stages: results,
             compensations,
-            next: if failed {
-                Vec::new()
-            } else {
+            next: if state == RunState::Success {
                 ctx.jumps.lock().map(|j| j.clone()).unwrap_or_default()
+            } else {
+                Vec::new()
             },
         }
     }
@@ -295,9 +258,15 @@ impl<'p, 'c> Board<'p, 'c> {
                     if self.winner[race].is_some() || self.started[race] {
                         continue;
                     }
-                    self.winner[race] = Some(s);
+                    let winner = rules::race_winner(&stages[race], |id| {
+                        let u = *self.index.get(id)?;
+                        Some((*self.states.get(id)?, self.order[u]?))
+                    })
+                    .and_then(|w| self.index.get(w).copied());
+                    let Some(winner) = winner else { continue };
+                    self.winner[race] = Some(winner);
                     for l in self.upstream[race].clone() {
-                        if l == s || self.results[l].is_some() {
+                        if l == winner || self.results[l].is_some() {
                             continue;
                         }
                         if self.started[l] {
@@ -319,31 +288,32 @@ impl<'p, 'c> Board<'p, 'c> {
         }
     }
 
-    /// A fork that settled fails when one of its branches failed and does not ignore it.
-    fn settle_fork(&mut self, s: usize) {
-        let (flow, results) = (self.flow, &mut self.results);
-        let failed = self.branches[s].iter().find(|&&b| {
-            results[b]
-                .as_ref()
-                .is_some_and(|r| r.state == StageState::Failed)
-                && flow.stages[b].on_failure == OnFailure::Fail
-        });
-        if let (Some(&b), Some(result)) = (failed, results[s].as_mut())
-            && result.state == StageState::Success
-        {
-            // A failed stage keeps no rows: readers that still run (`trigger: all_done`)
-            // read none, and `runs rows` has none to show.
-            result.state = StageState::Failed;
-            result.rows = 0;
-            result.error = Some(StageError::BranchFailed {
-                branch: flow.stages[b].id.clone(),
-            });
-            self.states
-                .insert(flow.stages[s].id.clone(), StageState::Failed);
-            if let Some(p) = self.ctx.progress {
-                p.stage_finished(result);
-            }
+    /// Stage `i`'s own work ended in `state` (a fork's, before its branches settle it).
+    fn own_end(&mut self, i: usize, state: StageState) {
+        self.own[i] = Some(state);
+        self.order[i] = Some(self.ends);
+        self.ends += 1;
+        if state == StageState::Success {
+            self.end_reached |= rules::ends_flow(&self.flow.stages[i]);
         }
+    }
+
+    /// A fork that settled: it fails when one of its branches failed and does not ignore it.
+    fn settle_fork(&mut self, s: usize) {
+        let Some(own) = self.results[s].as_ref() else {
+            return;
+        };
+        let states = &self.states;
+        let fork = &self.flow.stages[s];
+        let Some(settled) = rules::settle_fork(self.flow, fork, own, |b| states.get(b).copied())
+        else {
+            return;
+        };
+        self.states.insert(fork.id.clone(), settled.state);
+        if let Some(p) = self.ctx.progress {
+            p.stage_finished(&settled);
+        }
+        self.results[s] = Some(settled);
     }
 }
 

@@ -374,18 +374,6 @@ pub fn compensate_completed(
     }
 }
 
-/// Whether a run whose stages ended so fails: a stage failed whose `on_failure` is `fail`.
-pub fn fails(flow: &FlowPlan, results: &[StageSummary]) -> bool {
-    results.iter().any(|r| {
-        r.state == StageState::Failed
-            && flow
-                .stages
-                .iter()
-                .find(|s| s.id == r.stage)
-                .is_some_and(|s| s.on_failure == OnFailure::Fail)
-    })
-}
-
 /// The stages no other stage reads or waits for, that succeeded, in plan order.
 pub(crate) fn final_stages(flow: &FlowPlan, results: &[StageSummary]) -> Vec<String> {
     let read: std::collections::BTreeSet<&str> = flow
@@ -487,22 +475,6 @@ fn replay_jumps(
                 jumps.push(jump);
             }
         }
-    }
-}
-
-/// Evaluates a compiled trigger over the states reached so far.
-pub fn holds(cond: &Cond, states: &BTreeMap<String, StageState>) -> bool {
-    match cond {
-        Cond::True => true,
-        Cond::State { stage, state } => match states.get(stage) {
-            Some(reached) => {
-                *state == crate::vocabulary::StateWord::Done || reached.as_str() == state.as_str()
-            }
-            None => false,
-        },
-        Cond::Not { arg } => !holds(arg, states),
-        Cond::And { args } => args.iter().all(|a| holds(a, states)),
-        Cond::Or { args } => args.iter().any(|a| holds(a, states)),
     }
 }
 

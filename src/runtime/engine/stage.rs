@@ -1005,13 +1005,9 @@ fn judged(
 
 /// A failed item as `failed(stage)` reads it: its place, exit code and error, then its row.
 fn failed_row(index: usize, error: &StageError, row: Vec<Value>) -> Vec<Value> {
-    let exit_code = match error {
-        StageError::Activity {
-            exit_code: Some(code),
-            ..
-        } => Value::Integer(*code as i64),
-        _ => Value::Null,
-    };
+    let exit_code = error
+        .exit_code()
+        .map_or(Value::Null, |code| Value::Integer(i64::from(code)));
     [
         Value::Integer(index as i64),
         exit_code,

@@ -3,14 +3,12 @@
 //! together, the tolerance judged, the steps after the `each`). Semantics: `docs/export.md`.
 
 use super::state::stage_key;
-use super::{
-    Begin, CallEnd, Error, Executed, Part, PartKind, TaskEnd, TaskRun, Verdict, end_of, now_ms,
-    verdict,
-};
+use super::{Begin, CallEnd, Error, Executed, Part, PartKind, TaskEnd, TaskRun, end_of};
 use crate::plan::ir::{RetryPolicy, StagePlan};
 use crate::runtime::engine::StageSummary;
 use crate::runtime::error::StageError;
 use crate::runtime::retry::Finished;
+use crate::runtime::rules::{self, AfterFailure};
 use crate::runtime::state::StageState;
 use crate::runtime::store::{Rows, Store};
 use serde::{Deserialize, Serialize};
@@ -106,12 +104,10 @@ impl TaskRun<'_> {
         }
         // Past the flow's timeout an item does not start: it is cancelled, which the
         // gathering never tolerates.
-        if let Some(ms) = self.plan.flow.timeout_ms
-            && now_ms() >= self.run_record()?.started_at_ms.saturating_add(ms as i64)
-        {
+        if self.timed_out(&self.run_record()?) {
             let record = ItemRecord {
                 attempts: 0,
-                error: Some(timeout_error(ms).to_string()),
+                error: Some(rules::flow_timeout(&self.plan.flow).to_string()),
                 exit_code: None,
                 cancelled: true,
             };
@@ -127,9 +123,7 @@ impl TaskRun<'_> {
                 let record = ItemRecord {
                     attempts: done.attempts,
                     error: done.result.as_ref().err().map(|e| match e {
-                        _ if cancelled => {
-                            timeout_error(self.plan.flow.timeout_ms.unwrap_or_default()).to_string()
-                        }
+                        _ if cancelled => rules::flow_timeout(&self.plan.flow).to_string(),
                         other => other.to_string(),
                     }),
                     exit_code: CallEnd::of(&done.result).exit_code(),
@@ -296,9 +290,9 @@ impl TaskRun<'_> {
         let call = CallEnd::of(&done.result);
         if let (Some(policy), Err(error)) = (policy, &done.result) {
             done.attempts = attempt;
-            match verdict(policy, stage, attempt, call, first_ms) {
-                Verdict::Again => return Ok(Executed::Retry),
-                Verdict::Final(Some(why)) => {
+            match self.after_failure(policy, stage, (attempt, call), first_ms) {
+                AfterFailure::Again(_) => return Ok(Executed::Retry),
+                AfterFailure::GiveUp(Some(why)) => {
                     let message = match error {
                         StageError::Activity { message, .. } => format!("{message}{why}"),
                         other => format!("{other}{why}"),
@@ -308,7 +302,7 @@ impl TaskRun<'_> {
                         exit_code: call.exit_code(),
                     });
                 }
-                Verdict::Final(None) => {}
+                AfterFailure::GiveUp(None) => {}
             }
         } else if policy.is_some() && done.attempts > 0 {
             done.attempts = attempt;
@@ -345,9 +339,4 @@ fn item_end(error: Option<String>) -> (TaskEnd, Option<String>) {
 /// The table of a fan-out's prepared input.
 pub(super) fn input_table(stage: &str) -> String {
     format!("{stage}.input")
-}
-
-/// An item stopped by the flow's timeout fails as a stage does.
-fn timeout_error(ms: u64) -> StageError {
-    StageError::FlowTimeout(std::time::Duration::from_millis(ms))
 }

@@ -24,21 +24,22 @@ use fan::input_table;
 pub use fan::Prepared;
 use crate::plan::tasks::{engine_retries, flow_key, item_retries};
 
-use super::activity::ProcessLauncher;
-use super::clock::SystemClock;
+use super::activity::Launcher;
+use super::clock::Clock;
 use super::engine::{
-    CompensationSummary, Context, FanPart, StageSummary, Summary,
-    compensate_completed, fails, holds, run_single_stage,
+    CompensationSummary, Context, FanPart, StageSummary, Summary, compensate_completed,
+    run_single_stage,
 };
-use super::flow_call::CallArgs;
-use super::retry::SeededRandom;
-use super::runs::{run_params, zone_of};
-use super::schedule::{run_time_text, utc_now};
-use super::state::{RunState, StageState};
 use super::error::{NotRetried, StageError};
+use super::flow_call::CallArgs;
+use super::retry::Random;
+use super::rules::{self, AfterFailure, Before, End, Waiter};
+use super::runs::{run_params, zone_of};
+use super::schedule::run_time_text;
+use super::state::{RunState, StageState};
 use super::store::{StoreConfig, from_json, to_json};
 use crate::plan::Plan;
-use crate::plan::ir::{OnFailure, RetryPolicy, StagePlan, Step};
+use crate::plan::ir::{RetryPolicy, StagePlan};
 use crate::session::{Notice, Reporter};
 use rusqlite::types::Value;
 use serde::{Deserialize, Serialize};
@@ -53,7 +54,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub enum TaskEnd {
     /// 0: the stage succeeded (or the run did, for `finish`).
     Success,
-    /// 99: the stage's trigger did not hold (Airflow's skip code).
+    /// 99: the stage did not run: its trigger did not hold, or it was cancelled before it
+    /// started or lost a race (Airflow's skip code).
     Skipped,
     /// 98: failed for good: the stage used its retries, or the run failed. Not to be retried.
     Failed,
@@ -106,6 +108,59 @@ pub struct TaskRun<'a> {
     pub engine_retries: bool,
     /// Told what the run's hooks warn of.
     pub reporter: &'a dyn Reporter,
+    /// Time, randomness and processes, injected.
+    pub means: Means<'a>,
+}
+
+/// What a task needs from outside: time (a clock and the wall time at which it read zero:
+/// records from other tasks, perhaps on other hosts, are in wall time), randomness for
+/// jitter, and the launcher of activities.
+#[derive(Clone, Copy)]
+pub struct Means<'a> {
+    pub clock: &'a dyn Clock,
+    pub epoch: chrono::DateTime<chrono::Utc>,
+    pub random: &'a dyn Random,
+    pub launcher: &'a dyn Launcher,
+}
+
+/// The real clock, time-seeded jitter and processes: what a task on an engine's worker uses.
+pub struct SystemMeans {
+    clock: super::clock::SystemClock,
+    epoch: chrono::DateTime<chrono::Utc>,
+    random: super::retry::SeededRandom,
+}
+
+impl Default for SystemMeans {
+    fn default() -> Self {
+        SystemMeans {
+            clock: Default::default(),
+            epoch: super::schedule::utc_now(),
+            random: super::retry::SeededRandom::from_time(),
+        }
+    }
+}
+
+impl SystemMeans {
+    pub fn means(&self) -> Means<'_> {
+        Means {
+            clock: &self.clock,
+            epoch: self.epoch,
+            random: &self.random,
+            launcher: &super::activity::ProcessLauncher,
+        }
+    }
+}
+
+impl Means<'_> {
+    /// The wall time now, in milliseconds since 1970.
+    fn now_ms(&self) -> i64 {
+        let since = i64::try_from(self.clock.now().as_millis()).unwrap_or(i64::MAX);
+        self.epoch.timestamp_millis().saturating_add(since)
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_millis(self.now_ms()).unwrap_or(self.epoch)
+    }
 }
 
 impl TaskRun<'_> {
@@ -133,8 +188,8 @@ impl TaskRun<'_> {
         let record = RunRecord {
             flow: self.plan.flow.name.clone(),
             args: args.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
-            run_time: run_time.unwrap_or_else(|| run_time_text(utc_now())),
-            started_at_ms: now_ms(),
+            run_time: run_time.unwrap_or_else(|| run_time_text(self.means.now())),
+            started_at_ms: self.means.now_ms(),
         };
         Ok(self.state.write(
             &key,
@@ -174,8 +229,16 @@ impl TaskRun<'_> {
     fn records(&self) -> Result<(Records, Records), Error> {
         let own = self.own_records()?;
         let mut settled = own.clone();
-        for stage in &self.plan.flow.stages {
-            settle_fork(stage, &self.plan.flow.stages, &mut settled);
+        let flow = &self.plan.flow;
+        for fork in &flow.stages {
+            let Some(record) = settled.get(&fork.id) else {
+                continue;
+            };
+            let state_of = |b: &str| settled.get(b).map(|r| r.summary.state);
+            if let Some(summary) = rules::settle_fork(flow, fork, &record.summary, state_of) {
+                let finished_at_ms = record.finished_at_ms;
+                settled.insert(fork.id.clone(), StageRecord { summary, finished_at_ms });
+            }
         }
         Ok((own, settled))
     }
@@ -210,17 +273,12 @@ impl TaskRun<'_> {
         })
     }
 
-    fn context<'c>(
-        &self,
-        params: BTreeMap<String, Value>,
-        clock: &'c SystemClock,
-        random: &'c SeededRandom,
-    ) -> Context<'c> {
+    fn context(&self, params: BTreeMap<String, Value>) -> Context<'_> {
         Context {
-            clock,
-            epoch: utc_now(),
-            random,
-            launcher: &ProcessLauncher,
+            clock: self.means.clock,
+            epoch: self.means.epoch,
+            random: self.means.random,
+            launcher: self.means.launcher,
             cwd: self.cwd.clone(),
             run_id: self.run_id.clone(),
             flow: self.plan.flow.name.clone(),
@@ -274,7 +332,7 @@ impl TaskRun<'_> {
     fn record(&self, summary: StageSummary) -> Result<(TaskEnd, StageSummary), Error> {
         let record = StageRecord {
             summary: summary.clone(),
-            finished_at_ms: now_ms(),
+            finished_at_ms: self.means.now_ms(),
         };
         self.state.write(
             &stage_key(&self.flow_key(), &self.run_id, &summary.stage, "json"),
@@ -292,12 +350,12 @@ impl TaskRun<'_> {
         let mut upstream = BTreeMap::new();
         for edge in &stage.upstream {
             // A branch sees its fork as the fork's own work ended, not as its branches settle it.
-            let inside_fork = self.plan.flow.stages.iter().any(|f| {
-                f.id == edge.stage
-                    && f.steps.iter().any(
-                        |st| matches!(st, Step::Fork { branches } if branches.contains(&stage.id)),
-                    )
-            });
+            let inside_fork = self
+                .plan
+                .flow
+                .stages
+                .iter()
+                .any(|f| f.id == edge.stage && rules::sees_own_end(&stage.id, f));
             let seen = if inside_fork { own } else { records };
             let record = seen
                 .get(&edge.stage)
@@ -328,27 +386,32 @@ impl TaskRun<'_> {
         let run = self.run_record()?;
         let (own, records) = self.records()?;
         let upstream = self.upstream_states(stage, (&own, &records))?;
-        // A stage that ended the flow (`end`) skips every stage that had not started.
-        let ended = records.iter().any(|(id, r)| {
-            r.summary.state == StageState::Success
-                && flow
-                    .stages
-                    .iter()
-                    .any(|s| &s.id == id && s.steps.iter().any(|st| matches!(st, Step::End)))
-        });
-        let timed_out = flow
-            .timeout_ms
-            .is_some_and(|ms| now_ms() >= run.started_at_ms.saturating_add(ms as i64));
-        let unrun = |state| StageSummary::new(stage, state);
-        // Past the flow's timeout nothing starts: the stage is cancelled, as `wvflow run`
-        // cancels the stages it has not started when the time is up.
-        Ok(if timed_out {
-            Begin::Decided(unrun(StageState::Cancelled))
-        } else if ended || !holds(&stage.trigger, &upstream) {
-            Begin::Decided(unrun(StageState::Skipped))
-        } else {
-            Begin::Go(stage, run, records, upstream)
+        let before = Before {
+            // Past the flow's timeout nothing starts, as in `wvflow run`.
+            stopped: self.timed_out(&run),
+            end_reached: rules::end_reached(
+                flow,
+                own.iter()
+                    .filter(|(_, r)| r.summary.state == StageState::Success)
+                    .map(|(id, _)| id.as_str()),
+            ),
+            lost_race: rules::lost_race(flow, &stage.id, ends(&own)),
+        };
+        Ok(match rules::unrun(stage, before, &upstream) {
+            Some(state) => Begin::Decided(StageSummary::new(stage, state)),
+            None => Begin::Go(stage, run, records, upstream),
         })
+    }
+
+    /// The flow's deadline, in wall time: when the run started plus its timeout.
+    fn deadline(&self, run: &RunRecord) -> Option<i64> {
+        let ms = self.plan.flow.timeout_ms?;
+        Some(run.started_at_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)))
+    }
+
+    /// Whether the flow's timeout has passed.
+    fn timed_out(&self, run: &RunRecord) -> bool {
+        self.deadline(run).is_some_and(|d| self.means.now_ms() >= d)
     }
 
     /// Runs the stage (or `part` of its fan-out) on a fresh run database holding the tables
@@ -372,29 +435,23 @@ impl TaskRun<'_> {
         let scratch = scratch::scratch()?;
         let stores = self.stores(scratch.path())?;
         self.load_reads(stage, &upstream, &stores, scratch.path())?;
-        let first_success = first_success(stage, records);
-        let (clock, random) = (SystemClock::default(), SeededRandom::from_time());
-        let mut ctx = self.context(self.params(run), &clock, &random);
+        let first_success = stage
+            .first_success
+            .then(|| rules::race_winner(stage, ends(records)).map(str::to_string))
+            .flatten();
+        let mut ctx = self.context(self.params(run));
         if policy.is_some() {
             ctx.single_attempt = Some(attempt);
         }
         let fan = part.into_fan();
         // The flow's timeout bounds the attempt too: it is stopped when the run's time is up.
-        let deadline = self
-            .plan
-            .flow
-            .timeout_ms
-            .map(|ms| run.started_at_ms.saturating_add(ms as i64));
-        let mut summary = self.until(deadline, &mut ctx, |ctx| {
+        let deadline = self.deadline(run);
+        let mut summary = self.until((deadline, stage), &mut ctx, |ctx| {
             run_single_stage(stage, &stores, ctx, (upstream, first_success), fan.as_ref())
         });
-        let timed_out = deadline.is_some_and(|d| now_ms() >= d);
-        if summary.state == StageState::Cancelled && timed_out {
-            summary.state = StageState::Failed;
-            let timeout = self.plan.flow.timeout_ms.unwrap_or(0);
-            summary.error = Some(StageError::FlowTimeout(std::time::Duration::from_millis(
-                timeout,
-            )));
+        let timed_out = self.timed_out(run);
+        if timed_out {
+            rules::stopped_by_timeout(&self.plan.flow, &mut summary);
         }
         let gathering = matches!(fan, Some(FanPart::Gather { .. }));
         let preparing = matches!(fan, Some(FanPart::Prepare(_)));
@@ -423,11 +480,11 @@ impl TaskRun<'_> {
         if policy.is_some() && summary.attempts > 0 {
             // The attempts of the engine's earlier tries count, and the time since the first.
             summary.attempts = attempt;
-            summary.duration_ms = u64::try_from(now_ms().saturating_sub(first_ms)).unwrap_or(0);
+            summary.duration_ms = self.since(first_ms);
         }
         if gathering {
             // A fanned-out stage lasted from its `prepare` to its gathering.
-            summary.duration_ms = u64::try_from(now_ms().saturating_sub(first_ms)).unwrap_or(0);
+            summary.duration_ms = self.since(first_ms);
         }
         if let Some(policy) = policy
             && summary.state == StageState::Failed
@@ -438,9 +495,9 @@ impl TaskRun<'_> {
             if call == CallEnd::NotCalled {
                 return Ok(Executed::Ended(summary));
             }
-            match verdict(policy, stage, attempt, call, first_ms) {
-                Verdict::Again => return Ok(Executed::Retry),
-                Verdict::Final(why) => append(&mut summary.error, why),
+            match self.after_failure(policy, stage, (attempt, call), first_ms) {
+                AfterFailure::Again(_) => return Ok(Executed::Retry),
+                AfterFailure::GiveUp(why) => append(&mut summary.error, why),
             }
         }
         self.keep_tables(stage, &summary, &stores, scratch.path())?;
@@ -483,9 +540,9 @@ impl TaskRun<'_> {
             Some(text) => String::from_utf8_lossy(&text)
                 .trim()
                 .parse()
-                .unwrap_or_else(|_| now_ms()),
+                .unwrap_or_else(|_| self.means.now_ms()),
             None => {
-                let now = now_ms();
+                let now = self.means.now_ms();
                 self.state.write(&key, now.to_string().as_bytes())?;
                 now
             }
@@ -519,35 +576,78 @@ impl TaskRun<'_> {
         Ok(())
     }
 
-    /// Runs `stage_run` with the run's cancel flag set when the engine stops the task or
-    /// `deadline` (ms since the epoch) passes.
+    /// Runs `stage_run` with the run's cancel flag set when the engine stops the task,
+    /// `deadline` (ms since 1970) passes, or `stage` loses a race it runs in (another racer
+    /// recorded its success first: looked for every second).
     fn until<T>(
         &self,
-        deadline: Option<i64>,
+        (deadline, stage): (Option<i64>, &StagePlan),
         ctx: &mut Context,
         stage_run: impl FnOnce(&Context) -> T,
     ) -> T {
+        const RACE_EVERY: u32 = 50;
         let stop = Arc::new(AtomicBool::new(false));
         ctx.cancel = stop.clone();
-        let finished = Arc::new(AtomicBool::new(false));
-        let watch = {
-            let (outer, finished) = (self.cancel.clone(), finished.clone());
-            std::thread::spawn(move || {
-                while !finished.load(Ordering::Relaxed) {
-                    let late = deadline.is_some_and(|d| now_ms() >= d);
-                    if late || outer.load(Ordering::Relaxed) {
+        let finished = AtomicBool::new(false);
+        let races = rules::races(&self.plan.flow, &stage.id).next().is_some();
+        std::thread::scope(|scope| {
+            let watch = scope.spawn(|| {
+                for tick in 0u32.. {
+                    if finished.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let late = deadline.is_some_and(|d| self.means.now_ms() >= d);
+                    let lost = races && tick % RACE_EVERY == RACE_EVERY - 1 && self.lost_race(stage);
+                    if late || lost || self.cancel.load(Ordering::Relaxed) {
                         stop.store(true, Ordering::SeqCst);
                         return;
                     }
                     std::thread::park_timeout(std::time::Duration::from_millis(20));
                 }
-            })
+            });
+            let done = stage_run(ctx);
+            finished.store(true, Ordering::SeqCst);
+            watch.thread().unpark();
+            done
+        })
+    }
+
+    /// Whether another racer of a race `stage` runs in has recorded its success.
+    fn lost_race(&self, stage: &StagePlan) -> bool {
+        let mut racers = BTreeMap::new();
+        for race in rules::races(&self.plan.flow, &stage.id) {
+            for edge in &race.upstream {
+                if let Ok(Some(record)) = self.record_of(&edge.stage) {
+                    racers.insert(edge.stage.clone(), record);
+                }
+            }
+        }
+        rules::lost_race(&self.plan.flow, &stage.id, ends(&racers))
+    }
+
+    /// Milliseconds since `from_ms` (wall time).
+    fn since(&self, from_ms: i64) -> u64 {
+        u64::try_from(self.means.now_ms().saturating_sub(from_ms)).unwrap_or(0)
+    }
+
+    /// Whether a failed attempt (number `attempt`, which ended as `call`) is tried again by
+    /// the engine, by the run's rules.
+    fn after_failure(
+        &self,
+        policy: &RetryPolicy,
+        stage: &StagePlan,
+        (attempt, call): (u32, CallEnd),
+        first_ms: i64,
+    ) -> AfterFailure {
+        // Only an activity's attempt is retried; a failure before it is not.
+        let CallEnd::Exited(exit_code) = call else {
+            return AfterFailure::GiveUp(None);
         };
-        let done = stage_run(ctx);
-        finished.store(true, Ordering::SeqCst);
-        watch.thread().unpark();
-        let _ = watch.join();
-        done
+        let limit = stage
+            .schedule_timeout_ms
+            .map(std::time::Duration::from_millis);
+        let elapsed = std::time::Duration::from_millis(self.since(first_ms));
+        rules::after_failure(policy, limit, (attempt, exit_code), elapsed, Waiter::Engine)
     }
 
     /// Keeps the stage's tables in the state location: its rows, when it succeeded; its
@@ -611,31 +711,25 @@ impl TaskRun<'_> {
                 },
             })
             .collect();
-        let unfinished = stages.iter().any(|s| s.state == StageState::Cancelled);
         // A run still going when its time was up failed, as `wvflow run` fails it.
-        let deadline = flow
-            .timeout_ms
-            .map(|ms| run.started_at_ms.saturating_add(ms as i64));
-        let timed_out = deadline.is_some_and(|d| own.values().any(|r| r.finished_at_ms >= d));
-        let failed = unfinished || timed_out || fails(flow, &stages);
-        let (clock, random) = (SystemClock::default(), SeededRandom::from_time());
+        let timed_out = self
+            .deadline(&run)
+            .is_some_and(|d| own.values().any(|r| r.finished_at_ms >= d));
+        let state = rules::run_state(flow, &stages, false, timed_out);
         let params = self.params(&run);
-        let ctx = self.context(params.clone(), &clock, &random);
-        let compensations: Vec<CompensationSummary> = if failed {
-            let mut completed: Vec<(&StagePlan, i64)> = flow
-                .stages
-                .iter()
-                // A fork whose own work succeeded is compensated, whatever its branches did.
-                .filter_map(|s| {
-                    let r = own.get(&s.id)?;
-                    (r.summary.state == StageState::Success).then_some((s, r.finished_at_ms))
-                })
-                .collect();
-            completed.sort_by_key(|(_, at)| *at);
+        let ctx = self.context(params.clone());
+        let succeeded = flow.stages.iter().filter_map(|s| {
+            let r = own.get(&s.id)?;
+            (r.summary.state == StageState::Success).then_some((s, r.finished_at_ms))
+        });
+        let completed = rules::saga(state, true, succeeded);
+        let compensations: Vec<CompensationSummary> = if completed.is_empty() {
+            Vec::new()
+        } else {
             let scratch = scratch::scratch()?;
             let stores = self.stores(scratch.path())?;
             let mut store = stores.connect()?;
-            for (stage, _) in &completed {
+            for stage in &completed {
                 let key = stage_key(&self.flow_key(), &self.run_id, &stage.id, "db");
                 if stage.compensation.is_some()
                     && let Some(file) = self.state.local(&key, scratch.path())?
@@ -644,19 +738,12 @@ impl TaskRun<'_> {
                 }
             }
             drop(store);
-            let completed: Vec<&StagePlan> = completed.into_iter().map(|(s, _)| s).collect();
             compensate_completed(&stores, &ctx, &completed)
-        } else {
-            Vec::new()
         };
         let summary = Summary {
             run_id: self.run_id.clone(),
             flow: flow.name.clone(),
-            state: if failed {
-                RunState::Failed
-            } else {
-                RunState::Success
-            },
+            state,
             stages,
             compensations,
             next: Vec::new(),
@@ -666,7 +753,7 @@ impl TaskRun<'_> {
             self.plan,
             &summary,
             &params,
-            &ProcessLauncher,
+            self.means.launcher,
             &self.cwd,
             None,
         ) {
@@ -700,18 +787,9 @@ fn append(error: &mut Option<StageError>, why: Option<NotRetried>) {
     }
 }
 
-/// The upstream a `first_success` stage reads: the first to succeed.
-fn first_success(stage: &StagePlan, records: &BTreeMap<String, StageRecord>) -> Option<String> {
-if !stage.first_success {
-    return None;
-}
-stage
-    .upstream
-    .iter()
-    .filter_map(|e| records.get(&e.stage).map(|r| (&e.stage, r)))
-    .filter(|(_, r)| r.summary.state == StageState::Success)
-    .min_by_key(|(_, r)| r.finished_at_ms)
-    .map(|(s, _)| s.clone())
+/// How each recorded stage ended, and when, as the run's rules read it.
+fn ends(records: &Records) -> impl Fn(&str) -> Option<End> + '_ {
+    |id| records.get(id).map(|r| (r.summary.state, r.finished_at_ms))
 }
 
 /// What a stage's first task finds ([`TaskRun::begin`]).
@@ -776,45 +854,6 @@ enum Executed {
     Item(super::retry::Finished<crate::runtime::store::Rows>),
 }
 
-/// Whether a failed attempt (with the exit code it ended with) is tried again by the engine,
-/// or ends, and what its error then says more.
-enum Verdict {
-    Again,
-    Final(Option<NotRetried>),
-}
-
-fn verdict(
-    policy: &RetryPolicy,
-    stage: &StagePlan,
-    attempt: u32,
-    call: CallEnd,
-    first_ms: i64,
-) -> Verdict {
-    // Only an activity's attempt is retried; a failure before it is not.
-    let CallEnd::Exited(exit_code) = call else {
-        return Verdict::Final(None);
-    };
-    let fatal = exit_code.is_some_and(|c| policy.non_retryable.contains(&i64::from(c)));
-    let out_of_tries = attempt >= policy.attempts;
-    let delay = policy.delays().before_retry(attempt);
-    let out_of_time = stage.schedule_timeout_ms.is_some_and(|limit| {
-        now_ms().saturating_sub(first_ms).max(0) as u128 + delay.as_millis() >= u128::from(limit)
-    });
-    if !(fatal || out_of_tries || out_of_time) {
-        return Verdict::Again;
-    }
-    Verdict::Final(if fatal && !out_of_tries {
-        Some(NotRetried::NonRetryable(exit_code.unwrap_or_default()))
-    } else if out_of_time && !out_of_tries {
-        Some(NotRetried::ScheduleTimeout {
-            limit_ms: stage.schedule_timeout_ms.unwrap_or(0),
-            attempts: attempt,
-        })
-    } else {
-        None
-    })
-}
-
 /// How a failed stage's (or item's) activity call ended, as [`verdict`] judges it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum CallEnd {
@@ -835,7 +874,7 @@ impl CallEnd {
     /// What a stage's error says of its call, as [`CallEnd::of`].
     fn of_error(error: Option<&StageError>) -> CallEnd {
         match error {
-            Some(StageError::Activity { exit_code, .. }) => CallEnd::Exited(*exit_code),
+            Some(error) if error.is_activity() => CallEnd::Exited(error.exit_code()),
             _ => CallEnd::NotCalled,
         }
     }
@@ -899,47 +938,12 @@ impl FinishedRun {
     }
 }
 
-/// A fork ends when its branches have: it fails when one of them failed for the flow.
-fn settle_fork(
-    stage: &StagePlan,
-    stages: &[StagePlan],
-    records: &mut BTreeMap<String, StageRecord>,
-) {
-    let branches: Vec<&String> = stage
-        .steps
-        .iter()
-        .flat_map(|step| match step {
-            Step::Fork { branches } => branches.iter().collect(),
-            _ => Vec::new(),
-        })
-        .collect();
-    let failed = branches.iter().find(|b| {
-        records
-            .get(b.as_str())
-            .is_some_and(|r| r.summary.state == StageState::Failed)
-            && stages
-                .iter()
-                .any(|s| s.id == ***b && s.on_failure == OnFailure::Fail)
-    });
-    if let (Some(branch), Some(record)) = (failed, records.get_mut(&stage.id))
-        && record.summary.state == StageState::Success
-    {
-        record.summary.state = StageState::Failed;
-        record.summary.rows = 0;
-        record.summary.error = Some(StageError::BranchFailed {
-            branch: branch.to_string(),
-        });
-    }
-}
-
+/// How a stage's task ends for the engine: a stage that did not run (skipped, or cancelled
+/// before it started: a race it lost, the flow's timeout) is the engine's skip.
 fn end_of(state: StageState) -> TaskEnd {
     match state {
         StageState::Success => TaskEnd::Success,
-        StageState::Skipped => TaskEnd::Skipped,
+        StageState::Skipped | StageState::Cancelled => TaskEnd::Skipped,
         _ => TaskEnd::Failed,
     }
-}
-
-fn now_ms() -> i64 {
-    super::runs::schema::now_ms()
 }
