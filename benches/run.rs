@@ -93,6 +93,7 @@ fn run(name: &str, src: &str, recorded: bool) -> (f64, usize, String) {
         resumed: Vec::new(),
         compensated: Vec::new(),
         single_attempt: None,
+        inbox: None,
     };
     let summary = execute(&plan, &stores, &ctx, 2);
     if let Some(journal) = &journal {

@@ -207,16 +207,18 @@ fn load_plan(common: &Common, command: &StageCommand, state: &Location) -> Resul
                 .flow
                 .as_deref()
                 .ok_or("which flow? give --flow NAME (or --plan FILE)")?;
-            let key = crate::runtime::tasks::state::plan_key(flow, &common.run_id);
-            let bytes = state.read(&key)?.ok_or_else(|| {
-                format!(
-                    "run {} has no plan in the state: `wvflow stage init` runs first",
-                    common.run_id
-                )
-            })?;
-            Ok(read_plan(&bytes, &key)?)
+            plan_in_state(state, flow, &common.run_id)
         }
     }
+}
+
+/// The plan that `init` kept in the state for run `run_id` of `flow` (`Name` or `Name@2`).
+pub(super) fn plan_in_state(state: &Location, flow: &str, run_id: &str) -> Result<Plan, Failure> {
+    let key = crate::runtime::tasks::state::plan_key(flow, run_id);
+    let bytes = state.read(&key)?.ok_or_else(|| {
+        format!("run {run_id} of `{flow}` has no plan in the state: `wvflow stage init` runs first")
+    })?;
+    read_plan(&bytes, &key)
 }
 
 /// The plan at `path`, if it is the one the DAG names.

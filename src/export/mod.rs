@@ -97,13 +97,6 @@ pub struct Exported {
 pub fn limits(plan: &Plan) -> Vec<String> {
     let flow = &plan.flow;
     let mut found = Vec::new();
-    if !flow.signals.is_empty() {
-        found.push(format!(
-            "flow `{}` declares signals: they are sent to a run through wvflow's run store, \
-             which exported runs do not use",
-            flow.name
-        ));
-    }
     for stage in &flow.stages {
         let mut say = |what: &str| found.push(format!("stage `{}` {what}", stage.id));
         for step in &stage.steps {

@@ -127,11 +127,13 @@ impl<'a> Writer<'a> {
         sql.replace("$RUN", &format!(":{RUN_ID_PARAM}"))
     }
 
-    /// The latest value sent for a signal, else its initial value.
+    /// The latest value sent for a signal, else its initial value. The run store's tables are
+    /// named without their schema: an exported run's task, which has no run store, shadows
+    /// them with temporary tables of what its state holds.
     fn signal(&mut self, name: &str) -> Option<String> {
         let initial = self.signals?.get(name)?.initial.clone();
         Some(self.run_store(format!(
-            "COALESCE((SELECT value FROM main.wvflow_signals WHERE run_id = $RUN AND name = {} ORDER BY seq DESC LIMIT 1), {initial})",
+            "COALESCE((SELECT value FROM wvflow_signals WHERE run_id = $RUN AND name = {} ORDER BY seq DESC LIMIT 1), {initial})",
             quote_str(name)
         )))
     }
@@ -139,10 +141,10 @@ impl<'a> Writer<'a> {
     /// The built-ins of queries over the run's state.
     fn run_function(&mut self, name: &str, args: &[String]) -> Option<String> {
         let sql = match (name, args) {
-            ("completed_stages", []) => "(SELECT count(*) FROM main.wvflow_stages WHERE run_id = $RUN AND state = 'success')".to_string(),
-            ("total_stages", []) => "(SELECT count(*) FROM main.wvflow_stages WHERE run_id = $RUN)".to_string(),
+            ("completed_stages", []) => "(SELECT count(*) FROM wvflow_stages WHERE run_id = $RUN AND state = 'success')".to_string(),
+            ("total_stages", []) => "(SELECT count(*) FROM wvflow_stages WHERE run_id = $RUN)".to_string(),
             ("state", [stage]) => format!(
-                "COALESCE((SELECT state FROM main.wvflow_stages WHERE run_id = $RUN AND stage = {stage}), 'unknown')"
+                "COALESCE((SELECT state FROM wvflow_stages WHERE run_id = $RUN AND stage = {stage}), 'unknown')"
             ),
             _ => return None,
         };

@@ -526,6 +526,7 @@ impl<'w> Runner<'w> {
             resumed,
             compensated,
             single_attempt: None,
+            inbox: None,
         };
         let mut summary = execute(plan, &stores, &ctx, max_parallel);
         // A run the store could not record was stopped for that reason: it failed.

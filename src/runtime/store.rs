@@ -13,6 +13,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 mod items;
+mod run_view;
+pub use run_view::RunView;
 
 pub use items::{Gathered, ItemTable};
 

@@ -1123,6 +1123,75 @@ fn s3_state_runs_as_wvflow_runs() {
     }
 }
 
+/// Two runs whose stages write the workspace database at once, on S3 with no pool given to
+/// the engine: both idempotency records are kept (each writer takes its turn with the
+/// bucket's copy), so that a later run with either key reuses it and calls nothing.
+#[test]
+fn s3_workspace_writers_keep_each_others_records_without_a_pool() {
+    let server = S3Server::start();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", server.endpoint.as_str()),
+    ];
+    let dir = crate::common::scratch(
+        "export_s3_writers",
+        &[(
+            "pay.wv",
+            r#"activity pay(who: string) = sh("""sleep 1; echo "{\"paid\": \"$WV_WHO\"}" """)
+flow Pay(who: string) = {
+  stage paid with { idempotency_key: who } = pay(who)
+}
+"#,
+        )],
+    );
+    let plan = wvflow_at(&dir, &["plan", "pay.wv", "--format", "json"]);
+    std::fs::write(dir.join("plan.json"), &plan.stdout).unwrap();
+    let state = "s3://wvflow-state/writers";
+    let task = |run: &str, verb: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wvflow"));
+        command
+            .arg("stage")
+            .args(verb)
+            .args(["--state", state, "--run-id", run, "--flow", "Pay"])
+            .envs(env)
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    let init = |run: &str, who: &str| {
+        let args = json!({ "who": who }).to_string();
+        let o = task(run, &["init", "--plan", "plan.json", "--args", &args])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    for (run, who) in [("r1", "a"), ("r2", "b"), ("r3", "a"), ("r4", "b")] {
+        init(run, who);
+    }
+    // Side by side: each takes the database, writes its record, and puts it back.
+    let together: Vec<_> = ["r1", "r2"]
+        .map(|run| task(run, &["run", "paid"]).spawn().unwrap())
+        .into_iter()
+        .collect();
+    for child in together {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    for run in ["r3", "r4"] {
+        let o = task(run, &["run", "paid"]).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            summary["reused"], true,
+            "{run}: the record was lost: {summary}"
+        );
+        assert_eq!(summary["attempts"], 0, "{run}: {summary}");
+    }
+}
+
 /// What the review of the export found, each as a run that must end as `wvflow run` ends:
 /// an Argo backoff retried inside the task, a flow out of time, a fork whose branch fails
 /// compensated, `failed(stage)` after a fan-out past its tolerance, an `activate` before a

@@ -115,6 +115,7 @@ fn by_the_engine(plan: &Plan, script: Script, name: &str) -> (Summary, Vec<Strin
         resumed: Vec::new(),
         compensated: Vec::new(),
         single_attempt: None,
+        inbox: None,
     };
     let summary = execute(plan, &stores, &ctx, 1);
     let calls = calls.lock().unwrap().clone();

@@ -132,6 +132,7 @@ fn run_in(
         resumed: Vec::new(),
         compensated: Vec::new(),
         single_attempt: None,
+        inbox: None,
     };
     let summary = execute(&plan, &stores, &ctx, max_parallel);
     (summary, calls.into_inner().unwrap())

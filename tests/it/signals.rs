@@ -311,3 +311,192 @@ fn booleans_and_durations_joined_into_text_keep_their_form() {
     ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "go:false");
 }
+
+/// A `wvflow` command with environment variables (an S3 state's credentials and endpoint).
+fn wvflow_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// An exported run takes the same signals and answers the same queries as a run of `wvflow
+/// run`, through its state (a folder, and an S3 bucket): `runs signal` and `runs query` with
+/// `--state` and `--flow`, the waiting task reading what was sent at its next poll.
+#[test]
+fn an_exported_run_takes_signals_and_answers_queries_through_its_state() {
+    let server = crate::export::S3Server::start();
+    let s3 = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL_S3", server.endpoint.as_str()),
+    ];
+    let dir = scratch("signals-exported", &[("flow.wv", TYPED)]);
+    let plan = dir.join("plan.json");
+    let o = wvflow(&[
+        "plan",
+        dir.join("flow.wv").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(&plan, &o.stdout).unwrap();
+    for target in ["airflow", "argo"] {
+        let o = wvflow(&[
+            "export",
+            dir.join("flow.wv").to_str().unwrap(),
+            "--target",
+            target,
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{target}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let folder = dir.join("state").display().to_string();
+    for (state, env) in [
+        (folder.as_str(), &[][..]),
+        ("s3://wvflow-state/signals", &s3[..]),
+    ] {
+        let cwd = dir.display().to_string();
+        let task = |verb: &[&str]| -> Vec<String> {
+            let mut all: Vec<String> = ["stage"]
+                .iter()
+                .chain(verb)
+                .map(|s| s.to_string())
+                .collect();
+            all.extend(["--state", state, "--run-id", "r1", "--cwd", &cwd].map(String::from));
+            if verb[0] != "init" {
+                all.extend(["--flow".to_string(), "Typed".to_string()]);
+            }
+            all
+        };
+        let run = |args: Vec<String>| {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            wvflow_env(&args, env)
+        };
+        let o = run(task(&[
+            "init",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--args",
+            "{}",
+        ]));
+        assert!(
+            o.status.success(),
+            "{state}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let gate = Running(Some(
+            Command::new(env!("CARGO_BIN_EXE_wvflow"))
+                .args(task(&["run", "gate"]))
+                .envs(env.iter().copied())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let runs = |args: &[&str]| {
+            let mut all = vec!["runs"];
+            all.extend(args);
+            all.extend(["--state", state, "--flow", "Typed"]);
+            wvflow_env(&all, env)
+        };
+        let query = |name: &str| {
+            let o = runs(&["query", "r1", name]);
+            assert!(
+                o.status.success(),
+                "{state} {name}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            text(&o)
+        };
+        wait_for(Duration::from_secs(20), "the gate to wait", || {
+            query("gate_state") == "running"
+        });
+        assert_eq!(query("q_approved"), "false", "{state}");
+        assert_eq!(query("q_pause"), "1s", "{state}");
+
+        // Refused as the run store refuses, nothing recorded; `pause` is the engine's.
+        let o = runs(&["signal", "r1", "batch", "2.5"]);
+        assert_eq!(o.status.code(), Some(2), "{state}: {}", text(&o));
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            said.contains("`batch`") && said.contains("a whole number"),
+            "{said}"
+        );
+        let o = runs(&["signal", "r1", "pause"]);
+        assert_eq!(o.status.code(), Some(2), "{state}: {}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("engine's own control"));
+        assert_eq!(query("q_batch"), "3", "{state}");
+
+        for (signal, value, sent) in [
+            ("batch", "7", "7"),
+            ("ratio", "2", "2.0"),
+            ("note", "null", "null"),
+            ("pause_for", "\"2s\"", "2s"),
+            ("at", "2026-02-03 04:05:06", "2026-02-03T04:05:06Z"),
+        ] {
+            let o = runs(&["signal", "r1", signal, value]);
+            assert!(
+                o.status.success(),
+                "{state} {signal}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(text(&o), format!("signal {signal} = {sent} sent to run r1"));
+        }
+        assert_eq!(query("q_batch"), "7", "{state}");
+        assert_eq!(
+            query("q_note"),
+            "none",
+            "{state}: null falls back to the initial value"
+        );
+        assert_eq!(query("q_later"), "2026-02-03T04:05:08Z", "{state}");
+        let o = runs(&["query", "r1", "q_ratio", "--format", "json"]);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&o.stdout).unwrap(),
+            json!(2.0)
+        );
+
+        // The waiting task opens at its next poll.
+        let o = runs(&["signal", "r1", "approved"]);
+        assert!(
+            o.status.success(),
+            "{state}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let out = gate.wait_with_output();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{state}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for stage in ["paused", "row"] {
+            let o = run(task(&["run", stage]));
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{state} {stage}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let o = run(task(&["finish"]));
+        let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(summary["state"], "success", "{state}: {summary}");
+        // `wait(pause_for)` waited the 2 s sent.
+        assert!(
+            summary["stages"][1]["duration_ms"].as_u64().unwrap() >= 2000,
+            "{summary}"
+        );
+        assert_eq!(query("q_approved"), "true", "{state}");
+        assert_eq!(query("gate_state"), "success", "{state}");
+        let o = runs(&["signal", "r1", "approved"]);
+        assert_eq!(o.status.code(), Some(2), "{state}: {}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("has finished"));
+    }
+}

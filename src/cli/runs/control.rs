@@ -37,6 +37,8 @@ pub struct SignalArgs {
     /// A value of the signal's type (`true`, `42`, `2s`, `2026-01-31`, `"text"`, `null`).
     /// Default: true.
     value: Option<String>,
+    #[command(flatten)]
+    exported: Exported,
 }
 
 #[derive(Args)]
@@ -45,6 +47,32 @@ pub struct QueryArgs {
     name: String,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    #[command(flatten)]
+    exported: Exported,
+}
+
+/// A run exported to another engine: its state, instead of the workspace's run store.
+#[derive(Args)]
+pub struct Exported {
+    /// The state of an exported run, as its tasks were given it (a folder, or
+    /// `s3://bucket/prefix`).
+    #[arg(long, requires = "flow")]
+    state: Option<String>,
+    /// The exported run's flow (`Name`, or `Name@2`); the run id is the engine's.
+    #[arg(long, requires = "state")]
+    flow: Option<String>,
+}
+
+impl SignalArgs {
+    pub fn is_exported(&self) -> bool {
+        self.exported.state.is_some()
+    }
+}
+
+impl QueryArgs {
+    pub fn is_exported(&self) -> bool {
+        self.exported.state.is_some()
+    }
 }
 
 #[derive(Args)]
@@ -142,6 +170,65 @@ pub fn signal(db: &Path, args: SignalArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+/// `signal` to an exported run: recorded in its state, for its tasks to read.
+pub fn signal_exported(args: SignalArgs) -> Result<u8, Failure> {
+    let given = args
+        .value
+        .as_deref()
+        .map(crate::runtime::runs::SignalInput::Text);
+    let sent = with_exported_run(&args.exported, &args.run_id, |task| {
+        Ok(task.send_signal(&args.name, given)?)
+    })?;
+    outln!(
+        "signal {} = {} sent to run {}",
+        args.name,
+        sent.literal(),
+        args.run_id
+    );
+    Ok(exit::OK)
+}
+
+/// `query` of an exported run, over the signals and stage records in its state.
+pub fn query_exported(args: QueryArgs) -> Result<u8, Failure> {
+    let found = with_exported_run(&args.exported, &args.run_id, |task| Ok(task.query(&args.name)?))?;
+    print_value(args.format, &found.value, found.ty);
+    Ok(exit::OK)
+}
+
+/// Runs `what` on the exported run `run_id` of `exported`'s state and flow.
+fn with_exported_run<T>(
+    exported: &Exported,
+    run_id: &str,
+    what: impl FnOnce(&crate::runtime::tasks::TaskRun) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let (Some(state), Some(flow)) = (&exported.state, &exported.flow) else {
+        return Err("an exported run needs --state and --flow".into());
+    };
+    let state = crate::runtime::tasks::state::Location::parse(state)?;
+    let plan = crate::cli::stage::plan_in_state(&state, flow, run_id)?;
+    let system = crate::runtime::tasks::SystemMeans::default();
+    let task = crate::runtime::tasks::TaskRun {
+        plan: &plan,
+        state,
+        run_id: run_id.to_string(),
+        cwd: PathBuf::from("."),
+        cancel: Default::default(),
+        engine_retries: true,
+        reporter: &Stderr,
+        means: system.means(),
+    };
+    what(&task)
+}
+
+/// A query's value in its type's form: `true`, `90s`, not the stored `1`, `90000`.
+fn print_value(format: Format, value: &Value, ty: ValueType) {
+    match (format, value) {
+        (Format::Json, _) => outln!("{}", crate::value::json(value, ty)),
+        (Format::Text, Value::Null) => outln!("null"),
+        (Format::Text, _) => outln!("{}", crate::value::text(value, ty)),
+    }
+}
+
 pub fn query(db: &Path, args: QueryArgs) -> Result<u8, Failure> {
     let (run, plan) = run_and_plan(db, &args.run_id)?;
     let Some(query) = plan.flow.queries.iter().find(|q| q.name == args.name) else {
@@ -174,18 +261,13 @@ pub fn query(db: &Path, args: QueryArgs) -> Result<u8, Failure> {
     };
     let mut store = stores.connect()?;
     let rows = store.query(&format!("SELECT {}", query.sql.text), &params, None)?;
-    // In the query's type's form: `true`, `90s`, not the stored `1`, `90000`.
     let value = rows
         .values
         .first()
         .and_then(|r| r.first())
         .cloned()
         .unwrap_or(Value::Null);
-    match (args.format, &value) {
-        (Format::Json, _) => outln!("{}", crate::value::json(&value, query.ty)),
-        (Format::Text, Value::Null) => outln!("null"),
-        (Format::Text, _) => outln!("{}", crate::value::text(&value, query.ty)),
-    }
+    print_value(args.format, &value, query.ty);
     Ok(exit::OK)
 }
 

@@ -52,14 +52,24 @@ enum RunsCommand {
 }
 
 pub fn run(args: RunsArgs) -> u8 {
-    let db = match locate(args.db, args.workspace) {
+    // An exported run's state is not the workspace's run store.
+    match args.command {
+        RunsCommand::Signal(a) if a.is_exported() => finish(control::signal_exported(a)),
+        RunsCommand::Query(a) if a.is_exported() => finish(control::query_exported(a)),
+        command => in_run_store(args.db, args.workspace, command),
+    }
+}
+
+/// A command on the workspace's run store.
+fn in_run_store(db: Option<PathBuf>, workspace: Option<PathBuf>, command: RunsCommand) -> u8 {
+    let db = match locate(db, workspace) {
         Ok(db) => db,
         Err(e) => {
             errln!("error: {e}");
             return exit::USAGE;
         }
     };
-    let result = match args.command {
+    let result = match command {
         RunsCommand::List(a) => show::list(&db, a),
         RunsCommand::Show(a) => show::show(&db, a),
         RunsCommand::Rows(a) => show::rows(&db, a),
@@ -70,6 +80,11 @@ pub fn run(args: RunsArgs) -> u8 {
         RunsCommand::Query(a) => control::query(&db, a),
         RunsCommand::Clean(a) => control::clean(&db, a),
     };
+    finish(result)
+}
+
+/// The exit status of a command, its error said.
+fn finish(result: Result<u8, Failure>) -> u8 {
     match result {
         Ok(status) => status,
         Err(e) => {

@@ -62,6 +62,15 @@ pub struct Context<'a> {
     /// An exported task's try: only this attempt of each activity call is made, numbered so;
     /// the engine that runs the task retries it.
     pub single_attempt: Option<u32>,
+    /// The run's signals and stage states, when not in a run store.
+    pub inbox: Option<&'a dyn Inbox>,
+}
+
+/// Where a run's signals and stage states come from when it has no run store (a task of an
+/// exported run reads them from the run's state): shown to a stage's store before its steps,
+/// and before each check of a `wait until`, which may read them.
+pub trait Inbox: Sync {
+    fn show(&self, stage: &StagePlan, store: &mut Store) -> Result<(), StageError>;
 }
 
 impl Context<'_> {

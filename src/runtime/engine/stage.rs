@@ -120,6 +120,12 @@ fn run_stage_on(
     };
     fill_missing_upstreams(store, stage, &start.states);
     set_stage_params(store, start);
+    if let Some(inbox) = ctx.inbox
+        && let Err(e) = inbox.show(stage, store)
+    {
+        summary.error = Some(e);
+        return summary;
+    }
     match branch_not_taken(stage, store, ctx, &start.states) {
         Ok(false) => {}
         Ok(true) => {
@@ -946,6 +952,9 @@ impl StageRun<'_, '_> {
         let limit = self.stage.timeout_ms.map(Duration::from_millis);
         loop {
             self.store.now.set(self.ctx.now());
+            if let Some(inbox) = self.ctx.inbox {
+                inbox.show(self.stage, self.store).map_err(|e| (e, 1))?;
+            }
             // As a stage's source, the condition reads no rows.
             let rows = (!input.columns.is_empty()).then_some(&input);
             let met = self

@@ -189,14 +189,27 @@ pub fn send_signal(
     name: &str,
     given: Option<SignalInput>,
 ) -> Result<crate::value::Typed, SignalError> {
-    use crate::value::ValueType;
     let conn = schema::open(db)?;
     catalog::run_in(&conn, run_id)?
         .ok_or_else(|| format!("no run `{run_id}` in {}", db.display()))?;
     let plan = catalog::plan_of(&conn, run_id)?;
     drop(conn);
+    let sent = signal_value(&plan, name, given)?;
+    journal::request(db, run_id, journal::Request::Signal { name, value: &sent })?;
+    Ok(sent)
+}
+
+/// The value of signal `name` of `plan`'s flow as `given` (read by the signal's type; without
+/// one, `true`), or why it cannot be sent: a signal the flow does not declare, a value its
+/// type does not take.
+pub fn signal_value(
+    plan: &crate::plan::Plan,
+    name: &str,
+    given: Option<SignalInput>,
+) -> Result<crate::value::Typed, SignalError> {
+    use crate::value::ValueType;
     let flow = plan.flow.name.clone();
-    let Some(ty) = signal_type(&plan, name) else {
+    let Some(ty) = signal_type(plan, name) else {
         let mut known: Vec<String> = plan.flow.signals.iter().map(|s| s.name.clone()).collect();
         known.extend(["pause".to_string(), "resume".to_string()]);
         return Err(SignalError::Undeclared {
@@ -220,9 +233,7 @@ pub fn send_signal(
             SignalInput::Json(json) => json.to_string(),
         }),
     })?;
-    let sent = crate::value::Typed { value, ty };
-    journal::request(db, run_id, journal::Request::Signal { name, value: &sent })?;
-    Ok(sent)
+    Ok(crate::value::Typed { value, ty })
 }
 
 /// How the run's saga said the run ends after it (`compensations_due`): `failed`, or

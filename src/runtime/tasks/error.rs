@@ -44,6 +44,18 @@ pub enum Error {
     },
     /// A part of a fanned-out stage that ended otherwise than a part of its kind can.
     PartUnfinished { stage: String, part: PartKind },
+    /// A signal that cannot be sent: undeclared, or a value of another type.
+    Signal(crate::runtime::runs::SignalError),
+    /// `pause` or `resume` sent to an exported run: the engine's own controls do that.
+    EngineControl(String),
+    /// The run has ended (`finish` ran): nothing is sent to it any more.
+    Finished { run_id: String },
+    /// The flow declares no query of that name; `known` are those it has.
+    NoQuery {
+        flow: String,
+        name: String,
+        known: Vec<String>,
+    },
 }
 
 /// Which part of a fanned-out stage a task ran.
@@ -97,6 +109,22 @@ impl fmt::Display for Error {
                 PartKind::Item(item) => write!(f, "item {item} of `{stage}` did not run"),
                 PartKind::Gather => write!(f, "stage `{stage}` could not be gathered"),
             },
+            Error::Signal(e) => write!(f, "{e}"),
+            Error::EngineControl(name) => write!(
+                f,
+                "`{name}` is not sent to an exported run: pause it with the engine's own control \
+                 (Airflow: pause the DAG; Argo: `argo suspend` / `argo resume`)"
+            ),
+            Error::Finished { run_id } => {
+                write!(f, "run {run_id} has finished: nothing is sent to it any more")
+            }
+            Error::NoQuery { flow, name, known } => {
+                write!(f, "flow `{flow}` declares no query `{name}`")?;
+                if !known.is_empty() {
+                    write!(f, " (it has: {})", known.join(", "))?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -112,14 +112,30 @@ impl TaskRun<'_> {
         name: &str,
         work: impl FnOnce() -> Result<T, super::Error>,
     ) -> Result<T, super::Error> {
-        let key = |generation: u32| {
-            run_key(
-                &self.flow_key(),
-                &self.run_id,
-                &format!("leases/{name}.{generation}"),
-            )
-        };
-        let lease = key(self.claim(&key)?);
+        self.holding(&|generation| self.task_lease(name, generation), work)
+    }
+
+    /// Runs `work` (a stage that writes the workspace database the runs share) as the only
+    /// writer of a bucket's copy of it: without this turn, two writers that each take a copy
+    /// and put it back lose one's records, whatever pools the engine was given. A folder's
+    /// database needs none: SQLite locks it.
+    pub(super) fn workspace_turn<T>(
+        &self,
+        work: impl FnOnce() -> Result<T, super::Error>,
+    ) -> Result<T, super::Error> {
+        if !self.state.is_bucket() {
+            return work();
+        }
+        self.holding(&|generation| format!("leases/workspace.{generation}"), work)
+    }
+
+    /// Runs `work` holding the lease whose generations are `key`s.
+    fn holding<T>(
+        &self,
+        key: &dyn Fn(u32) -> String,
+        work: impl FnOnce() -> Result<T, super::Error>,
+    ) -> Result<T, super::Error> {
+        let lease = key(self.claim(key)?);
         let stop = AtomicBool::new(false);
         let done = std::thread::scope(|scope| {
             scope.spawn(|| renew(&self.state, &lease, &stop));
@@ -132,6 +148,54 @@ impl TaskRun<'_> {
         done
     }
 
+    fn task_lease(&self, name: &str, generation: u32) -> String {
+        run_key(
+            &self.flow_key(),
+            &self.run_id,
+            &format!("leases/{name}.{generation}"),
+        )
+    }
+
+    /// Whether a copy of task `name` holds its lease now: its newest generation is neither
+    /// released nor known gone.
+    pub(super) fn held(&self, name: &str) -> Result<bool, super::Error> {
+        let key = |generation| self.task_lease(name, generation);
+        Ok(self
+            .newest(&key)?
+            .and_then(|(_, bytes)| serde_json::from_slice::<Holder>(&bytes).ok())
+            .is_some_and(|holder| !holder.gone()))
+    }
+
+    /// The newest generation of a lease and what it says, if it has one. Generations are
+    /// created in order without gaps, so it is found in a logarithmic number of reads (a
+    /// lease the runs share, as the workspace's, gains one each turn).
+    fn newest(&self, key: &dyn Fn(u32) -> String) -> Result<Option<(u32, Vec<u8>)>, Error> {
+        let Some(first) = self.state.read(&key(0))? else {
+            return Ok(None);
+        };
+        // The newest known to exist, and one known not to.
+        let (mut found, mut bytes) = (0u32, first);
+        let mut missing = None;
+        let mut step = 1u32;
+        while missing.is_none() {
+            let probe = found.saturating_add(step);
+            match self.state.read(&key(probe))? {
+                Some(b) => (found, bytes) = (probe, b),
+                None => missing = Some(probe),
+            }
+            step = step.saturating_mul(2);
+        }
+        let mut missing = missing.unwrap_or(u32::MAX);
+        while missing - found > 1 {
+            let probe = found + (missing - found) / 2;
+            match self.state.read(&key(probe))? {
+                Some(b) => (found, bytes) = (probe, b),
+                None => missing = probe,
+            }
+        }
+        Ok(Some((found, bytes)))
+    }
+
     /// Claims the lease: its first generation, or the next one once the current holder is
     /// gone or has not renewed it for [`LEASE`].
     fn claim(&self, key: &dyn Fn(u32) -> String) -> Result<u32, Error> {
@@ -139,19 +203,12 @@ impl TaskRun<'_> {
         // The newest generation and what it said, and since when it has said it.
         let mut seen: Option<(u32, Vec<u8>, Instant)> = None;
         loop {
-            let mut generation = 0;
-            let mut current = None;
-            while let Some(bytes) = self.state.read(&key(generation))? {
-                current = Some(bytes);
-                generation += 1;
-            }
-            let Some(bytes) = current else {
+            let Some((newest, bytes)) = self.newest(key)? else {
                 if self.state.create(&key(0), &me)? {
                     return Ok(0);
                 }
                 continue;
             };
-            let newest = generation - 1;
             let holder: Option<Holder> = serde_json::from_slice(&bytes).ok();
             let unchanged_since = match &seen {
                 Some((g, b, since)) if *g == newest && *b == bytes => *since,

@@ -12,11 +12,13 @@
 //! | `fan` | a stage whose `each` items are tasks of their own |
 //! | `lease` | one copy of a task at a time |
 //! | `scratch` | a task's scratch folder, and those of dead tasks removed |
+//! | `signals` | signals sent to an exported run, and its queries |
 
 mod error;
 mod fan;
 mod lease;
 mod scratch;
+mod signals;
 pub mod state;
 
 pub use error::{ArgError, Error, PartKind};
@@ -292,6 +294,7 @@ impl TaskRun<'_> {
             resumed: Vec::new(),
             compensated: Vec::new(),
             single_attempt: None,
+            inbox: Some(self),
         }
     }
 
@@ -418,6 +421,24 @@ impl TaskRun<'_> {
     /// it reads, then keeps its tables in the state location (before its record, which says
     /// they are there).
     fn execute(
+        &self,
+        stage: &StagePlan,
+        run: (&RunRecord, &BTreeMap<String, StageRecord>),
+        upstream: BTreeMap<String, StageState>,
+        attempt: u32,
+        part: Part,
+    ) -> Result<Executed, Error> {
+        // A writer takes the workspace database and puts it back in one turn. `prepare` and
+        // the items write nothing there: the gathering records the items' keys.
+        let puts_back = !matches!(part, Part::Prepare | Part::Item(..));
+        if crate::plan::tasks::writes_workspace(stage) && puts_back {
+            self.workspace_turn(|| self.execute_now(stage, run, upstream, attempt, part))
+        } else {
+            self.execute_now(stage, run, upstream, attempt, part)
+        }
+    }
+
+    fn execute_now(
         &self,
         stage: &StagePlan,
         (run, records): (&RunRecord, &BTreeMap<String, StageRecord>),

@@ -9,6 +9,7 @@
 //! STATE/runs/FLOW/RUN/run.json                the run's arguments, run time, start
 //! STATE/runs/FLOW/RUN/stages/STAGE.json       how the stage ended (its record)
 //! STATE/runs/FLOW/RUN/stages/STAGE.db         its rows, with their column types
+//! STATE/runs/FLOW/RUN/signals/N.json          the signals sent to the run, in order
 //! STATE/runs/FLOW/RUN/summary.json            what `finish` decided
 //! ```
 //!
@@ -261,6 +262,11 @@ impl Location {
         }
     }
 
+    /// Whether this is a bucket (no shared disk: files are copies).
+    pub fn is_bucket(&self) -> bool {
+        matches!(self, Location::Bucket(_))
+    }
+
     /// The workspace database the runs share, as a local file: in a folder, the file itself;
     /// from a bucket, a copy in `scratch` (see [`Location::keep_workspace`]).
     pub fn workspace_db(&self, scratch: &Path) -> Result<PathBuf, Error> {
@@ -273,7 +279,7 @@ impl Location {
     }
 
     /// After a stage that wrote the workspace database: a bucket gets the copy back (its
-    /// writers take turns: the exported files serialize them).
+    /// writers take turns, holding the workspace's lease).
     pub fn keep_workspace(&self, local: &Path) -> Result<(), Error> {
         match self {
             Location::Folder(_) => Ok(()),
