@@ -142,7 +142,7 @@ impl<'p, 'c> Board<'p, 'c> {
     }
 
     /// Stage `i` starts: reported, and given what it needs of the run.
-    pub fn start(&mut self, i: usize, stores: &StoreConfig) -> Started<'static> {
+    pub fn start(&mut self, i: usize, stores: &StoreConfig) -> Started {
         self.started[i] = true;
         let stage = &self.flow.stages[i];
         if let Some(p) = self.ctx.progress {
@@ -161,7 +161,6 @@ impl<'p, 'c> Board<'p, 'c> {
             // The first upstream to succeed is the one read (its race was decided when it
             // succeeded: the others were stopped then).
             first_success: self.winner[i].map(|u| self.flow.stages[u].id.clone()),
-            fan: None,
         }
     }
 

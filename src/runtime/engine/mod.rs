@@ -25,7 +25,8 @@ use saga::{compensate, not_compensated};
 mod board;
 mod frontier;
 use board::Board;
-pub use stage::{FanPart, bind, bind_one};
+pub use stage::parts::{Alone, BeforeStep, after_items, one_item, steps_before};
+pub use stage::{bind, bind_one};
 use stage::{StageRun, Started, run_stage};
 
 /// What a run needs from outside: time, randomness, processes, and its values.
@@ -351,21 +352,19 @@ fn run_stages(board: &mut Board, stores: &StoreConfig, pool: &Pool, max_parallel
 }
 
 /// One stage alone, as a task of an exported flow runs it: the states of its upstream
-/// stages are given and their tables are already in the run database; `first_success` is the
-/// upstream a `first_success` stage reads; `fan`, the task's part of the stage's `each`.
+/// stages are given and their tables are already in the run database (see also [`parts`]
+/// for a stage run in parts).
 pub fn run_single_stage(
     stage: &StagePlan,
     stores: &StoreConfig,
     ctx: &Context,
-    (upstream, first_success): (BTreeMap<String, StageState>, Option<String>),
-    fan: Option<&FanPart>,
+    alone: Alone,
 ) -> StageSummary {
     let start = Started {
         workspace_db: stores.workspace_db.clone(),
-        states: upstream,
+        states: alone.upstream,
         cancel: ctx.cancel.clone(),
-        first_success,
-        fan,
+        first_success: alone.first_success,
     };
     run_stage(stage, stores, &Pool::default(), ctx, &start)
 }

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod fan;
+pub mod parts;
 mod steps;
 
-use steps::Next;
 
 /// Runs one stage on its own connection and materializes its rows.
 pub(super) fn run_stage(
@@ -74,33 +74,12 @@ fn branch_not_taken(
 /// What a stage starts with: the states of the stages before it, its own cancel flag (set
 /// with the run's, or alone when a `first_success` stage no longer needs it), and for a
 /// `first_success` stage the upstream whose rows it reads.
-pub(super) struct Started<'f> {
+pub(super) struct Started {
     /// The run store, which holds the slots of pools.
     pub workspace_db: std::path::PathBuf,
     pub states: BTreeMap<String, StageState>,
     pub cancel: Arc<AtomicBool>,
     pub first_success: Option<String>,
-    /// An exported task's part of the stage's `each`; `None`: the whole stage.
-    pub fan: Option<&'f FanPart>,
-}
-
-/// What an exported task does of a stage's `each`, whose items are tasks of their own.
-pub enum FanPart {
-    /// Run the steps before the `each` and keep its input rows here; the stage stops there
-    /// (its summary is `pending`).
-    Prepare(std::sync::Mutex<Option<Rows>>),
-    /// Only item `item` of the `each`, on the prepared `input`: how it ended is kept here.
-    Item {
-        input: Rows,
-        item: usize,
-        done: std::sync::Mutex<Option<retry::Finished<Rows>>>,
-    },
-    /// The `each` on the prepared `input` with every item's end given (none is run: an item
-    /// missing from `ends` never ended), then the steps after it.
-    Gather {
-        input: Rows,
-        ends: BTreeMap<usize, retry::Finished<Rows>>,
-    },
 }
 
 fn run_stage_on(
@@ -109,9 +88,61 @@ fn run_stage_on(
     ctx: &Context,
     start: &Started,
 ) -> StageSummary {
+    match run_span_on(stage, store, ctx, start, Span::whole(stage)) {
+        SpanEnd::Ended(summary) => summary,
+        // A whole stage ends.
+        SpanEnd::Reached(_) => StageSummary::new(stage, StageState::Pending),
+    }
+}
+
+/// Which of a stage's steps a run of it makes: steps `from..to`, on `rows` (none: the first
+/// step reads its sources), after what earlier parts of the stage did (`carried`). `wvflow
+/// run` runs every step; the tasks of an exported run run a stage in parts ([`parts`]).
+pub(super) struct Span {
+    pub from: usize,
+    pub to: usize,
+    pub rows: Option<Rows>,
+    pub carried: Carried,
+}
+
+/// What earlier parts of a stage did: its attempts so far, and whether they reused every
+/// result they gave.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Carried {
+    pub attempts: u32,
+    pub all_reused: bool,
+}
+
+impl Span {
+    fn whole(stage: &StagePlan) -> Span {
+        Span {
+            from: 0,
+            to: stage.steps.len(),
+            rows: None,
+            carried: Carried::default(),
+        }
+    }
+}
+
+/// How a span of a stage's steps ended: the stage ended (it failed, was skipped or reused, or
+/// the span reached its last step), or the span reached step `to` with these rows for it.
+pub(super) enum SpanEnd {
+    Ended(StageSummary),
+    Reached(Rows),
+}
+
+/// [`run_stage_on`] for the steps of `span` only.
+fn run_span_on(
+    stage: &StagePlan,
+    store: &mut Store,
+    ctx: &Context,
+    start: &Started,
+    span: Span,
+) -> SpanEnd {
+    let ended = |summary| SpanEnd::Ended(summary);
     // A cancel seen after the stage was handed to a worker: it starts nothing.
     if ctx.cancel.load(Ordering::SeqCst) || start.cancel.load(Ordering::SeqCst) {
-        return StageSummary::new(stage, StageState::Cancelled);
+        return ended(StageSummary::new(stage, StageState::Cancelled));
     }
     let started = ctx.clock.now();
     let mut summary = StageSummary {
@@ -124,28 +155,28 @@ fn run_stage_on(
         && let Err(e) = inbox.show(stage, store)
     {
         summary.error = Some(e);
-        return summary;
+        return ended(summary);
     }
     match branch_not_taken(stage, store, ctx, &start.states) {
         Ok(false) => {}
         Ok(true) => {
-            return StageSummary {
+            return ended(StageSummary {
                 attempts: 0,
                 ..StageSummary::new(stage, StageState::Skipped)
-            };
+            });
         }
         Err(e) => {
             summary.error = Some(StageError::Data(format!(
                 "cannot read the rows its routes give it: {e}"
             )));
-            return summary;
+            return ended(summary);
         }
     }
     let key = match stage_key(stage, store, ctx) {
         Ok(key) => key,
         Err(e) => {
             summary.error = Some(e);
-            return summary;
+            return ended(summary);
         }
     };
     if let Some(k) = &key
@@ -160,12 +191,13 @@ fn run_stage_on(
         };
         summary.reused = summary.state == StageState::Success;
         summary.attempts = 0;
-        return summary;
+        return ended(summary);
     }
     let mut run = StageRun::new(&mut *store, ctx, stage, key.clone(), Phase::Run);
     run.cancel = start.cancel.clone();
     run.workspace_db = Some(start.workspace_db.clone());
-    run.fan = start.fan;
+    run.attempts = span.carried.attempts;
+    run.all_reused = span.carried.all_reused;
     // A fan-out's items hold the pool one by one; any other stage holds it while it runs.
     let fans_out = stage
         .steps
@@ -175,38 +207,51 @@ fn run_stage_on(
         Some(pool) if !fans_out => run.hold(pool).map(Some),
         _ => Ok(None),
     };
-    let result = slot.map_err(|e| (e, 1)).and_then(|_slot| run.steps());
+    let result = slot.map_err(|e| (e, 1)).and_then(|_slot| run.steps(&span));
     let attempts = run.attempts;
     let all_reused = run.all_reused;
     // A key evaluated over the input was recorded already when its rows were reused.
     let key = if all_reused { None } else { run.key.take() };
-    // A prepared fan-out or one item: the stage's end is another task's to decide.
-    if run.stopped && result.is_ok() {
-        summary.state = StageState::Pending;
-        summary.attempts = attempts;
-        return summary;
+    // The span stopped before the stage's last step: its end is a later part's to decide.
+    if span.to < stage.steps.len() && !all_reused {
+        match result.and_then(|output| run_rows(store, output, attempts)) {
+            Ok(rows) => return SpanEnd::Reached(rows),
+            Err(e) => return ended(failed(summary, e, attempts, started, ctx)),
+        }
     }
     match result.and_then(|output| store_rows(store, ctx, stage, key.as_deref(), output, attempts)) {
         Ok(rows) => {
             summary.state = StageState::Success;
             summary.rows = rows;
+            summary.reused = all_reused;
+            summary.attempts = if all_reused { 0 } else { attempts.max(1) };
+            summary.duration_ms = (ctx.clock.now() - started).as_millis() as u64;
+            ended(summary)
         }
-        Err((e, n)) => {
-            match e {
-                StageError::Cancelled => summary.state = StageState::Cancelled,
-                e => summary.error = Some(e),
-            }
-            summary.attempts = n;
-        }
+        Err(e) => ended(failed(summary, e, attempts, started, ctx)),
     }
-    summary.reused = all_reused && summary.state == StageState::Success;
-    summary.attempts = if summary.reused {
-        0
-    } else {
-        summary.attempts.max(attempts).max(1)
-    };
+}
+
+/// A stage that did not succeed: cancelled, or failed with the error, after `attempts`.
+fn failed(
+    mut summary: StageSummary,
+    (error, n): StepError,
+    attempts: u32,
+    started: Duration,
+    ctx: &Context,
+) -> StageSummary {
+    match error {
+        StageError::Cancelled => summary.state = StageState::Cancelled,
+        e => summary.error = Some(e),
+    }
+    summary.attempts = n.max(attempts).max(1);
     summary.duration_ms = (ctx.clock.now() - started).as_millis() as u64;
     summary
+}
+
+/// A span's output as rows, for the part after it.
+fn run_rows(store: &mut Store, output: Data, attempts: u32) -> Result<Rows, StepError> {
+    store.rows(output).map_err(|e| (e.into(), attempts))
 }
 
 /// The values of this stage that are not the run's; the connection serves other stages after
@@ -347,10 +392,6 @@ pub(super) struct StageRun<'a, 'c> {
     pub(super) cancel: Arc<AtomicBool>,
     /// The run store, for the slots of the stage's pool.
     workspace_db: Option<std::path::PathBuf>,
-    /// An exported task's part of the stage's `each`.
-    fan: Option<&'a FanPart>,
-    /// The steps stopped at the `each` ([`FanPart::Prepare`], [`FanPart::Item`]).
-    stopped: bool,
 }
 
 type StepError = (StageError, u32);
@@ -378,8 +419,6 @@ impl<'a, 'c> StageRun<'a, 'c> {
             key_evaluated: false,
             cancel: Arc::default(),
             workspace_db: None,
-            fan: None,
-            stopped: false,
         }
     }
 }
@@ -387,30 +426,17 @@ impl<'a, 'c> StageRun<'a, 'c> {
 impl StageRun<'_, '_> {
     /// The stage's steps in order, each on the output of the one before. Rows an activity
     /// printed stay in their spool file until a step needs them as values.
-    fn steps(&mut self) -> Result<Data, StepError> {
-        let mut rows: Option<Data> = None;
+    fn steps(&mut self, span: &Span) -> Result<Data, StepError> {
+        let mut rows: Option<Data> = span.rows.clone().map(Data::from);
         let mut last_query: Option<&Sql> = None;
-        // The fanned-out `each` is the stage's first; an item or the gathering starts there,
-        // on the prepared rows. A later `each` runs inside the gathering task.
-        let fanned = self
-            .stage
-            .steps
-            .iter()
-            .position(|s| matches!(s, Step::Each { .. }));
-        let start = match self.fan {
-            Some(FanPart::Item { input, .. } | FanPart::Gather { input, .. }) => {
-                rows = Some(input.clone().into());
-                fanned.unwrap_or(0)
-            }
-            _ => 0,
-        };
+        let steps = &self.stage.steps[..span.to.min(self.stage.steps.len())];
         // A `wait until` reads its files as they are now, from its first query on.
-        for step in &self.stage.steps[start.min(self.stage.steps.len())..] {
+        for step in steps.iter().skip(span.from) {
             if let Step::WaitUntil { watched, .. } = step {
                 self.reload(watched).map_err(|e| (e, 1))?;
             }
         }
-        for (index, step) in self.stage.steps.iter().enumerate().skip(start) {
+        for (index, step) in steps.iter().enumerate().skip(span.from) {
             self.step = index;
             self.store.now.set(self.ctx.now());
             // The first step has no input; a later one reads the step before, even when it
@@ -434,14 +460,10 @@ impl StageRun<'_, '_> {
             if let Step::Query { sql, .. } = step {
                 last_query = Some(sql);
             }
-            let part = self.fan.filter(|_| fanned == Some(index));
-            match self.step(step, input, part, last_query)? {
-                Next::Rows(output) => rows = Some(output),
-                Next::Stop => return Ok(Data::default()),
-            }
+            rows = Some(self.step(step, input, last_query)?);
         }
         // A stage of queries alone evaluates its key over its rows, as the checker says.
-        if self.key_waits(true) {
+        if span.to >= self.stage.steps.len() && self.key_waits(true) {
             let (rows, reused) = self.key_over_input(rows.unwrap_or_default())?;
             if let Some(reused) = reused {
                 self.all_reused = true;

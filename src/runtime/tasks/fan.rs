@@ -260,23 +260,19 @@ impl TaskRun<'_> {
         Ok((stage, rows))
     }
 
-    /// How an item's attempt ended (`done`; `None` when it failed before its call, as the
-    /// stage's `summary` says), judged for the engine: tried again, or ended, with why it was
-    /// not retried and its exit code kept for `failed(stage)`. An item stopped by a signal
-    /// records nothing, so that the engine's retry runs it again.
+    /// How an item's attempt ended (`done`; an error before its call made no attempt),
+    /// judged for the engine: tried again, or ended, with why it was not retried and its exit
+    /// code kept for `failed(stage)`. An item stopped by a signal records nothing, so that the
+    /// engine's retry runs it again.
     pub(super) fn item_ended(
         &self,
         stage: &StagePlan,
-        done: Option<Finished<Rows>>,
-        summary: &StageSummary,
+        done: Result<Finished<Rows>, StageError>,
         (policy, attempt): (Option<&RetryPolicy>, u32),
         first_ms: i64,
     ) -> Result<Executed, Error> {
-        let mut done = done.unwrap_or_else(|| Finished {
-            result: Err(summary
-                .error
-                .clone()
-                .unwrap_or_else(|| StageError::Recorded(String::new()))),
+        let mut done = done.unwrap_or_else(|error| Finished {
+            result: Err(error),
             attempts: 0,
         });
         if matches!(done.result, Err(StageError::Cancelled))

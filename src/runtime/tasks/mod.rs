@@ -29,8 +29,8 @@ use crate::plan::tasks::{engine_retries, flow_key, item_retries};
 use super::activity::Launcher;
 use super::clock::Clock;
 use super::engine::{
-    CompensationSummary, Context, FanPart, StageSummary, Summary, compensate_completed,
-    run_single_stage,
+    Alone, BeforeStep, CompensationSummary, Context, StageSummary, Summary, after_items,
+    compensate_completed, one_item, run_single_stage, steps_before,
 };
 use super::error::{NotRetried, StageError};
 use super::flow_call::CallArgs;
@@ -41,7 +41,7 @@ use super::schedule::run_time_text;
 use super::state::{RunState, StageState};
 use super::store::{StoreConfig, from_json, to_json};
 use crate::plan::Plan;
-use crate::plan::ir::{RetryPolicy, StagePlan};
+use crate::plan::ir::{RetryPolicy, StagePlan, Step};
 use crate::session::{Notice, Reporter};
 use rusqlite::types::Value;
 use serde::{Deserialize, Serialize};
@@ -464,29 +464,29 @@ impl TaskRun<'_> {
         if policy.is_some() {
             ctx.single_attempt = Some(attempt);
         }
-        let fan = part.into_fan();
+        let alone = Alone {
+            upstream,
+            first_success,
+        };
+        let (gathering, preparing) = (matches!(part, Part::Gather(..)), matches!(part, Part::Prepare));
         // The flow's timeout bounds the attempt too: it is stopped when the run's time is up.
         let deadline = self.deadline(run);
-        let mut summary = self.until((deadline, stage), &mut ctx, |ctx| {
-            run_single_stage(stage, &stores, ctx, (upstream, first_success), fan.as_ref())
-        });
+        let ran = self.until((deadline, stage), &mut ctx, |ctx| part.run(stage, &stores, ctx, alone));
         let timed_out = self.timed_out(run);
+        let mut summary = match ran {
+            // The fan-out's input, kept for its items and its gathering.
+            Ran::Prepared(rows) => return self.keep_prepared(stage, &rows, &stores, scratch.path()),
+            Ran::Item(done) => {
+                let done = done.map_err(|e| match e {
+                    StageError::Cancelled if timed_out => rules::flow_timeout(&self.plan.flow),
+                    e => e,
+                });
+                return self.item_ended(stage, done, (policy, attempt), first_ms);
+            }
+            Ran::Ended(summary) => summary,
+        };
         if timed_out {
             rules::stopped_by_timeout(&self.plan.flow, &mut summary);
-        }
-        let gathering = matches!(fan, Some(FanPart::Gather { .. }));
-        let preparing = matches!(fan, Some(FanPart::Prepare(_)));
-        match fan {
-            // The fan-out's input, kept for its items and its gathering.
-            Some(FanPart::Prepare(slot)) if summary.state == StageState::Pending => {
-                let rows = slot.into_inner().ok().flatten().unwrap_or_default();
-                return self.keep_prepared(stage, &rows, &stores, scratch.path());
-            }
-            Some(FanPart::Item { done, .. }) => {
-                let done = done.into_inner().ok().flatten();
-                return self.item_ended(stage, done, &summary, (policy, attempt), first_ms);
-            }
-            _ => {}
         }
         if timed_out && summary.state == StageState::Failed {
             return Ok(Executed::Ended(summary));
@@ -848,19 +848,34 @@ enum Part {
 }
 
 impl Part {
-    /// What the stage's run does of its fan-out for this part.
-    fn into_fan(self) -> Option<FanPart> {
+    /// Runs this part of `stage` with the engine.
+    fn run(self, stage: &StagePlan, stores: &StoreConfig, ctx: &Context, alone: Alone) -> Ran {
+        let each = || stage.steps.iter().position(|s| matches!(s, Step::Each { .. }));
         match self {
-            Part::Whole => None,
-            Part::Prepare => Some(FanPart::Prepare(Default::default())),
-            Part::Item(item, input) => Some(FanPart::Item {
-                input,
-                item,
-                done: Default::default(),
-            }),
-            Part::Gather(input, ends) => Some(FanPart::Gather { input, ends }),
+            Part::Whole => Ran::Ended(run_single_stage(stage, stores, ctx, alone)),
+            Part::Prepare => match steps_before(stage, stores, ctx, alone, each().unwrap_or(0)) {
+                BeforeStep::Reached(rows) => Ran::Prepared(rows),
+                BeforeStep::Ended(summary) => Ran::Ended(summary),
+            },
+            Part::Item(item, input) => {
+                let at = each().unwrap_or(0);
+                Ran::Item(one_item(stage, stores, ctx, alone, (at, &input, item)))
+            }
+            Part::Gather(input, ends) => {
+                let at = each().unwrap_or(0);
+                Ran::Ended(after_items(stage, stores, ctx, alone, (at, input, ends)))
+            }
         }
     }
+}
+
+/// What the engine did of a part.
+enum Ran {
+    Ended(StageSummary),
+    /// The rows of a fan-out's items.
+    Prepared(crate::runtime::store::Rows),
+    /// How an item ended; an error before its call made no attempt.
+    Item(Result<super::retry::Finished<crate::runtime::store::Rows>, StageError>),
 }
 
 /// How a part ended.

@@ -1,34 +1,25 @@
 //! What each kind of step does, on the rows of the step before ([`StageRun::steps`] runs
 //! them in order).
 
-use super::{FanPart, StageRun, StepError, nap};
+use super::{StageRun, StepError, nap};
 use crate::plan::ir::*;
 use crate::runtime::error::StageError;
 use crate::runtime::output::Data;
-use crate::runtime::retry;
 use crate::runtime::state::{RunState, StageState};
 use crate::runtime::store::Rows;
 use rusqlite::types::Value;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// What a step gives the next one.
-pub(super) enum Next {
-    Rows(Data),
-    /// An exported task's part of a fan-out ends the stage's steps here.
-    Stop,
-}
-
 impl StageRun<'_, '_> {
-    /// Step `step` on `input`. `part`: an exported task's part of this step's fan-out;
-    /// `last_query`: the query before it, which a `wait until` runs again.
+    /// Step `step` on `input`, giving the next step's input. `last_query`: the query before
+    /// it, which a `wait until` runs again.
     pub(super) fn step(
         &mut self,
         step: &Step,
         input: Data,
-        part: Option<&FanPart>,
         last_query: Option<&Sql>,
-    ) -> Result<Next, StepError> {
+    ) -> Result<Data, StepError> {
         let output = match step {
             // The rows stay in the engine; the checker's types fill what it does not declare.
             Step::Query { sql, types } => self
@@ -45,10 +36,7 @@ impl StageRun<'_, '_> {
                 Rows::union_by_name(parts).into()
             }
             Step::Invoke { invocation } => self.invoke(invocation, input)?,
-            Step::Each { invocation, fan } => match part {
-                None => self.each(invocation, fan, input)?,
-                Some(part) => return self.fan_part(part, invocation, fan, input),
-            },
+            Step::Each { invocation, fan } => self.each(invocation, fan, input)?,
             Step::EachCall {
                 target,
                 parent_close,
@@ -103,7 +91,7 @@ impl StageRun<'_, '_> {
                 self.call_child(target, *parent_close, &input)?.into()
             }
         };
-        Ok(Next::Rows(output))
+        Ok(output)
     }
 
     /// One activity call: rows no argument reads go to its stdin from the engine, in
@@ -125,63 +113,6 @@ impl StageRun<'_, '_> {
             }
         };
         Ok(self.call(invocation, args, input)?.into())
-    }
-
-    /// An exported task's part of the stage's fan-out: prepare its items (and stop), run one
-    /// item (and stop), or gather the items' ends that the other tasks left.
-    fn fan_part(
-        &mut self,
-        part: &FanPart,
-        invocation: &Invocation,
-        fan: &FanOut,
-        input: Data,
-    ) -> Result<Next, StepError> {
-        let input = self.values(input)?;
-        let done = match part {
-            FanPart::Prepare(slot) => {
-                // Arguments and keys that cannot be computed fail the stage here, as
-                // `wvflow run` fails it, not item by item.
-                self.bind_rows(invocation, Some(&input))
-                    .map_err(|e| (e.into(), 1))?;
-                self.item_keys(&input).map_err(|e| (e.into(), 1))?;
-                if let Ok(mut slot) = slot.lock() {
-                    *slot = Some(input);
-                }
-                self.stopped = true;
-                return Ok(Next::Stop);
-            }
-            FanPart::Item { item, done, .. } => {
-                let finished = self.one_item(invocation, &input, *item)?;
-                if let Ok(mut done) = done.lock() {
-                    *done = Some(finished);
-                }
-                self.stopped = true;
-                return Ok(Next::Stop);
-            }
-            FanPart::Gather { ends, .. } => {
-                let keys = self.item_keys(&input).map_err(|e| (e.into(), 1))?;
-                // An item that made no attempt reused its idempotency key's rows.
-                let (reused, results): (Vec<_>, Vec<_>) = (0..input.len())
-                    .map(|i| match ends.get(&i) {
-                        Some(retry::Finished {
-                            result: Ok(rows),
-                            attempts: 0,
-                        }) => (Some(rows.clone()), None),
-                        Some(end) => (None, Some(end.clone())),
-                        None => (
-                            None,
-                            Some(retry::Finished {
-                                result: Err("its task never ended".to_string().into()),
-                                attempts: 0,
-                            }),
-                        ),
-                    })
-                    .unzip();
-                self.all_reused = !reused.is_empty() && reused.iter().all(Option::is_some);
-                self.fan_in(fan, reused, &keys, results)?
-            }
-        };
-        Ok(Next::Rows(self.fanned_in(fan, &input, done)?.into()))
     }
 
     /// `activate(...)`: the rows delivered where the activation says, and passed on.
