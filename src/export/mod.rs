@@ -124,9 +124,6 @@ pub fn limits(plan: &Plan) -> Vec<String> {
                  their end instead of being cancelled",
             );
         }
-        if stage.pool.is_some() {
-            say("holds a `pool`: its slots live in wvflow's run store on one machine");
-        }
     }
     found
 }
@@ -186,7 +183,7 @@ pub fn export(
         return Err(refused);
     }
     let mut exported = match target {
-        Target::Airflow => airflow::dag(plan, deployment),
+        Target::Airflow => airflow::dag(plan, deployment)?,
         Target::Argo => argo::workflow(plan, deployment)?,
     };
     // A fan-out after other work than queries (an `activate`, a `wait`, another call) runs
