@@ -655,18 +655,31 @@ const POOL_CHECK: &str = r#"def check_pools(pools: dict) -> None:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.load(answer)
 
-    if conn.login:
-        login = {"username": conn.login, "password": conn.password or ""}
-        token = call("POST", "/auth/token", login)["access_token"]
-    else:
-        token = call("GET", "/auth/token")["access_token"]
+    def refused(e):
+        # A server that answers but refuses will refuse again: fail for good, saying so. (One
+        # that cannot be reached, or fails, is tried again.)
+        if 400 <= e.code < 500:
+            raise AirflowFailException(
+                f"wvflow: the API server at {base} refused to show the pools ({e}): check the "
+                f"connection wvflow_airflow_api"
+            ) from None
+        raise e
+
+    try:
+        if conn.login:
+            login = {"username": conn.login, "password": conn.password or ""}
+            token = call("POST", "/auth/token", login)["access_token"]
+        else:
+            token = call("GET", "/auth/token")["access_token"]
+    except urllib.error.HTTPError as e:
+        refused(e)
     problems = []
     for name, slots in sorted(pools.items()):
         try:
             found = call("GET", f"/api/v2/pools/{urllib.parse.quote(name)}", token=token)
         except urllib.error.HTTPError as e:
             if e.code != 404:
-                raise
+                refused(e)
             problems.append(
                 f"pool `{name}` does not exist in Airflow: create it with "
                 f"`airflow pools set {name} {slots} \"wvflow pool {name}\"`"
