@@ -337,7 +337,8 @@ fn pools_document(pools: &BTreeMap<&str, u64>) -> String {
     let config_map = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": { "name": POOLS_CONFIG_MAP },
+        // The label selects it alone in the file: `kubectl apply -l wvflow.dev/pools -f FILE`.
+        "metadata": { "name": POOLS_CONFIG_MAP, "labels": { "wvflow.dev/pools": "true" } },
         "data": data,
     });
     format!(

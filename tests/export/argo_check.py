@@ -167,8 +167,13 @@ def lint_config_maps(config_maps, doc):
         name = cm.get("metadata", {}).get("name", "")
         if cm.get("apiVersion") != "v1" or not NAME.match(name):
             problems.append(f"ConfigMap {name!r}: apiVersion v1 and a Kubernetes name")
-        if set(cm) - {"apiVersion", "kind", "metadata", "data"}:
-            problems.append(f"ConfigMap {name!r}: unknown keys {sorted(set(cm) - {'apiVersion', 'kind', 'metadata', 'data'})}")
+        unknown = sorted(set(cm) - {"apiVersion", "kind", "metadata", "data"})
+        unknown += sorted(set(cm.get("metadata", {})) - {"name", "namespace", "labels", "annotations"})
+        if unknown:
+            problems.append(f"ConfigMap {name!r}: unknown keys {unknown}")
+        for key, value in cm.get("metadata", {}).get("labels", {}).items():
+            if not isinstance(value, str) or not re.match(r"^([a-z0-9.-]+/)?[A-Za-z0-9._-]+$", key):
+                problems.append(f"ConfigMap {name!r}: label {key!r}: {value!r}")
         for key, value in cm.get("data", {}).items():
             if not CONFIG_KEY.match(key) or not isinstance(value, str):
                 problems.append(f"ConfigMap {name!r}: key {key!r} or its value {value!r}")
