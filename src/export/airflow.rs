@@ -1,7 +1,8 @@
 //! The Airflow target (Airflow 3.3 and later): one self-contained DAG file per flow. Every
 //! stage is a `BashOperator` running `wvflow stage run`, after `wvflow stage init` and
 //! before `wvflow stage finish`, each waiting for all its upstream tasks to be done
-//! (`all_done`) and deciding the stage's trigger itself.
+//! (`all_done`) and deciding the stage's trigger itself. A stage's `pool` is an Airflow pool,
+//! which the setup task `wvflow_pools` checks through the REST API before anything runs.
 
 use super::{Deployment, Exported};
 use crate::plan::Plan;

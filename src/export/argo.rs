@@ -1,7 +1,8 @@
 //! The Argo Workflows target: a `Workflow`, or a `CronWorkflow` for a scheduled flow. A DAG
 //! of one task per stage, each running `wvflow stage run` once all its upstream tasks are
 //! done, between `wvflow stage init` and `wvflow stage finish`; an exit handler runs
-//! `finish` again should the DAG stop before it (it decides only once).
+//! `finish` again should the DAG stop before it (it decides only once). A stage's `pool` is a
+//! semaphore whose limit the file's first document, a ConfigMap, gives.
 
 use super::yaml::to_yaml;
 use super::{Deployment, Exported};
