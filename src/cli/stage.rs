@@ -128,7 +128,7 @@ pub fn run(args: StageArgs) -> u8 {
 fn execute(command: StageCommand) -> Result<u8, Failure> {
     let common = common_of(&command);
     let state = Location::parse(&common.state)?;
-    let plan = load_plan(common, &command, &state)?;
+    let plan = crate::plan::tasks::engine_holds_pools(load_plan(common, &command, &state)?);
     let limits = crate::export::limits(&plan);
     if !limits.is_empty() {
         return Err(format!(

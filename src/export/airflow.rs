@@ -1,14 +1,16 @@
 //! The Airflow target (Airflow 3.3 and later): one self-contained DAG file per flow. Every
 //! stage is a `BashOperator` running `wvflow stage run`, after `wvflow stage init` and
 //! before `wvflow stage finish`, each waiting for all its upstream tasks to be done
-//! (`all_done`) and deciding the stage's trigger itself.
+//! (`all_done`) and deciding the stage's trigger itself. A stage's `pool` is an Airflow pool,
+//! which the setup task `wvflow_pools` checks through the REST API before anything runs.
 
 use super::{Deployment, Exported};
 use crate::plan::Plan;
 use super::graph::{Shape, StageTasks, TaskGraph};
-use crate::plan::ir::{FlowPlan, ParamPlan, RetryPolicy, StagePlan};
+use crate::plan::ir::{FlowPlan, ParamPlan, PoolPlan, RetryPolicy, StagePlan};
 use crate::value::ValueType;
 use base64::Engine as _;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// A Python string literal (JSON's escapes are Python's).
@@ -80,23 +82,63 @@ fn param(p: &ParamPlan) -> String {
     text
 }
 
-pub fn dag(plan: &Plan, deployment: &Deployment) -> Exported {
+pub fn dag(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<String>> {
     let graph = TaskGraph::new(plan);
     let mut warnings = Vec::new();
     let mut out = String::new();
-    header(&mut out, plan, deployment);
+    let pools = graph.pools();
+    header(&mut out, plan, deployment, &pools);
+    pool_check(&mut out, &pools);
     dag_arguments(&mut out, graph.flow, &mut warnings);
     tasks(&mut out, &graph);
     edges(&mut out, &graph);
-    Exported {
+    Ok(Exported {
         text: out,
         warnings,
+    })
+}
+
+/// The pools the DAG's tasks hold, in its header comment: how to create them, and that the
+/// run checks them first.
+fn pools_comment(out: &mut String, pools: &BTreeMap<&str, u64>) {
+    if pools.is_empty() {
+        return;
     }
+    out.push_str(
+        "# Its stages hold Airflow pools, as the flow declares them: create each before a run,\n",
+    );
+    for (name, slots) in pools {
+        let _ = writeln!(
+            out,
+            "#   airflow pools set {name} {slots} \"wvflow pool {name}\""
+        );
+    }
+    out.push_str(
+        "# The task wvflow_pools checks them through Airflow's REST API (the connection\n\
+         # wvflow_airflow_api) and fails the run, before anything runs, when one is missing or\n\
+         # has other slots.\n",
+    );
+}
+
+/// `POOLS`, which the `wvflow_pools` task checks against Airflow's pools before anything
+/// runs (the scheduler would otherwise leave a task of a missing pool waiting, saying so only
+/// in its own log), and the check.
+fn pool_check(out: &mut String, pools: &BTreeMap<&str, u64>) {
+    if pools.is_empty() {
+        return;
+    }
+    let listed: Vec<String> = pools
+        .iter()
+        .map(|(name, slots)| format!("{}: {slots}", py(name)))
+        .collect();
+    let _ = writeln!(out, "POOLS = {{{}}}\n", listed.join(", "));
+    out.push_str(POOL_CHECK);
+    out.push('\n');
 }
 
 /// What the file starts with: what it is, its imports, where wvflow, the workspace and the
 /// state are, the plan, and the helpers every task uses.
-fn header(out: &mut String, plan: &Plan, deployment: &Deployment) {
+fn header(out: &mut String, plan: &Plan, deployment: &Deployment, pools: &BTreeMap<&str, u64>) {
     let flow = &plan.flow;
     let json = serde_json::to_vec(plan).unwrap_or_default();
     let encoded = base64::engine::general_purpose::STANDARD.encode(json);
@@ -108,12 +150,20 @@ fn header(out: &mut String, plan: &Plan, deployment: &Deployment) {
     out.push_str(
         "# Every stage is a task running `wvflow stage`, which decides triggers, the rows each stage\n\
          # reads, retries, the saga and the run's state exactly as `wvflow run` does. The tasks need\n\
-         # `wvflow` on the workers, the flow's folder at WORKSPACE and a STATE folder they share.\n\
-         from __future__ import annotations\n\n\
+         # `wvflow` on the workers, the flow's folder at WORKSPACE and a STATE folder they share.\n",
+    );
+    pools_comment(out, pools);
+    out.push_str(
+        "from __future__ import annotations\n\n\
          import base64\nimport hashlib\nimport json\nimport os\nimport random\nimport re\nimport stat\nimport tempfile\n\
          from datetime import datetime, timedelta, timezone\n\n\
-         from airflow.providers.standard.operators.bash import BashOperator\n\
-         from airflow.sdk import (\n    DAG,\n    CronTriggerTimetable,\n    DeltaTriggerTimetable,\n    \
+         from airflow.providers.standard.operators.bash import BashOperator\n",
+    );
+    if !pools.is_empty() {
+        out.push_str("from airflow.providers.standard.operators.python import PythonOperator\n");
+    }
+    out.push_str(
+        "from airflow.sdk import (\n    DAG,\n    CronTriggerTimetable,\n    DeltaTriggerTimetable,\n    \
          Param,\n    RetryDecision,\n    RetryPolicy,\n)\n\n",
     );
     let _ = writeln!(
@@ -231,6 +281,15 @@ fn dag_arguments(out: &mut String, flow: &FlowPlan, warnings: &mut Vec<String>) 
 /// The tasks: `wvflow_init`, each stage's (a fan-out's `prepare`, items and gathering), and
 /// `wvflow_finish`.
 fn tasks(out: &mut String, graph: &TaskGraph) {
+    if !graph.pools().is_empty() {
+        // A setup task: when it fails, every task after it ends `upstream_failed`, whatever
+        // its trigger rule, instead of waiting for a pool that is not there.
+        out.push_str(
+            "    pools = PythonOperator(\n        task_id=\"wvflow_pools\",\n        \
+             python_callable=check_pools,\n        op_args=[POOLS],\n        retries=2,\n        \
+             retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n    ).as_setup()\n",
+        );
+    }
     out.push_str(
         "    init = BashOperator(\n        task_id=\"wvflow_init\",\n        \
          bash_command='\"$WVFLOW\" stage init --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
@@ -258,7 +317,11 @@ fn tasks(out: &mut String, graph: &TaskGraph) {
         let _ = writeln!(out, "        task_id={},", py(&task_id(&stage.id)));
         let _ = writeln!(out, "        bash_command={},", py(&command("run", stage)));
         task_options(out, stage, retries, "all_done");
-        if tasks.writes_workspace {
+        // A writer of the shared workspace database that holds the flow's pool takes its turn
+        // as a writer in wvflow (the workspace's lease), not in a second pool: a task holds one.
+        if let Some(pool) = tasks.pool {
+            pool_options(out, pool);
+        } else if tasks.writes_workspace {
             // One writer of the shared workspace database at a time: a pool of one slot.
             out.push_str("        pool=WORKSPACE_POOL,\n");
         }
@@ -292,6 +355,9 @@ fn edges(out: &mut String, graph: &TaskGraph) {
         }
     }
     out.push_str("    list(tasks.values()) >> finish\n");
+    if !graph.pools().is_empty() {
+        out.push_str("    pools >> init\n");
+    }
     if graph.stages.is_empty() {
         out.push_str("    init >> finish\n");
     }
@@ -385,6 +451,10 @@ fn fan_out_tasks(
     if let Some(n) = concurrency {
         let _ = writeln!(out, "        max_active_tis_per_dagrun={n},");
     }
+    // As `wvflow run`, the items hold the stage's pool one by one.
+    if let Some(pool) = tasks.pool {
+        pool_options(out, pool);
+    }
     let _ = writeln!(
         out,
         "    ).expand(bash_command=prepares[{}].output.map(item_command({})))",
@@ -409,6 +479,11 @@ fn fan_out_tasks(
         "    [prepares[{0}], items] >> tasks[{0}]",
         py(&stage.id)
     );
+}
+
+/// A task that holds one slot of the flow's pool while it runs.
+fn pool_options(out: &mut String, pool: &PoolPlan) {
+    let _ = writeln!(out, "        pool={},\n        pool_slots=1,", py(&pool.name));
 }
 
 /// A stage name as one shell word: names are identifiers, quoted anyway.
@@ -512,5 +587,90 @@ class WvflowRetry(RetryPolicy):
     @classmethod
     def deserialize(cls, data: dict) -> "WvflowRetry":
         return cls(data["first_ms"], data["backoff"], data["coefficient"], data["cap_ms"], data["jitter"])
+
+"#;
+
+/// What a DAG whose stages hold pools defines: the check that they exist in Airflow with the
+/// slots the flow declares. Airflow 3 gives task code no database and no Task SDK call for
+/// pools: its REST API is the one place to read them.
+const POOL_CHECK: &str = r#"def check_pools(pools: dict) -> None:
+    """Fails (for good) when a pool is missing in Airflow or has other slots than the flow
+    declares: the scheduler would leave the tasks of a missing pool waiting, and a pool of
+    other slots would run another number of them at once than `wvflow run`. The REST API is
+    reached with the connection wvflow_airflow_api, the API server's address: with a login,
+    a token is asked for it (POST /auth/token); without one, of a server where every user is
+    an admin (GET /auth/token)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowFailException
+
+    needed = ", ".join(f"{name} ({slots} slots)" for name, slots in sorted(pools.items()))
+    try:
+        conn = Connection.get("wvflow_airflow_api")
+    except Exception as e:
+        raise AirflowFailException(
+            f"wvflow: cannot check the pools this DAG's tasks hold, {needed}: Airflow gives a "
+            f"task no other way to read pools than its REST API; create the connection "
+            f"wvflow_airflow_api with the API server's address ({e})"
+        ) from None
+    # As the connection URI http(s)://LOGIN:PASSWORD@HOST:PORT gives it, or a host with its
+    # scheme and the scheme in the connection's schema field.
+    host = conn.host or "localhost"
+    scheme = conn.schema if conn.schema in ("http", "https") else (
+        "https" if conn.conn_type == "https" else "http")
+    base = host if "://" in host else f"{scheme}://{host}"
+    if conn.port:
+        base = f"{base}:{conn.port}"
+
+    def call(method, path, body=None, token=None):
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.load(answer)
+
+    def refused(e):
+        # A server that answers but refuses will refuse again: fail for good, saying so. (One
+        # that cannot be reached, or fails, is tried again.)
+        if 400 <= e.code < 500:
+            raise AirflowFailException(
+                f"wvflow: the API server at {base} refused to show the pools ({e}): check the "
+                f"connection wvflow_airflow_api"
+            ) from None
+        raise e
+
+    try:
+        if conn.login:
+            login = {"username": conn.login, "password": conn.password or ""}
+            token = call("POST", "/auth/token", login)["access_token"]
+        else:
+            token = call("GET", "/auth/token")["access_token"]
+    except urllib.error.HTTPError as e:
+        refused(e)
+    problems = []
+    for name, slots in sorted(pools.items()):
+        try:
+            found = call("GET", f"/api/v2/pools/{urllib.parse.quote(name)}", token=token)
+        except urllib.error.HTTPError as e:
+            if e.code != 404:
+                refused(e)
+            problems.append(
+                f"pool `{name}` does not exist in Airflow: create it with "
+                f"`airflow pools set {name} {slots} \"wvflow pool {name}\"`"
+            )
+            continue
+        if found.get("slots") != slots:
+            problems.append(
+                f"pool `{name}` has {found.get('slots')} slots in Airflow, the flow declares "
+                f"{slots}: set them with `airflow pools set {name} {slots} \"wvflow pool {name}\"`"
+            )
+    if problems:
+        raise AirflowFailException("wvflow: " + "; ".join(problems))
+    print(f"wvflow: pools as declared: {needed}")
 
 "#;

@@ -1,13 +1,14 @@
 //! The Argo Workflows target: a `Workflow`, or a `CronWorkflow` for a scheduled flow. A DAG
 //! of one task per stage, each running `wvflow stage run` once all its upstream tasks are
 //! done, between `wvflow stage init` and `wvflow stage finish`; an exit handler runs
-//! `finish` again should the DAG stop before it (it decides only once).
+//! `finish` again should the DAG stop before it (it decides only once). A stage's `pool` is a
+//! semaphore whose limit the file's first document, a ConfigMap, gives.
 
 use super::yaml::to_yaml;
 use super::{Deployment, Exported};
 use crate::plan::Plan;
 use super::graph::{Shape, StageTasks, TaskGraph};
-use crate::plan::ir::{FlowPlan, ParamPlan, RetryPolicy, StagePlan};
+use crate::plan::ir::{FlowPlan, ParamPlan, PoolPlan, RetryPolicy, StagePlan};
 use crate::retry_rule::Backoff;
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -15,6 +16,8 @@ use std::collections::BTreeMap;
 
 /// Where the shared state is mounted in every pod.
 const STATE_MOUNT: &str = "/wvflow/state";
+/// The ConfigMap whose keys are the pools' slots: the limits of their semaphores.
+const POOLS_CONFIG_MAP: &str = "wvflow-pools";
 /// The exit codes a task must not be retried on: failed for good, skipped.
 const NOT_RETRIED: &str = "asInt(lastRetry.exitCode) != 98 && asInt(lastRetry.exitCode) != 99";
 
@@ -169,6 +172,7 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
          # image needs `wvflow` and the flow's folder; the volume claim `{}` is the shared state.\n",
         flow.name, deployment.volume_claim
     );
+    text.push_str(&pools_document(&graph.pools()));
     text.push_str(&to_yaml(&document));
     Ok(Exported { text, warnings })
 }
@@ -280,12 +284,10 @@ fn stage_templates(
         "retryStrategy".into(),
         retry_strategy(policy, &mut args, warnings, &stage.id),
     );
-    if tasks.writes_workspace {
-        // One writer of the shared workspace database at a time, across runs.
-        template.insert(
-            "synchronization".into(),
-            json!({ "mutexes": [{ "name": "wvflow-workspace" }] }),
-        );
+    // A fan-out's items hold its pool, one by one; any other stage's task holds it.
+    let pool = tasks.pool.filter(|_| !tasks.fanned());
+    if let Some(sync) = synchronization(tasks.writes_workspace, pool) {
+        template.insert("synchronization".into(), sync);
     }
     template.insert("container".into(), container(run.deployment, args));
     let mut templates = vec![Value::Object(template)];
@@ -294,21 +296,78 @@ fn stage_templates(
         concurrency,
     } = tasks.shape
     {
-        templates.extend(fan_templates(stage, name, run, (item_retries, concurrency), warnings));
+        let fan = FanOf {
+            stage,
+            item_retries,
+            concurrency,
+            pool: tasks.pool,
+        };
+        templates.extend(fan_templates(&fan, name, run, warnings));
     }
     templates
 }
 
+/// Who may run at once: one writer of the shared workspace database across runs (the mutex
+/// `wvflow-workspace`), and at most the pool's slots holders of `pool` (a semaphore whose
+/// limit is the pool's key in the ConfigMap [`POOLS_CONFIG_MAP`]).
+fn synchronization(writes_workspace: bool, pool: Option<&PoolPlan>) -> Option<Value> {
+    let mut sync = serde_json::Map::new();
+    if writes_workspace {
+        sync.insert("mutexes".into(), json!([{ "name": "wvflow-workspace" }]));
+    }
+    if let Some(pool) = pool {
+        sync.insert(
+            "semaphores".into(),
+            json!([{ "configMapKeyRef": { "name": POOLS_CONFIG_MAP, "key": pool.name } }]),
+        );
+    }
+    (!sync.is_empty()).then_some(Value::Object(sync))
+}
+
+/// The ConfigMap of the pools a run's tasks hold (each pool's slots under its name, the
+/// limit of its semaphore) as the file's first YAML document, or nothing without pools. First,
+/// so that `kubectl apply` makes the limits before the run needs them.
+fn pools_document(pools: &BTreeMap<&str, u64>) -> String {
+    if pools.is_empty() {
+        return String::new();
+    }
+    let data: serde_json::Map<String, Value> = pools
+        .iter()
+        .map(|(name, slots)| (name.to_string(), json!(slots.to_string())))
+        .collect();
+    let config_map = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        // The label selects it alone in the file: `kubectl apply -l wvflow.dev/pools -f FILE`.
+        "metadata": { "name": POOLS_CONFIG_MAP, "labels": { "wvflow.dev/pools": "true" } },
+        "data": data,
+    });
+    format!(
+        "# The pools the stages hold, as the flow declares them: each key of the ConfigMap\n\
+         # `{POOLS_CONFIG_MAP}` is a pool's slots, the limit of its semaphore.\n{}---\n",
+        to_yaml(&config_map)
+    )
+}
+
+/// A stage whose `each` items are tasks of their own, as its templates need it.
+struct FanOf<'p> {
+    stage: &'p StagePlan,
+    item_retries: Option<&'p RetryPolicy>,
+    concurrency: Option<u64>,
+    /// Each item's task holds a slot of it.
+    pool: Option<&'p PoolPlan>,
+}
+
 /// A stage's `each` items as tasks of their own: `prepare` prints their count, one `item`
-/// task runs per index (at most `concurrency` at once: the nested DAG's parallelism), and the
-/// stage's own template gathers them.
-fn fan_templates(
-    stage: &StagePlan,
-    name: &str,
-    run: &RunOf,
-    (item_retries, concurrency): (Option<&RetryPolicy>, Option<u64>),
-    warnings: &mut Vec<String>,
-) -> Vec<Value> {
+/// task runs per index (at most `concurrency` at once: the nested DAG's parallelism; each
+/// holding a slot of the stage's pool), and the stage's own template gathers them.
+fn fan_templates(fan_of: &FanOf, name: &str, run: &RunOf, warnings: &mut Vec<String>) -> Vec<Value> {
+    let FanOf {
+        stage,
+        item_retries,
+        concurrency,
+        pool,
+    } = *fan_of;
     let mut item_args = run.command("item", stage);
     item_args.extend(["--item".into(), "{{inputs.parameters.item}}".into()]);
     item_args.extend(attempt());
@@ -346,6 +405,15 @@ fn fan_templates(
     }
     let mut prepare_args = run.command("prepare", stage);
     prepare_args.push("--count".into());
+    let mut item = json!({
+        "name": format!("item-{name}"),
+        "inputs": { "parameters": [{ "name": "item" }] },
+        "retryStrategy": item_retry,
+    });
+    if let Some(sync) = synchronization(false, pool) {
+        item["synchronization"] = sync;
+    }
+    item["container"] = container(run.deployment, item_args);
     vec![
         fan,
         json!({
@@ -353,12 +421,7 @@ fn fan_templates(
             "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
             "container": container(run.deployment, prepare_args),
         }),
-        json!({
-            "name": format!("item-{name}"),
-            "inputs": { "parameters": [{ "name": "item" }] },
-            "retryStrategy": item_retry,
-            "container": container(run.deployment, item_args),
-        }),
+        item,
     ]
 }
 

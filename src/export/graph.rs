@@ -1,10 +1,12 @@
 //! A plan as the tasks of an exported run, whatever the engine: for each stage, the tasks it
 //! waits for, whether its `each` items are tasks of their own, which retries the engine
-//! makes, and whether it writes the shared workspace database. The exporters only render it.
+//! makes, whether it writes the shared workspace database, and the pool its tasks hold. The
+//! exporters only render it.
 
 use crate::plan::Plan;
-use crate::plan::ir::{FlowPlan, RetryPolicy, StagePlan, Step};
+use crate::plan::ir::{FlowPlan, PoolPlan, RetryPolicy, StagePlan, Step};
 use crate::plan::tasks::{engine_retries, fans_out_as_tasks, item_retries, writes_workspace};
+use std::collections::BTreeMap;
 
 /// The tasks of an exported run, stage by stage in plan order.
 pub struct TaskGraph<'p> {
@@ -20,6 +22,9 @@ pub struct StageTasks<'p> {
     pub shape: Shape<'p>,
     /// One writer of the shared workspace database at a time, across runs.
     pub writes_workspace: bool,
+    /// The engine's pool its task holds (for a fan-out, each item task: as `wvflow run`,
+    /// a fan-out's items hold the pool one by one).
+    pub pool: Option<&'p PoolPlan>,
 }
 
 /// One task, or a fan-out of tasks.
@@ -58,6 +63,7 @@ impl<'p> TaskGraph<'p> {
                     }
                 },
                 writes_workspace: writes_workspace(stage),
+                pool: stage.pool.as_ref(),
             })
             .collect();
         TaskGraph {
@@ -68,6 +74,15 @@ impl<'p> TaskGraph<'p> {
 
     pub fn any_fanned(&self) -> bool {
         self.stages.iter().any(StageTasks::fanned)
+    }
+
+    /// The pools the run's tasks hold, by name, with their slots: what the engine must have.
+    pub fn pools(&self) -> BTreeMap<&'p str, u64> {
+        self.stages
+            .iter()
+            .filter_map(|s| s.pool)
+            .map(|p| (p.name.as_str(), p.slots))
+            .collect()
     }
 }
 

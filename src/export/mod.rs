@@ -111,9 +111,6 @@ pub fn limits(plan: &Plan) -> Vec<String> {
                 _ => {}
             }
         }
-        if stage.pool.is_some() {
-            say("holds a `pool`: its slots live in wvflow's run store on one machine");
-        }
     }
     found
 }
@@ -173,7 +170,7 @@ pub fn export(
         return Err(refused);
     }
     let mut exported = match target {
-        Target::Airflow => airflow::dag(plan, deployment),
+        Target::Airflow => airflow::dag(plan, deployment)?,
         Target::Argo => argo::workflow(plan, deployment)?,
     };
     // A fan-out after other work than queries (an `activate`, a `wait`, another call) runs

@@ -72,3 +72,13 @@ pub fn fans_out_as_tasks(stage: &StagePlan) -> bool {
 pub fn writes_workspace(stage: &crate::plan::ir::StagePlan) -> bool {
     stage.idempotency_key.is_some() || stage.steps.iter().any(|s| matches!(s, Step::SaveTo { .. }))
 }
+
+/// The plan as the tasks of an exported run run it: without pools. On an engine the stage's
+/// task (or each item's) holds the engine's pool (Airflow's pool, Argo's semaphore) before it
+/// starts; wvflow's own slots would be a second pool of a run store the tasks do not share.
+pub fn engine_holds_pools(mut plan: Plan) -> Plan {
+    for stage in &mut plan.flow.stages {
+        stage.pool = None;
+    }
+    plan
+}

@@ -3,7 +3,9 @@
   argo_check.py validate SCHEMA FILE...
       Validates each file against Argo's published JSON schema made strict (every definition
       that lists properties refuses others), then lints what the schema cannot say: names,
-      template references, `depends` references and syntax, cycles. Prints "ok FILE" each.
+      template references, `depends` references and syntax, cycles, and that each semaphore's
+      limit is a key of a ConfigMap of the file (a positive whole number). A file may hold
+      ConfigMaps before its Workflow or CronWorkflow. Prints "ok FILE" each.
 
   argo_check.py run FILE --wvflow BIN --state DIR --run-time T [-p NAME=VALUE ...]
       Interprets the workflow as Argo would on one machine: the DAG's tasks start when their
@@ -11,7 +13,10 @@
       with its retryStrategy (limit, expression over the exit code), a nested DAG runs its
       tasks, a task `withParam` (`withSequence`) runs once per item of the list (for each
       number below the count) an earlier task printed (`{{tasks.T.outputs.result}}`,
-      `{{item}}`, `{{inputs.parameters.P}}`), then the exit handler.
+      `{{item}}`, `{{inputs.parameters.P}}`), then the exit handler. A template's
+      `synchronization` is held while it runs (with its retries): a semaphore by at most its
+      ConfigMap key's number of tasks at once, a mutex by one; the most holders each had at
+      once is printed on stderr, "semaphore CONFIGMAP/KEY: N of LIMIT at most".
       Prints the JSON the `wvflow-finish` task printed.
 """
 
@@ -21,6 +26,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import jsonschema
@@ -141,11 +147,56 @@ def lint(doc):
     return problems
 
 
+CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+def split(docs):
+    """A file's ConfigMaps and its one workflow document."""
+    config_maps = [d for d in docs if d and d.get("kind") == "ConfigMap"]
+    workflows = [d for d in docs if d and d.get("kind") != "ConfigMap"]
+    if len(workflows) != 1:
+        raise ValueError(f"{len(workflows)} workflow documents, not one")
+    return config_maps, workflows[0]
+
+
+def lint_config_maps(config_maps, doc):
+    """ConfigMaps as Kubernetes takes them, and every semaphore's limit one of their keys."""
+    problems = []
+    limits = {}
+    for cm in config_maps:
+        name = cm.get("metadata", {}).get("name", "")
+        if cm.get("apiVersion") != "v1" or not NAME.match(name):
+            problems.append(f"ConfigMap {name!r}: apiVersion v1 and a Kubernetes name")
+        unknown = sorted(set(cm) - {"apiVersion", "kind", "metadata", "data"})
+        unknown += sorted(set(cm.get("metadata", {})) - {"name", "namespace", "labels", "annotations"})
+        if unknown:
+            problems.append(f"ConfigMap {name!r}: unknown keys {unknown}")
+        for key, value in cm.get("metadata", {}).get("labels", {}).items():
+            if not isinstance(value, str) or not re.match(r"^([a-z0-9.-]+/)?[A-Za-z0-9._-]+$", key):
+                problems.append(f"ConfigMap {name!r}: label {key!r}: {value!r}")
+        for key, value in cm.get("data", {}).items():
+            if not CONFIG_KEY.match(key) or not isinstance(value, str):
+                problems.append(f"ConfigMap {name!r}: key {key!r} or its value {value!r}")
+            limits[(name, key)] = value
+    for t in spec_of(doc)["templates"]:
+        for semaphore in t.get("synchronization", {}).get("semaphores", []):
+            ref = semaphore.get("configMapKeyRef", {})
+            limit = limits.get((ref.get("name"), ref.get("key")))
+            if limit is None or not limit.isdigit() or int(limit) < 1:
+                problems.append(f"template {t['name']!r}: semaphore {ref} has no limit in the file")
+    return problems
+
+
 def validate(schema_path, files):
     schema = strict(json.load(open(schema_path)))
     failed = False
     for path in files:
-        doc = yaml.safe_load(open(path))
+        try:
+            config_maps, doc = split(list(yaml.safe_load_all(open(path))))
+        except ValueError as e:
+            failed = True
+            print(f"FAILED {path}\n  {e}")
+            continue
         kind = doc.get("kind")
         target = {"$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{kind}",
                   "definitions": schema["definitions"]}
@@ -153,6 +204,7 @@ def validate(schema_path, files):
         errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
         problems = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:10]]
         problems += lint(doc)
+        problems += lint_config_maps(config_maps, doc)
         if problems:
             failed = True
             print(f"FAILED {path}")
@@ -176,8 +228,50 @@ def evaluate(expression, phases):
     return eval(python, {"__builtins__": {}})
 
 
+class Locks:
+    """A template's synchronization: Argo's semaphores (at most the ConfigMap key's number of
+    holders) and mutexes (one holder), each counting the most holders it had at once."""
+
+    def __init__(self, config_maps):
+        self.limits = {(cm["metadata"]["name"], key): int(value)
+                       for cm in config_maps for key, value in cm.get("data", {}).items()}
+        self.guard = threading.Lock()
+        self.locks, self.held, self.most = {}, {}, {}
+
+    def of(self, sync):
+        """The locks of a `synchronization`, in one order (no two tasks wait on each other)."""
+        named = [(f"semaphore {s['configMapKeyRef']['name']}/{s['configMapKeyRef']['key']}",
+                  self.limits[(s["configMapKeyRef"]["name"], s["configMapKeyRef"]["key"])])
+                 for s in sync.get("semaphores", [])]
+        named += [(f"mutex {m['name']}", 1) for m in sync.get("mutexes", [])]
+        with self.guard:
+            for name, limit in named:
+                self.locks.setdefault(name, (threading.BoundedSemaphore(limit), limit))
+        return sorted(name for name, _ in named)
+
+    def hold(self, names, work):
+        for name in names:
+            self.locks[name][0].acquire()
+            with self.guard:
+                self.held[name] = self.held.get(name, 0) + 1
+                self.most[name] = max(self.most.get(name, 0), self.held[name])
+        try:
+            return work()
+        finally:
+            for name in reversed(names):
+                with self.guard:
+                    self.held[name] -= 1
+                self.locks[name][0].release()
+
+    def report(self):
+        for name in sorted(self.most):
+            if name.startswith("semaphore"):
+                print(f"{name}: {self.most[name]} of {self.locks[name][1]} at most", file=sys.stderr)
+
+
 def run(path, wvflow, state, run_time, params):
-    doc = yaml.safe_load(open(path))
+    config_maps, doc = split(list(yaml.safe_load_all(open(path))))
+    locks = Locks(config_maps)
     spec = spec_of(doc)
     values = {p["name"]: p.get("value") for p in spec.get("arguments", {}).get("parameters", [])}
     values.update(params)
@@ -228,7 +322,8 @@ def run(path, wvflow, state, run_time, params):
         t = templates[name]
         if "dag" in t:
             return run_dag(t, inputs or {})
-        return run_container(t, inputs or {})
+        held = locks.of(t.get("synchronization", {}))
+        return locks.hold(held, lambda: run_container(t, inputs or {}))
 
     def run_dag(t, inputs):
         """The DAG's tasks as Argo runs them: each as soon as its `depends` allow, side by
@@ -302,6 +397,7 @@ def run(path, wvflow, state, run_time, params):
         _, again = run_template(spec["onExit"])
         if json.loads(again) != json.loads(output):
             raise RuntimeError("the exit handler decided the run again")
+    locks.report()
     print(output)
     return 0
 

@@ -346,9 +346,6 @@ fn stage_by_stage_runs_end_as_wvflow_run_ends() {
             "examples/child_flows.wv RefreshProfiles",
             // `each call EnrichOne(...)`
             "examples/customer_enrichment.wv EnrichCustomers",
-            // `pool: gpu`
-            "examples/gpu_pool.wv Evaluate",
-            "examples/gpu_pool.wv TrainModels",
             // `trigger: first_success`
             "examples/price_race.wv PriceRace",
         ]
@@ -504,10 +501,23 @@ fn argo_exports_validate_against_the_schema() {
         manifest.replacen("depends: \"wvflow-init\"", "depends: \"wvflow-finish\"", 1),
     )
     .unwrap();
+    // A semaphore whose limit is not in the file's ConfigMap.
+    let pooled = files
+        .iter()
+        .find(|f| std::fs::read_to_string(f).unwrap().contains("semaphores:"))
+        .expect("a manifest with a pool");
+    let unlimited = dir.join("unlimited.yaml");
+    std::fs::write(
+        &unlimited,
+        std::fs::read_to_string(pooled)
+            .unwrap()
+            .replacen("gpu: \"2\"", "cpu: \"2\"", 1),
+    )
+    .unwrap();
     let schema = "tests/export/argo-schema.json".to_string();
     let mut command = Command::new(python());
     command.args(["tests/export/argo_check.py", "validate", &schema]);
-    command.args(&files).arg(&typo).arg(&cycle);
+    command.args(&files).arg(&typo).arg(&cycle).arg(&unlimited);
     let o = command.output().unwrap();
     let report = text(&o);
     for file in &files {
@@ -523,6 +533,11 @@ fn argo_exports_validate_against_the_schema() {
         "{report}"
     );
     assert!(report.contains("cycle through"), "{report}");
+    assert!(
+        report.contains(&format!("FAILED {}", unlimited.display())),
+        "{report}"
+    );
+    assert!(report.contains("has no limit in the file"), "{report}");
     assert_eq!(o.status.code(), Some(1));
 }
 
@@ -540,6 +555,7 @@ fn parameter_text(value: &Value) -> String {
 #[test]
 fn argo_workflows_run_as_wvflow_runs() {
     let mut compared = 0;
+    let mut pooled_runs = 0;
     for (file, args) in crate::examples::documented_runs() {
         let (reference, flow, bound, run_time) = reference_run("argo_reference", &args);
         let dir = examples_copy("argo_run");
@@ -579,8 +595,21 @@ fn argo_workflows_run_as_wvflow_runs() {
         assert!(o.status.success(), "{args:?}: {}", text(&o));
         let driven: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(outcome(&driven), outcome(&reference), "{args:?} on Argo");
+        // A pool's semaphore: never more holders at once than the pool's slots.
+        for line in String::from_utf8_lossy(&o.stderr).lines() {
+            let Some(held) = line.strip_prefix("semaphore wvflow-pools/") else {
+                continue;
+            };
+            let (_, counts) = held.split_once(": ").unwrap();
+            let words: Vec<&str> = counts.split(' ').collect();
+            let (most, slots): (u64, u64) = (words[0].parse().unwrap(), words[2].parse().unwrap());
+            assert!(most >= 1 && most <= slots, "{args:?}: {line}");
+            pooled_runs += 1;
+        }
         compared += 1;
     }
+    // TrainModels' items and Evaluate's stage hold the pool `gpu`.
+    assert!(pooled_runs >= 2, "{pooled_runs}");
     assert!(compared >= 15, "{compared}");
 }
 
@@ -1678,4 +1707,194 @@ print(json.dumps(out))
             );
         }
     }
+}
+
+/// The task of a stage with a `pool` takes none of wvflow's own slots: the engine's pool
+/// (Airflow's pool, Argo's semaphore) is what the stage holds on an engine. Every slot of the
+/// pool is held in the state's workspace database, as `wvflow run` would hold it, and the
+/// stage's task (whose `schedule_timeout` would end a wait for a slot) still runs.
+#[test]
+fn a_pooled_stage_task_takes_no_wvflow_slot() {
+    let dir = scratch(
+        "stage_pool",
+        &[(
+            "examples/flow.wv",
+            "pool gpu with { slots: 1 }\nactivity hello = sh(\"\"\"echo '{\"hi\": 1}'\"\"\")\nflow F = {\n  stage s [pool: gpu, schedule_timeout: 1s] = hello()\n  stage t [pool: gpu, schedule_timeout: 1s] = from [[1], [2]] as x(n) | each hello()\n}\n",
+        )],
+    );
+    let plan = dir.join("plan.json");
+    std::fs::write(
+        &plan,
+        wvflow_at(&dir, &["plan", "examples/flow.wv", "F", "--format", "json"]).stdout,
+    )
+    .unwrap();
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // The pool's one slot, held by this process for the whole test.
+    let clock = wvflow::runtime::clock::SystemClock::default();
+    let holder = wvflow::runtime::pools::Holder {
+        run_id: "another-run",
+        stage: "s",
+        item: None,
+    };
+    let pool = wvflow::plan::ir::PoolPlan {
+        name: "gpu".into(),
+        slots: 1,
+    };
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let _slot = wvflow::runtime::pools::acquire(
+        &state.join("workspace.db"),
+        &pool,
+        &holder,
+        (&never, None),
+        &clock,
+        |_| {},
+    )
+    .unwrap();
+    let summary = drive(&dir, &plan, &json!({}), "2026-11-27T00:00:00Z", Order::Plan);
+    assert_eq!(summary["state"], "success", "{summary}");
+    assert_eq!(summary["stages"][0]["state"], "success", "{summary}");
+    assert_eq!(summary["stages"][1]["rows"], 2, "{summary}");
+}
+
+/// A flow whose stages hold a pool, on a real Airflow: with the pool as the flow declares it,
+/// `airflow dags test` ends as `wvflow run` ends (its items mapped in the pool, the pool
+/// checked through the REST API first); without the pool, or with fewer slots, the run fails
+/// at its first task, saying so, and no stage runs (the scheduler would leave the pool's tasks
+/// waiting). `airflow dags test` itself runs a task whatever its pool: the check is what
+/// stops it.
+#[test]
+fn airflow_checks_the_pools_a_dag_holds() {
+    let dir = examples_copy("airflow_pools");
+    let workspace = dir.join("examples").canonicalize().unwrap();
+    let dags = dir.join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let o = wvflow_at(
+        &dir,
+        &[
+            "export",
+            "examples/gpu_pool.wv",
+            "TrainModels",
+            "--target",
+            "airflow",
+            "-o",
+            dags.join("train.py").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let dag = std::fs::read_to_string(dags.join("train.py")).unwrap();
+    assert!(
+        dag.contains("#   airflow pools set gpu 2 \"wvflow pool gpu\"\n"),
+        "the header says which pools to make"
+    );
+    let args: Vec<String> = ["run", "examples/gpu_pool.wv", "TrainModels"]
+        .map(String::from)
+        .to_vec();
+    let (reference, _, _, _) = reference_run("airflow_pools_reference", &args);
+    let run = |name: &str, pools: &[&str]| {
+        let state = dir.join(format!("state-{name}"));
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(&state).unwrap();
+        let mut command = Command::new(python());
+        command
+            .args(["tests/export/airflow_check.py", "test"])
+            .args([dags.to_str().unwrap(), "TrainModels", "{}"])
+            .arg(&state)
+            .arg("--api")
+            .env("WVFLOW", env!("CARGO_BIN_EXE_wvflow"))
+            .env("WVFLOW_WORKSPACE", &workspace);
+        for pool in pools {
+            command.args(["--pool", pool]);
+        }
+        (command.output().unwrap(), state)
+    };
+    let (o, _) = run("declared", &["gpu=2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let driven: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        outcome(&driven),
+        outcome(&reference),
+        "TrainModels on Airflow"
+    );
+    for (name, pools, why) in [
+        (
+            "missing",
+            &[][..],
+            "pool `gpu` does not exist in Airflow: create it with `airflow pools set gpu 2 \"wvflow pool gpu\"`",
+        ),
+        (
+            "smaller",
+            &["gpu=1"][..],
+            "pool `gpu` has 1 slots in Airflow, the flow declares 2",
+        ),
+    ] {
+        let (o, state) = run(name, pools);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", text(&o));
+        assert!(text(&o).contains(why), "{name}: {}", text(&o));
+        // Nothing ran: not even `wvflow_init`, which makes the run's folder.
+        assert!(!state.join("runs").exists(), "{name}: {}", text(&o));
+    }
+}
+
+/// A stage that holds a pool and writes the workspace database: on Argo its template takes
+/// both the pool's semaphore and the writers' mutex; an Airflow task holds one pool, so the
+/// flow is refused, saying why, unless the stage fans out (its items hold the flow's pool,
+/// its gathering task the writers').
+#[test]
+fn a_pooled_stage_that_writes_the_workspace() {
+    let dir = scratch(
+        "export_two_pools",
+        &[(
+            "flow.wv",
+            "pool p with { slots: 1 }\nactivity hello = sh(\"\"\"echo '{\"n\": 1}'\"\"\")\nflow Saves = {\n  stage s [pool: p] = hello()\n  stage kept [pool: p] = from s | save to kept_rows\n}\nflow FanSaves = {\n  stage t [pool: p, idempotency_key: 'k-' || _.n] = from [[1], [2]] as x(n) | each hello()\n}\n",
+        )],
+    );
+    // The task holds the flow's pool; the workspace's writers take turns without a pool of
+    // their own (SQLite's lock in a folder, the workspace's lease in a bucket).
+    let o = wvflow_at(&dir, &["export", "flow.wv", "Saves", "--target", "airflow"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let dag = String::from_utf8_lossy(&o.stdout);
+    let kept = &dag[dag.find("tasks[\"kept\"] = BashOperator(").unwrap()..];
+    let kept = &kept[..kept.find("\n    )\n").unwrap()];
+    assert!(kept.contains("pool=\"p\",\n        pool_slots=1,"), "{dag}");
+    assert!(!kept.contains("WORKSPACE_POOL"), "{dag}");
+    let o = wvflow_at(
+        &dir,
+        &["export", "flow.wv", "FanSaves", "--target", "airflow"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let dag = String::from_utf8_lossy(&o.stdout);
+    let items = &dag[dag.find("BashOperator.partial(").unwrap()..dag.find(".expand(").unwrap()];
+    assert!(
+        items.contains("pool=\"p\",\n        pool_slots=1,"),
+        "{dag}"
+    );
+    let gather = &dag[dag.find("tasks[\"t\"] = BashOperator(").unwrap()..];
+    assert!(gather.contains("pool=WORKSPACE_POOL,"), "{dag}");
+    let manifest = dir.join("saves.yaml");
+    let o = wvflow_at(
+        &dir,
+        &[
+            "export",
+            "flow.wv",
+            "Saves",
+            "--target",
+            "argo",
+            "-o",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let yaml = std::fs::read_to_string(&manifest).unwrap();
+    assert!(
+        yaml.contains("    synchronization:\n      mutexes:\n      - name: \"wvflow-workspace\"\n      semaphores:\n      - configMapKeyRef:\n          name: \"wvflow-pools\"\n          key: \"p\"\n"),
+        "{yaml}"
+    );
+    let o = Command::new(python())
+        .args(["tests/export/argo_check.py", "validate"])
+        .arg("tests/export/argo-schema.json")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
