@@ -3,7 +3,7 @@
 
 use super::exit;
 use super::plan::{load, plan_of};
-use crate::export::{Deployment, Target, export};
+use crate::export::{ArgoOptions, Deployment, Target, export};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -40,6 +40,19 @@ pub struct ExportArgs {
     /// The volume claim of the shared state, a ReadWriteMany volume (Argo).
     #[arg(long, default_value = "wvflow-state")]
     volume_claim: String,
+    /// The oldest Argo Workflows the file must run on, MAJOR.MINOR (Argo; 3.6 or later).
+    #[arg(long, default_value = "3.6")]
+    argo_version: String,
+    /// The service account the pods run as (Argo; see docs/export.md for its RBAC).
+    #[arg(long)]
+    service_account: Option<String>,
+    /// A ReadWriteMany volume claim holding the workspace's folder, mounted at --workspace in
+    /// every pod, so that files activities write outlive their pod (Argo).
+    #[arg(long)]
+    workspace_claim: Option<String>,
+    /// The most items a fan-out may have; more fail the stage, saying so (Argo).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_items: u64,
 }
 
 pub fn run(args: ExportArgs) -> u8 {
@@ -77,10 +90,18 @@ pub fn run(args: ExportArgs) -> u8 {
         .strip_prefix(&folder)
         .unwrap_or(std::path::Path::new(""))
         .to_path_buf();
+    let Some(argo_version) = crate::export::ArgoVersion::parse(&args.argo_version) else {
+        errln!(
+            "error: --argo-version {:?}: a release is MAJOR.MINOR, such as 3.6",
+            args.argo_version
+        );
+        return exit::USAGE;
+    };
     let workspace = args.workspace.unwrap_or_else(|| match target {
         Target::Airflow => folder.display().to_string(),
         Target::Argo => "/workspace".into(),
     });
+    let workspace_root = workspace.clone();
     let deployment = Deployment {
         wvflow: args.wvflow,
         workspace: if below.as_os_str().is_empty() {
@@ -96,6 +117,12 @@ pub fn run(args: ExportArgs) -> u8 {
             .unwrap_or_else(|| folder.join(".wvflow").join("state").display().to_string()),
         image: args.image,
         volume_claim: args.volume_claim,
+        argo: ArgoOptions {
+            version: argo_version,
+            service_account: args.service_account,
+            workspace_claim: args.workspace_claim.map(|claim| (claim, workspace_root)),
+            max_items: args.max_items,
+        },
     };
     if let Err(problems) = deployment.check() {
         for problem in problems {

@@ -36,6 +36,10 @@ struct Common {
     /// Where activities run and relative paths resolve: the folder of the flow's .wv file.
     #[arg(long, default_value = ".")]
     cwd: PathBuf,
+    /// The engine's first try of this task since it last cleared it (Airflow: `max_tries -
+    /// retries + 1`): a stage's or run's end recorded under an earlier one is decided again.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    first_try: u32,
 }
 
 #[derive(Subcommand)]
@@ -151,6 +155,7 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
         ),
         reporter: &super::report::Stderr,
         means: system.means(),
+        first_try: common.first_try,
     };
     match &command {
         StageCommand::Init {

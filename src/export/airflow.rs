@@ -327,13 +327,40 @@ fn tasks(out: &mut String, graph: &TaskGraph) {
         }
         out.push_str("    )\n");
     }
-    out.push_str(
-        "    finish = BashOperator(\n        task_id=\"wvflow_finish\",\n        \
-         bash_command='\"$WVFLOW\" stage finish --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
-         --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\"',\n        env=task_env(),\n        \
-         append_env=True,\n        trigger_rule=\"all_done\",\n        retries=2,\n        \
-         retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n    )\n",
-    );
+    // `finish` decides the run: a teardown, so that it still runs (compensations, hooks)
+    // when someone marks the run failed, which skips every task that has not started.
+    // `result` says the run's state again, and is the run's one leaf that is not a
+    // teardown: Airflow's run fails exactly when wvflow's does, whatever task failed on the
+    // way (a stage whose failure the flow ignores).
+    for (task, teardown) in [("finish", true), ("result", false)] {
+        let _ = writeln!(out, "    {task} = BashOperator(");
+        let _ = writeln!(out, "        task_id=\"wvflow_{task}\",");
+        // Only `finish` decides again after a clear; `result` reads what it decided.
+        let again = if teardown {
+            " --first-try \"$WVFLOW_FIRST_TRY\""
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "        bash_command='\"$WVFLOW\" stage finish --plan \"$WVFLOW_PLAN\" --state \
+             \"$WVFLOW_STATE\" --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\"{again}',"
+        );
+        out.push_str("        env=task_env(),\n        append_env=True,\n");
+        if !teardown {
+            out.push_str("        trigger_rule=\"all_done\",\n");
+        }
+        out.push_str(
+            "        retries=2,\n        \
+             retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n",
+        );
+        out.push_str(match (teardown, graph.pools().is_empty()) {
+            (false, _) => "    )\n",
+            (true, true) => "    ).as_teardown()\n",
+            // Pools missing or smaller fail the setup task: nothing ran, nothing to decide.
+            (true, false) => "    ).as_teardown(setups=pools)\n",
+        });
+    }
 }
 
 /// Each stage's first task after the tasks it waits for (`init` when none), and `finish`
@@ -355,20 +382,21 @@ fn edges(out: &mut String, graph: &TaskGraph) {
         }
     }
     out.push_str("    list(tasks.values()) >> finish\n");
+    out.push_str("    [finish, *tasks.values()] >> result\n");
     if !graph.pools().is_empty() {
         out.push_str("    pools >> init\n");
     }
     if graph.stages.is_empty() {
-        out.push_str("    init >> finish\n");
+        out.push_str("    init >> [finish, result]\n");
     }
 }
 
 /// The command of a stage's task: `wvflow stage VERB STAGE` with what every task passes.
 fn command(verb: &str, stage: &StagePlan) -> String {
-    let attempt = if matches!(verb, "run" | "item") {
-        " --attempt \"$WVFLOW_TRY\""
-    } else {
-        ""
+    let attempt = match verb {
+        "run" => " --attempt \"$WVFLOW_TRY\" --first-try \"$WVFLOW_FIRST_TRY\"",
+        "item" => " --attempt \"$WVFLOW_TRY\"",
+        _ => "",
     };
     let item = match verb {
         "item" => " --item {item}",
@@ -529,6 +557,8 @@ def task_env() -> dict:
         "WVFLOW_WORKSPACE": WORKSPACE,
         "WVFLOW_RUN_ID": "{{ run_id }}",
         "WVFLOW_TRY": "{{ ti.try_number }}",
+        # The first try since the task was last cleared: a cleared task's stage runs again.
+        "WVFLOW_FIRST_TRY": "{{ ti.max_tries - ti.task.retries + 1 }}",
         "WVFLOW_ARGS": "{{ params | tojson }}",
         "WVFLOW_RUN_TIME": "{{ (dag_run.logical_date or dag_run.run_after).isoformat() }}",
         "WVFLOW_MAX_ITEMS": str(max_map_length()),

@@ -79,14 +79,19 @@ fn duration(ms: u64) -> String {
     }
 }
 
-/// A container that runs `wvflow` with `args`, the state mounted.
+/// A container that runs `wvflow` with `args`, the state mounted (and the workspace, when
+/// it is on a volume).
 fn container(deployment: &Deployment, args: Vec<String>) -> Value {
+    let mut mounts = vec![json!({ "name": "wvflow-state", "mountPath": STATE_MOUNT })];
+    if let Some((_, folder)) = &deployment.argo.workspace_claim {
+        mounts.push(json!({ "name": "wvflow-workspace", "mountPath": folder }));
+    }
     json!({
         "image": deployment.image,
         "command": [deployment.wvflow],
         "args": args,
         "workingDir": deployment.workspace,
-        "volumeMounts": [{ "name": "wvflow-state", "mountPath": STATE_MOUNT }],
+        "volumeMounts": mounts,
     })
 }
 
@@ -112,6 +117,15 @@ fn param_value(p: &ParamPlan) -> Option<String> {
 }
 
 pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<String>> {
+    let oldest = super::ArgoVersion::OLDEST;
+    if deployment.argo.version < oldest {
+        return Err(vec![format!(
+            "--argo-version {}: an exported Workflow needs Argo {oldest} or later (lists of \
+             `synchronization.mutexes` and `semaphores`, a CronWorkflow's `schedules`, \
+             `retryStrategy.backoff.cap`)",
+            deployment.argo.version
+        )]);
+    }
     let flow = &plan.flow;
     let names = task_names(plan)?;
     refuse_null_defaults(flow)?;
@@ -405,6 +419,12 @@ fn fan_templates(fan_of: &FanOf, name: &str, run: &RunOf, warnings: &mut Vec<Str
     }
     let mut prepare_args = run.command("prepare", stage);
     prepare_args.push("--count".into());
+    // Each item is a node of the Workflow's status, which Kubernetes stores whole: a larger
+    // fan-out fails its stage at `prepare`, naming the option, rather than the Workflow.
+    prepare_args.extend([
+        "--max-items".into(),
+        run.deployment.argo.max_items.to_string(),
+    ]);
     let mut item = json!({
         "name": format!("item-{name}"),
         "inputs": { "parameters": [{ "name": "item" }] },
@@ -445,10 +465,18 @@ fn spec(flow: &FlowPlan, deployment: &Deployment, templates: Vec<Value>) -> Valu
     if let Some(n) = flow.max_parallel {
         spec.insert("parallelism".into(), json!(n));
     }
-    spec.insert(
-        "volumes".into(),
-        json!([{ "name": "wvflow-state", "persistentVolumeClaim": { "claimName": deployment.volume_claim } }]),
-    );
+    let mut volumes = vec![
+        json!({ "name": "wvflow-state", "persistentVolumeClaim": { "claimName": deployment.volume_claim } }),
+    ];
+    if let Some((claim, _)) = &deployment.argo.workspace_claim {
+        volumes.push(
+            json!({ "name": "wvflow-workspace", "persistentVolumeClaim": { "claimName": claim } }),
+        );
+    }
+    spec.insert("volumes".into(), Value::Array(volumes));
+    if let Some(account) = &deployment.argo.service_account {
+        spec.insert("serviceAccountName".into(), json!(account));
+    }
     spec.insert("templates".into(), Value::Array(templates));
     Value::Object(spec)
 }

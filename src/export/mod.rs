@@ -37,6 +37,61 @@ pub struct Deployment {
     pub image: String,
     /// The volume claim of the shared state (a ReadWriteMany volume); Argo only.
     pub volume_claim: String,
+    /// What else an Argo export needs.
+    pub argo: ArgoOptions,
+}
+
+/// What an Argo export needs besides the image and the state's volume.
+#[derive(Clone, Debug)]
+pub struct ArgoOptions {
+    /// The oldest Argo the file must run on.
+    pub version: ArgoVersion,
+    /// The service account the pods run as (Argo's executor needs its RBAC, docs/export.md).
+    pub service_account: Option<String>,
+    /// A ReadWriteMany claim holding the workspace's folder, and that folder, where every pod
+    /// mounts it: the files activities write outlive their pod, and every pod sees them.
+    pub workspace_claim: Option<(String, String)>,
+    /// The most items of a fan-out (each is a node of the Workflow's status).
+    pub max_items: u64,
+}
+
+/// An Argo Workflows release, `MAJOR.MINOR`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ArgoVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl ArgoVersion {
+    /// The oldest Argo that reads every field an exported file uses: lists of mutexes and
+    /// semaphores, a CronWorkflow's `schedules` and `retryStrategy.backoff.cap` came in 3.6.
+    pub const OLDEST: ArgoVersion = ArgoVersion { major: 3, minor: 6 };
+
+    pub fn parse(text: &str) -> Option<ArgoVersion> {
+        let text = text.trim().trim_start_matches('v');
+        let mut parts = text.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next().unwrap_or("0").parse().ok()?;
+        Some(ArgoVersion { major, minor })
+    }
+}
+
+impl std::fmt::Display for ArgoVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// Whether `name` is a Kubernetes object's name (a DNS-1123 subdomain).
+fn dns_subdomain(name: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    name.len() <= 253 && name.split('.').all(label_ok)
 }
 
 impl Deployment {
@@ -64,19 +119,18 @@ impl Deployment {
                 self.image
             ));
         }
-        // Kubernetes names a claim by a DNS-1123 subdomain.
-        let claim = &self.volume_claim;
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        };
-        if claim.len() > 253 || !claim.split('.').all(label_ok) {
-            problems.push(format!(
-                "--volume-claim {claim:?}: a volume claim's name is lower-case letters, digits, '-' and '.' (a DNS-1123 subdomain)"
-            ));
+        // Kubernetes names objects by DNS-1123 subdomains.
+        let argo = &self.argo;
+        for (option, name) in [
+            ("--volume-claim", Some(&self.volume_claim)),
+            ("--workspace-claim", argo.workspace_claim.as_ref().map(|(claim, _)| claim)),
+            ("--service-account", argo.service_account.as_ref()),
+        ] {
+            if let Some(name) = name.filter(|n| !dns_subdomain(n)) {
+                problems.push(format!(
+                    "{option} {name:?}: a Kubernetes name is lower-case letters, digits, '-' and '.' (a DNS-1123 subdomain)"
+                ));
+            }
         }
         if problems.is_empty() {
             Ok(())

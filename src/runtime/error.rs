@@ -236,7 +236,8 @@ impl std::fmt::Display for StageError {
             StageError::TooManyItems { items, max } => write!(
                 f,
                 "its `each` has {items} items, more than the {max} tasks the engine maps \
-                 (`--max-items`; on Airflow, `[core] max_map_length`): raise that limit"
+                 (`--max-items`: on Airflow, `[core] max_map_length`; on Argo, `wvflow export \
+                 --max-items`): raise that limit"
             ),
             StageError::GaveUp { error, why } => write!(f, "{error}{why}"),
             StageError::Cancelled => f.write_str("cancelled"),

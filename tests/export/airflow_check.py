@@ -78,6 +78,14 @@ def api_server(airflow, env, home):
         log.close()
 
 
+def json_list(output):
+    """The JSON list an Airflow command printed among its log lines."""
+    for line in output.splitlines():
+        if line.startswith("[{") or line == "[]":
+            return json.loads(line)
+    raise ValueError(f"no JSON list in: {output[-2000:]}")
+
+
 def test(dags, dag_id, conf, state, options):
     home = tempfile.mkdtemp()
     env = airflow_env(dags, home)
@@ -100,7 +108,12 @@ def test(dags, dag_id, conf, state, options):
         sys.stderr.write("\n".join(said) + "\n" + output[-4000:])
         print(f"{len(summaries)} runs finished in {state}", file=sys.stderr)
         return 1
-    print(open(summaries[0]).read())
+    summary = json.load(open(summaries[0]))
+    # The state Airflow gave the DAG run, beside wvflow's: they must agree.
+    runs = subprocess.run([airflow, "dags", "list-runs", dag_id, "--output", "json"], env=env,
+                          check=True, capture_output=True, text=True)
+    summary["airflow_run_state"] = [r["state"] for r in json_list(runs.stdout)]
+    print(json.dumps(summary))
     return 0
 
 

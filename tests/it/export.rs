@@ -664,6 +664,8 @@ fn airflow_runs_exported_dags_as_wvflow_runs() {
             "BookTrip",
         ),
         (vec!["run", "examples/nightly_etl.wv"], "NightlyOrdersEtl"),
+        // A stage fails and the flow ignores it: the run succeeds, on Airflow too.
+        (vec!["run", "examples/trigger_rules.wv"], "WarehouseSync"),
         (
             vec!["run", "examples/idempotent_payouts.wv"],
             "SettlePayouts",
@@ -700,7 +702,187 @@ fn airflow_runs_exported_dags_as_wvflow_runs() {
         assert!(o.status.success(), "{args:?}: {}", text(&o));
         let driven: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(outcome(&driven), outcome(&reference), "{args:?} on Airflow");
+        // Airflow's run ends as wvflow's, whatever task failed on the way (`wvflow_result`
+        // is its one leaf; `wvflow_finish` is a teardown).
+        assert_eq!(
+            driven["airflow_run_state"],
+            json!([reference["state"]]),
+            "{args:?}"
+        );
     }
+}
+
+/// What an Argo cluster needs beyond the image: an older Argo than the fields need is refused
+/// saying which; the pods' service account, the workspace on a volume of its own (files
+/// activities write outlive their pod) and a fan-out's limit reach the manifest, which the
+/// schema accepts; a fan-out over the limit fails its stage, naming the option, as `wvflow
+/// run` runs nothing of it.
+#[test]
+fn argo_deployment_options_reach_the_workflow() {
+    let dir = crate::common::scratch(
+        "argo_options",
+        &[(
+            "flow.wv",
+            r#"activity item(n: int) = sh("""echo "{\"n\": $WV_N}" """)
+flow Fan = {
+  stage rows = from [[1], [2], [3]] as t(n)
+  stage items = from rows | each item(_.n)
+}
+"#,
+        )],
+    );
+    let export = |extra: &[&str]| {
+        let mut args = vec!["export", "flow.wv", "--target", "argo"];
+        args.extend(extra);
+        wvflow_at(&dir, &args)
+    };
+    let o = export(&["--argo-version", "3.5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("needs Argo 3.6 or later"), "{}", text(&o));
+    let o = export(&["--argo-version", "three"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = export(&["--service-account", "Not A Name"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--service-account"), "{}", text(&o));
+
+    let manifest = dir.join("fan.yaml");
+    let o = export(&[
+        "--argo-version",
+        "v4.1",
+        "--service-account",
+        "wvflow-runner",
+        "--workspace-claim",
+        "flows",
+        "--workspace",
+        dir.to_str().unwrap(),
+        "--max-items",
+        "2",
+        "-o",
+        manifest.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let yaml = std::fs::read_to_string(&manifest).unwrap();
+    assert!(
+        yaml.contains("serviceAccountName: \"wvflow-runner\""),
+        "{yaml}"
+    );
+    assert!(yaml.contains("claimName: \"flows\""), "{yaml}");
+    assert!(
+        yaml.contains(&format!("mountPath: \"{}\"", dir.display())),
+        "{yaml}"
+    );
+    let o = Command::new(python())
+        .args([
+            "tests/export/argo_check.py",
+            "validate",
+            "tests/export/argo-schema.json",
+        ])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(text(&o).contains("ok "), "{}", text(&o));
+    // Three items against a limit of two: the stage fails at `prepare`, saying which option.
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let o = Command::new(python())
+        .args([
+            "tests/export/argo_check.py",
+            "run",
+            manifest.to_str().unwrap(),
+        ])
+        .args(["--wvflow", env!("CARGO_BIN_EXE_wvflow")])
+        .args([
+            "--state",
+            state.to_str().unwrap(),
+            "--run-time",
+            "2026-11-26T00:00:00Z",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["stages"][1]["state"], "failed", "{summary}");
+    let error = summary["stages"][1]["error"].as_str().unwrap();
+    assert!(
+        error.contains("3 items, more than the 2") && error.contains("wvflow export"),
+        "{error}"
+    );
+}
+
+/// A task the engine cleared (Airflow's "Clear": a later first try, `--first-try`) runs its
+/// stage again, where the same try run again ends as it ended; `finish` cleared decides the
+/// run again without compensating again what it compensated.
+#[test]
+fn a_cleared_task_runs_its_stage_again() {
+    let dir = crate::common::scratch(
+        "stage_cleared",
+        &[(
+            "flow.wv",
+            r#"activity book = sh("""echo x >> booked.log; echo '{"ref": 1}'""")
+activity unbook = sh("""cat >/dev/null; echo x >> unbooked.log""")
+activity pay = sh("""echo x >> paid.log; if [ ! -e card-ok ]; then exit 3; fi; echo '{"paid": true}'""")
+flow Trip = {
+  stage b with { compensate: unbook() } = book()
+  stage p = from b | pay()
+}
+"#,
+        )],
+    );
+    let o = wvflow_at(&dir, &["plan", "flow.wv", "Trip", "--format", "json"]);
+    std::fs::write(dir.join("plan.json"), &o.stdout).unwrap();
+    let state = dir.join("state").display().to_string();
+    let task = |args: &[&str]| -> (Option<i32>, Value) {
+        let mut all = vec!["stage"];
+        all.extend(args);
+        all.extend([
+            "--state",
+            &state,
+            "--run-id",
+            "r1",
+            "--cwd",
+            dir.to_str().unwrap(),
+        ]);
+        if args[0] != "init" {
+            all.extend(["--flow", "Trip"]);
+        }
+        let o = wvflow_at(&dir, &all);
+        let summary = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        (o.status.code(), summary)
+    };
+    let lines =
+        |file: &str| std::fs::read_to_string(dir.join(file)).map_or(0, |t| t.lines().count());
+    assert_eq!(task(&["init", "--plan", "plan.json"]).0, Some(0));
+    assert_eq!(task(&["run", "b"]).0, Some(0));
+    assert_eq!(task(&["run", "p"]).0, Some(98));
+    let (code, failed) = task(&["finish"]);
+    assert_eq!(code, Some(98), "{failed}");
+    assert_eq!(failed["state"], "failed");
+    assert_eq!((lines("paid.log"), lines("unbooked.log")), (1, 1));
+
+    // The card is fixed; the same try again changes nothing.
+    std::fs::write(dir.join("card-ok"), "").unwrap();
+    assert_eq!(task(&["run", "p", "--attempt", "2"]).0, Some(98));
+    assert_eq!(lines("paid.log"), 1);
+    // Cleared: a later first try runs the stage again; `finish` cleared decides again.
+    let (code, paid) = task(&["run", "p", "--attempt", "2", "--first-try", "2"]);
+    assert_eq!(
+        (code, &paid["state"]),
+        (Some(0), &json!("success")),
+        "{paid}"
+    );
+    assert_eq!(lines("paid.log"), 2);
+    assert_eq!(
+        task(&["finish"]).1["state"],
+        "failed",
+        "not cleared: as decided"
+    );
+    let (code, again) = task(&["finish", "--first-try", "2"]);
+    assert_eq!(code, Some(0), "{again}");
+    assert_eq!(again["state"], "success");
+    // What the first decision compensated is not compensated again, and is still said.
+    assert_eq!(lines("unbooked.log"), 1);
+    assert_eq!(again["compensations"][0]["stage"], "b", "{again}");
+    assert_eq!(lines("booked.log"), 1);
 }
 
 /// `wvflow stage` as an engine can misuse it: a stage run before its upstream, a task run

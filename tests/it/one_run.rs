@@ -153,6 +153,7 @@ fn by_tasks(plan: &Plan, script: Script, name: &str) -> (Summary, Vec<String>) {
             random: &random,
             launcher: &launcher,
         },
+        first_try: 1,
     };
     let args = params(plan)
         .into_iter()

@@ -216,6 +216,7 @@ fn with_exported_run<T>(
         engine_retries: true,
         reporter: &Stderr,
         means: system.means(),
+        first_try: 1,
     };
     what(&task)
 }

@@ -36,7 +36,7 @@ impl TaskRun<'_> {
         max_items: Option<usize>,
     ) -> Result<(TaskEnd, Prepared), Error> {
         let ended = |(end, summary)| Ok((end, Prepared::Ended(summary)));
-        match self.begin(stage_id)? {
+        match self.begin(stage_id, false)? {
             Begin::Done(summary) => ended((end_of(summary.state), summary)),
             Begin::Decided(summary) => ended(self.record(summary)?),
             Begin::Go(stage, run, records, upstream) => {

@@ -94,6 +94,14 @@ struct StageRecord {
     #[serde(flatten)]
     summary: StageSummary,
     finished_at_ms: i64,
+    /// The first try of the task that wrote it since the engine last cleared that task
+    /// ([`TaskRun::first_try`]).
+    #[serde(default = "first")]
+    first_try: u32,
+}
+
+fn first() -> u32 {
+    1
 }
 
 /// One run of an exported flow: its plan, where its state is, and where activities run.
@@ -112,6 +120,10 @@ pub struct TaskRun<'a> {
     pub reporter: &'a dyn Reporter,
     /// Time, randomness and processes, injected.
     pub means: Means<'a>,
+    /// The engine's first try of this task since it last cleared it (Airflow: `max_tries -
+    /// retries + 1`; 1 when never cleared). A record written under an earlier one is from
+    /// before the clear: the user asked for the work again, and it runs again.
+    pub first_try: u32,
 }
 
 /// What a task needs from outside: time (a clock and the wall time at which it read zero:
@@ -239,7 +251,13 @@ impl TaskRun<'_> {
             let state_of = |b: &str| settled.get(b).map(|r| r.summary.state);
             if let Some(summary) = rules::settle_fork(flow, fork, &record.summary, state_of) {
                 let finished_at_ms = record.finished_at_ms;
-                settled.insert(fork.id.clone(), StageRecord { summary, finished_at_ms });
+                let first_try = record.first_try;
+                let settled_record = StageRecord {
+                    summary,
+                    finished_at_ms,
+                    first_try,
+                };
+                settled.insert(fork.id.clone(), settled_record);
             }
         }
         Ok((own, settled))
@@ -319,7 +337,7 @@ impl TaskRun<'_> {
         stage_id: &str,
         attempt: u32,
     ) -> Result<(TaskEnd, StageSummary), Error> {
-        match self.begin(stage_id)? {
+        match self.begin(stage_id, true)? {
             Begin::Done(summary) => Ok((end_of(summary.state), summary)),
             Begin::Decided(summary) => self.record(summary),
             Begin::Go(stage, run, records, upstream) => {
@@ -336,6 +354,7 @@ impl TaskRun<'_> {
         let record = StageRecord {
             summary: summary.clone(),
             finished_at_ms: self.means.now_ms(),
+            first_try: self.first_try,
         };
         self.state.write(
             &stage_key(&self.flow_key(), &self.run_id, &summary.stage, "json"),
@@ -373,7 +392,10 @@ impl TaskRun<'_> {
 
     /// What a stage's first task finds: it ended before, it is decided without running
     /// (skipped, or cancelled past the flow's timeout), or it is to run.
-    fn begin<'s>(&'s self, stage_id: &str) -> Result<Begin<'s>, Error> {
+    /// `own`: this task writes the stage's record itself (a stage's one task), so a record
+    /// written before the engine last cleared it ([`Self::first_try`]) is not its end: the
+    /// user asked for the stage again, and it runs again.
+    fn begin<'s>(&'s self, stage_id: &str, own: bool) -> Result<Begin<'s>, Error> {
         let flow = &self.plan.flow;
         let stage = flow
             .stages
@@ -383,7 +405,9 @@ impl TaskRun<'_> {
                 flow: flow.name.clone(),
                 stage: stage_id.to_string(),
             })?;
-        if let Some(done) = self.record_of(stage_id)? {
+        if let Some(done) = self.record_of(stage_id)?
+            && !(own && done.first_try < self.first_try)
+        {
             return Ok(Begin::Done(done.summary));
         }
         let run = self.run_record()?;
@@ -556,7 +580,12 @@ impl TaskRun<'_> {
             Part::Item(i, _) => format!("{}.item-{i}", stage.id),
             _ => stage.id.clone(),
         };
-        let key = stage_key(&self.flow_key(), &self.run_id, &attempt_of, "first-attempt");
+        // `schedule_timeout` counts again from a task the engine cleared.
+        let extension = match self.first_try {
+            1 => "first-attempt".to_string(),
+            n => format!("first-attempt-{n}"),
+        };
+        let key = stage_key(&self.flow_key(), &self.run_id, &attempt_of, &extension);
         Ok(match self.state.read(&key)? {
             Some(text) => String::from_utf8_lossy(&text)
                 .trim()
@@ -703,6 +732,9 @@ impl TaskRun<'_> {
     /// [`Self::finish_once`], as the only copy of `finish` that runs now: compensations and
     /// hooks run once.
     pub fn finish(&self) -> Result<Summary, Error> {
+        // A run that never started (its `init` did not run) has nothing to decide, and gets
+        // nothing written to the state, not even a lease.
+        self.run_record()?;
         self.one_copy("finish", || self.finish_once())
     }
 
@@ -712,12 +744,17 @@ impl TaskRun<'_> {
     fn finish_once(&self) -> Result<Summary, Error> {
         let summary_key = run_key(&self.flow_key(), &self.run_id, "summary.json");
         // A second `finish` (an exit handler after the finish task) decides nothing again:
-        // compensations and hooks ran once.
-        if let Some(bytes) = self.state.read(&summary_key)?
-            && let Ok(done) = serde_json::from_slice::<FinishedRun>(&bytes)
-        {
-            return Ok(done.into_summary());
-        }
+        // compensations and hooks ran once. One the engine cleared since decides again, and
+        // compensates none that its first decision compensated.
+        let before = match self.state.read(&summary_key)? {
+            Some(bytes) => serde_json::from_slice::<FinishedRun>(&bytes).ok(),
+            None => None,
+        };
+        let undone = match before {
+            Some(done) if done.first_try >= self.first_try => return Ok(done.into_summary()),
+            Some(done) => done.compensated(),
+            None => Vec::new(),
+        };
         let run = self.run_record()?;
         let (own, records) = self.records()?;
         let flow = &self.plan.flow;
@@ -743,9 +780,10 @@ impl TaskRun<'_> {
             let r = own.get(&s.id)?;
             (r.summary.state == StageState::Success).then_some((s, r.finished_at_ms))
         });
-        let completed = rules::saga(state, true, succeeded);
+        let mut completed = rules::saga(state, true, succeeded);
+        completed.retain(|s| !undone.iter().any(|c| c.stage == s.id));
         let compensations: Vec<CompensationSummary> = if completed.is_empty() {
-            Vec::new()
+            undone
         } else {
             let scratch = scratch::scratch()?;
             let stores = self.stores(scratch.path())?;
@@ -759,7 +797,9 @@ impl TaskRun<'_> {
                 }
             }
             drop(store);
-            compensate_completed(&stores, &ctx, &completed)
+            let mut compensations = undone;
+            compensations.extend(compensate_completed(&stores, &ctx, &completed));
+            compensations
         };
         let summary = Summary {
             run_id: self.run_id.clone(),
@@ -787,9 +827,13 @@ impl TaskRun<'_> {
                 });
             }
         }
+        let written = Written {
+            summary: &summary,
+            first_try: self.first_try,
+        };
         self.state.write(
             &summary_key,
-            &serde_json::to_vec_pretty(&summary).map_err(Error::Encode)?,
+            &serde_json::to_vec_pretty(&written).map_err(Error::Encode)?,
         )?;
         Ok(summary)
     }
@@ -958,9 +1002,28 @@ struct FinishedRun {
     state: RunState,
     stages: Vec<StageSummary>,
     compensations: Vec<CompensationSummary>,
+    /// The first try of the `finish` task that decided it ([`TaskRun::first_try`]).
+    #[serde(default = "first")]
+    first_try: u32,
+}
+
+/// A summary as `finish` writes it: with the try that decided it.
+#[derive(Serialize)]
+struct Written<'s> {
+    #[serde(flatten)]
+    summary: &'s Summary,
+    first_try: u32,
 }
 
 impl FinishedRun {
+    /// The compensations it ran that succeeded: never run again.
+    fn compensated(self) -> Vec<CompensationSummary> {
+        self.compensations
+            .into_iter()
+            .filter(|c| c.state == StageState::Success)
+            .collect()
+    }
+
     fn into_summary(self) -> Summary {
         Summary {
             run_id: self.run_id,
