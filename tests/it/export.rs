@@ -449,6 +449,21 @@ fn exports_of_every_example_are_golden() {
     }
 }
 
+/// Runs an exported Workflow through the tests' interpreter of Argo, its state in `state`.
+fn run_on_argo(manifest: &Path, state: &Path) -> Output {
+    Command::new(python())
+        .args([
+            "tests/export/argo_check.py",
+            "run",
+            manifest.to_str().unwrap(),
+        ])
+        .args(["--wvflow", env!("CARGO_BIN_EXE_wvflow")])
+        .args(["--state", state.to_str().unwrap()])
+        .args(["--run-time", "2026-11-26T00:00:00Z"])
+        .output()
+        .unwrap()
+}
+
 /// The Python of the export tests' venv (scripts/test.sh makes it).
 fn python() -> PathBuf {
     let python = Path::new("tests/export/.venv/bin/python");
@@ -784,21 +799,7 @@ flow Fan = {
     // Three items against a limit of two: the stage fails at `prepare`, saying which option.
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let o = Command::new(python())
-        .args([
-            "tests/export/argo_check.py",
-            "run",
-            manifest.to_str().unwrap(),
-        ])
-        .args(["--wvflow", env!("CARGO_BIN_EXE_wvflow")])
-        .args([
-            "--state",
-            state.to_str().unwrap(),
-            "--run-time",
-            "2026-11-26T00:00:00Z",
-        ])
-        .output()
-        .unwrap();
+    let o = run_on_argo(&manifest, &state);
     assert!(o.status.success(), "{}", text(&o));
     let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["stages"][1]["state"], "failed", "{summary}");
@@ -1539,21 +1540,7 @@ flow Race = {
         );
         let state = run_dir.join("state");
         std::fs::create_dir_all(&state).unwrap();
-        let o = Command::new(python())
-            .args([
-                "tests/export/argo_check.py",
-                "run",
-                manifest.to_str().unwrap(),
-            ])
-            .args(["--wvflow", env!("CARGO_BIN_EXE_wvflow")])
-            .args([
-                "--state",
-                state.to_str().unwrap(),
-                "--run-time",
-                "2026-11-26T00:00:00Z",
-            ])
-            .output()
-            .unwrap();
+        let o = run_on_argo(&manifest, &state);
         assert!(o.status.success(), "{flow}: {}", text(&o));
         let driven: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(outcome(&driven), outcome(&reference), "{flow} on Argo");

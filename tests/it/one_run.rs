@@ -5,6 +5,7 @@
 //! rules (retry delays against `schedule_timeout`, non-retryable codes) are compared without
 //! waiting.
 
+use crate::runtime::{fail, ok};
 use rusqlite::types::Value;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ use wvflow::check::Index;
 use wvflow::plan::Plan;
 use wvflow::plan::lower;
 use wvflow::plan::tasks::{engine_retries, fans_out_as_tasks};
-use wvflow::runtime::activity::{AttemptFailure, Request};
+use wvflow::runtime::activity::Request;
 use wvflow::runtime::clock::ManualClock;
 use wvflow::runtime::engine::{Context, ScriptedLauncher, Summary, execute};
 use wvflow::runtime::retry::{Outcome, SeededRandom};
@@ -210,21 +211,6 @@ fn both_ways(name: &str, src: &str, script: Script) -> (serde_json::Value, Vec<S
     (outcome(&engine), engine_calls)
 }
 
-fn rows(json: &str) -> Outcome<Rows> {
-    let objects: Vec<serde_json::Map<String, serde_json::Value>> = json
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    Outcome::Success(Rows::from_json_objects(&objects))
-}
-
-fn exit(code: i32) -> Outcome<Rows> {
-    Outcome::Failure(AttemptFailure::Said {
-        message: format!("exit {code}"),
-        exit_code: Some(code),
-    })
-}
-
 fn states(outcome: &serde_json::Value) -> BTreeMap<String, String> {
     outcome["stages"]
         .as_array()
@@ -244,7 +230,7 @@ fn a_retry_that_would_start_past_the_schedule_timeout_is_not_made_either_way() {
     // Constant 10 s delays against 25 s: attempts at 0 s, 10 s, 20 s; a fourth would start
     // at 30 s.
     let src = "activity flaky = exec('flaky')\nflow F = {\n  stage s with { retries: 5, retry_delay: 10s, backoff: constant, schedule_timeout: 25s } = flaky()\n}\n";
-    let (outcome, calls) = both_ways("schedule-timeout", src, |_, _| exit(1));
+    let (outcome, calls) = both_ways("schedule-timeout", src, |_, _| fail(1));
     assert_eq!(calls, ["flaky#1", "flaky#2", "flaky#3"]);
     assert_eq!(outcome["state"], "failed");
     assert_eq!(outcome["stages"][0]["attempts"], 3);
@@ -258,7 +244,7 @@ fn a_retry_that_would_start_past_the_schedule_timeout_is_not_made_either_way() {
 fn a_non_retryable_exit_code_ends_the_retries_either_way() {
     let src = "activity pay = exec('pay')\nflow F = {\n  stage s with { retries: 3, retry_delay: 1s, non_retryable: [64] } = pay()\n  stage after = from s | pay()\n}\n";
     let (outcome, calls) = both_ways("non-retryable", src, |_, n| {
-        if n == 2 { exit(64) } else { exit(1) }
+        if n == 2 { fail(64) } else { fail(1) }
     });
     assert_eq!(calls, ["pay#1", "pay#2"]);
     assert_eq!(
@@ -285,8 +271,8 @@ flow F = {
 }
 "#;
     let (outcome, _) = both_ways("fork-saga", src, |activity, _| match activity {
-        "broken" => exit(3),
-        _ => rows(r#"{"ok": true}"#),
+        "broken" => fail(3),
+        _ => ok(r#"{"ok": true}"#),
     });
     assert_eq!(outcome["state"], "failed");
     let states = states(&outcome);
@@ -321,8 +307,8 @@ flow F = {
 }
 "#;
     let (outcome, calls) = both_ways("race", src, |activity, _| match activity {
-        "quote" => rows(r#"{"price": 118}"#),
-        _ => rows(r#"{"booked": true}"#),
+        "quote" => ok(r#"{"price": 118}"#),
+        _ => ok(r#"{"booked": true}"#),
     });
     assert_eq!(outcome["state"], "success");
     let states = states(&outcome);
@@ -336,7 +322,7 @@ flow F = {
 #[test]
 fn a_stage_with_end_skips_what_had_not_started_either_way() {
     let src = "activity a = exec('a')\nflow F = {\n  stage first = a() | end()\n  stage second = a()\n}\n";
-    let (outcome, calls) = both_ways("end", src, |_, _| rows(r#"{"n": 1}"#));
+    let (outcome, calls) = both_ways("end", src, |_, _| ok(r#"{"n": 1}"#));
     assert_eq!(states(&outcome)["second"], "skipped");
     assert_eq!(outcome["state"], "success");
     assert_eq!(calls, ["a#1"]);

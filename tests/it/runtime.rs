@@ -138,7 +138,8 @@ fn run_in(
     (summary, calls.into_inner().unwrap())
 }
 
-fn ok(json: &str) -> Outcome<Rows> {
+/// An attempt that printed these NDJSON rows.
+pub fn ok(json: &str) -> Outcome<Rows> {
     let objects: Vec<serde_json::Map<String, serde_json::Value>> = json
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -146,7 +147,8 @@ fn ok(json: &str) -> Outcome<Rows> {
     Outcome::Success(Rows::from_json_objects(&objects))
 }
 
-fn fail(code: i32) -> Outcome<Rows> {
+/// An attempt that exited with `code`, saying `exit CODE`.
+pub fn fail(code: i32) -> Outcome<Rows> {
     Outcome::Failure(AttemptFailure::Said {
         message: format!("exit {code}"),
         exit_code: Some(code),

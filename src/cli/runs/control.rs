@@ -161,13 +161,18 @@ pub fn signal(db: &Path, args: SignalArgs) -> Result<u8, Failure> {
         .map(crate::runtime::runs::SignalInput::Text);
     let sent = crate::runtime::runs::send_signal(db, &args.run_id, &args.name, given)
         .map_err(|e| e.to_string())?;
+    Ok(said_sent(&args, &sent))
+}
+
+/// The line that says what was sent, as it could be typed again.
+fn said_sent(args: &SignalArgs, sent: &crate::value::Typed) -> u8 {
     outln!(
         "signal {} = {} sent to run {}",
         args.name,
         sent.literal(),
         args.run_id
     );
-    Ok(exit::OK)
+    exit::OK
 }
 
 /// `signal` to an exported run: recorded in its state, for its tasks to read.
@@ -179,13 +184,7 @@ pub fn signal_exported(args: SignalArgs) -> Result<u8, Failure> {
     let sent = with_exported_run(&args.exported, &args.run_id, |task| {
         Ok(task.send_signal(&args.name, given)?)
     })?;
-    outln!(
-        "signal {} = {} sent to run {}",
-        args.name,
-        sent.literal(),
-        args.run_id
-    );
-    Ok(exit::OK)
+    Ok(said_sent(&args, &sent))
 }
 
 /// `query` of an exported run, over the signals and stage records in its state.
