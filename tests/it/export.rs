@@ -810,6 +810,112 @@ flow Fan = {
     );
 }
 
+/// `wvflow runs cancel --state` cancels an exported run as `runs cancel` cancels a local one:
+/// the running stage stops (its task sees the request within a second), a stage not started
+/// is cancelled without running, and `finish` ends the run cancelled after compensating.
+#[test]
+fn an_exported_run_cancelled_stops_and_compensates() {
+    let dir = crate::common::scratch(
+        "stage_cancelled",
+        &[(
+            "flow.wv",
+            r#"activity book = sh("""echo x >> booked.log; echo '{"ref": 1}'""")
+activity unbook = sh("""cat >/dev/null; echo x >> unbooked.log""")
+activity slow = sh("""cat >/dev/null; touch started; sleep 60""")
+flow Trip = {
+  stage b with { compensate: unbook() } = book()
+  stage s = from b | slow()
+  stage after [trigger: all_done] = from b | book()
+}
+"#,
+        )],
+    );
+    let o = wvflow_at(&dir, &["plan", "flow.wv", "Trip", "--format", "json"]);
+    std::fs::write(dir.join("plan.json"), &o.stdout).unwrap();
+    let state = dir.join("state").display().to_string();
+    let task = |args: &[&str]| {
+        let mut all: Vec<String> = ["stage"]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .collect();
+        all.extend(
+            [
+                "--state",
+                &state,
+                "--run-id",
+                "r1",
+                "--cwd",
+                dir.to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        if args[0] != "init" {
+            all.extend(["--flow".to_string(), "Trip".to_string()]);
+        }
+        all
+    };
+    let run = |args: &[&str]| {
+        let args = task(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        wvflow_at(&dir, &args)
+    };
+    let cancel = || {
+        wvflow_at(
+            &dir,
+            &["runs", "cancel", "r1", "--state", &state, "--flow", "Trip"],
+        )
+    };
+    assert_eq!(run(&["init", "--plan", "plan.json"]).status.code(), Some(0));
+    assert_eq!(run(&["run", "b"]).status.code(), Some(0));
+    let slow = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(task(&["run", "s"]))
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !dir.join("started").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow stage did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = cancel();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("is cancelling"), "{}", text(&o));
+    // The running stage stops (well before its minute), recorded cancelled: the engine's skip.
+    let o = slow.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(99), "{}", text(&o));
+    let stopped: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(stopped["state"], "cancelled", "{stopped}");
+    assert!(
+        stopped["duration_ms"].as_u64().unwrap() < 30_000,
+        "{stopped}"
+    );
+    // A stage not started is cancelled without running.
+    let o = run(&["run", "after"]);
+    assert_eq!(o.status.code(), Some(99), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("booked.log")).unwrap(),
+        "x\n"
+    );
+    let o = run(&["finish"]);
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["state"], "cancelled", "{summary}");
+    assert_eq!(summary["compensations"][0]["stage"], "b", "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("unbooked.log")).unwrap(),
+        "x\n"
+    );
+    // Finished: nothing is asked of it any more.
+    let o = cancel();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("has finished"), "{}", text(&o));
+}
+
 /// A task the engine cleared (Airflow's "Clear": a later first try, `--first-try`) runs its
 /// stage again, where the same try run again ends as it ended; `finish` cleared decides the
 /// run again without compensating again what it compensated.

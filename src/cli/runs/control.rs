@@ -18,8 +18,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
-pub struct RunIdArgs {
+pub struct CancelArgs {
     run_id: String,
+    #[command(flatten)]
+    exported: Exported,
 }
 
 #[derive(Args)]
@@ -61,6 +63,12 @@ pub struct Exported {
     /// The exported run's flow (`Name`, or `Name@2`); the run id is the engine's.
     #[arg(long, requires = "state")]
     flow: Option<String>,
+}
+
+impl CancelArgs {
+    pub fn is_exported(&self) -> bool {
+        self.exported.state.is_some()
+    }
 }
 
 impl SignalArgs {
@@ -130,7 +138,18 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, Failure> {
     ))
 }
 
-pub fn cancel(db: &Path, args: RunIdArgs) -> Result<u8, Failure> {
+/// `cancel` of an exported run: recorded in its state, for its tasks to act on.
+pub fn cancel_exported(args: CancelArgs) -> Result<u8, Failure> {
+    with_exported_run(&args.exported, &args.run_id, |task| Ok(task.request_cancel()?))?;
+    outln!(
+        "run {} is cancelling: its running stages stop within a second, no other stage \
+         starts, and its `finish` task ends it cancelled after its compensations",
+        args.run_id
+    );
+    Ok(exit::OK)
+}
+
+pub fn cancel(db: &Path, args: CancelArgs) -> Result<u8, Failure> {
     match journal::request(db, &args.run_id, journal::Request::Cancel)? {
         ShownState::Stale => outln!(
             "run {} had no live owner; recorded as cancelled",

@@ -41,11 +41,13 @@ enum RunsCommand {
     Logs(show::LogsArgs),
     /// Continue a failed, cancelled or stale run from its first stages that did not succeed.
     Resume(control::ResumeArgs),
-    /// Cancel a running run from another process.
-    Cancel(control::RunIdArgs),
-    /// Send a signal the flow declares (`signal NAME = ...`), or `pause` / `resume`.
+    /// Cancel a running run from another process (an exported run: with --state and --flow).
+    Cancel(control::CancelArgs),
+    /// Send a signal the flow declares (`signal NAME = ...`), or `pause` / `resume` (an exported
+    /// run: with --state and --flow).
     Signal(control::SignalArgs),
-    /// Evaluate a query the flow declares (`query NAME = ...`) over the run's state.
+    /// Evaluate a query the flow declares (`query NAME = ...`) over the run's state (an
+    /// exported run: with --state and --flow).
     Query(control::QueryArgs),
     /// Remove finished runs with their stage tables, past each flow's `keep_runs`.
     Clean(control::CleanArgs),
@@ -54,6 +56,7 @@ enum RunsCommand {
 pub fn run(args: RunsArgs) -> u8 {
     // An exported run's state is not the workspace's run store.
     match args.command {
+        RunsCommand::Cancel(a) if a.is_exported() => finish(control::cancel_exported(a)),
         RunsCommand::Signal(a) if a.is_exported() => finish(control::signal_exported(a)),
         RunsCommand::Query(a) if a.is_exported() => finish(control::query_exported(a)),
         command => in_run_store(args.db, args.workspace, command),

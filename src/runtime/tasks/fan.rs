@@ -102,12 +102,12 @@ impl TaskRun<'_> {
                 )),
             ));
         }
-        // Past the flow's timeout an item does not start: it is cancelled, which the
-        // gathering never tolerates.
-        if self.timed_out(&self.run_record()?) {
+        // Past the flow's timeout, or once the run is cancelled, an item does not start: it
+        // is cancelled, which the gathering never tolerates.
+        if let Some(why) = self.stopped_why()? {
             let record = ItemRecord {
                 attempts: 0,
-                error: Some(rules::flow_timeout(&self.plan.flow).to_string()),
+                error: Some(why),
                 exit_code: None,
                 cancelled: true,
             };
@@ -122,10 +122,14 @@ impl TaskRun<'_> {
                 let cancelled = matches!(done.result, Err(StageError::Cancelled));
                 let record = ItemRecord {
                     attempts: done.attempts,
-                    error: done.result.as_ref().err().map(|e| match e {
-                        _ if cancelled => rules::flow_timeout(&self.plan.flow).to_string(),
-                        other => other.to_string(),
-                    }),
+                    error: match &done.result {
+                        Err(_) if cancelled => Some(
+                            self.stopped_why()?
+                                .unwrap_or_else(|| StageError::Cancelled.to_string()),
+                        ),
+                        Err(other) => Some(other.to_string()),
+                        Ok(_) => None,
+                    },
                     exit_code: CallEnd::of(&done.result).exit_code(),
                     cancelled,
                 };
@@ -212,6 +216,18 @@ impl TaskRun<'_> {
                 part: PartKind::Gather,
             }),
         }
+    }
+
+    /// Why an item stops or does not start, when the run says so: the flow's timeout passed,
+    /// or the run was cancelled.
+    fn stopped_why(&self) -> Result<Option<String>, Error> {
+        Ok(if self.timed_out(&self.run_record()?) {
+            Some(rules::flow_timeout(&self.plan.flow).to_string())
+        } else if self.cancel_requested()? {
+            Some(StageError::Cancelled.to_string())
+        } else {
+            None
+        })
     }
 
     /// [`Self::execute`] of a part of a prepared fan-out, on the run's records as they are now.

@@ -12,13 +12,13 @@
 //! | `fan` | a stage whose `each` items are tasks of their own |
 //! | `lease` | one copy of a task at a time |
 //! | `scratch` | a task's scratch folder, and those of dead tasks removed |
-//! | `signals` | signals sent to an exported run, and its queries |
+//! | `requests` | what others ask of an exported run: signals, queries, a cancel |
 
 mod error;
 mod fan;
 mod lease;
+mod requests;
 mod scratch;
-mod signals;
 pub mod state;
 
 pub use error::{ArgError, Error, PartKind};
@@ -415,7 +415,7 @@ impl TaskRun<'_> {
         let upstream = self.upstream_states(stage, (&own, &records))?;
         let before = Before {
             // Past the flow's timeout nothing starts, as in `wvflow run`.
-            stopped: self.timed_out(&run),
+            stopped: self.timed_out(&run) || self.cancel_requested()?,
             end_reached: rules::end_reached(
                 flow,
                 own.iter()
@@ -500,13 +500,7 @@ impl TaskRun<'_> {
         let mut summary = match ran {
             // The fan-out's input, kept for its items and its gathering.
             Ran::Prepared(rows) => return self.keep_prepared(stage, &rows, &stores, scratch.path()),
-            Ran::Item(done) => {
-                let done = done.map_err(|e| match e {
-                    StageError::Cancelled if timed_out => rules::flow_timeout(&self.plan.flow),
-                    e => e,
-                });
-                return self.item_ended(stage, done, (policy, attempt), first_ms);
-            }
+            Ran::Item(done) => return self.item_ended(stage, done, (policy, attempt), first_ms),
             Ran::Ended(summary) => summary,
         };
         if timed_out {
@@ -627,15 +621,16 @@ impl TaskRun<'_> {
     }
 
     /// Runs `stage_run` with the run's cancel flag set when the engine stops the task,
-    /// `deadline` (ms since 1970) passes, or `stage` loses a race it runs in (another racer
-    /// recorded its success first: looked for every second).
+    /// `deadline` (ms since 1970) passes, someone cancels the run, or `stage` loses a race it
+    /// runs in (another racer recorded its success first); the last two are looked for every
+    /// second.
     fn until<T>(
         &self,
         (deadline, stage): (Option<i64>, &StagePlan),
         ctx: &mut Context,
         stage_run: impl FnOnce(&Context) -> T,
     ) -> T {
-        const RACE_EVERY: u32 = 50;
+        const LOOK_EVERY: u32 = 50;
         let stop = Arc::new(AtomicBool::new(false));
         ctx.cancel = stop.clone();
         let finished = AtomicBool::new(false);
@@ -647,8 +642,11 @@ impl TaskRun<'_> {
                         return;
                     }
                     let late = deadline.is_some_and(|d| self.means.now_ms() >= d);
-                    let lost = races && tick % RACE_EVERY == RACE_EVERY - 1 && self.lost_race(stage);
-                    if late || lost || self.cancel.load(Ordering::Relaxed) {
+                    // The state is looked at every second: a bucket charges each read.
+                    let look = tick % LOOK_EVERY == LOOK_EVERY - 1;
+                    let lost = look && races && self.lost_race(stage);
+                    let asked = look && self.cancel_requested().unwrap_or(false);
+                    if late || lost || asked || self.cancel.load(Ordering::Relaxed) {
                         stop.store(true, Ordering::SeqCst);
                         return;
                     }
@@ -773,7 +771,7 @@ impl TaskRun<'_> {
         let timed_out = self
             .deadline(&run)
             .is_some_and(|d| own.values().any(|r| r.finished_at_ms >= d));
-        let state = rules::run_state(flow, &stages, false, timed_out);
+        let state = rules::run_state(flow, &stages, self.cancel_requested()?, timed_out);
         let params = self.params(&run);
         let ctx = self.context(params.clone());
         let succeeded = flow.stages.iter().filter_map(|s| {

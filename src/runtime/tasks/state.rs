@@ -10,6 +10,7 @@
 //! STATE/runs/FLOW/RUN/stages/STAGE.json       how the stage ended (its record)
 //! STATE/runs/FLOW/RUN/stages/STAGE.db         its rows, with their column types
 //! STATE/runs/FLOW/RUN/signals/N.json          the signals sent to the run, in order
+//! STATE/runs/FLOW/RUN/cancel.json             someone asked the run to stop
 //! STATE/runs/FLOW/RUN/summary.json            what `finish` decided
 //! ```
 //!

@@ -1,4 +1,5 @@
-//! Signals and queries of an exported run. A signal is an object of the run's state,
+//! What others ask of an exported run: signals, queries, a cancel. A signal is an object of
+//! the run's state,
 //! `signals/N.json` (N from 0, each created exclusively, so two senders never take the same
 //! number); a task shows the run's signals and its stages' states to its stage's queries
 //! before its steps and before each check of a `wait until` ([`Inbox`]), as `wvflow run`
@@ -52,6 +53,31 @@ impl TaskRun<'_> {
             }
         }
         Ok(sent)
+    }
+
+    /// Asks the run to stop, as `wvflow runs cancel` asks a local run: its running stages stop
+    /// (each task looks every second), the stages not started are cancelled, and `finish`
+    /// ends the run cancelled after its saga. Refused for a run that has not started or has
+    /// finished; asking twice is asking once.
+    pub fn request_cancel(&self) -> Result<(), Error> {
+        self.run_record()?;
+        if self.state.read(&run_key(&self.flow_key(), &self.run_id, "summary.json"))?.is_some() {
+            return Err(Error::Finished {
+                run_id: self.run_id.clone(),
+            });
+        }
+        let at = serde_json::json!({ "at_ms": self.means.now_ms() });
+        self.state.create(&self.cancel_key(), at.to_string().as_bytes())?;
+        Ok(())
+    }
+
+    /// Whether someone asked the run to stop ([`Self::request_cancel`]).
+    pub(super) fn cancel_requested(&self) -> Result<bool, Error> {
+        Ok(self.state.read(&self.cancel_key())?.is_some())
+    }
+
+    fn cancel_key(&self) -> String {
+        run_key(&self.flow_key(), &self.run_id, "cancel.json")
     }
 
     /// The value of the flow's query `name` now, with its type.
