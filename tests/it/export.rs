@@ -23,7 +23,7 @@ fn text(o: &Output) -> String {
 }
 
 /// A fresh copy of the examples under the target folder.
-fn examples_copy(name: &str) -> PathBuf {
+pub fn examples_copy(name: &str) -> PathBuf {
     let dir = crate::common::scratch(name, &[]);
     copy_dir(Path::new("examples"), &dir.join("examples"));
     dir
@@ -450,7 +450,7 @@ fn exports_of_every_example_are_golden() {
 }
 
 /// The Python of the export tests' venv (scripts/test.sh makes it).
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     let python = Path::new("tests/export/.venv/bin/python");
     assert!(
         python.exists(),
