@@ -9,8 +9,10 @@
 #  - Chromium (Debian package) and Playwright's driver for it (npm, pinned in
 #    tests/ui/package-lock.json), to use `wvflow ui` in a real browser.
 #  - Apache Airflow 3.3 in a Python venv (PyPI, every package pinned in
-#    tests/export/requirements.txt), to import and run exported DAGs; its jsonschema and
-#    PyYAML validate exported Argo manifests.
+#    tests/export/requirements.txt), to import and run exported DAGs (`airflow dags test`,
+#    and a LocalExecutor scheduler with its dag-processor and API server on its SQLite
+#    database: nothing more to install); its jsonschema and PyYAML validate exported Argo
+#    manifests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

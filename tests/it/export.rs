@@ -23,7 +23,7 @@ fn text(o: &Output) -> String {
 }
 
 /// A fresh copy of the examples under the target folder.
-fn examples_copy(name: &str) -> PathBuf {
+pub fn examples_copy(name: &str) -> PathBuf {
     let dir = crate::common::scratch(name, &[]);
     copy_dir(Path::new("examples"), &dir.join("examples"));
     dir
@@ -465,7 +465,7 @@ fn run_on_argo(manifest: &Path, state: &Path) -> Output {
 }
 
 /// The Python of the export tests' venv (scripts/test.sh makes it).
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     let python = Path::new("tests/export/.venv/bin/python");
     assert!(
         python.exists(),

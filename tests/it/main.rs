@@ -2,6 +2,7 @@
 
 mod common;
 
+mod airflow_scheduler;
 mod check_workspace;
 mod chunked;
 mod cli;
