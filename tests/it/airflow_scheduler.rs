@@ -28,6 +28,17 @@ flow FanRetry = {
 }
 "#;
 
+/// A run someone marks failed in Airflow while its second stage runs.
+const HELD: &str = r#"activity book = sh("""echo '{"ref": 1}'""")
+activity undo = sh("""cat >/dev/null; touch undone""")
+activity slow = sh("""cat >/dev/null; sleep 120""")
+
+flow Held = {
+  stage booked with { compensate: undo() } = book()
+  stage held = from booked | slow()
+}
+"#;
+
 /// Generous: four runs on a 2-core machine shared with other tests.
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -194,9 +205,15 @@ impl Airflow {
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.address);
         let bearer = format!("Bearer {}", self.token);
-        let response = match body {
-            None => self.agent.get(&url).header("Authorization", &bearer).call(),
-            Some(body) => self
+        let response = match (method, body) {
+            (_, None) => self.agent.get(&url).header("Authorization", &bearer).call(),
+            ("PATCH", Some(body)) => self
+                .agent
+                .patch(&url)
+                .header("Authorization", &bearer)
+                .header("Content-Type", "application/json")
+                .send(body.to_string()),
+            (_, Some(body)) => self
                 .agent
                 .post(&url)
                 .header("Authorization", &bearer)
@@ -339,6 +356,7 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
     let started = Instant::now();
     let dir = examples_copy("airflow_scheduler");
     std::fs::write(dir.join("examples/fan_retry.wv"), FAN_RETRY).unwrap();
+    std::fs::write(dir.join("examples/held.wv"), HELD).unwrap();
     let workspace = dir.join("examples").canonicalize().unwrap();
     let state = dir.join("state");
     let dags = dir.join("dags");
@@ -349,6 +367,7 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
         ("examples/fan_retry.wv", "FanRetry"),
         ("examples/gpu_pool.wv", "TrainModels"),
         ("examples/approval.wv", "ApproveRelease"),
+        ("examples/held.wv", "Held"),
     ] {
         let o = wvflow_at(
             &dir,
@@ -439,12 +458,11 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
     });
     wait_for(DEADLINE, "the exported DAGs to be parsed", || {
         airflow.check_servers();
-        cases.iter().all(|c| {
-            airflow
-                .call("GET", &format!("/api/v2/dags/{}", c.dag), None)
-                .0
-                == 200
-        })
+        cases
+            .iter()
+            .map(|c| c.dag)
+            .chain(["Held"])
+            .all(|dag| airflow.call("GET", &format!("/api/v2/dags/{dag}"), None).0 == 200)
     });
     let up = started.elapsed();
     for case in &mut cases {
@@ -623,6 +641,7 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
             _ => unreachable!(),
         }
     }
+    marked_failed(&airflow, &dir, &state);
     let count = pids.len();
     pids.sort();
     pids.dedup();
@@ -638,4 +657,57 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
         "Airflow's scheduler: up at {up:?}, the runs ended at {ended:?}, stopped at {:?}",
         started.elapsed()
     );
+}
+
+/// Marking a run failed in Airflow stops its running task and skips what had not started;
+/// `wvflow_finish`, a teardown, still runs: the stage that never ended counts as cancelled,
+/// the run fails, and the stage that succeeded is compensated.
+fn marked_failed(airflow: &Airflow, dir: &Path, state: &Path) {
+    let (status, run) = airflow.call(
+        "POST",
+        "/api/v2/dags/Held/dagRuns",
+        Some(&json!({"logical_date": null, "conf": {}})),
+    );
+    assert_eq!(status, 200, "{run}");
+    let run_id = segment(run["dag_run_id"].as_str().unwrap());
+    let tasks = || -> Vec<Value> {
+        airflow.get(&format!(
+            "/api/v2/dags/Held/dagRuns/{run_id}/taskInstances?limit=100"
+        ))["task_instances"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let state_of = |tasks: &[Value], id: &str| -> Value {
+        tasks
+            .iter()
+            .find(|t| t["task_id"] == id)
+            .map_or(Value::Null, |t| t["state"].clone())
+    };
+    wait_for(DEADLINE, "the held stage to run", || {
+        state_of(&tasks(), "held") == "running"
+    });
+    let (status, marked) = airflow.call(
+        "PATCH",
+        &format!("/api/v2/dags/Held/dagRuns/{run_id}"),
+        Some(&json!({"state": "failed"})),
+    );
+    assert_eq!(status, 200, "{marked}");
+    let runs = state.join("runs").join("Held");
+    let summary = || -> Option<Value> {
+        let folder = std::fs::read_dir(&runs).ok()?.next()?.ok()?.path();
+        serde_json::from_slice(&std::fs::read(folder.join("summary.json")).ok()?).ok()
+    };
+    wait_for(DEADLINE, "wvflow_finish to decide the marked run", || {
+        summary().is_some() && state_of(&tasks(), "wvflow_finish") == "failed"
+    });
+    let summary = summary().unwrap();
+    assert_eq!(summary["state"], "failed", "{summary}");
+    assert_eq!(summary["stages"][0]["state"], "success", "{summary}");
+    assert_eq!(summary["stages"][1]["state"], "cancelled", "{summary}");
+    assert_eq!(summary["compensations"][0]["stage"], "booked", "{summary}");
+    assert_eq!(summary["compensations"][0]["state"], "success", "{summary}");
+    assert!(dir.join("examples/undone").exists(), "the compensation ran");
+    let tasks = tasks();
+    assert_eq!(state_of(&tasks, "wvflow_result"), "skipped", "{tasks:#?}");
 }
