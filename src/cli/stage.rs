@@ -220,8 +220,12 @@ fn load_plan(common: &Common, command: &StageCommand, state: &Location) -> Resul
 /// The plan that `init` kept in the state for run `run_id` of `flow` (`Name` or `Name@2`).
 pub(super) fn plan_in_state(state: &Location, flow: &str, run_id: &str) -> Result<Plan, Failure> {
     let key = crate::runtime::tasks::state::plan_key(flow, run_id);
-    let bytes = state.read(&key)?.ok_or_else(|| {
-        format!("run {run_id} of `{flow}` has no plan in the state: `wvflow stage init` runs first")
+    let bytes = state.read(&key)?.ok_or_else(|| -> Failure {
+        format!(
+            "no run `{run_id}` of flow `{flow}` in the state ({key} is missing: the run's \
+             `wvflow stage init` has not run)"
+        )
+        .into()
     })?;
     read_plan(&bytes, &key)
 }
