@@ -2,6 +2,7 @@
 
 mod common;
 
+mod big_flows;
 mod check_workspace;
 mod chunked;
 mod cli;
