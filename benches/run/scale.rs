@@ -172,7 +172,12 @@ fn reference(shape: Shape, n: usize, dir: &Path) -> f64 {
             .unwrap();
             conn.execute_batch("COMMIT").unwrap();
             // A branch of a multiple of 3 keeps the 3 rows, any other 2.
-            assert_eq!(rows, (0..n).map(|i| if i % 3 == 0 { 3 } else { 2 }).sum());
+            assert_eq!(
+                rows,
+                (0..n)
+                    .map(|i| if i % 3 == 0 { 3 } else { 2 })
+                    .sum::<usize>()
+            );
         }
     }
     started.elapsed().as_secs_f64()

@@ -437,6 +437,8 @@ pub struct Store {
     /// Relative file paths resolve against this folder (the `.wv` file's folder).
     base: PathBuf,
     next_temp: usize,
+    /// The tables named up to `_step_{dropped_temp}` are dropped.
+    dropped_temp: usize,
     /// The run database keeps the engine's tables in one rows table ([`layout`]); a run
     /// recorded before that layout has a table per stage, read as it is.
     layout: bool,
@@ -525,6 +527,7 @@ impl Store {
             conn,
             base: base.to_path_buf(),
             next_temp: 0,
+            dropped_temp: 0,
             layout,
             widths: Default::default(),
             now,
@@ -972,23 +975,12 @@ impl Store {
     /// stored, and whatever a stage that failed left ([`super::engine`] calls it when a stage
     /// ends).
     pub fn drop_step_tables(&mut self) -> Result<(), Error> {
-        let names: Vec<String> = {
-            let mut statement = self
-                .conn
-                .prepare_cached(
-                    "SELECT name FROM temp.sqlite_master WHERE type = 'table' AND name LIKE '\\_step\\_%' ESCAPE '\\'",
-                )
-                ?;
-            statement
-                .query_map([], |r| r.get(0))
-                ?
-                .collect::<Result<_, _>>()
-                ?
-        };
-        for name in names {
+        // Every such table has a name `temp_name` gave since the last call: no need to ask
+        // the schema which are there.
+        for n in self.dropped_temp + 1..=self.next_temp {
             self.conn
-                .execute_batch(&format!("DROP TABLE temp.{}", quote(&name)))
-                ?;
+                .execute_batch(&format!("DROP TABLE IF EXISTS temp.\"_step_{n}\""))?;
+            self.dropped_temp = n;
         }
         Ok(())
     }
