@@ -17,6 +17,7 @@ mod items;
 mod layout;
 mod rewrite;
 mod saved;
+mod temps;
 
 pub use items::{Gathered, ItemTable};
 pub use layout::table_names;
@@ -437,8 +438,10 @@ pub struct Store {
     /// Relative file paths resolve against this folder (the `.wv` file's folder).
     base: PathBuf,
     next_temp: usize,
-    /// The tables named up to `_step_{dropped_temp}` are dropped.
+    /// The tables named up to `_step_{dropped_temp}` are dropped, or kept in `temps`.
     dropped_temp: usize,
+    /// Tables of `temp` holding a query's rows, and those kept emptied for later queries.
+    temps: std::cell::RefCell<temps::Temps>,
     /// The run database keeps the engine's tables in one rows table ([`layout`]); a run
     /// recorded before that layout has a table per stage, read as it is.
     layout: bool,
@@ -528,6 +531,7 @@ impl Store {
             base: base.to_path_buf(),
             next_temp: 0,
             dropped_temp: 0,
+            temps: Default::default(),
             layout,
             widths: Default::default(),
             now,
@@ -581,6 +585,9 @@ impl Store {
     /// Drops `schema.table` if it is there.
     pub fn drop_table(&self, schema: &str, table: &str) -> Result<(), Error> {
         if self.in_layout(schema) && self.drop_entry(table)? {
+            return Ok(());
+        }
+        if schema == "temp" && self.release_temp(table)? {
             return Ok(());
         }
         self.conn
@@ -867,7 +874,6 @@ impl Store {
         params: &BTreeMap<String, Value>,
         known: &[ValueType],
     ) -> Result<Table, Error> {
-        let name = self.temp_name();
         again_on_schema_change(|| {
             let (statement, sql) = self.prepare_plan(sql)?;
             let (columns, mut types) = shape_of(&statement)?;
@@ -877,19 +883,18 @@ impl Store {
                     *have = *known;
                 }
             }
-            let table = format!("temp.{}", quote(&name));
             // It writes only the connection's own `temp`: no other stage waits for it.
-            let tx = self.begin_replacing(&table, &columns, &types)?;
+            let name = self.take_temp(&columns, &types)?;
             let rows = {
-                let mut insert = tx
-                    .prepare(&format!("INSERT INTO {table} {sql}"))
+                let mut insert = self
+                    .conn
+                    .prepare(&format!("INSERT INTO temp.{} {sql}", quote(&name)))
                     .map_err(|e| missing_table(e.into()))?;
                 bind_named(&mut insert, params, &self.stage_params)?;
                 insert.raw_execute()?
             };
-            tx.commit()?;
             Ok(Table {
-                name: name.clone(),
+                name,
                 rows,
                 columns,
                 types,
@@ -966,20 +971,30 @@ impl Store {
                 )?;
             }
         }
+        if self.release_temp(&table.name)? {
+            return Ok(());
+        }
         self.conn
             .execute_batch(&format!("DROP TABLE {name}"))
             .map_err(Error::from)
     }
 
-    /// Drops the tables queries left in this connection: a stage's last result once it is
-    /// stored, and whatever a stage that failed left ([`super::engine`] calls it when a stage
-    /// ends).
+    /// Empties (to be taken again, [`temps`]) or drops the tables queries left in this
+    /// connection: a stage's last result once it is stored, and whatever a stage that failed
+    /// left ([`super::engine`] calls it when a stage ends).
     pub fn drop_step_tables(&mut self) -> Result<(), Error> {
-        // Every such table has a name `temp_name` gave since the last call: no need to ask
-        // the schema which are there.
+        let used = self.temps.borrow().used();
+        for name in used {
+            self.release_temp(&name)?;
+        }
+        // Every other such table has a name `temp_name` gave since the last call: no need to
+        // ask the schema which are there.
         for n in self.dropped_temp + 1..=self.next_temp {
-            self.conn
-                .execute_batch(&format!("DROP TABLE IF EXISTS temp.\"_step_{n}\""))?;
+            let name = format!("_step_{n}");
+            if !self.temps.borrow().keeps(&name) {
+                self.conn
+                    .execute_batch(&format!("DROP TABLE IF EXISTS temp.{}", quote(&name)))?;
+            }
             self.dropped_temp = n;
         }
         Ok(())
@@ -1244,22 +1259,7 @@ fn insert_rows(
 
 /// `CREATE TABLE` of typed columns; a table of no columns has one placeholder column.
 fn create_table(name: &str, columns: &[String], types: &[ValueType]) -> String {
-    let defs: Vec<String> = if columns.is_empty() {
-        vec![quote(NO_COLUMNS)]
-    } else {
-        columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let ty = types.get(i).copied().unwrap_or_default();
-                match ty.column_decl() {
-                    Some(decl) => format!("{} {decl}", quote(c)),
-                    None => quote(c),
-                }
-            })
-            .collect()
-    };
-    format!("CREATE TABLE {name} ({})", defs.join(", "))
+    format!("CREATE TABLE {name} ({})", temps::column_defs(columns, types))
 }
 
 /// Runs `f` again (up to 20 times) when SQLite reports that the schema changed under it:
