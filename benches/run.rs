@@ -11,6 +11,9 @@
 //! Each runs twice: without the run store, and recorded in it as `wvflow run` does (every
 //! transition committed to the workspace database before the executor goes on).
 //!
+//! `-- --stages 1000,10000,30000,100000`: chains and fan-outs + merge of that many stages, run
+//! by the `wvflow` binary, against the same SQL alone (`run/scale.rs`).
+//!
 //! Per-stage figures include planning, SQLite materialization of every stage's rows and state
 //! keeping; peak RSS is read from /proc.
 
@@ -29,6 +32,9 @@ use wvflow::runtime::retry::SeededRandom;
 use wvflow::runtime::runs::journal::{Journal, NewRun};
 use wvflow::runtime::store::StoreConfig;
 use wvflow::workspace::Workspace;
+
+#[path = "run/scale.rs"]
+mod scale;
 
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -125,6 +131,9 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(1_000_000);
         return fan_out_items(n);
+    }
+    if args.iter().any(|a| a == "--stages") {
+        return scale::scale(&args);
     }
     if args.iter().any(|a| a == "--sh-stages") {
         return sh_stages(200);

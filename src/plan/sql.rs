@@ -1,7 +1,8 @@
 //! Expressions and relational operators to SQL for the embedded engine (SQLite dialect).
 //!
-//! Tables: workspace tables by name (`"orders"`); each stage's rows as `run."stage"`; each file
-//! source as `run."file:path"`, loaded by the runtime. Flow parameters and the run's values
+//! Tables: workspace tables by name (`"orders"`); each stage's rows as `run."stage"` (which the
+//! runtime reads from its rows table); each file source as `run."file:path"`, loaded by the
+//! runtime. Flow parameters and the run's values
 //! are named parameters (`:day`, `:run_time`), never text.
 
 use crate::check::binder::{Meaning, Row, Scope};

@@ -1,6 +1,7 @@
 //! The embedded engine: SQLite. The workspace database (`.wvflow/workspace.db`) holds tables
 //! that outlive runs (`save to`); each run attaches its own schema `run`, where every stage's
-//! rows and every file source are materialized as tables.
+//! rows are kept in one rows table under a catalog ([`layout`]), and every file source is
+//! materialized as a table.
 
 use super::input::{Input, NdjsonFile};
 use super::output::{Data, Output};
@@ -13,10 +14,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 mod items;
+mod layout;
+mod rewrite;
 mod run_view;
+mod saved;
+mod temps;
 pub use run_view::RunView;
 
 pub use items::{Gathered, ItemTable};
+pub use layout::table_names;
 
 /// Why the run's data could not be read or written. `Display` gives the message users see.
 #[derive(Debug)]
@@ -425,7 +431,7 @@ impl StoreConfig {
         for schema in ["main", "run"] {
             super::runs::schema::use_wal(&store.conn, schema)?;
         }
-        Ok(store)
+        store.with_layout()
     }
 }
 
@@ -434,6 +440,15 @@ pub struct Store {
     /// Relative file paths resolve against this folder (the `.wv` file's folder).
     base: PathBuf,
     next_temp: usize,
+    /// The tables named up to `_step_{dropped_temp}` are dropped, or kept in `temps`.
+    dropped_temp: usize,
+    /// Tables of `temp` holding a query's rows, and those kept emptied for later queries.
+    temps: std::cell::RefCell<temps::Temps>,
+    /// The run database keeps the engine's tables in one rows table ([`layout`]); a run
+    /// recorded before that layout has a table per stage, read as it is.
+    layout: bool,
+    /// The rows table's columns of each kind, as this connection last saw them.
+    widths: std::cell::Cell<layout::Widths>,
     /// What `now()` reads.
     pub now: super::sql_functions::Now,
     /// Values of the stage being run that are not the run's: the first upstream to succeed
@@ -492,7 +507,8 @@ impl Store {
             Connection::open_in_memory()?,
             ":memory:",
             base,
-        )
+        )?
+        .with_layout()
     }
 
     fn with_connection(conn: Connection, run_db: &str, base: &Path) -> Result<Store, Error> {
@@ -511,13 +527,28 @@ impl Store {
         }
         let now = super::sql_functions::Now::default();
         super::sql_functions::register(&conn, &now)?;
+        let layout = layout::present(&conn)?;
         Ok(Store {
             conn,
             base: base.to_path_buf(),
             next_temp: 0,
+            dropped_temp: 0,
+            temps: Default::default(),
+            layout,
+            widths: Default::default(),
             now,
             stage_params: BTreeMap::new(),
         })
+    }
+
+    /// Makes the rows table and its catalog in the run database, if it has none yet: a
+    /// store that writes the run's tables.
+    fn with_layout(mut self) -> Result<Store, Error> {
+        if !self.layout {
+            layout::create(&self.conn)?;
+            self.layout = true;
+        }
+        Ok(self)
     }
 
     /// Makes `run."file:path"` from a CSV (header row), JSON (array of objects) or NDJSON file.
@@ -555,6 +586,12 @@ impl Store {
 
     /// Drops `schema.table` if it is there.
     pub fn drop_table(&self, schema: &str, table: &str) -> Result<(), Error> {
+        if self.in_layout(schema) && self.drop_entry(table)? {
+            return Ok(());
+        }
+        if schema == "temp" && self.release_temp(table)? {
+            return Ok(());
+        }
         self.conn
             .execute_batch(&format!("DROP TABLE IF EXISTS {schema}.{}", quote(table)))
             .map_err(Error::from)
@@ -596,8 +633,17 @@ impl Store {
         Ok(false)
     }
 
+    /// Whether tables of `schema` are kept in the rows table: the run database's, when it
+    /// has that layout.
+    fn in_layout(&self, schema: &str) -> bool {
+        self.layout && schema == "run"
+    }
+
     /// Whether a table exists in a schema.
     pub fn exists(&self, schema: &str, table: &str) -> Result<bool, Error> {
+        if self.in_layout(schema) && layout::lookup(&self.conn, table)?.is_some() {
+            return Ok(true);
+        }
         let sql = format!(
             "SELECT count(*) FROM {schema}.sqlite_master WHERE type IN ('table', 'view') AND name = ?1"
         );
@@ -605,107 +651,6 @@ impl Store {
             .query_row(&sql, [table], |r| r.get::<_, i64>(0))
             .map(|n| n > 0)
             .map_err(Error::from)
-    }
-
-    /// Copies table `table` of the run database, with its declared column types, into a
-    /// database file of its own at `file`. The file is written under another name beside
-    /// it and then renamed, so a reader sees all of it or none.
-    pub fn save_stage_table(&self, table: &str, file: &Path) -> Result<(), Error> {
-        let e = Error::from;
-        let partial = file.with_extension(format!("partial-{}", std::process::id()));
-        let _ = std::fs::remove_file(&partial);
-        if let Some(folder) = file.parent() {
-            std::fs::create_dir_all(folder).map_err(|err| Error::Path {
-                access: Access::Create,
-                path: folder.to_path_buf(),
-                message: err.to_string(),
-            })?;
-        }
-        let create: String = self
-            .conn
-            .query_row(
-                "SELECT sql FROM run.sqlite_master WHERE type = 'table' AND name = ?1",
-                [table],
-                |r| r.get(0),
-            )
-            .map_err(|err| Error::NoSavedTable {
-                table: table.to_string(),
-                file: None,
-                message: err.to_string(),
-            })?;
-        self.conn
-            .execute("ATTACH DATABASE ?1 AS saved", [partial.to_string_lossy()])
-            .map_err(e)?;
-        // A new file nobody reads until it is renamed: no journal; one fsync at the end.
-        self.conn
-            .execute_batch("PRAGMA saved.journal_mode = OFF; PRAGMA saved.synchronous = OFF;")
-            .map_err(e)?;
-        let copied = create
-            .strip_prefix("CREATE TABLE ")
-            .ok_or_else(|| Error::NotCreateTable {
-                table: table.to_string(),
-            })
-            .and_then(|rest| {
-                self.conn
-                    .execute_batch(&format!(
-                        "CREATE TABLE saved.{rest};
-                         INSERT INTO saved.{q} SELECT * FROM run.{q};",
-                        q = quote(table)
-                    ))
-                    .map_err(e)
-            });
-        let detached = self.conn.execute("DETACH DATABASE saved", []).map_err(e);
-        copied.and(detached.map(|_| ()))?;
-        std::fs::File::open(&partial)
-            .and_then(|f| f.sync_all())
-            .map_err(|err| Error::Path {
-                access: Access::Write,
-                path: partial.clone(),
-                message: err.to_string(),
-            })?;
-        std::fs::rename(&partial, file).map_err(|err| Error::Path {
-            access: Access::Write,
-            path: file.to_path_buf(),
-            message: err.to_string(),
-        })
-    }
-
-    /// Copies the one table of a file [`Store::save_stage_table`] wrote into the run
-    /// database, replacing a table of that name.
-    pub fn load_stage_table(&mut self, table: &str, file: &Path) -> Result<(), Error> {
-        let e = Error::from;
-        self.conn
-            .execute("ATTACH DATABASE ?1 AS loaded", [file.to_string_lossy()])
-            .map_err(e)?;
-        let copied = self
-            .conn
-            .query_row(
-                "SELECT sql FROM loaded.sqlite_master WHERE type = 'table' AND name = ?1",
-                [table],
-                |r| r.get::<_, String>(0),
-            )
-            .map_err(|err| Error::NoSavedTable {
-                table: table.to_string(),
-                file: Some(file.to_path_buf()),
-                message: err.to_string(),
-            })
-            .and_then(|create| {
-                let rest = create
-                    .strip_prefix("CREATE TABLE ")
-                    .ok_or_else(|| Error::NotCreateTable {
-                table: table.to_string(),
-            })?;
-                self.conn
-                    .execute_batch(&format!(
-                        "DROP TABLE IF EXISTS run.{q};
-                         CREATE TABLE run.{rest};
-                         INSERT INTO run.{q} SELECT * FROM loaded.{q};",
-                        q = quote(table)
-                    ))
-                    .map_err(e)
-            });
-        let detached = self.conn.execute("DETACH DATABASE loaded", []).map_err(e);
-        copied.and(detached.map(|_| ()))
     }
 
     /// Replaces `schema.table` with the rows.
@@ -753,6 +698,12 @@ impl Store {
     fn copy_table(&self, from: &Table, schema: &str, table: &str) -> Result<(), Error> {
         let name = format!("{schema}.{}", quote(table));
         again_on_schema_change(|| {
+            if self.in_layout(schema) {
+                let (tx, entry) = self.begin_rows(table, &from.columns, &from.types)?;
+                let source = format!("temp.{}", quote(&from.name));
+                self.copy_into_entry(&tx, &entry, &source, &from.columns)?;
+                return tx.commit().map_err(Error::from);
+            }
             let tx = self.begin_replacing(&name, &from.columns, &from.types)?;
             tx.execute_batch(&format!(
                 "INSERT INTO {name} SELECT * FROM temp.{}",
@@ -771,11 +722,13 @@ impl Store {
         columns: &[String],
         types: &[ValueType],
     ) -> Result<rusqlite::Transaction<'_>, Error> {
-        self.begin_writing(&format!(
+        let sql = format!(
             "DROP TABLE IF EXISTS {name}; {}",
             create_table(name, columns, types)
-        ))
-        .map_err(Error::from)
+        );
+        self.begin_writing(|conn| conn.execute_batch(&sql))
+            .map(|(tx, ())| tx)
+            .map_err(Error::from)
     }
 
     /// The transaction that creates `schema.table` with typed columns, or `None` when the
@@ -788,8 +741,9 @@ impl Store {
         types: &[ValueType],
     ) -> Result<Option<rusqlite::Transaction<'_>>, Error> {
         let name = format!("{schema}.{}", quote(table));
-        match self.begin_writing(&create_table(&name, columns, types)) {
-            Ok(tx) => Ok(Some(tx)),
+        let sql = create_table(&name, columns, types);
+        match self.begin_writing(|conn| conn.execute_batch(&sql)) {
+            Ok((tx, ())) => Ok(Some(tx)),
             // SQLITE_ERROR is any error of the statement: asked whether the table is there
             // now, SQLite tells an existing table from the rest.
             Err(e) => {
@@ -811,15 +765,18 @@ impl Store {
     /// that reads before it writes is refused at once (not after a wait) when another
     /// connection is writing or has written meanwhile: nothing is written yet then, so it
     /// is begun again, until the busy timeout.
-    fn begin_writing(&self, first: &str) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    fn begin_writing<T>(
+        &self,
+        mut first: impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<(rusqlite::Transaction<'_>, T)> {
         let started = std::time::Instant::now();
         loop {
             let tx = rusqlite::Transaction::new_unchecked(
                 &self.conn,
                 rusqlite::TransactionBehavior::Deferred,
             )?;
-            match tx.execute_batch(first) {
-                Ok(()) => return Ok(tx),
+            match first(&tx) {
+                Ok(done) => return Ok((tx, done)),
                 Err(rusqlite::Error::SqliteFailure(e, _))
                     if e.code == rusqlite::ErrorCode::DatabaseBusy
                         && started.elapsed() < super::runs::schema::busy_timeout() =>
@@ -865,6 +822,11 @@ impl Store {
         types: &[ValueType],
         fill: &mut dyn FnMut(&mut InsertRow) -> Result<(), Error>,
     ) -> Result<(), Error> {
+        if self.in_layout(schema) {
+            let (tx, entry) = self.begin_rows(table, columns, types)?;
+            self.insert_entry_rows(&tx, &entry, columns.len(), fill)?;
+            return tx.commit().map_err(Error::from);
+        }
         let name = format!("{schema}.{}", quote(table));
         let tx = self.begin_replacing(&name, columns, types)?;
         insert_rows(&tx, &name, columns.len(), fill)?;
@@ -886,7 +848,7 @@ impl Store {
     }
 
     fn query_once(&mut self, sql: &str, params: &BTreeMap<String, Value>) -> Result<Rows, Error> {
-        let mut statement = self.prepare_plan(sql)?;
+        let (mut statement, _) = self.prepare_plan(sql)?;
         bind_named(&mut statement, params, &self.stage_params)?;
         let (columns, types) = shape_of(&statement)?;
         let mut rows = statement.raw_query();
@@ -914,9 +876,8 @@ impl Store {
         params: &BTreeMap<String, Value>,
         known: &[ValueType],
     ) -> Result<Table, Error> {
-        let name = self.temp_name();
         again_on_schema_change(|| {
-            let statement = self.prepare_plan(sql)?;
+            let (statement, sql) = self.prepare_plan(sql)?;
             let (columns, mut types) = shape_of(&statement)?;
             drop(statement);
             for (have, known) in types.iter_mut().zip(known) {
@@ -924,19 +885,18 @@ impl Store {
                     *have = *known;
                 }
             }
-            let table = format!("temp.{}", quote(&name));
             // It writes only the connection's own `temp`: no other stage waits for it.
-            let tx = self.begin_replacing(&table, &columns, &types)?;
+            let name = self.take_temp(&columns, &types)?;
             let rows = {
-                let mut insert = tx
-                    .prepare(&format!("INSERT INTO {table} {sql}"))
+                let mut insert = self
+                    .conn
+                    .prepare(&format!("INSERT INTO temp.{} {sql}", quote(&name)))
                     .map_err(|e| missing_table(e.into()))?;
                 bind_named(&mut insert, params, &self.stage_params)?;
                 insert.raw_execute()?
             };
-            tx.commit()?;
             Ok(Table {
-                name: name.clone(),
+                name,
                 rows,
                 columns,
                 types,
@@ -1013,32 +973,31 @@ impl Store {
                 )?;
             }
         }
+        if self.release_temp(&table.name)? {
+            return Ok(());
+        }
         self.conn
             .execute_batch(&format!("DROP TABLE {name}"))
             .map_err(Error::from)
     }
 
-    /// Drops the tables queries left in this connection: a stage's last result once it is
-    /// stored, and whatever a stage that failed left ([`super::engine`] calls it when a stage
-    /// ends).
+    /// Empties (to be taken again, [`temps`]) or drops the tables queries left in this
+    /// connection: a stage's last result once it is stored, and whatever a stage that failed
+    /// left ([`super::engine`] calls it when a stage ends).
     pub fn drop_step_tables(&mut self) -> Result<(), Error> {
-        let names: Vec<String> = {
-            let mut statement = self
-                .conn
-                .prepare_cached(
-                    "SELECT name FROM temp.sqlite_master WHERE type = 'table' AND name LIKE '\\_step\\_%' ESCAPE '\\'",
-                )
-                ?;
-            statement
-                .query_map([], |r| r.get(0))
-                ?
-                .collect::<Result<_, _>>()
-                ?
-        };
-        for name in names {
-            self.conn
-                .execute_batch(&format!("DROP TABLE temp.{}", quote(&name)))
-                ?;
+        let used = self.temps.borrow().used();
+        for name in used {
+            self.release_temp(&name)?;
+        }
+        // Every other such table has a name `temp_name` gave since the last call: no need to
+        // ask the schema which are there.
+        for n in self.dropped_temp + 1..=self.next_temp {
+            let name = format!("_step_{n}");
+            if !self.temps.borrow().keeps(&name) {
+                self.conn
+                    .execute_batch(&format!("DROP TABLE IF EXISTS temp.{}", quote(&name)))?;
+            }
+            self.dropped_temp = n;
         }
         Ok(())
     }
@@ -1052,11 +1011,20 @@ impl Store {
     /// Rows an activity printed none of have no columns: their table holds only the
     /// placeholder column. A column the SQL names is added to such tables, null on no rows,
     /// so that the query reads no rows (and `count(*)` counts 0) rather than failing.
-    fn prepare_plan(&self, sql: &str) -> Result<rusqlite::Statement<'_>, Error> {
+    ///
+    /// A table of the run database that the catalog holds is read from the rows table: the
+    /// statement is of the SQL so rewritten, which is given with it.
+    fn prepare_plan(&self, sql: &str) -> Result<(rusqlite::Statement<'_>, String), Error> {
+        let named = if self.layout && contains_run(sql) {
+            rewrite::run_tables(sql)
+        } else {
+            Vec::new()
+        };
         let mut tried = Vec::new();
         loop {
-            let error = match self.conn.prepare(sql) {
-                Ok(statement) => return Ok(statement),
+            let (text, entries) = self.read_layout(sql, &named)?;
+            let error = match self.conn.prepare(&text) {
+                Ok(statement) => return Ok((statement, text)),
                 Err(e) => Error::from(e),
             };
             // Which table or column is missing SQLite says only in its message.
@@ -1068,7 +1036,7 @@ impl Store {
                     true
                 }
             } else if let Some(column) = missing_column(message) {
-                !tried.contains(&column) && self.widen_empty_tables(&column)? && {
+                !tried.contains(&column) && self.widen_empty_tables(&column, &entries)? && {
                     tried.push(column);
                     true
                 }
@@ -1081,11 +1049,49 @@ impl Store {
         }
     }
 
+    /// `sql` with each table of the run database that the catalog holds (of `named`, what
+    /// it names) read from the rows table, and those tables.
+    fn read_layout(
+        &self,
+        sql: &str,
+        named: &[rewrite::Named],
+    ) -> Result<(String, Vec<(String, layout::Entry)>), Error> {
+        if named.is_empty() {
+            return Ok((sql.to_string(), Vec::new()));
+        }
+        let mut entries = Vec::new();
+        let mut replaced = Vec::new();
+        for n in named {
+            if let Some(entry) = layout::lookup(&self.conn, &n.name)? {
+                replaced.push((n, entry.select()));
+                entries.push((n.name.clone(), entry));
+            }
+        }
+        Ok((rewrite::replace(sql, &replaced), entries))
+    }
+
     /// Adds `column` to the tables of rows without columns, the placeholder column first and
-    /// no rows (see [`Store::prepare_plan`]); `false` when there is none.
-    fn widen_empty_tables(&self, column: &str) -> Result<bool, Error> {
+    /// no rows (see [`Store::prepare_plan`]); `false` when there is none. Of the rows
+    /// table's, those in `entries` (the tables the SQL reads).
+    fn widen_empty_tables(
+        &self,
+        column: &str,
+        entries: &[(String, layout::Entry)],
+    ) -> Result<bool, Error> {
         let mut widened = false;
-        for schema in ["temp", "run"] {
+        for (table, entry) in entries {
+            if entry.columns.first().map(String::as_str) == Some(NO_COLUMNS)
+                && !entry.columns.iter().any(|c| c.eq_ignore_ascii_case(column))
+                && !self.entry_has_rows(entry)?
+            {
+                // Another stage reading the same rows may have added it first: either way
+                // the table has it now.
+                self.add_entry_column(table, entry, column)?;
+                widened = true;
+            }
+        }
+        let schemas: &[&str] = if self.layout { &["temp"] } else { &["temp", "run"] };
+        for &schema in schemas {
             let empty: Vec<String> = {
                 let mut statement = self
                     .conn
@@ -1177,64 +1183,6 @@ impl Store {
             .map_err(Error::from)
     }
 
-    /// The rows of the `each` items `items` of a stage's step that succeeded in an earlier
-    /// execution of this run (before a crash), by item; empty in a new run.
-    pub fn finished_items(
-        &mut self,
-        stage: &str,
-        step: usize,
-        items: std::ops::Range<usize>,
-    ) -> Result<BTreeMap<usize, Rows>, Error> {
-        let table = items_table(stage, step);
-        if !self.exists("run", &table)? {
-            return Ok(BTreeMap::new());
-        }
-        let sql = format!(
-            "SELECT item, rows FROM run.{} WHERE item >= ?1 AND item < ?2",
-            quote(&table)
-        );
-        let mut statement = self.conn.prepare_cached(&sql)?;
-        let range = [items.start as i64, items.end as i64];
-        let found = statement
-            .query_map(range, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-            ?
-            .filter_map(Result::ok)
-            .map(|(item, text)| {
-                let objects: Vec<serde_json::Map<String, serde_json::Value>> =
-                    serde_json::from_str(&text).unwrap_or_default();
-                (item as usize, Rows::from_json_objects(&objects))
-            })
-            .collect();
-        Ok(found)
-    }
-
-    /// Records one succeeded `each` item's rows in the run's database as soon as it ends, so
-    /// that a resumed run does not call it again.
-    pub fn finish_item(
-        &mut self,
-        stage: &str,
-        step: usize,
-        item: usize,
-        rows: &Rows,
-    ) -> Result<(), Error> {
-        let table = format!("run.{}", quote(&items_table(stage, step)));
-        let text = serde_json::to_string(&rows.to_json_objects())?;
-        again_on_schema_change(|| {
-            self.conn
-                .execute_batch(&format!(
-                    "CREATE TABLE IF NOT EXISTS {table} (item INTEGER PRIMARY KEY, rows TEXT)"
-                ))
-                .and_then(|()| {
-                    self.conn.execute(
-                        &format!("INSERT OR REPLACE INTO {table} (item, rows) VALUES (?1, ?2)"),
-                        rusqlite::params![item as i64, text],
-                    )
-                })
-                .map(|_| ())
-                .map_err(Error::from)
-        })
-    }
-
     /// A name no table uses yet, for intermediate results.
     pub fn temp_name(&mut self) -> String {
         self.next_temp += 1;
@@ -1313,27 +1261,7 @@ fn insert_rows(
 
 /// `CREATE TABLE` of typed columns; a table of no columns has one placeholder column.
 fn create_table(name: &str, columns: &[String], types: &[ValueType]) -> String {
-    let defs: Vec<String> = if columns.is_empty() {
-        vec![quote(NO_COLUMNS)]
-    } else {
-        columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let ty = types.get(i).copied().unwrap_or_default();
-                match ty.column_decl() {
-                    Some(decl) => format!("{} {decl}", quote(c)),
-                    None => quote(c),
-                }
-            })
-            .collect()
-    };
-    format!("CREATE TABLE {name} ({})", defs.join(", "))
-}
-
-/// The run-database table of a stage step's finished `each` items (`:` is in no stage name).
-fn items_table(stage: &str, step: usize) -> String {
-    format!("{stage}:items:{step}")
+    format!("CREATE TABLE {name} ({})", temps::column_defs(columns, types))
 }
 
 /// Runs `f` again (up to 20 times) when SQLite reports that the schema changed under it:
@@ -1349,6 +1277,13 @@ fn again_on_schema_change<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<
             other => return other,
         }
     }
+}
+
+/// Whether the SQL may name a table of schema `run` (a quick look before a closer one).
+fn contains_run(sql: &str) -> bool {
+    sql.as_bytes().windows(4).any(|w| {
+        w[..3].eq_ignore_ascii_case(b"run") && (w[3] == b'.' || w[3].is_ascii_whitespace())
+    })
 }
 
 /// The column SQLite says is missing (`no such column: "ok" - ...`, `no such column: t.ok in
@@ -1505,7 +1440,7 @@ mod tests {
             run_db: dir.path().join("run.db"),
             base: dir.path().to_path_buf(),
         };
-        let store = config.connect().unwrap();
+        let mut store = config.connect().unwrap();
         // Another process's journal, say: it may not wait at all.
         let other = |db: &Path| {
             let conn = Connection::open(db).unwrap();
@@ -1532,11 +1467,7 @@ mod tests {
             [true, false],
             "while rows go into the run's database, the workspace database takes writes; the run's does not"
         );
-        let n: i64 = store
-            .conn
-            .query_row("SELECT count(*) FROM run.loaded", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 2);
+        assert_eq!(store.stage_rows("loaded").unwrap().len(), 2);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod common;
 
 mod airflow_scheduler;
+mod big_flows;
 mod check_workspace;
 mod chunked;
 mod cli;

@@ -1108,10 +1108,7 @@ pub fn check_run_data(run: &RunRow, succeeded: &[&str]) -> Result<(), Error> {
     };
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(unreadable)?;
-    let tables: std::collections::BTreeSet<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
-        .map_err(unreadable)?;
+    let tables = crate::runtime::store::table_names(&conn).map_err(unreadable)?;
     let lost: Vec<&str> = succeeded
         .iter()
         .copied()

@@ -8,7 +8,15 @@ use crate::runtime::output::Data;
 use crate::value::ValueType;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// How a table's row id is read when none of `columns` shadows one of its names; `None` when
+/// every name is a column's.
+pub(super) fn row_id_alias(columns: &[String]) -> Option<&'static str> {
+    ["rowid", "_rowid_", "oid"]
+        .into_iter()
+        .find(|alias| !columns.iter().any(|c| c.eq_ignore_ascii_case(alias)))
+}
 
 /// A fan-out's input: a table of the connection's `temp`, read in insertion order.
 pub struct ItemTable {
@@ -63,9 +71,7 @@ impl Store {
         };
         // Rows are inserted once, in order, into a table with no key of its own: the row id
         // counts them from 1.
-        let position = ["rowid", "_rowid_", "oid"]
-            .into_iter()
-            .find(|alias| !table.columns.iter().any(|c| c.eq_ignore_ascii_case(alias)));
+        let position = row_id_alias(&table.columns);
         Ok(ItemTable { table, position })
     }
 
@@ -101,6 +107,73 @@ impl Store {
     pub fn drop_items(&self, items: ItemTable) -> Result<(), Error> {
         self.drop_table("temp", &items.table.name)
     }
+
+    /// The rows of the `each` items `items` of a stage's step that succeeded in an earlier
+    /// execution of this run (before a crash), by item; empty in a new run.
+    pub fn finished_items(
+        &mut self,
+        stage: &str,
+        step: usize,
+        items: std::ops::Range<usize>,
+    ) -> Result<BTreeMap<usize, Rows>, Error> {
+        let (from, to) = (items.start as i64, items.end as i64);
+        let mut found = BTreeMap::new();
+        if self.layout {
+            let mut statement = self.conn.prepare_cached(
+                "SELECT item, rows FROM run.wv_items
+                 WHERE stage = ?1 AND step = ?2 AND item >= ?3 AND item < ?4",
+            )?;
+            let rows = statement.query(rusqlite::params![stage, step as i64, from, to])?;
+            found.extend(read_items(rows)?);
+        }
+        // A run begun before the rows table kept each stage's items in a table of their own.
+        let table = legacy_items_table(stage, step);
+        if self.exists("run", &table)? {
+            let mut statement = self.conn.prepare_cached(&format!(
+                "SELECT item, rows FROM run.{} WHERE item >= ?1 AND item < ?2",
+                quote(&table)
+            ))?;
+            found.extend(read_items(statement.query([from, to])?)?);
+        }
+        Ok(found)
+    }
+
+    /// Records one succeeded `each` item's rows in the run's database as soon as it ends, so
+    /// that a resumed run does not call it again.
+    pub fn finish_item(
+        &mut self,
+        stage: &str,
+        step: usize,
+        item: usize,
+        rows: &Rows,
+    ) -> Result<(), Error> {
+        let text = serde_json::to_string(&rows.to_json_objects())?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO run.wv_items (stage, step, item, rows)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(rusqlite::params![stage, step as i64, item as i64, text])?;
+        Ok(())
+    }
+}
+
+/// Items' rows by item, from rows of `(item, rows as JSON)`.
+fn read_items(mut rows: rusqlite::Rows) -> Result<Vec<(usize, Rows)>, Error> {
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        let (item, text) = (row.get::<_, i64>(0)?, row.get::<_, String>(1)?);
+        let objects: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_str(&text).unwrap_or_default();
+        found.push((item as usize, Rows::from_json_objects(&objects)));
+    }
+    Ok(found)
+}
+
+/// The table of a stage step's finished `each` items in a run database of the layout before
+/// the rows table (`:` is in no stage name).
+fn legacy_items_table(stage: &str, step: usize) -> String {
+    format!("{stage}:items:{step}")
 }
 
 /// One column of [`Gathered`]: where its values are, its type, and where it was first seen.
