@@ -5,6 +5,7 @@ use super::exit;
 use super::plan::{load, plan_of};
 use crate::export::{ArgoOptions, Deployment, Target, export};
 use clap::{Args, ValueEnum};
+use crate::plan::Plan;
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -67,62 +68,16 @@ pub fn run(args: ExportArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    // A bare file name's folder is this one (its parent is the empty path, which made the
-    // state relative and the flow's folder absolute below the given workspace).
-    let folder = crate::workspace::absolute(&if args.path.is_dir() {
-        args.path.clone()
-    } else {
-        match args.path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
-    });
     let target = match args.target {
         TargetArg::Airflow => Target::Airflow,
         TargetArg::Argo => Target::Argo,
     };
-    // Activities run in the folder of the flow's own file, which may be below the workspace's.
-    let flow_dir = crate::workspace::absolute(std::path::Path::new(&plan.flow.origin.file))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let below = flow_dir
-        .strip_prefix(&folder)
-        .unwrap_or(std::path::Path::new(""))
-        .to_path_buf();
-    let Some(argo_version) = crate::export::ArgoVersion::parse(&args.argo_version) else {
-        errln!(
-            "error: --argo-version {:?}: a release is MAJOR.MINOR, such as 3.6",
-            args.argo_version
-        );
-        return exit::USAGE;
-    };
-    let workspace = args.workspace.unwrap_or_else(|| match target {
-        Target::Airflow => folder.display().to_string(),
-        Target::Argo => "/workspace".into(),
-    });
-    let workspace_root = workspace.clone();
-    let deployment = Deployment {
-        wvflow: args.wvflow,
-        workspace: if below.as_os_str().is_empty() {
-            workspace
-        } else {
-            std::path::Path::new(&workspace)
-                .join(below)
-                .display()
-                .to_string()
-        },
-        state: args
-            .state
-            .unwrap_or_else(|| folder.join(".wvflow").join("state").display().to_string()),
-        image: args.image,
-        volume_claim: args.volume_claim,
-        argo: ArgoOptions {
-            version: argo_version,
-            service_account: args.service_account,
-            workspace_claim: args.workspace_claim.map(|claim| (claim, workspace_root)),
-            max_items: args.max_items,
-        },
+    let deployment = match deployment(&args, &plan, target) {
+        Ok(deployment) => deployment,
+        Err(e) => {
+            errln!("error: {e}");
+            return exit::USAGE;
+        }
     };
     if let Err(problems) = deployment.check() {
         for problem in problems {
@@ -156,4 +111,61 @@ pub fn run(args: ExportArgs) -> u8 {
         None => out!("{}", exported.text),
     }
     exit::OK
+}
+
+/// Where the exported tasks find wvflow, the flow's files and the state, from the options.
+fn deployment(args: &ExportArgs, plan: &Plan, target: Target) -> Result<Deployment, String> {
+    // A bare file name's folder is this one (its parent is the empty path, which made the
+    // state relative and the flow's folder absolute below the given workspace).
+    let folder = crate::workspace::absolute(&if args.path.is_dir() {
+        args.path.clone()
+    } else {
+        match args.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    });
+    // Activities run in the folder of the flow's own file, which may be below the workspace's.
+    let flow_dir = crate::workspace::absolute(std::path::Path::new(&plan.flow.origin.file))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let below = flow_dir
+        .strip_prefix(&folder)
+        .unwrap_or(std::path::Path::new(""))
+        .to_path_buf();
+    let version = crate::export::ArgoVersion::parse(&args.argo_version).ok_or_else(|| {
+        format!(
+            "--argo-version {:?}: a release is MAJOR.MINOR, such as 3.6",
+            args.argo_version
+        )
+    })?;
+    let workspace = args.workspace.clone().unwrap_or_else(|| match target {
+        Target::Airflow => folder.display().to_string(),
+        Target::Argo => "/workspace".into(),
+    });
+    let workspace_root = workspace.clone();
+    Ok(Deployment {
+        wvflow: args.wvflow.clone(),
+        workspace: if below.as_os_str().is_empty() {
+            workspace
+        } else {
+            std::path::Path::new(&workspace)
+                .join(below)
+                .display()
+                .to_string()
+        },
+        state: args
+            .state
+            .clone()
+            .unwrap_or_else(|| folder.join(".wvflow").join("state").display().to_string()),
+        image: args.image.clone(),
+        volume_claim: args.volume_claim.clone(),
+        argo: ArgoOptions {
+            version,
+            service_account: args.service_account.clone(),
+            workspace_claim: args.workspace_claim.clone().map(|claim| (claim, workspace_root)),
+            max_items: args.max_items,
+        },
+    })
 }
