@@ -238,8 +238,33 @@ pub fn export(
                 stage.id
             ));
         }
+        exported.warnings.extend(pool_approximation(stage, target));
     }
     Ok(exported)
+}
+
+/// What the engine's pool does otherwise than `wvflow run`'s, for a stage where it shows:
+/// the wait for a slot is not bounded by the stage's `schedule_timeout`, and Airflow gives
+/// the slot back while a task waits for its next try.
+fn pool_approximation(stage: &crate::plan::ir::StagePlan, target: Target) -> Option<String> {
+    let pool = stage.pool.as_ref()?;
+    let mut differs = Vec::new();
+    if stage.schedule_timeout_ms.is_some() {
+        differs.push("its wait for a slot is not bounded by its `schedule_timeout`");
+    }
+    let retried = crate::plan::tasks::engine_retries(stage).is_some()
+        || crate::plan::tasks::item_retries(stage).is_some();
+    if target == Target::Airflow && retried {
+        differs.push("the slot is given back while a task waits for its next try");
+    }
+    (!differs.is_empty()).then(|| {
+        format!(
+            "stage `{}`: pool `{}` is the engine's: {}",
+            stage.id,
+            pool.name,
+            differs.join("; ")
+        )
+    })
 }
 
 /// The SHA-256 of `bytes` in lower-case hex: how an exported DAG names the plan it carries.

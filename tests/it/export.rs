@@ -916,6 +916,33 @@ flow Trip = {
     assert!(text(&o).contains("has finished"), "{}", text(&o));
 }
 
+/// An engine's pool differs from `wvflow run`'s where a stage shows it, and export says so:
+/// its wait for a slot is not bounded by the stage's `schedule_timeout`, and Airflow gives
+/// the slot back while a task waits for its next try.
+#[test]
+fn the_engines_pools_say_what_differs() {
+    let dir = scratch(
+        "export_pool_warnings",
+        &[(
+            "flow.wv",
+            "pool p with { slots: 1 }\nactivity hello = sh(\"\"\"echo '{\"n\": 1}'\"\"\")\nflow F = {\n  stage plain [pool: p] = hello()\n  stage bounded [pool: p, retries: 2, schedule_timeout: 1m] = hello()\n}\n",
+        )],
+    );
+    let warnings = |target: &str| {
+        let o = wvflow_at(&dir, &["export", "flow.wv", "--target", target]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let airflow = warnings("airflow");
+    assert!(!airflow.contains("stage `plain`"), "{airflow}");
+    assert!(
+        airflow.contains("warning: stage `bounded`: pool `p` is the engine's: its wait for a slot is not bounded by its `schedule_timeout`; the slot is given back while a task waits for its next try"),
+        "{airflow}"
+    );
+    let argo = warnings("argo");
+    assert!(argo.contains("stage `bounded`: pool `p` is the engine's: its wait for a slot is not bounded by its `schedule_timeout`\n"), "{argo}");
+}
+
 /// A task the engine cleared (Airflow's "Clear": a later first try, `--first-try`) runs its
 /// stage again, where the same try run again ends as it ended; `finish` cleared decides the
 /// run again without compensating again what it compensated.
