@@ -1541,7 +1541,8 @@ flow Pay(who: string) = {
 /// an Argo backoff retried inside the task, a flow out of time, a fork whose branch fails
 /// compensated, `failed(stage)` after a fan-out past its tolerance, an `activate` before a
 /// flaky call, a parameter that defaults to null, a flow in a subfolder of its workspace, a
-/// `first_success` race whose loser is still running when the winner records its success.
+/// `first_success` race whose loser is still running when the winner records its success,
+/// the flow's hooks on a success and on a failure.
 #[test]
 fn exported_runs_end_as_wvflow_runs_in_the_corners() {
     let dir = crate::common::scratch(
@@ -1563,6 +1564,7 @@ activity flaky with { retries: 2, retry_delay: 10ms } = sh("""
   echo '{"ok": true}'
 """)
 activity fail = sh("""exit 1""")
+activity hook(event: string) = sh("""cat >/dev/null; echo "$WV_EVENT" >> hooks.log""")
 activity quote(p: int) = sh("""if [ "$WV_P" = 2 ]; then sleep 8; else sleep 1; fi; echo "{\"p\": $WV_P}" """)
 flow Linear = {
   stage s = lin()
@@ -1608,6 +1610,12 @@ flow Nullable(note: string = null) = {
 flow Local = {
   stage d = from 'data.csv'
 }
+flow Hooked with { on_success: hook('success'), on_failure: hook('failure'), on_finish: hook('finish') } = {
+  stage s = from [[1]] as t(n)
+}
+flow HookedFail with { on_success: hook('success'), on_failure: hook('failure'), on_finish: hook('finish') } = {
+  stage s = fail()
+}
 flow Race = {
   stage fast [on_failure: ignore] = quote(1)
   stage slow [on_failure: ignore] = quote(2)
@@ -1631,6 +1639,8 @@ flow Race = {
         "Nullable",
         "Local",
         "Race",
+        "Hooked",
+        "HookedFail",
     ] {
         // The reference, in a copy of its own.
         let reference_dir = dir.join(format!("ref-{flow}"));
@@ -1682,6 +1692,15 @@ flow Race = {
         }
         if flow == "Items" {
             assert_eq!(driven["stages"][2]["rows"], 1, "{driven}");
+        }
+        // The flow's hooks fire as in `wvflow run`: the same ones, in the same order.
+        let hooks = |dir: &Path| std::fs::read_to_string(dir.join("sub/hooks.log")).ok();
+        assert_eq!(hooks(&run_dir), hooks(&reference_dir), "{flow}: hooks");
+        if flow.starts_with("Hooked") {
+            assert!(
+                hooks(&run_dir).is_some_and(|h| h.lines().count() == 2),
+                "{flow}"
+            );
         }
         if flow == "Posts" || flow == "PostsEach" {
             let (file, rows) = if flow == "Posts" {
