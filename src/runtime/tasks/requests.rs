@@ -1,9 +1,9 @@
 //! What others ask of an exported run: signals, queries, a cancel. A signal is an object of
-//! the run's state,
-//! `signals/N.json` (N from 0, each created exclusively, so two senders never take the same
-//! number); a task shows the run's signals and its stages' states to its stage's queries
-//! before its steps and before each check of a `wait until` ([`Inbox`]), as `wvflow run`
-//! shows them from its run store. A query reads them the same way.
+//! the run's state, `signals/N.json` (N from 0, each created exclusively, so two senders
+//! never take the same number); a task shows the run's signals and its stages' states to its
+//! stage's queries before its steps and before each check of a `wait until` ([`Inbox`]), as
+//! `wvflow run` shows them from its run store. A query reads them the same way. A cancel is
+//! the object `cancel.json`, which each task looks for.
 
 use super::state::run_key;
 use super::{Error, Records, TaskRun};
@@ -31,16 +31,12 @@ impl TaskRun<'_> {
     /// `pause` and `resume` (the engine's own controls do that), a run that `init` has not
     /// started or that `finish` has ended.
     pub fn send_signal(&self, name: &str, given: Option<SignalInput>) -> Result<Typed, Error> {
-        if matches!(name, "pause" | "resume") && !self.plan.flow.signals.iter().any(|s| s.name == name) {
+        let declared = self.plan.flow.signals.iter().any(|s| s.name == name);
+        if matches!(name, "pause" | "resume") && !declared {
             return Err(Error::EngineControl(name.to_string()));
         }
         let sent = signal_value(self.plan, name, given).map_err(Error::Signal)?;
-        self.run_record()?;
-        if self.state.read(&run_key(&self.flow_key(), &self.run_id, "summary.json"))?.is_some() {
-            return Err(Error::Finished {
-                run_id: self.run_id.clone(),
-            });
-        }
+        self.still_running()?;
         let record = SignalRecord {
             name: name.to_string(),
             value: to_json(&sent.value),
@@ -60,15 +56,23 @@ impl TaskRun<'_> {
     /// ends the run cancelled after its saga. Refused for a run that has not started or has
     /// finished; asking twice is asking once.
     pub fn request_cancel(&self) -> Result<(), Error> {
-        self.run_record()?;
-        if self.state.read(&run_key(&self.flow_key(), &self.run_id, "summary.json"))?.is_some() {
-            return Err(Error::Finished {
-                run_id: self.run_id.clone(),
-            });
-        }
+        self.still_running()?;
         let at = serde_json::json!({ "at_ms": self.means.now_ms() });
         self.state.create(&self.cancel_key(), at.to_string().as_bytes())?;
         Ok(())
+    }
+
+    /// Refuses a run that `init` has not started, or that `finish` has ended: nothing is asked
+    /// of it.
+    fn still_running(&self) -> Result<(), Error> {
+        self.run_record()?;
+        let summary = run_key(&self.flow_key(), &self.run_id, "summary.json");
+        match self.state.read(&summary)? {
+            Some(_) => Err(Error::Finished {
+                run_id: self.run_id.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Whether someone asked the run to stop ([`Self::request_cancel`]).
