@@ -4,7 +4,7 @@
 //! holds its pool and runs as a process of its own, retried by the scheduler. Each run must
 //! end as `wvflow run` of the same flow and arguments ends.
 
-use crate::export::{examples_copy, outcome, python};
+use crate::export::{examples_copy, outcome, python, text, wvflow_at};
 use serde_json::{Value, json};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -41,22 +41,6 @@ flow Held = {
 
 /// Generous: four runs on a 2-core machine shared with other tests.
 const DEADLINE: Duration = Duration::from_secs(300);
-
-fn wvflow_at(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn first_json(o: &Output) -> Value {
     serde_json::Deserializer::from_slice(&o.stdout)

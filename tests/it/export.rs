@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn wvflow_at(dir: &Path, args: &[&str]) -> Output {
+pub fn wvflow_at(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wvflow"))
         .args(args)
         .current_dir(dir)
@@ -14,7 +14,8 @@ fn wvflow_at(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
+/// A command's stdout and stderr together, as failures print them.
+pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -886,15 +887,13 @@ flow Trip = {
     let o = cancel();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("is cancelling"), "{}", text(&o));
-    // The running stage stops (well before its minute), recorded cancelled: the engine's skip.
+    // The running stage stops mid-attempt, recorded cancelled (its minute not run out, or it
+    // would have succeeded): the engine's skip.
     let o = slow.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(99), "{}", text(&o));
     let stopped: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(stopped["state"], "cancelled", "{stopped}");
-    assert!(
-        stopped["duration_ms"].as_u64().unwrap() < 30_000,
-        "{stopped}"
-    );
+    assert_eq!(stopped["attempts"], 1, "{stopped}");
     // A stage not started is cancelled without running.
     let o = run(&["run", "after"]);
     assert_eq!(o.status.code(), Some(99), "{}", text(&o));
@@ -1565,7 +1564,13 @@ activity flaky with { retries: 2, retry_delay: 10ms } = sh("""
 """)
 activity fail = sh("""exit 1""")
 activity hook(event: string) = sh("""cat >/dev/null; echo "$WV_EVENT" >> hooks.log""")
-activity quote(p: int) = sh("""if [ "$WV_P" = 2 ]; then sleep 8; else sleep 1; fi; echo "{\"p\": $WV_P}" """)
+activity quote(p: int) = sh("""
+  if [ "$WV_P" = 2 ]; then touch slow-started; sleep 60; fi
+  # The winner answers once the loser runs, so that the loser is stopped mid-attempt, whatever
+  # the machine's load (a bound keeps a runner that starts them in turn from waiting forever).
+  n=0; while [ ! -e slow-started ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done
+  echo "{\"p\": $WV_P}"
+""")
 flow Linear = {
   stage s = lin()
 }

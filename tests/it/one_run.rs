@@ -5,8 +5,7 @@
 //! rules (retry delays against `schedule_timeout`, non-retryable codes) are compared without
 //! waiting.
 
-use crate::runtime::{fail, ok};
-use rusqlite::types::Value;
+use crate::runtime::{fail, ok, run_params};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,23 +66,6 @@ fn launcher(
     })
 }
 
-fn params(plan: &Plan) -> BTreeMap<String, Value> {
-    let mut params: BTreeMap<String, Value> = plan
-        .flow
-        .params
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p.name.clone(),
-                wvflow::runtime::store::from_json(p.default.as_ref()?),
-            ))
-        })
-        .collect();
-    params.insert("run_time".into(), Value::Text(EPOCH.into()));
-    params.insert("run_date".into(), Value::Text("2026-01-01".into()));
-    params
-}
-
 /// The flow as `wvflow run` runs it, one stage at a time in priority and plan order.
 fn by_the_engine(plan: &Plan, script: Script, name: &str) -> (Summary, Vec<String>) {
     let dir = scratch(&format!("{name}-engine"));
@@ -106,7 +88,7 @@ fn by_the_engine(plan: &Plan, script: Script, name: &str) -> (Summary, Vec<Strin
         cwd: dir.clone(),
         run_id: "test".into(),
         flow: plan.flow.name.clone(),
-        params: params(plan),
+        params: run_params(plan),
         cancel: Default::default(),
         flows: None,
         jumps: Default::default(),
@@ -156,7 +138,7 @@ fn by_tasks(plan: &Plan, script: Script, name: &str) -> (Summary, Vec<String>) {
         },
         first_try: 1,
     };
-    let args = params(plan)
+    let args = run_params(plan)
         .into_iter()
         .filter(|(k, _)| plan.flow.params.iter().any(|p| &p.name == k))
         .collect();

@@ -104,25 +104,7 @@ fn run_in(
         cwd: ".".into(),
         run_id: "test".into(),
         flow: plan.flow.name.clone(),
-        params: {
-            let mut params: BTreeMap<String, Value> = plan
-                .flow
-                .params
-                .iter()
-                .filter_map(|p| {
-                    Some((
-                        p.name.clone(),
-                        wvflow::runtime::store::from_json(p.default.as_ref()?),
-                    ))
-                })
-                .collect();
-            params.insert(
-                "run_time".into(),
-                Value::Text("2026-01-01T00:00:00Z".into()),
-            );
-            params.insert("run_date".into(), Value::Text("2026-01-01".into()));
-            params
-        },
+        params: run_params(&plan),
         cancel: cancel.clone(),
         flows: None,
         jumps: Default::default(),
@@ -136,6 +118,28 @@ fn run_in(
     };
     let summary = execute(&plan, &stores, &ctx, max_parallel);
     (summary, calls.into_inner().unwrap())
+}
+
+/// The run's values as the tests' runs have them: each parameter's default, and the run time
+/// the clock starts at (2026-01-01, pinned).
+pub fn run_params(plan: &wvflow::plan::Plan) -> BTreeMap<String, Value> {
+    let mut params: BTreeMap<String, Value> = plan
+        .flow
+        .params
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.name.clone(),
+                wvflow::runtime::store::from_json(p.default.as_ref()?),
+            ))
+        })
+        .collect();
+    params.insert(
+        "run_time".into(),
+        Value::Text("2026-01-01T00:00:00Z".into()),
+    );
+    params.insert("run_date".into(), Value::Text("2026-01-01".into()));
+    params
 }
 
 /// An attempt that printed these NDJSON rows.
