@@ -61,23 +61,7 @@ impl Store {
             ));
         }
         // A table of its own (a run database of the layout before).
-        let create: String = self
-            .conn
-            .query_row(
-                "SELECT sql FROM run.sqlite_master WHERE type = 'table' AND name = ?1",
-                [table],
-                |r| r.get(0),
-            )
-            .map_err(|err| Error::NoSavedTable {
-                table: table.to_string(),
-                file: None,
-                message: err.to_string(),
-            })?;
-        let rest = create
-            .strip_prefix("CREATE TABLE ")
-            .ok_or_else(|| Error::NotCreateTable {
-                table: table.to_string(),
-            })?;
+        let rest = self.definition(("run", None), table)?;
         Ok(format!(
             "CREATE TABLE saved.{rest}; INSERT INTO saved.{q} SELECT * FROM run.{q};"
         ))
@@ -95,26 +79,33 @@ impl Store {
         copied.and(detached.map(|_| ()))
     }
 
-    /// Copies `loaded.table` into the run database.
-    fn copy_loaded(&self, table: &str, file: &Path) -> Result<(), Error> {
-        let q = quote(table);
-        let create = self
+    /// What follows `CREATE TABLE ` in the definition of `table` in `schema` (attached from
+    /// `file`, when it is one): its name and columns, to make a copy of it elsewhere.
+    fn definition(&self, (schema, file): (&str, Option<&Path>), table: &str) -> Result<String, Error> {
+        let create: String = self
             .conn
             .query_row(
-                "SELECT sql FROM loaded.sqlite_master WHERE type = 'table' AND name = ?1",
+                &format!("SELECT sql FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?1"),
                 [table],
-                |r| r.get::<_, String>(0),
+                |r| r.get(0),
             )
             .map_err(|err| Error::NoSavedTable {
                 table: table.to_string(),
-                file: Some(file.to_path_buf()),
+                file: file.map(Path::to_path_buf),
                 message: err.to_string(),
             })?;
-        let rest = create
+        create
             .strip_prefix("CREATE TABLE ")
+            .map(str::to_string)
             .ok_or_else(|| Error::NotCreateTable {
                 table: table.to_string(),
-            })?;
+            })
+    }
+
+    /// Copies `loaded.table` into the run database.
+    fn copy_loaded(&self, table: &str, file: &Path) -> Result<(), Error> {
+        let q = quote(table);
+        let rest = self.definition(("loaded", Some(file)), table)?;
         if !self.layout {
             return self
                 .conn
