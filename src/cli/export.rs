@@ -51,6 +51,10 @@ pub struct ExportArgs {
     /// every pod, so that files activities write outlive their pod (Argo).
     #[arg(long)]
     workspace_claim: Option<String>,
+    /// Write a WorkflowTemplate instead of a Workflow: what other flows' jumps (`-> F`) start
+    /// (Argo).
+    #[arg(long)]
+    template: bool,
     /// The most items a fan-out may have; more fail the stage, saying so (Argo).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     max_items: u64,
@@ -73,7 +77,21 @@ pub fn run(args: ExportArgs) -> u8 {
         TargetArg::Argo => Target::Argo,
     };
     let deployment = match deployment(&args, &plan, target) {
-        Ok(deployment) => deployment,
+        Ok(mut deployment) => {
+            deployment.targets = crate::export::jump_targets(&plan)
+                .into_iter()
+                .filter_map(|reference| {
+                    let (name, version) = match reference.split_once('@') {
+                        Some((name, v)) => (name, v.parse().ok()),
+                        None => (reference.as_str(), None),
+                    };
+                    // The checker resolved every jump's flow: each has a plan.
+                    let found = flows.plan(name, version)?;
+                    Some((reference.clone(), found.flow.version))
+                })
+                .collect();
+            deployment
+        }
         Err(e) => {
             errln!("error: {e}");
             return exit::USAGE;
@@ -166,6 +184,8 @@ fn deployment(args: &ExportArgs, plan: &Plan, target: Target) -> Result<Deployme
             service_account: args.service_account.clone(),
             workspace_claim: args.workspace_claim.clone().map(|claim| (claim, workspace_root)),
             max_items: args.max_items,
+            template: args.template,
         },
+        targets: Default::default(),
     })
 }

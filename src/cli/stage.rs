@@ -57,6 +57,9 @@ enum StageCommand {
         /// The run's logical time (RFC 3339, UTC); default: now.
         #[arg(long)]
         run_time: Option<String>,
+        /// How many jumps (`-> F`) led to this run; default: `wvflow_depth` in --args, else 0.
+        #[arg(long)]
+        depth: Option<u32>,
     },
     /// Run one stage once its upstream stages have ended (99: its trigger did not hold).
     Run {
@@ -103,6 +106,25 @@ enum StageCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// After `finish`: the run a jump (`-> F`) starts, as a JSON list of what the engine
+    /// starts (empty when the run failed or reached no jump).
+    Next {
+        #[command(flatten)]
+        common: Common,
+        /// The engine whose form to print.
+        #[arg(long, value_enum)]
+        engine: EngineArg,
+        /// What the engine calls a target flow: REF=ID, REF as the jump names it (`Name`,
+        /// `Name@2`), ID the DAG id (Airflow) or WorkflowTemplate (Argo). Repeatable.
+        #[arg(long = "to")]
+        to: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum EngineArg {
+    Airflow,
+    Argo,
 }
 
 /// How the engine tries a task that makes an activity call (`run`, `item`).
@@ -162,8 +184,9 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
             args,
             arg,
             run_time,
+            depth,
             ..
-        } => init(&task, args, arg, run_time.as_deref()),
+        } => init(&task, args, arg, (run_time.as_deref(), *depth)),
         StageCommand::Run { stage, tries, .. } => {
             let (end, summary) = task.run_stage(stage, tries.attempt)?;
             Ok(print_stage_end(end, &summary))
@@ -188,6 +211,7 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
             Ok(print_stage_end(end, &summary))
         }
         StageCommand::Finish { .. } => finish(&task),
+        StageCommand::Next { engine, to, .. } => next(&task, *engine, to),
     }
 }
 
@@ -198,7 +222,8 @@ fn common_of(command: &StageCommand) -> &Common {
         | StageCommand::Prepare { common, .. }
         | StageCommand::Item { common, .. }
         | StageCommand::Gather { common, .. }
-        | StageCommand::Finish { common } => common,
+        | StageCommand::Finish { common }
+        | StageCommand::Next { common, .. } => common,
     }
 }
 
@@ -248,11 +273,33 @@ fn read_plan_file(path: &std::path::Path) -> Result<Plan, Failure> {
     read_plan(&bytes, &path.display().to_string())
 }
 
-/// `init`: the run's arguments (`--args`, then each `--arg`) and run time.
-fn init(task: &TaskRun, args: &str, arg: &[String], run_time: Option<&str>) -> Result<u8, Failure> {
+/// `init`: the run's arguments (`--args`, then each `--arg`), run time and depth in a chain
+/// of jumps.
+fn init(
+    task: &TaskRun,
+    args: &str,
+    arg: &[String],
+    (run_time, depth): (Option<&str>, Option<u32>),
+) -> Result<u8, Failure> {
     let plan = task.plan;
-    let given: serde_json::Map<String, serde_json::Value> =
+    let mut given: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(args).map_err(|e| format!("--args is not a JSON object: {e}"))?;
+    // An engine's run started by a jump carries its depth beside the arguments (Airflow's
+    // `conf`); no parameter has that name (export refuses `wvflow_` names).
+    let carried = given.remove(crate::export::starts::AIRFLOW_DEPTH);
+    let depth = match (depth, carried) {
+        (Some(depth), _) => depth,
+        (None, Some(value)) => value
+            .as_u64()
+            .and_then(|d| u32::try_from(d).ok())
+            .ok_or_else(|| {
+                format!(
+                    "--args: `{}` must be a count, not {value}",
+                    crate::export::starts::AIRFLOW_DEPTH
+                )
+            })?,
+        (None, None) => 0,
+    };
     // An `--arg` wins over the same name in `--args`.
     let texts = crate::runtime::tasks::text_args(plan, arg)?;
     let mut all = crate::runtime::flow_call::json_args(plan, &given)?;
@@ -262,7 +309,44 @@ fn init(task: &TaskRun, args: &str, arg: &[String], run_time: Option<&str>) -> R
     let run_time = run_time
         .map(crate::runtime::schedule::parse_run_time)
         .transpose()?;
-    task.init(&bound, run_time)?;
+    task.init(&bound, run_time, depth)?;
+    Ok(exit::OK)
+}
+
+/// `next`: the run to start after this one, in the engine's form, as the only line on
+/// stdout; a chain past the depth limit fails for good.
+fn next(task: &TaskRun, engine: EngineArg, to: &[String]) -> Result<u8, Failure> {
+    let mut ids = std::collections::BTreeMap::new();
+    for pair in to {
+        let (reference, id) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--to {pair}: expected REF=ID"))?;
+        ids.insert(reference.to_string(), id.to_string());
+    }
+    let next = match task.next_run() {
+        Ok(next) => next,
+        Err(e @ crate::runtime::tasks::NextError::DepthLimit { .. }) => {
+            errln!("error: {e}");
+            return Ok(TaskEnd::Failed.exit_code());
+        }
+        Err(crate::runtime::tasks::NextError::Task(e)) => return Err(e.into()),
+    };
+    let starts: Vec<serde_json::Value> = match next {
+        None => Vec::new(),
+        Some(run) => {
+            let id = ids.get(&run.reference()).ok_or_else(|| {
+                format!(
+                    "the run jumps to `{}`, which no --to names",
+                    run.reference()
+                )
+            })?;
+            vec![match engine {
+                EngineArg::Airflow => crate::export::airflow_trigger(&run, id),
+                EngineArg::Argo => crate::export::argo_workflow_of_template(&run, id)?,
+            }]
+        }
+    };
+    outln!("{}", serde_json::Value::Array(starts));
     Ok(exit::OK)
 }
 

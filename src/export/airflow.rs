@@ -92,6 +92,7 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<String>
     dag_arguments(&mut out, graph.flow, &mut warnings);
     tasks(&mut out, &graph);
     edges(&mut out, &graph);
+    jump_tasks(&mut out, &super::jump_ids(plan, deployment, dag_id));
     Ok(Exported {
         text: out,
         warnings,
@@ -162,6 +163,11 @@ fn header(out: &mut String, plan: &Plan, deployment: &Deployment, pools: &BTreeM
     if !pools.is_empty() {
         out.push_str("from airflow.providers.standard.operators.python import PythonOperator\n");
     }
+    if !super::jump_targets(plan).is_empty() {
+        out.push_str(
+            "from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator\n",
+        );
+    }
     out.push_str(
         "from airflow.sdk import (\n    DAG,\n    CronTriggerTimetable,\n    DeltaTriggerTimetable,\n    \
          Param,\n    RetryDecision,\n    RetryPolicy,\n)\n\n",
@@ -200,12 +206,17 @@ fn header(out: &mut String, plan: &Plan, deployment: &Deployment, pools: &BTreeM
     out.push('\n');
 }
 
+/// The DAG id of a flow: `Name`, or `Name_v2` for a version.
+pub fn dag_id(name: &str, version: Option<u32>) -> String {
+    match version {
+        Some(v) => format!("{name}_v{v}"),
+        None => name.to_string(),
+    }
+}
+
 /// `with DAG(...) as dag:`: its id, schedule, start, catch-up, limits and parameters.
 fn dag_arguments(out: &mut String, flow: &FlowPlan, warnings: &mut Vec<String>) {
-    let dag_id = match flow.version {
-        Some(v) => format!("{}_v{v}", flow.name),
-        None => flow.name.clone(),
-    };
+    let dag_id = dag_id(&flow.name, flow.version);
     let schedule = match &flow.schedule {
         Some(s) => match (&s.cron, s.interval_ms) {
             (Some(cron), _) => format!(
@@ -389,6 +400,36 @@ fn edges(out: &mut String, graph: &TaskGraph) {
     if graph.stages.is_empty() {
         out.push_str("    init >> [finish, result]\n");
     }
+}
+
+/// After a run that succeeded, the run its jump starts: `next` prints it (none when the run
+/// failed or reached no jump), and `start` triggers it without waiting, under a run id made
+/// from this run's, so that a task tried again does not start it twice.
+fn jump_tasks(out: &mut String, targets: &[(String, String)]) {
+    if targets.is_empty() {
+        return;
+    }
+    let to: Vec<String> = targets
+        .iter()
+        .map(|(reference, id)| format!(" --to {}", shell_word(&format!("{reference}={id}"))))
+        .collect();
+    let command = format!(
+        "\"$WVFLOW\" stage next --engine airflow{} --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
+         --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\"",
+        to.concat()
+    );
+    out.push_str("    next_run = BashOperator(\n        task_id=\"wvflow_next\",\n");
+    let _ = writeln!(out, "        bash_command={},", py(&command));
+    out.push_str(
+        "        output_processor=json.loads,\n        env=task_env(),\n        append_env=True,\n        \
+         retries=2,\n        retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n    )\n",
+    );
+    out.push_str(
+        "    start = TriggerDagRunOperator.partial(\n        task_id=\"wvflow_start\",\n        \
+         trigger_run_id=\"{{ run_id }}.next\",\n        skip_when_already_exists=True,\n        \
+         openlineage_inject_parent_info=False,\n    ).expand_kwargs(next_run.output)\n",
+    );
+    out.push_str("    result >> next_run\n");
 }
 
 /// The command of a stage's task: `wvflow stage VERB STAGE` with what every task passes.

@@ -173,11 +173,21 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
             "container": container(deployment, args),
         })
     };
+    let jumps = super::jump_ids(plan, deployment, template_name);
+    if !jumps.is_empty() {
+        let (next_tasks, next_templates) = jump_tasks(&jumps, &run);
+        tasks.extend(next_tasks);
+        templates.extend(next_templates);
+    }
     templates.insert(0, json!({ "name": "flow", "dag": { "tasks": tasks } }));
     templates.push(finish_template("wvflow-finish"));
     templates.push(finish_template("wvflow-exit"));
     let spec = spec(flow, deployment, templates);
-    let document = document(flow, spec, &mut warnings)?;
+    let document = if deployment.argo.template {
+        template_document(plan, spec, &mut warnings)
+    } else {
+        document(flow, spec, &mut warnings)?
+    };
     flow_warnings(flow, &mut warnings);
     let mut text = format!(
         "# The flow `{}`, exported by `wvflow export --target argo`: do not edit, export again.\n\
@@ -189,6 +199,55 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
     text.push_str(&pools_document(&graph.pools()));
     text.push_str(&to_yaml(&document));
     Ok(Exported { text, warnings })
+}
+
+/// The WorkflowTemplate a flow is exported as with `--template`: `name`, or `name-v2` for a
+/// version, as a Kubernetes name.
+pub fn template_name(name: &str, version: Option<u32>) -> String {
+    match version {
+        Some(v) => k8s_name(&format!("{name}-v{v}"), 63),
+        None => k8s_name(name, 63),
+    }
+}
+
+/// After a run that succeeded, the run its jump starts: `wvflow-next` prints it as a Workflow
+/// of the target's WorkflowTemplate (none when the run failed or reached no jump), and
+/// `wvflow-start` creates it (the pods' service account needs `create` on `workflows`).
+fn jump_tasks(targets: &[(String, String)], run: &RunOf) -> (Vec<Value>, Vec<Value>) {
+    let tasks = vec![
+        json!({ "name": "wvflow-next", "template": "wvflow-next", "depends": "wvflow-finish.Succeeded" }),
+        json!({
+            "name": "wvflow-start",
+            "template": "wvflow-start",
+            "depends": "wvflow-next.Succeeded",
+            "withParam": "{{tasks.wvflow-next.outputs.result}}",
+            "arguments": { "parameters": [{ "name": "manifest", "value": "{{item}}" }] },
+        }),
+    ];
+    let mut args = vec![
+        "stage".to_string(),
+        "next".into(),
+        "--engine".into(),
+        "argo".into(),
+    ];
+    for (reference, id) in targets {
+        args.extend(["--to".into(), format!("{reference}={id}")]);
+    }
+    args.extend(common(run.run_id, run.deployment));
+    args.extend(["--flow".into(), run.flow_key.clone()]);
+    let templates = vec![
+        json!({
+            "name": "wvflow-next",
+            "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
+            "container": container(run.deployment, args),
+        }),
+        json!({
+            "name": "wvflow-start",
+            "inputs": { "parameters": [{ "name": "manifest" }] },
+            "resource": { "action": "create", "manifest": "{{inputs.parameters.manifest}}" },
+        }),
+    ];
+    (tasks, templates)
 }
 
 /// What every task of a run passes: where things are, the run's id and the flow.
@@ -263,6 +322,13 @@ fn init_template(plan: &Plan, run: &RunOf) -> Value {
     ];
     init_args.extend(common(run.run_id, run.deployment));
     init_args.extend(["--run-time".into(), run_time.into()]);
+    if run.deployment.argo.template {
+        // A run a jump started carries its depth in a chain of jumps.
+        init_args.extend([
+            "--depth".into(),
+            format!("{{{{workflow.parameters.{}}}}}", super::starts::ARGO_DEPTH),
+        ]);
+    }
     for p in &flow.params {
         init_args.push("--arg".into());
         init_args.push(format!("{}={{{{workflow.parameters.{}}}}}", p.name, p.name));
@@ -541,6 +607,33 @@ fn document(flow: &FlowPlan, spec: Value, warnings: &mut Vec<String>) -> Result<
         "metadata": { "name": name, "labels": labels },
         "spec": cron_spec,
     }))
+}
+
+/// A `WorkflowTemplate` of the flow, named by [`template_name`]: what a jump to it starts.
+/// A schedule has no place in it.
+fn template_document(plan: &Plan, mut spec: Value, warnings: &mut Vec<String>) -> Value {
+    let flow = &plan.flow;
+    if flow.schedule.is_some() {
+        warnings.push(format!(
+            "flow `{}`: a WorkflowTemplate has no schedule; export without --template for its \
+             CronWorkflow",
+            flow.name
+        ));
+    }
+    let depth = json!({ "name": super::starts::ARGO_DEPTH, "value": "0" });
+    match spec["arguments"]["parameters"].as_array_mut() {
+        Some(parameters) => parameters.push(depth),
+        None => spec["arguments"] = json!({ "parameters": [depth] }),
+    }
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "WorkflowTemplate",
+        "metadata": {
+            "name": template_name(&flow.name, flow.version),
+            "labels": { "wvflow.dev/flow": k8s_name(&flow.name, 63) },
+        },
+        "spec": spec,
+    })
 }
 
 /// What Argo does otherwise than the flow says, flow-wide.

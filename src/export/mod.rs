@@ -12,7 +12,10 @@
 pub mod airflow;
 pub mod argo;
 mod graph;
+pub mod starts;
 mod yaml;
+
+pub use starts::{airflow_trigger, argo_workflow_of_template};
 
 use crate::plan::Plan;
 use crate::plan::ir::Step;
@@ -39,6 +42,10 @@ pub struct Deployment {
     pub volume_claim: String,
     /// What else an Argo export needs.
     pub argo: ArgoOptions,
+    /// The flows the plan's jumps start, as a jump names them (`Name`, `Name@2`), with the
+    /// version the workspace has of each (`None`: the flow has no versions): a jump without
+    /// a version starts the highest at export, as `wvflow run` starts the highest it loaded.
+    pub targets: std::collections::BTreeMap<String, Option<u32>>,
 }
 
 /// What an Argo export needs besides the image and the state's volume.
@@ -53,6 +60,8 @@ pub struct ArgoOptions {
     pub workspace_claim: Option<(String, String)>,
     /// The most items of a fan-out (each is a node of the Workflow's status).
     pub max_items: u64,
+    /// Write a WorkflowTemplate, which other flows' jumps start, instead of a Workflow.
+    pub template: bool,
 }
 
 /// An Argo Workflows release, `MAJOR.MINOR`.
@@ -159,9 +168,6 @@ pub fn limits(plan: &Plan) -> Vec<String> {
                     "calls another flow: child runs need wvflow's run store; export the child \
                      flow and trigger it from the engine instead",
                 ),
-                Step::Jump { .. } => say(
-                    "jumps to another flow (`->`): export that flow and trigger it from the engine",
-                ),
                 _ => {}
             }
         }
@@ -186,7 +192,15 @@ fn unfit_names(plan: &Plan) -> Vec<String> {
         }));
     }
     for param in &flow.params {
-        found.extend(not_plain("parameter", &param.name, ""));
+        found.extend(not_plain("parameter", &param.name, "").or_else(|| {
+            param.name.to_ascii_lowercase().starts_with("wvflow_").then(|| {
+                format!(
+                    "parameter `{}`: names beginning with `wvflow_` are wvflow's own among an \
+                     engine's arguments",
+                    param.name
+                )
+            })
+        }));
         if flow.schedule.is_some() && param.default.is_none() {
             found.push(format!(
                 "parameter `{}` has no default, and the flow is scheduled: a scheduled run has \
@@ -196,6 +210,44 @@ fn unfit_names(plan: &Plan) -> Vec<String> {
         }
     }
     found
+}
+
+/// The flows a plan's jumps start, as they name them (`Name`, `Name@2`).
+pub fn jump_targets(plan: &Plan) -> std::collections::BTreeSet<String> {
+    plan.flow
+        .stages
+        .iter()
+        .flat_map(|s| &s.steps)
+        .filter_map(|step| match step {
+            Step::Jump { target } => Some(crate::runtime::tasks::reference(
+                &target.flow,
+                target.version,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each flow the plan's jumps start, as they name it, with the engine's id of it (`id_of`
+/// the flow's name and version): a jump without a version starts the version
+/// [`Deployment::targets`] resolved, else the flow as named.
+pub fn jump_ids(
+    plan: &Plan,
+    deployment: &Deployment,
+    id_of: impl Fn(&str, Option<u32>) -> String,
+) -> Vec<(String, String)> {
+    jump_targets(plan)
+        .into_iter()
+        .map(|reference| {
+            let (name, named) = match reference.split_once('@') {
+                Some((name, v)) => (name.to_string(), v.parse().ok()),
+                None => (reference.clone(), None),
+            };
+            let version = deployment.targets.get(&reference).copied().unwrap_or(named);
+            let id = id_of(&name, version);
+            (reference, id)
+        })
+        .collect()
 }
 
 /// Why the name of a `what` is not one an exported file passes on as it is, if it is not:

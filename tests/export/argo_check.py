@@ -8,6 +8,7 @@
       ConfigMaps before its Workflow or CronWorkflow. Prints "ok FILE" each.
 
   argo_check.py run FILE --wvflow BIN --state DIR --run-time T [-p NAME=VALUE ...]
+                   [--template FILE ...]
       Interprets the workflow as Argo would on one machine: the DAG's tasks start when their
       `depends` expression holds over the phases of the tasks it names, each container runs
       with its retryStrategy (limit, expression over the exit code), a nested DAG runs its
@@ -17,6 +18,10 @@
       `synchronization` is held while it runs (with its retries): a semaphore by at most its
       ConfigMap key's number of tasks at once, a mutex by one; the most holders each had at
       once is printed on stderr, "semaphore CONFIGMAP/KEY: N of LIMIT at most".
+      A `resource` template that creates a Workflow of a WorkflowTemplate (one of the
+      `--template` files) records it; once the workflow has ended, each such Workflow runs
+      (named TEMPLATE-cN) and one JSON line on stderr says what it was and how it ended:
+      {"created": TEMPLATE, "name": ..., "parameters": {...}, "result": FINISH-JSON}.
       Prints the JSON the `wvflow-finish` task printed.
 """
 
@@ -269,17 +274,60 @@ class Locks:
                 print(f"{name}: {self.most[name]} of {self.locks[name][1]} at most", file=sys.stderr)
 
 
-def run(path, wvflow, state, run_time, params):
+def run(path, wvflow, state, run_time, params, template_files):
+    """The workflow of `path`, then each Workflow a `resource` template of it created (from a
+    WorkflowTemplate of `template_files`), in the order created, and theirs after them."""
     config_maps, doc = split(list(yaml.safe_load_all(open(path))))
     locks = Locks(config_maps)
+    known = {}
+    for template_file in template_files:
+        _, template = split(list(yaml.safe_load_all(open(template_file))))
+        if template["kind"] != "WorkflowTemplate":
+            raise ValueError(f"{template_file}: a {template['kind']}, not a WorkflowTemplate")
+        known[template["metadata"]["name"]] = template
+    output, created = run_workflow(doc, "r1", wvflow, state, run_time, params, locks, known)
+    count = 0
+    while created:
+        template, parameters = created.pop(0)
+        count += 1
+        name = f"{template}-c{count}"
+        out, more = run_workflow(known[template], name, wvflow, state, run_time, parameters,
+                                 locks, known)
+        print(json.dumps({"created": template, "name": name, "parameters": parameters,
+                          "result": json.loads(out)}), file=sys.stderr)
+        created.extend(more)
+    locks.report()
+    print(output)
+    return 0
+
+
+def created_workflow(manifest, known):
+    """The WorkflowTemplate and parameters of a Workflow a `resource` template creates, after
+    checking it is one Argo would accept from a WorkflowTemplate of `known`."""
+    if manifest.get("apiVersion") != "argoproj.io/v1alpha1" or manifest.get("kind") != "Workflow":
+        raise ValueError(f"a resource the interpreter does not create: {manifest!r}")
+    name = manifest["spec"]["workflowTemplateRef"]["name"]
+    if name not in known:
+        raise ValueError(f"no WorkflowTemplate {name!r} among {sorted(known)}")
+    declared = {p["name"] for p in spec_of(known[name]).get("arguments", {}).get("parameters", [])}
+    given = {p["name"]: p["value"] for p in manifest["spec"].get("arguments", {}).get("parameters", [])}
+    if not set(given) <= declared or not all(isinstance(v, str) for v in given.values()):
+        raise ValueError(f"parameters {given!r} are not text values of {sorted(declared)}")
+    return name, given
+
+
+def run_workflow(doc, workflow_name, wvflow, state, run_time, params, locks, known):
+    """Runs one workflow; returns what its `wvflow-finish` printed and the Workflows its
+    `resource` templates created."""
     spec = spec_of(doc)
+    created = []
     values = {p["name"]: p.get("value") for p in spec.get("arguments", {}).get("parameters", [])}
     values.update(params)
     templates = {t["name"]: t for t in spec["templates"]}
     scratch = tempfile.mkdtemp()
 
     def substitute(text, attempt, inputs):
-        text = text.replace("{{workflow.name}}", "r1")
+        text = text.replace("{{workflow.name}}", workflow_name)
         text = text.replace("{{workflow.creationTimestamp}}", run_time)
         text = text.replace("{{workflow.scheduledTime}}", run_time)
         text = text.replace("{{=asInt(retries) + 1}}", str(attempt))
@@ -320,6 +368,12 @@ def run(path, wvflow, state, run_time, params):
 
     def run_template(name, inputs=None):
         t = templates[name]
+        if "resource" in t:
+            if t["resource"]["action"] != "create":
+                raise ValueError(f"resource action {t['resource']['action']!r}")
+            manifest = yaml.safe_load(substitute(t["resource"]["manifest"], 1, inputs or {}))
+            created.append(created_workflow(manifest, known))
+            return "Succeeded", ""
         if "dag" in t:
             return run_dag(t, inputs or {})
         held = locks.of(t.get("synchronization", {}))
@@ -397,9 +451,7 @@ def run(path, wvflow, state, run_time, params):
         _, again = run_template(spec["onExit"])
         if json.loads(again) != json.loads(output):
             raise RuntimeError("the exit handler decided the run again")
-    locks.report()
-    print(output)
-    return 0
+    return output, created
 
 
 def main(argv):
@@ -409,15 +461,19 @@ def main(argv):
         path = argv[1]
         options = {}
         params = {}
+        templates = []
         rest = argv[2:]
         while rest:
             flag, value, rest = rest[0], rest[1], rest[2:]
             if flag == "-p":
                 name, text = value.split("=", 1)
                 params[name] = text
+            elif flag == "--template":
+                templates.append(value)
             else:
                 options[flag] = value
-        return run(path, options["--wvflow"], options["--state"], options["--run-time"], params)
+        return run(path, options["--wvflow"], options["--state"], options["--run-time"], params,
+                   templates)
     print(__doc__)
     return 2
 

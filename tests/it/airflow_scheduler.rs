@@ -341,6 +341,8 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
     let dir = examples_copy("airflow_scheduler");
     std::fs::write(dir.join("examples/fan_retry.wv"), FAN_RETRY).unwrap();
     std::fs::write(dir.join("examples/held.wv"), HELD).unwrap();
+    std::fs::write(dir.join("examples/jumps.wv"), crate::export_jumps::JUMPS).unwrap();
+    std::fs::write(dir.join("examples/data.csv"), "a,b\n1,2\n").unwrap();
     let workspace = dir.join("examples").canonicalize().unwrap();
     let state = dir.join("state");
     let dags = dir.join("dags");
@@ -352,6 +354,8 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
         ("examples/gpu_pool.wv", "TrainModels"),
         ("examples/approval.wv", "ApproveRelease"),
         ("examples/held.wv", "Held"),
+        ("examples/jumps.wv", "Hand"),
+        ("examples/jumps.wv", "Publish"),
     ] {
         let o = wvflow_at(
             &dir,
@@ -445,7 +449,7 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
         cases
             .iter()
             .map(|c| c.dag)
-            .chain(["Held"])
+            .chain(["Held", "Hand", "Publish"])
             .all(|dag| airflow.call("GET", &format!("/api/v2/dags/{dag}"), None).0 == 200)
     });
     let up = started.elapsed();
@@ -626,6 +630,7 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
         }
     }
     marked_failed(&airflow, &dir, &state);
+    jumped(&airflow, &dir);
     let count = pids.len();
     pids.sort();
     pids.dedup();
@@ -694,4 +699,34 @@ fn marked_failed(airflow: &Airflow, dir: &Path, state: &Path) {
     assert!(dir.join("examples/undone").exists(), "the compensation ran");
     let tasks = tasks();
     assert_eq!(state_of(&tasks, "wvflow_result"), "skipped", "{tasks:#?}");
+}
+
+/// A run that succeeds and reaches a jump: its `wvflow_start` triggers the target's DAG under
+/// a run id made from its own, with the arguments typed as `wvflow run` gives them.
+fn jumped(airflow: &Airflow, dir: &Path) {
+    let expected = crate::export_jumps::reference();
+    let (status, run) = airflow.call(
+        "POST",
+        "/api/v2/dags/Hand/dagRuns",
+        Some(&json!({"logical_date": null, "conf": {}})),
+    );
+    assert_eq!(status, 200, "{run}");
+    let run_id = run["dag_run_id"].as_str().unwrap().to_string();
+    let next = format!("{run_id}.next");
+    // Not found (yet): no state.
+    let state_of = |dag: &str, id: &str| -> String {
+        let path = format!("/api/v2/dags/{dag}/dagRuns/{}", segment(id));
+        let (_, run) = airflow.call("GET", &path, None);
+        run["state"].as_str().unwrap_or_default().to_string()
+    };
+    wait_for(DEADLINE, "the jump's run of Publish to end", || {
+        matches!(state_of("Publish", &next).as_str(), "success" | "failed")
+    });
+    assert_eq!(state_of("Hand", &run_id), "success");
+    assert_eq!(state_of("Publish", &next), "success");
+    let published = std::fs::read_to_string(dir.join("examples/published.json")).unwrap();
+    assert_eq!(
+        published, expected,
+        "the values the target's activity was given"
+    );
 }

@@ -142,7 +142,7 @@ fn by_tasks(plan: &Plan, script: Script, name: &str) -> (Summary, Vec<String>) {
         .into_iter()
         .filter(|(k, _)| plan.flow.params.iter().any(|p| &p.name == k))
         .collect();
-    task.init(&args, Some(EPOCH.into())).unwrap();
+    task.init(&args, Some(EPOCH.into()), 0).unwrap();
     for stage in &plan.flow.stages {
         assert!(!fans_out_as_tasks(stage), "not driven here: {}", stage.id);
         let mut attempt = 1;

@@ -17,6 +17,7 @@
 mod error;
 mod fan;
 mod lease;
+mod next;
 mod requests;
 mod scratch;
 pub mod state;
@@ -24,6 +25,7 @@ pub mod state;
 pub use error::{ArgError, Error, PartKind};
 use fan::input_table;
 pub use fan::Prepared;
+pub use next::{NextError, NextRun, reference};
 use crate::plan::tasks::{engine_retries, flow_key, item_retries};
 
 use super::activity::Launcher;
@@ -86,6 +88,9 @@ struct RunRecord {
     args: serde_json::Map<String, serde_json::Value>,
     run_time: String,
     started_at_ms: i64,
+    /// How many jumps led to this run (`-> F`): a chain stops at the depth limit.
+    #[serde(default)]
+    depth: u32,
 }
 
 /// How a stage ended, written once by its task.
@@ -183,12 +188,14 @@ impl TaskRun<'_> {
         flow_key(self.plan)
     }
 
-    /// Records the run's arguments (bound to the flow's parameters) and its run time. A
-    /// second `init` of the same run (a retried task) keeps the first record.
+    /// Records the run's arguments (bound to the flow's parameters), its run time and how
+    /// many jumps led to it. A second `init` of the same run (a retried task) keeps the first
+    /// record.
     pub fn init(
         &self,
         args: &BTreeMap<String, Value>,
         run_time: Option<String>,
+        depth: u32,
     ) -> Result<(), Error> {
         let key = run_key(&self.flow_key(), &self.run_id, "run.json");
         if self.state.read(&key)?.is_some() {
@@ -204,6 +211,7 @@ impl TaskRun<'_> {
             args: args.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
             run_time: run_time.unwrap_or_else(|| run_time_text(self.means.now())),
             started_at_ms: self.means.now_ms(),
+            depth,
         };
         Ok(self.state.write(
             &key,
@@ -540,6 +548,10 @@ impl TaskRun<'_> {
             }
         }
         self.keep_tables(stage, &summary, &stores, scratch.path())?;
+        if summary.state == StageState::Success {
+            let jumps = ctx.jumps.lock().map(|j| j.clone()).unwrap_or_default();
+            self.keep_jumps(stage, &jumps)?;
+        }
         // `prepare` writes nothing there, and holds no writer's slot: it must not put back a
         // copy over another writer's records.
         if crate::plan::tasks::writes_workspace(stage) && !preparing {
