@@ -78,7 +78,7 @@ pub fn run(args: ExportArgs) -> u8 {
     };
     let deployment = match deployment(&args, &plan, target) {
         Ok(mut deployment) => {
-            deployment.targets = crate::export::jump_targets(&plan)
+            deployment.targets = crate::export::flow_refs(&plan)
                 .into_iter()
                 .filter_map(|reference| {
                     let (name, version) = match reference.split_once('@') {

@@ -40,6 +40,11 @@ struct Common {
     /// retries + 1`): a stage's or run's end recorded under an earlier one is decided again.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     first_try: u32,
+    /// A flow this run starts (a jump, a child run) as the engine has it: REF=FLOW, REF as the
+    /// flow names it (`Name`, `Name@2`), FLOW the flow exported (`Name@2` for the highest
+    /// version when REF names none). Repeatable.
+    #[arg(long = "to")]
+    to: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +65,10 @@ enum StageCommand {
         /// How many jumps (`-> F`) led to this run; default: `wvflow_depth` in --args, else 0.
         #[arg(long)]
         depth: Option<u32>,
+        /// How deep this run is nested in child runs (`call F`); default: `wvflow_nesting` in
+        /// --args, else 0.
+        #[arg(long)]
+        nesting: Option<u32>,
     },
     /// Run one stage once its upstream stages have ended (99: its trigger did not hold).
     Run {
@@ -83,6 +92,9 @@ enum StageCommand {
         /// tasks.
         #[arg(long)]
         max_items: Option<usize>,
+        /// For a stage that calls a flow: print its child runs in this engine's form instead.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
     },
     /// One item of a prepared `each` (exit 1: try again; 98: the item failed for good).
     Item {
@@ -114,10 +126,6 @@ enum StageCommand {
         /// The engine whose form to print.
         #[arg(long, value_enum)]
         engine: EngineArg,
-        /// What the engine calls a target flow: REF=ID, REF as the jump names it (`Name`,
-        /// `Name@2`), ID the DAG id (Airflow) or WorkflowTemplate (Argo). Repeatable.
-        #[arg(long = "to")]
-        to: Vec<String>,
     },
 }
 
@@ -178,6 +186,7 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
         reporter: &super::report::Stderr,
         means: system.means(),
         first_try: common.first_try,
+        targets: targets(&common.to)?,
     };
     match &command {
         StageCommand::Init {
@@ -185,8 +194,9 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
             arg,
             run_time,
             depth,
+            nesting,
             ..
-        } => init(&task, args, arg, (run_time.as_deref(), *depth)),
+        } => init(&task, args, arg, (run_time.as_deref(), *depth, *nesting)),
         StageCommand::Run { stage, tries, .. } => {
             let (end, summary) = task.run_stage(stage, tries.attempt)?;
             Ok(print_stage_end(end, &summary))
@@ -195,8 +205,9 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
             stage,
             count,
             max_items,
+            engine,
             ..
-        } => prepare(&task, stage, *count, *max_items),
+        } => prepare(&task, stage, (*count, *max_items), *engine),
         StageCommand::Item {
             stage, item, tries, ..
         } => {
@@ -211,7 +222,7 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
             Ok(print_stage_end(end, &summary))
         }
         StageCommand::Finish { .. } => finish(&task),
-        StageCommand::Next { engine, to, .. } => next(&task, *engine, to),
+        StageCommand::Next { engine, .. } => next(&task, *engine),
     }
 }
 
@@ -273,32 +284,34 @@ fn read_plan_file(path: &std::path::Path) -> Result<Plan, Failure> {
     read_plan(&bytes, &path.display().to_string())
 }
 
-/// `init`: the run's arguments (`--args`, then each `--arg`), run time and depth in a chain
-/// of jumps.
+/// `init`: the run's arguments (`--args`, then each `--arg`), run time and lineage (how
+/// many jumps led to it, how deep it is nested in child runs).
 fn init(
     task: &TaskRun,
     args: &str,
     arg: &[String],
-    (run_time, depth): (Option<&str>, Option<u32>),
+    (run_time, depth, nesting): (Option<&str>, Option<u32>, Option<u32>),
 ) -> Result<u8, Failure> {
+    use crate::export::Started;
     let plan = task.plan;
     let mut given: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(args).map_err(|e| format!("--args is not a JSON object: {e}"))?;
-    // An engine's run started by a jump carries its depth beside the arguments (Airflow's
-    // `conf`); no parameter has that name (export refuses `wvflow_` names).
-    let carried = given.remove(crate::export::starts::AIRFLOW_DEPTH);
-    let depth = match (depth, carried) {
-        (Some(depth), _) => depth,
-        (None, Some(value)) => value
-            .as_u64()
-            .and_then(|d| u32::try_from(d).ok())
-            .ok_or_else(|| {
-                format!(
-                    "--args: `{}` must be a count, not {value}",
-                    crate::export::starts::AIRFLOW_DEPTH
-                )
-            })?,
-        (None, None) => 0,
+    // A run an engine started for a jump or a call carries its count beside the arguments
+    // (Airflow's `conf`); no parameter has that name (export refuses `wvflow_` names).
+    let mut carried = |given_here: Option<u32>, why: Started| -> Result<u32, Failure> {
+        let key = why.airflow_key();
+        match (given_here, given.remove(key)) {
+            (Some(n), _) => Ok(n),
+            (None, Some(value)) => value
+                .as_u64()
+                .and_then(|d| u32::try_from(d).ok())
+                .ok_or_else(|| format!("--args: `{key}` must be a count, not {value}").into()),
+            (None, None) => Ok(0),
+        }
+    };
+    let lineage = crate::runtime::tasks::Lineage {
+        depth: carried(depth, Started::Jump)?,
+        nesting: carried(nesting, Started::Child)?,
     };
     // An `--arg` wins over the same name in `--args`.
     let texts = crate::runtime::tasks::text_args(plan, arg)?;
@@ -309,20 +322,13 @@ fn init(
     let run_time = run_time
         .map(crate::runtime::schedule::parse_run_time)
         .transpose()?;
-    task.init(&bound, run_time, depth)?;
+    task.init(&bound, run_time, lineage)?;
     Ok(exit::OK)
 }
 
 /// `next`: the run to start after this one, in the engine's form, as the only line on
 /// stdout; a chain past the depth limit fails for good.
-fn next(task: &TaskRun, engine: EngineArg, to: &[String]) -> Result<u8, Failure> {
-    let mut ids = std::collections::BTreeMap::new();
-    for pair in to {
-        let (reference, id) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("--to {pair}: expected REF=ID"))?;
-        ids.insert(reference.to_string(), id.to_string());
-    }
+fn next(task: &TaskRun, engine: EngineArg) -> Result<u8, Failure> {
     let next = match task.next_run() {
         Ok(next) => next,
         Err(e @ crate::runtime::tasks::NextError::DepthLimit { .. }) => {
@@ -334,15 +340,12 @@ fn next(task: &TaskRun, engine: EngineArg, to: &[String]) -> Result<u8, Failure>
     let starts: Vec<serde_json::Value> = match next {
         None => Vec::new(),
         Some(run) => {
-            let id = ids.get(&run.reference()).ok_or_else(|| {
-                format!(
-                    "the run jumps to `{}`, which no --to names",
-                    run.reference()
-                )
-            })?;
+            let key = task.target_key(&run.reference());
             vec![match engine {
-                EngineArg::Airflow => crate::export::airflow_trigger(&run, id),
-                EngineArg::Argo => crate::export::argo_workflow_of_template(&run, id)?,
+                EngineArg::Airflow => {
+                    crate::export::airflow_trigger(&run, &key, crate::export::Started::Jump)
+                }
+                EngineArg::Argo => crate::export::argo_workflow_of_template(&run, &key)?,
             }]
         }
     };
@@ -350,12 +353,13 @@ fn next(task: &TaskRun, engine: EngineArg, to: &[String]) -> Result<u8, Failure>
     Ok(exit::OK)
 }
 
-/// `prepare`: the items of the stage's `each`, printed for the engine.
+/// `prepare`: the items of the stage's `each`, or its child runs in the engine's form,
+/// printed for the engine.
 fn prepare(
     task: &TaskRun,
     stage: &str,
-    count: bool,
-    max_items: Option<usize>,
+    (count, max_items): (bool, Option<usize>),
+    engine: Option<EngineArg>,
 ) -> Result<u8, Failure> {
     let (end, prepared) = task.prepare(stage, max_items)?;
     let items = match prepared {
@@ -368,7 +372,25 @@ fn prepare(
         }
     };
     // The only line on stdout: what the engine maps over.
-    if count {
+    if let Some(engine) = engine {
+        let children = if items == 0 {
+            Vec::new()
+        } else {
+            task.children(stage)?
+        };
+        let mut starts = Vec::new();
+        for (item, child) in children.iter().enumerate() {
+            starts.push(match engine {
+                EngineArg::Airflow => crate::export::airflow_trigger(
+                    child,
+                    &task.target_key(&child.reference()),
+                    crate::export::Started::Child,
+                ),
+                EngineArg::Argo => crate::export::argo_child(child, item)?,
+            });
+        }
+        outln!("{}", serde_json::Value::Array(starts));
+    } else if count {
         outln!("{items}");
     } else {
         let indices: Vec<usize> = (0..items).collect();
@@ -391,6 +413,19 @@ fn finish(task: &TaskRun) -> Result<u8, Failure> {
             TaskEnd::Failed.exit_code()
         },
     )
+}
+
+/// `--to REF=FLOW` pairs, by reference.
+fn targets(pairs: &[String]) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((reference, key)) if !reference.is_empty() && !key.is_empty() => {
+                Ok((reference.to_string(), key.to_string()))
+            }
+            _ => Err(format!("--to {pair}: expected REF=FLOW, such as Enrich=Enrich@2").into()),
+        })
+        .collect()
 }
 
 /// A plan: JSON as `wvflow plan --format json` writes it, or that in base64.

@@ -90,9 +90,12 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<String>
     header(&mut out, plan, deployment, &pools);
     pool_check(&mut out, &pools);
     dag_arguments(&mut out, graph.flow, &mut warnings);
-    tasks(&mut out, &graph);
+    let to = to_flags(&super::target_keys(plan, deployment));
+    tasks(&mut out, &graph, &to);
     edges(&mut out, &graph);
-    jump_tasks(&mut out, &super::jump_ids(plan, deployment, dag_id));
+    if super::jumps(plan) {
+        jump_tasks(&mut out, &to);
+    }
     Ok(Exported {
         text: out,
         warnings,
@@ -163,7 +166,7 @@ fn header(out: &mut String, plan: &Plan, deployment: &Deployment, pools: &BTreeM
     if !pools.is_empty() {
         out.push_str("from airflow.providers.standard.operators.python import PythonOperator\n");
     }
-    if !super::jump_targets(plan).is_empty() {
+    if !super::flow_refs(plan).is_empty() {
         out.push_str(
             "from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator\n",
         );
@@ -291,7 +294,7 @@ fn dag_arguments(out: &mut String, flow: &FlowPlan, warnings: &mut Vec<String>) 
 
 /// The tasks: `wvflow_init`, each stage's (a fan-out's `prepare`, items and gathering), and
 /// `wvflow_finish`.
-fn tasks(out: &mut String, graph: &TaskGraph) {
+fn tasks(out: &mut String, graph: &TaskGraph, to: &str) {
     if !graph.pools().is_empty() {
         // A setup task: when it fails, every task after it ends `upstream_failed`, whatever
         // its trigger rule, instead of waiting for a pool that is not there.
@@ -321,6 +324,10 @@ fn tasks(out: &mut String, graph: &TaskGraph) {
                 concurrency,
             } => {
                 fan_out_tasks(out, tasks, item_retries, concurrency);
+                continue;
+            }
+            Shape::Calls { .. } => {
+                call_tasks(out, tasks, to);
                 continue;
             }
         };
@@ -405,18 +412,10 @@ fn edges(out: &mut String, graph: &TaskGraph) {
 /// After a run that succeeded, the run its jump starts: `next` prints it (none when the run
 /// failed or reached no jump), and `start` triggers it without waiting, under a run id made
 /// from this run's, so that a task tried again does not start it twice.
-fn jump_tasks(out: &mut String, targets: &[(String, String)]) {
-    if targets.is_empty() {
-        return;
-    }
-    let to: Vec<String> = targets
-        .iter()
-        .map(|(reference, id)| format!(" --to {}", shell_word(&format!("{reference}={id}"))))
-        .collect();
+fn jump_tasks(out: &mut String, to: &str) {
     let command = format!(
-        "\"$WVFLOW\" stage next --engine airflow{} --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
-         --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\"",
-        to.concat()
+        "\"$WVFLOW\" stage next --engine airflow{to} --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
+         --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\""
     );
     out.push_str("    next_run = BashOperator(\n        task_id=\"wvflow_next\",\n");
     let _ = writeln!(out, "        bash_command={},", py(&command));
@@ -430,6 +429,97 @@ fn jump_tasks(out: &mut String, targets: &[(String, String)]) {
          openlineage_inject_parent_info=False,\n    ).expand_kwargs(next_run.output)\n",
     );
     out.push_str("    result >> next_run\n");
+}
+
+/// The `--to REF=FLOW` options of the tasks that start other flows' runs, as one text.
+fn to_flags(targets: &[(String, String)]) -> String {
+    targets
+        .iter()
+        .map(|(reference, key)| format!(" --to {}", shell_word(&format!("{reference}={key}"))))
+        .collect()
+}
+
+/// A stage whose child runs (`call`, `each call`) are the engine's runs: `STAGE.prepare` (the
+/// steps before the call; prints the children as the keyword arguments of
+/// `TriggerDagRunOperator`), `STAGE.children` (one mapped trigger per child, deferred while it
+/// waits for the child's run to end, under the run id the stage's task looks for; started
+/// again by the engine as the stage's retries say, each try a new child run) and the stage's
+/// own task, which gathers the children's ends and rows and runs the steps after the call.
+fn call_tasks(out: &mut String, tasks: &StageTasks, to: &str) {
+    let Shape::Calls {
+        retries,
+        concurrency,
+        ..
+    } = tasks.shape
+    else {
+        return;
+    };
+    let stage = tasks.stage;
+    let _ = writeln!(out, "    prepares[{}] = BashOperator(", py(&stage.id));
+    let _ = writeln!(out, "        task_id={},", py(&format!("{}.prepare", stage.id)));
+    let prepare = command("prepare", stage).replacen(
+        " stage prepare ",
+        &format!(" stage prepare --engine airflow{to} "),
+        1,
+    );
+    let _ = writeln!(out, "        bash_command={},", py(&prepare));
+    out.push_str("        output_processor=json.loads,\n");
+    task_options(out, stage, None, "all_done");
+    out.push_str("    )\n");
+    let run_id = crate::plan::tasks::child_run_id(
+        "{{ run_id }}",
+        &stage.id,
+        "{{ ti.map_index }}",
+        "{{ ti.try_number }}",
+    );
+    out.push_str("    children = TriggerDagRunOperator.partial(\n");
+    let _ = writeln!(out, "        task_id={},", py(&format!("{}.children", stage.id)));
+    let _ = writeln!(out, "        trigger_run_id={},", py(&run_id));
+    out.push_str(
+        "        wait_for_completion=True,\n        deferrable=True,\n        poke_interval=2,\n        \
+         allowed_states=[\"success\"],\n        failed_states=[\"failed\"],\n        \
+         openlineage_inject_parent_info=False,\n        trigger_rule=\"all_success\",\n",
+    );
+    let _ = writeln!(
+        out,
+        "        priority_weight={},\n        weight_rule=\"absolute\",",
+        4 - u32::from(stage.priority.min(3))
+    );
+    if let Some(ms) = stage.timeout_ms {
+        let _ = writeln!(out, "        execution_timeout=timedelta(milliseconds={ms}),");
+    }
+    match retries {
+        // Each try starts a new child run, as `wvflow run` starts one per attempt.
+        Some(_) => task_retries(out, retries),
+        // A child run started twice would do its work twice.
+        None => out.push_str("        retries=0,\n"),
+    }
+    if let Some(n) = concurrency {
+        let _ = writeln!(out, "        max_active_tis_per_dagrun={n},");
+    }
+    let _ = writeln!(
+        out,
+        "    ).expand_kwargs(prepares[{}].output)",
+        py(&stage.id)
+    );
+    let _ = writeln!(out, "    tasks[{}] = BashOperator(", py(&stage.id));
+    let _ = writeln!(out, "        task_id={},", py(&task_id(&stage.id)));
+    let gather = command("gather", stage).replacen(
+        " stage gather ",
+        &format!(" stage gather{to} "),
+        1,
+    );
+    let _ = writeln!(out, "        bash_command={},", py(&gather));
+    task_options(out, stage, None, "all_done");
+    if tasks.writes_workspace {
+        out.push_str("        pool=WORKSPACE_POOL,\n");
+    }
+    out.push_str("    )\n");
+    let _ = writeln!(
+        out,
+        "    [prepares[{0}], children] >> tasks[{0}]",
+        py(&stage.id)
+    );
 }
 
 /// The command of a stage's task: `wvflow stage VERB STAGE` with what every task passes.
@@ -462,6 +552,12 @@ fn task_options(out: &mut String, stage: &StagePlan, policy: Option<&RetryPolicy
         "        priority_weight={},\n        weight_rule=\"absolute\",",
         4 - u32::from(stage.priority.min(3))
     );
+    task_retries(out, policy);
+}
+
+/// A task's `retries` and `retry_policy`: `policy`'s, or, retried inside the task, only a
+/// task that could not run.
+fn task_retries(out: &mut String, policy: Option<&RetryPolicy>) {
     match policy {
         Some(policy) => {
             let _ = writeln!(out, "        retries={},", policy.attempts - 1);

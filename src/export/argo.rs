@@ -5,7 +5,7 @@
 //! semaphore whose limit the file's first document, a ConfigMap, gives.
 
 use super::yaml::to_yaml;
-use super::{Deployment, Exported};
+use super::{Deployment, Exported, Started};
 use crate::plan::Plan;
 use super::graph::{Shape, StageTasks, TaskGraph};
 use crate::plan::ir::{FlowPlan, ParamPlan, PoolPlan, RetryPolicy, StagePlan};
@@ -133,6 +133,10 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
     let mut warnings = Vec::new();
     let run = RunOf {
         deployment,
+        to: super::target_keys(plan, deployment)
+            .into_iter()
+            .flat_map(|(reference, key)| ["--to".to_string(), format!("{reference}={key}")])
+            .collect(),
         flow_key: crate::plan::tasks::flow_key(plan),
         // A CronWorkflow's runs are named after their schedule; `workflow.name` is unique
         // either way.
@@ -173,9 +177,8 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
             "container": container(deployment, args),
         })
     };
-    let jumps = super::jump_ids(plan, deployment, template_name);
-    if !jumps.is_empty() {
-        let (next_tasks, next_templates) = jump_tasks(&jumps, &run);
+    if super::jumps(plan) {
+        let (next_tasks, next_templates) = jump_tasks(&run);
         tasks.extend(next_tasks);
         templates.extend(next_templates);
     }
@@ -213,7 +216,7 @@ pub fn template_name(name: &str, version: Option<u32>) -> String {
 /// After a run that succeeded, the run its jump starts: `wvflow-next` prints it as a Workflow
 /// of the target's WorkflowTemplate (none when the run failed or reached no jump), and
 /// `wvflow-start` creates it (the pods' service account needs `create` on `workflows`).
-fn jump_tasks(targets: &[(String, String)], run: &RunOf) -> (Vec<Value>, Vec<Value>) {
+fn jump_tasks(run: &RunOf) -> (Vec<Value>, Vec<Value>) {
     let tasks = vec![
         json!({ "name": "wvflow-next", "template": "wvflow-next", "depends": "wvflow-finish.Succeeded" }),
         json!({
@@ -230,9 +233,7 @@ fn jump_tasks(targets: &[(String, String)], run: &RunOf) -> (Vec<Value>, Vec<Val
         "--engine".into(),
         "argo".into(),
     ];
-    for (reference, id) in targets {
-        args.extend(["--to".into(), format!("{reference}={id}")]);
-    }
+    args.extend(run.to.iter().cloned());
     args.extend(common(run.run_id, run.deployment));
     args.extend(["--flow".into(), run.flow_key.clone()]);
     let templates = vec![
@@ -253,6 +254,8 @@ fn jump_tasks(targets: &[(String, String)], run: &RunOf) -> (Vec<Value>, Vec<Val
 /// What every task of a run passes: where things are, the run's id and the flow.
 struct RunOf<'d> {
     deployment: &'d Deployment,
+    /// `--to REF=FLOW` for each flow the run starts: what the tasks that start them pass.
+    to: Vec<String>,
     flow_key: String,
     run_id: &'static str,
 }
@@ -323,11 +326,13 @@ fn init_template(plan: &Plan, run: &RunOf) -> Value {
     init_args.extend(common(run.run_id, run.deployment));
     init_args.extend(["--run-time".into(), run_time.into()]);
     if run.deployment.argo.template {
-        // A run a jump started carries its depth in a chain of jumps.
-        init_args.extend([
-            "--depth".into(),
-            format!("{{{{workflow.parameters.{}}}}}", super::starts::ARGO_DEPTH),
-        ]);
+        // A run started by a jump or a call carries how deep it is.
+        for (option, why) in [("--depth", Started::Jump), ("--nesting", Started::Child)] {
+            init_args.extend([
+                option.into(),
+                format!("{{{{workflow.parameters.{}}}}}", why.argo_key()),
+            ]);
+        }
     }
     for p in &flow.params {
         init_args.push("--arg".into());
@@ -351,10 +356,13 @@ fn stage_templates(
 ) -> Vec<Value> {
     let stage = tasks.stage;
     let (verb, policy) = match tasks.shape {
-        Shape::Fanned { .. } => ("gather", None),
+        Shape::Fanned { .. } | Shape::Calls { .. } => ("gather", None),
         Shape::One { retries } => ("run", retries),
     };
     let mut args = run.command(verb, stage);
+    if let Shape::Calls { .. } = tasks.shape {
+        args.extend(run.to.iter().cloned());
+    }
     if !tasks.fanned() {
         args.extend(attempt());
     }
@@ -371,6 +379,20 @@ fn stage_templates(
     }
     template.insert("container".into(), container(run.deployment, args));
     let mut templates = vec![Value::Object(template)];
+    if let Shape::Calls {
+        retries,
+        concurrency,
+        target,
+    } = tasks.shape
+    {
+        let calls = CallsOf {
+            stage,
+            retries,
+            concurrency,
+            target,
+        };
+        templates.extend(call_templates(&calls, name, run, warnings));
+    }
     if let Shape::Fanned {
         item_retries,
         concurrency,
@@ -511,6 +533,150 @@ fn fan_templates(fan_of: &FanOf, name: &str, run: &RunOf, warnings: &mut Vec<Str
     ]
 }
 
+/// A stage's child runs, as [`call_templates`] writes them.
+struct CallsOf<'p> {
+    stage: &'p StagePlan,
+    retries: Option<&'p RetryPolicy>,
+    concurrency: Option<u64>,
+    target: &'p crate::plan::ir::FlowRef,
+}
+
+/// A call stage's nested DAG: `prepare` (the steps before the call; prints each child's item
+/// and arguments), one `child` per item (a `resource` template that creates a Workflow of
+/// the child flow's WorkflowTemplate, named as the stage's task looks for it, and waits for
+/// it to end; each try a new child run, as the stage's retries say) and the stage's task that
+/// gathers them.
+fn call_templates(
+    calls: &CallsOf,
+    name: &str,
+    run: &RunOf,
+    warnings: &mut Vec<String>,
+) -> Vec<Value> {
+    let CallsOf {
+        stage,
+        retries,
+        concurrency,
+        target,
+    } = *calls;
+    let continue_on = CONTINUE_ON.clone();
+    let params: Vec<&str> = target.args.iter().map(|b| b.param.as_str()).collect();
+    let mut arguments = vec![
+        json!({ "name": "item", "value": "{{item.item}}" }),
+        json!({ "name": "nesting", "value": "{{item.nesting}}" }),
+    ];
+    arguments.extend(params.iter().map(|p| {
+        json!({ "name": format!("arg-{p}"), "value": format!("{{{{item.arg-{p}}}}}") })
+    }));
+    let mut fan = json!({
+        "name": format!("fan-{name}"),
+        "dag": { "tasks": [
+            { "name": "prepare", "template": format!("prepare-{name}"), "continueOn": continue_on },
+            {
+                "name": "child",
+                "template": format!("child-{name}"),
+                "depends": "prepare.Succeeded",
+                "withParam": "{{tasks.prepare.outputs.result}}",
+                "arguments": { "parameters": arguments },
+                "continueOn": continue_on,
+            },
+            {
+                "name": "gather",
+                "template": format!("stage-{name}"),
+                "depends": "(prepare.Succeeded || prepare.Failed || prepare.Errored) && \
+                            (child.Succeeded || child.Failed || child.Errored || \
+                            child.Skipped || child.Omitted)",
+                "continueOn": continue_on,
+            },
+        ] },
+    });
+    if let Some(n) = concurrency {
+        fan["parallelism"] = json!(n);
+    }
+    let mut prepare_args = run.command("prepare", stage);
+    prepare_args.extend(["--engine".into(), "argo".into()]);
+    prepare_args.extend(run.to.iter().cloned());
+    prepare_args.extend([
+        "--max-items".into(),
+        run.deployment.argo.max_items.to_string(),
+    ]);
+    let reference = crate::runtime::tasks::reference(&target.flow, target.version);
+    let key = run
+        .to
+        .iter()
+        .find_map(|pair| pair.strip_prefix(&format!("{reference}=")))
+        .unwrap_or(&reference);
+    let (child_flow, child_version) = super::starts::split_key(key);
+    let mut parameters: Vec<Value> = params
+        .iter()
+        .map(|p| json!({ "name": p, "value": format!("{{{{inputs.parameters.arg-{p}}}}}") }))
+        .collect();
+    parameters.push(json!({
+        "name": Started::Child.argo_key(),
+        "value": "{{inputs.parameters.nesting}}",
+    }));
+    // Named as the stage's last task looks for it: the try is Argo's retry number plus one.
+    let child_name = crate::plan::tasks::child_run_id(
+        run.run_id,
+        &stage.id,
+        "{{inputs.parameters.item}}",
+        "{{=asInt(retries) + 1}}",
+    );
+    let manifest = json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": { "name": child_name },
+        "spec": {
+            "workflowTemplateRef": { "name": template_name(child_flow, child_version) },
+            "arguments": { "parameters": parameters },
+        },
+    });
+    let mut inputs = vec![json!({ "name": "item" }), json!({ "name": "nesting" })];
+    inputs.extend(params.iter().map(|p| json!({ "name": format!("arg-{p}") })));
+    // Each try creates another child: no infrastructure retry may create one more.
+    let mut here = Vec::new();
+    let retry = match retries {
+        Some(policy) => {
+            let mut retry = retry_strategy(retries, &mut here, &mut Vec::new(), &stage.id);
+            if !here.is_empty() {
+                // No task of wvflow's can start a child again: Argo does, at the first delay.
+                warnings.push(format!(
+                    "stage `{}`: its backoff has no Argo form; each child run is started again \
+                     after {} (a constant backoff)",
+                    stage.id,
+                    duration(policy.initial_delay_ms)
+                ));
+                retry = json!({
+                    "limit": (policy.attempts - 1).to_string(),
+                    "retryPolicy": "Always",
+                    "backoff": { "duration": duration(policy.initial_delay_ms), "factor": "1" },
+                });
+            }
+            retry
+        }
+        None => json!({ "limit": "0" }),
+    };
+    let child = json!({
+        "name": format!("child-{name}"),
+        "inputs": { "parameters": inputs },
+        "retryStrategy": retry,
+        "resource": {
+            "action": "create",
+            "manifest": manifest.to_string(),
+            "successCondition": "status.phase == Succeeded",
+            "failureCondition": "status.phase in (Failed, Error)",
+        },
+    });
+    vec![
+        fan,
+        json!({
+            "name": format!("prepare-{name}"),
+            "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
+            "container": container(run.deployment, prepare_args),
+        }),
+        child,
+    ]
+}
+
 /// The workflow's spec: entry point, exit handler, parameters, parallelism, the state's
 /// volume, the templates.
 fn spec(flow: &FlowPlan, deployment: &Deployment, templates: Vec<Value>) -> Value {
@@ -620,10 +786,11 @@ fn template_document(plan: &Plan, mut spec: Value, warnings: &mut Vec<String>) -
             flow.name
         ));
     }
-    let depth = json!({ "name": super::starts::ARGO_DEPTH, "value": "0" });
+    let counts = [Started::Jump, Started::Child]
+        .map(|why| json!({ "name": why.argo_key(), "value": "0" }));
     match spec["arguments"]["parameters"].as_array_mut() {
-        Some(parameters) => parameters.push(depth),
-        None => spec["arguments"] = json!({ "parameters": [depth] }),
+        Some(parameters) => parameters.extend(counts),
+        None => spec["arguments"] = json!({ "parameters": counts }),
     }
     json!({
         "apiVersion": "argoproj.io/v1alpha1",

@@ -5,7 +5,9 @@
 
 use crate::plan::Plan;
 use crate::plan::ir::{FlowPlan, PoolPlan, RetryPolicy, StagePlan, Step};
-use crate::plan::tasks::{engine_retries, fans_out_as_tasks, item_retries, writes_workspace};
+use crate::plan::tasks::{
+    calls_as_runs, engine_retries, fans_out_as_tasks, item_retries, writes_workspace,
+};
 use std::collections::BTreeMap;
 
 /// The tasks of an exported run, stage by stage in plan order.
@@ -38,6 +40,14 @@ pub enum Shape<'p> {
         item_retries: Option<&'p RetryPolicy>,
         concurrency: Option<u64>,
     },
+    /// Its child runs (`call`, `each call`) as runs of the engine: a `prepare` task, one
+    /// engine run per child (started and awaited, at most `concurrency` at once, each started
+    /// again by the engine by `retries`), and the stage's own task that gathers them.
+    Calls {
+        retries: Option<&'p RetryPolicy>,
+        concurrency: Option<u64>,
+        target: &'p crate::plan::ir::FlowRef,
+    },
 }
 
 impl<'p> TaskGraph<'p> {
@@ -49,19 +59,7 @@ impl<'p> TaskGraph<'p> {
             .map(|stage| StageTasks {
                 stage,
                 waits_for: waits_for(plan, stage),
-                shape: if fans_out_as_tasks(stage) {
-                    Shape::Fanned {
-                        item_retries: item_retries(stage),
-                        concurrency: stage.steps.iter().find_map(|s| match s {
-                            Step::Each { fan, .. } => Some(fan.concurrency),
-                            _ => None,
-                        }),
-                    }
-                } else {
-                    Shape::One {
-                        retries: engine_retries(stage),
-                    }
-                },
+                shape: shape(stage),
                 writes_workspace: writes_workspace(stage),
                 pool: stage.pool.as_ref(),
             })
@@ -87,8 +85,36 @@ impl<'p> TaskGraph<'p> {
 }
 
 impl StageTasks<'_> {
+    /// Whether the stage's tasks are a `prepare`, what it prepares, and the stage's own task.
     pub fn fanned(&self) -> bool {
-        matches!(self.shape, Shape::Fanned { .. })
+        matches!(self.shape, Shape::Fanned { .. } | Shape::Calls { .. })
+    }
+}
+
+/// How a stage's tasks are shaped.
+fn shape(stage: &StagePlan) -> Shape<'_> {
+    match calls_as_runs(stage).map(|at| &stage.steps[at]) {
+        Some(Step::EachCall { target, fan, .. }) => Shape::Calls {
+            retries: (stage.retry.attempts > 1).then_some(&stage.retry),
+            concurrency: Some(fan.concurrency),
+            target,
+        },
+        // `wvflow run` makes one child run of a `call`, never another.
+        Some(Step::Call { target, .. }) => Shape::Calls {
+            retries: None,
+            concurrency: None,
+            target,
+        },
+        _ if fans_out_as_tasks(stage) => Shape::Fanned {
+            item_retries: item_retries(stage),
+            concurrency: stage.steps.iter().find_map(|s| match s {
+                Step::Each { fan, .. } => Some(fan.concurrency),
+                _ => None,
+            }),
+        },
+        _ => Shape::One {
+            retries: engine_retries(stage),
+        },
     }
 }
 

@@ -15,7 +15,7 @@ mod graph;
 pub mod starts;
 mod yaml;
 
-pub use starts::{airflow_trigger, argo_workflow_of_template};
+pub use starts::{Started, airflow_trigger, argo_child, argo_workflow_of_template};
 
 use crate::plan::Plan;
 use crate::plan::ir::Step;
@@ -42,9 +42,10 @@ pub struct Deployment {
     pub volume_claim: String,
     /// What else an Argo export needs.
     pub argo: ArgoOptions,
-    /// The flows the plan's jumps start, as a jump names them (`Name`, `Name@2`), with the
-    /// version the workspace has of each (`None`: the flow has no versions): a jump without
-    /// a version starts the highest at export, as `wvflow run` starts the highest it loaded.
+    /// The flows the plan starts (jumps, child runs), as it names them (`Name`, `Name@2`),
+    /// with the version the workspace has of each (`None`: the flow has no versions): a
+    /// reference without a version starts the highest at export, as `wvflow run` starts the
+    /// highest it loaded.
     pub targets: std::collections::BTreeMap<String, Option<u32>>,
 }
 
@@ -161,15 +162,18 @@ pub fn limits(plan: &Plan) -> Vec<String> {
     let flow = &plan.flow;
     let mut found = Vec::new();
     for stage in &flow.stages {
-        let mut say = |what: &str| found.push(format!("stage `{}` {what}", stage.id));
-        for step in &stage.steps {
-            match step {
-                Step::Call { .. } | Step::EachCall { .. } => say(
-                    "calls another flow: child runs need wvflow's run store; export the child \
-                     flow and trigger it from the engine instead",
-                ),
-                _ => {}
-            }
+        let calls = stage
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::Call { .. } | Step::EachCall { .. }))
+            .count();
+        if calls > 0 && crate::plan::tasks::calls_as_runs(stage).is_none() {
+            found.push(format!(
+                "stage `{}`: its child runs are started by the engine, between its `prepare` \
+                 and its last task, so only queries may come before its one `call` (split the \
+                 stage: the work before the call in a stage of its own)",
+                stage.id
+            ));
         }
     }
     found
@@ -212,42 +216,43 @@ fn unfit_names(plan: &Plan) -> Vec<String> {
     found
 }
 
-/// The flows a plan's jumps start, as they name them (`Name`, `Name@2`).
-pub fn jump_targets(plan: &Plan) -> std::collections::BTreeSet<String> {
+/// The flows a plan starts (jumps, child runs), as it names them (`Name`, `Name@2`).
+pub fn flow_refs(plan: &Plan) -> std::collections::BTreeSet<String> {
     plan.flow
         .stages
         .iter()
         .flat_map(|s| &s.steps)
         .filter_map(|step| match step {
-            Step::Jump { target } => Some(crate::runtime::tasks::reference(
-                &target.flow,
-                target.version,
-            )),
+            Step::Jump { target } | Step::Call { target, .. } | Step::EachCall { target, .. } => {
+                Some(crate::runtime::tasks::reference(&target.flow, target.version))
+            }
             _ => None,
         })
         .collect()
 }
 
-/// Each flow the plan's jumps start, as they name it, with the engine's id of it (`id_of`
-/// the flow's name and version): a jump without a version starts the version
-/// [`Deployment::targets`] resolved, else the flow as named.
-pub fn jump_ids(
-    plan: &Plan,
-    deployment: &Deployment,
-    id_of: impl Fn(&str, Option<u32>) -> String,
-) -> Vec<(String, String)> {
-    jump_targets(plan)
+/// Each flow the plan starts, as it names it, with the key of the flow the engine starts
+/// (`Name`, `Name@2`): a reference without a version starts the version
+/// [`Deployment::targets`] resolved, else the flow as named. What the tasks' `--to` says.
+pub fn target_keys(plan: &Plan, deployment: &Deployment) -> Vec<(String, String)> {
+    flow_refs(plan)
         .into_iter()
         .map(|reference| {
-            let (name, named) = match reference.split_once('@') {
-                Some((name, v)) => (name.to_string(), v.parse().ok()),
-                None => (reference.clone(), None),
-            };
+            let (name, named) = starts::split_key(&reference);
             let version = deployment.targets.get(&reference).copied().unwrap_or(named);
-            let id = id_of(&name, version);
-            (reference, id)
+            let key = crate::runtime::tasks::reference(name, version);
+            (reference, key)
         })
         .collect()
+}
+
+/// Whether a plan's stages jump (`-> F`): its run ends by starting another.
+pub fn jumps(plan: &Plan) -> bool {
+    plan.flow
+        .stages
+        .iter()
+        .flat_map(|s| &s.steps)
+        .any(|step| matches!(step, Step::Jump { .. }))
 }
 
 /// Why the name of a `what` is not one an exported file passes on as it is, if it is not:

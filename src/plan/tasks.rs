@@ -67,6 +67,39 @@ pub fn fans_out_as_tasks(stage: &StagePlan) -> bool {
         .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }))
 }
 
+/// The step of a stage's child runs (`call`, `each call`) when they run as runs of the
+/// engine: a stage's one call, with nothing but queries before it, so that the prepared input
+/// is all that comes before the children. `None` for any other stage.
+pub fn calls_as_runs(stage: &StagePlan) -> Option<usize> {
+    let is_call = |s: &Step| matches!(s, Step::Call { .. } | Step::EachCall { .. });
+    let at = stage.steps.iter().position(is_call)?;
+    let before = stage.steps[..at]
+        .iter()
+        .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }));
+    let one = stage.steps[at + 1..].iter().all(|s| !is_call(s));
+    (before && one).then_some(at)
+}
+
+/// The step a stage's tasks split at, `prepare` before it and `gather` after it: its `each`
+/// when that fans out as tasks, or its child runs when they run as the engine's runs.
+pub fn split_at(stage: &StagePlan) -> Option<usize> {
+    calls_as_runs(stage).or_else(|| {
+        fans_out_as_tasks(stage)
+            .then(|| stage.steps.iter().position(|s| matches!(s, Step::Each { .. })))
+            .flatten()
+    })
+}
+
+/// The run id of the child run a call stage starts for `item`, try `attempt` (each from the
+/// engine, perhaps as its own template expressions): the parent's run id, the stage in
+/// lower case with `-` for `_` (a Kubernetes name's letters), the item and the try. The
+/// exporters write it with their engine's variables; the stage's last task reads the child's
+/// state under it.
+pub fn child_run_id(parent: &str, stage: &str, item: &str, attempt: &str) -> String {
+    let stage = stage.to_ascii_lowercase().replace('_', "-");
+    format!("{parent}-{stage}-{item}-{attempt}")
+}
+
 /// Whether a stage writes the workspace database the runs share (`save to`, idempotency
 /// records): such writers are serialized, one at a time across runs and workers.
 pub fn writes_workspace(stage: &crate::plan::ir::StagePlan) -> bool {

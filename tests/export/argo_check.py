@@ -19,8 +19,11 @@
       ConfigMap key's number of tasks at once, a mutex by one; the most holders each had at
       once is printed on stderr, "semaphore CONFIGMAP/KEY: N of LIMIT at most".
       A `resource` template that creates a Workflow of a WorkflowTemplate (one of the
-      `--template` files) records it; once the workflow has ended, each such Workflow runs
-      (named TEMPLATE-cN) and one JSON line on stderr says what it was and how it ended:
+      `--template` files) and waits for it (`successCondition`) runs it then, under the name
+      its manifest gives, retried as its retryStrategy says; one JSON line on stderr each:
+      {"awaited": TEMPLATE, "name": ..., "parameters": {...}, "result": FINISH-JSON}. One that
+      does not wait records it; once the workflow has ended, each such Workflow runs (named
+      TEMPLATE-cN) and one JSON line on stderr says what it was and how it ended:
       {"created": TEMPLATE, "name": ..., "parameters": {...}, "result": FINISH-JSON}.
       Prints the JSON the `wvflow-finish` task printed.
 """
@@ -369,15 +372,46 @@ def run_workflow(doc, workflow_name, wvflow, state, run_time, params, locks, kno
     def run_template(name, inputs=None):
         t = templates[name]
         if "resource" in t:
-            if t["resource"]["action"] != "create":
-                raise ValueError(f"resource action {t['resource']['action']!r}")
-            manifest = yaml.safe_load(substitute(t["resource"]["manifest"], 1, inputs or {}))
-            created.append(created_workflow(manifest, known))
-            return "Succeeded", ""
+            return run_resource(t, inputs or {})
         if "dag" in t:
             return run_dag(t, inputs or {})
         held = locks.of(t.get("synchronization", {}))
         return locks.hold(held, lambda: run_container(t, inputs or {}))
+
+    def run_resource(t, inputs):
+        """A `resource` template that creates a Workflow of a WorkflowTemplate. With a
+        `successCondition` it waits for that Workflow: it runs here and now, under the name
+        its manifest gives, and the template succeeds when its run did (each try, as the
+        retryStrategy allows, creates another); without one, the Workflow runs after this one.
+        """
+        resource = t["resource"]
+        if resource["action"] != "create":
+            raise ValueError(f"resource action {resource['action']!r}")
+        waits = resource.get("successCondition")
+        if waits and (waits != "status.phase == Succeeded"
+                      or resource.get("failureCondition") != "status.phase in (Failed, Error)"):
+            raise ValueError(f"conditions the interpreter does not read: {resource!r}")
+        limit = int(t.get("retryStrategy", {}).get("limit", "0"))
+        attempt = 0
+        while True:
+            manifest = yaml.safe_load(substitute(resource["manifest"], attempt + 1, inputs))
+            template, parameters = created_workflow(manifest, known)
+            if not waits:
+                created.append((template, parameters))
+                return "Succeeded", ""
+            name = manifest["metadata"]["name"]
+            if not NAME.match(name.replace(".", "-")):
+                raise ValueError(f"a child Workflow's name that is not a Kubernetes name: {name!r}")
+            out, more = run_workflow(known[template], name, wvflow, state, run_time, parameters,
+                                     locks, known)
+            created.extend(more)
+            print(json.dumps({"awaited": template, "name": name, "parameters": parameters,
+                              "result": json.loads(out)}), file=sys.stderr)
+            if json.loads(out)["state"] == "success":
+                return "Succeeded", ""
+            if attempt >= limit:
+                return "Failed", ""
+            attempt += 1
 
     def run_dag(t, inputs):
         """The DAG's tasks as Argo runs them: each as soon as its `depends` allow, side by
@@ -404,9 +438,12 @@ def run_workflow(doc, workflow_name, wvflow, state, run_time, params, locks, kno
                     items = [str(i) for i in range(int(text(task["withSequence"]["count"])))]
                 if not isinstance(items, list):
                     raise ValueError(f"withParam of {task['name']!r} is not a list: {items!r}")
-                each = [{k: text(v).replace("{{item}}", json.dumps(i) if not isinstance(i, str)
-                                            else i) for k, v in arguments.items()}
-                        for i in items]
+                def item_of(value, i):
+                    if isinstance(i, dict):
+                        value = re.sub(r"\{\{item\.([A-Za-z0-9_-]+)\}\}",
+                                       lambda m: str(i[m.group(1)]), value)
+                    return value.replace("{{item}}", json.dumps(i) if not isinstance(i, str) else i)
+                each = [{k: item_of(text(v), i) for k, v in arguments.items()} for i in items]
                 # Items in reverse order, side by side: the state must not care.
                 with ThreadPoolExecutor(max_workers=t.get("parallelism") or 8) as pool:
                     ends = list(pool.map(lambda a: run_template(task["template"], a),

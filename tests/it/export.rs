@@ -371,6 +371,25 @@ fn example_flows() -> Vec<(String, String)> {
     found
 }
 
+/// Every flow of a file as `Name`, or `Name@N` for each of its versions.
+fn flow_keys(file: &str) -> Vec<String> {
+    let (workspace, _) = wvflow::workspace::Workspace::load(&[PathBuf::from(file)]);
+    let index = wvflow::check::Index::new(&workspace);
+    let mut keys = Vec::new();
+    for name in index.flow_names() {
+        let versions: Vec<u32> = (1..=20)
+            .filter(|v| index.flow(name, Some(*v)).is_some())
+            .collect();
+        if versions.is_empty() {
+            keys.push(name.to_string());
+        }
+        keys.extend(versions.iter().map(|v| format!("{name}@{v}")));
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// The base64 plan of an exported file, and the file with it left out (a golden file
 /// reviewers can read). The plan must be the one `wvflow plan --format json` writes.
 fn without_plan(text: &str, file: &str, flow: &str) -> String {
@@ -602,6 +621,28 @@ fn argo_workflows_run_as_wvflow_runs() {
             "run",
             manifest.to_str().unwrap(),
         ]);
+        // The flows of the file as WorkflowTemplates: what its calls and jumps start.
+        for other in flow_keys(&file) {
+            let template = dir.join(format!("{}.template.yaml", other.replace('@', "_v")));
+            let o = wvflow_at(
+                &dir,
+                &[
+                    "export",
+                    &file,
+                    &other,
+                    "--target",
+                    "argo",
+                    "--template",
+                    "--workspace",
+                    workspace.to_str().unwrap(),
+                    "-o",
+                    template.to_str().unwrap(),
+                ],
+            );
+            if o.status.code() == Some(0) {
+                command.arg("--template").arg(&template);
+            }
+        }
         command.args(["--wvflow", env!("CARGO_BIN_EXE_wvflow")]);
         command.args(["--state", state.to_str().unwrap(), "--run-time", &run_time]);
         for (name, value) in bound.as_object().unwrap() {

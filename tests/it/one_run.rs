@@ -137,12 +137,14 @@ fn by_tasks(plan: &Plan, script: Script, name: &str) -> (Summary, Vec<String>) {
             launcher: &launcher,
         },
         first_try: 1,
+        targets: Default::default(),
     };
     let args = run_params(plan)
         .into_iter()
         .filter(|(k, _)| plan.flow.params.iter().any(|p| &p.name == k))
         .collect();
-    task.init(&args, Some(EPOCH.into()), 0).unwrap();
+    task.init(&args, Some(EPOCH.into()), Default::default())
+        .unwrap();
     for stage in &plan.flow.stages {
         assert!(!fans_out_as_tasks(stage), "not driven here: {}", stage.id);
         let mut attempt = 1;

@@ -4,7 +4,7 @@
 
 use super::state::stage_key;
 use super::{Begin, CallEnd, Error, Executed, Part, PartKind, TaskEnd, TaskRun, end_of};
-use crate::plan::ir::{RetryPolicy, StagePlan};
+use crate::plan::ir::{RetryPolicy, StagePlan, Step};
 use crate::runtime::engine::StageSummary;
 use crate::runtime::error::StageError;
 use crate::runtime::retry::Finished;
@@ -170,9 +170,37 @@ impl TaskRun<'_> {
             return Ok((end_of(done.summary.state), done.summary));
         }
         let (stage, input) = self.prepared(stage_id)?;
+        let ends = match crate::plan::tasks::calls_as_runs(stage) {
+            Some(at) => {
+                let reference = match &stage.steps[at] {
+                    Step::Call { target, .. } | Step::EachCall { target, .. } => {
+                        super::reference(&target.flow, target.version)
+                    }
+                    _ => String::new(),
+                };
+                self.child_ends(stage, &self.target_key(&reference))?
+            }
+            None => self.item_ends(stage_id, input.len())?,
+        };
+        match self.execute_part(stage, 1, Part::Gather(input, ends))? {
+            Executed::Ended(summary) => self.record(summary),
+            _ => Err(Error::PartUnfinished {
+                stage: stage_id.to_string(),
+                part: PartKind::Gather,
+            }),
+        }
+    }
+
+    /// How each item of a fanned-out stage ended, as its task recorded it (an item without a
+    /// record never ended).
+    fn item_ends(
+        &self,
+        stage_id: &str,
+        items: usize,
+    ) -> Result<BTreeMap<usize, Finished<Rows>>, Error> {
         let scratch = super::scratch::scratch()?;
         let mut ends = BTreeMap::new();
-        for i in 0..input.len() {
+        for i in 0..items {
             let Some(bytes) = self.state.read(&self.item_key(stage_id, i, "json"))? else {
                 continue;
             };
@@ -209,13 +237,7 @@ impl TaskRun<'_> {
                 },
             );
         }
-        match self.execute_part(stage, 1, Part::Gather(input, ends))? {
-            Executed::Ended(summary) => self.record(summary),
-            _ => Err(Error::PartUnfinished {
-                stage: stage_id.to_string(),
-                part: PartKind::Gather,
-            }),
-        }
+        Ok(ends)
     }
 
     /// Why an item stops or does not start, when the run says so: the flow's timeout passed,

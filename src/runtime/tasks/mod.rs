@@ -14,6 +14,7 @@
 //! | `scratch` | a task's scratch folder, and those of dead tasks removed |
 //! | `requests` | what others ask of an exported run: signals, queries, a cancel |
 
+mod calls;
 mod error;
 mod fan;
 mod lease;
@@ -32,7 +33,7 @@ use super::activity::Launcher;
 use super::clock::Clock;
 use super::engine::{
     Alone, BeforeStep, CompensationSummary, Context, StageSummary, Summary, after_items,
-    compensate_completed, one_item, run_single_stage, steps_before,
+    call_targets, compensate_completed, one_item, run_single_stage, steps_before,
 };
 use super::error::{NotRetried, StageError};
 use super::flow_call::CallArgs;
@@ -43,7 +44,7 @@ use super::schedule::run_time_text;
 use super::state::{RunState, StageState};
 use super::store::{StoreConfig, from_json, to_json};
 use crate::plan::Plan;
-use crate::plan::ir::{RetryPolicy, StagePlan, Step};
+use crate::plan::ir::{RetryPolicy, StagePlan};
 use crate::session::{Notice, Reporter};
 use rusqlite::types::Value;
 use serde::{Deserialize, Serialize};
@@ -88,9 +89,18 @@ struct RunRecord {
     args: serde_json::Map<String, serde_json::Value>,
     run_time: String,
     started_at_ms: i64,
-    /// How many jumps led to this run (`-> F`): a chain stops at the depth limit.
+    #[serde(flatten)]
+    lineage: Lineage,
+}
+
+/// How a run came to be: how many jumps (`-> F`) led to it, and how deep it is nested in child
+/// runs (`call F`). Each stops at the depth limit, as in `wvflow run`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lineage {
     #[serde(default)]
-    depth: u32,
+    pub depth: u32,
+    #[serde(default)]
+    pub nesting: u32,
 }
 
 /// How a stage ended, written once by its task.
@@ -129,6 +139,10 @@ pub struct TaskRun<'a> {
     /// retries + 1`; 1 when never cleared). A record written under an earlier one is from
     /// before the clear: the user asked for the work again, and it runs again.
     pub first_try: u32,
+    /// The flows this run starts (jumps, child runs) as the engine has them: each reference
+    /// (`Name`, `Name@2`) to the flow's key (`Name@2` for the highest version when the
+    /// reference names none). A reference missing here is its own key.
+    pub targets: BTreeMap<String, String>,
 }
 
 /// What a task needs from outside: time (a clock and the wall time at which it read zero:
@@ -188,6 +202,14 @@ impl TaskRun<'_> {
         flow_key(self.plan)
     }
 
+    /// The key of a flow this run starts, by its reference ([`Self::targets`]).
+    pub fn target_key(&self, reference: &str) -> String {
+        self.targets
+            .get(reference)
+            .cloned()
+            .unwrap_or_else(|| reference.to_string())
+    }
+
     /// Records the run's arguments (bound to the flow's parameters), its run time and how
     /// many jumps led to it. A second `init` of the same run (a retried task) keeps the first
     /// record.
@@ -195,7 +217,7 @@ impl TaskRun<'_> {
         &self,
         args: &BTreeMap<String, Value>,
         run_time: Option<String>,
-        depth: u32,
+        lineage: Lineage,
     ) -> Result<(), Error> {
         let key = run_key(&self.flow_key(), &self.run_id, "run.json");
         if self.state.read(&key)?.is_some() {
@@ -211,7 +233,7 @@ impl TaskRun<'_> {
             args: args.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
             run_time: run_time.unwrap_or_else(|| run_time_text(self.means.now())),
             started_at_ms: self.means.now_ms(),
-            depth,
+            lineage,
         };
         Ok(self.state.write(
             &key,
@@ -507,7 +529,16 @@ impl TaskRun<'_> {
         let timed_out = self.timed_out(run);
         let mut summary = match ran {
             // The fan-out's input, kept for its items and its gathering.
-            Ran::Prepared(rows) => return self.keep_prepared(stage, &rows, &stores, scratch.path()),
+            Ran::Prepared(rows, children) => {
+                let items = match children {
+                    Some(children) => match self.keep_children(stage, &children)? {
+                        Some(failed) => return Ok(Executed::Ended(failed)),
+                        None => children.len(),
+                    },
+                    None => rows.len(),
+                };
+                return self.keep_prepared(stage, (&rows, items), &stores, scratch.path());
+            }
             Ran::Item(done) => return self.item_ended(stage, done, (policy, attempt), first_ms),
             Ran::Ended(summary) => summary,
         };
@@ -564,7 +595,7 @@ impl TaskRun<'_> {
     fn keep_prepared(
         &self,
         stage: &StagePlan,
-        rows: &crate::runtime::store::Rows,
+        (rows, items): (&crate::runtime::store::Rows, usize),
         stores: &StoreConfig,
         scratch: &std::path::Path,
     ) -> Result<Executed, Error> {
@@ -576,7 +607,7 @@ impl TaskRun<'_> {
             .put_file(&key, scratch, |file| {
                 store.save_stage_table(&table, file).map_err(Error::Store)
             })?;
-        Ok(Executed::Prepared(rows.len()))
+        Ok(Executed::Prepared(items))
     }
 
     /// When the stage's (or item's) first attempt started: `schedule_timeout` counts from
@@ -904,13 +935,27 @@ enum Part {
 impl Part {
     /// Runs this part of `stage` with the engine.
     fn run(self, stage: &StagePlan, stores: &StoreConfig, ctx: &Context, alone: Alone) -> Ran {
-        let each = || stage.steps.iter().position(|s| matches!(s, Step::Each { .. }));
+        let each = || crate::plan::tasks::split_at(stage);
         match self {
             Part::Whole => Ran::Ended(run_single_stage(stage, stores, ctx, alone)),
-            Part::Prepare => match steps_before(stage, stores, ctx, alone, each().unwrap_or(0)) {
-                BeforeStep::Reached(rows) => Ran::Prepared(rows),
-                BeforeStep::Ended(summary) => Ran::Ended(summary),
-            },
+            Part::Prepare => {
+                let at = each().unwrap_or(0);
+                let rows = match steps_before(stage, stores, ctx, alone.clone(), at) {
+                    BeforeStep::Reached(rows) => rows,
+                    BeforeStep::Ended(summary) => return Ran::Ended(summary),
+                };
+                if crate::plan::tasks::calls_as_runs(stage).is_none() {
+                    return Ran::Prepared(rows, None);
+                }
+                match call_targets(stage, stores, ctx, alone, (at, &rows)) {
+                    Ok(children) => Ran::Prepared(rows, Some(children)),
+                    Err(error) => Ran::Ended(StageSummary {
+                        attempts: 1,
+                        error: Some(error),
+                        ..StageSummary::new(stage, StageState::Failed)
+                    }),
+                }
+            }
             Part::Item(item, input) => {
                 let at = each().unwrap_or(0);
                 Ran::Item(one_item(stage, stores, ctx, alone, (at, &input, item)))
@@ -926,8 +971,8 @@ impl Part {
 /// What the engine did of a part.
 enum Ran {
     Ended(StageSummary),
-    /// The rows of a fan-out's items.
-    Prepared(crate::runtime::store::Rows),
+    /// The rows of a fan-out's items, and for a call stage the children to start.
+    Prepared(crate::runtime::store::Rows, Option<Vec<super::engine::Jump>>),
     /// How an item ended; an error before its call made no attempt.
     Item(Result<super::retry::Finished<crate::runtime::store::Rows>, StageError>),
 }

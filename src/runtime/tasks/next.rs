@@ -76,8 +76,11 @@ impl TaskRun<'_> {
         if jumps.is_empty() {
             return Ok(());
         }
-        let depth = self.run_record()?.depth;
-        let runs: Vec<NextRun> = jumps.iter().map(|j| typed(stage, j, depth + 1)).collect();
+        let depth = self.run_record()?.lineage.depth;
+        let runs: Vec<NextRun> = jumps
+            .iter()
+            .map(|j| typed_run(stage, j, depth + 1))
+            .collect();
         Ok(self.state.write(
             &jumps_key(self, &stage.id),
             &serde_json::to_vec_pretty(&runs).map_err(Error::Encode)?,
@@ -121,10 +124,13 @@ impl TaskRun<'_> {
     }
 }
 
-/// A jump's arguments as JSON, each typed by the target's parameter its binding names.
-fn typed(stage: &StagePlan, jump: &Jump, depth: u32) -> NextRun {
+/// A run a stage starts (a jump's, a child's), its arguments as JSON, each typed by the
+/// target's parameter its binding names; `depth` deep.
+pub(super) fn typed_run(stage: &StagePlan, jump: &Jump, depth: u32) -> NextRun {
     let bindings = stage.steps.iter().find_map(|s| match s {
-        Step::Jump { target } if target.flow == jump.flow && target.version == jump.version => {
+        Step::Jump { target } | Step::Call { target, .. } | Step::EachCall { target, .. }
+            if target.flow == jump.flow && target.version == jump.version =>
+        {
             Some(&target.args)
         }
         _ => None,

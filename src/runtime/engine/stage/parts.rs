@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 /// What a stage run alone needs of its run: its upstream stages' states and, for a
 /// `first_success` stage, the upstream it reads.
+#[derive(Clone)]
 pub struct Alone {
     pub upstream: BTreeMap<String, StageState>,
     pub first_success: Option<String>,
@@ -67,6 +68,41 @@ pub fn steps_before(
     BeforeStep::Reached(rows)
 }
 
+/// The child runs of the `call` or `each call` at step `step`, on its input `input`: one for
+/// a `call` (whose arguments read the input's one row, as `wvflow run` reads it), one per
+/// input row for an `each call`.
+pub fn call_targets(
+    stage: &StagePlan,
+    stores: &StoreConfig,
+    ctx: &Context,
+    alone: Alone,
+    (step, input): (usize, &Rows),
+) -> Result<Vec<crate::runtime::engine::Jump>, StageError> {
+    let start = started(stores, ctx, alone);
+    let mut store = stores.connect()?;
+    prepare(stage, &mut store, ctx, &start)?;
+    let mut run = StageRun::new(&mut store, ctx, stage, None, Phase::Run);
+    run.step = step;
+    match stage.steps.get(step) {
+        Some(Step::Call { target, .. }) => Ok(vec![run.target(target, input)?]),
+        Some(Step::EachCall { target, .. }) => {
+            let rows = super::bind(run.store, &target.args, &ctx.params, Some(input))?;
+            Ok(rows
+                .into_iter()
+                .map(|args| crate::runtime::engine::Jump {
+                    flow: target.flow.clone(),
+                    version: target.version,
+                    args,
+                })
+                .collect())
+        }
+        _ => Err(StageError::Data(format!(
+            "step {step} of `{}` calls no flow",
+            stage.id
+        ))),
+    }
+}
+
 /// Item `item` of the `each` at step `step`, on `input`: reused when its idempotency key
 /// succeeded before, else called with the stage's retry policy (one attempt when the context
 /// asks for one). An error before the call is the item's failure with no attempt.
@@ -110,9 +146,15 @@ pub fn after_items(
     if let Err(e) = prepare(stage, &mut store, ctx, &start) {
         return unopened(stage, e);
     }
-    let Some(Step::Each { fan, .. }) = stage.steps.get(step) else {
-        let e = StageError::Data(format!("step {step} of `{}` is no `each`", stage.id));
-        return unopened(stage, e);
+    let fan = match stage.steps.get(step) {
+        Some(Step::Each { fan, .. } | Step::EachCall { fan, .. }) => fan,
+        Some(Step::Call { .. }) => {
+            return after_call(stage, (&mut store, ctx, &start), (step, ends));
+        }
+        _ => {
+            let e = StageError::Data(format!("step {step} of `{}` is no `each`", stage.id));
+            return unopened(stage, e);
+        }
     };
     let mut run = StageRun::new(&mut store, ctx, stage, None, Phase::Run);
     run.step = step;
@@ -162,6 +204,43 @@ pub fn after_items(
         },
     };
     match run_span_on(stage, &mut store, ctx, &start, span) {
+        SpanEnd::Ended(summary) => summary,
+        SpanEnd::Reached(_) => StageSummary::new(stage, StageState::Pending),
+    }
+}
+
+/// The steps of `stage` after its `call` at step `step`, whose child run ended elsewhere: its
+/// one end is the call's (`ends[0]`; missing, it never ended).
+fn after_call(
+    stage: &StagePlan,
+    (store, ctx, start): (&mut Store, &Context, &Started),
+    (step, mut ends): (usize, BTreeMap<usize, Finished<Rows>>),
+) -> StageSummary {
+    let begun = ctx.clock.now();
+    let end = ends.remove(&0).unwrap_or(Finished {
+        result: Err("its task never ended".to_string().into()),
+        attempts: 0,
+    });
+    let rows = match end.result {
+        Ok(rows) => rows,
+        Err(e) => {
+            let summary = StageSummary {
+                attempts: 1,
+                ..StageSummary::new(stage, StageState::Failed)
+            };
+            return failed(summary, (e, end.attempts), 1, begun, ctx);
+        }
+    };
+    let span = Span {
+        from: step + 1,
+        to: stage.steps.len(),
+        rows: Some(rows),
+        carried: Carried {
+            attempts: end.attempts,
+            all_reused: false,
+        },
+    };
+    match run_span_on(stage, store, ctx, start, span) {
         SpanEnd::Ended(summary) => summary,
         SpanEnd::Reached(_) => StageSummary::new(stage, StageState::Pending),
     }

@@ -1,0 +1,224 @@
+//! A stage's child runs (`call F(...)`, `each call F(...)`) as runs of the engine: `prepare`
+//! keeps the stage's input and the children to start, each with its arguments typed by the
+//! child's parameters; the engine starts each child (Airflow: a triggered DAG run; Argo: a
+//! Workflow of the child's WorkflowTemplate) under a run id made by [`child_run_id`], and
+//! retries it as the stage's policy says; the stage's last task reads how each child ended,
+//! and its rows, from the state they share. How deep children nest travels with them.
+
+use super::next::{NextRun, typed_run};
+use super::state::{plan_key, run_key, stage_key};
+use super::{Error, FinishedRun, TaskRun};
+use crate::plan::Plan;
+use crate::plan::ir::{ParentClose, StagePlan, Step};
+use crate::plan::tasks::{calls_as_runs, child_run_id};
+use crate::runtime::engine::{Jump, StageSummary, final_stages};
+use crate::runtime::error::StageError;
+use crate::runtime::retry::Finished;
+use crate::runtime::state::{RunState, StageState};
+use crate::runtime::store::{Rows, Store};
+use rusqlite::types::Value;
+use std::collections::BTreeMap;
+
+/// The key of the children a stage's `prepare` kept.
+fn children_key(task: &TaskRun, stage: &str) -> String {
+    stage_key(&task.flow_key(), &task.run_id, stage, "children.json")
+}
+
+impl TaskRun<'_> {
+    /// Keeps the children a call stage starts, typed, one level deeper than this run. Past the
+    /// depth limit none starts and the stage fails, as `wvflow run` fails its call.
+    pub(super) fn keep_children(
+        &self,
+        stage: &StagePlan,
+        targets: &[Jump],
+    ) -> Result<Option<StageSummary>, Error> {
+        let nesting = self.run_record()?.lineage.nesting + 1;
+        if nesting as usize > crate::plan::ir::CHAIN_DEPTH
+            && let Some(target) = targets.first()
+        {
+            let error = crate::runtime::launch::Error::TooDeep {
+                flow: target.flow.clone(),
+            };
+            return Ok(Some(StageSummary {
+                attempts: 1,
+                error: Some(StageError::Data(error.to_string())),
+                ..StageSummary::new(stage, StageState::Failed)
+            }));
+        }
+        let runs: Vec<NextRun> = targets
+            .iter()
+            .map(|t| typed_run(stage, t, nesting))
+            .collect();
+        self.state.write(
+            &children_key(self, &stage.id),
+            &serde_json::to_vec_pretty(&runs).map_err(Error::Encode)?,
+        )?;
+        Ok(None)
+    }
+
+    /// The children a call stage's `prepare` kept, in item order (none when it decided the
+    /// stage without them).
+    pub fn children(&self, stage_id: &str) -> Result<Vec<NextRun>, Error> {
+        let key = children_key(self, stage_id);
+        match self.state.read(&key)? {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+                    key: Some(key),
+                    source,
+                })
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// How each child of a call stage ended, by item: its last try's run (`child_flow` is the
+    /// child as the state names it, `Name` or `Name@2`). A child still running when the stage
+    /// gathers (a try the engine gave up waiting for) is asked to stop, unless the stage's
+    /// `parent_close` abandons it.
+    pub(super) fn child_ends(
+        &self,
+        stage: &StagePlan,
+        child_flow: &str,
+    ) -> Result<BTreeMap<usize, Finished<Rows>>, Error> {
+        let Some(at) = calls_as_runs(stage) else {
+            return Ok(BTreeMap::new());
+        };
+        let (tries, parent_close, each) = match &stage.steps[at] {
+            Step::EachCall { parent_close, .. } => (stage.retry.attempts.max(1), *parent_close, true),
+            Step::Call { parent_close, .. } => (1, *parent_close, false),
+            _ => return Ok(BTreeMap::new()),
+        };
+        let mut ends = BTreeMap::new();
+        for (item, child) in self.children(&stage.id)?.iter().enumerate() {
+            let mut last = None;
+            for attempt in 1..=tries {
+                let id = child_run_id(&self.run_id, &stage.id, &item.to_string(), &attempt.to_string());
+                if self.state.read(&run_key(child_flow, &id, "run.json"))?.is_none() {
+                    continue;
+                }
+                let finished = self.finished_child(child_flow, &id)?;
+                if finished.is_none() && parent_close != ParentClose::Abandon {
+                    self.stop_child(child_flow, &id, parent_close)?;
+                }
+                last = Some((id, attempt, finished));
+            }
+            let attempts = last.as_ref().map_or(0, |(_, attempt, _)| *attempt);
+            let end = match last {
+                None => Err(StageError::Data(format!(
+                    "the child run of `{}` never started: is the child flow exported to the \
+                     engine?",
+                    child.reference()
+                ))),
+                Some((id, _, None)) => Err(StageError::Data(format!(
+                    "child run {id} of `{}` did not end",
+                    child.flow
+                ))),
+                Some((id, _, Some(run))) => self.child_rows(child_flow, &id, &run, each),
+            };
+            ends.insert(
+                item,
+                Finished {
+                    result: end,
+                    attempts,
+                },
+            );
+        }
+        Ok(ends)
+    }
+
+    /// The child run's summary, once its `finish` wrote one.
+    fn finished_child(&self, child_flow: &str, id: &str) -> Result<Option<FinishedRun>, Error> {
+        let key = run_key(child_flow, id, "summary.json");
+        match self.state.read(&key)? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| Error::Decode {
+                    key: Some(key),
+                    source,
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Asks a child to stop: `terminate` without its compensations, `request_cancel` with them.
+    fn stop_child(&self, child_flow: &str, id: &str, close: ParentClose) -> Result<(), Error> {
+        let record = serde_json::json!({
+            "at_ms": self.means.now_ms(),
+            "compensate": close != ParentClose::Terminate,
+        });
+        self.state
+            .create(&run_key(child_flow, id, "cancel.json"), record.to_string().as_bytes())?;
+        Ok(())
+    }
+
+    /// What a child that ended gives its call: for `each call`, the rows of its last stages
+    /// (read by no other stage) that succeeded; for `call`, one row saying how it ended.
+    fn child_rows(
+        &self,
+        child_flow: &str,
+        id: &str,
+        run: &FinishedRun,
+        each: bool,
+    ) -> Result<Rows, StageError> {
+        if run.state != RunState::Success {
+            let cause = run.stages.iter().find_map(|s| s.error.clone()).map(Box::new);
+            return Err(StageError::ChildRun {
+                run_id: id.to_string(),
+                flow: run.flow.clone(),
+                state: run.state,
+                cause,
+            });
+        }
+        if !each {
+            let last = run
+                .stages
+                .iter()
+                .rev()
+                .find(|s| s.state == StageState::Success)
+                .map(|s| s.stage.clone());
+            return Ok(Rows::untyped(
+                crate::check::shapes::CALL_COLUMNS
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect(),
+                vec![vec![
+                    Value::Text(id.to_string()),
+                    Value::Text(run.flow.clone()),
+                    Value::Text(run.state.to_string()),
+                    last.map_or(Value::Null, Value::Text),
+                ]],
+            ));
+        }
+        let unreadable = |e: String| StageError::Data(format!("cannot read the rows of child run {id}: {e}"));
+        let plan = self.plan_of(child_flow, id).map_err(|e| unreadable(e.to_string()))?;
+        let scratch = super::scratch::scratch().map_err(|e| unreadable(e.to_string()))?;
+        let mut parts = Vec::new();
+        for stage in final_stages(&plan.flow, &run.stages) {
+            let key = stage_key(child_flow, id, &stage, "db");
+            let file = self
+                .state
+                .local(&key, scratch.path())
+                .map_err(|e| unreadable(e.to_string()))?;
+            if let Some(file) = file {
+                parts.push(
+                    Store::stage_rows_of_run(&file, &stage, None)
+                        .map_err(|e| unreadable(e.to_string()))?,
+                );
+            }
+        }
+        Ok(Rows::union_by_name(parts))
+    }
+
+    /// The plan a run's `init` kept in the state.
+    fn plan_of(&self, flow: &str, id: &str) -> Result<Plan, Error> {
+        let key = plan_key(flow, id);
+        let bytes = self.state.read(&key)?.ok_or_else(|| Error::NoRunRecord {
+            run_id: id.to_string(),
+            key: key.clone(),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+            key: Some(key),
+            source,
+        })
+    }
+}
