@@ -39,7 +39,7 @@ flow Held = {
 }
 "#;
 
-/// Generous: four runs on a 2-core machine shared with other tests.
+/// Generous: five runs and their child runs on a 2-core machine shared with other tests.
 const DEADLINE: Duration = Duration::from_secs(300);
 
 fn first_json(o: &Output) -> Value {
@@ -327,14 +327,15 @@ struct Case {
     state: String,
 }
 
-/// The four runs the issue names (a saga that compensates, a fan-out with an item retry, a
-/// pool, a signal), each triggered on a LocalExecutor scheduler through the REST API, end as
-/// `wvflow run` ends: run state, each stage's state, rows, attempts and error, and the
-/// compensations. Airflow's own record agrees: each stage task ended as its stage did, every
-/// task ran as a process of its own after the scheduler queued it, the failing item was
+/// The five runs the issue names (a saga that compensates, a fan-out with an item retry, a
+/// pool, a signal, child flows), each triggered on a LocalExecutor scheduler through the REST
+/// API, end as `wvflow run` ends: run state, each stage's state, rows, attempts and error, and
+/// the compensations. Airflow's own record agrees: each stage task ended as its stage did,
+/// every task ran as a process of its own after the scheduler queued it, the failing item was
 /// retried by the scheduler, the pooled items held the pool (never more of them at once than
-/// its slots), and the gate was released by a signal sent while its task waited. A `call` of a
-/// child flow is not among them: export refuses `call`.
+/// its slots), the gate was released by a signal sent while its task waited, and each child
+/// run was a DAG run of the child's DAG, a failed child started again as a new run. Then a run
+/// marked failed, and a jump.
 #[test]
 fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
     let started = Instant::now();
@@ -356,6 +357,8 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
         ("examples/held.wv", "Held"),
         ("examples/jumps.wv", "Hand"),
         ("examples/jumps.wv", "Publish"),
+        ("examples/customer_enrichment.wv", "EnrichCustomers"),
+        ("examples/customer_enrichment.wv", "EnrichOne"),
     ] {
         let o = wvflow_at(
             &dir,
@@ -416,6 +419,13 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
             run_id: String::new(),
             state: String::new(),
         },
+        Case {
+            dag: "EnrichCustomers",
+            conf: json!({}),
+            reference: reference(&["examples/customer_enrichment.wv", "EnrichCustomers"]),
+            run_id: String::new(),
+            state: String::new(),
+        },
     ];
     // What each reference shows, so that the comparison means what the test says.
     assert_eq!(
@@ -435,6 +445,8 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
     airflow.start("api-server", &["--host", "127.0.0.1", "--port", &port]);
     airflow.start("scheduler", &[]);
     airflow.start("dag-processor", &[]);
+    // A call stage's triggers wait for their child runs deferred, in the triggerer.
+    airflow.start("triggerer", &[]);
     // The API server answers once it runs, and gives a token: every user is an admin.
     wait_for(DEADLINE, "the API server", || {
         airflow.check_servers();
@@ -449,7 +461,7 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
         cases
             .iter()
             .map(|c| c.dag)
-            .chain(["Held", "Hand", "Publish"])
+            .chain(["Held", "Hand", "Publish", "EnrichOne"])
             .all(|dag| airflow.call("GET", &format!("/api/v2/dags/{dag}"), None).0 == 200)
     });
     let up = started.elapsed();
@@ -474,7 +486,7 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
             .clone()
     };
     let mut signalled = false;
-    wait_for(DEADLINE, "the four runs to end", || {
+    wait_for(DEADLINE, "the five runs to end", || {
         airflow.check_servers();
         for case in &mut cases {
             let run = airflow.get(&format!(
@@ -625,6 +637,32 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
             "ApproveRelease" => {
                 // One try: the signal released the wait inside it.
                 assert_eq!(task("approval")["try_number"], 1, "{what}");
+            }
+            "EnrichCustomers" => {
+                // One DAG run of EnrichOne per child, the blocked customer's twice (its
+                // retry is a new run), each under the run id the gathering reads.
+                let children = items("enriched");
+                assert!(children.is_empty(), "{what}: no item tasks: {children:#?}");
+                let mut tries: Vec<(i64, i64)> = tis
+                    .iter()
+                    .filter(|t| t["task_id"] == "enriched.children")
+                    .map(|t| (t["map_index"].as_i64().unwrap(), t["try_number"].as_i64().unwrap()))
+                    .collect();
+                tries.sort();
+                assert_eq!(tries, [(0, 1), (1, 1), (2, 2), (3, 1)], "{what}");
+                let runs = airflow.get("/api/v2/dags/EnrichOne/dagRuns?limit=100");
+                let mut ids: Vec<String> = runs["dag_runs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["dag_run_id"].as_str().unwrap().to_string())
+                    .collect();
+                ids.sort();
+                let expected: Vec<String> = ["0-1", "1-1", "2-1", "2-2", "3-1"]
+                    .iter()
+                    .map(|item_try| format!("{}-enriched-{item_try}", case.run_id))
+                    .collect();
+                assert_eq!(ids, expected, "{what}");
             }
             _ => unreachable!(),
         }
