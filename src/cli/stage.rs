@@ -69,6 +69,10 @@ enum StageCommand {
         /// --args, else 0.
         #[arg(long)]
         nesting: Option<u32>,
+        /// The run whose call started this one, FLOW/RUN_ID (empty: none); default:
+        /// `wvflow_parent` in --args.
+        #[arg(long)]
+        parent: Option<String>,
     },
     /// Run one stage once its upstream stages have ended (99: its trigger did not hold).
     Run {
@@ -195,8 +199,12 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
             run_time,
             depth,
             nesting,
+            parent,
             ..
-        } => init(&task, args, arg, (run_time.as_deref(), *depth, *nesting)),
+        } => {
+            let lineage = (*depth, *nesting, parent.clone());
+            init(&task, (args, arg), run_time.as_deref(), lineage)
+        }
         StageCommand::Run { stage, tries, .. } => {
             let (end, summary) = task.run_stage(stage, tries.attempt)?;
             Ok(print_stage_end(end, &summary))
@@ -288,9 +296,9 @@ fn read_plan_file(path: &std::path::Path) -> Result<Plan, Failure> {
 /// many jumps led to it, how deep it is nested in child runs).
 fn init(
     task: &TaskRun,
-    args: &str,
-    arg: &[String],
-    (run_time, depth, nesting): (Option<&str>, Option<u32>, Option<u32>),
+    (args, arg): (&str, &[String]),
+    run_time: Option<&str>,
+    (depth, nesting, parent): (Option<u32>, Option<u32>, Option<String>),
 ) -> Result<u8, Failure> {
     use crate::export::Started;
     let plan = task.plan;
@@ -309,9 +317,16 @@ fn init(
             (None, None) => Ok(0),
         }
     };
+    let depth = carried(depth, Started::Jump)?;
+    let nesting = carried(nesting, Started::Child)?;
+    let carried_parent = given.remove(crate::export::starts::AIRFLOW_PARENT);
+    let parent = parent
+        .or_else(|| carried_parent.and_then(|p| p.as_str().map(str::to_string)))
+        .filter(|p| !p.is_empty());
     let lineage = crate::runtime::tasks::Lineage {
-        depth: carried(depth, Started::Jump)?,
-        nesting: carried(nesting, Started::Child)?,
+        depth,
+        nesting,
+        parent,
     };
     // An `--arg` wins over the same name in `--args`.
     let texts = crate::runtime::tasks::text_args(plan, arg)?;
@@ -373,19 +388,17 @@ fn prepare(
     };
     // The only line on stdout: what the engine maps over.
     if let Some(engine) = engine {
-        let children = if items == 0 {
-            Vec::new()
+        let (key, children) = if items == 0 {
+            (String::new(), Vec::new())
         } else {
             task.children(stage)?
         };
         let mut starts = Vec::new();
         for (item, child) in children.iter().enumerate() {
             starts.push(match engine {
-                EngineArg::Airflow => crate::export::airflow_trigger(
-                    child,
-                    &task.target_key(&child.reference()),
-                    crate::export::Started::Child,
-                ),
+                EngineArg::Airflow => {
+                    crate::export::airflow_trigger(child, &key, crate::export::Started::Child)
+                }
                 EngineArg::Argo => crate::export::argo_child(child, item)?,
             });
         }

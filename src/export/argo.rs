@@ -327,10 +327,15 @@ fn init_template(plan: &Plan, run: &RunOf) -> Value {
     init_args.extend(["--run-time".into(), run_time.into()]);
     if run.deployment.argo.template {
         // A run started by a jump or a call carries how deep it is.
-        for (option, why) in [("--depth", Started::Jump), ("--nesting", Started::Child)] {
+        let counts = [
+            ("--depth", Started::Jump.argo_key()),
+            ("--nesting", Started::Child.argo_key()),
+            ("--parent", super::starts::ARGO_PARENT),
+        ];
+        for (option, parameter) in counts {
             init_args.extend([
                 option.into(),
-                format!("{{{{workflow.parameters.{}}}}}", why.argo_key()),
+                format!("{{{{workflow.parameters.{parameter}}}}}"),
             ]);
         }
     }
@@ -614,6 +619,11 @@ fn call_templates(
         "name": Started::Child.argo_key(),
         "value": "{{inputs.parameters.nesting}}",
     }));
+    // Started late for a run that was cancelled meanwhile, the child starts cancelled.
+    parameters.push(json!({
+        "name": super::starts::ARGO_PARENT,
+        "value": format!("{}/{}", run.flow_key, run.run_id),
+    }));
     // Named as the stage's last task looks for it: the try is Argo's retry number plus one.
     let child_name = crate::plan::tasks::child_run_id(
         run.run_id,
@@ -786,8 +796,11 @@ fn template_document(plan: &Plan, mut spec: Value, warnings: &mut Vec<String>) -
             flow.name
         ));
     }
-    let counts = [Started::Jump, Started::Child]
-        .map(|why| json!({ "name": why.argo_key(), "value": "0" }));
+    let counts = [
+        json!({ "name": Started::Jump.argo_key(), "value": "0" }),
+        json!({ "name": Started::Child.argo_key(), "value": "0" }),
+        json!({ "name": super::starts::ARGO_PARENT, "value": "" }),
+    ];
     match spec["arguments"]["parameters"].as_array_mut() {
         Some(parameters) => parameters.extend(counts),
         None => spec["arguments"] = json!({ "parameters": counts }),

@@ -32,6 +32,11 @@ impl Started {
     }
 }
 
+/// The name of the run whose call started a run, among Airflow's `conf` and Argo's
+/// parameters: `FLOW/RUN_ID`.
+pub const AIRFLOW_PARENT: &str = "wvflow_parent";
+pub const ARGO_PARENT: &str = "wvflow-parent";
+
 /// A flow's key (`Name`, `Name@2`) as its name and version.
 pub fn split_key(key: &str) -> (&str, Option<u32>) {
     match key.split_once('@') {
@@ -47,6 +52,9 @@ pub fn airflow_trigger(run: &NextRun, key: &str, why: Started) -> Value {
     let (name, version) = split_key(key);
     let mut conf = run.args.clone();
     conf.insert(why.airflow_key().into(), json!(run.depth));
+    if let Some(parent) = &run.parent {
+        conf.insert(AIRFLOW_PARENT.into(), json!(parent));
+    }
     json!({ "trigger_dag_id": super::airflow::dag_id(name, version), "conf": conf })
 }
 

@@ -646,7 +646,12 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
                 let mut tries: Vec<(i64, i64)> = tis
                     .iter()
                     .filter(|t| t["task_id"] == "enriched.children")
-                    .map(|t| (t["map_index"].as_i64().unwrap(), t["try_number"].as_i64().unwrap()))
+                    .map(|t| {
+                        (
+                            t["map_index"].as_i64().unwrap(),
+                            t["try_number"].as_i64().unwrap(),
+                        )
+                    })
                     .collect();
                 tries.sort();
                 assert_eq!(tries, [(0, 1), (1, 1), (2, 2), (3, 1)], "{what}");

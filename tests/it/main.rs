@@ -12,6 +12,7 @@ mod data_path;
 mod docs;
 mod examples;
 mod export;
+mod export_calls;
 mod export_jumps;
 mod fan_out;
 mod format;

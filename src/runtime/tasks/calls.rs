@@ -17,11 +17,22 @@ use crate::runtime::retry::Finished;
 use crate::runtime::state::{RunState, StageState};
 use crate::runtime::store::{Rows, Store};
 use rusqlite::types::Value;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The key of the children a stage's `prepare` kept.
 fn children_key(task: &TaskRun, stage: &str) -> String {
     stage_key(&task.flow_key(), &task.run_id, stage, "children.json")
+}
+
+/// What a call stage's `prepare` keeps: the child flow as the state names it (`Name@2`), what
+/// becomes of a child when its parent stops, and the children in item order.
+#[derive(Default, Serialize, Deserialize)]
+struct Children {
+    flow_key: String,
+    #[serde(default)]
+    parent_close: ParentClose,
+    runs: Vec<NextRun>,
 }
 
 impl TaskRun<'_> {
@@ -45,29 +56,80 @@ impl TaskRun<'_> {
                 ..StageSummary::new(stage, StageState::Failed)
             }));
         }
+        let (reference, parent_close) = match calls_as_runs(stage).map(|at| &stage.steps[at]) {
+            Some(Step::Call { target, parent_close } | Step::EachCall { target, parent_close, .. }) => {
+                (super::reference(&target.flow, target.version), *parent_close)
+            }
+            _ => return Ok(None),
+        };
+        let parent = format!("{}/{}", self.flow_key(), self.run_id);
         let runs: Vec<NextRun> = targets
             .iter()
-            .map(|t| typed_run(stage, t, nesting))
+            .map(|t| NextRun {
+                parent: Some(parent.clone()),
+                ..typed_run(stage, t, nesting)
+            })
             .collect();
+        let children = Children {
+            flow_key: self.target_key(&reference),
+            parent_close,
+            runs,
+        };
         self.state.write(
             &children_key(self, &stage.id),
-            &serde_json::to_vec_pretty(&runs).map_err(Error::Encode)?,
+            &serde_json::to_vec_pretty(&children).map_err(Error::Encode)?,
         )?;
         Ok(None)
     }
 
+    /// The child runs of a call stage that have started and not ended, by run id, with the
+    /// child flow's key and its `parent_close`.
+    fn running_children(&self, stage: &StagePlan) -> Result<Vec<(String, String, ParentClose)>, Error> {
+        let kept = self.kept_children(&stage.id)?;
+        let mut running = Vec::new();
+        for item in 0..kept.runs.len() {
+            for attempt in 1..=stage.retry.attempts.max(1) {
+                let id = child_run_id(&self.run_id, &stage.id, &item.to_string(), &attempt.to_string());
+                let started = self.state.read(&run_key(&kept.flow_key, &id, "run.json"))?.is_some();
+                if started && self.finished_child(&kept.flow_key, &id)?.is_none() {
+                    running.push((kept.flow_key.clone(), id, kept.parent_close));
+                }
+            }
+        }
+        Ok(running)
+    }
+
+    /// Asks this run's running children to stop, as each stage's `parent_close` says (those
+    /// it abandons go on).
+    pub(super) fn close_children(&self) -> Result<(), Error> {
+        for stage in &self.plan.flow.stages {
+            if calls_as_runs(stage).is_none() {
+                continue;
+            }
+            for (flow, id, close) in self.running_children(stage)? {
+                if close != ParentClose::Abandon {
+                    self.stop_child(&flow, &id, close)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The children a call stage's `prepare` kept, in item order (none when it decided the
-    /// stage without them).
-    pub fn children(&self, stage_id: &str) -> Result<Vec<NextRun>, Error> {
+    /// stage without them), and the key of their flow.
+    pub fn children(&self, stage_id: &str) -> Result<(String, Vec<NextRun>), Error> {
+        let kept = self.kept_children(stage_id)?;
+        Ok((kept.flow_key, kept.runs))
+    }
+
+    fn kept_children(&self, stage_id: &str) -> Result<Children, Error> {
         let key = children_key(self, stage_id);
         match self.state.read(&key)? {
-            Some(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
-                    key: Some(key),
-                    source,
-                })
-            }
-            None => Ok(Vec::new()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+                key: Some(key),
+                source,
+            }),
+            None => Ok(Children::default()),
         }
     }
 
@@ -78,18 +140,19 @@ impl TaskRun<'_> {
     pub(super) fn child_ends(
         &self,
         stage: &StagePlan,
-        child_flow: &str,
     ) -> Result<BTreeMap<usize, Finished<Rows>>, Error> {
         let Some(at) = calls_as_runs(stage) else {
             return Ok(BTreeMap::new());
         };
+        let kept = self.kept_children(&stage.id)?;
+        let child_flow = kept.flow_key.as_str();
         let (tries, parent_close, each) = match &stage.steps[at] {
             Step::EachCall { parent_close, .. } => (stage.retry.attempts.max(1), *parent_close, true),
             Step::Call { parent_close, .. } => (1, *parent_close, false),
             _ => return Ok(BTreeMap::new()),
         };
         let mut ends = BTreeMap::new();
-        for (item, child) in self.children(&stage.id)?.iter().enumerate() {
+        for (item, child) in kept.runs.iter().enumerate() {
             let mut last = None;
             for attempt in 1..=tries {
                 let id = child_run_id(&self.run_id, &stage.id, &item.to_string(), &attempt.to_string());

@@ -4,7 +4,7 @@
 
 use super::state::stage_key;
 use super::{Begin, CallEnd, Error, Executed, Part, PartKind, TaskEnd, TaskRun, end_of};
-use crate::plan::ir::{RetryPolicy, StagePlan, Step};
+use crate::plan::ir::{RetryPolicy, StagePlan};
 use crate::runtime::engine::StageSummary;
 use crate::runtime::error::StageError;
 use crate::runtime::retry::Finished;
@@ -171,15 +171,7 @@ impl TaskRun<'_> {
         }
         let (stage, input) = self.prepared(stage_id)?;
         let ends = match crate::plan::tasks::calls_as_runs(stage) {
-            Some(at) => {
-                let reference = match &stage.steps[at] {
-                    Step::Call { target, .. } | Step::EachCall { target, .. } => {
-                        super::reference(&target.flow, target.version)
-                    }
-                    _ => String::new(),
-                };
-                self.child_ends(stage, &self.target_key(&reference))?
-            }
+            Some(_) => self.child_ends(stage)?,
             None => self.item_ends(stage_id, input.len())?,
         };
         match self.execute_part(stage, 1, Part::Gather(input, ends))? {

@@ -95,12 +95,16 @@ struct RunRecord {
 
 /// How a run came to be: how many jumps (`-> F`) led to it, and how deep it is nested in child
 /// runs (`call F`). Each stops at the depth limit, as in `wvflow run`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lineage {
     #[serde(default)]
     pub depth: u32,
     #[serde(default)]
     pub nesting: u32,
+    /// The run whose call started this one, as `FLOW/RUN_ID`: started after that run was
+    /// cancelled (a try the engine made late), this one starts cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// How a stage ended, written once by its task.
@@ -235,10 +239,14 @@ impl TaskRun<'_> {
             started_at_ms: self.means.now_ms(),
             lineage,
         };
-        Ok(self.state.write(
+        self.state.write(
             &key,
             &serde_json::to_vec_pretty(&record).map_err(Error::Encode)?,
-        )?)
+        )?;
+        if self.parent_cancelled(&record.lineage)? {
+            self.request_cancel()?;
+        }
+        Ok(())
     }
 
     fn run_record(&self) -> Result<RunRecord, Error> {
@@ -821,7 +829,7 @@ impl TaskRun<'_> {
             let r = own.get(&s.id)?;
             (r.summary.state == StageState::Success).then_some((s, r.finished_at_ms))
         });
-        let mut completed = rules::saga(state, true, succeeded);
+        let mut completed = rules::saga(state, self.cancel_compensates()?, succeeded);
         completed.retain(|s| !undone.iter().any(|c| c.stage == s.id));
         let compensations: Vec<CompensationSummary> = if completed.is_empty() {
             undone

@@ -20,6 +20,9 @@ pub struct NextRun {
     pub version: Option<u32>,
     pub args: serde_json::Map<String, serde_json::Value>,
     pub depth: u32,
+    /// The run whose call starts it, as `FLOW/RUN_ID` (none for a jump's run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 impl NextRun {
@@ -149,5 +152,6 @@ pub(super) fn typed_run(stage: &StagePlan, jump: &Jump, depth: u32) -> NextRun {
             .map(|(name, value)| (name.clone(), crate::value::json(value, type_of(name))))
             .collect(),
         depth,
+        parent: None,
     }
 }

@@ -59,7 +59,26 @@ impl TaskRun<'_> {
         self.still_running()?;
         let at = serde_json::json!({ "at_ms": self.means.now_ms() });
         self.state.create(&self.cancel_key(), at.to_string().as_bytes())?;
-        Ok(())
+        // Its running children stop as their stage's `parent_close` says.
+        self.close_children()
+    }
+
+    /// Whether a cancel of this run compensates its stages: yes, unless its parent asked it
+    /// to stop with `parent_close: terminate`.
+    pub(super) fn cancel_compensates(&self) -> Result<bool, Error> {
+        let Some(bytes) = self.state.read(&self.cancel_key())? else {
+            return Ok(true);
+        };
+        let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        Ok(record["compensate"].as_bool().unwrap_or(true))
+    }
+
+    /// Whether the run whose call started this one (`lineage.parent`) has been cancelled.
+    pub(super) fn parent_cancelled(&self, lineage: &super::Lineage) -> Result<bool, Error> {
+        let Some((flow, run)) = lineage.parent.as_deref().and_then(|p| p.split_once('/')) else {
+            return Ok(false);
+        };
+        Ok(self.state.read(&run_key(flow, run, "cancel.json"))?.is_some())
     }
 
     /// Refuses a run that `init` has not started, or that `finish` has ended: nothing is asked

@@ -1,0 +1,245 @@
+//! Exported child runs (`call F(...)`, `each call F(...)`) driven task by task, as an engine
+//! drives them: the children `prepare` names, the stage's end from each child's last try, the
+//! depth limit, a parent cancelled while its child runs (`parent_close`), a child started
+//! after its parent was cancelled, and what export refuses.
+
+use crate::common::scratch;
+use crate::export::{text, wvflow_at};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Output;
+
+/// A parent whose call waits for a child that books (with a compensation) and then waits
+/// until it is told to go on; and one that calls a child per row.
+const CALLS: &str = r#"activity book(who: string) = exec('printf', '{"who": "%s"}\n', who)
+activity unbook(who: string) = exec('touch', 'unbooked')
+
+flow Child(who: string) = {
+  stage booked with { compensate: unbook(who) } = book(who)
+  stage held = from booked | wait(60s)
+}
+
+flow Parent(who: string = 'ann') = {
+  stage kid = call Child(who: who)
+}
+
+flow Shy(who: string = 'ann') = {
+  stage kid [parent_close: abandon] = call Child(who: who)
+}
+
+flow Many = {
+  stage names = from [['ann'], ['bob']] as t(name)
+  stage kids = from names | each call Child(who: _.name)
+}
+"#;
+
+struct Drive {
+    dir: PathBuf,
+}
+
+impl Drive {
+    fn new(name: &str) -> Drive {
+        let dir = scratch(name, &[]);
+        std::fs::write(dir.join("calls.wv"), CALLS).unwrap();
+        for flow in ["Parent", "Shy", "Many", "Child"] {
+            let o = wvflow_at(&dir, &["plan", "calls.wv", flow, "--format", "json"]);
+            assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+            std::fs::write(dir.join(format!("{flow}.json")), &o.stdout).unwrap();
+        }
+        Drive { dir }
+    }
+
+    /// `wvflow stage WORDS` for `flow`'s run `run`.
+    fn stage(&self, flow: &str, run: &str, words: &[&str]) -> Output {
+        let plan = format!("{flow}.json");
+        let common = ["--plan", &plan, "--state", "state", "--run-id", run];
+        wvflow_at(&self.dir, &[&["stage"], words, &common].concat())
+    }
+
+    fn json(o: &Output) -> Value {
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(o)))
+    }
+
+    fn path(&self, rest: &str) -> PathBuf {
+        self.dir.join(rest)
+    }
+}
+
+/// `prepare` names each child as the engine starts it; `gather` reads how each ended.
+#[test]
+fn a_call_stage_prepares_its_children_and_gathers_their_ends() {
+    let d = Drive::new("calls_gather");
+    assert_eq!(d.stage("Many", "m1", &["init"]).status.code(), Some(0));
+    d.stage("Many", "m1", &["run", "names"]);
+    let o = d.stage("Many", "m1", &["prepare", "kids", "--engine", "airflow"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let parent = json!("Many/m1");
+    assert_eq!(
+        Drive::json(&o),
+        json!([
+            {"trigger_dag_id": "Child", "conf": {"who": "ann", "wvflow_nesting": 1, "wvflow_parent": parent}},
+            {"trigger_dag_id": "Child", "conf": {"who": "bob", "wvflow_nesting": 1, "wvflow_parent": parent}},
+        ])
+    );
+    let o = d.stage("Many", "m1", &["prepare", "kids", "--engine", "argo"]);
+    assert_eq!(
+        Drive::json(&o),
+        json!([
+            {"item": "0", "nesting": "1", "arg-who": "ann"},
+            {"item": "1", "nesting": "1", "arg-who": "bob"},
+        ])
+    );
+
+    // Child 0 ends (its wait cut short by a cancel: it ends cancelled), child 1 never starts.
+    let child = "m1-kids-0-1";
+    let args = r#"{"who": "ann", "wvflow_nesting": 1, "wvflow_parent": "Many/m1"}"#;
+    assert_eq!(
+        d.stage("Child", child, &["init", "--args", args])
+            .status
+            .code(),
+        Some(0)
+    );
+    d.stage("Child", child, &["run", "booked"]);
+    let o = wvflow_at(
+        &d.dir,
+        &[
+            "runs", "cancel", child, "--state", "state", "--flow", "Child",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    d.stage("Child", child, &["run", "held"]);
+    d.stage("Child", child, &["finish"]);
+    let o = d.stage("Many", "m1", &["gather", "kids"]);
+    let summary = Drive::json(&o);
+    assert_eq!(summary["state"], "failed", "{}", text(&o));
+    let error = summary["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "2 of 2 items failed (tolerated: 0); first error: child run m1-kids-0-1 of `Child` \
+             ended cancelled"
+        ),
+        "{error}"
+    );
+
+    // A `call` whose child never started (its DAG missing, say) fails, saying so.
+    d.stage("Parent", "p1", &["init"]);
+    d.stage("Parent", "p1", &["prepare", "kid", "--engine", "airflow"]);
+    let o = d.stage("Parent", "p1", &["gather", "kid"]);
+    let summary = Drive::json(&o);
+    assert_eq!(summary["state"], "failed", "{}", text(&o));
+    assert_eq!(
+        summary["error"],
+        "the child run of `Child` never started: is the child flow exported to the engine?"
+    );
+}
+
+/// A parent 16 calls deep starts no 17th: its stage fails as `wvflow run`'s does.
+#[test]
+fn a_call_past_the_depth_limit_fails_its_stage() {
+    let d = Drive::new("calls_depth");
+    let args = r#"{"wvflow_nesting": 16}"#;
+    assert_eq!(
+        d.stage("Parent", "deep", &["init", "--args", args])
+            .status
+            .code(),
+        Some(0)
+    );
+    let o = d.stage("Parent", "deep", &["prepare", "kid", "--engine", "airflow"]);
+    assert_eq!(o.status.code(), Some(98), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
+    assert!(
+        text(&o).contains(
+            "child run of `Child` not started: 16 runs are nested already (the depth limit)"
+        ),
+        "{}",
+        text(&o)
+    );
+    let args = r#"{"wvflow_nesting": 15}"#;
+    d.stage("Parent", "fine", &["init", "--args", args]);
+    let o = d.stage("Parent", "fine", &["prepare", "kid", "--engine", "airflow"]);
+    assert_eq!(
+        Drive::json(&o)[0]["conf"]["wvflow_nesting"],
+        16,
+        "{}",
+        text(&o)
+    );
+}
+
+/// `wvflow runs cancel` of a parent whose child runs: the child is asked to stop as the
+/// stage's `parent_close` says (`terminate`: no compensations; `abandon`: it goes on), and a
+/// child the engine starts after the cancel starts cancelled.
+#[test]
+fn a_cancelled_parent_closes_its_children_as_parent_close_says() {
+    let d = Drive::new("calls_cancel");
+    for (flow, run) in [("Parent", "p1"), ("Shy", "s1")] {
+        assert_eq!(d.stage(flow, run, &["init"]).status.code(), Some(0));
+        d.stage(flow, run, &["prepare", "kid", "--engine", "airflow"]);
+        let child = format!("{run}-kid-0-1");
+        let args = format!(r#"{{"who": "ann", "wvflow_parent": "{flow}/{run}"}}"#);
+        d.stage("Child", &child, &["init", "--args", &args]);
+        let o = d.stage("Child", &child, &["run", "booked"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let o = wvflow_at(
+            &d.dir,
+            &["runs", "cancel", run, "--state", "state", "--flow", flow],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let cancel = |run: &str| d.path(&format!("state/runs/Child/{run}/cancel.json"));
+    let terminated: Value =
+        serde_json::from_slice(&std::fs::read(cancel("p1-kid-0-1")).unwrap()).unwrap();
+    assert_eq!(
+        terminated["compensate"], false,
+        "terminate: without compensations"
+    );
+    assert!(!cancel("s1-kid-0-1").exists(), "abandon: the child goes on");
+
+    // The terminated child stops and ends cancelled, its booking not compensated.
+    d.stage("Child", "p1-kid-0-1", &["run", "held"]);
+    let o = d.stage("Child", "p1-kid-0-1", &["finish"]);
+    let summary = Drive::json(&o);
+    assert_eq!(summary["state"], "cancelled", "{}", text(&o));
+    assert_eq!(summary["compensations"], json!([]));
+    assert!(!d.path("unbooked").exists());
+
+    // A child started after its parent was cancelled (a late try) starts cancelled.
+    let args = r#"{"who": "ann", "wvflow_parent": "Parent/p1"}"#;
+    d.stage("Child", "p1-kid-0-2", &["init", "--args", args]);
+    let o = d.stage("Child", "p1-kid-0-2", &["run", "booked"]);
+    assert_eq!(o.status.code(), Some(99), "{}", text(&o));
+    assert_eq!(Drive::json(&o)["state"], "cancelled");
+}
+
+/// What export refuses of calls, and what an Argo child cannot carry.
+#[test]
+fn export_refuses_work_before_a_call_and_argo_refuses_quoted_arguments() {
+    let dir = scratch("calls_refused", &[]);
+    let flows = format!(
+        "{CALLS}\nflow Busy = {{\n  stage kid = from [['x']] as t(a) | activate('log') | call Child(who: 'x')\n}}\n\
+         flow Quoted = {{\n  stage kid = call Child(who: 'say \"hi\"')\n}}\n"
+    );
+    std::fs::write(dir.join("calls.wv"), flows).unwrap();
+    let o = wvflow_at(&dir, &["export", "calls.wv", "Busy", "--target", "airflow"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("only queries may come before its one `call`"),
+        "{}",
+        text(&o)
+    );
+    let o = wvflow_at(&dir, &["plan", "calls.wv", "Quoted", "--format", "json"]);
+    std::fs::write(dir.join("Quoted.json"), &o.stdout).unwrap();
+    let common = ["--plan", "Quoted.json", "--state", "state", "--run-id", "q"];
+    let stage = |words: &[&str]| wvflow_at(&dir, &[&["stage"], words, &common].concat());
+    stage(&["init"]);
+    let o = stage(&["prepare", "kid", "--engine", "argo"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("argument `who` of `Child` holds a quote"),
+        "{}",
+        text(&o)
+    );
+    let o = stage(&["prepare", "kid", "--engine", "airflow"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let starts: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(starts[0]["conf"]["who"], "say \"hi\"");
+}
