@@ -77,21 +77,7 @@ pub fn run(args: ExportArgs) -> u8 {
         TargetArg::Argo => Target::Argo,
     };
     let deployment = match deployment(&args, &plan, target) {
-        Ok(mut deployment) => {
-            deployment.targets = crate::export::flow_refs(&plan)
-                .into_iter()
-                .filter_map(|reference| {
-                    let (name, version) = match reference.split_once('@') {
-                        Some((name, v)) => (name, v.parse().ok()),
-                        None => (reference.as_str(), None),
-                    };
-                    // The checker resolved every jump's flow: each has a plan.
-                    let found = flows.plan(name, version)?;
-                    Some((reference.clone(), found.flow.version))
-                })
-                .collect();
-            deployment
-        }
+        Ok(deployment) => deployment,
         Err(e) => {
             errln!("error: {e}");
             return exit::USAGE;
@@ -186,6 +172,5 @@ fn deployment(args: &ExportArgs, plan: &Plan, target: Target) -> Result<Deployme
             max_items: args.max_items,
             template: args.template,
         },
-        targets: Default::default(),
     })
 }

@@ -40,11 +40,6 @@ struct Common {
     /// retries + 1`): a stage's or run's end recorded under an earlier one is decided again.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     first_try: u32,
-    /// A flow this run starts (a jump, a child run) as the engine has it: REF=FLOW, REF as the
-    /// flow names it (`Name`, `Name@2`), FLOW the flow exported (`Name@2` for the highest
-    /// version when REF names none). Repeatable.
-    #[arg(long = "to")]
-    to: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -190,7 +185,6 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
         reporter: &super::report::Stderr,
         means: system.means(),
         first_try: common.first_try,
-        targets: targets(&common.to)?,
     };
     match &command {
         StageCommand::Init {
@@ -355,7 +349,7 @@ fn next(task: &TaskRun, engine: EngineArg) -> Result<u8, Failure> {
     let starts: Vec<serde_json::Value> = match next {
         None => Vec::new(),
         Some(run) => {
-            let key = task.target_key(&run.reference());
+            let key = run.reference();
             vec![match engine {
                 EngineArg::Airflow => {
                     crate::export::airflow_trigger(&run, &key, crate::export::Started::Jump)
@@ -426,19 +420,6 @@ fn finish(task: &TaskRun) -> Result<u8, Failure> {
             TaskEnd::Failed.exit_code()
         },
     )
-}
-
-/// `--to REF=FLOW` pairs, by reference.
-fn targets(pairs: &[String]) -> Result<std::collections::BTreeMap<String, String>, Failure> {
-    pairs
-        .iter()
-        .map(|pair| match pair.split_once('=') {
-            Some((reference, key)) if !reference.is_empty() && !key.is_empty() => {
-                Ok((reference.to_string(), key.to_string()))
-            }
-            _ => Err(format!("--to {pair}: expected REF=FLOW, such as Enrich=Enrich@2").into()),
-        })
-        .collect()
 }
 
 /// A plan: JSON as `wvflow plan --format json` writes it, or that in base64.

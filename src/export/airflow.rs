@@ -90,11 +90,10 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<String>
     header(&mut out, plan, deployment, &pools);
     pool_check(&mut out, &pools);
     dag_arguments(&mut out, graph.flow, &mut warnings);
-    let to = to_flags(&super::target_keys(plan, deployment));
-    tasks(&mut out, &graph, &to);
+    tasks(&mut out, &graph);
     edges(&mut out, &graph);
     if super::jumps(plan) {
-        jump_tasks(&mut out, &to);
+        jump_tasks(&mut out);
     }
     Ok(Exported {
         text: out,
@@ -166,7 +165,7 @@ fn header(out: &mut String, plan: &Plan, deployment: &Deployment, pools: &BTreeM
     if !pools.is_empty() {
         out.push_str("from airflow.providers.standard.operators.python import PythonOperator\n");
     }
-    if !super::flow_refs(plan).is_empty() {
+    if super::starts_runs(plan) {
         out.push_str(
             "from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator\n",
         );
@@ -294,7 +293,7 @@ fn dag_arguments(out: &mut String, flow: &FlowPlan, warnings: &mut Vec<String>) 
 
 /// The tasks: `wvflow_init`, each stage's (a fan-out's `prepare`, items and gathering), and
 /// `wvflow_finish`.
-fn tasks(out: &mut String, graph: &TaskGraph, to: &str) {
+fn tasks(out: &mut String, graph: &TaskGraph) {
     if !graph.pools().is_empty() {
         // A setup task: when it fails, every task after it ends `upstream_failed`, whatever
         // its trigger rule, instead of waiting for a pool that is not there.
@@ -327,7 +326,7 @@ fn tasks(out: &mut String, graph: &TaskGraph, to: &str) {
                 continue;
             }
             Shape::Calls { .. } => {
-                call_tasks(out, tasks, to);
+                call_tasks(out, tasks);
                 continue;
             }
         };
@@ -412,13 +411,11 @@ fn edges(out: &mut String, graph: &TaskGraph) {
 /// After a run that succeeded, the run its jump starts: `next` prints it (none when the run
 /// failed or reached no jump), and `start` triggers it without waiting, under a run id made
 /// from this run's, so that a task tried again does not start it twice.
-fn jump_tasks(out: &mut String, to: &str) {
-    let command = format!(
-        "\"$WVFLOW\" stage next --engine airflow{to} --plan \"$WVFLOW_PLAN\" --state \"$WVFLOW_STATE\" \
-         --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\""
-    );
+fn jump_tasks(out: &mut String) {
+    let command = "\"$WVFLOW\" stage next --engine airflow --plan \"$WVFLOW_PLAN\" --state \
+                   \"$WVFLOW_STATE\" --run-id \"$WVFLOW_RUN_ID\" --cwd \"$WVFLOW_WORKSPACE\"";
     out.push_str("    next_run = BashOperator(\n        task_id=\"wvflow_next\",\n");
-    let _ = writeln!(out, "        bash_command={},", py(&command));
+    let _ = writeln!(out, "        bash_command={},", py(command));
     out.push_str(
         "        output_processor=json.loads,\n        env=task_env(),\n        append_env=True,\n        \
          retries=2,\n        retry_policy=WvflowRetry(1000, \"constant\", 1.0, None, False),\n    )\n",
@@ -431,21 +428,13 @@ fn jump_tasks(out: &mut String, to: &str) {
     out.push_str("    result >> next_run\n");
 }
 
-/// The `--to REF=FLOW` options of the tasks that start other flows' runs, as one text.
-fn to_flags(targets: &[(String, String)]) -> String {
-    targets
-        .iter()
-        .map(|(reference, key)| format!(" --to {}", shell_word(&format!("{reference}={key}"))))
-        .collect()
-}
-
 /// A stage whose child runs (`call`, `each call`) are the engine's runs: `STAGE.prepare` (the
 /// steps before the call; prints the children as the keyword arguments of
 /// `TriggerDagRunOperator`), `STAGE.children` (one mapped trigger per child, deferred while it
 /// waits for the child's run to end, under the run id the stage's task looks for; started
 /// again by the engine as the stage's retries say, each try a new child run) and the stage's
 /// own task, which gathers the children's ends and rows and runs the steps after the call.
-fn call_tasks(out: &mut String, tasks: &StageTasks, to: &str) {
+fn call_tasks(out: &mut String, tasks: &StageTasks) {
     let Shape::Calls {
         retries,
         concurrency,
@@ -459,7 +448,7 @@ fn call_tasks(out: &mut String, tasks: &StageTasks, to: &str) {
     let _ = writeln!(out, "        task_id={},", py(&format!("{}.prepare", stage.id)));
     let prepare = command("prepare", stage).replacen(
         " stage prepare ",
-        &format!(" stage prepare --engine airflow{to} "),
+        " stage prepare --engine airflow ",
         1,
     );
     let _ = writeln!(out, "        bash_command={},", py(&prepare));
@@ -504,12 +493,7 @@ fn call_tasks(out: &mut String, tasks: &StageTasks, to: &str) {
     );
     let _ = writeln!(out, "    tasks[{}] = BashOperator(", py(&stage.id));
     let _ = writeln!(out, "        task_id={},", py(&task_id(&stage.id)));
-    let gather = command("gather", stage).replacen(
-        " stage gather ",
-        &format!(" stage gather{to} "),
-        1,
-    );
-    let _ = writeln!(out, "        bash_command={},", py(&gather));
+    let _ = writeln!(out, "        bash_command={},", py(&command("gather", stage)));
     task_options(out, stage, None, "all_done");
     if tasks.writes_workspace {
         out.push_str("        pool=WORKSPACE_POOL,\n");

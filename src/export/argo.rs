@@ -133,10 +133,6 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
     let mut warnings = Vec::new();
     let run = RunOf {
         deployment,
-        to: super::target_keys(plan, deployment)
-            .into_iter()
-            .flat_map(|(reference, key)| ["--to".to_string(), format!("{reference}={key}")])
-            .collect(),
         flow_key: crate::plan::tasks::flow_key(plan),
         // A CronWorkflow's runs are named after their schedule; `workflow.name` is unique
         // either way.
@@ -233,7 +229,6 @@ fn jump_tasks(run: &RunOf) -> (Vec<Value>, Vec<Value>) {
         "--engine".into(),
         "argo".into(),
     ];
-    args.extend(run.to.iter().cloned());
     args.extend(common(run.run_id, run.deployment));
     args.extend(["--flow".into(), run.flow_key.clone()]);
     let templates = vec![
@@ -254,8 +249,6 @@ fn jump_tasks(run: &RunOf) -> (Vec<Value>, Vec<Value>) {
 /// What every task of a run passes: where things are, the run's id and the flow.
 struct RunOf<'d> {
     deployment: &'d Deployment,
-    /// `--to REF=FLOW` for each flow the run starts: what the tasks that start them pass.
-    to: Vec<String>,
     flow_key: String,
     run_id: &'static str,
 }
@@ -365,9 +358,6 @@ fn stage_templates(
         Shape::One { retries } => ("run", retries),
     };
     let mut args = run.command(verb, stage);
-    if let Shape::Calls { .. } = tasks.shape {
-        args.extend(run.to.iter().cloned());
-    }
     if !tasks.fanned() {
         args.extend(attempt());
     }
@@ -599,18 +589,10 @@ fn call_templates(
     }
     let mut prepare_args = run.command("prepare", stage);
     prepare_args.extend(["--engine".into(), "argo".into()]);
-    prepare_args.extend(run.to.iter().cloned());
     prepare_args.extend([
         "--max-items".into(),
         run.deployment.argo.max_items.to_string(),
     ]);
-    let reference = crate::runtime::tasks::reference(&target.flow, target.version);
-    let key = run
-        .to
-        .iter()
-        .find_map(|pair| pair.strip_prefix(&format!("{reference}=")))
-        .unwrap_or(&reference);
-    let (child_flow, child_version) = super::starts::split_key(key);
     let mut parameters: Vec<Value> = params
         .iter()
         .map(|p| json!({ "name": p, "value": format!("{{{{inputs.parameters.arg-{p}}}}}") }))
@@ -636,7 +618,7 @@ fn call_templates(
         "kind": "Workflow",
         "metadata": { "name": child_name },
         "spec": {
-            "workflowTemplateRef": { "name": template_name(child_flow, child_version) },
+            "workflowTemplateRef": { "name": template_name(&target.flow, target.version) },
             "arguments": { "parameters": parameters },
         },
     });

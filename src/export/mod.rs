@@ -42,11 +42,6 @@ pub struct Deployment {
     pub volume_claim: String,
     /// What else an Argo export needs.
     pub argo: ArgoOptions,
-    /// The flows the plan starts (jumps, child runs), as it names them (`Name`, `Name@2`),
-    /// with the version the workspace has of each (`None`: the flow has no versions): a
-    /// reference without a version starts the highest at export, as `wvflow run` starts the
-    /// highest it loaded.
-    pub targets: std::collections::BTreeMap<String, Option<u32>>,
 }
 
 /// What an Argo export needs besides the image and the state's volume.
@@ -216,34 +211,14 @@ fn unfit_names(plan: &Plan) -> Vec<String> {
     found
 }
 
-/// The flows a plan starts (jumps, child runs), as it names them (`Name`, `Name@2`).
-pub fn flow_refs(plan: &Plan) -> std::collections::BTreeSet<String> {
-    plan.flow
-        .stages
-        .iter()
-        .flat_map(|s| &s.steps)
-        .filter_map(|step| match step {
-            Step::Jump { target } | Step::Call { target, .. } | Step::EachCall { target, .. } => {
-                Some(crate::runtime::tasks::reference(&target.flow, target.version))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// Each flow the plan starts, as it names it, with the key of the flow the engine starts
-/// (`Name`, `Name@2`): a reference without a version starts the version
-/// [`Deployment::targets`] resolved, else the flow as named. What the tasks' `--to` says.
-pub fn target_keys(plan: &Plan, deployment: &Deployment) -> Vec<(String, String)> {
-    flow_refs(plan)
-        .into_iter()
-        .map(|reference| {
-            let (name, named) = starts::split_key(&reference);
-            let version = deployment.targets.get(&reference).copied().unwrap_or(named);
-            let key = crate::runtime::tasks::reference(name, version);
-            (reference, key)
-        })
-        .collect()
+/// Whether a plan's stages start other flows' runs (`call`, `each call`, `->`).
+pub fn starts_runs(plan: &Plan) -> bool {
+    plan.flow.stages.iter().flat_map(|s| &s.steps).any(|step| {
+        matches!(
+            step,
+            Step::Jump { .. } | Step::Call { .. } | Step::EachCall { .. }
+        )
+    })
 }
 
 /// Whether a plan's stages jump (`-> F`): its run ends by starting another.

@@ -342,6 +342,7 @@ pub struct Activation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FlowRef {
     pub flow: String,
+    /// The version written, else the highest the workspace has (`None`: the flow has none).
     pub version: Option<u32>,
     /// Argument bindings to the target flow's parameters (SQL expressions).
     pub args: Vec<Binding>,

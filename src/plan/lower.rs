@@ -1005,15 +1005,22 @@ impl Lowering<'_, '_> {
             .collect()
     }
 
+    /// A call of a flow, with the version it means: the one written, or else the highest the
+    /// workspace has (what `wvflow run` starts), so that every reader of the plan (an
+    /// exported run's tasks) starts the same flow.
     fn flow_ref(&self, call: &ast::FlowCall) -> FlowRef {
-        let version = call.version.as_ref().map(|v| v.value);
-        let args = match self.index.flow(&call.name.name, version) {
+        let written = call.version.as_ref().map(|v| v.value);
+        let target = self.index.flow(&call.name.name, written);
+        let args = match target {
             Some(target) => self.bind(
                 &target.node.params,
                 call.args.as_deref().unwrap_or_default(),
             ),
             None => Vec::new(),
         };
+        let version = target
+            .and_then(|t| t.node.version.as_ref().map(|v| v.value))
+            .or(written);
         FlowRef {
             flow: call.name.name.to_string(),
             version,

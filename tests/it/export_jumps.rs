@@ -140,7 +140,7 @@ fn stage_next_names_the_run_to_start_and_stops_a_chain_at_the_depth_limit() {
             step(&["run", stage]);
         }
         step(&["finish"]);
-        step(&["next", "--engine", "airflow", "--to", "Publish=Publish"])
+        step(&["next", "--engine", "airflow"])
     };
     let o = drive("r1", "{}");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -137,7 +137,6 @@ fn by_tasks(plan: &Plan, script: Script, name: &str) -> (Summary, Vec<String>) {
             launcher: &launcher,
         },
         first_try: 1,
-        targets: Default::default(),
     };
     let args = run_params(plan)
         .into_iter()

@@ -235,7 +235,6 @@ fn with_exported_run<T>(
         reporter: &Stderr,
         means: system.means(),
         first_try: 1,
-        targets: Default::default(),
     };
     what(&task)
 }

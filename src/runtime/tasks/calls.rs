@@ -71,7 +71,7 @@ impl TaskRun<'_> {
             })
             .collect();
         let children = Children {
-            flow_key: self.target_key(&reference),
+            flow_key: reference,
             parent_close,
             runs,
         };

@@ -143,10 +143,6 @@ pub struct TaskRun<'a> {
     /// retries + 1`; 1 when never cleared). A record written under an earlier one is from
     /// before the clear: the user asked for the work again, and it runs again.
     pub first_try: u32,
-    /// The flows this run starts (jumps, child runs) as the engine has them: each reference
-    /// (`Name`, `Name@2`) to the flow's key (`Name@2` for the highest version when the
-    /// reference names none). A reference missing here is its own key.
-    pub targets: BTreeMap<String, String>,
 }
 
 /// What a task needs from outside: time (a clock and the wall time at which it read zero:
@@ -206,13 +202,6 @@ impl TaskRun<'_> {
         flow_key(self.plan)
     }
 
-    /// The key of a flow this run starts, by its reference ([`Self::targets`]).
-    pub fn target_key(&self, reference: &str) -> String {
-        self.targets
-            .get(reference)
-            .cloned()
-            .unwrap_or_else(|| reference.to_string())
-    }
 
     /// Records the run's arguments (bound to the flow's parameters), its run time and how
     /// many jumps led to it. A second `init` of the same run (a retried task) keeps the first
