@@ -106,6 +106,13 @@ enum StageCommand {
         #[command(flatten)]
         tries: Tries,
     },
+    /// One check of a prepared stage's `wait until`: exit 0 once the wait is over (its end
+    /// recorded for `gather`), 3 while its condition does not hold yet.
+    Poll {
+        stage: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// A prepared `each`'s items together, then the stage's steps after it: its end.
     Gather {
         stage: String,
@@ -219,6 +226,10 @@ fn execute(command: StageCommand) -> Result<u8, Failure> {
             }
             Ok(end.exit_code())
         }
+        StageCommand::Poll { stage, .. } => Ok(match task.poll(stage)? {
+            crate::runtime::tasks::Polled::Over => exit::OK,
+            crate::runtime::tasks::Polled::NotYet => NOT_YET,
+        }),
         StageCommand::Gather { stage, .. } => {
             let (end, summary) = task.gather(stage)?;
             Ok(print_stage_end(end, &summary))
@@ -235,6 +246,7 @@ fn common_of(command: &StageCommand) -> &Common {
         | StageCommand::Prepare { common, .. }
         | StageCommand::Item { common, .. }
         | StageCommand::Gather { common, .. }
+        | StageCommand::Poll { common, .. }
         | StageCommand::Finish { common }
         | StageCommand::Next { common, .. } => common,
     }
@@ -421,6 +433,9 @@ fn finish(task: &TaskRun) -> Result<u8, Failure> {
         },
     )
 }
+
+/// `poll`'s exit status while a wait's condition does not hold yet.
+const NOT_YET: u8 = 3;
 
 /// A plan: JSON as `wvflow plan --format json` writes it, or that in base64.
 fn read_plan(bytes: &[u8], name: &str) -> Result<Plan, Failure> {

@@ -87,7 +87,11 @@ pub fn dag(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<String>
     let mut warnings = Vec::new();
     let mut out = String::new();
     let pools = graph.pools();
-    header(&mut out, plan, deployment, &pools);
+    let waits = graph
+        .stages
+        .iter()
+        .any(|s| matches!(s.shape, Shape::Waits { .. }));
+    header(&mut out, (plan, deployment), &pools, waits);
     pool_check(&mut out, &pools);
     dag_arguments(&mut out, graph.flow, &mut warnings);
     tasks(&mut out, &graph);
@@ -141,7 +145,12 @@ fn pool_check(out: &mut String, pools: &BTreeMap<&str, u64>) {
 
 /// What the file starts with: what it is, its imports, where wvflow, the workspace and the
 /// state are, the plan, and the helpers every task uses.
-fn header(out: &mut String, plan: &Plan, deployment: &Deployment, pools: &BTreeMap<&str, u64>) {
+fn header(
+    out: &mut String,
+    (plan, deployment): (&Plan, &Deployment),
+    pools: &BTreeMap<&str, u64>,
+    waits: bool,
+) {
     let flow = &plan.flow;
     let json = serde_json::to_vec(plan).unwrap_or_default();
     let encoded = base64::engine::general_purpose::STANDARD.encode(json);
@@ -164,6 +173,9 @@ fn header(out: &mut String, plan: &Plan, deployment: &Deployment, pools: &BTreeM
     );
     if !pools.is_empty() {
         out.push_str("from airflow.providers.standard.operators.python import PythonOperator\n");
+    }
+    if waits {
+        out.push_str("from airflow.providers.standard.sensors.python import PythonSensor\n");
     }
     if super::starts_runs(plan) {
         out.push_str(
@@ -206,6 +218,10 @@ fn header(out: &mut String, plan: &Plan, deployment: &Deployment, pools: &BTreeM
     out.push_str(")\n\n");
     out.push_str(PYTHON_HELPERS);
     out.push('\n');
+    if waits {
+        out.push_str(POLL_HELPER);
+        out.push('\n');
+    }
 }
 
 /// The DAG id of a flow: `Name`, or `Name_v2` for a version.
@@ -327,6 +343,10 @@ fn tasks(out: &mut String, graph: &TaskGraph) {
             }
             Shape::Calls { .. } => {
                 call_tasks(out, tasks);
+                continue;
+            }
+            Shape::Waits { poll_interval_ms } => {
+                wait_tasks(out, tasks, poll_interval_ms);
                 continue;
             }
         };
@@ -506,6 +526,54 @@ fn call_tasks(out: &mut String, tasks: &StageTasks) {
     );
 }
 
+/// A stage whose `wait until` Airflow checks between its own waits: `STAGE.prepare` (the
+/// queries before the wait), `STAGE.wait` (a `PythonSensor` in `reschedule` mode: each poke
+/// runs `wvflow stage poll`, and between pokes the sensor holds no worker slot; it never times
+/// out by itself: wvflow ends the wait at the stage's `timeout`) and the stage's own task,
+/// which runs the steps after the wait on the rows the wait ended with.
+fn wait_tasks(out: &mut String, tasks: &StageTasks, poll_interval_ms: u64) {
+    let stage = tasks.stage;
+    let _ = writeln!(out, "    prepares[{}] = BashOperator(", py(&stage.id));
+    let _ = writeln!(out, "        task_id={},", py(&format!("{}.prepare", stage.id)));
+    let _ = writeln!(out, "        bash_command={},", py(&command("prepare", stage)));
+    task_options(out, stage, None, "all_done");
+    out.push_str("    )\n");
+    out.push_str("    wait = PythonSensor(\n");
+    let _ = writeln!(out, "        task_id={},", py(&format!("{}.wait", stage.id)));
+    out.push_str("        python_callable=poll_stage,\n");
+    let _ = writeln!(
+        out,
+        "        op_kwargs={{\"stage\": {}, \"env\": task_env()}},",
+        py(&stage.id)
+    );
+    let _ = writeln!(
+        out,
+        "        mode=\"reschedule\",\n        poke_interval=timedelta(milliseconds={poll_interval_ms}),\n        \
+         timeout=timedelta(days=36500),"
+    );
+    let _ = writeln!(out, "        trigger_rule=\"all_success\",");
+    let _ = writeln!(
+        out,
+        "        priority_weight={},\n        weight_rule=\"absolute\",",
+        4 - u32::from(stage.priority.min(3))
+    );
+    task_retries(out, None);
+    out.push_str("    )\n");
+    let _ = writeln!(out, "    tasks[{}] = BashOperator(", py(&stage.id));
+    let _ = writeln!(out, "        task_id={},", py(&task_id(&stage.id)));
+    let _ = writeln!(out, "        bash_command={},", py(&command("gather", stage)));
+    task_options(out, stage, None, "all_done");
+    if tasks.writes_workspace {
+        out.push_str("        pool=WORKSPACE_POOL,\n");
+    }
+    out.push_str("    )\n");
+    let _ = writeln!(
+        out,
+        "    prepares[{0}] >> wait >> tasks[{0}]",
+        py(&stage.id)
+    );
+}
+
 /// The command of a stage's task: `wvflow stage VERB STAGE` with what every task passes.
 fn command(verb: &str, stage: &StagePlan) -> String {
     let attempt = match verb {
@@ -642,6 +710,23 @@ fn shell_word(text: &str) -> String {
 
 /// What every exported DAG file defines: the plan file on the worker, each task's
 /// environment, and the retry policy that computes wvflow's delays and stops at exit 98.
+/// What a DAG whose waits Airflow checks defines: one check, without a shell.
+const POLL_HELPER: &str = r#"def poll_stage(stage: str, env: dict) -> bool:
+    """One check of a stage's `wait until` (`wvflow stage poll`, exit 0 once the wait is over,
+    3 while its condition does not hold): between checks the sensor gives its worker back."""
+    import subprocess
+
+    argv = [env["WVFLOW"], "stage", "poll", stage, "--plan", env["WVFLOW_PLAN"],
+            "--state", env["WVFLOW_STATE"], "--run-id", env["WVFLOW_RUN_ID"],
+            "--cwd", env["WVFLOW_WORKSPACE"]]
+    done = subprocess.run(argv, env={**os.environ, **env})
+    if done.returncode == 3:
+        return False
+    if done.returncode != 0:
+        raise RuntimeError(f"wvflow stage poll {stage} ended with exit code {done.returncode}")
+    return True
+"#;
+
 const PYTHON_HELPERS: &str = r#"def plan_file() -> tuple[str, str]:
     """The plan in a file of its own on this worker, named by its content, in a folder only
     this user can write (another user cannot choose the commands), and its SHA-256, which

@@ -8,6 +8,7 @@ use super::yaml::to_yaml;
 use super::{Deployment, Exported, Started};
 use crate::plan::Plan;
 use super::graph::{Shape, StageTasks, TaskGraph};
+use crate::plan::tasks::engine_retries;
 use crate::plan::ir::{FlowPlan, ParamPlan, PoolPlan, RetryPolicy, StagePlan};
 use crate::retry_rule::Backoff;
 use base64::Engine as _;
@@ -145,7 +146,7 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
         let name = &names[stage.id.as_str()];
         tasks.push(json!({
             "name": name,
-            "template": format!("{}-{name}", if stage_tasks.fanned() { "fan" } else { "stage" }),
+            "template": format!("{}-{name}", if split(stage_tasks) { "fan" } else { "stage" }),
             "depends": done_of(stage_tasks.waits_for.iter().map(|w| names[w].as_str()))
                 .unwrap_or_else(|| "wvflow-init".into()),
             // The stage's state is wvflow's to decide: `finish` fails the run, not the DAG.
@@ -263,6 +264,12 @@ impl RunOf<'_> {
     }
 }
 
+/// Whether a stage's tasks on Argo are a nested DAG (`prepare`, its parts, `gather`): a
+/// fan-out's or a call stage's. A wait runs inside the stage's one task.
+fn split(tasks: &StageTasks) -> bool {
+    matches!(tasks.shape, Shape::Fanned { .. } | Shape::Calls { .. })
+}
+
 /// A task goes on whatever its dependencies' ends: wvflow decides its trigger.
 static CONTINUE_ON: std::sync::LazyLock<Value> =
     std::sync::LazyLock::new(|| json!({ "failed": true, "error": true }));
@@ -356,9 +363,11 @@ fn stage_templates(
     let (verb, policy) = match tasks.shape {
         Shape::Fanned { .. } | Shape::Calls { .. } => ("gather", None),
         Shape::One { retries } => ("run", retries),
+        // Argo has no check that gives its pod back: the wait runs inside the stage's task.
+        Shape::Waits { .. } => ("run", engine_retries(stage)),
     };
     let mut args = run.command(verb, stage);
-    if !tasks.fanned() {
+    if !split(tasks) {
         args.extend(attempt());
     }
     let mut template = serde_json::Map::new();
@@ -368,7 +377,7 @@ fn stage_templates(
         retry_strategy(policy, &mut args, warnings, &stage.id),
     );
     // A fan-out's items hold its pool, one by one; any other stage's task holds it.
-    let pool = tasks.pool.filter(|_| !tasks.fanned());
+    let pool = tasks.pool.filter(|_| !split(tasks));
     if let Some(sync) = synchronization(tasks.writes_workspace, pool) {
         template.insert("synchronization".into(), sync);
     }

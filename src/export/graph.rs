@@ -6,7 +6,8 @@
 use crate::plan::Plan;
 use crate::plan::ir::{FlowPlan, PoolPlan, RetryPolicy, StagePlan, Step};
 use crate::plan::tasks::{
-    calls_as_runs, engine_retries, fans_out_as_tasks, item_retries, writes_workspace,
+    calls_as_runs, engine_retries, fans_out_as_tasks, item_retries, waits_on_engine,
+    writes_workspace,
 };
 use std::collections::BTreeMap;
 
@@ -48,6 +49,11 @@ pub enum Shape<'p> {
         concurrency: Option<u64>,
         target: &'p crate::plan::ir::FlowRef,
     },
+    /// Its `wait until` checked by the engine between its own waits: a `prepare` task, a
+    /// check every `poll_interval_ms` that holds no worker in between (Airflow), and the
+    /// stage's own task after the wait. An engine without such a check runs the stage in one
+    /// task, its wait inside.
+    Waits { poll_interval_ms: u64 },
 }
 
 impl<'p> TaskGraph<'p> {
@@ -87,7 +93,10 @@ impl<'p> TaskGraph<'p> {
 impl StageTasks<'_> {
     /// Whether the stage's tasks are a `prepare`, what it prepares, and the stage's own task.
     pub fn fanned(&self) -> bool {
-        matches!(self.shape, Shape::Fanned { .. } | Shape::Calls { .. })
+        matches!(
+            self.shape,
+            Shape::Fanned { .. } | Shape::Calls { .. } | Shape::Waits { .. }
+        )
     }
 }
 
@@ -112,8 +121,15 @@ fn shape(stage: &StagePlan) -> Shape<'_> {
                 _ => None,
             }),
         },
-        _ => Shape::One {
-            retries: engine_retries(stage),
+        _ => match waits_on_engine(stage).map(|at| &stage.steps[at]) {
+            Some(Step::WaitUntil {
+                poll_interval_ms, ..
+            }) => Shape::Waits {
+                poll_interval_ms: *poll_interval_ms,
+            },
+            _ => Shape::One {
+                retries: engine_retries(stage),
+            },
         },
     }
 }

@@ -80,10 +80,24 @@ pub fn calls_as_runs(stage: &StagePlan) -> Option<usize> {
     (before && one).then_some(at)
 }
 
+/// The step of a stage's `wait until` when the engine checks it between its own waits (a
+/// sensor that gives its worker back): a `wait until` with nothing but queries before it.
+pub fn waits_on_engine(stage: &StagePlan) -> Option<usize> {
+    let at = stage
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::WaitUntil { .. }))?;
+    let before = stage.steps[..at]
+        .iter()
+        .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }));
+    before.then_some(at)
+}
+
 /// The step a stage's tasks split at, `prepare` before it and `gather` after it: its `each`
-/// when that fans out as tasks, or its child runs when they run as the engine's runs.
+/// when that fans out as tasks, its child runs when they run as the engine's runs, or its
+/// `wait until` when the engine checks it.
 pub fn split_at(stage: &StagePlan) -> Option<usize> {
-    calls_as_runs(stage).or_else(|| {
+    calls_as_runs(stage).or(waits_on_engine(stage)).or_else(|| {
         fans_out_as_tasks(stage)
             .then(|| stage.steps.iter().position(|s| matches!(s, Step::Each { .. })))
             .flatten()

@@ -333,7 +333,8 @@ struct Case {
 /// the compensations. Airflow's own record agrees: each stage task ended as its stage did,
 /// every task ran as a process of its own after the scheduler queued it, the failing item was
 /// retried by the scheduler, the pooled items held the pool (never more of them at once than
-/// its slots), the gate was released by a signal sent while its task waited, and each child
+/// its slots), the gate was released by a signal sent while its check waited for its next poke holding no
+/// worker (a sensor in reschedule mode), and each child
 /// run was a DAG run of the child's DAG, a failed child started again as a new run. Then a run
 /// marked failed, and a jump.
 #[test]
@@ -496,12 +497,13 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
             ));
             case.state = run["state"].as_str().unwrap_or_default().to_string();
         }
-        // The gate's task is running: the run waits for its signal.
+        // The gate's check is waiting for its next poke, holding no worker: the run waits
+        // for its signal.
         let approve = &cases[3];
         if !signalled
             && tasks(&airflow, approve)
                 .iter()
-                .any(|t| t["task_id"] == "approval" && t["state"] == "running")
+                .any(|t| t["task_id"] == "approval.wait" && t["state"] == "up_for_reschedule")
         {
             let runs = |args: &[&str]| {
                 let mut words = vec!["runs"];
@@ -527,7 +529,10 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
             .iter()
             .all(|c| c.state == "success" || c.state == "failed")
     });
-    assert!(signalled, "the gate's task was never seen waiting");
+    assert!(
+        signalled,
+        "the gate's check was never seen waiting for its next poke"
+    );
     let ended = started.elapsed();
 
     let mut pids = Vec::new();
@@ -635,7 +640,8 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
                 }
             }
             "ApproveRelease" => {
-                // One try: the signal released the wait inside it.
+                // The sensor ended once the signal opened the gate; the stage ran once after.
+                assert_eq!(task("approval.wait")["state"], "success", "{what}");
                 assert_eq!(task("approval")["try_number"], 1, "{what}");
             }
             "EnrichCustomers" => {

@@ -225,6 +225,36 @@ fn drive_run(
             );
             done.push(stage);
         }
+        let (waits, batch): (Vec<String>, Vec<String>) = batch
+            .into_iter()
+            .partition(|s| waits_out(&plan_json, s).is_some());
+        for stage in waits {
+            // Airflow's sensor: `poll` again after the poll interval until the wait is over.
+            let o = run(common(&["stage", "prepare", &stage]));
+            assert!(
+                matches!(o.status.code(), Some(0 | 98 | 99)),
+                "{stage} prepare: {}",
+                text(&o)
+            );
+            let pause = waits_out(&plan_json, &stage).unwrap_or(100);
+            let mut polls = 0;
+            while o.status.code() == Some(0) {
+                let o = run(common(&["stage", "poll", &stage]));
+                match o.status.code() {
+                    Some(0) => break,
+                    Some(3) if polls < 10_000 => polls += 1,
+                    other => panic!("{stage} poll: {other:?} {}", text(&o)),
+                }
+                std::thread::sleep(std::time::Duration::from_millis(pause));
+            }
+            let o = run(common(&["stage", "gather", &stage]));
+            assert!(
+                matches!(o.status.code(), Some(0 | 98 | 99)),
+                "{stage} gather: {}",
+                text(&o)
+            );
+            done.push(stage);
+        }
         let (fanned, batch): (Vec<String>, Vec<String>) =
             batch.into_iter().partition(|s| fans_out(&plan_json, s));
         for stage in fanned {
@@ -333,6 +363,24 @@ fn calls_out(plan: &Value, stage: &str) -> Option<u32> {
         "each_call" => stage["retry"]["attempts"].as_u64().unwrap_or(1) as u32,
         _ => 1,
     })
+}
+
+/// The poll interval of a stage's `wait until` when Airflow checks it (nothing but queries
+/// before it), in milliseconds.
+fn waits_out(plan: &Value, stage: &str) -> Option<u64> {
+    let stage = plan["flow"]["stages"]
+        .as_array()?
+        .iter()
+        .find(|s| s["id"] == stage)?;
+    let steps = stage["steps"].as_array()?;
+    let at = steps.iter().position(|s| s["step"] == "wait_until")?;
+    let before = steps[..at]
+        .iter()
+        .all(|s| matches!(s["step"].as_str(), Some("query" | "union")));
+    let first_split = !steps[..at]
+        .iter()
+        .any(|s| matches!(s["step"].as_str(), Some("call" | "each_call" | "each")));
+    (before && first_split).then(|| steps[at]["poll_interval_ms"].as_u64().unwrap_or(1000))
 }
 
 /// The plan of a child flow (its DAG id `Name` or `Name_vN`), from the parent's file, written

@@ -25,7 +25,9 @@ use saga::{compensate, not_compensated};
 mod board;
 mod frontier;
 use board::Board;
-pub use stage::parts::{Alone, BeforeStep, after_items, call_targets, one_item, steps_before};
+pub use stage::parts::{
+    Alone, BeforeStep, after_items, call_targets, one_item, steps_before, wait_once,
+};
 pub use stage::{bind, bind_one};
 use stage::{StageRun, Started, run_stage};
 

@@ -817,16 +817,7 @@ impl StageRun<'_, '_> {
         let started = self.ctx.clock.now();
         let limit = self.stage.timeout_ms.map(Duration::from_millis);
         loop {
-            self.store.now.set(self.ctx.now());
-            if let Some(inbox) = self.ctx.inbox {
-                inbox.show(self.stage, self.store).map_err(|e| (e, 1))?;
-            }
-            // As a stage's source, the condition reads no rows.
-            let rows = (!input.columns.is_empty()).then_some(&input);
-            let met = self
-                .query(&condition.text, rows)
-                .map_err(|e| (e.into(), 1))?;
-            if matches!(met.first_value(), Some(Value::Integer(1))) {
+            if self.wait_met(condition, &input).map_err(|e| (e, 1))? {
                 return Ok(input);
             }
             let waited = self.ctx.clock.now() - started;
@@ -849,10 +840,33 @@ impl StageRun<'_, '_> {
                 return Err((StageError::Cancelled, 1));
             }
             if let Some(sql) = source {
-                self.reload(watched).map_err(|e| (e, 1))?;
-                input = self.query(&sql.text, None).map_err(|e| (e.into(), 1))?;
+                input = self.wait_input(sql, watched).map_err(|e| (e, 1))?;
             }
         }
+    }
+
+    /// Whether a `wait until`'s condition holds now over `input`, with the run's signals and
+    /// stage states as they are now.
+    pub(super) fn wait_met(&mut self, condition: &Sql, input: &Rows) -> Result<bool, StageError> {
+        self.store.now.set(self.ctx.now());
+        if let Some(inbox) = self.ctx.inbox {
+            inbox.show(self.stage, self.store)?;
+        }
+        // As a stage's source, the condition reads no rows.
+        let rows = (!input.columns.is_empty()).then_some(input);
+        let met = self.query(&condition.text, rows)?;
+        Ok(matches!(met.first_value(), Some(Value::Integer(1))))
+    }
+
+    /// A `wait until`'s input again: the files it watches read again, its source query run
+    /// again.
+    pub(super) fn wait_input(
+        &mut self,
+        source: &Sql,
+        watched: &[crate::plan::ir::WatchedFile],
+    ) -> Result<Rows, StageError> {
+        self.reload(watched)?;
+        Ok(self.query(&source.text, None)?)
     }
 }
 

@@ -172,6 +172,7 @@ impl TaskRun<'_> {
         let (stage, input) = self.prepared(stage_id)?;
         let ends = match crate::plan::tasks::calls_as_runs(stage) {
             Some(_) => self.child_ends(stage)?,
+            None if crate::plan::tasks::waits_on_engine(stage).is_some() => self.wait_ends(stage)?,
             None => self.item_ends(stage_id, input.len())?,
         };
         match self.execute_part(stage, 1, Part::Gather(input, ends))? {
@@ -234,7 +235,7 @@ impl TaskRun<'_> {
 
     /// Why an item stops or does not start, when the run says so: the flow's timeout passed,
     /// or the run was cancelled.
-    fn stopped_why(&self) -> Result<Option<String>, Error> {
+    pub(super) fn stopped_why(&self) -> Result<Option<String>, Error> {
         Ok(if self.timed_out(&self.run_record()?) {
             Some(rules::flow_timeout(&self.plan.flow).to_string())
         } else if self.cancel_requested()? {
@@ -245,7 +246,7 @@ impl TaskRun<'_> {
     }
 
     /// [`Self::execute`] of a part of a prepared fan-out, on the run's records as they are now.
-    fn execute_part(
+    pub(super) fn execute_part(
         &self,
         stage: &StagePlan,
         attempt: u32,
@@ -267,7 +268,7 @@ impl TaskRun<'_> {
     }
 
     /// A fanned-out stage and the input its `prepare` kept.
-    fn prepared(&self, stage_id: &str) -> Result<(&StagePlan, Rows), Error> {
+    pub(super) fn prepared(&self, stage_id: &str) -> Result<(&StagePlan, Rows), Error> {
         let stage = self
             .plan
             .flow

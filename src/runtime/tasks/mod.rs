@@ -22,18 +22,20 @@ mod next;
 mod requests;
 mod scratch;
 pub mod state;
+mod waits;
 
 pub use error::{ArgError, Error, PartKind};
 use fan::input_table;
 pub use fan::Prepared;
 pub use next::{NextError, NextRun, reference};
+pub use waits::Polled;
 use crate::plan::tasks::{engine_retries, flow_key, item_retries};
 
 use super::activity::Launcher;
 use super::clock::Clock;
 use super::engine::{
     Alone, BeforeStep, CompensationSummary, Context, StageSummary, Summary, after_items,
-    call_targets, compensate_completed, one_item, run_single_stage, steps_before,
+    call_targets, compensate_completed, one_item, run_single_stage, steps_before, wait_once,
 };
 use super::error::{NotRetried, StageError};
 use super::flow_call::CallArgs;
@@ -481,7 +483,7 @@ impl TaskRun<'_> {
     ) -> Result<Executed, Error> {
         // A writer takes the workspace database and puts it back in one turn. `prepare` and
         // the items write nothing there: the gathering records the items' keys.
-        let puts_back = !matches!(part, Part::Prepare | Part::Item(..));
+        let puts_back = !matches!(part, Part::Prepare | Part::Item(..) | Part::Poll(..));
         if crate::plan::tasks::writes_workspace(stage) && puts_back {
             self.workspace_turn(|| self.execute_now(stage, run, upstream, attempt, part))
         } else {
@@ -500,7 +502,7 @@ impl TaskRun<'_> {
         let policy = match &part {
             Part::Whole => engine_retries(stage),
             Part::Item(..) => item_retries(stage),
-            Part::Prepare | Part::Gather(..) => None,
+            Part::Prepare | Part::Poll(..) | Part::Gather(..) => None,
         }
         .filter(|_| self.engine_retries);
         let first_ms = self.first_attempt_ms(stage, &part)?;
@@ -537,6 +539,7 @@ impl TaskRun<'_> {
                 return self.keep_prepared(stage, (&rows, items), &stores, scratch.path());
             }
             Ran::Item(done) => return self.item_ended(stage, done, (policy, attempt), first_ms),
+            Ran::Polled(polled) => return Ok(Executed::Polled(polled)),
             Ran::Ended(summary) => summary,
         };
         if timed_out {
@@ -619,15 +622,19 @@ impl TaskRun<'_> {
             1 => "first-attempt".to_string(),
             n => format!("first-attempt-{n}"),
         };
-        let key = stage_key(&self.flow_key(), &self.run_id, &attempt_of, &extension);
-        Ok(match self.state.read(&key)? {
+        self.first_time_ms(&stage_key(&self.flow_key(), &self.run_id, &attempt_of, &extension))
+    }
+
+    /// The wall time kept at `key`, or now, kept there when it is the first asking.
+    fn first_time_ms(&self, key: &str) -> Result<i64, Error> {
+        Ok(match self.state.read(key)? {
             Some(text) => String::from_utf8_lossy(&text)
                 .trim()
                 .parse()
                 .unwrap_or_else(|_| self.means.now_ms()),
             None => {
                 let now = self.means.now_ms();
-                self.state.write(&key, now.to_string().as_bytes())?;
+                self.state.write(key, now.to_string().as_bytes())?;
                 now
             }
         })
@@ -922,6 +929,8 @@ enum Part {
     Prepare,
     /// One item of its `each`, on the prepared input.
     Item(usize, crate::runtime::store::Rows),
+    /// One check of its `wait until`, on the prepared input.
+    Poll(crate::runtime::store::Rows),
     /// The `each` with every item's end, then the steps after it.
     Gather(
         crate::runtime::store::Rows,
@@ -953,6 +962,10 @@ impl Part {
                     }),
                 }
             }
+            Part::Poll(input) => {
+                let at = each().unwrap_or(0);
+                Ran::Polled(wait_once(stage, stores, ctx, alone, (at, input)))
+            }
             Part::Item(item, input) => {
                 let at = each().unwrap_or(0);
                 Ran::Item(one_item(stage, stores, ctx, alone, (at, &input, item)))
@@ -972,6 +985,8 @@ enum Ran {
     Prepared(crate::runtime::store::Rows, Option<Vec<super::engine::Jump>>),
     /// How an item ended; an error before its call made no attempt.
     Item(Result<super::retry::Finished<crate::runtime::store::Rows>, StageError>),
+    /// A wait's check: its rows once its condition holds.
+    Polled(Result<Option<crate::runtime::store::Rows>, StageError>),
 }
 
 /// How a part ended.
@@ -984,6 +999,8 @@ enum Executed {
     Prepared(usize),
     /// An item ended.
     Item(super::retry::Finished<crate::runtime::store::Rows>),
+    /// A wait was checked once.
+    Polled(Result<Option<crate::runtime::store::Rows>, StageError>),
 }
 
 /// How a failed stage's (or item's) activity call ended, as [`verdict`] judges it.

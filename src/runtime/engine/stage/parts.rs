@@ -103,6 +103,40 @@ pub fn call_targets(
     }
 }
 
+/// One check of the `wait until` at step `step` (its input read again when it has a source):
+/// its rows when the condition holds now, `None` when it does not yet.
+pub fn wait_once(
+    stage: &StagePlan,
+    stores: &StoreConfig,
+    ctx: &Context,
+    alone: Alone,
+    (step, input): (usize, Rows),
+) -> Result<Option<Rows>, StageError> {
+    let start = started(stores, ctx, alone);
+    let mut store = stores.connect()?;
+    prepare(stage, &mut store, ctx, &start)?;
+    let Some(Step::WaitUntil {
+        condition, watched, ..
+    }) = stage.steps.get(step)
+    else {
+        return Err(StageError::Data(format!(
+            "step {step} of `{}` is no `wait until`",
+            stage.id
+        )));
+    };
+    let source = stage.steps[..step].iter().rev().find_map(|s| match s {
+        Step::Query { sql, .. } => Some(sql),
+        _ => None,
+    });
+    let mut run = StageRun::new(&mut store, ctx, stage, None, Phase::Run);
+    run.step = step;
+    let input = match source {
+        Some(sql) if !watched.is_empty() => run.wait_input(sql, watched)?,
+        _ => input,
+    };
+    Ok(run.wait_met(condition, &input)?.then_some(input))
+}
+
 /// Item `item` of the `each` at step `step`, on `input`: reused when its idempotency key
 /// succeeded before, else called with the stage's retry policy (one attempt when the context
 /// asks for one). An error before the call is the item's failure with no attempt.
@@ -148,8 +182,8 @@ pub fn after_items(
     }
     let fan = match stage.steps.get(step) {
         Some(Step::Each { fan, .. } | Step::EachCall { fan, .. }) => fan,
-        Some(Step::Call { .. }) => {
-            return after_call(stage, (&mut store, ctx, &start), (step, ends));
+        Some(Step::Call { .. } | Step::WaitUntil { .. }) => {
+            return after_step(stage, (&mut store, ctx, &start), (step, ends));
         }
         _ => {
             let e = StageError::Data(format!("step {step} of `{}` is no `each`", stage.id));
@@ -209,9 +243,9 @@ pub fn after_items(
     }
 }
 
-/// The steps of `stage` after its `call` at step `step`, whose child run ended elsewhere: its
-/// one end is the call's (`ends[0]`; missing, it never ended).
-fn after_call(
+/// The steps of `stage` after step `step` (a `call` whose child run ended elsewhere, a `wait
+/// until` checked elsewhere): its one end is the step's (`ends[0]`; missing, it never ended).
+fn after_step(
     stage: &StagePlan,
     (store, ctx, start): (&mut Store, &Context, &Started),
     (step, mut ends): (usize, BTreeMap<usize, Finished<Rows>>),
