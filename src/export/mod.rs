@@ -153,7 +153,8 @@ pub fn limits(plan: &Plan) -> Vec<String> {
     let mut found = Vec::new();
     for stage in &flow.stages {
         let mut say = |what: &str| found.push(format!("stage `{}` {what}", stage.id));
-        for step in &stage.steps {
+        // A loop's steps are the stage's too.
+        for step in crate::plan::looped::all_steps(&stage.steps) {
             match step {
                 Step::Call { .. } | Step::EachCall { .. } => say(
                     "calls another flow: child runs need wvflow's run store; export the child \

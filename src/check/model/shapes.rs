@@ -120,6 +120,12 @@ impl<'g, 'w> Shapes<'g, 'w> {
                     walk.pass_on(Row::unknown())
                 }
                 OpKind::CallFlow(_) => walk.pass_on(call_row()),
+                // A loop's condition and body read the input, then what the body gave in the
+                // iteration before: columns known only at run time, from here on.
+                OpKind::While(_) => {
+                    walk.row = Row::unknown();
+                    walk.pass_on(Row::unknown())
+                }
                 // `order by` right after `select` is part of the same SQL query: it may name
                 // the selected columns and those they were selected from.
                 OpKind::OrderBy(_)

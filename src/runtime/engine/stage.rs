@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod fan;
+mod looped;
 pub mod parts;
 mod span;
 mod steps;
@@ -102,6 +103,7 @@ fn run_stage_on(
 /// this one.
 fn set_stage_params(store: &mut Store, start: &Started) {
     store.stage_params.clear();
+    store.iteration.set(0);
     if let Some(first) = &start.first_success {
         store
             .stage_params
@@ -120,7 +122,8 @@ fn stage_key(
     let Some(sql) = &stage.idempotency_key else {
         return Ok(None);
     };
-    if stage.idempotency_per_item || stage.idempotency_reads_row {
+    if stage.idempotency_per_item || stage.idempotency_reads_row || stage.idempotency_per_iteration
+    {
         return Ok(None);
     }
     let rows = store
