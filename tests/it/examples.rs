@@ -408,7 +408,10 @@ fn every_documented_invocation_has_its_documented_outcome() {
                     let poll = stage(&s, "poll");
                     assert_eq!(poll["state"], "failed", "{what}");
                     let error = poll["error"].as_str().unwrap();
-                    assert!(error.contains("still held after 5 iterations"), "{what}: {error}");
+                    assert!(
+                        error.contains("still held after 5 iterations"),
+                        "{what}: {error}"
+                    );
                     assert!(error.contains("max_iterations"), "{what}: {error}");
                     assert_eq!(attempts_of(&dir, &s, "poll"), 5, "{what}");
                     assert_eq!(stage(&s, "result")["state"], "skipped", "{what}");
@@ -433,7 +436,15 @@ fn attempts_of(dir: &Path, summary: &Value, stage: &str) -> usize {
     let run = summary["run_id"].as_str().unwrap();
     let workspace = dir.join("examples");
     let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["runs", "-w", workspace.to_str().unwrap(), "show", run, "--format", "json"])
+        .args([
+            "runs",
+            "-w",
+            workspace.to_str().unwrap(),
+            "show",
+            run,
+            "--format",
+            "json",
+        ])
         .output()
         .unwrap();
     let show: Value = serde_json::from_slice(&o.stdout).unwrap();

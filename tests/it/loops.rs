@@ -100,8 +100,14 @@ fn a_loop_that_hits_its_bound_fails_and_says_so() {
     // Without `max_iterations`, the default stops a loop that never ends.
     let (code, run) = run_json(&dir.join("flow.wv"), Some("Default"));
     assert_eq!(code, Some(1), "{run}");
-    let error = stage(&run, "forever")["error"].as_str().unwrap().to_string();
-    assert!(error.contains("still held after 1000 iterations"), "{error}");
+    let error = stage(&run, "forever")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("still held after 1000 iterations"),
+        "{error}"
+    );
 }
 
 const DECIDED: &str = r#"
@@ -123,7 +129,11 @@ flow Decided = {
 fn the_issue_form_runs_an_activity_that_decides_and_booleans_and_null_decide_too() {
     let dir = scratch("loops-decided", &[("flow.wv", DECIDED)]);
     let check = wvflow(&["check", dir.join("flow.wv").to_str().unwrap()]);
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     let (code, run) = run_json(&dir.join("flow.wv"), None);
     assert_eq!(code, Some(0), "{run}");
     // `not_done()` printed a row twice, then nothing: two iterations, three calls of it.
@@ -202,7 +212,14 @@ fn start(dir: &Path) -> std::process::Child {
 fn newest_run(dir: &Path) -> String {
     let mut id = String::new();
     wait_for(Duration::from_secs(20), "a recorded run", || {
-        let o = wvflow(&["runs", "-w", dir.to_str().unwrap(), "list", "--format", "json"]);
+        let o = wvflow(&[
+            "runs",
+            "-w",
+            dir.to_str().unwrap(),
+            "list",
+            "--format",
+            "json",
+        ]);
         let list: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
         match list[0]["run_id"].as_str() {
             Some(found) => {
@@ -263,7 +280,12 @@ fn kill_9_during_a_loop_then_resume_repeats_no_recorded_iteration() {
         "--format",
         "json",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let summary: Value = serde_json::Deserializer::from_slice(&o.stdout)
         .into_iter()
         .next()
@@ -290,7 +312,13 @@ fn the_plan_shows_the_loop_in_every_format() {
     let dir = scratch("loops-plan", &[("flow.wv", DECIDED)]);
     let file = dir.join("flow.wv");
     let plan = |format: &str| {
-        let o = wvflow(&["plan", file.to_str().unwrap(), "Decided", "--format", format]);
+        let o = wvflow(&[
+            "plan",
+            file.to_str().unwrap(),
+            "Decided",
+            "--format",
+            format,
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
@@ -308,4 +336,119 @@ fn the_plan_shows_the_loop_in_every_format() {
     assert_eq!(steps[1]["max_iterations"], 1000);
     assert!(plan("dot").contains("s1 -> s1 [label=\"while, at most 1000\", style=dotted];"));
     assert!(plan("mermaid").contains("s1 -.->|\"while, at most 1000\"| s1"));
+}
+
+/// `wvflow check --format short` of one file: its lines.
+fn check_short(name: &str, src: &str) -> Vec<String> {
+    let dir = scratch(name, &[("flow.wv", src)]);
+    let o = wvflow(&[
+        "check",
+        dir.join("flow.wv").to_str().unwrap(),
+        "--format",
+        "short",
+    ]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            l.split_once("flow.wv:")
+                .map_or(l, |(_, rest)| rest)
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_checker_knows_the_names_and_types_a_loop_reads() {
+    let found = check_short(
+        "loops-check",
+        r#"
+activity not_done() = exec('true')
+flow C(upto: int = 5) = {
+  stage a = from [[0, 'x']] as t(n, label) | while m < upto | select n + 1 as n, label
+  stage b = from [[0, 'x']] as t(n, label) | while n < upto | select n + 1 as n
+  stage c = from b | select n, iteration, label
+  stage d = from [[1]] as t(x) | while not_dne() | select x
+  stage e = from [[1]] as t(x) | while x | select x
+  stage f = from [[1]] as t(x) | while upto > 3 | select x
+  stage g = from [[1]] as t(x) | while not_done() | select x, iteration() as i
+}
+"#,
+    );
+    assert_eq!(
+        found,
+        [
+            // Only the columns every iteration has: the input's and the body's (`n`).
+            "4:52: error[E0114]: no column `m` in the input of a `while` condition",
+            // The loop's rows: the body's columns and `iteration`.
+            "6:43: error[E0114]: no column `label` in the input of a `select` item",
+            "7:40: error[E0610]: unknown activity `not_dne`",
+            "8:40: error[E0623]: a `while` condition must be a boolean, this is int",
+            "9:40: warning[W0104]: the loop cannot change this condition: it reads no column, signal, `iteration()` or `now()`",
+        ],
+    );
+}
+
+const STOPPABLE: &str = r#"
+activity tick(n: int) = sh("""
+  echo "tick $WV_N" >> ticks.log
+  if [ "$WV_N" = 2 ]; then while [ ! -f sent ]; do sleep 0.05; done; fi
+  printf '{"n": %s}\n' "$WV_N"
+""")
+flow Stoppable = {
+  signal stop = false
+  stage loop [max_iterations: 50] = from [[0]] as t(n) | while not stop | tick(_.n + 1)
+}
+"#;
+
+#[test]
+fn a_signal_sent_during_a_loop_decides_its_next_iteration() {
+    let dir = scratch("loops-signal", &[("flow.wv", STOPPABLE)]);
+    let child = start(&dir);
+    wait_for(Duration::from_secs(30), "the second iteration", || {
+        read(&dir.join("ticks.log")).contains("tick 2")
+    });
+    let run_id = newest_run(&dir);
+    let o = wvflow(&[
+        "runs",
+        "-w",
+        dir.to_str().unwrap(),
+        "signal",
+        &run_id,
+        "stop",
+        "true",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(dir.join("sent"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Decided before the third iteration: the signal holds, and the loop ends after two.
+    assert_eq!(stage(&summary, "loop")["rows"], 2, "{summary}");
+    assert_eq!(read(&dir.join("ticks.log")), "tick 1\ntick 2\n");
+}
+
+const STUCK: &str = r#"
+activity poll(n: int) with { timeout: 300ms } = sh("""
+  echo "poll $WV_N" >> polls.log
+  if [ "$WV_N" = 2 ]; then sleep 30; fi
+  printf '{"n": %s}\n' "$WV_N"
+""")
+flow Stuck = {
+  stage loop = from [[0]] as t(n) | while n < 5 | poll(_.n + 1)
+}
+"#;
+
+#[test]
+fn each_iteration_call_has_the_stage_timeout() {
+    let dir = scratch("loops-timeout", &[("flow.wv", STUCK)]);
+    let (code, run) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(1), "{run}");
+    let error = stage(&run, "loop")["error"].as_str().unwrap().to_string();
+    assert!(error.starts_with("timed out after 300ms"), "{error}");
+    assert_eq!(read(&dir.join("polls.log")), "poll 1\npoll 2\n");
 }

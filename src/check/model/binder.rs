@@ -115,6 +115,9 @@ pub enum Meaning {
     Unresolved,
 }
 
+/// The column a `while` loop's rows get: the iteration that gave them, from 1.
+pub const ITERATION_COLUMN: &str = "iteration";
+
 pub const RUN_VALUES: [(&str, ValueType); 2] = [
     ("run_time", ValueType::Timestamp),
     ("run_date", ValueType::Date),

@@ -304,7 +304,11 @@ fn operator(binder: &mut Binder, scopes: &FlowScopes, at: &OpAt, kind: &OpKind) 
                 },
             ),
             None => {
-                binder.bind(e, &per_row("a `while` condition"));
+                let ty = binder.bind(e, &per_row("a `while` condition"));
+                let file = binder.file;
+                binder
+                    .out
+                    .extend(crate::check::rules::loops::not_boolean(file, e, ty));
             }
         },
         OpKind::Limit(_) | OpKind::SaveTo(_) | OpKind::Fork(_) | OpKind::End => {}

@@ -1,14 +1,15 @@
 //! `while` loops: something to repeat after `while` (E0120), only operators a loop can repeat
-//! (E0121), a boolean condition (E0623), and a warning for a condition the loop cannot change
-//! (W0104). Names in the condition are the binder's (`exprs.rs`), `iteration()` outside a
-//! loop is the binder's too (E0624).
+//! (E0121), a boolean condition (E0623, typed where the expression rules bind it), and a
+//! warning for a condition the loop cannot change (W0104). Names in the condition are the
+//! binder's (`exprs.rs`), `iteration()` outside a loop is the binder's too (E0624).
 
 use crate::check::Ctx;
-use crate::check::binder::{Binder, Meaning, Row, Scope};
+use crate::check::binder::{Meaning, Row, Scope};
 use crate::check::functions::{self, Use};
 use crate::check::graph::FlowGraph;
 use crate::check::rules::exprs::FlowScopes;
 use crate::diagnostics::{Code, Diagnostic};
+use crate::source::FileId;
 use crate::syntax::ast::{Expr, ExprKind, Op, OpKind, Stage};
 use crate::value::ValueType;
 
@@ -78,27 +79,28 @@ fn unrepeatable(kind: &OpKind) -> Option<&'static str> {
     })
 }
 
-/// E0623 and W0104 for a condition that is an expression.
+/// E0623: a condition of type `ty` (as the binder typed it over the loop's rows) that is no
+/// boolean.
+pub fn not_boolean(file: FileId, condition: &Expr, ty: ValueType) -> Option<Diagnostic> {
+    if matches!(ty, ValueType::Boolean | ValueType::Any) {
+        return None;
+    }
+    Some(
+        Diagnostic::error(
+            Code::E0623,
+            file,
+            condition.span,
+            format!("a `while` condition must be a boolean, this is {}", ty.name()),
+        )
+        .with_label(format!("{} here", ty.name()))
+        .with_help("compare it (`while n > 0`, `while status != 'done'`), or call an activity whose rows decide: `while more_pages()`"),
+    )
+}
+
+/// W0104 for a condition that is an expression.
 fn condition_rules(ctx: &mut Ctx, graph: &FlowGraph, scopes: &FlowScopes, condition: &Expr) {
     let row = Row::unknown();
     let scope = scopes.scope(Some(&row), "a `while` condition");
-    // Its names were reported by the expression rules; only its type matters here.
-    let mut binder = Binder::new(graph.file);
-    binder.in_loop = true;
-    let ty = binder.bind(condition, &scope);
-    if !matches!(ty, ValueType::Boolean | ValueType::Any) {
-        ctx.emit(
-            Diagnostic::error(
-                Code::E0623,
-                graph.file,
-                condition.span,
-                format!("a `while` condition must be a boolean, this is {}", ty.name()),
-            )
-            .with_label(format!("{} here", ty.name()))
-            .with_help("compare it (`while n > 0`, `while status != 'done'`), or call an activity whose rows decide: `while more_pages()`"),
-        );
-        return;
-    }
     if !any_change(condition, &scope) {
         ctx.emit(
             Diagnostic::warning(

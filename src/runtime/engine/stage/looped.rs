@@ -11,8 +11,7 @@ use crate::value::ValueType;
 use rusqlite::types::Value;
 use std::sync::atomic::Ordering;
 
-/// The column each iteration's rows get.
-pub const ITERATION_COLUMN: &str = "iteration";
+use crate::check::binder::ITERATION_COLUMN;
 
 impl StageRun<'_, '_> {
     /// `while`: iterations while the condition holds, at most `max` of them.
@@ -36,6 +35,12 @@ impl StageRun<'_, '_> {
             }
             self.store.iteration.set(n as i64);
             self.store.now.set(self.ctx.now());
+            // Signals sent meanwhile decide too (an exported task reads them from its state).
+            if let Some(inbox) = self.ctx.inbox
+                && let Err(e) = inbox.show(self.stage, self.store)
+            {
+                break Err((e, 1));
+            }
             // Its activity is a step of its own, numbered as the iteration's first.
             self.step = unrolled(at, body.len(), n, 0);
             match self.holds(condition, &rows) {
