@@ -278,7 +278,7 @@ impl StageRun<'_, '_> {
         let mut last_query: Option<&Sql> = None;
         let steps = &self.stage.steps[..span.to.min(self.stage.steps.len())];
         // A `wait until` reads its files as they are now, from its first query on.
-        for step in steps.iter().skip(span.from) {
+        for step in crate::plan::looped::all_steps(&steps[span.from.min(steps.len())..]) {
             if let Step::WaitUntil { watched, .. } = step {
                 self.reload(watched).map_err(|e| (e, 1))?;
             }
@@ -798,7 +798,7 @@ impl StageRun<'_, '_> {
     }
 
     /// Loads each watched file into its table as the file is now.
-    fn reload(&mut self, watched: &[crate::plan::ir::WatchedFile]) -> Result<(), StageError> {
+    pub(super) fn reload(&mut self, watched: &[crate::plan::ir::WatchedFile]) -> Result<(), StageError> {
         for file in watched {
             self.store
                 .reload_file(&file.table, &file.path)?;

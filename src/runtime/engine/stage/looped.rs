@@ -146,6 +146,13 @@ impl StageRun<'_, '_> {
         (at, n): (usize, u64),
         input: Rows,
     ) -> Result<Data, StepError> {
+        // A `wait until` dropped its files' tables when it ended: each iteration reads them
+        // as they are then.
+        for step in body {
+            if let Step::WaitUntil { watched, .. } = step {
+                self.reload(watched).map_err(|e| (e, 1))?;
+            }
+        }
         let mut data = Data::from(input);
         let mut last_query = None;
         for (pos, step) in body.iter().enumerate() {
