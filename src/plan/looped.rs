@@ -56,3 +56,24 @@ pub fn condition(w: &mut Writer, e: &Expr) -> LoopCondition {
         over_rows,
     }
 }
+
+/// The step number the attempts of iteration `n` (from 1) record for place `pos` of a loop at
+/// step `at` with `len` steps (place 0: its condition's activity, then its steps from 1): the
+/// steps as if the loop were written out, iteration after iteration, so that no two attempts
+/// of a run share a number.
+pub fn unrolled_step(at: usize, len: usize, n: u64, pos: usize) -> usize {
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    at.saturating_add(n.saturating_sub(1).saturating_mul(len + 1))
+        .saturating_add(pos)
+}
+
+/// The iteration an attempt recorded at `step` belongs to, in a stage whose steps are
+/// `steps`: `None` when the stage has no loop or the step comes before it.
+pub fn iteration_of_step(steps: &[Step], step: usize) -> Option<u64> {
+    let at = steps.iter().position(|s| matches!(s, Step::While { .. }))?;
+    let Step::While { body, .. } = &steps[at] else {
+        return None;
+    };
+    let since = step.checked_sub(at)?;
+    u64::try_from(since / (body.len() + 1) + 1).ok()
+}

@@ -182,6 +182,34 @@ fn each_iteration_calls_are_retried_by_the_stage_policy() {
     let show: Value = serde_json::from_slice(&show.stdout).unwrap();
     let history = show["stages"][0]["history"].as_array().unwrap();
     assert_eq!(history.len(), 6, "{history:?}");
+    // The trace tree says which iteration each attempt belongs to.
+    let tree = wvflow(&[
+        "runs",
+        "-w",
+        dir.to_str().unwrap(),
+        "show",
+        run["run_id"].as_str().unwrap(),
+        "--tree",
+    ]);
+    let tree = String::from_utf8_lossy(&tree.stdout).into_owned();
+    let attempts: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split("─ ").nth(1))
+        .filter(|l| l.starts_with("iteration"))
+        .map(|l| l.split("  ").next().unwrap())
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            "iteration 1 attempt 1",
+            "iteration 1 attempt 2",
+            "iteration 2 attempt 1",
+            "iteration 2 attempt 2",
+            "iteration 3 attempt 1",
+            "iteration 3 attempt 2"
+        ],
+        "{tree}"
+    );
 }
 
 const SLOW: &str = r#"

@@ -4,6 +4,7 @@
 
 use super::{StageRun, StepError};
 use crate::plan::ir::{LoopCondition, Step};
+use crate::plan::looped::unrolled_step;
 use crate::runtime::error::StageError;
 use crate::runtime::output::Data;
 use crate::runtime::store::Rows;
@@ -42,7 +43,7 @@ impl StageRun<'_, '_> {
                 break Err((e, 1));
             }
             // Its activity is a step of its own, numbered as the iteration's first.
-            self.step = unrolled(at, body.len(), n, 0);
+            self.step = unrolled_step(at, body.len(), n, 0);
             match self.holds(condition, &rows) {
                 Ok(true) => {}
                 Ok(false) => break Ok(()),
@@ -156,7 +157,7 @@ impl StageRun<'_, '_> {
         let mut data = Data::from(input);
         let mut last_query = None;
         for (pos, step) in body.iter().enumerate() {
-            self.step = unrolled(at, body.len(), n, pos + 1);
+            self.step = unrolled_step(at, body.len(), n, pos + 1);
             self.store.now.set(self.ctx.now());
             let input = match step {
                 Step::Query { sql, .. } => {
@@ -190,15 +191,6 @@ impl StageRun<'_, '_> {
             .filter(|v| **v != Value::Null)
             .map(|v| crate::value::text(v, ValueType::Any)))
     }
-}
-
-/// The step number the attempts of iteration `n` record for position `pos` of a loop at step
-/// `at` with `len` steps (0: its condition's activity): the steps as if the loop were written
-/// out, iteration after iteration, so that no two attempts share a number.
-fn unrolled(at: usize, len: usize, n: u64, pos: usize) -> usize {
-    let n = usize::try_from(n).unwrap_or(usize::MAX);
-    at.saturating_add(n.saturating_sub(1).saturating_mul(len + 1))
-        .saturating_add(pos)
 }
 
 /// An iteration's rows with their `iteration` column.
