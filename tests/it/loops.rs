@@ -505,3 +505,31 @@ flow Drain = {
         Vec::<String>::new()
     );
 }
+
+const DECIDED_ONCE: &str = r#"
+activity not_done() = sh("""
+  n=$(cat polls 2>/dev/null || echo 0); n=$((n + 1)); echo $n > polls
+  if [ "$n" -le 2 ]; then echo '{"pending": true}'; fi
+""")
+activity process_batch() = sh("""cat > /dev/null; echo batch >> batches.log; echo '{"processed": true}'""")
+flow Drain = {
+  stage source = from [[1]] as t(x)
+  stage loop [idempotency_key: 'drain-' || iteration()] = from source | while not_done() | process_batch()
+}
+"#;
+
+/// An iteration reused under its key was decided when it ran: its condition's activity is
+/// not called again, only the decision after the last recorded iteration is made.
+#[test]
+fn a_reused_iteration_is_not_decided_again() {
+    let dir = scratch("loops-decided-once", &[("flow.wv", DECIDED_ONCE)]);
+    let (code, first) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(0), "{first}");
+    assert_eq!(stage(&first, "loop")["rows"], 2);
+    assert_eq!(read(&dir.join("polls")).trim(), "3");
+    let (code, second) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(0), "{second}");
+    assert_eq!(stage(&second, "loop")["rows"], 2);
+    assert_eq!(read(&dir.join("polls")).trim(), "4");
+    assert_eq!(read(&dir.join("batches.log")), "batch\nbatch\n");
+}

@@ -31,36 +31,19 @@ impl StageRun<'_, '_> {
         // Whether an iteration ran, rather than reusing what its key recorded.
         let mut fresh = false;
         let ended = loop {
-            if self.cancel.load(Ordering::Relaxed) {
-                break Err((StageError::Cancelled, 1));
-            }
-            self.store.iteration.set(n as i64);
-            self.store.now.set(self.ctx.now());
-            // Signals sent meanwhile decide too (an exported task reads them from its state).
-            if let Some(inbox) = self.ctx.inbox
-                && let Err(e) = inbox.show(self.stage, self.store)
-            {
-                break Err((e, 1));
-            }
-            // Its activity is a step of its own, numbered as the iteration's first.
-            self.step = unrolled_step(at, body.len(), n, 0);
-            match self.holds(condition, &rows) {
-                Ok(true) => {}
-                Ok(false) => break Ok(()),
-                Err(e) => break Err(e),
-            }
-            if n > max {
-                break Err((StageError::LoopBound { max }, 1));
-            }
-            match self.iteration(body, (at, n), rows) {
-                Ok((out, reused)) => {
+            match self.next_iteration(condition, body, (at, n, max), &rows) {
+                Ok(Some((out, reused))) => {
                     fresh |= !reused;
-                    all.push(numbered(&out, n).map_err(|e| (e, 1))?);
+                    match numbered(&out, n) {
+                        Ok(numbered) => all.push(numbered),
+                        Err(e) => break Err((e, 1)),
+                    }
                     rows = out;
+                    n += 1;
                 }
+                Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             }
-            n += 1;
         };
         self.store.iteration.set(0);
         self.step = at;
@@ -98,15 +81,28 @@ impl StageRun<'_, '_> {
         }
     }
 
-    /// Iteration `n` of the loop at step `at`: reused under its idempotency key when that
-    /// succeeded before, else the loop's steps on `input`, recorded under the key. Its rows,
-    /// and whether they were reused.
-    fn iteration(
+    /// Iteration `n` of the loop at step `at` (at most `max`), after `rows`: the rows its
+    /// idempotency key recorded when it succeeded before (it was decided then, and is not
+    /// decided again), else decided and, when the condition holds, run. Its rows and whether
+    /// they were reused; `None` when the loop ends.
+    fn next_iteration(
         &mut self,
+        condition: &LoopCondition,
         body: &[Step],
-        (at, n): (usize, u64),
-        input: Rows,
-    ) -> Result<(Rows, bool), StepError> {
+        (at, n, max): (usize, u64, u64),
+        rows: &Rows,
+    ) -> Result<Option<(Rows, bool)>, StepError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err((StageError::Cancelled, 1));
+        }
+        self.store.iteration.set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.store.now.set(self.ctx.now());
+        // Signals sent meanwhile decide too (an exported task reads them from its state).
+        if let Some(inbox) = self.ctx.inbox {
+            inbox.show(self.stage, self.store).map_err(|e| (e, 1))?;
+        }
+        // The condition's activity is a step of its own, numbered as the iteration's first.
+        self.step = unrolled_step(at, body.len(), n, 0);
         let key = self.iteration_key().map_err(|e| (e, 1))?;
         if let Some(k) = &key
             && let Some(reused) = self
@@ -114,8 +110,26 @@ impl StageRun<'_, '_> {
                 .recorded(&self.ctx.flow, &self.stage.id, k)
                 .map_err(|e| (e.into(), 1))?
         {
-            return Ok((reused, true));
+            return Ok(Some((reused, true)));
         }
+        if !self.holds(condition, rows)? {
+            return Ok(None);
+        }
+        if n > max {
+            return Err((StageError::LoopBound { max }, 1));
+        }
+        self.iteration(body, (at, n), rows.clone(), key).map(Some)
+    }
+
+    /// Iteration `n` of the loop at step `at`: the loop's steps on `input`, its rows recorded
+    /// under its idempotency key `key` when it has one.
+    fn iteration(
+        &mut self,
+        body: &[Step],
+        (at, n): (usize, u64),
+        input: Rows,
+        key: Option<String>,
+    ) -> Result<(Rows, bool), StepError> {
         // The iteration's key is the one its activities are given.
         let outer = match &key {
             Some(k) => self.key.replace(k.clone()),
