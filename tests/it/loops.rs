@@ -288,7 +288,27 @@ fn a_cancel_during_a_loop_stops_its_iteration_and_starts_no_other() {
 
 #[test]
 fn kill_9_during_a_loop_then_resume_repeats_no_recorded_iteration() {
-    let dir = scratch("loops-crash", &[("flow.wv", SLOW)]);
+    // Without an idempotency key, the run's own record of each iteration is enough.
+    let unkeyed = SLOW.replace(" [idempotency_key: 'slow-' || iteration()]", "");
+    assert_ne!(unkeyed, SLOW);
+    let dir = crash_and_resume("loops-crash-unkeyed", &unkeyed);
+    let (code, again) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(0), "{again}");
+    assert_eq!(stage(&again, "loop")["reused"], false, "{again}");
+    assert_eq!(read(&dir.join("steps.log")).lines().count(), 21);
+    let dir = crash_and_resume("loops-crash", SLOW);
+    // With a key per iteration, a second run reuses every iteration: nothing runs.
+    let (code, again) = run_json(&dir.join("flow.wv"), None);
+    assert_eq!(code, Some(0), "{again}");
+    assert_eq!(stage(&again, "loop")["reused"], true, "{again}");
+    assert_eq!(stage(&again, "loop")["rows"], 5);
+    assert_eq!(read(&dir.join("steps.log")).lines().count(), 11);
+}
+
+/// Runs `flow` (SLOW or a variant), kills it with SIGKILL in its third iteration, resumes
+/// it, and checks that only the iteration in flight ran again; the scratch folder.
+fn crash_and_resume(name: &str, flow: &str) -> std::path::PathBuf {
+    let dir = scratch(name, &[("flow.wv", flow)]);
     let mut child = start(&dir);
     wait_for(Duration::from_secs(30), "the third iteration", || {
         dir.join("step.pid").exists()
@@ -321,18 +341,17 @@ fn kill_9_during_a_loop_then_resume_repeats_no_recorded_iteration() {
         .unwrap();
     assert_eq!(summary["state"], "success", "{summary}");
     assert_eq!(stage(&summary, "loop")["rows"], 5);
-    // Iterations 1 and 2 were recorded under their keys and are not run again; the third was
+    // Iterations 1 and 2 were recorded as they ended and are not run again; the third was
     // in flight at the crash and runs again; 4 and 5 run once.
     assert_eq!(
         read(&dir.join("steps.log")),
         "start 1\ndone 1\nstart 2\ndone 2\nstart 3\nstart 3\ndone 3\nstart 4\ndone 4\nstart 5\ndone 5\n"
     );
-    // A second run reuses every iteration: nothing runs.
-    let (code, again) = run_json(&dir.join("flow.wv"), None);
-    assert_eq!(code, Some(0), "{again}");
-    assert_eq!(stage(&again, "loop")["reused"], true, "{again}");
-    assert_eq!(stage(&again, "loop")["rows"], 5);
-    assert_eq!(read(&dir.join("steps.log")).lines().count(), 11);
+    assert_eq!(
+        rows(&dir, &summary, "loop"),
+        ["n,iteration", "1,1", "2,2", "3,3", "4,4", "5,5"]
+    );
+    dir
 }
 
 #[test]

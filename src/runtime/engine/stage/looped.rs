@@ -1,6 +1,8 @@
 //! A `while` loop: before each iteration its condition is decided over the rows the iteration
 //! before gave (the loop's input the first time); each iteration runs the loop's steps on
-//! them. The stage's rows are every iteration's rows, each with its `iteration`.
+//! them. The stage's rows are every iteration's rows, each with its `iteration`. Each
+//! iteration's rows are kept in the run's database as it ends, so that a resumed run goes on
+//! after the last one that ended.
 
 use super::{StageRun, StepError};
 use crate::plan::ir::{LoopCondition, Step};
@@ -112,6 +114,13 @@ impl StageRun<'_, '_> {
         {
             return Ok(Some((reused, true)));
         }
+        // Ended in an earlier execution of this run (before a crash, a failure or a cancel):
+        // `runs resume` goes on after it.
+        let ended = checkpoint(&self.stage.id, n);
+        if self.store.exists("run", &ended).map_err(|e| (e.into(), 1))? {
+            let rows = self.store.stage_rows(&ended).map_err(|e| (e.into(), 1))?;
+            return Ok(Some((rows, false)));
+        }
         if !self.holds(condition, rows)? {
             return Ok(None);
         }
@@ -139,6 +148,9 @@ impl StageRun<'_, '_> {
         self.key = outer;
         let data = ran?;
         let rows = self.values(data)?;
+        self.store
+            .write_table("run", &checkpoint(&self.stage.id, n), &rows)
+            .map_err(|e| (e.into(), 1))?;
         // Unrecorded, a run resumed would do the iteration again: the stage fails, as an
         // `each` item whose key cannot be recorded does.
         if let Some(k) = &key {
@@ -205,6 +217,12 @@ impl StageRun<'_, '_> {
             .filter(|v| **v != Value::Null)
             .map(|v| crate::value::text(v, ValueType::Any)))
     }
+}
+
+/// The run's table of the rows iteration `n` of `stage`'s loop gave, written as it ends: a
+/// resumed run reads them instead of running it again.
+fn checkpoint(stage: &str, n: u64) -> String {
+    format!("loop:{stage}:{n}")
 }
 
 /// An iteration's rows with their `iteration` column.
