@@ -798,7 +798,10 @@ impl StageRun<'_, '_> {
     }
 
     /// Loads each watched file into its table as the file is now.
-    pub(super) fn reload(&mut self, watched: &[crate::plan::ir::WatchedFile]) -> Result<(), StageError> {
+    pub(super) fn reload(
+        &mut self,
+        watched: &[crate::plan::ir::WatchedFile],
+    ) -> Result<(), StageError> {
         for file in watched {
             self.store
                 .reload_file(&file.table, &file.path)?;
