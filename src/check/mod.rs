@@ -19,10 +19,13 @@ pub mod rules;
 
 pub use model::{binder, functions, keys, settings, shapes, values};
 use model::{graph, index};
-use rules::{calls, config, names, saga, schedules};
+use rules::{calls, config, loops, names, saga, schedules};
 pub use rules::{exprs, triggers};
 
-pub use graph::{FlowGraph, activity_calls, condition_atoms, on_failure_stage};
+pub use graph::{
+    FlowGraph, activity_calls, any_expr, calls_function, condition_atoms, key_per_iteration,
+    loop_activity, on_failure_stage,
+};
 pub use index::{Def, Index};
 
 use crate::diagnostics::{self, Code, Diagnostic};
@@ -252,6 +255,7 @@ impl<'w> Item<'w> {
                 schedules::check_flow(ctx, def);
                 calls::check_flow(ctx, &graph);
                 exprs::check_flow(ctx, &graph);
+                loops::check_flow(ctx, &graph);
                 def.file
             }
             Item::Activity(def) => {

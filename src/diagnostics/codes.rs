@@ -124,6 +124,8 @@ codes! {
     E0117: "pool defined twice";
     E0118: "failed items and their input share a column name";
     E0119: "failed items of a stage that fans out twice";
+    E0120: "`while` with nothing to repeat";
+    E0121: "operator a loop cannot repeat";
     E0201: "unknown configuration key";
     E0202: "key in the wrong place";
     E0203: "key set twice";
@@ -178,9 +180,12 @@ codes! {
     E0620: "`wait` without a duration";
     E0621: "arithmetic that is not time arithmetic";
     E0622: "one row read where another number of rows is known";
+    E0623: "`while` condition that is not a boolean";
+    E0624: "`iteration()` outside a `while` loop";
     W0101: "triggered stage reads a stage that may have failed";
     W0102: "route without `else`";
     W0103: "name looks like a misspelled stage";
+    W0104: "loop condition that the loop cannot change";
     W0201: "stage timeout longer than the flow timeout";
     W0202: "retries do not fit in the schedule timeout";
     W0203: "key has no effect";

@@ -157,16 +157,15 @@ pub fn limits(plan: &Plan) -> Vec<String> {
     let flow = &plan.flow;
     let mut found = Vec::new();
     for stage in &flow.stages {
-        let calls = stage
-            .steps
-            .iter()
+        // A loop's steps are the stage's too: a call inside one would start from its task.
+        let calls = crate::plan::looped::all_steps(&stage.steps)
             .filter(|s| matches!(s, Step::Call { .. } | Step::EachCall { .. }))
             .count();
-        if calls > 0 && crate::plan::tasks::calls_as_runs(stage).is_none() {
+        if calls > 1 || (calls == 1 && crate::plan::tasks::calls_as_runs(stage).is_none()) {
             found.push(format!(
                 "stage `{}`: its child runs are started by the engine, between its `prepare` \
-                 and its last task, so only queries may come before its one `call` (split the \
-                 stage: the work before the call in a stage of its own)",
+                 and its last task, so only queries may come before its one `call`, outside any \
+                 loop (split the stage: the work before the call in a stage of its own)",
                 stage.id
             ));
         }

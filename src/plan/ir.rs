@@ -148,6 +148,7 @@ pub enum NodeKind {
     Jump,
     Call,
     End,
+    Loop,
 }
 
 impl NodeKind {
@@ -165,6 +166,7 @@ impl NodeKind {
             NodeKind::Jump => "jump",
             NodeKind::Call => "call",
             NodeKind::End => "end",
+            NodeKind::Loop => "loop",
         }
     }
 }
@@ -419,6 +421,32 @@ pub enum Step {
         parent_close: ParentClose,
     },
     End,
+    /// `while COND | ...`: the steps of `body` run again and again, each time on the rows the
+    /// time before gave (the step's input the first time), while `condition` holds over them;
+    /// the step's rows are every iteration's rows, each with its `iteration` (from 1).
+    While {
+        condition: LoopCondition,
+        body: Vec<Step>,
+        /// Iterations at most: the stage fails when the condition still holds after them.
+        max_iterations: u64,
+    },
+}
+
+/// What decides, before each iteration of a `while`, whether it runs. `iteration()` reads the
+/// number of the iteration being decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LoopCondition {
+    /// A SQL query giving one value, true (1) to go on. With `over_rows` it reads the rows of
+    /// the iteration before as `_input` (no rows there: the condition does not hold).
+    Sql {
+        sql: Sql,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        over_rows: bool,
+    },
+    /// An activity called with the rows of the iteration before on stdin, as a single call
+    /// is: the loop goes on while it prints at least one row.
+    Invoke { invocation: Invocation },
 }
 
 /// A `pool` of the workspace: its name and how many may hold it at once.
@@ -485,6 +513,10 @@ pub struct StagePlan {
     /// that step runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotency_reads_row: bool,
+    /// The key of a loop stage that reads `iteration()`: evaluated before each iteration, and
+    /// each iteration's rows are recorded and reused under its own key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotency_per_iteration: bool,
     /// `trigger: first_success`: the stage starts when its first upstream succeeds, reads
     /// only that stage's rows (its SQL compares [`FIRST_SUCCESS_PARAM`] with each upstream's
     /// name), and the upstream stages still running are cancelled.

@@ -370,9 +370,12 @@ impl Lowering<'_, '_> {
             params: w.take_params(),
         });
         let key_reads_row = std::mem::take(&mut w.reads_row);
-        let idempotency_per_item = steps
-            .iter()
+        let idempotency_per_item = crate::plan::looped::all_steps(&steps)
             .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }));
+        let idempotency_per_iteration = settings
+            .idempotency_key
+            .value
+            .is_some_and(|key| crate::check::key_per_iteration(stage, key));
         let compensation = settings
             .compensate
             .value
@@ -390,7 +393,10 @@ impl Lowering<'_, '_> {
             on_failure: settings.on_failure.value.clone(),
             compensation,
             idempotency_per_item: idempotency_per_item && idempotency_key.is_some(),
-            idempotency_reads_row: key_reads_row && !idempotency_per_item,
+            idempotency_reads_row: key_reads_row
+                && !idempotency_per_item
+                && !idempotency_per_iteration,
+            idempotency_per_iteration,
             idempotency_key,
             first_success: first_success(&settings, stage),
             pool: settings.pool.value.and_then(|name| {
@@ -571,7 +577,7 @@ impl Lowering<'_, '_> {
                 types: types_at(None),
             });
         }
-        at_stage.steps
+        crate::plan::looped::nest_body(at_stage.steps)
     }
 
     /// The stage's source: a query to build on (`from` one table), or its first step.
@@ -793,6 +799,16 @@ impl Lowering<'_, '_> {
                 fan: self.fan_out(stage, settings),
             },
             OpKind::End => Step::End,
+            OpKind::While(condition) => Step::While {
+                condition: match crate::check::loop_activity(condition) {
+                    Some(call) => LoopCondition::Invoke {
+                        invocation: self.stage_invocation(call, retry, timeout_ms)?,
+                    },
+                    None => crate::plan::looped::condition(w, condition),
+                },
+                body: Vec::new(),
+                max_iterations: settings.max_iterations.value,
+            },
             _ => return None,
         })
     }
@@ -1232,6 +1248,7 @@ fn kind_of(stage: &ast::Stage, steps: &[Step]) -> NodeKind {
             Step::Jump { .. } => NodeKind::Jump,
             Step::Call { .. } => NodeKind::Call,
             Step::End => NodeKind::End,
+            Step::While { .. } => NodeKind::Loop,
         };
     }
     match stage.body.source.kind {

@@ -2,6 +2,7 @@
 
 pub mod ir;
 mod lower;
+pub mod looped;
 pub mod render;
 pub mod sql;
 pub mod tasks;

@@ -312,6 +312,25 @@ fn step(s: &Step) -> String {
             parent_close,
         } => format!("call: {} (parent_close {parent_close})", flow_ref(target)),
         Step::End => "end".into(),
+        Step::While {
+            condition,
+            body,
+            max_iterations,
+        } => {
+            let decides = match condition {
+                LoopCondition::Sql { sql: q, .. } => sql(q),
+                LoopCondition::Invoke { invocation: i } => {
+                    format!("invoke {} (goes on while it prints a row)", invocation(i))
+                }
+            };
+            let mut text = format!("while: {decides} (at most {max_iterations} iterations), repeats:");
+            for inner in body {
+                // Each repeated step one level deeper.
+                text.push_str("\n    ");
+                text.push_str(&step(inner).replace('\n', "\n  "));
+            }
+            text
+        }
     }
 }
 
@@ -365,6 +384,11 @@ fn graph(plan: &Plan) -> Graph {
                     g.edges
                         .push((node(&s.id), node(b), "branch".into(), Line::Dotted));
                 }
+            }
+            // A loop is drawn as the stage going back to itself.
+            if let Step::While { max_iterations, .. } = step {
+                let label = format!("while, at most {max_iterations}");
+                g.edges.push((node(&s.id), node(&s.id), label, Line::Dotted));
             }
         }
         if let Some(c) = &s.compensation {

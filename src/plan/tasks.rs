@@ -19,7 +19,10 @@ pub fn flow_key(plan: &Plan) -> String {
 pub fn engine_retries(stage: &StagePlan) -> Option<&RetryPolicy> {
     let mut calls = stage.steps.iter().filter_map(|step| match step {
         Step::Invoke { invocation } => Some(Some(invocation)),
-        Step::Each { .. } | Step::EachCall { .. } | Step::Call { .. } => Some(None),
+        // A loop's calls are made in its task, iteration after iteration.
+        Step::Each { .. } | Step::EachCall { .. } | Step::Call { .. } | Step::While { .. } => {
+            Some(None)
+        }
         _ => None,
     });
     // Each try runs the stage from its first step: only queries may come before the call,
@@ -117,7 +120,8 @@ pub fn child_run_id(parent: &str, stage: &str, item: &str, attempt: &str) -> Str
 /// Whether a stage writes the workspace database the runs share (`save to`, idempotency
 /// records): such writers are serialized, one at a time across runs and workers.
 pub fn writes_workspace(stage: &crate::plan::ir::StagePlan) -> bool {
-    stage.idempotency_key.is_some() || stage.steps.iter().any(|s| matches!(s, Step::SaveTo { .. }))
+    stage.idempotency_key.is_some()
+        || super::looped::all_steps(&stage.steps).any(|s| matches!(s, Step::SaveTo { .. }))
 }
 
 /// The plan as the tasks of an exported run run it: without pools. On an engine the stage's

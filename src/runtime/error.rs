@@ -65,6 +65,10 @@ pub enum StageError {
     NeverEnded,
     /// An exported `each` has more items than the engine maps into tasks.
     TooManyItems { items: usize, max: usize },
+    /// A `while` loop's condition still held after `max_iterations` iterations.
+    LoopBound { max: u64 },
+    /// A loop's rows have a column named `iteration`, the column the loop adds.
+    IterationColumn { iteration: u64 },
     /// The last attempt's error, not retried although tries were left.
     GaveUp {
         error: Box<StageError>,
@@ -238,6 +242,16 @@ impl std::fmt::Display for StageError {
                 "its `each` has {items} items, more than the {max} tasks the engine maps \
                  (`--max-items`: on Airflow, `[core] max_map_length`; on Argo, `wvflow export \
                  --max-items`): raise that limit"
+            ),
+            StageError::LoopBound { max } => write!(
+                f,
+                "the `while` condition still held after {max} iterations, the stage's \
+                 `max_iterations`: the loop was stopped (raise `max_iterations` if it needs more)"
+            ),
+            StageError::IterationColumn { iteration } => write!(
+                f,
+                "the rows of iteration {iteration} have a column `iteration`, the column the \
+                 loop adds: rename it with `select ... as`"
             ),
             StageError::GaveUp { error, why } => write!(f, "{error}{why}"),
             StageError::Cancelled => f.write_str("cancelled"),

@@ -34,7 +34,26 @@ pub fn timestamp_text(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-pub fn register(conn: &Connection, now: &Now) -> Result<(), Error> {
+/// The iteration `iteration()` gives: set by a `while` loop before it decides each iteration
+/// and kept while the iteration runs; 0 outside a loop.
+#[derive(Clone, Default)]
+pub struct Iteration(Arc<std::sync::atomic::AtomicI64>);
+
+impl Iteration {
+    pub fn set(&self, n: i64) {
+        self.0.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+pub fn register(conn: &Connection, now: &Now, iteration: &Iteration) -> Result<(), Error> {
+    let counted = iteration.clone();
+    conn.create_scalar_function("wv_iteration", 0, FunctionFlags::SQLITE_UTF8, move |_| {
+        Ok(counted.get())
+    })?;
     let deterministic = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     // A stable hash for `route by hash(...)`: FNV-1a over the value's text.
     conn.create_scalar_function("wv_hash", 1, deterministic, |ctx| {
@@ -156,7 +175,7 @@ mod tests {
                 .unwrap()
                 .with_timezone(&Utc),
         );
-        register(&conn, &now).unwrap();
+        register(&conn, &now, &Iteration::default()).unwrap();
         conn.query_row(sql, [], |r| r.get::<_, Value>(0))
     }
 

@@ -451,6 +451,8 @@ pub struct Store {
     widths: std::cell::Cell<layout::Widths>,
     /// What `now()` reads.
     pub now: super::sql_functions::Now,
+    /// What `iteration()` reads.
+    pub iteration: super::sql_functions::Iteration,
     /// Values of the stage being run that are not the run's: the first upstream to succeed
     /// (`@first_success`).
     pub stage_params: BTreeMap<String, Value>,
@@ -526,7 +528,8 @@ impl Store {
                 ?;
         }
         let now = super::sql_functions::Now::default();
-        super::sql_functions::register(&conn, &now)?;
+        let iteration = super::sql_functions::Iteration::default();
+        super::sql_functions::register(&conn, &now, &iteration)?;
         let layout = layout::present(&conn)?;
         Ok(Store {
             conn,
@@ -537,6 +540,7 @@ impl Store {
             layout,
             widths: Default::default(),
             now,
+            iteration,
             stage_params: BTreeMap::new(),
         })
     }

@@ -305,6 +305,8 @@ pub enum OpKind {
     CallFlow(Box<FlowCall>),
     End,
     Activity(Box<Call>),
+    /// `while COND`: the operators after it repeat while `COND` holds (a loop).
+    While(Expr),
 }
 
 impl OpKind {

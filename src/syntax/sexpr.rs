@@ -205,6 +205,7 @@ fn op_kind(k: &OpKind) -> String {
         OpKind::Each(c) => format!("(each {})", call(c)),
         OpKind::Wait(e) => format!("(wait {})", expr(e)),
         OpKind::WaitUntil(e) => format!("(wait-until {})", expr(e)),
+        OpKind::While(e) => format!("(while {})", expr(e)),
         OpKind::Activate(a) => format!(
             "(activate {}{})",
             quote(&a.target.value),

@@ -85,6 +85,8 @@ pub enum Token {
     Call,
     #[token("depends")]
     Depends,
+    #[token("while")]
+    While,
 
     // ---- soft keywords: meaningful in one position, ordinary names elsewhere
     #[token("version")]
@@ -278,6 +280,7 @@ impl Token {
             Activate => "`activate`",
             Call => "`call`",
             Depends => "`depends`",
+            While => "`while`",
             Version => "`version`",
             To => "`to`",
             Until => "`until`",

@@ -386,6 +386,36 @@ fn every_documented_invocation_has_its_documented_outcome() {
                     assert_eq!(stage(&s, "approval")["state"], "success", "{what}");
                     assert_eq!(stage(&s, "release")["state"], "success", "{what}");
                 }
+                ("run", "examples/pagination.wv", call) => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    assert_eq!(stage(&s, "pages")["rows"], 7, "{what}");
+                    assert_eq!(stage(&s, "catalog")["rows"], 7, "{what}");
+                    // "5 calls" / "2 calls": one attempt per page fetched.
+                    let calls = if call.is_empty() { 5 } else { 2 };
+                    assert_eq!(attempts_of(&dir, &s, "pages"), calls, "{what}");
+                }
+                ("run", "examples/poll_until_ready.wv", "") => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    assert_eq!(stage(&s, "poll")["rows"], 3, "{what}");
+                    assert_eq!(attempts_of(&dir, &s, "poll"), 3, "{what}");
+                    assert_eq!(stage(&s, "result")["rows"], 1, "{what}");
+                }
+                ("run", "examples/poll_until_ready.wv", _) => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(1), "{what}: {out}");
+                    let poll = stage(&s, "poll");
+                    assert_eq!(poll["state"], "failed", "{what}");
+                    let error = poll["error"].as_str().unwrap();
+                    assert!(
+                        error.contains("still held after 5 iterations"),
+                        "{what}: {error}"
+                    );
+                    assert!(error.contains("max_iterations"), "{what}: {error}");
+                    assert_eq!(attempts_of(&dir, &s, "poll"), 5, "{what}");
+                    assert_eq!(stage(&s, "result")["state"], "skipped", "{what}");
+                }
                 ("run", file, "") => {
                     // Unqualified: the example's flow succeeds.
                     assert_eq!(code, Some(0), "{what}: {out}");
@@ -398,6 +428,32 @@ fn every_documented_invocation_has_its_documented_outcome() {
         }
     }
     assert!(ran >= 20, "{ran} invocations");
+}
+
+/// How many attempts the run store holds for `stage` of the run `summary` reports, in the copy
+/// of the examples under `dir`.
+fn attempts_of(dir: &Path, summary: &Value, stage: &str) -> usize {
+    let run = summary["run_id"].as_str().unwrap();
+    let workspace = dir.join("examples");
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args([
+            "runs",
+            "-w",
+            workspace.to_str().unwrap(),
+            "show",
+            run,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let show: Value = serde_json::from_slice(&o.stdout).unwrap();
+    show["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == stage)
+        .map_or(0, |s| s["history"].as_array().map_or(0, Vec::len))
 }
 
 /// The `wvflow runs ...` invocations documented after `run` (up to the next `run`): they

@@ -446,6 +446,43 @@ fn the_language_server_knows_pools_and_failed_items() {
     assert!(names.contains(&"gpu"), "{names:?}");
 }
 
+/// Loops in the editor: the activity a `while` calls jumps to its definition and is offered
+/// after `while`; `max_iterations` hovers with its meaning; a `while` with nothing after it is
+/// shown as E0120 where it is written.
+#[test]
+fn the_language_server_knows_while_loops() {
+    const LOOP: &str = "activity not_done() = exec('true')\nactivity step() = exec('true')\nflow Drain = {\n  stage s [max_iterations: 10] = from [[1]] as t(x) | while not_done() | step()\n}\n";
+    let (mut client, uri) = open_one("lsp_loops", "loop.wv", LOOP);
+    let at = |line: u32, character: u32| json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } });
+    // `while n|ot_done()` on line 3: `not_done` starts at column 59.
+    let definition = client.request("textDocument/definition", at(3, 60));
+    assert_eq!(
+        definition["range"]["start"],
+        json!({ "line": 0, "character": 9 })
+    );
+    let offered = labels(client.request("textDocument/completion", at(3, 60)));
+    assert!(offered.contains(&"not_done".to_string()), "{offered:?}");
+    let hover = client.request("textDocument/hover", at(3, 14));
+    assert!(
+        hover["contents"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bound on a `while` loop's iterations"),
+        "{hover}"
+    );
+    let (_, _, found) = open_with_diagnostics(
+        "lsp_loops_bare",
+        "bare.wv",
+        "flow Drain = {\n  stage s = from [[1]] as t(x) | while x > 0\n}\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["code"], "E0120");
+    assert_eq!(
+        found[0]["range"]["start"],
+        json!({ "line": 1, "character": 33 })
+    );
+}
+
 /// A file with more problems than an editor shows gets the first 999 and, in place of the
 /// rest, one note of how many more there are, at the first of them; fixed, it gets none.
 #[test]

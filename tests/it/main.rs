@@ -20,6 +20,7 @@ mod fuzz;
 mod grammar;
 mod hardening;
 mod layers;
+mod loops;
 mod lsp;
 mod one_run;
 mod parse_snapshots;

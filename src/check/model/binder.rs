@@ -115,6 +115,9 @@ pub enum Meaning {
     Unresolved,
 }
 
+/// The column a `while` loop's rows get: the iteration that gave them, from 1.
+pub const ITERATION_COLUMN: &str = "iteration";
+
 pub const RUN_VALUES: [(&str, ValueType); 2] = [
     ("run_time", ValueType::Timestamp),
     ("run_date", ValueType::Date),
@@ -190,6 +193,9 @@ pub struct Binder {
     pub quiet_functions: &'static [&'static str],
     /// Set when an expression bound since it was cleared reads a column of the row.
     pub read_row: bool,
+    /// The expressions bound are a loop's (its condition, the operators it repeats, its
+    /// stage's keys): `iteration()` has a value there.
+    pub in_loop: bool,
 }
 
 impl Binder {
@@ -199,6 +205,7 @@ impl Binder {
             out: Vec::new(),
             quiet_functions: &[],
             read_row: false,
+            in_loop: false,
         }
     }
 
@@ -460,6 +467,19 @@ impl Binder {
                 )),
             );
             return ValueType::Any;
+        }
+        if f.name == "iteration" && !self.in_loop {
+            self.out.push(
+                Diagnostic::error(
+                    Code::E0624,
+                    self.file,
+                    call.span,
+                    "`iteration()` outside a `while` loop".to_string(),
+                )
+                .with_label("no loop counts iterations here")
+                .with_help("`iteration()` is read in a `while` condition, in the operators after `while` and in the loop stage's `idempotency_key`"),
+            );
+            return ValueType::Int;
         }
         let n = call.args.len();
         if n < f.min_args || f.max_args.is_some_and(|max| n > max) {

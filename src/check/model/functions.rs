@@ -171,6 +171,17 @@ pub const FUNCTIONS: &[Function] = &[
             "the current time in UTC, on the run's clock (re-read at each `wait until` check)",
         )
     },
+    Function {
+        sql: "wv_iteration",
+        ..f(
+            "iteration",
+            (0, Some(0)),
+            Fixed(T::Int),
+            Scalar,
+            "iteration()",
+            "in a `while` loop's stage: the iteration being decided or run, from 1",
+        )
+    },
     f(
         "date",
         (1, None),

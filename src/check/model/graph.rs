@@ -215,10 +215,24 @@ pub fn activity_calls(stage: &Stage) -> Vec<&crate::syntax::ast::Call> {
     for op in &stage.body.ops {
         match &op.kind {
             OpKind::Activity(call) | OpKind::Each(call) => calls.push(call),
+            OpKind::While(condition) => calls.extend(loop_activity(condition)),
             _ => {}
         }
     }
     calls
+}
+
+/// The activity a `while` calls to decide (`while more_pages()`): its condition is a call of
+/// a name that is no function of the table. The loop goes on while the activity prints a row.
+pub fn loop_activity(condition: &crate::syntax::ast::Expr) -> Option<&crate::syntax::ast::Call> {
+    match &condition.kind {
+        crate::syntax::ast::ExprKind::Call(call)
+            if crate::check::functions::lookup(&call.name.name).is_none() =>
+        {
+            Some(call)
+        }
+        _ => None,
+    }
 }
 
 pub fn has_op(stage: &Stage, pred: impl Fn(&OpKind) -> bool) -> bool {
@@ -272,4 +286,43 @@ pub fn find_cycles<L: Copy>(
         }
     }
     cycles
+}
+
+/// Whether `e` or any expression inside it satisfies `pred`.
+pub fn any_expr(
+    e: &crate::syntax::ast::Expr,
+    pred: &dyn Fn(&crate::syntax::ast::Expr) -> bool,
+) -> bool {
+    use crate::syntax::ast::ExprKind as K;
+    if pred(e) {
+        return true;
+    }
+    match &e.kind {
+        K::Call(call) => call.args.iter().any(|a| any_expr(&a.value, pred)),
+        K::List(items) => items.iter().any(|i| any_expr(i, pred)),
+        K::Unary { operand, .. } | K::IsNull { operand, .. } => any_expr(operand, pred),
+        K::Binary { lhs, rhs, .. } => any_expr(lhs, pred) || any_expr(rhs, pred),
+        K::InList { operand, list, .. } => {
+            any_expr(operand, pred) || list.iter().any(|i| any_expr(i, pred))
+        }
+        K::Like {
+            operand, pattern, ..
+        } => any_expr(operand, pred) || any_expr(pattern, pred),
+        _ => false,
+    }
+}
+
+/// Whether `e` calls the function `name`.
+pub fn calls_function(e: &crate::syntax::ast::Expr, name: &str) -> bool {
+    any_expr(e, &|e| {
+        matches!(&e.kind, crate::syntax::ast::ExprKind::Call(c) if c.name.name.eq_ignore_ascii_case(name))
+    })
+}
+
+/// The stage's key is a loop's, evaluated at each iteration: it calls `iteration()` in a
+/// stage with `while` and no `each` (an `each` evaluates its key per item).
+pub fn key_per_iteration(stage: &Stage, key: &crate::syntax::ast::Expr) -> bool {
+    has_op(stage, |k| matches!(k, OpKind::While(_)))
+        && !has_op(stage, |k| matches!(k, OpKind::Each(_) | OpKind::EachCall(_)))
+        && calls_function(key, "iteration")
 }

@@ -203,6 +203,15 @@ pub const STAGE_KEYS: &[Key] = &[
         meaning: "how often `wait until` re-checks",
     },
     Key {
+        name: "max_iterations",
+        places: STAGE,
+        kind: Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        meaning: "bound on a `while` loop's iterations: the stage fails when its condition still holds after this many",
+    },
+    Key {
         name: "priority",
         places: STAGE_LIKE,
         kind: Kind::Int { min: 0, max: 3 },

@@ -188,6 +188,10 @@ fn op_outline(op: &Op, keep: &dyn Fn(&Stage) -> bool) -> Option<Op> {
         OpKind::EachCall(call) => OpKind::EachCall(Box::new(flow_call_outline(call))),
         OpKind::Jump(call) => OpKind::Jump(Box::new(flow_call_outline(call))),
         OpKind::CallFlow(call) => OpKind::CallFlow(Box::new(flow_call_outline(call))),
+        // The activity a loop's condition calls is a use of it.
+        OpKind::While(condition) if crate::check::loop_activity(condition).is_some() => {
+            OpKind::While(condition.clone())
+        }
         _ => return None,
     };
     Some(Op {

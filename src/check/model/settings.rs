@@ -86,6 +86,8 @@ pub struct StageSettings<'a> {
     pub compensate: Setting<'a, Option<&'a Call>>,
     pub idempotency_key: Setting<'a, Option<&'a Expr>>,
     pub poll_interval: Setting<'a, Duration>,
+    /// The iterations a `while` loop may make before the stage fails.
+    pub max_iterations: Setting<'a, u64>,
     pub priority: Setting<'a, u8>,
     pub concurrency: Setting<'a, u64>,
     pub tolerated_failures: Setting<'a, Tolerance>,
@@ -112,6 +114,7 @@ impl Default for StageSettings<'_> {
             compensate: Setting::default(None),
             idempotency_key: Setting::default(None),
             poll_interval: Setting::default(Duration::from_secs(10)),
+            max_iterations: Setting::default(DEFAULT_MAX_ITERATIONS),
             priority: Setting::default(DEFAULT_PRIORITY),
             concurrency: Setting::default(8),
             tolerated_failures: Setting::default(Tolerance::Count(0)),
@@ -120,6 +123,10 @@ impl Default for StageSettings<'_> {
         }
     }
 }
+
+/// The iterations a `while` loop makes at most when the stage does not say: enough for
+/// real paging and polling, few enough that a condition that never turns false fails soon.
+pub const DEFAULT_MAX_ITERATIONS: u64 = 1000;
 
 /// The activity whose settings a stage takes: the one it calls, when it calls exactly one.
 pub fn activity_of<'a>(index: &Index<'a>, stage: &Stage) -> Option<Def<'a, Activity>> {
@@ -213,6 +220,10 @@ impl<'a> StageSettings<'a> {
             ),
             "idempotency_key" => self.idempotency_key.set(Some(Some(v)), w),
             "poll_interval" => self.poll_interval.set(duration(), w),
+            "max_iterations" => self.max_iterations.set(
+                values::int(v).and_then(|n| u64::try_from(n).ok()).filter(|n| *n >= 1),
+                w,
+            ),
             "priority" => self
                 .priority
                 .set(values::int(v).and_then(|p| u8::try_from(p).ok()), w),
@@ -271,6 +282,7 @@ impl<'a> StageSettings<'a> {
             "compensate" => written_or_none(&self.compensate),
             "idempotency_key" => written_or_none(&self.idempotency_key),
             "poll_interval" => values::show(self.poll_interval.value),
+            "max_iterations" => self.max_iterations.value.to_string(),
             "priority" => self.priority.value.to_string(),
             "concurrency" => self.concurrency.value.to_string(),
             "tolerated_failures" => match self.tolerated_failures.value {

@@ -107,32 +107,88 @@ impl<'g, 'w> Shapes<'g, 'w> {
                 ..Pipeline::default()
             },
         };
+        let mut looped = false;
         for (at, op) in stage.body.ops.iter().enumerate() {
-            match &op.kind {
-                OpKind::Join(join) => self.join(&mut walk, at, join),
-                OpKind::GroupBy(keys) => {
-                    self.group_by(&mut walk, keys);
-                    continue;
-                }
-                OpKind::Select(items) => self.select(&mut walk, items),
-                // A child run's final rows are known when it runs.
-                OpKind::Each(_) | OpKind::EachCall(_) | OpKind::Activity(_) => {
-                    walk.pass_on(Row::unknown())
-                }
-                OpKind::CallFlow(_) => walk.pass_on(call_row()),
-                // `order by` right after `select` is part of the same SQL query: it may name
-                // the selected columns and those they were selected from.
-                OpKind::OrderBy(_)
-                    if at > 0 && matches!(stage.body.ops[at - 1].kind, OpKind::Select(_)) =>
-                {
-                    walk.order_by_after_select(at)
-                }
-                _ => walk.pipeline.before.push(walk.row.clone()),
+            if matches!(op.kind, OpKind::While(_)) && !looped {
+                looped = true;
+                let row = self.loop_row(&walk, stage, at);
+                walk.pipeline.before.push(row.clone());
+                walk.row = row;
+                continue;
             }
-            walk.grouped = None;
+            self.op(&mut walk, stage, at);
+        }
+        // Each iteration's rows get their number.
+        if looped {
+            walk.row.shape = walk.row.shape.map(|columns| {
+                let iteration = Column::new(crate::check::binder::ITERATION_COLUMN, ValueType::Int);
+                columns.iter().cloned().chain([iteration]).collect()
+            });
         }
         walk.pipeline.output = walk.row.shape;
         walk.pipeline
+    }
+
+    /// Operator `at` of `stage`, on the rows `walk` carries.
+    fn op(&mut self, walk: &mut Walk, stage: &Stage, at: usize) {
+        match &stage.body.ops[at].kind {
+            OpKind::Join(join) => self.join(walk, at, join),
+            OpKind::GroupBy(keys) => {
+                self.group_by(walk, keys);
+                return;
+            }
+            OpKind::Select(items) => self.select(walk, items),
+            // A child run's final rows are known when it runs.
+            OpKind::Each(_) | OpKind::EachCall(_) | OpKind::Activity(_) => {
+                walk.pass_on(Row::unknown())
+            }
+            OpKind::CallFlow(_) => walk.pass_on(call_row()),
+            // `order by` right after `select` is part of the same SQL query: it may name
+            // the selected columns and those they were selected from.
+            OpKind::OrderBy(_)
+                if at > 0 && matches!(stage.body.ops[at - 1].kind, OpKind::Select(_)) =>
+            {
+                walk.order_by_after_select(at)
+            }
+            _ => walk.pipeline.before.push(walk.row.clone()),
+        }
+        walk.grouped = None;
+    }
+
+    /// The rows a loop's condition and body read, at its `while` (operator `at`): the input the
+    /// first time, what the body gave after. Only columns both have are sure to be there at
+    /// every iteration; unknown when either is known only at run time.
+    fn loop_row(&mut self, walk: &Walk, stage: &Stage, at: usize) -> Row {
+        let input = walk.row.clone();
+        let mut once = Walk {
+            row: input.clone(),
+            grouped: None,
+            pipeline: walk.pipeline.clone(),
+        };
+        once.pipeline.before.push(input.clone());
+        for body in at + 1..stage.body.ops.len() {
+            if matches!(stage.body.ops[body].kind, OpKind::While(_)) {
+                break;
+            }
+            self.op(&mut once, stage, body);
+        }
+        let shape = match (&input.shape, &once.row.shape) {
+            (Some(first), Some(after)) => Some(
+                first
+                    .iter()
+                    .filter_map(|c| {
+                        let again = after.iter().find(|a| a.name == c.name)?;
+                        let ty = if again.ty == c.ty { c.ty } else { ValueType::Any };
+                        Some(Column::new(c.name.as_str(), ty))
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
+        Row {
+            shape,
+            aliases: std::rc::Rc::from([]),
+        }
     }
 
     /// The rows a stage's source gives its first operator.

@@ -53,6 +53,11 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
                     flow_call(ctx, file, call, "call")
                 }
                 OpKind::Activate(activate) => activation(ctx, file, activate),
+                OpKind::While(condition) => {
+                    if let Some(call) = crate::check::loop_activity(condition) {
+                        activity_call(ctx, file, call);
+                    }
+                }
                 _ => {}
             }
         }

@@ -691,6 +691,15 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &StageSettings) {
             "remove it, or add `| wait until <condition>`",
         ));
     }
+    if let Some(e) = p.max_iterations.own()
+        && !has_op(stage, |k| matches!(k, OpKind::While(_)))
+    {
+        found.push(warn(
+            e,
+            "the stage has no `while` loop".into(),
+            "remove it, or repeat operators with `| while <condition> | ...`",
+        ));
+    }
     for e in [p.concurrency.own(), p.tolerated_failures.own()] {
         if let Some(e) = e
             && !has_op(stage, |k| {

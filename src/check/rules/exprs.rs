@@ -186,11 +186,14 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &
         if matches!(op.kind, OpKind::Each(_) | OpKind::EachCall(_)) {
             each_row = Some(row);
         }
+        // From `while` on, `iteration()` counts the loop's iterations.
+        binder.in_loop |= matches!(op.kind, OpKind::While(_));
         operator(binder, scopes, &OpAt { stage, index, row }, &op.kind);
     }
     if let Some(config) = &stage.config {
         config_exprs(binder, scopes, stage, config, each_row, pipeline);
     }
+    binder.in_loop = false;
 }
 
 /// A stage's source: evaluated once, with no input row.
@@ -288,6 +291,26 @@ fn operator(binder: &mut Binder, scopes: &FlowScopes, at: &OpAt, kind: &OpKind) 
             },
         ),
         OpKind::Wait(e) => wait_duration(binder, e, &scopes.scope(None, "a `wait` duration")),
+        OpKind::While(e) => match crate::check::loop_activity(e) {
+            Some(call) => single_call(
+                binder,
+                scopes,
+                at,
+                SingleCall {
+                    args: &call.args,
+                    place: "the argument of a `while` activity",
+                    reader: format!("the arguments of `while {}` read", call.name.name),
+                    span: call.span,
+                },
+            ),
+            None => {
+                let ty = binder.bind(e, &per_row("a `while` condition"));
+                let file = binder.file;
+                binder
+                    .out
+                    .extend(crate::check::rules::loops::not_boolean(file, e, ty));
+            }
+        },
         OpKind::Limit(_) | OpKind::SaveTo(_) | OpKind::Fork(_) | OpKind::End => {}
     }
 }
@@ -369,8 +392,13 @@ fn config_exprs(
     for e in &config.entries {
         match e.key.name.as_str() {
             "idempotency_key" => {
-                let input = key_input(stage, pipeline);
+                let per_iteration = crate::check::key_per_iteration(stage, &e.value);
+                let input = key_input(stage, pipeline).filter(|_| !per_iteration);
                 let scope = match (&each_row, &input) {
+                    (None, None) if per_iteration => scopes.scope(
+                        None,
+                        "the `idempotency_key` of a loop stage, evaluated at each iteration",
+                    ),
                     (Some(row), _) => {
                         scopes.scope(Some(row), "the `idempotency_key` of an `each` stage")
                     }

@@ -3,6 +3,7 @@
 pub mod calls;
 pub mod config;
 pub mod exprs;
+pub mod loops;
 pub mod names;
 pub mod saga;
 pub mod schedules;

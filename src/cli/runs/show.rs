@@ -349,10 +349,16 @@ fn tree(
         out.push_str(if last { "└─ " } else { "├─ " });
         format!("{indent}{}", if last { "   " } else { "│  " })
     };
+    // The plan the run started with says which attempts are a loop's iterations.
+    let plan = crate::runtime::runs::catalog::plan_of(conn, &run.run_id).ok();
     for stage in &stages {
         let inner = branch(out);
         let s = &stage.summary;
         out.push_str(&stage_line(s));
+        let steps = plan
+            .as_ref()
+            .and_then(|p| p.flow.stages.iter().find(|p| p.id == s.stage))
+            .map_or(&[][..], |p| p.steps.as_slice());
         let attempts: Vec<_> = stage.history.iter().filter(|a| a.phase == Phase::Run).collect();
         let calls: Vec<&RunRow> = children
             .iter()
@@ -364,7 +370,7 @@ fn tree(
             out.push_str(&format!(
                 "{inner}{}{}\n",
                 if last { "└─ " } else { "├─ " },
-                attempt_line(a)
+                attempt_line(a, steps)
             ));
         }
         for (k, child) in calls.iter().enumerate() {
@@ -404,10 +410,13 @@ fn stage_line(s: &StageSummary) -> String {
     )
 }
 
-/// An attempt in a tree: its item, number, state, duration, exit code and the last line of
-/// its error.
-fn attempt_line(a: &AttemptRow) -> String {
-    let item = a.item.map(|i| format!("item {i} ")).unwrap_or_default();
+/// An attempt in a tree: its loop iteration, item, number, state, duration, exit code and the
+/// last line of its error (`steps`: its stage's, to tell a loop's iterations).
+fn attempt_line(a: &AttemptRow, steps: &[crate::plan::ir::Step]) -> String {
+    let iteration = crate::plan::looped::iteration_of_step(steps, a.step as usize)
+        .map(|n| format!("iteration {n} "))
+        .unwrap_or_default();
+    let item = a.item.map(|i| format!("{iteration}item {i} ")).unwrap_or(iteration);
     let round = if a.round > 0 {
         format!(" (resume {})", a.round)
     } else {

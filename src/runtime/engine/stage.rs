@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod fan;
+mod looped;
 pub mod parts;
 mod span;
 mod steps;
@@ -102,6 +103,7 @@ fn run_stage_on(
 /// this one.
 fn set_stage_params(store: &mut Store, start: &Started) {
     store.stage_params.clear();
+    store.iteration.set(0);
     if let Some(first) = &start.first_success {
         store
             .stage_params
@@ -120,7 +122,8 @@ fn stage_key(
     let Some(sql) = &stage.idempotency_key else {
         return Ok(None);
     };
-    if stage.idempotency_per_item || stage.idempotency_reads_row {
+    if stage.idempotency_per_item || stage.idempotency_reads_row || stage.idempotency_per_iteration
+    {
         return Ok(None);
     }
     let rows = store
@@ -275,7 +278,7 @@ impl StageRun<'_, '_> {
         let mut last_query: Option<&Sql> = None;
         let steps = &self.stage.steps[..span.to.min(self.stage.steps.len())];
         // A `wait until` reads its files as they are now, from its first query on.
-        for step in steps.iter().skip(span.from) {
+        for step in crate::plan::looped::all_steps(&steps[span.from.min(steps.len())..]) {
             if let Step::WaitUntil { watched, .. } = step {
                 self.reload(watched).map_err(|e| (e, 1))?;
             }
@@ -795,7 +798,10 @@ impl StageRun<'_, '_> {
     }
 
     /// Loads each watched file into its table as the file is now.
-    fn reload(&mut self, watched: &[crate::plan::ir::WatchedFile]) -> Result<(), StageError> {
+    pub(super) fn reload(
+        &mut self,
+        watched: &[crate::plan::ir::WatchedFile],
+    ) -> Result<(), StageError> {
         for file in watched {
             self.store
                 .reload_file(&file.table, &file.path)?;

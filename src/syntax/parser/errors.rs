@@ -228,7 +228,7 @@ impl<'t> LabelError<'t, super::In<'t>, Expected> for SyntaxError {
     }
 }
 
-const ALL_TOKENS: [Token; 89] = {
+const ALL_TOKENS: [Token; 90] = {
     use Token::*;
     [
         Flow,
@@ -267,6 +267,7 @@ const ALL_TOKENS: [Token; 89] = {
         Activate,
         Call,
         Depends,
+        While,
         Version,
         To,
         Until,

@@ -175,6 +175,7 @@ fn op<'t>(src: &'t str) -> impl Parse<'t, OpKind> {
             .ignore_then(flow_call(src))
             .map(|f| OpKind::Jump(Box::new(f))),
         end_flow(),
+        just(Token::While).ignore_then(expr(src)).map(OpKind::While),
         just(Token::Call)
             .ignore_then(flow_call(src))
             .map(|f| OpKind::CallFlow(Box::new(f))),

@@ -118,10 +118,9 @@ pub(super) fn run_span_on(
     run.workspace_db = Some(start.workspace_db.clone());
     run.attempts = span.carried.attempts;
     run.all_reused = span.carried.all_reused;
-    // A fan-out's items hold the pool one by one; any other stage holds it while it runs.
-    let fans_out = stage
-        .steps
-        .iter()
+    // A fan-out's items hold the pool one by one (in a loop too); any other stage holds it
+    // while it runs.
+    let fans_out = crate::plan::looped::all_steps(&stage.steps)
         .any(|s| matches!(s, Step::Each { .. } | Step::EachCall { .. }));
     let slot = match &stage.pool {
         Some(pool) if !fans_out => run.hold(pool).map(Some),

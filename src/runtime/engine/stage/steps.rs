@@ -90,13 +90,22 @@ impl StageRun<'_, '_> {
                 let input = self.values(input)?;
                 self.call_child(target, *parent_close, &input)?.into()
             }
+            Step::While {
+                condition,
+                body,
+                max_iterations,
+            } => self.repeat(condition, body, *max_iterations, input)?,
         };
         Ok(output)
     }
 
     /// One activity call: rows no argument reads go to its stdin from the engine, in
     /// batches; arguments that read the row need the input's one row.
-    fn invoke(&mut self, invocation: &Invocation, input: Data) -> Result<Data, StepError> {
+    pub(super) fn invoke(
+        &mut self,
+        invocation: &Invocation,
+        input: Data,
+    ) -> Result<Data, StepError> {
         let (args, input) = match input {
             Data::Table(table) if !invocation.bindings.iter().any(|b| b.reads_row) => {
                 let args = self.bind(invocation, None).map_err(|e| (e.into(), 1))?;
