@@ -168,6 +168,7 @@ pub fn workflow(plan: &Plan, deployment: &Deployment) -> Result<Exported, Vec<St
         let mut args = vec!["stage".to_string(), "finish".into()];
         args.extend(common(run.run_id, deployment));
         args.extend(["--flow".into(), run.flow_key.clone()]);
+        args.extend(first_try());
         json!({
             "name": name,
             "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
@@ -279,6 +280,19 @@ fn attempt() -> [String; 2] {
     ["--attempt".to_string(), "{{=asInt(retries) + 1}}".into()]
 }
 
+/// The parameter a user raises to run failed stages again: `argo retry WF -p wvflow-try=2`
+/// (Argo keeps a retried step's name, so nothing else tells a retry from a step run twice).
+const TRY_PARAMETER: &str = "wvflow-try";
+
+/// `--first-try` from [`TRY_PARAMETER`]: a stage's or run's end recorded under a lower try is
+/// decided again.
+fn first_try() -> [String; 2] {
+    [
+        "--first-try".to_string(),
+        format!("{{{{workflow.parameters.{TRY_PARAMETER}}}}}"),
+    ]
+}
+
 /// `depends` on each of `tasks` being done (whatever its end); `None` for no task.
 fn done_of<'t>(tasks: impl Iterator<Item = &'t str>) -> Option<String> {
     let all: Vec<String> = tasks
@@ -369,6 +383,7 @@ fn stage_templates(
     let mut args = run.command(verb, stage);
     if !split(tasks) {
         args.extend(attempt());
+        args.extend(first_try());
     }
     let mut template = serde_json::Map::new();
     template.insert("name".into(), json!(format!("stage-{name}")));
@@ -684,7 +699,7 @@ fn spec(flow: &FlowPlan, deployment: &Deployment, templates: Vec<Value>) -> Valu
     let mut spec = serde_json::Map::new();
     spec.insert("entrypoint".into(), json!("flow"));
     spec.insert("onExit".into(), json!("wvflow-exit"));
-    let parameters: Vec<Value> = flow
+    let mut parameters: Vec<Value> = flow
         .params
         .iter()
         .map(|p| match param_value(p) {
@@ -692,9 +707,8 @@ fn spec(flow: &FlowPlan, deployment: &Deployment, templates: Vec<Value>) -> Valu
             None => json!({ "name": p.name }),
         })
         .collect();
-    if !parameters.is_empty() {
-        spec.insert("arguments".into(), json!({ "parameters": parameters }));
-    }
+    parameters.push(json!({ "name": TRY_PARAMETER, "value": "1" }));
+    spec.insert("arguments".into(), json!({ "parameters": parameters }));
     if let Some(n) = flow.max_parallel {
         spec.insert("parallelism".into(), json!(n));
     }

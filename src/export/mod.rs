@@ -270,8 +270,29 @@ pub fn export(
             ));
         }
         exported.warnings.extend(pool_approximation(stage, target));
+        exported.warnings.extend(call_timeout(stage, target));
     }
     Ok(exported)
+}
+
+/// What the engine does otherwise than `wvflow run` with a call stage's `timeout`, which
+/// `wvflow run` applies to each child run as it goes.
+fn call_timeout(stage: &crate::plan::ir::StagePlan, target: Target) -> Option<String> {
+    let ms = stage.timeout_ms?;
+    crate::plan::tasks::calls_as_runs(stage)?;
+    let timeout = crate::value::duration_text(i64::try_from(ms).unwrap_or(i64::MAX));
+    Some(match target {
+        Target::Airflow => format!(
+            "stage `{}`: Airflow stops waiting for a child run after its `timeout` of {timeout}; \
+             the child is closed as `parent_close` says when the stage gathers, not at once",
+            stage.id
+        ),
+        Target::Argo => format!(
+            "stage `{}`: Argo waits for each child run without its `timeout` of {timeout}; a \
+             child that runs longer is not stopped",
+            stage.id
+        ),
+    })
 }
 
 /// What the engine's pool does otherwise than `wvflow run`'s, for a stage where it shows:

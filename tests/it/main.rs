@@ -3,6 +3,7 @@
 mod common;
 
 mod airflow_scheduler;
+mod argo_retry;
 mod big_flows;
 mod check_workspace;
 mod chunked;
