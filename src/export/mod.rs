@@ -161,11 +161,11 @@ pub fn limits(plan: &Plan) -> Vec<String> {
         let calls = crate::plan::looped::all_steps(&stage.steps)
             .filter(|s| matches!(s, Step::Call { .. } | Step::EachCall { .. }))
             .count();
-        if calls > 1 || (calls == 1 && crate::plan::tasks::calls_as_runs(stage).is_none()) {
+        if calls > 0 && crate::plan::tasks::calls_as_runs(stage).is_none() {
             found.push(format!(
-                "stage `{}`: its child runs are started by the engine, between its `prepare` \
-                 and its last task, so only queries may come before its one `call`, outside any \
-                 loop (split the stage: the work before the call in a stage of its own)",
+                "stage `{}`: the engine starts a stage's child runs between its `prepare` and \
+                 its last task, once: a stage has one `call`, outside any loop (a loop runs \
+                 inside one task, where no engine run can start); split the stage",
                 stage.id
             ));
         }

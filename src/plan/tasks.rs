@@ -71,16 +71,16 @@ pub fn fans_out_as_tasks(stage: &StagePlan) -> bool {
 }
 
 /// The step of a stage's child runs (`call`, `each call`) when they run as runs of the
-/// engine: a stage's one call, with nothing but queries before it, so that the prepared input
-/// is all that comes before the children. `None` for any other stage.
+/// engine: the stage's one call, outside any loop. The steps before it run in the stage's
+/// `prepare` task, those after it in its last task. `None` for any other stage.
 pub fn calls_as_runs(stage: &StagePlan) -> Option<usize> {
     let is_call = |s: &Step| matches!(s, Step::Call { .. } | Step::EachCall { .. });
     let at = stage.steps.iter().position(is_call)?;
-    let before = stage.steps[..at]
-        .iter()
-        .all(|s| matches!(s, Step::Query { .. } | Step::Union { .. }));
-    let one = stage.steps[at + 1..].iter().all(|s| !is_call(s));
-    (before && one).then_some(at)
+    let one = super::looped::all_steps(&stage.steps)
+        .filter(|s| is_call(s))
+        .count()
+        == 1;
+    one.then_some(at)
 }
 
 /// The step of a stage's `wait until` when the engine checks it between its own waits (a

@@ -356,9 +356,6 @@ fn calls_out(plan: &Value, stage: &str) -> Option<u32> {
     let at = steps
         .iter()
         .position(|s| matches!(*s, "call" | "each_call"))?;
-    if !steps[..at].iter().all(|s| matches!(*s, "query" | "union")) {
-        return None;
-    }
     Some(match steps[at] {
         "each_call" => stage["retry"]["attempts"].as_u64().unwrap_or(1) as u32,
         _ => 1,
@@ -1250,7 +1247,7 @@ flow Late with { timeout: 1s } = {
   stage s = slow()
 }
 flow Caller = {
-  stage c = from [[1]] as t(x) | activate('log') | call Trip()
+  stage c = call Trip() | call Trip()
 }
 "#,
         )],
@@ -1325,7 +1322,7 @@ flow Caller = {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("cannot run as separate tasks"), "{out}");
     assert!(
-        out.contains("stage `c`: its child runs are started by the engine"),
+        out.contains("stage `c`: the engine starts a stage's child runs"),
         "{out}"
     );
     // A state location it cannot use says so.

@@ -210,22 +210,75 @@ fn a_cancelled_parent_closes_its_children_as_parent_close_says() {
     assert_eq!(Drive::json(&o)["state"], "cancelled");
 }
 
-/// What export refuses of calls, and what an Argo child cannot carry.
+/// Flows whose call comes after other work, two calls, a quoted argument.
+const MORE: &str = r#"
+activity flaky(who: string) with { retries: 2, retry_delay: 10ms } = sh("""
+  if [ ! -e tried ]; then touch tried; exit 1; fi
+  printf '{"who": "%s"}\n' "$WV_WHO"
+""")
+
+flow Quick(who: string) = {
+  stage booked = book(who)
+}
+
+flow Busy = {
+  stage kid = from [['x']] as t(a) | flaky(_.a) | activate('log') | call Quick(who: _.who)
+}
+
+flow Twice = {
+  stage kid = call Quick(who: 'x') | call Quick(who: 'y')
+}
+
+flow Quoted = {
+  stage kid = call Child(who: 'say "hi"')
+}
+"#;
+
+/// Work before a call (an activity retried, a log) runs in the stage's `prepare`, and the run
+/// ends as `wvflow run`'s, attempts included; two calls in a stage are refused, and so is
+/// what an Argo child cannot carry.
 #[test]
-fn export_refuses_work_before_a_call_and_argo_refuses_quoted_arguments() {
+fn work_before_a_call_runs_in_prepare_and_two_calls_are_refused() {
     let dir = scratch("calls_refused", &[]);
-    let flows = format!(
-        "{CALLS}\nflow Busy = {{\n  stage kid = from [['x']] as t(a) | activate('log') | call Child(who: 'x')\n}}\n\
-         flow Quoted = {{\n  stage kid = call Child(who: 'say \"hi\"')\n}}\n"
-    );
+    let flows = format!("{CALLS}{MORE}");
     std::fs::write(dir.join("calls.wv"), flows).unwrap();
-    let o = wvflow_at(&dir, &["export", "calls.wv", "Busy", "--target", "airflow"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("only queries may come before its one `call`"),
-        "{}",
-        text(&o)
+    let o = wvflow_at(&dir, &["check", "calls.wv"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = wvflow_at(&dir, &["run", "calls.wv", "Busy", "--format", "json"]);
+    let reference: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(reference["stages"][0]["attempts"], 2, "{reference}");
+    std::fs::remove_file(dir.join("tried")).unwrap();
+    let workspace = dir.canonicalize().unwrap();
+    for (flow, extra) in [("Busy", None), ("Quick", Some("--template"))] {
+        let out = format!("{flow}.yaml");
+        let mut args = vec!["export", "calls.wv", flow, "--target", "argo"];
+        args.extend(["--workspace", workspace.to_str().unwrap(), "-o", &out]);
+        args.extend(extra);
+        let o = wvflow_at(&dir, &args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let o = std::process::Command::new(crate::export::python())
+        .args(["tests/export/argo_check.py", "run"])
+        .arg(dir.join("Busy.yaml"))
+        .args(["--wvflow", env!("CARGO_BIN_EXE_wvflow"), "--state"])
+        .arg(dir.join("state"))
+        .args(["--run-time", "2026-11-26T00:00:00Z", "--template"])
+        .arg(dir.join("Quick.yaml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let driven: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        crate::export::outcome(&driven),
+        crate::export::outcome(&reference)
     );
+    let o = wvflow_at(
+        &dir,
+        &["export", "calls.wv", "Twice", "--target", "airflow"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("a stage has one `call`"), "{}", text(&o));
     let o = wvflow_at(&dir, &["plan", "calls.wv", "Quoted", "--format", "json"]);
     std::fs::write(dir.join("Quoted.json"), &o.stdout).unwrap();
     let common = ["--plan", "Quoted.json", "--state", "state", "--run-id", "q"];

@@ -95,7 +95,7 @@ fn run_stage_on(
     match run_span_on(stage, store, ctx, start, Span::whole(stage)) {
         SpanEnd::Ended(summary) => summary,
         // A whole stage ends.
-        SpanEnd::Reached(_) => StageSummary::new(stage, StageState::Pending),
+        SpanEnd::Reached(..) => StageSummary::new(stage, StageState::Pending),
     }
 }
 

@@ -33,6 +33,10 @@ struct Children {
     #[serde(default)]
     parent_close: ParentClose,
     runs: Vec<NextRun>,
+    /// The attempts of the activity calls before the call, in `prepare`: the stage's count
+    /// is the most of them and of its children's tries, as in `wvflow run`.
+    #[serde(default)]
+    attempts_before: u32,
 }
 
 impl TaskRun<'_> {
@@ -42,6 +46,7 @@ impl TaskRun<'_> {
         &self,
         stage: &StagePlan,
         targets: &[Jump],
+        attempts_before: u32,
     ) -> Result<Option<StageSummary>, Error> {
         let nesting = self.run_record()?.lineage.nesting + 1;
         if nesting as usize > crate::plan::ir::CHAIN_DEPTH
@@ -74,6 +79,7 @@ impl TaskRun<'_> {
             flow_key: reference,
             parent_close,
             runs,
+            attempts_before,
         };
         self.state.write(
             &children_key(self, &stage.id),
@@ -165,7 +171,8 @@ impl TaskRun<'_> {
                 }
                 last = Some((id, attempt, finished));
             }
-            let attempts = last.as_ref().map_or(0, |(_, attempt, _)| *attempt);
+            let made = last.as_ref().map_or(0, |(_, attempt, _)| *attempt);
+            let attempts = made.max(kept.attempts_before);
             let end = match last {
                 None => Err(StageError::Data(format!(
                     "the child run of `{}` never started: is the child flow exported to the \

@@ -530,7 +530,7 @@ impl TaskRun<'_> {
             // The fan-out's input, kept for its items and its gathering.
             Ran::Prepared(rows, children) => {
                 let items = match children {
-                    Some(children) => match self.keep_children(stage, &children)? {
+                    Some((children, attempts)) => match self.keep_children(stage, &children, attempts)? {
                         Some(failed) => return Ok(Executed::Ended(failed)),
                         None => children.len(),
                     },
@@ -946,15 +946,15 @@ impl Part {
             Part::Whole => Ran::Ended(run_single_stage(stage, stores, ctx, alone)),
             Part::Prepare => {
                 let at = each().unwrap_or(0);
-                let rows = match steps_before(stage, stores, ctx, alone.clone(), at) {
-                    BeforeStep::Reached(rows) => rows,
+                let (rows, attempts) = match steps_before(stage, stores, ctx, alone.clone(), at) {
+                    BeforeStep::Reached(rows, attempts) => (rows, attempts),
                     BeforeStep::Ended(summary) => return Ran::Ended(summary),
                 };
                 if crate::plan::tasks::calls_as_runs(stage).is_none() {
                     return Ran::Prepared(rows, None);
                 }
                 match call_targets(stage, stores, ctx, alone, (at, &rows)) {
-                    Ok(children) => Ran::Prepared(rows, Some(children)),
+                    Ok(children) => Ran::Prepared(rows, Some((children, attempts))),
                     Err(error) => Ran::Ended(StageSummary {
                         attempts: 1,
                         error: Some(error),
@@ -981,8 +981,12 @@ impl Part {
 /// What the engine did of a part.
 enum Ran {
     Ended(StageSummary),
-    /// The rows of a fan-out's items, and for a call stage the children to start.
-    Prepared(crate::runtime::store::Rows, Option<Vec<super::engine::Jump>>),
+    /// The rows of a fan-out's items, and for a call stage the children to start and the
+    /// attempts of the activity calls before the call.
+    Prepared(
+        crate::runtime::store::Rows,
+        Option<(Vec<super::engine::Jump>, u32)>,
+    ),
     /// How an item ended; an error before its call made no attempt.
     Item(Result<super::retry::Finished<crate::runtime::store::Rows>, StageError>),
     /// A wait's check: its rows once its condition holds.

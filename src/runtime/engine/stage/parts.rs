@@ -23,10 +23,11 @@ pub struct Alone {
     pub first_success: Option<String>,
 }
 
-/// How the steps before a step ended: with the rows that step is to read, or with the stage's
-/// end (it failed, was skipped, or reused a recorded result).
+/// How the steps before a step ended: with the rows that step is to read and the attempts of
+/// the activity calls on the way, or with the stage's end (it failed, was skipped, or reused a
+/// recorded result).
 pub enum BeforeStep {
-    Reached(Rows),
+    Reached(Rows, u32),
     Ended(StageSummary),
 }
 
@@ -51,9 +52,9 @@ pub fn steps_before(
         rows: None,
         carried: Carried::default(),
     };
-    let rows = match run_span_on(stage, &mut store, ctx, &start, span) {
+    let (rows, attempts) = match run_span_on(stage, &mut store, ctx, &start, span) {
         SpanEnd::Ended(summary) => return BeforeStep::Ended(summary),
-        SpanEnd::Reached(rows) => rows,
+        SpanEnd::Reached(rows, attempts) => (rows, attempts),
     };
     let mut run = StageRun::new(&mut store, ctx, stage, None, Phase::Run);
     run.step = step;
@@ -65,7 +66,7 @@ pub fn steps_before(
             return BeforeStep::Ended(unopened(stage, e.into()));
         }
     }
-    BeforeStep::Reached(rows)
+    BeforeStep::Reached(rows, attempts)
 }
 
 /// The child runs of the `call` or `each call` at step `step`, on its input `input`: one for
@@ -239,7 +240,7 @@ pub fn after_items(
     };
     match run_span_on(stage, &mut store, ctx, &start, span) {
         SpanEnd::Ended(summary) => summary,
-        SpanEnd::Reached(_) => StageSummary::new(stage, StageState::Pending),
+        SpanEnd::Reached(..) => StageSummary::new(stage, StageState::Pending),
     }
 }
 
@@ -276,7 +277,7 @@ fn after_step(
     };
     match run_span_on(stage, store, ctx, start, span) {
         SpanEnd::Ended(summary) => summary,
-        SpanEnd::Reached(_) => StageSummary::new(stage, StageState::Pending),
+        SpanEnd::Reached(..) => StageSummary::new(stage, StageState::Pending),
     }
 }
 

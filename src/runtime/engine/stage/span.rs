@@ -45,10 +45,11 @@ impl Span {
 }
 
 /// How a span of a stage's steps ended: the stage ended (it failed, was skipped or reused, or
-/// the span reached its last step), or the span reached step `to` with these rows for it.
+/// the span reached its last step), or the span reached step `to` with these rows for it,
+/// after this many attempts of the activity calls on the way.
 pub(in crate::runtime::engine) enum SpanEnd {
     Ended(StageSummary),
-    Reached(Rows),
+    Reached(Rows, u32),
 }
 
 /// [`run_stage_on`] for the steps of `span` only.
@@ -134,7 +135,7 @@ pub(super) fn run_span_on(
     // The span stopped before the stage's last step: its end is a later part's to decide.
     if span.to < stage.steps.len() && !all_reused {
         match result.and_then(|output| run_rows(store, output, attempts)) {
-            Ok(rows) => return SpanEnd::Reached(rows),
+            Ok(rows) => return SpanEnd::Reached(rows, attempts),
             Err(e) => return ended(failed(summary, e, attempts, started, ctx)),
         }
     }
