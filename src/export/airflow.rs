@@ -464,17 +464,12 @@ fn call_tasks(out: &mut String, tasks: &StageTasks) {
         return;
     };
     let stage = tasks.stage;
-    let _ = writeln!(out, "    prepares[{}] = BashOperator(", py(&stage.id));
-    let _ = writeln!(out, "        task_id={},", py(&format!("{}.prepare", stage.id)));
     let prepare = command("prepare", stage).replacen(
         " stage prepare ",
         " stage prepare --engine airflow ",
         1,
     );
-    let _ = writeln!(out, "        bash_command={},", py(&prepare));
-    out.push_str("        output_processor=json.loads,\n");
-    task_options(out, stage, None, "all_done");
-    out.push_str("    )\n");
+    prepare_task(out, stage, &prepare, true);
     let run_id = crate::plan::tasks::child_run_id(
         "{{ run_id }}",
         &stage.id,
@@ -489,11 +484,7 @@ fn call_tasks(out: &mut String, tasks: &StageTasks) {
          allowed_states=[\"success\"],\n        failed_states=[\"failed\"],\n        \
          openlineage_inject_parent_info=False,\n        trigger_rule=\"all_success\",\n",
     );
-    let _ = writeln!(
-        out,
-        "        priority_weight={},\n        weight_rule=\"absolute\",",
-        4 - u32::from(stage.priority.min(3))
-    );
+    priority(out, stage);
     if let Some(ms) = stage.timeout_ms {
         let _ = writeln!(out, "        execution_timeout=timedelta(milliseconds={ms}),");
     }
@@ -511,14 +502,7 @@ fn call_tasks(out: &mut String, tasks: &StageTasks) {
         "    ).expand_kwargs(prepares[{}].output)",
         py(&stage.id)
     );
-    let _ = writeln!(out, "    tasks[{}] = BashOperator(", py(&stage.id));
-    let _ = writeln!(out, "        task_id={},", py(&task_id(&stage.id)));
-    let _ = writeln!(out, "        bash_command={},", py(&command("gather", stage)));
-    task_options(out, stage, None, "all_done");
-    if tasks.writes_workspace {
-        out.push_str("        pool=WORKSPACE_POOL,\n");
-    }
-    out.push_str("    )\n");
+    gather_task(out, tasks);
     let _ = writeln!(
         out,
         "    [prepares[{0}], children] >> tasks[{0}]",
@@ -533,11 +517,7 @@ fn call_tasks(out: &mut String, tasks: &StageTasks) {
 /// which runs the steps after the wait on the rows the wait ended with.
 fn wait_tasks(out: &mut String, tasks: &StageTasks, poll_interval_ms: u64) {
     let stage = tasks.stage;
-    let _ = writeln!(out, "    prepares[{}] = BashOperator(", py(&stage.id));
-    let _ = writeln!(out, "        task_id={},", py(&format!("{}.prepare", stage.id)));
-    let _ = writeln!(out, "        bash_command={},", py(&command("prepare", stage)));
-    task_options(out, stage, None, "all_done");
-    out.push_str("    )\n");
+    prepare_task(out, stage, &command("prepare", stage), false);
     out.push_str("    wait = PythonSensor(\n");
     let _ = writeln!(out, "        task_id={},", py(&format!("{}.wait", stage.id)));
     out.push_str("        python_callable=poll_stage,\n");
@@ -552,13 +532,34 @@ fn wait_tasks(out: &mut String, tasks: &StageTasks, poll_interval_ms: u64) {
          timeout=timedelta(days=36500),"
     );
     let _ = writeln!(out, "        trigger_rule=\"all_success\",");
-    let _ = writeln!(
-        out,
-        "        priority_weight={},\n        weight_rule=\"absolute\",",
-        4 - u32::from(stage.priority.min(3))
-    );
+    priority(out, stage);
     task_retries(out, None);
     out.push_str("    )\n");
+    gather_task(out, tasks);
+    let _ = writeln!(
+        out,
+        "    prepares[{0}] >> wait >> tasks[{0}]",
+        py(&stage.id)
+    );
+}
+
+/// `STAGE.prepare`, the first task of a stage in parts, running `command`; its output, the
+/// JSON list the engine maps over, read when `mapped`.
+fn prepare_task(out: &mut String, stage: &StagePlan, command: &str, mapped: bool) {
+    let _ = writeln!(out, "    prepares[{}] = BashOperator(", py(&stage.id));
+    let _ = writeln!(out, "        task_id={},", py(&format!("{}.prepare", stage.id)));
+    let _ = writeln!(out, "        bash_command={},", py(command));
+    if mapped {
+        out.push_str("        output_processor=json.loads,\n");
+    }
+    task_options(out, stage, None, "all_done");
+    out.push_str("    )\n");
+}
+
+/// The stage's own task after its parts: `wvflow stage gather`, one writer at a time when it
+/// writes the workspace database (it records the items' keys).
+fn gather_task(out: &mut String, tasks: &StageTasks) {
+    let stage = tasks.stage;
     let _ = writeln!(out, "    tasks[{}] = BashOperator(", py(&stage.id));
     let _ = writeln!(out, "        task_id={},", py(&task_id(&stage.id)));
     let _ = writeln!(out, "        bash_command={},", py(&command("gather", stage)));
@@ -567,10 +568,14 @@ fn wait_tasks(out: &mut String, tasks: &StageTasks, poll_interval_ms: u64) {
         out.push_str("        pool=WORKSPACE_POOL,\n");
     }
     out.push_str("    )\n");
+}
+
+/// A task's priority: Airflow's `priority_weight`, higher first, from wvflow's lower first.
+fn priority(out: &mut String, stage: &StagePlan) {
     let _ = writeln!(
         out,
-        "    prepares[{0}] >> wait >> tasks[{0}]",
-        py(&stage.id)
+        "        priority_weight={},\n        weight_rule=\"absolute\",",
+        4 - u32::from(stage.priority.min(3))
     );
 }
 
@@ -599,11 +604,7 @@ fn command(verb: &str, stage: &StagePlan) -> String {
 fn task_options(out: &mut String, stage: &StagePlan, policy: Option<&RetryPolicy>, rule: &str) {
     out.push_str("        env=task_env(),\n        append_env=True,\n");
     let _ = writeln!(out, "        trigger_rule={},", py(rule));
-    let _ = writeln!(
-        out,
-        "        priority_weight={},\n        weight_rule=\"absolute\",",
-        4 - u32::from(stage.priority.min(3))
-    );
+    priority(out, stage);
     task_retries(out, policy);
 }
 
@@ -643,20 +644,7 @@ fn fan_out_tasks(
     concurrency: Option<u64>,
 ) {
     let stage = tasks.stage;
-    let _ = writeln!(out, "    prepares[{}] = BashOperator(", py(&stage.id));
-    let _ = writeln!(
-        out,
-        "        task_id={},",
-        py(&format!("{}.prepare", stage.id))
-    );
-    let _ = writeln!(
-        out,
-        "        bash_command={},",
-        py(&command("prepare", stage))
-    );
-    out.push_str("        output_processor=json.loads,\n");
-    task_options(out, stage, None, "all_done");
-    out.push_str("    )\n");
+    prepare_task(out, stage, &command("prepare", stage), true);
     let _ = writeln!(out, "    items = BashOperator.partial(");
     let _ = writeln!(
         out,
@@ -678,19 +666,7 @@ fn fan_out_tasks(
         py(&stage.id),
         py(&command("item", stage))
     );
-    let _ = writeln!(out, "    tasks[{}] = BashOperator(", py(&stage.id));
-    let _ = writeln!(out, "        task_id={},", py(&task_id(&stage.id)));
-    let _ = writeln!(
-        out,
-        "        bash_command={},",
-        py(&command("gather", stage))
-    );
-    task_options(out, stage, None, "all_done");
-    if tasks.writes_workspace {
-        // The gathering records the items' idempotency keys: one writer at a time.
-        out.push_str("        pool=WORKSPACE_POOL,\n");
-    }
-    out.push_str("    )\n");
+    gather_task(out, tasks);
     let _ = writeln!(
         out,
         "    [prepares[{0}], items] >> tasks[{0}]",

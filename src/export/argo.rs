@@ -493,37 +493,16 @@ fn fan_templates(fan_of: &FanOf, name: &str, run: &RunOf, warnings: &mut Vec<Str
     item_args.extend(["--item".into(), "{{inputs.parameters.item}}".into()]);
     item_args.extend(attempt());
     let item_retry = retry_strategy(item_retries, &mut item_args, warnings, &stage.id);
-    let continue_on = CONTINUE_ON.clone();
-    let mut fan = json!({
-        "name": format!("fan-{name}"),
-        "dag": { "tasks": [
-            {
-                "name": "prepare",
-                "template": format!("prepare-{name}"),
-                "continueOn": continue_on,
-            },
-            {
-                "name": "item",
-                "template": format!("item-{name}"),
-                "depends": "prepare.Succeeded",
-                // A count, not a list: a step's result is cut at 256 kB.
-                "withSequence": { "count": "{{tasks.prepare.outputs.result}}" },
-                "arguments": { "parameters": [{ "name": "item", "value": "{{item}}" }] },
-                "continueOn": continue_on,
-            },
-            {
-                "name": "gather",
-                "template": format!("stage-{name}"),
-                "depends": "(prepare.Succeeded || prepare.Failed || prepare.Errored) && \
-                            (item.Succeeded || item.Failed || item.Errored || \
-                            item.Skipped || item.Omitted)",
-                "continueOn": continue_on,
-            },
-        ] },
+    let item_task = json!({
+        "name": "item",
+        "template": format!("item-{name}"),
+        "depends": "prepare.Succeeded",
+        // A count, not a list: a step's result is cut at 256 kB.
+        "withSequence": { "count": "{{tasks.prepare.outputs.result}}" },
+        "arguments": { "parameters": [{ "name": "item", "value": "{{item}}" }] },
+        "continueOn": CONTINUE_ON.clone(),
     });
-    if let Some(n) = concurrency {
-        fan["parallelism"] = json!(n);
-    }
+    let fan = parts_dag(name, item_task, concurrency);
     let mut prepare_args = run.command("prepare", stage);
     prepare_args.push("--count".into());
     // Each item is a node of the Workflow's status, which Kubernetes stores whole: a larger
@@ -543,13 +522,48 @@ fn fan_templates(fan_of: &FanOf, name: &str, run: &RunOf, warnings: &mut Vec<Str
     item["container"] = container(run.deployment, item_args);
     vec![
         fan,
-        json!({
-            "name": format!("prepare-{name}"),
-            "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
-            "container": container(run.deployment, prepare_args),
-        }),
+        prepare_template(name, run, prepare_args),
         item,
     ]
+}
+
+/// A stage in parts as the nested DAG `fan-NAME`: `prepare`, then `part` (its items, or its
+/// children, which depend on `prepare`), then `gather` once both are done whatever their
+/// phase (no parts leave `part` Skipped; a stage that ended at `prepare` leaves it Omitted), at
+/// most `concurrency` parts at once.
+fn parts_dag(name: &str, part: Value, concurrency: Option<u64>) -> Value {
+    let part_name = part["name"].as_str().unwrap_or_default().to_string();
+    let continue_on = CONTINUE_ON.clone();
+    let mut fan = json!({
+        "name": format!("fan-{name}"),
+        "dag": { "tasks": [
+            { "name": "prepare", "template": format!("prepare-{name}"), "continueOn": continue_on },
+            part,
+            {
+                "name": "gather",
+                "template": format!("stage-{name}"),
+                "depends": format!(
+                    "(prepare.Succeeded || prepare.Failed || prepare.Errored) && \
+                     ({part_name}.Succeeded || {part_name}.Failed || {part_name}.Errored || \
+                     {part_name}.Skipped || {part_name}.Omitted)"
+                ),
+                "continueOn": continue_on,
+            },
+        ] },
+    });
+    if let Some(n) = concurrency {
+        fan["parallelism"] = json!(n);
+    }
+    fan
+}
+
+/// `prepare-NAME`: the first task of a stage in parts, retried only when it could not run.
+fn prepare_template(name: &str, run: &RunOf, args: Vec<String>) -> Value {
+    json!({
+        "name": format!("prepare-{name}"),
+        "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
+        "container": container(run.deployment, args),
+    })
 }
 
 /// A stage's child runs, as [`call_templates`] writes them.
@@ -577,7 +591,6 @@ fn call_templates(
         concurrency,
         target,
     } = *calls;
-    let continue_on = CONTINUE_ON.clone();
     let params: Vec<&str> = target.args.iter().map(|b| b.param.as_str()).collect();
     let mut arguments = vec![
         json!({ "name": "item", "value": "{{item.item}}" }),
@@ -586,31 +599,15 @@ fn call_templates(
     arguments.extend(params.iter().map(|p| {
         json!({ "name": format!("arg-{p}"), "value": format!("{{{{item.arg-{p}}}}}") })
     }));
-    let mut fan = json!({
-        "name": format!("fan-{name}"),
-        "dag": { "tasks": [
-            { "name": "prepare", "template": format!("prepare-{name}"), "continueOn": continue_on },
-            {
-                "name": "child",
-                "template": format!("child-{name}"),
-                "depends": "prepare.Succeeded",
-                "withParam": "{{tasks.prepare.outputs.result}}",
-                "arguments": { "parameters": arguments },
-                "continueOn": continue_on,
-            },
-            {
-                "name": "gather",
-                "template": format!("stage-{name}"),
-                "depends": "(prepare.Succeeded || prepare.Failed || prepare.Errored) && \
-                            (child.Succeeded || child.Failed || child.Errored || \
-                            child.Skipped || child.Omitted)",
-                "continueOn": continue_on,
-            },
-        ] },
+    let child_task = json!({
+        "name": "child",
+        "template": format!("child-{name}"),
+        "depends": "prepare.Succeeded",
+        "withParam": "{{tasks.prepare.outputs.result}}",
+        "arguments": { "parameters": arguments },
+        "continueOn": CONTINUE_ON.clone(),
     });
-    if let Some(n) = concurrency {
-        fan["parallelism"] = json!(n);
-    }
+    let fan = parts_dag(name, child_task, concurrency);
     let mut prepare_args = run.command("prepare", stage);
     prepare_args.extend(["--engine".into(), "argo".into()]);
     prepare_args.extend([
@@ -684,11 +681,7 @@ fn call_templates(
     });
     vec![
         fan,
-        json!({
-            "name": format!("prepare-{name}"),
-            "retryStrategy": { "limit": "2", "retryPolicy": "Always", "expression": NOT_RETRIED },
-            "container": container(run.deployment, prepare_args),
-        }),
+        prepare_template(name, run, prepare_args),
         child,
     ]
 }

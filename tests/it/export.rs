@@ -746,6 +746,19 @@ fn parameter_text(value: &Value) -> String {
     }
 }
 
+/// `wvflow export FILE FLOW --target argo --workspace WORKSPACE -o OUT EXTRA...` in `dir`.
+fn export_argo(
+    dir: &Path,
+    (file, flow): (&str, &str),
+    workspace: &Path,
+    (out, extra): (&Path, &[&str]),
+) -> Output {
+    let mut args = vec!["export", file, flow, "--target", "argo", "--workspace"];
+    args.extend([workspace.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    args.extend(extra);
+    wvflow_at(dir, &args)
+}
+
 /// Every documented run of the examples, run as Argo would run its exported Workflow (an
 /// interpreter of `depends`, retryStrategy and the exit handler over the containers' commands),
 /// ends as `wvflow run` ends.
@@ -758,20 +771,7 @@ fn argo_workflows_run_as_wvflow_runs() {
         let dir = examples_copy("argo_run");
         let workspace = dir.join("examples").canonicalize().unwrap();
         let manifest = dir.join("flow.yaml");
-        let o = wvflow_at(
-            &dir,
-            &[
-                "export",
-                &file,
-                &flow,
-                "--target",
-                "argo",
-                "--workspace",
-                workspace.to_str().unwrap(),
-                "-o",
-                manifest.to_str().unwrap(),
-            ],
-        );
+        let o = export_argo(&dir, (&file, &flow), &workspace, (&manifest, &[]));
         if o.status.code() == Some(2) {
             continue;
         }
@@ -786,20 +786,11 @@ fn argo_workflows_run_as_wvflow_runs() {
         // The flows of the file as WorkflowTemplates: what its calls and jumps start.
         for other in flow_keys(&file) {
             let template = dir.join(format!("{}.template.yaml", other.replace('@', "_v")));
-            let o = wvflow_at(
+            let o = export_argo(
                 &dir,
-                &[
-                    "export",
-                    &file,
-                    &other,
-                    "--target",
-                    "argo",
-                    "--template",
-                    "--workspace",
-                    workspace.to_str().unwrap(),
-                    "-o",
-                    template.to_str().unwrap(),
-                ],
+                (&file, &other),
+                &workspace,
+                (&template, &["--template"]),
             );
             if o.status.code() == Some(0) {
                 command.arg("--template").arg(&template);

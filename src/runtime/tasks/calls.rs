@@ -129,14 +129,9 @@ impl TaskRun<'_> {
     }
 
     fn kept_children(&self, stage_id: &str) -> Result<Children, Error> {
-        let key = children_key(self, stage_id);
-        match self.state.read(&key)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
-                key: Some(key),
-                source,
-            }),
-            None => Ok(Children::default()),
-        }
+        Ok(self
+            .read_json(&children_key(self, stage_id))?
+            .unwrap_or_default())
     }
 
     /// How each child of a call stage ended, by item: its last try's run (`child_flow` is the
@@ -198,16 +193,7 @@ impl TaskRun<'_> {
 
     /// The child run's summary, once its `finish` wrote one.
     fn finished_child(&self, child_flow: &str, id: &str) -> Result<Option<FinishedRun>, Error> {
-        let key = run_key(child_flow, id, "summary.json");
-        match self.state.read(&key)? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| Error::Decode {
-                    key: Some(key),
-                    source,
-                }),
-            None => Ok(None),
-        }
+        self.read_json(&run_key(child_flow, id, "summary.json"))
     }
 
     /// Asks a child to stop: `terminate` without its compensations, `request_cancel` with them.

@@ -255,12 +255,16 @@ impl TaskRun<'_> {
     }
 
     fn record_of(&self, stage: &str) -> Result<Option<StageRecord>, Error> {
-        let key = stage_key(&self.flow_key(), &self.run_id, stage, "json");
-        match self.state.read(&key)? {
+        self.read_json(&stage_key(&self.flow_key(), &self.run_id, stage, "json"))
+    }
+
+    /// The JSON object at `key` of the state, read as a `T`; `None` when there is none.
+    fn read_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        match self.state.read(key)? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|source| Error::Decode {
-                    key: Some(key),
+                    key: Some(key.to_string()),
                     source,
                 }),
             None => Ok(None),

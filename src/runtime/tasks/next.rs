@@ -105,15 +105,9 @@ impl TaskRun<'_> {
             if !succeeded || !stage.steps.iter().any(|s| matches!(s, Step::Jump { .. })) {
                 continue;
             }
-            let Some(bytes) = self.state.read(&jumps_key(self, &stage.id)).map_err(Error::State)?
-            else {
+            let Some(runs) = self.read_json::<Vec<NextRun>>(&jumps_key(self, &stage.id))? else {
                 continue;
             };
-            let runs: Vec<NextRun> =
-                serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
-                    key: Some(jumps_key(self, &stage.id)),
-                    source,
-                })?;
             if let Some(run) = runs.into_iter().next() {
                 if run.depth as usize > crate::plan::ir::CHAIN_DEPTH {
                     return Err(NextError::DepthLimit {

@@ -106,14 +106,9 @@ impl TaskRun<'_> {
         stage: &StagePlan,
     ) -> Result<BTreeMap<usize, Finished<Rows>>, Error> {
         let mut ends = BTreeMap::new();
-        let key = self.wait_key(&stage.id, "json");
-        let Some(bytes) = self.state.read(&key)? else {
+        let Some(end) = self.read_json::<WaitEnd>(&self.wait_key(&stage.id, "json"))? else {
             return Ok(ends);
         };
-        let end: WaitEnd = serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
-            key: Some(key),
-            source,
-        })?;
         let result = match end.error {
             Some(_) if end.cancelled => Err(StageError::Cancelled),
             Some(error) => Err(StageError::Data(error)),
