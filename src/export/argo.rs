@@ -645,29 +645,7 @@ fn call_templates(
     });
     let mut inputs = vec![json!({ "name": "item" }), json!({ "name": "nesting" })];
     inputs.extend(params.iter().map(|p| json!({ "name": format!("arg-{p}") })));
-    // Each try creates another child: no infrastructure retry may create one more.
-    let mut here = Vec::new();
-    let retry = match retries {
-        Some(policy) => {
-            let mut retry = retry_strategy(retries, &mut here, &mut Vec::new(), &stage.id);
-            if !here.is_empty() {
-                // No task of wvflow's can start a child again: Argo does, at the first delay.
-                warnings.push(format!(
-                    "stage `{}`: its backoff has no Argo form; each child run is started again \
-                     after {} (a constant backoff)",
-                    stage.id,
-                    duration(policy.initial_delay_ms)
-                ));
-                retry = json!({
-                    "limit": (policy.attempts - 1).to_string(),
-                    "retryPolicy": "Always",
-                    "backoff": { "duration": duration(policy.initial_delay_ms), "factor": "1" },
-                });
-            }
-            retry
-        }
-        None => json!({ "limit": "0" }),
-    };
+    let retry = child_retry(stage, retries, warnings);
     let child = json!({
         "name": format!("child-{name}"),
         "inputs": { "parameters": inputs },
@@ -684,6 +662,36 @@ fn call_templates(
         prepare_template(name, run, prepare_args),
         child,
     ]
+}
+
+/// The `retryStrategy` of the template that creates a stage's child runs: the stage's retries,
+/// each try another child; none when it has none, so that no infrastructure retry creates
+/// one more. A backoff Argo cannot express becomes constant, with a warning: no task of
+/// wvflow's can start a child again.
+fn child_retry(
+    stage: &StagePlan,
+    retries: Option<&RetryPolicy>,
+    warnings: &mut Vec<String>,
+) -> Value {
+    let Some(policy) = retries else {
+        return json!({ "limit": "0" });
+    };
+    let mut here = Vec::new();
+    let retry = retry_strategy(retries, &mut here, &mut Vec::new(), &stage.id);
+    if here.is_empty() {
+        return retry;
+    }
+    warnings.push(format!(
+        "stage `{}`: its backoff has no Argo form; each child run is started again after {} \
+         (a constant backoff)",
+        stage.id,
+        duration(policy.initial_delay_ms)
+    ));
+    json!({
+        "limit": (policy.attempts - 1).to_string(),
+        "retryPolicy": "Always",
+        "backoff": { "duration": duration(policy.initial_delay_ms), "factor": "1" },
+    })
 }
 
 /// The workflow's spec: entry point, exit handler, parameters, parallelism, the state's

@@ -285,26 +285,7 @@ impl std::fmt::Display for StageError {
                 callee,
                 rows,
                 reader,
-            } => {
-                let rows = match rows {
-                    0 => "no rows".to_string(),
-                    n => format!("{n} rows"),
-                };
-                match reader {
-                    RowReader::Compensation => write!(
-                        f,
-                        "the compensation `{callee}` of stage `{stage}` reads columns of the stage's row (`_.`), which takes exactly one row; the stage has {rows} (compensate with arguments that read no column, and read the rows from stdin)"
-                    ),
-                    RowReader::Call => write!(
-                        f,
-                        "stage `{stage}` passes columns of its input row (`_.`) to `{callee}`, which takes exactly one row; the input has {rows} (use `each` for one call per row, or `limit 1`)"
-                    ),
-                    RowReader::IdempotencyKey => write!(
-                        f,
-                        "the idempotency key of stage `{stage}` reads columns of its input row (`_.`), which takes exactly one row; the input has {rows}, and nothing was called (use `each` for one call and one key per row, or `limit 1`)"
-                    ),
-                }
-            }
+            } => not_one_row(f, (stage, callee), *rows, *reader),
             StageError::NotADuration {
                 found,
                 negative: true,
@@ -331,4 +312,31 @@ impl std::fmt::Display for StageError {
             ),
         }
     }
+}
+
+/// [`StageError::NotOneRow`]'s message: who reads the row, and what to write instead.
+fn not_one_row(
+    f: &mut std::fmt::Formatter<'_>,
+    (stage, callee): (&str, &str),
+    rows: usize,
+    reader: RowReader,
+) -> std::fmt::Result {
+        let rows = match rows {
+            0 => "no rows".to_string(),
+            n => format!("{n} rows"),
+        };
+        match reader {
+            RowReader::Compensation => write!(
+                f,
+                "the compensation `{callee}` of stage `{stage}` reads columns of the stage's row (`_.`), which takes exactly one row; the stage has {rows} (compensate with arguments that read no column, and read the rows from stdin)"
+            ),
+            RowReader::Call => write!(
+                f,
+                "stage `{stage}` passes columns of its input row (`_.`) to `{callee}`, which takes exactly one row; the input has {rows} (use `each` for one call per row, or `limit 1`)"
+            ),
+            RowReader::IdempotencyKey => write!(
+                f,
+                "the idempotency key of stage `{stage}` reads columns of its input row (`_.`), which takes exactly one row; the input has {rows}, and nothing was called (use `each` for one call and one key per row, or `limit 1`)"
+            ),
+        }
 }
