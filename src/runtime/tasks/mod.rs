@@ -1,5 +1,5 @@
-//! What the tasks of an exported flow run (`wvflow stage init | run | finish`, and `prepare |
-//! item | gather` for a fan-out): a run driven
+//! What the tasks of an exported flow run (`wvflow stage init | run | finish | next`, and
+//! `prepare | item | poll | gather` for a stage in parts): a run driven
 //! one stage at a time by another engine (Airflow, Argo), against a state location its
 //! workers share. wvflow still decides everything the flow says: triggers, the rows each
 //! stage reads, retries, the saga, hooks and the run's state. The engine provides workers,
@@ -10,6 +10,9 @@
 //! | [`state`] | the state location and its files |
 //! | `error` | why a task could not do its work |
 //! | `fan` | a stage whose `each` items are tasks of their own |
+//! | `calls` | a stage's child runs as runs of the engine |
+//! | `next` | the run a jump starts after the run succeeded |
+//! | `waits` | a `wait until` the engine checks between its own waits |
 //! | `lease` | one copy of a task at a time |
 //! | `scratch` | a task's scratch folder, and those of dead tasks removed |
 //! | `requests` | what others ask of an exported run: signals, queries, a cancel |
