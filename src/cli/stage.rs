@@ -405,7 +405,15 @@ fn prepare(
                 EngineArg::Airflow => {
                     crate::export::airflow_trigger(child, &key, crate::export::Started::Child)
                 }
-                EngineArg::Argo => crate::export::argo_child(child, item)?,
+                EngineArg::Argo => match crate::export::argo_child(child, item) {
+                    Ok(start) => start,
+                    // The engine cannot carry it: the stage fails for good, saying why.
+                    Err(why) => {
+                        let (end, summary) = task.refuse_children(stage, why)?;
+                        outln!("[]");
+                        return Ok(print_refusal(end, &summary));
+                    }
+                },
             });
         }
         outln!("{}", serde_json::Value::Array(starts));
@@ -455,6 +463,14 @@ fn read_plan(bytes: &[u8], name: &str) -> Result<Plan, Failure> {
         &decoded[..]
     };
     serde_json::from_slice(json).map_err(|e| format!("{name} is not a wvflow plan: {e}").into())
+}
+
+/// A stage that ended at its `prepare`: its error on stderr; its exit status.
+fn print_refusal(end: TaskEnd, summary: &StageSummary) -> u8 {
+    if let Some(error) = &summary.error {
+        errln!("stage {}: {}: {error}", summary.stage, summary.state);
+    }
+    end.exit_code()
 }
 
 /// A stage task's end: its summary as JSON on stdout, its error on stderr; its exit status.

@@ -66,12 +66,9 @@ fn param(p: &ParamPlan) -> String {
     if !default.is_empty() {
         let _ = write!(text, "{default}, ");
     }
-    // A null default is a value the parameter may have.
-    if p.default == Some(serde_json::Value::Null) {
-        let _ = write!(text, "type=[{}, \"null\"]", py(ty));
-    } else {
-        let _ = write!(text, "type={}", py(ty));
-    }
+    // Null is a value every parameter may have, as `wvflow run F(x = null)` and a call or a
+    // jump passing null give it; a parameter without a default is still required.
+    let _ = write!(text, "type=[{}, \"null\"]", py(ty));
     if let Some(format) = format {
         let _ = write!(text, ", format={}", py(format));
     }

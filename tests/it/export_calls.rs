@@ -281,18 +281,67 @@ fn work_before_a_call_runs_in_prepare_and_two_calls_are_refused() {
     assert!(text(&o).contains("a stage has one `call`"), "{}", text(&o));
     let o = wvflow_at(&dir, &["plan", "calls.wv", "Quoted", "--format", "json"]);
     std::fs::write(dir.join("Quoted.json"), &o.stdout).unwrap();
-    let common = ["--plan", "Quoted.json", "--state", "state", "--run-id", "q"];
-    let stage = |words: &[&str]| wvflow_at(&dir, &[&["stage"], words, &common].concat());
-    stage(&["init"]);
-    let o = stage(&["prepare", "kid", "--engine", "argo"]);
-    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let stage = |run: &str, words: &[&str]| {
+        let common = ["--plan", "Quoted.json", "--state", "state", "--run-id", run];
+        wvflow_at(&dir, &[&["stage"], words, &common].concat())
+    };
+    // On Argo the stage fails for good at its `prepare`, saying why; its last task ends so.
+    stage("q", &["init"]);
+    let o = stage("q", &["prepare", "kid", "--engine", "argo"]);
+    assert_eq!(o.status.code(), Some(98), "{}", text(&o));
     assert!(
         text(&o).contains("argument `who` of `Child` holds a quote"),
         "{}",
         text(&o)
     );
-    let o = stage(&["prepare", "kid", "--engine", "airflow"]);
+    let o = stage("q", &["gather", "kid"]);
+    assert_eq!(o.status.code(), Some(98), "{}", text(&o));
+    stage("q2", &["init"]);
+    let o = stage("q2", &["prepare", "kid", "--engine", "airflow"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let starts: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(starts[0]["conf"]["who"], "say \"hi\"");
+}
+
+/// A call or a jump may pass null, as `wvflow run F(x = null)` may: every exported Airflow
+/// parameter takes null, and one without a default is still required.
+#[test]
+fn airflow_parameters_take_null_and_stay_required() {
+    let dir = scratch("calls_null", &[]);
+    std::fs::write(
+        dir.join("kid.wv"),
+        "activity show(n: int) = exec('printf', '{\"n\": \"%s\"}\\n', n)\n\
+         flow Kid(n: int, m: int = 2) = {\n  stage s = show(n)\n}\n",
+    )
+    .unwrap();
+    let o = wvflow_at(
+        &dir,
+        &[
+            "export", "kid.wv", "Kid", "--target", "airflow", "-o", "kid.py",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let check = r#"
+import copy, sys
+from airflow.dag_processing.dagbag import DagBag
+dag = DagBag(sys.argv[1]).dags["Kid"]
+# A run's params are a copy of the DAG's, updated with its conf (Airflow's own way).
+given = copy.deepcopy(dag.params)
+given.update({"n": None, "m": None})
+print("null:", given.validate())
+try:
+    copy.deepcopy(dag.params).validate()
+    print("missing: accepted")
+except Exception as e:
+    print("missing:", type(e).__name__)
+"#;
+    let o = std::process::Command::new(crate::export::python())
+        .args(["-c", check])
+        .arg(dir.join("kid.py"))
+        .env("AIRFLOW_HOME", dir.join("airflow"))
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert!(out.contains("null: {'n': None, 'm': None}"), "{out}");
+    assert!(out.contains("missing: ParamValidationError"), "{out}");
 }

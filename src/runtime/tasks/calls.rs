@@ -121,6 +121,21 @@ impl TaskRun<'_> {
         Ok(())
     }
 
+    /// Fails a call stage whose children the engine cannot be given (`why`: an argument it
+    /// cannot carry), for good: its last task ends with it, and no child starts.
+    pub fn refuse_children(
+        &self,
+        stage_id: &str,
+        why: String,
+    ) -> Result<(super::TaskEnd, StageSummary), Error> {
+        let (stage, _) = self.prepared(stage_id)?;
+        self.record(StageSummary {
+            attempts: 1,
+            error: Some(StageError::Data(why)),
+            ..StageSummary::new(stage, StageState::Failed)
+        })
+    }
+
     /// The children a call stage's `prepare` kept, in item order (none when it decided the
     /// stage without them), and the key of their flow.
     pub fn children(&self, stage_id: &str) -> Result<(String, Vec<NextRun>), Error> {
