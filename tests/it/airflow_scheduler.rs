@@ -496,8 +496,7 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
             .unwrap()
             .clone()
     };
-    let (mut signalled, mut saw_reschedule) = (false, false);
-    let mut sensor_seen: Option<Instant> = None;
+    let mut signalled = false;
     wait_seeing(DEADLINE, "the five runs to end", |seen| {
         airflow.check_servers();
         for case in &mut cases {
@@ -509,22 +508,13 @@ fn exported_runs_on_a_localexecutor_scheduler_end_as_wvflow_runs() {
             case.state = run["state"].as_str().unwrap_or_default().to_string();
         }
         // The gate's check is waiting for its next poke, holding no worker: the run waits
-        // for its signal. Should that state slip between two looks for a minute, the signal
-        // goes anyway, and the test fails below saying so rather than waiting forever.
+        // for its signal. Until the signal the sensor cycles through that state, so a look
+        // finds it there; should none ever do, the wait fails at its deadline, saying so.
         let approve = &cases[3];
-        let sensor = tasks(&airflow, approve)
-            .into_iter()
-            .find(|t| t["task_id"] == "approval.wait")
-            .map(|t| t["state"].as_str().unwrap_or_default().to_string());
-        if sensor.as_deref() == Some("up_for_reschedule") {
-            saw_reschedule = true;
-        }
-        let sensor_since = *sensor_seen.get_or_insert_with(Instant::now);
-        let waited_long = sensor.is_some() && sensor_since.elapsed() > Duration::from_secs(60);
-        if sensor.is_none() {
-            sensor_seen = None;
-        }
-        if !signalled && (saw_reschedule || waited_long) {
+        let waiting = tasks(&airflow, approve)
+            .iter()
+            .any(|t| t["task_id"] == "approval.wait" && t["state"] == "up_for_reschedule");
+        if !signalled && waiting {
             let runs = |args: &[&str]| {
                 let mut words = vec!["runs"];
                 words.extend(args);

@@ -2,11 +2,11 @@
 //! null, an activity that decides, retries per iteration, cancel and kill -9 during a loop,
 //! a second run, and the plan's renderings of a loop.
 
-use crate::common::{run_json, scratch, stage, wvflow};
+use crate::common::{run_json, scratch, stage, wait_for, wvflow};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `wvflow runs rows RUN STAGE --format csv` of the workspace `dir`, as lines.
 fn rows(dir: &Path, run: &Value, stage: &str) -> Vec<String> {
@@ -29,15 +29,6 @@ fn rows(dir: &Path, run: &Value, stage: &str) -> Vec<String> {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// Polls `ready` every 50 ms; panics after `limit` (a generous bound, never the outcome).
-fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 const COUNTS: &str = r#"

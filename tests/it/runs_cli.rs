@@ -1,7 +1,7 @@
 //! The run store from the command line, with real processes: crash and resume, cancel from
 //! another process, concurrency slots, signals and pause, queries, retention, damaged stores.
 
-use crate::common::{group_members, groups_left, scratch, wvflow};
+use crate::common::{group_members, groups_left, scratch, wait_for, wvflow};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -29,15 +29,6 @@ fn runs_json(dir: &Path, args: &[&str]) -> Value {
     let o = runs(dir, args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
-}
-
-/// Polls `ready` every 50 ms; panics after `limit` with `what`.
-fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn read(path: &Path) -> String {

@@ -2,11 +2,11 @@
 //! declared type (the type of its initial value) and refused when it is not one; what comes
 //! back out (the `sent` line, `runs query`, rows, `runs show`) is in its type's form.
 
-use crate::common::{ndjson, run_json, scratch, wvflow};
+use crate::common::{ndjson, run_json, scratch, wait_for, wvflow};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TYPED: &str = r#"
 flow Typed(flag: boolean = true) = {
@@ -77,14 +77,6 @@ fn runs(dir: &Path, args: &[&str]) -> Output {
 
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim_end().to_string()
-}
-
-fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The run once it is recorded.

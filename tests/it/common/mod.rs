@@ -144,3 +144,13 @@ fn in_groups(groups: &std::collections::BTreeSet<i64>) -> Vec<String> {
         })
         .collect()
 }
+
+/// Polls `ready` every 50 ms until it holds; panics after `limit`, a generous bound that is
+/// never the outcome a test checks.
+pub fn wait_for(limit: std::time::Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
