@@ -125,6 +125,7 @@ fn backfill(args: &BackfillArgs) -> Result<u8, Failure> {
         let start = Start::New {
             parent: None,
             jumped_from: None,
+            continued_from: None,
             run_time: Some(run_time.clone()),
             gate: false,
         };

@@ -6,6 +6,7 @@ use crate::cli::Failure;
 use super::exit;
 use super::progress::Live;
 use crate::runtime::engine::{Progress, Summary};
+use crate::runtime::state::RunState;
 use super::plan::plan_of;
 use crate::runtime::flow_call::{bind_json_args, bind_params, call_args, parse_call};
 use crate::runtime::launch::{ChainEnd, Runner, Start, default_db};
@@ -127,6 +128,7 @@ pub fn run(args: RunArgs) -> u8 {
         let start = Start::New {
             parent: parent.clone(),
             jumped_from: None,
+            continued_from: None,
             run_time: args.run_time.clone(),
             gate: args.scheduled,
         };
@@ -157,6 +159,16 @@ pub(super) fn print_chain(
 ) -> u8 {
     let mut printed: Vec<serde_json::Value> = Vec::new();
     let end = runner.chain(plan, params, start, &mut |summary| match format {
+        // A run that another continues is one line; the JSON document is the last one's.
+        _ if summary.state == RunState::Continued => {
+            if format == Format::Text {
+                outln!(
+                    "run {} of flow {}: continued as a new run (`continue_as_new`)",
+                    summary.run_id,
+                    summary.flow
+                );
+            }
+        }
         Format::Json => printed.push(serde_json::to_value(summary).unwrap_or_default()),
         Format::Text => out!("{}", table(summary)),
     });

@@ -429,6 +429,11 @@ pub enum Step {
         body: Vec<Step>,
         /// Iterations at most: the stage fails when the condition still holds after them.
         max_iterations: u64,
+        /// After this many iterations in one run, the run goes on as a new run of the flow
+        /// that starts at the next iteration, its condition already decided, over the rows
+        /// of the last one (`wvflow run`); an exported task starts its rows anew instead.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        continue_as_new: Option<u64>,
     },
 }
 

@@ -38,6 +38,7 @@ pub fn lower(workspace: &Workspace, index: &Index, def: Def<'_, ast::Flow>) -> P
             .flat_map(|node| crate::check::model::graph::failed_reads(node.stage))
             .map(|(name, _)| name)
             .collect(),
+        continue_as_new: FlowSettings::of_flow(def.file, flow).continue_as_new.value,
     };
     let stages: Vec<StagePlan> = topological_order(&graph)
         .into_iter()
@@ -341,6 +342,8 @@ struct Lowering<'a, 'w> {
     route_filters: BTreeMap<(String, String), String>,
     /// Stages whose failed items another stage reads (`failed(stage)`).
     failed_read: BTreeSet<&'w str>,
+    /// The flow's `continue_as_new`: its loops' unless they set their own.
+    continue_as_new: Option<u64>,
 }
 
 impl Lowering<'_, '_> {
@@ -808,6 +811,7 @@ impl Lowering<'_, '_> {
                 },
                 body: Vec::new(),
                 max_iterations: settings.max_iterations.value,
+                continue_as_new: settings.continue_as_new.value.or(self.continue_as_new),
             },
             _ => return None,
         })

@@ -316,6 +316,7 @@ fn step(s: &Step) -> String {
             condition,
             body,
             max_iterations,
+            continue_as_new,
         } => {
             let decides = match condition {
                 LoopCondition::Sql { sql: q, .. } => sql(q),
@@ -323,7 +324,13 @@ fn step(s: &Step) -> String {
                     format!("invoke {} (goes on while it prints a row)", invocation(i))
                 }
             };
-            let mut text = format!("while: {decides} (at most {max_iterations} iterations), repeats:");
+            let bound = match continue_as_new {
+                Some(n) => format!(
+                    "at most {max_iterations} iterations, continuing as a new run every {n}"
+                ),
+                None => format!("at most {max_iterations} iterations"),
+            };
+            let mut text = format!("while: {decides} ({bound}), repeats:");
             for inner in body {
                 // Each repeated step one level deeper.
                 text.push_str("\n    ");
@@ -386,8 +393,16 @@ fn graph(plan: &Plan) -> Graph {
                 }
             }
             // A loop is drawn as the stage going back to itself.
-            if let Step::While { max_iterations, .. } = step {
-                let label = format!("while, at most {max_iterations}");
+            if let Step::While {
+                max_iterations,
+                continue_as_new,
+                ..
+            } = step
+            {
+                let label = match continue_as_new {
+                    Some(n) => format!("while, at most {max_iterations}, new run every {n}"),
+                    None => format!("while, at most {max_iterations}"),
+                };
                 g.edges.push((node(&s.id), node(&s.id), label, Line::Dotted));
             }
         }

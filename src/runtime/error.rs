@@ -67,6 +67,9 @@ pub enum StageError {
     TooManyItems { items: usize, max: usize },
     /// A `while` loop's condition still held after `max_iterations` iterations.
     LoopBound { max: u64 },
+    /// The stage's loop reached its `continue_as_new`: it goes on in a new run (not an error:
+    /// the stage ends `continued`).
+    Continued,
     /// A loop's rows have a column named `iteration`, the column the loop adds.
     IterationColumn { iteration: u64 },
     /// The last attempt's error, not retried although tries were left.
@@ -255,6 +258,7 @@ impl std::fmt::Display for StageError {
             ),
             StageError::GaveUp { error, why } => write!(f, "{error}{why}"),
             StageError::Cancelled => f.write_str("cancelled"),
+            StageError::Continued => f.write_str("continued as a new run (`continue_as_new`)"),
             StageError::Activity { message, .. }
             | StageError::Data(message)
             | StageError::Recorded(message) => {

@@ -116,7 +116,8 @@ pub fn fire(
     let wanted = |event: &HookEvent| match event {
         HookEvent::OnSuccess => summary.state == RunState::Success,
         HookEvent::OnFailure => matches!(summary.state, RunState::Failed | RunState::Cancelled),
-        HookEvent::OnFinish => summary.state != RunState::Skipped,
+        // A run continued as a new one has not finished: the last run of the chain fires.
+        HookEvent::OnFinish => !matches!(summary.state, RunState::Skipped | RunState::Continued),
     };
     let rows = summary_rows(summary);
     plan.flow

@@ -5,7 +5,8 @@
 
 use super::activity::ProcessLauncher;
 use super::clock::SystemClock;
-use super::engine::{Context, FlowRunner, Jump, Progress, Summary, Tee, execute};
+use super::continued;
+use super::engine::{Context, FlowRunner, Jump, Progress, StageSummary, Summary, Tee, execute};
 use super::flow_call::{CallArgs, bind_params};
 use super::hooks;
 use super::retry::SeededRandom;
@@ -47,6 +48,9 @@ pub enum Start {
         parent: Option<(String, String)>,
         /// The run whose jump (`->`) started this run.
         jumped_from: Option<String>,
+        /// The run this one continues (`continue_as_new`): its parent, run time and ended
+        /// stages are taken, and its loops go on here.
+        continued_from: Option<String>,
         /// The logical time (a schedule window); default: now.
         run_time: Option<String>,
         /// Check `depends on` first, as the scheduler does.
@@ -202,11 +206,11 @@ impl Runner<'_> {
         let mut depth = 0;
         let mut end = ChainEnd::Succeeded;
         while let Some((plan, params, start)) = next.take() {
-            let summary = match self.execute_with(&plan, params, self.cancel.clone(), true, start) {
+            let cancel = self.cancel.clone();
+            let summary = match self.execute_continued(&plan, params, cancel, true, start, ended) {
                 Ok(s) => s,
                 Err(e) => return ChainEnd::NotStarted(e.to_string()),
             };
-            ended(&summary);
             end = if summary.state == RunState::Success {
                 ChainEnd::Succeeded
             } else {
@@ -227,6 +231,7 @@ impl Runner<'_> {
                 let start = Start::New {
                     parent: None,
                     jumped_from: Some(summary.run_id.clone()),
+                    continued_from: None,
                     run_time: None,
                     gate: false,
                 };
@@ -320,9 +325,21 @@ impl<'w> Runner<'w> {
             Start::New {
                 parent,
                 jumped_from,
+                continued_from,
                 run_time,
                 gate,
             } => {
+                let continues = match &continued_from {
+                    Some(from) => Some(self.continues(from)?),
+                    None => None,
+                };
+                let (parent, run_time) = match &continues {
+                    Some((old, _)) => (
+                        old.parent_run.clone().zip(old.parent_stage.clone()),
+                        Some(old.run_time.clone()),
+                    ),
+                    None => (parent, run_time),
+                };
                 let run_id = new_run_id();
                 if let Ok(mut depths) = self.depths.lock() {
                     let depth = parent
@@ -334,6 +351,15 @@ impl<'w> Runner<'w> {
                 let once_per_window = gate && run_time.is_some();
                 let run_time = run_time.unwrap_or_else(|| run_time_text(utc_now()));
                 let run_db = runs_folder.join(format!("{run_id}.db"));
+                if let Some((old, carried)) = &continues {
+                    let new = StoreConfig {
+                        workspace_db: self.db.clone(),
+                        run_db: run_db.clone(),
+                        base: PathBuf::from("."),
+                    };
+                    continued::carry_rows(Path::new(&old.run_db), &new, plan, carried)
+                        .map_err(Error::Store)?;
+                }
                 // Absolute, so that the run can be resumed from another folder.
                 let (workspace, run_db_text) = (absolute(self.flows.path()), absolute(&run_db));
                 let new = NewRun {
@@ -345,6 +371,9 @@ impl<'w> Runner<'w> {
                     run_db: &run_db_text.to_string_lossy(),
                     parent: parent.as_ref().map(|(r, s)| (r.as_str(), s.as_str())),
                     jumped_from: jumped_from.as_deref(),
+                    continued_from: continues
+                        .as_ref()
+                        .map(|(old, carried)| (old.run_id.as_str(), carried.as_slice())),
                     gate,
                     once_per_window,
                     skip: None,
@@ -372,7 +401,7 @@ impl<'w> Runner<'w> {
                     run_time,
                     run_db,
                     journal,
-                    resumed: Vec::new(),
+                    resumed: continues.map(|(_, carried)| carried).unwrap_or_default(),
                     compensated: Vec::new(),
                 }
             }
@@ -400,6 +429,16 @@ impl<'w> Runner<'w> {
             }
         };
         Ok(Ok(claimed))
+    }
+
+    /// The run `from`, which a new run continues, and the stages it carries from it.
+    fn continues(&self, from: &str) -> Result<(RunRow, Vec<StageSummary>), Error> {
+        let conn = super::runs::schema::open(&self.db).map_err(Error::RunStore)?;
+        let old = catalog::run_in(&conn, from)
+            .map_err(Error::Catalog)?
+            .ok_or_else(|| Error::Catalog(catalog::Error::NoRun { run_id: from.into() }))?;
+        let carried = continued::carried_stages(&conn, from).map_err(Error::Catalog)?;
+        Ok((old, carried))
     }
 
     /// After the run: the flow's hooks fired (and recorded), old runs removed (`keep_runs`).
@@ -440,6 +479,37 @@ impl<'w> Runner<'w> {
                 });
                 journal.retention_failed(&e.to_string());
             }
+        }
+    }
+
+    /// Runs one flow run and the runs that continue it (`continue_as_new`), with its
+    /// arguments; `ended` is told each one's summary. The last one's summary; `Err` when one
+    /// could not start.
+    fn execute_continued(
+        &self,
+        plan: &crate::plan::Plan,
+        args: BTreeMap<String, Value>,
+        cancel: Arc<AtomicBool>,
+        compensate_on_cancel: bool,
+        start: Start,
+        ended: &mut dyn FnMut(&Summary),
+    ) -> Result<Summary, Error> {
+        let mut start = start;
+        loop {
+            let summary =
+                self.execute_with(plan, args.clone(), cancel.clone(), compensate_on_cancel, start)?;
+            ended(&summary);
+            if summary.state != RunState::Continued {
+                return Ok(summary);
+            }
+            // Not a jump: no depth limit, for a loop may go on for months.
+            start = Start::New {
+                parent: None,
+                jumped_from: None,
+                continued_from: Some(summary.run_id),
+                run_time: None,
+                gate: false,
+            };
         }
     }
 
@@ -527,6 +597,7 @@ impl<'w> Runner<'w> {
             compensated,
             single_attempt: None,
             inbox: None,
+            continues: true,
         };
         let mut summary = execute(plan, &stores, &ctx, max_parallel);
         // A run the store could not record was stopped for that reason: it failed.
@@ -588,11 +659,13 @@ impl FlowRunner for Runner<'_> {
             let start = Start::New {
                 parent: Some((parent.0.to_string(), parent.1.to_string())),
                 jumped_from: None,
+                continued_from: None,
                 run_time: None,
                 gate: false,
             };
             let child = scope.spawn(|| {
-                self.execute_with(&plan, params, child_cancel.clone(), compensate, start)
+                let cancel = child_cancel.clone();
+                self.execute_continued(&plan, params, cancel, compensate, start, &mut |_| {})
             });
             while !child.is_finished() {
                 if stop() {

@@ -20,6 +20,7 @@
 //! | [`engine`] | the executor: parallel stages on an in-memory board, steps, saga |
 //! | [`error`] | why a call, a step or a stage did not succeed |
 //! | [`launch`] | running flows as `wvflow run` does: claim, journal, hooks, retention, child runs, jumps |
+//! | [`continued`] | `continue_as_new`: what a run that continues another carries from it |
 //! | [`flow_call`] | flow calls (`Name(arg = value)`) and their arguments bound to parameters |
 //! | [`state`] | the states of stages, attempts and runs |
 //! | [`runs`] | the durable run store: history, liveness, resume, signals, retention |
@@ -31,6 +32,7 @@ pub mod activate;
 pub mod activity;
 pub mod cancel;
 pub mod clock;
+pub mod continued;
 pub mod engine;
 pub mod error;
 pub mod files;

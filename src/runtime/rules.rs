@@ -164,12 +164,15 @@ pub fn fails(flow: &FlowPlan, stages: &[StageSummary]) -> bool {
 }
 
 /// How a run ended: cancelled when it was; failed when its timeout passed or [`fails`] says
-/// so; else a success.
+/// so; continued when a loop stopped to go on in a new run (`continue_as_new`); else a
+/// success.
 pub fn run_state(flow: &FlowPlan, stages: &[StageSummary], cancelled: bool, timed_out: bool) -> RunState {
     if cancelled {
         RunState::Cancelled
     } else if timed_out || fails(flow, stages) {
         RunState::Failed
+    } else if stages.iter().any(|s| s.state == StageState::Continued) {
+        RunState::Continued
     } else {
         RunState::Success
     }

@@ -570,6 +570,7 @@ impl Daemon<'_> {
             run_db: "",
             parent: None,
             jumped_from: None,
+            continued_from: None,
             gate: false,
             once_per_window: false,
             skip: Some(reason),

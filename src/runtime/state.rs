@@ -20,6 +20,8 @@ vocabulary! {
         /// Its trigger did not hold, or the flow ended before it.
         Skipped = "skipped",
         Cancelled = "cancelled",
+        /// Its `while` loop reached `continue_as_new`: the loop goes on in a new run.
+        Continued = "continued",
     }
 }
 
@@ -33,6 +35,8 @@ vocabulary! {
         Cancelled = "cancelled",
         /// Not run at all (a schedule's gate, `once per window`).
         Skipped = "skipped",
+        /// A loop reached `continue_as_new`: the run goes on as a new run of the flow.
+        Continued = "continued",
     }
 }
 

@@ -99,6 +99,7 @@ fn by_the_engine(plan: &Plan, script: Script, name: &str) -> (Summary, Vec<Strin
         compensated: Vec::new(),
         single_attempt: None,
         inbox: None,
+        continues: false,
     };
     let summary = execute(plan, &stores, &ctx, 1);
     let calls = calls.lock().unwrap().clone();

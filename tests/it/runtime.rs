@@ -115,6 +115,7 @@ fn run_in(
         compensated: Vec::new(),
         single_attempt: None,
         inbox: None,
+        continues: false,
     };
     let summary = execute(&plan, &stores, &ctx, max_parallel);
     (summary, calls.into_inner().unwrap())

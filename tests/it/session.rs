@@ -96,6 +96,7 @@ fn a_run_plans_its_child_through_the_session_and_reports_the_childs_failed_hook(
     let start = Start::New {
         parent: None,
         jumped_from: None,
+        continued_from: None,
         run_time: None,
         gate: false,
     };

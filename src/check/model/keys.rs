@@ -212,6 +212,15 @@ pub const STAGE_KEYS: &[Key] = &[
         meaning: "bound on a `while` loop's iterations: the stage fails when its condition still holds after this many",
     },
     Key {
+        name: "continue_as_new",
+        places: STAGE,
+        kind: Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        meaning: "after this many iterations of its `while` loop in one run, the run goes on as a new run of the flow carrying the loop's state",
+    },
+    Key {
         name: "priority",
         places: STAGE_LIKE,
         kind: Kind::Int { min: 0, max: 3 },
@@ -315,6 +324,15 @@ pub const FLOW_KEYS: &[Key] = &[
             max: i64::MAX,
         },
         meaning: "retention of finished runs",
+    },
+    Key {
+        name: "continue_as_new",
+        places: FLOW,
+        kind: Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        meaning: "`continue_as_new` of every `while` loop of the flow that does not set its own",
     },
     Key {
         name: "catchup",

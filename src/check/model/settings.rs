@@ -88,6 +88,8 @@ pub struct StageSettings<'a> {
     pub poll_interval: Setting<'a, Duration>,
     /// The iterations a `while` loop may make before the stage fails.
     pub max_iterations: Setting<'a, u64>,
+    /// Iterations of a `while` loop in one run before the run continues as a new one.
+    pub continue_as_new: Setting<'a, Option<u64>>,
     pub priority: Setting<'a, u8>,
     pub concurrency: Setting<'a, u64>,
     pub tolerated_failures: Setting<'a, Tolerance>,
@@ -115,6 +117,7 @@ impl Default for StageSettings<'_> {
             idempotency_key: Setting::default(None),
             poll_interval: Setting::default(Duration::from_secs(10)),
             max_iterations: Setting::default(DEFAULT_MAX_ITERATIONS),
+            continue_as_new: Setting::default(None),
             priority: Setting::default(DEFAULT_PRIORITY),
             concurrency: Setting::default(8),
             tolerated_failures: Setting::default(Tolerance::Count(0)),
@@ -224,6 +227,13 @@ impl<'a> StageSettings<'a> {
                 values::int(v).and_then(|n| u64::try_from(n).ok()).filter(|n| *n >= 1),
                 w,
             ),
+            "continue_as_new" => self.continue_as_new.set(
+                values::int(v)
+                    .and_then(|n| u64::try_from(n).ok())
+                    .filter(|n| *n >= 1)
+                    .map(Some),
+                w,
+            ),
             "priority" => self
                 .priority
                 .set(values::int(v).and_then(|p| u8::try_from(p).ok()), w),
@@ -283,6 +293,10 @@ impl<'a> StageSettings<'a> {
             "idempotency_key" => written_or_none(&self.idempotency_key),
             "poll_interval" => values::show(self.poll_interval.value),
             "max_iterations" => self.max_iterations.value.to_string(),
+            "continue_as_new" => self
+                .continue_as_new
+                .value
+                .map_or("never".to_string(), |n| n.to_string()),
             "priority" => self.priority.value.to_string(),
             "concurrency" => self.concurrency.value.to_string(),
             "tolerated_failures" => match self.tolerated_failures.value {
@@ -311,6 +325,8 @@ pub struct FlowSettings<'a> {
     pub timeout: Setting<'a, Option<Duration>>,
     /// Finished runs kept; `None`: all.
     pub keep_runs: Setting<'a, Option<u64>>,
+    /// `continue_as_new` of the flow's loops that do not set their own.
+    pub continue_as_new: Setting<'a, Option<u64>>,
     /// `on_failure`, `on_success`, `on_finish`, in [`HookEvent::ALL`] order.
     pub hooks: Vec<(HookEvent, Setting<'a, &'a Call>)>,
 }
@@ -326,6 +342,7 @@ impl Default for FlowSettings<'_> {
             max_parallel: Setting::default(None),
             timeout: Setting::default(None),
             keep_runs: Setting::default(None),
+            continue_as_new: Setting::default(None),
             hooks: Vec::new(),
         }
     }
@@ -367,6 +384,9 @@ impl<'a> FlowSettings<'a> {
             "max_parallel" => self.max_parallel.set(count(), w),
             "timeout" => self.timeout.set(duration().map(Some), w),
             "keep_runs" => self.keep_runs.set(count(), w),
+            "continue_as_new" => self
+                .continue_as_new
+                .set(count().filter(|n| n.is_some_and(|n| n >= 1)), w),
             _ => match (HookEvent::parse(key), &v.kind) {
                 (Some(event), ExprKind::Call(call)) => {
                     self.hooks.retain(|(e, _)| *e != event);
@@ -397,6 +417,7 @@ impl<'a> FlowSettings<'a> {
             "max_parallel" => or(self.max_parallel.value, "number of cores"),
             "timeout" => self.timeout.value.map_or("none".to_string(), values::show),
             "keep_runs" => or(self.keep_runs.value, "all"),
+            "continue_as_new" => or(self.continue_as_new.value, "never"),
             _ => {
                 let event = HookEvent::parse(key)?;
                 match self.hooks.iter().find(|(e, _)| *e == event) {

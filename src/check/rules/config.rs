@@ -20,7 +20,25 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
     if let Some(config) = &graph.flow.config {
         check_block(ctx, graph.file, config, Place::Flow, Some(graph), None);
     }
-    let flow_timeout = FlowSettings::of_flow(graph.file, graph.flow).timeout.value;
+    let flow_settings = FlowSettings::of_flow(graph.file, graph.flow);
+    let flow_timeout = flow_settings.timeout.value;
+    if let Some(at) = flow_settings.continue_as_new.written
+        && !graph
+            .stages
+            .iter()
+            .any(|n| has_op(n.stage, |k| matches!(k, OpKind::While(_))))
+    {
+        ctx.emit(
+            Diagnostic::warning(
+                Code::W0203,
+                at.file,
+                at.entry.key.span,
+                "`continue_as_new` has no effect here: the flow has no `while` loop",
+            )
+            .with_label("no effect")
+            .with_help("remove it, or repeat a stage's operators with `| while <condition> | ...`"),
+        );
+    }
     for node in &graph.stages {
         let stage = node.stage;
         if let Some(config) = &stage.config {
@@ -691,14 +709,16 @@ fn no_effect(ctx: &mut Ctx, file: FileId, stage: &Stage, p: &StageSettings) {
             "remove it, or add `| wait until <condition>`",
         ));
     }
-    if let Some(e) = p.max_iterations.own()
-        && !has_op(stage, |k| matches!(k, OpKind::While(_)))
-    {
-        found.push(warn(
-            e,
-            "the stage has no `while` loop".into(),
-            "remove it, or repeat operators with `| while <condition> | ...`",
-        ));
+    for e in [p.max_iterations.own(), p.continue_as_new.own()] {
+        if let Some(e) = e
+            && !has_op(stage, |k| matches!(k, OpKind::While(_)))
+        {
+            found.push(warn(
+                e,
+                "the stage has no `while` loop".into(),
+                "remove it, or repeat operators with `| while <condition> | ...`",
+            ));
+        }
     }
     for e in [p.concurrency.own(), p.tolerated_failures.own()] {
         if let Some(e) = e

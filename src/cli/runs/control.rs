@@ -7,6 +7,7 @@ use crate::cli::progress::Live;
 use crate::cli::report::Stderr;
 use crate::cli::run::{print_chain, runner};
 use crate::runtime::launch::Start;
+use crate::runtime::state::RunState;
 use crate::runtime::runs::catalog::{self, Retention, ShownState};
 use crate::runtime::runs::{journal, run_params};
 use crate::runtime::store::{StoreConfig, from_json};
@@ -97,10 +98,26 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, Failure> {
     let conn = open(db)?;
     let run = find_run(&conn, db, &args.run_id)?;
     let plan = catalog::plan_of(&conn, &run.run_id)?;
+    // A run that ended to continue as a new run, which its process did not get to start
+    // (it was killed in between), goes on in that new run now.
+    let continuation = run.state == RunState::Continued;
+    if continuation
+        && let Some(next) = catalog::related(&conn, &run.run_id, "continued_from")?.first()
+    {
+        return Err(format!(
+            "run {} was continued as run {}: resume that one if it stopped (`wvflow runs resume {}`)",
+            run.run_id, next.run_id, next.run_id
+        )
+        .into());
+    }
     let stages = catalog::stages(&conn, &run.run_id)?;
     // What makes the run impossible to resume is said first, before the workspace is
     // loaded and checked (its warnings would bury it) and before anything runs.
-    let from = crate::runtime::runs::resume_point(&conn, &run, &plan, stages)?;
+    let from = if continuation {
+        crate::runtime::runs::ResumePoint::default()
+    } else {
+        crate::runtime::runs::resume_point(&conn, &run, &plan, stages)?
+    };
     // Child runs the dead owner left in flight are over: their stages run again under the
     // resumed parent, as new children.
     for child in catalog::related(&conn, &run.run_id, "parent_run")? {
@@ -124,18 +141,23 @@ pub fn resume(db: &Path, args: ResumeArgs) -> Result<u8, Failure> {
     let live = Live::on_terminal();
     let runner = runner(&flows, db.to_path_buf(), &live);
     let args_values = args_of(&run, &plan);
-    Ok(print_chain(
-        &runner,
-        plan,
-        args_values,
+    let start = if continuation {
+        Start::New {
+            parent: None,
+            jumped_from: None,
+            continued_from: Some(run.run_id),
+            run_time: None,
+            gate: false,
+        }
+    } else {
         Start::Resume {
             run: Box::new(run),
             resumed: from.stages,
             compensated: from.compensated,
             cancelled: from.cancelled,
-        },
-        args.format,
-    ))
+        }
+    };
+    Ok(print_chain(&runner, plan, args_values, start, args.format))
 }
 
 /// `cancel` of an exported run: recorded in its state, for its tasks to act on.

@@ -19,7 +19,7 @@ pub struct ListArgs {
     #[arg(long)]
     flow: Option<String>,
     /// `running` (live), `stale`, `success`, `failed`, `cancelled` or `skipped`.
-    #[arg(long, value_parser = ["running", "stale", "success", "failed", "cancelled", "skipped"])]
+    #[arg(long, value_parser = ["running", "stale", "success", "failed", "cancelled", "skipped", "continued"])]
     state: Option<String>,
     #[arg(long)]
     limit: Option<usize>,
@@ -229,6 +229,26 @@ pub fn show(db: &Path, args: ShowArgs) -> Result<u8, Failure> {
     if args.tree {
         let mut out = String::new();
         tree(&conn, &run, "", &mut out, 0)?;
+        // The runs that continue it (`continue_as_new`), one after the other.
+        let mut last = run;
+        for shown in 0.. {
+            let Some(next) = catalog::related(&conn, &last.run_id, "continued_from")?
+                .into_iter()
+                .next()
+            else {
+                break;
+            };
+            if shown == TREE_DEPTH {
+                out.push_str(&format!(
+                    "… continued as {} and later runs (`wvflow runs show {} --tree`)\n",
+                    next.run_id, next.run_id
+                ));
+                break;
+            }
+            out.push_str("continued as new: ");
+            tree(&conn, &next, "", &mut out, 0)?;
+            last = next;
+        }
         out!("{out}");
         return Ok(exit::OK);
     }
@@ -292,6 +312,16 @@ fn text(detail: &RunDetail, run: &RunRow) -> String {
                 rfc3339(s.at)
             ));
         }
+    }
+    if let Some(from) = &run.continued_from {
+        out.push_str(&format!("continues: {from}\n"));
+    }
+    if let Some(next) = &detail.continued_as {
+        out.push_str(&format!(
+            "continued as: {} ({})\n",
+            next.run_id,
+            next.display_state()
+        ));
     }
     for (title, runs) in [("child runs", &detail.children), ("jumps", &detail.jumps)] {
         if runs.is_empty() {

@@ -39,6 +39,9 @@ pub(super) struct Board<'p, 'c> {
     own: Vec<Option<StageState>>,
     /// A stage with `end` succeeded: nothing more starts.
     end_reached: bool,
+    /// A stage's loop reached `continue_as_new`: nothing more starts, and the run ends
+    /// `continued` once the running stages end.
+    pub continuing: bool,
 }
 
 impl<'p, 'c> Board<'p, 'c> {
@@ -85,6 +88,7 @@ impl<'p, 'c> Board<'p, 'c> {
             ends: 0,
             own: vec![None; n],
             end_reached: false,
+            continuing: false,
         }
     }
 
@@ -174,10 +178,15 @@ impl<'p, 'c> Board<'p, 'c> {
             p.stage_finished(&summary);
         }
         self.own_end(i, summary.state);
+        let continued = summary.state == StageState::Continued;
+        self.continuing |= continued;
         self.states
             .insert(self.flow.stages[i].id.clone(), summary.state);
         self.results[i] = Some(summary);
-        self.ended(i);
+        // The stage goes on in the next run: what it frees starts there.
+        if !continued {
+            self.ended(i);
+        }
     }
 
     /// The run's end: its state, the compensations a failure owes (a cancel's too, when

@@ -67,6 +67,9 @@ pub struct Context<'a> {
     pub single_attempt: Option<u32>,
     /// The run's signals and stage states, when not in a run store.
     pub inbox: Option<&'a dyn Inbox>,
+    /// Whether a loop's `continue_as_new` ends the run for a new one to go on (`wvflow run`);
+    /// otherwise (an exported task) the loop goes on in the task with its rows begun anew.
+    pub continues: bool,
 }
 
 /// Where a run's signals and stage states come from when it has no run store (a task of an
@@ -305,7 +308,7 @@ fn run_stages(board: &mut Board, stores: &StoreConfig, pool: &Pool, max_parallel
                 board.cancel_every_stage();
             }
             let hold = ctx.paused.load(Ordering::Relaxed) && !cancelled;
-            while let Some(i) = (!hold)
+            while let Some(i) = (!hold && !board.continuing)
                 .then(|| board.next_ready(cancelled, running < max_parallel.max(1)))
                 .flatten()
             {

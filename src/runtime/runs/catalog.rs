@@ -107,13 +107,16 @@ pub struct RunRow {
     pub resumes: i64,
     /// A stage of the run waits for its next attempt (`retrying`).
     pub retrying: bool,
+    /// The run this one continues (`continue_as_new`).
+    pub continued_from: Option<String>,
 }
 
 const RUN_COLUMNS: &str = "run_id, flow, version, args, run_time, state, reason, created_at,
   started_at, finished_at, owner_pid, owner_host, owner_start, lease_until, parent_run,
   parent_stage, jumped_from, workspace, run_db, keep_runs, resumes,
   EXISTS (SELECT 1 FROM wvflow_stages AS s
-          WHERE s.run_id = wvflow_runs.run_id AND s.state = 'retrying')";
+          WHERE s.run_id = wvflow_runs.run_id AND s.state = 'retrying'),
+  continued_from";
 
 fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -141,6 +144,7 @@ fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
         keep_runs: r.get(19)?,
         resumes: r.get(20)?,
         retrying: r.get(21)?,
+        continued_from: r.get(22)?,
     })
 }
 
@@ -157,11 +161,12 @@ pub enum ShownState {
 
 impl std::fmt::Display for ShownState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ShownState::Recorded(state) => write!(f, "{state}"),
-            ShownState::Stale => f.write_str("running (stale)"),
-            ShownState::Retrying => f.write_str("running (retrying)"),
-        }
+        // Padded as asked: `runs list` lines its columns up.
+        f.pad(match self {
+            ShownState::Recorded(state) => state.as_str(),
+            ShownState::Stale => "running (stale)",
+            ShownState::Retrying => "running (retrying)",
+        })
     }
 }
 
@@ -227,6 +232,8 @@ impl RunRow {
             RunState::Failed => Some(StageState::Failed),
             RunState::Cancelled => Some(StageState::Cancelled),
             RunState::Skipped => Some(StageState::Skipped),
+            // It goes on in the run that continued it.
+            RunState::Continued => None,
         }
     }
 

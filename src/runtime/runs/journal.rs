@@ -3,7 +3,7 @@
 //! records none that did not happen.
 
 use super::catalog::{RunRow, ShownState};
-use crate::runtime::state::RunState;
+use crate::runtime::state::{RunState, StageState};
 use super::owner::{Owner, is_stale, lease_until};
 use super::schema::{self, now_ms};
 use crate::plan::Plan;
@@ -181,6 +181,9 @@ pub struct NewRun<'a> {
     pub parent: Option<(&'a str, &'a str)>,
     /// The run whose `->` jump started this run.
     pub jumped_from: Option<&'a str>,
+    /// The run this one continues (`continue_as_new`), and the stages it carries from it,
+    /// recorded as they ended there.
+    pub continued_from: Option<(&'a str, &'a [crate::runtime::engine::StageSummary])>,
     /// A scheduled run: one whose `depends on` is unmet is recorded as skipped.
     pub gate: bool,
     /// A run for a schedule window: if the window already has a run, this one is skipped.
@@ -326,8 +329,12 @@ impl<'r> Journal<'r> {
         let flow = &run.plan.flow;
         let owner = Owner::this_process();
         let tx = begin(&mut conn).map_err(fail)?;
-        // Why the run may not start: an unmet dependency, or no free slot.
-        let reason = refusal(&tx, run)?;
+        // Why the run may not start: an unmet dependency, or no free slot. A run that
+        // continues another takes its slot: nothing may come between them.
+        let reason = match run.continued_from {
+            Some(_) => None,
+            None => refusal(&tx, run)?,
+        };
         let now = now_ms();
         let state = if reason.is_some() {
             "skipped"
@@ -343,9 +350,9 @@ impl<'r> Journal<'r> {
             "INSERT INTO wvflow_runs (run_id, flow, version, args, run_time, state, reason,
                created_at, started_at, finished_at, owner_pid, owner_host, owner_start,
                lease_until, parent_run, parent_stage, jumped_from, workspace, run_db, plan,
-               keep_runs, owner_wakes)
+               keep_runs, owner_wakes, continued_from)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-               ?17, ?18, ?19, ?20, 1)",
+               ?17, ?18, ?19, ?20, 1, ?21)",
             params![
                 run.run_id,
                 flow.name,
@@ -367,6 +374,7 @@ impl<'r> Journal<'r> {
                 run.run_db,
                 plan,
                 flow.keep_runs.map(|n| n as i64),
+                run.continued_from.map(|(from, _)| from),
             ],
         )
         .map_err(fail)?;
@@ -1145,12 +1153,42 @@ fn args_json(run: &NewRun) -> String {
 }
 
 /// Every stage of a run that starts, recorded `pending` in the plan's order.
+/// A new run's stages: pending, or as they ended in the run it continues.
 fn pending_stages(tx: &Transaction, run: &NewRun) -> rusqlite::Result<()> {
     let mut insert = tx.prepare(
-        "INSERT INTO wvflow_stages (run_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')",
+        "INSERT INTO wvflow_stages (run_id, stage, position, state, attempts, rows, duration_ms,
+           error, reused, started_at, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
     )?;
+    let carried = run.continued_from.map_or(&[][..], |(_, carried)| carried);
+    let now = now_ms();
     for (i, stage) in run.plan.flow.stages.iter().enumerate() {
-        insert.execute(params![run.run_id, stage.id, i as i64])?;
+        match carried.iter().find(|c| c.stage == stage.id) {
+            Some(c) => insert.execute(params![
+                run.run_id,
+                stage.id,
+                i as i64,
+                c.state,
+                c.attempts,
+                c.rows as i64,
+                c.duration_ms as i64,
+                c.error_text(),
+                c.reused,
+                now,
+            ])?,
+            None => insert.execute(params![
+                run.run_id,
+                stage.id,
+                i as i64,
+                StageState::Pending,
+                0,
+                0,
+                0,
+                None::<String>,
+                false,
+                None::<i64>,
+            ])?,
+        };
     }
     Ok(())
 }

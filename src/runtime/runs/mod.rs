@@ -257,6 +257,7 @@ fn saga_ending(
 }
 
 /// Where `runs resume` takes a run up ([`resume_point`]).
+#[derive(Default)]
 pub struct ResumePoint {
     /// The stages not run again, in the order they finished.
     pub stages: Vec<crate::runtime::engine::StageSummary>,

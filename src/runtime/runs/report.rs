@@ -13,6 +13,8 @@ pub struct RunDetail {
     pub compensations: Vec<CompensationSummary>,
     pub children: Vec<RunRow>,
     pub jumps: Vec<RunRow>,
+    /// The run that continues this one (`continue_as_new`).
+    pub continued_as: Option<RunRow>,
     /// How each flow hook ended, in the order they ran.
     pub hooks: Vec<Value>,
     /// The signals sent to the run, in order, each typed by the signal's declared type.
@@ -34,6 +36,9 @@ impl RunDetail {
             compensations: catalog::compensations(conn, &run.run_id)?,
             children: catalog::related(conn, &run.run_id, "parent_run")?,
             jumps: catalog::related(conn, &run.run_id, "jumped_from")?,
+            continued_as: catalog::related(conn, &run.run_id, "continued_from")?
+                .into_iter()
+                .next(),
             hooks: hooks(conn, &run.run_id)?,
             signals: signals(conn, &run.run_id)?,
         })
@@ -67,6 +72,8 @@ impl RunDetail {
             "parent_run": run.parent_run,
             "parent_stage": run.parent_stage,
             "jumped_from": run.jumped_from,
+            "continued_from": run.continued_from,
+            "continued_as": self.continued_as.as_ref().map(|r| brief(std::slice::from_ref(r))[0].clone()),
             "stages": self.stages,
             "compensations": self.compensations,
             "hooks": self.hooks,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The schema this build writes. A database with a higher version was written by a newer
 /// wvflow and is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS wvflow_runs (
@@ -148,6 +148,13 @@ ALTER TABLE wvflow_stages ADD COLUMN reused INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = 6;
 ";
 
+/// Version 7: the run a run continues (`continue_as_new`): the new run goes on with the loop
+/// where the old one stopped.
+const SCHEMA_7: &str = "
+ALTER TABLE wvflow_runs ADD COLUMN continued_from TEXT;
+PRAGMA user_version = 7;
+";
+
 /// How long a writer waits for another process's lock before giving up
 /// (`WVFLOW_BUSY_TIMEOUT_MS`, default 30 s: a stage writing a large table holds the lock).
 pub fn busy_timeout() -> Duration {
@@ -238,6 +245,9 @@ pub fn migrate(conn: &Connection) -> Result<(), Error> {
             }
             if now < 6 {
                 conn.execute_batch(SCHEMA_6)?;
+            }
+            if now < 7 {
+                conn.execute_batch(SCHEMA_7)?;
             }
             conn.execute_batch("COMMIT")
         })();

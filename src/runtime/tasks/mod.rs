@@ -346,6 +346,7 @@ impl TaskRun<'_> {
             compensate_on_cancel: true,
             paused: Arc::default(),
             resumed: Vec::new(),
+            continues: false,
             compensated: Vec::new(),
             single_attempt: None,
             inbox: Some(self),

@@ -437,7 +437,9 @@ function runPage(main, runId) {
       run.reason && [h("dt", {}, "reason"), h("dd", {}, run.reason)],
       run.resumes > 0 && [h("dt", {}, "resumed"), h("dd", {}, run.resumes + " time(s)")],
       run.parent_run && [h("dt", {}, "called by"), h("dd", {}, link(run.parent_run), " (stage " + run.parent_stage + ")")],
-      run.jumped_from && [h("dt", {}, "jumped from"), h("dd", {}, link(run.jumped_from))]);
+      run.jumped_from && [h("dt", {}, "jumped from"), h("dd", {}, link(run.jumped_from))],
+      run.continued_from && [h("dt", {}, "continues"), h("dd", {}, link(run.continued_from))],
+      run.continued_as && [h("dt", {}, "continued as"), h("dd", {}, link(run.continued_as.run_id), " (" + run.continued_as.state + ")")]);
   }
 
   function drawExtra() {

@@ -15,25 +15,41 @@ use rusqlite::types::Value;
 use std::sync::atomic::Ordering;
 
 use crate::check::binder::ITERATION_COLUMN;
+use crate::runtime::continued::{carried_number, carried_rows};
 
 impl StageRun<'_, '_> {
-    /// `while`: iterations while the condition holds, at most `max` of them.
+    /// `while`: iterations while the condition holds, at most `max` of them (counted from the
+    /// loop's first iteration, in whichever run it was). With `continue_as_new: every`, after
+    /// `every` iterations in this run whose condition still holds, the stage ends
+    /// [`StageError::Continued`] for the run to go on as a new run ([`Context::continues`]),
+    /// or, in an exported task, its rows start anew.
+    ///
+    /// [`Context::continues`]: crate::runtime::engine::Context::continues
     pub(super) fn repeat(
         &mut self,
         condition: &LoopCondition,
         body: &[Step],
-        max: u64,
+        (max, every): (u64, Option<u64>),
         input: Data,
     ) -> Result<Data, StepError> {
-        let mut rows = self.values(input)?;
-        let shape = rows.columns.clone();
         let at = self.step;
+        // A run that continues another starts after the iteration it carries, whose
+        // condition was decided there.
+        let carried = self.carried().map_err(|e| (e, 1))?;
+        let (mut rows, mut n, mut decided) = match carried {
+            Some((last, rows)) => (rows, last + 1, true),
+            None => (self.values(input)?, 1, false),
+        };
+        let shape = rows.columns.clone();
         let mut all = Vec::new();
-        let mut n: u64 = 1;
+        // Iterations since this run (or the task's rows) began.
+        let mut since: u64 = 0;
         // Whether an iteration ran, rather than reusing what its key recorded.
         let mut fresh = false;
         let ended = loop {
-            match self.next_iteration(condition, body, (at, n, max), &rows) {
+            let decides = (!decided).then_some(condition);
+            decided = false;
+            match self.next_iteration(decides, body, (at, n, max), &rows) {
                 Ok(Some((out, reused))) => {
                     fresh |= !reused;
                     match numbered(&out, n) {
@@ -42,9 +58,21 @@ impl StageRun<'_, '_> {
                     }
                     rows = out;
                     n += 1;
+                    since += 1;
                 }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
+            }
+            if every.is_some_and(|every| since >= every) {
+                match self.renew(condition, body, (at, n, max), &rows) {
+                    Ok(false) => break Ok(()),
+                    Ok(true) if self.ctx.continues => break Err((StageError::Continued, 1)),
+                    Ok(true) => {
+                        // An exported task has no new run to go on in: its rows begin anew.
+                        (all, since, decided) = (Vec::new(), 0, true);
+                    }
+                    Err(e) => break Err(e),
+                }
             }
         };
         self.store.iteration.set(0);
@@ -59,6 +87,52 @@ impl StageRun<'_, '_> {
             return Ok(Rows::untyped(columns.collect(), Vec::new()).into());
         }
         Ok(Rows::union_by_name(all).into())
+    }
+
+    /// At a `continue_as_new` boundary before iteration `n`: whether the loop goes on (its
+    /// condition decided once, here), and if so, what the run that goes on with it carries,
+    /// written to this run's database: the rows of iteration `n - 1` and its number.
+    fn renew(
+        &mut self,
+        condition: &LoopCondition,
+        body: &[Step],
+        (at, n, max): (usize, u64, u64),
+        rows: &Rows,
+    ) -> Result<bool, StepError> {
+        self.store.iteration.set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.store.now.set(self.ctx.now());
+        self.step = unrolled_step(at, body.len(), n, 0);
+        if !self.holds(condition, rows)? {
+            return Ok(false);
+        }
+        if n > max {
+            return Err((StageError::LoopBound { max }, 1));
+        }
+        let last = Rows::untyped(
+            vec![ITERATION_COLUMN.to_string()],
+            vec![vec![Value::Integer(i64::try_from(n - 1).unwrap_or(i64::MAX))]],
+        );
+        let id = &self.stage.id;
+        let write = |store: &mut crate::runtime::store::Store| -> Result<(), crate::runtime::store::Error> {
+            store.write_table("run", &carried_rows(id), rows)?;
+            store.write_table("run", &carried_number(id), &last)
+        };
+        write(self.store).map_err(|e| (e.into(), 1))?;
+        Ok(true)
+    }
+
+    /// The iteration a run that continues another starts after, and its rows.
+    fn carried(&mut self) -> Result<Option<(u64, Rows)>, StageError> {
+        let id = self.stage.id.clone();
+        if !self.store.exists("run", &carried_number(&id))? {
+            return Ok(None);
+        }
+        let number = self.store.stage_rows(&carried_number(&id))?;
+        let Some(Value::Integer(last)) = number.first_value().cloned() else {
+            return Ok(None);
+        };
+        let rows = self.store.stage_rows(&carried_rows(&id))?;
+        Ok(Some((u64::try_from(last).unwrap_or(0), rows)))
     }
 
     /// Whether the loop goes on: the condition's value over `rows`, or its activity's rows.
@@ -85,11 +159,12 @@ impl StageRun<'_, '_> {
 
     /// Iteration `n` of the loop at step `at` (at most `max`), after `rows`: the rows its
     /// idempotency key recorded when it succeeded before (it was decided then, and is not
-    /// decided again), else decided and, when the condition holds, run. Its rows and whether
-    /// they were reused; `None` when the loop ends.
+    /// decided again), else decided by `condition` (`None`: decided already, at a
+    /// `continue_as_new` boundary) and, when it holds, run. Its rows and whether they were
+    /// reused; `None` when the loop ends.
     fn next_iteration(
         &mut self,
-        condition: &LoopCondition,
+        condition: Option<&LoopCondition>,
         body: &[Step],
         (at, n, max): (usize, u64, u64),
         rows: &Rows,
@@ -121,7 +196,9 @@ impl StageRun<'_, '_> {
             let rows = self.store.stage_rows(&ended).map_err(|e| (e.into(), 1))?;
             return Ok(Some((rows, false)));
         }
-        if !self.holds(condition, rows)? {
+        if let Some(condition) = condition
+            && !self.holds(condition, rows)?
+        {
             return Ok(None);
         }
         if n > max {

@@ -162,6 +162,7 @@ pub(super) fn failed(
 ) -> StageSummary {
     match error {
         StageError::Cancelled => summary.state = StageState::Cancelled,
+        StageError::Continued => summary.state = StageState::Continued,
         e => summary.error = Some(e),
     }
     summary.attempts = n.max(attempts).max(1);

@@ -94,7 +94,8 @@ impl StageRun<'_, '_> {
                 condition,
                 body,
                 max_iterations,
-            } => self.repeat(condition, body, *max_iterations, input)?,
+                continue_as_new,
+            } => self.repeat(condition, body, (*max_iterations, *continue_as_new), input)?,
         };
         Ok(output)
     }
