@@ -14,6 +14,9 @@
 //! `-- --stages 1000,10000,30000,100000`: chains and fan-outs + merge of that many stages, run
 //! by the `wvflow` binary, against the same SQL alone (`run/scale.rs`).
 //!
+//! `-- --long-loop 1000,10000,30000`: a `while` loop of that many iterations with and without
+//! `continue_as_new` (`run/long_loop.rs`).
+//!
 //! Per-stage figures include planning, SQLite materialization of every stage's rows and state
 //! keeping; peak RSS is read from /proc.
 
@@ -35,6 +38,9 @@ use wvflow::workspace::Workspace;
 
 #[path = "run/scale.rs"]
 mod scale;
+
+#[path = "run/long_loop.rs"]
+mod long_loop;
 
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -73,6 +79,7 @@ fn run(name: &str, src: &str, recorded: bool) -> (f64, usize, String) {
             run_db: "run.db",
             parent: None,
             jumped_from: None,
+            continued_from: None,
             gate: false,
             once_per_window: false,
             skip: None,
@@ -100,6 +107,7 @@ fn run(name: &str, src: &str, recorded: bool) -> (f64, usize, String) {
         compensated: Vec::new(),
         single_attempt: None,
         inbox: None,
+        continues: true,
     };
     let summary = execute(&plan, &stores, &ctx, 2);
     if let Some(journal) = &journal {
@@ -134,6 +142,9 @@ fn main() {
     }
     if args.iter().any(|a| a == "--stages") {
         return scale::scale(&args);
+    }
+    if args.iter().any(|a| a == "--long-loop") {
+        return long_loop::long_loop(&args);
     }
     if args.iter().any(|a| a == "--sh-stages") {
         return sh_stages(200);

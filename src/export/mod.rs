@@ -271,8 +271,26 @@ pub fn export(
         }
         exported.warnings.extend(pool_approximation(stage, target));
         exported.warnings.extend(call_timeout(stage, target));
+        exported.warnings.extend(continued_in_task(stage));
     }
     Ok(exported)
+}
+
+/// A loop's `continue_as_new` on an engine: the engine runs the loop inside the stage's task,
+/// with no new run; the task's rows begin anew at each boundary, as the last run's would.
+fn continued_in_task(stage: &crate::plan::ir::StagePlan) -> Option<String> {
+    let every = stage.steps.iter().find_map(|s| match s {
+        Step::While {
+            continue_as_new, ..
+        } => *continue_as_new,
+        _ => None,
+    })?;
+    Some(format!(
+        "stage `{}`: the engine runs its loop inside the stage's task, which starts no new run \
+         every {every} iterations (`continue_as_new`): its rows begin anew then, the rows of \
+         the last run of `wvflow run`, while the engine keeps one task for the whole loop",
+        stage.id
+    ))
 }
 
 /// What the engine does otherwise than `wvflow run` with a call stage's `timeout`, which

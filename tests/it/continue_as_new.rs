@@ -362,3 +362,40 @@ flow Drain = {
         ["processed,iteration", "true,2"]
     );
 }
+
+/// A child flow whose loop continues as new: the calling stage waits for the last run of the
+/// chain and reads how it ended; each run of the chain is a child of the calling stage.
+#[test]
+fn a_child_run_that_continues_as_new_is_awaited_to_its_last_run() {
+    let src = r#"
+flow Child(upto: int = 5) = {
+  stage counter with { continue_as_new: 2 } = from [[0]] as t(n) | while n < upto | select n + 1 as n
+}
+flow Parent = {
+  stage kid = call Child(upto = 5)
+  stage after = from kid | select *
+}
+"#;
+    let dir = scratch("can-child", &[("flow.wv", src)]);
+    let (code, summary) = run_json(&dir.join("flow.wv"), Some("Parent"));
+    assert_eq!(code, Some(0), "{summary}");
+    let all = runs(&dir);
+    let children: Vec<&Value> = all.iter().filter(|r| r["flow"] == "Child").collect();
+    assert_eq!(
+        states(&children.iter().map(|r| (*r).clone()).collect::<Vec<_>>()),
+        ["continued", "continued", "success"]
+    );
+    let last = id(children[2]);
+    let after = rows(&dir, summary["run_id"].as_str().unwrap(), "after");
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after[1].starts_with(&format!("{last},Child,success")),
+        "{after:?}"
+    );
+    for child in &children {
+        let shown = show(&dir, id(child));
+        assert_eq!(shown["parent_run"], summary["run_id"], "{shown}");
+        assert_eq!(shown["parent_stage"], "kid", "{shown}");
+    }
+    assert_eq!(rows(&dir, last, "counter"), ["n,iteration", "5,5"]);
+}

@@ -416,6 +416,38 @@ fn every_documented_invocation_has_its_documented_outcome() {
                     assert_eq!(attempts_of(&dir, &s, "poll"), 5, "{what}");
                     assert_eq!(stage(&s, "result")["state"], "skipped", "{what}");
                 }
+                ("run", "examples/long_loop.wv", call) => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    let (batches, runs) = if call.is_empty() {
+                        (10000, 10)
+                    } else {
+                        (2500, 3)
+                    };
+                    let first = (batches - 1) / 1000 * 1000 + 1;
+                    let drain = rows_of(&dir, &s, "drain");
+                    assert_eq!(drain.len(), batches - first + 1, "{what}");
+                    assert_eq!(drain[0]["iteration"], first, "{what}");
+                    assert_eq!(drain.last().unwrap()["drained"], batches, "{what}");
+                    let summary = rows_of(&dir, &s, "summary");
+                    assert_eq!(summary[0]["batches_drained"], batches, "{what}");
+                    assert_eq!(summary[0]["items_processed"], batches * (batches + 1) / 2);
+                    // "N runs": the chain behind the last one, each continued by the next.
+                    let mut chain = 1;
+                    let mut shown = show_run(&dir, s["run_id"].as_str().unwrap());
+                    while let Some(from) = shown["continued_from"].as_str() {
+                        chain += 1;
+                        match try_show_run(&dir, from) {
+                            Some(run) => {
+                                assert_eq!(run["state"], "continued", "{what}");
+                                shown = run;
+                            }
+                            // `keep_runs: 3` removed the older ones.
+                            None => break,
+                        }
+                    }
+                    assert_eq!(chain, runs.min(4), "{what}");
+                }
                 ("run", file, "") => {
                     // Unqualified: the example's flow succeeds.
                     assert_eq!(code, Some(0), "{what}: {out}");
@@ -651,4 +683,38 @@ fn scheduler_until_sigterm(dir: &Path, args: &[String]) -> (Option<i32>, String)
     let o = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     (o.status.code(), text + &String::from_utf8_lossy(&o.stderr))
+}
+
+/// `wvflow runs show RUN --format json` in the copy of the examples under `dir`, if the run
+/// is still kept.
+fn try_show_run(dir: &Path, run: &str) -> Option<Value> {
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["runs", "-w", "examples", "show", run, "--format", "json"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    o.status
+        .success()
+        .then(|| serde_json::from_slice(&o.stdout).unwrap())
+}
+
+fn show_run(dir: &Path, run: &str) -> Value {
+    try_show_run(dir, run).unwrap_or_else(|| panic!("run {run} is not kept"))
+}
+
+/// The rows of `stage` of the run `summary` reports, as JSON objects.
+fn rows_of(dir: &Path, summary: &Value, stage: &str) -> Vec<Value> {
+    let run = summary["run_id"].as_str().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args([
+            "runs", "-w", "examples", "rows", run, stage, "--format", "ndjson",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
