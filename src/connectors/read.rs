@@ -313,9 +313,9 @@ impl ConfigError {
                     Some(kind) => format!("{kind} connector `{connector}` has no `{key}`"),
                     None => format!("connector `{connector}` has no `{key}`"),
                 };
-                let help = match key {
-                    &"url" => "add `url = \"postgresql://USER:${PASSWORD}@HOST:5432/DATABASE\"`",
-                    &"path" => "add `path = \"FILE\"` (relative to the folder of wvflow.toml)",
+                let help = match *key {
+                    "url" => "add `url = \"postgresql://USER:${PASSWORD}@HOST:5432/DATABASE\"`",
+                    "path" => "add `path = \"FILE\"` (relative to the folder of wvflow.toml)",
                     _ => "add `kind = \"postgres\"`, `\"duckdb\"` or `\"sqlite\"`",
                 };
                 at(*span, message)
@@ -357,6 +357,56 @@ impl ConfigError {
             ConfigError::EmptyPath { span } => at(*span, "`path` is empty".to_string())
                 .with_label("no file named")
                 .with_help("name the database file, relative to the folder of wvflow.toml"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "[connectors.pg]\nkind = \"postgres\"\nurl = \"postgresql://app:${PW}@db/a\"\n\n[connectors.duck]\nkind = \"duckdb\"\npath = \"data/a.duckdb\"\n";
+
+    #[test]
+    fn reads_connectors_in_file_order_with_typed_locations() {
+        let (found, errors) = read(FILE, FileId(3), Path::new("/ws"));
+        assert_eq!(errors, []);
+        let names: Vec<&str> = found.names().collect();
+        assert_eq!(names, ["default", "pg", "duck"]);
+        let pg = &found.connectors[0];
+        assert_eq!(pg.kind, ConnectorKind::Postgres);
+        assert_eq!(&FILE[pg.span.range()], "pg");
+        match &pg.location {
+            Location::Url(url) => assert_eq!(url.template(), "postgresql://app:${PW}@db/a"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            found.connectors[1].location,
+            Location::Path("/ws/data/a.duckdb".into())
+        );
+    }
+
+    #[test]
+    fn another_kinds_key_is_refused_and_the_connector_kept_as_declared() {
+        let text = "[connectors.pg]\nkind = \"postgres\"\nurl = \"postgresql://db/a\"\npath = \"x\"\n";
+        let (found, errors) = read(text, FileId(0), Path::new("/ws"));
+        assert!(found.connectors.is_empty());
+        assert_eq!(found.lookup("pg"), super::super::Lookup::Broken);
+        let [ConfigError::UnknownKey { key, kind_key, .. }] = errors.as_slice() else {
+            panic!("{errors:?}");
+        };
+        assert_eq!((key.as_str(), *kind_key), ("path", Some(ConnectorKind::Postgres)));
+    }
+
+    #[test]
+    fn every_prefix_of_a_file_reads_without_panicking_and_spans_stay_inside() {
+        for end in (0..=FILE.len()).filter(|&i| FILE.is_char_boundary(i)) {
+            let text = &FILE[..end];
+            let (_, errors) = read(text, FileId(0), Path::new("/ws"));
+            for e in errors {
+                let d = e.diagnostic(FileId(0));
+                assert!(d.primary.span.end as usize <= text.len(), "{text:?}: {d:?}");
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ mod check_workspace;
 mod chunked;
 mod cli;
 mod completions;
+mod connectors;
 mod data_path;
 mod docs;
 mod examples;
