@@ -202,16 +202,22 @@ fn a_secret_of_the_environment_is_never_printed() {
         &[("wvflow.toml", PG), ("report.wv", &flow(Some("default")))],
     );
     let mut outputs = Vec::new();
-    for dir in [&used, &unused] {
+    for (dir, refused) in [(&used, true), (&unused, false)] {
         for args in [
             &["check", "."][..],
             &["check", ".", "--format", "json"],
             &["plan", "report.wv"],
             &["plan", "report.wv", "--format", "json"],
+            &["export", "--target", "airflow", "report.wv"],
+            &["export", "--target", "argo", "report.wv"],
             &["run", "report.wv"],
             &["run", "report.wv", "--format", "json"],
         ] {
-            outputs.push((args.join(" "), wvflow_in(dir, args)));
+            let o = wvflow_in(dir, args);
+            // The connector was in view of each: refused where used, planned, exported and
+            // run where not.
+            assert_eq!(o.status.code() == Some(0), !refused, "wvflow {args:?}");
+            outputs.push((args.join(" "), o));
         }
     }
     for (args, o) in &outputs {
@@ -223,12 +229,7 @@ fn a_secret_of_the_environment_is_never_printed() {
             );
         }
     }
-    // The connector was in view of each: refused where used, planned and run where not.
-    let (_, plan) = &outputs[3];
-    assert_ne!(plan.status.code(), Some(0));
-    let (_, plan) = &outputs[9];
-    assert_eq!(plan.status.code(), Some(0));
-    let (_, run) = &outputs[11];
+    let (_, run) = outputs.last().unwrap();
     assert_eq!(json(run)["state"], "success");
     // The run store holds no copy either.
     for entry in walk(&unused.join(".wvflow")) {
