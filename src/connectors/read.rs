@@ -287,9 +287,11 @@ impl ConfigError {
             } => {
                 let d = at(*span, format!("unknown key `{key}` in connector `{name}`"))
                     .with_label("unknown key");
-                crate::diagnostics::suggest::closest(key, ["kind", "url", "path"])
-                    .map(|best| d.clone().with_help(format!("did you mean `{best}`?")))
-                    .unwrap_or_else(|| d.with_help("a connector takes `kind`, and `url` or `path`"))
+                let help = match crate::diagnostics::suggest::closest(key, ["kind", "url", "path"]) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => "a connector takes `kind`, and `url` or `path`".to_string(),
+                };
+                d.with_help(help)
             }
             ConfigError::WrongType {
                 key,
