@@ -7,7 +7,7 @@
 //! checks and plans a workspace for every caller, and tells a reporter what it finds and how
 //! the work goes. [`diagnostics`] renders
 //! the problems found; [`value`] says how typed values look where they leave wvflow;
-//! [`retry_rule`] is the one delay rule of retries;
+//! [`retry_rule`] is the one delay rule of retries; [`connectors`] reads `wvflow.toml`;
 //! [`format`] and [`lsp`] serve editors on the same front end; [`ui`] is the local dashboard. The command line in [`cli`] is
 //! a thin layer over this library.
 
@@ -46,6 +46,7 @@ on_linux! {
     pub mod arguments;
     pub mod check;
     pub mod cli;
+    pub mod connectors;
     pub mod cron;
     pub mod diagnostics;
     pub mod export;

@@ -1,6 +1,8 @@
-//! A workspace: the `.wv` files named on the command line, or found below a folder, parsed.
+//! A workspace: the `.wv` files named on the command line, or found below a folder, parsed;
+//! and its `wvflow.toml`, read (`crate::connectors`).
 
-use crate::diagnostics::Diagnostic;
+use crate::connectors::Connectors;
+use crate::diagnostics::{Diagnostic, Family};
 use crate::source::{FileId, SourceFile, SourceMap};
 use crate::syntax::{self, Parsed};
 use std::path::{Path, PathBuf};
@@ -13,6 +15,9 @@ pub struct Workspace {
     pub parsed: Vec<Parsed>,
     /// How long each file took to parse.
     pub parse_times: Vec<Duration>,
+    /// What its `wvflow.toml` declares (nothing without one). The file is among `sources`,
+    /// with an empty tree and its problems as its diagnostics.
+    pub connectors: Connectors,
 }
 
 /// A path that could not be read as a workspace file.
@@ -126,14 +131,62 @@ impl Workspace {
     /// the readable files are still parsed.
     pub fn load(paths: &[PathBuf]) -> (Workspace, Vec<LoadError>) {
         let mut workspace = Workspace::default();
-        let (texts, errors) = read_all(paths);
+        let (texts, mut errors) = read_all(paths);
         workspace.add_all(texts);
+        if let Some(first) = paths.first() {
+            errors.extend(workspace.configure(first));
+        }
         (workspace, errors)
     }
 
     pub fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
         self.parsed.iter().flat_map(|p| &p.diagnostics)
     }
+
+    /// Whether some file did not parse (a problem of `wvflow.toml` is not one: it leaves no
+    /// item of a `.wv` file missing).
+    pub fn has_syntax_errors(&self) -> bool {
+        self.diagnostics()
+            .any(|d| d.is_error() && d.code.family() == Family::Syntax)
+    }
+
+    /// Reads the `wvflow.toml` of the workspace whose first path is `start`
+    /// ([`crate::connectors::find`]), if there is one; an unreadable one is returned.
+    pub fn configure(&mut self, start: &Path) -> Option<LoadError> {
+        let path = crate::connectors::find(start)?;
+        match read_source(&path) {
+            Ok(text) => {
+                self.add_config(path, text);
+                None
+            }
+            Err(e) => Some(e),
+        }
+    }
+
+    /// Adds `wvflow.toml`'s text at `path` and reads its connectors.
+    pub fn add_config(&mut self, path: PathBuf, text: String) -> FileId {
+        let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let name = config_name(&path);
+        let id = self.sources.add(SourceFile::new(path, name, text));
+        let (connectors, errors) = crate::connectors::read(&self.sources.get(id).text, id, &root);
+        self.parsed.push(Parsed {
+            ast: Default::default(),
+            diagnostics: errors.iter().map(|e| e.diagnostic(id)).collect(),
+        });
+        self.parse_times.push(Duration::ZERO);
+        self.connectors = connectors;
+        id
+    }
+}
+
+/// `wvflow.toml`'s path as messages show it: from the current folder when it is below it.
+fn config_name(path: &Path) -> String {
+    let here = std::env::current_dir().ok();
+    let shown = here
+        .as_deref()
+        .and_then(|here| path.strip_prefix(here).ok())
+        .unwrap_or(path);
+    display_name(shown)
 }
 
 /// The text of every file the paths name, and the paths that could not be read.

@@ -45,9 +45,24 @@ pub struct FullChunk<'a> {
 impl Chunked {
     /// Loads every file the paths name, as [`Workspace::load`] does.
     pub fn load(paths: &[PathBuf]) -> (Chunked, Vec<LoadError>) {
-        let (files, errors) = crate::workspace::read_all(paths);
+        let (files, mut errors) = crate::workspace::read_all(paths);
         let files = files.into_iter().map(|(p, t)| (p, Arc::new(t))).collect();
-        (Chunked::new(files), errors)
+        let mut chunked = Chunked::new(files);
+        if let Some(first) = paths.first() {
+            errors.extend(chunked.configure(first));
+        }
+        (chunked, errors)
+    }
+
+    /// Reads the workspace's `wvflow.toml`, as [`Workspace::configure`] does: a file without
+    /// chunks.
+    pub fn configure(&mut self, start: &std::path::Path) -> Option<LoadError> {
+        let before = self.workspace.sources.len();
+        let error = self.workspace.configure(start);
+        if self.workspace.sources.len() > before {
+            self.chunks.push(Vec::new());
+        }
+        error
     }
 
     /// Parses the files on every core, keeping the outlines and dropping each chunk's tree,

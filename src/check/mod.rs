@@ -10,6 +10,7 @@
 //! | E04 saga and idempotency | [`saga`] |
 //! | E05 schedules | [`schedules`] (cron patterns in [`crate::cron`]) |
 //! | E06 flows, parameters, activities, calls | [`calls`] |
+//! | E07 connectors: `on NAME` (`wvflow.toml`'s own in [`crate::connectors`]) | [`connectors`] |
 //! | names in expressions (E0114, E0615-E0618) | [`exprs`], on the [`binder`] and [`shapes`] |
 
 pub mod chunked;
@@ -19,7 +20,7 @@ pub mod rules;
 
 pub use model::{binder, functions, keys, settings, shapes, values};
 use model::{graph, index};
-use rules::{calls, config, loops, names, saga, schedules};
+use rules::{calls, config, connectors, loops, names, saga, schedules};
 pub use rules::{exprs, triggers};
 
 pub use graph::{
@@ -151,7 +152,7 @@ pub fn check_chunked(
     let workspace = &chunked.workspace;
     let index = Index::new(workspace);
     let cache = Mutex::new(schedules::Cache::default());
-    let hide_unresolved = workspace.diagnostics().any(Diagnostic::is_error);
+    let hide_unresolved = workspace.has_syntax_errors();
     let mut early: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
     early.extend(reported(
         check_workspace(workspace, &index, &cache),
@@ -230,7 +231,7 @@ fn check_workspace<'w>(
 }
 
 fn finish(workspace: &Workspace, diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    let hide_unresolved = workspace.diagnostics().any(Diagnostic::is_error);
+    let hide_unresolved = workspace.has_syntax_errors();
     let mut diagnostics = reported(diagnostics, hide_unresolved);
     diagnostics::normalize(&mut diagnostics);
     diagnostics
@@ -256,6 +257,7 @@ impl<'w> Item<'w> {
                 calls::check_flow(ctx, &graph);
                 exprs::check_flow(ctx, &graph);
                 loops::check_flow(ctx, &graph);
+                connectors::check_flow(ctx, &graph);
                 def.file
             }
             Item::Activity(def) => {

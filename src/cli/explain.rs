@@ -1,5 +1,6 @@
 //! `wvflow explain CODE|KEY`: the reference entry for a diagnostic code, or what a
-//! configuration key takes, its default and its meaning.
+//! configuration key takes, its default and its meaning; `wvflow explain wvflow.toml` and its
+//! connector keys (`connectors.url`).
 
 use super::exit;
 use crate::check::{keys, settings};
@@ -8,7 +9,8 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct ExplainArgs {
-    /// A code such as E0201 or W0202, or a configuration key such as retries.
+    /// A code such as E0201 or W0202, a configuration key such as retries, or wvflow.toml
+    /// and its keys (connectors.url).
     code: String,
 }
 
@@ -21,14 +23,25 @@ pub fn run(args: ExplainArgs) -> u8 {
         outln!("{text}");
         return exit::OK;
     }
+    if let Some(text) = crate::connectors::explain(&args.code) {
+        outln!("{text}");
+        return exit::OK;
+    }
     let codes = docs::entries().map(|e| e.code);
     let hint = suggest::closest(&args.code.to_ascii_uppercase(), codes)
         .or_else(|| suggest::closest(&args.code, keys::all_names()))
+        .or_else(|| suggest::closest(&args.code, connector_words()))
         .map(|c| format!(" (did you mean {c}?)"))
         .unwrap_or_default();
     errln!(
-        "error: no diagnostic code or configuration key `{}`{hint}; codes look like E0201 or W0202, keys like retries",
+        "error: no diagnostic code or configuration key `{}`{hint}; codes look like E0201 or W0202, keys like retries (or wvflow.toml, connectors.url)",
         args.code
     );
     exit::USAGE
+}
+
+/// `wvflow.toml` and its keys, as `explain` takes them.
+fn connector_words() -> impl Iterator<Item = &'static str> {
+    const KEYS: [&str; 3] = ["connectors.kind", "connectors.url", "connectors.path"];
+    std::iter::once(crate::connectors::FILE_NAME).chain(KEYS)
 }

@@ -14,6 +14,7 @@ pub enum Family {
     SagaAndIdempotency,
     Schedules,
     FlowsAndCalls,
+    Connectors,
 }
 
 macro_rules! codes {
@@ -57,7 +58,8 @@ impl Code {
             "3" => Family::Triggers,
             "4" => Family::SagaAndIdempotency,
             "5" => Family::Schedules,
-            _ => Family::FlowsAndCalls,
+            "6" => Family::FlowsAndCalls,
+            _ => Family::Connectors,
         }
     }
 
@@ -182,6 +184,14 @@ codes! {
     E0622: "one row read where another number of rows is known";
     E0623: "`while` condition that is not a boolean";
     E0624: "`iteration()` outside a `while` loop";
+    E0701: "unknown connector";
+    E0702: "connector this build cannot run";
+    E0703: "malformed `wvflow.toml`";
+    E0704: "unknown connector kind";
+    E0705: "missing connector key";
+    E0706: "unknown key in `wvflow.toml`";
+    E0707: "invalid connector value";
+    E0708: "connector `default` redefined";
     W0101: "triggered stage reads a stage that may have failed";
     W0102: "route without `else`";
     W0103: "name looks like a misspelled stage";

@@ -127,6 +127,19 @@ impl Analysis {
         Analysis::of(Chunked::new(texts(disk, open)))
     }
 
+    /// As [`Analysis::new`], with the workspace's `wvflow.toml`, looked for from `root` (or
+    /// the first file): its connectors, and its problems among the diagnostics. Read from
+    /// disk at each analysis, so an edit of it is seen at the next change.
+    pub fn configured(disk: &Texts, open: &Texts, root: Option<&Path>) -> Analysis {
+        let mut chunked = Chunked::new(texts(disk, open));
+        let first = disk.keys().chain(open.keys()).next().cloned();
+        if let Some(start) = root.map(Path::to_path_buf).or(first) {
+            // An unreadable file leaves the workspace without connectors, as one without it.
+            let _ = chunked.configure(&start);
+        }
+        Analysis::of(chunked)
+    }
+
     /// As [`Analysis::new`], with the full trees kept or only the outlines, as asked.
     pub fn with_trees(disk: &Texts, open: &Texts, trees: bool) -> Analysis {
         Analysis::of(Chunked::with_trees(texts(disk, open), trees))

@@ -4,6 +4,7 @@ use super::analysis::{Analysis, At, View};
 use super::symbols::Kind;
 use crate::check::keys::{self, BACKOFF_KINDS, PARENT_CLOSE, Place, TRIGGER_RULES};
 use crate::check::{Def, FlowGraph, Index};
+use crate::connectors::{self, Connectors, Location, Lookup};
 use crate::plan::ir::StagePlan;
 use crate::syntax::Span;
 use crate::syntax::ast::{self, Config, Member};
@@ -60,6 +61,9 @@ fn hover_in(analysis: &Analysis, view: &View, at: At) -> Result<Value, At> {
                 return Ok(markdown(crate::check::settings::key_help(key, place)));
             }
         }
+    }
+    if let Some(text) = connector_hover(analysis, &index, at) {
+        return Ok(markdown(text));
     }
     let symbols = analysis.symbols_in(view);
     let Some(s) = symbols.at(at.file, at.offset) else {
@@ -122,6 +126,40 @@ fn hover_in(analysis: &Analysis, view: &View, at: At) -> Result<Value, At> {
         }),
     };
     Ok(text.map_or(Value::Null, markdown))
+}
+
+/// On `NAME` of `stage s on NAME`: the connector's kind, and whether this build runs it. Its
+/// URL is not shown (it is in `wvflow.toml`, and may say more than a hover should).
+fn connector_hover(analysis: &Analysis, index: &Index, at: At) -> Option<String> {
+    let flow = index
+        .flows
+        .iter()
+        .find(|d| d.file == at.file && contains(d.node.span, at.offset))?;
+    let graph = FlowGraph::new(flow.file, flow.node);
+    let on = graph
+        .stages
+        .iter()
+        .filter_map(|n| n.stage.connector.as_deref())
+        .find(|c| contains(c.span, at.offset))?;
+    let name = on.name.as_str();
+    Some(match analysis.workspace().connectors.lookup(name) {
+        Lookup::Default => {
+            format!("**connector `{name}`**: the workspace's embedded SQLite database")
+        }
+        Lookup::Found(c) => {
+            let place = match &c.location {
+                Location::Path(path) => format!(", file `{}`", path.display()),
+                Location::Url(_) => String::new(),
+            };
+            let runs = match connectors::runs_here(c) {
+                true => "",
+                false => "; this build of wvflow cannot run stages on it yet (E0702)",
+            };
+            format!("**connector `{name}`**: {}{place} (wvflow.toml){runs}", c.kind)
+        }
+        Lookup::Broken => format!("**connector `{name}`**: declared with a problem in wvflow.toml"),
+        Lookup::Unknown => format!("**connector `{name}`**: not declared (E0701)"),
+    })
 }
 
 fn source_text(analysis: &Analysis, file: crate::source::FileId, span: Span) -> &str {
@@ -232,8 +270,10 @@ pub fn completion(analysis: &Analysis, at: At) -> Value {
     let index = view.index();
     let text = &analysis.workspace().sources.get(at.file).text;
     let cursor = Cursor::new(text, &index, at);
+    let connectors = &analysis.workspace().connectors;
     let items = cursor
-        .state(&index)
+        .connector(connectors)
+        .or_else(|| cursor.state(&index))
         .or_else(|| cursor.config_value(&index))
         .or_else(|| cursor.stage_name())
         .or_else(|| config_key(&index, at, cursor.context))
@@ -301,6 +341,25 @@ impl<'a> Cursor<'a> {
             .iter()
             .map(|s| item(s, 6, "stage"))
             .collect()
+    }
+
+    /// After `stage NAME on`: the connectors (the `on` of a `join` is not this one).
+    fn connector(&self, connectors: &Connectors) -> Option<Vec<Value>> {
+        let header = self.context.trim_start();
+        let stage = header.starts_with("stage ") && !header.contains('=');
+        (self.last_word == "on" && stage).then(|| {
+            connectors
+                .names()
+                .map(|name| {
+                    let detail = match connectors.lookup(name) {
+                        Lookup::Found(c) => format!("{} connector", c.kind),
+                        Lookup::Default => "embedded SQLite database".to_string(),
+                        _ => "connector".to_string(),
+                    };
+                    item(name, 9, &detail)
+                })
+                .collect()
+        })
     }
 
     /// `stage.` in a trigger: the states.

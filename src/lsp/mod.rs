@@ -105,6 +105,7 @@ fn serve_on(connection: &Connection, output: Output) -> Result<bool, Error> {
     let mut server = Server {
         connection,
         disk: analysis::read_disk(root.as_deref()),
+        root,
         open: BTreeMap::new(),
         analysis: None,
         changed: None,
@@ -129,6 +130,9 @@ struct Server<'c> {
     /// The workspace's files as they are on disk, read once; a closed or saved document is
     /// read again.
     disk: Texts,
+    /// The client's root folder: where `wvflow.toml` is looked for (from the first file
+    /// without one).
+    root: Option<PathBuf>,
     /// Open documents: their text as the editor has it, by path. The analysis shares them.
     open: Texts,
     /// The analysis of the current texts; `None` after a change.
@@ -247,9 +251,9 @@ impl Server<'_> {
     }
 
     fn analysis(&mut self) -> &Analysis {
-        let (disk, open) = (&self.disk, &self.open);
+        let (disk, open, root) = (&self.disk, &self.open, self.root.as_deref());
         self.analysis
-            .get_or_insert_with(|| Analysis::new(disk, open))
+            .get_or_insert_with(|| Analysis::configured(disk, open, root))
     }
 
     /// Sends every file's diagnostics, and empty lists for files that no longer have any.

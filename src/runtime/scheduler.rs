@@ -160,9 +160,11 @@ pub struct Loaded {
 }
 
 fn fingerprint(path: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    // `wvflow.toml` too: a connector added or removed changes what checks.
     discover(path)
         .unwrap_or_default()
         .into_iter()
+        .chain(crate::connectors::find(path))
         .map(|file| {
             let meta = std::fs::metadata(&file).ok();
             let modified = meta.as_ref().and_then(|m| m.modified().ok());

@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
         "value",
     ],
     &["diagnostics"],
-    &["syntax"],
+    &["syntax", "connectors"],
     &["arguments", "workspace", "format"],
     &["check"],
     &["plan"],

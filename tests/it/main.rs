@@ -9,6 +9,7 @@ mod check_workspace;
 mod chunked;
 mod cli;
 mod completions;
+mod connectors;
 mod continue_as_new;
 mod data_path;
 mod docs;

@@ -5,10 +5,14 @@
 use wvflow::diagnostics::{Code, Diagnostic, docs, render_human};
 use wvflow::workspace::Workspace;
 
-/// Syntax and semantic diagnostics of one file, as `wvflow check` reports them.
-fn check(name: &str, src: &str) -> (Workspace, Vec<Diagnostic>) {
+/// Syntax and semantic diagnostics of one file, with a `wvflow.toml` of text `config` when
+/// there is one, as `wvflow check` reports them.
+fn check(name: &str, src: &str, config: Option<&String>) -> (Workspace, Vec<Diagnostic>) {
     let mut workspace = Workspace::default();
     workspace.add(format!("{name}.wv").into(), src.to_string());
+    if let Some(config) = config {
+        workspace.add_config("wvflow.toml".into(), config.clone());
+    }
     let mut diagnostics: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
     diagnostics.extend(wvflow::check::check(&workspace).diagnostics);
     wvflow::diagnostics::normalize(&mut diagnostics);
@@ -39,7 +43,10 @@ fn every_documented_example_produces_its_code_and_every_fix_is_clean() {
             }
             continue;
         };
-        let (workspace, found) = check(entry.code, example);
+        // A connector's entry shows `wvflow.toml` too: its first block beside the example,
+        // its second (or the same) beside the fix.
+        let configs = crate::common::code_blocks(entry.body, "toml");
+        let (workspace, found) = check(entry.code, example, configs.first());
         let codes: Vec<&str> = found.iter().map(|d| d.code.as_str()).collect();
         let companion = COMPANIONS
             .iter()
@@ -56,7 +63,7 @@ fn every_documented_example_produces_its_code_and_every_fix_is_clean() {
         insta::with_settings!({ description => example.as_str(), omit_expression => true, snapshot_suffix => entry.code }, {
             insta::assert_snapshot!("rule", render_human(&found, &workspace.sources, false));
         });
-        let (_, fixed) = check(entry.code, fix);
+        let (_, fixed) = check(entry.code, fix, configs.last());
         if !fixed.is_empty() {
             failures.push(format!(
                 "{}: the fix gives {:?}",

@@ -2,6 +2,7 @@
 
 pub mod calls;
 pub mod config;
+pub mod connectors;
 pub mod exprs;
 pub mod loops;
 pub mod names;
