@@ -9,14 +9,7 @@ use serde_json::json;
 /// How many runs a list returns unless told.
 const RUNS_LIMIT: usize = 200;
 /// The states `state=` takes, as `wvflow runs list --state` does.
-const RUN_STATES: [&str; 6] = [
-    "running",
-    "stale",
-    "success",
-    "failed",
-    "cancelled",
-    "skipped",
-];
+const RUN_STATES: [&str; 7] = crate::runtime::runs::catalog::STATE_FILTERS;
 /// How many rows a preview returns unless told.
 const ROWS_LIMIT: u64 = 100;
 

@@ -31,6 +31,9 @@ flow Nightly with {
 } = {
   stage a = from [[1]] as t(n)
 }
+flow Long(upto: int = 5) = {
+  stage counter [continue_as_new: 2] = from [[0]] as t(n) | while n < upto | select n + 1 as n
+}
 flow Waits = {
   signal approved = false
   stage gate [poll_interval: 50ms, timeout: 30s] = wait until approved
@@ -165,8 +168,20 @@ fn ui_api_reads_runs_and_acts_only_with_the_token() {
         .iter()
         .map(|f| f["flow"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["Broken", "Nightly", "Slow", "Typed", "Waits"]);
-    let nightly = &flows["flows"][1]["schedule"];
+    assert_eq!(
+        names,
+        ["Broken", "Long", "Nightly", "Slow", "Typed", "Waits"]
+    );
+    let flow = |name: &str| {
+        flows["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["flow"] == name)
+            .unwrap()
+            .clone()
+    };
+    let nightly = &flow("Nightly")["schedule"];
     assert_eq!(nightly["cron"], "30 1 * * *");
     assert_eq!(nightly["timezone"], "Europe/Berlin");
     let next: Vec<&str> = nightly["next"]
@@ -192,7 +207,7 @@ fn ui_api_reads_runs_and_acts_only_with_the_token() {
         );
     }
     assert_eq!(
-        flows["flows"][3]["params"],
+        flow("Typed")["params"],
         json!([
             { "name": "label", "type": "string", "default": "x" },
             { "name": "loud", "type": "boolean", "default": false },
@@ -463,7 +478,7 @@ fn ui_in_a_real_browser() {
         "{report}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(report.matches("ok: ").count(), 10, "{report}");
+    assert_eq!(report.matches("ok: ").count(), 11, "{report}");
     // What the page did, as the run store tells it.
     let runs_line = report
         .lines()

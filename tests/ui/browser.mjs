@@ -76,6 +76,18 @@ try {
   await page.waitForSelector(node("work", "cancelled"));
   ok(step + " (run " + long + ")");
 
+  step = "a run continued as new links to the run that continues it, and back";
+  const first = await startFlow("Long", {});
+  await page.waitForSelector('.actions[data-state="continued"]', { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelector("#facts")?.textContent.includes("continued as"));
+  await page.click('#facts dd a[href^="#/runs/"]');
+  await page.waitForFunction((id) => !location.hash.includes(encodeURIComponent(id)), first);
+  await page.waitForFunction((id) => {
+    const facts = document.querySelector("#facts")?.textContent || "";
+    return facts.includes("continues") && facts.includes(id);
+  }, first, { timeout: 20000 });
+  ok(step + " (run " + first + ")");
+
   step = "an action without the token is refused";
   const status = await page.evaluate(() =>
     fetch("/api/flows/Slow/runs", { method: "POST", body: "{}" }).then((r) => r.status));

@@ -18,8 +18,8 @@ use std::path::Path;
 pub struct ListArgs {
     #[arg(long)]
     flow: Option<String>,
-    /// `running` (live), `stale`, `success`, `failed`, `cancelled` or `skipped`.
-    #[arg(long, value_parser = ["running", "stale", "success", "failed", "cancelled", "skipped", "continued"])]
+    /// `running` (live), `stale`, `success`, `failed`, `cancelled`, `skipped` or `continued`.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(catalog::STATE_FILTERS))]
     state: Option<String>,
     #[arg(long)]
     limit: Option<usize>,

@@ -148,6 +148,18 @@ fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
     })
 }
 
+/// The states a list of runs is filtered by (`runs list --state`, the dashboard's `state=`):
+/// the recorded ones, `running` meaning live, and `stale`.
+pub const STATE_FILTERS: [&str; 7] = [
+    "running",
+    "stale",
+    "success",
+    "failed",
+    "cancelled",
+    "skipped",
+    "continued",
+];
+
 /// The state every command and the dashboard show of a run: its recorded state, told apart
 /// further while it is `running`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

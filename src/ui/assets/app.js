@@ -158,7 +158,7 @@ function runsPage(main) {
   const flowFilter = h("select", { id: "flow-filter", onchange: () => page.update() },
     h("option", { value: "" }, "all flows"));
   const stateFilter = h("select", { id: "state-filter", onchange: () => page.update() },
-    ["", "running", "stale", "success", "failed", "cancelled", "skipped"].map((s) =>
+    ["", "running", "stale", "success", "failed", "cancelled", "skipped", "continued"].map((s) =>
       h("option", { value: s }, s || "all states")));
   const body = h("tbody", { id: "runs" });
   main.append(
