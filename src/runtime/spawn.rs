@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 /// A started program: its process id and the parent's ends of its three pipes. One dropped
@@ -227,6 +227,34 @@ fn clone_vfork(plan: &mut ChildPlan) -> io::Result<libc::pid_t> {
     Ok(pid)
 }
 
+/// The folder of `folders` (the `PATH` `path`) that holds an executable `program`, looked up
+/// once a process for each `PATH` and name: the child tries it first, so that a program
+/// late in `PATH` (`sh` in `/usr/bin`) is not looked for in every folder before it at every
+/// spawn. The other folders stay after it, in their order, should it be gone since.
+fn found_in(path: &OsStr, program: &OsStr, folders: &[PathBuf]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    type Found = std::collections::HashMap<(OsString, OsString), Option<PathBuf>>;
+    static FOUND: std::sync::OnceLock<std::sync::Mutex<Found>> = std::sync::OnceLock::new();
+    let key = (path.to_os_string(), program.to_os_string());
+    let found = FOUND.get_or_init(Default::default);
+    if let Some(known) = found.lock().ok().and_then(|f| f.get(&key).cloned()) {
+        return known;
+    }
+    // A relative folder is the child's folder, which may differ: the search stops there.
+    let folder = folders
+        .iter()
+        .take_while(|f| f.is_absolute())
+        .find(|f| {
+            std::fs::metadata(f.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .cloned();
+    if let Ok(mut f) = found.lock() {
+        f.insert(key, folder.clone());
+    }
+    folder
+}
+
 /// The C strings a spawn passes: the environment, the arguments, the paths to try for the
 /// program, the folder.
 struct Words {
@@ -276,13 +304,20 @@ fn words<'e>(
             "the program's name holds a NUL byte",
         )?]
     } else {
-        std::env::split_paths(&path)
+        let folders: Vec<PathBuf> = std::env::split_paths(&path)
             .map(|folder| {
-                let folder = if folder.as_os_str().is_empty() {
+                if folder.as_os_str().is_empty() {
                     ".".into()
                 } else {
                     folder
-                };
+                }
+            })
+            .collect();
+        let first = found_in(&path, program, &folders);
+        first
+            .iter()
+            .chain(folders.iter().filter(|f| Some(*f) != first.as_ref()))
+            .map(|folder| {
                 c_string(
                     folder.join(program).into_os_string().into_vec(),
                     "the program's name holds a NUL byte",

@@ -274,6 +274,15 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     let conn = Connection::open(path).map_err(|e| fail(e.into()))?;
     conn.busy_timeout(busy_timeout())
         .map_err(|e| fail(e.into()))?;
+    // Closing, the last connection would copy the WAL into the database and sync both: the
+    // run store's WAL is left for the next process, and copied when it passes 1,000 pages.
+    // (This connection holds the run store alone: a run's database, attached by the stores,
+    // is still copied when their last connection closes, so that its file holds its rows.)
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        Sync::from_env() == Sync::Normal,
+    )
+    .map_err(|e| fail(e.into()))?;
     use_wal(&conn, "main").map_err(fail)?;
     migrate(&conn).map_err(fail)?;
     Ok(conn)
@@ -302,13 +311,14 @@ fn read_only_folder(path: &Path) -> bool {
     unsafe { libc::access(name.as_ptr(), libc::W_OK) != 0 }
 }
 
-/// Puts a database of the connection in WAL mode with `synchronous = NORMAL`: readers go on
-/// while one writer commits, and a commit survives a crash of the process without an fsync
-/// each time (only a power loss can take back the latest commits).
+/// Puts a database of the connection in WAL mode with `synchronous = NORMAL` ([`Sync`]):
+/// readers go on while one writer commits, and a commit survives a crash of the process
+/// without an fsync each time (only a power loss can take back the latest commits).
 ///
 /// Switching a new file to WAL needs an exclusive lock, and SQLite answers "locked" at once
 /// rather than waiting when two processes switch together; so this waits itself.
 pub fn use_wal(conn: &Connection, schema: &str) -> Result<(), Error> {
+    let sync = Sync::from_env();
     let started = std::time::Instant::now();
     loop {
         let result = conn
@@ -317,12 +327,21 @@ pub fn use_wal(conn: &Connection, schema: &str) -> Result<(), Error> {
             })
             .and_then(|mode| {
                 if mode == "wal" {
-                    Ok(())
-                } else {
-                    conn.execute_batch(&format!("PRAGMA {schema}.journal_mode = WAL"))
+                    return Ok(());
                 }
+                // The switch rewrites the header through a rollback journal: a new, empty
+                // file has nothing to keep, so it is not synced.
+                let pages: i64 =
+                    conn.query_row(&format!("PRAGMA {schema}.page_count"), [], |r| r.get(0))?;
+                if pages == 0 {
+                    conn.execute_batch(&format!("PRAGMA {schema}.synchronous = OFF"))?;
+                }
+                conn.execute_batch(&format!("PRAGMA {schema}.journal_mode = WAL"))
             })
-            .and_then(|()| conn.execute_batch(&format!("PRAGMA {schema}.synchronous = NORMAL")));
+            .and_then(|()| {
+                let level = sync.pragma(schema == RUN_SCHEMA);
+                conn.execute_batch(&format!("PRAGMA {schema}.synchronous = {level}"))
+            });
         match result {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::DatabaseBusy
@@ -331,6 +350,40 @@ pub fn use_wal(conn: &Connection, schema: &str) -> Result<(), Error> {
                 std::thread::sleep(Duration::from_millis(20));
             }
             other => return other.map_err(Error::from),
+        }
+    }
+}
+
+/// The schema a store attaches a run's database as.
+pub const RUN_SCHEMA: &str = "run";
+
+/// How the run store and the runs' databases reach the disk (`WVFLOW_SYNC`). Either way a
+/// process that crashes or is killed loses nothing committed.
+/// - `normal` (the default): the run store syncs when its WAL is copied into it (when its
+///   last connection closes, or the WAL passes 1,000 pages), so a power loss can take back
+///   its latest commits, never corrupting it; a run's database is never synced, so a power
+///   loss can damage it, and `runs resume` then refuses the run, saying why.
+/// - `full`: every commit of both is synced: a power loss loses nothing committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sync {
+    Normal,
+    Full,
+}
+
+impl Sync {
+    pub fn from_env() -> Sync {
+        match std::env::var("WVFLOW_SYNC").as_deref() {
+            Ok("full") => Sync::Full,
+            _ => Sync::Normal,
+        }
+    }
+
+    /// SQLite's `synchronous` for the run store, or for a run's database (`run_db`).
+    fn pragma(self, run_db: bool) -> &'static str {
+        match (self, run_db) {
+            (Sync::Full, _) => "FULL",
+            (Sync::Normal, false) => "NORMAL",
+            (Sync::Normal, true) => "OFF",
         }
     }
 }
