@@ -47,23 +47,18 @@ fn show(dir: &Path, run_id: &str) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// `wvflow runs rows RUN STAGE --format csv`, as lines.
-fn rows(dir: &Path, run_id: &str, stage: &str) -> Vec<String> {
-    let o = wvflow(&[
-        "runs",
-        "-w",
-        ws(dir),
-        "rows",
-        run_id,
-        stage,
-        "--format",
-        "csv",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+use crate::common::csv_rows as rows;
+
+/// `wvflow runs resume RUN --format json`, which must succeed: the last run's summary.
+fn resume(dir: &Path, run_id: &str) -> Value {
+    let o = wvflow(&["runs", "-w", ws(dir), "resume", run_id, "--format", "json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 fn states(runs: &[Value]) -> Vec<&str> {
@@ -201,21 +196,7 @@ fn kill_9_in_a_continued_run_then_resume_repeats_no_recorded_iteration() {
     let pid = read(&dir.join("tick.pid")).trim().to_string();
     let _ = Command::new("kill").args(["-9", &pid]).status();
     std::fs::write(dir.join("go"), "").unwrap();
-    let o = wvflow(&[
-        "runs",
-        "-w",
-        ws(&dir),
-        "resume",
-        id(&all[1]),
-        "--format",
-        "json",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    resume(&dir, id(&all[1]));
     // Iteration 4 was recorded in the second run: only 5, in flight, runs again; then 6,
     // and 7 in a third run.
     assert_eq!(
@@ -250,22 +231,7 @@ fn a_run_killed_before_its_new_run_was_recorded_is_continued_by_resume() {
     }
     drop(db);
     std::fs::write(dir.join("calls.log"), "").unwrap();
-    let o = wvflow(&[
-        "runs",
-        "-w",
-        ws(&dir),
-        "resume",
-        id(&all[0]),
-        "--format",
-        "json",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let summary = resume(&dir, id(&all[0]));
     assert_eq!(summary["state"], "success");
     // Iterations 4-7 only, in two new runs; `start` is not run again.
     assert_eq!(

@@ -8,23 +8,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// `wvflow runs rows RUN STAGE --format csv` of the workspace `dir`, as lines.
+/// The rows of `stage` of the run `run` reports, as CSV lines.
 fn rows(dir: &Path, run: &Value, stage: &str) -> Vec<String> {
-    let o = wvflow(&[
-        "runs",
-        "-w",
-        dir.to_str().unwrap(),
-        "rows",
-        run["run_id"].as_str().unwrap(),
-        stage,
-        "--format",
-        "csv",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    crate::common::csv_rows(dir, run["run_id"].as_str().unwrap(), stage)
 }
 
 fn read(path: &Path) -> String {

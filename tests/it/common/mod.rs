@@ -154,3 +154,22 @@ pub fn wait_for(limit: std::time::Duration, what: &str, mut ready: impl FnMut() 
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// `wvflow runs -w DIR rows RUN STAGE --format csv`: its lines.
+pub fn csv_rows(dir: &Path, run_id: &str, stage: &str) -> Vec<String> {
+    let o = wvflow(&[
+        "runs",
+        "-w",
+        dir.to_str().unwrap(),
+        "rows",
+        run_id,
+        stage,
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
