@@ -41,6 +41,8 @@ pub fn long_loop(args: &[String]) {
     }
 }
 
+// The child is reaped by `wait4`, which also gives its peak RSS.
+#[allow(clippy::zombie_processes)]
 fn measure(name: &str, flow: &str, n: u64) -> Measured {
     let dir = Path::new("target/bench-run").join(name);
     let _ = std::fs::remove_dir_all(&dir);
