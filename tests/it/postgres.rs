@@ -270,3 +270,112 @@ fn postgres_a_timeout_cancels_the_query_on_the_server() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Filters and tails of the generated pipelines: every filter with every tail, each run on
+/// SQLite and on PostgreSQL.
+const FILTERS: [&str; 6] = [
+    "",
+    "| where a > 2",
+    "| where s like 'A%'",
+    "| where flag",
+    "| where not flag or a is null",
+    "| where s = 'it''s' or s = 'say \"hi\"'",
+];
+
+/// Each tail, and whether its rows come in a defined order.
+const TAILS: [(&str, bool); 7] = [
+    ("| select id, a / 2 as half, a % 3 as m, a / 0 as z, s || '!' as t2", false),
+    (
+        "| group by flag | select flag, count(*) as n, sum(a) as total, min(a) as lo, max(s) as hi, avg(x) as mean",
+        false,
+    ),
+    ("| order by a desc, id | limit 3", true),
+    ("| order by s, id", true),
+    ("| join other on data.id = other.id | select id, label, a", false),
+    (
+        "| select id, round(x, 1) as r, upper(s) as up, length(s) as len, coalesce(a, -1) as c, \
+         instr(s, 'p') as i, substr(s, 2, 3) as sub, trim(s) as tr, min(a, id) as mn, \
+         replace(s, 'p', 'P') as rp, substr(s, -2, 2) as tail",
+        false,
+    ),
+    ("| select id, flag, not flag as nf, a > 2 as big, x * 2 as dx", false),
+];
+
+#[test]
+fn postgres_generated_flows_give_the_same_rows_as_sqlite() {
+    let pg = server();
+    pg.database("wv_differential");
+    let mut flow = String::from(
+        "flow Differential = {\n  stage data = from [[1, 5, 'apple', true, 0.5], [2, null, 'Avocado', false, 1.25], \
+         [3, -7, 'it''s', null, 2.5], [4, 3, null, true, -3.75], [5, 10, 'banana', false, null], \
+         [6, 2, ' a_b ', true, 0.5], [7, -1, 'say \"hi\"', false, 8.0]] as t(id, a, s, flag, x)\n  \
+         stage other = from [[1, 'one'], [2, 'two'], [5, 'five'], [9, 'nine']] as u(id, label)\n",
+    );
+    let mut pipelines = Vec::new();
+    for filter in FILTERS {
+        for (tail, ordered) in TAILS {
+            let i = pipelines.len();
+            let ops = format!("{filter} {tail}");
+            flow.push_str(&format!("  stage lite_{i} = from data {ops}\n"));
+            flow.push_str(&format!("  stage pg_{i} on pg = from data {ops}\n"));
+            pipelines.push((ops, ordered));
+        }
+    }
+    flow.push_str("}\n");
+    let dir = scratch(
+        "postgres_differential",
+        &[("wvflow.toml", &pg.toml("wv_differential")), ("d.wv", &flow)],
+    );
+    let (code, summary) = run(&dir, "d.wv", PASSWORD);
+    assert_eq!(code, Some(0), "{summary}");
+    for (i, (ops, ordered)) in pipelines.iter().enumerate() {
+        let mut lite = rows(&dir, &summary, &format!("lite_{i}"));
+        let mut there = rows(&dir, &summary, &format!("pg_{i}"));
+        if !ordered {
+            let key = |r: &serde_json::Value| r.to_string();
+            lite.sort_by_key(key);
+            there.sort_by_key(key);
+        }
+        assert_eq!(lite, there, "`from data {ops}` differs (SQLite, then PostgreSQL)");
+        assert!(!lite.is_empty() || ops.contains("where"), "`{ops}` gave no rows");
+    }
+}
+
+#[test]
+fn postgres_what_its_dialect_cannot_express_is_refused_at_check() {
+    let toml = "[connectors.pg]\nkind = \"postgres\"\nurl = \"postgresql://app:${PGPASSWORD}@127.0.0.1:1/a\"\n";
+    let flow = "flow Report = {\n  stage orders = from [[1, 'open']] as t(id, status)\n  \
+                stage tagged on pg = from orders | select id, hash(status) as tag, now() as at\n  \
+                stage late on pg = from orders | where run_time > timestamp '2026-01-01T00:00:00Z'\n  \
+                stage rows on pg = from 'orders.csv' | limit 1\n  \
+                stage fine on pg = from orders | select id, round(id, 1) as r, instr(status, 'p') as i\n}\n";
+    let dir = scratch(
+        "postgres_refused",
+        &[("wvflow.toml", toml), ("report.wv", flow), ("orders.csv", "id\n1\n")],
+    );
+    let o = wvflow_in(&dir, PASSWORD, &["check", ".", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let found: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let codes: Vec<(&str, u64)> = found
+        .iter()
+        .map(|d| (d["code"].as_str().unwrap(), d["range"]["start"]["line"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        codes,
+        [("E0709", 2), ("E0709", 2), ("E0709", 3), ("E0710", 4)],
+        "{found:?}"
+    );
+    assert!(
+        found[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`hash()` has no PostgreSQL form: the stage runs on PostgreSQL connector `pg`"),
+        "{found:?}"
+    );
+    // Nothing ran.
+    let o = wvflow_in(&dir, PASSWORD, &["run", "report.wv"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(!dir.join(".wvflow").exists());
+    let o = crate::common::wvflow(&["explain", "E0709"]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("E0709: expression a connector cannot run"));
+}
