@@ -236,8 +236,14 @@ fn a_secret_of_the_environment_is_never_printed() {
     let (_, run) = outputs.last().unwrap();
     assert_eq!(json(run)["state"], "success");
     let (_, failed) = &outputs[outputs.len() / 2 - 1];
-    let error = json(failed)["stages"][1]["error"].as_str().unwrap_or_default().to_string();
-    assert!(error.starts_with("connector `pg`: cannot connect"), "{error}");
+    let error = json(failed)["stages"][1]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.starts_with("connector `pg`: cannot connect"),
+        "{error}"
+    );
     assert!(!error.contains(SECRET), "{error}");
     for entry in walk(&used.join(".wvflow")) {
         let bytes = std::fs::read(&entry).unwrap();

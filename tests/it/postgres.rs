@@ -50,7 +50,9 @@ fn rows(dir: &Path, summary: &serde_json::Value, stage: &str) -> Vec<serde_json:
 }
 
 fn error_of<'a>(summary: &'a serde_json::Value, name: &str) -> &'a str {
-    stage(summary, name)["error"].as_str().unwrap_or_else(|| panic!("no error: {summary}"))
+    stage(summary, name)["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {summary}"))
 }
 
 #[test]
@@ -65,7 +67,10 @@ fn postgres_ships_a_csv_file_in_groups_it_there_and_a_later_stage_reads_it() {
         "postgres_ship",
         &[
             ("wvflow.toml", &pg.toml("wv_ship")),
-            ("orders.csv", "id,region,amount\n1,north,10\n2,south,20\n3,north,5\n4,,7\n5,south,1\n"),
+            (
+                "orders.csv",
+                "id,region,amount\n1,north,10\n2,south,20\n3,north,5\n4,,7\n5,south,1\n",
+            ),
             ("report.wv", flow),
         ],
     );
@@ -80,14 +85,23 @@ fn postgres_ships_a_csv_file_in_groups_it_there_and_a_later_stage_reads_it() {
         ])
     );
     assert_eq!(
-        pg.psql("wv_ship", "SELECT region, total, n FROM public.totals ORDER BY region NULLS FIRST"),
+        pg.psql(
+            "wv_ship",
+            "SELECT region, total, n FROM public.totals ORDER BY region NULLS FIRST"
+        ),
         "|7|1\nnorth|15|2\nsouth|20|1\n"
     );
     // The plan shows the stage's SQL in PostgreSQL's dialect and what is shipped in.
     let plan = wvflow_in(&dir, PASSWORD, &["plan", "report.wv"]);
     let plan = String::from_utf8_lossy(&plan.stdout);
-    assert!(plan.contains("ship in: run.orders <- SELECT * FROM run.\"orders\""), "{plan}");
-    assert!(plan.contains("FROM pg_temp.\"run.orders\" AS \"orders\""), "{plan}");
+    assert!(
+        plan.contains("ship in: run.orders <- SELECT * FROM run.\"orders\""),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("FROM pg_temp.\"run.orders\" AS \"orders\""),
+        "{plan}"
+    );
     assert!(plan.contains("ORDER BY \"region\" NULLS FIRST"), "{plan}");
 }
 
@@ -144,13 +158,19 @@ fn postgres_a_failed_stage_leaves_the_saved_table_as_it_was() {
     );
     let (code, summary) = run(&dir, "save.wv", PASSWORD);
     assert_eq!(code, Some(0), "{summary}");
-    assert_eq!(pg.psql("wv_save", "SELECT id, name FROM kept ORDER BY id"), "1|a\n2|b\n");
+    assert_eq!(
+        pg.psql("wv_save", "SELECT id, name FROM kept ORDER BY id"),
+        "1|a\n2|b\n"
+    );
     let (code, summary) = run(&dir, "fail.wv", PASSWORD);
     assert_ne!(code, Some(0));
     let error = error_of(&summary, "s");
     assert!(error.starts_with("connector `pg`: "), "{error}");
     assert!(error.contains("no_such_column"), "{error}");
-    assert_eq!(pg.psql("wv_save", "SELECT id, name FROM kept ORDER BY id"), "1|a\n2|b\n");
+    assert_eq!(
+        pg.psql("wv_save", "SELECT id, name FROM kept ORDER BY id"),
+        "1|a\n2|b\n"
+    );
 }
 
 /// Every file under `dir`, recursively.
@@ -176,18 +196,28 @@ fn postgres_a_wrong_password_fails_the_stage_naming_the_connector_never_the_secr
                 stage there on pg = from rows\n}\n";
     let dir = scratch(
         "postgres_password",
-        &[("wvflow.toml", &pg.toml("wv_password")), ("report.wv", flow)],
+        &[
+            ("wvflow.toml", &pg.toml("wv_password")),
+            ("report.wv", flow),
+        ],
     );
     let o = wvflow_in(&dir, wrong, &["run", "report.wv", "--format", "json"]);
     assert_ne!(o.status.code(), Some(0));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let error = error_of(&summary, "there");
-    assert!(error.starts_with("connector `pg`: cannot connect: "), "{error}");
+    assert!(
+        error.starts_with("connector `pg`: cannot connect: "),
+        "{error}"
+    );
     assert!(error.contains("password authentication failed"), "{error}");
     let mut shown = vec![o.stdout.clone(), o.stderr.clone()];
     let text = wvflow_in(&dir, wrong, &["run", "report.wv"]);
     shown.extend([text.stdout, text.stderr]);
-    let show = wvflow_in(&dir, wrong, &["runs", "show", summary["run_id"].as_str().unwrap()]);
+    let show = wvflow_in(
+        &dir,
+        wrong,
+        &["runs", "show", summary["run_id"].as_str().unwrap()],
+    );
     shown.extend([show.stdout, show.stderr]);
     for file in files(&dir.join(".wvflow")) {
         shown.push(std::fs::read(&file).unwrap_or_default());
@@ -213,11 +243,17 @@ fn postgres_a_server_that_is_down_fails_the_stage() {
         "[connectors.pg]\nkind = \"postgres\"\nurl = \"postgresql://wv:${{PGPASSWORD}}@127.0.0.1:{port}/none\"\n"
     );
     let flow = "flow Report = {\n  stage there on pg = from public.t\n}\n";
-    let dir = scratch("postgres_down", &[("wvflow.toml", &toml), ("report.wv", flow)]);
+    let dir = scratch(
+        "postgres_down",
+        &[("wvflow.toml", &toml), ("report.wv", flow)],
+    );
     let (code, summary) = run(&dir, "report.wv", PASSWORD);
     assert_ne!(code, Some(0));
     let error = error_of(&summary, "there");
-    assert!(error.starts_with("connector `pg`: cannot connect: "), "{error}");
+    assert!(
+        error.starts_with("connector `pg`: cannot connect: "),
+        "{error}"
+    );
     assert!(!error.contains(PASSWORD), "{error}");
 }
 
@@ -266,7 +302,10 @@ fn postgres_a_timeout_cancels_the_query_on_the_server() {
                     AND state = 'active' AND query LIKE '%slow_rows%' AND pid <> pg_backend_pid()";
     let deadline = Instant::now() + Duration::from_secs(60);
     while pg.psql("wv_timeout", sleeping).trim() != "0" {
-        assert!(Instant::now() < deadline, "the query still runs on the server");
+        assert!(
+            Instant::now() < deadline,
+            "the query still runs on the server"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -284,21 +323,30 @@ const FILTERS: [&str; 6] = [
 
 /// Each tail, and whether its rows come in a defined order.
 const TAILS: [(&str, bool); 7] = [
-    ("| select id, a / 2 as half, a % 3 as m, a / 0 as z, s || '!' as t2", false),
+    (
+        "| select id, a / 2 as half, a % 3 as m, a / 0 as z, s || '!' as t2",
+        false,
+    ),
     (
         "| group by flag | select flag, count(*) as n, sum(a) as total, min(a) as lo, max(s) as hi, avg(x) as mean",
         false,
     ),
     ("| order by a desc, id | limit 3", true),
     ("| order by s, id", true),
-    ("| join other on data.id = other.id | select id, label, a", false),
+    (
+        "| join other on data.id = other.id | select id, label, a",
+        false,
+    ),
     (
         "| select id, round(x, 1) as r, upper(s) as up, length(s) as len, coalesce(a, -1) as c, \
          instr(s, 'p') as i, substr(s, 2, 3) as sub, trim(s) as tr, min(a, id) as mn, \
          replace(s, 'p', 'P') as rp, substr(s, -2, 2) as tail",
         false,
     ),
-    ("| select id, flag, not flag as nf, a > 2 as big, x * 2 as dx", false),
+    (
+        "| select id, flag, not flag as nf, a > 2 as big, x * 2 as dx",
+        false,
+    ),
 ];
 
 #[test]
@@ -324,7 +372,10 @@ fn postgres_generated_flows_give_the_same_rows_as_sqlite() {
     flow.push_str("}\n");
     let dir = scratch(
         "postgres_differential",
-        &[("wvflow.toml", &pg.toml("wv_differential")), ("d.wv", &flow)],
+        &[
+            ("wvflow.toml", &pg.toml("wv_differential")),
+            ("d.wv", &flow),
+        ],
     );
     let (code, summary) = run(&dir, "d.wv", PASSWORD);
     assert_eq!(code, Some(0), "{summary}");
@@ -336,8 +387,14 @@ fn postgres_generated_flows_give_the_same_rows_as_sqlite() {
             lite.sort_by_key(key);
             there.sort_by_key(key);
         }
-        assert_eq!(lite, there, "`from data {ops}` differs (SQLite, then PostgreSQL)");
-        assert!(!lite.is_empty() || ops.contains("where"), "`{ops}` gave no rows");
+        assert_eq!(
+            lite, there,
+            "`from data {ops}` differs (SQLite, then PostgreSQL)"
+        );
+        assert!(
+            !lite.is_empty() || ops.contains("where"),
+            "`{ops}` gave no rows"
+        );
     }
 }
 
@@ -351,14 +408,23 @@ fn postgres_what_its_dialect_cannot_express_is_refused_at_check() {
                 stage fine on pg = from orders | select id, round(id, 1) as r, instr(status, 'p') as i\n}\n";
     let dir = scratch(
         "postgres_refused",
-        &[("wvflow.toml", toml), ("report.wv", flow), ("orders.csv", "id\n1\n")],
+        &[
+            ("wvflow.toml", toml),
+            ("report.wv", flow),
+            ("orders.csv", "id\n1\n"),
+        ],
     );
     let o = wvflow_in(&dir, PASSWORD, &["check", ".", "--format", "json"]);
     assert_eq!(o.status.code(), Some(1));
     let found: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     let codes: Vec<(&str, u64)> = found
         .iter()
-        .map(|d| (d["code"].as_str().unwrap(), d["range"]["start"]["line"].as_u64().unwrap()))
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap(),
+                d["range"]["start"]["line"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         codes,
@@ -366,10 +432,9 @@ fn postgres_what_its_dialect_cannot_express_is_refused_at_check() {
         "{found:?}"
     );
     assert!(
-        found[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("`hash()` has no PostgreSQL form: the stage runs on PostgreSQL connector `pg`"),
+        found[0]["message"].as_str().unwrap().contains(
+            "`hash()` has no PostgreSQL form: the stage runs on PostgreSQL connector `pg`"
+        ),
         "{found:?}"
     );
     // Nothing ran.
@@ -377,5 +442,54 @@ fn postgres_what_its_dialect_cannot_express_is_refused_at_check() {
     assert_ne!(o.status.code(), Some(0));
     assert!(!dir.join(".wvflow").exists());
     let o = crate::common::wvflow(&["explain", "E0709"]);
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with("E0709: expression a connector cannot run"));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("E0709: expression a connector cannot run")
+    );
+}
+
+#[test]
+fn postgres_a_cancelled_run_cancels_the_query_on_the_server() {
+    let pg = server();
+    pg.database("wv_cancel");
+    pg.psql(
+        "wv_cancel",
+        "CREATE VIEW sleepy AS SELECT 1 AS id FROM (SELECT pg_sleep(600)) AS slept",
+    );
+    let flow = "flow Report = {\n  stage slow on pg = from public.sleepy\n}\n";
+    let dir = scratch(
+        "postgres_cancel",
+        &[("wvflow.toml", &pg.toml("wv_cancel")), ("report.wv", flow)],
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["run", "report.wv", "--format", "json"])
+        .current_dir(&dir)
+        .env("PGPASSWORD", PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'wv_cancel' \
+                    AND state = 'active' AND query LIKE '%sleepy%' AND pid <> pg_backend_pid()";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.psql("wv_cancel", sleeping).trim() != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the query never ran on the server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SIGTERM cancels the run, as Ctrl-C does.
+    // SAFETY: kill sends a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stage(&summary, "slow")["state"], "cancelled", "{summary}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.psql("wv_cancel", sleeping).trim() != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the query still runs on the server"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

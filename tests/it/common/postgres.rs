@@ -27,7 +27,11 @@ pub fn server() -> &'static Server {
 /// newest version under /usr/lib/postgresql.
 fn bin_dir() -> PathBuf {
     let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("initdb")).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("initdb"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default()
         .into_iter()
         .find(|p| p.is_file())
@@ -45,7 +49,9 @@ fn bin_dir() -> PathBuf {
             .unwrap_or(0)
     });
     versions.pop().unwrap_or_else(|| {
-        panic!("PostgreSQL is not installed: scripts/test.sh installs Debian's `postgresql` package")
+        panic!(
+            "PostgreSQL is not installed: scripts/test.sh installs Debian's `postgresql` package"
+        )
     })
 }
 
@@ -55,8 +61,17 @@ fn os_user() -> Option<&'static str> {
     if unsafe { libc::geteuid() } != 0 {
         return None;
     }
-    let has = |u: &str| Command::new("id").arg(u).output().is_ok_and(|o| o.status.success());
-    Some(if has("postgres") { "postgres" } else { "nobody" })
+    let has = |u: &str| {
+        Command::new("id")
+            .arg(u)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    Some(if has("postgres") {
+        "postgres"
+    } else {
+        "nobody"
+    })
 }
 
 /// `program args...`, as the server's OS user.
@@ -82,6 +97,8 @@ fn check(what: &str, c: &mut Command) {
     );
 }
 
+// The watcher is never waited for: it outlives the test binary, to stop the server after it.
+#[allow(clippy::zombie_processes)]
 fn start() -> Server {
     let bin = bin_dir();
     let dir = tempfile::Builder::new()
@@ -98,7 +115,15 @@ fn start() -> Server {
         as_server(&bin, "initdb")
             .arg("-D")
             .arg(dir.join("data"))
-            .args(["-U", USER, "-A", "scram-sha-256", "-E", "UTF8", "--locale=C"])
+            .args([
+                "-U",
+                USER,
+                "-A",
+                "scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
             .arg(format!("--pwfile={}", dir.join("pw").display())),
     );
     // A port free now; another process may take it before the server does: then the next.
@@ -137,7 +162,9 @@ fn start() -> Server {
     let stop = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {runas}{pg_ctl} -D {data} stop -m immediate; rm -rf {dir}",
         pid = std::process::id(),
-        runas = os_user().map(|u| format!("runuser -u {u} -- ")).unwrap_or_default(),
+        runas = os_user()
+            .map(|u| format!("runuser -u {u} -- "))
+            .unwrap_or_default(),
         pg_ctl = bin.join("pg_ctl").display(),
         data = dir.join("data").display(),
         dir = dir.display(),
@@ -155,19 +182,35 @@ fn start() -> Server {
 impl Server {
     /// A new empty database `name` (dropped first if an earlier run left it).
     pub fn database(&self, name: &str) {
-        self.psql("postgres", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        self.psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
     }
 
     /// `sql` run by `psql` on database `db`: its rows, unaligned, `|` between columns.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let psql = self.bin.join("psql");
-        let o = Command::new(if psql.is_file() { psql } else { PathBuf::from("psql") })
-            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", USER])
-            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql])
-            .env("PGPASSWORD", PASSWORD)
-            .output()
-            .expect("psql runs");
+        let o = Command::new(if psql.is_file() {
+            psql
+        } else {
+            PathBuf::from("psql")
+        })
+        .args([
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            USER,
+        ])
+        .args(["-p", &self.port.to_string(), "-d", db, "-c", sql])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .expect("psql runs");
         assert!(
             o.status.success(),
             "psql {sql}: {}",
