@@ -405,7 +405,8 @@ fn postgres_what_its_dialect_cannot_express_is_refused_at_check() {
                 stage tagged on pg = from orders | select id, hash(status) as tag, now() as at\n  \
                 stage late on pg = from orders | where run_time > timestamp '2026-01-01T00:00:00Z'\n  \
                 stage rows on pg = from 'orders.csv' | limit 1\n  \
-                stage fine on pg = from orders | select id, round(id, 1) as r, instr(status, 'p') as i\n}\n";
+                stage fine on pg = from orders | select id, round(id, 1) as r, instr(status, 'p') as i\n  \
+                stage keyed [idempotency_key: 'k'] on pg = from orders\n}\n";
     let dir = scratch(
         "postgres_refused",
         &[
@@ -428,7 +429,13 @@ fn postgres_what_its_dialect_cannot_express_is_refused_at_check() {
         .collect();
     assert_eq!(
         codes,
-        [("E0709", 2), ("E0709", 2), ("E0709", 3), ("E0710", 4)],
+        [
+            ("E0709", 2),
+            ("E0709", 2),
+            ("E0709", 3),
+            ("E0710", 4),
+            ("E0710", 6)
+        ],
         "{found:?}"
     );
     assert!(

@@ -115,6 +115,11 @@ fn server_steps(stage: &Stage) -> Vec<(Span, &'static str)> {
         }
         SourceKind::Wait(_) | SourceKind::WaitUntil(_) => refused.push((source.span, "a wait")),
     }
+    // A key is kept with the rows it gave: on a server the stage's `save to` would already
+    // have been written when a key over its rows finds them recorded.
+    if let Some(key) = stage.config.as_ref().and_then(|c| c.get("idempotency_key")) {
+        refused.push((key.span(), "an `idempotency_key`"));
+    }
     for op in &stage.body.ops {
         match &op.kind {
             OpKind::Join(join) => refused.extend(unshippable(&join.source, op.span)),
