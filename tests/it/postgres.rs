@@ -114,7 +114,9 @@ fn postgres_from_schema_table_reads_the_servers_table() {
         "CREATE SCHEMA sales; CREATE TABLE sales.orders (id int, customer text, amount numeric(10,2), paid boolean); \
          INSERT INTO sales.orders VALUES (1, 'O''Brien', 12.50, true), (2, 'Ann', 3, false), (3, NULL, 40, NULL)",
     );
-    let flow = "flow Read = {\n  stage big on pg = from sales.orders | where amount >= 10 | order by id\n  \
+    // A parameter is written into the server's query as a literal.
+    let flow = "flow Read(least: int = 10, not_named: string = 'it''s') = {\n  \
+                stage big on pg = from sales.orders | where amount >= least and coalesce(customer, '') <> not_named | order by id\n  \
                 stage after = from big | select id, customer, amount, paid\n}\n";
     let dir = scratch(
         "postgres_from",
