@@ -499,6 +499,11 @@ impl<'a> Writer<'a> {
 
     fn name(&mut self, name: &str) -> String {
         match self.resolve(name) {
+            // PostgreSQL has a boolean type: a boolean value (kept as 1 or 0) is cast to it.
+            Meaning::Value(ValueType::Boolean) if self.dialect == Dialect::Postgres => {
+                self.used.insert(name.to_string());
+                format!("CAST(:{name} AS boolean)")
+            }
             Meaning::Value(_) => {
                 self.used.insert(name.to_string());
                 format!(":{name}")

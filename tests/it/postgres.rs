@@ -115,8 +115,9 @@ fn postgres_from_schema_table_reads_the_servers_table() {
          INSERT INTO sales.orders VALUES (1, 'O''Brien', 12.50, true), (2, 'Ann', 3, false), (3, NULL, 40, NULL)",
     );
     // A parameter is written into the server's query as a literal.
-    let flow = "flow Read(least: int = 10, not_named: string = 'it''s') = {\n  \
-                stage big on pg = from sales.orders | where amount >= least and coalesce(customer, '') <> not_named | order by id\n  \
+    let flow = "flow Read(least: int = 10, not_named: string = 'it''s', settled: boolean = true) = {\n  \
+                stage big on pg = from sales.orders | where amount >= least and coalesce(customer, '') <> not_named \
+                and (paid = settled or paid is null) | order by id\n  \
                 stage after = from big | select id, customer, amount, paid\n}\n";
     let dir = scratch(
         "postgres_from",
@@ -403,12 +404,13 @@ fn postgres_generated_flows_give_the_same_rows_as_sqlite() {
 #[test]
 fn postgres_what_its_dialect_cannot_express_is_refused_at_check() {
     let toml = "[connectors.pg]\nkind = \"postgres\"\nurl = \"postgresql://app:${PGPASSWORD}@127.0.0.1:1/a\"\n";
-    let flow = "flow Report = {\n  stage orders = from [[1, 'open']] as t(id, status)\n  \
+    let flow = "flow Report = {\n  signal go = false\n  stage orders = from [[1, 'open']] as t(id, status)\n  \
                 stage tagged on pg = from orders | select id, hash(status) as tag, now() as at\n  \
                 stage late on pg = from orders | where run_time > timestamp '2026-01-01T00:00:00Z'\n  \
                 stage rows on pg = from 'orders.csv' | limit 1\n  \
                 stage fine on pg = from orders | select id, round(id, 1) as r, instr(status, 'p') as i\n  \
-                stage keyed [idempotency_key: 'k'] on pg = from orders\n}\n";
+                stage keyed [idempotency_key: 'k'] on pg = from orders\n  \
+                stage waits on pg = from orders | where signal.go\n}\n";
     let dir = scratch(
         "postgres_refused",
         &[
@@ -432,11 +434,12 @@ fn postgres_what_its_dialect_cannot_express_is_refused_at_check() {
     assert_eq!(
         codes,
         [
-            ("E0709", 2),
-            ("E0709", 2),
             ("E0709", 3),
-            ("E0710", 4),
-            ("E0710", 6)
+            ("E0709", 3),
+            ("E0709", 4),
+            ("E0710", 5),
+            ("E0710", 7),
+            ("E0709", 8)
         ],
         "{found:?}"
     );

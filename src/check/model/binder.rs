@@ -273,7 +273,11 @@ impl Binder {
     /// A plain name `e`: a value, a signal or a column of the row.
     fn bind_name(&mut self, name: &str, e: &Expr, scope: &Scope) -> ValueType {
         match scope.resolve(name) {
-            Meaning::Value(ty) | Meaning::Signal(ty) => ty,
+            Meaning::Value(ty) => ty,
+            Meaning::Signal(ty) => {
+                self.signal_on_postgres(e.span);
+                ty
+            }
             Meaning::Column(_, ty) => {
                 self.read_row = true;
                 ty
@@ -314,7 +318,21 @@ impl Binder {
     }
 
     /// `signal.name`: a signal of the flow.
+    /// A signal's value is read from the run store, which a server does not have.
+    fn signal_on_postgres(&mut self, span: crate::span::Span) {
+        if let Some(connector) = &self.on_postgres {
+            let d = not_on_postgres(
+                self.file,
+                span,
+                connector,
+                "a signal is read from the run store".to_string(),
+            );
+            self.out.push(d);
+        }
+    }
+
     fn bind_signal(&mut self, f: &Field, scope: &Scope) -> ValueType {
+        self.signal_on_postgres(f.field.span);
         let signal = scope.signals.iter().find(|(n, _)| *n == f.field.name);
         if signal.is_none() {
             let d = Diagnostic::error(
