@@ -277,6 +277,14 @@ fn postgres_a_missing_table_fails_with_the_servers_message() {
         error.contains("relation \"public.no_such_table\" does not exist"),
         "{error}"
     );
+    assert_eq!(stage(&summary, "there")["attempts"], 1);
+    // The stage's retries try it again on the server.
+    let retried = "flow Report = {\n  stage there [retries: 2, retry_delay: 10ms] on pg = from public.no_such_table\n}\n";
+    std::fs::write(dir.join("report.wv"), retried).unwrap();
+    let (code, summary) = run(&dir, "report.wv", PASSWORD);
+    assert_ne!(code, Some(0));
+    assert_eq!(stage(&summary, "there")["attempts"], 3, "{summary}");
+    assert!(error_of(&summary, "there").contains("does not exist"));
 }
 
 #[test]

@@ -1,8 +1,13 @@
-//! A stage on a connector's server (`on pg`): its steps run there (`runtime::postgres`), and
-//! its rows come back as a query's table of the stage's connection, stored as any other.
+//! A stage on a connector's server (`on pg`): its steps run there (`runtime::postgres`), tried
+//! again by the stage's retry policy when an attempt fails, and its rows come back as a
+//! query's table of the stage's connection, stored as any other.
 
 use super::{StageRun, StepError};
+use crate::runtime::error::StageError;
 use crate::runtime::output::Data;
+use crate::runtime::postgres::{self, Error};
+use crate::runtime::rules::{AfterFailure, Waiter, after_failure};
+use std::time::Duration;
 
 impl<'a> StageRun<'a, '_> {
     /// The connector the stage runs on, when it is not `default`.
@@ -18,16 +23,47 @@ impl<'a> StageRun<'a, '_> {
         for (name, value) in &self.store.stage_params {
             params.entry(name.clone()).or_insert_with(|| value.clone());
         }
-        let job = crate::runtime::postgres::Job {
+        let job = postgres::Job {
             connector,
             cwd: &self.ctx.cwd,
             stage: self.stage,
             params,
             cancel: vec![self.ctx.cancel.clone(), self.cancel.clone()],
         };
-        self.attempts = self.attempts.max(1);
-        crate::runtime::postgres::run(&job, self.store)
-            .map(Data::Table)
-            .map_err(|e| (e.into(), 1))
+        let started = self.ctx.clock.now();
+        let schedule_timeout = self.stage.schedule_timeout_ms.map(Duration::from_millis);
+        let mut attempt = 1;
+        loop {
+            self.attempts = attempt;
+            let error = match postgres::run(&job, self.store) {
+                Ok(rows) => return Ok(Data::Table(rows)),
+                Err(e) if retried(&e) => e,
+                Err(e) => return Err((e.into(), attempt)),
+            };
+            let elapsed = self.ctx.clock.now().saturating_sub(started);
+            let waiter = Waiter::Wvflow(self.ctx.random);
+            match after_failure(&self.stage.retry, schedule_timeout, (attempt, None), elapsed, waiter) {
+                AfterFailure::Again(delay) => {
+                    if !self.ctx.clock.sleep_unless(delay, &self.cancel) {
+                        return Err((StageError::Cancelled, attempt));
+                    }
+                    attempt += 1;
+                }
+                AfterFailure::GiveUp(Some(why)) => {
+                    let error = Box::new(error.into());
+                    return Err((StageError::GaveUp { error, why }, attempt));
+                }
+                AfterFailure::GiveUp(None) => return Err((error.into(), attempt)),
+            }
+        }
     }
+}
+
+/// Whether another attempt may go otherwise: the server, the connection or the time it took,
+/// not the workspace's settings or a cancel.
+fn retried(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Connect { .. } | Error::Server { .. } | Error::TimedOut { .. } | Error::Store(_)
+    )
 }
