@@ -105,6 +105,16 @@ impl Store {
     ) -> Result<Table, E> {
         let name = self.take_temp(&columns, &types)?;
         let mut rows = 0;
+        // Rows of no columns are nothing SQLite can hold (a server's table may have none).
+        if columns.is_empty() {
+            fill(&mut |_| Ok(()))?;
+            return Ok(Table {
+                name,
+                rows: 0,
+                columns,
+                types,
+            });
+        }
         let filled = (|| {
             // One transaction of this connection's own `temp`: no other stage waits for it.
             let tx = self.conn.unchecked_transaction().map_err(Error::from)?;
