@@ -6,6 +6,8 @@
 #  - VS Code's TextMate engine (npm, pinned in tests/textmate/package-lock.json), to check
 #    the editor grammar in grammar/ against the lexer.
 #  - Neovim (Debian package), a real editor client for `wvflow lsp`.
+#  - PostgreSQL (Debian package `postgresql`): the tests of stages on a postgres connector
+#    start a server of their own with its `initdb` and `pg_ctl` (tests/it/common/postgres.rs).
 #  - Chromium (Debian package) and Playwright's driver for it (npm, pinned in
 #    tests/ui/package-lock.json), to use `wvflow ui` in a real browser.
 #  - Apache Airflow 3.3 in a Python venv (PyPI, every package pinned in
@@ -32,6 +34,10 @@ need() {
 need dot graphviz
 need nvim neovim
 need chromium chromium
+# Debian keeps PostgreSQL's server programs off the PATH, under /usr/lib/postgresql/*/bin.
+if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  need initdb postgresql
+fi
 
 # An npm package set pinned in a folder under tests/, installed when it is not yet.
 need_npm() {

@@ -45,7 +45,8 @@ folder above it; the first one found is the workspace's. Each connector is a tab
   path = \"analytics.duckdb\"
 
 `default` is the embedded SQLite database, always there; it cannot be redefined. This build
-runs stages on `default` only: a stage on another connector is refused at check (E0702).";
+runs stages on `default` and on postgres connectors; a stage on a sqlite or duckdb connector
+is refused at check (E0702).";
 
 /// `wvflow explain wvflow.toml`, `connectors`, or one key (`connectors.url`, or `url`).
 pub fn explain(word: &str) -> Option<String> {

@@ -130,10 +130,10 @@ impl Connectors {
     }
 }
 
-/// Whether this build runs a stage's queries on the connector: only on `default` today
-/// (running on PostgreSQL, DuckDB or another SQLite file is not built yet).
-pub fn runs_here(_connector: &Connector) -> bool {
-    false
+/// Whether this build runs a stage's queries on the connector: a PostgreSQL server does
+/// (`runtime::postgres`); DuckDB and another SQLite file are not built yet.
+pub fn runs_here(connector: &Connector) -> bool {
+    connector.kind == ConnectorKind::Postgres
 }
 
 /// The `wvflow.toml` of the workspace whose first path is `start`: in the folder `start`

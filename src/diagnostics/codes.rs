@@ -192,6 +192,8 @@ codes! {
     E0706: "unknown key in `wvflow.toml`";
     E0707: "invalid connector value";
     E0708: "connector `default` redefined";
+    E0709: "expression a connector cannot run";
+    E0710: "step a connector cannot run";
     W0101: "triggered stage reads a stage that may have failed";
     W0102: "route without `else`";
     W0103: "name looks like a misspelled stage";

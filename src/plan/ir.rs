@@ -266,8 +266,9 @@ impl<'de> Deserialize<'de> for Requires {
     }
 }
 
-/// A SQL statement for the embedded engine (SQLite dialect). Flow parameters and the run's
-/// values appear as named parameters (`:day`, `:run_time`), never spliced into the text.
+/// A SQL statement, in the dialect of the database its stage runs on (SQLite, unless the
+/// stage is on a connector). Flow parameters and the run's values appear as named parameters
+/// (`:day`, `:run_time`); for a server they are written in as literals when the stage runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Sql {
     pub text: String,
@@ -541,7 +542,20 @@ pub struct StagePlan {
     /// The stage whose `fork { }` holds this one.
     pub fork_parent: Option<String>,
     pub connector: Option<String>,
+    /// A stage on a server (`on pg`): the rows of the stages it reads, each shipped from the
+    /// run database into a temporary table of its session before its queries run; its
+    /// queries are in the server's dialect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ship_in: Vec<ShipIn>,
     pub origin: Origin,
+}
+
+/// Rows shipped to a server: what `sql` (SQLite, over the run database) gives becomes the
+/// session's temporary table `table`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ShipIn {
+    pub table: String,
+    pub sql: Sql,
 }
 
 /// The JSON Schema of [`Plan`], as published in `docs/plan.schema.json`.

@@ -416,9 +416,48 @@ impl Lowering<'_, '_> {
             routed_from,
             fork_parent: node.fork_parent.map(|p| self.graph.name(p).to_string()),
             connector: stage.connector.as_ref().map(|c| c.name.to_string()),
+            ship_in: self.ship_in(stage),
             retry,
             origin: origin(self.workspace, self.graph.file, stage.name.span),
         }
+    }
+
+    /// The dialect of the database the stage runs on.
+    fn dialect(&self, stage: &ast::Stage) -> sql::Dialect {
+        let Some(on) = &stage.connector else {
+            return sql::Dialect::Sqlite;
+        };
+        match self.workspace.connectors.lookup(&on.name) {
+            crate::connectors::Lookup::Found(c)
+                if c.kind == crate::connectors::ConnectorKind::Postgres =>
+            {
+                sql::Dialect::Postgres
+            }
+            _ => sql::Dialect::Sqlite,
+        }
+    }
+
+    /// The stages a stage on a server reads, each as the run database gives its rows to it
+    /// (a route's filter, the first upstream to succeed), in the order first read.
+    fn ship_in(&self, stage: &ast::Stage) -> Vec<ShipIn> {
+        if self.dialect(stage) != sql::Dialect::Postgres {
+            return Vec::new();
+        }
+        let mut ships: Vec<ShipIn> = Vec::new();
+        for (name, _) in crate::check::model::graph::read_names(stage) {
+            let table = sql::shipped_name(name);
+            if self.graph.index_of(name).is_none() || ships.iter().any(|s| s.table == table) {
+                continue;
+            }
+            ships.push(ShipIn {
+                table,
+                sql: Sql {
+                    text: format!("SELECT * FROM {}", self.read_stage_here(stage, name)),
+                    params: Vec::new(),
+                },
+            });
+        }
+        ships
     }
 
     /// The settings in force: the defaults, the stage's activity's, then the stage's own.
@@ -517,7 +556,7 @@ impl Lowering<'_, '_> {
                 .then(Vec::new),
             steps: Vec::new(),
         };
-        let mut w = self.writer();
+        let mut w = self.writer().in_dialect(self.dialect(stage));
         let mut query = self.source(&mut at_stage, &mut w);
         let types_at = |at: Option<usize>| -> Vec<crate::value::ValueType> {
             let shape = match at {
@@ -722,13 +761,7 @@ impl Lowering<'_, '_> {
             OpKind::GroupBy(keys) => q.group_by(keys.iter().map(|k| w.expr(k)).collect()),
             OpKind::OrderBy(keys) => q.order_by(
                 keys.iter()
-                    .map(|k| {
-                        format!(
-                            "{}{}",
-                            w.expr(&k.expr),
-                            if k.descending { " DESC" } else { "" }
-                        )
-                    })
+                    .map(|k| sql::order_key(w.expr(&k.expr), k.descending))
                     .collect(),
             ),
             OpKind::Limit(n) => q.limit(n.value),
@@ -831,6 +864,10 @@ impl Lowering<'_, '_> {
                 (self.read_stage(stage, &n.name), n.name.to_string())
             }
             SourceRef::Name(n) => (quote_ident(&n.name), n.name.to_string()),
+            SourceRef::Table { schema, table } => (
+                format!("{}.{}", quote_ident(&schema.name), quote_ident(&table.name)),
+                table.name.to_string(),
+            ),
             SourceRef::Failed(n) => (
                 sql::stage_table(&sql::failed_table(&n.name)),
                 format!("{}_failed", n.name),
@@ -920,6 +957,15 @@ impl Lowering<'_, '_> {
 
     /// Reading another stage: its table, filtered when this stage is one of its route targets.
     fn read_stage(&self, reader: &ast::Stage, stage: &str) -> String {
+        // A stage on a server reads the rows shipped to it ([`Self::ship_in`]).
+        if self.dialect(reader) == sql::Dialect::Postgres {
+            return sql::shipped_table(stage);
+        }
+        self.read_stage_here(reader, stage)
+    }
+
+    /// How `reader` reads `stage`'s rows in the run database.
+    fn read_stage_here(&self, reader: &ast::Stage, stage: &str) -> String {
         let table = match self
             .route_filters
             .get(&(stage.to_string(), reader.name.name.to_string()))

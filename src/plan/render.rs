@@ -121,6 +121,11 @@ fn stage_text(out: &mut String, s: &StagePlan) {
     if let Some(k) = &s.idempotency_key {
         let _ = writeln!(out, "  idempotency key: {}", sql(k));
     }
+    // What a stage on a server is sent first, in the run database's SQL; its own steps are
+    // in the server's dialect.
+    for ship in &s.ship_in {
+        let _ = writeln!(out, "  ship in: {} <- {}", ship.table, sql(&ship.sql));
+    }
     for step in &s.steps {
         let _ = writeln!(out, "  {}", self::step(step));
     }

@@ -1,4 +1,5 @@
-//! Expressions and relational operators to SQL for the embedded engine (SQLite dialect).
+//! Expressions and relational operators to SQL, in the dialect of the database the stage
+//! runs on ([`Dialect`]): SQLite for `default`, PostgreSQL for a `postgres` connector.
 //!
 //! Tables: workspace tables by name (`"orders"`); each stage's rows as `run."stage"` (which the
 //! runtime reads from its rows table); each file source as `run."file:path"`, loaded by the
@@ -16,6 +17,42 @@ pub fn quote_ident(name: &str) -> String {
 
 pub fn quote_str(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The SQL dialect a stage's queries are written in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// The embedded engine (`default`).
+    #[default]
+    Sqlite,
+    /// A `postgres` connector's server.
+    Postgres,
+}
+
+/// `ASCII A-Z` and `a-z`: PostgreSQL's `like` is written over text folded with these, so that
+/// it ignores the case of ASCII letters only, as SQLite's does.
+const UPPER: &str = "'ABCDEFGHIJKLMNOPQRSTUVWXYZ'";
+const LOWER: &str = "'abcdefghijklmnopqrstuvwxyz'";
+
+/// An `order by` key: nulls first when ascending and last when descending, written out in
+/// both dialects (PostgreSQL's default is the other way round).
+pub fn order_key(key: String, descending: bool) -> String {
+    if descending {
+        format!("{key} DESC NULLS LAST")
+    } else {
+        format!("{key} NULLS FIRST")
+    }
+}
+
+/// The temporary table of a PostgreSQL session that holds a stage's rows shipped in from the
+/// run database (`run."stage"` there).
+pub fn shipped_table(stage: &str) -> String {
+    format!("pg_temp.{}", quote_ident(&shipped_name(stage)))
+}
+
+/// The name of [`shipped_table`], without its schema.
+pub fn shipped_name(stage: &str) -> String {
+    format!("run.{stage}")
 }
 
 pub fn stage_table(stage: &str) -> String {
@@ -53,6 +90,7 @@ pub struct Writer<'a> {
     /// The rows after a `join`: a qualified name (`customers.name`) is written as the column
     /// it became there (`customers_name`).
     pub joined: Option<crate::check::binder::Row>,
+    pub dialect: Dialect,
 }
 
 impl<'a> Writer<'a> {
@@ -70,7 +108,14 @@ impl<'a> Writer<'a> {
             used: BTreeSet::new(),
             reads_row: false,
             joined: None,
+            dialect: Dialect::Sqlite,
         }
+    }
+
+    /// The same writer, writing `dialect`.
+    pub fn in_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
     }
 
     /// A writer for an activity's `exec` arguments: its parameters only.
@@ -203,12 +248,15 @@ impl<'a> Writer<'a> {
                 pattern,
                 negated,
             } => {
-                format!(
-                    "{} {}LIKE {}",
-                    self.operand(operand),
-                    if *negated { "NOT " } else { "" },
-                    self.operand(pattern)
-                )
+                let (text, pattern) = (self.operand(operand), self.operand(pattern));
+                let not = if *negated { "NOT " } else { "" };
+                match self.dialect {
+                    Dialect::Sqlite => format!("{text} {not}LIKE {pattern}"),
+                    // SQLite's `like`: ASCII letters in any case, and no escape character.
+                    Dialect::Postgres => format!(
+                        "translate({text}, {UPPER}, {LOWER}) {not}LIKE translate({pattern}, {UPPER}, {LOWER}) ESCAPE ''"
+                    ),
+                }
             }
             ExprKind::Error => "NULL".to_string(),
         }
@@ -240,6 +288,11 @@ impl<'a> Writer<'a> {
     }
 
     fn call(&mut self, call: &Call) -> String {
+        if self.dialect == Dialect::Postgres
+            && let Some(sql) = self.postgres_call(call)
+        {
+            return sql;
+        }
         // The function table names each function's SQL (`hash` is the runtime's own).
         let name = crate::check::functions::lookup(&call.name.name).map_or_else(
             || call.name.name.to_ascii_lowercase(),
@@ -248,6 +301,47 @@ impl<'a> Writer<'a> {
         let args: Vec<String> = call.args.iter().map(|a| self.expr(&a.value)).collect();
         self.run_function(&name, &args)
             .unwrap_or_else(|| format!("{name}({})", args.join(", ")))
+    }
+
+    /// A function whose PostgreSQL form differs from its SQLite one, written so that it gives
+    /// what SQLite gives; `None` for one of the same name and meaning. The checker refused
+    /// the functions PostgreSQL has no form of (E0709) on a stage on a PostgreSQL connector.
+    fn postgres_call(&mut self, call: &Call) -> Option<String> {
+        let name = call.name.name.to_ascii_lowercase();
+        let args: Vec<String> = call.args.iter().map(|a| self.expr(&a.value)).collect();
+        Some(match (name.as_str(), args.as_slice()) {
+            // SQLite rounds half away from zero and gives a real: so does numeric's round.
+            ("round", [x]) => format!("CAST(round(CAST({x} AS numeric)) AS double precision)"),
+            ("round", [x, digits]) => format!(
+                "CAST(round(CAST({x} AS numeric), CAST({digits} AS integer)) AS double precision)"
+            ),
+            ("trim", [s, chars]) => format!("btrim({s}, {chars})"),
+            ("instr", [s, part]) => format!("strpos({s}, {part})"),
+            ("length", [s]) => format!("length(CAST({s} AS text))"),
+            // A negative start counts from the end in SQLite.
+            ("substr", [s, start, rest @ ..]) => {
+                let start = format!(
+                    "(CASE WHEN {start} < 0 THEN length({s}) + {start} + 1 ELSE {start} END)"
+                );
+                let rest: String = rest.iter().map(|a| format!(", {a}")).collect();
+                format!("substr({s}, {start}{rest})")
+            }
+            // SQLite's scalar min and max are null when an argument is; least and greatest skip it.
+            ("min" | "max", many) if many.len() >= 2 => {
+                let f = if name == "min" { "least" } else { "greatest" };
+                let nulls: Vec<String> = many.iter().map(|a| format!("{a} IS NULL")).collect();
+                format!(
+                    "(CASE WHEN {} THEN NULL ELSE {f}({}) END)",
+                    nulls.join(" OR "),
+                    many.join(", ")
+                )
+            }
+            ("group_concat", [x]) => format!("string_agg(CAST({x} AS text), ',')"),
+            ("group_concat", [x, separator]) => {
+                format!("string_agg(CAST({x} AS text), {separator})")
+            }
+            _ => return None,
+        })
     }
 
     /// `lhs op rhs` (the expression `e`): time arithmetic and comparisons by the engine's
@@ -264,8 +358,13 @@ impl<'a> Writer<'a> {
             && self.static_type(e) == ValueType::Duration
         {
             // Milliseconds stay whole: `d * 1.5` is a duration, not 1500.0.
+            // PostgreSQL's INTEGER is 32 bits: milliseconds need its BIGINT.
+            let whole = match self.dialect {
+                Dialect::Sqlite => "INTEGER",
+                Dialect::Postgres => "BIGINT",
+            };
             format!(
-                "CAST(ROUND({} {} {}) AS INTEGER)",
+                "CAST(ROUND({} {} {}) AS {whole})",
                 self.operand(lhs),
                 op.symbol(),
                 self.operand(rhs)
@@ -284,6 +383,15 @@ impl<'a> Writer<'a> {
             )
         } else if op == BinaryOp::Concat {
             format!("{} || {}", self.text_operand(lhs), self.text_operand(rhs))
+        } else if self.dialect == Dialect::Postgres && matches!(op, BinaryOp::Div | BinaryOp::Rem)
+        {
+            // SQLite divides by zero into null; PostgreSQL would fail the query.
+            format!(
+                "{} {} NULLIF({}, 0)",
+                self.operand(lhs),
+                op.symbol(),
+                self.operand(rhs)
+            )
         } else {
             let symbol = match op {
                 BinaryOp::Or => "OR",
@@ -391,6 +499,11 @@ impl<'a> Writer<'a> {
 
     fn name(&mut self, name: &str) -> String {
         match self.resolve(name) {
+            // PostgreSQL has a boolean type: a boolean value (kept as 1 or 0) is cast to it.
+            Meaning::Value(ValueType::Boolean) if self.dialect == Dialect::Postgres => {
+                self.used.insert(name.to_string());
+                format!("CAST(:{name} AS boolean)")
+            }
             Meaning::Value(_) => {
                 self.used.insert(name.to_string());
                 format!(":{name}")

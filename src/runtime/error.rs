@@ -49,6 +49,8 @@ pub enum StageError {
     Store(Shared<super::store::Error>),
     /// Rows that `activate(...)` could not deliver.
     Activate(Shared<super::activate::Error>),
+    /// A stage on a server (`on pg`) failed there, or could not reach it.
+    Connector(Shared<super::postgres::Error>),
     /// A child run that did not end as a run (not started, stopped with its parent stage).
     Child(Shared<super::launch::Error>),
     /// Anything else about the stage's data, as the error said.
@@ -197,6 +199,16 @@ impl From<super::store::Error> for StageError {
     }
 }
 
+/// Cancelled on the server because the run was: the stage is cancelled, not failed.
+impl From<super::postgres::Error> for StageError {
+    fn from(e: super::postgres::Error) -> Self {
+        match e {
+            super::postgres::Error::Cancelled => StageError::Cancelled,
+            e => StageError::Connector(Shared::new(e)),
+        }
+    }
+}
+
 impl From<super::output::Error> for StageError {
     fn from(e: super::output::Error) -> Self {
         super::store::Error::Output(e).into()
@@ -271,6 +283,7 @@ impl std::fmt::Display for StageError {
             ),
             StageError::Store(e) => write!(f, "{}", e.0),
             StageError::Activate(e) => write!(f, "{}", e.0),
+            StageError::Connector(e) => write!(f, "{}", e.0),
             StageError::Child(e) => write!(f, "{}", e.0),
             StageError::ChildRun {
                 run_id,

@@ -42,6 +42,7 @@ pub mod input;
 pub mod launch;
 pub mod output;
 pub mod pools;
+pub mod postgres;
 pub mod retry;
 pub mod rows_text;
 pub mod rules;

@@ -18,7 +18,9 @@ mod layout;
 mod rewrite;
 mod run_view;
 mod saved;
+mod stream;
 mod temps;
+pub use stream::{Shape, Storage};
 pub use run_view::RunView;
 
 pub use items::{Gathered, ItemTable};

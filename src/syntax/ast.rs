@@ -217,6 +217,8 @@ pub enum SourceKind {
 pub enum SourceRef {
     /// A stage of the flow or a table of the workspace.
     Name(Ident),
+    /// `schema.table`: a table of the database the stage's connector names (`on pg`).
+    Table { schema: Ident, table: Ident },
     /// A file path.
     File(StrLit),
     /// `failed(stage)`: the items of the stage's `each` that failed (and were tolerated).

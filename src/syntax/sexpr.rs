@@ -131,6 +131,7 @@ fn source(s: &Source) -> String {
 fn source_ref(r: &SourceRef) -> String {
     match r {
         SourceRef::Name(n) => name(n),
+        SourceRef::Table { schema, table } => format!("(table {} {})", name(schema), name(table)),
         SourceRef::File(s) => format!("(file {})", quote(&s.value)),
         SourceRef::Failed(n) => format!("(failed {})", name(n)),
         SourceRef::Values { rows, alias, .. } => {

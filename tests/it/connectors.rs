@@ -6,8 +6,11 @@ use crate::common::scratch;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// A server nothing answers on (port 1 of this machine): a run that opens it fails at once.
 const PG: &str = "[connectors.pg]\nkind = \"postgres\"\n\
-    url = \"postgresql://app:${PGPASSWORD}@db.internal:5432/analytics\"\n";
+    url = \"postgresql://app:${PGPASSWORD}@127.0.0.1:1/analytics\"\n";
+
+const DUCK: &str = "[connectors.duck]\nkind = \"duckdb\"\npath = \"w.duckdb\"\n";
 
 const SECRET: &str = "pw-6b1f0c93-unique-in-this-test";
 
@@ -148,14 +151,14 @@ fn a_postgres_connector_without_url_is_refused() {
 }
 
 #[test]
-fn a_stage_on_postgres_is_refused_before_anything_runs() {
+fn a_stage_on_duckdb_is_refused_before_anything_runs() {
     let dir = scratch(
         "connectors_refused",
-        &[("wvflow.toml", PG), ("report.wv", &flow(Some("pg")))],
+        &[("wvflow.toml", DUCK), ("report.wv", &flow(Some("duck")))],
     );
     let check = wvflow_in(&dir, &["check", "."]);
     assert_eq!(check.status.code(), Some(1));
-    insta::assert_snapshot!("postgres_refused", stdout(&check));
+    insta::assert_snapshot!("duckdb_refused", stdout(&check));
     let run = wvflow_in(&dir, &["run", "report.wv"]);
     assert_ne!(run.status.code(), Some(0));
     let err = String::from_utf8_lossy(&run.stderr);
@@ -165,7 +168,7 @@ fn a_stage_on_postgres_is_refused_before_anything_runs() {
     );
     assert!(
         err.contains(
-            "stage `recent` runs on connector `pg` (postgres), which this build of wvflow cannot run yet"
+            "stage `recent` runs on connector `duck` (duckdb), which this build of wvflow cannot run yet"
         ),
         "{err}"
     );
@@ -214,9 +217,10 @@ fn a_secret_of_the_environment_is_never_printed() {
             &["run", "report.wv", "--format", "json"],
         ] {
             let o = wvflow_in(dir, args);
-            // The connector was in view of each: refused where used, planned, exported and
-            // run where not.
-            assert_eq!(o.status.code() == Some(0), !refused, "wvflow {args:?}");
+            // The connector was in view of each: checked, planned and exported; a run that
+            // uses it opens it, and fails (nothing answers), a run that does not succeeds.
+            let fails = refused && args[0] == "run";
+            assert_eq!(o.status.code() == Some(0), !fails, "wvflow {args:?}");
             outputs.push((args.join(" "), o));
         }
     }
@@ -231,6 +235,21 @@ fn a_secret_of_the_environment_is_never_printed() {
     }
     let (_, run) = outputs.last().unwrap();
     assert_eq!(json(run)["state"], "success");
+    let (_, failed) = &outputs[outputs.len() / 2 - 1];
+    let error = json(failed)["stages"][1]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.starts_with("connector `pg`: cannot connect"),
+        "{error}"
+    );
+    assert!(!error.contains(SECRET), "{error}");
+    for entry in walk(&used.join(".wvflow")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        let found = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
+        assert!(!found, "{} holds the secret", entry.display());
+    }
     // The run store holds no copy either.
     for entry in walk(&unused.join(".wvflow")) {
         let bytes = std::fs::read(&entry).unwrap();

@@ -517,11 +517,11 @@ fn a_file_with_thousands_of_problems_gets_the_first_and_a_note() {
 
 /// Connectors in the editor: `stage s on ` completes `default` and `wvflow.toml`'s
 /// connectors, a connector's name hovers with its kind, and a stage on a connector this build
-/// cannot run is shown as E0702 where it is written.
+/// cannot run (duckdb) is shown as E0702 where it is written; one on postgres is not.
 #[test]
 fn the_language_server_knows_connectors() {
     const TOML: &str = "[connectors.pg]\nkind = \"postgres\"\nurl = \"postgresql://app:${PGPASSWORD}@db/a\"\n\n[connectors.duck]\nkind = \"duckdb\"\npath = \"a.duckdb\"\n";
-    const FLOW: &str = "flow Report = {\n  stage orders = from [[1]] as t(id)\n  stage recent on pg = from orders | limit 10\n}\n";
+    const FLOW: &str = "flow Report = {\n  stage orders = from [[1]] as t(id)\n  stage recent on duck = from orders | limit 10\n  stage there on pg = from orders\n}\n";
     let dir = scratch(
         "lsp_connectors",
         &[("wvflow.toml", TOML), ("report.wv", FLOW)],
@@ -542,12 +542,16 @@ fn the_language_server_knows_connectors() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["code"], "E0702");
     let at = |line: u32, character: u32| json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } });
-    // `on p|g` on line 2: `pg` starts at column 18.
+    // `on d|uck` on line 2: `duck` starts at column 18.
     assert_eq!(
         labels(client.request("textDocument/completion", at(2, 19))),
         ["default", "pg", "duck"]
     );
     let hover = client.request("textDocument/hover", at(2, 19));
+    let text = hover["contents"]["value"].as_str().unwrap();
+    assert!(text.contains("**connector `duck`**: duckdb"), "{text}");
+    // `on p|g` on line 3.
+    let hover = client.request("textDocument/hover", at(3, 18));
     let text = hover["contents"]["value"].as_str().unwrap();
     assert!(text.contains("**connector `pg`**: postgres"), "{text}");
     assert!(!text.contains("PGPASSWORD"), "{text}");

@@ -29,6 +29,7 @@ mod one_run;
 mod parse_snapshots;
 mod patterns;
 mod plan;
+mod postgres;
 mod routes;
 mod rules;
 mod run_cli;

@@ -196,6 +196,9 @@ pub struct Binder {
     /// The expressions bound are a loop's (its condition, the operators it repeats, its
     /// stage's keys): `iteration()` has a value there.
     pub in_loop: bool,
+    /// The expressions bound are a stage's on this PostgreSQL connector: what its dialect
+    /// cannot express is reported (E0709).
+    pub on_postgres: Option<String>,
 }
 
 impl Binder {
@@ -206,6 +209,7 @@ impl Binder {
             quiet_functions: &[],
             read_row: false,
             in_loop: false,
+            on_postgres: None,
         }
     }
 
@@ -269,7 +273,11 @@ impl Binder {
     /// A plain name `e`: a value, a signal or a column of the row.
     fn bind_name(&mut self, name: &str, e: &Expr, scope: &Scope) -> ValueType {
         match scope.resolve(name) {
-            Meaning::Value(ty) | Meaning::Signal(ty) => ty,
+            Meaning::Value(ty) => ty,
+            Meaning::Signal(ty) => {
+                self.signal_on_postgres(e.span);
+                ty
+            }
             Meaning::Column(_, ty) => {
                 self.read_row = true;
                 ty
@@ -310,7 +318,21 @@ impl Binder {
     }
 
     /// `signal.name`: a signal of the flow.
+    /// A signal's value is read from the run store, which a server does not have.
+    fn signal_on_postgres(&mut self, span: crate::span::Span) {
+        if let Some(connector) = &self.on_postgres {
+            let d = not_on_postgres(
+                self.file,
+                span,
+                connector,
+                "a signal is read from the run store".to_string(),
+            );
+            self.out.push(d);
+        }
+    }
+
     fn bind_signal(&mut self, f: &Field, scope: &Scope) -> ValueType {
+        self.signal_on_postgres(f.field.span);
         let signal = scope.signals.iter().find(|(n, _)| *n == f.field.name);
         if signal.is_none() {
             let d = Diagnostic::error(
@@ -401,6 +423,12 @@ impl Binder {
         scope: &Scope,
     ) -> ValueType {
         let (l, r) = (self.bind(lhs, scope), self.bind(rhs, scope));
+        if let Some(connector) = &self.on_postgres
+            && let Some(what) = sqlite_time(op, l, r)
+        {
+            let d = not_on_postgres(self.file, e.span, connector, what.to_string());
+            self.out.push(d);
+        }
         if let Some(why) = time_misuse(op, l, r) {
             self.out.push(
                 Diagnostic::error(
@@ -449,6 +477,17 @@ impl Binder {
             ));
             return ValueType::Any;
         };
+        if let Some(connector) = &self.on_postgres
+            && !functions::on_postgres(f)
+        {
+            let d = not_on_postgres(
+                self.file,
+                call.name.span,
+                connector,
+                format!("`{}()` has no PostgreSQL form", f.name),
+            );
+            self.out.push(d);
+        }
         if f.used == Use::RunState && !scope.run_state {
             self.out.push(
                 Diagnostic::error(
@@ -614,6 +653,45 @@ fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
     } else {
         names.join(", ")
     }
+}
+
+/// What of `l op r` the lowering writes with the embedded engine's time functions (`wv_add`,
+/// `julianday`, `wv_duration_text`), which a PostgreSQL connector does not have.
+fn sqlite_time(op: BinaryOp, l: ValueType, r: ValueType) -> Option<&'static str> {
+    use ValueType as T;
+    let time = |t: T| matches!(t, T::Timestamp | T::Date);
+    let number = |t: T| matches!(t, T::Int | T::Float | T::Duration);
+    match op {
+        BinaryOp::Add | BinaryOp::Sub
+            if time(l) || time(r) || (l == T::Duration && !number(r)) || (r == T::Duration && !number(l)) =>
+        {
+            Some("time arithmetic is not written for PostgreSQL yet")
+        }
+        _ if op.is_comparison() && (l == T::Timestamp || r == T::Timestamp) => {
+            Some("timestamps compare as instants only on the embedded engine yet")
+        }
+        BinaryOp::Concat if l == T::Duration || r == T::Duration => {
+            Some("a duration as text is written only by the embedded engine")
+        }
+        _ => None,
+    }
+}
+
+/// E0709: an expression of a stage on a PostgreSQL connector its dialect cannot express.
+fn not_on_postgres(
+    file: FileId,
+    span: crate::span::Span,
+    connector: &str,
+    what: String,
+) -> Diagnostic {
+    Diagnostic::error(
+        Code::E0709,
+        file,
+        span,
+        format!("{what}: the stage runs on PostgreSQL connector `{connector}`"),
+    )
+    .with_label("not on PostgreSQL")
+    .with_help("compute it in a stage on `default` (before or after this one), or write it another way")
 }
 
 /// Why `l op r` is not arithmetic on times, when both types are known: a number without a

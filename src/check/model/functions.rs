@@ -305,3 +305,24 @@ pub fn markdown_table() -> String {
     }
     out
 }
+
+/// The functions a stage on a PostgreSQL connector cannot call (E0709): wvflow's own
+/// (`hash`, `now`, `iteration`, added to SQLite by the runtime) and SQLite's whose arguments
+/// mean something else on PostgreSQL (`date` and `strftime` modifiers, `printf` formats).
+/// Every other function has a PostgreSQL form (`plan::sql`).
+pub const NOT_ON_POSTGRES: [&str; 9] = [
+    "hash",
+    "now",
+    "iteration",
+    "date",
+    "strftime",
+    "printf",
+    "completed_stages",
+    "total_stages",
+    "state",
+];
+
+/// Whether a stage on a PostgreSQL connector can call the function.
+pub fn on_postgres(f: &Function) -> bool {
+    !NOT_ON_POSTGRES.contains(&f.name)
+}

@@ -374,6 +374,8 @@ impl<'g, 'w> Shapes<'g, 'w> {
                     n.name.to_string(),
                 ),
             },
+            // The server's table: its columns are known when the stage runs.
+            SourceRef::Table { table, .. } => (None, table.name.to_string()),
             SourceRef::File(path) => {
                 let alias = Path::new(path.value.as_str())
                     .file_stem()

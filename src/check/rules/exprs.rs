@@ -87,7 +87,9 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
     let scopes = FlowScopes::new(graph.flow);
     let mut binder = Binder::new(graph.file);
     for (node, pipeline) in graph.stages.iter().zip(&pipelines) {
+        binder.on_postgres = postgres_connector(ctx, node.stage);
         stage(&mut binder, &scopes, pipeline, node.stage);
+        binder.on_postgres = None;
     }
     for member in &graph.flow.members {
         match member {
@@ -110,6 +112,17 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
         args(&mut binder, &call.args, &scopes.scope(None, place));
     }
     ctx.out.extend(binder.out);
+}
+
+/// The name of the PostgreSQL connector a stage runs on, if it does.
+fn postgres_connector(ctx: &Ctx, stage: &Stage) -> Option<String> {
+    let on = stage.connector.as_ref()?;
+    match ctx.workspace.connectors.lookup(&on.name) {
+        crate::connectors::Lookup::Found(c) if c.kind == crate::connectors::ConnectorKind::Postgres => {
+            Some(on.name.to_string())
+        }
+        _ => None,
+    }
 }
 
 pub fn check_activity(ctx: &mut Ctx, def: Def<'_, Activity>) {
@@ -191,7 +204,10 @@ fn stage(binder: &mut Binder, scopes: &FlowScopes, pipeline: &Pipeline, stage: &
         operator(binder, scopes, &OpAt { stage, index, row }, &op.kind);
     }
     if let Some(config) = &stage.config {
+        // A stage's keys are evaluated by the embedded engine, wherever the stage runs.
+        let on_postgres = binder.on_postgres.take();
         config_exprs(binder, scopes, stage, config, each_row, pipeline);
+        binder.on_postgres = on_postgres;
     }
     binder.in_loop = false;
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 mod fan;
 mod looped;
 pub mod parts;
+mod server;
 mod span;
 mod steps;
 
@@ -274,6 +275,9 @@ impl StageRun<'_, '_> {
     /// The stage's steps in order, each on the output of the one before. Rows an activity
     /// printed stay in their spool file until a step needs them as values.
     fn steps(&mut self, span: &Span) -> Result<Data, StepError> {
+        if let Some(connector) = self.on_server() {
+            return self.run_on_server(connector);
+        }
         let mut rows: Option<Data> = span.rows.clone().map(Data::from);
         let mut last_query: Option<&Sql> = None;
         let steps = &self.stage.steps[..span.to.min(self.stage.steps.len())];

@@ -144,8 +144,13 @@ fn source_ref<'t>(src: &'t str) -> impl Parse<'t, SourceRef> {
         .filter(|n: &Ident| n.name == "failed")
         .ignore_then(name(src).delimited_by(just(Token::LParen), just(Token::RParen)))
         .map(SourceRef::Failed);
+    let table = name(src)
+        .then_ignore(just(Token::Dot))
+        .then(name(src))
+        .map(|(schema, table)| SourceRef::Table { schema, table });
     choice((
         failed,
+        table,
         name(src).map(SourceRef::Name),
         string(src).map(SourceRef::File),
         values,
