@@ -350,7 +350,19 @@ fn open_one(folder: &str, name: &str, text: &str) -> (Client, String) {
 
 /// As [`open_one`], with the document's first diagnostics.
 fn open_with_diagnostics(folder: &str, name: &str, text: &str) -> (Client, String, Vec<Value>) {
-    let dir = scratch(folder, &[(name, text)]);
+    open_beside(folder, name, text, &[])
+}
+
+/// As [`open_with_diagnostics`], with other files in the folder (a `wvflow.toml`).
+fn open_beside(
+    folder: &str,
+    name: &str,
+    text: &str,
+    others: &[(&str, &str)],
+) -> (Client, String, Vec<Value>) {
+    let mut files = vec![(name, text)];
+    files.extend_from_slice(others);
+    let dir = scratch(folder, &files);
     let root = format!("file://{}", dir.display());
     let uri = format!("{root}/{name}");
     let mut client = Client::start();
@@ -522,23 +534,12 @@ fn a_file_with_thousands_of_problems_gets_the_first_and_a_note() {
 fn the_language_server_knows_connectors() {
     const TOML: &str = "[connectors.pg]\nkind = \"postgres\"\nurl = \"postgresql://app:${PGPASSWORD}@db/a\"\n\n[connectors.duck]\nkind = \"duckdb\"\npath = \"a.duckdb\"\n";
     const FLOW: &str = "flow Report = {\n  stage orders = from [[1]] as t(id)\n  stage recent on duck = from orders | limit 10\n  stage there on pg = from orders\n}\n";
-    let dir = scratch(
+    let (mut client, uri, found) = open_beside(
         "lsp_connectors",
-        &[("wvflow.toml", TOML), ("report.wv", FLOW)],
+        "report.wv",
+        FLOW,
+        &[("wvflow.toml", TOML)],
     );
-    let root = format!("file://{}", dir.display());
-    let uri = format!("{root}/report.wv");
-    let mut client = Client::start();
-    client.request(
-        "initialize",
-        json!({ "processId": null, "rootUri": root, "capabilities": {} }),
-    );
-    client.notify("initialized", json!({}));
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "wvflow", "version": 1, "text": FLOW } }),
-    );
-    let found = client.diagnostics(&uri);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["code"], "E0702");
     let at = |line: u32, character: u32| json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } });

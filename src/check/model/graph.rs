@@ -158,8 +158,8 @@ pub fn read_names(stage: &Stage) -> Vec<(&str, Span)> {
     names
 }
 
-/// The stages whose failed items a stage reads (`from failed(payouts)`).
-pub fn failed_reads(stage: &Stage) -> Vec<(&str, Span)> {
+/// What a stage reads by name: the sources of its `from` and of its `join`s.
+pub fn source_refs(stage: &Stage) -> Vec<&SourceRef> {
     let mut refs: Vec<&SourceRef> = Vec::new();
     if let SourceKind::From(sources) = &stage.body.source.kind {
         refs.extend(sources);
@@ -169,7 +169,13 @@ pub fn failed_reads(stage: &Stage) -> Vec<(&str, Span)> {
             refs.push(&join.source);
         }
     }
-    refs.into_iter()
+    refs
+}
+
+/// The stages whose failed items a stage reads (`from failed(payouts)`).
+pub fn failed_reads(stage: &Stage) -> Vec<(&str, Span)> {
+    source_refs(stage)
+        .into_iter()
         .filter_map(|r| match r {
             SourceRef::Failed(n) => Some((n.name.as_str(), n.span)),
             _ => None,

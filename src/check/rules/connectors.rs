@@ -144,16 +144,8 @@ fn unshippable(r: &SourceRef, span: Span) -> Option<(Span, &'static str)> {
 /// `from schema.table` (or a `join` of one) on `default`: a connector's table, read only by a
 /// stage on that connector.
 fn server_tables(file: crate::source::FileId, stage: &Stage, on: &str) -> Vec<Diagnostic> {
-    let mut refs: Vec<&SourceRef> = Vec::new();
-    if let SourceKind::From(sources) = &stage.body.source.kind {
-        refs.extend(sources);
-    }
-    for op in &stage.body.ops {
-        if let OpKind::Join(join) = &op.kind {
-            refs.push(&join.source);
-        }
-    }
-    refs.into_iter()
+    crate::check::model::graph::source_refs(stage)
+        .into_iter()
         .filter_map(|r| match r {
             SourceRef::Table { schema, table } => Some(
                 Diagnostic::error(
