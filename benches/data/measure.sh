@@ -34,6 +34,24 @@ median() {
   for i in $(seq "$runs"); do measure "$@"; done | sort -n | sed -n "$(( (runs + 1) / 2 ))p"
 }
 
+# The three must give the same top 100 (revenue to the cent): a reference that computes
+# another answer measures nothing.
+same_answers() {
+  (cd "$work" && rm -rf .wvflow && $wvflow run top.wv --format json >"$work/run.json")
+  run_id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$work/run.json")
+  (cd "$work" && $wvflow runs rows "$run_id" top --format csv --limit 100) | tail -n +2 >"$work/wvflow.csv"
+  ANSWER=1 "$here/.venv-duckdb/bin/python" "$here/duckdb_top.py" "$1" >"$work/duckdb.csv"
+  sqlite3 :memory: <"$work/top.sql" >"$work/sqlite3.csv"
+  python3 - "$work" <<'PY'
+import csv, sys
+def rows(name):
+    with open(f"{sys.argv[1]}/{name}.csv") as f:
+        return [(r[0], int(r[1]), round(float(r[2]), 2)) for r in csv.reader(f)]
+w, d, s = rows("wvflow"), rows("duckdb"), rows("sqlite3")
+assert len(w) == 100 and w == d == s, ("the answers differ", w[:3], d[:3], s[:3])
+PY
+}
+
 echo "| rows | CSV | wvflow run | DuckDB | sqlite3 | wvflow / DuckDB time | wvflow RSS / CSV |"
 echo "|---|---|---|---|---|---|---|"
 for n in $sizes; do
@@ -49,12 +67,16 @@ flow Top = {
     | limit 100
 }
 WV
+  # Typed columns: `.import` into a new table makes every column TEXT, and `amount > 100`
+  # then compares text (a different answer).
   cat > "$work/top.sql" <<SQL
+CREATE TABLE orders (order_id INTEGER, customer TEXT, region TEXT, amount REAL, status TEXT);
 .mode csv
-.import $csv orders
+.import --skip 1 $csv orders
 SELECT customer, count(*), sum(amount) AS revenue FROM orders
 WHERE status = 'paid' AND amount > 100 GROUP BY customer ORDER BY revenue DESC LIMIT 100;
 SQL
+  same_answers "$csv"
   bytes=$(stat -c %s "$csv")
   # Each run starts from no run state: a run database holds the loaded file.
   read -r wt wm < <(cd "$work" && median sh -c "rm -rf .wvflow && exec $wvflow run top.wv")
