@@ -365,3 +365,64 @@ flow Parent = {
     }
     assert_eq!(rows(&dir, last, "counter"), ["n,iteration", "5,5"]);
 }
+
+/// Counts slowly until signalled to stop, a new run every 2 iterations.
+const STOPPABLE: &str = r#"
+activity tick(n: int) = sh("""sleep 0.2; printf '{"n": %s}\n' "$WV_N" """)
+flow Ticker = {
+  signal stop = false
+  stage counter [continue_as_new: 2, max_iterations: 1000] = from [[0]] as t(n)
+    | while not stop
+    | tick(_.n + 1)
+}
+"#;
+
+/// Waits until the workspace has `n` runs; its runs, oldest first.
+fn at_least(dir: &Path, n: usize) -> Vec<Value> {
+    let mut all = Vec::new();
+    wait_for(Duration::from_secs(60), "more runs", || {
+        // Before the first run is recorded there is no run store to list.
+        let o = wvflow(&["runs", "-w", ws(dir), "list", "--format", "json"]);
+        all = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        all.reverse();
+        all.len() >= n
+    });
+    all
+}
+
+/// A user holds the run id `wvflow run` printed first: a signal or a cancel sent to it
+/// reaches the run of the chain that goes on now, and the signals sent before a continuation
+/// hold in the runs after it.
+#[test]
+fn requests_to_the_first_run_reach_the_run_that_goes_on() {
+    let dir = scratch("can-signal", &[("flow.wv", STOPPABLE)]);
+    let child = start(&dir, "Ticker");
+    let all = at_least(&dir, 2);
+    let o = wvflow(&[
+        "runs",
+        "-w",
+        ws(&dir),
+        "signal",
+        id(&all[0]),
+        "stop",
+        "true",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["state"], "success");
+    let last = show(&dir, summary["run_id"].as_str().unwrap());
+    assert_eq!(last["signals"][0]["name"], "stop", "{last}");
+    assert_ne!(summary["run_id"], id(&all[0]));
+
+    let dir = scratch("can-cancel-first", &[("flow.wv", STOPPABLE)]);
+    let child = start(&dir, "Ticker");
+    let all = at_least(&dir, 2);
+    let o = wvflow(&["runs", "-w", ws(&dir), "cancel", id(&all[0])]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["state"], "cancelled");
+}

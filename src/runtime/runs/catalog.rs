@@ -605,6 +605,19 @@ pub fn signals(conn: &Connection, run_id: &str) -> Result<Vec<SignalRow>, Error>
     rows.collect::<Result<_, _>>().map_err(Error::from)
 }
 
+/// The run that goes on for `run_id` now: itself, or, for a run continued as new, the newest
+/// run of its chain. A request (cancel, signal) to any run of the chain reaches that one.
+pub fn live_run_id(conn: &Connection, run_id: &str) -> Result<String, Error> {
+    let mut id = run_id.to_string();
+    while let Some(run) = run_in(conn, &id)?
+        && run.state == RunState::Continued
+        && let Some(next) = related(conn, &id, "continued_from")?.into_iter().next()
+    {
+        id = next.run_id;
+    }
+    Ok(id)
+}
+
 /// Runs started by this one: `call` children (`column = "parent_run"`) or jump targets
 /// (`"jumped_from"`), oldest first.
 pub fn related(conn: &Connection, run_id: &str, column: &str) -> Result<Vec<RunRow>, Error> {

@@ -381,6 +381,23 @@ impl<'r> Journal<'r> {
         if reason.is_none() {
             pending_stages(&tx, run).map_err(fail)?;
         }
+        // The signals sent to the run it continues hold here too, in their order.
+        if let Some((from, _)) = run.continued_from {
+            exec(
+                &tx,
+                "INSERT INTO wvflow_signals (run_id, name, value, at)
+                 SELECT ?1, name, value, at FROM wvflow_signals WHERE run_id = ?2 ORDER BY seq",
+                params![run.run_id, from],
+            )
+            .map_err(fail)?;
+            exec(
+                &tx,
+                "UPDATE wvflow_runs SET paused = (SELECT paused FROM wvflow_runs WHERE run_id = ?2)
+                 WHERE run_id = ?1",
+                params![run.run_id, from],
+            )
+            .map_err(fail)?;
+        }
         event(
             &tx,
             run.run_id,
@@ -942,6 +959,7 @@ pub fn request(db: &Path, run_id: &str, asked: Request) -> Result<ShownState, Er
         sqlite,
     };
     let tx = begin(&mut conn).map_err(fail)?;
+    let run_id = &super::catalog::live_run_id(&tx, run_id)?;
     let record = super::catalog::run_in(&tx, run_id)?.ok_or_else(|| Error::NoRun {
         run_id: run_id.to_string(),
         db: db.to_path_buf(),
@@ -1030,6 +1048,7 @@ pub fn request(db: &Path, run_id: &str, asked: Request) -> Result<ShownState, Er
 /// stage or item of the run starts. `false` when the owner has not said so in time.
 pub fn cancel_seen(db: &Path, run_id: &str, limit: std::time::Duration) -> Result<bool, Error> {
     let conn = schema::open(db)?;
+    let run_id = &super::catalog::live_run_id(&conn, run_id)?;
     let started = std::time::Instant::now();
     loop {
         let (seen, finished): (i64, bool) = conn
