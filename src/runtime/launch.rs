@@ -346,6 +346,11 @@ impl<'w> Runner<'w> {
                         .as_ref()
                         .map_or(0, |(p, _)| depths.get(p).map_or(0, |d| d + 1));
                     depths.insert(run_id.clone(), depth);
+                    // A continued run starts nothing more: the map stays as long as the chain
+                    // has runs going, not as long as it ran.
+                    if let Some(from) = &continued_from {
+                        depths.remove(from);
+                    }
                 }
                 // A scheduled run for a given window runs once per window.
                 let once_per_window = gate && run_time.is_some();
