@@ -113,11 +113,10 @@ impl StageRun<'_, '_> {
             vec![vec![Value::Integer(i64::try_from(n - 1).unwrap_or(i64::MAX))]],
         );
         let id = &self.stage.id;
-        let write = |store: &mut crate::runtime::store::Store| -> Result<(), crate::runtime::store::Error> {
-            store.write_table("run", &carried_rows(id), rows)?;
-            store.write_table("run", &carried_number(id), &last)
-        };
-        write(self.store).map_err(|e| (e.into(), 1))?;
+        self.store
+            .write_table("run", &carried_rows(id), rows)
+            .and_then(|()| self.store.write_table("run", &carried_number(id), &last))
+            .map_err(|e| (e.into(), 1))?;
         Ok(true)
     }
 
