@@ -150,30 +150,15 @@ fn connector(
             }
         }
     };
-    let kind = match text("kind", errors) {
-        Some((word, span)) => match ConnectorKind::parse(&word) {
-            Some(kind) => Some(kind),
-            None => {
-                errors.push(ConfigError::UnknownKind {
-                    connector: name.to_string(),
-                    kind: word,
-                    span,
-                });
-                None
-            }
-        },
-        None => {
-            if table.get("kind").is_none() {
-                errors.push(ConfigError::MissingKey {
-                    connector: name.to_string(),
-                    key: "kind",
-                    kind: None,
-                    span: name_span,
-                });
-            }
-            None
-        }
-    };
+    let kind = kind_of(name, text("kind", errors), errors);
+    if kind.is_none() && table.get("kind").is_none() {
+        errors.push(ConfigError::MissingKey {
+            connector: name.to_string(),
+            key: "kind",
+            kind: None,
+            span: name_span,
+        });
+    }
     let mut clean = true;
     for (key, _) in in_file_order(table) {
         let word = key.get_ref().as_ref();
@@ -203,38 +188,63 @@ fn connector(
         }
         return None;
     };
-    let location = match kind {
-        ConnectorKind::Postgres => match SecretText::parse(&value) {
-            Err(e) => {
-                errors.push(ConfigError::BadUrl {
-                    problem: UrlProblem::Template(e),
-                    span,
-                });
-                return None;
-            }
-            Ok(_) if !["postgresql://", "postgres://"].iter().any(|s| value.starts_with(s)) => {
-                errors.push(ConfigError::BadUrl {
-                    problem: UrlProblem::Scheme,
-                    span,
-                });
-                return None;
-            }
-            Ok(url) => Location::Url(url),
-        },
-        ConnectorKind::Sqlite | ConnectorKind::Duckdb => {
-            if value.is_empty() {
-                errors.push(ConfigError::EmptyPath { span });
-                return None;
-            }
-            Location::Path(root.join(value))
-        }
-    };
+    let location = location_of(kind, value, span, root, errors)?;
     clean.then(|| Connector {
         name: name.to_string(),
         kind,
         location,
         span: name_span,
     })
+}
+
+/// The kind a connector's `kind` names (`text`: its value and place, when it is a string);
+/// an unknown one is reported.
+fn kind_of(
+    name: &str,
+    text: Option<(String, Span)>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ConnectorKind> {
+    let (word, span) = text?;
+    let kind = ConnectorKind::parse(&word);
+    if kind.is_none() {
+        errors.push(ConfigError::UnknownKind {
+            connector: name.to_string(),
+            kind: word,
+            span,
+        });
+    }
+    kind
+}
+
+/// Where a connector of `kind` is: its `url` (a template of secrets) or its `path`
+/// (relative to `root`), from the key's `value` at `span`; a malformed one is reported.
+fn location_of(
+    kind: ConnectorKind,
+    value: String,
+    span: Span,
+    root: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Location> {
+    match kind {
+        ConnectorKind::Postgres => {
+            let problem = match SecretText::parse(&value) {
+                Err(e) => UrlProblem::Template(e),
+                Ok(_) if !["postgresql://", "postgres://"].iter().any(|s| value.starts_with(s)) => {
+                    UrlProblem::Scheme
+                }
+                Ok(url) => return Some(Location::Url(url)),
+            };
+            errors.push(ConfigError::BadUrl { problem, span });
+            None
+        }
+        ConnectorKind::Sqlite | ConnectorKind::Duckdb => {
+            if value.is_empty() {
+                errors.push(ConfigError::EmptyPath { span });
+                return None;
+            }
+            Some(Location::Path(root.join(value)))
+        }
+    }
 }
 
 impl ConfigError {
@@ -334,24 +344,7 @@ impl ConfigError {
                 }
             }
             ConfigError::BadUrl { problem, span } => {
-                let (message, help) = match problem {
-                    UrlProblem::Scheme => (
-                        "a postgres connector's `url` must start with `postgresql://`".to_string(),
-                        "write `postgresql://USER:${PASSWORD}@HOST:PORT/DATABASE`",
-                    ),
-                    UrlProblem::Template(TemplateError::Unterminated { .. }) => (
-                        "`${` without its closing `}` in `url`".to_string(),
-                        "write an environment variable as `${NAME}`",
-                    ),
-                    UrlProblem::Template(TemplateError::BadName { name, .. }) => (
-                        format!("`${{{name}}}` in `url` is not an environment variable name"),
-                        "a name is letters, digits and `_`, not starting with a digit",
-                    ),
-                    UrlProblem::Template(TemplateError::LoneDollar { .. }) => (
-                        "a `$` in `url` that is not `${NAME}`".to_string(),
-                        "write `$$` for a dollar sign, `${NAME}` for an environment variable",
-                    ),
-                };
+                let (message, help) = problem.words();
                 at(*span, message)
                     .with_label("invalid url")
                     .with_help(help)
@@ -359,6 +352,30 @@ impl ConfigError {
             ConfigError::EmptyPath { span } => at(*span, "`path` is empty".to_string())
                 .with_label("no file named")
                 .with_help("name the database file, relative to the folder of wvflow.toml"),
+        }
+    }
+}
+
+impl UrlProblem {
+    /// What is wrong, and how to write it.
+    fn words(&self) -> (String, &'static str) {
+        match self {
+            UrlProblem::Scheme => (
+                "a postgres connector's `url` must start with `postgresql://`".to_string(),
+                "write `postgresql://USER:${PASSWORD}@HOST:PORT/DATABASE`",
+            ),
+            UrlProblem::Template(TemplateError::Unterminated { .. }) => (
+                "`${` without its closing `}` in `url`".to_string(),
+                "write an environment variable as `${NAME}`",
+            ),
+            UrlProblem::Template(TemplateError::BadName { name, .. }) => (
+                format!("`${{{name}}}` in `url` is not an environment variable name"),
+                "a name is letters, digits and `_`, not starting with a digit",
+            ),
+            UrlProblem::Template(TemplateError::LoneDollar { .. }) => (
+                "a `$` in `url` that is not `${NAME}`".to_string(),
+                "write `$$` for a dollar sign, `${NAME}` for an environment variable",
+            ),
         }
     }
 }

@@ -341,17 +341,7 @@ impl<'w> Runner<'w> {
                     None => (parent, run_time),
                 };
                 let run_id = new_run_id();
-                if let Ok(mut depths) = self.depths.lock() {
-                    let depth = parent
-                        .as_ref()
-                        .map_or(0, |(p, _)| depths.get(p).map_or(0, |d| d + 1));
-                    depths.insert(run_id.clone(), depth);
-                    // A continued run starts nothing more: the map stays as long as the chain
-                    // has runs going, not as long as it ran.
-                    if let Some(from) = &continued_from {
-                        depths.remove(from);
-                    }
-                }
+                self.nest(&run_id, parent.as_ref(), continued_from.as_deref());
                 // A scheduled run for a given window runs once per window.
                 let once_per_window = gate && run_time.is_some();
                 let run_time = run_time.unwrap_or_else(|| run_time_text(utc_now()));
@@ -383,24 +373,10 @@ impl<'w> Runner<'w> {
                     once_per_window,
                     skip: None,
                 };
-                let reporter = self.flows.reporter();
-                let (journal, claim) = Journal::create(&self.db, &new, cancel.clone(), reporter)?;
-                if let Claim::Skipped { reason } = claim {
-                    reporter.notice(&Notice::RunSkipped {
-                        run_id: run_id.clone(),
-                        flow: plan.flow.name.clone(),
-                        reason,
-                    });
-                    return Ok(Err(Summary {
-                        run_id,
-                        flow: plan.flow.name.clone(),
-                        state: RunState::Skipped,
-                        stages: Vec::new(),
-                        compensations: Vec::new(),
-                        next: Vec::new(),
-                        outputs: None,
-                    }));
-                }
+                let journal = match self.record(&new, cancel)? {
+                    Ok(journal) => journal,
+                    Err(skipped) => return Ok(Err(skipped)),
+                };
                 Claimed {
                     run_id,
                     run_time,
@@ -434,6 +410,49 @@ impl<'w> Runner<'w> {
             }
         };
         Ok(Ok(claimed))
+    }
+
+    /// Records the new run `new`: its journal, or the summary of a run skipped (a schedule's
+    /// gate, no free slot of the flow's `concurrency`).
+    fn record(
+        &self,
+        new: &NewRun,
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<Result<Journal<'w>, Summary>, Error> {
+        let reporter = self.flows.reporter();
+        let (journal, claim) = Journal::create(&self.db, new, cancel.clone(), reporter)?;
+        let Claim::Skipped { reason } = claim else {
+            return Ok(Ok(journal));
+        };
+        let flow = new.plan.flow.name.clone();
+        reporter.notice(&Notice::RunSkipped {
+            run_id: new.run_id.to_string(),
+            flow: flow.clone(),
+            reason,
+        });
+        Ok(Err(Summary {
+            run_id: new.run_id.to_string(),
+            flow,
+            state: RunState::Skipped,
+            stages: Vec::new(),
+            compensations: Vec::new(),
+            next: Vec::new(),
+            outputs: None,
+        }))
+    }
+
+    /// Records how deep run `run_id` is nested in `call`s: one more than its `parent`.
+    fn nest(&self, run_id: &str, parent: Option<&(String, String)>, continued_from: Option<&str>) {
+        let Ok(mut depths) = self.depths.lock() else {
+            return;
+        };
+        let depth = parent.map_or(0, |(p, _)| depths.get(p).map_or(0, |d| d + 1));
+        depths.insert(run_id.to_string(), depth);
+        // A continued run starts nothing more: the map holds the runs of a chain that go on,
+        // not every run it made.
+        if let Some(from) = continued_from {
+            depths.remove(from);
+        }
     }
 
     /// The run `from`, which a new run continues, and the stages it carries from it.

@@ -381,22 +381,8 @@ impl<'r> Journal<'r> {
         if reason.is_none() {
             pending_stages(&tx, run).map_err(fail)?;
         }
-        // The signals sent to the run it continues hold here too, in their order.
         if let Some((from, _)) = run.continued_from {
-            exec(
-                &tx,
-                "INSERT INTO wvflow_signals (run_id, name, value, at)
-                 SELECT ?1, name, value, at FROM wvflow_signals WHERE run_id = ?2 ORDER BY seq",
-                params![run.run_id, from],
-            )
-            .map_err(fail)?;
-            exec(
-                &tx,
-                "UPDATE wvflow_runs SET paused = (SELECT paused FROM wvflow_runs WHERE run_id = ?2)
-                 WHERE run_id = ?1",
-                params![run.run_id, from],
-            )
-            .map_err(fail)?;
+            carry_signals(&tx, run.run_id, from).map_err(fail)?;
         }
         event(
             &tx,
@@ -1172,6 +1158,24 @@ fn args_json(run: &NewRun) -> String {
 }
 
 /// Every stage of a run that starts, recorded `pending` in the plan's order.
+/// The signals sent to the run `from` that `run_id` continues, in their order, and its pause:
+/// they hold in the new run too.
+fn carry_signals(tx: &Transaction, run_id: &str, from: &str) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "INSERT INTO wvflow_signals (run_id, name, value, at)
+         SELECT ?1, name, value, at FROM wvflow_signals WHERE run_id = ?2 ORDER BY seq",
+        params![run_id, from],
+    )?;
+    exec(
+        tx,
+        "UPDATE wvflow_runs SET paused = (SELECT paused FROM wvflow_runs WHERE run_id = ?2)
+         WHERE run_id = ?1",
+        params![run_id, from],
+    )?;
+    Ok(())
+}
+
 /// A new run's stages: pending, or as they ended in the run it continues.
 fn pending_stages(tx: &Transaction, run: &NewRun) -> rusqlite::Result<()> {
     let mut insert = tx.prepare(
