@@ -388,8 +388,13 @@ pub fn connector_environment(plan: &Plan, connectors: &crate::connectors::Connec
                     names.join(", ")
                 )
             };
+            let (stage, runs) = if on.contains(',') {
+                ("stages", "run")
+            } else {
+                ("stage", "runs")
+            };
             format!(
-                "stage {on}: runs on connector `{name}` from the workers, which need the \
+                "{stage} {on}: {runs} on connector `{name}` from the workers, which need the \
                  workspace's `wvflow.toml` in the flow's folder (or above it){needs}"
             )
         })
