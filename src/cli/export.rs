@@ -102,7 +102,9 @@ pub fn run(args: ExportArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    for warning in &exported.warnings {
+    let environment =
+        crate::export::connector_environment(&plan, &session.workspace().connectors);
+    for warning in exported.warnings.iter().chain(&environment) {
         errln!("warning: {warning}");
     }
     match &args.output {

@@ -345,3 +345,58 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// What the workers need for the stages on a connector's server: each task reads
+/// `wvflow.toml` again from the flow's folder and expands its URL's `${NAME}`s from the
+/// worker's environment when the stage starts, so the exported file carries the connector's
+/// name only. A warning per connector, naming the variables (never their values).
+pub fn connector_environment(plan: &Plan, connectors: &crate::connectors::Connectors) -> Vec<String> {
+    let mut stages: Vec<(&str, Vec<&str>)> = Vec::new();
+    for stage in &plan.flow.stages {
+        let Some(name) = stage.connector.as_deref() else {
+            continue;
+        };
+        if name == crate::connectors::DEFAULT {
+            continue;
+        }
+        match stages.iter_mut().find(|(c, _)| *c == name) {
+            Some((_, on)) => on.push(&stage.id),
+            None => stages.push((name, vec![&stage.id])),
+        }
+    }
+    stages
+        .into_iter()
+        .map(|(name, on)| {
+            let mut variables = match connectors.lookup(name) {
+                crate::connectors::Lookup::Found(c) => match &c.location {
+                    crate::connectors::Location::Url(url) => url.variables(),
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            };
+            variables.sort_unstable();
+            variables.dedup();
+            let on = on.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+            let needs = if variables.is_empty() {
+                String::new()
+            } else {
+                let names = variables.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>();
+                format!(
+                    ", and its url's environment variable{} {} set in the workers' environment \
+                     (the exported file carries neither the url nor their values)",
+                    if names.len() == 1 { "" } else { "s" },
+                    names.join(", ")
+                )
+            };
+            let (stage, runs) = if on.contains(',') {
+                ("stages", "run")
+            } else {
+                ("stage", "runs")
+            };
+            format!(
+                "{stage} {on}: {runs} on connector `{name}` from the workers, which need the \
+                 workspace's `wvflow.toml` in the flow's folder (or above it){needs}"
+            )
+        })
+        .collect()
+}

@@ -120,8 +120,15 @@ pub fn child_run_id(parent: &str, stage: &str, item: &str, attempt: &str) -> Str
 /// Whether a stage writes the workspace database the runs share (`save to`, idempotency
 /// records): such writers are serialized, one at a time across runs and workers.
 pub fn writes_workspace(stage: &crate::plan::ir::StagePlan) -> bool {
+    // A stage on a connector's server saves to the server, in its own transaction: it needs
+    // no turn with the shared workspace database.
+    let on_server = stage
+        .connector
+        .as_deref()
+        .is_some_and(|c| c != crate::connectors::DEFAULT);
     stage.idempotency_key.is_some()
-        || super::looped::all_steps(&stage.steps).any(|s| matches!(s, Step::SaveTo { .. }))
+        || (!on_server
+            && super::looped::all_steps(&stage.steps).any(|s| matches!(s, Step::SaveTo { .. })))
 }
 
 /// The plan as the tasks of an exported run run it: without pools. On an engine the stage's

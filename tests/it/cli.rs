@@ -25,14 +25,18 @@ const BROKEN: &str = "flow f = {\n  stage a from t\n  stage b = from a | where x
 fn clean_files_and_folders_exit_zero() {
     let o = wvflow(&["check", "examples/booking_saga.wv"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert_eq!(stdout(&o), "checked 1 file: no problems\n");
+    // The file and the examples' wvflow.toml, found in its folder.
+    assert_eq!(stdout(&o), "checked 2 files: no problems\n");
 
     let o = wvflow(&["check", "examples"]);
     assert_eq!(o.status.code(), Some(0));
     let files = std::fs::read_dir("examples")
         .unwrap()
         .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "wv"))
+        .filter(|e| {
+            // The .wv files and the workspace's wvflow.toml (its connectors): both checked.
+            e.path().extension().is_some_and(|x| x == "wv") || e.file_name() == "wvflow.toml"
+        })
         .count();
     assert!(
         stdout(&o).starts_with(&format!("checked {files} files: no problems")),

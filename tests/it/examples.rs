@@ -19,14 +19,25 @@ fn every_example_checks_clean_and_has_a_header() {
     let semantic = wvflow::check::check(&workspace).diagnostics;
     assert!(semantic.is_empty(), "{semantic:#?}");
     for (_, file) in workspace.sources.iter() {
+        // wvflow.toml's comments are TOML's.
+        let comment = if file.name.ends_with(".toml") {
+            "#"
+        } else {
+            "--"
+        };
         assert!(
-            file.text.starts_with("--"),
+            file.text.starts_with(comment),
             "{} has no comment header",
             file.name
         );
     }
-    for parsed in &workspace.parsed {
-        assert!(!parsed.ast.items.is_empty());
+    // Every .wv file has items; wvflow.toml is among the sources with an empty tree.
+    for ((_, file), parsed) in workspace.sources.iter().zip(&workspace.parsed) {
+        assert!(
+            file.name.ends_with(".toml") || !parsed.ast.items.is_empty(),
+            "{} is empty",
+            file.name
+        );
     }
 }
 
@@ -131,8 +142,10 @@ fn wvflow_in(dir: &Path, args: &[String]) -> (Option<i32>, String) {
     if args[0] == "run" {
         args.extend(["--format".into(), "json".into()]);
     }
+    // The server of warehouse_report.wv's connector; the other examples never read it.
     let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
         .args(&args)
+        .envs(crate::common::postgres::example_env("examples"))
         .current_dir(dir)
         .output()
         .unwrap();
@@ -447,6 +460,25 @@ fn every_documented_invocation_has_its_documented_outcome() {
                         }
                     }
                     assert_eq!(chain, runs.min(4), "{what}");
+                }
+                ("run", "examples/warehouse_report.wv", "") => {
+                    let s = json(&out);
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    assert_eq!(s["state"], "success", "{what}");
+                    let pg = crate::common::postgres::server();
+                    let count = "SELECT count(*) FROM public.warehouse_orders";
+                    assert_eq!(pg.psql("wvex_examples", count), "12\n", "{what}");
+                    let regions =
+                        "SELECT region, orders FROM public.revenue_by_region ORDER BY revenue DESC";
+                    assert_eq!(
+                        pg.psql("wvex_examples", regions),
+                        "eu|5\nus|3\nlatam|2\napac|2\n",
+                        "{what}"
+                    );
+                    let rows = rows_of(&dir, &s, "big_regions");
+                    let regions: Vec<&str> =
+                        rows.iter().map(|r| r["region"].as_str().unwrap()).collect();
+                    assert_eq!(regions, ["eu", "us", "latam"], "{what}: {rows:?}");
                 }
                 ("run", file, "") => {
                     // Unqualified: the example's flow succeeds.

@@ -418,6 +418,13 @@ fn fans_out(plan: &Value, stage: &str) -> bool {
     }
 }
 
+/// The environment of the runs of the examples the test `name` makes: the PostgreSQL server
+/// of warehouse_report.wv's connector (a database of the test's own); the other examples
+/// never read it.
+pub fn examples_server(name: &str) -> Vec<(&'static str, String)> {
+    crate::common::postgres::example_env(name)
+}
+
 /// One documented `wvflow run` of an example: its summary, its flow, its bound arguments and
 /// its run time, from a fresh copy of the examples. `scratch` names its folder: tests that
 /// run at once use their own.
@@ -425,7 +432,12 @@ pub fn reference_run(scratch: &str, args: &[String]) -> (Value, String, Value, S
     let dir = examples_copy(scratch);
     let mut words: Vec<&str> = args.iter().map(String::as_str).collect();
     words.extend(["--format", "json"]);
-    let o = wvflow_at(&dir, &words);
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(&words)
+        .envs(examples_server(scratch))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     let summary: Value = serde_json::Deserializer::from_slice(&o.stdout)
         .into_iter()
         .next()
@@ -470,7 +482,17 @@ fn stage_by_stage_runs_end_as_wvflow_run_ends() {
         for order in [Order::Plan, Order::Reversed, Order::AllAtOnce] {
             let dir = examples_copy("export_drive");
             std::fs::write(dir.join("plan.json"), &plan).unwrap();
-            let driven = drive(&dir, &dir.join("plan.json"), &bound, &run_time, order);
+            let state = dir.join("state").display().to_string();
+            let env = examples_server("drive_reference");
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let driven = drive_on(
+                &dir,
+                (&state, &env),
+                &dir.join("plan.json"),
+                &bound,
+                &run_time,
+                order,
+            );
             assert_eq!(
                 outcome_in(&driven, order, &racers),
                 outcome_in(&reference, order, &racers),
@@ -797,6 +819,7 @@ fn argo_workflows_run_as_wvflow_runs() {
             }
         }
         command.args(["--wvflow", env!("CARGO_BIN_EXE_wvflow")]);
+        command.envs(examples_server("argo_reference"));
         command.args(["--state", state.to_str().unwrap(), "--run-time", &run_time]);
         for (name, value) in bound.as_object().unwrap() {
             command.args(["-p", &format!("{name}={}", parameter_text(value))]);
@@ -882,6 +905,11 @@ fn airflow_runs_exported_dags_as_wvflow_runs() {
         ),
         // Items as mapped tasks: retried, one failing for good within the tolerance.
         (vec!["run", "examples/scatter_gather.wv"], "ProbeEndpoints"),
+        // Stages on PostgreSQL, the connector's variable in the workers' environment.
+        (
+            vec!["run", "examples/warehouse_report.wv"],
+            "WarehouseReport",
+        ),
         (
             vec![
                 "run",
@@ -907,6 +935,7 @@ fn airflow_runs_exported_dags_as_wvflow_runs() {
             .arg(&state)
             .env("WVFLOW", env!("CARGO_BIN_EXE_wvflow"))
             .env("WVFLOW_WORKSPACE", &workspace)
+            .envs(examples_server("airflow_reference"))
             .output()
             .unwrap();
         assert!(o.status.success(), "{args:?}: {}", text(&o));
@@ -1616,12 +1645,14 @@ impl Drop for S3Server {
 #[test]
 fn s3_state_runs_as_wvflow_runs() {
     let server = S3Server::start();
-    let env = [
+    let pg = examples_server("s3_reference");
+    let mut env = vec![
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ENDPOINT_URL", server.endpoint.as_str()),
     ];
+    env.extend(pg.iter().map(|(k, v)| (*k, v.as_str())));
     let mut compared = 0;
     for (file, args) in crate::examples::documented_runs() {
         let (reference, flow, bound, run_time) = reference_run("s3_reference", &args);

@@ -513,3 +513,194 @@ fn postgres_a_cancelled_run_cancels_the_query_on_the_server() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The rows of `stage` of an exported run, from its table file in the state.
+fn state_rows(state: &Path, flow: &str, stage: &str) -> Vec<serde_json::Value> {
+    let db = state.join(format!("runs/{flow}/r1/stages/{stage}.db"));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let table: String = conn
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut query = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+    let names: Vec<String> = query.column_names().map(str::to_string).collect();
+    query
+        .query_map([], |r| {
+            let mut row = serde_json::Map::new();
+            for (i, name) in names.iter().enumerate() {
+                let value = match r.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => serde_json::Value::Null,
+                    rusqlite::types::ValueRef::Integer(n) => n.into(),
+                    rusqlite::types::ValueRef::Real(x) => x.into(),
+                    rusqlite::types::ValueRef::Text(t) => {
+                        String::from_utf8_lossy(t).into_owned().into()
+                    }
+                    rusqlite::types::ValueRef::Blob(_) => panic!("a blob in {stage}"),
+                };
+                row.insert(name.clone(), value);
+            }
+            Ok(serde_json::Value::Object(row))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// An exported flow with a stage on PostgreSQL: its tasks (`wvflow stage run`) open the
+/// connector from the flow's folder with the secret from their own environment, and the run
+/// ends as `wvflow run` ends, with the same rows; the exporters name the variable the workers
+/// need, and the secret is in no exported file, no file of the state and no task's output.
+#[test]
+fn postgres_an_exported_run_ends_as_wvflow_run_ends_and_never_holds_the_secret() {
+    use crate::export::{Order, drive_on, outcome, wvflow_at};
+    let pg = server();
+    pg.database("wv_export");
+    let flow = "flow Report = {\n  stage orders = from 'orders.csv'\n  \
+        stage totals on pg = from orders | where amount > 4 | group by region \
+        | select region, sum(amount) as total, count(*) as n | order by region | save to public.totals\n  \
+        stage after = from totals | where total > 0 | select region, total * 2 as twice\n}\n";
+    let dir = scratch(
+        "postgres_export",
+        &[
+            ("examples/wvflow.toml", &pg.toml("wv_export")),
+            (
+                "examples/orders.csv",
+                "id,region,amount\n1,north,10\n2,south,20\n3,north,5\n4,,7\n5,south,1\n",
+            ),
+            ("examples/report.wv", flow),
+        ],
+    );
+    let flows = dir.join("examples");
+    let expected = serde_json::json!([
+        {"region": null, "twice": 14},
+        {"region": "north", "twice": 30},
+        {"region": "south", "twice": 40}
+    ]);
+    let (code, reference) = run(&flows, "report.wv", PASSWORD);
+    assert_eq!(code, Some(0), "{reference}");
+    assert_eq!(
+        serde_json::Value::Array(rows(&flows, &reference, "after")),
+        expected
+    );
+    pg.psql("wv_export", "DROP TABLE public.totals");
+
+    let mut shown = Vec::new();
+    for (target, file) in [("airflow", "report.py"), ("argo", "report.yaml")] {
+        let out = dir.join(file);
+        let o = wvflow_in(
+            &dir,
+            PASSWORD,
+            &["export", "examples/report.wv", "--target", target, "-o"]
+                .into_iter()
+                .chain([out.to_str().unwrap()])
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let warned = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            warned.contains(
+                "warning: stage `totals`: runs on connector `pg` from the workers, which need \
+                 the workspace's `wvflow.toml` in the flow's folder (or above it), and its \
+                 url's environment variable `PGPASSWORD` set in the workers' environment"
+            ),
+            "{target}: {warned}"
+        );
+        let exported = std::fs::read_to_string(&out).unwrap();
+        // Its `save to` writes the server, not the shared workspace database: no turn taken.
+        assert!(!exported.contains("mutexes"), "{exported}");
+        assert!(!exported.contains("pool=WORKSPACE_POOL"), "{exported}");
+        shown.extend([o.stdout, o.stderr, exported.into_bytes()]);
+    }
+    let plan = wvflow_at(&flows, &["plan", "report.wv", "--format", "json"]);
+    assert!(plan.status.success());
+    std::fs::write(dir.join("plan.json"), &plan.stdout).unwrap();
+    shown.push(plan.stdout);
+
+    // The tasks run with the secret in their environment, as the workers would.
+    let state = dir.join("state");
+    let driven = drive_on(
+        &dir,
+        (state.to_str().unwrap(), &[("PGPASSWORD", PASSWORD)]),
+        &dir.join("plan.json"),
+        &serde_json::json!({}),
+        "2026-11-26T00:00:00Z",
+        Order::Plan,
+    );
+    assert_eq!(outcome(&driven), outcome(&reference), "{driven}");
+    assert_eq!(
+        serde_json::Value::Array(state_rows(&state, "Report", "after")),
+        expected
+    );
+    assert_eq!(
+        pg.psql(
+            "wv_export",
+            "SELECT region, total, n FROM public.totals ORDER BY region NULLS FIRST"
+        ),
+        "|7|1\nnorth|15|2\nsouth|20|1\n"
+    );
+
+    // A task without the variable, or with a wrong password, fails for good naming the
+    // variable or the server's refusal, as `wvflow run` does: not retried (exit 98).
+    let task = |run_id: &str, password: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wvflow"));
+        c.args(["stage"])
+            .args(args)
+            .args(["--state", state.to_str().unwrap(), "--run-id", run_id])
+            .args(["--cwd", flows.to_str().unwrap(), "--flow", "Report"])
+            .current_dir(&dir)
+            .env_remove("PGPASSWORD");
+        if let Some(p) = password {
+            c.env("PGPASSWORD", p);
+        }
+        c.output().unwrap()
+    };
+    let plan_path = dir.join("plan.json");
+    // And one with it, whose outputs are read too: what a worker's log would show.
+    for (run_id, password, said) in [
+        ("r2", None, "PGPASSWORD"),
+        ("r3", Some("wrong-9f3b"), "password authentication failed"),
+        ("r4", Some(PASSWORD), ""),
+    ] {
+        let ok = run_id == "r4";
+        for (args, code) in [
+            (vec!["init", "--plan", plan_path.to_str().unwrap()], 0),
+            (vec!["run", "orders"], 0),
+            (vec!["run", "totals"], if ok { 0 } else { 98 }),
+            (vec!["run", "after"], if ok { 0 } else { 99 }),
+            (vec!["finish"], if ok { 0 } else { 98 }),
+        ] {
+            let o = task(run_id, password, &args);
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(o.status.code(), Some(code), "{run_id} {args:?}: {text}");
+            if args == ["run", "totals"] {
+                assert!(text.contains(said), "{run_id}: {text}");
+                assert!(!text.contains("wrong-9f3b"), "{text}");
+            }
+            shown.extend([o.stdout, o.stderr]);
+        }
+    }
+    for file in files(&state) {
+        shown.push(std::fs::read(&file).unwrap_or_default());
+    }
+    for bytes in &shown {
+        assert!(
+            !bytes
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes()),
+            "the password was written: {}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}

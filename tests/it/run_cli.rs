@@ -233,8 +233,10 @@ fn every_example_runs_to_success() {
         if let Some((_, flow)) = named.iter().find(|(f, _)| *f == file) {
             args.push(flow.to_string());
         }
+        // warehouse_report.wv's connector reads the server from the environment.
         let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
             .args(&args)
+            .envs(crate::common::postgres::example_env("run_cli"))
             .output()
             .unwrap();
         assert_eq!(

@@ -228,3 +228,25 @@ impl Server {
         )
     }
 }
+
+/// The variable `examples/wvflow.toml` builds its `warehouse` connector's url from
+/// (`postgresql://${WVFLOW_EXAMPLE_PG}`).
+pub const EXAMPLE_VAR: &str = "WVFLOW_EXAMPLE_PG";
+
+/// The environment the runs of the examples need: `WVFLOW_EXAMPLE_PG` naming the database
+/// `wvex_NAME` of this server, made at the first call for `name`, so that tests running the
+/// examples at once each save to tables of their own.
+pub fn example_env(name: &str) -> Vec<(&'static str, String)> {
+    static MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let pg = server();
+    let db = format!("wvex_{name}");
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if !made.contains(&db) {
+        pg.database(&db);
+        made.push(db.clone());
+    }
+    vec![(
+        EXAMPLE_VAR,
+        format!("{USER}:{PASSWORD}@127.0.0.1:{}/{db}", pg.port),
+    )]
+}
