@@ -5,10 +5,10 @@
 //! give the same rows on SQLite and on PostgreSQL.
 
 use crate::common::postgres::{PASSWORD, server};
-use crate::common::{scratch, stage};
+use crate::common::{scratch, stage, wait_for};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `wvflow ARGS` in `dir`, with `PGPASSWORD` set to `password`.
 fn wvflow_in(dir: &Path, password: &str, args: &[&str]) -> Output {
@@ -55,23 +55,24 @@ fn error_of<'a>(summary: &'a serde_json::Value, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no error: {summary}"))
 }
 
+/// A file on `default`, grouped on the server and saved there, read back by a default stage.
+const SHIP: &str = "flow Report = {\n  stage orders = from 'orders.csv'\n  \
+    stage totals on pg = from orders | where amount > 4 | group by region \
+    | select region, sum(amount) as total, count(*) as n | order by region | save to public.totals\n  \
+    stage after = from totals | where total > 0 | select region, total * 2 as twice\n}\n";
+
+const ORDERS_CSV: &str = "id,region,amount\n1,north,10\n2,south,20\n3,north,5\n4,,7\n5,south,1\n";
+
 #[test]
 fn postgres_ships_a_csv_file_in_groups_it_there_and_a_later_stage_reads_it() {
     let pg = server();
     pg.database("wv_ship");
-    let flow = "flow Report = {\n  stage orders = from 'orders.csv'\n  \
-        stage totals on pg = from orders | where amount > 4 | group by region \
-        | select region, sum(amount) as total, count(*) as n | order by region | save to public.totals\n  \
-        stage after = from totals | where total > 0 | select region, total * 2 as twice\n}\n";
     let dir = scratch(
         "postgres_ship",
         &[
             ("wvflow.toml", &pg.toml("wv_ship")),
-            (
-                "orders.csv",
-                "id,region,amount\n1,north,10\n2,south,20\n3,north,5\n4,,7\n5,south,1\n",
-            ),
-            ("report.wv", flow),
+            ("orders.csv", ORDERS_CSV),
+            ("report.wv", SHIP),
         ],
     );
     let (code, summary) = run(&dir, "report.wv", PASSWORD);
@@ -311,14 +312,11 @@ fn postgres_a_timeout_cancels_the_query_on_the_server() {
     // The server is no longer running it (asked until a generous deadline).
     let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'wv_timeout' \
                     AND state = 'active' AND query LIKE '%slow_rows%' AND pid <> pg_backend_pid()";
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pg.psql("wv_timeout", sleeping).trim() != "0" {
-        assert!(
-            Instant::now() < deadline,
-            "the query still runs on the server"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        Duration::from_secs(60),
+        "the query to leave the server",
+        || pg.psql("wv_timeout", sleeping).trim() == "0",
+    );
 }
 
 /// Filters and tails of the generated pipelines: every filter with every tail, each run on
@@ -490,28 +488,22 @@ fn postgres_a_cancelled_run_cancels_the_query_on_the_server() {
         .unwrap();
     let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'wv_cancel' \
                     AND state = 'active' AND query LIKE '%sleepy%' AND pid <> pg_backend_pid()";
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pg.psql("wv_cancel", sleeping).trim() != "1" {
-        assert!(
-            Instant::now() < deadline,
-            "the query never ran on the server"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        Duration::from_secs(60),
+        "the query to run on the server",
+        || pg.psql("wv_cancel", sleeping).trim() == "1",
+    );
     // SIGTERM cancels the run, as Ctrl-C does.
     // SAFETY: kill sends a signal to the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stage(&summary, "slow")["state"], "cancelled", "{summary}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pg.psql("wv_cancel", sleeping).trim() != "0" {
-        assert!(
-            Instant::now() < deadline,
-            "the query still runs on the server"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        Duration::from_secs(60),
+        "the query to leave the server",
+        || pg.psql("wv_cancel", sleeping).trim() == "0",
+    );
 }
 
 /// The rows of `stage` of an exported run, from its table file in the state.
@@ -558,19 +550,12 @@ fn postgres_an_exported_run_ends_as_wvflow_run_ends_and_never_holds_the_secret()
     use crate::export::{Order, drive_on, outcome, wvflow_at};
     let pg = server();
     pg.database("wv_export");
-    let flow = "flow Report = {\n  stage orders = from 'orders.csv'\n  \
-        stage totals on pg = from orders | where amount > 4 | group by region \
-        | select region, sum(amount) as total, count(*) as n | order by region | save to public.totals\n  \
-        stage after = from totals | where total > 0 | select region, total * 2 as twice\n}\n";
     let dir = scratch(
         "postgres_export",
         &[
             ("examples/wvflow.toml", &pg.toml("wv_export")),
-            (
-                "examples/orders.csv",
-                "id,region,amount\n1,north,10\n2,south,20\n3,north,5\n4,,7\n5,south,1\n",
-            ),
-            ("examples/report.wv", flow),
+            ("examples/orders.csv", ORDERS_CSV),
+            ("examples/report.wv", SHIP),
         ],
     );
     let flows = dir.join("examples");
