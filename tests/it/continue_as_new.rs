@@ -304,18 +304,13 @@ flow Looping with { continue_as_new: 4 } = {
 /// decision at a boundary is not made again by the new run.
 #[test]
 fn the_issue_form_runs_and_decides_each_iteration_once() {
-    let src = r#"
-activity not_done() = sh("""
-  n=$(cat polls 2>/dev/null || echo 0); n=$((n + 1)); echo $n > polls
-  if [ "$n" -le 2 ]; then echo '{"pending": true}'; fi
-""")
-activity process_batch() = sh("""cat > /dev/null; echo batch >> batches.log; echo '{"processed": true}'""")
-flow Drain = {
-  stage source = from [[1]] as t(x)
-  stage loop with { continue_as_new: 1 } = from source | while not_done() | process_batch()
-}
-"#;
-    let dir = scratch("can-issue-form", &[("flow.wv", src)]);
+    // The loop of `loops.rs`, with the issue's key in place of its idempotency key.
+    let src = crate::loops::DECIDED_ONCE.replace(
+        "loop [idempotency_key: 'drain-' || iteration()]",
+        "loop with { continue_as_new: 1 }",
+    );
+    assert_ne!(src, crate::loops::DECIDED_ONCE);
+    let dir = scratch("can-issue-form", &[("flow.wv", &src)]);
     let o = wvflow(&["check", dir.join("flow.wv").to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let (code, summary) = run_json(&dir.join("flow.wv"), None);

@@ -477,7 +477,7 @@ fn each_iteration_call_has_the_stage_timeout() {
     assert_eq!(read(&dir.join("polls.log")), "poll 1\npoll 2\n");
 }
 
-const DECIDED_ONCE: &str = r#"
+pub const DECIDED_ONCE: &str = r#"
 activity not_done() = sh("""
   n=$(cat polls 2>/dev/null || echo 0); n=$((n + 1)); echo $n > polls
   if [ "$n" -le 2 ]; then echo '{"pending": true}'; fi

@@ -371,11 +371,13 @@ pub enum Sync {
 }
 
 impl Sync {
+    /// Read once a process: every connection (one a stage) asks.
     pub fn from_env() -> Sync {
-        match std::env::var("WVFLOW_SYNC").as_deref() {
+        static SYNC: std::sync::OnceLock<Sync> = std::sync::OnceLock::new();
+        *SYNC.get_or_init(|| match std::env::var("WVFLOW_SYNC").as_deref() {
             Ok("full") => Sync::Full,
             _ => Sync::Normal,
-        }
+        })
     }
 
     /// SQLite's `synchronous` for the run store, or for a run's database (`run_db`).
