@@ -107,6 +107,7 @@ impl Airflow {
         std::fs::create_dir_all(&home).unwrap();
         let port = free_port();
         let address = format!("http://127.0.0.1:{port}");
+        let database = format!("sqlite:///{}/airflow.db?timeout=60", home.display());
         let env: Vec<(String, String)> = [
             ("AIRFLOW_HOME", home.to_str().unwrap()),
             ("AIRFLOW__CORE__DAGS_FOLDER", dags.to_str().unwrap()),
@@ -116,6 +117,9 @@ impl Airflow {
             // configuration check refuses the pair (airflow/configuration.py validates the
             // SQLite version only), so no PostgreSQL is needed.
             ("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
+            // SQLite's wait for a lock held by another of the four processes: 60 s, not
+            // Python's 5 s, which a loaded machine exceeds.
+            ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", &database),
             ("AIRFLOW__CORE__PARALLELISM", "6"),
             ("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False"),
             ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True"),
@@ -196,7 +200,23 @@ impl Airflow {
         }
     }
 
+    /// One request, sent again while Airflow answers with a database error: its SQLite
+    /// metadata database, shared by four processes on a busy machine, refuses a write now and
+    /// then ("database is locked"), and the request's transaction is rolled back whole.
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut tries = 0;
+        loop {
+            let (status, answer) = self.call_once(method, path, body);
+            let locked = status == 500 && answer["detail"]["reason"] == "Database error";
+            tries += 1;
+            if !locked || tries == 10 {
+                return (status, answer);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    fn call_once(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.address);
         let bearer = format!("Bearer {}", self.token);
         let response = match (method, body) {
