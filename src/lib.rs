@@ -64,6 +64,7 @@ on_linux! {
     pub mod span;
     pub mod syntax;
     pub mod terminal;
+    pub mod testing;
     pub mod ui;
     pub mod value;
     mod vocabulary;

@@ -11,6 +11,7 @@
 //! | E05 schedules | [`schedules`] (cron patterns in [`crate::cron`]) |
 //! | E06 flows, parameters, activities, calls | [`calls`] |
 //! | E07 connectors: `on NAME` (`wvflow.toml`'s own in [`crate::connectors`]) | [`connectors`] |
+//! | E08 `test` items | [`tests`] |
 //! | names in expressions (E0114, E0615-E0618) | [`exprs`], on the [`binder`] and [`shapes`] |
 
 pub mod chunked;
@@ -20,7 +21,7 @@ pub mod rules;
 
 pub use model::{binder, functions, keys, settings, shapes, values};
 use model::{graph, index};
-use rules::{calls, config, connectors, loops, names, saga, schedules};
+use rules::{calls, config, connectors, loops, names, saga, schedules, tests};
 pub use rules::{exprs, triggers};
 
 pub use graph::{
@@ -224,6 +225,7 @@ fn check_workspace<'w>(
     let mut ctx = Ctx::new(workspace, index, cache);
     names::check_workspace(&mut ctx);
     calls::check_workspace(&mut ctx);
+    tests::check_workspace(&mut ctx);
     for def in index.pools.clone() {
         config::check_pool(&mut ctx, def);
     }

@@ -4,7 +4,6 @@ use super::exit;
 use crate::diagnostics::{ColorChoice, Diagnostic, HumanReports, JsonArray, write_short};
 use crate::workspace::Workspace;
 use clap::{Args, ValueEnum};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -74,13 +73,7 @@ pub fn run(args: CheckArgs) -> u8 {
         }
         return exit::USAGE;
     }
-    let color = match args.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-        }
-    };
+    let color = args.color.on_stdout();
     // Written as each chunk is checked: thousands of problems are never all held, nor the
     // report one string.
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, crate::terminal::Stdout);

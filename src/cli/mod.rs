@@ -32,6 +32,7 @@ mod run;
 mod runs;
 mod schedule;
 mod stage;
+mod test;
 mod ui;
 
 /// Why a command could not do what it was asked, whichever part of wvflow says so: made text
@@ -67,6 +68,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Run a flow locally on the embedded SQLite database.
     Run(run::RunArgs),
+    /// Run the `test` items of .wv files: mocked activities, virtual time (docs/testing.md).
+    Test(test::TestArgs),
     /// The run store: list, show, resume, cancel, signal, query and clean runs.
     Runs(runs::RunsArgs),
     /// The scheduler: start flows on their schedules and when the runs they name end.
@@ -115,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Run(args) => run::run(args),
+        Command::Test(args) => test::run(args),
         Command::Runs(args) => runs::run(args),
         Command::Schedule(args) => schedule::run(args),
         Command::Backfill(args) => backfill::run(args),

@@ -15,6 +15,7 @@ pub enum Family {
     Schedules,
     FlowsAndCalls,
     Connectors,
+    Tests,
 }
 
 macro_rules! codes {
@@ -59,7 +60,8 @@ impl Code {
             "4" => Family::SagaAndIdempotency,
             "5" => Family::Schedules,
             "6" => Family::FlowsAndCalls,
-            _ => Family::Connectors,
+            "7" => Family::Connectors,
+            _ => Family::Tests,
         }
     }
 
@@ -194,6 +196,12 @@ codes! {
     E0708: "connector `default` redefined";
     E0709: "expression a connector cannot run";
     E0710: "step a connector cannot run";
+    E0801: "unknown name in a test";
+    E0802: "test without one `call`";
+    E0803: "activity a test neither mocks nor lets run";
+    E0804: "invalid value in a test";
+    E0805: "expectation that can never hold";
+    E0806: "expectation not met";
     W0101: "triggered stage reads a stage that may have failed";
     W0102: "route without `else`";
     W0103: "name looks like a misspelled stage";
@@ -211,4 +219,5 @@ codes! {
     W0602: "parameter shadows `run_time` or `run_date`";
     W0603: "flows start each other";
     W0604: "child runs call each other";
+    W0801: "mock of an activity the run never calls";
 }

@@ -152,6 +152,18 @@ pub struct Request {
 pub trait Launcher: Send + Sync {
     /// Runs one attempt, telling `events` what happens meanwhile.
     fn launch(&self, request: &Request, events: &dyn Fn(AttemptEvent)) -> Outcome<Output>;
+
+    /// Delivers the rows of an `activate(...)` (see [`super::activate::deliver`]); a test's
+    /// launcher delivers nothing.
+    fn deliver(
+        &self,
+        activation: &crate::plan::ir::Activation,
+        rows: &super::store::Rows,
+        cwd: &std::path::Path,
+        label: &str,
+    ) -> Result<(), super::activate::Error> {
+        super::activate::deliver(activation, rows, cwd, label)
+    }
 }
 
 /// What a running attempt reports.

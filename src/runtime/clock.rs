@@ -27,6 +27,38 @@ pub trait Clock: Send + Sync {
             self.sleep((d - slept).min(SLICE));
         }
     }
+
+    /// Work begins that the clock must wait for before it moves: a stage handed to a worker,
+    /// a thread that woke by itself. Real time moves anyway: only a virtual clock counts.
+    fn busy(&self) {}
+
+    /// Work ends or waits on other work (see [`Clock::busy`]).
+    fn idle(&self) {}
+
+    /// Time stops at `at` and stays until [`Clock::release`] of the returned hold: the owner
+    /// of a deadline notices it before anything later happens. `None` on a real clock.
+    fn hold_at(&self, _at: Duration) -> Option<u64> {
+        None
+    }
+
+    /// Ends a hold: reached or not, time may go past it.
+    fn release(&self, _hold: u64) {}
+}
+
+/// Waits up to `look` (real time) for work another thread hands back with its message, as
+/// idle work meanwhile: the message carries the sender's [`Clock::busy`], and a timeout
+/// leaves the caller busy again.
+pub fn receive<T>(
+    clock: &dyn Clock,
+    from: &std::sync::mpsc::Receiver<T>,
+    look: Duration,
+) -> Result<T, std::sync::mpsc::RecvTimeoutError> {
+    clock.idle();
+    let received = from.recv_timeout(look);
+    if received.is_err() {
+        clock.busy();
+    }
+    received
 }
 
 /// The real clock.

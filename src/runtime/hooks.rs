@@ -2,10 +2,9 @@
 //! run that ran), called after the run reached its terminal state with the run summary as
 //! rows, one per stage. A hook that fails is reported and never changes the run's result.
 
-use super::activity::{Launcher, Request};
-use super::clock::SystemClock;
+use super::activity::Request;
 use super::engine::{Attempt, Progress, Summary, launch_reported};
-use super::retry::{self, SeededRandom};
+use super::retry;
 use super::state::RunState;
 use super::store::{Rows, Store};
 use crate::plan::ir::{Action, HookEvent, Plan};
@@ -109,7 +108,7 @@ pub fn fire(
     plan: &Plan,
     summary: &Summary,
     params: &BTreeMap<String, Value>,
-    launcher: &dyn Launcher,
+    means: super::means::Means,
     cwd: &Path,
     progress: Option<&dyn Progress>,
 ) -> Vec<HookOutcome> {
@@ -129,7 +128,13 @@ pub fn fire(
             let (target, result) = match &hook.action {
                 Action::Activate(activation) => (
                     format!("activate('{}')", activation.target),
-                    activate(activation, params, &rows, cwd, hook.event.as_str()),
+                    activate(
+                        activation,
+                        params,
+                        &rows,
+                        (cwd, means.launcher),
+                        hook.event.as_str(),
+                    ),
                 ),
                 Action::Invoke(invocation) => (
                     invocation.activity.clone(),
@@ -139,7 +144,7 @@ pub fn fire(
                         (hook.event.as_str(), index),
                         params,
                         &rows,
-                        (launcher, progress),
+                        (means, progress),
                         cwd,
                     ),
                 ),
@@ -159,12 +164,12 @@ fn activate(
     activation: &crate::plan::ir::Activation,
     params: &BTreeMap<String, Value>,
     rows: &Rows,
-    cwd: &Path,
+    (cwd, launcher): (&Path, &dyn super::activity::Launcher),
     label: &str,
 ) -> Result<(), HookError> {
     let mut store = Store::in_memory(cwd)?;
     let activation = super::activate::evaluated(activation, &mut store, params)?;
-    Ok(super::activate::deliver(&activation, rows, cwd, label)?)
+    Ok(launcher.deliver(&activation, rows, cwd, label)?)
 }
 
 /// An activity hook, with its activity's retry policy; the rows go to its stdin.
@@ -174,7 +179,7 @@ fn call(
     (event, index): (&str, usize),
     params: &BTreeMap<String, Value>,
     rows: &Rows,
-    (launcher, progress): (&dyn Launcher, Option<&dyn Progress>),
+    (means, progress): (super::means::Means, Option<&dyn Progress>),
     cwd: &Path,
 ) -> Result<(), HookError> {
     let mut store = Store::in_memory(cwd)?;
@@ -189,8 +194,8 @@ fn call(
     let done = retry::run(
         &invocation.retry,
         None,
-        &SystemClock::default(),
-        &SeededRandom::from_time(),
+        means.clock,
+        means.random,
         |attempt| {
             let which = Attempt {
                 stage: event,
@@ -200,7 +205,7 @@ fn call(
                 number: attempt,
             };
             launch_reported(
-                launcher,
+                means.launcher,
                 &Request {
                     activity: invocation.activity.clone(),
                     command: invocation.command.clone(),

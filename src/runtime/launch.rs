@@ -3,13 +3,11 @@
 //! process of their own) and the runs that jumps start. The command line only parses
 //! arguments, calls this and prints.
 
-use super::activity::ProcessLauncher;
-use super::clock::SystemClock;
+use super::means::{Means, SystemMeans};
 use super::continued;
 use super::engine::{Context, FlowRunner, Jump, Progress, StageSummary, Summary, Tee, execute};
 use super::flow_call::{CallArgs, bind_params};
 use super::hooks;
-use super::retry::SeededRandom;
 use super::runs::catalog::{self, Retention, RunRow};
 use super::runs::journal::{Claim, Journal, NewRun};
 use super::runs::owner::Watch;
@@ -24,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The workspace database of a workspace path: `.wvflow/workspace.db` in its folder.
 pub fn default_db(path: &Path) -> PathBuf {
@@ -249,7 +247,10 @@ pub struct Runner<'w> {
     flows: &'w Flows<'w>,
     db: PathBuf,
     max_parallel: Option<usize>,
-    random: SeededRandom,
+    /// Time, jitter and processes when given (`wvflow test`); otherwise each run takes the
+    /// real clock from its start, jitter seeded by the time, and real processes.
+    means: Option<Means<'w>>,
+    system: SystemMeans,
     cancel: Arc<AtomicBool>,
     /// Told of every stage and attempt besides the run store (a terminal's progress display).
     observer: Option<&'w (dyn Progress + Sync)>,
@@ -264,7 +265,8 @@ impl<'w> Runner<'w> {
             flows,
             db,
             max_parallel: None,
-            random: SeededRandom::from_time(),
+            means: None,
+            system: SystemMeans::default(),
             cancel: Arc::default(),
             observer: None,
             depths: Default::default(),
@@ -282,6 +284,22 @@ impl<'w> Runner<'w> {
     pub fn cancel(mut self, flag: Arc<AtomicBool>) -> Self {
         self.cancel = flag;
         self
+    }
+
+    /// The clock, wall time, jitter and launcher of every run (see [`Means`]).
+    pub fn means(mut self, means: Means<'w>) -> Self {
+        self.means = Some(means);
+        self
+    }
+
+    /// The means of the runs: those given, else the real ones.
+    fn used_means(&self) -> Means<'_> {
+        self.means.unwrap_or_else(|| self.system.means())
+    }
+
+    /// The wall time now: on the given clock, else the system's.
+    fn wall_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.means.map_or_else(utc_now, |m| m.now())
     }
 
     pub fn observer(mut self, observer: Option<&'w (dyn Progress + Sync)>) -> Self {
@@ -344,7 +362,7 @@ impl<'w> Runner<'w> {
                 self.nest(&run_id, parent.as_ref(), continued_from.as_deref());
                 // A scheduled run for a given window runs once per window.
                 let once_per_window = gate && run_time.is_some();
-                let run_time = run_time.unwrap_or_else(|| run_time_text(utc_now()));
+                let run_time = run_time.unwrap_or_else(|| run_time_text(self.wall_now()));
                 let run_db = runs_folder.join(format!("{run_id}.db"));
                 if let Some((old, carried)) = &continues {
                     let new = StoreConfig {
@@ -471,7 +489,12 @@ impl<'w> Runner<'w> {
             plan,
             summary,
             &ctx.params,
-            &ProcessLauncher,
+            Means {
+                clock: ctx.clock,
+                epoch: ctx.epoch,
+                random: ctx.random,
+                launcher: ctx.launcher,
+            },
             &ctx.cwd,
             Some(journal),
         ) {
@@ -602,11 +625,12 @@ impl<'w> Runner<'w> {
             observers.push(observer);
         }
         let progress = Tee(observers);
+        let means = self.used_means();
         let ctx = Context {
-            clock: &SystemClock::default(),
-            epoch: utc_now(),
-            random: &self.random,
-            launcher: &ProcessLauncher,
+            clock: means.clock,
+            epoch: means.epoch,
+            random: means.random,
+            launcher: means.launcher,
             cwd: folder,
             run_id,
             flow: plan.flow.name.clone(),
@@ -654,9 +678,12 @@ impl FlowRunner for Runner<'_> {
         parent_close: crate::plan::ir::ParentClose,
         timeout: Option<Duration>,
     ) -> Result<Summary, Error> {
-        let started = Instant::now();
-        let stop =
-            || cancel.load(Ordering::Relaxed) || timeout.is_some_and(|t| started.elapsed() >= t);
+        let clock = self.used_means().clock;
+        let started = clock.now();
+        let stop = || {
+            cancel.load(Ordering::Relaxed)
+                || timeout.is_some_and(|t| clock.now().saturating_sub(started) >= t)
+        };
         let why = || {
             if cancel.load(Ordering::Relaxed) {
                 ParentStop::Cancelled
@@ -679,7 +706,10 @@ impl FlowRunner for Runner<'_> {
         let (plan, params) = self.prepare(target)?;
         let child_cancel = Arc::new(AtomicBool::new(false));
         let compensate = parent_close == crate::plan::ir::ParentClose::RequestCancel;
-        std::thread::scope(|scope| {
+        // A virtual clock stops at the timeout until it is noticed here. The child's thread
+        // carries this stage's work meanwhile: this one only watches it.
+        let hold = timeout.and_then(|t| clock.hold_at(started + t));
+        let ended = std::thread::scope(|scope| {
             let start = Start::New {
                 parent: Some((parent.0.to_string(), parent.1.to_string())),
                 jumped_from: None,
@@ -704,7 +734,11 @@ impl FlowRunner for Runner<'_> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             child.join().map_err(|_| Error::ChildPanicked)?
-        })
+        });
+        if let Some(hold) = hold {
+            clock.release(hold);
+        }
+        ended
     }
 }
 

@@ -16,6 +16,7 @@
 //! | [`retry`] | the retry policy over attempts |
 //! | [`rows_text`] | rows as NDJSON, JSON, CSV and a table, for files and `runs rows` |
 //! | [`clock`], [`cancel`] | injected time; Ctrl-C and SIGTERM |
+//! | [`virtual_clock`] | the time of `wvflow test`: it jumps to the next wake-up once all work waits |
 //! | [`rules`] | the run's rules, written once for `wvflow run` and exported runs: what starts, forks, races, the timeout, the verdict, the saga, retries |
 //! | [`engine`] | the executor: parallel stages on an in-memory board, steps, saga |
 //! | [`error`] | why a call, a step or a stage did not succeed |
@@ -40,6 +41,7 @@ pub mod flow_call;
 pub mod hooks;
 pub mod input;
 pub mod launch;
+pub mod means;
 pub mod output;
 pub mod pools;
 pub mod postgres;
@@ -54,3 +56,4 @@ pub mod sql_functions;
 pub mod state;
 pub mod store;
 pub mod tasks;
+pub mod virtual_clock;

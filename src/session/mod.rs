@@ -103,6 +103,11 @@ impl<'s> Flows<'s> {
         self.reporter
     }
 
+    /// The path of one of its files, as the workspace names it.
+    pub fn file_name(&self, file: crate::source::FileId) -> &'s str {
+        &self.workspace.sources.get(file).name
+    }
+
     /// Its flows, activities and `run flow` statements.
     pub fn index(&self) -> &Index<'s> {
         &self.index

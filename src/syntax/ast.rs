@@ -24,6 +24,125 @@ pub enum Item {
     Activity(Box<Activity>),
     Run(Box<RunFlow>),
     Pool(Box<Pool>),
+    Test(Box<Test>),
+}
+
+/// `test NAME = { ... }`: one run of a flow, its activities mocked and its clock virtual,
+/// and what must hold after it (docs/testing.md).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Test {
+    pub name: Ident,
+    pub statements: Vec<TestStatement>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum TestStatement {
+    /// `call F(args) [at timestamp '...']`: the run, and its run time.
+    Call {
+        flow: FlowCall,
+        at: Option<Expr>,
+        span: Span,
+    },
+    Mock(Box<Mock>),
+    /// `signal NAME [= value] at DURATION`: sent that long after the run starts.
+    Signal {
+        name: Ident,
+        value: Option<Expr>,
+        at: Expr,
+        span: Span,
+    },
+    /// `real NAME, ...`: these activities run their programs.
+    Real { activities: Vec<Ident>, span: Span },
+    Expect(Box<Expect>),
+}
+
+/// `mock NAME [takes D] (returns ROWS | fails [with N] | never ends) [on attempt[s] N [to M]]`
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Mock {
+    pub activity: Ident,
+    pub takes: Option<Expr>,
+    pub outcome: MockOutcome,
+    /// The attempts it answers (from 1); without it, every attempt another mock of the same
+    /// activity does not answer.
+    pub attempts: Option<(Spanned<u64>, Spanned<u64>)>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum MockOutcome {
+    Returns(TestRows),
+    /// The exit code (1 unless given).
+    Fails(Option<Spanned<u64>>),
+    /// Runs until its timeout, or the run's, or a cancel.
+    NeverEnds,
+}
+
+/// Rows a test gives or expects: inline `[[1, 'a']] as (id, name)`, or a data file.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum TestRows {
+    Inline {
+        rows: Vec<Vec<Expr>>,
+        columns: Vec<Ident>,
+        span: Span,
+    },
+    File(StrLit),
+}
+
+impl TestRows {
+    pub fn span(&self) -> Span {
+        match self {
+            TestRows::Inline { span, .. } => *span,
+            TestRows::File(path) => path.span,
+        }
+    }
+}
+
+/// What rows must be: how many, or these (in any order unless `in order`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum RowsExpect {
+    Count(Spanned<u64>),
+    Exactly { rows: TestRows, ordered: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Expect {
+    pub what: Expectation,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Expectation {
+    /// `expect run STATE`
+    Run(Ident),
+    /// `expect exit N`: the exit status `wvflow run` would end with.
+    Exit(Spanned<u64>),
+    /// `expect compensations [a, b]`: the stages compensated, in the order they were.
+    Compensations(Vec<Ident>, Span),
+    /// `expect hooks [on_failure, ...]`: the hooks fired, in order.
+    Hooks(Vec<Ident>, Span),
+    /// `expect elapsed D`: the virtual time the run took.
+    Elapsed(Expr),
+    /// `expect table NAME rows ...`: a saved table of the workspace database.
+    Table { table: Ident, rows: RowsExpect },
+    /// `expect STAGE STATE`, `expect STAGE attempts N`, `expect STAGE rows ...`
+    Stage { stage: Ident, fact: StageFact },
+    /// `expect ACTIVITY called N times`, `... called with (a = 1)`, `... called with rows ...`
+    Called { activity: Ident, fact: CallFact },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum StageFact {
+    State(Ident),
+    Attempts(Spanned<u64>),
+    Rows(RowsExpect),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum CallFact {
+    Times(Spanned<u64>),
+    With(Vec<Arg>, Span),
+    Rows(RowsExpect),
 }
 
 /// `pool NAME with { slots: N }`: a resource that stages and `each` items of every flow and

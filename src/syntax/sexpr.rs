@@ -16,6 +16,9 @@ pub fn file(f: &File) -> String {
             Item::Pool(p) => {
                 let _ = writeln!(out, "(pool {} {})", p.name.name, config(&p.config));
             }
+            Item::Test(t) => {
+                let _ = writeln!(out, "(test {} {})", t.name.name, t.statements.len());
+            }
         }
     }
     out

@@ -1,7 +1,7 @@
 //! What a workspace defines: flows, activities and `run flow` statements, across its files.
 
 use crate::source::FileId;
-use crate::syntax::ast::{Activity, Flow, Item, Pool, RunFlow};
+use crate::syntax::ast::{Activity, Flow, Item, Pool, RunFlow, Test};
 use crate::workspace::Workspace;
 use std::collections::BTreeMap;
 
@@ -31,6 +31,8 @@ pub struct Index<'w> {
     pub pools: Vec<Def<'w, Pool>>,
     /// The first definition of each pool name.
     pub pool_by_name: BTreeMap<&'w str, Def<'w, Pool>>,
+    /// `test` items, in workspace order.
+    pub tests: Vec<Def<'w, Test>>,
 }
 
 impl<'w> Index<'w> {
@@ -51,6 +53,7 @@ impl<'w> Index<'w> {
                 Item::Activity(node) => index.activities.push(Def { file, node }),
                 Item::Run(node) => index.runs.push(Def { file, node }),
                 Item::Pool(node) => index.pools.push(Def { file, node }),
+                Item::Test(node) => index.tests.push(Def { file, node }),
             }
         }
         for def in &index.flows {

@@ -81,7 +81,7 @@ fn outline_with(item: &Item, keep: &dyn Fn(&Stage) -> bool) -> Item {
             command: Command::Exec(Vec::new()),
             span: activity.span,
         })),
-        Item::Run(_) | Item::Pool(_) => item.clone(),
+        Item::Run(_) | Item::Pool(_) | Item::Test(_) => item.clone(),
     }
 }
 

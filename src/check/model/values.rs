@@ -121,3 +121,38 @@ mod tests {
         assert_eq!(show(Duration::from_secs(5400)), "1h 30m");
     }
 }
+
+/// A literal's value as stored and its type (`-3` too): the values a test writes in rows,
+/// signals and arguments. `None` for anything that is not a literal.
+pub fn literal_value(expr: &Expr) -> Option<(rusqlite::types::Value, crate::value::ValueType)> {
+    use crate::syntax::ast::{Type, UnaryOp};
+    use crate::value::ValueType;
+    use rusqlite::types::Value;
+    Some(match &expr.kind {
+        ExprKind::Int(n) => (Value::Integer(*n), ValueType::Int),
+        ExprKind::Float(x) => (Value::Real(*x), ValueType::Float),
+        ExprKind::Str(s) => (Value::Text(s.to_string()), ValueType::String),
+        ExprKind::Bool(b) => (Value::Integer(i64::from(*b)), ValueType::Boolean),
+        ExprKind::Null => (Value::Null, ValueType::Any),
+        ExprKind::Duration { millis, .. } => {
+            (Value::Integer(i64::try_from(*millis).ok()?), ValueType::Duration)
+        }
+        ExprKind::Time { ty, value } => (
+            Value::Text(value.to_string()),
+            if *ty == Type::Date {
+                ValueType::Date
+            } else {
+                ValueType::Timestamp
+            },
+        ),
+        ExprKind::Unary {
+            op: UnaryOp::Neg,
+            operand,
+        } => match literal_value(operand)? {
+            (Value::Integer(n), ty) => (Value::Integer(n.checked_neg()?), ty),
+            (Value::Real(x), ty) => (Value::Real(-x), ty),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}

@@ -116,7 +116,7 @@ fn undefined_flow(ctx: &mut Ctx, file: FileId, name: &Ident, context: &str) {
     ));
 }
 
-fn flow_call(ctx: &mut Ctx, file: FileId, call: &FlowCall, context: &str) {
+pub(crate) fn flow_call(ctx: &mut Ctx, file: FileId, call: &FlowCall, context: &str) {
     let Some(versions) = ctx
         .index
         .flows_by_name

@@ -8,4 +8,5 @@ pub mod loops;
 pub mod names;
 pub mod saga;
 pub mod schedules;
+pub mod tests;
 pub mod triggers;

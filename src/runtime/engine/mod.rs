@@ -288,6 +288,8 @@ fn run_stages(board: &mut Board, stores: &StoreConfig, pool: &Pool, max_parallel
     let deadline = flow
         .timeout_ms
         .map(|ms| ctx.clock.now() + Duration::from_millis(ms));
+    // A virtual clock stops at the deadline until it is noticed here.
+    let mut hold = deadline.and_then(|d| ctx.clock.hold_at(d));
     let mut timed_out = false;
     let (sender, receiver) = std::sync::mpsc::channel::<(usize, StageSummary)>();
     // Stages run on worker threads, started as more stages run at once than there are
@@ -307,12 +309,17 @@ fn run_stages(board: &mut Board, stores: &StoreConfig, pool: &Pool, max_parallel
                 passed_on = true;
                 board.cancel_every_stage();
             }
+            if timed_out && let Some(hold) = hold.take() {
+                ctx.clock.release(hold);
+            }
             let hold = ctx.paused.load(Ordering::Relaxed) && !cancelled;
             while let Some(i) = (!hold && !board.continuing)
                 .then(|| board.next_ready(cancelled, running < max_parallel.max(1)))
                 .flatten()
             {
                 running += 1;
+                // The stage's work, until its summary is taken below.
+                ctx.clock.busy();
                 if jobs.send((i, board.start(i, stores))).is_err() {
                     break;
                 }
@@ -337,7 +344,7 @@ fn run_stages(board: &mut Board, stores: &StoreConfig, pool: &Pool, max_parallel
             }
             // Wake up now and then to notice a pause ending, and a cancel, which is passed on
             // to the running stages' own flags from here.
-            match receiver.recv_timeout(Duration::from_millis(20)) {
+            match super::clock::receive(ctx.clock, &receiver, Duration::from_millis(20)) {
                 Ok((i, summary)) => {
                     running -= 1;
                     board.finish(i, summary, timed_out);
@@ -349,6 +356,9 @@ fn run_stages(board: &mut Board, stores: &StoreConfig, pool: &Pool, max_parallel
         // No more stages: the workers' queue closes and they end.
         drop(jobs);
     });
+    if let Some(hold) = hold {
+        ctx.clock.release(hold);
+    }
     if timed_out {
         // The flag was this run's doing: later runs of the process are not cancelled.
         ctx.cancel.store(false, Ordering::SeqCst);

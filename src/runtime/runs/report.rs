@@ -124,7 +124,7 @@ fn signals(conn: &Connection, run_id: &str) -> Result<Vec<SentSignal>, catalog::
 }
 
 /// How the run's hooks ended: `{event, target, error}` each, from the event log.
-fn hooks(conn: &Connection, run_id: &str) -> Result<Vec<Value>, catalog::Error> {
+pub fn hooks(conn: &Connection, run_id: &str) -> Result<Vec<Value>, catalog::Error> {
     let mut statement = conn
         .prepare(
             "SELECT detail FROM wvflow_events

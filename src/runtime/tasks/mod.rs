@@ -34,15 +34,12 @@ pub use next::{NextError, NextRun, reference};
 pub use waits::Polled;
 use crate::plan::tasks::{engine_retries, flow_key, item_retries};
 
-use super::activity::Launcher;
-use super::clock::Clock;
 use super::engine::{
     Alone, BeforeStep, CompensationSummary, Context, StageSummary, Summary, after_items,
     call_targets, compensate_completed, one_item, run_single_stage, steps_before, wait_once,
 };
 use super::error::{NotRetried, StageError};
 use super::flow_call::CallArgs;
-use super::retry::Random;
 use super::rules::{self, AfterFailure, Before, End, Waiter};
 use super::runs::{run_params, zone_of};
 use super::schedule::run_time_text;
@@ -150,56 +147,7 @@ pub struct TaskRun<'a> {
     pub first_try: u32,
 }
 
-/// What a task needs from outside: time (a clock and the wall time at which it read zero:
-/// records from other tasks, perhaps on other hosts, are in wall time), randomness for
-/// jitter, and the launcher of activities.
-#[derive(Clone, Copy)]
-pub struct Means<'a> {
-    pub clock: &'a dyn Clock,
-    pub epoch: chrono::DateTime<chrono::Utc>,
-    pub random: &'a dyn Random,
-    pub launcher: &'a dyn Launcher,
-}
-
-/// The real clock, time-seeded jitter and processes: what a task on an engine's worker uses.
-pub struct SystemMeans {
-    clock: super::clock::SystemClock,
-    epoch: chrono::DateTime<chrono::Utc>,
-    random: super::retry::SeededRandom,
-}
-
-impl Default for SystemMeans {
-    fn default() -> Self {
-        SystemMeans {
-            clock: Default::default(),
-            epoch: super::schedule::utc_now(),
-            random: super::retry::SeededRandom::from_time(),
-        }
-    }
-}
-
-impl SystemMeans {
-    pub fn means(&self) -> Means<'_> {
-        Means {
-            clock: &self.clock,
-            epoch: self.epoch,
-            random: &self.random,
-            launcher: &super::activity::ProcessLauncher,
-        }
-    }
-}
-
-impl Means<'_> {
-    /// The wall time now, in milliseconds since 1970.
-    fn now_ms(&self) -> i64 {
-        let since = i64::try_from(self.clock.now().as_millis()).unwrap_or(i64::MAX);
-        self.epoch.timestamp_millis().saturating_add(since)
-    }
-
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::DateTime::from_timestamp_millis(self.now_ms()).unwrap_or(self.epoch)
-    }
-}
+pub use super::means::{Means, SystemMeans};
 
 impl TaskRun<'_> {
     /// The flow as the state's keys name it: `Name`, or `Name@2` for a version.
@@ -867,7 +815,7 @@ impl TaskRun<'_> {
             self.plan,
             &summary,
             &params,
-            self.means.launcher,
+            self.means,
             &self.cwd,
             None,
         ) {

@@ -35,10 +35,11 @@ pub enum Expected {
     Command,
     ActivityBody,
     PipelineOp,
+    TestStatement,
 }
 
 impl Expected {
-    const ALL: [Expected; 14] = [
+    const ALL: [Expected; 15] = [
         Expected::Name,
         Expected::String,
         Expected::Integer,
@@ -53,6 +54,7 @@ impl Expected {
         Expected::Command,
         Expected::ActivityBody,
         Expected::PipelineOp,
+        Expected::TestStatement,
     ];
 
     fn describe(self) -> &'static str {
@@ -70,6 +72,7 @@ impl Expected {
             Expected::ConfigEntry => "a config entry `key: value`",
             Expected::Command => "`exec(...)` or `sh(...)`",
             Expected::ActivityBody => "`= exec(...)` or `= sh(...)`",
+            Expected::TestStatement => "`call`, `mock`, `signal`, `real` or `expect`",
             Expected::PipelineOp => {
                 "an operator such as `where`, `select`, `each` or an activity call"
             }

@@ -19,6 +19,7 @@ pub fn file<'t>(src: &'t str) -> impl Parse<'t, File> {
         activity(src).map(|a| Item::Activity(Box::new(a))),
         run_flow(src).map(|r| Item::Run(Box::new(r))),
         pool(src).map(|p| Item::Pool(Box::new(p))),
+        super::test::test(src).map(|t| Item::Test(Box::new(t))),
     ))
     .labelled(Expected::Item)
     .map(Some)

@@ -6,6 +6,7 @@ mod expr;
 mod items;
 mod recovery;
 mod stage;
+mod test;
 mod unclosed;
 
 use super::ast::{self, Ident, StrLit};

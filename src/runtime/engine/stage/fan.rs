@@ -263,6 +263,8 @@ impl StageRun<'_, '_> {
                 };
                 out.insert(job.index, (job.key.clone(), row));
                 tally.handed_out += 1;
+                // The item's work, until its end is taken below.
+                self.ctx.clock.busy();
                 if lanes.jobs.send(job).is_err() {
                     break;
                 }
@@ -270,7 +272,7 @@ impl StageRun<'_, '_> {
             if out.is_empty() && (stopping || tally.error.is_some() || feed.drained()) {
                 return;
             }
-            match lanes.ended.recv_timeout(LOOK) {
+            match crate::runtime::clock::receive(self.ctx.clock, &lanes.ended, LOOK) {
                 Ok(end) => {
                     let (key, row) = out.remove(&end.index).unwrap_or_default();
                     self.tally_end(tally, end.index, key, row, end.done);

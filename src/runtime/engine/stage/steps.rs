@@ -131,7 +131,9 @@ impl StageRun<'_, '_> {
             crate::runtime::activate::evaluated(activation, self.store, &self.ctx.params)
                 .map_err(|e| (e.into(), 1))?;
         let input = self.values(input)?;
-        crate::runtime::activate::deliver(&activation, &input, &self.ctx.cwd, &self.stage.id)
+        self.ctx
+            .launcher
+            .deliver(&activation, &input, &self.ctx.cwd, &self.stage.id)
             .map_err(|e| (e.into(), 1))?;
         Ok(input.into())
     }
