@@ -71,7 +71,7 @@ impl<'w> Ctx<'w> {
 
 /// Problems an item that failed to parse can cause elsewhere (a name that no longer resolves,
 /// a flow left without stages); not reported while the workspace has syntax errors.
-const UNRESOLVED: [Code; 8] = [
+const UNRESOLVED: [Code; 10] = [
     Code::E0104,
     Code::E0106,
     Code::E0301,
@@ -80,6 +80,8 @@ const UNRESOLVED: [Code; 8] = [
     Code::E0610,
     Code::E0611,
     Code::W0103,
+    Code::E0801,
+    Code::W0801,
 ];
 
 /// What checking found, with the time spent on each file.

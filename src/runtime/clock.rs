@@ -43,6 +43,22 @@ pub trait Clock: Send + Sync {
 
     /// Ends a hold: reached or not, time may go past it.
     fn release(&self, _hold: u64) {}
+
+    /// Until when nothing but the caller can act: a virtual clock knows it when every other
+    /// piece of work waits (the next wake-up, hold or event); a real clock never does.
+    fn quiet_until(&self) -> Quiet {
+        Quiet::Unknown
+    }
+}
+
+/// What [`Clock::quiet_until`] knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quiet {
+    Unknown,
+    /// Nothing else happens before this time.
+    Until(Duration),
+    /// Nothing else will ever happen.
+    Forever,
 }
 
 /// Waits up to `look` (real time) for work another thread hands back with its message, as

@@ -4,7 +4,7 @@
 //! work begins and waits ([`Clock::busy`], [`Clock::idle`], [`super::clock::receive`]); a
 //! real clock ignores both.
 
-use super::clock::Clock;
+use super::clock::{Clock, Quiet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -225,6 +225,21 @@ impl Clock for VirtualClock {
         }
         t.holds.push(Hold { id, at, reached });
         Some(id)
+    }
+
+    fn quiet_until(&self) -> Quiet {
+        let t = self.lock();
+        if t.busy != 1 {
+            return Quiet::Unknown;
+        }
+        let next = t
+            .sleepers
+            .iter()
+            .filter_map(|s| if s.released { Some(t.now) } else { s.until })
+            .chain(t.holds.iter().filter(|h| !h.reached).map(|h| h.at))
+            .chain(t.events.iter().map(|(at, _)| *at))
+            .min();
+        next.map_or(Quiet::Forever, Quiet::Until)
     }
 
     fn release(&self, hold: u64) {

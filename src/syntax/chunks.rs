@@ -82,23 +82,28 @@ pub fn map_chunks<R: Send>(src: &str, file: FileId, f: impl Fn(Chunk) -> R + Syn
 /// The first token of each chunk. A quick lexing pass that keeps nothing else.
 fn boundaries(src: &str, file: FileId, min_bytes: usize) -> Vec<(Token, Span)> {
     let mut bounds = Vec::new();
-    let mut previous = Token::Semi;
+    let mut previous: Option<(Token, Span)> = None;
     let mut chunk_start: Option<u32> = None;
     for (token, span) in Lexer::new(src, file) {
-        let item =
-            matches!(token, Token::Flow | Token::Activity | Token::Run) && previous != Token::Run;
-        match chunk_start {
-            None => {
+        // `run flow` starts at its `run`; a `run` no `flow` follows is part of an item.
+        let item = match (previous, token) {
+            (Some((Token::Run, run)), Token::Flow) => Some((Token::Run, run)),
+            (Some((Token::Run, _)), _) => None,
+            (_, Token::Flow | Token::Activity) => Some((token, span)),
+            _ => None,
+        };
+        match (chunk_start, item) {
+            (None, _) => {
                 bounds.push((token, span));
                 chunk_start = Some(span.start);
             }
-            Some(start) if item && (span.start - start) as usize >= min_bytes => {
-                bounds.push((token, span));
-                chunk_start = Some(span.start);
+            (Some(start), Some(item)) if (item.1.start - start) as usize >= min_bytes => {
+                bounds.push(item);
+                chunk_start = Some(item.1.start);
             }
             _ => {}
         }
-        previous = token;
+        previous = Some((token, span));
     }
     bounds
 }

@@ -34,11 +34,15 @@ pub struct Parsed {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Whether `tokens[index]` begins a top-level item (`flow`, `activity` or `run`; the `flow` of
-/// `run flow` does not).
+/// Whether `tokens[index]` begins a top-level item (`flow`, `activity` or `run flow`; the
+/// `flow` of `run flow` does not, nor a `run` that no `flow` follows, as in a test's
+/// `expect run failed`).
 fn starts_item(tokens: &[(Token, Span)], index: usize) -> bool {
-    matches!(tokens[index].0, Token::Flow | Token::Activity | Token::Run)
-        && (index == 0 || tokens[index - 1].0 != Token::Run)
+    match tokens[index].0 {
+        Token::Flow | Token::Activity => index == 0 || tokens[index - 1].0 != Token::Run,
+        Token::Run => tokens.get(index + 1).is_none_or(|(t, _)| *t == Token::Flow),
+        _ => false,
+    }
 }
 
 /// Whether `src` has a syntax error: exactly when [`parse`] reports one (every syntax

@@ -28,7 +28,7 @@ const LAYERS: &[&[&str]] = &[
     &["plan"],
     &["session"],
     &["runtime"],
-    &["export"],
+    &["export", "testing"],
     &["lsp", "ui"],
     &["cli"],
 ];

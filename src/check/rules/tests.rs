@@ -54,7 +54,7 @@ fn check_test(ctx: &mut Ctx, def: Def<Test>) {
     if let Some(at) = at
         && !matches!(at.kind, ExprKind::Time { ty: Type::Timestamp, .. })
     {
-        bad_value(ctx, file, at.span, "the run time", "a timestamp such as `timestamp '2026-03-01T09:00:00Z'`");
+        bad_value(ctx, file, at.span, "run time", "a timestamp such as `timestamp '2026-03-01T09:00:00Z'`");
     }
     let version = call.version.as_ref().map(|v| v.value);
     let Some(flow) = ctx.index.flow(&call.name.name, version) else {
@@ -80,7 +80,7 @@ fn check_test(ctx: &mut Ctx, def: Def<Test>) {
             }
             TestStatement::Signal { name, value, at, .. } => {
                 signal(ctx, file, &graph, name, value.as_ref());
-                duration(ctx, file, at, "a signal's time");
+                duration(ctx, file, at, "signal time");
             }
             TestStatement::Expect(expect) => check_expect(ctx, file, &graph, expect),
         }
@@ -202,17 +202,17 @@ fn check_mock(ctx: &mut Ctx, file: FileId, mock: &Mock, reached: &BTreeSet<&str>
         );
     }
     if let Some(takes) = &mock.takes {
-        duration(ctx, file, takes, "how long a mock takes");
+        duration(ctx, file, takes, "mock duration");
     }
     if let Some((first, last)) = &mock.attempts
         && (first.value == 0 || last.value < first.value)
     {
-        bad_value(ctx, file, first.span.join(last.span), "the attempts", "attempts counted from 1, the first no later than the last: `on attempts 1 to 2`");
+        bad_value(ctx, file, first.span.join(last.span), "attempt range", "attempts counted from 1, the first no later than the last: `on attempts 1 to 2`");
     }
     match &mock.outcome {
         MockOutcome::Returns(rows) => check_rows(ctx, file, rows),
         MockOutcome::Fails(Some(code)) if code.value == 0 || code.value > 255 => {
-            bad_value(ctx, file, code.span, "the exit code", "an exit code from 1 to 255");
+            bad_value(ctx, file, code.span, "exit code", "an exit code from 1 to 255");
         }
         _ => {}
     }
@@ -223,23 +223,23 @@ fn check_rows(ctx: &mut Ctx, file: FileId, rows: &TestRows) {
         return;
     };
     if !rows.is_empty() && columns.is_empty() {
-        bad_value(ctx, file, *span, "the rows", "name their columns: `[[1, 'a']] as (id, name)`");
+        bad_value(ctx, file, *span, "rows", "name their columns: `[[1, 'a']] as (id, name)`");
         return;
     }
     let mut seen = BTreeSet::new();
     for column in columns {
         if !seen.insert(column.name.as_str()) {
-            bad_value(ctx, file, column.span, "a column name", "each column once");
+            bad_value(ctx, file, column.span, "column name", "each column once");
         }
     }
     for row in rows {
         if row.len() != columns.len() {
             let span = row.first().zip(row.last()).map_or(*span, |(a, b)| a.span.join(b.span));
-            bad_value(ctx, file, span, "a row", &format!("{} values, one per column", columns.len()));
+            bad_value(ctx, file, span, "row", &format!("{} values, one per column", columns.len()));
         }
         for value in row {
             if crate::check::values::literal_value(value).is_none() {
-                bad_value(ctx, file, value.span, "a row's value", "a literal: a number, a string, `true`, `null`, a duration or a `timestamp '...'`");
+                bad_value(ctx, file, value.span, "row value", "a literal: a number, a string, `true`, `null`, a duration or a `timestamp '...'`");
             }
         }
     }
@@ -268,7 +268,7 @@ fn signal(ctx: &mut Ctx, file: FileId, graph: &FlowGraph, name: &Ident, value: O
     if let Some(value) = value
         && crate::check::values::literal_value(value).is_none()
     {
-        bad_value(ctx, file, value.span, "a signal's value", "a literal");
+        bad_value(ctx, file, value.span, "signal value", "a literal");
     }
 }
 
@@ -299,7 +299,7 @@ fn check_expect(ctx: &mut Ctx, file: FileId, graph: &FlowGraph, expect: &Expect)
                 }
             }
         }
-        Expectation::Elapsed(d) => duration(ctx, file, d, "the elapsed time"),
+        Expectation::Elapsed(d) => duration(ctx, file, d, "elapsed time"),
         Expectation::Table { rows, .. } => rows_expect(ctx, file, rows),
         Expectation::Stage { stage, fact } => {
             known_stage(ctx, file, graph, stage);
@@ -329,7 +329,7 @@ fn called_with(ctx: &mut Ctx, file: FileId, activity: &Ident, args: &[Arg]) {
     let params: Vec<&str> = def.node.params.iter().map(|p| p.name.name.as_str()).collect();
     for arg in args {
         let Some(name) = &arg.name else {
-            bad_value(ctx, file, arg.span(), "an argument", "a named argument: `called with (trip = 'T-1')`");
+            bad_value(ctx, file, arg.span(), "argument", "a named argument: `called with (trip = 'T-1')`");
             continue;
         };
         if !params.contains(&name.name.as_str()) {
@@ -343,7 +343,7 @@ fn called_with(ctx: &mut Ctx, file: FileId, activity: &Ident, args: &[Arg]) {
             ctx.emit(with_suggestion(d, &name.name, params.iter().copied(), None));
         }
         if crate::check::values::literal_value(&arg.value).is_none() {
-            bad_value(ctx, file, arg.value.span, "an argument's value", "a literal");
+            bad_value(ctx, file, arg.value.span, "argument value", "a literal");
         }
     }
 }
@@ -391,7 +391,7 @@ fn duration(ctx: &mut Ctx, file: FileId, e: &Expr, what: &str) {
 
 fn bad_value(ctx: &mut Ctx, file: FileId, span: Span, what: &str, takes: &str) {
     ctx.emit(
-        Diagnostic::error(Code::E0804, file, span, format!("{what} is not what a test takes here"))
+        Diagnostic::error(Code::E0804, file, span, format!("invalid {what} in a test"))
             .with_label("not valid here")
             .with_help(format!("write {takes}")),
     );

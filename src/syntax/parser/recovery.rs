@@ -45,7 +45,8 @@ pub fn skip_to<'t>(resume: Resume) -> impl Parse<'t, ()> {
         while let Some(token) = inp.peek() {
             // Item keywords never appear inside a flow: stop there even inside open brackets.
             // Only item recovery may skip one first; elsewhere that would swallow the next item.
-            if starts_item(token) && (consumed > 0 || resume != Resume::Item) {
+            let item = starts_item(token) && (token != Token::Run || next_is(inp, Token::Flow));
+            if item && (consumed > 0 || resume != Resume::Item) {
                 break;
             }
             if let Some(opener) = opener_of(token) {
@@ -102,9 +103,17 @@ fn opener_of(t: Token) -> Option<Token> {
 fn next_is_colon<'t>(
     inp: &mut chumsky::input::InputRef<'t, '_, super::In<'t>, super::Extra<'t>>,
 ) -> bool {
+    next_is(inp, Token::Colon)
+}
+
+/// Whether the token after the current one is `expected`.
+fn next_is<'t>(
+    inp: &mut chumsky::input::InputRef<'t, '_, super::In<'t>, super::Extra<'t>>,
+    expected: Token,
+) -> bool {
     let checkpoint = inp.save();
     inp.skip();
-    let colon = inp.peek() == Some(Token::Colon);
+    let found = inp.peek() == Some(expected);
     inp.rewind(checkpoint);
-    colon
+    found
 }
