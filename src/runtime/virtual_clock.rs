@@ -101,6 +101,14 @@ impl VirtualClock {
         self.lock().stuck_at
     }
 
+    /// When a wait of `d` from now ends: never, for `Duration::MAX` (a wait for a cancel).
+    fn until(&self, d: Duration) -> Option<Duration> {
+        if d == Duration::MAX {
+            return None;
+        }
+        self.lock().now.checked_add(d)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Timeline> {
         self.timeline.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -196,13 +204,11 @@ impl Clock for VirtualClock {
     }
 
     fn sleep(&self, d: Duration) {
-        let until = self.now().checked_add(d);
-        self.wait(until, None);
+        self.wait(self.until(d), None);
     }
 
     fn sleep_unless(&self, d: Duration, cancel: &AtomicBool) -> bool {
-        let until = self.now().checked_add(d);
-        self.wait(until, Some(cancel))
+        self.wait(self.until(d), Some(cancel))
     }
 
     fn busy(&self) {

@@ -42,4 +42,5 @@ mod signals;
 mod syntax_errors;
 mod task_copies;
 mod terminal;
+mod testing;
 mod ui;
