@@ -54,6 +54,13 @@ pub enum TestStatement {
     },
     /// `real NAME, ...`: these activities run their programs.
     Real { activities: Vec<Ident>, span: Span },
+    /// `upstream FLOW STATE`: the last run of a flow the tested flow's start condition or
+    /// `depends on` names ended so; the run starts only if the scheduler would start it.
+    Upstream {
+        flow: Ident,
+        state: Ident,
+        span: Span,
+    },
     Expect(Box<Expect>),
 }
 

@@ -55,7 +55,11 @@ fn holds(what: &Expectation, ran: &Ran, base: &Path) -> Held {
     let found = |text: String| Err((text, None));
     match what {
         Expectation::Run(state) => {
-            let is = run.map_or("not started", |r| r.state.as_str());
+            let is = match run {
+                Some(r) => r.state.as_str(),
+                None if ran.gated => "skipped",
+                None => "not started",
+            };
             if state_is(&state.name, is) { Ok(()) } else { found(format!("the run ended {is}")) }
         }
         Expectation::Exit(code) => {

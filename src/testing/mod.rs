@@ -75,6 +75,8 @@ pub fn run_tests(flows: &Flows, filter: Option<&str>) -> (Vec<TestResult>, usize
 /// What a test's run left to be held to its expectations.
 pub struct Ran<'a> {
     pub flow: String,
+    /// The scheduler would not start the run, given the test's `upstream` states: it did not.
+    pub gated: bool,
     /// Every run of the chain, in the order they ended (continued runs, jumps).
     pub summaries: Vec<Summary>,
     pub exit: u8,
@@ -172,9 +174,14 @@ fn prepare_and_run(flows: &Flows, def: Def<Test>) -> Result<(Duration, Vec<Diagn
     };
     let mut summaries = Vec::new();
     let hung = Arc::new(AtomicBool::new(false));
-    let end = watched(&cancel, &hung, || {
-        runner.chain(plan, params, start, &mut |s| summaries.push(s.clone()))
-    });
+    let gated = !starts_after(test, &plan);
+    let end = if gated {
+        ChainEnd::Succeeded
+    } else {
+        watched(&cancel, &hung, || {
+            runner.chain(plan, params, start, &mut |s| summaries.push(s.clone()))
+        })
+    };
     let (exit, mut stopped) = match end {
         ChainEnd::Succeeded => (0, None),
         ChainEnd::Failed => (1, None),
@@ -190,6 +197,7 @@ fn prepare_and_run(flows: &Flows, def: Def<Test>) -> Result<(Duration, Vec<Diagn
     }
     let ran = Ran {
         flow,
+        gated,
         summaries,
         exit,
         elapsed: clock.now(),
@@ -217,6 +225,33 @@ fn watched<T>(cancel: &Arc<AtomicBool>, hung: &Arc<AtomicBool>, body: impl FnOnc
     let _ = done.send(());
     let _ = watch.join();
     result
+}
+
+/// Whether the scheduler would start the flow after the upstream runs the test states (`flow
+/// F if G.failed`, `depends on G`); a test that states none runs the flow as `wvflow run` does.
+fn starts_after(test: &Test, plan: &crate::plan::Plan) -> bool {
+    use crate::runtime::state::StageState;
+    let states: BTreeMap<String, StageState> = test
+        .statements
+        .iter()
+        .filter_map(|s| match s {
+            TestStatement::Upstream { flow, state, .. } => {
+                Some((flow.name.to_string(), StageState::parse(&state.name)?))
+            }
+            _ => None,
+        })
+        .collect();
+    if states.is_empty() {
+        return true;
+    }
+    match &plan.flow.start_condition {
+        Some(condition) => crate::runtime::rules::holds(condition, &states),
+        None => plan
+            .flow
+            .depends_on
+            .iter()
+            .all(|flow| states.get(flow) == Some(&StageState::Success)),
+    }
 }
 
 /// The test's `mock` lines as rules by activity, and the activities it lets run.

@@ -50,7 +50,13 @@ fn failures(test: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| format!("{} | {}", f["message"].as_str().unwrap(), f["labels"][0]["message"].as_str().unwrap()))
+        .map(|f| {
+            format!(
+                "{} | {}",
+                f["message"].as_str().unwrap(),
+                f["labels"][0]["message"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -99,15 +105,25 @@ test flaky_flight = {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
     // Both stages call `reserve`; each call fails its first three attempts.
-    assert!(out.contains("test flaky_flight ... ok (6h virtual"), "{out}");
+    assert!(
+        out.contains("test flaky_flight ... ok (6h virtual"),
+        "{out}"
+    );
     assert!(
         out.contains("test result: ok. 1 passed; 0 failed; 0 filtered out;"),
         "{out}"
     );
     assert!(out.contains("(6h of virtual time)"), "{out}");
-    assert!(!dir.join("spawned").exists(), "a mocked activity started a process");
+    assert!(
+        !dir.join("spawned").exists(),
+        "a mocked activity started a process"
+    );
     // Nothing is written to the workspace: no run store, no database.
-    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(left, ["flow.wv"], "{left:?}");
 }
 
@@ -172,7 +188,10 @@ test wrong = {
         &[],
     );
     assert_eq!(code, Some(1), "{doc:#}");
-    assert_eq!((doc["passed"].clone(), doc["failed"].clone()), (0.into(), 1.into()));
+    assert_eq!(
+        (doc["passed"].clone(), doc["failed"].clone()),
+        (0.into(), 1.into())
+    );
     let test = test_named(&doc, "wrong");
     assert_eq!(
         failures(test),
@@ -349,7 +368,10 @@ test waits_forever = {
         "the run could never end: at 0s every stage waited and nothing could wake one | cancelled as stuck",
         "{found:?}"
     );
-    assert_eq!(found[1], "expectation not met: the run ends success | the run ended cancelled");
+    assert_eq!(
+        found[1],
+        "expectation not met: the run ends success | the run ended cancelled"
+    );
 }
 
 #[test]
@@ -379,17 +401,35 @@ test fails_with_a_less_than = {
     let o = wvflow_test(&dir, &["flow.wv", "--filter", "passes", "--format", "json"]);
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!((doc["passed"].clone(), doc["filtered"].clone()), (1.into(), 1.into()));
+    assert_eq!(
+        (doc["passed"].clone(), doc["filtered"].clone()),
+        (1.into(), 1.into())
+    );
 
     let o = wvflow_test(&dir, &["flow.wv", "--format", "junit"]);
     assert_eq!(o.status.code(), Some(1));
     let xml = stdout(&o);
     assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"wvflow\" tests=\"2\" failures=\"1\""), "{xml}");
-    assert!(xml.contains("<testsuite name=\"flow.wv\" tests=\"2\" failures=\"1\""), "{xml}");
-    assert!(xml.contains("<testcase name=\"passes\" classname=\"flow.wv\""), "{xml}");
-    assert!(xml.contains("<failure type=\"E0806\" message=\"expectation not met: the run ends success\">"), "{xml}");
+    assert!(
+        xml.contains("<testsuite name=\"flow.wv\" tests=\"2\" failures=\"1\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<testcase name=\"passes\" classname=\"flow.wv\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(
+            "<failure type=\"E0806\" message=\"expectation not met: the run ends success\">"
+        ),
+        "{xml}"
+    );
     assert_eq!(xml.matches("<testcase").count(), 2);
-    assert_eq!(xml.matches("</testcase>").count(), 1, "one failed case holds its failure");
+    assert_eq!(
+        xml.matches("</testcase>").count(),
+        1,
+        "one failed case holds its failure"
+    );
     assert!(!xml.contains("\u{1b}"), "no colour codes in XML");
 
     // A reader that stops early: no panic, no error.
@@ -473,5 +513,70 @@ test receipt_follows_payment = {
     assert_eq!(
         failures(test_named(&doc, "receipt_follows_payment")),
         ["expectation not met: stage `receipt` ends success | `receipt` ended skipped"]
+    );
+}
+
+#[test]
+fn upstream_states_decide_whether_a_dependent_flow_starts() {
+    let text = r#"
+activity work = exec('true')
+flow Load = {
+  stage l = work()
+}
+flow Cleanup if Load.failed = {
+  stage c = work()
+}
+flow Report depends on Load = {
+  stage r = work()
+}
+test cleanup_after_a_failed_load = {
+  call Cleanup()
+  upstream Load failed
+  mock work returns []
+  expect run success
+  expect c success
+}
+test no_cleanup_after_a_good_load = {
+  call Cleanup()
+  upstream Load success
+  mock work returns []
+  expect run skipped
+  expect work called 0 times
+}
+test no_report_after_a_failed_load = {
+  call Report()
+  upstream Load failed
+  mock work returns []
+  expect run skipped
+}
+test report_after_a_good_load = {
+  call Report()
+  upstream Load success
+  mock work returns []
+  expect run success
+}
+"#;
+    let (code, doc) = json_of("testing_upstream", text, &[]);
+    assert_eq!(code, Some(0), "{doc:#}");
+    assert_eq!(doc["passed"], 4, "{doc:#}");
+    let wrong = text.replace(
+        "upstream Load failed\n  mock work returns []\n  expect run success",
+        "upstream Loader failed\n  mock work returns []\n  expect run success",
+    );
+    let dir = scratch("testing_upstream_typo", &[("flow.wv", &wrong)]);
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["check", "flow.wv"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains("flow `Cleanup` does not start after `Loader`: neither its `if` nor its `depends on` names it"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("did you mean `Load`?"),
+        "{}",
+        stdout(&o)
     );
 }

@@ -83,6 +83,9 @@ fn check_test(ctx: &mut Ctx, def: Def<Test>) {
                 duration(ctx, file, at, "signal time");
             }
             TestStatement::Expect(expect) => check_expect(ctx, file, &graph, expect),
+            TestStatement::Upstream { flow: upstream, state, .. } => {
+                upstream_state(ctx, file, flow.node, upstream, state);
+            }
         }
     }
     let unanswered: Vec<&str> = reached
@@ -269,6 +272,42 @@ fn signal(ctx: &mut Ctx, file: FileId, graph: &FlowGraph, name: &Ident, value: O
         && crate::check::values::literal_value(value).is_none()
     {
         bad_value(ctx, file, value.span, "signal value", "a literal");
+    }
+}
+
+/// `upstream FLOW STATE`: a flow the tested flow's start condition or `depends on` names, and
+/// how its last run ended.
+fn upstream_state(ctx: &mut Ctx, file: FileId, flow: &Flow, upstream: &Ident, state: &Ident) {
+    let mut named: Vec<&str> = flow.depends_on.iter().map(|d| d.name.as_str()).collect();
+    if let Some(condition) = &flow.condition {
+        named.extend(condition_flows(condition));
+    }
+    if !named.contains(&upstream.name.as_str()) {
+        let d = Diagnostic::error(
+            Code::E0801,
+            file,
+            upstream.span,
+            format!(
+                "flow `{}` does not start after `{}`: neither its `if` nor its `depends on` names it",
+                flow.name.name, upstream.name
+            ),
+        )
+        .with_label("not an upstream flow");
+        ctx.emit(with_suggestion(d, &upstream.name, named, None));
+    }
+    let ends = ["success", "failed", "skipped", "cancelled"];
+    state_word(ctx, file, state, &ends);
+}
+
+fn condition_flows(condition: &Condition) -> Vec<&str> {
+    match condition {
+        Condition::State { target, .. } => vec![target.name.as_str()],
+        Condition::Not(inner, _) => condition_flows(inner),
+        Condition::And(a, b) | Condition::Or(a, b) => {
+            let mut names = condition_flows(a);
+            names.extend(condition_flows(b));
+            names
+        }
     }
 }
 

@@ -72,7 +72,7 @@ impl Expected {
             Expected::ConfigEntry => "a config entry `key: value`",
             Expected::Command => "`exec(...)` or `sh(...)`",
             Expected::ActivityBody => "`= exec(...)` or `= sh(...)`",
-            Expected::TestStatement => "`call`, `mock`, `signal`, `real` or `expect`",
+            Expected::TestStatement => "`call`, `mock`, `signal`, `real`, `upstream` or `expect`",
             Expected::PipelineOp => {
                 "an operator such as `where`, `select`, `each` or an activity call"
             }

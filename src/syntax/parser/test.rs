@@ -63,11 +63,20 @@ fn statement<'t>(src: &'t str) -> impl Parse<'t, TestStatement> {
             activities,
             span: e.span(),
         });
+    let upstream = word(src, "upstream")
+        .ignore_then(name(src))
+        .then(name(src))
+        .map_with(|(flow, state), e| TestStatement::Upstream {
+            flow,
+            state,
+            span: e.span(),
+        });
     choice((
         call,
         mock(src).map(|m| TestStatement::Mock(Box::new(m))),
         signal,
         real,
+        upstream,
         expect(src).map(|x| TestStatement::Expect(Box::new(x))),
     ))
     .labelled(Expected::TestStatement)
