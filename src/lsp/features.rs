@@ -270,6 +270,9 @@ pub fn completion(analysis: &Analysis, at: At) -> Value {
     let index = view.index();
     let text = &analysis.workspace().sources.get(at.file).text;
     let cursor = Cursor::new(text, &index, at);
+    if let Some(items) = super::in_tests::completion(&index, at, cursor.before) {
+        return Value::Array(items);
+    }
     let connectors = &analysis.workspace().connectors;
     let items = cursor
         .connector(connectors)

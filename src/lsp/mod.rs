@@ -13,6 +13,7 @@
 pub mod analysis;
 mod body;
 pub mod features;
+mod in_tests;
 pub mod symbols;
 pub mod transport;
 

@@ -75,6 +75,9 @@ impl Symbols {
         for def in &index.runs {
             c.flow_ref(def.file, &def.node.call.name);
         }
+        for def in &index.tests {
+            c.test_refs(def.file, def.node);
+        }
         for def in &index.activities {
             c.pool_refs
                 .extend(pool_ref(def.file, def.node.config.as_ref()));
@@ -170,6 +173,53 @@ impl Collector {
 
     fn activity_ref(&mut self, file: FileId, name: &ast::Ident) {
         reference(&self.activities, &mut self.symbols, file, name)
+    }
+
+    /// What a test names: its flow, that flow's stages, activities, upstream flows.
+    fn test_refs(&mut self, file: FileId, test: &ast::Test) {
+        use ast::{Expectation, TestStatement};
+        let flow = test.statements.iter().find_map(|s| match s {
+            TestStatement::Call { flow, .. } => self.flows.get(flow.name.name.as_str()).copied(),
+            _ => None,
+        });
+        for statement in &test.statements {
+            match statement {
+                TestStatement::Call { flow, .. } => self.flow_ref(file, &flow.name),
+                TestStatement::Upstream { flow, .. } => self.flow_ref(file, flow),
+                TestStatement::Mock(mock) => self.activity_ref(file, &mock.activity),
+                TestStatement::Real { activities, .. } => {
+                    for activity in activities {
+                        self.activity_ref(file, activity);
+                    }
+                }
+                TestStatement::Signal { .. } => {}
+                TestStatement::Expect(expect) => match &expect.what {
+                    Expectation::Stage { stage, .. } => self.stage_ref(file, flow, stage),
+                    Expectation::Compensations(stages, _) => {
+                        for stage in stages {
+                            self.stage_ref(file, flow, stage);
+                        }
+                    }
+                    Expectation::Called { activity, .. } => self.activity_ref(file, activity),
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// A stage of the flow whose symbol is `flow`, named in a test.
+    fn stage_ref(&mut self, file: FileId, flow: Option<usize>, stage: &ast::Ident) {
+        let Some(flow) = flow else { return };
+        let found = self.symbols.defs.iter().position(|d| {
+            d.kind == Kind::Stage && d.parent == Some(flow) && d.name == stage.name
+        });
+        if let Some(symbol) = found {
+            self.symbols.refs.push(Reference {
+                file,
+                span: stage.span,
+                symbol,
+            });
+        }
     }
 
     /// A flow in full, whose own symbol is `me`: its stages, and what it and they name.

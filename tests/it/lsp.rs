@@ -557,3 +557,44 @@ fn the_language_server_knows_connectors() {
     assert!(text.contains("**connector `pg`**: postgres"), "{text}");
     assert!(!text.contains("PGPASSWORD"), "{text}");
 }
+
+/// Tests in the editor: their names complete from the tested flow and the workspace, a stage
+/// named in an `expect` hovers and jumps like the stage, and a test's problems are
+/// diagnostics of the document.
+#[test]
+fn the_language_server_knows_tests() {
+    const FLOW: &str = "activity charge(amount: float) = exec('true')\nflow Pay = {\n  signal approved = false\n  stage payment = charge(1.0)\n}\ntest pays = {\n  call Pay()\n  mock charge returns []\n  signal approved at 1m\n  expect payment success\n  expect run success\n  expect \n}\n";
+    let (mut client, uri, found) = open_with_diagnostics("lsp_tests", "pay.wv", FLOW);
+    // The unfinished `expect` of line 11 is a syntax error, reported on its line.
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["range"]["start"]["line"], 12, "{found:?}");
+    let at = |line: u32, character: u32| json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } });
+    // `  expect |` on line 11: the flow's stages, the activities, the expectations.
+    let offered = labels(client.request("textDocument/completion", at(11, 9)));
+    assert_eq!(
+        offered,
+        ["payment", "charge", "run", "exit", "compensations", "hooks", "elapsed", "table"]
+    );
+    // `  mock c|harge`: activities.
+    assert_eq!(
+        labels(client.request("textDocument/completion", at(7, 8))),
+        ["charge"]
+    );
+    // `  signal a|pproved`: the flow's signals.
+    assert_eq!(
+        labels(client.request("textDocument/completion", at(8, 10))),
+        ["approved"]
+    );
+    // `  expect run s|uccess`: run states.
+    let states = labels(client.request("textDocument/completion", at(10, 14)));
+    assert!(states.contains(&"continued".to_string()), "{states:?}");
+    // `expect pay|ment`: the stage's hover and definition.
+    let hover = client.request("textDocument/hover", at(9, 12));
+    let text = hover["contents"]["value"].as_str().unwrap();
+    assert!(text.contains("payment"), "{text}");
+    let definition = client.request("textDocument/definition", at(9, 12));
+    assert_eq!(
+        definition["range"]["start"],
+        json!({ "line": 3, "character": 8 })
+    );
+}
