@@ -105,6 +105,9 @@ pub enum Error {
     Spawn(std::io::Error),
     /// Its stdout could not be read.
     NoStdout,
+    /// An abandonable child runs in a process of its own, on the real clock with real
+    /// activities: a run on given means (`wvflow test`) cannot start one.
+    AbandonableInTest { flow: String },
 }
 
 /// Why a parent stage stopped its child run.
@@ -170,6 +173,10 @@ impl std::fmt::Display for Error {
             Error::ChildNotStarted(e) => write!(f, "cannot start the child run: {e}"),
             Error::Spawn(e) => write!(f, "{e}"),
             Error::NoStdout => f.write_str("no stdout"),
+            Error::AbandonableInTest { flow } => write!(
+                f,
+                "a child run of `{flow}` with `parent_close: abandon` runs in a process of its own, with real activities: a test cannot run it"
+            ),
         }
     }
 }
@@ -701,6 +708,11 @@ impl FlowRunner for Runner<'_> {
             });
         }
         if parent_close == crate::plan::ir::ParentClose::Abandon {
+            if self.means.is_some() {
+                return Err(Error::AbandonableInTest {
+                    flow: target.flow.clone(),
+                });
+            }
             return self.run_abandonable(target, parent, stop, why);
         }
         let (plan, params) = self.prepare(target)?;

@@ -573,7 +573,16 @@ fn the_language_server_knows_tests() {
     let offered = labels(client.request("textDocument/completion", at(11, 9)));
     assert_eq!(
         offered,
-        ["payment", "charge", "run", "exit", "compensations", "hooks", "elapsed", "table"]
+        [
+            "payment",
+            "charge",
+            "run",
+            "exit",
+            "compensations",
+            "hooks",
+            "elapsed",
+            "table"
+        ]
     );
     // `  mock c|harge`: activities.
     assert_eq!(

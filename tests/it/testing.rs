@@ -580,3 +580,28 @@ test report_after_a_good_load = {
         stdout(&o)
     );
 }
+
+#[test]
+fn the_example_of_docs_testing_md_checks_clean_and_passes_as_shown() {
+    let doc = std::fs::read_to_string("docs/testing.md").unwrap();
+    let example = crate::common::code_blocks(&doc, "wv").remove(0);
+    let dir = scratch("testing_docs", &[("trips.wv", &example)]);
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["check", "trips.wv"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "checked 1 file: no problems\n");
+    let o = wvflow_test(&dir, &["trips.wv"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let out = stdout(&o);
+    for line in [
+        "running 2 tests",
+        "test declined_card_cancels_the_hotel ... ok (0s virtual,",
+        "test a_flaky_gateway_is_tried_again_an_hour_later ... ok (3h virtual,",
+        "test result: ok. 2 passed; 0 failed; 0 filtered out;",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+        assert!(doc.contains(line), "docs/testing.md shows {line}");
+    }
+}
