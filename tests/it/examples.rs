@@ -480,6 +480,12 @@ fn every_documented_invocation_has_its_documented_outcome() {
                         rows.iter().map(|r| r["region"].as_str().unwrap()).collect();
                     assert_eq!(regions, ["eu", "us", "latam"], "{what}: {rows:?}");
                 }
+                ("test", file, _) => {
+                    // The example's own tests, on mocks and virtual time.
+                    assert_eq!(code, Some(0), "{what}: {out}");
+                    assert!(out.contains("test result: ok."), "{what}: {out}");
+                    assert!(out.contains(" 0 failed;"), "{file}: {out}");
+                }
                 ("run", file, "") => {
                     // Unqualified: the example's flow succeeds.
                     assert_eq!(code, Some(0), "{what}: {out}");
