@@ -202,6 +202,7 @@ codes! {
     E0804: "invalid value in a test";
     E0805: "expectation that can never hold";
     E0806: "expectation not met";
+    E0807: "mocked rows without a column the flow reads";
     W0101: "triggered stage reads a stage that may have failed";
     W0102: "route without `else`";
     W0103: "name looks like a misspelled stage";

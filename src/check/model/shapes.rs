@@ -49,6 +49,8 @@ pub struct Shapes<'g, 'w> {
     unknown: Pipeline,
     /// CSV headers read so far: several stages may read one file.
     headers: std::collections::HashMap<PathBuf, Shape>,
+    /// The output of activities, when known from outside (a test's mocked rows).
+    assumed: std::collections::BTreeMap<String, Shape>,
 }
 
 impl<'g, 'w> Shapes<'g, 'w> {
@@ -68,6 +70,21 @@ impl<'g, 'w> Shapes<'g, 'w> {
             busy: vec![false; n],
             unknown: Pipeline::default(),
             headers: Default::default(),
+            assumed: Default::default(),
+        }
+    }
+
+    /// Shapes where each of these activities prints rows of its shape (a test's mocks).
+    pub fn assuming(mut self, assumed: std::collections::BTreeMap<String, Shape>) -> Self {
+        self.assumed = assumed;
+        self
+    }
+
+    /// The rows an activity call gives: known only when assumed.
+    fn activity_row(&self, call: &crate::syntax::ast::Call) -> Row {
+        match self.assumed.get(call.name.name.as_str()) {
+            Some(shape) => Row::of(shape.clone(), &call.name.name),
+            None => Row::unknown(),
         }
     }
 
@@ -139,9 +156,8 @@ impl<'g, 'w> Shapes<'g, 'w> {
             }
             OpKind::Select(items) => self.select(walk, items),
             // A child run's final rows are known when it runs.
-            OpKind::Each(_) | OpKind::EachCall(_) | OpKind::Activity(_) => {
-                walk.pass_on(Row::unknown())
-            }
+            OpKind::Activity(call) => walk.pass_on(self.activity_row(call)),
+            OpKind::Each(_) | OpKind::EachCall(_) => walk.pass_on(Row::unknown()),
             OpKind::CallFlow(_) => walk.pass_on(call_row()),
             // `order by` right after `select` is part of the same SQL query: it may name
             // the selected columns and those they were selected from.
@@ -215,7 +231,8 @@ impl<'g, 'w> Shapes<'g, 'w> {
                 Row::of(union_by_name(&shapes), "merged")
             }
             SourceKind::CallFlow(_) => call_row(),
-            SourceKind::Activity(_) | SourceKind::Jump(_) => Row::unknown(),
+            SourceKind::Activity(call) => self.activity_row(call),
+            SourceKind::Jump(_) => Row::unknown(),
             // A delay has no rows, and no columns.
             SourceKind::Wait(_) | SourceKind::WaitUntil(_) => {
                 Row::of(Some(Vec::new().into()), "wait")

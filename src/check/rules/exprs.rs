@@ -82,8 +82,17 @@ pub fn exec_scope<'a>(params: &'a [(&'a str, ValueType)]) -> Scope<'a> {
 }
 
 pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
+    check_flow_assuming(ctx, graph, Default::default());
+}
+
+/// [`check_flow`], with the rows of these activities known (a test's mocks).
+pub fn check_flow_assuming(
+    ctx: &mut Ctx,
+    graph: &FlowGraph,
+    assumed: std::collections::BTreeMap<String, crate::check::binder::Shape>,
+) {
     let path = ctx.workspace.sources.get(graph.file).path.clone();
-    let pipelines = Shapes::new(graph, &path).all();
+    let pipelines = Shapes::new(graph, &path).assuming(assumed).all();
     let scopes = FlowScopes::new(graph.flow);
     let mut binder = Binder::new(graph.file);
     for (node, pipeline) in graph.stages.iter().zip(&pipelines) {
