@@ -605,3 +605,56 @@ fn the_example_of_docs_testing_md_checks_clean_and_passes_as_shown() {
         assert!(doc.contains(line), "docs/testing.md shows {line}");
     }
 }
+
+#[test]
+fn an_expectation_the_mocks_make_impossible_is_refused_before_running() {
+    let text = trip(
+        r#"
+test impossible = {
+  call Trip()
+  mock reserve fails
+  mock charge returns []
+  mock undo returns []
+  mock notify returns []
+  expect flight success
+  expect hotel rows 1
+  expect hotel failed
+  expect receipt skipped
+}
+"#,
+    );
+    let dir = scratch("testing_impossible", &[("flow.wv", &text)]);
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["check", "flow.wv", "--format", "short"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("E0805")).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].contains("stage `flight` never succeeds in this test"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("stage `hotel` never succeeds in this test"),
+        "{out}"
+    );
+    // Failing only some attempts makes no claim.
+    let retried = text.replace(
+        "mock reserve fails\n",
+        "mock reserve fails on attempts 1 to 2\n  mock reserve returns []\n",
+    );
+    let dir = scratch("testing_possible", &[("flow.wv", &retried)]);
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["check", "flow.wv"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).ends_with("checked 1 file: 0 errors, 2 warnings\n"),
+        "{}",
+        stdout(&o)
+    );
+}
