@@ -392,8 +392,16 @@ fn check_mock(ctx: &mut Ctx, file: FileId, mock: &Mock, reached: &BTreeSet<&str>
 }
 
 fn check_rows(ctx: &mut Ctx, file: FileId, rows: &TestRows) {
-    let TestRows::Inline { rows, columns, span } = rows else {
-        return;
+    let (rows, columns, span) = match rows {
+        TestRows::Inline { rows, columns, span } => (rows, columns, span),
+        TestRows::File(path) => {
+            let folder = ctx.workspace.sources.get(file).path.parent().map(std::path::Path::to_path_buf);
+            let found = folder.unwrap_or_default().join(path.value.as_str());
+            if !found.is_file() {
+                bad_value(ctx, file, path.span, "rows file", "the path of a CSV, JSON or NDJSON file, relative to this file's folder");
+            }
+            return;
+        }
     };
     if !rows.is_empty() && columns.is_empty() {
         bad_value(ctx, file, *span, "rows", "name their columns: `[[1, 'a']] as (id, name)`");
@@ -408,7 +416,9 @@ fn check_rows(ctx: &mut Ctx, file: FileId, rows: &TestRows) {
     for row in rows {
         if row.len() != columns.len() {
             let span = row.first().zip(row.last()).map_or(*span, |(a, b)| a.span.join(b.span));
-            bad_value(ctx, file, span, "row", &format!("{} values, one per column", columns.len()));
+            let n = columns.len();
+            let values = if n == 1 { "1 value".to_string() } else { format!("{n} values") };
+            bad_value(ctx, file, span, "row", &format!("{values}, one per column"));
         }
         for value in row {
             if crate::check::values::literal_value(value).is_none() {
