@@ -17,6 +17,9 @@
 //! `-- --long-loop 1000,10000,30000`: a `while` loop of that many iterations with and without
 //! `continue_as_new` (`run/long_loop.rs`).
 //!
+//! `-- --tests`: the examples' tests, and one test's overhead against `wvflow run` of the same
+//! flow (`run/tests.rs`).
+//!
 //! Per-stage figures include planning, SQLite materialization of every stage's rows and state
 //! keeping; peak RSS is read from /proc.
 
@@ -41,6 +44,9 @@ mod scale;
 
 #[path = "run/long_loop.rs"]
 mod long_loop;
+
+#[path = "run/tests.rs"]
+mod tests;
 
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -145,6 +151,9 @@ fn main() {
     }
     if args.iter().any(|a| a == "--long-loop") {
         return long_loop::long_loop(&args);
+    }
+    if args.iter().any(|a| a == "--tests") {
+        return tests::tests();
     }
     if args.iter().any(|a| a == "--sh-stages") {
         return sh_stages(200);
