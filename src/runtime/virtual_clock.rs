@@ -154,15 +154,18 @@ impl VirtualClock {
     fn settle(&self, t: &mut Timeline) {
         while t.busy <= 0 {
             let now = t.now;
-            let mut woke = false;
-            for s in t.sleepers.iter_mut().filter(|s| !s.released) {
-                if s.until.is_some_and(|u| u <= now) || s.cancel.is_some_and(CancelFlag::is_set) {
-                    s.released = true;
-                    t.busy += 1;
-                    woke = true;
-                }
-            }
-            if woke {
+            // One at a time, in the order their waits began: what happens at one virtual
+            // instant happens in the same order at every run (a slot freed before the poll
+            // that looks for it, not after, by chance).
+            let due = t
+                .sleepers
+                .iter_mut()
+                .filter(|s| !s.released)
+                .filter(|s| s.until.is_some_and(|u| u <= now) || s.cancel.is_some_and(CancelFlag::is_set))
+                .min_by_key(|s| s.id);
+            if let Some(sleeper) = due {
+                sleeper.released = true;
+                t.busy += 1;
                 self.moved.notify_all();
                 return;
             }
