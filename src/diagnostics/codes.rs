@@ -203,6 +203,7 @@ codes! {
     E0805: "expectation that can never hold";
     E0806: "expectation not met";
     E0807: "mocked rows without a column the flow reads";
+    E0808: "duplicate test name";
     W0101: "triggered stage reads a stage that may have failed";
     W0102: "route without `else`";
     W0103: "name looks like a misspelled stage";

@@ -28,6 +28,12 @@ pub trait Clock: Send + Sync {
         }
     }
 
+    /// Whether the clock counts work ([`Clock::busy`]): work handed out must then be taken up
+    /// at once, never left queued behind a busy worker.
+    fn counts_work(&self) -> bool {
+        false
+    }
+
     /// Work begins that the clock must wait for before it moves: a stage handed to a worker,
     /// a thread that woke by itself. Real time moves anyway: only a virtual clock counts.
     fn busy(&self) {}

@@ -214,6 +214,10 @@ impl Clock for VirtualClock {
         self.wait(self.until(d), Some(cancel))
     }
 
+    fn counts_work(&self) -> bool {
+        true
+    }
+
     fn busy(&self) {
         self.lock().busy += 1;
     }

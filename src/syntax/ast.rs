@@ -64,10 +64,13 @@ pub enum TestStatement {
     Expect(Box<Expect>),
 }
 
-/// `mock NAME [takes D] (returns ROWS | fails [with N] | never ends) [on attempt[s] N [to M]]`
+/// `mock NAME [when (p = v, ...)] [takes D] (returns ROWS | fails [with N] | never ends)
+/// [on attempt[s] N [to M]]`
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Mock {
     pub activity: Ident,
+    /// The calls it answers: those with these argument values (all calls without it).
+    pub when: Option<(Vec<Arg>, Span)>,
     pub takes: Option<Expr>,
     pub outcome: MockOutcome,
     /// The attempts it answers (from 1); without it, every attempt another mock of the same

@@ -21,9 +21,11 @@ pub enum Answer {
     NeverEnds,
 }
 
-/// One `mock` line: the attempts it answers, how long it takes, how it ends.
+/// One `mock` line: the calls and attempts it answers, how long it takes, how it ends.
 #[derive(Clone, Debug)]
 pub struct Rule {
+    /// The argument values of the calls it answers (every call: none).
+    pub when: Vec<(String, Value, crate::value::ValueType)>,
     pub attempts: Option<(u64, u64)>,
     pub takes: Duration,
     pub answer: Answer,
@@ -46,13 +48,28 @@ pub struct MockLauncher<'a> {
 }
 
 impl MockLauncher<'_> {
-    /// The rule for `attempt` of `activity`: one naming that attempt, else one naming none.
-    fn rule(&self, activity: &str, attempt: u64) -> Option<&Rule> {
+    /// The rule for `attempt` of a call of `activity` with `args`: of the lines that answer
+    /// it, one naming its arguments before one that does not, then one naming its attempt
+    /// before one that does not; the first written among equals.
+    fn rule(&self, activity: &str, args: &BTreeMap<String, Value>, attempt: u64) -> Option<&Rule> {
+        let answers = |r: &&Rule| {
+            r.attempts.is_none_or(|(a, b)| (a..=b).contains(&attempt))
+                && r.when.iter().all(|(name, v, ty)| {
+                    args.get(name).is_some_and(|given| {
+                        super::rows::same((v, *ty), (given, crate::value::ValueType::Any))
+                    })
+                })
+        };
         let rules = self.rules.get(activity)?;
+        let best = rules
+            .iter()
+            .filter(answers)
+            .map(|r| (!r.when.is_empty(), r.attempts.is_some()))
+            .max()?;
         rules
             .iter()
-            .find(|r| r.attempts.is_some_and(|(a, b)| (a..=b).contains(&attempt)))
-            .or_else(|| rules.iter().find(|r| r.attempts.is_none()))
+            .filter(answers)
+            .find(|r| (!r.when.is_empty(), r.attempts.is_some()) == best)
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -101,7 +118,7 @@ impl Launcher for MockLauncher<'_> {
         if self.real.contains(&request.activity) {
             return ProcessLauncher.launch(request, events);
         }
-        let Some(rule) = self.rule(&request.activity, u64::from(attempt)) else {
+        let Some(rule) = self.rule(&request.activity, &request.args, u64::from(attempt)) else {
             return Outcome::Failure(AttemptFailure::Said {
                 message: format!(
                     "`{}` is not mocked for attempt {attempt}: the test gives no answer",

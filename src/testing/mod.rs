@@ -273,7 +273,17 @@ fn mocks(test: &Test, base: &Path) -> Result<(BTreeMap<String, Vec<Rule>>, BTree
                     }
                     MockOutcome::NeverEnds => Answer::NeverEnds,
                 };
+                let when = mock
+                    .when
+                    .iter()
+                    .flat_map(|(args, _)| args)
+                    .filter_map(|arg| {
+                        let (v, ty) = crate::check::values::literal_value(&arg.value)?;
+                        Some((arg.name.as_ref()?.name.to_string(), v, ty))
+                    })
+                    .collect();
                 rules.entry(mock.activity.name.to_string()).or_default().push(Rule {
+                    when,
                     attempts: mock.attempts.as_ref().map(|(a, b)| (a.value, b.value)),
                     takes,
                     answer,

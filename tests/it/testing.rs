@@ -658,3 +658,43 @@ test impossible = {
         stdout(&o)
     );
 }
+
+#[test]
+fn mocks_answer_by_arguments_and_saved_tables_by_schema() {
+    let text = r#"
+activity enrich(customer: int, vip: boolean) with { retries: 1, retry_delay: 5s } = exec('true')
+flow Enrich = {
+  stage customers = from [[11, false], [13, true], [17, false]] as t(id, vip)
+  stage enriched [tolerated_failures: 1] = from customers | each enrich(_.id, _.vip)
+  stage kept = from enriched | save to crm.enriched
+}
+test customer_13_fails_alone = {
+  call Enrich()
+  mock enrich when (customer = 13) fails with 2
+  mock enrich when (vip = false) takes 1s returns [[1]] as (ok)
+  expect run success
+  expect enriched rows 2
+  expect enrich called 4 times
+  expect table crm.enriched rows [[1], [1]] as (ok)
+  expect elapsed 5s
+}
+"#;
+    let (code, doc) = json_of("testing_when", text, &[]);
+    assert_eq!(code, Some(0), "{doc:#}");
+    // A second test of the same name is refused.
+    let twice = format!(
+        "{text}\n{}",
+        &text[text.find("test customer_13").unwrap()..]
+    );
+    let dir = scratch("testing_twice", &[("flow.wv", &twice)]);
+    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
+        .args(["check", "flow.wv", "--format", "short"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains("error[E0808]: a second test named `customer_13_fails_alone`"),
+        "{}",
+        stdout(&o)
+    );
+}

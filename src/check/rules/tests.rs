@@ -17,8 +17,26 @@ use crate::vocabulary::{HookEvent, StateWord};
 use std::collections::BTreeSet;
 
 pub fn check_workspace(ctx: &mut Ctx) {
+    let mut seen: BTreeMap<&str, Def<Test>> = BTreeMap::new();
     for def in ctx.index.tests.clone() {
         check_test(ctx, def);
+        let name = def.node.name.name.as_str();
+        match seen.get(name) {
+            Some(first) => ctx.emit(
+                Diagnostic::error(
+                    Code::E0808,
+                    def.file,
+                    def.node.name.span,
+                    format!("a second test named `{name}`"),
+                )
+                .with_label("named again")
+                .with_secondary(first.file, first.node.name.span, "first named here")
+                .with_help("give each test of the workspace its own name: `--filter` and reports tell them apart by it"),
+            ),
+            None => {
+                seen.insert(name, def);
+            }
+        }
     }
 }
 
@@ -376,6 +394,9 @@ fn check_mock(ctx: &mut Ctx, file: FileId, mock: &Mock, reached: &BTreeSet<&str>
     }
     if let Some(takes) = &mock.takes {
         duration(ctx, file, takes, "mock duration");
+    }
+    if let Some((args, _)) = &mock.when {
+        called_with(ctx, file, &mock.activity, args);
     }
     if let Some((first, last)) = &mock.attempts
         && (first.value == 0 || last.value < first.value)

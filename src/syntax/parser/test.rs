@@ -103,13 +103,18 @@ fn mock<'t>(src: &'t str) -> impl Parse<'t, Mock> {
             let last = last.unwrap_or_else(|| first.clone());
             (first, last)
         });
+    let when = word(src, "when").ignore_then(
+        parenthesized(arg(src, expr(src))).map_with(|args, e| (args, e.span())),
+    );
     word(src, "mock")
         .ignore_then(name(src))
+        .then(when.or_not())
         .then(word(src, "takes").ignore_then(expr(src)).or_not())
         .then(outcome.or_not())
         .then(attempts.or_not())
-        .map_with(|(((activity, takes), outcome), attempts), e| Mock {
+        .map_with(|((((activity, when), takes), outcome), attempts), e| Mock {
             activity,
+            when,
             takes,
             // `mock slow takes 1h`: it takes that long and returns no rows.
             outcome: outcome.unwrap_or(MockOutcome::Returns(TestRows::Inline {
@@ -164,6 +169,19 @@ fn rows_expect<'t>(src: &'t str) -> impl Parse<'t, RowsExpect> {
     ))
 }
 
+/// A table's name as `save to` writes it: `name` or `schema.name`, one name here.
+fn table_name<'t>(src: &'t str) -> impl Parse<'t, Ident> {
+    name(src)
+        .then(just(Token::Dot).ignore_then(name(src)).or_not())
+        .map(|(first, second)| match second {
+            None => first,
+            Some(second) => Ident {
+                name: format!("{}.{}", first.name, second.name).into(),
+                span: first.span.join(second.span),
+            },
+        })
+}
+
 fn name_list<'t>(src: &'t str) -> impl Parse<'t, (Vec<Ident>, Span)> {
     name(src)
         .separated_by(just(Token::Comma))
@@ -215,7 +233,7 @@ fn expect<'t>(src: &'t str) -> impl Parse<'t, Expect> {
             .ignore_then(expr(src))
             .map(Expectation::Elapsed),
         word(src, "table")
-            .ignore_then(name(src))
+            .ignore_then(table_name(src))
             .then_ignore(word(src, "rows"))
             .then(rows_expect(src))
             .map(|(table, rows)| Expectation::Table { table, rows }),

@@ -218,10 +218,13 @@ impl StageRun<'_, '_> {
                 scope.spawn(move || crew.take_items(job_queue, ends));
             }
             drop(ends);
+            // A job waiting in the queue for a lane would be counted as work under way by a
+            // virtual clock: there, no more jobs than lanes.
+            let ahead = if self.ctx.clock.counts_work() { 1 } else { 2 };
             let lanes = Lanes {
                 jobs,
                 ended,
-                limit: 2 * workers,
+                limit: ahead * workers,
             };
             self.hand_out(items, &mut feed, &mut tally, prepare, &lanes, &|| {
                 crew.cancelled()
