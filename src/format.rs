@@ -310,9 +310,10 @@ impl<B, S: FnMut(&str) -> ControlFlow<B>> Printer<S> {
             return false;
         }
         if n == Token::LParen {
-            // `@version(2) (params)`: the version is a unit of its own.
+            // `@version(2) (params)`: the version is a unit of its own; so is a test mock's
+            // `when (p = v)`, which is no call.
             let after_version = p == Token::RParen && self.last(3) == Some(Token::Version);
-            return after_version || !calls(p);
+            return after_version || prev.text == "when" || !calls(p);
         }
         // Two minus signs never touch: `--` would start a comment.
         if p == Token::Minus && n == Token::Minus {

@@ -106,7 +106,7 @@ pub fn check(workspace: &Workspace) -> Report {
     let started = Instant::now();
     let index = Index::new(workspace);
     let cache = Mutex::new(schedules::Cache::default());
-    let mut diagnostics = check_workspace(workspace, &index, &cache);
+    let mut diagnostics = check_workspace(workspace, &index, &cache, true);
     let workspace_time = started.elapsed();
 
     // Flows and activities are checked independently: in batches, on every core.
@@ -158,7 +158,11 @@ pub fn check_chunked(
     let hide_unresolved = workspace.has_syntax_errors();
     let mut early: Vec<Diagnostic> = workspace.diagnostics().cloned().collect();
     early.extend(reported(
-        check_workspace(workspace, &index, &cache),
+        check_workspace(workspace, &index, &cache, chunked.keeps_trees()),
+        hide_unresolved,
+    ));
+    early.extend(reported(
+        check_tests_lean(chunked, &index, &cache),
         hide_unresolved,
     ));
     diagnostics::normalize(&mut early);
@@ -223,14 +227,54 @@ fn check_workspace<'w>(
     workspace: &'w Workspace,
     index: &'w Index<'w>,
     cache: &'w Mutex<schedules::Cache>,
+    with_tests: bool,
 ) -> Vec<Diagnostic> {
     let mut ctx = Ctx::new(workspace, index, cache);
     names::check_workspace(&mut ctx);
     calls::check_workspace(&mut ctx);
-    tests::check_workspace(&mut ctx);
+    // Tests read the flows they run in full: over outlines, `check_tests_lean` does.
+    if with_tests {
+        tests::check_workspace(&mut ctx);
+    }
     for def in index.pools.clone() {
         config::check_pool(&mut ctx, def);
     }
+    ctx.out
+}
+
+/// The rules of tests over a workspace held as outlines: the chunks of the flows the tests
+/// reach are parsed again, and the tests checked over an index with those flows in full.
+fn check_tests_lean(
+    chunked: &chunked::Chunked,
+    outlines: &Index,
+    cache: &Mutex<schedules::Cache>,
+) -> Vec<Diagnostic> {
+    if chunked.keeps_trees() || outlines.tests.is_empty() {
+        return Vec::new();
+    }
+    let mut places: Vec<(crate::source::FileId, usize)> = outlines
+        .tests
+        .iter()
+        .flat_map(|t| tests::flows_reached(outlines, t.node))
+        .filter_map(|f| Some((f.file, chunked.chunk_of(f.file, f.node.span.start as usize)?)))
+        .collect();
+    places.sort();
+    places.dedup();
+    let full: Vec<chunked::FullChunk> = places.iter().map(|&(f, c)| chunked.parse(f, c)).collect();
+    let workspace = &chunked.workspace;
+    let full = &full;
+    let index = Index::of_items((0..workspace.sources.len()).flat_map(|f| {
+        let file = crate::source::FileId(f as u32);
+        (0..chunked.chunk_count(file)).flat_map(move |c| {
+            let items = match full.iter().find(|l| l.file == file && l.chunk == c) {
+                Some(loaded) => &loaded.items[..],
+                None => chunked.outlines(file, c),
+            };
+            items.iter().map(move |item| (file, item))
+        })
+    }));
+    let mut ctx = Ctx::new(workspace, &index, cache);
+    tests::check_workspace(&mut ctx);
     ctx.out
 }
 

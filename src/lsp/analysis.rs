@@ -179,6 +179,8 @@ impl Analysis {
 
     /// The workspace with the chunks at `places` in full.
     pub fn view(&self, places: &[At]) -> View<'_> {
+        let mut places = places.to_vec();
+        places.extend(self.flows_of_tests_at(&places));
         let mut chunks: Vec<(FileId, usize)> = places
             .iter()
             .flat_map(|at| {
@@ -197,6 +199,35 @@ impl Analysis {
                 .map(|(file, c)| self.chunked.parse(file, c))
                 .collect(),
         }
+    }
+
+    /// Where the flows are that the tests at `places` run (and the flows those reach): a
+    /// request in a test reads them in full, as the checker does.
+    fn flows_of_tests_at(&self, places: &[At]) -> Vec<At> {
+        if self.chunked.keeps_trees() {
+            return Vec::new();
+        }
+        let outlines = View {
+            analysis: self,
+            loaded: Vec::new(),
+        };
+        let index = outlines.index();
+        index
+            .tests
+            .iter()
+            .filter(|t| {
+                places.iter().any(|at| {
+                    at.file == t.file
+                        && (t.node.span.start as usize..=t.node.span.end as usize)
+                            .contains(&at.offset)
+                })
+            })
+            .flat_map(|t| crate::check::rules::tests::flows_reached(&index, t.node))
+            .map(|f| At {
+                file: f.file,
+                offset: f.node.span.start as usize,
+            })
+            .collect()
     }
 
     /// `f` of each chunk of the files `wanted`, in full, in order.

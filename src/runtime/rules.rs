@@ -214,7 +214,11 @@ pub enum Waiter<'r> {
 pub fn retry_delay(policy: &RetryPolicy, attempt: u32, waiter: Waiter) -> Duration {
     let computed = policy.delays().before_retry(attempt);
     match waiter {
-        Waiter::Wvflow(random) if policy.jitter => computed.mul_f64(random.unit()),
+        // Full jitter, in whole milliseconds: a test can state the delay (`expect elapsed`).
+        Waiter::Wvflow(random) if policy.jitter => {
+            let drawn = computed.mul_f64(random.unit());
+            Duration::from_millis(u64::try_from(drawn.as_millis()).unwrap_or(u64::MAX))
+        }
         _ => computed,
     }
 }
