@@ -193,7 +193,12 @@ fn a_stage_on_duckdb_runs_only_in_a_build_with_duckdb() {
     if cfg!(feature = "duckdb") {
         assert_eq!(check.status.code(), Some(0), "{out}");
         let run = wvflow_in(&dir, &["run", "report.wv"]);
-        assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         assert!(dir.join("w.duckdb").is_file());
     } else {
         assert_eq!(check.status.code(), Some(1), "{out}");

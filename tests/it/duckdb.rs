@@ -57,7 +57,8 @@ const SHIP: &str = "flow Report = {\n  stage orders = from 'orders.csv'\n  \
     stage after = from totals | where total > 0 | select region, total * 2 as twice\n}\n";
 
 /// Reads the saved table back from the database, through a stage on it.
-const READ_BACK: &str = "flow ReadBack = {\n  stage saved on duck = from analytics.totals | order by region\n}\n";
+const READ_BACK: &str =
+    "flow ReadBack = {\n  stage saved on duck = from analytics.totals | order by region\n}\n";
 
 #[test]
 fn duckdb_ships_rows_in_groups_them_there_saves_a_table_and_a_later_stage_reads_them() {
@@ -103,7 +104,10 @@ fn duckdb_ships_rows_in_groups_them_there_saves_a_table_and_a_later_stage_reads_
         plan.contains("ship in: run.orders <- SELECT * FROM run.\"orders\""),
         "{plan}"
     );
-    assert!(plan.contains("FROM temp.\"run.orders\" AS \"orders\""), "{plan}");
+    assert!(
+        plan.contains("FROM temp.\"run.orders\" AS \"orders\""),
+        "{plan}"
+    );
     assert!(plan.contains("ORDER BY \"region\" NULLS FIRST"), "{plan}");
 }
 
@@ -146,7 +150,11 @@ fn duckdb_reads_a_csv_file_itself_and_gives_the_rows_sqlite_gives() {
     std::fs::write(dir.join("top.wv"), only).unwrap();
     std::fs::write(dir.join("in/orders.csv"), ORDERS_CSV).unwrap();
     let check = wvflow_in(&dir, &["check", "top.wv"]);
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     std::fs::remove_file(dir.join("in/orders.csv")).unwrap();
     let (code, summary) = run(&dir, "top.wv");
     assert_ne!(code, Some(0), "{summary}");
@@ -175,7 +183,11 @@ fn duckdb_values_of_every_type_come_back_as_they_went() {
     );
     let dir = scratch(
         "duckdb_types",
-        &[("wvflow.toml", DUCK), ("types.wv", &flow), ("data/.keep", "")],
+        &[
+            ("wvflow.toml", DUCK),
+            ("types.wv", &flow),
+            ("data/.keep", ""),
+        ],
     );
     let (code, summary) = run(&dir, "types.wv");
     assert_eq!(code, Some(0), "{summary}");
@@ -184,7 +196,10 @@ fn duckdb_values_of_every_type_come_back_as_they_went() {
     assert_eq!(all[0]["flag"], true, "{all}");
     assert_eq!(all[1]["s"], "say \"hi\"", "{all}");
     assert_eq!(rows(&dir, &summary, "many"), all);
-    assert_eq!(rows(&dir, &summary, "one"), serde_json::json!([all[1].clone()]));
+    assert_eq!(
+        rows(&dir, &summary, "one"),
+        serde_json::json!([all[1].clone()])
+    );
     assert_eq!(rows(&dir, &summary, "none"), serde_json::json!([]));
     assert_eq!(stage(&summary, "none")["rows"], 0, "{summary}");
     assert_eq!(
@@ -197,7 +212,8 @@ fn duckdb_values_of_every_type_come_back_as_they_went() {
 fn duckdb_a_failed_stage_leaves_the_saved_table_as_it_was() {
     let setup = "flow Setup = {\n  stage src = from [[1, 'a'], [2, 'b'], [3, 'c']] as t(id, name)\n  \
                  stage copied on duck = from src | save to main.src\n}\n";
-    let saves = "flow Save = {\n  stage s on duck = from main.src | where id < 3 | save to main.kept\n}\n";
+    let saves =
+        "flow Save = {\n  stage s on duck = from main.src | where id < 3 | save to main.kept\n}\n";
     // The save succeeds; a later operator of the same stage fails in DuckDB (the columns of
     // a table of the database are not known at check time).
     let fails = "flow Fail = {\n  \
@@ -235,7 +251,11 @@ fn duckdb_a_missing_table_fails_with_duckdbs_message_and_the_connector() {
     let flow = "flow Report = {\n  stage there on duck = from main.no_such_table | limit 1\n}\n";
     let dir = scratch(
         "duckdb_missing",
-        &[("wvflow.toml", DUCK), ("report.wv", flow), ("data/.keep", "")],
+        &[
+            ("wvflow.toml", DUCK),
+            ("report.wv", flow),
+            ("data/.keep", ""),
+        ],
     );
     let (code, summary) = run(&dir, "report.wv");
     assert_ne!(code, Some(0));
@@ -257,7 +277,10 @@ fn duckdb_a_database_that_cannot_be_opened_fails_the_stage_naming_the_connector(
     // Its folder does not exist.
     let toml = "[connectors.duck]\nkind = \"duckdb\"\npath = \"no/such/folder/w.duckdb\"\n";
     let flow = "flow Report = {\n  stage rows = from [[1]] as t(id)\n  stage there on duck = from rows\n}\n";
-    let dir = scratch("duckdb_unopened", &[("wvflow.toml", toml), ("report.wv", flow)]);
+    let dir = scratch(
+        "duckdb_unopened",
+        &[("wvflow.toml", toml), ("report.wv", flow)],
+    );
     let (code, summary) = run(&dir, "report.wv");
     assert_ne!(code, Some(0));
     let error = error_of(&summary, "there");
@@ -270,7 +293,14 @@ fn duckdb_a_database_that_cannot_be_opened_fails_the_stage_naming_the_connector(
 
 /// A database with a view that takes minutes to compute.
 fn slow_database(name: &str, flow: &str) -> std::path::PathBuf {
-    let dir = scratch(name, &[("wvflow.toml", DUCK), ("report.wv", flow), ("data/.keep", "")]);
+    let dir = scratch(
+        name,
+        &[
+            ("wvflow.toml", DUCK),
+            ("report.wv", flow),
+            ("data/.keep", ""),
+        ],
+    );
     let db = duckdb::Connection::open(dir.join("data/w.duckdb")).unwrap();
     db.execute_batch(
         "CREATE VIEW slow AS SELECT count(*) AS n FROM range(1000000000000) AS t(i) \
@@ -293,7 +323,11 @@ fn duckdb_a_timeout_interrupts_the_query() {
         error,
         "connector `duck`: the stage's timeout of 1s passed; its query was interrupted"
     );
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -318,7 +352,11 @@ fn duckdb_a_cancelled_run_interrupts_the_query() {
     // SAFETY: kill sends a signal to the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
-    assert!(sent.elapsed() < Duration::from_secs(30), "{:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        sent.elapsed()
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stage(&summary, "slow")["state"], "cancelled", "{summary}");
 }
@@ -366,4 +404,79 @@ fn duckdb_what_its_dialect_cannot_express_is_refused_at_check() {
     let o = wvflow_in(&dir, &["run", "report.wv"]);
     assert_ne!(o.status.code(), Some(0));
     assert!(!dir.join(".wvflow").exists());
+}
+
+/// An exported flow with a stage on DuckDB: its tasks (`wvflow stage run`) open the database
+/// from the flow's folder, and the run ends as `wvflow run` ends, with the same rows; the
+/// exporters say what the workers need.
+#[test]
+fn duckdb_an_exported_run_ends_as_wvflow_run_ends() {
+    use crate::export::{Order, drive_on, outcome, wvflow_at};
+    let dir = scratch(
+        "duckdb_export",
+        &[
+            ("examples/wvflow.toml", DUCK),
+            ("examples/orders.csv", ORDERS_CSV),
+            ("examples/report.wv", SHIP),
+            ("examples/data/.keep", ""),
+        ],
+    );
+    let flows = dir.join("examples");
+    let (code, reference) = run(&flows, "report.wv");
+    assert_eq!(code, Some(0), "{reference}");
+    let expected = rows(&flows, &reference, "after");
+    let out = dir.join("report.py");
+    let o = wvflow_at(
+        &dir,
+        &[
+            "export",
+            "examples/report.wv",
+            "--target",
+            "airflow",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let warned = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        warned.contains(
+            "warning: stage `totals`: runs on connector `duck` from the workers, which need the \
+             workspace's `wvflow.toml` in the flow's folder (or above it), its database file \
+             (`path`) on a folder they share, and a wvflow built with DuckDB (the `duckdb` feature)"
+        ),
+        "{warned}"
+    );
+    let plan = wvflow_at(&flows, &["plan", "report.wv", "--format", "json"]);
+    assert!(plan.status.success());
+    std::fs::write(dir.join("plan.json"), &plan.stdout).unwrap();
+    let state = dir.join("state");
+    let driven = drive_on(
+        &dir,
+        (state.to_str().unwrap(), &[]),
+        &dir.join("plan.json"),
+        &serde_json::json!({}),
+        "2026-11-26T00:00:00Z",
+        Order::Plan,
+    );
+    assert_eq!(outcome(&driven), outcome(&reference), "{driven}");
+    let read_back =
+        "flow ReadBack = {\n  stage saved on duck = from analytics.totals | order by region\n}\n";
+    std::fs::write(flows.join("read_back.wv"), read_back).unwrap();
+    let (code, back) = run(&flows, "read_back.wv");
+    assert_eq!(code, Some(0), "{back}");
+    assert_eq!(
+        rows(&flows, &back, "saved"),
+        serde_json::json!([
+            {"region": null, "total": 7, "n": 1},
+            {"region": "north", "total": 15, "n": 2},
+            {"region": "south", "total": 20, "n": 1}
+        ])
+    );
+    assert_eq!(expected.as_array().unwrap().len(), 3);
 }

@@ -543,7 +543,12 @@ fn the_language_server_knows_connectors() {
     );
     let refused: Vec<(&str, u64)> = found
         .iter()
-        .map(|d| (d["code"].as_str().unwrap(), d["range"]["start"]["line"].as_u64().unwrap()))
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap(),
+                d["range"]["start"]["line"].as_u64().unwrap(),
+            )
+        })
         .collect();
     if cfg!(feature = "duckdb") {
         assert_eq!(refused, [("E0702", 4)], "{found:?}");
@@ -558,8 +563,15 @@ fn the_language_server_knows_connectors() {
     );
     let hover = client.request("textDocument/hover", at(2, 19));
     let text = hover["contents"]["value"].as_str().unwrap();
-    assert!(text.contains("**connector `duck`**: duckdb, file `"), "{text}");
-    assert_eq!(text.contains("(E0702)"), !cfg!(feature = "duckdb"), "{text}");
+    assert!(
+        text.contains("**connector `duck`**: duckdb, file `"),
+        "{text}"
+    );
+    assert_eq!(
+        text.contains("(E0702)"),
+        !cfg!(feature = "duckdb"),
+        "{text}"
+    );
     // `on l|ite` on line 4.
     let hover = client.request("textDocument/hover", at(4, 18));
     let text = hover["contents"]["value"].as_str().unwrap();

@@ -139,10 +139,14 @@ pub fn ship_out(
     known: &[ValueType],
 ) -> Result<Table, Error> {
     let failed = |e: duckdb::Error| session.failed(&e);
+    // The result is made once, into a temporary table whose columns' types are then read from
+    // the catalog: describing the query instead would plan it twice (and read a CSV file's
+    // start twice to learn its columns).
+    session.execute(&format!("CREATE OR REPLACE TEMPORARY TABLE _wv_out AS {sql}"))?;
     let described: Vec<(String, String)> = {
         let mut describe = session
             .conn
-            .prepare(&format!("DESCRIBE {sql}"))
+            .prepare("DESCRIBE temp._wv_out")
             .map_err(failed)?;
         let rows = describe
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
@@ -169,17 +173,16 @@ pub fn ship_out(
             _ => known.get(i).copied().unwrap_or_default(),
         })
         .collect();
-    let sql = if described.iter().all(|(_, ty)| read_as(ty).is_none()) {
-        sql.to_string()
-    } else {
-        let items: Vec<String> = described
-            .iter()
-            .map(|(c, ty)| match read_as(ty) {
-                None => format!("_wv_out.{}", quote_ident(c)),
-                Some(cast) => format!("CAST(_wv_out.{0} AS {cast}) AS {0}", quote_ident(c)),
-            })
-            .collect();
-        format!("SELECT {} FROM ({sql}) AS _wv_out", items.join(", "))
+    let items: Vec<String> = described
+        .iter()
+        .map(|(c, ty)| match read_as(ty) {
+            None => format!("_wv_out.{}", quote_ident(c)),
+            Some(cast) => format!("CAST(_wv_out.{0} AS {cast}) AS {0}", quote_ident(c)),
+        })
+        .collect();
+    let sql = match items.is_empty() {
+        true => "SELECT * FROM temp._wv_out".to_string(),
+        false => format!("SELECT {} FROM temp._wv_out AS _wv_out", items.join(", ")),
     };
     let width = columns.len();
     let mut statement = session.conn.prepare(&sql).map_err(failed)?;
