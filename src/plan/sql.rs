@@ -337,18 +337,32 @@ impl<'a> Writer<'a> {
     fn postgres_call(&mut self, call: &Call) -> Option<String> {
         let name = call.name.name.to_ascii_lowercase();
         let args: Vec<String> = call.args.iter().map(|a| self.expr(&a.value)).collect();
-        if self.dialect == Dialect::Duckdb {
-            return duckdb_call(&name, &args);
-        }
+        // Text of a value, in the dialect's name for the type.
+        let text = match self.dialect {
+            Dialect::Duckdb => "VARCHAR",
+            _ => "text",
+        };
         Some(match (name.as_str(), args.as_slice()) {
-            // SQLite rounds half away from zero and gives a real: so does numeric's round.
+            // SQLite rounds half away from zero and gives a real: so does numeric's round, and
+            // DuckDB's round of a double.
+            ("round", [x]) if self.dialect == Dialect::Duckdb => {
+                format!("round(CAST({x} AS DOUBLE))")
+            }
+            ("round", [x, digits]) if self.dialect == Dialect::Duckdb => {
+                format!("round(CAST({x} AS DOUBLE), CAST({digits} AS INTEGER))")
+            }
             ("round", [x]) => format!("CAST(round(CAST({x} AS numeric)) AS double precision)"),
             ("round", [x, digits]) => format!(
                 "CAST(round(CAST({x} AS numeric), CAST({digits} AS integer)) AS double precision)"
             ),
-            ("trim", [s, chars]) => format!("btrim({s}, {chars})"),
-            ("instr", [s, part]) => format!("strpos({s}, {part})"),
-            ("length", [s]) => format!("length(CAST({s} AS text))"),
+            // DuckDB has SQLite's `trim(s, chars)` and `instr`.
+            ("trim", [s, chars]) if self.dialect == Dialect::Postgres => {
+                format!("btrim({s}, {chars})")
+            }
+            ("instr", [s, part]) if self.dialect == Dialect::Postgres => {
+                format!("strpos({s}, {part})")
+            }
+            ("length", [s]) => format!("length(CAST({s} AS {text}))"),
             // A negative start counts from the end in SQLite.
             ("substr", [s, start, rest @ ..]) => {
                 let start = format!(
@@ -367,9 +381,9 @@ impl<'a> Writer<'a> {
                     many.join(", ")
                 )
             }
-            ("group_concat", [x]) => format!("string_agg(CAST({x} AS text), ',')"),
+            ("group_concat", [x]) => format!("string_agg(CAST({x} AS {text}), ',')"),
             ("group_concat", [x, separator]) => {
-                format!("string_agg(CAST({x} AS text), {separator})")
+                format!("string_agg(CAST({x} AS {text}), {separator})")
             }
             _ => return None,
         })
@@ -547,43 +561,6 @@ impl<'a> Writer<'a> {
             Meaning::Unresolved => quote_ident(name),
         }
     }
-}
-
-/// A function whose DuckDB form differs from its SQLite one, written so that it gives what
-/// SQLite gives; `None` for one of the same name and meaning.
-fn duckdb_call(name: &str, args: &[String]) -> Option<String> {
-    Some(match (name, args) {
-        // SQLite rounds half away from zero and gives a real: so does DuckDB's round of a
-        // double.
-        ("round", [x]) => format!("round(CAST({x} AS DOUBLE))"),
-        ("round", [x, digits]) => {
-            format!("round(CAST({x} AS DOUBLE), CAST({digits} AS INTEGER))")
-        }
-        ("length", [s]) => format!("length(CAST({s} AS VARCHAR))"),
-        // A negative start counts from the end in SQLite.
-        ("substr", [s, start, rest @ ..]) => {
-            let start = format!(
-                "(CASE WHEN {start} < 0 THEN length({s}) + {start} + 1 ELSE {start} END)"
-            );
-            let rest: String = rest.iter().map(|a| format!(", {a}")).collect();
-            format!("substr({s}, {start}{rest})")
-        }
-        // SQLite's scalar min and max are null when an argument is; least and greatest skip it.
-        ("min" | "max", many) if many.len() >= 2 => {
-            let f = if name == "min" { "least" } else { "greatest" };
-            let nulls: Vec<String> = many.iter().map(|a| format!("{a} IS NULL")).collect();
-            format!(
-                "(CASE WHEN {} THEN NULL ELSE {f}({}) END)",
-                nulls.join(" OR "),
-                many.join(", ")
-            )
-        }
-        ("group_concat", [x]) => format!("string_agg(CAST({x} AS VARCHAR), ',')"),
-        ("group_concat", [x, separator]) => {
-            format!("string_agg(CAST({x} AS VARCHAR), {separator})")
-        }
-        _ => return None,
-    })
 }
 
 /// One SELECT being built from relational operators; a clause that must come before one
