@@ -4,6 +4,12 @@
 //! paid by every short command and by every task of an exported flow. The price is that the
 //! program's own code is not placed at a random address (libraries, stack and heap still are);
 //! packagers whose policy requires PIE build with `WVFLOW_PIE=1`. See docs/performance.md.
+//!
+//! With the `duckdb` feature, every program (wvflow, tests, benches) is linked with an rpath to
+//! the folder of DuckDB's library (`DUCKDB_LIB_DIR`, set by `.cargo/config.toml` to where
+//! scripts/duckdb.sh installs it), so that it runs without `LD_LIBRARY_PATH`.
+
+use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=WVFLOW_PIE");
@@ -11,4 +17,23 @@ fn main() {
     if linux && std::env::var_os("WVFLOW_PIE").is_none() {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
+    if std::env::var_os("CARGO_FEATURE_DUCKDB").is_some() {
+        duckdb_rpath();
+    }
+}
+
+fn duckdb_rpath() {
+    println!("cargo:rerun-if-env-changed=DUCKDB_LIB_DIR");
+    let Some(dir) = std::env::var_os("DUCKDB_LIB_DIR") else {
+        panic!("the `duckdb` feature needs DUCKDB_LIB_DIR, the folder of libduckdb.so");
+    };
+    let dir = Path::new(&dir);
+    if !dir.join("libduckdb.so").is_file() {
+        panic!(
+            "the `duckdb` feature links DuckDB 1.5.6's libduckdb.so, not found in {}: \
+             run scripts/duckdb.sh to install it there, or set DUCKDB_LIB_DIR to its folder",
+            dir.display()
+        );
+    }
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
 }

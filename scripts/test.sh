@@ -10,6 +10,9 @@
 #    start a server of their own with its `initdb` and `pg_ctl` (tests/it/common/postgres.rs).
 #  - Chromium (Debian package) and Playwright's driver for it (npm, pinned in
 #    tests/ui/package-lock.json), to use `wvflow ui` in a real browser.
+#  - DuckDB's library (libduckdb.so 1.5.6, from its Node bindings package on npm, pinned in
+#    scripts/duckdb.sh) into target/duckdb/: the tests are built with the `duckdb` feature,
+#    which links it (docs/connectors.md, "Building with DuckDB").
 #  - Apache Airflow 3.3 in a Python venv (PyPI, every package pinned in
 #    tests/export/requirements.txt), to import and run exported DAGs (`airflow dags test`,
 #    and a LocalExecutor scheduler with its dag-processor and API server on its SQLite
@@ -65,4 +68,6 @@ need_venv() {
 
 need_venv tests/export "Apache Airflow"
 
-cargo test --locked "$@"
+scripts/duckdb.sh
+
+cargo test --locked --features duckdb "$@"

@@ -44,9 +44,10 @@ folder above it; the first one found is the workspace's. Each connector is a tab
   kind = \"duckdb\"
   path = \"analytics.duckdb\"
 
-`default` is the embedded SQLite database, always there; it cannot be redefined. This build
-runs stages on `default` and on postgres connectors; a stage on a sqlite or duckdb connector
-is refused at check (E0702).";
+`default` is the embedded SQLite database, always there; it cannot be redefined. wvflow runs
+stages on `default`, on postgres connectors, and on duckdb connectors when it is built with
+DuckDB (the `duckdb` feature); a stage on a sqlite connector, or on a duckdb one in a build
+without DuckDB, is refused at check (E0702).";
 
 /// `wvflow explain wvflow.toml`, `connectors`, or one key (`connectors.url`, or `url`).
 pub fn explain(word: &str) -> Option<String> {

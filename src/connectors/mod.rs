@@ -57,6 +57,22 @@ impl ConnectorKind {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duckdb_runs_only_in_a_build_with_it_and_sqlite_files_in_none() {
+        assert!(runs_kind(ConnectorKind::Postgres, false));
+        assert!(runs_kind(ConnectorKind::Duckdb, true));
+        assert!(!runs_kind(ConnectorKind::Duckdb, false));
+        assert!(!runs_kind(ConnectorKind::Sqlite, true));
+        let (why, help) = not_run_why(ConnectorKind::Duckdb);
+        assert!(why.contains("built without DuckDB"), "{why}");
+        assert!(help.contains("--features duckdb"), "{help}");
+    }
+}
+
 impl std::fmt::Display for ConnectorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -131,9 +147,40 @@ impl Connectors {
 }
 
 /// Whether this build runs a stage's queries on the connector: a PostgreSQL server does
-/// (`runtime::postgres`); DuckDB and another SQLite file are not built yet.
+/// (`runtime::postgres`), a DuckDB file when wvflow is built with the `duckdb` feature
+/// (`runtime::duckdb`); another SQLite file is not built yet.
 pub fn runs_here(connector: &Connector) -> bool {
-    connector.kind == ConnectorKind::Postgres
+    runs_kind(connector.kind, DUCKDB_BUILT)
+}
+
+/// Whether this build links DuckDB (the `duckdb` cargo feature).
+pub const DUCKDB_BUILT: bool = cfg!(feature = "duckdb");
+
+/// Whether a build with or without DuckDB runs stages on a connector of `kind`.
+pub fn runs_kind(kind: ConnectorKind, duckdb_built: bool) -> bool {
+    match kind {
+        ConnectorKind::Postgres => true,
+        ConnectorKind::Duckdb => duckdb_built,
+        ConnectorKind::Sqlite => false,
+    }
+}
+
+/// Why this build does not run stages on a connector of `kind` (E0702's message ends with
+/// it), and what to do instead.
+pub fn not_run_why(kind: ConnectorKind) -> (&'static str, &'static str) {
+    match kind {
+        ConnectorKind::Duckdb => (
+            "which this build of wvflow cannot run: it was built without DuckDB (the `duckdb` feature)",
+            "build wvflow with DuckDB (`cargo install --path . --features duckdb`, after \
+             scripts/duckdb.sh installs its library: docs/connectors.md), or remove the stage's \
+             `on` to run it on `default`",
+        ),
+        _ => (
+            "which this build of wvflow cannot run yet",
+            "`default` (the embedded SQLite database), postgres and duckdb connectors run \
+             queries today: remove `on NAME` or write `on default`",
+        ),
+    }
 }
 
 /// The `wvflow.toml` of the workspace whose first path is `start`: in the folder `start`

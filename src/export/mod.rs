@@ -367,17 +367,24 @@ pub fn connector_environment(plan: &Plan, connectors: &crate::connectors::Connec
     stages
         .into_iter()
         .map(|(name, on)| {
-            let mut variables = match connectors.lookup(name) {
-                crate::connectors::Lookup::Found(c) => match &c.location {
-                    crate::connectors::Location::Url(url) => url.variables(),
-                    _ => Vec::new(),
-                },
+            let found = match connectors.lookup(name) {
+                crate::connectors::Lookup::Found(c) => Some(c),
+                _ => None,
+            };
+            let mut variables = match found.map(|c| &c.location) {
+                Some(crate::connectors::Location::Url(url)) => url.variables(),
                 _ => Vec::new(),
             };
             variables.sort_unstable();
             variables.dedup();
             let on = on.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
-            let needs = if variables.is_empty() {
+            let duckdb = found.is_some_and(|c| c.kind == crate::connectors::ConnectorKind::Duckdb);
+            let needs = if duckdb {
+                // DuckDB runs in the task's process, on the file `path` names.
+                ", its database file (`path`) on a folder they share, and a wvflow built with \
+                 DuckDB (the `duckdb` feature)"
+                    .to_string()
+            } else if variables.is_empty() {
                 String::new()
             } else {
                 let names = variables.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>();

@@ -428,11 +428,11 @@ impl Lowering<'_, '_> {
             return sql::Dialect::Sqlite;
         };
         match self.workspace.connectors.lookup(&on.name) {
-            crate::connectors::Lookup::Found(c)
-                if c.kind == crate::connectors::ConnectorKind::Postgres =>
-            {
-                sql::Dialect::Postgres
-            }
+            crate::connectors::Lookup::Found(c) => match c.kind {
+                crate::connectors::ConnectorKind::Postgres => sql::Dialect::Postgres,
+                crate::connectors::ConnectorKind::Duckdb => sql::Dialect::Duckdb,
+                crate::connectors::ConnectorKind::Sqlite => sql::Dialect::Sqlite,
+            },
             _ => sql::Dialect::Sqlite,
         }
     }
@@ -440,7 +440,7 @@ impl Lowering<'_, '_> {
     /// The stages a stage on a server reads, each as the run database gives its rows to it
     /// (a route's filter, the first upstream to succeed), in the order first read.
     fn ship_in(&self, stage: &ast::Stage) -> Vec<ShipIn> {
-        if self.dialect(stage) != sql::Dialect::Postgres {
+        if !self.dialect(stage).is_connector() {
             return Vec::new();
         }
         let mut ships: Vec<ShipIn> = Vec::new();
@@ -876,6 +876,10 @@ impl Lowering<'_, '_> {
                 let base = std::path::Path::new(path.value.as_str())
                     .file_stem()
                     .map_or("file".to_string(), |s| s.to_string_lossy().into_owned());
+                // DuckDB reads a CSV file itself, in the stage's query.
+                if self.dialect(stage) == sql::Dialect::Duckdb {
+                    return (sql::duckdb_csv(&path.value), base);
+                }
                 match watched {
                     Some(watched) => {
                         let table = format!("watch:{}", path.value);
@@ -958,8 +962,9 @@ impl Lowering<'_, '_> {
     /// Reading another stage: its table, filtered when this stage is one of its route targets.
     fn read_stage(&self, reader: &ast::Stage, stage: &str) -> String {
         // A stage on a server reads the rows shipped to it ([`Self::ship_in`]).
-        if self.dialect(reader) == sql::Dialect::Postgres {
-            return sql::shipped_table(stage);
+        let dialect = self.dialect(reader);
+        if dialect.is_connector() {
+            return sql::shipped_table(dialect, stage);
         }
         self.read_stage_here(reader, stage)
     }

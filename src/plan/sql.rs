@@ -1,5 +1,6 @@
 //! Expressions and relational operators to SQL, in the dialect of the database the stage
-//! runs on ([`Dialect`]): SQLite for `default`, PostgreSQL for a `postgres` connector.
+//! runs on ([`Dialect`]): SQLite for `default`, PostgreSQL for a `postgres` connector, DuckDB
+//! for a `duckdb` one.
 //!
 //! Tables: workspace tables by name (`"orders"`); each stage's rows as `run."stage"` (which the
 //! runtime reads from its rows table); each file source as `run."file:path"`, loaded by the
@@ -27,6 +28,15 @@ pub enum Dialect {
     Sqlite,
     /// A `postgres` connector's server.
     Postgres,
+    /// A `duckdb` connector's database file, run by the DuckDB library in process.
+    Duckdb,
+}
+
+impl Dialect {
+    /// A connector's database, which rows of the run database are shipped into.
+    pub fn is_connector(self) -> bool {
+        self != Dialect::Sqlite
+    }
 }
 
 /// `ASCII A-Z` and `a-z`: PostgreSQL's `like` is written over text folded with these, so that
@@ -44,10 +54,24 @@ pub fn order_key(key: String, descending: bool) -> String {
     }
 }
 
-/// The temporary table of a PostgreSQL session that holds a stage's rows shipped in from the
-/// run database (`run."stage"` there).
-pub fn shipped_table(stage: &str) -> String {
-    format!("pg_temp.{}", quote_ident(&shipped_name(stage)))
+/// The temporary table of a PostgreSQL or DuckDB session that holds a stage's rows shipped
+/// in from the run database (`run."stage"` there).
+pub fn shipped_table(dialect: Dialect, stage: &str) -> String {
+    let schema = match dialect {
+        Dialect::Duckdb => "temp",
+        _ => "pg_temp",
+    };
+    format!("{schema}.{}", quote_ident(&shipped_name(stage)))
+}
+
+/// A CSV file read by DuckDB itself, its fields typed by column as integers, reals or text
+/// (a column of dates stays text, as on `default`); `path` is relative to the `.wv` file's
+/// folder, which the runtime makes DuckDB's `file_search_path`.
+pub fn duckdb_csv(path: &str) -> String {
+    format!(
+        "read_csv({}, header = true, auto_type_candidates = ['BIGINT', 'DOUBLE', 'VARCHAR'])",
+        quote_str(path)
+    )
 }
 
 /// The name of [`shipped_table`], without its schema.
@@ -256,6 +280,10 @@ impl<'a> Writer<'a> {
                     Dialect::Postgres => format!(
                         "translate({text}, {UPPER}, {LOWER}) {not}LIKE translate({pattern}, {UPPER}, {LOWER}) ESCAPE ''"
                     ),
+                    // DuckDB's `LIKE` has no escape character unless one is given.
+                    Dialect::Duckdb => format!(
+                        "translate({text}, {UPPER}, {LOWER}) {not}LIKE translate({pattern}, {UPPER}, {LOWER})"
+                    ),
                 }
             }
             ExprKind::Error => "NULL".to_string(),
@@ -288,7 +316,7 @@ impl<'a> Writer<'a> {
     }
 
     fn call(&mut self, call: &Call) -> String {
-        if self.dialect == Dialect::Postgres
+        if self.dialect.is_connector()
             && let Some(sql) = self.postgres_call(call)
         {
             return sql;
@@ -303,21 +331,38 @@ impl<'a> Writer<'a> {
             .unwrap_or_else(|| format!("{name}({})", args.join(", ")))
     }
 
-    /// A function whose PostgreSQL form differs from its SQLite one, written so that it gives
-    /// what SQLite gives; `None` for one of the same name and meaning. The checker refused
-    /// the functions PostgreSQL has no form of (E0709) on a stage on a PostgreSQL connector.
+    /// A function whose PostgreSQL (or DuckDB) form differs from its SQLite one, written so
+    /// that it gives what SQLite gives; `None` for one of the same name and meaning. The
+    /// checker refused the functions they have no form of (E0709) on a stage on a connector.
     fn postgres_call(&mut self, call: &Call) -> Option<String> {
         let name = call.name.name.to_ascii_lowercase();
         let args: Vec<String> = call.args.iter().map(|a| self.expr(&a.value)).collect();
+        // Text of a value, in the dialect's name for the type.
+        let text = match self.dialect {
+            Dialect::Duckdb => "VARCHAR",
+            _ => "text",
+        };
         Some(match (name.as_str(), args.as_slice()) {
-            // SQLite rounds half away from zero and gives a real: so does numeric's round.
+            // SQLite rounds half away from zero and gives a real: so does numeric's round, and
+            // DuckDB's round of a double.
+            ("round", [x]) if self.dialect == Dialect::Duckdb => {
+                format!("round(CAST({x} AS DOUBLE))")
+            }
+            ("round", [x, digits]) if self.dialect == Dialect::Duckdb => {
+                format!("round(CAST({x} AS DOUBLE), CAST({digits} AS INTEGER))")
+            }
             ("round", [x]) => format!("CAST(round(CAST({x} AS numeric)) AS double precision)"),
             ("round", [x, digits]) => format!(
                 "CAST(round(CAST({x} AS numeric), CAST({digits} AS integer)) AS double precision)"
             ),
-            ("trim", [s, chars]) => format!("btrim({s}, {chars})"),
-            ("instr", [s, part]) => format!("strpos({s}, {part})"),
-            ("length", [s]) => format!("length(CAST({s} AS text))"),
+            // DuckDB has SQLite's `trim(s, chars)` and `instr`.
+            ("trim", [s, chars]) if self.dialect == Dialect::Postgres => {
+                format!("btrim({s}, {chars})")
+            }
+            ("instr", [s, part]) if self.dialect == Dialect::Postgres => {
+                format!("strpos({s}, {part})")
+            }
+            ("length", [s]) => format!("length(CAST({s} AS {text}))"),
             // A negative start counts from the end in SQLite.
             ("substr", [s, start, rest @ ..]) => {
                 let start = format!(
@@ -336,9 +381,9 @@ impl<'a> Writer<'a> {
                     many.join(", ")
                 )
             }
-            ("group_concat", [x]) => format!("string_agg(CAST({x} AS text), ',')"),
+            ("group_concat", [x]) => format!("string_agg(CAST({x} AS {text}), ',')"),
             ("group_concat", [x, separator]) => {
-                format!("string_agg(CAST({x} AS text), {separator})")
+                format!("string_agg(CAST({x} AS {text}), {separator})")
             }
             _ => return None,
         })
@@ -361,7 +406,7 @@ impl<'a> Writer<'a> {
             // PostgreSQL's INTEGER is 32 bits: milliseconds need its BIGINT.
             let whole = match self.dialect {
                 Dialect::Sqlite => "INTEGER",
-                Dialect::Postgres => "BIGINT",
+                Dialect::Postgres | Dialect::Duckdb => "BIGINT",
             };
             format!(
                 "CAST(ROUND({} {} {}) AS {whole})",
@@ -383,9 +428,9 @@ impl<'a> Writer<'a> {
             )
         } else if op == BinaryOp::Concat {
             format!("{} || {}", self.text_operand(lhs), self.text_operand(rhs))
-        } else if self.dialect == Dialect::Postgres && matches!(op, BinaryOp::Div | BinaryOp::Rem)
-        {
-            // SQLite divides by zero into null; PostgreSQL would fail the query.
+        } else if self.dialect.is_connector() && matches!(op, BinaryOp::Div | BinaryOp::Rem) {
+            // SQLite divides by zero into null; PostgreSQL would fail the query. (DuckDB's
+            // session divides integers as integers: `SET integer_division`, runtime::duckdb.)
             format!(
                 "{} {} NULLIF({}, 0)",
                 self.operand(lhs),
@@ -500,7 +545,7 @@ impl<'a> Writer<'a> {
     fn name(&mut self, name: &str) -> String {
         match self.resolve(name) {
             // PostgreSQL has a boolean type: a boolean value (kept as 1 or 0) is cast to it.
-            Meaning::Value(ValueType::Boolean) if self.dialect == Dialect::Postgres => {
+            Meaning::Value(ValueType::Boolean) if self.dialect.is_connector() => {
                 self.used.insert(name.to_string());
                 format!("CAST(:{name} AS boolean)")
             }

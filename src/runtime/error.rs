@@ -51,6 +51,8 @@ pub enum StageError {
     Activate(Shared<super::activate::Error>),
     /// A stage on a server (`on pg`) failed there, or could not reach it.
     Connector(Shared<super::postgres::Error>),
+    /// A stage on a DuckDB connector (`on duck`) failed there.
+    Duckdb(Shared<super::duckdb::Error>),
     /// A child run that did not end as a run (not started, stopped with its parent stage).
     Child(Shared<super::launch::Error>),
     /// Anything else about the stage's data, as the error said.
@@ -209,6 +211,16 @@ impl From<super::postgres::Error> for StageError {
     }
 }
 
+/// Interrupted because the run was: the stage is cancelled, not failed.
+impl From<super::duckdb::Error> for StageError {
+    fn from(e: super::duckdb::Error) -> Self {
+        match e {
+            super::duckdb::Error::Cancelled => StageError::Cancelled,
+            e => StageError::Duckdb(Shared::new(e)),
+        }
+    }
+}
+
 impl From<super::output::Error> for StageError {
     fn from(e: super::output::Error) -> Self {
         super::store::Error::Output(e).into()
@@ -284,6 +296,7 @@ impl std::fmt::Display for StageError {
             StageError::Store(e) => write!(f, "{}", e.0),
             StageError::Activate(e) => write!(f, "{}", e.0),
             StageError::Connector(e) => write!(f, "{}", e.0),
+            StageError::Duckdb(e) => write!(f, "{}", e.0),
             StageError::Child(e) => write!(f, "{}", e.0),
             StageError::ChildRun {
                 run_id,

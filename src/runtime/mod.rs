@@ -27,6 +27,8 @@
 //! | [`runs`] | the durable run store: history, liveness, resume, signals, retention |
 //! | [`schedule`] | fire times of cron and interval schedules, daylight saving, catch-up |
 //! | [`scheduler`] | the daemon behind `wvflow schedule`: starts due and triggered runs as processes |
+//! | [`postgres`] | a stage on a PostgreSQL connector: rows shipped in with COPY, queries on the server |
+//! | [`duckdb`] | a stage on a DuckDB connector (the `duckdb` feature): rows appended in, queries and CSV files in DuckDB |
 //! | [`tasks`] | what the tasks of an exported flow run: one stage at a time on shared state |
 
 pub mod activate;
@@ -34,6 +36,7 @@ pub mod activity;
 pub mod cancel;
 pub mod clock;
 pub mod continued;
+pub mod duckdb;
 pub mod engine;
 pub mod error;
 pub mod files;

@@ -12,6 +12,9 @@ const PG: &str = "[connectors.pg]\nkind = \"postgres\"\n\
 
 const DUCK: &str = "[connectors.duck]\nkind = \"duckdb\"\npath = \"w.duckdb\"\n";
 
+/// Another SQLite file: no build runs stages on one yet.
+const LITE: &str = "[connectors.lite]\nkind = \"sqlite\"\npath = \"other.db\"\n";
+
 const SECRET: &str = "pw-6b1f0c93-unique-in-this-test";
 
 /// A flow with one stage on `on`, or none.
@@ -151,14 +154,14 @@ fn a_postgres_connector_without_url_is_refused() {
 }
 
 #[test]
-fn a_stage_on_duckdb_is_refused_before_anything_runs() {
+fn a_stage_on_a_sqlite_file_is_refused_before_anything_runs() {
     let dir = scratch(
         "connectors_refused",
-        &[("wvflow.toml", DUCK), ("report.wv", &flow(Some("duck")))],
+        &[("wvflow.toml", LITE), ("report.wv", &flow(Some("lite")))],
     );
     let check = wvflow_in(&dir, &["check", "."]);
     assert_eq!(check.status.code(), Some(1));
-    insta::assert_snapshot!("duckdb_refused", stdout(&check));
+    insta::assert_snapshot!("sqlite_file_refused", stdout(&check));
     let run = wvflow_in(&dir, &["run", "report.wv"]);
     assert_ne!(run.status.code(), Some(0));
     let err = String::from_utf8_lossy(&run.stderr);
@@ -168,13 +171,46 @@ fn a_stage_on_duckdb_is_refused_before_anything_runs() {
     );
     assert!(
         err.contains(
-            "stage `recent` runs on connector `duck` (duckdb), which this build of wvflow cannot run yet"
+            "stage `recent` runs on connector `lite` (sqlite), which this build of wvflow cannot run yet"
         ),
         "{err}"
     );
     // Nothing ran: no run was recorded, no workspace database made.
     assert!(!dir.join(".wvflow").exists());
     assert_eq!(stdout(&run), "");
+}
+
+/// A stage on DuckDB checks and runs in a build with DuckDB (the `duckdb` feature, which
+/// scripts/test.sh turns on); a build without it refuses it at check time, saying so.
+#[test]
+fn a_stage_on_duckdb_runs_only_in_a_build_with_duckdb() {
+    let dir = scratch(
+        "connectors_duckdb",
+        &[("wvflow.toml", DUCK), ("report.wv", &flow(Some("duck")))],
+    );
+    let check = wvflow_in(&dir, &["check", "."]);
+    let out = stdout(&check);
+    if cfg!(feature = "duckdb") {
+        assert_eq!(check.status.code(), Some(0), "{out}");
+        let run = wvflow_in(&dir, &["run", "report.wv"]);
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(dir.join("w.duckdb").is_file());
+    } else {
+        assert_eq!(check.status.code(), Some(1), "{out}");
+        assert!(
+            out.contains(
+                "stage `recent` runs on connector `duck` (duckdb), which this build of wvflow \
+                 cannot run: it was built without DuckDB (the `duckdb` feature)"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("--features duckdb"), "{out}");
+    }
 }
 
 #[test]

@@ -529,28 +529,54 @@ fn a_file_with_thousands_of_problems_gets_the_first_and_a_note() {
 
 /// Connectors in the editor: `stage s on ` completes `default` and `wvflow.toml`'s
 /// connectors, a connector's name hovers with its kind, and a stage on a connector this build
-/// cannot run (duckdb) is shown as E0702 where it is written; one on postgres is not.
+/// cannot run (another SQLite file; DuckDB in a build without it) is shown as E0702 where it is
+/// written; one on postgres is not.
 #[test]
 fn the_language_server_knows_connectors() {
-    const TOML: &str = "[connectors.pg]\nkind = \"postgres\"\nurl = \"postgresql://app:${PGPASSWORD}@db/a\"\n\n[connectors.duck]\nkind = \"duckdb\"\npath = \"a.duckdb\"\n";
-    const FLOW: &str = "flow Report = {\n  stage orders = from [[1]] as t(id)\n  stage recent on duck = from orders | limit 10\n  stage there on pg = from orders\n}\n";
+    const TOML: &str = "[connectors.pg]\nkind = \"postgres\"\nurl = \"postgresql://app:${PGPASSWORD}@db/a\"\n\n[connectors.duck]\nkind = \"duckdb\"\npath = \"a.duckdb\"\n\n[connectors.lite]\nkind = \"sqlite\"\npath = \"other.db\"\n";
+    const FLOW: &str = "flow Report = {\n  stage orders = from [[1]] as t(id)\n  stage recent on duck = from orders | limit 10\n  stage there on pg = from orders\n  stage other on lite = from orders\n}\n";
     let (mut client, uri, found) = open_beside(
         "lsp_connectors",
         "report.wv",
         FLOW,
         &[("wvflow.toml", TOML)],
     );
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0]["code"], "E0702");
+    let refused: Vec<(&str, u64)> = found
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap(),
+                d["range"]["start"]["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    if cfg!(feature = "duckdb") {
+        assert_eq!(refused, [("E0702", 4)], "{found:?}");
+    } else {
+        assert_eq!(refused, [("E0702", 2), ("E0702", 4)], "{found:?}");
+    }
     let at = |line: u32, character: u32| json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } });
     // `on d|uck` on line 2: `duck` starts at column 18.
     assert_eq!(
         labels(client.request("textDocument/completion", at(2, 19))),
-        ["default", "pg", "duck"]
+        ["default", "pg", "duck", "lite"]
     );
     let hover = client.request("textDocument/hover", at(2, 19));
     let text = hover["contents"]["value"].as_str().unwrap();
-    assert!(text.contains("**connector `duck`**: duckdb"), "{text}");
+    assert!(
+        text.contains("**connector `duck`**: duckdb, file `"),
+        "{text}"
+    );
+    assert_eq!(
+        text.contains("(E0702)"),
+        !cfg!(feature = "duckdb"),
+        "{text}"
+    );
+    // `on l|ite` on line 4.
+    let hover = client.request("textDocument/hover", at(4, 18));
+    let text = hover["contents"]["value"].as_str().unwrap();
+    assert!(text.contains("**connector `lite`**: sqlite"), "{text}");
+    assert!(text.contains("(E0702)"), "{text}");
     // `on p|g` on line 3.
     let hover = client.request("textDocument/hover", at(3, 18));
     let text = hover["contents"]["value"].as_str().unwrap();

@@ -13,6 +13,9 @@ mod connectors;
 mod continue_as_new;
 mod data_path;
 mod docs;
+// Stages on DuckDB: a build with the `duckdb` feature (scripts/test.sh builds one).
+#[cfg(feature = "duckdb")]
+mod duckdb;
 mod examples;
 mod export;
 mod export_calls;

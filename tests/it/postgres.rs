@@ -320,7 +320,7 @@ fn postgres_a_timeout_cancels_the_query_on_the_server() {
 }
 
 /// Filters and tails of the generated pipelines: every filter with every tail, each run on
-/// SQLite and on PostgreSQL.
+/// SQLite, on PostgreSQL and (in a build with it) on DuckDB.
 const FILTERS: [&str; 6] = [
     "",
     "| where a > 2",
@@ -331,7 +331,7 @@ const FILTERS: [&str; 6] = [
 ];
 
 /// Each tail, and whether its rows come in a defined order.
-const TAILS: [(&str, bool); 7] = [
+const TAILS: [(&str, bool); 8] = [
     (
         "| select id, a / 2 as half, a % 3 as m, a / 0 as z, s || '!' as t2",
         false,
@@ -356,16 +356,27 @@ const TAILS: [(&str, bool); 7] = [
         "| select id, flag, not flag as nf, a > 2 as big, x * 2 as dx",
         false,
     ),
+    (
+        "| select id, at, d, d * 2 as dd, at is null as never | order by at, id",
+        true,
+    ),
 ];
 
 #[test]
-fn postgres_generated_flows_give_the_same_rows_as_sqlite() {
+fn postgres_and_duckdb_generated_flows_give_the_same_rows_as_sqlite() {
     let pg = server();
     pg.database("wv_differential");
+    let duck = cfg!(feature = "duckdb");
     let mut flow = String::from(
-        "flow Differential = {\n  stage data = from [[1, 5, 'apple', true, 0.5], [2, null, 'Avocado', false, 1.25], \
-         [3, -7, 'it''s', null, 2.5], [4, 3, null, true, -3.75], [5, 10, 'banana', false, null], \
-         [6, 2, ' a_b ', true, 0.5], [7, -1, 'say \"hi\"', false, 8.0]] as t(id, a, s, flag, x)\n  \
+        "flow Differential = {\n  stage data = from [\
+         [1, 5, 'apple', true, 0.5, timestamp '2026-03-01T10:00:00Z', 90s], \
+         [2, null, 'Avocado', false, 1.25, null, 1h], \
+         [3, -7, 'it''s', null, 2.5, timestamp '2025-12-31T23:59:59Z', null], \
+         [4, 3, null, true, -3.75, timestamp '2026-03-01T09:30:00Z', 250ms], \
+         [5, 10, 'banana', false, null, timestamp '2026-01-15T00:00:00Z', 0s], \
+         [6, 2, ' a_b ', true, 0.5, null, 2d], \
+         [7, -1, 'say \"hi\"', false, 8.0, timestamp '2026-03-01T10:00:00Z', 45m]\
+         ] as t(id, a, s, flag, x, at, d)\n  \
          stage other = from [[1, 'one'], [2, 'two'], [5, 'five'], [9, 'nine']] as u(id, label)\n",
     );
     let mut pipelines = Vec::new();
@@ -375,6 +386,9 @@ fn postgres_generated_flows_give_the_same_rows_as_sqlite() {
             let ops = format!("{filter} {tail}");
             flow.push_str(&format!("  stage lite_{i} = from data {ops}\n"));
             flow.push_str(&format!("  stage pg_{i} on pg = from data {ops}\n"));
+            if duck {
+                flow.push_str(&format!("  stage duck_{i} on duck = from data {ops}\n"));
+            }
             pipelines.push((ops, ordered));
         }
     }
@@ -382,24 +396,39 @@ fn postgres_generated_flows_give_the_same_rows_as_sqlite() {
     let dir = scratch(
         "postgres_differential",
         &[
-            ("wvflow.toml", &pg.toml("wv_differential")),
+            (
+                "wvflow.toml",
+                &format!(
+                    "{}\n[connectors.duck]\nkind = \"duckdb\"\npath = \"d.duckdb\"\n",
+                    pg.toml("wv_differential")
+                ),
+            ),
             ("d.wv", &flow),
         ],
     );
     let (code, summary) = run(&dir, "d.wv", PASSWORD);
     assert_eq!(code, Some(0), "{summary}");
     for (i, (ops, ordered)) in pipelines.iter().enumerate() {
-        let mut lite = rows(&dir, &summary, &format!("lite_{i}"));
-        let mut there = rows(&dir, &summary, &format!("pg_{i}"));
-        if !ordered {
-            let key = |r: &serde_json::Value| r.to_string();
-            lite.sort_by_key(key);
-            there.sort_by_key(key);
-        }
+        let read = |prefix: &str| {
+            let mut rows = rows(&dir, &summary, &format!("{prefix}_{i}"));
+            if !ordered {
+                rows.sort_by_key(|r: &serde_json::Value| r.to_string());
+            }
+            rows
+        };
+        let lite = read("lite");
         assert_eq!(
-            lite, there,
+            lite,
+            read("pg"),
             "`from data {ops}` differs (SQLite, then PostgreSQL)"
         );
+        if duck {
+            assert_eq!(
+                lite,
+                read("duck"),
+                "`from data {ops}` differs (SQLite, then DuckDB)"
+            );
+        }
         assert!(
             !lite.is_empty() || ops.contains("where"),
             "`{ops}` gave no rows"

@@ -196,9 +196,11 @@ pub struct Binder {
     /// The expressions bound are a loop's (its condition, the operators it repeats, its
     /// stage's keys): `iteration()` has a value there.
     pub in_loop: bool,
-    /// The expressions bound are a stage's on this PostgreSQL connector: what its dialect
-    /// cannot express is reported (E0709).
+    /// The expressions bound are a stage's on this PostgreSQL (or DuckDB) connector: what its
+    /// dialect cannot express is reported (E0709).
     pub on_postgres: Option<String>,
+    /// The engine of `on_postgres`, as E0709 names it: "PostgreSQL" or "DuckDB".
+    pub engine: &'static str,
 }
 
 impl Binder {
@@ -210,6 +212,7 @@ impl Binder {
             read_row: false,
             in_loop: false,
             on_postgres: None,
+            engine: "PostgreSQL",
         }
     }
 
@@ -324,7 +327,7 @@ impl Binder {
             let d = not_on_postgres(
                 self.file,
                 span,
-                connector,
+                (connector, self.engine),
                 "a signal is read from the run store".to_string(),
             );
             self.out.push(d);
@@ -426,7 +429,7 @@ impl Binder {
         if let Some(connector) = &self.on_postgres
             && let Some(what) = sqlite_time(op, l, r)
         {
-            let d = not_on_postgres(self.file, e.span, connector, what.to_string());
+            let d = not_on_postgres(self.file, e.span, (connector, self.engine), what.to_string());
             self.out.push(d);
         }
         if let Some(why) = time_misuse(op, l, r) {
@@ -483,8 +486,8 @@ impl Binder {
             let d = not_on_postgres(
                 self.file,
                 call.name.span,
-                connector,
-                format!("`{}()` has no PostgreSQL form", f.name),
+                (connector, self.engine),
+                format!("`{}()` has no {} form", f.name, self.engine),
             );
             self.out.push(d);
         }
@@ -677,20 +680,21 @@ fn sqlite_time(op: BinaryOp, l: ValueType, r: ValueType) -> Option<&'static str>
     }
 }
 
-/// E0709: an expression of a stage on a PostgreSQL connector its dialect cannot express.
+/// E0709: an expression of a stage on a PostgreSQL (or DuckDB) connector its dialect cannot
+/// express.
 fn not_on_postgres(
     file: FileId,
     span: crate::span::Span,
-    connector: &str,
+    (connector, engine): (&str, &str),
     what: String,
 ) -> Diagnostic {
     Diagnostic::error(
         Code::E0709,
         file,
         span,
-        format!("{what}: the stage runs on PostgreSQL connector `{connector}`"),
+        format!("{what}: the stage runs on {engine} connector `{connector}`"),
     )
-    .with_label("not on PostgreSQL")
+    .with_label(format!("not on {engine}"))
     .with_help("compute it in a stage on `default` (before or after this one), or write it another way")
 }
 

@@ -6,7 +6,7 @@
 
 use crate::check::Ctx;
 use crate::check::graph::FlowGraph;
-use crate::connectors::{self, Lookup};
+use crate::connectors::{self, ConnectorKind, Lookup};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::span::Span;
 use crate::syntax::ast::{OpKind, SourceKind, SourceRef, Stage};
@@ -50,27 +50,25 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
                 ));
             }
             Lookup::Found(connector) if !connectors::runs_here(connector) => {
+                let (why, help) = connectors::not_run_why(connector.kind);
                 let mut d = Diagnostic::error(
                     Code::E0702,
                     graph.file,
                     on.span,
                     format!(
-                        "stage `{}` runs on connector `{name}` ({}), which this build of wvflow cannot run yet",
+                        "stage `{}` runs on connector `{name}` ({}), {why}",
                         stage.name.name, connector.kind
                     ),
                 )
                 .with_label(format!("a {} connector", connector.kind))
-                .with_help(format!(
-                    "`default` (the embedded SQLite database) and postgres connectors run \
-                     queries today: remove `on {name}` or write `on default`"
-                ));
+                .with_help(help.replace("NAME", name));
                 if let Some(file) = config.file {
                     d = d.with_secondary(file, connector.span, "declared here");
                 }
                 found.push(d);
             }
-            Lookup::Found(_) => {
-                for (span, what) in server_steps(stage) {
+            Lookup::Found(connector) => {
+                for (span, what) in server_steps(stage, connector.kind) {
                     found.push(
                         Diagnostic::error(
                             Code::E0710,
@@ -99,8 +97,17 @@ pub fn check_flow(ctx: &mut Ctx, graph: &FlowGraph) {
 }
 
 /// The steps of a stage on a server that this build does not run there, each with its
-/// place and what it is.
-fn server_steps(stage: &Stage) -> Vec<(Span, &'static str)> {
+/// place and what it is. DuckDB reads CSV files itself (`read_csv`).
+fn server_steps(stage: &Stage, kind: ConnectorKind) -> Vec<(Span, &'static str)> {
+    let unshippable = |r: &SourceRef, span: Span| match r {
+        SourceRef::File(path) if kind == ConnectorKind::Duckdb => {
+            match crate::file_format::Format::of(std::path::Path::new(path.value.as_str())) {
+                crate::file_format::Format::Csv => None,
+                _ => Some((span, "a data file other than CSV")),
+            }
+        }
+        other => unshippable(other, span),
+    };
     let mut refused = Vec::new();
     let source = &stage.body.source;
     match &source.kind {

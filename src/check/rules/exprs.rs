@@ -96,7 +96,10 @@ pub fn check_flow_assuming(
     let scopes = FlowScopes::new(graph.flow);
     let mut binder = Binder::new(graph.file);
     for (node, pipeline) in graph.stages.iter().zip(&pipelines) {
-        binder.on_postgres = postgres_connector(ctx, node.stage);
+        (binder.on_postgres, binder.engine) = match server_connector(ctx, node.stage) {
+            Some((name, engine)) => (Some(name), engine),
+            None => (None, "PostgreSQL"),
+        };
         stage(&mut binder, &scopes, pipeline, node.stage);
         binder.on_postgres = None;
     }
@@ -123,13 +126,17 @@ pub fn check_flow_assuming(
     ctx.out.extend(binder.out);
 }
 
-/// The name of the PostgreSQL connector a stage runs on, if it does.
-fn postgres_connector(ctx: &Ctx, stage: &Stage) -> Option<String> {
+/// The name of the PostgreSQL or DuckDB connector a stage runs on, if it does, and the
+/// engine's name: their dialects refuse the same expressions (E0709).
+fn server_connector(ctx: &Ctx, stage: &Stage) -> Option<(String, &'static str)> {
+    use crate::connectors::ConnectorKind;
     let on = stage.connector.as_ref()?;
     match ctx.workspace.connectors.lookup(&on.name) {
-        crate::connectors::Lookup::Found(c) if c.kind == crate::connectors::ConnectorKind::Postgres => {
-            Some(on.name.to_string())
-        }
+        crate::connectors::Lookup::Found(c) => match c.kind {
+            ConnectorKind::Postgres => Some((on.name.to_string(), "PostgreSQL")),
+            ConnectorKind::Duckdb => Some((on.name.to_string(), "DuckDB")),
+            ConnectorKind::Sqlite => None,
+        },
         _ => None,
     }
 }

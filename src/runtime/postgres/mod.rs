@@ -13,4 +13,5 @@ mod run;
 mod ship;
 
 pub use error::Error;
+pub use literal::inline_params;
 pub use run::{Job, run};
