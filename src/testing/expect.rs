@@ -2,6 +2,7 @@
 //! `expect`, with what was expected and what was found side by side.
 
 use super::Ran;
+use super::mock::Call;
 use super::rows::{matches, rows, same};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::runtime::engine::{StageSummary, Summary};
@@ -19,16 +20,20 @@ pub fn check(file: FileId, test: &Test, ran: &Ran) -> Vec<Diagnostic> {
         Diagnostic::error(Code::E0806, file, span, message).with_label(found)
     };
     if let Some(why) = &ran.stopped {
-        failures.push(fail(test.name.span, format!("test `{}` did not run to its end", test.name.name), why.clone()));
+        let message = format!("test `{}` did not run to its end", test.name.name);
+        failures.push(fail(test.name.span, message, why.clone()));
     }
     if let Some(at) = ran.stuck_at {
         failures.push(
             fail(
                 test.name.span,
-                format!("the run could never end: at {} every stage waited and nothing could wake one", crate::human::duration(at)),
+                format!(
+                    "the run could never end: at {} every stage waited and nothing could wake one",
+                    crate::human::duration(at)
+                ),
                 "cancelled as stuck".into(),
             )
-            .with_help("mock the activity that never ends with a timeout, or send the signal the run waits for"),
+            .with_help("give what never ends a timeout, or send the signal the run waits for"),
         );
     }
     let base = Path::new(".");
@@ -92,45 +97,54 @@ fn holds(what: &Expectation, ran: &Ran, base: &Path) -> Held {
             stage_holds(stage, fact, summary, run, ran, base)
         }
         Expectation::Called { activity, fact } => {
-            let calls: Vec<&super::mock::Call> = ran.calls.iter().filter(|c| c.activity == activity.name.as_str()).collect();
-            match fact {
-                CallFact::Times(n) => {
-                    if calls.len() as u64 == n.value { Ok(()) } else { found(format!("called {} time{}", calls.len(), if calls.len() == 1 { "" } else { "s" })) }
-                }
-                CallFact::With(args, _) => {
-                    let fits = |call: &&super::mock::Call| {
-                        args.iter().all(|arg| {
-                            let (Some(name), Some((v, ty))) = (&arg.name, crate::check::values::literal_value(&arg.value)) else {
-                                return false;
-                            };
-                            call.args.get(name.name.as_str()).is_some_and(|a| same((&v, ty), (a, ValueType::Any)))
-                        })
-                    };
-                    if calls.iter().any(fits) {
-                        Ok(())
-                    } else if calls.is_empty() {
-                        found("never called".into())
-                    } else {
-                        let seen: Vec<String> = calls.iter().map(|c| args_text(&c.args)).collect();
-                        Err(("called with other arguments".into(), Some(format!("its calls had: {}", seen.join("; ")))))
-                    }
-                }
-                CallFact::Rows(rows) => {
-                    if calls.is_empty() {
-                        return found("never called".into());
-                    }
-                    let mut last = Ok(());
-                    for call in &calls {
-                        last = rows_hold(rows, &call.input, base);
-                        if last.is_ok() {
-                            return Ok(());
-                        }
-                    }
-                    last
-                }
-            }
+            let calls: Vec<&Call> = ran
+                .calls
+                .iter()
+                .filter(|c| c.activity == activity.name.as_str())
+                .collect();
+            call_holds(fact, &calls, base)
         }
     }
+}
+
+/// What an activity's calls must have been.
+fn call_holds(fact: &CallFact, calls: &[&Call], base: &Path) -> Held {
+    let never = || Err(("never called".to_string(), None));
+    match fact {
+        CallFact::Times(n) if calls.len() as u64 == n.value => Ok(()),
+        CallFact::Times(_) => Err((format!("called {}", counted(calls.len() as u64, "time")), None)),
+        CallFact::With(..) | CallFact::Rows(_) if calls.is_empty() => never(),
+        CallFact::With(args, _) => {
+            if calls.iter().any(|call| called_with(call, args)) {
+                return Ok(());
+            }
+            let seen: Vec<String> = calls.iter().map(|c| args_text(&c.args)).collect();
+            let help = format!("its calls had: {}", seen.join("; "));
+            Err(("called with other arguments".into(), Some(help)))
+        }
+        CallFact::Rows(rows) => {
+            let mut last = Ok(());
+            for call in calls {
+                last = rows_hold(rows, &call.input, base);
+                if last.is_ok() {
+                    break;
+                }
+            }
+            last
+        }
+    }
+}
+
+/// Whether a call had every argument value `args` name.
+fn called_with(call: &Call, args: &[Arg]) -> bool {
+    args.iter().all(|arg| {
+        let value = crate::check::values::literal_value(&arg.value);
+        let (Some(name), Some((v, ty))) = (&arg.name, value) else {
+            return false;
+        };
+        let given = call.args.get(name.name.as_str());
+        given.is_some_and(|a| same((&v, ty), (a, ValueType::Any)))
+    })
 }
 
 fn stage_holds(stage: &Ident, fact: &StageFact, summary: Option<&StageSummary>, run: Option<&Summary>, ran: &Ran, base: &Path) -> Held {
@@ -151,7 +165,7 @@ fn stage_holds(stage: &Ident, fact: &StageFact, summary: Option<&StageSummary>, 
             if u64::from(summary.attempts) == n.value {
                 Ok(())
             } else {
-                Err((format!("{} attempt{}", summary.attempts, if summary.attempts == 1 { "" } else { "s" }), None))
+                Err((counted(u64::from(summary.attempts), "attempt"), None))
             }
         }
         StageFact::Rows(rows) => {
@@ -167,7 +181,7 @@ fn rows_hold(expected: &RowsExpect, actual: &Rows, base: &Path) -> Held {
             if actual.len() as u64 == n.value {
                 Ok(())
             } else {
-                Err((format!("{} row{}", actual.len(), if actual.len() == 1 { "" } else { "s" }), None))
+                Err((counted(actual.len() as u64, "row"), None))
             }
         }
         RowsExpect::Exactly { rows: given, ordered } => {
@@ -175,7 +189,7 @@ fn rows_hold(expected: &RowsExpect, actual: &Rows, base: &Path) -> Held {
             match matches(&wanted, actual, *ordered) {
                 Ok(true) => Ok(()),
                 Ok(false) => Err((
-                    format!("{} other row{}", actual.len(), if actual.len() == 1 { "" } else { "s" }),
+                    counted(actual.len() as u64, "other row"),
                     Some(format!(
                         "expected:\n{}\nfound:\n{}",
                         crate::runtime::rows_text::table(&wanted).trim_end(),
@@ -209,7 +223,7 @@ fn saved_table(db: &Path, table: &str) -> Result<Rows, String> {
     let sql = format!("SELECT * FROM {}", crate::plan::sql::quote_ident(table));
     let mut statement = conn.prepare(&sql).map_err(|_| format!("no table `{table}` was saved"))?;
     let columns: Vec<String> = statement.column_names().map(|c| c.to_string()).collect();
-    let types: Vec<ValueType> = statement.columns().into_iter().map(|c| ValueType::from_column_decl(c.decl_type())).collect();
+    let types: Vec<ValueType> = statement.columns().map(|c| ValueType::from_column_decl(c.decl_type())).collect();
     let n = columns.len();
     let values = statement
         .query_map([], |row| (0..n).map(|i| row.get::<_, rusqlite::types::Value>(i)).collect::<Result<Vec<_>, _>>())
@@ -231,6 +245,15 @@ fn hooks_fired(ran: &Ran, run: Option<&Summary>) -> Vec<String> {
         }
     }
     fired
+}
+
+/// `1 row`, `2 rows`.
+fn counted(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 fn names(names: &[&str]) -> String {
@@ -256,11 +279,15 @@ fn said(what: &Expectation) -> String {
         Expectation::Table { table, .. } => format!("the rows of table `{}`", table.name),
         Expectation::Stage { stage, fact } => match fact {
             StageFact::State(state) => format!("stage `{}` ends {}", stage.name, state.name),
-            StageFact::Attempts(n) => format!("stage `{}` makes {} attempt{}", stage.name, n.value, if n.value == 1 { "" } else { "s" }),
+            StageFact::Attempts(n) => {
+                format!("stage `{}` makes {}", stage.name, counted(n.value, "attempt"))
+            }
             StageFact::Rows(_) => format!("the rows of stage `{}`", stage.name),
         },
         Expectation::Called { activity, fact } => match fact {
-            CallFact::Times(n) => format!("`{}` called {} time{}", activity.name, n.value, if n.value == 1 { "" } else { "s" }),
+            CallFact::Times(n) => {
+                format!("`{}` called {}", activity.name, counted(n.value, "time"))
+            }
             CallFact::With(..) => format!("`{}` called with these arguments", activity.name),
             CallFact::Rows(_) => format!("`{}` called with these rows", activity.name),
         },

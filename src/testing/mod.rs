@@ -254,8 +254,11 @@ fn starts_after(test: &Test, plan: &crate::plan::Plan) -> bool {
     }
 }
 
+/// The mocks of a test by activity, and the activities it lets run.
+type Mocks = (BTreeMap<String, Vec<Rule>>, BTreeSet<String>);
+
 /// The test's `mock` lines as rules by activity, and the activities it lets run.
-fn mocks(test: &Test, base: &Path) -> Result<(BTreeMap<String, Vec<Rule>>, BTreeSet<String>), String> {
+fn mocks(test: &Test, base: &Path) -> Result<Mocks, String> {
     let mut rules: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
     let mut real = BTreeSet::new();
     for statement in &test.statements {
@@ -315,10 +318,10 @@ fn schedule_signals(clock: &VirtualClock, test: &Test, db: &Path, errors: &Arc<M
         clock.at(
             at,
             Box::new(move || {
-                if let Err(e) = send_signal(&db, &name, json.as_ref()) {
-                    if let Ok(mut errors) = errors.lock() {
-                        errors.push(format!("signal `{name}` could not be sent: {e}"));
-                    }
+                if let Err(e) = send_signal(&db, &name, json.as_ref())
+                    && let Ok(mut errors) = errors.lock()
+                {
+                    errors.push(format!("signal `{name}` could not be sent: {e}"));
                 }
             }),
         );

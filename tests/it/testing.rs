@@ -7,13 +7,19 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn wvflow_test(dir: &Path, args: &[&str]) -> Output {
+/// `wvflow ARGS` in `dir`.
+fn wvflow_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .arg("test")
         .args(args)
         .current_dir(dir)
         .output()
         .unwrap()
+}
+
+fn wvflow_test(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["test"];
+    all.extend(args);
+    wvflow_in(dir, &all)
 }
 
 fn stdout(o: &Output) -> String {
@@ -465,11 +471,7 @@ test typos = {
 "#,
     );
     let dir = scratch("testing_names", &[("flow.wv", &text)]);
-    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["check", "flow.wv", "--format", "short"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let o = wvflow_in(&dir, &["check", "flow.wv", "--format", "short"]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
     let codes: Vec<&str> = out
@@ -564,11 +566,7 @@ test report_after_a_good_load = {
         "upstream Loader failed\n  mock work returns []\n  expect run success",
     );
     let dir = scratch("testing_upstream_typo", &[("flow.wv", &wrong)]);
-    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["check", "flow.wv"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let o = wvflow_in(&dir, &["check", "flow.wv"]);
     assert!(
         stdout(&o).contains("flow `Cleanup` does not start after `Loader`: neither its `if` nor its `depends on` names it"),
         "{}",
@@ -586,11 +584,7 @@ fn the_example_of_docs_testing_md_checks_clean_and_passes_as_shown() {
     let doc = std::fs::read_to_string("docs/testing.md").unwrap();
     let example = crate::common::code_blocks(&doc, "wv").remove(0);
     let dir = scratch("testing_docs", &[("trips.wv", &example)]);
-    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["check", "trips.wv"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let o = wvflow_in(&dir, &["check", "trips.wv"]);
     assert_eq!(stdout(&o), "checked 1 file: no problems\n");
     let o = wvflow_test(&dir, &["trips.wv"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
@@ -624,11 +618,7 @@ test impossible = {
 "#,
     );
     let dir = scratch("testing_impossible", &[("flow.wv", &text)]);
-    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["check", "flow.wv", "--format", "short"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let o = wvflow_in(&dir, &["check", "flow.wv", "--format", "short"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     let lines: Vec<&str> = out.lines().filter(|l| l.contains("E0805")).collect();
@@ -647,11 +637,7 @@ test impossible = {
         "mock reserve fails on attempts 1 to 2\n  mock reserve returns []\n",
     );
     let dir = scratch("testing_possible", &[("flow.wv", &retried)]);
-    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["check", "flow.wv"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let o = wvflow_in(&dir, &["check", "flow.wv"]);
     assert!(
         stdout(&o).ends_with("checked 1 file: 0 errors, 2 warnings\n"),
         "{}",
@@ -687,11 +673,7 @@ test customer_13_fails_alone = {
         &text[text.find("test customer_13").unwrap()..]
     );
     let dir = scratch("testing_twice", &[("flow.wv", &twice)]);
-    let o = Command::new(env!("CARGO_BIN_EXE_wvflow"))
-        .args(["check", "flow.wv", "--format", "short"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let o = wvflow_in(&dir, &["check", "flow.wv", "--format", "short"]);
     assert!(
         stdout(&o).contains("error[E0808]: a second test named `customer_13_fails_alone`"),
         "{}",

@@ -92,36 +92,6 @@ pub fn describe(expr: &Expr) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::source::FileId;
-
-    fn value(src: &str) -> Expr {
-        let parsed = crate::syntax::parse(
-            &format!("flow f with {{ x: {src} }} = {{ stage s = from t }}"),
-            FileId(0),
-        );
-        let crate::syntax::ast::Item::Flow(flow) = &parsed.ast.items[0] else {
-            panic!()
-        };
-        flow.config.as_ref().unwrap().entries[0].value.clone()
-    }
-
-    #[test]
-    fn durations_come_from_literals_and_humantime_strings() {
-        assert_eq!(duration(&value("90s")), Ok(Duration::from_secs(90)));
-        assert_eq!(duration(&value("'1h 30m'")), Ok(Duration::from_secs(5400)));
-        assert_eq!(
-            duration(&value("'7 days'")),
-            Ok(Duration::from_secs(7 * 86400))
-        );
-        assert!(duration(&value("'soon'")).is_err());
-        assert!(duration(&value("30")).unwrap_err().to_string().contains("add a unit"));
-        assert_eq!(show(Duration::from_secs(5400)), "1h 30m");
-    }
-}
-
 /// A literal's value as stored and its type (`-3` too): the values a test writes in rows,
 /// signals and arguments. `None` for anything that is not a literal.
 pub fn literal_value(expr: &Expr) -> Option<(rusqlite::types::Value, crate::value::ValueType)> {
@@ -155,4 +125,34 @@ pub fn literal_value(expr: &Expr) -> Option<(rusqlite::types::Value, crate::valu
         },
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::FileId;
+
+    fn value(src: &str) -> Expr {
+        let parsed = crate::syntax::parse(
+            &format!("flow f with {{ x: {src} }} = {{ stage s = from t }}"),
+            FileId(0),
+        );
+        let crate::syntax::ast::Item::Flow(flow) = &parsed.ast.items[0] else {
+            panic!()
+        };
+        flow.config.as_ref().unwrap().entries[0].value.clone()
+    }
+
+    #[test]
+    fn durations_come_from_literals_and_humantime_strings() {
+        assert_eq!(duration(&value("90s")), Ok(Duration::from_secs(90)));
+        assert_eq!(duration(&value("'1h 30m'")), Ok(Duration::from_secs(5400)));
+        assert_eq!(
+            duration(&value("'7 days'")),
+            Ok(Duration::from_secs(7 * 86400))
+        );
+        assert!(duration(&value("'soon'")).is_err());
+        assert!(duration(&value("30")).unwrap_err().to_string().contains("add a unit"));
+        assert_eq!(show(Duration::from_secs(5400)), "1h 30m");
+    }
 }

@@ -115,25 +115,29 @@ fn source<'t>(src: &'t str) -> impl Parse<'t, Source> {
     })
 }
 
-/// A stage or table name, a file path, or inline rows `[[...], ...] as t(a, b)`.
-fn source_ref<'t>(src: &'t str) -> impl Parse<'t, SourceRef> {
+/// Inline rows `[[1, 'a'], [2, 'b']]`: at least `min` of them (a stage's source, a test's).
+pub(super) fn inline_rows<'t>(src: &'t str, min: usize) -> impl Parse<'t, Vec<Vec<Expr>>> {
     let row = expr(src)
         .separated_by(just(Token::Comma))
         .allow_trailing()
         .collect::<Vec<_>>()
         .map(exact)
         .delimited_by(just(Token::LBracket), just(Token::RBracket));
+    row.separated_by(just(Token::Comma))
+        .allow_trailing()
+        .at_least(min)
+        .collect::<Vec<_>>()
+        .map(exact)
+        .delimited_by(just(Token::LBracket), just(Token::RBracket))
+}
+
+/// A stage or table name, a file path, or inline rows `[[...], ...] as t(a, b)`.
+fn source_ref<'t>(src: &'t str) -> impl Parse<'t, SourceRef> {
     let alias = just(Token::As)
         .ignore_then(name(src))
         .then(parenthesized(name(src)))
         .map(|(table, columns)| ValuesAlias { table, columns });
-    let values = row
-        .separated_by(just(Token::Comma))
-        .allow_trailing()
-        .at_least(1)
-        .collect::<Vec<_>>()
-        .map(exact)
-        .delimited_by(just(Token::LBracket), just(Token::RBracket))
+    let values = inline_rows(src, 1)
         .then(alias.or_not())
         .map_with(|(rows, alias), e| SourceRef::Values {
             rows,

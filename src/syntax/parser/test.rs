@@ -130,21 +130,10 @@ fn mock<'t>(src: &'t str) -> impl Parse<'t, Mock> {
 /// `[[1, 'a'], ...] as (id, name)` (a table name before the columns is allowed), `[]`, or a
 /// data file's path.
 fn rows<'t>(src: &'t str) -> impl Parse<'t, TestRows> {
-    let row = expr(src)
-        .separated_by(just(Token::Comma))
-        .allow_trailing()
-        .collect::<Vec<_>>()
-        .map(exact)
-        .delimited_by(just(Token::LBracket), just(Token::RBracket));
     let columns = just(Token::As)
         .ignore_then(name(src).or_not())
         .ignore_then(parenthesized(name(src)));
-    let inline = row
-        .separated_by(just(Token::Comma))
-        .allow_trailing()
-        .collect::<Vec<_>>()
-        .map(exact)
-        .delimited_by(just(Token::LBracket), just(Token::RBracket))
+    let inline = super::stage::inline_rows(src, 0)
         .then(columns.or_not())
         .map_with(|(rows, columns), e| TestRows::Inline {
             rows,
