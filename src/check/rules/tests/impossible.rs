@@ -64,13 +64,8 @@ pub(super) fn never_succeeding(ctx: &mut Ctx, file: FileId, test: &Test, graph: 
         let Some(Some(reason)) = graph.index_of(&stage.name).map(|i| why[i].clone()) else {
             continue;
         };
-        let impossible = match fact {
-            StageFact::State(state) => state.name == "success",
-            StageFact::Rows(RowsExpect::Count(n)) => n.value > 0,
-            StageFact::Rows(RowsExpect::Exactly { rows: TestRows::Inline { rows, .. }, .. }) => !rows.is_empty(),
-            _ => false,
-        };
-        if impossible {
+        let succeeds = matches!(fact, StageFact::State(state) if state.name == "success");
+        if succeeds || has_rows(fact) {
             ctx.emit(
                 Diagnostic::error(
                     Code::E0805,
@@ -113,13 +108,9 @@ pub(super) fn contradictions(ctx: &mut Ctx, file: FileId, test: &Test) {
             continue;
         }
         for (other, fact, other_span) in expects() {
+            let attempted = matches!(fact, StageFact::Attempts(n) if n.value > 0);
             let impossible = other.name == stage.name
-                && match fact {
-                    StageFact::Attempts(n) => n.value > 0 && state.name == "skipped",
-                    StageFact::Rows(RowsExpect::Count(n)) => n.value > 0,
-                    StageFact::Rows(RowsExpect::Exactly { rows: TestRows::Inline { rows, .. }, .. }) => !rows.is_empty(),
-                    _ => false,
-                };
+                && (has_rows(fact) || attempted && state.name == "skipped");
             if impossible {
                 ctx.emit(
                     Diagnostic::error(
@@ -134,5 +125,17 @@ pub(super) fn contradictions(ctx: &mut Ctx, file: FileId, test: &Test) {
                 );
             }
         }
+    }
+}
+
+/// Whether an expectation says the stage has rows.
+fn has_rows(fact: &StageFact) -> bool {
+    match fact {
+        StageFact::Rows(RowsExpect::Count(n)) => n.value > 0,
+        StageFact::Rows(RowsExpect::Exactly {
+            rows: TestRows::Inline { rows, .. },
+            ..
+        }) => !rows.is_empty(),
+        _ => false,
     }
 }
