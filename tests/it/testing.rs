@@ -680,3 +680,34 @@ test customer_13_fails_alone = {
         stdout(&o)
     );
 }
+
+#[test]
+fn a_test_sends_only_the_signals_its_flow_declares() {
+    let text = r#"
+activity prepare = exec('true')
+flow Gate = {
+  signal approved = false
+  stage prepared = prepare()
+  stage approval [poll_interval: 1s, timeout: 1h] = from prepared | wait until approved
+}
+test paused = {
+  call Gate()
+  mock prepare returns [['r1']] as (release)
+  signal pause at 1m
+  signal approved at 2m
+  expect run success
+}
+"#;
+    let dir = scratch("testing_pause", &[("flow.wv", text)]);
+    let o = wvflow_in(&dir, &["check", "flow.wv", "--format", "short"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("error[E0804]: invalid signal in a test"),
+        "{out}"
+    );
+    assert_eq!(out.matches("error[").count(), 1, "{out}");
+    let fixed = text.replace("  signal pause at 1m\n", "");
+    let (code, doc) = json_of("testing_no_pause", &fixed, &[]);
+    assert_eq!(code, Some(0), "{doc:#}");
+    assert_eq!(doc["virtual_ms"], 120_000);
+}

@@ -44,7 +44,12 @@ pub(super) fn signal(ctx: &mut Ctx, file: FileId, graph: &FlowGraph, name: &Iden
             _ => None,
         })
         .collect();
-    if !declared.contains(&name.name.as_str()) && !matches!(name.name.as_str(), "pause" | "resume") {
+    let builtin = matches!(name.name.as_str(), "pause" | "resume");
+    if builtin && !declared.contains(&name.name.as_str()) {
+        // The run's owner applies them as it polls the run store, in real time.
+        let takes = "a signal the flow declares: a test does not send `pause` or `resume`";
+        bad_value(ctx, file, name.span, "signal", takes);
+    } else if !declared.contains(&name.name.as_str()) {
         let d = Diagnostic::error(
             Code::E0801,
             file,
