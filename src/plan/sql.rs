@@ -392,7 +392,11 @@ impl<'a> Writer<'a> {
     /// `lhs op rhs` (the expression `e`): time arithmetic and comparisons by the engine's
     /// functions, the rest as SQL operators.
     fn binary(&mut self, e: &Expr, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> String {
-        if matches!(op, BinaryOp::Add | BinaryOp::Sub) && self.temporal(lhs, rhs) {
+        if self.dialect.is_connector()
+            && let Some(sql) = self.connector_time(op, lhs, rhs)
+        {
+            sql
+        } else if matches!(op, BinaryOp::Add | BinaryOp::Sub) && self.temporal(lhs, rhs) {
             let function = if op == BinaryOp::Add {
                 "wv_add"
             } else {
@@ -446,6 +450,77 @@ impl<'a> Writer<'a> {
             };
             format!("{} {symbol} {}", self.operand(lhs), self.operand(rhs))
         }
+    }
+
+    /// Time arithmetic and comparisons of instants on PostgreSQL or DuckDB, giving what
+    /// SQLite's `wv_add`/`wv_sub` and `julianday` give: timestamps (and dates) are RFC 3339
+    /// UTC text, read as the engine's timestamps and written back as the same text (to the
+    /// second, or with the milliseconds or microseconds it has, as `timestamp_text`);
+    /// durations are milliseconds. `None` for what is not time arithmetic (the checker
+    /// refused, E0709, the time arithmetic this does not write).
+    fn connector_time(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> Option<String> {
+        use ValueType as T;
+        let (l, r) = (self.static_type(lhs), self.static_type(rhs));
+        let time = |t: T| matches!(t, T::Timestamp | T::Date);
+        match op {
+            BinaryOp::Add | BinaryOp::Sub if time(l) && r == T::Duration => {
+                Some(self.shifted(lhs, rhs, op == BinaryOp::Sub))
+            }
+            BinaryOp::Add if l == T::Duration && time(r) => Some(self.shifted(rhs, lhs, false)),
+            BinaryOp::Sub if time(l) && time(r) => {
+                let (a, b) = (self.instant(lhs), self.instant(rhs));
+                Some(match self.dialect {
+                    Dialect::Duckdb => format!(
+                        "CAST(trunc((epoch_us({a}) - epoch_us({b})) / 1000.0) AS BIGINT)"
+                    ),
+                    _ => format!(
+                        "CAST(trunc((extract(epoch FROM {a}) - extract(epoch FROM {b})) * 1000) AS bigint)"
+                    ),
+                })
+            }
+            _ if op.is_comparison() && (l == T::Timestamp || r == T::Timestamp) => {
+                let symbol = if op == BinaryOp::NotEq {
+                    "<>"
+                } else {
+                    op.symbol()
+                };
+                Some(format!(
+                    "{} {symbol} {}",
+                    self.instant(lhs),
+                    self.instant(rhs)
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// A timestamp's (or a date's) text as the engine's instant: a timestamp with a zone on
+    /// PostgreSQL (its session's zone is UTC, runtime::postgres), a UTC timestamp on DuckDB
+    /// (which reads an offset in the text, converting to UTC).
+    fn instant(&mut self, e: &Expr) -> String {
+        let text = self.expr(e);
+        match self.dialect {
+            Dialect::Duckdb => format!("CAST({text} AS TIMESTAMP)"),
+            _ => format!("CAST({text} AS timestamptz)"),
+        }
+    }
+
+    /// `at ± d` (minus when `minus`): the instant moved by `d` milliseconds, as wvflow's text.
+    fn shifted(&mut self, at: &Expr, d: &Expr, minus: bool) -> String {
+        let (at, d) = (self.instant(at), self.operand(d));
+        let sign = if minus { "-" } else { "+" };
+        let text = match self.dialect {
+            Dialect::Duckdb => format!(
+                "strftime(make_timestamp(epoch_us({at}) {sign} CAST({d} AS BIGINT) * 1000), '%Y-%m-%dT%H:%M:%S.%f')"
+            ),
+            _ => format!(
+                "to_char(({at} {sign} CAST({d} AS bigint) * interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+            ),
+        };
+        // To the second unless there is a fraction, then to the millisecond if it is whole.
+        format!(
+            "(regexp_replace(regexp_replace({text}, '\\.000000$', ''), '(\\.[0-9]{{3}})000$', '\\1') || 'Z')"
+        )
     }
 
     /// Whether `l ± r` involves a timestamp, a date or a duration with something that is not

@@ -331,7 +331,7 @@ const FILTERS: [&str; 6] = [
 ];
 
 /// Each tail, and whether its rows come in a defined order.
-const TAILS: [(&str, bool); 8] = [
+const TAILS: [(&str, bool); 11] = [
     (
         "| select id, a / 2 as half, a % 3 as m, a / 0 as z, s || '!' as t2",
         false,
@@ -358,6 +358,24 @@ const TAILS: [(&str, bool); 8] = [
     ),
     (
         "| select id, at, d, d * 2 as dd, at is null as never | order by at, id",
+        true,
+    ),
+    (
+        "| where at > timestamp '2026-01-01T00:00:00Z' and at <= timestamp '2026-03-01T09:30:00.000Z' \
+         | select id, at, at <> timestamp '2026-03-01T10:00:00Z' as other, at < date '2026-03-01' as early",
+        false,
+    ),
+    (
+        "| select id, at + d as later, at - d as earlier, d + at as also, at - 250ms as odd, \
+         at + 1500ms - 1500ms as back, at - timestamp '2026-01-01T00:00:00Z' as since, \
+         d + 1h as longer, d - 30s as shorter, date '2026-03-01' + d as from_day",
+        false,
+    ),
+    (
+        "| select id, at >= timestamp '2026-03-01T09:30:00Z' as recent, \
+         date '2026-03-01' < date '2026-03-02' as before, \
+         date '2026-03-02' - date '2026-03-01' as day, at - date '2026-03-01' as into_day \
+         | order by at, id",
         true,
     ),
 ];
@@ -441,7 +459,7 @@ fn postgres_what_its_dialect_cannot_express_is_refused_at_check() {
     let toml = "[connectors.pg]\nkind = \"postgres\"\nurl = \"postgresql://app:${PGPASSWORD}@127.0.0.1:1/a\"\n";
     let flow = "flow Report = {\n  signal go = false\n  stage orders = from [[1, 'open']] as t(id, status)\n  \
                 stage tagged on pg = from orders | select id, hash(status) as tag, now() as at\n  \
-                stage late on pg = from orders | where run_time > timestamp '2026-01-01T00:00:00Z'\n  \
+                stage late on pg = from orders | select id, 1h || ' late' as late\n  \
                 stage rows on pg = from 'orders.csv' | limit 1\n  \
                 stage fine on pg = from orders | select id, round(id, 1) as r, instr(status, 'p') as i\n  \
                 stage keyed [idempotency_key: 'k'] on pg = from orders\n  \

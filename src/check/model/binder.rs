@@ -664,14 +664,30 @@ fn sqlite_time(op: BinaryOp, l: ValueType, r: ValueType) -> Option<&'static str>
     use ValueType as T;
     let time = |t: T| matches!(t, T::Timestamp | T::Date);
     let number = |t: T| matches!(t, T::Int | T::Float | T::Duration);
+    // What the connectors' dialects write (plan::sql, `connector_time`): a timestamp or a
+    // date moved by a duration, the duration between two, and instants compared with
+    // timestamps, dates or text.
+    let written = match op {
+        BinaryOp::Add => (time(l) && r == T::Duration) || (l == T::Duration && time(r)),
+        BinaryOp::Sub => time(l) && (r == T::Duration || time(r)),
+        _ => false,
+    };
+    let instant = |t: T| matches!(t, T::Timestamp | T::Date | T::String);
     match op {
         BinaryOp::Add | BinaryOp::Sub
-            if time(l) || time(r) || (l == T::Duration && !number(r)) || (r == T::Duration && !number(l)) =>
+            if !written
+                && (time(l)
+                    || time(r)
+                    || (l == T::Duration && !number(r))
+                    || (r == T::Duration && !number(l))) =>
         {
-            Some("time arithmetic is not written for PostgreSQL yet")
+            Some("time arithmetic on a value of unknown type is written only by the embedded engine")
         }
-        _ if op.is_comparison() && (l == T::Timestamp || r == T::Timestamp) => {
-            Some("timestamps compare as instants only on the embedded engine yet")
+        _ if op.is_comparison()
+            && (l == T::Timestamp || r == T::Timestamp)
+            && !(instant(l) && instant(r)) =>
+        {
+            Some("a timestamp compares as an instant with a timestamp, a date or text only")
         }
         BinaryOp::Concat if l == T::Duration || r == T::Duration => {
             Some("a duration as text is written only by the embedded engine")

@@ -79,6 +79,8 @@ pub fn open(cwd: &Path, name: &str) -> Result<Server, Error> {
     };
     // Literals are written as SQL's standard ones (`'it''s'`), whatever the server's default.
     server.execute("SET standard_conforming_strings = on")?;
+    // Timestamps without a zone (a date, `2026-12-01 09:00:00`) are UTC, as on SQLite.
+    server.execute("SET TIME ZONE 'UTC'")?;
     Ok(server)
 }
 
