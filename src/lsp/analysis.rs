@@ -204,7 +204,17 @@ impl Analysis {
     /// Where the flows are that the tests at `places` run (and the flows those reach): a
     /// request in a test reads them in full, as the checker does.
     fn flows_of_tests_at(&self, places: &[At]) -> Vec<At> {
-        if self.chunked.keeps_trees() {
+        let in_test = |at: &At| {
+            let chunks = self.chunked.chunks_at(at.file, at.offset);
+            chunks.iter().any(|&c| {
+                self.chunked.outlines(at.file, c).iter().any(|item| {
+                    matches!(item, crate::syntax::ast::Item::Test(t)
+                        if (t.span.start as usize..=t.span.end as usize).contains(&at.offset))
+                })
+            })
+        };
+        // Only a request in a test pays for the index of the whole workspace.
+        if self.chunked.keeps_trees() || !places.iter().any(in_test) {
             return Vec::new();
         }
         let outlines = View {
