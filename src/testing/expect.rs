@@ -118,7 +118,7 @@ fn call_holds(fact: &CallFact, calls: &[&Call], base: &Path) -> Held {
             if calls.iter().any(|call| called_with(call, args)) {
                 return Ok(());
             }
-            let seen: Vec<String> = calls.iter().map(|c| args_text(&c.args)).collect();
+            let seen: Vec<String> = calls.iter().map(|c| args_text(c)).collect();
             let help = format!("its calls had: {}", seen.join("; "));
             Err(("called with other arguments".into(), Some(help)))
         }
@@ -263,8 +263,21 @@ fn names(names: &[&str]) -> String {
     format!("[{}]", names.join(", "))
 }
 
-fn args_text(args: &std::collections::BTreeMap<String, rusqlite::types::Value>) -> String {
-    let parts: Vec<String> = args.iter().map(|(k, v)| format!("{k} = {}", crate::value::literal(v, ValueType::Any))).collect();
+/// A call's arguments as a test writes them: `(flag = false, pause = 2m, note = 'x')`.
+fn args_text(call: &Call) -> String {
+    let parts: Vec<String> = call
+        .args
+        .iter()
+        .map(|(name, value)| {
+            let text = match (value, call.texts.get(name)) {
+                (rusqlite::types::Value::Null, _) => "null".to_string(),
+                (rusqlite::types::Value::Text(_), Some(text)) => format!("'{text}'"),
+                (_, Some(text)) => text.clone(),
+                (value, None) => crate::value::literal(value, ValueType::Any),
+            };
+            format!("{name} = {text}")
+        })
+        .collect();
     format!("({})", parts.join(", "))
 }
 

@@ -36,6 +36,8 @@ pub struct Rule {
 pub struct Call {
     pub activity: String,
     pub args: BTreeMap<String, Value>,
+    /// Each argument as the program sees it (`true`, `2m`): its `WV_<NAME>` variable.
+    pub texts: BTreeMap<String, String>,
     pub input: Rows,
     pub attempt: u32,
 }
@@ -111,6 +113,15 @@ impl Launcher for MockLauncher<'_> {
             calls.push(Call {
                 activity: request.activity.clone(),
                 args: request.args.clone(),
+                texts: request
+                    .args
+                    .keys()
+                    .filter_map(|name| {
+                        let var = format!("WV_{}", name.to_ascii_uppercase());
+                        let text = request.env.iter().find(|(k, _)| *k == var)?;
+                        Some((name.clone(), text.1.clone()))
+                    })
+                    .collect(),
                 input,
                 attempt,
             });

@@ -711,3 +711,46 @@ test paused = {
     assert_eq!(code, Some(0), "{doc:#}");
     assert_eq!(doc["virtual_ms"], 120_000);
 }
+
+
+#[test]
+fn typed_values_reach_a_mocked_activity_and_show_as_written() {
+    let text = r#"activity take(flag: boolean, ratio: float, pause: duration, note: string) = exec('true')
+activity emit = exec('true')
+flow Types(flag: boolean = true, ratio: float = 0.5, pause: duration = 90s) = {
+  stage rows = emit()
+  stage taken = from rows | take(flag, ratio, pause, null)
+}
+test typed_values_reach_the_activity = {
+  call Types(flag = false, ratio = 2.5, pause = 2m)
+  mock emit returns [['b', 2], ['a', 1], ['c', 3]] as (name, n)
+  mock take returns []
+  expect take called with (flag = true, ratio = 2.5, pause = 2m, note = null)
+  expect rows rows [[1, 'a'], [3, 'c'], [2, 'b']] as (n, name)
+  expect rows rows in order [['b'], ['a'], ['c']] as (name)
+  expect take called with rows [[3, 'c'], [1, 'a'], [2, 'b']] as (n, name)
+}
+test no_rows = {
+  call Types()
+  mock emit returns []
+  mock take returns []
+  expect rows rows 0
+  expect take called with rows 0
+}
+test one_row = {
+  call Types()
+  mock emit returns [[null, 1.0]] as (name, n)
+  mock take returns []
+  expect rows rows [[null, 1]] as (name, n)
+}
+"#;
+    let (code, doc) = json_of("testing_typed", text, &[]);
+    assert_eq!(code, Some(1), "{doc:#}");
+    assert_eq!((doc["passed"].clone(), doc["failed"].clone()), (2.into(), 1.into()));
+    let test = test_named(&doc, "typed_values_reach_the_activity");
+    assert_eq!(
+        test["failures"][0]["help"],
+        "its calls had: (flag = false, note = null, pause = 2m, ratio = 2.5)"
+    );
+    assert_eq!(test["failures"].as_array().unwrap().len(), 1, "{test:#}");
+}
