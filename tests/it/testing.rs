@@ -712,7 +712,6 @@ test paused = {
     assert_eq!(doc["virtual_ms"], 120_000);
 }
 
-
 #[test]
 fn typed_values_reach_a_mocked_activity_and_show_as_written() {
     let text = r#"activity take(flag: boolean, ratio: float, pause: duration, note: string) = exec('true')
@@ -746,7 +745,10 @@ test one_row = {
 "#;
     let (code, doc) = json_of("testing_typed", text, &[]);
     assert_eq!(code, Some(1), "{doc:#}");
-    assert_eq!((doc["passed"].clone(), doc["failed"].clone()), (2.into(), 1.into()));
+    assert_eq!(
+        (doc["passed"].clone(), doc["failed"].clone()),
+        (2.into(), 1.into())
+    );
     let test = test_named(&doc, "typed_values_reach_the_activity");
     assert_eq!(
         test["failures"][0]["help"],
